@@ -1,0 +1,134 @@
+//! The model's shape: everything a sweep may vary about the network itself.
+//!
+//! One struct covers the GPT baseline and the looped (Parcae) model; fields that only the looped
+//! model reads live in `LoopedConfig`, absent for a GPT, so a GPT run's canonical form (and so its
+//! run key) never changes when looped options are added.
+
+use serde::{Deserialize, Serialize};
+
+/// Which network to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// A standard pre-norm GPT of `n_layers` blocks.
+    Gpt,
+    /// Prelude → recurrent core applied T times → coda (Parcae and prior looped baselines).
+    Looped,
+}
+
+/// The MLP inside every block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mlp {
+    /// `W2 · relu(W1 x)²`, the Parcae / modded-nanoGPT choice.
+    Relu2,
+    /// `W2 · gelu(W1 x)` (tanh approximation).
+    Gelu,
+    /// `W2 · (silu(W1 x) ⊙ W3 x)`, hidden width 2/3 of the others' so parameters match.
+    Swiglu,
+}
+
+/// How the looped model mixes the prelude's output `e` into the recurrent state `h` each loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Injection {
+    /// Parcae: `h ← exp(-Δ·A) ⊙ h + Δ ⊙ (B e)`; spectral norm < 1 by construction.
+    Diagonal,
+    /// `h ← h + e`.
+    Add,
+    /// Concat adapter `h ← W [h; e]` (Huginn style); spectral norm unconstrained.
+    Linear,
+}
+
+/// How many loops each training sequence runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DepthSampling {
+    /// Per sequence, total depth `n ~ Poisson(mean_recurrence)`, at least 1.
+    Poisson,
+    /// Every sequence runs exactly `mean_recurrence` loops.
+    Fixed,
+}
+
+/// How the recurrent state starts before the first loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateInit {
+    /// Gaussian, scaled like the embedding init.
+    Random,
+    /// All zeros.
+    Zero,
+}
+
+/// Options read only by `arch = "looped"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoopedConfig {
+    pub n_prelude: usize,
+    pub n_core: usize,
+    pub n_coda: usize,
+    /// Width of the recurrent state; `None` means `d_model`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recurrent_dim: Option<usize>,
+    pub injection: Injection,
+    pub mean_recurrence: usize,
+    /// Loops with gradient (truncated backprop); `None` means ⌈mean_recurrence / 2⌉.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backprop_depth: Option<usize>,
+    pub depth_sampling: DepthSampling,
+    pub state_init: StateInit,
+    pub prelude_norm: bool,
+    /// Loop counts at which validation loss is measured after training.
+    pub test_loops: Vec<usize>,
+}
+
+impl Default for LoopedConfig {
+    fn default() -> Self {
+        LoopedConfig {
+            n_prelude: 2,
+            n_core: 2,
+            n_coda: 2,
+            recurrent_dim: None,
+            injection: Injection::Diagonal,
+            mean_recurrence: 4,
+            backprop_depth: None,
+            depth_sampling: DepthSampling::Poisson,
+            state_init: StateInit::Random,
+            prelude_norm: true,
+            test_loops: vec![1, 2, 4, 8, 16],
+        }
+    }
+}
+
+/// The `[model]` table of a sweep, fully resolved for one run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub d_model: usize,
+    pub n_heads: usize,
+    /// Blocks of the GPT (ignored by the looped model, which counts prelude/core/coda).
+    pub n_layers: usize,
+    pub mlp: Mlp,
+    /// Hidden width of the MLP as a multiple of `d_model`.
+    pub mlp_ratio: usize,
+    pub tie_embeddings: bool,
+    /// Present only for `arch = "looped"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub looped: Option<LoopedConfig>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            arch: Arch::Gpt,
+            d_model: 64,
+            n_heads: 4,
+            n_layers: 2,
+            mlp: Mlp::Relu2,
+            mlp_ratio: 4,
+            tie_embeddings: true,
+            looped: None,
+        }
+    }
+}

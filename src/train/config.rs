@@ -1,0 +1,85 @@
+//! What a run trains on and how: the `[data]` and `[train]` tables of a sweep.
+
+use serde::{Deserialize, Serialize};
+
+/// Learning-rate schedule after warmup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// Linear warmup, then cosine decay to `min_lr_fraction · lr`.
+    Cosine,
+    /// Linear warmup, constant, then linear cooldown to `min_lr_fraction · lr` (warmup-stable-decay).
+    Trapezoid,
+}
+
+/// The `[data]` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// `"moby-dick"` (the shipped corpus) or a path to any UTF-8 text file.
+    pub corpus: String,
+    /// `"bytes"`: one token per byte, vocabulary 256.
+    pub tokenizer: String,
+    /// Tokens per training sequence (context length).
+    pub seq_len: usize,
+    /// Fraction of the corpus held out for validation (its last part).
+    pub val_fraction: f64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig { corpus: "moby-dick".into(), tokenizer: "bytes".into(), seq_len: 128, val_fraction: 0.05 }
+    }
+}
+
+/// The `[train]` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Training-token budget; steps = tokens / (batch_size · seq_len), rounded up.
+    pub tokens: u64,
+    /// Sequences per optimizer step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    pub schedule: Schedule,
+    /// Fraction of steps spent warming up linearly from 0.
+    pub warmup_fraction: f64,
+    /// Fraction of steps spent cooling down (trapezoid only).
+    pub cooldown_fraction: f64,
+    /// Final learning rate as a fraction of the peak.
+    pub min_lr_fraction: f64,
+    /// Decoupled AdamW weight decay (never applied to norms, biases or injection parameters).
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    /// Clip the global gradient norm to this value; 0 disables clipping.
+    pub grad_clip: f64,
+    /// Evaluate validation loss every this many steps (and always at the end); 0 = only at the end.
+    pub eval_every: usize,
+    /// Validation tokens per evaluation.
+    pub eval_tokens: u64,
+    /// Record a `metrics` row every this many steps.
+    pub log_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            tokens: 200_000,
+            batch_size: 16,
+            lr: 3e-3,
+            schedule: Schedule::Cosine,
+            warmup_fraction: 0.05,
+            cooldown_fraction: 0.2,
+            min_lr_fraction: 0.1,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            grad_clip: 1.0,
+            eval_every: 100,
+            eval_tokens: 16_384,
+            log_every: 10,
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Training one run: corpus and tokenizer, optimizer, schedule, the loop and evaluation.
+//!
+//! Training reports what it measures through a [`RunObserver`]; it never touches the store.
+
+mod config;
+
+pub use config::{DataConfig, Schedule, TrainConfig};
+
+/// One logged optimizer step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepMetrics {
+    pub step: u64,
+    /// Training tokens consumed so far (after this step).
+    pub tokens: u64,
+    /// Training FLOPs spent so far (after this step).
+    pub flops: f64,
+    /// Mean cross-entropy (nats per token) of this step's batch.
+    pub train_loss: f64,
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Seconds since training started.
+    pub elapsed_seconds: f64,
+}
+
+/// One validation measurement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalMetrics {
+    pub step: u64,
+    pub tokens: u64,
+    pub flops: f64,
+    /// Mean cross-entropy on held-out text, nats per token.
+    pub val_loss: f64,
+    /// The same loss in bits per byte of text.
+    pub val_bpb: f64,
+    /// Loop count evaluated at (looped models); `None` for the GPT or the training depth.
+    pub test_loops: Option<usize>,
+}
+
+/// Receives a run's measurements as they happen; the engine stores them.
+pub trait RunObserver {
+    fn on_step(&mut self, metrics: &StepMetrics) -> anyhow::Result<()>;
+    fn on_eval(&mut self, eval: &EvalMetrics) -> anyhow::Result<()>;
+    /// Polled between steps; `true` stops training early with [`RunEnd::Interrupted`].
+    fn should_stop(&mut self) -> bool {
+        false
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunEnd {
+    Done,
+    /// Non-finite or exploding loss; the string says what was seen.
+    Diverged(String),
+    Interrupted,
+}
+
+/// A run's summary once training stops.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOutcome {
+    pub end: RunEnd,
+    pub steps: u64,
+    pub tokens: u64,
+    pub flops: f64,
+    /// Last validation loss at the training depth (nats per token), if any evaluation ran.
+    pub final_val_loss: Option<f64>,
+    pub final_val_bpb: Option<f64>,
+    pub final_train_loss: Option<f64>,
+    pub wall_seconds: f64,
+    pub tokens_per_second: f64,
+}
