@@ -83,3 +83,23 @@ impl Default for TrainConfig {
         }
     }
 }
+
+/// Name of the shipped corpus in `data.corpus`.
+pub const SHIPPED_CORPUS: &str = "moby-dick";
+
+/// Where a `data.corpus` value points on disk.
+///
+/// The shipped corpus lives in `data/corpus/moby-dick.txt` under `$LOOPSCALE_DATA_DIR` if set,
+/// else under the source checkout (`make corpus` installs it there). Any other value is a path;
+/// a relative one is taken relative to `base_dir`, the sweep file's directory, so a sweep file
+/// means the same thing from wherever it is run.
+pub fn resolve_corpus_path(corpus: &str, base_dir: &std::path::Path) -> std::path::PathBuf {
+    if corpus == SHIPPED_CORPUS {
+        let root = std::env::var_os("LOOPSCALE_DATA_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data"));
+        return root.join("corpus").join("moby-dick.txt");
+    }
+    let path = std::path::Path::new(corpus);
+    if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) }
+}

@@ -4,7 +4,7 @@
 
 mod config;
 
-pub use config::{DataConfig, Schedule, TrainConfig};
+pub use config::{resolve_corpus_path, DataConfig, Schedule, TrainConfig, SHIPPED_CORPUS};
 
 /// One logged optimizer step.
 #[derive(Clone, Debug, PartialEq)]
