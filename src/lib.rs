@@ -5,8 +5,10 @@
 //! [`fit`] reads the store and fits scaling laws.
 
 pub mod engine;
+pub mod cli;
 pub mod fit;
 pub mod model;
 pub mod store;
 pub mod sweep;
+pub mod table;
 pub mod train;

@@ -1,1 +1,47 @@
-//! TODO
+//! The SQLite store: schema, migrations, and the only code in loopscale that writes SQL.
+//!
+//! One file per sweep. A store is recognised by its `application_id` ("LOOP"); any other file is
+//! refused untouched, as is a store from a newer schema than this build knows. Writes that must
+//! agree (a run's final rows and its `done` status) share one transaction, so a crash can never
+//! leave a run `done` without its metrics. The schema itself, with a comment on every column,
+//! is `schema.sql`; `docs/schema.md` is the user's guide to it.
+
+mod open;
+mod runs;
+mod query;
+
+pub use open::{StoreError, APPLICATION_ID, SCHEMA_VERSION};
+pub use query::QueryResult;
+pub use runs::{NewRun, RunProgress, RunRow, RunStatus};
+
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+
+/// An open loopscale database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if absent) the store at `path`, migrating an older schema.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        open::open_read_write(path).map(|conn| Store { conn, path: path.to_path_buf() })
+    }
+
+    /// Opens an existing store without the ability to change it (for `sql`, `status`).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        open::open_read_only(path).map(|conn| Store { conn, path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        StoreError::sqlite(&self.path, e)
+    }
+}
+
+/// Current time as the store writes it: ISO-8601 UTC, second resolution.
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ','now')";

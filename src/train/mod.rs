@@ -70,3 +70,5 @@ pub struct RunOutcome {
     pub wall_seconds: f64,
     pub tokens_per_second: f64,
 }
+mod budget;
+pub use budget::{Budget, BYTE_VOCAB};

@@ -1,0 +1,213 @@
+//! What each command does and prints.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::{Cli, Command, RunArgs};
+use crate::engine::{self, RunOptions};
+use crate::store::{RunRow, RunStatus, Store};
+use crate::sweep::Sweep;
+use crate::table::{render, si};
+use crate::train::Budget;
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn execute(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Plan { file } => plan(&file),
+        Command::Run(args) => run(&args),
+        Command::Status { file, db } => status(&file, db),
+        Command::Sql { db, query, csv } => sql(&db, &query, csv),
+        Command::Worker(args) => {
+            let status = engine::run_worker(&engine::WorkerArgs {
+                db: args.db,
+                run_key: args.run,
+                base_dir: args.base_dir,
+                log_path: args.log,
+            })?;
+            Ok(if status == RunStatus::Interrupted { 130 } else { 0 })
+        }
+    }
+}
+
+fn load(file: &Path) -> anyhow::Result<Sweep> {
+    Ok(Sweep::load(file)?)
+}
+
+fn fmt_loss(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:.4}")).unwrap_or_default()
+}
+
+fn plan(file: &Path) -> anyhow::Result<i32> {
+    let sweep = load(file)?;
+    let mut columns: Vec<String> = vec!["run_key".into()];
+    let has_variants = sweep.runs.iter().any(|r| r.variant.is_some());
+    if has_variants {
+        columns.push("variant".into());
+    }
+    columns.extend(sweep.axes.iter().cloned());
+    columns.extend(["params".into(), "non_emb".into(), "tokens".into(), "flops".into()]);
+    let mut rows = Vec::new();
+    let (mut total_tokens, mut total_flops) = (0u64, 0f64);
+    for run in &sweep.runs {
+        let b = Budget::of(&run.config);
+        total_tokens += b.tokens;
+        total_flops += b.flops;
+        let mut row = vec![run.key.clone()];
+        if has_variants {
+            row.push(run.variant.clone().unwrap_or_default());
+        }
+        for axis in &sweep.axes {
+            row.push(run.varying.iter().find(|(k, _)| k == axis).map(|(_, v)| v.clone()).unwrap_or_default());
+        }
+        row.extend([b.params.to_string(), b.non_embedding_params.to_string(), b.tokens.to_string(), format!("{:.3e}", b.flops)]);
+        rows.push(row);
+    }
+    println!("sweep {} ({}): {} runs", sweep.name, sweep.path.display(), sweep.runs.len());
+    if !sweep.description.is_empty() {
+        println!("{}", sweep.description);
+    }
+    println!();
+    print!("{}", render(&columns, &rows));
+    println!();
+    println!("total: {} runs, {} training tokens, {:.3e} training FLOPs", sweep.runs.len(), si(total_tokens as f64), total_flops);
+    if sweep.collapsed > 0 {
+        println!("({} grid points were identical to another run once irrelevant keys were dropped, and are listed once)", sweep.collapsed);
+    }
+    println!("database: {}", sweep.db.display());
+    if let Some(rate) = measured_flop_rate(&sweep.db, &sweep.name) {
+        println!(
+            "estimated training time at this database's measured {:.2} GFLOP/s: {} (one worker)",
+            rate / 1e9,
+            human_duration(total_flops / rate)
+        );
+    }
+    Ok(0)
+}
+
+/// FLOP/s achieved by the finished runs in an existing database, if any.
+fn measured_flop_rate(db: &Path, sweep: &str) -> Option<f64> {
+    let store = Store::open_read_only(db).ok()?;
+    let runs = store.runs(sweep).ok()?;
+    let (flops, secs) = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Done)
+        .filter_map(|r| r.wall_seconds.map(|s| (r.flops, s)))
+        .fold((0.0, 0.0), |(f, s), (rf, rs)| (f + rf, s + rs));
+    (secs > 0.0).then(|| flops / secs)
+}
+
+fn human_duration(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<i32> {
+    if args.jobs == 0 {
+        anyhow::bail!("--jobs must be at least 1");
+    }
+    let sweep = load(&args.file)?;
+    let db = args.db.clone().unwrap_or_else(|| sweep.db.clone());
+    let options = RunOptions { db: db.clone(), jobs: args.jobs, retries: args.retries.unwrap_or(sweep.retries), plain: args.plain };
+    let summary = engine::run_sweep(&sweep, &options)?;
+    println!();
+    print!("{}", runs_table(&sweep, &summary.runs));
+    let count = |s: RunStatus| summary.runs.iter().filter(|r| r.status == s).count();
+    println!();
+    println!(
+        "{} runs: {} done ({} trained now), {} diverged, {} failed, {} unfinished",
+        summary.runs.len(),
+        count(RunStatus::Done),
+        summary.trained,
+        count(RunStatus::Diverged),
+        count(RunStatus::Failed),
+        count(RunStatus::Pending) + count(RunStatus::Interrupted) + count(RunStatus::Running),
+    );
+    println!("results: {}  (query with `loopscale sql {} \"SELECT ...\"`)", db.display(), db.display());
+    if summary.interrupted {
+        println!("interrupted: run the same command again to finish the remaining runs");
+        return Ok(130);
+    }
+    Ok(if count(RunStatus::Failed) > 0 { 1 } else { 0 })
+}
+
+/// One row per run with its outcome, in the sweep file's order.
+fn runs_table(sweep: &Sweep, rows: &[RunRow]) -> String {
+    let mut columns: Vec<String> = vec!["run_key".into()];
+    columns.extend(sweep.axes.iter().cloned());
+    columns.extend(["status", "attempts", "steps", "val_loss", "val_bpb", "wall_s", "tok/s", "error"].map(String::from));
+    let mut out = Vec::new();
+    for run in &sweep.runs {
+        let Some(row) = rows.iter().find(|r| r.key == run.key) else { continue };
+        let mut line = vec![run.key.clone()];
+        for axis in &sweep.axes {
+            line.push(run.varying.iter().find(|(k, _)| k == axis).map(|(_, v)| v.clone()).unwrap_or_default());
+        }
+        let steps = Budget::of(&run.config).steps;
+        line.extend([
+            row.status.to_string(),
+            row.attempts.to_string(),
+            format!("{}/{}", row.steps_done.unwrap_or(0), steps),
+            fmt_loss(row.final_val_loss),
+            fmt_loss(row.final_val_bpb),
+            row.wall_seconds.map(|s| format!("{s:.1}")).unwrap_or_default(),
+            row.tokens_per_second.map(|s| format!("{s:.0}")).unwrap_or_default(),
+            row.error.as_deref().map(|e| e.lines().next().unwrap_or("").chars().take(60).collect()).unwrap_or_default(),
+        ]);
+        out.push(line);
+    }
+    render(&columns, &out)
+}
+
+fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
+    let sweep = load(file)?;
+    let db = db.unwrap_or_else(|| sweep.db.clone());
+    if !db.exists() {
+        println!("sweep {}: {} runs, none started (no database at {} yet; `loopscale run {}` starts it)", sweep.name, sweep.runs.len(), db.display(), file.display());
+        return Ok(0);
+    }
+    let store = Store::open_read_only(&db)?;
+    let rows = store.runs(&sweep.name).with_context(|| format!("reading {}", db.display()))?;
+    print!("{}", runs_table(&sweep, &rows));
+    let planned: std::collections::HashSet<&str> = sweep.runs.iter().map(|r| r.key.as_str()).collect();
+    let known: std::collections::HashSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    let not_started = sweep.runs.iter().filter(|r| !known.contains(r.key.as_str())).count();
+    let orphaned: Vec<&RunRow> = rows.iter().filter(|r| !planned.contains(r.key.as_str())).collect();
+    let count = |s: RunStatus| rows.iter().filter(|r| planned.contains(r.key.as_str()) && r.status == s).count();
+    println!();
+    println!(
+        "{} runs: {} done, {} running, {} pending, {} interrupted, {} failed, {} diverged, {} not yet registered",
+        sweep.runs.len(),
+        count(RunStatus::Done),
+        count(RunStatus::Running),
+        count(RunStatus::Pending),
+        count(RunStatus::Interrupted),
+        count(RunStatus::Failed),
+        count(RunStatus::Diverged),
+        not_started
+    );
+    if !orphaned.is_empty() {
+        println!(
+            "{} run(s) in the database are no longer in the sweep file (kept, never deleted): {}",
+            orphaned.len(),
+            orphaned.iter().map(|r| r.key.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(0)
+}
+
+fn sql(db: &Path, query: &str, csv: bool) -> anyhow::Result<i32> {
+    let store = Store::open_read_only(db)?;
+    let result = store.query(query)?;
+    if csv {
+        print!("{}", result.to_csv());
+    } else {
+        print!("{}", result.to_table());
+        println!("({} row{})", result.rows.len(), if result.rows.len() == 1 { "" } else { "s" });
+    }
+    Ok(0)
+}

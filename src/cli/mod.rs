@@ -1,0 +1,102 @@
+//! Command-line interface: the commands, their options and help text, and what each one prints.
+//! Everything here is presentation; the work itself is done by the library modules.
+
+mod commands;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use commands::execute;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loopscale",
+    version,
+    about = "Scaling-law sweeps for looped (Parcae) and baseline language models",
+    long_about = "loopscale trains GPT and looped (Parcae) language models over grids of model size, \
+loop count and training tokens described in a TOML sweep file, keeps every number in SQLite, \
+and fits scaling laws to the results.\n\n\
+Typical session:\n  loopscale plan sweeps/quickstart.toml     # what would train, and what it costs\n  \
+loopscale run sweeps/quickstart.toml      # train it (resumable: run again after a crash)\n  \
+loopscale status sweeps/quickstart.toml   # where it stands\n  \
+loopscale sql results/quickstart.sqlite \"SELECT run_key, final_val_loss FROM runs\"\n\n\
+The sweep file format is documented in README.md; the database in docs/schema.md."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show the expanded grid of a sweep file and what it will cost; trains nothing.
+    ///
+    /// One row per run: its key (a hash of its full configuration), the values of the axes that
+    /// vary, parameter counts, training tokens and training FLOPs; then totals.
+    Plan {
+        /// The sweep file (TOML).
+        file: PathBuf,
+    },
+    /// Train every run of a sweep file that is not already done in its database.
+    ///
+    /// Safe to interrupt (Ctrl-C stops workers cleanly; a second Ctrl-C stops at once) and to
+    /// run again: finished runs are never trained twice, unfinished ones start again. Editing the
+    /// sweep file and running it again trains only the new runs.
+    Run(RunArgs),
+    /// Show each run's state in the database of a sweep file.
+    Status {
+        /// The sweep file (TOML).
+        file: PathBuf,
+        /// Database to read instead of the sweep's own ([sweep].db or results/<name>.sqlite).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+    /// Run a read-only SQL query against a loopscale database and print the result.
+    ///
+    /// Tables: sweeps, runs, metrics, evals, attempts (see docs/schema.md). Example:
+    ///   loopscale sql results/quickstart.sqlite "SELECT run_key, d_model, final_val_loss FROM runs"
+    Sql {
+        /// The database file.
+        db: PathBuf,
+        /// One SQL statement (read-only: writes are refused).
+        query: String,
+        /// Print CSV instead of an aligned table.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Train one run of a database (started by `run`; not usually called by hand).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The sweep file (TOML).
+    pub file: PathBuf,
+    /// Database to write instead of the sweep's own ([sweep].db or results/<name>.sqlite).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Runs trained at once, each in its own worker process; the machine's cores are shared
+    /// out so that workers × threads ≤ cores.
+    #[arg(long, short = 'j', default_value_t = 1)]
+    pub jobs: usize,
+    /// Extra attempts for a run that crashes or errors (default: [sweep].retries, else 0).
+    #[arg(long)]
+    pub retries: Option<u32>,
+    /// Plain progress lines instead of bars, even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[arg(long)]
+    pub db: PathBuf,
+    #[arg(long)]
+    pub run: String,
+    #[arg(long)]
+    pub base_dir: PathBuf,
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+}

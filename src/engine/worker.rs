@@ -1,0 +1,128 @@
+//! `loopscale worker`: trains one run and writes everything it measures into the store.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::store::{RunStatus, Store};
+use crate::train::{self, Corpus, EvalMetrics, RunObserver, StepMetrics};
+
+/// What a worker is told by its coordinator.
+#[derive(Clone, Debug)]
+pub struct WorkerArgs {
+    pub db: PathBuf,
+    pub run_key: String,
+    /// Directory relative corpus paths are resolved against (the sweep file's).
+    pub base_dir: PathBuf,
+    /// Log file of this attempt, recorded with it.
+    pub log_path: Option<PathBuf>,
+}
+
+/// Buffers measurements and writes them in small transactions, so a busy store costs the
+/// training loop almost nothing and a crash loses at most the last couple of seconds.
+struct StoreObserver<'a> {
+    store: &'a mut Store,
+    key: String,
+    steps: Vec<StepMetrics>,
+    evals: Vec<EvalMetrics>,
+    last_flush: Instant,
+    stop: Arc<AtomicBool>,
+    parent: u32,
+}
+
+const FLUSH_EVERY: Duration = Duration::from_secs(2);
+
+impl StoreObserver<'_> {
+    fn flush_if_due(&mut self) -> anyhow::Result<()> {
+        if self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.store.record(&self.key, &self.steps, &self.evals)?;
+            self.steps.clear();
+            self.evals.clear();
+            self.last_flush = Instant::now();
+        }
+        Ok(())
+    }
+}
+
+impl RunObserver for StoreObserver<'_> {
+    fn on_step(&mut self, metrics: &StepMetrics) -> anyhow::Result<()> {
+        self.steps.push(metrics.clone());
+        self.flush_if_due()
+    }
+
+    fn on_eval(&mut self, eval: &EvalMetrics) -> anyhow::Result<()> {
+        self.evals.push(eval.clone());
+        self.flush_if_due()
+    }
+
+    fn should_stop(&mut self) -> bool {
+        // Stop on Ctrl-C, and when the coordinator has died (we were re-parented): an orphaned
+        // worker must not keep training a run that the next coordinator will hand out again.
+        self.stop.load(Ordering::Relaxed) || std::os::unix::process::parent_id() != self.parent
+    }
+}
+
+/// Trains the run `args.run_key` to completion (or divergence, or interruption) and records it.
+/// A run already `done` is left alone.
+pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // The coordinator forwards Ctrl-C; finish the step, record, and exit cleanly.
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed));
+    }
+    let mut store = Store::open(&args.db)?;
+    let run = store
+        .run(&args.run_key)?
+        .with_context(|| format!("{}: no run with key {}", args.db.display(), args.run_key))?;
+    if run.status == RunStatus::Done {
+        return Ok(RunStatus::Done);
+    }
+    let log = args.log_path.as_ref().map(|p| p.display().to_string());
+    let attempt = store.start_attempt(&run.key, log.as_deref())?;
+    eprintln!("worker {}: run {} attempt {attempt}", std::process::id(), run.key);
+
+    let result = (|| -> anyhow::Result<train::RunOutcome> {
+        let corpus = Corpus::load(&run.config.data, &args.base_dir)?;
+        let device = train::default_device()?;
+        let mut observer = StoreObserver {
+            store: &mut store,
+            key: run.key.clone(),
+            steps: Vec::new(),
+            evals: Vec::new(),
+            last_flush: Instant::now(),
+            stop: stop.clone(),
+            parent: std::os::unix::process::parent_id(),
+        };
+        let outcome = train::train(&run.config, &corpus, &device, &mut observer)?;
+        let (steps, evals) = (std::mem::take(&mut observer.steps), std::mem::take(&mut observer.evals));
+        store.finish_attempt(&run.key, attempt, &steps, &evals, &outcome)?;
+        Ok(outcome)
+    })();
+
+    match result {
+        Ok(outcome) => {
+            let status = match outcome.end {
+                train::RunEnd::Done => RunStatus::Done,
+                train::RunEnd::Diverged(_) => RunStatus::Diverged,
+                train::RunEnd::Interrupted => RunStatus::Interrupted,
+            };
+            eprintln!(
+                "worker {}: run {} {status} after {} steps, val loss {}",
+                std::process::id(),
+                run.key,
+                outcome.steps,
+                outcome.final_val_loss.map(|v| format!("{v:.4}")).unwrap_or("-".into())
+            );
+            Ok(status)
+        }
+        Err(e) => {
+            let message = format!("{e:#}");
+            store.fail_attempt(&run.key, Some(attempt), &message)?;
+            Err(e)
+        }
+    }
+}

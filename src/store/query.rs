@@ -1,0 +1,66 @@
+//! Read-only SQL for `loopscale sql`: any query, printed as a table or CSV.
+
+use rusqlite::types::ValueRef;
+
+use super::{Store, StoreError};
+
+
+/// A query's result, every value rendered as text (NULL as empty).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+fn render(value: ValueRef) -> String {
+    match value {
+        ValueRef::Null => String::new(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(x) => format_real(x),
+        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        ValueRef::Blob(b) => format!("<{} bytes>", b.len()),
+    }
+}
+
+/// Shortest text that reads back as the same f64, so CSV output loses nothing.
+fn format_real(x: f64) -> String {
+    let s = format!("{x}");
+    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") { s } else { format!("{s}.0") }
+}
+
+impl Store {
+    /// Runs one statement without any possibility of writing: the store is opened read-only by
+    /// the caller, and `query_only` guards against a read-write handle too.
+    pub fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
+        self.conn.pragma_update(None, "query_only", true).map_err(|e| self.err(e))?;
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+        let n = columns.len();
+        let mut rows = Vec::new();
+        let mut cursor = stmt.query([]).map_err(|e| self.err(e))?;
+        while let Some(row) = cursor.next().map_err(|e| self.err(e))? {
+            rows.push((0..n).map(|i| row.get_ref(i).map(render).unwrap_or_default()).collect());
+        }
+        Ok(QueryResult { columns, rows })
+    }
+}
+
+impl QueryResult {
+    /// Aligned plain-text table (numbers right-aligned).
+    pub fn to_table(&self) -> String {
+        crate::table::render(&self.columns, &self.rows)
+    }
+
+    /// RFC 4180 CSV.
+    pub fn to_csv(&self) -> String {
+        fn field(s: &str) -> String {
+            if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+        }
+        let mut out = String::new();
+        for line in std::iter::once(&self.columns).chain(self.rows.iter()) {
+            out.push_str(&line.iter().map(|s| field(s)).collect::<Vec<_>>().join(","));
+            out.push('\n');
+        }
+        out
+    }
+}

@@ -1,0 +1,173 @@
+//! The store: refusing files that are not ours, schema versions, transactional run records,
+//! read-only queries, and the sweep lock.
+
+use loopscale::engine::SweepLock;
+use loopscale::model::ModelConfig;
+use loopscale::store::{NewRun, RunStatus, Store, StoreError, APPLICATION_ID, SCHEMA_VERSION};
+use loopscale::sweep::RunConfig;
+use loopscale::train::{DataConfig, EvalMetrics, RunEnd, RunOutcome, StepMetrics, TrainConfig};
+
+fn config(seed: u64) -> RunConfig {
+    RunConfig { data: DataConfig::default(), train: TrainConfig::default(), model: ModelConfig::default(), seed }
+}
+
+fn new_run(seed: u64) -> NewRun {
+    let config = config(seed);
+    NewRun { key: config.key(), variant: None, config, params: 1000, non_embedding_params: 900, tokens: 5000, flops: 3e7 }
+}
+
+fn step(step: u64, loss: f64) -> StepMetrics {
+    StepMetrics { step, tokens: step * 100, flops: step as f64 * 1e6, train_loss: loss, lr: 1e-3, grad_norm: 0.5, elapsed_seconds: step as f64 }
+}
+
+fn outcome() -> RunOutcome {
+    RunOutcome {
+        end: RunEnd::Done,
+        steps: 3,
+        tokens: 300,
+        flops: 3e6,
+        final_val_loss: Some(2.0),
+        final_val_bpb: Some(2.0 / std::f64::consts::LN_2),
+        final_train_loss: Some(2.1),
+        wall_seconds: 1.5,
+        tokens_per_second: 200.0,
+    }
+}
+
+#[test]
+fn creates_a_new_store_with_our_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/dir/s.sqlite");
+    Store::open(&path).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let app: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).unwrap();
+    let ver: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(app, APPLICATION_ID);
+    assert_eq!(ver, SCHEMA_VERSION);
+    // Reopening is a no-op, not a second migration.
+    Store::open(&path).unwrap();
+}
+
+#[test]
+fn refuses_a_file_that_is_not_sqlite_and_leaves_it_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.sqlite");
+    std::fs::write(&path, "my precious notes, not a database\n").unwrap();
+    let err = Store::open(&path).err().expect("must refuse");
+    assert!(matches!(err, StoreError::NotSqlite { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("notes.sqlite") && msg.contains("not a SQLite database"), "{msg}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "my precious notes, not a database\n");
+}
+
+#[test]
+fn refuses_a_foreign_sqlite_database_and_leaves_it_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE customers (id INTEGER); INSERT INTO customers VALUES (7);").unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = Store::open(&path).err().expect("must refuse");
+    assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
+    assert!(err.to_string().contains("did not create"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert!(matches!(Store::open_read_only(&path).err(), Some(StoreError::Foreign { .. })));
+}
+
+#[test]
+fn refuses_a_store_from_a_newer_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("future.sqlite");
+    Store::open(&path).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+    }
+    let err = Store::open(&path).err().expect("must refuse");
+    assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1), "{err}");
+    assert!(err.to_string().contains("Upgrade loopscale"), "{err}");
+}
+
+#[test]
+fn read_only_open_of_a_missing_file_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Store::open_read_only(&dir.path().join("none.sqlite")).err().unwrap();
+    assert!(err.to_string().contains("loopscale run"), "{err}");
+    assert!(!dir.path().join("none.sqlite").exists(), "a read must not create the file");
+}
+
+#[test]
+fn registering_twice_adds_only_new_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    assert_eq!(store.register_sweep("s", "", "s.toml", "", &[new_run(0), new_run(1)]).unwrap(), 2);
+    assert_eq!(store.register_sweep("s", "", "s.toml", "", &[new_run(0), new_run(1), new_run(2)]).unwrap(), 1);
+    let runs = store.runs("s").unwrap();
+    assert_eq!(runs.len(), 3);
+    assert!(runs.iter().all(|r| r.status == RunStatus::Pending));
+    assert_eq!(runs[0].config, config(0), "config round-trips through config_json");
+}
+
+#[test]
+fn a_finished_attempt_has_its_metrics_and_a_restart_clears_partial_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    let run = new_run(0);
+    store.register_sweep("s", "", "s.toml", "", std::slice::from_ref(&run)).unwrap();
+
+    // First attempt dies after recording two steps.
+    assert_eq!(store.start_attempt(&run.key, None).unwrap(), 1);
+    store.record(&run.key, &[step(1, 5.0), step(2, 4.0)], &[]).unwrap();
+    store.release_stale_runs("s").unwrap();
+    assert_eq!(store.run(&run.key).unwrap().unwrap().status, RunStatus::Interrupted);
+
+    // Second attempt starts from scratch and finishes.
+    assert_eq!(store.start_attempt(&run.key, None).unwrap(), 2);
+    assert!(store.train_losses(&run.key).unwrap().is_empty(), "partial rows of attempt 1 are gone");
+    store.record(&run.key, &[step(1, 5.0)], &[]).unwrap();
+    let eval = EvalMetrics { step: 3, tokens: 300, flops: 3e6, val_loss: 2.0, val_bpb: 2.885, test_loops: None };
+    store.finish_attempt(&run.key, 2, &[step(2, 4.0), step(3, f64::NAN)], &[eval], &outcome()).unwrap();
+
+    let row = store.run(&run.key).unwrap().unwrap();
+    assert_eq!(row.status, RunStatus::Done);
+    assert_eq!(row.attempts, 2);
+    assert_eq!(row.final_val_loss, Some(2.0));
+    let losses = store.train_losses(&run.key).unwrap();
+    assert_eq!(losses.len(), 3, "exactly one row per step, no duplicates: {losses:?}");
+    let q = store.query("SELECT count(*) AS n, sum(train_loss IS NULL) AS nulls FROM metrics").unwrap();
+    assert_eq!(q.rows, vec![vec!["3".to_string(), "1".to_string()]], "NaN is stored as NULL");
+    let q = store.query("SELECT attempt, status FROM attempts ORDER BY attempt").unwrap();
+    assert_eq!(q.rows, vec![vec!["1".to_string(), "interrupted".into()], vec!["2".to_string(), "done".into()]]);
+}
+
+#[test]
+fn sql_queries_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let mut store = Store::open(&path).unwrap();
+    store.register_sweep("s", "", "s.toml", "", &[new_run(0)]).unwrap();
+    drop(store);
+    let store = Store::open_read_only(&path).unwrap();
+    assert!(store.query("DELETE FROM runs").is_err());
+    assert!(store.query("DROP TABLE runs").is_err());
+    let q = store.query("SELECT count(*) FROM runs").unwrap();
+    assert_eq!(q.rows[0][0], "1");
+    assert_eq!(q.to_csv(), "count(*)\n1\n");
+    // A bad query is an error that names the file, not a panic.
+    let err = store.query("SELEC nonsense").err().unwrap();
+    assert!(err.to_string().contains("s.sqlite"), "{err}");
+}
+
+#[test]
+fn a_second_coordinator_is_refused_by_the_sweep_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let first = SweepLock::acquire(&db).unwrap();
+    let err = SweepLock::acquire(&db).err().expect("second lock must fail");
+    let msg = err.to_string();
+    assert!(msg.contains("already running") && msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+    drop(first);
+    SweepLock::acquire(&db).expect("free again once the first is dropped");
+}
