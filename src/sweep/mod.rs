@@ -1,5 +1,254 @@
 //! Sweep files: TOML spec → validated grid of runs, each with a stable key.
+//!
+//! A sweep file is the user's main interface. Example:
+//!
+//! ```toml
+//! [sweep]
+//! name = "quickstart"               # required; letters, digits, _ and -
+//! description = "first look"        # optional
+//! seeds = [0, 1]                    # default [0]; the innermost grid axis
+//! db = "results/quickstart.sqlite"  # default results/<name>.sqlite; relative to the CWD
+//! zip = [["model.d_model", "model.n_heads"]]  # pair these axes element-wise
+//! retries = 1                       # default 0; used by the engine
+//!
+//! [data]
+//! corpus = "moby-dick"              # the shipped corpus, or a path relative to this file's folder
+//! seq_len = 128
+//! [train]
+//! tokens = [100_000, 200_000]       # a list is a grid axis
+//! [model]
+//! d_model = [64, 128]
+//! n_heads = [2, 4]
+//! mean_recurrence = 4               # looped-only keys are written flat here
+//!
+//! [[variants]]
+//! name = "gpt"
+//! model.arch = "gpt"
+//! [[variants]]
+//! name = "parcae"
+//! model = { arch = "looped", injection = "diagonal", mean_recurrence = [2, 4] }
+//! ```
+//!
+//! | Table          | Keys                                                                  |
+//! |----------------|-----------------------------------------------------------------------|
+//! | `[sweep]`      | `name` (required), `description`, `seeds`, `db`, `zip`, `retries`     |
+//! | `[data]`       | the fields of `DataConfig`                                            |
+//! | `[train]`      | the fields of `TrainConfig`                                           |
+//! | `[model]`      | the fields of `ModelConfig`, plus `LoopedConfig`'s fields flat        |
+//! | `[[variants]]` | `name` (required, unique), and `data.*`, `train.*`, `model.*` overrides |
+//!
+//! [`valid_keys`] lists every key with its default.
+//!
+//! Semantics:
+//! - Any value may be a list: a grid axis. Axes are crossed in file order (the first key is the
+//!   outermost loop), seeds innermost. `test_loops` is itself a list: a list of lists is its axis.
+//! - `sweep.zip` groups pair axes element-wise (equal lengths required); the group sits where
+//!   its first key appears.
+//! - With `[[variants]]`, each variant is the base grid with its keys overriding (an override may
+//!   be a list, i.e. an axis); variants are the outermost loop, in file order.
+//! - Looped-only keys apply to `arch = "looped"` runs and are dropped from GPT runs; runs that
+//!   resolve to the same config (same key) are kept once ([`Sweep::collapsed`] counts the rest).
+//! - Paths: `data.corpus` is relative to the sweep file's folder; `sweep.db` to the working
+//!   directory the command runs in.
+//!
+//! Modules: `spec` (TOML → typed settings), `expand` (settings → grid), `validate` (per-run
+//! checks), `keys` (the accepted keys, derived from the structs), `error` (messages).
 
 mod config;
+mod error;
+mod expand;
+mod keys;
+mod spec;
+mod validate;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 pub use config::RunConfig;
+pub use error::{ErrorKind, SweepError};
+pub use keys::valid_keys;
+
+use error::Source;
+use keys::{display_value, schema, Section};
+
+/// A parsed, expanded and validated sweep.
+#[derive(Clone, Debug)]
+pub struct Sweep {
+    pub name: String,
+    pub description: String,
+    /// The sweep file, as given.
+    pub path: PathBuf,
+    /// The sweep file's folder: relative corpus paths are resolved against it.
+    pub base_dir: PathBuf,
+    /// The results database; relative paths are relative to the working directory.
+    pub db: PathBuf,
+    pub retries: u32,
+    /// Dotted keys whose values differ across runs (`seed` included when it varies), in grid order.
+    pub axes: Vec<String>,
+    /// Distinct runs in grid order.
+    pub runs: Vec<PlannedRun>,
+    /// Grid points dropped because they resolved to an earlier run's config (e.g. looped-only
+    /// axes crossed with GPT runs).
+    pub collapsed: usize,
+}
+
+/// One run of the grid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedRun {
+    /// `config.key()`.
+    pub key: String,
+    pub config: RunConfig,
+    /// The `[[variants]]` name it came from (the first, if several variants give the same run).
+    pub variant: Option<String>,
+    /// This run's values of `Sweep::axes`, display-ready (`"-"` where a key does not apply).
+    pub varying: Vec<(String, String)>,
+}
+
+impl PlannedRun {
+    /// `variant d_model=64 n_heads=2 seed=0`: a short label for progress lines and tables.
+    pub fn label(&self) -> String {
+        let mut parts: Vec<String> = self.variant.iter().cloned().collect();
+        parts.extend(self.varying.iter().map(|(k, v)| format!("{}={v}", k.rsplit('.').next().unwrap_or(k))));
+        parts.join(" ")
+    }
+}
+
+/// What `load_with` / `from_str_with` check beyond the file itself.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Check that each run's corpus exists and is big enough for its `seq_len` (default true).
+    pub check_corpus: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { check_corpus: true }
+    }
+}
+
+impl Sweep {
+    /// Read, parse, expand and validate a sweep file.
+    pub fn load(path: &Path) -> Result<Sweep, SweepError> {
+        Sweep::load_with(path, &LoadOptions::default())
+    }
+
+    pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Sweep, SweepError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SweepError::new(ErrorKind::Io, path, format!("cannot read sweep file {}: {e}", path.display())).with_help(
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    "check the path; sweep files usually live in sweeps/"
+                } else {
+                    "check that the file is readable UTF-8 text"
+                },
+            )
+        })?;
+        Sweep::from_str_with(&text, path, options)
+    }
+
+    /// Parse sweep text as if read from `path` (used for messages and relative corpus paths).
+    pub fn from_str(text: &str, path: &Path) -> Result<Sweep, SweepError> {
+        Sweep::from_str_with(text, path, &LoadOptions::default())
+    }
+
+    pub fn from_str_with(text: &str, path: &Path, options: &LoadOptions) -> Result<Sweep, SweepError> {
+        let src = Source { path, text };
+        let spec = spec::parse(&src)?;
+        let grid = expand::expand(&src, &spec)?;
+        let base_dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+
+        // Keep the first of runs with equal keys.
+        let mut seen = HashSet::new();
+        let mut kept = Vec::new();
+        let total = grid.points.len();
+        for p in grid.points {
+            let key = p.config.key();
+            if seen.insert(key.clone()) {
+                kept.push((key, p));
+            }
+        }
+        let collapsed = total - kept.len();
+
+        // Axes: keys set in the file whose values differ across the distinct runs.
+        let values: Vec<Vec<Option<String>>> =
+            kept.iter().map(|(_, p)| grid.keys.iter().map(|k| dotted_get(&p.config, k)).collect()).collect();
+        let varying_idx: Vec<usize> = (0..grid.keys.len()).filter(|&i| values.iter().any(|v| v[i] != values[0][i])).collect();
+        let axes: Vec<String> = varying_idx.iter().map(|&i| grid.keys[i].clone()).collect();
+
+        let runs: Vec<PlannedRun> = kept
+            .iter()
+            .zip(&values)
+            .map(|((key, p), vals)| PlannedRun {
+                key: key.clone(),
+                config: p.config.clone(),
+                variant: p.variant.map(|i| spec.variants[i].name.clone()),
+                varying: varying_idx.iter().map(|&i| (grid.keys[i].clone(), vals[i].clone().unwrap_or_else(|| "-".into()))).collect(),
+            })
+            .collect();
+
+        // Validate every run; report the first failing one in full and count the rest.
+        let mut sizes = HashMap::new();
+        let mut failing = runs.iter().zip(&kept).enumerate().filter_map(|(i, (run, (_, p)))| {
+            let mut problems = validate::check_run(&run.config);
+            if options.check_corpus && problems.is_empty() {
+                problems.extend(validate::check_corpus(&run.config, &base_dir, &mut sizes));
+            }
+            (!problems.is_empty()).then_some((i, run, p.variant, problems))
+        });
+        if let Some((i, run, variant, problems)) = failing.next() {
+            let others = failing.count();
+            let spans = &grid.spans[variant.unwrap_or(0)];
+            let first = &problems[0];
+            let span = first.keys.iter().find_map(|k| spans.get(*k).cloned());
+            let mut err = src.error_at(first.kind, span, first.message.clone()).with_key(first.keys[0]);
+            let mut what = format!("in run {} of {}", i + 1, runs.len());
+            if let Some(v) = &run.variant {
+                what.push_str(&format!(" (variant `{v}`)"));
+            }
+            let vals: Vec<String> = run.varying.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            if !vals.is_empty() {
+                what.push_str(&format!(": {}", vals.join(", ")));
+            }
+            err.notes.push(what);
+            for p in &problems[1..] {
+                err.notes.push(format!("this run also has: {}", p.message));
+            }
+            if others > 0 {
+                err.notes.push(format!("{others} more run(s) fail validation; run `loopscale plan` again after fixing this one"));
+            }
+            err.help = Some(first.help.clone());
+            return Err(err);
+        }
+
+        let db = spec.header.db.clone().unwrap_or_else(|| PathBuf::from("results").join(format!("{}.sqlite", spec.header.name)));
+        Ok(Sweep {
+            name: spec.header.name,
+            description: spec.header.description,
+            path: path.to_path_buf(),
+            base_dir,
+            db,
+            retries: spec.header.retries,
+            axes,
+            runs,
+            collapsed,
+        })
+    }
+}
+
+/// A run's value for a dotted key (`model.d_model`, `model.mean_recurrence`, `seed`), as
+/// displayed in tables; `None` for an unknown key or one that does not apply (a looped key on a
+/// GPT run, an unset option).
+pub fn dotted_get(config: &RunConfig, key: &str) -> Option<String> {
+    let json = serde_json::to_value(config).ok()?;
+    if key == "seed" {
+        return Some(json["seed"].to_string());
+    }
+    let info = schema().get(key)?;
+    let table = match info.section {
+        Section::Looped => json.get("model")?.get("looped")?,
+        _ => json.get(info.section.table())?,
+    };
+    table.get(info.field).map(display_value)
+}
