@@ -171,10 +171,16 @@ impl Sweep {
         }
         let collapsed = total - kept.len();
 
-        // Axes: keys set in the file whose values differ across the distinct runs.
+        // Axes: keys set in the file that take two or more values across the distinct runs
+        // (a looped key that is merely absent from GPT runs does not count as varying).
         let values: Vec<Vec<Option<String>>> =
             kept.iter().map(|(_, p)| grid.keys.iter().map(|k| dotted_get(&p.config, k)).collect()).collect();
-        let varying_idx: Vec<usize> = (0..grid.keys.len()).filter(|&i| values.iter().any(|v| v[i] != values[0][i])).collect();
+        let varying_idx: Vec<usize> = (0..grid.keys.len())
+            .filter(|&i| {
+                let mut present = values.iter().filter_map(|v| v[i].as_ref());
+                present.next().is_some_and(|first| present.any(|x| x != first))
+            })
+            .collect();
         let axes: Vec<String> = varying_idx.iter().map(|&i| grid.keys[i].clone()).collect();
 
         let runs: Vec<PlannedRun> = kept
