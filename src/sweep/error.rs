@@ -100,16 +100,18 @@ impl SweepError {
 
 impl fmt::Display for SweepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // rustc layout: the gutter is as wide as the line number shown in the snippet.
+        let pad = " ".repeat(self.line_col.map_or(1, |(l, _)| l.to_string().len()));
         writeln!(f, "error: {}", self.message)?;
-        write!(f, "  --> {}", self.location())?;
+        write!(f, "{pad}--> {}", self.location())?;
         if let Some(snippet) = &self.snippet {
             write!(f, "\n{snippet}")?;
         }
         for note in &self.notes {
-            write!(f, "\n   = note: {note}")?;
+            write!(f, "\n{pad} = note: {note}")?;
         }
         if let Some(help) = &self.help {
-            write!(f, "\n   = help: {help}")?;
+            write!(f, "\n{pad} = help: {help}")?;
         }
         Ok(())
     }

@@ -32,8 +32,16 @@ pub(crate) struct Grid {
     pub points: Vec<Point>,
     /// Every key set anywhere, in file order (base first, then keys only variants set), then `seed`.
     pub keys: Vec<String>,
-    /// Per variant (or one entry when there are none): where each key was set, for messages.
-    pub spans: Vec<HashMap<String, Span>>,
+    /// Per variant (or one entry when there are none): where each key was set (the key, and
+    /// each value of an axis), for messages.
+    pub spans: Vec<HashMap<String, KeySpans>>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct KeySpans {
+    pub key: Span,
+    /// For axes: each value with its span.
+    pub values: Vec<(Value, Span)>,
 }
 
 /// An axis (or zip group of axes) in grid order: its keys and, per position, their values.
@@ -74,7 +82,15 @@ pub(crate) fn expand(src: &Source, spec: &Spec) -> Result<Grid, SweepError> {
             return Err(SweepError::new(ErrorKind::TooLarge, src.path, format!("the grid has more than {MAX_POINTS} points"))
                 .with_help("cross fewer or shorter axes, or pair axes with `sweep.zip` instead of crossing them"));
         }
-        spans.push(settings.iter().map(|s| (s.key.dotted.clone(), s.key_span.clone())).collect());
+        spans.push(
+            settings
+                .iter()
+                .map(|s| {
+                    let values = if s.axis { s.values.clone() } else { Vec::new() };
+                    (s.key.dotted.clone(), KeySpans { key: s.key_span.clone(), values })
+                })
+                .collect(),
+        );
         let constants: Vec<&Setting> = settings.iter().filter(|s| !s.axis).collect();
         // Mixed-radix count over the groups, the last group turning fastest.
         let combos: usize = groups.iter().map(|g| g.len).product();

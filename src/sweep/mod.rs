@@ -207,7 +207,13 @@ impl Sweep {
             let others = failing.count();
             let spans = &grid.spans[variant.unwrap_or(0)];
             let first = &problems[0];
-            let span = first.keys.iter().find_map(|k| spans.get(*k).cloned());
+            // Point at the offending value of an axis if we can tell which it is, else the key.
+            let span = first.keys.iter().find_map(|k| {
+                let set = spans.get(*k)?;
+                let shown = dotted_get(&run.config, k);
+                let value = set.values.iter().find(|(v, _)| Some(display_value(v)) == shown);
+                Some(value.map_or(set.key.clone(), |(_, span)| span.clone()))
+            });
             let mut err = src.error_at(first.kind, span, first.message.clone()).with_key(first.keys[0]);
             let mut what = format!("in run {} of {}", i + 1, runs.len());
             if let Some(v) = &run.variant {
@@ -217,7 +223,9 @@ impl Sweep {
             if !vals.is_empty() {
                 what.push_str(&format!(": {}", vals.join(", ")));
             }
-            err.notes.push(what);
+            if runs.len() > 1 || run.variant.is_some() {
+                err.notes.push(what);
+            }
             for p in &problems[1..] {
                 err.notes.push(format!("this run also has: {}", p.message));
             }

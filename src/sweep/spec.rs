@@ -112,7 +112,8 @@ fn expect_table<'a, 'i>(src: &Source, what: &str, value: &'a Spanned<DeValue<'i>
 
 fn unknown_top_key(src: &Source, name: &str, span: Span) -> SweepError {
     let mut err = src.error(ErrorKind::UnknownKey, span, format!("unknown key `{name}` at the top level")).with_key(name);
-    if let Some(s) = nearest(name, TOP_KEYS.iter().copied()) {
+    let is_field = schema().keys.iter().any(|k| k.field == name);
+    if let Some(s) = nearest(name, TOP_KEYS.iter().copied()).filter(|_| !is_field) {
         err.message.push_str(&format!("; did you mean `{s}`?"));
     }
     // A key written before any table header lands at the top level.
@@ -184,7 +185,8 @@ fn parse_header(src: &Source, key_span: Span, value: &Spanned<DeValue>) -> Resul
             "zip" => header.zip = parse_zip(src, v)?,
             _ => {
                 let mut err = src.error(ErrorKind::UnknownKey, k.span(), format!("unknown key `{dotted}`")).with_key(dotted);
-                if let Some(s) = nearest(key, HEADER_KEYS.iter().map(|(k, _)| *k)) {
+                let is_field = schema().keys.iter().any(|i| i.field == key);
+                if let Some(s) = nearest(key, HEADER_KEYS.iter().map(|(k, _)| *k)).filter(|_| !is_field) {
                     err.message.push_str(&format!("; did you mean `sweep.{s}`?"));
                 }
                 err.help = Some(match schema().keys.iter().find(|i| i.field == key) {
@@ -297,7 +299,8 @@ fn parse_variants(src: &Source, value: &Spanned<DeValue>) -> Result<Vec<VariantS
                     let mut err = src
                         .error(ErrorKind::UnknownKey, k.span(), format!("unknown key `{key}` in {what}"))
                         .with_key(format!("{what}.{key}"));
-                    if let Some(s) = nearest(key, VARIANT_KEYS.iter().copied()) {
+                    let is_field = schema().keys.iter().any(|i| i.field == key);
+                    if let Some(s) = nearest(key, VARIANT_KEYS.iter().copied()).filter(|_| !is_field) {
                         err.message.push_str(&format!("; did you mean `{s}`?"));
                     }
                     err.help = Some(match schema().keys.iter().find(|i| i.field == key) {
@@ -338,7 +341,8 @@ fn unknown_key(src: &Source, table: &str, field: &str, span: Span, v: &Spanned<D
     let whose = variant.map(|n| format!(" in variant `{n}`")).unwrap_or_default();
     let mut err = src.error(ErrorKind::UnknownKey, span, format!("unknown key `{dotted}`{whose}")).with_key(dotted.clone());
     let here: Vec<&str> = schema().in_table(table).map(|k| k.field).collect();
-    if let Some(s) = nearest(field, here.iter().copied()) {
+    let elsewhere = schema().keys.iter().any(|k| k.field == field);
+    if let Some(s) = nearest(field, here.iter().copied()).filter(|_| !elsewhere) {
         err.message.push_str(&format!("; did you mean `{table}.{s}`?"));
     }
     err.help = Some(if table == "model" && field == "looped" {
@@ -347,7 +351,7 @@ fn unknown_key(src: &Source, table: &str, field: &str, span: Span, v: &Spanned<D
     } else if let Some(other) = schema().keys.iter().find(|k| k.field == field && k.section.table() != table) {
         format!("`{field}` is a [{}] key: write it as `{}`", other.section.table(), other.dotted)
     } else {
-        format!("[{table}] takes {}; run `loopscale keys` for all keys and defaults", list(&here))
+        format!("[{table}] takes {}", list(&here))
     });
     err
 }

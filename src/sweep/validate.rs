@@ -51,7 +51,7 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
     if !(d.val_fraction > 0.0 && d.val_fraction < 1.0) {
         out.push(problem(
             &["data.val_fraction"],
-            format!("`data.val_fraction` = {} is outside (0, 1)", d.val_fraction),
+            format!("`data.val_fraction` = {:?} is outside (0, 1)", d.val_fraction),
             "the validation split is this fraction of the corpus; e.g. val_fraction = 0.05",
         ));
     }
@@ -64,11 +64,11 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
         });
     }
     if !(t.lr > 0.0) {
-        out.push(problem(&["train.lr"], format!("`train.lr` = {} must be greater than 0", t.lr), "e.g. lr = 3e-3"));
+        out.push(problem(&["train.lr"], format!("`train.lr` = {:?} must be greater than 0", t.lr), "e.g. lr = 3e-3"));
     }
     for (key, v) in [("train.warmup_fraction", t.warmup_fraction), ("train.cooldown_fraction", t.cooldown_fraction), ("train.min_lr_fraction", t.min_lr_fraction)] {
         if !(0.0..=1.0).contains(&v) {
-            out.push(problem(&[key], format!("`{key}` = {v} is outside [0, 1]"), "it is a fraction of the run's steps (or of the peak lr)"));
+            out.push(problem(&[key], format!("`{key}` = {v:?} is outside [0, 1]"), "it is a fraction of the run's steps (or of the peak lr)"));
         }
     }
     if t.schedule == Schedule::Trapezoid && t.warmup_fraction + t.cooldown_fraction > 1.0 {
@@ -80,12 +80,12 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
     }
     for (key, v) in [("train.beta1", t.beta1), ("train.beta2", t.beta2)] {
         if !(0.0..1.0).contains(&v) {
-            out.push(problem(&[key], format!("`{key}` = {v} is outside [0, 1)"), "Adam betas are decay rates, e.g. beta1 = 0.9, beta2 = 0.95"));
+            out.push(problem(&[key], format!("`{key}` = {v:?} is outside [0, 1)"), "Adam betas are decay rates, e.g. beta1 = 0.9, beta2 = 0.95"));
         }
     }
     for (key, v) in [("train.weight_decay", t.weight_decay), ("train.grad_clip", t.grad_clip)] {
         if v < 0.0 {
-            out.push(problem(&[key], format!("`{key}` = {v} is negative"), "use 0 to disable it"));
+            out.push(problem(&[key], format!("`{key}` = {v:?} is negative"), "use 0 to disable it"));
         }
     }
 
