@@ -392,3 +392,39 @@ fn huge_grids_are_refused() {
     let e = err(&format!("[train]\ntokens = {axis}\neval_tokens = {axis}\nlog_every = {}\n", "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 101]"));
     assert_eq!(e.kind, ErrorKind::TooLarge);
 }
+
+#[test]
+fn recurrent_dim_must_fit_the_heads() {
+    let e = err("[model]\narch = \"looped\"\nn_heads = 4\nrecurrent_dim = 12\n");
+    assert_has(&e, &["head dim `model.recurrent_dim` / `model.n_heads` = 12 / 4 = 3 is odd"]);
+    let e = err("[model]\narch = \"looped\"\nn_heads = 4\nrecurrent_dim = 30\n");
+    assert_has(&e, &["`model.n_heads` = 4 does not divide `model.recurrent_dim` = 30"]);
+}
+
+#[test]
+fn trapezoid_warmup_and_cooldown_must_fit() {
+    let e = err("[train]\nschedule = \"trapezoid\"\nwarmup_fraction = 0.5\ncooldown_fraction = 0.6\n");
+    assert_has(&e, &["exceeds 1"]);
+}
+
+#[test]
+fn zip_key_made_scalar_by_a_variant_names_the_variant() {
+    let e = err_raw(
+        "[sweep]\nname = \"t\"\nzip = [[\"model.d_model\", \"model.n_heads\"]]\n[data]\ncorpus = \"tiny_corpus.txt\"\n\
+         [model]\nd_model = [64, 128]\nn_heads = [2, 4]\n[[variants]]\nname = \"fixed\"\nmodel.d_model = 256\n",
+    );
+    assert_eq!(e.kind, ErrorKind::Zip);
+    assert_has(&e, &["`model.d_model`, which is not a list (it is 256) (in variant `fixed`)"]);
+}
+
+#[test]
+fn display_is_rustc_style() {
+    let e = err("[model]\nmlp = \"tanh\"\n");
+    let shown = e.to_string();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert!(lines[0].starts_with("error: `model.mlp`"), "{shown}");
+    assert!(lines[1].starts_with(" --> ") && lines[1].ends_with("inline.toml:6:7"), "{shown}");
+    assert_eq!(lines[3], "6 | mlp = \"tanh\"");
+    assert_eq!(lines[4], "  |       ^^^^^^");
+    assert!(lines[5].starts_with("  = help: "), "{shown}");
+}

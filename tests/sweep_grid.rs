@@ -252,3 +252,24 @@ fn valid_keys_cover_all_tables_with_defaults() {
     assert_eq!(get("model.mean_recurrence").as_deref(), Some("4"));
     assert!(get("model.looped").is_none());
 }
+
+#[test]
+fn zip_applies_inside_variants_that_set_its_keys() {
+    let s = sweep(
+        "zip = [[\"model.mean_recurrence\", \"train.tokens\"]]\n\
+         [[variants]]\nname = \"gpt\"\n\
+         [[variants]]\nname = \"parcae\"\nmodel = { arch = \"looped\", mean_recurrence = [2, 4, 8] }\ntrain.tokens = [1000, 2000, 4000]\n",
+    );
+    assert_eq!(s.runs.len(), 1 + 3);
+    assert_eq!(
+        table(&s, &["model.arch", "model.mean_recurrence", "train.tokens"]),
+        rows(&[&["gpt", "-", "200000"], &["looped", "2", "1000"], &["looped", "4", "2000"], &["looped", "8", "4000"]])
+    );
+}
+
+#[test]
+fn keys_set_only_for_looped_runs_vary_only_if_they_take_two_values() {
+    let s = sweep("[[variants]]\nname = \"gpt\"\n[[variants]]\nname = \"parcae\"\nmodel = { arch = \"looped\", injection = \"add\", mean_recurrence = [2, 4] }\n");
+    // injection is "add" on every looped run and absent on the GPT run: not an axis.
+    assert_eq!(s.axes, ["model.arch", "model.mean_recurrence"]);
+}

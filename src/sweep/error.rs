@@ -40,8 +40,15 @@ pub enum ErrorKind {
 }
 
 /// A problem with a sweep file, with enough context to fix it without reading the source.
+///
+/// Boxed so `Result<_, SweepError>` stays small; its fields are read through `Deref`
+/// (`err.kind`, `err.line_col`, …).
 #[derive(Clone, Debug)]
-pub struct SweepError {
+pub struct SweepError(Box<ErrorDetails>);
+
+/// The contents of a [`SweepError`].
+#[derive(Clone, Debug)]
+pub struct ErrorDetails {
     pub kind: ErrorKind,
     /// The sweep file.
     pub path: PathBuf,
@@ -62,7 +69,7 @@ pub struct SweepError {
 impl SweepError {
     /// An error not tied to a place in the file.
     pub fn new(kind: ErrorKind, path: &Path, message: impl Into<String>) -> SweepError {
-        SweepError {
+        SweepError(Box::new(ErrorDetails {
             kind,
             path: path.to_path_buf(),
             line_col: None,
@@ -71,7 +78,7 @@ impl SweepError {
             snippet: None,
             notes: Vec::new(),
             help: None,
-        }
+        }))
     }
 
     pub fn with_key(mut self, key: impl Into<String>) -> Self {
@@ -95,6 +102,19 @@ impl SweepError {
             Some((l, c)) => format!("{}:{l}:{c}", self.path.display()),
             None => self.path.display().to_string(),
         }
+    }
+}
+
+impl std::ops::Deref for SweepError {
+    type Target = ErrorDetails;
+    fn deref(&self) -> &ErrorDetails {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SweepError {
+    fn deref_mut(&mut self) -> &mut ErrorDetails {
+        &mut self.0
     }
 }
 
@@ -186,8 +206,8 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {

@@ -65,7 +65,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 pub use config::RunConfig;
-pub use error::{ErrorKind, SweepError};
+pub use error::{ErrorDetails, ErrorKind, SweepError};
 pub use keys::valid_keys;
 
 use error::Source;

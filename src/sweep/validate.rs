@@ -63,7 +63,7 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
             help: "tokenizer = \"bytes\" (one token per byte) is the only tokenizer so far".into(),
         });
     }
-    if !(t.lr > 0.0) {
+    if t.lr.is_nan() || t.lr <= 0.0 {
         out.push(problem(&["train.lr"], format!("`train.lr` = {:?} must be greater than 0", t.lr), "e.g. lr = 3e-3"));
     }
     for (key, v) in [("train.warmup_fraction", t.warmup_fraction), ("train.cooldown_fraction", t.cooldown_fraction), ("train.min_lr_fraction", t.min_lr_fraction)] {
@@ -125,15 +125,15 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
 
 /// `n_heads` must divide the width, and the head dim must be even (RoPE rotates channel pairs).
 fn check_heads(out: &mut Vec<Problem>, width_key: &'static str, width: usize, heads: usize) {
-    let good: Vec<String> = (1..=width).filter(|h| width % h == 0 && (width / h) % 2 == 0).map(|h| h.to_string()).collect();
+    let good: Vec<String> = (1..=width).filter(|&h| width.is_multiple_of(h) && (width / h).is_multiple_of(2)).map(|h| h.to_string()).collect();
     let help = format!("n_heads values that fit {width_key} = {width}: {}; or zip d_model and n_heads with `sweep.zip`", good.join(", "));
-    if width % heads != 0 {
+    if !width.is_multiple_of(heads) {
         out.push(problem(
             &["model.n_heads", width_key],
             format!("`model.n_heads` = {heads} does not divide `{width_key}` = {width}"),
             help,
         ));
-    } else if (width / heads) % 2 == 1 {
+    } else if !(width / heads).is_multiple_of(2) {
         out.push(problem(
             &["model.n_heads", width_key],
             format!("head dim `{width_key}` / `model.n_heads` = {width} / {heads} = {} is odd: RoPE needs an even head dim", width / heads),
