@@ -77,7 +77,15 @@ fn unknown_key_suggests_nearest() {
     assert_eq!(e.kind, ErrorKind::UnknownKey);
     assert_eq!(e.key.as_deref(), Some("model.d_modle"));
     assert_eq!(e.line_col, Some((8, 1)));
-    assert_has(&e, &["unknown key `model.d_modle`; did you mean `model.d_model`?", "unknown_key.toml:8:1", "d_modle = 64", "^^^^^^^"]);
+    assert_has(
+        &e,
+        &[
+            "unknown key `model.d_modle`; did you mean `model.d_model`?",
+            "unknown_key.toml:8:1",
+            "d_modle = 64",
+            "^^^^^^^",
+        ],
+    );
 }
 
 #[test]
@@ -129,7 +137,10 @@ fn wrong_type_says_expected_and_found() {
     assert_eq!(e.kind, ErrorKind::WrongType);
     assert_eq!(e.key.as_deref(), Some("model.d_model"));
     assert_eq!(e.line_col, Some((8, 11)));
-    assert_has(&e, &["`model.d_model`: expected a non-negative integer, found the string \"big\"", "wrong_type.toml:8:11"]);
+    assert_has(
+        &e,
+        &["`model.d_model`: expected a non-negative integer, found the string \"big\"", "wrong_type.toml:8:11"],
+    );
 }
 
 #[test]
@@ -205,12 +216,17 @@ fn empty_seeds_is_an_error() {
 fn zip_of_unequal_lengths_names_both_keys_and_lengths() {
     let e = load_fixture("zip_unequal.toml");
     assert_eq!(e.kind, ErrorKind::Zip);
-    assert_has(&e, &["pairs `model.d_model` (3 values) with `model.n_heads` (2 values)", "equal lengths", "zip_unequal.toml:"]);
+    assert_has(
+        &e,
+        &["pairs `model.d_model` (3 values) with `model.n_heads` (2 values)", "equal lengths", "zip_unequal.toml:"],
+    );
 }
 
 #[test]
 fn zip_naming_a_scalar_key_is_an_error() {
-    let e = err_raw("[sweep]\nname = \"t\"\nzip = [[\"model.d_model\", \"model.n_heads\"]]\n[model]\nd_model = [64, 128]\nn_heads = 4\n");
+    let e = err_raw(
+        "[sweep]\nname = \"t\"\nzip = [[\"model.d_model\", \"model.n_heads\"]]\n[model]\nd_model = [64, 128]\nn_heads = 4\n",
+    );
     assert_eq!(e.kind, ErrorKind::Zip);
     assert_has(&e, &["`sweep.zip` names `model.n_heads`, which is not a list (it is 4)", "inline.toml:3:"]);
 }
@@ -224,7 +240,9 @@ fn zip_naming_an_unknown_key_suggests_nearest() {
 
 #[test]
 fn zip_naming_an_unset_key_is_an_error() {
-    let e = err_raw("[sweep]\nname = \"t\"\nzip = [[\"model.d_model\", \"model.n_heads\"]]\n[model]\nd_model = [64, 128]\n");
+    let e = err_raw(
+        "[sweep]\nname = \"t\"\nzip = [[\"model.d_model\", \"model.n_heads\"]]\n[model]\nd_model = [64, 128]\n",
+    );
     assert_has(&e, &["`sweep.zip` names `model.n_heads`, which is not set"]);
 }
 
@@ -235,23 +253,34 @@ fn heads_not_dividing_width_names_the_runs_values() {
     let e = err("[model]\nd_model = [64, 96]\nn_heads = [4, 5]\n");
     assert_eq!(e.kind, ErrorKind::InvalidRun);
     assert_eq!(e.key.as_deref(), Some("model.n_heads"));
-    assert_has(&e, &[
-        "`model.n_heads` = 5 does not divide `model.d_model` = 64",
-        "in run 2 of 4: model.d_model = 64, model.n_heads = 5",
-        "1 more run(s) fail",
-        "inline.toml:7:15", // the 5 in `n_heads = [4, 5]`
-    ]);
+    assert_has(
+        &e,
+        &[
+            "`model.n_heads` = 5 does not divide `model.d_model` = 64",
+            "in run 2 of 4: model.d_model = 64, model.n_heads = 5",
+            "1 more run(s) fail",
+            "inline.toml:7:15", // the 5 in `n_heads = [4, 5]`
+        ],
+    );
 }
 
 #[test]
 fn odd_head_dim_is_an_error_for_rope() {
     let e = err("[model]\nd_model = 96\nn_heads = 32\n");
-    assert_has(&e, &["head dim `model.d_model` / `model.n_heads` = 96 / 32 = 3 is odd: RoPE needs an even head dim", "n_heads values that fit"]);
+    assert_has(
+        &e,
+        &[
+            "head dim `model.d_model` / `model.n_heads` = 96 / 32 = 3 is odd: RoPE needs an even head dim",
+            "n_heads values that fit",
+        ],
+    );
 }
 
 #[test]
 fn zero_sizes_are_errors() {
-    for (table, key) in [("train", "tokens"), ("train", "batch_size"), ("data", "seq_len"), ("model", "d_model"), ("model", "n_layers")] {
+    for (table, key) in
+        [("train", "tokens"), ("train", "batch_size"), ("data", "seq_len"), ("model", "d_model"), ("model", "n_layers")]
+    {
         let text = if table == "data" {
             format!("[sweep]\nname = \"t\"\n[data]\ncorpus = \"tiny_corpus.txt\"\n{key} = 0\n")
         } else {
@@ -341,7 +370,13 @@ fn seq_len_longer_than_the_validation_split_is_an_error() {
     // tiny_corpus.txt is 11758 bytes; 5% of it is 587 tokens.
     let e = err("seq_len = 1024\n");
     assert_eq!(e.kind, ErrorKind::CorpusTooSmall);
-    assert_has(&e, &["`data.seq_len` = 1024 is too long for the corpus's validation split: 11758 bytes × 0.05 = 587 tokens", "inline.toml:5:1"]);
+    assert_has(
+        &e,
+        &[
+            "`data.seq_len` = 1024 is too long for the corpus's validation split: 11758 bytes × 0.05 = 587 tokens",
+            "inline.toml:5:1",
+        ],
+    );
 }
 
 #[test]
@@ -389,7 +424,10 @@ fn variants_need_unique_names() {
 #[test]
 fn huge_grids_are_refused() {
     let axis = format!("[{}]", (1..=100).map(|i| (i * 1000).to_string()).collect::<Vec<_>>().join(", "));
-    let e = err(&format!("[train]\ntokens = {axis}\neval_tokens = {axis}\nlog_every = {}\n", "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 101]"));
+    let e = err(&format!(
+        "[train]\ntokens = {axis}\neval_tokens = {axis}\nlog_every = {}\n",
+        "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 101]"
+    ));
     assert_eq!(e.kind, ErrorKind::TooLarge);
 }
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use loopscale::model::Arch;
-use loopscale::sweep::{dotted_get, valid_keys, Sweep};
+use loopscale::sweep::{Sweep, dotted_get, valid_keys};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sweeps")
@@ -59,7 +59,10 @@ fn quickstart_fixture_expands_as_documented() {
     assert_eq!(s.collapsed, 0);
     assert_eq!(s.runs.iter().filter(|r| r.variant.as_deref() == Some("gpt")).count(), 8);
     assert_eq!(s.runs.iter().filter(|r| r.variant.as_deref() == Some("parcae")).count(), 16);
-    assert_eq!(s.axes, ["train.tokens", "model.d_model", "model.n_heads", "model.arch", "model.mean_recurrence", "seed"]);
+    assert_eq!(
+        s.axes,
+        ["train.tokens", "model.d_model", "model.n_heads", "model.arch", "model.mean_recurrence", "seed"]
+    );
     let parcae = s.runs.iter().find(|r| r.variant.as_deref() == Some("parcae")).unwrap();
     let looped = parcae.config.model.looped.as_ref().unwrap();
     assert_eq!(looped.mean_recurrence, 2);
@@ -98,7 +101,9 @@ fn key_order_within_a_table_is_file_order() {
 
 #[test]
 fn zip_pairs_axes_element_wise() {
-    let s = sweep("zip = [[\"model.d_model\", \"model.n_heads\"]]\n[model]\nd_model = [64, 128, 256]\nn_heads = [2, 4, 8]\n[train]\ntokens = [1000, 2000]\n");
+    let s = sweep(
+        "zip = [[\"model.d_model\", \"model.n_heads\"]]\n[model]\nd_model = [64, 128, 256]\nn_heads = [2, 4, 8]\n[train]\ntokens = [1000, 2000]\n",
+    );
     assert_eq!(s.runs.len(), 6);
     assert_eq!(
         table(&s, &["model.d_model", "model.n_heads", "train.tokens"]),
@@ -116,8 +121,13 @@ fn zip_pairs_axes_element_wise() {
 #[test]
 fn zip_group_sits_at_its_first_key() {
     // tokens comes first in the file, then the zipped pair: tokens is outermost.
-    let s = sweep("zip = [[\"model.n_heads\", \"model.d_model\"]]\n[train]\ntokens = [1000, 2000]\n[model]\nd_model = [64, 128]\nn_heads = [2, 4]\n");
-    assert_eq!(table(&s, &["train.tokens", "model.d_model"]), rows(&[&["1000", "64"], &["1000", "128"], &["2000", "64"], &["2000", "128"]]));
+    let s = sweep(
+        "zip = [[\"model.n_heads\", \"model.d_model\"]]\n[train]\ntokens = [1000, 2000]\n[model]\nd_model = [64, 128]\nn_heads = [2, 4]\n",
+    );
+    assert_eq!(
+        table(&s, &["train.tokens", "model.d_model"]),
+        rows(&[&["1000", "64"], &["1000", "128"], &["2000", "64"], &["2000", "128"]])
+    );
 }
 
 #[test]
@@ -146,7 +156,9 @@ fn variants_cross_the_base_grid_and_record_their_names() {
 
 #[test]
 fn variant_override_replaces_a_base_axis_in_place() {
-    let s = sweep("[model]\nd_model = [64, 128]\n[train]\ntokens = [1000, 2000]\n[[variants]]\nname = \"wide\"\nmodel.d_model = [256, 512]\n");
+    let s = sweep(
+        "[model]\nd_model = [64, 128]\n[train]\ntokens = [1000, 2000]\n[[variants]]\nname = \"wide\"\nmodel.d_model = [256, 512]\n",
+    );
     assert_eq!(table(&s, &["model.d_model", "train.tokens"])[..2], rows(&[&["256", "1000"], &["256", "2000"]])[..]);
     assert_eq!(s.runs.len(), 4);
 }
@@ -158,14 +170,19 @@ fn looped_keys_are_dropped_for_gpt_runs_and_duplicates_collapse() {
     assert_eq!(s.collapsed, 2);
     assert_eq!(s.runs[0].config.model.arch, Arch::Gpt);
     assert!(s.runs[0].config.model.looped.is_none());
-    assert_eq!(s.runs[0].varying, [("model.arch".to_string(), "gpt".to_string()), ("model.mean_recurrence".to_string(), "-".to_string())]);
+    assert_eq!(
+        s.runs[0].varying,
+        [("model.arch".to_string(), "gpt".to_string()), ("model.mean_recurrence".to_string(), "-".to_string())]
+    );
     let mus: Vec<_> = s.runs[1..].iter().map(|r| r.config.model.looped.as_ref().unwrap().mean_recurrence).collect();
     assert_eq!(mus, [2, 4, 8]);
 }
 
 #[test]
 fn flat_looped_keys_fill_looped_config() {
-    let s = sweep("[model]\narch = \"looped\"\nn_prelude = 1\nn_core = 3\nn_coda = 1\ninjection = \"linear\"\nbackprop_depth = 2\nrecurrent_dim = 32\nstate_init = \"zero\"\nprelude_norm = false\ndepth_sampling = \"fixed\"\n");
+    let s = sweep(
+        "[model]\narch = \"looped\"\nn_prelude = 1\nn_core = 3\nn_coda = 1\ninjection = \"linear\"\nbackprop_depth = 2\nrecurrent_dim = 32\nstate_init = \"zero\"\nprelude_norm = false\ndepth_sampling = \"fixed\"\n",
+    );
     let l = s.runs[0].config.model.looped.clone().unwrap();
     assert_eq!((l.n_prelude, l.n_core, l.n_coda), (1, 3, 1));
     assert_eq!(l.backprop_depth, Some(2));
@@ -187,7 +204,9 @@ fn test_loops_list_is_a_value_and_list_of_lists_an_axis() {
 
 #[test]
 fn duplicate_runs_across_variants_keep_the_first() {
-    let s = sweep("[[variants]]\nname = \"a\"\nmodel.d_model = 64\n[[variants]]\nname = \"b\"\nmodel.d_model = [64, 128]\n");
+    let s = sweep(
+        "[[variants]]\nname = \"a\"\nmodel.d_model = 64\n[[variants]]\nname = \"b\"\nmodel.d_model = [64, 128]\n",
+    );
     assert_eq!(s.runs.len(), 2);
     assert_eq!(s.collapsed, 1);
     assert_eq!(s.runs[0].variant.as_deref(), Some("a"));
@@ -196,7 +215,8 @@ fn duplicate_runs_across_variants_keep_the_first() {
 
 #[test]
 fn run_keys_ignore_spelling_order_variant_and_irrelevant_looped_keys() {
-    let reference = sweep("[train]\nlr = 0.003\ntokens = 1000\n[model]\nd_model = 64\nn_heads = 4\n").runs[0].key.clone();
+    let reference =
+        sweep("[train]\nlr = 0.003\ntokens = 1000\n[model]\nd_model = 64\nn_heads = 4\n").runs[0].key.clone();
     let same = [
         // key order in the file
         "[model]\nn_heads = 4\nd_model = 64\n[train]\ntokens = 1000\nlr = 0.003\n",
@@ -212,7 +232,8 @@ fn run_keys_ignore_spelling_order_variant_and_irrelevant_looped_keys() {
     for text in same {
         assert_eq!(sweep(text).runs[0].key, reference, "for:\n{text}");
     }
-    let different = sweep("[train]\nlr = 0.003\ntokens = 1000\n[model]\nd_model = 64\nn_heads = 2\n").runs[0].key.clone();
+    let different =
+        sweep("[train]\nlr = 0.003\ntokens = 1000\n[model]\nd_model = 64\nn_heads = 2\n").runs[0].key.clone();
     assert_ne!(different, reference);
 }
 
@@ -269,7 +290,9 @@ fn zip_applies_inside_variants_that_set_its_keys() {
 
 #[test]
 fn keys_set_only_for_looped_runs_vary_only_if_they_take_two_values() {
-    let s = sweep("[[variants]]\nname = \"gpt\"\n[[variants]]\nname = \"parcae\"\nmodel = { arch = \"looped\", injection = \"add\", mean_recurrence = [2, 4] }\n");
+    let s = sweep(
+        "[[variants]]\nname = \"gpt\"\n[[variants]]\nname = \"parcae\"\nmodel = { arch = \"looped\", injection = \"add\", mean_recurrence = [2, 4] }\n",
+    );
     // injection is "add" on every looped run and absent on the GPT run: not an axis.
     assert_eq!(s.axes, ["model.arch", "model.mean_recurrence"]);
 }

@@ -182,11 +182,7 @@ impl Source<'_> {
         let width = self.text[start..end].lines().next().map_or(0, |s| s.chars().count()).max(1);
         let gutter = line.to_string().len();
         let pad = " ".repeat(gutter);
-        format!(
-            "{pad} |\n{line} | {text}\n{pad} | {}{}",
-            " ".repeat(col - 1),
-            "^".repeat(width)
-        )
+        format!("{pad} |\n{line} | {text}\n{pad} | {}{}", " ".repeat(col - 1), "^".repeat(width))
     }
 }
 

@@ -13,10 +13,10 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::error::{ErrorKind, Source, SweepError};
-use super::keys::{schema, toml_literal, Section};
-use super::spec::{Setting, Span, Spec};
 use super::RunConfig;
+use super::error::{ErrorKind, Source, SweepError};
+use super::keys::{Section, schema, toml_literal};
+use super::spec::{Setting, Span, Spec};
 
 /// More grid points than this is almost surely a mistake (and would take forever to plan).
 const MAX_POINTS: u128 = 1_000_000;
@@ -55,11 +55,7 @@ pub(crate) fn expand(src: &Source, spec: &Spec) -> Result<Grid, SweepError> {
     let variants: Vec<(Option<usize>, Vec<Setting>)> = if spec.variants.is_empty() {
         vec![(None, spec.base.clone())]
     } else {
-        spec.variants
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (Some(i), overlay(&spec.base, &v.settings)))
-            .collect()
+        spec.variants.iter().enumerate().map(|(i, v)| (Some(i), overlay(&spec.base, &v.settings))).collect()
     };
     for (_, settings) in &variants {
         for s in settings {
@@ -79,8 +75,12 @@ pub(crate) fn expand(src: &Source, spec: &Spec) -> Result<Grid, SweepError> {
         let n = groups.iter().fold(spec.header.seeds.len() as u128, |acc, g| acc * g.len as u128);
         total += n;
         if total > MAX_POINTS {
-            return Err(SweepError::new(ErrorKind::TooLarge, src.path, format!("the grid has more than {MAX_POINTS} points"))
-                .with_help("cross fewer or shorter axes, or pair axes with `sweep.zip` instead of crossing them"));
+            return Err(SweepError::new(
+                ErrorKind::TooLarge,
+                src.path,
+                format!("the grid has more than {MAX_POINTS} points"),
+            )
+            .with_help("cross fewer or shorter axes, or pair axes with `sweep.zip` instead of crossing them"));
         }
         spans.push(
             settings
@@ -102,10 +102,9 @@ pub(crate) fn expand(src: &Source, spec: &Spec) -> Result<Grid, SweepError> {
                 rest /= g.len;
             }
             for &(seed, _) in &spec.header.seeds {
-                let assigned = constants
-                    .iter()
-                    .map(|s| (*s, &s.values[0].0))
-                    .chain(groups.iter().zip(&index).flat_map(|(g, &i)| g.settings.iter().map(move |s| (*s, &s.values[i].0))));
+                let assigned = constants.iter().map(|s| (*s, &s.values[0].0)).chain(
+                    groups.iter().zip(&index).flat_map(|(g, &i)| g.settings.iter().map(move |s| (*s, &s.values[i].0))),
+                );
                 let config = build(src, assigned, seed)?;
                 points.push(Point { config, variant: *variant });
             }
@@ -127,7 +126,12 @@ fn overlay(base: &[Setting], over: &[Setting]) -> Vec<Setting> {
 }
 
 /// The axes in grid order, zip groups merged, with their lengths checked.
-fn group<'a>(src: &Source, spec: &Spec, settings: &'a [Setting], variant: Option<&str>) -> Result<Vec<Group<'a>>, SweepError> {
+fn group<'a>(
+    src: &Source,
+    spec: &Spec,
+    settings: &'a [Setting],
+    variant: Option<&str>,
+) -> Result<Vec<Group<'a>>, SweepError> {
     let whose = variant.map(|v| format!(" (in variant `{v}`)")).unwrap_or_default();
     let find = |key: &str| settings.iter().find(|s| s.key.dotted == key);
     // Check every zip group that this variant touches: all its keys set, all lists, equal lengths.
@@ -145,10 +149,19 @@ fn group<'a>(src: &Source, spec: &Spec, settings: &'a [Setting], variant: Option
             };
             if !s.axis {
                 return Err(src
-                    .error(ErrorKind::Zip, span.clone(), format!("`sweep.zip` names `{key}`, which is not a list (it is {}){whose}", toml_literal(&s.values[0].0)))
+                    .error(
+                        ErrorKind::Zip,
+                        span.clone(),
+                        format!(
+                            "`sweep.zip` names `{key}`, which is not a list (it is {}){whose}",
+                            toml_literal(&s.values[0].0)
+                        ),
+                    )
                     .with_key(key.clone())
                     .with_note(format!("`{key}` is set at {}", at(src, &s.key_span)))
-                    .with_help(format!("zip pairs list axes element-wise: make `{key}` a list, or remove it from the zip group")));
+                    .with_help(format!(
+                        "zip pairs list axes element-wise: make `{key}` a list, or remove it from the zip group"
+                    )));
             }
             if let Some(f) = first.filter(|f| f.values.len() != s.values.len()) {
                 return Err(src
@@ -192,9 +205,14 @@ fn at(src: &Source, span: &Span) -> String {
 }
 
 /// One run's config from its assigned values; unassigned keys keep their defaults.
-fn build<'a>(src: &Source, assigned: impl Iterator<Item = (&'a Setting, &'a Value)>, seed: u64) -> Result<RunConfig, SweepError> {
+fn build<'a>(
+    src: &Source,
+    assigned: impl Iterator<Item = (&'a Setting, &'a Value)>,
+    seed: u64,
+) -> Result<RunConfig, SweepError> {
     let d = &schema().defaults;
-    let (mut data, mut train, mut model, mut looped) = (d.data.clone(), d.train.clone(), d.model.clone(), d.looped.clone());
+    let (mut data, mut train, mut model, mut looped) =
+        (d.data.clone(), d.train.clone(), d.model.clone(), d.looped.clone());
     for (s, v) in assigned {
         let table: &mut Map<String, Value> = match s.key.section {
             Section::Data => &mut data,

@@ -175,8 +175,8 @@ impl<'de> de::Deserializer<'de> for FieldCapture<'_> {
 /// keys apply only to `arch = "looped"`). For `--help` and docs.
 pub fn valid_keys() -> Vec<(String, String)> {
     let header = HEADER_KEYS.iter().map(|(k, d)| (format!("sweep.{k}"), d.to_string()));
-    header.chain(schema().keys.iter()
-        .map(|k| {
+    header
+        .chain(schema().keys.iter().map(|k| {
             let default = match &k.default {
                 Some(v) => display_value(v),
                 None => "-".to_string(),
@@ -212,7 +212,14 @@ mod tests {
     #[test]
     fn schema_covers_every_struct_field_including_options() {
         let s = schema();
-        for key in ["data.corpus", "train.lr", "model.d_model", "model.mean_recurrence", "model.recurrent_dim", "model.backprop_depth"] {
+        for key in [
+            "data.corpus",
+            "train.lr",
+            "model.d_model",
+            "model.mean_recurrence",
+            "model.recurrent_dim",
+            "model.backprop_depth",
+        ] {
             assert!(s.get(key).is_some(), "missing {key}");
         }
         assert!(s.get("model.looped").is_none());

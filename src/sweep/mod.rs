@@ -69,7 +69,7 @@ pub use error::{ErrorDetails, ErrorKind, SweepError};
 pub use keys::valid_keys;
 
 use error::Source;
-use keys::{display_value, schema, Section};
+use keys::{Section, display_value, schema};
 
 /// A parsed, expanded and validated sweep.
 #[derive(Clone, Debug)]
@@ -190,7 +190,10 @@ impl Sweep {
                 key: key.clone(),
                 config: p.config.clone(),
                 variant: p.variant.map(|i| spec.variants[i].name.clone()),
-                varying: varying_idx.iter().map(|&i| (grid.keys[i].clone(), vals[i].clone().unwrap_or_else(|| "-".into()))).collect(),
+                varying: varying_idx
+                    .iter()
+                    .map(|&i| (grid.keys[i].clone(), vals[i].clone().unwrap_or_else(|| "-".into())))
+                    .collect(),
             })
             .collect();
 
@@ -230,13 +233,19 @@ impl Sweep {
                 err.notes.push(format!("this run also has: {}", p.message));
             }
             if others > 0 {
-                err.notes.push(format!("{others} more run(s) fail validation; run `loopscale plan` again after fixing this one"));
+                err.notes.push(format!(
+                    "{others} more run(s) fail validation; run `loopscale plan` again after fixing this one"
+                ));
             }
             err.help = Some(first.help.clone());
             return Err(err);
         }
 
-        let db = spec.header.db.clone().unwrap_or_else(|| PathBuf::from("results").join(format!("{}.sqlite", spec.header.name)));
+        let db = spec
+            .header
+            .db
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("results").join(format!("{}.sqlite", spec.header.name)));
         Ok(Sweep {
             name: spec.header.name,
             description: spec.header.description,

@@ -13,8 +13,8 @@ use serde_json::Value;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::error::{nearest, ErrorKind, Source, SweepError};
-use super::keys::{schema, toml_literal, KeyInfo, Section, HEADER_KEYS};
+use super::error::{ErrorKind, Source, SweepError, nearest};
+use super::keys::{HEADER_KEYS, KeyInfo, Section, schema, toml_literal};
 use crate::model::{LoopedConfig, ModelConfig};
 use crate::train::{DataConfig, TrainConfig};
 
@@ -102,23 +102,36 @@ fn sorted<'a, 'i>(table: &'a DeTable<'i>) -> Vec<(&'a Spanned<std::borrow::Cow<'
     entries
 }
 
-fn expect_table<'a, 'i>(src: &Source, what: &str, value: &'a Spanned<DeValue<'i>>) -> Result<&'a DeTable<'i>, SweepError> {
+fn expect_table<'a, 'i>(
+    src: &Source,
+    what: &str,
+    value: &'a Spanned<DeValue<'i>>,
+) -> Result<&'a DeTable<'i>, SweepError> {
     value.get_ref().as_table().ok_or_else(|| {
-        src.error(ErrorKind::WrongType, value.span(), format!("`{what}` must be a table, found {}", describe_de(value.get_ref())))
-            .with_key(what)
-            .with_help(format!("write it as a table header `[{what}]` followed by `key = value` lines"))
+        src.error(
+            ErrorKind::WrongType,
+            value.span(),
+            format!("`{what}` must be a table, found {}", describe_de(value.get_ref())),
+        )
+        .with_key(what)
+        .with_help(format!("write it as a table header `[{what}]` followed by `key = value` lines"))
     })
 }
 
 fn unknown_top_key(src: &Source, name: &str, span: Span) -> SweepError {
-    let mut err = src.error(ErrorKind::UnknownKey, span, format!("unknown key `{name}` at the top level")).with_key(name);
+    let mut err =
+        src.error(ErrorKind::UnknownKey, span, format!("unknown key `{name}` at the top level")).with_key(name);
     let is_field = schema().keys.iter().any(|k| k.field == name);
     if let Some(s) = nearest(name, TOP_KEYS.iter().copied()).filter(|_| !is_field) {
         err.message.push_str(&format!("; did you mean `{s}`?"));
     }
     // A key written before any table header lands at the top level.
     if let Some(k) = schema().keys.iter().find(|k| k.field == name) {
-        err.help = Some(format!("`{name}` belongs in the [{}] table: put it after a `[{}]` header", k.section.table(), k.section.table()));
+        err.help = Some(format!(
+            "`{name}` belongs in the [{}] table: put it after a `[{}]` header",
+            k.section.table(),
+            k.section.table()
+        ));
     } else {
         err.help = Some(format!("the top level takes only the tables {}", list(TOP_KEYS)));
     }
@@ -149,9 +162,15 @@ fn parse_header(src: &Source, key_span: Span, value: &Spanned<DeValue>) -> Resul
                 let s = expect_string(src, &dotted, v, "a name such as \"my_study\"")?;
                 if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
                     return Err(src
-                        .error(ErrorKind::Header, v.span(), format!("invalid sweep name {s:?}: expected letters, digits, `_` or `-` only"))
+                        .error(
+                            ErrorKind::Header,
+                            v.span(),
+                            format!("invalid sweep name {s:?}: expected letters, digits, `_` or `-` only"),
+                        )
                         .with_key(dotted)
-                        .with_help("the name names the results database and appears in reports; e.g. name = \"my_study\""));
+                        .with_help(
+                            "the name names the results database and appears in reports; e.g. name = \"my_study\"",
+                        ));
                 }
                 name = Some(s);
             }
@@ -159,32 +178,46 @@ fn parse_header(src: &Source, key_span: Span, value: &Spanned<DeValue>) -> Resul
             "db" => {
                 let s = expect_string(src, &dotted, v, "a path such as \"results/my_study.sqlite\"")?;
                 if s.is_empty() {
-                    return Err(src.error(ErrorKind::Header, v.span(), "`sweep.db` is empty: expected a path").with_key(dotted)
+                    return Err(src
+                        .error(ErrorKind::Header, v.span(), "`sweep.db` is empty: expected a path")
+                        .with_key(dotted)
                         .with_help("remove the key to use results/<name>.sqlite"));
                 }
                 header.db = Some(PathBuf::from(s));
             }
-            "retries" => header.retries = expect_uint(src, &dotted, v)?.try_into().map_err(|_| {
-                src.error(ErrorKind::Header, v.span(), "`sweep.retries` is too large").with_key(dotted.clone())
-            })?,
+            "retries" => {
+                header.retries = expect_uint(src, &dotted, v)?.try_into().map_err(|_| {
+                    src.error(ErrorKind::Header, v.span(), "`sweep.retries` is too large").with_key(dotted.clone())
+                })?
+            }
             "seeds" => {
                 header.seeds_span = Some(v.span());
                 header.seeds = match v.get_ref() {
                     DeValue::Array(items) => {
                         if items.is_empty() {
                             return Err(src
-                                .error(ErrorKind::EmptyAxis, v.span(), "`sweep.seeds = []` is empty: every run needs a seed")
+                                .error(
+                                    ErrorKind::EmptyAxis,
+                                    v.span(),
+                                    "`sweep.seeds = []` is empty: every run needs a seed",
+                                )
                                 .with_key(dotted)
-                                .with_help("give at least one seed, e.g. seeds = [0], or remove the key (default [0])"));
+                                .with_help(
+                                    "give at least one seed, e.g. seeds = [0], or remove the key (default [0])",
+                                ));
                         }
-                        items.iter().map(|it| Ok((expect_uint(src, &dotted, it)?, it.span()))).collect::<Result<_, SweepError>>()?
+                        items
+                            .iter()
+                            .map(|it| Ok((expect_uint(src, &dotted, it)?, it.span())))
+                            .collect::<Result<_, SweepError>>()?
                     }
                     _ => vec![(expect_uint(src, &dotted, v)?, v.span())],
                 };
             }
             "zip" => header.zip = parse_zip(src, v)?,
             _ => {
-                let mut err = src.error(ErrorKind::UnknownKey, k.span(), format!("unknown key `{dotted}`")).with_key(dotted);
+                let mut err =
+                    src.error(ErrorKind::UnknownKey, k.span(), format!("unknown key `{dotted}`")).with_key(dotted);
                 let is_field = schema().keys.iter().any(|i| i.field == key);
                 if let Some(s) = nearest(key, HEADER_KEYS.iter().map(|(k, _)| *k)).filter(|_| !is_field) {
                     err.message.push_str(&format!("; did you mean `sweep.{s}`?"));
@@ -222,7 +255,9 @@ fn parse_zip(src: &Source, v: &Spanned<DeValue>) -> Result<Vec<ZipGroup>, SweepE
         for it in items.iter() {
             let Some(key) = it.get_ref().as_str() else { return Err(shape_err(it.span())) };
             if schema().get(key).is_none() {
-                let mut err = src.error(ErrorKind::UnknownKey, it.span(), format!("`sweep.zip` names unknown key `{key}`")).with_key("sweep.zip");
+                let mut err = src
+                    .error(ErrorKind::UnknownKey, it.span(), format!("`sweep.zip` names unknown key `{key}`"))
+                    .with_key("sweep.zip");
                 if let Some(s) = nearest(key, schema().keys.iter().map(|k| k.dotted.as_str())) {
                     err.message.push_str(&format!("; did you mean `{s}`?"));
                 }
@@ -246,7 +281,11 @@ fn expect_string(src: &Source, key: &str, v: &Spanned<DeValue>, expected: &str) 
     match v.get_ref().as_str() {
         Some(s) => Ok(s.to_string()),
         None => Err(src
-            .error(ErrorKind::WrongType, v.span(), format!("`{key}`: expected {expected}, found {}", describe_de(v.get_ref())))
+            .error(
+                ErrorKind::WrongType,
+                v.span(),
+                format!("`{key}`: expected {expected}, found {}", describe_de(v.get_ref())),
+            )
             .with_key(key)),
     }
 }
@@ -255,7 +294,11 @@ fn expect_uint(src: &Source, key: &str, v: &Spanned<DeValue>) -> Result<u64, Swe
     match to_json(src, key, v)? {
         Value::Number(n) if n.is_u64() => Ok(n.as_u64().unwrap()),
         other => Err(src
-            .error(ErrorKind::WrongType, v.span(), format!("`{key}`: expected a non-negative integer, found {}", describe(&other)))
+            .error(
+                ErrorKind::WrongType,
+                v.span(),
+                format!("`{key}`: expected a non-negative integer, found {}", describe(&other)),
+            )
             .with_key(key)),
     }
 }
@@ -263,7 +306,11 @@ fn expect_uint(src: &Source, key: &str, v: &Spanned<DeValue>) -> Result<u64, Swe
 fn parse_variants(src: &Source, value: &Spanned<DeValue>) -> Result<Vec<VariantSpec>, SweepError> {
     let DeValue::Array(items) = value.get_ref() else {
         return Err(src
-            .error(ErrorKind::WrongType, value.span(), format!("`variants` must be an array of tables, found {}", describe_de(value.get_ref())))
+            .error(
+                ErrorKind::WrongType,
+                value.span(),
+                format!("`variants` must be an array of tables, found {}", describe_de(value.get_ref())),
+            )
             .with_key("variants")
             .with_help("write each variant as a `[[variants]]` section with a `name`"));
     };
@@ -278,9 +325,14 @@ fn parse_variants(src: &Source, value: &Spanned<DeValue>) -> Result<Vec<VariantS
             match key {
                 "name" => {
                     let s = expect_string(src, &format!("{what}.name"), v, "a name such as \"parcae\"")?;
-                    if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
+                    if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+                    {
                         return Err(src
-                            .error(ErrorKind::Variant, v.span(), format!("invalid variant name {s:?}: expected letters, digits, `_`, `-` or `.`"))
+                            .error(
+                                ErrorKind::Variant,
+                                v.span(),
+                                format!("invalid variant name {s:?}: expected letters, digits, `_`, `-` or `.`"),
+                            )
                             .with_key(format!("{what}.name")));
                     }
                     if out.iter().any(|o| o.name == s) {
@@ -293,7 +345,12 @@ fn parse_variants(src: &Source, value: &Spanned<DeValue>) -> Result<Vec<VariantS
                 }
                 "data" | "train" | "model" => {
                     let t = expect_table(src, key, v)?;
-                    settings.extend(parse_settings(src, key, t, name.as_ref().map(|(n, _): &(String, Span)| n.as_str()).or(Some(&what)))?);
+                    settings.extend(parse_settings(
+                        src,
+                        key,
+                        t,
+                        name.as_ref().map(|(n, _): &(String, Span)| n.as_str()).or(Some(&what)),
+                    )?);
                 }
                 _ => {
                     let mut err = src
@@ -304,7 +361,9 @@ fn parse_variants(src: &Source, value: &Spanned<DeValue>) -> Result<Vec<VariantS
                         err.message.push_str(&format!("; did you mean `{s}`?"));
                     }
                     err.help = Some(match schema().keys.iter().find(|i| i.field == key) {
-                        Some(i) => format!("inside a variant, write the table too: `{}.{key} = ...`", i.section.table()),
+                        Some(i) => {
+                            format!("inside a variant, write the table too: `{}.{key} = ...`", i.section.table())
+                        }
                         None => format!("a variant takes {}", list(VARIANT_KEYS)),
                     });
                     return Err(err);
@@ -323,30 +382,35 @@ fn parse_variants(src: &Source, value: &Spanned<DeValue>) -> Result<Vec<VariantS
 }
 
 /// The settings of one `[data]`/`[train]`/`[model]` table (`variant` names the variant, for messages).
-fn parse_settings(src: &Source, table: &str, entries: &DeTable, variant: Option<&str>) -> Result<Vec<Setting>, SweepError> {
+fn parse_settings(
+    src: &Source,
+    table: &str,
+    entries: &DeTable,
+    variant: Option<&str>,
+) -> Result<Vec<Setting>, SweepError> {
     let mut out = Vec::new();
     for (k, v) in sorted(entries) {
         let field = k.get_ref().as_ref();
         let dotted = format!("{table}.{field}");
         let Some(info) = schema().get(&dotted) else {
-            return Err(unknown_key(src, table, field, k.span(), v, variant));
+            return Err(unknown_key(src, table, field, k.span(), variant));
         };
         out.push(parse_setting(src, info, k.span(), v)?);
     }
     Ok(out)
 }
 
-fn unknown_key(src: &Source, table: &str, field: &str, span: Span, v: &Spanned<DeValue>, variant: Option<&str>) -> SweepError {
+fn unknown_key(src: &Source, table: &str, field: &str, span: Span, variant: Option<&str>) -> SweepError {
     let dotted = format!("{table}.{field}");
     let whose = variant.map(|n| format!(" in variant `{n}`")).unwrap_or_default();
-    let mut err = src.error(ErrorKind::UnknownKey, span, format!("unknown key `{dotted}`{whose}")).with_key(dotted.clone());
+    let mut err =
+        src.error(ErrorKind::UnknownKey, span, format!("unknown key `{dotted}`{whose}")).with_key(dotted.clone());
     let here: Vec<&str> = schema().in_table(table).map(|k| k.field).collect();
     let elsewhere = schema().keys.iter().any(|k| k.field == field);
     if let Some(s) = nearest(field, here.iter().copied()).filter(|_| !elsewhere) {
         err.message.push_str(&format!("; did you mean `{table}.{s}`?"));
     }
     err.help = Some(if table == "model" && field == "looped" {
-        let _ = v;
         "looped options are written flat in [model] (e.g. `mean_recurrence = 4`), not in a `looped` sub-table".into()
     } else if let Some(other) = schema().keys.iter().find(|k| k.field == field && k.section.table() != table) {
         format!("`{field}` is a [{}] key: write it as `{}`", other.section.table(), other.dotted)
@@ -356,14 +420,22 @@ fn unknown_key(src: &Source, table: &str, field: &str, span: Span, v: &Spanned<D
     err
 }
 
-fn parse_setting(src: &Source, info: &'static KeyInfo, key_span: Span, v: &Spanned<DeValue>) -> Result<Setting, SweepError> {
+fn parse_setting(
+    src: &Source,
+    info: &'static KeyInfo,
+    key_span: Span,
+    v: &Spanned<DeValue>,
+) -> Result<Setting, SweepError> {
     let whole = to_json(src, &info.dotted, v)?;
     let (values, axis) = match (v.get_ref(), info.list_valued) {
         (DeValue::Array(items), false) => {
             if items.is_empty() {
                 return Err(empty_axis(src, info, v.span()));
             }
-            let vals = items.iter().map(|it| Ok((to_json(src, &info.dotted, it)?, it.span()))).collect::<Result<Vec<_>, SweepError>>()?;
+            let vals = items
+                .iter()
+                .map(|it| Ok((to_json(src, &info.dotted, it)?, it.span())))
+                .collect::<Result<Vec<_>, SweepError>>()?;
             (vals, true)
         }
         (DeValue::Array(items), true) => {
@@ -371,7 +443,11 @@ fn parse_setting(src: &Source, info: &'static KeyInfo, key_span: Span, v: &Spann
             if lists == 0 || items.is_empty() {
                 (vec![(whole, v.span())], false)
             } else if lists == items.len() {
-                let vals = items.iter().map(|it| Ok((to_json(src, &info.dotted, it)?, it.span()))).collect::<Result<Vec<_>, SweepError>>()?;
+                let vals = items.iter().map(|it| Ok((to_json(src, &info.dotted, it)?, it.span()))).collect::<Result<
+                    Vec<_>,
+                    SweepError,
+                >>(
+                )?;
                 (vals, true)
             } else {
                 return Err(src
@@ -390,9 +466,16 @@ fn parse_setting(src: &Source, info: &'static KeyInfo, key_span: Span, v: &Spann
 
 fn empty_axis(src: &Source, info: &KeyInfo, span: Span) -> SweepError {
     let example = info.default.as_ref().map(toml_literal).unwrap_or_else(|| "...".into());
-    src.error(ErrorKind::EmptyAxis, span, format!("`{} = []` is an empty list: a list is a grid axis, and an empty axis gives no runs", info.dotted))
-        .with_key(info.dotted.clone())
-        .with_help(format!("give at least one value (e.g. {} = {example}) or remove the key to use the default", info.field))
+    src.error(
+        ErrorKind::EmptyAxis,
+        span,
+        format!("`{} = []` is an empty list: a list is a grid axis, and an empty axis gives no runs", info.dotted),
+    )
+    .with_key(info.dotted.clone())
+    .with_help(format!(
+        "give at least one value (e.g. {} = {example}) or remove the key to use the default",
+        info.field
+    ))
 }
 
 /// Check one value against the field's type by deserialising the section's defaults with it.
@@ -401,14 +484,21 @@ fn check_value(src: &Source, info: &KeyInfo, value: &Value, span: Span, in_axis:
     let found = describe(value);
     let allowed = allowed_values(info);
     let (kind, expected) = match &allowed {
-        Some(names) => (if value.is_string() { ErrorKind::BadEnumValue } else { ErrorKind::WrongType }, format!("one of {}", names.join(", "))),
+        Some(names) => (
+            if value.is_string() { ErrorKind::BadEnumValue } else { ErrorKind::WrongType },
+            format!("one of {}", names.join(", ")),
+        ),
         None => (ErrorKind::WrongType, expected_from(&e)),
     };
-    let mut err = src.error(kind, span, format!("`{}`: expected {expected}, found {found}", info.dotted)).with_key(info.dotted.clone());
+    let mut err = src
+        .error(kind, span, format!("`{}`: expected {expected}, found {found}", info.dotted))
+        .with_key(info.dotted.clone());
     err.help = Some(if let Some(names) = &allowed {
         match value.as_str().and_then(|s| nearest(s, names.iter().map(String::as_str))) {
             Some(s) => format!("did you mean \"{s}\"?"),
-            None => format!("write one of: {}", names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")),
+            None => {
+                format!("write one of: {}", names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "))
+            }
         }
     } else if value.is_array() && in_axis {
         "a list is a grid axis whose elements are single values; only list-valued keys (test_loops) take a list of lists".into()
@@ -444,7 +534,13 @@ pub(crate) fn allowed_values(info: &KeyInfo) -> Option<Vec<String>> {
     let msg = deserialize_with(info, &Value::String("\u{1}".into())).err()?.to_string();
     let rest = msg.strip_prefix("unknown variant `\u{1}`, expected ")?;
     let rest = rest.strip_prefix("one of ").unwrap_or(rest);
-    Some(rest.replace(" or ", ", ").split(", ").map(|s| s.trim().trim_matches('`').to_string()).filter(|s| !s.is_empty()).collect())
+    Some(
+        rest.replace(" or ", ", ")
+            .split(", ")
+            .map(|s| s.trim().trim_matches('`').to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+    )
 }
 
 /// A readable "expected …" from a serde_json error such as "invalid type: string "x", expected usize".
@@ -499,7 +595,9 @@ fn to_json(src: &Source, key: &str, v: &Spanned<DeValue>) -> Result<Value, Sweep
         },
         DeValue::Float(f) => {
             let x: f64 = f.as_str().parse().map_err(|_| bad(format!("cannot read the number {f}")))?;
-            serde_json::Number::from_f64(x).map(Value::Number).ok_or_else(|| bad(format!("expected a finite number, found {f}")))?
+            serde_json::Number::from_f64(x)
+                .map(Value::Number)
+                .ok_or_else(|| bad(format!("expected a finite number, found {f}")))?
         }
         DeValue::Datetime(d) => return Err(bad(format!("dates are not accepted here (found {d})"))),
         DeValue::Array(items) => Value::Array(items.iter().map(|it| to_json(src, key, it)).collect::<Result<_, _>>()?),

@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::error::ErrorKind;
 use super::RunConfig;
+use super::error::ErrorKind;
 use crate::model::Arch;
-use crate::train::{resolve_corpus_path, Schedule, SHIPPED_CORPUS};
+use crate::train::{SHIPPED_CORPUS, Schedule, resolve_corpus_path};
 
 /// Tokenizers the trainer implements.
 const TOKENIZERS: &[&str] = &["bytes"];
@@ -35,7 +35,11 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
     let (d, t, m) = (&c.data, &c.train, &c.model);
     let mut positive = |key: &'static str, value: u64| {
         if value == 0 {
-            out.push(problem(&[key], format!("`{key}` is 0: it must be at least 1"), format!("set `{key}` to a positive value")));
+            out.push(problem(
+                &[key],
+                format!("`{key}` is 0: it must be at least 1"),
+                format!("set `{key}` to a positive value"),
+            ));
         }
     };
     positive("train.tokens", t.tokens);
@@ -66,21 +70,36 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
     if t.lr.is_nan() || t.lr <= 0.0 {
         out.push(problem(&["train.lr"], format!("`train.lr` = {:?} must be greater than 0", t.lr), "e.g. lr = 3e-3"));
     }
-    for (key, v) in [("train.warmup_fraction", t.warmup_fraction), ("train.cooldown_fraction", t.cooldown_fraction), ("train.min_lr_fraction", t.min_lr_fraction)] {
+    for (key, v) in [
+        ("train.warmup_fraction", t.warmup_fraction),
+        ("train.cooldown_fraction", t.cooldown_fraction),
+        ("train.min_lr_fraction", t.min_lr_fraction),
+    ] {
         if !(0.0..=1.0).contains(&v) {
-            out.push(problem(&[key], format!("`{key}` = {v:?} is outside [0, 1]"), "it is a fraction of the run's steps (or of the peak lr)"));
+            out.push(problem(
+                &[key],
+                format!("`{key}` = {v:?} is outside [0, 1]"),
+                "it is a fraction of the run's steps (or of the peak lr)",
+            ));
         }
     }
     if t.schedule == Schedule::Trapezoid && t.warmup_fraction + t.cooldown_fraction > 1.0 {
         out.push(problem(
             &["train.cooldown_fraction", "train.warmup_fraction"],
-            format!("`train.warmup_fraction` + `train.cooldown_fraction` = {} + {} exceeds 1", t.warmup_fraction, t.cooldown_fraction),
+            format!(
+                "`train.warmup_fraction` + `train.cooldown_fraction` = {} + {} exceeds 1",
+                t.warmup_fraction, t.cooldown_fraction
+            ),
             "warmup and cooldown share the run's steps; make them sum to at most 1",
         ));
     }
     for (key, v) in [("train.beta1", t.beta1), ("train.beta2", t.beta2)] {
         if !(0.0..1.0).contains(&v) {
-            out.push(problem(&[key], format!("`{key}` = {v:?} is outside [0, 1)"), "Adam betas are decay rates, e.g. beta1 = 0.9, beta2 = 0.95"));
+            out.push(problem(
+                &[key],
+                format!("`{key}` = {v:?} is outside [0, 1)"),
+                "Adam betas are decay rates, e.g. beta1 = 0.9, beta2 = 0.95",
+            ));
         }
     }
     for (key, v) in [("train.weight_decay", t.weight_decay), ("train.grad_clip", t.grad_clip)] {
@@ -95,10 +114,18 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
     if m.arch == Arch::Looped {
         let l = m.looped.as_ref().expect("looped runs carry a LoopedConfig");
         if l.mean_recurrence == 0 {
-            out.push(problem(&["model.mean_recurrence"], "`model.mean_recurrence` is 0: a looped model runs its core at least once".into(), "set mean_recurrence ≥ 1"));
+            out.push(problem(
+                &["model.mean_recurrence"],
+                "`model.mean_recurrence` is 0: a looped model runs its core at least once".into(),
+                "set mean_recurrence ≥ 1",
+            ));
         }
         if l.n_core == 0 {
-            out.push(problem(&["model.n_core"], "`model.n_core` is 0: the recurrent core needs at least one block".into(), "set n_core ≥ 1"));
+            out.push(problem(
+                &["model.n_core"],
+                "`model.n_core` is 0: the recurrent core needs at least one block".into(),
+                "set n_core ≥ 1",
+            ));
         }
         if l.backprop_depth == Some(0) {
             out.push(problem(
@@ -108,13 +135,25 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
             ));
         }
         if l.test_loops.is_empty() {
-            out.push(problem(&["model.test_loops"], "`model.test_loops` is empty".into(), "list the loop counts to evaluate at, e.g. test_loops = [1, 2, 4, 8]"));
+            out.push(problem(
+                &["model.test_loops"],
+                "`model.test_loops` is empty".into(),
+                "list the loop counts to evaluate at, e.g. test_loops = [1, 2, 4, 8]",
+            ));
         } else if l.test_loops.contains(&0) {
-            out.push(problem(&["model.test_loops"], format!("`model.test_loops` = {:?} contains 0", l.test_loops), "every evaluated loop count must be at least 1"));
+            out.push(problem(
+                &["model.test_loops"],
+                format!("`model.test_loops` = {:?} contains 0", l.test_loops),
+                "every evaluated loop count must be at least 1",
+            ));
         }
         if let Some(r) = l.recurrent_dim {
             if r == 0 {
-                out.push(problem(&["model.recurrent_dim"], "`model.recurrent_dim` is 0".into(), "remove it to use d_model, or set a positive width"));
+                out.push(problem(
+                    &["model.recurrent_dim"],
+                    "`model.recurrent_dim` is 0".into(),
+                    "remove it to use d_model, or set a positive width",
+                ));
             } else if m.n_heads > 0 {
                 check_heads(&mut out, "model.recurrent_dim", r, m.n_heads);
             }
@@ -125,8 +164,14 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
 
 /// `n_heads` must divide the width, and the head dim must be even (RoPE rotates channel pairs).
 fn check_heads(out: &mut Vec<Problem>, width_key: &'static str, width: usize, heads: usize) {
-    let good: Vec<String> = (1..=width).filter(|&h| width.is_multiple_of(h) && (width / h).is_multiple_of(2)).map(|h| h.to_string()).collect();
-    let help = format!("n_heads values that fit {width_key} = {width}: {}; or zip d_model and n_heads with `sweep.zip`", good.join(", "));
+    let good: Vec<String> = (1..=width)
+        .filter(|&h| width.is_multiple_of(h) && (width / h).is_multiple_of(2))
+        .map(|h| h.to_string())
+        .collect();
+    let help = format!(
+        "n_heads values that fit {width_key} = {width}: {}; or zip d_model and n_heads with `sweep.zip`",
+        good.join(", ")
+    );
     if !width.is_multiple_of(heads) {
         out.push(problem(
             &["model.n_heads", width_key],
@@ -136,7 +181,10 @@ fn check_heads(out: &mut Vec<Problem>, width_key: &'static str, width: usize, he
     } else if !(width / heads).is_multiple_of(2) {
         out.push(problem(
             &["model.n_heads", width_key],
-            format!("head dim `{width_key}` / `model.n_heads` = {width} / {heads} = {} is odd: RoPE needs an even head dim", width / heads),
+            format!(
+                "head dim `{width_key}` / `model.n_heads` = {width} / {heads} = {} is odd: RoPE needs an even head dim",
+                width / heads
+            ),
             help,
         ));
     }
@@ -144,7 +192,11 @@ fn check_heads(out: &mut Vec<Problem>, width_key: &'static str, width: usize, he
 
 /// The corpus exists and each split holds at least one sequence (`seq_len + 1` tokens).
 /// `sizes` caches file sizes by resolved path across runs.
-pub(crate) fn check_corpus(c: &RunConfig, base_dir: &Path, sizes: &mut HashMap<PathBuf, Result<u64, String>>) -> Option<Problem> {
+pub(crate) fn check_corpus(
+    c: &RunConfig,
+    base_dir: &Path,
+    sizes: &mut HashMap<PathBuf, Result<u64, String>>,
+) -> Option<Problem> {
     let path = resolve_corpus_path(&c.data.corpus, base_dir);
     let size = sizes.entry(path.clone()).or_insert_with(|| match std::fs::metadata(&path) {
         Ok(m) if m.is_file() => Ok(m.len()),
@@ -184,7 +236,10 @@ pub(crate) fn check_corpus(c: &RunConfig, base_dir: &Path, sizes: &mut HashMap<P
                 size,
                 if split == "validation" { c.data.val_fraction } else { 1.0 - c.data.val_fraction },
             ),
-            help: format!("lower `data.seq_len`, change `data.val_fraction`, or use a larger corpus ({})", path.display()),
+            help: format!(
+                "lower `data.seq_len`, change `data.val_fraction`, or use a larger corpus ({})",
+                path.display()
+            ),
         });
     }
     None
