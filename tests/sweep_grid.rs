@@ -296,3 +296,19 @@ fn keys_set_only_for_looped_runs_vary_only_if_they_take_two_values() {
     // injection is "add" on every looped run and absent on the GPT run: not an axis.
     assert_eq!(s.axes, ["model.arch", "model.mean_recurrence"]);
 }
+
+#[test]
+fn keys_no_run_reads_give_warnings() {
+    let s = sweep("[model]\nmean_recurrence = [2, 4, 8]\n");
+    assert_eq!(s.runs.len(), 1);
+    assert_eq!(s.collapsed, 2);
+    assert_eq!(s.warnings.len(), 1);
+    assert!(
+        s.warnings[0].contains("`model.mean_recurrence` is set but no run has arch = \"looped\""),
+        "{:?}",
+        s.warnings
+    );
+    let s = sweep("[model]\narch = \"looped\"\nn_layers = 6\n");
+    assert!(s.warnings[0].contains("`model.n_layers` is set but every run has arch = \"looped\""));
+    assert!(sweep("[model]\nd_model = 64\n").warnings.is_empty());
+}

@@ -90,6 +90,9 @@ pub struct Sweep {
     /// Grid points dropped because they resolved to an earlier run's config (e.g. looped-only
     /// axes crossed with GPT runs).
     pub collapsed: usize,
+    /// Things that are legal but probably not meant (a looped key with no looped run), for
+    /// `plan` to print.
+    pub warnings: Vec<String>,
 }
 
 /// One run of the grid.
@@ -241,6 +244,7 @@ impl Sweep {
             return Err(err);
         }
 
+        let warnings = warnings(&grid.keys, &runs);
         let db = spec
             .header
             .db
@@ -256,8 +260,27 @@ impl Sweep {
             axes,
             runs,
             collapsed,
+            warnings,
         })
     }
+}
+
+/// Keys set in the file that no run reads.
+fn warnings(keys: &[String], runs: &[PlannedRun]) -> Vec<String> {
+    let looped = runs.iter().filter(|r| r.config.model.looped.is_some()).count();
+    let mut out = Vec::new();
+    for key in keys {
+        let Some(info) = schema().get(key) else { continue };
+        if info.section == Section::Looped && looped == 0 {
+            out.push(format!("`{key}` is set but no run has arch = \"looped\", so it has no effect"));
+        }
+        if key == "model.n_layers" && looped == runs.len() {
+            out.push(format!(
+                "`{key}` is set but every run has arch = \"looped\", which counts n_prelude + n_core + n_coda instead"
+            ));
+        }
+    }
+    out
 }
 
 /// A run's value for a dotted key (`model.d_model`, `model.mean_recurrence`, `seed`), as
