@@ -161,89 +161,13 @@ impl Sweep {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-
-        // Keep the first of runs with equal keys.
-        let mut seen = HashSet::new();
-        let mut kept = Vec::new();
         let total = grid.points.len();
-        for p in grid.points {
-            let key = p.config.key();
-            if seen.insert(key.clone()) {
-                kept.push((key, p));
-            }
-        }
-        let collapsed = total - kept.len();
-
-        // Axes: keys set in the file that take two or more values across the distinct runs
-        // (a looped key that is merely absent from GPT runs does not count as varying).
-        let values: Vec<Vec<Option<String>>> =
-            kept.iter().map(|(_, p)| grid.keys.iter().map(|k| dotted_get(&p.config, k)).collect()).collect();
-        let varying_idx: Vec<usize> = (0..grid.keys.len())
-            .filter(|&i| {
-                let mut present = values.iter().filter_map(|v| v[i].as_ref());
-                present.next().is_some_and(|first| present.any(|x| x != first))
-            })
-            .collect();
-        let axes: Vec<String> = varying_idx.iter().map(|&i| grid.keys[i].clone()).collect();
-
-        let runs: Vec<PlannedRun> = kept
-            .iter()
-            .zip(&values)
-            .map(|((key, p), vals)| PlannedRun {
-                key: key.clone(),
-                config: p.config.clone(),
-                variant: p.variant.map(|i| spec.variants[i].name.clone()),
-                varying: varying_idx
-                    .iter()
-                    .map(|&i| (grid.keys[i].clone(), vals[i].clone().unwrap_or_else(|| "-".into())))
-                    .collect(),
-            })
-            .collect();
-
-        // Validate every run; report the first failing one in full and count the rest.
-        let mut sizes = HashMap::new();
-        let mut failing = runs.iter().zip(&kept).enumerate().filter_map(|(i, (run, (_, p)))| {
-            let mut problems = validate::check_run(&run.config);
-            if options.check_corpus && problems.is_empty() {
-                problems.extend(validate::check_corpus(&run.config, &base_dir, &mut sizes));
-            }
-            (!problems.is_empty()).then_some((i, run, p.variant, problems))
-        });
-        if let Some((i, run, variant, problems)) = failing.next() {
-            let others = failing.count();
-            let spans = &grid.spans[variant.unwrap_or(0)];
-            let first = &problems[0];
-            // Point at the offending value of an axis if we can tell which it is, else the key.
-            let span = first.keys.iter().find_map(|k| {
-                let set = spans.get(*k)?;
-                let shown = dotted_get(&run.config, k);
-                let value = set.values.iter().find(|(v, _)| Some(display_value(v)) == shown);
-                Some(value.map_or(set.key.clone(), |(_, span)| span.clone()))
-            });
-            let mut err = src.error_at(first.kind, span, first.message.clone()).with_key(first.keys[0]);
-            let mut what = format!("in run {} of {}", i + 1, runs.len());
-            if let Some(v) = &run.variant {
-                what.push_str(&format!(" (variant `{v}`)"));
-            }
-            let vals: Vec<String> = run.varying.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-            if !vals.is_empty() {
-                what.push_str(&format!(": {}", vals.join(", ")));
-            }
-            if runs.len() > 1 || run.variant.is_some() {
-                err.notes.push(what);
-            }
-            for p in &problems[1..] {
-                err.notes.push(format!("this run also has: {}", p.message));
-            }
-            if others > 0 {
-                err.notes.push(format!(
-                    "{others} more run(s) fail validation; run `loopscale plan` again after fixing this one"
-                ));
-            }
-            err.help = Some(first.help.clone());
+        let points = dedup(grid.points);
+        let collapsed = total - points.len();
+        let (axes, runs) = describe(&grid.keys, &points, &spec);
+        if let Some(err) = first_failure(&src, &grid.spans, &runs, &points, &base_dir, options) {
             return Err(err);
         }
-
         let warnings = warnings(&grid.keys, &runs);
         let db = spec
             .header
@@ -263,6 +187,98 @@ impl Sweep {
             warnings,
         })
     }
+}
+
+/// The grid points with distinct run keys, first occurrence kept, order preserved.
+fn dedup(points: Vec<expand::Point>) -> Vec<(String, expand::Point)> {
+    let mut seen = HashSet::new();
+    points
+        .into_iter()
+        .filter_map(|p| {
+            let key = p.config.key();
+            seen.insert(key.clone()).then_some((key, p))
+        })
+        .collect()
+}
+
+/// The axes (keys set in the file that take two or more values across the runs; a looped key
+/// merely absent from GPT runs does not count) and the runs with their values of them.
+fn describe(keys: &[String], points: &[(String, expand::Point)], spec: &spec::Spec) -> (Vec<String>, Vec<PlannedRun>) {
+    let values: Vec<Vec<Option<String>>> =
+        points.iter().map(|(_, p)| keys.iter().map(|k| dotted_get(&p.config, k)).collect()).collect();
+    let varying: Vec<usize> = (0..keys.len())
+        .filter(|&i| {
+            let mut present = values.iter().filter_map(|v| v[i].as_ref());
+            present.next().is_some_and(|first| present.any(|x| x != first))
+        })
+        .collect();
+    let axes = varying.iter().map(|&i| keys[i].clone()).collect();
+    let runs = points
+        .iter()
+        .zip(&values)
+        .map(|((key, p), vals)| PlannedRun {
+            key: key.clone(),
+            config: p.config.clone(),
+            variant: p.variant.map(|i| spec.variants[i].name.clone()),
+            varying: varying
+                .iter()
+                .map(|&i| (keys[i].clone(), vals[i].clone().unwrap_or_else(|| "-".into())))
+                .collect(),
+        })
+        .collect();
+    (axes, runs)
+}
+
+/// Validate every run; the first failing one becomes the error, in full, and the rest a count.
+fn first_failure(
+    src: &Source,
+    spans: &[HashMap<String, expand::KeySpans>],
+    runs: &[PlannedRun],
+    points: &[(String, expand::Point)],
+    base_dir: &Path,
+    options: &LoadOptions,
+) -> Option<SweepError> {
+    let mut sizes = HashMap::new();
+    let mut failing = runs.iter().zip(points).enumerate().filter_map(|(i, (run, (_, p)))| {
+        let mut problems = validate::check_run(&run.config);
+        // Corpus problems only once the run itself is sane (its seq_len may be the bad value).
+        if options.check_corpus && problems.is_empty() {
+            problems.extend(validate::check_corpus(&run.config, base_dir, &mut sizes));
+        }
+        (!problems.is_empty()).then_some((i, run, p.variant, problems))
+    });
+    let (i, run, variant, problems) = failing.next()?;
+    let others = failing.count();
+    let spans = &spans[variant.unwrap_or(0)];
+    let first = &problems[0];
+    // Point at the offending value of an axis if we can tell which it is, else at the key.
+    let span = first.keys.iter().find_map(|k| {
+        let set = spans.get(*k)?;
+        let shown = dotted_get(&run.config, k);
+        let value = set.values.iter().find(|(v, _)| Some(display_value(v)) == shown);
+        Some(value.map_or(set.key.clone(), |(_, span)| span.clone()))
+    });
+    let mut err = src.error_at(first.kind, span, first.message.clone()).with_key(first.keys[0]);
+    if runs.len() > 1 || run.variant.is_some() {
+        let mut what = format!("in run {} of {}", i + 1, runs.len());
+        if let Some(v) = &run.variant {
+            what.push_str(&format!(" (variant `{v}`)"));
+        }
+        let vals: Vec<String> = run.varying.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        if !vals.is_empty() {
+            what.push_str(&format!(": {}", vals.join(", ")));
+        }
+        err.notes.push(what);
+    }
+    for p in &problems[1..] {
+        err.notes.push(format!("this run also has: {}", p.message));
+    }
+    if others > 0 {
+        err.notes
+            .push(format!("{others} more run(s) fail validation; run `loopscale plan` again after fixing this one"));
+    }
+    err.help = Some(first.help.clone());
+    Some(err)
 }
 
 /// Keys set in the file that no run reads.
