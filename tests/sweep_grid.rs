@@ -312,3 +312,17 @@ fn keys_no_run_reads_give_warnings() {
     assert!(s.warnings[0].contains("`model.n_layers` is set but every run has arch = \"looped\""));
     assert!(sweep("[model]\nd_model = 64\n").warnings.is_empty());
 }
+
+#[test]
+fn a_large_grid_plans_quickly() {
+    let axis =
+        |n: usize, step: usize| format!("[{}]", (1..=n).map(|i| (i * step).to_string()).collect::<Vec<_>>().join(", "));
+    let start = std::time::Instant::now();
+    let s = sweep(&format!(
+        "seeds = [0, 1, 2, 3]\n[train]\ntokens = {}\neval_tokens = {}\n[model]\nd_model = [64, 128]\n",
+        axis(50, 1000),
+        axis(50, 100)
+    ));
+    assert_eq!(s.runs.len(), 4 * 50 * 50 * 2);
+    assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
+}

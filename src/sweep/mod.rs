@@ -204,8 +204,13 @@ fn dedup(points: Vec<expand::Point>) -> Vec<(String, expand::Point)> {
 /// The axes (keys set in the file that take two or more values across the runs; a looped key
 /// merely absent from GPT runs does not count) and the runs with their values of them.
 fn describe(keys: &[String], points: &[(String, expand::Point)], spec: &spec::Spec) -> (Vec<String>, Vec<PlannedRun>) {
-    let values: Vec<Vec<Option<String>>> =
-        points.iter().map(|(_, p)| keys.iter().map(|k| dotted_get(&p.config, k)).collect()).collect();
+    let values: Vec<Vec<Option<String>>> = points
+        .iter()
+        .map(|(_, p)| {
+            let json = serde_json::to_value(&p.config).expect("RunConfig always serialises");
+            keys.iter().map(|k| lookup(&json, k)).collect()
+        })
+        .collect();
     let varying: Vec<usize> = (0..keys.len())
         .filter(|&i| {
             let mut present = values.iter().filter_map(|v| v[i].as_ref());
@@ -303,7 +308,11 @@ fn warnings(keys: &[String], runs: &[PlannedRun]) -> Vec<String> {
 /// displayed in tables; `None` for an unknown key or one that does not apply (a looped key on a
 /// GPT run, an unset option).
 pub fn dotted_get(config: &RunConfig, key: &str) -> Option<String> {
-    let json = serde_json::to_value(config).ok()?;
+    lookup(&serde_json::to_value(config).ok()?, key)
+}
+
+/// `dotted_get` on a config already serialised to JSON (serialise once, look up many keys).
+fn lookup(json: &serde_json::Value, key: &str) -> Option<String> {
     if key == "seed" {
         return Some(json["seed"].to_string());
     }
