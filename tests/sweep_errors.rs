@@ -172,7 +172,7 @@ fn bad_value_inside_an_axis_points_at_the_element() {
 fn nested_list_for_a_scalar_key_is_a_type_error() {
     let e = err("[model]\nd_model = [[64, 128]]\n");
     assert_eq!(e.kind, ErrorKind::WrongType);
-    assert_has(&e, &["expected a non-negative integer, found a list", "only list-valued keys (test_loops)"]);
+    assert_has(&e, &["expected a non-negative integer, found the list [64, 128]", "only list-valued keys (test_loops)"]);
 }
 
 #[test]
@@ -465,4 +465,19 @@ fn display_is_rustc_style() {
     assert_eq!(lines[3], "6 | mlp = \"tanh\"");
     assert_eq!(lines[4], "  |       ^^^^^^");
     assert!(lines[5].starts_with("  = help: "), "{shown}");
+}
+
+#[test]
+fn test_loops_of_the_wrong_type_says_it_takes_a_list() {
+    let e = err("[model]\narch = \"looped\"\ntest_loops = 4\n");
+    assert_eq!(e.kind, ErrorKind::WrongType);
+    assert_has(
+        &e,
+        &[
+            "`model.test_loops`: expected a list of non-negative integers, found the integer 4",
+            "test_loops = [1, 2, 4, 8, 16]",
+        ],
+    );
+    let e = err("[model]\narch = \"looped\"\ntest_loops = [[1, \"x\"]]\n");
+    assert_has(&e, &["expected a list of non-negative integers, found the list [1, \"x\"]"]);
 }

@@ -488,6 +488,8 @@ fn check_value(src: &Source, info: &KeyInfo, value: &Value, span: Span, in_axis:
             if value.is_string() { ErrorKind::BadEnumValue } else { ErrorKind::WrongType },
             format!("one of {}", names.join(", ")),
         ),
+        // A list-valued key (test_loops) fails on an element; say what the whole value should be.
+        None if info.list_valued => (ErrorKind::WrongType, "a list of non-negative integers".to_string()),
         None => (ErrorKind::WrongType, expected_from(&e)),
     };
     let mut err = src
@@ -500,6 +502,9 @@ fn check_value(src: &Source, info: &KeyInfo, value: &Value, span: Span, in_axis:
                 format!("write one of: {}", names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "))
             }
         }
+    } else if info.list_valued {
+        let default = info.default.as_ref().map(toml_literal).unwrap_or_default();
+        format!("e.g. {0} = {default} for one value, or {0} = [[1, 2], {default}] for an axis", info.field)
     } else if value.is_array() && in_axis {
         "a list is a grid axis whose elements are single values; only list-valued keys (test_loops) take a list of lists".into()
     } else if value.is_array() || value.is_object() {
@@ -565,7 +570,10 @@ pub(crate) fn describe(value: &Value) -> String {
         Value::Number(n) if n.is_f64() => format!("the float {n}"),
         Value::Number(n) => format!("the integer {n}"),
         Value::Bool(b) => format!("the boolean {b}"),
-        Value::Array(_) => "a list".into(),
+        Value::Array(_) => match toml_literal(value) {
+            short if short.len() <= 40 => format!("the list {short}"),
+            _ => "a list".into(),
+        },
         Value::Object(_) => "a table".into(),
         Value::Null => "nothing".into(),
     }
