@@ -1,0 +1,250 @@
+//! Whole-run checks on resolved configs: ranges, shapes that must agree (heads divide width,
+//! even head dim for RoPE), looped-model sanity, and the corpus on disk being big enough.
+//!
+//! Checks return [`Problem`]s naming the keys involved; `mod.rs` turns the first failing run's
+//! problems into a located `SweepError`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::RunConfig;
+use super::error::ErrorKind;
+use crate::model::Arch;
+use crate::train::{SHIPPED_CORPUS, Schedule, resolve_corpus_path};
+
+/// Tokenizers the trainer implements.
+const TOKENIZERS: &[&str] = &["bytes"];
+
+/// One thing wrong with one run.
+#[derive(Clone, Debug)]
+pub(crate) struct Problem {
+    pub kind: ErrorKind,
+    /// Dotted keys involved, most relevant first (the error points at the first one set in the file).
+    pub keys: Vec<&'static str>,
+    pub message: String,
+    pub help: String,
+}
+
+fn problem(keys: &[&'static str], message: String, help: impl Into<String>) -> Problem {
+    Problem { kind: ErrorKind::InvalidRun, keys: keys.to_vec(), message, help: help.into() }
+}
+
+/// Range and consistency checks that need no file system.
+pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let (d, t, m) = (&c.data, &c.train, &c.model);
+    let mut positive = |key: &'static str, value: u64| {
+        if value == 0 {
+            out.push(problem(
+                &[key],
+                format!("`{key}` is 0: it must be at least 1"),
+                format!("set `{key}` to a positive value"),
+            ));
+        }
+    };
+    positive("train.tokens", t.tokens);
+    positive("train.batch_size", t.batch_size as u64);
+    positive("data.seq_len", d.seq_len as u64);
+    positive("model.d_model", m.d_model as u64);
+    positive("model.n_heads", m.n_heads as u64);
+    positive("model.n_layers", m.n_layers as u64);
+    positive("model.mlp_ratio", m.mlp_ratio as u64);
+    positive("train.eval_tokens", t.eval_tokens);
+    positive("train.log_every", t.log_every as u64);
+
+    if !(d.val_fraction > 0.0 && d.val_fraction < 1.0) {
+        out.push(problem(
+            &["data.val_fraction"],
+            format!("`data.val_fraction` = {:?} is outside (0, 1)", d.val_fraction),
+            "the validation split is this fraction of the corpus; e.g. val_fraction = 0.05",
+        ));
+    }
+    if !TOKENIZERS.contains(&d.tokenizer.as_str()) {
+        out.push(Problem {
+            kind: ErrorKind::BadEnumValue,
+            keys: vec!["data.tokenizer"],
+            message: format!("`data.tokenizer`: expected one of {}, found {:?}", TOKENIZERS.join(", "), d.tokenizer),
+            help: "tokenizer = \"bytes\" (one token per byte) is the only tokenizer so far".into(),
+        });
+    }
+    if t.lr.is_nan() || t.lr <= 0.0 {
+        out.push(problem(&["train.lr"], format!("`train.lr` = {:?} must be greater than 0", t.lr), "e.g. lr = 3e-3"));
+    }
+    for (key, v) in [
+        ("train.warmup_fraction", t.warmup_fraction),
+        ("train.cooldown_fraction", t.cooldown_fraction),
+        ("train.min_lr_fraction", t.min_lr_fraction),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            out.push(problem(
+                &[key],
+                format!("`{key}` = {v:?} is outside [0, 1]"),
+                "it is a fraction of the run's steps (or of the peak lr)",
+            ));
+        }
+    }
+    if t.schedule == Schedule::Trapezoid && t.warmup_fraction + t.cooldown_fraction > 1.0 {
+        out.push(problem(
+            &["train.cooldown_fraction", "train.warmup_fraction"],
+            format!(
+                "`train.warmup_fraction` + `train.cooldown_fraction` = {} + {} exceeds 1",
+                t.warmup_fraction, t.cooldown_fraction
+            ),
+            "warmup and cooldown share the run's steps; make them sum to at most 1",
+        ));
+    }
+    for (key, v) in [("train.beta1", t.beta1), ("train.beta2", t.beta2)] {
+        if !(0.0..1.0).contains(&v) {
+            out.push(problem(
+                &[key],
+                format!("`{key}` = {v:?} is outside [0, 1)"),
+                "Adam betas are decay rates, e.g. beta1 = 0.9, beta2 = 0.95",
+            ));
+        }
+    }
+    for (key, v) in [("train.weight_decay", t.weight_decay), ("train.grad_clip", t.grad_clip)] {
+        if v < 0.0 {
+            out.push(problem(&[key], format!("`{key}` = {v:?} is negative"), "use 0 to disable it"));
+        }
+    }
+
+    if m.d_model > 0 && m.n_heads > 0 {
+        check_heads(&mut out, "model.d_model", m.d_model, m.n_heads);
+    }
+    if m.arch == Arch::Looped {
+        let l = m.looped.as_ref().expect("looped runs carry a LoopedConfig");
+        if l.mean_recurrence == 0 {
+            out.push(problem(
+                &["model.mean_recurrence"],
+                "`model.mean_recurrence` is 0: a looped model runs its core at least once".into(),
+                "set mean_recurrence ≥ 1",
+            ));
+        }
+        if l.n_core == 0 {
+            out.push(problem(
+                &["model.n_core"],
+                "`model.n_core` is 0: the recurrent core needs at least one block".into(),
+                "set n_core ≥ 1",
+            ));
+        }
+        if l.backprop_depth == Some(0) {
+            out.push(problem(
+                &["model.backprop_depth"],
+                "`model.backprop_depth` is 0: no loop would get a gradient".into(),
+                "set backprop_depth ≥ 1, or remove it to use ⌈mean_recurrence / 2⌉",
+            ));
+        }
+        if l.test_loops.is_empty() {
+            out.push(problem(
+                &["model.test_loops"],
+                "`model.test_loops` is empty".into(),
+                "list the loop counts to evaluate at, e.g. test_loops = [1, 2, 4, 8]",
+            ));
+        } else if l.test_loops.contains(&0) {
+            out.push(problem(
+                &["model.test_loops"],
+                format!("`model.test_loops` = {:?} contains 0", l.test_loops),
+                "every evaluated loop count must be at least 1",
+            ));
+        }
+        if let Some(r) = l.recurrent_dim {
+            if r == 0 {
+                out.push(problem(
+                    &["model.recurrent_dim"],
+                    "`model.recurrent_dim` is 0".into(),
+                    "remove it to use d_model, or set a positive width",
+                ));
+            } else if m.n_heads > 0 {
+                check_heads(&mut out, "model.recurrent_dim", r, m.n_heads);
+            }
+        }
+    }
+    out
+}
+
+/// `n_heads` must divide the width, and the head dim must be even (RoPE rotates channel pairs).
+fn check_heads(out: &mut Vec<Problem>, width_key: &'static str, width: usize, heads: usize) {
+    let good: Vec<String> = (1..=width)
+        .filter(|&h| width.is_multiple_of(h) && (width / h).is_multiple_of(2))
+        .map(|h| h.to_string())
+        .collect();
+    let help = format!(
+        "n_heads values that fit {width_key} = {width}: {}; or zip d_model and n_heads with `sweep.zip`",
+        good.join(", ")
+    );
+    if !width.is_multiple_of(heads) {
+        out.push(problem(
+            &["model.n_heads", width_key],
+            format!("`model.n_heads` = {heads} does not divide `{width_key}` = {width}"),
+            help,
+        ));
+    } else if !(width / heads).is_multiple_of(2) {
+        out.push(problem(
+            &["model.n_heads", width_key],
+            format!(
+                "head dim `{width_key}` / `model.n_heads` = {width} / {heads} = {} is odd: RoPE needs an even head dim",
+                width / heads
+            ),
+            help,
+        ));
+    }
+}
+
+/// The corpus exists and each split holds at least one sequence (`seq_len + 1` tokens).
+/// `sizes` caches file sizes by resolved path across runs.
+pub(crate) fn check_corpus(
+    c: &RunConfig,
+    base_dir: &Path,
+    sizes: &mut HashMap<PathBuf, Result<u64, String>>,
+) -> Option<Problem> {
+    let path = resolve_corpus_path(&c.data.corpus, base_dir);
+    let size = sizes.entry(path.clone()).or_insert_with(|| match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => Ok(m.len()),
+        Ok(_) => Err("is not a file".into()),
+        Err(e) => Err(e.to_string()),
+    });
+    let size = match size {
+        Ok(size) => *size,
+        Err(why) => {
+            let help = if c.data.corpus == SHIPPED_CORPUS {
+                "run `make corpus` (scripts/fetch-corpus.sh) to install the shipped corpus, or set LOOPSCALE_DATA_DIR to a folder holding corpus/moby-dick.txt".to_string()
+            } else {
+                format!(
+                    "a relative `data.corpus` is resolved against the sweep file's folder ({}); fix the path, or use corpus = \"{SHIPPED_CORPUS}\"",
+                    display_dir(base_dir)
+                )
+            };
+            return Some(Problem {
+                kind: ErrorKind::MissingCorpus,
+                keys: vec!["data.corpus"],
+                message: format!("corpus {:?} not found: {} ({why})", c.data.corpus, path.display()),
+                help,
+            });
+        }
+    };
+    let val = (size as f64 * c.data.val_fraction).floor() as u64;
+    let train = size - val.min(size);
+    let (split, tokens) = if val <= train { ("validation", val) } else { ("training", train) };
+    let need = c.data.seq_len as u64 + 1;
+    if tokens < need {
+        return Some(Problem {
+            kind: ErrorKind::CorpusTooSmall,
+            keys: vec!["data.seq_len", "data.val_fraction", "data.corpus"],
+            message: format!(
+                "`data.seq_len` = {} is too long for the corpus's {split} split: {} bytes × {} = {tokens} tokens (one token per byte), and a sequence needs seq_len + 1 = {need}",
+                c.data.seq_len,
+                size,
+                if split == "validation" { c.data.val_fraction } else { 1.0 - c.data.val_fraction },
+            ),
+            help: format!(
+                "lower `data.seq_len`, change `data.val_fraction`, or use a larger corpus ({})",
+                path.display()
+            ),
+        });
+    }
+    None
+}
+
+fn display_dir(dir: &Path) -> String {
+    if dir.as_os_str().is_empty() { ".".into() } else { dir.display().to_string() }
+}
