@@ -7,7 +7,11 @@ fn main() {
     match loopscale::cli::execute(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Sweep-file errors render themselves rustc-style, with the offending line.
+            match e.downcast_ref::<loopscale::sweep::SweepError>() {
+                Some(sweep_error) => eprintln!("{sweep_error}"),
+                None => eprintln!("error: {e:#}"),
+            }
             std::process::exit(1);
         }
     }

@@ -31,7 +31,11 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
 }
 
 fn load(file: &Path) -> anyhow::Result<Sweep> {
-    Ok(Sweep::load(file)?)
+    let sweep = Sweep::load(file)?;
+    for warning in &sweep.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(sweep)
 }
 
 fn fmt_loss(x: Option<f64>) -> String {

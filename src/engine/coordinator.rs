@@ -128,7 +128,7 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
         .context("cannot install the Ctrl-C handler")?;
     }
 
-    let log_dir = options.db.with_extension("logs");
+    let log_dir = super::logs_dir(&options.db);
     std::fs::create_dir_all(&log_dir).with_context(|| format!("{}: cannot create the log directory", log_dir.display()))?;
     let threads = threads_per_worker(options.jobs);
     let exe = std::env::current_exe().context("cannot find the loopscale executable to start workers")?;

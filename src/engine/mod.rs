@@ -13,3 +13,9 @@ mod worker;
 pub use coordinator::{plan_runs, run_sweep, RunOptions, SweepSummary};
 pub use lock::SweepLock;
 pub use worker::{run_worker, WorkerArgs};
+
+/// Per-run files of a database live beside it: `results/x.sqlite` → `results/x.logs/`
+/// (`<run_key>.log`, every attempt appended, and `<run_key>.lock`, held by its worker).
+pub fn logs_dir(db: &std::path::Path) -> std::path::PathBuf {
+    db.with_extension("logs")
+}

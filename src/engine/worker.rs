@@ -74,6 +74,9 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
         // The coordinator forwards Ctrl-C; finish the step, record, and exit cleanly.
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed));
     }
+    // One worker per run, even across coordinators: an orphan of a killed coordinator may still
+    // be recording its last step; wait for it to let go before this attempt begins.
+    let _run_lock = lock_run(&args.db, &args.run_key)?;
     let mut store = Store::open(&args.db)?;
     let run = store
         .run(&args.run_key)?
@@ -125,4 +128,19 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
             Err(e)
         }
     }
+}
+
+/// Blocks until this process is the only worker of the run; released when the process ends.
+fn lock_run(db: &std::path::Path, key: &str) -> anyhow::Result<std::fs::File> {
+    let dir = super::logs_dir(db);
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let path = dir.join(format!("{key}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}: cannot open the run lock", path.display()))?;
+    file.lock().with_context(|| format!("{}: cannot lock", path.display()))?;
+    Ok(file)
 }

@@ -1,0 +1,174 @@
+//! End to end through the binary: a tiny sweep trains real GPTs into SQLite; an interrupted
+//! sweep resumes without training any run twice; `plan`, `status` and `sql` work on it; a
+//! database that is not ours is refused and left untouched.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use loopscale::store::{RunStatus, Store};
+
+const BIN: &str = env!("CARGO_BIN_EXE_loopscale");
+
+/// A few kilobytes of the shipped corpus, so the runs are tiny but the text is real.
+fn corpus_slice(dir: &Path) -> PathBuf {
+    let full = loopscale::train::resolve_corpus_path("moby-dick", Path::new("."));
+    let text = std::fs::read_to_string(&full).expect("the shipped corpus is installed (make corpus)");
+    let path = dir.join("slice.txt");
+    std::fs::write(&path, &text[..60_000]).unwrap();
+    path
+}
+
+fn sweep_file(dir: &Path, name: &str, seeds: &str, tokens: u64) -> PathBuf {
+    let corpus = corpus_slice(dir);
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[sweep]
+name = "{name}"
+seeds = {seeds}
+db = "{db}"
+
+[data]
+corpus = "{corpus}"
+seq_len = 32
+val_fraction = 0.1
+
+[train]
+tokens = {tokens}
+batch_size = 8
+lr = 3e-3
+eval_every = 20
+eval_tokens = 1024
+log_every = 5
+
+[model]
+d_model = 32
+n_heads = 2
+n_layers = 1
+"#,
+            db = dir.join(format!("{name}.sqlite")).display(),
+            corpus = corpus.display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn loopscale(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env("RAYON_NUM_THREADS", "1").output().expect("run loopscale")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn a_sweep_trains_real_models_into_sqlite_and_can_be_queried() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(dir.path(), "tiny", "[0, 1]", 16_000);
+    let f = file.to_str().unwrap();
+
+    let plan = loopscale(&["plan", f]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    assert!(text(&plan).contains("2 runs"), "{}", text(&plan));
+
+    let run = loopscale(&["run", f, "--plain"]);
+    assert!(run.status.success(), "{}", text(&run));
+
+    let store = Store::open_read_only(&dir.path().join("tiny.sqlite")).unwrap();
+    let runs = store.runs("tiny").unwrap();
+    assert_eq!(runs.len(), 2);
+    for r in &runs {
+        assert_eq!(r.status, RunStatus::Done, "{r:?}");
+        let losses: Vec<f64> = store.train_losses(&r.key).unwrap().into_iter().map(|(_, l)| l.unwrap()).collect();
+        assert!(losses.len() >= 5);
+        let first = losses[..2].iter().sum::<f64>() / 2.0;
+        let last = losses[losses.len() - 2..].iter().sum::<f64>() / 2.0;
+        assert!(last < first - 1.0, "training loss must fall: {first:.3} → {last:.3}");
+        let val = r.final_val_loss.unwrap();
+        assert!(val < 3.5 && val > 0.5, "final val loss {val} (ln 256 = 5.55)");
+    }
+
+    // Running again trains nothing.
+    let again = loopscale(&["run", f, "--plain"]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("0 trained now"), "{}", text(&again));
+    let store = Store::open_read_only(&dir.path().join("tiny.sqlite")).unwrap();
+    assert!(store.runs("tiny").unwrap().iter().all(|r| r.attempts == 1));
+
+    let status = loopscale(&["status", f]);
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(text(&status).contains("2 runs: 2 done"), "{}", text(&status));
+
+    let db = dir.path().join("tiny.sqlite");
+    let sql = loopscale(&["sql", db.to_str().unwrap(), "SELECT count(*) AS n FROM runs WHERE status = 'done'", "--csv"]);
+    assert_eq!(String::from_utf8_lossy(&sql.stdout), "n\n2\n", "{}", text(&sql));
+}
+
+#[test]
+fn an_interrupted_sweep_resumes_and_trains_no_run_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(dir.path(), "resume", "[0, 1, 2]", 24_000);
+    let db = dir.path().join("resume.sqlite");
+    let mut coordinator = Command::new(BIN)
+        .args(["run", file.to_str().unwrap(), "--plain"])
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Kill the coordinator (SIGKILL: no chance to clean up) once the first run is done.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        assert!(Instant::now() < deadline, "first run never finished");
+        std::thread::sleep(Duration::from_millis(100));
+        let done = Store::open_read_only(&db)
+            .and_then(|s| s.runs("resume"))
+            .map(|runs| runs.iter().filter(|r| r.status == RunStatus::Done).count())
+            .unwrap_or(0);
+        if done >= 1 {
+            break;
+        }
+    }
+    coordinator.kill().unwrap();
+    coordinator.wait().unwrap();
+    let before: Vec<_> = Store::open_read_only(&db).unwrap().runs("resume").unwrap();
+    let done_before: Vec<String> = before.iter().filter(|r| r.status == RunStatus::Done).map(|r| r.key.clone()).collect();
+    assert!(done_before.len() < 3, "the kill came too late to test resuming");
+
+    // The orphaned worker notices its coordinator is gone and stops; a new coordinator waits for
+    // nothing and finishes the rest.
+    let out = loopscale(&["run", file.to_str().unwrap(), "--plain"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let store = Store::open_read_only(&db).unwrap();
+    let after = store.runs("resume").unwrap();
+    assert_eq!(after.len(), 3);
+    for r in &after {
+        assert_eq!(r.status, RunStatus::Done, "{r:?}");
+        if done_before.contains(&r.key) {
+            assert_eq!(r.attempts, 1, "a finished run was trained again: {r:?}");
+        }
+        let steps: Vec<u64> = store.train_losses(&r.key).unwrap().into_iter().map(|(s, _)| s).collect();
+        let mut unique = steps.clone();
+        unique.dedup();
+        assert_eq!(steps, unique, "duplicate metric rows");
+        assert_eq!(*steps.last().unwrap(), r.steps_done.unwrap(), "metrics reach the final step");
+    }
+}
+
+#[test]
+fn a_database_that_is_not_ours_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(dir.path(), "foreign", "[0]", 1_000);
+    let other = dir.path().join("thesis.sqlite");
+    std::fs::write(&other, b"not a database at all").unwrap();
+    let out = loopscale(&["run", file.to_str().unwrap(), "--db", other.to_str().unwrap(), "--plain"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("not a SQLite database"), "{}", text(&out));
+    assert_eq!(std::fs::read(&other).unwrap(), b"not a database at all");
+}
