@@ -2,15 +2,27 @@
 //! the FLOP formula against a count done by hand.
 
 use candle_core::{DType, Device};
-use loopscale::model::{forward_flops_per_token, param_counts, train_flops_per_token, CausalLm, Gpt, Mlp, ModelConfig};
+use loopscale::model::{
+    CausalLm, Gpt, Mlp, ModelConfig, forward_flops_per_token, param_counts, train_flops_per_token,
+};
 
 #[test]
 fn param_counts_equal_the_built_tensors() {
     let vocab = 256;
     for mlp in [Mlp::Relu2, Mlp::Gelu, Mlp::Swiglu] {
         for tie_embeddings in [true, false] {
-            for (d_model, n_heads, n_layers, mlp_ratio) in [(32, 4, 2, 4), (48, 3, 3, 3), (40, 2, 1, 4)] {
-                let cfg = ModelConfig { d_model, n_heads, n_layers, mlp, mlp_ratio, tie_embeddings, ..ModelConfig::default() };
+            for (d_model, n_heads, n_layers, mlp_ratio) in
+                [(32, 4, 2, 4), (48, 3, 3, 3), (40, 2, 1, 4)]
+            {
+                let cfg = ModelConfig {
+                    d_model,
+                    n_heads,
+                    n_layers,
+                    mlp,
+                    mlp_ratio,
+                    tie_embeddings,
+                    ..ModelConfig::default()
+                };
                 let model = Gpt::new(&cfg, vocab, 16, 0, DType::F32, &Device::Cpu).unwrap();
                 let counts = param_counts(&cfg, vocab);
                 let built: usize = model.params().element_count();
@@ -22,7 +34,11 @@ fn param_counts_equal_the_built_tensors() {
                     .filter(|p| p.name == "token_embedding" || p.name == "lm_head")
                     .map(|p| p.var.elem_count())
                     .sum();
-                assert_eq!(counts.non_embedding, (built - embedding_like) as u64, "{cfg:?}");
+                assert_eq!(
+                    counts.non_embedding,
+                    (built - embedding_like) as u64,
+                    "{cfg:?}"
+                );
             }
         }
     }
@@ -31,7 +47,15 @@ fn param_counts_equal_the_built_tensors() {
 /// d = 8, 2 heads (head width 4), 2 layers, ReLU² with ratio 4, vocabulary 16, context 4, tied.
 #[test]
 fn flops_match_a_hand_count() {
-    let cfg = ModelConfig { d_model: 8, n_heads: 2, n_layers: 2, mlp: Mlp::Relu2, mlp_ratio: 4, tie_embeddings: true, ..ModelConfig::default() };
+    let cfg = ModelConfig {
+        d_model: 8,
+        n_heads: 2,
+        n_layers: 2,
+        mlp: Mlp::Relu2,
+        mlp_ratio: 4,
+        tie_embeddings: true,
+        ..ModelConfig::default()
+    };
     // One block: two norm gains 2·8 = 16; QKV 8·24 = 192 and output 8·8 = 64; QK-norm gains
     // 2·4 = 8; MLP 8·32 + 32·8 = 512. Total 792.
     // Non-embedding: 2 blocks + final norm = 2·792 + 8 = 1592. Embedding 16·8 = 128 (tied).
@@ -43,7 +67,10 @@ fn flops_match_a_hand_count() {
     assert_eq!(forward_flops_per_token(&cfg, 16, 4), 3696.0);
     assert_eq!(train_flops_per_token(&cfg, 16, 4), 11088.0);
     // Untying the head adds parameters but no compute: the head matmul was already counted.
-    let untied = ModelConfig { tie_embeddings: false, ..cfg };
+    let untied = ModelConfig {
+        tie_embeddings: false,
+        ..cfg
+    };
     assert_eq!(param_counts(&untied, 16).total, 1592 + 256);
     assert_eq!(train_flops_per_token(&untied, 16, 4), 11088.0);
 }

@@ -5,7 +5,7 @@ use candle_core::Device;
 use loopscale::model::{Mlp, ModelConfig};
 use loopscale::sweep::RunConfig;
 use loopscale::train::{
-    train, Corpus, DataConfig, EvalMetrics, RunEnd, RunObserver, Schedule, StepMetrics, TrainConfig,
+    Corpus, DataConfig, EvalMetrics, RunEnd, RunObserver, Schedule, StepMetrics, TrainConfig, train,
 };
 
 #[derive(Default)]
@@ -39,13 +39,19 @@ fn moby_dick(bytes: usize, seq_len: usize) -> Corpus {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let data = DataConfig { seq_len, ..DataConfig::default() };
+    let data = DataConfig {
+        seq_len,
+        ..DataConfig::default()
+    };
     Corpus::from_text(&text[..end], &data, "moby-dick slice").unwrap()
 }
 
 fn tiny_run(tokens: u64, lr: f64, seed: u64) -> RunConfig {
     RunConfig {
-        data: DataConfig { seq_len: 32, ..DataConfig::default() },
+        data: DataConfig {
+            seq_len: 32,
+            ..DataConfig::default()
+        },
         train: TrainConfig {
             tokens,
             batch_size: 8,
@@ -56,7 +62,13 @@ fn tiny_run(tokens: u64, lr: f64, seed: u64) -> RunConfig {
             log_every: 1,
             ..TrainConfig::default()
         },
-        model: ModelConfig { d_model: 32, n_heads: 2, n_layers: 2, mlp: Mlp::Relu2, ..ModelConfig::default() },
+        model: ModelConfig {
+            d_model: 32,
+            n_heads: 2,
+            n_layers: 2,
+            mlp: Mlp::Relu2,
+            ..ModelConfig::default()
+        },
         seed,
     }
 }
@@ -80,12 +92,22 @@ fn loss_falls_below_the_unigram_entropy() {
     }
     // Initial loss ≈ ln 256 = 5.55; a model that beats the unigram entropy uses context.
     assert!((first - 256f64.ln()).abs() < 0.3, "first loss {first}");
-    assert!(val < unigram - 0.2, "val loss {val} did not fall below unigram entropy {unigram}");
-    assert_eq!(rec.evals.iter().map(|e| e.step).collect::<Vec<_>>(), vec![100, 200, 300]);
+    assert!(
+        val < unigram - 0.2,
+        "val loss {val} did not fall below unigram entropy {unigram}"
+    );
+    assert_eq!(
+        rec.evals.iter().map(|e| e.step).collect::<Vec<_>>(),
+        vec![100, 200, 300]
+    );
     assert!((rec.evals[2].val_bpb - val / std::f64::consts::LN_2).abs() < 1e-12);
     let last = rec.steps.last().unwrap();
     assert_eq!(last.tokens, 300 * 8 * 32);
-    assert!(last.flops > 0.0 && (last.flops / last.tokens as f64 - outcome.flops / outcome.tokens as f64).abs() < 1e-6);
+    assert!(
+        last.flops > 0.0
+            && (last.flops / last.tokens as f64 - outcome.flops / outcome.tokens as f64).abs()
+                < 1e-6
+    );
 }
 
 #[test]
@@ -93,8 +115,17 @@ fn same_seed_gives_identical_losses() {
     let corpus = moby_dick(50_000, 32);
     let losses = |seed| {
         let mut rec = Recorder::default();
-        train(&tiny_run(15 * 8 * 32, 3e-3, seed), &corpus, &Device::Cpu, &mut rec).unwrap();
-        rec.steps.iter().map(|s| s.train_loss.to_bits()).collect::<Vec<_>>()
+        train(
+            &tiny_run(15 * 8 * 32, 3e-3, seed),
+            &corpus,
+            &Device::Cpu,
+            &mut rec,
+        )
+        .unwrap();
+        rec.steps
+            .iter()
+            .map(|s| s.train_loss.to_bits())
+            .collect::<Vec<_>>()
     };
     let a = losses(5);
     assert_eq!(a.len(), 15);
@@ -110,7 +141,10 @@ fn absurd_learning_rate_diverges_without_panicking() {
     let outcome = train(&cfg, &corpus, &Device::Cpu, &mut Recorder::default()).unwrap();
     match outcome.end {
         RunEnd::Diverged(reason) => println!("diverged after {} steps: {reason}", outcome.steps),
-        other => panic!("expected divergence, got {other:?} after {} steps", outcome.steps),
+        other => panic!(
+            "expected divergence, got {other:?} after {} steps",
+            outcome.steps
+        ),
     }
     assert!(outcome.steps < 100);
 }
@@ -118,8 +152,17 @@ fn absurd_learning_rate_diverges_without_panicking() {
 #[test]
 fn should_stop_interrupts_between_steps() {
     let corpus = moby_dick(50_000, 32);
-    let mut rec = Recorder { stop_after: Some(4), ..Recorder::default() };
-    let outcome = train(&tiny_run(50 * 8 * 32, 3e-3, 0), &corpus, &Device::Cpu, &mut rec).unwrap();
+    let mut rec = Recorder {
+        stop_after: Some(4),
+        ..Recorder::default()
+    };
+    let outcome = train(
+        &tiny_run(50 * 8 * 32, 3e-3, 0),
+        &corpus,
+        &Device::Cpu,
+        &mut rec,
+    )
+    .unwrap();
     assert_eq!(outcome.end, RunEnd::Interrupted);
     assert_eq!(outcome.steps, 4);
     assert_eq!(rec.steps.len(), 4);

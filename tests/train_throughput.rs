@@ -3,9 +3,11 @@
 //! `cargo test --release --test train_throughput -- --ignored --nocapture`.
 
 use candle_core::Device;
-use loopscale::model::{train_flops_per_token, ModelConfig};
+use loopscale::model::{ModelConfig, train_flops_per_token};
 use loopscale::sweep::RunConfig;
-use loopscale::train::{train, Corpus, DataConfig, EvalMetrics, RunObserver, StepMetrics, TrainConfig};
+use loopscale::train::{
+    Corpus, DataConfig, EvalMetrics, RunObserver, StepMetrics, TrainConfig, train,
+};
 
 struct Quiet;
 impl RunObserver for Quiet {
@@ -20,13 +22,28 @@ impl RunObserver for Quiet {
 #[test]
 #[ignore]
 fn tokens_per_second_d128_l4_seq128_batch16() {
-    let data = DataConfig { seq_len: 128, ..DataConfig::default() };
+    let data = DataConfig {
+        seq_len: 128,
+        ..DataConfig::default()
+    };
     let corpus = Corpus::load(&data, std::path::Path::new(".")).unwrap();
-    let model = ModelConfig { d_model: 128, n_heads: 4, n_layers: 4, ..ModelConfig::default() };
+    let model = ModelConfig {
+        d_model: 128,
+        n_heads: 4,
+        n_layers: 4,
+        ..ModelConfig::default()
+    };
     let steps = 20;
     let cfg = RunConfig {
         data,
-        train: TrainConfig { tokens: steps * 16 * 128, batch_size: 16, eval_every: 0, eval_tokens: 128, log_every: 0, ..TrainConfig::default() },
+        train: TrainConfig {
+            tokens: steps * 16 * 128,
+            batch_size: 16,
+            eval_every: 0,
+            eval_tokens: 128,
+            log_every: 0,
+            ..TrainConfig::default()
+        },
         model,
         seed: 0,
     };

@@ -69,13 +69,20 @@ pub fn block_params(cfg: &ModelConfig) -> u64 {
 
 /// Parameter counts of the GPT described by `cfg` with a `vocab_size`-token vocabulary.
 pub fn param_counts(cfg: &ModelConfig, vocab_size: usize) -> ParamCounts {
-    assert_eq!(cfg.arch, Arch::Gpt, "param_counts: only the GPT is implemented so far");
+    assert_eq!(
+        cfg.arch,
+        Arch::Gpt,
+        "param_counts: only the GPT is implemented so far"
+    );
     let d = cfg.d_model as u64;
     let v = vocab_size as u64;
     let non_embedding = cfg.n_layers as u64 * block_params(cfg) + d; // + final norm
     let embedding = v * d;
     let untied_head = if cfg.tie_embeddings { 0 } else { d * v };
-    ParamCounts { total: non_embedding + embedding + untied_head, non_embedding }
+    ParamCounts {
+        total: non_embedding + embedding + untied_head,
+        non_embedding,
+    }
 }
 
 /// Attention's forward FLOPs per token in one block, beyond its projections: `A = 4·d·seq`.
@@ -101,19 +108,37 @@ mod tests {
 
     #[test]
     fn swiglu_width_keeps_parameters_close() {
-        let relu = ModelConfig { d_model: 96, mlp_ratio: 4, ..ModelConfig::default() };
-        let swiglu = ModelConfig { mlp: Mlp::Swiglu, ..relu.clone() };
+        let relu = ModelConfig {
+            d_model: 96,
+            mlp_ratio: 4,
+            ..ModelConfig::default()
+        };
+        let swiglu = ModelConfig {
+            mlp: Mlp::Swiglu,
+            ..relu.clone()
+        };
         assert_eq!(mlp_hidden_width(&swiglu), 256);
         assert_eq!(block_params(&relu), block_params(&swiglu));
-        let odd = ModelConfig { d_model: 100, mlp: Mlp::Swiglu, ..ModelConfig::default() };
-        let diff = block_params(&odd) as i64 - block_params(&ModelConfig { d_model: 100, ..ModelConfig::default() }) as i64;
+        let odd = ModelConfig {
+            d_model: 100,
+            mlp: Mlp::Swiglu,
+            ..ModelConfig::default()
+        };
+        let diff = block_params(&odd) as i64
+            - block_params(&ModelConfig {
+                d_model: 100,
+                ..ModelConfig::default()
+            }) as i64;
         assert!(diff.unsigned_abs() <= 3 * 100, "swiglu differs by {diff}");
     }
 
     #[test]
     fn tied_and_untied_differ_by_one_head() {
         let tied = ModelConfig::default();
-        let untied = ModelConfig { tie_embeddings: false, ..tied.clone() };
+        let untied = ModelConfig {
+            tie_embeddings: false,
+            ..tied.clone()
+        };
         let (a, b) = (param_counts(&tied, 256), param_counts(&untied, 256));
         assert_eq!(a.non_embedding, b.non_embedding);
         assert_eq!(b.total - a.total, 256 * 64);

@@ -5,11 +5,11 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
+use super::CausalLm;
 use super::config::{Arch, ModelConfig};
 use super::counts::head_dim;
 use super::layers::{BlockStack, INIT_STD, RmsNorm, Rope};
 use super::params::{DecayGroup, ParamStore};
-use super::CausalLm;
 
 pub struct Gpt {
     /// `(vocab, d)`.
@@ -37,7 +37,12 @@ impl Gpt {
         }
         let d = cfg.d_model;
         let mut params = ParamStore::new(seed, dtype, device);
-        let token_embedding = params.normal("token_embedding", (vocab_size, d), INIT_STD, DecayGroup::NoDecay)?;
+        let token_embedding = params.normal(
+            "token_embedding",
+            (vocab_size, d),
+            INIT_STD,
+            DecayGroup::NoDecay,
+        )?;
         let blocks = BlockStack::new(&mut params, "blocks", cfg, cfg.n_layers, cfg.n_layers)?;
         let final_norm = RmsNorm::new(&mut params, "final_norm", d)?;
         let untied_head = if cfg.tie_embeddings {
@@ -46,7 +51,14 @@ impl Gpt {
             Some(params.normal("lm_head", (d, vocab_size), INIT_STD, DecayGroup::Decay)?)
         };
         let rope = Rope::new(head_dim(cfg), max_seq_len, dtype, device)?;
-        Ok(Gpt { token_embedding, blocks, final_norm, untied_head, rope, params })
+        Ok(Gpt {
+            token_embedding,
+            blocks,
+            final_norm,
+            untied_head,
+            rope,
+            params,
+        })
     }
 }
 
@@ -54,7 +66,10 @@ impl CausalLm for Gpt {
     fn logits(&self, input_ids: &Tensor) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
         let d = self.token_embedding.dim(1)?;
-        let x = self.token_embedding.embedding(&input_ids.flatten_all()?)?.reshape((b, t, d))?;
+        let x = self
+            .token_embedding
+            .embedding(&input_ids.flatten_all()?)?
+            .reshape((b, t, d))?;
         let x = self.blocks.forward(&x, &self.rope)?;
         let x = self.final_norm.forward(&x)?.reshape((b * t, d))?;
         let logits = match &self.untied_head {

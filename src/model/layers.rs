@@ -36,11 +36,15 @@ impl RmsNorm {
     pub const EPS: f64 = 1e-6;
 
     pub fn new(params: &mut ParamStore, name: &str, dim: usize) -> Result<Self> {
-        Ok(RmsNorm { gain: params.ones(&format!("{name}.gain"), dim)? })
+        Ok(RmsNorm {
+            gain: params.ones(&format!("{name}.gain"), dim)?,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + Self::EPS)?.sqrt()?.recip()?;
+        let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + Self::EPS)?
+            .sqrt()?
+            .recip()?;
         x.broadcast_mul(&inv_rms)?.broadcast_mul(&self.gain)
     }
 }
@@ -56,7 +60,10 @@ impl Rope {
     pub const BASE: f64 = 10_000.0;
 
     pub fn new(head_dim: usize, max_len: usize, dtype: DType, device: &Device) -> Result<Self> {
-        assert!(head_dim % 2 == 0, "RoPE needs an even head dimension, got {head_dim}");
+        assert!(
+            head_dim.is_multiple_of(2),
+            "RoPE needs an even head dimension, got {head_dim}"
+        );
         let half = head_dim / 2;
         let mut angles = Vec::with_capacity(max_len * half);
         for pos in 0..max_len {
@@ -66,7 +73,10 @@ impl Rope {
             }
         }
         let angles = Tensor::from_vec(angles, (max_len, half), device)?;
-        Ok(Rope { cos: angles.cos()?.to_dtype(dtype)?, sin: angles.sin()?.to_dtype(dtype)? })
+        Ok(Rope {
+            cos: angles.cos()?.to_dtype(dtype)?,
+            sin: angles.sin()?.to_dtype(dtype)?,
+        })
     }
 
     /// Rotates `x` of shape `(batch, time, heads, head_dim)` by each position's angles.
@@ -101,13 +111,17 @@ pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let n = targets.elem_count();
     let log_probs = log_softmax_last_dim(logits)?;
-    log_probs.gather(&targets.reshape((n, 1))?, 1)?.sum_all()?.affine(-1.0 / n as f64, 0.0)
+    log_probs
+        .gather(&targets.reshape((n, 1))?, 1)?
+        .sum_all()?
+        .affine(-1.0 / n as f64, 0.0)
 }
 
 /// `(time, time)` additive mask: 0 on and below the diagonal, −∞ above it.
 fn causal_mask(t: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-    let mask: Vec<f32> =
-        (0..t).flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY })).collect();
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
     Tensor::from_vec(mask, (t, t), device)?.to_dtype(dtype)
 }
 
@@ -123,11 +137,25 @@ pub struct CausalSelfAttention {
 }
 
 impl CausalSelfAttention {
-    pub fn new(params: &mut ParamStore, name: &str, cfg: &ModelConfig, out_std: f64) -> Result<Self> {
+    pub fn new(
+        params: &mut ParamStore,
+        name: &str,
+        cfg: &ModelConfig,
+        out_std: f64,
+    ) -> Result<Self> {
         let d = cfg.d_model;
-        assert!(d % cfg.n_heads == 0, "d_model {d} is not a multiple of n_heads {}", cfg.n_heads);
+        assert!(
+            d.is_multiple_of(cfg.n_heads),
+            "d_model {d} is not a multiple of n_heads {}",
+            cfg.n_heads
+        );
         Ok(CausalSelfAttention {
-            w_qkv: params.normal(&format!("{name}.w_qkv"), (d, 3 * d), INIT_STD, DecayGroup::Decay)?,
+            w_qkv: params.normal(
+                &format!("{name}.w_qkv"),
+                (d, 3 * d),
+                INIT_STD,
+                DecayGroup::Decay,
+            )?,
             w_out: params.normal(&format!("{name}.w_out"), (d, d), out_std, DecayGroup::Decay)?,
             q_norm: RmsNorm::new(params, &format!("{name}.q_norm"), head_dim(cfg))?,
             k_norm: RmsNorm::new(params, &format!("{name}.k_norm"), head_dim(cfg))?,
@@ -140,8 +168,14 @@ impl CausalSelfAttention {
         let (h, hd) = (self.n_heads, d / self.n_heads);
         let qkv = project(x, &self.w_qkv)?.reshape((b, t, 3, h, hd))?;
         let heads = |i: usize| qkv.narrow(2, i, 1).and_then(|y| y.squeeze(2)); // (b, t, h, hd)
-        let q = rope.apply(&self.q_norm.forward(&heads(0)?)?)?.transpose(1, 2)?.contiguous()?;
-        let k = rope.apply(&self.k_norm.forward(&heads(1)?)?)?.transpose(1, 2)?.contiguous()?;
+        let q = rope
+            .apply(&self.q_norm.forward(&heads(0)?)?)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let k = rope
+            .apply(&self.k_norm.forward(&heads(1)?)?)?
+            .transpose(1, 2)?
+            .contiguous()?;
         let v = heads(2)?.transpose(1, 2)?.contiguous()?; // (b, h, t, hd)
 
         let scores = q.matmul(&k.t()?)?.affine(1.0 / (hd as f64).sqrt(), 0.0)?;
@@ -164,15 +198,40 @@ pub struct MlpBlock {
 }
 
 impl MlpBlock {
-    pub fn new(params: &mut ParamStore, name: &str, cfg: &ModelConfig, out_std: f64) -> Result<Self> {
+    pub fn new(
+        params: &mut ParamStore,
+        name: &str,
+        cfg: &ModelConfig,
+        out_std: f64,
+    ) -> Result<Self> {
         let (d, hidden) = (cfg.d_model, mlp_hidden_width(cfg));
-        let w_in = params.normal(&format!("{name}.w_in"), (d, hidden), INIT_STD, DecayGroup::Decay)?;
+        let w_in = params.normal(
+            &format!("{name}.w_in"),
+            (d, hidden),
+            INIT_STD,
+            DecayGroup::Decay,
+        )?;
         let w_gate = match cfg.mlp {
-            Mlp::Swiglu => Some(params.normal(&format!("{name}.w_gate"), (d, hidden), INIT_STD, DecayGroup::Decay)?),
+            Mlp::Swiglu => Some(params.normal(
+                &format!("{name}.w_gate"),
+                (d, hidden),
+                INIT_STD,
+                DecayGroup::Decay,
+            )?),
             Mlp::Relu2 | Mlp::Gelu => None,
         };
-        let w_out = params.normal(&format!("{name}.w_out"), (hidden, d), out_std, DecayGroup::Decay)?;
-        Ok(MlpBlock { kind: cfg.mlp, w_in, w_gate, w_out })
+        let w_out = params.normal(
+            &format!("{name}.w_out"),
+            (hidden, d),
+            out_std,
+            DecayGroup::Decay,
+        )?;
+        Ok(MlpBlock {
+            kind: cfg.mlp,
+            w_in,
+            w_gate,
+            w_out,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -198,7 +257,12 @@ pub struct Block {
 impl Block {
     /// `out_std` initialises the two output projections; scaling it by `1/sqrt(2·depth)`
     /// keeps the residual stream's variance independent of depth at initialisation.
-    pub fn new(params: &mut ParamStore, name: &str, cfg: &ModelConfig, out_std: f64) -> Result<Self> {
+    pub fn new(
+        params: &mut ParamStore,
+        name: &str,
+        cfg: &ModelConfig,
+        out_std: f64,
+    ) -> Result<Self> {
         Ok(Block {
             attn_norm: RmsNorm::new(params, &format!("{name}.attn_norm"), cfg.d_model)?,
             attn: CausalSelfAttention::new(params, &format!("{name}.attn"), cfg, out_std)?,
@@ -220,14 +284,24 @@ pub struct BlockStack {
 
 impl BlockStack {
     /// `n` blocks named `{name}.{i}`; `depth` is the network's effective depth for init scaling.
-    pub fn new(params: &mut ParamStore, name: &str, cfg: &ModelConfig, n: usize, depth: usize) -> Result<Self> {
+    pub fn new(
+        params: &mut ParamStore,
+        name: &str,
+        cfg: &ModelConfig,
+        n: usize,
+        depth: usize,
+    ) -> Result<Self> {
         let out_std = INIT_STD / (2.0 * depth.max(1) as f64).sqrt();
-        let blocks = (0..n).map(|i| Block::new(params, &format!("{name}.{i}"), cfg, out_std)).collect::<Result<_>>()?;
+        let blocks = (0..n)
+            .map(|i| Block::new(params, &format!("{name}.{i}"), cfg, out_std))
+            .collect::<Result<_>>()?;
         Ok(BlockStack { blocks })
     }
 
     pub fn forward(&self, x: &Tensor, rope: &Rope) -> Result<Tensor> {
-        self.blocks.iter().try_fold(x.clone(), |x, block| block.forward(&x, rope))
+        self.blocks
+            .iter()
+            .try_fold(x.clone(), |x, block| block.forward(&x, rope))
     }
 
     pub fn len(&self) -> usize {

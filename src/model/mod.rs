@@ -13,7 +13,7 @@ pub mod layers;
 pub mod params;
 
 pub use config::{Arch, DepthSampling, Injection, LoopedConfig, Mlp, ModelConfig, StateInit};
-pub use counts::{forward_flops_per_token, param_counts, train_flops_per_token, ParamCounts};
+pub use counts::{ParamCounts, forward_flops_per_token, param_counts, train_flops_per_token};
 pub use gpt::Gpt;
 pub use layers::cross_entropy;
 pub use params::{DecayGroup, Param, ParamStore};

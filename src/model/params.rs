@@ -38,13 +38,26 @@ pub struct ParamStore {
 impl ParamStore {
     /// An empty store whose initialisation draws from `seed`.
     pub fn new(seed: u64, dtype: DType, device: &Device) -> Self {
-        ParamStore { params: Vec::new(), rng: StdRng::seed_from_u64(seed), dtype, device: device.clone() }
+        ParamStore {
+            params: Vec::new(),
+            rng: StdRng::seed_from_u64(seed),
+            dtype,
+            device: device.clone(),
+        }
     }
 
     /// A matrix with entries drawn from N(0, std²).
-    pub fn normal(&mut self, name: &str, shape: (usize, usize), std: f64, group: DecayGroup) -> Result<Tensor> {
+    pub fn normal(
+        &mut self,
+        name: &str,
+        shape: (usize, usize),
+        std: f64,
+        group: DecayGroup,
+    ) -> Result<Tensor> {
         let normal = Normal::new(0.0, std).map_err(candle_core::Error::wrap)?;
-        let values: Vec<f64> = (0..shape.0 * shape.1).map(|_| normal.sample(&mut self.rng)).collect();
+        let values: Vec<f64> = (0..shape.0 * shape.1)
+            .map(|_| normal.sample(&mut self.rng))
+            .collect();
         let init = Tensor::from_vec(values, shape, &self.device)?.to_dtype(self.dtype)?;
         self.register(name, init, group)
     }
@@ -60,7 +73,11 @@ impl ParamStore {
         // The layer keeps a clone of the variable's tensor: same storage and id, so the
         // optimizer's in-place updates are what the layer sees, and gradients are found by id.
         let tensor = var.as_tensor().clone();
-        self.params.push(Param { name: name.to_string(), var, group });
+        self.params.push(Param {
+            name: name.to_string(),
+            var,
+            group,
+        });
         Ok(tensor)
     }
 

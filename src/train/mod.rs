@@ -9,10 +9,10 @@ pub mod schedule;
 pub mod trainer;
 
 pub use config::{resolve_corpus_path, DataConfig, Schedule, TrainConfig, SHIPPED_CORPUS};
-pub use data::{Batch, BatchSampler, Corpus, BYTE_VOCAB};
+pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus};
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::{learning_rate, lr_multiplier};
-pub use trainer::{build_model, evaluate, total_steps, train, train_model, TRAIN_DTYPE};
+pub use trainer::{TRAIN_DTYPE, build_model, evaluate, total_steps, train, train_model};
 
 /// One logged optimizer step.
 #[derive(Clone, Debug, PartialEq)]

@@ -44,7 +44,11 @@ impl AdamW {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(AdamW { slots, cfg, steps: 0 })
+        Ok(AdamW {
+            slots,
+            cfg,
+            steps: 0,
+        })
     }
 
     /// The global L2 norm of all parameters' gradients.
@@ -58,7 +62,10 @@ impl AdamW {
         if squares.is_empty() {
             return Ok(0.0);
         }
-        Tensor::stack(&squares, 0)?.sum_all()?.to_scalar::<f64>().map(f64::sqrt)
+        Tensor::stack(&squares, 0)?
+            .sum_all()?
+            .to_scalar::<f64>()
+            .map(f64::sqrt)
     }
 
     /// One update at learning rate `lr`, after scaling the gradient so its global norm is at
@@ -66,21 +73,37 @@ impl AdamW {
     /// without a gradient (unused in this step's graph) is left untouched.
     pub fn step(&mut self, grads: &GradStore, lr: f64, grad_clip: f64) -> Result<f64> {
         let norm = self.grad_norm(grads)?;
-        let clip_scale = if grad_clip > 0.0 && norm > grad_clip { grad_clip / (norm + 1e-6) } else { 1.0 };
+        let clip_scale = if grad_clip > 0.0 && norm > grad_clip {
+            grad_clip / (norm + 1e-6)
+        } else {
+            1.0
+        };
         self.steps += 1;
-        let AdamWConfig { beta1, beta2, eps, weight_decay } = self.cfg;
+        let AdamWConfig {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } = self.cfg;
         let m_correction = 1.0 / (1.0 - beta1.powi(self.steps));
         let v_correction = 1.0 / (1.0 - beta2.powi(self.steps));
         for slot in &mut self.slots {
-            let Some(grad) = grads.get(&slot.var) else { continue };
+            let Some(grad) = grads.get(&slot.var) else {
+                continue;
+            };
             let grad = grad.affine(clip_scale, 0.0)?;
             slot.m = ((slot.m.affine(beta1, 0.0)? + grad.affine(1.0 - beta1, 0.0)?)?).detach();
-            slot.v = ((slot.v.affine(beta2, 0.0)? + grad.sqr()?.affine(1.0 - beta2, 0.0)?)?).detach();
+            slot.v =
+                ((slot.v.affine(beta2, 0.0)? + grad.sqr()?.affine(1.0 - beta2, 0.0)?)?).detach();
             let denom = (slot.v.affine(v_correction, 0.0)?.sqrt()? + eps)?;
             let update = slot.m.affine(m_correction, 0.0)?.div(&denom)?;
             let theta = slot.var.as_tensor().detach();
             // Decoupled decay: shrink the weights directly, outside the adaptive update.
-            let theta = if slot.decay && weight_decay > 0.0 { theta.affine(1.0 - lr * weight_decay, 0.0)? } else { theta };
+            let theta = if slot.decay && weight_decay > 0.0 {
+                theta.affine(1.0 - lr * weight_decay, 0.0)?
+            } else {
+                theta
+            };
             slot.var.set(&(theta - update.affine(lr, 0.0)?)?)?;
         }
         Ok(norm)
@@ -100,9 +123,17 @@ mod tests {
         let w = params.normal("w", (1, 3), 1.0, DecayGroup::Decay).unwrap();
         let b = params.ones("b", 2).unwrap();
         let w0: Vec<f64> = w.flatten_all().unwrap().to_vec1().unwrap();
-        let cfg = AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
+        let cfg = AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        };
         let mut opt = AdamW::new(&params, cfg).unwrap();
-        let loss = ((w.sqr().unwrap().sum_all().unwrap() + b.sqr().unwrap().sum_all().unwrap()).unwrap() * 0.5).unwrap();
+        let loss = ((w.sqr().unwrap().sum_all().unwrap() + b.sqr().unwrap().sum_all().unwrap())
+            .unwrap()
+            * 0.5)
+            .unwrap();
         let grads = loss.backward().unwrap();
         let lr = 0.01;
         let norm = opt.step(&grads, lr, 0.0).unwrap();
@@ -123,7 +154,12 @@ mod tests {
         let dev = Device::Cpu;
         let mut params = ParamStore::new(0, DType::F64, &dev);
         let w = params.ones("w", 4).unwrap();
-        let cfg = AdamWConfig { beta1: 0.5, beta2: 0.5, eps: 0.0, weight_decay: 0.0 };
+        let cfg = AdamWConfig {
+            beta1: 0.5,
+            beta2: 0.5,
+            eps: 0.0,
+            weight_decay: 0.0,
+        };
         let mut opt = AdamW::new(&params, cfg).unwrap();
         let loss = w.affine(3.0, 0.0).unwrap().sum_all().unwrap(); // gradient 3 everywhere, norm 6
         let grads = loss.backward().unwrap();

@@ -5,7 +5,15 @@ use super::config::{Schedule, TrainConfig};
 
 /// Learning rate at optimizer step `step` (0-based) of `total_steps`.
 pub fn learning_rate(cfg: &TrainConfig, step: u64, total_steps: u64) -> f64 {
-    cfg.lr * lr_multiplier(cfg.schedule, cfg.warmup_fraction, cfg.cooldown_fraction, cfg.min_lr_fraction, step, total_steps)
+    cfg.lr
+        * lr_multiplier(
+            cfg.schedule,
+            cfg.warmup_fraction,
+            cfg.cooldown_fraction,
+            cfg.min_lr_fraction,
+            step,
+            total_steps,
+        )
 }
 
 /// The schedule's shape in `[0, 1]`, as a multiple of the peak learning rate.
@@ -52,7 +60,9 @@ mod tests {
     use super::*;
 
     fn shape(schedule: Schedule, total: u64) -> Vec<f64> {
-        (0..total).map(|s| lr_multiplier(schedule, 0.1, 0.2, 0.1, s, total)).collect()
+        (0..total)
+            .map(|s| lr_multiplier(schedule, 0.1, 0.2, 0.1, s, total))
+            .collect()
     }
 
     #[test]
@@ -60,7 +70,10 @@ mod tests {
         for schedule in [Schedule::Cosine, Schedule::Trapezoid] {
             let lr = shape(schedule, 100);
             for (s, &m) in lr.iter().enumerate().take(10) {
-                assert!((m - (s + 1) as f64 / 10.0).abs() < 1e-12, "{schedule:?} step {s}: {m}");
+                assert!(
+                    (m - (s + 1) as f64 / 10.0).abs() < 1e-12,
+                    "{schedule:?} step {s}: {m}"
+                );
             }
             assert_eq!(lr[9], 1.0);
         }
@@ -83,7 +96,10 @@ mod tests {
         assert!(lr[10..80].iter().all(|&m| m == 1.0));
         assert!(lr[80] < 1.0);
         let steps: Vec<f64> = lr[79..].windows(2).map(|w| w[0] - w[1]).collect();
-        assert!(steps.iter().all(|d| (d - 0.9 / 20.0).abs() < 1e-12), "{steps:?}");
+        assert!(
+            steps.iter().all(|d| (d - 0.9 / 20.0).abs() < 1e-12),
+            "{steps:?}"
+        );
         assert!((lr[99] - 0.1).abs() < 1e-12);
     }
 
@@ -92,7 +108,10 @@ mod tests {
         for schedule in [Schedule::Cosine, Schedule::Trapezoid] {
             for total in [1, 2, 3] {
                 for m in shape(schedule, total) {
-                    assert!(m.is_finite() && m > 0.0 && m <= 1.0, "{schedule:?} {total}: {m}");
+                    assert!(
+                        m.is_finite() && m > 0.0 && m <= 1.0,
+                        "{schedule:?} {total}: {m}"
+                    );
                 }
             }
         }

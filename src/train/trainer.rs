@@ -11,7 +11,7 @@ use super::data::{Batch, BatchSampler, Corpus};
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::learning_rate;
 use super::{EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics};
-use crate::model::{train_flops_per_token, Arch, CausalLm, Gpt};
+use crate::model::{Arch, CausalLm, Gpt, train_flops_per_token};
 use crate::sweep::RunConfig;
 
 /// Training runs in f32; gradient checks use f64.
@@ -35,9 +35,20 @@ fn sampler_seed(seed: u64) -> u64 {
 }
 
 /// The network `cfg.model` describes, initialised from `cfg.seed`, in the training dtype.
-pub fn build_model(cfg: &RunConfig, vocab_size: usize, device: &Device) -> anyhow::Result<Box<dyn CausalLm>> {
+pub fn build_model(
+    cfg: &RunConfig,
+    vocab_size: usize,
+    device: &Device,
+) -> anyhow::Result<Box<dyn CausalLm>> {
     match cfg.model.arch {
-        Arch::Gpt => Ok(Box::new(Gpt::new(&cfg.model, vocab_size, cfg.data.seq_len, cfg.seed, TRAIN_DTYPE, device)?)),
+        Arch::Gpt => Ok(Box::new(Gpt::new(
+            &cfg.model,
+            vocab_size,
+            cfg.data.seq_len,
+            cfg.seed,
+            TRAIN_DTYPE,
+            device,
+        )?)),
         Arch::Looped => anyhow::bail!("model.arch = \"looped\" is not implemented yet"),
     }
 }
@@ -57,7 +68,10 @@ pub fn train(
 pub fn evaluate(model: &dyn CausalLm, batches: &[Batch]) -> anyhow::Result<f64> {
     let (mut total, mut count) = (0.0, 0usize);
     for batch in batches {
-        let loss = model.loss(&batch.inputs, &batch.targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let loss = model
+            .loss(&batch.inputs, &batch.targets)?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
         let n = batch.targets.elem_count();
         total += loss * n as f64;
         count += n;
@@ -84,7 +98,12 @@ pub fn train_model(
 
     let mut optimizer = AdamW::new(
         model.params(),
-        AdamWConfig { beta1: t.beta1, beta2: t.beta2, eps: 1e-8, weight_decay: t.weight_decay },
+        AdamWConfig {
+            beta1: t.beta1,
+            beta2: t.beta2,
+            eps: 1e-8,
+            weight_decay: t.weight_decay,
+        },
     )?;
     let mut sampler = BatchSampler::new(sampler_seed(cfg.seed), t.batch_size, seq_len);
     let val_batches = corpus.validation_batches(seq_len, t.batch_size, t.eval_tokens, device)?;
@@ -104,7 +123,10 @@ pub fn train_model(
         let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let first = *first_loss.get_or_insert(loss_value);
         if !loss_value.is_finite() {
-            end = RunEnd::Diverged(format!("training loss is {loss_value} at step {}", step + 1));
+            end = RunEnd::Diverged(format!(
+                "training loss is {loss_value} at step {}",
+                step + 1
+            ));
             break;
         }
         if loss_value > DIVERGENCE_FACTOR * first && loss_value > divergence_floor {
@@ -138,11 +160,20 @@ pub fn train_model(
         if is_last || (t.eval_every > 0 && done_steps % t.eval_every as u64 == 0) {
             let val_loss = evaluate(model, &val_batches)?;
             let val_bpb = val_loss / std::f64::consts::LN_2 / corpus.bytes_per_token();
-            let eval = EvalMetrics { step: done_steps, tokens, flops, val_loss, val_bpb, test_loops: None };
+            let eval = EvalMetrics {
+                step: done_steps,
+                tokens,
+                flops,
+                val_loss,
+                val_bpb,
+                test_loops: None,
+            };
             observer.on_eval(&eval).context("observer.on_eval")?;
             (final_val_loss, final_val_bpb) = (Some(val_loss), Some(val_bpb));
             if !val_loss.is_finite() {
-                end = RunEnd::Diverged(format!("validation loss is {val_loss} at step {done_steps}"));
+                end = RunEnd::Diverged(format!(
+                    "validation loss is {val_loss} at step {done_steps}"
+                ));
                 break;
             }
         }
@@ -159,6 +190,10 @@ pub fn train_model(
         final_val_bpb,
         final_train_loss: last_loss,
         wall_seconds,
-        tokens_per_second: if wall_seconds > 0.0 { tokens as f64 / wall_seconds } else { 0.0 },
+        tokens_per_second: if wall_seconds > 0.0 {
+            tokens as f64 / wall_seconds
+        } else {
+            0.0
+        },
     })
 }
