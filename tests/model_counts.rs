@@ -74,3 +74,33 @@ fn flops_match_a_hand_count() {
     assert_eq!(param_counts(&untied, 16).total, 1592 + 256);
     assert_eq!(train_flops_per_token(&untied, 16, 4), 11088.0);
 }
+
+/// Weight decay reaches exactly the hidden matrices and an untied head; never norms or the
+/// token embedding.
+#[test]
+fn decay_groups_cover_matrices_only() {
+    use loopscale::model::DecayGroup;
+    let cfg = ModelConfig {
+        tie_embeddings: false,
+        mlp: Mlp::Swiglu,
+        ..ModelConfig::default()
+    };
+    let model = Gpt::new(&cfg, 256, 16, 0, DType::F32, &Device::Cpu).unwrap();
+    for p in model.params().params() {
+        let is_matrix = p.var.rank() == 2 && p.name != "token_embedding";
+        let expected = if is_matrix {
+            DecayGroup::Decay
+        } else {
+            DecayGroup::NoDecay
+        };
+        assert_eq!(p.group, expected, "{}", p.name);
+    }
+    let decayed = model
+        .params()
+        .params()
+        .iter()
+        .filter(|p| p.group == DecayGroup::Decay)
+        .count();
+    // Per block QKV, output, and SwiGLU's three matrices; plus the head.
+    assert_eq!(decayed, cfg.n_layers * 5 + 1);
+}
