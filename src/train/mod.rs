@@ -3,8 +3,16 @@
 //! Training reports what it measures through a [`RunObserver`]; it never touches the store.
 
 mod config;
+pub mod data;
+pub mod optim;
+pub mod schedule;
+pub mod trainer;
 
 pub use config::{resolve_corpus_path, DataConfig, Schedule, TrainConfig, SHIPPED_CORPUS};
+pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus};
+pub use optim::{AdamW, AdamWConfig};
+pub use schedule::{learning_rate, lr_multiplier};
+pub use trainer::{TRAIN_DTYPE, build_model, evaluate, total_steps, train, train_model};
 
 /// One logged optimizer step.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,0 +1,314 @@
+//! The differentiable building blocks of every network here: RMSNorm, rotary position
+//! embeddings, causal self-attention with QK-norm, the three MLPs, the pre-norm residual block
+//! and a stack of blocks, plus the cross-entropy loss.
+//!
+//! Everything is composed from candle primitives that have a backward pass. candle-nn's fused
+//! `rms_norm`, `softmax_last_dim` and `rope*` (and its `RmsNorm` module) are forward-only and
+//! would silently cut the gradient, so none of them is used; the gradient checks in
+//! `tests/model_gradcheck.rs` guard this.
+//!
+//! Shapes: the residual stream is `(batch, time, d_model)`; weight matrices are stored
+//! `(in, out)` so a projection is a single `x · W` on the flattened `(batch·time, in)` input.
+
+use candle_core::{D, DType, Device, Result, Tensor};
+
+use super::config::{Mlp, ModelConfig};
+use super::counts::{head_dim, mlp_hidden_width};
+use super::params::{DecayGroup, ParamStore};
+
+/// Standard deviation of every weight matrix at initialisation.
+pub const INIT_STD: f64 = 0.02;
+
+/// `x · W` for `x` of shape `(…, in)` and `W` of shape `(in, out)`.
+fn project(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (rows, cols) = (x.elem_count() / x.dim(D::Minus1)?, x.dim(D::Minus1)?);
+    let mut out_shape = x.dims().to_vec();
+    *out_shape.last_mut().unwrap() = w.dim(1)?;
+    x.reshape((rows, cols))?.matmul(w)?.reshape(out_shape)
+}
+
+/// RMSNorm with a learned gain: `x / sqrt(mean(x²) + ε) ⊙ g` over the last dimension.
+pub struct RmsNorm {
+    gain: Tensor,
+}
+
+impl RmsNorm {
+    pub const EPS: f64 = 1e-6;
+
+    pub fn new(params: &mut ParamStore, name: &str, dim: usize) -> Result<Self> {
+        Ok(RmsNorm {
+            gain: params.ones(&format!("{name}.gain"), dim)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + Self::EPS)?
+            .sqrt()?
+            .recip()?;
+        x.broadcast_mul(&inv_rms)?.broadcast_mul(&self.gain)
+    }
+}
+
+/// Rotary position embedding tables (rotate-half convention, base 10 000).
+pub struct Rope {
+    /// `(max_len, head_dim / 2)`.
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    pub const BASE: f64 = 10_000.0;
+
+    pub fn new(head_dim: usize, max_len: usize, dtype: DType, device: &Device) -> Result<Self> {
+        assert!(
+            head_dim.is_multiple_of(2),
+            "RoPE needs an even head dimension, got {head_dim}"
+        );
+        let half = head_dim / 2;
+        let mut angles = Vec::with_capacity(max_len * half);
+        for pos in 0..max_len {
+            for i in 0..half {
+                let inv_freq = Self::BASE.powf(-((2 * i) as f64) / head_dim as f64);
+                angles.push(pos as f64 * inv_freq);
+            }
+        }
+        let angles = Tensor::from_vec(angles, (max_len, half), device)?;
+        Ok(Rope {
+            cos: angles.cos()?.to_dtype(dtype)?,
+            sin: angles.sin()?.to_dtype(dtype)?,
+        })
+    }
+
+    /// Rotates `x` of shape `(batch, time, heads, head_dim)` by each position's angles.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, t, _, hd) = x.dims4()?;
+        let half = hd / 2;
+        let cos = self.cos.narrow(0, 0, t)?.reshape((t, 1, half))?;
+        let sin = self.sin.narrow(0, 0, t)?.reshape((t, 1, half))?;
+        let x1 = x.narrow(D::Minus1, 0, half)?;
+        let x2 = x.narrow(D::Minus1, half, half)?;
+        let rotated_1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+        let rotated_2 = (x1.broadcast_mul(&sin)? + x2.broadcast_mul(&cos)?)?;
+        Tensor::cat(&[rotated_1, rotated_2], D::Minus1)
+    }
+}
+
+/// Softmax over the last dimension, from primitives. The row maximum is subtracted for
+/// stability and detached: the shift cancels exactly, so its gradient is zero anyway.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+    let exp = shifted.exp()?;
+    exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)
+}
+
+/// Log-softmax over the last dimension, from primitives (maximum detached as above).
+pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+    shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)
+}
+
+/// Mean cross-entropy (nats per token) of `logits` `(n, vocab)` against `targets` `(n,)` u32.
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let n = targets.elem_count();
+    let log_probs = log_softmax_last_dim(logits)?;
+    log_probs
+        .gather(&targets.reshape((n, 1))?, 1)?
+        .sum_all()?
+        .affine(-1.0 / n as f64, 0.0)
+}
+
+/// `(time, time)` additive mask: 0 on and below the diagonal, −∞ above it.
+fn causal_mask(t: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    Tensor::from_vec(mask, (t, t), device)?.to_dtype(dtype)
+}
+
+/// Multi-head causal self-attention with RMS-normalised queries and keys (QK-norm) and RoPE.
+pub struct CausalSelfAttention {
+    /// `(d, 3d)`: queries, keys and values in one matmul.
+    w_qkv: Tensor,
+    /// `(d, d)`.
+    w_out: Tensor,
+    q_norm: RmsNorm,
+    k_norm: RmsNorm,
+    n_heads: usize,
+}
+
+impl CausalSelfAttention {
+    pub fn new(
+        params: &mut ParamStore,
+        name: &str,
+        cfg: &ModelConfig,
+        out_std: f64,
+    ) -> Result<Self> {
+        let d = cfg.d_model;
+        assert!(
+            d.is_multiple_of(cfg.n_heads),
+            "d_model {d} is not a multiple of n_heads {}",
+            cfg.n_heads
+        );
+        Ok(CausalSelfAttention {
+            w_qkv: params.normal(
+                &format!("{name}.w_qkv"),
+                (d, 3 * d),
+                INIT_STD,
+                DecayGroup::Decay,
+            )?,
+            w_out: params.normal(&format!("{name}.w_out"), (d, d), out_std, DecayGroup::Decay)?,
+            q_norm: RmsNorm::new(params, &format!("{name}.q_norm"), head_dim(cfg))?,
+            k_norm: RmsNorm::new(params, &format!("{name}.k_norm"), head_dim(cfg))?,
+            n_heads: cfg.n_heads,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, rope: &Rope) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let (h, hd) = (self.n_heads, d / self.n_heads);
+        let qkv = project(x, &self.w_qkv)?.reshape((b, t, 3, h, hd))?;
+        let heads = |i: usize| qkv.narrow(2, i, 1).and_then(|y| y.squeeze(2)); // (b, t, h, hd)
+        let q = rope
+            .apply(&self.q_norm.forward(&heads(0)?)?)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let k = rope
+            .apply(&self.k_norm.forward(&heads(1)?)?)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let v = heads(2)?.transpose(1, 2)?.contiguous()?; // (b, h, t, hd)
+
+        let scores = q.matmul(&k.t()?)?.affine(1.0 / (hd as f64).sqrt(), 0.0)?;
+        let scores = scores.broadcast_add(&causal_mask(t, x.dtype(), x.device())?)?;
+        let mixed = softmax_last_dim(&scores)?.matmul(&v)?; // (b, h, t, hd)
+        let mixed = mixed.transpose(1, 2)?.reshape((b, t, d))?;
+        project(&mixed, &self.w_out)
+    }
+}
+
+/// The position-wise MLP: ReLU², GELU (tanh approximation) or SwiGLU.
+pub struct MlpBlock {
+    kind: Mlp,
+    /// `(d, hidden)`.
+    w_in: Tensor,
+    /// `(d, hidden)`, SwiGLU's linear branch only.
+    w_gate: Option<Tensor>,
+    /// `(hidden, d)`.
+    w_out: Tensor,
+}
+
+impl MlpBlock {
+    pub fn new(
+        params: &mut ParamStore,
+        name: &str,
+        cfg: &ModelConfig,
+        out_std: f64,
+    ) -> Result<Self> {
+        let (d, hidden) = (cfg.d_model, mlp_hidden_width(cfg));
+        let w_in = params.normal(
+            &format!("{name}.w_in"),
+            (d, hidden),
+            INIT_STD,
+            DecayGroup::Decay,
+        )?;
+        let w_gate = match cfg.mlp {
+            Mlp::Swiglu => Some(params.normal(
+                &format!("{name}.w_gate"),
+                (d, hidden),
+                INIT_STD,
+                DecayGroup::Decay,
+            )?),
+            Mlp::Relu2 | Mlp::Gelu => None,
+        };
+        let w_out = params.normal(
+            &format!("{name}.w_out"),
+            (hidden, d),
+            out_std,
+            DecayGroup::Decay,
+        )?;
+        Ok(MlpBlock {
+            kind: cfg.mlp,
+            w_in,
+            w_gate,
+            w_out,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let pre = project(x, &self.w_in)?;
+        let hidden = match (self.kind, &self.w_gate) {
+            (Mlp::Relu2, _) => pre.relu()?.sqr()?,
+            (Mlp::Gelu, _) => pre.gelu()?,
+            (Mlp::Swiglu, Some(w_gate)) => (pre.silu()? * project(x, w_gate)?)?,
+            (Mlp::Swiglu, None) => unreachable!("SwiGLU is always built with its gate"),
+        };
+        project(&hidden, &self.w_out)
+    }
+}
+
+/// A pre-norm residual block: `x + attn(norm(x))`, then `x + mlp(norm(x))`.
+pub struct Block {
+    attn_norm: RmsNorm,
+    attn: CausalSelfAttention,
+    mlp_norm: RmsNorm,
+    mlp: MlpBlock,
+}
+
+impl Block {
+    /// `out_std` initialises the two output projections; scaling it by `1/sqrt(2·depth)`
+    /// keeps the residual stream's variance independent of depth at initialisation.
+    pub fn new(
+        params: &mut ParamStore,
+        name: &str,
+        cfg: &ModelConfig,
+        out_std: f64,
+    ) -> Result<Self> {
+        Ok(Block {
+            attn_norm: RmsNorm::new(params, &format!("{name}.attn_norm"), cfg.d_model)?,
+            attn: CausalSelfAttention::new(params, &format!("{name}.attn"), cfg, out_std)?,
+            mlp_norm: RmsNorm::new(params, &format!("{name}.mlp_norm"), cfg.d_model)?,
+            mlp: MlpBlock::new(params, &format!("{name}.mlp"), cfg, out_std)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, rope: &Rope) -> Result<Tensor> {
+        let x = (x + self.attn.forward(&self.attn_norm.forward(x)?, rope)?)?;
+        &x + self.mlp.forward(&self.mlp_norm.forward(&x)?)?
+    }
+}
+
+/// Blocks applied in sequence: a GPT's body, or a looped model's prelude, core or coda.
+pub struct BlockStack {
+    blocks: Vec<Block>,
+}
+
+impl BlockStack {
+    /// `n` blocks named `{name}.{i}`; `depth` is the network's effective depth for init scaling.
+    pub fn new(
+        params: &mut ParamStore,
+        name: &str,
+        cfg: &ModelConfig,
+        n: usize,
+        depth: usize,
+    ) -> Result<Self> {
+        let out_std = INIT_STD / (2.0 * depth.max(1) as f64).sqrt();
+        let blocks = (0..n)
+            .map(|i| Block::new(params, &format!("{name}.{i}"), cfg, out_std))
+            .collect::<Result<_>>()?;
+        Ok(BlockStack { blocks })
+    }
+
+    pub fn forward(&self, x: &Tensor, rope: &Rope) -> Result<Tensor> {
+        self.blocks
+            .iter()
+            .try_fold(x.clone(), |x, block| block.forward(&x, rope))
+    }
+
+    pub fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+}

@@ -1,0 +1,199 @@
+//! The training loop of one run: build the model from its seed, step AdamW along the learning
+//! rate schedule on seeded random windows, report metrics and validation loss to the observer,
+//! and stop early on divergence or when asked to.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use candle_core::{DType, Device};
+
+use super::data::{Batch, BatchSampler, Corpus};
+use super::optim::{AdamW, AdamWConfig};
+use super::schedule::learning_rate;
+use super::{EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics};
+use crate::model::{Arch, CausalLm, Gpt, train_flops_per_token};
+use crate::sweep::RunConfig;
+
+/// Training runs in f32; gradient checks use f64.
+pub const TRAIN_DTYPE: DType = DType::F32;
+
+/// A loss above `DIVERGENCE_FACTOR` × the first step's (and above ln(vocab) + `DIVERGENCE_MARGIN`
+/// nats, i.e. clearly worse than a uniform guess) means the run has blown up.
+pub const DIVERGENCE_FACTOR: f64 = 3.0;
+pub const DIVERGENCE_MARGIN: f64 = 1.0;
+
+/// Optimizer steps of a run: `ceil(tokens / (batch_size · seq_len))`, at least 1.
+pub fn total_steps(cfg: &RunConfig) -> u64 {
+    let per_step = (cfg.train.batch_size * cfg.data.seq_len) as u64;
+    cfg.train.tokens.div_ceil(per_step).max(1)
+}
+
+/// The seed of the training-window sampler, derived from the run seed so that it differs
+/// from the initialisation stream.
+fn sampler_seed(seed: u64) -> u64 {
+    seed ^ 0x9e37_79b9_7f4a_7c15
+}
+
+/// The network `cfg.model` describes, initialised from `cfg.seed`, in the training dtype.
+pub fn build_model(
+    cfg: &RunConfig,
+    vocab_size: usize,
+    device: &Device,
+) -> anyhow::Result<Box<dyn CausalLm>> {
+    match cfg.model.arch {
+        Arch::Gpt => Ok(Box::new(Gpt::new(
+            &cfg.model,
+            vocab_size,
+            cfg.data.seq_len,
+            cfg.seed,
+            TRAIN_DTYPE,
+            device,
+        )?)),
+        Arch::Looped => anyhow::bail!("model.arch = \"looped\" is not implemented yet"),
+    }
+}
+
+/// Builds the model of `cfg` and trains it; see [`train_model`].
+pub fn train(
+    cfg: &RunConfig,
+    corpus: &Corpus,
+    device: &Device,
+    observer: &mut dyn RunObserver,
+) -> anyhow::Result<RunOutcome> {
+    let model = build_model(cfg, corpus.vocab_size(), device)?;
+    train_model(model.as_ref(), cfg, corpus, device, observer)
+}
+
+/// Mean validation loss (nats per token) of `model` over `batches`.
+pub fn evaluate(model: &dyn CausalLm, batches: &[Batch]) -> anyhow::Result<f64> {
+    let (mut total, mut count) = (0.0, 0usize);
+    for batch in batches {
+        let loss = model
+            .loss(&batch.inputs, &batch.targets)?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
+        let n = batch.targets.elem_count();
+        total += loss * n as f64;
+        count += n;
+    }
+    anyhow::ensure!(count > 0, "evaluate: no validation tokens");
+    Ok(total / count as f64)
+}
+
+/// Trains an already built `model` as `cfg` says. Step numbers in the metrics count completed
+/// optimizer steps (the first logged step is 1).
+pub fn train_model(
+    model: &dyn CausalLm,
+    cfg: &RunConfig,
+    corpus: &Corpus,
+    device: &Device,
+    observer: &mut dyn RunObserver,
+) -> anyhow::Result<RunOutcome> {
+    let t = &cfg.train;
+    let seq_len = cfg.data.seq_len;
+    let steps = total_steps(cfg);
+    let tokens_per_step = (t.batch_size * seq_len) as u64;
+    let flops_per_token = train_flops_per_token(&cfg.model, corpus.vocab_size(), seq_len);
+    let divergence_floor = (corpus.vocab_size() as f64).ln() + DIVERGENCE_MARGIN;
+
+    let mut optimizer = AdamW::new(
+        model.params(),
+        AdamWConfig {
+            beta1: t.beta1,
+            beta2: t.beta2,
+            eps: 1e-8,
+            weight_decay: t.weight_decay,
+        },
+    )?;
+    let mut sampler = BatchSampler::new(sampler_seed(cfg.seed), t.batch_size, seq_len);
+    let val_batches = corpus.validation_batches(seq_len, t.batch_size, t.eval_tokens, device)?;
+
+    let start = Instant::now();
+    let mut end = RunEnd::Done;
+    let (mut done_steps, mut first_loss, mut last_loss) = (0u64, None::<f64>, None::<f64>);
+    let (mut final_val_loss, mut final_val_bpb) = (None, None);
+
+    for step in 0..steps {
+        if observer.should_stop() {
+            end = RunEnd::Interrupted;
+            break;
+        }
+        let batch = sampler.sample(corpus.train_tokens(), device)?;
+        let loss = model.loss(&batch.inputs, &batch.targets)?;
+        let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let first = *first_loss.get_or_insert(loss_value);
+        if !loss_value.is_finite() {
+            end = RunEnd::Diverged(format!(
+                "training loss is {loss_value} at step {}",
+                step + 1
+            ));
+            break;
+        }
+        if loss_value > DIVERGENCE_FACTOR * first && loss_value > divergence_floor {
+            end = RunEnd::Diverged(format!(
+                "training loss {loss_value:.3} at step {} exceeds {DIVERGENCE_FACTOR}× the first step's {first:.3}",
+                step + 1
+            ));
+            break;
+        }
+        let grads = loss.backward()?;
+        let lr = learning_rate(t, step, steps);
+        let grad_norm = optimizer.step(&grads, lr, t.grad_clip)?;
+        done_steps = step + 1;
+        last_loss = Some(loss_value);
+        let tokens = done_steps * tokens_per_step;
+        let flops = flops_per_token * tokens as f64;
+        let is_last = done_steps == steps;
+
+        if is_last || (t.log_every > 0 && done_steps % t.log_every as u64 == 0) {
+            let metrics = StepMetrics {
+                step: done_steps,
+                tokens,
+                flops,
+                train_loss: loss_value,
+                lr,
+                grad_norm,
+                elapsed_seconds: start.elapsed().as_secs_f64(),
+            };
+            observer.on_step(&metrics).context("observer.on_step")?;
+        }
+        if is_last || (t.eval_every > 0 && done_steps % t.eval_every as u64 == 0) {
+            let val_loss = evaluate(model, &val_batches)?;
+            let val_bpb = val_loss / std::f64::consts::LN_2 / corpus.bytes_per_token();
+            let eval = EvalMetrics {
+                step: done_steps,
+                tokens,
+                flops,
+                val_loss,
+                val_bpb,
+                test_loops: None,
+            };
+            observer.on_eval(&eval).context("observer.on_eval")?;
+            (final_val_loss, final_val_bpb) = (Some(val_loss), Some(val_bpb));
+            if !val_loss.is_finite() {
+                end = RunEnd::Diverged(format!(
+                    "validation loss is {val_loss} at step {done_steps}"
+                ));
+                break;
+            }
+        }
+    }
+
+    let wall_seconds = start.elapsed().as_secs_f64();
+    let tokens = done_steps * tokens_per_step;
+    Ok(RunOutcome {
+        end,
+        steps: done_steps,
+        tokens,
+        flops: flops_per_token * tokens as f64,
+        final_val_loss,
+        final_val_bpb,
+        final_train_loss: last_loss,
+        wall_seconds,
+        tokens_per_second: if wall_seconds > 0.0 {
+            tokens as f64 / wall_seconds
+        } else {
+            0.0
+        },
+    })
+}

@@ -1,0 +1,106 @@
+//! Parameter and FLOP counts: the arithmetic against the tensors a GPT actually creates, and
+//! the FLOP formula against a count done by hand.
+
+use candle_core::{DType, Device};
+use loopscale::model::{
+    CausalLm, Gpt, Mlp, ModelConfig, forward_flops_per_token, param_counts, train_flops_per_token,
+};
+
+#[test]
+fn param_counts_equal_the_built_tensors() {
+    let vocab = 256;
+    for mlp in [Mlp::Relu2, Mlp::Gelu, Mlp::Swiglu] {
+        for tie_embeddings in [true, false] {
+            for (d_model, n_heads, n_layers, mlp_ratio) in
+                [(32, 4, 2, 4), (48, 3, 3, 3), (40, 2, 1, 4)]
+            {
+                let cfg = ModelConfig {
+                    d_model,
+                    n_heads,
+                    n_layers,
+                    mlp,
+                    mlp_ratio,
+                    tie_embeddings,
+                    ..ModelConfig::default()
+                };
+                let model = Gpt::new(&cfg, vocab, 16, 0, DType::F32, &Device::Cpu).unwrap();
+                let counts = param_counts(&cfg, vocab);
+                let built: usize = model.params().element_count();
+                assert_eq!(counts.total, built as u64, "{cfg:?}");
+                let embedding_like: usize = model
+                    .params()
+                    .params()
+                    .iter()
+                    .filter(|p| p.name == "token_embedding" || p.name == "lm_head")
+                    .map(|p| p.var.elem_count())
+                    .sum();
+                assert_eq!(
+                    counts.non_embedding,
+                    (built - embedding_like) as u64,
+                    "{cfg:?}"
+                );
+            }
+        }
+    }
+}
+
+/// d = 8, 2 heads (head width 4), 2 layers, ReLU² with ratio 4, vocabulary 16, context 4, tied.
+#[test]
+fn flops_match_a_hand_count() {
+    let cfg = ModelConfig {
+        d_model: 8,
+        n_heads: 2,
+        n_layers: 2,
+        mlp: Mlp::Relu2,
+        mlp_ratio: 4,
+        tie_embeddings: true,
+        ..ModelConfig::default()
+    };
+    // One block: two norm gains 2·8 = 16; QKV 8·24 = 192 and output 8·8 = 64; QK-norm gains
+    // 2·4 = 8; MLP 8·32 + 32·8 = 512. Total 792.
+    // Non-embedding: 2 blocks + final norm = 2·792 + 8 = 1592. Embedding 16·8 = 128 (tied).
+    let counts = param_counts(&cfg, 16);
+    assert_eq!(counts.non_embedding, 1592);
+    assert_eq!(counts.total, 1592 + 128);
+    // Forward per token: 2·1592 = 3184 for the weights; attention 4·d·seq = 4·8·4 = 128 per
+    // layer, 256 for two; the head 2·d·V = 2·8·16 = 256. Sum 3696; training is 3× that.
+    assert_eq!(forward_flops_per_token(&cfg, 16, 4), 3696.0);
+    assert_eq!(train_flops_per_token(&cfg, 16, 4), 11088.0);
+    // Untying the head adds parameters but no compute: the head matmul was already counted.
+    let untied = ModelConfig {
+        tie_embeddings: false,
+        ..cfg
+    };
+    assert_eq!(param_counts(&untied, 16).total, 1592 + 256);
+    assert_eq!(train_flops_per_token(&untied, 16, 4), 11088.0);
+}
+
+/// Weight decay reaches exactly the hidden matrices and an untied head; never norms or the
+/// token embedding.
+#[test]
+fn decay_groups_cover_matrices_only() {
+    use loopscale::model::DecayGroup;
+    let cfg = ModelConfig {
+        tie_embeddings: false,
+        mlp: Mlp::Swiglu,
+        ..ModelConfig::default()
+    };
+    let model = Gpt::new(&cfg, 256, 16, 0, DType::F32, &Device::Cpu).unwrap();
+    for p in model.params().params() {
+        let is_matrix = p.var.rank() == 2 && p.name != "token_embedding";
+        let expected = if is_matrix {
+            DecayGroup::Decay
+        } else {
+            DecayGroup::NoDecay
+        };
+        assert_eq!(p.group, expected, "{}", p.name);
+    }
+    let decayed = model
+        .params()
+        .params()
+        .iter()
+        .filter(|p| p.group == DecayGroup::Decay)
+        .count();
+    // Per block QKV, output, and SwiGLU's three matrices; plus the head.
+    assert_eq!(decayed, cfg.n_layers * 5 + 1);
+}
