@@ -169,6 +169,7 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
                 .arg("--log")
                 .arg(&log)
                 .env("RAYON_NUM_THREADS", threads.to_string())
+                .env("CANDLE_NUM_THREADS", threads.to_string())
                 .stdin(Stdio::null())
                 .stdout(file.try_clone()?)
                 .stderr(file)

@@ -1,10 +1,9 @@
 //! A run's size and cost, known before it trains: steps, tokens, parameters and FLOPs.
 
+use super::data::BYTE_VOCAB;
+use super::trainer::total_steps;
 use crate::model::{param_counts, train_flops_per_token};
 use crate::sweep::RunConfig;
-
-/// Vocabulary of the byte tokenizer, the only tokenizer so far.
-pub const BYTE_VOCAB: usize = 256;
 
 /// What a run will cost.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -19,9 +18,8 @@ pub struct Budget {
 
 impl Budget {
     pub fn of(config: &RunConfig) -> Budget {
-        let tokens_per_step = (config.train.batch_size * config.data.seq_len) as u64;
-        let steps = config.train.tokens.div_ceil(tokens_per_step.max(1));
-        let tokens = steps * tokens_per_step;
+        let steps = total_steps(config);
+        let tokens = steps * (config.train.batch_size * config.data.seq_len) as u64;
         let counts = param_counts(&config.model, BYTE_VOCAB);
         let flops = train_flops_per_token(&config.model, BYTE_VOCAB, config.data.seq_len) * tokens as f64;
         Budget { steps, tokens, params: counts.total, non_embedding_params: counts.non_embedding, flops }

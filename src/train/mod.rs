@@ -2,12 +2,14 @@
 //!
 //! Training reports what it measures through a [`RunObserver`]; it never touches the store.
 
+mod budget;
 mod config;
 pub mod data;
 pub mod optim;
 pub mod schedule;
 pub mod trainer;
 
+pub use budget::Budget;
 pub use config::{resolve_corpus_path, DataConfig, Schedule, TrainConfig, SHIPPED_CORPUS};
 pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus};
 pub use optim::{AdamW, AdamWConfig};
@@ -78,5 +80,15 @@ pub struct RunOutcome {
     pub wall_seconds: f64,
     pub tokens_per_second: f64,
 }
-mod budget;
-pub use budget::{Budget, BYTE_VOCAB};
+
+/// The device runs train on: the first CUDA GPU when built with `--features cuda` and one is
+/// present, else the CPU.
+pub fn default_device() -> anyhow::Result<candle_core::Device> {
+    #[cfg(feature = "cuda")]
+    {
+        if candle_core::utils::cuda_is_available() {
+            return Ok(candle_core::Device::new_cuda(0)?);
+        }
+    }
+    Ok(candle_core::Device::Cpu)
+}
