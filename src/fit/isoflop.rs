@@ -286,6 +286,7 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
         solver: "per-budget least-squares parabolas; least squares in log space".into(),
         starts: budgets.len(),
         converged_starts: budgets.len(),
+        starts_at_best: budgets.len(),
         huber_delta: None,
         theta: vec![g, a],
         theta_names: vec!["log G".into(), "a".into()],

@@ -198,6 +198,7 @@ pub fn fit_law<L: Law>(law: &L, design: &Design, order_key: &[f64], opts: &FitOp
         solver: solver_label(&opts.solver),
         starts: ms.starts,
         converged_starts: ms.converged,
+        starts_at_best: ms.at_best,
         huber_delta: Some(opts.huber_delta),
         theta,
         theta_names: law.theta_names(),

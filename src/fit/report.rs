@@ -45,6 +45,8 @@ pub struct FitReport {
     pub solver: String,
     pub starts: usize,
     pub converged_starts: usize,
+    /// Starts that ended at the best objective (within a relative 1e-9).
+    pub starts_at_best: usize,
     pub huber_delta: Option<f64>,
     /// The solver-space optimum (e.g. log E, log A, ...), to predict without refitting.
     pub theta: Vec<f64>,
@@ -74,7 +76,11 @@ fn fmt_opt(x: Option<f64>) -> String {
 impl fmt::Display for FitReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "law: {}   points: {}   solver: {}", self.law, self.n_points, self.solver)?;
-        write!(f, "objective: {:.6e}   starts: {} (converged {})", self.objective, self.starts, self.converged_starts)?;
+        write!(
+            f,
+            "objective: {:.6e}   starts: {} (converged {}, at best {})",
+            self.objective, self.starts, self.converged_starts, self.starts_at_best
+        )?;
         if let Some(d) = self.huber_delta {
             write!(f, "   huber δ: {d:e}")?;
         }

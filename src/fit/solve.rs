@@ -53,7 +53,11 @@ pub struct Solution {
 pub struct MultiStart {
     pub best: Solution,
     pub starts: usize,
+    /// Starts whose solver reported convergence (a small gradient or a stalled objective:
+    /// a start can converge to a worse stationary point or plateau).
     pub converged: usize,
+    /// Starts that ended within a relative 1e-9 of the best objective.
+    pub at_best: usize,
 }
 
 /// argmin calls `cost` then `gradient` at the same point during line searches; one
@@ -164,10 +168,12 @@ pub fn multistart_seq<L: Law>(obj: &Objective<'_, L>, starts: &[Vec<f64>], opts:
 fn best_of(sols: Vec<Solution>) -> MultiStart {
     let starts = sols.len();
     let converged = sols.iter().filter(|s| s.converged).count();
+    let best_obj = sols.iter().map(|s| s.objective).fold(f64::INFINITY, f64::min);
+    let at_best = sols.iter().filter(|s| s.objective - best_obj <= 1e-9 * best_obj.abs()).count();
     let best = sols
         .into_iter()
         .filter(|s| s.objective.is_finite())
         .reduce(|a, b| if b.objective < a.objective { b } else { a })
         .unwrap_or(Solution { theta: Vec::new(), objective: f64::INFINITY, converged: false, iterations: 0 });
-    MultiStart { best, starts, converged }
+    MultiStart { best, starts, converged, at_best }
 }
