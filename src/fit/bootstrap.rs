@@ -73,3 +73,31 @@ pub fn percentile_interval(values: &[f64], level: f64) -> (f64, f64) {
     let tail = (1.0 - level) / 2.0;
     (quantile_sorted(&v, tail), quantile_sorted(&v, 1.0 - tail))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_match_numpy_linear() {
+        let v: Vec<f64> = (1..=5).map(f64::from).collect();
+        assert_eq!(quantile_sorted(&v, 0.5), 3.0);
+        assert_eq!(quantile_sorted(&v, 0.1), 1.4);
+        let (lo, hi) = percentile_interval(&[5.0, 1.0, f64::NAN, 3.0, 2.0, 4.0], 0.5);
+        assert_eq!((lo, hi), (2.0, 4.0));
+    }
+
+    #[test]
+    fn resamples_are_reproducible_and_sized() {
+        let a = resample_weights(50, &mut rng_for(3, 7));
+        let b = resample_weights(50, &mut rng_for(3, 7));
+        let c = resample_weights(50, &mut rng_for(3, 8));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.iter().sum::<f64>(), 50.0);
+        let strata = vec![vec![0, 1, 2], vec![3, 4]];
+        let w = stratified_weights(5, &strata, &mut rng_for(1, 0));
+        assert_eq!(w[..3].iter().sum::<f64>(), 3.0);
+        assert_eq!(w[3..].iter().sum::<f64>(), 2.0);
+    }
+}

@@ -141,3 +141,15 @@ pub fn parse_points(text: &str, cols: &CsvColumns) -> Result<Points> {
     points.validate()?;
     Ok(points)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_quoted_fields() {
+        assert_eq!(split_record(r#""Model Size", x ,"a ""q"", b""#).unwrap(), vec!["Model Size", "x", r#"a "q", b"#]);
+        assert!(split_record("\"open").is_err());
+        assert_eq!(split_record("a,,b").unwrap(), vec!["a", "", "b"]);
+    }
+}

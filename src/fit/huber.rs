@@ -84,3 +84,20 @@ impl<'a, L: Law> Objective<'a, L> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huber_is_quadratic_then_linear_and_c1() {
+        let d = 1e-3;
+        assert_eq!(huber(5e-4, d), 0.5 * 5e-4 * 5e-4);
+        assert!((huber(-0.01, d) - d * (0.01 - 0.5 * d)).abs() < 1e-18);
+        // Continuous value and slope at the kink.
+        assert!((huber(d, d) - huber(d * (1.0 + 1e-12), d)).abs() < 1e-15);
+        assert_eq!(huber_deriv(0.5, d), d);
+        assert_eq!(huber_deriv(-0.5, d), -d);
+        assert_eq!(huber_deriv(2e-4, d), 2e-4);
+    }
+}

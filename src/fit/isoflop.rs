@@ -238,7 +238,7 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
     let strata: Vec<Vec<usize>> = budgets.iter().map(|b| b.idx.clone()).collect();
     let (draws, summary) = match &opts.bootstrap {
         Some(b) if b.resamples > 0 => {
-            let rows: Vec<Option<[f64; 2]>> = (0..b.resamples)
+            let rows: Vec<Option<Vec<f64>>> = (0..b.resamples)
                 .into_par_iter()
                 .map(|i| {
                     let mut rng = rng_for(b.seed, i as u64);
@@ -246,16 +246,17 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
                     let o = optima(&budgets, &u, &points.loss, &w)?;
                     let lx: Vec<f64> = o.iter().map(|(v, _)| *v).collect();
                     let (g, a, _) = fit_line(&log_c, &lx)?;
-                    Some([g.exp(), a])
+                    Some([g.exp(), a].into_iter().chain(lx.iter().map(|v| v.exp())).collect())
                 })
                 .collect();
             let failed = rows.iter().filter(|r| r.is_none()).count();
-            let draws: Vec<[f64; 2]> = rows.into_iter().flatten().collect();
+            let draws: Vec<Vec<f64>> = rows.into_iter().flatten().collect();
             let s = BootstrapSummary { resamples: b.resamples, failed, level: b.level, seed: b.seed, starts_per_resample: 0 };
             (draws, Some(s))
         }
         _ => (Vec::new(), None),
     };
+    // Columns of a draw: G, a, then x* of each budget.
     let interval = |j: usize| match &summary {
         Some(s) if !draws.is_empty() => {
             let (lo, hi) = percentile_interval(&draws.iter().map(|d| d[j]).collect::<Vec<_>>(), s.level);
@@ -280,7 +281,11 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
         derived: budgets
             .iter()
             .zip(&opt)
-            .map(|(b, (v, _))| ParamEstimate { name: format!("x*@C={:.3e}", b.c), value: v.exp(), lo: None, hi: None })
+            .enumerate()
+            .map(|(k, (b, (v, _)))| {
+                let (lo, hi) = interval(2 + k);
+                ParamEstimate { name: format!("x*@C={:.3e}", b.c), value: v.exp(), lo, hi }
+            })
             .collect(),
         objective: rss,
         solver: "per-budget least-squares parabolas; least squares in log space".into(),
@@ -305,4 +310,29 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
         })
         .collect();
     Ok(IsoflopReport { axis: opts.axis, optima, report })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parabola_recovers_vertex_far_from_origin() {
+        let u: Vec<f64> = (0..7).map(|i| 20.0 + 0.5 * i as f64).collect();
+        let y: Vec<f64> = u.iter().map(|u| 2.0 + 0.3 * (u - 21.3).powi(2)).collect();
+        let p = fit_parabola(&u, &y, &[1.0; 7]).unwrap();
+        assert!((p.vertex().unwrap() - 21.3).abs() < 1e-8);
+        assert!(fit_parabola(&u[..2], &y[..2], &[1.0; 2]).is_none());
+        let down: Vec<f64> = y.iter().map(|y| -y).collect();
+        assert!(fit_parabola(&u, &down, &[1.0; 7]).unwrap().vertex().is_none());
+    }
+
+    #[test]
+    fn groups_by_relative_tolerance() {
+        let p = Points { c: Some(vec![1e18, 1.02e18, 1e19, 0.99e18, 1.03e19]), loss: vec![1.0; 5], ..Default::default() };
+        let b = group_budgets(&p, Budgeting::RelativeTolerance(0.05)).unwrap();
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0].idx, vec![3, 0, 1]);
+        assert_eq!(b[1].idx, vec![2, 4]);
+    }
 }

@@ -347,3 +347,38 @@ impl Law for TestTimePooledLaw {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lse_is_stable_and_exact() {
+        let (v, w) = lse([1000.0, 1000.0]);
+        assert!((v - (1000.0 + 2f64.ln())).abs() < 1e-12);
+        assert_eq!(w, [0.5, 0.5]);
+        let (v, _) = lse([0.0_f64.ln(), 1.0_f64.ln(), 2.0_f64.ln()]);
+        assert!((v - 3f64.ln()).abs() < 1e-15);
+    }
+
+    #[test]
+    fn chinchilla_prediction_and_allocation() {
+        let law = ChinchillaLaw;
+        let th = [1.8f64.ln(), 400f64.ln(), 2000f64.ln(), 0.34, 0.28];
+        let (n, d) = (1e9f64, 2e10f64);
+        let mut g = [0.0; 5];
+        let v = law.log_predict(&th, &[n.ln(), d.ln()], &mut g).exp();
+        assert!((v - (1.8 + 400.0 / n.powf(0.34) + 2000.0 / d.powf(0.28))).abs() < 1e-12);
+        let der = law.derived(&th);
+        assert!((der[0].1 - 0.28 / 0.62).abs() < 1e-12 && (der[1].1 - 0.34 / 0.62).abs() < 1e-12);
+        assert_eq!(law.start_grid().len(), 4500);
+    }
+
+    #[test]
+    fn grid_is_a_cartesian_product() {
+        let g = grid(&[&[1.0, 2.0], &[3.0, 4.0, 5.0]]);
+        assert_eq!(g.len(), 6);
+        assert_eq!(g[0], vec![1.0, 3.0]);
+        assert_eq!(g[5], vec![2.0, 5.0]);
+    }
+}

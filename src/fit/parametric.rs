@@ -224,11 +224,8 @@ pub fn fit_chinchilla(points: &Points, opts: &FitOptions) -> Result<FitReport> {
     points.validate()?;
     let law = ChinchillaLaw;
     let design = law.design(points)?;
-    let key = points.compute().or_else(|_| -> Result<Vec<f64>> {
-        let (n, d) = (points.params()?, points.tokens()?);
-        Ok(n.iter().zip(&d).map(|(n, d)| 6.0 * n * d).collect())
-    })?;
-    fit_law(&law, &design, &key, opts)
+    // The design exists, so N and D (or C) do: C is recorded or 6ND.
+    fit_law(&law, &design, &points.compute()?, opts)
 }
 
 /// Indices of each curve, in first-seen order; one curve named "all" without ids.
