@@ -13,11 +13,17 @@ use loopscale::fit::*;
 const SCIPY_REFERENCE_S: f64 = 480.0;
 
 fn main() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/chinchilla_epoch_extracted.csv");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/chinchilla_epoch_extracted.csv"
+    );
     let pts = read_points(path, &CsvColumns::epoch_chinchilla()).unwrap();
     let law = ChinchillaLaw;
     let design = law.design(&pts).unwrap();
-    let opts = FitOptions { bootstrap: None, ..Default::default() };
+    let opts = FitOptions {
+        bootstrap: None,
+        ..Default::default()
+    };
     let threads = rayon::current_num_threads();
     let grid = law.start_grid();
 
@@ -26,21 +32,38 @@ fn main() {
     let obj = Objective::new(&law, &design, opts.huber_delta);
     let sols: Vec<_> = {
         use rayon::prelude::*;
-        starts.par_iter().map(|s| loopscale::fit::solve::minimize(&obj, s, &opts.solver)).collect()
+        starts
+            .par_iter()
+            .map(|s| loopscale::fit::solve::minimize(&obj, s, &opts.solver))
+            .collect()
     };
     let fit_s = t0.elapsed().as_secs_f64();
-    let best = sols.iter().map(|s| s.objective).fold(f64::INFINITY, f64::min);
+    let best = sols
+        .iter()
+        .map(|s| s.objective)
+        .fold(f64::INFINITY, f64::min);
     let converged = sols.iter().filter(|s| s.converged).count();
-    let at_best = sols.iter().filter(|s| (s.objective - best) <= 1e-9 * best).count();
+    let at_best = sols
+        .iter()
+        .filter(|s| (s.objective - best) <= 1e-9 * best)
+        .count();
     let iters: u64 = sols.iter().map(|s| s.iterations).sum();
     let th = &sols.iter().find(|s| s.objective == best).unwrap().theta;
-    println!("chinchilla, all {} points, {} starts (Epoch's grid), {} rayon threads", design.len(), grid.len(), threads);
+    println!(
+        "chinchilla, all {} points, {} starts (Epoch's grid), {} rayon threads",
+        design.len(),
+        grid.len(),
+        threads
+    );
     println!(
         "  multi-start fit: {fit_s:.3} s  ({:.1} µs/start, {:.1} iterations/start)",
         1e6 * fit_s / grid.len() as f64,
         iters as f64 / grid.len() as f64
     );
-    println!("  best objective {best:.9e}; converged {converged}/{}; within 1e-9 of best: {at_best}", grid.len());
+    println!(
+        "  best objective {best:.9e}; converged {converged}/{}; within 1e-9 of best: {at_best}",
+        grid.len()
+    );
     println!(
         "  E={:.4} A={:.2} B={:.1} alpha={:.4} beta={:.4}",
         th[0].exp(),
@@ -66,10 +89,27 @@ fn main() {
         draws.len()
     );
     let t2 = Instant::now();
-    let r = fit_chinchilla(&pts, &FitOptions { bootstrap: Some(b), heldout: Some(HeldOutSpec::Fraction(0.1)), ..Default::default() })
-        .unwrap();
-    println!("  full fit_chinchilla (grid + bootstrap + held-out): {:.3} s\n{r}", t2.elapsed().as_secs_f64());
+    let r = fit_chinchilla(
+        &pts,
+        &FitOptions {
+            bootstrap: Some(b),
+            heldout: Some(HeldOutSpec::Fraction(0.1)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    println!(
+        "  full fit_chinchilla (grid + bootstrap + held-out): {:.3} s\n{r}",
+        t2.elapsed().as_secs_f64()
+    );
     let pts240 = pts.drop_top_loss(5);
-    let r240 = fit_chinchilla(&pts240, &FitOptions { bootstrap: Some(b), ..Default::default() }).unwrap();
+    let r240 = fit_chinchilla(
+        &pts240,
+        &FitOptions {
+            bootstrap: Some(b),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     println!("Epoch's 240 points (five highest-loss dropped), full grid:\n{r240}");
 }

@@ -6,7 +6,10 @@ use loopscale::fit::laws::chinchilla_coarse_grid;
 use loopscale::fit::*;
 
 fn epoch_points() -> Points {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/chinchilla_epoch_extracted.csv");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/chinchilla_epoch_extracted.csv"
+    );
     read_points(path, &CsvColumns::epoch_chinchilla()).unwrap()
 }
 
@@ -16,7 +19,11 @@ const EPOCH: [f64; 5] = [1.817, 477.8, 2143.9, 0.3473, 0.3672];
 fn opts(starts: Option<Vec<Vec<f64>>>, resamples: usize) -> FitOptions {
     FitOptions {
         starts,
-        bootstrap: (resamples > 0).then(|| BootstrapOptions { resamples, seed: 7, ..Default::default() }),
+        bootstrap: (resamples > 0).then(|| BootstrapOptions {
+            resamples,
+            seed: 7,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -43,15 +50,32 @@ fn reproduces_epoch_estimates_and_objective() {
     eprintln!("{r}\n(fit {:.2?})", t0.elapsed());
     for (name, want) in ["E", "A", "B", "alpha", "beta"].iter().zip(EPOCH) {
         let got = r.value(name).unwrap();
-        assert!(((got - want) / want).abs() < 0.02, "{name}: got {got}, Epoch {want}");
+        assert!(
+            ((got - want) / want).abs() < 0.02,
+            "{name}: got {got}, Epoch {want}"
+        );
     }
     // Epoch's objective, evaluated at their (rounded) estimates on the same points.
     let law = ChinchillaLaw;
     let design = law.design(&pts).unwrap();
-    let theirs = [EPOCH[0].ln(), EPOCH[1].ln(), EPOCH[2].ln(), EPOCH[3], EPOCH[4]];
+    let theirs = [
+        EPOCH[0].ln(),
+        EPOCH[1].ln(),
+        EPOCH[2].ln(),
+        EPOCH[3],
+        EPOCH[4],
+    ];
     let obj_theirs = Objective::new(&law, &design, DEFAULT_HUBER_DELTA).value(&theirs);
-    eprintln!("objective: ours {:.9e}, Epoch's {:.9e}", r.objective, obj_theirs);
-    assert!(r.objective <= obj_theirs, "ours {} > theirs {}", r.objective, obj_theirs);
+    eprintln!(
+        "objective: ours {:.9e}, Epoch's {:.9e}",
+        r.objective, obj_theirs
+    );
+    assert!(
+        r.objective <= obj_theirs,
+        "ours {} > theirs {}",
+        r.objective,
+        obj_theirs
+    );
     assert!(r.converged_starts > 0);
 }
 

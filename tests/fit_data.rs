@@ -5,19 +5,30 @@ use loopscale::fit::*;
 #[test]
 fn reads_quoted_headers_and_derives_tokens() {
     let text = "# a comment line\n\"Model Size\",\"Training FLOP\",loss,\"run, name\"\n1e8,6e17,3.1,\"a, b\"\n2e8,1.2e18,2.9,c\n";
-    let cols = CsvColumns { group: Some("run, name".into()), ..CsvColumns::epoch_chinchilla() };
+    let cols = CsvColumns {
+        group: Some("run, name".into()),
+        ..CsvColumns::epoch_chinchilla()
+    };
     let p = loopscale::fit::csv::parse_points(text, &cols).unwrap();
     assert_eq!(p.len(), 2);
     assert_eq!(p.group.as_ref().unwrap()[0], "a, b");
     assert_eq!(p.tokens().unwrap(), vec![1e9, 1e9]);
     // Compute from N and D when C is absent.
-    let q = Points { n: Some(vec![1e8]), d: Some(vec![1e9]), loss: vec![3.0], ..Default::default() };
+    let q = Points {
+        n: Some(vec![1e8]),
+        d: Some(vec![1e9]),
+        loss: vec![3.0],
+        ..Default::default()
+    };
     assert_eq!(q.compute().unwrap(), vec![6e17]);
 }
 
 #[test]
 fn missing_or_bad_columns_are_errors() {
-    let cols = CsvColumns { n: Some("params".into()), ..Default::default() };
+    let cols = CsvColumns {
+        n: Some("params".into()),
+        ..Default::default()
+    };
     assert!(loopscale::fit::csv::parse_points("n,loss\n1,2\n", &cols).is_err());
     assert!(loopscale::fit::csv::parse_points("n,loss\n1,x\n", &CsvColumns::default()).is_err());
     assert!(loopscale::fit::csv::parse_points("n,loss\n1\n", &CsvColumns::default()).is_err());
@@ -28,7 +39,11 @@ fn missing_or_bad_columns_are_errors() {
 
 #[test]
 fn drop_top_loss_removes_the_highest() {
-    let p = Points { loss: vec![3.0, 5.0, 1.0, 4.0], c: Some(vec![1.0, 2.0, 3.0, 4.0]), ..Default::default() };
+    let p = Points {
+        loss: vec![3.0, 5.0, 1.0, 4.0],
+        c: Some(vec![1.0, 2.0, 3.0, 4.0]),
+        ..Default::default()
+    };
     let q = p.drop_top_loss(2);
     assert_eq!(q.loss, vec![3.0, 1.0]);
     assert_eq!(q.c.unwrap(), vec![1.0, 3.0]);
@@ -44,10 +59,20 @@ fn frontier_is_the_lower_envelope() {
 
 #[test]
 fn heldout_and_display() {
-    let c: Vec<f64> = (0..30).map(|i| 10f64.powf(17.0 + 0.15 * i as f64)).collect();
+    let c: Vec<f64> = (0..30)
+        .map(|i| 10f64.powf(17.0 + 0.15 * i as f64))
+        .collect();
     let loss = c.iter().map(|c| 1.7 + 30.0 * c.powf(-0.08)).collect();
-    let pts = Points { c: Some(c), loss, ..Default::default() };
-    let o = FitOptions { bootstrap: None, heldout: Some(HeldOutSpec::Count(5)), ..Default::default() };
+    let pts = Points {
+        c: Some(c),
+        loss,
+        ..Default::default()
+    };
+    let o = FitOptions {
+        bootstrap: None,
+        heldout: Some(HeldOutSpec::Count(5)),
+        ..Default::default()
+    };
     let r = fit_compute(&pts, false, &o).unwrap();
     let h = r.heldout.as_ref().unwrap();
     assert_eq!(h.n, 5);

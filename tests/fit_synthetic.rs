@@ -12,7 +12,9 @@ use rand_distr::{Distribution, Normal};
 const NOISE: f64 = 0.01;
 
 fn logspace(lo: f64, hi: f64, k: usize) -> Vec<f64> {
-    (0..k).map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (k - 1) as f64).exp()).collect()
+    (0..k)
+        .map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (k - 1) as f64).exp())
+        .collect()
 }
 
 /// loss·(1 + 0.01·z), z ~ N(0, 1).
@@ -25,7 +27,13 @@ fn noisy(loss: &mut [f64], sigma: f64, rng: &mut StdRng) {
 
 // ----- the laws' synthetic data sets --------------------------------------------------------
 
-const CHIN: [(&str, f64); 5] = [("E", 1.8), ("A", 400.0), ("B", 2000.0), ("alpha", 0.34), ("beta", 0.30)];
+const CHIN: [(&str, f64); 5] = [
+    ("E", 1.8),
+    ("A", 400.0),
+    ("B", 2000.0),
+    ("alpha", 0.34),
+    ("beta", 0.30),
+];
 
 fn chinchilla_data(sigma: f64, seed: u64) -> Points {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -38,7 +46,12 @@ fn chinchilla_data(sigma: f64, seed: u64) -> Points {
         }
     }
     noisy(&mut loss, sigma, &mut rng);
-    Points { n: Some(n), d: Some(d), loss, ..Default::default() }
+    Points {
+        n: Some(n),
+        d: Some(d),
+        loss,
+        ..Default::default()
+    }
 }
 
 const COMP: [(&str, f64); 3] = [("E", 1.7), ("A", 30.0), ("alpha", 0.08)];
@@ -46,9 +59,16 @@ const COMP: [(&str, f64); 3] = [("E", 1.7), ("A", 30.0), ("alpha", 0.08)];
 fn compute_data(sigma: f64, seed: u64) -> Points {
     let mut rng = StdRng::seed_from_u64(seed);
     let c = logspace(1e17, 1e22, 40);
-    let mut loss: Vec<f64> = c.iter().map(|c| COMP[0].1 + COMP[1].1 * c.powf(-COMP[2].1)).collect();
+    let mut loss: Vec<f64> = c
+        .iter()
+        .map(|c| COMP[0].1 + COMP[1].1 * c.powf(-COMP[2].1))
+        .collect();
     noisy(&mut loss, sigma, &mut rng);
-    Points { c: Some(c), loss, ..Default::default() }
+    Points {
+        c: Some(c),
+        loss,
+        ..Default::default()
+    }
 }
 
 const TT: [(&str, f64); 3] = [("L_inf", 2.5), ("A", 1.5), ("k", 0.3)];
@@ -56,9 +76,16 @@ const TT: [(&str, f64); 3] = [("L_inf", 2.5), ("A", 1.5), ("k", 0.3)];
 fn test_time_data(sigma: f64, seed: u64) -> Points {
     let mut rng = StdRng::seed_from_u64(seed);
     let t: Vec<f64> = (1..=16).map(f64::from).collect();
-    let mut loss: Vec<f64> = t.iter().map(|t| TT[0].1 + TT[1].1 * (-TT[2].1 * t).exp()).collect();
+    let mut loss: Vec<f64> = t
+        .iter()
+        .map(|t| TT[0].1 + TT[1].1 * (-TT[2].1 * t).exp())
+        .collect();
     noisy(&mut loss, sigma, &mut rng);
-    Points { test_loops: Some(t), loss, ..Default::default() }
+    Points {
+        test_loops: Some(t),
+        loss,
+        ..Default::default()
+    }
 }
 
 /// Four curves sharing k = 0.3, each with its own (L∞, A).
@@ -77,7 +104,12 @@ fn pooled_data(sigma: f64, seed: u64) -> Points {
         }
     }
     noisy(&mut loss, sigma, &mut rng);
-    Points { test_loops: Some(t), loss, curve: Some(curve), ..Default::default() }
+    Points {
+        test_loops: Some(t),
+        loss,
+        curve: Some(curve),
+        ..Default::default()
+    }
 }
 
 fn pooled_truth() -> Vec<(String, f64)> {
@@ -109,19 +141,34 @@ fn isoflop_data(sigma: f64, seed: u64, with_labels: bool) -> Points {
         }
     }
     noisy(&mut loss, sigma, &mut rng);
-    Points { c: Some(c), loops: Some(loops), loss, group: with_labels.then_some(group), ..Default::default() }
+    Points {
+        c: Some(c),
+        loops: Some(loops),
+        loss,
+        group: with_labels.then_some(group),
+        ..Default::default()
+    }
 }
 
 // ----- point-estimate recovery --------------------------------------------------------------
 
 fn no_boot() -> FitOptions {
-    FitOptions { bootstrap: None, ..Default::default() }
+    FitOptions {
+        bootstrap: None,
+        ..Default::default()
+    }
 }
 
 fn assert_close(r: &FitReport, truth: &[(String, f64)], rel: f64) {
     for (name, want) in truth {
-        let got = r.value(name).unwrap_or_else(|| panic!("no parameter {name}"));
-        assert!(((got - want) / want).abs() < rel, "{}: {name} = {got}, truth {want}\n{r}", r.law);
+        let got = r
+            .value(name)
+            .unwrap_or_else(|| panic!("no parameter {name}"));
+        assert!(
+            ((got - want) / want).abs() < rel,
+            "{}: {name} = {got}, truth {want}\n{r}",
+            r.law
+        );
     }
 }
 
@@ -159,11 +206,22 @@ fn compute_frontier_fit_uses_lower_envelope() {
 
 #[test]
 fn chinchilla_law_recovers_exact_and_noisy() {
-    let o = FitOptions { starts: Some(chinchilla_coarse_grid()), ..no_boot() };
+    let o = FitOptions {
+        starts: Some(chinchilla_coarse_grid()),
+        ..no_boot()
+    };
     let r = fit_chinchilla(&chinchilla_data(0.0, 0), &o).unwrap();
     assert_close(&r, &named(&CHIN), 1e-5);
     let r = fit_chinchilla(&chinchilla_data(NOISE, 3), &o).unwrap();
-    assert_close(&r, &[("E".into(), 1.8), ("alpha".into(), 0.34), ("beta".into(), 0.30)], 0.1);
+    assert_close(
+        &r,
+        &[
+            ("E".into(), 1.8),
+            ("alpha".into(), 0.34),
+            ("beta".into(), 0.30),
+        ],
+        0.1,
+    );
 }
 
 #[test]
@@ -179,7 +237,11 @@ fn test_time_law_recovers_per_curve_and_pooled() {
     assert_eq!(per_curve.len(), 4);
     for (c, (_, r)) in per_curve.iter().enumerate() {
         let (l, a) = POOLED_CURVES[c];
-        assert_close(r, &[("L_inf".into(), l), ("A".into(), a), ("k".into(), POOLED_K)], 1e-5);
+        assert_close(
+            r,
+            &[("L_inf".into(), l), ("A".into(), a), ("k".into(), POOLED_K)],
+            1e-5,
+        );
     }
     let r = fit_test_time_pooled(&pooled, &no_boot()).unwrap();
     assert_close(&r, &pooled_truth(), 1e-5);
@@ -189,10 +251,24 @@ fn test_time_law_recovers_per_curve_and_pooled() {
 
 #[test]
 fn isoflop_recovers_exponent_from_known_parabolas() {
-    let o = IsoflopOptions { bootstrap: None, ..Default::default() };
+    let o = IsoflopOptions {
+        bootstrap: None,
+        ..Default::default()
+    };
     for labels in [false, true] {
-        let budgeting = if labels { Budgeting::Labels } else { Budgeting::RelativeTolerance(0.05) };
-        let r = fit_isoflop(&isoflop_data(0.0, 0, labels), &IsoflopOptions { budgeting, ..o.clone() }).unwrap();
+        let budgeting = if labels {
+            Budgeting::Labels
+        } else {
+            Budgeting::RelativeTolerance(0.05)
+        };
+        let r = fit_isoflop(
+            &isoflop_data(0.0, 0, labels),
+            &IsoflopOptions {
+                budgeting,
+                ..o.clone()
+            },
+        )
+        .unwrap();
         assert_eq!(r.optima.len(), 6);
         let a = r.report.value("a").unwrap();
         let g = r.report.value("G").unwrap();
@@ -216,7 +292,11 @@ fn coverage(
 ) -> Vec<(String, usize)> {
     let mut hits = vec![0usize; truth.len()];
     for seed in 0..trials {
-        let b = BootstrapOptions { resamples, seed: 1000 + seed, ..Default::default() };
+        let b = BootstrapOptions {
+            resamples,
+            seed: 1000 + seed,
+            ..Default::default()
+        };
         let r = fit(seed, b);
         for (j, (name, want)) in truth.iter().enumerate() {
             let p = r.param(name).unwrap();
@@ -231,31 +311,64 @@ fn coverage(
 fn check_coverage(law: &str, counts: &[(String, usize)], trials: u64, min: usize) {
     eprintln!("{law}: coverage over {trials} trials: {counts:?}");
     for (name, k) in counts {
-        assert!(*k >= min, "{law}: {name} covered in {k}/{trials} trials, need {min}");
+        assert!(
+            *k >= min,
+            "{law}: {name} covered in {k}/{trials} trials, need {min}"
+        );
     }
 }
 
 fn compute_fit(seed: u64, b: BootstrapOptions) -> FitReport {
-    fit_compute(&compute_data(NOISE, seed), false, &FitOptions { bootstrap: Some(b), ..Default::default() }).unwrap()
+    fit_compute(
+        &compute_data(NOISE, seed),
+        false,
+        &FitOptions {
+            bootstrap: Some(b),
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 fn chinchilla_fit(seed: u64, b: BootstrapOptions) -> FitReport {
-    let o = FitOptions { starts: Some(chinchilla_coarse_grid()), bootstrap: Some(b), ..Default::default() };
+    let o = FitOptions {
+        starts: Some(chinchilla_coarse_grid()),
+        bootstrap: Some(b),
+        ..Default::default()
+    };
     fit_chinchilla(&chinchilla_data(NOISE, seed), &o).unwrap()
 }
 
 fn test_time_fit(seed: u64, b: BootstrapOptions) -> FitReport {
-    let o = FitOptions { bootstrap: Some(b), ..Default::default() };
-    fit_test_time(&test_time_data(NOISE, seed), &o).unwrap().remove(0).1
+    let o = FitOptions {
+        bootstrap: Some(b),
+        ..Default::default()
+    };
+    fit_test_time(&test_time_data(NOISE, seed), &o)
+        .unwrap()
+        .remove(0)
+        .1
 }
 
 fn pooled_fit(seed: u64, b: BootstrapOptions) -> FitReport {
-    fit_test_time_pooled(&pooled_data(NOISE, seed), &FitOptions { bootstrap: Some(b), ..Default::default() }).unwrap()
+    fit_test_time_pooled(
+        &pooled_data(NOISE, seed),
+        &FitOptions {
+            bootstrap: Some(b),
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 fn isoflop_fit(seed: u64, b: BootstrapOptions) -> FitReport {
-    let o = IsoflopOptions { bootstrap: Some(b), ..Default::default() };
-    fit_isoflop(&isoflop_data(NOISE, seed, false), &o).unwrap().report
+    let o = IsoflopOptions {
+        bootstrap: Some(b),
+        ..Default::default()
+    };
+    fit_isoflop(&isoflop_data(NOISE, seed, false), &o)
+        .unwrap()
+        .report
 }
 
 fn iso_truth() -> Vec<(String, f64)> {
@@ -265,11 +378,36 @@ fn iso_truth() -> Vec<(String, f64)> {
 #[test]
 fn coverage_small() {
     let (trials, min, res) = (10, 8, 200);
-    check_coverage("compute", &coverage(trials, &named(&COMP), compute_fit, res), trials, min);
-    check_coverage("chinchilla", &coverage(trials, &named(&CHIN), chinchilla_fit, res), trials, min);
-    check_coverage("test-time", &coverage(trials, &named(&TT), test_time_fit, res), trials, min);
-    check_coverage("test-time-pooled", &coverage(trials, &pooled_truth(), pooled_fit, res), trials, min);
-    check_coverage("isoflop", &coverage(trials, &iso_truth(), isoflop_fit, res), trials, min);
+    check_coverage(
+        "compute",
+        &coverage(trials, &named(&COMP), compute_fit, res),
+        trials,
+        min,
+    );
+    check_coverage(
+        "chinchilla",
+        &coverage(trials, &named(&CHIN), chinchilla_fit, res),
+        trials,
+        min,
+    );
+    check_coverage(
+        "test-time",
+        &coverage(trials, &named(&TT), test_time_fit, res),
+        trials,
+        min,
+    );
+    check_coverage(
+        "test-time-pooled",
+        &coverage(trials, &pooled_truth(), pooled_fit, res),
+        trials,
+        min,
+    );
+    check_coverage(
+        "isoflop",
+        &coverage(trials, &iso_truth(), isoflop_fit, res),
+        trials,
+        min,
+    );
 }
 
 #[test]
@@ -279,12 +417,26 @@ fn coverage_full() {
     let mut failures = Vec::new();
     let mut run = |law: &str, counts: Vec<(String, usize)>| {
         eprintln!("{law}: coverage over {trials} trials: {counts:?}");
-        failures.extend(counts.into_iter().filter(|(_, k)| *k < min).map(|(n, k)| format!("{law}.{n}: {k}")));
+        failures.extend(
+            counts
+                .into_iter()
+                .filter(|(_, k)| *k < min)
+                .map(|(n, k)| format!("{law}.{n}: {k}")),
+        );
     };
     run("compute", coverage(trials, &named(&COMP), compute_fit, res));
-    run("test-time", coverage(trials, &named(&TT), test_time_fit, res));
-    run("test-time-pooled", coverage(trials, &pooled_truth(), pooled_fit, res));
+    run(
+        "test-time",
+        coverage(trials, &named(&TT), test_time_fit, res),
+    );
+    run(
+        "test-time-pooled",
+        coverage(trials, &pooled_truth(), pooled_fit, res),
+    );
     run("isoflop", coverage(trials, &iso_truth(), isoflop_fit, res));
-    run("chinchilla", coverage(trials, &named(&CHIN), chinchilla_fit, res));
+    run(
+        "chinchilla",
+        coverage(trials, &named(&CHIN), chinchilla_fit, res),
+    );
     assert!(failures.is_empty(), "under-covered: {failures:?}");
 }

@@ -19,7 +19,12 @@ pub struct BootstrapOptions {
 
 impl Default for BootstrapOptions {
     fn default() -> Self {
-        BootstrapOptions { resamples: 1000, level: 0.95, seed: 0, perturbed_starts: 3 }
+        BootstrapOptions {
+            resamples: 1000,
+            level: 0.95,
+            seed: 0,
+            perturbed_starts: 3,
+        }
     }
 }
 

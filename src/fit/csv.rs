@@ -85,49 +85,73 @@ pub fn split_record(line: &str) -> Result<Vec<String>> {
 
 pub fn read_points(path: impl AsRef<Path>, cols: &CsvColumns) -> Result<Points> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse_points(&text, cols).with_context(|| format!("parsing {}", path.display()))
 }
 
 pub fn parse_points(text: &str, cols: &CsvColumns) -> Result<Points> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
     let (_, header) = lines.next().ok_or_else(|| anyhow!("empty CSV"))?;
     let header = split_record(header.trim_start_matches('\u{feff}'))?;
-    let records: Vec<(usize, Vec<String>)> =
-        lines.map(|(i, l)| split_record(l).map(|r| (i + 1, r))).collect::<Result<_>>()?;
+    let records: Vec<(usize, Vec<String>)> = lines
+        .map(|(i, l)| split_record(l).map(|r| (i + 1, r)))
+        .collect::<Result<_>>()?;
     for (line, r) in &records {
         if r.len() != header.len() {
-            bail!("line {line}: {} fields, header has {}", r.len(), header.len());
+            bail!(
+                "line {line}: {} fields, header has {}",
+                r.len(),
+                header.len()
+            );
         }
     }
     let find = |name: &str| header.iter().position(|h| h == name);
     let numeric = |j: usize| -> Result<Vec<f64>> {
         records
             .iter()
-            .map(|(line, r)| r[j].parse::<f64>().with_context(|| format!("line {line}: column {:?}: {:?}", header[j], r[j])))
+            .map(|(line, r)| {
+                r[j].parse::<f64>()
+                    .with_context(|| format!("line {line}: column {:?}: {:?}", header[j], r[j]))
+            })
             .collect()
     };
-    let text_col = |j: usize| records.iter().map(|(_, r)| r[j].clone()).collect::<Vec<_>>();
+    let text_col = |j: usize| {
+        records
+            .iter()
+            .map(|(_, r)| r[j].clone())
+            .collect::<Vec<_>>()
+    };
     // A name the caller chose explicitly must exist; the defaults are looked up leniently.
-    let explicit = |name: &Option<String>, default: &str| name.as_deref().is_some_and(|n| n != default);
+    let explicit =
+        |name: &Option<String>, default: &str| name.as_deref().is_some_and(|n| n != default);
     let defaults = CsvColumns::default();
     let opt_num = |name: &Option<String>, default: &Option<String>| -> Result<Option<Vec<f64>>> {
         let Some(n) = name else { return Ok(None) };
         match find(n) {
             Some(j) => numeric(j).map(Some),
-            None if explicit(name, default.as_deref().unwrap_or("")) => bail!("no column named {n:?} (have {header:?})"),
+            None if explicit(name, default.as_deref().unwrap_or("")) => {
+                bail!("no column named {n:?} (have {header:?})")
+            }
             None => Ok(None),
         }
     };
-    let opt_text = |name: &Option<String>, default: &Option<String>| -> Result<Option<Vec<String>>> {
-        let Some(n) = name else { return Ok(None) };
-        match find(n) {
-            Some(j) => Ok(Some(text_col(j))),
-            None if explicit(name, default.as_deref().unwrap_or("")) => bail!("no column named {n:?} (have {header:?})"),
-            None => Ok(None),
-        }
-    };
-    let loss_j = find(&cols.loss).ok_or_else(|| anyhow!("no loss column {:?} (have {header:?})", cols.loss))?;
+    let opt_text =
+        |name: &Option<String>, default: &Option<String>| -> Result<Option<Vec<String>>> {
+            let Some(n) = name else { return Ok(None) };
+            match find(n) {
+                Some(j) => Ok(Some(text_col(j))),
+                None if explicit(name, default.as_deref().unwrap_or("")) => {
+                    bail!("no column named {n:?} (have {header:?})")
+                }
+                None => Ok(None),
+            }
+        };
+    let loss_j = find(&cols.loss)
+        .ok_or_else(|| anyhow!("no loss column {:?} (have {header:?})", cols.loss))?;
     let points = Points {
         n: opt_num(&cols.n, &defaults.n)?,
         d: opt_num(&cols.d, &defaults.d)?,
@@ -148,7 +172,10 @@ mod tests {
 
     #[test]
     fn splits_quoted_fields() {
-        assert_eq!(split_record(r#""Model Size", x ,"a ""q"", b""#).unwrap(), vec!["Model Size", "x", r#"a "q", b"#]);
+        assert_eq!(
+            split_record(r#""Model Size", x ,"a ""q"", b""#).unwrap(),
+            vec!["Model Size", "x", r#"a "q", b"#]
+        );
         assert!(split_record("\"open").is_err());
         assert_eq!(split_record("a,,b").unwrap(), vec!["a", "", "b"]);
     }

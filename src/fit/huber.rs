@@ -15,7 +15,11 @@ pub const DEFAULT_HUBER_DELTA: f64 = 1e-3;
 #[inline]
 pub fn huber(r: f64, delta: f64) -> f64 {
     let a = r.abs();
-    if a <= delta { 0.5 * r * r } else { delta * (a - 0.5 * delta) }
+    if a <= delta {
+        0.5 * r * r
+    } else {
+        delta * (a - 0.5 * delta)
+    }
 }
 
 /// ρ'_δ(r) = clamp(r, −δ, δ).
@@ -34,7 +38,12 @@ pub struct Objective<'a, L: Law> {
 
 impl<'a, L: Law> Objective<'a, L> {
     pub fn new(law: &'a L, design: &'a Design, delta: f64) -> Self {
-        Objective { law, design, weights: None, delta }
+        Objective {
+            law,
+            design,
+            weights: None,
+            delta,
+        }
     }
     pub fn weighted(mut self, weights: &'a [f64]) -> Self {
         self.weights = Some(weights);
@@ -80,7 +89,9 @@ impl<'a, L: Law> Objective<'a, L> {
     pub fn residuals(&self, theta: &[f64]) -> Vec<f64> {
         let mut g = vec![0.0; theta.len()];
         (0..self.design.len())
-            .map(|i| self.law.log_predict(theta, self.design.row(i), &mut g) - self.design.log_loss[i])
+            .map(|i| {
+                self.law.log_predict(theta, self.design.row(i), &mut g) - self.design.log_loss[i]
+            })
             .collect()
     }
 }

@@ -86,11 +86,15 @@ pub struct IsoflopReport {
 
 pub fn group_budgets(points: &Points, budgeting: Budgeting) -> Result<Vec<Budget>> {
     let c = points.compute()?;
-    let geo_mean = |idx: &[usize]| (idx.iter().map(|&i| c[i].ln()).sum::<f64>() / idx.len() as f64).exp();
+    let geo_mean =
+        |idx: &[usize]| (idx.iter().map(|&i| c[i].ln()).sum::<f64>() / idx.len() as f64).exp();
     let mut budgets = Vec::new();
     match budgeting {
         Budgeting::Labels => {
-            let labels = points.group.as_ref().ok_or_else(|| anyhow!("budget labels need a group column"))?;
+            let labels = points
+                .group
+                .as_ref()
+                .ok_or_else(|| anyhow!("budget labels need a group column"))?;
             let mut seen: Vec<(String, Vec<usize>)> = Vec::new();
             for (i, l) in labels.iter().enumerate() {
                 match seen.iter_mut().find(|(s, _)| s == l) {
@@ -99,7 +103,11 @@ pub fn group_budgets(points: &Points, budgeting: Budgeting) -> Result<Vec<Budget
                 }
             }
             for (label, idx) in seen {
-                budgets.push(Budget { label, c: geo_mean(&idx), idx });
+                budgets.push(Budget {
+                    label,
+                    c: geo_mean(&idx),
+                    idx,
+                });
             }
         }
         Budgeting::RelativeTolerance(tol) => {
@@ -111,13 +119,21 @@ pub fn group_budgets(points: &Points, budgeting: Budgeting) -> Result<Vec<Budget
                     && c[i] > c[first] * (1.0 + tol)
                 {
                     let c_b = geo_mean(&cur);
-                    budgets.push(Budget { label: format!("{c_b:.3e}"), c: c_b, idx: std::mem::take(&mut cur) });
+                    budgets.push(Budget {
+                        label: format!("{c_b:.3e}"),
+                        c: c_b,
+                        idx: std::mem::take(&mut cur),
+                    });
                 }
                 cur.push(i);
             }
             if !cur.is_empty() {
                 let c_b = geo_mean(&cur);
-                budgets.push(Budget { label: format!("{c_b:.3e}"), c: c_b, idx: cur });
+                budgets.push(Budget {
+                    label: format!("{c_b:.3e}"),
+                    c: c_b,
+                    idx: cur,
+                });
             }
         }
     }
@@ -128,7 +144,12 @@ pub fn group_budgets(points: &Points, budgeting: Budgeting) -> Result<Vec<Budget
 /// Weighted least-squares parabola through (u, y): solves the 3×3 normal equations.
 /// `None` when fewer than three distinct u carry weight (the parabola is not determined).
 pub fn fit_parabola(u: &[f64], y: &[f64], w: &[f64]) -> Option<Parabola> {
-    let mut distinct: Vec<f64> = u.iter().zip(w).filter(|(_, w)| **w > 0.0).map(|(u, _)| *u).collect();
+    let mut distinct: Vec<f64> = u
+        .iter()
+        .zip(w)
+        .filter(|(_, w)| **w > 0.0)
+        .map(|(u, _)| *u)
+        .collect();
     distinct.sort_by(f64::total_cmp);
     distinct.dedup();
     if distinct.len() < 3 {
@@ -153,12 +174,17 @@ pub fn fit_parabola(u: &[f64], y: &[f64], w: &[f64]) -> Option<Parabola> {
     let m = [[s[0], s[1], s[2]], [s[1], s[2], s[3]], [s[2], s[3], s[4]]];
     let [b0, b1, b2] = solve3(m, t)?;
     // Back from centred v = u − μ to u.
-    Some(Parabola { c0: b0 - b1 * mu + b2 * mu * mu, c1: b1 - 2.0 * b2 * mu, c2: b2 })
+    Some(Parabola {
+        c0: b0 - b1 * mu + b2 * mu * mu,
+        c1: b1 - 2.0 * b2 * mu,
+        c2: b2,
+    })
 }
 
 fn solve3(m: [[f64; 3]; 3], t: [f64; 3]) -> Option<[f64; 3]> {
     let det = |m: [[f64; 3]; 3]| {
-        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
             + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
     };
     let d = det(m);
@@ -197,7 +223,10 @@ pub fn fit_line(x: &[f64], y: &[f64]) -> Option<(f64, f64, f64)> {
 
 fn axis_values(points: &Points, axis: IsoflopAxis) -> Result<Vec<f64>> {
     match axis {
-        IsoflopAxis::Loops => points.loops.clone().ok_or_else(|| anyhow!("iso-FLOP over loops needs a loops column")),
+        IsoflopAxis::Loops => points
+            .loops
+            .clone()
+            .ok_or_else(|| anyhow!("iso-FLOP over loops needs a loops column")),
         IsoflopAxis::Tokens => points.tokens(),
         IsoflopAxis::Params => points.params(),
     }
@@ -221,16 +250,20 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
     points.validate()?;
     let budgets = group_budgets(points, opts.budgeting)?;
     if budgets.len() < 2 {
-        bail!("iso-FLOP fit needs at least two budgets, found {}", budgets.len());
+        bail!(
+            "iso-FLOP fit needs at least two budgets, found {}",
+            budgets.len()
+        );
     }
     let x = axis_values(points, opts.axis)?;
-    if x.iter().any(|v| !(*v > 0.0)) {
+    if !x.iter().all(|v| v.is_finite() && *v > 0.0) {
         bail!("iso-FLOP axis values must be positive");
     }
     let u: Vec<f64> = x.iter().map(|v| v.ln()).collect();
     let ones = vec![1.0; points.len()];
-    let opt = optima(&budgets, &u, &points.loss, &ones)
-        .ok_or_else(|| anyhow!("a budget's parabola has fewer than 3 distinct x or opens downward"))?;
+    let opt = optima(&budgets, &u, &points.loss, &ones).ok_or_else(|| {
+        anyhow!("a budget's parabola has fewer than 3 distinct x or opens downward")
+    })?;
     let log_c: Vec<f64> = budgets.iter().map(|b| b.c.ln()).collect();
     let log_x: Vec<f64> = opt.iter().map(|(v, _)| *v).collect();
     let (g, a, rss) = fit_line(&log_c, &log_x).ok_or_else(|| anyhow!("budgets share one C"))?;
@@ -246,12 +279,23 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
                     let o = optima(&budgets, &u, &points.loss, &w)?;
                     let lx: Vec<f64> = o.iter().map(|(v, _)| *v).collect();
                     let (g, a, _) = fit_line(&log_c, &lx)?;
-                    Some([g.exp(), a].into_iter().chain(lx.iter().map(|v| v.exp())).collect())
+                    Some(
+                        [g.exp(), a]
+                            .into_iter()
+                            .chain(lx.iter().map(|v| v.exp()))
+                            .collect(),
+                    )
                 })
                 .collect();
             let failed = rows.iter().filter(|r| r.is_none()).count();
             let draws: Vec<Vec<f64>> = rows.into_iter().flatten().collect();
-            let s = BootstrapSummary { resamples: b.resamples, failed, level: b.level, seed: b.seed, starts_per_resample: 0 };
+            let s = BootstrapSummary {
+                resamples: b.resamples,
+                failed,
+                level: b.level,
+                seed: b.seed,
+                starts_per_resample: 0,
+            };
             (draws, Some(s))
         }
         _ => (Vec::new(), None),
@@ -259,7 +303,8 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
     // Columns of a draw: G, a, then x* of each budget.
     let interval = |j: usize| match &summary {
         Some(s) if !draws.is_empty() => {
-            let (lo, hi) = percentile_interval(&draws.iter().map(|d| d[j]).collect::<Vec<_>>(), s.level);
+            let (lo, hi) =
+                percentile_interval(&draws.iter().map(|d| d[j]).collect::<Vec<_>>(), s.level);
             (Some(lo), Some(hi))
         }
         _ => (None, None),
@@ -275,8 +320,18 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
         law: format!("isoflop[{axis}]"),
         n_points: points.len(),
         params: vec![
-            ParamEstimate { name: "G".into(), value: g.exp(), lo: g_lo, hi: g_hi },
-            ParamEstimate { name: "a".into(), value: a, lo: a_lo, hi: a_hi },
+            ParamEstimate {
+                name: "G".into(),
+                value: g.exp(),
+                lo: g_lo,
+                hi: g_hi,
+            },
+            ParamEstimate {
+                name: "a".into(),
+                value: a,
+                lo: a_lo,
+                hi: a_hi,
+            },
         ],
         derived: budgets
             .iter()
@@ -284,7 +339,12 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
             .enumerate()
             .map(|(k, (b, (v, _)))| {
                 let (lo, hi) = interval(2 + k);
-                ParamEstimate { name: format!("x*@C={:.3e}", b.c), value: v.exp(), lo, hi }
+                ParamEstimate {
+                    name: format!("x*@C={:.3e}", b.c),
+                    value: v.exp(),
+                    lo,
+                    hi,
+                }
             })
             .collect(),
         objective: rss,
@@ -309,7 +369,11 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
             n_points: b.idx.len(),
         })
         .collect();
-    Ok(IsoflopReport { axis: opts.axis, optima, report })
+    Ok(IsoflopReport {
+        axis: opts.axis,
+        optima,
+        report,
+    })
 }
 
 #[cfg(test)]
@@ -324,12 +388,21 @@ mod tests {
         assert!((p.vertex().unwrap() - 21.3).abs() < 1e-8);
         assert!(fit_parabola(&u[..2], &y[..2], &[1.0; 2]).is_none());
         let down: Vec<f64> = y.iter().map(|y| -y).collect();
-        assert!(fit_parabola(&u, &down, &[1.0; 7]).unwrap().vertex().is_none());
+        assert!(
+            fit_parabola(&u, &down, &[1.0; 7])
+                .unwrap()
+                .vertex()
+                .is_none()
+        );
     }
 
     #[test]
     fn groups_by_relative_tolerance() {
-        let p = Points { c: Some(vec![1e18, 1.02e18, 1e19, 0.99e18, 1.03e19]), loss: vec![1.0; 5], ..Default::default() };
+        let p = Points {
+            c: Some(vec![1e18, 1.02e18, 1e19, 0.99e18, 1.03e19]),
+            loss: vec![1.0; 5],
+            ..Default::default()
+        };
         let b = group_budgets(&p, Budgeting::RelativeTolerance(0.05)).unwrap();
         assert_eq!(b.len(), 2);
         assert_eq!(b[0].idx, vec![3, 0, 1]);

@@ -35,7 +35,11 @@ impl Design {
         for &i in idx {
             rows.extend_from_slice(self.row(i));
         }
-        Design { width: self.width, rows, log_loss: idx.iter().map(|&i| self.log_loss[i]).collect() }
+        Design {
+            width: self.width,
+            rows,
+            log_loss: idx.iter().map(|&i| self.log_loss[i]).collect(),
+        }
     }
 }
 
@@ -117,7 +121,11 @@ impl ComputeLaw {
     pub fn design(&self, points: &Points) -> Result<Design> {
         let c = points.compute()?;
         positive("C", &c)?;
-        Ok(Design { width: 1, rows: c.iter().map(|c| c.ln()).collect(), log_loss: log_loss(points)? })
+        Ok(Design {
+            width: 1,
+            rows: c.iter().map(|c| c.ln()).collect(),
+            log_loss: log_loss(points)?,
+        })
     }
 }
 
@@ -138,7 +146,11 @@ impl Law for ComputeLaw {
         v
     }
     fn natural(&self, th: &[f64]) -> Vec<(String, f64)> {
-        vec![("E".into(), th[0].exp()), ("A".into(), th[1].exp()), ("alpha".into(), th[2])]
+        vec![
+            ("E".into(), th[0].exp()),
+            ("A".into(), th[1].exp()),
+            ("alpha".into(), th[2]),
+        ]
     }
     /// Loss-vs-compute exponents are small (≈0.05) and log C ≈ 40–55, so the grid covers
     /// small α finely and lets a = log A reach α·log C.
@@ -164,8 +176,16 @@ impl ChinchillaLaw {
         let d = points.tokens()?;
         positive("N", &n)?;
         positive("D", &d)?;
-        let rows = n.iter().zip(&d).flat_map(|(n, d)| [n.ln(), d.ln()]).collect();
-        Ok(Design { width: 2, rows, log_loss: log_loss(points)? })
+        let rows = n
+            .iter()
+            .zip(&d)
+            .flat_map(|(n, d)| [n.ln(), d.ln()])
+            .collect();
+        Ok(Design {
+            width: 2,
+            rows,
+            log_loss: log_loss(points)?,
+        })
     }
 }
 
@@ -202,7 +222,11 @@ impl Law for ChinchillaLaw {
         let (alpha, beta) = (th[3], th[4]);
         let s = alpha + beta;
         let log_g = ((alpha / beta).ln() + th[1] - th[2]) / s;
-        vec![("a_opt".into(), beta / s), ("b_opt".into(), alpha / s), ("G".into(), log_g.exp())]
+        vec![
+            ("a_opt".into(), beta / s),
+            ("b_opt".into(), alpha / s),
+            ("G".into(), log_g.exp()),
+        ]
     }
     /// Epoch AI's grid (their `data_analysis.ipynb`): e ∈ {−1, −.5, …, 1}, a, b ∈ {0, 5, …, 25},
     /// α, β ∈ {0, .5, …, 2}: 5·6·6·5·5 = 4,500 starts.
@@ -217,7 +241,13 @@ impl Law for ChinchillaLaw {
 /// A coarser Chinchilla grid (e ∈ {0, 1}, a, b ∈ {0, 10, 20}, α, β ∈ {0, .5, 1}: 162
 /// starts) for tests in the unoptimised profile; it reaches the same optimum on Epoch's data.
 pub fn chinchilla_coarse_grid() -> Vec<Vec<f64>> {
-    grid(&[&[0.0, 1.0], &[0.0, 10.0, 20.0], &[0.0, 10.0, 20.0], &[0.0, 0.5, 1.0], &[0.0, 0.5, 1.0]])
+    grid(&[
+        &[0.0, 1.0],
+        &[0.0, 10.0, 20.0],
+        &[0.0, 10.0, 20.0],
+        &[0.0, 0.5, 1.0],
+        &[0.0, 0.5, 1.0],
+    ])
 }
 
 // ---------------------------------------------------------------------------------------
@@ -229,8 +259,15 @@ pub struct TestTimeLaw;
 
 impl TestTimeLaw {
     pub fn design(&self, points: &Points) -> Result<Design> {
-        let t = points.test_loops.as_ref().ok_or_else(|| anyhow::anyhow!("test-time law needs a test-loops column"))?;
-        Ok(Design { width: 1, rows: t.clone(), log_loss: log_loss(points)? })
+        let t = points
+            .test_loops
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("test-time law needs a test-loops column"))?;
+        Ok(Design {
+            width: 1,
+            rows: t.clone(),
+            log_loss: log_loss(points)?,
+        })
     }
 }
 
@@ -255,7 +292,11 @@ impl Law for TestTimeLaw {
         v
     }
     fn natural(&self, th: &[f64]) -> Vec<(String, f64)> {
-        vec![("L_inf".into(), th[0].exp()), ("A".into(), th[1].exp()), ("k".into(), th[2])]
+        vec![
+            ("L_inf".into(), th[0].exp()),
+            ("A".into(), th[1].exp()),
+            ("k".into(), th[2]),
+        ]
     }
     /// k starts strictly positive: at k = 0 the two terms are interchangeable and the
     /// gradient in k carries no information about which one decays.
@@ -284,17 +325,31 @@ impl TestTimePooledLaw {
                 curves.push(id.clone());
             }
         }
-        Ok(TestTimePooledLaw { curves, curve_starts: Vec::new() })
+        Ok(TestTimePooledLaw {
+            curves,
+            curve_starts: Vec::new(),
+        })
     }
     pub fn design(&self, points: &Points) -> Result<Design> {
-        let t = points.test_loops.as_ref().ok_or_else(|| anyhow::anyhow!("test-time law needs a test-loops column"))?;
+        let t = points
+            .test_loops
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("test-time law needs a test-loops column"))?;
         let ids = points.curve_ids()?;
         let mut rows = Vec::with_capacity(2 * t.len());
         for (t, id) in t.iter().zip(ids) {
-            let c = self.curves.iter().position(|c| c == id).expect("curve list built from these points");
+            let c = self
+                .curves
+                .iter()
+                .position(|c| c == id)
+                .expect("curve list built from these points");
             rows.extend_from_slice(&[*t, c as f64]);
         }
-        Ok(Design { width: 2, rows, log_loss: log_loss(points)? })
+        Ok(Design {
+            width: 2,
+            rows,
+            log_loss: log_loss(points)?,
+        })
     }
 }
 

@@ -28,7 +28,10 @@ pub use csv::{CsvColumns, read_points};
 pub use huber::{DEFAULT_HUBER_DELTA, Objective};
 pub use isoflop::{Budgeting, IsoflopAxis, IsoflopOptions, IsoflopReport, fit_isoflop};
 pub use laws::{ChinchillaLaw, ComputeLaw, Design, Law, TestTimeLaw, TestTimePooledLaw};
-pub use parametric::{FitOptions, HeldOutSpec, fit_chinchilla, fit_compute, fit_law, fit_test_time, fit_test_time_pooled};
+pub use parametric::{
+    FitOptions, HeldOutSpec, fit_chinchilla, fit_compute, fit_law, fit_test_time,
+    fit_test_time_pooled,
+};
 pub use points::{Points, compute_frontier};
 pub use report::{FitReport, HeldOut, ParamEstimate};
 pub use solve::{Method, SolverOptions};

@@ -68,7 +68,12 @@ fn solver_label(s: &SolverOptions) -> String {
 /// Multi-start minimisation of the Huber objective on a design.
 pub fn fit_theta<L: Law>(law: &L, design: &Design, opts: &FitOptions) -> Result<MultiStart> {
     if design.len() < law.n_params() {
-        bail!("{}: {} points cannot determine {} parameters", law.name(), design.len(), law.n_params());
+        bail!(
+            "{}: {} points cannot determine {} parameters",
+            law.name(),
+            design.len(),
+            law.n_params()
+        );
     }
     let starts = opts.starts.clone().unwrap_or_else(|| law.start_grid());
     let obj = Objective::new(law, design, opts.huber_delta);
@@ -79,7 +84,12 @@ pub fn fit_theta<L: Law>(law: &L, design: &Design, opts: &FitOptions) -> Result<
     Ok(ms)
 }
 
-fn estimates(named: Vec<(String, f64)>, draws: &[Vec<f64>], offset: usize, level: Option<f64>) -> Vec<ParamEstimate> {
+fn estimates(
+    named: Vec<(String, f64)>,
+    draws: &[Vec<f64>],
+    offset: usize,
+    level: Option<f64>,
+) -> Vec<ParamEstimate> {
     named
         .into_iter()
         .enumerate()
@@ -92,7 +102,12 @@ fn estimates(named: Vec<(String, f64)>, draws: &[Vec<f64>], offset: usize, level
                 }
                 _ => (None, None),
             };
-            ParamEstimate { name, value, lo, hi }
+            ParamEstimate {
+                name,
+                value,
+                lo,
+                hi,
+            }
         })
         .collect()
 }
@@ -128,7 +143,12 @@ pub fn bootstrap_draws<L: Law>(
                 return None;
             }
             let th = &ms.best.theta;
-            let row: Vec<f64> = law.natural(th).into_iter().chain(law.derived(th)).map(|(_, v)| v).collect();
+            let row: Vec<f64> = law
+                .natural(th)
+                .into_iter()
+                .chain(law.derived(th))
+                .map(|(_, v)| v)
+                .collect();
             row.iter().all(|v| v.is_finite()).then_some(row)
         })
         .collect();
@@ -138,7 +158,13 @@ pub fn bootstrap_draws<L: Law>(
 
 /// Relative errors predicting the `k` points with the largest `order_key` from a fit on the
 /// others.
-pub fn heldout_check<L: Law>(law: &L, design: &Design, order_key: &[f64], k: usize, opts: &FitOptions) -> Result<HeldOut> {
+pub fn heldout_check<L: Law>(
+    law: &L,
+    design: &Design,
+    order_key: &[f64],
+    k: usize,
+    opts: &FitOptions,
+) -> Result<HeldOut> {
     let n = design.len();
     if k == 0 || k >= n {
         bail!("held-out count {k} must be in 1..{n}");
@@ -165,7 +191,12 @@ pub fn heldout_check<L: Law>(law: &L, design: &Design, order_key: &[f64], k: usi
 
 /// Fit a law: multi-start optimum, bootstrap intervals, held-out check.
 /// `order_key` ranks points for the held-out check (compute, or T).
-pub fn fit_law<L: Law>(law: &L, design: &Design, order_key: &[f64], opts: &FitOptions) -> Result<FitReport> {
+pub fn fit_law<L: Law>(
+    law: &L,
+    design: &Design,
+    order_key: &[f64],
+    opts: &FitOptions,
+) -> Result<FitReport> {
     let ms = fit_theta(law, design, opts)?;
     let theta = ms.best.theta.clone();
     let (draws, summary) = match &opts.bootstrap {
@@ -186,7 +217,13 @@ pub fn fit_law<L: Law>(law: &L, design: &Design, order_key: &[f64], opts: &FitOp
     let natural = law.natural(&theta);
     let n_nat = natural.len();
     let heldout = match opts.heldout {
-        Some(spec) => Some(heldout_check(law, design, order_key, spec.count(design.len()), opts)?),
+        Some(spec) => Some(heldout_check(
+            law,
+            design,
+            order_key,
+            spec.count(design.len()),
+            opts,
+        )?),
         None => None,
     };
     Ok(FitReport {
@@ -210,7 +247,11 @@ pub fn fit_law<L: Law>(law: &L, design: &Design, order_key: &[f64], opts: &FitOp
 /// L(C) = E + A·C^(−α) on all points, or on the compute frontier when `frontier_only`.
 pub fn fit_compute(points: &Points, frontier_only: bool, opts: &FitOptions) -> Result<FitReport> {
     points.validate()?;
-    let pts = if frontier_only { points.frontier()? } else { points.clone() };
+    let pts = if frontier_only {
+        points.frontier()?
+    } else {
+        points.clone()
+    };
     let law = ComputeLaw;
     let mut r = fit_law(&law, &law.design(&pts)?, &pts.compute()?, opts)?;
     if frontier_only {
@@ -251,7 +292,12 @@ pub fn fit_test_time(points: &Points, opts: &FitOptions) -> Result<Vec<(String, 
         .into_iter()
         .map(|(id, idx)| {
             let pts = points.subset(&idx);
-            let mut r = fit_law(&law, &law.design(&pts)?, pts.test_loops.as_ref().unwrap(), opts)?;
+            let mut r = fit_law(
+                &law,
+                &law.design(&pts)?,
+                pts.test_loops.as_ref().unwrap(),
+                opts,
+            )?;
             r.law = format!("test-time[{id}]");
             Ok((id, r))
         })
@@ -263,9 +309,17 @@ pub fn fit_test_time(points: &Points, opts: &FitOptions) -> Result<Vec<(String, 
 pub fn fit_test_time_pooled(points: &Points, opts: &FitOptions) -> Result<FitReport> {
     points.validate()?;
     let mut law = TestTimePooledLaw::new(points)?;
-    let t = points.test_loops.clone().ok_or_else(|| anyhow::anyhow!("test-time law needs a test-loops column"))?;
+    let t = points
+        .test_loops
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("test-time law needs a test-loops column"))?;
     if opts.starts.is_none() {
-        let single = FitOptions { starts: None, bootstrap: None, heldout: None, ..opts.clone() };
+        let single = FitOptions {
+            starts: None,
+            bootstrap: None,
+            heldout: None,
+            ..opts.clone()
+        };
         let per_curve = TestTimeLaw;
         for (_, idx) in curves(points) {
             let pts = points.subset(&idx);

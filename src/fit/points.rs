@@ -27,7 +27,8 @@ pub struct Points {
 }
 
 fn pick<T: Clone>(col: &Option<Vec<T>>, idx: &[usize]) -> Option<Vec<T>> {
-    col.as_ref().map(|v| idx.iter().map(|&i| v[i].clone()).collect())
+    col.as_ref()
+        .map(|v| idx.iter().map(|&i| v[i].clone()).collect())
 }
 
 impl Points {
@@ -86,7 +87,9 @@ impl Points {
 
     /// N, required.
     pub fn params(&self) -> Result<Vec<f64>> {
-        self.n.clone().ok_or_else(|| anyhow!("this law needs a parameter-count (N) column"))
+        self.n
+            .clone()
+            .ok_or_else(|| anyhow!("this law needs a parameter-count (N) column"))
     }
 
     /// D, or C/(6N) when only N and C were recorded (the Chinchilla convention C ≈ 6ND).

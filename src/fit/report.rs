@@ -57,7 +57,10 @@ pub struct FitReport {
 
 impl FitReport {
     pub fn param(&self, name: &str) -> Option<&ParamEstimate> {
-        self.params.iter().chain(&self.derived).find(|p| p.name == name)
+        self.params
+            .iter()
+            .chain(&self.derived)
+            .find(|p| p.name == name)
     }
     pub fn value(&self, name: &str) -> Option<f64> {
         self.param(name).map(|p| p.value)
@@ -66,7 +69,11 @@ impl FitReport {
 
 fn fmt_num(x: f64) -> String {
     let a = x.abs();
-    if x == 0.0 || (1e-3..1e5).contains(&a) { format!("{x:.6}") } else { format!("{x:.4e}") }
+    if x == 0.0 || (1e-3..1e5).contains(&a) {
+        format!("{x:.6}")
+    } else {
+        format!("{x:.4e}")
+    }
 }
 
 fn fmt_opt(x: Option<f64>) -> String {
@@ -75,7 +82,11 @@ fn fmt_opt(x: Option<f64>) -> String {
 
 impl fmt::Display for FitReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "law: {}   points: {}   solver: {}", self.law, self.n_points, self.solver)?;
+        writeln!(
+            f,
+            "law: {}   points: {}   solver: {}",
+            self.law, self.n_points, self.solver
+        )?;
         write!(
             f,
             "objective: {:.6e}   starts: {} (converged {}, at best {})",
@@ -87,11 +98,26 @@ impl fmt::Display for FitReport {
         writeln!(f)?;
         let level = self.bootstrap.as_ref().map(|b| b.level * 100.0);
         let ci = level.map_or("interval".to_string(), |l| format!("{l:.0}% lo"));
-        writeln!(f, "  {:<24} {:>14} {:>14} {:>14}", "parameter", "estimate", ci, "hi")?;
-        let rows = self.params.iter().map(|p| (p, "")).chain(self.derived.iter().map(|p| (p, " (derived)")));
+        writeln!(
+            f,
+            "  {:<24} {:>14} {:>14} {:>14}",
+            "parameter", "estimate", ci, "hi"
+        )?;
+        let rows = self
+            .params
+            .iter()
+            .map(|p| (p, ""))
+            .chain(self.derived.iter().map(|p| (p, " (derived)")));
         for (p, tag) in rows {
             let name = format!("{}{}", p.name, tag);
-            writeln!(f, "  {:<24} {:>14} {:>14} {:>14}", name, fmt_num(p.value), fmt_opt(p.lo), fmt_opt(p.hi))?;
+            writeln!(
+                f,
+                "  {:<24} {:>14} {:>14} {:>14}",
+                name,
+                fmt_num(p.value),
+                fmt_opt(p.lo),
+                fmt_opt(p.hi)
+            )?;
         }
         if let Some(b) = &self.bootstrap {
             writeln!(

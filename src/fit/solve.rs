@@ -35,7 +35,13 @@ pub struct SolverOptions {
 
 impl Default for SolverOptions {
     fn default() -> Self {
-        SolverOptions { method: Method::Lbfgs, max_iters: 1000, tol_grad: 1e-10, tol_cost: 1e-15, lbfgs_memory: 10 }
+        SolverOptions {
+            method: Method::Lbfgs,
+            max_iters: 1000,
+            tol_grad: 1e-10,
+            tol_cost: 1e-15,
+            lbfgs_memory: 10,
+        }
     }
 }
 
@@ -64,8 +70,11 @@ pub struct MultiStart {
 /// evaluation produces both, so the last one is cached.
 struct Problem<'o, 'a, L: Law> {
     obj: &'o Objective<'a, L>,
-    last: RefCell<Option<(Vec<f64>, f64, Vec<f64>)>>,
+    last: RefCell<Option<Evaluation>>,
 }
+
+/// θ, objective, gradient.
+type Evaluation = (Vec<f64>, f64, Vec<f64>);
 
 impl<L: Law> Problem<'_, '_, L> {
     fn eval(&self, theta: &[f64]) -> (f64, Vec<f64>) {
@@ -100,8 +109,16 @@ impl<L: Law> Gradient for Problem<'_, '_, L> {
 /// Minimise from one start. A start whose run errors (e.g. a non-finite objective at the
 /// start) is reported as not converged with an infinite objective rather than aborting.
 pub fn minimize<L: Law>(obj: &Objective<'_, L>, start: &[f64], opts: &SolverOptions) -> Solution {
-    let failed = || Solution { theta: start.to_vec(), objective: f64::INFINITY, converged: false, iterations: 0 };
-    let problem = Problem { obj, last: RefCell::new(None) };
+    let failed = || Solution {
+        theta: start.to_vec(),
+        objective: f64::INFINITY,
+        converged: false,
+        iterations: 0,
+    };
+    let problem = Problem {
+        obj,
+        last: RefCell::new(None),
+    };
     match opts.method {
         Method::Lbfgs => {
             let Ok(solver) = LBFGS::new(MoreThuenteLineSearch::new(), opts.lbfgs_memory)
@@ -146,34 +163,68 @@ fn finish<S>(state: &S, start: &[f64]) -> Solution
 where
     S: State<Param = Vec<f64>, Float = f64>,
 {
-    let theta = state.get_best_param().cloned().unwrap_or_else(|| start.to_vec());
+    let theta = state
+        .get_best_param()
+        .cloned()
+        .unwrap_or_else(|| start.to_vec());
     let objective = state.get_best_cost();
-    let converged =
-        matches!(state.get_termination_reason(), Some(TerminationReason::SolverConverged)) && objective.is_finite();
-    Solution { theta, objective, converged, iterations: state.get_iter() }
+    let converged = matches!(
+        state.get_termination_reason(),
+        Some(TerminationReason::SolverConverged)
+    ) && objective.is_finite();
+    Solution {
+        theta,
+        objective,
+        converged,
+        iterations: state.get_iter(),
+    }
 }
 
 /// Minimise from every start in parallel and keep the lowest objective (ties go to the
 /// earlier start, so the result does not depend on thread scheduling).
-pub fn multistart<L: Law>(obj: &Objective<'_, L>, starts: &[Vec<f64>], opts: &SolverOptions) -> MultiStart {
+pub fn multistart<L: Law>(
+    obj: &Objective<'_, L>,
+    starts: &[Vec<f64>],
+    opts: &SolverOptions,
+) -> MultiStart {
     let sols: Vec<Solution> = starts.par_iter().map(|s| minimize(obj, s, opts)).collect();
     best_of(sols)
 }
 
 /// Same, sequentially: for use inside an already-parallel loop (bootstrap resamples).
-pub fn multistart_seq<L: Law>(obj: &Objective<'_, L>, starts: &[Vec<f64>], opts: &SolverOptions) -> MultiStart {
+pub fn multistart_seq<L: Law>(
+    obj: &Objective<'_, L>,
+    starts: &[Vec<f64>],
+    opts: &SolverOptions,
+) -> MultiStart {
     best_of(starts.iter().map(|s| minimize(obj, s, opts)).collect())
 }
 
 fn best_of(sols: Vec<Solution>) -> MultiStart {
     let starts = sols.len();
     let converged = sols.iter().filter(|s| s.converged).count();
-    let best_obj = sols.iter().map(|s| s.objective).fold(f64::INFINITY, f64::min);
-    let at_best = sols.iter().filter(|s| s.objective - best_obj <= 1e-9 * best_obj.abs()).count();
+    let best_obj = sols
+        .iter()
+        .map(|s| s.objective)
+        .fold(f64::INFINITY, f64::min);
+    let at_best = sols
+        .iter()
+        .filter(|s| s.objective - best_obj <= 1e-9 * best_obj.abs())
+        .count();
     let best = sols
         .into_iter()
         .filter(|s| s.objective.is_finite())
         .reduce(|a, b| if b.objective < a.objective { b } else { a })
-        .unwrap_or(Solution { theta: Vec::new(), objective: f64::INFINITY, converged: false, iterations: 0 });
-    MultiStart { best, starts, converged, at_best }
+        .unwrap_or(Solution {
+            theta: Vec::new(),
+            objective: f64::INFINITY,
+            converged: false,
+            iterations: 0,
+        });
+    MultiStart {
+        best,
+        starts,
+        converged,
+        at_best,
+    }
 }
