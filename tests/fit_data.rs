@@ -13,6 +13,11 @@ fn reads_quoted_headers_and_derives_tokens() {
     assert_eq!(p.len(), 2);
     assert_eq!(p.group.as_ref().unwrap()[0], "a, b");
     assert_eq!(p.tokens().unwrap(), vec![1e9, 1e9]);
+    assert_eq!(
+        p.d.as_deref(),
+        Some(&[1e9, 1e9][..]),
+        "reader fills D = C/(6N)"
+    );
     // Compute from N and D when C is absent.
     let q = Points {
         n: Some(vec![1e8]),

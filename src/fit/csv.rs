@@ -162,6 +162,11 @@ pub fn parse_points(text: &str, cols: &CsvColumns) -> Result<Points> {
         group: opt_text(&cols.group, &defaults.group)?,
         curve: opt_text(&cols.curve, &defaults.curve)?,
     };
+    let mut points = points;
+    if points.d.is_none() && points.n.is_some() && points.c.is_some() {
+        // Chinchilla-style data record N and C only; D = C/(6N) by the 6ND convention.
+        points.d = Some(points.tokens()?);
+    }
     points.validate()?;
     Ok(points)
 }
