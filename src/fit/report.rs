@@ -1,0 +1,140 @@
+//! What a fit returns: point estimates with bootstrap intervals, solver bookkeeping and the
+//! held-out check, serialisable (for the `fits` table / JSON) and printable as a table.
+
+use std::fmt;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ParamEstimate {
+    pub name: String,
+    pub value: f64,
+    /// Percentile-interval bounds; `None` when no bootstrap was run.
+    pub lo: Option<f64>,
+    pub hi: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HeldOut {
+    /// Number of held-out (largest-compute) points.
+    pub n: usize,
+    pub mean_abs_rel_error: f64,
+    pub max_abs_rel_error: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BootstrapSummary {
+    pub resamples: usize,
+    /// Resamples whose fit failed (non-finite objective, degenerate parabola, ...) and were
+    /// left out of the intervals.
+    pub failed: usize,
+    pub level: f64,
+    pub seed: u64,
+    /// How resamples were started; see `parametric::fit_law`.
+    pub starts_per_resample: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FitReport {
+    pub law: String,
+    pub n_points: usize,
+    pub params: Vec<ParamEstimate>,
+    pub derived: Vec<ParamEstimate>,
+    /// Best objective: Σ Huber for Huber fits, residual sum of squares for least squares.
+    pub objective: f64,
+    pub solver: String,
+    pub starts: usize,
+    pub converged_starts: usize,
+    /// Starts that ended at the best objective (within a relative 1e-9).
+    pub starts_at_best: usize,
+    pub huber_delta: Option<f64>,
+    /// The solver-space optimum (e.g. log E, log A, ...), to predict without refitting.
+    pub theta: Vec<f64>,
+    pub theta_names: Vec<String>,
+    pub bootstrap: Option<BootstrapSummary>,
+    pub heldout: Option<HeldOut>,
+}
+
+impl FitReport {
+    pub fn param(&self, name: &str) -> Option<&ParamEstimate> {
+        self.params
+            .iter()
+            .chain(&self.derived)
+            .find(|p| p.name == name)
+    }
+    pub fn value(&self, name: &str) -> Option<f64> {
+        self.param(name).map(|p| p.value)
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    let a = x.abs();
+    if x == 0.0 || (1e-3..1e5).contains(&a) {
+        format!("{x:.6}")
+    } else {
+        format!("{x:.4e}")
+    }
+}
+
+fn fmt_opt(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".to_string(), fmt_num)
+}
+
+impl fmt::Display for FitReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "law: {}   points: {}   solver: {}",
+            self.law, self.n_points, self.solver
+        )?;
+        write!(
+            f,
+            "objective: {:.6e}   starts: {} (converged {}, at best {})",
+            self.objective, self.starts, self.converged_starts, self.starts_at_best
+        )?;
+        if let Some(d) = self.huber_delta {
+            write!(f, "   huber δ: {d:e}")?;
+        }
+        writeln!(f)?;
+        let level = self.bootstrap.as_ref().map(|b| b.level * 100.0);
+        let ci = level.map_or("interval".to_string(), |l| format!("{l:.0}% lo"));
+        writeln!(
+            f,
+            "  {:<24} {:>14} {:>14} {:>14}",
+            "parameter", "estimate", ci, "hi"
+        )?;
+        let rows = self
+            .params
+            .iter()
+            .map(|p| (p, ""))
+            .chain(self.derived.iter().map(|p| (p, " (derived)")));
+        for (p, tag) in rows {
+            let name = format!("{}{}", p.name, tag);
+            writeln!(
+                f,
+                "  {:<24} {:>14} {:>14} {:>14}",
+                name,
+                fmt_num(p.value),
+                fmt_opt(p.lo),
+                fmt_opt(p.hi)
+            )?;
+        }
+        if let Some(b) = &self.bootstrap {
+            writeln!(
+                f,
+                "bootstrap: {} resamples ({} failed), seed {}, {} start(s) each",
+                b.resamples, b.failed, b.seed, b.starts_per_resample
+            )?;
+        }
+        if let Some(h) = &self.heldout {
+            writeln!(
+                f,
+                "held out {} largest-compute points: mean |rel err| {:.4}%, max {:.4}%",
+                h.n,
+                100.0 * h.mean_abs_rel_error,
+                100.0 * h.max_abs_rel_error
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,442 @@
+//! Synthetic recovery: data generated from known parameters with 1% multiplicative noise.
+//! Point estimates must recover the truth, and 95% percentile-bootstrap intervals must cover
+//! it in at least 90% of seeded trials (10 trials / ≥ 8 here; the 100-trial check is
+//! `#[ignore]`d: `cargo test --test fit_synthetic -- --ignored --nocapture`).
+
+use loopscale::fit::laws::chinchilla_coarse_grid;
+use loopscale::fit::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Normal};
+
+const NOISE: f64 = 0.01;
+
+fn logspace(lo: f64, hi: f64, k: usize) -> Vec<f64> {
+    (0..k)
+        .map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (k - 1) as f64).exp())
+        .collect()
+}
+
+/// loss·(1 + 0.01·z), z ~ N(0, 1).
+fn noisy(loss: &mut [f64], sigma: f64, rng: &mut StdRng) {
+    let z = Normal::new(0.0, 1.0).unwrap();
+    for l in loss {
+        *l *= 1.0 + sigma * z.sample(rng);
+    }
+}
+
+// ----- the laws' synthetic data sets --------------------------------------------------------
+
+const CHIN: [(&str, f64); 5] = [
+    ("E", 1.8),
+    ("A", 400.0),
+    ("B", 2000.0),
+    ("alpha", 0.34),
+    ("beta", 0.30),
+];
+
+fn chinchilla_data(sigma: f64, seed: u64) -> Points {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut n, mut d, mut loss) = (vec![], vec![], vec![]);
+    for &nn in &logspace(1e7, 3e9, 10) {
+        for &dd in &logspace(1e9, 1e12, 10) {
+            n.push(nn);
+            d.push(dd);
+            loss.push(CHIN[0].1 + CHIN[1].1 / nn.powf(CHIN[3].1) + CHIN[2].1 / dd.powf(CHIN[4].1));
+        }
+    }
+    noisy(&mut loss, sigma, &mut rng);
+    Points {
+        n: Some(n),
+        d: Some(d),
+        loss,
+        ..Default::default()
+    }
+}
+
+const COMP: [(&str, f64); 3] = [("E", 1.7), ("A", 30.0), ("alpha", 0.08)];
+
+fn compute_data(sigma: f64, seed: u64) -> Points {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let c = logspace(1e17, 1e22, 40);
+    let mut loss: Vec<f64> = c
+        .iter()
+        .map(|c| COMP[0].1 + COMP[1].1 * c.powf(-COMP[2].1))
+        .collect();
+    noisy(&mut loss, sigma, &mut rng);
+    Points {
+        c: Some(c),
+        loss,
+        ..Default::default()
+    }
+}
+
+const TT: [(&str, f64); 3] = [("L_inf", 2.5), ("A", 1.5), ("k", 0.3)];
+
+fn test_time_data(sigma: f64, seed: u64) -> Points {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let t: Vec<f64> = (1..=16).map(f64::from).collect();
+    let mut loss: Vec<f64> = t
+        .iter()
+        .map(|t| TT[0].1 + TT[1].1 * (-TT[2].1 * t).exp())
+        .collect();
+    noisy(&mut loss, sigma, &mut rng);
+    Points {
+        test_loops: Some(t),
+        loss,
+        ..Default::default()
+    }
+}
+
+/// Four curves sharing k = 0.3, each with its own (L∞, A).
+const POOLED_K: f64 = 0.3;
+const POOLED_CURVES: [(f64, f64); 4] = [(2.9, 1.0), (2.7, 1.3), (2.5, 1.6), (2.35, 2.0)];
+
+fn pooled_data(sigma: f64, seed: u64) -> Points {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut t, mut loss, mut curve) = (vec![], vec![], vec![]);
+    for (c, (l_inf, a)) in POOLED_CURVES.iter().enumerate() {
+        for tt in 1..=12 {
+            let tt = f64::from(tt);
+            t.push(tt);
+            loss.push(l_inf + a * (-POOLED_K * tt).exp());
+            curve.push(format!("mu{}", 2 * (c + 1)));
+        }
+    }
+    noisy(&mut loss, sigma, &mut rng);
+    Points {
+        test_loops: Some(t),
+        loss,
+        curve: Some(curve),
+        ..Default::default()
+    }
+}
+
+fn pooled_truth() -> Vec<(String, f64)> {
+    let mut v = vec![("k".to_string(), POOLED_K)];
+    for (c, (l, a)) in POOLED_CURVES.iter().enumerate() {
+        v.push((format!("L_inf[mu{}]", 2 * (c + 1)), *l));
+        v.push((format!("A[mu{}]", 2 * (c + 1)), *a));
+    }
+    v
+}
+
+/// Six budgets; per budget, loss is a parabola in log(loops) with its vertex at
+/// x*(C) = G·C^a, loops spread ±1.5 around it in log space.
+const ISO_G: f64 = 1e-6;
+const ISO_A: f64 = 0.4;
+
+fn isoflop_data(sigma: f64, seed: u64, with_labels: bool) -> Points {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut c, mut loops, mut loss, mut group) = (vec![], vec![], vec![], vec![]);
+    for (k, &cc) in logspace(1e17, 1e20, 6).iter().enumerate() {
+        let u_star = (ISO_G * cc.powf(ISO_A)).ln();
+        for j in 0..9 {
+            let u = u_star - 1.5 + 3.0 * j as f64 / 8.0;
+            // Points of one budget are not at exactly equal C, as in a real sweep.
+            c.push(cc * (1.0 + 0.01 * (j as f64 - 4.0) / 4.0));
+            loops.push(u.exp());
+            loss.push(3.0 - 0.1 * k as f64 + 0.1 * (u - u_star).powi(2));
+            group.push(format!("B{k}"));
+        }
+    }
+    noisy(&mut loss, sigma, &mut rng);
+    Points {
+        c: Some(c),
+        loops: Some(loops),
+        loss,
+        group: with_labels.then_some(group),
+        ..Default::default()
+    }
+}
+
+// ----- point-estimate recovery --------------------------------------------------------------
+
+fn no_boot() -> FitOptions {
+    FitOptions {
+        bootstrap: None,
+        ..Default::default()
+    }
+}
+
+fn assert_close(r: &FitReport, truth: &[(String, f64)], rel: f64) {
+    for (name, want) in truth {
+        let got = r
+            .value(name)
+            .unwrap_or_else(|| panic!("no parameter {name}"));
+        assert!(
+            ((got - want) / want).abs() < rel,
+            "{}: {name} = {got}, truth {want}\n{r}",
+            r.law
+        );
+    }
+}
+
+fn named(t: &[(&str, f64)]) -> Vec<(String, f64)> {
+    t.iter().map(|(n, v)| (n.to_string(), *v)).collect()
+}
+
+#[test]
+fn compute_law_recovers_exact_and_noisy() {
+    let r = fit_compute(&compute_data(0.0, 0), false, &no_boot()).unwrap();
+    assert_close(&r, &named(&COMP), 1e-5);
+    // With noise A and α trade off along a ridge; E and α stay close, and the optimum must
+    // beat the truth's own objective.
+    let noisy = compute_data(NOISE, 1);
+    let r = fit_compute(&noisy, false, &no_boot()).unwrap();
+    assert_close(&r, &[("E".into(), 1.7), ("alpha".into(), 0.08)], 0.25);
+    let law = ComputeLaw;
+    let truth = [1.7f64.ln(), 30f64.ln(), 0.08];
+    let design = law.design(&noisy).unwrap();
+    assert!(r.objective <= Objective::new(&law, &design, DEFAULT_HUBER_DELTA).value(&truth));
+}
+
+#[test]
+fn compute_frontier_fit_uses_lower_envelope() {
+    // Off-frontier points (loss raised by 10%) must not move the frontier fit.
+    let clean = compute_data(0.0, 0);
+    let mut pts = clean.clone();
+    let c = clean.c.clone().unwrap();
+    pts.c.as_mut().unwrap().extend(c.iter().map(|c| c * 1.01));
+    pts.loss.extend(clean.loss.iter().map(|l| l * 1.1));
+    let r = fit_compute(&pts, true, &no_boot()).unwrap();
+    assert_eq!(r.n_points, clean.len());
+    assert_close(&r, &named(&COMP), 1e-5);
+}
+
+#[test]
+fn chinchilla_law_recovers_exact_and_noisy() {
+    let o = FitOptions {
+        starts: Some(chinchilla_coarse_grid()),
+        ..no_boot()
+    };
+    let r = fit_chinchilla(&chinchilla_data(0.0, 0), &o).unwrap();
+    assert_close(&r, &named(&CHIN), 1e-5);
+    let r = fit_chinchilla(&chinchilla_data(NOISE, 3), &o).unwrap();
+    assert_close(
+        &r,
+        &[
+            ("E".into(), 1.8),
+            ("alpha".into(), 0.34),
+            ("beta".into(), 0.30),
+        ],
+        0.1,
+    );
+}
+
+#[test]
+fn test_time_law_recovers_per_curve_and_pooled() {
+    let rs = fit_test_time(&test_time_data(0.0, 0), &no_boot()).unwrap();
+    assert_eq!(rs.len(), 1);
+    assert_close(&rs[0].1, &named(&TT), 1e-5);
+    let rs = fit_test_time(&test_time_data(NOISE, 5), &no_boot()).unwrap();
+    assert_close(&rs[0].1, &named(&TT), 0.2);
+
+    let pooled = pooled_data(0.0, 0);
+    let per_curve = fit_test_time(&pooled, &no_boot()).unwrap();
+    assert_eq!(per_curve.len(), 4);
+    for (c, (_, r)) in per_curve.iter().enumerate() {
+        let (l, a) = POOLED_CURVES[c];
+        assert_close(
+            r,
+            &[("L_inf".into(), l), ("A".into(), a), ("k".into(), POOLED_K)],
+            1e-5,
+        );
+    }
+    let r = fit_test_time_pooled(&pooled, &no_boot()).unwrap();
+    assert_close(&r, &pooled_truth(), 1e-5);
+    let r = fit_test_time_pooled(&pooled_data(NOISE, 6), &no_boot()).unwrap();
+    assert_close(&r, &pooled_truth(), 0.1);
+}
+
+#[test]
+fn isoflop_recovers_exponent_from_known_parabolas() {
+    let o = IsoflopOptions {
+        bootstrap: None,
+        ..Default::default()
+    };
+    for labels in [false, true] {
+        let budgeting = if labels {
+            Budgeting::Labels
+        } else {
+            Budgeting::RelativeTolerance(0.05)
+        };
+        let r = fit_isoflop(
+            &isoflop_data(0.0, 0, labels),
+            &IsoflopOptions {
+                budgeting,
+                ..o.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(r.optima.len(), 6);
+        let a = r.report.value("a").unwrap();
+        let g = r.report.value("G").unwrap();
+        // Budget C is the geometric mean of slightly spread C's, so not exactly exact.
+        assert!((a - ISO_A).abs() < 1e-3, "a = {a}");
+        assert!((g.ln() - ISO_G.ln()).abs() < 0.05, "G = {g}");
+    }
+    let r = fit_isoflop(&isoflop_data(NOISE, 9, false), &o).unwrap();
+    assert!((r.report.value("a").unwrap() - ISO_A).abs() < 0.05);
+}
+
+// ----- interval coverage --------------------------------------------------------------------
+
+/// For `trials` seeds, fit with a `resamples`-resample bootstrap and count, per parameter,
+/// the trials whose 95% interval covers the truth.
+fn coverage(
+    trials: u64,
+    truth: &[(String, f64)],
+    fit: impl Fn(u64, BootstrapOptions) -> FitReport,
+    resamples: usize,
+) -> Vec<(String, usize)> {
+    let mut hits = vec![0usize; truth.len()];
+    for seed in 0..trials {
+        let b = BootstrapOptions {
+            resamples,
+            seed: 1000 + seed,
+            ..Default::default()
+        };
+        let r = fit(seed, b);
+        for (j, (name, want)) in truth.iter().enumerate() {
+            let p = r.param(name).unwrap();
+            if p.lo.unwrap() <= *want && *want <= p.hi.unwrap() {
+                hits[j] += 1;
+            }
+        }
+    }
+    truth.iter().map(|(n, _)| n.clone()).zip(hits).collect()
+}
+
+fn check_coverage(law: &str, counts: &[(String, usize)], trials: u64, min: usize) {
+    eprintln!("{law}: coverage over {trials} trials: {counts:?}");
+    for (name, k) in counts {
+        assert!(
+            *k >= min,
+            "{law}: {name} covered in {k}/{trials} trials, need {min}"
+        );
+    }
+}
+
+fn compute_fit(seed: u64, b: BootstrapOptions) -> FitReport {
+    fit_compute(
+        &compute_data(NOISE, seed),
+        false,
+        &FitOptions {
+            bootstrap: Some(b),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn chinchilla_fit(seed: u64, b: BootstrapOptions) -> FitReport {
+    let o = FitOptions {
+        starts: Some(chinchilla_coarse_grid()),
+        bootstrap: Some(b),
+        ..Default::default()
+    };
+    fit_chinchilla(&chinchilla_data(NOISE, seed), &o).unwrap()
+}
+
+fn test_time_fit(seed: u64, b: BootstrapOptions) -> FitReport {
+    let o = FitOptions {
+        bootstrap: Some(b),
+        ..Default::default()
+    };
+    fit_test_time(&test_time_data(NOISE, seed), &o)
+        .unwrap()
+        .remove(0)
+        .1
+}
+
+fn pooled_fit(seed: u64, b: BootstrapOptions) -> FitReport {
+    fit_test_time_pooled(
+        &pooled_data(NOISE, seed),
+        &FitOptions {
+            bootstrap: Some(b),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn isoflop_fit(seed: u64, b: BootstrapOptions) -> FitReport {
+    let o = IsoflopOptions {
+        bootstrap: Some(b),
+        ..Default::default()
+    };
+    fit_isoflop(&isoflop_data(NOISE, seed, false), &o)
+        .unwrap()
+        .report
+}
+
+fn iso_truth() -> Vec<(String, f64)> {
+    vec![("G".into(), ISO_G), ("a".into(), ISO_A)]
+}
+
+#[test]
+fn coverage_small() {
+    let (trials, min, res) = (10, 8, 200);
+    check_coverage(
+        "compute",
+        &coverage(trials, &named(&COMP), compute_fit, res),
+        trials,
+        min,
+    );
+    check_coverage(
+        "chinchilla",
+        &coverage(trials, &named(&CHIN), chinchilla_fit, res),
+        trials,
+        min,
+    );
+    check_coverage(
+        "test-time",
+        &coverage(trials, &named(&TT), test_time_fit, res),
+        trials,
+        min,
+    );
+    check_coverage(
+        "test-time-pooled",
+        &coverage(trials, &pooled_truth(), pooled_fit, res),
+        trials,
+        min,
+    );
+    check_coverage(
+        "isoflop",
+        &coverage(trials, &iso_truth(), isoflop_fit, res),
+        trials,
+        min,
+    );
+}
+
+#[test]
+#[ignore = "100 trials x 1000 resamples per law: minutes"]
+fn coverage_full() {
+    let (trials, min, res) = (100, 90, 1000);
+    let mut failures = Vec::new();
+    let mut run = |law: &str, counts: Vec<(String, usize)>| {
+        eprintln!("{law}: coverage over {trials} trials: {counts:?}");
+        failures.extend(
+            counts
+                .into_iter()
+                .filter(|(_, k)| *k < min)
+                .map(|(n, k)| format!("{law}.{n}: {k}")),
+        );
+    };
+    run("compute", coverage(trials, &named(&COMP), compute_fit, res));
+    run(
+        "test-time",
+        coverage(trials, &named(&TT), test_time_fit, res),
+    );
+    run(
+        "test-time-pooled",
+        coverage(trials, &pooled_truth(), pooled_fit, res),
+    );
+    run("isoflop", coverage(trials, &iso_truth(), isoflop_fit, res));
+    run(
+        "chinchilla",
+        coverage(trials, &named(&CHIN), chinchilla_fit, res),
+    );
+    assert!(failures.is_empty(), "under-covered: {failures:?}");
+}
