@@ -18,6 +18,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => run(&args),
         Command::Status { file, db } => status(&file, db),
         Command::Sql { db, query, csv } => sql(&db, &query, csv),
+        Command::Fit(args) => super::fit::fit(&args),
         Command::Worker(args) => {
             let status = engine::run_worker(&engine::WorkerArgs {
                 db: args.db,

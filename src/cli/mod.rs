@@ -2,12 +2,14 @@
 //! Everything here is presentation; the work itself is done by the library modules.
 
 mod commands;
+mod fit;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 pub use commands::execute;
+pub use fit::{FitArgs, LawName};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -65,6 +67,14 @@ pub enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// Fit a scaling law to a sweep's database or to a CSV file, with bootstrap intervals.
+    ///
+    /// Laws: compute (L = E + A·C^-α), chinchilla (L = E + A/N^α + B/D^β), isoflop (optimal
+    /// loops/tokens/params per FLOP budget, x* = G·C^a), test-time (L = L∞ + A·exp(-k·T)).
+    /// Huber loss on log-loss residuals, multi-start L-BFGS, percentile bootstrap. The fit is
+    /// printed and recorded in the database's `fits` and `fit_params` tables. Example:
+    ///   loopscale fit data.csv --law chinchilla --n-col "Model Size" --c-col "Training FLOP" --drop-top-loss 5
+    Fit(Box<FitArgs>),
     /// Train one run of a database (started by `run`; not usually called by hand).
     #[command(hide = true)]
     Worker(WorkerArgs),

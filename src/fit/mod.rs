@@ -22,6 +22,7 @@ pub mod parametric;
 pub mod points;
 pub mod report;
 pub mod solve;
+pub mod source;
 
 pub use bootstrap::BootstrapOptions;
 pub use csv::{CsvColumns, read_points};

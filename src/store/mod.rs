@@ -6,10 +6,12 @@
 //! leave a run `done` without its metrics. The schema itself, with a comment on every column,
 //! is `schema.sql`; `docs/schema.md` is the user's guide to it.
 
+mod fits;
 mod open;
 mod runs;
 mod query;
 
+pub use fits::{RunPoint, TestTimePoint};
 pub use open::{StoreError, APPLICATION_ID, SCHEMA_VERSION};
 pub use query::QueryResult;
 pub use runs::{NewRun, RunProgress, RunRow, RunStatus};

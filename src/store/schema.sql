@@ -98,3 +98,33 @@ CREATE TABLE attempts (
     log_path    TEXT,                      -- the worker's log file
     PRIMARY KEY (run_key, attempt)
 ) WITHOUT ROWID;
+
+-- Fitted scaling laws: one row per `loopscale fit` (per curve for per-curve test-time fits).
+CREATE TABLE fits (
+    fit_id      INTEGER PRIMARY KEY,
+    law         TEXT NOT NULL,             -- 'compute' | 'chinchilla' | 'isoflop' | 'test-time' | 'test-time-pooled'
+    source      TEXT NOT NULL,             -- the database or CSV file the points came from
+    selection   TEXT NOT NULL,             -- JSON: which points and options (sweep, frontier, axis, drop_top_loss, ...)
+    curve       TEXT,                      -- per-curve test-time fits: the run_key of the curve
+    n_points    INTEGER NOT NULL,          -- points the fit used
+    objective   REAL,                      -- best Huber objective (sum over points)
+    starts      INTEGER,                   -- solver starts tried
+    converged_starts INTEGER,              -- starts whose solver reported convergence
+    heldout_n   INTEGER,                   -- points held out of the fit and predicted (largest compute)
+    heldout_mean_abs_rel_error REAL,
+    heldout_max_abs_rel_error  REAL,
+    report_json TEXT NOT NULL,             -- the whole fit report (as `loopscale fit --json` prints it)
+    created_at  TEXT NOT NULL
+);
+
+-- Each fitted parameter and derived quantity of a fit, with its bootstrap interval.
+CREATE TABLE fit_params (
+    fit_id  INTEGER NOT NULL REFERENCES fits(fit_id),
+    name    TEXT NOT NULL,                 -- e.g. 'E', 'A', 'alpha', or a derived 'a = beta/(alpha+beta)'
+    kind    TEXT NOT NULL CHECK (kind IN ('param', 'derived')),
+    value   REAL NOT NULL,                 -- point estimate from all points
+    lo      REAL,                          -- lower end of the percentile interval; NULL without bootstrap
+    hi      REAL,                          -- upper end
+    level   REAL,                          -- the interval's coverage, e.g. 0.95
+    PRIMARY KEY (fit_id, name)
+) WITHOUT ROWID;
