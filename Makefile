@@ -21,7 +21,7 @@ run: corpus build
 	./target/release/loopscale status $(SWEEP)
 
 test: corpus
-	$(CARGO) test --all-targets
+	$(CARGO) test
 
 bench: corpus
 	$(CARGO) bench
