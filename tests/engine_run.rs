@@ -172,3 +172,45 @@ fn a_database_that_is_not_ours_is_refused_and_untouched() {
     assert!(text(&out).contains("not a SQLite database"), "{}", text(&out));
     assert_eq!(std::fs::read(&other).unwrap(), b"not a database at all");
 }
+
+#[test]
+fn ctrl_c_stops_workers_cleanly_and_records_the_run_as_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(dir.path(), "ctrlc", "[0, 1]", 400_000);
+    let db = dir.path().join("ctrlc.sqlite");
+    let coordinator = Command::new(BIN)
+        .args(["run", file.to_str().unwrap(), "--plain"])
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first run has logged a few steps, then press Ctrl-C (SIGINT to the
+    // coordinator alone: it must forward it to its workers itself).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        assert!(Instant::now() < deadline, "no progress recorded");
+        std::thread::sleep(Duration::from_millis(100));
+        let logged = Store::open_read_only(&db)
+            .and_then(|s| {
+                let runs = s.runs("ctrlc")?;
+                Ok(runs.iter().map(|r| s.progress(&r.key).ok().flatten().map_or(0, |p| p.step)).max().unwrap_or(0))
+            })
+            .unwrap_or(0);
+        if logged >= 10 {
+            break;
+        }
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(coordinator.id() as i32, libc::SIGINT) };
+    let out = coordinator.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("run the same command again"));
+
+    let store = Store::open_read_only(&db).unwrap();
+    let runs = store.runs("ctrlc").unwrap();
+    let interrupted: Vec<_> = runs.iter().filter(|r| r.status == RunStatus::Interrupted).collect();
+    assert_eq!(interrupted.len(), 1, "the active run is recorded as interrupted: {runs:?}");
+    assert!(interrupted[0].steps_done.unwrap() >= 10, "its steps so far are kept");
+    assert!(runs.iter().all(|r| r.status != RunStatus::Done && r.status != RunStatus::Running));
+}

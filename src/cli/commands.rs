@@ -9,7 +9,7 @@ use crate::engine::{self, RunOptions};
 use crate::store::{RunRow, RunStatus, Store};
 use crate::sweep::Sweep;
 use crate::table::{render, si};
-use crate::train::Budget;
+use crate::train::{Budget, Corpus};
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn execute(cli: Cli) -> anyhow::Result<i32> {
@@ -80,6 +80,7 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
         println!("({} grid points were identical to another run once irrelevant keys were dropped, and are listed once)", sweep.collapsed);
     }
     println!("database: {}", sweep.db.display());
+    print_corpora(&sweep);
     if let Some(rate) = measured_flop_rate(&sweep.db, &sweep.name) {
         println!(
             "estimated training time at this database's measured {:.2} GFLOP/s: {} (one worker)",
@@ -88,6 +89,29 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// Each corpus the sweep trains on, with the bar a model has to clear: the entropy of its byte
+/// frequencies (the loss of the best model that ignores context).
+fn print_corpora(sweep: &Sweep) {
+    let mut seen = std::collections::HashSet::new();
+    for run in &sweep.runs {
+        let data = &run.config.data;
+        if !seen.insert((data.corpus.clone(), data.val_fraction.to_bits())) {
+            continue;
+        }
+        match Corpus::load(data, &sweep.base_dir) {
+            Ok(c) => println!(
+                "corpus {}: {} train / {} validation tokens; unigram entropy {:.3} nats/token ({:.3} bits/byte)",
+                data.corpus,
+                si(c.train_tokens().len() as f64),
+                si(c.val_tokens().len() as f64),
+                c.unigram_entropy_nats(),
+                c.unigram_entropy_nats() / std::f64::consts::LN_2 / c.bytes_per_token()
+            ),
+            Err(e) => println!("corpus {}: cannot be read: {e:#}", data.corpus),
+        }
+    }
 }
 
 /// FLOP/s achieved by the finished runs in an existing database, if any.
