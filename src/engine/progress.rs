@@ -114,7 +114,8 @@ impl Progress {
                 bar.finish_and_clear();
             }
         }
-        if !retrying {
+        // An interrupted run, or one about to be retried, is not finished.
+        if !retrying && status != RunStatus::Interrupted {
             self.finished_runs += 1;
             self.done_flops += flops;
         }
