@@ -17,7 +17,7 @@ fn new_run(seed: u64) -> NewRun {
 }
 
 fn step(step: u64, loss: f64) -> StepMetrics {
-    StepMetrics { step, tokens: step * 100, flops: step as f64 * 1e6, train_loss: loss, lr: 1e-3, grad_norm: 0.5, elapsed_seconds: step as f64 }
+    StepMetrics { step, tokens: step * 100, flops: step as f64 * 1e6, train_loss: loss, lr: 1e-3, grad_norm: 0.5, elapsed_seconds: step as f64, state_norm: None, injection_norm: None }
 }
 
 fn outcome() -> RunOutcome {
@@ -31,6 +31,7 @@ fn outcome() -> RunOutcome {
         final_train_loss: Some(2.1),
         wall_seconds: 1.5,
         tokens_per_second: 200.0,
+        loss_spikes: 0,
     }
 }
 
