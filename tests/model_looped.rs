@@ -4,8 +4,8 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use loopscale::model::{
-    Arch, CausalLm, DecayGroup, DepthSampling, Gpt, Injection, LoopPlan, Looped, LoopedConfig,
-    Mlp, ModelConfig, StateInit, forward_flops_per_token, forward_flops_per_token_at, lm_loss,
+    Arch, CausalLm, DecayGroup, DepthSampling, Gpt, Injection, LoopPlan, Looped, LoopedConfig, Mlp,
+    ModelConfig, StateInit, forward_flops_per_token, forward_flops_per_token_at, lm_loss,
     param_counts, train_flops_per_token,
 };
 use rand::rngs::StdRng;
@@ -13,7 +13,11 @@ use rand::{Rng, SeedableRng};
 
 const CPU: Device = Device::Cpu;
 
-fn looped_cfg(injection: Injection, recurrent_dim: Option<usize>, mean_recurrence: usize) -> ModelConfig {
+fn looped_cfg(
+    injection: Injection,
+    recurrent_dim: Option<usize>,
+    mean_recurrence: usize,
+) -> ModelConfig {
     ModelConfig {
         arch: Arch::Looped,
         d_model: 16,
@@ -39,18 +43,30 @@ fn looped_cfg(injection: Injection, recurrent_dim: Option<usize>, mean_recurrenc
 
 fn random_tensor(rng: &mut StdRng, shape: &[usize], scale: f64) -> Tensor {
     let n: usize = shape.iter().product();
-    let values: Vec<f64> = (0..n).map(|_| scale * rng.random_range(-1.0..1.0)).collect();
+    let values: Vec<f64> = (0..n)
+        .map(|_| scale * rng.random_range(-1.0..1.0))
+        .collect();
     Tensor::from_vec(values, shape, &CPU).unwrap()
 }
 
 fn var(model: &Looped, name: &str) -> Var {
-    model.params().find(name).unwrap_or_else(|| panic!("no parameter {name}")).var.clone()
+    model
+        .params()
+        .find(name)
+        .unwrap_or_else(|| panic!("no parameter {name}"))
+        .var
+        .clone()
 }
 
 fn ids(rng: &mut StdRng, batch: usize, time: usize, vocab: u32) -> (Tensor, Tensor) {
-    let ids: Vec<u32> = (0..batch * (time + 1)).map(|_| rng.random_range(0..vocab)).collect();
+    let ids: Vec<u32> = (0..batch * (time + 1))
+        .map(|_| rng.random_range(0..vocab))
+        .collect();
     let ids = Tensor::from_vec(ids, (batch, time + 1), &CPU).unwrap();
-    (ids.narrow(1, 0, time).unwrap(), ids.narrow(1, 1, time).unwrap())
+    (
+        ids.narrow(1, 0, time).unwrap(),
+        ids.narrow(1, 1, time).unwrap(),
+    )
 }
 
 /// Moves every parameter away from its structured init (identities, ones, the default decay)
@@ -75,7 +91,11 @@ fn extreme(rng: &mut StdRng) -> f64 {
         3 => [0.0, 1e-300, 30.0, 88.0, 710.0, 1e30][rng.random_range(0..6)],
         _ => rng.random_range(0.0..100.0),
     };
-    if rng.random_bool(0.5) { magnitude } else { -magnitude }
+    if rng.random_bool(0.5) {
+        magnitude
+    } else {
+        -magnitude
+    }
 }
 
 #[test]
@@ -84,21 +104,38 @@ fn diagonal_injection_spectral_norm_is_below_one_for_any_parameters() {
         let cfg = looped_cfg(Injection::Diagonal, None, 2);
         let model = Looped::new(&cfg, 32, 8, 0, dtype, &CPU).unwrap();
         // Parcae's default: Ā = 0.447 on every channel.
-        let decay = model.injection_decay().unwrap().unwrap().to_dtype(DType::F64).unwrap();
+        let decay = model
+            .injection_decay()
+            .unwrap()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap();
         for a in decay.to_vec1::<f64>().unwrap() {
             assert!((a - 0.447).abs() < 1e-6, "default decay {a}");
         }
-        let (a_log, dt_bias) = (var(&model, "injection.A_log"), var(&model, "injection.dt_bias"));
+        let (a_log, dt_bias) = (
+            var(&model, "injection.A_log"),
+            var(&model, "injection.dt_bias"),
+        );
         let mut rng = StdRng::seed_from_u64(99);
         let (mut largest, mut smallest) = (0.0f64, 1.0f64);
         for _ in 0..500 {
             for v in [&a_log, &dt_bias] {
                 let values: Vec<f64> = (0..16).map(|_| extreme(&mut rng)).collect();
-                v.set(&Tensor::new(values, &CPU).unwrap().to_dtype(dtype).unwrap()).unwrap();
+                v.set(&Tensor::new(values, &CPU).unwrap().to_dtype(dtype).unwrap())
+                    .unwrap();
             }
-            let decay = model.injection_decay().unwrap().unwrap().to_dtype(DType::F64).unwrap();
+            let decay = model
+                .injection_decay()
+                .unwrap()
+                .unwrap()
+                .to_dtype(DType::F64)
+                .unwrap();
             for a in decay.to_vec1::<f64>().unwrap() {
-                assert!(a.is_finite() && (0.0..1.0).contains(&a), "Ā = {a} for A_log {a_log} dt {dt_bias}");
+                assert!(
+                    a.is_finite() && (0.0..1.0).contains(&a),
+                    "Ā = {a} for A_log {a_log} dt {dt_bias}"
+                );
                 smallest = smallest.min(a);
             }
             let norm = model.injection_spectral_norm().unwrap();
@@ -119,7 +156,9 @@ fn linear_injection_spectral_norm_is_the_largest_singular_value() {
         w[i * 16 + (i + 5) % 16] = if i == 7 { -3.0 } else { 1.0 };
         w[(16 + i) * 16 + i] = 50.0;
     }
-    var(&model, "injection.W").set(&Tensor::from_vec(w, (32, 16), &CPU).unwrap()).unwrap();
+    var(&model, "injection.W")
+        .set(&Tensor::from_vec(w, (32, 16), &CPU).unwrap())
+        .unwrap();
     let norm = model.injection_spectral_norm().unwrap();
     assert!((norm - 3.0).abs() < 1e-9, "{norm}");
     // At init W_h ≈ I: spectral norm near 1, not constrained below it.
@@ -127,7 +166,15 @@ fn linear_injection_spectral_norm_is_the_largest_singular_value() {
     let norm = fresh.injection_spectral_norm().unwrap();
     println!("linear injection spectral norm at init: {norm:.4}");
     assert!((norm - 1.0).abs() < 0.3, "{norm}");
-    let add = Looped::new(&looped_cfg(Injection::Add, None, 2), 32, 8, 0, DType::F64, &CPU).unwrap();
+    let add = Looped::new(
+        &looped_cfg(Injection::Add, None, 2),
+        32,
+        8,
+        0,
+        DType::F64,
+        &CPU,
+    )
+    .unwrap();
     assert_eq!(add.injection_spectral_norm().unwrap(), 1.0);
 }
 
@@ -145,7 +192,8 @@ fn entry(var: &Var, i: usize) -> f64 {
 fn set_entry(var: &Var, i: usize, value: f64) {
     let mut values = var.flatten_all().unwrap().to_vec1::<f64>().unwrap();
     values[i] = value;
-    var.set(&Tensor::from_vec(values, var.shape(), &CPU).unwrap()).unwrap();
+    var.set(&Tensor::from_vec(values, var.shape(), &CPU).unwrap())
+        .unwrap();
 }
 
 /// Autograd against central differences at `per_var` random entries of every parameter;
@@ -155,7 +203,9 @@ fn gradcheck(name: &str, model: &Looped, f: &dyn Fn() -> Tensor, per_var: usize,
     let grads = f().backward().unwrap();
     let (mut worst, mut significant, mut total) = (0.0f64, 0, 0);
     for p in model.params().params() {
-        let grad = grads.get(&p.var).map(|g| g.flatten_all().unwrap().to_vec1::<f64>().unwrap());
+        let grad = grads
+            .get(&p.var)
+            .map(|g| g.flatten_all().unwrap().to_vec1::<f64>().unwrap());
         for _ in 0..per_var {
             let i = rng.random_range(0..p.var.elem_count());
             let original = entry(&p.var, i);
@@ -180,7 +230,10 @@ fn gradcheck(name: &str, model: &Looped, f: &dyn Fn() -> Tensor, per_var: usize,
             }
         }
     }
-    assert!(significant * 4 >= total * 3, "{name}: only {significant}/{total} entries had a gradient");
+    assert!(
+        significant * 4 >= total * 3,
+        "{name}: only {significant}/{total} entries had a gradient"
+    );
     println!("{name}: max relative error {worst:.2e} over {significant} entries");
     worst
 }
@@ -204,8 +257,20 @@ fn looped_gradients_match_finite_differences_through_three_loops() {
         // Per-sequence depths 3 and 2 (the second masked out of the first loop), all with
         // gradient: the training path, masking included.
         let plan = LoopPlan::new(vec![3, 2], 3);
-        let f = || lm_loss(&model.forward(&inputs, &plan, &h0).unwrap().logits, &targets).unwrap();
-        gradcheck(&format!("looped {injection:?} r={recurrent_dim:?}"), &model, &f, 3, 200 + k as u64);
+        let f = || {
+            lm_loss(
+                &model.forward(&inputs, &plan, &h0).unwrap().logits,
+                &targets,
+            )
+            .unwrap()
+        };
+        gradcheck(
+            &format!("looped {injection:?} r={recurrent_dim:?}"),
+            &model,
+            &f,
+            3,
+            200 + k as u64,
+        );
     }
 }
 
@@ -218,11 +283,22 @@ fn grads_by_name(model: &Looped, loss: &Tensor) -> Vec<(String, Option<Vec<f64>>
         .params()
         .params()
         .iter()
-        .map(|p| (p.name.clone(), grads.get(&p.var).map(|g| g.flatten_all().unwrap().to_vec1::<f64>().unwrap())))
+        .map(|p| {
+            (
+                p.name.clone(),
+                grads
+                    .get(&p.var)
+                    .map(|g| g.flatten_all().unwrap().to_vec1::<f64>().unwrap()),
+            )
+        })
         .collect()
 }
 
-fn max_abs_diff(a: &[(String, Option<Vec<f64>>)], b: &[(String, Option<Vec<f64>>)], name_filter: &str) -> f64 {
+fn max_abs_diff(
+    a: &[(String, Option<Vec<f64>>)],
+    b: &[(String, Option<Vec<f64>>)],
+    name_filter: &str,
+) -> f64 {
     let zeros = |n: usize| vec![0.0; n];
     let mut worst = 0.0f64;
     for ((name, ga), (_, gb)) in a.iter().zip(b) {
@@ -230,7 +306,10 @@ fn max_abs_diff(a: &[(String, Option<Vec<f64>>)], b: &[(String, Option<Vec<f64>>
             continue;
         }
         let n = ga.as_ref().or(gb.as_ref()).map_or(0, Vec::len);
-        let (ga, gb) = (ga.clone().unwrap_or_else(|| zeros(n)), gb.clone().unwrap_or_else(|| zeros(n)));
+        let (ga, gb) = (
+            ga.clone().unwrap_or_else(|| zeros(n)),
+            gb.clone().unwrap_or_else(|| zeros(n)),
+        );
         for (x, y) in ga.iter().zip(&gb) {
             worst = worst.max((x - y).abs());
         }
@@ -240,7 +319,10 @@ fn max_abs_diff(a: &[(String, Option<Vec<f64>>)], b: &[(String, Option<Vec<f64>>
 
 #[test]
 fn truncated_backprop_equals_running_the_last_loops_from_a_detached_state() {
-    for (k, injection) in [Injection::Diagonal, Injection::Linear].into_iter().enumerate() {
+    for (k, injection) in [Injection::Diagonal, Injection::Linear]
+        .into_iter()
+        .enumerate()
+    {
         let cfg = looped_cfg(injection, None, 3);
         let model = Looped::new(&cfg, 32, 6, 10 + k as u64, DType::F64, &CPU).unwrap();
         let mut rng = StdRng::seed_from_u64(7);
@@ -249,18 +331,33 @@ fn truncated_backprop_equals_running_the_last_loops_from_a_detached_state() {
         let h0 = model.initial_state(2, 6, &mut rng).unwrap();
 
         // 3 loops, gradient through the last one only.
-        let truncated = model.forward(&inputs, &LoopPlan::new(vec![3, 3], 1), &h0).unwrap();
+        let truncated = model
+            .forward(&inputs, &LoopPlan::new(vec![3, 3], 1), &h0)
+            .unwrap();
         let g_truncated = grads_by_name(&model, &lm_loss(&truncated.logits, &targets).unwrap());
         // Reference: 2 loops, their state taken as a constant, then 1 loop with full gradient.
-        let h2 = model.forward(&inputs, &LoopPlan::uniform(2, 2), &h0).unwrap().state.detach();
-        let reference = model.forward(&inputs, &LoopPlan::uniform(2, 1), &h2).unwrap();
+        let h2 = model
+            .forward(&inputs, &LoopPlan::uniform(2, 2), &h0)
+            .unwrap()
+            .state
+            .detach();
+        let reference = model
+            .forward(&inputs, &LoopPlan::uniform(2, 1), &h2)
+            .unwrap();
         let g_reference = grads_by_name(&model, &lm_loss(&reference.logits, &targets).unwrap());
         // Full backprop through all 3 loops: the core's gradient must differ, else the test
         // could not tell truncation from none.
-        let full = model.forward(&inputs, &LoopPlan::uniform(2, 3), &h0).unwrap();
+        let full = model
+            .forward(&inputs, &LoopPlan::uniform(2, 3), &h0)
+            .unwrap();
         let g_full = grads_by_name(&model, &lm_loss(&full.logits, &targets).unwrap());
 
-        let logit_diff = (truncated.logits - reference.logits).unwrap().abs().unwrap().max_all().unwrap();
+        let logit_diff = (truncated.logits - reference.logits)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
         assert_eq!(logit_diff.to_scalar::<f64>().unwrap(), 0.0);
         let same = max_abs_diff(&g_truncated, &g_reference, "");
         let core_vs_full = max_abs_diff(&g_truncated, &g_full, "core.");
@@ -268,8 +365,14 @@ fn truncated_backprop_equals_running_the_last_loops_from_a_detached_state() {
         println!(
             "{injection:?}: truncated vs detached reference {same:e}; vs full backprop: core {core_vs_full:e}, prelude {prelude_vs_full:e}"
         );
-        assert!(same < 1e-12, "{injection:?}: truncated gradients differ from the reference by {same:e}");
-        assert!(core_vs_full > 1e-6 && prelude_vs_full > 1e-6, "truncation had no effect");
+        assert!(
+            same < 1e-12,
+            "{injection:?}: truncated gradients differ from the reference by {same:e}"
+        );
+        assert!(
+            core_vs_full > 1e-6 && prelude_vs_full > 1e-6,
+            "truncation had no effect"
+        );
     }
 }
 
@@ -285,16 +388,32 @@ fn batch_gradient_is_the_mean_of_per_sequence_gradients_at_their_own_depths() {
 
     // The batch: N = 4 loops, loops 0–1 without graph; sequence 1 active only in loop 3,
     // sequence 2 in loops 2–3.
-    let batch = model.forward(&inputs, &LoopPlan::new(depths.clone(), backprop), &h0).unwrap();
+    let batch = model
+        .forward(&inputs, &LoopPlan::new(depths.clone(), backprop), &h0)
+        .unwrap();
     let g_batch = grads_by_name(&model, &lm_loss(&batch.logits, &targets).unwrap());
 
     // Each sequence alone at its own depth, truncated to its own last min(n, 2) loops.
     let mut mean: Vec<(String, Option<Vec<f64>>)> = Vec::new();
     for (i, &n) in depths.iter().enumerate() {
         let slice = |t: &Tensor| t.narrow(0, i, 1).unwrap();
-        let alone = model.forward(&slice(&inputs), &LoopPlan::new(vec![n], backprop), &slice(&h0)).unwrap();
-        let logit_diff = (&alone.logits - slice(&batch.logits)).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(logit_diff.to_scalar::<f64>().unwrap() < 1e-12, "sequence {i}'s logits differ in the batch");
+        let alone = model
+            .forward(
+                &slice(&inputs),
+                &LoopPlan::new(vec![n], backprop),
+                &slice(&h0),
+            )
+            .unwrap();
+        let logit_diff = (&alone.logits - slice(&batch.logits))
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert!(
+            logit_diff.to_scalar::<f64>().unwrap() < 1e-12,
+            "sequence {i}'s logits differ in the batch"
+        );
         let g = grads_by_name(&model, &lm_loss(&alone.logits, &slice(&targets)).unwrap());
         if mean.is_empty() {
             mean = g.iter().map(|(name, _)| (name.clone(), None)).collect();
@@ -302,13 +421,18 @@ fn batch_gradient_is_the_mean_of_per_sequence_gradients_at_their_own_depths() {
         for ((_, acc), (_, gi)) in mean.iter_mut().zip(g) {
             if let Some(gi) = gi {
                 let acc = acc.get_or_insert_with(|| vec![0.0; gi.len()]);
-                acc.iter_mut().zip(gi).for_each(|(a, x)| *a += x / depths.len() as f64);
+                acc.iter_mut()
+                    .zip(gi)
+                    .for_each(|(a, x)| *a += x / depths.len() as f64);
             }
         }
     }
     let diff = max_abs_diff(&g_batch, &mean, "");
     println!("batch vs mean of per-sequence gradients: {diff:e}");
-    assert!(diff < 1e-12, "batch gradient differs from per-sequence gradients by {diff:e}");
+    assert!(
+        diff < 1e-12,
+        "batch gradient differs from per-sequence gradients by {diff:e}"
+    );
 }
 
 #[test]
@@ -326,7 +450,12 @@ fn sampled_depths_are_seeded_and_poisson_distributed() {
     assert!(plan.depths().iter().all(|&n| n >= 1));
     assert_eq!(plan.first_graph_loop(), plan.total_loops() - 2);
     lc.depth_sampling = DepthSampling::Fixed;
-    assert_eq!(LoopPlan::sample(&lc, 3, &mut StdRng::seed_from_u64(0)).unwrap().depths(), &[4, 4, 4]);
+    assert_eq!(
+        LoopPlan::sample(&lc, 3, &mut StdRng::seed_from_u64(0))
+            .unwrap()
+            .depths(),
+        &[4, 4, 4]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -341,13 +470,20 @@ fn one_additive_loop_from_zero_state_is_the_gpt() {
     lc.state_init = StateInit::Zero;
     lc.prelude_norm = false;
     let looped = Looped::new(&cfg, 32, 8, 1, DType::F64, &CPU).unwrap();
-    let gpt_cfg = ModelConfig { arch: Arch::Gpt, n_layers: 5, looped: None, ..cfg.clone() };
+    let gpt_cfg = ModelConfig {
+        arch: Arch::Gpt,
+        n_layers: 5,
+        looped: None,
+        ..cfg.clone()
+    };
     let gpt = Gpt::new(&gpt_cfg, 32, 8, 2, DType::F64, &CPU).unwrap();
     let mut rng = StdRng::seed_from_u64(5);
     for p in gpt.params().params() {
         // Random gains too, so a norm applied in the wrong place would show.
         let shape = p.var.dims().to_vec();
-        p.var.set(&(p.var.as_tensor() + random_tensor(&mut rng, &shape, 0.3)).unwrap()).unwrap();
+        p.var
+            .set(&(p.var.as_tensor() + random_tensor(&mut rng, &shape, 0.3)).unwrap())
+            .unwrap();
         let name = match p.name.strip_prefix("blocks.") {
             Some(rest) => {
                 let (i, tail) = rest.split_once('.').unwrap();
@@ -424,7 +560,10 @@ fn looped_flops_match_a_hand_count() {
     //   head 6·8·16 = 768. Sum 25856.
     assert_eq!(train_flops_per_token(&cfg, 16, 4), 25856.0);
     // Forward at T loops: 2·1728 + A·2 + 2T·808 + T·A + 2·8·16 = 3968 + 1744·T.
-    assert_eq!(forward_flops_per_token_at(&cfg, 16, 4, 8), 3968.0 + 1744.0 * 8.0);
+    assert_eq!(
+        forward_flops_per_token_at(&cfg, 16, 4, 8),
+        3968.0 + 1744.0 * 8.0
+    );
     assert_eq!(forward_flops_per_token(&cfg, 16, 4), 3968.0 + 1744.0 * 4.0);
 
     // Linear injection: W_e (8·8) once, W_h (8·8) per loop instead of A_log and dt_bias.
@@ -432,14 +571,30 @@ fn looped_flops_match_a_hand_count() {
     linear.looped.as_mut().unwrap().injection = Injection::Linear;
     let counts = param_counts(&linear, 16);
     assert_eq!(counts.non_embedding, 1728 + 856);
-    assert_eq!(train_flops_per_token(&linear, 16, 4), 10368.0 + 768.0 + 16.0 * 856.0 + 1024.0 + 768.0);
+    assert_eq!(
+        train_flops_per_token(&linear, 16, 4),
+        10368.0 + 768.0 + 16.0 * 856.0 + 1024.0 + 768.0
+    );
 
     // One loop with gradient, additive, no prelude norm: a 3-block GPT plus C (6·64 = 384).
     let mut one = cfg.clone();
     let lc = one.looped.as_mut().unwrap();
-    (lc.injection, lc.mean_recurrence, lc.backprop_depth, lc.prelude_norm) = (Injection::Add, 1, None, false);
-    let gpt = ModelConfig { arch: Arch::Gpt, n_layers: 3, looped: None, ..cfg.clone() };
-    assert_eq!(train_flops_per_token(&one, 16, 4), train_flops_per_token(&gpt, 16, 4) + 384.0);
+    (
+        lc.injection,
+        lc.mean_recurrence,
+        lc.backprop_depth,
+        lc.prelude_norm,
+    ) = (Injection::Add, 1, None, false);
+    let gpt = ModelConfig {
+        arch: Arch::Gpt,
+        n_layers: 3,
+        looped: None,
+        ..cfg.clone()
+    };
+    assert_eq!(
+        train_flops_per_token(&one, 16, 4),
+        train_flops_per_token(&gpt, 16, 4) + 384.0
+    );
 }
 
 #[test]
@@ -455,7 +610,10 @@ fn looped_param_counts_equal_the_built_tensors() {
                 let model = Looped::new(&cfg, 40, 8, 0, DType::F32, &CPU).unwrap();
                 let counts = param_counts(&cfg, 40);
                 let built = model.params().element_count() as u64;
-                assert_eq!(counts.total, built, "{injection:?} r={recurrent_dim:?} norm={prelude_norm} tie={tie}");
+                assert_eq!(
+                    counts.total, built,
+                    "{injection:?} r={recurrent_dim:?} norm={prelude_norm} tie={tie}"
+                );
                 let embedding: usize = model
                     .params()
                     .params()
@@ -471,9 +629,24 @@ fn looped_param_counts_equal_the_built_tensors() {
 
 #[test]
 fn injection_parameters_are_not_decayed() {
-    let model = Looped::new(&looped_cfg(Injection::Diagonal, None, 2), 32, 8, 0, DType::F32, &CPU).unwrap();
+    let model = Looped::new(
+        &looped_cfg(Injection::Diagonal, None, 2),
+        32,
+        8,
+        0,
+        DType::F32,
+        &CPU,
+    )
+    .unwrap();
     for name in ["injection.A_log", "injection.dt_bias", "injection.B"] {
-        assert_eq!(model.params().find(name).unwrap().group, DecayGroup::NoDecay, "{name}");
+        assert_eq!(
+            model.params().find(name).unwrap().group,
+            DecayGroup::NoDecay,
+            "{name}"
+        );
     }
-    assert_eq!(model.params().find("core.0.attn.w_qkv").unwrap().group, DecayGroup::Decay);
+    assert_eq!(
+        model.params().find("core.0.attn.w_qkv").unwrap().group,
+        DecayGroup::Decay
+    );
 }

@@ -33,13 +33,19 @@ fn moby_dick(bytes: usize, seq_len: usize) -> Corpus {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let data = DataConfig { seq_len, ..DataConfig::default() };
+    let data = DataConfig {
+        seq_len,
+        ..DataConfig::default()
+    };
     Corpus::from_text(&text[..end], &data, "moby-dick slice").unwrap()
 }
 
 fn parcae_run(steps: u64, injection: Injection, seed: u64) -> RunConfig {
     RunConfig {
-        data: DataConfig { seq_len: 32, ..DataConfig::default() },
+        data: DataConfig {
+            seq_len: 32,
+            ..DataConfig::default()
+        },
         train: TrainConfig {
             tokens: steps * 8 * 32,
             batch_size: 8,
@@ -98,17 +104,33 @@ fn parcae_loss_falls_and_test_time_evals_are_written() {
         );
     }
     for e in &rec.evals {
-        println!("  eval step {} test_loops {:?} val {:.3}", e.step, e.test_loops, e.val_loss);
+        println!(
+            "  eval step {} test_loops {:?} val {:.3}",
+            e.step, e.test_loops, e.val_loss
+        );
     }
-    println!("unigram entropy {unigram:.3}; loss spikes {}", outcome.loss_spikes);
-    assert!(val < unigram - 0.3, "val loss {val} did not fall below the unigram entropy {unigram}");
+    println!(
+        "unigram entropy {unigram:.3}; loss spikes {}",
+        outcome.loss_spikes
+    );
+    assert!(
+        val < unigram - 0.3,
+        "val loss {val} did not fall below the unigram entropy {unigram}"
+    );
     // A uniform guess costs ln 256 = 5.55 nats; the first logged step (10) is already below it.
-    assert!(first < 256f64.ln() && val < first - 1.0, "val loss {val} vs step-10 train loss {first}");
+    assert!(
+        first < 256f64.ln() && val < first - 1.0,
+        "val loss {val} vs step-10 train loss {first}"
+    );
 
     // One eval at the training depth, then one per test_loops value, all at the last step.
     let loops: Vec<Option<usize>> = rec.evals.iter().map(|e| e.test_loops).collect();
     assert_eq!(loops, vec![None, Some(1), Some(2), Some(3), Some(6)]);
-    assert!(rec.evals.iter().all(|e| e.step == 200 && e.val_loss.is_finite()));
+    assert!(
+        rec.evals
+            .iter()
+            .all(|e| e.step == 200 && e.val_loss.is_finite())
+    );
     // T = mean_recurrence is the training-depth eval by another name.
     assert_eq!(rec.evals[0].val_loss, rec.evals[3].val_loss);
 
@@ -127,7 +149,10 @@ fn looped_runs_are_reproducible_from_the_seed() {
         cfg.train.log_every = 1;
         let mut rec = Recorder::default();
         train(&cfg, &corpus, &Device::Cpu, &mut rec).unwrap();
-        rec.steps.iter().map(|s| (s.train_loss.to_bits(), s.state_norm.unwrap().to_bits())).collect::<Vec<_>>()
+        rec.steps
+            .iter()
+            .map(|s| (s.train_loss.to_bits(), s.state_norm.unwrap().to_bits()))
+            .collect::<Vec<_>>()
     };
     let a = losses(3, Injection::Linear);
     assert_eq!(a.len(), 8);

@@ -72,9 +72,15 @@ impl LoopPlan {
     /// Sequence `i` runs `depths[i] ≥ 1` loops, the last `min(depths[i], backprop_depth)` with
     /// gradient.
     pub fn new(depths: Vec<usize>, backprop_depth: usize) -> Self {
-        assert!(!depths.is_empty() && depths.iter().all(|&n| n >= 1), "loop depths must be ≥ 1: {depths:?}");
+        assert!(
+            !depths.is_empty() && depths.iter().all(|&n| n >= 1),
+            "loop depths must be ≥ 1: {depths:?}"
+        );
         assert!(backprop_depth >= 1, "backprop_depth must be ≥ 1");
-        LoopPlan { depths, backprop_depth }
+        LoopPlan {
+            depths,
+            backprop_depth,
+        }
     }
 
     /// Every sequence runs `loops` loops, all with gradient (evaluation, gradient checks).
@@ -87,8 +93,11 @@ impl LoopPlan {
         let depths = match cfg.depth_sampling {
             DepthSampling::Fixed => vec![cfg.mean_recurrence; batch],
             DepthSampling::Poisson => {
-                let poisson = Poisson::new(cfg.mean_recurrence as f64).map_err(candle_core::Error::wrap)?;
-                (0..batch).map(|_| (poisson.sample(rng) as usize).max(1)).collect()
+                let poisson =
+                    Poisson::new(cfg.mean_recurrence as f64).map_err(candle_core::Error::wrap)?;
+                (0..batch)
+                    .map(|_| (poisson.sample(rng) as usize).max(1))
+                    .collect()
             }
         };
         Ok(LoopPlan::new(depths, cfg.backprop_depth()))
@@ -116,14 +125,22 @@ impl LoopPlan {
             return Ok(None);
         }
         let mask: Vec<u8> = self.depths.iter().map(|&d| u8::from(j >= n - d)).collect();
-        Ok(Some(Tensor::from_vec(mask, (self.depths.len(), 1, 1), device)?))
+        Ok(Some(Tensor::from_vec(
+            mask,
+            (self.depths.len(), 1, 1),
+            device,
+        )?))
     }
 }
 
 /// The injection's parameters.
 enum InjectionLayer {
     /// `(r,)`, `(r,)`, `(d, r)`.
-    Diagonal { a_log: Tensor, dt_bias: Tensor, b: Tensor },
+    Diagonal {
+        a_log: Tensor,
+        dt_bias: Tensor,
+        b: Tensor,
+    },
     /// `B` `(d, r)` only when `r ≠ d`.
     Add { b: Option<Tensor> },
     /// `W` `(r + d, r)`: rows `0..r` act on `h`, rows `r..r+d` on `e`.
@@ -162,7 +179,9 @@ fn softplus(x: &Tensor) -> Result<Tensor> {
 
 /// A `(rows, cols)` matrix with ones on the main diagonal, as row-major values.
 fn identity_values(rows: usize, cols: usize) -> Vec<f64> {
-    (0..rows * cols).map(|k| f64::from(u8::from(k / cols == k % cols))).collect()
+    (0..rows * cols)
+        .map(|k| f64::from(u8::from(k / cols == k % cols)))
+        .collect()
 }
 
 impl InjectionLayer {
@@ -173,14 +192,36 @@ impl InjectionLayer {
                 let delta = -DEFAULT_DECAY.ln() - MIN_DECAY_RATE;
                 let dt0 = delta.exp_m1().ln(); // softplus⁻¹
                 InjectionLayer::Diagonal {
-                    a_log: params.constant("injection.A_log", &[r], vec![0.0; r], DecayGroup::NoDecay)?,
-                    dt_bias: params.constant("injection.dt_bias", &[r], vec![dt0; r], DecayGroup::NoDecay)?,
-                    b: params.constant("injection.B", &[d, r], identity_values(d, r), DecayGroup::NoDecay)?,
+                    a_log: params.constant(
+                        "injection.A_log",
+                        &[r],
+                        vec![0.0; r],
+                        DecayGroup::NoDecay,
+                    )?,
+                    dt_bias: params.constant(
+                        "injection.dt_bias",
+                        &[r],
+                        vec![dt0; r],
+                        DecayGroup::NoDecay,
+                    )?,
+                    b: params.constant(
+                        "injection.B",
+                        &[d, r],
+                        identity_values(d, r),
+                        DecayGroup::NoDecay,
+                    )?,
                 }
             }
             Injection::Add => InjectionLayer::Add {
                 b: (r != d)
-                    .then(|| params.constant("injection.B", &[d, r], identity_values(d, r), DecayGroup::NoDecay))
+                    .then(|| {
+                        params.constant(
+                            "injection.B",
+                            &[d, r],
+                            identity_values(d, r),
+                            DecayGroup::NoDecay,
+                        )
+                    })
                     .transpose()?,
             },
             Injection::Linear => {
@@ -188,7 +229,10 @@ impl InjectionLayer {
                 values.extend(identity_values(d, r));
                 let noise = params.sample_normal(values.len(), INIT_STD)?;
                 let values = values.iter().zip(noise).map(|(v, n)| v + n).collect();
-                InjectionLayer::Linear { w: params.constant("injection.W", &[r + d, r], values, DecayGroup::Decay)?, r }
+                InjectionLayer::Linear {
+                    w: params.constant("injection.W", &[r + d, r], values, DecayGroup::Decay)?,
+                    r,
+                }
             }
         })
     }
@@ -265,23 +309,42 @@ impl Looped {
         device: &Device,
     ) -> Result<Self> {
         let Some(lc) = cfg.looped.as_ref().filter(|_| cfg.arch == Arch::Looped) else {
-            candle_core::bail!("Looped::new needs arch = looped with a LoopedConfig, got {:?}", cfg.arch)
+            candle_core::bail!(
+                "Looped::new needs arch = looped with a LoopedConfig, got {:?}",
+                cfg.arch
+            )
         };
         if lc.n_core == 0 || lc.mean_recurrence == 0 {
             candle_core::bail!("a looped model needs n_core ≥ 1 and mean_recurrence ≥ 1");
         }
         let (d, r) = (cfg.d_model, lc.recurrent_width(cfg.d_model));
-        let core_cfg = ModelConfig { d_model: r, ..cfg.clone() };
+        let core_cfg = ModelConfig {
+            d_model: r,
+            ..cfg.clone()
+        };
         // Residual-branch init scaled by the unrolled depth at the mean recurrence.
         let depth = lc.n_prelude + lc.n_core * lc.mean_recurrence + lc.n_coda;
 
         let mut params = ParamStore::new(seed, dtype, device);
-        let token_embedding = params.normal("token_embedding", (vocab_size, d), INIT_STD, DecayGroup::NoDecay)?;
+        let token_embedding = params.normal(
+            "token_embedding",
+            (vocab_size, d),
+            INIT_STD,
+            DecayGroup::NoDecay,
+        )?;
         let prelude = BlockStack::new(&mut params, "prelude", cfg, lc.n_prelude, depth)?;
-        let prelude_norm = lc.prelude_norm.then(|| RmsNorm::new(&mut params, "prelude_norm", d)).transpose()?;
+        let prelude_norm = lc
+            .prelude_norm
+            .then(|| RmsNorm::new(&mut params, "prelude_norm", d))
+            .transpose()?;
         let injection = InjectionLayer::new(&mut params, lc.injection, d, r)?;
         let core = BlockStack::new(&mut params, "core", &core_cfg, lc.n_core, depth)?;
-        let readout = params.constant("readout.C", &[r, d], identity_values(r, d), DecayGroup::Decay)?;
+        let readout = params.constant(
+            "readout.C",
+            &[r, d],
+            identity_values(r, d),
+            DecayGroup::Decay,
+        )?;
         let coda = BlockStack::new(&mut params, "coda", cfg, lc.n_coda, depth)?;
         let final_norm = RmsNorm::new(&mut params, "final_norm", d)?;
         let untied_head = if cfg.tie_embeddings {
@@ -303,7 +366,7 @@ impl Looped {
             core_rope: Rope::new(head_dim(&core_cfg), max_seq_len, dtype, device)?,
             cfg: lc.clone(),
             recurrent: r,
-            eval_seed: seed ^ 0x5eed_0f_e7a1,
+            eval_seed: seed ^ 0x5eed_0fe7_a1a1,
             params,
         })
     }
@@ -320,18 +383,28 @@ impl Looped {
             StateInit::Zero => Tensor::zeros(shape, dtype, device),
             StateInit::Random => {
                 let normal = Normal::new(0.0, INIT_STD).map_err(candle_core::Error::wrap)?;
-                let values: Vec<f64> = (0..batch * time * self.recurrent).map(|_| normal.sample(rng)).collect();
+                let values: Vec<f64> = (0..batch * time * self.recurrent)
+                    .map(|_| normal.sample(rng))
+                    .collect();
                 Tensor::from_vec(values, shape, device)?.to_dtype(dtype)
             }
         }
     }
 
     /// The whole network on `input_ids` `(batch, time)`, looping as `plan` says from state `h0`.
-    pub fn forward(&self, input_ids: &Tensor, plan: &LoopPlan, h0: &Tensor) -> Result<LoopedOutput> {
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        plan: &LoopPlan,
+        h0: &Tensor,
+    ) -> Result<LoopedOutput> {
         let (b, t) = input_ids.dims2()?;
         assert_eq!(plan.depths().len(), b, "one loop depth per sequence");
         let d = self.token_embedding.dim(1)?;
-        let x = self.token_embedding.embedding(&input_ids.flatten_all()?)?.reshape((b, t, d))?;
+        let x = self
+            .token_embedding
+            .embedding(&input_ids.flatten_all()?)?
+            .reshape((b, t, d))?;
 
         // Prelude, once: e is what every loop injects.
         let x = self.prelude.forward(&x, &self.rope)?;
@@ -356,31 +429,45 @@ impl Looped {
         }
 
         // Coda, once.
-        let x = self.coda.forward(&project(&h, &self.readout)?, &self.rope)?;
+        let x = self
+            .coda
+            .forward(&project(&h, &self.readout)?, &self.rope)?;
         let x = self.final_norm.forward(&x)?.reshape((b * t, d))?;
         let logits = match &self.untied_head {
             Some(head) => x.matmul(head)?,
             None => x.matmul(&self.token_embedding.t()?)?,
         };
-        Ok(LoopedOutput { logits: logits.reshape((b, t, ()))?, state: h })
+        Ok(LoopedOutput {
+            logits: logits.reshape((b, t, ()))?,
+            state: h,
+        })
     }
 
     /// Logits with the core applied `loops` times on every sequence, from the evaluation state.
     pub fn logits_with_loops(&self, input_ids: &Tensor, loops: usize) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
         let h0 = self.initial_state(b, t, &mut StdRng::seed_from_u64(self.eval_seed))?;
-        Ok(self.forward(input_ids, &LoopPlan::uniform(b, loops), &h0)?.logits)
+        Ok(self
+            .forward(input_ids, &LoopPlan::uniform(b, loops), &h0)?
+            .logits)
     }
 
     /// Mean cross-entropy at `loops` loops.
-    pub fn loss_with_loops(&self, input_ids: &Tensor, targets: &Tensor, loops: usize) -> Result<Tensor> {
+    pub fn loss_with_loops(
+        &self,
+        input_ids: &Tensor,
+        targets: &Tensor,
+        loops: usize,
+    ) -> Result<Tensor> {
         lm_loss(&self.logits_with_loops(input_ids, loops)?, targets)
     }
 
     /// The diagonal injection's per-channel `Ā` `(r,)`; `None` for the other injections.
     pub fn injection_decay(&self) -> Result<Option<Tensor>> {
         match &self.injection {
-            InjectionLayer::Diagonal { a_log, dt_bias, .. } => Ok(Some(InjectionLayer::decay(a_log, dt_bias)?)),
+            InjectionLayer::Diagonal { a_log, dt_bias, .. } => {
+                Ok(Some(InjectionLayer::decay(a_log, dt_bias)?))
+            }
             _ => Ok(None),
         }
     }
@@ -390,7 +477,10 @@ impl Looped {
     pub fn injection_spectral_norm(&self) -> Result<f64> {
         match &self.injection {
             InjectionLayer::Diagonal { a_log, dt_bias, .. } => {
-                InjectionLayer::decay(a_log, dt_bias)?.max(0)?.to_dtype(DType::F64)?.to_scalar::<f64>()
+                InjectionLayer::decay(a_log, dt_bias)?
+                    .max(0)?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()
             }
             InjectionLayer::Add { .. } => Ok(1.0),
             InjectionLayer::Linear { w, r } => {
@@ -403,7 +493,13 @@ impl Looped {
 
 /// Mean per-token L2 norm of a state `(batch, time, r)`.
 pub fn state_norm(h: &Tensor) -> Result<f64> {
-    h.detach().sqr()?.sum(D::Minus1)?.sqrt()?.mean_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()
+    h.detach()
+        .sqr()?
+        .sum(D::Minus1)?
+        .sqrt()?
+        .mean_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()
 }
 
 /// Largest singular value of a square matrix by power iteration on `MᵀM` (host f64; the
@@ -424,9 +520,14 @@ pub fn largest_singular_value(m: &[Vec<f64>]) -> f64 {
             return 0.0;
         }
         v.iter_mut().for_each(|x| *x /= norm);
-        let mv: Vec<f64> = m.iter().map(|row| row.iter().zip(&v).map(|(a, b)| a * b).sum()).collect();
+        let mv: Vec<f64> = m
+            .iter()
+            .map(|row| row.iter().zip(&v).map(|(a, b)| a * b).sum())
+            .collect();
         let next_sigma = mv.iter().map(|x| x * x).sum::<f64>().sqrt();
-        v = (0..cols).map(|j| (0..n).map(|i| m[i][j] * mv[i]).sum()).collect();
+        v = (0..cols)
+            .map(|j| (0..n).map(|i| m[i][j] * mv[i]).sum())
+            .collect();
         if (next_sigma - sigma).abs() <= 1e-12 * next_sigma.max(1e-300) {
             return next_sigma;
         }
@@ -442,12 +543,20 @@ impl CausalLm for Looped {
     }
 
     /// Per-sequence sampled depths and a fresh initial state, both from `rng`.
-    fn train_loss(&self, input_ids: &Tensor, targets: &Tensor, rng: &mut StdRng) -> Result<TrainLoss> {
+    fn train_loss(
+        &self,
+        input_ids: &Tensor,
+        targets: &Tensor,
+        rng: &mut StdRng,
+    ) -> Result<TrainLoss> {
         let (b, t) = input_ids.dims2()?;
         let plan = LoopPlan::sample(&self.cfg, b, rng)?;
         let h0 = self.initial_state(b, t, rng)?;
         let out = self.forward(input_ids, &plan, &h0)?;
-        Ok(TrainLoss { loss: lm_loss(&out.logits, targets)?, state_norm: Some(state_norm(&out.state)?) })
+        Ok(TrainLoss {
+            loss: lm_loss(&out.logits, targets)?,
+            state_norm: Some(state_norm(&out.state)?),
+        })
     }
 
     fn as_looped(&self) -> Option<&Looped> {

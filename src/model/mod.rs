@@ -20,8 +20,8 @@ pub use counts::{
     param_counts, train_flops_per_token,
 };
 pub use gpt::Gpt;
-pub use looped::{LoopPlan, Looped};
 pub use layers::cross_entropy;
+pub use looped::{LoopPlan, Looped};
 pub use params::{DecayGroup, Param, ParamStore};
 
 use candle_core::{Result, Tensor};
@@ -53,9 +53,17 @@ pub trait CausalLm {
     /// The loss of a training step. A model whose forward pass is random in training (a looped
     /// model samples its depths and initial state) draws from `rng`, so a seeded `rng` makes the
     /// run reproducible; the default is the deterministic [`CausalLm::loss`].
-    fn train_loss(&self, input_ids: &Tensor, targets: &Tensor, rng: &mut StdRng) -> Result<TrainLoss> {
+    fn train_loss(
+        &self,
+        input_ids: &Tensor,
+        targets: &Tensor,
+        rng: &mut StdRng,
+    ) -> Result<TrainLoss> {
         let _ = rng;
-        Ok(TrainLoss { loss: self.loss(input_ids, targets)?, state_norm: None })
+        Ok(TrainLoss {
+            loss: self.loss(input_ids, targets)?,
+            state_norm: None,
+        })
     }
 
     /// The looped model behind this one, for loop-count evaluations and stability telemetry.

@@ -10,7 +10,7 @@ pub mod schedule;
 pub mod trainer;
 
 pub use budget::Budget;
-pub use config::{resolve_corpus_path, DataConfig, Schedule, TrainConfig, SHIPPED_CORPUS};
+pub use config::{DataConfig, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path};
 pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus};
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::{learning_rate, lr_multiplier};

@@ -97,7 +97,9 @@ pub fn evaluate(model: &dyn CausalLm, batches: &[Batch]) -> anyhow::Result<f64> 
 
 /// Mean validation loss of a looped model run for `loops` loops on every sequence.
 pub fn evaluate_at_loops(model: &Looped, batches: &[Batch], loops: usize) -> anyhow::Result<f64> {
-    mean_loss(batches, |b| model.loss_with_loops(&b.inputs, &b.targets, loops))
+    mean_loss(batches, |b| {
+        model.loss_with_loops(&b.inputs, &b.targets, loops)
+    })
 }
 
 fn mean_loss(
@@ -106,9 +108,7 @@ fn mean_loss(
 ) -> anyhow::Result<f64> {
     let (mut total, mut count) = (0.0, 0usize);
     for batch in batches {
-        let loss = loss(batch)?
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?;
+        let loss = loss(batch)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let n = batch.targets.elem_count();
         total += loss * n as f64;
         count += n;
