@@ -144,6 +144,29 @@ fn a_finished_attempt_has_its_metrics_and_a_restart_clears_partial_rows() {
 }
 
 #[test]
+fn stability_telemetry_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let mut store = Store::open(&path).unwrap();
+    let run = new_run(0);
+    store.register_sweep("s", "", "s.toml", "", std::slice::from_ref(&run)).unwrap();
+    store.start_attempt(&run.key, None).unwrap();
+    let looped = StepMetrics { state_norm: Some(12.5), injection_norm: Some(0.447), ..step(1, 5.0) };
+    let blown = StepMetrics { state_norm: Some(f64::INFINITY), injection_norm: Some(2.5), ..step(2, 4.0) };
+    let outcome = RunOutcome { loss_spikes: 3, ..outcome() };
+    store.finish_attempt(&run.key, 1, &[looped, blown, step(3, 3.0)], &[], &outcome).unwrap();
+    assert_eq!(store.run(&run.key).unwrap().unwrap().loss_spikes, Some(3));
+    let q = store.query("SELECT step, state_norm, injection_norm FROM metrics ORDER BY step").unwrap();
+    let row = |a: &str, b: &str, c: &str| vec![a.to_string(), b.to_string(), c.to_string()];
+    assert_eq!(q.rows, vec![row("1", "12.5", "0.447"), row("2", "", "2.5"), row("3", "", "")], "{:?}", q.rows);
+    // A restart clears the count with the rest of the outcome. (`query` leaves its handle
+    // query-only, so write through a fresh one.)
+    let mut store = Store::open(&path).unwrap();
+    store.start_attempt(&run.key, None).unwrap();
+    assert_eq!(store.run(&run.key).unwrap().unwrap().loss_spikes, None);
+}
+
+#[test]
 fn sql_queries_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.sqlite");

@@ -53,6 +53,26 @@ fn forward_seed(seed: u64) -> u64 {
     seed ^ 0xd1b5_4a32_d192_ed03
 }
 
+/// Counts loss spikes: losses above `SPIKE_FACTOR` × the mean of the previous `SPIKE_WINDOW`.
+#[derive(Default)]
+struct SpikeCounter {
+    recent: VecDeque<f64>,
+    count: u32,
+}
+
+impl SpikeCounter {
+    fn observe(&mut self, loss: f64) {
+        if self.recent.len() == SPIKE_WINDOW {
+            let mean = self.recent.iter().sum::<f64>() / SPIKE_WINDOW as f64;
+            if loss > SPIKE_FACTOR * mean {
+                self.count += 1;
+            }
+            self.recent.pop_front();
+        }
+        self.recent.push_back(loss);
+    }
+}
+
 /// The network `cfg.model` describes, initialised from `cfg.seed`, in the training dtype.
 pub fn build_model(
     cfg: &RunConfig,
@@ -144,8 +164,7 @@ pub fn train_model(
     )?;
     let mut sampler = BatchSampler::new(sampler_seed(cfg.seed), t.batch_size, seq_len);
     let mut forward_rng = StdRng::seed_from_u64(forward_seed(cfg.seed));
-    let mut recent_losses = VecDeque::with_capacity(SPIKE_WINDOW);
-    let mut loss_spikes = 0u32;
+    let mut spikes = SpikeCounter::default();
     let val_batches = corpus.validation_batches(seq_len, t.batch_size, t.eval_tokens, device)?;
 
     let start = Instant::now();
@@ -177,14 +196,7 @@ pub fn train_model(
             ));
             break;
         }
-        if recent_losses.len() == SPIKE_WINDOW {
-            let mean = recent_losses.iter().sum::<f64>() / SPIKE_WINDOW as f64;
-            if loss_value > SPIKE_FACTOR * mean {
-                loss_spikes += 1;
-            }
-            recent_losses.pop_front();
-        }
-        recent_losses.push_back(loss_value);
+        spikes.observe(loss_value);
         let grads = loss.backward()?;
         let lr = learning_rate(t, step, steps);
         let grad_norm = optimizer.step(&grads, lr, t.grad_clip)?;
@@ -267,6 +279,33 @@ pub fn train_model(
         } else {
             0.0
         },
-        loss_spikes,
+        loss_spikes: spikes.count,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spikes_are_losses_well_above_the_recent_mean() {
+        let mut spikes = SpikeCounter::default();
+        // The first SPIKE_WINDOW steps only fill the window, however high they are.
+        for i in 0..SPIKE_WINDOW {
+            spikes.observe(if i == 3 { 50.0 } else { 2.0 });
+        }
+        assert_eq!(spikes.count, 0);
+        spikes.observe(2.0);
+        spikes.observe(5.0); // the window still holds the 50: mean ≈ 4.4, 5 < 6.6
+        assert_eq!(spikes.count, 0);
+        for _ in 0..SPIKE_WINDOW {
+            spikes.observe(2.0);
+        }
+        spikes.observe(2.9); // mean ≈ 2, threshold 3
+        assert_eq!(spikes.count, 0);
+        spikes.observe(3.5);
+        assert_eq!(spikes.count, 1);
+        spikes.observe(f64::INFINITY);
+        assert_eq!(spikes.count, 2);
+    }
 }
