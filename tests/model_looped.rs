@@ -463,8 +463,14 @@ fn sampled_depths_are_seeded_and_poisson_distributed() {
 
 #[test]
 fn one_additive_loop_from_zero_state_is_the_gpt() {
+    for tie in [false, true] {
+        one_loop_matches_gpt(tie);
+    }
+}
+
+fn one_loop_matches_gpt(tie: bool) {
     let mut cfg = looped_cfg(Injection::Add, None, 1);
-    cfg.tie_embeddings = false;
+    cfg.tie_embeddings = tie;
     let lc = cfg.looped.as_mut().unwrap();
     (lc.n_prelude, lc.n_core, lc.n_coda) = (2, 1, 2);
     lc.state_init = StateInit::Zero;
@@ -506,7 +512,7 @@ fn one_additive_loop_from_zero_state_is_the_gpt() {
         .unwrap()
         .to_scalar::<f64>()
         .unwrap();
-    println!("looped (1 add loop) vs GPT: max logit difference {diff:e}");
+    println!("looped (1 add loop) vs GPT, tied={tie}: max logit difference {diff:e}");
     assert!(diff < 1e-12, "{diff}");
     // Sanity: a second loop changes the output, so the comparison is not vacuous.
     let two = (looped.logits_with_loops(&inputs, 2).unwrap() - gpt.logits(&inputs).unwrap())
