@@ -17,7 +17,7 @@ fn new_run(seed: u64) -> NewRun {
 }
 
 fn step(step: u64, loss: f64) -> StepMetrics {
-    StepMetrics { step, tokens: step * 100, flops: step as f64 * 1e6, train_loss: loss, lr: 1e-3, grad_norm: 0.5, elapsed_seconds: step as f64 }
+    StepMetrics { step, tokens: step * 100, flops: step as f64 * 1e6, train_loss: loss, lr: 1e-3, grad_norm: 0.5, elapsed_seconds: step as f64, state_norm: None, injection_norm: None }
 }
 
 fn outcome() -> RunOutcome {
@@ -31,6 +31,7 @@ fn outcome() -> RunOutcome {
         final_train_loss: Some(2.1),
         wall_seconds: 1.5,
         tokens_per_second: 200.0,
+        loss_spikes: 0,
     }
 }
 
@@ -140,6 +141,29 @@ fn a_finished_attempt_has_its_metrics_and_a_restart_clears_partial_rows() {
     assert_eq!(q.rows, vec![vec!["3".to_string(), "1".to_string()]], "NaN is stored as NULL");
     let q = store.query("SELECT attempt, status FROM attempts ORDER BY attempt").unwrap();
     assert_eq!(q.rows, vec![vec!["1".to_string(), "interrupted".into()], vec!["2".to_string(), "done".into()]]);
+}
+
+#[test]
+fn stability_telemetry_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let mut store = Store::open(&path).unwrap();
+    let run = new_run(0);
+    store.register_sweep("s", "", "s.toml", "", std::slice::from_ref(&run)).unwrap();
+    store.start_attempt(&run.key, None).unwrap();
+    let looped = StepMetrics { state_norm: Some(12.5), injection_norm: Some(0.447), ..step(1, 5.0) };
+    let blown = StepMetrics { state_norm: Some(f64::INFINITY), injection_norm: Some(2.5), ..step(2, 4.0) };
+    let outcome = RunOutcome { loss_spikes: 3, ..outcome() };
+    store.finish_attempt(&run.key, 1, &[looped, blown, step(3, 3.0)], &[], &outcome).unwrap();
+    assert_eq!(store.run(&run.key).unwrap().unwrap().loss_spikes, Some(3));
+    let q = store.query("SELECT step, state_norm, injection_norm FROM metrics ORDER BY step").unwrap();
+    let row = |a: &str, b: &str, c: &str| vec![a.to_string(), b.to_string(), c.to_string()];
+    assert_eq!(q.rows, vec![row("1", "12.5", "0.447"), row("2", "", "2.5"), row("3", "", "")], "{:?}", q.rows);
+    // A restart clears the count with the rest of the outcome. (`query` leaves its handle
+    // query-only, so write through a fresh one.)
+    let mut store = Store::open(&path).unwrap();
+    store.start_attempt(&run.key, None).unwrap();
+    assert_eq!(store.run(&run.key).unwrap().unwrap().loss_spikes, None);
 }
 
 #[test]

@@ -82,6 +82,20 @@ pub struct LoopedConfig {
     pub test_loops: Vec<usize>,
 }
 
+impl LoopedConfig {
+    /// Loops with gradient per sequence at most: `backprop_depth`, else ⌈mean_recurrence / 2⌉.
+    pub fn backprop_depth(&self) -> usize {
+        self.backprop_depth
+            .unwrap_or(self.mean_recurrence.div_ceil(2))
+            .max(1)
+    }
+
+    /// Width of the recurrent state for a model of width `d_model`.
+    pub fn recurrent_width(&self, d_model: usize) -> usize {
+        self.recurrent_dim.unwrap_or(d_model)
+    }
+}
+
 impl Default for LoopedConfig {
     fn default() -> Self {
         LoopedConfig {

@@ -24,8 +24,33 @@
 //!   whether or not its weight is tied to the embedding. The embedding lookup is a gather and
 //!   costs nothing. This differs from the DESIGN's looped formula only by the head term, which
 //!   the looped count should add the same way.
+//!
+//! # Looped models
+//!
+//! A looped model's non-embedding parameters split into those applied once per token
+//! (`N_once`: prelude and coda blocks, prelude and final norms, the injection's loop-invariant
+//! matrix — `B` for diagonal, `B` for add when `r ≠ d`, `W_e` for linear — and the readout `C`)
+//! and those applied once per loop (`N_core`: the core blocks, plus the injection's per-loop
+//! parameters — `A_log` and `dt_bias` for diagonal, `W_h` for linear). Every parameter costs
+//! 2 FLOPs per token each time it is applied forward and 4 backward, as above. A loop with
+//! gradient costs forward + backward; a loop without (truncated backprop) costs forward only.
+//! With `μ_rec` loops on average of which `μ_bwd` have gradient, per training token:
+//!
+//! ```text
+//! train = 6·N_once + 3·A·(L_pre + L_coda) + (2μ_rec + 4μ_bwd)·N_core
+//!         + (μ_rec + 2μ_bwd)·A_r·L_core + 6·d·V,          A = 4·d·seq,  A_r = 4·r·seq
+//! forward at T loops = 2·N_once + A·(L_pre + L_coda) + 2T·N_core + T·A_r·L_core + 2·d·V
+//! ```
+//!
+//! This is the DESIGN's (reference code's) formula plus the head term `6·d·V` the GPT count
+//! uses, with the loop-invariant injection matrix and `C` counted once. `μ_rec` is the configured
+//! `mean_recurrence` and `μ_bwd = min(backprop_depth, μ_rec)`, the nominal values: under Poisson
+//! sampling the exact expectations differ slightly (`E[max(n, 1)] = μ + e^-μ`, and
+//! `E[min(n, k)] < k`), and the batch actually computes `max_i n_i` loops for every sequence with
+//! the surplus masked out; the count is of the useful work, as in the paper. The injection's
+//! element-wise update is covered by counting `A_log` and `dt_bias` as per-loop parameters.
 
-use super::config::{Arch, Mlp, ModelConfig};
+use super::config::{Arch, Injection, LoopedConfig, Mlp, ModelConfig};
 
 /// Parameter counts of a model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,16 +92,58 @@ pub fn block_params(cfg: &ModelConfig) -> u64 {
     norms + attention + mlp
 }
 
-/// Parameter counts of the GPT described by `cfg` with a `vocab_size`-token vocabulary.
+/// A looped model's non-embedding parameters by how often each is applied per token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoopedSplit {
+    /// Applied once: prelude, coda, norms, loop-invariant injection matrix, readout `C`.
+    pub once: u64,
+    /// Applied every loop: core blocks and the injection's per-loop parameters.
+    pub per_loop: u64,
+}
+
+/// The looped model's config, panicking for a GPT (a programming error, not a user one).
+fn looped_of(cfg: &ModelConfig) -> &LoopedConfig {
+    cfg.looped
+        .as_ref()
+        .expect("arch = looped always carries a LoopedConfig")
+}
+
+/// The core's blocks are as wide as the recurrent state.
+fn core_config(cfg: &ModelConfig) -> ModelConfig {
+    ModelConfig {
+        d_model: looped_of(cfg).recurrent_width(cfg.d_model),
+        ..cfg.clone()
+    }
+}
+
+/// Splits a looped model's non-embedding parameters (see the module docs).
+pub fn looped_split(cfg: &ModelConfig) -> LoopedSplit {
+    let l = looped_of(cfg);
+    let (d, r) = (cfg.d_model as u64, l.recurrent_width(cfg.d_model) as u64);
+    let (inject_once, inject_per_loop) = match l.injection {
+        Injection::Diagonal => (d * r, 2 * r),
+        Injection::Add => (if r == d { 0 } else { d * r }, 0),
+        Injection::Linear => (d * r, r * r),
+    };
+    let norms = d + if l.prelude_norm { d } else { 0 };
+    LoopedSplit {
+        once: (l.n_prelude + l.n_coda) as u64 * block_params(cfg) + norms + inject_once + r * d,
+        per_loop: l.n_core as u64 * block_params(&core_config(cfg)) + inject_per_loop,
+    }
+}
+
+/// Parameter counts of the model described by `cfg` with a `vocab_size`-token vocabulary
+/// (unique parameters: a looped core counts once).
 pub fn param_counts(cfg: &ModelConfig, vocab_size: usize) -> ParamCounts {
-    assert_eq!(
-        cfg.arch,
-        Arch::Gpt,
-        "param_counts: only the GPT is implemented so far"
-    );
     let d = cfg.d_model as u64;
     let v = vocab_size as u64;
-    let non_embedding = cfg.n_layers as u64 * block_params(cfg) + d; // + final norm
+    let non_embedding = match cfg.arch {
+        Arch::Gpt => cfg.n_layers as u64 * block_params(cfg) + d, // + final norm
+        Arch::Looped => {
+            let split = looped_split(cfg);
+            split.once + split.per_loop
+        }
+    };
     let embedding = v * d;
     let untied_head = if cfg.tie_embeddings { 0 } else { d * v };
     ParamCounts {
@@ -90,16 +157,64 @@ pub fn attention_flops_per_token(cfg: &ModelConfig, seq_len: usize) -> f64 {
     4.0 * cfg.d_model as f64 * seq_len as f64
 }
 
-/// Forward FLOPs per token: `2·N_ne + A·L + 2·d·V` (see the module docs).
+/// Forward FLOPs per token: `2·N_ne + A·L + 2·d·V` for a GPT; a looped model at its
+/// `mean_recurrence` loops (see the module docs).
 pub fn forward_flops_per_token(cfg: &ModelConfig, vocab_size: usize, seq_len: usize) -> f64 {
-    let n_ne = param_counts(cfg, vocab_size).non_embedding as f64;
-    let head = cfg.d_model as f64 * vocab_size as f64;
-    2.0 * n_ne + attention_flops_per_token(cfg, seq_len) * cfg.n_layers as f64 + 2.0 * head
+    match cfg.arch {
+        Arch::Gpt => {
+            let n_ne = param_counts(cfg, vocab_size).non_embedding as f64;
+            let head = cfg.d_model as f64 * vocab_size as f64;
+            2.0 * n_ne + attention_flops_per_token(cfg, seq_len) * cfg.n_layers as f64 + 2.0 * head
+        }
+        Arch::Looped => {
+            forward_flops_per_token_at(cfg, vocab_size, seq_len, looped_of(cfg).mean_recurrence)
+        }
+    }
 }
 
-/// Training (forward + backward) FLOPs per token: `6·N_ne + 3·A·L + 6·d·V` (see the module docs).
+/// Forward FLOPs per token of a looped model run for `loops` loops (evaluation at test-time
+/// depth): `2·N_once + A·(L_pre + L_coda) + 2T·N_core + T·A_r·L_core + 2·d·V`. For a GPT,
+/// `loops` is ignored.
+pub fn forward_flops_per_token_at(
+    cfg: &ModelConfig,
+    vocab_size: usize,
+    seq_len: usize,
+    loops: usize,
+) -> f64 {
+    if cfg.arch == Arch::Gpt {
+        return forward_flops_per_token(cfg, vocab_size, seq_len);
+    }
+    let l = looped_of(cfg);
+    let split = looped_split(cfg);
+    let t = loops as f64;
+    let attn = attention_flops_per_token(cfg, seq_len);
+    let attn_core = attention_flops_per_token(&core_config(cfg), seq_len);
+    let head = cfg.d_model as f64 * vocab_size as f64;
+    2.0 * split.once as f64
+        + attn * (l.n_prelude + l.n_coda) as f64
+        + 2.0 * t * split.per_loop as f64
+        + t * attn_core * l.n_core as f64
+        + 2.0 * head
+}
+
+/// Training (forward + backward) FLOPs per token: `6·N_ne + 3·A·L + 6·d·V` for a GPT; for a
+/// looped model the loop-split formula of the module docs.
 pub fn train_flops_per_token(cfg: &ModelConfig, vocab_size: usize, seq_len: usize) -> f64 {
-    3.0 * forward_flops_per_token(cfg, vocab_size, seq_len)
+    if cfg.arch == Arch::Gpt {
+        return 3.0 * forward_flops_per_token(cfg, vocab_size, seq_len);
+    }
+    let l = looped_of(cfg);
+    let split = looped_split(cfg);
+    let mu_rec = l.mean_recurrence as f64;
+    let mu_bwd = l.backprop_depth().min(l.mean_recurrence) as f64;
+    let attn = attention_flops_per_token(cfg, seq_len);
+    let attn_core = attention_flops_per_token(&core_config(cfg), seq_len);
+    let head = cfg.d_model as f64 * vocab_size as f64;
+    6.0 * split.once as f64
+        + 3.0 * attn * (l.n_prelude + l.n_coda) as f64
+        + (2.0 * mu_rec + 4.0 * mu_bwd) * split.per_loop as f64
+        + (mu_rec + 2.0 * mu_bwd) * attn_core * l.n_core as f64
+        + 6.0 * head
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use super::params::{DecayGroup, ParamStore};
 pub const INIT_STD: f64 = 0.02;
 
 /// `x · W` for `x` of shape `(…, in)` and `W` of shape `(in, out)`.
-fn project(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+pub fn project(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (rows, cols) = (x.elem_count() / x.dim(D::Minus1)?, x.dim(D::Minus1)?);
     let mut out_shape = x.dims().to_vec();
     *out_shape.last_mut().unwrap() = w.dim(1)?;

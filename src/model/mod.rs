@@ -4,21 +4,41 @@
 //! - [`params`]: the parameter registry, seeded init, weight-decay groups;
 //! - [`layers`]: RMSNorm, RoPE, attention, MLPs, the block and a stack of blocks, the loss;
 //! - [`gpt`]: the GPT baseline;
+//! - [`looped`]: the looped (Parcae) model: prelude → injected recurrent core × T → coda;
 //! - [`counts`]: parameters and FLOPs by arithmetic.
 
 mod config;
 pub mod counts;
 pub mod gpt;
 pub mod layers;
+pub mod looped;
 pub mod params;
 
 pub use config::{Arch, DepthSampling, Injection, LoopedConfig, Mlp, ModelConfig, StateInit};
-pub use counts::{ParamCounts, forward_flops_per_token, param_counts, train_flops_per_token};
+pub use counts::{
+    LoopedSplit, ParamCounts, forward_flops_per_token, forward_flops_per_token_at, looped_split,
+    param_counts, train_flops_per_token,
+};
 pub use gpt::Gpt;
 pub use layers::cross_entropy;
+pub use looped::{LoopPlan, Looped};
 pub use params::{DecayGroup, Param, ParamStore};
 
 use candle_core::{Result, Tensor};
+use rand::rngs::StdRng;
+
+/// Mean cross-entropy of `logits` `(batch, time, vocab)` against `targets` `(batch, time)`.
+pub fn lm_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let vocab = logits.dim(2)?;
+    cross_entropy(&logits.reshape(((), vocab))?, &targets.flatten_all()?)
+}
+
+/// The loss of one training forward pass, with what it measured on the way.
+pub struct TrainLoss {
+    pub loss: Tensor,
+    /// Looped models: mean per-token L2 norm of the recurrent state after the last loop.
+    pub state_norm: Option<f64>,
+}
 
 /// A next-token predictor the trainer and the evaluator can drive.
 pub trait CausalLm {
@@ -27,9 +47,28 @@ pub trait CausalLm {
 
     /// Mean cross-entropy (nats per token) of predicting `targets` `(batch, time)`.
     fn loss(&self, input_ids: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        let logits = self.logits(input_ids)?;
-        let vocab = logits.dim(2)?;
-        cross_entropy(&logits.reshape(((), vocab))?, &targets.flatten_all()?)
+        lm_loss(&self.logits(input_ids)?, targets)
+    }
+
+    /// The loss of a training step. A model whose forward pass is random in training (a looped
+    /// model samples its depths and initial state) draws from `rng`, so a seeded `rng` makes the
+    /// run reproducible; the default is the deterministic [`CausalLm::loss`].
+    fn train_loss(
+        &self,
+        input_ids: &Tensor,
+        targets: &Tensor,
+        rng: &mut StdRng,
+    ) -> Result<TrainLoss> {
+        let _ = rng;
+        Ok(TrainLoss {
+            loss: self.loss(input_ids, targets)?,
+            state_norm: None,
+        })
+    }
+
+    /// The looped model behind this one, for loop-count evaluations and stability telemetry.
+    fn as_looped(&self) -> Option<&Looped> {
+        None
     }
 
     /// Its trainable parameters.

@@ -68,6 +68,25 @@ impl ParamStore {
         self.register(name, init, DecayGroup::NoDecay)
     }
 
+    /// A tensor of given initial `values` (any shape), e.g. an identity matrix or a constant.
+    pub fn constant(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        values: Vec<f64>,
+        group: DecayGroup,
+    ) -> Result<Tensor> {
+        let init = Tensor::from_vec(values, shape, &self.device)?.to_dtype(self.dtype)?;
+        self.register(name, init, group)
+    }
+
+    /// `n` draws from N(0, std²) out of the store's seeded stream, for inits that are a fixed
+    /// pattern plus noise.
+    pub fn sample_normal(&mut self, n: usize, std: f64) -> Result<Vec<f64>> {
+        let normal = Normal::new(0.0, std).map_err(candle_core::Error::wrap)?;
+        Ok((0..n).map(|_| normal.sample(&mut self.rng)).collect())
+    }
+
     fn register(&mut self, name: &str, init: Tensor, group: DecayGroup) -> Result<Tensor> {
         let var = Var::from_tensor(&init)?;
         // The layer keeps a clone of the variable's tensor: same storage and id, so the

@@ -82,6 +82,7 @@ pub struct RunRow {
     pub wall_seconds: Option<f64>,
     pub tokens_per_second: Option<f64>,
     pub error: Option<String>,
+    pub loss_spikes: Option<u32>,
 }
 
 /// The newest measurement of a run, for progress displays.
@@ -95,7 +96,7 @@ pub struct RunProgress {
 
 const RUN_COLUMNS: &str = "run_key, sweep, variant, config_json, params, non_embedding_params, tokens, flops, \
      status, attempts, steps_done, final_train_loss, final_val_loss, final_val_bpb, wall_seconds, \
-     tokens_per_second, error";
+     tokens_per_second, error, loss_spikes";
 
 fn run_row(row: &Row) -> rusqlite::Result<RunRow> {
     let config_json: String = row.get(3)?;
@@ -120,6 +121,7 @@ fn run_row(row: &Row) -> rusqlite::Result<RunRow> {
         wall_seconds: row.get(14)?,
         tokens_per_second: row.get(15)?,
         error: row.get(16)?,
+        loss_spikes: row.get::<_, Option<i64>>(17)?.map(|v| v as u32),
     })
 }
 
@@ -267,7 +269,7 @@ impl Store {
             &format!(
                 "UPDATE runs SET status = 'running', attempts = attempts + 1, started_at = {NOW}, finished_at = NULL,
                  error = NULL, steps_done = 0, final_train_loss = NULL, final_val_loss = NULL, final_val_bpb = NULL,
-                 wall_seconds = NULL, tokens_per_second = NULL WHERE run_key = ?1"
+                 wall_seconds = NULL, tokens_per_second = NULL, loss_spikes = NULL WHERE run_key = ?1"
             ),
             [key],
         )
@@ -311,7 +313,8 @@ impl Store {
         tx.execute(
             &format!(
                 "UPDATE runs SET status = ?2, steps_done = ?3, final_train_loss = ?4, final_val_loss = ?5,
-                 final_val_bpb = ?6, wall_seconds = ?7, tokens_per_second = ?8, error = ?9, finished_at = {NOW}
+                 final_val_bpb = ?6, wall_seconds = ?7, tokens_per_second = ?8, error = ?9,
+                 loss_spikes = ?10, finished_at = {NOW}
                  WHERE run_key = ?1"
             ),
             params![
@@ -324,6 +327,7 @@ impl Store {
                 outcome.wall_seconds,
                 outcome.tokens_per_second,
                 error,
+                outcome.loss_spikes,
             ],
         )
         .map_err(err)?;
@@ -397,8 +401,9 @@ fn insert_measurements(
     evals: &[EvalMetrics],
 ) -> rusqlite::Result<()> {
     let mut step_insert = tx.prepare_cached(
-        "INSERT OR REPLACE INTO metrics (run_key, step, tokens, flops, train_loss, lr, grad_norm, elapsed_seconds)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT OR REPLACE INTO metrics (run_key, step, tokens, flops, train_loss, lr, grad_norm, elapsed_seconds,
+         state_norm, injection_norm)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for m in steps {
         step_insert.execute(params![
@@ -409,7 +414,9 @@ fn insert_measurements(
             finite(m.train_loss),
             m.lr,
             finite(m.grad_norm),
-            m.elapsed_seconds
+            m.elapsed_seconds,
+            m.state_norm.and_then(finite),
+            m.injection_norm.and_then(finite)
         ])?;
     }
     let mut eval_insert = tx.prepare_cached(

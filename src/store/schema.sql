@@ -55,6 +55,7 @@ CREATE TABLE runs (
     final_val_bpb    REAL,
     wall_seconds     REAL,                 -- training wall time of the successful attempt
     tokens_per_second REAL,
+    loss_spikes  INTEGER,                  -- steps with loss > 1.5x the mean of the previous 20
     error        TEXT,                     -- why the run failed or diverged
     created_at   TEXT NOT NULL,
     started_at   TEXT,
@@ -72,6 +73,8 @@ CREATE TABLE metrics (
     lr         REAL NOT NULL,
     grad_norm  REAL,                       -- global gradient norm before clipping; NULL if not finite
     elapsed_seconds REAL NOT NULL,         -- since training started
+    state_norm     REAL,                   -- looped: mean per-token L2 norm of the state after the loops
+    injection_norm REAL,                   -- looped: spectral norm of the injection's map on the state
     PRIMARY KEY (run_key, step)
 ) WITHOUT ROWID;
 

@@ -10,11 +10,13 @@ pub mod schedule;
 pub mod trainer;
 
 pub use budget::Budget;
-pub use config::{resolve_corpus_path, DataConfig, Schedule, TrainConfig, SHIPPED_CORPUS};
+pub use config::{DataConfig, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path};
 pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus};
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::{learning_rate, lr_multiplier};
-pub use trainer::{TRAIN_DTYPE, build_model, evaluate, total_steps, train, train_model};
+pub use trainer::{
+    TRAIN_DTYPE, build_model, evaluate, evaluate_at_loops, total_steps, train, train_model,
+};
 
 /// One logged optimizer step.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +33,11 @@ pub struct StepMetrics {
     pub grad_norm: f64,
     /// Seconds since training started.
     pub elapsed_seconds: f64,
+    /// Looped models: mean per-token L2 norm of the recurrent state after this step's loops.
+    pub state_norm: Option<f64>,
+    /// Looped models: spectral norm of the injection's map on the state (diagonal: max Ā;
+    /// add: 1; linear: largest singular value of W_h), after this step's update.
+    pub injection_norm: Option<f64>,
 }
 
 /// One validation measurement.
@@ -79,6 +86,9 @@ pub struct RunOutcome {
     pub final_train_loss: Option<f64>,
     pub wall_seconds: f64,
     pub tokens_per_second: f64,
+    /// Steps whose training loss exceeded [`trainer::SPIKE_FACTOR`] × the mean of the previous
+    /// [`trainer::SPIKE_WINDOW`] steps' losses (a stability measure; the run went on).
+    pub loss_spikes: u32,
 }
 
 /// The device runs train on: the first CUDA GPU when built with `--features cuda` and one is

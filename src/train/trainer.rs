@@ -1,17 +1,25 @@
 //! The training loop of one run: build the model from its seed, step AdamW along the learning
 //! rate schedule on seeded random windows, report metrics and validation loss to the observer,
 //! and stop early on divergence or when asked to.
+//!
+//! Looped models also draw each step's per-sequence depths and initial state from a seeded
+//! stream of their own (so a seed fixes the whole run), report the recurrent state's norm and
+//! the injection's spectral norm at every logged step, and after training are evaluated at
+//! every `test_loops` depth.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use anyhow::Context;
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 use super::data::{Batch, BatchSampler, Corpus};
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::learning_rate;
 use super::{EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics};
-use crate::model::{Arch, CausalLm, Gpt, train_flops_per_token};
+use crate::model::{Arch, CausalLm, Gpt, Looped, train_flops_per_token};
 use crate::sweep::RunConfig;
 
 /// Training runs in f32; gradient checks use f64.
@@ -21,6 +29,11 @@ pub const TRAIN_DTYPE: DType = DType::F32;
 /// nats, i.e. clearly worse than a uniform guess) means the run has blown up.
 pub const DIVERGENCE_FACTOR: f64 = 3.0;
 pub const DIVERGENCE_MARGIN: f64 = 1.0;
+
+/// A step's loss above `SPIKE_FACTOR` × the mean of the previous `SPIKE_WINDOW` losses (once
+/// that many have been seen) counts as a loss spike.
+pub const SPIKE_FACTOR: f64 = 1.5;
+pub const SPIKE_WINDOW: usize = 20;
 
 /// Optimizer steps of a run: `ceil(tokens / (batch_size · seq_len))`, at least 1.
 pub fn total_steps(cfg: &RunConfig) -> u64 {
@@ -32,6 +45,32 @@ pub fn total_steps(cfg: &RunConfig) -> u64 {
 /// from the initialisation stream.
 fn sampler_seed(seed: u64) -> u64 {
     seed ^ 0x9e37_79b9_7f4a_7c15
+}
+
+/// The seed of the stream a model's random forward pass draws from in training (a looped
+/// model's depths and initial states): a third stream, independent of init and data order.
+fn forward_seed(seed: u64) -> u64 {
+    seed ^ 0xd1b5_4a32_d192_ed03
+}
+
+/// Counts loss spikes: losses above `SPIKE_FACTOR` × the mean of the previous `SPIKE_WINDOW`.
+#[derive(Default)]
+struct SpikeCounter {
+    recent: VecDeque<f64>,
+    count: u32,
+}
+
+impl SpikeCounter {
+    fn observe(&mut self, loss: f64) {
+        if self.recent.len() == SPIKE_WINDOW {
+            let mean = self.recent.iter().sum::<f64>() / SPIKE_WINDOW as f64;
+            if loss > SPIKE_FACTOR * mean {
+                self.count += 1;
+            }
+            self.recent.pop_front();
+        }
+        self.recent.push_back(loss);
+    }
 }
 
 /// The network `cfg.model` describes, initialised from `cfg.seed`, in the training dtype.
@@ -49,7 +88,14 @@ pub fn build_model(
             TRAIN_DTYPE,
             device,
         )?)),
-        Arch::Looped => anyhow::bail!("model.arch = \"looped\" is not implemented yet"),
+        Arch::Looped => Ok(Box::new(Looped::new(
+            &cfg.model,
+            vocab_size,
+            cfg.data.seq_len,
+            cfg.seed,
+            TRAIN_DTYPE,
+            device,
+        )?)),
     }
 }
 
@@ -64,14 +110,25 @@ pub fn train(
     train_model(model.as_ref(), cfg, corpus, device, observer)
 }
 
-/// Mean validation loss (nats per token) of `model` over `batches`.
+/// Mean validation loss (nats per token) of `model` over `batches`, at the training depth.
 pub fn evaluate(model: &dyn CausalLm, batches: &[Batch]) -> anyhow::Result<f64> {
+    mean_loss(batches, |b| model.loss(&b.inputs, &b.targets))
+}
+
+/// Mean validation loss of a looped model run for `loops` loops on every sequence.
+pub fn evaluate_at_loops(model: &Looped, batches: &[Batch], loops: usize) -> anyhow::Result<f64> {
+    mean_loss(batches, |b| {
+        model.loss_with_loops(&b.inputs, &b.targets, loops)
+    })
+}
+
+fn mean_loss(
+    batches: &[Batch],
+    loss: impl Fn(&Batch) -> candle_core::Result<Tensor>,
+) -> anyhow::Result<f64> {
     let (mut total, mut count) = (0.0, 0usize);
     for batch in batches {
-        let loss = model
-            .loss(&batch.inputs, &batch.targets)?
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?;
+        let loss = loss(batch)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let n = batch.targets.elem_count();
         total += loss * n as f64;
         count += n;
@@ -106,6 +163,8 @@ pub fn train_model(
         },
     )?;
     let mut sampler = BatchSampler::new(sampler_seed(cfg.seed), t.batch_size, seq_len);
+    let mut forward_rng = StdRng::seed_from_u64(forward_seed(cfg.seed));
+    let mut spikes = SpikeCounter::default();
     let val_batches = corpus.validation_batches(seq_len, t.batch_size, t.eval_tokens, device)?;
 
     let start = Instant::now();
@@ -119,7 +178,8 @@ pub fn train_model(
             break;
         }
         let batch = sampler.sample(corpus.train_tokens(), device)?;
-        let loss = model.loss(&batch.inputs, &batch.targets)?;
+        let forward = model.train_loss(&batch.inputs, &batch.targets, &mut forward_rng)?;
+        let loss = forward.loss;
         let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let first = *first_loss.get_or_insert(loss_value);
         if !loss_value.is_finite() {
@@ -136,6 +196,7 @@ pub fn train_model(
             ));
             break;
         }
+        spikes.observe(loss_value);
         let grads = loss.backward()?;
         let lr = learning_rate(t, step, steps);
         let grad_norm = optimizer.step(&grads, lr, t.grad_clip)?;
@@ -154,6 +215,11 @@ pub fn train_model(
                 lr,
                 grad_norm,
                 elapsed_seconds: start.elapsed().as_secs_f64(),
+                state_norm: forward.state_norm,
+                injection_norm: model
+                    .as_looped()
+                    .map(Looped::injection_spectral_norm)
+                    .transpose()?,
             };
             observer.on_step(&metrics).context("observer.on_step")?;
         }
@@ -181,6 +247,24 @@ pub fn train_model(
 
     let wall_seconds = start.elapsed().as_secs_f64();
     let tokens = done_steps * tokens_per_step;
+
+    // Test-time depth: a finished looped run is evaluated at every `test_loops` loop count.
+    if let (RunEnd::Done, Some(looped)) = (&end, model.as_looped()) {
+        let flops = flops_per_token * tokens as f64;
+        for &loops in &looped.config().test_loops {
+            let val_loss = evaluate_at_loops(looped, &val_batches, loops)?;
+            let eval = EvalMetrics {
+                step: done_steps,
+                tokens,
+                flops,
+                val_loss,
+                val_bpb: val_loss / std::f64::consts::LN_2 / corpus.bytes_per_token(),
+                test_loops: Some(loops),
+            };
+            observer.on_eval(&eval).context("observer.on_eval")?;
+        }
+    }
+
     Ok(RunOutcome {
         end,
         steps: done_steps,
@@ -195,5 +279,33 @@ pub fn train_model(
         } else {
             0.0
         },
+        loss_spikes: spikes.count,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spikes_are_losses_well_above_the_recent_mean() {
+        let mut spikes = SpikeCounter::default();
+        // The first SPIKE_WINDOW steps only fill the window, however high they are.
+        for i in 0..SPIKE_WINDOW {
+            spikes.observe(if i == 3 { 50.0 } else { 2.0 });
+        }
+        assert_eq!(spikes.count, 0);
+        spikes.observe(2.0);
+        spikes.observe(5.0); // the window still holds the 50: mean ≈ 4.4, 5 < 6.6
+        assert_eq!(spikes.count, 0);
+        for _ in 0..SPIKE_WINDOW {
+            spikes.observe(2.0);
+        }
+        spikes.observe(2.9); // mean ≈ 2, threshold 3
+        assert_eq!(spikes.count, 0);
+        spikes.observe(3.5);
+        assert_eq!(spikes.count, 1);
+        spikes.observe(f64::INFINITY);
+        assert_eq!(spikes.count, 2);
+    }
 }

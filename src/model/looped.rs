@@ -1,0 +1,580 @@
+//! The looped (recurrent-depth) model: the GPT with its middle blocks applied T times.
+//!
+//! ```text
+//! tokens → embedding → prelude blocks → prelude norm = e           (once)
+//! h ← h0                                                            (random or zero, width r)
+//! repeat T times:  h ← inject(h, e);  h ← core blocks(h)            (the recurrence)
+//! x ← h · C  → coda blocks → final norm → tied LM head               (once)
+//! ```
+//!
+//! Three injections mix `e` into the state each loop (see [`Injection`]):
+//! - `diagonal` (Parcae): `h ← Ā ⊙ h + Δ ⊙ (B e)` with `Ā = exp(-(Δ·A + ε))`, `A = exp(A_log)`,
+//!   `Δ = softplus(dt_bias)`. Every entry of `Ā` lies in `[0, exp(-ε)]`, so the map `h ↦ Ā ⊙ h`
+//!   has spectral norm < 1 for *any* parameter values. `ε = MIN_DECAY_RATE` is our addition: it
+//!   keeps `Ā < 1` in floating point too (without it `exp(-1e-9)` rounds to 1 in f32), and
+//!   `A_log` is clamped to ±30 before `exp` so that `Δ·A` is never `0·∞`.
+//!   Defaults: `A_log = 0`, `B = I`, `dt_bias` solved so that `Ā = 0.447` on every channel.
+//! - `add`: `h ← h + e`; when the recurrent width `r` differs from `d_model`, `e` is first
+//!   projected by a learned `B` (`d × r`, identity-shaped init).
+//! - `linear` (Huginn-style concat adapter): `h ← W [h; e] = W_h h + W_e e`, `W` of shape
+//!   `(r + d, r)`. Initialised to `[I; I]` plus N(0, 0.02²) noise, i.e. it starts as the additive
+//!   injection and is free to learn anything, its spectral norm included.
+//!
+//! The loop-invariant part of every injection (`Δ ⊙ B e`, `W_e e`, `B e`) is computed once per
+//! forward pass, not once per loop; `counts.rs` counts it once too.
+//!
+//! # Depth per sequence and truncated backprop
+//!
+//! In training each sequence `i` of a batch draws its own depth `n_i` (Poisson(μ) clamped ≥ 1,
+//! or fixed = μ) and gets gradients through its last `k_i = min(n_i, backprop_depth)` loops. The
+//! batch runs `N = max n_i` loops with sequences *aligned at their end*: sequence `i` is active
+//! in loops `j ≥ N − n_i` (0-based) and keeps its state unchanged (`h ← where(active, core(..), h)`)
+//! before that, so it sees exactly `n_i` injections and core passes. Because every sequence ends
+//! at loop `N − 1`, "the last `k_i` loops" of sequence `i` are loops `j ≥ N − k_i`, and the loops
+//! that *no* sequence needs a gradient through are exactly `j < N − K` with
+//! `K = max k_i = min(N, backprop_depth)`. Those run and then `detach()` the state, so no graph
+//! survives them. Inside the graph region `j ≥ N − K`, a sequence with `k_i < K` has
+//! `k_i = n_i` (its depth is below the backprop depth) and is inactive before `N − n_i`: its
+//! masked-out loops pass its state through unchanged (gradient identity onto a state that is
+//! still `h0`, a constant) and contribute exactly zero gradient to the core. So each sequence's
+//! gradient is the one it would get alone with depth `n_i` truncated to `k_i` — which
+//! `tests/model_looped.rs` checks against per-sequence runs.
+//!
+//! Evaluation runs the same number of loops `T` on every sequence (`T = mean_recurrence`, or a
+//! test-time value), from an initial state drawn from a fixed seed, so it is deterministic.
+//!
+//! # Known issue: tied embeddings with the prelude norm
+//!
+//! Measured on Moby-Dick (d = 32, 1+1+1 blocks, μ = 3, 200 steps, lr 1e-2): with a tied head and
+//! the prelude norm every injection stalls at the unigram loss (val 3.22 nats vs unigram 3.14);
+//! untied reaches 2.56, tied without the prelude norm 2.88, and tied with the embedding scaled
+//! from std 0.02 to 1.0 reaches 2.68. The likely cause: the prelude norm divides by the RMS of a
+//! stream at the embedding's scale (≈ 0.02), so the input-side gradient into the shared
+//! embedding is ~50× its output-side gradient and Adam's per-entry normalisation then all but
+//! ignores the head's signal. The sweeps here untie the embeddings; a fix (e.g. a larger
+//! embedding init for looped models) is a modelling decision left open.
+
+use candle_core::{D, DType, Device, Result, Tensor};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Normal, Poisson};
+
+use super::config::{Arch, DepthSampling, Injection, LoopedConfig, ModelConfig, StateInit};
+use super::counts::head_dim;
+use super::layers::{BlockStack, INIT_STD, RmsNorm, Rope, project};
+use super::params::{DecayGroup, ParamStore};
+use super::{CausalLm, TrainLoss, lm_loss};
+
+/// The diagonal injection's initial per-channel decay `Ā` (Parcae's default).
+pub const DEFAULT_DECAY: f64 = 0.447;
+/// Floor on the decay rate `Δ·A`, so `Ā ≤ exp(-1e-4) < 1` even in f32.
+pub const MIN_DECAY_RATE: f64 = 1e-4;
+/// `A_log` is clamped to this range before `exp`: `e^±30` is already far past any useful decay.
+const A_LOG_LIMIT: f64 = 30.0;
+
+/// How many loops each sequence of a batch runs, and through how many gradients flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoopPlan {
+    depths: Vec<usize>,
+    backprop_depth: usize,
+}
+
+impl LoopPlan {
+    /// Sequence `i` runs `depths[i] ≥ 1` loops, the last `min(depths[i], backprop_depth)` with
+    /// gradient.
+    pub fn new(depths: Vec<usize>, backprop_depth: usize) -> Self {
+        assert!(
+            !depths.is_empty() && depths.iter().all(|&n| n >= 1),
+            "loop depths must be ≥ 1: {depths:?}"
+        );
+        assert!(backprop_depth >= 1, "backprop_depth must be ≥ 1");
+        LoopPlan {
+            depths,
+            backprop_depth,
+        }
+    }
+
+    /// Every sequence runs `loops` loops, all with gradient (evaluation, gradient checks).
+    pub fn uniform(batch: usize, loops: usize) -> Self {
+        LoopPlan::new(vec![loops; batch], loops.max(1))
+    }
+
+    /// Training depths for a batch, drawn from `rng` as `cfg.depth_sampling` says.
+    pub fn sample(cfg: &LoopedConfig, batch: usize, rng: &mut StdRng) -> Result<Self> {
+        let depths = match cfg.depth_sampling {
+            DepthSampling::Fixed => vec![cfg.mean_recurrence; batch],
+            DepthSampling::Poisson => {
+                let poisson =
+                    Poisson::new(cfg.mean_recurrence as f64).map_err(candle_core::Error::wrap)?;
+                (0..batch)
+                    .map(|_| (poisson.sample(rng) as usize).max(1))
+                    .collect()
+            }
+        };
+        Ok(LoopPlan::new(depths, cfg.backprop_depth()))
+    }
+
+    pub fn depths(&self) -> &[usize] {
+        &self.depths
+    }
+
+    /// `N = max n_i`: loops the batch runs.
+    pub fn total_loops(&self) -> usize {
+        *self.depths.iter().max().expect("non-empty")
+    }
+
+    /// `N − K`, `K = min(N, backprop_depth)`: loops before this one run without a graph.
+    pub fn first_graph_loop(&self) -> usize {
+        let n = self.total_loops();
+        n - n.min(self.backprop_depth)
+    }
+
+    /// `(batch, 1, 1)` u8 mask of the sequences active in loop `j`, or `None` when all are.
+    fn active_mask(&self, j: usize, device: &Device) -> Result<Option<Tensor>> {
+        let n = self.total_loops();
+        if self.depths.iter().all(|&d| j >= n - d) {
+            return Ok(None);
+        }
+        let mask: Vec<u8> = self.depths.iter().map(|&d| u8::from(j >= n - d)).collect();
+        Ok(Some(Tensor::from_vec(
+            mask,
+            (self.depths.len(), 1, 1),
+            device,
+        )?))
+    }
+}
+
+/// The injection's parameters.
+enum InjectionLayer {
+    /// `(r,)`, `(r,)`, `(d, r)`.
+    Diagonal {
+        a_log: Tensor,
+        dt_bias: Tensor,
+        b: Tensor,
+    },
+    /// `B` `(d, r)` only when `r ≠ d`.
+    Add { b: Option<Tensor> },
+    /// `W` `(r + d, r)`: rows `0..r` act on `h`, rows `r..r+d` on `e`.
+    Linear { w: Tensor, r: usize },
+}
+
+/// An injection with its loop-invariant part computed: `h ← state_map(h) + drive`.
+struct Injected {
+    drive: Tensor,
+    state_map: StateMap,
+}
+
+enum StateMap {
+    Identity,
+    /// Per-channel `Ā`, `(r,)`.
+    Decay(Tensor),
+    /// `W_h`, `(r, r)`.
+    Matrix(Tensor),
+}
+
+impl Injected {
+    fn apply(&self, h: &Tensor) -> Result<Tensor> {
+        let mapped = match &self.state_map {
+            StateMap::Identity => h.clone(),
+            StateMap::Decay(decay) => h.broadcast_mul(decay)?,
+            StateMap::Matrix(w_h) => project(h, w_h)?,
+        };
+        mapped + &self.drive
+    }
+}
+
+/// `softplus(x) = log(1 + eˣ)`, from differentiable primitives, stable for large `|x|`.
+fn softplus(x: &Tensor) -> Result<Tensor> {
+    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
+}
+
+/// A `(rows, cols)` matrix with ones on the main diagonal, as row-major values.
+fn identity_values(rows: usize, cols: usize) -> Vec<f64> {
+    (0..rows * cols)
+        .map(|k| f64::from(u8::from(k / cols == k % cols)))
+        .collect()
+}
+
+impl InjectionLayer {
+    fn new(params: &mut ParamStore, kind: Injection, d: usize, r: usize) -> Result<Self> {
+        Ok(match kind {
+            Injection::Diagonal => {
+                // Ā = exp(-(softplus(dt)·e⁰ + ε)) = 0.447  ⇒  softplus(dt) = -ln 0.447 - ε.
+                let delta = -DEFAULT_DECAY.ln() - MIN_DECAY_RATE;
+                let dt0 = delta.exp_m1().ln(); // softplus⁻¹
+                InjectionLayer::Diagonal {
+                    a_log: params.constant(
+                        "injection.A_log",
+                        &[r],
+                        vec![0.0; r],
+                        DecayGroup::NoDecay,
+                    )?,
+                    dt_bias: params.constant(
+                        "injection.dt_bias",
+                        &[r],
+                        vec![dt0; r],
+                        DecayGroup::NoDecay,
+                    )?,
+                    b: params.constant(
+                        "injection.B",
+                        &[d, r],
+                        identity_values(d, r),
+                        DecayGroup::NoDecay,
+                    )?,
+                }
+            }
+            Injection::Add => InjectionLayer::Add {
+                b: (r != d)
+                    .then(|| {
+                        params.constant(
+                            "injection.B",
+                            &[d, r],
+                            identity_values(d, r),
+                            DecayGroup::NoDecay,
+                        )
+                    })
+                    .transpose()?,
+            },
+            Injection::Linear => {
+                let mut values = identity_values(r, r);
+                values.extend(identity_values(d, r));
+                let noise = params.sample_normal(values.len(), INIT_STD)?;
+                let values = values.iter().zip(noise).map(|(v, n)| v + n).collect();
+                InjectionLayer::Linear {
+                    w: params.constant("injection.W", &[r + d, r], values, DecayGroup::Decay)?,
+                    r,
+                }
+            }
+        })
+    }
+
+    /// The diagonal injection's `Ā = exp(-(softplus(dt_bias)·exp(A_log) + ε))`, `(r,)`.
+    fn decay(a_log: &Tensor, dt_bias: &Tensor) -> Result<Tensor> {
+        let a = a_log.clamp(-A_LOG_LIMIT, A_LOG_LIMIT)?.exp()?;
+        let rate = ((softplus(dt_bias)? * a)? + MIN_DECAY_RATE)?;
+        rate.neg()?.exp()
+    }
+
+    /// Precomputes the loop-invariant drive from `e` `(batch, time, d)`.
+    fn prepare(&self, e: &Tensor) -> Result<Injected> {
+        Ok(match self {
+            InjectionLayer::Diagonal { a_log, dt_bias, b } => Injected {
+                drive: project(e, b)?.broadcast_mul(&softplus(dt_bias)?)?,
+                state_map: StateMap::Decay(Self::decay(a_log, dt_bias)?),
+            },
+            InjectionLayer::Add { b } => Injected {
+                drive: match b {
+                    Some(b) => project(e, b)?,
+                    None => e.clone(),
+                },
+                state_map: StateMap::Identity,
+            },
+            InjectionLayer::Linear { w, r } => Injected {
+                drive: project(e, &w.narrow(0, *r, w.dim(0)? - r)?)?,
+                state_map: StateMap::Matrix(w.narrow(0, 0, *r)?),
+            },
+        })
+    }
+}
+
+/// What a forward pass returns: the logits and the recurrent state after the last loop.
+pub struct LoopedOutput {
+    /// `(batch, time, vocab)`.
+    pub logits: Tensor,
+    /// `(batch, time, r)`.
+    pub state: Tensor,
+}
+
+pub struct Looped {
+    /// `(vocab, d)`.
+    token_embedding: Tensor,
+    prelude: BlockStack,
+    prelude_norm: Option<RmsNorm>,
+    injection: InjectionLayer,
+    /// Blocks of width `r`.
+    core: BlockStack,
+    /// `C`, `(r, d)`: identity-shaped at init, so with `r = d` the coda first sees the state as is.
+    readout: Tensor,
+    coda: BlockStack,
+    final_norm: RmsNorm,
+    /// `(d, vocab)` when untied.
+    untied_head: Option<Tensor>,
+    rope: Rope,
+    /// RoPE for the core's head width (`r / n_heads`).
+    core_rope: Rope,
+    cfg: LoopedConfig,
+    recurrent: usize,
+    /// Seeds the initial state of every evaluation forward pass (deterministic evals).
+    eval_seed: u64,
+    params: ParamStore,
+}
+
+impl Looped {
+    /// Builds a looped model with weights drawn from `seed`, for sequences up to `max_seq_len`.
+    pub fn new(
+        cfg: &ModelConfig,
+        vocab_size: usize,
+        max_seq_len: usize,
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let Some(lc) = cfg.looped.as_ref().filter(|_| cfg.arch == Arch::Looped) else {
+            candle_core::bail!(
+                "Looped::new needs arch = looped with a LoopedConfig, got {:?}",
+                cfg.arch
+            )
+        };
+        if lc.n_core == 0 || lc.mean_recurrence == 0 {
+            candle_core::bail!("a looped model needs n_core ≥ 1 and mean_recurrence ≥ 1");
+        }
+        let (d, r) = (cfg.d_model, lc.recurrent_width(cfg.d_model));
+        let core_cfg = ModelConfig {
+            d_model: r,
+            ..cfg.clone()
+        };
+        // Residual-branch init scaled by the unrolled depth at the mean recurrence.
+        let depth = lc.n_prelude + lc.n_core * lc.mean_recurrence + lc.n_coda;
+
+        let mut params = ParamStore::new(seed, dtype, device);
+        let token_embedding = params.normal(
+            "token_embedding",
+            (vocab_size, d),
+            INIT_STD,
+            DecayGroup::NoDecay,
+        )?;
+        let prelude = BlockStack::new(&mut params, "prelude", cfg, lc.n_prelude, depth)?;
+        let prelude_norm = lc
+            .prelude_norm
+            .then(|| RmsNorm::new(&mut params, "prelude_norm", d))
+            .transpose()?;
+        let injection = InjectionLayer::new(&mut params, lc.injection, d, r)?;
+        let core = BlockStack::new(&mut params, "core", &core_cfg, lc.n_core, depth)?;
+        let readout = params.constant(
+            "readout.C",
+            &[r, d],
+            identity_values(r, d),
+            DecayGroup::Decay,
+        )?;
+        let coda = BlockStack::new(&mut params, "coda", cfg, lc.n_coda, depth)?;
+        let final_norm = RmsNorm::new(&mut params, "final_norm", d)?;
+        let untied_head = if cfg.tie_embeddings {
+            None
+        } else {
+            Some(params.normal("lm_head", (d, vocab_size), INIT_STD, DecayGroup::Decay)?)
+        };
+        Ok(Looped {
+            token_embedding,
+            prelude,
+            prelude_norm,
+            injection,
+            core,
+            readout,
+            coda,
+            final_norm,
+            untied_head,
+            rope: Rope::new(head_dim(cfg), max_seq_len, dtype, device)?,
+            core_rope: Rope::new(head_dim(&core_cfg), max_seq_len, dtype, device)?,
+            cfg: lc.clone(),
+            recurrent: r,
+            eval_seed: seed ^ 0x5eed_0fe7_a1a1,
+            params,
+        })
+    }
+
+    pub fn config(&self) -> &LoopedConfig {
+        &self.cfg
+    }
+
+    /// `h0` `(batch, time, r)`: N(0, 0.02²) drawn from `rng` (like the embedding init), or zeros.
+    pub fn initial_state(&self, batch: usize, time: usize, rng: &mut StdRng) -> Result<Tensor> {
+        let (dtype, device) = (self.params.dtype(), self.params.device());
+        let shape = (batch, time, self.recurrent);
+        match self.cfg.state_init {
+            StateInit::Zero => Tensor::zeros(shape, dtype, device),
+            StateInit::Random => {
+                let normal = Normal::new(0.0, INIT_STD).map_err(candle_core::Error::wrap)?;
+                let values: Vec<f64> = (0..batch * time * self.recurrent)
+                    .map(|_| normal.sample(rng))
+                    .collect();
+                Tensor::from_vec(values, shape, device)?.to_dtype(dtype)
+            }
+        }
+    }
+
+    /// The whole network on `input_ids` `(batch, time)`, looping as `plan` says from state `h0`.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        plan: &LoopPlan,
+        h0: &Tensor,
+    ) -> Result<LoopedOutput> {
+        let (b, t) = input_ids.dims2()?;
+        assert_eq!(plan.depths().len(), b, "one loop depth per sequence");
+        let d = self.token_embedding.dim(1)?;
+        let x = self
+            .token_embedding
+            .embedding(&input_ids.flatten_all()?)?
+            .reshape((b, t, d))?;
+
+        // Prelude, once: e is what every loop injects.
+        let x = self.prelude.forward(&x, &self.rope)?;
+        let e = match &self.prelude_norm {
+            Some(norm) => norm.forward(&x)?,
+            None => x,
+        };
+        let injected = self.injection.prepare(&e)?;
+
+        // The recurrence; see the module docs for the masking and the detach point.
+        let mut h = h0.clone();
+        let first_graph_loop = plan.first_graph_loop();
+        for j in 0..plan.total_loops() {
+            let stepped = self.core.forward(&injected.apply(&h)?, &self.core_rope)?;
+            h = match plan.active_mask(j, h.device())? {
+                Some(mask) => mask.broadcast_as(h.shape())?.where_cond(&stepped, &h)?,
+                None => stepped,
+            };
+            if j < first_graph_loop {
+                h = h.detach();
+            }
+        }
+
+        // Coda, once.
+        let x = self
+            .coda
+            .forward(&project(&h, &self.readout)?, &self.rope)?;
+        let x = self.final_norm.forward(&x)?.reshape((b * t, d))?;
+        let logits = match &self.untied_head {
+            Some(head) => x.matmul(head)?,
+            None => x.matmul(&self.token_embedding.t()?)?,
+        };
+        Ok(LoopedOutput {
+            logits: logits.reshape((b, t, ()))?,
+            state: h,
+        })
+    }
+
+    /// Logits with the core applied `loops` times on every sequence, from the evaluation state.
+    pub fn logits_with_loops(&self, input_ids: &Tensor, loops: usize) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let h0 = self.initial_state(b, t, &mut StdRng::seed_from_u64(self.eval_seed))?;
+        Ok(self
+            .forward(input_ids, &LoopPlan::uniform(b, loops), &h0)?
+            .logits)
+    }
+
+    /// Mean cross-entropy at `loops` loops.
+    pub fn loss_with_loops(
+        &self,
+        input_ids: &Tensor,
+        targets: &Tensor,
+        loops: usize,
+    ) -> Result<Tensor> {
+        lm_loss(&self.logits_with_loops(input_ids, loops)?, targets)
+    }
+
+    /// The diagonal injection's per-channel `Ā` `(r,)`; `None` for the other injections.
+    pub fn injection_decay(&self) -> Result<Option<Tensor>> {
+        match &self.injection {
+            InjectionLayer::Diagonal { a_log, dt_bias, .. } => {
+                Ok(Some(InjectionLayer::decay(a_log, dt_bias)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Spectral norm of the injection's map on the state: `max Ā` (diagonal), 1 (add), or the
+    /// largest singular value of `W_h` by power iteration (linear).
+    pub fn injection_spectral_norm(&self) -> Result<f64> {
+        match &self.injection {
+            InjectionLayer::Diagonal { a_log, dt_bias, .. } => {
+                InjectionLayer::decay(a_log, dt_bias)?
+                    .max(0)?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()
+            }
+            InjectionLayer::Add { .. } => Ok(1.0),
+            InjectionLayer::Linear { w, r } => {
+                let w_h = w.narrow(0, 0, *r)?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+                Ok(largest_singular_value(&w_h))
+            }
+        }
+    }
+}
+
+/// Mean per-token L2 norm of a state `(batch, time, r)`.
+pub fn state_norm(h: &Tensor) -> Result<f64> {
+    h.detach()
+        .sqr()?
+        .sum(D::Minus1)?
+        .sqrt()?
+        .mean_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()
+}
+
+/// Largest singular value of a square matrix by power iteration on `MᵀM` (host f64; the
+/// matrices here are at most a few hundred wide and this runs only at logged steps).
+pub fn largest_singular_value(m: &[Vec<f64>]) -> f64 {
+    let n = m.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let cols = m[0].len();
+    // A fixed, generic start vector: deterministic, and not orthogonal to the top direction
+    // except on a set of measure zero.
+    let mut v: Vec<f64> = (0..cols).map(|i| 1.0 + 0.01 * i as f64).collect();
+    let mut sigma = 0.0;
+    for _ in 0..500 {
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            return 0.0;
+        }
+        v.iter_mut().for_each(|x| *x /= norm);
+        let mv: Vec<f64> = m
+            .iter()
+            .map(|row| row.iter().zip(&v).map(|(a, b)| a * b).sum())
+            .collect();
+        let next_sigma = mv.iter().map(|x| x * x).sum::<f64>().sqrt();
+        v = (0..cols)
+            .map(|j| (0..n).map(|i| m[i][j] * mv[i]).sum())
+            .collect();
+        if (next_sigma - sigma).abs() <= 1e-12 * next_sigma.max(1e-300) {
+            return next_sigma;
+        }
+        sigma = next_sigma;
+    }
+    sigma
+}
+
+impl CausalLm for Looped {
+    /// Logits at the training mean depth, `mean_recurrence` loops.
+    fn logits(&self, input_ids: &Tensor) -> Result<Tensor> {
+        self.logits_with_loops(input_ids, self.cfg.mean_recurrence)
+    }
+
+    /// Per-sequence sampled depths and a fresh initial state, both from `rng`.
+    fn train_loss(
+        &self,
+        input_ids: &Tensor,
+        targets: &Tensor,
+        rng: &mut StdRng,
+    ) -> Result<TrainLoss> {
+        let (b, t) = input_ids.dims2()?;
+        let plan = LoopPlan::sample(&self.cfg, b, rng)?;
+        let h0 = self.initial_state(b, t, rng)?;
+        let out = self.forward(input_ids, &plan, &h0)?;
+        Ok(TrainLoss {
+            loss: lm_loss(&out.logits, targets)?,
+            state_norm: Some(state_norm(&out.state)?),
+        })
+    }
+
+    fn as_looped(&self) -> Option<&Looped> {
+        Some(self)
+    }
+
+    fn params(&self) -> &ParamStore {
+        &self.params
+    }
+}
