@@ -77,6 +77,7 @@ fn compute_law_from_a_sweep_database_recovers_known_parameters_and_is_recorded()
             final_train_loss: None,
             wall_seconds: 1.0,
             tokens_per_second: 1.0,
+            loss_spikes: 0,
         };
         store.finish_attempt(&run.key, attempt, &[], &[], &outcome).unwrap();
     }

@@ -33,6 +33,13 @@ impl Store {
     /// the caller, and `query_only` guards against a read-write handle too.
     pub fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
         self.conn.pragma_update(None, "query_only", true).map_err(|e| self.err(e))?;
+        let result = self.query_rows(sql);
+        // Leave a read-write handle writable again for its owner.
+        self.conn.pragma_update(None, "query_only", false).map_err(|e| self.err(e))?;
+        result
+    }
+
+    fn query_rows(&self, sql: &str) -> Result<QueryResult, StoreError> {
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
         let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
         let n = columns.len();
