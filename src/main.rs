@@ -3,6 +3,9 @@
 use clap::Parser;
 
 fn main() {
+    // Die quietly when stdout is closed (`loopscale plan x.toml | head`), like other Unix tools.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = loopscale::cli::Cli::parse();
     match loopscale::cli::execute(cli) {
         Ok(code) => std::process::exit(code),

@@ -223,6 +223,10 @@ fn build<'a>(
         table.insert(s.key.field.to_string(), v.clone());
     }
     if model.get("arch").and_then(Value::as_str) == Some("looped") {
+        // A looped model's blocks are its prelude, core and coda; n_layers says the same, so an
+        // unused GPT depth can neither split one run into two keys nor mislead a table.
+        let blocks: u64 = ["n_prelude", "n_core", "n_coda"].iter().filter_map(|k| looped.get(*k)?.as_u64()).sum();
+        model.insert("n_layers".into(), Value::from(blocks));
         model.insert("looped".into(), Value::Object(looped));
     }
     let mut run = Map::new();
