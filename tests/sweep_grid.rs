@@ -326,3 +326,14 @@ fn a_large_grid_plans_quickly() {
     assert_eq!(s.runs.len(), 4 * 50 * 50 * 2);
     assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
 }
+
+#[test]
+fn a_looped_runs_n_layers_is_its_block_count_and_never_splits_a_run() {
+    let s = sweep("[model]\narch = [\"gpt\", \"looped\"]\nn_layers = [2, 4]\nn_prelude = 1\nn_core = 3\nn_coda = 1\n");
+    // Two GPT depths, one looped model: its n_layers is 1 + 3 + 1 whatever the file says.
+    assert_eq!(s.runs.len(), 3, "{:?}", table(&s, &["model.arch", "model.n_layers"]));
+    assert_eq!(s.collapsed, 1);
+    let looped: Vec<_> = s.runs.iter().filter(|r| r.config.model.arch == Arch::Looped).collect();
+    assert_eq!(looped.len(), 1);
+    assert_eq!(looped[0].config.model.n_layers, 5);
+}
