@@ -152,6 +152,7 @@ impl FitArgs {
         }
     }
 
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x > 0)` also refuses NaN
     fn check(&self) -> Result<()> {
         if !self.source.exists() {
             bail!("{}: no such file (give a sweep database or a CSV file)", self.source.display());

@@ -109,10 +109,10 @@ impl Progress {
 
     pub fn finished(&mut self, key: &str, flops: f64, status: RunStatus, val_loss: Option<f64>, retrying: bool) {
         self.active.remove(key);
-        if let Some((_, _, lines)) = &mut self.bars {
-            if let Some(bar) = lines.remove(key) {
-                bar.finish_and_clear();
-            }
+        if let Some((_, _, lines)) = &mut self.bars
+            && let Some(bar) = lines.remove(key)
+        {
+            bar.finish_and_clear();
         }
         // An interrupted run, or one about to be retried, is not finished.
         if !retrying && status != RunStatus::Interrupted {
