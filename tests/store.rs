@@ -195,3 +195,30 @@ fn a_second_coordinator_is_refused_by_the_sweep_lock() {
     drop(first);
     SweepLock::acquire(&db).expect("free again once the first is dropped");
 }
+
+#[test]
+fn views_answer_the_common_questions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    // Three runs: (flops, final loss) = (1e7, 3.0), (2e7, 3.5), (3e7, 2.5); the second is off
+    // the frontier. A fourth is left unfinished.
+    let runs: Vec<NewRun> = (0..4).map(|i| NewRun { flops: 1e7 * (i + 1) as f64, ..new_run(i) }).collect();
+    store.register_sweep("s", "", "s.toml", "", &runs).unwrap();
+    for (run, loss) in runs.iter().zip([3.0, 3.5, 2.5]) {
+        let attempt = store.start_attempt(&run.key, None).unwrap();
+        let evals: Vec<EvalMetrics> = [1usize, 2, 4]
+            .iter()
+            .map(|&t| EvalMetrics { step: 3, tokens: 300, flops: run.flops, val_loss: loss + 0.1 / t as f64, val_bpb: 0.0, test_loops: Some(t) })
+            .collect();
+        store.finish_attempt(&run.key, attempt, &[], &evals, &RunOutcome { final_val_loss: Some(loss), ..outcome() }).unwrap();
+    }
+    let q = store.query("SELECT count(*) FROM final_runs").unwrap();
+    assert_eq!(q.rows[0][0], "3");
+    let q = store.query("SELECT final_val_loss FROM compute_frontier ORDER BY flops").unwrap();
+    assert_eq!(q.rows, vec![vec!["3.0".to_string()], vec!["2.5".to_string()]]);
+    let q = store.query("SELECT count(*), count(DISTINCT run_key) FROM test_time_curves").unwrap();
+    assert_eq!(q.rows[0], vec!["9".to_string(), "3".to_string()]);
+    // The fit reads through the same views.
+    assert_eq!(store.run_points(Some("s")).unwrap().len(), 3);
+    assert_eq!(store.test_time_points(None).unwrap().len(), 9);
+}

@@ -34,8 +34,7 @@ impl Store {
             .conn
             .prepare(
                 "SELECT run_key, params, non_embedding_params, tokens, flops, final_val_loss, mean_recurrence
-                 FROM runs WHERE status = 'done' AND final_val_loss IS NOT NULL AND (?1 IS NULL OR sweep = ?1)
-                 ORDER BY flops, run_key",
+                 FROM final_runs WHERE ?1 IS NULL OR sweep = ?1 ORDER BY flops, run_key",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -60,12 +59,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT e.run_key, e.test_loops, e.val_loss, r.mean_recurrence
-                 FROM evals e JOIN runs r USING (run_key)
-                 WHERE r.status = 'done' AND e.test_loops IS NOT NULL AND e.val_loss IS NOT NULL
-                   AND (?1 IS NULL OR r.sweep = ?1)
-                   AND e.step = (SELECT max(step) FROM evals x WHERE x.run_key = e.run_key AND x.test_loops IS NOT NULL)
-                 ORDER BY e.run_key, e.test_loops",
+                "SELECT run_key, test_loops, val_loss, mean_recurrence FROM test_time_curves
+                 WHERE val_loss IS NOT NULL AND (?1 IS NULL OR sweep = ?1) ORDER BY run_key, test_loops",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
