@@ -6,39 +6,12 @@ use candle_core::Device;
 use loopscale::model::{Arch, DepthSampling, Injection, LoopedConfig, Mlp, ModelConfig, StateInit};
 use loopscale::sweep::RunConfig;
 use loopscale::train::{
-    Corpus, DataConfig, EvalMetrics, RunEnd, RunObserver, Schedule, StepMetrics, TrainConfig, train,
+    DataConfig, RunEnd, Schedule, TrainConfig, train,
 };
 
-#[derive(Default)]
-struct Recorder {
-    steps: Vec<StepMetrics>,
-    evals: Vec<EvalMetrics>,
-}
+mod common;
+use common::{Recorder, moby_dick};
 
-impl RunObserver for Recorder {
-    fn on_step(&mut self, metrics: &StepMetrics) -> anyhow::Result<()> {
-        self.steps.push(metrics.clone());
-        Ok(())
-    }
-    fn on_eval(&mut self, eval: &EvalMetrics) -> anyhow::Result<()> {
-        self.evals.push(eval.clone());
-        Ok(())
-    }
-}
-
-fn moby_dick(bytes: usize, seq_len: usize) -> Corpus {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/corpus/moby-dick.txt");
-    let text = std::fs::read_to_string(&path).expect("the corpus is installed (make corpus)");
-    let mut end = bytes.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let data = DataConfig {
-        seq_len,
-        ..DataConfig::default()
-    };
-    Corpus::from_text(&text[..end], &data, "moby-dick slice").unwrap()
-}
 
 fn parcae_run(steps: u64, injection: Injection, seed: u64) -> RunConfig {
     RunConfig {

@@ -5,46 +5,12 @@ use candle_core::Device;
 use loopscale::model::{Mlp, ModelConfig};
 use loopscale::sweep::RunConfig;
 use loopscale::train::{
-    Corpus, DataConfig, EvalMetrics, RunEnd, RunObserver, Schedule, StepMetrics, TrainConfig, train,
+    DataConfig, RunEnd, Schedule, TrainConfig, train,
 };
 
-#[derive(Default)]
-struct Recorder {
-    steps: Vec<StepMetrics>,
-    evals: Vec<EvalMetrics>,
-    stop_after: Option<usize>,
-    polls: usize,
-}
+mod common;
+use common::{Recorder, moby_dick};
 
-impl RunObserver for Recorder {
-    fn on_step(&mut self, metrics: &StepMetrics) -> anyhow::Result<()> {
-        self.steps.push(metrics.clone());
-        Ok(())
-    }
-    fn on_eval(&mut self, eval: &EvalMetrics) -> anyhow::Result<()> {
-        self.evals.push(eval.clone());
-        Ok(())
-    }
-    fn should_stop(&mut self) -> bool {
-        self.polls += 1;
-        self.stop_after.is_some_and(|n| self.polls > n)
-    }
-}
-
-/// The first `bytes` bytes of Moby-Dick (cut at a character boundary).
-fn moby_dick(bytes: usize, seq_len: usize) -> Corpus {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/corpus/moby-dick.txt");
-    let text = std::fs::read_to_string(&path).expect("the corpus is installed (make corpus)");
-    let mut end = bytes.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let data = DataConfig {
-        seq_len,
-        ..DataConfig::default()
-    };
-    Corpus::from_text(&text[..end], &data, "moby-dick slice").unwrap()
-}
 
 fn tiny_run(tokens: u64, lr: f64, seed: u64) -> RunConfig {
     RunConfig {

@@ -1,0 +1,42 @@
+//! Helpers shared by the training tests: a slice of the shipped corpus, and an observer that
+//! records what a run reports (and can ask it to stop).
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use loopscale::train::{Corpus, DataConfig, EvalMetrics, RunObserver, StepMetrics};
+
+#[derive(Default)]
+pub struct Recorder {
+    pub steps: Vec<StepMetrics>,
+    pub evals: Vec<EvalMetrics>,
+    /// Ask the trainer to stop after this many `should_stop` polls.
+    pub stop_after: Option<usize>,
+    pub polls: usize,
+}
+
+impl RunObserver for Recorder {
+    fn on_step(&mut self, metrics: &StepMetrics) -> anyhow::Result<()> {
+        self.steps.push(metrics.clone());
+        Ok(())
+    }
+    fn on_eval(&mut self, eval: &EvalMetrics) -> anyhow::Result<()> {
+        self.evals.push(eval.clone());
+        Ok(())
+    }
+    fn should_stop(&mut self) -> bool {
+        self.polls += 1;
+        self.stop_after.is_some_and(|n| self.polls > n)
+    }
+}
+
+/// The first `bytes` bytes of Moby-Dick (cut at a character boundary).
+pub fn moby_dick(bytes: usize, seq_len: usize) -> Corpus {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/corpus/moby-dick.txt");
+    let text = std::fs::read_to_string(&path).expect("the corpus is installed (make corpus)");
+    let mut end = bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let data = DataConfig { seq_len, ..DataConfig::default() };
+    Corpus::from_text(&text[..end], &data, "moby-dick slice").unwrap()
+}
