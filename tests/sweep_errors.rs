@@ -481,3 +481,53 @@ fn test_loops_of_the_wrong_type_says_it_takes_a_list() {
     let e = err("[model]\narch = \"looped\"\ntest_loops = [[1, \"x\"]]\n");
     assert_has(&e, &["expected a list of non-negative integers, found the list [1, \"x\"]"]);
 }
+
+// ---- the [slurm] table ----
+
+#[test]
+fn slurm_table_is_read_and_checked() {
+    let s = Sweep::from_str(
+        "[sweep]\nname = \"t\"\n[data]\ncorpus = \"tiny_corpus.txt\"\n[slurm]\npartition = \"gpu\"\ntime = \"1-12:00:00\"\n\
+         gpus_per_run = 1\ncpus_per_run = 8\nmax_parallel = 16\nsbatch_args = [\"--account=p\", \"--qos=low\"]\n",
+        &path(),
+    )
+    .unwrap();
+    assert_eq!(s.slurm.partition.as_deref(), Some("gpu"));
+    assert_eq!(s.slurm.time.as_deref(), Some("1-12:00:00"));
+    assert_eq!((s.slurm.gpus_per_run, s.slurm.cpus_per_run, s.slurm.max_parallel), (Some(1), Some(8), Some(16)));
+    assert_eq!(s.slurm.sbatch_args, ["--account=p", "--qos=low"]);
+    // The table changes where runs execute, never what they are: the run keys do not move.
+    let plain = Sweep::from_str("[sweep]\nname = \"t\"\n[data]\ncorpus = \"tiny_corpus.txt\"\n", &path()).unwrap();
+    assert_eq!(s.runs[0].key, plain.runs[0].key);
+}
+
+#[test]
+fn slurm_unknown_key_suggests_nearest() {
+    let e = err("[slurm]\ngpus_per_task = 1\n");
+    assert_eq!(e.kind, ErrorKind::UnknownKey);
+    assert_eq!(e.key.as_deref(), Some("slurm.gpus_per_task"));
+    assert_eq!(e.line_col, Some((6, 1)));
+    assert_has(&e, &["unknown key `slurm.gpus_per_task`; did you mean `slurm.gpus_per_run`?", "[slurm] takes `partition`"]);
+}
+
+#[test]
+fn slurm_bad_time_says_which_formats_slurm_takes() {
+    let e = err("[slurm]\ntime = \"2h\"\n");
+    assert_eq!(e.key.as_deref(), Some("slurm.time"));
+    assert_eq!(e.line_col, Some((6, 8)));
+    assert_has(&e, &["`slurm.time` = \"2h\" is not a Slurm time limit", "HH:MM:SS"]);
+}
+
+#[test]
+fn slurm_values_are_not_axes() {
+    let e = err("[slurm]\ngpus_per_run = [1, 2]\n");
+    assert_eq!(e.kind, ErrorKind::WrongType);
+    assert_has(&e, &["`slurm.gpus_per_run`: expected an integer ≥ 0, found a list", "not a grid axis"]);
+    let e = err("[slurm]\nmax_parallel = 0\n");
+    assert_has(&e, &["`slurm.max_parallel` = 0 is out of range: expected an integer ≥ 1"]);
+    let e = err("[slurm]\nsbatch_args = \"--account=p\"\n");
+    assert_eq!(e.kind, ErrorKind::WrongType);
+    assert_has(&e, &["`slurm.sbatch_args`: expected a list of strings"]);
+    let e = err("[slurm]\npartition = 3\n");
+    assert_has(&e, &["`slurm.partition`: expected a partition name", "found an integer"]);
+}

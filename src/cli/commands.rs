@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::{Cli, Command, RunArgs};
+use super::{Cli, Command, Executor, RunArgs};
 use crate::engine::{self, RunOptions};
 use crate::store::{RunRow, RunStatus, Store};
 use crate::sweep::Sweep;
@@ -17,6 +17,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Plan { file } => plan(&file),
         Command::Run(args) => run(&args),
         Command::Status { file, db } => status(&file, db),
+        Command::Cancel { file, db } => super::slurm::cancel(&file, db),
         Command::Sql { db, query, csv } => sql(&db, &query, csv),
         Command::Fit(args) => super::fit::fit(&args),
         Command::Worker(args) => {
@@ -141,6 +142,12 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
     }
     let sweep = load(&args.file)?;
     let db = args.db.clone().unwrap_or_else(|| sweep.db.clone());
+    if args.executor == Executor::Slurm {
+        return super::slurm::run(&sweep, &db, args);
+    }
+    if args.dry_run || args.wait {
+        anyhow::bail!("--dry-run and --wait go with --executor slurm");
+    }
     let options = RunOptions { db: db.clone(), jobs: args.jobs, retries: args.retries.unwrap_or(sweep.retries), plain: args.plain };
     let summary = engine::run_sweep(&sweep, &options)?;
     println!();
@@ -166,9 +173,17 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
 
 /// One row per run with its outcome, in the sweep file's order.
 fn runs_table(sweep: &Sweep, rows: &[RunRow]) -> String {
+    runs_table_with(sweep, rows, None)
+}
+
+/// `runs_table`, with a column of Slurm states beside the database's when given.
+fn runs_table_with(sweep: &Sweep, rows: &[RunRow], slurm: Option<&std::collections::HashMap<String, String>>) -> String {
     let mut columns: Vec<String> = vec!["run_key".into()];
     columns.extend(sweep.axes.iter().cloned());
     columns.extend(["status", "attempts", "steps", "val_loss", "val_bpb", "wall_s", "tok/s", "error"].map(String::from));
+    if slurm.is_some() {
+        columns.push("slurm".into());
+    }
     let mut out = Vec::new();
     for run in &sweep.runs {
         let Some(row) = rows.iter().find(|r| r.key == run.key) else { continue };
@@ -187,6 +202,9 @@ fn runs_table(sweep: &Sweep, rows: &[RunRow]) -> String {
             row.tokens_per_second.map(|s| format!("{s:.0}")).unwrap_or_default(),
             row.error.as_deref().map(|e| e.lines().next().unwrap_or("").chars().take(60).collect()).unwrap_or_default(),
         ]);
+        if let Some(states) = slurm {
+            line.push(states.get(&run.key).cloned().unwrap_or_default());
+        }
         out.push(line);
     }
     render(&columns, &out)
@@ -201,7 +219,8 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
     }
     let store = Store::open_read_only(&db)?;
     let rows = store.runs(&sweep.name).with_context(|| format!("reading {}", db.display()))?;
-    print!("{}", runs_table(&sweep, &rows));
+    let (slurm_states, slurm_note) = super::slurm::states(&db);
+    print!("{}", runs_table_with(&sweep, &rows, slurm_note.is_some().then_some(&slurm_states)));
     let planned: std::collections::HashSet<&str> = sweep.runs.iter().map(|r| r.key.as_str()).collect();
     let known: std::collections::HashSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
     let not_started = sweep.runs.iter().filter(|r| !known.contains(r.key.as_str())).count();
@@ -219,6 +238,9 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
         count(RunStatus::Diverged),
         not_started
     );
+    if let Some(note) = slurm_note {
+        println!("{note}");
+    }
     if !orphaned.is_empty() {
         println!(
             "{} run(s) in the database are no longer in the sweep file (kept, never deleted): {}",

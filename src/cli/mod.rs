@@ -3,6 +3,7 @@
 
 mod commands;
 mod fit;
+mod slurm;
 
 use std::path::PathBuf;
 
@@ -54,6 +55,15 @@ pub enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+    /// Cancel the Slurm job arrays of a sweep (`run --executor slurm`); their workers record how
+    /// far they got. `run --executor slurm` again submits what is not done.
+    Cancel {
+        /// The sweep file (TOML).
+        file: PathBuf,
+        /// Database of the sweep instead of its own ([sweep].db or results/<name>.sqlite).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
     /// Run a read-only SQL query against a loopscale database and print the result.
     ///
     /// Tables: sweeps, runs, metrics, evals, attempts (see docs/schema.md). Example:
@@ -97,6 +107,46 @@ pub struct RunArgs {
     /// Plain progress lines instead of bars, even on a terminal.
     #[arg(long)]
     pub plain: bool,
+    /// Where runs train: `local` worker processes, or a `slurm` job array (one task per run).
+    #[arg(long, value_enum, default_value_t = Executor::Local)]
+    pub executor: Executor,
+    /// Slurm only: print the batch script(s) that would be submitted; submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Slurm only: wait until every submitted task has left the queue.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Executor {
+    Local,
+    Slurm,
+}
+
+/// Resources of each Slurm array task; each overrides the sweep file's `[slurm]` table.
+#[derive(Args, Debug, Default)]
+pub struct SlurmArgs {
+    /// Slurm partition (sbatch --partition).
+    #[arg(long, help_heading = "Slurm")]
+    pub partition: Option<String>,
+    /// Time limit of each run (sbatch --time: MM, HH:MM:SS, D-HH, ...).
+    #[arg(long, help_heading = "Slurm")]
+    pub time: Option<String>,
+    /// GPUs per run (--gres=gpu:N).
+    #[arg(long, help_heading = "Slurm")]
+    pub gpus_per_run: Option<u32>,
+    /// CPU cores per run (--cpus-per-task); the worker uses that many threads.
+    #[arg(long, help_heading = "Slurm")]
+    pub cpus_per_run: Option<u32>,
+    /// Runs at once (--array=...%K).
+    #[arg(long, help_heading = "Slurm")]
+    pub max_parallel: Option<u32>,
+    /// An extra `#SBATCH` line, e.g. --sbatch-arg=--account=myproj (repeatable).
+    #[arg(long = "sbatch-arg", allow_hyphen_values = true, help_heading = "Slurm")]
+    pub sbatch_args: Vec<String>,
 }
 
 #[derive(Args, Debug)]

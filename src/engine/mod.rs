@@ -3,11 +3,13 @@
 //!
 //! Each run trains in its own process (`loopscale worker`), so a crash or out-of-memory kill
 //! takes down one run, never the sweep. The coordinator holds the sweep lock, starts at most
-//! `jobs` workers, shows progress from the store, and forwards Ctrl-C.
+//! `jobs` workers, shows progress from the store, and forwards Ctrl-C. `slurm` hands the same
+//! workers to a Slurm cluster as a job array instead.
 
 mod coordinator;
 mod lock;
 mod progress;
+pub mod slurm;
 mod worker;
 
 pub use coordinator::{plan_runs, run_sweep, RunOptions, SweepSummary};

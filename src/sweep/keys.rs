@@ -175,7 +175,9 @@ impl<'de> de::Deserializer<'de> for FieldCapture<'_> {
 /// keys apply only to `arch = "looped"`). For `--help` and docs.
 pub fn valid_keys() -> Vec<(String, String)> {
     let header = HEADER_KEYS.iter().map(|(k, d)| (format!("sweep.{k}"), d.to_string()));
+    let slurm = super::slurm::SLURM_KEYS.iter().map(|(k, d)| (format!("slurm.{k}"), d.to_string()));
     header
+        .chain(slurm)
         .chain(schema().keys.iter().map(|k| {
             let default = match &k.default {
                 Some(v) => display_value(v),

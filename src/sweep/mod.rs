@@ -36,6 +36,7 @@
 //! | `[train]`      | the fields of `TrainConfig`                                           |
 //! | `[model]`      | the fields of `ModelConfig`, plus `LoopedConfig`'s fields flat        |
 //! | `[[variants]]` | `name` (required, unique), and `data.*`, `train.*`, `model.*` overrides |
+//! | `[slurm]`      | `partition`, `time`, `gpus_per_run`, `cpus_per_run`, `max_parallel`, `sbatch_args` (see `slurm`) |
 //!
 //! [`valid_keys`] lists every key with its default.
 //!
@@ -51,13 +52,14 @@
 //! - Paths: `data.corpus` is relative to the sweep file's folder; `sweep.db` to the working
 //!   directory the command runs in.
 //!
-//! Modules: `spec` (TOML → typed settings), `expand` (settings → grid), `validate` (per-run
+//! Modules: `spec` (TOML → typed settings), `slurm` (the `[slurm]` table), `expand` (settings → grid), `validate` (per-run
 //! checks), `keys` (the accepted keys, derived from the structs), `error` (messages).
 
 mod config;
 mod error;
 mod expand;
 mod keys;
+mod slurm;
 mod spec;
 mod validate;
 
@@ -67,6 +69,7 @@ use std::path::{Path, PathBuf};
 pub use config::RunConfig;
 pub use error::{ErrorDetails, ErrorKind, SweepError};
 pub use keys::valid_keys;
+pub use slurm::{SlurmSettings, is_slurm_time};
 
 use error::Source;
 use keys::{Section, display_value, schema};
@@ -83,6 +86,8 @@ pub struct Sweep {
     /// The results database; relative paths are relative to the working directory.
     pub db: PathBuf,
     pub retries: u32,
+    /// The `[slurm]` table (resources for `run --executor slurm`); empty when absent.
+    pub slurm: SlurmSettings,
     /// Dotted keys whose values differ across runs (`seed` included when it varies), in grid order.
     pub axes: Vec<String>,
     /// Distinct runs in grid order.
@@ -181,6 +186,7 @@ impl Sweep {
             base_dir,
             db,
             retries: spec.header.retries,
+            slurm: spec.slurm,
             axes,
             runs,
             collapsed,

@@ -14,13 +14,14 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::error::{ErrorKind, Source, SweepError, nearest};
+use super::slurm::{SlurmSettings, parse_slurm};
 use super::keys::{HEADER_KEYS, KeyInfo, Section, schema, toml_literal};
 use crate::model::{LoopedConfig, ModelConfig};
 use crate::train::{DataConfig, TrainConfig};
 
 pub(crate) type Span = Range<usize>;
 
-const TOP_KEYS: &[&str] = &["sweep", "data", "train", "model", "variants"];
+const TOP_KEYS: &[&str] = &["sweep", "data", "train", "model", "variants", "slurm"];
 const VARIANT_KEYS: &[&str] = &["name", "data", "train", "model"];
 
 /// One key set in `[data]`, `[train]`, `[model]` or a variant: a single value or an axis.
@@ -61,6 +62,7 @@ pub(crate) struct Spec {
     pub header: Header,
     pub base: Vec<Setting>,
     pub variants: Vec<VariantSpec>,
+    pub slurm: SlurmSettings,
 }
 
 /// Parse and type-check a sweep file's text.
@@ -69,6 +71,7 @@ pub(crate) fn parse(src: &Source) -> Result<Spec, SweepError> {
     let mut header = None;
     let mut base = Vec::new();
     let mut variants = Vec::new();
+    let mut slurm = SlurmSettings::default();
     for (key, value) in sorted(doc.get_ref()) {
         let name = key.get_ref().as_ref();
         match name {
@@ -78,6 +81,7 @@ pub(crate) fn parse(src: &Source) -> Result<Spec, SweepError> {
                 base.extend(parse_settings(src, name, table, None)?);
             }
             "variants" => variants = parse_variants(src, value)?,
+            "slurm" => slurm = parse_slurm(src, value)?,
             _ => return Err(unknown_top_key(src, name, key.span())),
         }
     }
@@ -86,7 +90,7 @@ pub(crate) fn parse(src: &Source) -> Result<Spec, SweepError> {
             .with_key("sweep.name")
             .with_help("add at the top of the file:\n             [sweep]\n             name = \"my_study\"")
     })?;
-    Ok(Spec { header, base, variants })
+    Ok(Spec { header, base, variants, slurm })
 }
 
 fn syntax_error(src: &Source, e: &toml::de::Error) -> SweepError {
