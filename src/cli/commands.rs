@@ -18,6 +18,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => run(&args),
         Command::Status { file, db } => status(&file, db),
         Command::Cancel { file, db } => super::slurm::cancel(&file, db),
+        Command::Collect { file, db } => super::slurm::collect(&file, db),
         Command::Sql { db, query, csv } => sql(&db, &query, csv),
         Command::Fit(args) => super::fit::fit(&args),
         Command::Worker(args) => {
@@ -217,6 +218,7 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
         println!("sweep {}: {} runs, none started (no database at {} yet; `loopscale run {}` starts it)", sweep.name, sweep.runs.len(), db.display(), file.display());
         return Ok(0);
     }
+    super::slurm::collect_quietly(&sweep, &db);
     let store = Store::open_read_only(&db)?;
     let rows = store.runs(&sweep.name).with_context(|| format!("reading {}", db.display()))?;
     let (slurm_states, slurm_note) = super::slurm::states(&db);

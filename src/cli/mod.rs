@@ -64,6 +64,15 @@ pub enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+    /// Merge the runs' shards (what workers wrote, locally or on Slurm nodes) into the sweep's
+    /// database. Safe to repeat: merging again changes nothing.
+    Collect {
+        /// The sweep file (TOML).
+        file: PathBuf,
+        /// Database of the sweep instead of its own ([sweep].db or results/<name>.sqlite).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
     /// Run a read-only SQL query against a loopscale database and print the result.
     ///
     /// Tables: sweeps, runs, metrics, evals, attempts (see docs/schema.md). Example:

@@ -69,8 +69,41 @@ pub fn run(sweep: &Sweep, db: &Path, args: &RunArgs) -> anyhow::Result<i32> {
                 eprintln!("slurm: {} task(s) queued or running", active.len());
             }
         })?;
+        print_collected(&slurm::collect(sweep, db)?);
     }
     Ok(0)
+}
+
+fn print_collected(report: &slurm::CollectReport) {
+    let c = &report.collected;
+    println!("collected {} shard(s): {} run(s) updated, {} row(s) changed", c.shards, c.runs, c.rows);
+    if report.released > 0 {
+        println!("{} run(s) left the queue without recording an end; now interrupted (submit again to finish them)", report.released);
+    }
+    if let Some(why) = &report.queue_unreadable {
+        println!("note: the Slurm queue could not be read, so runs still marked running were left as they are: {why}");
+    }
+}
+
+/// `loopscale collect FILE`.
+pub fn collect(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
+    let sweep = Sweep::load(file)?;
+    let db = db.unwrap_or_else(|| sweep.db.clone());
+    if !db.exists() {
+        anyhow::bail!("{}: no database yet; `loopscale run {}` creates it", db.display(), file.display());
+    }
+    print_collected(&slurm::collect(&sweep, &db)?);
+    Ok(0)
+}
+
+/// Before `status` shows a sweep that was submitted to Slurm, merge what its workers wrote.
+/// Skipped (silently) while a local `run` holds the database: that coordinator merges itself.
+pub fn collect_quietly(sweep: &Sweep, db: &Path) {
+    if slurm::submitted_arrays(db).is_ok_and(|a| !a.is_empty())
+        && let Err(e) = slurm::collect(sweep, db)
+    {
+        eprintln!("note: shards not collected: {e:#}");
+    }
 }
 
 /// `loopscale cancel FILE`.

@@ -1,5 +1,7 @@
 //! The coordinator of `loopscale run`: registers a sweep's runs, then keeps up to `jobs` worker
 //! processes busy, largest runs first, until every run is finished or the user stops it.
+//! Workers write their runs' shards; the coordinator seeds them, merges them into the database
+//! while they run and when they end, and is the only writer of the database.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::OpenOptions;
@@ -95,6 +97,14 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
         eprintln!("{stale} run(s) were left running by an earlier coordinator; they start again");
     }
 
+    // Every unfinished run gets its shard now; a shard a dead worker left `running` is released.
+    for run in &planned {
+        let status = store.run(&run.key)?.map(|r| r.status);
+        if !matches!(status, Some(RunStatus::Done | RunStatus::Diverged)) {
+            super::shards::prepare(&mut store, &options.db, &sweep.name, &run.key)?;
+        }
+    }
+
     let flops: HashMap<String, f64> = planned.iter().map(|r| (r.key.clone(), r.flops)).collect();
     let tokens: HashMap<String, u64> = planned.iter().map(|r| (r.key.clone(), r.tokens)).collect();
     let rows: HashMap<String, RunRow> = store.runs(&sweep.name)?.into_iter().map(|r| (r.key.clone(), r)).collect();
@@ -136,6 +146,7 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
     let mut active: Vec<Active> = Vec::new();
     let mut trained = 0;
     let mut signalled = 0;
+    let mut polls = 0u64;
 
     loop {
         let stopping = interrupts.load(Ordering::SeqCst);
@@ -183,10 +194,17 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
         }
 
         std::thread::sleep(Duration::from_millis(250));
+        polls += 1;
         let mut i = 0;
         while i < active.len() {
             match active[i].child.try_wait()? {
                 None => {
+                    // Merge the running shards about once a second: the database (and the
+                    // progress shown from it) is never more than a second or two behind.
+                    if polls.is_multiple_of(4) {
+                        let shard = super::shards::shard_path(&options.db, &active[i].key);
+                        store.merge_shard(&active[i].key, &shard)?;
+                    }
                     if let Ok(Some(p)) = store.progress(&active[i].key) {
                         progress.update(&active[i].key, &p);
                     }
@@ -194,6 +212,7 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
                 }
                 Some(exit) => {
                     let a = active.swap_remove(i);
+                    store.merge_shard(&a.key, &super::shards::shard_path(&options.db, &a.key))?;
                     let row = store.run(&a.key)?.context("run vanished from the store")?;
                     let status = if row.status == RunStatus::Running {
                         // The worker died without recording an end: a crash or a kill.
@@ -202,7 +221,7 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
                         } else {
                             format!("worker exited with {exit}; log tail:\n{}", log_tail(&a.log, 20))
                         };
-                        store.fail_attempt(&a.key, None, &why)?;
+                        super::shards::fail(&mut store, &options.db, &a.key, &why)?;
                         RunStatus::Failed
                     } else {
                         row.status

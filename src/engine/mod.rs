@@ -9,6 +9,7 @@
 mod coordinator;
 mod lock;
 mod progress;
+pub mod shards;
 pub mod slurm;
 mod worker;
 
@@ -20,4 +21,10 @@ pub use worker::{run_worker, WorkerArgs};
 /// (`<run_key>.log`, every attempt appended, and `<run_key>.lock`, held by its worker).
 pub fn logs_dir(db: &std::path::Path) -> std::path::PathBuf {
     db.with_extension("logs")
+}
+
+/// Each run's own directory: `results/x.sqlite` → `results/x.runs/<run_key>/`, holding its
+/// shard (`results.sqlite`, see [`shards`]) and whatever else belongs to one run alone.
+pub fn run_dir(db: &std::path::Path, key: &str) -> std::path::PathBuf {
+    db.with_extension("runs").join(key)
 }

@@ -335,17 +335,31 @@ pub fn submit(sweep: &Sweep, db: &Path, options: &SlurmOptions, dry_run: bool) -
             Err(_) => HashMap::new(),
         }
     } else {
-        // The sweep lock keeps a local `run` and this submission from handing out the same runs.
-        let _lock = super::SweepLock::acquire(db)?;
-        let mut store = Store::open(db)?;
-        let spec_text = std::fs::read_to_string(&sweep.path).unwrap_or_default();
-        store.register_sweep(&sweep.name, &sweep.description, &sweep.path.display().to_string(), &spec_text, &planned)?;
-        store.runs(&sweep.name)?.into_iter().map(|r| (r.key, r.status)).collect()
+        HashMap::new()
     };
     let queued: HashSet<String> = if dry_run && submitted_arrays(db)?.is_empty() {
         HashSet::new()
     } else {
         queue_state(db)?.tasks.into_iter().filter(|t| t.active()).map(|t| t.key).collect()
+    };
+    // The sweep lock keeps a local `run` and this submission from handing out the same runs.
+    let _lock = if dry_run { None } else { Some(super::SweepLock::acquire(db)?) };
+    let statuses = if dry_run {
+        statuses
+    } else {
+        let mut store = Store::open(db)?;
+        let spec_text = std::fs::read_to_string(&sweep.path).unwrap_or_default();
+        store.register_sweep(&sweep.name, &sweep.description, &sweep.path.display().to_string(), &spec_text, &planned)?;
+        // What finished since the last look is merged first, so it is not submitted again;
+        // every run about to be handed out gets its shard.
+        for run in &planned {
+            if queued.contains(&run.key) {
+                super::shards::collect(&mut store, db, std::slice::from_ref(&run.key))?;
+            } else if store.run(&run.key)?.is_some_and(|r| !matches!(r.status, RunStatus::Done | RunStatus::Diverged)) {
+                super::shards::prepare(&mut store, db, &sweep.name, &run.key)?;
+            }
+        }
+        store.runs(&sweep.name)?.into_iter().map(|r| (r.key, r.status)).collect()
     };
     let finished = |k: &str| matches!(statuses.get(k), Some(RunStatus::Done | RunStatus::Diverged));
     let mut todo: Vec<_> = planned.iter().filter(|r| !finished(&r.key) && !queued.contains(&r.key)).collect();
@@ -419,6 +433,44 @@ pub fn cancel(db: &Path) -> anyhow::Result<Vec<String>> {
         slurm_command("scancel", &args)?;
     }
     Ok(ids)
+}
+
+/// What `collect` did, and whether the queue could be read.
+#[derive(Debug)]
+pub struct CollectReport {
+    pub collected: super::shards::Collected,
+    /// Runs whose worker left the queue without recording an end, now `interrupted`.
+    pub released: usize,
+    /// Why stale runs could not be released (the queue could not be read).
+    pub queue_unreadable: Option<String>,
+}
+
+/// Merges every run's shard into the database. Runs whose shard still says `running` but that
+/// no queued or running task holds (the worker was killed) become `interrupted`, so the next
+/// submission hands them out again. Idempotent.
+pub fn collect(sweep: &Sweep, db: &Path) -> anyhow::Result<CollectReport> {
+    let _lock = super::SweepLock::acquire(db)?;
+    let mut store = Store::open(db)?;
+    let keys: Vec<String> = sweep.runs.iter().map(|r| r.key.clone()).collect();
+    let (queued, queue_unreadable) = if submitted_arrays(db)?.is_empty() {
+        (None, None)
+    } else {
+        match queue_state(db) {
+            Ok(r) => (Some(r.tasks.into_iter().filter(|t| t.active()).map(|t| t.key).collect::<HashSet<_>>()), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        }
+    };
+    let collected = super::shards::collect(&mut store, db, &keys)?;
+    let mut released = 0;
+    if let Some(queued) = queued {
+        for key in keys.iter().filter(|k| !queued.contains(*k)) {
+            if store.run(key)?.is_some_and(|r| r.status == RunStatus::Running) {
+                super::shards::settle(&mut store, db, &sweep.name, key)?;
+                released += 1;
+            }
+        }
+    }
+    Ok(CollectReport { collected, released, queue_unreadable })
 }
 
 /// Blocks until no task of this database's arrays is queued or running.

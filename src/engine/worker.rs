@@ -1,4 +1,5 @@
-//! `loopscale worker`: trains one run and writes everything it measures into the store.
+//! `loopscale worker`: trains one run and writes everything it measures into the run's shard
+//! (`engine::shards`), under every executor.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +14,7 @@ use crate::train::{self, Corpus, EvalMetrics, RunObserver, StepMetrics};
 /// What a worker is told by its coordinator.
 #[derive(Clone, Debug)]
 pub struct WorkerArgs {
+    /// The sweep database: locates the run's directory and shard; the worker never opens it.
     pub db: PathBuf,
     pub run_key: String,
     /// Directory relative corpus paths are resolved against (the sweep file's).
@@ -77,7 +79,13 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
     // One worker per run, even across coordinators: an orphan of a killed coordinator may still
     // be recording its last step; wait for it to let go before this attempt begins.
     let _run_lock = lock_run(&args.db, &args.run_key)?;
-    let mut store = Store::open(&args.db)?;
+    // The worker writes its run's shard only, never the sweep database (which may live on
+    // another machine): the coordinator seeded the shard and merges it back.
+    let shard = super::shards::shard_path(&args.db, &args.run_key);
+    if !shard.exists() {
+        anyhow::bail!("{}: no shard for run {}; workers are started by `loopscale run`, which creates it", shard.display(), args.run_key);
+    }
+    let mut store = Store::open(&shard)?;
     let run = store
         .run(&args.run_key)?
         .with_context(|| format!("{}: no run with key {}", args.db.display(), args.run_key))?;

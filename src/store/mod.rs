@@ -10,6 +10,7 @@ mod fits;
 mod open;
 mod runs;
 mod query;
+mod shard;
 
 pub use fits::{RunPoint, TestTimePoint};
 pub use open::{StoreError, APPLICATION_ID, SCHEMA_VERSION};
