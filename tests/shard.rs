@@ -1,0 +1,107 @@
+//! Per-run shards: a worker's own store, merged into the sweep database. Merging makes the
+//! database's rows equal the shard's, and merging again changes nothing.
+
+use loopscale::model::ModelConfig;
+use loopscale::store::{NewRun, RunStatus, Store};
+use loopscale::sweep::RunConfig;
+use loopscale::train::{DataConfig, EvalMetrics, RunEnd, RunOutcome, StepMetrics, TrainConfig};
+
+fn new_run(seed: u64) -> NewRun {
+    let config = RunConfig { data: DataConfig::default(), train: TrainConfig::default(), model: ModelConfig::default(), seed };
+    NewRun { key: config.key(), variant: None, config, params: 1000, non_embedding_params: 900, tokens: 5000, flops: 3e7 }
+}
+
+fn step(step: u64, loss: f64) -> StepMetrics {
+    StepMetrics { step, tokens: step * 100, flops: step as f64 * 1e6, train_loss: loss, lr: 1e-3, grad_norm: 0.5, elapsed_seconds: step as f64, state_norm: None, injection_norm: None }
+}
+
+fn eval(step: u64, loss: f64) -> EvalMetrics {
+    EvalMetrics { step, tokens: step * 100, flops: step as f64 * 1e6, test_loops: None, val_loss: loss, val_bpb: loss / std::f64::consts::LN_2 }
+}
+
+/// Everything a store holds about one run, as text, for comparing two stores.
+fn dump(store: &Store, key: &str) -> String {
+    let mut out = String::new();
+    for sql in [
+        "SELECT status, attempts, steps_done, final_train_loss, final_val_loss, final_val_bpb, wall_seconds, error FROM runs",
+        "SELECT attempt, status, error, log_path FROM attempts ORDER BY attempt",
+        "SELECT * FROM metrics ORDER BY step",
+        "SELECT * FROM evals ORDER BY step, test_loops",
+    ] {
+        let sql = sql.replace(" FROM runs", &format!(" FROM runs WHERE run_key = '{key}'"));
+        out += &store.query(&sql).unwrap().to_csv();
+    }
+    out
+}
+
+#[test]
+fn merging_a_shard_makes_the_database_equal_it_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let shard_path = dir.path().join("s.runs/k/results.sqlite");
+    let (a, b) = (new_run(0), new_run(1));
+    let mut main = Store::open(&db).unwrap();
+    main.register_sweep("s", "", "s.toml", "", &[a.clone(), b.clone()]).unwrap();
+
+    assert!(main.seed_shard(&a.key, &shard_path).unwrap());
+    assert!(!main.seed_shard(&a.key, &shard_path).unwrap(), "an existing shard is never reseeded");
+    // A shard uses the rollback journal: WAL needs shared memory, which network filesystems lack.
+    let mode: String = rusqlite::Connection::open(&shard_path)
+        .unwrap()
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete");
+
+    // The worker's first attempt dies after two steps.
+    let mut shard = Store::open(&shard_path).unwrap();
+    let attempt = shard.start_attempt(&a.key, Some("a.log")).unwrap();
+    shard.record(&a.key, &[step(1, 3.0), step(2, 2.9)], &[eval(2, 3.1)]).unwrap();
+    assert!(main.merge_shard(&a.key, &shard_path).unwrap() > 0);
+    assert_eq!(main.run(&a.key).unwrap().unwrap().status, RunStatus::Running);
+    assert_eq!(dump(&main, &a.key), dump(&shard, &a.key));
+    assert_eq!(main.merge_shard(&a.key, &shard_path).unwrap(), 0, "a second merge changes nothing");
+    shard.fail_attempt(&a.key, Some(attempt), "killed").unwrap();
+
+    // The second attempt finishes the run.
+    let attempt = shard.start_attempt(&a.key, Some("a.log")).unwrap();
+    assert_eq!(attempt, 2);
+    let outcome = RunOutcome {
+        end: RunEnd::Done,
+        steps: 3,
+        tokens: 300,
+        flops: 3e6,
+        final_val_loss: Some(2.5),
+        final_val_bpb: Some(2.5 / std::f64::consts::LN_2),
+        final_train_loss: Some(2.6),
+        wall_seconds: 1.5,
+        tokens_per_second: 200.0,
+        loss_spikes: 0,
+    };
+    let steps = [step(1, 3.0), step(2, 2.8), step(3, 2.6)];
+    shard.finish_attempt(&a.key, attempt, &steps, &[eval(3, 2.5)], &outcome).unwrap();
+    let changed = main.merge_shard(&a.key, &shard_path).unwrap();
+    assert!(changed > 0);
+    assert_eq!(dump(&main, &a.key), dump(&shard, &a.key));
+    let row = main.run(&a.key).unwrap().unwrap();
+    assert_eq!((row.status, row.attempts, row.final_val_loss), (RunStatus::Done, 2, Some(2.5)));
+    assert_eq!(main.train_losses(&a.key).unwrap().len(), 3, "one metrics row per step, none twice");
+    assert_eq!(main.merge_shard(&a.key, &shard_path).unwrap(), 0);
+
+    // The other run is untouched, and a run without a shard merges as nothing.
+    assert_eq!(main.run(&b.key).unwrap().unwrap().status, RunStatus::Pending);
+    assert_eq!(main.merge_shard(&b.key, &dir.path().join("none.sqlite")).unwrap(), 0);
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_never_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let bogus = dir.path().join("bogus.sqlite");
+    std::fs::write(&bogus, "not a database").unwrap();
+    let a = new_run(0);
+    let mut main = Store::open(&db).unwrap();
+    main.register_sweep("s", "", "s.toml", "", std::slice::from_ref(&a)).unwrap();
+    let err = main.merge_shard(&a.key, &bogus).unwrap_err().to_string();
+    assert!(err.contains("bogus.sqlite") && err.contains("not a SQLite database"), "{err}");
+    assert_eq!(std::fs::read_to_string(&bogus).unwrap(), "not a database");
+}
