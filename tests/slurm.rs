@@ -1,0 +1,230 @@
+//! Against a real Slurm: a one-node cluster on this machine, started by the project's own
+//! `scripts/slurm-one-node.sh` (Debian's slurm-wlm and munge, as root, no systemd).
+//!
+//! - A tiny sweep submitted as a job array, waited for and collected, gives the same database
+//!   as a local run of the same sweep: the same run keys, the same final losses.
+//! - Cancelling the array mid-way and submitting again finishes the sweep without training any
+//!   finished run again, and without a metrics row twice.
+//!
+//! Where Slurm cannot start (not root, no apt, a daemon refuses), each test prints exactly why
+//! and passes as skipped, so the rest of the suite still runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use loopscale::store::{RunStatus, Store};
+
+const BIN: &str = env!("CARGO_BIN_EXE_loopscale");
+
+/// Starts (or finds running) the one-node cluster once per test binary; `Err` says why not.
+fn cluster() -> Result<(), String> {
+    static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
+    STARTED
+        .get_or_init(|| {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm-one-node.sh");
+            let t = Instant::now();
+            let out = Command::new("bash").arg(&script).arg("start").output().map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            if !out.status.success() {
+                return Err(format!("{} start failed ({}): {}", script.display(), out.status, text.trim()));
+            }
+            eprintln!("{}(cluster ready in {:.1}s)", text, t.elapsed().as_secs_f64());
+            Ok(())
+        })
+        .clone()
+}
+
+macro_rules! require_slurm {
+    () => {
+        if let Err(why) = cluster() {
+            eprintln!("SKIPPED: Slurm is not available here: {why}");
+            return;
+        }
+    };
+}
+
+fn loopscale(args: &[&str]) -> Output {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    eprintln!(
+        "$ loopscale {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = loopscale(args);
+    assert!(out.status.success(), "loopscale {} failed", args.join(" "));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A sweep of tiny GPTs (2 widths × 2 seeds × the `tokens` axis) on the test corpus.
+fn sweep_file(dir: &Path, name: &str, tokens: &str, max_parallel: u32) -> PathBuf {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sweeps/tiny_corpus.txt");
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"[sweep]
+name = "{name}"
+seeds = [0, 1]
+[data]
+corpus = "{corpus}"
+seq_len = 32
+[train]
+tokens = {tokens}
+batch_size = 4
+eval_every = 20
+eval_tokens = 512
+log_every = 5
+[model]
+d_model = [16, 32]
+n_heads = 2
+n_layers = 1
+[slurm]
+max_parallel = {max_parallel}
+"#,
+            corpus = corpus.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// (run key, status, attempts, final val loss, metrics rows, distinct metric steps) per run.
+type RunSummary = (String, RunStatus, u32, Option<f64>, usize, usize);
+
+fn summary(db: &Path) -> Vec<RunSummary> {
+    let store = Store::open_read_only(db).unwrap();
+    let name = store.sweep_names().unwrap().pop().unwrap();
+    let mut rows: Vec<RunSummary> = store
+        .runs(&name)
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let losses = store.train_losses(&r.key).unwrap();
+            let mut steps: Vec<u64> = losses.iter().map(|(s, _)| *s).collect();
+            steps.dedup();
+            (r.key, r.status, r.attempts, r.final_val_loss, losses.len(), steps.len())
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
+#[test]
+fn a_sweep_on_slurm_gives_the_database_of_a_local_run() {
+    require_slurm!();
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = sweep_file(dir.path(), "array", "[4096, 8192]", 2);
+    let (local_db, slurm_db) = (dir.path().join("local.sqlite"), dir.path().join("slurm.sqlite"));
+
+    let t = Instant::now();
+    ok(&["run", s(&sweep), "--db", s(&local_db), "--jobs", "2", "--plain"]);
+    let local_s = t.elapsed().as_secs_f64();
+
+    let script = ok(&["run", s(&sweep), "--db", s(&slurm_db), "--executor", "slurm", "--dry-run"]);
+    assert!(script.contains("#SBATCH --array=0-7%2"), "{script}");
+
+    let t = Instant::now();
+    let submitted = ok(&["run", s(&sweep), "--db", s(&slurm_db), "--executor", "slurm", "--wait"]);
+    let slurm_s = t.elapsed().as_secs_f64();
+    assert!(submitted.contains("8 run(s) submitted"), "{submitted}");
+    assert!(submitted.contains("collected 8 shard(s)"), "{submitted}");
+    eprintln!("timings: local run {local_s:.1}s, Slurm submit+wait+collect {slurm_s:.1}s");
+
+    let (local, slurm) = (summary(&local_db), summary(&slurm_db));
+    assert_eq!(local.len(), 8);
+    for (l, r) in local.iter().zip(&slurm) {
+        assert_eq!(l.0, r.0, "same run keys");
+        assert_eq!((l.1, r.1), (RunStatus::Done, RunStatus::Done), "run {}", l.0);
+        assert_eq!((l.2, r.2), (1, 1), "one attempt each: run {}", l.0);
+        let (a, b) = (l.3.unwrap(), r.3.unwrap());
+        assert!((a - b).abs() < 1e-9, "run {}: final val loss {a} locally, {b} on Slurm", l.0);
+        assert_eq!((l.4, l.5), (r.4, r.5), "same metrics rows: run {}", l.0);
+    }
+
+    // Collecting again changes nothing; status shows both views.
+    let again = ok(&["collect", s(&sweep), "--db", s(&slurm_db)]);
+    assert!(again.contains("0 row(s) changed"), "{again}");
+    let status = ok(&["status", s(&sweep), "--db", s(&slurm_db)]);
+    assert!(status.contains("8 done") && status.contains("slurm"), "{status}");
+    // Nothing left to do: a second submission submits nothing.
+    let resubmit = ok(&["run", s(&sweep), "--db", s(&slurm_db), "--executor", "slurm"]);
+    assert!(resubmit.contains("nothing to submit: 8 run(s) finished"), "{resubmit}");
+}
+
+#[test]
+fn cancelling_mid_way_and_resubmitting_trains_no_run_twice() {
+    require_slurm!();
+    let dir = tempfile::tempdir().unwrap();
+    // One run at a time, each a few seconds, so the cancel lands with some runs done, one
+    // running and some pending.
+    let sweep = sweep_file(dir.path(), "cancel", "65536", 1);
+    let db = dir.path().join("cancel.sqlite");
+    let t = Instant::now();
+    ok(&["run", s(&sweep), "--db", s(&db), "--executor", "slurm"]);
+
+    // Wait until one run is done and another has started.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        ok(&["collect", s(&sweep), "--db", s(&db)]);
+        let runs = summary(&db);
+        let done = runs.iter().filter(|r| r.1 == RunStatus::Done).count();
+        let running = runs.iter().filter(|r| r.1 == RunStatus::Running && r.4 > 0).count();
+        if done >= 1 && running >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress on Slurm: {runs:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let cancelled = ok(&["cancel", s(&sweep), "--db", s(&db)]);
+    assert!(cancelled.contains("cancelled job array"), "{cancelled}");
+    // The cancelled worker records its end (SIGTERM → interrupted) and leaves the queue.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = ok(&["status", s(&sweep), "--db", s(&db)]);
+        if !status.contains("RUNNING") && !status.contains("PENDING") && !status.contains("COMPLETING") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cancelled tasks still in the queue");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    ok(&["collect", s(&sweep), "--db", s(&db)]);
+    let before = summary(&db);
+    let done_before: Vec<&RunSummary> = before.iter().filter(|r| r.1 == RunStatus::Done).collect();
+    assert!(!done_before.is_empty() && done_before.len() < 4, "{before:?}");
+    assert!(before.iter().all(|r| r.1 != RunStatus::Running), "nothing may stay running after a cancel: {before:?}");
+    let cut = before.iter().filter(|r| r.1 == RunStatus::Interrupted).count();
+    assert!(cut >= 1, "the running run is recorded as interrupted: {before:?}");
+
+    let resubmitted = ok(&["run", s(&sweep), "--db", s(&db), "--executor", "slurm", "--wait"]);
+    let expect = format!("{} run(s) submitted; {} finished", 4 - done_before.len(), done_before.len());
+    assert!(resubmitted.contains(&expect), "expected {expect:?} in {resubmitted}");
+    eprintln!("timings: submit, cancel, resubmit, finish in {:.1}s", t.elapsed().as_secs_f64());
+
+    let after = summary(&db);
+    let steps = 65536 / (4 * 32);
+    for r in &after {
+        assert_eq!(r.1, RunStatus::Done, "{r:?}");
+        // Every step logged once (log_every = 5, and the last step), whatever the attempts.
+        assert_eq!(r.4, r.5, "a metrics step twice: {r:?}");
+        assert_eq!(r.4, steps / 5 + usize::from(steps % 5 != 0), "{r:?}");
+    }
+    for d in &done_before {
+        let now = after.iter().find(|r| r.0 == d.0).unwrap();
+        assert_eq!(now.2, 1, "run {} finished before the cancel and was trained again", d.0);
+        assert_eq!(now.3, d.3, "run {} changed its result", d.0);
+    }
+    // Runs never started before the cancel trained exactly once; the cut run twice at most.
+    let attempts: u32 = after.iter().map(|r| r.2).sum();
+    assert!(attempts as usize <= 4 + cut, "attempts {attempts} for 4 runs with {cut} cut: {after:?}");
+}
