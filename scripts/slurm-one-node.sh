@@ -72,6 +72,7 @@ MinJobAge=30
 NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
+  chmod 0644 "$tmp"  # users run sinfo/sbatch too
   if ! cmp -s "$tmp" "$CONF"; then
     mv "$tmp" "$CONF"
     CONF_CHANGED=1
@@ -109,6 +110,12 @@ wait_idle() {
 }
 
 start() {
+  # Already up (started by root earlier, or a real cluster): nothing to do, root or not.
+  if [[ $(id -u) -ne 0 ]] && command -v sinfo >/dev/null \
+     && [[ $(sinfo -h -N -o '%T' 2>/dev/null | head -n1) =~ ^(idle|mixed|allocated)$ ]]; then
+    say "a cluster is already up: $(sinfo -h -N -o '%N %T' | head -n1)"
+    return
+  fi
   install
   [[ $(id -u) -eq 0 ]] || die "starting slurmctld/slurmd/munged needs root"
   CONF_CHANGED=0
