@@ -69,6 +69,9 @@ MpiDefault=none
 JobAcctGatherType=jobacct_gather/none
 # Let a requeued or cancelled array start again quickly in tests.
 MinJobAge=30
+# Small on purpose (Slurm's default is 1001): array indices stay below it, so a sweep of more
+# than 5 runs is split into several arrays, and tests/slurm.rs exercises that path for real.
+MaxArraySize=5
 NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF

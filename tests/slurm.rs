@@ -132,12 +132,17 @@ fn a_sweep_on_slurm_gives_the_database_of_a_local_run() {
     let local_s = t.elapsed().as_secs_f64();
 
     let script = ok(&["run", s(&sweep), "--db", s(&slurm_db), "--executor", "slurm", "--dry-run"]);
-    assert!(script.contains("#SBATCH --array=0-7%2"), "{script}");
+    // MaxArraySize 5 on the one-node cluster: two arrays over one manifest, the second offset.
+    for line in ["#SBATCH --array=0-4%2", "#SBATCH --array=0-2%2", "INDEX=$((SLURM_ARRAY_TASK_ID + 5))"] {
+        assert!(script.lines().any(|l| l == line), "no {line:?} in\n{script}");
+    }
 
     let t = Instant::now();
     let submitted = ok(&["run", s(&sweep), "--db", s(&slurm_db), "--executor", "slurm", "--wait"]);
     let slurm_s = t.elapsed().as_secs_f64();
     assert!(submitted.contains("8 run(s) submitted"), "{submitted}");
+    // The one-node cluster's MaxArraySize is 5: 8 runs go out as two arrays (5 + 3 tasks).
+    assert_eq!(submitted.matches("submitted job array").count(), 2, "{submitted}");
     assert!(submitted.contains("collected 8 shard(s)"), "{submitted}");
     eprintln!("timings: local run {local_s:.1}s, Slurm submit+wait+collect {slurm_s:.1}s");
 
