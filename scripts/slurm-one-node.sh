@@ -12,6 +12,8 @@
 # Accounting is off (no slurmdbd): `sacct` does not work here, job state comes from `squeue`.
 set -euo pipefail
 
+# Debian installs the daemons in /usr/sbin, which a non-login root shell may not have on PATH.
+export PATH=$PATH:/usr/sbin:/sbin
 CONF_DIR=${SLURM_CONF_DIR:-/etc/slurm}
 CONF=$CONF_DIR/slurm.conf
 CTLD_PID=/run/slurmctld.pid
@@ -35,6 +37,9 @@ install() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null || die "apt-get update failed (no network to the Debian mirror?)"
   apt-get install -y -qq slurm-wlm munge >/dev/null || die "apt-get install slurm-wlm munge failed"
+  for c in slurmctld slurmd munged sbatch; do
+    command -v $c >/dev/null || die "$c is still missing after installing slurm-wlm and munge (PATH=$PATH)"
+  done
 }
 
 write_conf() {
