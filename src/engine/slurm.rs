@@ -282,7 +282,7 @@ pub fn queue_state(db: &Path) -> anyhow::Result<QueueReport> {
     if arrays.is_empty() {
         return Ok(QueueReport { tasks: Vec::new(), sacct_unavailable: None });
     }
-    let out = slurm_command("squeue", &["-h", "-r", "-o", "%F|%K|%T|%r"])?;
+    let out = slurm_command("squeue", &["-h", "-r", "--me", "-o", "%F|%K|%T|%r"])?;
     let mut tasks = parse_squeue(&out, &arrays);
     let ids: Vec<&str> = arrays.iter().map(|a| a.job_id.as_str()).collect();
     let sacct_unavailable = match slurm_command("sacct", &["-n", "-P", "-X", "-o", "JobID,State", "-j", &ids.join(",")]) {
