@@ -211,6 +211,11 @@ fn ctrl_c_stops_workers_cleanly_and_records_the_run_as_interrupted() {
     let runs = store.runs("ctrlc").unwrap();
     let interrupted: Vec<_> = runs.iter().filter(|r| r.status == RunStatus::Interrupted).collect();
     assert_eq!(interrupted.len(), 1, "the active run is recorded as interrupted: {runs:?}");
-    assert!(interrupted[0].steps_done.unwrap() >= 10, "its steps so far are kept");
+    let steps_done = interrupted[0].steps_done.unwrap();
+    assert!(steps_done >= 10, "its steps so far are kept");
+    // It wrote a checkpoint at the step it stopped at, which the next `run` resumes from.
+    let dir = loopscale::engine::run_dir(&db, &interrupted[0].key);
+    let newest = loopscale::train::checkpoint::list(&dir);
+    assert_eq!(newest.first().map(|c| c.step), Some(steps_done), "checkpoints in {}", dir.display());
     assert!(runs.iter().all(|r| r.status != RunStatus::Done && r.status != RunStatus::Running));
 }
