@@ -215,7 +215,15 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
     assert!(resumes >= 3, "seed {SEED}: only {resumes} resumes from a checkpoint; kills landed between runs");
     assert!(attempts >= 8 + 3, "seed {SEED}: {attempts} attempts for 8 runs");
 
-    // gc frees the finished runs' checkpoints, and only theirs.
+    // gc frees the finished runs' checkpoints (a dry run only lists them).
+    let count = || -> usize {
+        reference.keys().map(|k| loopscale::train::checkpoint::files(&loopscale::engine::run_dir(&db, k)).len()).sum()
+    };
+    let before = count();
+    assert!(before >= 8, "every run left checkpoints: {before}");
+    let dry = Command::new(BIN).args(["gc", file.to_str().unwrap(), "--db", db.to_str().unwrap(), "--dry-run"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("would remove the checkpoints of 8 finished run(s)"));
+    assert_eq!(count(), before, "a dry run deletes nothing");
     let out = Command::new(BIN).args(["gc", file.to_str().unwrap(), "--db", db.to_str().unwrap()]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("removed the checkpoints of"), "{text}");

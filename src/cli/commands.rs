@@ -275,7 +275,12 @@ fn eta_line(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, RunProgress>)
                     live_secs += p.elapsed_seconds;
                 } else if let Some(steps) = row.steps_done {
                     // An interrupted run resumes from its checkpoint; count what it has done.
-                    done += flops * (steps as f64 / Budget::of(&run.config).steps.max(1) as f64).min(1.0);
+                    let f = flops * (steps as f64 / Budget::of(&run.config).steps.max(1) as f64).min(1.0);
+                    done += f;
+                    if let Some(s) = row.wall_seconds.filter(|&s| s > 0.0) {
+                        rate_flops += f;
+                        rate_secs += s;
+                    }
                 }
             }
         }
@@ -311,10 +316,10 @@ fn gc(file: &Path, db: Option<PathBuf>, dry_run: bool) -> anyhow::Result<i32> {
         println!("{key}: {verb} {} checkpoint file(s), {}B", files.len(), si(*bytes as f64));
     }
     println!(
-        "{verb} the checkpoints of {} finished run(s): {}B freed{}",
+        "{verb} the checkpoints of {} finished run(s): {}B {}",
         report.removed.len(),
         si(report.bytes_removed() as f64),
-        if dry_run { " (dry run: nothing deleted)" } else { "" }
+        if dry_run { "would be freed (dry run: nothing deleted)" } else { "freed" }
     );
     if !report.kept.is_empty() {
         println!(

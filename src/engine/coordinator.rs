@@ -197,13 +197,15 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
                     let row = store.run(&a.key)?.context("run vanished from the store")?;
                     let status = if row.status == RunStatus::Running {
                         // The worker died without recording an end: a crash or a kill.
-                        let why = if interrupts.load(Ordering::SeqCst) > 1 {
-                            "stopped by a second Ctrl-C".to_string()
+                        if interrupts.load(Ordering::SeqCst) > 1 {
+                            // Killed on request: it resumes from its last checkpoint next time.
+                            store.interrupt_attempt(&a.key, "stopped by a second Ctrl-C")?;
+                            RunStatus::Interrupted
                         } else {
-                            format!("worker exited with {exit}; log tail:\n{}", log_tail(&a.log, 20))
-                        };
-                        store.fail_attempt(&a.key, None, &why)?;
-                        RunStatus::Failed
+                            let why = format!("worker exited with {exit}; log tail:\n{}", log_tail(&a.log, 20));
+                            store.fail_attempt(&a.key, None, &why)?;
+                            RunStatus::Failed
+                        }
                     } else {
                         row.status
                     };

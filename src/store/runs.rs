@@ -352,6 +352,25 @@ impl Store {
         })
     }
 
+    /// Ends the running attempt of a run that was stopped on purpose without recording its end
+    /// (a second Ctrl-C): the run is `interrupted`, to resume from its last checkpoint.
+    pub fn interrupt_attempt(&mut self, key: &str, why: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                &format!("UPDATE runs SET status = 'interrupted', error = ?2, finished_at = {NOW} WHERE run_key = ?1"),
+                params![key, why],
+            )?;
+            tx.execute(
+                &format!(
+                    "UPDATE attempts SET status = 'interrupted', error = ?2, finished_at = {NOW}
+                     WHERE run_key = ?1 AND status = 'running'"
+                ),
+                params![key, why],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Newest logged step of a run, if any.
     pub fn progress(&self, key: &str) -> Result<Option<RunProgress>, StoreError> {
         self.conn
