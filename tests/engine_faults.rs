@@ -150,7 +150,9 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
     let deadline = Instant::now() + Duration::from_secs(240);
     while worker_kills.len() < WORKER_KILLS {
         assert!(Instant::now() < deadline, "seed {SEED}: the sweep did not get through its kills in time");
-        std::thread::sleep(Duration::from_millis(rng.random_range(300..1500)));
+        // 3% to 15% of the uninterrupted sweep's time between kills (0.3-1.5 s here), so the
+        // kills land mid-sweep on a faster or slower machine alike.
+        std::thread::sleep(Duration::from_secs_f64(reference_seconds * rng.random_range(0.03..0.15)));
         if let Some(status) = child.try_wait().unwrap() {
             panic!("seed {SEED}: the sweep finished ({status}) before all {WORKER_KILLS} kills; make it longer");
         }
@@ -163,7 +165,7 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
         unsafe { libc::kill(pid, libc::SIGKILL) };
         worker_kills.push(key);
         if worker_kills.len() == COORDINATOR_KILL_AFTER {
-            std::thread::sleep(Duration::from_millis(rng.random_range(100..800)));
+            std::thread::sleep(Duration::from_secs_f64(reference_seconds * rng.random_range(0.01..0.08)));
             child.kill().unwrap();
             child.wait().unwrap();
             coordinator_kills += 1;

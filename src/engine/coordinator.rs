@@ -15,7 +15,7 @@ use super::lock::SweepLock;
 use super::progress::Progress;
 use crate::store::{NewRun, RunRow, RunStatus, Store};
 use crate::sweep::Sweep;
-use crate::train::Budget;
+use crate::train::{checkpoint, Budget};
 
 /// How `loopscale run` executes.
 #[derive(Clone, Debug)]
@@ -118,6 +118,12 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
         .map(|r| r.flops)
         .sum();
     let mut progress = Progress::new(planned.len(), planned.len() - queue.len(), total_flops, done_flops, options.plain);
+    for run in &todo {
+        let steps = Budget::of(&run.config).steps.max(1);
+        if let Some(ckpt) = checkpoint::list(&super::run_dir(&options.db, &run.key)).first() {
+            progress.resumable(&run.key, run.flops, run.tokens, ckpt.step * (run.tokens / steps));
+        }
+    }
 
     let interrupts = Arc::new(AtomicUsize::new(0));
     {
