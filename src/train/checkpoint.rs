@@ -221,6 +221,12 @@ impl Checkpointing {
             let _ = std::fs::remove_file(&newer.checksum);
             let _ = std::fs::remove_file(&newer.tensors);
         }
+        // Temporary files of writes that a kill interrupted.
+        for f in files(&self.dir) {
+            if f.extension().and_then(|e| e.to_str()).is_some_and(|e| e.starts_with("tmp")) {
+                let _ = std::fs::remove_file(f);
+            }
+        }
         Ok(Saved { path: tensors_path, bytes: bytes.len() as u64, seconds: start.elapsed().as_secs_f64() })
     }
 
