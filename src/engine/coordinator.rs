@@ -17,7 +17,7 @@ use super::lock::SweepLock;
 use super::progress::Progress;
 use crate::store::{NewRun, RunRow, RunStatus, Store};
 use crate::sweep::Sweep;
-use crate::train::Budget;
+use crate::train::{checkpoint, Budget};
 
 /// How `loopscale run` executes.
 #[derive(Clone, Debug)]
@@ -128,6 +128,12 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
         .map(|r| r.flops)
         .sum();
     let mut progress = Progress::new(planned.len(), planned.len() - queue.len(), total_flops, done_flops, options.plain);
+    for run in &todo {
+        let steps = Budget::of(&run.config).steps.max(1);
+        if let Some(ckpt) = checkpoint::list(&super::run_dir(&options.db, &run.key)).first() {
+            progress.resumable(&run.key, run.flops, run.tokens, ckpt.step * (run.tokens / steps));
+        }
+    }
 
     let interrupts = Arc::new(AtomicUsize::new(0));
     {
@@ -216,13 +222,15 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
                     let row = store.run(&a.key)?.context("run vanished from the store")?;
                     let status = if row.status == RunStatus::Running {
                         // The worker died without recording an end: a crash or a kill.
-                        let why = if interrupts.load(Ordering::SeqCst) > 1 {
-                            "stopped by a second Ctrl-C".to_string()
+                        if interrupts.load(Ordering::SeqCst) > 1 {
+                            // Killed on request: it resumes from its last checkpoint next time.
+                            super::shards::interrupt(&mut store, &options.db, &a.key, "stopped by a second Ctrl-C")?;
+                            RunStatus::Interrupted
                         } else {
-                            format!("worker exited with {exit}; log tail:\n{}", log_tail(&a.log, 20))
-                        };
-                        super::shards::fail(&mut store, &options.db, &a.key, &why)?;
-                        RunStatus::Failed
+                            let why = format!("worker exited with {exit}; log tail:\n{}", log_tail(&a.log, 20));
+                            super::shards::fail(&mut store, &options.db, &a.key, &why)?;
+                            RunStatus::Failed
+                        }
                     } else {
                         row.status
                     };

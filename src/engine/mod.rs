@@ -7,6 +7,7 @@
 //! workers to a Slurm cluster as a job array instead.
 
 mod coordinator;
+mod gc;
 mod lock;
 mod progress;
 pub mod shards;
@@ -14,17 +15,20 @@ pub mod slurm;
 mod worker;
 
 pub use coordinator::{plan_runs, run_sweep, RunOptions, SweepSummary};
+pub use gc::{collect_garbage, GcReport};
 pub use lock::SweepLock;
 pub use worker::{run_worker, WorkerArgs};
 
-/// Per-run files of a database live beside it: `results/x.sqlite` → `results/x.logs/`
+/// Logs of a database's runs live beside it: `results/x.sqlite` → `results/x.logs/`
 /// (`<run_key>.log`, every attempt appended, and `<run_key>.lock`, held by its worker).
 pub fn logs_dir(db: &std::path::Path) -> std::path::PathBuf {
     db.with_extension("logs")
 }
 
 /// Each run's own directory: `results/x.sqlite` → `results/x.runs/<run_key>/`, holding its
+/// checkpoints (`ckpt-<step>.safetensors` + `.sha256`, see [`crate::train::checkpoint`]), its
 /// shard (`results.sqlite`, see [`shards`]) and whatever else belongs to one run alone.
+/// Checkpoints are removed only by `loopscale gc`, for finished runs; shards never.
 pub fn run_dir(db: &std::path::Path, key: &str) -> std::path::PathBuf {
     db.with_extension("runs").join(key)
 }

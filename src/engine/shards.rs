@@ -48,6 +48,15 @@ pub fn fail(store: &mut Store, db: &Path, key: &str, why: &str) -> anyhow::Resul
     Ok(())
 }
 
+/// Records in the run's shard that its worker was stopped on request (it resumes from its last
+/// checkpoint next time), then merges.
+pub fn interrupt(store: &mut Store, db: &Path, key: &str, why: &str) -> anyhow::Result<()> {
+    let path = shard_path(db, key);
+    Store::open(&path)?.interrupt_attempt(key, why)?;
+    store.merge_shard(key, &path)?;
+    Ok(())
+}
+
 /// What `collect` did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Collected {

@@ -97,8 +97,7 @@ impl Store {
         // Refuse anything that is not a loopscale store before attaching it.
         drop(Store::open_read_only(path)?);
         self.conn.execute("ATTACH DATABASE ?1 AS shard", [path.display().to_string()]).map_err(|e| self.err(e))?;
-        let merged = (|| -> rusqlite::Result<usize> {
-            let tx = self.conn.transaction()?;
+        let merged = self.write(|tx| {
             let mut n = 0;
             n += tx.execute(
                 &format!(
@@ -134,11 +133,10 @@ impl Store {
                      AND s.step = main.evals.step AND s.test_loops IS main.evals.test_loops)",
                 params![key],
             )?;
-            tx.commit()?;
             Ok(n)
-        })();
+        });
         let detached = self.conn.execute("DETACH DATABASE shard", []);
-        let n = merged.map_err(|e| self.err(e))?;
+        let n = merged?;
         detached.map_err(|e| self.err(e))?;
         Ok(n)
     }
