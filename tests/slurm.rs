@@ -4,7 +4,8 @@
 //! - A tiny sweep submitted as a job array, waited for and collected, gives the same database
 //!   as a local run of the same sweep: the same run keys, the same final losses.
 //! - Cancelling the array mid-way and submitting again finishes the sweep without training any
-//!   finished run again, and without a metrics row twice.
+//!   finished run again, and without a metrics row twice; the cancelled run resumes from the
+//!   checkpoint its worker wrote when Slurm sent SIGTERM.
 //!
 //! Where Slurm cannot start (not root, no apt, a daemon refuses), each test prints exactly why
 //! and passes as skipped, so the rest of the suite still runs.
@@ -156,6 +157,11 @@ fn a_sweep_on_slurm_gives_the_database_of_a_local_run() {
         assert!((a - b).abs() < 1e-9, "run {}: final val loss {a} locally, {b} on Slurm", l.0);
         assert_eq!((l.4, l.5), (r.4, r.5), "same metrics rows: run {}", l.0);
     }
+    // Not just the end: every logged training loss is the same, step for step.
+    let (ls, rs) = (Store::open_read_only(&local_db).unwrap(), Store::open_read_only(&slurm_db).unwrap());
+    for (key, ..) in &local {
+        assert_eq!(ls.train_losses(key).unwrap(), rs.train_losses(key).unwrap(), "run {key}");
+    }
 
     // Collecting again changes nothing; status shows both views.
     let again = ok(&["collect", s(&sweep), "--db", s(&slurm_db)]);
@@ -228,6 +234,14 @@ fn cancelling_mid_way_and_resubmitting_trains_no_run_twice() {
         let now = after.iter().find(|r| r.0 == d.0).unwrap();
         assert_eq!(now.2, 1, "run {} finished before the cancel and was trained again", d.0);
         assert_eq!(now.3, d.3, "run {} changed its result", d.0);
+    }
+    // The cut run resumed from the checkpoint its worker wrote on SIGTERM, not from step 0.
+    for r in before.iter().filter(|r| r.1 == RunStatus::Interrupted) {
+        let log = std::fs::read_to_string(dir.path().join(format!("cancel.logs/{}.log", r.0))).unwrap();
+        let resumed = log.lines().find(|l| l.contains("resumes from its checkpoint at step"));
+        eprintln!("cut run {}: {}", r.0, resumed.unwrap_or("(no resume line)"));
+        assert!(resumed.is_some(), "run {} started again from scratch:\n{log}", r.0);
+        assert_eq!(after.iter().find(|a| a.0 == r.0).unwrap().2, 2, "cut run {}: two attempts", r.0);
     }
     // Runs never started before the cancel trained exactly once; the cut run twice at most.
     let attempts: u32 = after.iter().map(|r| r.2).sum();
