@@ -148,8 +148,18 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
     if args.executor == Executor::Slurm {
         return super::slurm::run(&sweep, &db, args);
     }
-    if args.dry_run || args.wait {
-        anyhow::bail!("--dry-run and --wait go with --executor slurm");
+    let a = &args.slurm;
+    let slurm_only = a.partition.is_some()
+        || a.time.is_some()
+        || a.gpus_per_run.is_some()
+        || a.cpus_per_run.is_some()
+        || a.max_parallel.is_some()
+        || !a.sbatch_args.is_empty();
+    if args.dry_run || args.wait || slurm_only {
+        anyhow::bail!(
+            "--dry-run, --wait and the Slurm options (--partition, --time, --gpus-per-run, --cpus-per-run, \
+             --max-parallel, --sbatch-arg) go with --executor slurm"
+        );
     }
     let options = RunOptions { db: db.clone(), jobs: args.jobs, retries: args.retries.unwrap_or(sweep.retries), plain: args.plain };
     let summary = engine::run_sweep(&sweep, &options)?;
