@@ -105,3 +105,52 @@ fn a_file_that_is_not_a_store_is_never_merged() {
     assert!(err.contains("bogus.sqlite") && err.contains("not a SQLite database"), "{err}");
     assert_eq!(std::fs::read_to_string(&bogus).unwrap(), "not a database");
 }
+
+/// Not a test on its own: run in a child process by the test below, it dies (abort) in the
+/// middle of a write transaction on the shard named by `SHARD_TO_CRASH`, the way a SIGKILLed
+/// worker does, leaving a hot rollback journal.
+#[test]
+fn crash_mid_transaction_helper() {
+    let Ok(path) = std::env::var("SHARD_TO_CRASH") else { return };
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    // A one-page cache makes SQLite spill into the database file (journal first) before commit.
+    conn.execute_batch("PRAGMA cache_size = 1; BEGIN;").unwrap();
+    for i in 0..2000 {
+        conn.execute(
+            "INSERT INTO metrics (run_key, step, tokens, flops, train_loss, lr, grad_norm, elapsed_seconds) \
+             SELECT run_key, 100000 + ?1, 0, 0, 1.0, 0.001, 0.5, 0 FROM runs",
+            [i],
+        )
+        .unwrap();
+    }
+    std::process::abort();
+}
+
+#[test]
+fn a_shard_left_mid_transaction_by_a_killed_worker_is_rolled_back_and_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let shard_path = dir.path().join("s.runs/k/results.sqlite");
+    let a = new_run(0);
+    let mut main = Store::open(&db).unwrap();
+    main.register_sweep("s", "", "s.toml", "", std::slice::from_ref(&a)).unwrap();
+    main.seed_shard(&a.key, &shard_path).unwrap();
+    let mut shard = Store::open(&shard_path).unwrap();
+    shard.start_attempt(&a.key, None).unwrap();
+    shard.record(&a.key, &[step(1, 3.0), step(2, 2.9)], &[]).unwrap();
+    drop(shard);
+
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_mid_transaction_helper", "--nocapture"])
+        .env("SHARD_TO_CRASH", &shard_path)
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the helper must die mid-transaction");
+    let journal = shard_path.with_file_name("results.sqlite-journal");
+    assert!(journal.exists(), "no hot journal was left to recover");
+
+    // The merge rolls the torn transaction back: only the two committed steps arrive.
+    assert!(main.merge_shard(&a.key, &shard_path).unwrap() > 0);
+    assert_eq!(main.train_losses(&a.key).unwrap().len(), 2);
+    assert_eq!(main.merge_shard(&a.key, &shard_path).unwrap(), 0);
+}

@@ -94,8 +94,10 @@ impl Store {
         if !path.exists() {
             return Ok(0);
         }
-        // Refuse anything that is not a loopscale store before attaching it.
-        drop(Store::open_read_only(path)?);
+        // Refuse anything that is not a loopscale store before attaching it. Opened writable on
+        // purpose: a worker killed mid-transaction leaves a hot journal, which only a writer
+        // may roll back (a read-only open fails with SQLITE_READONLY_ROLLBACK).
+        drop(Store::open(path)?);
         self.conn.execute("ATTACH DATABASE ?1 AS shard", [path.display().to_string()]).map_err(|e| self.err(e))?;
         let merged = self.write(|tx| {
             let mut n = 0;
