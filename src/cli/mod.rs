@@ -55,8 +55,10 @@ pub enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
     },
-    /// Cancel the Slurm job arrays of a sweep (`run --executor slurm`); their workers record how
-    /// far they got. `run --executor slurm` again submits what is not done.
+    /// Cancel the Slurm job arrays of a sweep (submitted by `run --executor slurm`).
+    ///
+    /// Their workers get SIGTERM, checkpoint and record how far they got; `run --executor slurm`
+    /// again submits what is not done, and those runs resume from their checkpoints.
     Cancel {
         /// The sweep file (TOML).
         file: PathBuf,
@@ -64,8 +66,11 @@ pub enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
     },
-    /// Merge the runs' shards (what workers wrote, locally or on Slurm nodes) into the sweep's
-    /// database. Safe to repeat: merging again changes nothing.
+    /// Merge what the workers wrote (each run's shard) into the sweep's database.
+    ///
+    /// Workers, local or on Slurm nodes, write only their run's shard
+    /// (`<db>.runs/<run_key>/results.sqlite`). Safe to repeat: merging again changes nothing.
+    /// Runs whose shard says running but that no Slurm task holds any more become interrupted.
     Collect {
         /// The sweep file (TOML).
         file: PathBuf,
