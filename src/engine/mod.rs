@@ -3,7 +3,9 @@
 //!
 //! Each run trains in its own process (`loopscale worker`), so a crash or out-of-memory kill
 //! takes down one run, never the sweep. The coordinator holds the sweep lock, starts at most
-//! `jobs` workers, shows progress from the store, and forwards Ctrl-C.
+//! `jobs` workers, shows progress from the store, and forwards Ctrl-C. A worker checkpoints
+//! its run into the run's directory ([`run_dir`]) and resumes from there, so a killed run loses
+//! at most `train.checkpoint_every` steps; `gc` deletes the checkpoints of finished runs.
 
 mod coordinator;
 mod gc;
