@@ -24,18 +24,22 @@ const COORDINATOR_KILL_AFTER: usize = 3;
 const STEPS: u64 = 120;
 
 fn sweep_file(dir: &Path) -> PathBuf {
+    sweep_file_with(dir, "faults", "[0, 1, 2, 3]", "[32, 48]")
+}
+
+fn sweep_file_with(dir: &Path, name: &str, seeds: &str, d_model: &str) -> PathBuf {
     let full = loopscale::train::resolve_corpus_path("moby-dick", Path::new("."));
     let text = std::fs::read_to_string(&full).expect("the shipped corpus is installed (make corpus)");
     let corpus = dir.join("slice.txt");
     std::fs::write(&corpus, &text[..60_000]).unwrap();
-    let path = dir.join("faults.toml");
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(
         &path,
         format!(
             r#"
 [sweep]
-name = "faults"
-seeds = [0, 1, 2, 3]
+name = "{name}"
+seeds = {seeds}
 retries = 50                    # killed workers are retried at once, from their checkpoint
 
 [data]
@@ -53,7 +57,7 @@ log_every = 1
 checkpoint_every = 7
 
 [model]
-d_model = [32, 48]
+d_model = {d_model}
 n_heads = 2
 n_layers = 1
 "#,
@@ -66,8 +70,12 @@ n_layers = 1
 }
 
 fn coordinator(file: &Path, db: &Path) -> Child {
+    coordinator_with(file, db, "2")
+}
+
+fn coordinator_with(file: &Path, db: &Path, jobs: &str) -> Child {
     Command::new(BIN)
-        .args(["run", file.to_str().unwrap(), "--db", db.to_str().unwrap(), "--jobs", "2", "--plain"])
+        .args(["run", file.to_str().unwrap(), "--db", db.to_str().unwrap(), "--jobs", jobs, "--plain"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -104,6 +112,10 @@ type Eval = (i64, Option<i64>, Option<u64>);
 type Outcome = HashMap<String, (RunStatus, Option<u64>, Vec<(u64, Option<u64>)>, Vec<Eval>)>;
 
 fn outcome(db: &Path) -> Outcome {
+    outcome_of(db, "faults")
+}
+
+fn outcome_of(db: &Path, sweep: &str) -> Outcome {
     let store = Store::open_read_only(db).unwrap();
     let evals = store
         .query("SELECT run_key, step, test_loops, val_loss FROM evals ORDER BY run_key, step")
@@ -117,7 +129,7 @@ fn outcome(db: &Path) -> Outcome {
         ));
     }
     store
-        .runs("faults")
+        .runs(sweep)
         .unwrap()
         .into_iter()
         .map(|r| {
@@ -242,4 +254,52 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
         reference.values().map(|r| r.2.len()).sum::<usize>(),
         reference.values().map(|r| r.3.len()).sum::<usize>(),
     );
+}
+
+#[test]
+fn a_damaged_checkpoint_is_reported_and_the_run_resumes_from_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file_with(dir.path(), "damaged", "[5]", "32");
+    let reference_db = dir.path().join("reference.sqlite");
+    assert!(coordinator_with(&file, &reference_db, "1").wait().unwrap().success());
+    let reference = outcome_of(&reference_db, "damaged");
+
+    // Ctrl-C part-way: the run stops with a checkpoint at its stop step and one before it.
+    let db = dir.path().join("damaged.sqlite");
+    let child = coordinator_with(&file, &db, "1");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "no progress recorded");
+        std::thread::sleep(Duration::from_millis(50));
+        let step = Store::open_read_only(&db)
+            .and_then(|s| Ok(s.runs("damaged")?.first().and_then(|r| s.progress(&r.key).ok().flatten()).map_or(0, |p| p.step)))
+            .unwrap_or(0);
+        if step >= 30 {
+            break;
+        }
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
+    let key = reference.keys().next().unwrap().clone();
+    let run_dir = loopscale::engine::run_dir(&db, &key);
+    let found = loopscale::train::checkpoint::list(&run_dir);
+    assert!(found.len() == 2 && found[0].step < STEPS, "{found:?}");
+
+    // A flipped bit in the newest checkpoint.
+    let mut bytes = std::fs::read(&found[0].tensors).unwrap();
+    let at = bytes.len() * 2 / 3;
+    bytes[at] ^= 0x10;
+    std::fs::write(&found[0].tensors, &bytes).unwrap();
+
+    let out = Command::new(BIN)
+        .args(["run", file.to_str().unwrap(), "--db", db.to_str().unwrap(), "--jobs", "1", "--plain"])
+        .output()
+        .unwrap();
+    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("warning: checkpoint") && shown.contains("SHA-256 mismatch"), "the sweep reports it:\n{shown}");
+    let log = std::fs::read_to_string(loopscale::engine::logs_dir(&db).join(format!("{key}.log"))).unwrap();
+    assert!(log.contains(&format!("resuming from the checkpoint at step {}/", found[1].step)), "{log}");
+    assert_eq!(outcome_of(&db, "damaged"), reference, "the same rows and losses, bit for bit, as the uninterrupted run");
 }

@@ -70,6 +70,15 @@ struct Active {
     key: String,
     child: Child,
     log: PathBuf,
+    /// Length of the log when this attempt began: what follows is this attempt's.
+    log_start: u64,
+}
+
+/// Warnings a worker wrote to its log since `start` (a damaged checkpoint it skipped, ...).
+fn log_warnings(path: &Path, start: u64) -> Vec<String> {
+    let text = std::fs::read(path).unwrap_or_default();
+    let tail = text.get(start as usize..).unwrap_or_default();
+    String::from_utf8_lossy(tail).lines().filter(|l| l.starts_with("warning: ")).map(String::from).collect()
 }
 
 /// Last lines of a log, to record with a failure.
@@ -175,6 +184,7 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
             *attempts.entry(key.clone()).or_default() += 1;
             let log = log_dir.join(format!("{key}.log"));
             let file = OpenOptions::new().create(true).append(true).open(&log)?;
+            let log_start = file.metadata().map(|m| m.len()).unwrap_or(0);
             let child = Command::new(&exe)
                 .arg("worker")
                 .arg("--db")
@@ -193,7 +203,7 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
                 .spawn()
                 .with_context(|| format!("cannot start a worker ({})", exe.display()))?;
             progress.started(&key, flops[&key], tokens[&key]);
-            active.push(Active { key, child, log });
+            active.push(Active { key, child, log, log_start });
         }
         if active.is_empty() {
             break;
@@ -240,6 +250,9 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
                     let retry = status == RunStatus::Failed
                         && attempts[&a.key] <= options.retries
                         && interrupts.load(Ordering::SeqCst) == 0;
+                    for warning in log_warnings(&a.log, a.log_start) {
+                        progress.message(&format!("run {}: {warning}", a.key));
+                    }
                     progress.finished(&a.key, flops[&a.key], status, row.final_val_loss, retry);
                     if retry {
                         queue.push_back(a.key);

@@ -3,8 +3,11 @@
 //!
 //! Each run trains in its own process (`loopscale worker`), so a crash or out-of-memory kill
 //! takes down one run, never the sweep. The coordinator holds the sweep lock, starts at most
-//! `jobs` workers, shows progress from the store, and forwards Ctrl-C. `slurm` hands the same
-//! workers to a Slurm cluster as a job array instead.
+//! `jobs` workers, shows progress from the store, and forwards Ctrl-C. A worker checkpoints
+//! its run into the run's directory ([`run_dir`]) and resumes from there, so a killed run loses
+//! at most `train.checkpoint_every` steps; `gc` deletes the checkpoints of finished runs.
+//! `slurm` hands the same workers to a Slurm cluster as a job array instead; every worker writes
+//! only its run's shard ([`shards`]), which the coordinator merges into the database.
 
 mod coordinator;
 mod gc;

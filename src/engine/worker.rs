@@ -1,5 +1,7 @@
 //! `loopscale worker`: trains one run and writes everything it measures into the run's shard
-//! (`engine::shards`), under every executor.
+//! (`engine::shards`, the same under every executor), resuming from the run's newest good
+//! checkpoint and writing new ones as it goes (rows are committed before each checkpoint, so a
+//! resumed run never misses one).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
