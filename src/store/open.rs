@@ -124,7 +124,12 @@ pub(super) fn open_read_write(path: &Path) -> Result<Connection, StoreError> {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| StoreError::sqlite(path, e))?;
         tx.commit().map_err(|e| StoreError::sqlite(path, e))?;
     }
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| StoreError::sqlite(path, e))?;
+    // NORMAL is durable with WAL. A shard (`store::shard`) keeps the rollback journal for network
+    // filesystems, where NORMAL could lose a committed transaction on power loss: FULL there.
+    let journal: String =
+        conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).map_err(|e| StoreError::sqlite(path, e))?;
+    let sync = if journal.eq_ignore_ascii_case("wal") { "NORMAL" } else { "FULL" };
+    conn.pragma_update(None, "synchronous", sync).map_err(|e| StoreError::sqlite(path, e))?;
     Ok(conn)
 }
 
