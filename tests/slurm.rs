@@ -3,6 +3,8 @@
 //!
 //! - A tiny sweep submitted as a job array, waited for and collected, gives the same database
 //!   as a local run of the same sweep: the same run keys, the same final losses.
+//! - A task Slurm requeues (what preemption does) resumes from its checkpoint and ends with
+//!   the losses of a run that was never stopped.
 //! - Cancelling the array mid-way and submitting again finishes the sweep without training any
 //!   finished run again, and without a metrics row twice; the cancelled run resumes from the
 //!   checkpoint its worker wrote when Slurm sent SIGTERM.
@@ -246,4 +248,57 @@ fn cancelling_mid_way_and_resubmitting_trains_no_run_twice() {
     // Runs never started before the cancel trained exactly once; the cut run twice at most.
     let attempts: u32 = after.iter().map(|r| r.2).sum();
     assert!(attempts as usize <= 4 + cut, "attempts {attempts} for 4 runs with {cut} cut: {after:?}");
+}
+
+#[test]
+fn a_task_requeued_by_slurm_resumes_from_its_checkpoint_and_ends_as_if_never_stopped() {
+    require_slurm!();
+    let dir = tempfile::tempdir().unwrap();
+    // One run: 512 steps, a few seconds.
+    let sweep = sweep_file(dir.path(), "requeue", "65536", 1);
+    let text = std::fs::read_to_string(&sweep).unwrap();
+    std::fs::write(&sweep, text.replace("seeds = [0, 1]", "seeds = [0]").replace("d_model = [16, 32]", "d_model = 32")).unwrap();
+    let (local_db, db) = (dir.path().join("local.sqlite"), dir.path().join("requeue.sqlite"));
+    ok(&["run", s(&sweep), "--db", s(&local_db), "--plain"]);
+
+    ok(&["run", s(&sweep), "--db", s(&db), "--executor", "slurm"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let key = loop {
+        ok(&["collect", s(&sweep), "--db", s(&db)]);
+        let runs = summary(&db);
+        if runs[0].1 == RunStatus::Running && runs[0].4 >= 20 {
+            break runs[0].0.clone();
+        }
+        assert!(Instant::now() < deadline, "the task never ran: {runs:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // What preemption with PreemptMode=REQUEUE does: SIGTERM, then the task goes back in the queue.
+    let job = std::fs::read_to_string(dir.path().join("requeue.slurm/jobs.tsv")).unwrap();
+    let job = job.split('\t').next().unwrap().to_string();
+    let out = Command::new("scontrol").args(["requeue", &format!("{job}_0")]).output().unwrap();
+    assert!(out.status.success(), "scontrol requeue: {}", String::from_utf8_lossy(&out.stderr));
+    // Slurm holds a requeued task back for two minutes (reason BeginTime); let it go now.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let q = Command::new("squeue").args(["-h", "-r", "-j", &job, "-o", "%T %r"]).output().unwrap();
+        if String::from_utf8_lossy(&q.stdout).contains("BeginTime") {
+            let out = Command::new("scontrol").args(["update", &format!("jobid={job}_0"), "starttime=now"]).output().unwrap();
+            assert!(out.status.success(), "scontrol update: {}", String::from_utf8_lossy(&out.stderr));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the requeued task never showed up pending");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Submitting again while Slurm holds the run submits nothing; --wait sees it through.
+    let again = ok(&["run", s(&sweep), "--db", s(&db), "--executor", "slurm", "--wait"]);
+    assert!(again.contains("nothing to submit: 0 run(s) finished, 1 held by tasks still in the queue"), "{again}");
+    let log = std::fs::read_to_string(dir.path().join(format!("requeue.logs/{key}.log"))).unwrap();
+    assert!(log.contains("resumes from its checkpoint at step"), "the requeued task started from scratch:\n{log}");
+
+    let (local, slurm) = (summary(&local_db), summary(&db));
+    assert_eq!((slurm[0].1, slurm[0].2), (RunStatus::Done, 2), "{slurm:?}");
+    assert_eq!(local[0].3, slurm[0].3, "final val loss differs from the uninterrupted run");
+    let (ls, rs) = (Store::open_read_only(&local_db).unwrap(), Store::open_read_only(&db).unwrap());
+    assert_eq!(ls.train_losses(&key).unwrap(), rs.train_losses(&key).unwrap(), "losses differ step for step");
 }
