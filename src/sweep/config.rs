@@ -23,9 +23,43 @@ impl RunConfig {
         serde_json::to_string(self).expect("RunConfig always serialises")
     }
 
-    /// Stable 16-hex-digit key: the first 64 bits of SHA-256 of the canonical form.
+    /// Stable 16-hex-digit key: the first 64 bits of SHA-256 of the canonical form, leaving
+    /// out the settings that cannot change a result ([`OPERATIONAL_KEYS`]), so that checkpointing
+    /// more or less often never turns a finished run into a new one.
     pub fn key(&self) -> String {
-        let digest = Sha256::digest(self.canonical_json().as_bytes());
+        let mut value = serde_json::to_value(self).expect("RunConfig always serialises");
+        if let Some(train) = value.get_mut("train").and_then(|t| t.as_object_mut()) {
+            for key in OPERATIONAL_KEYS {
+                train.remove(*key);
+            }
+        }
+        let canonical = serde_json::to_string(&value).expect("a JSON value always serialises");
+        let digest = Sha256::digest(canonical.as_bytes());
         digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// `[train]` keys that say how a run is executed, not what it computes: they are stored with the
+/// run but are not part of its key. Training is bit-identical whatever their value (random draws
+/// are keyed by step, and a resumed run continues from exactly the saved state).
+pub const OPERATIONAL_KEYS: &[&str] = &["checkpoint_every"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_frequency_does_not_change_the_key_but_the_learning_rate_does() {
+        let base = RunConfig {
+            data: DataConfig::default(),
+            train: TrainConfig::default(),
+            model: ModelConfig::default(),
+            seed: 0,
+        };
+        let mut other = base.clone();
+        other.train.checkpoint_every += 7;
+        assert_eq!(base.key(), other.key());
+        other.train.lr *= 2.0;
+        assert_ne!(base.key(), other.key());
     }
 }
