@@ -2,6 +2,7 @@
 //! plus their parameter and FLOP counts.
 //!
 //! - [`params`]: the parameter registry, seeded init, weight-decay groups;
+//! - [`fused`]: fused CPU kernels (custom ops with backward) for the element-wise work;
 //! - [`layers`]: RMSNorm, RoPE, attention, MLPs, the block and a stack of blocks, the loss;
 //! - [`gpt`]: the GPT baseline;
 //! - [`looped`]: the looped (Parcae) model: prelude → injected recurrent core × T → coda;
@@ -9,6 +10,7 @@
 
 mod config;
 pub mod counts;
+pub mod fused;
 pub mod gpt;
 pub mod layers;
 pub mod looped;
