@@ -19,13 +19,13 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
+use loopscale::model::fused::{self, RopeTables, composed};
 use loopscale::model::layers::{self, RmsNorm};
-use loopscale::model::{
-    Arch, DepthSampling, LoopedConfig, ModelConfig, ParamStore, train_flops_per_token,
-};
+use loopscale::model::{Arch, DepthSampling, LoopedConfig, ModelConfig, train_flops_per_token};
 use loopscale::sweep::RunConfig;
 use loopscale::train::{
     AdamW, AdamWConfig, BatchSampler, Corpus, DataConfig, EvalMetrics, RunObserver, StepMetrics,
@@ -285,23 +285,43 @@ fn time_op(inputs: &[Tensor], f: &dyn Fn(&[Tensor]) -> Tensor, reps: usize) -> (
     (best_f, best_b)
 }
 
-/// Per-op time of one block's worth of work at the reference shapes, fwd and bwd.
+/// Per-op time at the reference shapes, fused kernel against the candle composition it
+/// replaced, fwd and bwd, scaled to a step by the op's count.
 fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
     let dev = Device::Cpu;
     let n = BATCH * SEQ;
     let hd = D / HEADS;
     let r = |shape: &[usize]| Tensor::randn(0f32, 1.0, shape, &dev).unwrap();
     let w = |a: usize, b: usize| Tensor::randn(0f32, 0.02, (a, b), &dev).unwrap();
-    let mut p = ParamStore::new(0, DType::F32, &dev);
-    let norm_d = RmsNorm::new(&mut p, "n", D).unwrap();
-    let norm_h = RmsNorm::new(&mut p, "h", hd).unwrap();
     let rope = layers::Rope::new(hd, SEQ, DType::F32, &dev).unwrap();
-    let mask = layers::causal_mask(SEQ, DType::F32, &dev).unwrap();
+    let (cos, sin) = (rope.cos_sin().0.clone(), rope.cos_sin().1.clone());
+    let host = |t: &Tensor| -> Vec<f64> {
+        t.to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let tables = Arc::new(RopeTables {
+        cos: host(&cos),
+        sin: host(&sin),
+        half: hd / 2,
+    });
+    let targets = Tensor::from_vec(
+        (0..n as u32).map(|i| (i * 7919) % 256).collect::<Vec<_>>(),
+        n,
+        &dev,
+    )
+    .unwrap();
+    let targets2 = targets.clone();
+    let eps = RmsNorm::EPS;
+    let scale = 1.0 / (hd as f64).sqrt();
     type OpFn = Box<dyn Fn(&[Tensor]) -> Tensor>;
-    // (name, count per block, inputs, op)
-    let ops: Vec<(&str, f64, Vec<Tensor>, OpFn)> = vec![
+    // (name, count per block (per step for the loss), inputs, fused, composed)
+    let ops: Vec<(&str, f64, Vec<Tensor>, OpFn, Option<OpFn>)> = vec![
         (
-            "matmul x·W (qkv, out, mlp in/out)",
+            "matmul x·W (qkv, out, mlp in, mlp out)",
             1.0,
             vec![r(&[n, D]), w(D, 3 * D), w(D, D), w(D, 4 * D), w(4 * D, D)],
             Box::new(|x| {
@@ -311,6 +331,7 @@ fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
                 let c = h.matmul(&x[4]).unwrap().sum_all().unwrap();
                 (a + b + c).unwrap()
             }),
+            None,
         ),
         (
             "attention matmuls (QKᵀ, PV)",
@@ -320,117 +341,107 @@ fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
                 let s = x[0].matmul(&x[1].t().unwrap()).unwrap();
                 s.matmul(&x[1]).unwrap()
             }),
+            None,
         ),
         (
-            "masked softmax (scale + mask + softmax)",
+            "heads: split, QK-norm, RoPE, transpose",
+            1.0,
+            vec![r(&[BATCH, SEQ, 3 * D]), r(&[hd]), r(&[hd])],
+            Box::new(move |x| {
+                fused::attention_heads(&x[0], &x[1], &x[2], HEADS, &tables, eps).unwrap()
+            }),
+            Some(Box::new(move |x| {
+                let h = composed::attention_heads(&x[0], &x[1], &x[2], HEADS, &cos, &sin, eps);
+                // The composed path made each head contiguous for the matmuls.
+                h.unwrap().contiguous().unwrap()
+            })),
+        ),
+        (
+            "causal softmax (scale, mask, softmax)",
             1.0,
             vec![r(&[BATCH, HEADS, SEQ, SEQ])],
-            Box::new(move |x| layers::masked_softmax(&x[0], &mask, 0.125).unwrap()),
+            Box::new(move |x| fused::causal_softmax(&x[0], scale).unwrap()),
+            Some(Box::new(move |x| {
+                composed::causal_softmax(&x[0], scale).unwrap()
+            })),
         ),
         (
-            "RMSNorm d (attn, mlp)",
+            "RMSNorm (attn, mlp)",
             2.0,
-            vec![r(&[BATCH, SEQ, D])],
-            Box::new(move |x| norm_d.forward(&x[0]).unwrap()),
-        ),
-        (
-            "RMSNorm head (q, k)",
-            2.0,
-            vec![r(&[BATCH, SEQ, HEADS, hd])],
-            Box::new(move |x| norm_h.forward(&x[0]).unwrap()),
-        ),
-        (
-            "RoPE (q, k)",
-            2.0,
-            vec![r(&[BATCH, SEQ, HEADS, hd])],
-            Box::new(move |x| rope.apply(&x[0]).unwrap()),
-        ),
-        (
-            "head split/merge copies",
-            1.0,
-            vec![r(&[BATCH, SEQ, 3 * D])],
-            Box::new(move |x| {
-                let qkv = x[0].reshape((BATCH, SEQ, 3, HEADS, hd)).unwrap();
-                let parts: Vec<Tensor> = (0..3)
-                    .map(|i| {
-                        qkv.narrow(2, i, 1)
-                            .unwrap()
-                            .squeeze(2)
-                            .unwrap()
-                            .transpose(1, 2)
-                            .unwrap()
-                            .contiguous()
-                            .unwrap()
-                    })
-                    .collect();
-                let merged = parts[2].transpose(1, 2).unwrap().reshape((BATCH, SEQ, D));
-                (merged.unwrap().sum_all().unwrap()
-                    + parts[0].sum_all().unwrap()
-                    + parts[1].sum_all().unwrap())
-                .unwrap()
-            }),
+            vec![r(&[BATCH, SEQ, D]), r(&[D])],
+            Box::new(move |x| fused::rms_norm(&x[0], &x[1], eps).unwrap()),
+            Some(Box::new(move |x| {
+                composed::rms_norm(&x[0], &x[1], eps).unwrap()
+            })),
         ),
         (
             "MLP activation ReLU²",
             1.0,
             vec![r(&[n, 4 * D])],
-            Box::new(|x| layers::relu_squared(&x[0]).unwrap()),
+            Box::new(|x| fused::relu_squared(&x[0]).unwrap()),
+            Some(Box::new(|x| composed::relu_squared(&x[0]).unwrap())),
+        ),
+        (
+            "attention output merge (transpose copy)",
+            1.0,
+            vec![r(&[BATCH, HEADS, SEQ, hd])],
+            Box::new(|x| {
+                x[0].transpose(1, 2)
+                    .unwrap()
+                    .reshape((BATCH, SEQ, D))
+                    .unwrap()
+            }),
+            None,
         ),
         (
             "residual adds",
             2.0,
             vec![r(&[BATCH, SEQ, D]), r(&[BATCH, SEQ, D])],
             Box::new(|x| (&x[0] + &x[1]).unwrap()),
+            None,
+        ),
+        (
+            "cross-entropy (once per step)",
+            0.0,
+            vec![r(&[n, 256])],
+            Box::new(move |x| fused::cross_entropy(&x[0], &targets).unwrap()),
+            Some(Box::new(move |x| {
+                composed::cross_entropy(&x[0], &targets2).unwrap()
+            })),
         ),
     ];
     println!(
-        "  per-op (best of 3, at the reference shapes; × {fwd_blocks} blocks forward, × {bwd_blocks} backward):"
+        "  per-op at the reference shapes (best of 3; per block × {fwd_blocks} forward, × {bwd_blocks} backward):"
     );
     println!(
-        "    {:<42} {:>9} {:>9} {:>11} {:>7}",
-        "op", "fwd ms", "bwd ms", "ms/step", "share"
+        "    {:<40} {:>7} {:>7} {:>8} {:>6}   {:>7} {:>7}  (composed)",
+        "op", "fwd ms", "bwd ms", "ms/step", "share", "fwd ms", "bwd ms"
     );
     let mut total = 0.0;
-    for (name, count, inputs, f) in &ops {
-        let (tf, tb) = time_op(inputs, f.as_ref(), 3);
-        let per_step = count * (tf * fwd_blocks + tb * bwd_blocks);
+    for (name, count, inputs, fused_op, composed_op) in &ops {
+        let (tf, tb) = time_op(inputs, fused_op.as_ref(), 3);
+        let per_step = if *count == 0.0 {
+            tf + tb
+        } else {
+            count * (tf * fwd_blocks + tb * bwd_blocks)
+        };
+        let (cf, cb) = match composed_op {
+            Some(op) => time_op(inputs, op.as_ref(), 3),
+            None => (f64::NAN, f64::NAN), // not fused: no composed counterpart
+        };
+        let k = count.max(1.0);
         total += per_step;
         println!(
-            "    {name:<42} {:>9.2} {:>9.2} {per_step:>11.1} {:>6.1}%",
-            count * tf,
-            count * tb,
-            100.0 * per_step / step_ms
+            "    {name:<40} {:>7.2} {:>7.2} {per_step:>8.0} {:>5.1}%   {:>7.2} {:>7.2}",
+            k * tf,
+            k * tb,
+            100.0 * per_step / step_ms,
+            k * cf,
+            k * cb
         );
     }
-    let logits = r(&[n, 256]);
-    let targets = Tensor::from_vec(
-        (0..n as u32).map(|i| (i * 7919) % 256).collect::<Vec<_>>(),
-        n,
-        &dev,
-    )
-    .unwrap();
-    let (tf, tb) = {
-        let v = Var::from_tensor(&logits).unwrap();
-        let mut best = (f64::INFINITY, f64::INFINITY);
-        for _ in 0..3 {
-            let t = Instant::now();
-            let loss = layers::cross_entropy(v.as_tensor(), &targets).unwrap();
-            let f = ms(t);
-            let t = Instant::now();
-            let _ = loss.backward().unwrap();
-            best = (best.0.min(f), best.1.min(ms(t)));
-        }
-        best
-    };
-    total += tf + tb;
     println!(
-        "    {:<42} {tf:>9.2} {tb:>9.2} {:>11.1} {:>6.1}%",
-        "cross-entropy (once per step)",
-        tf + tb,
-        100.0 * (tf + tb) / step_ms
-    );
-    println!(
-        "    {:<42} {:>9} {:>9} {total:>11.1} {:>6.1}%  (rest: embedding, head, injection, graph bookkeeping)",
+        "    {:<40} {:>7} {:>7} {total:>8.0} {:>5.1}%   (rest: embedding, head, injection, AdamW, gradient accumulation)",
         "sum of the above",
         "",
         "",

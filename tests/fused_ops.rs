@@ -250,3 +250,51 @@ fn kernels_give_the_same_numbers_on_one_thread() {
     assert_eq!(max_abs_diff(&y_many, &y_one), 0.0);
     assert_eq!(max_abs_diff(&dx_many, &dx_one), 0.0);
 }
+
+#[test]
+fn no_grad_evaluation_records_nothing_and_gives_the_same_loss() {
+    use loopscale::model::grad::no_grad;
+    use loopscale::model::{Arch, CausalLm, Gpt, Looped, LoopedConfig, ModelConfig};
+    let dev = Device::Cpu;
+    let ids = Tensor::from_vec(
+        (0..2 * 9).map(|i| (i * 7) % 32).collect::<Vec<u32>>(),
+        (2, 9),
+        &dev,
+    )
+    .unwrap();
+    let (inputs, targets) = (ids.narrow(1, 0, 8).unwrap(), ids.narrow(1, 1, 8).unwrap());
+    let gpt_cfg = ModelConfig {
+        d_model: 16,
+        n_heads: 2,
+        ..ModelConfig::default()
+    };
+    let looped_cfg = ModelConfig {
+        arch: Arch::Looped,
+        looped: Some(LoopedConfig {
+            n_prelude: 1,
+            n_core: 1,
+            n_coda: 1,
+            ..LoopedConfig::default()
+        }),
+        ..gpt_cfg.clone()
+    };
+    let models: Vec<Box<dyn CausalLm>> = vec![
+        Box::new(Gpt::new(&gpt_cfg, 32, 8, 1, DType::F32, &dev).unwrap()),
+        Box::new(Looped::new(&looped_cfg, 32, 8, 1, DType::F32, &dev).unwrap()),
+    ];
+    for model in &models {
+        let with_graph = model.loss(&inputs, &targets).unwrap();
+        let without = no_grad(|| model.loss(&inputs, &targets)).unwrap();
+        assert!(
+            with_graph.track_op(),
+            "a training forward pass records its graph"
+        );
+        assert!(!without.track_op(), "an evaluation records no graph");
+        assert_eq!(
+            with_graph.to_scalar::<f32>().unwrap(),
+            without.to_scalar::<f32>().unwrap()
+        );
+        // And recording is back on afterwards.
+        assert!(model.loss(&inputs, &targets).unwrap().track_op());
+    }
+}

@@ -686,12 +686,14 @@ impl CustomOp2 for CrossEntropy {
                 bail!("{}: a target is not below the vocabulary {v}", self.name());
             }
             // Summed in f64: n is in the thousands and this is the number everything reports.
-            let total: f64 = x
+            // Per-row losses summed in row order: the same number at any thread count.
+            let losses: Vec<f64> = x
                 .par_chunks(v)
                 .zip(targets.par_iter())
                 .with_min_len(rows_per_task(v))
                 .map(|(row, &k)| WithDType::to_f64(log_sum_exp(row) - row[k as usize]))
-                .sum();
+                .collect();
+            let total: f64 = losses.into_iter().sum();
             Ok((
                 T::to_cpu_storage_owned(vec![c::<T>(total / n as f64)]),
                 Shape::from(()),

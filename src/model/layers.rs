@@ -18,6 +18,7 @@ use candle_core::{D, DType, Device, Result, Tensor};
 use super::config::{Mlp, ModelConfig};
 use super::counts::{head_dim, mlp_hidden_width};
 use super::fused::{self, RopeTables};
+use super::grad::param;
 use super::params::{DecayGroup, ParamStore};
 
 /// Standard deviation of every weight matrix at initialisation.
@@ -46,7 +47,7 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        fused::rms_norm(x, &self.gain, Self::EPS)
+        fused::rms_norm(x, &param(&self.gain), Self::EPS)
     }
 
     pub fn gain(&self) -> &Tensor {
@@ -151,9 +152,9 @@ impl CausalSelfAttention {
         let (h, hd) = (self.n_heads, d / self.n_heads);
         // (3, b, h, t, hd): q and k normalised and rotated, all three in attention layout.
         let qkv = fused::attention_heads(
-            &project(x, &self.w_qkv)?,
-            self.q_norm.gain(),
-            self.k_norm.gain(),
+            &project(x, &param(&self.w_qkv))?,
+            &param(self.q_norm.gain()),
+            &param(self.k_norm.gain()),
             h,
             &rope.tables,
             RmsNorm::EPS,
@@ -162,7 +163,7 @@ impl CausalSelfAttention {
         let probs = fused::causal_softmax(&q.matmul(&k.t()?)?, 1.0 / (hd as f64).sqrt())?;
         let mixed = probs.matmul(&v)?; // (b, h, t, hd)
         let mixed = mixed.transpose(1, 2)?.reshape((b, t, d))?;
-        project(&mixed, &self.w_out)
+        project(&mixed, &param(&self.w_out))
     }
 }
 
@@ -215,14 +216,14 @@ impl MlpBlock {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let pre = project(x, &self.w_in)?;
+        let pre = project(x, &param(&self.w_in))?;
         let hidden = match (self.kind, &self.w_gate) {
             (Mlp::Relu2, _) => fused::relu_squared(&pre)?,
             (Mlp::Gelu, _) => fused::gelu(&pre)?,
-            (Mlp::Swiglu, Some(w_gate)) => (pre.silu()? * project(x, w_gate)?)?,
+            (Mlp::Swiglu, Some(w_gate)) => (pre.silu()? * project(x, &param(w_gate))?)?,
             (Mlp::Swiglu, None) => unreachable!("SwiGLU is always built with its gate"),
         };
-        project(&hidden, &self.w_out)
+        project(&hidden, &param(&self.w_out))
     }
 }
 

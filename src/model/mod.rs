@@ -3,6 +3,7 @@
 //!
 //! - [`params`]: the parameter registry, seeded init, weight-decay groups;
 //! - [`fused`]: fused CPU kernels (custom ops with backward) for the element-wise work;
+//! - [`grad`]: graph-free forward passes for evaluation;
 //! - [`layers`]: RMSNorm, RoPE, attention, MLPs, the block and a stack of blocks, the loss;
 //! - [`gpt`]: the GPT baseline;
 //! - [`looped`]: the looped (Parcae) model: prelude → injected recurrent core × T → coda;
@@ -12,6 +13,7 @@ mod config;
 pub mod counts;
 pub mod fused;
 pub mod gpt;
+pub mod grad;
 pub mod layers;
 pub mod looped;
 pub mod params;

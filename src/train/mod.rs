@@ -6,6 +6,7 @@ mod budget;
 mod config;
 pub mod data;
 pub mod optim;
+mod optim_kernel;
 pub mod schedule;
 pub mod trainer;
 
