@@ -344,17 +344,29 @@ fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
             None,
         ),
         (
-            "heads: split, QK-norm, RoPE, transpose",
-            1.0,
-            vec![r(&[BATCH, SEQ, 3 * D]), r(&[hd]), r(&[hd])],
-            Box::new(move |x| {
-                fused::attention_heads(&x[0], &x[1], &x[2], HEADS, &tables, eps).unwrap()
-            }),
+            "heads: QK-norm + RoPE + transpose (q, k)",
+            2.0,
+            vec![r(&[BATCH, SEQ, D]), r(&[hd])],
+            Box::new(move |x| fused::norm_rope_heads(&x[0], &x[1], HEADS, &tables, eps).unwrap()),
             Some(Box::new(move |x| {
-                let h = composed::attention_heads(&x[0], &x[1], &x[2], HEADS, &cos, &sin, eps);
-                // The composed path made each head contiguous for the matmuls.
+                let h = composed::norm_rope_heads(&x[0], &x[1], HEADS, &cos, &sin, eps);
+                // The composed path made the heads contiguous for the matmuls.
                 h.unwrap().contiguous().unwrap()
             })),
+        ),
+        (
+            "v heads: transpose copy",
+            1.0,
+            vec![r(&[BATCH, SEQ, D])],
+            Box::new(|x| {
+                x[0].reshape((BATCH, SEQ, HEADS, D / HEADS))
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+            }),
+            None,
         ),
         (
             "causal softmax (scale, mask, softmax)",

@@ -121,17 +121,15 @@ fn rms_norm_accepts_a_strided_input() {
 }
 
 #[test]
-fn attention_heads_match_the_composition() {
+fn norm_rope_heads_match_the_composition() {
     for (dtype, tol) in CASES {
         let (b, t, h, hd) = (3, 7, 2, 8);
         let mut rng = StdRng::seed_from_u64(3);
-        let qkv = random(&mut rng, &[b, t, 3 * h * hd], dtype);
-        let gq = random(&mut rng, &[hd], dtype);
-        let gk = random(&mut rng, &[hd], dtype);
+        let x = random(&mut rng, &[b, t, h * hd], dtype);
+        let g = random(&mut rng, &[hd], dtype);
         let rope = loopscale::model::layers::Rope::new(hd, 9, dtype, &Device::Cpu).unwrap();
         let (cos, sin) = rope.cos_sin();
         let (cos, sin) = (cos.clone(), sin.clone());
-        let half = hd / 2;
         let host = |t: &Tensor| -> Vec<f64> {
             t.to_dtype(DType::F64)
                 .unwrap()
@@ -143,13 +141,13 @@ fn attention_heads_match_the_composition() {
         let tables = Arc::new(RopeTables {
             cos: host(&cos),
             sin: host(&sin),
-            half,
+            half: hd / 2,
         });
         compare(
-            "attention_heads",
-            &[qkv, gq, gk],
-            &|x| fused::attention_heads(&x[0], &x[1], &x[2], h, &tables, 1e-6).unwrap(),
-            &|x| composed::attention_heads(&x[0], &x[1], &x[2], h, &cos, &sin, 1e-6).unwrap(),
+            "norm_rope_heads",
+            &[x, g],
+            &|x| fused::norm_rope_heads(&x[0], &x[1], h, &tables, 1e-6).unwrap(),
+            &|x| composed::norm_rope_heads(&x[0], &x[1], h, &cos, &sin, 1e-6).unwrap(),
             tol,
         );
     }

@@ -1,5 +1,5 @@
 //! Fused CPU kernels for the element-wise work of a training step, as candle custom ops with a
-//! backward pass: RMSNorm, the attention heads' split + QK-norm + RoPE + transpose, the causal
+//! backward pass: RMSNorm, the attention heads' QK-norm + RoPE + transpose, the causal
 //! softmax, ReLU² and GELU, and cross-entropy with logits.
 //!
 //! Why: candle runs each primitive as its own single-threaded pass that allocates its result,
@@ -206,7 +206,7 @@ impl CustomOp3 for RmsNormBwd {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Attention heads: split q/k/v, QK-norm, RoPE, transpose to (batch, heads, time, head_dim)
+// Attention heads: QK-norm, RoPE and the transpose to (batch, heads, time, head_dim) in one pass
 
 /// RoPE's tables for the fused heads op, `(max_len, head_dim / 2)` row-major.
 pub struct RopeTables {
@@ -215,23 +215,21 @@ pub struct RopeTables {
     pub half: usize,
 }
 
-/// From `qkv` `(batch, time, 3·d)` (queries, keys, values, each `heads × head_dim`), the stacked
-/// `(3, batch, heads, time, head_dim)` heads: queries and keys RMS-normalised with their gains
-/// and rotated by RoPE, values as they are.
-pub fn attention_heads(
-    qkv: &Tensor,
-    q_gain: &Tensor,
-    k_gain: &Tensor,
+/// Queries or keys `x` `(batch, time, heads·head_dim)` as heads `(batch, heads, time, head_dim)`,
+/// each head vector RMS-normalised with `gain` `(head_dim,)` and rotated by RoPE.
+pub fn norm_rope_heads(
+    x: &Tensor,
+    gain: &Tensor,
     heads: usize,
     rope: &Arc<RopeTables>,
     eps: f64,
 ) -> Result<Tensor> {
-    let (b, t, d3) = qkv.dims3()?;
-    let hd = q_gain.elem_count();
-    if d3 != 3 * heads * hd || rope.half * 2 != hd || rope.cos.len() < t * rope.half {
+    let (b, t, d) = x.dims3()?;
+    let hd = gain.elem_count();
+    if d != heads * hd || rope.half * 2 != hd || rope.cos.len() < t * rope.half {
         bail!(
-            "attention_heads: qkv {:?} with {heads} heads of {hd}",
-            qkv.dims()
+            "norm_rope_heads: input {:?} with {heads} heads of {hd}",
+            x.dims()
         );
     }
     let op = Heads {
@@ -239,7 +237,7 @@ pub fn attention_heads(
         rope: rope.clone(),
         eps,
     };
-    contiguous(qkv)?.apply_op3(q_gain, k_gain, op)
+    contiguous(x)?.apply_op2(gain, op)
 }
 
 struct Heads {
@@ -250,13 +248,12 @@ struct Heads {
 }
 
 impl Heads {
-    /// The output row `i` (of `3·b·h·t` rows of `hd`): its slot (0 q, 1 k, 2 v), and the
-    /// offset of its input row in `qkv`.
-    fn locate(&self, i: usize) -> (usize, usize, usize) {
-        let [b, t, h, hd] = self.dims;
-        let (slot, rest) = (i / (b * h * t), i % (b * h * t));
-        let (bi, hi, ti) = (rest / (h * t), (rest / t) % h, rest % t);
-        (slot, ti, (((bi * t + ti) * 3 + slot) * h + hi) * hd)
+    /// Output row `i` (of `b·h·t` rows of `hd`, in `(b, h, t)` order): its position `t` and the
+    /// offset of its input row.
+    fn locate(&self, i: usize) -> (usize, usize) {
+        let [_, t, h, hd] = self.dims;
+        let (bi, hi, ti) = (i / (h * t), (i / t) % h, i % t);
+        (ti, ((bi * t + ti) * h + hi) * hd)
     }
 
     fn tables<T: Real>(&self) -> (Vec<T>, Vec<T>) {
@@ -265,9 +262,9 @@ impl Heads {
     }
 }
 
-impl CustomOp3 for Heads {
+impl CustomOp2 for Heads {
     fn name(&self) -> &'static str {
-        "fused-attention-heads"
+        "fused-norm-rope-heads"
     }
 
     fn cpu_fwd(
@@ -276,30 +273,20 @@ impl CustomOp3 for Heads {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let [b, t, h, hd] = self.dims;
         let half = hd / 2;
         dispatch!(s1, self.name(), |T| {
-            let qkv = slice::<T>(s1, l1, self.name())?;
-            let gains = [
-                slice::<T>(s2, l2, self.name())?,
-                slice::<T>(s3, l3, self.name())?,
-            ];
+            let x = slice::<T>(s1, l1, self.name())?;
+            let g = slice::<T>(s2, l2, self.name())?;
             let (cos, sin) = self.tables::<T>();
-            let mut out = vec![T::zero(); qkv.len()];
+            let mut out = vec![T::zero(); x.len()];
             out.par_chunks_mut(hd)
                 .enumerate()
                 .with_min_len(rows_per_task(hd))
                 .for_each(|(i, o)| {
-                    let (slot, ti, at) = self.locate(i);
-                    let x = &qkv[at..at + hd];
-                    if slot == 2 {
-                        o.copy_from_slice(x);
-                        return;
-                    }
-                    let g = gains[slot];
+                    let (ti, at) = self.locate(i);
+                    let x = &x[at..at + hd];
                     let r = inv_rms(x, self.eps);
                     let (cs, sn) = (&cos[ti * half..][..half], &sin[ti * half..][..half]);
                     for j in 0..half {
@@ -309,21 +296,18 @@ impl CustomOp3 for Heads {
                         o[j + half] = n1 * sn[j] + n2 * cs[j];
                     }
                 });
-            Ok((T::to_cpu_storage_owned(out), Shape::from((3, b, h, t, hd))))
+            Ok((T::to_cpu_storage_owned(out), Shape::from((b, h, t, hd))))
         })
     }
 
     fn bwd(
         &self,
-        qkv: &Tensor,
-        q_gain: &Tensor,
-        k_gain: &Tensor,
+        x: &Tensor,
+        gain: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let hd = self.dims[3];
-        let n = qkv.elem_count();
-        let gains = Tensor::cat(&[q_gain, k_gain], 0)?;
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let n = x.elem_count();
         let bwd = HeadsBwd {
             fwd: Heads {
                 dims: self.dims,
@@ -331,23 +315,25 @@ impl CustomOp3 for Heads {
                 eps: self.eps,
             },
         };
-        let all = qkv.apply_op3_no_bwd(&gains, &contiguous(grad)?, &bwd)?;
+        let both = x.apply_op3_no_bwd(gain, &contiguous(grad)?, &bwd)?;
         Ok((
-            Some(all.narrow(0, 0, n)?.reshape(qkv.shape())?),
-            Some(all.narrow(0, n, hd)?),
-            Some(all.narrow(0, n + hd, hd)?),
+            Some(both.narrow(0, 0, n)?.reshape(x.shape())?),
+            Some(
+                both.narrow(0, n, gain.elem_count())?
+                    .reshape(gain.shape())?,
+            ),
         ))
     }
 }
 
-/// The heads op's gradient: `dqkv` (in `qkv`'s layout), then `dq_gain`, `dk_gain`, flat.
+/// The heads op's gradient: `dx` (in the input's layout), then `dgain`, flat.
 struct HeadsBwd {
     fwd: Heads,
 }
 
 impl CustomOp3 for HeadsBwd {
     fn name(&self) -> &'static str {
-        "fused-attention-heads-bwd"
+        "fused-norm-rope-heads-bwd"
     }
 
     fn cpu_fwd(
@@ -362,55 +348,43 @@ impl CustomOp3 for HeadsBwd {
         let [b, t, h, hd] = self.fwd.dims;
         let half = hd / 2;
         dispatch!(s1, self.name(), |T| {
-            let qkv = slice::<T>(s1, l1, self.name())?;
-            let gains = slice::<T>(s2, l2, self.name())?;
+            let x = slice::<T>(s1, l1, self.name())?;
+            let g = slice::<T>(s2, l2, self.name())?;
             let dout = slice::<T>(s3, l3, self.name())?;
             let (cos, sin) = self.fwd.tables::<T>();
-            let mut all = vec![T::zero(); qkv.len() + 2 * hd];
-            let (dqkv, _) = all.split_at_mut(qkv.len());
-            // Walk the output rows in their order, writing each gradient row of qkv (a
-            // scatter: the rows of one task are spread over qkv, so write through a pointer).
-            let dqkv_ptr = dqkv.as_mut_ptr() as usize;
+            let mut all = vec![T::zero(); x.len() + hd];
+            // Output rows are walked in their (b, h, t) order and each writes its input row of
+            // dx: a scatter, so the rows are written through a pointer.
+            let dx_ptr = all.as_mut_ptr() as usize;
             let block = rows_per_task(hd);
-            let rows = 3 * b * h * t;
+            let rows = b * h * t;
             let parts: Vec<Vec<T>> = (0..rows.div_ceil(block))
                 .into_par_iter()
                 .map(|blk| {
-                    let mut dg = vec![T::zero(); 2 * hd];
+                    let mut dg = vec![T::zero(); hd];
                     let mut dn = vec![T::zero(); hd];
                     for i in blk * block..((blk + 1) * block).min(rows) {
-                        let (slot, ti, at) = self.fwd.locate(i);
+                        let (ti, at) = self.fwd.locate(i);
                         let d = &dout[i * hd..(i + 1) * hd];
-                        // SAFETY: output row i maps to input row `at` one-to-one, so every
-                        // task writes disjoint rows of dqkv, which outlives the iterator.
+                        // SAFETY: output row i maps to input row `at` one-to-one, so tasks write
+                        // disjoint rows of dx (the first x.len() values of `all`, which outlives
+                        // this iterator and is not otherwise touched until it ends).
                         let dx = unsafe {
-                            std::slice::from_raw_parts_mut((dqkv_ptr as *mut T).add(at), hd)
+                            std::slice::from_raw_parts_mut((dx_ptr as *mut T).add(at), hd)
                         };
-                        if slot == 2 {
-                            dx.copy_from_slice(d);
-                            continue;
-                        }
                         let (cs, sn) = (&cos[ti * half..][..half], &sin[ti * half..][..half]);
                         for j in 0..half {
                             dn[j] = d[j] * cs[j] + d[j + half] * sn[j];
                             dn[j + half] = d[j + half] * cs[j] - d[j] * sn[j];
                         }
-                        let g = &gains[slot * hd..(slot + 1) * hd];
-                        rms_norm_row_bwd(
-                            &qkv[at..at + hd],
-                            g,
-                            &dn,
-                            self.fwd.eps,
-                            dx,
-                            &mut dg[slot * hd..(slot + 1) * hd],
-                        );
+                        rms_norm_row_bwd(&x[at..at + hd], g, &dn, self.fwd.eps, dx, &mut dg);
                     }
                     dg
                 })
                 .collect();
-            let dgains = &mut all[qkv.len()..];
+            let dgain = &mut all[x.len()..];
             for p in parts {
-                for (a, b) in dgains.iter_mut().zip(p) {
+                for (a, b) in dgain.iter_mut().zip(p) {
                     *a = *a + b;
                 }
             }
@@ -782,27 +756,18 @@ pub mod composed {
         Tensor::cat(&[rotated_1, rotated_2], D::Minus1)
     }
 
-    /// What [`super::attention_heads`] computes, as `(3, batch, heads, time, hd)`.
-    pub fn attention_heads(
-        qkv: &Tensor,
-        q_gain: &Tensor,
-        k_gain: &Tensor,
+    /// What [`super::norm_rope_heads`] computes: `(batch, heads, time, hd)`.
+    pub fn norm_rope_heads(
+        x: &Tensor,
+        gain: &Tensor,
         heads: usize,
         cos: &Tensor,
         sin: &Tensor,
         eps: f64,
     ) -> Result<Tensor> {
-        let (b, t, d3) = qkv.dims3()?;
-        let hd = d3 / 3 / heads;
-        let qkv = qkv.reshape((b, t, 3, heads, hd))?;
-        let part = |i: usize| qkv.narrow(2, i, 1).and_then(|y| y.squeeze(2));
-        let q = rope(&rms_norm(&part(0)?, q_gain, eps)?, cos, sin)?;
-        let k = rope(&rms_norm(&part(1)?, k_gain, eps)?, cos, sin)?;
-        let v = part(2)?;
-        Tensor::stack(
-            &[q.transpose(1, 2)?, k.transpose(1, 2)?, v.transpose(1, 2)?],
-            0,
-        )
+        let (b, t, d) = x.dims3()?;
+        let x = x.reshape((b, t, heads, d / heads))?;
+        rope(&rms_norm(&x, gain, eps)?, cos, sin)?.transpose(1, 2)
     }
 
     /// `(t, t)` additive mask: 0 on and below the diagonal, −∞ above it.

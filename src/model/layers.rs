@@ -150,16 +150,24 @@ impl CausalSelfAttention {
     pub fn forward(&self, x: &Tensor, rope: &Rope) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let (h, hd) = (self.n_heads, d / self.n_heads);
-        // (3, b, h, t, hd): q and k normalised and rotated, all three in attention layout.
-        let qkv = fused::attention_heads(
-            &project(x, &param(&self.w_qkv))?,
-            &param(self.q_norm.gain()),
-            &param(self.k_norm.gain()),
-            h,
-            &rope.tables,
-            RmsNorm::EPS,
-        )?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        // Three projections through column blocks of W_qkv (views, no copy), so that each
+        // gradient lands in its own (b, t, d) tensor instead of being padded out to 3d.
+        let w_qkv = param(&self.w_qkv);
+        let part = |i: usize| project(x, &w_qkv.narrow(1, i * d, d)?);
+        let heads = |i: usize, norm: &RmsNorm| {
+            fused::norm_rope_heads(
+                &part(i)?,
+                &param(norm.gain()),
+                h,
+                &rope.tables,
+                RmsNorm::EPS,
+            )
+        };
+        let (q, k) = (heads(0, &self.q_norm)?, heads(1, &self.k_norm)?); // (b, h, t, hd)
+        let v = part(2)?
+            .reshape((b, t, h, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
         let probs = fused::causal_softmax(&q.matmul(&k.t()?)?, 1.0 / (hd as f64).sqrt())?;
         let mixed = probs.matmul(&v)?; // (b, h, t, hd)
         let mixed = mixed.transpose(1, 2)?.reshape((b, t, d))?;
