@@ -318,8 +318,9 @@ fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
     let eps = RmsNorm::EPS;
     let scale = 1.0 / (hd as f64).sqrt();
     type OpFn = Box<dyn Fn(&[Tensor]) -> Tensor>;
+    type OpRow = (&'static str, f64, Vec<Tensor>, OpFn, Option<OpFn>);
     // (name, count per block (per step for the loss), inputs, fused, composed)
-    let ops: Vec<(&str, f64, Vec<Tensor>, OpFn, Option<OpFn>)> = vec![
+    let ops: Vec<OpRow> = vec![
         (
             "matmul x·W (qkv, out, mlp in, mlp out)",
             1.0,

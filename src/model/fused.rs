@@ -27,7 +27,17 @@ use rayon::prelude::*;
 const MIN_TASK_ELEMS: usize = 1 << 14;
 
 /// Real types the kernels run in.
-trait Real: WithDType + Float + Send + Sync + std::iter::Sum {}
+trait Real:
+    WithDType
+    + Float
+    + Send
+    + Sync
+    + std::iter::Sum
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+{
+}
 impl Real for f32 {}
 impl Real for f64 {}
 
@@ -157,7 +167,7 @@ fn rms_norm_row_bwd<T: Real>(x: &[T], g: &[T], dy: &[T], eps: f64, dx: &mut [T],
     for i in 0..x.len() {
         let xh = x[i] * r;
         dx[i] = r * (dy[i] * g[i] - xh * dot);
-        dg[i] = dg[i] + dy[i] * xh;
+        dg[i] += dy[i] * xh;
     }
 }
 
@@ -196,7 +206,7 @@ impl CustomOp3 for RmsNormBwd {
                 .collect();
             for p in parts {
                 for (a, b) in dg.iter_mut().zip(p) {
-                    *a = *a + b;
+                    *a += b;
                 }
             }
             let len = out.len();
@@ -385,7 +395,7 @@ impl CustomOp3 for HeadsBwd {
             let dgain = &mut all[x.len()..];
             for p in parts {
                 for (a, b) in dgain.iter_mut().zip(p) {
-                    *a = *a + b;
+                    *a += b;
                 }
             }
             let len = all.len();
@@ -433,10 +443,10 @@ impl CustomOp1 for CausalSoftmax {
                     let mut sum = T::zero();
                     for (o, &x) in o[..live].iter_mut().zip(&x[..live]) {
                         *o = ((x - max) * scale).exp();
-                        sum = sum + *o;
+                        sum += *o;
                     }
                     let inv = sum.recip();
-                    o[..live].iter_mut().for_each(|o| *o = *o * inv);
+                    o[..live].iter_mut().for_each(|o| *o *= inv);
                 });
             Ok((T::to_cpu_storage_owned(out), l.shape().clone()))
         })
@@ -726,7 +736,7 @@ impl CustomOp2 for CrossEntropyBwd {
                     for (o, &x) in o.iter_mut().zip(row) {
                         *o = (x - lse).exp() * scale;
                     }
-                    o[k as usize] = o[k as usize] - scale;
+                    o[k as usize] -= scale;
                 });
             Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
         })
