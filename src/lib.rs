@@ -4,8 +4,8 @@
 //! ([`model`], [`train`]) under the [`engine`]; every number lands in the SQLite [`store`];
 //! [`fit`] reads the store and fits scaling laws.
 
-pub mod cli;
 pub mod engine;
+pub mod cli;
 pub mod fit;
 pub mod model;
 pub mod store;

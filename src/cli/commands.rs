@@ -26,11 +26,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                 base_dir: args.base_dir,
                 log_path: args.log,
             })?;
-            Ok(if status == RunStatus::Interrupted {
-                130
-            } else {
-                0
-            })
+            Ok(if status == RunStatus::Interrupted { 130 } else { 0 })
         }
     }
 }
@@ -55,12 +51,7 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
         columns.push("variant".into());
     }
     columns.extend(sweep.axes.iter().cloned());
-    columns.extend([
-        "params".into(),
-        "non_emb".into(),
-        "tokens".into(),
-        "flops".into(),
-    ]);
+    columns.extend(["params".into(), "non_emb".into(), "tokens".into(), "flops".into()]);
     let mut rows = Vec::new();
     let (mut total_tokens, mut total_flops) = (0u64, 0f64);
     for run in &sweep.runs {
@@ -72,45 +63,21 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
             row.push(run.variant.clone().unwrap_or_default());
         }
         for axis in &sweep.axes {
-            row.push(
-                run.varying
-                    .iter()
-                    .find(|(k, _)| k == axis)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default(),
-            );
+            row.push(run.varying.iter().find(|(k, _)| k == axis).map(|(_, v)| v.clone()).unwrap_or_default());
         }
-        row.extend([
-            b.params.to_string(),
-            b.non_embedding_params.to_string(),
-            b.tokens.to_string(),
-            format!("{:.3e}", b.flops),
-        ]);
+        row.extend([b.params.to_string(), b.non_embedding_params.to_string(), b.tokens.to_string(), format!("{:.3e}", b.flops)]);
         rows.push(row);
     }
-    println!(
-        "sweep {} ({}): {} runs",
-        sweep.name,
-        sweep.path.display(),
-        sweep.runs.len()
-    );
+    println!("sweep {} ({}): {} runs", sweep.name, sweep.path.display(), sweep.runs.len());
     if !sweep.description.is_empty() {
         println!("{}", sweep.description);
     }
     println!();
     print!("{}", render(&columns, &rows));
     println!();
-    println!(
-        "total: {} runs, {} training tokens, {:.3e} training FLOPs",
-        sweep.runs.len(),
-        si(total_tokens as f64),
-        total_flops
-    );
+    println!("total: {} runs, {} training tokens, {:.3e} training FLOPs", sweep.runs.len(), si(total_tokens as f64), total_flops);
     if sweep.collapsed > 0 {
-        println!(
-            "({} grid points were identical to another run once irrelevant keys were dropped, and are listed once)",
-            sweep.collapsed
-        );
+        println!("({} grid points were identical to another run once irrelevant keys were dropped, and are listed once)", sweep.collapsed);
     }
     println!("database: {}", sweep.db.display());
     print_corpora(&sweep);
@@ -174,12 +141,7 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
     }
     let sweep = load(&args.file)?;
     let db = args.db.clone().unwrap_or_else(|| sweep.db.clone());
-    let options = RunOptions {
-        db: db.clone(),
-        jobs: args.jobs,
-        retries: args.retries.unwrap_or(sweep.retries),
-        plain: args.plain,
-    };
+    let options = RunOptions { db: db.clone(), jobs: args.jobs, retries: args.retries.unwrap_or(sweep.retries), plain: args.plain };
     let summary = engine::run_sweep(&sweep, &options)?;
     println!();
     print!("{}", runs_table(&sweep, &summary.runs));
@@ -194,11 +156,7 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
         count(RunStatus::Failed),
         count(RunStatus::Pending) + count(RunStatus::Interrupted) + count(RunStatus::Running),
     );
-    println!(
-        "results: {}  (query with `loopscale sql {} \"SELECT ...\"`)",
-        db.display(),
-        db.display()
-    );
+    println!("results: {}  (query with `loopscale sql {} \"SELECT ...\"`)", db.display(), db.display());
     if summary.interrupted {
         println!("interrupted: run the same command again to finish the remaining runs");
         return Ok(130);
@@ -210,26 +168,13 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
 fn runs_table(sweep: &Sweep, rows: &[RunRow]) -> String {
     let mut columns: Vec<String> = vec!["run_key".into()];
     columns.extend(sweep.axes.iter().cloned());
-    columns.extend(
-        [
-            "status", "attempts", "steps", "val_loss", "val_bpb", "wall_s", "tok/s", "error",
-        ]
-        .map(String::from),
-    );
+    columns.extend(["status", "attempts", "steps", "val_loss", "val_bpb", "wall_s", "tok/s", "error"].map(String::from));
     let mut out = Vec::new();
     for run in &sweep.runs {
-        let Some(row) = rows.iter().find(|r| r.key == run.key) else {
-            continue;
-        };
+        let Some(row) = rows.iter().find(|r| r.key == run.key) else { continue };
         let mut line = vec![run.key.clone()];
         for axis in &sweep.axes {
-            line.push(
-                run.varying
-                    .iter()
-                    .find(|(k, _)| k == axis)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default(),
-            );
+            line.push(run.varying.iter().find(|(k, _)| k == axis).map(|(_, v)| v.clone()).unwrap_or_default());
         }
         let steps = Budget::of(&run.config).steps;
         line.extend([
@@ -238,16 +183,9 @@ fn runs_table(sweep: &Sweep, rows: &[RunRow]) -> String {
             format!("{}/{}", row.steps_done.unwrap_or(0), steps),
             fmt_loss(row.final_val_loss),
             fmt_loss(row.final_val_bpb),
-            row.wall_seconds
-                .map(|s| format!("{s:.1}"))
-                .unwrap_or_default(),
-            row.tokens_per_second
-                .map(|s| format!("{s:.0}"))
-                .unwrap_or_default(),
-            row.error
-                .as_deref()
-                .map(|e| e.lines().next().unwrap_or("").chars().take(60).collect())
-                .unwrap_or_default(),
+            row.wall_seconds.map(|s| format!("{s:.1}")).unwrap_or_default(),
+            row.tokens_per_second.map(|s| format!("{s:.0}")).unwrap_or_default(),
+            row.error.as_deref().map(|e| e.lines().next().unwrap_or("").chars().take(60).collect()).unwrap_or_default(),
         ]);
         out.push(line);
     }
@@ -258,37 +196,17 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
     let sweep = load(file)?;
     let db = db.unwrap_or_else(|| sweep.db.clone());
     if !db.exists() {
-        println!(
-            "sweep {}: {} runs, none started (no database at {} yet; `loopscale run {}` starts it)",
-            sweep.name,
-            sweep.runs.len(),
-            db.display(),
-            file.display()
-        );
+        println!("sweep {}: {} runs, none started (no database at {} yet; `loopscale run {}` starts it)", sweep.name, sweep.runs.len(), db.display(), file.display());
         return Ok(0);
     }
     let store = Store::open_read_only(&db)?;
-    let rows = store
-        .runs(&sweep.name)
-        .with_context(|| format!("reading {}", db.display()))?;
+    let rows = store.runs(&sweep.name).with_context(|| format!("reading {}", db.display()))?;
     print!("{}", runs_table(&sweep, &rows));
-    let planned: std::collections::HashSet<&str> =
-        sweep.runs.iter().map(|r| r.key.as_str()).collect();
+    let planned: std::collections::HashSet<&str> = sweep.runs.iter().map(|r| r.key.as_str()).collect();
     let known: std::collections::HashSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
-    let not_started = sweep
-        .runs
-        .iter()
-        .filter(|r| !known.contains(r.key.as_str()))
-        .count();
-    let orphaned: Vec<&RunRow> = rows
-        .iter()
-        .filter(|r| !planned.contains(r.key.as_str()))
-        .collect();
-    let count = |s: RunStatus| {
-        rows.iter()
-            .filter(|r| planned.contains(r.key.as_str()) && r.status == s)
-            .count()
-    };
+    let not_started = sweep.runs.iter().filter(|r| !known.contains(r.key.as_str())).count();
+    let orphaned: Vec<&RunRow> = rows.iter().filter(|r| !planned.contains(r.key.as_str())).collect();
+    let count = |s: RunStatus| rows.iter().filter(|r| planned.contains(r.key.as_str()) && r.status == s).count();
     println!();
     println!(
         "{} runs: {} done, {} running, {} pending, {} interrupted, {} failed, {} diverged, {} not yet registered",
@@ -305,11 +223,7 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
         println!(
             "{} run(s) in the database are no longer in the sweep file (kept, never deleted): {}",
             orphaned.len(),
-            orphaned
-                .iter()
-                .map(|r| r.key.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            orphaned.iter().map(|r| r.key.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
     Ok(0)
@@ -322,11 +236,7 @@ fn sql(db: &Path, query: &str, csv: bool) -> anyhow::Result<i32> {
         print!("{}", result.to_csv());
     } else {
         print!("{}", result.to_table());
-        println!(
-            "({} row{})",
-            result.rows.len(),
-            if result.rows.len() == 1 { "" } else { "s" }
-        );
+        println!("({} row{})", result.rows.len(), if result.rows.len() == 1 { "" } else { "s" });
     }
     Ok(0)
 }

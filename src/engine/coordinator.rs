@@ -5,8 +5,8 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -60,9 +60,7 @@ pub fn plan_runs(sweep: &Sweep) -> Vec<NewRun> {
 
 /// Threads each worker may use so that workers × threads ≤ cores.
 fn threads_per_worker(jobs: usize) -> usize {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     (cores / jobs.max(1)).max(1)
 }
 
@@ -99,22 +97,13 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
 
     let flops: HashMap<String, f64> = planned.iter().map(|r| (r.key.clone(), r.flops)).collect();
     let tokens: HashMap<String, u64> = planned.iter().map(|r| (r.key.clone(), r.tokens)).collect();
-    let rows: HashMap<String, RunRow> = store
-        .runs(&sweep.name)?
-        .into_iter()
-        .map(|r| (r.key.clone(), r))
-        .collect();
+    let rows: HashMap<String, RunRow> = store.runs(&sweep.name)?.into_iter().map(|r| (r.key.clone(), r)).collect();
     let mut todo: Vec<&NewRun> = planned
         .iter()
         .filter(|r| {
             matches!(
                 rows.get(&r.key).map(|row| row.status),
-                Some(
-                    RunStatus::Pending
-                        | RunStatus::Interrupted
-                        | RunStatus::Failed
-                        | RunStatus::Running
-                )
+                Some(RunStatus::Pending | RunStatus::Interrupted | RunStatus::Failed | RunStatus::Running)
             )
         })
         .collect();
@@ -128,13 +117,7 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
         .filter(|r| rows.get(&r.key).map(|row| row.status) == Some(RunStatus::Done))
         .map(|r| r.flops)
         .sum();
-    let mut progress = Progress::new(
-        planned.len(),
-        planned.len() - queue.len(),
-        total_flops,
-        done_flops,
-        options.plain,
-    );
+    let mut progress = Progress::new(planned.len(), planned.len() - queue.len(), total_flops, done_flops, options.plain);
 
     let interrupts = Arc::new(AtomicUsize::new(0));
     {
@@ -146,11 +129,9 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
     }
 
     let log_dir = super::logs_dir(&options.db);
-    std::fs::create_dir_all(&log_dir)
-        .with_context(|| format!("{}: cannot create the log directory", log_dir.display()))?;
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("{}: cannot create the log directory", log_dir.display()))?;
     let threads = threads_per_worker(options.jobs);
-    let exe =
-        std::env::current_exe().context("cannot find the loopscale executable to start workers")?;
+    let exe = std::env::current_exe().context("cannot find the loopscale executable to start workers")?;
     let mut attempts: HashMap<String, u32> = HashMap::new();
     let mut active: Vec<Active> = Vec::new();
     let mut trained = 0;
@@ -219,10 +200,7 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
                         let why = if interrupts.load(Ordering::SeqCst) > 1 {
                             "stopped by a second Ctrl-C".to_string()
                         } else {
-                            format!(
-                                "worker exited with {exit}; log tail:\n{}",
-                                log_tail(&a.log, 20)
-                            )
+                            format!("worker exited with {exit}; log tail:\n{}", log_tail(&a.log, 20))
                         };
                         store.fail_attempt(&a.key, None, &why)?;
                         RunStatus::Failed
@@ -246,15 +224,6 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
     progress.finish();
 
     let keys: std::collections::HashSet<&str> = planned.iter().map(|r| r.key.as_str()).collect();
-    let runs = store
-        .runs(&sweep.name)?
-        .into_iter()
-        .filter(|r| keys.contains(r.key.as_str()))
-        .collect();
-    Ok(SweepSummary {
-        registered_new,
-        trained,
-        interrupted: interrupts.load(Ordering::SeqCst) > 0,
-        runs,
-    })
+    let runs = store.runs(&sweep.name)?.into_iter().filter(|r| keys.contains(r.key.as_str())).collect();
+    Ok(SweepSummary { registered_new, trained, interrupted: interrupts.load(Ordering::SeqCst) > 0, runs })
 }

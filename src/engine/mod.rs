@@ -10,9 +10,9 @@ mod lock;
 mod progress;
 mod worker;
 
-pub use coordinator::{RunOptions, SweepSummary, plan_runs, run_sweep};
+pub use coordinator::{plan_runs, run_sweep, RunOptions, SweepSummary};
 pub use lock::SweepLock;
-pub use worker::{WorkerArgs, run_worker};
+pub use worker::{run_worker, WorkerArgs};
 
 /// Per-run files of a database live beside it: `results/x.sqlite` → `results/x.logs/`
 /// (`<run_key>.log`, every attempt appended, and `<run_key>.lock`, held by its worker).

@@ -1,8 +1,8 @@
 //! `loopscale worker`: trains one run and writes everything it measures into the store.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -86,11 +86,7 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
     }
     let log = args.log_path.as_ref().map(|p| p.display().to_string());
     let attempt = store.start_attempt(&run.key, log.as_deref())?;
-    eprintln!(
-        "worker {}: run {} attempt {attempt}",
-        std::process::id(),
-        run.key
-    );
+    eprintln!("worker {}: run {} attempt {attempt}", std::process::id(), run.key);
 
     let result = (|| -> anyhow::Result<train::RunOutcome> {
         let corpus = Corpus::load(&run.config.data, &args.base_dir)?;
@@ -105,10 +101,7 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
             parent: std::os::unix::process::parent_id(),
         };
         let outcome = train::train(&run.config, &corpus, &device, &mut observer)?;
-        let (steps, evals) = (
-            std::mem::take(&mut observer.steps),
-            std::mem::take(&mut observer.evals),
-        );
+        let (steps, evals) = (std::mem::take(&mut observer.steps), std::mem::take(&mut observer.evals));
         store.finish_attempt(&run.key, attempt, &steps, &evals, &outcome)?;
         Ok(outcome)
     })();
@@ -125,10 +118,7 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
                 std::process::id(),
                 run.key,
                 outcome.steps,
-                outcome
-                    .final_val_loss
-                    .map(|v| format!("{v:.4}"))
-                    .unwrap_or("-".into())
+                outcome.final_val_loss.map(|v| format!("{v:.4}")).unwrap_or("-".into())
             );
             Ok(status)
         }
@@ -151,7 +141,6 @@ fn lock_run(db: &std::path::Path, key: &str) -> anyhow::Result<std::fs::File> {
         .write(true)
         .open(&path)
         .with_context(|| format!("{}: cannot open the run lock", path.display()))?;
-    file.lock()
-        .with_context(|| format!("{}: cannot lock", path.display()))?;
+    file.lock().with_context(|| format!("{}: cannot lock", path.display()))?;
     Ok(file)
 }

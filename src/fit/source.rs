@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{bail, Context, Result};
 
-use super::csv::{CsvColumns, read_points};
+use super::csv::{read_points, CsvColumns};
 use super::points::Points;
 use crate::store::Store;
 
@@ -23,10 +23,7 @@ pub enum ParamCount {
 pub fn is_database(path: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; 16];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && &head == b"SQLite format 3\0"
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == b"SQLite format 3\0"
 }
 
 /// One point per finished run: N, D = training tokens, C = training FLOPs, loss = final
@@ -37,32 +34,16 @@ pub fn run_points(store: &Store, sweep: Option<&str>, n: ParamCount) -> Result<P
         bail!(
             "{}: no finished runs{} to fit; train some with `loopscale run`",
             store.path().display(),
-            sweep
-                .map(|s| format!(" in sweep `{s}`"))
-                .unwrap_or_default()
+            sweep.map(|s| format!(" in sweep `{s}`")).unwrap_or_default()
         );
     }
     let looped = runs.iter().all(|r| r.mean_recurrence.is_some());
     Ok(Points {
-        n: Some(
-            runs.iter()
-                .map(|r| {
-                    if n == ParamCount::Total {
-                        r.params
-                    } else {
-                        r.non_embedding_params
-                    }
-                })
-                .collect(),
-        ),
+        n: Some(runs.iter().map(|r| if n == ParamCount::Total { r.params } else { r.non_embedding_params }).collect()),
         d: Some(runs.iter().map(|r| r.tokens).collect()),
         c: Some(runs.iter().map(|r| r.flops).collect()),
         loss: runs.iter().map(|r| r.final_val_loss).collect(),
-        loops: looped.then(|| {
-            runs.iter()
-                .map(|r| r.mean_recurrence.unwrap_or(1.0))
-                .collect()
-        }),
+        loops: looped.then(|| runs.iter().map(|r| r.mean_recurrence.unwrap_or(1.0)).collect()),
         test_loops: None,
         group: None,
         curve: Some(runs.iter().map(|r| r.run_key.clone()).collect()),
@@ -82,11 +63,7 @@ pub fn test_time_points(store: &Store, sweep: Option<&str>) -> Result<Points> {
     Ok(Points {
         loss: rows.iter().map(|r| r.val_loss).collect(),
         test_loops: Some(rows.iter().map(|r| r.test_loops).collect()),
-        loops: Some(
-            rows.iter()
-                .map(|r| r.mean_recurrence.unwrap_or(1.0))
-                .collect(),
-        ),
+        loops: Some(rows.iter().map(|r| r.mean_recurrence.unwrap_or(1.0)).collect()),
         curve: Some(rows.iter().map(|r| r.run_key.clone()).collect()),
         ..Points::default()
     })

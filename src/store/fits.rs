@@ -2,7 +2,7 @@
 
 use rusqlite::params;
 
-use super::{NOW, Store, StoreError};
+use super::{Store, StoreError, NOW};
 use crate::fit::FitReport;
 
 /// One finished run, as a point for a scaling law.
@@ -120,15 +120,7 @@ impl Store {
             for (kind, list) in [("param", &report.params), ("derived", &report.derived)] {
                 for p in list {
                     insert
-                        .execute(params![
-                            fit_id,
-                            p.name,
-                            kind,
-                            p.value,
-                            p.lo,
-                            p.hi,
-                            p.lo.and(level)
-                        ])
+                        .execute(params![fit_id, p.name, kind, p.value, p.lo, p.hi, p.lo.and(level)])
                         .map_err(err)?;
                 }
             }

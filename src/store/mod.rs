@@ -8,11 +8,11 @@
 
 mod fits;
 mod open;
-mod query;
 mod runs;
+mod query;
 
 pub use fits::{RunPoint, TestTimePoint};
-pub use open::{APPLICATION_ID, SCHEMA_VERSION, StoreError};
+pub use open::{StoreError, APPLICATION_ID, SCHEMA_VERSION};
 pub use query::QueryResult;
 pub use runs::{NewRun, RunProgress, RunRow, RunStatus};
 
@@ -28,18 +28,12 @@ pub struct Store {
 impl Store {
     /// Opens (creating if absent) the store at `path`, migrating an older schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        open::open_read_write(path).map(|conn| Store {
-            conn,
-            path: path.to_path_buf(),
-        })
+        open::open_read_write(path).map(|conn| Store { conn, path: path.to_path_buf() })
     }
 
     /// Opens an existing store without the ability to change it (for `sql`, `status`).
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
-        open::open_read_only(path).map(|conn| Store {
-            conn,
-            path: path.to_path_buf(),
-        })
+        open::open_read_only(path).map(|conn| Store { conn, path: path.to_path_buf() })
     }
 
     pub fn path(&self) -> &Path {

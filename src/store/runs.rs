@@ -1,9 +1,9 @@
 //! Runs and their measurements: registering a sweep's runs, a worker's life cycle
 //! (start → metrics → finish), and reading state back for status and progress.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{params, OptionalExtension, Row};
 
-use super::{NOW, Store, StoreError};
+use super::{Store, StoreError, NOW};
 use crate::model::Arch;
 use crate::sweep::RunConfig;
 use crate::train::{EvalMetrics, RunEnd, RunOutcome, StepMetrics};
@@ -100,9 +100,8 @@ const RUN_COLUMNS: &str = "run_key, sweep, variant, config_json, params, non_emb
 
 fn run_row(row: &Row) -> rusqlite::Result<RunRow> {
     let config_json: String = row.get(3)?;
-    let config: RunConfig = serde_json::from_str(&config_json).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
-    })?;
+    let config: RunConfig = serde_json::from_str(&config_json)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e)))?;
     let status: String = row.get(8)?;
     Ok(RunRow {
         key: row.get(0)?,
@@ -134,10 +133,7 @@ fn arch_str(arch: Arch) -> &'static str {
 }
 
 fn enum_str<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
 impl Store {
@@ -202,9 +198,7 @@ impl Store {
                         looped.map(|l| l.n_core as i64),
                         looped.map(|l| l.n_coda as i64),
                         looped.map(|l| l.mean_recurrence as i64),
-                        looped.map(
-                            |l| l.backprop_depth.unwrap_or(l.mean_recurrence.div_ceil(2)) as i64
-                        ),
+                        looped.map(|l| l.backprop_depth.unwrap_or(l.mean_recurrence.div_ceil(2)) as i64),
                         run.params as i64,
                         run.non_embedding_params as i64,
                         run.tokens as i64,
@@ -221,9 +215,7 @@ impl Store {
     pub fn runs(&self, sweep: &str) -> Result<Vec<RunRow>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE sweep = ?1 ORDER BY rowid"
-            ))
+            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE sweep = ?1 ORDER BY rowid"))
             .map_err(|e| self.err(e))?;
         let rows = stmt.query_map([sweep], run_row).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
@@ -232,21 +224,14 @@ impl Store {
     /// One run by key.
     pub fn run(&self, key: &str) -> Result<Option<RunRow>, StoreError> {
         self.conn
-            .query_row(
-                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_key = ?1"),
-                [key],
-                run_row,
-            )
+            .query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_key = ?1"), [key], run_row)
             .optional()
             .map_err(|e| self.err(e))
     }
 
     /// Names of the sweeps recorded in this store.
     pub fn sweep_names(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name FROM sweeps ORDER BY created_at")
-            .map_err(|e| self.err(e))?;
+        let mut stmt = self.conn.prepare("SELECT name FROM sweeps ORDER BY created_at").map_err(|e| self.err(e))?;
         let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
@@ -266,10 +251,7 @@ impl Store {
         )
         .map_err(err)?;
         let n = tx
-            .execute(
-                "UPDATE runs SET status = 'interrupted' WHERE sweep = ?1 AND status = 'running'",
-                [sweep],
-            )
+            .execute("UPDATE runs SET status = 'interrupted' WHERE sweep = ?1 AND status = 'running'", [sweep])
             .map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(n)
@@ -281,10 +263,8 @@ impl Store {
         let path = self.path.clone();
         let err = |e| StoreError::sqlite(&path, e);
         let tx = self.conn.transaction().map_err(err)?;
-        tx.execute("DELETE FROM metrics WHERE run_key = ?1", [key])
-            .map_err(err)?;
-        tx.execute("DELETE FROM evals WHERE run_key = ?1", [key])
-            .map_err(err)?;
+        tx.execute("DELETE FROM metrics WHERE run_key = ?1", [key]).map_err(err)?;
+        tx.execute("DELETE FROM evals WHERE run_key = ?1", [key]).map_err(err)?;
         tx.execute(
             &format!(
                 "UPDATE runs SET status = 'running', attempts = attempts + 1, started_at = {NOW}, finished_at = NULL,
@@ -294,11 +274,7 @@ impl Store {
             [key],
         )
         .map_err(err)?;
-        let attempt: i64 = tx
-            .query_row("SELECT attempts FROM runs WHERE run_key = ?1", [key], |r| {
-                r.get(0)
-            })
-            .map_err(err)?;
+        let attempt: i64 = tx.query_row("SELECT attempts FROM runs WHERE run_key = ?1", [key], |r| r.get(0)).map_err(err)?;
         tx.execute(
             &format!("INSERT INTO attempts (run_key, attempt, started_at, status, log_path) VALUES (?1, ?2, {NOW}, 'running', ?3)"),
             params![key, attempt, log_path],
@@ -309,17 +285,9 @@ impl Store {
     }
 
     /// Appends measurements of a running run (one transaction).
-    pub fn record(
-        &mut self,
-        key: &str,
-        steps: &[StepMetrics],
-        evals: &[EvalMetrics],
-    ) -> Result<(), StoreError> {
+    pub fn record(&mut self, key: &str, steps: &[StepMetrics], evals: &[EvalMetrics]) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|e| StoreError::sqlite(&path, e))?;
+        let tx = self.conn.transaction().map_err(|e| StoreError::sqlite(&path, e))?;
         insert_measurements(&tx, key, steps, evals).map_err(|e| StoreError::sqlite(&path, e))?;
         tx.commit().map_err(|e| StoreError::sqlite(&path, e))
     }
@@ -372,12 +340,7 @@ impl Store {
     }
 
     /// Ends an attempt that failed with an error (not a divergence).
-    pub fn fail_attempt(
-        &mut self,
-        key: &str,
-        attempt: Option<u32>,
-        error: &str,
-    ) -> Result<(), StoreError> {
+    pub fn fail_attempt(&mut self, key: &str, attempt: Option<u32>, error: &str) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |e| StoreError::sqlite(&path, e);
         let tx = self.conn.transaction().map_err(err)?;
@@ -388,11 +351,7 @@ impl Store {
         .map_err(err)?;
         let attempt = match attempt {
             Some(a) => a as i64,
-            None => tx
-                .query_row("SELECT attempts FROM runs WHERE run_key = ?1", [key], |r| {
-                    r.get(0)
-                })
-                .map_err(err)?,
+            None => tx.query_row("SELECT attempts FROM runs WHERE run_key = ?1", [key], |r| r.get(0)).map_err(err)?,
         };
         tx.execute(
             &format!(
@@ -430,9 +389,7 @@ impl Store {
             .conn
             .prepare("SELECT step, train_loss FROM metrics WHERE run_key = ?1 ORDER BY step")
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([key], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
-            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([key], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 }

@@ -174,9 +174,7 @@ impl<'de> de::Deserializer<'de> for FieldCapture<'_> {
 /// default as written in TOML (`"-"` where the default is derived from other keys; the looped
 /// keys apply only to `arch = "looped"`). For `--help` and docs.
 pub fn valid_keys() -> Vec<(String, String)> {
-    let header = HEADER_KEYS
-        .iter()
-        .map(|(k, d)| (format!("sweep.{k}"), d.to_string()));
+    let header = HEADER_KEYS.iter().map(|(k, d)| (format!("sweep.{k}"), d.to_string()));
     header
         .chain(schema().keys.iter().map(|k| {
             let default = match &k.default {
@@ -192,14 +190,7 @@ pub fn valid_keys() -> Vec<(String, String)> {
 pub(crate) fn toml_literal(value: &Value) -> String {
     match value {
         Value::String(s) => format!("{s:?}"),
-        Value::Array(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(toml_literal)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Value::Array(items) => format!("[{}]", items.iter().map(toml_literal).collect::<Vec<_>>().join(", ")),
         other => other.to_string(),
     }
 }
@@ -208,14 +199,7 @@ pub(crate) fn toml_literal(value: &Value) -> String {
 pub(crate) fn display_value(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
-        Value::Array(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(display_value)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Value::Array(items) => format!("[{}]", items.iter().map(display_value).collect::<Vec<_>>().join(", ")),
         Value::Null => "-".to_string(),
         other => other.to_string(),
     }

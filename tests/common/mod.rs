@@ -37,9 +37,6 @@ pub fn moby_dick(bytes: usize, seq_len: usize) -> Corpus {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let data = DataConfig {
-        seq_len,
-        ..DataConfig::default()
-    };
+    let data = DataConfig { seq_len, ..DataConfig::default() };
     Corpus::from_text(&text[..end], &data, "moby-dick slice").unwrap()
 }
