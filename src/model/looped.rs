@@ -61,6 +61,7 @@ use rand_distr::{Distribution, Normal, Poisson};
 
 use super::config::{Arch, DepthSampling, Injection, LoopedConfig, ModelConfig, StateInit};
 use super::counts::head_dim;
+use super::grad::param;
 use super::layers::{BlockStack, INIT_STD, RmsNorm, Rope, project};
 use super::params::{DecayGroup, ParamStore};
 use super::{CausalLm, TrainLoss, lm_loss};
@@ -258,20 +259,23 @@ impl InjectionLayer {
     /// Precomputes the loop-invariant drive from `e` `(batch, time, d)`.
     fn prepare(&self, e: &Tensor) -> Result<Injected> {
         Ok(match self {
-            InjectionLayer::Diagonal { a_log, dt_bias, b } => Injected {
-                drive: project(e, b)?.broadcast_mul(&softplus(dt_bias)?)?,
-                state_map: StateMap::Decay(Self::decay(a_log, dt_bias)?),
-            },
+            InjectionLayer::Diagonal { a_log, dt_bias, b } => {
+                let (a_log, dt_bias) = (param(a_log), param(dt_bias));
+                Injected {
+                    drive: project(e, &param(b))?.broadcast_mul(&softplus(&dt_bias)?)?,
+                    state_map: StateMap::Decay(Self::decay(&a_log, &dt_bias)?),
+                }
+            }
             InjectionLayer::Add { b } => Injected {
                 drive: match b {
-                    Some(b) => project(e, b)?,
+                    Some(b) => project(e, &param(b))?,
                     None => e.clone(),
                 },
                 state_map: StateMap::Identity,
             },
             InjectionLayer::Linear { w, r } => Injected {
-                drive: project(e, &w.narrow(0, *r, w.dim(0)? - r)?)?,
-                state_map: StateMap::Matrix(w.narrow(0, 0, *r)?),
+                drive: project(e, &param(w).narrow(0, *r, w.dim(0)? - r)?)?,
+                state_map: StateMap::Matrix(param(w).narrow(0, 0, *r)?),
             },
         })
     }
@@ -412,8 +416,7 @@ impl Looped {
         let (b, t) = input_ids.dims2()?;
         assert_eq!(plan.depths().len(), b, "one loop depth per sequence");
         let d = self.token_embedding.dim(1)?;
-        let x = self
-            .token_embedding
+        let x = param(&self.token_embedding)
             .embedding(&input_ids.flatten_all()?)?
             .reshape((b, t, d))?;
 
@@ -442,11 +445,11 @@ impl Looped {
         // Coda, once.
         let x = self
             .coda
-            .forward(&project(&h, &self.readout)?, &self.rope)?;
+            .forward(&project(&h, &param(&self.readout))?, &self.rope)?;
         let x = self.final_norm.forward(&x)?.reshape((b * t, d))?;
         let logits = match &self.untied_head {
-            Some(head) => x.matmul(head)?,
-            None => x.matmul(&self.token_embedding.t()?)?,
+            Some(head) => x.matmul(&param(head))?,
+            None => x.matmul(&param(&self.token_embedding).t()?)?,
         };
         Ok(LoopedOutput {
             logits: logits.reshape((b, t, ()))?,

@@ -2,6 +2,8 @@
 //! plus their parameter and FLOP counts.
 //!
 //! - [`params`]: the parameter registry, seeded init, weight-decay groups;
+//! - [`fused`]: fused CPU kernels (custom ops with backward) for the element-wise work;
+//! - [`grad`]: graph-free forward passes for evaluation;
 //! - [`layers`]: RMSNorm, RoPE, attention, MLPs, the block and a stack of blocks, the loss;
 //! - [`gpt`]: the GPT baseline;
 //! - [`looped`]: the looped (Parcae) model: prelude → injected recurrent core × T → coda;
@@ -9,7 +11,9 @@
 
 mod config;
 pub mod counts;
+pub mod fused;
 pub mod gpt;
+pub mod grad;
 pub mod layers;
 pub mod looped;
 pub mod params;

@@ -7,6 +7,7 @@ pub mod checkpoint;
 mod config;
 pub mod data;
 pub mod optim;
+mod optim_kernel;
 pub mod schedule;
 pub mod trainer;
 

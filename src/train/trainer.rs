@@ -21,6 +21,7 @@ use super::data::{Batch, BatchSampler, Corpus, indexed_rng};
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::learning_rate;
 use super::{EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics};
+use crate::model::grad::no_grad;
 use crate::model::{Arch, CausalLm, Gpt, Looped, train_flops_per_token};
 use crate::sweep::RunConfig;
 
@@ -137,13 +138,16 @@ pub fn evaluate_at_loops(model: &Looped, batches: &[Batch], loops: usize) -> any
     })
 }
 
+/// Mean of `loss` over `batches`, weighted by tokens; forward only, without a graph.
 fn mean_loss(
     batches: &[Batch],
     loss: impl Fn(&Batch) -> candle_core::Result<Tensor>,
 ) -> anyhow::Result<f64> {
     let (mut total, mut count) = (0.0, 0usize);
     for batch in batches {
-        let loss = loss(batch)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let loss = no_grad(|| loss(batch))?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
         let n = batch.targets.elem_count();
         total += loss * n as f64;
         count += n;

@@ -1,0 +1,570 @@
+//! Training throughput against PyTorch eager (`make bench`, or `cargo bench --bench train_ref`).
+//!
+//! Two reference models, d_model 256, 4 heads, 6 unique blocks, seq_len 256, batch 16, bytes:
+//! a GPT-6 and a Parcae looped model (2 prelude + 2 core + 2 coda, diagonal injection, 4 loops
+//! of which the last 2 carry gradient; the depth is fixed rather than Poisson so that both
+//! implementations do exactly the same work every step). Both heads are untied.
+//!
+//! For each model, back to back: loopscale's trainer (`train_model`) for `BENCH_STEPS` timed
+//! steps after `BENCH_WARMUP` untimed ones, then `benches/torch_reference.py` (the same model
+//! and optimizer in PyTorch eager) with the same thread count. Prints tokens/s for both, their
+//! ratio, achieved GFLOP/s (`train_flops_per_token`, which counts attention over the full
+//! seq × seq square) and the fraction of this CPU's peak, the losses of both at a few steps, a
+//! forward / backward / optimizer split of our step and a per-op breakdown of one block.
+//!
+//! Environment: `BENCH_STEPS` (16), `BENCH_WARMUP` (1), `BENCH_MODELS` (`gpt,looped`),
+//! `BENCH_REPEAT` (1: how many times to repeat the ours-then-torch pair), `BENCH_PYTHON` (the
+//! interpreter with torch; none → PyTorch is skipped), `BENCH_TORCH_ATTENTION` (`manual` or
+//! `sdpa`). Threads: `RAYON_NUM_THREADS` (the Makefile sets 2), passed on to PyTorch.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use loopscale::model::fused::{self, RopeTables, composed};
+use loopscale::model::layers::{self, RmsNorm};
+use loopscale::model::{Arch, DepthSampling, LoopedConfig, ModelConfig, train_flops_per_token};
+use loopscale::sweep::RunConfig;
+use loopscale::train::{
+    AdamW, AdamWConfig, BatchSampler, Corpus, DataConfig, EvalMetrics, RunObserver, StepMetrics,
+    TrainConfig, build_model, train_model,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+const D: usize = 256;
+const HEADS: usize = 4;
+const SEQ: usize = 256;
+const BATCH: usize = 16;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn config(arch: Arch, steps: usize) -> RunConfig {
+    let looped = (arch == Arch::Looped).then(|| LoopedConfig {
+        depth_sampling: DepthSampling::Fixed,
+        test_loops: vec![4],
+        ..LoopedConfig::default()
+    });
+    RunConfig {
+        data: DataConfig {
+            seq_len: SEQ,
+            ..DataConfig::default()
+        },
+        train: TrainConfig {
+            tokens: (steps * BATCH * SEQ) as u64,
+            batch_size: BATCH,
+            lr: 3e-3,
+            // A constant learning rate, as the PyTorch twin uses.
+            warmup_fraction: 0.0,
+            min_lr_fraction: 1.0,
+            eval_every: 0,
+            eval_tokens: (BATCH * SEQ) as u64,
+            log_every: 1,
+            ..TrainConfig::default()
+        },
+        model: ModelConfig {
+            arch,
+            d_model: D,
+            n_heads: HEADS,
+            n_layers: 6,
+            tie_embeddings: false,
+            looped,
+            ..ModelConfig::default()
+        },
+        seed: 0,
+    }
+}
+
+#[derive(Default)]
+struct Timeline {
+    steps: Vec<StepMetrics>,
+}
+impl RunObserver for Timeline {
+    fn on_step(&mut self, m: &StepMetrics) -> anyhow::Result<()> {
+        self.steps.push(m.clone());
+        Ok(())
+    }
+    fn on_eval(&mut self, _: &EvalMetrics) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+struct Measured {
+    tokens_per_second: f64,
+    losses: Vec<f64>,
+}
+
+/// loopscale's trainer; tokens/s over the steps after the warmup ones.
+fn run_ours(arch: Arch, corpus: &Corpus, warmup: usize, steps: usize) -> Measured {
+    let cfg = config(arch, warmup + steps);
+    let model = build_model(&cfg, corpus.vocab_size(), &Device::Cpu).unwrap();
+    let mut timeline = Timeline::default();
+    train_model(model.as_ref(), &cfg, corpus, &Device::Cpu, &mut timeline).unwrap();
+    let s = &timeline.steps;
+    let (t0, tok0) = if warmup == 0 {
+        (0.0, 0)
+    } else {
+        (s[warmup - 1].elapsed_seconds, s[warmup - 1].tokens)
+    };
+    let last = s.last().unwrap();
+    Measured {
+        tokens_per_second: (last.tokens - tok0) as f64 / (last.elapsed_seconds - t0),
+        losses: s.iter().map(|m| m.train_loss).collect(),
+    }
+}
+
+fn run_torch(
+    python: &str,
+    arch: Arch,
+    warmup: usize,
+    steps: usize,
+    threads: usize,
+) -> Option<Measured> {
+    let attention = std::env::var("BENCH_TORCH_ATTENTION").unwrap_or_else(|_| "manual".into());
+    let out = Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/torch_reference.py"
+        ))
+        .args(["--arch", if arch == Arch::Gpt { "gpt" } else { "looped" }])
+        .args(["--steps", &steps.to_string()])
+        .args(["--warmup-steps", &warmup.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .args(["--attention", &attention])
+        .arg("--corpus")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/corpus/moby-dick.txt"))
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            eprintln!(
+                "torch_reference.py failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            return None;
+        }
+        Err(e) => {
+            eprintln!("cannot run {python}: {e}");
+            return None;
+        }
+    };
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(Measured {
+        tokens_per_second: json["tokens_per_second"].as_f64()?,
+        losses: json["losses"]
+            .as_array()?
+            .iter()
+            .filter_map(|v| v.as_f64())
+            .collect(),
+    })
+}
+
+/// Peak f32 FLOP/s of `threads` cores from /proc/cpuinfo: GHz × SIMD lanes (8 with AVX2, 16
+/// with AVX-512) × 2 (fused multiply-add) × 2 FMA pipes per core.
+fn nominal_peak(threads: usize) -> (f64, String) {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let mhz = info
+        .lines()
+        .filter(|l| l.starts_with("cpu MHz"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .fold(0.0, f64::max);
+    let flags = info
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let lanes = if has("avx512f") {
+        16.0
+    } else if has("avx2") || has("avx") {
+        8.0
+    } else {
+        4.0
+    };
+    let fma = if has("fma") { 2.0 } else { 1.0 };
+    let peak = threads as f64 * mhz / 1e3 * lanes * fma * 2.0 * 1e9;
+    let how = format!(
+        "{threads} cores × {:.2} GHz × {lanes} f32 lanes × {fma} (FMA) × 2 pipes",
+        mhz / 1e3
+    );
+    (peak, how)
+}
+
+/// Best-of-5 GFLOP/s of a 1024³ f32 matmul through candle (gemm crate), i.e. the attainable peak.
+fn measured_sgemm() -> f64 {
+    let dev = Device::Cpu;
+    let a = Tensor::randn(0f32, 1.0, (1024, 1024), &dev).unwrap();
+    let b = Tensor::randn(0f32, 1.0, (1024, 1024), &dev).unwrap();
+    let _ = a.matmul(&b).unwrap();
+    (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let _ = a.matmul(&b).unwrap();
+            2.0 * 1024f64.powi(3) / t.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Mean forward / backward / optimizer milliseconds of our training step over `steps` steps.
+fn phase_split(arch: Arch, corpus: &Corpus, steps: usize) -> [f64; 4] {
+    let cfg = config(arch, steps);
+    let dev = Device::Cpu;
+    let model = build_model(&cfg, corpus.vocab_size(), &dev).unwrap();
+    let mut opt = AdamW::new(
+        model.params(),
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        },
+    )
+    .unwrap();
+    let mut sampler = BatchSampler::new(1, BATCH, SEQ);
+    let mut rng = StdRng::seed_from_u64(2);
+    let mut sums = [0.0; 4];
+    for step in 0..=steps {
+        let batch = sampler.sample(corpus.train_tokens(), &dev).unwrap();
+        let t = Instant::now();
+        let loss = model
+            .train_loss(&batch.inputs, &batch.targets, &mut rng)
+            .unwrap()
+            .loss;
+        let _ = loss.to_scalar::<f32>().unwrap();
+        let fwd = ms(t);
+        let t = Instant::now();
+        let grads = loss.backward().unwrap();
+        let bwd = ms(t);
+        let t = Instant::now();
+        opt.step(&grads, 1e-3, 1.0).unwrap();
+        let upd = ms(t);
+        let t = Instant::now();
+        let _ = model
+            .loss(&batch.inputs, &batch.targets)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let eval = ms(t);
+        if step > 0 {
+            for (s, v) in sums.iter_mut().zip([fwd, bwd, upd, eval]) {
+                *s += v / steps as f64;
+            }
+        }
+    }
+    sums
+}
+
+/// Forward and backward milliseconds of `f` on fresh leaf variables (best of `reps`).
+fn time_op(inputs: &[Tensor], f: &dyn Fn(&[Tensor]) -> Tensor, reps: usize) -> (f64, f64) {
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let (mut best_f, mut best_b) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..reps {
+        let t = Instant::now();
+        let out = f(&ts);
+        best_f = best_f.min(ms(t));
+        // A fixed upstream gradient: d(sum(out ⊙ c))/d out = c, c = 1.
+        let scalar = out.sum_all().unwrap();
+        let t = Instant::now();
+        let _ = scalar.backward().unwrap();
+        best_b = best_b.min(ms(t));
+    }
+    (best_f, best_b)
+}
+
+/// Per-op time at the reference shapes, fused kernel against the candle composition it
+/// replaced, fwd and bwd, scaled to a step by the op's count.
+fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
+    let dev = Device::Cpu;
+    let n = BATCH * SEQ;
+    let hd = D / HEADS;
+    let r = |shape: &[usize]| Tensor::randn(0f32, 1.0, shape, &dev).unwrap();
+    let w = |a: usize, b: usize| Tensor::randn(0f32, 0.02, (a, b), &dev).unwrap();
+    let rope = layers::Rope::new(hd, SEQ, DType::F32, &dev).unwrap();
+    let (cos, sin) = (rope.cos_sin().0.clone(), rope.cos_sin().1.clone());
+    let host = |t: &Tensor| -> Vec<f64> {
+        t.to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let tables = Arc::new(RopeTables {
+        cos: host(&cos),
+        sin: host(&sin),
+        half: hd / 2,
+    });
+    let targets = Tensor::from_vec(
+        (0..n as u32).map(|i| (i * 7919) % 256).collect::<Vec<_>>(),
+        n,
+        &dev,
+    )
+    .unwrap();
+    let targets2 = targets.clone();
+    let eps = RmsNorm::EPS;
+    let scale = 1.0 / (hd as f64).sqrt();
+    type OpFn = Box<dyn Fn(&[Tensor]) -> Tensor>;
+    type OpRow = (&'static str, f64, Vec<Tensor>, OpFn, Option<OpFn>);
+    // (name, count per block (per step for the loss), inputs, fused, composed)
+    let ops: Vec<OpRow> = vec![
+        (
+            "matmul x·W (qkv, out, mlp in, mlp out)",
+            1.0,
+            vec![r(&[n, D]), w(D, 3 * D), w(D, D), w(D, 4 * D), w(4 * D, D)],
+            Box::new(|x| {
+                let a = x[0].matmul(&x[1]).unwrap().sum_all().unwrap();
+                let b = x[0].matmul(&x[2]).unwrap().sum_all().unwrap();
+                let h = x[0].matmul(&x[3]).unwrap();
+                let c = h.matmul(&x[4]).unwrap().sum_all().unwrap();
+                (a + b + c).unwrap()
+            }),
+            None,
+        ),
+        (
+            "attention matmuls (QKᵀ, PV)",
+            1.0,
+            vec![r(&[BATCH, HEADS, SEQ, hd]), r(&[BATCH, HEADS, SEQ, hd])],
+            Box::new(|x| {
+                let s = x[0].matmul(&x[1].t().unwrap()).unwrap();
+                s.matmul(&x[1]).unwrap()
+            }),
+            None,
+        ),
+        (
+            "heads: QK-norm + RoPE + transpose (q, k)",
+            2.0,
+            vec![r(&[BATCH, SEQ, D]), r(&[hd])],
+            Box::new(move |x| fused::norm_rope_heads(&x[0], &x[1], HEADS, &tables, eps).unwrap()),
+            Some(Box::new(move |x| {
+                let h = composed::norm_rope_heads(&x[0], &x[1], HEADS, &cos, &sin, eps);
+                // The composed path made the heads contiguous for the matmuls.
+                h.unwrap().contiguous().unwrap()
+            })),
+        ),
+        (
+            "v heads: transpose copy",
+            1.0,
+            vec![r(&[BATCH, SEQ, D])],
+            Box::new(|x| {
+                x[0].reshape((BATCH, SEQ, HEADS, D / HEADS))
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+            }),
+            None,
+        ),
+        (
+            "causal softmax (scale, mask, softmax)",
+            1.0,
+            vec![r(&[BATCH, HEADS, SEQ, SEQ])],
+            Box::new(move |x| fused::causal_softmax(&x[0], scale).unwrap()),
+            Some(Box::new(move |x| {
+                composed::causal_softmax(&x[0], scale).unwrap()
+            })),
+        ),
+        (
+            "RMSNorm (attn, mlp)",
+            2.0,
+            vec![r(&[BATCH, SEQ, D]), r(&[D])],
+            Box::new(move |x| fused::rms_norm(&x[0], &x[1], eps).unwrap()),
+            Some(Box::new(move |x| {
+                composed::rms_norm(&x[0], &x[1], eps).unwrap()
+            })),
+        ),
+        (
+            "MLP activation ReLU²",
+            1.0,
+            vec![r(&[n, 4 * D])],
+            Box::new(|x| fused::relu_squared(&x[0]).unwrap()),
+            Some(Box::new(|x| composed::relu_squared(&x[0]).unwrap())),
+        ),
+        (
+            "attention output merge (transpose copy)",
+            1.0,
+            vec![r(&[BATCH, HEADS, SEQ, hd])],
+            Box::new(|x| {
+                x[0].transpose(1, 2)
+                    .unwrap()
+                    .reshape((BATCH, SEQ, D))
+                    .unwrap()
+            }),
+            None,
+        ),
+        (
+            "residual adds",
+            2.0,
+            vec![r(&[BATCH, SEQ, D]), r(&[BATCH, SEQ, D])],
+            Box::new(|x| (&x[0] + &x[1]).unwrap()),
+            None,
+        ),
+        (
+            "cross-entropy (once per step)",
+            0.0,
+            vec![r(&[n, 256])],
+            Box::new(move |x| fused::cross_entropy(&x[0], &targets).unwrap()),
+            Some(Box::new(move |x| {
+                composed::cross_entropy(&x[0], &targets2).unwrap()
+            })),
+        ),
+    ];
+    println!(
+        "  per-op at the reference shapes (best of 3; per block × {fwd_blocks} forward, × {bwd_blocks} backward):"
+    );
+    println!(
+        "    {:<40} {:>7} {:>7} {:>8} {:>6}   {:>7} {:>7}  (composed)",
+        "op", "fwd ms", "bwd ms", "ms/step", "share", "fwd ms", "bwd ms"
+    );
+    let mut total = 0.0;
+    for (name, count, inputs, fused_op, composed_op) in &ops {
+        let (tf, tb) = time_op(inputs, fused_op.as_ref(), 3);
+        let per_step = if *count == 0.0 {
+            tf + tb
+        } else {
+            count * (tf * fwd_blocks + tb * bwd_blocks)
+        };
+        let (cf, cb) = match composed_op {
+            Some(op) => time_op(inputs, op.as_ref(), 3),
+            None => (f64::NAN, f64::NAN), // not fused: no composed counterpart
+        };
+        let k = count.max(1.0);
+        total += per_step;
+        println!(
+            "    {name:<40} {:>7.2} {:>7.2} {per_step:>8.0} {:>5.1}%   {:>7.2} {:>7.2}",
+            k * tf,
+            k * tb,
+            100.0 * per_step / step_ms,
+            k * cf,
+            k * cb
+        );
+    }
+    println!(
+        "    {:<40} {:>7} {:>7} {total:>8.0} {:>5.1}%   (rest: embedding, head, injection, AdamW, gradient accumulation)",
+        "sum of the above",
+        "",
+        "",
+        100.0 * total / step_ms
+    );
+}
+
+fn main() {
+    let steps = env_usize("BENCH_STEPS", 16);
+    let warmup = env_usize("BENCH_WARMUP", 1);
+    let repeat = env_usize("BENCH_REPEAT", 1);
+    let models = std::env::var("BENCH_MODELS").unwrap_or_else(|_| "gpt,looped".into());
+    let python = std::env::var("BENCH_PYTHON").ok().filter(|s| !s.is_empty());
+    let threads = candle_core::utils::get_num_threads();
+    let corpus = Corpus::load(
+        &DataConfig {
+            seq_len: SEQ,
+            ..DataConfig::default()
+        },
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    )
+    .expect("the corpus is installed (make corpus)");
+
+    let (peak, how) = nominal_peak(threads);
+    let sgemm = measured_sgemm();
+    println!("threads: {threads} (RAYON_NUM_THREADS); steps {steps} timed after {warmup} warmup");
+    println!("peak: {:.1} GFLOP/s nominal = {how}", peak / 1e9);
+    println!(
+        "peak: {:.1} GFLOP/s measured (best 1024³ sgemm through candle)",
+        sgemm / 1e9
+    );
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average: {}", load.trim());
+    }
+
+    for name in models.split(',') {
+        let arch = match name.trim() {
+            "gpt" => Arch::Gpt,
+            "looped" => Arch::Looped,
+            other => panic!("BENCH_MODELS: unknown model {other:?} (expected gpt, looped)"),
+        };
+        let cfg = config(arch, 1);
+        let fpt = train_flops_per_token(&cfg.model, corpus.vocab_size(), SEQ);
+        println!(
+            "\n== {name}: d_model {D}, {HEADS} heads, 6 unique blocks{}, seq {SEQ}, batch {BATCH}; {:.1} MFLOP/token",
+            if arch == Arch::Looped {
+                " (2+2+2, 4 loops, 2 with gradient)"
+            } else {
+                ""
+            },
+            fpt / 1e6
+        );
+        let mut ratios = Vec::new();
+        for rep in 0..repeat {
+            let ours = run_ours(arch, &corpus, warmup, steps);
+            let torch = python
+                .as_deref()
+                .and_then(|py| run_torch(py, arch, warmup, steps, threads));
+            let gf = |tps: f64| tps * fpt / 1e9;
+            print!(
+                "  [{rep}] loopscale {:>7.0} tokens/s  {:>6.1} GFLOP/s  {:>5.1}% of nominal peak  {:>5.1}% of sgemm",
+                ours.tokens_per_second,
+                gf(ours.tokens_per_second),
+                100.0 * gf(ours.tokens_per_second) * 1e9 / peak,
+                100.0 * gf(ours.tokens_per_second) * 1e9 / sgemm
+            );
+            println!();
+            if let Some(torch) = &torch {
+                println!(
+                    "  [{rep}] pytorch   {:>7.0} tokens/s  {:>6.1} GFLOP/s  {:>5.1}% of nominal peak  {:>5.1}% of sgemm",
+                    torch.tokens_per_second,
+                    gf(torch.tokens_per_second),
+                    100.0 * gf(torch.tokens_per_second) * 1e9 / peak,
+                    100.0 * gf(torch.tokens_per_second) * 1e9 / sgemm
+                );
+                let ratio = ours.tokens_per_second / torch.tokens_per_second;
+                ratios.push(ratio);
+                println!("  [{rep}] ratio loopscale / pytorch = {ratio:.2}");
+                let n = ours.losses.len().min(torch.losses.len());
+                let picks: Vec<usize> = [0, n / 4, n / 2, 3 * n / 4, n - 1].into();
+                let show = |l: &[f64]| {
+                    picks
+                        .iter()
+                        .map(|&i| format!("{}:{:.3}", i + 1, l[i]))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                println!("  [{rep}] loss loopscale  {}", show(&ours.losses));
+                println!("  [{rep}] loss pytorch    {}", show(&torch.losses));
+            }
+        }
+        if ratios.len() > 1 {
+            let (lo, hi) = ratios
+                .iter()
+                .fold((f64::INFINITY, 0f64), |(a, b), &r| (a.min(r), b.max(r)));
+            println!("  ratio over {} repeats: {lo:.2} – {hi:.2}", ratios.len());
+        }
+        let [fwd, bwd, upd, eval] = phase_split(arch, &corpus, 3);
+        let step = fwd + bwd + upd;
+        println!(
+            "  our step: {step:.0} ms = forward {fwd:.0} ms ({:.0}%) + backward {bwd:.0} ms ({:.0}%) + AdamW {upd:.0} ms ({:.0}%); eval forward {eval:.0} ms",
+            100.0 * fwd / step,
+            100.0 * bwd / step,
+            100.0 * upd / step
+        );
+        let (fwd_blocks, bwd_blocks) = if arch == Arch::Gpt {
+            (6.0, 6.0)
+        } else {
+            (12.0, 8.0)
+        };
+        op_breakdown(fwd_blocks, bwd_blocks, step);
+    }
+}

@@ -1,0 +1,829 @@
+//! Fused CPU kernels for the element-wise work of a training step, as candle custom ops with a
+//! backward pass: RMSNorm, the attention heads' QK-norm + RoPE + transpose, the causal
+//! softmax, ReLU² and GELU, and cross-entropy with logits.
+//!
+//! Why: candle runs each primitive as its own single-threaded pass that allocates its result,
+//! and its autograd stores and replays every one of them, so a composed RMSNorm is ~8 passes
+//! forward and ~20 backward. One kernel reads its inputs once, writes its output once, and its
+//! backward is one more kernel. The kernels run row-parallel on rayon's global pool, which is
+//! sized by `RAYON_NUM_THREADS` (the engine's per-worker thread budget), so a worker with a
+//! budget of 1 runs them on one thread.
+//!
+//! Each op's backward is itself a kernel (applied without a graph, so there is no double
+//! backward). The differentiable candle compositions they replace live in [`composed`]; the
+//! tests in `tests/fused_ops.rs` check forward and gradient of each against them, and the
+//! model-level finite-difference checks run through these kernels. f32 and f64 only.
+
+use std::sync::Arc;
+
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType,
+    bail,
+};
+use num_traits::{Float, Zero};
+use rayon::prelude::*;
+
+/// Elements a rayon task should at least get, so small tensors do not pay for task overhead.
+const MIN_TASK_ELEMS: usize = 1 << 14;
+
+/// Real types the kernels run in.
+trait Real:
+    WithDType
+    + Float
+    + Send
+    + Sync
+    + std::iter::Sum
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+{
+}
+impl Real for f32 {}
+impl Real for f64 {}
+
+fn slice<'a, T: Real>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+        None => bail!("{op}: expects a contiguous input"),
+    }
+}
+
+fn rows_per_task(row_len: usize) -> usize {
+    (MIN_TASK_ELEMS / row_len.max(1)).max(1)
+}
+
+fn c<T: Real>(x: f64) -> T {
+    T::from(x).unwrap()
+}
+
+/// Calls `$body` with `$t` bound to the storage's float type.
+macro_rules! dispatch {
+    ($storage:expr, $op:expr, |$t:ident| $body:expr) => {
+        match $storage {
+            CpuStorage::F32(_) => {
+                type $t = f32;
+                $body
+            }
+            CpuStorage::F64(_) => {
+                type $t = f64;
+                $body
+            }
+            _ => bail!("{}: f32 and f64 only", $op),
+        }
+    };
+}
+
+fn contiguous(x: &Tensor) -> Result<Tensor> {
+    if x.is_contiguous() {
+        Ok(x.clone())
+    } else {
+        x.contiguous()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RMSNorm
+
+/// `x / sqrt(mean(x²) + eps) ⊙ gain` over the last dimension.
+pub fn rms_norm(x: &Tensor, gain: &Tensor, eps: f64) -> Result<Tensor> {
+    contiguous(x)?.apply_op2(gain, RmsNorm { eps })
+}
+
+struct RmsNorm {
+    eps: f64,
+}
+
+fn inv_rms<T: Real>(row: &[T], eps: f64) -> T {
+    let ms = row.iter().map(|&v| v * v).sum::<T>() / c::<T>(row.len() as f64);
+    (ms + c(eps)).sqrt().recip()
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(s1, self.name(), |T| {
+            let x = slice::<T>(s1, l1, self.name())?;
+            let g = slice::<T>(s2, l2, self.name())?;
+            let n = g.len();
+            if l1.dims().last() != Some(&n) {
+                bail!("{}: gain of {n} for input {:?}", self.name(), l1.dims());
+            }
+            let mut out = vec![T::zero(); x.len()];
+            out.par_chunks_mut(n)
+                .zip(x.par_chunks(n))
+                .with_min_len(rows_per_task(n))
+                .for_each(|(o, x)| {
+                    let r = inv_rms(x, self.eps);
+                    for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
+                        *o = x * r * g;
+                    }
+                });
+            Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gain: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let n = gain.elem_count();
+        let rows = x.elem_count() / n;
+        let both = x.apply_op3_no_bwd(gain, &contiguous(grad)?, &RmsNormBwd { eps: self.eps })?;
+        let dx = both.narrow(0, 0, rows * n)?.reshape(x.shape())?;
+        let dg = both.narrow(0, rows * n, n)?.reshape(gain.shape())?;
+        Ok((Some(dx), Some(dg)))
+    }
+}
+
+/// RMSNorm's gradient: `dx` (rows·n values) then `dgain` (n values), flat.
+struct RmsNormBwd {
+    eps: f64,
+}
+
+/// One row of RMSNorm's backward: writes `dx`, accumulates `dgain`.
+fn rms_norm_row_bwd<T: Real>(x: &[T], g: &[T], dy: &[T], eps: f64, dx: &mut [T], dg: &mut [T]) {
+    let n = c::<T>(x.len() as f64);
+    let r = inv_rms(x, eps);
+    // mean(dx̂ ⊙ x̂), dx̂ = dy ⊙ g, x̂ = x·r
+    let dot = x
+        .iter()
+        .zip(g)
+        .zip(dy)
+        .map(|((&x, &g), &dy)| dy * g * x * r)
+        .sum::<T>()
+        / n;
+    for i in 0..x.len() {
+        let xh = x[i] * r;
+        dx[i] = r * (dy[i] * g[i] - xh * dot);
+        dg[i] += dy[i] * xh;
+    }
+}
+
+impl CustomOp3 for RmsNormBwd {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(s1, self.name(), |T| {
+            let x = slice::<T>(s1, l1, self.name())?;
+            let g = slice::<T>(s2, l2, self.name())?;
+            let dy = slice::<T>(s3, l3, self.name())?;
+            let n = g.len();
+            let mut out = vec![T::zero(); x.len() + n];
+            let (dx, dg) = out.split_at_mut(x.len());
+            let block = rows_per_task(n) * n;
+            let parts: Vec<Vec<T>> = dx
+                .par_chunks_mut(block)
+                .zip(x.par_chunks(block).zip(dy.par_chunks(block)))
+                .map(|(dx, (x, dy))| {
+                    let mut dg = vec![T::zero(); n];
+                    for ((dx, x), dy) in dx.chunks_mut(n).zip(x.chunks(n)).zip(dy.chunks(n)) {
+                        rms_norm_row_bwd(x, g, dy, self.eps, dx, &mut dg);
+                    }
+                    dg
+                })
+                .collect();
+            for p in parts {
+                for (a, b) in dg.iter_mut().zip(p) {
+                    *a += b;
+                }
+            }
+            let len = out.len();
+            Ok((T::to_cpu_storage_owned(out), Shape::from(len)))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention heads: QK-norm, RoPE and the transpose to (batch, heads, time, head_dim) in one pass
+
+/// RoPE's tables for the fused heads op, `(max_len, head_dim / 2)` row-major.
+pub struct RopeTables {
+    pub cos: Vec<f64>,
+    pub sin: Vec<f64>,
+    pub half: usize,
+}
+
+/// Queries or keys `x` `(batch, time, heads·head_dim)` as heads `(batch, heads, time, head_dim)`,
+/// each head vector RMS-normalised with `gain` `(head_dim,)` and rotated by RoPE.
+pub fn norm_rope_heads(
+    x: &Tensor,
+    gain: &Tensor,
+    heads: usize,
+    rope: &Arc<RopeTables>,
+    eps: f64,
+) -> Result<Tensor> {
+    let (b, t, d) = x.dims3()?;
+    let hd = gain.elem_count();
+    if d != heads * hd || rope.half * 2 != hd || rope.cos.len() < t * rope.half {
+        bail!(
+            "norm_rope_heads: input {:?} with {heads} heads of {hd}",
+            x.dims()
+        );
+    }
+    let op = Heads {
+        dims: [b, t, heads, hd],
+        rope: rope.clone(),
+        eps,
+    };
+    contiguous(x)?.apply_op2(gain, op)
+}
+
+struct Heads {
+    /// batch, time, heads, head_dim
+    dims: [usize; 4],
+    rope: Arc<RopeTables>,
+    eps: f64,
+}
+
+impl Heads {
+    /// Output row `i` (of `b·h·t` rows of `hd`, in `(b, h, t)` order): its position `t` and the
+    /// offset of its input row.
+    fn locate(&self, i: usize) -> (usize, usize) {
+        let [_, t, h, hd] = self.dims;
+        let (bi, hi, ti) = (i / (h * t), (i / t) % h, i % t);
+        (ti, ((bi * t + ti) * h + hi) * hd)
+    }
+
+    fn tables<T: Real>(&self) -> (Vec<T>, Vec<T>) {
+        let conv = |v: &[f64]| v.iter().map(|&x| c::<T>(x)).collect::<Vec<T>>();
+        (conv(&self.rope.cos), conv(&self.rope.sin))
+    }
+}
+
+impl CustomOp2 for Heads {
+    fn name(&self) -> &'static str {
+        "fused-norm-rope-heads"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let [b, t, h, hd] = self.dims;
+        let half = hd / 2;
+        dispatch!(s1, self.name(), |T| {
+            let x = slice::<T>(s1, l1, self.name())?;
+            let g = slice::<T>(s2, l2, self.name())?;
+            let (cos, sin) = self.tables::<T>();
+            let mut out = vec![T::zero(); x.len()];
+            out.par_chunks_mut(hd)
+                .enumerate()
+                .with_min_len(rows_per_task(hd))
+                .for_each(|(i, o)| {
+                    let (ti, at) = self.locate(i);
+                    let x = &x[at..at + hd];
+                    let r = inv_rms(x, self.eps);
+                    let (cs, sn) = (&cos[ti * half..][..half], &sin[ti * half..][..half]);
+                    for j in 0..half {
+                        let n1 = x[j] * r * g[j];
+                        let n2 = x[j + half] * r * g[j + half];
+                        o[j] = n1 * cs[j] - n2 * sn[j];
+                        o[j + half] = n1 * sn[j] + n2 * cs[j];
+                    }
+                });
+            Ok((T::to_cpu_storage_owned(out), Shape::from((b, h, t, hd))))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gain: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let n = x.elem_count();
+        let bwd = HeadsBwd {
+            fwd: Heads {
+                dims: self.dims,
+                rope: self.rope.clone(),
+                eps: self.eps,
+            },
+        };
+        let both = x.apply_op3_no_bwd(gain, &contiguous(grad)?, &bwd)?;
+        Ok((
+            Some(both.narrow(0, 0, n)?.reshape(x.shape())?),
+            Some(
+                both.narrow(0, n, gain.elem_count())?
+                    .reshape(gain.shape())?,
+            ),
+        ))
+    }
+}
+
+/// The heads op's gradient: `dx` (in the input's layout), then `dgain`, flat.
+struct HeadsBwd {
+    fwd: Heads,
+}
+
+impl CustomOp3 for HeadsBwd {
+    fn name(&self) -> &'static str {
+        "fused-norm-rope-heads-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let [b, t, h, hd] = self.fwd.dims;
+        let half = hd / 2;
+        dispatch!(s1, self.name(), |T| {
+            let x = slice::<T>(s1, l1, self.name())?;
+            let g = slice::<T>(s2, l2, self.name())?;
+            let dout = slice::<T>(s3, l3, self.name())?;
+            let (cos, sin) = self.fwd.tables::<T>();
+            let mut all = vec![T::zero(); x.len() + hd];
+            // Output rows are walked in their (b, h, t) order and each writes its input row of
+            // dx: a scatter, so the rows are written through a pointer.
+            let dx_ptr = all.as_mut_ptr() as usize;
+            let block = rows_per_task(hd);
+            let rows = b * h * t;
+            let parts: Vec<Vec<T>> = (0..rows.div_ceil(block))
+                .into_par_iter()
+                .map(|blk| {
+                    let mut dg = vec![T::zero(); hd];
+                    let mut dn = vec![T::zero(); hd];
+                    for i in blk * block..((blk + 1) * block).min(rows) {
+                        let (ti, at) = self.fwd.locate(i);
+                        let d = &dout[i * hd..(i + 1) * hd];
+                        // SAFETY: output row i maps to input row `at` one-to-one, so tasks write
+                        // disjoint rows of dx (the first x.len() values of `all`, which outlives
+                        // this iterator and is not otherwise touched until it ends).
+                        let dx = unsafe {
+                            std::slice::from_raw_parts_mut((dx_ptr as *mut T).add(at), hd)
+                        };
+                        let (cs, sn) = (&cos[ti * half..][..half], &sin[ti * half..][..half]);
+                        for j in 0..half {
+                            dn[j] = d[j] * cs[j] + d[j + half] * sn[j];
+                            dn[j + half] = d[j + half] * cs[j] - d[j] * sn[j];
+                        }
+                        rms_norm_row_bwd(&x[at..at + hd], g, &dn, self.fwd.eps, dx, &mut dg);
+                    }
+                    dg
+                })
+                .collect();
+            let dgain = &mut all[x.len()..];
+            for p in parts {
+                for (a, b) in dgain.iter_mut().zip(p) {
+                    *a += b;
+                }
+            }
+            let len = all.len();
+            Ok((T::to_cpu_storage_owned(all), Shape::from(len)))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Causal softmax
+
+/// `softmax(scores · scale)` over the last dimension of `(…, t, t)` scores, with every column
+/// after the row's own position masked out (probability exactly 0).
+pub fn causal_softmax(scores: &Tensor, scale: f64) -> Result<Tensor> {
+    let t = scores.dim(candle_core::D::Minus1)?;
+    if scores.dim(candle_core::D::Minus2)? != t {
+        bail!("causal_softmax: scores {:?} are not square", scores.dims());
+    }
+    contiguous(scores)?.apply_op1(CausalSoftmax { t, scale })
+}
+
+struct CausalSoftmax {
+    t: usize,
+    scale: f64,
+}
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "fused-causal-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let t = self.t;
+        dispatch!(s, self.name(), |T| {
+            let x = slice::<T>(s, l, self.name())?;
+            let scale = c::<T>(self.scale);
+            let mut out = vec![T::zero(); x.len()];
+            out.par_chunks_mut(t)
+                .zip(x.par_chunks(t))
+                .enumerate()
+                .with_min_len(rows_per_task(t))
+                .for_each(|(i, (o, x))| {
+                    let live = i % t + 1;
+                    let max = x[..live].iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+                    let mut sum = T::zero();
+                    for (o, &x) in o[..live].iter_mut().zip(&x[..live]) {
+                        *o = ((x - max) * scale).exp();
+                        sum += *o;
+                    }
+                    let inv = sum.recip();
+                    o[..live].iter_mut().for_each(|o| *o *= inv);
+                });
+            Ok((T::to_cpu_storage_owned(out), l.shape().clone()))
+        })
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(y.apply_op2_no_bwd(
+            &contiguous(grad)?,
+            &CausalSoftmaxBwd {
+                t: self.t,
+                scale: self.scale,
+            },
+        )?))
+    }
+}
+
+/// `dx = scale · y ⊙ (dy − Σ y ⊙ dy)` on the live part of each row, 0 on the masked part.
+struct CausalSoftmaxBwd {
+    t: usize,
+    scale: f64,
+}
+
+impl CustomOp2 for CausalSoftmaxBwd {
+    fn name(&self) -> &'static str {
+        "fused-causal-softmax-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let t = self.t;
+        dispatch!(s1, self.name(), |T| {
+            let y = slice::<T>(s1, l1, self.name())?;
+            let dy = slice::<T>(s2, l2, self.name())?;
+            let scale = c::<T>(self.scale);
+            let mut out = vec![T::zero(); y.len()];
+            out.par_chunks_mut(t)
+                .zip(y.par_chunks(t).zip(dy.par_chunks(t)))
+                .enumerate()
+                .with_min_len(rows_per_task(t))
+                .for_each(|(i, (o, (y, dy)))| {
+                    let live = i % t + 1;
+                    let dot = y[..live]
+                        .iter()
+                        .zip(&dy[..live])
+                        .map(|(&a, &b)| a * b)
+                        .sum::<T>();
+                    for j in 0..live {
+                        o[j] = scale * y[j] * (dy[j] - dot);
+                    }
+                });
+            Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MLP activations
+
+/// An element-wise activation and its derivative.
+#[derive(Clone, Copy)]
+enum Activation {
+    Relu2,
+    /// The tanh approximation.
+    Gelu,
+}
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const GELU_C: f64 = 0.044_715;
+
+impl Activation {
+    fn f<T: Real>(self, x: T) -> T {
+        match self {
+            Activation::Relu2 => {
+                let r = Float::max(x, T::zero());
+                r * r
+            }
+            Activation::Gelu => {
+                let inner = c::<T>(SQRT_2_OVER_PI) * (x + c::<T>(GELU_C) * x * x * x);
+                c::<T>(0.5) * x * (T::one() + inner.tanh())
+            }
+        }
+    }
+
+    fn df<T: Real>(self, x: T) -> T {
+        match self {
+            Activation::Relu2 => c::<T>(2.0) * Float::max(x, T::zero()),
+            Activation::Gelu => {
+                let inner = c::<T>(SQRT_2_OVER_PI) * (x + c::<T>(GELU_C) * x * x * x);
+                let th = inner.tanh();
+                let dinner = c::<T>(SQRT_2_OVER_PI) * (T::one() + c::<T>(3.0 * GELU_C) * x * x);
+                c::<T>(0.5) * (T::one() + th) + c::<T>(0.5) * x * (T::one() - th * th) * dinner
+            }
+        }
+    }
+}
+
+/// `max(x, 0)²`.
+pub fn relu_squared(x: &Tensor) -> Result<Tensor> {
+    contiguous(x)?.apply_op1(Act(Activation::Relu2))
+}
+
+/// GELU, tanh approximation (as candle's `gelu`).
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    contiguous(x)?.apply_op1(Act(Activation::Gelu))
+}
+
+struct Act(Activation);
+
+impl CustomOp1 for Act {
+    fn name(&self) -> &'static str {
+        "fused-activation"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        dispatch!(s, self.name(), |T| {
+            let x = slice::<T>(s, l, self.name())?;
+            let mut out = vec![T::zero(); x.len()];
+            out.par_chunks_mut(MIN_TASK_ELEMS)
+                .zip(x.par_chunks(MIN_TASK_ELEMS))
+                .for_each(|(o, x)| {
+                    for (o, &x) in o.iter_mut().zip(x) {
+                        *o = self.0.f(x);
+                    }
+                });
+            Ok((T::to_cpu_storage_owned(out), l.shape().clone()))
+        })
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            x.apply_op2_no_bwd(&contiguous(grad)?, &ActBwd(self.0))?,
+        ))
+    }
+}
+
+/// `dx = f'(x) ⊙ dy`.
+struct ActBwd(Activation);
+
+impl CustomOp2 for ActBwd {
+    fn name(&self) -> &'static str {
+        "fused-activation-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(s1, self.name(), |T| {
+            let x = slice::<T>(s1, l1, self.name())?;
+            let dy = slice::<T>(s2, l2, self.name())?;
+            let mut out = vec![T::zero(); x.len()];
+            out.par_chunks_mut(MIN_TASK_ELEMS)
+                .zip(
+                    x.par_chunks(MIN_TASK_ELEMS)
+                        .zip(dy.par_chunks(MIN_TASK_ELEMS)),
+                )
+                .for_each(|(o, (x, dy))| {
+                    for ((o, &x), &dy) in o.iter_mut().zip(x).zip(dy) {
+                        *o = self.0.df(x) * dy;
+                    }
+                });
+            Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-entropy
+
+/// Mean cross-entropy (nats per token) of `logits` `(n, vocab)` against u32 `targets` `(n,)`,
+/// a scalar.
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let (n, _) = logits.dims2()?;
+    if targets.elem_count() != n || targets.dtype() != DType::U32 {
+        bail!(
+            "cross_entropy: {:?} {:?} targets for logits {:?}",
+            targets.dims(),
+            targets.dtype(),
+            logits.dims()
+        );
+    }
+    contiguous(logits)?.apply_op2(&contiguous(&targets.flatten_all()?)?, CrossEntropy)
+}
+
+struct CrossEntropy;
+
+fn log_sum_exp<T: Real>(row: &[T]) -> T {
+    let max = row.iter().fold(T::neg_infinity(), |m, &v| Float::max(m, v));
+    max + row.iter().map(|&v| (v - max).exp()).sum::<T>().ln()
+}
+
+impl CustomOp2 for CrossEntropy {
+    fn name(&self) -> &'static str {
+        "fused-cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let targets = match l2.contiguous_offsets() {
+            Some((a, b)) => &s2.as_slice::<u32>()?[a..b],
+            None => bail!("{}: expects contiguous targets", self.name()),
+        };
+        let n = targets.len();
+        dispatch!(s1, self.name(), |T| {
+            let x = slice::<T>(s1, l1, self.name())?;
+            let v = x.len() / n;
+            if targets.iter().any(|&k| k as usize >= v) {
+                bail!("{}: a target is not below the vocabulary {v}", self.name());
+            }
+            // Summed in f64: n is in the thousands and this is the number everything reports.
+            // Per-row losses summed in row order: the same number at any thread count.
+            let losses: Vec<f64> = x
+                .par_chunks(v)
+                .zip(targets.par_iter())
+                .with_min_len(rows_per_task(v))
+                .map(|(row, &k)| WithDType::to_f64(log_sum_exp(row) - row[k as usize]))
+                .collect();
+            let total: f64 = losses.into_iter().sum();
+            Ok((
+                T::to_cpu_storage_owned(vec![c::<T>(total / n as f64)]),
+                Shape::from(()),
+            ))
+        })
+    }
+
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let n = targets.elem_count();
+        let g = grad.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let op = CrossEntropyBwd {
+            scale: g / n as f64,
+        };
+        Ok((Some(logits.apply_op2_no_bwd(targets, &op)?), None))
+    }
+}
+
+/// `dlogits = (softmax(logits) − onehot(target)) · scale`.
+struct CrossEntropyBwd {
+    scale: f64,
+}
+
+impl CustomOp2 for CrossEntropyBwd {
+    fn name(&self) -> &'static str {
+        "fused-cross-entropy-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let targets = match l2.contiguous_offsets() {
+            Some((a, b)) => &s2.as_slice::<u32>()?[a..b],
+            None => bail!("{}: expects contiguous targets", self.name()),
+        };
+        let n = targets.len();
+        dispatch!(s1, self.name(), |T| {
+            let x = slice::<T>(s1, l1, self.name())?;
+            let v = x.len() / n;
+            let scale = c::<T>(self.scale);
+            let mut out = vec![T::zero(); x.len()];
+            out.par_chunks_mut(v)
+                .zip(x.par_chunks(v).zip(targets.par_iter()))
+                .with_min_len(rows_per_task(v))
+                .for_each(|(o, (row, &k))| {
+                    let lse = log_sum_exp(row);
+                    for (o, &x) in o.iter_mut().zip(row) {
+                        *o = (x - lse).exp() * scale;
+                    }
+                    o[k as usize] -= scale;
+                });
+            Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
+        })
+    }
+}
+
+/// The differentiable candle compositions the fused ops replace: the reference the tests
+/// compare against, and what the gradient checks of the kernels' backward rest on.
+pub mod composed {
+    use candle_core::{D, DType, Result, Tensor};
+
+    pub fn rms_norm(x: &Tensor, gain: &Tensor, eps: f64) -> Result<Tensor> {
+        let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+        x.broadcast_mul(&inv_rms)?.broadcast_mul(gain)
+    }
+
+    /// RoPE (rotate-half) of `x` `(batch, time, heads, hd)` with tables `(max_len, hd/2)`.
+    pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let (_, t, _, hd) = x.dims4()?;
+        let half = hd / 2;
+        let cos = cos.narrow(0, 0, t)?.reshape((t, 1, half))?;
+        let sin = sin.narrow(0, 0, t)?.reshape((t, 1, half))?;
+        let x1 = x.narrow(D::Minus1, 0, half)?;
+        let x2 = x.narrow(D::Minus1, half, half)?;
+        let rotated_1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+        let rotated_2 = (x1.broadcast_mul(&sin)? + x2.broadcast_mul(&cos)?)?;
+        Tensor::cat(&[rotated_1, rotated_2], D::Minus1)
+    }
+
+    /// What [`super::norm_rope_heads`] computes: `(batch, heads, time, hd)`.
+    pub fn norm_rope_heads(
+        x: &Tensor,
+        gain: &Tensor,
+        heads: usize,
+        cos: &Tensor,
+        sin: &Tensor,
+        eps: f64,
+    ) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let x = x.reshape((b, t, heads, d / heads))?;
+        rope(&rms_norm(&x, gain, eps)?, cos, sin)?.transpose(1, 2)
+    }
+
+    /// `(t, t)` additive mask: 0 on and below the diagonal, −∞ above it.
+    pub fn causal_mask(t: usize, dtype: DType, device: &candle_core::Device) -> Result<Tensor> {
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+            .collect();
+        Tensor::from_vec(mask, (t, t), device)?.to_dtype(dtype)
+    }
+
+    /// Softmax over the last dimension; the row maximum is detached (the shift cancels).
+    pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+        let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+        let exp = shifted.exp()?;
+        exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)
+    }
+
+    pub fn causal_softmax(scores: &Tensor, scale: f64) -> Result<Tensor> {
+        let t = scores.dim(D::Minus1)?;
+        let mask = causal_mask(t, scores.dtype(), scores.device())?;
+        softmax_last_dim(&scores.affine(scale, 0.0)?.broadcast_add(&mask)?)
+    }
+
+    pub fn relu_squared(x: &Tensor) -> Result<Tensor> {
+        x.relu()?.sqr()
+    }
+
+    /// GELU (tanh approximation) from primitives: candle's own `gelu` rounds the constants of
+    /// its backward to six digits, which would hide a wrong kernel at f64 tolerances.
+    pub fn gelu(x: &Tensor) -> Result<Tensor> {
+        let inner =
+            (x + x.powf(3.0)?.affine(super::GELU_C, 0.0)?)?.affine(super::SQRT_2_OVER_PI, 0.0)?;
+        (x * (inner.tanh()? + 1.0)?)?.affine(0.5, 0.0)
+    }
+
+    /// Log-softmax over the last dimension (maximum detached as above).
+    pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+        let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+        shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)
+    }
+
+    pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        let n = targets.elem_count();
+        log_softmax_last_dim(logits)?
+            .gather(&targets.reshape((n, 1))?, 1)?
+            .sum_all()?
+            .affine(-1.0 / n as f64, 0.0)
+    }
+}
