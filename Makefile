@@ -39,7 +39,7 @@ bench: corpus $(TORCH_VENV)/installed
 # ~3 GB install; it runs only on the CPU here.
 $(TORCH_VENV)/installed:
 	python3 -m venv $(TORCH_VENV)
-	$(TORCH_VENV)/bin/pip install --quiet torch
+	$(TORCH_VENV)/bin/pip install --quiet torch==2.15.0
 	$(TORCH_VENV)/bin/python -c "import torch; print('torch', torch.__version__)"
 	touch $@
 
