@@ -3,7 +3,7 @@
 
 use loopscale::engine::SweepLock;
 use loopscale::model::ModelConfig;
-use loopscale::store::{NewRun, RunStatus, Store, StoreError, APPLICATION_ID, SCHEMA_VERSION};
+use loopscale::store::{NewRun, RunStatus, Store, StoreError, Table, APPLICATION_ID, SCHEMA_VERSION};
 use loopscale::sweep::RunConfig;
 use loopscale::train::{DataConfig, EvalMetrics, RunEnd, RunOutcome, StepMetrics, TrainConfig};
 
@@ -219,6 +219,6 @@ fn views_answer_the_common_questions() {
     let q = store.query("SELECT count(*), count(DISTINCT run_key) FROM test_time_curves").unwrap();
     assert_eq!(q.rows[0], vec!["9".to_string(), "3".to_string()]);
     // The fit reads through the same views.
-    assert_eq!(store.run_points(Some("s")).unwrap().len(), 3);
-    assert_eq!(store.test_time_points(None).unwrap().len(), 9);
+    assert_eq!(store.read_table(Table::FinalRuns, Some("s")).unwrap().rows, 3);
+    assert_eq!(store.read_table(Table::TestTimeCurves, None).unwrap().rows, 9);
 }
