@@ -208,7 +208,7 @@ fn charts_without_data_are_skipped_with_their_sentence() {
     assert!(skipped("isoflop_loops").contains("no looped runs"), "{}", skipped("isoflop_loops"));
     assert!(skipped("test_time").contains("test-time loop counts"));
     assert!(skipped("stability").contains("looped runs only"));
-    assert!(skipped("compute_law").contains("2 value(s)"), "{}", skipped("compute_law"));
+    assert!(skipped("compute_law").contains("2 run(s) at 2 scale(s)"), "{}", skipped("compute_law"));
     assert!(skipped("isoflop_tokens").contains("three or more distinct training tokens"));
     assert!(!out.join("stability.png").exists() && !out.join("test_time.png").exists());
     // The training curves exist whatever the sweep.

@@ -110,15 +110,19 @@ impl ReportFits {
 
 fn compute_fit(frames: &Frames) -> Result<ComputeFit, String> {
     let n = frames.runs.height();
-    let flops = f64s(&frames.runs, "flops").map_err(|e| e.to_string())?;
-    let mut distinct = flops.clone();
-    distinct.sort_by(f64::total_cmp);
-    distinct.dedup_by(|a, b| (*a / *b - 1.0).abs() < 1e-9);
-    if distinct.len() < 4 {
+    // Distinct compute scales, not distinct FLOP values: runs within the budget tolerance of
+    // each other (one width at two learning rates, three injections of one size) pin down one
+    // point of the curve, and a three-parameter law through two clusters is not determined.
+    let budgets = with_budgets(&frames.runs, BUDGET_TOLERANCE).map_err(|e| e.to_string())?;
+    let mut scales = strs(&budgets, "budget").map_err(|e| e.to_string())?;
+    scales.dedup();
+    if scales.len() < 4 {
         return Err(format!(
             "The compute law L(C) = E + A·C^(−α) has three parameters; it needs finished runs at four or \
-             more distinct training-FLOP values, and this database has {n} run(s) at {} value(s).",
-            distinct.len()
+             more distinct compute scales (runs within {:.0}% of each other's FLOPs count as one), and this \
+             database has {n} run(s) at {} scale(s).",
+            100.0 * BUDGET_TOLERANCE,
+            scales.len()
         ));
     }
     let points = run_points_of(&frames.runs, ParamCount::NonEmbedding).map_err(|e| e.to_string())?;

@@ -21,9 +21,11 @@ pub fn short_number(text: &str) -> String {
     }
 }
 
+/// Three significant digits, trailing zeros dropped: 131.072 → 131, 16.384 → 16.4, 2.5 → 2.5.
 fn trim(v: f64) -> String {
-    let s = format!("{v:.1}");
-    s.trim_end_matches(".0").to_string()
+    let decimals = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
 /// One label per row of a `final_runs` frame.
@@ -66,6 +68,7 @@ pub fn run_labels(runs: &DataFrame) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use polars::prelude::Column;
 
     #[test]
     fn labels_name_only_what_varies() {
@@ -84,5 +87,7 @@ mod tests {
             ["d_model=64 tokens=131k", "d_model=96 tokens=131k", "d_model=64 tokens=262k"]
         );
         assert_eq!(short_number("2500000"), "2.5M");
+        assert_eq!(short_number("16384"), "16.4k");
+        assert_eq!(short_number("0.003"), "0.003");
     }
 }

@@ -51,6 +51,7 @@ fn ordered(keys: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use polars::prelude::Column;
 
     #[test]
     fn pivot_averages_cells_and_orders_numbers() {

@@ -25,6 +25,12 @@ fn row(panels: Vec<Panel>) -> Figure {
     Figure { columns: n.min(2), width: if n > 1 { WIDE } else { WIDTH }, height: HEIGHT * n.div_ceil(2) as u32, panels }
 }
 
+/// The colour of run `key`: its position in the runs frame, so a run has one colour in every
+/// chart.
+fn run_colour(frames: &Frames, key: &str) -> Result<usize> {
+    Ok(frames.run_keys()?.iter().position(|k| k == key).unwrap_or(0))
+}
+
 /// Per run: its label, colour and the rows of `df` that are its.
 fn per_run(frames: &Frames, df: &polars::prelude::DataFrame) -> Result<Vec<(String, usize, Vec<usize>)>> {
     let keys = frames.run_keys()?;
@@ -223,13 +229,14 @@ pub fn test_time(frames: &Frames, fits: &ReportFits) -> Built {
     let t = f64s(&frames.test_time, "test_loops")?;
     let l = f64s(&frames.test_time, "val_loss")?;
     let mut series = Vec::new();
-    for (i, fit) in fits.iter().enumerate() {
+    for fit in fits {
+        let i = run_colour(frames, &fit.run_key)?;
         let rows: Vec<usize> = (0..keys.len()).filter(|&r| keys[r] == fit.run_key).collect();
         let t_max = rows.iter().map(|&r| t[r]).fold(1.0, f64::max);
         series.push(Series::new(Some(fit.label.clone()), i, Kind::Markers, rows.iter().map(|&r| (t[r], l[r])).collect()));
         let k = fit.report.value("k").unwrap_or(f64::NAN);
         series.push(Series::new(
-            Some(format!("  fit: L∞ = {:.3}, k = {:.2}", fit.report.value("L_inf").unwrap_or(f64::NAN), k)),
+            Some(format!("  fit: L∞ = {:.3}, k = {}", fit.report.value("L_inf").unwrap_or(f64::NAN), super::figure::tick(k))),
             i,
             Kind::Dashed,
             (0..=60).map(|j| 1.0 + (t_max - 1.0) * j as f64 / 60.0).map(|x| (x, fit.predict(x))).collect(),
@@ -306,14 +313,11 @@ pub fn residuals(frames: &Frames, fits: &ReportFits) -> Built {
         let keys = strs(&frames.test_time, "run_key")?;
         let t = f64s(&frames.test_time, "test_loops")?;
         let l = f64s(&frames.test_time, "val_loss")?;
-        let series = tt
-            .iter()
-            .enumerate()
-            .map(|(i, fit)| {
-                let pts = (0..keys.len()).filter(|&r| keys[r] == fit.run_key).map(|r| (t[r], l[r] - fit.predict(t[r])));
-                Series::new(Some(fit.label.clone()), i, Kind::Markers, pts.collect())
-            })
-            .collect();
+        let mut series = Vec::new();
+        for fit in tt {
+            let pts = (0..keys.len()).filter(|&r| keys[r] == fit.run_key).map(|r| (t[r], l[r] - fit.predict(t[r])));
+            series.push(Series::new(Some(fit.label.clone()), run_colour(frames, &fit.run_key)?, Kind::Markers, pts.collect()));
+        }
         panels.push(Panel {
             title: "Test-time law: residuals".into(),
             x_label: "test-time loops T".into(),

@@ -198,7 +198,10 @@ fn axis(p: &Panel, axis_x: bool) -> Option<Axis> {
     }
     let span = hi - lo;
     let pad = if span > 0.0 { span * 0.06 } else if log { 0.05 } else { hi.abs().max(1e-12) * 0.05 };
-    Some(Axis { log, lo: lo - pad, hi: hi + pad })
+    // Headroom for the legend (upper right), so it does not hide the highest points.
+    let entries = p.series.iter().filter(|s| s.name.is_some()).count() as f64;
+    let room = if axis_x || entries == 0.0 { 0.0 } else { (span.max(pad) * 0.055 * entries).min(span.max(pad) * 1.2) };
+    Some(Axis { log, lo: lo - pad, hi: hi + pad + room })
 }
 
 /// A linear coordinate with the ticks chosen by [`Axis::ticks`] (labels come from the
