@@ -170,10 +170,7 @@ pub fn isoflop_optima(fits: &ReportFits) -> Built {
     for fit in [&fits.isoflop_loops, &fits.isoflop_tokens] {
         let fit = match fit {
             Ok(f) => f,
-            Err(w) => {
-                why.push(w.clone());
-                continue;
-            }
+            Err(_) => continue, // its own chart above says why
         };
         let report = match &fit.power_law {
             Ok(r) => r,
@@ -214,6 +211,11 @@ pub fn isoflop_optima(fits: &ReportFits) -> Built {
         });
     }
     if panels.is_empty() {
+        if why.is_empty() {
+            return Ok(Err("There are no iso-FLOP parabolas over loops or tokens (see above), so there are no \
+                           optimal loops or tokens to set against FLOPs."
+                .into()));
+        }
         return Ok(Err(why.join(" ")));
     }
     Ok(Ok(row(panels)))
