@@ -92,7 +92,16 @@ pub fn render_all(frames: &Frames, fits: &ReportFits, dir: &Path) -> Result<Vec<
     for (name, title, built) in list {
         let outcome = match built.with_context(|| format!("preparing chart {name}"))? {
             Ok(fig) => Outcome::Drawn(save(&fig, dir, name)?),
-            Err(why) => Outcome::Skipped(why),
+            Err(why) => {
+                // A chart drawn by an earlier report into this directory would outlive its data.
+                for ext in ["png", "svg"] {
+                    let stale = dir.join(format!("{name}.{ext}"));
+                    if stale.exists() {
+                        std::fs::remove_file(&stale).with_context(|| format!("removing {}", stale.display()))?;
+                    }
+                }
+                Outcome::Skipped(why)
+            }
         };
         out.push(Chart { name, title, outcome });
     }
