@@ -211,6 +211,57 @@ fn ctrl_c_stops_workers_cleanly_and_records_the_run_as_interrupted() {
     let runs = store.runs("ctrlc").unwrap();
     let interrupted: Vec<_> = runs.iter().filter(|r| r.status == RunStatus::Interrupted).collect();
     assert_eq!(interrupted.len(), 1, "the active run is recorded as interrupted: {runs:?}");
-    assert!(interrupted[0].steps_done.unwrap() >= 10, "its steps so far are kept");
+    let steps_done = interrupted[0].steps_done.unwrap();
+    assert!(steps_done >= 10, "its steps so far are kept");
+    // It wrote a checkpoint at the step it stopped at, which the next `run` resumes from.
+    let dir = loopscale::engine::run_dir(&db, &interrupted[0].key);
+    let newest = loopscale::train::checkpoint::list(&dir);
+    assert_eq!(newest.first().map(|c| c.step), Some(steps_done), "checkpoints in {}", dir.display());
+
+    // `status` shows the stop step, the checkpoint, and the sweep's progress and ETA.
+    let status = loopscale(&["status", file.to_str().unwrap()]);
+    let shown = text(&status);
+    assert!(status.status.success(), "{shown}");
+    assert!(shown.contains("ckpt") && shown.contains(&format!("{steps_done}/")), "{shown}");
+    assert!(shown.contains("progress: ") && shown.contains("ETA "), "{shown}");
+
+    // `gc` never touches an unfinished run's checkpoints: they are how it resumes.
+    let gc = loopscale(&["gc", file.to_str().unwrap()]);
+    assert!(gc.status.success() && text(&gc).contains("kept the checkpoints of 1 unfinished run(s)"), "{}", text(&gc));
+    assert_eq!(loopscale::train::checkpoint::list(&dir).len(), newest.len());
+}
+
+#[test]
+fn a_second_ctrl_c_stops_at_once_and_the_run_is_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(dir.path(), "twice", "[0]", 4_000_000);
+    let db = dir.path().join("twice.sqlite");
+    let coordinator = Command::new(BIN)
+        .args(["run", file.to_str().unwrap(), "--plain"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        assert!(Instant::now() < deadline, "no progress recorded");
+        std::thread::sleep(Duration::from_millis(100));
+        let logged = Store::open_read_only(&db)
+            .and_then(|s| Ok(s.runs("twice")?.first().and_then(|r| s.progress(&r.key).ok().flatten()).map_or(0, |p| p.step)))
+            .unwrap_or(0);
+        if logged >= 5 {
+            break;
+        }
+    }
+    let pressed = Instant::now();
+    // SAFETY: kill(2) on our own child, twice.
+    unsafe { libc::kill(coordinator.id() as i32, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(20));
+    unsafe { libc::kill(coordinator.id() as i32, libc::SIGINT) };
+    let out = coordinator.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert!(pressed.elapsed() < Duration::from_secs(5), "stopped after {:?}", pressed.elapsed());
+    let runs = Store::open_read_only(&db).unwrap().runs("twice").unwrap();
+    assert_eq!(runs[0].status, RunStatus::Interrupted, "{:?}", runs[0]);
     assert!(runs.iter().all(|r| r.status != RunStatus::Done && r.status != RunStatus::Running));
 }

@@ -112,22 +112,26 @@ fn registering_twice_adds_only_new_runs() {
 }
 
 #[test]
-fn a_finished_attempt_has_its_metrics_and_a_restart_clears_partial_rows() {
+fn a_finished_attempt_has_its_metrics_and_a_resume_discards_rows_after_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
     let run = new_run(0);
     store.register_sweep("s", "", "s.toml", "", std::slice::from_ref(&run)).unwrap();
 
-    // First attempt dies after recording two steps.
+    // First attempt dies after recording three steps and an eval (its checkpoint was at step 1).
     assert_eq!(store.start_attempt(&run.key, None).unwrap(), 1);
-    store.record(&run.key, &[step(1, 5.0), step(2, 4.0)], &[]).unwrap();
+    store.discard_after(&run.key, 0).unwrap();
+    let early = EvalMetrics { step: 2, tokens: 200, flops: 2e6, val_loss: 9.0, val_bpb: 9.0, test_loops: None };
+    store.record(&run.key, &[step(1, 5.0), step(2, 4.5), step(3, 4.4)], &[early]).unwrap();
     store.release_stale_runs("s").unwrap();
     assert_eq!(store.run(&run.key).unwrap().unwrap().status, RunStatus::Interrupted);
 
-    // Second attempt starts from scratch and finishes.
+    // Second attempt resumes from the checkpoint at step 1, re-measures step 2 on, finishes.
     assert_eq!(store.start_attempt(&run.key, None).unwrap(), 2);
-    assert!(store.train_losses(&run.key).unwrap().is_empty(), "partial rows of attempt 1 are gone");
-    store.record(&run.key, &[step(1, 5.0)], &[]).unwrap();
+    store.discard_after(&run.key, 1).unwrap();
+    assert_eq!(store.train_losses(&run.key).unwrap(), vec![(1, Some(5.0))], "rows after the checkpoint are gone");
+    let q = store.query("SELECT count(*) FROM evals").unwrap();
+    assert_eq!(q.rows[0][0], "0", "so is the eval after it");
     let eval = EvalMetrics { step: 3, tokens: 300, flops: 3e6, val_loss: 2.0, val_bpb: 2.885, test_loops: None };
     store.finish_attempt(&run.key, 2, &[step(2, 4.0), step(3, f64::NAN)], &[eval], &outcome()).unwrap();
 
@@ -136,7 +140,7 @@ fn a_finished_attempt_has_its_metrics_and_a_restart_clears_partial_rows() {
     assert_eq!(row.attempts, 2);
     assert_eq!(row.final_val_loss, Some(2.0));
     let losses = store.train_losses(&run.key).unwrap();
-    assert_eq!(losses.len(), 3, "exactly one row per step, no duplicates: {losses:?}");
+    assert_eq!(losses, vec![(1, Some(5.0)), (2, Some(4.0)), (3, None)], "one row per step, the resumed attempt's");
     let q = store.query("SELECT count(*) AS n, sum(train_loss IS NULL) AS nulls FROM metrics").unwrap();
     assert_eq!(q.rows, vec![vec!["3".to_string(), "1".to_string()]], "NaN is stored as NULL");
     let q = store.query("SELECT attempt, status FROM attempts ORDER BY attempt").unwrap();

@@ -157,6 +157,14 @@ fn float_for_an_integer_suggests_integer_syntax() {
 }
 
 #[test]
+fn checkpoint_every_takes_a_step_count() {
+    let e = err("[train]\ncheckpoint_every = -10\n");
+    assert_has(&e, &["`train.checkpoint_every`: expected a non-negative integer, found the integer -10", "inline.toml:6:"]);
+    let e = err("[train]\ncheckpoint_every = \"1h\"\n");
+    assert_has(&e, &["`train.checkpoint_every`: expected a non-negative integer, found the string \"1h\""]);
+}
+
+#[test]
 fn negative_integer_is_a_type_error() {
     let e = err("[model]\nd_model = -64\n");
     assert_has(&e, &["`model.d_model`: expected a non-negative integer, found the integer -64", "cannot be negative"]);

@@ -1,15 +1,16 @@
 //! What each command does and prints.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use super::{Cli, Command, RunArgs};
 use crate::engine::{self, RunOptions};
-use crate::store::{RunRow, RunStatus, Store};
+use crate::store::{RunProgress, RunRow, RunStatus, Store};
 use crate::sweep::Sweep;
 use crate::table::{render, si};
-use crate::train::{Budget, Corpus};
+use crate::train::{Budget, Corpus, checkpoint};
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn execute(cli: Cli) -> anyhow::Result<i32> {
@@ -18,6 +19,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => run(&args),
         Command::Status { file, db } => status(&file, db),
         Command::Sql { db, query, csv } => sql(&db, &query, csv),
+        Command::Gc { file, db, dry_run } => gc(&file, db, dry_run),
         Command::Fit(args) => super::fit::fit(&args),
         Command::Report(args) => report(&args),
         Command::Worker(args) => {
@@ -145,7 +147,7 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
     let options = RunOptions { db: db.clone(), jobs: args.jobs, retries: args.retries.unwrap_or(sweep.retries), plain: args.plain };
     let summary = engine::run_sweep(&sweep, &options)?;
     println!();
-    print!("{}", runs_table(&sweep, &summary.runs));
+    print!("{}", runs_table(&sweep, &summary.runs, &HashMap::new(), None));
     let count = |s: RunStatus| summary.runs.iter().filter(|r| r.status == s).count();
     println!();
     println!(
@@ -166,10 +168,16 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
 }
 
 /// One row per run with its outcome, in the sweep file's order.
-fn runs_table(sweep: &Sweep, rows: &[RunRow]) -> String {
+/// `live` holds the newest logged step of runs still training, shown instead of `steps_done`;
+/// `db` (when given) adds each run's newest checkpoint step.
+fn runs_table(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, u64>, db: Option<&Path>) -> String {
     let mut columns: Vec<String> = vec!["run_key".into()];
     columns.extend(sweep.axes.iter().cloned());
-    columns.extend(["status", "attempts", "steps", "val_loss", "val_bpb", "wall_s", "tok/s", "error"].map(String::from));
+    columns.extend(["status", "attempts", "steps"].map(String::from));
+    if db.is_some() {
+        columns.push("ckpt".into());
+    }
+    columns.extend(["val_loss", "val_bpb", "wall_s", "tok/s", "error"].map(String::from));
     let mut out = Vec::new();
     for run in &sweep.runs {
         let Some(row) = rows.iter().find(|r| r.key == run.key) else { continue };
@@ -178,10 +186,13 @@ fn runs_table(sweep: &Sweep, rows: &[RunRow]) -> String {
             line.push(run.varying.iter().find(|(k, _)| k == axis).map(|(_, v)| v.clone()).unwrap_or_default());
         }
         let steps = Budget::of(&run.config).steps;
+        let done = live.get(&row.key).copied().or(row.steps_done).unwrap_or(0);
+        line.extend([row.status.to_string(), row.attempts.to_string(), format!("{done}/{steps}")]);
+        if let Some(db) = db {
+            let newest = checkpoint::list(&engine::run_dir(db, &row.key)).first().map(|c| c.step.to_string());
+            line.push(newest.unwrap_or_default());
+        }
         line.extend([
-            row.status.to_string(),
-            row.attempts.to_string(),
-            format!("{}/{}", row.steps_done.unwrap_or(0), steps),
             fmt_loss(row.final_val_loss),
             fmt_loss(row.final_val_bpb),
             row.wall_seconds.map(|s| format!("{s:.1}")).unwrap_or_default(),
@@ -202,7 +213,14 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
     }
     let store = Store::open_read_only(&db)?;
     let rows = store.runs(&sweep.name).with_context(|| format!("reading {}", db.display()))?;
-    print!("{}", runs_table(&sweep, &rows));
+    let mut live = HashMap::new();
+    for r in rows.iter().filter(|r| r.status == RunStatus::Running) {
+        if let Some(p) = store.progress(&r.key)? {
+            live.insert(r.key.clone(), p);
+        }
+    }
+    let live_steps = live.iter().map(|(k, p)| (k.clone(), p.step)).collect();
+    print!("{}", runs_table(&sweep, &rows, &live_steps, Some(&db)));
     let planned: std::collections::HashSet<&str> = sweep.runs.iter().map(|r| r.key.as_str()).collect();
     let known: std::collections::HashSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
     let not_started = sweep.runs.iter().filter(|r| !known.contains(r.key.as_str())).count();
@@ -220,11 +238,95 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
         count(RunStatus::Diverged),
         not_started
     );
+    println!("{}", eta_line(&sweep, &rows, &live));
     if !orphaned.is_empty() {
         println!(
             "{} run(s) in the database are no longer in the sweep file (kept, never deleted): {}",
             orphaned.len(),
             orphaned.iter().map(|r| r.key.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(0)
+}
+
+/// The sweep's progress in FLOPs and its ETA: remaining FLOPs over the FLOP rate one worker has
+/// achieved so far (finished runs, else the running ones), and over the workers running now.
+fn eta_line(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, RunProgress>) -> String {
+    let by_key: HashMap<&str, &RunRow> = rows.iter().map(|r| (r.key.as_str(), r)).collect();
+    let (mut total, mut done) = (0.0, 0.0);
+    let (mut rate_flops, mut rate_secs) = (0.0, 0.0);
+    let (mut live_flops, mut live_secs) = (0.0, 0.0);
+    for run in &sweep.runs {
+        let flops = Budget::of(&run.config).flops;
+        total += flops;
+        let Some(row) = by_key.get(run.key.as_str()) else { continue };
+        match row.status {
+            RunStatus::Done | RunStatus::Diverged => {
+                done += flops;
+                if let (RunStatus::Done, Some(s)) = (row.status, row.wall_seconds) {
+                    rate_flops += flops;
+                    rate_secs += s;
+                }
+            }
+            _ => {
+                if let Some(p) = live.get(&row.key) {
+                    let f = flops * p.tokens as f64 / row.tokens.max(1) as f64;
+                    done += f;
+                    live_flops += f;
+                    live_secs += p.elapsed_seconds;
+                } else if let Some(steps) = row.steps_done {
+                    // An interrupted run resumes from its checkpoint; count what it has done.
+                    let f = flops * (steps as f64 / Budget::of(&run.config).steps.max(1) as f64).min(1.0);
+                    done += f;
+                    if let Some(s) = row.wall_seconds.filter(|&s| s > 0.0) {
+                        rate_flops += f;
+                        rate_secs += s;
+                    }
+                }
+            }
+        }
+    }
+    let rate = if rate_secs > 0.0 { rate_flops / rate_secs } else if live_secs > 0.0 { live_flops / live_secs } else { 0.0 };
+    let mut line = format!(
+        "progress: {:.0}% of the sweep's FLOPs ({} of {})",
+        100.0 * done / total.max(1.0),
+        si(done),
+        si(total)
+    );
+    let left = (total - done).max(0.0);
+    if left == 0.0 {
+        return line;
+    }
+    if rate > 0.0 {
+        line += &format!("; {} FLOP/s per worker so far → ETA {} with one worker", si(rate), human_duration(left / rate));
+        if live.len() > 1 {
+            line += &format!(", {} with the {} workers running now", human_duration(left / rate / live.len() as f64), live.len());
+        }
+    } else {
+        line += "; no throughput measured yet, so no ETA";
+    }
+    line
+}
+
+fn gc(file: &Path, db: Option<PathBuf>, dry_run: bool) -> anyhow::Result<i32> {
+    let sweep = load(file)?;
+    let db = db.unwrap_or_else(|| sweep.db.clone());
+    let report = engine::collect_garbage(&db, &sweep.name, dry_run)?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for (key, files, bytes) in &report.removed {
+        println!("{key}: {verb} {} checkpoint file(s), {}B", files.len(), si(*bytes as f64));
+    }
+    println!(
+        "{verb} the checkpoints of {} finished run(s): {}B {}",
+        report.removed.len(),
+        si(report.bytes_removed() as f64),
+        if dry_run { "would be freed (dry run: nothing deleted)" } else { "freed" }
+    );
+    if !report.kept.is_empty() {
+        println!(
+            "kept the checkpoints of {} unfinished run(s) ({}B): they resume from them",
+            report.kept.len(),
+            si(report.kept.iter().map(|(_, b)| *b as f64).sum())
         );
     }
     Ok(0)

@@ -46,13 +46,27 @@ pub enum Command {
     /// run again: finished runs are never trained twice, unfinished ones start again. Editing the
     /// sweep file and running it again trains only the new runs.
     Run(RunArgs),
-    /// Show each run's state in the database of a sweep file.
+    /// Show each run's state, attempts, progress and newest checkpoint, and the sweep's ETA.
     Status {
         /// The sweep file (TOML).
         file: PathBuf,
         /// Database to read instead of the sweep's own ([sweep].db or results/<name>.sqlite).
         #[arg(long)]
         db: Option<PathBuf>,
+    },
+    /// Delete the checkpoints of a sweep's finished (`done`) runs, printing what it frees.
+    ///
+    /// Checkpoints live in `<db>.runs/<run_key>/`; those of unfinished runs are never touched
+    /// (they are how those runs resume).
+    Gc {
+        /// The sweep file (TOML).
+        file: PathBuf,
+        /// Database of the sweep, instead of its own ([sweep].db or results/<name>.sqlite).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Run a read-only SQL query against a loopscale database and print the result.
     ///

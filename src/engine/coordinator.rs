@@ -15,7 +15,7 @@ use super::lock::SweepLock;
 use super::progress::Progress;
 use crate::store::{NewRun, RunRow, RunStatus, Store};
 use crate::sweep::Sweep;
-use crate::train::Budget;
+use crate::train::{checkpoint, Budget};
 
 /// How `loopscale run` executes.
 #[derive(Clone, Debug)]
@@ -68,6 +68,15 @@ struct Active {
     key: String,
     child: Child,
     log: PathBuf,
+    /// Length of the log when this attempt began: what follows is this attempt's.
+    log_start: u64,
+}
+
+/// Warnings a worker wrote to its log since `start` (a damaged checkpoint it skipped, ...).
+fn log_warnings(path: &Path, start: u64) -> Vec<String> {
+    let text = std::fs::read(path).unwrap_or_default();
+    let tail = text.get(start as usize..).unwrap_or_default();
+    String::from_utf8_lossy(tail).lines().filter(|l| l.starts_with("warning: ")).map(String::from).collect()
 }
 
 /// Last lines of a log, to record with a failure.
@@ -118,6 +127,12 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
         .map(|r| r.flops)
         .sum();
     let mut progress = Progress::new(planned.len(), planned.len() - queue.len(), total_flops, done_flops, options.plain);
+    for run in &todo {
+        let steps = Budget::of(&run.config).steps.max(1);
+        if let Some(ckpt) = checkpoint::list(&super::run_dir(&options.db, &run.key)).first() {
+            progress.resumable(&run.key, run.flops, run.tokens, ckpt.step * (run.tokens / steps));
+        }
+    }
 
     let interrupts = Arc::new(AtomicUsize::new(0));
     {
@@ -158,6 +173,7 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
             *attempts.entry(key.clone()).or_default() += 1;
             let log = log_dir.join(format!("{key}.log"));
             let file = OpenOptions::new().create(true).append(true).open(&log)?;
+            let log_start = file.metadata().map(|m| m.len()).unwrap_or(0);
             let child = Command::new(&exe)
                 .arg("worker")
                 .arg("--db")
@@ -176,7 +192,7 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
                 .spawn()
                 .with_context(|| format!("cannot start a worker ({})", exe.display()))?;
             progress.started(&key, flops[&key], tokens[&key]);
-            active.push(Active { key, child, log });
+            active.push(Active { key, child, log, log_start });
         }
         if active.is_empty() {
             break;
@@ -197,13 +213,15 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
                     let row = store.run(&a.key)?.context("run vanished from the store")?;
                     let status = if row.status == RunStatus::Running {
                         // The worker died without recording an end: a crash or a kill.
-                        let why = if interrupts.load(Ordering::SeqCst) > 1 {
-                            "stopped by a second Ctrl-C".to_string()
+                        if interrupts.load(Ordering::SeqCst) > 1 {
+                            // Killed on request: it resumes from its last checkpoint next time.
+                            store.interrupt_attempt(&a.key, "stopped by a second Ctrl-C")?;
+                            RunStatus::Interrupted
                         } else {
-                            format!("worker exited with {exit}; log tail:\n{}", log_tail(&a.log, 20))
-                        };
-                        store.fail_attempt(&a.key, None, &why)?;
-                        RunStatus::Failed
+                            let why = format!("worker exited with {exit}; log tail:\n{}", log_tail(&a.log, 20));
+                            store.fail_attempt(&a.key, None, &why)?;
+                            RunStatus::Failed
+                        }
                     } else {
                         row.status
                     };
@@ -213,6 +231,9 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
                     let retry = status == RunStatus::Failed
                         && attempts[&a.key] <= options.retries
                         && interrupts.load(Ordering::SeqCst) == 0;
+                    for warning in log_warnings(&a.log, a.log_start) {
+                        progress.message(&format!("run {}: {warning}", a.key));
+                    }
                     progress.finished(&a.key, flops[&a.key], status, row.final_val_loss, retry);
                     if retry {
                         queue.push_back(a.key);

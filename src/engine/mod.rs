@@ -3,19 +3,30 @@
 //!
 //! Each run trains in its own process (`loopscale worker`), so a crash or out-of-memory kill
 //! takes down one run, never the sweep. The coordinator holds the sweep lock, starts at most
-//! `jobs` workers, shows progress from the store, and forwards Ctrl-C.
+//! `jobs` workers, shows progress from the store, and forwards Ctrl-C. A worker checkpoints
+//! its run into the run's directory ([`run_dir`]) and resumes from there, so a killed run loses
+//! at most `train.checkpoint_every` steps; `gc` deletes the checkpoints of finished runs.
 
 mod coordinator;
+mod gc;
 mod lock;
 mod progress;
 mod worker;
 
 pub use coordinator::{plan_runs, run_sweep, RunOptions, SweepSummary};
+pub use gc::{collect_garbage, GcReport};
 pub use lock::SweepLock;
 pub use worker::{run_worker, WorkerArgs};
 
-/// Per-run files of a database live beside it: `results/x.sqlite` → `results/x.logs/`
+/// Logs of a database's runs live beside it: `results/x.sqlite` → `results/x.logs/`
 /// (`<run_key>.log`, every attempt appended, and `<run_key>.lock`, held by its worker).
 pub fn logs_dir(db: &std::path::Path) -> std::path::PathBuf {
     db.with_extension("logs")
+}
+
+/// Each run's own directory: `results/x.sqlite` → `results/x.runs/<run_key>/`, holding its
+/// checkpoints (`ckpt-<step>.safetensors` + `.sha256`, see [`crate::train::checkpoint`]) and
+/// whatever else belongs to one run alone. Removed only by `loopscale gc`, for finished runs.
+pub fn run_dir(db: &std::path::Path, key: &str) -> std::path::PathBuf {
+    db.with_extension("runs").join(key)
 }

@@ -9,13 +9,15 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::store::{RunProgress, RunStatus};
 
 /// The sweep bar counts FLOPs, so its ETA weighs big runs by their cost, not by their number.
+/// FLOPs a run did before this session (up to its checkpoint) count as done from the start, so
+/// a resumed sweep's ETA reflects only the work left.
 pub struct Progress {
     total_runs: usize,
     finished_runs: usize,
     total_flops: f64,
     done_flops: f64,
-    /// Each active run: its FLOPs, its token budget, and tokens trained so far.
-    active: HashMap<String, (f64, u64, u64)>,
+    /// Each unfinished run with progress: its FLOPs, its token budget, and tokens trained so far.
+    partial: HashMap<String, (f64, u64, u64)>,
     start: Instant,
     last_line: Instant,
     bars: Option<(MultiProgress, ProgressBar, HashMap<String, ProgressBar>)>,
@@ -42,7 +44,7 @@ impl Progress {
             finished_runs,
             total_flops: total_flops.max(1.0),
             done_flops,
-            active: HashMap::new(),
+            partial: HashMap::new(),
             start: Instant::now(),
             last_line: Instant::now(),
             bars,
@@ -53,7 +55,7 @@ impl Progress {
     }
 
     fn fraction(&self) -> f64 {
-        let partial: f64 = self.active.values().map(|&(f, total, done)| f * done as f64 / total.max(1) as f64).sum();
+        let partial: f64 = self.partial.values().map(|&(f, total, done)| f * done as f64 / total.max(1) as f64).sum();
         ((self.done_flops + partial) / self.total_flops).clamp(0.0, 1.0)
     }
 
@@ -76,8 +78,19 @@ impl Progress {
         }
     }
 
+    /// An unfinished run that will resume from a checkpoint after `done_tokens` tokens. Call
+    /// before any run starts.
+    pub fn resumable(&mut self, key: &str, flops: f64, tokens: u64, done_tokens: u64) {
+        self.partial.insert(key.to_string(), (flops, tokens, done_tokens.min(tokens)));
+        self.redraw();
+        if let Some((_, sweep, _)) = &self.bars {
+            // The ETA is a rate over this session's progress: the work done before is not part of it.
+            sweep.reset_eta();
+        }
+    }
+
     pub fn started(&mut self, key: &str, flops: f64, tokens: u64) {
-        self.active.insert(key.to_string(), (flops, tokens, 0));
+        self.partial.entry(key.to_string()).or_insert((flops, tokens, 0));
         if let Some((multi, _, lines)) = &mut self.bars {
             let bar = multi.add(ProgressBar::new_spinner());
             bar.set_style(ProgressStyle::with_template("  {spinner} {prefix} {msg}").unwrap());
@@ -92,7 +105,7 @@ impl Progress {
     }
 
     pub fn update(&mut self, key: &str, p: &RunProgress) {
-        let Some((_, _, done)) = self.active.get_mut(key) else { return };
+        let Some((_, _, done)) = self.partial.get_mut(key) else { return };
         *done = p.tokens;
         let tokens_per_second = p.tokens as f64 / p.elapsed_seconds.max(1e-9);
         let line = format!("step {} · loss {:.4} · {:.0} tok/s", p.step, p.train_loss, tokens_per_second);
@@ -108,14 +121,15 @@ impl Progress {
     }
 
     pub fn finished(&mut self, key: &str, flops: f64, status: RunStatus, val_loss: Option<f64>, retrying: bool) {
-        self.active.remove(key);
         if let Some((_, _, lines)) = &mut self.bars
             && let Some(bar) = lines.remove(key)
         {
             bar.finish_and_clear();
         }
-        // An interrupted run, or one about to be retried, is not finished.
+        // An interrupted run, or one about to be retried, is not finished: it keeps its partial
+        // progress (to its checkpoint; the next update corrects it).
         if !retrying && status != RunStatus::Interrupted {
+            self.partial.remove(key);
             self.finished_runs += 1;
             self.done_flops += flops;
         }

@@ -1,4 +1,6 @@
-//! `loopscale worker`: trains one run and writes everything it measures into the store.
+//! `loopscale worker`: trains one run and writes everything it measures into the store,
+//! resuming from the run's newest good checkpoint and writing new ones as it goes (rows are
+//! committed before each checkpoint, so a resumed run never misses one).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::store::{RunStatus, Store};
-use crate::train::{self, Corpus, EvalMetrics, RunObserver, StepMetrics};
+use crate::train::{self, Checkpointing, Corpus, EvalMetrics, RunObserver, StepMetrics};
 
 /// What a worker is told by its coordinator.
 #[derive(Clone, Debug)]
@@ -36,12 +38,17 @@ struct StoreObserver<'a> {
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
 impl StoreObserver<'_> {
+    fn flush(&mut self) -> anyhow::Result<()> {
+        self.store.record(&self.key, &self.steps, &self.evals)?;
+        self.steps.clear();
+        self.evals.clear();
+        self.last_flush = Instant::now();
+        Ok(())
+    }
+
     fn flush_if_due(&mut self) -> anyhow::Result<()> {
         if self.last_flush.elapsed() >= FLUSH_EVERY {
-            self.store.record(&self.key, &self.steps, &self.evals)?;
-            self.steps.clear();
-            self.evals.clear();
-            self.last_flush = Instant::now();
+            self.flush()?;
         }
         Ok(())
     }
@@ -58,6 +65,16 @@ impl RunObserver for StoreObserver<'_> {
         self.flush_if_due()
     }
 
+    fn on_resume(&mut self, step: u64) -> anyhow::Result<()> {
+        // Rows after the checkpoint were written by an attempt that died; they are trained again.
+        self.store.discard_after(&self.key, step)?;
+        Ok(())
+    }
+
+    fn before_checkpoint(&mut self, _step: u64) -> anyhow::Result<()> {
+        self.flush()
+    }
+
     fn should_stop(&mut self) -> bool {
         // Stop on Ctrl-C, and when the coordinator has died (we were re-parented): an orphaned
         // worker must not keep training a run that the next coordinator will hand out again.
@@ -71,8 +88,14 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
-        // The coordinator forwards Ctrl-C; finish the step, record, and exit cleanly.
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed));
+        // The coordinator forwards Ctrl-C: finish the step, checkpoint, record, exit cleanly.
+        // A second Ctrl-C (a terminal sends it to the whole process group) stops at once; the
+        // run resumes from its last checkpoint.
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
     }
     // One worker per run, even across coordinators: an orphan of a killed coordinator may still
     // be recording its last step; wait for it to let go before this attempt begins.
@@ -100,7 +123,12 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
             stop: stop.clone(),
             parent: std::os::unix::process::parent_id(),
         };
-        let outcome = train::train(&run.config, &corpus, &device, &mut observer)?;
+        let checkpoints = Checkpointing {
+            dir: super::run_dir(&args.db, &run.key),
+            every: run.config.train.checkpoint_every as u64,
+            run_key: run.key.clone(),
+        };
+        let outcome = train::train_resumable(&run.config, &corpus, &device, &mut observer, Some(&checkpoints))?;
         let (steps, evals) = (std::mem::take(&mut observer.steps), std::mem::take(&mut observer.evals));
         store.finish_attempt(&run.key, attempt, &steps, &evals, &outcome)?;
         Ok(outcome)

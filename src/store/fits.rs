@@ -19,7 +19,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let path = self.path.clone();
         let err = |e| StoreError::sqlite(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
         tx.execute(
             &format!(
                 "INSERT INTO fits (law, source, selection, curve, n_points, objective, starts, converged_starts,

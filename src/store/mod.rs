@@ -45,6 +45,39 @@ impl Store {
     fn err(&self, e: rusqlite::Error) -> StoreError {
         StoreError::sqlite(&self.path, e)
     }
+
+    /// Runs `body` in one write transaction and commits it. The transaction is IMMEDIATE: it
+    /// takes the write lock up front, waiting (busy_timeout) for other writers, so it can never
+    /// fail half-way on a read lock that cannot be upgraded. If SQLite still answers busy
+    /// (another writer held the lock past the timeout), the whole transaction is retried.
+    fn write<T>(&mut self, mut body: impl FnMut(&rusqlite::Transaction) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let mut attempt = 0u32;
+        loop {
+            let result = (|| {
+                let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let value = body(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            })();
+            match result {
+                Err(e) if is_busy(&e) && attempt < WRITE_RETRIES => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50 * attempt as u64));
+                }
+                other => return other.map_err(|e| self.err(e)),
+            }
+        }
+    }
+}
+
+/// Times a write transaction is retried after SQLite reports the database busy or locked.
+const WRITE_RETRIES: u32 = 5;
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Current time as the store writes it: ISO-8601 UTC, second resolution.

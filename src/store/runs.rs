@@ -147,9 +147,7 @@ impl Store {
         spec_toml: &str,
         runs: &[NewRun],
     ) -> Result<usize, StoreError> {
-        let path = self.path.clone();
-        let err = |e| StoreError::sqlite(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        self.write(|tx| {
         tx.execute(
             &format!(
                 "INSERT INTO sweeps (name, description, spec_path, spec_toml, created_at, updated_at)
@@ -158,7 +156,7 @@ impl Store {
             ),
             params![name, description, spec_path, spec_toml],
         )
-        .map_err(err)?;
+        ?;
         let mut added = 0;
         {
             let mut insert = tx
@@ -169,7 +167,7 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
                         ?20, ?21, ?22, ?23, {NOW})"
                 ))
-                .map_err(err)?;
+                ?;
             for run in runs {
                 let c = &run.config;
                 let m = &c.model;
@@ -204,11 +202,11 @@ impl Store {
                         run.tokens as i64,
                         run.flops,
                     ])
-                    .map_err(err)?;
+                    ?;
             }
         }
-        tx.commit().map_err(err)?;
         Ok(added)
+        })
     }
 
     /// All runs of a sweep, in registration order.
@@ -239,57 +237,53 @@ impl Store {
     /// Runs left `running` by a coordinator that is gone become `interrupted`. Call only while
     /// holding the sweep lock, when no worker of this store can be alive.
     pub fn release_stale_runs(&mut self, sweep: &str) -> Result<usize, StoreError> {
-        let path = self.path.clone();
-        let err = |e| StoreError::sqlite(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            &format!(
-                "UPDATE attempts SET status = 'interrupted', finished_at = {NOW}, error = 'worker vanished'
-                 WHERE status = 'running' AND run_key IN (SELECT run_key FROM runs WHERE sweep = ?1 AND status = 'running')"
-            ),
-            [sweep],
-        )
-        .map_err(err)?;
-        let n = tx
-            .execute("UPDATE runs SET status = 'interrupted' WHERE sweep = ?1 AND status = 'running'", [sweep])
-            .map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(n)
+        self.write(|tx| {
+            tx.execute(
+                &format!(
+                    "UPDATE attempts SET status = 'interrupted', finished_at = {NOW}, error = 'worker vanished'
+                     WHERE status = 'running' AND run_key IN (SELECT run_key FROM runs WHERE sweep = ?1 AND status = 'running')"
+                ),
+                [sweep],
+            )?;
+            tx.execute("UPDATE runs SET status = 'interrupted' WHERE sweep = ?1 AND status = 'running'", [sweep])
+        })
     }
 
-    /// A worker takes a run: a new attempt begins, and rows of any earlier unfinished attempt are
-    /// cleared, because training restarts from step 0. Returns the attempt number.
+    /// A worker takes a run: a new attempt begins. Returns the attempt number. Measurements of
+    /// earlier attempts stay; the trainer says from which step it continues, and
+    /// [`Store::discard_after`] drops what comes after.
     pub fn start_attempt(&mut self, key: &str, log_path: Option<&str>) -> Result<u32, StoreError> {
-        let path = self.path.clone();
-        let err = |e| StoreError::sqlite(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute("DELETE FROM metrics WHERE run_key = ?1", [key]).map_err(err)?;
-        tx.execute("DELETE FROM evals WHERE run_key = ?1", [key]).map_err(err)?;
-        tx.execute(
-            &format!(
-                "UPDATE runs SET status = 'running', attempts = attempts + 1, started_at = {NOW}, finished_at = NULL,
-                 error = NULL, steps_done = 0, final_train_loss = NULL, final_val_loss = NULL, final_val_bpb = NULL,
-                 wall_seconds = NULL, tokens_per_second = NULL, loss_spikes = NULL WHERE run_key = ?1"
-            ),
-            [key],
-        )
-        .map_err(err)?;
-        let attempt: i64 = tx.query_row("SELECT attempts FROM runs WHERE run_key = ?1", [key], |r| r.get(0)).map_err(err)?;
-        tx.execute(
-            &format!("INSERT INTO attempts (run_key, attempt, started_at, status, log_path) VALUES (?1, ?2, {NOW}, 'running', ?3)"),
-            params![key, attempt, log_path],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(attempt as u32)
+        self.write(|tx| {
+            tx.execute(
+                &format!(
+                    "UPDATE runs SET status = 'running', attempts = attempts + 1, started_at = {NOW}, finished_at = NULL,
+                     error = NULL, steps_done = 0, final_train_loss = NULL, final_val_loss = NULL, final_val_bpb = NULL,
+                     wall_seconds = NULL, tokens_per_second = NULL, loss_spikes = NULL WHERE run_key = ?1"
+                ),
+                [key],
+            )?;
+            let attempt: i64 = tx.query_row("SELECT attempts FROM runs WHERE run_key = ?1", [key], |r| r.get(0))?;
+            tx.execute(
+                &format!("INSERT INTO attempts (run_key, attempt, started_at, status, log_path) VALUES (?1, ?2, {NOW}, 'running', ?3)"),
+                params![key, attempt, log_path],
+            )?;
+            Ok(attempt as u32)
+        })
+    }
+
+    /// Deletes a run's measurements after step `step` (all of them for 0): a resumed run
+    /// continues from a checkpoint at `step`, and rows a dead attempt wrote after it are void.
+    pub fn discard_after(&mut self, key: &str, step: u64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM metrics WHERE run_key = ?1 AND step > ?2", params![key, step as i64])?;
+            tx.execute("DELETE FROM evals WHERE run_key = ?1 AND step > ?2", params![key, step as i64])?;
+            Ok(())
+        })
     }
 
     /// Appends measurements of a running run (one transaction).
     pub fn record(&mut self, key: &str, steps: &[StepMetrics], evals: &[EvalMetrics]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| StoreError::sqlite(&path, e))?;
-        insert_measurements(&tx, key, steps, evals).map_err(|e| StoreError::sqlite(&path, e))?;
-        tx.commit().map_err(|e| StoreError::sqlite(&path, e))
+        self.write(|tx| insert_measurements(tx, key, steps, evals))
     }
 
     /// Ends an attempt: the remaining measurements and the run's outcome in one transaction.
@@ -306,62 +300,75 @@ impl Store {
             RunEnd::Diverged(why) => (RunStatus::Diverged, Some(why.clone())),
             RunEnd::Interrupted => (RunStatus::Interrupted, None),
         };
-        let path = self.path.clone();
-        let err = |e| StoreError::sqlite(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
-        insert_measurements(&tx, key, steps, evals).map_err(err)?;
-        tx.execute(
-            &format!(
-                "UPDATE runs SET status = ?2, steps_done = ?3, final_train_loss = ?4, final_val_loss = ?5,
-                 final_val_bpb = ?6, wall_seconds = ?7, tokens_per_second = ?8, error = ?9,
-                 loss_spikes = ?10, finished_at = {NOW}
-                 WHERE run_key = ?1"
-            ),
-            params![
-                key,
-                status.as_str(),
-                outcome.steps as i64,
-                outcome.final_train_loss.and_then(finite),
-                outcome.final_val_loss.and_then(finite),
-                outcome.final_val_bpb.and_then(finite),
-                outcome.wall_seconds,
-                outcome.tokens_per_second,
-                error,
-                outcome.loss_spikes,
-            ],
-        )
-        .map_err(err)?;
-        tx.execute(
-            &format!("UPDATE attempts SET status = ?3, error = ?4, finished_at = {NOW} WHERE run_key = ?1 AND attempt = ?2"),
-            params![key, attempt, status.as_str(), error],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)
+        self.write(|tx| {
+            insert_measurements(tx, key, steps, evals)?;
+            tx.execute(
+                &format!(
+                    "UPDATE runs SET status = ?2, steps_done = ?3, final_train_loss = ?4, final_val_loss = ?5,
+                     final_val_bpb = ?6, wall_seconds = ?7, tokens_per_second = ?8, error = ?9,
+                     loss_spikes = ?10, finished_at = {NOW}
+                     WHERE run_key = ?1"
+                ),
+                params![
+                    key,
+                    status.as_str(),
+                    outcome.steps as i64,
+                    outcome.final_train_loss.and_then(finite),
+                    outcome.final_val_loss.and_then(finite),
+                    outcome.final_val_bpb.and_then(finite),
+                    outcome.wall_seconds,
+                    outcome.tokens_per_second,
+                    error,
+                    outcome.loss_spikes,
+                ],
+            )?;
+            tx.execute(
+                &format!("UPDATE attempts SET status = ?3, error = ?4, finished_at = {NOW} WHERE run_key = ?1 AND attempt = ?2"),
+                params![key, attempt, status.as_str(), error],
+            )?;
+            Ok(())
+        })
     }
 
     /// Ends an attempt that failed with an error (not a divergence).
     pub fn fail_attempt(&mut self, key: &str, attempt: Option<u32>, error: &str) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |e| StoreError::sqlite(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            &format!("UPDATE runs SET status = 'failed', error = ?2, finished_at = {NOW} WHERE run_key = ?1"),
-            params![key, error],
-        )
-        .map_err(err)?;
-        let attempt = match attempt {
-            Some(a) => a as i64,
-            None => tx.query_row("SELECT attempts FROM runs WHERE run_key = ?1", [key], |r| r.get(0)).map_err(err)?,
-        };
-        tx.execute(
-            &format!(
-                "UPDATE attempts SET status = 'failed', error = ?3, finished_at = {NOW}
-                 WHERE run_key = ?1 AND attempt = ?2 AND status = 'running'"
-            ),
-            params![key, attempt, error],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)
+        self.write(|tx| {
+            tx.execute(
+                &format!("UPDATE runs SET status = 'failed', error = ?2, finished_at = {NOW} WHERE run_key = ?1"),
+                params![key, error],
+            )?;
+            let attempt = match attempt {
+                Some(a) => a as i64,
+                None => tx.query_row("SELECT attempts FROM runs WHERE run_key = ?1", [key], |r| r.get(0))?,
+            };
+            tx.execute(
+                &format!(
+                    "UPDATE attempts SET status = 'failed', error = ?3, finished_at = {NOW}
+                     WHERE run_key = ?1 AND attempt = ?2 AND status = 'running'"
+                ),
+                params![key, attempt, error],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Ends the running attempt of a run that was stopped on purpose without recording its end
+    /// (a second Ctrl-C): the run is `interrupted`, to resume from its last checkpoint.
+    pub fn interrupt_attempt(&mut self, key: &str, why: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                &format!("UPDATE runs SET status = 'interrupted', error = ?2, finished_at = {NOW} WHERE run_key = ?1"),
+                params![key, why],
+            )?;
+            tx.execute(
+                &format!(
+                    "UPDATE attempts SET status = 'interrupted', error = ?2, finished_at = {NOW}
+                     WHERE run_key = ?1 AND status = 'running'"
+                ),
+                params![key, why],
+            )?;
+            Ok(())
+        })
     }
 
     /// Newest logged step of a run, if any.

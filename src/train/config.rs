@@ -61,6 +61,9 @@ pub struct TrainConfig {
     pub eval_tokens: u64,
     /// Record a `metrics` row every this many steps.
     pub log_every: usize,
+    /// Write a checkpoint (weights, optimizer, trainer state) every this many steps, so a killed
+    /// run resumes from there; 0 = only when stopped early (Ctrl-C). The newest two are kept.
+    pub checkpoint_every: usize,
 }
 
 impl Default for TrainConfig {
@@ -80,6 +83,7 @@ impl Default for TrainConfig {
             eval_every: 100,
             eval_tokens: 16_384,
             log_every: 10,
+            checkpoint_every: 100,
         }
     }
 }

@@ -159,28 +159,55 @@ fn windows_to_batch(
     })
 }
 
-/// Draws training windows uniformly at random from a seeded RNG of its own, so a run's data
-/// order depends only on its seed.
+/// Draws training windows uniformly at random. Batch `i` comes from an RNG seeded by
+/// `(seed, i)` alone, so a run's data order depends only on its seed, and a resumed run picks up
+/// the stream at any step by [`BatchSampler::seek`]: the data position is just the step count.
 pub struct BatchSampler {
-    rng: StdRng,
+    seed: u64,
+    position: u64,
     batch_size: usize,
     seq_len: usize,
+}
+
+/// An RNG for item `index` of the stream `seed`: both mixed through SplitMix64's finaliser so
+/// that neighbouring seeds and indices give unrelated streams.
+pub fn indexed_rng(seed: u64, index: u64) -> StdRng {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    StdRng::seed_from_u64(mix(seed ^ mix(index)))
 }
 
 impl BatchSampler {
     pub fn new(seed: u64, batch_size: usize, seq_len: usize) -> Self {
         BatchSampler {
-            rng: StdRng::seed_from_u64(seed),
+            seed,
+            position: 0,
             batch_size,
             seq_len,
         }
     }
 
+    /// Batches drawn so far (the index of the next one).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Continue the stream from batch `position`, as if that many had been drawn.
+    pub fn seek(&mut self, position: u64) {
+        self.position = position;
+    }
+
     /// The next batch of `batch_size` windows of `tokens`.
     pub fn sample(&mut self, tokens: &[u8], device: &Device) -> anyhow::Result<Batch> {
+        let mut rng = indexed_rng(self.seed, self.position);
+        self.position += 1;
         let last_start = tokens.len() - self.seq_len - 1;
         let starts: Vec<usize> = (0..self.batch_size)
-            .map(|_| self.rng.random_range(0..=last_start))
+            .map(|_| rng.random_range(0..=last_start))
             .collect();
         windows_to_batch(tokens, &starts, self.seq_len, device)
     }
@@ -260,6 +287,12 @@ mod tests {
         };
         assert_eq!(draw(1), draw(1));
         assert_ne!(draw(1), draw(2));
+        // Seeking to batch 2 gives what the third draw gave: a resumed run sees the same data.
+        let mut s = BatchSampler::new(1, 4, 16);
+        s.seek(2);
+        let third = s.sample(c.train_tokens(), &dev).unwrap().inputs.to_vec2::<u32>().unwrap();
+        assert_eq!(third, draw(1)[2]);
+        assert_eq!(s.position(), 3);
         let b = BatchSampler::new(3, 2, 16)
             .sample(c.train_tokens(), &dev)
             .unwrap();

@@ -3,6 +3,7 @@
 //! Training reports what it measures through a [`RunObserver`]; it never touches the store.
 
 mod budget;
+pub mod checkpoint;
 mod config;
 pub mod data;
 pub mod optim;
@@ -11,11 +12,13 @@ pub mod trainer;
 
 pub use budget::Budget;
 pub use config::{DataConfig, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path};
-pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus};
+pub use checkpoint::{Checkpointing, TrainerState};
+pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus, indexed_rng};
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::{learning_rate, lr_multiplier};
 pub use trainer::{
     TRAIN_DTYPE, build_model, evaluate, evaluate_at_loops, total_steps, train, train_model,
+    train_model_resumable, train_resumable,
 };
 
 /// One logged optimizer step.
@@ -61,6 +64,22 @@ pub trait RunObserver {
     /// Polled between steps; `true` stops training early with [`RunEnd::Interrupted`].
     fn should_stop(&mut self) -> bool {
         false
+    }
+    /// Training starts after step `step` (0 = from scratch, else from a checkpoint): any
+    /// measurement recorded earlier for a later step is void and will be measured again.
+    fn on_resume(&mut self, step: u64) -> anyhow::Result<()> {
+        let _ = step;
+        Ok(())
+    }
+    /// A checkpoint of the state after step `step` is about to be written: make everything
+    /// reported up to it durable first, so a resumed run never misses a row.
+    fn before_checkpoint(&mut self, step: u64) -> anyhow::Result<()> {
+        let _ = step;
+        Ok(())
+    }
+    /// A note for the run's log (a checkpoint written, a damaged one skipped).
+    fn note(&mut self, line: &str) {
+        eprintln!("{line}");
     }
 }
 

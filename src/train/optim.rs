@@ -51,6 +51,41 @@ impl AdamW {
         })
     }
 
+    /// Updates taken so far (AdamW's bias-correction count).
+    pub fn steps_taken(&self) -> i32 {
+        self.steps
+    }
+
+    /// The moment estimates `(m, v)` of every parameter, in the parameter store's order: with
+    /// [`AdamW::steps_taken`], everything a checkpoint needs to continue exactly.
+    pub fn moments(&self) -> Vec<(Tensor, Tensor)> {
+        self.slots.iter().map(|s| (s.m.clone(), s.v.clone())).collect()
+    }
+
+    /// Restores a state saved with [`AdamW::moments`] and [`AdamW::steps_taken`]; the moments
+    /// must match the parameters in number, shape and dtype.
+    pub fn restore(&mut self, steps: i32, moments: Vec<(Tensor, Tensor)>) -> Result<()> {
+        if moments.len() != self.slots.len() {
+            candle_core::bail!("optimizer state has {} parameters, the model {}", moments.len(), self.slots.len());
+        }
+        for (slot, (m, v)) in self.slots.iter().zip(&moments) {
+            for t in [m, v] {
+                if t.shape() != slot.var.shape() || t.dtype() != slot.var.dtype() {
+                    candle_core::bail!(
+                        "optimizer moment {:?} {:?} does not match its parameter {:?} {:?}",
+                        t.shape(), t.dtype(), slot.var.shape(), slot.var.dtype()
+                    );
+                }
+            }
+        }
+        for (slot, (m, v)) in self.slots.iter_mut().zip(moments) {
+            slot.m = m.to_device(slot.var.device())?;
+            slot.v = v.to_device(slot.var.device())?;
+        }
+        self.steps = steps;
+        Ok(())
+    }
+
     /// The global L2 norm of all parameters' gradients.
     pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
         let squares = self

@@ -6,16 +6,18 @@
 //! stream of their own (so a seed fixes the whole run), report the recurrent state's norm and
 //! the injection's spectral norm at every logged step, and after training are evaluated at
 //! every `test_loops` depth.
+//!
+//! Every random draw of a step (its training windows, a looped model's depths and initial
+//! state) comes from an RNG indexed by the step, so a run resumed from a checkpoint (see
+//! [`super::checkpoint`]) continues exactly as the uninterrupted run would have.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-
-use super::data::{Batch, BatchSampler, Corpus};
+use super::checkpoint::{Checkpointing, TrainerState};
+use super::data::{Batch, BatchSampler, Corpus, indexed_rng};
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::learning_rate;
 use super::{EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics};
@@ -48,7 +50,8 @@ fn sampler_seed(seed: u64) -> u64 {
 }
 
 /// The seed of the stream a model's random forward pass draws from in training (a looped
-/// model's depths and initial states): a third stream, independent of init and data order.
+/// model's depths and initial states): a third stream, independent of init and data order,
+/// indexed by step like the sampler's.
 fn forward_seed(seed: u64) -> u64 {
     seed ^ 0xd1b5_4a32_d192_ed03
 }
@@ -106,8 +109,20 @@ pub fn train(
     device: &Device,
     observer: &mut dyn RunObserver,
 ) -> anyhow::Result<RunOutcome> {
+    train_resumable(cfg, corpus, device, observer, None)
+}
+
+/// Builds the model of `cfg` and trains it, checkpointing and resuming as `checkpoints` says;
+/// see [`train_model_resumable`].
+pub fn train_resumable(
+    cfg: &RunConfig,
+    corpus: &Corpus,
+    device: &Device,
+    observer: &mut dyn RunObserver,
+    checkpoints: Option<&Checkpointing>,
+) -> anyhow::Result<RunOutcome> {
     let model = build_model(cfg, corpus.vocab_size(), device)?;
-    train_model(model.as_ref(), cfg, corpus, device, observer)
+    train_model_resumable(model.as_ref(), cfg, corpus, device, observer, checkpoints)
 }
 
 /// Mean validation loss (nats per token) of `model` over `batches`, at the training depth.
@@ -146,6 +161,21 @@ pub fn train_model(
     device: &Device,
     observer: &mut dyn RunObserver,
 ) -> anyhow::Result<RunOutcome> {
+    train_model_resumable(model, cfg, corpus, device, observer, None)
+}
+
+/// [`train_model`], resuming from the newest good checkpoint in `checkpoints` (if any), saving
+/// one every `checkpoints.every` steps and one when stopped early. The observer is told where
+/// training resumes ([`RunObserver::on_resume`]) and asked to make its rows durable before
+/// each checkpoint ([`RunObserver::before_checkpoint`]).
+pub fn train_model_resumable(
+    model: &dyn CausalLm,
+    cfg: &RunConfig,
+    corpus: &Corpus,
+    device: &Device,
+    observer: &mut dyn RunObserver,
+    checkpoints: Option<&Checkpointing>,
+) -> anyhow::Result<RunOutcome> {
     let t = &cfg.train;
     let seq_len = cfg.data.seq_len;
     let steps = total_steps(cfg);
@@ -163,21 +193,47 @@ pub fn train_model(
         },
     )?;
     let mut sampler = BatchSampler::new(sampler_seed(cfg.seed), t.batch_size, seq_len);
-    let mut forward_rng = StdRng::seed_from_u64(forward_seed(cfg.seed));
     let mut spikes = SpikeCounter::default();
     let val_batches = corpus.validation_batches(seq_len, t.batch_size, t.eval_tokens, device)?;
 
-    let start = Instant::now();
     let mut end = RunEnd::Done;
     let (mut done_steps, mut first_loss, mut last_loss) = (0u64, None::<f64>, None::<f64>);
     let (mut final_val_loss, mut final_val_bpb) = (None, None);
+    let mut elapsed_before = 0.0;
+    if let Some(ck) = checkpoints {
+        let mut warnings = Vec::new();
+        let resumed = ck.load_latest(steps, model.params(), &mut optimizer, &mut |w| warnings.push(w))?;
+        for w in warnings {
+            observer.note(&format!("warning: {w}"));
+        }
+        if let Some(state) = resumed {
+            observer.note(&format!("resuming from the checkpoint at step {}/{steps}", state.step));
+            done_steps = state.step;
+            (first_loss, last_loss) = (state.first_loss, state.last_loss);
+            (final_val_loss, final_val_bpb) = (state.final_val_loss, state.final_val_bpb);
+            spikes.recent = state.spike_window.into_iter().collect();
+            spikes.count = state.spike_count;
+            elapsed_before = state.elapsed_seconds;
+        }
+    }
+    sampler.seek(done_steps);
+    observer.on_resume(done_steps).context("observer.on_resume")?;
+    let start = Instant::now();
+    let elapsed = |start: &Instant| elapsed_before + start.elapsed().as_secs_f64();
+    let mut last_checkpoint = done_steps;
 
-    for step in 0..steps {
+    let first_step = done_steps;
+    for step in first_step..steps {
         if observer.should_stop() {
             end = RunEnd::Interrupted;
+            if checkpoints.is_some() && done_steps > last_checkpoint {
+                let state = trainer_state(done_steps, &optimizer, first_loss, last_loss, &spikes, final_val_loss, final_val_bpb, elapsed(&start));
+                save_checkpoint(checkpoints, observer, &state, steps, model, &optimizer)?;
+            }
             break;
         }
         let batch = sampler.sample(corpus.train_tokens(), device)?;
+        let mut forward_rng = indexed_rng(forward_seed(cfg.seed), step);
         let forward = model.train_loss(&batch.inputs, &batch.targets, &mut forward_rng)?;
         let loss = forward.loss;
         let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -214,7 +270,7 @@ pub fn train_model(
                 train_loss: loss_value,
                 lr,
                 grad_norm,
-                elapsed_seconds: start.elapsed().as_secs_f64(),
+                elapsed_seconds: elapsed(&start),
                 state_norm: forward.state_norm,
                 injection_norm: model
                     .as_looped()
@@ -243,9 +299,15 @@ pub fn train_model(
                 break;
             }
         }
+        let every = checkpoints.map(|c| c.every).unwrap_or(0);
+        if !is_last && every > 0 && done_steps % every == 0 {
+            let state = trainer_state(done_steps, &optimizer, first_loss, last_loss, &spikes, final_val_loss, final_val_bpb, elapsed(&start));
+            save_checkpoint(checkpoints, observer, &state, steps, model, &optimizer)?;
+            last_checkpoint = done_steps;
+        }
     }
 
-    let wall_seconds = start.elapsed().as_secs_f64();
+    let wall_seconds = elapsed(&start);
     let tokens = done_steps * tokens_per_step;
 
     // Test-time depth: a finished looped run is evaluated at every `test_loops` loop count.
@@ -281,6 +343,53 @@ pub fn train_model(
         },
         loss_spikes: spikes.count,
     })
+}
+
+/// Makes the observer's rows durable, then writes the checkpoint of `state`.
+fn save_checkpoint(
+    checkpoints: Option<&Checkpointing>,
+    observer: &mut dyn RunObserver,
+    state: &TrainerState,
+    steps: u64,
+    model: &dyn CausalLm,
+    optimizer: &AdamW,
+) -> anyhow::Result<()> {
+    let Some(ck) = checkpoints else { return Ok(()) };
+    observer.before_checkpoint(state.step).context("observer.before_checkpoint")?;
+    let saved = ck.save(state, steps, model.params(), optimizer)?;
+    observer.note(&format!(
+        "checkpoint at step {}: {} ({} bytes, {:.1} ms)",
+        state.step,
+        saved.path.display(),
+        saved.bytes,
+        saved.seconds * 1e3
+    ));
+    Ok(())
+}
+
+/// The trainer's scalar state after step `step`, for a checkpoint.
+#[allow(clippy::too_many_arguments)]
+fn trainer_state(
+    step: u64,
+    optimizer: &AdamW,
+    first_loss: Option<f64>,
+    last_loss: Option<f64>,
+    spikes: &SpikeCounter,
+    final_val_loss: Option<f64>,
+    final_val_bpb: Option<f64>,
+    elapsed_seconds: f64,
+) -> TrainerState {
+    TrainerState {
+        step,
+        adam_steps: optimizer.steps_taken(),
+        first_loss,
+        last_loss,
+        spike_window: spikes.recent.iter().copied().collect(),
+        spike_count: spikes.count,
+        final_val_loss,
+        final_val_bpb,
+        elapsed_seconds,
+    }
 }
 
 #[cfg(test)]

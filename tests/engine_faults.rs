@@ -1,0 +1,305 @@
+//! Fault injection through the binary: a small sweep whose workers are SIGKILLed at random
+//! moments, several times, and whose coordinator is SIGKILLed once, is run again until it
+//! completes. Every run must end `done` exactly once, with exactly one metrics row per step and
+//! one eval per evaluation step, and with losses bit-identical to an uninterrupted sweep of the
+//! same file (same thread count per worker, and every random draw indexed by step, so a resumed
+//! run repeats exactly the arithmetic of an uninterrupted one). Then `gc` frees the checkpoints.
+//!
+//! The kill moments and victims come from a seeded RNG: a failure names its seed and replays.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use loopscale::store::{RunStatus, Store};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const BIN: &str = env!("CARGO_BIN_EXE_loopscale");
+const SEED: u64 = 20_261_129;
+const WORKER_KILLS: usize = 6;
+/// The coordinator is killed after this many worker kills.
+const COORDINATOR_KILL_AFTER: usize = 3;
+const STEPS: u64 = 120;
+
+fn sweep_file(dir: &Path) -> PathBuf {
+    sweep_file_with(dir, "faults", "[0, 1, 2, 3]", "[32, 48]")
+}
+
+fn sweep_file_with(dir: &Path, name: &str, seeds: &str, d_model: &str) -> PathBuf {
+    let full = loopscale::train::resolve_corpus_path("moby-dick", Path::new("."));
+    let text = std::fs::read_to_string(&full).expect("the shipped corpus is installed (make corpus)");
+    let corpus = dir.join("slice.txt");
+    std::fs::write(&corpus, &text[..60_000]).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[sweep]
+name = "{name}"
+seeds = {seeds}
+retries = 50                    # killed workers are retried at once, from their checkpoint
+
+[data]
+corpus = "{corpus}"
+seq_len = 32
+val_fraction = 0.1
+
+[train]
+tokens = {tokens}
+batch_size = 8
+lr = 3e-3
+eval_every = 20
+eval_tokens = 512
+log_every = 1
+checkpoint_every = 7
+
+[model]
+d_model = {d_model}
+n_heads = 2
+n_layers = 1
+"#,
+            corpus = corpus.display(),
+            tokens = STEPS * 8 * 32,
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn coordinator(file: &Path, db: &Path) -> Child {
+    coordinator_with(file, db, "2")
+}
+
+fn coordinator_with(file: &Path, db: &Path, jobs: &str) -> Child {
+    Command::new(BIN)
+        .args(["run", file.to_str().unwrap(), "--db", db.to_str().unwrap(), "--jobs", jobs, "--plain"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Live `loopscale worker` children of `parent`: pid → run key (from /proc).
+fn workers_of(parent: u32) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Fields after the command name, which is in parentheses: state, ppid, ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") || fields.get(1).and_then(|p| p.parse::<u32>().ok()) != Some(parent) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let args: Vec<String> = cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if args.iter().any(|a| a == "worker")
+            && let Some(i) = args.iter().position(|a| a == "--run")
+        {
+            out.push((pid, args[i + 1].clone()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// An eval row: (step, test_loops, val loss bits).
+type Eval = (i64, Option<i64>, Option<u64>);
+/// Per run: (status, final val loss bits, every metrics row (step, train loss bits), evals).
+type Outcome = HashMap<String, (RunStatus, Option<u64>, Vec<(u64, Option<u64>)>, Vec<Eval>)>;
+
+fn outcome(db: &Path) -> Outcome {
+    outcome_of(db, "faults")
+}
+
+fn outcome_of(db: &Path, sweep: &str) -> Outcome {
+    let store = Store::open_read_only(db).unwrap();
+    let evals = store
+        .query("SELECT run_key, step, test_loops, val_loss FROM evals ORDER BY run_key, step")
+        .unwrap();
+    let mut by_run: HashMap<String, Vec<Eval>> = HashMap::new();
+    for row in evals.rows {
+        by_run.entry(row[0].clone()).or_default().push((
+            row[1].parse().unwrap(),
+            row[2].parse().ok(),
+            row[3].parse::<f64>().ok().map(f64::to_bits),
+        ));
+    }
+    store
+        .runs(sweep)
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let losses = store.train_losses(&r.key).unwrap().into_iter().map(|(s, l)| (s, l.map(f64::to_bits))).collect();
+            let evals = by_run.remove(&r.key).unwrap_or_default();
+            (r.key.clone(), (r.status, r.final_val_loss.map(f64::to_bits), losses, evals))
+        })
+        .collect()
+}
+
+#[test]
+fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_results() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(dir.path());
+
+    // The uninterrupted sweep.
+    let reference_db = dir.path().join("reference.sqlite");
+    let status = coordinator(&file, &reference_db).wait().unwrap();
+    assert!(status.success());
+    let reference = outcome(&reference_db);
+    let reference_seconds = started.elapsed().as_secs_f64();
+    assert_eq!(reference.len(), 8);
+
+    // The same sweep under fire.
+    let db = dir.path().join("faults.sqlite");
+    let mut rng = StdRng::seed_from_u64(SEED);
+    let mut child = coordinator(&file, &db);
+    let (mut worker_kills, mut coordinator_kills) = (Vec::new(), 0);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while worker_kills.len() < WORKER_KILLS {
+        assert!(Instant::now() < deadline, "seed {SEED}: the sweep did not get through its kills in time");
+        // 3% to 15% of the uninterrupted sweep's time between kills (0.3-1.5 s here), so the
+        // kills land mid-sweep on a faster or slower machine alike.
+        std::thread::sleep(Duration::from_secs_f64(reference_seconds * rng.random_range(0.03..0.15)));
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("seed {SEED}: the sweep finished ({status}) before all {WORKER_KILLS} kills; make it longer");
+        }
+        let workers = workers_of(child.id());
+        if workers.is_empty() {
+            continue;
+        }
+        let (pid, key) = workers[rng.random_range(0..workers.len())].clone();
+        // SAFETY: kill(2) on a worker process of our own coordinator.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        worker_kills.push(key);
+        if worker_kills.len() == COORDINATOR_KILL_AFTER {
+            std::thread::sleep(Duration::from_secs_f64(reference_seconds * rng.random_range(0.01..0.08)));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            coordinator_kills += 1;
+            child = coordinator(&file, &db);
+        }
+    }
+    // Let it finish; run again while anything is left (the coordinator's retries normally do it).
+    let mut reruns = 0;
+    loop {
+        child.wait().unwrap();
+        let unfinished = outcome(&db).values().filter(|o| o.0 != RunStatus::Done).count();
+        if unfinished == 0 {
+            break;
+        }
+        reruns += 1;
+        assert!(reruns <= 5, "seed {SEED}: {unfinished} runs still unfinished after {reruns} reruns");
+        child = coordinator(&file, &db);
+    }
+    let faulty_seconds = started.elapsed().as_secs_f64() - reference_seconds;
+
+    // Every run done exactly once, with the uninterrupted sweep's numbers, row for row.
+    let faulty = outcome(&db);
+    let store = Store::open_read_only(&db).unwrap();
+    let done_attempts = store
+        .query("SELECT run_key, count(*) FROM attempts WHERE status = 'done' GROUP BY run_key")
+        .unwrap();
+    assert_eq!(done_attempts.rows.len(), 8);
+    assert!(done_attempts.rows.iter().all(|r| r[1] == "1"), "one done attempt per run: {:?}", done_attempts.rows);
+    for (key, (status, val, losses, evals)) in &reference {
+        assert_eq!(*status, RunStatus::Done);
+        let steps: Vec<u64> = losses.iter().map(|l| l.0).collect();
+        assert_eq!(steps, (1..=STEPS).collect::<Vec<_>>(), "reference run {key}: one row per step");
+        let got = &faulty[key];
+        assert_eq!(got.0, RunStatus::Done, "seed {SEED}: run {key}");
+        assert_eq!(&got.2, losses, "seed {SEED}: run {key}: every step once, with the same training loss bit for bit");
+        assert_eq!(&got.3, evals, "seed {SEED}: run {key}: every evaluation once, bit for bit");
+        assert_eq!(got.1, *val, "seed {SEED}: run {key}: the same final validation loss bit for bit");
+    }
+
+    // The kills really interrupted training: runs resumed from checkpoints, several times.
+    let logs = loopscale::engine::logs_dir(&db);
+    let resumes: usize = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap().matches("resuming from the checkpoint").count())
+        .sum();
+    let attempts: u32 = store.runs("faults").unwrap().iter().map(|r| r.attempts).sum();
+    assert!(resumes >= 3, "seed {SEED}: only {resumes} resumes from a checkpoint; kills landed between runs");
+    assert!(attempts >= 8 + 3, "seed {SEED}: {attempts} attempts for 8 runs");
+
+    // gc frees the finished runs' checkpoints (a dry run only lists them).
+    let count = || -> usize {
+        reference.keys().map(|k| loopscale::train::checkpoint::files(&loopscale::engine::run_dir(&db, k)).len()).sum()
+    };
+    let before = count();
+    assert!(before >= 8, "every run left checkpoints: {before}");
+    let dry = Command::new(BIN).args(["gc", file.to_str().unwrap(), "--db", db.to_str().unwrap(), "--dry-run"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("would remove the checkpoints of 8 finished run(s)"));
+    assert_eq!(count(), before, "a dry run deletes nothing");
+    let out = Command::new(BIN).args(["gc", file.to_str().unwrap(), "--db", db.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("removed the checkpoints of"), "{text}");
+    for key in reference.keys() {
+        let left = loopscale::train::checkpoint::files(&loopscale::engine::run_dir(&db, key));
+        assert!(left.is_empty(), "run {key}: {left:?}");
+    }
+    eprintln!(
+        "seed {SEED}: {} worker kills ({} distinct runs) + {coordinator_kills} coordinator kill, {reruns} extra \
+         `run`s, {attempts} attempts, {resumes} resumes from a checkpoint; reference sweep {reference_seconds:.1} s, \
+         sweep under fire {faulty_seconds:.1} s; all 8 runs bit-identical ({} metric rows, {} evals)",
+        worker_kills.len(),
+        worker_kills.iter().collect::<std::collections::HashSet<_>>().len(),
+        reference.values().map(|r| r.2.len()).sum::<usize>(),
+        reference.values().map(|r| r.3.len()).sum::<usize>(),
+    );
+}
+
+#[test]
+fn a_damaged_checkpoint_is_reported_and_the_run_resumes_from_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file_with(dir.path(), "damaged", "[5]", "32");
+    let reference_db = dir.path().join("reference.sqlite");
+    assert!(coordinator_with(&file, &reference_db, "1").wait().unwrap().success());
+    let reference = outcome_of(&reference_db, "damaged");
+
+    // Ctrl-C part-way: the run stops with a checkpoint at its stop step and one before it.
+    let db = dir.path().join("damaged.sqlite");
+    let child = coordinator_with(&file, &db, "1");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "no progress recorded");
+        std::thread::sleep(Duration::from_millis(50));
+        let step = Store::open_read_only(&db)
+            .and_then(|s| Ok(s.runs("damaged")?.first().and_then(|r| s.progress(&r.key).ok().flatten()).map_or(0, |p| p.step)))
+            .unwrap_or(0);
+        if step >= 30 {
+            break;
+        }
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
+    let key = reference.keys().next().unwrap().clone();
+    let run_dir = loopscale::engine::run_dir(&db, &key);
+    let found = loopscale::train::checkpoint::list(&run_dir);
+    assert!(found.len() == 2 && found[0].step < STEPS, "{found:?}");
+
+    // A flipped bit in the newest checkpoint.
+    let mut bytes = std::fs::read(&found[0].tensors).unwrap();
+    let at = bytes.len() * 2 / 3;
+    bytes[at] ^= 0x10;
+    std::fs::write(&found[0].tensors, &bytes).unwrap();
+
+    let out = Command::new(BIN)
+        .args(["run", file.to_str().unwrap(), "--db", db.to_str().unwrap(), "--jobs", "1", "--plain"])
+        .output()
+        .unwrap();
+    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("warning: checkpoint") && shown.contains("SHA-256 mismatch"), "the sweep reports it:\n{shown}");
+    let log = std::fs::read_to_string(loopscale::engine::logs_dir(&db).join(format!("{key}.log"))).unwrap();
+    assert!(log.contains(&format!("resuming from the checkpoint at step {}/", found[1].step)), "{log}");
+    assert_eq!(outcome_of(&db, "damaged"), reference, "the same rows and losses, bit for bit, as the uninterrupted run");
+}
