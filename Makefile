@@ -19,11 +19,12 @@ data/corpus/moby-dick.txt: scripts/fetch-corpus.sh
 build:
 	$(CARGO) build --release
 
+# Ends with the sweep's report; its path is the last line printed.
 run: corpus build
 	./target/release/loopscale plan $(SWEEP)
 	./target/release/loopscale run $(SWEEP) --jobs $(JOBS)
 	./target/release/loopscale status $(SWEEP)
-	@echo "report: $$(./target/release/loopscale report $(SWEEP))"
+	./target/release/loopscale report $(SWEEP)
 
 test: corpus
 	$(CARGO) test
