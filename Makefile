@@ -53,4 +53,4 @@ PYTHON ?= python3
 notebook: .venv/notebook/bin/jupyter
 	LOOPSCALE_DB=$(abspath $(NOTEBOOK_DB)) .venv/notebook/bin/jupyter nbconvert --to notebook --execute \
 	    --ExecutePreprocessor.timeout=300 --output-dir results/notebook notebooks/report.ipynb
-	@echo "notebook: results/notebook/report.ipynb (figures in results/notebook/)"
+	@echo "notebook: results/notebook/report.ipynb (figures in results/notebook/$(basename $(notdir $(NOTEBOOK_DB)))/)"
