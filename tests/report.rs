@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use loopscale::analysis::fits::ReportFits;
 use loopscale::analysis::Frames;
+use loopscale::analysis::fits::ReportFits;
 use loopscale::model::{Arch, Injection, LoopedConfig, ModelConfig};
 use loopscale::plot::Outcome;
 use loopscale::report::{self, Format, Source};
@@ -35,9 +35,20 @@ fn config(mu: Option<usize>, d_model: usize, tokens: u64) -> RunConfig {
             }),
             ..ModelConfig::default()
         },
-        None => ModelConfig { d_model, ..ModelConfig::default() },
+        None => ModelConfig {
+            d_model,
+            ..ModelConfig::default()
+        },
     };
-    RunConfig { data: DataConfig::default(), train: TrainConfig { tokens, ..TrainConfig::default() }, model, seed: 0 }
+    RunConfig {
+        data: DataConfig::default(),
+        train: TrainConfig {
+            tokens,
+            ..TrainConfig::default()
+        },
+        model,
+        seed: 0,
+    }
 }
 
 /// Records a finished run with 10 logged steps, evaluations at steps 5 and 10, and (looped)
@@ -84,7 +95,9 @@ fn finish(store: &mut Store, run: &NewRun, mu: Option<f64>) {
         tokens_per_second: 1000.0,
         loss_spikes: 0,
     };
-    store.finish_attempt(&run.key, attempt, &steps, &evals, &outcome).unwrap();
+    store
+        .finish_attempt(&run.key, attempt, &steps, &evals, &outcome)
+        .unwrap();
 }
 
 /// A database at `dir/fx.sqlite`. Full: two FLOP budgets (1e12, 4e12) × loops {2, 4, 8}
@@ -95,7 +108,15 @@ fn fixture(dir: &Path, full: bool) -> PathBuf {
     let mut runs: Vec<(NewRun, Option<f64>)> = Vec::new();
     let mut add = |mu: Option<usize>, d: usize, tokens: u64, flops: f64| {
         let config = config(mu, d, tokens);
-        let run = NewRun { key: config.key(), variant: None, config, params: 100_000, non_embedding_params: 80_000, tokens, flops };
+        let run = NewRun {
+            key: config.key(),
+            variant: None,
+            config,
+            params: 100_000,
+            non_embedding_params: 80_000,
+            tokens,
+            flops,
+        };
         runs.push((run, mu.map(|m| m as f64)));
     };
     add(None, 64, 1_000_000, 2e12);
@@ -132,12 +153,16 @@ fn every_chart_renders_from_the_fixture_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = fixture(dir.path(), true);
     // LOOPSCALE_TEST_REPORT_DIR keeps this report for a look at the charts.
-    let out = std::env::var_os("LOOPSCALE_TEST_REPORT_DIR").map(PathBuf::from).unwrap_or(dir.path().join("report"));
+    let out = std::env::var_os("LOOPSCALE_TEST_REPORT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(dir.path().join("report"));
     let index = report::write(&source(&db), &out, Format::Html).unwrap();
     let built = report::build(&source(&db), &out).unwrap();
     assert_eq!(built.charts.len(), 9);
     for chart in &built.charts {
-        let Outcome::Drawn(d) = &chart.outcome else { panic!("{} skipped: {:?}", chart.name, chart.outcome) };
+        let Outcome::Drawn(d) = &chart.outcome else {
+            panic!("{} skipped: {:?}", chart.name, chart.outcome)
+        };
         assert_eq!(png_size(&d.png), (d.width, d.height), "{}", chart.name);
         // A blank 960×600 PNG compresses to a few kB; axes, text and lines take far more.
         let size = std::fs::metadata(&d.png).unwrap().len();
@@ -157,7 +182,10 @@ fn every_chart_renders_from_the_fixture_database() {
     }
     let html = std::fs::read_to_string(index).unwrap();
     assert!(!html.contains("Not drawn"));
-    assert!(!html.contains("http://") && !html.contains("https://"), "no external assets");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external assets"
+    );
     for chart in &built.charts {
         assert!(html.contains(&format!("src=\"{}.png\"", chart.name)), "{}", chart.name);
     }
@@ -174,7 +202,12 @@ fn the_fits_recover_the_fixture_laws() {
     let iso = fits.isoflop_loops.as_ref().unwrap();
     assert_eq!(iso.budgets.len(), 2);
     for b in &iso.budgets {
-        assert!((b.x_star / mu_star(b.flops) - 1.0).abs() < 1e-6, "{} vs {}", b.x_star, mu_star(b.flops));
+        assert!(
+            (b.x_star / mu_star(b.flops) - 1.0).abs() < 1e-6,
+            "{} vs {}",
+            b.x_star,
+            mu_star(b.flops)
+        );
     }
     // μ*(C) = 3·(C/1e12)^0.3 ⇒ the power law's exponent is 0.3.
     let a = iso.power_law.as_ref().unwrap().value("a").unwrap();
@@ -209,10 +242,18 @@ fn charts_without_data_are_skipped_with_their_sentence() {
             Outcome::Drawn(_) => panic!("{name} was drawn"),
         }
     };
-    assert!(skipped("isoflop_loops").contains("no looped runs"), "{}", skipped("isoflop_loops"));
+    assert!(
+        skipped("isoflop_loops").contains("no looped runs"),
+        "{}",
+        skipped("isoflop_loops")
+    );
     assert!(skipped("test_time").contains("test-time loop counts"));
     assert!(skipped("stability").contains("looped runs only"));
-    assert!(skipped("compute_law").contains("2 run(s) at 2 scale(s)"), "{}", skipped("compute_law"));
+    assert!(
+        skipped("compute_law").contains("2 run(s) at 2 scale(s)"),
+        "{}",
+        skipped("compute_law")
+    );
     assert!(skipped("isoflop_tokens").contains("three or more distinct training tokens"));
     assert!(!out.join("stability.png").exists() && !out.join("test_time.png").exists());
     // The training curves exist whatever the sweep.
@@ -229,7 +270,9 @@ fn the_report_tables_match_the_database() {
     let out = dir.path().join("report");
     let built = report::build(&source(&db), &out).unwrap();
     let store = Store::open_read_only(&db).unwrap();
-    let q = store.query("SELECT run_key, tokens, printf('%.4f', final_val_loss) FROM final_runs ORDER BY flops, run_key").unwrap();
+    let q = store
+        .query("SELECT run_key, tokens, printf('%.4f', final_val_loss) FROM final_runs ORDER BY flops, run_key")
+        .unwrap();
     assert_eq!(built.runs.rows.len(), q.rows.len());
     let col = |name: &str| built.runs.header.iter().position(|h| h == name).unwrap();
     for (row, db_row) in built.runs.rows.iter().zip(&q.rows) {

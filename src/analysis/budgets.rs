@@ -16,7 +16,11 @@ pub const BUDGET_TOLERANCE: f64 = 0.1;
 /// `budget_flops` (the geometric mean of its runs' FLOPs).
 pub fn with_budgets(runs: &DataFrame, tolerance: f64) -> Result<DataFrame> {
     let c = f64s(runs, "flops")?;
-    let points = Points { loss: vec![0.0; c.len()], c: Some(c.clone()), ..Points::default() };
+    let points = Points {
+        loss: vec![0.0; c.len()],
+        c: Some(c.clone()),
+        ..Points::default()
+    };
     let mut label = vec![None; c.len()];
     let mut flops = vec![None; c.len()];
     if !c.is_empty() {

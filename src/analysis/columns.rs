@@ -6,8 +6,12 @@ use polars::prelude::{BooleanChunked, DataFrame, DataType, NewChunkedArray};
 
 /// A numeric column as `Option<f64>` values (integers are converted; NULL is `None`).
 pub fn opt_f64s(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
-    let col = df.column(name).with_context(|| format!("frame has no column `{name}`"))?;
-    let col = col.cast(&DataType::Float64).with_context(|| format!("column `{name}` is not numeric"))?;
+    let col = df
+        .column(name)
+        .with_context(|| format!("frame has no column `{name}`"))?;
+    let col = col
+        .cast(&DataType::Float64)
+        .with_context(|| format!("column `{name}` is not numeric"))?;
     Ok(col.f64()?.iter().collect())
 }
 
@@ -18,8 +22,12 @@ pub fn f64s(df: &DataFrame, name: &str) -> Result<Vec<f64>> {
 
 /// A column rendered as text (NULL as the empty string).
 pub fn strs(df: &DataFrame, name: &str) -> Result<Vec<String>> {
-    let col = df.column(name).with_context(|| format!("frame has no column `{name}`"))?;
-    let col = col.cast(&DataType::String).with_context(|| format!("column `{name}` is not text"))?;
+    let col = df
+        .column(name)
+        .with_context(|| format!("frame has no column `{name}`"))?;
+    let col = col
+        .cast(&DataType::String)
+        .with_context(|| format!("column `{name}` is not text"))?;
     Ok(col.str()?.iter().map(|v| v.unwrap_or_default().to_string()).collect())
 }
 

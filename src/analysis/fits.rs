@@ -4,19 +4,19 @@
 //! iso-FLOP parabolas and power laws of the optimal loops and tokens. A fit that cannot be made
 //! carries the sentence saying why, for the report to print instead of a chart.
 
-use anyhow::{anyhow, Result};
+use anyhow::{Result, anyhow};
 use polars::prelude::DataFrame;
 
-use super::budgets::{with_budgets, BUDGET_TOLERANCE};
+use super::budgets::{BUDGET_TOLERANCE, with_budgets};
 use super::columns::{f64s, filter_rows, opt_f64s, strs};
 use super::frames::Frames;
 use crate::fit::bootstrap::percentile_interval;
-use crate::fit::isoflop::{fit_parabola, Parabola};
+use crate::fit::isoflop::{Parabola, fit_parabola};
 use crate::fit::parametric::bootstrap_draws;
-use crate::fit::source::{run_points_of, test_time_points_of, ParamCount};
+use crate::fit::source::{ParamCount, run_points_of, test_time_points_of};
 use crate::fit::{
-    fit_compute, fit_isoflop, fit_test_time, BootstrapOptions, Budgeting, ComputeLaw, FitOptions, FitReport,
-    IsoflopAxis, IsoflopOptions, Points,
+    BootstrapOptions, Budgeting, ComputeLaw, FitOptions, FitReport, IsoflopAxis, IsoflopOptions, Points, fit_compute,
+    fit_isoflop, fit_test_time,
 };
 
 /// Bootstrap resamples of the report's fits (fewer than `fit`'s 1000: a report is redrawn
@@ -92,7 +92,10 @@ pub struct ReportFits {
 
 fn options() -> FitOptions {
     FitOptions {
-        bootstrap: Some(BootstrapOptions { resamples: REPORT_RESAMPLES, ..BootstrapOptions::default() }),
+        bootstrap: Some(BootstrapOptions {
+            resamples: REPORT_RESAMPLES,
+            ..BootstrapOptions::default()
+        }),
         ..FitOptions::default()
     }
 }
@@ -139,8 +142,12 @@ fn compute_band(points: &Points, report: &FitReport, opts: &FitOptions) -> Resul
     let b = opts.bootstrap.ok_or_else(|| anyhow!("no bootstrap options"))?;
     let (draws, _) = bootstrap_draws(&law, &design, &report.theta, opts, &b);
     let c = points.compute()?;
-    let (lo, hi) = c.iter().fold((f64::INFINITY, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
-    let grid: Vec<f64> = (0..=60).map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / 60.0).exp()).collect();
+    let (lo, hi) = c
+        .iter()
+        .fold((f64::INFINITY, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
+    let grid: Vec<f64> = (0..=60)
+        .map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / 60.0).exp())
+        .collect();
     Ok(grid
         .iter()
         .map(|&x| {
@@ -153,9 +160,11 @@ fn compute_band(points: &Points, report: &FitReport, opts: &FitOptions) -> Resul
 
 fn test_time_fits(frames: &Frames) -> Result<Vec<TestTimeFit>, String> {
     if frames.test_time.height() == 0 {
-        return Err("No run was evaluated at test-time loop counts (no looped runs with model.test_loops), \
+        return Err(
+            "No run was evaluated at test-time loop counts (no looped runs with model.test_loops), \
                     so there are no test-time curves."
-            .into());
+                .into(),
+        );
     }
     let points = test_time_points_of(&frames.test_time).map_err(|e| e.to_string())?;
     let fits = fit_test_time(&points, &options()).map_err(|e| format!("The test-time fit failed: {e:#}."))?;
@@ -164,7 +173,11 @@ fn test_time_fits(frames: &Frames) -> Result<Vec<TestTimeFit>, String> {
     Ok(fits
         .into_iter()
         .map(|(run_key, report)| {
-            let label = keys.iter().position(|k| *k == run_key).map(|i| labels[i].clone()).unwrap_or_default();
+            let label = keys
+                .iter()
+                .position(|k| *k == run_key)
+                .map(|i| labels[i].clone())
+                .unwrap_or_default();
             TestTimeFit { run_key, label, report }
         })
         .collect())
@@ -186,14 +199,23 @@ fn isoflop_fit_inner(frames: &Frames, axis: IsoflopAxis) -> Result<Result<Isoflo
     let mut runs = frames.runs.clone();
     if axis == IsoflopAxis::Loops {
         // Loops are a looped-model axis: GPT runs have none.
-        let looped: Vec<bool> = opt_f64s(&runs, "mean_recurrence")?.iter().map(Option::is_some).collect();
+        let looped: Vec<bool> = opt_f64s(&runs, "mean_recurrence")?
+            .iter()
+            .map(Option::is_some)
+            .collect();
         runs = filter_rows(&runs, &looped)?;
         if runs.height() == 0 {
-            return Ok(Err("There are no looped runs, so there is no iso-FLOP analysis over loops.".into()));
+            return Ok(Err(
+                "There are no looped runs, so there is no iso-FLOP analysis over loops.".into(),
+            ));
         }
     }
     let runs = with_budgets(&runs, BUDGET_TOLERANCE)?;
-    let column = if axis == IsoflopAxis::Loops { "mean_recurrence" } else { "tokens" };
+    let column = if axis == IsoflopAxis::Loops {
+        "mean_recurrence"
+    } else {
+        "tokens"
+    };
     let x = f64s(&runs, column)?;
     let loss = f64s(&runs, "final_val_loss")?;
     let budget = strs(&runs, "budget")?;
@@ -206,7 +228,9 @@ fn isoflop_fit_inner(frames: &Frames, axis: IsoflopAxis) -> Result<Result<Isoflo
         let idx: Vec<usize> = (0..runs.height()).filter(|&i| budget[i] == *l).collect();
         let u: Vec<f64> = idx.iter().map(|&i| x[i].ln()).collect();
         let y: Vec<f64> = idx.iter().map(|&i| loss[i]).collect();
-        let Some(parabola) = fit_parabola(&u, &y, &vec![1.0; u.len()]) else { continue };
+        let Some(parabola) = fit_parabola(&u, &y, &vec![1.0; u.len()]) else {
+            continue;
+        };
         let Some(u_star) = parabola.vertex() else { continue };
         for &i in &idx {
             keep[i] = true;
@@ -245,12 +269,26 @@ fn isoflop_fit_inner(frames: &Frames, axis: IsoflopAxis) -> Result<Result<Isoflo
         if axis == IsoflopAxis::Loops {
             points.loops = Some(f64s(&kept, "mean_recurrence")?);
         }
-        let bootstrap = Some(BootstrapOptions { resamples: REPORT_RESAMPLES, ..BootstrapOptions::default() });
-        fit_isoflop(&points, &IsoflopOptions { axis, budgeting: Budgeting::Labels, bootstrap })
-            .map(|r| r.report)
-            .map_err(|e| format!("The power-law fit of the optimal {} failed: {e:#}.", axis_name(axis)))
+        let bootstrap = Some(BootstrapOptions {
+            resamples: REPORT_RESAMPLES,
+            ..BootstrapOptions::default()
+        });
+        fit_isoflop(
+            &points,
+            &IsoflopOptions {
+                axis,
+                budgeting: Budgeting::Labels,
+                bootstrap,
+            },
+        )
+        .map(|r| r.report)
+        .map_err(|e| format!("The power-law fit of the optimal {} failed: {e:#}.", axis_name(axis)))
     };
-    Ok(Ok(IsoflopFit { axis, budgets: curves, power_law }))
+    Ok(Ok(IsoflopFit {
+        axis,
+        budgets: curves,
+        power_law,
+    }))
 }
 
 /// Fitted value and residual (observed − fitted) of each run for the compute law.

@@ -64,7 +64,13 @@ impl Frames {
         let mut test_time = read(Table::TestTimeCurves)?;
         test_time.with_column(label_of(&test_time)?)?;
         let frontier = read(Table::ComputeFrontier)?;
-        Ok(Frames { runs, steps, evals, frontier, test_time })
+        Ok(Frames {
+            runs,
+            steps,
+            evals,
+            frontier,
+            test_time,
+        })
     }
 
     /// The rows of `df` that belong to run `key`.

@@ -8,14 +8,28 @@ use polars::prelude::DataFrame;
 use super::columns::strs;
 
 /// Configuration columns, in the order they appear in a label.
-const LABEL_COLUMNS: [&str; 10] =
-    ["arch", "injection", "variant", "d_model", "n_layers", "mean_recurrence", "mlp", "lr", "tokens", "seed"];
+const LABEL_COLUMNS: [&str; 10] = [
+    "arch",
+    "injection",
+    "variant",
+    "d_model",
+    "n_layers",
+    "mean_recurrence",
+    "mlp",
+    "lr",
+    "tokens",
+    "seed",
+];
 
 /// Compact number: 131072 → 131k, 0.003 → 0.003.
 pub fn short_number(text: &str) -> String {
     match text.parse::<f64>() {
         Ok(v) if v.fract() == 0.0 && v.abs() >= 10_000.0 => {
-            if v.abs() >= 1e6 { format!("{}M", trim(v / 1e6)) } else { format!("{}k", trim(v / 1e3)) }
+            if v.abs() >= 1e6 {
+                format!("{}M", trim(v / 1e6))
+            } else {
+                format!("{}k", trim(v / 1e3))
+            }
         }
         _ => text.to_string(),
     }
@@ -25,7 +39,11 @@ pub fn short_number(text: &str) -> String {
 fn trim(v: f64) -> String {
     let decimals = (2 - v.abs().log10().floor() as i32).max(0) as usize;
     let s = format!("{v:.decimals$}");
-    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 /// One label per row of a `final_runs` frame.
@@ -60,7 +78,11 @@ pub fn run_labels(runs: &DataFrame) -> Result<Vec<String>> {
                     seen.push(s);
                 }
             }
-            if seen.is_empty() { "run".to_string() } else { seen.join(" ") }
+            if seen.is_empty() {
+                "run".to_string()
+            } else {
+                seen.join(" ")
+            }
         })
         .collect())
 }
@@ -84,7 +106,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             run_labels(&df).unwrap(),
-            ["d_model=64 tokens=131k", "d_model=96 tokens=131k", "d_model=64 tokens=262k"]
+            [
+                "d_model=64 tokens=131k",
+                "d_model=96 tokens=131k",
+                "d_model=64 tokens=262k"
+            ]
         );
         assert_eq!(short_number("2500000"), "2.5M");
         assert_eq!(short_number("16384"), "16.4k");

@@ -14,7 +14,7 @@ pub mod frames;
 pub mod labels;
 pub mod pivot;
 
-pub use budgets::{with_budgets, BUDGET_TOLERANCE};
+pub use budgets::{BUDGET_TOLERANCE, with_budgets};
 pub use columns::{f64s, filter_rows, opt_f64s, strs};
 pub use frames::Frames;
 pub use pivot::pivot_mean;

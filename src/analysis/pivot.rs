@@ -28,8 +28,10 @@ pub fn pivot_mean(df: &DataFrame, index: &str, columns: &str, values: &str) -> R
     }
     let mut out = vec![Column::new(index.into(), row_keys.clone())];
     for (j, key) in col_keys.iter().enumerate() {
-        let cells: Vec<Option<f64>> =
-            sum.iter().map(|row| (row[j].1 > 0).then(|| row[j].0 / row[j].1 as f64)).collect();
+        let cells: Vec<Option<f64>> = sum
+            .iter()
+            .map(|row| (row[j].1 > 0).then(|| row[j].0 / row[j].1 as f64))
+            .collect();
         out.push(Column::new(format!("{columns}={key}").into(), cells));
     }
     Ok(DataFrame::new(row_keys.len(), out)?)

@@ -3,9 +3,9 @@
 
 use anyhow::Result;
 
-use super::figure::{Figure, Kind, Panel, Series, INK};
-use crate::analysis::fits::{compute_residuals, IsoflopFit, ReportFits};
-use crate::analysis::{f64s, opt_f64s, strs, Frames};
+use super::figure::{Figure, INK, Kind, Panel, Series};
+use crate::analysis::fits::{IsoflopFit, ReportFits, compute_residuals};
+use crate::analysis::{Frames, f64s, opt_f64s, strs};
 use crate::fit::IsoflopAxis;
 
 /// What a chart function returns: the figure, or why there is none.
@@ -17,12 +17,22 @@ pub const HEIGHT: u32 = 600;
 pub const WIDE: u32 = 1500;
 
 fn single(panel: Panel) -> Figure {
-    Figure { panels: vec![panel], columns: 1, width: WIDTH, height: HEIGHT }
+    Figure {
+        panels: vec![panel],
+        columns: 1,
+        width: WIDTH,
+        height: HEIGHT,
+    }
 }
 
 fn row(panels: Vec<Panel>) -> Figure {
     let n = panels.len().max(1);
-    Figure { columns: n.min(2), width: if n > 1 { WIDE } else { WIDTH }, height: HEIGHT * n.div_ceil(2) as u32, panels }
+    Figure {
+        columns: n.min(2),
+        width: if n > 1 { WIDE } else { WIDTH },
+        height: HEIGHT * n.div_ceil(2) as u32,
+        panels,
+    }
 }
 
 /// The colour of run `key`: its position in the runs frame, so a run has one colour in every
@@ -39,7 +49,13 @@ fn per_run(frames: &Frames, df: &polars::prelude::DataFrame) -> Result<Vec<(Stri
     Ok(keys
         .iter()
         .enumerate()
-        .map(|(i, k)| (labels[i].clone(), i, (0..rows.len()).filter(|&r| rows[r] == *k).collect::<Vec<_>>()))
+        .map(|(i, k)| {
+            (
+                labels[i].clone(),
+                i,
+                (0..rows.len()).filter(|&r| rows[r] == *k).collect::<Vec<_>>(),
+            )
+        })
         .filter(|(_, _, r)| !r.is_empty())
         .collect())
 }
@@ -48,18 +64,34 @@ fn per_run(frames: &Frames, df: &polars::prelude::DataFrame) -> Result<Vec<(Stri
 /// validation losses as markers of the same colour.
 pub fn training_curves(frames: &Frames, x: &str) -> Built {
     if frames.steps.height() == 0 {
-        return Ok(Err("No finished run has logged training steps, so there are no training curves.".into()));
+        return Ok(Err(
+            "No finished run has logged training steps, so there are no training curves.".into(),
+        ));
     }
     let (sx, sy) = (f64s(&frames.steps, x)?, f64s(&frames.steps, "train_loss")?);
     let (ex, ey) = (f64s(&frames.evals, x)?, f64s(&frames.evals, "val_loss")?);
     let mut series = Vec::new();
     for (label, c, rows) in per_run(frames, &frames.steps)? {
-        series.push(Series::new(Some(label), c, Kind::Line, rows.iter().map(|&r| (sx[r], sy[r])).collect()));
+        series.push(Series::new(
+            Some(label),
+            c,
+            Kind::Line,
+            rows.iter().map(|&r| (sx[r], sy[r])).collect(),
+        ));
     }
     for (_, c, rows) in per_run(frames, &frames.evals)? {
-        series.push(Series::new(None, c, Kind::Markers, rows.iter().map(|&r| (ex[r], ey[r])).collect()));
+        series.push(Series::new(
+            None,
+            c,
+            Kind::Markers,
+            rows.iter().map(|&r| (ex[r], ey[r])).collect(),
+        ));
     }
-    let (x_label, what) = if x == "tokens" { ("training tokens", "tokens") } else { ("training FLOPs", "FLOPs") };
+    let (x_label, what) = if x == "tokens" {
+        ("training tokens", "tokens")
+    } else {
+        ("training FLOPs", "FLOPs")
+    };
     Ok(Ok(single(Panel {
         title: format!("Training loss vs {what} (lines: train, dots: validation)"),
         x_label: x_label.into(),
@@ -85,11 +117,27 @@ pub fn compute_law(frames: &Frames, fits: &ReportFits) -> Built {
     let v = |n: &str| fit.report.param(n).map(|p| p.value).unwrap_or(f64::NAN);
     let alpha = fit.report.param("alpha");
     let interval = alpha
-        .and_then(|a| Some(format!(" [{}, {}]", super::figure::tick(a.lo?), super::figure::tick(a.hi?))))
+        .and_then(|a| {
+            Some(format!(
+                " [{}, {}]",
+                super::figure::tick(a.lo?),
+                super::figure::tick(a.hi?)
+            ))
+        })
         .unwrap_or_default();
-    let mut series = vec![Series::new(Some("95% band of the fit".into()), 6, Kind::Band(fit.band.clone()), vec![])];
+    let mut series = vec![Series::new(
+        Some("95% band of the fit".into()),
+        6,
+        Kind::Band(fit.band.clone()),
+        vec![],
+    )];
     series.push(Series::new(
-        Some(format!("L = {:.3} + {}·C^-{:.3}{interval}", v("E"), super::figure::tick(v("A")), v("alpha"))),
+        Some(format!(
+            "L = {:.3} + {}·C^-{:.3}{interval}",
+            v("E"),
+            super::figure::tick(v("A")),
+            v("alpha")
+        )),
         INK,
         Kind::Dashed,
         fit.band.iter().map(|&(x, _, _)| (x, fit.predict(x))).collect(),
@@ -184,10 +232,19 @@ pub fn isoflop_optima(fits: &ReportFits) -> Built {
         let a = report.value("a").unwrap_or(f64::NAN);
         let interval = report
             .param("a")
-            .and_then(|p| Some(format!(" [{}, {}]", super::figure::tick(p.lo?), super::figure::tick(p.hi?))))
+            .and_then(|p| {
+                Some(format!(
+                    " [{}, {}]",
+                    super::figure::tick(p.lo?),
+                    super::figure::tick(p.hi?)
+                ))
+            })
             .unwrap_or_default();
         let c: Vec<f64> = fit.budgets.iter().map(|b| b.flops).collect();
-        let (lo, hi) = (c.iter().cloned().fold(f64::INFINITY, f64::min), c.iter().cloned().fold(0.0, f64::max));
+        let (lo, hi) = (
+            c.iter().cloned().fold(f64::INFINITY, f64::min),
+            c.iter().cloned().fold(0.0, f64::max),
+        );
         let line: Vec<(f64, f64)> = (0..=20)
             .map(|k| (lo.ln() + (hi.ln() - lo.ln()) * k as f64 / 20.0).exp())
             .map(|x| (x, g * x.powf(a)))
@@ -199,7 +256,12 @@ pub fn isoflop_optima(fits: &ReportFits) -> Built {
             log_x: true,
             log_y: true,
             series: vec![
-                Series::new(Some(format!("{word}* = {}·C^{a:.3}{interval}", super::figure::tick(g))), 0, Kind::Dashed, line),
+                Series::new(
+                    Some(format!("{word}* = {}·C^{a:.3}{interval}", super::figure::tick(g))),
+                    0,
+                    Kind::Dashed,
+                    line,
+                ),
                 Series::new(
                     Some("parabola minima".into()),
                     1,
@@ -212,9 +274,11 @@ pub fn isoflop_optima(fits: &ReportFits) -> Built {
     }
     if panels.is_empty() {
         if why.is_empty() {
-            return Ok(Err("There are no iso-FLOP parabolas over loops or tokens (see above), so there are no \
+            return Ok(Err(
+                "There are no iso-FLOP parabolas over loops or tokens (see above), so there are no \
                            optimal loops or tokens to set against FLOPs."
-                .into()));
+                    .into(),
+            ));
         }
         return Ok(Err(why.join(" ")));
     }
@@ -235,13 +299,25 @@ pub fn test_time(frames: &Frames, fits: &ReportFits) -> Built {
         let i = run_colour(frames, &fit.run_key)?;
         let rows: Vec<usize> = (0..keys.len()).filter(|&r| keys[r] == fit.run_key).collect();
         let t_max = rows.iter().map(|&r| t[r]).fold(1.0, f64::max);
-        series.push(Series::new(Some(fit.label.clone()), i, Kind::Markers, rows.iter().map(|&r| (t[r], l[r])).collect()));
+        series.push(Series::new(
+            Some(fit.label.clone()),
+            i,
+            Kind::Markers,
+            rows.iter().map(|&r| (t[r], l[r])).collect(),
+        ));
         let k = fit.report.value("k").unwrap_or(f64::NAN);
         series.push(Series::new(
-            Some(format!("  fit: L∞ = {:.3}, k = {}", fit.report.value("L_inf").unwrap_or(f64::NAN), super::figure::tick(k))),
+            Some(format!(
+                "  fit: L∞ = {:.3}, k = {}",
+                fit.report.value("L_inf").unwrap_or(f64::NAN),
+                super::figure::tick(k)
+            )),
             i,
             Kind::Dashed,
-            (0..=60).map(|j| 1.0 + (t_max - 1.0) * j as f64 / 60.0).map(|x| (x, fit.predict(x))).collect(),
+            (0..=60)
+                .map(|j| 1.0 + (t_max - 1.0) * j as f64 / 60.0)
+                .map(|x| (x, fit.predict(x)))
+                .collect(),
         ));
     }
     Ok(Ok(single(Panel {
@@ -260,15 +336,21 @@ pub fn stability(frames: &Frames) -> Built {
     let state = opt_f64s(&frames.steps, "state_norm")?;
     let inj = opt_f64s(&frames.steps, "injection_norm")?;
     if state.iter().chain(&inj).all(Option::is_none) {
-        return Ok(Err("No run logged recurrent-state or injection norms (they are measured for looped runs \
+        return Ok(Err(
+            "No run logged recurrent-state or injection norms (they are measured for looped runs \
                        only), so there is no stability chart."
-            .into()));
+                .into(),
+        ));
     }
     let tokens = f64s(&frames.steps, "tokens")?;
     let mut panels = Vec::new();
     for (values, title, y) in [
         (&state, "Recurrent state norm over training", "mean per-token ‖h‖₂"),
-        (&inj, "Injection spectral norm over training", "spectral norm of the state map"),
+        (
+            &inj,
+            "Injection spectral norm over training",
+            "spectral norm of the state map",
+        ),
     ] {
         let mut series = Vec::new();
         for (label, c, rows) in per_run(frames, &frames.steps)? {
@@ -317,8 +399,15 @@ pub fn residuals(frames: &Frames, fits: &ReportFits) -> Built {
         let l = f64s(&frames.test_time, "val_loss")?;
         let mut series = Vec::new();
         for fit in tt {
-            let pts = (0..keys.len()).filter(|&r| keys[r] == fit.run_key).map(|r| (t[r], l[r] - fit.predict(t[r])));
-            series.push(Series::new(Some(fit.label.clone()), run_colour(frames, &fit.run_key)?, Kind::Markers, pts.collect()));
+            let pts = (0..keys.len())
+                .filter(|&r| keys[r] == fit.run_key)
+                .map(|r| (t[r], l[r] - fit.predict(t[r])));
+            series.push(Series::new(
+                Some(fit.label.clone()),
+                run_colour(frames, &fit.run_key)?,
+                Kind::Markers,
+                pts.collect(),
+            ));
         }
         panels.push(Panel {
             title: "Test-time law: residuals".into(),
@@ -338,7 +427,12 @@ pub fn residuals(frames: &Frames, fits: &ReportFits) -> Built {
             .enumerate()
             .map(|(i, b)| {
                 let pts = b.x.iter().zip(&b.loss).map(|(&x, &y)| (x, y - b.predict(x)));
-                Series::new(Some(format!("C = {} FLOPs", super::figure::tick(b.flops))), i, Kind::Markers, pts.collect())
+                Series::new(
+                    Some(format!("C = {} FLOPs", super::figure::tick(b.flops))),
+                    i,
+                    Kind::Markers,
+                    pts.collect(),
+                )
             })
             .collect();
         panels.push(Panel {
@@ -352,9 +446,11 @@ pub fn residuals(frames: &Frames, fits: &ReportFits) -> Built {
         });
     }
     if panels.is_empty() {
-        return Ok(Err("No law could be fitted to this database (see the sentences above), so there are no \
+        return Ok(Err(
+            "No law could be fitted to this database (see the sentences above), so there are no \
                        residuals to show."
-            .into()));
+                .into(),
+        ));
     }
     Ok(Ok(row(panels)))
 }

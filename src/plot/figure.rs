@@ -4,9 +4,9 @@
 //! A [`Figure`] is a grid of [`Panel`]s; a panel has axes (linear or log, with labels that
 //! carry units) and [`Series`]: lines, dashed fitted curves, markers, interval bands.
 
-use anyhow::{anyhow, Result};
-use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::prelude::*;
 
 /// How a series is drawn.
@@ -36,7 +36,12 @@ pub struct Series {
 
 impl Series {
     pub fn new(name: Option<String>, colour: usize, kind: Kind, points: Vec<(f64, f64)>) -> Series {
-        Series { name, colour, kind, points }
+        Series {
+            name,
+            colour,
+            kind,
+            points,
+        }
     }
 }
 
@@ -79,7 +84,11 @@ pub const PALETTE: [RGBColor; 10] = [
 pub const INK: usize = usize::MAX;
 
 pub fn colour(i: usize) -> RGBColor {
-    if i == INK { RGBColor(30, 30, 30) } else { PALETTE[i % PALETTE.len()] }
+    if i == INK {
+        RGBColor(30, 30, 30)
+    } else {
+        PALETTE[i % PALETTE.len()]
+    }
 }
 
 /// Tick label: plain for ordinary magnitudes, `2.5e11` for large or small ones.
@@ -162,7 +171,15 @@ fn nice_step(raw: f64) -> f64 {
     let e = raw.log10().floor();
     let base = 10f64.powf(e);
     let m = raw / base;
-    base * if m <= 1.0 { 1.0 } else if m <= 2.0 { 2.0 } else if m <= 5.0 { 5.0 } else { 10.0 }
+    base * if m <= 1.0 {
+        1.0
+    } else if m <= 2.0 {
+        2.0
+    } else if m <= 5.0 {
+        5.0
+    } else {
+        10.0
+    }
 }
 
 fn steps(lo: f64, hi: f64, step: f64) -> Vec<f64> {
@@ -189,19 +206,36 @@ fn axis(p: &Panel, axis_x: bool) -> Option<Axis> {
             _ => vals.extend(s.points.iter().map(|&(x, y)| if axis_x { x } else { y })),
         }
     }
-    let vals: Vec<f64> =
-        vals.into_iter().filter(|v| v.is_finite() && (!log || *v > 0.0)).map(|v| if log { v.log10() } else { v }).collect();
+    let vals: Vec<f64> = vals
+        .into_iter()
+        .filter(|v| v.is_finite() && (!log || *v > 0.0))
+        .map(|v| if log { v.log10() } else { v })
+        .collect();
     let lo = vals.iter().cloned().fold(f64::INFINITY, f64::min);
     let hi = vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     if !lo.is_finite() || !hi.is_finite() {
         return None;
     }
     let span = hi - lo;
-    let pad = if span > 0.0 { span * 0.06 } else if log { 0.05 } else { hi.abs().max(1e-12) * 0.05 };
+    let pad = if span > 0.0 {
+        span * 0.06
+    } else if log {
+        0.05
+    } else {
+        hi.abs().max(1e-12) * 0.05
+    };
     // Headroom for the legend (upper right), so it does not hide the highest points.
     let entries = p.series.iter().filter(|s| s.name.is_some()).count() as f64;
-    let room = if axis_x || entries == 0.0 { 0.0 } else { (span.max(pad) * 0.055 * entries).min(span.max(pad) * 1.2) };
-    Some(Axis { log, lo: lo - pad, hi: hi + pad + room })
+    let room = if axis_x || entries == 0.0 {
+        0.0
+    } else {
+        (span.max(pad) * 0.055 * entries).min(span.max(pad) * 1.2)
+    };
+    Some(Axis {
+        log,
+        lo: lo - pad,
+        hi: hi + pad + room,
+    })
 }
 
 /// A linear coordinate with the ticks chosen by [`Axis::ticks`] (labels come from the
@@ -221,7 +255,11 @@ impl Ranged for Ticked {
         limit.0 + (f * (limit.1 - limit.0) as f64).round() as i32
     }
     fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
-        if hint.weight().allow_light_points() { self.light.clone() } else { self.bold.clone() }
+        if hint.weight().allow_light_points() {
+            self.light.clone()
+        } else {
+            self.bold.clone()
+        }
     }
     fn range(&self) -> std::ops::Range<f64> {
         self.lo..self.hi
@@ -245,8 +283,18 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel, xa: Axis,
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing `{}`: {e:?}", p.title);
     let (xt, xl) = xa.ticks();
     let (yt, yl) = ya.ticks();
-    let xr = Ticked { lo: xa.lo, hi: xa.hi, bold: xt, light: xl };
-    let yr = Ticked { lo: ya.lo, hi: ya.hi, bold: yt, light: yl };
+    let xr = Ticked {
+        lo: xa.lo,
+        hi: xa.hi,
+        bold: xt,
+        light: xl,
+    };
+    let yr = Ticked {
+        lo: ya.lo,
+        hi: ya.hi,
+        bold: yt,
+        light: yl,
+    };
     let mut chart = ChartBuilder::on(area)
         .caption(&p.title, ("sans-serif", 20))
         .margin(12)
@@ -273,13 +321,17 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel, xa: Axis,
     };
     let mut legend = false;
     if p.zero_line && ya.contains(0.0) {
-        chart.draw_series(LineSeries::new([(xa.lo, 0.0), (xa.hi, 0.0)], BLACK.stroke_width(1))).map_err(err)?;
+        chart
+            .draw_series(LineSeries::new([(xa.lo, 0.0), (xa.hi, 0.0)], BLACK.stroke_width(1)))
+            .map_err(err)?;
     }
     for s in &p.series {
         let c = colour(s.colour);
         let pts: Vec<(f64, f64)> = s.points.iter().filter_map(map).collect();
         let anno = match &s.kind {
-            Kind::Line => chart.draw_series(LineSeries::new(pts, c.stroke_width(2))).map_err(err)?,
+            Kind::Line => chart
+                .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+                .map_err(err)?,
             Kind::Dashed => chart
                 .draw_series(DashedLineSeries::new(pts, 7, 5, c.stroke_width(2)))
                 .map_err(err)?,
@@ -293,7 +345,9 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel, xa: Axis,
                 let lo: Vec<(f64, f64)> = b.iter().filter_map(|&(x, lo, _)| map(&(x, lo))).collect();
                 let hi: Vec<(f64, f64)> = b.iter().filter_map(|&(x, _, hi)| map(&(x, hi))).collect();
                 let poly: Vec<(f64, f64)> = lo.into_iter().chain(hi.into_iter().rev()).collect();
-                chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.18).filled()))).map_err(err)?
+                chart
+                    .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.18).filled())))
+                    .map_err(err)?
             }
         };
         if let Some(name) = &s.name {

@@ -12,11 +12,11 @@ pub mod figure;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result, anyhow};
 use plotters::prelude::*;
 
-use crate::analysis::fits::ReportFits;
 use crate::analysis::Frames;
+use crate::analysis::fits::ReportFits;
 pub use figure::Figure;
 
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -71,21 +71,54 @@ pub fn save(fig: &Figure, dir: &Path, name: &str) -> Result<Drawn> {
         let root = SVGBackend::new(&svg, (fig.width, fig.height)).into_drawing_area();
         figure::draw(&root, fig).with_context(|| format!("drawing {}", svg.display()))?;
     }
-    Ok(Drawn { png, svg, width: fig.width, height: fig.height })
+    Ok(Drawn {
+        png,
+        svg,
+        width: fig.width,
+        height: fig.height,
+    })
 }
 
 /// Every chart of the report, drawn into `dir` or skipped with its reason, in report order.
 pub fn render_all(frames: &Frames, fits: &ReportFits, dir: &Path) -> Result<Vec<Chart>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let list: Vec<(&'static str, &'static str, charts::Built)> = vec![
-        ("training_tokens", "Training curves: loss vs tokens", charts::training_curves(frames, "tokens")),
-        ("training_flops", "Training curves: loss vs FLOPs", charts::training_curves(frames, "flops")),
-        ("compute_law", "Loss vs training FLOPs with the compute law", charts::compute_law(frames, fits)),
-        ("isoflop_loops", "Iso-FLOP curves over loops", charts::isoflop_curves(&fits.isoflop_loops)),
-        ("isoflop_tokens", "Iso-FLOP curves over tokens", charts::isoflop_curves(&fits.isoflop_tokens)),
-        ("isoflop_optima", "Optimal loops and tokens vs FLOPs", charts::isoflop_optima(fits)),
+        (
+            "training_tokens",
+            "Training curves: loss vs tokens",
+            charts::training_curves(frames, "tokens"),
+        ),
+        (
+            "training_flops",
+            "Training curves: loss vs FLOPs",
+            charts::training_curves(frames, "flops"),
+        ),
+        (
+            "compute_law",
+            "Loss vs training FLOPs with the compute law",
+            charts::compute_law(frames, fits),
+        ),
+        (
+            "isoflop_loops",
+            "Iso-FLOP curves over loops",
+            charts::isoflop_curves(&fits.isoflop_loops),
+        ),
+        (
+            "isoflop_tokens",
+            "Iso-FLOP curves over tokens",
+            charts::isoflop_curves(&fits.isoflop_tokens),
+        ),
+        (
+            "isoflop_optima",
+            "Optimal loops and tokens vs FLOPs",
+            charts::isoflop_optima(fits),
+        ),
         ("test_time", "Test-time scaling", charts::test_time(frames, fits)),
-        ("stability", "Stability: state and injection norms", charts::stability(frames)),
+        (
+            "stability",
+            "Stability: state and injection norms",
+            charts::stability(frames),
+        ),
         ("residuals", "Residuals of the fits", charts::residuals(frames, fits)),
     ];
     let mut out = Vec::new();

@@ -2,11 +2,14 @@
 //! fetched from anywhere, so it opens from disk in any browser.
 
 use super::tables::TextTable;
-use super::{file_name, Report};
+use super::{Report, file_name};
 use crate::plot::Outcome;
 
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 const STYLE: &str = "body{font-family:'DejaVu Sans',Verdana,sans-serif;max-width:1560px;margin:2em auto;padding:0 1em;color:#222}\
@@ -52,9 +55,7 @@ pub fn render(r: &Report) -> String {
                 h = d.height,
                 alt = escape(c.title)
             )),
-            Outcome::Skipped(why) => {
-                s.push_str(&format!("<p class=\"skipped\">Not drawn: {}</p>\n", escape(why)))
-            }
+            Outcome::Skipped(why) => s.push_str(&format!("<p class=\"skipped\">Not drawn: {}</p>\n", escape(why))),
         }
     }
     s.push_str("<h2 id=\"runs\">Runs</h2>\n");

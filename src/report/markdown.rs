@@ -2,7 +2,7 @@
 //! relative path.
 
 use super::tables::TextTable;
-use super::{file_name, Report};
+use super::{Report, file_name};
 use crate::plot::Outcome;
 
 fn cell(s: &str) -> String {
@@ -10,22 +10,37 @@ fn cell(s: &str) -> String {
 }
 
 fn table(t: &TextTable) -> String {
-    let mut s = format!("{}\n\n| {} |\n|{}\n", t.caption, t.header.iter().map(|h| cell(h)).collect::<Vec<_>>().join(" | "), "---|".repeat(t.header.len()));
+    let mut s = format!(
+        "{}\n\n| {} |\n|{}\n",
+        t.caption,
+        t.header.iter().map(|h| cell(h)).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(t.header.len())
+    );
     for r in &t.rows {
-        s.push_str(&format!("| {} |\n", r.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")));
+        s.push_str(&format!(
+            "| {} |\n",
+            r.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")
+        ));
     }
     s.push('\n');
     s
 }
 
 pub fn render(r: &Report) -> String {
-    let mut s = format!("# {}\n\nDatabase: `{}`. Each chart is also in SVG beside it.\n\n", r.title, r.source.display());
+    let mut s = format!(
+        "# {}\n\nDatabase: `{}`. Each chart is also in SVG beside it.\n\n",
+        r.title,
+        r.source.display()
+    );
     for c in &r.charts {
         s.push_str(&format!("## {}\n\n", c.title));
         match &c.outcome {
-            Outcome::Drawn(d) => {
-                s.push_str(&format!("![{}]({}) ([SVG]({}))\n\n", c.title, file_name(&d.png), file_name(&d.svg)))
-            }
+            Outcome::Drawn(d) => s.push_str(&format!(
+                "![{}]({}) ([SVG]({}))\n\n",
+                c.title,
+                file_name(&d.png),
+                file_name(&d.svg)
+            )),
             Outcome::Skipped(why) => s.push_str(&format!("> Not drawn: {why}\n\n")),
         }
     }

@@ -12,12 +12,12 @@ pub mod tables;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
-use crate::analysis::fits::ReportFits;
 use crate::analysis::Frames;
+use crate::analysis::fits::ReportFits;
 use crate::fit::source::is_database;
-use crate::plot::{render_all, Chart};
+use crate::plot::{Chart, render_all};
 use crate::store::Store;
 use crate::sweep::Sweep;
 use tables::TextTable;
@@ -55,8 +55,15 @@ pub fn resolve(source: &Path) -> Result<Source> {
         bail!("{}: no such file (give a sweep file or its database)", source.display());
     }
     if is_database(source) {
-        let name = source.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "sweep".into());
-        return Ok(Source { db: source.to_path_buf(), sweep: None, name });
+        let name = source
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "sweep".into());
+        return Ok(Source {
+            db: source.to_path_buf(),
+            sweep: None,
+            name,
+        });
     }
     let sweep = Sweep::load(source)?;
     if !sweep.db.exists() {
@@ -67,21 +74,33 @@ pub fn resolve(source: &Path) -> Result<Source> {
             source.display()
         );
     }
-    Ok(Source { db: sweep.db.clone(), sweep: Some(sweep.name.clone()), name: sweep.name })
+    Ok(Source {
+        db: sweep.db.clone(),
+        sweep: Some(sweep.name.clone()),
+        name: sweep.name,
+    })
 }
 
 /// The default output directory: `results/<sweep>/report` beside the database.
 pub fn default_out(source: &Source) -> PathBuf {
-    source.db.parent().unwrap_or(Path::new(".")).join(&source.name).join("report")
+    source
+        .db
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&source.name)
+        .join("report")
 }
 
 /// Reads the database, fits, draws every chart into `out` and builds the tables.
 pub fn build(source: &Source, out: &Path) -> Result<Report> {
     let store = Store::open_read_only(&source.db)?;
-    let frames = Frames::load(&store, source.sweep.as_deref())
-        .with_context(|| format!("reading {}", source.db.display()))?;
+    let frames =
+        Frames::load(&store, source.sweep.as_deref()).with_context(|| format!("reading {}", source.db.display()))?;
     if frames.runs.height() == 0 {
-        bail!("{}: no finished runs to report on; train some with `loopscale run`", source.db.display());
+        bail!(
+            "{}: no finished runs to report on; train some with `loopscale run`",
+            source.db.display()
+        );
     }
     let t = Instant::now();
     let fits = ReportFits::compute(&frames);
@@ -90,8 +109,14 @@ pub fn build(source: &Source, out: &Path) -> Result<Report> {
     let charts = render_all(&frames, &fits, out)?;
     eprintln!(
         "report: {} charts drawn, {} skipped, in {:.1} s",
-        charts.iter().filter(|c| matches!(c.outcome, crate::plot::Outcome::Drawn(_))).count(),
-        charts.iter().filter(|c| matches!(c.outcome, crate::plot::Outcome::Skipped(_))).count(),
+        charts
+            .iter()
+            .filter(|c| matches!(c.outcome, crate::plot::Outcome::Drawn(_)))
+            .count(),
+        charts
+            .iter()
+            .filter(|c| matches!(c.outcome, crate::plot::Outcome::Skipped(_)))
+            .count(),
         t.elapsed().as_secs_f64()
     );
     Ok(Report {
@@ -119,5 +144,7 @@ pub fn write(source: &Source, out: &Path, format: Format) -> Result<PathBuf> {
 
 /// A chart's file name relative to the report (the report sits beside its images).
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

@@ -6,7 +6,7 @@ use polars::prelude::Column;
 
 use crate::analysis::fits::ReportFits;
 use crate::analysis::labels::run_labels;
-use crate::analysis::{opt_f64s, pivot_mean, strs, Frames};
+use crate::analysis::{Frames, opt_f64s, pivot_mean, strs};
 use crate::fit::FitReport;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -69,11 +69,27 @@ pub fn runs_table(frames: &Frames) -> Result<TextTable> {
         })
         .collect();
     let header = [
-        "run_key", "label", "arch", "injection", "d_model", "n_layers", "loops μ", "lr", "params", "tokens",
-        "FLOPs", "final val loss", "val bits/byte", "loss spikes", "wall s",
+        "run_key",
+        "label",
+        "arch",
+        "injection",
+        "d_model",
+        "n_layers",
+        "loops μ",
+        "lr",
+        "params",
+        "tokens",
+        "FLOPs",
+        "final val loss",
+        "val bits/byte",
+        "loss spikes",
+        "wall s",
     ];
     Ok(TextTable {
-        caption: format!("{} finished runs (the `final_runs` view), in increasing training FLOPs.", df.height()),
+        caption: format!(
+            "{} finished runs (the `final_runs` view), in increasing training FLOPs.",
+            df.height()
+        ),
         header: header.map(String::from).to_vec(),
         rows,
     })
@@ -84,10 +100,11 @@ pub fn runs_table(frames: &Frames) -> Result<TextTable> {
 /// combination of the others; `None` when nothing or only that axis varies.
 pub fn pivot_table(frames: &Frames) -> Result<Option<TextTable>> {
     let df = &frames.runs;
-    let varies = |c: &str| -> bool {
-        strs(df, c).map(|v| v.iter().any(|x| *x != v[0])).unwrap_or(false)
-    };
-    let Some(axis) = ["tokens", "lr", "seed", "mean_recurrence", "d_model"].into_iter().find(|c| varies(c)) else {
+    let varies = |c: &str| -> bool { strs(df, c).map(|v| v.iter().any(|x| *x != v[0])).unwrap_or(false) };
+    let Some(axis) = ["tokens", "lr", "seed", "mean_recurrence", "d_model"]
+        .into_iter()
+        .find(|c| varies(c))
+    else {
         return Ok(None);
     };
     let others = run_labels(&df.drop(axis)?)?;
@@ -101,18 +118,35 @@ pub fn pivot_table(frames: &Frames) -> Result<Option<TextTable>> {
     let cols: Vec<Vec<String>> = names
         .iter()
         .enumerate()
-        .map(|(j, n)| if j == 0 { strs(&p, n) } else { Ok(opt_f64s(&p, n)?.into_iter().map(loss).collect()) })
+        .map(|(j, n)| {
+            if j == 0 {
+                strs(&p, n)
+            } else {
+                Ok(opt_f64s(&p, n)?.into_iter().map(loss).collect())
+            }
+        })
         .collect::<Result<_>>()?;
     Ok(Some(TextTable {
         caption: format!("Final validation loss (nats/token) by configuration and {axis} (mean over seeds)."),
         header: names,
-        rows: (0..p.height()).map(|i| cols.iter().map(|c| c[i].clone()).collect()).collect(),
+        rows: (0..p.height())
+            .map(|i| cols.iter().map(|c| c[i].clone()).collect())
+            .collect(),
     }))
 }
 
 fn param_rows(law: &str, report: &FitReport, rows: &mut Vec<Vec<String>>) {
-    let level = report.bootstrap.as_ref().map(|b| format!("{:.0}%", b.level * 100.0)).unwrap_or_default();
-    for (p, kind) in report.params.iter().map(|p| (p, "")).chain(report.derived.iter().map(|p| (p, " (derived)"))) {
+    let level = report
+        .bootstrap
+        .as_ref()
+        .map(|b| format!("{:.0}%", b.level * 100.0))
+        .unwrap_or_default();
+    for (p, kind) in report
+        .params
+        .iter()
+        .map(|p| (p, ""))
+        .chain(report.derived.iter().map(|p| (p, " (derived)")))
+    {
         rows.push(vec![
             law.to_string(),
             format!("{}{kind}", p.name),
@@ -133,7 +167,11 @@ pub fn fits_table(fits: &ReportFits) -> TextTable {
     }
     if let Ok(tt) = &fits.test_time {
         for f in tt {
-            param_rows(&format!("test-time [{}]: L = L∞ + A·e^(-kT)", f.label), &f.report, &mut rows);
+            param_rows(
+                &format!("test-time [{}]: L = L∞ + A·e^(-kT)", f.label),
+                &f.report,
+                &mut rows,
+            );
         }
     }
     for (name, f) in [("loops", &fits.isoflop_loops), ("tokens", &fits.isoflop_tokens)] {
@@ -148,7 +186,9 @@ pub fn fits_table(fits: &ReportFits) -> TextTable {
             "Fitted parameters with percentile-bootstrap intervals ({} resamples; `loopscale fit` for more).",
             crate::analysis::fits::REPORT_RESAMPLES
         ),
-        header: ["law", "parameter", "estimate", "lo", "hi", "level", "points"].map(String::from).to_vec(),
+        header: ["law", "parameter", "estimate", "lo", "hi", "level", "points"]
+            .map(String::from)
+            .to_vec(),
         rows,
     }
 }

@@ -119,7 +119,11 @@ fn typed(col: Vec<Cell>) -> ColumnData {
                 .collect(),
         )
     } else if any(|c| matches!(c, Cell::Int(_))) && !any(|c| matches!(c, Cell::Real(_))) {
-        ColumnData::Int(col.into_iter().map(|c| if let Cell::Int(v) = c { Some(v) } else { None }).collect())
+        ColumnData::Int(
+            col.into_iter()
+                .map(|c| if let Cell::Int(v) = c { Some(v) } else { None })
+                .collect(),
+        )
     } else {
         ColumnData::Real(
             col.into_iter()
