@@ -151,13 +151,13 @@ impl Axis {
         };
         let all: Vec<f64> = decade(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
         let mut ticks = decade(&[1.0]);
-        if ticks.len() < 3 {
+        if ticks.len() < 4 {
             ticks = decade(&[1.0, 2.0, 5.0]);
         }
-        if ticks.len() < 3 {
+        if ticks.len() < 4 {
             ticks = all.clone();
         }
-        if ticks.len() < 3 {
+        if ticks.len() < 4 {
             // Less than a factor of ~3: linear steps of the values, placed on the log axis.
             let step = nice_step((b - a) / 5.0);
             ticks = steps(a, b, step).into_iter().map(f64::log10).collect();
