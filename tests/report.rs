@@ -294,3 +294,14 @@ fn the_report_tables_match_the_database() {
     }
     assert!(md.contains("![Training curves: loss vs tokens](training_tokens.png)"));
 }
+
+#[test]
+fn a_database_without_finished_runs_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("empty.sqlite");
+    drop(Store::open(&db).unwrap());
+    let err = report::write(&source(&db), &dir.path().join("out"), Format::Html).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("empty.sqlite") && msg.contains("no finished runs"), "{msg}");
+    assert!(report::resolve(&dir.path().join("missing.sqlite")).is_err());
+}
