@@ -38,10 +38,14 @@ check:
 # The reports of the quickstart and parcae_vs_baselines databases, opened in headless Chromium:
 # every image must load; screenshots land beside each report (results/<sweep>/report/).
 REPORT_DBS ?= results/quickstart.sqlite results/parcae_vs_baselines.sqlite
-report-check: build
+report-check: build $(REPORT_DBS)
 	bash scripts/install-chromium.sh
 	for db in $(REPORT_DBS); do ./target/release/loopscale report $$db || exit 1; done
 	bash scripts/report-check.sh $(foreach db,$(REPORT_DBS),results/$(basename $(notdir $(db)))/report)
+
+# A sweep's database, trained when missing (or when its sweep file changed: only new runs train).
+results/%.sqlite: sweeps/%.toml | build corpus
+	./target/release/loopscale run $< --jobs $(JOBS)
 
 # The notebook, executed headless in a local venv (git-ignored) with pinned packages.
 NOTEBOOK_DB ?= results/quickstart.sqlite
