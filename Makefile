@@ -43,9 +43,9 @@ report-check: build $(REPORT_DBS)
 	for db in $(REPORT_DBS); do ./target/release/loopscale report $$db || exit 1; done
 	bash scripts/report-check.sh $(foreach db,$(REPORT_DBS),results/$(basename $(notdir $(db)))/report)
 
-# A sweep's database, trained when missing (or when its sweep file changed: only new runs train).
-results/%.sqlite: sweeps/%.toml | build corpus
-	./target/release/loopscale run $< --jobs $(JOBS)
+# A sweep's database, trained when missing (`loopscale run` again adds what an edited sweep lacks).
+results/%.sqlite: | build corpus
+	./target/release/loopscale run sweeps/$*.toml --jobs $(JOBS)
 
 # The notebook, executed headless in a local venv (git-ignored) with pinned packages.
 NOTEBOOK_DB ?= results/quickstart.sqlite
