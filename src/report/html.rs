@@ -17,12 +17,12 @@ h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #d
 img{max-width:100%;height:auto;border:1px solid #eee}\
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}\
 td,th{border:1px solid #ccc;padding:.25em .5em;text-align:right}th{background:#f3f3f3}\
-td:first-child,td:nth-child(2){text-align:left;font-family:monospace}\
+td:first-child,table.runs td:nth-child(2){text-align:left;font-family:monospace}\
 .skipped{background:#fff8e1;border-left:4px solid #e6a100;padding:.6em 1em}\
 .caption{color:#555;font-size:.9em}";
 
-fn table(t: &TextTable) -> String {
-    let mut s = format!("<p class=\"caption\">{}</p>\n<table>\n<tr>", escape(&t.caption));
+fn table(t: &TextTable, class: &str) -> String {
+    let mut s = format!("<p class=\"caption\">{}</p>\n<table class=\"{class}\">\n<tr>", escape(&t.caption));
     for h in &t.header {
         s.push_str(&format!("<th>{}</th>", escape(h)));
     }
@@ -59,16 +59,16 @@ pub fn render(r: &Report) -> String {
         }
     }
     s.push_str("<h2 id=\"runs\">Runs</h2>\n");
-    s.push_str(&table(&r.runs));
+    s.push_str(&table(&r.runs, "runs"));
     if let Some(p) = &r.pivot {
         s.push_str("<h2 id=\"pivot\">Final loss by configuration</h2>\n");
-        s.push_str(&table(p));
+        s.push_str(&table(p, "pivot"));
     }
     s.push_str("<h2 id=\"fits\">Fitted parameters</h2>\n");
     if r.fits.rows.is_empty() {
         s.push_str("<p class=\"skipped\">No law could be fitted to this database (see the sentences above).</p>\n");
     } else {
-        s.push_str(&table(&r.fits));
+        s.push_str(&table(&r.fits, "fits"));
     }
     s.push_str("</body>\n</html>\n");
     s

@@ -135,6 +135,12 @@ pub fn pivot_table(frames: &Frames) -> Result<Option<TextTable>> {
     }))
 }
 
+/// Six decimals for ordinary magnitudes, scientific otherwise (E can sit at 1e-10 and A at 1e6).
+fn num(x: f64) -> String {
+    let a = x.abs();
+    if x == 0.0 || (1e-3..1e6).contains(&a) { format!("{x:.6}") } else { format!("{x:.4e}") }
+}
+
 fn param_rows(law: &str, report: &FitReport, rows: &mut Vec<Vec<String>>) {
     let level = report
         .bootstrap
@@ -150,9 +156,9 @@ fn param_rows(law: &str, report: &FitReport, rows: &mut Vec<Vec<String>>) {
         rows.push(vec![
             law.to_string(),
             format!("{}{kind}", p.name),
-            format!("{:.6}", p.value),
-            p.lo.map(|v| format!("{v:.6}")).unwrap_or_default(),
-            p.hi.map(|v| format!("{v:.6}")).unwrap_or_default(),
+            num(p.value),
+            p.lo.map(num).unwrap_or_default(),
+            p.hi.map(num).unwrap_or_default(),
             level.clone(),
             report.n_points.to_string(),
         ]);
