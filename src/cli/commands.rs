@@ -23,6 +23,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Sql { db, query, csv } => sql(&db, &query, csv),
         Command::Gc { file, db, dry_run } => gc(&file, db, dry_run),
         Command::Fit(args) => super::fit::fit(&args),
+        Command::Report(args) => report(&args),
         Command::Worker(args) => {
             let status = engine::run_worker(&engine::WorkerArgs {
                 db: args.db,
@@ -376,5 +377,17 @@ fn sql(db: &Path, query: &str, csv: bool) -> anyhow::Result<i32> {
         print!("{}", result.to_table());
         println!("({} row{})", result.rows.len(), if result.rows.len() == 1 { "" } else { "s" });
     }
+    Ok(0)
+}
+
+/// `loopscale report`: progress on stderr, the report's path on stdout.
+fn report(args: &super::ReportArgs) -> anyhow::Result<i32> {
+    let started = std::time::Instant::now();
+    let source = crate::report::resolve(&args.source)?;
+    let out = args.out.clone().unwrap_or_else(|| crate::report::default_out(&source));
+    eprintln!("report: reading {}", source.db.display());
+    let path = crate::report::write(&source, &out, args.format)?;
+    eprintln!("report: written in {:.1} s", started.elapsed().as_secs_f64());
+    println!("{}", path.display());
     Ok(0)
 }

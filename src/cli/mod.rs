@@ -113,6 +113,14 @@ pub enum Command {
     /// printed and recorded in the database's `fits` and `fit_params` tables. Example:
     ///   loopscale fit data.csv --law chinchilla --n-col "Model Size" --c-col "Training FLOP" --drop-top-loss 5
     Fit(Box<FitArgs>),
+    /// Write a self-contained report of a sweep: charts (PNG + SVG), runs and fitted laws.
+    ///
+    /// SOURCE is a sweep file (its database, that sweep's runs) or a database (every run in it).
+    /// Writes OUT/index.html (opens from disk, no server) or OUT/index.md, with each chart's
+    /// PNG and SVG beside it; default OUT is results/<sweep>/report/ next to the database.
+    /// Charts whose data is missing are left out with a sentence saying why. Example:
+    ///   loopscale report results/quickstart.sqlite
+    Report(ReportArgs),
     /// Train one run of a database (started by `run`; not usually called by hand).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -175,6 +183,18 @@ pub struct SlurmArgs {
     /// An extra `#SBATCH` line, e.g. --sbatch-arg=--account=myproj (repeatable).
     #[arg(long = "sbatch-arg", allow_hyphen_values = true, help_heading = "Slurm")]
     pub sbatch_args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A sweep file (TOML) or a sweep database (.sqlite).
+    pub source: PathBuf,
+    /// Output directory (default: results/<sweep>/report beside the database).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// html: index.html; md: index.md (Markdown).
+    #[arg(long, value_enum, default_value = "html")]
+    pub format: crate::report::Format,
 }
 
 #[derive(Args, Debug)]

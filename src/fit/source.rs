@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 
 use super::csv::{read_points, CsvColumns};
 use super::points::Points;
+use crate::analysis::{f64s, opt_f64s, strs, Frames};
 use crate::store::Store;
+use polars::prelude::DataFrame;
 
 /// Which parameter count stands for N.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
@@ -28,43 +30,61 @@ pub fn is_database(path: &Path) -> bool {
 
 /// One point per finished run: N, D = training tokens, C = training FLOPs, loss = final
 /// validation loss, loops = mean training recurrence (looped runs), curve = run key.
+/// Read through the analysis frames, as the report reads them.
 pub fn run_points(store: &Store, sweep: Option<&str>, n: ParamCount) -> Result<Points> {
-    let runs = store.run_points(sweep)?;
-    if runs.is_empty() {
+    let runs = Frames::load(store, sweep)?.runs;
+    if runs.height() == 0 {
         bail!(
             "{}: no finished runs{} to fit; train some with `loopscale run`",
             store.path().display(),
             sweep.map(|s| format!(" in sweep `{s}`")).unwrap_or_default()
         );
     }
-    let looped = runs.iter().all(|r| r.mean_recurrence.is_some());
+    run_points_of(&runs, n)
+}
+
+/// The points of a `runs` frame ([`Frames::runs`] or a subset of it).
+pub fn run_points_of(runs: &DataFrame, n: ParamCount) -> Result<Points> {
+    if runs.height() == 0 {
+        bail!("no finished runs");
+    }
+    let loops = opt_f64s(runs, "mean_recurrence")?;
+    let looped = loops.iter().all(Option::is_some);
     Ok(Points {
-        n: Some(runs.iter().map(|r| if n == ParamCount::Total { r.params } else { r.non_embedding_params }).collect()),
-        d: Some(runs.iter().map(|r| r.tokens).collect()),
-        c: Some(runs.iter().map(|r| r.flops).collect()),
-        loss: runs.iter().map(|r| r.final_val_loss).collect(),
-        loops: looped.then(|| runs.iter().map(|r| r.mean_recurrence.unwrap_or(1.0)).collect()),
+        n: Some(f64s(runs, if n == ParamCount::Total { "params" } else { "non_embedding_params" })?),
+        d: Some(f64s(runs, "tokens")?),
+        c: Some(f64s(runs, "flops")?),
+        loss: f64s(runs, "final_val_loss")?,
+        loops: looped.then(|| loops.iter().map(|l| l.unwrap_or(1.0)).collect()),
         test_loops: None,
         group: None,
-        curve: Some(runs.iter().map(|r| r.run_key.clone()).collect()),
+        curve: Some(strs(runs, "run_key")?),
     })
 }
 
 /// Test-time curves: validation loss at each evaluated loop count T, one curve per run.
 pub fn test_time_points(store: &Store, sweep: Option<&str>) -> Result<Points> {
-    let rows = store.test_time_points(sweep)?;
-    if rows.is_empty() {
+    let curves = Frames::load(store, sweep)?.test_time;
+    if curves.height() == 0 {
         bail!(
             "{}: no test-time evaluations (evals with test_loops) in finished runs; \
              train looped runs with model.test_loops set",
             store.path().display()
         );
     }
+    test_time_points_of(&curves)
+}
+
+/// The points of a `test_time` frame ([`Frames::test_time`] or a subset of it).
+pub fn test_time_points_of(curves: &DataFrame) -> Result<Points> {
+    if curves.height() == 0 {
+        bail!("no test-time evaluations");
+    }
     Ok(Points {
-        loss: rows.iter().map(|r| r.val_loss).collect(),
-        test_loops: Some(rows.iter().map(|r| r.test_loops).collect()),
-        loops: Some(rows.iter().map(|r| r.mean_recurrence.unwrap_or(1.0)).collect()),
-        curve: Some(rows.iter().map(|r| r.run_key.clone()).collect()),
+        loss: f64s(curves, "val_loss")?,
+        test_loops: Some(f64s(curves, "test_loops")?),
+        loops: Some(opt_f64s(curves, "mean_recurrence")?.iter().map(|l| l.unwrap_or(1.0)).collect()),
+        curve: Some(strs(curves, "run_key")?),
         ..Points::default()
     })
 }

@@ -1,81 +1,12 @@
-//! Reading the points a fit needs out of the runs, and recording fitted laws.
+//! Recording fitted laws (the points a fit needs are read through `tables` and the analysis
+//! frames).
 
 use rusqlite::params;
 
 use super::{Store, StoreError, NOW};
 use crate::fit::FitReport;
 
-/// One finished run, as a point for a scaling law.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RunPoint {
-    pub run_key: String,
-    pub params: f64,
-    pub non_embedding_params: f64,
-    pub tokens: f64,
-    pub flops: f64,
-    pub final_val_loss: f64,
-    /// Mean training recurrence (looped runs only).
-    pub mean_recurrence: Option<f64>,
-}
-
-/// One point of a test-time curve: a run's final validation loss at `test_loops` loops.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TestTimePoint {
-    pub run_key: String,
-    pub test_loops: f64,
-    pub val_loss: f64,
-    pub mean_recurrence: Option<f64>,
-}
-
 impl Store {
-    /// Finished runs with a final validation loss, of one sweep or of all.
-    pub fn run_points(&self, sweep: Option<&str>) -> Result<Vec<RunPoint>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT run_key, params, non_embedding_params, tokens, flops, final_val_loss, mean_recurrence
-                 FROM final_runs WHERE ?1 IS NULL OR sweep = ?1 ORDER BY flops, run_key",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([sweep], |r| {
-                Ok(RunPoint {
-                    run_key: r.get(0)?,
-                    params: r.get::<_, i64>(1)? as f64,
-                    non_embedding_params: r.get::<_, i64>(2)? as f64,
-                    tokens: r.get::<_, i64>(3)? as f64,
-                    flops: r.get(4)?,
-                    final_val_loss: r.get(5)?,
-                    mean_recurrence: r.get::<_, Option<i64>>(6)?.map(|v| v as f64),
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
-    }
-
-    /// Test-time curves: each finished run's evaluations at explicit loop counts, taken at its
-    /// last evaluated step.
-    pub fn test_time_points(&self, sweep: Option<&str>) -> Result<Vec<TestTimePoint>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT run_key, test_loops, val_loss, mean_recurrence FROM test_time_curves
-                 WHERE val_loss IS NOT NULL AND (?1 IS NULL OR sweep = ?1) ORDER BY run_key, test_loops",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([sweep], |r| {
-                Ok(TestTimePoint {
-                    run_key: r.get(0)?,
-                    test_loops: r.get::<_, i64>(1)? as f64,
-                    val_loss: r.get(2)?,
-                    mean_recurrence: r.get::<_, Option<i64>>(3)?.map(|v| v as f64),
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
-    }
-
     /// Records a fitted law and its parameters in one transaction; returns its `fit_id`.
     pub fn insert_fit(
         &mut self,

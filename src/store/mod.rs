@@ -4,18 +4,20 @@
 //! refused untouched, as is a store from a newer schema than this build knows. Writes that must
 //! agree (a run's final rows and its `done` status) share one transaction, so a crash can never
 //! leave a run `done` without its metrics. The schema itself, with a comment on every column,
-//! is `schema.sql`; `docs/schema.md` is the user's guide to it.
+//! is `schema.sql` (tables) and `views.sql` (views, present in every store, old ones included);
+//! `docs/schema.md` is the user's guide to them.
 
 mod fits;
 mod open;
 mod runs;
 mod query;
 mod shard;
+mod tables;
 
-pub use fits::{RunPoint, TestTimePoint};
 pub use open::{StoreError, APPLICATION_ID, SCHEMA_VERSION};
 pub use query::QueryResult;
 pub use runs::{NewRun, RunProgress, RunRow, RunStatus};
+pub use tables::{ColumnData, Columns, Table};
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};

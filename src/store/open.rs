@@ -13,6 +13,23 @@ pub const SCHEMA_VERSION: i32 = 1;
 /// Schema migrations: `MIGRATIONS[i]` takes a store from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
 
+/// The views (`CREATE VIEW IF NOT EXISTS ...`), not a migration: every open makes sure they exist.
+const VIEWS: &str = include_str!("views.sql");
+
+/// Creates the views a store lacks: in the file on a read-write handle, as TEMP views (in
+/// memory, this connection only) on a read-only one, so stores made before the views existed
+/// answer them too and are never modified by a reader.
+fn ensure_views(conn: &Connection, path: &Path, read_only: bool) -> Result<(), StoreError> {
+    let present: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'test_time_curves'", [], |r| r.get(0))
+        .map_err(|e| StoreError::sqlite(path, e))?;
+    if present > 0 {
+        return Ok(());
+    }
+    let sql = if read_only { VIEWS.replace("CREATE VIEW", "CREATE TEMP VIEW") } else { VIEWS.to_string() };
+    conn.execute_batch(&sql).map_err(|e| StoreError::sqlite(path, e))
+}
+
 /// Why a store could not be opened. Each message names the file and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -124,6 +141,7 @@ pub(super) fn open_read_write(path: &Path) -> Result<Connection, StoreError> {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| StoreError::sqlite(path, e))?;
         tx.commit().map_err(|e| StoreError::sqlite(path, e))?;
     }
+    ensure_views(&conn, path, false)?;
     // NORMAL is durable with WAL. A shard (`store::shard`) keeps the rollback journal for network
     // filesystems, where NORMAL could lose a committed transaction on power loss: FULL there.
     let journal: String =
@@ -144,5 +162,6 @@ pub(super) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     if version < SCHEMA_VERSION {
         return Err(StoreError::Missing { path: path.into() });
     }
+    ensure_views(&conn, path, true)?;
     Ok(conn)
 }

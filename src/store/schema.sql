@@ -132,30 +132,5 @@ CREATE TABLE fit_params (
     PRIMARY KEY (fit_id, name)
 ) WITHOUT ROWID;
 
--- Views for the common questions (read-only; they cost nothing until queried).
-
--- Every finished run with its outcome: the table to plot final loss against size or compute.
-CREATE VIEW final_runs AS
-SELECT run_key, sweep, variant, arch, injection, d_model, n_heads, n_layers, mlp, mean_recurrence,
-       backprop_depth, seed, lr, params, non_embedding_params, tokens, flops,
-       final_train_loss, final_val_loss, final_val_bpb, loss_spikes, wall_seconds, tokens_per_second
-FROM runs
-WHERE status = 'done' AND final_val_loss IS NOT NULL;
-
--- The compute frontier of each sweep: finished runs that no run of the same sweep beats with
--- the same or fewer training FLOPs.
-CREATE VIEW compute_frontier AS
-SELECT a.sweep, a.run_key, a.arch, a.injection, a.flops, a.final_val_loss
-FROM final_runs a
-WHERE NOT EXISTS (
-    SELECT 1 FROM final_runs b
-    WHERE b.sweep = a.sweep AND b.flops <= a.flops AND b.final_val_loss < a.final_val_loss
-);
-
--- Test-time curves of finished runs: validation loss at each evaluated loop count, at each
--- run's last evaluated step (looped runs with model.test_loops).
-CREATE VIEW test_time_curves AS
-SELECT e.run_key, r.sweep, r.injection, r.mean_recurrence, e.step, e.test_loops, e.val_loss, e.val_bpb
-FROM evals e JOIN runs r USING (run_key)
-WHERE r.status = 'done' AND e.test_loops IS NOT NULL
-  AND e.step = (SELECT max(step) FROM evals x WHERE x.run_key = e.run_key AND x.test_loops IS NOT NULL);
+-- The views for the common questions (final_runs, compute_frontier, test_time_curves) are in
+-- views.sql, created on every open so that stores made before they existed have them too.

@@ -1,0 +1,86 @@
+//! The frames of one database: finished runs, their training steps and validation evaluations,
+//! the compute frontier and the test-time curves, each a polars DataFrame built from rows the
+//! store reads ([`Store::read_table`]).
+
+use anyhow::{Context, Result};
+use polars::prelude::{Column, DataFrame};
+
+use super::columns::strs;
+use super::labels::run_labels;
+use crate::store::{ColumnData, Columns, Store, Table};
+
+/// Every frame the report and the fits use, for one sweep (or every sweep in the file).
+#[derive(Clone, Debug)]
+pub struct Frames {
+    /// One row per finished run (the `final_runs` view) plus `label`: the values that tell
+    /// this run from the others (e.g. `d_model=64 tokens=131k`).
+    pub runs: DataFrame,
+    /// One row per logged training step of a finished run (`metrics`), with the run's `label`.
+    pub steps: DataFrame,
+    /// Validation evaluations at the training depth, with the run's `label`.
+    pub evals: DataFrame,
+    /// The compute frontier (the `compute_frontier` view).
+    pub frontier: DataFrame,
+    /// Test-time curves (the `test_time_curves` view), with the run's `label`.
+    pub test_time: DataFrame,
+}
+
+/// A store result as a DataFrame, columns typed as stored.
+pub fn to_frame(columns: Columns) -> Result<DataFrame> {
+    let cols: Vec<Column> = columns
+        .names
+        .iter()
+        .zip(columns.data)
+        .map(|(name, data)| match data {
+            ColumnData::Int(v) => Column::new(name.as_str().into(), v),
+            ColumnData::Real(v) => Column::new(name.as_str().into(), v),
+            ColumnData::Text(v) => Column::new(name.as_str().into(), v),
+        })
+        .collect();
+    Ok(DataFrame::new(columns.rows, cols)?)
+}
+
+impl Frames {
+    /// Reads every frame of `sweep` (or of all sweeps) from the store.
+    pub fn load(store: &Store, sweep: Option<&str>) -> Result<Frames> {
+        let read = |t: Table| -> Result<DataFrame> {
+            to_frame(store.read_table(t, sweep).with_context(|| format!("reading {t:?}"))?)
+        };
+        let mut runs = read(Table::FinalRuns)?;
+        let labels = run_labels(&runs)?;
+        runs.with_column(Column::new("label".into(), labels.clone()))?;
+        let keys = strs(&runs, "run_key")?;
+        let label_of = |df: &DataFrame| -> Result<Column> {
+            let l: Vec<Option<String>> = strs(df, "run_key")?
+                .iter()
+                .map(|k| keys.iter().position(|x| x == k).map(|i| labels[i].clone()))
+                .collect();
+            Ok(Column::new("label".into(), l))
+        };
+        let mut steps = read(Table::TrainingSteps)?;
+        steps.with_column(label_of(&steps)?)?;
+        let mut evals = read(Table::ValidationEvals)?;
+        evals.with_column(label_of(&evals)?)?;
+        let mut test_time = read(Table::TestTimeCurves)?;
+        test_time.with_column(label_of(&test_time)?)?;
+        let frontier = read(Table::ComputeFrontier)?;
+        Ok(Frames {
+            runs,
+            steps,
+            evals,
+            frontier,
+            test_time,
+        })
+    }
+
+    /// The rows of `df` that belong to run `key`.
+    pub fn of_run(df: &DataFrame, key: &str) -> Result<DataFrame> {
+        let keep: Vec<bool> = strs(df, "run_key")?.iter().map(|k| k == key).collect();
+        super::columns::filter_rows(df, &keep)
+    }
+
+    /// Run keys in the order of the `runs` frame (increasing FLOPs).
+    pub fn run_keys(&self) -> Result<Vec<String>> {
+        strs(&self.runs, "run_key")
+    }
+}

@@ -1,0 +1,20 @@
+//! Analysis frames: polars DataFrames of a sweep database, shared by the report, the plots and
+//! `fit`, so each question is answered once.
+//!
+//! Rows come from the store ([`crate::store::Table`]; only the store writes SQL) and become
+//! frames here ([`frames`]); the derived views the science needs are computed on the frames:
+//! run labels that name what varies ([`labels`]), FLOP budgets for iso-FLOP analysis
+//! ([`budgets`]), and pivot tables for the report ([`pivot`]). Small column helpers
+//! ([`columns`]) turn frame columns back into plain vectors for plotting and fitting.
+
+pub mod budgets;
+pub mod columns;
+pub mod fits;
+pub mod frames;
+pub mod labels;
+pub mod pivot;
+
+pub use budgets::{BUDGET_TOLERANCE, with_budgets};
+pub use columns::{f64s, filter_rows, opt_f64s, strs};
+pub use frames::Frames;
+pub use pivot::pivot_mean;

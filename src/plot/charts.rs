@@ -1,0 +1,456 @@
+//! The report's charts, each built as a [`Figure`] from the analysis frames and fits, or the
+//! sentence saying why its data is missing.
+
+use anyhow::Result;
+
+use super::figure::{Figure, INK, Kind, Panel, Series};
+use crate::analysis::fits::{IsoflopFit, ReportFits, compute_residuals};
+use crate::analysis::{Frames, f64s, opt_f64s, strs};
+use crate::fit::IsoflopAxis;
+
+/// What a chart function returns: the figure, or why there is none.
+pub type Built = Result<Result<Figure, String>>;
+
+pub const WIDTH: u32 = 960;
+pub const HEIGHT: u32 = 600;
+/// Two panels side by side.
+pub const WIDE: u32 = 1500;
+
+fn single(panel: Panel) -> Figure {
+    Figure {
+        panels: vec![panel],
+        columns: 1,
+        width: WIDTH,
+        height: HEIGHT,
+    }
+}
+
+fn row(panels: Vec<Panel>) -> Figure {
+    let n = panels.len().max(1);
+    Figure {
+        columns: n.min(2),
+        width: if n > 1 { WIDE } else { WIDTH },
+        height: HEIGHT * n.div_ceil(2) as u32,
+        panels,
+    }
+}
+
+/// The colour of run `key`: its position in the runs frame, so a run has one colour in every
+/// chart.
+fn run_colour(frames: &Frames, key: &str) -> Result<usize> {
+    Ok(frames.run_keys()?.iter().position(|k| k == key).unwrap_or(0))
+}
+
+/// Per run: its label, colour and the rows of `df` that are its.
+fn per_run(frames: &Frames, df: &polars::prelude::DataFrame) -> Result<Vec<(String, usize, Vec<usize>)>> {
+    let keys = frames.run_keys()?;
+    let labels = strs(&frames.runs, "label")?;
+    let rows = strs(df, "run_key")?;
+    Ok(keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            (
+                labels[i].clone(),
+                i,
+                (0..rows.len()).filter(|&r| rows[r] == *k).collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, _, r)| !r.is_empty())
+        .collect())
+}
+
+/// Training loss against tokens (`x = "tokens"`) or FLOPs (`x = "flops"`), one line per run;
+/// validation losses as markers of the same colour.
+pub fn training_curves(frames: &Frames, x: &str) -> Built {
+    if frames.steps.height() == 0 {
+        return Ok(Err(
+            "No finished run has logged training steps, so there are no training curves.".into(),
+        ));
+    }
+    let (sx, sy) = (f64s(&frames.steps, x)?, f64s(&frames.steps, "train_loss")?);
+    let (ex, ey) = (f64s(&frames.evals, x)?, f64s(&frames.evals, "val_loss")?);
+    let mut series = Vec::new();
+    for (label, c, rows) in per_run(frames, &frames.steps)? {
+        series.push(Series::new(
+            Some(label),
+            c,
+            Kind::Line,
+            rows.iter().map(|&r| (sx[r], sy[r])).collect(),
+        ));
+    }
+    for (_, c, rows) in per_run(frames, &frames.evals)? {
+        series.push(Series::new(
+            None,
+            c,
+            Kind::Markers,
+            rows.iter().map(|&r| (ex[r], ey[r])).collect(),
+        ));
+    }
+    let (x_label, what) = if x == "tokens" {
+        ("training tokens", "tokens")
+    } else {
+        ("training FLOPs", "FLOPs")
+    };
+    Ok(Ok(single(Panel {
+        title: format!("Training loss vs {what} (lines: train, dots: validation)"),
+        x_label: x_label.into(),
+        y_label: "loss (nats/token)".into(),
+        log_x: true,
+        log_y: false,
+        series,
+        zero_line: false,
+    })))
+}
+
+/// Final validation loss against training FLOPs, with L(C) = E + A·C^(−α) and its band.
+pub fn compute_law(frames: &Frames, fits: &ReportFits) -> Built {
+    let fit = match &fits.compute {
+        Ok(f) => f,
+        Err(why) => return Ok(Err(why.clone())),
+    };
+    let c = f64s(&frames.runs, "flops")?;
+    let l = f64s(&frames.runs, "final_val_loss")?;
+    let labels = strs(&frames.runs, "label")?;
+    let fc = f64s(&frames.frontier, "flops")?;
+    let fl = f64s(&frames.frontier, "final_val_loss")?;
+    let v = |n: &str| fit.report.param(n).map(|p| p.value).unwrap_or(f64::NAN);
+    let alpha = fit.report.param("alpha");
+    let interval = alpha
+        .and_then(|a| {
+            Some(format!(
+                " [{}, {}]",
+                super::figure::tick(a.lo?),
+                super::figure::tick(a.hi?)
+            ))
+        })
+        .unwrap_or_default();
+    let mut series = vec![Series::new(
+        Some("95% band of the fit".into()),
+        6,
+        Kind::Band(fit.band.clone()),
+        vec![],
+    )];
+    series.push(Series::new(
+        Some(format!(
+            "L = {:.3} + {}·C^-{:.3}{interval}",
+            v("E"),
+            super::figure::tick(v("A")),
+            v("alpha")
+        )),
+        INK,
+        Kind::Dashed,
+        fit.band.iter().map(|&(x, _, _)| (x, fit.predict(x))).collect(),
+    ));
+    for (i, label) in labels.iter().enumerate() {
+        series.push(Series::new(Some(label.clone()), i, Kind::Markers, vec![(c[i], l[i])]));
+    }
+    series.push(Series::new(
+        Some("compute frontier".into()),
+        INK,
+        Kind::Star,
+        fc.iter().copied().zip(fl.iter().copied()).collect(),
+    ));
+    Ok(Ok(single(Panel {
+        title: "Final validation loss vs training compute, with the fitted compute law".into(),
+        x_label: "training FLOPs".into(),
+        y_label: "final validation loss (nats/token)".into(),
+        log_x: true,
+        log_y: true,
+        series,
+        zero_line: false,
+    })))
+}
+
+fn axis_words(axis: IsoflopAxis) -> (&'static str, &'static str) {
+    match axis {
+        IsoflopAxis::Loops => ("mean training loops μ", "loops"),
+        IsoflopAxis::Tokens => ("training tokens", "tokens"),
+        IsoflopAxis::Params => ("parameters", "parameters"),
+    }
+}
+
+/// Loss against loops or tokens, one colour per FLOP budget, with fitted parabolas in log x
+/// and their minima.
+pub fn isoflop_curves(fit: &Result<IsoflopFit, String>) -> Built {
+    let fit = match fit {
+        Ok(f) => f,
+        Err(why) => return Ok(Err(why.clone())),
+    };
+    let (x_label, word) = axis_words(fit.axis);
+    let mut series = Vec::new();
+    for (i, b) in fit.budgets.iter().enumerate() {
+        let lo = b.x.iter().cloned().fold(f64::INFINITY, f64::min).min(b.x_star);
+        let hi = b.x.iter().cloned().fold(0.0, f64::max).max(b.x_star);
+        let curve: Vec<(f64, f64)> = (0..=50)
+            .map(|k| (lo.ln() + (hi.ln() - lo.ln()) * k as f64 / 50.0).exp())
+            .map(|x| (x, b.predict(x)))
+            .collect();
+        series.push(Series::new(
+            Some(format!("C = {} FLOPs", super::figure::tick(b.flops))),
+            i,
+            Kind::Markers,
+            b.x.iter().copied().zip(b.loss.iter().copied()).collect(),
+        ));
+        series.push(Series::new(None, i, Kind::Dashed, curve));
+        series.push(Series::new(
+            Some(format!("  minimum: {word}* = {}", super::figure::tick(b.x_star))),
+            i,
+            Kind::Star,
+            vec![(b.x_star, b.loss_star)],
+        ));
+    }
+    Ok(Ok(single(Panel {
+        title: format!("Iso-FLOP curves: final loss vs {word} per FLOP budget"),
+        x_label: x_label.into(),
+        y_label: "final validation loss (nats/token)".into(),
+        log_x: true,
+        log_y: false,
+        series,
+        zero_line: false,
+    })))
+}
+
+/// The optimal loops and tokens of each budget against its FLOPs, with x* = G·C^a.
+pub fn isoflop_optima(fits: &ReportFits) -> Built {
+    let mut panels = Vec::new();
+    let mut why = Vec::new();
+    for fit in [&fits.isoflop_loops, &fits.isoflop_tokens] {
+        let fit = match fit {
+            Ok(f) => f,
+            Err(_) => continue, // its own chart above says why
+        };
+        let report = match &fit.power_law {
+            Ok(r) => r,
+            Err(w) => {
+                why.push(w.clone());
+                continue;
+            }
+        };
+        let (x_label, word) = axis_words(fit.axis);
+        let g = report.value("G").unwrap_or(f64::NAN);
+        let a = report.value("a").unwrap_or(f64::NAN);
+        let interval = report
+            .param("a")
+            .and_then(|p| {
+                Some(format!(
+                    " [{}, {}]",
+                    super::figure::tick(p.lo?),
+                    super::figure::tick(p.hi?)
+                ))
+            })
+            .unwrap_or_default();
+        let c: Vec<f64> = fit.budgets.iter().map(|b| b.flops).collect();
+        let (lo, hi) = (
+            c.iter().cloned().fold(f64::INFINITY, f64::min),
+            c.iter().cloned().fold(0.0, f64::max),
+        );
+        let line: Vec<(f64, f64)> = (0..=20)
+            .map(|k| (lo.ln() + (hi.ln() - lo.ln()) * k as f64 / 20.0).exp())
+            .map(|x| (x, g * x.powf(a)))
+            .collect();
+        panels.push(Panel {
+            title: format!("Optimal {word} vs FLOP budget"),
+            x_label: "training FLOPs per budget".into(),
+            y_label: format!("optimal {x_label}"),
+            log_x: true,
+            log_y: true,
+            series: vec![
+                Series::new(
+                    Some(format!("{word}* = {}·C^{a:.3}{interval}", super::figure::tick(g))),
+                    0,
+                    Kind::Dashed,
+                    line,
+                ),
+                Series::new(
+                    Some("parabola minima".into()),
+                    1,
+                    Kind::Markers,
+                    fit.budgets.iter().map(|b| (b.flops, b.x_star)).collect(),
+                ),
+            ],
+            zero_line: false,
+        });
+    }
+    if panels.is_empty() {
+        if why.is_empty() {
+            return Ok(Err(
+                "There are no iso-FLOP parabolas over loops or tokens (see above), so there are no \
+                           optimal loops or tokens to set against FLOPs."
+                    .into(),
+            ));
+        }
+        return Ok(Err(why.join(" ")));
+    }
+    Ok(Ok(row(panels)))
+}
+
+/// Validation loss against test-time loops per model, with L(T) = L∞ + A·e^(−kT).
+pub fn test_time(frames: &Frames, fits: &ReportFits) -> Built {
+    let fits = match &fits.test_time {
+        Ok(f) => f,
+        Err(why) => return Ok(Err(why.clone())),
+    };
+    let keys = strs(&frames.test_time, "run_key")?;
+    let t = f64s(&frames.test_time, "test_loops")?;
+    let l = f64s(&frames.test_time, "val_loss")?;
+    let mut series = Vec::new();
+    for fit in fits {
+        let i = run_colour(frames, &fit.run_key)?;
+        let rows: Vec<usize> = (0..keys.len()).filter(|&r| keys[r] == fit.run_key).collect();
+        let t_max = rows.iter().map(|&r| t[r]).fold(1.0, f64::max);
+        series.push(Series::new(
+            Some(fit.label.clone()),
+            i,
+            Kind::Markers,
+            rows.iter().map(|&r| (t[r], l[r])).collect(),
+        ));
+        let k = fit.report.value("k").unwrap_or(f64::NAN);
+        series.push(Series::new(
+            Some(format!(
+                "  fit: L∞ = {:.3}, k = {}",
+                fit.report.value("L_inf").unwrap_or(f64::NAN),
+                super::figure::tick(k)
+            )),
+            i,
+            Kind::Dashed,
+            (0..=60)
+                .map(|j| 1.0 + (t_max - 1.0) * j as f64 / 60.0)
+                .map(|x| (x, fit.predict(x)))
+                .collect(),
+        ));
+    }
+    Ok(Ok(single(Panel {
+        title: "Test-time depth: validation loss vs loops at evaluation".into(),
+        x_label: "test-time loops T".into(),
+        y_label: "validation loss (nats/token)".into(),
+        log_x: true,
+        log_y: false,
+        series,
+        zero_line: false,
+    })))
+}
+
+/// Recurrent-state norm and the injection's spectral norm over training, per looped run.
+pub fn stability(frames: &Frames) -> Built {
+    let state = opt_f64s(&frames.steps, "state_norm")?;
+    let inj = opt_f64s(&frames.steps, "injection_norm")?;
+    if state.iter().chain(&inj).all(Option::is_none) {
+        return Ok(Err(
+            "No run logged recurrent-state or injection norms (they are measured for looped runs \
+                       only), so there is no stability chart."
+                .into(),
+        ));
+    }
+    let tokens = f64s(&frames.steps, "tokens")?;
+    let mut panels = Vec::new();
+    for (values, title, y) in [
+        (&state, "Recurrent state norm over training", "mean per-token ‖h‖₂"),
+        (
+            &inj,
+            "Injection spectral norm over training",
+            "spectral norm of the state map",
+        ),
+    ] {
+        let mut series = Vec::new();
+        for (label, c, rows) in per_run(frames, &frames.steps)? {
+            let pts: Vec<(f64, f64)> = rows.iter().filter_map(|&r| values[r].map(|v| (tokens[r], v))).collect();
+            if !pts.is_empty() {
+                series.push(Series::new(Some(label), c, Kind::Line, pts));
+            }
+        }
+        panels.push(Panel {
+            title: title.into(),
+            x_label: "training tokens".into(),
+            y_label: y.into(),
+            log_x: true,
+            log_y: true,
+            series,
+            zero_line: false,
+        });
+    }
+    Ok(Ok(row(panels)))
+}
+
+/// Residuals (observed − fitted) of every fit the report made.
+pub fn residuals(frames: &Frames, fits: &ReportFits) -> Built {
+    let mut panels = Vec::new();
+    if let Ok(fit) = &fits.compute {
+        let labels = strs(&frames.runs, "label")?;
+        let res = compute_residuals(&frames.runs, fit)?;
+        panels.push(Panel {
+            title: "Compute law: residuals".into(),
+            x_label: "training FLOPs".into(),
+            y_label: "observed − fitted loss (nats/token)".into(),
+            log_x: true,
+            series: res
+                .iter()
+                .zip(&labels)
+                .enumerate()
+                .map(|(i, (&p, l))| Series::new(Some(l.clone()), i, Kind::Markers, vec![p]))
+                .collect(),
+            zero_line: true,
+            ..Panel::default()
+        });
+    }
+    if let Ok(tt) = &fits.test_time {
+        let keys = strs(&frames.test_time, "run_key")?;
+        let t = f64s(&frames.test_time, "test_loops")?;
+        let l = f64s(&frames.test_time, "val_loss")?;
+        let mut series = Vec::new();
+        for fit in tt {
+            let pts = (0..keys.len())
+                .filter(|&r| keys[r] == fit.run_key)
+                .map(|r| (t[r], l[r] - fit.predict(t[r])));
+            series.push(Series::new(
+                Some(fit.label.clone()),
+                run_colour(frames, &fit.run_key)?,
+                Kind::Markers,
+                pts.collect(),
+            ));
+        }
+        panels.push(Panel {
+            title: "Test-time law: residuals".into(),
+            x_label: "test-time loops T".into(),
+            y_label: "observed − fitted loss (nats/token)".into(),
+            log_x: true,
+            series,
+            zero_line: true,
+            ..Panel::default()
+        });
+    }
+    for fit in [&fits.isoflop_loops, &fits.isoflop_tokens].into_iter().flatten() {
+        let (x_label, word) = axis_words(fit.axis);
+        let series = fit
+            .budgets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let pts = b.x.iter().zip(&b.loss).map(|(&x, &y)| (x, y - b.predict(x)));
+                Series::new(
+                    Some(format!("C = {} FLOPs", super::figure::tick(b.flops))),
+                    i,
+                    Kind::Markers,
+                    pts.collect(),
+                )
+            })
+            .collect();
+        panels.push(Panel {
+            title: format!("Iso-FLOP parabolas over {word}: residuals"),
+            x_label: x_label.into(),
+            y_label: "observed − fitted loss (nats/token)".into(),
+            log_x: true,
+            series,
+            zero_line: true,
+            ..Panel::default()
+        });
+    }
+    if panels.is_empty() {
+        return Ok(Err(
+            "No law could be fitted to this database (see the sentences above), so there are no \
+                       residuals to show."
+                .into(),
+        ));
+    }
+    Ok(Ok(row(panels)))
+}

@@ -1,0 +1,60 @@
+//! The report as Markdown (`--format md`): the same sections as the HTML page, images by
+//! relative path.
+
+use super::tables::TextTable;
+use super::{Report, file_name};
+use crate::plot::Outcome;
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+fn table(t: &TextTable) -> String {
+    let mut s = format!(
+        "{}\n\n| {} |\n|{}\n",
+        t.caption,
+        t.header.iter().map(|h| cell(h)).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(t.header.len())
+    );
+    for r in &t.rows {
+        s.push_str(&format!(
+            "| {} |\n",
+            r.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")
+        ));
+    }
+    s.push('\n');
+    s
+}
+
+pub fn render(r: &Report) -> String {
+    let mut s = format!(
+        "# {}\n\nDatabase: `{}`. Each chart is also in SVG beside it.\n\n",
+        r.title,
+        r.source.display()
+    );
+    for c in &r.charts {
+        s.push_str(&format!("## {}\n\n", c.title));
+        match &c.outcome {
+            Outcome::Drawn(d) => s.push_str(&format!(
+                "![{}]({}) ([SVG]({}))\n\n",
+                c.title,
+                file_name(&d.png),
+                file_name(&d.svg)
+            )),
+            Outcome::Skipped(why) => s.push_str(&format!("> Not drawn: {why}\n\n")),
+        }
+    }
+    s.push_str("## Runs\n\n");
+    s.push_str(&table(&r.runs));
+    if let Some(p) = &r.pivot {
+        s.push_str("## Final loss by configuration\n\n");
+        s.push_str(&table(p));
+    }
+    s.push_str("## Fitted parameters\n\n");
+    if r.fits.rows.is_empty() {
+        s.push_str("No law could be fitted to this database (see the sentences above).\n");
+    } else {
+        s.push_str(&table(&r.fits));
+    }
+    s
+}

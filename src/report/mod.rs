@@ -1,0 +1,150 @@
+//! `loopscale report`: a self-contained report of a sweep database — every chart of
+//! [`crate::plot`] as PNG and SVG, the runs and the fitted parameters — as `index.html` (opens
+//! from disk: relative image paths, inline CSS, no scripts, no external assets) or `index.md`.
+//!
+//! The report only reads: the database is opened read-only and the fits are computed afresh
+//! (not recorded), so a report never changes a sweep's results.
+
+pub mod html;
+pub mod markdown;
+pub mod tables;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::analysis::Frames;
+use crate::analysis::fits::ReportFits;
+use crate::fit::source::is_database;
+use crate::plot::{Chart, render_all};
+use crate::store::Store;
+use crate::sweep::Sweep;
+use tables::TextTable;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Html,
+    Md,
+}
+
+/// Everything a report shows, before it is written out as HTML or Markdown.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub title: String,
+    pub source: PathBuf,
+    pub charts: Vec<Chart>,
+    pub runs: TextTable,
+    pub pivot: Option<TextTable>,
+    pub fits: TextTable,
+}
+
+/// Where a report's data comes from: a database and (for a sweep file) its sweep.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub db: PathBuf,
+    pub sweep: Option<String>,
+    /// The name in the default output path `<db dir>/<name>/report`.
+    pub name: String,
+}
+
+/// Resolves SOURCE: a sweep file (its database, its sweep only) or a database (every sweep in
+/// it).
+pub fn resolve(source: &Path) -> Result<Source> {
+    if !source.exists() {
+        bail!("{}: no such file (give a sweep file or its database)", source.display());
+    }
+    if is_database(source) {
+        let name = source
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "sweep".into());
+        return Ok(Source {
+            db: source.to_path_buf(),
+            sweep: None,
+            name,
+        });
+    }
+    let sweep = Sweep::load(source)?;
+    if !sweep.db.exists() {
+        bail!(
+            "{}: its database {} does not exist yet; train the sweep first (`loopscale run {}`)",
+            source.display(),
+            sweep.db.display(),
+            source.display()
+        );
+    }
+    Ok(Source {
+        db: sweep.db.clone(),
+        sweep: Some(sweep.name.clone()),
+        name: sweep.name,
+    })
+}
+
+/// The default output directory: `results/<sweep>/report` beside the database.
+pub fn default_out(source: &Source) -> PathBuf {
+    source
+        .db
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&source.name)
+        .join("report")
+}
+
+/// Reads the database, fits, draws every chart into `out` and builds the tables.
+pub fn build(source: &Source, out: &Path) -> Result<Report> {
+    let store = Store::open_read_only(&source.db)?;
+    let frames =
+        Frames::load(&store, source.sweep.as_deref()).with_context(|| format!("reading {}", source.db.display()))?;
+    if frames.runs.height() == 0 {
+        bail!(
+            "{}: no finished runs to report on; train some with `loopscale run`",
+            source.db.display()
+        );
+    }
+    let t = Instant::now();
+    let fits = ReportFits::compute(&frames);
+    eprintln!("report: fitted the laws in {:.1} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let charts = render_all(&frames, &fits, out)?;
+    eprintln!(
+        "report: {} charts drawn, {} skipped, in {:.1} s",
+        charts
+            .iter()
+            .filter(|c| matches!(c.outcome, crate::plot::Outcome::Drawn(_)))
+            .count(),
+        charts
+            .iter()
+            .filter(|c| matches!(c.outcome, crate::plot::Outcome::Skipped(_)))
+            .count(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(Report {
+        title: format!("loopscale report: {}", source.name),
+        source: source.db.clone(),
+        charts,
+        runs: tables::runs_table(&frames)?,
+        pivot: tables::pivot_table(&frames)?,
+        fits: tables::fits_table(&fits),
+    })
+}
+
+/// Builds the report and writes `out/index.html` (or `index.md`); returns that path.
+pub fn write(source: &Source, out: &Path, format: Format) -> Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let report = build(source, out)?;
+    let (name, text) = match format {
+        Format::Html => ("index.html", html::render(&report)),
+        Format::Md => ("index.md", markdown::render(&report)),
+    };
+    let path = out.join(name);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// A chart's file name relative to the report (the report sits beside its images).
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

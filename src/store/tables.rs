@@ -1,0 +1,138 @@
+//! Whole views and tables read column by column, for the analysis frames (`crate::analysis`).
+//!
+//! Each [`Table`] names one question the report and the fits ask of a database; the SQL for it
+//! lives here, so `analysis` builds its polars frames without writing SQL. Columns come back
+//! typed by what SQLite stored (integer, real, text), NULL as `None`.
+
+use rusqlite::types::ValueRef;
+
+use super::{Store, StoreError};
+
+/// The questions the analysis asks, one SQL statement each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// The `final_runs` view: finished runs with their final losses.
+    FinalRuns,
+    /// Every logged training step of finished runs (`metrics`), in step order.
+    TrainingSteps,
+    /// Validation evaluations of finished runs at their training depth (`evals` with
+    /// `test_loops IS NULL`), in step order.
+    ValidationEvals,
+    /// The `compute_frontier` view.
+    ComputeFrontier,
+    /// The `test_time_curves` view, rows with a loss.
+    TestTimeCurves,
+}
+
+impl Table {
+    fn sql(self) -> &'static str {
+        // ?1 is the sweep, NULL for every sweep in the file.
+        match self {
+            Table::FinalRuns => "SELECT * FROM final_runs WHERE ?1 IS NULL OR sweep = ?1 ORDER BY flops, run_key",
+            Table::TrainingSteps => {
+                "SELECT m.run_key, m.step, m.tokens, m.flops, m.train_loss, m.lr, m.grad_norm,
+                        m.state_norm, m.injection_norm
+                 FROM metrics m JOIN final_runs r USING (run_key)
+                 WHERE ?1 IS NULL OR r.sweep = ?1 ORDER BY m.run_key, m.step"
+            }
+            Table::ValidationEvals => {
+                "SELECT e.run_key, e.step, e.tokens, e.flops, e.val_loss, e.val_bpb
+                 FROM evals e JOIN final_runs r USING (run_key)
+                 WHERE e.test_loops IS NULL AND (?1 IS NULL OR r.sweep = ?1) ORDER BY e.run_key, e.step"
+            }
+            Table::ComputeFrontier => {
+                "SELECT * FROM compute_frontier WHERE ?1 IS NULL OR sweep = ?1 ORDER BY sweep, flops"
+            }
+            Table::TestTimeCurves => {
+                "SELECT * FROM test_time_curves WHERE val_loss IS NOT NULL AND (?1 IS NULL OR sweep = ?1)
+                 ORDER BY run_key, test_loops"
+            }
+        }
+    }
+}
+
+/// One column of a [`Columns`] result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ColumnData {
+    Int(Vec<Option<i64>>),
+    Real(Vec<Option<f64>>),
+    Text(Vec<Option<String>>),
+}
+
+/// A query's result, column by column.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Columns {
+    pub names: Vec<String>,
+    pub data: Vec<ColumnData>,
+    pub rows: usize,
+}
+
+impl Store {
+    /// Reads one of the analysis tables, of one sweep or (`None`) of every sweep in the file.
+    pub fn read_table(&self, table: Table, sweep: Option<&str>) -> Result<Columns, StoreError> {
+        let mut stmt = self.conn.prepare(table.sql()).map_err(|e| self.err(e))?;
+        let names: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+        let n = names.len();
+        // Values are collected untyped first: a column's type is what its non-NULL values are
+        // (SQLite types values, not columns), decided once all rows are in.
+        let mut cells: Vec<Vec<Cell>> = vec![Vec::new(); n];
+        let mut cursor = stmt.query([sweep]).map_err(|e| self.err(e))?;
+        let mut rows = 0;
+        while let Some(row) = cursor.next().map_err(|e| self.err(e))? {
+            for (i, col) in cells.iter_mut().enumerate() {
+                col.push(match row.get_ref(i).map_err(|e| self.err(e))? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(v) => Cell::Int(v),
+                    ValueRef::Real(v) => Cell::Real(v),
+                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(_) => Cell::Null,
+                });
+            }
+            rows += 1;
+        }
+        let data = cells.into_iter().map(typed).collect();
+        Ok(Columns { names, data, rows })
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+/// Text if any value is text, else real if any is real, else integer (an all-NULL column is
+/// real, the type of every measurement).
+fn typed(col: Vec<Cell>) -> ColumnData {
+    let any = |f: fn(&Cell) -> bool| col.iter().any(f);
+    if any(|c| matches!(c, Cell::Text(_))) {
+        ColumnData::Text(
+            col.into_iter()
+                .map(|c| match c {
+                    Cell::Null => None,
+                    Cell::Int(v) => Some(v.to_string()),
+                    Cell::Real(v) => Some(v.to_string()),
+                    Cell::Text(t) => Some(t),
+                })
+                .collect(),
+        )
+    } else if any(|c| matches!(c, Cell::Int(_))) && !any(|c| matches!(c, Cell::Real(_))) {
+        ColumnData::Int(
+            col.into_iter()
+                .map(|c| if let Cell::Int(v) = c { Some(v) } else { None })
+                .collect(),
+        )
+    } else {
+        ColumnData::Real(
+            col.into_iter()
+                .map(|c| match c {
+                    Cell::Int(v) => Some(v as f64),
+                    Cell::Real(v) => Some(v),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,307 @@
+//! `loopscale report`: every chart renders from a small fixture database (rows inserted through
+//! the store API, losses from known laws) to PNG and SVG of the expected size; charts without
+//! data are skipped with their sentence; the report's tables match the database.
+
+use std::path::{Path, PathBuf};
+
+use loopscale::analysis::Frames;
+use loopscale::analysis::fits::ReportFits;
+use loopscale::model::{Arch, Injection, LoopedConfig, ModelConfig};
+use loopscale::plot::Outcome;
+use loopscale::report::{self, Format, Source};
+use loopscale::store::{NewRun, Store};
+use loopscale::sweep::RunConfig;
+use loopscale::train::{DataConfig, EvalMetrics, RunEnd, RunOutcome, StepMetrics, TrainConfig};
+
+/// Optimal loops of budget C in the fixture: μ*(C) = 3·(C/1e12)^0.3.
+fn mu_star(c: f64) -> f64 {
+    3.0 * (c / 1e12).powf(0.3)
+}
+
+/// Fixture loss: a compute term plus a parabola in log μ around μ*(C) (GPT runs: no parabola).
+fn loss(c: f64, mu: Option<f64>) -> f64 {
+    2.0 + 0.3 * (c / 1e12).powf(-0.1) + mu.map_or(0.0, |m| 0.04 * (m.ln() - mu_star(c).ln()).powi(2))
+}
+
+fn config(mu: Option<usize>, d_model: usize, tokens: u64) -> RunConfig {
+    let model = match mu {
+        Some(m) => ModelConfig {
+            arch: Arch::Looped,
+            d_model,
+            looped: Some(LoopedConfig {
+                mean_recurrence: m,
+                injection: if m == 4 { Injection::Add } else { Injection::Diagonal },
+                ..LoopedConfig::default()
+            }),
+            ..ModelConfig::default()
+        },
+        None => ModelConfig {
+            d_model,
+            ..ModelConfig::default()
+        },
+    };
+    RunConfig {
+        data: DataConfig::default(),
+        train: TrainConfig {
+            tokens,
+            ..TrainConfig::default()
+        },
+        model,
+        seed: 0,
+    }
+}
+
+/// Records a finished run with 10 logged steps, evaluations at steps 5 and 10, and (looped)
+/// telemetry and test-time evaluations at T = 1, 2, 4, 8, 16.
+fn finish(store: &mut Store, run: &NewRun, mu: Option<f64>) {
+    let final_loss = loss(run.flops, mu);
+    let steps: Vec<StepMetrics> = (1..=10u64)
+        .map(|s| StepMetrics {
+            step: s,
+            tokens: run.tokens * s / 10,
+            flops: run.flops * s as f64 / 10.0,
+            train_loss: final_loss + 2.0 * (-(s as f64) / 3.0).exp(),
+            lr: 1e-3,
+            grad_norm: 0.5,
+            elapsed_seconds: s as f64,
+            state_norm: mu.map(|_| 10.0 + s as f64),
+            injection_norm: mu.map(|_| 0.9),
+        })
+        .collect();
+    let eval = |s: u64, t: Option<usize>, v: f64| EvalMetrics {
+        step: s,
+        tokens: run.tokens * s / 10,
+        flops: run.flops * s as f64 / 10.0,
+        val_loss: v,
+        val_bpb: v / std::f64::consts::LN_2,
+        test_loops: t,
+    };
+    let mut evals = vec![eval(5, None, final_loss + 0.3), eval(10, None, final_loss)];
+    if mu.is_some() {
+        for t in [1usize, 2, 4, 8, 16] {
+            evals.push(eval(10, Some(t), final_loss + 0.5 * (-0.5 * t as f64).exp()));
+        }
+    }
+    let attempt = store.start_attempt(&run.key, None).unwrap();
+    let outcome = RunOutcome {
+        end: RunEnd::Done,
+        steps: 10,
+        tokens: run.tokens,
+        flops: run.flops,
+        final_val_loss: Some(final_loss),
+        final_val_bpb: Some(final_loss / std::f64::consts::LN_2),
+        final_train_loss: Some(final_loss + 0.01),
+        wall_seconds: 3.0,
+        tokens_per_second: 1000.0,
+        loss_spikes: 0,
+    };
+    store
+        .finish_attempt(&run.key, attempt, &steps, &evals, &outcome)
+        .unwrap();
+}
+
+/// A database at `dir/fx.sqlite`. Full: two FLOP budgets (1e12, 4e12) × loops {2, 4, 8}
+/// (tokens = C / (2e6·μ), so tokens differ too) plus two GPT runs; otherwise only the two GPT runs.
+fn fixture(dir: &Path, full: bool) -> PathBuf {
+    let path = dir.join("fx.sqlite");
+    let mut store = Store::open(&path).unwrap();
+    let mut runs: Vec<(NewRun, Option<f64>)> = Vec::new();
+    let mut add = |mu: Option<usize>, d: usize, tokens: u64, flops: f64| {
+        let config = config(mu, d, tokens);
+        let run = NewRun {
+            key: config.key(),
+            variant: None,
+            config,
+            params: 100_000,
+            non_embedding_params: 80_000,
+            tokens,
+            flops,
+        };
+        runs.push((run, mu.map(|m| m as f64)));
+    };
+    add(None, 64, 1_000_000, 2e12);
+    add(None, 128, 2_000_000, 8e12);
+    if full {
+        for c in [1e12, 4e12] {
+            for mu in [2usize, 4, 8] {
+                add(Some(mu), 64, (c / (2e6 * mu as f64)) as u64, c);
+            }
+        }
+    }
+    let new_runs: Vec<NewRun> = runs.iter().map(|(r, _)| r.clone()).collect();
+    store.register_sweep("fx", "fixture", "fx.toml", "", &new_runs).unwrap();
+    for (run, mu) in &runs {
+        finish(&mut store, run, *mu);
+    }
+    path
+}
+
+fn source(db: &Path) -> Source {
+    report::resolve(db).unwrap()
+}
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG", "{} is not a PNG", path.display());
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+#[test]
+fn every_chart_renders_from_the_fixture_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture(dir.path(), true);
+    // LOOPSCALE_TEST_REPORT_DIR keeps this report for a look at the charts.
+    let out = std::env::var_os("LOOPSCALE_TEST_REPORT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(dir.path().join("report"));
+    let index = report::write(&source(&db), &out, Format::Html).unwrap();
+    let built = report::build(&source(&db), &out).unwrap();
+    assert_eq!(built.charts.len(), 9);
+    for chart in &built.charts {
+        let Outcome::Drawn(d) = &chart.outcome else {
+            panic!("{} skipped: {:?}", chart.name, chart.outcome)
+        };
+        assert_eq!(png_size(&d.png), (d.width, d.height), "{}", chart.name);
+        // A blank 960×600 PNG compresses to a few kB; axes, text and lines take far more.
+        let size = std::fs::metadata(&d.png).unwrap().len();
+        assert!(size > 15_000, "{}: PNG of {size} bytes", chart.name);
+        let svg = std::fs::read_to_string(&d.svg).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("<text"), "{}", chart.name);
+    }
+    let expect = [
+        ("training_tokens", (960, 600)),
+        ("compute_law", (960, 600)),
+        ("isoflop_optima", (1500, 600)),
+        ("stability", (1500, 600)),
+        ("residuals", (1500, 1200)),
+    ];
+    for (name, size) in expect {
+        assert_eq!(png_size(&out.join(format!("{name}.png"))), size, "{name}");
+    }
+    let html = std::fs::read_to_string(index).unwrap();
+    assert!(!html.contains("Not drawn"));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external assets"
+    );
+    for chart in &built.charts {
+        assert!(html.contains(&format!("src=\"{}.png\"", chart.name)), "{}", chart.name);
+    }
+}
+
+#[test]
+fn the_fits_recover_the_fixture_laws() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture(dir.path(), true);
+    let store = Store::open_read_only(&db).unwrap();
+    let frames = Frames::load(&store, None).unwrap();
+    let fits = ReportFits::compute(&frames);
+    // Iso-FLOP parabolas are exact in log μ: their vertices are μ*(C).
+    let iso = fits.isoflop_loops.as_ref().unwrap();
+    assert_eq!(iso.budgets.len(), 2);
+    for b in &iso.budgets {
+        assert!(
+            (b.x_star / mu_star(b.flops) - 1.0).abs() < 1e-6,
+            "{} vs {}",
+            b.x_star,
+            mu_star(b.flops)
+        );
+    }
+    // μ*(C) = 3·(C/1e12)^0.3 ⇒ the power law's exponent is 0.3.
+    let a = iso.power_law.as_ref().unwrap().value("a").unwrap();
+    assert!((a - 0.3).abs() < 1e-6, "a = {a}");
+    // Test-time curves: L(T) = L + 0.5·e^(−0.5T) exactly.
+    let tt = fits.test_time.as_ref().unwrap();
+    assert_eq!(tt.len(), 6);
+    for f in tt {
+        let k = f.report.value("k").unwrap();
+        assert!((k - 0.5).abs() < 1e-3, "k = {k}");
+    }
+    // The compute band brackets the fitted curve.
+    let c = fits.compute.as_ref().unwrap();
+    for &(x, lo, hi) in &c.band {
+        assert!(lo <= c.predict(x) + 1e-9 && c.predict(x) <= hi + 1e-9);
+    }
+}
+
+#[test]
+fn charts_without_data_are_skipped_with_their_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture(dir.path(), false);
+    let out = dir.path().join("report");
+    // A chart left by an earlier report into the same directory goes with its data.
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("stability.png"), b"stale").unwrap();
+    let built = report::build(&source(&db), &out).unwrap();
+    let skipped = |name: &str| -> String {
+        let chart = built.charts.iter().find(|c| c.name == name).unwrap();
+        match &chart.outcome {
+            Outcome::Skipped(why) => why.clone(),
+            Outcome::Drawn(_) => panic!("{name} was drawn"),
+        }
+    };
+    assert!(
+        skipped("isoflop_loops").contains("no looped runs"),
+        "{}",
+        skipped("isoflop_loops")
+    );
+    assert!(skipped("test_time").contains("test-time loop counts"));
+    assert!(skipped("stability").contains("looped runs only"));
+    assert!(
+        skipped("compute_law").contains("2 run(s) at 2 scale(s)"),
+        "{}",
+        skipped("compute_law")
+    );
+    assert!(skipped("isoflop_tokens").contains("three or more distinct training tokens"));
+    assert!(!out.join("stability.png").exists() && !out.join("test_time.png").exists());
+    // The training curves exist whatever the sweep.
+    assert!(matches!(built.charts[0].outcome, Outcome::Drawn(_)));
+    let index = report::write(&source(&db), &out, Format::Html).unwrap();
+    let html = std::fs::read_to_string(index).unwrap();
+    assert!(html.contains(&format!("Not drawn: {}", skipped("stability"))));
+}
+
+#[test]
+fn the_report_tables_match_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture(dir.path(), true);
+    let out = dir.path().join("report");
+    let built = report::build(&source(&db), &out).unwrap();
+    let store = Store::open_read_only(&db).unwrap();
+    let q = store
+        .query("SELECT run_key, tokens, printf('%.4f', final_val_loss) FROM final_runs ORDER BY flops, run_key")
+        .unwrap();
+    assert_eq!(built.runs.rows.len(), q.rows.len());
+    let col = |name: &str| built.runs.header.iter().position(|h| h == name).unwrap();
+    for (row, db_row) in built.runs.rows.iter().zip(&q.rows) {
+        assert_eq!(row[col("run_key")], db_row[0]);
+        assert_eq!(row[col("tokens")], db_row[1]);
+        assert_eq!(row[col("final val loss")], db_row[2]);
+    }
+    // Fitted parameters: the compute law, six test-time curves, two iso-FLOP power laws.
+    let laws: Vec<&String> = built.fits.rows.iter().map(|r| &r[0]).collect();
+    assert_eq!(laws.iter().filter(|l| l.starts_with("compute")).count(), 3);
+    assert_eq!(laws.iter().filter(|l| l.starts_with("test-time")).count(), 18);
+    assert!(laws.iter().any(|l| l.starts_with("iso-FLOP optimal loops")));
+    let alpha = built.fits.rows.iter().find(|r| r[1] == "alpha").unwrap();
+    assert!(alpha[3].parse::<f64>().unwrap() <= alpha[2].parse::<f64>().unwrap());
+    // Markdown carries the same tables.
+    let md = std::fs::read_to_string(report::write(&source(&db), &out, Format::Md).unwrap()).unwrap();
+    for r in &q.rows {
+        assert!(md.contains(&r[0]), "{}", r[0]);
+    }
+    assert!(md.contains("![Training curves: loss vs tokens](training_tokens.png)"));
+}
+
+#[test]
+fn a_database_without_finished_runs_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("empty.sqlite");
+    drop(Store::open(&db).unwrap());
+    let err = report::write(&source(&db), &dir.path().join("out"), Format::Html).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("empty.sqlite") && msg.contains("no finished runs"), "{msg}");
+    assert!(report::resolve(&dir.path().join("missing.sqlite")).is_err());
+}
