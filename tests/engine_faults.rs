@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::moby_dick_file;
 use loopscale::store::{RunStatus, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -28,10 +30,7 @@ fn sweep_file(dir: &Path) -> PathBuf {
 }
 
 fn sweep_file_with(dir: &Path, name: &str, seeds: &str, d_model: &str) -> PathBuf {
-    let full = loopscale::train::resolve_corpus_path("moby-dick", Path::new("."));
-    let text = std::fs::read_to_string(&full).expect("the shipped corpus is installed (make corpus)");
-    let corpus = dir.join("slice.txt");
-    std::fs::write(&corpus, &text[..60_000]).unwrap();
+    let corpus = moby_dick_file(dir, 60_000);
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(
         &path,

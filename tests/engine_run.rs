@@ -6,21 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::moby_dick_file;
 use loopscale::store::{RunStatus, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_loopscale");
 
 /// A few kilobytes of the shipped corpus, so the runs are tiny but the text is real.
-fn corpus_slice(dir: &Path) -> PathBuf {
-    let full = loopscale::train::resolve_corpus_path("moby-dick", Path::new("."));
-    let text = std::fs::read_to_string(&full).expect("the shipped corpus is installed (make corpus)");
-    let path = dir.join("slice.txt");
-    std::fs::write(&path, &text[..60_000]).unwrap();
-    path
-}
-
 fn sweep_file(dir: &Path, name: &str, seeds: &str, tokens: u64) -> PathBuf {
-    let corpus = corpus_slice(dir);
+    let corpus = moby_dick_file(dir, 60_000);
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(
         &path,

@@ -1,5 +1,6 @@
-//! Helpers shared by the training tests: a slice of the shipped corpus, and an observer that
-//! records what a run reports (and can ask it to stop).
+//! Helpers shared by the training and engine tests: a slice of the shipped corpus (in memory, or
+//! as a file a sweep can name), and an observer that records what a run reports (and can ask it
+//! to stop).
 
 #![allow(dead_code)] // each test binary uses its own subset
 
@@ -30,13 +31,26 @@ impl RunObserver for Recorder {
 }
 
 /// The first `bytes` bytes of Moby-Dick (cut at a character boundary).
-pub fn moby_dick(bytes: usize, seq_len: usize) -> Corpus {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/corpus/moby-dick.txt");
-    let text = std::fs::read_to_string(&path).expect("the corpus is installed (make corpus)");
+fn moby_dick_text(bytes: usize) -> String {
+    let path = loopscale::train::resolve_corpus_path("moby-dick", std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
+    let mut text = std::fs::read_to_string(&path).expect("the corpus is installed (make corpus)");
     let mut end = bytes.min(text.len());
     while !text.is_char_boundary(end) {
         end -= 1;
     }
+    text.truncate(end);
+    text
+}
+
+/// The first `bytes` bytes of Moby-Dick as a corpus.
+pub fn moby_dick(bytes: usize, seq_len: usize) -> Corpus {
     let data = DataConfig { seq_len, ..DataConfig::default() };
-    Corpus::from_text(&text[..end], &data, "moby-dick slice").unwrap()
+    Corpus::from_text(&moby_dick_text(bytes), &data, "moby-dick slice").unwrap()
+}
+
+/// The first `bytes` bytes of Moby-Dick written to `dir/slice.txt`, for a sweep's `data.corpus`.
+pub fn moby_dick_file(dir: &std::path::Path, bytes: usize) -> std::path::PathBuf {
+    let path = dir.join("slice.txt");
+    std::fs::write(&path, moby_dick_text(bytes)).unwrap();
+    path
 }
