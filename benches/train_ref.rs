@@ -19,11 +19,10 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
-use loopscale::model::fused::{self, RopeTables, composed};
+use loopscale::model::fused::{self, composed};
 use loopscale::model::layers::{self, RmsNorm};
 use loopscale::model::{Arch, DepthSampling, LoopedConfig, ModelConfig, train_flops_per_token};
 use loopscale::sweep::RunConfig;
@@ -295,19 +294,7 @@ fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
     let w = |a: usize, b: usize| Tensor::randn(0f32, 0.02, (a, b), &dev).unwrap();
     let rope = layers::Rope::new(hd, SEQ, DType::F32, &dev).unwrap();
     let (cos, sin) = (rope.cos_sin().0.clone(), rope.cos_sin().1.clone());
-    let host = |t: &Tensor| -> Vec<f64> {
-        t.to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
-    let tables = Arc::new(RopeTables {
-        cos: host(&cos),
-        sin: host(&sin),
-        half: hd / 2,
-    });
+    let tables = rope.tables().clone();
     let targets = Tensor::from_vec(
         (0..n as u32).map(|i| (i * 7919) % 256).collect::<Vec<_>>(),
         n,

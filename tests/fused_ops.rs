@@ -3,10 +3,9 @@
 //! input, in f64 (to rounding) and in f32 (the training dtype), on shapes that do not divide
 //! the kernels' task sizes. Also: the kernels give the same numbers on one thread as on many.
 
-use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var};
-use loopscale::model::fused::{self, RopeTables, composed};
+use loopscale::model::fused::{self, composed};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -130,19 +129,7 @@ fn norm_rope_heads_match_the_composition() {
         let rope = loopscale::model::layers::Rope::new(hd, 9, dtype, &Device::Cpu).unwrap();
         let (cos, sin) = rope.cos_sin();
         let (cos, sin) = (cos.clone(), sin.clone());
-        let host = |t: &Tensor| -> Vec<f64> {
-            t.to_dtype(DType::F64)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap()
-        };
-        let tables = Arc::new(RopeTables {
-            cos: host(&cos),
-            sin: host(&sin),
-            half: hd / 2,
-        });
+        let tables = rope.tables().clone();
         compare(
             "norm_rope_heads",
             &[x, g],

@@ -98,6 +98,11 @@ impl Rope {
         (&self.cos, &self.sin)
     }
 
+    /// The same tables on the host, as the fused attention-heads kernel takes them.
+    pub fn tables(&self) -> &Arc<RopeTables> {
+        &self.tables
+    }
+
     /// Rotates `x` of shape `(batch, time, heads, head_dim)` by each position's angles.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         fused::composed::rope(x, &self.cos, &self.sin)
