@@ -180,6 +180,7 @@ pub fn train_model_resumable(
     observer: &mut dyn RunObserver,
     checkpoints: Option<&Checkpointing>,
 ) -> anyhow::Result<RunOutcome> {
+    super::keep_freed_memory();
     let t = &cfg.train;
     let seq_len = cfg.data.seq_len;
     let steps = total_steps(cfg);
