@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
 use loopscale::model::fused::{self, composed};
+use loopscale::model::fused_attention;
 use loopscale::model::layers::{self, RmsNorm};
 use loopscale::model::{Arch, DepthSampling, LoopedConfig, ModelConfig, train_flops_per_token};
 use loopscale::sweep::RunConfig;
@@ -322,14 +323,35 @@ fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
             None,
         ),
         (
-            "attention matmuls (QKᵀ, PV)",
+            "causal attention (QKᵀ, softmax, PV)",
             1.0,
-            vec![r(&[BATCH, HEADS, SEQ, hd]), r(&[BATCH, HEADS, SEQ, hd])],
-            Box::new(|x| {
-                let s = x[0].matmul(&x[1].t().unwrap()).unwrap();
-                s.matmul(&x[1]).unwrap()
+            vec![
+                r(&[BATCH, HEADS, SEQ, hd]),
+                r(&[BATCH, HEADS, SEQ, hd]),
+                r(&[BATCH, SEQ, D]),
+            ],
+            Box::new(move |x| {
+                fused_attention::causal_attention(&x[0], &x[1], &x[2], scale).unwrap()
             }),
-            None,
+            // What it replaced: candle's batched matmuls over the full square around the
+            // fused softmax, with the two transpose copies.
+            Some(Box::new(move |x| {
+                let v = x[2]
+                    .reshape((BATCH, SEQ, HEADS, hd))
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap();
+                let s = x[0].matmul(&x[1].t().unwrap()).unwrap();
+                let p = fused::causal_softmax(&s, scale).unwrap();
+                p.matmul(&v)
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .reshape((BATCH, SEQ, D))
+                    .unwrap()
+            })),
         ),
         (
             "heads: QK-norm + RoPE + transpose (q, k)",
@@ -340,29 +362,6 @@ fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
                 let h = composed::norm_rope_heads(&x[0], &x[1], HEADS, &cos, &sin, eps);
                 // The composed path made the heads contiguous for the matmuls.
                 h.unwrap().contiguous().unwrap()
-            })),
-        ),
-        (
-            "v heads: transpose copy",
-            1.0,
-            vec![r(&[BATCH, SEQ, D])],
-            Box::new(|x| {
-                x[0].reshape((BATCH, SEQ, HEADS, D / HEADS))
-                    .unwrap()
-                    .transpose(1, 2)
-                    .unwrap()
-                    .contiguous()
-                    .unwrap()
-            }),
-            None,
-        ),
-        (
-            "causal softmax (scale, mask, softmax)",
-            1.0,
-            vec![r(&[BATCH, HEADS, SEQ, SEQ])],
-            Box::new(move |x| fused::causal_softmax(&x[0], scale).unwrap()),
-            Some(Box::new(move |x| {
-                composed::causal_softmax(&x[0], scale).unwrap()
             })),
         ),
         (
@@ -380,18 +379,6 @@ fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
             vec![r(&[n, 4 * D])],
             Box::new(|x| fused::relu_squared(&x[0]).unwrap()),
             Some(Box::new(|x| composed::relu_squared(&x[0]).unwrap())),
-        ),
-        (
-            "attention output merge (transpose copy)",
-            1.0,
-            vec![r(&[BATCH, HEADS, SEQ, hd])],
-            Box::new(|x| {
-                x[0].transpose(1, 2)
-                    .unwrap()
-                    .reshape((BATCH, SEQ, D))
-                    .unwrap()
-            }),
-            None,
         ),
         (
             "residual adds",

@@ -6,6 +6,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use loopscale::model::fused::{self, composed};
+use loopscale::model::fused_attention;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -155,6 +156,36 @@ fn causal_softmax_matches_the_masked_composition() {
             tol,
         );
     }
+}
+
+#[test]
+fn causal_attention_matches_the_composition() {
+    // time 150 spans three row blocks of 64, the last one partial; time 5 is under one block.
+    for (t, seed) in [(150, 5), (5, 6)] {
+        for (dtype, tol) in CASES {
+            let (b, h, hd) = (3, 2, 8);
+            let mut rng = StdRng::seed_from_u64(seed);
+            let q = random(&mut rng, &[b, h, t, hd], dtype);
+            let k = random(&mut rng, &[b, h, t, hd], dtype);
+            let v = random(&mut rng, &[b, t, h * hd], dtype);
+            compare(
+                &format!("causal_attention (time {t})"),
+                &[q, k, v],
+                &|x| fused_attention::causal_attention(&x[0], &x[1], &x[2], 0.41).unwrap(),
+                &|x| composed::causal_attention(&x[0], &x[1], &x[2], 0.41).unwrap(),
+                tol,
+            );
+        }
+    }
+}
+
+#[test]
+fn causal_attention_refuses_mismatched_shapes() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let q = random(&mut rng, &[2, 2, 9, 4], DType::F32);
+    let v = random(&mut rng, &[2, 9, 6], DType::F32);
+    let err = fused_attention::causal_attention(&q, &q, &v, 0.5).unwrap_err();
+    assert!(err.to_string().contains("expected q = k = (b, h, t, hd)"), "{err}");
 }
 
 #[test]

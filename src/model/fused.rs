@@ -27,7 +27,7 @@ use rayon::prelude::*;
 const MIN_TASK_ELEMS: usize = 1 << 14;
 
 /// Real types the kernels run in.
-trait Real:
+pub(super) trait Real:
     WithDType
     + Float
     + Send
@@ -41,7 +41,7 @@ trait Real:
 impl Real for f32 {}
 impl Real for f64 {}
 
-fn slice<'a, T: Real>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
+pub(super) fn slice<'a, T: Real>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
         None => bail!("{op}: expects a contiguous input"),
@@ -52,7 +52,7 @@ fn rows_per_task(row_len: usize) -> usize {
     (MIN_TASK_ELEMS / row_len.max(1)).max(1)
 }
 
-fn c<T: Real>(x: f64) -> T {
+pub(super) fn c<T: Real>(x: f64) -> T {
     T::from(x).unwrap()
 }
 
@@ -72,8 +72,9 @@ macro_rules! dispatch {
         }
     };
 }
+pub(super) use dispatch;
 
-fn contiguous(x: &Tensor) -> Result<Tensor> {
+pub(super) fn contiguous(x: &Tensor) -> Result<Tensor> {
     if x.is_contiguous() {
         Ok(x.clone())
     } else {
@@ -799,6 +800,18 @@ pub mod composed {
         let t = scores.dim(D::Minus1)?;
         let mask = causal_mask(t, scores.dtype(), scores.device())?;
         softmax_last_dim(&scores.affine(scale, 0.0)?.broadcast_add(&mask)?)
+    }
+
+    /// Causal attention of heads `q`, `k` `(b, h, t, hd)` over values `v` `(b, t, h·hd)`, as
+    /// the fused [`super::super::fused_attention::causal_attention`] computes it.
+    pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+        let (b, h, t, hd) = q.dims4()?;
+        let v = v.reshape((b, t, h, hd))?.transpose(1, 2)?.contiguous()?;
+        let probs = causal_softmax(&q.matmul(&k.t()?)?, scale)?;
+        probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, t, h * hd))
     }
 
     pub fn relu_squared(x: &Tensor) -> Result<Tensor> {

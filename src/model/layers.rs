@@ -18,6 +18,7 @@ use candle_core::{D, DType, Device, Result, Tensor};
 use super::config::{Mlp, ModelConfig};
 use super::counts::{head_dim, mlp_hidden_width};
 use super::fused::{self, RopeTables};
+use super::fused_attention;
 use super::grad::param;
 use super::params::{DecayGroup, ParamStore};
 
@@ -153,7 +154,7 @@ impl CausalSelfAttention {
     }
 
     pub fn forward(&self, x: &Tensor, rope: &Rope) -> Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
+        let d = x.dim(D::Minus1)?;
         let (h, hd) = (self.n_heads, d / self.n_heads);
         // Three projections through column blocks of W_qkv (views, no copy), so that each
         // gradient lands in its own (b, t, d) tensor instead of being padded out to 3d.
@@ -169,13 +170,7 @@ impl CausalSelfAttention {
             )
         };
         let (q, k) = (heads(0, &self.q_norm)?, heads(1, &self.k_norm)?); // (b, h, t, hd)
-        let v = part(2)?
-            .reshape((b, t, h, hd))?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let probs = fused::causal_softmax(&q.matmul(&k.t()?)?, 1.0 / (hd as f64).sqrt())?;
-        let mixed = probs.matmul(&v)?; // (b, h, t, hd)
-        let mixed = mixed.transpose(1, 2)?.reshape((b, t, d))?;
+        let mixed = fused_attention::causal_attention(&q, &k, &part(2)?, 1.0 / (hd as f64).sqrt())?;
         project(&mixed, &param(&self.w_out))
     }
 }

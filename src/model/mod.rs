@@ -12,6 +12,7 @@
 mod config;
 pub mod counts;
 pub mod fused;
+pub mod fused_attention;
 pub mod gpt;
 pub mod grad;
 pub mod layers;

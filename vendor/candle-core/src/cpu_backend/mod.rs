@@ -1478,7 +1478,17 @@ impl Map2 for MatMul {
         let dst_rs = dst_strides[0];
         let dst_cs = dst_strides[1];
 
-        let mut dst = vec![T::zero(); b * m * n];
+        // loopscale patch: gemm overwrites dst (read_dst = false below), so upstream's zero fill
+        // was a wasted pass over the output. With k = 0 the product is an empty sum: keep zeros.
+        let mut dst = if k == 0 {
+            vec![T::zero(); b * m * n]
+        } else {
+            let mut v = Vec::with_capacity(b * m * n);
+            #[allow(clippy::uninit_vec)]
+            // SAFETY: T is a plain float type (checked above) and every element is written.
+            unsafe { v.set_len(b * m * n) };
+            v
+        };
         let num_threads = crate::utils::get_num_threads();
         let parallelism = if num_threads > 1 {
             Parallelism::Rayon(num_threads)
