@@ -94,8 +94,49 @@ struct RmsNorm {
     eps: f64,
 }
 
+/// Lanes of the partial sums in [`dot`] and [`dot3`]: one AVX2 register of f32.
+const LANES: usize = 8;
+
+/// `Σ aᵢ·bᵢ` in [`LANES`] interleaved partial sums. A single running sum is a chain of
+/// dependent adds the compiler may not reorder (float addition is not associative), so it
+/// runs one add per latency period; independent lanes vectorise.
+pub(super) fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [T::zero(); LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail = ca.remainder().iter().zip(cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let head = acc.iter().fold(T::zero(), |s, &v| s + v);
+    tail.fold(head, |s, (&x, &y)| s + x * y)
+}
+
+/// `Σ aᵢ·bᵢ·cᵢ`, as [`dot`].
+fn dot3<T: Real>(a: &[T], b: &[T], c: &[T]) -> T {
+    let n = a.len().min(b.len()).min(c.len());
+    let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
+    let mut acc = [T::zero(); LANES];
+    let (ca, cb, cc) = (
+        a.chunks_exact(LANES),
+        b.chunks_exact(LANES),
+        c.chunks_exact(LANES),
+    );
+    let tail = (ca.remainder().iter().zip(cb.remainder())).zip(cc.remainder());
+    for ((x, y), z) in ca.zip(cb).zip(cc) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l] * z[l];
+        }
+    }
+    let head = acc.iter().fold(T::zero(), |s, &v| s + v);
+    tail.fold(head, |s, ((&x, &y), &z)| s + x * y * z)
+}
+
 fn inv_rms<T: Real>(row: &[T], eps: f64) -> T {
-    let ms = row.iter().map(|&v| v * v).sum::<T>() / c::<T>(row.len() as f64);
+    let ms = dot(row, row) / c::<T>(row.len() as f64);
     (ms + c(eps)).sqrt().recip()
 }
 
@@ -155,17 +196,12 @@ struct RmsNormBwd {
 
 /// One row of RMSNorm's backward: writes `dx`, accumulates `dgain`.
 fn rms_norm_row_bwd<T: Real>(x: &[T], g: &[T], dy: &[T], eps: f64, dx: &mut [T], dg: &mut [T]) {
-    let n = c::<T>(x.len() as f64);
+    let len = x.len();
+    let (g, dy, dx, dg) = (&g[..len], &dy[..len], &mut dx[..len], &mut dg[..len]);
     let r = inv_rms(x, eps);
     // mean(dx̂ ⊙ x̂), dx̂ = dy ⊙ g, x̂ = x·r
-    let dot = x
-        .iter()
-        .zip(g)
-        .zip(dy)
-        .map(|((&x, &g), &dy)| dy * g * x * r)
-        .sum::<T>()
-        / n;
-    for i in 0..x.len() {
+    let dot = dot3(dy, g, x) * r / c::<T>(len as f64);
+    for i in 0..len {
         let xh = x[i] * r;
         dx[i] = r * (dy[i] * g[i] - xh * dot);
         dg[i] += dy[i] * xh;
@@ -494,11 +530,7 @@ impl CustomOp2 for CausalSoftmaxBwd {
                 .with_min_len(rows_per_task(t))
                 .for_each(|(i, (o, (y, dy)))| {
                     let live = i % t + 1;
-                    let dot = y[..live]
-                        .iter()
-                        .zip(&dy[..live])
-                        .map(|(&a, &b)| a * b)
-                        .sum::<T>();
+                    let dot = dot(&y[..live], &dy[..live]);
                     for j in 0..live {
                         o[j] = scale * y[j] * (dy[j] - dot);
                     }

@@ -27,7 +27,7 @@ use rayon::prelude::*;
 
 use num_traits::{Float, Zero};
 
-use super::fused::{Real, c, contiguous, dispatch, slice};
+use super::fused::{Real, c, contiguous, dispatch, dot, slice};
 
 /// Queries per row block of the score matrix.
 pub const BLOCK: usize = 64;
@@ -227,7 +227,7 @@ fn backward_batch<T: Real>(
             for i in 0..rows {
                 let live = r0 + i + 1;
                 let (pr, dr) = (&pb[i * t..i * t + live], &mut ds[i * t..i * t + r1]);
-                let dot = pr.iter().zip(dr.iter()).map(|(&a, &b)| a * b).sum::<T>();
+                let dot = dot(pr, dr);
                 for (g, &pv) in dr[..live].iter_mut().zip(pr) {
                     *g = scale * pv * (*g - dot);
                 }
