@@ -453,7 +453,9 @@ fn main() {
     .expect("the corpus is installed (make corpus)");
 
     let (peak, how) = nominal_peak(threads);
-    let sgemm = measured_sgemm();
+    // Re-measured after every run and the best kept: on a shared machine one measurement can
+    // land in a slow moment and overstate the fraction of it we reach.
+    let mut sgemm = measured_sgemm();
     println!("threads: {threads} (RAYON_NUM_THREADS); steps {steps} timed after {warmup} warmup");
     println!("peak: {:.1} GFLOP/s nominal = {how}", peak / 1e9);
     println!(
@@ -487,6 +489,7 @@ fn main() {
             let torch = python
                 .as_deref()
                 .and_then(|py| run_torch(py, arch, warmup, steps, threads));
+            sgemm = sgemm.max(measured_sgemm());
             let gf = |tps: f64| tps * fpt / 1e9;
             print!(
                 "  [{rep}] loopscale {:>7.0} tokens/s  {:>6.1} GFLOP/s  {:>5.1}% of nominal peak  {:>5.1}% of sgemm",
@@ -526,6 +529,10 @@ fn main() {
                 .fold((f64::INFINITY, 0f64), |(a, b), &r| (a.min(r), b.max(r)));
             println!("  ratio over {} repeats: {lo:.2} – {hi:.2}", ratios.len());
         }
+        println!(
+            "  (% of sgemm against the best 1024³ sgemm seen so far: {:.1} GFLOP/s)",
+            sgemm / 1e9
+        );
         let [fwd, bwd, upd, eval] = phase_split(arch, &corpus, 3);
         let step = fwd + bwd + upd;
         println!(

@@ -1,6 +1,8 @@
 //! Fused CPU kernels for the element-wise work of a training step, as candle custom ops with a
 //! backward pass: RMSNorm, the attention heads' QK-norm + RoPE + transpose, the causal
-//! softmax, ReLU² and GELU, and cross-entropy with logits.
+//! softmax, ReLU² and GELU, and cross-entropy with logits. Attention itself (scores, softmax
+//! and values in one op) is [`super::fused_attention`]; the standalone causal softmax here is
+//! what it replaced, kept for the bench's comparison.
 //!
 //! Why: candle runs each primitive as its own single-threaded pass that allocates its result,
 //! and its autograd stores and replays every one of them, so a composed RMSNorm is ~8 passes
