@@ -3,7 +3,6 @@
 //! input, in f64 (to rounding) and in f32 (the training dtype), on shapes that do not divide
 //! the kernels' task sizes. Also: the kernels give the same numbers on one thread as on many.
 
-
 use candle_core::{DType, Device, Tensor, Var};
 use loopscale::model::fused::{self, composed};
 use loopscale::model::fused_attention;
@@ -185,7 +184,10 @@ fn causal_attention_refuses_mismatched_shapes() {
     let q = random(&mut rng, &[2, 2, 9, 4], DType::F32);
     let v = random(&mut rng, &[2, 9, 6], DType::F32);
     let err = fused_attention::causal_attention(&q, &q, &v, 0.5).unwrap_err();
-    assert!(err.to_string().contains("expected q = k = (b, h, t, hd)"), "{err}");
+    assert!(
+        err.to_string().contains("expected q = k = (b, h, t, hd)"),
+        "{err}"
+    );
 }
 
 #[test]

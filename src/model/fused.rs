@@ -842,10 +842,7 @@ pub mod composed {
         let (b, h, t, hd) = q.dims4()?;
         let v = v.reshape((b, t, h, hd))?.transpose(1, 2)?.contiguous()?;
         let probs = causal_softmax(&q.matmul(&k.t()?)?, scale)?;
-        probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((b, t, h * hd))
+        probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h * hd))
     }
 
     pub fn relu_squared(x: &Tensor) -> Result<Tensor> {

@@ -123,12 +123,22 @@ unsafe fn gemm<T: Real>(
 
 /// Row blocks `(r0, r1)` of a `t × t` score matrix.
 fn row_blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..t).step_by(BLOCK).map(move |r0| (r0, (r0 + BLOCK).min(t)))
+    (0..t)
+        .step_by(BLOCK)
+        .map(move |r0| (r0, (r0 + BLOCK).min(t)))
 }
 
 /// One batch's forward: scores, causal softmax and `P V` for each head.
 /// `q`, `k`: `(h, t, hd)`; `v`, `out`: `(t, d)`; `p`: `(h, t, t)`.
-fn forward_batch<T: Real>(dm: Dims, scale: T, q: &[T], k: &[T], v: &[T], p: &mut [T], out: &mut [T]) {
+fn forward_batch<T: Real>(
+    dm: Dims,
+    scale: T,
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    p: &mut [T],
+    out: &mut [T],
+) {
     let Dims { h, t, hd, .. } = dm;
     let d = dm.d();
     for head in 0..h {
@@ -151,7 +161,9 @@ fn forward_batch<T: Real>(dm: Dims, scale: T, q: &[T], k: &[T], v: &[T], p: &mut
             for i in r0..r1 {
                 let row = &mut ph[i * t..i * t + r1];
                 let (live, masked) = row.split_at_mut(i + 1);
-                let max = live.iter().fold(T::neg_infinity(), |m, &s| Float::max(m, s));
+                let max = live
+                    .iter()
+                    .fold(T::neg_infinity(), |m, &s| Float::max(m, s));
                 let mut sum = T::zero();
                 for s in live.iter_mut() {
                     *s = ((*s - max) * scale).exp();

@@ -2,8 +2,10 @@
 //! embeddings, causal self-attention with QK-norm, the three MLPs, the pre-norm residual block
 //! and a stack of blocks, plus the cross-entropy loss.
 //!
-//! The element-wise work runs in our own fused kernels ([`super::fused`]), each with a backward
-//! pass; everything else is candle primitives that have one. candle-nn's fused `rms_norm`,
+//! On the CPU the element-wise work and attention run in our own fused kernels
+//! ([`super::fused`], [`super::fused_attention`]), each with a backward pass; everything else
+//! is candle primitives that have one. On other devices (the `cuda` feature) the same maths runs
+//! as the candle compositions in [`super::fused::composed`], which the kernels are tested against. candle-nn's fused `rms_norm`,
 //! `softmax_last_dim` and `rope*` (and its `RmsNorm` module) are forward-only and would silently
 //! cut the gradient, so none of them is used; the gradient checks in `tests/model_gradcheck.rs`
 //! guard this.
@@ -17,7 +19,7 @@ use candle_core::{D, DType, Device, Result, Tensor};
 
 use super::config::{Mlp, ModelConfig};
 use super::counts::{head_dim, mlp_hidden_width};
-use super::fused::{self, RopeTables};
+use super::fused::{self, RopeTables, composed};
 use super::fused_attention;
 use super::grad::param;
 use super::params::{DecayGroup, ParamStore};
@@ -48,7 +50,11 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        fused::rms_norm(x, &param(&self.gain), Self::EPS)
+        if x.device().is_cpu() {
+            fused::rms_norm(x, &param(&self.gain), Self::EPS)
+        } else {
+            composed::rms_norm(x, &param(&self.gain), Self::EPS)
+        }
     }
 
     pub fn gain(&self) -> &Tensor {
@@ -106,13 +112,17 @@ impl Rope {
 
     /// Rotates `x` of shape `(batch, time, heads, head_dim)` by each position's angles.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        fused::composed::rope(x, &self.cos, &self.sin)
+        composed::rope(x, &self.cos, &self.sin)
     }
 }
 
 /// Mean cross-entropy (nats per token) of `logits` `(n, vocab)` against `targets` `(n,)` u32.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    fused::cross_entropy(logits, targets)
+    if logits.device().is_cpu() {
+        fused::cross_entropy(logits, targets)
+    } else {
+        composed::cross_entropy(logits, targets)
+    }
 }
 
 /// Multi-head causal self-attention with RMS-normalised queries and keys (QK-norm) and RoPE.
@@ -160,17 +170,36 @@ impl CausalSelfAttention {
         // gradient lands in its own (b, t, d) tensor instead of being padded out to 3d.
         let w_qkv = param(&self.w_qkv);
         let part = |i: usize| project(x, &w_qkv.narrow(1, i * d, d)?);
-        let heads = |i: usize, norm: &RmsNorm| {
-            fused::norm_rope_heads(
-                &part(i)?,
-                &param(norm.gain()),
-                h,
-                &rope.tables,
-                RmsNorm::EPS,
-            )
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mixed = if x.device().is_cpu() {
+            let heads = |i: usize, norm: &RmsNorm| {
+                fused::norm_rope_heads(
+                    &part(i)?,
+                    &param(norm.gain()),
+                    h,
+                    &rope.tables,
+                    RmsNorm::EPS,
+                )
+            };
+            let (q, k) = (heads(0, &self.q_norm)?, heads(1, &self.k_norm)?); // (b, h, t, hd)
+            fused_attention::causal_attention(&q, &k, &part(2)?, scale)?
+        } else {
+            // The fused kernels are CPU code; on a GPU the same maths runs as candle ops.
+            let (cos, sin) = rope.cos_sin();
+            let heads = |i: usize, norm: &RmsNorm| {
+                composed::norm_rope_heads(
+                    &part(i)?,
+                    &param(norm.gain()),
+                    h,
+                    cos,
+                    sin,
+                    RmsNorm::EPS,
+                )?
+                .contiguous()
+            };
+            let (q, k) = (heads(0, &self.q_norm)?, heads(1, &self.k_norm)?);
+            composed::causal_attention(&q, &k, &part(2)?, scale)?
         };
-        let (q, k) = (heads(0, &self.q_norm)?, heads(1, &self.k_norm)?); // (b, h, t, hd)
-        let mixed = fused_attention::causal_attention(&q, &k, &part(2)?, 1.0 / (hd as f64).sqrt())?;
         project(&mixed, &param(&self.w_out))
     }
 }
@@ -226,8 +255,10 @@ impl MlpBlock {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let pre = project(x, &param(&self.w_in))?;
         let hidden = match (self.kind, &self.w_gate) {
-            (Mlp::Relu2, _) => fused::relu_squared(&pre)?,
-            (Mlp::Gelu, _) => fused::gelu(&pre)?,
+            (Mlp::Relu2, _) if pre.device().is_cpu() => fused::relu_squared(&pre)?,
+            (Mlp::Gelu, _) if pre.device().is_cpu() => fused::gelu(&pre)?,
+            (Mlp::Relu2, _) => composed::relu_squared(&pre)?,
+            (Mlp::Gelu, _) => composed::gelu(&pre)?,
             (Mlp::Swiglu, Some(w_gate)) => (pre.silu()? * project(x, &param(w_gate))?)?,
             (Mlp::Swiglu, None) => unreachable!("SwiGLU is always built with its gate"),
         };
