@@ -190,17 +190,27 @@ fn forward_batch<T: Real>(
     }
 }
 
-/// One batch's backward. `q`, `k`, `dq`, `dk`: `(h, t, hd)`; `v`, `dout`, `dv`: `(t, d)`;
-/// `p`: `(h, t, t)`. `dk` and `dv` must come in zeroed (they are accumulated block by block).
-#[allow(clippy::too_many_arguments)]
+/// What one batch's backward reads: `q`, `k` `(h, t, hd)`; `v`, `dout` `(t, d)`;
+/// `p` `(h, t, t)`.
+struct Saved<'a, T> {
+    q: &'a [T],
+    k: &'a [T],
+    v: &'a [T],
+    p: &'a [T],
+    dout: &'a [T],
+}
+
+/// One batch's backward into `dq`, `dk` `(h, t, hd)` and `dv` `(t, d)`. `dk` and `dv` must
+/// come in zeroed (they are accumulated block by block).
 fn backward_batch<T: Real>(
     dm: Dims,
     scale: T,
-    (q, k, v, p, dout): (&[T], &[T], &[T], &[T], &[T]),
+    saved: Saved<T>,
     dq: &mut [T],
     dk: &mut [T],
     dv: &mut [T],
 ) {
+    let Saved { q, k, v, p, dout } = saved;
     let Dims { h, t, hd, .. } = dm;
     let d = dm.d();
     let mut ds = vec![T::zero(); BLOCK * t];
@@ -352,14 +362,14 @@ impl CustomOp3 for CausalAttention {
                 .enumerate()
                 .for_each(|(i, ((dq, dk), dv))| {
                     let span = i * t * d..(i + 1) * t * d;
-                    let inputs = (
-                        &q[span.clone()],
-                        &k[span.clone()],
-                        &v[span.clone()],
-                        &p[i * h * t * t..(i + 1) * h * t * t],
-                        &dout[span],
-                    );
-                    backward_batch(dm, scale, inputs, dq, dk, dv)
+                    let saved = Saved {
+                        q: &q[span.clone()],
+                        k: &k[span.clone()],
+                        v: &v[span.clone()],
+                        p: &p[i * h * t * t..(i + 1) * h * t * t],
+                        dout: &dout[span],
+                    };
+                    backward_batch(dm, scale, saved, dq, dk, dv)
                 });
             let heads = (b, h, t, hd);
             Ok((
