@@ -96,6 +96,19 @@ struct RmsNorm {
     eps: f64,
 }
 
+/// A buffer of `n` values that the caller overwrites entirely before anything reads it: it
+/// skips the zero fill, a whole extra pass over memory for the largest activations.
+pub(super) fn overwritten_buffer<T: Real>(n: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: T is f32 or f64, for which every bit pattern is a value, and every caller writes
+    // all n values before the buffer is read or handed out (as candle's own `alloc_uninit`).
+    #[allow(clippy::uninit_vec)]
+    unsafe {
+        v.set_len(n)
+    };
+    v
+}
+
 /// Lanes of the partial sums in [`dot`] and [`dot3`]: one AVX2 register of f32.
 const LANES: usize = 8;
 
@@ -161,7 +174,7 @@ impl CustomOp2 for RmsNorm {
             if l1.dims().last() != Some(&n) {
                 bail!("{}: gain of {n} for input {:?}", self.name(), l1.dims());
             }
-            let mut out = vec![T::zero(); x.len()];
+            let mut out = overwritten_buffer::<T>(x.len());
             out.par_chunks_mut(n)
                 .zip(x.par_chunks(n))
                 .with_min_len(rows_per_task(n))
@@ -329,7 +342,7 @@ impl CustomOp2 for Heads {
             let x = slice::<T>(s1, l1, self.name())?;
             let g = slice::<T>(s2, l2, self.name())?;
             let (cos, sin) = self.tables::<T>();
-            let mut out = vec![T::zero(); x.len()];
+            let mut out = overwritten_buffer::<T>(x.len());
             out.par_chunks_mut(hd)
                 .enumerate()
                 .with_min_len(rows_per_task(hd))
@@ -603,7 +616,7 @@ impl CustomOp1 for Act {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         dispatch!(s, self.name(), |T| {
             let x = slice::<T>(s, l, self.name())?;
-            let mut out = vec![T::zero(); x.len()];
+            let mut out = overwritten_buffer::<T>(x.len());
             out.par_chunks_mut(MIN_TASK_ELEMS)
                 .zip(x.par_chunks(MIN_TASK_ELEMS))
                 .for_each(|(o, x)| {
@@ -640,7 +653,7 @@ impl CustomOp2 for ActBwd {
         dispatch!(s1, self.name(), |T| {
             let x = slice::<T>(s1, l1, self.name())?;
             let dy = slice::<T>(s2, l2, self.name())?;
-            let mut out = vec![T::zero(); x.len()];
+            let mut out = overwritten_buffer::<T>(x.len());
             out.par_chunks_mut(MIN_TASK_ELEMS)
                 .zip(
                     x.par_chunks(MIN_TASK_ELEMS)
@@ -762,7 +775,7 @@ impl CustomOp2 for CrossEntropyBwd {
             let x = slice::<T>(s1, l1, self.name())?;
             let v = x.len() / n;
             let scale = c::<T>(self.scale);
-            let mut out = vec![T::zero(); x.len()];
+            let mut out = overwritten_buffer::<T>(x.len());
             out.par_chunks_mut(v)
                 .zip(x.par_chunks(v).zip(targets.par_iter()))
                 .with_min_len(rows_per_task(v))

@@ -27,7 +27,7 @@ use rayon::prelude::*;
 
 use num_traits::{Float, Zero};
 
-use super::fused::{Real, c, contiguous, dispatch, dot, slice};
+use super::fused::{Real, c, contiguous, dispatch, dot, overwritten_buffer, slice};
 
 /// Queries per row block of the score matrix.
 pub const BLOCK: usize = 64;
@@ -312,8 +312,10 @@ impl CustomOp3 for CausalAttention {
             let k = slice::<T>(s2, l2, self.name())?;
             let v = slice::<T>(s3, l3, self.name())?;
             let scale = c::<T>(self.scale);
-            let mut p = vec![T::zero(); b * h * t * t];
-            let mut out = vec![T::zero(); b * t * d];
+            // Every row block writes its rows of P up to its last key (the only part backward
+            // reads) and every output value.
+            let mut p = overwritten_buffer::<T>(b * h * t * t);
+            let mut out = overwritten_buffer::<T>(b * t * d);
             p.par_chunks_mut(h * t * t)
                 .zip(out.par_chunks_mut(t * d))
                 .zip(q.par_chunks(t * d).zip(k.par_chunks(t * d)))
@@ -353,7 +355,7 @@ impl CustomOp3 for CausalAttention {
             let dout = slice::<T>(sg, lg, self.name())?;
             let p = probs.as_slice::<T>()?;
             let scale = c::<T>(self.scale);
-            let mut dq = vec![T::zero(); b * t * d];
+            let mut dq = overwritten_buffer::<T>(b * t * d);
             let mut dk = vec![T::zero(); b * t * d];
             let mut dv = vec![T::zero(); b * t * d];
             dq.par_chunks_mut(t * d)
