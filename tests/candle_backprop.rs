@@ -3,19 +3,13 @@
 //! (transpose, narrow, reshape, broadcast) that now hand their gradient on without a copy into
 //! a zeros tensor, and a batched matmul whose batches run in parallel.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
+use common::max_abs_diff;
 
 fn close(a: &Tensor, b: &Tensor) {
-    let d = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
+    let d = max_abs_diff(a, b);
     assert!(d < 1e-12, "gradients differ by {d:e}");
 }
 

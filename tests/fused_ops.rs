@@ -3,7 +3,10 @@
 //! input, in f64 (to rounding) and in f32 (the training dtype), on shapes that do not divide
 //! the kernels' task sizes. Also: the kernels give the same numbers on one thread as on many.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
+use common::max_abs_diff;
 use loopscale::model::fused::{self, composed};
 use loopscale::model::fused_attention;
 use rand::rngs::StdRng;
@@ -15,20 +18,6 @@ fn random(rng: &mut StdRng, shape: &[usize], dtype: DType) -> Tensor {
     Tensor::from_vec(v, shape, &Device::Cpu)
         .unwrap()
         .to_dtype(dtype)
-        .unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.dims(), b.dims());
-    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
         .unwrap()
 }
 

@@ -1,6 +1,6 @@
-//! Helpers shared by the training and engine tests: a slice of the shipped corpus (in memory, or
-//! as a file a sweep can name), and an observer that records what a run reports (and can ask it
-//! to stop).
+//! Helpers shared by the tests: a slice of the shipped corpus (in memory, or as a file a sweep
+//! can name), an observer that records what a run reports (and can ask it to stop), and the
+//! largest difference between two tensors.
 
 #![allow(dead_code)] // each test binary uses its own subset
 
@@ -53,4 +53,20 @@ pub fn moby_dick_file(dir: &std::path::Path, bytes: usize) -> std::path::PathBuf
     let path = dir.join("slice.txt");
     std::fs::write(&path, moby_dick_text(bytes)).unwrap();
     path
+}
+
+/// The largest absolute difference between two tensors of the same shape, in f64.
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    let f64 = |t: &candle_core::Tensor| t.to_dtype(candle_core::DType::F64).unwrap();
+    (f64(a) - f64(b))
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
