@@ -259,6 +259,37 @@ fn kernels_give_the_same_numbers_on_one_thread() {
 }
 
 #[test]
+fn attention_gives_the_same_numbers_on_one_thread() {
+    // Each batch runs single-threaded gemms in a fixed order, so the thread count cannot change
+    // a bit: a resumed run on another thread budget stays bit-identical.
+    let mut rng = StdRng::seed_from_u64(8);
+    let (b, h, t, hd) = (4, 2, 130, 16);
+    let q = random(&mut rng, &[b, h, t, hd], DType::F32);
+    let k = random(&mut rng, &[b, h, t, hd], DType::F32);
+    let v = random(&mut rng, &[b, t, h * hd], DType::F32);
+    let run = || {
+        let vars: Vec<Var> = [&q, &k, &v].iter().map(|x| Var::from_tensor(x).unwrap()).collect();
+        let out = fused_attention::causal_attention(
+            vars[0].as_tensor(),
+            vars[1].as_tensor(),
+            vars[2].as_tensor(),
+            0.25,
+        )
+        .unwrap();
+        let grads = (&out * &out).unwrap().sum_all().unwrap().backward().unwrap();
+        let g: Vec<Tensor> = vars.iter().map(|x| grads.get(x).unwrap().clone()).collect();
+        (out, g)
+    };
+    let (out_many, g_many) = run();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let (out_one, g_one) = pool.install(run);
+    assert_eq!(max_abs_diff(&out_many, &out_one), 0.0);
+    for (a, b) in g_many.iter().zip(&g_one) {
+        assert_eq!(max_abs_diff(a, b), 0.0);
+    }
+}
+
+#[test]
 fn no_grad_evaluation_records_nothing_and_gives_the_same_loss() {
     use loopscale::model::grad::no_grad;
     use loopscale::model::{Arch, CausalLm, Gpt, Looped, LoopedConfig, ModelConfig};
