@@ -21,18 +21,9 @@ fn random(rng: &mut StdRng, shape: &[usize], dtype: DType) -> Tensor {
         .unwrap()
 }
 
+/// The largest magnitude in `t`, at least 1: the scale a tolerance is relative to.
 fn scale_of(t: &Tensor) -> f64 {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-        .max(1.0)
+    max_abs_diff(t, &t.zeros_like().unwrap()).max(1.0)
 }
 
 /// Runs `fused_op` and `reference` on the same leaf variables made from `inputs`, and asserts
