@@ -23,9 +23,8 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, WithDType, bail};
 use gemm::Parallelism;
-use rayon::prelude::*;
-
 use num_traits::{Float, Zero};
+use rayon::prelude::*;
 
 use super::fused::{Real, c, contiguous, dispatch, dot, overwritten_buffer, slice};
 

@@ -4,11 +4,11 @@
 //!
 //! On the CPU the element-wise work and attention run in our own fused kernels
 //! ([`super::fused`], [`super::fused_attention`]), each with a backward pass; everything else
-//! is candle primitives that have one. On other devices (the `cuda` feature) the same maths runs
-//! as the candle compositions in [`super::fused::composed`], which the kernels are tested against. candle-nn's fused `rms_norm`,
-//! `softmax_last_dim` and `rope*` (and its `RmsNorm` module) are forward-only and would silently
-//! cut the gradient, so none of them is used; the gradient checks in `tests/model_gradcheck.rs`
-//! guard this.
+//! is candle primitives that have one. On other devices (the `cuda` feature) the same maths
+//! runs as the candle compositions in [`super::fused::composed`], which the kernels are tested
+//! against. candle-nn's fused `rms_norm`, `softmax_last_dim` and `rope*` (and its `RmsNorm`
+//! module) are forward-only and would silently cut the gradient, so none of them is used; the
+//! gradient checks in `tests/model_gradcheck.rs` guard this.
 //!
 //! Shapes: the residual stream is `(batch, time, d_model)`; weight matrices are stored
 //! `(in, out)` so a projection is a single `x · W` on the flattened `(batch·time, in)` input.
@@ -170,35 +170,24 @@ impl CausalSelfAttention {
         // gradient lands in its own (b, t, d) tensor instead of being padded out to 3d.
         let w_qkv = param(&self.w_qkv);
         let part = |i: usize| project(x, &w_qkv.narrow(1, i * d, d)?);
+        // The fused kernels are CPU code; on other devices the same maths runs as candle ops.
+        let on_cpu = x.device().is_cpu();
+        let (cos, sin) = rope.cos_sin();
+        let heads = |i: usize, norm: &RmsNorm| {
+            let (x, gain) = (part(i)?, param(norm.gain()));
+            if on_cpu {
+                fused::norm_rope_heads(&x, &gain, h, &rope.tables, RmsNorm::EPS)
+            } else {
+                composed::norm_rope_heads(&x, &gain, h, cos, sin, RmsNorm::EPS)?.contiguous()
+            }
+        };
+        // q, k: (b, h, t, hd); v: (b, t, d)
+        let (q, k, v) = (heads(0, &self.q_norm)?, heads(1, &self.k_norm)?, part(2)?);
         let scale = 1.0 / (hd as f64).sqrt();
-        let mixed = if x.device().is_cpu() {
-            let heads = |i: usize, norm: &RmsNorm| {
-                fused::norm_rope_heads(
-                    &part(i)?,
-                    &param(norm.gain()),
-                    h,
-                    &rope.tables,
-                    RmsNorm::EPS,
-                )
-            };
-            let (q, k) = (heads(0, &self.q_norm)?, heads(1, &self.k_norm)?); // (b, h, t, hd)
-            fused_attention::causal_attention(&q, &k, &part(2)?, scale)?
+        let mixed = if on_cpu {
+            fused_attention::causal_attention(&q, &k, &v, scale)?
         } else {
-            // The fused kernels are CPU code; on a GPU the same maths runs as candle ops.
-            let (cos, sin) = rope.cos_sin();
-            let heads = |i: usize, norm: &RmsNorm| {
-                composed::norm_rope_heads(
-                    &part(i)?,
-                    &param(norm.gain()),
-                    h,
-                    cos,
-                    sin,
-                    RmsNorm::EPS,
-                )?
-                .contiguous()
-            };
-            let (q, k) = (heads(0, &self.q_norm)?, heads(1, &self.k_norm)?);
-            composed::causal_attention(&q, &k, &part(2)?, scale)?
+            composed::causal_attention(&q, &k, &v, scale)?
         };
         project(&mixed, &param(&self.w_out))
     }
