@@ -491,22 +491,18 @@ fn main() {
                 .and_then(|py| run_torch(py, arch, warmup, steps, threads));
             sgemm = sgemm.max(measured_sgemm());
             let gf = |tps: f64| tps * fpt / 1e9;
-            print!(
-                "  [{rep}] loopscale {:>7.0} tokens/s  {:>6.1} GFLOP/s  {:>5.1}% of nominal peak  {:>5.1}% of sgemm",
-                ours.tokens_per_second,
-                gf(ours.tokens_per_second),
-                100.0 * gf(ours.tokens_per_second) * 1e9 / peak,
-                100.0 * gf(ours.tokens_per_second) * 1e9 / sgemm
-            );
-            println!();
-            if let Some(torch) = &torch {
+            let rate = |who: &str, tps: f64| {
                 println!(
-                    "  [{rep}] pytorch   {:>7.0} tokens/s  {:>6.1} GFLOP/s  {:>5.1}% of nominal peak  {:>5.1}% of sgemm",
-                    torch.tokens_per_second,
-                    gf(torch.tokens_per_second),
-                    100.0 * gf(torch.tokens_per_second) * 1e9 / peak,
-                    100.0 * gf(torch.tokens_per_second) * 1e9 / sgemm
-                );
+                    "  [{rep}] {who:<9} {:>7.0} tokens/s  {:>6.1} GFLOP/s  {:>5.1}% of nominal peak  {:>5.1}% of sgemm",
+                    tps,
+                    gf(tps),
+                    100.0 * gf(tps) * 1e9 / peak,
+                    100.0 * gf(tps) * 1e9 / sgemm
+                )
+            };
+            rate("loopscale", ours.tokens_per_second);
+            if let Some(torch) = &torch {
+                rate("pytorch", torch.tokens_per_second);
                 let ratio = ours.tokens_per_second / torch.tokens_per_second;
                 ratios.push(ratio);
                 println!("  [{rep}] ratio loopscale / pytorch = {ratio:.2}");
