@@ -6,8 +6,8 @@
 //! draws the charts and [`report`] writes them with the tables as a self-contained report.
 
 pub mod analysis;
-pub mod engine;
 pub mod cli;
+pub mod engine;
 pub mod fit;
 pub mod model;
 pub mod plot;

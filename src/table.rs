@@ -17,14 +17,24 @@ pub fn render(columns: &[String], rows: &[Vec<String>]) -> String {
             .enumerate()
             .map(|(i, c)| {
                 let pad = width[i].saturating_sub(c.chars().count());
-                if numeric(c) { format!("{}{}", " ".repeat(pad), c) } else { format!("{}{}", c, " ".repeat(pad)) }
+                if numeric(c) {
+                    format!("{}{}", " ".repeat(pad), c)
+                } else {
+                    format!("{}{}", c, " ".repeat(pad))
+                }
             })
             .collect();
         parts.join("  ").trim_end().to_string()
     };
     let mut out = line(columns);
     out.push('\n');
-    out.push_str(&width.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    out.push_str(
+        &width
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
     out.push('\n');
     for row in rows {
         out.push_str(&line(row));
@@ -52,7 +62,13 @@ mod tests {
 
     #[test]
     fn aligns_numbers_right_and_text_left() {
-        let t = render(&["name".into(), "loss".into()], &[vec!["a".into(), "1.5".into()], vec!["bbb".into(), "10.25".into()]]);
+        let t = render(
+            &["name".into(), "loss".into()],
+            &[
+                vec!["a".into(), "1.5".into()],
+                vec!["bbb".into(), "10.25".into()],
+            ],
+        );
         assert_eq!(t, "name  loss\n----  -----\na       1.5\nbbb   10.25\n");
     }
 

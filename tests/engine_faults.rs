@@ -77,7 +77,15 @@ fn coordinator(file: &Path, db: &Path) -> Child {
 
 fn coordinator_with(file: &Path, db: &Path, jobs: &str) -> Child {
     Command::new(BIN)
-        .args(["run", file.to_str().unwrap(), "--db", db.to_str().unwrap(), "--jobs", jobs, "--plain"])
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--jobs",
+            jobs,
+            "--plain",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -88,16 +96,29 @@ fn coordinator_with(file: &Path, db: &Path, jobs: &str) -> Child {
 fn workers_of(parent: u32) -> Vec<(i32, String)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // Fields after the command name, which is in parentheses: state, ppid, ...
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() == Some(&"Z") || fields.get(1).and_then(|p| p.parse::<u32>().ok()) != Some(parent) {
+        if fields.first() == Some(&"Z")
+            || fields.get(1).and_then(|p| p.parse::<u32>().ok()) != Some(parent)
+        {
             continue;
         }
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-        let args: Vec<String> = cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
         if args.iter().any(|a| a == "worker")
             && let Some(i) = args.iter().position(|a| a == "--run")
         {
@@ -135,9 +156,17 @@ fn outcome_of(db: &Path, sweep: &str) -> Outcome {
         .unwrap()
         .into_iter()
         .map(|r| {
-            let losses = store.train_losses(&r.key).unwrap().into_iter().map(|(s, l)| (s, l.map(f64::to_bits))).collect();
+            let losses = store
+                .train_losses(&r.key)
+                .unwrap()
+                .into_iter()
+                .map(|(s, l)| (s, l.map(f64::to_bits)))
+                .collect();
             let evals = by_run.remove(&r.key).unwrap_or_default();
-            (r.key.clone(), (r.status, r.final_val_loss.map(f64::to_bits), losses, evals))
+            (
+                r.key.clone(),
+                (r.status, r.final_val_loss.map(f64::to_bits), losses, evals),
+            )
         })
         .collect()
 }
@@ -163,12 +192,19 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
     let (mut worker_kills, mut coordinator_kills) = (Vec::new(), 0);
     let deadline = Instant::now() + Duration::from_secs(240);
     while worker_kills.len() < WORKER_KILLS {
-        assert!(Instant::now() < deadline, "seed {SEED}: the sweep did not get through its kills in time");
+        assert!(
+            Instant::now() < deadline,
+            "seed {SEED}: the sweep did not get through its kills in time"
+        );
         // 3% to 15% of the uninterrupted sweep's time between kills (0.3-1.5 s here), so the
         // kills land mid-sweep on a faster or slower machine alike.
-        std::thread::sleep(Duration::from_secs_f64(reference_seconds * rng.random_range(0.03..0.15)));
+        std::thread::sleep(Duration::from_secs_f64(
+            reference_seconds * rng.random_range(0.03..0.15),
+        ));
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("seed {SEED}: the sweep finished ({status}) before all {WORKER_KILLS} kills; make it longer");
+            panic!(
+                "seed {SEED}: the sweep finished ({status}) before all {WORKER_KILLS} kills; make it longer"
+            );
         }
         let workers = workers_of(child.id());
         if workers.is_empty() {
@@ -179,7 +215,9 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
         unsafe { libc::kill(pid, libc::SIGKILL) };
         worker_kills.push(key);
         if worker_kills.len() == COORDINATOR_KILL_AFTER {
-            std::thread::sleep(Duration::from_secs_f64(reference_seconds * rng.random_range(0.01..0.08)));
+            std::thread::sleep(Duration::from_secs_f64(
+                reference_seconds * rng.random_range(0.01..0.08),
+            ));
             child.kill().unwrap();
             child.wait().unwrap();
             coordinator_kills += 1;
@@ -190,12 +228,18 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
     let mut reruns = 0;
     loop {
         child.wait().unwrap();
-        let unfinished = outcome(&db).values().filter(|o| o.0 != RunStatus::Done).count();
+        let unfinished = outcome(&db)
+            .values()
+            .filter(|o| o.0 != RunStatus::Done)
+            .count();
         if unfinished == 0 {
             break;
         }
         reruns += 1;
-        assert!(reruns <= 5, "seed {SEED}: {unfinished} runs still unfinished after {reruns} reruns");
+        assert!(
+            reruns <= 5,
+            "seed {SEED}: {unfinished} runs still unfinished after {reruns} reruns"
+        );
         child = coordinator(&file, &db);
     }
     let faulty_seconds = started.elapsed().as_secs_f64() - reference_seconds;
@@ -207,16 +251,33 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
         .query("SELECT run_key, count(*) FROM attempts WHERE status = 'done' GROUP BY run_key")
         .unwrap();
     assert_eq!(done_attempts.rows.len(), 8);
-    assert!(done_attempts.rows.iter().all(|r| r[1] == "1"), "one done attempt per run: {:?}", done_attempts.rows);
+    assert!(
+        done_attempts.rows.iter().all(|r| r[1] == "1"),
+        "one done attempt per run: {:?}",
+        done_attempts.rows
+    );
     for (key, (status, val, losses, evals)) in &reference {
         assert_eq!(*status, RunStatus::Done);
         let steps: Vec<u64> = losses.iter().map(|l| l.0).collect();
-        assert_eq!(steps, (1..=STEPS).collect::<Vec<_>>(), "reference run {key}: one row per step");
+        assert_eq!(
+            steps,
+            (1..=STEPS).collect::<Vec<_>>(),
+            "reference run {key}: one row per step"
+        );
         let got = &faulty[key];
         assert_eq!(got.0, RunStatus::Done, "seed {SEED}: run {key}");
-        assert_eq!(&got.2, losses, "seed {SEED}: run {key}: every step once, with the same training loss bit for bit");
-        assert_eq!(&got.3, evals, "seed {SEED}: run {key}: every evaluation once, bit for bit");
-        assert_eq!(got.1, *val, "seed {SEED}: run {key}: the same final validation loss bit for bit");
+        assert_eq!(
+            &got.2, losses,
+            "seed {SEED}: run {key}: every step once, with the same training loss bit for bit"
+        );
+        assert_eq!(
+            &got.3, evals,
+            "seed {SEED}: run {key}: every evaluation once, bit for bit"
+        );
+        assert_eq!(
+            got.1, *val,
+            "seed {SEED}: run {key}: the same final validation loss bit for bit"
+        );
     }
 
     // The kills really interrupted training: runs resumed from checkpoints, several times.
@@ -225,24 +286,61 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
         .unwrap()
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap().matches("resuming from the checkpoint").count())
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .matches("resuming from the checkpoint")
+                .count()
+        })
         .sum();
-    let attempts: u32 = store.runs("faults").unwrap().iter().map(|r| r.attempts).sum();
-    assert!(resumes >= 3, "seed {SEED}: only {resumes} resumes from a checkpoint; kills landed between runs");
-    assert!(attempts >= 8 + 3, "seed {SEED}: {attempts} attempts for 8 runs");
+    let attempts: u32 = store
+        .runs("faults")
+        .unwrap()
+        .iter()
+        .map(|r| r.attempts)
+        .sum();
+    assert!(
+        resumes >= 3,
+        "seed {SEED}: only {resumes} resumes from a checkpoint; kills landed between runs"
+    );
+    assert!(
+        attempts >= 8 + 3,
+        "seed {SEED}: {attempts} attempts for 8 runs"
+    );
 
     // gc frees the finished runs' checkpoints (a dry run only lists them).
     let count = || -> usize {
-        reference.keys().map(|k| loopscale::train::checkpoint::files(&loopscale::engine::run_dir(&db, k)).len()).sum()
+        reference
+            .keys()
+            .map(|k| loopscale::train::checkpoint::files(&loopscale::engine::run_dir(&db, k)).len())
+            .sum()
     };
     let before = count();
     assert!(before >= 8, "every run left checkpoints: {before}");
-    let dry = Command::new(BIN).args(["gc", file.to_str().unwrap(), "--db", db.to_str().unwrap(), "--dry-run"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&dry.stdout).contains("would remove the checkpoints of 8 finished run(s)"));
+    let dry = Command::new(BIN)
+        .args([
+            "gc",
+            file.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&dry.stdout)
+            .contains("would remove the checkpoints of 8 finished run(s)")
+    );
     assert_eq!(count(), before, "a dry run deletes nothing");
-    let out = Command::new(BIN).args(["gc", file.to_str().unwrap(), "--db", db.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["gc", file.to_str().unwrap(), "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("removed the checkpoints of"), "{text}");
+    assert!(
+        out.status.success() && text.contains("removed the checkpoints of"),
+        "{text}"
+    );
     for key in reference.keys() {
         let left = loopscale::train::checkpoint::files(&loopscale::engine::run_dir(&db, key));
         assert!(left.is_empty(), "run {key}: {left:?}");
@@ -252,7 +350,10 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
          `run`s, {attempts} attempts, {resumes} resumes from a checkpoint; reference sweep {reference_seconds:.1} s, \
          sweep under fire {faulty_seconds:.1} s; all 8 runs bit-identical ({} metric rows, {} evals)",
         worker_kills.len(),
-        worker_kills.iter().collect::<std::collections::HashSet<_>>().len(),
+        worker_kills
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
         reference.values().map(|r| r.2.len()).sum::<usize>(),
         reference.values().map(|r| r.3.len()).sum::<usize>(),
     );
@@ -263,7 +364,12 @@ fn a_damaged_checkpoint_is_reported_and_the_run_resumes_from_the_previous_one() 
     let dir = tempfile::tempdir().unwrap();
     let file = sweep_file_with(dir.path(), "damaged", "[5]", "32", DAMAGED_STEPS);
     let reference_db = dir.path().join("reference.sqlite");
-    assert!(coordinator_with(&file, &reference_db, "1").wait().unwrap().success());
+    assert!(
+        coordinator_with(&file, &reference_db, "1")
+            .wait()
+            .unwrap()
+            .success()
+    );
     let reference = outcome_of(&reference_db, "damaged");
 
     // Ctrl-C part-way: the run stops with a checkpoint at its stop step and one before it.
@@ -274,7 +380,12 @@ fn a_damaged_checkpoint_is_reported_and_the_run_resumes_from_the_previous_one() 
         assert!(Instant::now() < deadline, "no progress recorded");
         std::thread::sleep(Duration::from_millis(50));
         let step = Store::open_read_only(&db)
-            .and_then(|s| Ok(s.runs("damaged")?.first().and_then(|r| s.progress(&r.key).ok().flatten()).map_or(0, |p| p.step)))
+            .and_then(|s| {
+                Ok(s.runs("damaged")?
+                    .first()
+                    .and_then(|r| s.progress(&r.key).ok().flatten())
+                    .map_or(0, |p| p.step))
+            })
             .unwrap_or(0);
         if step >= 30 {
             break;
@@ -286,7 +397,10 @@ fn a_damaged_checkpoint_is_reported_and_the_run_resumes_from_the_previous_one() 
     let key = reference.keys().next().unwrap().clone();
     let run_dir = loopscale::engine::run_dir(&db, &key);
     let found = loopscale::train::checkpoint::list(&run_dir);
-    assert!(found.len() == 2 && found[0].step < DAMAGED_STEPS, "{found:?}");
+    assert!(
+        found.len() == 2 && found[0].step < DAMAGED_STEPS,
+        "{found:?}"
+    );
 
     // A flipped bit in the newest checkpoint.
     let mut bytes = std::fs::read(&found[0].tensors).unwrap();
@@ -295,13 +409,39 @@ fn a_damaged_checkpoint_is_reported_and_the_run_resumes_from_the_previous_one() 
     std::fs::write(&found[0].tensors, &bytes).unwrap();
 
     let out = Command::new(BIN)
-        .args(["run", file.to_str().unwrap(), "--db", db.to_str().unwrap(), "--jobs", "1", "--plain"])
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--jobs",
+            "1",
+            "--plain",
+        ])
         .output()
         .unwrap();
-    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{shown}");
-    assert!(shown.contains("warning: checkpoint") && shown.contains("SHA-256 mismatch"), "the sweep reports it:\n{shown}");
-    let log = std::fs::read_to_string(loopscale::engine::logs_dir(&db).join(format!("{key}.log"))).unwrap();
-    assert!(log.contains(&format!("resuming from the checkpoint at step {}/", found[1].step)), "{log}");
-    assert_eq!(outcome_of(&db, "damaged"), reference, "the same rows and losses, bit for bit, as the uninterrupted run");
+    assert!(
+        shown.contains("warning: checkpoint") && shown.contains("SHA-256 mismatch"),
+        "the sweep reports it:\n{shown}"
+    );
+    let log = std::fs::read_to_string(loopscale::engine::logs_dir(&db).join(format!("{key}.log")))
+        .unwrap();
+    assert!(
+        log.contains(&format!(
+            "resuming from the checkpoint at step {}/",
+            found[1].step
+        )),
+        "{log}"
+    );
+    assert_eq!(
+        outcome_of(&db, "damaged"),
+        reference,
+        "the same rows and losses, bit for bit, as the uninterrupted run"
+    );
 }

@@ -52,11 +52,19 @@ n_layers = 1
 }
 
 fn loopscale(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env("RAYON_NUM_THREADS", "1").output().expect("run loopscale")
+    Command::new(BIN)
+        .args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .expect("run loopscale")
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
@@ -77,13 +85,24 @@ fn a_sweep_trains_real_models_into_sqlite_and_can_be_queried() {
     assert_eq!(runs.len(), 2);
     for r in &runs {
         assert_eq!(r.status, RunStatus::Done, "{r:?}");
-        let losses: Vec<f64> = store.train_losses(&r.key).unwrap().into_iter().map(|(_, l)| l.unwrap()).collect();
+        let losses: Vec<f64> = store
+            .train_losses(&r.key)
+            .unwrap()
+            .into_iter()
+            .map(|(_, l)| l.unwrap())
+            .collect();
         assert!(losses.len() >= 5);
         let first = losses[..2].iter().sum::<f64>() / 2.0;
         let last = losses[losses.len() - 2..].iter().sum::<f64>() / 2.0;
-        assert!(last < first - 1.0, "training loss must fall: {first:.3} → {last:.3}");
+        assert!(
+            last < first - 1.0,
+            "training loss must fall: {first:.3} → {last:.3}"
+        );
         let val = r.final_val_loss.unwrap();
-        assert!(val < 3.5 && val > 0.5, "final val loss {val} (ln 256 = 5.55)");
+        assert!(
+            val < 3.5 && val > 0.5,
+            "final val loss {val} (ln 256 = 5.55)"
+        );
     }
 
     // Running again trains nothing.
@@ -95,11 +114,25 @@ fn a_sweep_trains_real_models_into_sqlite_and_can_be_queried() {
 
     let status = loopscale(&["status", f]);
     assert!(status.status.success(), "{}", text(&status));
-    assert!(text(&status).contains("2 runs: 2 done"), "{}", text(&status));
+    assert!(
+        text(&status).contains("2 runs: 2 done"),
+        "{}",
+        text(&status)
+    );
 
     let db = dir.path().join("tiny.sqlite");
-    let sql = loopscale(&["sql", db.to_str().unwrap(), "SELECT count(*) AS n FROM runs WHERE status = 'done'", "--csv"]);
-    assert_eq!(String::from_utf8_lossy(&sql.stdout), "n\n2\n", "{}", text(&sql));
+    let sql = loopscale(&[
+        "sql",
+        db.to_str().unwrap(),
+        "SELECT count(*) AS n FROM runs WHERE status = 'done'",
+        "--csv",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&sql.stdout),
+        "n\n2\n",
+        "{}",
+        text(&sql)
+    );
 }
 
 #[test]
@@ -131,8 +164,15 @@ fn an_interrupted_sweep_resumes_and_trains_no_run_twice() {
     coordinator.kill().unwrap();
     coordinator.wait().unwrap();
     let before: Vec<_> = Store::open_read_only(&db).unwrap().runs("resume").unwrap();
-    let done_before: Vec<String> = before.iter().filter(|r| r.status == RunStatus::Done).map(|r| r.key.clone()).collect();
-    assert!(done_before.len() < 3, "the kill came too late to test resuming");
+    let done_before: Vec<String> = before
+        .iter()
+        .filter(|r| r.status == RunStatus::Done)
+        .map(|r| r.key.clone())
+        .collect();
+    assert!(
+        done_before.len() < 3,
+        "the kill came too late to test resuming"
+    );
 
     // The orphaned worker notices its coordinator is gone and stops; a new coordinator waits for
     // nothing and finishes the rest.
@@ -147,11 +187,20 @@ fn an_interrupted_sweep_resumes_and_trains_no_run_twice() {
         if done_before.contains(&r.key) {
             assert_eq!(r.attempts, 1, "a finished run was trained again: {r:?}");
         }
-        let steps: Vec<u64> = store.train_losses(&r.key).unwrap().into_iter().map(|(s, _)| s).collect();
+        let steps: Vec<u64> = store
+            .train_losses(&r.key)
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
         let mut unique = steps.clone();
         unique.dedup();
         assert_eq!(steps, unique, "duplicate metric rows");
-        assert_eq!(*steps.last().unwrap(), r.steps_done.unwrap(), "metrics reach the final step");
+        assert_eq!(
+            *steps.last().unwrap(),
+            r.steps_done.unwrap(),
+            "metrics reach the final step"
+        );
     }
 }
 
@@ -161,9 +210,19 @@ fn a_database_that_is_not_ours_is_refused_and_untouched() {
     let file = sweep_file(dir.path(), "foreign", "[0]", 1_000);
     let other = dir.path().join("thesis.sqlite");
     std::fs::write(&other, b"not a database at all").unwrap();
-    let out = loopscale(&["run", file.to_str().unwrap(), "--db", other.to_str().unwrap(), "--plain"]);
+    let out = loopscale(&[
+        "run",
+        file.to_str().unwrap(),
+        "--db",
+        other.to_str().unwrap(),
+        "--plain",
+    ]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("not a SQLite database"), "{}", text(&out));
+    assert!(
+        text(&out).contains("not a SQLite database"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(std::fs::read(&other).unwrap(), b"not a database at all");
 }
 
@@ -188,7 +247,11 @@ fn ctrl_c_stops_workers_cleanly_and_records_the_run_as_interrupted() {
         let logged = Store::open_read_only(&db)
             .and_then(|s| {
                 let runs = s.runs("ctrlc")?;
-                Ok(runs.iter().map(|r| s.progress(&r.key).ok().flatten().map_or(0, |p| p.step)).max().unwrap_or(0))
+                Ok(runs
+                    .iter()
+                    .map(|r| s.progress(&r.key).ok().flatten().map_or(0, |p| p.step))
+                    .max()
+                    .unwrap_or(0))
             })
             .unwrap_or(0);
         if logged >= 10 {
@@ -198,30 +261,57 @@ fn ctrl_c_stops_workers_cleanly_and_records_the_run_as_interrupted() {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(coordinator.id() as i32, libc::SIGINT) };
     let out = coordinator.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("run the same command again"));
 
     let store = Store::open_read_only(&db).unwrap();
     let runs = store.runs("ctrlc").unwrap();
-    let interrupted: Vec<_> = runs.iter().filter(|r| r.status == RunStatus::Interrupted).collect();
-    assert_eq!(interrupted.len(), 1, "the active run is recorded as interrupted: {runs:?}");
+    let interrupted: Vec<_> = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Interrupted)
+        .collect();
+    assert_eq!(
+        interrupted.len(),
+        1,
+        "the active run is recorded as interrupted: {runs:?}"
+    );
     let steps_done = interrupted[0].steps_done.unwrap();
     assert!(steps_done >= 10, "its steps so far are kept");
     // It wrote a checkpoint at the step it stopped at, which the next `run` resumes from.
     let dir = loopscale::engine::run_dir(&db, &interrupted[0].key);
     let newest = loopscale::train::checkpoint::list(&dir);
-    assert_eq!(newest.first().map(|c| c.step), Some(steps_done), "checkpoints in {}", dir.display());
+    assert_eq!(
+        newest.first().map(|c| c.step),
+        Some(steps_done),
+        "checkpoints in {}",
+        dir.display()
+    );
 
     // `status` shows the stop step, the checkpoint, and the sweep's progress and ETA.
     let status = loopscale(&["status", file.to_str().unwrap()]);
     let shown = text(&status);
     assert!(status.status.success(), "{shown}");
-    assert!(shown.contains("ckpt") && shown.contains(&format!("{steps_done}/")), "{shown}");
-    assert!(shown.contains("progress: ") && shown.contains("ETA "), "{shown}");
+    assert!(
+        shown.contains("ckpt") && shown.contains(&format!("{steps_done}/")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("progress: ") && shown.contains("ETA "),
+        "{shown}"
+    );
 
     // `gc` never touches an unfinished run's checkpoints: they are how it resumes.
     let gc = loopscale(&["gc", file.to_str().unwrap()]);
-    assert!(gc.status.success() && text(&gc).contains("kept the checkpoints of 1 unfinished run(s)"), "{}", text(&gc));
+    assert!(
+        gc.status.success() && text(&gc).contains("kept the checkpoints of 1 unfinished run(s)"),
+        "{}",
+        text(&gc)
+    );
     assert_eq!(loopscale::train::checkpoint::list(&dir).len(), newest.len());
 }
 
@@ -241,7 +331,12 @@ fn a_second_ctrl_c_stops_at_once_and_the_run_is_interrupted() {
         assert!(Instant::now() < deadline, "no progress recorded");
         std::thread::sleep(Duration::from_millis(100));
         let logged = Store::open_read_only(&db)
-            .and_then(|s| Ok(s.runs("twice")?.first().and_then(|r| s.progress(&r.key).ok().flatten()).map_or(0, |p| p.step)))
+            .and_then(|s| {
+                Ok(s.runs("twice")?
+                    .first()
+                    .and_then(|r| s.progress(&r.key).ok().flatten())
+                    .map_or(0, |p| p.step))
+            })
             .unwrap_or(0);
         if logged >= 5 {
             break;
@@ -254,8 +349,15 @@ fn a_second_ctrl_c_stops_at_once_and_the_run_is_interrupted() {
     unsafe { libc::kill(coordinator.id() as i32, libc::SIGINT) };
     let out = coordinator.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
-    assert!(pressed.elapsed() < Duration::from_secs(5), "stopped after {:?}", pressed.elapsed());
+    assert!(
+        pressed.elapsed() < Duration::from_secs(5),
+        "stopped after {:?}",
+        pressed.elapsed()
+    );
     let runs = Store::open_read_only(&db).unwrap().runs("twice").unwrap();
     assert_eq!(runs[0].status, RunStatus::Interrupted, "{:?}", runs[0]);
-    assert!(runs.iter().all(|r| r.status != RunStatus::Done && r.status != RunStatus::Running));
+    assert!(
+        runs.iter()
+            .all(|r| r.status != RunStatus::Done && r.status != RunStatus::Running)
+    );
 }

@@ -12,7 +12,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_loopscale");
 
 fn json_param(v: &serde_json::Value, name: &str) -> f64 {
     let params = v["reports"][0][1]["params"].as_array().unwrap();
-    params.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no {name} in {v}"))["value"].as_f64().unwrap()
+    params
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {v}"))["value"]
+        .as_f64()
+        .unwrap()
 }
 
 #[test]
@@ -35,11 +40,24 @@ fn chinchilla_from_csv_reproduces_epoch() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for (name, epoch) in [("E", 1.817), ("A", 477.8), ("B", 2143.9), ("alpha", 0.3473), ("beta", 0.3672)] {
+    for (name, epoch) in [
+        ("E", 1.817),
+        ("A", 477.8),
+        ("B", 2143.9),
+        ("alpha", 0.3473),
+        ("beta", 0.3672),
+    ] {
         let ours = json_param(&v, name);
-        assert!(((ours - epoch) / epoch).abs() < 0.02, "{name}: {ours} vs Epoch's {epoch}");
+        assert!(
+            ((ours - epoch) / epoch).abs() < 0.02,
+            "{name}: {ours} vs Epoch's {epoch}"
+        );
     }
 }
 
@@ -54,17 +72,30 @@ fn compute_law_from_a_sweep_database_recovers_known_parameters_and_is_recorded()
         .map(|i| {
             let config = RunConfig {
                 data: DataConfig::default(),
-                train: TrainConfig { tokens: 10_000 * (i + 1), ..TrainConfig::default() },
+                train: TrainConfig {
+                    tokens: 10_000 * (i + 1),
+                    ..TrainConfig::default()
+                },
                 model: ModelConfig::default(),
                 seed: 0,
             };
             let flops = 1e12 * 2f64.powi(i as i32);
-            let run = NewRun { key: config.key(), variant: None, config, params: 1000, non_embedding_params: 900, tokens: 1000, flops };
+            let run = NewRun {
+                key: config.key(),
+                variant: None,
+                config,
+                params: 1000,
+                non_embedding_params: 900,
+                tokens: 1000,
+                flops,
+            };
             (run, e + a * flops.powf(-alpha))
         })
         .collect();
     let new: Vec<NewRun> = runs.iter().map(|(r, _)| r.clone()).collect();
-    store.register_sweep("law", "", "law.toml", "", &new).unwrap();
+    store
+        .register_sweep("law", "", "law.toml", "", &new)
+        .unwrap();
     for (run, loss) in &runs {
         let attempt = store.start_attempt(&run.key, None).unwrap();
         let outcome = RunOutcome {
@@ -79,30 +110,56 @@ fn compute_law_from_a_sweep_database_recovers_known_parameters_and_is_recorded()
             tokens_per_second: 1.0,
             loss_spikes: 0,
         };
-        store.finish_attempt(&run.key, attempt, &[], &[], &outcome).unwrap();
+        store
+            .finish_attempt(&run.key, attempt, &[], &[], &outcome)
+            .unwrap();
     }
     drop(store);
 
     let out = Command::new(BIN)
-        .args(["fit", db.to_str().unwrap(), "--law", "compute", "--resamples", "50", "--json"])
+        .args([
+            "fit",
+            db.to_str().unwrap(),
+            "--law",
+            "compute",
+            "--resamples",
+            "50",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!((json_param(&v, "E") - e).abs() / e < 0.01, "{v}");
-    assert!((json_param(&v, "alpha") - alpha).abs() / alpha < 0.02, "{v}");
+    assert!(
+        (json_param(&v, "alpha") - alpha).abs() / alpha < 0.02,
+        "{v}"
+    );
 
     let store = Store::open_read_only(&db).unwrap();
     let q = store.query("SELECT law, n_points FROM fits").unwrap();
     assert_eq!(q.rows, vec![vec!["compute".to_string(), "12".to_string()]]);
     let q = store.query("SELECT count(*) FROM fit_params WHERE kind = 'param' AND lo IS NOT NULL AND lo <= value AND value <= hi AND level = 0.95").unwrap();
-    assert_eq!(q.rows[0][0], "3", "E, A, alpha each with an interval around the estimate");
+    assert_eq!(
+        q.rows[0][0], "3",
+        "E, A, alpha each with an interval around the estimate"
+    );
 }
 
 #[test]
 fn a_missing_source_is_a_clear_error() {
-    let out = Command::new(BIN).args(["fit", "no/such.csv", "--law", "compute"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["fit", "no/such.csv", "--law", "compute"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no/such.csv") && err.contains("no such file"), "{err}");
+    assert!(
+        err.contains("no/such.csv") && err.contains("no such file"),
+        "{err}"
+    );
 }

@@ -259,7 +259,10 @@ fn attention_gives_the_same_numbers_on_one_thread() {
     let k = random(&mut rng, &[b, h, t, hd], DType::F32);
     let v = random(&mut rng, &[b, t, h * hd], DType::F32);
     let run = || {
-        let vars: Vec<Var> = [&q, &k, &v].iter().map(|x| Var::from_tensor(x).unwrap()).collect();
+        let vars: Vec<Var> = [&q, &k, &v]
+            .iter()
+            .map(|x| Var::from_tensor(x).unwrap())
+            .collect();
         let out = fused_attention::causal_attention(
             vars[0].as_tensor(),
             vars[1].as_tensor(),
@@ -267,12 +270,20 @@ fn attention_gives_the_same_numbers_on_one_thread() {
             0.25,
         )
         .unwrap();
-        let grads = (&out * &out).unwrap().sum_all().unwrap().backward().unwrap();
+        let grads = (&out * &out)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         let g: Vec<Tensor> = vars.iter().map(|x| grads.get(x).unwrap().clone()).collect();
         (out, g)
     };
     let (out_many, g_many) = run();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     let (out_one, g_one) = pool.install(run);
     assert_eq!(max_abs_diff(&out_many, &out_one), 0.0);
     for (a, b) in g_many.iter().zip(&g_one) {

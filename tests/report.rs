@@ -20,7 +20,8 @@ fn mu_star(c: f64) -> f64 {
 
 /// Fixture loss: a compute term plus a parabola in log μ around μ*(C) (GPT runs: no parabola).
 fn loss(c: f64, mu: Option<f64>) -> f64 {
-    2.0 + 0.3 * (c / 1e12).powf(-0.1) + mu.map_or(0.0, |m| 0.04 * (m.ln() - mu_star(c).ln()).powi(2))
+    2.0 + 0.3 * (c / 1e12).powf(-0.1)
+        + mu.map_or(0.0, |m| 0.04 * (m.ln() - mu_star(c).ln()).powi(2))
 }
 
 fn config(mu: Option<usize>, d_model: usize, tokens: u64) -> RunConfig {
@@ -30,7 +31,11 @@ fn config(mu: Option<usize>, d_model: usize, tokens: u64) -> RunConfig {
             d_model,
             looped: Some(LoopedConfig {
                 mean_recurrence: m,
-                injection: if m == 4 { Injection::Add } else { Injection::Diagonal },
+                injection: if m == 4 {
+                    Injection::Add
+                } else {
+                    Injection::Diagonal
+                },
                 ..LoopedConfig::default()
             }),
             ..ModelConfig::default()
@@ -79,7 +84,11 @@ fn finish(store: &mut Store, run: &NewRun, mu: Option<f64>) {
     let mut evals = vec![eval(5, None, final_loss + 0.3), eval(10, None, final_loss)];
     if mu.is_some() {
         for t in [1usize, 2, 4, 8, 16] {
-            evals.push(eval(10, Some(t), final_loss + 0.5 * (-0.5 * t as f64).exp()));
+            evals.push(eval(
+                10,
+                Some(t),
+                final_loss + 0.5 * (-0.5 * t as f64).exp(),
+            ));
         }
     }
     let attempt = store.start_attempt(&run.key, None).unwrap();
@@ -129,7 +138,9 @@ fn fixture(dir: &Path, full: bool) -> PathBuf {
         }
     }
     let new_runs: Vec<NewRun> = runs.iter().map(|(r, _)| r.clone()).collect();
-    store.register_sweep("fx", "fixture", "fx.toml", "", &new_runs).unwrap();
+    store
+        .register_sweep("fx", "fixture", "fx.toml", "", &new_runs)
+        .unwrap();
     for (run, mu) in &runs {
         finish(&mut store, run, *mu);
     }
@@ -168,7 +179,11 @@ fn every_chart_renders_from_the_fixture_database() {
         let size = std::fs::metadata(&d.png).unwrap().len();
         assert!(size > 15_000, "{}: PNG of {size} bytes", chart.name);
         let svg = std::fs::read_to_string(&d.svg).unwrap();
-        assert!(svg.contains("<svg") && svg.contains("<text"), "{}", chart.name);
+        assert!(
+            svg.contains("<svg") && svg.contains("<text"),
+            "{}",
+            chart.name
+        );
     }
     let expect = [
         ("training_tokens", (960, 600)),
@@ -187,7 +202,11 @@ fn every_chart_renders_from_the_fixture_database() {
         "no external assets"
     );
     for chart in &built.charts {
-        assert!(html.contains(&format!("src=\"{}.png\"", chart.name)), "{}", chart.name);
+        assert!(
+            html.contains(&format!("src=\"{}.png\"", chart.name)),
+            "{}",
+            chart.name
+        );
     }
 }
 
@@ -283,12 +302,16 @@ fn the_report_tables_match_the_database() {
     // Fitted parameters: the compute law, six test-time curves, two iso-FLOP power laws.
     let laws: Vec<&String> = built.fits.rows.iter().map(|r| &r[0]).collect();
     assert_eq!(laws.iter().filter(|l| l.starts_with("compute")).count(), 3);
-    assert_eq!(laws.iter().filter(|l| l.starts_with("test-time")).count(), 18);
+    assert_eq!(
+        laws.iter().filter(|l| l.starts_with("test-time")).count(),
+        18
+    );
     assert!(laws.iter().any(|l| l.starts_with("iso-FLOP optimal loops")));
     let alpha = built.fits.rows.iter().find(|r| r[1] == "alpha").unwrap();
     assert!(alpha[3].parse::<f64>().unwrap() <= alpha[2].parse::<f64>().unwrap());
     // Markdown carries the same tables.
-    let md = std::fs::read_to_string(report::write(&source(&db), &out, Format::Md).unwrap()).unwrap();
+    let md =
+        std::fs::read_to_string(report::write(&source(&db), &out, Format::Md).unwrap()).unwrap();
     for r in &q.rows {
         assert!(md.contains(&r[0]), "{}", r[0]);
     }
@@ -302,6 +325,9 @@ fn a_database_without_finished_runs_is_refused_by_name() {
     drop(Store::open(&db).unwrap());
     let err = report::write(&source(&db), &dir.path().join("out"), Format::Html).unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("empty.sqlite") && msg.contains("no finished runs"), "{msg}");
+    assert!(
+        msg.contains("empty.sqlite") && msg.contains("no finished runs"),
+        "{msg}"
+    );
     assert!(report::resolve(&dir.path().join("missing.sqlite")).is_err());
 }

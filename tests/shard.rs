@@ -7,16 +7,46 @@ use loopscale::sweep::RunConfig;
 use loopscale::train::{DataConfig, EvalMetrics, RunEnd, RunOutcome, StepMetrics, TrainConfig};
 
 fn new_run(seed: u64) -> NewRun {
-    let config = RunConfig { data: DataConfig::default(), train: TrainConfig::default(), model: ModelConfig::default(), seed };
-    NewRun { key: config.key(), variant: None, config, params: 1000, non_embedding_params: 900, tokens: 5000, flops: 3e7 }
+    let config = RunConfig {
+        data: DataConfig::default(),
+        train: TrainConfig::default(),
+        model: ModelConfig::default(),
+        seed,
+    };
+    NewRun {
+        key: config.key(),
+        variant: None,
+        config,
+        params: 1000,
+        non_embedding_params: 900,
+        tokens: 5000,
+        flops: 3e7,
+    }
 }
 
 fn step(step: u64, loss: f64) -> StepMetrics {
-    StepMetrics { step, tokens: step * 100, flops: step as f64 * 1e6, train_loss: loss, lr: 1e-3, grad_norm: 0.5, elapsed_seconds: step as f64, state_norm: None, injection_norm: None }
+    StepMetrics {
+        step,
+        tokens: step * 100,
+        flops: step as f64 * 1e6,
+        train_loss: loss,
+        lr: 1e-3,
+        grad_norm: 0.5,
+        elapsed_seconds: step as f64,
+        state_norm: None,
+        injection_norm: None,
+    }
 }
 
 fn eval(step: u64, loss: f64) -> EvalMetrics {
-    EvalMetrics { step, tokens: step * 100, flops: step as f64 * 1e6, test_loops: None, val_loss: loss, val_bpb: loss / std::f64::consts::LN_2 }
+    EvalMetrics {
+        step,
+        tokens: step * 100,
+        flops: step as f64 * 1e6,
+        test_loops: None,
+        val_loss: loss,
+        val_bpb: loss / std::f64::consts::LN_2,
+    }
 }
 
 /// Everything a store holds about one run, as text, for comparing two stores.
@@ -41,10 +71,14 @@ fn merging_a_shard_makes_the_database_equal_it_and_is_idempotent() {
     let shard_path = dir.path().join("s.runs/k/results.sqlite");
     let (a, b) = (new_run(0), new_run(1));
     let mut main = Store::open(&db).unwrap();
-    main.register_sweep("s", "", "s.toml", "", &[a.clone(), b.clone()]).unwrap();
+    main.register_sweep("s", "", "s.toml", "", &[a.clone(), b.clone()])
+        .unwrap();
 
     assert!(main.seed_shard(&a.key, &shard_path).unwrap());
-    assert!(!main.seed_shard(&a.key, &shard_path).unwrap(), "an existing shard is never reseeded");
+    assert!(
+        !main.seed_shard(&a.key, &shard_path).unwrap(),
+        "an existing shard is never reseeded"
+    );
     // A shard uses the rollback journal: WAL needs shared memory, which network filesystems lack.
     let mode: String = rusqlite::Connection::open(&shard_path)
         .unwrap()
@@ -55,11 +89,20 @@ fn merging_a_shard_makes_the_database_equal_it_and_is_idempotent() {
     // The worker's first attempt dies after two steps.
     let mut shard = Store::open(&shard_path).unwrap();
     let attempt = shard.start_attempt(&a.key, Some("a.log")).unwrap();
-    shard.record(&a.key, &[step(1, 3.0), step(2, 2.9)], &[eval(2, 3.1)]).unwrap();
+    shard
+        .record(&a.key, &[step(1, 3.0), step(2, 2.9)], &[eval(2, 3.1)])
+        .unwrap();
     assert!(main.merge_shard(&a.key, &shard_path).unwrap() > 0);
-    assert_eq!(main.run(&a.key).unwrap().unwrap().status, RunStatus::Running);
+    assert_eq!(
+        main.run(&a.key).unwrap().unwrap().status,
+        RunStatus::Running
+    );
     assert_eq!(dump(&main, &a.key), dump(&shard, &a.key));
-    assert_eq!(main.merge_shard(&a.key, &shard_path).unwrap(), 0, "a second merge changes nothing");
+    assert_eq!(
+        main.merge_shard(&a.key, &shard_path).unwrap(),
+        0,
+        "a second merge changes nothing"
+    );
     shard.fail_attempt(&a.key, Some(attempt), "killed").unwrap();
 
     // The second attempt finishes the run.
@@ -78,18 +121,34 @@ fn merging_a_shard_makes_the_database_equal_it_and_is_idempotent() {
         loss_spikes: 0,
     };
     let steps = [step(1, 3.0), step(2, 2.8), step(3, 2.6)];
-    shard.finish_attempt(&a.key, attempt, &steps, &[eval(3, 2.5)], &outcome).unwrap();
+    shard
+        .finish_attempt(&a.key, attempt, &steps, &[eval(3, 2.5)], &outcome)
+        .unwrap();
     let changed = main.merge_shard(&a.key, &shard_path).unwrap();
     assert!(changed > 0);
     assert_eq!(dump(&main, &a.key), dump(&shard, &a.key));
     let row = main.run(&a.key).unwrap().unwrap();
-    assert_eq!((row.status, row.attempts, row.final_val_loss), (RunStatus::Done, 2, Some(2.5)));
-    assert_eq!(main.train_losses(&a.key).unwrap().len(), 3, "one metrics row per step, none twice");
+    assert_eq!(
+        (row.status, row.attempts, row.final_val_loss),
+        (RunStatus::Done, 2, Some(2.5))
+    );
+    assert_eq!(
+        main.train_losses(&a.key).unwrap().len(),
+        3,
+        "one metrics row per step, none twice"
+    );
     assert_eq!(main.merge_shard(&a.key, &shard_path).unwrap(), 0);
 
     // The other run is untouched, and a run without a shard merges as nothing.
-    assert_eq!(main.run(&b.key).unwrap().unwrap().status, RunStatus::Pending);
-    assert_eq!(main.merge_shard(&b.key, &dir.path().join("none.sqlite")).unwrap(), 0);
+    assert_eq!(
+        main.run(&b.key).unwrap().unwrap().status,
+        RunStatus::Pending
+    );
+    assert_eq!(
+        main.merge_shard(&b.key, &dir.path().join("none.sqlite"))
+            .unwrap(),
+        0
+    );
 }
 
 #[test]
@@ -100,9 +159,13 @@ fn a_file_that_is_not_a_store_is_never_merged() {
     std::fs::write(&bogus, "not a database").unwrap();
     let a = new_run(0);
     let mut main = Store::open(&db).unwrap();
-    main.register_sweep("s", "", "s.toml", "", std::slice::from_ref(&a)).unwrap();
+    main.register_sweep("s", "", "s.toml", "", std::slice::from_ref(&a))
+        .unwrap();
     let err = main.merge_shard(&a.key, &bogus).unwrap_err().to_string();
-    assert!(err.contains("bogus.sqlite") && err.contains("not a SQLite database"), "{err}");
+    assert!(
+        err.contains("bogus.sqlite") && err.contains("not a SQLite database"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_to_string(&bogus).unwrap(), "not a database");
 }
 
@@ -111,7 +174,9 @@ fn a_file_that_is_not_a_store_is_never_merged() {
 /// worker does, leaving a hot rollback journal.
 #[test]
 fn crash_mid_transaction_helper() {
-    let Ok(path) = std::env::var("SHARD_TO_CRASH") else { return };
+    let Ok(path) = std::env::var("SHARD_TO_CRASH") else {
+        return;
+    };
     let conn = rusqlite::Connection::open(&path).unwrap();
     // A one-page cache makes SQLite spill into the database file (journal first) before commit.
     conn.execute_batch("PRAGMA cache_size = 1; BEGIN;").unwrap();
@@ -133,11 +198,14 @@ fn a_shard_left_mid_transaction_by_a_killed_worker_is_rolled_back_and_merged() {
     let shard_path = dir.path().join("s.runs/k/results.sqlite");
     let a = new_run(0);
     let mut main = Store::open(&db).unwrap();
-    main.register_sweep("s", "", "s.toml", "", std::slice::from_ref(&a)).unwrap();
+    main.register_sweep("s", "", "s.toml", "", std::slice::from_ref(&a))
+        .unwrap();
     main.seed_shard(&a.key, &shard_path).unwrap();
     let mut shard = Store::open(&shard_path).unwrap();
     shard.start_attempt(&a.key, None).unwrap();
-    shard.record(&a.key, &[step(1, 3.0), step(2, 2.9)], &[]).unwrap();
+    shard
+        .record(&a.key, &[step(1, 3.0), step(2, 2.9)], &[])
+        .unwrap();
     drop(shard);
 
     let status = std::process::Command::new(std::env::current_exe().unwrap())

@@ -28,12 +28,29 @@ fn cluster() -> Result<(), String> {
         .get_or_init(|| {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm-one-node.sh");
             let t = Instant::now();
-            let out = Command::new("bash").arg(&script).arg("start").output().map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("bash")
+                .arg(&script)
+                .arg("start")
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
             if !out.status.success() {
-                return Err(format!("{} start failed ({}): {}", script.display(), out.status, text.trim()));
+                return Err(format!(
+                    "{} start failed ({}): {}",
+                    script.display(),
+                    out.status,
+                    text.trim()
+                ));
             }
-            eprintln!("{}(cluster ready in {:.1}s)", text, t.elapsed().as_secs_f64());
+            eprintln!(
+                "{}(cluster ready in {:.1}s)",
+                text,
+                t.elapsed().as_secs_f64()
+            );
             Ok(())
         })
         .clone()
@@ -67,7 +84,8 @@ fn ok(args: &[&str]) -> String {
 
 /// A sweep of tiny GPTs (2 widths × 2 seeds × the `tokens` axis) on the test corpus.
 fn sweep_file(dir: &Path, name: &str, tokens: &str, max_parallel: u32) -> PathBuf {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sweeps/tiny_corpus.txt");
+    let corpus =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sweeps/tiny_corpus.txt");
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(
         &path,
@@ -116,7 +134,14 @@ fn summary(db: &Path) -> Vec<RunSummary> {
             let losses = store.train_losses(&r.key).unwrap();
             let mut steps: Vec<u64> = losses.iter().map(|(s, _)| *s).collect();
             steps.dedup();
-            (r.key, r.status, r.attempts, r.final_val_loss, losses.len(), steps.len())
+            (
+                r.key,
+                r.status,
+                r.attempts,
+                r.final_val_loss,
+                losses.len(),
+                steps.len(),
+            )
         })
         .collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0));
@@ -128,24 +153,62 @@ fn a_sweep_on_slurm_gives_the_database_of_a_local_run() {
     require_slurm!();
     let dir = tempfile::tempdir().unwrap();
     let sweep = sweep_file(dir.path(), "array", "[4096, 8192]", 2);
-    let (local_db, slurm_db) = (dir.path().join("local.sqlite"), dir.path().join("slurm.sqlite"));
+    let (local_db, slurm_db) = (
+        dir.path().join("local.sqlite"),
+        dir.path().join("slurm.sqlite"),
+    );
 
     let t = Instant::now();
-    ok(&["run", s(&sweep), "--db", s(&local_db), "--jobs", "2", "--plain"]);
+    ok(&[
+        "run",
+        s(&sweep),
+        "--db",
+        s(&local_db),
+        "--jobs",
+        "2",
+        "--plain",
+    ]);
     let local_s = t.elapsed().as_secs_f64();
 
-    let script = ok(&["run", s(&sweep), "--db", s(&slurm_db), "--executor", "slurm", "--dry-run"]);
+    let script = ok(&[
+        "run",
+        s(&sweep),
+        "--db",
+        s(&slurm_db),
+        "--executor",
+        "slurm",
+        "--dry-run",
+    ]);
     // MaxArraySize 5 on the one-node cluster: two arrays over one manifest, the second offset.
-    for line in ["#SBATCH --array=0-4%2", "#SBATCH --array=0-2%2", "INDEX=$((SLURM_ARRAY_TASK_ID + 5))"] {
-        assert!(script.lines().any(|l| l == line), "no {line:?} in\n{script}");
+    for line in [
+        "#SBATCH --array=0-4%2",
+        "#SBATCH --array=0-2%2",
+        "INDEX=$((SLURM_ARRAY_TASK_ID + 5))",
+    ] {
+        assert!(
+            script.lines().any(|l| l == line),
+            "no {line:?} in\n{script}"
+        );
     }
 
     let t = Instant::now();
-    let submitted = ok(&["run", s(&sweep), "--db", s(&slurm_db), "--executor", "slurm", "--wait"]);
+    let submitted = ok(&[
+        "run",
+        s(&sweep),
+        "--db",
+        s(&slurm_db),
+        "--executor",
+        "slurm",
+        "--wait",
+    ]);
     let slurm_s = t.elapsed().as_secs_f64();
     assert!(submitted.contains("8 run(s) submitted"), "{submitted}");
     // The one-node cluster's MaxArraySize is 5: 8 runs go out as two arrays (5 + 3 tasks).
-    assert_eq!(submitted.matches("submitted job array").count(), 2, "{submitted}");
+    assert_eq!(
+        submitted.matches("submitted job array").count(),
+        2,
+        "{submitted}"
+    );
     assert!(submitted.contains("collected 8 shard(s)"), "{submitted}");
     eprintln!("timings: local run {local_s:.1}s, Slurm submit+wait+collect {slurm_s:.1}s");
 
@@ -153,26 +216,55 @@ fn a_sweep_on_slurm_gives_the_database_of_a_local_run() {
     assert_eq!(local.len(), 8);
     for (l, r) in local.iter().zip(&slurm) {
         assert_eq!(l.0, r.0, "same run keys");
-        assert_eq!((l.1, r.1), (RunStatus::Done, RunStatus::Done), "run {}", l.0);
+        assert_eq!(
+            (l.1, r.1),
+            (RunStatus::Done, RunStatus::Done),
+            "run {}",
+            l.0
+        );
         assert_eq!((l.2, r.2), (1, 1), "one attempt each: run {}", l.0);
         let (a, b) = (l.3.unwrap(), r.3.unwrap());
-        assert!((a - b).abs() < 1e-9, "run {}: final val loss {a} locally, {b} on Slurm", l.0);
+        assert!(
+            (a - b).abs() < 1e-9,
+            "run {}: final val loss {a} locally, {b} on Slurm",
+            l.0
+        );
         assert_eq!((l.4, l.5), (r.4, r.5), "same metrics rows: run {}", l.0);
     }
     // Not just the end: every logged training loss is the same, step for step.
-    let (ls, rs) = (Store::open_read_only(&local_db).unwrap(), Store::open_read_only(&slurm_db).unwrap());
+    let (ls, rs) = (
+        Store::open_read_only(&local_db).unwrap(),
+        Store::open_read_only(&slurm_db).unwrap(),
+    );
     for (key, ..) in &local {
-        assert_eq!(ls.train_losses(key).unwrap(), rs.train_losses(key).unwrap(), "run {key}");
+        assert_eq!(
+            ls.train_losses(key).unwrap(),
+            rs.train_losses(key).unwrap(),
+            "run {key}"
+        );
     }
 
     // Collecting again changes nothing; status shows both views.
     let again = ok(&["collect", s(&sweep), "--db", s(&slurm_db)]);
     assert!(again.contains("0 row(s) changed"), "{again}");
     let status = ok(&["status", s(&sweep), "--db", s(&slurm_db)]);
-    assert!(status.contains("8 done") && status.contains("slurm"), "{status}");
+    assert!(
+        status.contains("8 done") && status.contains("slurm"),
+        "{status}"
+    );
     // Nothing left to do: a second submission submits nothing.
-    let resubmit = ok(&["run", s(&sweep), "--db", s(&slurm_db), "--executor", "slurm"]);
-    assert!(resubmit.contains("nothing to submit: 8 run(s) finished"), "{resubmit}");
+    let resubmit = ok(&[
+        "run",
+        s(&sweep),
+        "--db",
+        s(&slurm_db),
+        "--executor",
+        "slurm",
+    ]);
+    assert!(
+        resubmit.contains("nothing to submit: 8 run(s) finished"),
+        "{resubmit}"
+    );
 }
 
 #[test]
@@ -192,7 +284,10 @@ fn cancelling_mid_way_and_resubmitting_trains_no_run_twice() {
         ok(&["collect", s(&sweep), "--db", s(&db)]);
         let runs = summary(&db);
         let done = runs.iter().filter(|r| r.1 == RunStatus::Done).count();
-        let running = runs.iter().filter(|r| r.1 == RunStatus::Running && r.4 > 0).count();
+        let running = runs
+            .iter()
+            .filter(|r| r.1 == RunStatus::Running && r.4 > 0)
+            .count();
         if done >= 1 && running >= 1 {
             break;
         }
@@ -205,24 +300,60 @@ fn cancelling_mid_way_and_resubmitting_trains_no_run_twice() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let status = ok(&["status", s(&sweep), "--db", s(&db)]);
-        if !status.contains("RUNNING") && !status.contains("PENDING") && !status.contains("COMPLETING") {
+        if !status.contains("RUNNING")
+            && !status.contains("PENDING")
+            && !status.contains("COMPLETING")
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "cancelled tasks still in the queue");
+        assert!(
+            Instant::now() < deadline,
+            "cancelled tasks still in the queue"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     ok(&["collect", s(&sweep), "--db", s(&db)]);
     let before = summary(&db);
     let done_before: Vec<&RunSummary> = before.iter().filter(|r| r.1 == RunStatus::Done).collect();
-    assert!(!done_before.is_empty() && done_before.len() < 4, "{before:?}");
-    assert!(before.iter().all(|r| r.1 != RunStatus::Running), "nothing may stay running after a cancel: {before:?}");
-    let cut = before.iter().filter(|r| r.1 == RunStatus::Interrupted).count();
-    assert!(cut >= 1, "the running run is recorded as interrupted: {before:?}");
+    assert!(
+        !done_before.is_empty() && done_before.len() < 4,
+        "{before:?}"
+    );
+    assert!(
+        before.iter().all(|r| r.1 != RunStatus::Running),
+        "nothing may stay running after a cancel: {before:?}"
+    );
+    let cut = before
+        .iter()
+        .filter(|r| r.1 == RunStatus::Interrupted)
+        .count();
+    assert!(
+        cut >= 1,
+        "the running run is recorded as interrupted: {before:?}"
+    );
 
-    let resubmitted = ok(&["run", s(&sweep), "--db", s(&db), "--executor", "slurm", "--wait"]);
-    let expect = format!("{} run(s) submitted; {} finished", 4 - done_before.len(), done_before.len());
-    assert!(resubmitted.contains(&expect), "expected {expect:?} in {resubmitted}");
-    eprintln!("timings: submit, cancel, resubmit, finish in {:.1}s", t.elapsed().as_secs_f64());
+    let resubmitted = ok(&[
+        "run",
+        s(&sweep),
+        "--db",
+        s(&db),
+        "--executor",
+        "slurm",
+        "--wait",
+    ]);
+    let expect = format!(
+        "{} run(s) submitted; {} finished",
+        4 - done_before.len(),
+        done_before.len()
+    );
+    assert!(
+        resubmitted.contains(&expect),
+        "expected {expect:?} in {resubmitted}"
+    );
+    eprintln!(
+        "timings: submit, cancel, resubmit, finish in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
 
     let after = summary(&db);
     let steps = 65536 / (4 * 32);
@@ -234,20 +365,39 @@ fn cancelling_mid_way_and_resubmitting_trains_no_run_twice() {
     }
     for d in &done_before {
         let now = after.iter().find(|r| r.0 == d.0).unwrap();
-        assert_eq!(now.2, 1, "run {} finished before the cancel and was trained again", d.0);
+        assert_eq!(
+            now.2, 1,
+            "run {} finished before the cancel and was trained again",
+            d.0
+        );
         assert_eq!(now.3, d.3, "run {} changed its result", d.0);
     }
     // The cut run resumed from the checkpoint its worker wrote on SIGTERM, not from step 0.
     for r in before.iter().filter(|r| r.1 == RunStatus::Interrupted) {
-        let log = std::fs::read_to_string(dir.path().join(format!("cancel.logs/{}.log", r.0))).unwrap();
-        let resumed = log.lines().find(|l| l.contains("resumes from its checkpoint at step"));
+        let log =
+            std::fs::read_to_string(dir.path().join(format!("cancel.logs/{}.log", r.0))).unwrap();
+        let resumed = log
+            .lines()
+            .find(|l| l.contains("resumes from its checkpoint at step"));
         eprintln!("cut run {}: {}", r.0, resumed.unwrap_or("(no resume line)"));
-        assert!(resumed.is_some(), "run {} started again from scratch:\n{log}", r.0);
-        assert_eq!(after.iter().find(|a| a.0 == r.0).unwrap().2, 2, "cut run {}: two attempts", r.0);
+        assert!(
+            resumed.is_some(),
+            "run {} started again from scratch:\n{log}",
+            r.0
+        );
+        assert_eq!(
+            after.iter().find(|a| a.0 == r.0).unwrap().2,
+            2,
+            "cut run {}: two attempts",
+            r.0
+        );
     }
     // Runs never started before the cancel trained exactly once; the cut run twice at most.
     let attempts: u32 = after.iter().map(|r| r.2).sum();
-    assert!(attempts as usize <= 4 + cut, "attempts {attempts} for 4 runs with {cut} cut: {after:?}");
+    assert!(
+        attempts as usize <= 4 + cut,
+        "attempts {attempts} for 4 runs with {cut} cut: {after:?}"
+    );
 }
 
 #[test]
@@ -257,8 +407,16 @@ fn a_task_requeued_by_slurm_resumes_from_its_checkpoint_and_ends_as_if_never_sto
     // One run: 512 steps, a few seconds.
     let sweep = sweep_file(dir.path(), "requeue", "65536", 1);
     let text = std::fs::read_to_string(&sweep).unwrap();
-    std::fs::write(&sweep, text.replace("seeds = [0, 1]", "seeds = [0]").replace("d_model = [16, 32]", "d_model = 32")).unwrap();
-    let (local_db, db) = (dir.path().join("local.sqlite"), dir.path().join("requeue.sqlite"));
+    std::fs::write(
+        &sweep,
+        text.replace("seeds = [0, 1]", "seeds = [0]")
+            .replace("d_model = [16, 32]", "d_model = 32"),
+    )
+    .unwrap();
+    let (local_db, db) = (
+        dir.path().join("local.sqlite"),
+        dir.path().join("requeue.sqlite"),
+    );
     ok(&["run", s(&sweep), "--db", s(&local_db), "--plain"]);
 
     ok(&["run", s(&sweep), "--db", s(&db), "--executor", "slurm"]);
@@ -275,30 +433,74 @@ fn a_task_requeued_by_slurm_resumes_from_its_checkpoint_and_ends_as_if_never_sto
     // What preemption with PreemptMode=REQUEUE does: SIGTERM, then the task goes back in the queue.
     let job = std::fs::read_to_string(dir.path().join("requeue.slurm/jobs.tsv")).unwrap();
     let job = job.split('\t').next().unwrap().to_string();
-    let out = Command::new("scontrol").args(["requeue", &format!("{job}_0")]).output().unwrap();
-    assert!(out.status.success(), "scontrol requeue: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("scontrol")
+        .args(["requeue", &format!("{job}_0")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scontrol requeue: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Slurm holds a requeued task back for two minutes (reason BeginTime); let it go now.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let q = Command::new("squeue").args(["-h", "-r", "-j", &job, "-o", "%T %r"]).output().unwrap();
+        let q = Command::new("squeue")
+            .args(["-h", "-r", "-j", &job, "-o", "%T %r"])
+            .output()
+            .unwrap();
         if String::from_utf8_lossy(&q.stdout).contains("BeginTime") {
-            let out = Command::new("scontrol").args(["update", &format!("jobid={job}_0"), "starttime=now"]).output().unwrap();
-            assert!(out.status.success(), "scontrol update: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("scontrol")
+                .args(["update", &format!("jobid={job}_0"), "starttime=now"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "scontrol update: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "the requeued task never showed up pending");
+        assert!(
+            Instant::now() < deadline,
+            "the requeued task never showed up pending"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
     // Submitting again while Slurm holds the run submits nothing; --wait sees it through.
-    let again = ok(&["run", s(&sweep), "--db", s(&db), "--executor", "slurm", "--wait"]);
-    assert!(again.contains("nothing to submit: 0 run(s) finished, 1 held by tasks still in the queue"), "{again}");
+    let again = ok(&[
+        "run",
+        s(&sweep),
+        "--db",
+        s(&db),
+        "--executor",
+        "slurm",
+        "--wait",
+    ]);
+    assert!(
+        again.contains("nothing to submit: 0 run(s) finished, 1 held by tasks still in the queue"),
+        "{again}"
+    );
     let log = std::fs::read_to_string(dir.path().join(format!("requeue.logs/{key}.log"))).unwrap();
-    assert!(log.contains("resumes from its checkpoint at step"), "the requeued task started from scratch:\n{log}");
+    assert!(
+        log.contains("resumes from its checkpoint at step"),
+        "the requeued task started from scratch:\n{log}"
+    );
 
     let (local, slurm) = (summary(&local_db), summary(&db));
     assert_eq!((slurm[0].1, slurm[0].2), (RunStatus::Done, 2), "{slurm:?}");
-    assert_eq!(local[0].3, slurm[0].3, "final val loss differs from the uninterrupted run");
-    let (ls, rs) = (Store::open_read_only(&local_db).unwrap(), Store::open_read_only(&db).unwrap());
-    assert_eq!(ls.train_losses(&key).unwrap(), rs.train_losses(&key).unwrap(), "losses differ step for step");
+    assert_eq!(
+        local[0].3, slurm[0].3,
+        "final val loss differs from the uninterrupted run"
+    );
+    let (ls, rs) = (
+        Store::open_read_only(&local_db).unwrap(),
+        Store::open_read_only(&db).unwrap(),
+    );
+    assert_eq!(
+        ls.train_losses(&key).unwrap(),
+        rs.train_losses(&key).unwrap(),
+        "losses differ step for step"
+    );
 }

@@ -3,21 +3,46 @@
 
 use loopscale::engine::SweepLock;
 use loopscale::model::ModelConfig;
-use loopscale::store::{NewRun, RunStatus, Store, StoreError, Table, APPLICATION_ID, SCHEMA_VERSION};
+use loopscale::store::{
+    APPLICATION_ID, NewRun, RunStatus, SCHEMA_VERSION, Store, StoreError, Table,
+};
 use loopscale::sweep::RunConfig;
 use loopscale::train::{DataConfig, EvalMetrics, RunEnd, RunOutcome, StepMetrics, TrainConfig};
 
 fn config(seed: u64) -> RunConfig {
-    RunConfig { data: DataConfig::default(), train: TrainConfig::default(), model: ModelConfig::default(), seed }
+    RunConfig {
+        data: DataConfig::default(),
+        train: TrainConfig::default(),
+        model: ModelConfig::default(),
+        seed,
+    }
 }
 
 fn new_run(seed: u64) -> NewRun {
     let config = config(seed);
-    NewRun { key: config.key(), variant: None, config, params: 1000, non_embedding_params: 900, tokens: 5000, flops: 3e7 }
+    NewRun {
+        key: config.key(),
+        variant: None,
+        config,
+        params: 1000,
+        non_embedding_params: 900,
+        tokens: 5000,
+        flops: 3e7,
+    }
 }
 
 fn step(step: u64, loss: f64) -> StepMetrics {
-    StepMetrics { step, tokens: step * 100, flops: step as f64 * 1e6, train_loss: loss, lr: 1e-3, grad_norm: 0.5, elapsed_seconds: step as f64, state_norm: None, injection_norm: None }
+    StepMetrics {
+        step,
+        tokens: step * 100,
+        flops: step as f64 * 1e6,
+        train_loss: loss,
+        lr: 1e-3,
+        grad_norm: 0.5,
+        elapsed_seconds: step as f64,
+        state_norm: None,
+        injection_norm: None,
+    }
 }
 
 fn outcome() -> RunOutcome {
@@ -41,8 +66,12 @@ fn creates_a_new_store_with_our_identity() {
     let path = dir.path().join("sub/dir/s.sqlite");
     Store::open(&path).unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let app: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).unwrap();
-    let ver: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    let app: i32 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .unwrap();
+    let ver: i32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
     assert_eq!(app, APPLICATION_ID);
     assert_eq!(ver, SCHEMA_VERSION);
     // Reopening is a no-op, not a second migration.
@@ -57,8 +86,14 @@ fn refuses_a_file_that_is_not_sqlite_and_leaves_it_untouched() {
     let err = Store::open(&path).err().expect("must refuse");
     assert!(matches!(err, StoreError::NotSqlite { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("notes.sqlite") && msg.contains("not a SQLite database"), "{msg}");
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), "my precious notes, not a database\n");
+    assert!(
+        msg.contains("notes.sqlite") && msg.contains("not a SQLite database"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "my precious notes, not a database\n"
+    );
 }
 
 #[test]
@@ -67,14 +102,20 @@ fn refuses_a_foreign_sqlite_database_and_leaves_it_untouched() {
     let path = dir.path().join("other.sqlite");
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("CREATE TABLE customers (id INTEGER); INSERT INTO customers VALUES (7);").unwrap();
+        conn.execute_batch(
+            "CREATE TABLE customers (id INTEGER); INSERT INTO customers VALUES (7);",
+        )
+        .unwrap();
     }
     let before = std::fs::read(&path).unwrap();
     let err = Store::open(&path).err().expect("must refuse");
     assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
     assert!(err.to_string().contains("did not create"), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), before);
-    assert!(matches!(Store::open_read_only(&path).err(), Some(StoreError::Foreign { .. })));
+    assert!(matches!(
+        Store::open_read_only(&path).err(),
+        Some(StoreError::Foreign { .. })
+    ));
 }
 
 #[test]
@@ -84,31 +125,54 @@ fn refuses_a_store_from_a_newer_schema() {
     Store::open(&path).unwrap();
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
     }
     let err = Store::open(&path).err().expect("must refuse");
-    assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1), "{err}");
+    assert!(
+        matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1),
+        "{err}"
+    );
     assert!(err.to_string().contains("Upgrade loopscale"), "{err}");
 }
 
 #[test]
 fn read_only_open_of_a_missing_file_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Store::open_read_only(&dir.path().join("none.sqlite")).err().unwrap();
+    let err = Store::open_read_only(&dir.path().join("none.sqlite"))
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("loopscale run"), "{err}");
-    assert!(!dir.path().join("none.sqlite").exists(), "a read must not create the file");
+    assert!(
+        !dir.path().join("none.sqlite").exists(),
+        "a read must not create the file"
+    );
 }
 
 #[test]
 fn registering_twice_adds_only_new_runs() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
-    assert_eq!(store.register_sweep("s", "", "s.toml", "", &[new_run(0), new_run(1)]).unwrap(), 2);
-    assert_eq!(store.register_sweep("s", "", "s.toml", "", &[new_run(0), new_run(1), new_run(2)]).unwrap(), 1);
+    assert_eq!(
+        store
+            .register_sweep("s", "", "s.toml", "", &[new_run(0), new_run(1)])
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .register_sweep("s", "", "s.toml", "", &[new_run(0), new_run(1), new_run(2)])
+            .unwrap(),
+        1
+    );
     let runs = store.runs("s").unwrap();
     assert_eq!(runs.len(), 3);
     assert!(runs.iter().all(|r| r.status == RunStatus::Pending));
-    assert_eq!(runs[0].config, config(0), "config round-trips through config_json");
+    assert_eq!(
+        runs[0].config,
+        config(0),
+        "config round-trips through config_json"
+    );
 }
 
 #[test]
@@ -116,35 +180,90 @@ fn a_finished_attempt_has_its_metrics_and_a_resume_discards_rows_after_its_check
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
     let run = new_run(0);
-    store.register_sweep("s", "", "s.toml", "", std::slice::from_ref(&run)).unwrap();
+    store
+        .register_sweep("s", "", "s.toml", "", std::slice::from_ref(&run))
+        .unwrap();
 
     // First attempt dies after recording three steps and an eval (its checkpoint was at step 1).
     assert_eq!(store.start_attempt(&run.key, None).unwrap(), 1);
     store.discard_after(&run.key, 0).unwrap();
-    let early = EvalMetrics { step: 2, tokens: 200, flops: 2e6, val_loss: 9.0, val_bpb: 9.0, test_loops: None };
-    store.record(&run.key, &[step(1, 5.0), step(2, 4.5), step(3, 4.4)], &[early]).unwrap();
+    let early = EvalMetrics {
+        step: 2,
+        tokens: 200,
+        flops: 2e6,
+        val_loss: 9.0,
+        val_bpb: 9.0,
+        test_loops: None,
+    };
+    store
+        .record(
+            &run.key,
+            &[step(1, 5.0), step(2, 4.5), step(3, 4.4)],
+            &[early],
+        )
+        .unwrap();
     store.release_stale_runs("s").unwrap();
-    assert_eq!(store.run(&run.key).unwrap().unwrap().status, RunStatus::Interrupted);
+    assert_eq!(
+        store.run(&run.key).unwrap().unwrap().status,
+        RunStatus::Interrupted
+    );
 
     // Second attempt resumes from the checkpoint at step 1, re-measures step 2 on, finishes.
     assert_eq!(store.start_attempt(&run.key, None).unwrap(), 2);
     store.discard_after(&run.key, 1).unwrap();
-    assert_eq!(store.train_losses(&run.key).unwrap(), vec![(1, Some(5.0))], "rows after the checkpoint are gone");
+    assert_eq!(
+        store.train_losses(&run.key).unwrap(),
+        vec![(1, Some(5.0))],
+        "rows after the checkpoint are gone"
+    );
     let q = store.query("SELECT count(*) FROM evals").unwrap();
     assert_eq!(q.rows[0][0], "0", "so is the eval after it");
-    let eval = EvalMetrics { step: 3, tokens: 300, flops: 3e6, val_loss: 2.0, val_bpb: 2.885, test_loops: None };
-    store.finish_attempt(&run.key, 2, &[step(2, 4.0), step(3, f64::NAN)], &[eval], &outcome()).unwrap();
+    let eval = EvalMetrics {
+        step: 3,
+        tokens: 300,
+        flops: 3e6,
+        val_loss: 2.0,
+        val_bpb: 2.885,
+        test_loops: None,
+    };
+    store
+        .finish_attempt(
+            &run.key,
+            2,
+            &[step(2, 4.0), step(3, f64::NAN)],
+            &[eval],
+            &outcome(),
+        )
+        .unwrap();
 
     let row = store.run(&run.key).unwrap().unwrap();
     assert_eq!(row.status, RunStatus::Done);
     assert_eq!(row.attempts, 2);
     assert_eq!(row.final_val_loss, Some(2.0));
     let losses = store.train_losses(&run.key).unwrap();
-    assert_eq!(losses, vec![(1, Some(5.0)), (2, Some(4.0)), (3, None)], "one row per step, the resumed attempt's");
-    let q = store.query("SELECT count(*) AS n, sum(train_loss IS NULL) AS nulls FROM metrics").unwrap();
-    assert_eq!(q.rows, vec![vec!["3".to_string(), "1".to_string()]], "NaN is stored as NULL");
-    let q = store.query("SELECT attempt, status FROM attempts ORDER BY attempt").unwrap();
-    assert_eq!(q.rows, vec![vec!["1".to_string(), "interrupted".into()], vec!["2".to_string(), "done".into()]]);
+    assert_eq!(
+        losses,
+        vec![(1, Some(5.0)), (2, Some(4.0)), (3, None)],
+        "one row per step, the resumed attempt's"
+    );
+    let q = store
+        .query("SELECT count(*) AS n, sum(train_loss IS NULL) AS nulls FROM metrics")
+        .unwrap();
+    assert_eq!(
+        q.rows,
+        vec![vec!["3".to_string(), "1".to_string()]],
+        "NaN is stored as NULL"
+    );
+    let q = store
+        .query("SELECT attempt, status FROM attempts ORDER BY attempt")
+        .unwrap();
+    assert_eq!(
+        q.rows,
+        vec![
+            vec!["1".to_string(), "interrupted".into()],
+            vec!["2".to_string(), "done".into()]
+        ]
+    );
 }
 
 #[test]
@@ -153,16 +272,42 @@ fn stability_telemetry_is_stored() {
     let path = dir.path().join("s.sqlite");
     let mut store = Store::open(&path).unwrap();
     let run = new_run(0);
-    store.register_sweep("s", "", "s.toml", "", std::slice::from_ref(&run)).unwrap();
+    store
+        .register_sweep("s", "", "s.toml", "", std::slice::from_ref(&run))
+        .unwrap();
     store.start_attempt(&run.key, None).unwrap();
-    let looped = StepMetrics { state_norm: Some(12.5), injection_norm: Some(0.447), ..step(1, 5.0) };
-    let blown = StepMetrics { state_norm: Some(f64::INFINITY), injection_norm: Some(2.5), ..step(2, 4.0) };
-    let outcome = RunOutcome { loss_spikes: 3, ..outcome() };
-    store.finish_attempt(&run.key, 1, &[looped, blown, step(3, 3.0)], &[], &outcome).unwrap();
+    let looped = StepMetrics {
+        state_norm: Some(12.5),
+        injection_norm: Some(0.447),
+        ..step(1, 5.0)
+    };
+    let blown = StepMetrics {
+        state_norm: Some(f64::INFINITY),
+        injection_norm: Some(2.5),
+        ..step(2, 4.0)
+    };
+    let outcome = RunOutcome {
+        loss_spikes: 3,
+        ..outcome()
+    };
+    store
+        .finish_attempt(&run.key, 1, &[looped, blown, step(3, 3.0)], &[], &outcome)
+        .unwrap();
     assert_eq!(store.run(&run.key).unwrap().unwrap().loss_spikes, Some(3));
-    let q = store.query("SELECT step, state_norm, injection_norm FROM metrics ORDER BY step").unwrap();
+    let q = store
+        .query("SELECT step, state_norm, injection_norm FROM metrics ORDER BY step")
+        .unwrap();
     let row = |a: &str, b: &str, c: &str| vec![a.to_string(), b.to_string(), c.to_string()];
-    assert_eq!(q.rows, vec![row("1", "12.5", "0.447"), row("2", "", "2.5"), row("3", "", "")], "{:?}", q.rows);
+    assert_eq!(
+        q.rows,
+        vec![
+            row("1", "12.5", "0.447"),
+            row("2", "", "2.5"),
+            row("3", "", "")
+        ],
+        "{:?}",
+        q.rows
+    );
     // A restart clears the count with the rest of the outcome. (`query` leaves its handle
     // query-only, so write through a fresh one.)
     let mut store = Store::open(&path).unwrap();
@@ -175,7 +320,9 @@ fn sql_queries_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.sqlite");
     let mut store = Store::open(&path).unwrap();
-    store.register_sweep("s", "", "s.toml", "", &[new_run(0)]).unwrap();
+    store
+        .register_sweep("s", "", "s.toml", "", &[new_run(0)])
+        .unwrap();
     drop(store);
     let store = Store::open_read_only(&path).unwrap();
     assert!(store.query("DELETE FROM runs").is_err());
@@ -193,9 +340,14 @@ fn a_second_coordinator_is_refused_by_the_sweep_lock() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.sqlite");
     let first = SweepLock::acquire(&db).unwrap();
-    let err = SweepLock::acquire(&db).err().expect("second lock must fail");
+    let err = SweepLock::acquire(&db)
+        .err()
+        .expect("second lock must fail");
     let msg = err.to_string();
-    assert!(msg.contains("already running") && msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+    assert!(
+        msg.contains("already running") && msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
     drop(first);
     SweepLock::acquire(&db).expect("free again once the first is dropped");
 }
@@ -206,25 +358,61 @@ fn views_answer_the_common_questions() {
     let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
     // Three runs: (flops, final loss) = (1e7, 3.0), (2e7, 3.5), (3e7, 2.5); the second is off
     // the frontier. A fourth is left unfinished.
-    let runs: Vec<NewRun> = (0..4).map(|i| NewRun { flops: 1e7 * (i + 1) as f64, ..new_run(i) }).collect();
+    let runs: Vec<NewRun> = (0..4)
+        .map(|i| NewRun {
+            flops: 1e7 * (i + 1) as f64,
+            ..new_run(i)
+        })
+        .collect();
     store.register_sweep("s", "", "s.toml", "", &runs).unwrap();
     for (run, loss) in runs.iter().zip([3.0, 3.5, 2.5]) {
         let attempt = store.start_attempt(&run.key, None).unwrap();
         let evals: Vec<EvalMetrics> = [1usize, 2, 4]
             .iter()
-            .map(|&t| EvalMetrics { step: 3, tokens: 300, flops: run.flops, val_loss: loss + 0.1 / t as f64, val_bpb: 0.0, test_loops: Some(t) })
+            .map(|&t| EvalMetrics {
+                step: 3,
+                tokens: 300,
+                flops: run.flops,
+                val_loss: loss + 0.1 / t as f64,
+                val_bpb: 0.0,
+                test_loops: Some(t),
+            })
             .collect();
-        store.finish_attempt(&run.key, attempt, &[], &evals, &RunOutcome { final_val_loss: Some(loss), ..outcome() }).unwrap();
+        store
+            .finish_attempt(
+                &run.key,
+                attempt,
+                &[],
+                &evals,
+                &RunOutcome {
+                    final_val_loss: Some(loss),
+                    ..outcome()
+                },
+            )
+            .unwrap();
     }
     let q = store.query("SELECT count(*) FROM final_runs").unwrap();
     assert_eq!(q.rows[0][0], "3");
-    let q = store.query("SELECT final_val_loss FROM compute_frontier ORDER BY flops").unwrap();
-    assert_eq!(q.rows, vec![vec!["3.0".to_string()], vec!["2.5".to_string()]]);
-    let q = store.query("SELECT count(*), count(DISTINCT run_key) FROM test_time_curves").unwrap();
+    let q = store
+        .query("SELECT final_val_loss FROM compute_frontier ORDER BY flops")
+        .unwrap();
+    assert_eq!(
+        q.rows,
+        vec![vec!["3.0".to_string()], vec!["2.5".to_string()]]
+    );
+    let q = store
+        .query("SELECT count(*), count(DISTINCT run_key) FROM test_time_curves")
+        .unwrap();
     assert_eq!(q.rows[0], vec!["9".to_string(), "3".to_string()]);
     // The fit reads through the same views.
-    assert_eq!(store.read_table(Table::FinalRuns, Some("s")).unwrap().rows, 3);
-    assert_eq!(store.read_table(Table::TestTimeCurves, None).unwrap().rows, 9);
+    assert_eq!(
+        store.read_table(Table::FinalRuns, Some("s")).unwrap().rows,
+        3
+    );
+    assert_eq!(
+        store.read_table(Table::TestTimeCurves, None).unwrap().rows,
+        9
+    );
 }
 
 #[test]
@@ -232,19 +420,38 @@ fn stores_made_before_the_views_answer_them_and_readers_leave_them_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.sqlite");
     let mut store = Store::open(&path).unwrap();
-    store.register_sweep("s", "", "s.toml", "", &[new_run(0)]).unwrap();
+    store
+        .register_sweep("s", "", "s.toml", "", &[new_run(0)])
+        .unwrap();
     drop(store);
     // A store written before the views existed: same schema version, no views.
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("DROP VIEW final_runs; DROP VIEW compute_frontier; DROP VIEW test_time_curves;").unwrap();
+    conn.execute_batch(
+        "DROP VIEW final_runs; DROP VIEW compute_frontier; DROP VIEW test_time_curves;",
+    )
+    .unwrap();
     let views = |conn: &rusqlite::Connection| -> i64 {
-        conn.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'view'", [], |r| r.get(0)).unwrap()
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'view'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
     };
     assert_eq!(views(&conn), 0);
     // A reader gets them for its session only; the file is not modified.
     let reader = Store::open_read_only(&path).unwrap();
-    assert_eq!(reader.query("SELECT count(*) FROM final_runs").unwrap().rows[0][0], "0");
-    assert_eq!(reader.read_table(Table::TestTimeCurves, None).unwrap().rows, 0);
+    assert_eq!(
+        reader
+            .query("SELECT count(*) FROM final_runs")
+            .unwrap()
+            .rows[0][0],
+        "0"
+    );
+    assert_eq!(
+        reader.read_table(Table::TestTimeCurves, None).unwrap().rows,
+        0
+    );
     drop(reader);
     assert_eq!(views(&conn), 0);
     // A writer adds them to the file.

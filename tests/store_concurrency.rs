@@ -14,8 +14,21 @@ const WRITERS: usize = 8;
 const ROWS_PER_WRITER: u64 = 1500;
 
 fn new_run(seed: u64) -> NewRun {
-    let config = RunConfig { data: DataConfig::default(), train: TrainConfig::default(), model: ModelConfig::default(), seed };
-    NewRun { key: config.key(), variant: None, config, params: 1, non_embedding_params: 1, tokens: 1, flops: 1.0 }
+    let config = RunConfig {
+        data: DataConfig::default(),
+        train: TrainConfig::default(),
+        model: ModelConfig::default(),
+        seed,
+    };
+    NewRun {
+        key: config.key(),
+        variant: None,
+        config,
+        params: 1,
+        non_embedding_params: 1,
+        tokens: 1,
+        flops: 1.0,
+    }
 }
 
 fn step(step: u64) -> StepMetrics {
@@ -37,7 +50,10 @@ fn concurrent_writers_lose_no_row_and_never_see_a_locked_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("stress.sqlite");
     let runs: Vec<NewRun> = (0..WRITERS as u64).map(new_run).collect();
-    Store::open(&db).unwrap().register_sweep("stress", "", "stress.toml", "", &runs).unwrap();
+    Store::open(&db)
+        .unwrap()
+        .register_sweep("stress", "", "stress.toml", "", &runs)
+        .unwrap();
 
     let barrier = Arc::new(Barrier::new(WRITERS + 1));
     let start = Instant::now();
@@ -71,14 +87,20 @@ fn concurrent_writers_lose_no_row_and_never_see_a_locked_database() {
                     tokens_per_second: 1.0,
                     loss_spikes: 0,
                 };
-                store.finish_attempt(&key, attempt, &[], &[], &outcome).map_err(|e| e.to_string())?;
+                store
+                    .finish_attempt(&key, attempt, &[], &[], &outcome)
+                    .map_err(|e| e.to_string())?;
                 Ok(transactions + 3)
             })
         })
         .collect();
     // A reader polling like the coordinator's progress display, all the while.
     let reader = {
-        let (db, keys, barrier) = (db.clone(), runs.iter().map(|r| r.key.clone()).collect::<Vec<_>>(), barrier.clone());
+        let (db, keys, barrier) = (
+            db.clone(),
+            runs.iter().map(|r| r.key.clone()).collect::<Vec<_>>(),
+            barrier.clone(),
+        );
         std::thread::spawn(move || -> Result<u64, String> {
             let store = Store::open(&db).map_err(|e| e.to_string())?;
             barrier.wait();
@@ -100,17 +122,36 @@ fn concurrent_writers_lose_no_row_and_never_see_a_locked_database() {
     };
     let mut transactions = 0;
     for w in writers {
-        transactions += w.join().unwrap().unwrap_or_else(|e| panic!("a writer failed: {e}"));
+        transactions += w
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("a writer failed: {e}"));
     }
-    let polls = reader.join().unwrap().unwrap_or_else(|e| panic!("the reader failed: {e}"));
+    let polls = reader
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the reader failed: {e}"));
     let seconds = start.elapsed().as_secs_f64();
 
     let store = Store::open_read_only(&db).unwrap();
     let total = WRITERS as u64 * ROWS_PER_WRITER;
     for run in &runs {
-        let steps: Vec<u64> = store.train_losses(&run.key).unwrap().into_iter().map(|(s, _)| s).collect();
-        assert_eq!(steps, (1..=ROWS_PER_WRITER).collect::<Vec<_>>(), "run {}: every row, once, in order", run.key);
-        assert_eq!(store.run(&run.key).unwrap().unwrap().status, RunStatus::Done);
+        let steps: Vec<u64> = store
+            .train_losses(&run.key)
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(
+            steps,
+            (1..=ROWS_PER_WRITER).collect::<Vec<_>>(),
+            "run {}: every row, once, in order",
+            run.key
+        );
+        assert_eq!(
+            store.run(&run.key).unwrap().unwrap().status,
+            RunStatus::Done
+        );
     }
     let q = store.query("SELECT count(*) FROM metrics").unwrap();
     assert_eq!(q.rows[0][0], total.to_string());

@@ -29,7 +29,9 @@ fn err_raw(text: &str) -> SweepError {
 
 /// As `err_raw`, with a valid header and the tiny corpus prepended.
 fn err(body: &str) -> SweepError {
-    err_raw(&format!("[sweep]\nname = \"t\"\n[data]\ncorpus = \"tiny_corpus.txt\"\n{body}"))
+    err_raw(&format!(
+        "[sweep]\nname = \"t\"\n[data]\ncorpus = \"tiny_corpus.txt\"\n{body}"
+    ))
 }
 
 fn assert_has(e: &SweepError, parts: &[&str]) {
@@ -51,7 +53,10 @@ fn load_fixture(name: &str) -> SweepError {
 fn unreadable_file_names_path_and_os_error() {
     let e = Sweep::load(Path::new("no/such/sweep.toml")).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Io);
-    assert_has(&e, &["no/such/sweep.toml", "No such file or directory", "help:"]);
+    assert_has(
+        &e,
+        &["no/such/sweep.toml", "No such file or directory", "help:"],
+    );
 }
 
 #[test]
@@ -59,7 +64,14 @@ fn toml_syntax_error_has_line_and_column() {
     let e = load_fixture("bad_syntax.toml");
     assert_eq!(e.kind, ErrorKind::Syntax);
     assert_eq!(e.line_col, Some((6, 26)));
-    assert_has(&e, &["bad_syntax.toml:6:26", "invalid TOML", "6 | corpus = \"tiny_corpus.txt"]);
+    assert_has(
+        &e,
+        &[
+            "bad_syntax.toml:6:26",
+            "invalid TOML",
+            "6 | corpus = \"tiny_corpus.txt",
+        ],
+    );
 }
 
 #[test]
@@ -92,41 +104,72 @@ fn unknown_key_suggests_nearest() {
 fn key_in_the_wrong_table_says_where_it_belongs() {
     let e = err("[train]\nd_model = 64\n");
     assert_eq!(e.kind, ErrorKind::UnknownKey);
-    assert_has(&e, &["unknown key `train.d_model`", "`d_model` is a [model] key: write it as `model.d_model`"]);
+    assert_has(
+        &e,
+        &[
+            "unknown key `train.d_model`",
+            "`d_model` is a [model] key: write it as `model.d_model`",
+        ],
+    );
 }
 
 #[test]
 fn unknown_table_suggests_nearest() {
     let e = err("[modle]\nd_model = 64\n");
-    assert_has(&e, &["unknown key `modle` at the top level; did you mean `model`?"]);
+    assert_has(
+        &e,
+        &["unknown key `modle` at the top level; did you mean `model`?"],
+    );
 }
 
 #[test]
 fn key_before_any_table_is_pointed_to_its_table() {
     let e = err_raw("lr = 0.1\n[sweep]\nname = \"t\"\n");
     assert_eq!(e.kind, ErrorKind::UnknownKey);
-    assert_has(&e, &["unknown key `lr` at the top level", "belongs in the [train] table", "inline.toml:1:1"]);
+    assert_has(
+        &e,
+        &[
+            "unknown key `lr` at the top level",
+            "belongs in the [train] table",
+            "inline.toml:1:1",
+        ],
+    );
 }
 
 #[test]
 fn unknown_sweep_key_suggests_nearest() {
     let e = err_raw("[sweep]\nname = \"t\"\nseed = [1, 2]\n");
-    assert_has(&e, &["unknown key `sweep.seed`; did you mean `sweep.seeds`?"]);
+    assert_has(
+        &e,
+        &["unknown key `sweep.seed`; did you mean `sweep.seeds`?"],
+    );
 }
 
 #[test]
 fn unknown_key_in_a_variant_names_the_variant() {
     let e = err("[[variants]]\nname = \"big\"\nmodel.n_haeds = 8\n");
-    assert_has(&e, &["unknown key `model.n_haeds` in variant `big`; did you mean `model.n_heads`?"]);
+    assert_has(
+        &e,
+        &["unknown key `model.n_haeds` in variant `big`; did you mean `model.n_heads`?"],
+    );
     let e = err("[[variants]]\nname = \"big\"\nd_model = 8\n");
-    assert_has(&e, &["unknown key `d_model` in variants[0]", "`model.d_model = ...`"]);
+    assert_has(
+        &e,
+        &[
+            "unknown key `d_model` in variants[0]",
+            "`model.d_model = ...`",
+        ],
+    );
 }
 
 #[test]
 fn nested_looped_table_says_keys_are_flat() {
     let e = err("[model]\narch = \"looped\"\n[model.looped]\nmean_recurrence = 4\n");
     assert_eq!(e.kind, ErrorKind::UnknownKey);
-    assert_has(&e, &["unknown key `model.looped`", "written flat in [model]"]);
+    assert_has(
+        &e,
+        &["unknown key `model.looped`", "written flat in [model]"],
+    );
 }
 
 // ---- types and enum values ----
@@ -139,35 +182,65 @@ fn wrong_type_says_expected_and_found() {
     assert_eq!(e.line_col, Some((8, 11)));
     assert_has(
         &e,
-        &["`model.d_model`: expected a non-negative integer, found the string \"big\"", "wrong_type.toml:8:11"],
+        &[
+            "`model.d_model`: expected a non-negative integer, found the string \"big\"",
+            "wrong_type.toml:8:11",
+        ],
     );
 }
 
 #[test]
 fn quoted_number_suggests_removing_quotes() {
     let e = err("[train]\nlr = \"0.01\"\n");
-    assert_has(&e, &["`train.lr`: expected a number, found the string \"0.01\"", "remove the quotes"]);
+    assert_has(
+        &e,
+        &[
+            "`train.lr`: expected a number, found the string \"0.01\"",
+            "remove the quotes",
+        ],
+    );
 }
 
 #[test]
 fn float_for_an_integer_suggests_integer_syntax() {
     let e = err("[train]\ntokens = 1e5\n");
     assert_eq!(e.kind, ErrorKind::WrongType);
-    assert_has(&e, &["`train.tokens`: expected a non-negative integer, found the float 100000.0", "100_000"]);
+    assert_has(
+        &e,
+        &[
+            "`train.tokens`: expected a non-negative integer, found the float 100000.0",
+            "100_000",
+        ],
+    );
 }
 
 #[test]
 fn checkpoint_every_takes_a_step_count() {
     let e = err("[train]\ncheckpoint_every = -10\n");
-    assert_has(&e, &["`train.checkpoint_every`: expected a non-negative integer, found the integer -10", "inline.toml:6:"]);
+    assert_has(
+        &e,
+        &[
+            "`train.checkpoint_every`: expected a non-negative integer, found the integer -10",
+            "inline.toml:6:",
+        ],
+    );
     let e = err("[train]\ncheckpoint_every = \"1h\"\n");
-    assert_has(&e, &["`train.checkpoint_every`: expected a non-negative integer, found the string \"1h\""]);
+    assert_has(
+        &e,
+        &["`train.checkpoint_every`: expected a non-negative integer, found the string \"1h\""],
+    );
 }
 
 #[test]
 fn negative_integer_is_a_type_error() {
     let e = err("[model]\nd_model = -64\n");
-    assert_has(&e, &["`model.d_model`: expected a non-negative integer, found the integer -64", "cannot be negative"]);
+    assert_has(
+        &e,
+        &[
+            "`model.d_model`: expected a non-negative integer, found the integer -64",
+            "cannot be negative",
+        ],
+    );
 }
 
 #[test]
@@ -180,27 +253,51 @@ fn bad_value_inside_an_axis_points_at_the_element() {
 fn nested_list_for_a_scalar_key_is_a_type_error() {
     let e = err("[model]\nd_model = [[64, 128]]\n");
     assert_eq!(e.kind, ErrorKind::WrongType);
-    assert_has(&e, &["expected a non-negative integer, found the list [64, 128]", "only list-valued keys (test_loops)"]);
+    assert_has(
+        &e,
+        &[
+            "expected a non-negative integer, found the list [64, 128]",
+            "only list-valued keys (test_loops)",
+        ],
+    );
 }
 
 #[test]
 fn bad_enum_value_lists_the_allowed_values() {
     let e = err("[model]\nmlp = \"tanh\"\n");
     assert_eq!(e.kind, ErrorKind::BadEnumValue);
-    assert_has(&e, &["`model.mlp`: expected one of relu2, gelu, swiglu, found the string \"tanh\"", "inline.toml:6:7"]);
+    assert_has(
+        &e,
+        &[
+            "`model.mlp`: expected one of relu2, gelu, swiglu, found the string \"tanh\"",
+            "inline.toml:6:7",
+        ],
+    );
 }
 
 #[test]
 fn misspelt_enum_value_suggests_nearest() {
     let e = err("[model]\narch = \"looped\"\ninjection = [\"diagonal\", \"diagonl\"]\n");
     assert_eq!(e.kind, ErrorKind::BadEnumValue);
-    assert_has(&e, &["expected one of diagonal, add, linear", "did you mean \"diagonal\"?"]);
+    assert_has(
+        &e,
+        &[
+            "expected one of diagonal, add, linear",
+            "did you mean \"diagonal\"?",
+        ],
+    );
 }
 
 #[test]
 fn test_loops_mixing_numbers_and_lists_is_an_error() {
     let e = err("[model]\narch = \"looped\"\ntest_loops = [1, [2, 4]]\n");
-    assert_has(&e, &["`model.test_loops` mixes numbers and lists", "list of lists"]);
+    assert_has(
+        &e,
+        &[
+            "`model.test_loops` mixes numbers and lists",
+            "list of lists",
+        ],
+    );
 }
 
 // ---- empty axes and zip ----
@@ -226,7 +323,11 @@ fn zip_of_unequal_lengths_names_both_keys_and_lengths() {
     assert_eq!(e.kind, ErrorKind::Zip);
     assert_has(
         &e,
-        &["pairs `model.d_model` (3 values) with `model.n_heads` (2 values)", "equal lengths", "zip_unequal.toml:"],
+        &[
+            "pairs `model.d_model` (3 values) with `model.n_heads` (2 values)",
+            "equal lengths",
+            "zip_unequal.toml:",
+        ],
     );
 }
 
@@ -236,14 +337,23 @@ fn zip_naming_a_scalar_key_is_an_error() {
         "[sweep]\nname = \"t\"\nzip = [[\"model.d_model\", \"model.n_heads\"]]\n[model]\nd_model = [64, 128]\nn_heads = 4\n",
     );
     assert_eq!(e.kind, ErrorKind::Zip);
-    assert_has(&e, &["`sweep.zip` names `model.n_heads`, which is not a list (it is 4)", "inline.toml:3:"]);
+    assert_has(
+        &e,
+        &[
+            "`sweep.zip` names `model.n_heads`, which is not a list (it is 4)",
+            "inline.toml:3:",
+        ],
+    );
 }
 
 #[test]
 fn zip_naming_an_unknown_key_suggests_nearest() {
     let e = err_raw("[sweep]\nname = \"t\"\nzip = [[\"model.d_model\", \"model.nheads\"]]\n");
     assert_eq!(e.kind, ErrorKind::UnknownKey);
-    assert_has(&e, &["`sweep.zip` names unknown key `model.nheads`; did you mean `model.n_heads`?"]);
+    assert_has(
+        &e,
+        &["`sweep.zip` names unknown key `model.nheads`; did you mean `model.n_heads`?"],
+    );
 }
 
 #[test]
@@ -286,17 +396,26 @@ fn odd_head_dim_is_an_error_for_rope() {
 
 #[test]
 fn zero_sizes_are_errors() {
-    for (table, key) in
-        [("train", "tokens"), ("train", "batch_size"), ("data", "seq_len"), ("model", "d_model"), ("model", "n_layers")]
-    {
+    for (table, key) in [
+        ("train", "tokens"),
+        ("train", "batch_size"),
+        ("data", "seq_len"),
+        ("model", "d_model"),
+        ("model", "n_layers"),
+    ] {
         let text = if table == "data" {
             format!("[sweep]\nname = \"t\"\n[data]\ncorpus = \"tiny_corpus.txt\"\n{key} = 0\n")
         } else {
-            format!("[sweep]\nname = \"t\"\n[data]\ncorpus = \"tiny_corpus.txt\"\n[{table}]\n{key} = 0\n")
+            format!(
+                "[sweep]\nname = \"t\"\n[data]\ncorpus = \"tiny_corpus.txt\"\n[{table}]\n{key} = 0\n"
+            )
         };
         let e = err_raw(&text);
         assert_eq!(e.kind, ErrorKind::InvalidRun);
-        assert_has(&e, &[&format!("`{table}.{key}` is 0: it must be at least 1")]);
+        assert_has(
+            &e,
+            &[&format!("`{table}.{key}` is 0: it must be at least 1")],
+        );
         let line = if table == "data" { 5 } else { 6 };
         assert_eq!(e.line_col, Some((line, 1)), "{key}");
     }
@@ -345,7 +464,13 @@ fn test_loops_must_be_nonempty_and_positive() {
     let e = err("[model]\narch = \"looped\"\ntest_loops = []\n");
     assert_has(&e, &["`model.test_loops` is empty"]);
     let e = err("[model]\narch = \"looped\"\ntest_loops = [[1, 2], [0, 4]]\n");
-    assert_has(&e, &["`model.test_loops` = [0, 4] contains 0", "model.test_loops = [0, 4]"]);
+    assert_has(
+        &e,
+        &[
+            "`model.test_loops` = [0, 4] contains 0",
+            "model.test_loops = [0, 4]",
+        ],
+    );
 }
 
 #[test]
@@ -361,7 +486,14 @@ fn missing_corpus_file_shows_the_resolved_path() {
     let e = err_raw("[sweep]\nname = \"t\"\n[data]\ncorpus = \"texts/missing.txt\"\n");
     assert_eq!(e.kind, ErrorKind::MissingCorpus);
     let resolved = fixtures().join("texts/missing.txt");
-    assert_has(&e, &[&resolved.display().to_string(), "sweep file's folder", "inline.toml:4:1"]);
+    assert_has(
+        &e,
+        &[
+            &resolved.display().to_string(),
+            "sweep file's folder",
+            "inline.toml:4:1",
+        ],
+    );
 }
 
 #[test]
@@ -370,7 +502,14 @@ fn missing_shipped_corpus_suggests_make_corpus() {
     unsafe { std::env::set_var("LOOPSCALE_DATA_DIR", fixtures().join("no-data-here")) };
     let e = err_raw("[sweep]\nname = \"t\"\n");
     assert_eq!(e.kind, ErrorKind::MissingCorpus);
-    assert_has(&e, &["corpus \"moby-dick\" not found", "no-data-here/corpus/moby-dick.txt", "make corpus"]);
+    assert_has(
+        &e,
+        &[
+            "corpus \"moby-dick\" not found",
+            "no-data-here/corpus/moby-dick.txt",
+            "make corpus",
+        ],
+    );
 }
 
 #[test]
@@ -391,7 +530,14 @@ fn seq_len_longer_than_the_validation_split_is_an_error() {
 fn corpus_checks_can_be_skipped() {
     use loopscale::sweep::LoadOptions;
     let text = "[sweep]\nname = \"t\"\n[data]\ncorpus = \"missing.txt\"\n";
-    let s = Sweep::from_str_with(text, &path(), &LoadOptions { check_corpus: false }).unwrap();
+    let s = Sweep::from_str_with(
+        text,
+        &path(),
+        &LoadOptions {
+            check_corpus: false,
+        },
+    )
+    .unwrap();
     assert_eq!(s.runs.len(), 1);
 }
 
@@ -417,7 +563,10 @@ fn invalid_sweep_name_is_an_error() {
     assert_eq!(e.kind, ErrorKind::Header);
     assert_has(&e, &["invalid sweep name \"my study\"", "inline.toml:2:8"]);
     let e = err_raw("[sweep]\nname = 3\n");
-    assert_has(&e, &["`sweep.name`: expected a name", "found the integer 3"]);
+    assert_has(
+        &e,
+        &["`sweep.name`: expected a name", "found the integer 3"],
+    );
 }
 
 #[test]
@@ -431,7 +580,13 @@ fn variants_need_unique_names() {
 
 #[test]
 fn huge_grids_are_refused() {
-    let axis = format!("[{}]", (1..=100).map(|i| (i * 1000).to_string()).collect::<Vec<_>>().join(", "));
+    let axis = format!(
+        "[{}]",
+        (1..=100)
+            .map(|i| (i * 1000).to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let e = err(&format!(
         "[train]\ntokens = {axis}\neval_tokens = {axis}\nlog_every = {}\n",
         "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 101]"
@@ -442,14 +597,21 @@ fn huge_grids_are_refused() {
 #[test]
 fn recurrent_dim_must_fit_the_heads() {
     let e = err("[model]\narch = \"looped\"\nn_heads = 4\nrecurrent_dim = 12\n");
-    assert_has(&e, &["head dim `model.recurrent_dim` / `model.n_heads` = 12 / 4 = 3 is odd"]);
+    assert_has(
+        &e,
+        &["head dim `model.recurrent_dim` / `model.n_heads` = 12 / 4 = 3 is odd"],
+    );
     let e = err("[model]\narch = \"looped\"\nn_heads = 4\nrecurrent_dim = 30\n");
-    assert_has(&e, &["`model.n_heads` = 4 does not divide `model.recurrent_dim` = 30"]);
+    assert_has(
+        &e,
+        &["`model.n_heads` = 4 does not divide `model.recurrent_dim` = 30"],
+    );
 }
 
 #[test]
 fn trapezoid_warmup_and_cooldown_must_fit() {
-    let e = err("[train]\nschedule = \"trapezoid\"\nwarmup_fraction = 0.5\ncooldown_fraction = 0.6\n");
+    let e =
+        err("[train]\nschedule = \"trapezoid\"\nwarmup_fraction = 0.5\ncooldown_fraction = 0.6\n");
     assert_has(&e, &["exceeds 1"]);
 }
 
@@ -460,7 +622,10 @@ fn zip_key_made_scalar_by_a_variant_names_the_variant() {
          [model]\nd_model = [64, 128]\nn_heads = [2, 4]\n[[variants]]\nname = \"fixed\"\nmodel.d_model = 256\n",
     );
     assert_eq!(e.kind, ErrorKind::Zip);
-    assert_has(&e, &["`model.d_model`, which is not a list (it is 256) (in variant `fixed`)"]);
+    assert_has(
+        &e,
+        &["`model.d_model`, which is not a list (it is 256) (in variant `fixed`)"],
+    );
 }
 
 #[test]
@@ -469,7 +634,10 @@ fn display_is_rustc_style() {
     let shown = e.to_string();
     let lines: Vec<&str> = shown.lines().collect();
     assert!(lines[0].starts_with("error: `model.mlp`"), "{shown}");
-    assert!(lines[1].starts_with(" --> ") && lines[1].ends_with("inline.toml:6:7"), "{shown}");
+    assert!(
+        lines[1].starts_with(" --> ") && lines[1].ends_with("inline.toml:6:7"),
+        "{shown}"
+    );
     assert_eq!(lines[3], "6 | mlp = \"tanh\"");
     assert_eq!(lines[4], "  |       ^^^^^^");
     assert!(lines[5].starts_with("  = help: "), "{shown}");
@@ -487,7 +655,10 @@ fn test_loops_of_the_wrong_type_says_it_takes_a_list() {
         ],
     );
     let e = err("[model]\narch = \"looped\"\ntest_loops = [[1, \"x\"]]\n");
-    assert_has(&e, &["expected a list of non-negative integers, found the list [1, \"x\"]"]);
+    assert_has(
+        &e,
+        &["expected a list of non-negative integers, found the list [1, \"x\"]"],
+    );
 }
 
 // ---- the [slurm] table ----
@@ -502,10 +673,21 @@ fn slurm_table_is_read_and_checked() {
     .unwrap();
     assert_eq!(s.slurm.partition.as_deref(), Some("gpu"));
     assert_eq!(s.slurm.time.as_deref(), Some("1-12:00:00"));
-    assert_eq!((s.slurm.gpus_per_run, s.slurm.cpus_per_run, s.slurm.max_parallel), (Some(1), Some(8), Some(16)));
+    assert_eq!(
+        (
+            s.slurm.gpus_per_run,
+            s.slurm.cpus_per_run,
+            s.slurm.max_parallel
+        ),
+        (Some(1), Some(8), Some(16))
+    );
     assert_eq!(s.slurm.sbatch_args, ["--account=p", "--qos=low"]);
     // The table changes where runs execute, never what they are: the run keys do not move.
-    let plain = Sweep::from_str("[sweep]\nname = \"t\"\n[data]\ncorpus = \"tiny_corpus.txt\"\n", &path()).unwrap();
+    let plain = Sweep::from_str(
+        "[sweep]\nname = \"t\"\n[data]\ncorpus = \"tiny_corpus.txt\"\n",
+        &path(),
+    )
+    .unwrap();
     assert_eq!(s.runs[0].key, plain.runs[0].key);
 }
 
@@ -515,7 +697,13 @@ fn slurm_unknown_key_suggests_nearest() {
     assert_eq!(e.kind, ErrorKind::UnknownKey);
     assert_eq!(e.key.as_deref(), Some("slurm.gpus_per_task"));
     assert_eq!(e.line_col, Some((6, 1)));
-    assert_has(&e, &["unknown key `slurm.gpus_per_task`; did you mean `slurm.gpus_per_run`?", "[slurm] takes `partition`"]);
+    assert_has(
+        &e,
+        &[
+            "unknown key `slurm.gpus_per_task`; did you mean `slurm.gpus_per_run`?",
+            "[slurm] takes `partition`",
+        ],
+    );
 }
 
 #[test]
@@ -523,19 +711,40 @@ fn slurm_bad_time_says_which_formats_slurm_takes() {
     let e = err("[slurm]\ntime = \"2h\"\n");
     assert_eq!(e.key.as_deref(), Some("slurm.time"));
     assert_eq!(e.line_col, Some((6, 8)));
-    assert_has(&e, &["`slurm.time` = \"2h\" is not a Slurm time limit", "HH:MM:SS"]);
+    assert_has(
+        &e,
+        &[
+            "`slurm.time` = \"2h\" is not a Slurm time limit",
+            "HH:MM:SS",
+        ],
+    );
 }
 
 #[test]
 fn slurm_values_are_not_axes() {
     let e = err("[slurm]\ngpus_per_run = [1, 2]\n");
     assert_eq!(e.kind, ErrorKind::WrongType);
-    assert_has(&e, &["`slurm.gpus_per_run`: expected an integer ≥ 0, found a list", "not a grid axis"]);
+    assert_has(
+        &e,
+        &[
+            "`slurm.gpus_per_run`: expected an integer ≥ 0, found a list",
+            "not a grid axis",
+        ],
+    );
     let e = err("[slurm]\nmax_parallel = 0\n");
-    assert_has(&e, &["`slurm.max_parallel` = 0 is out of range: expected an integer ≥ 1"]);
+    assert_has(
+        &e,
+        &["`slurm.max_parallel` = 0 is out of range: expected an integer ≥ 1"],
+    );
     let e = err("[slurm]\nsbatch_args = \"--account=p\"\n");
     assert_eq!(e.kind, ErrorKind::WrongType);
     assert_has(&e, &["`slurm.sbatch_args`: expected a list of strings"]);
     let e = err("[slurm]\npartition = 3\n");
-    assert_has(&e, &["`slurm.partition`: expected a partition name", "found an integer"]);
+    assert_has(
+        &e,
+        &[
+            "`slurm.partition`: expected a partition name",
+            "found an integer",
+        ],
+    );
 }

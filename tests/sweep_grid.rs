@@ -18,16 +18,26 @@ fn sweep(body: &str) -> Sweep {
     } else {
         format!("{text}\n[data]\ncorpus = \"tiny_corpus.txt\"\nseq_len = 32\n")
     };
-    Sweep::from_str(&text, &fixtures().join("inline.toml")).unwrap_or_else(|e| panic!("{e}\n--- input ---\n{text}"))
+    Sweep::from_str(&text, &fixtures().join("inline.toml"))
+        .unwrap_or_else(|e| panic!("{e}\n--- input ---\n{text}"))
 }
 
 /// The values of `keys` for every run, for compact order assertions.
 fn table(s: &Sweep, keys: &[&str]) -> Vec<Vec<String>> {
-    s.runs.iter().map(|r| keys.iter().map(|k| dotted_get(&r.config, k).unwrap_or("-".into())).collect()).collect()
+    s.runs
+        .iter()
+        .map(|r| {
+            keys.iter()
+                .map(|k| dotted_get(&r.config, k).unwrap_or("-".into()))
+                .collect()
+        })
+        .collect()
 }
 
 fn rows(rows: &[&[&str]]) -> Vec<Vec<String>> {
-    rows.iter().map(|r| r.iter().map(|s| s.to_string()).collect()).collect()
+    rows.iter()
+        .map(|r| r.iter().map(|s| s.to_string()).collect())
+        .collect()
 }
 
 #[test]
@@ -57,13 +67,36 @@ fn quickstart_fixture_expands_as_documented() {
     // gpt: 2 (zipped d_model/n_heads) × 2 tokens × 2 seeds; parcae: the same × 2 mean_recurrence.
     assert_eq!(s.runs.len(), 8 + 16);
     assert_eq!(s.collapsed, 0);
-    assert_eq!(s.runs.iter().filter(|r| r.variant.as_deref() == Some("gpt")).count(), 8);
-    assert_eq!(s.runs.iter().filter(|r| r.variant.as_deref() == Some("parcae")).count(), 16);
+    assert_eq!(
+        s.runs
+            .iter()
+            .filter(|r| r.variant.as_deref() == Some("gpt"))
+            .count(),
+        8
+    );
+    assert_eq!(
+        s.runs
+            .iter()
+            .filter(|r| r.variant.as_deref() == Some("parcae"))
+            .count(),
+        16
+    );
     assert_eq!(
         s.axes,
-        ["train.tokens", "model.d_model", "model.n_heads", "model.arch", "model.mean_recurrence", "seed"]
+        [
+            "train.tokens",
+            "model.d_model",
+            "model.n_heads",
+            "model.arch",
+            "model.mean_recurrence",
+            "seed"
+        ]
     );
-    let parcae = s.runs.iter().find(|r| r.variant.as_deref() == Some("parcae")).unwrap();
+    let parcae = s
+        .runs
+        .iter()
+        .find(|r| r.variant.as_deref() == Some("parcae"))
+        .unwrap();
     let looped = parcae.config.model.looped.as_ref().unwrap();
     assert_eq!(looped.mean_recurrence, 2);
     assert_eq!(parcae.config.model.arch, Arch::Looped);
@@ -89,14 +122,20 @@ fn lists_cross_in_file_order_with_seeds_innermost() {
     // Swapping the tables swaps which axis is outermost.
     let s = sweep("[model]\nd_model = [64, 128]\n[train]\ntokens = [1000, 2000]\n");
     assert_eq!(s.axes, ["model.d_model", "train.tokens"]);
-    assert_eq!(table(&s, &["model.d_model", "train.tokens"])[1], ["64", "2000"]);
+    assert_eq!(
+        table(&s, &["model.d_model", "train.tokens"])[1],
+        ["64", "2000"]
+    );
 }
 
 #[test]
 fn key_order_within_a_table_is_file_order() {
     let s = sweep("[model]\nn_heads = [2, 4]\nd_model = [64, 128]\n");
     assert_eq!(s.axes, ["model.n_heads", "model.d_model"]);
-    assert_eq!(table(&s, &["model.n_heads", "model.d_model"])[1], ["2", "128"]);
+    assert_eq!(
+        table(&s, &["model.n_heads", "model.d_model"])[1],
+        ["2", "128"]
+    );
 }
 
 #[test]
@@ -126,7 +165,12 @@ fn zip_group_sits_at_its_first_key() {
     );
     assert_eq!(
         table(&s, &["train.tokens", "model.d_model"]),
-        rows(&[&["1000", "64"], &["1000", "128"], &["2000", "64"], &["2000", "128"]])
+        rows(&[
+            &["1000", "64"],
+            &["1000", "128"],
+            &["2000", "64"],
+            &["2000", "128"]
+        ])
     );
 }
 
@@ -159,7 +203,10 @@ fn variant_override_replaces_a_base_axis_in_place() {
     let s = sweep(
         "[model]\nd_model = [64, 128]\n[train]\ntokens = [1000, 2000]\n[[variants]]\nname = \"wide\"\nmodel.d_model = [256, 512]\n",
     );
-    assert_eq!(table(&s, &["model.d_model", "train.tokens"])[..2], rows(&[&["256", "1000"], &["256", "2000"]])[..]);
+    assert_eq!(
+        table(&s, &["model.d_model", "train.tokens"])[..2],
+        rows(&[&["256", "1000"], &["256", "2000"]])[..]
+    );
     assert_eq!(s.runs.len(), 4);
 }
 
@@ -172,9 +219,15 @@ fn looped_keys_are_dropped_for_gpt_runs_and_duplicates_collapse() {
     assert!(s.runs[0].config.model.looped.is_none());
     assert_eq!(
         s.runs[0].varying,
-        [("model.arch".to_string(), "gpt".to_string()), ("model.mean_recurrence".to_string(), "-".to_string())]
+        [
+            ("model.arch".to_string(), "gpt".to_string()),
+            ("model.mean_recurrence".to_string(), "-".to_string())
+        ]
     );
-    let mus: Vec<_> = s.runs[1..].iter().map(|r| r.config.model.looped.as_ref().unwrap().mean_recurrence).collect();
+    let mus: Vec<_> = s.runs[1..]
+        .iter()
+        .map(|r| r.config.model.looped.as_ref().unwrap().mean_recurrence)
+        .collect();
     assert_eq!(mus, [2, 4, 8]);
 }
 
@@ -188,18 +241,27 @@ fn flat_looped_keys_fill_looped_config() {
     assert_eq!(l.backprop_depth, Some(2));
     assert_eq!(l.recurrent_dim, Some(32));
     assert!(!l.prelude_norm);
-    assert_eq!(dotted_get(&s.runs[0].config, "model.injection").unwrap(), "linear");
+    assert_eq!(
+        dotted_get(&s.runs[0].config, "model.injection").unwrap(),
+        "linear"
+    );
 }
 
 #[test]
 fn test_loops_list_is_a_value_and_list_of_lists_an_axis() {
     let s = sweep("[model]\narch = \"looped\"\ntest_loops = [1, 2, 4]\n");
     assert_eq!(s.runs.len(), 1);
-    assert_eq!(s.runs[0].config.model.looped.as_ref().unwrap().test_loops, [1, 2, 4]);
+    assert_eq!(
+        s.runs[0].config.model.looped.as_ref().unwrap().test_loops,
+        [1, 2, 4]
+    );
     let s = sweep("[model]\narch = \"looped\"\ntest_loops = [[1, 2], [4, 8, 16]]\n");
     assert_eq!(s.runs.len(), 2);
     assert_eq!(s.axes, ["model.test_loops"]);
-    assert_eq!(s.runs[1].varying, [("model.test_loops".to_string(), "[4, 8, 16]".to_string())]);
+    assert_eq!(
+        s.runs[1].varying,
+        [("model.test_loops".to_string(), "[4, 8, 16]".to_string())]
+    );
 }
 
 #[test]
@@ -216,7 +278,9 @@ fn duplicate_runs_across_variants_keep_the_first() {
 #[test]
 fn run_keys_ignore_spelling_order_variant_and_irrelevant_looped_keys() {
     let reference =
-        sweep("[train]\nlr = 0.003\ntokens = 1000\n[model]\nd_model = 64\nn_heads = 4\n").runs[0].key.clone();
+        sweep("[train]\nlr = 0.003\ntokens = 1000\n[model]\nd_model = 64\nn_heads = 4\n").runs[0]
+            .key
+            .clone();
     let same = [
         // key order in the file
         "[model]\nn_heads = 4\nd_model = 64\n[train]\ntokens = 1000\nlr = 0.003\n",
@@ -233,15 +297,23 @@ fn run_keys_ignore_spelling_order_variant_and_irrelevant_looped_keys() {
         assert_eq!(sweep(text).runs[0].key, reference, "for:\n{text}");
     }
     let different =
-        sweep("[train]\nlr = 0.003\ntokens = 1000\n[model]\nd_model = 64\nn_heads = 2\n").runs[0].key.clone();
+        sweep("[train]\nlr = 0.003\ntokens = 1000\n[model]\nd_model = 64\nn_heads = 2\n").runs[0]
+            .key
+            .clone();
     assert_ne!(different, reference);
 }
 
 #[test]
 fn looped_run_keys_depend_on_looped_keys() {
-    let a = sweep("[model]\narch = \"looped\"\nmean_recurrence = 4\n").runs[0].key.clone();
-    let b = sweep("[model]\nmean_recurrence = 4\narch = \"looped\"\n").runs[0].key.clone();
-    let c = sweep("[model]\narch = \"looped\"\nmean_recurrence = 8\n").runs[0].key.clone();
+    let a = sweep("[model]\narch = \"looped\"\nmean_recurrence = 4\n").runs[0]
+        .key
+        .clone();
+    let b = sweep("[model]\nmean_recurrence = 4\narch = \"looped\"\n").runs[0]
+        .key
+        .clone();
+    let c = sweep("[model]\narch = \"looped\"\nmean_recurrence = 8\n").runs[0]
+        .key
+        .clone();
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
@@ -265,7 +337,11 @@ fn explicit_db_and_single_seed() {
 #[test]
 fn valid_keys_cover_all_tables_with_defaults() {
     let keys = valid_keys();
-    let get = |k: &str| keys.iter().find(|(key, _)| key == k).map(|(_, d)| d.clone());
+    let get = |k: &str| {
+        keys.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, d)| d.clone())
+    };
     assert_eq!(get("sweep.name").as_deref(), Some("(required)"));
     assert_eq!(get("train.lr").as_deref(), Some("0.003"));
     assert_eq!(get("data.corpus").as_deref(), Some("moby-dick"));
@@ -284,7 +360,12 @@ fn zip_applies_inside_variants_that_set_its_keys() {
     assert_eq!(s.runs.len(), 1 + 3);
     assert_eq!(
         table(&s, &["model.arch", "model.mean_recurrence", "train.tokens"]),
-        rows(&[&["gpt", "-", "200000"], &["looped", "2", "1000"], &["looped", "4", "2000"], &["looped", "8", "4000"]])
+        rows(&[
+            &["gpt", "-", "200000"],
+            &["looped", "2", "1000"],
+            &["looped", "4", "2000"],
+            &["looped", "8", "4000"]
+        ])
     );
 }
 
@@ -315,8 +396,15 @@ fn keys_no_run_reads_give_warnings() {
 
 #[test]
 fn a_large_grid_plans_quickly() {
-    let axis =
-        |n: usize, step: usize| format!("[{}]", (1..=n).map(|i| (i * step).to_string()).collect::<Vec<_>>().join(", "));
+    let axis = |n: usize, step: usize| {
+        format!(
+            "[{}]",
+            (1..=n)
+                .map(|i| (i * step).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     let start = std::time::Instant::now();
     let s = sweep(&format!(
         "seeds = [0, 1, 2, 3]\n[train]\ntokens = {}\neval_tokens = {}\n[model]\nd_model = [64, 128]\n",
@@ -329,11 +417,22 @@ fn a_large_grid_plans_quickly() {
 
 #[test]
 fn a_looped_runs_n_layers_is_its_block_count_and_never_splits_a_run() {
-    let s = sweep("[model]\narch = [\"gpt\", \"looped\"]\nn_layers = [2, 4]\nn_prelude = 1\nn_core = 3\nn_coda = 1\n");
+    let s = sweep(
+        "[model]\narch = [\"gpt\", \"looped\"]\nn_layers = [2, 4]\nn_prelude = 1\nn_core = 3\nn_coda = 1\n",
+    );
     // Two GPT depths, one looped model: its n_layers is 1 + 3 + 1 whatever the file says.
-    assert_eq!(s.runs.len(), 3, "{:?}", table(&s, &["model.arch", "model.n_layers"]));
+    assert_eq!(
+        s.runs.len(),
+        3,
+        "{:?}",
+        table(&s, &["model.arch", "model.n_layers"])
+    );
     assert_eq!(s.collapsed, 1);
-    let looped: Vec<_> = s.runs.iter().filter(|r| r.config.model.arch == Arch::Looped).collect();
+    let looped: Vec<_> = s
+        .runs
+        .iter()
+        .filter(|r| r.config.model.arch == Arch::Looped)
+        .collect();
     assert_eq!(looped.len(), 1);
     assert_eq!(looped[0].config.model.n_layers, 5);
 }

@@ -5,13 +5,10 @@
 use candle_core::Device;
 use loopscale::model::{Arch, DepthSampling, Injection, LoopedConfig, Mlp, ModelConfig, StateInit};
 use loopscale::sweep::RunConfig;
-use loopscale::train::{
-    DataConfig, RunEnd, Schedule, TrainConfig, train,
-};
+use loopscale::train::{DataConfig, RunEnd, Schedule, TrainConfig, train};
 
 mod common;
 use common::{Recorder, moby_dick};
-
 
 fn parcae_run(steps: u64, injection: Injection, seed: u64) -> RunConfig {
     RunConfig {

@@ -10,8 +10,8 @@ use candle_core::Device;
 use loopscale::model::{Arch, DepthSampling, Injection, LoopedConfig, Mlp, ModelConfig, StateInit};
 use loopscale::sweep::RunConfig;
 use loopscale::train::{
-    Checkpointing, DataConfig, EvalMetrics, RunEnd, RunObserver, RunOutcome, Schedule, StepMetrics, TrainConfig,
-    checkpoint, train, train_resumable,
+    Checkpointing, DataConfig, EvalMetrics, RunEnd, RunObserver, RunOutcome, Schedule, StepMetrics,
+    TrainConfig, checkpoint, train, train_resumable,
 };
 
 mod common;
@@ -21,7 +21,10 @@ const STEPS: u64 = 30;
 
 fn config(arch: Arch) -> RunConfig {
     RunConfig {
-        data: DataConfig { seq_len: 32, ..DataConfig::default() },
+        data: DataConfig {
+            seq_len: 32,
+            ..DataConfig::default()
+        },
         train: TrainConfig {
             tokens: STEPS * 8 * 32,
             batch_size: 8,
@@ -85,7 +88,8 @@ impl RunObserver for Rows {
         Ok(())
     }
     fn should_stop(&mut self) -> bool {
-        self.stop_at.is_some_and(|s| self.steps.last().is_some_and(|m| m.step >= s))
+        self.stop_at
+            .is_some_and(|s| self.steps.last().is_some_and(|m| m.step >= s))
     }
     fn on_resume(&mut self, step: u64) -> anyhow::Result<()> {
         self.resumed_at.push(step);
@@ -99,12 +103,19 @@ impl RunObserver for Rows {
 }
 
 fn losses(rows: &Rows) -> Vec<(u64, u64)> {
-    rows.steps.iter().map(|m| (m.step, m.train_loss.to_bits())).collect()
+    rows.steps
+        .iter()
+        .map(|m| (m.step, m.train_loss.to_bits()))
+        .collect()
 }
 
 fn run(cfg: &RunConfig, rows: &mut Rows, dir: &Path) -> anyhow::Result<RunOutcome> {
     let corpus = moby_dick(60_000, cfg.data.seq_len);
-    let ck = Checkpointing { dir: dir.to_path_buf(), every: cfg.train.checkpoint_every as u64, run_key: cfg.key() };
+    let ck = Checkpointing {
+        dir: dir.to_path_buf(),
+        every: cfg.train.checkpoint_every as u64,
+        run_key: cfg.key(),
+    };
     train_resumable(cfg, &corpus, &Device::Cpu, rows, Some(&ck))
 }
 
@@ -118,11 +129,32 @@ fn reference(cfg: &RunConfig) -> (Rows, RunOutcome) {
 fn assert_same(label: &str, rows: &Rows, out: &RunOutcome, ref_rows: &Rows, ref_out: &RunOutcome) {
     assert_eq!(out.end, RunEnd::Done, "{label}");
     assert_eq!(out.steps, STEPS, "{label}");
-    assert_eq!(losses(rows), losses(ref_rows), "{label}: every step's training loss, bit for bit");
-    let ev = |r: &Rows| r.evals.iter().map(|e| (e.step, e.test_loops, e.val_loss.to_bits())).collect::<Vec<_>>();
-    assert_eq!(ev(rows), ev(ref_rows), "{label}: every evaluation, bit for bit");
-    assert_eq!(out.final_val_loss.map(f64::to_bits), ref_out.final_val_loss.map(f64::to_bits), "{label}");
-    assert_eq!(out.final_train_loss.map(f64::to_bits), ref_out.final_train_loss.map(f64::to_bits), "{label}");
+    assert_eq!(
+        losses(rows),
+        losses(ref_rows),
+        "{label}: every step's training loss, bit for bit"
+    );
+    let ev = |r: &Rows| {
+        r.evals
+            .iter()
+            .map(|e| (e.step, e.test_loops, e.val_loss.to_bits()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ev(rows),
+        ev(ref_rows),
+        "{label}: every evaluation, bit for bit"
+    );
+    assert_eq!(
+        out.final_val_loss.map(f64::to_bits),
+        ref_out.final_val_loss.map(f64::to_bits),
+        "{label}"
+    );
+    assert_eq!(
+        out.final_train_loss.map(f64::to_bits),
+        ref_out.final_train_loss.map(f64::to_bits),
+        "{label}"
+    );
     assert_eq!(out.loss_spikes, ref_out.loss_spikes, "{label}");
 }
 
@@ -132,23 +164,38 @@ fn stop_crash_and_resume(arch: Arch) {
     let dir = tempfile::tempdir().unwrap();
 
     // Ctrl-C after step 13: a checkpoint at 13 (besides the periodic one at 8).
-    let mut rows = Rows { stop_at: Some(13), ..Rows::default() };
+    let mut rows = Rows {
+        stop_at: Some(13),
+        ..Rows::default()
+    };
     let out = run(&cfg, &mut rows, dir.path()).unwrap();
     assert_eq!((out.end.clone(), out.steps), (RunEnd::Interrupted, 13));
-    let steps: Vec<u64> = checkpoint::list(dir.path()).iter().map(|c| c.step).collect();
+    let steps: Vec<u64> = checkpoint::list(dir.path())
+        .iter()
+        .map(|c| c.step)
+        .collect();
     assert_eq!(steps, vec![13, 8]);
 
     // Resumed, then crashes after step 22: its last checkpoint is 16; rows 17..22 are void.
     rows.stop_at = None;
     rows.crash_at = Some(22);
     assert!(run(&cfg, &mut rows, dir.path()).is_err());
-    let steps: Vec<u64> = checkpoint::list(dir.path()).iter().map(|c| c.step).collect();
+    let steps: Vec<u64> = checkpoint::list(dir.path())
+        .iter()
+        .map(|c| c.step)
+        .collect();
     assert_eq!(steps, vec![16, 13], "the newest two are kept");
 
     rows.crash_at = None;
     let out = run(&cfg, &mut rows, dir.path()).unwrap();
     assert_eq!(rows.resumed_at, vec![0, 13, 16]);
-    assert_same(&format!("{arch:?} stopped at 13, crashed at 22"), &rows, &out, &ref_rows, &ref_out);
+    assert_same(
+        &format!("{arch:?} stopped at 13, crashed at 22"),
+        &rows,
+        &out,
+        &ref_rows,
+        &ref_out,
+    );
 }
 
 #[test]
@@ -166,10 +213,16 @@ fn damaged_checkpoints_are_detected_and_the_run_falls_back() {
     let cfg = config(Arch::Gpt);
     let (ref_rows, ref_out) = reference(&cfg);
     let dir = tempfile::tempdir().unwrap();
-    let mut rows = Rows { crash_at: Some(20), ..Rows::default() };
+    let mut rows = Rows {
+        crash_at: Some(20),
+        ..Rows::default()
+    };
     assert!(run(&cfg, &mut rows, dir.path()).is_err());
     let found = checkpoint::list(dir.path());
-    assert_eq!(found.iter().map(|c| c.step).collect::<Vec<_>>(), vec![16, 8]);
+    assert_eq!(
+        found.iter().map(|c| c.step).collect::<Vec<_>>(),
+        vec![16, 8]
+    );
 
     // A flipped byte in the newest: the checksum catches it, the run resumes from step 8.
     let mut bytes = std::fs::read(&found[0].tensors).unwrap();
@@ -179,29 +232,61 @@ fn damaged_checkpoints_are_detected_and_the_run_falls_back() {
     rows.crash_at = Some(12);
     assert!(run(&cfg, &mut rows, dir.path()).is_err());
     assert_eq!(rows.resumed_at, vec![0, 8]);
-    let warning = rows.notes.iter().find(|n| n.starts_with("warning")).expect("a warning about the damaged checkpoint");
-    assert!(warning.contains("ckpt-000000016") && warning.contains("SHA-256 mismatch"), "{warning}");
-    assert!(dir.path().join("ckpt-000000016.safetensors.corrupt").exists(), "set aside, not deleted");
+    let warning = rows
+        .notes
+        .iter()
+        .find(|n| n.starts_with("warning"))
+        .expect("a warning about the damaged checkpoint");
+    assert!(
+        warning.contains("ckpt-000000016") && warning.contains("SHA-256 mismatch"),
+        "{warning}"
+    );
+    assert!(
+        dir.path()
+            .join("ckpt-000000016.safetensors.corrupt")
+            .exists(),
+        "set aside, not deleted"
+    );
 
     // Truncate the only one left (8; the crash at 12 came before the next): with no good
     // checkpoint the run starts again from scratch.
     let found = checkpoint::list(dir.path());
     assert_eq!(found.iter().map(|c| c.step).collect::<Vec<_>>(), vec![8]);
     let len = std::fs::metadata(&found[0].tensors).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&found[0].tensors).unwrap().set_len(len / 3).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&found[0].tensors)
+        .unwrap()
+        .set_len(len / 3)
+        .unwrap();
     rows.notes.clear();
     rows.crash_at = None;
     let out = run(&cfg, &mut rows, dir.path()).unwrap();
     assert_eq!(rows.resumed_at, vec![0, 8, 0]);
-    assert!(rows.notes.iter().any(|n| n.starts_with("warning") && n.contains("ckpt-000000008")), "{:?}", rows.notes);
-    assert_same("after a flipped byte and a truncation", &rows, &out, &ref_rows, &ref_out);
+    assert!(
+        rows.notes
+            .iter()
+            .any(|n| n.starts_with("warning") && n.contains("ckpt-000000008")),
+        "{:?}",
+        rows.notes
+    );
+    assert_same(
+        "after a flipped byte and a truncation",
+        &rows,
+        &out,
+        &ref_rows,
+        &ref_out,
+    );
 }
 
 #[test]
 fn a_checkpoint_of_another_run_is_refused() {
     let cfg = config(Arch::Gpt);
     let dir = tempfile::tempdir().unwrap();
-    let mut rows = Rows { stop_at: Some(5), ..Rows::default() };
+    let mut rows = Rows {
+        stop_at: Some(5),
+        ..Rows::default()
+    };
     run(&cfg, &mut rows, dir.path()).unwrap();
     let mut other = cfg.clone();
     other.seed = 8;
@@ -209,5 +294,9 @@ fn a_checkpoint_of_another_run_is_refused() {
     let out = run(&other, &mut rows, dir.path()).unwrap();
     assert_eq!(rows.resumed_at, vec![0]);
     assert_eq!(out.end, RunEnd::Done);
-    assert!(rows.notes.iter().any(|n| n.contains("belongs to run")), "{:?}", rows.notes);
+    assert!(
+        rows.notes.iter().any(|n| n.contains("belongs to run")),
+        "{:?}",
+        rows.notes
+    );
 }

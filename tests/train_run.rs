@@ -4,13 +4,10 @@
 use candle_core::Device;
 use loopscale::model::{Mlp, ModelConfig};
 use loopscale::sweep::RunConfig;
-use loopscale::train::{
-    DataConfig, RunEnd, Schedule, TrainConfig, train,
-};
+use loopscale::train::{DataConfig, RunEnd, Schedule, TrainConfig, train};
 
 mod common;
 use common::{Recorder, moby_dick};
-
 
 fn tiny_run(tokens: u64, lr: f64, seed: u64) -> RunConfig {
     RunConfig {

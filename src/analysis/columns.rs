@@ -17,7 +17,10 @@ pub fn opt_f64s(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
 
 /// A numeric column with NULL as NaN.
 pub fn f64s(df: &DataFrame, name: &str) -> Result<Vec<f64>> {
-    Ok(opt_f64s(df, name)?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    Ok(opt_f64s(df, name)?
+        .into_iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect())
 }
 
 /// A column rendered as text (NULL as the empty string).
@@ -28,7 +31,11 @@ pub fn strs(df: &DataFrame, name: &str) -> Result<Vec<String>> {
     let col = col
         .cast(&DataType::String)
         .with_context(|| format!("column `{name}` is not text"))?;
-    Ok(col.str()?.iter().map(|v| v.unwrap_or_default().to_string()).collect())
+    Ok(col
+        .str()?
+        .iter()
+        .map(|v| v.unwrap_or_default().to_string())
+        .collect())
 }
 
 /// The rows where `keep` is true.

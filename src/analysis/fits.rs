@@ -15,8 +15,8 @@ use crate::fit::isoflop::{Parabola, fit_parabola};
 use crate::fit::parametric::bootstrap_draws;
 use crate::fit::source::{ParamCount, run_points_of, test_time_points_of};
 use crate::fit::{
-    BootstrapOptions, Budgeting, ComputeLaw, FitOptions, FitReport, IsoflopAxis, IsoflopOptions, Points, fit_compute,
-    fit_isoflop, fit_test_time,
+    BootstrapOptions, Budgeting, ComputeLaw, FitOptions, FitReport, IsoflopAxis, IsoflopOptions,
+    Points, fit_compute, fit_isoflop, fit_test_time,
 };
 
 /// Bootstrap resamples of the report's fits (fewer than `fit`'s 1000: a report is redrawn
@@ -128,18 +128,27 @@ fn compute_fit(frames: &Frames) -> Result<ComputeFit, String> {
             scales.len()
         ));
     }
-    let points = run_points_of(&frames.runs, ParamCount::NonEmbedding).map_err(|e| e.to_string())?;
+    let points =
+        run_points_of(&frames.runs, ParamCount::NonEmbedding).map_err(|e| e.to_string())?;
     let opts = options();
-    let report = fit_compute(&points, false, &opts).map_err(|e| format!("The compute-law fit failed: {e:#}."))?;
-    let band = compute_band(&points, &report, &opts).map_err(|e| format!("The compute-law band failed: {e:#}."))?;
+    let report = fit_compute(&points, false, &opts)
+        .map_err(|e| format!("The compute-law fit failed: {e:#}."))?;
+    let band = compute_band(&points, &report, &opts)
+        .map_err(|e| format!("The compute-law band failed: {e:#}."))?;
     Ok(ComputeFit { report, band })
 }
 
 /// Pointwise percentile band of L(C): every bootstrap resample's curve, evaluated on a grid.
-fn compute_band(points: &Points, report: &FitReport, opts: &FitOptions) -> Result<Vec<(f64, f64, f64)>> {
+fn compute_band(
+    points: &Points,
+    report: &FitReport,
+    opts: &FitOptions,
+) -> Result<Vec<(f64, f64, f64)>> {
     let law = ComputeLaw;
     let design = law.design(points)?;
-    let b = opts.bootstrap.ok_or_else(|| anyhow!("no bootstrap options"))?;
+    let b = opts
+        .bootstrap
+        .ok_or_else(|| anyhow!("no bootstrap options"))?;
     let (draws, _) = bootstrap_draws(&law, &design, &report.theta, opts, &b);
     let c = points.compute()?;
     let (lo, hi) = c
@@ -167,7 +176,8 @@ fn test_time_fits(frames: &Frames) -> Result<Vec<TestTimeFit>, String> {
         );
     }
     let points = test_time_points_of(&frames.test_time).map_err(|e| e.to_string())?;
-    let fits = fit_test_time(&points, &options()).map_err(|e| format!("The test-time fit failed: {e:#}."))?;
+    let fits = fit_test_time(&points, &options())
+        .map_err(|e| format!("The test-time fit failed: {e:#}."))?;
     let keys = strs(&frames.test_time, "run_key").map_err(|e| e.to_string())?;
     let labels = strs(&frames.test_time, "label").map_err(|e| e.to_string())?;
     Ok(fits
@@ -178,7 +188,11 @@ fn test_time_fits(frames: &Frames) -> Result<Vec<TestTimeFit>, String> {
                 .position(|k| *k == run_key)
                 .map(|i| labels[i].clone())
                 .unwrap_or_default();
-            TestTimeFit { run_key, label, report }
+            TestTimeFit {
+                run_key,
+                label,
+                report,
+            }
         })
         .collect())
 }
@@ -231,7 +245,9 @@ fn isoflop_fit_inner(frames: &Frames, axis: IsoflopAxis) -> Result<Result<Isoflo
         let Some(parabola) = fit_parabola(&u, &y, &vec![1.0; u.len()]) else {
             continue;
         };
-        let Some(u_star) = parabola.vertex() else { continue };
+        let Some(u_star) = parabola.vertex() else {
+            continue;
+        };
         for &i in &idx {
             keep[i] = true;
         }
@@ -282,7 +298,12 @@ fn isoflop_fit_inner(frames: &Frames, axis: IsoflopAxis) -> Result<Result<Isoflo
             },
         )
         .map(|r| r.report)
-        .map_err(|e| format!("The power-law fit of the optimal {} failed: {e:#}.", axis_name(axis)))
+        .map_err(|e| {
+            format!(
+                "The power-law fit of the optimal {} failed: {e:#}.",
+                axis_name(axis)
+            )
+        })
     };
     Ok(Ok(IsoflopFit {
         axis,
@@ -295,5 +316,8 @@ fn isoflop_fit_inner(frames: &Frames, axis: IsoflopAxis) -> Result<Result<Isoflo
 pub fn compute_residuals(runs: &DataFrame, fit: &ComputeFit) -> Result<Vec<(f64, f64)>> {
     let c = f64s(runs, "flops")?;
     let l = f64s(runs, "final_val_loss")?;
-    Ok(c.iter().zip(&l).map(|(&c, &l)| (c, l - fit.predict(c))).collect())
+    Ok(c.iter()
+        .zip(&l)
+        .map(|(&c, &l)| (c, l - fit.predict(c)))
+        .collect())
 }

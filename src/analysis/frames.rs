@@ -44,7 +44,11 @@ impl Frames {
     /// Reads every frame of `sweep` (or of all sweeps) from the store.
     pub fn load(store: &Store, sweep: Option<&str>) -> Result<Frames> {
         let read = |t: Table| -> Result<DataFrame> {
-            to_frame(store.read_table(t, sweep).with_context(|| format!("reading {t:?}"))?)
+            to_frame(
+                store
+                    .read_table(t, sweep)
+                    .with_context(|| format!("reading {t:?}"))?,
+            )
         };
         let mut runs = read(Table::FinalRuns)?;
         let labels = run_labels(&runs)?;

@@ -51,7 +51,9 @@ pub fn run_labels(runs: &DataFrame) -> Result<Vec<String>> {
     let n = runs.height();
     let mut parts: Vec<Vec<String>> = vec![Vec::new(); n];
     for name in LABEL_COLUMNS {
-        let Ok(values) = strs(runs, name) else { continue };
+        let Ok(values) = strs(runs, name) else {
+            continue;
+        };
         let first = values.first().cloned().unwrap_or_default();
         if values.iter().all(|v| *v == first) {
             continue;

@@ -20,8 +20,14 @@ pub fn pivot_mean(df: &DataFrame, index: &str, columns: &str, values: &str) -> R
     let mut sum = vec![vec![(0.0, 0usize); col_keys.len()]; row_keys.len()];
     for ((r, c), v) in rows.iter().zip(&cols).zip(&vals) {
         if let Some(v) = v {
-            let i = row_keys.iter().position(|k| k == r).expect("key collected above");
-            let j = col_keys.iter().position(|k| k == c).expect("key collected above");
+            let i = row_keys
+                .iter()
+                .position(|k| k == r)
+                .expect("key collected above");
+            let j = col_keys
+                .iter()
+                .position(|k| k == c)
+                .expect("key collected above");
             sum[i][j].0 += v;
             sum[i][j].1 += 1;
         }
@@ -45,7 +51,11 @@ fn ordered(keys: &[String]) -> Vec<String> {
         }
     }
     if out.iter().all(|k| k.parse::<f64>().is_ok()) {
-        out.sort_by(|a, b| a.parse::<f64>().unwrap().total_cmp(&b.parse::<f64>().unwrap()));
+        out.sort_by(|a, b| {
+            a.parse::<f64>()
+                .unwrap()
+                .total_cmp(&b.parse::<f64>().unwrap())
+        });
     }
     out
 }

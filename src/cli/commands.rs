@@ -31,7 +31,11 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                 base_dir: args.base_dir,
                 log_path: args.log,
             })?;
-            Ok(if status == RunStatus::Interrupted { 130 } else { 0 })
+            Ok(if status == RunStatus::Interrupted {
+                130
+            } else {
+                0
+            })
         }
     }
 }
@@ -56,7 +60,12 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
         columns.push("variant".into());
     }
     columns.extend(sweep.axes.iter().cloned());
-    columns.extend(["params".into(), "non_emb".into(), "tokens".into(), "flops".into()]);
+    columns.extend([
+        "params".into(),
+        "non_emb".into(),
+        "tokens".into(),
+        "flops".into(),
+    ]);
     let mut rows = Vec::new();
     let (mut total_tokens, mut total_flops) = (0u64, 0f64);
     for run in &sweep.runs {
@@ -68,21 +77,45 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
             row.push(run.variant.clone().unwrap_or_default());
         }
         for axis in &sweep.axes {
-            row.push(run.varying.iter().find(|(k, _)| k == axis).map(|(_, v)| v.clone()).unwrap_or_default());
+            row.push(
+                run.varying
+                    .iter()
+                    .find(|(k, _)| k == axis)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+            );
         }
-        row.extend([b.params.to_string(), b.non_embedding_params.to_string(), b.tokens.to_string(), format!("{:.3e}", b.flops)]);
+        row.extend([
+            b.params.to_string(),
+            b.non_embedding_params.to_string(),
+            b.tokens.to_string(),
+            format!("{:.3e}", b.flops),
+        ]);
         rows.push(row);
     }
-    println!("sweep {} ({}): {} runs", sweep.name, sweep.path.display(), sweep.runs.len());
+    println!(
+        "sweep {} ({}): {} runs",
+        sweep.name,
+        sweep.path.display(),
+        sweep.runs.len()
+    );
     if !sweep.description.is_empty() {
         println!("{}", sweep.description);
     }
     println!();
     print!("{}", render(&columns, &rows));
     println!();
-    println!("total: {} runs, {} training tokens, {:.3e} training FLOPs", sweep.runs.len(), si(total_tokens as f64), total_flops);
+    println!(
+        "total: {} runs, {} training tokens, {:.3e} training FLOPs",
+        sweep.runs.len(),
+        si(total_tokens as f64),
+        total_flops
+    );
     if sweep.collapsed > 0 {
-        println!("({} grid points were identical to another run once irrelevant keys were dropped, and are listed once)", sweep.collapsed);
+        println!(
+            "({} grid points were identical to another run once irrelevant keys were dropped, and are listed once)",
+            sweep.collapsed
+        );
     }
     println!("database: {}", sweep.db.display());
     print_corpora(&sweep);
@@ -162,10 +195,18 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
              --max-parallel, --sbatch-arg) go with --executor slurm"
         );
     }
-    let options = RunOptions { db: db.clone(), jobs: args.jobs, retries: args.retries.unwrap_or(sweep.retries), plain: args.plain };
+    let options = RunOptions {
+        db: db.clone(),
+        jobs: args.jobs,
+        retries: args.retries.unwrap_or(sweep.retries),
+        plain: args.plain,
+    };
     let summary = engine::run_sweep(&sweep, &options)?;
     println!();
-    print!("{}", runs_table(&sweep, &summary.runs, &HashMap::new(), None, None));
+    print!(
+        "{}",
+        runs_table(&sweep, &summary.runs, &HashMap::new(), None, None)
+    );
     let count = |s: RunStatus| summary.runs.iter().filter(|r| r.status == s).count();
     println!();
     println!(
@@ -177,7 +218,11 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
         count(RunStatus::Failed),
         count(RunStatus::Pending) + count(RunStatus::Interrupted) + count(RunStatus::Running),
     );
-    println!("results: {}  (query with `loopscale sql {} \"SELECT ...\"`)", db.display(), db.display());
+    println!(
+        "results: {}  (query with `loopscale sql {} \"SELECT ...\"`)",
+        db.display(),
+        db.display()
+    );
     if summary.interrupted {
         println!("interrupted: run the same command again to finish the remaining runs");
         return Ok(130);
@@ -208,24 +253,45 @@ fn runs_table(
     }
     let mut out = Vec::new();
     for run in &sweep.runs {
-        let Some(row) = rows.iter().find(|r| r.key == run.key) else { continue };
+        let Some(row) = rows.iter().find(|r| r.key == run.key) else {
+            continue;
+        };
         let mut line = vec![run.key.clone()];
         for axis in &sweep.axes {
-            line.push(run.varying.iter().find(|(k, _)| k == axis).map(|(_, v)| v.clone()).unwrap_or_default());
+            line.push(
+                run.varying
+                    .iter()
+                    .find(|(k, _)| k == axis)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+            );
         }
         let steps = Budget::of(&run.config).steps;
         let done = live.get(&row.key).copied().or(row.steps_done).unwrap_or(0);
-        line.extend([row.status.to_string(), row.attempts.to_string(), format!("{done}/{steps}")]);
+        line.extend([
+            row.status.to_string(),
+            row.attempts.to_string(),
+            format!("{done}/{steps}"),
+        ]);
         if let Some(db) = db {
-            let newest = checkpoint::list(&engine::run_dir(db, &row.key)).first().map(|c| c.step.to_string());
+            let newest = checkpoint::list(&engine::run_dir(db, &row.key))
+                .first()
+                .map(|c| c.step.to_string());
             line.push(newest.unwrap_or_default());
         }
         line.extend([
             fmt_loss(row.final_val_loss),
             fmt_loss(row.final_val_bpb),
-            row.wall_seconds.map(|s| format!("{s:.1}")).unwrap_or_default(),
-            row.tokens_per_second.map(|s| format!("{s:.0}")).unwrap_or_default(),
-            row.error.as_deref().map(|e| e.lines().next().unwrap_or("").chars().take(60).collect()).unwrap_or_default(),
+            row.wall_seconds
+                .map(|s| format!("{s:.1}"))
+                .unwrap_or_default(),
+            row.tokens_per_second
+                .map(|s| format!("{s:.0}"))
+                .unwrap_or_default(),
+            row.error
+                .as_deref()
+                .map(|e| e.lines().next().unwrap_or("").chars().take(60).collect())
+                .unwrap_or_default(),
         ]);
         if let Some(states) = slurm {
             line.push(states.get(&run.key).cloned().unwrap_or_default());
@@ -239,12 +305,20 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
     let sweep = load(file)?;
     let db = db.unwrap_or_else(|| sweep.db.clone());
     if !db.exists() {
-        println!("sweep {}: {} runs, none started (no database at {} yet; `loopscale run {}` starts it)", sweep.name, sweep.runs.len(), db.display(), file.display());
+        println!(
+            "sweep {}: {} runs, none started (no database at {} yet; `loopscale run {}` starts it)",
+            sweep.name,
+            sweep.runs.len(),
+            db.display(),
+            file.display()
+        );
         return Ok(0);
     }
     super::slurm::collect_quietly(&sweep, &db);
     let store = Store::open_read_only(&db)?;
-    let rows = store.runs(&sweep.name).with_context(|| format!("reading {}", db.display()))?;
+    let rows = store
+        .runs(&sweep.name)
+        .with_context(|| format!("reading {}", db.display()))?;
     let mut live = HashMap::new();
     for r in rows.iter().filter(|r| r.status == RunStatus::Running) {
         if let Some(p) = store.progress(&r.key)? {
@@ -253,12 +327,33 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
     }
     let live_steps = live.iter().map(|(k, p)| (k.clone(), p.step)).collect();
     let (slurm_states, slurm_note) = super::slurm::states(&db);
-    print!("{}", runs_table(&sweep, &rows, &live_steps, Some(&db), slurm_note.is_some().then_some(&slurm_states)));
-    let planned: std::collections::HashSet<&str> = sweep.runs.iter().map(|r| r.key.as_str()).collect();
+    print!(
+        "{}",
+        runs_table(
+            &sweep,
+            &rows,
+            &live_steps,
+            Some(&db),
+            slurm_note.is_some().then_some(&slurm_states)
+        )
+    );
+    let planned: std::collections::HashSet<&str> =
+        sweep.runs.iter().map(|r| r.key.as_str()).collect();
     let known: std::collections::HashSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
-    let not_started = sweep.runs.iter().filter(|r| !known.contains(r.key.as_str())).count();
-    let orphaned: Vec<&RunRow> = rows.iter().filter(|r| !planned.contains(r.key.as_str())).collect();
-    let count = |s: RunStatus| rows.iter().filter(|r| planned.contains(r.key.as_str()) && r.status == s).count();
+    let not_started = sweep
+        .runs
+        .iter()
+        .filter(|r| !known.contains(r.key.as_str()))
+        .count();
+    let orphaned: Vec<&RunRow> = rows
+        .iter()
+        .filter(|r| !planned.contains(r.key.as_str()))
+        .collect();
+    let count = |s: RunStatus| {
+        rows.iter()
+            .filter(|r| planned.contains(r.key.as_str()) && r.status == s)
+            .count()
+    };
     println!();
     println!(
         "{} runs: {} done, {} running, {} pending, {} interrupted, {} failed, {} diverged, {} not yet registered",
@@ -279,7 +374,11 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
         println!(
             "{} run(s) in the database are no longer in the sweep file (kept, never deleted): {}",
             orphaned.len(),
-            orphaned.iter().map(|r| r.key.as_str()).collect::<Vec<_>>().join(", ")
+            orphaned
+                .iter()
+                .map(|r| r.key.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(0)
@@ -295,7 +394,9 @@ fn eta_line(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, RunProgress>)
     for run in &sweep.runs {
         let flops = Budget::of(&run.config).flops;
         total += flops;
-        let Some(row) = by_key.get(run.key.as_str()) else { continue };
+        let Some(row) = by_key.get(run.key.as_str()) else {
+            continue;
+        };
         match row.status {
             RunStatus::Done | RunStatus::Diverged => {
                 done += flops;
@@ -312,7 +413,8 @@ fn eta_line(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, RunProgress>)
                     live_secs += p.elapsed_seconds;
                 } else if let Some(steps) = row.steps_done {
                     // An interrupted run resumes from its checkpoint; count what it has done.
-                    let f = flops * (steps as f64 / Budget::of(&run.config).steps.max(1) as f64).min(1.0);
+                    let f = flops
+                        * (steps as f64 / Budget::of(&run.config).steps.max(1) as f64).min(1.0);
                     done += f;
                     if let Some(s) = row.wall_seconds.filter(|&s| s > 0.0) {
                         rate_flops += f;
@@ -322,7 +424,13 @@ fn eta_line(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, RunProgress>)
             }
         }
     }
-    let rate = if rate_secs > 0.0 { rate_flops / rate_secs } else if live_secs > 0.0 { live_flops / live_secs } else { 0.0 };
+    let rate = if rate_secs > 0.0 {
+        rate_flops / rate_secs
+    } else if live_secs > 0.0 {
+        live_flops / live_secs
+    } else {
+        0.0
+    };
     let mut line = format!(
         "progress: {:.0}% of the sweep's FLOPs ({} of {})",
         100.0 * done / total.max(1.0),
@@ -334,9 +442,17 @@ fn eta_line(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, RunProgress>)
         return line;
     }
     if rate > 0.0 {
-        line += &format!("; {} FLOP/s per worker so far → ETA {} with one worker", si(rate), human_duration(left / rate));
+        line += &format!(
+            "; {} FLOP/s per worker so far → ETA {} with one worker",
+            si(rate),
+            human_duration(left / rate)
+        );
         if live.len() > 1 {
-            line += &format!(", {} with the {} workers running now", human_duration(left / rate / live.len() as f64), live.len());
+            line += &format!(
+                ", {} with the {} workers running now",
+                human_duration(left / rate / live.len() as f64),
+                live.len()
+            );
         }
     } else {
         line += "; no throughput measured yet, so no ETA";
@@ -350,13 +466,21 @@ fn gc(file: &Path, db: Option<PathBuf>, dry_run: bool) -> anyhow::Result<i32> {
     let report = engine::collect_garbage(&db, &sweep.name, dry_run)?;
     let verb = if dry_run { "would remove" } else { "removed" };
     for (key, files, bytes) in &report.removed {
-        println!("{key}: {verb} {} checkpoint file(s), {}B", files.len(), si(*bytes as f64));
+        println!(
+            "{key}: {verb} {} checkpoint file(s), {}B",
+            files.len(),
+            si(*bytes as f64)
+        );
     }
     println!(
         "{verb} the checkpoints of {} finished run(s): {}B {}",
         report.removed.len(),
         si(report.bytes_removed() as f64),
-        if dry_run { "would be freed (dry run: nothing deleted)" } else { "freed" }
+        if dry_run {
+            "would be freed (dry run: nothing deleted)"
+        } else {
+            "freed"
+        }
     );
     if !report.kept.is_empty() {
         println!(
@@ -375,7 +499,11 @@ fn sql(db: &Path, query: &str, csv: bool) -> anyhow::Result<i32> {
         print!("{}", result.to_csv());
     } else {
         print!("{}", result.to_table());
-        println!("({} row{})", result.rows.len(), if result.rows.len() == 1 { "" } else { "s" });
+        println!(
+            "({} row{})",
+            result.rows.len(),
+            if result.rows.len() == 1 { "" } else { "s" }
+        );
     }
     Ok(0)
 }
@@ -384,10 +512,16 @@ fn sql(db: &Path, query: &str, csv: bool) -> anyhow::Result<i32> {
 fn report(args: &super::ReportArgs) -> anyhow::Result<i32> {
     let started = std::time::Instant::now();
     let source = crate::report::resolve(&args.source)?;
-    let out = args.out.clone().unwrap_or_else(|| crate::report::default_out(&source));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| crate::report::default_out(&source));
     eprintln!("report: reading {}", source.db.display());
     let path = crate::report::write(&source, &out, args.format)?;
-    eprintln!("report: written in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "report: written in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     println!("{}", path.display());
     Ok(0)
 }

@@ -2,14 +2,15 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::fit::source::{self, ParamCount};
 use crate::fit::{
-    fit_chinchilla, fit_compute, fit_isoflop, fit_test_time, fit_test_time_pooled, BootstrapOptions, Budgeting,
-    CsvColumns, FitOptions, FitReport, HeldOutSpec, IsoflopAxis, IsoflopOptions, Points, DEFAULT_HUBER_DELTA,
+    BootstrapOptions, Budgeting, CsvColumns, DEFAULT_HUBER_DELTA, FitOptions, FitReport,
+    HeldOutSpec, IsoflopAxis, IsoflopOptions, Points, fit_chinchilla, fit_compute, fit_isoflop,
+    fit_test_time, fit_test_time_pooled,
 };
 use crate::store::Store;
 
@@ -120,8 +121,13 @@ impl FitArgs {
     fn csv_columns(&self) -> CsvColumns {
         // With no column flags at all, loopscale's own export names are assumed.
         let d = CsvColumns::default();
-        let any = self.n_col.is_some() || self.d_col.is_some() || self.c_col.is_some() || self.loops_col.is_some();
-        let pick = |given: &Option<String>, default: Option<String>| given.clone().or(if any { None } else { default });
+        let any = self.n_col.is_some()
+            || self.d_col.is_some()
+            || self.c_col.is_some()
+            || self.loops_col.is_some();
+        let pick = |given: &Option<String>, default: Option<String>| {
+            given.clone().or(if any { None } else { default })
+        };
         CsvColumns {
             n: pick(&self.n_col, d.n),
             d: pick(&self.d_col, d.d),
@@ -155,7 +161,10 @@ impl FitArgs {
     #[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x > 0)` also refuses NaN
     fn check(&self) -> Result<()> {
         if !self.source.exists() {
-            bail!("{}: no such file (give a sweep database or a CSV file)", self.source.display());
+            bail!(
+                "{}: no such file (give a sweep database or a CSV file)",
+                self.source.display()
+            );
         }
         if !(self.huber_delta > 0.0) {
             bail!("--huber-delta must be positive, got {}", self.huber_delta);
@@ -164,7 +173,10 @@ impl FitArgs {
             bail!("--level must lie in (0, 1), got {}", self.level);
         }
         if !(self.budget_tolerance > 0.0) {
-            bail!("--budget-tolerance must be positive, got {}", self.budget_tolerance);
+            bail!(
+                "--budget-tolerance must be positive, got {}",
+                self.budget_tolerance
+            );
         }
         Ok(())
     }
@@ -193,7 +205,11 @@ fn load_points(args: &FitArgs) -> Result<Points> {
         source::csv_points(&args.source, &args.csv_columns())?
     };
     points.validate()?;
-    Ok(if args.drop_top_loss > 0 { points.drop_top_loss(args.drop_top_loss) } else { points })
+    Ok(if args.drop_top_loss > 0 {
+        points.drop_top_loss(args.drop_top_loss)
+    } else {
+        points
+    })
 }
 
 fn run_fit(args: &FitArgs, points: &Points) -> Result<Fitted> {
@@ -209,7 +225,10 @@ fn run_fit(args: &FitArgs, points: &Points) -> Result<Fitted> {
         }
         LawName::TestTime => {
             law = "test-time".into();
-            fit_test_time(points, &options)?.into_iter().map(|(curve, r)| (Some(curve), r)).collect()
+            fit_test_time(points, &options)?
+                .into_iter()
+                .map(|(curve, r)| (Some(curve), r))
+                .collect()
         }
         LawName::Isoflop => {
             let axis = match args.axis {
@@ -217,9 +236,19 @@ fn run_fit(args: &FitArgs, points: &Points) -> Result<Fitted> {
                 AxisName::Tokens => IsoflopAxis::Tokens,
                 AxisName::Params => IsoflopAxis::Params,
             };
-            let budgeting =
-                if points.group.is_some() { Budgeting::Labels } else { Budgeting::RelativeTolerance(args.budget_tolerance) };
-            let result = fit_isoflop(points, &IsoflopOptions { axis, budgeting, bootstrap: args.bootstrap() })?;
+            let budgeting = if points.group.is_some() {
+                Budgeting::Labels
+            } else {
+                Budgeting::RelativeTolerance(args.budget_tolerance)
+            };
+            let result = fit_isoflop(
+                points,
+                &IsoflopOptions {
+                    axis,
+                    budgeting,
+                    bootstrap: args.bootstrap(),
+                },
+            )?;
             optima = Some(serde_json::to_value(&result.optima)?);
             vec![(None, result.report)]
         }
@@ -254,7 +283,14 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
         let selection = fitted.selection.to_string();
         for (curve, report) in &fitted.reports {
             let json = serde_json::to_string(&(report, &fitted.optima))?;
-            fit_ids.push(store.insert_fit(&fitted.law, &fitted.source, &selection, curve.as_deref(), report, &json)?);
+            fit_ids.push(store.insert_fit(
+                &fitted.law,
+                &fitted.source,
+                &selection,
+                curve.as_deref(),
+                report,
+                &json,
+            )?);
         }
     }
 
@@ -262,7 +298,12 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&fitted)?);
         return Ok(0);
     }
-    println!("{} fit of {} ({} points)", fitted.law, fitted.source, points.len());
+    println!(
+        "{} fit of {} ({} points)",
+        fitted.law,
+        fitted.source,
+        points.len()
+    );
     for (curve, report) in &fitted.reports {
         if let Some(curve) = curve {
             println!("\ncurve {curve}:");
@@ -270,11 +311,18 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
         println!("{report}");
     }
     if let Some(optima) = &fitted.optima {
-        println!("optimum per FLOP budget:\n{}", serde_json::to_string_pretty(optima)?);
+        println!(
+            "optimum per FLOP budget:\n{}",
+            serde_json::to_string_pretty(optima)?
+        );
     }
     if let Some(db) = target {
         let ids: Vec<String> = fit_ids.iter().map(|i| i.to_string()).collect();
-        println!("recorded in {} (fits.fit_id {})", db.display(), ids.join(", "));
+        println!(
+            "recorded in {} (fits.fit_id {})",
+            db.display(),
+            ids.join(", ")
+        );
     }
     Ok(0)
 }

@@ -181,7 +181,11 @@ pub struct SlurmArgs {
     #[arg(long, help_heading = "Slurm")]
     pub max_parallel: Option<u32>,
     /// An extra `#SBATCH` line, e.g. --sbatch-arg=--account=myproj (repeatable).
-    #[arg(long = "sbatch-arg", allow_hyphen_values = true, help_heading = "Slurm")]
+    #[arg(
+        long = "sbatch-arg",
+        allow_hyphen_values = true,
+        help_heading = "Slurm"
+    )]
     pub sbatch_args: Vec<String>,
 }
 

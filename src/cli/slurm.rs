@@ -9,9 +9,14 @@ use crate::sweep::{SlurmSettings, Sweep, is_slurm_time};
 
 fn settings(args: &SlurmArgs) -> anyhow::Result<SlurmSettings> {
     if let Some(t) = args.time.as_ref().filter(|t| !is_slurm_time(t)) {
-        anyhow::bail!("--time {t:?} is not a Slurm time limit: use MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS");
+        anyhow::bail!(
+            "--time {t:?} is not a Slurm time limit: use MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
+        );
     }
-    for (name, v) in [("--cpus-per-run", args.cpus_per_run), ("--max-parallel", args.max_parallel)] {
+    for (name, v) in [
+        ("--cpus-per-run", args.cpus_per_run),
+        ("--max-parallel", args.max_parallel),
+    ] {
         if v == Some(0) {
             anyhow::bail!("{name} must be at least 1");
         }
@@ -51,7 +56,11 @@ pub fn run(sweep: &Sweep, db: &Path, args: &RunArgs) -> anyhow::Result<i32> {
         );
     } else {
         for (path, _, id) in &submission.arrays {
-            println!("submitted job array {} ({})", id.as_deref().unwrap_or("?"), path.display());
+            println!(
+                "submitted job array {} ({})",
+                id.as_deref().unwrap_or("?"),
+                path.display()
+            );
         }
         println!(
             "{} run(s) submitted; {} finished and {} already queued were left alone",
@@ -59,7 +68,11 @@ pub fn run(sweep: &Sweep, db: &Path, args: &RunArgs) -> anyhow::Result<i32> {
             submission.finished,
             submission.already_queued
         );
-        println!("follow with `loopscale status {}`; stop with `loopscale cancel {}`", sweep.path.display(), sweep.path.display());
+        println!(
+            "follow with `loopscale status {}`; stop with `loopscale cancel {}`",
+            sweep.path.display(),
+            sweep.path.display()
+        );
     }
     if args.wait {
         let mut last = usize::MAX;
@@ -76,12 +89,20 @@ pub fn run(sweep: &Sweep, db: &Path, args: &RunArgs) -> anyhow::Result<i32> {
 
 fn print_collected(report: &slurm::CollectReport) {
     let c = &report.collected;
-    println!("collected {} shard(s): {} run(s) updated, {} row(s) changed", c.shards, c.runs, c.rows);
+    println!(
+        "collected {} shard(s): {} run(s) updated, {} row(s) changed",
+        c.shards, c.runs, c.rows
+    );
     if report.released > 0 {
-        println!("{} run(s) left the queue without recording an end; now interrupted (submit again to finish them)", report.released);
+        println!(
+            "{} run(s) left the queue without recording an end; now interrupted (submit again to finish them)",
+            report.released
+        );
     }
     if let Some(why) = &report.queue_unreadable {
-        println!("note: the Slurm queue could not be read, so runs still marked running were left as they are: {why}");
+        println!(
+            "note: the Slurm queue could not be read, so runs still marked running were left as they are: {why}"
+        );
     }
 }
 
@@ -90,7 +111,11 @@ pub fn collect(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
     let sweep = Sweep::load(file)?;
     let db = db.unwrap_or_else(|| sweep.db.clone());
     if !db.exists() {
-        anyhow::bail!("{}: no database yet; `loopscale run {}` creates it", db.display(), file.display());
+        anyhow::bail!(
+            "{}: no database yet; `loopscale run {}` creates it",
+            db.display(),
+            file.display()
+        );
     }
     print_collected(&slurm::collect(&sweep, &db)?);
     Ok(0)
@@ -114,8 +139,15 @@ pub fn cancel(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
     if ids.is_empty() {
         println!("no Slurm task of sweep {} is queued or running", sweep.name);
     } else {
-        println!("cancelled job array(s) {} of sweep {}", ids.join(", "), sweep.name);
-        println!("`loopscale run {} --executor slurm` submits what is not done", file.display());
+        println!(
+            "cancelled job array(s) {} of sweep {}",
+            ids.join(", "),
+            sweep.name
+        );
+        println!(
+            "`loopscale run {} --executor slurm` submits what is not done",
+            file.display()
+        );
     }
     Ok(0)
 }
@@ -151,6 +183,9 @@ pub fn states(db: &Path) -> (HashMap<String, String>, Option<String>) {
             };
             (out, Some(note))
         }
-        Err(e) => (HashMap::new(), Some(format!("slurm: cannot read the queue: {e:#}"))),
+        Err(e) => (
+            HashMap::new(),
+            Some(format!("slurm: cannot read the queue: {e:#}")),
+        ),
     }
 }

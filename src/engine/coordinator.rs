@@ -7,8 +7,8 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,7 +17,7 @@ use super::lock::SweepLock;
 use super::progress::Progress;
 use crate::store::{NewRun, RunRow, RunStatus, Store};
 use crate::sweep::Sweep;
-use crate::train::{checkpoint, Budget};
+use crate::train::{Budget, checkpoint};
 
 /// How `loopscale run` executes.
 #[derive(Clone, Debug)]
@@ -62,7 +62,9 @@ pub fn plan_runs(sweep: &Sweep) -> Vec<NewRun> {
 
 /// Threads each worker may use so that workers × threads ≤ cores.
 fn threads_per_worker(jobs: usize) -> usize {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     (cores / jobs.max(1)).max(1)
 }
 
@@ -78,7 +80,11 @@ struct Active {
 fn log_warnings(path: &Path, start: u64) -> Vec<String> {
     let text = std::fs::read(path).unwrap_or_default();
     let tail = text.get(start as usize..).unwrap_or_default();
-    String::from_utf8_lossy(tail).lines().filter(|l| l.starts_with("warning: ")).map(String::from).collect()
+    String::from_utf8_lossy(tail)
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .map(String::from)
+        .collect()
 }
 
 /// Last lines of a log, to record with a failure.
@@ -116,13 +122,22 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
 
     let flops: HashMap<String, f64> = planned.iter().map(|r| (r.key.clone(), r.flops)).collect();
     let tokens: HashMap<String, u64> = planned.iter().map(|r| (r.key.clone(), r.tokens)).collect();
-    let rows: HashMap<String, RunRow> = store.runs(&sweep.name)?.into_iter().map(|r| (r.key.clone(), r)).collect();
+    let rows: HashMap<String, RunRow> = store
+        .runs(&sweep.name)?
+        .into_iter()
+        .map(|r| (r.key.clone(), r))
+        .collect();
     let mut todo: Vec<&NewRun> = planned
         .iter()
         .filter(|r| {
             matches!(
                 rows.get(&r.key).map(|row| row.status),
-                Some(RunStatus::Pending | RunStatus::Interrupted | RunStatus::Failed | RunStatus::Running)
+                Some(
+                    RunStatus::Pending
+                        | RunStatus::Interrupted
+                        | RunStatus::Failed
+                        | RunStatus::Running
+                )
             )
         })
         .collect();
@@ -136,11 +151,22 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
         .filter(|r| rows.get(&r.key).map(|row| row.status) == Some(RunStatus::Done))
         .map(|r| r.flops)
         .sum();
-    let mut progress = Progress::new(planned.len(), planned.len() - queue.len(), total_flops, done_flops, options.plain);
+    let mut progress = Progress::new(
+        planned.len(),
+        planned.len() - queue.len(),
+        total_flops,
+        done_flops,
+        options.plain,
+    );
     for run in &todo {
         let steps = Budget::of(&run.config).steps.max(1);
         if let Some(ckpt) = checkpoint::list(&super::run_dir(&options.db, &run.key)).first() {
-            progress.resumable(&run.key, run.flops, run.tokens, ckpt.step * (run.tokens / steps));
+            progress.resumable(
+                &run.key,
+                run.flops,
+                run.tokens,
+                ckpt.step * (run.tokens / steps),
+            );
         }
     }
 
@@ -154,9 +180,11 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
     }
 
     let log_dir = super::logs_dir(&options.db);
-    std::fs::create_dir_all(&log_dir).with_context(|| format!("{}: cannot create the log directory", log_dir.display()))?;
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("{}: cannot create the log directory", log_dir.display()))?;
     let threads = threads_per_worker(options.jobs);
-    let exe = std::env::current_exe().context("cannot find the loopscale executable to start workers")?;
+    let exe =
+        std::env::current_exe().context("cannot find the loopscale executable to start workers")?;
     let mut attempts: HashMap<String, u32> = HashMap::new();
     let mut active: Vec<Active> = Vec::new();
     let mut trained = 0;
@@ -203,7 +231,12 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
                 .spawn()
                 .with_context(|| format!("cannot start a worker ({})", exe.display()))?;
             progress.started(&key, flops[&key], tokens[&key]);
-            active.push(Active { key, child, log, log_start });
+            active.push(Active {
+                key,
+                child,
+                log,
+                log_start,
+            });
         }
         if active.is_empty() {
             break;
@@ -234,10 +267,18 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
                         // The worker died without recording an end: a crash or a kill.
                         if interrupts.load(Ordering::SeqCst) > 1 {
                             // Killed on request: it resumes from its last checkpoint next time.
-                            super::shards::interrupt(&mut store, &options.db, &a.key, "stopped by a second Ctrl-C")?;
+                            super::shards::interrupt(
+                                &mut store,
+                                &options.db,
+                                &a.key,
+                                "stopped by a second Ctrl-C",
+                            )?;
                             RunStatus::Interrupted
                         } else {
-                            let why = format!("worker exited with {exit}; log tail:\n{}", log_tail(&a.log, 20));
+                            let why = format!(
+                                "worker exited with {exit}; log tail:\n{}",
+                                log_tail(&a.log, 20)
+                            );
                             super::shards::fail(&mut store, &options.db, &a.key, &why)?;
                             RunStatus::Failed
                         }
@@ -264,6 +305,15 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
     progress.finish();
 
     let keys: std::collections::HashSet<&str> = planned.iter().map(|r| r.key.as_str()).collect();
-    let runs = store.runs(&sweep.name)?.into_iter().filter(|r| keys.contains(r.key.as_str())).collect();
-    Ok(SweepSummary { registered_new, trained, interrupted: interrupts.load(Ordering::SeqCst) > 0, runs })
+    let runs = store
+        .runs(&sweep.name)?
+        .into_iter()
+        .filter(|r| keys.contains(r.key.as_str()))
+        .collect();
+    Ok(SweepSummary {
+        registered_new,
+        trained,
+        interrupted: interrupts.load(Ordering::SeqCst) > 0,
+        runs,
+    })
 }

@@ -23,7 +23,11 @@ impl GcReport {
 }
 
 fn size(files: &[PathBuf]) -> u64 {
-    files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
+    files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Removes the checkpoint files of every `done` run of `sweep` in `db` (only reports them when
@@ -44,7 +48,8 @@ pub fn collect_garbage(db: &Path, sweep: &str, dry_run: bool) -> anyhow::Result<
         }
         if !dry_run {
             for f in &files {
-                std::fs::remove_file(f).map_err(|e| anyhow::anyhow!("{}: cannot remove: {e}", f.display()))?;
+                std::fs::remove_file(f)
+                    .map_err(|e| anyhow::anyhow!("{}: cannot remove: {e}", f.display()))?;
             }
             // Only if empty: the directory may hold other per-run files.
             let _ = std::fs::remove_dir(&dir);

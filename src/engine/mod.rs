@@ -17,10 +17,10 @@ pub mod shards;
 pub mod slurm;
 mod worker;
 
-pub use coordinator::{plan_runs, run_sweep, RunOptions, SweepSummary};
-pub use gc::{collect_garbage, GcReport};
+pub use coordinator::{RunOptions, SweepSummary, plan_runs, run_sweep};
+pub use gc::{GcReport, collect_garbage};
 pub use lock::SweepLock;
-pub use worker::{run_worker, WorkerArgs};
+pub use worker::{WorkerArgs, run_worker};
 
 /// Logs of a database's runs live beside it: `results/x.sqlite` → `results/x.logs/`
 /// (`<run_key>.log`, every attempt appended, and `<run_key>.lock`, held by its worker).

@@ -27,14 +27,22 @@ pub struct Progress {
 const TICKS: u64 = 10_000;
 
 impl Progress {
-    pub fn new(total_runs: usize, finished_runs: usize, total_flops: f64, done_flops: f64, plain: bool) -> Progress {
+    pub fn new(
+        total_runs: usize,
+        finished_runs: usize,
+        total_flops: f64,
+        done_flops: f64,
+        plain: bool,
+    ) -> Progress {
         let bars = (!plain && std::io::stderr().is_terminal()).then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let sweep = multi.add(ProgressBar::new(TICKS));
             sweep.set_style(
-                ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {percent:>3}% of FLOPs · {msg} · ETA {eta}")
-                    .unwrap()
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:.bold} [{bar:30}] {percent:>3}% of FLOPs · {msg} · ETA {eta}",
+                )
+                .unwrap()
+                .progress_chars("=> "),
             );
             sweep.set_prefix("sweep");
             (multi, sweep, HashMap::new())
@@ -49,13 +57,20 @@ impl Progress {
             last_line: Instant::now(),
             bars,
         };
-        p.message(&format!("{} runs, {} already finished", total_runs, finished_runs));
+        p.message(&format!(
+            "{} runs, {} already finished",
+            total_runs, finished_runs
+        ));
         p.redraw();
         p
     }
 
     fn fraction(&self) -> f64 {
-        let partial: f64 = self.partial.values().map(|&(f, total, done)| f * done as f64 / total.max(1) as f64).sum();
+        let partial: f64 = self
+            .partial
+            .values()
+            .map(|&(f, total, done)| f * done as f64 / total.max(1) as f64)
+            .sum();
         ((self.done_flops + partial) / self.total_flops).clamp(0.0, 1.0)
     }
 
@@ -81,7 +96,8 @@ impl Progress {
     /// An unfinished run that will resume from a checkpoint after `done_tokens` tokens. Call
     /// before any run starts.
     pub fn resumable(&mut self, key: &str, flops: f64, tokens: u64, done_tokens: u64) {
-        self.partial.insert(key.to_string(), (flops, tokens, done_tokens.min(tokens)));
+        self.partial
+            .insert(key.to_string(), (flops, tokens, done_tokens.min(tokens)));
         self.redraw();
         if let Some((_, sweep, _)) = &self.bars {
             // The ETA is a rate over this session's progress: the work done before is not part of it.
@@ -90,7 +106,9 @@ impl Progress {
     }
 
     pub fn started(&mut self, key: &str, flops: f64, tokens: u64) {
-        self.partial.entry(key.to_string()).or_insert((flops, tokens, 0));
+        self.partial
+            .entry(key.to_string())
+            .or_insert((flops, tokens, 0));
         if let Some((multi, _, lines)) = &mut self.bars {
             let bar = multi.add(ProgressBar::new_spinner());
             bar.set_style(ProgressStyle::with_template("  {spinner} {prefix} {msg}").unwrap());
@@ -105,10 +123,15 @@ impl Progress {
     }
 
     pub fn update(&mut self, key: &str, p: &RunProgress) {
-        let Some((_, _, done)) = self.partial.get_mut(key) else { return };
+        let Some((_, _, done)) = self.partial.get_mut(key) else {
+            return;
+        };
         *done = p.tokens;
         let tokens_per_second = p.tokens as f64 / p.elapsed_seconds.max(1e-9);
-        let line = format!("step {} · loss {:.4} · {:.0} tok/s", p.step, p.train_loss, tokens_per_second);
+        let line = format!(
+            "step {} · loss {:.4} · {:.0} tok/s",
+            p.step, p.train_loss, tokens_per_second
+        );
         if let Some((_, _, lines)) = &self.bars {
             if let Some(bar) = lines.get(key) {
                 bar.set_message(line);
@@ -120,7 +143,14 @@ impl Progress {
         self.redraw();
     }
 
-    pub fn finished(&mut self, key: &str, flops: f64, status: RunStatus, val_loss: Option<f64>, retrying: bool) {
+    pub fn finished(
+        &mut self,
+        key: &str,
+        flops: f64,
+        status: RunStatus,
+        val_loss: Option<f64>,
+        retrying: bool,
+    ) {
         if let Some((_, _, lines)) = &mut self.bars
             && let Some(bar) = lines.remove(key)
         {
@@ -133,9 +163,14 @@ impl Progress {
             self.finished_runs += 1;
             self.done_flops += flops;
         }
-        let loss = val_loss.map(|v| format!(", val loss {v:.4}")).unwrap_or_default();
+        let loss = val_loss
+            .map(|v| format!(", val loss {v:.4}"))
+            .unwrap_or_default();
         let retry = if retrying { " — retrying" } else { "" };
-        self.message(&format!("run {key} {status}{loss}{retry} ({}/{})", self.finished_runs, self.total_runs));
+        self.message(&format!(
+            "run {key} {status}{loss}{retry} ({}/{})",
+            self.finished_runs, self.total_runs
+        ));
         self.redraw();
     }
 

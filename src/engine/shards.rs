@@ -32,7 +32,10 @@ pub fn settle(store: &mut Store, db: &Path, sweep: &str, key: &str) -> anyhow::R
         return Ok(());
     }
     let mut shard = Store::open(&path)?;
-    if shard.run(key)?.is_some_and(|r| r.status == RunStatus::Running) {
+    if shard
+        .run(key)?
+        .is_some_and(|r| r.status == RunStatus::Running)
+    {
         shard.release_stale_runs(sweep)?;
     }
     drop(shard);

@@ -4,8 +4,8 @@
 //! resumed run never misses one).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -71,7 +71,11 @@ impl RunObserver for StoreObserver<'_> {
         // Rows after the checkpoint were written by an attempt that died; they are trained again.
         self.store.discard_after(&self.key, step)?;
         if step > 0 {
-            eprintln!("worker {}: run {} resumes from its checkpoint at step {step}", std::process::id(), self.key);
+            eprintln!(
+                "worker {}: run {} resumes from its checkpoint at step {step}",
+                std::process::id(),
+                self.key
+            );
         }
         Ok(())
     }
@@ -109,7 +113,11 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
     // another machine): the coordinator seeded the shard and merges it back.
     let shard = super::shards::shard_path(&args.db, &args.run_key);
     if !shard.exists() {
-        anyhow::bail!("{}: no shard for run {}; workers are started by `loopscale run`, which creates it", shard.display(), args.run_key);
+        anyhow::bail!(
+            "{}: no shard for run {}; workers are started by `loopscale run`, which creates it",
+            shard.display(),
+            args.run_key
+        );
     }
     let mut store = Store::open(&shard)?;
     let run = store
@@ -120,7 +128,11 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
     }
     let log = args.log_path.as_ref().map(|p| p.display().to_string());
     let attempt = store.start_attempt(&run.key, log.as_deref())?;
-    eprintln!("worker {}: run {} attempt {attempt}", std::process::id(), run.key);
+    eprintln!(
+        "worker {}: run {} attempt {attempt}",
+        std::process::id(),
+        run.key
+    );
 
     let result = (|| -> anyhow::Result<train::RunOutcome> {
         let corpus = Corpus::load(&run.config.data, &args.base_dir)?;
@@ -139,8 +151,17 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
             every: run.config.train.checkpoint_every as u64,
             run_key: run.key.clone(),
         };
-        let outcome = train::train_resumable(&run.config, &corpus, &device, &mut observer, Some(&checkpoints))?;
-        let (steps, evals) = (std::mem::take(&mut observer.steps), std::mem::take(&mut observer.evals));
+        let outcome = train::train_resumable(
+            &run.config,
+            &corpus,
+            &device,
+            &mut observer,
+            Some(&checkpoints),
+        )?;
+        let (steps, evals) = (
+            std::mem::take(&mut observer.steps),
+            std::mem::take(&mut observer.evals),
+        );
         store.finish_attempt(&run.key, attempt, &steps, &evals, &outcome)?;
         Ok(outcome)
     })();
@@ -157,7 +178,10 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
                 std::process::id(),
                 run.key,
                 outcome.steps,
-                outcome.final_val_loss.map(|v| format!("{v:.4}")).unwrap_or("-".into())
+                outcome
+                    .final_val_loss
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or("-".into())
             );
             Ok(status)
         }
@@ -180,6 +204,7 @@ fn lock_run(db: &std::path::Path, key: &str) -> anyhow::Result<std::fs::File> {
         .write(true)
         .open(&path)
         .with_context(|| format!("{}: cannot open the run lock", path.display()))?;
-    file.lock().with_context(|| format!("{}: cannot lock", path.display()))?;
+    file.lock()
+        .with_context(|| format!("{}: cannot lock", path.display()))?;
     Ok(file)
 }

@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
-use super::csv::{read_points, CsvColumns};
+use super::csv::{CsvColumns, read_points};
 use super::points::Points;
-use crate::analysis::{f64s, opt_f64s, strs, Frames};
+use crate::analysis::{Frames, f64s, opt_f64s, strs};
 use crate::store::Store;
 use polars::prelude::DataFrame;
 
@@ -25,7 +25,10 @@ pub enum ParamCount {
 pub fn is_database(path: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; 16];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == b"SQLite format 3\0"
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head == b"SQLite format 3\0"
 }
 
 /// One point per finished run: N, D = training tokens, C = training FLOPs, loss = final
@@ -37,7 +40,9 @@ pub fn run_points(store: &Store, sweep: Option<&str>, n: ParamCount) -> Result<P
         bail!(
             "{}: no finished runs{} to fit; train some with `loopscale run`",
             store.path().display(),
-            sweep.map(|s| format!(" in sweep `{s}`")).unwrap_or_default()
+            sweep
+                .map(|s| format!(" in sweep `{s}`"))
+                .unwrap_or_default()
         );
     }
     run_points_of(&runs, n)
@@ -51,7 +56,14 @@ pub fn run_points_of(runs: &DataFrame, n: ParamCount) -> Result<Points> {
     let loops = opt_f64s(runs, "mean_recurrence")?;
     let looped = loops.iter().all(Option::is_some);
     Ok(Points {
-        n: Some(f64s(runs, if n == ParamCount::Total { "params" } else { "non_embedding_params" })?),
+        n: Some(f64s(
+            runs,
+            if n == ParamCount::Total {
+                "params"
+            } else {
+                "non_embedding_params"
+            },
+        )?),
         d: Some(f64s(runs, "tokens")?),
         c: Some(f64s(runs, "flops")?),
         loss: f64s(runs, "final_val_loss")?,
@@ -83,7 +95,12 @@ pub fn test_time_points_of(curves: &DataFrame) -> Result<Points> {
     Ok(Points {
         loss: f64s(curves, "val_loss")?,
         test_loops: Some(f64s(curves, "test_loops")?),
-        loops: Some(opt_f64s(curves, "mean_recurrence")?.iter().map(|l| l.unwrap_or(1.0)).collect()),
+        loops: Some(
+            opt_f64s(curves, "mean_recurrence")?
+                .iter()
+                .map(|l| l.unwrap_or(1.0))
+                .collect(),
+        ),
         curve: Some(strs(curves, "run_key")?),
         ..Points::default()
     })

@@ -38,11 +38,18 @@ fn row(panels: Vec<Panel>) -> Figure {
 /// The colour of run `key`: its position in the runs frame, so a run has one colour in every
 /// chart.
 fn run_colour(frames: &Frames, key: &str) -> Result<usize> {
-    Ok(frames.run_keys()?.iter().position(|k| k == key).unwrap_or(0))
+    Ok(frames
+        .run_keys()?
+        .iter()
+        .position(|k| k == key)
+        .unwrap_or(0))
 }
 
 /// Per run: its label, colour and the rows of `df` that are its.
-fn per_run(frames: &Frames, df: &polars::prelude::DataFrame) -> Result<Vec<(String, usize, Vec<usize>)>> {
+fn per_run(
+    frames: &Frames,
+    df: &polars::prelude::DataFrame,
+) -> Result<Vec<(String, usize, Vec<usize>)>> {
     let keys = frames.run_keys()?;
     let labels = strs(&frames.runs, "label")?;
     let rows = strs(df, "run_key")?;
@@ -53,7 +60,9 @@ fn per_run(frames: &Frames, df: &polars::prelude::DataFrame) -> Result<Vec<(Stri
             (
                 labels[i].clone(),
                 i,
-                (0..rows.len()).filter(|&r| rows[r] == *k).collect::<Vec<_>>(),
+                (0..rows.len())
+                    .filter(|&r| rows[r] == *k)
+                    .collect::<Vec<_>>(),
             )
         })
         .filter(|(_, _, r)| !r.is_empty())
@@ -140,10 +149,18 @@ pub fn compute_law(frames: &Frames, fits: &ReportFits) -> Built {
         )),
         INK,
         Kind::Dashed,
-        fit.band.iter().map(|&(x, _, _)| (x, fit.predict(x))).collect(),
+        fit.band
+            .iter()
+            .map(|&(x, _, _)| (x, fit.predict(x)))
+            .collect(),
     ));
     for (i, label) in labels.iter().enumerate() {
-        series.push(Series::new(Some(label.clone()), i, Kind::Markers, vec![(c[i], l[i])]));
+        series.push(Series::new(
+            Some(label.clone()),
+            i,
+            Kind::Markers,
+            vec![(c[i], l[i])],
+        ));
     }
     series.push(Series::new(
         Some("compute frontier".into()),
@@ -180,7 +197,11 @@ pub fn isoflop_curves(fit: &Result<IsoflopFit, String>) -> Built {
     let (x_label, word) = axis_words(fit.axis);
     let mut series = Vec::new();
     for (i, b) in fit.budgets.iter().enumerate() {
-        let lo = b.x.iter().cloned().fold(f64::INFINITY, f64::min).min(b.x_star);
+        let lo =
+            b.x.iter()
+                .cloned()
+                .fold(f64::INFINITY, f64::min)
+                .min(b.x_star);
         let hi = b.x.iter().cloned().fold(0.0, f64::max).max(b.x_star);
         let curve: Vec<(f64, f64)> = (0..=50)
             .map(|k| (lo.ln() + (hi.ln() - lo.ln()) * k as f64 / 50.0).exp())
@@ -194,7 +215,10 @@ pub fn isoflop_curves(fit: &Result<IsoflopFit, String>) -> Built {
         ));
         series.push(Series::new(None, i, Kind::Dashed, curve));
         series.push(Series::new(
-            Some(format!("  minimum: {word}* = {}", super::figure::tick(b.x_star))),
+            Some(format!(
+                "  minimum: {word}* = {}",
+                super::figure::tick(b.x_star)
+            )),
             i,
             Kind::Star,
             vec![(b.x_star, b.loss_star)],
@@ -257,7 +281,10 @@ pub fn isoflop_optima(fits: &ReportFits) -> Built {
             log_y: true,
             series: vec![
                 Series::new(
-                    Some(format!("{word}* = {}·C^{a:.3}{interval}", super::figure::tick(g))),
+                    Some(format!(
+                        "{word}* = {}·C^{a:.3}{interval}",
+                        super::figure::tick(g)
+                    )),
                     0,
                     Kind::Dashed,
                     line,
@@ -297,7 +324,9 @@ pub fn test_time(frames: &Frames, fits: &ReportFits) -> Built {
     let mut series = Vec::new();
     for fit in fits {
         let i = run_colour(frames, &fit.run_key)?;
-        let rows: Vec<usize> = (0..keys.len()).filter(|&r| keys[r] == fit.run_key).collect();
+        let rows: Vec<usize> = (0..keys.len())
+            .filter(|&r| keys[r] == fit.run_key)
+            .collect();
         let t_max = rows.iter().map(|&r| t[r]).fold(1.0, f64::max);
         series.push(Series::new(
             Some(fit.label.clone()),
@@ -345,7 +374,11 @@ pub fn stability(frames: &Frames) -> Built {
     let tokens = f64s(&frames.steps, "tokens")?;
     let mut panels = Vec::new();
     for (values, title, y) in [
-        (&state, "Recurrent state norm over training", "mean per-token ‖h‖₂"),
+        (
+            &state,
+            "Recurrent state norm over training",
+            "mean per-token ‖h‖₂",
+        ),
         (
             &inj,
             "Injection spectral norm over training",
@@ -354,7 +387,10 @@ pub fn stability(frames: &Frames) -> Built {
     ] {
         let mut series = Vec::new();
         for (label, c, rows) in per_run(frames, &frames.steps)? {
-            let pts: Vec<(f64, f64)> = rows.iter().filter_map(|&r| values[r].map(|v| (tokens[r], v))).collect();
+            let pts: Vec<(f64, f64)> = rows
+                .iter()
+                .filter_map(|&r| values[r].map(|v| (tokens[r], v)))
+                .collect();
             if !pts.is_empty() {
                 series.push(Series::new(Some(label), c, Kind::Line, pts));
             }
@@ -419,14 +455,20 @@ pub fn residuals(frames: &Frames, fits: &ReportFits) -> Built {
             ..Panel::default()
         });
     }
-    for fit in [&fits.isoflop_loops, &fits.isoflop_tokens].into_iter().flatten() {
+    for fit in [&fits.isoflop_loops, &fits.isoflop_tokens]
+        .into_iter()
+        .flatten()
+    {
         let (x_label, word) = axis_words(fit.axis);
         let series = fit
             .budgets
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                let pts = b.x.iter().zip(&b.loss).map(|(&x, &y)| (x, y - b.predict(x)));
+                let pts =
+                    b.x.iter()
+                        .zip(&b.loss)
+                        .map(|(&x, &y)| (x, y - b.predict(x)));
                 Series::new(
                     Some(format!("C = {} FLOPs", super::figure::tick(b.flops))),
                     i,

@@ -200,7 +200,11 @@ fn axis(p: &Panel, axis_x: bool) -> Option<Axis> {
         match &s.kind {
             Kind::Band(b) => {
                 for &(x, lo, hi) in b {
-                    if axis_x { vals.push(x) } else { vals.extend([lo, hi]) }
+                    if axis_x {
+                        vals.push(x)
+                    } else {
+                        vals.extend([lo, hi])
+                    }
                 }
             }
             _ => vals.extend(s.points.iter().map(|&(x, y)| if axis_x { x } else { y })),
@@ -276,10 +280,16 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> 
         let y = axis(p, false).ok_or_else(|| anyhow!("panel `{}` has no data", p.title))?;
         panel(area, p, x, y)?;
     }
-    root.present().map_err(|e| anyhow!("writing the chart: {e:?}"))
+    root.present()
+        .map_err(|e| anyhow!("writing the chart: {e:?}"))
 }
 
-fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel, xa: Axis, ya: Axis) -> Result<()> {
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    p: &Panel,
+    xa: Axis,
+    ya: Axis,
+) -> Result<()> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing `{}`: {e:?}", p.title);
     let (xt, xl) = xa.ticks();
     let (yt, yl) = ya.ticks();
@@ -322,7 +332,10 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel, xa: Axis,
     let mut legend = false;
     if p.zero_line && ya.contains(0.0) {
         chart
-            .draw_series(LineSeries::new([(xa.lo, 0.0), (xa.hi, 0.0)], BLACK.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                [(xa.lo, 0.0), (xa.hi, 0.0)],
+                BLACK.stroke_width(1),
+            ))
             .map_err(err)?;
     }
     for s in &p.series {
@@ -339,11 +352,16 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel, xa: Axis,
                 .draw_series(pts.into_iter().map(|xy| Circle::new(xy, 4, c.filled())))
                 .map_err(err)?,
             Kind::Star => chart
-                .draw_series(pts.into_iter().map(|xy| Circle::new(xy, 8, c.stroke_width(3))))
+                .draw_series(
+                    pts.into_iter()
+                        .map(|xy| Circle::new(xy, 8, c.stroke_width(3))),
+                )
                 .map_err(err)?,
             Kind::Band(b) => {
-                let lo: Vec<(f64, f64)> = b.iter().filter_map(|&(x, lo, _)| map(&(x, lo))).collect();
-                let hi: Vec<(f64, f64)> = b.iter().filter_map(|&(x, _, hi)| map(&(x, hi))).collect();
+                let lo: Vec<(f64, f64)> =
+                    b.iter().filter_map(|&(x, lo, _)| map(&(x, lo))).collect();
+                let hi: Vec<(f64, f64)> =
+                    b.iter().filter_map(|&(x, _, hi)| map(&(x, hi))).collect();
                 let poly: Vec<(f64, f64)> = lo.into_iter().chain(hi.into_iter().rev()).collect();
                 chart
                     .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.18).filled())))
@@ -355,7 +373,9 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel, xa: Axis,
             let kind = s.kind.clone();
             anno.label(name).legend(move |(x, y)| match &kind {
                 Kind::Markers | Kind::Star => Circle::new((x + 10, y), 4, c.filled()).into_dyn(),
-                Kind::Band(_) => Rectangle::new([(x, y - 5), (x + 20, y + 5)], c.mix(0.25).filled()).into_dyn(),
+                Kind::Band(_) => {
+                    Rectangle::new([(x, y - 5), (x + 20, y + 5)], c.mix(0.25).filled()).into_dyn()
+                }
                 _ => PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)).into_dyn(),
             });
         }

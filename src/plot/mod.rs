@@ -26,8 +26,10 @@ pub fn register_font() -> Result<()> {
     static ONCE: Once = Once::new();
     let mut result = Ok(());
     ONCE.call_once(|| {
-        result = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
-            .map_err(|_| anyhow!("the embedded font assets/fonts/DejaVuSans.ttf could not be read"));
+        result =
+            plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).map_err(|_| {
+                anyhow!("the embedded font assets/fonts/DejaVuSans.ttf could not be read")
+            });
     });
     result
 }
@@ -113,13 +115,21 @@ pub fn render_all(frames: &Frames, fits: &ReportFits, dir: &Path) -> Result<Vec<
             "Optimal loops and tokens vs FLOPs",
             charts::isoflop_optima(fits),
         ),
-        ("test_time", "Test-time scaling", charts::test_time(frames, fits)),
+        (
+            "test_time",
+            "Test-time scaling",
+            charts::test_time(frames, fits),
+        ),
         (
             "stability",
             "Stability: state and injection norms",
             charts::stability(frames),
         ),
-        ("residuals", "Residuals of the fits", charts::residuals(frames, fits)),
+        (
+            "residuals",
+            "Residuals of the fits",
+            charts::residuals(frames, fits),
+        ),
     ];
     let mut out = Vec::new();
     for (name, title, built) in list {
@@ -130,13 +140,18 @@ pub fn render_all(frames: &Frames, fits: &ReportFits, dir: &Path) -> Result<Vec<
                 for ext in ["png", "svg"] {
                     let stale = dir.join(format!("{name}.{ext}"));
                     if stale.exists() {
-                        std::fs::remove_file(&stale).with_context(|| format!("removing {}", stale.display()))?;
+                        std::fs::remove_file(&stale)
+                            .with_context(|| format!("removing {}", stale.display()))?;
                     }
                 }
                 Outcome::Skipped(why)
             }
         };
-        out.push(Chart { name, title, outcome });
+        out.push(Chart {
+            name,
+            title,
+            outcome,
+        });
     }
     Ok(out)
 }

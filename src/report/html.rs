@@ -22,7 +22,10 @@ td:first-child,table.runs td:nth-child(2){text-align:left;font-family:monospace}
 .caption{color:#555;font-size:.9em}";
 
 fn table(t: &TextTable, class: &str) -> String {
-    let mut s = format!("<p class=\"caption\">{}</p>\n<table class=\"{class}\">\n<tr>", escape(&t.caption));
+    let mut s = format!(
+        "<p class=\"caption\">{}</p>\n<table class=\"{class}\">\n<tr>",
+        escape(&t.caption)
+    );
     for h in &t.header {
         s.push_str(&format!("<th>{}</th>", escape(h)));
     }

@@ -13,7 +13,11 @@ fn table(t: &TextTable) -> String {
     let mut s = format!(
         "{}\n\n| {} |\n|{}\n",
         t.caption,
-        t.header.iter().map(|h| cell(h)).collect::<Vec<_>>().join(" | "),
+        t.header
+            .iter()
+            .map(|h| cell(h))
+            .collect::<Vec<_>>()
+            .join(" | "),
         "---|".repeat(t.header.len())
     );
     for r in &t.rows {

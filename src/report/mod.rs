@@ -52,7 +52,10 @@ pub struct Source {
 /// it).
 pub fn resolve(source: &Path) -> Result<Source> {
     if !source.exists() {
-        bail!("{}: no such file (give a sweep file or its database)", source.display());
+        bail!(
+            "{}: no such file (give a sweep file or its database)",
+            source.display()
+        );
     }
     if is_database(source) {
         let name = source
@@ -94,8 +97,8 @@ pub fn default_out(source: &Source) -> PathBuf {
 /// Reads the database, fits, draws every chart into `out` and builds the tables.
 pub fn build(source: &Source, out: &Path) -> Result<Report> {
     let store = Store::open_read_only(&source.db)?;
-    let frames =
-        Frames::load(&store, source.sweep.as_deref()).with_context(|| format!("reading {}", source.db.display()))?;
+    let frames = Frames::load(&store, source.sweep.as_deref())
+        .with_context(|| format!("reading {}", source.db.display()))?;
     if frames.runs.height() == 0 {
         bail!(
             "{}: no finished runs to report on; train some with `loopscale run`",
@@ -104,7 +107,10 @@ pub fn build(source: &Source, out: &Path) -> Result<Report> {
     }
     let t = Instant::now();
     let fits = ReportFits::compute(&frames);
-    eprintln!("report: fitted the laws in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "report: fitted the laws in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     let charts = render_all(&frames, &fits, out)?;
     eprintln!(

@@ -100,7 +100,11 @@ pub fn runs_table(frames: &Frames) -> Result<TextTable> {
 /// combination of the others; `None` when nothing or only that axis varies.
 pub fn pivot_table(frames: &Frames) -> Result<Option<TextTable>> {
     let df = &frames.runs;
-    let varies = |c: &str| -> bool { strs(df, c).map(|v| v.iter().any(|x| *x != v[0])).unwrap_or(false) };
+    let varies = |c: &str| -> bool {
+        strs(df, c)
+            .map(|v| v.iter().any(|x| *x != v[0]))
+            .unwrap_or(false)
+    };
     let Some(axis) = ["tokens", "lr", "seed", "mean_recurrence", "d_model"]
         .into_iter()
         .find(|c| varies(c))
@@ -127,7 +131,9 @@ pub fn pivot_table(frames: &Frames) -> Result<Option<TextTable>> {
         })
         .collect::<Result<_>>()?;
     Ok(Some(TextTable {
-        caption: format!("Final validation loss (nats/token) by configuration and {axis} (mean over seeds)."),
+        caption: format!(
+            "Final validation loss (nats/token) by configuration and {axis} (mean over seeds)."
+        ),
         header: names,
         rows: (0..p.height())
             .map(|i| cols.iter().map(|c| c[i].clone()).collect())
@@ -138,7 +144,11 @@ pub fn pivot_table(frames: &Frames) -> Result<Option<TextTable>> {
 /// Six decimals for ordinary magnitudes, scientific otherwise (E can sit at 1e-10 and A at 1e6).
 fn num(x: f64) -> String {
     let a = x.abs();
-    if x == 0.0 || (1e-3..1e6).contains(&a) { format!("{x:.6}") } else { format!("{x:.4e}") }
+    if x == 0.0 || (1e-3..1e6).contains(&a) {
+        format!("{x:.6}")
+    } else {
+        format!("{x:.4e}")
+    }
 }
 
 fn param_rows(law: &str, report: &FitReport, rows: &mut Vec<Vec<String>>) {
@@ -180,11 +190,18 @@ pub fn fits_table(fits: &ReportFits) -> TextTable {
             );
         }
     }
-    for (name, f) in [("loops", &fits.isoflop_loops), ("tokens", &fits.isoflop_tokens)] {
+    for (name, f) in [
+        ("loops", &fits.isoflop_loops),
+        ("tokens", &fits.isoflop_tokens),
+    ] {
         if let Ok(f) = f
             && let Ok(r) = &f.power_law
         {
-            param_rows(&format!("iso-FLOP optimal {name}: x* = G·C^a"), r, &mut rows);
+            param_rows(
+                &format!("iso-FLOP optimal {name}: x* = G·C^a"),
+                r,
+                &mut rows,
+            );
         }
     }
     TextTable {
@@ -192,9 +209,17 @@ pub fn fits_table(fits: &ReportFits) -> TextTable {
             "Fitted parameters with percentile-bootstrap intervals ({} resamples; `loopscale fit` for more).",
             crate::analysis::fits::REPORT_RESAMPLES
         ),
-        header: ["law", "parameter", "estimate", "lo", "hi", "level", "points"]
-            .map(String::from)
-            .to_vec(),
+        header: [
+            "law",
+            "parameter",
+            "estimate",
+            "lo",
+            "hi",
+            "level",
+            "points",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows,
     }
 }

@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError, NOW};
+use super::{NOW, Store, StoreError};
 use crate::fit::FitReport;
 
 impl Store {
@@ -19,7 +19,10 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let path = self.path.clone();
         let err = |e| StoreError::sqlite(&path, e);
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
         tx.execute(
             &format!(
                 "INSERT INTO fits (law, source, selection, curve, n_points, objective, starts, converged_starts,
@@ -51,7 +54,15 @@ impl Store {
             for (kind, list) in [("param", &report.params), ("derived", &report.derived)] {
                 for p in list {
                     insert
-                        .execute(params![fit_id, p.name, kind, p.value, p.lo, p.hi, p.lo.and(level)])
+                        .execute(params![
+                            fit_id,
+                            p.name,
+                            kind,
+                            p.value,
+                            p.lo,
+                            p.hi,
+                            p.lo.and(level)
+                        ])
                         .map_err(err)?;
                 }
             }

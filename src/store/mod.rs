@@ -9,12 +9,12 @@
 
 mod fits;
 mod open;
-mod runs;
 mod query;
+mod runs;
 mod shard;
 mod tables;
 
-pub use open::{StoreError, APPLICATION_ID, SCHEMA_VERSION};
+pub use open::{APPLICATION_ID, SCHEMA_VERSION, StoreError};
 pub use query::QueryResult;
 pub use runs::{NewRun, RunProgress, RunRow, RunStatus};
 pub use tables::{ColumnData, Columns, Table};
@@ -31,12 +31,18 @@ pub struct Store {
 impl Store {
     /// Opens (creating if absent) the store at `path`, migrating an older schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        open::open_read_write(path).map(|conn| Store { conn, path: path.to_path_buf() })
+        open::open_read_write(path).map(|conn| Store {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Opens an existing store without the ability to change it (for `sql`, `status`).
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
-        open::open_read_only(path).map(|conn| Store { conn, path: path.to_path_buf() })
+        open::open_read_only(path).map(|conn| Store {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -51,11 +57,16 @@ impl Store {
     /// takes the write lock up front, waiting (busy_timeout) for other writers, so it can never
     /// fail half-way on a read lock that cannot be upgraded. If SQLite still answers busy
     /// (another writer held the lock past the timeout), the whole transaction is retried.
-    fn write<T>(&mut self, mut body: impl FnMut(&rusqlite::Transaction) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    fn write<T>(
+        &mut self,
+        mut body: impl FnMut(&rusqlite::Transaction) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         let mut attempt = 0u32;
         loop {
             let result = (|| {
-                let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let value = body(&tx)?;
                 tx.commit()?;
                 Ok(value)

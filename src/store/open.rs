@@ -21,32 +21,56 @@ const VIEWS: &str = include_str!("views.sql");
 /// answer them too and are never modified by a reader.
 fn ensure_views(conn: &Connection, path: &Path, read_only: bool) -> Result<(), StoreError> {
     let present: i64 = conn
-        .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'test_time_curves'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'test_time_curves'",
+            [],
+            |r| r.get(0),
+        )
         .map_err(|e| StoreError::sqlite(path, e))?;
     if present > 0 {
         return Ok(());
     }
-    let sql = if read_only { VIEWS.replace("CREATE VIEW", "CREATE TEMP VIEW") } else { VIEWS.to_string() };
-    conn.execute_batch(&sql).map_err(|e| StoreError::sqlite(path, e))
+    let sql = if read_only {
+        VIEWS.replace("CREATE VIEW", "CREATE TEMP VIEW")
+    } else {
+        VIEWS.to_string()
+    };
+    conn.execute_batch(&sql)
+        .map_err(|e| StoreError::sqlite(path, e))
 }
 
 /// Why a store could not be opened. Each message names the file and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: not a SQLite database; loopscale will not overwrite it. Choose another --db path or move the file away.")]
+    #[error(
+        "{path}: not a SQLite database; loopscale will not overwrite it. Choose another --db path or move the file away."
+    )]
     NotSqlite { path: PathBuf },
-    #[error("{path}: a SQLite database that loopscale did not create (application_id {found:#x}); refusing to touch it. Choose another --db path.")]
+    #[error(
+        "{path}: a SQLite database that loopscale did not create (application_id {found:#x}); refusing to touch it. Choose another --db path."
+    )]
     Foreign { path: PathBuf, found: i32 },
-    #[error("{path}: written by a newer loopscale (schema version {found}; this build knows up to {SCHEMA_VERSION}). Upgrade loopscale to use it.")]
+    #[error(
+        "{path}: written by a newer loopscale (schema version {found}; this build knows up to {SCHEMA_VERSION}). Upgrade loopscale to use it."
+    )]
     NewerSchema { path: PathBuf, found: i32 },
     #[error("{path}: no such database. Run `loopscale run SWEEP.toml` first, or check the path.")]
     Missing { path: PathBuf },
     #[error("{path}: the database is locked by another process: {source}")]
-    Locked { path: PathBuf, source: rusqlite::Error },
+    Locked {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("{path}: {source}")]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {
@@ -56,7 +80,11 @@ impl StoreError {
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
         );
         let path = path.to_path_buf();
-        if busy { StoreError::Locked { path, source } } else { StoreError::Sqlite { path, source } }
+        if busy {
+            StoreError::Locked { path, source }
+        } else {
+            StoreError::Sqlite { path, source }
+        }
     }
 }
 
@@ -69,10 +97,18 @@ fn check_header(path: &Path) -> Result<bool, StoreError> {
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(source) => return Err(StoreError::Io { path: path.into(), source }),
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: path.into(),
+                source,
+            });
+        }
     };
     let mut head = [0u8; 16];
-    let n = file.read(&mut head).map_err(|source| StoreError::Io { path: path.into(), source })?;
+    let n = file.read(&mut head).map_err(|source| StoreError::Io {
+        path: path.into(),
+        source,
+    })?;
     if n == 0 {
         return Ok(false); // an empty file is an empty database
     }
@@ -84,19 +120,22 @@ fn check_header(path: &Path) -> Result<bool, StoreError> {
 
 fn configure(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     // Workers write concurrently: wait for the writer lock rather than fail at once.
-    conn.busy_timeout(Duration::from_secs(60)).map_err(|e| StoreError::sqlite(path, e))?;
-    conn.pragma_update(None, "foreign_keys", true).map_err(|e| StoreError::sqlite(path, e))?;
+    conn.busy_timeout(Duration::from_secs(60))
+        .map_err(|e| StoreError::sqlite(path, e))?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(|e| StoreError::sqlite(path, e))?;
     Ok(())
 }
 
 fn pragma_i32(conn: &Connection, path: &Path, name: &str) -> Result<i32, StoreError> {
-    conn.pragma_query_value(None, name, |r| r.get(0)).map_err(|e| {
-        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
-            StoreError::NotSqlite { path: path.into() }
-        } else {
-            StoreError::sqlite(path, e)
-        }
-    })
+    conn.pragma_query_value(None, name, |r| r.get(0))
+        .map_err(|e| {
+            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
+                StoreError::NotSqlite { path: path.into() }
+            } else {
+                StoreError::sqlite(path, e)
+            }
+        })
 }
 
 /// Identifies the file as ours (or as a brand-new empty database) and returns its schema version.
@@ -108,15 +147,24 @@ fn identify(conn: &Connection, path: &Path) -> Result<i32, StoreError> {
             .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
             .map_err(|e| StoreError::sqlite(path, e))?;
         if tables > 0 {
-            return Err(StoreError::Foreign { path: path.into(), found: app_id });
+            return Err(StoreError::Foreign {
+                path: path.into(),
+                found: app_id,
+            });
         }
         return Ok(0);
     }
     if app_id != APPLICATION_ID {
-        return Err(StoreError::Foreign { path: path.into(), found: app_id });
+        return Err(StoreError::Foreign {
+            path: path.into(),
+            found: app_id,
+        });
     }
     if version > SCHEMA_VERSION {
-        return Err(StoreError::NewerSchema { path: path.into(), found: version });
+        return Err(StoreError::NewerSchema {
+            path: path.into(),
+            found: version,
+        });
     }
     Ok(version)
 }
@@ -124,7 +172,10 @@ fn identify(conn: &Connection, path: &Path) -> Result<i32, StoreError> {
 pub(super) fn open_read_write(path: &Path) -> Result<Connection, StoreError> {
     check_header(path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.into(),
+            source,
+        })?;
     }
     let mut conn = Connection::open(path).map_err(|e| StoreError::sqlite(path, e))?;
     configure(&conn, path)?;
@@ -133,21 +184,32 @@ pub(super) fn open_read_write(path: &Path) -> Result<Connection, StoreError> {
         // WAL lets readers (status, sql, progress) run while workers write.
         conn.pragma_update_and_check(None, "journal_mode", "wal", |_| Ok(()))
             .map_err(|e| StoreError::sqlite(path, e))?;
-        let tx = conn.transaction().map_err(|e| StoreError::sqlite(path, e))?;
+        let tx = conn
+            .transaction()
+            .map_err(|e| StoreError::sqlite(path, e))?;
         for migration in &MIGRATIONS[version as usize..] {
-            tx.execute_batch(migration).map_err(|e| StoreError::sqlite(path, e))?;
+            tx.execute_batch(migration)
+                .map_err(|e| StoreError::sqlite(path, e))?;
         }
-        tx.pragma_update(None, "application_id", APPLICATION_ID).map_err(|e| StoreError::sqlite(path, e))?;
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| StoreError::sqlite(path, e))?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(|e| StoreError::sqlite(path, e))?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(|e| StoreError::sqlite(path, e))?;
         tx.commit().map_err(|e| StoreError::sqlite(path, e))?;
     }
     ensure_views(&conn, path, false)?;
     // NORMAL is durable with WAL. A shard (`store::shard`) keeps the rollback journal for network
     // filesystems, where NORMAL could lose a committed transaction on power loss: FULL there.
-    let journal: String =
-        conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).map_err(|e| StoreError::sqlite(path, e))?;
-    let sync = if journal.eq_ignore_ascii_case("wal") { "NORMAL" } else { "FULL" };
-    conn.pragma_update(None, "synchronous", sync).map_err(|e| StoreError::sqlite(path, e))?;
+    let journal: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .map_err(|e| StoreError::sqlite(path, e))?;
+    let sync = if journal.eq_ignore_ascii_case("wal") {
+        "NORMAL"
+    } else {
+        "FULL"
+    };
+    conn.pragma_update(None, "synchronous", sync)
+        .map_err(|e| StoreError::sqlite(path, e))?;
     Ok(conn)
 }
 
@@ -155,8 +217,11 @@ pub(super) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     if !check_header(path)? {
         return Err(StoreError::Missing { path: path.into() });
     }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| StoreError::sqlite(path, e))?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::sqlite(path, e))?;
     configure(&conn, path)?;
     let version = identify(&conn, path)?;
     if version < SCHEMA_VERSION {

@@ -4,7 +4,6 @@ use rusqlite::types::ValueRef;
 
 use super::{Store, StoreError};
 
-
 /// A query's result, every value rendered as text (NULL as empty).
 #[derive(Clone, Debug, PartialEq)]
 pub struct QueryResult {
@@ -25,17 +24,25 @@ fn render(value: ValueRef) -> String {
 /// Shortest text that reads back as the same f64, so CSV output loses nothing.
 fn format_real(x: f64) -> String {
     let s = format!("{x}");
-    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") { s } else { format!("{s}.0") }
+    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") {
+        s
+    } else {
+        format!("{s}.0")
+    }
 }
 
 impl Store {
     /// Runs one statement without any possibility of writing: the store is opened read-only by
     /// the caller, and `query_only` guards against a read-write handle too.
     pub fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
-        self.conn.pragma_update(None, "query_only", true).map_err(|e| self.err(e))?;
+        self.conn
+            .pragma_update(None, "query_only", true)
+            .map_err(|e| self.err(e))?;
         let result = self.query_rows(sql);
         // Leave a read-write handle writable again for its owner.
-        self.conn.pragma_update(None, "query_only", false).map_err(|e| self.err(e))?;
+        self.conn
+            .pragma_update(None, "query_only", false)
+            .map_err(|e| self.err(e))?;
         result
     }
 
@@ -46,7 +53,11 @@ impl Store {
         let mut rows = Vec::new();
         let mut cursor = stmt.query([]).map_err(|e| self.err(e))?;
         while let Some(row) = cursor.next().map_err(|e| self.err(e))? {
-            rows.push((0..n).map(|i| row.get_ref(i).map(render).unwrap_or_default()).collect());
+            rows.push(
+                (0..n)
+                    .map(|i| row.get_ref(i).map(render).unwrap_or_default())
+                    .collect(),
+            );
         }
         Ok(QueryResult { columns, rows })
     }
@@ -61,7 +72,11 @@ impl QueryResult {
     /// RFC 4180 CSV.
     pub fn to_csv(&self) -> String {
         fn field(s: &str) -> String {
-            if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+            if s.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
         }
         let mut out = String::new();
         for line in std::iter::once(&self.columns).chain(self.rows.iter()) {

@@ -1,9 +1,9 @@
 //! Runs and their measurements: registering a sweep's runs, a worker's life cycle
 //! (start → metrics → finish), and reading state back for status and progress.
 
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Store, StoreError, NOW};
+use super::{NOW, Store, StoreError};
 use crate::model::Arch;
 use crate::sweep::RunConfig;
 use crate::train::{EvalMetrics, RunEnd, RunOutcome, StepMetrics};
@@ -100,8 +100,9 @@ const RUN_COLUMNS: &str = "run_key, sweep, variant, config_json, params, non_emb
 
 fn run_row(row: &Row) -> rusqlite::Result<RunRow> {
     let config_json: String = row.get(3)?;
-    let config: RunConfig = serde_json::from_str(&config_json)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e)))?;
+    let config: RunConfig = serde_json::from_str(&config_json).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+    })?;
     let status: String = row.get(8)?;
     Ok(RunRow {
         key: row.get(0)?,
@@ -133,7 +134,10 @@ fn arch_str(arch: Arch) -> &'static str {
 }
 
 fn enum_str<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
 }
 
 impl Store {
@@ -213,7 +217,9 @@ impl Store {
     pub fn runs(&self, sweep: &str) -> Result<Vec<RunRow>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE sweep = ?1 ORDER BY rowid"))
+            .prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE sweep = ?1 ORDER BY rowid"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt.query_map([sweep], run_row).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
@@ -222,14 +228,21 @@ impl Store {
     /// One run by key.
     pub fn run(&self, key: &str) -> Result<Option<RunRow>, StoreError> {
         self.conn
-            .query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_key = ?1"), [key], run_row)
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_key = ?1"),
+                [key],
+                run_row,
+            )
             .optional()
             .map_err(|e| self.err(e))
     }
 
     /// Names of the sweeps recorded in this store.
     pub fn sweep_names(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT name FROM sweeps ORDER BY created_at").map_err(|e| self.err(e))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM sweeps ORDER BY created_at")
+            .map_err(|e| self.err(e))?;
         let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
@@ -275,14 +288,25 @@ impl Store {
     /// continues from a checkpoint at `step`, and rows a dead attempt wrote after it are void.
     pub fn discard_after(&mut self, key: &str, step: u64) -> Result<(), StoreError> {
         self.write(|tx| {
-            tx.execute("DELETE FROM metrics WHERE run_key = ?1 AND step > ?2", params![key, step as i64])?;
-            tx.execute("DELETE FROM evals WHERE run_key = ?1 AND step > ?2", params![key, step as i64])?;
+            tx.execute(
+                "DELETE FROM metrics WHERE run_key = ?1 AND step > ?2",
+                params![key, step as i64],
+            )?;
+            tx.execute(
+                "DELETE FROM evals WHERE run_key = ?1 AND step > ?2",
+                params![key, step as i64],
+            )?;
             Ok(())
         })
     }
 
     /// Appends measurements of a running run (one transaction).
-    pub fn record(&mut self, key: &str, steps: &[StepMetrics], evals: &[EvalMetrics]) -> Result<(), StoreError> {
+    pub fn record(
+        &mut self,
+        key: &str,
+        steps: &[StepMetrics],
+        evals: &[EvalMetrics],
+    ) -> Result<(), StoreError> {
         self.write(|tx| insert_measurements(tx, key, steps, evals))
     }
 
@@ -331,7 +355,12 @@ impl Store {
     }
 
     /// Ends an attempt that failed with an error (not a divergence).
-    pub fn fail_attempt(&mut self, key: &str, attempt: Option<u32>, error: &str) -> Result<(), StoreError> {
+    pub fn fail_attempt(
+        &mut self,
+        key: &str,
+        attempt: Option<u32>,
+        error: &str,
+    ) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.execute(
                 &format!("UPDATE runs SET status = 'failed', error = ?2, finished_at = {NOW} WHERE run_key = ?1"),
@@ -396,7 +425,9 @@ impl Store {
             .conn
             .prepare("SELECT step, train_loss FROM metrics WHERE run_key = ?1 ORDER BY step")
             .map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([key], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([key], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 }

@@ -36,7 +36,10 @@ impl Store {
         if path.exists() {
             return Ok(false);
         }
-        let io = |source| StoreError::Io { path: path.to_path_buf(), source };
+        let io = |source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
         tmp_name.push(".tmp");
         let tmp = path.with_file_name(tmp_name);
@@ -51,7 +54,9 @@ impl Store {
                 .pragma_update_and_check(None, "journal_mode", "delete", |_| Ok(()))
                 .map_err(|e| shard.err(e))?;
         }
-        self.conn.execute("ATTACH DATABASE ?1 AS shard", [tmp.display().to_string()]).map_err(|e| self.err(e))?;
+        self.conn
+            .execute("ATTACH DATABASE ?1 AS shard", [tmp.display().to_string()])
+            .map_err(|e| self.err(e))?;
         let copied = self.conn.execute_batch(&format!(
             "BEGIN;
              INSERT INTO shard.sweeps SELECT * FROM main.sweeps WHERE name = (SELECT sweep FROM main.runs WHERE run_key = {k});
@@ -70,7 +75,12 @@ impl Store {
         detached.map_err(|e| self.err(e))?;
         let rows: i64 = {
             let shard = Store::open_read_only(&tmp)?;
-            shard.conn.query_row("SELECT count(*) FROM runs WHERE run_key = ?1", [key], |r| r.get(0)).map_err(|e| shard.err(e))?
+            shard
+                .conn
+                .query_row("SELECT count(*) FROM runs WHERE run_key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .map_err(|e| shard.err(e))?
         };
         if rows != 1 {
             let _ = std::fs::remove_file(&tmp);
@@ -79,7 +89,9 @@ impl Store {
                 source: rusqlite::Error::QueryReturnedNoRows,
             });
         }
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
         if let Some(dir) = path.parent() {
             let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
@@ -98,7 +110,9 @@ impl Store {
         // purpose: a worker killed mid-transaction leaves a hot journal, which only a writer
         // may roll back (a read-only open fails with SQLITE_READONLY_ROLLBACK).
         drop(Store::open(path)?);
-        self.conn.execute("ATTACH DATABASE ?1 AS shard", [path.display().to_string()]).map_err(|e| self.err(e))?;
+        self.conn
+            .execute("ATTACH DATABASE ?1 AS shard", [path.display().to_string()])
+            .map_err(|e| self.err(e))?;
         let merged = self.write(|tx| {
             let mut n = 0;
             n += tx.execute(

@@ -147,7 +147,12 @@ pub(crate) struct Source<'a> {
 
 impl Source<'_> {
     /// An error pointing at `span` in the file.
-    pub fn error(&self, kind: ErrorKind, span: Range<usize>, message: impl Into<String>) -> SweepError {
+    pub fn error(
+        &self,
+        kind: ErrorKind,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> SweepError {
         let mut err = SweepError::new(kind, self.path, message);
         let (line, col) = self.line_col(span.start);
         err.line_col = Some((line, col));
@@ -156,7 +161,12 @@ impl Source<'_> {
     }
 
     /// An error pointing at `span` when there is one, else at the whole file.
-    pub fn error_at(&self, kind: ErrorKind, span: Option<Range<usize>>, message: impl Into<String>) -> SweepError {
+    pub fn error_at(
+        &self,
+        kind: ErrorKind,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> SweepError {
         match span {
             Some(span) => self.error(kind, span, message),
             None => SweepError::new(kind, self.path, message),
@@ -179,10 +189,18 @@ impl Source<'_> {
         // Underline to the end of the span or of the line, whichever comes first; at least one ^.
         let start = floor_char_boundary(self.text, span.start.min(self.text.len()));
         let end = floor_char_boundary(self.text, span.end.min(self.text.len())).max(start);
-        let width = self.text[start..end].lines().next().map_or(0, |s| s.chars().count()).max(1);
+        let width = self.text[start..end]
+            .lines()
+            .next()
+            .map_or(0, |s| s.chars().count())
+            .max(1);
         let gutter = line.to_string().len();
         let pad = " ".repeat(gutter);
-        format!("{pad} |\n{line} | {text}\n{pad} | {}{}", " ".repeat(col - 1), "^".repeat(width))
+        format!(
+            "{pad} |\n{line} | {text}\n{pad} | {}{}",
+            " ".repeat(col - 1),
+            "^".repeat(width)
+        )
     }
 }
 
@@ -208,7 +226,9 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }
@@ -219,7 +239,10 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The candidate nearest to `word`, if it is close enough to be a plausible typo.
-pub(crate) fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn nearest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
@@ -249,7 +272,10 @@ mod tests {
 
     #[test]
     fn line_col_is_one_based_and_counts_chars() {
-        let src = Source { path: Path::new("x.toml"), text: "a = 1\nbé = 2\n" };
+        let src = Source {
+            path: Path::new("x.toml"),
+            text: "a = 1\nbé = 2\n",
+        };
         assert_eq!(src.line_col(0), (1, 1));
         assert_eq!(src.line_col(6), (2, 1));
         assert_eq!(src.line_col(10), (2, 4)); // after "bé " — é is two bytes, one column

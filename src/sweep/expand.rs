@@ -55,7 +55,11 @@ pub(crate) fn expand(src: &Source, spec: &Spec) -> Result<Grid, SweepError> {
     let variants: Vec<(Option<usize>, Vec<Setting>)> = if spec.variants.is_empty() {
         vec![(None, spec.base.clone())]
     } else {
-        spec.variants.iter().enumerate().map(|(i, v)| (Some(i), overlay(&spec.base, &v.settings))).collect()
+        spec.variants
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (Some(i), overlay(&spec.base, &v.settings)))
+            .collect()
     };
     for (_, settings) in &variants {
         for s in settings {
@@ -72,7 +76,11 @@ pub(crate) fn expand(src: &Source, spec: &Spec) -> Result<Grid, SweepError> {
     for (variant, settings) in &variants {
         let vname = variant.map(|i| spec.variants[i].name.as_str());
         let groups = group(src, spec, settings, vname)?;
-        let n = groups.iter().fold(spec.header.seeds.len() as u128, |acc, g| acc * g.len as u128);
+        let n = groups
+            .iter()
+            .fold(spec.header.seeds.len() as u128, |acc, g| {
+                acc * g.len as u128
+            });
         total += n;
         if total > MAX_POINTS {
             return Err(SweepError::new(
@@ -87,7 +95,13 @@ pub(crate) fn expand(src: &Source, spec: &Spec) -> Result<Grid, SweepError> {
                 .iter()
                 .map(|s| {
                     let values = if s.axis { s.values.clone() } else { Vec::new() };
-                    (s.key.dotted.clone(), KeySpans { key: s.key_span.clone(), values })
+                    (
+                        s.key.dotted.clone(),
+                        KeySpans {
+                            key: s.key_span.clone(),
+                            values,
+                        },
+                    )
                 })
                 .collect(),
         );
@@ -103,14 +117,24 @@ pub(crate) fn expand(src: &Source, spec: &Spec) -> Result<Grid, SweepError> {
             }
             for &(seed, _) in &spec.header.seeds {
                 let assigned = constants.iter().map(|s| (*s, &s.values[0].0)).chain(
-                    groups.iter().zip(&index).flat_map(|(g, &i)| g.settings.iter().map(move |s| (*s, &s.values[i].0))),
+                    groups
+                        .iter()
+                        .zip(&index)
+                        .flat_map(|(g, &i)| g.settings.iter().map(move |s| (*s, &s.values[i].0))),
                 );
                 let config = build(src, assigned, seed)?;
-                points.push(Point { config, variant: *variant });
+                points.push(Point {
+                    config,
+                    variant: *variant,
+                });
             }
         }
     }
-    Ok(Grid { points, keys, spans })
+    Ok(Grid {
+        points,
+        keys,
+        spans,
+    })
 }
 
 /// The base settings with a variant's overrides: an override takes the base key's place.
@@ -132,7 +156,9 @@ fn group<'a>(
     settings: &'a [Setting],
     variant: Option<&str>,
 ) -> Result<Vec<Group<'a>>, SweepError> {
-    let whose = variant.map(|v| format!(" (in variant `{v}`)")).unwrap_or_default();
+    let whose = variant
+        .map(|v| format!(" (in variant `{v}`)"))
+        .unwrap_or_default();
     let find = |key: &str| settings.iter().find(|s| s.key.dotted == key);
     // Check every zip group that this variant touches: all its keys set, all lists, equal lengths.
     for zg in &spec.header.zip {
@@ -143,9 +169,15 @@ fn group<'a>(
         for (key, span) in &zg.keys {
             let Some(s) = find(key) else {
                 return Err(src
-                    .error(ErrorKind::Zip, span.clone(), format!("`sweep.zip` names `{key}`, which is not set{whose}"))
+                    .error(
+                        ErrorKind::Zip,
+                        span.clone(),
+                        format!("`sweep.zip` names `{key}`, which is not set{whose}"),
+                    )
                     .with_key(key.clone())
-                    .with_help(format!("give `{key}` a list of values to pair, or remove it from the zip group")));
+                    .with_help(format!(
+                        "give `{key}` a list of values to pair, or remove it from the zip group"
+                    )));
             };
             if !s.axis {
                 return Err(src
@@ -186,14 +218,29 @@ fn group<'a>(
     let mut groups: Vec<Group> = Vec::new();
     let mut placed: Vec<usize> = Vec::new();
     for s in settings.iter().filter(|s| s.axis) {
-        match spec.header.zip.iter().position(|zg| zg.keys.iter().any(|(k, _)| *k == s.key.dotted)) {
+        match spec
+            .header
+            .zip
+            .iter()
+            .position(|zg| zg.keys.iter().any(|(k, _)| *k == s.key.dotted))
+        {
             Some(z) if placed.contains(&z) => {}
             Some(z) => {
                 placed.push(z);
-                let members: Vec<&Setting> = spec.header.zip[z].keys.iter().filter_map(|(k, _)| find(k)).collect();
-                groups.push(Group { len: members[0].values.len(), settings: members });
+                let members: Vec<&Setting> = spec.header.zip[z]
+                    .keys
+                    .iter()
+                    .filter_map(|(k, _)| find(k))
+                    .collect();
+                groups.push(Group {
+                    len: members[0].values.len(),
+                    settings: members,
+                });
             }
-            None => groups.push(Group { settings: vec![s], len: s.values.len() }),
+            None => groups.push(Group {
+                settings: vec![s],
+                len: s.values.len(),
+            }),
         }
     }
     Ok(groups)
@@ -211,8 +258,12 @@ fn build<'a>(
     seed: u64,
 ) -> Result<RunConfig, SweepError> {
     let d = &schema().defaults;
-    let (mut data, mut train, mut model, mut looped) =
-        (d.data.clone(), d.train.clone(), d.model.clone(), d.looped.clone());
+    let (mut data, mut train, mut model, mut looped) = (
+        d.data.clone(),
+        d.train.clone(),
+        d.model.clone(),
+        d.looped.clone(),
+    );
     for (s, v) in assigned {
         let table: &mut Map<String, Value> = match s.key.section {
             Section::Data => &mut data,
@@ -225,7 +276,10 @@ fn build<'a>(
     if model.get("arch").and_then(Value::as_str) == Some("looped") {
         // A looped model's blocks are its prelude, core and coda; n_layers says the same, so an
         // unused GPT depth can neither split one run into two keys nor mislead a table.
-        let blocks: u64 = ["n_prelude", "n_core", "n_coda"].iter().filter_map(|k| looped.get(*k)?.as_u64()).sum();
+        let blocks: u64 = ["n_prelude", "n_core", "n_coda"]
+            .iter()
+            .filter_map(|k| looped.get(*k)?.as_u64())
+            .sum();
         model.insert("n_layers".into(), Value::from(blocks));
         model.insert("looped".into(), Value::Object(looped));
     }
@@ -235,6 +289,11 @@ fn build<'a>(
     run.insert("model".into(), Value::Object(model));
     run.insert("seed".into(), Value::from(seed));
     // Every value was type-checked on its own already; this can only fail on a bug here.
-    serde_json::from_value(Value::Object(run))
-        .map_err(|e| SweepError::new(ErrorKind::InvalidRun, src.path, format!("internal error building a run: {e}")))
+    serde_json::from_value(Value::Object(run)).map_err(|e| {
+        SweepError::new(
+            ErrorKind::InvalidRun,
+            src.path,
+            format!("internal error building a run: {e}"),
+        )
+    })
 }

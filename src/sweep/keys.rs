@@ -174,8 +174,12 @@ impl<'de> de::Deserializer<'de> for FieldCapture<'_> {
 /// default as written in TOML (`"-"` where the default is derived from other keys; the looped
 /// keys apply only to `arch = "looped"`). For `--help` and docs.
 pub fn valid_keys() -> Vec<(String, String)> {
-    let header = HEADER_KEYS.iter().map(|(k, d)| (format!("sweep.{k}"), d.to_string()));
-    let slurm = super::slurm::SLURM_KEYS.iter().map(|(k, d)| (format!("slurm.{k}"), d.to_string()));
+    let header = HEADER_KEYS
+        .iter()
+        .map(|(k, d)| (format!("sweep.{k}"), d.to_string()));
+    let slurm = super::slurm::SLURM_KEYS
+        .iter()
+        .map(|(k, d)| (format!("slurm.{k}"), d.to_string()));
     header
         .chain(slurm)
         .chain(schema().keys.iter().map(|k| {
@@ -192,7 +196,14 @@ pub fn valid_keys() -> Vec<(String, String)> {
 pub(crate) fn toml_literal(value: &Value) -> String {
     match value {
         Value::String(s) => format!("{s:?}"),
-        Value::Array(items) => format!("[{}]", items.iter().map(toml_literal).collect::<Vec<_>>().join(", ")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(toml_literal)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         other => other.to_string(),
     }
 }
@@ -201,7 +212,14 @@ pub(crate) fn toml_literal(value: &Value) -> String {
 pub(crate) fn display_value(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
-        Value::Array(items) => format!("[{}]", items.iter().map(display_value).collect::<Vec<_>>().join(", ")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(display_value)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Value::Null => "-".to_string(),
         other => other.to_string(),
     }

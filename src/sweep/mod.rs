@@ -116,7 +116,11 @@ impl PlannedRun {
     /// `variant d_model=64 n_heads=2 seed=0`: a short label for progress lines and tables.
     pub fn label(&self) -> String {
         let mut parts: Vec<String> = self.variant.iter().cloned().collect();
-        parts.extend(self.varying.iter().map(|(k, v)| format!("{}={v}", k.rsplit('.').next().unwrap_or(k))));
+        parts.extend(
+            self.varying
+                .iter()
+                .map(|(k, v)| format!("{}={v}", k.rsplit('.').next().unwrap_or(k))),
+        );
         parts.join(" ")
     }
 }
@@ -142,13 +146,16 @@ impl Sweep {
 
     pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Sweep, SweepError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            SweepError::new(ErrorKind::Io, path, format!("cannot read sweep file {}: {e}", path.display())).with_help(
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    "check the path; sweep files usually live in sweeps/"
-                } else {
-                    "check that the file is readable UTF-8 text"
-                },
+            SweepError::new(
+                ErrorKind::Io,
+                path,
+                format!("cannot read sweep file {}: {e}", path.display()),
             )
+            .with_help(if e.kind() == std::io::ErrorKind::NotFound {
+                "check the path; sweep files usually live in sweeps/"
+            } else {
+                "check that the file is readable UTF-8 text"
+            })
         })?;
         Sweep::from_str_with(&text, path, options)
     }
@@ -158,7 +165,11 @@ impl Sweep {
         Sweep::from_str_with(text, path, &LoadOptions::default())
     }
 
-    pub fn from_str_with(text: &str, path: &Path, options: &LoadOptions) -> Result<Sweep, SweepError> {
+    pub fn from_str_with(
+        text: &str,
+        path: &Path,
+        options: &LoadOptions,
+    ) -> Result<Sweep, SweepError> {
         let src = Source { path, text };
         let spec = spec::parse(&src)?;
         let grid = expand::expand(&src, &spec)?;
@@ -174,11 +185,9 @@ impl Sweep {
             return Err(err);
         }
         let warnings = warnings(&grid.keys, &runs);
-        let db = spec
-            .header
-            .db
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("results").join(format!("{}.sqlite", spec.header.name)));
+        let db = spec.header.db.clone().unwrap_or_else(|| {
+            PathBuf::from("results").join(format!("{}.sqlite", spec.header.name))
+        });
         Ok(Sweep {
             name: spec.header.name,
             description: spec.header.description,
@@ -209,7 +218,11 @@ fn dedup(points: Vec<expand::Point>) -> Vec<(String, expand::Point)> {
 
 /// The axes (keys set in the file that take two or more values across the runs; a looped key
 /// merely absent from GPT runs does not count) and the runs with their values of them.
-fn describe(keys: &[String], points: &[(String, expand::Point)], spec: &spec::Spec) -> (Vec<String>, Vec<PlannedRun>) {
+fn describe(
+    keys: &[String],
+    points: &[(String, expand::Point)],
+    spec: &spec::Spec,
+) -> (Vec<String>, Vec<PlannedRun>) {
     let values: Vec<Vec<Option<String>>> = points
         .iter()
         .map(|(_, p)| {
@@ -220,7 +233,9 @@ fn describe(keys: &[String], points: &[(String, expand::Point)], spec: &spec::Sp
     let varying: Vec<usize> = (0..keys.len())
         .filter(|&i| {
             let mut present = values.iter().filter_map(|v| v[i].as_ref());
-            present.next().is_some_and(|first| present.any(|x| x != first))
+            present
+                .next()
+                .is_some_and(|first| present.any(|x| x != first))
         })
         .collect();
     let axes = varying.iter().map(|&i| keys[i].clone()).collect();
@@ -233,7 +248,12 @@ fn describe(keys: &[String], points: &[(String, expand::Point)], spec: &spec::Sp
             variant: p.variant.map(|i| spec.variants[i].name.clone()),
             varying: varying
                 .iter()
-                .map(|&i| (keys[i].clone(), vals[i].clone().unwrap_or_else(|| "-".into())))
+                .map(|&i| {
+                    (
+                        keys[i].clone(),
+                        vals[i].clone().unwrap_or_else(|| "-".into()),
+                    )
+                })
                 .collect(),
         })
         .collect();
@@ -250,14 +270,18 @@ fn first_failure(
     options: &LoadOptions,
 ) -> Option<SweepError> {
     let mut sizes = HashMap::new();
-    let mut failing = runs.iter().zip(points).enumerate().filter_map(|(i, (run, (_, p)))| {
-        let mut problems = validate::check_run(&run.config);
-        // Corpus problems only once the run itself is sane (its seq_len may be the bad value).
-        if options.check_corpus && problems.is_empty() {
-            problems.extend(validate::check_corpus(&run.config, base_dir, &mut sizes));
-        }
-        (!problems.is_empty()).then_some((i, run, p.variant, problems))
-    });
+    let mut failing = runs
+        .iter()
+        .zip(points)
+        .enumerate()
+        .filter_map(|(i, (run, (_, p)))| {
+            let mut problems = validate::check_run(&run.config);
+            // Corpus problems only once the run itself is sane (its seq_len may be the bad value).
+            if options.check_corpus && problems.is_empty() {
+                problems.extend(validate::check_corpus(&run.config, base_dir, &mut sizes));
+            }
+            (!problems.is_empty()).then_some((i, run, p.variant, problems))
+        });
     let (i, run, variant, problems) = failing.next()?;
     let others = failing.count();
     let spans = &spans[variant.unwrap_or(0)];
@@ -266,16 +290,25 @@ fn first_failure(
     let span = first.keys.iter().find_map(|k| {
         let set = spans.get(*k)?;
         let shown = dotted_get(&run.config, k);
-        let value = set.values.iter().find(|(v, _)| Some(display_value(v)) == shown);
+        let value = set
+            .values
+            .iter()
+            .find(|(v, _)| Some(display_value(v)) == shown);
         Some(value.map_or(set.key.clone(), |(_, span)| span.clone()))
     });
-    let mut err = src.error_at(first.kind, span, first.message.clone()).with_key(first.keys[0]);
+    let mut err = src
+        .error_at(first.kind, span, first.message.clone())
+        .with_key(first.keys[0]);
     if runs.len() > 1 || run.variant.is_some() {
         let mut what = format!("in run {} of {}", i + 1, runs.len());
         if let Some(v) = &run.variant {
             what.push_str(&format!(" (variant `{v}`)"));
         }
-        let vals: Vec<String> = run.varying.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        let vals: Vec<String> = run
+            .varying
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
         if !vals.is_empty() {
             what.push_str(&format!(": {}", vals.join(", ")));
         }
@@ -285,8 +318,9 @@ fn first_failure(
         err.notes.push(format!("this run also has: {}", p.message));
     }
     if others > 0 {
-        err.notes
-            .push(format!("{others} more run(s) fail validation; run `loopscale plan` again after fixing this one"));
+        err.notes.push(format!(
+            "{others} more run(s) fail validation; run `loopscale plan` again after fixing this one"
+        ));
     }
     err.help = Some(first.help.clone());
     Some(err)
@@ -294,12 +328,19 @@ fn first_failure(
 
 /// What to know before training: keys set in the file that no run reads, and known traps.
 fn warnings(keys: &[String], runs: &[PlannedRun]) -> Vec<String> {
-    let looped = runs.iter().filter(|r| r.config.model.looped.is_some()).count();
+    let looped = runs
+        .iter()
+        .filter(|r| r.config.model.looped.is_some())
+        .count();
     let mut out = Vec::new();
     for key in keys {
-        let Some(info) = schema().get(key) else { continue };
+        let Some(info) = schema().get(key) else {
+            continue;
+        };
         if info.section == Section::Looped && looped == 0 {
-            out.push(format!("`{key}` is set but no run has arch = \"looped\", so it has no effect"));
+            out.push(format!(
+                "`{key}` is set but no run has arch = \"looped\", so it has no effect"
+            ));
         }
         if key == "model.n_layers" && looped == runs.len() && looped > 0 {
             out.push(format!(
@@ -311,7 +352,12 @@ fn warnings(keys: &[String], runs: &[PlannedRun]) -> Vec<String> {
     // stalls looped models near the unigram loss (the norm multiplies the input-side gradient
     // into the shared embedding ~50×). Say so before hours of compute are spent.
     let stalls = runs.iter().filter(|r| {
-        r.config.model.tie_embeddings && r.config.model.looped.as_ref().is_some_and(|l| l.prelude_norm)
+        r.config.model.tie_embeddings
+            && r.config
+                .model
+                .looped
+                .as_ref()
+                .is_some_and(|l| l.prelude_norm)
     });
     if stalls.count() > 0 {
         out.push(

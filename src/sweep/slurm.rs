@@ -42,10 +42,20 @@ pub struct SlurmSettings {
     pub sbatch_args: Vec<String>,
 }
 
-pub(crate) fn parse_slurm(src: &Source, value: &Spanned<DeValue>) -> Result<SlurmSettings, SweepError> {
+pub(crate) fn parse_slurm(
+    src: &Source,
+    value: &Spanned<DeValue>,
+) -> Result<SlurmSettings, SweepError> {
     let Some(table) = value.get_ref().as_table() else {
         return Err(src
-            .error(ErrorKind::WrongType, value.span(), format!("`slurm` must be a table, found {}", de_kind(value.get_ref())))
+            .error(
+                ErrorKind::WrongType,
+                value.span(),
+                format!(
+                    "`slurm` must be a table, found {}",
+                    de_kind(value.get_ref())
+                ),
+            )
             .with_key("slurm")
             .with_help("write it as a table header `[slurm]` followed by `key = value` lines"));
     };
@@ -56,7 +66,9 @@ pub(crate) fn parse_slurm(src: &Source, value: &Spanned<DeValue>) -> Result<Slur
         let key = k.get_ref().as_ref();
         let dotted = format!("slurm.{key}");
         match key {
-            "partition" => out.partition = Some(string(src, &dotted, v, "a partition name such as \"gpu\"")?),
+            "partition" => {
+                out.partition = Some(string(src, &dotted, v, "a partition name such as \"gpu\"")?)
+            }
             "time" => {
                 let s = string(src, &dotted, v, "a time limit such as \"2:00:00\"")?;
                 if !is_slurm_time(&s) {
@@ -72,19 +84,36 @@ pub(crate) fn parse_slurm(src: &Source, value: &Spanned<DeValue>) -> Result<Slur
             "max_parallel" => out.max_parallel = Some(uint(src, &dotted, v, 1)?),
             "sbatch_args" => {
                 let DeValue::Array(items) = v.get_ref() else {
-                    return Err(wrong_type(src, &dotted, v, "a list of strings such as [\"--account=myproj\"]"));
+                    return Err(wrong_type(
+                        src,
+                        &dotted,
+                        v,
+                        "a list of strings such as [\"--account=myproj\"]",
+                    ));
                 };
                 out.sbatch_args = items
                     .iter()
-                    .map(|it| string(src, &dotted, it, "a list of strings such as [\"--account=myproj\"]"))
+                    .map(|it| {
+                        string(
+                            src,
+                            &dotted,
+                            it,
+                            "a list of strings such as [\"--account=myproj\"]",
+                        )
+                    })
                     .collect::<Result<_, _>>()?;
             }
             _ => {
                 let mut err = src
-                    .error(ErrorKind::UnknownKey, k.span(), format!("unknown key `{dotted}`"))
+                    .error(
+                        ErrorKind::UnknownKey,
+                        k.span(),
+                        format!("unknown key `{dotted}`"),
+                    )
                     .with_key(dotted.clone());
                 if let Some(s) = nearest(key, SLURM_KEYS.iter().map(|(k, _)| *k)) {
-                    err.message.push_str(&format!("; did you mean `slurm.{s}`?"));
+                    err.message
+                        .push_str(&format!("; did you mean `slurm.{s}`?"));
                 }
                 let keys: Vec<String> = SLURM_KEYS.iter().map(|(k, _)| format!("`{k}`")).collect();
                 err.help = Some(format!("[slurm] takes {}", keys.join(", ")));
@@ -127,19 +156,37 @@ fn de_kind(v: &DeValue) -> &'static str {
 
 fn wrong_type(src: &Source, key: &str, v: &Spanned<DeValue>, expected: &str) -> SweepError {
     let mut err = src
-        .error(ErrorKind::WrongType, v.span(), format!("`{key}`: expected {expected}, found {}", de_kind(v.get_ref())))
+        .error(
+            ErrorKind::WrongType,
+            v.span(),
+            format!(
+                "`{key}`: expected {expected}, found {}",
+                de_kind(v.get_ref())
+            ),
+        )
         .with_key(key);
     if v.get_ref().is_array() && key != "slurm.sbatch_args" {
-        err.help = Some(format!("`{key}` is one value for the whole sweep, not a grid axis"));
+        err.help = Some(format!(
+            "`{key}` is one value for the whole sweep, not a grid axis"
+        ));
     }
     err
 }
 
-fn string(src: &Source, key: &str, v: &Spanned<DeValue>, expected: &str) -> Result<String, SweepError> {
+fn string(
+    src: &Source,
+    key: &str,
+    v: &Spanned<DeValue>,
+    expected: &str,
+) -> Result<String, SweepError> {
     match v.get_ref().as_str() {
         Some(s) if !s.trim().is_empty() => Ok(s.to_string()),
         Some(_) => Err(src
-            .error(ErrorKind::Header, v.span(), format!("`{key}` is empty: expected {expected}"))
+            .error(
+                ErrorKind::Header,
+                v.span(),
+                format!("`{key}` is empty: expected {expected}"),
+            )
             .with_key(key)
             .with_help("remove the key to use the default")),
         None => Err(wrong_type(src, key, v, expected)),
@@ -153,11 +200,17 @@ fn uint(src: &Source, key: &str, v: &Spanned<DeValue>, min: u32) -> Result<u32, 
     };
     let Some(n) = n else {
         let found = match v.get_ref() {
-            DeValue::Float(f) => describe(&Value::from(f.to_string().parse::<f64>().unwrap_or(f64::NAN))),
+            DeValue::Float(f) => describe(&Value::from(
+                f.to_string().parse::<f64>().unwrap_or(f64::NAN),
+            )),
             other => de_kind(other).to_string(),
         };
         return Err(src
-            .error(ErrorKind::WrongType, v.span(), format!("`{key}`: expected an integer ≥ {min}, found {found}"))
+            .error(
+                ErrorKind::WrongType,
+                v.span(),
+                format!("`{key}`: expected an integer ≥ {min}, found {found}"),
+            )
             .with_key(key)
             .with_help(if v.get_ref().is_array() {
                 format!("`{key}` is one value for the whole sweep, not a grid axis")
@@ -167,9 +220,15 @@ fn uint(src: &Source, key: &str, v: &Spanned<DeValue>, min: u32) -> Result<u32, 
     };
     if n < min as i64 || n > u32::MAX as i64 {
         return Err(src
-            .error(ErrorKind::Header, v.span(), format!("`{key}` = {n} is out of range: expected an integer ≥ {min}"))
+            .error(
+                ErrorKind::Header,
+                v.span(),
+                format!("`{key}` = {n} is out of range: expected an integer ≥ {min}"),
+            )
             .with_key(key)
-            .with_help(format!("write a whole number ≥ {min}, or remove the key to use the default")));
+            .with_help(format!(
+                "write a whole number ≥ {min}, or remove the key to use the default"
+            )));
     }
     Ok(n as u32)
 }
@@ -180,7 +239,15 @@ mod tests {
 
     #[test]
     fn slurm_time_formats() {
-        for ok in ["30", "30:00", "2:00:00", "1-12", "1-12:30", "1-12:30:00", "UNLIMITED"] {
+        for ok in [
+            "30",
+            "30:00",
+            "2:00:00",
+            "1-12",
+            "1-12:30",
+            "1-12:30:00",
+            "UNLIMITED",
+        ] {
             assert!(is_slurm_time(ok), "{ok}");
         }
         for bad in ["", "2h", "1:2:3:4", "-1", "1-", "a:00", "1.5"] {

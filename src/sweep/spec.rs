@@ -14,8 +14,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::error::{ErrorKind, Source, SweepError, nearest};
-use super::slurm::{SlurmSettings, parse_slurm};
 use super::keys::{HEADER_KEYS, KeyInfo, Section, schema, toml_literal};
+use super::slurm::{SlurmSettings, parse_slurm};
 use crate::model::{LoopedConfig, ModelConfig};
 use crate::train::{DataConfig, TrainConfig};
 
@@ -86,11 +86,22 @@ pub(crate) fn parse(src: &Source) -> Result<Spec, SweepError> {
         }
     }
     let header = header.ok_or_else(|| {
-        SweepError::new(ErrorKind::Header, src.path, "missing the [sweep] table (every sweep needs a name)")
-            .with_key("sweep.name")
-            .with_help("add at the top of the file:\n             [sweep]\n             name = \"my_study\"")
+        SweepError::new(
+            ErrorKind::Header,
+            src.path,
+            "missing the [sweep] table (every sweep needs a name)",
+        )
+        .with_key("sweep.name")
+        .with_help(
+            "add at the top of the file:\n             [sweep]\n             name = \"my_study\"",
+        )
     })?;
-    Ok(Spec { header, base, variants, slurm })
+    Ok(Spec {
+        header,
+        base,
+        variants,
+        slurm,
+    })
 }
 
 fn syntax_error(src: &Source, e: &toml::de::Error) -> SweepError {
@@ -100,7 +111,12 @@ fn syntax_error(src: &Source, e: &toml::de::Error) -> SweepError {
 }
 
 /// A table's entries in file order (the parser's map may be sorted by key).
-fn sorted<'a, 'i>(table: &'a DeTable<'i>) -> Vec<(&'a Spanned<std::borrow::Cow<'i, str>>, &'a Spanned<DeValue<'i>>)> {
+fn sorted<'a, 'i>(
+    table: &'a DeTable<'i>,
+) -> Vec<(
+    &'a Spanned<std::borrow::Cow<'i, str>>,
+    &'a Spanned<DeValue<'i>>,
+)> {
     let mut entries: Vec<_> = table.iter().collect();
     entries.sort_by_key(|(k, _)| k.span().start);
     entries
@@ -115,16 +131,26 @@ fn expect_table<'a, 'i>(
         src.error(
             ErrorKind::WrongType,
             value.span(),
-            format!("`{what}` must be a table, found {}", describe_de(value.get_ref())),
+            format!(
+                "`{what}` must be a table, found {}",
+                describe_de(value.get_ref())
+            ),
         )
         .with_key(what)
-        .with_help(format!("write it as a table header `[{what}]` followed by `key = value` lines"))
+        .with_help(format!(
+            "write it as a table header `[{what}]` followed by `key = value` lines"
+        ))
     })
 }
 
 fn unknown_top_key(src: &Source, name: &str, span: Span) -> SweepError {
-    let mut err =
-        src.error(ErrorKind::UnknownKey, span, format!("unknown key `{name}` at the top level")).with_key(name);
+    let mut err = src
+        .error(
+            ErrorKind::UnknownKey,
+            span,
+            format!("unknown key `{name}` at the top level"),
+        )
+        .with_key(name);
     let is_field = schema().keys.iter().any(|k| k.field == name);
     if let Some(s) = nearest(name, TOP_KEYS.iter().copied()).filter(|_| !is_field) {
         err.message.push_str(&format!("; did you mean `{s}`?"));
@@ -137,16 +163,27 @@ fn unknown_top_key(src: &Source, name: &str, span: Span) -> SweepError {
             k.section.table()
         ));
     } else {
-        err.help = Some(format!("the top level takes only the tables {}", list(TOP_KEYS)));
+        err.help = Some(format!(
+            "the top level takes only the tables {}",
+            list(TOP_KEYS)
+        ));
     }
     err
 }
 
 fn list(items: &[&str]) -> String {
-    items.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn parse_header(src: &Source, key_span: Span, value: &Spanned<DeValue>) -> Result<Header, SweepError> {
+fn parse_header(
+    src: &Source,
+    key_span: Span,
+    value: &Spanned<DeValue>,
+) -> Result<Header, SweepError> {
     let table = expect_table(src, "sweep", value)?;
     let mut name = None;
     let mut header = Header {
@@ -164,7 +201,11 @@ fn parse_header(src: &Source, key_span: Span, value: &Spanned<DeValue>) -> Resul
         match key {
             "name" => {
                 let s = expect_string(src, &dotted, v, "a name such as \"my_study\"")?;
-                if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                if s.is_empty()
+                    || !s
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
                     return Err(src
                         .error(
                             ErrorKind::Header,
@@ -180,10 +221,19 @@ fn parse_header(src: &Source, key_span: Span, value: &Spanned<DeValue>) -> Resul
             }
             "description" => header.description = expect_string(src, &dotted, v, "a string")?,
             "db" => {
-                let s = expect_string(src, &dotted, v, "a path such as \"results/my_study.sqlite\"")?;
+                let s = expect_string(
+                    src,
+                    &dotted,
+                    v,
+                    "a path such as \"results/my_study.sqlite\"",
+                )?;
                 if s.is_empty() {
                     return Err(src
-                        .error(ErrorKind::Header, v.span(), "`sweep.db` is empty: expected a path")
+                        .error(
+                            ErrorKind::Header,
+                            v.span(),
+                            "`sweep.db` is empty: expected a path",
+                        )
                         .with_key(dotted)
                         .with_help("remove the key to use results/<name>.sqlite"));
                 }
@@ -191,7 +241,8 @@ fn parse_header(src: &Source, key_span: Span, value: &Spanned<DeValue>) -> Resul
             }
             "retries" => {
                 header.retries = expect_uint(src, &dotted, v)?.try_into().map_err(|_| {
-                    src.error(ErrorKind::Header, v.span(), "`sweep.retries` is too large").with_key(dotted.clone())
+                    src.error(ErrorKind::Header, v.span(), "`sweep.retries` is too large")
+                        .with_key(dotted.clone())
                 })?
             }
             "seeds" => {
@@ -220,15 +271,29 @@ fn parse_header(src: &Source, key_span: Span, value: &Spanned<DeValue>) -> Resul
             }
             "zip" => header.zip = parse_zip(src, v)?,
             _ => {
-                let mut err =
-                    src.error(ErrorKind::UnknownKey, k.span(), format!("unknown key `{dotted}`")).with_key(dotted);
+                let mut err = src
+                    .error(
+                        ErrorKind::UnknownKey,
+                        k.span(),
+                        format!("unknown key `{dotted}`"),
+                    )
+                    .with_key(dotted);
                 let is_field = schema().keys.iter().any(|i| i.field == key);
-                if let Some(s) = nearest(key, HEADER_KEYS.iter().map(|(k, _)| *k)).filter(|_| !is_field) {
-                    err.message.push_str(&format!("; did you mean `sweep.{s}`?"));
+                if let Some(s) =
+                    nearest(key, HEADER_KEYS.iter().map(|(k, _)| *k)).filter(|_| !is_field)
+                {
+                    err.message
+                        .push_str(&format!("; did you mean `sweep.{s}`?"));
                 }
                 err.help = Some(match schema().keys.iter().find(|i| i.field == key) {
-                    Some(i) => format!("`{key}` belongs in the [{}] table, not [sweep]", i.section.table()),
-                    None => format!("[sweep] takes {}", list(&HEADER_KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>())),
+                    Some(i) => format!(
+                        "`{key}` belongs in the [{}] table, not [sweep]",
+                        i.section.table()
+                    ),
+                    None => format!(
+                        "[sweep] takes {}",
+                        list(&HEADER_KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>())
+                    ),
                 });
                 return Err(err);
             }
@@ -247,30 +312,56 @@ fn parse_header(src: &Source, key_span: Span, value: &Spanned<DeValue>) -> Resul
 
 fn parse_zip(src: &Source, v: &Spanned<DeValue>) -> Result<Vec<ZipGroup>, SweepError> {
     let shape_err = |span: Span| {
-        src.error(ErrorKind::Zip, span, "`sweep.zip` must be a list of lists of dotted keys")
-            .with_key("sweep.zip")
-            .with_help("e.g. zip = [[\"model.d_model\", \"model.n_heads\"]] pairs those two axes element-wise")
+        src.error(
+            ErrorKind::Zip,
+            span,
+            "`sweep.zip` must be a list of lists of dotted keys",
+        )
+        .with_key("sweep.zip")
+        .with_help(
+            "e.g. zip = [[\"model.d_model\", \"model.n_heads\"]] pairs those two axes element-wise",
+        )
     };
-    let DeValue::Array(groups) = v.get_ref() else { return Err(shape_err(v.span())) };
+    let DeValue::Array(groups) = v.get_ref() else {
+        return Err(shape_err(v.span()));
+    };
     let mut out: Vec<ZipGroup> = Vec::new();
     for g in groups.iter() {
-        let DeValue::Array(items) = g.get_ref() else { return Err(shape_err(g.span())) };
+        let DeValue::Array(items) = g.get_ref() else {
+            return Err(shape_err(g.span()));
+        };
         let mut keys = Vec::new();
         for it in items.iter() {
-            let Some(key) = it.get_ref().as_str() else { return Err(shape_err(it.span())) };
+            let Some(key) = it.get_ref().as_str() else {
+                return Err(shape_err(it.span()));
+            };
             if schema().get(key).is_none() {
                 let mut err = src
-                    .error(ErrorKind::UnknownKey, it.span(), format!("`sweep.zip` names unknown key `{key}`"))
+                    .error(
+                        ErrorKind::UnknownKey,
+                        it.span(),
+                        format!("`sweep.zip` names unknown key `{key}`"),
+                    )
                     .with_key("sweep.zip");
                 if let Some(s) = nearest(key, schema().keys.iter().map(|k| k.dotted.as_str())) {
                     err.message.push_str(&format!("; did you mean `{s}`?"));
                 }
-                err.help = Some("zip names axes by their dotted keys, e.g. \"model.d_model\"".into());
+                err.help =
+                    Some("zip names axes by their dotted keys, e.g. \"model.d_model\"".into());
                 return Err(err);
             }
-            if out.iter().flat_map(|g| &g.keys).chain(&keys).any(|(k, _): &(String, Span)| k == key) {
+            if out
+                .iter()
+                .flat_map(|g| &g.keys)
+                .chain(&keys)
+                .any(|(k, _): &(String, Span)| k == key)
+            {
                 return Err(src
-                    .error(ErrorKind::Zip, it.span(), format!("`{key}` appears more than once in `sweep.zip`"))
+                    .error(
+                        ErrorKind::Zip,
+                        it.span(),
+                        format!("`{key}` appears more than once in `sweep.zip`"),
+                    )
                     .with_key("sweep.zip")
                     .with_help("an axis can be zipped in one group only; merge the groups"));
             }
@@ -281,14 +372,22 @@ fn parse_zip(src: &Source, v: &Spanned<DeValue>) -> Result<Vec<ZipGroup>, SweepE
     Ok(out)
 }
 
-fn expect_string(src: &Source, key: &str, v: &Spanned<DeValue>, expected: &str) -> Result<String, SweepError> {
+fn expect_string(
+    src: &Source,
+    key: &str,
+    v: &Spanned<DeValue>,
+    expected: &str,
+) -> Result<String, SweepError> {
     match v.get_ref().as_str() {
         Some(s) => Ok(s.to_string()),
         None => Err(src
             .error(
                 ErrorKind::WrongType,
                 v.span(),
-                format!("`{key}`: expected {expected}, found {}", describe_de(v.get_ref())),
+                format!(
+                    "`{key}`: expected {expected}, found {}",
+                    describe_de(v.get_ref())
+                ),
             )
             .with_key(key)),
     }
@@ -301,7 +400,10 @@ fn expect_uint(src: &Source, key: &str, v: &Spanned<DeValue>) -> Result<u64, Swe
             .error(
                 ErrorKind::WrongType,
                 v.span(),
-                format!("`{key}`: expected a non-negative integer, found {}", describe(&other)),
+                format!(
+                    "`{key}`: expected a non-negative integer, found {}",
+                    describe(&other)
+                ),
             )
             .with_key(key)),
     }
@@ -313,7 +415,10 @@ fn parse_variants(src: &Source, value: &Spanned<DeValue>) -> Result<Vec<VariantS
             .error(
                 ErrorKind::WrongType,
                 value.span(),
-                format!("`variants` must be an array of tables, found {}", describe_de(value.get_ref())),
+                format!(
+                    "`variants` must be an array of tables, found {}",
+                    describe_de(value.get_ref())
+                ),
             )
             .with_key("variants")
             .with_help("write each variant as a `[[variants]]` section with a `name`"));
@@ -328,8 +433,16 @@ fn parse_variants(src: &Source, value: &Spanned<DeValue>) -> Result<Vec<VariantS
             let key = k.get_ref().as_ref();
             match key {
                 "name" => {
-                    let s = expect_string(src, &format!("{what}.name"), v, "a name such as \"parcae\"")?;
-                    if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+                    let s = expect_string(
+                        src,
+                        &format!("{what}.name"),
+                        v,
+                        "a name such as \"parcae\"",
+                    )?;
+                    if s.is_empty()
+                        || !s
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
                     {
                         return Err(src
                             .error(
@@ -341,7 +454,11 @@ fn parse_variants(src: &Source, value: &Spanned<DeValue>) -> Result<Vec<VariantS
                     }
                     if out.iter().any(|o| o.name == s) {
                         return Err(src
-                            .error(ErrorKind::Variant, v.span(), format!("two variants are named {s:?}"))
+                            .error(
+                                ErrorKind::Variant,
+                                v.span(),
+                                format!("two variants are named {s:?}"),
+                            )
                             .with_key(format!("{what}.name"))
                             .with_help("variant names label their runs and must be unique"));
                     }
@@ -353,20 +470,31 @@ fn parse_variants(src: &Source, value: &Spanned<DeValue>) -> Result<Vec<VariantS
                         src,
                         key,
                         t,
-                        name.as_ref().map(|(n, _): &(String, Span)| n.as_str()).or(Some(&what)),
+                        name.as_ref()
+                            .map(|(n, _): &(String, Span)| n.as_str())
+                            .or(Some(&what)),
                     )?);
                 }
                 _ => {
                     let mut err = src
-                        .error(ErrorKind::UnknownKey, k.span(), format!("unknown key `{key}` in {what}"))
+                        .error(
+                            ErrorKind::UnknownKey,
+                            k.span(),
+                            format!("unknown key `{key}` in {what}"),
+                        )
                         .with_key(format!("{what}.{key}"));
                     let is_field = schema().keys.iter().any(|i| i.field == key);
-                    if let Some(s) = nearest(key, VARIANT_KEYS.iter().copied()).filter(|_| !is_field) {
+                    if let Some(s) =
+                        nearest(key, VARIANT_KEYS.iter().copied()).filter(|_| !is_field)
+                    {
                         err.message.push_str(&format!("; did you mean `{s}`?"));
                     }
                     err.help = Some(match schema().keys.iter().find(|i| i.field == key) {
                         Some(i) => {
-                            format!("inside a variant, write the table too: `{}.{key} = ...`", i.section.table())
+                            format!(
+                                "inside a variant, write the table too: `{}.{key} = ...`",
+                                i.section.table()
+                            )
                         }
                         None => format!("a variant takes {}", list(VARIANT_KEYS)),
                     });
@@ -376,9 +504,15 @@ fn parse_variants(src: &Source, value: &Spanned<DeValue>) -> Result<Vec<VariantS
         }
         let Some((name, _)) = name else {
             return Err(src
-                .error(ErrorKind::Variant, item.span(), format!("{what} has no `name`"))
+                .error(
+                    ErrorKind::Variant,
+                    item.span(),
+                    format!("{what} has no `name`"),
+                )
                 .with_key(format!("{what}.name"))
-                .with_help("add `name = \"...\"` to the [[variants]] section; the name labels its runs"));
+                .with_help(
+                    "add `name = \"...\"` to the [[variants]] section; the name labels its runs",
+                ));
         };
         out.push(VariantSpec { name, settings });
     }
@@ -404,20 +538,42 @@ fn parse_settings(
     Ok(out)
 }
 
-fn unknown_key(src: &Source, table: &str, field: &str, span: Span, variant: Option<&str>) -> SweepError {
+fn unknown_key(
+    src: &Source,
+    table: &str,
+    field: &str,
+    span: Span,
+    variant: Option<&str>,
+) -> SweepError {
     let dotted = format!("{table}.{field}");
-    let whose = variant.map(|n| format!(" in variant `{n}`")).unwrap_or_default();
-    let mut err =
-        src.error(ErrorKind::UnknownKey, span, format!("unknown key `{dotted}`{whose}")).with_key(dotted.clone());
+    let whose = variant
+        .map(|n| format!(" in variant `{n}`"))
+        .unwrap_or_default();
+    let mut err = src
+        .error(
+            ErrorKind::UnknownKey,
+            span,
+            format!("unknown key `{dotted}`{whose}"),
+        )
+        .with_key(dotted.clone());
     let here: Vec<&str> = schema().in_table(table).map(|k| k.field).collect();
     let elsewhere = schema().keys.iter().any(|k| k.field == field);
     if let Some(s) = nearest(field, here.iter().copied()).filter(|_| !elsewhere) {
-        err.message.push_str(&format!("; did you mean `{table}.{s}`?"));
+        err.message
+            .push_str(&format!("; did you mean `{table}.{s}`?"));
     }
     err.help = Some(if table == "model" && field == "looped" {
         "looped options are written flat in [model] (e.g. `mean_recurrence = 4`), not in a `looped` sub-table".into()
-    } else if let Some(other) = schema().keys.iter().find(|k| k.field == field && k.section.table() != table) {
-        format!("`{field}` is a [{}] key: write it as `{}`", other.section.table(), other.dotted)
+    } else if let Some(other) = schema()
+        .keys
+        .iter()
+        .find(|k| k.field == field && k.section.table() != table)
+    {
+        format!(
+            "`{field}` is a [{}] key: write it as `{}`",
+            other.section.table(),
+            other.dotted
+        )
     } else {
         format!("[{table}] takes {}", list(&here))
     });
@@ -447,11 +603,10 @@ fn parse_setting(
             if lists == 0 || items.is_empty() {
                 (vec![(whole, v.span())], false)
             } else if lists == items.len() {
-                let vals = items.iter().map(|it| Ok((to_json(src, &info.dotted, it)?, it.span()))).collect::<Result<
-                    Vec<_>,
-                    SweepError,
-                >>(
-                )?;
+                let vals = items
+                    .iter()
+                    .map(|it| Ok((to_json(src, &info.dotted, it)?, it.span())))
+                    .collect::<Result<Vec<_>, SweepError>>()?;
                 (vals, true)
             } else {
                 return Err(src
@@ -465,15 +620,27 @@ fn parse_setting(
     for (value, span) in &values {
         check_value(src, info, value, span.clone(), axis)?;
     }
-    Ok(Setting { key: info, key_span, values, axis })
+    Ok(Setting {
+        key: info,
+        key_span,
+        values,
+        axis,
+    })
 }
 
 fn empty_axis(src: &Source, info: &KeyInfo, span: Span) -> SweepError {
-    let example = info.default.as_ref().map(toml_literal).unwrap_or_else(|| "...".into());
+    let example = info
+        .default
+        .as_ref()
+        .map(toml_literal)
+        .unwrap_or_else(|| "...".into());
     src.error(
         ErrorKind::EmptyAxis,
         span,
-        format!("`{} = []` is an empty list: a list is a grid axis, and an empty axis gives no runs", info.dotted),
+        format!(
+            "`{} = []` is an empty list: a list is a grid axis, and an empty axis gives no runs",
+            info.dotted
+        ),
     )
     .with_key(info.dotted.clone())
     .with_help(format!(
@@ -483,44 +650,86 @@ fn empty_axis(src: &Source, info: &KeyInfo, span: Span) -> SweepError {
 }
 
 /// Check one value against the field's type by deserialising the section's defaults with it.
-fn check_value(src: &Source, info: &KeyInfo, value: &Value, span: Span, in_axis: bool) -> Result<(), SweepError> {
-    let Err(e) = deserialize_with(info, value) else { return Ok(()) };
+fn check_value(
+    src: &Source,
+    info: &KeyInfo,
+    value: &Value,
+    span: Span,
+    in_axis: bool,
+) -> Result<(), SweepError> {
+    let Err(e) = deserialize_with(info, value) else {
+        return Ok(());
+    };
     let found = describe(value);
     let allowed = allowed_values(info);
     let (kind, expected) = match &allowed {
         Some(names) => (
-            if value.is_string() { ErrorKind::BadEnumValue } else { ErrorKind::WrongType },
+            if value.is_string() {
+                ErrorKind::BadEnumValue
+            } else {
+                ErrorKind::WrongType
+            },
             format!("one of {}", names.join(", ")),
         ),
         // A list-valued key (test_loops) fails on an element; say what the whole value should be.
-        None if info.list_valued => (ErrorKind::WrongType, "a list of non-negative integers".to_string()),
+        None if info.list_valued => (
+            ErrorKind::WrongType,
+            "a list of non-negative integers".to_string(),
+        ),
         None => (ErrorKind::WrongType, expected_from(&e)),
     };
     let mut err = src
-        .error(kind, span, format!("`{}`: expected {expected}, found {found}", info.dotted))
+        .error(
+            kind,
+            span,
+            format!("`{}`: expected {expected}, found {found}", info.dotted),
+        )
         .with_key(info.dotted.clone());
     err.help = Some(if let Some(names) = &allowed {
-        match value.as_str().and_then(|s| nearest(s, names.iter().map(String::as_str))) {
+        match value
+            .as_str()
+            .and_then(|s| nearest(s, names.iter().map(String::as_str)))
+        {
             Some(s) => format!("did you mean \"{s}\"?"),
             None => {
-                format!("write one of: {}", names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "))
+                format!(
+                    "write one of: {}",
+                    names
+                        .iter()
+                        .map(|n| format!("\"{n}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             }
         }
     } else if info.list_valued {
         let default = info.default.as_ref().map(toml_literal).unwrap_or_default();
-        format!("e.g. {0} = {default} for one value, or {0} = [[1, 2], {default}] for an axis", info.field)
+        format!(
+            "e.g. {0} = {default} for one value, or {0} = [[1, 2], {default}] for an axis",
+            info.field
+        )
     } else if value.is_array() && in_axis {
         "a list is a grid axis whose elements are single values; only list-valued keys (test_loops) take a list of lists".into()
     } else if value.is_array() || value.is_object() {
         "give a single value, or a list of single values for a grid axis".into()
-    } else if let (Some(s), true) = (value.as_str(), expected.contains("number") || expected.contains("integer")) {
+    } else if let (Some(s), true) = (
+        value.as_str(),
+        expected.contains("number") || expected.contains("integer"),
+    ) {
         format!("remove the quotes if you meant a number ({s:?} is a string)")
-    } else if value.as_f64().is_some_and(|f| f.fract() == 0.0) && expected.contains("integer") && !value.is_i64() {
+    } else if value.as_f64().is_some_and(|f| f.fract() == 0.0)
+        && expected.contains("integer")
+        && !value.is_i64()
+    {
         "write integers without a decimal point or exponent, e.g. 100000 or 100_000".into()
     } else if value.as_i64().is_some_and(|i| i < 0) {
         "this value cannot be negative".into()
     } else {
-        let default = info.default.as_ref().map(toml_literal).unwrap_or_else(|| "unset".into());
+        let default = info
+            .default
+            .as_ref()
+            .map(toml_literal)
+            .unwrap_or_else(|| "unset".into());
         format!("the default is {} = {default}", info.field)
     });
     Err(err)
@@ -540,7 +749,9 @@ fn deserialize_with(info: &KeyInfo, value: &Value) -> Result<(), serde_json::Err
 
 /// The allowed strings of an enum-typed key, read off serde's "unknown variant" message.
 pub(crate) fn allowed_values(info: &KeyInfo) -> Option<Vec<String>> {
-    let msg = deserialize_with(info, &Value::String("\u{1}".into())).err()?.to_string();
+    let msg = deserialize_with(info, &Value::String("\u{1}".into()))
+        .err()?
+        .to_string();
     let rest = msg.strip_prefix("unknown variant `\u{1}`, expected ")?;
     let rest = rest.strip_prefix("one of ").unwrap_or(rest);
     Some(
@@ -555,7 +766,10 @@ pub(crate) fn allowed_values(info: &KeyInfo) -> Option<Vec<String>> {
 /// A readable "expected …" from a serde_json error such as "invalid type: string "x", expected usize".
 fn expected_from(e: &serde_json::Error) -> String {
     let msg = e.to_string();
-    let exp = msg.rsplit_once(", expected ").map(|(_, x)| x).unwrap_or(&msg);
+    let exp = msg
+        .rsplit_once(", expected ")
+        .map(|(_, x)| x)
+        .unwrap_or(&msg);
     let exp = exp.split(" at line ").next().unwrap_or(exp);
     match exp {
         "usize" | "u64" | "u32" | "u16" | "u8" => "a non-negative integer".into(),
@@ -597,7 +811,10 @@ fn describe_de(value: &DeValue) -> String {
 
 /// A TOML value as JSON (the form the config structs deserialise from).
 fn to_json(src: &Source, key: &str, v: &Spanned<DeValue>) -> Result<Value, SweepError> {
-    let bad = |what: String| src.error(ErrorKind::WrongType, v.span(), format!("`{key}`: {what}")).with_key(key);
+    let bad = |what: String| {
+        src.error(ErrorKind::WrongType, v.span(), format!("`{key}`: {what}"))
+            .with_key(key)
+    };
     Ok(match v.get_ref() {
         DeValue::String(s) => Value::String(s.to_string()),
         DeValue::Boolean(b) => Value::Bool(*b),
@@ -606,17 +823,30 @@ fn to_json(src: &Source, key: &str, v: &Spanned<DeValue>) -> Result<Value, Sweep
             Err(_) => return Err(bad(format!("integer {i} is out of range"))),
         },
         DeValue::Float(f) => {
-            let x: f64 = f.as_str().parse().map_err(|_| bad(format!("cannot read the number {f}")))?;
+            let x: f64 = f
+                .as_str()
+                .parse()
+                .map_err(|_| bad(format!("cannot read the number {f}")))?;
             serde_json::Number::from_f64(x)
                 .map(Value::Number)
                 .ok_or_else(|| bad(format!("expected a finite number, found {f}")))?
         }
-        DeValue::Datetime(d) => return Err(bad(format!("dates are not accepted here (found {d})"))),
-        DeValue::Array(items) => Value::Array(items.iter().map(|it| to_json(src, key, it)).collect::<Result<_, _>>()?),
+        DeValue::Datetime(d) => {
+            return Err(bad(format!("dates are not accepted here (found {d})")));
+        }
+        DeValue::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|it| to_json(src, key, it))
+                .collect::<Result<_, _>>()?,
+        ),
         DeValue::Table(t) => {
             let mut map = serde_json::Map::new();
             for (k, v) in sorted(t) {
-                map.insert(k.get_ref().to_string(), to_json(src, &format!("{key}.{}", k.get_ref()), v)?);
+                map.insert(
+                    k.get_ref().to_string(),
+                    to_json(src, &format!("{key}.{}", k.get_ref()), v)?,
+                );
             }
             Value::Object(map)
         }

@@ -26,7 +26,12 @@ pub(crate) struct Problem {
 }
 
 fn problem(keys: &[&'static str], message: String, help: impl Into<String>) -> Problem {
-    Problem { kind: ErrorKind::InvalidRun, keys: keys.to_vec(), message, help: help.into() }
+    Problem {
+        kind: ErrorKind::InvalidRun,
+        keys: keys.to_vec(),
+        message,
+        help: help.into(),
+    }
 }
 
 /// Range and consistency checks that need no file system.
@@ -55,7 +60,10 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
     if !(d.val_fraction > 0.0 && d.val_fraction < 1.0) {
         out.push(problem(
             &["data.val_fraction"],
-            format!("`data.val_fraction` = {:?} is outside (0, 1)", d.val_fraction),
+            format!(
+                "`data.val_fraction` = {:?} is outside (0, 1)",
+                d.val_fraction
+            ),
             "the validation split is this fraction of the corpus; e.g. val_fraction = 0.05",
         ));
     }
@@ -63,12 +71,20 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
         out.push(Problem {
             kind: ErrorKind::BadEnumValue,
             keys: vec!["data.tokenizer"],
-            message: format!("`data.tokenizer`: expected one of {}, found {:?}", TOKENIZERS.join(", "), d.tokenizer),
+            message: format!(
+                "`data.tokenizer`: expected one of {}, found {:?}",
+                TOKENIZERS.join(", "),
+                d.tokenizer
+            ),
             help: "tokenizer = \"bytes\" (one token per byte) is the only tokenizer so far".into(),
         });
     }
     if t.lr.is_nan() || t.lr <= 0.0 {
-        out.push(problem(&["train.lr"], format!("`train.lr` = {:?} must be greater than 0", t.lr), "e.g. lr = 3e-3"));
+        out.push(problem(
+            &["train.lr"],
+            format!("`train.lr` = {:?} must be greater than 0", t.lr),
+            "e.g. lr = 3e-3",
+        ));
     }
     for (key, v) in [
         ("train.warmup_fraction", t.warmup_fraction),
@@ -102,9 +118,16 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
             ));
         }
     }
-    for (key, v) in [("train.weight_decay", t.weight_decay), ("train.grad_clip", t.grad_clip)] {
+    for (key, v) in [
+        ("train.weight_decay", t.weight_decay),
+        ("train.grad_clip", t.grad_clip),
+    ] {
         if v < 0.0 {
-            out.push(problem(&[key], format!("`{key}` = {v:?} is negative"), "use 0 to disable it"));
+            out.push(problem(
+                &[key],
+                format!("`{key}` = {v:?} is negative"),
+                "use 0 to disable it",
+            ));
         }
     }
 
@@ -198,11 +221,13 @@ pub(crate) fn check_corpus(
     sizes: &mut HashMap<PathBuf, Result<u64, String>>,
 ) -> Option<Problem> {
     let path = resolve_corpus_path(&c.data.corpus, base_dir);
-    let size = sizes.entry(path.clone()).or_insert_with(|| match std::fs::metadata(&path) {
-        Ok(m) if m.is_file() => Ok(m.len()),
-        Ok(_) => Err("is not a file".into()),
-        Err(e) => Err(e.to_string()),
-    });
+    let size = sizes
+        .entry(path.clone())
+        .or_insert_with(|| match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(m.len()),
+            Ok(_) => Err("is not a file".into()),
+            Err(e) => Err(e.to_string()),
+        });
     let size = match size {
         Ok(size) => *size,
         Err(why) => {
@@ -217,14 +242,22 @@ pub(crate) fn check_corpus(
             return Some(Problem {
                 kind: ErrorKind::MissingCorpus,
                 keys: vec!["data.corpus"],
-                message: format!("corpus {:?} not found: {} ({why})", c.data.corpus, path.display()),
+                message: format!(
+                    "corpus {:?} not found: {} ({why})",
+                    c.data.corpus,
+                    path.display()
+                ),
                 help,
             });
         }
     };
     let val = (size as f64 * c.data.val_fraction).floor() as u64;
     let train = size - val.min(size);
-    let (split, tokens) = if val <= train { ("validation", val) } else { ("training", train) };
+    let (split, tokens) = if val <= train {
+        ("validation", val)
+    } else {
+        ("training", train)
+    };
     let need = c.data.seq_len as u64 + 1;
     if tokens < need {
         return Some(Problem {
@@ -234,7 +267,11 @@ pub(crate) fn check_corpus(
                 "`data.seq_len` = {} is too long for the corpus's {split} split: {} bytes × {} = {tokens} tokens (one token per byte), and a sequence needs seq_len + 1 = {need}",
                 c.data.seq_len,
                 size,
-                if split == "validation" { c.data.val_fraction } else { 1.0 - c.data.val_fraction },
+                if split == "validation" {
+                    c.data.val_fraction
+                } else {
+                    1.0 - c.data.val_fraction
+                },
             ),
             help: format!(
                 "lower `data.seq_len`, change `data.val_fraction`, or use a larger corpus ({})",
@@ -246,5 +283,9 @@ pub(crate) fn check_corpus(
 }
 
 fn display_dir(dir: &Path) -> String {
-    if dir.as_os_str().is_empty() { ".".into() } else { dir.display().to_string() }
+    if dir.as_os_str().is_empty() {
+        ".".into()
+    } else {
+        dir.display().to_string()
+    }
 }

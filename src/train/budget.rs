@@ -21,7 +21,14 @@ impl Budget {
         let steps = total_steps(config);
         let tokens = steps * (config.train.batch_size * config.data.seq_len) as u64;
         let counts = param_counts(&config.model, BYTE_VOCAB);
-        let flops = train_flops_per_token(&config.model, BYTE_VOCAB, config.data.seq_len) * tokens as f64;
-        Budget { steps, tokens, params: counts.total, non_embedding_params: counts.non_embedding, flops }
+        let flops =
+            train_flops_per_token(&config.model, BYTE_VOCAB, config.data.seq_len) * tokens as f64;
+        Budget {
+            steps,
+            tokens,
+            params: counts.total,
+            non_embedding_params: counts.non_embedding,
+            flops,
+        }
     }
 }

@@ -101,12 +101,18 @@ fn file_name(step: u64, ext: &str) -> String {
 
 /// Checkpoints in `dir`, newest first. Files that are not checkpoints are ignored.
 pub fn list(dir: &Path) -> Vec<OnDisk> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut found: Vec<OnDisk> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            let step = name.strip_prefix("ckpt-")?.strip_suffix(".safetensors")?.parse().ok()?;
+            let step = name
+                .strip_prefix("ckpt-")?
+                .strip_suffix(".safetensors")?
+                .parse()
+                .ok()?;
             Some(OnDisk {
                 step,
                 tensors: dir.join(file_name(step, "safetensors")),
@@ -120,11 +126,17 @@ pub fn list(dir: &Path) -> Vec<OnDisk> {
 
 /// Every checkpoint file in `dir` (complete, incomplete, or set aside as damaged), for `gc`.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut out: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("ckpt-")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("ckpt-"))
+        })
         .collect();
     out.sort();
     out
@@ -136,11 +148,15 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().context("a checkpoint path has a directory")?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     {
-        let mut file = std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-        file.write_all(bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
-        file.sync_all().with_context(|| format!("{}: cannot sync", tmp.display()))?;
+        let mut file = std::fs::File::create(&tmp)
+            .with_context(|| format!("{}: cannot create", tmp.display()))?;
+        file.write_all(bytes)
+            .with_context(|| format!("{}: cannot write", tmp.display()))?;
+        file.sync_all()
+            .with_context(|| format!("{}: cannot sync", tmp.display()))?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("{}: cannot rename into place", path.display()))?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("{}: cannot sync the directory", dir.display()))?;
@@ -148,7 +164,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn bits(x: Option<f64>) -> Option<u64> {
@@ -169,10 +188,14 @@ impl Checkpointing {
         optimizer: &AdamW,
     ) -> anyhow::Result<Saved> {
         let start = Instant::now();
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("{}: cannot create", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("{}: cannot create", self.dir.display()))?;
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         let moments = optimizer.moments();
-        anyhow::ensure!(moments.len() == params.params().len(), "optimizer and model disagree on the parameters");
+        anyhow::ensure!(
+            moments.len() == params.params().len(),
+            "optimizer and model disagree on the parameters"
+        );
         for (p, (m, v)) in params.params().iter().zip(moments) {
             tensors.insert(format!("param.{}", p.name), p.var.as_tensor().detach());
             tensors.insert(format!("adam_m.{}", p.name), m);
@@ -192,7 +215,10 @@ impl Checkpointing {
             elapsed_seconds: state.elapsed_seconds.to_bits(),
         })?;
         let len = json.len();
-        tensors.insert("trainer_state".into(), Tensor::from_vec(json, len, &Device::Cpu)?);
+        tensors.insert(
+            "trainer_state".into(),
+            Tensor::from_vec(json, len, &Device::Cpu)?,
+        );
         // Serialise in memory (sorted names: the same state always gives the same bytes), so
         // the checksum is of exactly what is written.
         let views: Vec<(String, Tensor)> = {
@@ -208,10 +234,18 @@ impl Checkpointing {
         // A stale checksum from an earlier attempt must not vouch for the new tensors mid-write.
         let _ = std::fs::remove_file(&checksum_path);
         write_atomically(&tensors_path, &bytes)?;
-        let line = format!("{}  {}\n", sha256_hex(&bytes), file_name(state.step, "safetensors"));
+        let line = format!(
+            "{}  {}\n",
+            sha256_hex(&bytes),
+            file_name(state.step, "safetensors")
+        );
         write_atomically(&checksum_path, line.as_bytes())?;
 
-        for old in list(&self.dir).into_iter().filter(|c| c.step != state.step).skip(KEEP - 1) {
+        for old in list(&self.dir)
+            .into_iter()
+            .filter(|c| c.step != state.step)
+            .skip(KEEP - 1)
+        {
             let _ = std::fs::remove_file(&old.checksum);
             let _ = std::fs::remove_file(&old.tensors);
         }
@@ -223,11 +257,18 @@ impl Checkpointing {
         }
         // Temporary files of writes that a kill interrupted.
         for f in files(&self.dir) {
-            if f.extension().and_then(|e| e.to_str()).is_some_and(|e| e.starts_with("tmp")) {
+            if f.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.starts_with("tmp"))
+            {
                 let _ = std::fs::remove_file(f);
             }
         }
-        Ok(Saved { path: tensors_path, bytes: bytes.len() as u64, seconds: start.elapsed().as_secs_f64() })
+        Ok(Saved {
+            path: tensors_path,
+            bytes: bytes.len() as u64,
+            seconds: start.elapsed().as_secs_f64(),
+        })
     }
 
     /// Loads the newest checkpoint that passes its checksum into `params` and `optimizer`, and
@@ -269,7 +310,8 @@ impl Checkpointing {
         params: &ParamStore,
         optimizer: &mut AdamW,
     ) -> anyhow::Result<TrainerState> {
-        let recorded = std::fs::read_to_string(&ckpt.checksum).context("no checksum file (an incomplete write)")?;
+        let recorded = std::fs::read_to_string(&ckpt.checksum)
+            .context("no checksum file (an incomplete write)")?;
         let recorded = recorded.split_whitespace().next().unwrap_or("");
         let bytes = std::fs::read(&ckpt.tensors).context("cannot read")?;
         let actual = sha256_hex(&bytes);
@@ -278,19 +320,39 @@ impl Checkpointing {
         }
         let device = params.device();
         let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
-        let state_bytes: Vec<u8> =
-            tensors.remove("trainer_state").context("no trainer_state")?.to_dtype(DType::U8)?.to_vec1()?;
-        let s: StateJson = serde_json::from_slice(&state_bytes).context("trainer_state is not valid")?;
+        let state_bytes: Vec<u8> = tensors
+            .remove("trainer_state")
+            .context("no trainer_state")?
+            .to_dtype(DType::U8)?
+            .to_vec1()?;
+        let s: StateJson =
+            serde_json::from_slice(&state_bytes).context("trainer_state is not valid")?;
         if s.run_key != self.run_key || s.total_steps != total_steps {
-            bail!("it belongs to run {} ({} steps), not this one", s.run_key, s.total_steps);
+            bail!(
+                "it belongs to run {} ({} steps), not this one",
+                s.run_key,
+                s.total_steps
+            );
         }
         if s.step != ckpt.step {
-            bail!("its file name says step {} but it holds step {}", ckpt.step, s.step);
+            bail!(
+                "its file name says step {} but it holds step {}",
+                ckpt.step,
+                s.step
+            );
         }
         let mut take = |name: String, like: &Tensor| -> anyhow::Result<Tensor> {
-            let t = tensors.remove(&name).with_context(|| format!("no tensor {name}"))?;
+            let t = tensors
+                .remove(&name)
+                .with_context(|| format!("no tensor {name}"))?;
             if t.shape() != like.shape() || t.dtype() != like.dtype() {
-                bail!("{name} is {:?} {:?}, the model expects {:?} {:?}", t.shape(), t.dtype(), like.shape(), like.dtype());
+                bail!(
+                    "{name} is {:?} {:?}, the model expects {:?} {:?}",
+                    t.shape(),
+                    t.dtype(),
+                    like.shape(),
+                    like.dtype()
+                );
             }
             Ok(t.to_device(device)?)
         };
@@ -299,7 +361,10 @@ impl Checkpointing {
         for p in params.params() {
             let like = p.var.as_tensor();
             weights.push(take(format!("param.{}", p.name), like)?);
-            moments.push((take(format!("adam_m.{}", p.name), like)?, take(format!("adam_v.{}", p.name), like)?));
+            moments.push((
+                take(format!("adam_m.{}", p.name), like)?,
+                take(format!("adam_v.{}", p.name), like)?,
+            ));
         }
         // Everything checked: only now change the model and the optimizer.
         for (p, w) in params.params().iter().zip(&weights) {

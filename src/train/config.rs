@@ -28,7 +28,12 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        DataConfig { corpus: "moby-dick".into(), tokenizer: "bytes".into(), seq_len: 128, val_fraction: 0.05 }
+        DataConfig {
+            corpus: "moby-dick".into(),
+            tokenizer: "bytes".into(),
+            seq_len: 128,
+            val_fraction: 0.05,
+        }
     }
 }
 
@@ -105,5 +110,9 @@ pub fn resolve_corpus_path(corpus: &str, base_dir: &std::path::Path) -> std::pat
         return root.join("corpus").join("moby-dick.txt");
     }
     let path = std::path::Path::new(corpus);
-    if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) }
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base_dir.join(path)
+    }
 }

@@ -290,7 +290,12 @@ mod tests {
         // Seeking to batch 2 gives what the third draw gave: a resumed run sees the same data.
         let mut s = BatchSampler::new(1, 4, 16);
         s.seek(2);
-        let third = s.sample(c.train_tokens(), &dev).unwrap().inputs.to_vec2::<u32>().unwrap();
+        let third = s
+            .sample(c.train_tokens(), &dev)
+            .unwrap()
+            .inputs
+            .to_vec2::<u32>()
+            .unwrap();
         assert_eq!(third, draw(1)[2]);
         assert_eq!(s.position(), 3);
         let b = BatchSampler::new(3, 2, 16)

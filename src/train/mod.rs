@@ -13,10 +13,10 @@ pub mod schedule;
 pub mod trainer;
 
 pub use budget::Budget;
-pub use config::{DataConfig, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path};
 pub use checkpoint::{Checkpointing, TrainerState};
-pub use memory::keep_freed_memory;
+pub use config::{DataConfig, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path};
 pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus, indexed_rng};
+pub use memory::keep_freed_memory;
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::{learning_rate, lr_multiplier};
 pub use trainer::{

@@ -64,21 +64,31 @@ impl AdamW {
     /// The moment estimates `(m, v)` of every parameter, in the parameter store's order: with
     /// [`AdamW::steps_taken`], everything a checkpoint needs to continue exactly.
     pub fn moments(&self) -> Vec<(Tensor, Tensor)> {
-        self.slots.iter().map(|s| (s.m.clone(), s.v.clone())).collect()
+        self.slots
+            .iter()
+            .map(|s| (s.m.clone(), s.v.clone()))
+            .collect()
     }
 
     /// Restores a state saved with [`AdamW::moments`] and [`AdamW::steps_taken`]; the moments
     /// must match the parameters in number, shape and dtype.
     pub fn restore(&mut self, steps: i32, moments: Vec<(Tensor, Tensor)>) -> Result<()> {
         if moments.len() != self.slots.len() {
-            candle_core::bail!("optimizer state has {} parameters, the model {}", moments.len(), self.slots.len());
+            candle_core::bail!(
+                "optimizer state has {} parameters, the model {}",
+                moments.len(),
+                self.slots.len()
+            );
         }
         for (slot, (m, v)) in self.slots.iter().zip(&moments) {
             for t in [m, v] {
                 if t.shape() != slot.var.shape() || t.dtype() != slot.var.dtype() {
                     candle_core::bail!(
                         "optimizer moment {:?} {:?} does not match its parameter {:?} {:?}",
-                        t.shape(), t.dtype(), slot.var.shape(), slot.var.dtype()
+                        t.shape(),
+                        t.dtype(),
+                        slot.var.shape(),
+                        slot.var.dtype()
                     );
                 }
             }

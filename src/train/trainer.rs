@@ -14,8 +14,6 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use anyhow::Context;
-use candle_core::{DType, Device, Tensor};
 use super::checkpoint::{Checkpointing, TrainerState};
 use super::data::{Batch, BatchSampler, Corpus, indexed_rng};
 use super::optim::{AdamW, AdamWConfig};
@@ -24,6 +22,8 @@ use super::{EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics};
 use crate::model::grad::no_grad;
 use crate::model::{Arch, CausalLm, Gpt, Looped, train_flops_per_token};
 use crate::sweep::RunConfig;
+use anyhow::Context;
+use candle_core::{DType, Device, Tensor};
 
 /// Training runs in f32; gradient checks use f64.
 pub const TRAIN_DTYPE: DType = DType::F32;
@@ -207,12 +207,17 @@ pub fn train_model_resumable(
     let mut elapsed_before = 0.0;
     if let Some(ck) = checkpoints {
         let mut warnings = Vec::new();
-        let resumed = ck.load_latest(steps, model.params(), &mut optimizer, &mut |w| warnings.push(w))?;
+        let resumed = ck.load_latest(steps, model.params(), &mut optimizer, &mut |w| {
+            warnings.push(w)
+        })?;
         for w in warnings {
             observer.note(&format!("warning: {w}"));
         }
         if let Some(state) = resumed {
-            observer.note(&format!("resuming from the checkpoint at step {}/{steps}", state.step));
+            observer.note(&format!(
+                "resuming from the checkpoint at step {}/{steps}",
+                state.step
+            ));
             done_steps = state.step;
             (first_loss, last_loss) = (state.first_loss, state.last_loss);
             (final_val_loss, final_val_bpb) = (state.final_val_loss, state.final_val_bpb);
@@ -222,7 +227,9 @@ pub fn train_model_resumable(
         }
     }
     sampler.seek(done_steps);
-    observer.on_resume(done_steps).context("observer.on_resume")?;
+    observer
+        .on_resume(done_steps)
+        .context("observer.on_resume")?;
     let start = Instant::now();
     let elapsed = |start: &Instant| elapsed_before + start.elapsed().as_secs_f64();
     let mut last_checkpoint = done_steps;
@@ -232,7 +239,16 @@ pub fn train_model_resumable(
         if observer.should_stop() {
             end = RunEnd::Interrupted;
             if checkpoints.is_some() && done_steps > last_checkpoint {
-                let state = trainer_state(done_steps, &optimizer, first_loss, last_loss, &spikes, final_val_loss, final_val_bpb, elapsed(&start));
+                let state = trainer_state(
+                    done_steps,
+                    &optimizer,
+                    first_loss,
+                    last_loss,
+                    &spikes,
+                    final_val_loss,
+                    final_val_bpb,
+                    elapsed(&start),
+                );
                 save_checkpoint(checkpoints, observer, &state, steps, model, &optimizer)?;
             }
             break;
@@ -306,7 +322,16 @@ pub fn train_model_resumable(
         }
         let every = checkpoints.map(|c| c.every).unwrap_or(0);
         if !is_last && every > 0 && done_steps % every == 0 {
-            let state = trainer_state(done_steps, &optimizer, first_loss, last_loss, &spikes, final_val_loss, final_val_bpb, elapsed(&start));
+            let state = trainer_state(
+                done_steps,
+                &optimizer,
+                first_loss,
+                last_loss,
+                &spikes,
+                final_val_loss,
+                final_val_bpb,
+                elapsed(&start),
+            );
             save_checkpoint(checkpoints, observer, &state, steps, model, &optimizer)?;
             last_checkpoint = done_steps;
         }
@@ -360,7 +385,9 @@ fn save_checkpoint(
     optimizer: &AdamW,
 ) -> anyhow::Result<()> {
     let Some(ck) = checkpoints else { return Ok(()) };
-    observer.before_checkpoint(state.step).context("observer.before_checkpoint")?;
+    observer
+        .before_checkpoint(state.step)
+        .context("observer.before_checkpoint")?;
     let saved = ck.save(state, steps, model.params(), optimizer)?;
     observer.note(&format!(
         "checkpoint at step {}: {} ({} bytes, {:.1} ms)",

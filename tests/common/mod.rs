@@ -32,7 +32,10 @@ impl RunObserver for Recorder {
 
 /// The first `bytes` bytes of Moby-Dick (cut at a character boundary).
 fn moby_dick_text(bytes: usize) -> String {
-    let path = loopscale::train::resolve_corpus_path("moby-dick", std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
+    let path = loopscale::train::resolve_corpus_path(
+        "moby-dick",
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+    );
     let mut text = std::fs::read_to_string(&path).expect("the corpus is installed (make corpus)");
     let mut end = bytes.min(text.len());
     while !text.is_char_boundary(end) {
@@ -44,7 +47,10 @@ fn moby_dick_text(bytes: usize) -> String {
 
 /// The first `bytes` bytes of Moby-Dick as a corpus.
 pub fn moby_dick(bytes: usize, seq_len: usize) -> Corpus {
-    let data = DataConfig { seq_len, ..DataConfig::default() };
+    let data = DataConfig {
+        seq_len,
+        ..DataConfig::default()
+    };
     Corpus::from_text(&moby_dick_text(bytes), &data, "moby-dick slice").unwrap()
 }
 
