@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use loopscale::fit::bootstrap::BootstrapOptions;
 use loopscale::fit::parametric::bootstrap_draws;
+use loopscale::analysis::{CsvColumns, read_points};
 use loopscale::fit::*;
 
 /// SciPy's L-BFGS-B over Epoch's 3,750-start grid took about 8 minutes on this machine

@@ -10,10 +10,10 @@ use polars::prelude::DataFrame;
 use super::budgets::{BUDGET_TOLERANCE, with_budgets};
 use super::columns::{f64s, filter_rows, opt_f64s, strs};
 use super::frames::Frames;
+use super::source::{ParamCount, run_points_of, test_time_points_of};
 use crate::fit::bootstrap::percentile_interval;
 use crate::fit::isoflop::{Parabola, fit_parabola};
 use crate::fit::parametric::bootstrap_draws;
-use crate::fit::source::{ParamCount, run_points_of, test_time_points_of};
 use crate::fit::{
     BootstrapOptions, Budgeting, ComputeLaw, FitOptions, FitReport, IsoflopAxis, IsoflopOptions,
     Points, fit_compute, fit_isoflop, fit_test_time,

@@ -6,11 +6,12 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::fit::source::{self, ParamCount};
+use crate::analysis::source::{self, ParamCount};
+use crate::analysis::{CsvColumns, fit_record};
 use crate::fit::{
-    BootstrapOptions, Budgeting, CsvColumns, DEFAULT_HUBER_DELTA, FitOptions, FitReport,
-    HeldOutSpec, IsoflopAxis, IsoflopOptions, Points, fit_chinchilla, fit_compute, fit_isoflop,
-    fit_test_time, fit_test_time_pooled,
+    BootstrapOptions, Budgeting, DEFAULT_HUBER_DELTA, FitOptions, FitReport, HeldOutSpec,
+    IsoflopAxis, IsoflopOptions, Points, fit_chinchilla, fit_compute, fit_isoflop, fit_test_time,
+    fit_test_time_pooled,
 };
 use crate::store::Store;
 
@@ -26,6 +27,25 @@ pub enum LawName {
     Isoflop,
     /// L(T) = L∞ + A·exp(-k·T) over test-time loop counts, per run (or pooled with --pooled).
     TestTime,
+}
+
+/// Which parameter count stands for N (database sources).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum NCount {
+    /// Parameters without the token embedding (Kaplan et al.'s convention).
+    NonEmbedding,
+    /// All unique parameters (Hoffmann et al.'s convention).
+    Total,
+}
+
+impl From<NCount> for ParamCount {
+    fn from(n: NCount) -> ParamCount {
+        match n {
+            NCount::NonEmbedding => ParamCount::NonEmbedding,
+            NCount::Total => ParamCount::Total,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ValueEnum)]
@@ -48,7 +68,7 @@ pub struct FitArgs {
     pub sweep: Option<String>,
     /// Database source: which parameter count is N.
     #[arg(long, value_enum, default_value = "non-embedding")]
-    pub n: ParamCount,
+    pub n: NCount,
     /// compute law: fit only the compute frontier (the lowest loss at or below each C).
     #[arg(long)]
     pub frontier: bool,
@@ -199,7 +219,7 @@ fn load_points(args: &FitArgs) -> Result<Points> {
         let store = Store::open_read_only(&args.source)?;
         match args.law {
             LawName::TestTime => source::test_time_points(&store, args.sweep.as_deref())?,
-            _ => source::run_points(&store, args.sweep.as_deref(), args.n)?,
+            _ => source::run_points(&store, args.sweep.as_deref(), args.n.into())?,
         }
     } else {
         source::csv_points(&args.source, &args.csv_columns())?
@@ -283,14 +303,14 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
         let selection = fitted.selection.to_string();
         for (curve, report) in &fitted.reports {
             let json = serde_json::to_string(&(report, &fitted.optima))?;
-            fit_ids.push(store.insert_fit(
+            fit_ids.push(store.insert_fit(&fit_record(
                 &fitted.law,
                 &fitted.source,
                 &selection,
                 curve.as_deref(),
                 report,
                 &json,
-            )?);
+            ))?);
         }
     }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::bootstrap::{BootstrapOptions, percentile_interval, rng_for, stratified_weights};
 use super::points::Points;
-use super::report::{BootstrapSummary, FitReport, ParamEstimate};
+use super::estimate::{BootstrapSummary, FitReport, ParamEstimate};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum IsoflopAxis {

@@ -8,24 +8,25 @@
 //! every parameter and derived quantity; a held-out check predicts the largest-compute
 //! points from a fit on the rest. The iso-FLOP procedure (approach 2) is in [`isoflop`].
 //!
-//! Modules, in the order the data flows: [`csv`] reads [`points::Points`]; [`laws`] defines
-//! each law; [`huber`] the objective; [`solve`] the minimisers; [`bootstrap`] resampling and
-//! intervals; [`parametric`] the whole procedure; [`isoflop`] approach 2; [`report`] the
+//! This module is pure mathematics over [`points::Points`]: it reads no database or file
+//! (the analysis module turns a store or a CSV file into points) and records nothing (the
+//! store records a fit from its own plain record type). It imports no other loopscale module.
+//!
+//! Modules, in the order the data flows: [`points`] the observations; [`laws`] defines each
+//! law; [`huber`] the objective; [`solve`] the minimisers; [`bootstrap`] resampling and
+//! intervals; [`parametric`] the whole procedure; [`isoflop`] approach 2; [`estimate`] the
 //! serialisable result.
 
 pub mod bootstrap;
-pub mod csv;
+pub mod estimate;
 pub mod huber;
 pub mod isoflop;
 pub mod laws;
 pub mod parametric;
 pub mod points;
-pub mod report;
 pub mod solve;
-pub mod source;
 
 pub use bootstrap::BootstrapOptions;
-pub use csv::{CsvColumns, read_points};
 pub use huber::{DEFAULT_HUBER_DELTA, Objective};
 pub use isoflop::{Budgeting, IsoflopAxis, IsoflopOptions, IsoflopReport, fit_isoflop};
 pub use laws::{ChinchillaLaw, ComputeLaw, Design, Law, TestTimeLaw, TestTimePooledLaw};
@@ -34,5 +35,5 @@ pub use parametric::{
     fit_test_time_pooled,
 };
 pub use points::{Points, compute_frontier};
-pub use report::{FitReport, HeldOut, ParamEstimate};
+pub use estimate::{FitReport, HeldOut, ParamEstimate};
 pub use solve::{Method, SolverOptions};

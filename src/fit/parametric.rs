@@ -16,7 +16,7 @@ use super::bootstrap::{BootstrapOptions, percentile_interval, resample_weights, 
 use super::huber::{DEFAULT_HUBER_DELTA, Objective};
 use super::laws::{ChinchillaLaw, ComputeLaw, Design, Law, TestTimeLaw, TestTimePooledLaw};
 use super::points::Points;
-use super::report::{BootstrapSummary, FitReport, HeldOut, ParamEstimate};
+use super::estimate::{BootstrapSummary, FitReport, HeldOut, ParamEstimate};
 use super::solve::{Method, MultiStart, SolverOptions, multistart, multistart_seq};
 
 /// Which points the held-out check withholds: those with the largest compute (or, for

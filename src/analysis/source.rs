@@ -1,19 +1,19 @@
 //! Where a fit's points come from: a sweep database (finished runs, or test-time curves) or
-//! any CSV file with named columns.
+//! any CSV file with named columns ([`super::csv`]). `crate::fit` only sees the points.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
+use super::columns::{f64s, opt_f64s, strs};
 use super::csv::{CsvColumns, read_points};
-use super::points::Points;
-use crate::analysis::{Frames, f64s, opt_f64s, strs};
+use super::frames::Frames;
+use crate::fit::Points;
 use crate::store::Store;
 use polars::prelude::DataFrame;
 
 /// Which parameter count stands for N.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamCount {
     /// Parameters without the token embedding (Kaplan et al.'s convention).
     NonEmbedding,
