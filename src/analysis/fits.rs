@@ -51,6 +51,14 @@ impl TestTimeFit {
         let v = |n| self.report.value(n).unwrap_or(f64::NAN);
         v("L_inf") + v("A") * (-v("k") * t).exp()
     }
+    /// What the curve does not show, in a few words ("no saturating gain", "no saturation
+    /// within the sampled T", ...), from the fit's first note; `None` for a saturating curve.
+    pub fn verdict(&self) -> Option<&str> {
+        self.report
+            .notes
+            .first()
+            .map(|n| n.split(':').next().unwrap_or(n))
+    }
 }
 
 /// One FLOP budget of an iso-FLOP analysis: its runs' (x, loss) and fitted parabola in log x.

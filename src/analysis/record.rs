@@ -46,6 +46,7 @@ pub fn fit_record(
             max_abs_rel_error: h.max_abs_rel_error,
         }),
         params,
+        notes: report.notes.clone(),
         report_json: report_json.to_string(),
     }
 }

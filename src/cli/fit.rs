@@ -330,6 +330,17 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
         }
         println!("{report}");
     }
+    let noted = fitted
+        .reports
+        .iter()
+        .filter(|(_, r)| !r.notes.is_empty())
+        .count();
+    if fitted.reports.len() > 1 && noted > 0 {
+        println!(
+            "{noted} of {} fits carry a NOTE (above): read them before quoting their parameters",
+            fitted.reports.len()
+        );
+    }
     if let Some(optima) = &fitted.optima {
         println!(
             "optimum per FLOP budget:\n{}",

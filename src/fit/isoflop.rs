@@ -357,6 +357,7 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
         theta_names: vec!["log G".into(), "a".into()],
         bootstrap: summary,
         heldout: None,
+        notes: Vec::new(),
     };
     let optima = budgets
         .iter()

@@ -335,12 +335,17 @@ pub fn test_time(frames: &Frames, fits: &ReportFits) -> Built {
             rows.iter().map(|&r| (t[r], l[r])).collect(),
         ));
         let k = fit.report.value("k").unwrap_or(f64::NAN);
+        let l_inf = fit.report.value("L_inf").unwrap_or(f64::NAN);
+        // A curve without a saturating gain says so instead of quoting an asymptote.
+        let legend = match fit.verdict() {
+            Some(v) if v.starts_with("no saturating gain") => {
+                format!("  fit: {v} (level ≈ {l_inf:.3})")
+            }
+            Some(v) => format!("  fit: {v}"),
+            None => format!("  fit: L∞ = {l_inf:.3}, k = {}", super::figure::tick(k)),
+        };
         series.push(Series::new(
-            Some(format!(
-                "  fit: L∞ = {:.3}, k = {}",
-                fit.report.value("L_inf").unwrap_or(f64::NAN),
-                super::figure::tick(k)
-            )),
+            Some(legend),
             i,
             Kind::Dashed,
             (0..=60)

@@ -57,6 +57,8 @@ pub struct FitRecord {
     pub converged_starts: usize,
     pub heldout: Option<HeldOutRecord>,
     pub params: Vec<FitParamRecord>,
+    /// What the fit does not support, in words; stored joined by "; ", NULL when empty.
+    pub notes: Vec<String>,
     pub report_json: String,
 }
 
@@ -72,8 +74,8 @@ impl Store {
         tx.execute(
             &format!(
                 "INSERT INTO fits (law, source, selection, curve, n_points, objective, starts, converged_starts,
-                    heldout_n, heldout_mean_abs_rel_error, heldout_max_abs_rel_error, report_json, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, {NOW})"
+                    heldout_n, heldout_mean_abs_rel_error, heldout_max_abs_rel_error, report_json, notes, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, {NOW})"
             ),
             params![
                 fit.law,
@@ -88,6 +90,7 @@ impl Store {
                 fit.heldout.as_ref().map(|h| h.mean_abs_rel_error),
                 fit.heldout.as_ref().map(|h| h.max_abs_rel_error),
                 fit.report_json,
+                (!fit.notes.is_empty()).then(|| fit.notes.join("; ")),
             ],
         )
         .map_err(err)?;
