@@ -727,11 +727,12 @@ fn slurm_values_are_not_axes() {
     assert_has(
         &e,
         &[
-            "`slurm.gpus_per_run`: expected an integer ≥ 0, found a list",
+            "`slurm.gpus_per_run`: expected an integer ≥ 0, found the list [1, 2]",
             "not a grid axis",
         ],
     );
     let e = err("[slurm]\nmax_parallel = 0\n");
+    assert_eq!(e.kind, ErrorKind::Slurm);
     assert_has(
         &e,
         &["`slurm.max_parallel` = 0 is out of range: expected an integer ≥ 1"],
@@ -744,7 +745,7 @@ fn slurm_values_are_not_axes() {
         &e,
         &[
             "`slurm.partition`: expected a partition name",
-            "found an integer",
+            "found the integer 3",
         ],
     );
 }

@@ -6,31 +6,35 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::{Cli, Command, Executor, RunArgs};
+use crate::engine::resources::gib;
 use crate::engine::{self, RunOptions};
 use crate::store::{RunProgress, RunRow, RunStatus, Store};
 use crate::sweep::Sweep;
 use crate::table::{render, si};
-use crate::train::{Budget, Corpus, checkpoint};
+use crate::train::{RunCost, Corpus, checkpoint};
 
-/// Runs a parsed command line; returns the process exit code.
-pub fn execute(cli: Cli) -> anyhow::Result<i32> {
+/// Runs a parsed command line; returns the process exit code. `interrupts` counts the stop
+/// requests (Ctrl-C, SIGTERM) the program's signal handler received: `run` and `worker` stop
+/// cleanly on the first and at once on the second (see [`Command::handles_interrupts`]).
+pub fn execute(cli: Cli, interrupts: &engine::Interrupts) -> anyhow::Result<i32> {
     match cli.command {
         Command::Plan { file } => plan(&file),
-        Command::Run(args) => run(&args),
+        Command::Run(args) => run(&args, interrupts),
         Command::Status { file, db } => status(&file, db),
-        Command::Cancel { file, db } => super::slurm::cancel(&file, db),
-        Command::Collect { file, db } => super::slurm::collect(&file, db),
+        Command::Cancel { file, db } => super::slurm_commands::cancel(&file, db),
+        Command::Collect { file, db } => super::slurm_commands::collect(&file, db),
         Command::Sql { db, query, csv } => sql(&db, &query, csv),
         Command::Gc { file, db, dry_run } => gc(&file, db, dry_run),
         Command::Fit(args) => super::fit::fit(&args),
         Command::Report(args) => report(&args),
         Command::Worker(args) => {
-            let status = engine::run_worker(&engine::WorkerArgs {
+            let task = engine::WorkerTask {
                 db: args.db,
                 run_key: args.run,
                 base_dir: args.base_dir,
                 log_path: args.log,
-            })?;
+            };
+            let status = engine::run_worker(&task, interrupts)?;
             Ok(if status == RunStatus::Interrupted {
                 130
             } else {
@@ -65,13 +69,17 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
         "non_emb".into(),
         "tokens".into(),
         "flops".into(),
+        "memory".into(),
     ]);
     let mut rows = Vec::new();
     let (mut total_tokens, mut total_flops) = (0u64, 0f64);
+    let (mut peak_memory, mut checkpoint_disk) = (0f64, 0f64);
     for run in &sweep.runs {
-        let b = Budget::of(&run.config);
+        let b = RunCost::of(&run.config);
         total_tokens += b.tokens;
         total_flops += b.flops;
+        peak_memory = peak_memory.max(b.peak_memory_bytes);
+        checkpoint_disk += b.checkpoint_bytes;
         let mut row = vec![run.key.clone()];
         if has_variants {
             row.push(run.variant.clone().unwrap_or_default());
@@ -90,6 +98,7 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
             b.non_embedding_params.to_string(),
             b.tokens.to_string(),
             format!("{:.3e}", b.flops),
+            gib(b.peak_memory_bytes),
         ]);
         rows.push(row);
     }
@@ -110,6 +119,14 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
         sweep.runs.len(),
         si(total_tokens as f64),
         total_flops
+    );
+    let machine = engine::resources::machine_memory_bytes()
+        .map(|m| format!(" (this machine: {})", gib(m)))
+        .unwrap_or_default();
+    println!(
+        "memory: the largest run needs about {} to train{machine}; checkpoints take up to {} on disk until `loopscale gc`",
+        gib(peak_memory),
+        gib(checkpoint_disk)
     );
     if sweep.collapsed > 0 {
         println!(
@@ -173,14 +190,14 @@ fn human_duration(seconds: f64) -> String {
     }
 }
 
-fn run(args: &RunArgs) -> anyhow::Result<i32> {
+fn run(args: &RunArgs, interrupts: &engine::Interrupts) -> anyhow::Result<i32> {
     if args.jobs == 0 {
         anyhow::bail!("--jobs must be at least 1");
     }
     let sweep = load(&args.file)?;
     let db = args.db.clone().unwrap_or_else(|| sweep.db.clone());
     if args.executor == Executor::Slurm {
-        return super::slurm::run(&sweep, &db, args);
+        return super::slurm_commands::run(&sweep, &db, args);
     }
     let a = &args.slurm;
     let slurm_only = a.partition.is_some()
@@ -200,6 +217,7 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
         jobs: args.jobs,
         retries: args.retries.unwrap_or(sweep.retries),
         plain: args.plain,
+        interrupts: interrupts.clone(),
     };
     let summary = engine::run_sweep(&sweep, &options)?;
     println!();
@@ -266,7 +284,7 @@ fn runs_table(
                     .unwrap_or_default(),
             );
         }
-        let steps = Budget::of(&run.config).steps;
+        let steps = RunCost::of(&run.config).steps;
         let done = live.get(&row.key).copied().or(row.steps_done).unwrap_or(0);
         line.extend([
             row.status.to_string(),
@@ -314,7 +332,7 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
         );
         return Ok(0);
     }
-    super::slurm::collect_quietly(&sweep, &db);
+    super::slurm_commands::collect_quietly(&sweep, &db);
     let store = Store::open_read_only(&db)?;
     let rows = store
         .runs(&sweep.name)
@@ -326,7 +344,7 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
         }
     }
     let live_steps = live.iter().map(|(k, p)| (k.clone(), p.step)).collect();
-    let (slurm_states, slurm_note) = super::slurm::states(&db);
+    let (slurm_states, slurm_note) = super::slurm_commands::states(&db);
     print!(
         "{}",
         runs_table(
@@ -392,7 +410,7 @@ fn eta_line(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, RunProgress>)
     let (mut rate_flops, mut rate_secs) = (0.0, 0.0);
     let (mut live_flops, mut live_secs) = (0.0, 0.0);
     for run in &sweep.runs {
-        let flops = Budget::of(&run.config).flops;
+        let flops = RunCost::of(&run.config).flops;
         total += flops;
         let Some(row) = by_key.get(run.key.as_str()) else {
             continue;
@@ -414,7 +432,7 @@ fn eta_line(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, RunProgress>)
                 } else if let Some(steps) = row.steps_done {
                     // An interrupted run resumes from its checkpoint; count what it has done.
                     let f = flops
-                        * (steps as f64 / Budget::of(&run.config).steps.max(1) as f64).min(1.0);
+                        * (steps as f64 / RunCost::of(&run.config).steps.max(1) as f64).min(1.0);
                     done += f;
                     if let Some(s) = row.wall_seconds.filter(|&s| s > 0.0) {
                         rate_flops += f;
@@ -517,7 +535,7 @@ fn report(args: &super::ReportArgs) -> anyhow::Result<i32> {
         .clone()
         .unwrap_or_else(|| crate::report::default_out(&source));
     eprintln!("report: reading {}", source.db.display());
-    let path = crate::report::write(&source, &out, args.format)?;
+    let path = crate::report::write(&source, &out, args.format.into())?;
     eprintln!(
         "report: written in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -62,7 +62,7 @@ use rand_distr::{Distribution, Normal, Poisson};
 use super::config::{Arch, DepthSampling, Injection, LoopedConfig, ModelConfig, StateInit};
 use super::counts::head_dim;
 use super::grad::param;
-use super::layers::{BlockStack, INIT_STD, RmsNorm, Rope, project};
+use super::layers::{BlockStack, INIT_STD, LmHead, RmsNorm, Rope, TokenEmbedding, project};
 use super::params::{DecayGroup, ParamStore};
 use super::{CausalLm, TrainLoss, lm_loss};
 
@@ -290,8 +290,7 @@ pub struct LoopedOutput {
 }
 
 pub struct Looped {
-    /// `(vocab, d)`.
-    token_embedding: Tensor,
+    embedding: TokenEmbedding,
     prelude: BlockStack,
     prelude_norm: Option<RmsNorm>,
     injection: InjectionLayer,
@@ -300,9 +299,7 @@ pub struct Looped {
     /// `C`, `(r, d)`: identity-shaped at init, so with `r = d` the coda first sees the state as is.
     readout: Tensor,
     coda: BlockStack,
-    final_norm: RmsNorm,
-    /// `(d, vocab)` when untied.
-    untied_head: Option<Tensor>,
+    head: LmHead,
     rope: Rope,
     /// RoPE for the core's head width (`r / n_heads`).
     core_rope: Rope,
@@ -341,12 +338,7 @@ impl Looped {
         let depth = lc.n_prelude + lc.n_core * lc.mean_recurrence + lc.n_coda;
 
         let mut params = ParamStore::new(seed, dtype, device);
-        let token_embedding = params.normal(
-            "token_embedding",
-            (vocab_size, d),
-            INIT_STD,
-            DecayGroup::NoDecay,
-        )?;
+        let embedding = TokenEmbedding::new(&mut params, vocab_size, d)?;
         let prelude = BlockStack::new(&mut params, "prelude", cfg, lc.n_prelude, depth)?;
         let prelude_norm = lc
             .prelude_norm
@@ -361,22 +353,16 @@ impl Looped {
             DecayGroup::Decay,
         )?;
         let coda = BlockStack::new(&mut params, "coda", cfg, lc.n_coda, depth)?;
-        let final_norm = RmsNorm::new(&mut params, "final_norm", d)?;
-        let untied_head = if cfg.tie_embeddings {
-            None
-        } else {
-            Some(params.normal("lm_head", (d, vocab_size), INIT_STD, DecayGroup::Decay)?)
-        };
+        let head = LmHead::new(&mut params, d, vocab_size, cfg.tie_embeddings)?;
         Ok(Looped {
-            token_embedding,
+            embedding,
             prelude,
             prelude_norm,
             injection,
             core,
             readout,
             coda,
-            final_norm,
-            untied_head,
+            head,
             rope: Rope::new(head_dim(cfg), max_seq_len, dtype, device)?,
             core_rope: Rope::new(head_dim(&core_cfg), max_seq_len, dtype, device)?,
             cfg: lc.clone(),
@@ -413,12 +399,9 @@ impl Looped {
         plan: &LoopPlan,
         h0: &Tensor,
     ) -> Result<LoopedOutput> {
-        let (b, t) = input_ids.dims2()?;
+        let (b, _) = input_ids.dims2()?;
         assert_eq!(plan.depths().len(), b, "one loop depth per sequence");
-        let d = self.token_embedding.dim(1)?;
-        let x = param(&self.token_embedding)
-            .embedding(&input_ids.flatten_all()?)?
-            .reshape((b, t, d))?;
+        let x = self.embedding.forward(input_ids)?;
 
         // Prelude, once: e is what every loop injects.
         let x = self.prelude.forward(&x, &self.rope)?;
@@ -446,13 +429,8 @@ impl Looped {
         let x = self
             .coda
             .forward(&project(&h, &param(&self.readout))?, &self.rope)?;
-        let x = self.final_norm.forward(&x)?.reshape((b * t, d))?;
-        let logits = match &self.untied_head {
-            Some(head) => x.matmul(&param(head))?,
-            None => x.matmul(&param(&self.token_embedding).t()?)?,
-        };
         Ok(LoopedOutput {
-            logits: logits.reshape((b, t, ()))?,
+            logits: self.head.forward(&x, &self.embedding)?,
             state: h,
         })
     }

@@ -10,8 +10,9 @@ use std::sync::OnceLock;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde_json::{Map, Value};
 
+use super::error::toml_literal;
+use crate::config::{DataConfig, TrainConfig};
 use crate::model::{LoopedConfig, ModelConfig};
-use crate::train::{DataConfig, TrainConfig};
 
 /// Keys of the `[sweep]` table, with their defaults as documented.
 pub(crate) const HEADER_KEYS: &[(&str, &str)] = &[
@@ -177,7 +178,7 @@ pub fn valid_keys() -> Vec<(String, String)> {
     let header = HEADER_KEYS
         .iter()
         .map(|(k, d)| (format!("sweep.{k}"), d.to_string()));
-    let slurm = super::slurm::SLURM_KEYS
+    let slurm = super::slurm_table::SLURM_KEYS
         .iter()
         .map(|(k, d)| (format!("slurm.{k}"), d.to_string()));
     header
@@ -192,21 +193,6 @@ pub fn valid_keys() -> Vec<(String, String)> {
         .collect()
 }
 
-/// A JSON value as a user would write it in TOML: strings quoted, lists bracketed.
-pub(crate) fn toml_literal(value: &Value) -> String {
-    match value {
-        Value::String(s) => format!("{s:?}"),
-        Value::Array(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(toml_literal)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        other => other.to_string(),
-    }
-}
 
 /// A JSON value for display in tables: strings bare, lists bracketed.
 pub(crate) fn display_value(value: &Value) -> String {

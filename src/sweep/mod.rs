@@ -55,21 +55,20 @@
 //! Modules: `spec` (TOML → typed settings), `slurm` (the `[slurm]` table), `expand` (settings → grid), `validate` (per-run
 //! checks), `keys` (the accepted keys, derived from the structs), `error` (messages).
 
-mod config;
 mod error;
 mod expand;
 mod keys;
-mod slurm;
+mod slurm_table;
 mod spec;
 mod validate;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-pub use config::RunConfig;
+pub use crate::config::RunConfig;
 pub use error::{ErrorDetails, ErrorKind, SweepError};
 pub use keys::valid_keys;
-pub use slurm::{SlurmSettings, is_slurm_time};
+pub use slurm_table::{SlurmSettings, is_slurm_time};
 
 use error::Source;
 use keys::{Section, display_value, schema};

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use super::RunConfig;
 use super::error::ErrorKind;
+use crate::config::{SHIPPED_CORPUS, Schedule, resolve_corpus_path};
 use crate::model::Arch;
-use crate::train::{SHIPPED_CORPUS, Schedule, resolve_corpus_path};
 
 /// Tokenizers the trainer implements.
 const TOKENIZERS: &[&str] = &["bytes"];

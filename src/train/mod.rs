@@ -2,9 +2,8 @@
 //!
 //! Training reports what it measures through a [`RunObserver`]; it never touches the store.
 
-mod budget;
+mod cost;
 pub mod checkpoint;
-mod config;
 pub mod data;
 mod memory;
 pub mod optim;
@@ -12,9 +11,8 @@ mod optim_kernel;
 pub mod schedule;
 pub mod trainer;
 
-pub use budget::Budget;
+pub use cost::RunCost;
 pub use checkpoint::{Checkpointing, TrainerState};
-pub use config::{DataConfig, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path};
 pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus, indexed_rng};
 pub use memory::keep_freed_memory;
 pub use optim::{AdamW, AdamWConfig};

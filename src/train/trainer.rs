@@ -19,9 +19,9 @@ use super::data::{Batch, BatchSampler, Corpus, indexed_rng};
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::learning_rate;
 use super::{EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics};
+use crate::config::RunConfig;
 use crate::model::grad::no_grad;
 use crate::model::{Arch, CausalLm, Gpt, Looped, train_flops_per_token};
-use crate::sweep::RunConfig;
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 

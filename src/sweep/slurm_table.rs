@@ -18,8 +18,7 @@ use serde_json::Value;
 use toml::Spanned;
 use toml::de::DeValue;
 
-use super::error::{ErrorKind, Source, SweepError, nearest};
-use super::spec::describe;
+use super::error::{ErrorKind, Source, SweepError, describe_toml, nearest};
 
 /// The keys of `[slurm]`, with their defaults, for messages and `valid_keys`.
 pub(crate) const SLURM_KEYS: &[(&str, &str)] = &[
@@ -53,7 +52,7 @@ pub(crate) fn parse_slurm(
                 value.span(),
                 format!(
                     "`slurm` must be a table, found {}",
-                    de_kind(value.get_ref())
+                    describe_toml(value.get_ref())
                 ),
             )
             .with_key("slurm")
@@ -73,7 +72,7 @@ pub(crate) fn parse_slurm(
                 let s = string(src, &dotted, v, "a time limit such as \"2:00:00\"")?;
                 if !is_slurm_time(&s) {
                     return Err(src
-                        .error(ErrorKind::Header, v.span(), format!("`slurm.time` = {s:?} is not a Slurm time limit"))
+                        .error(ErrorKind::Slurm, v.span(), format!("`slurm.time` = {s:?} is not a Slurm time limit"))
                         .with_key(dotted)
                         .with_help("Slurm accepts MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS, e.g. \"2:00:00\" or \"1-12\""));
                 }
@@ -142,18 +141,6 @@ pub fn is_slurm_time(s: &str) -> bool {
     !parts.is_empty() && parts.len() <= 3 && parts.iter().all(|p| num(p))
 }
 
-fn de_kind(v: &DeValue) -> &'static str {
-    match v {
-        DeValue::String(_) => "a string",
-        DeValue::Integer(_) => "an integer",
-        DeValue::Float(_) => "a float",
-        DeValue::Boolean(_) => "a boolean",
-        DeValue::Datetime(_) => "a datetime",
-        DeValue::Array(_) => "a list",
-        DeValue::Table(_) => "a table",
-    }
-}
-
 fn wrong_type(src: &Source, key: &str, v: &Spanned<DeValue>, expected: &str) -> SweepError {
     let mut err = src
         .error(
@@ -161,7 +148,7 @@ fn wrong_type(src: &Source, key: &str, v: &Spanned<DeValue>, expected: &str) -> 
             v.span(),
             format!(
                 "`{key}`: expected {expected}, found {}",
-                de_kind(v.get_ref())
+                describe_toml(v.get_ref())
             ),
         )
         .with_key(key);
@@ -183,7 +170,7 @@ fn string(
         Some(s) if !s.trim().is_empty() => Ok(s.to_string()),
         Some(_) => Err(src
             .error(
-                ErrorKind::Header,
+                ErrorKind::Slurm,
                 v.span(),
                 format!("`{key}` is empty: expected {expected}"),
             )
@@ -200,10 +187,7 @@ fn uint(src: &Source, key: &str, v: &Spanned<DeValue>, min: u32) -> Result<u32, 
     };
     let Some(n) = n else {
         let found = match v.get_ref() {
-            DeValue::Float(f) => describe(&Value::from(
-                f.to_string().parse::<f64>().unwrap_or(f64::NAN),
-            )),
-            other => de_kind(other).to_string(),
+            other => describe_toml(other),
         };
         return Err(src
             .error(
@@ -221,7 +205,7 @@ fn uint(src: &Source, key: &str, v: &Spanned<DeValue>, min: u32) -> Result<u32, 
     if n < min as i64 || n > u32::MAX as i64 {
         return Err(src
             .error(
-                ErrorKind::Header,
+                ErrorKind::Slurm,
                 v.span(),
                 format!("`{key}` = {n} is out of range: expected an integer ≥ {min}"),
             )

@@ -1,4 +1,4 @@
-//! What a run trains on and how: the `[data]` and `[train]` tables of a sweep.
+//! What a run trains on and how: the `[data]` and `[train]` tables of a sweep, resolved.
 
 use serde::{Deserialize, Serialize};
 
