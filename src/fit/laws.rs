@@ -379,8 +379,8 @@ pub fn gain_note(term: &str, gain: &ParamEstimate, loss: f64) -> Option<String> 
         )
     };
     Some(format!(
-        "no saturating gain: {term} is flat within the data ({why}, under {NO_GAIN_FRACTION:.0e} of the \
-         loss); its asymptote is the level of the data, not a limit"
+        "no saturating gain: {term} does not fall measurably ({why}, under {NO_GAIN_FRACTION:.0e} of the \
+         loss); read its asymptote as the level of the data, not a limit"
     ))
 }
 
@@ -623,6 +623,228 @@ impl Law for TestTimePooledLaw {
             })
             .collect();
         notes.extend(rate_note("every curve", ("k", k.value), &self.rate, "T"));
+        notes
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// Parcae's training law L(μ, D) = E + X·N(μ)^(−x) + Y·D^(−y), N(μ) the unrolled parameter
+/// count (what the points' N column holds; see `analysis::source` for what is counted);
+/// θ = (e, x̃, x, ỹ, y) with X = e^x̃, Y = e^ỹ; log L̂ = LSE(e, x̃ − x·log N, ỹ − y·log D).
+/// The same form as Chinchilla's law in N(μ); reported with Parcae's names.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ParcaeLaw;
+
+impl ParcaeLaw {
+    pub fn design(&self, points: &Points) -> Result<Design> {
+        let n = points
+            .n
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the Parcae law needs N(μ), the unrolled parameter count (--n-col)"))?;
+        let d = points.tokens()?;
+        positive("N(μ)", &n)?;
+        positive("D", &d)?;
+        Ok(Design {
+            width: 2,
+            rows: n.iter().zip(&d).flat_map(|(n, d)| [n.ln(), d.ln()]).collect(),
+            log_loss: log_loss(points)?,
+        })
+    }
+}
+
+/// The exponents of the compute-optimal split of C ≈ 6·N(μ)·D between N(μ) and D:
+/// N(μ)* ∝ C^(y/(x+y)), D* ∝ C^(x/(x+y)) (as Chinchilla's a, b). With N(μ) = N_once + μ·N_core
+/// and N_once ≪ μ·N_core, μ* follows N(μ)*.
+fn parcae_derived(x: f64, y: f64) -> Vec<(String, f64)> {
+    vec![
+        ("n_opt_exponent".into(), y / (x + y)),
+        ("d_opt_exponent".into(), x / (x + y)),
+    ]
+}
+
+/// Notes on exponents that say loss does not fall with N(μ) or D.
+fn exponent_notes(params: &[ParamEstimate]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (name, what) in [("x", "N(μ)"), ("y", "D")] {
+        if let Some(p) = find(params, name)
+            && p.lo.unwrap_or(p.value) <= 0.0
+        {
+            notes.push(format!(
+                "{name} = {:.3}{}: the data do not show loss falling with {what}",
+                p.value,
+                p.lo.map(|lo| format!(" (interval from {lo:.3})")).unwrap_or_default()
+            ));
+        }
+    }
+    notes
+}
+
+const PARCAE_E: [f64; 5] = [-1.0, -0.5, 0.0, 0.5, 1.0];
+const PARCAE_SCALE: [f64; 6] = [0.0, 5.0, 10.0, 15.0, 20.0, 25.0];
+const PARCAE_EXP: [f64; 5] = [0.0, 0.5, 1.0, 1.5, 2.0];
+
+impl Law for ParcaeLaw {
+    fn name(&self) -> String {
+        "parcae".into()
+    }
+    fn theta_names(&self) -> Vec<String> {
+        ["e", "log X", "x", "log Y", "y"].map(String::from).to_vec()
+    }
+    #[inline]
+    fn log_predict(&self, th: &[f64], row: &[f64], g: &mut [f64]) -> f64 {
+        let (ln_n, ln_d) = (row[0], row[1]);
+        let (v, w) = lse([th[0], th[1] - th[2] * ln_n, th[3] - th[4] * ln_d]);
+        g[0] = w[0];
+        g[1] = w[1];
+        g[2] = -w[1] * ln_n;
+        g[3] = w[2];
+        g[4] = -w[2] * ln_d;
+        v
+    }
+    fn natural(&self, th: &[f64]) -> Vec<(String, f64)> {
+        vec![
+            ("E".into(), th[0].exp()),
+            ("X".into(), th[1].exp()),
+            ("x".into(), th[2]),
+            ("Y".into(), th[3].exp()),
+            ("y".into(), th[4]),
+        ]
+    }
+    fn derived(&self, th: &[f64]) -> Vec<(String, f64)> {
+        parcae_derived(th[2], th[4])
+    }
+    /// Epoch AI's Chinchilla grid, in this law's order: 4,500 starts.
+    fn start_grid(&self) -> Vec<Vec<f64>> {
+        grid(&[
+            &PARCAE_E,
+            &PARCAE_SCALE,
+            &PARCAE_EXP,
+            &PARCAE_SCALE,
+            &PARCAE_EXP,
+        ])
+    }
+    fn notes(&self, params: &[ParamEstimate]) -> Vec<String> {
+        exponent_notes(params)
+    }
+}
+
+/// Parcae's unified law over test-time loops T of runs trained at mean recurrence μ:
+/// L(T | μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) + Z·exp(−z·T/μ);
+/// θ = (e, x̃, x, ỹ, y, z̃, ζ), Z = e^z̃ ≥ 0, z within [`RateBounds`] of the sampled T/μ.
+/// Design rows are (log N(μ), log D, T/μ).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ParcaeUnifiedLaw {
+    pub rate: RateBounds,
+}
+
+impl ParcaeUnifiedLaw {
+    /// T/μ of every point (μ: the points' loops column; T: test-time loops).
+    fn ratio(points: &Points) -> Result<Vec<f64>> {
+        let t = test_loops(points)?;
+        let mu = points.loops.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("the unified Parcae law needs each run's training loops μ (--loops-col)")
+        })?;
+        positive("loops μ", mu)?;
+        Ok(t.iter().zip(mu).map(|(t, m)| t / m).collect())
+    }
+    /// The law with z's range set by the points' T/μ.
+    pub fn new(points: &Points) -> Result<Self> {
+        Ok(ParcaeUnifiedLaw {
+            rate: RateBounds::of(&Self::ratio(points)?, "T/μ")?,
+        })
+    }
+    pub fn design(&self, points: &Points) -> Result<Design> {
+        let base = ParcaeLaw.design(points)?;
+        let r = Self::ratio(points)?;
+        let rows = (0..base.len())
+            .flat_map(|i| [base.rows[2 * i], base.rows[2 * i + 1], r[i]])
+            .collect();
+        Ok(Design {
+            width: 3,
+            rows,
+            log_loss: base.log_loss,
+        })
+    }
+}
+
+impl Law for ParcaeUnifiedLaw {
+    fn name(&self) -> String {
+        "parcae-unified".into()
+    }
+    fn theta_names(&self) -> Vec<String> {
+        ["e", "log X", "x", "log Y", "y", "log Z", "zeta"]
+            .map(String::from)
+            .to_vec()
+    }
+    #[inline]
+    fn log_predict(&self, th: &[f64], row: &[f64], g: &mut [f64]) -> f64 {
+        let (ln_n, ln_d, r) = (row[0], row[1], row[2]);
+        let (z, dz) = self.rate.rate(th[6]);
+        let (v, w) = lse([
+            th[0],
+            th[1] - th[2] * ln_n,
+            th[3] - th[4] * ln_d,
+            th[5] - z * r,
+        ]);
+        g[0] = w[0];
+        g[1] = w[1];
+        g[2] = -w[1] * ln_n;
+        g[3] = w[2];
+        g[4] = -w[2] * ln_d;
+        g[5] = w[3];
+        g[6] = -w[3] * r * dz;
+        v
+    }
+    fn natural(&self, th: &[f64]) -> Vec<(String, f64)> {
+        vec![
+            ("E".into(), th[0].exp()),
+            ("X".into(), th[1].exp()),
+            ("x".into(), th[2]),
+            ("Y".into(), th[3].exp()),
+            ("y".into(), th[4]),
+            ("Z".into(), th[5].exp()),
+            ("z".into(), self.rate.rate(th[6]).0),
+        ]
+    }
+    /// The training-law exponents, and the test-time term's gain between the smallest and
+    /// largest sampled T/μ.
+    fn derived(&self, th: &[f64]) -> Vec<(String, f64)> {
+        let z = self.rate.rate(th[6]).0;
+        let mut d = parcae_derived(th[2], th[4]);
+        d.push((
+            "test_time_gain".into(),
+            gain(th[5].exp(), z, (self.rate.lo, self.rate.hi)),
+        ));
+        d
+    }
+    /// A coarser grid than the training law's (seven parameters): 3⁵ starts for the training
+    /// terms times 3 scales and 2 rates for the test-time term, 1,458 starts.
+    fn start_grid(&self) -> Vec<Vec<f64>> {
+        let zetas = [self.rate.kappa(0.5), self.rate.kappa(2.0)];
+        grid(&[
+            &[-0.5, 0.0, 0.5],
+            &[0.0, 10.0, 20.0],
+            &[0.25, 0.5, 1.0],
+            &[0.0, 10.0, 20.0],
+            &[0.25, 0.5, 1.0],
+            &[-3.0, -1.5, 0.0],
+            &zetas,
+        ])
+    }
+    fn notes(&self, params: &[ParamEstimate]) -> Vec<String> {
+        let mut notes = exponent_notes(params);
+        if let (Some(e), Some(z), Some(g)) = (
+            find(params, "E"),
+            find(params, "z"),
+            find(params, "test_time_gain"),
+        ) {
+            let term = "the test-time term Z·e^(−z·T/μ)";
+            notes.extend(
+                gain_note(term, g, e.value)
+                    .or_else(|| rate_note(term, ("z", z.value), &self.rate, "T/μ")),
+            );
+        }
         notes
     }
 }

@@ -14,7 +14,10 @@ use serde::Serialize;
 
 use super::bootstrap::{BootstrapOptions, percentile_interval, resample_weights, rng_for};
 use super::huber::{DEFAULT_HUBER_DELTA, Objective};
-use super::laws::{ChinchillaLaw, ComputeLaw, Design, Law, TestTimeLaw, TestTimePooledLaw};
+use super::laws::{
+    ChinchillaLaw, ComputeLaw, Design, Law, ParcaeLaw, ParcaeUnifiedLaw, TestTimeLaw,
+    TestTimePooledLaw,
+};
 use super::points::Points;
 use super::estimate::{BootstrapSummary, FitReport, HeldOut, ParamEstimate};
 use super::solve::{Method, MultiStart, SolverOptions, multistart, multistart_seq};
@@ -243,18 +246,30 @@ pub fn fit_law<L: Law>(
     let level = summary.as_ref().map(|s| s.level);
     let natural = law.natural(&theta);
     let n_nat = natural.len();
+    let mut heldout_note = None;
     let heldout = match opts.heldout {
         Some(spec) => {
             let (k, what) = heldout_count(spec, order_key, key_name);
-            let mut h = heldout_check(law, design, order_key, k, opts)?;
-            h.what = what;
-            Some(h)
+            match (spec, heldout_check(law, design, order_key, k, opts)) {
+                (_, Ok(mut h)) => {
+                    h.what = what;
+                    Some(h)
+                }
+                // A rollout over budgets is asked for by default: without two budgets (or
+                // with too few points below the largest) there is none, and the fit says so.
+                (HeldOutSpec::LargestBudget(_), Err(e)) => {
+                    heldout_note = Some(format!("no held-out check of {what}: {e:#}"));
+                    None
+                }
+                (_, Err(e)) => return Err(e),
+            }
         }
         None => None,
     };
     let params = estimates(natural, &draws, 0, level);
     let derived = estimates(law.derived(&theta), &draws, n_nat, level);
-    let notes = law.notes(&[params.clone(), derived.clone()].concat());
+    let mut notes = law.notes(&[params.clone(), derived.clone()].concat());
+    notes.extend(heldout_note);
     Ok(FitReport {
         law: law.name(),
         n_points: design.len(),
@@ -363,4 +378,22 @@ pub fn fit_test_time_pooled(points: &Points, opts: &FitOptions) -> Result<FitRep
     }
     let design = law.design(points)?;
     fit_law(&law, &design, (&t, "T"), opts)
+}
+
+/// Parcae's training law L(μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) over the points' N = N(μ) and
+/// D; the held-out check ranks points by C (recorded, or 6·N(μ)·D).
+pub fn fit_parcae(points: &Points, opts: &FitOptions) -> Result<FitReport> {
+    points.validate()?;
+    let law = ParcaeLaw;
+    let design = law.design(points)?;
+    fit_law(&law, &design, (&points.compute()?, "C"), opts)
+}
+
+/// Parcae's unified law L(T | μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) + Z·exp(−z·T/μ) over every
+/// test-time evaluation of every run together (N = N(μ), D, loops = μ, test_loops = T).
+pub fn fit_parcae_unified(points: &Points, opts: &FitOptions) -> Result<FitReport> {
+    points.validate()?;
+    let law = ParcaeUnifiedLaw::new(points)?;
+    let design = law.design(points)?;
+    fit_law(&law, &design, (&points.compute()?, "C"), opts)
 }

@@ -7,6 +7,7 @@ use super::figure::{Figure, INK, Kind, Panel, Series};
 use crate::analysis::fits::{IsoflopFit, ReportFits, compute_residuals};
 use crate::analysis::{Frames, f64s, opt_f64s, strs};
 use crate::fit::IsoflopAxis;
+use crate::fit::isoflop::Location;
 
 /// What a chart function returns: the figure, or why there is none.
 pub type Built = Result<Result<Figure, String>>;
@@ -197,32 +198,46 @@ pub fn isoflop_curves(fit: &Result<IsoflopFit, String>) -> Built {
     let (x_label, word) = axis_words(fit.axis);
     let mut series = Vec::new();
     for (i, b) in fit.budgets.iter().enumerate() {
-        let lo =
-            b.x.iter()
-                .cloned()
-                .fold(f64::INFINITY, f64::min)
-                .min(b.x_star);
-        let hi = b.x.iter().cloned().fold(0.0, f64::max).max(b.x_star);
-        let curve: Vec<(f64, f64)> = (0..=50)
-            .map(|k| (lo.ln() + (hi.ln() - lo.ln()) * k as f64 / 50.0).exp())
-            .map(|x| (x, b.predict(x)))
-            .collect();
         series.push(Series::new(
             Some(format!("C = {} FLOPs", super::figure::tick(b.flops))),
             i,
             Kind::Markers,
             b.x.iter().copied().zip(b.loss.iter().copied()).collect(),
         ));
-        series.push(Series::new(None, i, Kind::Dashed, curve));
-        series.push(Series::new(
-            Some(format!(
-                "  minimum: {word}* = {}",
-                super::figure::tick(b.x_star)
-            )),
-            i,
-            Kind::Star,
-            vec![(b.x_star, b.loss_star)],
-        ));
+        let tick = super::figure::tick(b.x_star);
+        match b.location {
+            Location::Inside => {
+                // The parabola only where it was fitted: near the lowest loss.
+                let (lo, hi) = b.window;
+                let curve: Vec<(f64, f64)> = (0..=30)
+                    .map(|k| (lo.ln() + (hi.ln() - lo.ln()) * k as f64 / 30.0).exp())
+                    .map(|x| (x, b.predict(x)))
+                    .filter(|(_, y)| y.is_finite())
+                    .collect();
+                series.push(Series::new(None, i, Kind::Dashed, curve));
+                series.push(Series::new(
+                    Some(format!("  minimum: {word}* = {tick}")),
+                    i,
+                    Kind::Star,
+                    vec![(b.x_star, b.loss_star)],
+                ));
+            }
+            edge => {
+                let side = if edge == Location::AtUpperEdge {
+                    "≥"
+                } else {
+                    "≤"
+                };
+                series.push(Series::new(
+                    Some(format!(
+                        "  optimum at the edge: {word}* {side} {tick} (not located)"
+                    )),
+                    i,
+                    Kind::Star,
+                    vec![(b.x_star, b.loss_star)],
+                ));
+            }
+        }
     }
     Ok(Ok(single(Panel {
         title: format!("Iso-FLOP curves: final loss vs {word} per FLOP budget"),
@@ -273,29 +288,46 @@ pub fn isoflop_optima(fits: &ReportFits) -> Built {
             .map(|k| (lo.ln() + (hi.ln() - lo.ln()) * k as f64 / 20.0).exp())
             .map(|x| (x, g * x.powf(a)))
             .collect();
+        let at = |inside: bool| -> Vec<(f64, f64)> {
+            fit.budgets
+                .iter()
+                .filter(|b| (b.location == Location::Inside) == inside)
+                .map(|b| (b.flops, b.x_star))
+                .collect()
+        };
+        let mut series = vec![
+            Series::new(
+                Some(format!(
+                    "{word}* = {}·C^{a:.3}{interval}",
+                    super::figure::tick(g)
+                )),
+                0,
+                Kind::Dashed,
+                line,
+            ),
+            Series::new(
+                Some("optimum inside the samples".into()),
+                1,
+                Kind::Markers,
+                at(true),
+            ),
+        ];
+        let edges = at(false);
+        if !edges.is_empty() {
+            series.push(Series::new(
+                Some("at an edge of the samples (a bound; not fitted)".into()),
+                3,
+                Kind::Star,
+                edges,
+            ));
+        }
         panels.push(Panel {
             title: format!("Optimal {word} vs FLOP budget"),
             x_label: "training FLOPs per budget".into(),
             y_label: format!("optimal {x_label}"),
             log_x: true,
             log_y: true,
-            series: vec![
-                Series::new(
-                    Some(format!(
-                        "{word}* = {}·C^{a:.3}{interval}",
-                        super::figure::tick(g)
-                    )),
-                    0,
-                    Kind::Dashed,
-                    line,
-                ),
-                Series::new(
-                    Some("parabola minima".into()),
-                    1,
-                    Kind::Markers,
-                    fit.budgets.iter().map(|b| (b.flops, b.x_star)).collect(),
-                ),
-            ],
+            series,
             zero_line: false,
         });
     }
@@ -470,9 +502,11 @@ pub fn residuals(frames: &Frames, fits: &ReportFits) -> Built {
             .iter()
             .enumerate()
             .map(|(i, b)| {
+                // Only the points the local parabola was fitted to.
                 let pts =
                     b.x.iter()
                         .zip(&b.loss)
+                        .filter(|(x, _)| b.in_window(**x))
                         .map(|(&x, &y)| (x, y - b.predict(x)));
                 Series::new(
                     Some(format!("C = {} FLOPs", super::figure::tick(b.flops))),
@@ -483,7 +517,7 @@ pub fn residuals(frames: &Frames, fits: &ReportFits) -> Built {
             })
             .collect();
         panels.push(Panel {
-            title: format!("Iso-FLOP parabolas over {word}: residuals"),
+            title: format!("Iso-FLOP parabolas over {word} (near each minimum): residuals"),
             x_label: x_label.into(),
             y_label: "observed − fitted loss (nats/token)".into(),
             log_x: true,
@@ -500,4 +534,74 @@ pub fn residuals(frames: &Frames, fits: &ReportFits) -> Built {
         ));
     }
     Ok(Ok(row(panels)))
+}
+
+/// Parcae's law L(μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) over the looped runs: predicted against
+/// measured final loss (on the diagonal when the law holds), and the residuals against FLOPs,
+/// with the fitted parameters and the held-out rollout's error in the legend.
+pub fn parcae_law(fits: &ReportFits) -> Built {
+    let fit = match &fits.parcae {
+        Ok(f) => f,
+        Err(why) => return Ok(Err(why.clone())),
+    };
+    let r = &fit.report;
+    let v = |n: &str| r.value(n).unwrap_or(f64::NAN);
+    let (lo, hi) = fit
+        .runs
+        .iter()
+        .flat_map(|p| [p.measured, p.predicted])
+        .fold((f64::INFINITY, 0.0f64), |(l, h), x| (l.min(x), h.max(x)));
+    let mut law = format!(
+        "E = {:.3}, X = {}, x = {:.3}, Y = {}, y = {:.3}",
+        v("E"),
+        super::figure::tick(v("X")),
+        v("x"),
+        super::figure::tick(v("Y")),
+        v("y")
+    );
+    if let Some(h) = &r.heldout {
+        law.push_str(&format!(
+            "; largest budget held out: {:.2}% mean error",
+            100.0 * h.mean_abs_rel_error
+        ));
+    }
+    let mut left = vec![Series::new(
+        Some(law),
+        INK,
+        Kind::Dashed,
+        vec![(lo, lo), (hi, hi)],
+    )];
+    let mut right = Vec::new();
+    for (i, p) in fit.runs.iter().enumerate() {
+        left.push(Series::new(
+            Some(p.label.clone()),
+            i,
+            Kind::Markers,
+            vec![(p.predicted, p.measured)],
+        ));
+        right.push(Series::new(
+            None,
+            i,
+            Kind::Markers,
+            vec![(p.flops, p.measured - p.predicted)],
+        ));
+    }
+    Ok(Ok(row(vec![
+        Panel {
+            title: "Parcae's law: measured vs predicted final loss".into(),
+            x_label: "predicted final loss (nats/token)".into(),
+            y_label: "measured final loss (nats/token)".into(),
+            series: left,
+            ..Panel::default()
+        },
+        Panel {
+            title: "Parcae's law: residuals".into(),
+            x_label: "training FLOPs".into(),
+            y_label: "measured − predicted loss (nats/token)".into(),
+            log_x: true,
+            series: right,
+            zero_line: true,
+            ..Panel::default()
+        },
+    ])))
 }
