@@ -381,8 +381,8 @@ fn print_optima(optima: &[BudgetOptimum], level: Option<f64>) {
         };
         let star = match b.location {
             crate::fit::isoflop::Location::Inside => n(b.x_star),
-            crate::fit::isoflop::Location::AtUpperEdge => format!("≥ {}", n(b.x_star)),
-            crate::fit::isoflop::Location::AtLowerEdge => format!("≤ {}", n(b.x_star)),
+            crate::fit::isoflop::Location::AtUpperEdge => format!("> {}", n(b.window.0)),
+            crate::fit::isoflop::Location::AtLowerEdge => format!("< {}", n(b.window.1)),
         };
         println!(
             "  {:<12} {:>6} {:>21} {:>10} {:>24}  {}",

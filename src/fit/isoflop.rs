@@ -101,7 +101,8 @@ pub struct Optimum {
     pub loss_star: f64,
     /// The local parabola (inside only), valid over `window`.
     pub parabola: Option<Parabola>,
-    /// log x of the lowest and highest sampled value the parabola went through.
+    /// log x of the lowest and highest sampled value the parabola went through; at an edge,
+    /// the edge and its neighbour (the optimum lies beyond the neighbour).
     pub window: (f64, f64),
 }
 
@@ -127,17 +128,20 @@ pub fn locate(u: &[f64], y: &[f64], w: &[f64]) -> Option<Optimum> {
     let mean = |k: usize| xs[k].1 / xs[k].2;
     let last = xs.len() - 1;
     let j = (0..=last).fold(0, |b, k| if mean(k) < mean(b) { k } else { b });
+    // At an edge, a convex curve has its minimum past the edge's neighbour: the window is the
+    // edge and that neighbour, the bound the data give.
     if j == 0 || j == last {
+        let (location, window) = if j == 0 {
+            (Location::AtLowerEdge, (xs[0].0, xs[1].0))
+        } else {
+            (Location::AtUpperEdge, (xs[last - 1].0, xs[last].0))
+        };
         return Some(Optimum {
-            location: if j == 0 {
-                Location::AtLowerEdge
-            } else {
-                Location::AtUpperEdge
-            },
+            location,
             u_star: xs[j].0,
             loss_star: mean(j),
             parabola: None,
-            window: (xs[j].0, xs[j].0),
+            window,
         });
     }
     // Two neighbours on each side where the grid has them; one if that parabola does not
@@ -410,19 +414,19 @@ fn power_law(log_c: &[f64], opt: &[Option<Optimum>]) -> Option<(f64, f64, f64, u
     Some((g, a, rss, x.len()))
 }
 
-/// x* of a budget in a bootstrap resample, for percentiles: 0 below the lower edge, +∞ beyond
-/// the upper one, NaN when the budget could not be fitted.
+/// x* of a budget in a bootstrap resample, for percentiles: −∞ at or below the lower edge, +∞
+/// at or beyond the upper one, NaN when the budget could not be fitted.
 fn censored_x(o: &Option<Optimum>) -> f64 {
     match o {
         Some(o) if o.location == Location::Inside => o.u_star.exp(),
-        Some(o) if o.location == Location::AtLowerEdge => 0.0,
+        Some(o) if o.location == Location::AtLowerEdge => f64::NEG_INFINITY,
         Some(_) => f64::INFINITY,
         None => f64::NAN,
     }
 }
 
-/// Percentile interval of censored values (0 and +∞ stand for "beyond an edge"): an end whose
-/// order statistics reach a censored value is `None`, unbounded.
+/// Percentile interval of censored values (±∞ stand for "at or beyond an edge"): an end whose
+/// order statistic is censored is `None`, unbounded on that side.
 pub fn censored_interval(values: &[f64], level: f64) -> (Option<f64>, Option<f64>) {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
     if v.is_empty() {
@@ -430,12 +434,19 @@ pub fn censored_interval(values: &[f64], level: f64) -> (Option<f64>, Option<f64
     }
     v.sort_by(f64::total_cmp);
     let tail = (1.0 - level) / 2.0;
-    let end = |q: f64| {
+    let end = |q: f64, lower: bool| {
         let h = q * (v.len() - 1) as f64;
         let (a, b) = (v[h.floor() as usize], v[h.ceil() as usize]);
-        (a > 0.0 && b.is_finite()).then(|| a + (h - h.floor()) * (b - a))
+        let x = if a.is_finite() && b.is_finite() {
+            a + (h - h.floor()) * (b - a)
+        } else if lower {
+            a
+        } else {
+            b
+        };
+        x.is_finite().then_some(x)
     };
-    (end(tail), end(1.0 - tail))
+    (end(tail, true), end(1.0 - tail, false))
 }
 
 /// The budgets and their optima without the power law: what the report draws even when fewer
@@ -488,15 +499,19 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
                 b.c
             )),
             Some(o) if o.location == Location::AtUpperEdge => notes.push(format!(
-                "budget C = {:.3e}: the lowest loss is at the largest {axis} sampled ({}), so the optimum is there \
-                 or beyond; left out of {axis}*(C) = G·C^a (sample larger {axis} to locate it)",
+                "budget C = {:.3e}: the lowest loss is at the largest {axis} sampled ({}), so the optimum lies above \
+                 {} and may be beyond {}; left out of {axis}*(C) = G·C^a (sample larger {axis} to locate it)",
                 b.c,
+                num(hi),
+                num(o.window.0.exp()),
                 num(hi)
             )),
             Some(o) if o.location == Location::AtLowerEdge => notes.push(format!(
-                "budget C = {:.3e}: the lowest loss is at the smallest {axis} sampled ({}), so the optimum is there \
-                 or below; left out of {axis}*(C) = G·C^a (sample smaller {axis} to locate it)",
+                "budget C = {:.3e}: the lowest loss is at the smallest {axis} sampled ({}), so the optimum lies below \
+                 {} and may be below {}; left out of {axis}*(C) = G·C^a (sample smaller {axis} to locate it)",
                 b.c,
+                num(lo),
+                num(o.window.1.exp()),
                 num(lo)
             )),
             Some(_) => {}
@@ -565,8 +580,16 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
             let (lo, hi, edge_share) = match &summary {
                 Some(s) if !draws.is_empty() => {
                     let col = column(2 + k);
-                    let (lo, hi) = censored_interval(&col, s.level);
-                    let edges = col.iter().filter(|v| **v == 0.0 || v.is_infinite()).count();
+                    let (mut lo, mut hi) = censored_interval(&col, s.level);
+                    // At an edge the data bound the optimum on the inner side: it lies past
+                    // the edge's neighbour.
+                    let (inner_lo, inner_hi) = (o.window.0.exp(), o.window.1.exp());
+                    match o.location {
+                        Location::AtUpperEdge => lo = Some(lo.map_or(inner_lo, |l| l.min(inner_lo))),
+                        Location::AtLowerEdge => hi = Some(hi.map_or(inner_hi, |h| h.max(inner_hi))),
+                        Location::Inside => {}
+                    }
+                    let edges = col.iter().filter(|v| v.is_infinite()).count();
                     (lo, hi, Some(edges as f64 / col.len() as f64))
                 }
                 _ => (None, None, None),
@@ -606,8 +629,8 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
     for b in optima.iter().filter(|b| b.location != Location::Inside) {
         let predicted = g.exp() * b.c.powf(a);
         let contradicts = match b.location {
-            Location::AtUpperEdge => predicted < b.x_max,
-            _ => predicted > b.x_min,
+            Location::AtUpperEdge => predicted < b.window.0,
+            _ => predicted > b.window.1,
         };
         if contradicts {
             notes.push(format!(

@@ -223,14 +223,15 @@ pub fn isoflop_curves(fit: &Result<IsoflopFit, String>) -> Built {
                 ));
             }
             edge => {
-                let side = if edge == Location::AtUpperEdge {
-                    "≥"
+                // A convex curve lowest at an edge has its minimum past the edge's neighbour.
+                let bound = if edge == Location::AtUpperEdge {
+                    format!("> {}", super::figure::tick(b.window.0))
                 } else {
-                    "≤"
+                    format!("< {}", super::figure::tick(b.window.1))
                 };
                 series.push(Series::new(
                     Some(format!(
-                        "  optimum at the edge: {word}* {side} {tick} (not located)"
+                        "  lowest at the edge ({tick}): {word}* {bound}, not located"
                     )),
                     i,
                     Kind::Star,
