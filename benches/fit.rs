@@ -4,9 +4,9 @@
 
 use std::time::Instant;
 
+use loopscale::analysis::{CsvColumns, read_points};
 use loopscale::fit::bootstrap::BootstrapOptions;
 use loopscale::fit::parametric::bootstrap_draws;
-use loopscale::analysis::{CsvColumns, read_points};
 use loopscale::fit::*;
 
 /// SciPy's L-BFGS-B over Epoch's 3,750-start grid took about 8 minutes on this machine

@@ -218,7 +218,10 @@ fn parcae_law_from_csv_is_reported_with_its_names_and_rollout_and_recorded() {
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     for (name, want) in [("E", 2.0), ("X", 50.0), ("x", 0.3), ("Y", 30.0), ("y", 0.2)] {
         let got = json_param(&v, name);
-        assert!((got / want - 1.0).abs() < 1e-3, "{name} = {got}, truth {want}");
+        assert!(
+            (got / want - 1.0).abs() < 1e-3,
+            "{name} = {got}, truth {want}"
+        );
     }
     let h = &v["reports"][0][1]["heldout"];
     assert_eq!(h["n"], 5, "{v}");
@@ -260,9 +263,13 @@ fn parcae_unified_without_its_columns_names_the_flag() {
     let (ok, _, err) = fit_cmd(&[path, "--law", "parcae", "--d-col", "tokens"]);
     assert!(!ok);
     assert!(err.contains("--n-col") && err.contains("N(μ)"), "{err}");
-    let (ok, _, err) = fit_cmd(&[&common[..], &["--loops-col", "mu", "--test-loops-col", "T"]].concat());
+    let (ok, _, err) =
+        fit_cmd(&[&common[..], &["--loops-col", "mu", "--test-loops-col", "T"]].concat());
     assert!(!ok);
-    assert!(err.contains("\"T\""), "a missing named column is named: {err}");
+    assert!(
+        err.contains("\"T\""),
+        "a missing named column is named: {err}"
+    );
 }
 
 /// The iso-FLOP fit flags a budget whose lowest loss is at the largest loops sampled, in its
@@ -326,9 +333,17 @@ fn edge_optima_and_flat_curves_are_flagged_in_output_and_fits() {
         .query("SELECT law, notes FROM fits ORDER BY fit_id")
         .unwrap();
     assert_eq!(q.rows[0][0], "isoflop");
-    assert!(q.rows[0][1].contains("largest loops sampled (12)"), "{:?}", q.rows);
+    assert!(
+        q.rows[0][1].contains("largest loops sampled (12)"),
+        "{:?}",
+        q.rows
+    );
     assert_eq!(q.rows[1][0], "test-time");
-    assert!(q.rows[1][1].starts_with("no saturating gain"), "{:?}", q.rows);
+    assert!(
+        q.rows[1][1].starts_with("no saturating gain"),
+        "{:?}",
+        q.rows
+    );
 }
 
 /// A store of schema version 1 (before `fits.notes`) is read as it is and migrated by a fit
@@ -347,7 +362,11 @@ fn a_version_1_store_is_read_and_then_migrated_by_fit() {
     }
     drop(Store::open_read_only(&db).expect("a version-1 store reads"));
     let csv = dir.path().join("flat.csv");
-    std::fs::write(&csv, "test_loops,loss\n1,2.3\n2,2.2\n4,2.15\n8,2.13\n16,2.125\n").unwrap();
+    std::fs::write(
+        &csv,
+        "test_loops,loss\n1,2.3\n2,2.2\n4,2.15\n8,2.13\n16,2.125\n",
+    )
+    .unwrap();
     let (ok, _, stderr) = fit_cmd(&[
         csv.to_str().unwrap(),
         "--law",

@@ -36,10 +36,13 @@ fn missing_or_bad_columns_are_errors() {
         ..Default::default()
     };
     assert!(loopscale::analysis::csv::parse_points("n,loss\n1,2\n", &cols).is_err());
-    assert!(loopscale::analysis::csv::parse_points("n,loss\n1,x\n", &CsvColumns::default()).is_err());
+    assert!(
+        loopscale::analysis::csv::parse_points("n,loss\n1,x\n", &CsvColumns::default()).is_err()
+    );
     assert!(loopscale::analysis::csv::parse_points("n,loss\n1\n", &CsvColumns::default()).is_err());
     // Default names absent from the file are simply not read.
-    let p = loopscale::analysis::csv::parse_points("n,loss\n1,2\n", &CsvColumns::default()).unwrap();
+    let p =
+        loopscale::analysis::csv::parse_points("n,loss\n1,2\n", &CsvColumns::default()).unwrap();
     assert!(p.c.is_none() && p.n.is_some());
 }
 

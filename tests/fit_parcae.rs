@@ -344,8 +344,9 @@ fn unified_law_on_flat_test_time_curves_says_so() {
     eprintln!("{r}");
     assert!((r.value("E").unwrap() / E - 1.0).abs() < 0.05, "{r}");
     assert!(
-        r.notes.iter().any(|n| n.starts_with("no saturating gain")
-            && n.contains("test-time term")),
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("no saturating gain") && n.contains("test-time term")),
         "{:?}",
         r.notes
     );

@@ -87,7 +87,9 @@ impl BudgetCurve {
     }
     /// Whether x lies in the window the parabola was fitted over.
     pub fn in_window(&self, x: f64) -> bool {
-        self.parabola.is_some() && x >= self.window.0 * (1.0 - 1e-12) && x <= self.window.1 * (1.0 + 1e-12)
+        self.parabola.is_some()
+            && x >= self.window.0 * (1.0 - 1e-12)
+            && x <= self.window.1 * (1.0 + 1e-12)
     }
 }
 
@@ -370,7 +372,10 @@ fn parcae_fit(frames: &Frames) -> Result<ParcaeFit, String> {
         v.dedup();
         v.len()
     };
-    let (n, d) = (points.n.clone().unwrap_or_default(), points.d.clone().unwrap_or_default());
+    let (n, d) = (
+        points.n.clone().unwrap_or_default(),
+        points.d.clone().unwrap_or_default(),
+    );
     if points.len() < PARCAE_MIN_RUNS || distinct(&n) < 2 || distinct(&d) < 3 {
         return Err(format!(
             "Parcae's law L(μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) has five parameters; it needs {PARCAE_MIN_RUNS} or more \

@@ -91,7 +91,10 @@ impl Frames {
 
 /// N(μ) of every looped run of `runs`, from the stored configurations (see [`Frames::unrolled`]).
 fn unrolled_frame(runs: &DataFrame, configs: &DataFrame) -> Result<DataFrame> {
-    let (keys, mus) = (strs(runs, "run_key")?, super::columns::opt_f64s(runs, "mean_recurrence")?);
+    let (keys, mus) = (
+        strs(runs, "run_key")?,
+        super::columns::opt_f64s(runs, "mean_recurrence")?,
+    );
     let (cfg_keys, cfg_json) = (strs(configs, "run_key")?, strs(configs, "config_json")?);
     let mut out_keys = Vec::new();
     let mut out_n: Vec<Option<f64>> = Vec::new();

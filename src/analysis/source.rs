@@ -132,7 +132,10 @@ pub fn model_config(config_json: &str) -> Result<ModelConfig> {
 
 /// The looped runs of the frames with their N(μ): (row indices into `frames.runs`, N(μ)), and
 /// the number of GPT runs, which the Parcae laws leave out.
-pub fn looped_with_unrolled(frames: &Frames, n: ParamCount) -> Result<(Vec<usize>, Vec<f64>, usize)> {
+pub fn looped_with_unrolled(
+    frames: &Frames,
+    n: ParamCount,
+) -> Result<(Vec<usize>, Vec<f64>, usize)> {
     let runs = &frames.runs;
     let keys = strs(runs, "run_key")?;
     let (u_keys, u_n) = (
@@ -147,7 +150,9 @@ pub fn looped_with_unrolled(frames: &Frames, n: ParamCount) -> Result<(Vec<usize
             continue;
         };
         let Some(nu) = u_n[j] else {
-            bail!("run {key}: its stored model configuration could not be read, so N(μ) cannot be counted");
+            bail!(
+                "run {key}: its stored model configuration could not be read, so N(μ) cannot be counted"
+            );
         };
         rows.push(i);
         unrolled.push(match n {
@@ -168,7 +173,9 @@ pub fn parcae_points(store: &Store, sweep: Option<&str>, n: ParamCount) -> Resul
         bail!(
             "{}: no finished looped runs{} to fit Parcae's law to ({gpt} GPT run(s) are not looped)",
             store.path().display(),
-            sweep.map(|s| format!(" in sweep `{s}`")).unwrap_or_default()
+            sweep
+                .map(|s| format!(" in sweep `{s}`"))
+                .unwrap_or_default()
         );
     }
     Ok((points, gpt))
@@ -197,7 +204,11 @@ pub fn parcae_points_of(frames: &Frames, n: ParamCount) -> Result<(Points, usize
 
 /// Points of Parcae's unified law: one per test-time evaluation of a finished looped run, with
 /// the run's N(μ), D, C and μ, T = the evaluated loops, loss = validation loss at T.
-pub fn parcae_unified_points(store: &Store, sweep: Option<&str>, n: ParamCount) -> Result<(Points, usize)> {
+pub fn parcae_unified_points(
+    store: &Store,
+    sweep: Option<&str>,
+    n: ParamCount,
+) -> Result<(Points, usize)> {
     let frames = Frames::load(store, sweep)?;
     let (rows, unrolled, gpt) = looped_with_unrolled(&frames, n)?;
     let run_keys = strs(&frames.runs, "run_key")?;
@@ -207,7 +218,11 @@ pub fn parcae_unified_points(store: &Store, sweep: Option<&str>, n: ParamCount) 
         f64s(&frames.runs, "mean_recurrence")?,
     );
     let tt = &frames.test_time;
-    let (keys, t, loss) = (strs(tt, "run_key")?, f64s(tt, "test_loops")?, f64s(tt, "val_loss")?);
+    let (keys, t, loss) = (
+        strs(tt, "run_key")?,
+        f64s(tt, "test_loops")?,
+        f64s(tt, "val_loss")?,
+    );
     let mut p = Points {
         n: Some(Vec::new()),
         d: Some(Vec::new()),
@@ -234,7 +249,9 @@ pub fn parcae_unified_points(store: &Store, sweep: Option<&str>, n: ParamCount) 
         bail!(
             "{}: no test-time evaluations of finished looped runs{}; train looped runs with model.test_loops set",
             store.path().display(),
-            sweep.map(|s| format!(" in sweep `{s}`")).unwrap_or_default()
+            sweep
+                .map(|s| format!(" in sweep `{s}`"))
+                .unwrap_or_default()
         );
     }
     Ok((p, gpt))

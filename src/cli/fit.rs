@@ -238,24 +238,43 @@ struct Fitted {
 fn require_columns(law: LawName, points: &Points) -> Result<()> {
     let need = |ok: bool, what: &str, flag: &str| -> Result<()> {
         if !ok {
-            bail!("--law {}: needs {what}; name its CSV column with {flag}", law_name(law));
+            bail!(
+                "--law {}: needs {what}; name its CSV column with {flag}",
+                law_name(law)
+            );
         }
         Ok(())
     };
     match law {
         LawName::Parcae | LawName::ParcaeUnified => {
-            need(points.n.is_some(), "N(μ), the unrolled parameter count", "--n-col")?;
+            need(
+                points.n.is_some(),
+                "N(μ), the unrolled parameter count",
+                "--n-col",
+            )?;
             need(
                 points.d.is_some() || points.c.is_some(),
                 "training tokens D (or FLOPs C, to derive D = C/(6·N(μ)))",
                 "--d-col (or --c-col)",
             )?;
             if law == LawName::ParcaeUnified {
-                need(points.loops.is_some(), "each run's training loops μ", "--loops-col")?;
-                need(points.test_loops.is_some(), "the test-time loops T", "--test-loops-col")?;
+                need(
+                    points.loops.is_some(),
+                    "each run's training loops μ",
+                    "--loops-col",
+                )?;
+                need(
+                    points.test_loops.is_some(),
+                    "the test-time loops T",
+                    "--test-loops-col",
+                )?;
             }
         }
-        LawName::TestTime => need(points.test_loops.is_some(), "the test-time loops T", "--test-loops-col")?,
+        LawName::TestTime => need(
+            points.test_loops.is_some(),
+            "the test-time loops T",
+            "--test-loops-col",
+        )?,
         _ => {}
     }
     Ok(())
@@ -358,7 +377,9 @@ fn run_fit(args: &FitArgs, points: &Points, gpt_runs_left_out: Option<usize>) ->
 
 /// The iso-FLOP optima as a table: each budget, where its optimum lies, and its interval.
 fn print_optima(optima: &[BudgetOptimum], level: Option<f64>) {
-    let ci = level.map_or("interval".to_string(), |l| format!("{:.0}% interval", 100.0 * l));
+    let ci = level.map_or("interval".to_string(), |l| {
+        format!("{:.0}% interval", 100.0 * l)
+    });
     println!(
         "optimum per FLOP budget:\n  {:<12} {:>6} {:>21} {:>10} {:>24}  where",
         "C", "points", "sampled", "x*", ci

@@ -20,8 +20,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::bootstrap::{BootstrapOptions, percentile_interval, rng_for, stratified_weights};
-use super::points::Points;
 use super::estimate::{BootstrapSummary, FitReport, ParamEstimate};
+use super::points::Points;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum IsoflopAxis {
@@ -208,8 +208,12 @@ impl BudgetOptimum {
     pub fn where_(&self) -> String {
         match self.location {
             Location::Inside => "inside the sampled values".into(),
-            Location::AtLowerEdge => format!("at or below the smallest sampled ({})", num(self.x_min)),
-            Location::AtUpperEdge => format!("at or beyond the largest sampled ({})", num(self.x_max)),
+            Location::AtLowerEdge => {
+                format!("at or below the smallest sampled ({})", num(self.x_min))
+            }
+            Location::AtUpperEdge => {
+                format!("at or beyond the largest sampled ({})", num(self.x_max))
+            }
         }
     }
 }
@@ -538,9 +542,8 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
                     let mut rng = rng_for(b.seed, i as u64);
                     let w = stratified_weights(points.len(), &strata, &mut rng);
                     let o = optima(&budgets, &u, &points.loss, &w);
-                    let (g, a) = power_law(&log_c, &o).map_or((f64::NAN, f64::NAN), |(g, a, ..)| {
-                        (g.exp(), a)
-                    });
+                    let (g, a) = power_law(&log_c, &o)
+                        .map_or((f64::NAN, f64::NAN), |(g, a, ..)| (g.exp(), a));
                     [g, a].into_iter().chain(o.iter().map(censored_x)).collect()
                 })
                 .collect();
@@ -585,8 +588,12 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
                     // the edge's neighbour.
                     let (inner_lo, inner_hi) = (o.window.0.exp(), o.window.1.exp());
                     match o.location {
-                        Location::AtUpperEdge => lo = Some(lo.map_or(inner_lo, |l| l.min(inner_lo))),
-                        Location::AtLowerEdge => hi = Some(hi.map_or(inner_hi, |h| h.max(inner_hi))),
+                        Location::AtUpperEdge => {
+                            lo = Some(lo.map_or(inner_lo, |l| l.min(inner_lo)))
+                        }
+                        Location::AtLowerEdge => {
+                            hi = Some(hi.map_or(inner_hi, |h| h.max(inner_hi)))
+                        }
                         Location::Inside => {}
                     }
                     let edges = col.iter().filter(|v| v.is_infinite()).count();
@@ -674,8 +681,9 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
             })
             .collect(),
         objective: rss,
-        solver: "per-budget parabolas in log x near the lowest sampled loss; least squares in log space"
-            .into(),
+        solver:
+            "per-budget parabolas in log x near the lowest sampled loss; least squares in log space"
+                .into(),
         starts: budgets.len(),
         converged_starts: used,
         starts_at_best: used,

@@ -385,7 +385,12 @@ pub fn gain_note(term: &str, gain: &ParamEstimate, loss: f64) -> Option<String> 
 }
 
 /// A note when a saturating term's rate sits at a bound of its [`RateBounds`].
-pub fn rate_note(term: &str, rate: (&str, f64), bounds: &RateBounds, variable: &str) -> Option<String> {
+pub fn rate_note(
+    term: &str,
+    rate: (&str, f64),
+    bounds: &RateBounds,
+    variable: &str,
+) -> Option<String> {
     let (name, k) = rate;
     match bounds.at_bound(k)? {
         Bound::Lower => Some(format!(
@@ -469,7 +474,10 @@ impl Law for TestTimeLaw {
     /// The loss the curve gains between the smallest and the largest sampled T.
     fn derived(&self, th: &[f64]) -> Vec<(String, f64)> {
         let k = self.rate.rate(th[2]).0;
-        vec![("gain".into(), gain(th[1].exp(), k, (self.rate.lo, self.rate.hi)))]
+        vec![(
+            "gain".into(),
+            gain(th[1].exp(), k, (self.rate.lo, self.rate.hi)),
+        )]
     }
     /// k starts strictly inside its range: at a bound the gradient in κ vanishes.
     fn start_grid(&self) -> Vec<Vec<f64>> {
@@ -638,16 +646,19 @@ pub struct ParcaeLaw;
 
 impl ParcaeLaw {
     pub fn design(&self, points: &Points) -> Result<Design> {
-        let n = points
-            .n
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("the Parcae law needs N(μ), the unrolled parameter count (--n-col)"))?;
+        let n = points.n.clone().ok_or_else(|| {
+            anyhow::anyhow!("the Parcae law needs N(μ), the unrolled parameter count (--n-col)")
+        })?;
         let d = points.tokens()?;
         positive("N(μ)", &n)?;
         positive("D", &d)?;
         Ok(Design {
             width: 2,
-            rows: n.iter().zip(&d).flat_map(|(n, d)| [n.ln(), d.ln()]).collect(),
+            rows: n
+                .iter()
+                .zip(&d)
+                .flat_map(|(n, d)| [n.ln(), d.ln()])
+                .collect(),
             log_loss: log_loss(points)?,
         })
     }
@@ -673,7 +684,8 @@ fn exponent_notes(params: &[ParamEstimate]) -> Vec<String> {
             notes.push(format!(
                 "{name} = {:.3}{}: the data do not show loss falling with {what}",
                 p.value,
-                p.lo.map(|lo| format!(" (interval from {lo:.3})")).unwrap_or_default()
+                p.lo.map(|lo| format!(" (interval from {lo:.3})"))
+                    .unwrap_or_default()
             ));
         }
     }
@@ -743,7 +755,9 @@ impl ParcaeUnifiedLaw {
     fn ratio(points: &Points) -> Result<Vec<f64>> {
         let t = test_loops(points)?;
         let mu = points.loops.as_ref().ok_or_else(|| {
-            anyhow::anyhow!("the unified Parcae law needs each run's training loops μ (--loops-col)")
+            anyhow::anyhow!(
+                "the unified Parcae law needs each run's training loops μ (--loops-col)"
+            )
         })?;
         positive("loops μ", mu)?;
         Ok(t.iter().zip(mu).map(|(t, m)| t / m).collect())

@@ -30,6 +30,7 @@ pub mod points;
 pub mod solve;
 
 pub use bootstrap::BootstrapOptions;
+pub use estimate::{FitReport, HeldOut, ParamEstimate};
 pub use huber::{DEFAULT_HUBER_DELTA, Objective};
 pub use isoflop::{Budgeting, IsoflopAxis, IsoflopOptions, IsoflopReport, fit_isoflop};
 pub use laws::{
@@ -41,5 +42,4 @@ pub use parametric::{
     fit_test_time, fit_test_time_pooled,
 };
 pub use points::{Points, compute_frontier};
-pub use estimate::{FitReport, HeldOut, ParamEstimate};
 pub use solve::{Method, SolverOptions};

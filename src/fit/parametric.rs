@@ -13,13 +13,13 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::bootstrap::{BootstrapOptions, percentile_interval, resample_weights, rng_for};
+use super::estimate::{BootstrapSummary, FitReport, HeldOut, ParamEstimate};
 use super::huber::{DEFAULT_HUBER_DELTA, Objective};
 use super::laws::{
     ChinchillaLaw, ComputeLaw, Design, Law, ParcaeLaw, ParcaeUnifiedLaw, TestTimeLaw,
     TestTimePooledLaw,
 };
 use super::points::Points;
-use super::estimate::{BootstrapSummary, FitReport, HeldOut, ParamEstimate};
 use super::solve::{Method, MultiStart, SolverOptions, multistart, multistart_seq};
 
 /// Which points the held-out check withholds: those with the largest compute (or, for

@@ -214,11 +214,7 @@ pub fn fits_table(fits: &ReportFits) -> TextTable {
         }
     }
     if let Ok(f) = &fits.parcae {
-        param_rows(
-            "Parcae: L = E + X·N(μ)^-x + Y·D^-y",
-            &f.report,
-            &mut rows,
-        );
+        param_rows("Parcae: L = E + X·N(μ)^-x + Y·D^-y", &f.report, &mut rows);
     }
     TextTable {
         caption: format!(
