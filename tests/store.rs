@@ -164,14 +164,21 @@ fn read_only_open_of_an_older_schema_says_how_to_upgrade_and_leaves_it_alone() {
     }
     let before = std::fs::read(&path).unwrap();
     let err = Store::open_read_only(&path).err().unwrap();
-    assert!(matches!(err, StoreError::OlderSchema { found: 0, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::OlderSchema { found: 0, .. }),
+        "{err}"
+    );
     let text = err.to_string();
     assert!(
         text.contains("older loopscale") && text.contains("loopscale collect"),
         "{text}"
     );
     assert!(!text.contains("no such database"), "{text}");
-    assert_eq!(std::fs::read(&path).unwrap(), before, "a read must not migrate");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "a read must not migrate"
+    );
 }
 
 #[test]

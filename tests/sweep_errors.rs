@@ -498,18 +498,30 @@ fn missing_corpus_file_shows_the_resolved_path() {
 
 #[test]
 fn missing_shipped_corpus_suggests_make_corpus() {
-    // Only this test reads LOOPSCALE_DATA_DIR; the others name their corpus explicitly.
-    unsafe { std::env::set_var("LOOPSCALE_DATA_DIR", fixtures().join("no-data-here")) };
-    let e = err_raw("[sweep]\nname = \"t\"\n");
-    assert_eq!(e.kind, ErrorKind::MissingCorpus);
-    assert_has(
-        &e,
-        &[
-            "corpus \"moby-dick\" not found",
-            "no-data-here/corpus/moby-dick.txt",
-            "make corpus",
-        ],
-    );
+    // Through the binary, so that LOOPSCALE_DATA_DIR is set for that process alone: the tests
+    // share one process, and the others read the shipped corpus.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.toml");
+    std::fs::write(&file, "[sweep]\nname = \"t\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loopscale"))
+        .arg("plan")
+        .arg(&file)
+        .env("LOOPSCALE_DATA_DIR", fixtures().join("no-data-here"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expected in [
+        "corpus \"moby-dick\" not found",
+        "no-data-here/corpus/moby-dick.txt",
+        "make corpus",
+        "t.toml",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
 }
 
 #[test]

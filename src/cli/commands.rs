@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::table::{render, si};
 use super::{Cli, Command, Executor, RunArgs};
 use crate::engine::resources::gib;
 use crate::engine::{self, RunOptions};
 use crate::store::{RunProgress, RunRow, RunStatus, Store};
 use crate::sweep::Sweep;
-use crate::table::{render, si};
-use crate::train::{RunCost, Corpus, checkpoint};
+use crate::train::{Corpus, RunCost, checkpoint};
 
 /// Runs a parsed command line; returns the process exit code. `interrupts` counts the stop
 /// requests (Ctrl-C, SIGTERM) the program's signal handler received: `run` and `worker` stop
@@ -516,7 +516,7 @@ fn sql(db: &Path, query: &str, csv: bool) -> anyhow::Result<i32> {
     if csv {
         print!("{}", result.to_csv());
     } else {
-        print!("{}", result.to_table());
+        print!("{}", render(&result.columns, &result.rows));
         println!(
             "({} row{})",
             result.rows.len(),

@@ -4,6 +4,7 @@
 mod commands;
 mod fit;
 mod slurm_commands;
+mod table;
 
 use std::path::PathBuf;
 
@@ -134,7 +135,9 @@ impl Command {
     /// instead of letting them kill it; and whether a second request should end it at once.
     pub fn handles_interrupts(&self) -> Option<SecondInterrupt> {
         match self {
-            Command::Run(args) if args.executor == Executor::Local => Some(SecondInterrupt::Handled),
+            Command::Run(args) if args.executor == Executor::Local => {
+                Some(SecondInterrupt::Handled)
+            }
             Command::Worker(_) => Some(SecondInterrupt::Exit),
             _ => None,
         }

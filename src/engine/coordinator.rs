@@ -97,16 +97,27 @@ fn log_tail(path: &Path, lines: usize) -> String {
 
 /// Trains every run of `sweep` that is not finished in the store.
 pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSummary> {
+    let planned = plan_runs(sweep);
+    // Before anything is recorded or created: refuse a run this machine cannot hold in memory.
+    let finished = finished_runs(&options.db, &sweep.name);
+    let unfinished = planned.iter().filter(|r| !finished.contains(&r.key));
+    super::resources::check_fits(unfinished.map(|r| (&r.key, &r.config)), options.jobs)?;
+
     let _lock = SweepLock::acquire(&options.db)?;
     let mut store = Store::open(&options.db)?;
-    let planned = plan_runs(sweep);
     let registered_new = register(&mut store, sweep, &options.db, &planned)?;
     let mut pool = WorkerPool::new(store, sweep, options, &planned)?;
     pool.drive()?;
-    let SweepOutcome { trained, interrupted } = pool.finish();
+    let (
+        SweepOutcome {
+            trained,
+            interrupted,
+        },
+        store,
+    ) = pool.finish();
 
     let keys: HashSet<&str> = planned.iter().map(|r| r.key.as_str()).collect();
-    let runs = Store::open(&options.db)?
+    let runs = store
         .runs(&sweep.name)?
         .into_iter()
         .filter(|r| keys.contains(r.key.as_str()))
@@ -117,6 +128,21 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
         interrupted,
         runs,
     })
+}
+
+/// Keys of the sweep's runs that are over (`done` or `diverged`) in an existing database; none
+/// when there is no database yet.
+fn finished_runs(db: &Path, sweep: &str) -> HashSet<String> {
+    let Ok(store) = Store::open_read_only(db) else {
+        return HashSet::new();
+    };
+    store
+        .runs(sweep)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| matches!(r.status, RunStatus::Done | RunStatus::Diverged))
+        .map(|r| r.key)
+        .collect()
 }
 
 /// Records the sweep and its runs in the store, releases runs an earlier coordinator left
@@ -207,7 +233,6 @@ impl<'a> WorkerPool<'a> {
             .collect();
         // Largest first, so the sweep's last minutes are not one big run alone.
         todo.sort_by(|a, b| b.flops.total_cmp(&a.flops));
-        super::resources::check_fits(todo.iter().map(|r| (&r.key, &r.config)), options.jobs)?;
 
         let total_flops: f64 = planned.iter().map(|r| r.flops).sum();
         let done_flops: f64 = planned
@@ -393,8 +418,7 @@ impl<'a> WorkerPool<'a> {
             && self.attempts[&a.key] <= self.options.retries
             && stopping == 0;
         for warning in log_warnings(&a.log, a.log_start) {
-            self.progress
-                .message(&format!("run {}: {warning}", a.key));
+            self.progress.message(&format!("run {}: {warning}", a.key));
         }
         self.progress.finished(
             &a.key,
@@ -409,11 +433,13 @@ impl<'a> WorkerPool<'a> {
         Ok(())
     }
 
-    fn finish(mut self) -> SweepOutcome {
+    /// Closes the progress display; hands back the store.
+    fn finish(mut self) -> (SweepOutcome, Store) {
         self.progress.finish();
-        SweepOutcome {
+        let outcome = SweepOutcome {
             trained: self.trained,
             interrupted: self.options.interrupts.count() > 0,
-        }
+        };
+        (outcome, self.store)
     }
 }

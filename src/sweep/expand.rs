@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::RunConfig;
-use super::error::{ErrorKind, Source, SweepError};
 use super::error::toml_literal;
+use super::error::{ErrorKind, Source, SweepError};
 use super::keys::{Section, schema};
 use super::spec::{Setting, Span, Spec};
 

@@ -10,7 +10,6 @@ use std::sync::OnceLock;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde_json::{Map, Value};
 
-use super::error::toml_literal;
 use crate::config::{DataConfig, TrainConfig};
 use crate::model::{LoopedConfig, ModelConfig};
 
@@ -192,7 +191,6 @@ pub fn valid_keys() -> Vec<(String, String)> {
         }))
         .collect()
 }
-
 
 /// A JSON value for display in tables: strings bare, lists bracketed.
 pub(crate) fn display_value(value: &Value) -> String {

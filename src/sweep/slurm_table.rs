@@ -14,7 +14,6 @@
 //! Parsing lives here rather than in `spec` because none of these keys is a grid axis: a list
 //! is an error (except `sbatch_args`, which is one list).
 
-use serde_json::Value;
 use toml::Spanned;
 use toml::de::DeValue;
 

@@ -13,8 +13,8 @@ use serde_json::Value;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::error::{ErrorKind, Source, SweepError, describe, describe_toml, nearest};
 use super::error::toml_literal;
+use super::error::{ErrorKind, Source, SweepError, describe, describe_toml, nearest};
 use super::keys::{HEADER_KEYS, KeyInfo, Section, schema};
 use super::slurm_table::{SlurmSettings, parse_slurm};
 use crate::config::{DataConfig, TrainConfig};

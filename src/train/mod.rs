@@ -2,8 +2,8 @@
 //!
 //! Training reports what it measures through a [`RunObserver`]; it never touches the store.
 
-mod cost;
 pub mod checkpoint;
+mod cost;
 pub mod data;
 mod memory;
 pub mod optim;
@@ -11,8 +11,8 @@ mod optim_kernel;
 pub mod schedule;
 pub mod trainer;
 
-pub use cost::RunCost;
 pub use checkpoint::{Checkpointing, TrainerState};
+pub use cost::RunCost;
 pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus, indexed_rng};
 pub use memory::keep_freed_memory;
 pub use optim::{AdamW, AdamWConfig};
