@@ -160,7 +160,8 @@ pub fn looped_with_unrolled(
             ParamCount::Total => nu + params[i] - non_embedding[i],
         });
     }
-    Ok((rows, unrolled, keys.len() - rows.len()))
+    let gpt = keys.len() - rows.len();
+    Ok((rows, unrolled, gpt))
 }
 
 /// Points of Parcae's training law: one per finished looped run, N = N(μ) (see

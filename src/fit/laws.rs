@@ -407,6 +407,31 @@ pub fn rate_note(
     }
 }
 
+/// The note of one saturating term, if any: a gain of (about) zero is "no saturating gain"; a
+/// gain with its rate at a bound is described by the bound (a step, or no saturation), with
+/// a word when the gain's interval also reaches zero; otherwise an interval reaching zero is
+/// "no saturating gain".
+pub fn saturation_note(
+    term: &str,
+    gain: &ParamEstimate,
+    loss: f64,
+    rate: (&str, f64),
+    bounds: &RateBounds,
+    variable: &str,
+) -> Option<String> {
+    if gain.value <= NO_GAIN_FRACTION * loss {
+        return gain_note(term, gain, loss);
+    }
+    match rate_note(term, rate, bounds, variable) {
+        Some(note) if gain_note(term, gain, loss).is_some() => Some(format!(
+            "{note}; the gain's interval reaches {:.1e}: it rests on the smallest {variable}",
+            gain.lo.unwrap_or(gain.value)
+        )),
+        Some(note) => Some(note),
+        None => gain_note(term, gain, loss),
+    }
+}
+
 /// L(T) = L∞ + A·exp(−k·T) over test-time loop counts T of one curve;
 /// θ = (l, a, κ), log L̂ = LSE(l, a − k(κ)·T), k within [`RateBounds`] of the sampled T:
 /// L∞, A > 0 by construction (A → 0 is a flat curve), k > 0 and within what the T's show.
@@ -492,9 +517,7 @@ impl Law for TestTimeLaw {
         ) else {
             return Vec::new();
         };
-        // A flat curve says so; only a curve with a gain is judged by its rate.
-        gain_note("the curve", g, l.value)
-            .or_else(|| rate_note("the curve", ("k", k.value), &self.rate, "T"))
+        saturation_note("the curve", g, l.value, ("k", k.value), &self.rate, "T")
             .into_iter()
             .collect()
     }
@@ -854,10 +877,14 @@ impl Law for ParcaeUnifiedLaw {
             find(params, "test_time_gain"),
         ) {
             let term = "the test-time term Z·e^(−z·T/μ)";
-            notes.extend(
-                gain_note(term, g, e.value)
-                    .or_else(|| rate_note(term, ("z", z.value), &self.rate, "T/μ")),
-            );
+            notes.extend(saturation_note(
+                term,
+                g,
+                e.value,
+                ("z", z.value),
+                &self.rate,
+                "T/μ",
+            ));
         }
         notes
     }

@@ -40,9 +40,9 @@ fn heldout_count(spec: HeldOutSpec, key: &[f64], key_name: &str) -> (usize, Stri
     match spec {
         HeldOutSpec::Fraction(f) => {
             let k = ((f * n as f64).round() as usize).max(1);
-            (k, format!("the {k} points of largest {key_name}"))
+            (k, format!("{k} points of largest {key_name}"))
         }
-        HeldOutSpec::Count(k) => (k, format!("the {k} points of largest {key_name}")),
+        HeldOutSpec::Count(k) => (k, format!("{k} points of largest {key_name}")),
         HeldOutSpec::LargestBudget(tol) => {
             let mut v: Vec<f64> = key.to_vec();
             v.sort_by(f64::total_cmp);
