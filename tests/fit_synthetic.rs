@@ -331,7 +331,8 @@ fn flat_and_rising_test_time_curves_are_called_flat() {
 }
 
 /// A saturating curve (noisy or not) is left alone; one whose whole gain is the step from T = 1
-/// to T = 2 has its rate at the upper bound, and says the rate is not determined.
+/// to T = 2 has its rate at the upper bound, one still falling at T = 32 at the lower: neither
+/// shows a saturating gain, and each says why.
 #[test]
 fn saturating_curves_carry_no_note_and_a_step_is_named() {
     for sigma in [0.0, NOISE] {
@@ -346,7 +347,9 @@ fn saturating_curves_carry_no_note_and_a_step_is_named() {
     let step = curve(|t| if t < 1.5 { 2.6 } else { 2.3 }, 0.0, 0);
     let r = fit_test_time(&step, &with_boot(50)).unwrap().remove(0).1;
     assert!(
-        r.notes.iter().any(|n| n.starts_with("no saturating curve")),
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("no saturating gain") && n.contains("drops once")),
         "{:?}\n{r}",
         r.notes
     );
@@ -356,7 +359,7 @@ fn saturating_curves_carry_no_note_and_a_step_is_named() {
     assert!(
         r.notes
             .iter()
-            .any(|n| n.starts_with("no saturation within the sampled T")),
+            .any(|n| n.starts_with("no saturating gain") && n.contains("still falls")),
         "{:?}\n{r}",
         r.notes
     );

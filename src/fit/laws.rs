@@ -384,7 +384,8 @@ pub fn gain_note(term: &str, gain: &ParamEstimate, loss: f64) -> Option<String> 
     ))
 }
 
-/// A note when a saturating term's rate sits at a bound of its [`RateBounds`].
+/// A note when a saturating term's rate sits at a bound of its [`RateBounds`]: a rate at the
+/// lower bound has not saturated within the samples, one at the upper bound is a single step.
 pub fn rate_note(
     term: &str,
     rate: (&str, f64),
@@ -394,14 +395,13 @@ pub fn rate_note(
     let (name, k) = rate;
     match bounds.at_bound(k)? {
         Bound::Lower => Some(format!(
-            "no saturation within the sampled {variable}: {term}'s rate {name} = {k:.3} is at its lower bound \
-             1/({variable} range) = {:.3}, so it still falls at the largest {variable} and its asymptote is an \
-             extrapolation",
+            "no saturating gain: {term} still falls at the largest sampled {variable} ({name} = {k:.3} at its \
+             lower bound 1/({variable} range) = {:.3}), so its asymptote is an extrapolation",
             bounds.min
         )),
         Bound::Upper => Some(format!(
-            "no saturating curve: {term} has saturated by the second sampled {variable} ({name} = {k:.3} at its upper \
-             bound {:.3}); the gain is one step and {name} is not determined",
+            "no saturating gain: {term} drops once, by the second sampled {variable}, and is flat after \
+             ({name} = {k:.3} at its upper bound {:.3}, so {name} is not determined)",
             bounds.max
         )),
     }
@@ -424,7 +424,7 @@ pub fn saturation_note(
     }
     match rate_note(term, rate, bounds, variable) {
         Some(note) if gain_note(term, gain, loss).is_some() => Some(format!(
-            "{note}; the gain's interval reaches {:.1e}: it rests on the smallest {variable}",
+            "{note}; the gain's interval reaches {:.1e}: it rests on the smallest {variable} alone",
             gain.lo.unwrap_or(gain.value)
         )),
         Some(note) => Some(note),
