@@ -41,8 +41,14 @@ impl Default for DataConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// Training-token budget; steps = tokens / (batch_size · seq_len), rounded up.
+    /// Training-token budget; steps = tokens / (batch_size · seq_len), rounded up. With
+    /// `flops` set, the sweep derives it from that budget (see there).
     pub tokens: u64,
+    /// Training-FLOP budget, the alternative to `tokens`: the run trains
+    /// `round(flops / FLOPs per step)` whole steps (at least one), and `tokens` is set to what
+    /// those steps consume. Absent from the canonical form (and so from run keys) when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flops: Option<f64>,
     /// Sequences per optimizer step.
     pub batch_size: usize,
     /// Peak learning rate.
@@ -75,6 +81,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             tokens: 200_000,
+            flops: None,
             batch_size: 16,
             lr: 3e-3,
             schedule: Schedule::Cosine,
