@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::RunConfig;
 use super::error::ErrorKind;
-use crate::config::{SHIPPED_CORPUS, Schedule, resolve_corpus_path};
+use crate::config::{SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, resolve_corpus_path};
 use crate::model::Arch;
 
 /// Tokenizers the trainer implements.
@@ -255,12 +255,22 @@ pub(crate) fn check_corpus(
     let size = match size {
         Ok(size) => *size,
         Err(why) => {
-            let help = if c.data.corpus == SHIPPED_CORPUS {
+            let name = c.data.corpus.as_str();
+            let help = if name == SHIPPED_CORPUS {
                 "run `make corpus` (scripts/fetch-corpus.sh) to install the shipped corpus, or set LOOPSCALE_DATA_DIR to a folder holding corpus/moby-dick.txt".to_string()
+            } else if SHIPPED_CORPORA.contains(&name) {
+                format!(
+                    "run `scripts/fetch-corpus.sh {name}` to install the shipped corpus {name:?}, or set LOOPSCALE_DATA_DIR to a folder holding corpus/{name}.txt"
+                )
             } else {
                 format!(
-                    "a relative `data.corpus` is resolved against the sweep file's folder ({}); fix the path, or use corpus = \"{SHIPPED_CORPUS}\"",
-                    display_dir(base_dir)
+                    "a relative `data.corpus` is resolved against the sweep file's folder ({}); fix the path, or use a shipped corpus: {}",
+                    display_dir(base_dir),
+                    SHIPPED_CORPORA
+                        .iter()
+                        .map(|c| format!("corpus = \"{c}\""))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
                 )
             };
             return Some(Problem {
