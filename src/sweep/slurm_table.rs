@@ -185,9 +185,7 @@ fn uint(src: &Source, key: &str, v: &Spanned<DeValue>, min: u32) -> Result<u32, 
         _ => None,
     };
     let Some(n) = n else {
-        let found = match v.get_ref() {
-            other => describe_toml(other),
-        };
+        let found = describe_toml(v.get_ref());
         return Err(src
             .error(
                 ErrorKind::WrongType,

@@ -203,11 +203,10 @@ pub fn train_model_resumable(
         if is_last || (t.log_every > 0 && done.is_multiple_of(t.log_every as u64)) {
             trainer.log_step(&state)?;
         }
-        if is_last || (t.eval_every > 0 && done.is_multiple_of(t.eval_every as u64)) {
-            if let Some(diverged) = trainer.evaluate(&mut state)? {
-                end = diverged;
-                break;
-            }
+        let eval_due = is_last || (t.eval_every > 0 && done.is_multiple_of(t.eval_every as u64));
+        if eval_due && let Some(diverged) = trainer.evaluate(&mut state)? {
+            end = diverged;
+            break;
         }
         if !is_last && trainer.checkpoint_due(done) {
             trainer.save_checkpoint(&state)?;
