@@ -351,3 +351,23 @@ fn unified_law_on_flat_test_time_curves_says_so() {
         r.notes
     );
 }
+
+/// A grid that stops short of every larger optimum (μ ∈ {1, 2, 4}): fewer than two budgets have
+/// an optimum inside their samples, and the error names the budgets and what to sample.
+#[test]
+fn isoflop_with_too_few_located_optima_says_which_and_why() {
+    let err = fit_isoflop(
+        &isoflop_points(&[1.0, 2.0, 4.0], 0.0, 0),
+        &IsoflopOptions {
+            axis: IsoflopAxis::Loops,
+            budgeting: Budgeting::Labels,
+            bootstrap: None,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("two or more budgets") && err.contains("sample larger loops"),
+        "{err}"
+    );
+}
