@@ -383,3 +383,99 @@ fn a_version_1_store_is_read_and_then_migrated_by_fit() {
         .unwrap();
     assert_eq!(q.rows[0], vec!["1", "0"], "a saturating curve has no notes");
 }
+
+/// `--law parcae` on a database: N(μ) is counted from each looped run's configuration (the
+/// prelude and coda once, the core μ times, as `model::looped_split` splits them), GPT runs are
+/// left out and counted, and a law built on that count is recovered.
+#[test]
+fn parcae_law_from_a_database_counts_unrolled_parameters() {
+    use loopscale::model::{Arch, LoopedConfig, looped_split};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("parcae.sqlite");
+    let mut store = Store::open(&db).unwrap();
+    let (e, x, xe, y, ye) = (2.0, 50.0, 0.3, 30.0, 0.2);
+    let mut runs: Vec<(NewRun, f64)> = Vec::new();
+    for (i, mu) in [None, Some(1), Some(2), Some(4), Some(8)].into_iter().enumerate() {
+        for tokens in [100_000u64, 400_000, 1_600_000] {
+            let model = match mu {
+                Some(m) => ModelConfig {
+                    arch: Arch::Looped,
+                    looped: Some(LoopedConfig {
+                        mean_recurrence: m,
+                        ..LoopedConfig::default()
+                    }),
+                    ..ModelConfig::default()
+                },
+                None => ModelConfig::default(),
+            };
+            // The count the law is about, written out here from the model's split.
+            let n = match mu {
+                Some(m) => {
+                    let split = looped_split(&model);
+                    split.once as f64 + m as f64 * split.per_loop as f64
+                }
+                None => 1e5,
+            };
+            let config = RunConfig {
+                data: DataConfig::default(),
+                train: TrainConfig {
+                    tokens,
+                    ..TrainConfig::default()
+                },
+                model,
+                seed: 0,
+            };
+            let run = NewRun {
+                key: config.key(),
+                variant: None,
+                config,
+                params: 200_000,
+                non_embedding_params: 100_000,
+                tokens,
+                flops: 6.0 * n * tokens as f64 * (1.0 + 0.01 * i as f64),
+            };
+            let loss = e + x * n.powf(-xe) + y * (tokens as f64).powf(-ye);
+            // GPT runs get a loss off the law: if they were fitted, the fit would be off.
+            runs.push((run, if mu.is_some() { loss } else { loss + 0.5 }));
+        }
+    }
+    let new: Vec<NewRun> = runs.iter().map(|(r, _)| r.clone()).collect();
+    store
+        .register_sweep("parcae", "", "parcae.toml", "", &new)
+        .unwrap();
+    for (run, loss) in &runs {
+        let attempt = store.start_attempt(&run.key, None).unwrap();
+        let outcome = RunOutcome {
+            end: RunEnd::Done,
+            steps: 1,
+            tokens: run.tokens,
+            flops: run.flops,
+            final_val_loss: Some(*loss),
+            final_val_bpb: None,
+            final_train_loss: None,
+            wall_seconds: 1.0,
+            tokens_per_second: 1.0,
+            loss_spikes: 0,
+        };
+        store
+            .finish_attempt(&run.key, attempt, &[], &[], &outcome)
+            .unwrap();
+    }
+    drop(store);
+    let (ok, stdout, stderr) = fit_cmd(&[
+        db.to_str().unwrap(),
+        "--law",
+        "parcae",
+        "--resamples",
+        "0",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["gpt_runs_left_out"], 3, "{v}");
+    assert_eq!(v["reports"][0][1]["n_points"], 12, "{v}");
+    for (name, want) in [("E", e), ("x", xe), ("y", ye)] {
+        let got = json_param(&v, name);
+        assert!((got / want - 1.0).abs() < 1e-3, "{name} = {got}, truth {want}");
+    }
+}
