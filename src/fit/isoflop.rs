@@ -684,9 +684,10 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
         solver:
             "per-budget parabolas in log x near the lowest sampled loss; least squares in log space"
                 .into(),
+        // Not solver starts: one closed-form fit per budget (how many were located is a note).
         starts: budgets.len(),
-        converged_starts: used,
-        starts_at_best: used,
+        converged_starts: budgets.len(),
+        starts_at_best: budgets.len(),
         huber_delta: None,
         theta: vec![g, a],
         theta_names: vec!["log G".into(), "a".into()],
