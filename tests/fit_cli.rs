@@ -395,7 +395,10 @@ fn parcae_law_from_a_database_counts_unrolled_parameters() {
     let mut store = Store::open(&db).unwrap();
     let (e, x, xe, y, ye) = (2.0, 50.0, 0.3, 30.0, 0.2);
     let mut runs: Vec<(NewRun, f64)> = Vec::new();
-    for (i, mu) in [None, Some(1), Some(2), Some(4), Some(8)].into_iter().enumerate() {
+    for (i, mu) in [None, Some(1), Some(2), Some(4), Some(8)]
+        .into_iter()
+        .enumerate()
+    {
         for tokens in [100_000u64, 400_000, 1_600_000] {
             let model = match mu {
                 Some(m) => ModelConfig {
@@ -476,6 +479,9 @@ fn parcae_law_from_a_database_counts_unrolled_parameters() {
     assert_eq!(v["reports"][0][1]["n_points"], 12, "{v}");
     for (name, want) in [("E", e), ("x", xe), ("y", ye)] {
         let got = json_param(&v, name);
-        assert!((got / want - 1.0).abs() < 1e-3, "{name} = {got}, truth {want}");
+        assert!(
+            (got / want - 1.0).abs() < 1e-3,
+            "{name} = {got}, truth {want}"
+        );
     }
 }

@@ -113,7 +113,7 @@ pub enum Command {
     /// Laws: compute (L = E + A·C^-α), chinchilla (L = E + A/N^α + B/D^β), isoflop (optimal
     /// loops/tokens/params per FLOP budget, x* = G·C^a), test-time (L = L∞ + A·exp(-k·T)),
     /// parcae (L = E + X·N(μ)^-x + Y·D^-y, N(μ) unrolled parameters), parcae-unified (the same
-    /// + Z·exp(-z·T/μ) over test-time evaluations). Huber loss on log-loss residuals,
+    /// plus Z·exp(-z·T/μ), over test-time evaluations). Huber loss on log-loss residuals,
     /// multi-start L-BFGS, percentile bootstrap. What a fit does not support (a test-time curve
     /// without a saturating gain, an iso-FLOP optimum at the edge of the sampled values) is
     /// printed as a NOTE. The fit is printed and recorded in the database's `fits` and
