@@ -192,7 +192,7 @@ fn every_chart_renders_from_the_fixture_database() {
         ("isoflop_optima", (1500, 600)),
         ("stability", (1500, 600)),
         ("residuals", (1500, 1200)),
-        ("parcae_law", (1500, 600)),
+        ("parcae_law", (1500, 1200)),
     ];
     for (name, size) in expect {
         assert_eq!(png_size(&out.join(format!("{name}.png"))), size, "{name}");
@@ -315,8 +315,15 @@ fn the_report_tables_match_the_database() {
         24
     );
     assert!(laws.iter().any(|l| l.starts_with("iso-FLOP optimal loops")));
-    // Parcae's law: E, X, x, Y, y and the two derived exponents.
-    assert_eq!(laws.iter().filter(|l| l.starts_with("Parcae")).count(), 7);
+    // Parcae's law: E, X, x, Y, y and the two derived exponents; the unified law adds Z, z and
+    // the test-time term's gain.
+    assert_eq!(laws.iter().filter(|l| l.starts_with("Parcae:")).count(), 7);
+    assert_eq!(
+        laws.iter()
+            .filter(|l| l.starts_with("Parcae unified"))
+            .count(),
+        10
+    );
     let alpha = built.fits.rows.iter().find(|r| r[1] == "alpha").unwrap();
     assert!(alpha[3].parse::<f64>().unwrap() <= alpha[2].parse::<f64>().unwrap());
     // Markdown carries the same tables.

@@ -11,13 +11,16 @@ use polars::prelude::DataFrame;
 use super::budgets::{BUDGET_TOLERANCE, with_budgets};
 use super::columns::{f64s, filter_rows, opt_f64s, strs};
 use super::frames::Frames;
-use super::source::{ParamCount, parcae_points_of, run_points_of, test_time_points_of};
+use super::source::{
+    ParamCount, parcae_points_of, parcae_unified_points_of, run_points_of, test_time_points_of,
+};
 use crate::fit::bootstrap::percentile_interval;
 use crate::fit::isoflop::{Location, Parabola, budget_optima};
 use crate::fit::parametric::bootstrap_draws;
 use crate::fit::{
     BootstrapOptions, Budgeting, ComputeLaw, FitOptions, FitReport, HeldOutSpec, IsoflopAxis,
-    IsoflopOptions, Points, fit_compute, fit_isoflop, fit_parcae, fit_test_time,
+    IsoflopOptions, Points, fit_compute, fit_isoflop, fit_parcae, fit_parcae_unified,
+    fit_test_time,
 };
 
 /// Bootstrap resamples of the report's fits (fewer than `fit`'s 1000: a report is redrawn
@@ -127,6 +130,8 @@ pub struct ReportFits {
     pub isoflop_loops: Result<IsoflopFit, String>,
     pub isoflop_tokens: Result<IsoflopFit, String>,
     pub parcae: Result<ParcaeFit, String>,
+    /// Parcae's unified law over every test-time evaluation of the looped runs.
+    pub parcae_unified: Result<ParcaeFit, String>,
 }
 
 fn options() -> FitOptions {
@@ -147,6 +152,7 @@ impl ReportFits {
             isoflop_loops: isoflop_fit(frames, IsoflopAxis::Loops),
             isoflop_tokens: isoflop_fit(frames, IsoflopAxis::Tokens),
             parcae: parcae_fit(frames),
+            parcae_unified: parcae_unified_fit(frames),
         }
     }
 }
@@ -409,6 +415,50 @@ fn parcae_fit(frames: &Frames) -> Result<ParcaeFit, String> {
                 measured: points.loss[i],
                 predicted: v("E") + v("X") * n[i].powf(-v("x")) + v("Y") * d[i].powf(-v("y")),
             }
+        })
+        .collect();
+    Ok(ParcaeFit { report, runs })
+}
+
+/// Parcae's unified law L(T | μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) + Z·exp(−z·T/μ) over every
+/// test-time evaluation of the looped runs; `runs` holds one entry per evaluation.
+fn parcae_unified_fit(frames: &Frames) -> Result<ParcaeFit, String> {
+    let (points, _) = parcae_unified_points_of(frames, ParamCount::NonEmbedding)
+        .map_err(|e| format!("{e:#}."))?;
+    let curves = {
+        let mut c = points.curve.clone().unwrap_or_default();
+        c.dedup();
+        c.len()
+    };
+    if curves < PARCAE_MIN_RUNS {
+        return Err(format!(
+            "Parcae's unified law L(T | μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) + Z·e^(−z·T/μ) needs test-time \
+             evaluations of {PARCAE_MIN_RUNS} or more finished looped runs; this database has {curves}."
+        ));
+    }
+    let opts = FitOptions {
+        heldout: Some(HeldOutSpec::LargestBudget(BUDGET_TOLERANCE)),
+        ..options()
+    };
+    let report = fit_parcae_unified(&points, &opts)
+        .map_err(|e| format!("The unified Parcae-law fit failed: {e:#}."))?;
+    let v = |name| report.value(name).unwrap_or(f64::NAN);
+    let (n, d, mu, t) = (
+        points.n.clone().unwrap_or_default(),
+        points.d.clone().unwrap_or_default(),
+        points.loops.clone().unwrap_or_default(),
+        points.test_loops.clone().unwrap_or_default(),
+    );
+    let c = points.compute().map_err(|e| e.to_string())?;
+    let runs = (0..points.len())
+        .map(|i| ParcaeRun {
+            label: format!("T = {}", t[i]),
+            flops: c[i],
+            measured: points.loss[i],
+            predicted: v("E")
+                + v("X") * n[i].powf(-v("x"))
+                + v("Y") * d[i].powf(-v("y"))
+                + v("Z") * (-v("z") * t[i] / mu[i]).exp(),
         })
         .collect();
     Ok(ParcaeFit { report, runs })

@@ -211,7 +211,23 @@ pub fn parcae_unified_points(
     n: ParamCount,
 ) -> Result<(Points, usize)> {
     let frames = Frames::load(store, sweep)?;
-    let (rows, unrolled, gpt) = looped_with_unrolled(&frames, n)?;
+    let (p, gpt) = parcae_unified_points_of(&frames, n)?;
+    if p.is_empty() {
+        bail!(
+            "{}: no test-time evaluations of finished looped runs{}; train looped runs with model.test_loops set",
+            store.path().display(),
+            sweep
+                .map(|s| format!(" in sweep `{s}`"))
+                .unwrap_or_default()
+        );
+    }
+    Ok((p, gpt))
+}
+
+/// The points of Parcae's unified law in `frames` (empty without test-time evaluations of
+/// looped runs), and the number of GPT runs left out.
+pub fn parcae_unified_points_of(frames: &Frames, n: ParamCount) -> Result<(Points, usize)> {
+    let (rows, unrolled, gpt) = looped_with_unrolled(frames, n)?;
     let run_keys = strs(&frames.runs, "run_key")?;
     let (tokens, flops, mu) = (
         f64s(&frames.runs, "tokens")?,
@@ -245,15 +261,6 @@ pub fn parcae_unified_points(
         p.test_loops.as_mut().unwrap().push(t[r]);
         p.curve.as_mut().unwrap().push(key.clone());
         p.loss.push(loss[r]);
-    }
-    if p.is_empty() {
-        bail!(
-            "{}: no test-time evaluations of finished looped runs{}; train looped runs with model.test_loops set",
-            store.path().display(),
-            sweep
-                .map(|s| format!(" in sweep `{s}`"))
-                .unwrap_or_default()
-        );
     }
     Ok((p, gpt))
 }

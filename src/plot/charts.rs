@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::figure::{Figure, INK, Kind, Panel, Series};
-use crate::analysis::fits::{IsoflopFit, ReportFits, compute_residuals};
+use crate::analysis::fits::{IsoflopFit, ParcaeFit, ReportFits, compute_residuals};
 use crate::analysis::{Frames, f64s, opt_f64s, strs};
 use crate::fit::IsoflopAxis;
 use crate::fit::isoflop::Location;
@@ -537,14 +537,32 @@ pub fn residuals(frames: &Frames, fits: &ReportFits) -> Built {
     Ok(Ok(row(panels)))
 }
 
-/// Parcae's law L(μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) over the looped runs: predicted against
-/// measured final loss (on the diagonal when the law holds), and the residuals against FLOPs,
-/// with the fitted parameters and the held-out rollout's error in the legend.
+/// Parcae's laws over the looped runs, one row of two panels each: predicted against measured
+/// final loss (on the diagonal when the law holds) and the residuals against FLOPs, with the
+/// fitted parameters and the held-out rollout's error in the legend. The training law
+/// L(μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) has a point per run; the unified law, with the term
+/// Z·e^(−z·T/μ) added, a point per test-time evaluation.
 pub fn parcae_law(fits: &ReportFits) -> Built {
-    let fit = match &fits.parcae {
-        Ok(f) => f,
-        Err(why) => return Ok(Err(why.clone())),
-    };
+    let mut panels = Vec::new();
+    for (name, fit, unified) in [
+        ("Parcae's law", &fits.parcae, false),
+        ("Parcae's unified law", &fits.parcae_unified, true),
+    ] {
+        let fit = match fit {
+            Ok(f) => f,
+            // The training law is the chart; without it there is nothing to draw.
+            Err(why) if !unified => return Ok(Err(why.clone())),
+            Err(_) => continue,
+        };
+        panels.extend(parcae_panels(name, fit, unified));
+    }
+    let rows = panels.len().div_ceil(2) as u32;
+    let mut fig = row(panels);
+    fig.height = HEIGHT * rows;
+    Ok(Ok(fig))
+}
+
+fn parcae_panels(name: &str, fit: &ParcaeFit, unified: bool) -> Vec<Panel> {
     let r = &fit.report;
     let v = |n: &str| r.value(n).unwrap_or(f64::NAN);
     let (lo, hi) = fit
@@ -560,6 +578,13 @@ pub fn parcae_law(fits: &ReportFits) -> Built {
         super::figure::tick(v("Y")),
         v("y")
     );
+    if unified {
+        law.push_str(&format!(
+            ", Z = {}, z = {:.3}",
+            super::figure::tick(v("Z")),
+            v("z")
+        ));
+    }
     if let Some(h) = &r.heldout {
         law.push_str(&format!(
             "; largest budget held out: {:.2}% mean error",
@@ -572,10 +597,20 @@ pub fn parcae_law(fits: &ReportFits) -> Built {
         Kind::Dashed,
         vec![(lo, lo), (hi, hi)],
     )];
+    if let Some(note) = r.notes.first() {
+        left.push(Series::new(
+            Some(format!("note: {}", note.split(':').next().unwrap_or(note))),
+            INK,
+            Kind::Markers,
+            vec![],
+        ));
+    }
     let mut right = Vec::new();
     for (i, p) in fit.runs.iter().enumerate() {
+        // A legend entry per run for the training law; the unified law's points are many.
+        let label = (!unified).then(|| p.label.clone());
         left.push(Series::new(
-            Some(p.label.clone()),
+            label,
             i,
             Kind::Markers,
             vec![(p.predicted, p.measured)],
@@ -587,16 +622,16 @@ pub fn parcae_law(fits: &ReportFits) -> Built {
             vec![(p.flops, p.measured - p.predicted)],
         ));
     }
-    Ok(Ok(row(vec![
+    vec![
         Panel {
-            title: "Parcae's law: measured vs predicted final loss".into(),
-            x_label: "predicted final loss (nats/token)".into(),
-            y_label: "measured final loss (nats/token)".into(),
+            title: format!("{name}: measured vs predicted loss"),
+            x_label: "predicted loss (nats/token)".into(),
+            y_label: "measured loss (nats/token)".into(),
             series: left,
             ..Panel::default()
         },
         Panel {
-            title: "Parcae's law: residuals".into(),
+            title: format!("{name}: residuals"),
             x_label: "training FLOPs".into(),
             y_label: "measured − predicted loss (nats/token)".into(),
             log_x: true,
@@ -604,5 +639,5 @@ pub fn parcae_law(fits: &ReportFits) -> Built {
             zero_line: true,
             ..Panel::default()
         },
-    ])))
+    ]
 }

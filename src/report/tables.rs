@@ -216,6 +216,13 @@ pub fn fits_table(fits: &ReportFits) -> TextTable {
     if let Ok(f) = &fits.parcae {
         param_rows("Parcae: L = E + X·N(μ)^-x + Y·D^-y", &f.report, &mut rows);
     }
+    if let Ok(f) = &fits.parcae_unified {
+        param_rows(
+            "Parcae unified: L = E + X·N(μ)^-x + Y·D^-y + Z·e^(-z·T/μ)",
+            &f.report,
+            &mut rows,
+        );
+    }
     TextTable {
         caption: format!(
             "Fitted parameters with percentile-bootstrap intervals ({} resamples; `loopscale fit` for more). \
