@@ -68,6 +68,15 @@ pub fn train_with_command(
         .context("train.backend = \"command\" without train.command")?;
     std::fs::create_dir_all(&run.run_dir)
         .with_context(|| format!("{}: cannot create", run.run_dir.display()))?;
+    // The trainer runs in the sweep file's folder: every path it is given is absolute.
+    let absolute = |p: &Path| {
+        std::fs::canonicalize(p).with_context(|| format!("{}: cannot resolve", p.display()))
+    };
+    let run = &CommandRun {
+        run_dir: absolute(&run.run_dir)?,
+        base_dir: absolute(&run.base_dir)?,
+        ..*run
+    };
     let config_path = run.run_dir.join("config.json");
     let metrics_path = run.run_dir.join("metrics.jsonl");
     write_config(run, &config_path)?;
