@@ -8,6 +8,7 @@
 mod common;
 
 mod candle_backprop;
+mod command_backend;
 mod engine_faults;
 mod engine_run;
 mod fit_chinchilla;
