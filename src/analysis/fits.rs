@@ -19,8 +19,8 @@ use crate::fit::isoflop::{Location, Parabola, budget_optima};
 use crate::fit::parametric::bootstrap_draws;
 use crate::fit::{
     BootstrapOptions, Budgeting, ComputeLaw, FitOptions, FitReport, HeldOutSpec, IsoflopAxis,
-    IsoflopOptions, Points, fit_compute, fit_isoflop, fit_parcae, fit_parcae_unified,
-    fit_test_time,
+    IsoflopOptions, ParcaeLaw, ParcaeUnifiedLaw, Points, fit_compute, fit_isoflop, fit_parcae,
+    fit_parcae_unified, fit_test_time,
 };
 
 /// Bootstrap resamples of the report's fits (fewer than `fit`'s 1000: a report is redrawn
@@ -392,8 +392,10 @@ fn parcae_fit(frames: &Frames) -> Result<ParcaeFit, String> {
             distinct(&d)
         ));
     }
+    // A coarse grid: a report is redrawn often (`loopscale fit` runs Epoch's full grid).
     let opts = FitOptions {
         heldout: Some(HeldOutSpec::LargestBudget(BUDGET_TOLERANCE)),
+        starts: Some(ParcaeLaw::coarse_grid()),
         ..options()
     };
     let report =
@@ -436,8 +438,10 @@ fn parcae_unified_fit(frames: &Frames) -> Result<ParcaeFit, String> {
              evaluations of {PARCAE_MIN_RUNS} or more finished looped runs; this database has {curves}."
         ));
     }
+    let law = ParcaeUnifiedLaw::new(&points).map_err(|e| format!("{e:#}."))?;
     let opts = FitOptions {
         heldout: Some(HeldOutSpec::LargestBudget(BUDGET_TOLERANCE)),
+        starts: Some(law.coarse_grid()),
         ..options()
     };
     let report = fit_parcae_unified(&points, &opts)

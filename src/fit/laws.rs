@@ -719,6 +719,20 @@ const PARCAE_E: [f64; 5] = [-1.0, -0.5, 0.0, 0.5, 1.0];
 const PARCAE_SCALE: [f64; 6] = [0.0, 5.0, 10.0, 15.0, 20.0, 25.0];
 const PARCAE_EXP: [f64; 5] = [0.0, 0.5, 1.0, 1.5, 2.0];
 
+impl ParcaeLaw {
+    /// A 72-start grid (e ∈ {−0.5, 0.5}, x̃, ỹ ∈ {0, 10, 20}, x, y ∈ {0.25, 0.75}) for fits made
+    /// often, as the report's; `loopscale fit` uses the full [`Law::start_grid`].
+    pub fn coarse_grid() -> Vec<Vec<f64>> {
+        grid(&[
+            &[-0.5, 0.5],
+            &[0.0, 10.0, 20.0],
+            &[0.25, 0.75],
+            &[0.0, 10.0, 20.0],
+            &[0.25, 0.75],
+        ])
+    }
+}
+
 impl Law for ParcaeLaw {
     fn name(&self) -> String {
         "parcae".into()
@@ -802,6 +816,27 @@ impl ParcaeUnifiedLaw {
             rows,
             log_loss: base.log_loss,
         })
+    }
+}
+
+impl ParcaeUnifiedLaw {
+    /// [`ParcaeLaw::coarse_grid`] crossed with Z̃ ∈ {−2, 0} and z ∈ {0.5, 2}: 288 starts.
+    pub fn coarse_grid(&self) -> Vec<Vec<f64>> {
+        let zetas = [self.rate.kappa(0.5), self.rate.kappa(2.0)];
+        ParcaeLaw::coarse_grid()
+            .into_iter()
+            .flat_map(|base| {
+                let mut out = Vec::new();
+                for lz in [-2.0, 0.0] {
+                    for zeta in zetas {
+                        let mut th = base.clone();
+                        th.extend([lz, zeta]);
+                        out.push(th);
+                    }
+                }
+                out
+            })
+            .collect()
     }
 }
 
