@@ -1,5 +1,6 @@
-//! What a fit returns: point estimates with bootstrap intervals, solver bookkeeping and the
-//! held-out check, serialisable (for the `fits` table / JSON) and printable as a table.
+//! What a fit returns: point estimates with bootstrap intervals, solver bookkeeping, the
+//! held-out check and the notes on what the estimates do not support; serialisable (for the
+//! `fits` table / JSON) and printable as a table.
 
 use std::fmt;
 
