@@ -36,8 +36,12 @@ run: corpus build
 	./target/release/loopscale status $(SWEEP)
 	./target/release/loopscale report $(SWEEP)
 
+# The suite is one test binary; the tests that time kills against a running sweep (engine_faults)
+# and drive a real Slurm (slurm) run afterwards on one thread, so no other test's training shifts
+# their timing.
 test: corpus
-	$(CARGO) test
+	$(CARGO) test -- --skip engine_faults:: --skip slurm::
+	$(CARGO) test --test suite -- --test-threads=1 engine_faults:: slurm::
 
 # Training throughput against PyTorch eager (benches/train_ref.rs, benches/torch_reference.py),
 # then the fit timings (benches/fit.rs).
