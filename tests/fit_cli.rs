@@ -237,7 +237,7 @@ fn parcae_law_from_csv_is_reported_with_its_names_and_rollout_and_recorded() {
 }
 
 #[test]
-fn parcae_unified_without_its_columns_names_the_flag() {
+fn laws_without_their_columns_name_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("parcae.csv");
     std::fs::write(&csv, parcae_csv(&[1.0, 2.0, 4.0], &[1.0, 2.0, 4.0], 0.5)).unwrap();
@@ -269,6 +269,12 @@ fn parcae_unified_without_its_columns_names_the_flag() {
     assert!(
         err.contains("\"T\""),
         "a missing named column is named: {err}"
+    );
+    let (ok, _, err) = fit_cmd(&[path, "--law", "isoflop", "--c-col", "flops"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--law isoflop") && err.contains("--loops-col"),
+        "{err}"
     );
 }
 

@@ -235,7 +235,7 @@ struct Fitted {
 }
 
 /// What a law needs of a CSV file's columns, as an error naming the flag to give.
-fn require_columns(law: LawName, points: &Points) -> Result<()> {
+fn require_columns(law: LawName, args_axis: AxisName, points: &Points) -> Result<()> {
     let need = |ok: bool, what: &str, flag: &str| -> Result<()> {
         if !ok {
             bail!(
@@ -275,6 +275,30 @@ fn require_columns(law: LawName, points: &Points) -> Result<()> {
             "the test-time loops T",
             "--test-loops-col",
         )?,
+        LawName::Isoflop => {
+            need(
+                points.c.is_some() || (points.n.is_some() && points.d.is_some()),
+                "training FLOPs C to group budgets (or N and D, for C = 6ND)",
+                "--c-col",
+            )?;
+            match args_axis {
+                AxisName::Loops => need(
+                    points.loops.is_some(),
+                    "the loops of each point (--axis loops)",
+                    "--loops-col",
+                )?,
+                AxisName::Tokens => need(
+                    points.d.is_some() || (points.n.is_some() && points.c.is_some()),
+                    "the tokens of each point (--axis tokens)",
+                    "--d-col",
+                )?,
+                AxisName::Params => need(
+                    points.n.is_some(),
+                    "the parameters of each point (--axis params)",
+                    "--n-col",
+                )?,
+            }
+        }
         _ => {}
     }
     Ok(())
@@ -310,7 +334,7 @@ fn load_points(args: &FitArgs) -> Result<(Points, Option<usize>)> {
         }
     } else {
         let p = source::csv_points(&args.source, &args.csv_columns())?;
-        require_columns(args.law, &p)?;
+        require_columns(args.law, args.axis, &p)?;
         (p, None)
     };
     points.validate()?;
