@@ -9,8 +9,8 @@ use super::CausalLm;
 use super::config::{Arch, ModelConfig};
 use super::counts::head_dim;
 use super::grad::param;
-use super::layers::{BlockStack, INIT_STD, RmsNorm, Rope};
-use super::params::{DecayGroup, ParamStore};
+use super::layers::{BlockStack, RmsNorm, Rope, embedding_init};
+use super::params::ParamStore;
 
 pub struct Gpt {
     /// `(vocab, d)`.
@@ -38,20 +38,20 @@ impl Gpt {
         }
         let d = cfg.d_model;
         let mut params = ParamStore::new(seed, dtype, device);
-        let token_embedding = params.normal(
-            "token_embedding",
-            (vocab_size, d),
-            INIT_STD,
-            DecayGroup::NoDecay,
-        )?;
+        let token_embedding = embedding_init(&mut params, cfg, "token_embedding", (vocab_size, d))?;
         let blocks = BlockStack::new(&mut params, "blocks", cfg, cfg.n_layers, cfg.n_layers)?;
-        let final_norm = RmsNorm::new(&mut params, "final_norm", d)?;
+        let final_norm = RmsNorm::with_eps(&mut params, "final_norm", d, cfg.norm_eps)?;
         let untied_head = if cfg.tie_embeddings {
             None
         } else {
-            Some(params.normal("lm_head", (d, vocab_size), INIT_STD, DecayGroup::Decay)?)
+            Some(embedding_init(
+                &mut params,
+                cfg,
+                "lm_head",
+                (d, vocab_size),
+            )?)
         };
-        let rope = Rope::new(head_dim(cfg), max_seq_len, dtype, device)?;
+        let rope = Rope::with_base(head_dim(cfg), max_seq_len, cfg.rope_base, dtype, device)?;
         Ok(Gpt {
             token_embedding,
             blocks,

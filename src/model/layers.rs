@@ -17,15 +17,85 @@ use std::sync::Arc;
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
-use super::config::{Mlp, ModelConfig};
+use super::config::{Init, Mlp, ModelConfig};
 use super::counts::{head_dim, mlp_hidden_width};
 use super::fused::{self, RopeTables, composed};
 use super::fused_attention;
 use super::grad::param;
-use super::params::{DecayGroup, ParamStore};
+use super::params::{ParamRole, ParamStore};
 
-/// Standard deviation of every weight matrix at initialisation.
+/// Standard deviation of every weight matrix at initialisation under `init = "gpt2"`.
 pub const INIT_STD: f64 = 0.02;
+
+/// The entry scale of a width-`width` model's matrices (and token embedding) at init:
+/// √(2/(5·width)) for scaled-zero (Le Scao et al.; the Parcae reference), 0.02 for gpt2.
+pub fn init_std(init: Init, width: usize) -> f64 {
+    match init {
+        Init::ScaledZero => (2.0 / (5.0 * width as f64)).sqrt(),
+        Init::Gpt2 => INIT_STD,
+    }
+}
+
+/// The token embedding (`(vocab, d)`) or an untied LM head (`(d, vocab)`) as `cfg.init` says:
+/// orthogonal at the scaled-zero entry scale, or N(0, 0.02²).
+pub fn embedding_init(
+    params: &mut ParamStore,
+    cfg: &ModelConfig,
+    name: &str,
+    shape: (usize, usize),
+) -> Result<Tensor> {
+    let std = init_std(cfg.init, cfg.d_model);
+    match cfg.init {
+        Init::ScaledZero => params.orthogonal(name, shape, std, ParamRole::Embedding),
+        Init::Gpt2 => params.normal(name, shape, std, ParamRole::Embedding),
+    }
+}
+
+/// How one block's matrices start: the entry scale of the input-side matrices and the output
+/// projections' (`None`: zero, so the block is the identity at init), orthogonal or Gaussian.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockInit {
+    pub std: f64,
+    pub out_std: Option<f64>,
+    pub orthogonal: bool,
+}
+
+impl BlockInit {
+    /// The init `cfg.init` prescribes for a block of width `cfg.d_model` in a network of
+    /// effective depth `depth` (gpt2 scales output projections by `1/√(2·depth)`, which keeps
+    /// the residual stream's variance independent of depth).
+    pub fn of(cfg: &ModelConfig, depth: usize) -> Self {
+        let std = init_std(cfg.init, cfg.d_model);
+        match cfg.init {
+            Init::ScaledZero => BlockInit {
+                std,
+                out_std: None,
+                orthogonal: true,
+            },
+            Init::Gpt2 => BlockInit {
+                std,
+                out_std: Some(std / (2.0 * depth.max(1) as f64).sqrt()),
+                orthogonal: false,
+            },
+        }
+    }
+
+    fn input(&self, params: &mut ParamStore, name: &str, shape: (usize, usize)) -> Result<Tensor> {
+        if self.orthogonal {
+            params.orthogonal(name, shape, self.std, ParamRole::Matrix)
+        } else {
+            params.normal(name, shape, self.std, ParamRole::Matrix)
+        }
+    }
+
+    fn output(&self, params: &mut ParamStore, name: &str, shape: (usize, usize)) -> Result<Tensor> {
+        match self.out_std {
+            None => params.zeros(name, shape, ParamRole::Matrix),
+            Some(std) if self.orthogonal => params.orthogonal(name, shape, std, ParamRole::Matrix),
+            Some(std) => params.normal(name, shape, std, ParamRole::Matrix),
+        }
+    }
+}
 
 /// `x · W` for `x` of shape `(…, in)` and `W` of shape `(in, out)`.
 pub fn project(x: &Tensor, w: &Tensor) -> Result<Tensor> {
@@ -35,34 +105,54 @@ pub fn project(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     x.reshape((rows, cols))?.matmul(w)?.reshape(out_shape)
 }
 
-/// RMSNorm with a learned gain: `x / sqrt(mean(x²) + ε) ⊙ g` over the last dimension.
+/// RMSNorm with a gain: `x / sqrt(mean(x²) + ε) ⊙ g` over the last dimension. The gain is
+/// learned, or (QK-norm without gains) a constant vector of ones.
 pub struct RmsNorm {
     gain: Tensor,
+    eps: f64,
 }
 
 impl RmsNorm {
+    /// ε of [`RmsNorm::new`]; models take theirs from `model.norm_eps`.
     pub const EPS: f64 = 1e-6;
 
     pub fn new(params: &mut ParamStore, name: &str, dim: usize) -> Result<Self> {
+        Self::with_eps(params, name, dim, Self::EPS)
+    }
+
+    pub fn with_eps(params: &mut ParamStore, name: &str, dim: usize, eps: f64) -> Result<Self> {
         Ok(RmsNorm {
             gain: params.ones(&format!("{name}.gain"), dim)?,
+            eps,
+        })
+    }
+
+    /// A norm whose gain is fixed at one (no parameter).
+    pub fn fixed(params: &ParamStore, dim: usize, eps: f64) -> Result<Self> {
+        Ok(RmsNorm {
+            gain: Tensor::ones(dim, params.dtype(), params.device())?,
+            eps,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if x.device().is_cpu() {
-            fused::rms_norm(x, &param(&self.gain), Self::EPS)
+            fused::rms_norm(x, &param(&self.gain), self.eps)
         } else {
-            composed::rms_norm(x, &param(&self.gain), Self::EPS)
+            composed::rms_norm(x, &param(&self.gain), self.eps)
         }
     }
 
     pub fn gain(&self) -> &Tensor {
         &self.gain
     }
+
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
 }
 
-/// Rotary position embedding tables (rotate-half convention, base 10 000).
+/// Rotary position embedding tables (rotate-half convention).
 pub struct Rope {
     /// `(max_len, head_dim / 2)`.
     cos: Tensor,
@@ -72,9 +162,20 @@ pub struct Rope {
 }
 
 impl Rope {
+    /// The base of [`Rope::new`]; models take theirs from `model.rope_base`.
     pub const BASE: f64 = 10_000.0;
 
     pub fn new(head_dim: usize, max_len: usize, dtype: DType, device: &Device) -> Result<Self> {
+        Self::with_base(head_dim, max_len, Self::BASE, dtype, device)
+    }
+
+    pub fn with_base(
+        head_dim: usize,
+        max_len: usize,
+        base: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         assert!(
             head_dim.is_multiple_of(2),
             "RoPE needs an even head dimension, got {head_dim}"
@@ -83,7 +184,7 @@ impl Rope {
         let mut angles = Vec::with_capacity(max_len * half);
         for pos in 0..max_len {
             for i in 0..half {
-                let inv_freq = Self::BASE.powf(-((2 * i) as f64) / head_dim as f64);
+                let inv_freq = base.powf(-((2 * i) as f64) / head_dim as f64);
                 angles.push(pos as f64 * inv_freq);
             }
         }
@@ -141,7 +242,7 @@ impl CausalSelfAttention {
         params: &mut ParamStore,
         name: &str,
         cfg: &ModelConfig,
-        out_std: f64,
+        init: &BlockInit,
     ) -> Result<Self> {
         let d = cfg.d_model;
         assert!(
@@ -149,16 +250,43 @@ impl CausalSelfAttention {
             "d_model {d} is not a multiple of n_heads {}",
             cfg.n_heads
         );
-        Ok(CausalSelfAttention {
-            w_qkv: params.normal(
+        let w_qkv = if init.orthogonal {
+            // Q, K and V are three matrices in the reference, each orthogonal on its own.
+            let blocks: Vec<Vec<f64>> = (0..3)
+                .map(|_| params.orthogonal_values((d, d), init.std))
+                .collect();
+            let values = (0..d * 3 * d)
+                .map(|k| {
+                    let (i, j) = (k / (3 * d), k % (3 * d));
+                    blocks[j / d][i * d + j % d]
+                })
+                .collect();
+            params.constant(
                 &format!("{name}.w_qkv"),
-                (d, 3 * d),
-                INIT_STD,
-                DecayGroup::Decay,
-            )?,
-            w_out: params.normal(&format!("{name}.w_out"), (d, d), out_std, DecayGroup::Decay)?,
-            q_norm: RmsNorm::new(params, &format!("{name}.q_norm"), head_dim(cfg))?,
-            k_norm: RmsNorm::new(params, &format!("{name}.k_norm"), head_dim(cfg))?,
+                &[d, 3 * d],
+                values,
+                ParamRole::Matrix,
+            )?
+        } else {
+            init.input(params, &format!("{name}.w_qkv"), (d, 3 * d))?
+        };
+        let qk_norm = |params: &mut ParamStore, which: &str| {
+            if cfg.qk_norm_gain {
+                RmsNorm::with_eps(
+                    params,
+                    &format!("{name}.{which}"),
+                    head_dim(cfg),
+                    cfg.norm_eps,
+                )
+            } else {
+                RmsNorm::fixed(params, head_dim(cfg), cfg.norm_eps)
+            }
+        };
+        Ok(CausalSelfAttention {
+            w_qkv,
+            w_out: init.output(params, &format!("{name}.w_out"), (d, d))?,
+            q_norm: qk_norm(params, "q_norm")?,
+            k_norm: qk_norm(params, "k_norm")?,
             n_heads: cfg.n_heads,
         })
     }
@@ -176,9 +304,9 @@ impl CausalSelfAttention {
         let heads = |i: usize, norm: &RmsNorm| {
             let (x, gain) = (part(i)?, param(norm.gain()));
             if on_cpu {
-                fused::norm_rope_heads(&x, &gain, h, &rope.tables, RmsNorm::EPS)
+                fused::norm_rope_heads(&x, &gain, h, &rope.tables, norm.eps())
             } else {
-                composed::norm_rope_heads(&x, &gain, h, cos, sin, RmsNorm::EPS)?.contiguous()
+                composed::norm_rope_heads(&x, &gain, h, cos, sin, norm.eps())?.contiguous()
             }
         };
         // q, k: (b, h, t, hd); v: (b, t, d)
@@ -209,30 +337,15 @@ impl MlpBlock {
         params: &mut ParamStore,
         name: &str,
         cfg: &ModelConfig,
-        out_std: f64,
+        init: &BlockInit,
     ) -> Result<Self> {
         let (d, hidden) = (cfg.d_model, mlp_hidden_width(cfg));
-        let w_in = params.normal(
-            &format!("{name}.w_in"),
-            (d, hidden),
-            INIT_STD,
-            DecayGroup::Decay,
-        )?;
+        let w_in = init.input(params, &format!("{name}.w_in"), (d, hidden))?;
         let w_gate = match cfg.mlp {
-            Mlp::Swiglu => Some(params.normal(
-                &format!("{name}.w_gate"),
-                (d, hidden),
-                INIT_STD,
-                DecayGroup::Decay,
-            )?),
+            Mlp::Swiglu => Some(init.input(params, &format!("{name}.w_gate"), (d, hidden))?),
             Mlp::Relu2 | Mlp::Gelu => None,
         };
-        let w_out = params.normal(
-            &format!("{name}.w_out"),
-            (hidden, d),
-            out_std,
-            DecayGroup::Decay,
-        )?;
+        let w_out = init.output(params, &format!("{name}.w_out"), (hidden, d))?;
         Ok(MlpBlock {
             kind: cfg.mlp,
             w_in,
@@ -264,19 +377,25 @@ pub struct Block {
 }
 
 impl Block {
-    /// `out_std` initialises the two output projections; scaling it by `1/sqrt(2·depth)`
-    /// keeps the residual stream's variance independent of depth at initialisation.
     pub fn new(
         params: &mut ParamStore,
         name: &str,
         cfg: &ModelConfig,
-        out_std: f64,
+        init: &BlockInit,
     ) -> Result<Self> {
+        let norm = |params: &mut ParamStore, which: &str| {
+            RmsNorm::with_eps(
+                params,
+                &format!("{name}.{which}"),
+                cfg.d_model,
+                cfg.norm_eps,
+            )
+        };
         Ok(Block {
-            attn_norm: RmsNorm::new(params, &format!("{name}.attn_norm"), cfg.d_model)?,
-            attn: CausalSelfAttention::new(params, &format!("{name}.attn"), cfg, out_std)?,
-            mlp_norm: RmsNorm::new(params, &format!("{name}.mlp_norm"), cfg.d_model)?,
-            mlp: MlpBlock::new(params, &format!("{name}.mlp"), cfg, out_std)?,
+            attn_norm: norm(params, "attn_norm")?,
+            attn: CausalSelfAttention::new(params, &format!("{name}.attn"), cfg, init)?,
+            mlp_norm: norm(params, "mlp_norm")?,
+            mlp: MlpBlock::new(params, &format!("{name}.mlp"), cfg, init)?,
         })
     }
 
@@ -300,9 +419,9 @@ impl BlockStack {
         n: usize,
         depth: usize,
     ) -> Result<Self> {
-        let out_std = INIT_STD / (2.0 * depth.max(1) as f64).sqrt();
+        let init = BlockInit::of(cfg, depth);
         let blocks = (0..n)
-            .map(|i| Block::new(params, &format!("{name}.{i}"), cfg, out_std))
+            .map(|i| Block::new(params, &format!("{name}.{i}"), cfg, &init))
             .collect::<Result<_>>()?;
         Ok(BlockStack { blocks })
     }

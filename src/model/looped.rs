@@ -57,13 +57,13 @@
 use candle_core::{D, DType, Device, Result, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand_distr::{Distribution, Normal, Poisson};
+use rand_distr::{Distribution, Poisson};
 
-use super::config::{Arch, DepthSampling, Injection, LoopedConfig, ModelConfig, StateInit};
+use super::config::{Arch, DepthSampling, Init, Injection, LoopedConfig, ModelConfig, StateInit};
 use super::counts::head_dim;
 use super::grad::param;
-use super::layers::{BlockStack, INIT_STD, RmsNorm, Rope, project};
-use super::params::{DecayGroup, ParamStore};
+use super::layers::{BlockStack, RmsNorm, Rope, embedding_init, init_std, project};
+use super::params::{ParamRole, ParamStore, truncated_normal};
 use super::{CausalLm, TrainLoss, lm_loss};
 
 /// The diagonal injection's initial per-channel decay `Ā` (Parcae's default).
@@ -197,7 +197,14 @@ fn identity_values(rows: usize, cols: usize) -> Vec<f64> {
 }
 
 impl InjectionLayer {
-    fn new(params: &mut ParamStore, kind: Injection, d: usize, r: usize) -> Result<Self> {
+    /// `noise_std`: the linear injection's noise around `[I; I]`.
+    fn new(
+        params: &mut ParamStore,
+        kind: Injection,
+        d: usize,
+        r: usize,
+        noise_std: f64,
+    ) -> Result<Self> {
         Ok(match kind {
             Injection::Diagonal => {
                 // Ā = exp(-(softplus(dt)·e⁰ + ε)) = 0.447  ⇒  softplus(dt) = -ln 0.447 - ε.
@@ -208,19 +215,19 @@ impl InjectionLayer {
                         "injection.A_log",
                         &[r],
                         vec![0.0; r],
-                        DecayGroup::NoDecay,
+                        ParamRole::Recurrent,
                     )?,
                     dt_bias: params.constant(
                         "injection.dt_bias",
                         &[r],
                         vec![dt0; r],
-                        DecayGroup::NoDecay,
+                        ParamRole::Recurrent,
                     )?,
                     b: params.constant(
                         "injection.B",
                         &[d, r],
                         identity_values(d, r),
-                        DecayGroup::NoDecay,
+                        ParamRole::Recurrent,
                     )?,
                 }
             }
@@ -231,7 +238,7 @@ impl InjectionLayer {
                             "injection.B",
                             &[d, r],
                             identity_values(d, r),
-                            DecayGroup::NoDecay,
+                            ParamRole::Recurrent,
                         )
                     })
                     .transpose()?,
@@ -239,10 +246,10 @@ impl InjectionLayer {
             Injection::Linear => {
                 let mut values = identity_values(r, r);
                 values.extend(identity_values(d, r));
-                let noise = params.sample_normal(values.len(), INIT_STD)?;
+                let noise = params.sample_normal(values.len(), noise_std)?;
                 let values = values.iter().zip(noise).map(|(v, n)| v + n).collect();
                 InjectionLayer::Linear {
-                    w: params.constant("injection.W", &[r + d, r], values, DecayGroup::Decay)?,
+                    w: params.constant("injection.W", &[r + d, r], values, ParamRole::Adapter)?,
                     r,
                 }
             }
@@ -308,6 +315,8 @@ pub struct Looped {
     core_rope: Rope,
     cfg: LoopedConfig,
     recurrent: usize,
+    /// σ of the initial state's truncated normal: the token embedding's init std.
+    state_std: f64,
     /// Seeds the initial state of every evaluation forward pass (deterministic evals).
     eval_seed: u64,
     params: ParamStore,
@@ -341,31 +350,41 @@ impl Looped {
         let depth = lc.n_prelude + lc.n_core * lc.mean_recurrence + lc.n_coda;
 
         let mut params = ParamStore::new(seed, dtype, device);
-        let token_embedding = params.normal(
-            "token_embedding",
-            (vocab_size, d),
-            INIT_STD,
-            DecayGroup::NoDecay,
-        )?;
+        let std = init_std(cfg.init, d);
+        let token_embedding = embedding_init(&mut params, cfg, "token_embedding", (vocab_size, d))?;
         let prelude = BlockStack::new(&mut params, "prelude", cfg, lc.n_prelude, depth)?;
         let prelude_norm = lc
             .prelude_norm
-            .then(|| RmsNorm::new(&mut params, "prelude_norm", d))
+            .then(|| RmsNorm::with_eps(&mut params, "prelude_norm", d, cfg.norm_eps))
             .transpose()?;
-        let injection = InjectionLayer::new(&mut params, lc.injection, d, r)?;
+        let injection = InjectionLayer::new(&mut params, lc.injection, d, r, std)?;
         let core = BlockStack::new(&mut params, "core", &core_cfg, lc.n_core, depth)?;
-        let readout = params.constant(
-            "readout.C",
-            &[r, d],
-            identity_values(r, d),
-            DecayGroup::Decay,
-        )?;
+        // scaled-zero: orthogonal with the model width's entry scale (× √(2/5) when r = d).
+        // scaled-zero: orthogonal with the model width's entry scale (× √(2/5) when r = d). An
+        // identity C hands the normalised input embedding straight to a tied head, which
+        // collapses the shared embedding (see the module docs).
+        let readout = match cfg.init {
+            Init::ScaledZero => {
+                params.orthogonal("readout.C", (r, d), std, ParamRole::Recurrent)?
+            }
+            Init::Gpt2 => params.constant(
+                "readout.C",
+                &[r, d],
+                identity_values(r, d),
+                ParamRole::Recurrent,
+            )?,
+        };
         let coda = BlockStack::new(&mut params, "coda", cfg, lc.n_coda, depth)?;
-        let final_norm = RmsNorm::new(&mut params, "final_norm", d)?;
+        let final_norm = RmsNorm::with_eps(&mut params, "final_norm", d, cfg.norm_eps)?;
         let untied_head = if cfg.tie_embeddings {
             None
         } else {
-            Some(params.normal("lm_head", (d, vocab_size), INIT_STD, DecayGroup::Decay)?)
+            Some(embedding_init(
+                &mut params,
+                cfg,
+                "lm_head",
+                (d, vocab_size),
+            )?)
         };
         Ok(Looped {
             token_embedding,
@@ -377,10 +396,17 @@ impl Looped {
             coda,
             final_norm,
             untied_head,
-            rope: Rope::new(head_dim(cfg), max_seq_len, dtype, device)?,
-            core_rope: Rope::new(head_dim(&core_cfg), max_seq_len, dtype, device)?,
+            rope: Rope::with_base(head_dim(cfg), max_seq_len, cfg.rope_base, dtype, device)?,
+            core_rope: Rope::with_base(
+                head_dim(&core_cfg),
+                max_seq_len,
+                cfg.rope_base,
+                dtype,
+                device,
+            )?,
             cfg: lc.clone(),
             recurrent: r,
+            state_std: std,
             eval_seed: seed ^ 0x5eed_0fe7_a1a1,
             params,
         })
@@ -390,17 +416,16 @@ impl Looped {
         &self.cfg
     }
 
-    /// `h0` `(batch, time, r)`: N(0, 0.02²) drawn from `rng` (like the embedding init), or zeros.
+    /// `h0` `(batch, time, r)`: a truncated normal (±3σ) drawn from `rng`, σ the token
+    /// embedding's init std (the reference's "like-init"), or zeros.
     pub fn initial_state(&self, batch: usize, time: usize, rng: &mut StdRng) -> Result<Tensor> {
         let (dtype, device) = (self.params.dtype(), self.params.device());
         let shape = (batch, time, self.recurrent);
         match self.cfg.state_init {
             StateInit::Zero => Tensor::zeros(shape, dtype, device),
             StateInit::Random => {
-                let normal = Normal::new(0.0, INIT_STD).map_err(candle_core::Error::wrap)?;
-                let values: Vec<f64> = (0..batch * time * self.recurrent)
-                    .map(|_| normal.sample(rng))
-                    .collect();
+                let values =
+                    truncated_normal(rng, batch * time * self.recurrent, self.state_std, 3.0);
                 Tensor::from_vec(values, shape, device)?.to_dtype(dtype)
             }
         }

@@ -7,17 +7,22 @@ pub mod checkpoint;
 mod config;
 pub mod data;
 mod memory;
+pub mod muon;
 pub mod optim;
 mod optim_kernel;
+pub mod optimizer;
 pub mod schedule;
 pub mod trainer;
 
 pub use budget::Budget;
 pub use checkpoint::{Checkpointing, TrainerState};
-pub use config::{DataConfig, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path};
+pub use config::{
+    DataConfig, OptimizerKind, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path,
+};
 pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus, indexed_rng};
 pub use memory::keep_freed_memory;
 pub use optim::{AdamW, AdamWConfig};
+pub use optimizer::{Group, Optimizer, group_of};
 pub use schedule::{learning_rate, lr_multiplier};
 pub use trainer::{
     TRAIN_DTYPE, build_model, evaluate, evaluate_at_loops, total_steps, train, train_model,

@@ -1,4 +1,4 @@
-//! The training loop of one run: build the model from its seed, step AdamW along the learning
+//! The training loop of one run: build the model from its seed, step the optimizer along the learning
 //! rate schedule on seeded random windows, report metrics and validation loss to the observer,
 //! and stop early on divergence or when asked to.
 //!
@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use super::checkpoint::{Checkpointing, TrainerState};
 use super::data::{Batch, BatchSampler, Corpus, indexed_rng};
-use super::optim::{AdamW, AdamWConfig};
+use super::optimizer::Optimizer;
 use super::schedule::learning_rate;
 use super::{EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics};
 use crate::model::grad::no_grad;
@@ -188,15 +188,7 @@ pub fn train_model_resumable(
     let flops_per_token = train_flops_per_token(&cfg.model, corpus.vocab_size(), seq_len);
     let divergence_floor = (corpus.vocab_size() as f64).ln() + DIVERGENCE_MARGIN;
 
-    let mut optimizer = AdamW::new(
-        model.params(),
-        AdamWConfig {
-            beta1: t.beta1,
-            beta2: t.beta2,
-            eps: 1e-8,
-            weight_decay: t.weight_decay,
-        },
-    )?;
+    let mut optimizer = Optimizer::new(model.params(), t, steps)?;
     let mut sampler = BatchSampler::new(sampler_seed(cfg.seed), t.batch_size, seq_len);
     let mut spikes = SpikeCounter::default();
     let val_batches = corpus.validation_batches(seq_len, t.batch_size, t.eval_tokens, device)?;
@@ -382,7 +374,7 @@ fn save_checkpoint(
     state: &TrainerState,
     steps: u64,
     model: &dyn CausalLm,
-    optimizer: &AdamW,
+    optimizer: &Optimizer,
 ) -> anyhow::Result<()> {
     let Some(ck) = checkpoints else { return Ok(()) };
     observer
@@ -403,7 +395,7 @@ fn save_checkpoint(
 #[allow(clippy::too_many_arguments)]
 fn trainer_state(
     step: u64,
-    optimizer: &AdamW,
+    optimizer: &Optimizer,
     first_loss: Option<f64>,
     last_loss: Option<f64>,
     spikes: &SpikeCounter,
@@ -413,7 +405,7 @@ fn trainer_state(
 ) -> TrainerState {
     TrainerState {
         step,
-        adam_steps: optimizer.steps_taken(),
+        adam_steps: optimizer.updates() as i32,
         first_loss,
         last_loss,
         spike_window: spikes.recent.iter().copied().collect(),
