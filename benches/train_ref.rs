@@ -22,14 +22,15 @@ use std::process::Command;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
+use loopscale::config::RunConfig;
+use loopscale::config::{DataConfig, TrainConfig};
 use loopscale::model::fused::{self, composed};
 use loopscale::model::fused_attention;
 use loopscale::model::layers::{self, RmsNorm};
 use loopscale::model::{Arch, DepthSampling, LoopedConfig, ModelConfig, train_flops_per_token};
-use loopscale::sweep::RunConfig;
 use loopscale::train::{
-    AdamW, AdamWConfig, BatchSampler, Corpus, DataConfig, EvalMetrics, RunObserver, StepMetrics,
-    TrainConfig, build_model, train_model,
+    AdamW, AdamWConfig, BatchSampler, Corpus, EvalMetrics, RunObserver, StepMetrics, build_model,
+    train_model,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -333,8 +334,8 @@ fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
             Box::new(move |x| {
                 fused_attention::causal_attention(&x[0], &x[1], &x[2], scale).unwrap()
             }),
-            // What it replaced: candle's batched matmuls over the full square around the
-            // fused softmax, with the two transpose copies.
+            // The composition it is tested against: candle's batched matmuls over the full
+            // square around a masked softmax, with the two transpose copies.
             Some(Box::new(move |x| {
                 let v = x[2]
                     .reshape((BATCH, SEQ, HEADS, hd))
@@ -344,7 +345,7 @@ fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
                     .contiguous()
                     .unwrap();
                 let s = x[0].matmul(&x[1].t().unwrap()).unwrap();
-                let p = fused::causal_softmax(&s, scale).unwrap();
+                let p = composed::causal_softmax(&s, scale).unwrap();
                 p.matmul(&v)
                     .unwrap()
                     .transpose(1, 2)

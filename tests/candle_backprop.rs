@@ -3,7 +3,7 @@
 //! (transpose, narrow, reshape, broadcast) that now hand their gradient on without a copy into
 //! a zeros tensor, and a batched matmul whose batches run in parallel.
 
-mod common;
+use crate::common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::max_abs_diff;

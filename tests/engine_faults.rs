@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 use common::moby_dick_file;
 use loopscale::store::{RunStatus, Store};
 use rand::rngs::StdRng;

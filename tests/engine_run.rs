@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 use common::moby_dick_file;
 use loopscale::store::{RunStatus, Store};
 
@@ -360,4 +360,61 @@ fn a_second_ctrl_c_stops_at_once_and_the_run_is_interrupted() {
         runs.iter()
             .all(|r| r.status != RunStatus::Done && r.status != RunStatus::Running)
     );
+}
+
+#[test]
+fn plan_shows_memory_and_run_refuses_a_run_that_cannot_fit_before_recording_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = moby_dick_file(dir.path(), 60_000);
+    let db = dir.path().join("huge.sqlite");
+    // About 6·10¹² parameters: ~100 TB of weights and optimizer state.
+    let path = dir.path().join("huge.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[sweep]
+name = "huge"
+db = "{db}"
+
+[data]
+corpus = "{corpus}"
+seq_len = 32
+
+[train]
+tokens = 1024
+batch_size = 8
+
+[model]
+d_model = 16384
+n_heads = 128
+n_layers = 2000
+"#,
+            db = db.display(),
+            corpus = corpus.display(),
+        ),
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+
+    let plan = loopscale(&["plan", file]);
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.status.success(), "{out}");
+    assert!(out.contains("memory"), "{out}");
+    assert!(out.contains("the largest run needs about"), "{out}");
+    assert!(out.contains("e5 GiB") || out.contains("e4 GiB"), "{out}");
+
+    let run = loopscale(&["run", file]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    let key = Store::open_read_only(&db).err();
+    assert!(
+        key.is_some(),
+        "nothing was recorded: the database does not exist"
+    );
+    assert!(
+        err.contains("needs about") && err.contains("this machine has"),
+        "{err}"
+    );
+    assert!(err.contains("loopscale plan"), "{err}");
 }

@@ -89,7 +89,8 @@ fn all_points_fit_with_bootstrap() {
     eprintln!("{r}\n(fit + 200 resamples + held-out {:.2?})", t0.elapsed());
     let e = r.param("E").unwrap();
     assert!(e.lo.unwrap() <= e.value && e.value <= e.hi.unwrap());
-    // DESIGN.md: all 245 points land near E≈1.89, α≈0.349 (B, β weakly identified).
+    // Epoch AI's procedure on all 245 points lands near E≈1.89, α≈0.349 (B, β weakly
+    // identified; tests/data/README.md).
     assert!((r.value("E").unwrap() - 1.89).abs() < 0.05);
     assert!((r.value("alpha").unwrap() - 0.349).abs() < 0.02);
     let a = r.value("a_opt").unwrap();

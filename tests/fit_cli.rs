@@ -3,10 +3,11 @@
 
 use std::process::Command;
 
+use loopscale::config::RunConfig;
+use loopscale::config::{DataConfig, TrainConfig};
 use loopscale::model::ModelConfig;
 use loopscale::store::{NewRun, Store};
-use loopscale::sweep::RunConfig;
-use loopscale::train::{DataConfig, RunEnd, RunOutcome, TrainConfig};
+use loopscale::train::{RunEnd, RunOutcome};
 
 const BIN: &str = env!("CARGO_BIN_EXE_loopscale");
 

@@ -543,6 +543,8 @@ fn looped_flops_match_a_hand_count() {
         mlp: Mlp::Relu2,
         mlp_ratio: 4,
         tie_embeddings: true,
+        // Learnable QK-norm gains, as in the GPT hand count.
+        qk_norm_gain: true,
         looped: Some(LoopedConfig {
             n_prelude: 1,
             n_core: 1,

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 
 use loopscale::analysis::Frames;
 use loopscale::analysis::fits::ReportFits;
+use loopscale::config::RunConfig;
+use loopscale::config::{DataConfig, TrainConfig};
 use loopscale::model::{Arch, Injection, LoopedConfig, ModelConfig};
 use loopscale::plot::Outcome;
 use loopscale::report::{self, Format, Source};
 use loopscale::store::{NewRun, Store};
-use loopscale::sweep::RunConfig;
-use loopscale::train::{DataConfig, EvalMetrics, RunEnd, RunOutcome, StepMetrics, TrainConfig};
+use loopscale::train::{EvalMetrics, RunEnd, RunOutcome, StepMetrics};
 
 /// Optimal loops of budget C in the fixture: μ*(C) = 3·(C/1e12)^0.3.
 fn mu_star(c: f64) -> f64 {

@@ -1,13 +1,14 @@
 //! The store: refusing files that are not ours, schema versions, transactional run records,
 //! read-only queries, and the sweep lock.
 
+use loopscale::config::RunConfig;
+use loopscale::config::{DataConfig, TrainConfig};
 use loopscale::engine::SweepLock;
 use loopscale::model::ModelConfig;
 use loopscale::store::{
     APPLICATION_ID, NewRun, RunStatus, SCHEMA_VERSION, Store, StoreError, Table,
 };
-use loopscale::sweep::RunConfig;
-use loopscale::train::{DataConfig, EvalMetrics, RunEnd, RunOutcome, StepMetrics, TrainConfig};
+use loopscale::train::{EvalMetrics, RunEnd, RunOutcome, StepMetrics};
 
 fn config(seed: u64) -> RunConfig {
     RunConfig {
@@ -146,6 +147,37 @@ fn read_only_open_of_a_missing_file_says_what_to_do() {
     assert!(
         !dir.path().join("none.sqlite").exists(),
         "a read must not create the file"
+    );
+}
+
+#[test]
+fn read_only_open_of_an_older_schema_says_how_to_upgrade_and_leaves_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite");
+    {
+        // A store of ours from before schema versions: our application_id, user_version 0.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.execute_batch("CREATE TABLE runs (run_key TEXT PRIMARY KEY);")
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = Store::open_read_only(&path).err().unwrap();
+    assert!(
+        matches!(err, StoreError::OlderSchema { found: 0, .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("older loopscale") && text.contains("loopscale collect"),
+        "{text}"
+    );
+    assert!(!text.contains("no such database"), "{text}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "a read must not migrate"
     );
 }
 

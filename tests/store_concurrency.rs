@@ -5,10 +5,11 @@
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
+use loopscale::config::RunConfig;
+use loopscale::config::{DataConfig, TrainConfig};
 use loopscale::model::ModelConfig;
 use loopscale::store::{NewRun, RunStatus, Store};
-use loopscale::sweep::RunConfig;
-use loopscale::train::{DataConfig, RunEnd, RunOutcome, StepMetrics, TrainConfig};
+use loopscale::train::{RunEnd, RunOutcome, StepMetrics};
 
 const WRITERS: usize = 8;
 const ROWS_PER_WRITER: u64 = 1500;

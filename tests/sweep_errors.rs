@@ -498,18 +498,30 @@ fn missing_corpus_file_shows_the_resolved_path() {
 
 #[test]
 fn missing_shipped_corpus_suggests_make_corpus() {
-    // Only this test reads LOOPSCALE_DATA_DIR; the others name their corpus explicitly.
-    unsafe { std::env::set_var("LOOPSCALE_DATA_DIR", fixtures().join("no-data-here")) };
-    let e = err_raw("[sweep]\nname = \"t\"\n");
-    assert_eq!(e.kind, ErrorKind::MissingCorpus);
-    assert_has(
-        &e,
-        &[
-            "corpus \"moby-dick\" not found",
-            "no-data-here/corpus/moby-dick.txt",
-            "make corpus",
-        ],
-    );
+    // Through the binary, so that LOOPSCALE_DATA_DIR is set for that process alone: the tests
+    // share one process, and the others read the shipped corpus.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.toml");
+    std::fs::write(&file, "[sweep]\nname = \"t\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loopscale"))
+        .arg("plan")
+        .arg(&file)
+        .env("LOOPSCALE_DATA_DIR", fixtures().join("no-data-here"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expected in [
+        "corpus \"moby-dick\" not found",
+        "no-data-here/corpus/moby-dick.txt",
+        "make corpus",
+        "t.toml",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
 }
 
 #[test]
@@ -727,11 +739,12 @@ fn slurm_values_are_not_axes() {
     assert_has(
         &e,
         &[
-            "`slurm.gpus_per_run`: expected an integer ≥ 0, found a list",
+            "`slurm.gpus_per_run`: expected an integer ≥ 0, found the list [1, 2]",
             "not a grid axis",
         ],
     );
     let e = err("[slurm]\nmax_parallel = 0\n");
+    assert_eq!(e.kind, ErrorKind::Slurm);
     assert_has(
         &e,
         &["`slurm.max_parallel` = 0 is out of range: expected an integer ≥ 1"],
@@ -744,7 +757,42 @@ fn slurm_values_are_not_axes() {
         &e,
         &[
             "`slurm.partition`: expected a partition name",
-            "found an integer",
+            "found the integer 3",
         ],
+    );
+}
+
+#[test]
+fn tokens_and_flops_together_are_an_error_naming_both() {
+    let e = err("[train]\ntokens = 100000\nflops = 1e12\n");
+    assert_eq!(e.kind, ErrorKind::InvalidRun);
+    assert_has(
+        &e,
+        &[
+            "`train.tokens` and `train.flops` are both set",
+            "`train.tokens` is set on line 6",
+            "inline.toml:7:1",
+        ],
+    );
+}
+
+#[test]
+fn a_flop_budget_below_one_step_names_the_smallest_valid_budget() {
+    let e = err(
+        "[train]\nflops = [1e6, 1e13]\nbatch_size = 4\n[model]\nd_model = 32\nn_heads = 2\nn_layers = 1\n",
+    );
+    assert_eq!(e.kind, ErrorKind::InvalidRun);
+    assert_has(
+        &e,
+        &[
+            "`train.flops` = 1.000e6 is less than one training step of this run",
+            "the smallest valid budget here is",
+            "inline.toml:6:",
+        ],
+    );
+    let e = err("[train]\nflops = -1.0\n");
+    assert_has(
+        &e,
+        &["`train.flops` = -1.0 must be a positive number of FLOPs"],
     );
 }

@@ -436,3 +436,36 @@ fn a_looped_runs_n_layers_is_its_block_count_and_never_splits_a_run() {
     assert_eq!(looped.len(), 1);
     assert_eq!(looped[0].config.model.n_layers, 5);
 }
+
+#[test]
+fn flop_budgets_are_an_axis_and_each_run_lands_within_half_a_step_of_its_budget() {
+    use loopscale::sweep::flops::step_flops;
+    use loopscale::train::RunCost;
+    let s = sweep(
+        "[train]\nflops = [3e10, 1e11]\nbatch_size = 4\n[model]\nd_model = 32\nn_heads = 2\n\
+         n_layers = [1, 2]\n",
+    );
+    assert_eq!(s.runs.len(), 4);
+    assert!(s.axes.contains(&"train.flops".to_string()), "{:?}", s.axes);
+    let mut tokens = std::collections::HashSet::new();
+    for run in &s.runs {
+        let budget = run.config.train.flops.expect("a budget");
+        let cost = RunCost::of(&run.config);
+        let per_step = step_flops(&run.config);
+        assert!(
+            (cost.flops - budget).abs() <= 0.5 * per_step + 1e-6 * budget,
+            "budget {budget:.3e}, realised {:.3e}, one step {per_step:.3e}",
+            cost.flops
+        );
+        assert_eq!(cost.tokens, run.config.train.tokens);
+        tokens.insert(cost.tokens);
+    }
+    // Same budget, deeper model: fewer tokens.
+    assert_eq!(tokens.len(), 4);
+    // The budget is part of the key: the same tokens from `train.tokens` is another run.
+    let by_tokens = sweep(&format!(
+        "[train]\ntokens = {}\nbatch_size = 4\n[model]\nd_model = 32\nn_heads = 2\nn_layers = 1\n",
+        s.runs[0].config.train.tokens
+    ));
+    assert_ne!(by_tokens.runs[0].key, s.runs[0].key);
+}

@@ -3,11 +3,12 @@
 //! the whole run (sampled depths and initial states included).
 
 use candle_core::Device;
+use loopscale::config::RunConfig;
+use loopscale::config::{DataConfig, Schedule, TrainConfig};
 use loopscale::model::{Arch, DepthSampling, Injection, LoopedConfig, Mlp, ModelConfig, StateInit};
-use loopscale::sweep::RunConfig;
-use loopscale::train::{DataConfig, RunEnd, Schedule, TrainConfig, train};
+use loopscale::train::{RunEnd, train};
 
-mod common;
+use crate::common;
 use common::{Recorder, moby_dick};
 
 fn parcae_run(steps: u64, injection: Injection, seed: u64) -> RunConfig {

@@ -4,11 +4,12 @@
 //! square matrix is near-orthogonal.
 
 use candle_core::{DType, Device, Tensor};
+use loopscale::config::{OptimizerKind, TrainConfig};
 use loopscale::model::{
     Arch, CausalLm, Gpt, Injection, Looped, LoopedConfig, Mlp, ModelConfig, ParamRole, ParamStore,
 };
 use loopscale::train::muon::{Muon, MuonConfig, orthogonalise};
-use loopscale::train::{Group, Optimizer, OptimizerKind, TrainConfig, group_of};
+use loopscale::train::{Group, Optimizer, group_of};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

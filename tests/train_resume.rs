@@ -8,14 +8,15 @@
 use std::path::Path;
 
 use candle_core::Device;
+use loopscale::config::RunConfig;
+use loopscale::config::{DataConfig, OptimizerKind, Schedule, TrainConfig};
 use loopscale::model::{Arch, DepthSampling, Injection, LoopedConfig, Mlp, ModelConfig, StateInit};
-use loopscale::sweep::RunConfig;
 use loopscale::train::{
-    Checkpointing, DataConfig, EvalMetrics, OptimizerKind, RunEnd, RunObserver, RunOutcome,
-    Schedule, StepMetrics, TrainConfig, checkpoint, train, train_resumable,
+    Checkpointing, EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics, checkpoint, train,
+    train_resumable,
 };
 
-mod common;
+use crate::common;
 use common::moby_dick;
 
 const STEPS: u64 = 30;

@@ -2,11 +2,12 @@
 //! whole loss sequence, divergence and interruption end a run cleanly.
 
 use candle_core::Device;
+use loopscale::config::RunConfig;
+use loopscale::config::{DataConfig, Schedule, TrainConfig};
 use loopscale::model::{Mlp, ModelConfig};
-use loopscale::sweep::RunConfig;
-use loopscale::train::{DataConfig, RunEnd, Schedule, TrainConfig, train};
+use loopscale::train::{RunEnd, train};
 
-mod common;
+use crate::common;
 use common::{Recorder, moby_dick};
 
 fn tiny_run(tokens: u64, lr: f64, seed: u64) -> RunConfig {

@@ -77,12 +77,6 @@ impl Frames {
         })
     }
 
-    /// The rows of `df` that belong to run `key`.
-    pub fn of_run(df: &DataFrame, key: &str) -> Result<DataFrame> {
-        let keep: Vec<bool> = strs(df, "run_key")?.iter().map(|k| k == key).collect();
-        super::columns::filter_rows(df, &keep)
-    }
-
     /// Run keys in the order of the `runs` frame (increasing FLOPs).
     pub fn run_keys(&self) -> Result<Vec<String>> {
         strs(&self.runs, "run_key")

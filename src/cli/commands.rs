@@ -5,32 +5,36 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::table::{render, si};
 use super::{Cli, Command, Executor, RunArgs};
+use crate::engine::resources::gib;
 use crate::engine::{self, RunOptions};
 use crate::store::{RunProgress, RunRow, RunStatus, Store};
 use crate::sweep::Sweep;
-use crate::table::{render, si};
-use crate::train::{Budget, Corpus, checkpoint};
+use crate::train::{Corpus, RunCost, checkpoint};
 
-/// Runs a parsed command line; returns the process exit code.
-pub fn execute(cli: Cli) -> anyhow::Result<i32> {
+/// Runs a parsed command line; returns the process exit code. `interrupts` counts the stop
+/// requests (Ctrl-C, SIGTERM) the program's signal handler received: `run` and `worker` stop
+/// cleanly on the first and at once on the second (see [`Command::handles_interrupts`]).
+pub fn execute(cli: Cli, interrupts: &engine::Interrupts) -> anyhow::Result<i32> {
     match cli.command {
         Command::Plan { file } => plan(&file),
-        Command::Run(args) => run(&args),
+        Command::Run(args) => run(&args, interrupts),
         Command::Status { file, db } => status(&file, db),
-        Command::Cancel { file, db } => super::slurm::cancel(&file, db),
-        Command::Collect { file, db } => super::slurm::collect(&file, db),
+        Command::Cancel { file, db } => super::slurm_commands::cancel(&file, db),
+        Command::Collect { file, db } => super::slurm_commands::collect(&file, db),
         Command::Sql { db, query, csv } => sql(&db, &query, csv),
         Command::Gc { file, db, dry_run } => gc(&file, db, dry_run),
         Command::Fit(args) => super::fit::fit(&args),
         Command::Report(args) => report(&args),
         Command::Worker(args) => {
-            let status = engine::run_worker(&engine::WorkerArgs {
+            let task = engine::WorkerTask {
                 db: args.db,
                 run_key: args.run,
                 base_dir: args.base_dir,
                 log_path: args.log,
-            })?;
+            };
+            let status = engine::run_worker(&task, interrupts)?;
             Ok(if status == RunStatus::Interrupted {
                 130
             } else {
@@ -54,24 +58,40 @@ fn fmt_loss(x: Option<f64>) -> String {
 
 fn plan(file: &Path) -> anyhow::Result<i32> {
     let sweep = load(file)?;
+    let corpora = load_corpora(&sweep);
+    let train_tokens = |run: &crate::sweep::PlannedRun| {
+        corpora
+            .get(&corpus_id(&run.config.data))
+            .and_then(|c| c.as_ref().ok())
+            .map(|c| c.train_tokens().len() as f64)
+    };
     let mut columns: Vec<String> = vec!["run_key".into()];
     let has_variants = sweep.runs.iter().any(|r| r.variant.is_some());
     if has_variants {
         columns.push("variant".into());
     }
+    let has_budgets = sweep.runs.iter().any(|r| r.config.train.flops.is_some());
     columns.extend(sweep.axes.iter().cloned());
+    columns.extend(["params".into(), "non_emb".into()]);
+    if has_budgets {
+        columns.push("budget".into());
+    }
     columns.extend([
-        "params".into(),
-        "non_emb".into(),
         "tokens".into(),
         "flops".into(),
+        "epochs".into(),
+        "memory".into(),
     ]);
     let mut rows = Vec::new();
     let (mut total_tokens, mut total_flops) = (0u64, 0f64);
+    let (mut peak_memory, mut checkpoint_disk) = (0f64, 0f64);
+    let mut repeating = Vec::new();
     for run in &sweep.runs {
-        let b = Budget::of(&run.config);
+        let b = RunCost::of(&run.config);
         total_tokens += b.tokens;
         total_flops += b.flops;
+        peak_memory = peak_memory.max(b.peak_memory_bytes);
+        checkpoint_disk += b.checkpoint_bytes;
         let mut row = vec![run.key.clone()];
         if has_variants {
             row.push(run.variant.clone().unwrap_or_default());
@@ -85,11 +105,25 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
                     .unwrap_or_default(),
             );
         }
+        row.extend([b.params.to_string(), b.non_embedding_params.to_string()]);
+        if has_budgets {
+            row.push(
+                run.config
+                    .train
+                    .flops
+                    .map(|f| format!("{f:.3e}"))
+                    .unwrap_or_default(),
+            );
+        }
+        let epochs = train_tokens(run).map(|n| b.tokens as f64 / n);
+        if epochs.is_some_and(|e| e > 1.0) {
+            repeating.push((run.key.clone(), epochs.unwrap_or_default()));
+        }
         row.extend([
-            b.params.to_string(),
-            b.non_embedding_params.to_string(),
             b.tokens.to_string(),
             format!("{:.3e}", b.flops),
+            epochs.map(|e| format!("{e:.2}")).unwrap_or_default(),
+            gib(b.peak_memory_bytes),
         ]);
         rows.push(row);
     }
@@ -111,6 +145,19 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
         si(total_tokens as f64),
         total_flops
     );
+    if has_budgets {
+        println!(
+            "budgets: a run with `train.flops` trains the whole steps nearest its budget (flops: what they cost)"
+        );
+    }
+    let machine = engine::resources::machine_memory_bytes()
+        .map(|m| format!(" (this machine: {})", gib(m)))
+        .unwrap_or_default();
+    println!(
+        "memory: the largest run needs about {} to train{machine}; checkpoints take up to {} on disk until `loopscale gc`",
+        gib(peak_memory),
+        gib(checkpoint_disk)
+    );
     if sweep.collapsed > 0 {
         println!(
             "({} grid points were identical to another run once irrelevant keys were dropped, and are listed once)",
@@ -118,7 +165,20 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
         );
     }
     println!("database: {}", sweep.db.display());
-    print_corpora(&sweep);
+    print_corpora(&sweep, &corpora);
+    if !repeating.is_empty() {
+        let worst = repeating
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("non-empty");
+        eprintln!(
+            "warning: {} run(s) pass over their training text more than once (run {} {:.1} times); \
+             repetition bends data-scaling exponents: use a larger corpus or smaller budgets",
+            repeating.len(),
+            worst.0,
+            worst.1
+        );
+    }
     if let Some(rate) = measured_flop_rate(&sweep.db, &sweep.name) {
         println!(
             "estimated training time at this database's measured {:.2} GFLOP/s: {} (one worker)",
@@ -129,16 +189,36 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// A corpus as the runs read it: its name and validation split.
+fn corpus_id(data: &crate::config::DataConfig) -> (String, u64) {
+    (data.corpus.clone(), data.val_fraction.to_bits())
+}
+
+type Corpora = HashMap<(String, u64), anyhow::Result<Corpus>>;
+
+/// Each corpus the sweep trains on, loaded once.
+fn load_corpora(sweep: &Sweep) -> Corpora {
+    let mut corpora = Corpora::new();
+    for run in &sweep.runs {
+        let data = &run.config.data;
+        corpora
+            .entry(corpus_id(data))
+            .or_insert_with(|| Corpus::load(data, &sweep.base_dir));
+    }
+    corpora
+}
+
 /// Each corpus the sweep trains on, with the bar a model has to clear: the entropy of its byte
 /// frequencies (the loss of the best model that ignores context).
-fn print_corpora(sweep: &Sweep) {
+fn print_corpora(sweep: &Sweep, corpora: &Corpora) {
     let mut seen = std::collections::HashSet::new();
     for run in &sweep.runs {
         let data = &run.config.data;
-        if !seen.insert((data.corpus.clone(), data.val_fraction.to_bits())) {
+        let id = corpus_id(data);
+        if !seen.insert(id.clone()) {
             continue;
         }
-        match Corpus::load(data, &sweep.base_dir) {
+        match &corpora[&id] {
             Ok(c) => println!(
                 "corpus {}: {} train / {} validation tokens; unigram entropy {:.3} nats/token ({:.3} bits/byte)",
                 data.corpus,
@@ -173,14 +253,14 @@ fn human_duration(seconds: f64) -> String {
     }
 }
 
-fn run(args: &RunArgs) -> anyhow::Result<i32> {
+fn run(args: &RunArgs, interrupts: &engine::Interrupts) -> anyhow::Result<i32> {
     if args.jobs == 0 {
         anyhow::bail!("--jobs must be at least 1");
     }
     let sweep = load(&args.file)?;
     let db = args.db.clone().unwrap_or_else(|| sweep.db.clone());
     if args.executor == Executor::Slurm {
-        return super::slurm::run(&sweep, &db, args);
+        return super::slurm_commands::run(&sweep, &db, args);
     }
     let a = &args.slurm;
     let slurm_only = a.partition.is_some()
@@ -200,6 +280,7 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
         jobs: args.jobs,
         retries: args.retries.unwrap_or(sweep.retries),
         plain: args.plain,
+        interrupts: interrupts.clone(),
     };
     let summary = engine::run_sweep(&sweep, &options)?;
     println!();
@@ -266,7 +347,7 @@ fn runs_table(
                     .unwrap_or_default(),
             );
         }
-        let steps = Budget::of(&run.config).steps;
+        let steps = RunCost::of(&run.config).steps;
         let done = live.get(&row.key).copied().or(row.steps_done).unwrap_or(0);
         line.extend([
             row.status.to_string(),
@@ -314,7 +395,7 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
         );
         return Ok(0);
     }
-    super::slurm::collect_quietly(&sweep, &db);
+    super::slurm_commands::collect_quietly(&sweep, &db);
     let store = Store::open_read_only(&db)?;
     let rows = store
         .runs(&sweep.name)
@@ -326,7 +407,7 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
         }
     }
     let live_steps = live.iter().map(|(k, p)| (k.clone(), p.step)).collect();
-    let (slurm_states, slurm_note) = super::slurm::states(&db);
+    let (slurm_states, slurm_note) = super::slurm_commands::states(&db);
     print!(
         "{}",
         runs_table(
@@ -392,7 +473,7 @@ fn eta_line(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, RunProgress>)
     let (mut rate_flops, mut rate_secs) = (0.0, 0.0);
     let (mut live_flops, mut live_secs) = (0.0, 0.0);
     for run in &sweep.runs {
-        let flops = Budget::of(&run.config).flops;
+        let flops = RunCost::of(&run.config).flops;
         total += flops;
         let Some(row) = by_key.get(run.key.as_str()) else {
             continue;
@@ -414,7 +495,7 @@ fn eta_line(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, RunProgress>)
                 } else if let Some(steps) = row.steps_done {
                     // An interrupted run resumes from its checkpoint; count what it has done.
                     let f = flops
-                        * (steps as f64 / Budget::of(&run.config).steps.max(1) as f64).min(1.0);
+                        * (steps as f64 / RunCost::of(&run.config).steps.max(1) as f64).min(1.0);
                     done += f;
                     if let Some(s) = row.wall_seconds.filter(|&s| s > 0.0) {
                         rate_flops += f;
@@ -498,7 +579,7 @@ fn sql(db: &Path, query: &str, csv: bool) -> anyhow::Result<i32> {
     if csv {
         print!("{}", result.to_csv());
     } else {
-        print!("{}", result.to_table());
+        print!("{}", render(&result.columns, &result.rows));
         println!(
             "({} row{})",
             result.rows.len(),
@@ -517,7 +598,7 @@ fn report(args: &super::ReportArgs) -> anyhow::Result<i32> {
         .clone()
         .unwrap_or_else(|| crate::report::default_out(&source));
     eprintln!("report: reading {}", source.db.display());
-    let path = crate::report::write(&source, &out, args.format)?;
+    let path = crate::report::write(&source, &out, args.format.into())?;
     eprintln!(
         "report: written in {:.1} s",
         started.elapsed().as_secs_f64()

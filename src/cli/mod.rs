@@ -3,7 +3,8 @@
 
 mod commands;
 mod fit;
-mod slurm;
+mod slurm_commands;
+mod table;
 
 use std::path::PathBuf;
 
@@ -94,7 +95,9 @@ pub enum Command {
     },
     /// Run a read-only SQL query against a loopscale database and print the result.
     ///
-    /// Tables: sweeps, runs, metrics, evals, attempts (see docs/schema.md). Example:
+    /// Tables: sweeps, runs, metrics, evals, attempts, fits, fit_params; views: final_runs,
+    /// compute_frontier, test_time_curves (each documented with examples in docs/schema.md).
+    /// Example:
     ///   loopscale sql results/quickstart.sqlite "SELECT run_key, d_model, final_val_loss FROM runs"
     Sql {
         /// The database file.
@@ -126,6 +129,30 @@ pub enum Command {
     Worker(WorkerArgs),
 }
 
+impl Command {
+    /// Whether the command acts on stop requests itself (a local `run` forwards them to its
+    /// workers, a worker checkpoints and stops), so the program should count Ctrl-C and SIGTERM
+    /// instead of letting them kill it; and whether a second request should end it at once.
+    pub fn handles_interrupts(&self) -> Option<SecondInterrupt> {
+        match self {
+            Command::Run(args) if args.executor == Executor::Local => {
+                Some(SecondInterrupt::Handled)
+            }
+            Command::Worker(_) => Some(SecondInterrupt::Exit),
+            _ => None,
+        }
+    }
+}
+
+/// What a second Ctrl-C means to a command that handles interrupts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecondInterrupt {
+    /// The command acts on it (the coordinator kills its workers and records them).
+    Handled,
+    /// The process exits at once with status 130 (a worker; its run resumes from a checkpoint).
+    Exit,
+}
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// The sweep file (TOML).
@@ -154,6 +181,22 @@ pub struct RunArgs {
     pub wait: bool,
     #[command(flatten)]
     pub slurm: SlurmArgs,
+}
+
+/// `report --format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFormat {
+    Html,
+    Md,
+}
+
+impl From<ReportFormat> for crate::report::Format {
+    fn from(f: ReportFormat) -> Self {
+        match f {
+            ReportFormat::Html => crate::report::Format::Html,
+            ReportFormat::Md => crate::report::Format::Md,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,7 +241,7 @@ pub struct ReportArgs {
     pub out: Option<PathBuf>,
     /// html: index.html; md: index.md (Markdown).
     #[arg(long, value_enum, default_value = "html")]
-    pub format: crate::report::Format,
+    pub format: ReportFormat,
 }
 
 #[derive(Args, Debug)]

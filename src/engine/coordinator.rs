@@ -3,21 +3,20 @@
 //! Workers write their runs' shards; the coordinator seeds them, merges them into the database
 //! while they run and when they end, and is the only writer of the database.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
 
+use super::Interrupts;
 use super::lock::SweepLock;
 use super::progress::Progress;
 use crate::store::{NewRun, RunRow, RunStatus, Store};
 use crate::sweep::Sweep;
-use crate::train::{Budget, checkpoint};
+use crate::train::{RunCost, checkpoint};
 
 /// How `loopscale run` executes.
 #[derive(Clone, Debug)]
@@ -29,6 +28,8 @@ pub struct RunOptions {
     pub retries: u32,
     /// Force plain progress lines even on a terminal.
     pub plain: bool,
+    /// Stop requests: the first stops every worker cleanly after its step, the second at once.
+    pub interrupts: Interrupts,
 }
 
 /// What a `run` invocation did.
@@ -46,7 +47,7 @@ pub fn plan_runs(sweep: &Sweep) -> Vec<NewRun> {
         .runs
         .iter()
         .map(|run| {
-            let budget = Budget::of(&run.config);
+            let budget = RunCost::of(&run.config);
             NewRun {
                 key: run.key.clone(),
                 variant: run.variant.clone(),
@@ -96,215 +97,26 @@ fn log_tail(path: &Path, lines: usize) -> String {
 
 /// Trains every run of `sweep` that is not finished in the store.
 pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSummary> {
+    let planned = plan_runs(sweep);
+    // Before anything is recorded or created: refuse a run this machine cannot hold in memory.
+    let finished = finished_runs(&options.db, &sweep.name);
+    let unfinished = planned.iter().filter(|r| !finished.contains(&r.key));
+    super::resources::check_fits(unfinished.map(|r| (&r.key, &r.config)), options.jobs)?;
+
     let _lock = SweepLock::acquire(&options.db)?;
     let mut store = Store::open(&options.db)?;
-    let spec_text = std::fs::read_to_string(&sweep.path).unwrap_or_default();
-    let planned = plan_runs(sweep);
-    let registered_new = store.register_sweep(
-        &sweep.name,
-        &sweep.description,
-        &sweep.path.display().to_string(),
-        &spec_text,
-        &planned,
-    )?;
-    let stale = store.release_stale_runs(&sweep.name)?;
-    if stale > 0 {
-        eprintln!("{stale} run(s) were left running by an earlier coordinator; they start again");
-    }
+    let registered_new = register(&mut store, sweep, &options.db, &planned)?;
+    let mut pool = WorkerPool::new(store, sweep, options, &planned)?;
+    pool.drive()?;
+    let (
+        SweepOutcome {
+            trained,
+            interrupted,
+        },
+        store,
+    ) = pool.finish();
 
-    // Every unfinished run gets its shard now; a shard a dead worker left `running` is released.
-    for run in &planned {
-        let status = store.run(&run.key)?.map(|r| r.status);
-        if !matches!(status, Some(RunStatus::Done | RunStatus::Diverged)) {
-            super::shards::prepare(&mut store, &options.db, &sweep.name, &run.key)?;
-        }
-    }
-
-    let flops: HashMap<String, f64> = planned.iter().map(|r| (r.key.clone(), r.flops)).collect();
-    let tokens: HashMap<String, u64> = planned.iter().map(|r| (r.key.clone(), r.tokens)).collect();
-    let rows: HashMap<String, RunRow> = store
-        .runs(&sweep.name)?
-        .into_iter()
-        .map(|r| (r.key.clone(), r))
-        .collect();
-    let mut todo: Vec<&NewRun> = planned
-        .iter()
-        .filter(|r| {
-            matches!(
-                rows.get(&r.key).map(|row| row.status),
-                Some(
-                    RunStatus::Pending
-                        | RunStatus::Interrupted
-                        | RunStatus::Failed
-                        | RunStatus::Running
-                )
-            )
-        })
-        .collect();
-    // Largest first, so the sweep's last minutes are not one big run alone.
-    todo.sort_by(|a, b| b.flops.total_cmp(&a.flops));
-    let mut queue: VecDeque<String> = todo.iter().map(|r| r.key.clone()).collect();
-
-    let total_flops: f64 = planned.iter().map(|r| r.flops).sum();
-    let done_flops: f64 = planned
-        .iter()
-        .filter(|r| rows.get(&r.key).map(|row| row.status) == Some(RunStatus::Done))
-        .map(|r| r.flops)
-        .sum();
-    let mut progress = Progress::new(
-        planned.len(),
-        planned.len() - queue.len(),
-        total_flops,
-        done_flops,
-        options.plain,
-    );
-    for run in &todo {
-        let steps = Budget::of(&run.config).steps.max(1);
-        if let Some(ckpt) = checkpoint::list(&super::run_dir(&options.db, &run.key)).first() {
-            progress.resumable(
-                &run.key,
-                run.flops,
-                run.tokens,
-                ckpt.step * (run.tokens / steps),
-            );
-        }
-    }
-
-    let interrupts = Arc::new(AtomicUsize::new(0));
-    {
-        let interrupts = interrupts.clone();
-        ctrlc::set_handler(move || {
-            interrupts.fetch_add(1, Ordering::SeqCst);
-        })
-        .context("cannot install the Ctrl-C handler")?;
-    }
-
-    let log_dir = super::logs_dir(&options.db);
-    std::fs::create_dir_all(&log_dir)
-        .with_context(|| format!("{}: cannot create the log directory", log_dir.display()))?;
-    let threads = threads_per_worker(options.jobs);
-    let exe =
-        std::env::current_exe().context("cannot find the loopscale executable to start workers")?;
-    let mut attempts: HashMap<String, u32> = HashMap::new();
-    let mut active: Vec<Active> = Vec::new();
-    let mut trained = 0;
-    let mut signalled = 0;
-    let mut polls = 0u64;
-
-    loop {
-        let stopping = interrupts.load(Ordering::SeqCst);
-        if stopping > signalled {
-            signalled = stopping;
-            if stopping == 1 {
-                progress.message("stopping: workers finish their step and record it (Ctrl-C again to stop at once)");
-                for a in &active {
-                    // SAFETY: plain kill(2) on a child we spawned and have not yet reaped.
-                    unsafe { libc::kill(a.child.id() as i32, libc::SIGINT) };
-                }
-            } else {
-                for a in &mut active {
-                    let _ = a.child.kill();
-                }
-            }
-        }
-        while stopping == 0 && active.len() < options.jobs {
-            let Some(key) = queue.pop_front() else { break };
-            *attempts.entry(key.clone()).or_default() += 1;
-            let log = log_dir.join(format!("{key}.log"));
-            let file = OpenOptions::new().create(true).append(true).open(&log)?;
-            let log_start = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let child = Command::new(&exe)
-                .arg("worker")
-                .arg("--db")
-                .arg(&options.db)
-                .arg("--run")
-                .arg(&key)
-                .arg("--base-dir")
-                .arg(&sweep.base_dir)
-                .arg("--log")
-                .arg(&log)
-                .env("RAYON_NUM_THREADS", threads.to_string())
-                .env("CANDLE_NUM_THREADS", threads.to_string())
-                .stdin(Stdio::null())
-                .stdout(file.try_clone()?)
-                .stderr(file)
-                .spawn()
-                .with_context(|| format!("cannot start a worker ({})", exe.display()))?;
-            progress.started(&key, flops[&key], tokens[&key]);
-            active.push(Active {
-                key,
-                child,
-                log,
-                log_start,
-            });
-        }
-        if active.is_empty() {
-            break;
-        }
-
-        std::thread::sleep(Duration::from_millis(250));
-        polls += 1;
-        let mut i = 0;
-        while i < active.len() {
-            match active[i].child.try_wait()? {
-                None => {
-                    // Merge the running shards about once a second: the database (and the
-                    // progress shown from it) is never more than a second or two behind.
-                    if polls.is_multiple_of(4) {
-                        let shard = super::shards::shard_path(&options.db, &active[i].key);
-                        store.merge_shard(&active[i].key, &shard)?;
-                    }
-                    if let Ok(Some(p)) = store.progress(&active[i].key) {
-                        progress.update(&active[i].key, &p);
-                    }
-                    i += 1;
-                }
-                Some(exit) => {
-                    let a = active.swap_remove(i);
-                    store.merge_shard(&a.key, &super::shards::shard_path(&options.db, &a.key))?;
-                    let row = store.run(&a.key)?.context("run vanished from the store")?;
-                    let status = if row.status == RunStatus::Running {
-                        // The worker died without recording an end: a crash or a kill.
-                        if interrupts.load(Ordering::SeqCst) > 1 {
-                            // Killed on request: it resumes from its last checkpoint next time.
-                            super::shards::interrupt(
-                                &mut store,
-                                &options.db,
-                                &a.key,
-                                "stopped by a second Ctrl-C",
-                            )?;
-                            RunStatus::Interrupted
-                        } else {
-                            let why = format!(
-                                "worker exited with {exit}; log tail:\n{}",
-                                log_tail(&a.log, 20)
-                            );
-                            super::shards::fail(&mut store, &options.db, &a.key, &why)?;
-                            RunStatus::Failed
-                        }
-                    } else {
-                        row.status
-                    };
-                    if status == RunStatus::Done {
-                        trained += 1;
-                    }
-                    let retry = status == RunStatus::Failed
-                        && attempts[&a.key] <= options.retries
-                        && interrupts.load(Ordering::SeqCst) == 0;
-                    for warning in log_warnings(&a.log, a.log_start) {
-                        progress.message(&format!("run {}: {warning}", a.key));
-                    }
-                    progress.finished(&a.key, flops[&a.key], status, row.final_val_loss, retry);
-                    if retry {
-                        queue.push_back(a.key);
-                    }
-                }
-            }
-        }
-    }
-    progress.finish();
-
-    let keys: std::collections::HashSet<&str> = planned.iter().map(|r| r.key.as_str()).collect();
+    let keys: HashSet<&str> = planned.iter().map(|r| r.key.as_str()).collect();
     let runs = store
         .runs(&sweep.name)?
         .into_iter()
@@ -313,7 +125,321 @@ pub fn run_sweep(sweep: &Sweep, options: &RunOptions) -> anyhow::Result<SweepSum
     Ok(SweepSummary {
         registered_new,
         trained,
-        interrupted: interrupts.load(Ordering::SeqCst) > 0,
+        interrupted,
         runs,
     })
+}
+
+/// Keys of the sweep's runs that are over (`done` or `diverged`) in an existing database; none
+/// when there is no database yet.
+fn finished_runs(db: &Path, sweep: &str) -> HashSet<String> {
+    let Ok(store) = Store::open_read_only(db) else {
+        return HashSet::new();
+    };
+    store
+        .runs(sweep)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| matches!(r.status, RunStatus::Done | RunStatus::Diverged))
+        .map(|r| r.key)
+        .collect()
+}
+
+/// Records the sweep and its runs in the store, releases runs an earlier coordinator left
+/// `running`, and gives every unfinished run its shard. Returns how many runs are new.
+fn register(
+    store: &mut Store,
+    sweep: &Sweep,
+    db: &Path,
+    planned: &[NewRun],
+) -> anyhow::Result<usize> {
+    let spec_text = std::fs::read_to_string(&sweep.path).unwrap_or_default();
+    let registered_new = store.register_sweep(
+        &sweep.name,
+        &sweep.description,
+        &sweep.path.display().to_string(),
+        &spec_text,
+        planned,
+    )?;
+    let stale = store.release_stale_runs(&sweep.name)?;
+    if stale > 0 {
+        eprintln!("{stale} run(s) were left running by an earlier coordinator; they start again");
+    }
+    // Every unfinished run gets its shard now; a shard a dead worker left `running` is released.
+    for run in planned {
+        let status = store.run(&run.key)?.map(|r| r.status);
+        if !matches!(status, Some(RunStatus::Done | RunStatus::Diverged)) {
+            super::shards::prepare(store, db, &sweep.name, &run.key)?;
+        }
+    }
+    Ok(registered_new)
+}
+
+/// What the pool did, once it is empty.
+struct SweepOutcome {
+    trained: usize,
+    interrupted: bool,
+}
+
+/// The one state of a local `run`: the runs waiting, the workers running, and what has happened
+/// so far. [`WorkerPool::drive`] loops start → poll → reap until nothing is left.
+struct WorkerPool<'a> {
+    store: Store,
+    options: &'a RunOptions,
+    base_dir: PathBuf,
+    /// Keys waiting for a worker, largest run first.
+    queue: VecDeque<String>,
+    active: Vec<Active>,
+    /// Attempts started per run in this invocation (retries count against `options.retries`).
+    attempts: HashMap<String, u32>,
+    flops: HashMap<String, f64>,
+    tokens: HashMap<String, u64>,
+    progress: Progress,
+    log_dir: PathBuf,
+    exe: PathBuf,
+    threads: usize,
+    trained: usize,
+    /// Stop requests acted on so far.
+    signalled: usize,
+    polls: u64,
+}
+
+impl<'a> WorkerPool<'a> {
+    fn new(
+        store: Store,
+        sweep: &Sweep,
+        options: &'a RunOptions,
+        planned: &[NewRun],
+    ) -> anyhow::Result<Self> {
+        let rows: HashMap<String, RunRow> = store
+            .runs(&sweep.name)?
+            .into_iter()
+            .map(|r| (r.key.clone(), r))
+            .collect();
+        let status = |key: &str| rows.get(key).map(|row| row.status);
+        let mut todo: Vec<&NewRun> = planned
+            .iter()
+            .filter(|r| {
+                matches!(
+                    status(&r.key),
+                    Some(
+                        RunStatus::Pending
+                            | RunStatus::Interrupted
+                            | RunStatus::Failed
+                            | RunStatus::Running
+                    )
+                )
+            })
+            .collect();
+        // Largest first, so the sweep's last minutes are not one big run alone.
+        todo.sort_by(|a, b| b.flops.total_cmp(&a.flops));
+
+        let total_flops: f64 = planned.iter().map(|r| r.flops).sum();
+        let done_flops: f64 = planned
+            .iter()
+            .filter(|r| status(&r.key) == Some(RunStatus::Done))
+            .map(|r| r.flops)
+            .sum();
+        let mut progress = Progress::new(
+            planned.len(),
+            planned.len() - todo.len(),
+            total_flops,
+            done_flops,
+            options.plain,
+        );
+        for run in &todo {
+            let steps = RunCost::of(&run.config).steps.max(1);
+            if let Some(ckpt) = checkpoint::list(&super::run_dir(&options.db, &run.key)).first() {
+                progress.resumable(
+                    &run.key,
+                    run.flops,
+                    run.tokens,
+                    ckpt.step * (run.tokens / steps),
+                );
+            }
+        }
+
+        let log_dir = super::logs_dir(&options.db);
+        std::fs::create_dir_all(&log_dir)
+            .with_context(|| format!("{}: cannot create the log directory", log_dir.display()))?;
+        let exe = std::env::current_exe()
+            .context("cannot find the loopscale executable to start workers")?;
+        Ok(WorkerPool {
+            store,
+            options,
+            base_dir: sweep.base_dir.clone(),
+            queue: todo.iter().map(|r| r.key.clone()).collect(),
+            active: Vec::new(),
+            attempts: HashMap::new(),
+            flops: planned.iter().map(|r| (r.key.clone(), r.flops)).collect(),
+            tokens: planned.iter().map(|r| (r.key.clone(), r.tokens)).collect(),
+            progress,
+            log_dir,
+            exe,
+            threads: threads_per_worker(options.jobs),
+            trained: 0,
+            signalled: 0,
+            polls: 0,
+        })
+    }
+
+    /// Runs until the queue and the pool are empty (or a stop request has emptied the pool).
+    fn drive(&mut self) -> anyhow::Result<()> {
+        loop {
+            self.forward_interrupts();
+            if self.options.interrupts.count() == 0 {
+                self.start_ready()?;
+            }
+            if self.active.is_empty() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+            self.polls += 1;
+            self.poll()?;
+        }
+    }
+
+    /// Passes a new stop request on: the first to every worker as SIGINT (finish the step,
+    /// checkpoint, record), the second as a kill.
+    fn forward_interrupts(&mut self) {
+        let stopping = self.options.interrupts.count();
+        if stopping <= self.signalled {
+            return;
+        }
+        self.signalled = stopping;
+        if stopping == 1 {
+            self.progress.message(
+                "stopping: workers finish their step and record it (Ctrl-C again to stop at once)",
+            );
+            for a in &self.active {
+                // SAFETY: plain kill(2) on a child we spawned and have not yet reaped.
+                unsafe { libc::kill(a.child.id() as i32, libc::SIGINT) };
+            }
+        } else {
+            for a in &mut self.active {
+                let _ = a.child.kill();
+            }
+        }
+    }
+
+    /// Starts workers for queued runs until `jobs` are running.
+    fn start_ready(&mut self) -> anyhow::Result<()> {
+        while self.active.len() < self.options.jobs {
+            let Some(key) = self.queue.pop_front() else {
+                return Ok(());
+            };
+            *self.attempts.entry(key.clone()).or_default() += 1;
+            let log = self.log_dir.join(format!("{key}.log"));
+            let file = OpenOptions::new().create(true).append(true).open(&log)?;
+            let log_start = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let child = Command::new(&self.exe)
+                .arg("worker")
+                .arg("--db")
+                .arg(&self.options.db)
+                .arg("--run")
+                .arg(&key)
+                .arg("--base-dir")
+                .arg(&self.base_dir)
+                .arg("--log")
+                .arg(&log)
+                .env("RAYON_NUM_THREADS", self.threads.to_string())
+                .env("CANDLE_NUM_THREADS", self.threads.to_string())
+                .stdin(Stdio::null())
+                .stdout(file.try_clone()?)
+                .stderr(file)
+                .spawn()
+                .with_context(|| format!("cannot start a worker ({})", self.exe.display()))?;
+            self.progress
+                .started(&key, self.flops[&key], self.tokens[&key]);
+            self.active.push(Active {
+                key,
+                child,
+                log,
+                log_start,
+            });
+        }
+        Ok(())
+    }
+
+    /// Merges running workers' shards into the database and reaps the ones that have ended.
+    fn poll(&mut self) -> anyhow::Result<()> {
+        let mut i = 0;
+        while i < self.active.len() {
+            match self.active[i].child.try_wait()? {
+                None => {
+                    // Merge the running shards about once a second: the database (and the
+                    // progress shown from it) is never more than a second or two behind.
+                    let key = &self.active[i].key;
+                    if self.polls.is_multiple_of(4) {
+                        let shard = super::shards::shard_path(&self.options.db, key);
+                        self.store.merge_shard(key, &shard)?;
+                    }
+                    if let Ok(Some(p)) = self.store.progress(key) {
+                        self.progress.update(key, &p);
+                    }
+                    i += 1;
+                }
+                Some(exit) => {
+                    let ended = self.active.swap_remove(i);
+                    self.reap(ended, exit)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records how a worker's run ended (a worker that died without recording it failed, or
+    /// was interrupted if a second Ctrl-C killed it), and queues a retry when one is due.
+    fn reap(&mut self, a: Active, exit: ExitStatus) -> anyhow::Result<()> {
+        let db = &self.options.db;
+        self.store
+            .merge_shard(&a.key, &super::shards::shard_path(db, &a.key))?;
+        let row = self
+            .store
+            .run(&a.key)?
+            .context("run vanished from the store")?;
+        let stopping = self.options.interrupts.count();
+        let status = if row.status != RunStatus::Running {
+            row.status
+        } else if stopping > 1 {
+            // Killed on request: it resumes from its last checkpoint next time.
+            super::shards::interrupt(&mut self.store, db, &a.key, "stopped by a second Ctrl-C")?;
+            RunStatus::Interrupted
+        } else {
+            // The worker died without recording an end: a crash or a kill.
+            let why = super::resources::explain_exit(exit, &log_tail(&a.log, 20), &row.config);
+            super::shards::fail(&mut self.store, db, &a.key, &why)?;
+            RunStatus::Failed
+        };
+        if status == RunStatus::Done {
+            self.trained += 1;
+        }
+        let retry = status == RunStatus::Failed
+            && self.attempts[&a.key] <= self.options.retries
+            && stopping == 0;
+        for warning in log_warnings(&a.log, a.log_start) {
+            self.progress.message(&format!("run {}: {warning}", a.key));
+        }
+        self.progress.finished(
+            &a.key,
+            self.flops[&a.key],
+            status,
+            row.final_val_loss,
+            retry,
+        );
+        if retry {
+            self.queue.push_back(a.key);
+        }
+        Ok(())
+    }
+
+    /// Closes the progress display; hands back the store.
+    fn finish(mut self) -> (SweepOutcome, Store) {
+        self.progress.finish();
+        let outcome = SweepOutcome {
+            trained: self.trained,
+            interrupted: self.options.interrupts.count() > 0,
+        };
+        (outcome, self.store)
+    }
 }

@@ -4,18 +4,17 @@
 //! resumed run never misses one).
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::Interrupts;
 use crate::store::{RunStatus, Store};
 use crate::train::{self, Checkpointing, Corpus, EvalMetrics, RunObserver, StepMetrics};
 
 /// What a worker is told by its coordinator.
 #[derive(Clone, Debug)]
-pub struct WorkerArgs {
+pub struct WorkerTask {
     /// The sweep database: locates the run's directory and shard; the worker never opens it.
     pub db: PathBuf,
     pub run_key: String,
@@ -33,7 +32,7 @@ struct StoreObserver<'a> {
     steps: Vec<StepMetrics>,
     evals: Vec<EvalMetrics>,
     last_flush: Instant,
-    stop: Arc<AtomicBool>,
+    interrupts: Interrupts,
     parent: u32,
 }
 
@@ -87,25 +86,17 @@ impl RunObserver for StoreObserver<'_> {
     fn should_stop(&mut self) -> bool {
         // Stop on Ctrl-C, and when the coordinator has died (we were re-parented): an orphaned
         // worker must not keep training a run that the next coordinator will hand out again.
-        self.stop.load(Ordering::Relaxed) || std::os::unix::process::parent_id() != self.parent
+        self.interrupts.count() > 0 || std::os::unix::process::parent_id() != self.parent
     }
 }
 
 /// Trains the run `args.run_key` to completion (or divergence, or interruption) and records it.
 /// A run already `done` is left alone.
-pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // The coordinator forwards Ctrl-C: finish the step, checkpoint, record, exit cleanly.
-        // A second Ctrl-C (a terminal sends it to the whole process group) stops at once; the
-        // run resumes from its last checkpoint.
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-    }
+///
+/// The first stop request in `interrupts` (the coordinator forwards Ctrl-C) makes the worker
+/// finish its step, checkpoint, record the run `interrupted` and return; a second one is the
+/// program's to act on at once (the binary exits, and the run resumes from its last checkpoint).
+pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<RunStatus> {
     // One worker per run, even across coordinators: an orphan of a killed coordinator may still
     // be recording its last step; wait for it to let go before this attempt begins.
     let _run_lock = lock_run(&args.db, &args.run_key)?;
@@ -135,6 +126,9 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
     );
 
     let result = (|| -> anyhow::Result<train::RunOutcome> {
+        if let Some(machine) = super::resources::machine_memory_bytes() {
+            super::resources::check_run_fits(&run.key, &run.config, machine)?;
+        }
         let corpus = Corpus::load(&run.config.data, &args.base_dir)?;
         let device = train::default_device()?;
         let mut observer = StoreObserver {
@@ -143,7 +137,7 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<RunStatus> {
             steps: Vec::new(),
             evals: Vec::new(),
             last_flush: Instant::now(),
-            stop: stop.clone(),
+            interrupts: interrupts.clone(),
             parent: std::os::unix::process::parent_id(),
         };
         let checkpoints = Checkpointing {

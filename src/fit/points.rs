@@ -102,7 +102,7 @@ impl Points {
     }
 
     /// C, or 6ND when only N and D were recorded. Looped models should record C: their
-    /// FLOPs are not 6ND (DESIGN.md).
+    /// FLOPs are not 6ND (see `model::counts`).
     pub fn compute(&self) -> Result<Vec<f64>> {
         match (&self.c, &self.n, &self.d) {
             (Some(c), _, _) => Ok(c.clone()),

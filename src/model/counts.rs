@@ -22,8 +22,9 @@
 //!   Parcae reference code), ×3 for forward plus backward.
 //! - The LM head matmul (`d·V` multiply-adds per token) is real compute and is **included**,
 //!   whether or not its weight is tied to the embedding. The embedding lookup is a gather and
-//!   costs nothing. This differs from the DESIGN's looped formula only by the head term, which
-//!   the looped count should add the same way.
+//!   costs nothing. This differs from the Parcae reference code's count (`scripts/cost.py` in
+//!   sandyresearch/parcae, which leaves the tied embedding and head out) only by the head term,
+//!   which the looped count below adds the same way.
 //!
 //! # Looped models
 //!
@@ -42,7 +43,7 @@
 //! forward at T loops = 2·N_once + A·(L_pre + L_coda) + 2T·N_core + T·A_r·L_core + 2·d·V
 //! ```
 //!
-//! This is the DESIGN's (reference code's) formula plus the head term `6·d·V` the GPT count
+//! This is the Parcae reference code's formula plus the head term `6·d·V` the GPT count
 //! uses, with the loop-invariant injection matrix and `C` counted once. `μ_rec` is the configured
 //! `mean_recurrence` and `μ_bwd = min(backprop_depth, μ_rec)`, the nominal values: under Poisson
 //! sampling the exact expectations differ slightly (`E[max(n, 1)] = μ + e^-μ`, and

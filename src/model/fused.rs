@@ -1,8 +1,8 @@
 //! Fused CPU kernels for the element-wise work of a training step, as candle custom ops with a
-//! backward pass: RMSNorm, the attention heads' QK-norm + RoPE + transpose, the causal
-//! softmax, ReLU² and GELU, and cross-entropy with logits. Attention itself (scores, softmax
-//! and values in one op) is [`super::fused_attention`]; the standalone causal softmax here is
-//! what it replaced, kept for the bench's comparison.
+//! backward pass: RMSNorm, the attention heads' QK-norm + RoPE + transpose, ReLU² and GELU,
+//! and cross-entropy with logits. Attention itself (scores, softmax and values in one op) is
+//! [`super::fused_attention`]. The model reaches these through [`super::ops`], which picks them
+//! on the CPU and the [`composed`] forms elsewhere.
 //!
 //! Why: candle runs each primitive as its own single-threaded pass that allocates its result,
 //! and its autograd stores and replays every one of them, so a composed RMSNorm is ~8 passes
@@ -452,105 +452,6 @@ impl CustomOp3 for HeadsBwd {
             }
             let len = all.len();
             Ok((T::to_cpu_storage_owned(all), Shape::from(len)))
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Causal softmax
-
-/// `softmax(scores · scale)` over the last dimension of `(…, t, t)` scores, with every column
-/// after the row's own position masked out (probability exactly 0).
-pub fn causal_softmax(scores: &Tensor, scale: f64) -> Result<Tensor> {
-    let t = scores.dim(candle_core::D::Minus1)?;
-    if scores.dim(candle_core::D::Minus2)? != t {
-        bail!("causal_softmax: scores {:?} are not square", scores.dims());
-    }
-    contiguous(scores)?.apply_op1(CausalSoftmax { t, scale })
-}
-
-struct CausalSoftmax {
-    t: usize,
-    scale: f64,
-}
-
-impl CustomOp1 for CausalSoftmax {
-    fn name(&self) -> &'static str {
-        "fused-causal-softmax"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let t = self.t;
-        dispatch!(s, self.name(), |T| {
-            let x = slice::<T>(s, l, self.name())?;
-            let scale = c::<T>(self.scale);
-            let mut out = vec![T::zero(); x.len()];
-            out.par_chunks_mut(t)
-                .zip(x.par_chunks(t))
-                .enumerate()
-                .with_min_len(rows_per_task(t))
-                .for_each(|(i, (o, x))| {
-                    let live = i % t + 1;
-                    let max = x[..live].iter().fold(T::neg_infinity(), |m, &v| m.max(v));
-                    let mut sum = T::zero();
-                    for (o, &x) in o[..live].iter_mut().zip(&x[..live]) {
-                        *o = ((x - max) * scale).exp();
-                        sum += *o;
-                    }
-                    let inv = sum.recip();
-                    o[..live].iter_mut().for_each(|o| *o *= inv);
-                });
-            Ok((T::to_cpu_storage_owned(out), l.shape().clone()))
-        })
-    }
-
-    fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(y.apply_op2_no_bwd(
-            &contiguous(grad)?,
-            &CausalSoftmaxBwd {
-                t: self.t,
-                scale: self.scale,
-            },
-        )?))
-    }
-}
-
-/// `dx = scale · y ⊙ (dy − Σ y ⊙ dy)` on the live part of each row, 0 on the masked part.
-struct CausalSoftmaxBwd {
-    t: usize,
-    scale: f64,
-}
-
-impl CustomOp2 for CausalSoftmaxBwd {
-    fn name(&self) -> &'static str {
-        "fused-causal-softmax-bwd"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let t = self.t;
-        dispatch!(s1, self.name(), |T| {
-            let y = slice::<T>(s1, l1, self.name())?;
-            let dy = slice::<T>(s2, l2, self.name())?;
-            let scale = c::<T>(self.scale);
-            let mut out = vec![T::zero(); y.len()];
-            out.par_chunks_mut(t)
-                .zip(y.par_chunks(t).zip(dy.par_chunks(t)))
-                .enumerate()
-                .with_min_len(rows_per_task(t))
-                .for_each(|(i, (o, (y, dy)))| {
-                    let live = i % t + 1;
-                    let dot = dot(&y[..live], &dy[..live]);
-                    for j in 0..live {
-                        o[j] = scale * y[j] * (dy[j] - dot);
-                    }
-                });
-            Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
         })
     }
 }

@@ -8,17 +8,13 @@ use candle_core::{DType, Device, Result, Tensor};
 use super::CausalLm;
 use super::config::{Arch, ModelConfig};
 use super::counts::head_dim;
-use super::grad::param;
-use super::layers::{BlockStack, RmsNorm, Rope, embedding_init};
+use super::layers::{BlockStack, LmHead, Rope, TokenEmbedding};
 use super::params::ParamStore;
 
 pub struct Gpt {
-    /// `(vocab, d)`.
-    token_embedding: Tensor,
+    embedding: TokenEmbedding,
     blocks: BlockStack,
-    final_norm: RmsNorm,
-    /// `(d, vocab)` when untied.
-    untied_head: Option<Tensor>,
+    head: LmHead,
     rope: Rope,
     params: ParamStore,
 }
@@ -36,27 +32,15 @@ impl Gpt {
         if cfg.arch != Arch::Gpt {
             candle_core::bail!("Gpt::new called with arch {:?}", cfg.arch);
         }
-        let d = cfg.d_model;
         let mut params = ParamStore::new(seed, dtype, device);
-        let token_embedding = embedding_init(&mut params, cfg, "token_embedding", (vocab_size, d))?;
+        let embedding = TokenEmbedding::new(&mut params, cfg, vocab_size)?;
         let blocks = BlockStack::new(&mut params, "blocks", cfg, cfg.n_layers, cfg.n_layers)?;
-        let final_norm = RmsNorm::with_eps(&mut params, "final_norm", d, cfg.norm_eps)?;
-        let untied_head = if cfg.tie_embeddings {
-            None
-        } else {
-            Some(embedding_init(
-                &mut params,
-                cfg,
-                "lm_head",
-                (d, vocab_size),
-            )?)
-        };
+        let head = LmHead::new(&mut params, cfg, vocab_size)?;
         let rope = Rope::with_base(head_dim(cfg), max_seq_len, cfg.rope_base, dtype, device)?;
         Ok(Gpt {
-            token_embedding,
+            embedding,
             blocks,
-            final_norm,
-            untied_head,
+            head,
             rope,
             params,
         })
@@ -65,18 +49,9 @@ impl Gpt {
 
 impl CausalLm for Gpt {
     fn logits(&self, input_ids: &Tensor) -> Result<Tensor> {
-        let (b, t) = input_ids.dims2()?;
-        let d = self.token_embedding.dim(1)?;
-        let x = param(&self.token_embedding)
-            .embedding(&input_ids.flatten_all()?)?
-            .reshape((b, t, d))?;
+        let x = self.embedding.forward(input_ids)?;
         let x = self.blocks.forward(&x, &self.rope)?;
-        let x = self.final_norm.forward(&x)?.reshape((b * t, d))?;
-        let logits = match &self.untied_head {
-            Some(head) => x.matmul(&param(head))?,
-            None => x.matmul(&param(&self.token_embedding).t()?)?,
-        };
-        logits.reshape((b, t, ()))
+        self.head.forward(&x, &self.embedding)
     }
 
     fn params(&self) -> &ParamStore {

@@ -1,14 +1,12 @@
-//! The differentiable building blocks of every network here: RMSNorm, rotary position
-//! embeddings, causal self-attention with QK-norm, the three MLPs, the pre-norm residual block
-//! and a stack of blocks, plus the cross-entropy loss.
+//! The differentiable building blocks of every network here: the token embedding and the LM
+//! head, RMSNorm, rotary position embeddings, causal self-attention with QK-norm, the three
+//! MLPs, the pre-norm residual block and a stack of blocks, plus the cross-entropy loss.
 //!
-//! On the CPU the element-wise work and attention run in our own fused kernels
-//! ([`super::fused`], [`super::fused_attention`]), each with a backward pass; everything else
-//! is candle primitives that have one. On other devices (the `cuda` feature) the same maths
-//! runs as the candle compositions in [`super::fused::composed`], which the kernels are tested
-//! against. candle-nn's fused `rms_norm`, `softmax_last_dim` and `rope*` (and its `RmsNorm`
-//! module) are forward-only and would silently cut the gradient, so none of them is used; the
-//! gradient checks in `tests/model_gradcheck.rs` guard this.
+//! The element-wise work and attention go through [`super::ops`], which runs our fused kernels
+//! on the CPU and candle's compositions elsewhere; everything else is candle primitives with a
+//! backward pass. candle-nn's fused `rms_norm`, `softmax_last_dim` and `rope*` (and its
+//! `RmsNorm` module) are forward-only and would silently cut the gradient, so none of them is
+//! used; the gradient checks in `tests/model_gradcheck.rs` guard this.
 //!
 //! Shapes: the residual stream is `(batch, time, d_model)`; weight matrices are stored
 //! `(in, out)` so a projection is a single `x · W` on the flattened `(batch·time, in)` input.
@@ -19,9 +17,9 @@ use candle_core::{D, DType, Device, Result, Tensor};
 
 use super::config::{Init, Mlp, ModelConfig};
 use super::counts::{head_dim, mlp_hidden_width};
-use super::fused::{self, RopeTables, composed};
-use super::fused_attention;
+use super::fused::RopeTables;
 use super::grad::param;
+use super::ops::{self, RopeAngles};
 use super::params::{ParamRole, ParamStore};
 
 /// Standard deviation of every weight matrix at initialisation under `init = "gpt2"`.
@@ -136,11 +134,7 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if x.device().is_cpu() {
-            fused::rms_norm(x, &param(&self.gain), self.eps)
-        } else {
-            composed::rms_norm(x, &param(&self.gain), self.eps)
-        }
+        ops::rms_norm(x, &param(&self.gain), self.eps)
     }
 
     pub fn gain(&self) -> &Tensor {
@@ -211,18 +205,74 @@ impl Rope {
         &self.tables
     }
 
-    /// Rotates `x` of shape `(batch, time, heads, head_dim)` by each position's angles.
-    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        composed::rope(x, &self.cos, &self.sin)
+    fn angles(&self) -> RopeAngles<'_> {
+        RopeAngles {
+            cos: &self.cos,
+            sin: &self.sin,
+            host: &self.tables,
+        }
     }
 }
 
-/// Mean cross-entropy (nats per token) of `logits` `(n, vocab)` against `targets` `(n,)` u32.
-pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    if logits.device().is_cpu() {
-        fused::cross_entropy(logits, targets)
-    } else {
-        composed::cross_entropy(logits, targets)
+pub use ops::cross_entropy;
+
+/// The token embedding: a `(vocab, d)` table whose rows are the tokens' vectors.
+pub struct TokenEmbedding {
+    table: Tensor,
+}
+
+impl TokenEmbedding {
+    /// A `(vocab, d)` table initialised as `cfg.init` says.
+    pub fn new(params: &mut ParamStore, cfg: &ModelConfig, vocab_size: usize) -> Result<Self> {
+        Ok(TokenEmbedding {
+            table: embedding_init(params, cfg, "token_embedding", (vocab_size, cfg.d_model))?,
+        })
+    }
+
+    /// The `(vocab, d)` table.
+    pub fn table(&self) -> &Tensor {
+        &self.table
+    }
+
+    /// `(batch, time)` u32 token ids → `(batch, time, d)` vectors.
+    pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let d = self.table.dim(1)?;
+        param(&self.table)
+            .embedding(&input_ids.flatten_all()?)?
+            .reshape((b, t, d))
+    }
+}
+
+/// The output end of every network: final RMSNorm, then the LM head — the transposed token
+/// embedding when tied, else its own `(d, vocab)` matrix.
+pub struct LmHead {
+    final_norm: RmsNorm,
+    /// `(d, vocab)` when untied.
+    untied: Option<Tensor>,
+}
+
+impl LmHead {
+    /// The final norm and, unless `cfg.tie_embeddings`, a `(d, vocab)` head initialised like
+    /// the embedding.
+    pub fn new(params: &mut ParamStore, cfg: &ModelConfig, vocab_size: usize) -> Result<Self> {
+        let d = cfg.d_model;
+        let final_norm = RmsNorm::with_eps(params, "final_norm", d, cfg.norm_eps)?;
+        let untied = (!cfg.tie_embeddings)
+            .then(|| embedding_init(params, cfg, "lm_head", (d, vocab_size)))
+            .transpose()?;
+        Ok(LmHead { final_norm, untied })
+    }
+
+    /// `(batch, time, d)` → `(batch, time, vocab)` logits.
+    pub fn forward(&self, x: &Tensor, embedding: &TokenEmbedding) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let x = self.final_norm.forward(x)?.reshape((b * t, d))?;
+        let logits = match &self.untied {
+            Some(head) => x.matmul(&param(head))?,
+            None => x.matmul(&param(&embedding.table).t()?)?,
+        };
+        logits.reshape((b, t, ()))
     }
 }
 
@@ -298,25 +348,13 @@ impl CausalSelfAttention {
         // gradient lands in its own (b, t, d) tensor instead of being padded out to 3d.
         let w_qkv = param(&self.w_qkv);
         let part = |i: usize| project(x, &w_qkv.narrow(1, i * d, d)?);
-        // The fused kernels are CPU code; on other devices the same maths runs as candle ops.
-        let on_cpu = x.device().is_cpu();
-        let (cos, sin) = rope.cos_sin();
+        let angles = rope.angles();
         let heads = |i: usize, norm: &RmsNorm| {
-            let (x, gain) = (part(i)?, param(norm.gain()));
-            if on_cpu {
-                fused::norm_rope_heads(&x, &gain, h, &rope.tables, norm.eps())
-            } else {
-                composed::norm_rope_heads(&x, &gain, h, cos, sin, norm.eps())?.contiguous()
-            }
+            ops::norm_rope_heads(&part(i)?, &param(norm.gain()), h, &angles, norm.eps())
         };
         // q, k: (b, h, t, hd); v: (b, t, d)
         let (q, k, v) = (heads(0, &self.q_norm)?, heads(1, &self.k_norm)?, part(2)?);
-        let scale = 1.0 / (hd as f64).sqrt();
-        let mixed = if on_cpu {
-            fused_attention::causal_attention(&q, &k, &v, scale)?
-        } else {
-            composed::causal_attention(&q, &k, &v, scale)?
-        };
+        let mixed = ops::causal_attention(&q, &k, &v, 1.0 / (hd as f64).sqrt())?;
         project(&mixed, &param(&self.w_out))
     }
 }
@@ -357,10 +395,8 @@ impl MlpBlock {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let pre = project(x, &param(&self.w_in))?;
         let hidden = match (self.kind, &self.w_gate) {
-            (Mlp::Relu2, _) if pre.device().is_cpu() => fused::relu_squared(&pre)?,
-            (Mlp::Gelu, _) if pre.device().is_cpu() => fused::gelu(&pre)?,
-            (Mlp::Relu2, _) => composed::relu_squared(&pre)?,
-            (Mlp::Gelu, _) => composed::gelu(&pre)?,
+            (Mlp::Relu2, _) => ops::relu_squared(&pre)?,
+            (Mlp::Gelu, _) => ops::gelu(&pre)?,
             (Mlp::Swiglu, Some(w_gate)) => (pre.silu()? * project(x, &param(w_gate))?)?,
             (Mlp::Swiglu, None) => unreachable!("SwiGLU is always built with its gate"),
         };

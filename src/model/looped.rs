@@ -62,7 +62,7 @@ use rand_distr::{Distribution, Poisson};
 use super::config::{Arch, DepthSampling, Init, Injection, LoopedConfig, ModelConfig, StateInit};
 use super::counts::head_dim;
 use super::grad::param;
-use super::layers::{BlockStack, RmsNorm, Rope, embedding_init, init_std, project};
+use super::layers::{BlockStack, LmHead, RmsNorm, Rope, TokenEmbedding, init_std, project};
 use super::params::{ParamRole, ParamStore, truncated_normal};
 use super::{CausalLm, TrainLoss, lm_loss};
 
@@ -297,8 +297,7 @@ pub struct LoopedOutput {
 }
 
 pub struct Looped {
-    /// `(vocab, d)`.
-    token_embedding: Tensor,
+    embedding: TokenEmbedding,
     prelude: BlockStack,
     prelude_norm: Option<RmsNorm>,
     injection: InjectionLayer,
@@ -307,9 +306,7 @@ pub struct Looped {
     /// `C`, `(r, d)`: identity-shaped at init, so with `r = d` the coda first sees the state as is.
     readout: Tensor,
     coda: BlockStack,
-    final_norm: RmsNorm,
-    /// `(d, vocab)` when untied.
-    untied_head: Option<Tensor>,
+    head: LmHead,
     rope: Rope,
     /// RoPE for the core's head width (`r / n_heads`).
     core_rope: Rope,
@@ -351,7 +348,7 @@ impl Looped {
 
         let mut params = ParamStore::new(seed, dtype, device);
         let std = init_std(cfg.init, d);
-        let token_embedding = embedding_init(&mut params, cfg, "token_embedding", (vocab_size, d))?;
+        let embedding = TokenEmbedding::new(&mut params, cfg, vocab_size)?;
         let prelude = BlockStack::new(&mut params, "prelude", cfg, lc.n_prelude, depth)?;
         let prelude_norm = lc
             .prelude_norm
@@ -375,27 +372,16 @@ impl Looped {
             )?,
         };
         let coda = BlockStack::new(&mut params, "coda", cfg, lc.n_coda, depth)?;
-        let final_norm = RmsNorm::with_eps(&mut params, "final_norm", d, cfg.norm_eps)?;
-        let untied_head = if cfg.tie_embeddings {
-            None
-        } else {
-            Some(embedding_init(
-                &mut params,
-                cfg,
-                "lm_head",
-                (d, vocab_size),
-            )?)
-        };
+        let head = LmHead::new(&mut params, cfg, vocab_size)?;
         Ok(Looped {
-            token_embedding,
+            embedding,
             prelude,
             prelude_norm,
             injection,
             core,
             readout,
             coda,
-            final_norm,
-            untied_head,
+            head,
             rope: Rope::with_base(head_dim(cfg), max_seq_len, cfg.rope_base, dtype, device)?,
             core_rope: Rope::with_base(
                 head_dim(&core_cfg),
@@ -438,12 +424,9 @@ impl Looped {
         plan: &LoopPlan,
         h0: &Tensor,
     ) -> Result<LoopedOutput> {
-        let (b, t) = input_ids.dims2()?;
+        let (b, _) = input_ids.dims2()?;
         assert_eq!(plan.depths().len(), b, "one loop depth per sequence");
-        let d = self.token_embedding.dim(1)?;
-        let x = param(&self.token_embedding)
-            .embedding(&input_ids.flatten_all()?)?
-            .reshape((b, t, d))?;
+        let x = self.embedding.forward(input_ids)?;
 
         // Prelude, once: e is what every loop injects.
         let x = self.prelude.forward(&x, &self.rope)?;
@@ -471,13 +454,8 @@ impl Looped {
         let x = self
             .coda
             .forward(&project(&h, &param(&self.readout))?, &self.rope)?;
-        let x = self.final_norm.forward(&x)?.reshape((b * t, d))?;
-        let logits = match &self.untied_head {
-            Some(head) => x.matmul(&param(head))?,
-            None => x.matmul(&param(&self.token_embedding).t()?)?,
-        };
         Ok(LoopedOutput {
-            logits: logits.reshape((b, t, ()))?,
+            logits: self.head.forward(&x, &self.embedding)?,
             state: h,
         })
     }

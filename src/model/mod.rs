@@ -2,9 +2,13 @@
 //! plus their parameter and FLOP counts.
 //!
 //! - [`params`]: the parameter registry, seeded init, weight-decay groups;
-//! - [`fused`]: fused CPU kernels (custom ops with backward) for the element-wise work;
+//! - [`fused`], [`fused_attention`]: fused CPU kernels (custom ops with backward) for the
+//!   element-wise work and attention;
+//! - [`ops`]: the operations the layers are written in — the fused kernels on the CPU, candle
+//!   compositions on other devices (the one place that looks at the device);
 //! - [`grad`]: graph-free forward passes for evaluation;
-//! - [`layers`]: RMSNorm, RoPE, attention, MLPs, the block and a stack of blocks, the loss;
+//! - [`layers`]: the token embedding and LM head, RMSNorm, RoPE, attention, MLPs, the block and
+//!   a stack of blocks, the loss;
 //! - [`gpt`]: the GPT baseline;
 //! - [`looped`]: the looped (Parcae) model: prelude → injected recurrent core × T → coda;
 //! - [`counts`]: parameters and FLOPs by arithmetic.
@@ -17,6 +21,7 @@ pub mod gpt;
 pub mod grad;
 pub mod layers;
 pub mod looped;
+pub mod ops;
 pub mod params;
 
 pub use config::{Arch, DepthSampling, Init, Injection, LoopedConfig, Mlp, ModelConfig, StateInit};

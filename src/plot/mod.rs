@@ -10,7 +10,7 @@ pub mod charts;
 pub mod figure;
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result, anyhow};
 use plotters::prelude::*;
@@ -23,15 +23,17 @@ static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
 /// Registers the embedded font as plotters' "sans-serif" (once per process).
 pub fn register_font() -> Result<()> {
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| {
-        result =
+    // Registered once per process; the outcome is kept, so a failure is reported to every
+    // caller, not only to the first.
+    static REGISTERED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    REGISTERED
+        .get_or_init(|| {
             plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).map_err(|_| {
-                anyhow!("the embedded font assets/fonts/DejaVuSans.ttf could not be read")
-            });
-    });
-    result
+                "the embedded font assets/fonts/DejaVuSans.ttf could not be read".to_string()
+            })
+        })
+        .clone()
+        .map_err(|e| anyhow!(e))
 }
 
 /// A drawn chart's files.

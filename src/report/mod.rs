@@ -22,7 +22,8 @@ use crate::store::Store;
 use crate::sweep::Sweep;
 use tables::TextTable;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// What `report` writes: `index.html` or `index.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Html,
     Md,

@@ -54,6 +54,10 @@ pub enum StoreError {
         "{path}: written by a newer loopscale (schema version {found}; this build knows up to {SCHEMA_VERSION}). Upgrade loopscale to use it."
     )]
     NewerSchema { path: PathBuf, found: i32 },
+    #[error(
+        "{path}: written by an older loopscale (schema version {found}; this build reads version {SCHEMA_VERSION}). A command that writes the database upgrades it in place: `loopscale collect SWEEP.toml --db {path}` (or `run`, or `fit` without --no-save)."
+    )]
+    OlderSchema { path: PathBuf, found: i32 },
     #[error("{path}: no such database. Run `loopscale run SWEEP.toml` first, or check the path.")]
     Missing { path: PathBuf },
     #[error("{path}: the database is locked by another process: {source}")]
@@ -225,7 +229,16 @@ pub(super) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     configure(&conn, path)?;
     let version = identify(&conn, path)?;
     if version < SCHEMA_VERSION {
-        return Err(StoreError::Missing { path: path.into() });
+        // Version 0 is a database nothing was ever written to; anything else is ours, older.
+        let ours: i32 = pragma_i32(&conn, path, "application_id")?;
+        return Err(if ours == APPLICATION_ID {
+            StoreError::OlderSchema {
+                path: path.into(),
+                found: version,
+            }
+        } else {
+            StoreError::Missing { path: path.into() }
+        });
     }
     ensure_views(&conn, path, true)?;
     Ok(conn)

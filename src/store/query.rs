@@ -1,4 +1,4 @@
-//! Read-only SQL for `loopscale sql`: any query, printed as a table or CSV.
+//! Read-only SQL for `loopscale sql`: any query, its values as text (and as CSV).
 
 use rusqlite::types::ValueRef;
 
@@ -64,11 +64,6 @@ impl Store {
 }
 
 impl QueryResult {
-    /// Aligned plain-text table (numbers right-aligned).
-    pub fn to_table(&self) -> String {
-        crate::table::render(&self.columns, &self.rows)
-    }
-
     /// RFC 4180 CSV.
     pub fn to_csv(&self) -> String {
         fn field(s: &str) -> String {

@@ -4,8 +4,8 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{NOW, Store, StoreError};
+use crate::config::RunConfig;
 use crate::model::Arch;
-use crate::sweep::RunConfig;
 use crate::train::{EvalMetrics, RunEnd, RunOutcome, StepMetrics};
 
 /// Life cycle of a run. `done`, `diverged` are final; the others are picked up by the next `run`.
@@ -200,7 +200,7 @@ impl Store {
                         looped.map(|l| l.n_core as i64),
                         looped.map(|l| l.n_coda as i64),
                         looped.map(|l| l.mean_recurrence as i64),
-                        looped.map(|l| l.backprop_depth.unwrap_or(l.mean_recurrence.div_ceil(2)) as i64),
+                        looped.map(|l| l.backprop_depth() as i64),
                         run.params as i64,
                         run.non_embedding_params as i64,
                         run.tokens as i64,

@@ -1,4 +1,4 @@
-//! Whole views and tables read column by column, for the analysis frames (`crate::analysis`).
+//! Whole views and tables read column by column, for the analysis frames built above the store.
 //!
 //! Each [`Table`] names one question the report and the fits ask of a database; the SQL for it
 //! lives here, so `analysis` builds its polars frames without writing SQL. Columns come back

@@ -8,6 +8,9 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
+use toml::de::DeValue;
+
 /// What kind of mistake a [`SweepError`] reports; stable for tests and callers that branch on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -27,6 +30,8 @@ pub enum ErrorKind {
     Zip,
     /// `[sweep]` is missing or its `name` is missing or invalid, or another `[sweep]` key is bad.
     Header,
+    /// A `[slurm]` value that is empty, out of range or not in Slurm's format.
+    Slurm,
     /// A `[[variants]]` entry without a valid, unique name.
     Variant,
     /// A run whose resolved values are inconsistent or out of range (n_heads ∤ d_model, lr ≤ 0, …).
@@ -250,6 +255,73 @@ pub(crate) fn nearest<'a>(
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+}
+
+/// How a message names a value it found: "the string \"big\"", "the integer -1", "the list
+/// [64, 128]" (or "a list" when long), "a table". The one wording of every "found …" here.
+pub(crate) fn describe(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Number(n) if n.is_f64() => format!("the float {n}"),
+        Value::Number(n) => format!("the integer {n}"),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Array(_) => match toml_literal(value) {
+            short if short.len() <= 40 => format!("the list {short}"),
+            _ => "a list".into(),
+        },
+        Value::Object(_) => "a table".into(),
+        Value::Null => "nothing".into(),
+    }
+}
+
+/// [`describe`] for a value straight from the TOML parser (dates included).
+pub(crate) fn describe_toml(value: &DeValue) -> String {
+    match value {
+        DeValue::Datetime(d) => format!("the date {d}"),
+        other => describe(&json_of(other)),
+    }
+}
+
+/// A parsed TOML value as JSON, for [`describe`]; dates become their text.
+fn json_of(value: &DeValue) -> Value {
+    match value {
+        DeValue::String(s) => Value::from(s.as_ref()),
+        DeValue::Integer(i) => i
+            .to_string()
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::from(i.to_string())),
+        DeValue::Float(f) => f
+            .to_string()
+            .parse::<f64>()
+            .ok()
+            .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
+            .unwrap_or_else(|| Value::from(f.to_string())),
+        DeValue::Boolean(b) => Value::from(*b),
+        DeValue::Datetime(d) => Value::from(d.to_string()),
+        DeValue::Array(items) => Value::Array(items.iter().map(|v| json_of(v.get_ref())).collect()),
+        DeValue::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.get_ref().to_string(), json_of(v.get_ref())))
+                .collect(),
+        ),
+    }
+}
+
+/// A JSON value as a user would write it in TOML: strings quoted, lists bracketed.
+pub(crate) fn toml_literal(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{s:?}"),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(toml_literal)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::RunConfig;
+use super::error::toml_literal;
 use super::error::{ErrorKind, Source, SweepError};
-use super::keys::{Section, schema, toml_literal};
+use super::keys::{Section, schema};
 use super::spec::{Setting, Span, Spec};
 
 /// More grid points than this is almost surely a mistake (and would take forever to plan).

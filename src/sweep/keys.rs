@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde_json::{Map, Value};
 
+use crate::config::{DataConfig, TrainConfig};
 use crate::model::{LoopedConfig, ModelConfig};
-use crate::train::{DataConfig, TrainConfig};
 
 /// Keys of the `[sweep]` table, with their defaults as documented.
 pub(crate) const HEADER_KEYS: &[(&str, &str)] = &[
@@ -177,7 +177,7 @@ pub fn valid_keys() -> Vec<(String, String)> {
     let header = HEADER_KEYS
         .iter()
         .map(|(k, d)| (format!("sweep.{k}"), d.to_string()));
-    let slurm = super::slurm::SLURM_KEYS
+    let slurm = super::slurm_table::SLURM_KEYS
         .iter()
         .map(|(k, d)| (format!("slurm.{k}"), d.to_string()));
     header
@@ -190,22 +190,6 @@ pub fn valid_keys() -> Vec<(String, String)> {
             (k.dotted.clone(), default)
         }))
         .collect()
-}
-
-/// A JSON value as a user would write it in TOML: strings quoted, lists bracketed.
-pub(crate) fn toml_literal(value: &Value) -> String {
-    match value {
-        Value::String(s) => format!("{s:?}"),
-        Value::Array(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(toml_literal)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        other => other.to_string(),
-    }
 }
 
 /// A JSON value for display in tables: strings bare, lists bracketed.
@@ -221,6 +205,10 @@ pub(crate) fn display_value(value: &Value) -> String {
                 .join(", ")
         ),
         Value::Null => "-".to_string(),
+        // FLOP budgets and the like read better as 1e13 than as 10000000000000.0.
+        Value::Number(n) if n.as_f64().is_some_and(|f| n.is_f64() && f.abs() >= 1e7) => {
+            format!("{:e}", n.as_f64().unwrap_or_default())
+        }
         other => other.to_string(),
     }
 }

@@ -55,21 +55,21 @@
 //! Modules: `spec` (TOML → typed settings), `slurm` (the `[slurm]` table), `expand` (settings → grid), `validate` (per-run
 //! checks), `keys` (the accepted keys, derived from the structs), `error` (messages).
 
-mod config;
 mod error;
 mod expand;
+pub mod flops;
 mod keys;
-mod slurm;
+mod slurm_table;
 mod spec;
 mod validate;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-pub use config::RunConfig;
+pub use crate::config::RunConfig;
 pub use error::{ErrorDetails, ErrorKind, SweepError};
 pub use keys::valid_keys;
-pub use slurm::{SlurmSettings, is_slurm_time};
+pub use slurm_table::{SlurmSettings, is_slurm_time};
 
 use error::Source;
 use keys::{Section, display_value, schema};
@@ -172,7 +172,29 @@ impl Sweep {
     ) -> Result<Sweep, SweepError> {
         let src = Source { path, text };
         let spec = spec::parse(&src)?;
-        let grid = expand::expand(&src, &spec)?;
+        let mut grid = expand::expand(&src, &spec)?;
+        // A run's budget is tokens or FLOPs, never both.
+        for spans in &grid.spans {
+            if let (Some(tokens), Some(flops)) =
+                (spans.get("train.tokens"), spans.get("train.flops"))
+            {
+                let (line, _) = src.line_col(tokens.key.start);
+                return Err(src
+                    .error(
+                        ErrorKind::InvalidRun,
+                        flops.key.clone(),
+                        "`train.tokens` and `train.flops` are both set: a run's budget is one or the other",
+                    )
+                    .with_key("train.flops")
+                    .with_note(format!("`train.tokens` is set on line {line}"))
+                    .with_help(
+                        "keep `train.flops` to give every run the same compute (its tokens follow from its FLOPs per token), or `train.tokens` to give it the same data",
+                    ));
+            }
+        }
+        for point in &mut grid.points {
+            flops::resolve(&mut point.config);
+        }
         let base_dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),

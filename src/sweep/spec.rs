@@ -13,11 +13,12 @@ use serde_json::Value;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::error::{ErrorKind, Source, SweepError, nearest};
-use super::keys::{HEADER_KEYS, KeyInfo, Section, schema, toml_literal};
-use super::slurm::{SlurmSettings, parse_slurm};
+use super::error::toml_literal;
+use super::error::{ErrorKind, Source, SweepError, describe, describe_toml, nearest};
+use super::keys::{HEADER_KEYS, KeyInfo, Section, schema};
+use super::slurm_table::{SlurmSettings, parse_slurm};
+use crate::config::{DataConfig, TrainConfig};
 use crate::model::{LoopedConfig, ModelConfig};
-use crate::train::{DataConfig, TrainConfig};
 
 pub(crate) type Span = Range<usize>;
 
@@ -133,7 +134,7 @@ fn expect_table<'a, 'i>(
             value.span(),
             format!(
                 "`{what}` must be a table, found {}",
-                describe_de(value.get_ref())
+                describe_toml(value.get_ref())
             ),
         )
         .with_key(what)
@@ -386,7 +387,7 @@ fn expect_string(
                 v.span(),
                 format!(
                     "`{key}`: expected {expected}, found {}",
-                    describe_de(v.get_ref())
+                    describe_toml(v.get_ref())
                 ),
             )
             .with_key(key)),
@@ -417,7 +418,7 @@ fn parse_variants(src: &Source, value: &Spanned<DeValue>) -> Result<Vec<VariantS
                 value.span(),
                 format!(
                     "`variants` must be an array of tables, found {}",
-                    describe_de(value.get_ref())
+                    describe_toml(value.get_ref())
                 ),
             )
             .with_key("variants")
@@ -778,34 +779,6 @@ fn expected_from(e: &serde_json::Error) -> String {
         "a boolean" => "true or false".into(),
         "a sequence" => "a list".into(),
         other => other.to_string(),
-    }
-}
-
-/// "the string \"big\"", "the integer -1", "a list", … for "found …" in messages.
-pub(crate) fn describe(value: &Value) -> String {
-    match value {
-        Value::String(s) => format!("the string {s:?}"),
-        Value::Number(n) if n.is_f64() => format!("the float {n}"),
-        Value::Number(n) => format!("the integer {n}"),
-        Value::Bool(b) => format!("the boolean {b}"),
-        Value::Array(_) => match toml_literal(value) {
-            short if short.len() <= 40 => format!("the list {short}"),
-            _ => "a list".into(),
-        },
-        Value::Object(_) => "a table".into(),
-        Value::Null => "nothing".into(),
-    }
-}
-
-fn describe_de(value: &DeValue) -> String {
-    match value {
-        DeValue::String(s) => format!("the string {s:?}"),
-        DeValue::Integer(i) => format!("the integer {i}"),
-        DeValue::Float(f) => format!("the float {f}"),
-        DeValue::Boolean(b) => format!("the boolean {b}"),
-        DeValue::Datetime(d) => format!("the date {d}"),
-        DeValue::Array(_) => "a list".into(),
-        DeValue::Table(_) => "a table".into(),
     }
 }
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use super::RunConfig;
 use super::error::ErrorKind;
+use crate::config::{SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, resolve_corpus_path};
 use crate::model::Arch;
-use crate::train::{SHIPPED_CORPUS, Schedule, resolve_corpus_path};
 
 /// Tokenizers the trainer implements.
 const TOKENIZERS: &[&str] = &["bytes"];
@@ -47,7 +47,9 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
             ));
         }
     };
-    positive("train.tokens", t.tokens);
+    if t.flops.is_none() {
+        positive("train.tokens", t.tokens);
+    }
     positive("train.batch_size", t.batch_size as u64);
     positive("data.seq_len", d.seq_len as u64);
     positive("model.d_model", m.d_model as u64);
@@ -57,6 +59,28 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
     positive("train.eval_tokens", t.eval_tokens);
     positive("train.log_every", t.log_every as u64);
 
+    if let Some(budget) = t.flops {
+        let per_step = super::flops::step_flops(c);
+        if !(budget.is_finite() && budget > 0.0) {
+            out.push(problem(
+                &["train.flops"],
+                format!("`train.flops` = {budget:?} must be a positive number of FLOPs"),
+                format!("e.g. flops = [1e13, 4e13]; one step of this run costs {per_step:.3e}"),
+            ));
+        } else if t.tokens == 0 && per_step > 0.0 {
+            out.push(problem(
+                &["train.flops"],
+                format!(
+                    "`train.flops` = {budget:.3e} is less than one training step of this run, which costs {per_step:.3e} FLOPs ({} tokens × {:.3e} FLOPs per token)",
+                    t.batch_size * d.seq_len,
+                    per_step / (t.batch_size * d.seq_len) as f64
+                ),
+                format!(
+                    "the smallest valid budget here is {per_step:.3e}; raise `train.flops`, or make the step cheaper (`train.batch_size`, `data.seq_len`, the model)"
+                ),
+            ));
+        }
+    }
     if !(d.val_fraction > 0.0 && d.val_fraction < 1.0) {
         out.push(problem(
             &["data.val_fraction"],
@@ -243,12 +267,22 @@ pub(crate) fn check_corpus(
     let size = match size {
         Ok(size) => *size,
         Err(why) => {
-            let help = if c.data.corpus == SHIPPED_CORPUS {
+            let name = c.data.corpus.as_str();
+            let help = if name == SHIPPED_CORPUS {
                 "run `make corpus` (scripts/fetch-corpus.sh) to install the shipped corpus, or set LOOPSCALE_DATA_DIR to a folder holding corpus/moby-dick.txt".to_string()
+            } else if SHIPPED_CORPORA.contains(&name) {
+                format!(
+                    "run `scripts/fetch-corpus.sh {name}` to install the shipped corpus {name:?}, or set LOOPSCALE_DATA_DIR to a folder holding corpus/{name}.txt"
+                )
             } else {
                 format!(
-                    "a relative `data.corpus` is resolved against the sweep file's folder ({}); fix the path, or use corpus = \"{SHIPPED_CORPUS}\"",
-                    display_dir(base_dir)
+                    "a relative `data.corpus` is resolved against the sweep file's folder ({}); fix the path, or use a shipped corpus: {}",
+                    display_dir(base_dir),
+                    SHIPPED_CORPORA
+                        .iter()
+                        .map(|c| format!("corpus = \"{c}\""))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
                 )
             };
             return Some(Problem {

@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::config::{DataConfig, resolve_corpus_path};
+use crate::config::{DataConfig, resolve_corpus_path};
 
 /// Vocabulary of the byte tokenizer: one token per byte value.
 pub const BYTE_VOCAB: usize = 256;

@@ -2,9 +2,8 @@
 //!
 //! Training reports what it measures through a [`RunObserver`]; it never touches the store.
 
-mod budget;
 pub mod checkpoint;
-mod config;
+mod cost;
 pub mod data;
 mod memory;
 pub mod muon;
@@ -14,11 +13,8 @@ pub mod optimizer;
 pub mod schedule;
 pub mod trainer;
 
-pub use budget::Budget;
 pub use checkpoint::{Checkpointing, TrainerState};
-pub use config::{
-    DataConfig, OptimizerKind, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path,
-};
+pub use cost::RunCost;
 pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus, indexed_rng};
 pub use memory::keep_freed_memory;
 pub use optim::{AdamW, AdamWConfig};

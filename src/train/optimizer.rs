@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor};
 
-use super::config::{OptimizerKind, TrainConfig};
 use super::muon::{Muon, MuonConfig};
 use super::optim::{AdamW, AdamWConfig, clip_scale, grad_norm};
+use crate::config::{OptimizerKind, TrainConfig};
 use crate::model::{ParamRole, ParamStore};
 
 /// The optimizer group of one parameter.

@@ -1,7 +1,7 @@
 //! The learning-rate schedule: linear warmup, then cosine decay or a trapezoid
 //! (warmup-stable-decay), ending at `min_lr_fraction` of the peak on the last step.
 
-use super::config::{Schedule, TrainConfig};
+use crate::config::{Schedule, TrainConfig};
 
 /// Learning rate at optimizer step `step` (0-based) of `total_steps`.
 pub fn learning_rate(cfg: &TrainConfig, step: u64, total_steps: u64) -> f64 {

@@ -1,6 +1,6 @@
-//! The training loop of one run: build the model from its seed, step the optimizer along the learning
-//! rate schedule on seeded random windows, report metrics and validation loss to the observer,
-//! and stop early on divergence or when asked to.
+//! The training loop of one run: build the model from its seed, step the optimizer (AdamW, or
+//! Muon with AdamW) along the learning rate schedule on seeded random windows, report metrics
+//! and validation loss to the observer, and stop early on divergence or when asked to.
 //!
 //! Looped models also draw each step's per-sequence depths and initial state from a seeded
 //! stream of their own (so a seed fixes the whole run), report the recurrent state's norm and
@@ -19,9 +19,9 @@ use super::data::{Batch, BatchSampler, Corpus, indexed_rng};
 use super::optimizer::Optimizer;
 use super::schedule::learning_rate;
 use super::{EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics};
+use crate::config::RunConfig;
 use crate::model::grad::no_grad;
 use crate::model::{Arch, CausalLm, Gpt, Looped, train_flops_per_token};
-use crate::sweep::RunConfig;
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 
@@ -181,238 +181,356 @@ pub fn train_model_resumable(
     checkpoints: Option<&Checkpointing>,
 ) -> anyhow::Result<RunOutcome> {
     super::keep_freed_memory();
-    let t = &cfg.train;
-    let seq_len = cfg.data.seq_len;
-    let steps = total_steps(cfg);
-    let tokens_per_step = (t.batch_size * seq_len) as u64;
-    let flops_per_token = train_flops_per_token(&cfg.model, corpus.vocab_size(), seq_len);
-    let divergence_floor = (corpus.vocab_size() as f64).ln() + DIVERGENCE_MARGIN;
-
-    let mut optimizer = Optimizer::new(model.params(), t, steps)?;
-    let mut sampler = BatchSampler::new(sampler_seed(cfg.seed), t.batch_size, seq_len);
-    let mut spikes = SpikeCounter::default();
-    let val_batches = corpus.validation_batches(seq_len, t.batch_size, t.eval_tokens, device)?;
-
+    let mut trainer = Trainer::new(model, cfg, corpus, device, observer, checkpoints)?;
+    let mut state = trainer.resume()?;
     let mut end = RunEnd::Done;
-    let (mut done_steps, mut first_loss, mut last_loss) = (0u64, None::<f64>, None::<f64>);
-    let (mut final_val_loss, mut final_val_bpb) = (None, None);
-    let mut elapsed_before = 0.0;
-    if let Some(ck) = checkpoints {
-        let mut warnings = Vec::new();
-        let resumed = ck.load_latest(steps, model.params(), &mut optimizer, &mut |w| {
-            warnings.push(w)
-        })?;
-        for w in warnings {
-            observer.note(&format!("warning: {w}"));
-        }
-        if let Some(state) = resumed {
-            observer.note(&format!(
-                "resuming from the checkpoint at step {}/{steps}",
-                state.step
-            ));
-            done_steps = state.step;
-            (first_loss, last_loss) = (state.first_loss, state.last_loss);
-            (final_val_loss, final_val_bpb) = (state.final_val_loss, state.final_val_bpb);
-            spikes.recent = state.spike_window.into_iter().collect();
-            spikes.count = state.spike_count;
-            elapsed_before = state.elapsed_seconds;
-        }
-    }
-    sampler.seek(done_steps);
-    observer
-        .on_resume(done_steps)
-        .context("observer.on_resume")?;
-    let start = Instant::now();
-    let elapsed = |start: &Instant| elapsed_before + start.elapsed().as_secs_f64();
-    let mut last_checkpoint = done_steps;
-
-    let first_step = done_steps;
-    for step in first_step..steps {
-        if observer.should_stop() {
+    let mut last_checkpoint = state.done_steps;
+    for step in state.done_steps..trainer.steps {
+        if trainer.observer.should_stop() {
             end = RunEnd::Interrupted;
-            if checkpoints.is_some() && done_steps > last_checkpoint {
-                let state = trainer_state(
-                    done_steps,
-                    &optimizer,
-                    first_loss,
-                    last_loss,
-                    &spikes,
-                    final_val_loss,
-                    final_val_bpb,
-                    elapsed(&start),
-                );
-                save_checkpoint(checkpoints, observer, &state, steps, model, &optimizer)?;
+            if state.done_steps > last_checkpoint {
+                trainer.save_checkpoint(&state)?;
             }
             break;
         }
-        let batch = sampler.sample(corpus.train_tokens(), device)?;
-        let mut forward_rng = indexed_rng(forward_seed(cfg.seed), step);
-        let forward = model.train_loss(&batch.inputs, &batch.targets, &mut forward_rng)?;
-        let loss = forward.loss;
-        let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        let first = *first_loss.get_or_insert(loss_value);
-        if !loss_value.is_finite() {
-            end = RunEnd::Diverged(format!(
-                "training loss is {loss_value} at step {}",
-                step + 1
-            ));
+        if let Some(diverged) = trainer.step(step, &mut state)? {
+            end = diverged;
             break;
         }
-        if loss_value > DIVERGENCE_FACTOR * first && loss_value > divergence_floor {
-            end = RunEnd::Diverged(format!(
-                "training loss {loss_value:.3} at step {} exceeds {DIVERGENCE_FACTOR}× the first step's {first:.3}",
-                step + 1
-            ));
+        let done = state.done_steps;
+        let is_last = done == trainer.steps;
+        let t = &cfg.train;
+        if is_last || (t.log_every > 0 && done.is_multiple_of(t.log_every as u64)) {
+            trainer.log_step(&state)?;
+        }
+        let eval_due = is_last || (t.eval_every > 0 && done.is_multiple_of(t.eval_every as u64));
+        if eval_due && let Some(diverged) = trainer.evaluate(&mut state)? {
+            end = diverged;
             break;
         }
-        spikes.observe(loss_value);
-        let grads = loss.backward()?;
-        let lr = learning_rate(t, step, steps);
-        let grad_norm = optimizer.step(&grads, lr, t.grad_clip)?;
-        done_steps = step + 1;
-        last_loss = Some(loss_value);
-        let tokens = done_steps * tokens_per_step;
-        let flops = flops_per_token * tokens as f64;
-        let is_last = done_steps == steps;
-
-        if is_last || (t.log_every > 0 && done_steps % t.log_every as u64 == 0) {
-            let metrics = StepMetrics {
-                step: done_steps,
-                tokens,
-                flops,
-                train_loss: loss_value,
-                lr,
-                grad_norm,
-                elapsed_seconds: elapsed(&start),
-                state_norm: forward.state_norm,
-                injection_norm: model
-                    .as_looped()
-                    .map(Looped::injection_spectral_norm)
-                    .transpose()?,
-            };
-            observer.on_step(&metrics).context("observer.on_step")?;
-        }
-        if is_last || (t.eval_every > 0 && done_steps % t.eval_every as u64 == 0) {
-            let val_loss = evaluate(model, &val_batches)?;
-            let val_bpb = val_loss / std::f64::consts::LN_2 / corpus.bytes_per_token();
-            let eval = EvalMetrics {
-                step: done_steps,
-                tokens,
-                flops,
-                val_loss,
-                val_bpb,
-                test_loops: None,
-            };
-            observer.on_eval(&eval).context("observer.on_eval")?;
-            (final_val_loss, final_val_bpb) = (Some(val_loss), Some(val_bpb));
-            if !val_loss.is_finite() {
-                end = RunEnd::Diverged(format!(
-                    "validation loss is {val_loss} at step {done_steps}"
-                ));
-                break;
-            }
-        }
-        let every = checkpoints.map(|c| c.every).unwrap_or(0);
-        if !is_last && every > 0 && done_steps % every == 0 {
-            let state = trainer_state(
-                done_steps,
-                &optimizer,
-                first_loss,
-                last_loss,
-                &spikes,
-                final_val_loss,
-                final_val_bpb,
-                elapsed(&start),
-            );
-            save_checkpoint(checkpoints, observer, &state, steps, model, &optimizer)?;
-            last_checkpoint = done_steps;
+        if !is_last && trainer.checkpoint_due(done) {
+            trainer.save_checkpoint(&state)?;
+            last_checkpoint = done;
         }
     }
-
-    let wall_seconds = elapsed(&start);
-    let tokens = done_steps * tokens_per_step;
-
+    let wall_seconds = state.elapsed();
     // Test-time depth: a finished looped run is evaluated at every `test_loops` loop count.
-    if let (RunEnd::Done, Some(looped)) = (&end, model.as_looped()) {
-        let flops = flops_per_token * tokens as f64;
-        for &loops in &looped.config().test_loops {
-            let val_loss = evaluate_at_loops(looped, &val_batches, loops)?;
-            let eval = EvalMetrics {
-                step: done_steps,
-                tokens,
-                flops,
-                val_loss,
-                val_bpb: val_loss / std::f64::consts::LN_2 / corpus.bytes_per_token(),
-                test_loops: Some(loops),
-            };
-            observer.on_eval(&eval).context("observer.on_eval")?;
-        }
+    if end == RunEnd::Done {
+        trainer.evaluate_test_loops(&state)?;
     }
-
-    Ok(RunOutcome {
-        end,
-        steps: done_steps,
-        tokens,
-        flops: flops_per_token * tokens as f64,
-        final_val_loss,
-        final_val_bpb,
-        final_train_loss: last_loss,
-        wall_seconds,
-        tokens_per_second: if wall_seconds > 0.0 {
-            tokens as f64 / wall_seconds
-        } else {
-            0.0
-        },
-        loss_spikes: spikes.count,
-    })
+    Ok(trainer.outcome(state, end, wall_seconds))
 }
 
-/// Makes the observer's rows durable, then writes the checkpoint of `state`.
-fn save_checkpoint(
-    checkpoints: Option<&Checkpointing>,
-    observer: &mut dyn RunObserver,
-    state: &TrainerState,
-    steps: u64,
-    model: &dyn CausalLm,
-    optimizer: &Optimizer,
-) -> anyhow::Result<()> {
-    let Some(ck) = checkpoints else { return Ok(()) };
-    observer
-        .before_checkpoint(state.step)
-        .context("observer.before_checkpoint")?;
-    let saved = ck.save(state, steps, model.params(), optimizer)?;
-    observer.note(&format!(
-        "checkpoint at step {}: {} ({} bytes, {:.1} ms)",
-        state.step,
-        saved.path.display(),
-        saved.bytes,
-        saved.seconds * 1e3
-    ));
-    Ok(())
-}
-
-/// The trainer's scalar state after step `step`, for a checkpoint.
-#[allow(clippy::too_many_arguments)]
-fn trainer_state(
-    step: u64,
-    optimizer: &Optimizer,
+/// Everything a run has done so far: the one state the training loop advances, and what a
+/// checkpoint saves of it (with the optimizer's) and restores.
+struct RunState {
+    /// Completed optimizer steps.
+    done_steps: u64,
     first_loss: Option<f64>,
     last_loss: Option<f64>,
-    spikes: &SpikeCounter,
+    /// The loss and `lr`, gradient norm and state norm of the latest step, for its metrics row.
+    last_step: Option<StepMeasured>,
+    spikes: SpikeCounter,
     final_val_loss: Option<f64>,
     final_val_bpb: Option<f64>,
-    elapsed_seconds: f64,
-) -> TrainerState {
-    TrainerState {
-        step,
-        adam_steps: optimizer.updates() as i32,
-        first_loss,
-        last_loss,
-        spike_window: spikes.recent.iter().copied().collect(),
-        spike_count: spikes.count,
-        final_val_loss,
-        final_val_bpb,
-        elapsed_seconds,
+    /// Seconds trained by earlier attempts of this run (before a resume).
+    elapsed_before: f64,
+    started: Instant,
+}
+
+/// What one step measured, beyond its loss.
+struct StepMeasured {
+    lr: f64,
+    grad_norm: f64,
+    state_norm: Option<f64>,
+}
+
+impl RunState {
+    fn new(resumed: Option<TrainerState>) -> Self {
+        let mut state = RunState {
+            done_steps: 0,
+            first_loss: None,
+            last_loss: None,
+            last_step: None,
+            spikes: SpikeCounter::default(),
+            final_val_loss: None,
+            final_val_bpb: None,
+            elapsed_before: 0.0,
+            started: Instant::now(),
+        };
+        if let Some(saved) = resumed {
+            state.done_steps = saved.step;
+            (state.first_loss, state.last_loss) = (saved.first_loss, saved.last_loss);
+            (state.final_val_loss, state.final_val_bpb) =
+                (saved.final_val_loss, saved.final_val_bpb);
+            state.spikes.recent = saved.spike_window.into_iter().collect();
+            state.spikes.count = saved.spike_count;
+            state.elapsed_before = saved.elapsed_seconds;
+        }
+        state
+    }
+
+    /// Seconds of training, this run's earlier attempts included.
+    fn elapsed(&self) -> f64 {
+        self.elapsed_before + self.started.elapsed().as_secs_f64()
+    }
+
+    /// The scalar state for a checkpoint.
+    fn saved(&self, optimizer: &Optimizer) -> TrainerState {
+        TrainerState {
+            step: self.done_steps,
+            adam_steps: optimizer.updates() as i32,
+            first_loss: self.first_loss,
+            last_loss: self.last_loss,
+            spike_window: self.spikes.recent.iter().copied().collect(),
+            spike_count: self.spikes.count,
+            final_val_loss: self.final_val_loss,
+            final_val_bpb: self.final_val_bpb,
+            elapsed_seconds: self.elapsed(),
+        }
+    }
+}
+
+/// The fixed parts of one run's training: the model, its optimizer and data, and where
+/// measurements go.
+struct Trainer<'a> {
+    model: &'a dyn CausalLm,
+    cfg: &'a RunConfig,
+    corpus: &'a Corpus,
+    device: &'a Device,
+    observer: &'a mut dyn RunObserver,
+    checkpoints: Option<&'a Checkpointing>,
+    optimizer: Optimizer,
+    sampler: BatchSampler,
+    val_batches: Vec<Batch>,
+    steps: u64,
+    tokens_per_step: u64,
+    flops_per_token: f64,
+    /// A loss must also exceed this (a uniform guess plus a margin) to count as divergence.
+    divergence_floor: f64,
+}
+
+impl<'a> Trainer<'a> {
+    fn new(
+        model: &'a dyn CausalLm,
+        cfg: &'a RunConfig,
+        corpus: &'a Corpus,
+        device: &'a Device,
+        observer: &'a mut dyn RunObserver,
+        checkpoints: Option<&'a Checkpointing>,
+    ) -> anyhow::Result<Self> {
+        let t = &cfg.train;
+        let seq_len = cfg.data.seq_len;
+        let optimizer = Optimizer::new(model.params(), t, total_steps(cfg))?;
+        Ok(Trainer {
+            model,
+            cfg,
+            corpus,
+            device,
+            observer,
+            checkpoints,
+            optimizer,
+            sampler: BatchSampler::new(sampler_seed(cfg.seed), t.batch_size, seq_len),
+            val_batches: corpus.validation_batches(seq_len, t.batch_size, t.eval_tokens, device)?,
+            steps: total_steps(cfg),
+            tokens_per_step: (t.batch_size * seq_len) as u64,
+            flops_per_token: train_flops_per_token(&cfg.model, corpus.vocab_size(), seq_len),
+            divergence_floor: (corpus.vocab_size() as f64).ln() + DIVERGENCE_MARGIN,
+        })
+    }
+
+    /// The state to start from: the newest good checkpoint's, else a fresh one. Damaged
+    /// checkpoints are reported to the observer as warnings.
+    fn resume(&mut self) -> anyhow::Result<RunState> {
+        let mut resumed = None;
+        if let Some(ck) = self.checkpoints {
+            let mut warnings = Vec::new();
+            resumed = ck.load_latest(
+                self.steps,
+                self.model.params(),
+                &mut self.optimizer,
+                &mut |w| warnings.push(w),
+            )?;
+            for w in warnings {
+                self.observer.note(&format!("warning: {w}"));
+            }
+            if let Some(saved) = &resumed {
+                self.observer.note(&format!(
+                    "resuming from the checkpoint at step {}/{}",
+                    saved.step, self.steps
+                ));
+            }
+        }
+        let state = RunState::new(resumed);
+        self.sampler.seek(state.done_steps);
+        self.observer
+            .on_resume(state.done_steps)
+            .context("observer.on_resume")?;
+        Ok(state)
+    }
+
+    /// One optimizer step (0-based `step`): forward on this step's windows, divergence checks,
+    /// backward, update. Returns how the run ended if it diverged.
+    fn step(&mut self, step: u64, state: &mut RunState) -> anyhow::Result<Option<RunEnd>> {
+        let batch = self
+            .sampler
+            .sample(self.corpus.train_tokens(), self.device)?;
+        let mut forward_rng = indexed_rng(forward_seed(self.cfg.seed), step);
+        let forward = self
+            .model
+            .train_loss(&batch.inputs, &batch.targets, &mut forward_rng)?;
+        let loss = forward.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let first = *state.first_loss.get_or_insert(loss);
+        if !loss.is_finite() {
+            return Ok(Some(RunEnd::Diverged(format!(
+                "training loss is {loss} at step {}",
+                step + 1
+            ))));
+        }
+        if loss > DIVERGENCE_FACTOR * first && loss > self.divergence_floor {
+            return Ok(Some(RunEnd::Diverged(format!(
+                "training loss {loss:.3} at step {} exceeds {DIVERGENCE_FACTOR}× the first step's {first:.3}",
+                step + 1
+            ))));
+        }
+        state.spikes.observe(loss);
+        let grads = forward.loss.backward()?;
+        let t = &self.cfg.train;
+        let lr = learning_rate(t, step, self.steps);
+        let grad_norm = self.optimizer.step(&grads, lr, t.grad_clip)?;
+        state.done_steps = step + 1;
+        state.last_loss = Some(loss);
+        state.last_step = Some(StepMeasured {
+            lr,
+            grad_norm,
+            state_norm: forward.state_norm,
+        });
+        Ok(None)
+    }
+
+    fn tokens(&self, state: &RunState) -> u64 {
+        state.done_steps * self.tokens_per_step
+    }
+
+    /// Reports the latest step's metrics row.
+    fn log_step(&mut self, state: &RunState) -> anyhow::Result<()> {
+        let (Some(measured), Some(train_loss)) = (&state.last_step, state.last_loss) else {
+            return Ok(());
+        };
+        let tokens = self.tokens(state);
+        let metrics = StepMetrics {
+            step: state.done_steps,
+            tokens,
+            flops: self.flops_per_token * tokens as f64,
+            train_loss,
+            lr: measured.lr,
+            grad_norm: measured.grad_norm,
+            elapsed_seconds: state.elapsed(),
+            state_norm: measured.state_norm,
+            injection_norm: self
+                .model
+                .as_looped()
+                .map(Looped::injection_spectral_norm)
+                .transpose()?,
+        };
+        self.observer.on_step(&metrics).context("observer.on_step")
+    }
+
+    /// Validation loss at the training depth, reported and kept as the run's latest; returns
+    /// how the run ended if it is not finite.
+    fn evaluate(&mut self, state: &mut RunState) -> anyhow::Result<Option<RunEnd>> {
+        let val_loss = evaluate(self.model, &self.val_batches)?;
+        let val_bpb = val_loss / std::f64::consts::LN_2 / self.corpus.bytes_per_token();
+        let tokens = self.tokens(state);
+        let eval = EvalMetrics {
+            step: state.done_steps,
+            tokens,
+            flops: self.flops_per_token * tokens as f64,
+            val_loss,
+            val_bpb,
+            test_loops: None,
+        };
+        self.observer.on_eval(&eval).context("observer.on_eval")?;
+        (state.final_val_loss, state.final_val_bpb) = (Some(val_loss), Some(val_bpb));
+        Ok((!val_loss.is_finite()).then(|| {
+            RunEnd::Diverged(format!(
+                "validation loss is {val_loss} at step {}",
+                state.done_steps
+            ))
+        }))
+    }
+
+    /// A finished looped model's validation loss at every `test_loops` loop count.
+    fn evaluate_test_loops(&mut self, state: &RunState) -> anyhow::Result<()> {
+        let Some(looped) = self.model.as_looped() else {
+            return Ok(());
+        };
+        let tokens = self.tokens(state);
+        for &loops in &looped.config().test_loops {
+            let val_loss = evaluate_at_loops(looped, &self.val_batches, loops)?;
+            let eval = EvalMetrics {
+                step: state.done_steps,
+                tokens,
+                flops: self.flops_per_token * tokens as f64,
+                val_loss,
+                val_bpb: val_loss / std::f64::consts::LN_2 / self.corpus.bytes_per_token(),
+                test_loops: Some(loops),
+            };
+            self.observer.on_eval(&eval).context("observer.on_eval")?;
+        }
+        Ok(())
+    }
+
+    /// Whether a periodic checkpoint is due after `done` steps.
+    fn checkpoint_due(&self, done: u64) -> bool {
+        let every = self.checkpoints.map(|c| c.every).unwrap_or(0);
+        every > 0 && done.is_multiple_of(every)
+    }
+
+    /// Makes the observer's rows durable, then writes the checkpoint of `state` (when the run
+    /// checkpoints at all).
+    fn save_checkpoint(&mut self, state: &RunState) -> anyhow::Result<()> {
+        let Some(ck) = self.checkpoints else {
+            return Ok(());
+        };
+        let saved_state = state.saved(&self.optimizer);
+        self.observer
+            .before_checkpoint(saved_state.step)
+            .context("observer.before_checkpoint")?;
+        let saved = ck.save(
+            &saved_state,
+            self.steps,
+            self.model.params(),
+            &self.optimizer,
+        )?;
+        self.observer.note(&format!(
+            "checkpoint at step {}: {} ({} bytes, {:.1} ms)",
+            saved_state.step,
+            saved.path.display(),
+            saved.bytes,
+            saved.seconds * 1e3
+        ));
+        Ok(())
+    }
+
+    fn outcome(&self, state: RunState, end: RunEnd, wall_seconds: f64) -> RunOutcome {
+        let tokens = self.tokens(&state);
+        RunOutcome {
+            end,
+            steps: state.done_steps,
+            tokens,
+            flops: self.flops_per_token * tokens as f64,
+            final_val_loss: state.final_val_loss,
+            final_val_bpb: state.final_val_bpb,
+            final_train_loss: state.last_loss,
+            wall_seconds,
+            tokens_per_second: if wall_seconds > 0.0 {
+                tokens as f64 / wall_seconds
+            } else {
+                0.0
+            },
+            loss_spikes: state.spikes.count,
+        }
     }
 }
 

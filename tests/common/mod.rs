@@ -2,9 +2,10 @@
 //! can name), an observer that records what a run reports (and can ask it to stop), and the
 //! largest difference between two tensors.
 
-#![allow(dead_code)] // each test binary uses its own subset
+#![allow(dead_code)] // not every helper is used by the tests of every build
 
-use loopscale::train::{Corpus, DataConfig, EvalMetrics, RunObserver, StepMetrics};
+use loopscale::config::DataConfig;
+use loopscale::train::{Corpus, EvalMetrics, RunObserver, StepMetrics};
 
 #[derive(Default)]
 pub struct Recorder {
@@ -32,7 +33,7 @@ impl RunObserver for Recorder {
 
 /// The first `bytes` bytes of Moby-Dick (cut at a character boundary).
 fn moby_dick_text(bytes: usize) -> String {
-    let path = loopscale::train::resolve_corpus_path(
+    let path = loopscale::config::resolve_corpus_path(
         "moby-dick",
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
     );

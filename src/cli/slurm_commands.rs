@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::{RunArgs, SlurmArgs};
-use crate::engine::slurm::{self, SlurmOptions, TaskState};
+use crate::engine::slurm_executor::{self as slurm, SlurmOptions, TaskState};
 use crate::sweep::{SlurmSettings, Sweep, is_slurm_time};
 
 fn settings(args: &SlurmArgs) -> anyhow::Result<SlurmSettings> {

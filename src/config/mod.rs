@@ -1,10 +1,20 @@
-//! One run's fully resolved configuration and its stable key.
+//! One run's fully resolved configuration and its stable key: what a sweep expands into and
+//! what training, the store and the engine consume.
+//!
+//! This module sits below `sweep/` and `train/`, so that both build on it without either
+//! importing the other: the `[data]` and `[train]` tables are in [`tables`], the `[model]` table
+//! is the model's own [`ModelConfig`].
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::ModelConfig;
-use crate::train::{DataConfig, TrainConfig};
+mod tables;
+
+pub use crate::model::ModelConfig;
+pub use tables::{
+    DataConfig, OptimizerKind, SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, TrainConfig,
+    resolve_corpus_path,
+};
 
 /// Everything that determines a run's result. Two runs with equal `RunConfig`s are the same run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

