@@ -71,6 +71,8 @@ pub enum Init {
     /// the looped readout `C` is orthogonal × √(2/5).
     ScaledZero,
     /// GPT-2 style: N(0, 0.02²) everywhere, output projections scaled by 1/√(2·depth), `C = I`.
+    /// Far below 1/√d at the widths of these sweeps; tied looped models stall with it (see
+    /// the looped model's docs).
     Gpt2,
 }
 

@@ -43,16 +43,22 @@
 //! Evaluation runs the same number of loops `T` on every sequence (`T = mean_recurrence`, or a
 //! test-time value), from an initial state drawn from a fixed seed, so it is deterministic.
 //!
-//! # Known issue: tied embeddings with the prelude norm
+//! # Tied embeddings and the init (what used to stall)
 //!
-//! Measured on Moby-Dick (d = 32, 1+1+1 blocks, μ = 3, 200 steps, lr 1e-2): with a tied head and
-//! the prelude norm every injection stalls at the unigram loss (val 3.22 nats vs unigram 3.14);
-//! untied reaches 2.56, tied without the prelude norm 2.88, and tied with the embedding scaled
-//! from std 0.02 to 1.0 reaches 2.68. The likely cause: the prelude norm divides by the RMS of a
-//! stream at the embedding's scale (≈ 0.02), so the input-side gradient into the shared
-//! embedding is ~50× its output-side gradient and Adam's per-entry normalisation then all but
-//! ignores the head's signal. The sweeps here untie the embeddings; a fix (e.g. a larger
-//! embedding init for looped models) is a modelling decision left open.
+//! With `init = "gpt2"` (N(0, 0.02²) everywhere, `C = I`) a small tied model behind the prelude
+//! norm stalls at the unigram loss (d = 32, 1+1+1 blocks, μ = 3, 200 steps, lr 1e-2: val 3.14
+//! nats, the unigram entropy; untied 2.50). The cause: 0.02 is far below the width-scaled
+//! √(2/(5d)) (0.11 at d = 32) for both the token embedding and the blocks' input projections,
+//! so at init the blocks barely act and the only working path is embedding → prelude norm →
+//! state → `C = I` → the tied head, i.e. the same embedding: every position predicts its own
+//! input token. The next-token gradient then pulls each token's row towards its
+//! predecessor's, the shared table collapses onto one direction (effective rank 1.9 over the
+//! 40 most frequent bytes after 100 steps, against 15 with scaled-zero and 8 untied), and the
+//! prelude norm strips the magnitudes that are left. Width-scaled embedding *and* input
+//! projections together remove the stall (2.27 even with `C = I`; either alone: 3.06, 3.14);
+//! an orthogonal `C` removes the self-prediction path (2.94 alone, 2.33 with the scaled
+//! embedding). `init = "scaled-zero"` (the reference's) has all of these and trains tied
+//! better than untied (2.29 vs 2.32). docs/recipe.md has the measurements.
 
 use candle_core::{D, DType, Device, Result, Tensor};
 use rand::SeedableRng;
