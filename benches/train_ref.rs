@@ -228,6 +228,7 @@ fn phase_split(arch: Arch, corpus: &Corpus, steps: usize) -> [f64; 4] {
             beta2: 0.95,
             eps: 1e-8,
             weight_decay: 0.1,
+            decay_embeddings: false,
         },
     )
     .unwrap();
