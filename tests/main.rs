@@ -1,13 +1,17 @@
 //! The integration tests, as one test binary: each file beside this one is a module, so the
 //! suite links loopscale (and polars, candle) once instead of once per file.
 //!
-//! Run one file's tests with a filter: `cargo test --test suite fit_synthetic::`.
+//! Run one file's tests with a filter: `cargo test --test suite fit_synthetic::`. `make test`
+//! runs everything, the timing-sensitive `engine_faults::` and `slurm::` tests last and alone
+//! (`--test-threads=1`): they kill workers at moments measured against an uninterrupted sweep,
+//! which other tests training beside them would shift.
 //! Slurm tests (`slurm::`) need a one-node Slurm (`scripts/slurm-one-node.sh start`, as root);
 //! where it cannot start they fail, unless `LOOPSCALE_SKIP_SLURM=1` says to skip them.
 
 mod common;
 
 mod candle_backprop;
+mod command_backend;
 mod engine_faults;
 mod engine_run;
 mod fit_chinchilla;

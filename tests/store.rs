@@ -382,6 +382,9 @@ fn a_second_coordinator_is_refused_by_the_sweep_lock() {
     );
     drop(first);
     SweepLock::acquire(&db).expect("free again once the first is dropped");
+    // A database in a folder that does not exist yet: the lock makes the folder.
+    let nested = dir.path().join("new/results/s.sqlite");
+    SweepLock::acquire(&nested).expect("the lock creates the database's folder");
 }
 
 #[test]

@@ -23,6 +23,42 @@ pub enum OptimizerKind {
     Muon,
 }
 
+/// Who trains a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// loopscale's own trainer (candle; CPU, or CUDA with the `cuda` feature).
+    #[default]
+    Builtin,
+    /// Any program, `train.command`, speaking the metrics protocol of `docs/trainer-protocol.md`.
+    Command,
+}
+
+impl Backend {
+    pub fn is_builtin(&self) -> bool {
+        *self == Backend::Builtin
+    }
+}
+
+/// The placeholders `train.command` may use, each replaced per run (`docs/trainer-protocol.md`).
+pub const COMMAND_PLACEHOLDERS: &[(&str, &str)] = &[
+    (
+        "config",
+        "path of the run's resolved configuration (JSON, written by loopscale)",
+    ),
+    (
+        "metrics",
+        "path of the JSON-lines file the trainer appends its measurements to",
+    ),
+    (
+        "run_dir",
+        "the run's own directory, for the trainer's checkpoints",
+    ),
+    ("seed", "the run's seed"),
+    ("threads", "CPU threads the run may use"),
+    ("run_key", "the run's key"),
+];
+
 /// The `[data]` table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -104,6 +140,13 @@ pub struct TrainConfig {
     /// Write a checkpoint (weights, optimizer, trainer state) every this many steps, so a killed
     /// run resumes from there; 0 = only when stopped early (Ctrl-C). The newest two are kept.
     pub checkpoint_every: usize,
+    /// Who trains the run; absent from the canonical form (and run keys) when built in.
+    #[serde(skip_serializing_if = "Backend::is_builtin")]
+    pub backend: Backend,
+    /// `backend = "command"`: the trainer's argv (no shell), with `{placeholders}`
+    /// ([`COMMAND_PLACEHOLDERS`]); run in the sweep file's folder. Part of the run key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
 }
 
 impl Default for TrainConfig {
@@ -133,6 +176,8 @@ impl Default for TrainConfig {
             eval_tokens: 16_384,
             log_every: 10,
             checkpoint_every: 100,
+            backend: Backend::Builtin,
+            command: None,
         }
     }
 }

@@ -14,6 +14,11 @@ pub struct SweepLock {
 impl SweepLock {
     pub fn acquire(db: &Path) -> anyhow::Result<SweepLock> {
         let path = lock_path(db);
+        // The database's folder may not exist yet (a `db` in a new results folder).
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", dir.display()))?;
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -7,9 +7,12 @@
 //! the binary owns the Ctrl-C handler). A worker checkpoints
 //! its run into the run's directory ([`run_dir`]) and resumes from there, so a killed run loses
 //! at most `train.checkpoint_every` steps; `gc` deletes the checkpoints of finished runs.
+//! A worker trains with the built-in trainer or, for `train.backend = "command"`, runs the
+//! run's own trainer program and records what it reports (`command`).
 //! [`slurm_executor`] hands the same workers to a Slurm cluster as a job array instead; every worker writes
 //! only its run's shard ([`shards`]), which the coordinator merges into the database.
 
+mod command;
 mod coordinator;
 mod gc;
 mod interrupts;

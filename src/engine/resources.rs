@@ -44,7 +44,9 @@ pub fn check_fits<'a>(
     let mut largest = 0.0f64;
     for (key, config) in runs {
         check_run_fits(key, config, machine)?;
-        largest = largest.max(RunCost::of(config).peak_memory_bytes);
+        if config.train.backend.is_builtin() {
+            largest = largest.max(RunCost::of(config).peak_memory_bytes);
+        }
     }
     if jobs > 1 && largest * jobs as f64 > machine {
         eprintln!(
@@ -59,6 +61,10 @@ pub fn check_fits<'a>(
 
 /// An error naming the run and both figures when its estimate exceeds `machine` bytes.
 pub fn check_run_fits(key: &str, config: &RunConfig, machine: f64) -> anyhow::Result<()> {
+    if !config.train.backend.is_builtin() {
+        // Another program trains it, perhaps on a GPU: the estimate is the built-in trainer's.
+        return Ok(());
+    }
     let cost = RunCost::of(config);
     if cost.peak_memory_bytes > machine {
         anyhow::bail!(

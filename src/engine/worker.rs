@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::Interrupts;
+use super::command::{CommandRun, train_with_command};
+use crate::config::Backend;
 use crate::store::{RunStatus, Store};
 use crate::train::{self, Checkpointing, Corpus, EvalMetrics, RunObserver, StepMetrics};
 
@@ -129,8 +131,6 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
         if let Some(machine) = super::resources::machine_memory_bytes() {
             super::resources::check_run_fits(&run.key, &run.config, machine)?;
         }
-        let corpus = Corpus::load(&run.config.data, &args.base_dir)?;
-        let device = train::default_device()?;
         let mut observer = StoreObserver {
             store: &mut store,
             key: run.key.clone(),
@@ -140,18 +140,34 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
             interrupts: interrupts.clone(),
             parent: std::os::unix::process::parent_id(),
         };
-        let checkpoints = Checkpointing {
-            dir: super::run_dir(&args.db, &run.key),
-            every: run.config.train.checkpoint_every as u64,
-            run_key: run.key.clone(),
+        let outcome = match run.config.train.backend {
+            Backend::Builtin => {
+                let corpus = Corpus::load(&run.config.data, &args.base_dir)?;
+                let device = train::default_device()?;
+                let checkpoints = Checkpointing {
+                    dir: super::run_dir(&args.db, &run.key),
+                    every: run.config.train.checkpoint_every as u64,
+                    run_key: run.key.clone(),
+                };
+                train::train_resumable(
+                    &run.config,
+                    &corpus,
+                    &device,
+                    &mut observer,
+                    Some(&checkpoints),
+                )?
+            }
+            Backend::Command => {
+                let command = CommandRun {
+                    key: &run.key,
+                    config: &run.config,
+                    run_dir: super::run_dir(&args.db, &run.key),
+                    base_dir: args.base_dir.clone(),
+                    threads: threads(),
+                };
+                train_with_command(&command, &mut observer)?
+            }
         };
-        let outcome = train::train_resumable(
-            &run.config,
-            &corpus,
-            &device,
-            &mut observer,
-            Some(&checkpoints),
-        )?;
         let (steps, evals) = (
             std::mem::take(&mut observer.steps),
             std::mem::take(&mut observer.evals),
@@ -185,6 +201,15 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
             Err(e)
         }
     }
+}
+
+/// CPU threads this worker may use: its `RAYON_NUM_THREADS` budget (set by the coordinator),
+/// else every core.
+fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Blocks until this process is the only worker of the run; released when the process ends.

@@ -99,6 +99,10 @@ pub(crate) fn schema() -> &'static Schema {
     SCHEMA.get_or_init(build)
 }
 
+/// Keys whose value is a list although their default is absent (so the default cannot say so):
+/// a list of lists makes them an axis, like `model.test_loops`.
+const OPTIONAL_LISTS: &[(Section, &str)] = &[(Section::Train, "command")];
+
 fn build() -> Schema {
     let defaults = Defaults {
         data: object(&DataConfig::default()),
@@ -118,7 +122,8 @@ fn build() -> Schema {
                 dotted: format!("{}.{field}", section.table()),
                 section,
                 field,
-                list_valued: matches!(default, Some(Value::Array(_))),
+                list_valued: matches!(default, Some(Value::Array(_)))
+                    || OPTIONAL_LISTS.contains(&(section, field)),
                 default,
             });
         }

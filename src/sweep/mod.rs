@@ -301,6 +301,7 @@ fn first_failure(
             // Corpus problems only once the run itself is sane (its seq_len may be the bad value).
             if options.check_corpus && problems.is_empty() {
                 problems.extend(validate::check_corpus(&run.config, base_dir, &mut sizes));
+                problems.extend(validate::check_command_program(&run.config, base_dir));
             }
             (!problems.is_empty()).then_some((i, run, p.variant, problems))
         });

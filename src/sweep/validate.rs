@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use super::RunConfig;
 use super::error::ErrorKind;
-use crate::config::{SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, resolve_corpus_path};
+use crate::config::{
+    Backend, COMMAND_PLACEHOLDERS, SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, resolve_corpus_path,
+};
 use crate::model::Arch;
 
 /// Tokenizers the trainer implements.
@@ -81,6 +83,7 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
             ));
         }
     }
+    out.extend(check_command_text(c));
     if !(d.val_fraction > 0.0 && d.val_fraction < 1.0) {
         out.push(problem(
             &["data.val_fraction"],
@@ -251,6 +254,114 @@ fn check_heads(out: &mut Vec<Problem>, width_key: &'static str, width: usize, he
 
 /// The corpus exists and each split holds at least one sequence (`seq_len + 1` tokens).
 /// `sizes` caches file sizes by resolved path across runs.
+/// `train.backend` and `train.command` agree, and the command uses only known placeholders.
+fn check_command_text(c: &RunConfig) -> Vec<Problem> {
+    let t = &c.train;
+    let known = || {
+        COMMAND_PLACEHOLDERS
+            .iter()
+            .map(|(name, _)| format!("{{{name}}}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (t.backend, &t.command) {
+        (Backend::Builtin, None) => vec![],
+        (Backend::Builtin, Some(_)) => vec![problem(
+            &["train.command", "train.backend"],
+            "`train.command` is set but `train.backend` is \"builtin\", which ignores it".into(),
+            "set `backend = \"command\"` in [train] to train with the command, or remove `command`",
+        )],
+        (Backend::Command, None) => vec![problem(
+            &["train.backend", "train.command"],
+            "`train.backend` = \"command\" needs `train.command`, the trainer's argv".into(),
+            format!(
+                "e.g. command = [\"python3\", \"train.py\", \"--config\", \"{{config}}\", \"--metrics\", \"{{metrics}}\"]; placeholders: {}",
+                known()
+            ),
+        )],
+        (Backend::Command, Some(argv)) if argv.is_empty() || argv[0].trim().is_empty() => {
+            vec![problem(
+                &["train.command"],
+                "`train.command` is empty: its first element is the program to run".into(),
+                "e.g. command = [\"python3\", \"train.py\", \"--config\", \"{config}\"]",
+            )]
+        }
+        (Backend::Command, Some(argv)) => argv
+            .iter()
+            .flat_map(|arg| placeholders(arg))
+            .filter(|name| !COMMAND_PLACEHOLDERS.iter().any(|(k, _)| k == name))
+            .take(1)
+            .map(|name| {
+                problem(
+                    &["train.command"],
+                    format!("`train.command` uses an unknown placeholder {{{name}}}"),
+                    format!("the placeholders are {}", known()),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The names inside `{…}` in `arg`.
+pub(crate) fn placeholders(arg: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = arg;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        names.push(rest[open + 1..open + close].to_string());
+        rest = &rest[open + close + 1..];
+    }
+    names
+}
+
+/// The program of `train.command` exists and can be executed: a path with a `/` is taken
+/// relative to the sweep file's folder (where the command runs), a bare name is looked up on
+/// `PATH`.
+pub(crate) fn check_command_program(c: &RunConfig, base_dir: &Path) -> Option<Problem> {
+    let program = c.train.command.as_ref()?.first()?;
+    if c.train.backend != Backend::Command {
+        return None;
+    }
+    let found = find_program(program, base_dir);
+    let why = match &found {
+        Some(path) if is_executable(path) => return None,
+        Some(path) => format!("{} is not executable", path.display()),
+        None if program.contains('/') => {
+            format!("{} does not exist", base_dir.join(program).display())
+        }
+        None => format!("no `{program}` on PATH"),
+    };
+    Some(Problem {
+        kind: ErrorKind::InvalidRun,
+        keys: vec!["train.command"],
+        message: format!("`train.command`: cannot run {program:?}: {why}"),
+        help: format!(
+            "the command runs in the sweep file's folder ({}): give the program as a path from there, an absolute path, or a name on PATH (e.g. python3), and make it executable",
+            display_dir(base_dir)
+        ),
+    })
+}
+
+/// Where `program` is: relative to `base_dir` when it names a path, else on `PATH`.
+pub(crate) fn find_program(program: &str, base_dir: &Path) -> Option<PathBuf> {
+    if program.contains('/') {
+        let path = base_dir.join(program);
+        return path.exists().then_some(path);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 pub(crate) fn check_corpus(
     c: &RunConfig,
     base_dir: &Path,

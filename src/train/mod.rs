@@ -21,8 +21,8 @@ pub use optim::{AdamW, AdamWConfig};
 pub use optimizer::{Group, Optimizer, group_of};
 pub use schedule::{learning_rate, lr_multiplier};
 pub use trainer::{
-    TRAIN_DTYPE, build_model, evaluate, evaluate_at_loops, total_steps, train, train_model,
-    train_model_resumable, train_resumable,
+    TRAIN_DTYPE, build_model, count_loss_spikes, evaluate, evaluate_at_loops, total_steps, train,
+    train_model, train_model_resumable, train_resumable,
 };
 
 /// One logged optimizer step.

@@ -57,6 +57,14 @@ fn forward_seed(seed: u64) -> u64 {
     seed ^ 0xd1b5_4a32_d192_ed03
 }
 
+/// Loss spikes in a sequence of training losses, by the rule [`SpikeCounter`] applies while
+/// training (for runs trained by another program, whose losses arrive as rows).
+pub fn count_loss_spikes(losses: impl IntoIterator<Item = f64>) -> u32 {
+    let mut spikes = SpikeCounter::default();
+    losses.into_iter().for_each(|l| spikes.observe(l));
+    spikes.count
+}
+
 /// Counts loss spikes: losses above `SPIKE_FACTOR` × the mean of the previous `SPIKE_WINDOW`.
 #[derive(Default)]
 struct SpikeCounter {

@@ -1,0 +1,406 @@
+"""A PyTorch trainer for loopscale's command backend (docs/trainer-protocol.md).
+
+A second, independent implementation of loopscale's runs: the pre-norm GPT and the looped model
+(prelude -> core applied per sequence n ~ Poisson(mu) times with the add, linear or diagonal
+injection and truncated backprop -> coda), AdamW with decoupled decay on hidden matrices, the
+sweep's cosine or trapezoid schedule, global-norm clipping, random byte windows of the training
+split, evaluations on the same validation windows as loopscale, and test-time loop counts for
+looped models. It reads the run's config.json, appends rows to the metrics file, checkpoints
+into the run's directory (every train.checkpoint_every steps and on SIGINT) and resumes from
+there. Runs on CPU or CUDA.
+
+    train.py --config CONFIG --metrics METRICS --run-dir RUN_DIR [--threads N] [--device auto|cpu|cuda]
+"""
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+INIT_STD = 0.02
+EPS = 1e-6
+DEFAULT_DECAY = 0.447
+MIN_DECAY_RATE = 1e-4
+
+# The configuration keys this trainer implements; any other key set to a non-default value
+# is refused, so that a run is never silently trained with a different recipe.
+KNOWN = {
+    "data": {"corpus", "tokenizer", "seq_len", "val_fraction"},
+    "train": {
+        "tokens", "flops", "batch_size", "lr", "schedule", "warmup_fraction", "cooldown_fraction",
+        "min_lr_fraction", "weight_decay", "beta1", "beta2", "grad_clip", "eval_every",
+        "eval_tokens", "log_every", "checkpoint_every", "backend", "command",
+    },
+    "model": {
+        "arch", "d_model", "n_heads", "n_layers", "mlp", "mlp_ratio", "tie_embeddings", "looped",
+    },
+    "looped": {
+        "n_prelude", "n_core", "n_coda", "recurrent_dim", "injection", "mean_recurrence",
+        "backprop_depth", "depth_sampling", "state_init", "prelude_norm", "test_loops",
+    },
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The networks
+
+
+class RmsNorm(torch.nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS) * self.gain
+
+
+def normal(gen, shape, std):
+    return torch.nn.Parameter(torch.randn(*shape, generator=gen) * std)
+
+
+class Rope(torch.nn.Module):
+    def __init__(self, head_dim, max_len):
+        super().__init__()
+        half = head_dim // 2
+        inv_freq = 10_000.0 ** (-(torch.arange(half, dtype=torch.float64) * 2) / head_dim)
+        angles = torch.arange(max_len, dtype=torch.float64)[:, None] * inv_freq[None, :]
+        self.register_buffer("cos", angles.cos().float()[:, None, :], persistent=False)
+        self.register_buffer("sin", angles.sin().float()[:, None, :], persistent=False)
+
+    def forward(self, x):  # (b, t, h, hd), rotate-half convention
+        t, half = x.shape[1], x.shape[-1] // 2
+        cos, sin = self.cos[:t], self.sin[:t]
+        x1, x2 = x[..., :half], x[..., half:]
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class Block(torch.nn.Module):
+    """Pre-norm: x + attn(norm(x)) with QK-norm and RoPE, then x + mlp(norm(x))."""
+
+    def __init__(self, gen, d, heads, mlp, mlp_ratio, out_std):
+        super().__init__()
+        hd = d // heads
+        self.heads, self.mlp = heads, mlp
+        self.attn_norm, self.mlp_norm = RmsNorm(d), RmsNorm(d)
+        self.q_norm, self.k_norm = RmsNorm(hd), RmsNorm(hd)
+        self.w_qkv = normal(gen, (d, 3 * d), INIT_STD)
+        self.w_attn_out = normal(gen, (d, d), out_std)
+        hidden = mlp_ratio * d if mlp != "swiglu" else round(2 * mlp_ratio * d / 3)
+        self.w_in = normal(gen, (d, hidden), INIT_STD)
+        self.w_gate = normal(gen, (d, hidden), INIT_STD) if mlp == "swiglu" else None
+        self.w_mlp_out = normal(gen, (hidden, d), out_std)
+
+    def attn(self, x, rope):
+        b, t, d = x.shape
+        h, hd = self.heads, d // self.heads
+        qkv = (x @ self.w_qkv).view(b, t, 3, h, hd)
+        q = rope(self.q_norm(qkv[:, :, 0])).transpose(1, 2)
+        k = rope(self.k_norm(qkv[:, :, 1])).transpose(1, 2)
+        v = qkv[:, :, 2].transpose(1, 2)
+        mixed = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return mixed.transpose(1, 2).reshape(b, t, d) @ self.w_attn_out
+
+    def forward(self, x, rope):
+        x = x + self.attn(self.attn_norm(x), rope)
+        pre = self.mlp_norm(x) @ self.w_in
+        if self.mlp == "relu2":
+            hidden = F.relu(pre).square()
+        elif self.mlp == "gelu":
+            hidden = F.gelu(pre, approximate="tanh")
+        else:
+            hidden = F.silu(pre) * (self.mlp_norm(x) @ self.w_gate)
+        return x + hidden @ self.w_mlp_out
+
+
+def stack(gen, m, d, n, depth):
+    out_std = INIT_STD / math.sqrt(2 * max(depth, 1))
+    return torch.nn.ModuleList(
+        Block(gen, d, m["n_heads"], m["mlp"], m["mlp_ratio"], out_std) for _ in range(n)
+    )
+
+
+class Head(torch.nn.Module):
+    """Final norm and LM head: the transposed embedding when tied."""
+
+    def __init__(self, gen, d, vocab, tied):
+        super().__init__()
+        self.final_norm = RmsNorm(d)
+        self.untied = None if tied else normal(gen, (d, vocab), INIT_STD)
+
+    def forward(self, x, embedding):
+        w = embedding.t() if self.untied is None else self.untied
+        return self.final_norm(x) @ w
+
+
+class Gpt(torch.nn.Module):
+    def __init__(self, gen, m, vocab, seq_len):
+        super().__init__()
+        d = m["d_model"]
+        self.embedding = normal(gen, (vocab, d), INIT_STD)
+        self.blocks = stack(gen, m, d, m["n_layers"], m["n_layers"])
+        self.head = Head(gen, d, vocab, m["tie_embeddings"])
+        self.rope = Rope(d // m["n_heads"], seq_len)
+
+    def forward(self, ids, plan=None, h0=None):
+        x = self.embedding[ids]
+        for block in self.blocks:
+            x = block(x, self.rope)
+        return self.head(x, self.embedding)
+
+
+class Looped(torch.nn.Module):
+    """Prelude -> (prelude norm) -> injection + core per loop -> readout C -> coda."""
+
+    def __init__(self, gen, m, vocab, seq_len):
+        super().__init__()
+        lc = m["looped"]
+        d = m["d_model"]
+        r = lc.get("recurrent_dim") or d
+        self.lc, self.r = lc, r
+        depth = lc["n_prelude"] + lc["n_core"] * lc["mean_recurrence"] + lc["n_coda"]
+        self.embedding = normal(gen, (vocab, d), INIT_STD)
+        self.prelude = stack(gen, m, d, lc["n_prelude"], depth)
+        self.prelude_norm = RmsNorm(d) if lc["prelude_norm"] else None
+        self.injection = lc["injection"]
+        if self.injection == "diagonal":
+            delta = -math.log(DEFAULT_DECAY) - MIN_DECAY_RATE
+            self.a_log = torch.nn.Parameter(torch.zeros(r))
+            self.dt_bias = torch.nn.Parameter(torch.full((r,), math.log(math.expm1(delta))))
+            self.b = torch.nn.Parameter(torch.eye(d, r))
+        elif self.injection == "add":
+            self.b = torch.nn.Parameter(torch.eye(d, r)) if r != d else None
+        else:  # linear: W = [W_h; W_e], starting as the additive injection plus noise
+            w = torch.cat([torch.eye(r, r), torch.eye(d, r)])
+            self.w = torch.nn.Parameter(w + torch.randn(r + d, r, generator=gen) * INIT_STD)
+        self.core = stack(gen, m, r, lc["n_core"], depth)
+        self.readout = torch.nn.Parameter(torch.eye(r, d))
+        self.coda = stack(gen, m, d, lc["n_coda"], depth)
+        self.head = Head(gen, d, vocab, m["tie_embeddings"])
+        self.rope = Rope(d // m["n_heads"], seq_len)
+        self.core_rope = Rope(r // m["n_heads"], seq_len)
+
+    def forward(self, ids, depths, backprop, h0):
+        """`depths[i]` loops for sequence i, aligned at their end; gradients through the last
+        min(max depth, backprop) loops only (earlier loops run and detach)."""
+        x = self.embedding[ids]
+        for block in self.prelude:
+            x = block(x, self.rope)
+        e = self.prelude_norm(x) if self.prelude_norm is not None else x
+        if self.injection == "diagonal":
+            dt = F.softplus(self.dt_bias)
+            state_map = lambda h: h * torch.exp(-(dt * self.a_log.clamp(-30, 30).exp() + MIN_DECAY_RATE))  # noqa: E731
+            drive = (e @ self.b) * dt
+        elif self.injection == "add":
+            state_map = lambda h: h  # noqa: E731
+            drive = e if self.b is None else e @ self.b
+        else:
+            w_h, w_e = self.w[: self.r], self.w[self.r:]
+            state_map = lambda h: h @ w_h  # noqa: E731
+            drive = e @ w_e
+        n = int(depths.max())
+        first_graph = n - min(n, backprop)
+        h = h0
+        for j in range(n):
+            stepped = state_map(h) + drive
+            for block in self.core:
+                stepped = block(stepped, self.core_rope)
+            active = (depths >= n - j)[:, None, None]
+            h = torch.where(active, stepped, h)
+            if j < first_graph:
+                h = h.detach()
+        x = h @ self.readout
+        for block in self.coda:
+            x = block(x, self.rope)
+        return self.head(x, self.embedding)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def lr_multiplier(t, step, total):
+    """loopscale's schedule (src/train/schedule.rs): linear warmup, then cosine or trapezoid."""
+    total = max(total, 1)
+    step = min(step, total - 1)
+    warmup = round(t["warmup_fraction"] * total)
+    if step < warmup:
+        return (step + 1) / warmup
+    floor, last = t["min_lr_fraction"], total - 1
+    if t["schedule"] == "cosine":
+        if last <= warmup:
+            return 1.0
+        progress = (step - warmup) / (last - warmup)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    cooldown = min(round(t["cooldown_fraction"] * total), total - warmup)
+    start = total - cooldown
+    if step < start or cooldown == 0:
+        return 1.0
+    return 1 - (1 - floor) * (step + 1 - start) / cooldown
+
+
+def check_keys(cfg, defaults_ok):
+    unknown = []
+    for table in ("data", "train", "model"):
+        unknown += [f"{table}.{k}" for k in cfg[table] if k not in KNOWN[table]]
+    looped = cfg["model"].get("looped") or {}
+    unknown += [f"model.{k}" for k in looped if k not in KNOWN["looped"]]
+    if unknown and not defaults_ok:
+        sys.exit(f"torch_trainer: these keys are not implemented here: {', '.join(unknown)}")
+    for k in unknown:
+        print(f"torch_trainer: warning: key {k} is not implemented, ignored", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--metrics", required=True)
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--allow-unknown-keys", action="store_true",
+                    help="warn about configuration keys this trainer does not implement instead of refusing the run")
+    a = ap.parse_args()
+
+    meta = json.load(open(a.config))
+    cfg = meta["config"]
+    check_keys(cfg, a.allow_unknown_keys)
+    d_cfg, t, m = cfg["data"], cfg["train"], cfg["model"]
+    if d_cfg["tokenizer"] != "bytes":
+        sys.exit(f"torch_trainer: tokenizer {d_cfg['tokenizer']!r} is not implemented")
+    device = torch.device("cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu")
+    torch.set_num_threads(max(a.threads, 1))
+    seed, seq, batch = cfg["seed"], d_cfg["seq_len"], t["batch_size"]
+    steps, vocab = meta["steps"], meta["vocab_size"]
+    fpt = meta["train_flops_per_token"]
+
+    data = open(meta["corpus_path"], "rb").read()
+    n_val = math.floor(len(data) * d_cfg["val_fraction"])
+    train_tokens = torch.frombuffer(bytearray(data[: len(data) - n_val]), dtype=torch.uint8)
+    val_tokens = torch.frombuffer(bytearray(data[len(data) - n_val:]), dtype=torch.uint8)
+
+    gen = torch.Generator().manual_seed(seed)
+    looped = m["arch"] == "looped"
+    model = (Looped if looped else Gpt)(gen, m, vocab, seq).to(device)
+    lc = m.get("looped") or {}
+    backprop = max(lc.get("backprop_depth") or math.ceil(lc.get("mean_recurrence", 1) / 2), 1)
+
+    # Decoupled weight decay on hidden matrices (and an untied head, the linear injection's W
+    # and C); never on the embedding, norms, or the diagonal injection's A_log, dt_bias, B.
+    no_decay = {"embedding", "a_log", "dt_bias", "b", "gain"}
+    decay, keep = [], []
+    for name, p in model.named_parameters():
+        (keep if name.split(".")[-1] in no_decay or p.dim() < 2 else decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": t["weight_decay"]}, {"params": keep, "weight_decay": 0.0}],
+        lr=t["lr"], betas=(t["beta1"], t["beta2"]), eps=1e-8,
+    )
+
+    # Validation windows: loopscale's evenly spaced starts over the validation split.
+    n_windows = max(-(-t["eval_tokens"] // seq), 1)
+    last_start = len(val_tokens) - seq - 1
+    starts = [0] if n_windows == 1 else [i * last_start // (n_windows - 1) for i in range(n_windows)]
+    val = torch.stack([val_tokens[s: s + seq + 1] for s in starts]).long().to(device)
+
+    def logits_at(ids, loops):
+        if not looped:
+            return model(ids)
+        h0_gen = torch.Generator().manual_seed(seed ^ 0x5EED)
+        h0 = torch.zeros(ids.shape[0], ids.shape[1], model.r)
+        if lc["state_init"] == "random":
+            h0 = torch.randn(h0.shape, generator=h0_gen) * INIT_STD
+        depths = torch.full((ids.shape[0],), loops, device=device)
+        return model(ids, depths, loops, h0.to(device))
+
+    @torch.no_grad()
+    def evaluate(loops):
+        model.eval()
+        total, count = 0.0, 0
+        for chunk in val.split(batch):
+            logits = logits_at(chunk[:, :-1], loops)
+            loss = F.cross_entropy(logits.reshape(-1, vocab), chunk[:, 1:].reshape(-1), reduction="sum")
+            total, count = total + loss.item(), count + chunk[:, 1:].numel()
+        model.train()
+        return total / count
+
+    # Resume from our own checkpoint, if an earlier attempt left one.
+    ckpt_path = os.path.join(a.run_dir, "torch_ckpt.pt")
+    done = 0
+    if os.path.exists(ckpt_path):
+        state = torch.load(ckpt_path, map_location=device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        done = state["step"]
+        print(f"torch_trainer: resuming at step {done}/{steps}", file=sys.stderr)
+
+    def save_checkpoint(step):
+        tmp = ckpt_path + ".tmp"
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp)
+        os.replace(tmp, ckpt_path)
+
+    stop = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(True))
+    metrics = open(a.metrics, "a")
+
+    def row(**fields):
+        print(json.dumps(fields), file=metrics, flush=True)
+
+    started = time.perf_counter()
+    for step in range(done, steps):
+        if stop:
+            save_checkpoint(step)
+            print(f"torch_trainer: stopped at step {step}, checkpointed", file=sys.stderr)
+            sys.exit(130)
+        # Each step's windows and depths from a generator keyed by (seed, step): a resumed run
+        # draws what the uninterrupted one would have.
+        g = torch.Generator().manual_seed((seed * 1_000_003 + step) % 2**63)
+        window_starts = torch.randint(0, len(train_tokens) - seq - 1, (batch,), generator=g)
+        windows = torch.stack([train_tokens[s: s + seq + 1] for s in window_starts.tolist()]).long().to(device)
+        if looped:
+            mu = lc["mean_recurrence"]
+            if lc["depth_sampling"] == "poisson":
+                depths = torch.poisson(torch.full((batch,), float(mu)), generator=g).long().clamp(min=1)
+            else:
+                depths = torch.full((batch,), mu)
+            h0 = torch.zeros(batch, seq, model.r)
+            if lc["state_init"] == "random":
+                h0 = torch.randn(h0.shape, generator=g) * INIT_STD
+            logits = model(windows[:, :-1], depths.to(device), backprop, h0.to(device))
+        else:
+            logits = model(windows[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, vocab), windows[:, 1:].reshape(-1))
+        lr = t["lr"] * lr_multiplier(t, step, steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = t["grad_clip"] if t["grad_clip"] > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item()
+        opt.step()
+        done = step + 1
+        value = loss.item()
+        is_last = done == steps
+        if is_last or (t["log_every"] > 0 and done % t["log_every"] == 0) or not math.isfinite(value):
+            row(step=done, tokens=done * batch * seq, train_loss=value, lr=lr, grad_norm=grad_norm,
+                elapsed_seconds=time.perf_counter() - started)
+        if not math.isfinite(value):
+            sys.exit(f"torch_trainer: training loss {value} at step {done}")
+        if is_last or (t["eval_every"] > 0 and done % t["eval_every"] == 0):
+            row(step=done, val_loss=evaluate(lc.get("mean_recurrence", 1)))
+        every = t["checkpoint_every"]
+        if not is_last and every > 0 and done % every == 0:
+            save_checkpoint(done)
+
+    final = evaluate(lc.get("mean_recurrence", 1))
+    for loops in lc.get("test_loops", []) if looped else []:
+        row(step=done, val_loss=evaluate(loops), test_loops=loops)
+    row(final={"val_loss": final})
+
+
+if __name__ == "__main__":
+    main()
