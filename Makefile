@@ -65,11 +65,11 @@ torch-compare: corpus build $(TORCH_VENV)/installed
 	./target/release/loopscale run sweeps/torch_compare.toml --jobs $(JOBS)
 	./target/release/loopscale sql results/torch_compare.sqlite \
 	  "SELECT arch, d_model, \
-	     max(CASE WHEN variant = 'builtin' THEN final_val_loss END) AS builtin_val_loss, \
-	     max(CASE WHEN variant = 'torch' THEN final_val_loss END) AS torch_val_loss, \
-	     max(CASE WHEN variant = 'torch' THEN final_val_loss END) - max(CASE WHEN variant = 'builtin' THEN final_val_loss END) AS difference, \
-	     max(CASE WHEN variant = 'builtin' THEN wall_seconds END) AS builtin_s, \
-	     max(CASE WHEN variant = 'torch' THEN wall_seconds END) AS torch_s \
+	     round(max(CASE WHEN variant = 'builtin' THEN final_val_loss END), 4) AS builtin_val_loss, \
+	     round(max(CASE WHEN variant = 'torch' THEN final_val_loss END), 4) AS torch_val_loss, \
+	     round(max(CASE WHEN variant = 'torch' THEN final_val_loss END) - max(CASE WHEN variant = 'builtin' THEN final_val_loss END), 4) AS torch_minus_builtin, \
+	     round(max(CASE WHEN variant = 'builtin' THEN wall_seconds END), 1) AS builtin_s, \
+	     round(max(CASE WHEN variant = 'torch' THEN wall_seconds END), 1) AS torch_s \
 	   FROM runs WHERE sweep = 'torch_compare' GROUP BY arch, d_model ORDER BY arch, d_model"
 	./target/release/loopscale report results/torch_compare.sqlite
 
