@@ -18,7 +18,8 @@ pub mod repack;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod repack_x86;
 #[cfg(not(target_arch = "wasm32"))]
-pub mod tokenizer;
+// loopscale patch: `pub mod tokenizer;` (gguf tokenizers, built on the `tokenizers` crate) is left
+// out: loopscale tokenizes bytes itself, and the crate was a sizeable part of a clean build.
 #[cfg(not(feature = "metal"))]
 mod metal {
     pub use super::dummy_metal::*;
