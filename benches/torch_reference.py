@@ -1,8 +1,12 @@
 """PyTorch eager twin of loopscale's reference models, for `make bench` (benches/train_ref.rs).
 
-The same networks as src/model (pre-norm GPT; Parcae looped model with the diagonal injection),
-the same initialisation scheme, the same AdamW (decoupled decay on matrices only, global-norm
-clipping) and the same data (random byte windows of the training split of the corpus), written
+The same networks as src/model (pre-norm GPT; Parcae looped model with the diagonal injection)
+in loopscale's default recipe (the Parcae reference's: tied embeddings, "scaled-zero" init —
+orthogonal matrices with entry std √(2/(5d)), output projections zero, C orthogonal × √(2/5) —,
+RMSNorm ε 1e-5, QK-norm without gains, RoPE base 50 000, the recurrent state drawn from a
+truncated normal at the embedding's std), the same AdamW (decoupled decay on the blocks'
+matrices only, global-norm clipping) and the same data (random byte windows of the training
+split of the corpus), written
 the way a PyTorch user would write them in eager mode: nn.functional ops, torch.optim.AdamW,
 no torch.compile. Prints one JSON line: tokens/s over the timed steps and the loss at every step.
 
@@ -17,29 +21,42 @@ import time
 import torch
 import torch.nn.functional as F
 
-INIT_STD = 0.02
-EPS = 1e-6
+EPS = 1e-5
+ROPE_BASE = 50_000.0
 DEFAULT_DECAY = 0.447
 MIN_DECAY_RATE = 1e-4
 
 
+def init_std(d):
+    """scaled-zero's entry scale for a width-d model."""
+    return math.sqrt(2 / (5 * d))
+
+
 class RmsNorm(torch.nn.Module):
-    def __init__(self, dim):
+    def __init__(self, dim, gain=True):
         super().__init__()
-        self.gain = torch.nn.Parameter(torch.ones(dim))
+        self.gain = torch.nn.Parameter(torch.ones(dim)) if gain else None
 
     def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS) * self.gain
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS)
+        return x if self.gain is None else x * self.gain
 
 
-def normal(shape, std):
-    return torch.nn.Parameter(torch.randn(*shape) * std)
+def orthogonal(shape, std):
+    """A random orthogonal matrix whose entries have standard deviation `std`."""
+    w = torch.empty(*shape)
+    torch.nn.init.orthogonal_(w, gain=std * math.sqrt(max(shape)))
+    return torch.nn.Parameter(w)
+
+
+def zeros(shape):
+    return torch.nn.Parameter(torch.zeros(*shape))
 
 
 class Rope:
     def __init__(self, head_dim, max_len):
         half = head_dim // 2
-        inv_freq = 10_000.0 ** (-(torch.arange(half, dtype=torch.float64) * 2) / head_dim)
+        inv_freq = ROPE_BASE ** (-(torch.arange(half, dtype=torch.float64) * 2) / head_dim)
         angles = torch.arange(max_len, dtype=torch.float64)[:, None] * inv_freq[None, :]
         self.cos = angles.cos().float()[:, None, :]  # (t, 1, half)
         self.sin = angles.sin().float()[:, None, :]
@@ -52,16 +69,17 @@ class Rope:
 
 
 class Block(torch.nn.Module):
-    def __init__(self, d, heads, out_std, attention):
+    def __init__(self, d, heads, attention):
         super().__init__()
-        hd = d // heads
+        hd, std = d // heads, init_std(d)
         self.heads, self.attention = heads, attention
         self.attn_norm, self.mlp_norm = RmsNorm(d), RmsNorm(d)
-        self.q_norm, self.k_norm = RmsNorm(hd), RmsNorm(hd)
-        self.w_qkv = normal((d, 3 * d), INIT_STD)
-        self.w_attn_out = normal((d, d), out_std)
-        self.w_in = normal((d, 4 * d), INIT_STD)
-        self.w_mlp_out = normal((4 * d, d), out_std)
+        self.q_norm, self.k_norm = RmsNorm(hd, gain=False), RmsNorm(hd, gain=False)
+        # Q, K and V each orthogonal, side by side.
+        self.w_qkv = torch.nn.Parameter(torch.cat([orthogonal((d, d), std) for _ in range(3)], 1))
+        self.w_attn_out = zeros((d, d))
+        self.w_in = orthogonal((d, 4 * d), std)
+        self.w_mlp_out = zeros((4 * d, d))
 
     def attn(self, x, rope):
         b, t, d = x.shape
@@ -83,25 +101,23 @@ class Block(torch.nn.Module):
         return x + F.relu(self.mlp_norm(x) @ self.w_in).square() @ self.w_mlp_out
 
 
-def stack(n, d, heads, depth, attention):
-    out_std = INIT_STD / math.sqrt(2 * depth)
-    return torch.nn.ModuleList(Block(d, heads, out_std, attention) for _ in range(n))
+def stack(n, d, heads, attention):
+    return torch.nn.ModuleList(Block(d, heads, attention) for _ in range(n))
 
 
 class Gpt(torch.nn.Module):
     def __init__(self, vocab, d, heads, layers, seq_len, attention):
         super().__init__()
-        self.embedding = normal((vocab, d), INIT_STD)
-        self.blocks = stack(layers, d, heads, layers, attention)
+        self.embedding = orthogonal((vocab, d), init_std(d))
+        self.blocks = stack(layers, d, heads, attention)
         self.final_norm = RmsNorm(d)
-        self.head = normal((d, vocab), INIT_STD)
         self.rope = Rope(d // heads, seq_len)
 
     def forward(self, ids):
         x = self.embedding[ids]
         for block in self.blocks:
             x = block(x, self.rope)
-        return self.final_norm(x) @ self.head
+        return self.final_norm(x) @ self.embedding.t()  # tied head
 
 
 class Looped(torch.nn.Module):
@@ -109,20 +125,18 @@ class Looped(torch.nn.Module):
 
     def __init__(self, vocab, d, heads, n_pre, n_core, n_coda, loops, backprop, seq_len, attention):
         super().__init__()
-        depth = n_pre + n_core * loops + n_coda
-        self.loops, self.backprop = loops, backprop
-        self.embedding = normal((vocab, d), INIT_STD)
-        self.prelude = stack(n_pre, d, heads, depth, attention)
+        self.loops, self.backprop, self.std = loops, backprop, init_std(d)
+        self.embedding = orthogonal((vocab, d), self.std)
+        self.prelude = stack(n_pre, d, heads, attention)
         self.prelude_norm = RmsNorm(d)
         delta = -math.log(DEFAULT_DECAY) - MIN_DECAY_RATE
         self.a_log = torch.nn.Parameter(torch.zeros(d))
         self.dt_bias = torch.nn.Parameter(torch.full((d,), math.log(math.expm1(delta))))
         self.b = torch.nn.Parameter(torch.eye(d))
-        self.core = stack(n_core, d, heads, depth, attention)
-        self.readout = torch.nn.Parameter(torch.eye(d))
-        self.coda = stack(n_coda, d, heads, depth, attention)
+        self.core = stack(n_core, d, heads, attention)
+        self.readout = orthogonal((d, d), self.std)
+        self.coda = stack(n_coda, d, heads, attention)
         self.final_norm = RmsNorm(d)
-        self.head = normal((d, vocab), INIT_STD)
         self.rope = Rope(d // heads, seq_len)
 
     def forward(self, ids):
@@ -133,7 +147,7 @@ class Looped(torch.nn.Module):
         dt = F.softplus(self.dt_bias)
         decay = torch.exp(-(dt * self.a_log.clamp(-30, 30).exp() + MIN_DECAY_RATE))
         drive = (e @ self.b) * dt
-        h = torch.randn_like(e) * INIT_STD
+        h = torch.nn.init.trunc_normal_(torch.empty_like(e), 0.0, self.std, -3 * self.std, 3 * self.std)
         for j in range(self.loops):
             h = h * decay + drive
             for block in self.core:
@@ -143,7 +157,7 @@ class Looped(torch.nn.Module):
         x = h @ self.readout
         for block in self.coda:
             x = block(x, self.rope)
-        return self.final_norm(x) @ self.head
+        return self.final_norm(x) @ self.embedding.t()  # tied head
 
 
 def main():
@@ -171,9 +185,9 @@ def main():
     else:
         model = Looped(256, a.d_model, a.heads, 2, 2, 2, 4, 2, a.seq_len, a.attention)
 
-    # Decoupled weight decay on matrices only; the embedding, gains and injection vectors/B are
-    # not decayed (loopscale's DecayGroup split).
-    no_decay = {"embedding", "a_log", "dt_bias", "b"}
+    # Decoupled weight decay on the blocks' matrices only; the embedding, gains, A_log, dt_bias,
+    # B and C are not decayed (loopscale's parameter roles).
+    no_decay = {"embedding", "a_log", "dt_bias", "b", "readout"}
     decay, keep = [], []
     for name, p in model.named_parameters():
         leaf = name.split(".")[-1]

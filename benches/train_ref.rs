@@ -3,7 +3,9 @@
 //! Two reference models, d_model 256, 4 heads, 6 unique blocks, seq_len 256, batch 16, bytes:
 //! a GPT-6 and a Parcae looped model (2 prelude + 2 core + 2 coda, diagonal injection, 4 loops
 //! of which the last 2 carry gradient; the depth is fixed rather than Poisson so that both
-//! implementations do exactly the same work every step). Both heads are untied.
+//! implementations do exactly the same work every step). Both in loopscale's default recipe
+//! (tied head, scaled-zero init, no QK-norm gains; docs/recipe.md), which the PyTorch twin
+//! follows.
 //!
 //! For each model, back to back: loopscale's trainer (`train_model`) for `BENCH_STEPS` timed
 //! steps after `BENCH_WARMUP` untimed ones, then `benches/torch_reference.py` (the same model
@@ -75,7 +77,6 @@ fn config(arch: Arch, steps: usize) -> RunConfig {
             d_model: D,
             n_heads: HEADS,
             n_layers: 6,
-            tie_embeddings: false,
             looped,
             ..ModelConfig::default()
         },
@@ -228,6 +229,7 @@ fn phase_split(arch: Arch, corpus: &Corpus, steps: usize) -> [f64; 4] {
             beta2: 0.95,
             eps: 1e-8,
             weight_decay: 0.1,
+            decay_embeddings: false,
         },
     )
     .unwrap();

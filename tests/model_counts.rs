@@ -54,10 +54,11 @@ fn flops_match_a_hand_count() {
         mlp: Mlp::Relu2,
         mlp_ratio: 4,
         tie_embeddings: true,
+        qk_norm_gain: true,
         ..ModelConfig::default()
     };
     // One block: two norm gains 2·8 = 16; QKV 8·24 = 192 and output 8·8 = 64; QK-norm gains
-    // 2·4 = 8; MLP 8·32 + 32·8 = 512. Total 792.
+    // 2·4 = 8 (learnable here; the default has none); MLP 8·32 + 32·8 = 512. Total 792.
     // Non-embedding: 2 blocks + final norm = 2·792 + 8 = 1592. Embedding 16·8 = 128 (tied).
     let counts = param_counts(&cfg, 16);
     assert_eq!(counts.non_embedding, 1592);
@@ -73,34 +74,43 @@ fn flops_match_a_hand_count() {
     };
     assert_eq!(param_counts(&untied, 16).total, 1592 + 256);
     assert_eq!(train_flops_per_token(&untied, 16, 4), 11088.0);
+    // Without QK-norm gains (the default) each block has 8 fewer parameters.
+    let no_gains = ModelConfig {
+        qk_norm_gain: false,
+        ..untied
+    };
+    assert_eq!(param_counts(&no_gains, 16).non_embedding, 1592 - 2 * 8);
 }
 
-/// Weight decay reaches exactly the hidden matrices and an untied head; never norms or the
-/// token embedding.
+/// Every parameter has exactly one role; weight decay reaches exactly the hidden matrices (and
+/// the embedding and untied head only when asked), never norms.
 #[test]
 fn decay_groups_cover_matrices_only() {
-    use loopscale::model::DecayGroup;
+    use loopscale::model::ParamRole;
     let cfg = ModelConfig {
         tie_embeddings: false,
         mlp: Mlp::Swiglu,
+        qk_norm_gain: true,
         ..ModelConfig::default()
     };
     let model = Gpt::new(&cfg, 256, 16, 0, DType::F32, &Device::Cpu).unwrap();
     for p in model.params().params() {
-        let is_matrix = p.var.rank() == 2 && p.name != "token_embedding";
-        let expected = if is_matrix {
-            DecayGroup::Decay
+        let expected = if p.name == "token_embedding" || p.name == "lm_head" {
+            ParamRole::Embedding
+        } else if p.var.rank() == 2 {
+            ParamRole::Matrix
         } else {
-            DecayGroup::NoDecay
+            ParamRole::Gain
         };
-        assert_eq!(p.group, expected, "{}", p.name);
+        assert_eq!(p.role, expected, "{}", p.name);
+        assert_eq!(p.role.decayed(false), p.role == ParamRole::Matrix);
     }
     let decayed = model
         .params()
         .params()
         .iter()
-        .filter(|p| p.group == DecayGroup::Decay)
+        .filter(|p| p.role.decayed(true))
         .count();
-    // Per block QKV, output, and SwiGLU's three matrices; plus the head.
-    assert_eq!(decayed, cfg.n_layers * 5 + 1);
+    // Per block QKV, output, and SwiGLU's three matrices; plus the embedding and the head.
+    assert_eq!(decayed, cfg.n_layers * 5 + 2);
 }

@@ -5,8 +5,8 @@
 //! autograd gradient of zero where the numerical one is not, and fails these tests.
 
 use candle_core::{DType, Device, Tensor, Var};
-use loopscale::model::layers::{CausalSelfAttention, MlpBlock, RmsNorm, Rope};
-use loopscale::model::{CausalLm, Gpt, Mlp, ModelConfig, ParamStore};
+use loopscale::model::layers::{BlockInit, CausalSelfAttention, MlpBlock, RmsNorm, Rope};
+use loopscale::model::{CausalLm, Gpt, Init, Mlp, ModelConfig, ParamStore};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -79,6 +79,13 @@ fn check(
     worst
 }
 
+/// Gaussian weights of std 0.3, output projections included.
+const LARGE: BlockInit = BlockInit {
+    std: 0.3,
+    out_std: Some(0.3),
+    orthogonal: false,
+};
+
 fn tiny(mlp: Mlp) -> ModelConfig {
     ModelConfig {
         d_model: 16,
@@ -86,6 +93,10 @@ fn tiny(mlp: Mlp) -> ModelConfig {
         n_layers: 2,
         mlp,
         mlp_ratio: 2,
+        // Random output projections, so every weight has a gradient at init; learnable QK-norm
+        // gains, so their gradient is checked too.
+        init: Init::Gpt2,
+        qk_norm_gain: true,
         ..ModelConfig::default()
     }
 }
@@ -131,7 +142,7 @@ fn attention_gradient_matches_finite_differences() {
     let mut rng = StdRng::seed_from_u64(3);
     let mut store = ParamStore::new(3, DType::F64, &Device::Cpu);
     // A large init std so attention is far from uniform and RoPE matters.
-    let attn = CausalSelfAttention::new(&mut store, "attn", &cfg, 0.3).unwrap();
+    let attn = CausalSelfAttention::new(&mut store, "attn", &cfg, &LARGE).unwrap();
     for p in store.params() {
         if p.name.ends_with("gain") {
             p.var
@@ -159,7 +170,7 @@ fn mlp_gradients_match_finite_differences() {
         let cfg = tiny(mlp);
         let mut rng = StdRng::seed_from_u64(10 + i as u64);
         let mut store = ParamStore::new(10 + i as u64, DType::F64, &Device::Cpu);
-        let block = MlpBlock::new(&mut store, "mlp", &cfg, 0.3).unwrap();
+        let block = MlpBlock::new(&mut store, "mlp", &cfg, &LARGE).unwrap();
         let x = Var::from_tensor(
             &random_tensor(&mut rng, &[2, 3, 16])
                 .affine(3.0, 0.0)

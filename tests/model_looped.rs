@@ -4,9 +4,9 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use loopscale::model::{
-    Arch, CausalLm, DecayGroup, DepthSampling, Gpt, Injection, LoopPlan, Looped, LoopedConfig, Mlp,
-    ModelConfig, StateInit, forward_flops_per_token, forward_flops_per_token_at, lm_loss,
-    param_counts, train_flops_per_token,
+    Arch, CausalLm, DepthSampling, Gpt, Init, Injection, LoopPlan, Looped, LoopedConfig, Mlp,
+    ModelConfig, ParamRole, StateInit, forward_flops_per_token, forward_flops_per_token_at,
+    lm_loss, param_counts, train_flops_per_token,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -24,6 +24,9 @@ fn looped_cfg(
         n_heads: 2,
         mlp: Mlp::Relu2,
         mlp_ratio: 2,
+        // Random output projections and C: every parameter has a gradient from the first step,
+        // so the loop mechanics are checked at a generic point (scaled-zero starts at identity).
+        init: Init::Gpt2,
         looped: Some(LoopedConfig {
             n_prelude: 1,
             n_core: 1,
@@ -540,6 +543,8 @@ fn looped_flops_match_a_hand_count() {
         mlp: Mlp::Relu2,
         mlp_ratio: 4,
         tie_embeddings: true,
+        // Learnable QK-norm gains, as in the GPT hand count.
+        qk_norm_gain: true,
         looped: Some(LoopedConfig {
             n_prelude: 1,
             n_core: 1,
@@ -634,7 +639,7 @@ fn looped_param_counts_equal_the_built_tensors() {
 }
 
 #[test]
-fn injection_parameters_are_not_decayed() {
+fn injection_and_readout_parameters_are_not_decayed() {
     let model = Looped::new(
         &looped_cfg(Injection::Diagonal, None, 2),
         32,
@@ -644,15 +649,17 @@ fn injection_parameters_are_not_decayed() {
         &CPU,
     )
     .unwrap();
-    for name in ["injection.A_log", "injection.dt_bias", "injection.B"] {
-        assert_eq!(
-            model.params().find(name).unwrap().group,
-            DecayGroup::NoDecay,
-            "{name}"
-        );
+    for name in [
+        "injection.A_log",
+        "injection.dt_bias",
+        "injection.B",
+        "readout.C",
+    ] {
+        let role = model.params().find(name).unwrap().role;
+        assert_eq!(role, ParamRole::Recurrent, "{name}");
+        assert!(!role.decayed(true), "{name}");
     }
-    assert_eq!(
-        model.params().find("core.0.attn.w_qkv").unwrap().group,
-        DecayGroup::Decay
-    );
+    let matrix = model.params().find("core.0.attn.w_qkv").unwrap().role;
+    assert_eq!(matrix, ParamRole::Matrix);
+    assert!(matrix.decayed(false));
 }

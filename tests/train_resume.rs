@@ -1,6 +1,7 @@
 //! Checkpoints and resuming at the trainer level: a run stopped (gracefully, or by a crash
 //! that loses everything after its last checkpoint) and resumed ends with bit-identical
-//! losses to the uninterrupted run, GPT and looped (sampled depths) alike; a damaged newest
+//! losses to the uninterrupted run, GPT and looped (sampled depths) alike, with AdamW or Muon
+//! (momentum warm-up and decaying weight decay spanning the checkpoints); a damaged newest
 //! checkpoint (flipped byte, truncated file) is detected by its checksum, reported, and the run
 //! resumes from the one before, or from scratch, still to the same numbers.
 
@@ -8,7 +9,7 @@ use std::path::Path;
 
 use candle_core::Device;
 use loopscale::config::RunConfig;
-use loopscale::config::{DataConfig, Schedule, TrainConfig};
+use loopscale::config::{DataConfig, OptimizerKind, Schedule, TrainConfig};
 use loopscale::model::{Arch, DepthSampling, Injection, LoopedConfig, Mlp, ModelConfig, StateInit};
 use loopscale::train::{
     Checkpointing, EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics, checkpoint, train,
@@ -160,7 +161,11 @@ fn assert_same(label: &str, rows: &Rows, out: &RunOutcome, ref_rows: &Rows, ref_
 }
 
 fn stop_crash_and_resume(arch: Arch) {
-    let cfg = config(arch);
+    stop_crash_and_resume_with(config(arch));
+}
+
+fn stop_crash_and_resume_with(cfg: RunConfig) {
+    let arch = cfg.model.arch;
     let (ref_rows, ref_out) = reference(&cfg);
     let dir = tempfile::tempdir().unwrap();
 
@@ -207,6 +212,26 @@ fn a_gpt_resumed_after_a_stop_and_a_crash_ends_bit_identical() {
 #[test]
 fn a_looped_model_resumed_after_a_stop_and_a_crash_ends_bit_identical() {
     stop_crash_and_resume(Arch::Looped);
+}
+
+/// Muon's momentum warms up over 12 steps and its weight decay falls every step: both must be
+/// continued exactly from the update count, and its buffers restored, for the same numbers.
+fn with_muon(arch: Arch) -> RunConfig {
+    let mut cfg = config(arch);
+    cfg.train.optimizer = OptimizerKind::Muon;
+    cfg.train.muon_momentum_warmup = 12;
+    cfg.train.muon_lr = Some(2e-2);
+    cfg
+}
+
+#[test]
+fn a_muon_gpt_resumed_after_a_stop_and_a_crash_ends_bit_identical() {
+    stop_crash_and_resume_with(with_muon(Arch::Gpt));
+}
+
+#[test]
+fn a_muon_looped_model_resumed_after_a_stop_and_a_crash_ends_bit_identical() {
+    stop_crash_and_resume_with(with_muon(Arch::Looped));
 }
 
 #[test]

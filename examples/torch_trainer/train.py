@@ -5,7 +5,9 @@ A second, independent implementation of loopscale's runs: the pre-norm GPT and t
 injection and truncated backprop -> coda), AdamW with decoupled decay on hidden matrices, the
 sweep's cosine or trapezoid schedule, global-norm clipping, random byte windows of the training
 split, evaluations on the same validation windows as loopscale, and test-time loop counts for
-looped models. It reads the run's config.json, appends rows to the metrics file, checkpoints
+looped models, in either init (model.init: "scaled-zero", the Parcae reference's, or "gpt2") with
+model.rope_base, model.norm_eps, model.qk_norm_gain and train.decay_embeddings / adam_eps as
+loopscale reads them; train.optimizer = "muon" is refused. It reads the run's config.json, appends rows to the metrics file, checkpoints
 into the run's directory (every train.checkpoint_every steps and on SIGINT) and resumes from
 there. Runs on CPU or CUDA.
 
@@ -23,8 +25,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-INIT_STD = 0.02
-EPS = 1e-6
+INIT_STD = 0.02  # init = "gpt2"
+# The model-wide settings of the run (model.init, model.norm_eps, model.rope_base,
+# model.qk_norm_gain), set once from the configuration before the model is built.
+RECIPE = {"init": "scaled-zero", "eps": 1e-5, "rope_base": 50_000.0, "qk_gain": False}
 DEFAULT_DECAY = 0.447
 MIN_DECAY_RATE = 1e-4
 
@@ -34,11 +38,14 @@ KNOWN = {
     "data": {"corpus", "tokenizer", "seq_len", "val_fraction"},
     "train": {
         "tokens", "flops", "batch_size", "lr", "schedule", "warmup_fraction", "cooldown_fraction",
-        "min_lr_fraction", "weight_decay", "beta1", "beta2", "grad_clip", "eval_every",
-        "eval_tokens", "log_every", "checkpoint_every", "backend", "command",
+        "min_lr_fraction", "weight_decay", "decay_embeddings", "beta1", "beta2", "adam_eps",
+        "optimizer", "muon_lr", "muon_momentum", "muon_momentum_start", "muon_momentum_warmup",
+        "muon_weight_decay", "grad_clip", "eval_every", "eval_tokens", "log_every",
+        "checkpoint_every", "backend", "command",
     },
     "model": {
-        "arch", "d_model", "n_heads", "n_layers", "mlp", "mlp_ratio", "tie_embeddings", "looped",
+        "arch", "d_model", "n_heads", "n_layers", "mlp", "mlp_ratio", "tie_embeddings", "init",
+        "rope_base", "norm_eps", "qk_norm_gain", "looped",
     },
     "looped": {
         "n_prelude", "n_core", "n_coda", "recurrent_dim", "injection", "mean_recurrence",
@@ -52,23 +59,55 @@ KNOWN = {
 
 
 class RmsNorm(torch.nn.Module):
-    def __init__(self, dim):
+    def __init__(self, dim, gain=True):
         super().__init__()
-        self.gain = torch.nn.Parameter(torch.ones(dim))
+        self.gain = torch.nn.Parameter(torch.ones(dim)) if gain else None
 
     def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS) * self.gain
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + RECIPE["eps"])
+        return x if self.gain is None else x * self.gain
 
 
 def normal(gen, shape, std):
     return torch.nn.Parameter(torch.randn(*shape, generator=gen) * std)
 
 
+def truncated_normal(shape, gen, std):
+    """N(0, std²) truncated to ±3σ (redrawn), the recurrent state's init ("like-init")."""
+    x = torch.randn(shape, generator=gen)
+    bad = x.abs() > 3
+    while bad.any():
+        x[bad] = torch.randn(int(bad.sum()), generator=gen)
+        bad = x.abs() > 3
+    return x * std
+
+
+def init_std(d):
+    """Entry scale of a width-d model's matrices: √(2/(5d)) for scaled-zero, 0.02 for gpt2."""
+    return math.sqrt(2 / (5 * d)) if RECIPE["init"] == "scaled-zero" else INIT_STD
+
+
+def orthogonal(gen, shape, std):
+    """A random orthogonal matrix with entries of standard deviation `std` (QR of a Gaussian,
+    signs fixed so it is Haar-distributed)."""
+    rows, cols = shape
+    a = torch.randn(max(shape), min(shape), generator=gen, dtype=torch.float64)
+    q, r = torch.linalg.qr(a)
+    q = q * torch.sign(torch.diagonal(r))
+    q = q if rows >= cols else q.t()
+    return torch.nn.Parameter((q * std * math.sqrt(max(shape))).float())
+
+
+def matrix(gen, shape, std):
+    """An input-side matrix as the init says: orthogonal (scaled-zero) or Gaussian (gpt2)."""
+    return orthogonal(gen, shape, std) if RECIPE["init"] == "scaled-zero" else normal(gen, shape, std)
+
+
 class Rope(torch.nn.Module):
     def __init__(self, head_dim, max_len):
         super().__init__()
         half = head_dim // 2
-        inv_freq = 10_000.0 ** (-(torch.arange(half, dtype=torch.float64) * 2) / head_dim)
+        inv_freq = RECIPE["rope_base"] ** (-(torch.arange(half, dtype=torch.float64) * 2) / head_dim)
         angles = torch.arange(max_len, dtype=torch.float64)[:, None] * inv_freq[None, :]
         self.register_buffer("cos", angles.cos().float()[:, None, :], persistent=False)
         self.register_buffer("sin", angles.sin().float()[:, None, :], persistent=False)
@@ -84,17 +123,23 @@ class Block(torch.nn.Module):
     """Pre-norm: x + attn(norm(x)) with QK-norm and RoPE, then x + mlp(norm(x))."""
 
     def __init__(self, gen, d, heads, mlp, mlp_ratio, out_std):
+        """`out_std` None: output projections start at zero (each block is the identity)."""
         super().__init__()
-        hd = d // heads
+        hd, std = d // heads, init_std(d)
         self.heads, self.mlp = heads, mlp
         self.attn_norm, self.mlp_norm = RmsNorm(d), RmsNorm(d)
-        self.q_norm, self.k_norm = RmsNorm(hd), RmsNorm(hd)
-        self.w_qkv = normal(gen, (d, 3 * d), INIT_STD)
-        self.w_attn_out = normal(gen, (d, d), out_std)
+        self.q_norm, self.k_norm = RmsNorm(hd, RECIPE["qk_gain"]), RmsNorm(hd, RECIPE["qk_gain"])
+        if RECIPE["init"] == "scaled-zero":  # Q, K and V each orthogonal
+            self.w_qkv = torch.nn.Parameter(torch.cat([orthogonal(gen, (d, d), std) for _ in range(3)], 1))
+        else:
+            self.w_qkv = normal(gen, (d, 3 * d), std)
+        out = (lambda shape: torch.nn.Parameter(torch.zeros(*shape))) if out_std is None else (
+            lambda shape: normal(gen, shape, out_std))
+        self.w_attn_out = out((d, d))
         hidden = mlp_ratio * d if mlp != "swiglu" else round(2 * mlp_ratio * d / 3)
-        self.w_in = normal(gen, (d, hidden), INIT_STD)
-        self.w_gate = normal(gen, (d, hidden), INIT_STD) if mlp == "swiglu" else None
-        self.w_mlp_out = normal(gen, (hidden, d), out_std)
+        self.w_in = matrix(gen, (d, hidden), std)
+        self.w_gate = matrix(gen, (d, hidden), std) if mlp == "swiglu" else None
+        self.w_mlp_out = out((hidden, d))
 
     def attn(self, x, rope):
         b, t, d = x.shape
@@ -119,7 +164,7 @@ class Block(torch.nn.Module):
 
 
 def stack(gen, m, d, n, depth):
-    out_std = INIT_STD / math.sqrt(2 * max(depth, 1))
+    out_std = None if RECIPE["init"] == "scaled-zero" else INIT_STD / math.sqrt(2 * max(depth, 1))
     return torch.nn.ModuleList(
         Block(gen, d, m["n_heads"], m["mlp"], m["mlp_ratio"], out_std) for _ in range(n)
     )
@@ -131,7 +176,7 @@ class Head(torch.nn.Module):
     def __init__(self, gen, d, vocab, tied):
         super().__init__()
         self.final_norm = RmsNorm(d)
-        self.untied = None if tied else normal(gen, (d, vocab), INIT_STD)
+        self.untied = None if tied else matrix(gen, (d, vocab), init_std(d))
 
     def forward(self, x, embedding):
         w = embedding.t() if self.untied is None else self.untied
@@ -142,7 +187,7 @@ class Gpt(torch.nn.Module):
     def __init__(self, gen, m, vocab, seq_len):
         super().__init__()
         d = m["d_model"]
-        self.embedding = normal(gen, (vocab, d), INIT_STD)
+        self.embedding = matrix(gen, (vocab, d), init_std(d))
         self.blocks = stack(gen, m, d, m["n_layers"], m["n_layers"])
         self.head = Head(gen, d, vocab, m["tie_embeddings"])
         self.rope = Rope(d // m["n_heads"], seq_len)
@@ -164,7 +209,8 @@ class Looped(torch.nn.Module):
         r = lc.get("recurrent_dim") or d
         self.lc, self.r = lc, r
         depth = lc["n_prelude"] + lc["n_core"] * lc["mean_recurrence"] + lc["n_coda"]
-        self.embedding = normal(gen, (vocab, d), INIT_STD)
+        self.state_std = init_std(d)  # the recurrent state's init: the embedding's std
+        self.embedding = matrix(gen, (vocab, d), init_std(d))
         self.prelude = stack(gen, m, d, lc["n_prelude"], depth)
         self.prelude_norm = RmsNorm(d) if lc["prelude_norm"] else None
         self.injection = lc["injection"]
@@ -177,9 +223,13 @@ class Looped(torch.nn.Module):
             self.b = torch.nn.Parameter(torch.eye(d, r)) if r != d else None
         else:  # linear: W = [W_h; W_e], starting as the additive injection plus noise
             w = torch.cat([torch.eye(r, r), torch.eye(d, r)])
-            self.w = torch.nn.Parameter(w + torch.randn(r + d, r, generator=gen) * INIT_STD)
+            self.w = torch.nn.Parameter(w + torch.randn(r + d, r, generator=gen) * init_std(d))
         self.core = stack(gen, m, r, lc["n_core"], depth)
-        self.readout = torch.nn.Parameter(torch.eye(r, d))
+        # C: orthogonal × √(2/5) (scaled-zero), or the identity (gpt2).
+        if RECIPE["init"] == "scaled-zero":
+            self.readout = orthogonal(gen, (r, d), init_std(d))
+        else:
+            self.readout = torch.nn.Parameter(torch.eye(r, d))
         self.coda = stack(gen, m, d, lc["n_coda"], depth)
         self.head = Head(gen, d, vocab, m["tie_embeddings"])
         self.rope = Rope(d // m["n_heads"], seq_len)
@@ -271,6 +321,14 @@ def main():
     cfg = meta["config"]
     check_keys(cfg, a.allow_unknown_keys)
     d_cfg, t, m = cfg["data"], cfg["train"], cfg["model"]
+    if t.get("optimizer", "adamw") != "adamw":
+        sys.exit(f"torch_trainer: train.optimizer = {t['optimizer']!r} is not implemented here (adamw only)")
+    RECIPE.update(
+        init=m.get("init", "scaled-zero"),
+        eps=m.get("norm_eps", 1e-5),
+        rope_base=m.get("rope_base", 50_000.0),
+        qk_gain=m.get("qk_norm_gain", False),
+    )
     if d_cfg["tokenizer"] != "bytes":
         sys.exit(f"torch_trainer: tokenizer {d_cfg['tokenizer']!r} is not implemented")
     device = torch.device("cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu")
@@ -290,15 +348,18 @@ def main():
     lc = m.get("looped") or {}
     backprop = max(lc.get("backprop_depth") or math.ceil(lc.get("mean_recurrence", 1) / 2), 1)
 
-    # Decoupled weight decay on hidden matrices (and an untied head, the linear injection's W
-    # and C); never on the embedding, norms, or the diagonal injection's A_log, dt_bias, B.
-    no_decay = {"embedding", "a_log", "dt_bias", "b", "gain"}
+    # Decoupled weight decay on the blocks' matrices and the linear injection's W; on the
+    # embedding and an untied head only with train.decay_embeddings; never on norms, A_log,
+    # dt_bias, B or C (loopscale's parameter roles).
+    no_decay = {"a_log", "dt_bias", "b", "gain", "readout"}
+    if not t.get("decay_embeddings", False):
+        no_decay |= {"embedding", "untied"}
     decay, keep = [], []
     for name, p in model.named_parameters():
         (keep if name.split(".")[-1] in no_decay or p.dim() < 2 else decay).append(p)
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": t["weight_decay"]}, {"params": keep, "weight_decay": 0.0}],
-        lr=t["lr"], betas=(t["beta1"], t["beta2"]), eps=1e-8,
+        lr=t["lr"], betas=(t["beta1"], t["beta2"]), eps=t.get("adam_eps", 1e-8),
     )
 
     # Validation windows: loopscale's evenly spaced starts over the validation split.
@@ -313,7 +374,7 @@ def main():
         h0_gen = torch.Generator().manual_seed(seed ^ 0x5EED)
         h0 = torch.zeros(ids.shape[0], ids.shape[1], model.r)
         if lc["state_init"] == "random":
-            h0 = torch.randn(h0.shape, generator=h0_gen) * INIT_STD
+            h0 = truncated_normal(h0.shape, h0_gen, model.state_std)
         depths = torch.full((ids.shape[0],), loops, device=device)
         return model(ids, depths, loops, h0.to(device))
 
@@ -369,7 +430,7 @@ def main():
                 depths = torch.full((batch,), mu)
             h0 = torch.zeros(batch, seq, model.r)
             if lc["state_init"] == "random":
-                h0 = torch.randn(h0.shape, generator=g) * INIT_STD
+                h0 = truncated_normal(h0.shape, g, model.state_std)
             logits = model(windows[:, :-1], depths.to(device), backprop, h0.to(device))
         else:
             logits = model(windows[:, :-1])

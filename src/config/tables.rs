@@ -12,6 +12,17 @@ pub enum Schedule {
     Trapezoid,
 }
 
+/// Which optimizer trains the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// AdamW on every parameter.
+    Adamw,
+    /// Muon on the hidden weight matrices, AdamW (with `lr`, `beta1`, `beta2`, `adam_eps`,
+    /// `weight_decay`) on the embeddings, head, norms and recurrence parameters.
+    Muon,
+}
+
 /// Who trains a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -96,10 +107,28 @@ pub struct TrainConfig {
     pub cooldown_fraction: f64,
     /// Final learning rate as a fraction of the peak.
     pub min_lr_fraction: f64,
-    /// Decoupled AdamW weight decay (never applied to norms, biases or injection parameters).
+    /// Decoupled AdamW weight decay (never applied to norms, biases, or the looped model's
+    /// injection and readout parameters `A_log`, `dt_bias`, `B`, `C`).
     pub weight_decay: f64,
+    /// Whether weight decay also reaches the token embedding and an untied LM head (the
+    /// Parcae reference leaves them undecayed).
+    pub decay_embeddings: bool,
     pub beta1: f64,
     pub beta2: f64,
+    /// AdamW's ε.
+    pub adam_eps: f64,
+    /// `"adamw"` or `"muon"` (Muon for hidden matrices, AdamW for the rest).
+    pub optimizer: OptimizerKind,
+    /// Muon's peak learning rate; `None` means `lr`. The schedule scales it like `lr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub muon_lr: Option<f64>,
+    /// Muon's momentum after its warm-up, from `muon_momentum_start` over
+    /// `muon_momentum_warmup` steps.
+    pub muon_momentum: f64,
+    pub muon_momentum_start: f64,
+    pub muon_momentum_warmup: u64,
+    /// Muon's cautious weight decay at the first step, falling linearly to 0 at the last.
+    pub muon_weight_decay: f64,
     /// Clip the global gradient norm to this value; 0 disables clipping.
     pub grad_clip: f64,
     /// Evaluate validation loss every this many steps (and always at the end); 0 = only at the end.
@@ -132,8 +161,16 @@ impl Default for TrainConfig {
             cooldown_fraction: 0.2,
             min_lr_fraction: 0.1,
             weight_decay: 0.1,
+            decay_embeddings: false,
             beta1: 0.9,
             beta2: 0.95,
+            adam_eps: 1e-8,
+            optimizer: OptimizerKind::Adamw,
+            muon_lr: None,
+            muon_momentum: 0.95,
+            muon_momentum_start: 0.85,
+            muon_momentum_warmup: 300,
+            muon_weight_decay: 0.2,
             grad_clip: 1.0,
             eval_every: 100,
             eval_tokens: 16_384,

@@ -54,10 +54,26 @@ pub enum DepthSampling {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StateInit {
-    /// Gaussian, scaled like the embedding init.
+    /// A fresh truncated normal (±3σ) every forward pass, σ the token embedding's init std (the
+    /// reference's "like-init").
     Random,
     /// All zeros.
     Zero,
+}
+
+/// How the weights are initialised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Init {
+    /// The Parcae reference's "scaled-zero": every matrix, the token embedding included, is a
+    /// (truncated) random orthogonal matrix with entry scale σ = √(2/(5·width)); the attention
+    /// output and MLP down projections start at zero, so every block is the identity at init;
+    /// the looped readout `C` is orthogonal × √(2/5).
+    ScaledZero,
+    /// GPT-2 style: N(0, 0.02²) everywhere, output projections scaled by 1/√(2·depth), `C = I`.
+    /// Far below 1/√d at the widths of these sweeps; tied looped models stall with it (see
+    /// the looped model's docs).
+    Gpt2,
 }
 
 /// Options read only by `arch = "looped"`.
@@ -127,6 +143,13 @@ pub struct ModelConfig {
     /// Hidden width of the MLP as a multiple of `d_model`.
     pub mlp_ratio: usize,
     pub tie_embeddings: bool,
+    pub init: Init,
+    /// RoPE's base (wavelength scale); the reference uses 50 000, GPT-NeoX/LLaMA 10 000.
+    pub rope_base: f64,
+    /// ε of every RMSNorm.
+    pub norm_eps: f64,
+    /// Whether the QK-norm has learnable per-channel gains (the reference's has none).
+    pub qk_norm_gain: bool,
     /// Present only for `arch = "looped"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub looped: Option<LoopedConfig>,
@@ -142,6 +165,10 @@ impl Default for ModelConfig {
             mlp: Mlp::Relu2,
             mlp_ratio: 4,
             tie_embeddings: true,
+            init: Init::ScaledZero,
+            rope_base: 50_000.0,
+            norm_eps: 1e-5,
+            qk_norm_gain: false,
             looped: None,
         }
     }

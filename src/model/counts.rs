@@ -80,11 +80,16 @@ pub fn head_dim(cfg: &ModelConfig) -> usize {
 }
 
 /// Parameters of one pre-norm block: two norms, attention (QKV and output projections, and
-/// the per-head QK-norm gains), and the MLP.
+/// the per-head QK-norm gains when learnable), and the MLP.
 pub fn block_params(cfg: &ModelConfig) -> u64 {
     let d = cfg.d_model as u64;
     let norms = 2 * d;
-    let attention = 3 * d * d + d * d + 2 * head_dim(cfg) as u64;
+    let qk_gains = if cfg.qk_norm_gain {
+        2 * head_dim(cfg) as u64
+    } else {
+        0
+    };
+    let attention = 3 * d * d + d * d + qk_gains;
     let h = mlp_hidden_width(cfg) as u64;
     let mlp = match cfg.mlp {
         Mlp::Relu2 | Mlp::Gelu => 2 * d * h,

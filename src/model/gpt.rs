@@ -32,12 +32,11 @@ impl Gpt {
         if cfg.arch != Arch::Gpt {
             candle_core::bail!("Gpt::new called with arch {:?}", cfg.arch);
         }
-        let d = cfg.d_model;
         let mut params = ParamStore::new(seed, dtype, device);
-        let embedding = TokenEmbedding::new(&mut params, vocab_size, d)?;
+        let embedding = TokenEmbedding::new(&mut params, cfg, vocab_size)?;
         let blocks = BlockStack::new(&mut params, "blocks", cfg, cfg.n_layers, cfg.n_layers)?;
-        let head = LmHead::new(&mut params, d, vocab_size, cfg.tie_embeddings)?;
-        let rope = Rope::new(head_dim(cfg), max_seq_len, dtype, device)?;
+        let head = LmHead::new(&mut params, cfg, vocab_size)?;
+        let rope = Rope::with_base(head_dim(cfg), max_seq_len, cfg.rope_base, dtype, device)?;
         Ok(Gpt {
             embedding,
             blocks,

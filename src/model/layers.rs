@@ -15,15 +15,85 @@ use std::sync::Arc;
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
-use super::config::{Mlp, ModelConfig};
+use super::config::{Init, Mlp, ModelConfig};
 use super::counts::{head_dim, mlp_hidden_width};
 use super::fused::RopeTables;
 use super::grad::param;
 use super::ops::{self, RopeAngles};
-use super::params::{DecayGroup, ParamStore};
+use super::params::{ParamRole, ParamStore};
 
-/// Standard deviation of every weight matrix at initialisation.
+/// Standard deviation of every weight matrix at initialisation under `init = "gpt2"`.
 pub const INIT_STD: f64 = 0.02;
+
+/// The entry scale of a width-`width` model's matrices (and token embedding) at init:
+/// √(2/(5·width)) for scaled-zero (Le Scao et al.; the Parcae reference), 0.02 for gpt2.
+pub fn init_std(init: Init, width: usize) -> f64 {
+    match init {
+        Init::ScaledZero => (2.0 / (5.0 * width as f64)).sqrt(),
+        Init::Gpt2 => INIT_STD,
+    }
+}
+
+/// The token embedding (`(vocab, d)`) or an untied LM head (`(d, vocab)`) as `cfg.init` says:
+/// orthogonal at the scaled-zero entry scale, or N(0, 0.02²).
+pub fn embedding_init(
+    params: &mut ParamStore,
+    cfg: &ModelConfig,
+    name: &str,
+    shape: (usize, usize),
+) -> Result<Tensor> {
+    let std = init_std(cfg.init, cfg.d_model);
+    match cfg.init {
+        Init::ScaledZero => params.orthogonal(name, shape, std, ParamRole::Embedding),
+        Init::Gpt2 => params.normal(name, shape, std, ParamRole::Embedding),
+    }
+}
+
+/// How one block's matrices start: the entry scale of the input-side matrices and the output
+/// projections' (`None`: zero, so the block is the identity at init), orthogonal or Gaussian.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockInit {
+    pub std: f64,
+    pub out_std: Option<f64>,
+    pub orthogonal: bool,
+}
+
+impl BlockInit {
+    /// The init `cfg.init` prescribes for a block of width `cfg.d_model` in a network of
+    /// effective depth `depth` (gpt2 scales output projections by `1/√(2·depth)`, which keeps
+    /// the residual stream's variance independent of depth).
+    pub fn of(cfg: &ModelConfig, depth: usize) -> Self {
+        let std = init_std(cfg.init, cfg.d_model);
+        match cfg.init {
+            Init::ScaledZero => BlockInit {
+                std,
+                out_std: None,
+                orthogonal: true,
+            },
+            Init::Gpt2 => BlockInit {
+                std,
+                out_std: Some(std / (2.0 * depth.max(1) as f64).sqrt()),
+                orthogonal: false,
+            },
+        }
+    }
+
+    fn input(&self, params: &mut ParamStore, name: &str, shape: (usize, usize)) -> Result<Tensor> {
+        if self.orthogonal {
+            params.orthogonal(name, shape, self.std, ParamRole::Matrix)
+        } else {
+            params.normal(name, shape, self.std, ParamRole::Matrix)
+        }
+    }
+
+    fn output(&self, params: &mut ParamStore, name: &str, shape: (usize, usize)) -> Result<Tensor> {
+        match self.out_std {
+            None => params.zeros(name, shape, ParamRole::Matrix),
+            Some(std) if self.orthogonal => params.orthogonal(name, shape, std, ParamRole::Matrix),
+            Some(std) => params.normal(name, shape, std, ParamRole::Matrix),
+        }
+    }
+}
 
 /// `x · W` for `x` of shape `(…, in)` and `W` of shape `(in, out)`.
 pub fn project(x: &Tensor, w: &Tensor) -> Result<Tensor> {
@@ -33,30 +103,50 @@ pub fn project(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     x.reshape((rows, cols))?.matmul(w)?.reshape(out_shape)
 }
 
-/// RMSNorm with a learned gain: `x / sqrt(mean(x²) + ε) ⊙ g` over the last dimension.
+/// RMSNorm with a gain: `x / sqrt(mean(x²) + ε) ⊙ g` over the last dimension. The gain is
+/// learned, or (QK-norm without gains) a constant vector of ones.
 pub struct RmsNorm {
     gain: Tensor,
+    eps: f64,
 }
 
 impl RmsNorm {
+    /// ε of [`RmsNorm::new`]; models take theirs from `model.norm_eps`.
     pub const EPS: f64 = 1e-6;
 
     pub fn new(params: &mut ParamStore, name: &str, dim: usize) -> Result<Self> {
+        Self::with_eps(params, name, dim, Self::EPS)
+    }
+
+    pub fn with_eps(params: &mut ParamStore, name: &str, dim: usize, eps: f64) -> Result<Self> {
         Ok(RmsNorm {
             gain: params.ones(&format!("{name}.gain"), dim)?,
+            eps,
+        })
+    }
+
+    /// A norm whose gain is fixed at one (no parameter).
+    pub fn fixed(params: &ParamStore, dim: usize, eps: f64) -> Result<Self> {
+        Ok(RmsNorm {
+            gain: Tensor::ones(dim, params.dtype(), params.device())?,
+            eps,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ops::rms_norm(x, &param(&self.gain), Self::EPS)
+        ops::rms_norm(x, &param(&self.gain), self.eps)
     }
 
     pub fn gain(&self) -> &Tensor {
         &self.gain
     }
+
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
 }
 
-/// Rotary position embedding tables (rotate-half convention, base 10 000).
+/// Rotary position embedding tables (rotate-half convention).
 pub struct Rope {
     /// `(max_len, head_dim / 2)`.
     cos: Tensor,
@@ -66,9 +156,20 @@ pub struct Rope {
 }
 
 impl Rope {
+    /// The base of [`Rope::new`]; models take theirs from `model.rope_base`.
     pub const BASE: f64 = 10_000.0;
 
     pub fn new(head_dim: usize, max_len: usize, dtype: DType, device: &Device) -> Result<Self> {
+        Self::with_base(head_dim, max_len, Self::BASE, dtype, device)
+    }
+
+    pub fn with_base(
+        head_dim: usize,
+        max_len: usize,
+        base: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         assert!(
             head_dim.is_multiple_of(2),
             "RoPE needs an even head dimension, got {head_dim}"
@@ -77,7 +178,7 @@ impl Rope {
         let mut angles = Vec::with_capacity(max_len * half);
         for pos in 0..max_len {
             for i in 0..half {
-                let inv_freq = Self::BASE.powf(-((2 * i) as f64) / head_dim as f64);
+                let inv_freq = base.powf(-((2 * i) as f64) / head_dim as f64);
                 angles.push(pos as f64 * inv_freq);
             }
         }
@@ -121,15 +222,16 @@ pub struct TokenEmbedding {
 }
 
 impl TokenEmbedding {
-    pub fn new(params: &mut ParamStore, vocab_size: usize, d: usize) -> Result<Self> {
+    /// A `(vocab, d)` table initialised as `cfg.init` says.
+    pub fn new(params: &mut ParamStore, cfg: &ModelConfig, vocab_size: usize) -> Result<Self> {
         Ok(TokenEmbedding {
-            table: params.normal(
-                "token_embedding",
-                (vocab_size, d),
-                INIT_STD,
-                DecayGroup::NoDecay,
-            )?,
+            table: embedding_init(params, cfg, "token_embedding", (vocab_size, cfg.d_model))?,
         })
+    }
+
+    /// The `(vocab, d)` table.
+    pub fn table(&self) -> &Tensor {
+        &self.table
     }
 
     /// `(batch, time)` u32 token ids → `(batch, time, d)` vectors.
@@ -151,10 +253,13 @@ pub struct LmHead {
 }
 
 impl LmHead {
-    pub fn new(params: &mut ParamStore, d: usize, vocab_size: usize, tied: bool) -> Result<Self> {
-        let final_norm = RmsNorm::new(params, "final_norm", d)?;
-        let untied = (!tied)
-            .then(|| params.normal("lm_head", (d, vocab_size), INIT_STD, DecayGroup::Decay))
+    /// The final norm and, unless `cfg.tie_embeddings`, a `(d, vocab)` head initialised like
+    /// the embedding.
+    pub fn new(params: &mut ParamStore, cfg: &ModelConfig, vocab_size: usize) -> Result<Self> {
+        let d = cfg.d_model;
+        let final_norm = RmsNorm::with_eps(params, "final_norm", d, cfg.norm_eps)?;
+        let untied = (!cfg.tie_embeddings)
+            .then(|| embedding_init(params, cfg, "lm_head", (d, vocab_size)))
             .transpose()?;
         Ok(LmHead { final_norm, untied })
     }
@@ -187,7 +292,7 @@ impl CausalSelfAttention {
         params: &mut ParamStore,
         name: &str,
         cfg: &ModelConfig,
-        out_std: f64,
+        init: &BlockInit,
     ) -> Result<Self> {
         let d = cfg.d_model;
         assert!(
@@ -195,16 +300,43 @@ impl CausalSelfAttention {
             "d_model {d} is not a multiple of n_heads {}",
             cfg.n_heads
         );
-        Ok(CausalSelfAttention {
-            w_qkv: params.normal(
+        let w_qkv = if init.orthogonal {
+            // Q, K and V are three matrices in the reference, each orthogonal on its own.
+            let blocks: Vec<Vec<f64>> = (0..3)
+                .map(|_| params.orthogonal_values((d, d), init.std))
+                .collect();
+            let values = (0..d * 3 * d)
+                .map(|k| {
+                    let (i, j) = (k / (3 * d), k % (3 * d));
+                    blocks[j / d][i * d + j % d]
+                })
+                .collect();
+            params.constant(
                 &format!("{name}.w_qkv"),
-                (d, 3 * d),
-                INIT_STD,
-                DecayGroup::Decay,
-            )?,
-            w_out: params.normal(&format!("{name}.w_out"), (d, d), out_std, DecayGroup::Decay)?,
-            q_norm: RmsNorm::new(params, &format!("{name}.q_norm"), head_dim(cfg))?,
-            k_norm: RmsNorm::new(params, &format!("{name}.k_norm"), head_dim(cfg))?,
+                &[d, 3 * d],
+                values,
+                ParamRole::Matrix,
+            )?
+        } else {
+            init.input(params, &format!("{name}.w_qkv"), (d, 3 * d))?
+        };
+        let qk_norm = |params: &mut ParamStore, which: &str| {
+            if cfg.qk_norm_gain {
+                RmsNorm::with_eps(
+                    params,
+                    &format!("{name}.{which}"),
+                    head_dim(cfg),
+                    cfg.norm_eps,
+                )
+            } else {
+                RmsNorm::fixed(params, head_dim(cfg), cfg.norm_eps)
+            }
+        };
+        Ok(CausalSelfAttention {
+            w_qkv,
+            w_out: init.output(params, &format!("{name}.w_out"), (d, d))?,
+            q_norm: qk_norm(params, "q_norm")?,
+            k_norm: qk_norm(params, "k_norm")?,
             n_heads: cfg.n_heads,
         })
     }
@@ -218,7 +350,7 @@ impl CausalSelfAttention {
         let part = |i: usize| project(x, &w_qkv.narrow(1, i * d, d)?);
         let angles = rope.angles();
         let heads = |i: usize, norm: &RmsNorm| {
-            ops::norm_rope_heads(&part(i)?, &param(norm.gain()), h, &angles, RmsNorm::EPS)
+            ops::norm_rope_heads(&part(i)?, &param(norm.gain()), h, &angles, norm.eps())
         };
         // q, k: (b, h, t, hd); v: (b, t, d)
         let (q, k, v) = (heads(0, &self.q_norm)?, heads(1, &self.k_norm)?, part(2)?);
@@ -243,30 +375,15 @@ impl MlpBlock {
         params: &mut ParamStore,
         name: &str,
         cfg: &ModelConfig,
-        out_std: f64,
+        init: &BlockInit,
     ) -> Result<Self> {
         let (d, hidden) = (cfg.d_model, mlp_hidden_width(cfg));
-        let w_in = params.normal(
-            &format!("{name}.w_in"),
-            (d, hidden),
-            INIT_STD,
-            DecayGroup::Decay,
-        )?;
+        let w_in = init.input(params, &format!("{name}.w_in"), (d, hidden))?;
         let w_gate = match cfg.mlp {
-            Mlp::Swiglu => Some(params.normal(
-                &format!("{name}.w_gate"),
-                (d, hidden),
-                INIT_STD,
-                DecayGroup::Decay,
-            )?),
+            Mlp::Swiglu => Some(init.input(params, &format!("{name}.w_gate"), (d, hidden))?),
             Mlp::Relu2 | Mlp::Gelu => None,
         };
-        let w_out = params.normal(
-            &format!("{name}.w_out"),
-            (hidden, d),
-            out_std,
-            DecayGroup::Decay,
-        )?;
+        let w_out = init.output(params, &format!("{name}.w_out"), (hidden, d))?;
         Ok(MlpBlock {
             kind: cfg.mlp,
             w_in,
@@ -296,19 +413,25 @@ pub struct Block {
 }
 
 impl Block {
-    /// `out_std` initialises the two output projections; scaling it by `1/sqrt(2·depth)`
-    /// keeps the residual stream's variance independent of depth at initialisation.
     pub fn new(
         params: &mut ParamStore,
         name: &str,
         cfg: &ModelConfig,
-        out_std: f64,
+        init: &BlockInit,
     ) -> Result<Self> {
+        let norm = |params: &mut ParamStore, which: &str| {
+            RmsNorm::with_eps(
+                params,
+                &format!("{name}.{which}"),
+                cfg.d_model,
+                cfg.norm_eps,
+            )
+        };
         Ok(Block {
-            attn_norm: RmsNorm::new(params, &format!("{name}.attn_norm"), cfg.d_model)?,
-            attn: CausalSelfAttention::new(params, &format!("{name}.attn"), cfg, out_std)?,
-            mlp_norm: RmsNorm::new(params, &format!("{name}.mlp_norm"), cfg.d_model)?,
-            mlp: MlpBlock::new(params, &format!("{name}.mlp"), cfg, out_std)?,
+            attn_norm: norm(params, "attn_norm")?,
+            attn: CausalSelfAttention::new(params, &format!("{name}.attn"), cfg, init)?,
+            mlp_norm: norm(params, "mlp_norm")?,
+            mlp: MlpBlock::new(params, &format!("{name}.mlp"), cfg, init)?,
         })
     }
 
@@ -332,9 +455,9 @@ impl BlockStack {
         n: usize,
         depth: usize,
     ) -> Result<Self> {
-        let out_std = INIT_STD / (2.0 * depth.max(1) as f64).sqrt();
+        let init = BlockInit::of(cfg, depth);
         let blocks = (0..n)
-            .map(|i| Block::new(params, &format!("{name}.{i}"), cfg, out_std))
+            .map(|i| Block::new(params, &format!("{name}.{i}"), cfg, &init))
             .collect::<Result<_>>()?;
         Ok(BlockStack { blocks })
     }

@@ -43,27 +43,33 @@
 //! Evaluation runs the same number of loops `T` on every sequence (`T = mean_recurrence`, or a
 //! test-time value), from an initial state drawn from a fixed seed, so it is deterministic.
 //!
-//! # Known issue: tied embeddings with the prelude norm
+//! # Tied embeddings and the init (what used to stall)
 //!
-//! Measured on Moby-Dick (d = 32, 1+1+1 blocks, μ = 3, 200 steps, lr 1e-2): with a tied head and
-//! the prelude norm every injection stalls at the unigram loss (val 3.22 nats vs unigram 3.14);
-//! untied reaches 2.56, tied without the prelude norm 2.88, and tied with the embedding scaled
-//! from std 0.02 to 1.0 reaches 2.68. The likely cause: the prelude norm divides by the RMS of a
-//! stream at the embedding's scale (≈ 0.02), so the input-side gradient into the shared
-//! embedding is ~50× its output-side gradient and Adam's per-entry normalisation then all but
-//! ignores the head's signal. The sweeps here untie the embeddings; a fix (e.g. a larger
-//! embedding init for looped models) is a modelling decision left open.
+//! With `init = "gpt2"` (N(0, 0.02²) everywhere, `C = I`) a small tied model behind the prelude
+//! norm stalls at the unigram loss (d = 32, 1+1+1 blocks, μ = 3, 200 steps, lr 1e-2: val 3.14
+//! nats, the unigram entropy; untied 2.50). The cause: 0.02 is far below the width-scaled
+//! √(2/(5d)) (0.11 at d = 32) for both the token embedding and the blocks' input projections,
+//! so at init the blocks barely act and the only working path is embedding → prelude norm →
+//! state → `C = I` → the tied head, i.e. the same embedding: every position predicts its own
+//! input token. The next-token gradient then pulls each token's row towards its
+//! predecessor's, the shared table collapses onto one direction (effective rank 1.9 over the
+//! 40 most frequent bytes after 100 steps, against 15 with scaled-zero and 8 untied), and the
+//! prelude norm strips the magnitudes that are left. Width-scaled embedding *and* input
+//! projections together remove the stall (2.27 even with `C = I`; either alone: 3.06, 3.14);
+//! an orthogonal `C` removes the self-prediction path (2.94 alone, 2.33 with the scaled
+//! embedding). `init = "scaled-zero"` (the reference's) has all of these and trains tied
+//! better than untied (2.29 vs 2.32). docs/recipe.md has the measurements.
 
 use candle_core::{D, DType, Device, Result, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand_distr::{Distribution, Normal, Poisson};
+use rand_distr::{Distribution, Poisson};
 
-use super::config::{Arch, DepthSampling, Injection, LoopedConfig, ModelConfig, StateInit};
+use super::config::{Arch, DepthSampling, Init, Injection, LoopedConfig, ModelConfig, StateInit};
 use super::counts::head_dim;
 use super::grad::param;
-use super::layers::{BlockStack, INIT_STD, LmHead, RmsNorm, Rope, TokenEmbedding, project};
-use super::params::{DecayGroup, ParamStore};
+use super::layers::{BlockStack, LmHead, RmsNorm, Rope, TokenEmbedding, init_std, project};
+use super::params::{ParamRole, ParamStore, truncated_normal};
 use super::{CausalLm, TrainLoss, lm_loss};
 
 /// The diagonal injection's initial per-channel decay `Ā` (Parcae's default).
@@ -197,7 +203,14 @@ fn identity_values(rows: usize, cols: usize) -> Vec<f64> {
 }
 
 impl InjectionLayer {
-    fn new(params: &mut ParamStore, kind: Injection, d: usize, r: usize) -> Result<Self> {
+    /// `noise_std`: the linear injection's noise around `[I; I]`.
+    fn new(
+        params: &mut ParamStore,
+        kind: Injection,
+        d: usize,
+        r: usize,
+        noise_std: f64,
+    ) -> Result<Self> {
         Ok(match kind {
             Injection::Diagonal => {
                 // Ā = exp(-(softplus(dt)·e⁰ + ε)) = 0.447  ⇒  softplus(dt) = -ln 0.447 - ε.
@@ -208,19 +221,19 @@ impl InjectionLayer {
                         "injection.A_log",
                         &[r],
                         vec![0.0; r],
-                        DecayGroup::NoDecay,
+                        ParamRole::Recurrent,
                     )?,
                     dt_bias: params.constant(
                         "injection.dt_bias",
                         &[r],
                         vec![dt0; r],
-                        DecayGroup::NoDecay,
+                        ParamRole::Recurrent,
                     )?,
                     b: params.constant(
                         "injection.B",
                         &[d, r],
                         identity_values(d, r),
-                        DecayGroup::NoDecay,
+                        ParamRole::Recurrent,
                     )?,
                 }
             }
@@ -231,7 +244,7 @@ impl InjectionLayer {
                             "injection.B",
                             &[d, r],
                             identity_values(d, r),
-                            DecayGroup::NoDecay,
+                            ParamRole::Recurrent,
                         )
                     })
                     .transpose()?,
@@ -239,10 +252,10 @@ impl InjectionLayer {
             Injection::Linear => {
                 let mut values = identity_values(r, r);
                 values.extend(identity_values(d, r));
-                let noise = params.sample_normal(values.len(), INIT_STD)?;
+                let noise = params.sample_normal(values.len(), noise_std)?;
                 let values = values.iter().zip(noise).map(|(v, n)| v + n).collect();
                 InjectionLayer::Linear {
-                    w: params.constant("injection.W", &[r + d, r], values, DecayGroup::Decay)?,
+                    w: params.constant("injection.W", &[r + d, r], values, ParamRole::Adapter)?,
                     r,
                 }
             }
@@ -305,6 +318,8 @@ pub struct Looped {
     core_rope: Rope,
     cfg: LoopedConfig,
     recurrent: usize,
+    /// σ of the initial state's truncated normal: the token embedding's init std.
+    state_std: f64,
     /// Seeds the initial state of every evaluation forward pass (deterministic evals).
     eval_seed: u64,
     params: ParamStore,
@@ -338,22 +353,32 @@ impl Looped {
         let depth = lc.n_prelude + lc.n_core * lc.mean_recurrence + lc.n_coda;
 
         let mut params = ParamStore::new(seed, dtype, device);
-        let embedding = TokenEmbedding::new(&mut params, vocab_size, d)?;
+        let std = init_std(cfg.init, d);
+        let embedding = TokenEmbedding::new(&mut params, cfg, vocab_size)?;
         let prelude = BlockStack::new(&mut params, "prelude", cfg, lc.n_prelude, depth)?;
         let prelude_norm = lc
             .prelude_norm
-            .then(|| RmsNorm::new(&mut params, "prelude_norm", d))
+            .then(|| RmsNorm::with_eps(&mut params, "prelude_norm", d, cfg.norm_eps))
             .transpose()?;
-        let injection = InjectionLayer::new(&mut params, lc.injection, d, r)?;
+        let injection = InjectionLayer::new(&mut params, lc.injection, d, r, std)?;
         let core = BlockStack::new(&mut params, "core", &core_cfg, lc.n_core, depth)?;
-        let readout = params.constant(
-            "readout.C",
-            &[r, d],
-            identity_values(r, d),
-            DecayGroup::Decay,
-        )?;
+        // scaled-zero: orthogonal with the model width's entry scale (× √(2/5) when r = d).
+        // scaled-zero: orthogonal with the model width's entry scale (× √(2/5) when r = d). An
+        // identity C hands the normalised input embedding straight to a tied head, which
+        // collapses the shared embedding (see the module docs).
+        let readout = match cfg.init {
+            Init::ScaledZero => {
+                params.orthogonal("readout.C", (r, d), std, ParamRole::Recurrent)?
+            }
+            Init::Gpt2 => params.constant(
+                "readout.C",
+                &[r, d],
+                identity_values(r, d),
+                ParamRole::Recurrent,
+            )?,
+        };
         let coda = BlockStack::new(&mut params, "coda", cfg, lc.n_coda, depth)?;
-        let head = LmHead::new(&mut params, d, vocab_size, cfg.tie_embeddings)?;
+        let head = LmHead::new(&mut params, cfg, vocab_size)?;
         Ok(Looped {
             embedding,
             prelude,
@@ -363,10 +388,17 @@ impl Looped {
             readout,
             coda,
             head,
-            rope: Rope::new(head_dim(cfg), max_seq_len, dtype, device)?,
-            core_rope: Rope::new(head_dim(&core_cfg), max_seq_len, dtype, device)?,
+            rope: Rope::with_base(head_dim(cfg), max_seq_len, cfg.rope_base, dtype, device)?,
+            core_rope: Rope::with_base(
+                head_dim(&core_cfg),
+                max_seq_len,
+                cfg.rope_base,
+                dtype,
+                device,
+            )?,
             cfg: lc.clone(),
             recurrent: r,
+            state_std: std,
             eval_seed: seed ^ 0x5eed_0fe7_a1a1,
             params,
         })
@@ -376,17 +408,16 @@ impl Looped {
         &self.cfg
     }
 
-    /// `h0` `(batch, time, r)`: N(0, 0.02²) drawn from `rng` (like the embedding init), or zeros.
+    /// `h0` `(batch, time, r)`: a truncated normal (±3σ) drawn from `rng`, σ the token
+    /// embedding's init std (the reference's "like-init"), or zeros.
     pub fn initial_state(&self, batch: usize, time: usize, rng: &mut StdRng) -> Result<Tensor> {
         let (dtype, device) = (self.params.dtype(), self.params.device());
         let shape = (batch, time, self.recurrent);
         match self.cfg.state_init {
             StateInit::Zero => Tensor::zeros(shape, dtype, device),
             StateInit::Random => {
-                let normal = Normal::new(0.0, INIT_STD).map_err(candle_core::Error::wrap)?;
-                let values: Vec<f64> = (0..batch * time * self.recurrent)
-                    .map(|_| normal.sample(rng))
-                    .collect();
+                let values =
+                    truncated_normal(rng, batch * time * self.recurrent, self.state_std, 3.0);
                 Tensor::from_vec(values, shape, device)?.to_dtype(dtype)
             }
         }

@@ -24,7 +24,7 @@ pub mod looped;
 pub mod ops;
 pub mod params;
 
-pub use config::{Arch, DepthSampling, Injection, LoopedConfig, Mlp, ModelConfig, StateInit};
+pub use config::{Arch, DepthSampling, Init, Injection, LoopedConfig, Mlp, ModelConfig, StateInit};
 pub use counts::{
     LoopedSplit, ParamCounts, forward_flops_per_token, forward_flops_per_token_at, looped_split,
     param_counts, train_flops_per_token,
@@ -32,7 +32,7 @@ pub use counts::{
 pub use gpt::Gpt;
 pub use layers::cross_entropy;
 pub use looped::{LoopPlan, Looped};
-pub use params::{DecayGroup, Param, ParamStore};
+pub use params::{Param, ParamRole, ParamStore};
 
 use candle_core::{Result, Tensor};
 use rand::rngs::StdRng;

@@ -1,30 +1,52 @@
 //! The trainable parameters of a network: one registry that creates them from a seeded RNG,
-//! names them, and sorts them into the optimizer's weight-decay groups.
+//! names them, and gives each a role, from which the optimizer derives its group (weight decay
+//! or not; Muon or AdamW).
 //!
 //! Weights are drawn from our own `StdRng`, never from candle's device RNG, so the same seed
-//! gives bit-identical initial weights on every device and every run.
+//! gives bit-identical initial weights on every device and every run. Orthogonal inits (the
+//! reference's "scaled-zero") come from a QR factorisation on the host, in f64.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
 
-/// Whether the optimizer applies decoupled weight decay to a parameter.
+/// What a parameter is, as far as the optimizer cares: every parameter has exactly one role,
+/// and the role alone decides its optimizer group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DecayGroup {
-    /// Hidden weight matrices (attention and MLP projections, an untied LM head).
-    Decay,
-    /// Norm gains, and the token embedding: decaying the embedding pulls rarely seen tokens'
-    /// rows towards zero for no benefit, and with tied embeddings it is also the output layer,
-    /// whose scale the final norm already controls.
-    NoDecay,
+pub enum ParamRole {
+    /// Hidden weight matrices inside the blocks (attention and MLP projections): AdamW decays
+    /// them; Muon orthogonalises their updates.
+    Matrix,
+    /// The token embedding and an untied LM head: AdamW, decayed only when the run asks
+    /// (`train.decay_embeddings`). Decaying them pulls rarely seen tokens' rows towards zero,
+    /// and with tied embeddings the embedding is also the output layer.
+    Embedding,
+    /// The linear (Huginn-style) injection's `W`: decayed like a matrix, but always AdamW.
+    Adapter,
+    /// Norm gains: AdamW, never decayed.
+    Gain,
+    /// The looped model's recurrence parameters (`A_log`, `dt_bias`, `B`, and the readout
+    /// `C`): AdamW, never decayed, as in the reference.
+    Recurrent,
+}
+
+impl ParamRole {
+    /// Whether AdamW applies decoupled weight decay, given the run's embedding choice.
+    pub fn decayed(self, decay_embeddings: bool) -> bool {
+        match self {
+            ParamRole::Matrix | ParamRole::Adapter => true,
+            ParamRole::Embedding => decay_embeddings,
+            ParamRole::Gain | ParamRole::Recurrent => false,
+        }
+    }
 }
 
 /// One named trainable tensor.
 pub struct Param {
     pub name: String,
     pub var: Var,
-    pub group: DecayGroup,
+    pub role: ParamRole,
 }
 
 /// All parameters of one model, in creation order.
@@ -52,20 +74,65 @@ impl ParamStore {
         name: &str,
         shape: (usize, usize),
         std: f64,
-        group: DecayGroup,
+        role: ParamRole,
     ) -> Result<Tensor> {
         let normal = Normal::new(0.0, std).map_err(candle_core::Error::wrap)?;
         let values: Vec<f64> = (0..shape.0 * shape.1)
             .map(|_| normal.sample(&mut self.rng))
             .collect();
         let init = Tensor::from_vec(values, shape, &self.device)?.to_dtype(self.dtype)?;
-        self.register(name, init, group)
+        self.register(name, init, role)
+    }
+
+    /// A random orthogonal matrix (orthonormal rows or columns, whichever are fewer) scaled so
+    /// its entries have standard deviation `std`: the reference's truncated orthogonal init.
+    /// The QR factorisation's input is a truncated normal (±2), its signs fixed so the
+    /// distribution is uniform (Haar) over orthogonal matrices.
+    pub fn orthogonal(
+        &mut self,
+        name: &str,
+        shape: (usize, usize),
+        std: f64,
+        role: ParamRole,
+    ) -> Result<Tensor> {
+        let values = self.orthogonal_values(shape, std);
+        self.constant(name, &[shape.0, shape.1], values, role)
+    }
+
+    /// The values of [`ParamStore::orthogonal`], row-major, without registering a parameter
+    /// (for a matrix assembled from several orthogonal blocks).
+    pub fn orthogonal_values(&mut self, shape: (usize, usize), std: f64) -> Vec<f64> {
+        let (rows, cols) = shape;
+        let (long, short) = (rows.max(cols), rows.min(cols));
+        let draws = self.sample_truncated(long * short, 1.0, 2.0);
+        // `short` vectors of length `long`, orthonormalised in turn.
+        let basis = orthonormal_columns(draws, long, short);
+        let gain = std * (long as f64).sqrt();
+        (0..rows * cols)
+            .map(|k| {
+                let (i, j) = (k / cols, k % cols);
+                // Tall: column j is basis vector j; wide: row i is basis vector i.
+                let v = if rows >= cols {
+                    basis[j][i]
+                } else {
+                    basis[i][j]
+                };
+                v * gain
+            })
+            .collect()
+    }
+
+    /// A `(rows, cols)` matrix of zeros (an output projection that starts the block as the
+    /// identity).
+    pub fn zeros(&mut self, name: &str, shape: (usize, usize), role: ParamRole) -> Result<Tensor> {
+        let init = Tensor::zeros(shape, self.dtype, &self.device)?;
+        self.register(name, init, role)
     }
 
     /// A vector of ones (a norm's gain); never decayed.
     pub fn ones(&mut self, name: &str, len: usize) -> Result<Tensor> {
         let init = Tensor::ones(len, self.dtype, &self.device)?;
-        self.register(name, init, DecayGroup::NoDecay)
+        self.register(name, init, ParamRole::Gain)
     }
 
     /// A tensor of given initial `values` (any shape), e.g. an identity matrix or a constant.
@@ -74,10 +141,10 @@ impl ParamStore {
         name: &str,
         shape: &[usize],
         values: Vec<f64>,
-        group: DecayGroup,
+        role: ParamRole,
     ) -> Result<Tensor> {
         let init = Tensor::from_vec(values, shape, &self.device)?.to_dtype(self.dtype)?;
-        self.register(name, init, group)
+        self.register(name, init, role)
     }
 
     /// `n` draws from N(0, std²) out of the store's seeded stream, for inits that are a fixed
@@ -87,7 +154,13 @@ impl ParamStore {
         Ok((0..n).map(|_| normal.sample(&mut self.rng)).collect())
     }
 
-    fn register(&mut self, name: &str, init: Tensor, group: DecayGroup) -> Result<Tensor> {
+    /// `n` draws from N(0, std²) truncated to ±`limit`·std (by rejection), from the store's
+    /// seeded stream.
+    pub fn sample_truncated(&mut self, n: usize, std: f64, limit: f64) -> Vec<f64> {
+        truncated_normal(&mut self.rng, n, std, limit)
+    }
+
+    fn register(&mut self, name: &str, init: Tensor, role: ParamRole) -> Result<Tensor> {
         let var = Var::from_tensor(&init)?;
         // The layer keeps a clone of the variable's tensor: same storage and id, so the
         // optimizer's in-place updates are what the layer sees, and gradients are found by id.
@@ -95,7 +168,7 @@ impl ParamStore {
         self.params.push(Param {
             name: name.to_string(),
             var,
-            group,
+            role,
         });
         Ok(tensor)
     }
@@ -120,4 +193,38 @@ impl ParamStore {
     pub fn device(&self) -> &Device {
         &self.device
     }
+}
+
+/// `n` draws from N(0, std²) truncated to ±`limit`·std, by rejection (at `limit` ≥ 2 fewer
+/// than 5% of draws are rejected).
+pub fn truncated_normal(rng: &mut StdRng, n: usize, std: f64, limit: f64) -> Vec<f64> {
+    let normal = Normal::new(0.0, 1.0).expect("unit normal");
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let z: f64 = normal.sample(rng);
+        if z.abs() <= limit {
+            out.push(z * std);
+        }
+    }
+    out
+}
+
+/// Orthonormalises `count` vectors of length `len` (`values`, vector-major) by modified
+/// Gram–Schmidt, twice over for accuracy. Gram–Schmidt is QR with a positive diagonal of `R`,
+/// i.e. exactly the sign convention that makes `Q` Haar-distributed.
+fn orthonormal_columns(values: Vec<f64>, len: usize, count: usize) -> Vec<Vec<f64>> {
+    let mut basis: Vec<Vec<f64>> = values.chunks(len).map(<[f64]>::to_vec).collect();
+    for j in 0..count {
+        let (done, rest) = basis.split_at_mut(j);
+        let v = &mut rest[0];
+        for _ in 0..2 {
+            for q in done.iter() {
+                let dot: f64 = q.iter().zip(v.iter()).map(|(a, b)| a * b).sum();
+                v.iter_mut().zip(q).for_each(|(x, q)| *x -= dot * q);
+            }
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    basis
 }

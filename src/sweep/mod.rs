@@ -349,7 +349,7 @@ fn first_failure(
     Some(err)
 }
 
-/// What to know before training: keys set in the file that no run reads, and known traps.
+/// What to know before training: keys set in the file that no run reads.
 fn warnings(keys: &[String], runs: &[PlannedRun]) -> Vec<String> {
     let looped = runs
         .iter()
@@ -370,24 +370,6 @@ fn warnings(keys: &[String], runs: &[PlannedRun]) -> Vec<String> {
                 "`{key}` is set but every run has arch = \"looped\", which counts n_prelude + n_core + n_coda instead"
             ));
         }
-    }
-    // A known trap, measured on Moby-Dick at d_model 32–64: a tied head behind the prelude norm
-    // stalls looped models near the unigram loss (the norm multiplies the input-side gradient
-    // into the shared embedding ~50×). Say so before hours of compute are spent.
-    let stalls = runs.iter().filter(|r| {
-        r.config.model.tie_embeddings
-            && r.config
-                .model
-                .looped
-                .as_ref()
-                .is_some_and(|l| l.prelude_norm)
-    });
-    if stalls.count() > 0 {
-        out.push(
-            "looped runs with tie_embeddings = true and prelude_norm = true have stalled near the unigram loss \
-             in small models here; consider model.tie_embeddings = false (see sweeps/parcae_vs_baselines.toml)"
-                .to_string(),
-        );
     }
     out
 }

@@ -106,6 +106,18 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
             help: "tokenizer = \"bytes\" (one token per byte) is the only tokenizer so far".into(),
         });
     }
+    for (key, v, example) in [
+        ("model.rope_base", m.rope_base, "rope_base = 50000.0"),
+        ("model.norm_eps", m.norm_eps, "norm_eps = 1e-5"),
+    ] {
+        if v.is_nan() || v <= 0.0 || v.is_infinite() {
+            out.push(problem(
+                &[key],
+                format!("`{key}` = {v:?} must be a finite number greater than 0"),
+                format!("e.g. {example}"),
+            ));
+        }
+    }
     if t.lr.is_nan() || t.lr <= 0.0 {
         out.push(problem(
             &["train.lr"],

@@ -2,8 +2,9 @@
 //! instant leaves either the old or the new checkpoint whole, and how a damaged one is noticed.
 //!
 //! A checkpoint at step `s` is two files in the run's directory:
-//! - `ckpt-<s>.safetensors`: the model's parameters (`param.<name>`), AdamW's moments
-//!   (`adam_m.<name>`, `adam_v.<name>`) and the trainer's scalar state as UTF-8 JSON in a u8
+//! - `ckpt-<s>.safetensors`: the model's parameters (`param.<name>`), the optimizer's state
+//!   (AdamW's moments `adam_m.<name>`, `adam_v.<name>`; Muon's `muon_m.<name>`,
+//!   `muon_v.<name>`) and the trainer's scalar state as UTF-8 JSON in a u8
 //!   tensor (`trainer_state`): step, AdamW's step count, first and last loss, the spike window,
 //!   the last validation loss, elapsed time. The data sampler and the looped model's depth and
 //!   state draws are indexed by step (see [`super::data::indexed_rng`]), so the step is the
@@ -26,7 +27,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::optim::AdamW;
+use super::optimizer::Optimizer;
 use crate::model::ParamStore;
 
 /// Checkpoints kept per run: the newest, and one to fall back to if the newest is damaged.
@@ -185,22 +186,16 @@ impl Checkpointing {
         state: &TrainerState,
         total_steps: u64,
         params: &ParamStore,
-        optimizer: &AdamW,
+        optimizer: &Optimizer,
     ) -> anyhow::Result<Saved> {
         let start = Instant::now();
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("{}: cannot create", self.dir.display()))?;
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
-        let moments = optimizer.moments();
-        anyhow::ensure!(
-            moments.len() == params.params().len(),
-            "optimizer and model disagree on the parameters"
-        );
-        for (p, (m, v)) in params.params().iter().zip(moments) {
+        for p in params.params() {
             tensors.insert(format!("param.{}", p.name), p.var.as_tensor().detach());
-            tensors.insert(format!("adam_m.{}", p.name), m);
-            tensors.insert(format!("adam_v.{}", p.name), v);
         }
+        tensors.extend(optimizer.state());
         let json = serde_json::to_vec(&StateJson {
             run_key: self.run_key.clone(),
             total_steps,
@@ -279,7 +274,7 @@ impl Checkpointing {
         &self,
         total_steps: u64,
         params: &ParamStore,
-        optimizer: &mut AdamW,
+        optimizer: &mut Optimizer,
         warn: &mut dyn FnMut(String),
     ) -> anyhow::Result<Option<TrainerState>> {
         for ckpt in list(&self.dir) {
@@ -308,7 +303,7 @@ impl Checkpointing {
         ckpt: &OnDisk,
         total_steps: u64,
         params: &ParamStore,
-        optimizer: &mut AdamW,
+        optimizer: &mut Optimizer,
     ) -> anyhow::Result<TrainerState> {
         let recorded = std::fs::read_to_string(&ckpt.checksum)
             .context("no checksum file (an incomplete write)")?;
@@ -357,20 +352,22 @@ impl Checkpointing {
             Ok(t.to_device(device)?)
         };
         let mut weights = Vec::new();
-        let mut moments = Vec::new();
         for p in params.params() {
-            let like = p.var.as_tensor();
-            weights.push(take(format!("param.{}", p.name), like)?);
-            moments.push((
-                take(format!("adam_m.{}", p.name), like)?,
-                take(format!("adam_v.{}", p.name), like)?,
-            ));
+            weights.push(take(format!("param.{}", p.name), p.var.as_tensor())?);
         }
-        // Everything checked: only now change the model and the optimizer.
+        // The optimizer checks its own tensors' presence and shapes before it changes.
+        let mut optimizer_state = HashMap::new();
+        for name in tensors.keys().cloned().collect::<Vec<_>>() {
+            if name.starts_with("adam_") || name.starts_with("muon_") {
+                let t = tensors.remove(&name).expect("listed");
+                optimizer_state.insert(name, t.to_device(device)?);
+            }
+        }
+        optimizer.restore(s.adam_steps as u64, &mut optimizer_state)?;
+        // Everything checked: only now change the model.
         for (p, w) in params.params().iter().zip(&weights) {
             p.var.set(w)?;
         }
-        optimizer.restore(s.adam_steps, moments)?;
         Ok(TrainerState {
             step: s.step,
             adam_steps: s.adam_steps,

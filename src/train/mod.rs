@@ -6,8 +6,10 @@ pub mod checkpoint;
 mod cost;
 pub mod data;
 mod memory;
+pub mod muon;
 pub mod optim;
 mod optim_kernel;
+pub mod optimizer;
 pub mod schedule;
 pub mod trainer;
 
@@ -16,6 +18,7 @@ pub use cost::RunCost;
 pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus, indexed_rng};
 pub use memory::keep_freed_memory;
 pub use optim::{AdamW, AdamWConfig};
+pub use optimizer::{Group, Optimizer, group_of};
 pub use schedule::{learning_rate, lr_multiplier};
 pub use trainer::{
     TRAIN_DTYPE, build_model, count_loss_spikes, evaluate, evaluate_at_loops, total_steps, train,

@@ -1,5 +1,5 @@
 //! AdamW (Loshchilov & Hutter 2019): Adam with bias correction and decoupled weight decay,
-//! the decay applied only to the [`DecayGroup::Decay`] parameters; and global gradient-norm
+//! the decay applied only to the [`ParamRole::Matrix`] parameters; and global gradient-norm
 //! clipping before the update.
 //!
 //! On the CPU the update runs as in-place kernels over `θ`, `m` and `v` (`optim_kernel`); the
@@ -10,7 +10,9 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var};
 
 use super::optim_kernel::{Moment, Update, sum_of_squares};
-use crate::model::{DecayGroup, ParamStore};
+#[cfg(test)]
+use crate::model::ParamRole;
+use crate::model::{Param, ParamStore};
 
 /// AdamW's hyperparameters (the learning rate comes with each step, from the schedule).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -19,6 +21,8 @@ pub struct AdamWConfig {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// Whether the token embedding and an untied head are decayed too (see [`ParamRole`]).
+    pub decay_embeddings: bool,
 }
 
 struct Slot {
@@ -36,14 +40,18 @@ pub struct AdamW {
 }
 
 impl AdamW {
+    /// AdamW over every parameter of `params`.
     pub fn new(params: &ParamStore, cfg: AdamWConfig) -> Result<Self> {
+        Self::over(params.params().iter(), cfg)
+    }
+
+    /// AdamW over the given parameters (the rest of a model may be Muon's).
+    pub fn over<'a>(params: impl Iterator<Item = &'a Param>, cfg: AdamWConfig) -> Result<Self> {
         let slots = params
-            .params()
-            .iter()
             .map(|p| {
                 Ok(Slot {
                     var: p.var.clone(),
-                    decay: p.group == DecayGroup::Decay,
+                    decay: p.role.decayed(cfg.decay_embeddings),
                     m: p.var.zeros_like()?,
                     v: p.var.zeros_like()?,
                 })
@@ -103,30 +111,7 @@ impl AdamW {
 
     /// The global L2 norm of all parameters' gradients.
     pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
-        let mut total = 0.0;
-        let mut on_cpu = true;
-        for g in self.slots.iter().filter_map(|s| grads.get(&s.var)) {
-            match sum_of_squares(g)? {
-                Some(s) => total += s,
-                None => on_cpu = false,
-            }
-        }
-        if on_cpu {
-            return Ok(total.sqrt());
-        }
-        let squares = self
-            .slots
-            .iter()
-            .filter_map(|s| grads.get(&s.var))
-            .map(|g| g.to_dtype(DType::F64)?.sqr()?.sum_all())
-            .collect::<Result<Vec<_>>>()?;
-        if squares.is_empty() {
-            return Ok(0.0);
-        }
-        Tensor::stack(&squares, 0)?
-            .sum_all()?
-            .to_scalar::<f64>()
-            .map(f64::sqrt)
+        grad_norm(self.vars(), grads)
     }
 
     /// One update at learning rate `lr`, after scaling the gradient so its global norm is at
@@ -134,17 +119,20 @@ impl AdamW {
     /// without a gradient (unused in this step's graph) is left untouched.
     pub fn step(&mut self, grads: &GradStore, lr: f64, grad_clip: f64) -> Result<f64> {
         let norm = self.grad_norm(grads)?;
-        let clip_scale = if grad_clip > 0.0 && norm > grad_clip {
-            grad_clip / (norm + 1e-6)
-        } else {
-            1.0
-        };
+        self.apply(grads, lr, clip_scale(norm, grad_clip))?;
+        Ok(norm)
+    }
+
+    /// One update at learning rate `lr` with the gradients scaled by `clip_scale` (the clipping
+    /// decided over a whole model, of which these may be only some parameters).
+    pub fn apply(&mut self, grads: &GradStore, lr: f64, clip_scale: f64) -> Result<()> {
         self.steps += 1;
         let AdamWConfig {
             beta1,
             beta2,
             eps,
             weight_decay,
+            ..
         } = self.cfg;
         let m_correction = 1.0 / (1.0 - beta1.powi(self.steps));
         let v_correction = 1.0 / (1.0 - beta2.powi(self.steps));
@@ -192,7 +180,47 @@ impl AdamW {
             };
             slot.var.set(&(theta - update.affine(lr, 0.0)?)?)?;
         }
-        Ok(norm)
+        Ok(())
+    }
+
+    pub fn vars(&self) -> impl Iterator<Item = &Var> {
+        self.slots.iter().map(|s| &s.var)
+    }
+}
+
+/// The L2 norm of the gradients of `vars` together (those without a gradient count 0).
+pub fn grad_norm<'a>(vars: impl Iterator<Item = &'a Var>, grads: &GradStore) -> Result<f64> {
+    let present: Vec<&Tensor> = vars.filter_map(|v| grads.get(v)).collect();
+    let mut total = 0.0;
+    let mut on_cpu = true;
+    for g in &present {
+        match sum_of_squares(g)? {
+            Some(s) => total += s,
+            None => on_cpu = false,
+        }
+    }
+    if on_cpu {
+        return Ok(total.sqrt());
+    }
+    let squares = present
+        .iter()
+        .map(|g| g.to_dtype(DType::F64)?.sqr()?.sum_all())
+        .collect::<Result<Vec<_>>>()?;
+    if squares.is_empty() {
+        return Ok(0.0);
+    }
+    Tensor::stack(&squares, 0)?
+        .sum_all()?
+        .to_scalar::<f64>()
+        .map(f64::sqrt)
+}
+
+/// The factor that scales gradients of global norm `norm` to at most `grad_clip` (0: never).
+pub fn clip_scale(norm: f64, grad_clip: f64) -> f64 {
+    if grad_clip > 0.0 && norm > grad_clip {
+        grad_clip / (norm + 1e-6)
+    } else {
+        1.0
     }
 }
 
@@ -206,7 +234,7 @@ mod tests {
     fn first_step_matches_the_formula() {
         let dev = Device::Cpu;
         let mut params = ParamStore::new(0, DType::F64, &dev);
-        let w = params.normal("w", (1, 3), 1.0, DecayGroup::Decay).unwrap();
+        let w = params.normal("w", (1, 3), 1.0, ParamRole::Matrix).unwrap();
         let b = params.ones("b", 2).unwrap();
         let w0: Vec<f64> = w.flatten_all().unwrap().to_vec1().unwrap();
         let cfg = AdamWConfig {
@@ -214,6 +242,7 @@ mod tests {
             beta2: 0.95,
             eps: 1e-8,
             weight_decay: 0.1,
+            decay_embeddings: false,
         };
         let mut opt = AdamW::new(&params, cfg).unwrap();
         let loss = ((w.sqr().unwrap().sum_all().unwrap() + b.sqr().unwrap().sum_all().unwrap())
@@ -241,12 +270,13 @@ mod tests {
     fn in_place_kernels_follow_adamw_over_several_steps() {
         let dev = Device::Cpu;
         let mut params = ParamStore::new(5, DType::F32, &dev);
-        let w = params.normal("w", (7, 5), 1.0, DecayGroup::Decay).unwrap();
+        let w = params.normal("w", (7, 5), 1.0, ParamRole::Matrix).unwrap();
         let cfg = AdamWConfig {
             beta1: 0.9,
             beta2: 0.95,
             eps: 1e-8,
             weight_decay: 0.1,
+            decay_embeddings: false,
         };
         let mut opt = AdamW::new(&params, cfg).unwrap();
         let mut theta: Vec<f64> = w
@@ -307,6 +337,7 @@ mod tests {
             beta2: 0.5,
             eps: 0.0,
             weight_decay: 0.0,
+            decay_embeddings: false,
         };
         let mut opt = AdamW::new(&params, cfg).unwrap();
         let loss = w.affine(3.0, 0.0).unwrap().sum_all().unwrap(); // gradient 3 everywhere, norm 6

@@ -1,6 +1,6 @@
-//! The training loop of one run: build the model from its seed, step AdamW along the learning
-//! rate schedule on seeded random windows, report metrics and validation loss to the observer,
-//! and stop early on divergence or when asked to.
+//! The training loop of one run: build the model from its seed, step the optimizer (AdamW, or
+//! Muon with AdamW) along the learning rate schedule on seeded random windows, report metrics
+//! and validation loss to the observer, and stop early on divergence or when asked to.
 //!
 //! Looped models also draw each step's per-sequence depths and initial state from a seeded
 //! stream of their own (so a seed fixes the whole run), report the recurrent state's norm and
@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use super::checkpoint::{Checkpointing, TrainerState};
 use super::data::{Batch, BatchSampler, Corpus, indexed_rng};
-use super::optim::{AdamW, AdamWConfig};
+use super::optimizer::Optimizer;
 use super::schedule::learning_rate;
 use super::{EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics};
 use crate::config::RunConfig;
@@ -284,10 +284,10 @@ impl RunState {
     }
 
     /// The scalar state for a checkpoint.
-    fn saved(&self, optimizer: &AdamW) -> TrainerState {
+    fn saved(&self, optimizer: &Optimizer) -> TrainerState {
         TrainerState {
             step: self.done_steps,
-            adam_steps: optimizer.steps_taken(),
+            adam_steps: optimizer.updates() as i32,
             first_loss: self.first_loss,
             last_loss: self.last_loss,
             spike_window: self.spikes.recent.iter().copied().collect(),
@@ -308,7 +308,7 @@ struct Trainer<'a> {
     device: &'a Device,
     observer: &'a mut dyn RunObserver,
     checkpoints: Option<&'a Checkpointing>,
-    optimizer: AdamW,
+    optimizer: Optimizer,
     sampler: BatchSampler,
     val_batches: Vec<Batch>,
     steps: u64,
@@ -329,15 +329,7 @@ impl<'a> Trainer<'a> {
     ) -> anyhow::Result<Self> {
         let t = &cfg.train;
         let seq_len = cfg.data.seq_len;
-        let optimizer = AdamW::new(
-            model.params(),
-            AdamWConfig {
-                beta1: t.beta1,
-                beta2: t.beta2,
-                eps: 1e-8,
-                weight_decay: t.weight_decay,
-            },
-        )?;
+        let optimizer = Optimizer::new(model.params(), t, total_steps(cfg))?;
         Ok(Trainer {
             model,
             cfg,
