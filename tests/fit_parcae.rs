@@ -256,7 +256,7 @@ fn parcae_law_with_noise() {
 }
 
 /// Badly gridded: one FLOP budget only: no rollout is possible, and the fit says so instead of
-/// failing.
+/// failing; one loop count only: N(μ) never changes, and X, x are named as not determined.
 #[test]
 fn parcae_law_on_a_bad_grid_says_what_it_cannot_do() {
     let all = isoflop_points(&REFERENCE_GRID, 0.0, 0);
@@ -267,6 +267,17 @@ fn parcae_law_on_a_bad_grid_says_what_it_cannot_do() {
     assert!(r.heldout.is_none());
     assert!(
         r.notes.iter().any(|n| n.starts_with("no held-out check")),
+        "{:?}",
+        r.notes
+    );
+    let one_mu: Vec<usize> = (0..all.len())
+        .filter(|&i| all.loops.as_ref().unwrap()[i] == 4.0)
+        .collect();
+    let r = fit_parcae(&all.subset(&one_mu), &parcae_opts(0)).unwrap();
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("N(μ) takes 1 distinct value") && n.contains("X and x")),
         "{:?}",
         r.notes
     );

@@ -541,3 +541,24 @@ fn coverage_full() {
     );
     assert!(failures.is_empty(), "under-covered: {failures:?}");
 }
+
+/// A curve evaluated at a single T (a run with `test_loops = [3]`) determines no exponential:
+/// it is left out of per-curve and pooled fits, which say so, instead of failing them.
+#[test]
+fn a_curve_with_one_test_loop_count_is_left_out() {
+    let mut pts = pooled_data(0.0, 0);
+    pts.test_loops.as_mut().unwrap().push(3.0);
+    pts.loss.push(2.5);
+    pts.curve.as_mut().unwrap().push("single".into());
+    let per_curve = fit_test_time(&pts, &no_boot()).unwrap();
+    assert_eq!(per_curve.len(), 4);
+    let (kept, left) = loopscale::fit::parametric::fittable_curves(&pts);
+    assert_eq!((kept.len(), left), (4, vec!["single".to_string()]));
+    let r = fit_test_time_pooled(&pts, &no_boot()).unwrap();
+    assert!(
+        r.notes.iter().any(|n| n.contains("left out: single")),
+        "{:?}",
+        r.notes
+    );
+    assert_close(&r, &pooled_truth(), 1e-5);
+}

@@ -122,12 +122,41 @@ pub fn unrolled_params(model: &ModelConfig, mu: f64, embedding: f64, n: ParamCou
     }
 }
 
-/// The model configuration of a run's stored `config_json`.
+/// The model configuration of a run's stored `config_json`. A configuration written by a build
+/// with model keys this one does not know is read without them (they are kept out of N(μ)'s
+/// count, which is this build's count of the model), rather than not at all.
 pub fn model_config(config_json: &str) -> Result<ModelConfig> {
     let value: serde_json::Value =
         serde_json::from_str(config_json).context("its stored configuration is not JSON")?;
-    serde_json::from_value(value["model"].clone())
+    let model = value["model"].clone();
+    serde_json::from_value(model.clone())
+        .or_else(|e| serde_json::from_value(known_keys_only(model)).map_err(|_| e))
         .context("its stored model configuration does not parse, so N(μ) cannot be counted")
+}
+
+/// `model` without the keys `ModelConfig` (and its `looped` table) does not have.
+fn known_keys_only(mut model: serde_json::Value) -> serde_json::Value {
+    // Every key, optional ones included, from a configuration that sets them all.
+    let probe = ModelConfig {
+        arch: crate::model::Arch::Looped,
+        looped: Some(crate::model::LoopedConfig {
+            recurrent_dim: Some(1),
+            backprop_depth: Some(1),
+            ..Default::default()
+        }),
+        ..ModelConfig::default()
+    };
+    let known = serde_json::to_value(&probe).unwrap_or_default();
+    if let (Some(m), Some(k)) = (model.as_object_mut(), known.as_object()) {
+        m.retain(|key, _| k.contains_key(key));
+        if let (Some(l), Some(kl)) = (
+            m.get_mut("looped").and_then(|l| l.as_object_mut()),
+            k.get("looped").and_then(|l| l.as_object()),
+        ) {
+            l.retain(|key, _| kl.contains_key(key));
+        }
+    }
+    model
 }
 
 /// The looped runs of the frames with their N(μ): (row indices into `frames.runs`, N(μ)), and

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::analysis::source::{self, ParamCount};
 use crate::analysis::{CsvColumns, fit_record};
 use crate::fit::isoflop::BudgetOptimum;
+use crate::fit::parametric::fittable_curves;
 use crate::fit::{
     BootstrapOptions, Budgeting, DEFAULT_HUBER_DELTA, FitOptions, FitReport, HeldOutSpec,
     IsoflopAxis, IsoflopOptions, Points, fit_chinchilla, fit_compute, fit_isoflop, fit_parcae,
@@ -361,6 +362,14 @@ fn run_fit(args: &FitArgs, points: &Points, gpt_runs_left_out: Option<usize>) ->
         }
         LawName::TestTime => {
             law = "test-time".into();
+            let (_, left_out) = fittable_curves(points);
+            if !left_out.is_empty() {
+                eprintln!(
+                    "{} curve(s) with fewer than three evaluations or two distinct T left out: {}",
+                    left_out.len(),
+                    left_out.join(", ")
+                );
+            }
             fit_test_time(points, &options)?
                 .into_iter()
                 .map(|(curve, r)| (Some(curve), r))

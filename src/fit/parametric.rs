@@ -250,7 +250,23 @@ pub fn fit_law<L: Law>(
     let heldout = match opts.heldout {
         Some(spec) => {
             let (k, what) = heldout_count(spec, order_key, key_name);
-            match (spec, heldout_check(law, design, order_key, k, opts)) {
+            let n = design.len();
+            let why_not = if k >= n {
+                Some("it holds every point (one budget)".to_string())
+            } else if n - k < law.n_params() {
+                Some(format!(
+                    "the other budgets hold {} points for {} parameters",
+                    n - k,
+                    law.n_params()
+                ))
+            } else {
+                None
+            };
+            let check = match (spec, why_not) {
+                (HeldOutSpec::LargestBudget(_), Some(why)) => Err(anyhow::anyhow!(why)),
+                _ => heldout_check(law, design, order_key, k, opts),
+            };
+            match (spec, check) {
                 (_, Ok(mut h)) => {
                     h.what = what;
                     Some(h)
@@ -332,8 +348,13 @@ fn curves(points: &Points) -> Vec<(String, Vec<usize>)> {
 /// L(T) = L∞ + A·exp(−k·T), one fit per curve.
 pub fn fit_test_time(points: &Points, opts: &FitOptions) -> Result<Vec<(String, FitReport)>> {
     points.validate()?;
-    curves(points)
+    let all = curves(points);
+    let n_curves = all.len();
+    // A curve evaluated at fewer than three points or two distinct T determines no saturating
+    // exponential: it is left out (`fittable_curves` says which), not allowed to sink the rest.
+    let fits: Vec<(String, FitReport)> = all
         .into_iter()
+        .filter(|(_, idx)| curve_is_fittable(points, idx))
         .map(|(id, idx)| {
             let pts = points.subset(&idx);
             let law = TestTimeLaw::new(&pts).map_err(|e| anyhow::anyhow!("curve {id}: {e}"))?;
@@ -346,13 +367,56 @@ pub fn fit_test_time(points: &Points, opts: &FitOptions) -> Result<Vec<(String, 
             r.law = format!("test-time[{id}]");
             Ok((id, r))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    if fits.is_empty() {
+        bail!(
+            "no test-time curve has three or more evaluations at two or more distinct loop counts T \
+             ({n_curves} curve(s)); evaluate each run at several test_loops"
+        );
+    }
+    Ok(fits)
+}
+
+/// Whether the points `idx` of one curve can determine L∞, A and k: three or more points at two
+/// or more distinct T.
+fn curve_is_fittable(points: &Points, idx: &[usize]) -> bool {
+    let Some(t) = &points.test_loops else {
+        return false;
+    };
+    let mut ts: Vec<f64> = idx.iter().map(|&i| t[i]).collect();
+    ts.sort_by(f64::total_cmp);
+    ts.dedup();
+    idx.len() >= 3 && ts.len() >= 2
+}
+
+/// The ids of the curves [`fit_test_time`] fits and of those it leaves out.
+pub fn fittable_curves(points: &Points) -> (Vec<String>, Vec<String>) {
+    let (ok, left): (Vec<_>, Vec<_>) = curves(points)
+        .into_iter()
+        .partition(|(_, idx)| curve_is_fittable(points, idx));
+    let ids = |v: Vec<(String, Vec<usize>)>| v.into_iter().map(|(id, _)| id).collect();
+    (ids(ok), ids(left))
 }
 
 /// Test-time curves pooled with a shared k. Starts come from per-curve fits (unless
 /// `opts.starts` is given).
 pub fn fit_test_time_pooled(points: &Points, opts: &FitOptions) -> Result<FitReport> {
     points.validate()?;
+    // Curves that determine no exponential of their own are left out, as in `fit_test_time`.
+    let (_, left_out) = fittable_curves(points);
+    let kept: Vec<usize> = curves(points)
+        .into_iter()
+        .filter(|(_, idx)| curve_is_fittable(points, idx))
+        .flat_map(|(_, idx)| idx)
+        .collect();
+    if kept.is_empty() {
+        bail!(
+            "no test-time curve has three or more evaluations at two or more distinct loop counts T"
+        );
+    }
+    let mut kept = kept;
+    kept.sort_unstable();
+    let points = &points.subset(&kept);
     let mut law = TestTimePooledLaw::new(points)?;
     let t = points
         .test_loops
@@ -377,7 +441,15 @@ pub fn fit_test_time_pooled(points: &Points, opts: &FitOptions) -> Result<FitRep
         }
     }
     let design = law.design(points)?;
-    fit_law(&law, &design, (&t, "T"), opts)
+    let mut r = fit_law(&law, &design, (&t, "T"), opts)?;
+    if !left_out.is_empty() {
+        r.notes.push(format!(
+            "{} curve(s) with fewer than three evaluations or two distinct T left out: {}",
+            left_out.len(),
+            left_out.join(", ")
+        ));
+    }
+    Ok(r)
 }
 
 /// Parcae's training law L(μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) over the points' N = N(μ) and
@@ -386,7 +458,34 @@ pub fn fit_parcae(points: &Points, opts: &FitOptions) -> Result<FitReport> {
     points.validate()?;
     let law = ParcaeLaw;
     let design = law.design(points)?;
-    fit_law(&law, &design, (&points.compute()?, "C"), opts)
+    let mut r = fit_law(&law, &design, (&points.compute()?, "C"), opts)?;
+    r.notes.extend(grid_notes(points)?);
+    Ok(r)
+}
+
+/// A power-law term with its own exponent and scale next to E needs three or more distinct
+/// values of its variable; with fewer, its parameters are whatever the start left them.
+fn grid_notes(points: &Points) -> Result<Vec<String>> {
+    let distinct = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        v.len()
+    };
+    let mut notes = Vec::new();
+    for (values, what, params) in [
+        (points.params()?, "N(μ)", "X and x"),
+        (points.tokens()?, "D", "Y and y"),
+    ] {
+        let k = distinct(&values);
+        if k < 3 {
+            notes.push(format!(
+                "{what} takes {k} distinct value(s) in these points: {params} are not determined (only their \
+                 sum with E at the sampled values is); sample three or more"
+            ));
+        }
+    }
+    Ok(notes)
 }
 
 /// Parcae's unified law L(T | μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) + Z·exp(−z·T/μ) over every
@@ -395,5 +494,7 @@ pub fn fit_parcae_unified(points: &Points, opts: &FitOptions) -> Result<FitRepor
     points.validate()?;
     let law = ParcaeUnifiedLaw::new(points)?;
     let design = law.design(points)?;
-    fit_law(&law, &design, (&points.compute()?, "C"), opts)
+    let mut r = fit_law(&law, &design, (&points.compute()?, "C"), opts)?;
+    r.notes.extend(grid_notes(points)?);
+    Ok(r)
 }
