@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use loopscale::analysis::{CsvColumns, read_points};
 use loopscale::fit::bootstrap::BootstrapOptions;
 use loopscale::fit::parametric::bootstrap_draws;
 use loopscale::fit::*;

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use loopscale::analysis::{CsvColumns, read_points};
 use loopscale::fit::laws::chinchilla_coarse_grid;
 use loopscale::fit::*;
 

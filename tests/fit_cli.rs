@@ -164,3 +164,330 @@ fn a_missing_source_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// Runs `loopscale fit ARGS`, returning (success, stdout, stderr).
+fn fit_cmd(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).arg("fit").args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Points of a Parcae-shaped law, L = 2 + 50·N(μ)^-0.3 + 30·D^-0.2 + z·e^(-T/μ), N(μ) = 1e6·μ,
+/// D = C/(6·N(μ)), four budgets × μ ∈ `mus` × T ∈ `ts`, as CSV.
+fn parcae_csv(mus: &[f64], ts: &[f64], z: f64) -> String {
+    let mut s = String::from("n_mu,tokens,flops,mu,t,loss\n");
+    for c in [1e15, 4e15, 1.6e16, 6.4e16] {
+        for &mu in mus {
+            let n = 1e6 * mu;
+            let d = c / (6.0 * n);
+            for &t in ts {
+                let l = 2.0 + 50.0 * n.powf(-0.3) + 30.0 * d.powf(-0.2) + z * (-t / mu).exp();
+                s.push_str(&format!("{n},{d},{c},{mu},{t},{l}\n"));
+            }
+        }
+    }
+    s
+}
+
+#[test]
+fn parcae_law_from_csv_is_reported_with_its_names_and_rollout_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("parcae.csv");
+    std::fs::write(&csv, parcae_csv(&[1.0, 2.0, 4.0, 8.0, 16.0], &[1.0], 0.0)).unwrap();
+    let db = dir.path().join("fits.sqlite");
+    let base = [
+        csv.to_str().unwrap(),
+        "--law",
+        "parcae",
+        "--n-col",
+        "n_mu",
+        "--d-col",
+        "tokens",
+        "--c-col",
+        "flops",
+        "--resamples",
+        "20",
+        "--db",
+        db.to_str().unwrap(),
+    ];
+    let (ok, stdout, stderr) = fit_cmd(&[&base[..], &["--json"]].concat());
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    for (name, want) in [("E", 2.0), ("X", 50.0), ("x", 0.3), ("Y", 30.0), ("y", 0.2)] {
+        let got = json_param(&v, name);
+        assert!(
+            (got / want - 1.0).abs() < 1e-3,
+            "{name} = {got}, truth {want}"
+        );
+    }
+    let h = &v["reports"][0][1]["heldout"];
+    assert_eq!(h["n"], 5, "{v}");
+    assert!(h["what"].as_str().unwrap().contains("largest C budget"));
+    let (ok, stdout, stderr) = fit_cmd(&base);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("held out the largest C budget"), "{stdout}");
+    let store = Store::open_read_only(&db).unwrap();
+    let q = store
+        .query("SELECT law, n_points, heldout_n FROM fits ORDER BY fit_id")
+        .unwrap();
+    assert_eq!(q.rows[0], vec!["parcae", "20", "5"]);
+}
+
+#[test]
+fn laws_without_their_columns_name_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("parcae.csv");
+    std::fs::write(&csv, parcae_csv(&[1.0, 2.0, 4.0], &[1.0, 2.0, 4.0], 0.5)).unwrap();
+    let path = csv.to_str().unwrap();
+    let common = [
+        path,
+        "--law",
+        "parcae-unified",
+        "--n-col",
+        "n_mu",
+        "--d-col",
+        "tokens",
+    ];
+    let (ok, _, err) = fit_cmd(&[&common[..], &["--test-loops-col", "t"]].concat());
+    assert!(!ok);
+    assert!(
+        err.contains("--loops-col") && err.contains("parcae-unified"),
+        "{err}"
+    );
+    let (ok, _, err) = fit_cmd(&[&common[..], &["--loops-col", "mu"]].concat());
+    assert!(!ok);
+    assert!(err.contains("--test-loops-col"), "{err}");
+    let (ok, _, err) = fit_cmd(&[path, "--law", "parcae", "--d-col", "tokens"]);
+    assert!(!ok);
+    assert!(err.contains("--n-col") && err.contains("N(μ)"), "{err}");
+    let (ok, _, err) =
+        fit_cmd(&[&common[..], &["--loops-col", "mu", "--test-loops-col", "T"]].concat());
+    assert!(!ok);
+    assert!(
+        err.contains("\"T\""),
+        "a missing named column is named: {err}"
+    );
+    let (ok, _, err) = fit_cmd(&[path, "--law", "isoflop", "--c-col", "flops"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--law isoflop") && err.contains("--loops-col"),
+        "{err}"
+    );
+}
+
+/// The iso-FLOP fit flags a budget whose lowest loss is at the largest loops sampled, in its
+/// output and in `fits.notes`; a flat test-time curve is called flat the same way.
+#[test]
+fn edge_optima_and_flat_curves_are_flagged_in_output_and_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fits.sqlite");
+    // Loops 1..12 and budgets whose μ* reaches past 12 (μ* ∝ C^0.4, ≈ 3 at 1e15, ≈ 16 at 6.4e16).
+    let csv = dir.path().join("iso.csv");
+    std::fs::write(
+        &csv,
+        parcae_csv(&[1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0], &[1.0], 0.0)
+            .replace("mu,t,loss", "loops,t,loss")
+            .replace("n_mu,", "n,"),
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = fit_cmd(&[
+        csv.to_str().unwrap(),
+        "--law",
+        "isoflop",
+        "--n-col",
+        "n",
+        "--c-col",
+        "flops",
+        "--loops-col",
+        "loops",
+        "--resamples",
+        "20",
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("at or beyond the largest sampled (12)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("NOTE: budget C = 6.400e16"), "{stdout}");
+
+    let flat = dir.path().join("flat.csv");
+    let rows: String = [2.251, 2.238, 2.246, 2.232, 2.257, 2.243]
+        .iter()
+        .zip([1, 2, 4, 8, 16, 32])
+        .map(|(l, t)| format!("{t},{l}\n"))
+        .collect();
+    std::fs::write(&flat, format!("test_loops,loss\n{rows}")).unwrap();
+    let (ok, stdout, stderr) = fit_cmd(&[
+        flat.to_str().unwrap(),
+        "--law",
+        "test-time",
+        "--resamples",
+        "50",
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("NOTE: no saturating gain"), "{stdout}");
+
+    let store = Store::open_read_only(&db).unwrap();
+    let q = store
+        .query("SELECT law, notes FROM fits ORDER BY fit_id")
+        .unwrap();
+    assert_eq!(q.rows[0][0], "isoflop");
+    assert!(
+        q.rows[0][1].contains("largest loops sampled (12)"),
+        "{:?}",
+        q.rows
+    );
+    assert_eq!(q.rows[1][0], "test-time");
+    assert!(
+        q.rows[1][1].starts_with("no saturating gain"),
+        "{:?}",
+        q.rows
+    );
+}
+
+/// A store of schema version 1 (before `fits.notes`) is read as it is and migrated by a fit
+/// that records into it.
+#[test]
+fn a_version_1_store_is_read_and_then_migrated_by_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v1.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(include_str!("../src/store/schema.sql"))
+            .unwrap();
+        conn.pragma_update(None, "application_id", loopscale::store::APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+    }
+    drop(Store::open_read_only(&db).expect("a version-1 store reads"));
+    let csv = dir.path().join("flat.csv");
+    std::fs::write(
+        &csv,
+        "test_loops,loss\n1,2.3\n2,2.2\n4,2.15\n8,2.13\n16,2.125\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = fit_cmd(&[
+        csv.to_str().unwrap(),
+        "--law",
+        "test-time",
+        "--resamples",
+        "0",
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let store = Store::open_read_only(&db).unwrap();
+    let q = store
+        .query("SELECT count(*), count(notes) FROM fits")
+        .unwrap();
+    assert_eq!(q.rows[0], vec!["1", "0"], "a saturating curve has no notes");
+}
+
+/// `--law parcae` on a database: N(μ) is counted from each looped run's configuration (the
+/// prelude and coda once, the core μ times, as `model::looped_split` splits them), GPT runs are
+/// left out and counted, and a law built on that count is recovered.
+#[test]
+fn parcae_law_from_a_database_counts_unrolled_parameters() {
+    use loopscale::model::{Arch, LoopedConfig, looped_split};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("parcae.sqlite");
+    let mut store = Store::open(&db).unwrap();
+    let (e, x, xe, y, ye) = (2.0, 50.0, 0.3, 30.0, 0.2);
+    let mut runs: Vec<(NewRun, f64)> = Vec::new();
+    for (i, mu) in [None, Some(1), Some(2), Some(4), Some(8)]
+        .into_iter()
+        .enumerate()
+    {
+        for tokens in [100_000u64, 400_000, 1_600_000] {
+            let model = match mu {
+                Some(m) => ModelConfig {
+                    arch: Arch::Looped,
+                    looped: Some(LoopedConfig {
+                        mean_recurrence: m,
+                        ..LoopedConfig::default()
+                    }),
+                    ..ModelConfig::default()
+                },
+                None => ModelConfig::default(),
+            };
+            // The count the law is about, written out here from the model's split.
+            let n = match mu {
+                Some(m) => {
+                    let split = looped_split(&model);
+                    split.once as f64 + m as f64 * split.per_loop as f64
+                }
+                None => 1e5,
+            };
+            let config = RunConfig {
+                data: DataConfig::default(),
+                train: TrainConfig {
+                    tokens,
+                    ..TrainConfig::default()
+                },
+                model,
+                seed: 0,
+            };
+            let run = NewRun {
+                key: config.key(),
+                variant: None,
+                config,
+                params: 200_000,
+                non_embedding_params: 100_000,
+                tokens,
+                flops: 6.0 * n * tokens as f64 * (1.0 + 0.01 * i as f64),
+            };
+            let loss = e + x * n.powf(-xe) + y * (tokens as f64).powf(-ye);
+            // GPT runs get a loss off the law: if they were fitted, the fit would be off.
+            runs.push((run, if mu.is_some() { loss } else { loss + 0.5 }));
+        }
+    }
+    let new: Vec<NewRun> = runs.iter().map(|(r, _)| r.clone()).collect();
+    store
+        .register_sweep("parcae", "", "parcae.toml", "", &new)
+        .unwrap();
+    for (run, loss) in &runs {
+        let attempt = store.start_attempt(&run.key, None).unwrap();
+        let outcome = RunOutcome {
+            end: RunEnd::Done,
+            steps: 1,
+            tokens: run.tokens,
+            flops: run.flops,
+            final_val_loss: Some(*loss),
+            final_val_bpb: None,
+            final_train_loss: None,
+            wall_seconds: 1.0,
+            tokens_per_second: 1.0,
+            loss_spikes: 0,
+        };
+        store
+            .finish_attempt(&run.key, attempt, &[], &[], &outcome)
+            .unwrap();
+    }
+    drop(store);
+    let (ok, stdout, stderr) = fit_cmd(&[
+        db.to_str().unwrap(),
+        "--law",
+        "parcae",
+        "--resamples",
+        "0",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["gpt_runs_left_out"], 3, "{v}");
+    assert_eq!(v["reports"][0][1]["n_points"], 12, "{v}");
+    for (name, want) in [("E", e), ("x", xe), ("y", ye)] {
+        let got = json_param(&v, name);
+        assert!(
+            (got / want - 1.0).abs() < 1e-3,
+            "{name} = {got}, truth {want}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! CSV reading (quoted headers, derived columns, errors), row selections and the frontier.
 
+use loopscale::analysis::CsvColumns;
 use loopscale::fit::*;
 
 #[test]
@@ -9,7 +10,7 @@ fn reads_quoted_headers_and_derives_tokens() {
         group: Some("run, name".into()),
         ..CsvColumns::epoch_chinchilla()
     };
-    let p = loopscale::fit::csv::parse_points(text, &cols).unwrap();
+    let p = loopscale::analysis::csv::parse_points(text, &cols).unwrap();
     assert_eq!(p.len(), 2);
     assert_eq!(p.group.as_ref().unwrap()[0], "a, b");
     assert_eq!(p.tokens().unwrap(), vec![1e9, 1e9]);
@@ -34,11 +35,14 @@ fn missing_or_bad_columns_are_errors() {
         n: Some("params".into()),
         ..Default::default()
     };
-    assert!(loopscale::fit::csv::parse_points("n,loss\n1,2\n", &cols).is_err());
-    assert!(loopscale::fit::csv::parse_points("n,loss\n1,x\n", &CsvColumns::default()).is_err());
-    assert!(loopscale::fit::csv::parse_points("n,loss\n1\n", &CsvColumns::default()).is_err());
+    assert!(loopscale::analysis::csv::parse_points("n,loss\n1,2\n", &cols).is_err());
+    assert!(
+        loopscale::analysis::csv::parse_points("n,loss\n1,x\n", &CsvColumns::default()).is_err()
+    );
+    assert!(loopscale::analysis::csv::parse_points("n,loss\n1\n", &CsvColumns::default()).is_err());
     // Default names absent from the file are simply not read.
-    let p = loopscale::fit::csv::parse_points("n,loss\n1,2\n", &CsvColumns::default()).unwrap();
+    let p =
+        loopscale::analysis::csv::parse_points("n,loss\n1,2\n", &CsvColumns::default()).unwrap();
     assert!(p.c.is_none() && p.n.is_some());
 }
 

@@ -131,7 +131,7 @@ fn compute_and_test_time_gradients_match_finite_differences() {
         curve: Some(curve),
         ..Default::default()
     };
-    let law = TestTimeLaw;
+    let law = TestTimeLaw::new(&pts).unwrap();
     check_law(
         &law,
         &law.design(&pts).unwrap(),
@@ -143,6 +143,48 @@ fn compute_and_test_time_gradients_match_finite_differences() {
         &pooled,
         &pooled.design(&pts).unwrap(),
         &random_thetas(&center, &[0.2; 7], 5),
+    );
+}
+
+#[test]
+fn parcae_gradients_match_finite_differences() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let k = 24;
+    let mu: Vec<f64> = (0..k).map(|i| [1.0, 2.0, 4.0, 8.0][i % 4]).collect();
+    let n: Vec<f64> = mu.iter().map(|m| 1e6 * m).collect();
+    let d: Vec<f64> = (0..k)
+        .map(|_| 10f64.powf(rng.random_range(6.0..9.0)))
+        .collect();
+    let t: Vec<f64> = (0..k).map(|i| [1.0, 2.0, 4.0, 16.0][(i / 4) % 4]).collect();
+    let loss = (0..k)
+        .map(|i| {
+            2.0 + 50.0 * n[i].powf(-0.3)
+                + 30.0 * d[i].powf(-0.2)
+                + 0.5 * (-t[i] / mu[i]).exp()
+                + rng.random_range(-0.02..0.02)
+        })
+        .collect();
+    let pts = Points {
+        n: Some(n),
+        d: Some(d),
+        loops: Some(mu),
+        test_loops: Some(t),
+        loss,
+        ..Default::default()
+    };
+    let law = ParcaeLaw;
+    let center = [0.7, 3.9, 0.3, 3.4, 0.2];
+    check_law(
+        &law,
+        &law.design(&pts).unwrap(),
+        &random_thetas(&center, &[0.3, 1.0, 0.1, 1.0, 0.1], 5),
+    );
+    let law = ParcaeUnifiedLaw::new(&pts).unwrap();
+    let center = [0.7, 3.9, 0.3, 3.4, 0.2, -0.7, 0.0];
+    check_law(
+        &law,
+        &law.design(&pts).unwrap(),
+        &random_thetas(&center, &[0.3, 1.0, 0.1, 1.0, 0.1, 0.5, 1.0], 5),
     );
 }
 

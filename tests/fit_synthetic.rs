@@ -280,6 +280,107 @@ fn isoflop_recovers_exponent_from_known_parabolas() {
     assert!((r.report.value("a").unwrap() - ISO_A).abs() < 0.05);
 }
 
+// ----- what a test-time fit may claim ---------------------------------------------------------
+
+const T_GRID: [f64; 6] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
+
+/// One test-time curve on `sweeps/test_time.toml`'s loop counts.
+fn curve(loss: impl Fn(f64) -> f64, sigma: f64, seed: u64) -> Points {
+    let mut loss: Vec<f64> = T_GRID.iter().map(|&t| loss(t)).collect();
+    noisy(&mut loss, sigma, &mut StdRng::seed_from_u64(seed));
+    Points {
+        test_loops: Some(T_GRID.to_vec()),
+        loss,
+        ..Default::default()
+    }
+}
+
+fn with_boot(resamples: usize) -> FitOptions {
+    FitOptions {
+        bootstrap: Some(BootstrapOptions {
+            resamples,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A flat curve (2.23–2.26 at every T, as `sweeps/test_time.toml`'s runs were) and a rising
+/// one have no saturating gain: the fit keeps k > 0 and L∞ at the level of the data, and says so.
+#[test]
+fn flat_and_rising_test_time_curves_are_called_flat() {
+    let flat = curve(|_| 2.245, 0.004, 3);
+    let rising = curve(|t| 2.20 + 0.002 * t, 0.0, 0);
+    for (name, pts) in [("flat", flat), ("rising", rising)] {
+        let lo = pts.loss.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = pts.loss.iter().copied().fold(0.0, f64::max);
+        let r = fit_test_time(&pts, &with_boot(100)).unwrap().remove(0).1;
+        eprintln!("{name}: losses {lo:.4}..{hi:.4}\n{r}");
+        let (l_inf, k) = (r.value("L_inf").unwrap(), r.value("k").unwrap());
+        assert!(k > 0.0, "{name}: k = {k}");
+        assert!(
+            l_inf > 0.98 * lo && l_inf < hi,
+            "{name}: L∞ = {l_inf} outside the data {lo}..{hi}"
+        );
+        assert!(
+            r.notes.iter().any(|n| n.starts_with("no saturating gain")),
+            "{name}: {:?}",
+            r.notes
+        );
+    }
+}
+
+/// A saturating curve (noisy or not) is left alone; one whose whole gain is the step from T = 1
+/// to T = 2 has its rate at the upper bound, one still falling at T = 32 at the lower: neither
+/// shows a saturating gain, and each says why.
+#[test]
+fn saturating_curves_carry_no_note_and_a_step_is_named() {
+    for sigma in [0.0, NOISE] {
+        let r = fit_test_time(&test_time_data(sigma, 5), &with_boot(100))
+            .unwrap()
+            .remove(0)
+            .1;
+        assert!(r.notes.is_empty(), "σ = {sigma}: {:?}\n{r}", r.notes);
+        let gain = r.param("gain").unwrap();
+        assert!(gain.lo.unwrap() > 0.5, "{r}");
+    }
+    let step = curve(|t| if t < 1.5 { 2.6 } else { 2.3 }, 0.0, 0);
+    let r = fit_test_time(&step, &with_boot(50)).unwrap().remove(0).1;
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("no saturating gain") && n.contains("drops once")),
+        "{:?}\n{r}",
+        r.notes
+    );
+    // A curve still falling linearly at T = 32 has not saturated: k at its lower bound.
+    let falling = curve(|t| 3.0 - 0.01 * t, 0.0, 0);
+    let r = fit_test_time(&falling, &with_boot(50)).unwrap().remove(0).1;
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("no saturating gain") && n.contains("still falls")),
+        "{:?}\n{r}",
+        r.notes
+    );
+}
+
+/// Pooled: a flat curve among saturating ones is named; the others are not.
+#[test]
+fn pooled_fit_names_the_flat_curve() {
+    let mut pts = pooled_data(0.0, 0);
+    for (i, c) in pts.curve.as_mut().unwrap().iter_mut().enumerate() {
+        if c == "mu8" {
+            *c = "flat".into();
+            pts.loss[i] = 2.245;
+        }
+    }
+    let r = fit_test_time_pooled(&pts, &with_boot(50)).unwrap();
+    assert_eq!(r.notes.len(), 1, "{:?}\n{r}", r.notes);
+    assert!(r.notes[0].contains("curve flat"), "{:?}", r.notes);
+    assert!((r.value("k").unwrap() - POOLED_K).abs() < 0.01, "{r}");
+}
+
 // ----- interval coverage --------------------------------------------------------------------
 
 /// For `trials` seeds, fit with a `resamples`-resample bootstrap and count, per parameter,

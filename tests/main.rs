@@ -18,6 +18,7 @@ mod fit_chinchilla;
 mod fit_cli;
 mod fit_data;
 mod fit_gradients;
+mod fit_parcae;
 mod fit_synthetic;
 mod fused_ops;
 mod model_counts;

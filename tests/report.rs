@@ -170,7 +170,7 @@ fn every_chart_renders_from_the_fixture_database() {
         .unwrap_or(dir.path().join("report"));
     let index = report::write(&source(&db), &out, Format::Html).unwrap();
     let built = report::build(&source(&db), &out).unwrap();
-    assert_eq!(built.charts.len(), 9);
+    assert_eq!(built.charts.len(), 10);
     for chart in &built.charts {
         let Outcome::Drawn(d) = &chart.outcome else {
             panic!("{} skipped: {:?}", chart.name, chart.outcome)
@@ -192,6 +192,7 @@ fn every_chart_renders_from_the_fixture_database() {
         ("isoflop_optima", (1500, 600)),
         ("stability", (1500, 600)),
         ("residuals", (1500, 1200)),
+        ("parcae_law", (1500, 1200)),
     ];
     for (name, size) in expect {
         assert_eq!(png_size(&out.join(format!("{name}.png"))), size, "{name}");
@@ -275,6 +276,11 @@ fn charts_without_data_are_skipped_with_their_sentence() {
         skipped("compute_law")
     );
     assert!(skipped("isoflop_tokens").contains("three or more distinct training tokens"));
+    assert!(
+        skipped("parcae_law").contains("0 looped run(s)"),
+        "{}",
+        skipped("parcae_law")
+    );
     assert!(!out.join("stability.png").exists() && !out.join("test_time.png").exists());
     // The training curves exist whatever the sweep.
     assert!(matches!(built.charts[0].outcome, Outcome::Drawn(_)));
@@ -300,14 +306,24 @@ fn the_report_tables_match_the_database() {
         assert_eq!(row[col("tokens")], db_row[1]);
         assert_eq!(row[col("final val loss")], db_row[2]);
     }
-    // Fitted parameters: the compute law, six test-time curves, two iso-FLOP power laws.
+    // Fitted parameters: the compute law, six test-time curves (L∞, A, k and the derived
+    // gain), two iso-FLOP power laws.
     let laws: Vec<&String> = built.fits.rows.iter().map(|r| &r[0]).collect();
     assert_eq!(laws.iter().filter(|l| l.starts_with("compute")).count(), 3);
     assert_eq!(
         laws.iter().filter(|l| l.starts_with("test-time")).count(),
-        18
+        24
     );
     assert!(laws.iter().any(|l| l.starts_with("iso-FLOP optimal loops")));
+    // Parcae's law: E, X, x, Y, y and the two derived exponents; the unified law adds Z, z and
+    // the test-time term's gain.
+    assert_eq!(laws.iter().filter(|l| l.starts_with("Parcae:")).count(), 7);
+    assert_eq!(
+        laws.iter()
+            .filter(|l| l.starts_with("Parcae unified"))
+            .count(),
+        10
+    );
     let alpha = built.fits.rows.iter().find(|r| r[1] == "alpha").unwrap();
     assert!(alpha[3].parse::<f64>().unwrap() <= alpha[2].parse::<f64>().unwrap());
     // Markdown carries the same tables.

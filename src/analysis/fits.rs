@@ -1,7 +1,8 @@
 //! The fits a report shows, computed from the frames with `crate::fit` (nothing is read from
 //! the `fits` table: a report always reflects the runs in the database now): the compute law
-//! with a pointwise bootstrap band, one saturating exponential per test-time curve, and the
-//! iso-FLOP parabolas and power laws of the optimal loops and tokens. A fit that cannot be made
+//! with a pointwise bootstrap band, one saturating exponential per test-time curve, the
+//! iso-FLOP optima (located near each budget's lowest loss, or flagged at an edge) and power
+//! laws of the optimal loops and tokens, and Parcae's law over the looped runs. A fit that cannot be made
 //! carries the sentence saying why, for the report to print instead of a chart.
 
 use anyhow::{Result, anyhow};
@@ -10,13 +11,16 @@ use polars::prelude::DataFrame;
 use super::budgets::{BUDGET_TOLERANCE, with_budgets};
 use super::columns::{f64s, filter_rows, opt_f64s, strs};
 use super::frames::Frames;
+use super::source::{
+    ParamCount, parcae_points_of, parcae_unified_points_of, run_points_of, test_time_points_of,
+};
 use crate::fit::bootstrap::percentile_interval;
-use crate::fit::isoflop::{Parabola, fit_parabola};
+use crate::fit::isoflop::{Location, Parabola, budget_optima};
 use crate::fit::parametric::bootstrap_draws;
-use crate::fit::source::{ParamCount, run_points_of, test_time_points_of};
 use crate::fit::{
-    BootstrapOptions, Budgeting, ComputeLaw, FitOptions, FitReport, IsoflopAxis, IsoflopOptions,
-    Points, fit_compute, fit_isoflop, fit_test_time,
+    BootstrapOptions, Budgeting, ComputeLaw, FitOptions, FitReport, HeldOutSpec, IsoflopAxis,
+    IsoflopOptions, ParcaeLaw, ParcaeUnifiedLaw, Points, fit_compute, fit_isoflop, fit_parcae,
+    fit_parcae_unified, fit_test_time,
 };
 
 /// Bootstrap resamples of the report's fits (fewer than `fit`'s 1000: a report is redrawn
@@ -51,24 +55,44 @@ impl TestTimeFit {
         let v = |n| self.report.value(n).unwrap_or(f64::NAN);
         v("L_inf") + v("A") * (-v("k") * t).exp()
     }
+    /// What the curve does not show, in a few words ("no saturating gain", "no saturation
+    /// within the sampled T", ...), from the fit's first note; `None` for a saturating curve.
+    pub fn verdict(&self) -> Option<&str> {
+        self.report
+            .notes
+            .first()
+            .map(|n| n.split(':').next().unwrap_or(n))
+    }
 }
 
-/// One FLOP budget of an iso-FLOP analysis: its runs' (x, loss) and fitted parabola in log x.
+/// One FLOP budget of an iso-FLOP analysis: its runs' (x, loss), where its optimum lies, and
+/// the parabola in log x fitted near its lowest loss (when the optimum is inside the samples).
 #[derive(Clone, Debug)]
 pub struct BudgetCurve {
     pub flops: f64,
     pub x: Vec<f64>,
     pub loss: Vec<f64>,
-    pub parabola: Parabola,
-    /// The vertex: optimal x and the parabola's loss there.
+    pub location: Location,
+    /// The local parabola and the x range it was fitted over (inside only).
+    pub parabola: Option<Parabola>,
+    pub window: (f64, f64),
+    /// The located optimum (or the edge value) and the loss there.
     pub x_star: f64,
     pub loss_star: f64,
 }
 
 impl BudgetCurve {
+    /// The local parabola at x (NaN without one).
     pub fn predict(&self, x: f64) -> f64 {
         let u = x.ln();
-        self.parabola.c0 + self.parabola.c1 * u + self.parabola.c2 * u * u
+        self.parabola
+            .map_or(f64::NAN, |p| p.c0 + p.c1 * u + p.c2 * u * u)
+    }
+    /// Whether x lies in the window the parabola was fitted over.
+    pub fn in_window(&self, x: f64) -> bool {
+        self.parabola.is_some()
+            && x >= self.window.0 * (1.0 - 1e-12)
+            && x <= self.window.1 * (1.0 + 1e-12)
     }
 }
 
@@ -81,6 +105,23 @@ pub struct IsoflopFit {
     pub power_law: Result<FitReport, String>,
 }
 
+/// Parcae's law L(μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) over the looped runs, with each run's
+/// measured and predicted final loss.
+#[derive(Clone, Debug)]
+pub struct ParcaeFit {
+    pub report: FitReport,
+    /// Per looped run: its label, training FLOPs, measured and predicted final loss.
+    pub runs: Vec<ParcaeRun>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ParcaeRun {
+    pub label: String,
+    pub flops: f64,
+    pub measured: f64,
+    pub predicted: f64,
+}
+
 /// Every fit of a report; each is the fit or the sentence saying why there is none.
 #[derive(Clone, Debug)]
 pub struct ReportFits {
@@ -88,6 +129,9 @@ pub struct ReportFits {
     pub test_time: Result<Vec<TestTimeFit>, String>,
     pub isoflop_loops: Result<IsoflopFit, String>,
     pub isoflop_tokens: Result<IsoflopFit, String>,
+    pub parcae: Result<ParcaeFit, String>,
+    /// Parcae's unified law over every test-time evaluation of the looped runs.
+    pub parcae_unified: Result<ParcaeFit, String>,
 }
 
 fn options() -> FitOptions {
@@ -107,6 +151,8 @@ impl ReportFits {
             test_time: test_time_fits(frames),
             isoflop_loops: isoflop_fit(frames, IsoflopAxis::Loops),
             isoflop_tokens: isoflop_fit(frames, IsoflopAxis::Tokens),
+            parcae: parcae_fit(frames),
+            parcae_unified: parcae_unified_fit(frames),
         }
     }
 }
@@ -225,72 +271,68 @@ fn isoflop_fit_inner(frames: &Frames, axis: IsoflopAxis) -> Result<Result<Isoflo
         }
     }
     let runs = with_budgets(&runs, BUDGET_TOLERANCE)?;
-    let column = if axis == IsoflopAxis::Loops {
-        "mean_recurrence"
-    } else {
-        "tokens"
-    };
-    let x = f64s(&runs, column)?;
-    let loss = f64s(&runs, "final_val_loss")?;
-    let budget = strs(&runs, "budget")?;
-    let budget_flops = f64s(&runs, "budget_flops")?;
-    let mut labels: Vec<String> = budget.clone();
-    labels.dedup();
-    let mut curves = Vec::new();
-    let mut keep = vec![false; runs.height()];
-    for l in &labels {
-        let idx: Vec<usize> = (0..runs.height()).filter(|&i| budget[i] == *l).collect();
-        let u: Vec<f64> = idx.iter().map(|&i| x[i].ln()).collect();
-        let y: Vec<f64> = idx.iter().map(|&i| loss[i]).collect();
-        let Some(parabola) = fit_parabola(&u, &y, &vec![1.0; u.len()]) else {
-            continue;
-        };
-        let Some(u_star) = parabola.vertex() else {
-            continue;
-        };
-        for &i in &idx {
-            keep[i] = true;
-        }
-        let loss_star = parabola.c0 + parabola.c1 * u_star + parabola.c2 * u_star * u_star;
-        curves.push(BudgetCurve {
-            flops: budget_flops[idx[0]],
-            x: idx.iter().map(|&i| x[i]).collect(),
-            loss: y,
-            parabola,
-            x_star: u_star.exp(),
-            loss_star,
-        });
+    let mut points = run_points_of(&runs, ParamCount::NonEmbedding)?;
+    points.group = Some(strs(&runs, "budget")?);
+    if axis == IsoflopAxis::Loops {
+        points.loops = Some(f64s(&runs, "mean_recurrence")?);
     }
+    let x = axis_values_of(&points, axis)?;
+    let budget_flops = f64s(&runs, "budget_flops")?;
+    let located = budget_optima(&points, axis, Budgeting::Labels)?;
+    let n_budgets = located.len();
+    // Budgets with fewer than three distinct values (a GPT alone at its FLOPs) have no optimum
+    // and stay out of the power law too.
+    let mut keep = vec![false; points.len()];
+    let curves: Vec<BudgetCurve> = located
+        .into_iter()
+        .filter_map(|(b, o)| {
+            let o = o?;
+            for &i in &b.idx {
+                keep[i] = true;
+            }
+            Some(BudgetCurve {
+                flops: budget_flops[b.idx[0]],
+                x: b.idx.iter().map(|&i| x[i]).collect(),
+                loss: b.idx.iter().map(|&i| points.loss[i]).collect(),
+                location: o.location,
+                parabola: o.parabola,
+                window: (o.window.0.exp(), o.window.1.exp()),
+                x_star: o.u_star.exp(),
+                loss_star: o.loss_star,
+            })
+        })
+        .collect();
     if curves.is_empty() {
         return Ok(Err(format!(
             "No FLOP budget (runs within {:.0}% of each other's training FLOPs) has three or more distinct \
-             {} with a loss curve that opens upward, so no iso-FLOP parabola over {} can be fitted \
-             ({} budget(s) in this database).",
+             {}, so no iso-FLOP optimum over {} can be located ({} budget(s) in this database).",
             100.0 * BUDGET_TOLERANCE,
             axis_name(axis),
             axis_name(axis),
-            labels.len()
+            n_budgets
         )));
     }
-    let power_law = if curves.len() < 2 {
+    let inside = curves
+        .iter()
+        .filter(|c| c.location == Location::Inside)
+        .count();
+    let power_law = if inside < 2 {
         Err(format!(
-            "Only one FLOP budget has an iso-FLOP parabola over {}; the optimal {} against FLOPs needs two or more.",
+            "{} FLOP budget(s) of {} have their optimal {} inside the sampled values (the others' lowest loss \
+             is at the smallest or largest value sampled); the optimal {} against FLOPs needs two or more.",
+            inside,
+            curves.len(),
             axis_name(axis),
             axis_name(axis)
         ))
     } else {
-        let kept = filter_rows(&runs, &keep)?;
-        let mut points = run_points_of(&kept, ParamCount::NonEmbedding)?;
-        points.group = Some(strs(&kept, "budget")?);
-        if axis == IsoflopAxis::Loops {
-            points.loops = Some(f64s(&kept, "mean_recurrence")?);
-        }
         let bootstrap = Some(BootstrapOptions {
             resamples: REPORT_RESAMPLES,
             ..BootstrapOptions::default()
         });
+        let kept: Vec<usize> = (0..points.len()).filter(|&i| keep[i]).collect();
         fit_isoflop(
-            &points,
+            &points.subset(&kept),
             &IsoflopOptions {
                 axis,
                 budgeting: Budgeting::Labels,
@@ -310,6 +352,120 @@ fn isoflop_fit_inner(frames: &Frames, axis: IsoflopAxis) -> Result<Result<Isoflo
         budgets: curves,
         power_law,
     }))
+}
+
+/// The axis values of an iso-FLOP analysis (loops, tokens or parameters).
+fn axis_values_of(points: &Points, axis: IsoflopAxis) -> Result<Vec<f64>> {
+    match axis {
+        IsoflopAxis::Loops => points
+            .loops
+            .clone()
+            .ok_or_else(|| anyhow!("no loops column")),
+        IsoflopAxis::Tokens => points.tokens(),
+        IsoflopAxis::Params => points.params(),
+    }
+}
+
+/// Looped runs a Parcae-law fit needs at least: five parameters and a few points to spare.
+pub const PARCAE_MIN_RUNS: usize = 6;
+
+fn parcae_fit(frames: &Frames) -> Result<ParcaeFit, String> {
+    let (points, _) =
+        parcae_points_of(frames, ParamCount::NonEmbedding).map_err(|e| format!("{e:#}."))?;
+    let distinct = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        v.len()
+    };
+    let (n, d) = (
+        points.n.clone().unwrap_or_default(),
+        points.d.clone().unwrap_or_default(),
+    );
+    if points.len() < PARCAE_MIN_RUNS || distinct(&n) < 2 || distinct(&d) < 3 {
+        return Err(format!(
+            "Parcae's law L(μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) has five parameters; it needs {PARCAE_MIN_RUNS} or more \
+             finished looped runs at two or more loop counts and three or more token counts, and this database \
+             has {} looped run(s) at {} loop count(s) and {} token count(s).",
+            points.len(),
+            distinct(&n),
+            distinct(&d)
+        ));
+    }
+    // A coarse grid: a report is redrawn often (`loopscale fit` runs Epoch's full grid).
+    let opts = FitOptions {
+        heldout: Some(HeldOutSpec::LargestBudget(BUDGET_TOLERANCE)),
+        starts: Some(ParcaeLaw::coarse_grid()),
+        ..options()
+    };
+    let report =
+        fit_parcae(&points, &opts).map_err(|e| format!("The Parcae-law fit failed: {e:#}."))?;
+    let v = |name| report.value(name).unwrap_or(f64::NAN);
+    let labels = strs(&frames.runs, "label").map_err(|e| e.to_string())?;
+    let keys = strs(&frames.runs, "run_key").map_err(|e| e.to_string())?;
+    let c = points.compute().map_err(|e| e.to_string())?;
+    let runs = (0..points.len())
+        .map(|i| {
+            let key = &points.curve.as_ref().expect("parcae points carry run keys")[i];
+            ParcaeRun {
+                label: keys
+                    .iter()
+                    .position(|k| k == key)
+                    .map(|j| labels[j].clone())
+                    .unwrap_or_default(),
+                flops: c[i],
+                measured: points.loss[i],
+                predicted: v("E") + v("X") * n[i].powf(-v("x")) + v("Y") * d[i].powf(-v("y")),
+            }
+        })
+        .collect();
+    Ok(ParcaeFit { report, runs })
+}
+
+/// Parcae's unified law L(T | μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) + Z·exp(−z·T/μ) over every
+/// test-time evaluation of the looped runs; `runs` holds one entry per evaluation.
+fn parcae_unified_fit(frames: &Frames) -> Result<ParcaeFit, String> {
+    let (points, _) = parcae_unified_points_of(frames, ParamCount::NonEmbedding)
+        .map_err(|e| format!("{e:#}."))?;
+    let curves = {
+        let mut c = points.curve.clone().unwrap_or_default();
+        c.dedup();
+        c.len()
+    };
+    if curves < PARCAE_MIN_RUNS {
+        return Err(format!(
+            "Parcae's unified law L(T | μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) + Z·e^(−z·T/μ) needs test-time \
+             evaluations of {PARCAE_MIN_RUNS} or more finished looped runs; this database has {curves}."
+        ));
+    }
+    let law = ParcaeUnifiedLaw::new(&points).map_err(|e| format!("{e:#}."))?;
+    let opts = FitOptions {
+        heldout: Some(HeldOutSpec::LargestBudget(BUDGET_TOLERANCE)),
+        starts: Some(law.coarse_grid()),
+        ..options()
+    };
+    let report = fit_parcae_unified(&points, &opts)
+        .map_err(|e| format!("The unified Parcae-law fit failed: {e:#}."))?;
+    let v = |name| report.value(name).unwrap_or(f64::NAN);
+    let (n, d, mu, t) = (
+        points.n.clone().unwrap_or_default(),
+        points.d.clone().unwrap_or_default(),
+        points.loops.clone().unwrap_or_default(),
+        points.test_loops.clone().unwrap_or_default(),
+    );
+    let c = points.compute().map_err(|e| e.to_string())?;
+    let runs = (0..points.len())
+        .map(|i| ParcaeRun {
+            label: format!("T = {}", t[i]),
+            flops: c[i],
+            measured: points.loss[i],
+            predicted: v("E")
+                + v("X") * n[i].powf(-v("x"))
+                + v("Y") * d[i].powf(-v("y"))
+                + v("Z") * (-v("z") * t[i] / mu[i]).exp(),
+        })
+        .collect();
+    Ok(ParcaeFit { report, runs })
 }
 
 /// Fitted value and residual (observed − fitted) of each run for the compute law.

@@ -23,6 +23,10 @@ pub struct Frames {
     pub frontier: DataFrame,
     /// Test-time curves (the `test_time_curves` view), with the run's `label`.
     pub test_time: DataFrame,
+    /// Per finished looped run: `run_key` and `unrolled_params`, N(μ) at its mean recurrence
+    /// ([`super::source::unrolled_params`], non-embedding), NULL when its stored configuration
+    /// could not be read.
+    pub unrolled: DataFrame,
 }
 
 /// A store result as a DataFrame, columns typed as stored.
@@ -68,12 +72,14 @@ impl Frames {
         let mut test_time = read(Table::TestTimeCurves)?;
         test_time.with_column(label_of(&test_time)?)?;
         let frontier = read(Table::ComputeFrontier)?;
+        let unrolled = unrolled_frame(&runs, &read(Table::RunConfigs)?)?;
         Ok(Frames {
             runs,
             steps,
             evals,
             frontier,
             test_time,
+            unrolled,
         })
     }
 
@@ -81,4 +87,35 @@ impl Frames {
     pub fn run_keys(&self) -> Result<Vec<String>> {
         strs(&self.runs, "run_key")
     }
+}
+
+/// N(μ) of every looped run of `runs`, from the stored configurations (see [`Frames::unrolled`]).
+fn unrolled_frame(runs: &DataFrame, configs: &DataFrame) -> Result<DataFrame> {
+    let (keys, mus) = (
+        strs(runs, "run_key")?,
+        super::columns::opt_f64s(runs, "mean_recurrence")?,
+    );
+    let (cfg_keys, cfg_json) = (strs(configs, "run_key")?, strs(configs, "config_json")?);
+    let mut out_keys = Vec::new();
+    let mut out_n: Vec<Option<f64>> = Vec::new();
+    for (key, mu) in keys.iter().zip(mus) {
+        let Some(mu) = mu else { continue };
+        let n = cfg_keys
+            .iter()
+            .position(|k| k == key)
+            .and_then(|j| super::source::model_config(&cfg_json[j]).ok())
+            .filter(|m| m.arch == crate::model::Arch::Looped)
+            .map(|m| {
+                super::source::unrolled_params(&m, mu, 0.0, super::source::ParamCount::NonEmbedding)
+            });
+        out_keys.push(key.clone());
+        out_n.push(n);
+    }
+    Ok(DataFrame::new(
+        out_keys.len(),
+        vec![
+            Column::new("run_key".into(), out_keys),
+            Column::new("unrolled_params".into(), out_n),
+        ],
+    )?)
 }

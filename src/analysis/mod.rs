@@ -6,15 +6,25 @@
 //! run labels that name what varies ([`labels`]), FLOP budgets for iso-FLOP analysis
 //! ([`budgets`]), and pivot tables for the report ([`pivot`]). Small column helpers
 //! ([`columns`]) turn frame columns back into plain vectors for plotting and fitting.
+//!
+//! This is also where `crate::fit` meets the data: [`source`] reads a fit's points from a
+//! database and [`csv`] from a CSV file; [`record`] turns a fit's result into the plain
+//! record the store writes; [`fits`] makes the report's fits.
 
 pub mod budgets;
 pub mod columns;
+pub mod csv;
 pub mod fits;
 pub mod frames;
 pub mod labels;
 pub mod pivot;
+pub mod record;
+pub mod source;
 
 pub use budgets::{BUDGET_TOLERANCE, with_budgets};
 pub use columns::{f64s, filter_rows, opt_f64s, strs};
+pub use csv::{CsvColumns, read_points};
 pub use frames::Frames;
 pub use pivot::pivot_mean;
+pub use record::fit_record;
+pub use source::{ParamCount, is_database};

@@ -6,11 +6,13 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::fit::source::{self, ParamCount};
+use crate::analysis::source::{self, ParamCount};
+use crate::analysis::{CsvColumns, fit_record};
+use crate::fit::isoflop::BudgetOptimum;
 use crate::fit::{
-    BootstrapOptions, Budgeting, CsvColumns, DEFAULT_HUBER_DELTA, FitOptions, FitReport,
-    HeldOutSpec, IsoflopAxis, IsoflopOptions, Points, fit_chinchilla, fit_compute, fit_isoflop,
-    fit_test_time, fit_test_time_pooled,
+    BootstrapOptions, Budgeting, DEFAULT_HUBER_DELTA, FitOptions, FitReport, HeldOutSpec,
+    IsoflopAxis, IsoflopOptions, Points, fit_chinchilla, fit_compute, fit_isoflop, fit_parcae,
+    fit_parcae_unified, fit_test_time, fit_test_time_pooled,
 };
 use crate::store::Store;
 
@@ -22,10 +24,37 @@ pub enum LawName {
     Compute,
     /// L(N, D) = E + A/N^α + B/D^β (Hoffmann et al. 2022, approach 3).
     Chinchilla,
-    /// Per FLOP budget, a parabola of loss in log(x); its minima x*(C) = G·C^a.
+    /// Per FLOP budget, the optimum x* located near the lowest sampled loss (flagged when it is
+    /// at or beyond the edge of the sampled x); then x*(C) = G·C^a over the located optima.
     Isoflop,
-    /// L(T) = L∞ + A·exp(-k·T) over test-time loop counts, per run (or pooled with --pooled).
+    /// L(T) = L∞ + A·exp(-k·T) over test-time loop counts, per run (or pooled with --pooled);
+    /// k > 0 within what the sampled T can show, A ≥ 0; a curve without a saturating gain says so.
     TestTime,
+    /// Parcae: L(μ, D) = E + X·N(μ)^(-x) + Y·D^(-y), N(μ) the unrolled parameter count (prelude
+    /// and coda once, the core μ times), over looped runs; held out: the largest FLOP budget.
+    Parcae,
+    /// Parcae's unified law L(T | μ, D) = E + X·N(μ)^(-x) + Y·D^(-y) + Z·exp(-z·T/μ) over the
+    /// test-time evaluations of every looped run together.
+    ParcaeUnified,
+}
+
+/// Which parameter count stands for N (database sources).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum NCount {
+    /// Parameters without the token embedding (Kaplan et al.'s convention).
+    NonEmbedding,
+    /// All unique parameters (Hoffmann et al.'s convention).
+    Total,
+}
+
+impl From<NCount> for ParamCount {
+    fn from(n: NCount) -> ParamCount {
+        match n {
+            NCount::NonEmbedding => ParamCount::NonEmbedding,
+            NCount::Total => ParamCount::Total,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ValueEnum)]
@@ -48,7 +77,7 @@ pub struct FitArgs {
     pub sweep: Option<String>,
     /// Database source: which parameter count is N.
     #[arg(long, value_enum, default_value = "non-embedding")]
-    pub n: ParamCount,
+    pub n: NCount,
     /// compute law: fit only the compute frontier (the lowest loss at or below each C).
     #[arg(long)]
     pub frontier: bool,
@@ -78,10 +107,11 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Held-out check: fit without the K largest-compute points (largest T for test-time) and
-    /// report the error predicting them.
+    /// report the error predicting them. The Parcae laws hold out the largest FLOP budget unless
+    /// this is given.
     #[arg(long)]
     pub heldout: Option<usize>,
-    /// CSV column of N (parameters).
+    /// CSV column of N (parameters; for the Parcae laws N(μ), the unrolled parameter count).
     #[arg(long)]
     pub n_col: Option<String>,
     /// CSV column of D (training tokens); if absent, D = C / (6N).
@@ -93,7 +123,7 @@ pub struct FitArgs {
     /// CSV column of the loss.
     #[arg(long, default_value = "loss")]
     pub loss_col: String,
-    /// CSV column of the (mean training) loop count.
+    /// CSV column of the (mean training) loop count μ (needed by --law parcae-unified).
     #[arg(long)]
     pub loops_col: Option<String>,
     /// CSV column of the test-time loop count T.
@@ -150,10 +180,17 @@ impl FitArgs {
     }
 
     fn fit_options(&self) -> FitOptions {
+        let parcae = matches!(self.law, LawName::Parcae | LawName::ParcaeUnified);
+        let heldout = match self.heldout {
+            Some(k) => Some(HeldOutSpec::Count(k)),
+            // The rollout Parcae reports: fit the smaller budgets, predict the largest.
+            None if parcae => Some(HeldOutSpec::LargestBudget(self.budget_tolerance)),
+            None => None,
+        };
         FitOptions {
             huber_delta: self.huber_delta,
             bootstrap: self.bootstrap(),
-            heldout: self.heldout.map(HeldOutSpec::Count),
+            heldout,
             ..FitOptions::default()
         }
     }
@@ -191,32 +228,131 @@ struct Fitted {
     reports: Vec<(Option<String>, FitReport)>,
     /// iso-FLOP only: the optimum of each budget.
     #[serde(skip_serializing_if = "Option::is_none")]
-    optima: Option<serde_json::Value>,
+    optima: Option<Vec<BudgetOptimum>>,
+    /// Parcae laws from a database: GPT runs left out (the laws are about looped runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gpt_runs_left_out: Option<usize>,
 }
 
-fn load_points(args: &FitArgs) -> Result<Points> {
-    let points = if source::is_database(&args.source) {
+/// What a law needs of a CSV file's columns, as an error naming the flag to give.
+fn require_columns(law: LawName, args_axis: AxisName, points: &Points) -> Result<()> {
+    let need = |ok: bool, what: &str, flag: &str| -> Result<()> {
+        if !ok {
+            bail!(
+                "--law {}: needs {what}; name its CSV column with {flag}",
+                law_name(law)
+            );
+        }
+        Ok(())
+    };
+    match law {
+        LawName::Parcae | LawName::ParcaeUnified => {
+            need(
+                points.n.is_some(),
+                "N(μ), the unrolled parameter count",
+                "--n-col",
+            )?;
+            need(
+                points.d.is_some() || points.c.is_some(),
+                "training tokens D (or FLOPs C, to derive D = C/(6·N(μ)))",
+                "--d-col (or --c-col)",
+            )?;
+            if law == LawName::ParcaeUnified {
+                need(
+                    points.loops.is_some(),
+                    "each run's training loops μ",
+                    "--loops-col",
+                )?;
+                need(
+                    points.test_loops.is_some(),
+                    "the test-time loops T",
+                    "--test-loops-col",
+                )?;
+            }
+        }
+        LawName::TestTime => need(
+            points.test_loops.is_some(),
+            "the test-time loops T",
+            "--test-loops-col",
+        )?,
+        LawName::Isoflop => {
+            need(
+                points.c.is_some() || (points.n.is_some() && points.d.is_some()),
+                "training FLOPs C to group budgets (or N and D, for C = 6ND)",
+                "--c-col",
+            )?;
+            match args_axis {
+                AxisName::Loops => need(
+                    points.loops.is_some(),
+                    "the loops of each point (--axis loops)",
+                    "--loops-col",
+                )?,
+                AxisName::Tokens => need(
+                    points.d.is_some() || (points.n.is_some() && points.c.is_some()),
+                    "the tokens of each point (--axis tokens)",
+                    "--d-col",
+                )?,
+                AxisName::Params => need(
+                    points.n.is_some(),
+                    "the parameters of each point (--axis params)",
+                    "--n-col",
+                )?,
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn law_name(law: LawName) -> &'static str {
+    match law {
+        LawName::Compute => "compute",
+        LawName::Chinchilla => "chinchilla",
+        LawName::Isoflop => "isoflop",
+        LawName::TestTime => "test-time",
+        LawName::Parcae => "parcae",
+        LawName::ParcaeUnified => "parcae-unified",
+    }
+}
+
+/// The points of the fit, and (Parcae laws from a database) how many GPT runs were left out.
+fn load_points(args: &FitArgs) -> Result<(Points, Option<usize>)> {
+    let sweep = args.sweep.as_deref();
+    let (points, gpt) = if source::is_database(&args.source) {
         let store = Store::open_read_only(&args.source)?;
         match args.law {
-            LawName::TestTime => source::test_time_points(&store, args.sweep.as_deref())?,
-            _ => source::run_points(&store, args.sweep.as_deref(), args.n)?,
+            LawName::TestTime => (source::test_time_points(&store, sweep)?, None),
+            LawName::Parcae => {
+                let (p, gpt) = source::parcae_points(&store, sweep, args.n.into())?;
+                (p, Some(gpt))
+            }
+            LawName::ParcaeUnified => {
+                let (p, gpt) = source::parcae_unified_points(&store, sweep, args.n.into())?;
+                (p, Some(gpt))
+            }
+            _ => (source::run_points(&store, sweep, args.n.into())?, None),
         }
     } else {
-        source::csv_points(&args.source, &args.csv_columns())?
+        let p = source::csv_points(&args.source, &args.csv_columns())?;
+        require_columns(args.law, args.axis, &p)?;
+        (p, None)
     };
     points.validate()?;
-    Ok(if args.drop_top_loss > 0 {
+    let points = if args.drop_top_loss > 0 {
         points.drop_top_loss(args.drop_top_loss)
     } else {
         points
-    })
+    };
+    Ok((points, gpt))
 }
 
-fn run_fit(args: &FitArgs, points: &Points) -> Result<Fitted> {
+fn run_fit(args: &FitArgs, points: &Points, gpt_runs_left_out: Option<usize>) -> Result<Fitted> {
     let options = args.fit_options();
-    let mut law = format!("{:?}", args.law).to_lowercase();
+    let mut law = law_name(args.law).to_string();
     let mut optima = None;
     let reports = match args.law {
+        LawName::Parcae => vec![(None, fit_parcae(points, &options)?)],
+        LawName::ParcaeUnified => vec![(None, fit_parcae_unified(points, &options)?)],
         LawName::Compute => vec![(None, fit_compute(points, args.frontier, &options)?)],
         LawName::Chinchilla => vec![(None, fit_chinchilla(points, &options)?)],
         LawName::TestTime if args.pooled => {
@@ -249,7 +385,7 @@ fn run_fit(args: &FitArgs, points: &Points) -> Result<Fitted> {
                     bootstrap: args.bootstrap(),
                 },
             )?;
-            optima = Some(serde_json::to_value(&result.optima)?);
+            optima = Some(result.optima);
             vec![(None, result.report)]
         }
     };
@@ -259,14 +395,57 @@ fn run_fit(args: &FitArgs, points: &Points) -> Result<Fitted> {
         selection: serde_json::to_value(args)?,
         reports,
         optima,
+        gpt_runs_left_out,
     })
+}
+
+/// The iso-FLOP optima as a table: each budget, where its optimum lies, and its interval.
+fn print_optima(optima: &[BudgetOptimum], level: Option<f64>) {
+    let ci = level.map_or("interval".to_string(), |l| {
+        format!("{:.0}% interval", 100.0 * l)
+    });
+    println!(
+        "optimum per FLOP budget:\n  {:<12} {:>6} {:>21} {:>10} {:>24}  where",
+        "C", "points", "sampled", "x*", ci
+    );
+    let n = |x: f64| {
+        if (1e-2..1e5).contains(&x.abs()) {
+            format!("{x:.3}")
+        } else {
+            format!("{x:.3e}")
+        }
+    };
+    for b in optima {
+        let interval = match (b.lo, b.hi, level) {
+            (_, _, None) => "-".to_string(),
+            (lo, hi, Some(_)) => format!(
+                "[{}, {}]",
+                lo.map_or("open".to_string(), n),
+                hi.map_or("open".to_string(), n)
+            ),
+        };
+        let star = match b.location {
+            crate::fit::isoflop::Location::Inside => n(b.x_star),
+            crate::fit::isoflop::Location::AtUpperEdge => format!("> {}", n(b.window.0)),
+            crate::fit::isoflop::Location::AtLowerEdge => format!("< {}", n(b.window.1)),
+        };
+        println!(
+            "  {:<12} {:>6} {:>21} {:>10} {:>24}  {}",
+            format!("{:.3e}", b.c),
+            b.n_points,
+            format!("{} – {}", n(b.x_min), n(b.x_max)),
+            star,
+            interval,
+            b.where_()
+        );
+    }
 }
 
 /// `loopscale fit`.
 pub fn fit(args: &FitArgs) -> Result<i32> {
     args.check()?;
-    let points = load_points(args)?;
-    let fitted = run_fit(args, &points)?;
+    let (points, gpt) = load_points(args)?;
+    let fitted = run_fit(args, &points, gpt)?;
 
     let target: Option<&Path> = if args.no_save {
         None
@@ -283,14 +462,14 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
         let selection = fitted.selection.to_string();
         for (curve, report) in &fitted.reports {
             let json = serde_json::to_string(&(report, &fitted.optima))?;
-            fit_ids.push(store.insert_fit(
+            fit_ids.push(store.insert_fit(&fit_record(
                 &fitted.law,
                 &fitted.source,
                 &selection,
                 curve.as_deref(),
                 report,
                 &json,
-            )?);
+            ))?);
         }
     }
 
@@ -310,11 +489,23 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
         }
         println!("{report}");
     }
-    if let Some(optima) = &fitted.optima {
+    let noted = fitted
+        .reports
+        .iter()
+        .filter(|(_, r)| !r.notes.is_empty())
+        .count();
+    if fitted.reports.len() > 1 && noted > 0 {
         println!(
-            "optimum per FLOP budget:\n{}",
-            serde_json::to_string_pretty(optima)?
+            "{noted} of {} fits carry a NOTE (above): read them before quoting their parameters",
+            fitted.reports.len()
         );
+    }
+    if let Some(optima) = &fitted.optima {
+        let level = fitted.reports[0].1.bootstrap.as_ref().map(|b| b.level);
+        print_optima(optima, level);
+    }
+    if let Some(gpt) = fitted.gpt_runs_left_out.filter(|g| *g > 0) {
+        println!("{gpt} GPT run(s) left out: Parcae's laws are fitted on looped runs");
     }
     if let Some(db) = target {
         let ids: Vec<String> = fit_ids.iter().map(|i| i.to_string()).collect();

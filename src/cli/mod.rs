@@ -111,10 +111,15 @@ pub enum Command {
     /// Fit a scaling law to a sweep's database or to a CSV file, with bootstrap intervals.
     ///
     /// Laws: compute (L = E + A·C^-α), chinchilla (L = E + A/N^α + B/D^β), isoflop (optimal
-    /// loops/tokens/params per FLOP budget, x* = G·C^a), test-time (L = L∞ + A·exp(-k·T)).
-    /// Huber loss on log-loss residuals, multi-start L-BFGS, percentile bootstrap. The fit is
-    /// printed and recorded in the database's `fits` and `fit_params` tables. Example:
+    /// loops/tokens/params per FLOP budget, x* = G·C^a), test-time (L = L∞ + A·exp(-k·T)),
+    /// parcae (L = E + X·N(μ)^-x + Y·D^-y, N(μ) unrolled parameters), parcae-unified (the same
+    /// plus Z·exp(-z·T/μ), over test-time evaluations). Huber loss on log-loss residuals,
+    /// multi-start L-BFGS, percentile bootstrap. What a fit does not support (a test-time curve
+    /// without a saturating gain, an iso-FLOP optimum at the edge of the sampled values) is
+    /// printed as a NOTE. The fit is printed and recorded in the database's `fits` and
+    /// `fit_params` tables. Examples:
     ///   loopscale fit data.csv --law chinchilla --n-col "Model Size" --c-col "Training FLOP" --drop-top-loss 5
+    ///   loopscale fit runs.csv --law parcae-unified --n-col n_mu --d-col tokens --loops-col mu --test-loops-col t
     Fit(Box<FitArgs>),
     /// Write a self-contained report of a sweep: charts (PNG + SVG), runs and fitted laws.
     ///

@@ -7,7 +7,9 @@
 
 use anyhow::{Result, bail};
 
+use super::estimate::ParamEstimate;
 use super::points::Points;
+use serde::Serialize;
 
 /// Covariates of a fit, one fixed-width row per point, plus the observed log loss.
 /// Rows hold logs of N, D, C (the laws are linear in them) so each evaluation spends
@@ -62,6 +64,11 @@ pub trait Law: Sync {
     }
     /// Default multi-start grid (solver space).
     fn start_grid(&self) -> Vec<Vec<f64>>;
+    /// What the fitted parameters and derived quantities (with their intervals) do not
+    /// support, in words: a saturating term without a gain, a rate at its bound, ...
+    fn notes(&self, _estimates: &[ParamEstimate]) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// log Σ exp(t_j) and the softmax weights ∂LSE/∂t_j, computed around the max so that
@@ -254,20 +261,203 @@ pub fn chinchilla_coarse_grid() -> Vec<Vec<f64>> {
 
 // ---------------------------------------------------------------------------------------
 
+/// The range a saturating exponential's rate may take, set by the sampled values of its
+/// variable v (T, or T/μ): A·exp(−k·v) is only a *saturating* decay the data can show when
+///
+/// - k ≥ 1/(v_max − v_min): a slower decay has not visibly saturated within the samples, so
+///   an asymptote L∞ would be an extrapolation the data cannot support (with k at this bound
+///   L∞ lies at most 1/(e − 1) ≈ 0.58 of the fitted drop below the last sample);
+/// - k ≤ ln(1000)/(v₂ − v₁), v₁ < v₂ the two smallest samples: a faster decay is over (to
+///   0.1%) before the second sample, so only A·e^(−k·v₁) is seen and A and k trade off.
+///
+/// The solver works with κ, ln k = ln k_min + (ln k_max − ln k_min)·σ(κ), so every θ is a
+/// valid rate and L-BFGS stays unconstrained; a fit that wants a rate outside the range ends
+/// with κ large and k at a bound, which [`RateBounds::at_bound`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RateBounds {
+    pub min: f64,
+    pub max: f64,
+    /// The smallest and largest sampled value of the variable.
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// Which end of its range a rate sits at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Lower,
+    Upper,
+}
+
+/// A rate within this fraction of its log range from a bound is at that bound.
+const AT_BOUND: f64 = 0.02;
+
+impl Default for RateBounds {
+    /// For integer T from 1 to 32 (the widest test-time grid of the shipped sweeps).
+    fn default() -> Self {
+        RateBounds {
+            min: 1.0 / 31.0,
+            max: 1000f64.ln(),
+            lo: 1.0,
+            hi: 32.0,
+        }
+    }
+}
+
+impl RateBounds {
+    /// From the sampled values of the exponent's variable; they need two distinct values.
+    pub fn of(v: &[f64], what: &str) -> Result<RateBounds> {
+        let mut d: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        d.sort_by(f64::total_cmp);
+        d.dedup();
+        if d.len() < 2 {
+            bail!(
+                "a saturating exponential in {what} needs at least two distinct values of {what}; found {}",
+                d.len()
+            );
+        }
+        let span = d[d.len() - 1] - d[0];
+        Ok(RateBounds {
+            min: 1.0 / span,
+            max: (1000f64.ln() / (d[1] - d[0])).max(2.0 / span),
+            lo: d[0],
+            hi: d[d.len() - 1],
+        })
+    }
+    fn width(&self) -> f64 {
+        self.max.ln() - self.min.ln()
+    }
+    /// k and dk/dκ at κ.
+    #[inline]
+    pub fn rate(&self, kappa: f64) -> (f64, f64) {
+        let s = 1.0 / (1.0 + (-kappa).exp());
+        let k = (self.min.ln() + self.width() * s).exp();
+        (k, k * self.width() * s * (1.0 - s))
+    }
+    /// κ of a rate, clamped inside the range (for starts).
+    pub fn kappa(&self, k: f64) -> f64 {
+        let s = ((k.ln() - self.min.ln()) / self.width()).clamp(0.01, 0.99);
+        (s / (1.0 - s)).ln()
+    }
+    /// The bound a rate sits at (within 2% of the log range), if any.
+    pub fn at_bound(&self, k: f64) -> Option<Bound> {
+        let s = (k.ln() - self.min.ln()) / self.width();
+        if s <= AT_BOUND {
+            Some(Bound::Lower)
+        } else if s >= 1.0 - AT_BOUND {
+            Some(Bound::Upper)
+        } else {
+            None
+        }
+    }
+}
+
+/// A fitted gain no larger than this fraction of the loss is no gain (far below the noise of
+/// any validation loss loopscale measures).
+pub const NO_GAIN_FRACTION: f64 = 1e-3;
+
+/// The estimate called `name`, if the fit has one.
+pub fn find<'a>(params: &'a [ParamEstimate], name: &str) -> Option<&'a ParamEstimate> {
+    params.iter().find(|p| p.name == name)
+}
+
+/// A note when a saturating term's gain over the samples (estimate, or its interval's lower
+/// end when there is one) is no larger than [`NO_GAIN_FRACTION`] of `loss`. `term` names the
+/// curve ("the curve", "curve X", "Z·e^(−z·T/μ)").
+pub fn gain_note(term: &str, gain: &ParamEstimate, loss: f64) -> Option<String> {
+    let floor = NO_GAIN_FRACTION * loss;
+    let reach = gain.lo.unwrap_or(gain.value);
+    if reach > floor {
+        return None;
+    }
+    let why = if gain.value <= floor {
+        format!("its fitted gain is {:.1e}", gain.value)
+    } else {
+        format!(
+            "its gain is {:.3} but the interval reaches {reach:.1e}",
+            gain.value
+        )
+    };
+    Some(format!(
+        "no saturating gain: {term} does not fall measurably ({why}, under {NO_GAIN_FRACTION:.0e} of the \
+         loss); read its asymptote as the level of the data, not a limit"
+    ))
+}
+
+/// A note when a saturating term's rate sits at a bound of its [`RateBounds`]: a rate at the
+/// lower bound has not saturated within the samples, one at the upper bound is a single step.
+pub fn rate_note(
+    term: &str,
+    rate: (&str, f64),
+    bounds: &RateBounds,
+    variable: &str,
+) -> Option<String> {
+    let (name, k) = rate;
+    match bounds.at_bound(k)? {
+        Bound::Lower => Some(format!(
+            "no saturating gain: {term} still falls at the largest sampled {variable} ({name} = {k:.3} at its \
+             lower bound 1/({variable} range) = {:.3}), so its asymptote is an extrapolation",
+            bounds.min
+        )),
+        Bound::Upper => Some(format!(
+            "no saturating gain: {term} drops once, by the second sampled {variable}, and is flat after \
+             ({name} = {k:.3} at its upper bound {:.3}, so {name} is not determined)",
+            bounds.max
+        )),
+    }
+}
+
+/// The note of one saturating term, if any: a gain of (about) zero is "no saturating gain"; a
+/// gain with its rate at a bound is described by the bound (a step, or no saturation), with
+/// a word when the gain's interval also reaches zero; otherwise an interval reaching zero is
+/// "no saturating gain".
+pub fn saturation_note(
+    term: &str,
+    gain: &ParamEstimate,
+    loss: f64,
+    rate: (&str, f64),
+    bounds: &RateBounds,
+    variable: &str,
+) -> Option<String> {
+    if gain.value <= NO_GAIN_FRACTION * loss {
+        return gain_note(term, gain, loss);
+    }
+    match rate_note(term, rate, bounds, variable) {
+        Some(note) if gain_note(term, gain, loss).is_some() => Some(format!(
+            "{note}; the gain's interval reaches {:.1e}: it rests on the smallest {variable} alone",
+            gain.lo.unwrap_or(gain.value)
+        )),
+        Some(note) => Some(note),
+        None => gain_note(term, gain, loss),
+    }
+}
+
 /// L(T) = L∞ + A·exp(−k·T) over test-time loop counts T of one curve;
-/// θ = (l, a, k), log L̂ = LSE(l, a − k·T).
+/// θ = (l, a, κ), log L̂ = LSE(l, a − k(κ)·T), k within [`RateBounds`] of the sampled T:
+/// L∞, A > 0 by construction (A → 0 is a flat curve), k > 0 and within what the T's show.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TestTimeLaw;
+pub struct TestTimeLaw {
+    pub rate: RateBounds,
+}
+
+fn test_loops(points: &Points) -> Result<&Vec<f64>> {
+    points
+        .test_loops
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("test-time law needs a test-loops column"))
+}
 
 impl TestTimeLaw {
+    /// The law with k's range set by the points' test-time loop counts.
+    pub fn new(points: &Points) -> Result<Self> {
+        Ok(TestTimeLaw {
+            rate: RateBounds::of(test_loops(points)?, "test-time loops T")?,
+        })
+    }
     pub fn design(&self, points: &Points) -> Result<Design> {
-        let t = points
-            .test_loops
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("test-time law needs a test-loops column"))?;
         Ok(Design {
             width: 1,
-            rows: t.clone(),
+            rows: test_loops(points)?.clone(),
             log_loss: log_loss(points)?,
         })
     }
@@ -277,44 +467,72 @@ const TT_L: [f64; 6] = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5];
 const TT_A: [f64; 6] = [-4.0, -3.0, -2.0, -1.0, 0.0, 1.0];
 const TT_K: [f64; 7] = [0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0];
 
+/// The T range's ends, stored in no design: the gain is measured between them.
+fn gain(a: f64, k: f64, (t_lo, t_hi): (f64, f64)) -> f64 {
+    a * ((-k * t_lo).exp() - (-k * t_hi).exp())
+}
+
 impl Law for TestTimeLaw {
     fn name(&self) -> String {
         "test-time".into()
     }
     fn theta_names(&self) -> Vec<String> {
-        ["l", "a", "k"].map(String::from).to_vec()
+        ["l", "a", "kappa"].map(String::from).to_vec()
     }
     #[inline]
     fn log_predict(&self, th: &[f64], row: &[f64], g: &mut [f64]) -> f64 {
         let t = row[0];
-        let (v, w) = lse([th[0], th[1] - th[2] * t]);
+        let (k, dk) = self.rate.rate(th[2]);
+        let (v, w) = lse([th[0], th[1] - k * t]);
         g[0] = w[0];
         g[1] = w[1];
-        g[2] = -w[1] * t;
+        g[2] = -w[1] * t * dk;
         v
     }
     fn natural(&self, th: &[f64]) -> Vec<(String, f64)> {
         vec![
             ("L_inf".into(), th[0].exp()),
             ("A".into(), th[1].exp()),
-            ("k".into(), th[2]),
+            ("k".into(), self.rate.rate(th[2]).0),
         ]
     }
-    /// k starts strictly positive: at k = 0 the two terms are interchangeable and the
-    /// gradient in k carries no information about which one decays.
+    /// The loss the curve gains between the smallest and the largest sampled T.
+    fn derived(&self, th: &[f64]) -> Vec<(String, f64)> {
+        let k = self.rate.rate(th[2]).0;
+        vec![(
+            "gain".into(),
+            gain(th[1].exp(), k, (self.rate.lo, self.rate.hi)),
+        )]
+    }
+    /// k starts strictly inside its range: at a bound the gradient in κ vanishes.
     fn start_grid(&self) -> Vec<Vec<f64>> {
-        grid(&[&TT_L, &TT_A, &TT_K])
+        let kappas: Vec<f64> = TT_K.iter().map(|&k| self.rate.kappa(k)).collect();
+        grid(&[&TT_L, &TT_A, &kappas])
+    }
+    fn notes(&self, params: &[ParamEstimate]) -> Vec<String> {
+        let (Some(l), Some(k), Some(g)) = (
+            find(params, "L_inf"),
+            find(params, "k"),
+            find(params, "gain"),
+        ) else {
+            return Vec::new();
+        };
+        saturation_note("the curve", g, l.value, ("k", k.value), &self.rate, "T")
+            .into_iter()
+            .collect()
     }
 }
 
 /// Test-time curves pooled with one shared rate k and per-curve (L∞_c, A_c);
-/// θ = (k, l_1, a_1, …, l_m, a_m). Design rows are (T, curve index).
+/// θ = (κ, l_1, a_1, …, l_m, a_m). Design rows are (T, curve index). k's range is set by
+/// every curve's T together.
 #[derive(Debug, Clone)]
 pub struct TestTimePooledLaw {
     pub curves: Vec<String>,
-    /// Per-curve θ = (l, a, k) to start from (from separate per-curve fits); empty means
-    /// start every curve from (l, a) = (0, −1).
+    /// Per-curve θ = (l, a, κ) to start from (from separate per-curve fits, κ in this law's
+    /// range); empty means start every curve from (l, a) = (0, −1).
     pub curve_starts: Vec<[f64; 3]>,
+    pub rate: RateBounds,
 }
 
 impl TestTimePooledLaw {
@@ -330,13 +548,11 @@ impl TestTimePooledLaw {
         Ok(TestTimePooledLaw {
             curves,
             curve_starts: Vec::new(),
+            rate: RateBounds::of(test_loops(points)?, "test-time loops T")?,
         })
     }
     pub fn design(&self, points: &Points) -> Result<Design> {
-        let t = points
-            .test_loops
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("test-time law needs a test-loops column"))?;
+        let t = test_loops(points)?;
         let ids = points.curve_ids()?;
         let mut rows = Vec::with_capacity(2 * t.len());
         for (t, id) in t.iter().zip(ids) {
@@ -360,7 +576,7 @@ impl Law for TestTimePooledLaw {
         "test-time-pooled".into()
     }
     fn theta_names(&self) -> Vec<String> {
-        let mut v = vec!["k".to_string()];
+        let mut v = vec!["kappa".to_string()];
         for c in &self.curves {
             v.push(format!("l[{c}]"));
             v.push(format!("a[{c}]"));
@@ -371,37 +587,341 @@ impl Law for TestTimePooledLaw {
     fn log_predict(&self, th: &[f64], row: &[f64], g: &mut [f64]) -> f64 {
         let (t, c) = (row[0], row[1] as usize);
         let (il, ia) = (1 + 2 * c, 2 + 2 * c);
-        let (v, w) = lse([th[il], th[ia] - th[0] * t]);
+        let (k, dk) = self.rate.rate(th[0]);
+        let (v, w) = lse([th[il], th[ia] - k * t]);
         g.fill(0.0);
-        g[0] = -w[1] * t;
+        g[0] = -w[1] * t * dk;
         g[il] = w[0];
         g[ia] = w[1];
         v
     }
     fn natural(&self, th: &[f64]) -> Vec<(String, f64)> {
-        let mut v = vec![("k".to_string(), th[0])];
+        let mut v = vec![("k".to_string(), self.rate.rate(th[0]).0)];
         for (i, c) in self.curves.iter().enumerate() {
             v.push((format!("L_inf[{c}]"), th[1 + 2 * i].exp()));
             v.push((format!("A[{c}]"), th[2 + 2 * i].exp()));
         }
         v
     }
+    /// Each curve's gain between the smallest and the largest sampled T (of all curves).
+    fn derived(&self, th: &[f64]) -> Vec<(String, f64)> {
+        let k = self.rate.rate(th[0]).0;
+        self.curves
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (
+                    format!("gain[{c}]"),
+                    gain(th[2 + 2 * i].exp(), k, (self.rate.lo, self.rate.hi)),
+                )
+            })
+            .collect()
+    }
     /// A full grid is exponential in the number of curves, so each start sets the shared k
     /// (from the k grid and from every per-curve fit) and takes each curve's (l, a) from its
     /// own fit.
     fn start_grid(&self) -> Vec<Vec<f64>> {
-        let mut ks: Vec<f64> = TT_K.to_vec();
-        ks.extend(self.curve_starts.iter().map(|s| s[2]));
-        ks.iter()
-            .map(|&k| {
-                let mut th = vec![k];
+        let mut kappas: Vec<f64> = TT_K.iter().map(|&k| self.rate.kappa(k)).collect();
+        kappas.extend(self.curve_starts.iter().map(|s| s[2]));
+        kappas
+            .iter()
+            .map(|&kappa| {
+                let mut th = vec![kappa];
                 for i in 0..self.curves.len() {
-                    let s = self.curve_starts.get(i).copied().unwrap_or([0.0, -1.0, k]);
+                    let s = self
+                        .curve_starts
+                        .get(i)
+                        .copied()
+                        .unwrap_or([0.0, -1.0, kappa]);
                     th.extend_from_slice(&[s[0], s[1]]);
                 }
                 th
             })
             .collect()
+    }
+    /// A note per curve without a saturating gain, and one when the shared rate is at a bound.
+    fn notes(&self, params: &[ParamEstimate]) -> Vec<String> {
+        let Some(k) = find(params, "k") else {
+            return Vec::new();
+        };
+        let mut notes: Vec<String> = self
+            .curves
+            .iter()
+            .filter_map(|c| {
+                let l = find(params, &format!("L_inf[{c}]"))?;
+                let g = find(params, &format!("gain[{c}]"))?;
+                gain_note(&format!("curve {c}"), g, l.value)
+            })
+            .collect();
+        notes.extend(rate_note("every curve", ("k", k.value), &self.rate, "T"));
+        notes
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// Parcae's training law L(μ, D) = E + X·N(μ)^(−x) + Y·D^(−y), N(μ) the unrolled parameter
+/// count (what the points' N column holds; see `analysis::source` for what is counted);
+/// θ = (e, x̃, x, ỹ, y) with X = e^x̃, Y = e^ỹ; log L̂ = LSE(e, x̃ − x·log N, ỹ − y·log D).
+/// The same form as Chinchilla's law in N(μ); reported with Parcae's names.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ParcaeLaw;
+
+impl ParcaeLaw {
+    pub fn design(&self, points: &Points) -> Result<Design> {
+        let n = points.n.clone().ok_or_else(|| {
+            anyhow::anyhow!("the Parcae law needs N(μ), the unrolled parameter count (--n-col)")
+        })?;
+        let d = points.tokens()?;
+        positive("N(μ)", &n)?;
+        positive("D", &d)?;
+        Ok(Design {
+            width: 2,
+            rows: n
+                .iter()
+                .zip(&d)
+                .flat_map(|(n, d)| [n.ln(), d.ln()])
+                .collect(),
+            log_loss: log_loss(points)?,
+        })
+    }
+}
+
+/// The exponents of the compute-optimal split of C ≈ 6·N(μ)·D between N(μ) and D:
+/// N(μ)* ∝ C^(y/(x+y)), D* ∝ C^(x/(x+y)) (as Chinchilla's a, b). With N(μ) = N_once + μ·N_core
+/// and N_once ≪ μ·N_core, μ* follows N(μ)*.
+fn parcae_derived(x: f64, y: f64) -> Vec<(String, f64)> {
+    vec![
+        ("n_opt_exponent".into(), y / (x + y)),
+        ("d_opt_exponent".into(), x / (x + y)),
+    ]
+}
+
+/// Notes on exponents that say loss does not fall with N(μ) or D.
+fn exponent_notes(params: &[ParamEstimate]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (name, what) in [("x", "N(μ)"), ("y", "D")] {
+        if let Some(p) = find(params, name)
+            && p.lo.unwrap_or(p.value) <= 0.0
+        {
+            notes.push(format!(
+                "{name} = {:.3}{}: the data do not show loss falling with {what}",
+                p.value,
+                p.lo.map(|lo| format!(" (interval from {lo:.3})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    notes
+}
+
+const PARCAE_E: [f64; 5] = [-1.0, -0.5, 0.0, 0.5, 1.0];
+const PARCAE_SCALE: [f64; 6] = [0.0, 5.0, 10.0, 15.0, 20.0, 25.0];
+const PARCAE_EXP: [f64; 5] = [0.0, 0.5, 1.0, 1.5, 2.0];
+
+impl ParcaeLaw {
+    /// A 72-start grid (e ∈ {−0.5, 0.5}, x̃, ỹ ∈ {0, 10, 20}, x, y ∈ {0.25, 0.75}) for fits made
+    /// often, as the report's; `loopscale fit` uses the full [`Law::start_grid`].
+    pub fn coarse_grid() -> Vec<Vec<f64>> {
+        grid(&[
+            &[-0.5, 0.5],
+            &[0.0, 10.0, 20.0],
+            &[0.25, 0.75],
+            &[0.0, 10.0, 20.0],
+            &[0.25, 0.75],
+        ])
+    }
+}
+
+impl Law for ParcaeLaw {
+    fn name(&self) -> String {
+        "parcae".into()
+    }
+    fn theta_names(&self) -> Vec<String> {
+        ["e", "log X", "x", "log Y", "y"].map(String::from).to_vec()
+    }
+    #[inline]
+    fn log_predict(&self, th: &[f64], row: &[f64], g: &mut [f64]) -> f64 {
+        let (ln_n, ln_d) = (row[0], row[1]);
+        let (v, w) = lse([th[0], th[1] - th[2] * ln_n, th[3] - th[4] * ln_d]);
+        g[0] = w[0];
+        g[1] = w[1];
+        g[2] = -w[1] * ln_n;
+        g[3] = w[2];
+        g[4] = -w[2] * ln_d;
+        v
+    }
+    fn natural(&self, th: &[f64]) -> Vec<(String, f64)> {
+        vec![
+            ("E".into(), th[0].exp()),
+            ("X".into(), th[1].exp()),
+            ("x".into(), th[2]),
+            ("Y".into(), th[3].exp()),
+            ("y".into(), th[4]),
+        ]
+    }
+    fn derived(&self, th: &[f64]) -> Vec<(String, f64)> {
+        parcae_derived(th[2], th[4])
+    }
+    /// Epoch AI's Chinchilla grid, in this law's order: 4,500 starts.
+    fn start_grid(&self) -> Vec<Vec<f64>> {
+        grid(&[
+            &PARCAE_E,
+            &PARCAE_SCALE,
+            &PARCAE_EXP,
+            &PARCAE_SCALE,
+            &PARCAE_EXP,
+        ])
+    }
+    fn notes(&self, params: &[ParamEstimate]) -> Vec<String> {
+        exponent_notes(params)
+    }
+}
+
+/// Parcae's unified law over test-time loops T of runs trained at mean recurrence μ:
+/// L(T | μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) + Z·exp(−z·T/μ);
+/// θ = (e, x̃, x, ỹ, y, z̃, ζ), Z = e^z̃ ≥ 0, z within [`RateBounds`] of the sampled T/μ.
+/// Design rows are (log N(μ), log D, T/μ).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ParcaeUnifiedLaw {
+    pub rate: RateBounds,
+}
+
+impl ParcaeUnifiedLaw {
+    /// T/μ of every point (μ: the points' loops column; T: test-time loops).
+    fn ratio(points: &Points) -> Result<Vec<f64>> {
+        let t = test_loops(points)?;
+        let mu = points.loops.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the unified Parcae law needs each run's training loops μ (--loops-col)"
+            )
+        })?;
+        positive("loops μ", mu)?;
+        Ok(t.iter().zip(mu).map(|(t, m)| t / m).collect())
+    }
+    /// The law with z's range set by the points' T/μ.
+    pub fn new(points: &Points) -> Result<Self> {
+        Ok(ParcaeUnifiedLaw {
+            rate: RateBounds::of(&Self::ratio(points)?, "T/μ")?,
+        })
+    }
+    pub fn design(&self, points: &Points) -> Result<Design> {
+        let base = ParcaeLaw.design(points)?;
+        let r = Self::ratio(points)?;
+        let rows = (0..base.len())
+            .flat_map(|i| [base.rows[2 * i], base.rows[2 * i + 1], r[i]])
+            .collect();
+        Ok(Design {
+            width: 3,
+            rows,
+            log_loss: base.log_loss,
+        })
+    }
+}
+
+impl ParcaeUnifiedLaw {
+    /// [`ParcaeLaw::coarse_grid`] crossed with Z̃ ∈ {−2, 0} and z ∈ {0.5, 2}: 288 starts.
+    pub fn coarse_grid(&self) -> Vec<Vec<f64>> {
+        let zetas = [self.rate.kappa(0.5), self.rate.kappa(2.0)];
+        ParcaeLaw::coarse_grid()
+            .into_iter()
+            .flat_map(|base| {
+                let mut out = Vec::new();
+                for lz in [-2.0, 0.0] {
+                    for zeta in zetas {
+                        let mut th = base.clone();
+                        th.extend([lz, zeta]);
+                        out.push(th);
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+}
+
+impl Law for ParcaeUnifiedLaw {
+    fn name(&self) -> String {
+        "parcae-unified".into()
+    }
+    fn theta_names(&self) -> Vec<String> {
+        ["e", "log X", "x", "log Y", "y", "log Z", "zeta"]
+            .map(String::from)
+            .to_vec()
+    }
+    #[inline]
+    fn log_predict(&self, th: &[f64], row: &[f64], g: &mut [f64]) -> f64 {
+        let (ln_n, ln_d, r) = (row[0], row[1], row[2]);
+        let (z, dz) = self.rate.rate(th[6]);
+        let (v, w) = lse([
+            th[0],
+            th[1] - th[2] * ln_n,
+            th[3] - th[4] * ln_d,
+            th[5] - z * r,
+        ]);
+        g[0] = w[0];
+        g[1] = w[1];
+        g[2] = -w[1] * ln_n;
+        g[3] = w[2];
+        g[4] = -w[2] * ln_d;
+        g[5] = w[3];
+        g[6] = -w[3] * r * dz;
+        v
+    }
+    fn natural(&self, th: &[f64]) -> Vec<(String, f64)> {
+        vec![
+            ("E".into(), th[0].exp()),
+            ("X".into(), th[1].exp()),
+            ("x".into(), th[2]),
+            ("Y".into(), th[3].exp()),
+            ("y".into(), th[4]),
+            ("Z".into(), th[5].exp()),
+            ("z".into(), self.rate.rate(th[6]).0),
+        ]
+    }
+    /// The training-law exponents, and the test-time term's gain between the smallest and
+    /// largest sampled T/μ.
+    fn derived(&self, th: &[f64]) -> Vec<(String, f64)> {
+        let z = self.rate.rate(th[6]).0;
+        let mut d = parcae_derived(th[2], th[4]);
+        d.push((
+            "test_time_gain".into(),
+            gain(th[5].exp(), z, (self.rate.lo, self.rate.hi)),
+        ));
+        d
+    }
+    /// A coarser grid than the training law's (seven parameters): 3⁵ starts for the training
+    /// terms times 3 scales and 2 rates for the test-time term, 1,458 starts.
+    fn start_grid(&self) -> Vec<Vec<f64>> {
+        let zetas = [self.rate.kappa(0.5), self.rate.kappa(2.0)];
+        grid(&[
+            &[-0.5, 0.0, 0.5],
+            &[0.0, 10.0, 20.0],
+            &[0.25, 0.5, 1.0],
+            &[0.0, 10.0, 20.0],
+            &[0.25, 0.5, 1.0],
+            &[-3.0, -1.5, 0.0],
+            &zetas,
+        ])
+    }
+    fn notes(&self, params: &[ParamEstimate]) -> Vec<String> {
+        let mut notes = exponent_notes(params);
+        if let (Some(e), Some(z), Some(g)) = (
+            find(params, "E"),
+            find(params, "z"),
+            find(params, "test_time_gain"),
+        ) {
+            let term = "the test-time term Z·e^(−z·T/μ)";
+            notes.extend(saturation_note(
+                term,
+                g,
+                e.value,
+                ("z", z.value),
+                &self.rate,
+                "T/μ",
+            ));
+        }
+        notes
     }
 }
 

@@ -1,38 +1,45 @@
 //! Fitting scaling laws to sweep results.
 //!
-//! Parametric laws (`compute`, `chinchilla`, `test-time`, pooled `test-time`) follow Epoch
-//! AI's replication of Hoffmann et al.'s approach 3 (Besiroglu et al. 2024): each law is
-//! written as log L̂ = LSE(terms) with positive scales in log space; the objective is the
-//! Huber loss (δ = 1e-3) of log-loss residuals; L-BFGS runs from a grid of starts in
-//! parallel and the best optimum wins; a seeded bootstrap gives percentile intervals for
-//! every parameter and derived quantity; a held-out check predicts the largest-compute
-//! points from a fit on the rest. The iso-FLOP procedure (approach 2) is in [`isoflop`].
+//! Parametric laws (`compute`, `chinchilla`, `test-time`, pooled `test-time`, `parcae`,
+//! `parcae-unified`) follow Epoch AI's replication of Hoffmann et al.'s approach 3 (Besiroglu
+//! et al. 2024): each law is written as log L̂ = LSE(terms) with positive scales in log space;
+//! the objective is the Huber loss (δ = 1e-3) of log-loss residuals; L-BFGS runs from a grid
+//! of starts in parallel and the best optimum wins; a seeded bootstrap gives percentile
+//! intervals for every parameter and derived quantity; a held-out check predicts the
+//! largest-compute points (or the largest FLOP budget) from a fit on the rest. Each law is
+//! constrained to its meaning (a saturating exponential's rate to what the samples can show)
+//! and says in notes what its estimates do not support. The iso-FLOP procedure (approach 2)
+//! is in [`isoflop`].
 //!
-//! Modules, in the order the data flows: [`csv`] reads [`points::Points`]; [`laws`] defines
-//! each law; [`huber`] the objective; [`solve`] the minimisers; [`bootstrap`] resampling and
-//! intervals; [`parametric`] the whole procedure; [`isoflop`] approach 2; [`report`] the
+//! This module is pure mathematics over [`points::Points`]: it reads no database or file
+//! (the analysis module turns a store or a CSV file into points) and records nothing (the
+//! store records a fit from its own plain record type). It imports no other loopscale module.
+//!
+//! Modules, in the order the data flows: [`points`] the observations; [`laws`] defines each
+//! law; [`huber`] the objective; [`solve`] the minimisers; [`bootstrap`] resampling and
+//! intervals; [`parametric`] the whole procedure; [`isoflop`] approach 2; [`estimate`] the
 //! serialisable result.
 
 pub mod bootstrap;
-pub mod csv;
+pub mod estimate;
 pub mod huber;
 pub mod isoflop;
 pub mod laws;
 pub mod parametric;
 pub mod points;
-pub mod report;
 pub mod solve;
-pub mod source;
 
 pub use bootstrap::BootstrapOptions;
-pub use csv::{CsvColumns, read_points};
+pub use estimate::{FitReport, HeldOut, ParamEstimate};
 pub use huber::{DEFAULT_HUBER_DELTA, Objective};
 pub use isoflop::{Budgeting, IsoflopAxis, IsoflopOptions, IsoflopReport, fit_isoflop};
-pub use laws::{ChinchillaLaw, ComputeLaw, Design, Law, TestTimeLaw, TestTimePooledLaw};
+pub use laws::{
+    ChinchillaLaw, ComputeLaw, Design, Law, ParcaeLaw, ParcaeUnifiedLaw, RateBounds, TestTimeLaw,
+    TestTimePooledLaw,
+};
 pub use parametric::{
-    FitOptions, HeldOutSpec, fit_chinchilla, fit_compute, fit_law, fit_test_time,
-    fit_test_time_pooled,
+    FitOptions, HeldOutSpec, fit_chinchilla, fit_compute, fit_law, fit_parcae, fit_parcae_unified,
+    fit_test_time, fit_test_time_pooled,
 };
 pub use points::{Points, compute_frontier};
-pub use report::{FitReport, HeldOut, ParamEstimate};
 pub use solve::{Method, SolverOptions};

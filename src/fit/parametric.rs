@@ -13,10 +13,13 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::bootstrap::{BootstrapOptions, percentile_interval, resample_weights, rng_for};
+use super::estimate::{BootstrapSummary, FitReport, HeldOut, ParamEstimate};
 use super::huber::{DEFAULT_HUBER_DELTA, Objective};
-use super::laws::{ChinchillaLaw, ComputeLaw, Design, Law, TestTimeLaw, TestTimePooledLaw};
+use super::laws::{
+    ChinchillaLaw, ComputeLaw, Design, Law, ParcaeLaw, ParcaeUnifiedLaw, TestTimeLaw,
+    TestTimePooledLaw,
+};
 use super::points::Points;
-use super::report::{BootstrapSummary, FitReport, HeldOut, ParamEstimate};
 use super::solve::{Method, MultiStart, SolverOptions, multistart, multistart_seq};
 
 /// Which points the held-out check withholds: those with the largest compute (or, for
@@ -25,13 +28,38 @@ use super::solve::{Method, MultiStart, SolverOptions, multistart, multistart_seq
 pub enum HeldOutSpec {
     Fraction(f64),
     Count(usize),
+    /// Every point of the largest budget: points whose key lies within this relative
+    /// tolerance of each other form a budget, as iso-FLOP budgets are grouped (a rollout: fit
+    /// the smaller budgets, predict the largest).
+    LargestBudget(f64),
 }
 
-impl HeldOutSpec {
-    fn count(self, n: usize) -> usize {
-        match self {
-            HeldOutSpec::Fraction(f) => ((f * n as f64).round() as usize).max(1),
-            HeldOutSpec::Count(k) => k,
+/// How many points a held-out spec withholds from `key` (sorted or not), and what they are.
+fn heldout_count(spec: HeldOutSpec, key: &[f64], key_name: &str) -> (usize, String) {
+    let n = key.len();
+    match spec {
+        HeldOutSpec::Fraction(f) => {
+            let k = ((f * n as f64).round() as usize).max(1);
+            (k, format!("{k} points of largest {key_name}"))
+        }
+        HeldOutSpec::Count(k) => (k, format!("{k} points of largest {key_name}")),
+        HeldOutSpec::LargestBudget(tol) => {
+            let mut v: Vec<f64> = key.to_vec();
+            v.sort_by(f64::total_cmp);
+            // The same grouping as `isoflop::group_budgets`: a new budget starts where a value
+            // exceeds its budget's first value by more than `tol`.
+            let mut first = 0;
+            for i in 1..n {
+                if v[i] > v[first] * (1.0 + tol) {
+                    first = i;
+                }
+            }
+            let k = n - first;
+            let c = (v[first..].iter().map(|x| x.ln()).sum::<f64>() / k.max(1) as f64).exp();
+            (
+                k,
+                format!("the largest {key_name} budget ({key_name} ≈ {c:.3e}, {k} points)"),
+            )
         }
     }
 }
@@ -184,17 +212,19 @@ pub fn heldout_check<L: Law>(
         .collect();
     Ok(HeldOut {
         n: k,
+        what: String::new(),
         mean_abs_rel_error: errs.iter().sum::<f64>() / k as f64,
         max_abs_rel_error: errs.iter().copied().fold(0.0, f64::max),
     })
 }
 
-/// Fit a law: multi-start optimum, bootstrap intervals, held-out check.
-/// `order_key` ranks points for the held-out check (compute, or T).
+/// Fit a law: multi-start optimum, bootstrap intervals, held-out check, and the law's notes
+/// on what the estimates do not support. `order_key` ranks points for the held-out check
+/// (compute, or T), `key_name` names it ("C", "T").
 pub fn fit_law<L: Law>(
     law: &L,
     design: &Design,
-    order_key: &[f64],
+    (order_key, key_name): (&[f64], &str),
     opts: &FitOptions,
 ) -> Result<FitReport> {
     let ms = fit_theta(law, design, opts)?;
@@ -216,21 +246,35 @@ pub fn fit_law<L: Law>(
     let level = summary.as_ref().map(|s| s.level);
     let natural = law.natural(&theta);
     let n_nat = natural.len();
+    let mut heldout_note = None;
     let heldout = match opts.heldout {
-        Some(spec) => Some(heldout_check(
-            law,
-            design,
-            order_key,
-            spec.count(design.len()),
-            opts,
-        )?),
+        Some(spec) => {
+            let (k, what) = heldout_count(spec, order_key, key_name);
+            match (spec, heldout_check(law, design, order_key, k, opts)) {
+                (_, Ok(mut h)) => {
+                    h.what = what;
+                    Some(h)
+                }
+                // A rollout over budgets is asked for by default: without two budgets (or
+                // with too few points below the largest) there is none, and the fit says so.
+                (HeldOutSpec::LargestBudget(_), Err(e)) => {
+                    heldout_note = Some(format!("no held-out check of {what}: {e:#}"));
+                    None
+                }
+                (_, Err(e)) => return Err(e),
+            }
+        }
         None => None,
     };
+    let params = estimates(natural, &draws, 0, level);
+    let derived = estimates(law.derived(&theta), &draws, n_nat, level);
+    let mut notes = law.notes(&[params.clone(), derived.clone()].concat());
+    notes.extend(heldout_note);
     Ok(FitReport {
         law: law.name(),
         n_points: design.len(),
-        params: estimates(natural, &draws, 0, level),
-        derived: estimates(law.derived(&theta), &draws, n_nat, level),
+        params,
+        derived,
         objective: ms.best.objective,
         solver: solver_label(&opts.solver),
         starts: ms.starts,
@@ -241,6 +285,7 @@ pub fn fit_law<L: Law>(
         theta_names: law.theta_names(),
         bootstrap: summary,
         heldout,
+        notes,
     })
 }
 
@@ -253,7 +298,7 @@ pub fn fit_compute(points: &Points, frontier_only: bool, opts: &FitOptions) -> R
         points.clone()
     };
     let law = ComputeLaw;
-    let mut r = fit_law(&law, &law.design(&pts)?, &pts.compute()?, opts)?;
+    let mut r = fit_law(&law, &law.design(&pts)?, (&pts.compute()?, "C"), opts)?;
     if frontier_only {
         r.law = "compute-frontier".into();
     }
@@ -266,7 +311,7 @@ pub fn fit_chinchilla(points: &Points, opts: &FitOptions) -> Result<FitReport> {
     let law = ChinchillaLaw;
     let design = law.design(points)?;
     // The design exists, so N and D (or C) do: C is recorded or 6ND.
-    fit_law(&law, &design, &points.compute()?, opts)
+    fit_law(&law, &design, (&points.compute()?, "C"), opts)
 }
 
 /// Indices of each curve, in first-seen order; one curve named "all" without ids.
@@ -287,15 +332,15 @@ fn curves(points: &Points) -> Vec<(String, Vec<usize>)> {
 /// L(T) = L∞ + A·exp(−k·T), one fit per curve.
 pub fn fit_test_time(points: &Points, opts: &FitOptions) -> Result<Vec<(String, FitReport)>> {
     points.validate()?;
-    let law = TestTimeLaw;
     curves(points)
         .into_iter()
         .map(|(id, idx)| {
             let pts = points.subset(&idx);
+            let law = TestTimeLaw::new(&pts).map_err(|e| anyhow::anyhow!("curve {id}: {e}"))?;
             let mut r = fit_law(
                 &law,
                 &law.design(&pts)?,
-                pts.test_loops.as_ref().unwrap(),
+                (pts.test_loops.as_ref().unwrap(), "T"),
                 opts,
             )?;
             r.law = format!("test-time[{id}]");
@@ -320,14 +365,35 @@ pub fn fit_test_time_pooled(points: &Points, opts: &FitOptions) -> Result<FitRep
             heldout: None,
             ..opts.clone()
         };
-        let per_curve = TestTimeLaw;
-        for (_, idx) in curves(points) {
+        for (id, idx) in curves(points) {
             let pts = points.subset(&idx);
+            let per_curve =
+                TestTimeLaw::new(&pts).map_err(|e| anyhow::anyhow!("curve {id}: {e}"))?;
             let ms = fit_theta(&per_curve, &per_curve.design(&pts)?, &single)?;
             let th = &ms.best.theta;
-            law.curve_starts.push([th[0], th[1], th[2]]);
+            // κ in the pooled law's range: the curve's k, re-expressed.
+            let k = per_curve.rate.rate(th[2]).0;
+            law.curve_starts.push([th[0], th[1], law.rate.kappa(k)]);
         }
     }
     let design = law.design(points)?;
-    fit_law(&law, &design, &t, opts)
+    fit_law(&law, &design, (&t, "T"), opts)
+}
+
+/// Parcae's training law L(μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) over the points' N = N(μ) and
+/// D; the held-out check ranks points by C (recorded, or 6·N(μ)·D).
+pub fn fit_parcae(points: &Points, opts: &FitOptions) -> Result<FitReport> {
+    points.validate()?;
+    let law = ParcaeLaw;
+    let design = law.design(points)?;
+    fit_law(&law, &design, (&points.compute()?, "C"), opts)
+}
+
+/// Parcae's unified law L(T | μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) + Z·exp(−z·T/μ) over every
+/// test-time evaluation of every run together (N = N(μ), D, loops = μ, test_loops = T).
+pub fn fit_parcae_unified(points: &Points, opts: &FitOptions) -> Result<FitReport> {
+    points.validate()?;
+    let law = ParcaeUnifiedLaw::new(points)?;
+    let design = law.design(points)?;
+    fit_law(&law, &design, (&points.compute()?, "C"), opts)
 }

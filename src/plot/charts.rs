@@ -4,9 +4,10 @@
 use anyhow::Result;
 
 use super::figure::{Figure, INK, Kind, Panel, Series};
-use crate::analysis::fits::{IsoflopFit, ReportFits, compute_residuals};
+use crate::analysis::fits::{IsoflopFit, ParcaeFit, ReportFits, compute_residuals};
 use crate::analysis::{Frames, f64s, opt_f64s, strs};
 use crate::fit::IsoflopAxis;
+use crate::fit::isoflop::Location;
 
 /// What a chart function returns: the figure, or why there is none.
 pub type Built = Result<Result<Figure, String>>;
@@ -197,32 +198,47 @@ pub fn isoflop_curves(fit: &Result<IsoflopFit, String>) -> Built {
     let (x_label, word) = axis_words(fit.axis);
     let mut series = Vec::new();
     for (i, b) in fit.budgets.iter().enumerate() {
-        let lo =
-            b.x.iter()
-                .cloned()
-                .fold(f64::INFINITY, f64::min)
-                .min(b.x_star);
-        let hi = b.x.iter().cloned().fold(0.0, f64::max).max(b.x_star);
-        let curve: Vec<(f64, f64)> = (0..=50)
-            .map(|k| (lo.ln() + (hi.ln() - lo.ln()) * k as f64 / 50.0).exp())
-            .map(|x| (x, b.predict(x)))
-            .collect();
         series.push(Series::new(
             Some(format!("C = {} FLOPs", super::figure::tick(b.flops))),
             i,
             Kind::Markers,
             b.x.iter().copied().zip(b.loss.iter().copied()).collect(),
         ));
-        series.push(Series::new(None, i, Kind::Dashed, curve));
-        series.push(Series::new(
-            Some(format!(
-                "  minimum: {word}* = {}",
-                super::figure::tick(b.x_star)
-            )),
-            i,
-            Kind::Star,
-            vec![(b.x_star, b.loss_star)],
-        ));
+        let tick = super::figure::tick(b.x_star);
+        match b.location {
+            Location::Inside => {
+                // The parabola only where it was fitted: near the lowest loss.
+                let (lo, hi) = b.window;
+                let curve: Vec<(f64, f64)> = (0..=30)
+                    .map(|k| (lo.ln() + (hi.ln() - lo.ln()) * k as f64 / 30.0).exp())
+                    .map(|x| (x, b.predict(x)))
+                    .filter(|(_, y)| y.is_finite())
+                    .collect();
+                series.push(Series::new(None, i, Kind::Dashed, curve));
+                series.push(Series::new(
+                    Some(format!("  minimum: {word}* = {tick}")),
+                    i,
+                    Kind::Star,
+                    vec![(b.x_star, b.loss_star)],
+                ));
+            }
+            edge => {
+                // A convex curve lowest at an edge has its minimum past the edge's neighbour.
+                let bound = if edge == Location::AtUpperEdge {
+                    format!("> {}", super::figure::tick(b.window.0))
+                } else {
+                    format!("< {}", super::figure::tick(b.window.1))
+                };
+                series.push(Series::new(
+                    Some(format!(
+                        "  lowest at the edge ({tick}): {word}* {bound}, not located"
+                    )),
+                    i,
+                    Kind::Star,
+                    vec![(b.x_star, b.loss_star)],
+                ));
+            }
+        }
     }
     Ok(Ok(single(Panel {
         title: format!("Iso-FLOP curves: final loss vs {word} per FLOP budget"),
@@ -273,29 +289,46 @@ pub fn isoflop_optima(fits: &ReportFits) -> Built {
             .map(|k| (lo.ln() + (hi.ln() - lo.ln()) * k as f64 / 20.0).exp())
             .map(|x| (x, g * x.powf(a)))
             .collect();
+        let at = |inside: bool| -> Vec<(f64, f64)> {
+            fit.budgets
+                .iter()
+                .filter(|b| (b.location == Location::Inside) == inside)
+                .map(|b| (b.flops, b.x_star))
+                .collect()
+        };
+        let mut series = vec![
+            Series::new(
+                Some(format!(
+                    "{word}* = {}·C^{a:.3}{interval}",
+                    super::figure::tick(g)
+                )),
+                0,
+                Kind::Dashed,
+                line,
+            ),
+            Series::new(
+                Some("optimum inside the samples".into()),
+                1,
+                Kind::Markers,
+                at(true),
+            ),
+        ];
+        let edges = at(false);
+        if !edges.is_empty() {
+            series.push(Series::new(
+                Some("at an edge of the samples (a bound; not fitted)".into()),
+                3,
+                Kind::Star,
+                edges,
+            ));
+        }
         panels.push(Panel {
             title: format!("Optimal {word} vs FLOP budget"),
             x_label: "training FLOPs per budget".into(),
             y_label: format!("optimal {x_label}"),
             log_x: true,
             log_y: true,
-            series: vec![
-                Series::new(
-                    Some(format!(
-                        "{word}* = {}·C^{a:.3}{interval}",
-                        super::figure::tick(g)
-                    )),
-                    0,
-                    Kind::Dashed,
-                    line,
-                ),
-                Series::new(
-                    Some("parabola minima".into()),
-                    1,
-                    Kind::Markers,
-                    fit.budgets.iter().map(|b| (b.flops, b.x_star)).collect(),
-                ),
-            ],
+            series,
             zero_line: false,
         });
     }
@@ -335,12 +368,17 @@ pub fn test_time(frames: &Frames, fits: &ReportFits) -> Built {
             rows.iter().map(|&r| (t[r], l[r])).collect(),
         ));
         let k = fit.report.value("k").unwrap_or(f64::NAN);
+        let l_inf = fit.report.value("L_inf").unwrap_or(f64::NAN);
+        // A curve without a saturating gain says so instead of quoting an asymptote.
+        let legend = match fit.verdict() {
+            Some(v) if v.starts_with("no saturating gain") => {
+                format!("  fit: {v} (level ≈ {l_inf:.3})")
+            }
+            Some(v) => format!("  fit: {v}"),
+            None => format!("  fit: L∞ = {l_inf:.3}, k = {}", super::figure::tick(k)),
+        };
         series.push(Series::new(
-            Some(format!(
-                "  fit: L∞ = {:.3}, k = {}",
-                fit.report.value("L_inf").unwrap_or(f64::NAN),
-                super::figure::tick(k)
-            )),
+            Some(legend),
             i,
             Kind::Dashed,
             (0..=60)
@@ -465,9 +503,11 @@ pub fn residuals(frames: &Frames, fits: &ReportFits) -> Built {
             .iter()
             .enumerate()
             .map(|(i, b)| {
+                // Only the points the local parabola was fitted to.
                 let pts =
                     b.x.iter()
                         .zip(&b.loss)
+                        .filter(|(x, _)| b.in_window(**x))
                         .map(|(&x, &y)| (x, y - b.predict(x)));
                 Series::new(
                     Some(format!("C = {} FLOPs", super::figure::tick(b.flops))),
@@ -478,7 +518,7 @@ pub fn residuals(frames: &Frames, fits: &ReportFits) -> Built {
             })
             .collect();
         panels.push(Panel {
-            title: format!("Iso-FLOP parabolas over {word}: residuals"),
+            title: format!("Iso-FLOP parabolas over {word} (near each minimum): residuals"),
             x_label: x_label.into(),
             y_label: "observed − fitted loss (nats/token)".into(),
             log_x: true,
@@ -495,4 +535,109 @@ pub fn residuals(frames: &Frames, fits: &ReportFits) -> Built {
         ));
     }
     Ok(Ok(row(panels)))
+}
+
+/// Parcae's laws over the looped runs, one row of two panels each: predicted against measured
+/// final loss (on the diagonal when the law holds) and the residuals against FLOPs, with the
+/// fitted parameters and the held-out rollout's error in the legend. The training law
+/// L(μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) has a point per run; the unified law, with the term
+/// Z·e^(−z·T/μ) added, a point per test-time evaluation.
+pub fn parcae_law(fits: &ReportFits) -> Built {
+    let mut panels = Vec::new();
+    for (name, fit, unified) in [
+        ("Parcae's law", &fits.parcae, false),
+        ("Parcae's unified law", &fits.parcae_unified, true),
+    ] {
+        let fit = match fit {
+            Ok(f) => f,
+            // The training law is the chart; without it there is nothing to draw.
+            Err(why) if !unified => return Ok(Err(why.clone())),
+            Err(_) => continue,
+        };
+        panels.extend(parcae_panels(name, fit, unified));
+    }
+    let rows = panels.len().div_ceil(2) as u32;
+    let mut fig = row(panels);
+    fig.height = HEIGHT * rows;
+    Ok(Ok(fig))
+}
+
+fn parcae_panels(name: &str, fit: &ParcaeFit, unified: bool) -> Vec<Panel> {
+    let r = &fit.report;
+    let v = |n: &str| r.value(n).unwrap_or(f64::NAN);
+    let (lo, hi) = fit
+        .runs
+        .iter()
+        .flat_map(|p| [p.measured, p.predicted])
+        .fold((f64::INFINITY, 0.0f64), |(l, h), x| (l.min(x), h.max(x)));
+    let mut law = format!(
+        "E = {:.3}, X = {}, x = {:.3}, Y = {}, y = {:.3}",
+        v("E"),
+        super::figure::tick(v("X")),
+        v("x"),
+        super::figure::tick(v("Y")),
+        v("y")
+    );
+    if unified {
+        law.push_str(&format!(
+            ", Z = {}, z = {:.3}",
+            super::figure::tick(v("Z")),
+            v("z")
+        ));
+    }
+    if let Some(h) = &r.heldout {
+        law.push_str(&format!(
+            "; largest budget held out: {:.2}% mean error",
+            100.0 * h.mean_abs_rel_error
+        ));
+    }
+    let mut left = vec![Series::new(
+        Some(law),
+        INK,
+        Kind::Dashed,
+        vec![(lo, lo), (hi, hi)],
+    )];
+    if let Some(note) = r.notes.first() {
+        left.push(Series::new(
+            Some(format!("note: {}", note.split(':').next().unwrap_or(note))),
+            INK,
+            Kind::Markers,
+            vec![],
+        ));
+    }
+    let mut right = Vec::new();
+    for (i, p) in fit.runs.iter().enumerate() {
+        // A legend entry per run for the training law; the unified law's points are many.
+        let label = (!unified).then(|| p.label.clone());
+        left.push(Series::new(
+            label,
+            i,
+            Kind::Markers,
+            vec![(p.predicted, p.measured)],
+        ));
+        right.push(Series::new(
+            None,
+            i,
+            Kind::Markers,
+            vec![(p.flops, p.measured - p.predicted)],
+        ));
+    }
+    vec![
+        Panel {
+            title: format!("{name}: measured vs predicted loss"),
+            x_label: "predicted loss (nats/token)".into(),
+            y_label: "measured loss (nats/token)".into(),
+            series: left,
+            ..Panel::default()
+        },
+        Panel {
+            title: format!("{name}: residuals"),
+            x_label: "training FLOPs".into(),
+            y_label: "measured − predicted loss (nats/token)".into(),
+            log_x: true,
+            series: right,
+            zero_line: true,
+            ..Panel::default()
+        },
+    ]
 }

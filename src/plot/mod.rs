@@ -132,6 +132,11 @@ pub fn render_all(frames: &Frames, fits: &ReportFits, dir: &Path) -> Result<Vec<
             "Residuals of the fits",
             charts::residuals(frames, fits),
         ),
+        (
+            "parcae_law",
+            "Parcae's law L(μ, D): predicted vs measured",
+            charts::parcae_law(fits),
+        ),
     ];
     let mut out = Vec::new();
     for (name, title, built) in list {

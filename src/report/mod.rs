@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::analysis::Frames;
 use crate::analysis::fits::ReportFits;
-use crate::fit::source::is_database;
+use crate::analysis::is_database;
 use crate::plot::{Chart, render_all};
 use crate::store::Store;
 use crate::sweep::Sweep;

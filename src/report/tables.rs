@@ -151,18 +151,26 @@ fn num(x: f64) -> String {
     }
 }
 
+/// One row per parameter and derived quantity; the fit's notes (what it does not support) on
+/// its first row.
 fn param_rows(law: &str, report: &FitReport, rows: &mut Vec<Vec<String>>) {
     let level = report
         .bootstrap
         .as_ref()
         .map(|b| format!("{:.0}%", b.level * 100.0))
         .unwrap_or_default();
-    for (p, kind) in report
+    for (i, (p, kind)) in report
         .params
         .iter()
         .map(|p| (p, ""))
         .chain(report.derived.iter().map(|p| (p, " (derived)")))
+        .enumerate()
     {
+        let note = if i == 0 {
+            report.notes.join("; ")
+        } else {
+            String::new()
+        };
         rows.push(vec![
             law.to_string(),
             format!("{}{kind}", p.name),
@@ -171,6 +179,7 @@ fn param_rows(law: &str, report: &FitReport, rows: &mut Vec<Vec<String>>) {
             p.hi.map(num).unwrap_or_default(),
             level.clone(),
             report.n_points.to_string(),
+            note,
         ]);
     }
 }
@@ -204,9 +213,21 @@ pub fn fits_table(fits: &ReportFits) -> TextTable {
             );
         }
     }
+    if let Ok(f) = &fits.parcae {
+        param_rows("Parcae: L = E + X·N(μ)^-x + Y·D^-y", &f.report, &mut rows);
+    }
+    if let Ok(f) = &fits.parcae_unified {
+        param_rows(
+            "Parcae unified: L = E + X·N(μ)^-x + Y·D^-y + Z·e^(-z·T/μ)",
+            &f.report,
+            &mut rows,
+        );
+    }
     TextTable {
         caption: format!(
-            "Fitted parameters with percentile-bootstrap intervals ({} resamples; `loopscale fit` for more).",
+            "Fitted parameters with percentile-bootstrap intervals ({} resamples; `loopscale fit` for more). \
+             A note says what a fit does not support: a test-time curve without a saturating gain, an \
+             optimum at the edge of the sampled values.",
             crate::analysis::fits::REPORT_RESAMPLES
         ),
         header: [
@@ -217,6 +238,7 @@ pub fn fits_table(fits: &ReportFits) -> TextTable {
             "hi",
             "level",
             "points",
+            "note",
         ]
         .map(String::from)
         .to_vec(),

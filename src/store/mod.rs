@@ -14,6 +14,7 @@ mod runs;
 mod shard;
 mod tables;
 
+pub use fits::{FitParamKind, FitParamRecord, FitRecord, HeldOutRecord};
 pub use open::{APPLICATION_ID, SCHEMA_VERSION, StoreError};
 pub use query::QueryResult;
 pub use runs::{NewRun, RunProgress, RunRow, RunStatus};

@@ -8,10 +8,14 @@ use std::time::Duration;
 pub const APPLICATION_ID: i32 = 0x4c4f_4f50;
 
 /// Schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
+
+/// The oldest schema a read-only open accepts: every later version only adds columns that
+/// readers (status, sql, fit, report) do not need, so an older store is read as it is.
+const READABLE_FROM: i32 = 1;
 
 /// Schema migrations: `MIGRATIONS[i]` takes a store from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("migrate_v2.sql")];
 
 /// The views (`CREATE VIEW IF NOT EXISTS ...`), not a migration: every open makes sure they exist.
 const VIEWS: &str = include_str!("views.sql");
@@ -228,7 +232,7 @@ pub(super) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     .map_err(|e| StoreError::sqlite(path, e))?;
     configure(&conn, path)?;
     let version = identify(&conn, path)?;
-    if version < SCHEMA_VERSION {
+    if version < READABLE_FROM {
         // Version 0 is a database nothing was ever written to; anything else is ours, older.
         let ours: i32 = pragma_i32(&conn, path, "application_id")?;
         return Err(if ours == APPLICATION_ID {

@@ -22,6 +22,9 @@ pub enum Table {
     ComputeFrontier,
     /// The `test_time_curves` view, rows with a loss.
     TestTimeCurves,
+    /// Each finished run's resolved configuration (`runs.config_json`), for what the views do
+    /// not carry (the split of a looped model's parameters behind N(μ)).
+    RunConfigs,
 }
 
 impl Table {
@@ -46,6 +49,10 @@ impl Table {
             Table::TestTimeCurves => {
                 "SELECT * FROM test_time_curves WHERE val_loss IS NOT NULL AND (?1 IS NULL OR sweep = ?1)
                  ORDER BY run_key, test_loops"
+            }
+            Table::RunConfigs => {
+                "SELECT r.run_key, r.config_json FROM runs r JOIN final_runs f USING (run_key)
+                 WHERE ?1 IS NULL OR f.sweep = ?1 ORDER BY r.run_key"
             }
         }
     }

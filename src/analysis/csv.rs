@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::points::Points;
+use crate::fit::Points;
 
 /// Column names to read; `None` leaves that column out.
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
-//! What a fit returns: point estimates with bootstrap intervals, solver bookkeeping and the
-//! held-out check, serialisable (for the `fits` table / JSON) and printable as a table.
+//! What a fit returns: point estimates with bootstrap intervals, solver bookkeeping, the
+//! held-out check and the notes on what the estimates do not support; serialisable (for the
+//! `fits` table / JSON) and printable as a table.
 
 use std::fmt;
 
@@ -18,6 +19,8 @@ pub struct ParamEstimate {
 pub struct HeldOut {
     /// Number of held-out (largest-compute) points.
     pub n: usize,
+    /// Which points, in words ("the 2 largest-compute points", "the largest FLOP budget ...").
+    pub what: String,
     pub mean_abs_rel_error: f64,
     pub max_abs_rel_error: f64,
 }
@@ -53,6 +56,9 @@ pub struct FitReport {
     pub theta_names: Vec<String>,
     pub bootstrap: Option<BootstrapSummary>,
     pub heldout: Option<HeldOut>,
+    /// What the fit does not support, in words (a flat test-time curve, a rate at its bound,
+    /// an iso-FLOP optimum at the edge of the sampled values, ...); empty when nothing.
+    pub notes: Vec<String>,
 }
 
 impl FitReport {
@@ -129,11 +135,14 @@ impl fmt::Display for FitReport {
         if let Some(h) = &self.heldout {
             writeln!(
                 f,
-                "held out {} largest-compute points: mean |rel err| {:.4}%, max {:.4}%",
-                h.n,
+                "held out {}: mean |rel err| {:.4}%, max {:.4}%",
+                h.what,
                 100.0 * h.mean_abs_rel_error,
                 100.0 * h.max_abs_rel_error
             )?;
+        }
+        for note in &self.notes {
+            writeln!(f, "NOTE: {note}")?;
         }
         Ok(())
     }
