@@ -469,3 +469,27 @@ fn flop_budgets_are_an_axis_and_each_run_lands_within_half_a_step_of_its_budget(
     ));
     assert_ne!(by_tokens.runs[0].key, s.runs[0].key);
 }
+
+#[test]
+fn every_shipped_sweep_is_valid() {
+    // Without the checks outside the file: CI may lack the larger corpus or PyTorch.
+    let options = loopscale::sweep::LoadOptions {
+        check_corpus: false,
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let sweep = Sweep::load_with(&path, &options)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!sweep.runs.is_empty(), "{}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 5,
+        "only {checked} sweeps found in {}",
+        dir.display()
+    );
+}

@@ -128,7 +128,8 @@ impl PlannedRun {
 /// What `load_with` / `from_str_with` check beyond the file itself.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    /// Check that each run's corpus exists and is big enough for its `seq_len` (default true).
+    /// Check what lies outside the file: each run's corpus exists and is big enough for its
+    /// `seq_len`, and a command trainer's program can be run (default true).
     pub check_corpus: bool,
 }
 
