@@ -348,3 +348,49 @@ fn a_database_without_finished_runs_is_refused_by_name() {
     );
     assert!(report::resolve(&dir.path().join("missing.sqlite")).is_err());
 }
+
+#[test]
+fn the_same_grid_under_two_variants_is_pivoted_by_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two.sqlite");
+    let mut store = Store::open(&path).unwrap();
+    // Two GPT widths, each trained by the built-in trainer and by a command (two backends).
+    let mut runs = Vec::new();
+    for (variant, command) in [
+        ("builtin", None),
+        ("torch", Some(vec!["train.py".to_string()])),
+    ] {
+        for d in [64, 128] {
+            let mut config = config(None, d, 1_000_000);
+            if let Some(argv) = &command {
+                config.train.backend = loopscale::config::Backend::Command;
+                config.train.command = Some(argv.clone());
+            }
+            runs.push(NewRun {
+                key: config.key(),
+                variant: Some(variant.to_string()),
+                config,
+                params: 100_000,
+                non_embedding_params: 80_000,
+                tokens: 1_000_000,
+                flops: 2e12 * (d / 64) as f64,
+            });
+        }
+    }
+    store
+        .register_sweep("two", "two backends", "two.toml", "", &runs)
+        .unwrap();
+    for run in &runs {
+        finish(&mut store, run, None);
+    }
+    drop(store);
+    let built = report::build(&source(&path), &dir.path().join("report")).unwrap();
+    let pivot = built.pivot.expect("a pivot table");
+    assert_eq!(
+        pivot.header,
+        ["configuration", "variant=builtin", "variant=torch"],
+        "{pivot:?}"
+    );
+    assert_eq!(pivot.rows.len(), 2, "one row per width: {pivot:?}");
+    assert!(pivot.rows.iter().all(|r| r.iter().all(|c| !c.is_empty())));
+}

@@ -95,9 +95,11 @@ pub fn runs_table(frames: &Frames) -> Result<TextTable> {
     })
 }
 
-/// Final validation loss with one column per value of the sweep's last varying axis (tokens,
-/// learning rate, seed, loops or width, whichever varies first in that order) and one row per
-/// combination of the others; `None` when nothing or only that axis varies.
+/// Final validation loss with one column per value of the sweep's last varying axis and one row
+/// per combination of the others: the variants, when every configuration was run under every
+/// variant (the same grid two ways, such as two backends), else tokens, learning rate, seed,
+/// loops or width, whichever varies first in that order; `None` when nothing or only that axis
+/// varies.
 pub fn pivot_table(frames: &Frames) -> Result<Option<TextTable>> {
     let df = &frames.runs;
     let varies = |c: &str| -> bool {
@@ -105,10 +107,22 @@ pub fn pivot_table(frames: &Frames) -> Result<Option<TextTable>> {
             .map(|v| v.iter().any(|x| *x != v[0]))
             .unwrap_or(false)
     };
-    let Some(axis) = ["tokens", "lr", "seed", "mean_recurrence", "d_model"]
-        .into_iter()
-        .find(|c| varies(c))
-    else {
+    // Variants side by side when they are the same grid run another way (every configuration
+    // under every variant: e.g. one sweep trained by two backends, sweeps/torch_compare.toml).
+    let variants_cross = varies("variant") && {
+        let configs = run_labels(&df.drop("variant")?)?;
+        let variants = strs(df, "variant")?;
+        let pairs: std::collections::HashSet<(&String, &String)> =
+            configs.iter().zip(&variants).collect();
+        let (c, v): (std::collections::HashSet<_>, std::collections::HashSet<_>) =
+            (configs.iter().collect(), variants.iter().collect());
+        pairs.len() == c.len() * v.len() && c.len() > 1
+    };
+    let Some(axis) = variants_cross.then_some("variant").or_else(|| {
+        ["tokens", "lr", "seed", "mean_recurrence", "d_model"]
+            .into_iter()
+            .find(|c| varies(c))
+    }) else {
         return Ok(None);
     };
     let others = run_labels(&df.drop(axis)?)?;
