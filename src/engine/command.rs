@@ -496,15 +496,43 @@ impl RowState {
 /// One JSON object. Python's `json.dumps` writes `NaN` and `Infinity`, which JSON does not have:
 /// they are read as the non-finite numbers they mean.
 fn parse_row(line: &str) -> anyhow::Result<Map<String, Value>> {
-    let patched = line
-        .replace("-Infinity", "\"-inf\"")
-        .replace("Infinity", "\"inf\"")
-        .replace("NaN", "\"nan\"");
-    match serde_json::from_str::<Value>(&patched) {
+    match serde_json::from_str::<Value>(&quote_non_finite(line)) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => anyhow::bail!("not a JSON object"),
         Err(e) => anyhow::bail!("not JSON ({e})"),
     }
+}
+
+/// `line` with the bare tokens `NaN`, `Infinity` and `-Infinity` outside strings quoted as
+/// `"nan"`, `"inf"`, `"-inf"` (what [`number`] reads); text inside strings is left alone.
+fn quote_non_finite(line: &str) -> String {
+    let mut out = String::with_capacity(line.len() + 8);
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = line;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+        } else if c == '"' {
+            in_string = true;
+        } else {
+            let token = [
+                ("-Infinity", "\"-inf\""),
+                ("Infinity", "\"inf\""),
+                ("NaN", "\"nan\""),
+            ]
+            .into_iter()
+            .find(|(bare, _)| rest.starts_with(bare));
+            if let Some((bare, quoted)) = token {
+                out.push_str(quoted);
+                rest = &rest[bare.len()..];
+                continue;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 /// An optional number field: a JSON number, null (NaN), or a non-finite marker.
@@ -546,5 +574,8 @@ mod tests {
         assert!(integer(&row, "step").is_err());
         let row = parse_row(r#"{"lr": "fast"}"#).unwrap();
         assert!(number(&row, "lr").is_err());
+        // Inside a string the words are text, not numbers.
+        let row = parse_row(r#"{"note": "NaN or \"Infinity\"", "step": 1}"#).unwrap();
+        assert_eq!(row["note"], "NaN or \"Infinity\"");
     }
 }

@@ -286,9 +286,8 @@ pub(crate) fn describe_toml(value: &DeValue) -> String {
 fn json_of(value: &DeValue) -> Value {
     match value {
         DeValue::String(s) => Value::from(s.as_ref()),
-        DeValue::Integer(i) => i
-            .to_string()
-            .parse::<i64>()
+        // As `spec::to_json` reads it: hexadecimal, octal and binary literals included.
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
             .map(Value::from)
             .unwrap_or_else(|_| Value::from(i.to_string())),
         DeValue::Float(f) => f
