@@ -43,10 +43,7 @@ pub fn check_fits<'a>(
     };
     let mut largest = 0.0f64;
     for (key, config) in runs {
-        check_run_fits(key, config, machine)?;
-        if config.train.backend.is_builtin() {
-            largest = largest.max(RunCost::of(config).peak_memory_bytes);
-        }
+        largest = largest.max(check_run_fits(key, config, machine)?);
     }
     if jobs > 1 && largest * jobs as f64 > machine {
         eprintln!(
@@ -59,11 +56,12 @@ pub fn check_fits<'a>(
     Ok(())
 }
 
-/// An error naming the run and both figures when its estimate exceeds `machine` bytes.
-pub fn check_run_fits(key: &str, config: &RunConfig, machine: f64) -> anyhow::Result<()> {
+/// An error naming the run and both figures when its estimate exceeds `machine` bytes; else
+/// the estimate (0 for a run another program trains).
+pub fn check_run_fits(key: &str, config: &RunConfig, machine: f64) -> anyhow::Result<f64> {
     if !config.train.backend.is_builtin() {
         // Another program trains it, perhaps on a GPU: the estimate is the built-in trainer's.
-        return Ok(());
+        return Ok(0.0);
     }
     let cost = RunCost::of(config);
     if cost.peak_memory_bytes > machine {
@@ -79,7 +77,7 @@ pub fn check_run_fits(key: &str, config: &RunConfig, machine: f64) -> anyhow::Re
             gib(machine)
         );
     }
-    Ok(())
+    Ok(cost.peak_memory_bytes)
 }
 
 /// What to record for a worker that ended without recording its run's end.
