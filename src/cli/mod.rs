@@ -37,7 +37,10 @@ pub enum Command {
     /// Show the expanded grid of a sweep file and what it will cost; trains nothing.
     ///
     /// One row per run: its key (a hash of its full configuration), the values of the axes that
-    /// vary, parameter counts, training tokens and training FLOPs; then totals.
+    /// vary, parameter counts, its FLOP budget (with `train.flops`), training tokens, training
+    /// FLOPs, passes over the training text (epochs) and estimated peak memory; then totals,
+    /// the largest run's memory against this machine's, and a warning for runs that repeat
+    /// their text.
     Plan {
         /// The sweep file (TOML).
         file: PathBuf,
