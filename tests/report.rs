@@ -60,7 +60,11 @@ fn config(mu: Option<usize>, d_model: usize, tokens: u64) -> RunConfig {
 /// Records a finished run with 10 logged steps, evaluations at steps 5 and 10, and (looped)
 /// telemetry and test-time evaluations at T = 1, 2, 4, 8, 16.
 fn finish(store: &mut Store, run: &NewRun, mu: Option<f64>) {
-    let final_loss = loss(run.flops, mu);
+    finish_at(store, run, mu, loss(run.flops, mu));
+}
+
+/// [`finish`] with a given final loss.
+fn finish_at(store: &mut Store, run: &NewRun, mu: Option<f64>, final_loss: f64) {
     let steps: Vec<StepMetrics> = (1..=10u64)
         .map(|s| StepMetrics {
             step: s,
@@ -170,8 +174,13 @@ fn every_chart_renders_from_the_fixture_database() {
         .unwrap_or(dir.path().join("report"));
     let index = report::write(&source(&db), &out, Format::Html).unwrap();
     let built = report::build(&source(&db), &out).unwrap();
-    assert_eq!(built.charts.len(), 10);
+    assert_eq!(built.charts.len(), 11);
     for chart in &built.charts {
+        if chart.name == "variant_parity" {
+            // No variants in this fixture: see variants_run_on_one_grid_are_drawn_side_by_side.
+            assert!(matches!(chart.outcome, Outcome::Skipped(_)));
+            continue;
+        }
         let Outcome::Drawn(d) = &chart.outcome else {
             panic!("{} skipped: {:?}", chart.name, chart.outcome)
         };
@@ -198,12 +207,16 @@ fn every_chart_renders_from_the_fixture_database() {
         assert_eq!(png_size(&out.join(format!("{name}.png"))), size, "{name}");
     }
     let html = std::fs::read_to_string(index).unwrap();
-    assert!(!html.contains("Not drawn"));
+    assert_eq!(
+        html.matches("Not drawn").count(),
+        1,
+        "only the variants chart"
+    );
     assert!(
         !html.contains("http://") && !html.contains("https://"),
         "no external assets"
     );
-    for chart in &built.charts {
+    for chart in built.charts.iter().filter(|c| c.name != "variant_parity") {
         assert!(
             html.contains(&format!("src=\"{}.png\"", chart.name)),
             "{}",
@@ -393,4 +406,57 @@ fn the_same_grid_under_two_variants_is_pivoted_by_variant() {
     );
     assert_eq!(pivot.rows.len(), 2, "one row per width: {pivot:?}");
     assert!(pivot.rows.iter().all(|r| r.iter().all(|c| !c.is_empty())));
+}
+
+/// The same two GPT configurations under two variants (as two backends would train them), the
+/// second variant's losses higher by 0.01 and 0.03: the report pivots by variant and draws the
+/// parity chart, whose title names the largest gap.
+#[test]
+fn variants_run_on_one_grid_are_drawn_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("variants.sqlite");
+    let mut store = Store::open(&path).unwrap();
+    let mut runs = Vec::new();
+    for (variant, gaps) in [("builtin", [0.0, 0.0]), ("torch", [0.01, 0.03])] {
+        for (d, gap) in [64usize, 128].into_iter().zip(gaps) {
+            let config = config(None, d, 1_000_000);
+            let run = NewRun {
+                key: format!("{}-{variant}", config.key()),
+                variant: Some(variant.to_string()),
+                config,
+                params: 100_000,
+                non_embedding_params: 80_000,
+                tokens: 1_000_000,
+                flops: 1e12 * d as f64 / 64.0,
+            };
+            runs.push((run, gap));
+        }
+    }
+    let new_runs: Vec<NewRun> = runs.iter().map(|(r, _)| r.clone()).collect();
+    store
+        .register_sweep("vx", "two variants", "vx.toml", "", &new_runs)
+        .unwrap();
+    for (run, gap) in &runs {
+        finish_at(&mut store, run, None, loss(run.flops, None) + gap);
+    }
+    drop(store);
+    let out = dir.path().join("report");
+    let built = report::build(&source(&path), &out).unwrap();
+    let chart = built
+        .charts
+        .iter()
+        .find(|c| c.name == "variant_parity")
+        .unwrap();
+    assert!(
+        matches!(chart.outcome, Outcome::Drawn(_)),
+        "{:?}",
+        chart.outcome
+    );
+    let svg = std::fs::read_to_string(out.join("variant_parity.svg")).unwrap();
+    assert!(svg.contains("largest gap 0.0300"), "title names the gap");
+    let pivot = built.pivot.expect("variants side by side");
+    assert_eq!(
+        pivot.header,
+        ["configuration", "variant=builtin", "variant=torch"]
+    );
 }

@@ -5,6 +5,9 @@
 //!   as a local run of the same sweep: the same run keys, the same final losses.
 //! - A task Slurm requeues (what preemption does) resumes from its checkpoint and ends with
 //!   the losses of a run that was never stopped.
+//! - A sweep whose runs are another program (the command backend, with the test trainer that
+//!   is killed once mid-run) finishes on Slurm as it does locally: each run retried once, every
+//!   step recorded once.
 //! - Cancelling the array mid-way and submitting again finishes the sweep without training any
 //!   finished run again, and without a metrics row twice; the cancelled run resumes from the
 //!   checkpoint its worker wrote when Slurm sent SIGTERM.
@@ -511,4 +514,70 @@ fn a_task_requeued_by_slurm_resumes_from_its_checkpoint_and_ends_as_if_never_sto
         rs.train_losses(&key).unwrap(),
         "losses differ step for step"
     );
+}
+
+/// The command backend under Slurm: two runs of the test trainer (`crash_once`: killed at step 7
+/// after a checkpoint at step 5, then resumed), retried by the Slurm worker as a local run would
+/// retry them; the trainer's rows come back through the shards like built-in runs'.
+#[test]
+fn a_command_trainer_on_slurm_is_retried_and_recorded_once_per_step() {
+    require_slurm!();
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let corpus = root.join("tests/fixtures/sweeps/tiny_corpus.txt");
+    let trainer = root.join("tests/fixtures/trainers/script_trainer.sh");
+    let sweep = dir.path().join("command.toml");
+    std::fs::write(
+        &sweep,
+        format!(
+            r#"[sweep]
+name = "command"
+seeds = [0, 1]
+retries = 1
+[data]
+corpus = "{corpus}"
+seq_len = 32
+[train]
+backend = "command"
+command = ["{trainer}", "crash_once", "{{metrics}}", "{{run_dir}}", "{{config}}"]
+tokens = 640
+batch_size = 2
+[model]
+d_model = 16
+n_heads = 2
+n_layers = 1
+[slurm]
+max_parallel = 2
+"#,
+            corpus = corpus.display(),
+            trainer = trainer.display(),
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("command.sqlite");
+    let submitted = ok(&[
+        "run",
+        s(&sweep),
+        "--db",
+        s(&db),
+        "--executor",
+        "slurm",
+        "--wait",
+    ]);
+    assert!(submitted.contains("2 run(s) submitted"), "{submitted}");
+    let runs = summary(&db);
+    assert_eq!(runs.len(), 2);
+    for (key, status, attempts, loss, rows, steps) in &runs {
+        assert_eq!(*status, RunStatus::Done, "run {key}");
+        assert_eq!(
+            *attempts, 2,
+            "run {key}: killed once at step 7, then resumed"
+        );
+        assert_eq!(*loss, Some(2.1), "run {key}: the trainer's final row");
+        assert_eq!(
+            (*rows, *steps),
+            (10, 10),
+            "run {key}: steps 6 and 7 trained twice, recorded once"
+        );
+    }
 }

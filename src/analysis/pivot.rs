@@ -82,3 +82,28 @@ mod tests {
         assert_eq!(opt_f64s(&p, "t=2").unwrap(), [Some(2.0), None]);
     }
 }
+
+/// Whether a runs frame is one grid run several ways: the `variant` column varies, and every
+/// configuration (the run labels without the variant) ran under every variant, as when one
+/// sweep is trained by two backends (`sweeps/torch_compare.toml`). The report then puts the
+/// variants side by side.
+pub fn variants_crossed(runs: &DataFrame) -> Result<bool> {
+    let variants = strs(runs, "variant")?;
+    if variants.iter().all(|v| *v == variants[0]) {
+        return Ok(false);
+    }
+    let configs = super::labels::run_labels(&runs.drop("variant")?)?;
+    let pairs: std::collections::HashSet<(&String, &String)> =
+        configs.iter().zip(&variants).collect();
+    let distinct = |v: &[String]| v.iter().collect::<std::collections::HashSet<_>>().len();
+    Ok(pairs.len() == distinct(&configs) * distinct(&variants) && distinct(&configs) > 1)
+}
+
+/// Mean final validation loss per configuration (rows, in the frame's labels without the
+/// variant) and variant (columns), for a frame whose variants are crossed.
+pub fn loss_by_variant(runs: &DataFrame) -> Result<DataFrame> {
+    let configs = super::labels::run_labels(&runs.drop("variant")?)?;
+    let mut with_index = runs.clone();
+    with_index.with_column(Column::new("configuration".into(), configs))?;
+    pivot_mean(&with_index, "configuration", "variant", "final_val_loss")
+}

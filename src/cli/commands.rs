@@ -34,7 +34,21 @@ pub fn execute(cli: Cli, interrupts: &engine::Interrupts) -> anyhow::Result<i32>
                 base_dir: args.base_dir,
                 log_path: args.log,
             };
-            let status = engine::run_worker(&task, interrupts)?;
+            let mut attempt = 0;
+            let status = loop {
+                match engine::run_worker(&task, interrupts) {
+                    Ok(status) => break status,
+                    // A stop request is not a failure to retry.
+                    Err(e) if attempt < args.retries && interrupts.count() == 0 => {
+                        attempt += 1;
+                        eprintln!(
+                            "worker: run {} failed: {e:#}; retrying ({attempt} of {})",
+                            task.run_key, args.retries
+                        );
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             Ok(if status == RunStatus::Interrupted {
                 130
             } else {
@@ -275,6 +289,8 @@ fn run(args: &RunArgs, interrupts: &engine::Interrupts) -> anyhow::Result<i32> {
              --max-parallel, --sbatch-arg) go with --executor slurm"
         );
     }
+    // A bad LOOPSCALE_DEVICE is refused before any run starts (every worker would fail on it).
+    crate::train::default_device()?;
     let options = RunOptions {
         db: db.clone(),
         jobs: args.jobs,

@@ -262,4 +262,8 @@ pub struct WorkerArgs {
     pub base_dir: PathBuf,
     #[arg(long)]
     pub log: Option<PathBuf>,
+    /// Extra attempts, in this process, for an attempt that fails (a Slurm task's worker retries
+    /// in place; a local sweep's coordinator starts a new worker instead and passes 0).
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
 }

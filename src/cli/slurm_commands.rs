@@ -33,7 +33,8 @@ fn settings(args: &SlurmArgs) -> anyhow::Result<SlurmSettings> {
 
 /// `loopscale run FILE --executor slurm`.
 pub fn run(sweep: &Sweep, db: &Path, args: &RunArgs) -> anyhow::Result<i32> {
-    let options = SlurmOptions::resolve(&sweep.slurm, &settings(&args.slurm)?);
+    let mut options = SlurmOptions::resolve(&sweep.slurm, &settings(&args.slurm)?);
+    options.retries = args.retries.unwrap_or(sweep.retries);
     let submission = slurm::submit(sweep, db, &options, args.dry_run)?;
     if args.dry_run {
         for (path, script, _) in &submission.arrays {

@@ -35,6 +35,9 @@ pub struct SlurmOptions {
     /// `%K` of `--array`: tasks running at once (per submitted array).
     pub max_parallel: Option<u32>,
     pub sbatch_args: Vec<String>,
+    /// Extra attempts for a run whose attempt fails, made by its task's worker in place (a
+    /// local sweep's coordinator starts a new worker instead).
+    pub retries: u32,
 }
 
 impl SlurmOptions {
@@ -53,6 +56,7 @@ impl SlurmOptions {
                 .chain(&cli.sbatch_args)
                 .cloned()
                 .collect(),
+            retries: 0,
         }
     }
 }
@@ -137,10 +141,11 @@ pub fn batch_script(job: &ArrayJob, options: &SlurmOptions) -> String {
     );
     let _ = writeln!(
         s,
-        "exec {} worker --db {} --run \"$KEY\" --base-dir {} --log \"$LOG\" >>\"$LOG\" 2>&1",
+        "exec {} worker --db {} --run \"$KEY\" --base-dir {} --retries {} --log \"$LOG\" >>\"$LOG\" 2>&1",
         q(&job.exe),
         q(&job.db),
-        q(&job.base_dir)
+        q(&job.base_dir),
+        options.retries
     );
     s
 }
@@ -771,8 +776,13 @@ mod tests {
             cpus_per_run: 4,
             max_parallel: Some(2),
             sbatch_args: vec!["--account=x".into()],
+            retries: 2,
         };
         let s = batch_script(&job, &options);
+        assert!(
+            s.contains(" --retries 2 "),
+            "the worker retries in place:\n{s}"
+        );
         for line in [
             "#SBATCH --array=0-4%2",
             "#SBATCH --gres=gpu:1",

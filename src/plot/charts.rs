@@ -5,6 +5,7 @@ use anyhow::Result;
 
 use super::figure::{Figure, INK, Kind, Panel, Series};
 use crate::analysis::fits::{IsoflopFit, ParcaeFit, ReportFits, compute_residuals};
+use crate::analysis::pivot::{loss_by_variant, variants_crossed};
 use crate::analysis::{Frames, f64s, opt_f64s, strs};
 use crate::fit::IsoflopAxis;
 use crate::fit::isoflop::Location;
@@ -640,4 +641,80 @@ fn parcae_panels(name: &str, fit: &ParcaeFit, unified: bool) -> Vec<Panel> {
             ..Panel::default()
         },
     ]
+}
+
+/// The same grid run several ways (two backends, say): each configuration's final loss under
+/// every other variant against the first, with the line of agreement. Two independent
+/// implementations of one configuration should sit on the line; the title gives the largest gap.
+pub fn variant_parity(frames: &Frames) -> Built {
+    if !variants_crossed(&frames.runs)? {
+        return Ok(Err(
+            "The sweep's variants are not one grid run several ways (every configuration under every \
+             variant), so there is no side-by-side comparison of variants."
+                .into(),
+        ));
+    }
+    let table = loss_by_variant(&frames.runs)?;
+    let names: Vec<String> = table
+        .get_column_names()
+        .iter()
+        .skip(1)
+        .map(|s| s.to_string())
+        .collect();
+    let first = opt_f64s(&table, &names[0])?;
+    // Pivot columns read `variant=torch`; the chart names the variant alone.
+    let shown = |n: &str| n.trim_start_matches("variant=").to_string();
+    let mut series = Vec::new();
+    let mut all: Vec<f64> = Vec::new();
+    let mut largest = 0.0f64;
+    for (j, other) in names.iter().enumerate().skip(1) {
+        let ys = opt_f64s(&table, other)?;
+        let pts: Vec<(f64, f64)> = first
+            .iter()
+            .zip(&ys)
+            .filter_map(|(x, y)| Some((((*x)?), (*y)?)))
+            .collect();
+        for &(x, y) in &pts {
+            all.extend([x, y]);
+            largest = largest.max((y - x).abs());
+        }
+        series.push(Series::new(
+            Some(format!("{} (one marker per configuration)", shown(other))),
+            j,
+            Kind::Markers,
+            pts,
+        ));
+    }
+    if all.is_empty() {
+        return Ok(Err(
+            "No configuration finished under two variants, so there is nothing to compare.".into(),
+        ));
+    }
+    let lo = all.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = all.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let pad = 0.05 * (hi - lo).max(1e-3);
+    series.insert(
+        0,
+        Series::new(
+            Some("agreement (y = x)".into()),
+            6,
+            Kind::Dashed,
+            vec![(lo - pad, lo - pad), (hi + pad, hi + pad)],
+        ),
+    );
+    Ok(Ok(single(Panel {
+        title: format!(
+            "Final loss per configuration, each variant against {} (largest gap {largest:.4} nats/token)",
+            shown(&names[0])
+        ),
+        x_label: format!(
+            "final validation loss under {} (nats/token)",
+            shown(&names[0])
+        ),
+        y_label: "final validation loss under the other variant (nats/token)".into(),
+        log_x: false,
+        log_y: false,
+        series,
+        zero_line: false,
+    })))
 }

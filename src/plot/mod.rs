@@ -128,6 +128,11 @@ pub fn render_all(frames: &Frames, fits: &ReportFits, dir: &Path) -> Result<Vec<
             charts::stability(frames),
         ),
         (
+            "variant_parity",
+            "Variants side by side: final loss per configuration",
+            charts::variant_parity(frames),
+        ),
+        (
             "residuals",
             "Residuals of the fits",
             charts::residuals(frames, fits),

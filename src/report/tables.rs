@@ -6,6 +6,7 @@ use polars::prelude::Column;
 
 use crate::analysis::fits::ReportFits;
 use crate::analysis::labels::run_labels;
+use crate::analysis::pivot::variants_crossed;
 use crate::analysis::{Frames, opt_f64s, pivot_mean, strs};
 use crate::fit::FitReport;
 
@@ -109,15 +110,7 @@ pub fn pivot_table(frames: &Frames) -> Result<Option<TextTable>> {
     };
     // Variants side by side when they are the same grid run another way (every configuration
     // under every variant: e.g. one sweep trained by two backends, sweeps/torch_compare.toml).
-    let variants_cross = varies("variant") && {
-        let configs = run_labels(&df.drop("variant")?)?;
-        let variants = strs(df, "variant")?;
-        let pairs: std::collections::HashSet<(&String, &String)> =
-            configs.iter().zip(&variants).collect();
-        let (c, v): (std::collections::HashSet<_>, std::collections::HashSet<_>) =
-            (configs.iter().collect(), variants.iter().collect());
-        pairs.len() == c.len() * v.len() && c.len() > 1
-    };
+    let variants_cross = variants_crossed(df)?;
     let Some(axis) = variants_cross.then_some("variant").or_else(|| {
         ["tokens", "lr", "seed", "mean_recurrence", "d_model"]
             .into_iter()

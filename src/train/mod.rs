@@ -114,9 +114,25 @@ pub struct RunOutcome {
     pub loss_spikes: u32,
 }
 
-/// The device runs train on: the first CUDA GPU when built with `--features cuda` and one is
-/// present, else the CPU.
+/// The device runs train on: `LOOPSCALE_DEVICE` (`cpu` or `cuda`) when set; else the first CUDA
+/// GPU when built with `--features cuda` and one is present; else the CPU.
 pub fn default_device() -> anyhow::Result<candle_core::Device> {
+    match std::env::var("LOOPSCALE_DEVICE").ok().as_deref() {
+        None | Some("") => {}
+        Some("cpu") => return Ok(candle_core::Device::Cpu),
+        Some("cuda") => {
+            #[cfg(feature = "cuda")]
+            return Ok(candle_core::Device::new_cuda(0)?);
+            #[cfg(not(feature = "cuda"))]
+            anyhow::bail!(
+                "LOOPSCALE_DEVICE=cuda, but this loopscale was built without the `cuda` feature: \
+                 build it with `cargo build --release --features cuda` (docs/gpu.md)"
+            );
+        }
+        Some(other) => {
+            anyhow::bail!("LOOPSCALE_DEVICE={other:?}: expected \"cpu\" or \"cuda\" (or unset)")
+        }
+    }
     #[cfg(feature = "cuda")]
     {
         if candle_core::utils::cuda_is_available() {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The GPU check of docs/gpu.md, one short script for a machine with an NVIDIA GPU: trains
+# sweeps/gpu_check.toml with the built-in trainer on CUDA and with the PyTorch trainer on CUDA,
+# then prints their final losses and throughput side by side.
+#
+#   scripts/gpu-check.sh [LOOPSCALE] [DB]
+#   LOOPSCALE  a loopscale built with `cargo build --release --features cuda`
+#              (default target/release/loopscale)
+#   DB         where the runs go (default results/gpu_check.sqlite)
+#
+# The built-in trainer's CUDA libraries are loaded at run time (candle's cudarc, dynamic
+# loading): libcuda from the driver, and cuBLAS, cuBLASLt, cuRAND and NVRTC of the CUDA major
+# version the binary was built with, from the CUDA toolkit or from PyTorch's nvidia-* wheels.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-target/release/loopscale}
+db=${2:-results/gpu_check.sqlite}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+if ! ldconfig -p | grep -q 'libcublas\.so'; then
+  dirs=$(find /usr/local /opt /usr/lib -xdev \( -name 'libcublas.so.*' -o -name 'libcublasLt.so.*' \
+    -o -name 'libcurand.so.*' -o -name 'libnvrtc.so.*' \) 2>/dev/null | xargs -r -n1 dirname | sort -u | paste -sd:)
+  echo "CUDA libraries from: ${dirs:-nowhere (the built-in runs will fail)}"
+  export LD_LIBRARY_PATH=${dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+"$bin" plan sweeps/gpu_check.toml | tail -4
+LOOPSCALE_DEVICE=cuda "$bin" run sweeps/gpu_check.toml --db "$db" --jobs 2 --plain
+"$bin" sql "$db" "SELECT arch, d_model,
+   round(max(CASE WHEN variant = 'builtin' THEN final_val_loss END), 4) AS builtin_cuda,
+   round(max(CASE WHEN variant = 'torch' THEN final_val_loss END), 4) AS torch_cuda,
+   round(max(CASE WHEN variant = 'builtin' THEN tokens_per_second END)) AS builtin_tok_s,
+   round(max(CASE WHEN variant = 'torch' THEN tokens_per_second END)) AS torch_tok_s
+ FROM runs WHERE sweep = 'gpu_check' GROUP BY arch, d_model ORDER BY arch, d_model"
