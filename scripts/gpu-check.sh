@@ -8,7 +8,7 @@
 #              (default target/release/loopscale)
 #   DB         where the runs go (default results/gpu_check.sqlite)
 #
-# The built-in trainer's CUDA libraries are loaded at run time (candle's cudarc, dynamic
+# The built-in trainer links the CUDA runtime (libcudart) and loads the rest at run time (dynamic
 # loading): libcuda from the driver, and cuBLAS, cuBLASLt, cuRAND and NVRTC of the CUDA major
 # version the binary was built with, from the CUDA toolkit or from PyTorch's nvidia-* wheels.
 set -euo pipefail
@@ -17,7 +17,7 @@ bin=${1:-target/release/loopscale}
 db=${2:-results/gpu_check.sqlite}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 if ! ldconfig -p | grep -q 'libcublas\.so'; then
-  dirs=$(find /usr/local /opt /usr/lib -xdev \( -name 'libcublas.so.*' -o -name 'libcublasLt.so.*' \
+  dirs=$(find /usr/local /opt /usr/lib -xdev \( -name 'libcudart.so.*' -o -name 'libcublas.so.*' -o -name 'libcublasLt.so.*' \
     -o -name 'libcurand.so.*' -o -name 'libnvrtc.so.*' \) 2>/dev/null | xargs -r -n1 dirname | sort -u | paste -sd:)
   echo "CUDA libraries from: ${dirs:-nowhere (the built-in runs will fail)}"
   export LD_LIBRARY_PATH=${dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}

@@ -491,3 +491,103 @@ fn parcae_law_from_a_database_counts_unrolled_parameters() {
         );
     }
 }
+
+/// `--law isoflop` on a database of looped runs beside GPT runs (a Parcae sweep): the optima
+/// over loops and over tokens are located among the looped runs, GPT runs left out and counted.
+/// Looped losses are parabolas in ln μ around μ*(C) = 2·(C/10¹²)^0.5, and the GPTs' losses are
+/// lower than every looped run's: had they been counted, the tokens optimum of every budget
+/// would sit at the GPT's token count, the edge.
+#[test]
+fn isoflop_from_a_database_locates_optima_among_the_looped_runs() {
+    use loopscale::model::{Arch, LoopedConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("iso.sqlite");
+    let mut store = Store::open(&db).unwrap();
+    let mu_star = |c: f64| 2.0 * (c / 1e12).powf(0.5);
+    let mut runs: Vec<(NewRun, f64)> = Vec::new();
+    for c in [1e12, 4e12, 16e12] {
+        for mu in [None, Some(1usize), Some(2), Some(4), Some(8), Some(16)] {
+            let model = match mu {
+                Some(m) => ModelConfig {
+                    arch: Arch::Looped,
+                    looped: Some(LoopedConfig {
+                        mean_recurrence: m,
+                        ..LoopedConfig::default()
+                    }),
+                    ..ModelConfig::default()
+                },
+                None => ModelConfig::default(),
+            };
+            let tokens = (c / (1e6 * mu.unwrap_or(1) as f64)) as u64;
+            let config = RunConfig {
+                data: DataConfig::default(),
+                train: TrainConfig {
+                    tokens,
+                    ..TrainConfig::default()
+                },
+                model,
+                seed: 0,
+            };
+            let loss = match mu {
+                Some(m) => {
+                    3.0 - 0.1 * (c / 1e12).ln() + 0.05 * ((m as f64).ln() - mu_star(c).ln()).powi(2)
+                }
+                None => 2.0 - 0.1 * (c / 1e12).ln(),
+            };
+            let run = NewRun {
+                key: config.key(),
+                variant: None,
+                config,
+                params: 200_000,
+                non_embedding_params: 100_000,
+                tokens,
+                flops: c,
+            };
+            runs.push((run, loss));
+        }
+    }
+    let new: Vec<NewRun> = runs.iter().map(|(r, _)| r.clone()).collect();
+    store
+        .register_sweep("iso", "", "iso.toml", "", &new)
+        .unwrap();
+    for (run, loss) in &runs {
+        let attempt = store.start_attempt(&run.key, None).unwrap();
+        let outcome = RunOutcome {
+            end: RunEnd::Done,
+            steps: 1,
+            tokens: run.tokens,
+            flops: run.flops,
+            final_val_loss: Some(*loss),
+            final_val_bpb: None,
+            final_train_loss: None,
+            wall_seconds: 1.0,
+            tokens_per_second: 1.0,
+            loss_spikes: 0,
+        };
+        store
+            .finish_attempt(&run.key, attempt, &[], &[], &outcome)
+            .unwrap();
+    }
+    drop(store);
+    for (axis, want) in [("loops", 0.5), ("tokens", 0.5)] {
+        let (ok, stdout, stderr) = fit_cmd(&[
+            db.to_str().unwrap(),
+            "--law",
+            "isoflop",
+            "--axis",
+            axis,
+            "--resamples",
+            "0",
+            "--json",
+        ]);
+        assert!(ok, "--axis {axis}: {stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["gpt_runs_left_out"], 3, "{v}");
+        // D*(C) = C/(10⁶·μ*(C)) ∝ C^0.5 as well.
+        let a = json_param(&v, "a");
+        assert!(
+            (a - want).abs() < 0.05,
+            "--axis {axis}: a = {a}, truth {want}"
+        );
+    }
+}

@@ -79,6 +79,9 @@ pub struct BudgetCurve {
     /// The located optimum (or the edge value) and the loss there.
     pub x_star: f64,
     pub loss_star: f64,
+    /// The mean final loss of the GPT runs at this budget (within the budget tolerance) that a
+    /// looped-run analysis left out: the fixed-depth model it is compared with.
+    pub gpt_loss: Option<f64>,
 }
 
 impl BudgetCurve {
@@ -256,19 +259,33 @@ fn isoflop_fit(frames: &Frames, axis: IsoflopAxis) -> Result<IsoflopFit, String>
 }
 
 fn isoflop_fit_inner(frames: &Frames, axis: IsoflopAxis) -> Result<Result<IsoflopFit, String>> {
-    let mut runs = frames.runs.clone();
-    if axis == IsoflopAxis::Loops {
-        // Loops are a looped-model axis: GPT runs have none.
-        let looped: Vec<bool> = opt_f64s(&runs, "mean_recurrence")?
+    let (runs, gpt) = super::source::isoflop_runs(&frames.runs, axis)?;
+    // The GPT runs left out, as (FLOPs, loss): each budget's fixed-depth reference.
+    let gpt_runs: Vec<(f64, f64)> = if gpt > 0 {
+        let mu = opt_f64s(&frames.runs, "mean_recurrence")?;
+        let (c, l) = (
+            f64s(&frames.runs, "flops")?,
+            f64s(&frames.runs, "final_val_loss")?,
+        );
+        (0..mu.len())
+            .filter(|&i| mu[i].is_none())
+            .map(|i| (c[i], l[i]))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let gpt_loss_at = |flops: f64| -> Option<f64> {
+        let near: Vec<f64> = gpt_runs
             .iter()
-            .map(Option::is_some)
+            .filter(|(c, _)| (c / flops - 1.0).abs() <= BUDGET_TOLERANCE)
+            .map(|(_, l)| *l)
             .collect();
-        runs = filter_rows(&runs, &looped)?;
-        if runs.height() == 0 {
-            return Ok(Err(
-                "There are no looped runs, so there is no iso-FLOP analysis over loops.".into(),
-            ));
-        }
+        (!near.is_empty()).then(|| near.iter().sum::<f64>() / near.len() as f64)
+    };
+    if runs.height() == 0 {
+        return Ok(Err(
+            "There are no looped runs, so there is no iso-FLOP analysis over loops.".into(),
+        ));
     }
     let runs = with_budgets(&runs, BUDGET_TOLERANCE)?;
     let mut points = run_points_of(&runs, ParamCount::NonEmbedding)?;
@@ -299,6 +316,7 @@ fn isoflop_fit_inner(frames: &Frames, axis: IsoflopAxis) -> Result<Result<Isoflo
                 window: (o.window.0.exp(), o.window.1.exp()),
                 x_star: o.u_star.exp(),
                 loss_star: o.loss_star,
+                gpt_loss: gpt_loss_at(budget_flops[b.idx[0]]),
             })
         })
         .collect();

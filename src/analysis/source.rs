@@ -5,10 +5,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use super::columns::{f64s, opt_f64s, strs};
+use super::columns::{f64s, filter_rows, opt_f64s, strs};
 use super::csv::{CsvColumns, read_points};
 use super::frames::Frames;
-use crate::fit::Points;
+use crate::fit::{IsoflopAxis, Points};
 use crate::model::{ModelConfig, looped_split};
 use crate::store::Store;
 use polars::prelude::DataFrame;
@@ -73,6 +73,49 @@ pub fn run_points_of(runs: &DataFrame, n: ParamCount) -> Result<Points> {
         group: None,
         curve: Some(strs(runs, "run_key")?),
     })
+}
+
+/// The runs an iso-FLOP analysis over `axis` reads, and how many GPT runs it leaves out. Over
+/// loops: the looped runs (a GPT has no loop count). Over tokens: also the looped runs when there
+/// are any, since Parcae's D*(C) is the token count of the best loop count at fixed parameters,
+/// and a GPT at the same budget is another model (the report sets it beside them instead). Over
+/// parameters, or tokens in a sweep without looped runs: every run.
+pub fn isoflop_runs(runs: &DataFrame, axis: IsoflopAxis) -> Result<(DataFrame, usize)> {
+    let looped: Vec<bool> = opt_f64s(runs, "mean_recurrence")?
+        .iter()
+        .map(Option::is_some)
+        .collect();
+    let n_looped = looped.iter().filter(|l| **l).count();
+    let only_looped = match axis {
+        IsoflopAxis::Loops => true,
+        IsoflopAxis::Tokens => n_looped > 0,
+        IsoflopAxis::Params => false,
+    };
+    if !only_looped {
+        return Ok((runs.clone(), 0));
+    }
+    Ok((filter_rows(runs, &looped)?, runs.height() - n_looped))
+}
+
+/// Points of an iso-FLOP analysis over `axis` from a database ([`isoflop_runs`]), with the
+/// number of GPT runs left out.
+pub fn isoflop_points(
+    store: &Store,
+    sweep: Option<&str>,
+    n: ParamCount,
+    axis: IsoflopAxis,
+) -> Result<(Points, usize)> {
+    let (runs, gpt) = isoflop_runs(&Frames::load(store, sweep)?.runs, axis)?;
+    if runs.height() == 0 {
+        bail!(
+            "{}: no finished looped runs{}, so there is no iso-FLOP analysis over loops",
+            store.path().display(),
+            sweep
+                .map(|s| format!(" in sweep `{s}`"))
+                .unwrap_or_default()
+        );
+    }
+    Ok((run_points_of(&runs, n)?, gpt))
 }
 
 /// Test-time curves: validation loss at each evaluated loop count T, one curve per run.

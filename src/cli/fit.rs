@@ -66,6 +66,16 @@ pub enum AxisName {
     Params,
 }
 
+impl From<AxisName> for IsoflopAxis {
+    fn from(axis: AxisName) -> IsoflopAxis {
+        match axis {
+            AxisName::Loops => IsoflopAxis::Loops,
+            AxisName::Tokens => IsoflopAxis::Tokens,
+            AxisName::Params => IsoflopAxis::Params,
+        }
+    }
+}
+
 #[derive(Args, Debug, Serialize)]
 pub struct FitArgs {
     /// A sweep database (results/NAME.sqlite) or a CSV file with a header row.
@@ -230,7 +240,8 @@ struct Fitted {
     /// iso-FLOP only: the optimum of each budget.
     #[serde(skip_serializing_if = "Option::is_none")]
     optima: Option<Vec<BudgetOptimum>>,
-    /// Parcae laws from a database: GPT runs left out (the laws are about looped runs).
+    /// Parcae laws and iso-FLOP optima over loops or tokens from a database: GPT runs left out
+    /// (they are about looped runs at fixed parameters).
     #[serde(skip_serializing_if = "Option::is_none")]
     gpt_runs_left_out: Option<usize>,
 }
@@ -316,7 +327,8 @@ fn law_name(law: LawName) -> &'static str {
     }
 }
 
-/// The points of the fit, and (Parcae laws from a database) how many GPT runs were left out.
+/// The points of the fit, and (Parcae laws and iso-FLOP optima from a database) how many GPT
+/// runs were left out.
 fn load_points(args: &FitArgs) -> Result<(Points, Option<usize>)> {
     let sweep = args.sweep.as_deref();
     let (points, gpt) = if source::is_database(&args.source) {
@@ -329,6 +341,11 @@ fn load_points(args: &FitArgs) -> Result<(Points, Option<usize>)> {
             }
             LawName::ParcaeUnified => {
                 let (p, gpt) = source::parcae_unified_points(&store, sweep, args.n.into())?;
+                (p, Some(gpt))
+            }
+            LawName::Isoflop => {
+                let (p, gpt) =
+                    source::isoflop_points(&store, sweep, args.n.into(), args.axis.into())?;
                 (p, Some(gpt))
             }
             _ => (source::run_points(&store, sweep, args.n.into())?, None),
@@ -376,11 +393,7 @@ fn run_fit(args: &FitArgs, points: &Points, gpt_runs_left_out: Option<usize>) ->
                 .collect()
         }
         LawName::Isoflop => {
-            let axis = match args.axis {
-                AxisName::Loops => IsoflopAxis::Loops,
-                AxisName::Tokens => IsoflopAxis::Tokens,
-                AxisName::Params => IsoflopAxis::Params,
-            };
+            let axis = args.axis.into();
             let budgeting = if points.group.is_some() {
                 Budgeting::Labels
             } else {
@@ -514,7 +527,13 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
         print_optima(optima, level);
     }
     if let Some(gpt) = fitted.gpt_runs_left_out.filter(|g| *g > 0) {
-        println!("{gpt} GPT run(s) left out: Parcae's laws are fitted on looped runs");
+        if args.law == LawName::Isoflop {
+            println!(
+                "{gpt} GPT run(s) left out: the optimal loops and tokens are located among the looped runs"
+            );
+        } else {
+            println!("{gpt} GPT run(s) left out: Parcae's laws are fitted on looped runs");
+        }
     }
     if let Some(db) = target {
         let ids: Vec<String> = fit_ids.iter().map(|i| i.to_string()).collect();

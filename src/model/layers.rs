@@ -100,7 +100,7 @@ pub fn project(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (rows, cols) = (x.elem_count() / x.dim(D::Minus1)?, x.dim(D::Minus1)?);
     let mut out_shape = x.dims().to_vec();
     *out_shape.last_mut().unwrap() = w.dim(1)?;
-    x.reshape((rows, cols))?.matmul(w)?.reshape(out_shape)
+    ops::matmul(&x.reshape((rows, cols))?, w)?.reshape(out_shape)
 }
 
 /// RMSNorm with a gain: `x / sqrt(mean(x²) + ε) ⊙ g` over the last dimension. The gain is
@@ -269,8 +269,8 @@ impl LmHead {
         let (b, t, d) = x.dims3()?;
         let x = self.final_norm.forward(x)?.reshape((b * t, d))?;
         let logits = match &self.untied {
-            Some(head) => x.matmul(&param(head))?,
-            None => x.matmul(&param(&embedding.table).t()?)?,
+            Some(head) => ops::matmul(&x, &param(head))?,
+            None => ops::matmul(&x, &param(&embedding.table).t()?)?,
         };
         logits.reshape((b, t, ()))
     }

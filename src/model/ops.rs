@@ -13,6 +13,25 @@ use candle_core::{Result, Tensor};
 use super::fused::{self, RopeTables, composed};
 use super::fused_attention;
 
+/// `a · b` for matrices. The CPU's gemm reads operands of any strides; candle's CUDA matmul
+/// (cuBLAS) takes only row- or column-major blocks, so there an operand that is neither (a
+/// column block of `W_qkv`, a view) is copied first. The copy is differentiable: the gradient
+/// still reaches the view's parent.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.device().is_cpu() {
+        a.matmul(b)
+    } else {
+        let dense = |m: &Tensor| -> Result<Tensor> {
+            if m.is_contiguous() || m.t()?.is_contiguous() {
+                Ok(m.clone())
+            } else {
+                m.contiguous()
+            }
+        };
+        dense(a)?.matmul(&dense(b)?)
+    }
+}
+
 /// `x / sqrt(mean(x²) + eps) ⊙ gain` over the last dimension.
 pub fn rms_norm(x: &Tensor, gain: &Tensor, eps: f64) -> Result<Tensor> {
     if x.device().is_cpu() {

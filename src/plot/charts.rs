@@ -240,6 +240,18 @@ pub fn isoflop_curves(fit: &Result<IsoflopFit, String>) -> Built {
                 ));
             }
         }
+        if let Some(gpt) = b.gpt_loss {
+            // The fixed-depth model at the same budget, across the sampled range.
+            let (lo, hi) =
+                b.x.iter()
+                    .fold((f64::INFINITY, 0.0f64), |(l, h), &x| (l.min(x), h.max(x)));
+            series.push(Series::new(
+                Some(format!("  GPT at this budget: {gpt:.4}")),
+                i,
+                Kind::Dashed,
+                vec![(lo, gpt), (hi, gpt)],
+            ));
+        }
     }
     Ok(Ok(single(Panel {
         title: format!("Iso-FLOP curves: final loss vs {word} per FLOP budget"),

@@ -115,14 +115,14 @@ pub struct RunOutcome {
 }
 
 /// The device runs train on: `LOOPSCALE_DEVICE` (`cpu` or `cuda`) when set; else the first CUDA
-/// GPU when built with `--features cuda` and one is present; else the CPU.
+/// GPU when built with `--features cuda` and one can be opened; else the CPU.
 pub fn default_device() -> anyhow::Result<candle_core::Device> {
     match std::env::var("LOOPSCALE_DEVICE").ok().as_deref() {
         None | Some("") => {}
         Some("cpu") => return Ok(candle_core::Device::Cpu),
         Some("cuda") => {
             #[cfg(feature = "cuda")]
-            return Ok(candle_core::Device::new_cuda(0)?);
+            return first_gpu();
             #[cfg(not(feature = "cuda"))]
             anyhow::bail!(
                 "LOOPSCALE_DEVICE=cuda, but this loopscale was built without the `cuda` feature: \
@@ -135,9 +135,35 @@ pub fn default_device() -> anyhow::Result<candle_core::Device> {
     }
     #[cfg(feature = "cuda")]
     {
-        if candle_core::utils::cuda_is_available() {
-            return Ok(candle_core::Device::new_cuda(0)?);
+        match first_gpu() {
+            Ok(gpu) => return Ok(gpu),
+            Err(e) => eprintln!("loopscale: {e:#}; training on the CPU"),
         }
     }
     Ok(candle_core::Device::Cpu)
+}
+
+/// CUDA device 0, or why not. cudarc panics, rather than returning an error, when the driver
+/// library cannot be loaded (a `cuda` build on a machine without a GPU): that becomes an error.
+#[cfg(feature = "cuda")]
+fn first_gpu() -> anyhow::Result<candle_core::Device> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| candle_core::Device::new_cuda(0));
+    std::panic::set_hook(hook);
+    match opened {
+        Ok(device) => Ok(device?),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            let why = why.split(" - searched").next().unwrap_or_default();
+            anyhow::bail!(
+                "no CUDA GPU could be opened ({why}); is the NVIDIA driver installed and \
+                 libcuda.so on LD_LIBRARY_PATH?"
+            )
+        }
+    }
 }
