@@ -9,7 +9,7 @@ use anyhow::{Result, anyhow};
 use polars::prelude::DataFrame;
 
 use super::budgets::{BUDGET_TOLERANCE, with_budgets};
-use super::columns::{f64s, filter_rows, opt_f64s, strs};
+use super::columns::{f64s, opt_f64s, strs};
 use super::frames::Frames;
 use super::source::{
     ParamCount, parcae_points_of, parcae_unified_points_of, run_points_of, test_time_points_of,
