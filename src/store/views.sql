@@ -21,9 +21,12 @@ WHERE NOT EXISTS (
 );
 
 -- Test-time curves of finished runs: validation loss at each evaluated loop count, at each
--- run's last evaluated step (looped runs with model.test_loops).
+-- run's last evaluated step (looped runs with model.test_loops). A time-conditioned run
+-- (LoopFormer) is evaluated along several schedules per loop count; its curve here is the
+-- uniform schedule's (evals.schedule has them all).
 CREATE VIEW IF NOT EXISTS test_time_curves AS
 SELECT e.run_key, r.sweep, r.injection, r.mean_recurrence, e.step, e.test_loops, e.val_loss, e.val_bpb
 FROM evals e JOIN runs r USING (run_key)
 WHERE r.status = 'done' AND e.test_loops IS NOT NULL
+  AND IFNULL(e.schedule, 'uniform') = 'uniform'
   AND e.step = (SELECT max(step) FROM evals x WHERE x.run_key = e.run_key AND x.test_loops IS NOT NULL);
