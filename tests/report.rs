@@ -81,6 +81,7 @@ fn finish(store: &mut Store, run: &NewRun, mu: Option<f64>) {
         val_loss: v,
         val_bpb: v / std::f64::consts::LN_2,
         test_loops: t,
+        schedule: None,
     };
     let mut evals = vec![eval(5, None, final_loss + 0.3), eval(10, None, final_loss)];
     if mu.is_some() {

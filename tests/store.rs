@@ -226,6 +226,7 @@ fn a_finished_attempt_has_its_metrics_and_a_resume_discards_rows_after_its_check
         val_loss: 9.0,
         val_bpb: 9.0,
         test_loops: None,
+        schedule: None,
     };
     store
         .record(
@@ -257,6 +258,7 @@ fn a_finished_attempt_has_its_metrics_and_a_resume_discards_rows_after_its_check
         val_loss: 2.0,
         val_bpb: 2.885,
         test_loops: None,
+        schedule: None,
     };
     store
         .finish_attempt(
@@ -411,6 +413,7 @@ fn views_answer_the_common_questions() {
                 val_loss: loss + 0.1 / t as f64,
                 val_bpb: 0.0,
                 test_loops: Some(t),
+                schedule: None,
             })
             .collect();
         store

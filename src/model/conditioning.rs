@@ -182,8 +182,7 @@ impl Trajectory {
 
 /// The `coarse_fine` schedule of `m` steps for a model trained at `l` loops: step sizes
 /// proportional to `m, m−1, …, 1` (larger first). When `m ≤ l` they are snapped to the grid
-/// `{k/l}` the model was trained on — each at least `1/l`, the rounding surplus given to the
-/// earliest steps — so a budget inside the training range stays in distribution; above `l` the
+/// `{k/l}` the model was trained on — each at least `1/l`, rounded by largest remainder — so a budget inside the training range stays in distribution; above `l` the
 /// proportional sizes are used as they are. At `m = 1` it is the single step 1; at `m = l`, `l`
 /// steps of `1/l`, the uniform schedule.
 pub fn coarse_fine(m: usize, l: usize) -> Vec<f64> {
@@ -195,14 +194,20 @@ pub fn coarse_fine(m: usize, l: usize) -> Vec<f64> {
     let ideal: Vec<f64> = (0..m).map(|j| l as f64 * (m - j) as f64 / total).collect();
     let mut units: Vec<usize> = ideal.iter().map(|x| (x.floor() as usize).max(1)).collect();
     let mut sum: usize = units.iter().sum();
-    let mut j = 0;
-    while sum < l {
-        units[j % m] += 1;
-        sum += 1;
-        j += 1;
+    // Largest remainder: the units still missing go to the steps rounded down the most
+    // (the earliest among equals).
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| {
+        let rem = |j: usize| ideal[j] - units[j] as f64;
+        rem(b).total_cmp(&rem(a)).then(a.cmp(&b))
+    });
+    for &j in order.iter().cycle().take(l.saturating_sub(sum)) {
+        units[j] += 1;
     }
+    sum = sum.max(l);
     while sum > l {
-        // Take from the largest step (the earliest among equals); every step keeps ≥ 1 unit.
+        // Too many after lifting short steps to one unit: take from the largest step (the
+        // earliest among equals); every step keeps ≥ 1 unit.
         let (i, _) = units
             .iter()
             .enumerate()
