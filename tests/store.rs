@@ -465,7 +465,8 @@ fn stores_made_before_the_views_answer_them_and_readers_leave_them_unchanged() {
     // A store written before the views existed: same schema version, no views.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP VIEW final_runs; DROP VIEW compute_frontier; DROP VIEW test_time_curves;",
+        "DROP VIEW final_runs; DROP VIEW compute_frontier; DROP VIEW test_time_curves;
+         DROP VIEW budget_curves;",
     )
     .unwrap();
     let views = |conn: &rusqlite::Connection| -> i64 {
@@ -494,7 +495,7 @@ fn stores_made_before_the_views_answer_them_and_readers_leave_them_unchanged() {
     assert_eq!(views(&conn), 0);
     // A writer adds them to the file.
     drop(Store::open(&path).unwrap());
-    assert_eq!(views(&conn), 3);
+    assert_eq!(views(&conn), 4);
 }
 
 /// A time-conditioned run (LoopFormer) has one eval per budget and schedule; the test-time view
@@ -562,7 +563,7 @@ fn schedules_are_stored_per_eval_and_version_2_stores_migrate() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "DELETE FROM evals WHERE schedule IS NOT NULL;
-         DROP VIEW test_time_curves; DROP INDEX evals_unique;
+         DROP VIEW test_time_curves; DROP VIEW budget_curves; DROP INDEX evals_unique;
          ALTER TABLE evals DROP COLUMN schedule;
          CREATE UNIQUE INDEX evals_unique ON evals(run_key, step, IFNULL(test_loops, -1));
          PRAGMA user_version = 2;",

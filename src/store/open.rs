@@ -24,13 +24,14 @@ const MIGRATIONS: &[&str] = &[
 /// The views (`CREATE VIEW IF NOT EXISTS ...`), not a migration: every open makes sure they exist.
 const VIEWS: &str = include_str!("views.sql");
 
-/// Creates the views a store lacks: in the file on a read-write handle, as TEMP views (in
+/// Creates the views a store lacks (`budget_curves`, the newest, stands for them all; each is
+/// `IF NOT EXISTS`): in the file on a read-write handle, as TEMP views (in
 /// memory, this connection only) on a read-only one, so stores made before the views existed
 /// answer them too and are never modified by a reader.
 fn ensure_views(conn: &Connection, path: &Path, read_only: bool) -> Result<(), StoreError> {
     let present: i64 = conn
         .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'test_time_curves'",
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'budget_curves'",
             [],
             |r| r.get(0),
         )

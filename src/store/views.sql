@@ -30,3 +30,14 @@ FROM evals e JOIN runs r USING (run_key)
 WHERE r.status = 'done' AND e.test_loops IS NOT NULL
   AND IFNULL(e.schedule, 'uniform') = 'uniform'
   AND e.step = (SELECT max(step) FROM evals x WHERE x.run_key = e.run_key AND x.test_loops IS NOT NULL);
+
+-- Loss against the loop budget M of finished looped runs, at each run's last evaluated step:
+-- one row per (run, test_loops, schedule). schedule is the named step schedule of a
+-- time-conditioned run (LoopFormer: 'uniform', 'coarse_fine'), 'fixed' for an unconditioned
+-- looped run (Parcae and the other injections, simply run for M loops).
+CREATE VIEW IF NOT EXISTS budget_curves AS
+SELECT e.run_key, r.sweep, r.variant, r.injection, r.mean_recurrence, e.test_loops,
+       IFNULL(e.schedule, 'fixed') AS schedule, e.val_loss, e.val_bpb
+FROM evals e JOIN runs r USING (run_key)
+WHERE r.status = 'done' AND e.test_loops IS NOT NULL
+  AND e.step = (SELECT max(step) FROM evals x WHERE x.run_key = e.run_key AND x.test_loops IS NOT NULL);
