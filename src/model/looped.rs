@@ -20,6 +20,14 @@
 //!   `(r + d, r)`. Initialised to `[I; I]` plus N(0, 0.02²) noise, i.e. it starts as the additive
 //!   injection and is free to learn anything, its spectral norm included.
 //!
+//! - `none` (LoopFormer): no injection; the state starts as `e` (`B e` when `r ≠ d`).
+//!
+//! With `loop_conditioning = "time_step"` (LoopFormer, [`super::conditioning`]) the core's
+//! blocks run under an adaptive norm of `c = TimeEmb(t) + StepEmb(Δt)`, computed per sequence
+//! and loop: a [`LoopPlan`] either gives every sequence one schedule of step sizes
+//! ([`LoopPlan::with_steps`]) or lets sequence `i` take `n_i` steps of `1/n_i`.
+//! [`Looped::shortcut_loss`] is LoopFormer's training objective.
+//!
 //! The loop-invariant part of every injection (`Δ ⊙ B e`, `W_e e`, `B e`) is computed once per
 //! forward pass, not once per loop; `counts.rs` counts it once too.
 //!
