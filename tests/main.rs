@@ -21,6 +21,7 @@ mod fit_gradients;
 mod fit_parcae;
 mod fit_synthetic;
 mod fused_ops;
+mod loopformer;
 mod model_counts;
 mod model_gradcheck;
 mod model_init;

@@ -39,6 +39,7 @@ fn looped_cfg(
             state_init: StateInit::Random,
             prelude_norm: true,
             test_loops: vec![1, 2],
+            loop_conditioning: Default::default(),
         }),
         ..ModelConfig::default()
     }
@@ -557,6 +558,7 @@ fn looped_flops_match_a_hand_count() {
             state_init: StateInit::Random,
             prelude_norm: true,
             test_loops: vec![1],
+            loop_conditioning: Default::default(),
         }),
         ..ModelConfig::default()
     };

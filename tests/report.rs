@@ -78,22 +78,28 @@ fn finish_at(store: &mut Store, run: &NewRun, mu: Option<f64>, final_loss: f64) 
             injection_norm: mu.map(|_| 0.9),
         })
         .collect();
-    let eval = |s: u64, t: Option<usize>, v: f64| EvalMetrics {
+    let eval_along = |s: u64, t: Option<usize>, v: f64, schedule: Option<&str>| EvalMetrics {
         step: s,
         tokens: run.tokens * s / 10,
         flops: run.flops * s as f64 / 10.0,
         val_loss: v,
         val_bpb: v / std::f64::consts::LN_2,
         test_loops: t,
+        schedule: schedule.map(str::to_string),
     };
+    let eval = |s: u64, t: Option<usize>, v: f64| eval_along(s, t, v, None);
     let mut evals = vec![eval(5, None, final_loss + 0.3), eval(10, None, final_loss)];
-    if mu.is_some() {
+    if let Some(mu) = mu {
         for t in [1usize, 2, 4, 8, 16] {
-            evals.push(eval(
-                10,
-                Some(t),
-                final_loss + 0.5 * (-0.5 * t as f64).exp(),
-            ));
+            let v = final_loss + 0.5 * (-0.5 * t as f64).exp();
+            // The μ = 8 runs stand for time-conditioned (LoopFormer) runs: evaluated along
+            // the uniform and the coarse_fine schedule at each budget.
+            if mu == 8.0 {
+                evals.push(eval_along(10, Some(t), v, Some("uniform")));
+                evals.push(eval_along(10, Some(t), v + 0.02, Some("coarse_fine")));
+            } else {
+                evals.push(eval(10, Some(t), v));
+            }
         }
     }
     let attempt = store.start_attempt(&run.key, None).unwrap();
@@ -174,7 +180,7 @@ fn every_chart_renders_from_the_fixture_database() {
         .unwrap_or(dir.path().join("report"));
     let index = report::write(&source(&db), &out, Format::Html).unwrap();
     let built = report::build(&source(&db), &out).unwrap();
-    assert_eq!(built.charts.len(), 11);
+    assert_eq!(built.charts.len(), 12);
     for chart in &built.charts {
         if chart.name == "variant_parity" {
             // No variants in this fixture: see variants_run_on_one_grid_are_drawn_side_by_side.

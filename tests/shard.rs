@@ -45,6 +45,7 @@ fn eval(step: u64, loss: f64) -> EvalMetrics {
         tokens: step * 100,
         flops: step as f64 * 1e6,
         test_loops: None,
+        schedule: None,
         val_loss: loss,
         val_bpb: loss / std::f64::consts::LN_2,
     }

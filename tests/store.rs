@@ -226,6 +226,7 @@ fn a_finished_attempt_has_its_metrics_and_a_resume_discards_rows_after_its_check
         val_loss: 9.0,
         val_bpb: 9.0,
         test_loops: None,
+        schedule: None,
     };
     store
         .record(
@@ -257,6 +258,7 @@ fn a_finished_attempt_has_its_metrics_and_a_resume_discards_rows_after_its_check
         val_loss: 2.0,
         val_bpb: 2.885,
         test_loops: None,
+        schedule: None,
     };
     store
         .finish_attempt(
@@ -411,6 +413,7 @@ fn views_answer_the_common_questions() {
                 val_loss: loss + 0.1 / t as f64,
                 val_bpb: 0.0,
                 test_loops: Some(t),
+                schedule: None,
             })
             .collect();
         store
@@ -462,7 +465,8 @@ fn stores_made_before_the_views_answer_them_and_readers_leave_them_unchanged() {
     // A store written before the views existed: same schema version, no views.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP VIEW final_runs; DROP VIEW compute_frontier; DROP VIEW test_time_curves;",
+        "DROP VIEW final_runs; DROP VIEW compute_frontier; DROP VIEW test_time_curves;
+         DROP VIEW budget_curves;",
     )
     .unwrap();
     let views = |conn: &rusqlite::Connection| -> i64 {
@@ -491,5 +495,103 @@ fn stores_made_before_the_views_answer_them_and_readers_leave_them_unchanged() {
     assert_eq!(views(&conn), 0);
     // A writer adds them to the file.
     drop(Store::open(&path).unwrap());
-    assert_eq!(views(&conn), 3);
+    assert_eq!(views(&conn), 4);
+}
+
+/// A time-conditioned run (LoopFormer) has one eval per budget and schedule; the test-time view
+/// reads the uniform schedule only, and a version-2 store gains `evals.schedule` when opened
+/// for writing (readable as it is before).
+#[test]
+fn schedules_are_stored_per_eval_and_version_2_stores_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let mut store = Store::open(&path).unwrap();
+    let run = new_run(0);
+    store
+        .register_sweep("s", "", "s.toml", "", std::slice::from_ref(&run))
+        .unwrap();
+    let attempt = store.start_attempt(&run.key, None).unwrap();
+    let eval = |t: Option<usize>, schedule: Option<&str>, loss: f64| EvalMetrics {
+        step: 3,
+        tokens: 300,
+        flops: 3e7,
+        val_loss: loss,
+        val_bpb: 0.0,
+        test_loops: t,
+        schedule: schedule.map(str::to_string),
+    };
+    let evals = vec![
+        eval(None, None, 2.5),
+        eval(Some(1), Some("uniform"), 3.0),
+        eval(Some(1), Some("coarse_fine"), 3.0),
+        eval(Some(2), Some("uniform"), 2.7),
+        eval(Some(2), Some("coarse_fine"), 2.8),
+    ];
+    store
+        .finish_attempt(
+            &run.key,
+            attempt,
+            &[],
+            &evals,
+            &RunOutcome {
+                final_val_loss: Some(2.5),
+                ..outcome()
+            },
+        )
+        .unwrap();
+    let q = store
+        .query("SELECT test_loops, schedule, val_loss FROM evals WHERE schedule IS NOT NULL ORDER BY test_loops, schedule")
+        .unwrap();
+    assert_eq!(q.rows.len(), 4);
+    assert_eq!(
+        q.rows[2],
+        vec!["2".to_string(), "coarse_fine".into(), "2.8".into()]
+    );
+    let curves = store
+        .query("SELECT test_loops, val_loss FROM test_time_curves ORDER BY test_loops")
+        .unwrap();
+    assert_eq!(
+        curves.rows,
+        vec![
+            vec!["1".to_string(), "3.0".into()],
+            vec!["2".to_string(), "2.7".into()]
+        ]
+    );
+    drop(store);
+
+    // Back to version 2: no schedule column, the old index and view.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DELETE FROM evals WHERE schedule IS NOT NULL;
+         DROP VIEW test_time_curves; DROP VIEW budget_curves; DROP INDEX evals_unique;
+         ALTER TABLE evals DROP COLUMN schedule;
+         CREATE UNIQUE INDEX evals_unique ON evals(run_key, step, IFNULL(test_loops, -1));
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    drop(conn);
+    // Read as it is (the views are made in memory, without the column) ...
+    let reader = Store::open_read_only(&path).unwrap();
+    assert_eq!(
+        reader
+            .query("SELECT count(*) FROM test_time_curves")
+            .unwrap()
+            .rows[0],
+        vec!["0".to_string()]
+    );
+    drop(reader);
+    // ... and upgraded by a writer.
+    let store = Store::open(&path).unwrap();
+    let version: i32 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(
+        store
+            .query("SELECT count(*) FROM evals WHERE schedule IS NULL")
+            .unwrap()
+            .rows[0],
+        vec!["1".to_string()]
+    );
 }

@@ -47,6 +47,7 @@ fn parcae_run(steps: u64, injection: Injection, seed: u64) -> RunConfig {
                 state_init: StateInit::Random,
                 prelude_norm: true,
                 test_loops: vec![1, 2, 3, 6],
+                loop_conditioning: Default::default(),
             }),
             ..ModelConfig::default()
         },

@@ -57,6 +57,7 @@ fn config(arch: Arch) -> RunConfig {
                 state_init: StateInit::Random,
                 prelude_norm: true,
                 test_loops: vec![1, 4],
+                loop_conditioning: Default::default(),
             }),
             ..ModelConfig::default()
         },

@@ -23,6 +23,9 @@ pub struct Frames {
     pub frontier: DataFrame,
     /// Test-time curves (the `test_time_curves` view), with the run's `label`.
     pub test_time: DataFrame,
+    /// Loss vs loop budget per looped run and schedule (the `budget_curves` view), with the
+    /// run's `label`.
+    pub budget: DataFrame,
     /// Per finished looped run: `run_key` and `unrolled_params`, N(μ) at its mean recurrence
     /// ([`super::source::unrolled_params`], non-embedding), NULL when its stored configuration
     /// could not be read.
@@ -71,6 +74,8 @@ impl Frames {
         evals.with_column(label_of(&evals)?)?;
         let mut test_time = read(Table::TestTimeCurves)?;
         test_time.with_column(label_of(&test_time)?)?;
+        let mut budget = read(Table::BudgetCurves)?;
+        budget.with_column(label_of(&budget)?)?;
         let frontier = read(Table::ComputeFrontier)?;
         let unrolled = unrolled_frame(&runs, &read(Table::RunConfigs)?)?;
         Ok(Frames {
@@ -79,6 +84,7 @@ impl Frames {
             evals,
             frontier,
             test_time,
+            budget,
             unrolled,
         })
     }

@@ -158,7 +158,8 @@ pub fn test_time_points_of(curves: &DataFrame) -> Result<Points> {
 /// parameters), unless `n` is [`ParamCount::Total`], which adds them once.
 pub fn unrolled_params(model: &ModelConfig, mu: f64, embedding: f64, n: ParamCount) -> f64 {
     let split = looped_split(model);
-    let unrolled = split.once as f64 + mu * split.per_loop as f64;
+    // LoopFormer's conditioning acts once per sequence and loop, not per token: counted once.
+    let unrolled = split.once as f64 + mu * split.per_loop as f64 + split.conditioning as f64;
     match n {
         ParamCount::NonEmbedding => unrolled,
         ParamCount::Total => unrolled + embedding,

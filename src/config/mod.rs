@@ -12,8 +12,8 @@ mod tables;
 
 pub use crate::model::ModelConfig;
 pub use tables::{
-    Backend, COMMAND_PLACEHOLDERS, DataConfig, OptimizerKind, SHIPPED_CORPORA, SHIPPED_CORPUS,
-    Schedule, TrainConfig, resolve_corpus_path,
+    Backend, COMMAND_PLACEHOLDERS, DEFAULT_SHORTCUT_LAMBDA, DataConfig, OptimizerKind,
+    SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path,
 };
 
 /// Everything that determines a run's result. Two runs with equal `RunConfig`s are the same run.
@@ -27,6 +27,17 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// Training FLOPs per token of this run: the model's count, with the short trajectory
+    /// added under `train.shortcut_consistency` (`model::counts`).
+    pub fn train_flops_per_token(&self, vocab_size: usize) -> f64 {
+        let (m, seq) = (&self.model, self.data.seq_len);
+        if self.train.shortcut_consistency {
+            crate::model::shortcut_train_flops_per_token(m, vocab_size, seq)
+        } else {
+            crate::model::train_flops_per_token(m, vocab_size, seq)
+        }
+    }
+
     /// The canonical form: compact JSON with fields in declaration order and absent options
     /// omitted. Its hash is the run key.
     pub fn canonical_json(&self) -> String {

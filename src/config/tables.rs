@@ -147,6 +147,29 @@ pub struct TrainConfig {
     /// ([`COMMAND_PLACEHOLDERS`]); run in the sweep file's folder. Part of the run key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// LoopFormer's shortcut-consistency training (looped models): each step also runs one
+    /// short trajectory and adds `λ_ce·CE_short + λ_mse·MSE(stopgrad(h_long), h_short)`. Absent
+    /// from the canonical form (and run keys) when off.
+    #[serde(skip_serializing_if = "is_false")]
+    pub shortcut_consistency: bool,
+    /// λ_ce, the short trajectory's cross-entropy weight; omitted from the canonical form at
+    /// its default, so writing the default never changes a run key.
+    #[serde(skip_serializing_if = "is_default_shortcut_lambda")]
+    pub shortcut_lambda_ce: f64,
+    /// λ_mse, the consistency term's weight (the same convention).
+    #[serde(skip_serializing_if = "is_default_shortcut_lambda")]
+    pub shortcut_lambda_mse: f64,
+}
+
+/// The paper's weight of both shortcut-consistency terms.
+pub const DEFAULT_SHORTCUT_LAMBDA: f64 = 0.1;
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_default_shortcut_lambda(x: &f64) -> bool {
+    *x == DEFAULT_SHORTCUT_LAMBDA
 }
 
 impl Default for TrainConfig {
@@ -178,6 +201,9 @@ impl Default for TrainConfig {
             checkpoint_every: 100,
             backend: Backend::Builtin,
             command: None,
+            shortcut_consistency: false,
+            shortcut_lambda_ce: DEFAULT_SHORTCUT_LAMBDA,
+            shortcut_lambda_mse: DEFAULT_SHORTCUT_LAMBDA,
         }
     }
 }

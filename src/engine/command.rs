@@ -31,7 +31,6 @@ use anyhow::Context;
 use serde_json::{Map, Value};
 
 use crate::config::RunConfig;
-use crate::model::train_flops_per_token;
 use crate::train::{
     BYTE_VOCAB, EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics, count_loss_spikes,
     total_steps,
@@ -207,7 +206,7 @@ fn write_config(run: &CommandRun, path: &Path) -> anyhow::Result<()> {
         "vocab_size": BYTE_VOCAB,
         "steps": total_steps(c),
         "tokens_per_step": tokens_per_step,
-        "train_flops_per_token": train_flops_per_token(&c.model, BYTE_VOCAB, c.data.seq_len),
+        "train_flops_per_token": c.train_flops_per_token(BYTE_VOCAB),
         "threads": run.threads,
     });
     let tmp = path.with_extension("json.tmp");
@@ -355,7 +354,7 @@ struct RowState {
 impl RowState {
     fn new(config: &RunConfig) -> Self {
         RowState {
-            flops_per_token: train_flops_per_token(&config.model, BYTE_VOCAB, config.data.seq_len),
+            flops_per_token: config.train_flops_per_token(BYTE_VOCAB),
             first: true,
             last_step: 0,
             last_tokens: 0,
@@ -467,6 +466,11 @@ impl RowState {
             // Byte-level tokens: one byte each.
             val_bpb: val_loss / std::f64::consts::LN_2,
             test_loops,
+            schedule: match row.get("schedule") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(other) => anyhow::bail!("`schedule` must be a string, found {other}"),
+            },
         };
         self.last_eval_step = step;
         observer.on_eval(&eval)

@@ -38,6 +38,28 @@ pub enum Injection {
     Add,
     /// Concat adapter `h ← W [h; e]` (Huginn style); spectral norm unconstrained.
     Linear,
+    /// No injection (LoopFormer): the state starts as `e` (`B e` when the recurrent width
+    /// differs) and each loop only applies the core; `state_init` is not used.
+    None,
+}
+
+/// What each loop of the core is told about where it is on its trajectory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoopConditioning {
+    /// Nothing: every loop applies the same function (Parcae and the other looped baselines).
+    #[default]
+    None,
+    /// LoopFormer: each loop sees its normalised time `t ∈ [0, 1)` and step size `Δt`
+    /// (`c = TimeEmb(t) + StepEmb(Δt)`), and every core block scales and gates its two branches
+    /// by an adaptive norm of `c` (see `model::conditioning`).
+    TimeStep,
+}
+
+impl LoopConditioning {
+    pub fn is_none(&self) -> bool {
+        *self == LoopConditioning::None
+    }
 }
 
 /// How many loops each training sequence runs.
@@ -96,6 +118,10 @@ pub struct LoopedConfig {
     pub prelude_norm: bool,
     /// Loop counts at which validation loss is measured after training.
     pub test_loops: Vec<usize>,
+    /// Time and step conditioning of the core (LoopFormer); absent from the canonical form
+    /// (and so from run keys) when `none`.
+    #[serde(skip_serializing_if = "LoopConditioning::is_none")]
+    pub loop_conditioning: LoopConditioning,
 }
 
 impl LoopedConfig {
@@ -126,6 +152,7 @@ impl Default for LoopedConfig {
             state_init: StateInit::Random,
             prelude_norm: true,
             test_loops: vec![1, 2, 4, 8, 16],
+            loop_conditioning: LoopConditioning::None,
         }
     }
 }

@@ -50,8 +50,14 @@
 //! `E[min(n, k)] < k`), and the batch actually computes `max_i n_i` loops for every sequence with
 //! the surplus masked out; the count is of the useful work, as in the paper. The injection's
 //! element-wise update is covered by counting `A_log` and `dt_bias` as per-loop parameters.
+//!
+//! LoopFormer's conditioning (`loop_conditioning = "time_step"`) is applied every loop but once
+//! per sequence: its `N_cond` parameters cost `2·N_cond / seq` FLOPs per token forward per loop
+//! (and twice that backward), i.e. `N_core` above is `N_core + N_cond / seq`. Shortcut
+//! consistency adds a short trajectory: [`shortcut_train_flops_per_token`].
 
-use super::config::{Arch, Injection, LoopedConfig, Mlp, ModelConfig};
+use super::conditioning::{AdaptiveNorm, TimeStepEmbedding};
+use super::config::{Arch, Injection, LoopConditioning, LoopedConfig, Mlp, ModelConfig};
 
 /// Parameter counts of a model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +111,21 @@ pub struct LoopedSplit {
     pub once: u64,
     /// Applied every loop: core blocks and the injection's per-loop parameters.
     pub per_loop: u64,
+    /// LoopFormer's conditioning (time and step embedders, the core blocks' adaptive norms):
+    /// applied every loop, but once per *sequence*, not per token. 0 without conditioning.
+    pub conditioning: u64,
+}
+
+/// Parameters of LoopFormer's conditioning at recurrent width `r` with `n_core` core blocks:
+/// two embedders `sinusoid(256) → Linear(256, r) → SiLU → Linear(r, r)` (with biases) and one
+/// adaptive norm `Linear(r, 4r)` (with bias) per core block.
+pub fn conditioning_params(l: &LoopedConfig, r: usize) -> u64 {
+    match l.loop_conditioning {
+        LoopConditioning::None => 0,
+        LoopConditioning::TimeStep => {
+            TimeStepEmbedding::param_count(r) + l.n_core as u64 * AdaptiveNorm::param_count(r)
+        }
+    }
 }
 
 /// The looped model's config, panicking for a GPT (a programming error, not a user one).
@@ -128,13 +149,14 @@ pub fn looped_split(cfg: &ModelConfig) -> LoopedSplit {
     let (d, r) = (cfg.d_model as u64, l.recurrent_width(cfg.d_model) as u64);
     let (inject_once, inject_per_loop) = match l.injection {
         Injection::Diagonal => (d * r, 2 * r),
-        Injection::Add => (if r == d { 0 } else { d * r }, 0),
+        Injection::Add | Injection::None => (if r == d { 0 } else { d * r }, 0),
         Injection::Linear => (d * r, r * r),
     };
     let norms = d + if l.prelude_norm { d } else { 0 };
     LoopedSplit {
         once: (l.n_prelude + l.n_coda) as u64 * block_params(cfg) + norms + inject_once + r * d,
         per_loop: l.n_core as u64 * block_params(&core_config(cfg)) + inject_per_loop,
+        conditioning: conditioning_params(l, r as usize),
     }
 }
 
@@ -147,7 +169,7 @@ pub fn param_counts(cfg: &ModelConfig, vocab_size: usize) -> ParamCounts {
         Arch::Gpt => cfg.n_layers as u64 * block_params(cfg) + d, // + final norm
         Arch::Looped => {
             let split = looped_split(cfg);
-            split.once + split.per_loop
+            split.once + split.per_loop + split.conditioning
         }
     };
     let embedding = v * d;
@@ -198,9 +220,14 @@ pub fn forward_flops_per_token_at(
     let head = cfg.d_model as f64 * vocab_size as f64;
     2.0 * split.once as f64
         + attn * (l.n_prelude + l.n_coda) as f64
-        + 2.0 * t * split.per_loop as f64
+        + 2.0 * t * (split.per_loop as f64 + per_token(split.conditioning, seq_len))
         + t * attn_core * l.n_core as f64
         + 2.0 * head
+}
+
+/// A per-sequence parameter count spread over the sequence's tokens.
+fn per_token(per_sequence: u64, seq_len: usize) -> f64 {
+    per_sequence as f64 / seq_len.max(1) as f64
 }
 
 /// Training (forward + backward) FLOPs per token: `6·N_ne + 3·A·L + 6·d·V` for a GPT; for a
@@ -214,12 +241,56 @@ pub fn train_flops_per_token(cfg: &ModelConfig, vocab_size: usize, seq_len: usiz
     let mu_rec = l.mean_recurrence as f64;
     let mu_bwd = l.backprop_depth().min(l.mean_recurrence) as f64;
     let attn = attention_flops_per_token(cfg, seq_len);
-    let attn_core = attention_flops_per_token(&core_config(cfg), seq_len);
     let head = cfg.d_model as f64 * vocab_size as f64;
     6.0 * split.once as f64
         + 3.0 * attn * (l.n_prelude + l.n_coda) as f64
-        + (2.0 * mu_rec + 4.0 * mu_bwd) * split.per_loop as f64
+        + loops_flops_per_token(cfg, seq_len, mu_rec, mu_bwd)
+        + 6.0 * head
+}
+
+/// Training FLOPs per token of `mu_rec` loops of which `mu_bwd` have gradient: the core, the
+/// injection's per-loop work and the conditioning (per sequence, spread over its tokens).
+fn loops_flops_per_token(cfg: &ModelConfig, seq_len: usize, mu_rec: f64, mu_bwd: f64) -> f64 {
+    let l = looped_of(cfg);
+    let split = looped_split(cfg);
+    let attn_core = attention_flops_per_token(&core_config(cfg), seq_len);
+    (2.0 * mu_rec + 4.0 * mu_bwd) * (split.per_loop as f64 + per_token(split.conditioning, seq_len))
         + (mu_rec + 2.0 * mu_bwd) * attn_core * l.n_core as f64
+}
+
+/// Training FLOPs per token under shortcut-consistency training (`train.shortcut_consistency`):
+/// the plain count of [`train_flops_per_token`] with the long trajectory's `L = mean_recurrence`
+/// loops (`μ_bwd = min(backprop_depth, L)`), plus the short trajectory, which shares the
+/// embedding, prelude and injection but runs its own loops, readout, coda and head:
+///
+/// ```text
+/// short = E_k[(2k + 4·min(k, b))]·N_core + E_k[k + 2·min(k, b)]·A_r·L_core   (k ~ U{1..L−1})
+///         + 6·(N_coda + r·d + d) + 3·A·L_coda + 6·d·V
+/// ```
+///
+/// `E[k] = L/2`: with full backprop the step costs about 1.5× a plain one, as the paper says.
+pub fn shortcut_train_flops_per_token(cfg: &ModelConfig, vocab_size: usize, seq_len: usize) -> f64 {
+    let plain = train_flops_per_token(cfg, vocab_size, seq_len);
+    if cfg.arch == Arch::Gpt {
+        return plain;
+    }
+    let l = looped_of(cfg);
+    let long = l.mean_recurrence;
+    if long < 2 {
+        return plain;
+    }
+    let b = l.backprop_depth();
+    let lengths = 1..long;
+    let n = (long - 1) as f64;
+    let mean_k = lengths.clone().sum::<usize>() as f64 / n;
+    let mean_bwd = lengths.map(|k| k.min(b)).sum::<usize>() as f64 / n;
+    let (d, r) = (cfg.d_model as f64, l.recurrent_width(cfg.d_model) as f64);
+    let coda = l.n_coda as f64 * block_params(cfg) as f64 + r * d + d;
+    let head = d * vocab_size as f64;
+    plain
+        + loops_flops_per_token(cfg, seq_len, mean_k, mean_bwd)
+        + 6.0 * coda
+        + 3.0 * attention_flops_per_token(cfg, seq_len) * l.n_coda as f64
         + 6.0 * head
 }
 

@@ -1,6 +1,7 @@
 //! The differentiable building blocks of every network here: the token embedding and the LM
 //! head, RMSNorm, rotary position embeddings, causal self-attention with QK-norm, the three
-//! MLPs, the pre-norm residual block and a stack of blocks, plus the cross-entropy loss.
+//! MLPs, the pre-norm residual block (plain, or modulated by LoopFormer's adaptive norm) and a
+//! stack of blocks, plus the cross-entropy loss.
 //!
 //! The element-wise work and attention go through [`super::ops`], which runs our fused kernels
 //! on the CPU and candle's compositions elsewhere; everything else is candle primitives with a
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
+use super::conditioning::Modulation;
 use super::config::{Init, Mlp, ModelConfig};
 use super::counts::{head_dim, mlp_hidden_width};
 use super::fused::RopeTables;
@@ -266,13 +268,23 @@ impl LmHead {
 
     /// `(batch, time, d)` → `(batch, time, vocab)` logits.
     pub fn forward(&self, x: &Tensor, embedding: &TokenEmbedding) -> Result<Tensor> {
+        Ok(self.forward_with_hidden(x, embedding)?.0)
+    }
+
+    /// The logits and the final normalised hidden state `(batch, time, d)` they are read from.
+    pub fn forward_with_hidden(
+        &self,
+        x: &Tensor,
+        embedding: &TokenEmbedding,
+    ) -> Result<(Tensor, Tensor)> {
         let (b, t, d) = x.dims3()?;
-        let x = self.final_norm.forward(x)?.reshape((b * t, d))?;
+        let normed = self.final_norm.forward(x)?;
+        let flat = normed.reshape((b * t, d))?;
         let logits = match &self.untied {
-            Some(head) => ops::matmul(&x, &param(head))?,
-            None => ops::matmul(&x, &param(&embedding.table).t()?)?,
+            Some(head) => ops::matmul(&flat, &param(head))?,
+            None => ops::matmul(&flat, &param(&embedding.table).t()?)?,
         };
-        logits.reshape((b, t, ()))
+        Ok((logits.reshape((b, t, ()))?, normed))
     }
 }
 
@@ -439,6 +451,22 @@ impl Block {
         let x = (x + self.attn.forward(&self.attn_norm.forward(x)?, rope)?)?;
         &x + self.mlp.forward(&self.mlp_norm.forward(&x)?)?
     }
+
+    /// The block under LoopFormer's adaptive norm (`m`: per-sequence `(batch, 1, d)` scales and
+    /// gates): `x + g₁ ⊙ attn(norm(x) ⊙ (1 + s₁))`, then `x + g₂ ⊙ mlp(norm(x) ⊙ (1 + s₂))`.
+    /// With `s = g = 0` it is the identity.
+    pub fn forward_modulated(&self, x: &Tensor, rope: &Rope, m: &Modulation) -> Result<Tensor> {
+        let scaled =
+            |norm: &RmsNorm, x: &Tensor, s: &Tensor| norm.forward(x)?.broadcast_mul(&(s + 1.0)?);
+        let attn = self
+            .attn
+            .forward(&scaled(&self.attn_norm, x, &m.scale_attn)?, rope)?;
+        let x = (x + attn.broadcast_mul(&m.gate_attn)?)?;
+        let mlp = self
+            .mlp
+            .forward(&scaled(&self.mlp_norm, &x, &m.scale_mlp)?)?;
+        &x + mlp.broadcast_mul(&m.gate_mlp)?
+    }
 }
 
 /// Blocks applied in sequence: a GPT's body, or a looped model's prelude, core or coda.
@@ -455,9 +483,19 @@ impl BlockStack {
         n: usize,
         depth: usize,
     ) -> Result<Self> {
-        let init = BlockInit::of(cfg, depth);
+        Self::with_init(params, name, cfg, n, &BlockInit::of(cfg, depth))
+    }
+
+    /// `n` blocks named `{name}.{i}`, initialised as `init` says.
+    pub fn with_init(
+        params: &mut ParamStore,
+        name: &str,
+        cfg: &ModelConfig,
+        n: usize,
+        init: &BlockInit,
+    ) -> Result<Self> {
         let blocks = (0..n)
-            .map(|i| Block::new(params, &format!("{name}.{i}"), cfg, &init))
+            .map(|i| Block::new(params, &format!("{name}.{i}"), cfg, init))
             .collect::<Result<_>>()?;
         Ok(BlockStack { blocks })
     }
@@ -466,6 +504,26 @@ impl BlockStack {
         self.blocks
             .iter()
             .try_fold(x.clone(), |x, block| block.forward(&x, rope))
+    }
+
+    /// The stack with block `i` modulated by `mods[i]` (LoopFormer's conditioned core).
+    pub fn forward_modulated(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        mods: &[Modulation],
+    ) -> Result<Tensor> {
+        assert_eq!(mods.len(), self.blocks.len(), "one modulation per block");
+        self.blocks
+            .iter()
+            .zip(mods)
+            .try_fold(x.clone(), |x, (block, m)| {
+                block.forward_modulated(&x, rope, m)
+            })
+    }
+
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
     }
 
     pub fn len(&self) -> usize {

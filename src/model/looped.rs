@@ -20,6 +20,14 @@
 //!   `(r + d, r)`. Initialised to `[I; I]` plus N(0, 0.02²) noise, i.e. it starts as the additive
 //!   injection and is free to learn anything, its spectral norm included.
 //!
+//! - `none` (LoopFormer): no injection; the state starts as `e` (`B e` when `r ≠ d`).
+//!
+//! With `loop_conditioning = "time_step"` (LoopFormer, [`super::conditioning`]) the core's
+//! blocks run under an adaptive norm of `c = TimeEmb(t) + StepEmb(Δt)`, computed per sequence
+//! and loop: a [`LoopPlan`] either gives every sequence one schedule of step sizes
+//! ([`LoopPlan::with_steps`]) or lets sequence `i` take `n_i` steps of `1/n_i`.
+//! [`Looped::shortcut_loss`] is LoopFormer's training objective.
+//!
 //! The loop-invariant part of every injection (`Δ ⊙ B e`, `W_e e`, `B e`) is computed once per
 //! forward pass, not once per loop; `counts.rs` counts it once too.
 //!
@@ -65,10 +73,15 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Poisson};
 
-use super::config::{Arch, DepthSampling, Init, Injection, LoopedConfig, ModelConfig, StateInit};
+use super::conditioning::{AdaptiveNorm, Modulation, TimeStepEmbedding, sample_short_trajectory};
+use super::config::{
+    Arch, DepthSampling, Init, Injection, LoopConditioning, LoopedConfig, ModelConfig, StateInit,
+};
 use super::counts::head_dim;
 use super::grad::param;
-use super::layers::{BlockStack, LmHead, RmsNorm, Rope, TokenEmbedding, init_std, project};
+use super::layers::{
+    BlockInit, BlockStack, LmHead, RmsNorm, Rope, TokenEmbedding, init_std, project,
+};
 use super::params::{ParamRole, ParamStore, truncated_normal};
 use super::{CausalLm, TrainLoss, lm_loss};
 
@@ -80,10 +93,13 @@ pub const MIN_DECAY_RATE: f64 = 1e-4;
 const A_LOG_LIMIT: f64 = 30.0;
 
 /// How many loops each sequence of a batch runs, and through how many gradients flow.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LoopPlan {
     depths: Vec<usize>,
     backprop_depth: usize,
+    /// A schedule every sequence follows (conditioned models): `depths[i] = steps.len()` and
+    /// loop `j` has step size `steps[j]`. `None`: sequence `i` takes `n_i` steps of `1/n_i`.
+    steps: Option<Vec<f64>>,
 }
 
 impl LoopPlan {
@@ -98,7 +114,34 @@ impl LoopPlan {
         LoopPlan {
             depths,
             backprop_depth,
+            steps: None,
         }
+    }
+
+    /// Every sequence follows the schedule `steps` (one loop per step), the last
+    /// `min(steps.len(), backprop_depth)` loops with gradient.
+    pub fn with_steps(batch: usize, steps: Vec<f64>, backprop_depth: usize) -> Self {
+        let mut plan = LoopPlan::new(vec![steps.len(); batch], backprop_depth);
+        plan.steps = Some(steps);
+        plan
+    }
+
+    /// Each sequence's `(t, Δt)` in loop `j` (see [`LoopPlan::with_steps`]); a sequence not yet
+    /// active in loop `j` gets `(0, Δt of its first loop)`, which its mask discards.
+    pub fn times_at(&self, j: usize) -> (Vec<f64>, Vec<f64>) {
+        if let Some(steps) = &self.steps {
+            let t: f64 = steps[..j].iter().sum();
+            let n = self.depths.len();
+            return (vec![t; n], vec![steps[j]; n]);
+        }
+        let total = self.total_loops();
+        self.depths
+            .iter()
+            .map(|&d| {
+                let local = (j + d).saturating_sub(total);
+                (local as f64 / d as f64, 1.0 / d as f64)
+            })
+            .unzip()
     }
 
     /// Every sequence runs `loops` loops, all with gradient (evaluation, gradient checks).
@@ -163,12 +206,16 @@ enum InjectionLayer {
     Add { b: Option<Tensor> },
     /// `W` `(r + d, r)`: rows `0..r` act on `h`, rows `r..r+d` on `e`.
     Linear { w: Tensor, r: usize },
+    /// No injection: the state starts as `e` (`B e`, `B` `(d, r)`, only when `r ≠ d`).
+    None { b: Option<Tensor> },
 }
 
-/// An injection with its loop-invariant part computed: `h ← state_map(h) + drive`.
-struct Injected {
+/// An injection with its loop-invariant part computed: `h ← state_map(h) + drive`; or, for
+/// `injection = "none"`, the state's start `drive` and nothing per loop.
+pub struct Injected {
     drive: Tensor,
     state_map: StateMap,
+    per_loop: bool,
 }
 
 enum StateMap {
@@ -181,6 +228,9 @@ enum StateMap {
 
 impl Injected {
     fn apply(&self, h: &Tensor) -> Result<Tensor> {
+        if !self.per_loop {
+            return Ok(h.clone());
+        }
         let mapped = match &self.state_map {
             StateMap::Identity => h.clone(),
             StateMap::Decay(decay) => h.broadcast_mul(decay)?,
@@ -237,6 +287,18 @@ impl InjectionLayer {
                     )?,
                 }
             }
+            Injection::None => InjectionLayer::None {
+                b: (r != d)
+                    .then(|| {
+                        params.constant(
+                            "injection.B",
+                            &[d, r],
+                            identity_values(d, r),
+                            ParamRole::Recurrent,
+                        )
+                    })
+                    .transpose()?,
+            },
             Injection::Add => InjectionLayer::Add {
                 b: (r != d)
                     .then(|| {
@@ -277,18 +339,21 @@ impl InjectionLayer {
                 Injected {
                     drive: project(e, &param(b))?.broadcast_mul(&softplus(&dt_bias)?)?,
                     state_map: StateMap::Decay(Self::decay(&a_log, &dt_bias)?),
+                    per_loop: true,
                 }
             }
-            InjectionLayer::Add { b } => Injected {
+            InjectionLayer::Add { b } | InjectionLayer::None { b } => Injected {
                 drive: match b {
                     Some(b) => project(e, &param(b))?,
                     None => e.clone(),
                 },
                 state_map: StateMap::Identity,
+                per_loop: matches!(self, InjectionLayer::Add { .. }),
             },
             InjectionLayer::Linear { w, r } => Injected {
                 drive: project(e, &param(w).narrow(0, *r, w.dim(0)? - r)?)?,
                 state_map: StateMap::Matrix(param(w).narrow(0, 0, *r)?),
+                per_loop: true,
             },
         })
     }
@@ -300,6 +365,36 @@ pub struct LoopedOutput {
     pub logits: Tensor,
     /// `(batch, time, r)`.
     pub state: Tensor,
+    /// The final normalised hidden state the logits are read from, `(batch, time, d)`
+    /// (what shortcut consistency aligns).
+    pub hidden: Tensor,
+}
+
+/// LoopFormer's conditioning of the core: the time/step embedding and one adaptive norm per
+/// core block (see [`super::conditioning`]).
+struct CoreConditioning {
+    embedding: TimeStepEmbedding,
+    norms: Vec<AdaptiveNorm>,
+}
+
+impl CoreConditioning {
+    /// Each core block's modulation in loop `j` of `plan`.
+    fn modulations(&self, plan: &LoopPlan, j: usize) -> Result<Vec<Modulation>> {
+        let (t, dt) = plan.times_at(j);
+        let c = self.embedding.forward(&t, &dt)?;
+        self.norms.iter().map(|n| n.forward(&c)).collect()
+    }
+}
+
+/// The three parts of shortcut-consistency training's loss, each a scalar tensor.
+pub struct ShortcutLoss {
+    /// `CE_long + λ_ce·CE_short + λ_mse·MSE(stopgrad(h_long), h_short)`.
+    pub total: Tensor,
+    pub ce_long: Tensor,
+    pub ce_short: Tensor,
+    pub mse: Tensor,
+    /// The long trajectory's output.
+    pub long: LoopedOutput,
 }
 
 pub struct Looped {
@@ -309,6 +404,8 @@ pub struct Looped {
     injection: InjectionLayer,
     /// Blocks of width `r`.
     core: BlockStack,
+    /// `loop_conditioning = "time_step"`: the core's time/step conditioning.
+    conditioning: Option<CoreConditioning>,
     /// `C`, `(r, d)`: identity-shaped at init, so with `r = d` the coda first sees the state as is.
     readout: Tensor,
     coda: BlockStack,
@@ -361,7 +458,28 @@ impl Looped {
             .then(|| RmsNorm::with_eps(&mut params, "prelude_norm", d, cfg.norm_eps))
             .transpose()?;
         let injection = InjectionLayer::new(&mut params, lc.injection, d, r, std)?;
-        let core = BlockStack::new(&mut params, "core", &core_cfg, lc.n_core, depth)?;
+        let conditioned = lc.loop_conditioning == LoopConditioning::TimeStep;
+        // A conditioned core's gates start at zero (identity blocks); scaled-zero's zero output
+        // projections on top would leave both factors of `g ⊙ W_out(..)` without a gradient, so
+        // the conditioned core's output projections start orthogonal at the input scale.
+        let core_init = match (conditioned, BlockInit::of(&core_cfg, depth)) {
+            (true, init @ BlockInit { out_std: None, .. }) => BlockInit {
+                out_std: Some(init.std),
+                ..init
+            },
+            (_, init) => init,
+        };
+        let core = BlockStack::with_init(&mut params, "core", &core_cfg, lc.n_core, &core_init)?;
+        let conditioning = if conditioned {
+            Some(CoreConditioning {
+                embedding: TimeStepEmbedding::new(&mut params, r, init_std(cfg.init, r))?,
+                norms: (0..lc.n_core)
+                    .map(|i| AdaptiveNorm::new(&mut params, &format!("core.{i}.ada_norm"), r))
+                    .collect::<Result<_>>()?,
+            })
+        } else {
+            None
+        };
         // scaled-zero: orthogonal with the model width's entry scale (× √(2/5) when r = d).
         // scaled-zero: orthogonal with the model width's entry scale (× √(2/5) when r = d). An
         // identity C hands the normalised input embedding straight to a tied head, which
@@ -385,6 +503,7 @@ impl Looped {
             prelude_norm,
             injection,
             core,
+            conditioning,
             readout,
             coda,
             head,
@@ -432,21 +551,40 @@ impl Looped {
     ) -> Result<LoopedOutput> {
         let (b, _) = input_ids.dims2()?;
         assert_eq!(plan.depths().len(), b, "one loop depth per sequence");
-        let x = self.embedding.forward(input_ids)?;
+        let injected = self.encode(input_ids)?;
+        self.decode(self.recur(&injected, plan, h0)?)
+    }
 
-        // Prelude, once: e is what every loop injects.
+    /// Embedding and prelude, once: `e` and the injection's loop-invariant part.
+    pub fn encode(&self, input_ids: &Tensor) -> Result<Injected> {
+        let x = self.embedding.forward(input_ids)?;
         let x = self.prelude.forward(&x, &self.rope)?;
         let e = match &self.prelude_norm {
             Some(norm) => norm.forward(&x)?,
             None => x,
         };
-        let injected = self.injection.prepare(&e)?;
+        self.injection.prepare(&e)
+    }
 
-        // The recurrence; see the module docs for the masking and the detach point.
-        let mut h = h0.clone();
+    /// The recurrence from `h0` (or, without an injection, from `e`); see the module docs for
+    /// the masking and the detach point.
+    pub fn recur(&self, injected: &Injected, plan: &LoopPlan, h0: &Tensor) -> Result<Tensor> {
+        let mut h = if injected.per_loop {
+            h0.clone()
+        } else {
+            injected.drive.clone()
+        };
         let first_graph_loop = plan.first_graph_loop();
         for j in 0..plan.total_loops() {
-            let stepped = self.core.forward(&injected.apply(&h)?, &self.core_rope)?;
+            let input = injected.apply(&h)?;
+            let stepped = match &self.conditioning {
+                None => self.core.forward(&input, &self.core_rope)?,
+                Some(cond) => self.core.forward_modulated(
+                    &input,
+                    &self.core_rope,
+                    &cond.modulations(plan, j)?,
+                )?,
+            };
             h = match plan.active_mask(j, h.device())? {
                 Some(mask) => mask.broadcast_as(h.shape())?.where_cond(&stepped, &h)?,
                 None => stepped,
@@ -455,15 +593,101 @@ impl Looped {
                 h = h.detach();
             }
         }
+        Ok(h)
+    }
 
-        // Coda, once.
+    /// Readout, coda, final norm and head, once, on the state after the last loop.
+    pub fn decode(&self, h: Tensor) -> Result<LoopedOutput> {
         let x = self
             .coda
             .forward(&project(&h, &param(&self.readout))?, &self.rope)?;
+        let (logits, hidden) = self.head.forward_with_hidden(&x, &self.embedding)?;
         Ok(LoopedOutput {
-            logits: self.head.forward(&x, &self.embedding)?,
+            logits,
             state: h,
+            hidden,
         })
+    }
+
+    /// Whether the core is conditioned on time and step (LoopFormer).
+    pub fn is_conditioned(&self) -> bool {
+        self.conditioning.is_some()
+    }
+
+    /// Shortcut-consistency training's loss (LoopFormer): the long trajectory (`L =
+    /// mean_recurrence` steps of `1/L`) and the `short` one share the prelude and `h0`; the loss
+    /// is `CE_long + λ_ce·CE_short + λ_mse·MSE(stopgrad(h_long), h_short)` on the final
+    /// normalised hidden state, so the consistency term moves only the short trajectory.
+    /// Each trajectory has gradient through its last `backprop_depth` loops.
+    #[allow(clippy::too_many_arguments)]
+    pub fn shortcut_loss(
+        &self,
+        input_ids: &Tensor,
+        targets: &Tensor,
+        h0: &Tensor,
+        short: Vec<f64>,
+        lambda_ce: f64,
+        lambda_mse: f64,
+    ) -> Result<ShortcutLoss> {
+        let (b, _) = input_ids.dims2()?;
+        let l = self.cfg.mean_recurrence;
+        let bwd = self.cfg.backprop_depth();
+        let injected = self.encode(input_ids)?;
+        let long_plan = LoopPlan::with_steps(b, vec![1.0 / l as f64; l], bwd);
+        let long = self.decode(self.recur(&injected, &long_plan, h0)?)?;
+        let short =
+            self.decode(self.recur(&injected, &LoopPlan::with_steps(b, short, bwd), h0)?)?;
+        let ce_long = lm_loss(&long.logits, targets)?;
+        let ce_short = lm_loss(&short.logits, targets)?;
+        let mse = (long.hidden.detach() - &short.hidden)?.sqr()?.mean_all()?;
+        let total = ((&ce_long + (&ce_short * lambda_ce)?)? + (&mse * lambda_mse)?)?;
+        Ok(ShortcutLoss {
+            total,
+            ce_long,
+            ce_short,
+            mse,
+            long,
+        })
+    }
+
+    /// [`Looped::shortcut_loss`] with this step's draws from `rng`: `h0`, then the short
+    /// trajectory. The reported loss is `CE_long` (comparable with a plain run's), the
+    /// differentiated one the whole objective.
+    pub fn shortcut_train_loss(
+        &self,
+        input_ids: &Tensor,
+        targets: &Tensor,
+        rng: &mut StdRng,
+        lambda_ce: f64,
+        lambda_mse: f64,
+    ) -> Result<TrainLoss> {
+        let (b, t) = input_ids.dims2()?;
+        let h0 = self.initial_state(b, t, rng)?;
+        let short = sample_short_trajectory(self.cfg.mean_recurrence, rng);
+        let out = self.shortcut_loss(input_ids, targets, &h0, short, lambda_ce, lambda_mse)?;
+        Ok(TrainLoss {
+            reported: Some(out.ce_long.to_dtype(DType::F64)?.to_scalar::<f64>()?),
+            loss: out.total,
+            state_norm: Some(state_norm(&out.long.state)?),
+        })
+    }
+
+    /// Logits along the schedule `steps` on every sequence, from the evaluation state.
+    pub fn logits_with_steps(&self, input_ids: &Tensor, steps: Vec<f64>) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let h0 = self.initial_state(b, t, &mut StdRng::seed_from_u64(self.eval_seed))?;
+        let plan = LoopPlan::with_steps(b, steps, self.cfg.backprop_depth());
+        Ok(self.forward(input_ids, &plan, &h0)?.logits)
+    }
+
+    /// Mean cross-entropy along the schedule `steps`.
+    pub fn loss_with_steps(
+        &self,
+        input_ids: &Tensor,
+        targets: &Tensor,
+        steps: Vec<f64>,
+    ) -> Result<Tensor> {
+        lm_loss(&self.logits_with_steps(input_ids, steps)?, targets)
     }
 
     /// Logits with the core applied `loops` times on every sequence, from the evaluation state.
@@ -505,7 +729,7 @@ impl Looped {
                     .to_dtype(DType::F64)?
                     .to_scalar::<f64>()
             }
-            InjectionLayer::Add { .. } => Ok(1.0),
+            InjectionLayer::Add { .. } | InjectionLayer::None { .. } => Ok(1.0),
             InjectionLayer::Linear { w, r } => {
                 let w_h = w.narrow(0, 0, *r)?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
                 Ok(largest_singular_value(&w_h))
@@ -579,6 +803,7 @@ impl CausalLm for Looped {
         Ok(TrainLoss {
             loss: lm_loss(&out.logits, targets)?,
             state_norm: Some(state_norm(&out.state)?),
+            reported: None,
         })
     }
 

@@ -10,9 +10,12 @@
 //! - [`layers`]: the token embedding and LM head, RMSNorm, RoPE, attention, MLPs, the block and
 //!   a stack of blocks, the loss;
 //! - [`gpt`]: the GPT baseline;
-//! - [`looped`]: the looped (Parcae) model: prelude → injected recurrent core × T → coda;
+//! - [`conditioning`]: LoopFormer's time/step conditioning, adaptive norms and trajectories;
+//! - [`looped`]: the looped (Parcae) model: prelude → injected recurrent core × T → coda, its
+//!   core optionally conditioned on time and step (LoopFormer);
 //! - [`counts`]: parameters and FLOPs by arithmetic.
 
+pub mod conditioning;
 mod config;
 pub mod counts;
 pub mod fused;
@@ -24,14 +27,18 @@ pub mod looped;
 pub mod ops;
 pub mod params;
 
-pub use config::{Arch, DepthSampling, Init, Injection, LoopedConfig, Mlp, ModelConfig, StateInit};
+pub use config::{
+    Arch, DepthSampling, Init, Injection, LoopConditioning, LoopedConfig, Mlp, ModelConfig,
+    StateInit,
+};
 pub use counts::{
-    LoopedSplit, ParamCounts, forward_flops_per_token, forward_flops_per_token_at, looped_split,
-    param_counts, train_flops_per_token,
+    LoopedSplit, ParamCounts, conditioning_params, forward_flops_per_token,
+    forward_flops_per_token_at, looped_split, param_counts, shortcut_train_flops_per_token,
+    train_flops_per_token,
 };
 pub use gpt::Gpt;
 pub use layers::cross_entropy;
-pub use looped::{LoopPlan, Looped};
+pub use looped::{LoopPlan, Looped, ShortcutLoss};
 pub use params::{Param, ParamRole, ParamStore};
 
 use candle_core::{Result, Tensor};
@@ -48,6 +55,9 @@ pub struct TrainLoss {
     pub loss: Tensor,
     /// Looped models: mean per-token L2 norm of the recurrent state after the last loop.
     pub state_norm: Option<f64>,
+    /// The loss to report when `loss` is a composite objective (shortcut consistency reports
+    /// the long trajectory's cross-entropy); `None`: `loss` itself.
+    pub reported: Option<f64>,
 }
 
 /// A next-token predictor the trainer and the evaluator can drive.
@@ -73,6 +83,7 @@ pub trait CausalLm {
         Ok(TrainLoss {
             loss: self.loss(input_ids, targets)?,
             state_norm: None,
+            reported: None,
         })
     }
 

@@ -29,6 +29,9 @@ pub enum ParamRole {
     /// The looped model's recurrence parameters (`A_log`, `dt_bias`, `B`, and the readout
     /// `C`): AdamW, never decayed, as in the reference.
     Recurrent,
+    /// LoopFormer's loop conditioning (time and step embedders, the blocks' adaptive norms):
+    /// AdamW, never decayed — the adaptive norms start at zero and decay would hold them there.
+    Conditioning,
 }
 
 impl ParamRole {
@@ -37,7 +40,7 @@ impl ParamRole {
         match self {
             ParamRole::Matrix | ParamRole::Adapter => true,
             ParamRole::Embedding => decay_embeddings,
-            ParamRole::Gain | ParamRole::Recurrent => false,
+            ParamRole::Gain | ParamRole::Recurrent | ParamRole::Conditioning => false,
         }
     }
 }

@@ -411,6 +411,61 @@ pub fn test_time(frames: &Frames, fits: &ReportFits) -> Built {
     })))
 }
 
+/// Elastic depth: validation loss against the loop budget M, one line per looped run and
+/// schedule (a LoopFormer run along each named schedule; a fixed-depth looped run simply run
+/// for M loops), each GPT's final loss as a horizontal line. Drawn when some run followed a
+/// named schedule (a time-conditioned run).
+pub fn budget(frames: &Frames) -> Built {
+    let schedules = strs(&frames.budget, "schedule")?;
+    if !schedules.iter().any(|s| s != "fixed") {
+        return Ok(Err(
+            "No run was evaluated along a loop schedule (time-conditioned looped runs, \
+             model.loop_conditioning = \"time_step\"), so there is no loss-vs-budget chart."
+                .into(),
+        ));
+    }
+    let m = f64s(&frames.budget, "test_loops")?;
+    let l = f64s(&frames.budget, "val_loss")?;
+    let m_min = m.iter().copied().fold(f64::INFINITY, f64::min);
+    let m_max = m.iter().copied().fold(1.0, f64::max);
+    let mut series = Vec::new();
+    for (label, c, rows) in per_run(frames, &frames.budget)? {
+        let mut names: Vec<&str> = rows.iter().map(|&r| schedules[r].as_str()).collect();
+        names.dedup();
+        for (k, name) in names.iter().enumerate() {
+            let pts: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|&&r| schedules[r] == *name)
+                .map(|&r| (m[r], l[r]))
+                .collect();
+            let kind = if k == 0 { Kind::Line } else { Kind::Dashed };
+            series.push(Series::new(Some(format!("{label} · {name}")), c, kind, pts));
+        }
+    }
+    let arch = strs(&frames.runs, "arch")?;
+    let finals = f64s(&frames.runs, "final_val_loss")?;
+    let labels = strs(&frames.runs, "label")?;
+    for (i, a) in arch.iter().enumerate() {
+        if a == "gpt" {
+            series.push(Series::new(
+                Some(format!("{} · GPT (one depth)", labels[i])),
+                i,
+                Kind::Dashed,
+                vec![(m_min, finals[i]), (m_max, finals[i])],
+            ));
+        }
+    }
+    Ok(Ok(single(Panel {
+        title: "Elastic depth: validation loss vs loop budget M".into(),
+        x_label: "loop budget M (loops at evaluation)".into(),
+        y_label: "validation loss (nats/token)".into(),
+        log_x: true,
+        log_y: false,
+        series,
+        zero_line: false,
+    })))
+}
+
 /// Recurrent-state norm and the injection's spectral norm over training, per looped run.
 pub fn stability(frames: &Frames) -> Built {
     let state = opt_f64s(&frames.steps, "state_norm")?;

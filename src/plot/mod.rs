@@ -123,6 +123,11 @@ pub fn render_all(frames: &Frames, fits: &ReportFits, dir: &Path) -> Result<Vec<
             charts::test_time(frames, fits),
         ),
         (
+            "budget",
+            "Elastic depth: loss vs loop budget",
+            charts::budget(frames),
+        ),
+        (
             "stability",
             "Stability: state and injection norms",
             charts::stability(frames),

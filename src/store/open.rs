@@ -8,25 +8,30 @@ use std::time::Duration;
 pub const APPLICATION_ID: i32 = 0x4c4f_4f50;
 
 /// Schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The oldest schema a read-only open accepts: every later version only adds columns that
 /// readers (status, sql, fit, report) do not need, so an older store is read as it is.
 const READABLE_FROM: i32 = 1;
 
 /// Schema migrations: `MIGRATIONS[i]` takes a store from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("migrate_v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("migrate_v2.sql"),
+    include_str!("migrate_v3.sql"),
+];
 
 /// The views (`CREATE VIEW IF NOT EXISTS ...`), not a migration: every open makes sure they exist.
 const VIEWS: &str = include_str!("views.sql");
 
-/// Creates the views a store lacks: in the file on a read-write handle, as TEMP views (in
+/// Creates the views a store lacks (`budget_curves`, the newest, stands for them all; each is
+/// `IF NOT EXISTS`): in the file on a read-write handle, as TEMP views (in
 /// memory, this connection only) on a read-only one, so stores made before the views existed
 /// answer them too and are never modified by a reader.
 fn ensure_views(conn: &Connection, path: &Path, read_only: bool) -> Result<(), StoreError> {
     let present: i64 = conn
         .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'test_time_curves'",
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'budget_curves'",
             [],
             |r| r.get(0),
         )
@@ -34,11 +39,23 @@ fn ensure_views(conn: &Connection, path: &Path, read_only: bool) -> Result<(), S
     if present > 0 {
         return Ok(());
     }
-    let sql = if read_only {
+    let mut sql = if read_only {
         VIEWS.replace("CREATE VIEW", "CREATE TEMP VIEW")
     } else {
         VIEWS.to_string()
     };
+    // A store older than version 3 (read as it is) has no `evals.schedule`: none of its evals
+    // followed a named schedule.
+    let has_schedule: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('evals') WHERE name = 'schedule'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| StoreError::sqlite(path, e))?;
+    if has_schedule == 0 {
+        sql = sql.replace("e.schedule", "NULL");
+    }
     conn.execute_batch(&sql)
         .map_err(|e| StoreError::sqlite(path, e))
 }

@@ -458,8 +458,9 @@ fn insert_measurements(
         ])?;
     }
     let mut eval_insert = tx.prepare_cached(
-        "INSERT OR REPLACE INTO evals (run_key, step, tokens, flops, test_loops, val_loss, val_bpb)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR REPLACE INTO evals (run_key, step, tokens, flops, test_loops, val_loss, val_bpb,
+         schedule)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     for e in evals {
         eval_insert.execute(params![
@@ -469,7 +470,8 @@ fn insert_measurements(
             e.flops,
             e.test_loops.map(|t| t as i64),
             finite(e.val_loss),
-            finite(e.val_bpb)
+            finite(e.val_bpb),
+            e.schedule
         ])?;
     }
     Ok(())

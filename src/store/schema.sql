@@ -34,7 +34,7 @@ CREATE TABLE runs (
     lr           REAL NOT NULL,
     seed         INTEGER NOT NULL,
     -- looped-model fields; NULL for arch = 'gpt'
-    injection        TEXT,                 -- 'diagonal' | 'add' | 'linear'
+    injection        TEXT,                 -- 'diagonal' | 'add' | 'linear' | 'none'
     n_prelude        INTEGER,
     n_core           INTEGER,
     n_coda           INTEGER,

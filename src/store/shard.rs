@@ -6,7 +6,7 @@
 //! worker writes it with the same `Store` code it would use on the sweep database, so a run
 //! does the same thing under every executor. Why SQLite rather than JSON lines: the tables
 //! already have the keys that make merging idempotent (`metrics (run_key, step)`, `evals
-//! (run_key, step, test_loops)`, `attempts (run_key, attempt)`), a crash mid-write is rolled
+//! (run_key, step, test_loops, schedule)`, `attempts (run_key, attempt)`), a crash mid-write is rolled
 //! back by SQLite instead of leaving a torn last line, and nothing new has to be parsed.
 //!
 //! Shards use the rollback journal (`journal_mode = DELETE`), not WAL: WAL needs shared memory
@@ -146,7 +146,8 @@ impl Store {
             n += tx.execute(
                 "DELETE FROM main.evals WHERE run_key = ?1 AND NOT EXISTS (
                      SELECT 1 FROM shard.evals s WHERE s.run_key = ?1
-                     AND s.step = main.evals.step AND s.test_loops IS main.evals.test_loops)",
+                     AND s.step = main.evals.step AND s.test_loops IS main.evals.test_loops
+                     AND s.schedule IS main.evals.schedule)",
                 params![key],
             )?;
             Ok(n)

@@ -22,6 +22,8 @@ pub enum Table {
     ComputeFrontier,
     /// The `test_time_curves` view, rows with a loss.
     TestTimeCurves,
+    /// The `budget_curves` view (loss vs loop budget per run and schedule), rows with a loss.
+    BudgetCurves,
     /// Each finished run's resolved configuration (`runs.config_json`), for what the views do
     /// not carry (the split of a looped model's parameters behind N(μ)).
     RunConfigs,
@@ -49,6 +51,11 @@ impl Table {
             Table::TestTimeCurves => {
                 "SELECT * FROM test_time_curves WHERE val_loss IS NOT NULL AND (?1 IS NULL OR sweep = ?1)
                  ORDER BY run_key, test_loops"
+            }
+            Table::BudgetCurves => {
+                "SELECT run_key, test_loops, schedule, val_loss FROM budget_curves
+                 WHERE val_loss IS NOT NULL AND (?1 IS NULL OR sweep = ?1)
+                 ORDER BY run_key, schedule, test_loops"
             }
             Table::RunConfigs => {
                 "SELECT r.run_key, r.config_json FROM runs r JOIN final_runs f USING (run_key)

@@ -21,9 +21,23 @@ WHERE NOT EXISTS (
 );
 
 -- Test-time curves of finished runs: validation loss at each evaluated loop count, at each
--- run's last evaluated step (looped runs with model.test_loops).
+-- run's last evaluated step (looped runs with model.test_loops). A time-conditioned run
+-- (LoopFormer) is evaluated along several schedules per loop count; its curve here is the
+-- uniform schedule's (evals.schedule has them all).
 CREATE VIEW IF NOT EXISTS test_time_curves AS
 SELECT e.run_key, r.sweep, r.injection, r.mean_recurrence, e.step, e.test_loops, e.val_loss, e.val_bpb
+FROM evals e JOIN runs r USING (run_key)
+WHERE r.status = 'done' AND e.test_loops IS NOT NULL
+  AND IFNULL(e.schedule, 'uniform') = 'uniform'
+  AND e.step = (SELECT max(step) FROM evals x WHERE x.run_key = e.run_key AND x.test_loops IS NOT NULL);
+
+-- Loss against the loop budget M of finished looped runs, at each run's last evaluated step:
+-- one row per (run, test_loops, schedule). schedule is the named step schedule of a
+-- time-conditioned run (LoopFormer: 'uniform', 'coarse_fine'), 'fixed' for an unconditioned
+-- looped run (Parcae and the other injections, simply run for M loops).
+CREATE VIEW IF NOT EXISTS budget_curves AS
+SELECT e.run_key, r.sweep, r.variant, r.injection, r.mean_recurrence, e.test_loops,
+       IFNULL(e.schedule, 'fixed') AS schedule, e.val_loss, e.val_bpb
 FROM evals e JOIN runs r USING (run_key)
 WHERE r.status = 'done' AND e.test_loops IS NOT NULL
   AND e.step = (SELECT max(step) FROM evals x WHERE x.run_key = e.run_key AND x.test_loops IS NOT NULL);

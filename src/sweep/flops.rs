@@ -2,18 +2,17 @@
 //!
 //! A run with a budget trains `round(budget / FLOPs per step)` whole steps, at least one, so
 //! its realised FLOPs lie within half a step of the budget; its `train.tokens` becomes what
-//! those steps consume. FLOPs per step are [`train_flops_per_token`] (the count `plan` shows
+//! those steps consume. FLOPs per step are [`RunConfig::train_flops_per_token`] (the count `plan` shows
 //! and the store records) × `batch_size · seq_len`. The budget stays in the run's
 //! configuration, so it is part of the run key and a grid axis like any scalar.
 
 use crate::config::RunConfig;
-use crate::model::train_flops_per_token;
 use crate::train::BYTE_VOCAB;
 
 /// Training FLOPs of one optimizer step of this run.
 pub fn step_flops(c: &RunConfig) -> f64 {
     let tokens_per_step = (c.train.batch_size * c.data.seq_len) as f64;
-    train_flops_per_token(&c.model, BYTE_VOCAB, c.data.seq_len) * tokens_per_step
+    c.train_flops_per_token(BYTE_VOCAB) * tokens_per_step
 }
 
 /// Sets `train.tokens` from `train.flops` when a budget is given. A budget below one step (or

@@ -12,7 +12,7 @@ use super::error::ErrorKind;
 use crate::config::{
     Backend, COMMAND_PLACEHOLDERS, SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, resolve_corpus_path,
 };
-use crate::model::Arch;
+use crate::model::{Arch, DepthSampling};
 
 /// Tokenizers the trainer implements.
 const TOKENIZERS: &[&str] = &["bytes"];
@@ -173,6 +173,7 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
     if m.d_model > 0 && m.n_heads > 0 {
         check_heads(&mut out, "model.d_model", m.d_model, m.n_heads);
     }
+    out.extend(check_shortcut(c));
     if m.arch == Arch::Looped {
         let l = m.looped.as_ref().expect("looped runs carry a LoopedConfig");
         if l.mean_recurrence == 0 {
@@ -220,6 +221,70 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
                 check_heads(&mut out, "model.recurrent_dim", r, m.n_heads);
             }
         }
+    }
+    out
+}
+
+/// `train.shortcut_consistency` needs a looped model trained at a fixed depth of at least two
+/// loops (the long trajectory; the short one is shorter), and non-negative weights.
+fn check_shortcut(c: &RunConfig) -> Vec<Problem> {
+    let t = &c.train;
+    let mut out = Vec::new();
+    for (key, v) in [
+        ("train.shortcut_lambda_ce", t.shortcut_lambda_ce),
+        ("train.shortcut_lambda_mse", t.shortcut_lambda_mse),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            out.push(problem(
+                &[key],
+                format!("`{key}` = {v:?} must be a finite number ≥ 0"),
+                format!(
+                    "the paper's weight is 0.1: {} = 0.1",
+                    &key["train.".len()..]
+                ),
+            ));
+        }
+    }
+    if !t.shortcut_consistency {
+        return out;
+    }
+    let Some(l) = c
+        .model
+        .looped
+        .as_ref()
+        .filter(|_| c.model.arch == Arch::Looped)
+    else {
+        out.push(problem(
+            &["train.shortcut_consistency", "model.arch"],
+            format!(
+                "`train.shortcut_consistency` = true needs `model.arch` = \"looped\", found {:?}",
+                match c.model.arch {
+                    Arch::Gpt => "gpt",
+                    Arch::Looped => "looped",
+                }
+            ),
+            "shortcut consistency aligns a looped model's short trajectories with its long one; \
+             set it only in the looped variants (e.g. `train.shortcut_consistency = true` in a \
+             [[variants]] with `model.arch = \"looped\"`)",
+        ));
+        return out;
+    };
+    if l.mean_recurrence < 2 {
+        out.push(problem(
+            &["model.mean_recurrence", "train.shortcut_consistency"],
+            format!(
+                "`train.shortcut_consistency` needs `model.mean_recurrence` ≥ 2 (the long trajectory's loops), found {}",
+                l.mean_recurrence
+            ),
+            "the short trajectory has 1 to mean_recurrence − 1 loops; e.g. mean_recurrence = 8",
+        ));
+    }
+    if l.depth_sampling != DepthSampling::Fixed {
+        out.push(problem(
+            &["model.depth_sampling", "train.shortcut_consistency"],
+            "`train.shortcut_consistency` needs `model.depth_sampling` = \"fixed\", found \"poisson\"".into(),
+            "the long trajectory always runs mean_recurrence loops; set depth_sampling = \"fixed\"",
+        ));
     }
     out
 }

@@ -20,7 +20,7 @@ use super::data::BYTE_VOCAB;
 use super::trainer::total_steps;
 use crate::config::RunConfig;
 use crate::model::counts::mlp_hidden_width;
-use crate::model::{Arch, param_counts, train_flops_per_token};
+use crate::model::{Arch, param_counts};
 
 /// What a run will cost.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -47,8 +47,7 @@ impl RunCost {
         let steps = total_steps(config);
         let tokens = steps * (config.train.batch_size * config.data.seq_len) as u64;
         let counts = param_counts(&config.model, BYTE_VOCAB);
-        let flops =
-            train_flops_per_token(&config.model, BYTE_VOCAB, config.data.seq_len) * tokens as f64;
+        let flops = config.train_flops_per_token(BYTE_VOCAB) * tokens as f64;
         RunCost {
             steps,
             tokens,

@@ -21,8 +21,8 @@ pub use optim::{AdamW, AdamWConfig};
 pub use optimizer::{Group, Optimizer, group_of};
 pub use schedule::{learning_rate, lr_multiplier};
 pub use trainer::{
-    TRAIN_DTYPE, build_model, count_loss_spikes, evaluate, evaluate_at_loops, total_steps, train,
-    train_model, train_model_resumable, train_resumable,
+    TRAIN_DTYPE, build_model, count_loss_spikes, evaluate, evaluate_at_loops, evaluate_with_steps,
+    total_steps, train, train_model, train_model_resumable, train_resumable,
 };
 
 /// One logged optimizer step.
@@ -59,6 +59,9 @@ pub struct EvalMetrics {
     pub val_bpb: f64,
     /// Loop count evaluated at (looped models); `None` for the GPT or the training depth.
     pub test_loops: Option<usize>,
+    /// The named schedule a conditioned model (LoopFormer) was run along at `test_loops`
+    /// (`"uniform"`, `"coarse_fine"`); `None` for unconditioned models and training-depth evals.
+    pub schedule: Option<String>,
 }
 
 /// Receives a run's measurements as they happen; the engine stores them.

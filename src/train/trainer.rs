@@ -5,7 +5,9 @@
 //! Looped models also draw each step's per-sequence depths and initial state from a seeded
 //! stream of their own (so a seed fixes the whole run), report the recurrent state's norm and
 //! the injection's spectral norm at every logged step, and after training are evaluated at
-//! every `test_loops` depth.
+//! every `test_loops` depth (a LoopFormer model along each named schedule at each budget).
+//! Under `train.shortcut_consistency` a step also runs one short trajectory, drawn from the
+//! step's forward stream after the initial state.
 //!
 //! Every random draw of a step (its training windows, a looped model's depths and initial
 //! state) comes from an RNG indexed by the step, so a run resumed from a checkpoint (see
@@ -20,8 +22,9 @@ use super::optimizer::Optimizer;
 use super::schedule::learning_rate;
 use super::{EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics};
 use crate::config::RunConfig;
+use crate::model::conditioning::Trajectory;
 use crate::model::grad::no_grad;
-use crate::model::{Arch, CausalLm, Gpt, Looped, train_flops_per_token};
+use crate::model::{Arch, CausalLm, Gpt, Looped};
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 
@@ -143,6 +146,17 @@ pub fn evaluate(model: &dyn CausalLm, batches: &[Batch]) -> anyhow::Result<f64> 
 pub fn evaluate_at_loops(model: &Looped, batches: &[Batch], loops: usize) -> anyhow::Result<f64> {
     mean_loss(batches, |b| {
         model.loss_with_loops(&b.inputs, &b.targets, loops)
+    })
+}
+
+/// Mean validation loss of a conditioned looped model (LoopFormer) along the schedule `steps`.
+pub fn evaluate_with_steps(
+    model: &Looped,
+    batches: &[Batch],
+    steps: &[f64],
+) -> anyhow::Result<f64> {
+    mean_loss(batches, |b| {
+        model.loss_with_steps(&b.inputs, &b.targets, steps.to_vec())
     })
 }
 
@@ -342,7 +356,7 @@ impl<'a> Trainer<'a> {
             val_batches: corpus.validation_batches(seq_len, t.batch_size, t.eval_tokens, device)?,
             steps: total_steps(cfg),
             tokens_per_step: (t.batch_size * seq_len) as u64,
-            flops_per_token: train_flops_per_token(&cfg.model, corpus.vocab_size(), seq_len),
+            flops_per_token: cfg.train_flops_per_token(corpus.vocab_size()),
             divergence_floor: (corpus.vocab_size() as f64).ln() + DIVERGENCE_MARGIN,
         })
     }
@@ -384,10 +398,25 @@ impl<'a> Trainer<'a> {
             .sampler
             .sample(self.corpus.train_tokens(), self.device)?;
         let mut forward_rng = indexed_rng(forward_seed(self.cfg.seed), step);
-        let forward = self
-            .model
-            .train_loss(&batch.inputs, &batch.targets, &mut forward_rng)?;
-        let loss = forward.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let t = &self.cfg.train;
+        let forward = match self.model.as_looped() {
+            // Shortcut consistency (LoopFormer): the long and one short trajectory; the loss
+            // reported (and checked for divergence) is the long trajectory's cross-entropy.
+            Some(looped) if t.shortcut_consistency => looped.shortcut_train_loss(
+                &batch.inputs,
+                &batch.targets,
+                &mut forward_rng,
+                t.shortcut_lambda_ce,
+                t.shortcut_lambda_mse,
+            )?,
+            _ => self
+                .model
+                .train_loss(&batch.inputs, &batch.targets, &mut forward_rng)?,
+        };
+        let loss = match forward.reported {
+            Some(reported) => reported,
+            None => forward.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
+        };
         let first = *state.first_loss.get_or_insert(loss);
         if !loss.is_finite() {
             return Ok(Some(RunEnd::Diverged(format!(
@@ -457,6 +486,7 @@ impl<'a> Trainer<'a> {
             val_loss,
             val_bpb,
             test_loops: None,
+            schedule: None,
         };
         self.observer.on_eval(&eval).context("observer.on_eval")?;
         (state.final_val_loss, state.final_val_bpb) = (Some(val_loss), Some(val_bpb));
@@ -468,23 +498,41 @@ impl<'a> Trainer<'a> {
         }))
     }
 
-    /// A finished looped model's validation loss at every `test_loops` loop count.
+    /// A finished looped model's validation loss at every `test_loops` loop count; a
+    /// conditioned model (LoopFormer) at every budget `M` along each named schedule.
     fn evaluate_test_loops(&mut self, state: &RunState) -> anyhow::Result<()> {
         let Some(looped) = self.model.as_looped() else {
             return Ok(());
         };
         let tokens = self.tokens(state);
+        let trained = looped.config().mean_recurrence;
         for &loops in &looped.config().test_loops {
-            let val_loss = evaluate_at_loops(looped, &self.val_batches, loops)?;
-            let eval = EvalMetrics {
-                step: state.done_steps,
-                tokens,
-                flops: self.flops_per_token * tokens as f64,
-                val_loss,
-                val_bpb: val_loss / std::f64::consts::LN_2 / self.corpus.bytes_per_token(),
-                test_loops: Some(loops),
+            let evaluated: Vec<(Option<&'static str>, f64)> = if looped.is_conditioned() {
+                Trajectory::ALL
+                    .iter()
+                    .map(|s| {
+                        let steps = s.steps(loops, trained);
+                        Ok((
+                            Some(s.name()),
+                            evaluate_with_steps(looped, &self.val_batches, &steps)?,
+                        ))
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            } else {
+                vec![(None, evaluate_at_loops(looped, &self.val_batches, loops)?)]
             };
-            self.observer.on_eval(&eval).context("observer.on_eval")?;
+            for (schedule, val_loss) in evaluated {
+                let eval = EvalMetrics {
+                    step: state.done_steps,
+                    tokens,
+                    flops: self.flops_per_token * tokens as f64,
+                    val_loss,
+                    val_bpb: val_loss / std::f64::consts::LN_2 / self.corpus.bytes_per_token(),
+                    test_loops: Some(loops),
+                    schedule: schedule.map(str::to_string),
+                };
+                self.observer.on_eval(&eval).context("observer.on_eval")?;
+            }
         }
         Ok(())
     }
