@@ -466,3 +466,48 @@ fn variants_run_on_one_grid_are_drawn_side_by_side() {
         ["configuration", "variant=builtin", "variant=torch"]
     );
 }
+
+/// A sweep in which looping never pays (every budget's lowest loss at its smallest μ, as in
+/// `sweeps/parcae_isoflop.toml` at this scale): the report still renders, the iso-FLOP charts
+/// mark each budget's optimum as a bound, and the optimal-loops chart says why it has no law.
+#[test]
+fn a_report_whose_optima_all_lie_at_an_edge_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.sqlite");
+    let mut store = Store::open(&path).unwrap();
+    let mut runs = Vec::new();
+    for c in [1e12, 4e12] {
+        for mu in [1usize, 2, 4, 8] {
+            let config = config(Some(mu), 64, (c / (2e6 * mu as f64)) as u64);
+            let run = NewRun {
+                key: config.key(),
+                variant: None,
+                config,
+                params: 100_000,
+                non_embedding_params: 80_000,
+                tokens: (c / (2e6 * mu as f64)) as u64,
+                flops: c,
+            };
+            // Loss rises with μ at every budget.
+            let l = 2.0 + 0.3 * (c / 1e12).powf(-0.1) + 0.02 * mu as f64;
+            runs.push((run, mu, l));
+        }
+    }
+    let new_runs: Vec<NewRun> = runs.iter().map(|(r, _, _)| r.clone()).collect();
+    store
+        .register_sweep("edge", "all optima at an edge", "edge.toml", "", &new_runs)
+        .unwrap();
+    for (run, mu, l) in &runs {
+        finish_at(&mut store, run, Some(*mu as f64), *l);
+    }
+    drop(store);
+    let out = dir.path().join("report");
+    let built = report::build(&source(&path), &out).unwrap();
+    let outcome = |name: &str| &built.charts.iter().find(|c| c.name == name).unwrap().outcome;
+    assert!(matches!(outcome("isoflop_loops"), Outcome::Drawn(_)));
+    assert!(matches!(outcome("residuals"), Outcome::Drawn(_)));
+    let Outcome::Skipped(why) = outcome("isoflop_optima") else {
+        panic!("no optimum inside the samples, so no power law to draw")
+    };
+    assert!(why.contains("0 FLOP budget(s) of 2"), "{why}");
+}

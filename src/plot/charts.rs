@@ -566,7 +566,7 @@ pub fn residuals(frames: &Frames, fits: &ReportFits) -> Built {
         .flatten()
     {
         let (x_label, word) = axis_words(fit.axis);
-        let series = fit
+        let series: Vec<Series> = fit
             .budgets
             .iter()
             .enumerate()
@@ -584,7 +584,12 @@ pub fn residuals(frames: &Frames, fits: &ReportFits) -> Built {
                     pts.collect(),
                 )
             })
+            // A budget whose lowest loss is at an edge has no parabola.
+            .filter(|s| !s.points.is_empty())
             .collect();
+        if series.is_empty() {
+            continue;
+        }
         panels.push(Panel {
             title: format!("Iso-FLOP parabolas over {word} (near each minimum): residuals"),
             x_label: x_label.into(),
