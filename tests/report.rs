@@ -503,7 +503,14 @@ fn a_report_whose_optima_all_lie_at_an_edge_renders() {
     drop(store);
     let out = dir.path().join("report");
     let built = report::build(&source(&path), &out).unwrap();
-    let outcome = |name: &str| &built.charts.iter().find(|c| c.name == name).unwrap().outcome;
+    let outcome = |name: &str| {
+        &built
+            .charts
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .outcome
+    };
     assert!(matches!(outcome("isoflop_loops"), Outcome::Drawn(_)));
     assert!(matches!(outcome("residuals"), Outcome::Drawn(_)));
     let Outcome::Skipped(why) = outcome("isoflop_optima") else {
