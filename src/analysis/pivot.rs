@@ -60,29 +60,6 @@ fn ordered(keys: &[String]) -> Vec<String> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use polars::prelude::Column;
-
-    #[test]
-    fn pivot_averages_cells_and_orders_numbers() {
-        let df = DataFrame::new(
-            4,
-            vec![
-                Column::new("d".into(), [128i64, 64, 64, 64]),
-                Column::new("t".into(), [1i64, 2, 1, 1]),
-                Column::new("loss".into(), [1.0, 2.0, 3.0, 5.0]),
-            ],
-        )
-        .unwrap();
-        let p = pivot_mean(&df, "d", "t", "loss").unwrap();
-        assert_eq!(strs(&p, "d").unwrap(), ["64", "128"]);
-        assert_eq!(opt_f64s(&p, "t=1").unwrap(), [Some(4.0), Some(1.0)]);
-        assert_eq!(opt_f64s(&p, "t=2").unwrap(), [Some(2.0), None]);
-    }
-}
-
 /// Whether a runs frame is one grid run several ways: the `variant` column varies, and every
 /// configuration (the run labels without the variant) ran under every variant, as when one
 /// sweep is trained by two backends (`sweeps/torch_compare.toml`). The report then puts the
@@ -106,4 +83,27 @@ pub fn loss_by_variant(runs: &DataFrame) -> Result<DataFrame> {
     let mut with_index = runs.clone();
     with_index.with_column(Column::new("configuration".into(), configs))?;
     pivot_mean(&with_index, "configuration", "variant", "final_val_loss")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polars::prelude::Column;
+
+    #[test]
+    fn pivot_averages_cells_and_orders_numbers() {
+        let df = DataFrame::new(
+            4,
+            vec![
+                Column::new("d".into(), [128i64, 64, 64, 64]),
+                Column::new("t".into(), [1i64, 2, 1, 1]),
+                Column::new("loss".into(), [1.0, 2.0, 3.0, 5.0]),
+            ],
+        )
+        .unwrap();
+        let p = pivot_mean(&df, "d", "t", "loss").unwrap();
+        assert_eq!(strs(&p, "d").unwrap(), ["64", "128"]);
+        assert_eq!(opt_f64s(&p, "t=1").unwrap(), [Some(4.0), Some(1.0)]);
+        assert_eq!(opt_f64s(&p, "t=2").unwrap(), [Some(2.0), None]);
+    }
 }
