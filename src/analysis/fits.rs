@@ -9,7 +9,7 @@ use anyhow::{Result, anyhow};
 use polars::prelude::DataFrame;
 
 use super::budgets::{BUDGET_TOLERANCE, with_budgets};
-use super::columns::{f64s, opt_f64s, strs};
+use super::columns::{f64s, strs};
 use super::frames::Frames;
 use super::source::{
     ParamCount, parcae_points_of, parcae_unified_points_of, run_points_of, test_time_points_of,
@@ -261,19 +261,10 @@ fn isoflop_fit(frames: &Frames, axis: IsoflopAxis) -> Result<IsoflopFit, String>
 fn isoflop_fit_inner(frames: &Frames, axis: IsoflopAxis) -> Result<Result<IsoflopFit, String>> {
     let (runs, gpt) = super::source::isoflop_runs(&frames.runs, axis)?;
     // The GPT runs left out, as (FLOPs, loss): each budget's fixed-depth reference.
-    let gpt_runs: Vec<(f64, f64)> = if gpt > 0 {
-        let mu = opt_f64s(&frames.runs, "mean_recurrence")?;
-        let (c, l) = (
-            f64s(&frames.runs, "flops")?,
-            f64s(&frames.runs, "final_val_loss")?,
-        );
-        (0..mu.len())
-            .filter(|&i| mu[i].is_none())
-            .map(|i| (c[i], l[i]))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let gpt_runs: Vec<(f64, f64)> = f64s(&gpt, "flops")?
+        .into_iter()
+        .zip(f64s(&gpt, "final_val_loss")?)
+        .collect();
     let gpt_loss_at = |flops: f64| -> Option<f64> {
         let near: Vec<f64> = gpt_runs
             .iter()

@@ -76,13 +76,13 @@ pub fn variants_crossed(runs: &DataFrame) -> Result<bool> {
     Ok(pairs.len() == distinct(&configs) * distinct(&variants) && distinct(&configs) > 1)
 }
 
-/// Mean final validation loss per configuration (rows, in the frame's labels without the
-/// variant) and variant (columns), for a frame whose variants are crossed.
-pub fn loss_by_variant(runs: &DataFrame) -> Result<DataFrame> {
-    let configs = super::labels::run_labels(&runs.drop("variant")?)?;
+/// Mean final validation loss of a runs frame with one row per configuration (the column
+/// `configuration`: each run's label without `axis`) and one column per value of `axis`.
+pub fn loss_by(runs: &DataFrame, axis: &str) -> Result<DataFrame> {
+    let configs = super::labels::run_labels(&runs.drop(axis)?)?;
     let mut with_index = runs.clone();
     with_index.with_column(Column::new("configuration".into(), configs))?;
-    pivot_mean(&with_index, "configuration", "variant", "final_val_loss")
+    pivot_mean(&with_index, "configuration", axis, "final_val_loss")
 }
 
 #[cfg(test)]

@@ -75,26 +75,26 @@ pub fn run_points_of(runs: &DataFrame, n: ParamCount) -> Result<Points> {
     })
 }
 
-/// The runs an iso-FLOP analysis over `axis` reads, and how many GPT runs it leaves out. Over
+/// The runs an iso-FLOP analysis over `axis` reads, and the GPT runs it leaves out. Over
 /// loops: the looped runs (a GPT has no loop count). Over tokens: also the looped runs when there
 /// are any, since Parcae's D*(C) is the token count of the best loop count at fixed parameters,
 /// and a GPT at the same budget is another model (the report sets it beside them instead). Over
 /// parameters, or tokens in a sweep without looped runs: every run.
-pub fn isoflop_runs(runs: &DataFrame, axis: IsoflopAxis) -> Result<(DataFrame, usize)> {
+pub fn isoflop_runs(runs: &DataFrame, axis: IsoflopAxis) -> Result<(DataFrame, DataFrame)> {
     let looped: Vec<bool> = opt_f64s(runs, "mean_recurrence")?
         .iter()
         .map(Option::is_some)
         .collect();
-    let n_looped = looped.iter().filter(|l| **l).count();
     let only_looped = match axis {
         IsoflopAxis::Loops => true,
-        IsoflopAxis::Tokens => n_looped > 0,
+        IsoflopAxis::Tokens => looped.contains(&true),
         IsoflopAxis::Params => false,
     };
     if !only_looped {
-        return Ok((runs.clone(), 0));
+        return Ok((runs.clone(), runs.clear()));
     }
-    Ok((filter_rows(runs, &looped)?, runs.height() - n_looped))
+    let gpt: Vec<bool> = looped.iter().map(|l| !l).collect();
+    Ok((filter_rows(runs, &looped)?, filter_rows(runs, &gpt)?))
 }
 
 /// Points of an iso-FLOP analysis over `axis` from a database ([`isoflop_runs`]), with the
@@ -115,7 +115,7 @@ pub fn isoflop_points(
                 .unwrap_or_default()
         );
     }
-    Ok((run_points_of(&runs, n)?, gpt))
+    Ok((run_points_of(&runs, n)?, gpt.height()))
 }
 
 /// Test-time curves: validation loss at each evaluated loop count T, one curve per run.

@@ -290,7 +290,7 @@ fn run(args: &RunArgs, interrupts: &engine::Interrupts) -> anyhow::Result<i32> {
         );
     }
     // A bad LOOPSCALE_DEVICE is refused before any run starts (every worker would fail on it).
-    crate::train::default_device()?;
+    crate::train::check_device_request()?;
     let options = RunOptions {
         db: db.clone(),
         jobs: args.jobs,

@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use super::figure::{Figure, INK, Kind, Panel, Series};
 use crate::analysis::fits::{IsoflopFit, ParcaeFit, ReportFits, compute_residuals};
-use crate::analysis::pivot::{loss_by_variant, variants_crossed};
+use crate::analysis::pivot::{loss_by, variants_crossed};
 use crate::analysis::{Frames, f64s, opt_f64s, strs};
 use crate::fit::IsoflopAxis;
 use crate::fit::isoflop::Location;
@@ -35,6 +35,15 @@ fn row(panels: Vec<Panel>) -> Figure {
         height: HEIGHT * n.div_ceil(2) as u32,
         panels,
     }
+}
+
+/// The smallest and largest of `values` (∞ and −∞ when there are none).
+fn extent(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    values
+        .into_iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        })
 }
 
 /// The colour of run `key`: its position in the runs frame, so a run has one colour in every
@@ -242,9 +251,7 @@ pub fn isoflop_curves(fit: &Result<IsoflopFit, String>) -> Built {
         }
         if let Some(gpt) = b.gpt_loss {
             // The fixed-depth model at the same budget, across the sampled range.
-            let (lo, hi) =
-                b.x.iter()
-                    .fold((f64::INFINITY, 0.0f64), |(l, h), &x| (l.min(x), h.max(x)));
+            let (lo, hi) = extent(b.x.iter().copied());
             series.push(Series::new(
                 Some(format!("  GPT at this budget: {gpt:.4}")),
                 i,
@@ -293,11 +300,7 @@ pub fn isoflop_optima(fits: &ReportFits) -> Built {
                 ))
             })
             .unwrap_or_default();
-        let c: Vec<f64> = fit.budgets.iter().map(|b| b.flops).collect();
-        let (lo, hi) = (
-            c.iter().cloned().fold(f64::INFINITY, f64::min),
-            c.iter().cloned().fold(0.0, f64::max),
-        );
+        let (lo, hi) = extent(fit.budgets.iter().map(|b| b.flops));
         let line: Vec<(f64, f64)> = (0..=20)
             .map(|k| (lo.ln() + (hi.ln() - lo.ln()) * k as f64 / 20.0).exp())
             .map(|x| (x, g * x.powf(a)))
@@ -426,8 +429,7 @@ pub fn budget(frames: &Frames) -> Built {
     }
     let m = f64s(&frames.budget, "test_loops")?;
     let l = f64s(&frames.budget, "val_loss")?;
-    let m_min = m.iter().copied().fold(f64::INFINITY, f64::min);
-    let m_max = m.iter().copied().fold(1.0, f64::max);
+    let (m_min, m_max) = extent(m.iter().copied());
     let mut series = Vec::new();
     for (label, c, rows) in per_run(frames, &frames.budget)? {
         let mut names: Vec<&str> = rows.iter().map(|&r| schedules[r].as_str()).collect();
@@ -638,11 +640,7 @@ pub fn parcae_law(fits: &ReportFits) -> Built {
 fn parcae_panels(name: &str, fit: &ParcaeFit, unified: bool) -> Vec<Panel> {
     let r = &fit.report;
     let v = |n: &str| r.value(n).unwrap_or(f64::NAN);
-    let (lo, hi) = fit
-        .runs
-        .iter()
-        .flat_map(|p| [p.measured, p.predicted])
-        .fold((f64::INFINITY, 0.0f64), |(l, h), x| (l.min(x), h.max(x)));
+    let (lo, hi) = extent(fit.runs.iter().flat_map(|p| [p.measured, p.predicted]));
     let mut law = format!(
         "E = {:.3}, X = {}, x = {:.3}, Y = {}, y = {:.3}",
         v("E"),
@@ -726,7 +724,7 @@ pub fn variant_parity(frames: &Frames) -> Built {
                 .into(),
         ));
     }
-    let table = loss_by_variant(&frames.runs)?;
+    let table = loss_by(&frames.runs, "variant")?;
     let names: Vec<String> = table
         .get_column_names()
         .iter()
@@ -762,8 +760,7 @@ pub fn variant_parity(frames: &Frames) -> Built {
             "No configuration finished under two variants, so there is nothing to compare.".into(),
         ));
     }
-    let lo = all.iter().cloned().fold(f64::INFINITY, f64::min);
-    let hi = all.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = extent(all.iter().copied());
     let pad = 0.05 * (hi - lo).max(1e-3);
     series.insert(
         0,

@@ -2,12 +2,10 @@
 //! axis the sweep varies, and every fitted parameter with its interval.
 
 use anyhow::Result;
-use polars::prelude::Column;
 
 use crate::analysis::fits::ReportFits;
-use crate::analysis::labels::run_labels;
-use crate::analysis::pivot::variants_crossed;
-use crate::analysis::{Frames, opt_f64s, pivot_mean, strs};
+use crate::analysis::pivot::{loss_by, variants_crossed};
+use crate::analysis::{Frames, opt_f64s, strs};
 use crate::fit::FitReport;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -118,13 +116,11 @@ pub fn pivot_table(frames: &Frames) -> Result<Option<TextTable>> {
     }) else {
         return Ok(None);
     };
-    let others = run_labels(&df.drop(axis)?)?;
-    if others.iter().all(|l| l == "run") {
+    let p = loss_by(df, axis)?;
+    // Nothing but the axis varies: one row, nothing to pivot.
+    if strs(&p, "configuration")?.iter().all(|l| l == "run") {
         return Ok(None);
     }
-    let mut with_index = df.clone();
-    with_index.with_column(Column::new("configuration".into(), others))?;
-    let p = pivot_mean(&with_index, "configuration", axis, "final_val_loss")?;
     let names: Vec<String> = p.get_column_names().iter().map(|s| s.to_string()).collect();
     let cols: Vec<Vec<String>> = names
         .iter()

@@ -117,33 +117,60 @@ pub struct RunOutcome {
     pub loss_spikes: u32,
 }
 
-/// The device runs train on: `LOOPSCALE_DEVICE` (`cpu` or `cuda`) when set; else the first CUDA
-/// GPU when built with `--features cuda` and one can be opened; else the CPU.
-pub fn default_device() -> anyhow::Result<candle_core::Device> {
+/// What `LOOPSCALE_DEVICE` asks for.
+enum DeviceRequest {
+    /// Unset: a GPU when the build has the `cuda` feature and one can be opened, else the CPU.
+    Auto,
+    Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda,
+}
+
+/// Reads `LOOPSCALE_DEVICE`, refusing a value this build cannot honour; opens no device.
+fn device_request() -> anyhow::Result<DeviceRequest> {
     match std::env::var("LOOPSCALE_DEVICE").ok().as_deref() {
-        None | Some("") => {}
-        Some("cpu") => return Ok(candle_core::Device::Cpu),
-        Some("cuda") => {
-            #[cfg(feature = "cuda")]
-            return first_gpu();
-            #[cfg(not(feature = "cuda"))]
-            anyhow::bail!(
-                "LOOPSCALE_DEVICE=cuda, but this loopscale was built without the `cuda` feature: \
-                 build it with `cargo build --release --features cuda` (docs/gpu.md)"
-            );
-        }
+        None | Some("") => Ok(DeviceRequest::Auto),
+        Some("cpu") => Ok(DeviceRequest::Cpu),
+        #[cfg(feature = "cuda")]
+        Some("cuda") => Ok(DeviceRequest::Cuda),
+        #[cfg(not(feature = "cuda"))]
+        Some("cuda") => anyhow::bail!(
+            "LOOPSCALE_DEVICE=cuda, but this loopscale was built without the `cuda` feature: \
+             build it with `cargo build --release --features cuda` (docs/gpu.md)"
+        ),
         Some(other) => {
             anyhow::bail!("LOOPSCALE_DEVICE={other:?}: expected \"cpu\" or \"cuda\" (or unset)")
         }
     }
-    #[cfg(feature = "cuda")]
-    {
-        match first_gpu() {
-            Ok(gpu) => return Ok(gpu),
-            Err(e) => eprintln!("loopscale: {e:#}; training on the CPU"),
+}
+
+/// Refuses a `LOOPSCALE_DEVICE` this build or machine cannot honour, before any run starts:
+/// `cuda` is checked by opening the GPU; otherwise no device is opened (the workers do, and
+/// fall back to the CPU themselves).
+pub fn check_device_request() -> anyhow::Result<()> {
+    match device_request()? {
+        #[cfg(feature = "cuda")]
+        DeviceRequest::Cuda => first_gpu().map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+/// The device runs train on: `LOOPSCALE_DEVICE` (`cpu` or `cuda`) when set; else the first CUDA
+/// GPU when built with `--features cuda` and one can be opened; else the CPU.
+pub fn default_device() -> anyhow::Result<candle_core::Device> {
+    match device_request()? {
+        DeviceRequest::Cpu => Ok(candle_core::Device::Cpu),
+        #[cfg(feature = "cuda")]
+        DeviceRequest::Cuda => first_gpu(),
+        DeviceRequest::Auto => {
+            #[cfg(feature = "cuda")]
+            match first_gpu() {
+                Ok(gpu) => return Ok(gpu),
+                Err(e) => eprintln!("loopscale: {e:#}; training on the CPU"),
+            }
+            Ok(candle_core::Device::Cpu)
         }
     }
-    Ok(candle_core::Device::Cpu)
 }
 
 /// CUDA device 0, or why not. cudarc panics, rather than returning an error, when the driver
