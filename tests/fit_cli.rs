@@ -66,7 +66,6 @@ fn chinchilla_from_csv_reproduces_epoch() {
 fn compute_law_from_a_sweep_database_recovers_known_parameters_and_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("law.sqlite");
-    let mut store = Store::open(&db).unwrap();
     // Runs whose final loss follows L(C) = 1.5 + 40·C^(-0.12) exactly.
     let (e, a, alpha) = (1.5, 40.0, 0.12);
     let runs: Vec<(NewRun, f64)> = (0..12)
@@ -93,29 +92,7 @@ fn compute_law_from_a_sweep_database_recovers_known_parameters_and_is_recorded()
             (run, e + a * flops.powf(-alpha))
         })
         .collect();
-    let new: Vec<NewRun> = runs.iter().map(|(r, _)| r.clone()).collect();
-    store
-        .register_sweep("law", "", "law.toml", "", &new)
-        .unwrap();
-    for (run, loss) in &runs {
-        let attempt = store.start_attempt(&run.key, None).unwrap();
-        let outcome = RunOutcome {
-            end: RunEnd::Done,
-            steps: 1,
-            tokens: 1000,
-            flops: run.flops,
-            final_val_loss: Some(*loss),
-            final_val_bpb: None,
-            final_train_loss: None,
-            wall_seconds: 1.0,
-            tokens_per_second: 1.0,
-            loss_spikes: 0,
-        };
-        store
-            .finish_attempt(&run.key, attempt, &[], &[], &outcome)
-            .unwrap();
-    }
-    drop(store);
+    record_finished(&db, "law", &runs);
 
     let out = Command::new(BIN)
         .args([
@@ -166,6 +143,33 @@ fn a_missing_source_is_a_clear_error() {
 }
 
 /// Runs `loopscale fit ARGS`, returning (success, stdout, stderr).
+/// A sweep database at `db` holding `runs` of sweep `name`, each finished with its loss.
+fn record_finished(db: &std::path::Path, name: &str, runs: &[(NewRun, f64)]) {
+    let mut store = Store::open(db).unwrap();
+    let new: Vec<NewRun> = runs.iter().map(|(r, _)| r.clone()).collect();
+    store
+        .register_sweep(name, "", &format!("{name}.toml"), "", &new)
+        .unwrap();
+    for (run, loss) in runs {
+        let attempt = store.start_attempt(&run.key, None).unwrap();
+        let outcome = RunOutcome {
+            end: RunEnd::Done,
+            steps: 1,
+            tokens: run.tokens,
+            flops: run.flops,
+            final_val_loss: Some(*loss),
+            final_val_bpb: None,
+            final_train_loss: None,
+            wall_seconds: 1.0,
+            tokens_per_second: 1.0,
+            loss_spikes: 0,
+        };
+        store
+            .finish_attempt(&run.key, attempt, &[], &[], &outcome)
+            .unwrap();
+    }
+}
+
 fn fit_cmd(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN).arg("fit").args(args).output().unwrap();
     (
@@ -398,7 +402,6 @@ fn parcae_law_from_a_database_counts_unrolled_parameters() {
     use loopscale::model::{Arch, LoopedConfig, looped_split};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("parcae.sqlite");
-    let mut store = Store::open(&db).unwrap();
     let (e, x, xe, y, ye) = (2.0, 50.0, 0.3, 30.0, 0.2);
     let mut runs: Vec<(NewRun, f64)> = Vec::new();
     for (i, mu) in [None, Some(1), Some(2), Some(4), Some(8)]
@@ -448,29 +451,7 @@ fn parcae_law_from_a_database_counts_unrolled_parameters() {
             runs.push((run, if mu.is_some() { loss } else { loss + 0.5 }));
         }
     }
-    let new: Vec<NewRun> = runs.iter().map(|(r, _)| r.clone()).collect();
-    store
-        .register_sweep("parcae", "", "parcae.toml", "", &new)
-        .unwrap();
-    for (run, loss) in &runs {
-        let attempt = store.start_attempt(&run.key, None).unwrap();
-        let outcome = RunOutcome {
-            end: RunEnd::Done,
-            steps: 1,
-            tokens: run.tokens,
-            flops: run.flops,
-            final_val_loss: Some(*loss),
-            final_val_bpb: None,
-            final_train_loss: None,
-            wall_seconds: 1.0,
-            tokens_per_second: 1.0,
-            loss_spikes: 0,
-        };
-        store
-            .finish_attempt(&run.key, attempt, &[], &[], &outcome)
-            .unwrap();
-    }
-    drop(store);
+    record_finished(&db, "parcae", &runs);
     let (ok, stdout, stderr) = fit_cmd(&[
         db.to_str().unwrap(),
         "--law",
@@ -502,7 +483,6 @@ fn isoflop_from_a_database_locates_optima_among_the_looped_runs() {
     use loopscale::model::{Arch, LoopedConfig};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("iso.sqlite");
-    let mut store = Store::open(&db).unwrap();
     let mu_star = |c: f64| 2.0 * (c / 1e12).powf(0.5);
     let mut runs: Vec<(NewRun, f64)> = Vec::new();
     for c in [1e12, 4e12, 16e12] {
@@ -546,29 +526,7 @@ fn isoflop_from_a_database_locates_optima_among_the_looped_runs() {
             runs.push((run, loss));
         }
     }
-    let new: Vec<NewRun> = runs.iter().map(|(r, _)| r.clone()).collect();
-    store
-        .register_sweep("iso", "", "iso.toml", "", &new)
-        .unwrap();
-    for (run, loss) in &runs {
-        let attempt = store.start_attempt(&run.key, None).unwrap();
-        let outcome = RunOutcome {
-            end: RunEnd::Done,
-            steps: 1,
-            tokens: run.tokens,
-            flops: run.flops,
-            final_val_loss: Some(*loss),
-            final_val_bpb: None,
-            final_train_loss: None,
-            wall_seconds: 1.0,
-            tokens_per_second: 1.0,
-            loss_spikes: 0,
-        };
-        store
-            .finish_attempt(&run.key, attempt, &[], &[], &outcome)
-            .unwrap();
-    }
-    drop(store);
+    record_finished(&db, "iso", &runs);
     for (axis, want) in [("loops", 0.5), ("tokens", 0.5)] {
         let (ok, stdout, stderr) = fit_cmd(&[
             db.to_str().unwrap(),

@@ -3,7 +3,7 @@
 //! conditioned block's identity at init, the short trajectories' steps, the stop-gradient of the
 //! consistency term, counts, sweep errors, and a tiny LoopFormer that learns.
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use loopscale::config::{DataConfig, RunConfig, Schedule, TrainConfig};
 use loopscale::model::conditioning::{
     AdaptiveNorm, Trajectory, coarse_fine, sample_short_trajectory,
@@ -11,7 +11,7 @@ use loopscale::model::conditioning::{
 use loopscale::model::layers::{Block, BlockInit, Rope};
 use loopscale::model::{
     Arch, CausalLm as _, DepthSampling, Init, Injection, LoopConditioning, LoopPlan, Looped,
-    LoopedConfig, Mlp, ModelConfig, ParamRole, ParamStore, StateInit, lm_loss, param_counts,
+    LoopedConfig, Mlp, ModelConfig, Param, ParamRole, ParamStore, StateInit, lm_loss, param_counts,
     shortcut_train_flops_per_token, train_flops_per_token,
 };
 use loopscale::sweep::Sweep;
@@ -19,12 +19,9 @@ use loopscale::train::{RunEnd, train};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::common::{Recorder, moby_dick};
+use crate::common::{Recorder, central_differences, moby_dick};
 
 const CPU: Device = Device::Cpu;
-const STEP: f64 = 1e-5;
-const REL_TOL: f64 = 1e-4;
-const ABS_TOL: f64 = 1e-8;
 
 fn loopformer_cfg(injection: Injection, init: Init, mean_recurrence: usize) -> ModelConfig {
     ModelConfig {
@@ -49,17 +46,6 @@ fn loopformer_cfg(injection: Injection, init: Init, mean_recurrence: usize) -> M
         }),
         ..ModelConfig::default()
     }
-}
-
-fn entry(var: &Var, i: usize) -> f64 {
-    var.flatten_all().unwrap().to_vec1::<f64>().unwrap()[i]
-}
-
-fn set_entry(var: &Var, i: usize, value: f64) {
-    let mut values = var.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    values[i] = value;
-    var.set(&Tensor::from_vec(values, var.shape(), &CPU).unwrap())
-        .unwrap();
 }
 
 /// Moves the zero-initialised conditioning (adaptive norms, biases) to a generic point, so that
@@ -96,46 +82,21 @@ fn gradcheck(
     per_var: usize,
     seed: u64,
 ) -> usize {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let grads = f().backward().unwrap();
-    let (mut conditioning_significant, mut worst) = (0, 0.0f64);
-    for p in model.params().params() {
-        let grad = grads
-            .get(&p.var)
-            .map(|g| g.flatten_all().unwrap().to_vec1::<f64>().unwrap());
-        // The conditioning gets more samples: it is what this test is about.
-        let samples = if p.role == ParamRole::Conditioning {
+    // The conditioning gets more samples: it is what this test is about.
+    let samples = |p: &Param| {
+        if p.role == ParamRole::Conditioning {
             3 * per_var
         } else {
             per_var
-        };
-        for _ in 0..samples {
-            let i = rng.random_range(0..p.var.elem_count());
-            let original = entry(&p.var, i);
-            set_entry(&p.var, i, original + STEP);
-            let up = f().to_scalar::<f64>().unwrap();
-            set_entry(&p.var, i, original - STEP);
-            let down = f().to_scalar::<f64>().unwrap();
-            set_entry(&p.var, i, original);
-            let numerical = (up - down) / (2.0 * STEP);
-            let analytic = grad.as_ref().map_or(0.0, |g| g[i]);
-            let diff = (analytic - numerical).abs();
-            let scale = analytic.abs().max(numerical.abs());
-            assert!(
-                diff <= REL_TOL * scale + ABS_TOL,
-                "{name}: d/d {}[{i}] autograd {analytic:e} vs numerical {numerical:e}",
-                p.name
-            );
-            if scale > 1e-6 {
-                worst = worst.max(diff / scale);
-                if p.role == ParamRole::Conditioning {
-                    conditioning_significant += 1;
-                }
-            }
         }
-    }
+    };
+    let checked = central_differences(name, model.params().params(), f, &samples, seed);
+    let significant = checked.iter().filter(|e| e.scale > 1e-6);
+    let worst = significant.clone().map(|e| e.rel).fold(0.0f64, f64::max);
     println!("{name}: max relative error {worst:.2e}");
-    conditioning_significant
+    significant
+        .filter(|e| e.role == ParamRole::Conditioning)
+        .count()
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! gradients through the loops, truncated backprop and per-sequence depths against independent
 //! references, equivalence with the GPT at one loop, parameter and FLOP counts.
 
+use crate::common::{GradEntry, central_differences};
 use candle_core::{DType, Device, Tensor, Var};
 use loopscale::model::{
     Arch, CausalLm, DepthSampling, Gpt, Init, Injection, LoopPlan, Looped, LoopedConfig, Mlp,
@@ -185,60 +186,22 @@ fn linear_injection_spectral_norm_is_the_largest_singular_value() {
 // ---------------------------------------------------------------------------------------------
 // (b) Finite-difference gradients through the loops
 
-const STEP: f64 = 1e-5;
-const REL_TOL: f64 = 1e-4;
-const ABS_TOL: f64 = 1e-8;
-
-fn entry(var: &Var, i: usize) -> f64 {
-    var.flatten_all().unwrap().to_vec1::<f64>().unwrap()[i]
-}
-
-fn set_entry(var: &Var, i: usize, value: f64) {
-    let mut values = var.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    values[i] = value;
-    var.set(&Tensor::from_vec(values, var.shape(), &CPU).unwrap())
-        .unwrap();
-}
-
 /// Autograd against central differences at `per_var` random entries of every parameter;
 /// returns the largest relative error among entries with a non-negligible gradient.
 fn gradcheck(name: &str, model: &Looped, f: &dyn Fn() -> Tensor, per_var: usize, seed: u64) -> f64 {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let grads = f().backward().unwrap();
-    let (mut worst, mut significant, mut total) = (0.0f64, 0, 0);
-    for p in model.params().params() {
-        let grad = grads
-            .get(&p.var)
-            .map(|g| g.flatten_all().unwrap().to_vec1::<f64>().unwrap());
-        for _ in 0..per_var {
-            let i = rng.random_range(0..p.var.elem_count());
-            let original = entry(&p.var, i);
-            set_entry(&p.var, i, original + STEP);
-            let up = f().to_scalar::<f64>().unwrap();
-            set_entry(&p.var, i, original - STEP);
-            let down = f().to_scalar::<f64>().unwrap();
-            set_entry(&p.var, i, original);
-            let numerical = (up - down) / (2.0 * STEP);
-            let analytic = grad.as_ref().map_or(0.0, |g| g[i]);
-            let diff = (analytic - numerical).abs();
-            let scale = analytic.abs().max(numerical.abs());
-            assert!(
-                diff <= REL_TOL * scale + ABS_TOL,
-                "{name}: d/d {}[{i}] autograd {analytic:e} vs numerical {numerical:e}",
-                p.name
-            );
-            total += 1;
-            if scale > 1e-6 {
-                significant += 1;
-                worst = worst.max(diff / scale);
-            }
-        }
-    }
+    let checked = central_differences(name, model.params().params(), f, &|_| per_var, seed);
+    let significant: Vec<&GradEntry> = checked.iter().filter(|e| e.scale > 1e-6).collect();
+    let total = checked.len();
     assert!(
-        significant * 4 >= total * 3,
-        "{name}: only {significant}/{total} entries had a gradient"
+        significant.len() * 4 >= total * 3,
+        "{name}: only {}/{total} entries had a gradient",
+        significant.len()
     );
-    println!("{name}: max relative error {worst:.2e} over {significant} entries");
+    let worst = significant.iter().map(|e| e.rel).fold(0.0f64, f64::max);
+    println!(
+        "{name}: max relative error {worst:.2e} over {} entries",
+        significant.len()
+    );
     worst
 }
 

@@ -77,3 +77,73 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f64 {
         .to_scalar::<f64>()
         .unwrap()
 }
+
+/// One entry checked by [`central_differences`]: its parameter's role, the larger of the two
+/// derivative magnitudes, and their difference relative to it.
+pub struct GradEntry {
+    pub role: loopscale::model::ParamRole,
+    pub scale: f64,
+    pub rel: f64,
+}
+
+const GRAD_STEP: f64 = 1e-5;
+const GRAD_REL_TOL: f64 = 1e-4;
+const GRAD_ABS_TOL: f64 = 1e-8;
+
+fn entry(var: &candle_core::Var, i: usize) -> f64 {
+    var.flatten_all().unwrap().to_vec1::<f64>().unwrap()[i]
+}
+
+fn set_entry(var: &candle_core::Var, i: usize, value: f64) {
+    let mut values = var.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    values[i] = value;
+    var.set(
+        &candle_core::Tensor::from_vec(values, var.shape(), &candle_core::Device::Cpu).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Autograd of the f64 scalar `f` against central differences (step 1e-5) at `samples(p)`
+/// random entries of each parameter; panics, naming `name` and the entry, where the two differ
+/// by more than 1e-4 of the larger plus 1e-8. Returns every entry checked.
+pub fn central_differences(
+    name: &str,
+    params: &[loopscale::model::Param],
+    f: &dyn Fn() -> candle_core::Tensor,
+    samples: &dyn Fn(&loopscale::model::Param) -> usize,
+    seed: u64,
+) -> Vec<GradEntry> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let grads = f().backward().unwrap();
+    let mut checked = Vec::new();
+    for p in params {
+        let grad = grads
+            .get(&p.var)
+            .map(|g| g.flatten_all().unwrap().to_vec1::<f64>().unwrap());
+        for _ in 0..samples(p) {
+            let i = rng.random_range(0..p.var.elem_count());
+            let original = entry(&p.var, i);
+            set_entry(&p.var, i, original + GRAD_STEP);
+            let up = f().to_scalar::<f64>().unwrap();
+            set_entry(&p.var, i, original - GRAD_STEP);
+            let down = f().to_scalar::<f64>().unwrap();
+            set_entry(&p.var, i, original);
+            let numerical = (up - down) / (2.0 * GRAD_STEP);
+            let analytic = grad.as_ref().map_or(0.0, |g| g[i]);
+            let diff = (analytic - numerical).abs();
+            let scale = analytic.abs().max(numerical.abs());
+            assert!(
+                diff <= GRAD_REL_TOL * scale + GRAD_ABS_TOL,
+                "{name}: d/d {}[{i}] autograd {analytic:e} vs numerical {numerical:e}",
+                p.name
+            );
+            checked.push(GradEntry {
+                role: p.role,
+                scale,
+                rel: if scale > 0.0 { diff / scale } else { 0.0 },
+            });
+        }
+    }
+    checked
+}
