@@ -81,6 +81,7 @@ fn config(arch: Arch, steps: usize) -> RunConfig {
             ..ModelConfig::default()
         },
         seed: 0,
+        lineage: None,
     }
 }
 

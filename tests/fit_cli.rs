@@ -78,6 +78,7 @@ fn compute_law_from_a_sweep_database_recovers_known_parameters_and_is_recorded()
                 },
                 model: ModelConfig::default(),
                 seed: 0,
+                lineage: None,
             };
             let flops = 1e12 * 2f64.powi(i as i32);
             let run = NewRun {
@@ -436,6 +437,7 @@ fn parcae_law_from_a_database_counts_unrolled_parameters() {
                 },
                 model,
                 seed: 0,
+                lineage: None,
             };
             let run = NewRun {
                 key: config.key(),
@@ -507,6 +509,7 @@ fn isoflop_from_a_database_locates_optima_among_the_looped_runs() {
                 },
                 model,
                 seed: 0,
+                lineage: None,
             };
             let loss = match mu {
                 Some(m) => {

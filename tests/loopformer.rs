@@ -474,6 +474,7 @@ fn default_keys_leave_run_keys_unchanged() {
         train: TrainConfig::default(),
         model: loopformer_cfg(Injection::Diagonal, Init::ScaledZero, 4),
         seed: 0,
+        lineage: None,
     };
     let json = base.canonical_json();
     assert!(!json.contains("shortcut"), "{json}");
@@ -512,6 +513,7 @@ fn loopformer_run(steps: u64, shortcut: bool) -> RunConfig {
         },
         model,
         seed: 0,
+        lineage: None,
     }
 }
 

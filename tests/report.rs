@@ -54,6 +54,7 @@ fn config(mu: Option<usize>, d_model: usize, tokens: u64) -> RunConfig {
         },
         model,
         seed: 0,
+        lineage: None,
     }
 }
 

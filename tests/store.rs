@@ -16,6 +16,7 @@ fn config(seed: u64) -> RunConfig {
         train: TrainConfig::default(),
         model: ModelConfig::default(),
         seed,
+        lineage: None,
     }
 }
 

@@ -20,6 +20,7 @@ fn new_run(seed: u64) -> NewRun {
         train: TrainConfig::default(),
         model: ModelConfig::default(),
         seed,
+        lineage: None,
     };
     NewRun {
         key: config.key(),

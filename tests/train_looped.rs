@@ -52,6 +52,7 @@ fn parcae_run(steps: u64, injection: Injection, seed: u64) -> RunConfig {
             ..ModelConfig::default()
         },
         seed,
+        lineage: None,
     }
 }
 

@@ -62,6 +62,7 @@ fn config(arch: Arch) -> RunConfig {
             ..ModelConfig::default()
         },
         seed: 7,
+        lineage: None,
     }
 }
 
@@ -114,11 +115,11 @@ fn losses(rows: &Rows) -> Vec<(u64, u64)> {
 
 fn run(cfg: &RunConfig, rows: &mut Rows, dir: &Path) -> anyhow::Result<RunOutcome> {
     let corpus = moby_dick(60_000, cfg.data.seq_len);
-    let ck = Checkpointing {
-        dir: dir.to_path_buf(),
-        every: cfg.train.checkpoint_every as u64,
-        run_key: cfg.key(),
-    };
+    let ck = Checkpointing::new(
+        dir.to_path_buf(),
+        cfg.train.checkpoint_every as u64,
+        cfg.key(),
+    );
     train_resumable(cfg, &corpus, &Device::Cpu, rows, Some(&ck))
 }
 

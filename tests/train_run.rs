@@ -34,6 +34,7 @@ fn tiny_run(tokens: u64, lr: f64, seed: u64) -> RunConfig {
             ..ModelConfig::default()
         },
         seed,
+        lineage: None,
     }
 }
 

@@ -102,8 +102,10 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
     let mut repeating = Vec::new();
     for run in &sweep.runs {
         let b = RunCost::of(&run.config);
-        total_tokens += b.tokens;
-        total_flops += b.flops;
+        // What training the sweep costs: a branch's shared trunk prefix is counted once, in
+        // its trunk (the table lists each run's whole path).
+        total_tokens += b.own_tokens;
+        total_flops += b.own_flops;
         peak_memory = peak_memory.max(b.peak_memory_bytes);
         checkpoint_disk += b.checkpoint_bytes;
         let mut row = vec![run.key.clone()];
@@ -172,6 +174,7 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
         gib(peak_memory),
         gib(checkpoint_disk)
     );
+    print_lineage(&sweep);
     if sweep.collapsed > 0 {
         println!(
             "({} grid points were identical to another run once irrelevant keys were dropped, and are listed once)",
@@ -398,6 +401,85 @@ fn runs_table(
     render(&columns, &out)
 }
 
+/// Runs built on runs, as a tree (which run starts from which, at which step), and what
+/// sharing saves: the sweep's FLOPs as trained against those of the same runs trained alone.
+fn print_lineage(sweep: &Sweep) {
+    let children = |parent: &str| -> Vec<&crate::sweep::PlannedRun> {
+        sweep
+            .runs
+            .iter()
+            .filter(|r| r.config.parent() == Some(parent))
+            .collect()
+    };
+    let roots: Vec<_> = sweep
+        .runs
+        .iter()
+        .filter(|r| r.config.parent().is_none() && !children(&r.key).is_empty())
+        .collect();
+    if roots.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "runs built on runs (each child starts from its parent's checkpoint at the step shown):"
+    );
+    fn describe(run: &crate::sweep::PlannedRun) -> String {
+        let steps = RunCost::of(&run.config).steps;
+        let role = run
+            .config
+            .lineage
+            .as_ref()
+            .map(|l| l.role.as_str())
+            .unwrap_or("run");
+        format!("{} {role} {} ({steps} steps)", run.key, run.label())
+    }
+    fn walk<'a>(
+        run: &'a crate::sweep::PlannedRun,
+        prefix: &str,
+        children: &dyn Fn(&str) -> Vec<&'a crate::sweep::PlannedRun>,
+    ) {
+        let kids = children(&run.key);
+        for (i, kid) in kids.iter().enumerate() {
+            let last = i + 1 == kids.len();
+            let at = match kid.config.lineage.as_ref().and_then(|l| l.parent_step) {
+                Some(step) => format!("from step {step}"),
+                None => "from its end".into(),
+            };
+            println!(
+                "{prefix}{} {at}: {}",
+                if last { "└─" } else { "├─" },
+                describe(kid)
+            );
+            walk(
+                kid,
+                &format!("{prefix}{}", if last { "   " } else { "│  " }),
+                children,
+            );
+        }
+    }
+    for root in roots {
+        println!("  {}", describe(root));
+        walk(root, "  ", &children);
+    }
+    let shared: f64 = sweep
+        .runs
+        .iter()
+        .map(|r| RunCost::of(&r.config).own_flops)
+        .sum();
+    let alone: f64 = sweep
+        .runs
+        .iter()
+        .filter(|r| !r.config.is_trunk())
+        .map(|r| RunCost::of(&r.config).flops)
+        .sum();
+    println!(
+        "compute: {shared:.3e} training FLOPs with the trunks shared, {alone:.3e} if every run trained alone \
+         ({:.2}x, {:.0}% saved)",
+        alone / shared.max(f64::MIN_POSITIVE),
+        100.0 * (1.0 - shared / alone.max(f64::MIN_POSITIVE))
+    );
+}
+
 fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
     let sweep = load(file)?;
     let db = db.unwrap_or_else(|| sweep.db.clone());
@@ -453,7 +535,7 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
     };
     println!();
     println!(
-        "{} runs: {} done, {} running, {} pending, {} interrupted, {} failed, {} diverged, {} not yet registered",
+        "{} runs: {} done, {} running, {} pending, {} interrupted, {} failed, {} diverged, {} blocked, {} not yet registered",
         sweep.runs.len(),
         count(RunStatus::Done),
         count(RunStatus::Running),
@@ -461,6 +543,7 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
         count(RunStatus::Interrupted),
         count(RunStatus::Failed),
         count(RunStatus::Diverged),
+        count(RunStatus::Blocked),
         not_started
     );
     println!("{}", eta_line(&sweep, &rows, &live));

@@ -12,8 +12,8 @@ mod tables;
 
 pub use crate::model::ModelConfig;
 pub use tables::{
-    Backend, COMMAND_PLACEHOLDERS, DEFAULT_SHORTCUT_LAMBDA, DataConfig, OptimizerKind,
-    SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path,
+    Backend, COMMAND_PLACEHOLDERS, CooldownShape, DEFAULT_SHORTCUT_LAMBDA, DataConfig,
+    OptimizerKind, SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path,
 };
 
 /// Everything that determines a run's result. Two runs with equal `RunConfig`s are the same run.
@@ -24,6 +24,59 @@ pub struct RunConfig {
     pub train: TrainConfig,
     pub model: ModelConfig,
     pub seed: u64,
+    /// Where the run starts when not from scratch: another run of the sweep (set by the sweep,
+    /// never written in a sweep file). Part of the key, so changing a parent retrains its
+    /// children; absent from the canonical form for a run that stands alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Lineage>,
+}
+
+/// A run's place in a tree of runs built on runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lineage {
+    pub role: Role,
+    /// The run this one starts from (none for a trunk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The parent's step whose checkpoint it starts from; none = the parent's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_step: Option<u64>,
+}
+
+/// What a run is in its tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The shared constant-learning-rate prefix of WSD branches: not a result of its own (its
+    /// learning rate never cooled down), so fits and charts leave it out.
+    Trunk,
+    /// A WSD cooldown started from its trunk's checkpoint.
+    Branch,
+    /// A looped model recast from a finished GPT (LoopUS).
+    Recast,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Trunk => "trunk",
+            Role::Branch => "branch",
+            Role::Recast => "recast",
+        }
+    }
+}
+
+impl RunConfig {
+    /// The run this one starts from, if any.
+    pub fn parent(&self) -> Option<&str> {
+        self.lineage.as_ref()?.parent.as_deref()
+    }
+
+    /// Whether this run is a WSD trunk (a means to its branches, not a result).
+    pub fn is_trunk(&self) -> bool {
+        self.lineage.as_ref().is_some_and(|l| l.role == Role::Trunk)
+    }
 }
 
 impl RunConfig {
@@ -63,7 +116,7 @@ impl RunConfig {
 /// `[train]` keys that say how a run is executed, not what it computes: they are stored with the
 /// run but are not part of its key. Training is bit-identical whatever their value (random draws
 /// are keyed by step, and a resumed run continues from exactly the saved state).
-pub const OPERATIONAL_KEYS: &[&str] = &["checkpoint_every"];
+pub const OPERATIONAL_KEYS: &[&str] = &["checkpoint_every", "keep_checkpoints"];
 
 #[cfg(test)]
 mod tests {
@@ -76,6 +129,7 @@ mod tests {
             train: TrainConfig::default(),
             model: ModelConfig::default(),
             seed: 0,
+            lineage: None,
         };
         let mut other = base.clone();
         other.train.checkpoint_every += 7;

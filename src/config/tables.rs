@@ -8,8 +8,29 @@ use serde::{Deserialize, Serialize};
 pub enum Schedule {
     /// Linear warmup, then cosine decay to `min_lr_fraction · lr`.
     Cosine,
-    /// Linear warmup, constant, then linear cooldown to `min_lr_fraction · lr` (warmup-stable-decay).
+    /// Linear warmup, constant, then a cooldown to `min_lr_fraction · lr` over the last
+    /// `cooldown_fraction` of the steps (warmup-stable-decay; `"wsd"` is accepted for it), of
+    /// shape `cooldown_shape`.
+    #[serde(alias = "wsd")]
     Trapezoid,
+}
+
+/// The shape of a trapezoid (WSD) schedule's cooldown, from the peak to the floor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CooldownShape {
+    /// Falls linearly.
+    #[default]
+    Linear,
+    /// `1 − sqrt(progress)`: falls fast at first, then slowly (Hägele et al. 2024 find it a
+    /// little better than linear).
+    Sqrt,
+}
+
+impl CooldownShape {
+    pub fn is_linear(&self) -> bool {
+        *self == CooldownShape::Linear
+    }
 }
 
 /// Which optimizer trains the run.
@@ -105,6 +126,23 @@ pub struct TrainConfig {
     pub warmup_fraction: f64,
     /// Fraction of steps spent cooling down (trapezoid only).
     pub cooldown_fraction: f64,
+    /// The cooldown's shape (trapezoid only); omitted from the canonical form when linear.
+    #[serde(skip_serializing_if = "CooldownShape::is_linear")]
+    pub cooldown_shape: CooldownShape,
+    /// Warmup length in steps, overriding `warmup_fraction`. Set by the sweep on WSD branches
+    /// and their trunk (`branch`), which must share one warmup whatever their lengths; absent
+    /// from the canonical form when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_steps: Option<u64>,
+    /// WSD branches (trapezoid schedule): runs that differ only in `tokens` share one
+    /// constant-learning-rate trunk, trained once, and each run is its own cooldown, started
+    /// from the trunk's checkpoint at the step its cooldown begins. Omitted when off.
+    #[serde(skip_serializing_if = "is_false")]
+    pub branch: bool,
+    /// Steps whose checkpoints the run must write and keep (a trunk's branch points; set by the
+    /// sweep). Operational: not part of the run key, omitted when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keep_checkpoints: Vec<u64>,
     /// Final learning rate as a fraction of the peak.
     pub min_lr_fraction: f64,
     /// Decoupled AdamW weight decay (never applied to norms, biases, or the looped model's
@@ -182,6 +220,10 @@ impl Default for TrainConfig {
             schedule: Schedule::Cosine,
             warmup_fraction: 0.05,
             cooldown_fraction: 0.2,
+            cooldown_shape: CooldownShape::Linear,
+            warmup_steps: None,
+            branch: false,
+            keep_checkpoints: Vec::new(),
             min_lr_fraction: 0.1,
             weight_decay: 0.1,
             decay_embeddings: false,

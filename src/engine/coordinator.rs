@@ -165,12 +165,22 @@ fn register(
     if stale > 0 {
         eprintln!("{stale} run(s) were left running by an earlier coordinator; they start again");
     }
+
     // Every unfinished run gets its shard now; a shard a dead worker left `running` is released.
+    // A run blocked by a parent that failed last time waits for it again: it is retried now.
+    let mut unblocked = 0;
     for run in planned {
         let status = store.run(&run.key)?.map(|r| r.status);
         if !matches!(status, Some(RunStatus::Done | RunStatus::Diverged)) {
             super::shards::prepare(store, db, &sweep.name, &run.key)?;
+            if store.run(&run.key)?.map(|r| r.status) == Some(RunStatus::Blocked) {
+                super::shards::unblock(store, db, &run.key)?;
+                unblocked += 1;
+            }
         }
+    }
+    if unblocked > 0 {
+        eprintln!("{unblocked} blocked run(s) wait for their parents' new attempts");
     }
     Ok(registered_new)
 }
@@ -187,8 +197,12 @@ struct WorkerPool<'a> {
     store: Store,
     options: &'a RunOptions,
     base_dir: PathBuf,
-    /// Keys waiting for a worker, largest run first.
+    /// Keys waiting for a worker, largest run first; a run built on another starts only once
+    /// its parent has what it needs ([`WorkerPool::ready`]).
     queue: VecDeque<String>,
+    /// Each run built on another: its parent's key and the parent's step it starts from
+    /// (`None` = the parent's end).
+    parents: HashMap<String, (String, Option<u64>)>,
     active: Vec<Active>,
     /// Attempts started per run in this invocation (retries count against `options.retries`).
     attempts: HashMap<String, u32>,
@@ -234,11 +248,12 @@ impl<'a> WorkerPool<'a> {
         // Largest first, so the sweep's last minutes are not one big run alone.
         todo.sort_by(|a, b| b.flops.total_cmp(&a.flops));
 
-        let total_flops: f64 = planned.iter().map(|r| r.flops).sum();
+        let own = |r: &NewRun| RunCost::of(&r.config).own_flops;
+        let total_flops: f64 = planned.iter().map(own).sum();
         let done_flops: f64 = planned
             .iter()
             .filter(|r| status(&r.key) == Some(RunStatus::Done))
-            .map(|r| r.flops)
+            .map(own)
             .sum();
         let mut progress = Progress::new(
             planned.len(),
@@ -269,9 +284,23 @@ impl<'a> WorkerPool<'a> {
             options,
             base_dir: sweep.base_dir.clone(),
             queue: todo.iter().map(|r| r.key.clone()).collect(),
+            parents: planned
+                .iter()
+                .filter_map(|r| {
+                    let lineage = r.config.lineage.as_ref()?;
+                    Some((
+                        r.key.clone(),
+                        (lineage.parent.clone()?, lineage.parent_step),
+                    ))
+                })
+                .collect(),
             active: Vec::new(),
             attempts: HashMap::new(),
-            flops: planned.iter().map(|r| (r.key.clone(), r.flops)).collect(),
+            // What each run trains itself (a branch: its cooldown, not its trunk's prefix).
+            flops: planned
+                .iter()
+                .map(|r| (r.key.clone(), RunCost::of(&r.config).own_flops))
+                .collect(),
             tokens: planned.iter().map(|r| (r.key.clone(), r.tokens)).collect(),
             progress,
             log_dir,
@@ -291,6 +320,9 @@ impl<'a> WorkerPool<'a> {
                 self.start_ready()?;
             }
             if self.active.is_empty() {
+                // Whatever is still queued waits on a parent that will not get further in this
+                // invocation (stopped, or failed for good): it stays for the next `run`.
+                self.block_orphans()?;
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(250));
@@ -322,10 +354,74 @@ impl<'a> WorkerPool<'a> {
         }
     }
 
-    /// Starts workers for queued runs until `jobs` are running.
+    /// Whether `key` can start: it stands alone, or its parent is done, or (a WSD branch) the
+    /// parent has already written the checkpoint it starts from.
+    fn ready(&self, key: &str) -> anyhow::Result<bool> {
+        let Some((parent, step)) = self.parents.get(key) else {
+            return Ok(true);
+        };
+        if self.active.iter().any(|a| &a.key == parent) || self.queue.contains(parent) {
+            // Still training or waiting: only a checkpoint it has already written will do.
+            return Ok(step.is_some_and(|s| {
+                checkpoint::has_complete(&super::run_dir(&self.options.db, parent), s)
+            }));
+        }
+        let status = self.store.run(parent)?.map(|r| r.status);
+        Ok(status == Some(RunStatus::Done))
+    }
+
+    /// Queued runs whose parent ended without a result in this invocation (failed with no
+    /// retry left, diverged, blocked itself) are marked `blocked`, with the reason.
+    fn block_orphans(&mut self) -> anyhow::Result<()> {
+        let queued: Vec<String> = self.queue.iter().cloned().collect();
+        for key in queued {
+            let Some((parent, _)) = self.parents.get(&key).cloned() else {
+                continue;
+            };
+            let Some(row) = self.store.run(&parent)? else {
+                continue;
+            };
+            if matches!(
+                row.status,
+                RunStatus::Failed | RunStatus::Diverged | RunStatus::Blocked
+            ) {
+                self.block_children_of(&parent, row.status)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `parent` ended `status` for good in this invocation: every queued run built on it
+    /// (transitively) is blocked and leaves the queue.
+    fn block_children_of(&mut self, parent: &str, status: RunStatus) -> anyhow::Result<()> {
+        let why = format!("its parent run {parent} {status}");
+        let db = self.options.db.clone();
+        for key in &self.store.unfinished_descendants(parent)? {
+            super::shards::block(&mut self.store, &db, key, &why)?;
+            if let Some(at) = self.queue.iter().position(|k| k == key) {
+                self.queue.remove(at);
+                self.progress
+                    .message(&format!("run {key} is blocked: {why}"));
+                let flops = self.flops[key];
+                self.progress
+                    .finished(key, flops, RunStatus::Blocked, None, false);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts workers for queued runs until `jobs` are running: the first ready run in queue
+    /// order each time.
     fn start_ready(&mut self) -> anyhow::Result<()> {
         while self.active.len() < self.options.jobs {
-            let Some(key) = self.queue.pop_front() else {
+            let mut next = None;
+            for (i, key) in self.queue.iter().enumerate() {
+                if self.ready(key)? {
+                    next = Some(i);
+                    break;
+                }
+            }
+            let Some(key) = next.and_then(|i| self.queue.remove(i)) else {
                 return Ok(());
             };
             *self.attempts.entry(key.clone()).or_default() += 1;
@@ -429,6 +525,11 @@ impl<'a> WorkerPool<'a> {
         );
         if retry {
             self.queue.push_back(a.key);
+        } else if matches!(
+            status,
+            RunStatus::Failed | RunStatus::Diverged | RunStatus::Blocked
+        ) {
+            self.block_children_of(&a.key, status)?;
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! `loopscale gc`: frees the disk held by checkpoints of finished runs. A `done` run never
-//! trains again, so its checkpoints are dead weight; every other run keeps them, because they
+//! trains again, so its checkpoints are dead weight once no unfinished run starts from them
+//! (a WSD trunk's are its branches' starting points); every other run keeps them, because they
 //! are how it resumes.
 
 use std::path::{Path, PathBuf};
@@ -35,15 +36,23 @@ fn size(files: &[PathBuf]) -> u64 {
 pub fn collect_garbage(db: &Path, sweep: &str, dry_run: bool) -> anyhow::Result<GcReport> {
     let store = Store::open_read_only(db)?;
     let mut report = GcReport::default();
-    for run in store.runs(sweep)? {
+    let runs = store.runs(sweep)?;
+    // A finished parent keeps its checkpoints while a run built on it has not finished: a WSD
+    // branch starts from its trunk's checkpoint.
+    let needed: std::collections::HashSet<&str> = runs
+        .iter()
+        .filter(|r| r.status != RunStatus::Done)
+        .filter_map(|r| r.config.parent())
+        .collect();
+    for run in &runs {
         let dir = super::run_dir(db, &run.key);
         let files = checkpoint::files(&dir);
         if files.is_empty() {
             continue;
         }
         let bytes = size(&files);
-        if run.status != RunStatus::Done {
-            report.kept.push((run.key, bytes));
+        if run.status != RunStatus::Done || needed.contains(run.key.as_str()) {
+            report.kept.push((run.key.clone(), bytes));
             continue;
         }
         if !dry_run {
@@ -54,7 +63,7 @@ pub fn collect_garbage(db: &Path, sweep: &str, dry_run: bool) -> anyhow::Result<
             // Only if empty: the directory may hold other per-run files.
             let _ = std::fs::remove_dir(&dir);
         }
-        report.removed.push((run.key, files, bytes));
+        report.removed.push((run.key.clone(), files, bytes));
     }
     Ok(report)
 }

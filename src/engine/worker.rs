@@ -119,6 +119,18 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
     if run.status == RunStatus::Done {
         return Ok(RunStatus::Done);
     }
+    // A run built on another whose parent has no result cannot be what its key says. (Under
+    // Slurm, `afterok` starts it once its parent's task exits cleanly, which a diverged or
+    // blocked parent also does.)
+    if let Some(why) = unusable_parent(&args.db, &run.config)? {
+        store.block_run(&run.key, &why)?;
+        eprintln!(
+            "worker {}: run {} is blocked: {why}",
+            std::process::id(),
+            run.key
+        );
+        return Ok(RunStatus::Blocked);
+    }
     let log = args.log_path.as_ref().map(|p| p.display().to_string());
     let attempt = store.start_attempt(&run.key, log.as_deref())?;
     eprintln!(
@@ -144,11 +156,13 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
             Backend::Builtin => {
                 let corpus = Corpus::load(&run.config.data, &args.base_dir)?;
                 let device = train::default_device()?;
-                let checkpoints = Checkpointing {
-                    dir: super::run_dir(&args.db, &run.key),
-                    every: run.config.train.checkpoint_every as u64,
-                    run_key: run.key.clone(),
-                };
+                let mut checkpoints = Checkpointing::new(
+                    super::run_dir(&args.db, &run.key),
+                    run.config.train.checkpoint_every as u64,
+                    run.key.clone(),
+                );
+                checkpoints.keep = run.config.train.keep_checkpoints.clone();
+                checkpoints.start_from = parent_checkpoint(&args.db, &run.config);
                 train::train_resumable(
                     &run.config,
                     &corpus,
@@ -200,6 +214,48 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
             store.fail_attempt(&run.key, Some(attempt), &message)?;
             Err(e)
         }
+    }
+}
+
+/// Why the parent of a run built on another can never give it a start (it diverged, or is
+/// blocked itself), read from the parent's shard; `None` for a run that stands alone or whose
+/// parent may yet (a failed parent may be retried).
+fn unusable_parent(
+    db: &std::path::Path,
+    config: &crate::config::RunConfig,
+) -> anyhow::Result<Option<String>> {
+    let Some(parent) = config.parent() else {
+        return Ok(None);
+    };
+    let shard = super::shards::shard_path(db, parent);
+    if !shard.exists() {
+        return Ok(None);
+    }
+    let status = Store::open_read_only(&shard)?
+        .run(parent)?
+        .map(|r| r.status);
+    Ok(match status {
+        Some(s @ (RunStatus::Diverged | RunStatus::Blocked)) => {
+            Some(format!("its parent run {parent} {s}"))
+        }
+        _ => None,
+    })
+}
+
+/// The parent checkpoint a run built on another starts from: a WSD branch's trunk at its
+/// branch point. (A recast run reads its parent's weights itself.)
+fn parent_checkpoint(
+    db: &std::path::Path,
+    config: &crate::config::RunConfig,
+) -> Option<train::ParentCheckpoint> {
+    let lineage = config.lineage.as_ref()?;
+    match (lineage.role, &lineage.parent, lineage.parent_step) {
+        (crate::config::Role::Branch, Some(parent), Some(step)) => Some(train::ParentCheckpoint {
+            dir: super::run_dir(db, parent),
+            run_key: parent.clone(),
+            step,
+        }),
+        _ => None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 pub const APPLICATION_ID: i32 = 0x4c4f_4f50;
 
 /// Schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The oldest schema a read-only open accepts: every later version only adds columns that
 /// readers (status, sql, fit, report) do not need, so an older store is read as it is.
@@ -19,19 +19,20 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("migrate_v2.sql"),
     include_str!("migrate_v3.sql"),
+    include_str!("migrate_lineage.sql"),
 ];
 
 /// The views (`CREATE VIEW IF NOT EXISTS ...`), not a migration: every open makes sure they exist.
 const VIEWS: &str = include_str!("views.sql");
 
-/// Creates the views a store lacks (`budget_curves`, the newest, stands for them all; each is
+/// Creates the views a store lacks (`lineage`, the newest, stands for them all; each is
 /// `IF NOT EXISTS`): in the file on a read-write handle, as TEMP views (in
 /// memory, this connection only) on a read-only one, so stores made before the views existed
 /// answer them too and are never modified by a reader.
 fn ensure_views(conn: &Connection, path: &Path, read_only: bool) -> Result<(), StoreError> {
     let present: i64 = conn
         .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'budget_curves'",
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'lineage'",
             [],
             |r| r.get(0),
         )
@@ -55,6 +56,20 @@ fn ensure_views(conn: &Connection, path: &Path, read_only: bool) -> Result<(), S
         .map_err(|e| StoreError::sqlite(path, e))?;
     if has_schedule == 0 {
         sql = sql.replace("e.schedule", "NULL");
+    }
+    // Nor, before the lineage migration, runs built on runs: no trunk to leave out, no lineage.
+    let has_role: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'role'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| StoreError::sqlite(path, e))?;
+    if has_role == 0 {
+        sql = sql.replace("AND IFNULL(role, '') <> 'trunk'", "");
+        if let Some(at) = sql.find("-- Runs built on runs") {
+            sql.truncate(at);
+        }
     }
     conn.execute_batch(&sql)
         .map_err(|e| StoreError::sqlite(path, e))

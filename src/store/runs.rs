@@ -17,6 +17,9 @@ pub enum RunStatus {
     Failed,
     Diverged,
     Interrupted,
+    /// Waits on a parent run that failed or diverged (`error` says which, and why); the next
+    /// `run` tries again once the parent can be trained again.
+    Blocked,
 }
 
 impl RunStatus {
@@ -28,6 +31,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Diverged => "diverged",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Blocked => "blocked",
         }
     }
 
@@ -39,6 +43,7 @@ impl RunStatus {
             "failed" => RunStatus::Failed,
             "diverged" => RunStatus::Diverged,
             "interrupted" => RunStatus::Interrupted,
+            "blocked" => RunStatus::Blocked,
             _ => return None,
         })
     }
@@ -167,9 +172,10 @@ impl Store {
                 .prepare(&format!(
                     "INSERT OR IGNORE INTO runs (run_key, sweep, variant, config_json, arch, d_model, n_heads,
                         n_layers, mlp, seq_len, batch_size, lr, seed, injection, n_prelude, n_core, n_coda,
-                        mean_recurrence, backprop_depth, params, non_embedding_params, tokens, flops, created_at)
+                        mean_recurrence, backprop_depth, params, non_embedding_params, tokens, flops, role,
+                        parent_run_key, parent_step, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                        ?20, ?21, ?22, ?23, {NOW})"
+                        ?20, ?21, ?22, ?23, ?24, ?25, ?26, {NOW})"
                 ))
                 ?;
             for run in runs {
@@ -205,6 +211,9 @@ impl Store {
                         run.non_embedding_params as i64,
                         run.tokens as i64,
                         run.flops,
+                        c.lineage.as_ref().map(|l| l.role.as_str()),
+                        c.parent(),
+                        c.lineage.as_ref().and_then(|l| l.parent_step).map(|s| s as i64),
                     ])
                     ?;
             }
@@ -259,6 +268,55 @@ impl Store {
                 [sweep],
             )?;
             tx.execute("UPDATE runs SET status = 'interrupted' WHERE sweep = ?1 AND status = 'running'", [sweep])
+        })
+    }
+
+    /// Every run built on `key`, transitively (children before grandchildren), that is not
+    /// over (`done`, `diverged`) or already `blocked`.
+    pub fn unfinished_descendants(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT run_key FROM runs WHERE parent_run_key = ?1
+                 AND status NOT IN ('done', 'diverged', 'blocked') ORDER BY rowid",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut out: Vec<String> = Vec::new();
+        let mut next = 0;
+        let mut parent = key.to_string();
+        loop {
+            let children: Vec<String> = stmt
+                .query_map([&parent], |r| r.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| self.err(e))?;
+            out.extend(children.into_iter().filter(|c| c != key));
+            let Some(p) = out.get(next) else {
+                return Ok(out);
+            };
+            parent = p.clone();
+            next += 1;
+        }
+    }
+
+    /// A run that cannot start because its parent has no result: `blocked`, with `why`.
+    pub fn block_run(&mut self, key: &str, why: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE runs SET status = 'blocked', error = ?2 WHERE run_key = ?1",
+                params![key, why],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// A blocked run waits again (`pending`): its parent is to be retried.
+    pub fn unblock_run(&mut self, key: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE runs SET status = 'pending', error = NULL WHERE run_key = ?1 AND status = 'blocked'",
+                [key],
+            )
+            .map(|_| ())
         })
     }
 

@@ -3,12 +3,14 @@
 -- before they existed (see open.rs), so every store answers them.
 
 -- Every finished run with its outcome: the table to plot final loss against size or compute.
+-- A WSD trunk (role 'trunk') is left out: its learning rate never cooled down, so its loss is a
+-- means to its branches, not a result (the lineage view and the runs table still have it).
 CREATE VIEW IF NOT EXISTS final_runs AS
 SELECT run_key, sweep, variant, arch, injection, d_model, n_heads, n_layers, mlp, mean_recurrence,
        backprop_depth, seed, lr, params, non_embedding_params, tokens, flops,
        final_train_loss, final_val_loss, final_val_bpb, loss_spikes, wall_seconds, tokens_per_second
 FROM runs
-WHERE status = 'done' AND final_val_loss IS NOT NULL;
+WHERE status = 'done' AND final_val_loss IS NOT NULL AND IFNULL(role, '') <> 'trunk';
 
 -- The compute frontier of each sweep: finished runs that no run of the same sweep beats with
 -- the same or fewer training FLOPs.
@@ -41,3 +43,16 @@ SELECT e.run_key, r.sweep, r.variant, r.injection, r.mean_recurrence, e.test_loo
 FROM evals e JOIN runs r USING (run_key)
 WHERE r.status = 'done' AND e.test_loops IS NOT NULL
   AND e.step = (SELECT max(step) FROM evals x WHERE x.run_key = e.run_key AND x.test_loops IS NOT NULL);
+
+-- Runs built on runs: every run with a role (a WSD trunk, its branches, a recast model), its
+-- parent and the parent's step it started from (NULL = the parent's end), and where each
+-- stands. A branch's tokens and flops count its whole path (trunk prefix + cooldown);
+-- own_tokens is the part it trained itself.
+CREATE VIEW IF NOT EXISTS lineage AS
+SELECT c.run_key, c.sweep, c.variant, c.role, c.parent_run_key, c.parent_step, c.status,
+       p.status AS parent_status, c.tokens, c.flops,
+       c.tokens - IFNULL(c.parent_step, IFNULL(p.steps_done, 0)) * c.batch_size * c.seq_len
+           * (c.parent_run_key IS NOT NULL) AS own_tokens,
+       c.final_val_loss, c.error
+FROM runs c LEFT JOIN runs p ON p.run_key = c.parent_run_key
+WHERE c.role IS NOT NULL;

@@ -42,6 +42,7 @@ mod tests {
             train: Default::default(),
             model: Default::default(),
             seed: 0,
+            lineage: None,
         };
         let per_step = step_flops(&c);
         for budget in [1.0, 1.49, 1.51, 7.3, 100.0].map(|k| k * per_step) {

@@ -49,12 +49,16 @@
 //!   be a list, i.e. an axis); variants are the outermost loop, in file order.
 //! - Looped-only keys apply to `arch = "looped"` runs and are dropped from GPT runs; runs that
 //!   resolve to the same config (same key) are kept once ([`Sweep::collapsed`] counts the rest).
+//! - `train.branch = true` (WSD branches): runs that differ only in their budget share one
+//!   constant-learning-rate trunk, a run of its own that `runs` lists before its branches
+//!   (`branches`).
 //! - Paths: `data.corpus` is relative to the sweep file's folder; `sweep.db` to the working
 //!   directory the command runs in.
 //!
 //! Modules: `spec` (TOML → typed settings), `slurm` (the `[slurm]` table), `expand` (settings → grid), `validate` (per-run
-//! checks), `keys` (the accepted keys, derived from the structs), `error` (messages).
+//! checks), `branches` (WSD trunks shared by branched runs), `keys` (the accepted keys, derived from the structs), `error` (messages).
 
+mod branches;
 mod error;
 mod expand;
 pub mod flops;
@@ -207,6 +211,14 @@ impl Sweep {
         if let Some(err) = first_failure(&src, &grid.spans, &runs, &points, &base_dir, options) {
             return Err(err);
         }
+        // WSD branches: each family of branched runs becomes its trunk and its branches.
+        let runs = branches::share_trunks(runs).map_err(|p| {
+            let spans = &grid.spans[points[p.run].1.variant.unwrap_or(0)];
+            let span = spans.get("train.branch").map(|s| s.key.clone());
+            src.error_at(ErrorKind::InvalidRun, span, p.message)
+                .with_key("train.branch")
+                .with_help(p.help)
+        })?;
         let warnings = warnings(&grid.keys, &runs);
         let db = spec.header.db.clone().unwrap_or_else(|| {
             PathBuf::from("results").join(format!("{}.sqlite", spec.header.name))

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use super::RunConfig;
 use super::error::ErrorKind;
 use crate::config::{
-    Backend, COMMAND_PLACEHOLDERS, SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, resolve_corpus_path,
+    Backend, COMMAND_PLACEHOLDERS, OptimizerKind, SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule,
+    resolve_corpus_path,
 };
 use crate::model::{Arch, DepthSampling};
 
@@ -174,6 +175,7 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
         check_heads(&mut out, "model.d_model", m.d_model, m.n_heads);
     }
     out.extend(check_shortcut(c));
+    out.extend(check_branch(c));
     if m.arch == Arch::Looped {
         let l = m.looped.as_ref().expect("looped runs carry a LoopedConfig");
         if l.mean_recurrence == 0 {
@@ -510,4 +512,52 @@ fn display_dir(dir: &Path) -> String {
     } else {
         dir.display().to_string()
     }
+}
+
+/// `train.branch` (WSD branches) needs a schedule with a constant phase to share and a
+/// cooldown to branch, and state that a checkpoint carries over exactly.
+fn check_branch(c: &RunConfig) -> Vec<Problem> {
+    let t = &c.train;
+    let mut out = Vec::new();
+    if !t.branch {
+        return out;
+    }
+    if t.schedule != Schedule::Trapezoid {
+        out.push(problem(
+            &["train.branch", "train.schedule"],
+            "`train.branch` = true needs `train.schedule` = \"wsd\": branches share the constant \
+             learning rate of a warmup-stable-decay schedule, and the cosine has none"
+                .into(),
+            "set schedule = \"wsd\" (warmup, constant, then a cooldown of cooldown_fraction)",
+        ));
+    }
+    if !(t.cooldown_fraction > 0.0) {
+        out.push(problem(
+            &["train.cooldown_fraction", "train.branch"],
+            format!(
+                "`train.branch` = true with `train.cooldown_fraction` = {}: a branch is its cooldown, so it needs one",
+                t.cooldown_fraction
+            ),
+            "e.g. cooldown_fraction = 0.2 (Hägele et al. cool down over about 20% of the run)",
+        ));
+    }
+    if t.optimizer == OptimizerKind::Muon {
+        out.push(problem(
+            &["train.branch", "train.optimizer"],
+            "`train.branch` = true with `train.optimizer` = \"muon\": Muon's weight decay falls to 0 \
+             over each run's own length, so a shared trunk would not be the prefix of every branch"
+                .into(),
+            "use optimizer = \"adamw\" for branched runs, or train the runs independently (branch = false)",
+        ));
+    }
+    if t.backend == Backend::Command {
+        out.push(problem(
+            &["train.branch", "train.backend"],
+            "`train.branch` = true with `train.backend` = \"command\": a command trainer's checkpoints \
+             are its own, so loopscale cannot start a branch from its trunk's"
+                .into(),
+            "train the runs independently (branch = false), or use the built-in trainer",
+        ));
+    }
+    out
 }

@@ -78,6 +78,34 @@ pub struct Checkpointing {
     pub every: u64,
     /// The run's key, written into each checkpoint and checked on load.
     pub run_key: String,
+    /// Steps whose checkpoints are written whatever `every` says and never deleted: a WSD
+    /// trunk's branch points, which its branches start from.
+    pub keep: Vec<u64>,
+    /// Where the run starts when it has no checkpoint of its own: its parent's (a WSD branch
+    /// starts from its trunk's checkpoint at its branch point).
+    pub start_from: Option<ParentCheckpoint>,
+}
+
+/// A checkpoint of another run that this run starts from.
+#[derive(Clone, Debug)]
+pub struct ParentCheckpoint {
+    /// The parent run's directory.
+    pub dir: PathBuf,
+    pub run_key: String,
+    pub step: u64,
+}
+
+impl Checkpointing {
+    /// Checkpoints every `every` steps in `dir`, for the run `run_key`, standing alone.
+    pub fn new(dir: PathBuf, every: u64, run_key: String) -> Checkpointing {
+        Checkpointing {
+            dir,
+            every,
+            run_key,
+            keep: Vec::new(),
+            start_from: None,
+        }
+    }
 }
 
 /// What one save wrote.
@@ -98,6 +126,12 @@ pub struct OnDisk {
 
 fn file_name(step: u64, ext: &str) -> String {
     format!("ckpt-{step:09}.{ext}")
+}
+
+/// Whether `dir` holds a complete checkpoint of step `step` (its checksum file, written last,
+/// is there). Whether it is intact is checked when it is loaded.
+pub fn has_complete(dir: &Path, step: u64) -> bool {
+    dir.join(file_name(step, "sha256")).exists()
 }
 
 /// Checkpoints in `dir`, newest first. Files that are not checkpoints are ignored.
@@ -238,7 +272,7 @@ impl Checkpointing {
 
         for old in list(&self.dir)
             .into_iter()
-            .filter(|c| c.step != state.step)
+            .filter(|c| c.step != state.step && !self.keep.contains(&c.step))
             .skip(KEEP - 1)
         {
             let _ = std::fs::remove_file(&old.checksum);
@@ -278,7 +312,7 @@ impl Checkpointing {
         warn: &mut dyn FnMut(String),
     ) -> anyhow::Result<Option<TrainerState>> {
         for ckpt in list(&self.dir) {
-            match self.verify(&ckpt, total_steps, params, optimizer) {
+            match verify(&ckpt, &self.run_key, Some(total_steps), params, optimizer) {
                 Ok(state) => return Ok(Some(state)),
                 Err(e) => {
                     warn(format!(
@@ -295,89 +329,120 @@ impl Checkpointing {
                 }
             }
         }
-        Ok(None)
-    }
-
-    fn verify(
-        &self,
-        ckpt: &OnDisk,
-        total_steps: u64,
-        params: &ParamStore,
-        optimizer: &mut Optimizer,
-    ) -> anyhow::Result<TrainerState> {
-        let recorded = std::fs::read_to_string(&ckpt.checksum)
-            .context("no checksum file (an incomplete write)")?;
-        let recorded = recorded.split_whitespace().next().unwrap_or("");
-        let bytes = std::fs::read(&ckpt.tensors).context("cannot read")?;
-        let actual = sha256_hex(&bytes);
-        if recorded != actual {
-            bail!("SHA-256 mismatch: recorded {recorded:.16}…, file has {actual:.16}…");
-        }
-        let device = params.device();
-        let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
-        let state_bytes: Vec<u8> = tensors
-            .remove("trainer_state")
-            .context("no trainer_state")?
-            .to_dtype(DType::U8)?
-            .to_vec1()?;
-        let s: StateJson =
-            serde_json::from_slice(&state_bytes).context("trainer_state is not valid")?;
-        if s.run_key != self.run_key || s.total_steps != total_steps {
-            bail!(
-                "it belongs to run {} ({} steps), not this one",
-                s.run_key,
-                s.total_steps
-            );
-        }
-        if s.step != ckpt.step {
-            bail!(
-                "its file name says step {} but it holds step {}",
-                ckpt.step,
-                s.step
-            );
-        }
-        let mut take = |name: String, like: &Tensor| -> anyhow::Result<Tensor> {
-            let t = tensors
-                .remove(&name)
-                .with_context(|| format!("no tensor {name}"))?;
-            if t.shape() != like.shape() || t.dtype() != like.dtype() {
-                bail!(
-                    "{name} is {:?} {:?}, the model expects {:?} {:?}",
-                    t.shape(),
-                    t.dtype(),
-                    like.shape(),
-                    like.dtype()
-                );
-            }
-            Ok(t.to_device(device)?)
+        let Some(parent) = &self.start_from else {
+            return Ok(None);
         };
-        let mut weights = Vec::new();
-        for p in params.params() {
-            weights.push(take(format!("param.{}", p.name), p.var.as_tensor())?);
+        // No checkpoint of its own: the run starts where its parent's checkpoint left off. A
+        // damaged parent checkpoint is an error, not a reason to start from scratch: the run
+        // would silently not be what its key says.
+        let ckpt = OnDisk {
+            step: parent.step,
+            tensors: parent.dir.join(file_name(parent.step, "safetensors")),
+            checksum: parent.dir.join(file_name(parent.step, "sha256")),
+        };
+        if !ckpt.checksum.exists() {
+            bail!(
+                "this run starts from run {}'s checkpoint at step {}, which is not in {} \
+                 (the parent has not reached that step, or `loopscale gc` removed it: run the parent again)",
+                parent.run_key,
+                parent.step,
+                parent.dir.display()
+            );
         }
-        // The optimizer checks its own tensors' presence and shapes before it changes.
-        let mut optimizer_state = HashMap::new();
-        for name in tensors.keys().cloned().collect::<Vec<_>>() {
-            if name.starts_with("adam_") || name.starts_with("muon_") {
-                let t = tensors.remove(&name).expect("listed");
-                optimizer_state.insert(name, t.to_device(device)?);
-            }
-        }
-        optimizer.restore(s.adam_steps as u64, &mut optimizer_state)?;
-        // Everything checked: only now change the model.
-        for (p, w) in params.params().iter().zip(&weights) {
-            p.var.set(w)?;
-        }
-        Ok(TrainerState {
-            step: s.step,
-            adam_steps: s.adam_steps,
-            first_loss: unbits(s.first_loss),
-            last_loss: unbits(s.last_loss),
-            spike_window: s.spike_window.into_iter().map(f64::from_bits).collect(),
-            spike_count: s.spike_count,
-            final_val_loss: unbits(s.final_val_loss),
-            final_val_bpb: unbits(s.final_val_bpb),
-            elapsed_seconds: f64::from_bits(s.elapsed_seconds),
-        })
+        let state = verify(&ckpt, &parent.run_key, None, params, optimizer).with_context(|| {
+            format!(
+                "run {}'s checkpoint at step {} ({})",
+                parent.run_key,
+                parent.step,
+                ckpt.tensors.display()
+            )
+        })?;
+        Ok(Some(state))
     }
+}
+
+/// Loads `ckpt` into `params` and `optimizer` after checking that it is whole (its checksum),
+/// that it belongs to `run_key` (and to a run of `total_steps` steps, when given), and that
+/// every tensor has the model's shape; nothing is changed unless all of it checks out.
+fn verify(
+    ckpt: &OnDisk,
+    run_key: &str,
+    total_steps: Option<u64>,
+    params: &ParamStore,
+    optimizer: &mut Optimizer,
+) -> anyhow::Result<TrainerState> {
+    let recorded = std::fs::read_to_string(&ckpt.checksum)
+        .context("no checksum file (an incomplete write)")?;
+    let recorded = recorded.split_whitespace().next().unwrap_or("");
+    let bytes = std::fs::read(&ckpt.tensors).context("cannot read")?;
+    let actual = sha256_hex(&bytes);
+    if recorded != actual {
+        bail!("SHA-256 mismatch: recorded {recorded:.16}…, file has {actual:.16}…");
+    }
+    let device = params.device();
+    let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
+    let state_bytes: Vec<u8> = tensors
+        .remove("trainer_state")
+        .context("no trainer_state")?
+        .to_dtype(DType::U8)?
+        .to_vec1()?;
+    let s: StateJson =
+        serde_json::from_slice(&state_bytes).context("trainer_state is not valid")?;
+    if s.run_key != run_key || total_steps.is_some_and(|t| t != s.total_steps) {
+        bail!(
+            "it belongs to run {} ({} steps), not this one",
+            s.run_key,
+            s.total_steps
+        );
+    }
+    if s.step != ckpt.step {
+        bail!(
+            "its file name says step {} but it holds step {}",
+            ckpt.step,
+            s.step
+        );
+    }
+    let mut take = |name: String, like: &Tensor| -> anyhow::Result<Tensor> {
+        let t = tensors
+            .remove(&name)
+            .with_context(|| format!("no tensor {name}"))?;
+        if t.shape() != like.shape() || t.dtype() != like.dtype() {
+            bail!(
+                "{name} is {:?} {:?}, the model expects {:?} {:?}",
+                t.shape(),
+                t.dtype(),
+                like.shape(),
+                like.dtype()
+            );
+        }
+        Ok(t.to_device(device)?)
+    };
+    let mut weights = Vec::new();
+    for p in params.params() {
+        weights.push(take(format!("param.{}", p.name), p.var.as_tensor())?);
+    }
+    // The optimizer checks its own tensors' presence and shapes before it changes.
+    let mut optimizer_state = HashMap::new();
+    for name in tensors.keys().cloned().collect::<Vec<_>>() {
+        if name.starts_with("adam_") || name.starts_with("muon_") {
+            let t = tensors.remove(&name).expect("listed");
+            optimizer_state.insert(name, t.to_device(device)?);
+        }
+    }
+    optimizer.restore(s.adam_steps as u64, &mut optimizer_state)?;
+    // Everything checked: only now change the model.
+    for (p, w) in params.params().iter().zip(&weights) {
+        p.var.set(w)?;
+    }
+    Ok(TrainerState {
+        step: s.step,
+        adam_steps: s.adam_steps,
+        first_loss: unbits(s.first_loss),
+        last_loss: unbits(s.last_loss),
+        spike_window: s.spike_window.into_iter().map(f64::from_bits).collect(),
+        spike_count: s.spike_count,
+        final_val_loss: unbits(s.final_val_loss),
+        final_val_bpb: unbits(s.final_val_bpb),
+        elapsed_seconds: f64::from_bits(s.elapsed_seconds),
+    })
 }

@@ -31,6 +31,10 @@ pub struct RunCost {
     pub params: u64,
     pub non_embedding_params: u64,
     pub flops: f64,
+    /// The part of `flops` (and of `tokens`) this run trains itself: a WSD branch's path
+    /// begins with its trunk's prefix, trained once by the trunk for all its branches.
+    pub own_flops: f64,
+    pub own_tokens: u64,
     /// Estimated peak memory of training, in bytes (see the module docs).
     pub peak_memory_bytes: f64,
     /// Disk taken by the run's checkpoints (the newest two are kept), in bytes.
@@ -48,12 +52,23 @@ impl RunCost {
         let tokens = steps * (config.train.batch_size * config.data.seq_len) as u64;
         let counts = param_counts(&config.model, BYTE_VOCAB);
         let flops = config.train_flops_per_token(BYTE_VOCAB) * tokens as f64;
+        // A branch starts at its parent's step; a recast run only takes its parent's weights
+        // (its own budget starts at 0).
+        let inherited = match &config.lineage {
+            Some(l) if l.role == crate::config::Role::Branch => l.parent_step.unwrap_or(0),
+            _ => 0,
+        }
+        .min(steps);
+        let own_tokens =
+            (steps - inherited) * (config.train.batch_size * config.data.seq_len) as u64;
         RunCost {
             steps,
             tokens,
             params: counts.total,
             non_embedding_params: counts.non_embedding,
             flops,
+            own_flops: flops * (steps - inherited) as f64 / steps.max(1) as f64,
+            own_tokens,
             peak_memory_bytes: peak_memory_bytes(config, counts.total),
             checkpoint_bytes: 2.0 * 3.0 * BYTES * counts.total as f64,
         }
@@ -95,6 +110,7 @@ mod tests {
             train: Default::default(),
             model: Default::default(),
             seed: 0,
+            lineage: None,
         };
         let base = RunCost::of(&config);
         // Weights, gradients and two moments: at least 16 bytes a parameter.

@@ -13,13 +13,13 @@ pub mod optimizer;
 pub mod schedule;
 pub mod trainer;
 
-pub use checkpoint::{Checkpointing, TrainerState};
+pub use checkpoint::{Checkpointing, ParentCheckpoint, TrainerState};
 pub use cost::RunCost;
 pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus, indexed_rng};
 pub use memory::keep_freed_memory;
 pub use optim::{AdamW, AdamWConfig};
 pub use optimizer::{Group, Optimizer, group_of};
-pub use schedule::{learning_rate, lr_multiplier};
+pub use schedule::{cooldown_start, learning_rate, lr_multiplier, warmup_steps};
 pub use trainer::{
     TRAIN_DTYPE, build_model, count_loss_spikes, evaluate, evaluate_at_loops, evaluate_with_steps,
     total_steps, train, train_model, train_model_resumable, train_resumable,

@@ -230,7 +230,10 @@ pub fn train_model_resumable(
             end = diverged;
             break;
         }
-        if !is_last && trainer.checkpoint_due(done) {
+        // The last step needs no checkpoint (the run is over), unless one is kept for runs
+        // built on this one (a trunk's last branch point).
+        let kept = trainer.checkpoints.is_some_and(|c| c.keep.contains(&done));
+        if (!is_last && trainer.checkpoint_due(done)) || kept {
             trainer.save_checkpoint(&state)?;
             last_checkpoint = done;
         }
@@ -539,8 +542,10 @@ impl<'a> Trainer<'a> {
 
     /// Whether a periodic checkpoint is due after `done` steps.
     fn checkpoint_due(&self, done: u64) -> bool {
-        let every = self.checkpoints.map(|c| c.every).unwrap_or(0);
-        every > 0 && done.is_multiple_of(every)
+        let Some(ck) = self.checkpoints else {
+            return false;
+        };
+        (ck.every > 0 && done.is_multiple_of(ck.every)) || ck.keep.contains(&done)
     }
 
     /// Makes the observer's rows durable, then writes the checkpoint of `state` (when the run
