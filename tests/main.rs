@@ -10,6 +10,7 @@
 
 mod common;
 
+mod branches;
 mod candle_backprop;
 mod command_backend;
 mod engine_faults;

@@ -1,0 +1,266 @@
+//! Runs built on runs, end to end through the binary: a WSD family trains one trunk and
+//! branches each of its runs from the trunk's checkpoint; a branch is bit for bit the run an
+//! independent sweep trains with the same warmup and cooldown; the store records the lineage;
+//! a diverged trunk blocks its branches, and they wait for it again on the next `run`; `gc`
+//! keeps a trunk's checkpoints while a branch still needs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common;
+use common::moby_dick_file;
+use loopscale::store::{RunStatus, Store};
+use loopscale::sweep::Sweep;
+
+const BIN: &str = env!("CARGO_BIN_EXE_loopscale");
+
+/// Steps of the family's members (8 sequences of 32 tokens a step).
+const STEPS: [u64; 3] = [40, 80, 120];
+
+fn sweep_file(dir: &Path, name: &str, train_extra: &str, tokens: &str) -> PathBuf {
+    let corpus = moby_dick_file(dir, 60_000);
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[sweep]
+name = "{name}"
+db = "{db}"
+
+[data]
+corpus = "{corpus}"
+seq_len = 32
+val_fraction = 0.1
+
+[train]
+tokens = {tokens}
+batch_size = 8
+lr = 3e-3
+schedule = "wsd"
+warmup_fraction = 0.1
+cooldown_fraction = 0.25
+eval_every = 20
+eval_tokens = 1024
+log_every = 1
+checkpoint_every = 30
+{train_extra}
+
+[model]
+d_model = 32
+n_heads = 2
+n_layers = 1
+"#,
+            db = dir.join(format!("{name}.sqlite")).display(),
+            corpus = corpus.display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn family_tokens() -> String {
+    let t: Vec<String> = STEPS.iter().map(|s| (s * 8 * 32).to_string()).collect();
+    format!("[{}]", t.join(", "))
+}
+
+fn loopscale(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .expect("run loopscale")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn branches_share_one_trunk_and_each_equals_its_independent_run_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(dir.path(), "wsd", "branch = true", &family_tokens());
+    let sweep = Sweep::load(&file).unwrap();
+    assert_eq!(sweep.runs.len(), 4, "one trunk, three branches");
+    let trunk = &sweep.runs[0];
+    assert!(trunk.config.is_trunk());
+    // Shared warmup: 10% of the shortest member's 40 steps; cooldowns of 25% start at 30, 60, 90.
+    assert_eq!(trunk.config.train.keep_checkpoints, vec![30, 60, 90]);
+
+    let plan = loopscale(&["plan", file.to_str().unwrap()]);
+    let plan_text = text(&plan);
+    assert!(plan.status.success(), "{plan_text}");
+    assert!(plan_text.contains("from step 30"), "{plan_text}");
+    assert!(
+        plan_text.contains("if every run trained alone"),
+        "{plan_text}"
+    );
+
+    let run = loopscale(&["run", file.to_str().unwrap(), "--jobs", "2", "--plain"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let db = dir.path().join("wsd.sqlite");
+    let store = Store::open_read_only(&db).unwrap();
+    let runs = store.runs("wsd").unwrap();
+    assert_eq!(runs.len(), 4);
+    assert!(runs.iter().all(|r| r.status == RunStatus::Done), "{runs:?}");
+
+    // A branch's rows start after its branch point and count tokens along the whole path.
+    for (branch, start) in sweep.runs[1..].iter().zip([30u64, 60, 90]) {
+        let steps: Vec<u64> = store
+            .train_losses(&branch.key)
+            .unwrap()
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        let total = branch.config.train.tokens / (8 * 32);
+        assert_eq!(
+            steps,
+            (start + 1..=total).collect::<Vec<_>>(),
+            "{}",
+            branch.key
+        );
+    }
+    let lineage = store
+        .query("SELECT run_key, role, parent_run_key, parent_step, own_tokens FROM lineage ORDER BY role DESC, parent_step")
+        .unwrap();
+    assert_eq!(lineage.rows.len(), 4);
+    assert_eq!(lineage.rows[0][1], "trunk");
+    for ((row, start), steps) in lineage.rows[1..].iter().zip([30, 60, 90]).zip(STEPS) {
+        assert_eq!(row[1], "branch");
+        assert_eq!(row[2], trunk.key);
+        assert_eq!(row[3], start.to_string());
+        assert_eq!(
+            row[4],
+            ((steps - start) * 8 * 32).to_string(),
+            "its own cooldown"
+        );
+    }
+    // The trunk is no result of its own: fits and charts read final_runs.
+    let finals = store.query("SELECT run_key FROM final_runs").unwrap();
+    assert_eq!(finals.rows.len(), 3);
+    assert!(finals.rows.iter().all(|r| r[0] != trunk.key));
+
+    // The longest branch, trained alone with the family's warmup: the same numbers, bit for bit.
+    let alone = sweep_file(
+        dir.path(),
+        "alone",
+        "warmup_steps = 4",
+        &(STEPS[2] * 8 * 32).to_string(),
+    );
+    let run = loopscale(&["run", alone.to_str().unwrap(), "--jobs", "2", "--plain"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let alone_store = Store::open_read_only(&dir.path().join("alone.sqlite")).unwrap();
+    let alone_run = &alone_store.runs("alone").unwrap()[0];
+    let branch = runs.iter().find(|r| r.key == sweep.runs[3].key).unwrap();
+    assert_eq!(
+        alone_run.final_val_loss.map(f64::to_bits),
+        branch.final_val_loss.map(f64::to_bits),
+        "independent {:?} vs branch {:?}",
+        alone_run.final_val_loss,
+        branch.final_val_loss
+    );
+    let tail = |s: &Store, key: &str| -> Vec<(u64, Option<u64>)> {
+        s.train_losses(key)
+            .unwrap()
+            .into_iter()
+            .filter(|(step, _)| *step > 90)
+            .map(|(step, l)| (step, l.map(f64::to_bits)))
+            .collect()
+    };
+    assert_eq!(
+        tail(&alone_store, &alone_run.key),
+        tail(&store, &branch.key)
+    );
+
+    // gc: every run is done, so the trunk's branch points go too.
+    drop(store);
+    let gc = loopscale(&["gc", file.to_str().unwrap()]);
+    assert!(gc.status.success(), "{}", text(&gc));
+    let left = loopscale::train::checkpoint::files(&loopscale::engine::run_dir(&db, &trunk.key));
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_diverged_trunk_blocks_its_branches_which_wait_for_it_again_on_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // A learning rate no model survives: the trunk diverges.
+    let file = sweep_file(
+        dir.path(),
+        "blocked",
+        "branch = true\ngrad_clip = 0.0",
+        &family_tokens(),
+    );
+    let text_of = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text_of.replace("lr = 3e-3", "lr = 40.0")).unwrap();
+    let sweep = Sweep::load(&file).unwrap();
+    let run = loopscale(&["run", file.to_str().unwrap(), "--jobs", "2", "--plain"]);
+    let out = text(&run);
+    let db = dir.path().join("blocked.sqlite");
+    let store = Store::open_read_only(&db).unwrap();
+    let trunk = store.run(&sweep.runs[0].key).unwrap().unwrap();
+    assert_eq!(trunk.status, RunStatus::Diverged, "{out}");
+    for branch in &sweep.runs[1..] {
+        let row = store.run(&branch.key).unwrap().unwrap();
+        assert_eq!(row.status, RunStatus::Blocked, "{}: {out}", branch.key);
+        let why = row.error.unwrap_or_default();
+        assert!(
+            why.contains(&trunk.key) && why.contains("diverged"),
+            "{why}"
+        );
+        assert_eq!(row.attempts, 0, "a blocked branch never started");
+    }
+    let status = loopscale(&["status", file.to_str().unwrap()]);
+    assert!(text(&status).contains("3 blocked"), "{}", text(&status));
+    drop(store);
+
+    // A diverged run is over, so its branches stay blocked, and say why, on every later run.
+    let again = loopscale(&["run", file.to_str().unwrap(), "--jobs", "2", "--plain"]);
+    assert!(text(&again).contains("blocked"), "{}", text(&again));
+    let store = Store::open_read_only(&db).unwrap();
+    for branch in &sweep.runs[1..] {
+        let row = store.run(&branch.key).unwrap().unwrap();
+        assert_eq!(row.status, RunStatus::Blocked);
+        assert_eq!(row.attempts, 0);
+    }
+}
+
+#[test]
+fn branched_runs_need_a_wsd_schedule_adamw_and_the_built_in_trainer() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, expect) in [
+        (
+            "branch = true\nschedule = \"cosine\"",
+            "needs `train.schedule` = \"wsd\"",
+        ),
+        ("branch = true\noptimizer = \"muon\"", "Muon's weight decay"),
+        (
+            "branch = true\ncooldown_fraction = 0.0",
+            "a branch is its cooldown",
+        ),
+    ] {
+        let file = sweep_file(dir.path(), "bad", extra, &family_tokens());
+        // `schedule` and `cooldown_fraction` appear twice when overridden: keep the override.
+        let text_of = std::fs::read_to_string(&file).unwrap();
+        let fixed = if extra.contains("schedule") {
+            text_of.replacen("schedule = \"wsd\"\n", "", 1)
+        } else if extra.contains("cooldown_fraction") {
+            text_of.replacen("cooldown_fraction = 0.25\n", "", 1)
+        } else {
+            text_of
+        };
+        std::fs::write(&file, fixed).unwrap();
+        let err = Sweep::load(&file).unwrap_err().to_string();
+        assert!(err.contains(expect), "{extra}: {err}");
+        assert!(
+            err.contains("train.branch") || err.contains("train."),
+            "{err}"
+        );
+        let out = loopscale(&["run", file.to_str().unwrap()]);
+        assert!(!out.status.success());
+        assert!(!dir.path().join("bad.sqlite").exists(), "nothing recorded");
+    }
+}
