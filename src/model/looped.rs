@@ -727,11 +727,10 @@ impl Looped {
         let input = injected.apply(h)?;
         let proposal = match &self.conditioning {
             None => self.core.forward(&input, &self.core_rope)?,
-            Some(cond) => self.core.forward_modulated(
-                &input,
-                &self.core_rope,
-                &cond.modulations(plan, j)?,
-            )?,
+            Some(cond) => {
+                self.core
+                    .forward_modulated(&input, &self.core_rope, &cond.modulations(plan, j)?)?
+            }
         };
         let next = match &self.gate {
             Some(gate) => gate.forward(&input, &proposal)?,

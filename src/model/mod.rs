@@ -30,6 +30,7 @@ pub mod looped;
 pub mod loopus;
 pub mod ops;
 pub mod params;
+pub mod recast;
 
 pub use config::{
     Arch, AutoSplit, DepthSampling, Init, Injection, LoopConditioning, LoopGate, LoopedConfig, Mlp,
