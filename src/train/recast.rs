@@ -45,7 +45,6 @@ pub fn build_recast_model(
         .as_ref()
         .filter(|_| cfg.model.arch == Arch::Looped)
         .context("a recast run must be a looped model (model.arch = \"looped\")")?;
-    let parent = super::checkpoint::load_parent_params(parent_ckpt, device)?;
     let n_layers = parent_cfg.model.n_layers;
     anyhow::ensure!(
         looped.n_prelude + looped.n_core + looped.n_coda == n_layers,
@@ -54,6 +53,7 @@ pub fn build_recast_model(
         looped.n_core,
         looped.n_coda
     );
+    let parent = super::checkpoint::load_parent_params(parent_ckpt, device)?;
     let choice = match looped.recast_split {
         Some(RecastSplit::Blocks([start, end])) => SplitChoice {
             split: Split { start, end },
