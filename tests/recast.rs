@@ -549,3 +549,73 @@ fn recasting_refuses_what_does_not_fit() {
         .unwrap();
     assert!(format!("{e:#}").contains("GPT"), "{e:#}");
 }
+
+/// Parses a sweep body (with a header and the fixtures' tiny corpus) in the fixtures folder.
+fn sweep(body: &str) -> Result<loopscale::sweep::Sweep, loopscale::sweep::SweepError> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sweeps");
+    let text = format!("[sweep]\nname = \"t\"\n[data]\ncorpus = \"tiny_corpus.txt\"\n{body}");
+    loopscale::sweep::Sweep::from_str(&text, &dir.join("inline.toml"))
+}
+
+#[test]
+fn loopus_keys_parse_validate_and_leave_existing_keys_alone() {
+    let looped = "[model]\narch = \"looped\"\nn_prelude = 1\nn_core = 2\nn_coda = 1\n";
+    let plain = sweep(looped).unwrap();
+    // Written at their defaults, the new keys change no run key.
+    let defaults = sweep(&format!(
+        "{looped}loop_gate = \"none\"\nexit_head = false\n[train]\ndeep_supervision = \"none\"\n"
+    ))
+    .unwrap();
+    assert_eq!(plain.runs[0].config.key(), defaults.runs[0].config.key());
+
+    let s = sweep(&format!(
+        "{looped}loop_gate = \"selective\"\nexit_head = true\nexit_thresholds = [0.5, 0.9]\n\
+         recast_split = [[1, 3], \"auto\"]\n[train]\ndeep_supervision = \"random\"\n"
+    ));
+    // A list of lists is an axis; "auto" mixed with lists is refused as such.
+    assert!(s.is_err());
+    let s = sweep(&format!(
+        "{looped}loop_gate = \"selective\"\nexit_head = true\nexit_thresholds = [0.5, 0.9]\n\
+         recast_split = [1, 3]\n[train]\ndeep_supervision = \"random\"\n"
+    ))
+    .unwrap();
+    let l = s.runs[0].config.model.looped.clone().unwrap();
+    assert_eq!(l.loop_gate, LoopGate::Selective);
+    assert_eq!(l.recast_split, Some(RecastSplit::Blocks([1, 3])));
+    assert_eq!(l.exit_thresholds, vec![0.5, 0.9]);
+    assert_ne!(s.runs[0].config.key(), plain.runs[0].config.key());
+    let auto = sweep(&format!("{looped}recast_split = \"auto\"\n")).unwrap();
+    assert!(matches!(
+        auto.runs[0]
+            .config
+            .model
+            .looped
+            .as_ref()
+            .unwrap()
+            .recast_split,
+        Some(RecastSplit::Auto(_))
+    ));
+
+    let shown = |body: &str| sweep(body).err().expect("an error").to_string();
+    let e = shown("[model]\narch = \"gpt\"\n[train]\ndeep_supervision = \"random\"\n");
+    assert!(
+        e.contains("deep_supervision") && e.contains("looped"),
+        "{e}"
+    );
+    let e = shown(&format!("{looped}exit_thresholds = [0.5]\n"));
+    assert!(e.contains("exit_head"), "{e}");
+    let e = shown(&format!(
+        "{looped}exit_head = true\nexit_thresholds = [1.5]\n"
+    ));
+    assert!(e.contains("outside [0, 1]"), "{e}");
+    let e = shown(&format!("{looped}recast_split = [2, 2]\n"));
+    assert!(e.contains("empty core"), "{e}");
+    let e = shown(&format!("{looped}recast_split = [0, 3]\n"));
+    assert!(e.contains("n_prelude = 0"), "{e}");
+    let e = shown(&format!("{looped}loop_gate = \"selectiv\"\n"));
+    assert!(e.contains("selective"), "{e}");
+    let e = shown(&format!(
+        "{looped}depth_sampling = \"fixed\"\nmean_recurrence = 2\n[train]\ndeep_supervision = \"random\"\nshortcut_consistency = true\n"
+    ));
+    assert!(e.contains("choose one"), "{e}");
+}
