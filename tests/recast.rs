@@ -619,3 +619,40 @@ fn loopus_keys_parse_validate_and_leave_existing_keys_alone() {
     ));
     assert!(e.contains("choose one"), "{e}");
 }
+
+#[test]
+fn exit_evals_are_stored_per_threshold() {
+    use loopscale::store::Store;
+    use loopscale::train::ExitEvalMetrics;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    let config = gpt_run(2, 1);
+    let key = config.key();
+    let run = loopscale::store::NewRun {
+        key: key.clone(),
+        variant: None,
+        config,
+        params: 1000,
+        non_embedding_params: 900,
+        tokens: 5000,
+        flops: 3e7,
+    };
+    store.register_sweep("s", "", "s.toml", "", &[run]).unwrap();
+    let row = |threshold: f64, mean_loops: f64| ExitEvalMetrics {
+        step: 10,
+        threshold,
+        max_loops: 4,
+        mean_loops,
+        val_loss: 2.5,
+    };
+    store
+        .record_exit_evals(&key, &[row(0.5, 1.5), row(0.9, 3.0)])
+        .unwrap();
+    // The same (run, step, threshold) again replaces its row.
+    store.record_exit_evals(&key, &[row(0.9, 2.5)]).unwrap();
+    let rows = store
+        .query("SELECT threshold, mean_loops FROM exit_evals ORDER BY threshold")
+        .unwrap()
+        .rows;
+    assert_eq!(rows, vec![vec!["0.5", "1.5"], vec!["0.9", "2.5"]]);
+}
