@@ -596,7 +596,10 @@ fn loopus_keys_parse_validate_and_leave_existing_keys_alone() {
         Some(RecastSplit::Auto(_))
     ));
 
-    let shown = |body: &str| sweep(body).err().expect("an error").to_string();
+    let shown = |body: &str| match sweep(body) {
+        Ok(_) => panic!("expected an error for:\n{body}"),
+        Err(e) => e.to_string(),
+    };
     let e = shown("[model]\narch = \"gpt\"\n[train]\ndeep_supervision = \"random\"\n");
     assert!(
         e.contains("deep_supervision") && e.contains("looped"),

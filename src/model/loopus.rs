@@ -107,7 +107,7 @@ impl SelectiveGate {
 
     /// Trainable scalars of a gate of width `r`.
     pub fn param_count(r: usize) -> u64 {
-        let (r, k) = (r as u64, gate_rank(r as usize) as u64);
+        let (r, k) = (r as u64, gate_rank(r) as u64);
         2 * r * k + 2 * r
     }
 }
