@@ -27,6 +27,7 @@ mod model_counts;
 mod model_gradcheck;
 mod model_init;
 mod model_looped;
+mod recast;
 mod report;
 mod shard;
 mod slurm;

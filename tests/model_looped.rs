@@ -41,6 +41,7 @@ fn looped_cfg(
             prelude_norm: true,
             test_loops: vec![1, 2],
             loop_conditioning: Default::default(),
+            ..LoopedConfig::default()
         }),
         ..ModelConfig::default()
     }
@@ -522,6 +523,7 @@ fn looped_flops_match_a_hand_count() {
             prelude_norm: true,
             test_loops: vec![1],
             loop_conditioning: Default::default(),
+            ..LoopedConfig::default()
         }),
         ..ModelConfig::default()
     };

@@ -48,6 +48,7 @@ fn parcae_run(steps: u64, injection: Injection, seed: u64) -> RunConfig {
                 prelude_norm: true,
                 test_loops: vec![1, 2, 3, 6],
                 loop_conditioning: Default::default(),
+                ..LoopedConfig::default()
             }),
             ..ModelConfig::default()
         },

@@ -58,6 +58,7 @@ fn config(arch: Arch) -> RunConfig {
                 prelude_norm: true,
                 test_loops: vec![1, 4],
                 loop_conditioning: Default::default(),
+                ..LoopedConfig::default()
             }),
             ..ModelConfig::default()
         },

@@ -12,7 +12,7 @@ mod tables;
 
 pub use crate::model::ModelConfig;
 pub use tables::{
-    Backend, COMMAND_PLACEHOLDERS, CooldownShape, DEFAULT_SHORTCUT_LAMBDA, DataConfig,
+    Backend, COMMAND_PLACEHOLDERS, CooldownShape, DEFAULT_SHORTCUT_LAMBDA, DataConfig, DeepSupervision,
     OptimizerKind, SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path,
 };
 

@@ -197,6 +197,29 @@ pub struct TrainConfig {
     /// λ_mse, the consistency term's weight (the same convention).
     #[serde(skip_serializing_if = "is_default_shortcut_lambda")]
     pub shortcut_lambda_mse: f64,
+    /// LoopUS's random deep supervision (looped models): each step the whole batch runs one
+    /// loop count drawn uniformly from `1..=2·mean_recurrence − 1` (mean `mean_recurrence`)
+    /// and the loss is taken there. Absent from the canonical form (and run keys) when `none`.
+    #[serde(skip_serializing_if = "DeepSupervision::is_none")]
+    pub deep_supervision: DeepSupervision,
+}
+
+/// Where a looped model's training loss is taken (LoopUS).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeepSupervision {
+    /// At the depths `model.depth_sampling` draws per sequence.
+    #[default]
+    None,
+    /// At one loop count per step, drawn uniformly from `1..=2·mean_recurrence − 1` by the
+    /// step-keyed forward stream.
+    Random,
+}
+
+impl DeepSupervision {
+    pub fn is_none(&self) -> bool {
+        *self == DeepSupervision::None
+    }
 }
 
 /// The paper's weight of both shortcut-consistency terms.
@@ -246,6 +269,7 @@ impl Default for TrainConfig {
             shortcut_consistency: false,
             shortcut_lambda_ce: DEFAULT_SHORTCUT_LAMBDA,
             shortcut_lambda_mse: DEFAULT_SHORTCUT_LAMBDA,
+            deep_supervision: DeepSupervision::None,
         }
     }
 }

@@ -12,7 +12,9 @@ use super::Interrupts;
 use super::command::{CommandRun, train_with_command};
 use crate::config::Backend;
 use crate::store::{RunStatus, Store};
-use crate::train::{self, Checkpointing, Corpus, EvalMetrics, RunObserver, StepMetrics};
+use crate::train::{
+    self, Checkpointing, Corpus, EvalMetrics, ExitEvalMetrics, RunObserver, StepMetrics,
+};
 
 /// What a worker is told by its coordinator.
 #[derive(Clone, Debug)]
@@ -66,6 +68,13 @@ impl RunObserver for StoreObserver<'_> {
     fn on_eval(&mut self, eval: &EvalMetrics) -> anyhow::Result<()> {
         self.evals.push(eval.clone());
         self.flush_if_due()
+    }
+
+    fn on_exit_eval(&mut self, eval: &ExitEvalMetrics) -> anyhow::Result<()> {
+        // Measured once, after training: written at once.
+        self.store
+            .record_exit_evals(&self.key, std::slice::from_ref(eval))?;
+        Ok(())
     }
 
     fn on_resume(&mut self, step: u64) -> anyhow::Result<()> {

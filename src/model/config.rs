@@ -62,6 +62,43 @@ impl LoopConditioning {
     }
 }
 
+/// What stands between the core's output and the recurrent state (LoopUS).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoopGate {
+    /// The core's output is the new state (Parcae and the other looped models).
+    #[default]
+    None,
+    /// LoopUS's input-dependent selective gate: `h ← ḡ ⊙ core(x) + (1 − ḡ) ⊙ x` with a
+    /// per-token, per-channel `ḡ ∈ (0, 1)` computed from the update `core(x) − x` (see
+    /// `model::loopus`).
+    Selective,
+}
+
+impl LoopGate {
+    pub fn is_none(&self) -> bool {
+        *self == LoopGate::None
+    }
+}
+
+/// Which blocks of a GPT a recast looped model takes as its core (LoopUS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RecastSplit {
+    /// `"auto"`: `n_core` consecutive blocks chosen from the parent's representation dynamics
+    /// on validation data (`model::recast`).
+    Auto(AutoSplit),
+    /// `[a, b]`: prelude = blocks `[0, a)`, core = `[a, b)`, coda = `[b, n_layers)`.
+    Blocks([usize; 2]),
+}
+
+/// The one word `"auto"` of [`RecastSplit::Auto`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoSplit {
+    Auto,
+}
+
 /// How many loops each training sequence runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -122,6 +159,25 @@ pub struct LoopedConfig {
     /// (and so from run keys) when `none`.
     #[serde(skip_serializing_if = "LoopConditioning::is_none")]
     pub loop_conditioning: LoopConditioning,
+    /// LoopUS's selective gate between the core and the state; absent from the canonical form
+    /// (and run keys) when `none`.
+    #[serde(skip_serializing_if = "LoopGate::is_none")]
+    pub loop_gate: LoopGate,
+    /// LoopUS's confidence head for early exit (`model::loopus`); absent when off.
+    #[serde(skip_serializing_if = "is_false")]
+    pub exit_head: bool,
+    /// Confidence thresholds at which early exit is evaluated after training (needs
+    /// `exit_head`); absent when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exit_thresholds: Vec<f64>,
+    /// Where a run recast from a GPT (`recast_from`) splits the parent's blocks; `None` means
+    /// `"auto"`. Absent from the canonical form when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recast_split: Option<RecastSplit>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl LoopedConfig {
@@ -153,6 +209,10 @@ impl Default for LoopedConfig {
             prelude_norm: true,
             test_loops: vec![1, 2, 4, 8, 16],
             loop_conditioning: LoopConditioning::None,
+            loop_gate: LoopGate::None,
+            exit_head: false,
+            exit_thresholds: Vec::new(),
+            recast_split: None,
         }
     }
 }

@@ -57,7 +57,8 @@
 //! consistency adds a short trajectory: [`shortcut_train_flops_per_token`].
 
 use super::conditioning::{AdaptiveNorm, TimeStepEmbedding};
-use super::config::{Arch, Injection, LoopConditioning, LoopedConfig, Mlp, ModelConfig};
+use super::config::{Arch, Injection, LoopConditioning, LoopGate, LoopedConfig, Mlp, ModelConfig};
+use super::loopus::{ExitHead, SelectiveGate};
 
 /// Parameter counts of a model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,9 +154,23 @@ pub fn looped_split(cfg: &ModelConfig) -> LoopedSplit {
         Injection::Linear => (d * r, r * r),
     };
     let norms = d + if l.prelude_norm { d } else { 0 };
+    // LoopUS: the gate acts every loop; the confidence head is counted per loop too (it is
+    // read every loop at evaluation, once per step in training: a small overcount there).
+    let gate = match l.loop_gate {
+        LoopGate::None => 0,
+        LoopGate::Selective => SelectiveGate::param_count(r as usize),
+    };
+    let exit_head = if l.exit_head {
+        ExitHead::param_count(r as usize)
+    } else {
+        0
+    };
     LoopedSplit {
         once: (l.n_prelude + l.n_coda) as u64 * block_params(cfg) + norms + inject_once + r * d,
-        per_loop: l.n_core as u64 * block_params(&core_config(cfg)) + inject_per_loop,
+        per_loop: l.n_core as u64 * block_params(&core_config(cfg))
+            + inject_per_loop
+            + gate
+            + exit_head,
         conditioning: conditioning_params(l, r as usize),
     }
 }

@@ -47,6 +47,19 @@ impl Gpt {
     }
 }
 
+impl Gpt {
+    /// The residual stream before the first block and after each block: `n_layers + 1`
+    /// tensors `(batch, time, d)` (what recasting reads the representation dynamics from).
+    pub fn residual_stream(&self, input_ids: &Tensor) -> Result<Vec<Tensor>> {
+        let mut stream = vec![self.embedding.forward(input_ids)?];
+        for block in self.blocks.blocks() {
+            let x = block.forward(stream.last().expect("starts non-empty"), &self.rope)?;
+            stream.push(x);
+        }
+        Ok(stream)
+    }
+}
+
 impl CausalLm for Gpt {
     fn logits(&self, input_ids: &Tensor) -> Result<Tensor> {
         let x = self.embedding.forward(input_ids)?;

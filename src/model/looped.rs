@@ -75,13 +75,15 @@ use rand_distr::{Distribution, Poisson};
 
 use super::conditioning::{AdaptiveNorm, Modulation, TimeStepEmbedding, sample_short_trajectory};
 use super::config::{
-    Arch, DepthSampling, Init, Injection, LoopConditioning, LoopedConfig, ModelConfig, StateInit,
+    Arch, DepthSampling, Init, Injection, LoopConditioning, LoopGate, LoopedConfig, ModelConfig,
+    StateInit,
 };
 use super::counts::head_dim;
 use super::grad::param;
 use super::layers::{
     BlockInit, BlockStack, LmHead, RmsNorm, Rope, TokenEmbedding, init_std, project,
 };
+use super::loopus::{ExitHead, LoopStep, SelectiveGate, draw_supervised_loops, exits};
 use super::params::{ParamRole, ParamStore, truncated_normal};
 use super::{CausalLm, TrainLoss, lm_loss};
 
@@ -241,7 +243,7 @@ impl Injected {
 }
 
 /// `softplus(x) = log(1 + eˣ)`, from differentiable primitives, stable for large `|x|`.
-fn softplus(x: &Tensor) -> Result<Tensor> {
+pub(super) fn softplus(x: &Tensor) -> Result<Tensor> {
     x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
 }
 
@@ -406,6 +408,10 @@ pub struct Looped {
     core: BlockStack,
     /// `loop_conditioning = "time_step"`: the core's time/step conditioning.
     conditioning: Option<CoreConditioning>,
+    /// `loop_gate = "selective"`: LoopUS's gate between the core's output and the state.
+    gate: Option<SelectiveGate>,
+    /// `exit_head`: LoopUS's confidence head.
+    exit_head: Option<ExitHead>,
     /// `C`, `(r, d)`: identity-shaped at init, so with `r = d` the coda first sees the state as is.
     readout: Tensor,
     coda: BlockStack,
@@ -480,7 +486,13 @@ impl Looped {
         } else {
             None
         };
-        // scaled-zero: orthogonal with the model width's entry scale (× √(2/5) when r = d).
+        let gate = (lc.loop_gate == LoopGate::Selective)
+            .then(|| SelectiveGate::new(&mut params, r, init_std(cfg.init, r)))
+            .transpose()?;
+        let exit_head = lc
+            .exit_head
+            .then(|| ExitHead::new(&mut params, r, cfg.norm_eps))
+            .transpose()?;
         // scaled-zero: orthogonal with the model width's entry scale (× √(2/5) when r = d). An
         // identity C hands the normalised input embedding straight to a tied head, which
         // collapses the shared embedding (see the module docs).
@@ -504,6 +516,8 @@ impl Looped {
             injection,
             core,
             conditioning,
+            gate,
+            exit_head,
             readout,
             coda,
             head,
@@ -549,10 +563,106 @@ impl Looped {
         plan: &LoopPlan,
         h0: &Tensor,
     ) -> Result<LoopedOutput> {
+        Ok(self.forward_traced(input_ids, plan, h0)?.0)
+    }
+
+    /// [`Looped::forward`], also returning the last loop's core input and proposal.
+    fn forward_traced(
+        &self,
+        input_ids: &Tensor,
+        plan: &LoopPlan,
+        h0: &Tensor,
+    ) -> Result<(LoopedOutput, LoopStep)> {
         let (b, _) = input_ids.dims2()?;
         assert_eq!(plan.depths().len(), b, "one loop depth per sequence");
         let injected = self.encode(input_ids)?;
-        self.decode(self.recur(&injected, plan, h0)?)
+        let (h, last) = self.recur_traced(&injected, plan, h0)?;
+        Ok((self.decode(h)?, last))
+    }
+
+    /// The training loss along `plan` from `h0`: the LM loss, plus the confidence head's loss
+    /// at the last loop when the model has one (then the reported loss is the LM loss alone).
+    pub fn supervised_loss(
+        &self,
+        input_ids: &Tensor,
+        targets: &Tensor,
+        plan: &LoopPlan,
+        h0: &Tensor,
+    ) -> Result<TrainLoss> {
+        let (out, last) = self.forward_traced(input_ids, plan, h0)?;
+        let lm = lm_loss(&out.logits, targets)?;
+        let state_norm = Some(state_norm(&out.state)?);
+        Ok(match &self.exit_head {
+            None => TrainLoss {
+                loss: lm,
+                state_norm,
+                reported: None,
+            },
+            Some(head) => TrainLoss {
+                reported: Some(lm.to_dtype(DType::F64)?.to_scalar::<f64>()?),
+                loss: (&lm + head.loss(&last, &out.logits, targets)?)?,
+                state_norm,
+            },
+        })
+    }
+
+    /// LoopUS's random deep supervision: one loop count for the whole batch drawn from `rng`
+    /// (uniform in `1..=2μ − 1`), then `h0`; the loss is taken after that many loops, with
+    /// gradient through the last `min(k, backprop_depth)` (see `model::loopus`).
+    pub fn deep_supervision_train_loss(
+        &self,
+        input_ids: &Tensor,
+        targets: &Tensor,
+        rng: &mut StdRng,
+    ) -> Result<TrainLoss> {
+        let (b, t) = input_ids.dims2()?;
+        let k = draw_supervised_loops(self.cfg.mean_recurrence, rng);
+        let plan = LoopPlan::new(vec![k; b], self.cfg.backprop_depth());
+        let h0 = self.initial_state(b, t, rng)?;
+        self.supervised_loss(input_ids, targets, &plan, &h0)
+    }
+
+    /// Early exit on `input_ids` (LoopUS): up to `max_loops` loops, each token stopping after
+    /// the first loop whose confidence exceeds `threshold` (its state frozen from then on), all
+    /// read out once at the end. Returns the mean cross-entropy and the mean loops per token;
+    /// an error when the model has no confidence head.
+    pub fn exit_loss(
+        &self,
+        input_ids: &Tensor,
+        targets: &Tensor,
+        max_loops: usize,
+        threshold: f64,
+    ) -> Result<(f64, f64)> {
+        let Some(head) = &self.exit_head else {
+            candle_core::bail!("early exit needs a confidence head (model.exit_head = true)")
+        };
+        let (b, t) = input_ids.dims2()?;
+        let h0 = self.initial_state(b, t, &mut StdRng::seed_from_u64(self.eval_seed))?;
+        let plan = LoopPlan::uniform(b, max_loops);
+        let injected = self.encode(input_ids)?;
+        let mut h = Self::start_state(&injected, &h0);
+        let device = h.device().clone();
+        let mut active = Tensor::ones((b, t), DType::U8, &device)?;
+        let mut loops_used = Tensor::zeros((b, t), DType::F64, &device)?;
+        for j in 0..max_loops {
+            let (next, step) = self.loop_once(&injected, &plan, j, &h)?;
+            let keep = active.unsqueeze(D::Minus1)?.broadcast_as(h.shape())?;
+            h = keep.where_cond(&next, &h)?;
+            loops_used = (loops_used + active.to_dtype(DType::F64)?)?;
+            let exiting = exits(&head.confidence(&step)?, threshold)?;
+            active = (active.to_dtype(DType::F64)? * (1.0 - exiting.to_dtype(DType::F64)?)?)?
+                .to_dtype(DType::U8)?;
+        }
+        let loss = lm_loss(&self.decode(h)?.logits, targets)?;
+        Ok((
+            loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
+            loops_used.mean_all()?.to_scalar::<f64>()?,
+        ))
+    }
+
+    /// Whether the model has a confidence head (`exit_head`).
+    pub fn has_exit_head(&self) -> bool {
+        self.exit_head.is_some()
     }
 
     /// Embedding and prelude, once: `e` and the injection's loop-invariant part.
@@ -569,22 +679,21 @@ impl Looped {
     /// The recurrence from `h0` (or, without an injection, from `e`); see the module docs for
     /// the masking and the detach point.
     pub fn recur(&self, injected: &Injected, plan: &LoopPlan, h0: &Tensor) -> Result<Tensor> {
-        let mut h = if injected.per_loop {
-            h0.clone()
-        } else {
-            injected.drive.clone()
-        };
+        Ok(self.recur_traced(injected, plan, h0)?.0)
+    }
+
+    /// [`Looped::recur`], also returning the last loop's core input and proposal.
+    fn recur_traced(
+        &self,
+        injected: &Injected,
+        plan: &LoopPlan,
+        h0: &Tensor,
+    ) -> Result<(Tensor, LoopStep)> {
+        let mut h = Self::start_state(injected, h0);
         let first_graph_loop = plan.first_graph_loop();
+        let mut last = None;
         for j in 0..plan.total_loops() {
-            let input = injected.apply(&h)?;
-            let stepped = match &self.conditioning {
-                None => self.core.forward(&input, &self.core_rope)?,
-                Some(cond) => self.core.forward_modulated(
-                    &input,
-                    &self.core_rope,
-                    &cond.modulations(plan, j)?,
-                )?,
-            };
+            let (stepped, step) = self.loop_once(injected, plan, j, &h)?;
             h = match plan.active_mask(j, h.device())? {
                 Some(mask) => mask.broadcast_as(h.shape())?.where_cond(&stepped, &h)?,
                 None => stepped,
@@ -592,8 +701,42 @@ impl Looped {
             if j < first_graph_loop {
                 h = h.detach();
             }
+            last = Some(step);
         }
-        Ok(h)
+        Ok((h, last.expect("a plan runs at least one loop")))
+    }
+
+    /// The state before the first loop: `h0`, or `e` itself without a per-loop injection.
+    fn start_state(injected: &Injected, h0: &Tensor) -> Tensor {
+        if injected.per_loop {
+            h0.clone()
+        } else {
+            injected.drive.clone()
+        }
+    }
+
+    /// Loop `j` of `plan` on state `h`: inject, run the core, gate. Returns the new state and
+    /// the core's input and (ungated) output.
+    fn loop_once(
+        &self,
+        injected: &Injected,
+        plan: &LoopPlan,
+        j: usize,
+        h: &Tensor,
+    ) -> Result<(Tensor, LoopStep)> {
+        let input = injected.apply(h)?;
+        let proposal = match &self.conditioning {
+            None => self.core.forward(&input, &self.core_rope)?,
+            Some(cond) => {
+                self.core
+                    .forward_modulated(&input, &self.core_rope, &cond.modulations(plan, j)?)?
+            }
+        };
+        let next = match &self.gate {
+            Some(gate) => gate.forward(&input, &proposal)?,
+            None => proposal.clone(),
+        };
+        Ok((next, LoopStep { input, proposal }))
     }
 
     /// Readout, coda, final norm and head, once, on the state after the last loop.
@@ -799,12 +942,7 @@ impl CausalLm for Looped {
         let (b, t) = input_ids.dims2()?;
         let plan = LoopPlan::sample(&self.cfg, b, rng)?;
         let h0 = self.initial_state(b, t, rng)?;
-        let out = self.forward(input_ids, &plan, &h0)?;
-        Ok(TrainLoss {
-            loss: lm_loss(&out.logits, targets)?,
-            state_norm: Some(state_norm(&out.state)?),
-            reported: None,
-        })
+        self.supervised_loss(input_ids, targets, &plan, &h0)
     }
 
     fn as_looped(&self) -> Option<&Looped> {

@@ -13,6 +13,9 @@
 //! - [`conditioning`]: LoopFormer's time/step conditioning, adaptive norms and trajectories;
 //! - [`looped`]: the looped (Parcae) model: prelude → injected recurrent core × T → coda, its
 //!   core optionally conditioned on time and step (LoopFormer);
+//! - [`loopus`]: LoopUS's selective gate, confidence head and random deep supervision;
+//! - [`recast`]: a trained GPT's weights as a looped model's (LoopUS recasting), and the
+//!   choice of its core from the GPT's representation dynamics;
 //! - [`counts`]: parameters and FLOPs by arithmetic.
 
 pub mod conditioning;
@@ -24,12 +27,14 @@ pub mod gpt;
 pub mod grad;
 pub mod layers;
 pub mod looped;
+pub mod loopus;
 pub mod ops;
 pub mod params;
+pub mod recast;
 
 pub use config::{
-    Arch, DepthSampling, Init, Injection, LoopConditioning, LoopedConfig, Mlp, ModelConfig,
-    StateInit,
+    Arch, AutoSplit, DepthSampling, Init, Injection, LoopConditioning, LoopGate, LoopedConfig, Mlp,
+    ModelConfig, RecastSplit, StateInit,
 };
 pub use counts::{
     LoopedSplit, ParamCounts, conditioning_params, forward_flops_per_token,

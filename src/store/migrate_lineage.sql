@@ -1,4 +1,4 @@
--- Runs built on runs (WSD branches, recast models): each run's place in its tree, and the
+-- Schema version 4: runs built on runs (WSD branches, recast models): each run's place in its tree, and the
 -- `blocked` status of a run whose parent failed or diverged.
 --   runs.role            'trunk' | 'branch' | 'recast'; NULL for a run that stands alone
 --   runs.parent_run_key  the run it starts from (NULL for trunks and standalone runs)

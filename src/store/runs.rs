@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::{NOW, Store, StoreError};
 use crate::config::RunConfig;
 use crate::model::Arch;
-use crate::train::{EvalMetrics, RunEnd, RunOutcome, StepMetrics};
+use crate::train::{EvalMetrics, ExitEvalMetrics, RunEnd, RunOutcome, StepMetrics};
 
 /// Life cycle of a run. `done`, `diverged` are final; the others are picked up by the next `run`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -354,6 +354,10 @@ impl Store {
                 "DELETE FROM evals WHERE run_key = ?1 AND step > ?2",
                 params![key, step as i64],
             )?;
+            tx.execute(
+                "DELETE FROM exit_evals WHERE run_key = ?1 AND step > ?2",
+                params![key, step as i64],
+            )?;
             Ok(())
         })
     }
@@ -366,6 +370,33 @@ impl Store {
         evals: &[EvalMetrics],
     ) -> Result<(), StoreError> {
         self.write(|tx| insert_measurements(tx, key, steps, evals))
+    }
+
+    /// Records early-exit evaluations (LoopUS), replacing any earlier row of the same run,
+    /// step and threshold (one transaction).
+    pub fn record_exit_evals(
+        &mut self,
+        key: &str,
+        evals: &[ExitEvalMetrics],
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            for e in evals {
+                tx.execute(
+                    "INSERT OR REPLACE INTO exit_evals
+                     (run_key, step, threshold, max_loops, mean_loops, val_loss)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        key,
+                        e.step as i64,
+                        e.threshold,
+                        e.max_loops as i64,
+                        e.mean_loops,
+                        finite(e.val_loss)
+                    ],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// Ends an attempt: the remaining measurements and the run's outcome in one transaction.

@@ -101,7 +101,11 @@ pub(crate) fn schema() -> &'static Schema {
 
 /// Keys whose value is a list although their default is absent (so the default cannot say so):
 /// a list of lists makes them an axis, like `model.test_loops`.
-const OPTIONAL_LISTS: &[(Section, &str)] = &[(Section::Train, "command")];
+const OPTIONAL_LISTS: &[(Section, &str)] = &[
+    (Section::Train, "command"),
+    (Section::Looped, "exit_thresholds"),
+    (Section::Looped, "recast_split"),
+];
 
 fn build() -> Schema {
     let defaults = Defaults {

@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use super::RunConfig;
 use super::error::ErrorKind;
 use crate::config::{
-    Backend, COMMAND_PLACEHOLDERS, OptimizerKind, SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule,
+    Backend, COMMAND_PLACEHOLDERS, DeepSupervision, OptimizerKind, SHIPPED_CORPORA, SHIPPED_CORPUS,
+    Schedule,
     resolve_corpus_path,
 };
-use crate::model::{Arch, DepthSampling};
+use crate::model::{Arch, DepthSampling, RecastSplit};
 
 /// Tokenizers the trainer implements.
 const TOKENIZERS: &[&str] = &["bytes"];
@@ -176,6 +177,7 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
     }
     out.extend(check_shortcut(c));
     out.extend(check_branch(c));
+    out.extend(check_loopus(c));
     if m.arch == Arch::Looped {
         let l = m.looped.as_ref().expect("looped runs carry a LoopedConfig");
         if l.mean_recurrence == 0 {
@@ -287,6 +289,69 @@ fn check_shortcut(c: &RunConfig) -> Vec<Problem> {
             "`train.shortcut_consistency` needs `model.depth_sampling` = \"fixed\", found \"poisson\"".into(),
             "the long trajectory always runs mean_recurrence loops; set depth_sampling = \"fixed\"",
         ));
+    }
+    out
+}
+
+/// LoopUS's keys: random deep supervision needs a looped model (and not shortcut consistency
+/// too); exit thresholds need the confidence head and lie in [0, 1]; an explicit recast split
+/// `[a, b]` is non-empty and agrees with `n_prelude = a`, `n_core = b − a`.
+fn check_loopus(c: &RunConfig) -> Vec<Problem> {
+    let (t, m) = (&c.train, &c.model);
+    let mut out = Vec::new();
+    let looped = m.looped.as_ref().filter(|_| m.arch == Arch::Looped);
+    if t.deep_supervision == DeepSupervision::Random {
+        if looped.is_none() {
+            out.push(problem(
+                &["train.deep_supervision", "model.arch"],
+                "`train.deep_supervision` = \"random\" needs `model.arch` = \"looped\", found \"gpt\"".into(),
+                "deep supervision draws a loop count per step; set it only in looped variants",
+            ));
+        }
+        if t.shortcut_consistency {
+            out.push(problem(
+                &["train.deep_supervision", "train.shortcut_consistency"],
+                "`train.deep_supervision` and `train.shortcut_consistency` are both on".into(),
+                "they are two training objectives for a looped model; choose one",
+            ));
+        }
+    }
+    let Some(l) = looped else {
+        return out;
+    };
+    if !l.exit_thresholds.is_empty() && !l.exit_head {
+        out.push(problem(
+            &["model.exit_thresholds", "model.exit_head"],
+            "`model.exit_thresholds` is set but `model.exit_head` is false".into(),
+            "early exit reads the confidence head: add `exit_head = true`",
+        ));
+    }
+    if let Some(&bad) = l.exit_thresholds.iter().find(|x| !(0.0..=1.0).contains(*x)) {
+        out.push(problem(
+            &["model.exit_thresholds"],
+            format!("`model.exit_thresholds` contains {bad}, outside [0, 1]"),
+            "a threshold is a confidence, e.g. exit_thresholds = [0.5, 0.7, 0.9]",
+        ));
+    }
+    if let Some(RecastSplit::Blocks([a, b])) = l.recast_split {
+        if a >= b {
+            out.push(problem(
+                &["model.recast_split"],
+                format!("`model.recast_split` = [{a}, {b}] is an empty core"),
+                "the core is blocks [a, b) of the parent GPT: a < b, e.g. recast_split = [2, 4]",
+            ));
+        } else if (l.n_prelude, l.n_core) != (a, b - a) {
+            out.push(problem(
+                &["model.recast_split", "model.n_prelude", "model.n_core"],
+                format!(
+                    "`model.recast_split` = [{a}, {b}] needs n_prelude = {a} and n_core = {}, found {} and {}",
+                    b - a,
+                    l.n_prelude,
+                    l.n_core
+                ),
+                "the split says which parent blocks become prelude and core; set n_prelude and n_core to match",
+            ));
+        }
     }
     out
 }

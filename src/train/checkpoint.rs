@@ -213,6 +213,37 @@ fn unbits(x: Option<u64>) -> Option<f64> {
     x.map(f64::from_bits)
 }
 
+/// The model parameters of the checkpoint file `path` (`ckpt-<s>.safetensors`), by parameter
+/// name (the `param.` prefix removed; optimizer and trainer state left out), on `device`. When
+/// the checksum file beside it exists, the file must match it. For starting one run from
+/// another's weights (a recast child from its parent GPT).
+pub fn load_parent_params(path: &Path, device: &Device) -> anyhow::Result<HashMap<String, Tensor>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let checksum = path.with_extension("sha256");
+    if let Ok(recorded) = std::fs::read_to_string(&checksum) {
+        let recorded = recorded.split_whitespace().next().unwrap_or("");
+        if recorded != sha256_hex(&bytes) {
+            bail!(
+                "{}: SHA-256 does not match {}",
+                path.display(),
+                checksum.display()
+            );
+        }
+    }
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+    let mut out = HashMap::new();
+    for (name, t) in tensors {
+        if let Some(param) = name.strip_prefix("param.") {
+            out.insert(param.to_string(), t.to_device(device)?);
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: holds no model parameters (param.*)", path.display());
+    }
+    Ok(out)
+}
+
 impl Checkpointing {
     /// Saves the state after step `state.step`, then deletes all but the newest [`KEEP`].
     pub fn save(

@@ -10,6 +10,7 @@ pub mod muon;
 pub mod optim;
 mod optim_kernel;
 pub mod optimizer;
+pub mod recast;
 pub mod schedule;
 pub mod trainer;
 
@@ -19,10 +20,11 @@ pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus, indexed_rng};
 pub use memory::keep_freed_memory;
 pub use optim::{AdamW, AdamWConfig};
 pub use optimizer::{Group, Optimizer, group_of};
+pub use recast::build_recast_model;
 pub use schedule::{cooldown_start, learning_rate, lr_multiplier, warmup_steps};
 pub use trainer::{
-    TRAIN_DTYPE, build_model, count_loss_spikes, evaluate, evaluate_at_loops, evaluate_with_steps,
-    total_steps, train, train_model, train_model_resumable, train_resumable,
+    TRAIN_DTYPE, build_model, count_loss_spikes, evaluate, evaluate_at_loops, evaluate_exit,
+    evaluate_with_steps, total_steps, train, train_model, train_model_resumable, train_resumable,
 };
 
 /// One logged optimizer step.
@@ -64,10 +66,30 @@ pub struct EvalMetrics {
     pub schedule: Option<String>,
 }
 
+/// Early exit at one confidence threshold (LoopUS; looped models with `exit_head`), measured
+/// once training is done.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExitEvalMetrics {
+    pub step: u64,
+    /// A token exits after the first loop whose confidence exceeds this.
+    pub threshold: f64,
+    /// Loops a token runs at most (the largest `test_loops`).
+    pub max_loops: usize,
+    /// Mean loops per validation token.
+    pub mean_loops: f64,
+    /// Mean cross-entropy of the exited predictions, nats per token.
+    pub val_loss: f64,
+}
+
 /// Receives a run's measurements as they happen; the engine stores them.
 pub trait RunObserver {
     fn on_step(&mut self, metrics: &StepMetrics) -> anyhow::Result<()>;
     fn on_eval(&mut self, eval: &EvalMetrics) -> anyhow::Result<()>;
+    /// An early-exit evaluation (LoopUS); ignored unless the observer stores them.
+    fn on_exit_eval(&mut self, eval: &ExitEvalMetrics) -> anyhow::Result<()> {
+        let _ = eval;
+        Ok(())
+    }
     /// Polled between steps; `true` stops training early with [`RunEnd::Interrupted`].
     fn should_stop(&mut self) -> bool {
         false

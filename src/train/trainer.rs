@@ -20,8 +20,8 @@ use super::checkpoint::{Checkpointing, TrainerState};
 use super::data::{Batch, BatchSampler, Corpus, indexed_rng};
 use super::optimizer::Optimizer;
 use super::schedule::learning_rate;
-use super::{EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics};
-use crate::config::RunConfig;
+use super::{EvalMetrics, ExitEvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics};
+use crate::config::{DeepSupervision, RunConfig};
 use crate::model::conditioning::Trajectory;
 use crate::model::grad::no_grad;
 use crate::model::{Arch, CausalLm, Gpt, Looped};
@@ -160,6 +160,24 @@ pub fn evaluate_with_steps(
     })
 }
 
+/// Early exit of a looped model with a confidence head at `threshold`, up to `max_loops`:
+/// `(mean validation loss, mean loops per token)`, token-weighted over `batches`.
+pub fn evaluate_exit(
+    model: &Looped,
+    batches: &[Batch],
+    max_loops: usize,
+    threshold: f64,
+) -> anyhow::Result<(f64, f64)> {
+    let (mut loss, mut loops, mut count) = (0.0, 0.0, 0usize);
+    for b in batches {
+        let (l, m) = no_grad(|| model.exit_loss(&b.inputs, &b.targets, max_loops, threshold))?;
+        let n = b.targets.elem_count();
+        (loss, loops, count) = (loss + l * n as f64, loops + m * n as f64, count + n);
+    }
+    anyhow::ensure!(count > 0, "evaluate_exit: no validation tokens");
+    Ok((loss / count as f64, loops / count as f64))
+}
+
 /// Mean of `loss` over `batches`, weighted by tokens; forward only, without a graph.
 fn mean_loss(
     batches: &[Batch],
@@ -242,6 +260,7 @@ pub fn train_model_resumable(
     // Test-time depth: a finished looped run is evaluated at every `test_loops` loop count.
     if end == RunEnd::Done {
         trainer.evaluate_test_loops(&state)?;
+        trainer.evaluate_exits(&state)?;
     }
     Ok(trainer.outcome(state, end, wall_seconds))
 }
@@ -412,6 +431,9 @@ impl<'a> Trainer<'a> {
                 t.shortcut_lambda_ce,
                 t.shortcut_lambda_mse,
             )?,
+            // LoopUS's random deep supervision: one drawn loop count for the whole batch.
+            Some(looped) if t.deep_supervision == DeepSupervision::Random => looped
+                .deep_supervision_train_loss(&batch.inputs, &batch.targets, &mut forward_rng)?,
             _ => self
                 .model
                 .train_loss(&batch.inputs, &batch.targets, &mut forward_rng)?,
@@ -536,6 +558,35 @@ impl<'a> Trainer<'a> {
                 };
                 self.observer.on_eval(&eval).context("observer.on_eval")?;
             }
+        }
+        Ok(())
+    }
+
+    /// Early exit at every `exit_thresholds` value (LoopUS), up to the largest `test_loops`.
+    fn evaluate_exits(&mut self, state: &RunState) -> anyhow::Result<()> {
+        let Some(looped) = self.model.as_looped().filter(|l| l.has_exit_head()) else {
+            return Ok(());
+        };
+        let l = looped.config();
+        let max_loops = l
+            .test_loops
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(l.mean_recurrence);
+        for &threshold in &l.exit_thresholds {
+            let (val_loss, mean_loops) =
+                evaluate_exit(looped, &self.val_batches, max_loops, threshold)?;
+            let eval = ExitEvalMetrics {
+                step: state.done_steps,
+                threshold,
+                max_loops,
+                mean_loops,
+                val_loss,
+            };
+            self.observer
+                .on_exit_eval(&eval)
+                .context("observer.on_exit_eval")?;
         }
         Ok(())
     }
