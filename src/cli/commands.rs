@@ -461,6 +461,9 @@ fn print_lineage(sweep: &Sweep) {
         println!("  {}", describe(root));
         walk(root, "  ", &children);
     }
+    if !sweep.runs.iter().any(|r| r.config.is_trunk()) {
+        return;
+    }
     let shared: f64 = sweep
         .runs
         .iter()

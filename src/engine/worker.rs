@@ -172,13 +172,36 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
                 );
                 checkpoints.keep = run.config.train.keep_checkpoints.clone();
                 checkpoints.start_from = parent_checkpoint(&args.db, &run.config);
-                train::train_resumable(
-                    &run.config,
-                    &corpus,
-                    &device,
-                    &mut observer,
-                    Some(&checkpoints),
-                )?
+                match recast_parent(&args.db, &run.config)? {
+                    // LoopUS: the looped model starts from its parent GPT's final weights.
+                    Some((parent_cfg, ckpt)) => {
+                        let (model, choice) = train::build_recast_model(
+                            &run.config,
+                            &parent_cfg,
+                            &ckpt,
+                            &corpus,
+                            &device,
+                        )?;
+                        for line in choice.describe() {
+                            observer.note(&line);
+                        }
+                        train::train_model_resumable(
+                            &model,
+                            &run.config,
+                            &corpus,
+                            &device,
+                            &mut observer,
+                            Some(&checkpoints),
+                        )?
+                    }
+                    None => train::train_resumable(
+                        &run.config,
+                        &corpus,
+                        &device,
+                        &mut observer,
+                        Some(&checkpoints),
+                    )?,
+                }
             }
             Backend::Command => {
                 let command = CommandRun {
@@ -249,6 +272,35 @@ fn unusable_parent(
         }
         _ => None,
     })
+}
+
+/// A recast run's parent: its configuration (from its shard) and its final checkpoint.
+fn recast_parent(
+    db: &std::path::Path,
+    config: &crate::config::RunConfig,
+) -> anyhow::Result<Option<(crate::config::RunConfig, PathBuf)>> {
+    let Some(lineage) = config.lineage.as_ref() else {
+        return Ok(None);
+    };
+    let (crate::config::Role::Recast, Some(parent), Some(step)) =
+        (lineage.role, &lineage.parent, lineage.parent_step)
+    else {
+        return Ok(None);
+    };
+    let shard = super::shards::shard_path(db, parent);
+    let row = Store::open_read_only(&shard)
+        .and_then(|s| s.run(parent))
+        .with_context(|| format!("reading the parent run {parent} of this recast run"))?
+        .with_context(|| format!("{}: no parent run {parent}", shard.display()))?;
+    let dir = super::run_dir(db, parent);
+    if !train::checkpoint::has_complete(&dir, step) {
+        anyhow::bail!(
+            "this recast run starts from run {parent}'s final checkpoint (step {step}), which is not in {} \
+             (the parent has not finished, or `loopscale gc` removed it: run the parent again)",
+            dir.display()
+        );
+    }
+    Ok(Some((row.config, train::checkpoint::path_of(&dir, step))))
 }
 
 /// The parent checkpoint a run built on another starts from: a WSD branch's trunk at its

@@ -237,6 +237,11 @@ pub struct ModelConfig {
     pub norm_eps: f64,
     /// Whether the QK-norm has learnable per-channel gains (the reference's has none).
     pub qk_norm_gain: bool,
+    /// LoopUS recasting (looped runs): start from the finished run of this `[[variants]]` name,
+    /// a GPT with the same values on the axes both share, its blocks split into prelude, core
+    /// and coda (`model.recast_split`). Absent from the canonical form when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recast_from: Option<String>,
     /// Present only for `arch = "looped"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub looped: Option<LoopedConfig>,
@@ -256,6 +261,7 @@ impl Default for ModelConfig {
             rope_base: 50_000.0,
             norm_eps: 1e-5,
             qk_norm_gain: false,
+            recast_from: None,
             looped: None,
         }
     }

@@ -47,12 +47,13 @@ WHERE r.status = 'done' AND e.test_loops IS NOT NULL
 -- Runs built on runs: every run with a role (a WSD trunk, its branches, a recast model), its
 -- parent and the parent's step it started from (NULL = the parent's end), and where each
 -- stands. A branch's tokens and flops count its whole path (trunk prefix + cooldown);
--- own_tokens is the part it trained itself.
+-- own_tokens is the part it trained itself (a recast run's tokens are all its own: it takes
+-- only its parent's weights).
 CREATE VIEW IF NOT EXISTS lineage AS
 SELECT c.run_key, c.sweep, c.variant, c.role, c.parent_run_key, c.parent_step, c.status,
        p.status AS parent_status, c.tokens, c.flops,
-       c.tokens - IFNULL(c.parent_step, IFNULL(p.steps_done, 0)) * c.batch_size * c.seq_len
-           * (c.parent_run_key IS NOT NULL) AS own_tokens,
+       c.tokens - IFNULL(c.parent_step, 0) * c.batch_size * c.seq_len * (c.role = 'branch')
+           AS own_tokens,
        c.final_val_loss, c.error
 FROM runs c LEFT JOIN runs p ON p.run_key = c.parent_run_key
 WHERE c.role IS NOT NULL;

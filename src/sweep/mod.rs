@@ -63,6 +63,7 @@ mod error;
 mod expand;
 pub mod flops;
 mod keys;
+mod recast;
 mod slurm_table;
 mod spec;
 mod validate;
@@ -217,6 +218,27 @@ impl Sweep {
             let span = spans.get("train.branch").map(|s| s.key.clone());
             src.error_at(ErrorKind::InvalidRun, span, p.message)
                 .with_key("train.branch")
+                .with_help(p.help)
+        })?;
+        // LoopUS: each recast run starts from its parent GPT's end.
+        let variant_keys = spec
+            .variants
+            .iter()
+            .map(|v| {
+                let keys = v.settings.iter().map(|s| s.key.dotted.clone()).collect();
+                (v.name.clone(), keys)
+            })
+            .collect();
+        let variant_of: Vec<Option<String>> = runs.iter().map(|r| r.variant.clone()).collect();
+        let runs = recast::link_parents(runs, &variant_keys).map_err(|p| {
+            let index = variant_of[p.run]
+                .as_ref()
+                .and_then(|name| spec.variants.iter().position(|v| &v.name == name))
+                .unwrap_or(0);
+            let spans = &grid.spans[index];
+            let span = spans.get("model.recast_from").map(|s| s.key.clone());
+            src.error_at(ErrorKind::InvalidRun, span, p.message)
+                .with_key("model.recast_from")
                 .with_help(p.help)
         })?;
         let warnings = warnings(&grid.keys, &runs);

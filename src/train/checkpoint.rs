@@ -128,6 +128,11 @@ fn file_name(step: u64, ext: &str) -> String {
     format!("ckpt-{step:09}.{ext}")
 }
 
+/// The tensors file of the checkpoint of step `step` in `dir`.
+pub fn path_of(dir: &Path, step: u64) -> PathBuf {
+    dir.join(file_name(step, "safetensors"))
+}
+
 /// Whether `dir` holds a complete checkpoint of step `step` (its checksum file, written last,
 /// is there). Whether it is intact is checked when it is loaded.
 pub fn has_complete(dir: &Path, step: u64) -> bool {
