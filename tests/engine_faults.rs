@@ -445,3 +445,149 @@ fn a_damaged_checkpoint_is_reported_and_the_run_resumes_from_the_previous_one() 
         "the same rows and losses, bit for bit, as the uninterrupted run"
     );
 }
+
+/// Runs built on runs under fire: a WSD family (two seeds: two trunks, six branches) whose
+/// workers — trunks and branches alike — are killed at random moments, and whose coordinator is
+/// killed once, ends with every run `done` once and every number bit-identical to an
+/// uninterrupted sweep. A branch killed before its first checkpoint starts again from its
+/// trunk's; one killed later resumes from its own.
+#[test]
+fn killing_trunks_and_branches_at_random_moments_changes_no_number() {
+    const BRANCH_STEPS: [u64; 3] = [60, 120, 180];
+    const KILLS: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = moby_dick_file(dir.path(), 60_000);
+    let file = dir.path().join("branches.toml");
+    let tokens: Vec<String> = BRANCH_STEPS
+        .iter()
+        .map(|s| (s * 8 * 32).to_string())
+        .collect();
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[sweep]
+name = "branches"
+seeds = [0, 1]
+retries = 50
+
+[data]
+corpus = "{corpus}"
+seq_len = 32
+val_fraction = 0.1
+
+[train]
+tokens = [{tokens}]
+batch_size = 8
+lr = 3e-3
+schedule = "wsd"
+warmup_fraction = 0.1
+cooldown_fraction = 0.25
+branch = true
+eval_every = 20
+eval_tokens = 512
+log_every = 1
+checkpoint_every = 7
+
+[model]
+d_model = 32
+n_heads = 2
+n_layers = 1
+"#,
+            corpus = corpus.display(),
+            tokens = tokens.join(", "),
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let reference_db = dir.path().join("reference.sqlite");
+    assert!(coordinator(&file, &reference_db).wait().unwrap().success());
+    let reference = outcome_of(&reference_db, "branches");
+    let reference_seconds = started.elapsed().as_secs_f64();
+    assert_eq!(reference.len(), 8, "two trunks and six branches");
+
+    let db = dir.path().join("faults.sqlite");
+    let mut rng = StdRng::seed_from_u64(SEED + 1);
+    let mut child = coordinator(&file, &db);
+    let mut kills: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while kills.len() < KILLS {
+        assert!(
+            Instant::now() < deadline,
+            "seed {}: the sweep did not get through its kills in time",
+            SEED + 1
+        );
+        std::thread::sleep(Duration::from_secs_f64(
+            reference_seconds * rng.random_range(0.03..0.12),
+        ));
+        if child.try_wait().unwrap().is_some() {
+            panic!(
+                "seed {}: the sweep finished before all {KILLS} kills; make it longer",
+                SEED + 1
+            );
+        }
+        let workers = workers_of(child.id());
+        if workers.is_empty() {
+            continue;
+        }
+        let (pid, key) = workers[rng.random_range(0..workers.len())].clone();
+        // SAFETY: kill(2) on a worker process of our own coordinator.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        kills.push(key);
+        if kills.len() == 2 {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            child = coordinator(&file, &db);
+        }
+    }
+    let mut reruns = 0;
+    loop {
+        child.wait().unwrap();
+        let unfinished = outcome_of(&db, "branches")
+            .values()
+            .filter(|o| o.0 != RunStatus::Done)
+            .count();
+        if unfinished == 0 {
+            break;
+        }
+        reruns += 1;
+        assert!(
+            reruns <= 5,
+            "{unfinished} runs unfinished after {reruns} reruns"
+        );
+        child = coordinator(&file, &db);
+    }
+    let faulty = outcome_of(&db, "branches");
+    let store = Store::open_read_only(&db).unwrap();
+    let done_attempts = store
+        .query("SELECT run_key, count(*) FROM attempts WHERE status = 'done' GROUP BY run_key")
+        .unwrap();
+    assert_eq!(done_attempts.rows.len(), 8);
+    assert!(
+        done_attempts.rows.iter().all(|r| r[1] == "1"),
+        "{:?}",
+        done_attempts.rows
+    );
+    let trunks = store
+        .query("SELECT run_key FROM lineage WHERE role = 'trunk'")
+        .unwrap()
+        .rows
+        .len();
+    assert_eq!(trunks, 2);
+    for (key, (status, val, losses, evals)) in &reference {
+        assert_eq!(*status, RunStatus::Done);
+        let got = &faulty[key];
+        assert_eq!(got.0, RunStatus::Done, "run {key}");
+        assert_eq!(&got.2, losses, "run {key}: every step once, bit for bit");
+        assert_eq!(
+            &got.3, evals,
+            "run {key}: every evaluation once, bit for bit"
+        );
+        assert_eq!(got.1, *val, "run {key}: the same final validation loss");
+    }
+    eprintln!(
+        "seed {}: {KILLS} kills ({:?}) + 1 coordinator kill, {reruns} extra runs; 8 runs bit-identical",
+        SEED + 1,
+        kills
+    );
+}

@@ -53,6 +53,7 @@ fn gpt_run(n_layers: usize, steps: u64) -> RunConfig {
             ..ModelConfig::default()
         },
         seed: 3,
+        lineage: None,
     }
 }
 

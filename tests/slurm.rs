@@ -12,6 +12,9 @@
 //!   finished run again, and without a metrics row twice; the cancelled run resumes from the
 //!   checkpoint its worker wrote when Slurm sent SIGTERM.
 //!
+//! - Runs built on runs (a WSD trunk and its branches) go out as one array per generation, each
+//!   child array waiting for its parent's task (`afterok`), and end as a local run does.
+//!
 //! Where Slurm cannot start (not root, no apt, a daemon refuses), each test fails saying exactly
 //! why — unless `LOOPSCALE_SKIP_SLURM=1` says to skip them, when each prints why and returns.
 //! A machine without Slurm never passes these tests silently.
@@ -580,4 +583,114 @@ max_parallel = 2
             "run {key}: steps 6 and 7 trained twice, recorded once"
         );
     }
+}
+
+#[test]
+fn branches_on_slurm_wait_for_their_trunk_and_match_a_local_run() {
+    require_slurm!();
+    let dir = tempfile::tempdir().unwrap();
+    let corpus =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sweeps/tiny_corpus.txt");
+    let sweep = dir.path().join("wsd.toml");
+    std::fs::write(
+        &sweep,
+        format!(
+            r#"[sweep]
+name = "wsd"
+[data]
+corpus = "{corpus}"
+seq_len = 32
+[train]
+tokens = [2560, 5120, 7680]
+batch_size = 4
+schedule = "wsd"
+warmup_fraction = 0.1
+branch = true
+eval_every = 20
+eval_tokens = 512
+log_every = 5
+[model]
+d_model = 16
+n_heads = 2
+n_layers = 1
+"#,
+            corpus = corpus.display()
+        ),
+    )
+    .unwrap();
+    let (local_db, slurm_db) = (
+        dir.path().join("local.sqlite"),
+        dir.path().join("slurm.sqlite"),
+    );
+    ok(&[
+        "run",
+        s(&sweep),
+        "--db",
+        s(&local_db),
+        "--jobs",
+        "2",
+        "--plain",
+    ]);
+
+    // The trunk first, its three branches in a second array that waits for the trunk's task.
+    let dry = ok(&[
+        "run",
+        s(&sweep),
+        "--db",
+        s(&slurm_db),
+        "--executor",
+        "slurm",
+        "--dry-run",
+    ]);
+    assert!(dry.contains("#SBATCH --array=0-0"), "{dry}");
+    assert!(dry.contains("#SBATCH --array=0-2"), "{dry}");
+    assert!(
+        dry.contains("#SBATCH --dependency=afterok:<array-") && dry.contains("_0"),
+        "{dry}"
+    );
+    assert!(dry.contains("#SBATCH --kill-on-invalid-dep=yes"), "{dry}");
+
+    let submitted = ok(&[
+        "run",
+        s(&sweep),
+        "--db",
+        s(&slurm_db),
+        "--executor",
+        "slurm",
+        "--wait",
+    ]);
+    assert_eq!(
+        submitted.matches("submitted job array").count(),
+        2,
+        "{submitted}"
+    );
+    let (local, slurm) = (summary(&local_db), summary(&slurm_db));
+    assert_eq!(local.len(), 4);
+    for (l, r) in local.iter().zip(&slurm) {
+        assert_eq!(l.0, r.0, "same run keys");
+        assert_eq!(
+            (l.1, r.1),
+            (RunStatus::Done, RunStatus::Done),
+            "run {}",
+            l.0
+        );
+        assert_eq!(r.2, 1, "one attempt: run {}", r.0);
+        let (a, b) = (l.3.unwrap(), r.3.unwrap());
+        assert!(
+            (a - b).abs() < 1e-9,
+            "run {}: {a} locally, {b} on Slurm",
+            l.0
+        );
+    }
+    let store = Store::open_read_only(&slurm_db).unwrap();
+    let lineage = store
+        .query("SELECT role, count(*) FROM lineage GROUP BY role ORDER BY role")
+        .unwrap();
+    assert_eq!(
+        lineage.rows,
+        vec![
+            vec!["branch".to_string(), "3".to_string()],
+            vec!["trunk".to_string(), "1".to_string()]
+        ]
+    );
 }

@@ -35,14 +35,28 @@ pub fn is_database(path: &Path) -> bool {
 /// One point per finished run: N, D = training tokens, C = training FLOPs, loss = final
 /// validation loss, loops = mean training recurrence (looped runs), curve = run key.
 /// Read through the analysis frames, as the report reads them.
-pub fn run_points(store: &Store, sweep: Option<&str>, n: ParamCount) -> Result<Points> {
-    let runs = Frames::load(store, sweep)?.runs;
+/// With `variant`, only that `[[variants]]` name's runs (e.g. a sweep's WSD branches against
+/// its independently trained runs).
+pub fn run_points(
+    store: &Store,
+    sweep: Option<&str>,
+    variant: Option<&str>,
+    n: ParamCount,
+) -> Result<Points> {
+    let mut runs = Frames::load(store, sweep)?.runs;
+    if let Some(v) = variant {
+        let mask = polars::prelude::ChunkCompareEq::equal(runs.column("variant")?.str()?, v);
+        runs = runs.filter(&mask)?;
+    }
     if runs.height() == 0 {
         bail!(
-            "{}: no finished runs{} to fit; train some with `loopscale run`",
+            "{}: no finished runs{}{} to fit; train some with `loopscale run`",
             store.path().display(),
             sweep
                 .map(|s| format!(" in sweep `{s}`"))
+                .unwrap_or_default(),
+            variant
+                .map(|v| format!(" of variant `{v}`"))
                 .unwrap_or_default()
         );
     }

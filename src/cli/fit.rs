@@ -86,6 +86,10 @@ pub struct FitArgs {
     /// Database source: only this sweep's runs (default: every finished run in the file).
     #[arg(long)]
     pub sweep: Option<String>,
+    /// Database source, compute and chinchilla laws: only this `[[variants]]` name's runs
+    /// (e.g. a sweep's WSD branches, or its independently trained runs).
+    #[arg(long)]
+    pub variant: Option<String>,
     /// Database source: which parameter count is N.
     #[arg(long, value_enum, default_value = "non-embedding")]
     pub n: NCount,
@@ -348,7 +352,10 @@ fn load_points(args: &FitArgs) -> Result<(Points, Option<usize>)> {
                     source::isoflop_points(&store, sweep, args.n.into(), args.axis.into())?;
                 (p, Some(gpt))
             }
-            _ => (source::run_points(&store, sweep, args.n.into())?, None),
+            _ => (
+                source::run_points(&store, sweep, args.variant.as_deref(), args.n.into())?,
+                None,
+            ),
         }
     } else {
         let p = source::csv_points(&args.source, &args.csv_columns())?;

@@ -61,6 +61,29 @@ pub fn plan_runs(sweep: &Sweep) -> Vec<NewRun> {
         .collect()
 }
 
+/// Per run, its own FLOPs plus those of every run built on it, transitively.
+fn subtree_flops(planned: &[NewRun]) -> HashMap<String, f64> {
+    let mut weight: HashMap<String, f64> = planned
+        .iter()
+        .map(|r| (r.key.clone(), RunCost::of(&r.config).own_flops))
+        .collect();
+    for run in planned {
+        let own = RunCost::of(&run.config).own_flops;
+        let mut parent = run.config.parent().map(str::to_string);
+        // Bounded by the number of runs: a sweep's lineage has no cycles, but never loop forever.
+        for _ in 0..planned.len() {
+            let Some(p) = parent else { break };
+            let Some(w) = weight.get_mut(&p) else { break };
+            *w += own;
+            parent = planned
+                .iter()
+                .find(|r| r.key == p)
+                .and_then(|r| r.config.parent().map(str::to_string));
+        }
+    }
+    weight
+}
+
 /// Threads each worker may use so that workers × threads ≤ cores.
 fn threads_per_worker(jobs: usize) -> usize {
     let cores = std::thread::available_parallelism()
@@ -245,8 +268,11 @@ impl<'a> WorkerPool<'a> {
                 )
             })
             .collect();
-        // Largest first, so the sweep's last minutes are not one big run alone.
-        todo.sort_by(|a, b| b.flops.total_cmp(&a.flops));
+        // Largest first, so the sweep's last minutes are not one big run alone; a run counts
+        // with every run built on it, so a trunk starts before the independent runs its
+        // branches would otherwise wait behind.
+        let weight = subtree_flops(planned);
+        todo.sort_by(|a, b| weight[&b.key].total_cmp(&weight[&a.key]));
 
         let own = |r: &NewRun| RunCost::of(&r.config).own_flops;
         let total_flops: f64 = planned.iter().map(own).sum();

@@ -78,6 +78,9 @@ pub struct ArrayJob {
     /// Task `i` trains manifest line `offset + i + 1`.
     pub offset: usize,
     pub count: usize,
+    /// `--dependency=afterok:<job>_<task>`: the array task holding the parent of every run of
+    /// this array (runs built on runs wait for their parent to finish cleanly).
+    pub after: Option<String>,
 }
 
 /// The `sbatch` script of one array. Slurm reads the `#SBATCH` lines; the body maps the task id
@@ -118,6 +121,12 @@ pub fn batch_script(job: &ArrayJob, options: &SlurmOptions) -> String {
     let _ = writeln!(s, "#SBATCH --requeue");
     let _ = writeln!(s, "#SBATCH --open-mode=append");
     let _ = writeln!(s, "#SBATCH --output={}/out/%A_%a.out", dir.display());
+    if let Some(after) = &job.after {
+        // A parent that fails makes the dependency unsatisfiable: Slurm cancels the children
+        // instead of leaving them pending forever; `loopscale status` shows them unfinished.
+        let _ = writeln!(s, "#SBATCH --dependency=afterok:{after}");
+        let _ = writeln!(s, "#SBATCH --kill-on-invalid-dep=yes");
+    }
     for a in &options.sbatch_args {
         let _ = writeln!(s, "#SBATCH {a}");
     }
@@ -421,16 +430,17 @@ pub fn submit(
     } else {
         HashMap::new()
     };
-    let queued: HashSet<String> = if dry_run && submitted_arrays(db)?.is_empty() {
-        HashSet::new()
+    let queued_tasks: HashMap<String, String> = if dry_run && submitted_arrays(db)?.is_empty() {
+        HashMap::new()
     } else {
         queue_state(db)?
             .tasks
             .into_iter()
             .filter(|t| t.active())
-            .map(|t| t.key)
+            .map(|t| (t.key, format!("{}_{}", t.job_id, t.task)))
             .collect()
     };
+    let queued: HashSet<String> = queued_tasks.keys().cloned().collect();
     // The sweep lock keeps a local `run` and this submission from handing out the same runs.
     let _lock = if dry_run {
         None
@@ -473,7 +483,8 @@ pub fn submit(
         .filter(|r| !finished(&r.key) && !queued.contains(&r.key))
         .collect();
     todo.sort_by(|a, b| b.flops.total_cmp(&a.flops));
-    let keys: Vec<String> = todo.iter().map(|r| r.key.clone()).collect();
+    let groups = dependency_groups(&todo, &queued_tasks);
+    let keys: Vec<String> = groups.iter().flat_map(|g| g.keys.clone()).collect();
     let mut submission = Submission {
         already_queued: planned
             .iter()
@@ -505,51 +516,137 @@ pub fn submit(
         std::fs::create_dir_all(super::logs_dir(&db_abs))?;
         write_atomic(&manifest, &(submission.keys.join("\n") + "\n"))?;
     }
-    for (i, keys) in submission.keys.chunks(chunk).enumerate() {
-        let job = ArrayJob {
-            sweep: sweep.name.clone(),
-            exe: exe.clone(),
-            db: db_abs.clone(),
-            base_dir: base_dir.clone(),
-            manifest: manifest.clone(),
-            offset: i * chunk,
-            count: keys.len(),
-        };
-        let script = batch_script(&job, options);
-        let path = dir.join(format!("array-{stamp}-{i}.sh"));
-        if dry_run {
-            submission.arrays.push((path, script, None));
-            continue;
-        }
-        write_atomic(&path, &script)?;
-        let out = slurm_command("sbatch", &["--parsable", &path.display().to_string()])
-            .with_context(|| {
+    // Where each run of this submission (and each queued one) is: `<job>_<task>`, for the
+    // dependencies of the runs built on it.
+    let mut task_of: HashMap<String, String> = queued_tasks.clone();
+    let mut offset = 0;
+    let mut i = 0;
+    for group in &groups {
+        let after =
+            match &group.parent {
+                Some(parent) => Some(task_of.get(parent).cloned().with_context(|| {
+                    format!("run {parent} was not submitted before its children")
+                })?),
+                None => None,
+            };
+        for keys in group.keys.chunks(chunk) {
+            let job = ArrayJob {
+                sweep: sweep.name.clone(),
+                exe: exe.clone(),
+                db: db_abs.clone(),
+                base_dir: base_dir.clone(),
+                manifest: manifest.clone(),
+                offset,
+                count: keys.len(),
+                after: after.clone(),
+            };
+            let script = batch_script(&job, options);
+            let path = dir.join(format!("array-{stamp}-{i}.sh"));
+            i += 1;
+            offset += keys.len();
+            let job_id = if dry_run {
+                // Not submitted: the dependencies of a dry run name the array by its script.
                 format!(
-                    "sbatch refused {} (chunk {} of the submission)",
-                    path.display(),
-                    i + 1
+                    "<{}>",
+                    path.file_name().unwrap_or_default().to_string_lossy()
                 )
-            })?;
-        // `--parsable` prints `jobid` or `jobid;cluster`.
-        let job_id = out.trim().split(';').next().unwrap_or("").to_string();
-        if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_digit()) {
-            bail!(
-                "sbatch accepted {} but printed no job id: {out:?}",
-                path.display()
-            );
+            } else {
+                write_atomic(&path, &script)?;
+                let out = slurm_command("sbatch", &["--parsable", &path.display().to_string()])
+                    .with_context(|| {
+                        format!(
+                            "sbatch refused {} (array {i} of the submission)",
+                            path.display()
+                        )
+                    })?;
+                // `--parsable` prints `jobid` or `jobid;cluster`.
+                let job_id = out.trim().split(';').next().unwrap_or("").to_string();
+                if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_digit()) {
+                    bail!(
+                        "sbatch accepted {} but printed no job id: {out:?}",
+                        path.display()
+                    );
+                }
+                append_line(
+                    &dir.join("jobs.tsv"),
+                    &format!(
+                        "{job_id}\t{}\t{}\t{}\t{stamp}",
+                        manifest.display(),
+                        job.offset,
+                        job.count
+                    ),
+                )?;
+                job_id
+            };
+            for (t, key) in keys.iter().enumerate() {
+                task_of.insert(key.clone(), format!("{job_id}_{t}"));
+            }
+            submission
+                .arrays
+                .push((path, script, (!dry_run).then_some(job_id)));
         }
-        append_line(
-            &dir.join("jobs.tsv"),
-            &format!(
-                "{job_id}\t{}\t{}\t{}\t{stamp}",
-                manifest.display(),
-                job.offset,
-                job.count
-            ),
-        )?;
-        submission.arrays.push((path, script, Some(job_id)));
     }
     Ok(submission)
+}
+
+/// Runs of one array: those whose parent is `parent` (none: runs that wait for nothing).
+#[derive(Debug)]
+struct DependencyGroup {
+    parent: Option<String>,
+    keys: Vec<String>,
+}
+
+/// The runs to submit as arrays in submission order: first every run that waits for nothing
+/// (no parent, or a parent neither queued nor submitted now: it is done, or will block the run
+/// itself), then, generation by generation, the children of each parent, which wait for it.
+/// `queued`: run key → `<job>_<task>` of the tasks still in Slurm's queue.
+fn dependency_groups(
+    todo: &[&crate::store::NewRun],
+    queued: &HashMap<String, String>,
+) -> Vec<DependencyGroup> {
+    let submitted: HashSet<&str> = todo.iter().map(|r| r.key.as_str()).collect();
+    let waits_on = |r: &crate::store::NewRun| -> Option<String> {
+        let parent = r.config.parent()?;
+        (submitted.contains(parent) || queued.contains_key(parent)).then(|| parent.to_string())
+    };
+    let mut groups = vec![DependencyGroup {
+        parent: None,
+        keys: todo
+            .iter()
+            .filter(|r| waits_on(r).is_none())
+            .map(|r| r.key.clone())
+            .collect(),
+    }];
+    let mut placed: HashSet<String> = groups[0].keys.iter().cloned().collect();
+    placed.extend(queued.keys().cloned());
+    loop {
+        let mut next: Vec<DependencyGroup> = Vec::new();
+        for r in todo {
+            if placed.contains(&r.key) {
+                continue;
+            }
+            let Some(parent) = waits_on(r) else { continue };
+            if !placed.contains(&parent) {
+                continue;
+            }
+            match next.iter_mut().find(|g| g.parent.as_ref() == Some(&parent)) {
+                Some(g) => g.keys.push(r.key.clone()),
+                None => next.push(DependencyGroup {
+                    parent: Some(parent),
+                    keys: vec![r.key.clone()],
+                }),
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        for g in &next {
+            placed.extend(g.keys.iter().cloned());
+        }
+        groups.extend(next);
+    }
+    groups.retain(|g| !g.keys.is_empty());
+    groups
 }
 
 /// Cancels every task still queued or running of this database's arrays; returns the job ids
@@ -758,6 +855,60 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    fn new_run(key: &str, parent: Option<&str>) -> crate::store::NewRun {
+        let mut config = crate::config::RunConfig {
+            data: Default::default(),
+            train: Default::default(),
+            model: Default::default(),
+            seed: 0,
+            lineage: None,
+        };
+        config.lineage = parent.map(|p| crate::config::Lineage {
+            role: crate::config::Role::Branch,
+            parent: Some(p.into()),
+            parent_step: Some(1),
+        });
+        crate::store::NewRun {
+            key: key.into(),
+            variant: None,
+            config,
+            params: 0,
+            non_embedding_params: 0,
+            tokens: 0,
+            flops: 0.0,
+        }
+    }
+
+    #[test]
+    fn children_go_out_after_their_parents_one_array_per_parent() {
+        let runs = [
+            new_run("b1", Some("t")),
+            new_run("t", None),
+            new_run("x", None),
+            new_run("g1", Some("b1")),
+            new_run("b2", Some("t")),
+            new_run("q1", Some("queued")),
+            new_run("d1", Some("done")),
+        ];
+        let todo: Vec<&crate::store::NewRun> = runs.iter().collect();
+        let queued = HashMap::from([("queued".to_string(), "7_3".to_string())]);
+        let groups: Vec<(Option<String>, Vec<String>)> = dependency_groups(&todo, &queued)
+            .into_iter()
+            .map(|g| (g.parent, g.keys))
+            .collect();
+        let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            groups,
+            vec![
+                // A run whose parent is neither queued nor submitted (done) waits for nothing.
+                (None, owned(&["t", "x", "d1"])),
+                (Some("t".into()), owned(&["b1", "b2"])),
+                (Some("queued".into()), owned(&["q1"])),
+                (Some("b1".into()), owned(&["g1"])),
+            ]
+        );
+    }
+
     #[test]
     fn batch_script_maps_task_ids_with_the_chunk_offset() {
         let job = ArrayJob {
@@ -768,6 +919,7 @@ mod tests {
             manifest: "/shared/results/s.slurm/manifest-1.txt".into(),
             offset: 1001,
             count: 5,
+            after: None,
         };
         let options = SlurmOptions {
             partition: Some("gpu".into()),

@@ -101,7 +101,9 @@ pub(crate) fn link_parents(
         let (parent_cfg, child_cfg) = (&runs[parent].config, &child.config);
         if parent_cfg.model.arch != Arch::Gpt {
             return Err(problem(
-                format!("`model.recast_from` = {from:?}: that variant's runs are looped models; recasting starts from a GPT"),
+                format!(
+                    "`model.recast_from` = {from:?}: that variant's runs are looped models; recasting starts from a GPT"
+                ),
                 format!("set model.arch = \"gpt\" in variant `{from}`"),
             ));
         }

@@ -11,8 +11,7 @@ use super::RunConfig;
 use super::error::ErrorKind;
 use crate::config::{
     Backend, COMMAND_PLACEHOLDERS, DeepSupervision, OptimizerKind, SHIPPED_CORPORA, SHIPPED_CORPUS,
-    Schedule,
-    resolve_corpus_path,
+    Schedule, resolve_corpus_path,
 };
 use crate::model::{Arch, DepthSampling, RecastSplit};
 
