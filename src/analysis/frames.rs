@@ -30,6 +30,13 @@ pub struct Frames {
     /// ([`super::source::unrolled_params`], non-embedding), NULL when its stored configuration
     /// could not be read.
     pub unrolled: DataFrame,
+    /// Runs built on runs (the `lineage` view: `run_key`, `role`, `parent_run_key`,
+    /// `parent_step`, `status`, `tokens`, `final_val_loss`), trunks included; empty for a
+    /// store older than runs built on runs.
+    pub lineage: DataFrame,
+    /// LoopUS early exit per finished run and confidence threshold (`run_key`, `threshold`,
+    /// `max_loops`, `mean_loops`, `val_loss`); empty for a store without `exit_evals`.
+    pub exits: DataFrame,
 }
 
 /// A store result as a DataFrame, columns typed as stored.
@@ -45,6 +52,15 @@ pub fn to_frame(columns: Columns) -> Result<DataFrame> {
         })
         .collect();
     Ok(DataFrame::new(columns.rows, cols)?)
+}
+
+/// A frame with these columns and no rows (text-typed: nothing is ever read from them).
+fn empty(names: &[&str]) -> Result<DataFrame> {
+    to_frame(Columns {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        data: names.iter().map(|_| ColumnData::Text(Vec::new())).collect(),
+        rows: 0,
+    })
 }
 
 impl Frames {
@@ -78,7 +94,16 @@ impl Frames {
         budget.with_column(label_of(&budget)?)?;
         let frontier = read(Table::ComputeFrontier)?;
         let unrolled = unrolled_frame(&runs, &read(Table::RunConfigs)?)?;
+        // Stores made before these tables existed have none of their rows.
+        let lineage = read(Table::Lineage).or_else(|_| {
+            empty(&["run_key", "role", "parent_run_key", "parent_step", "status", "tokens", "final_val_loss"])
+        })?;
+        let exits = read(Table::ExitEvals).or_else(|_| {
+            empty(&["run_key", "threshold", "max_loops", "mean_loops", "val_loss"])
+        })?;
         Ok(Frames {
+            lineage,
+            exits,
             runs,
             steps,
             evals,

@@ -8,6 +8,7 @@
 
 pub mod charts;
 pub mod figure;
+pub mod lineage;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -136,6 +137,16 @@ pub fn render_all(frames: &Frames, fits: &ReportFits, dir: &Path) -> Result<Vec<
             "variant_parity",
             "Variants side by side: final loss per configuration",
             charts::variant_parity(frames),
+        ),
+        (
+            "branches",
+            "WSD branches against independently trained runs",
+            lineage::branches(frames),
+        ),
+        (
+            "recast",
+            "Recast models: loss vs loops and early exit",
+            lineage::recast(frames),
         ),
         (
             "residuals",

@@ -27,6 +27,11 @@ pub enum Table {
     /// Each finished run's resolved configuration (`runs.config_json`), for what the views do
     /// not carry (the split of a looped model's parameters behind N(μ)).
     RunConfigs,
+    /// Runs built on runs (the `lineage` view): each run's role, parent and parent step,
+    /// trunks included (they are not in `final_runs`).
+    Lineage,
+    /// LoopUS early exit of finished runs (`exit_evals`) at each run's last evaluated step.
+    ExitEvals,
 }
 
 impl Table {
@@ -60,6 +65,17 @@ impl Table {
             Table::RunConfigs => {
                 "SELECT r.run_key, r.config_json FROM runs r JOIN final_runs f USING (run_key)
                  WHERE ?1 IS NULL OR f.sweep = ?1 ORDER BY r.run_key"
+            }
+            Table::Lineage => {
+                "SELECT run_key, role, parent_run_key, parent_step, status, tokens, final_val_loss
+                 FROM lineage WHERE ?1 IS NULL OR sweep = ?1 ORDER BY run_key"
+            }
+            Table::ExitEvals => {
+                "SELECT x.run_key, x.threshold, x.max_loops, x.mean_loops, x.val_loss
+                 FROM exit_evals x JOIN final_runs r USING (run_key)
+                 WHERE x.val_loss IS NOT NULL AND (?1 IS NULL OR r.sweep = ?1)
+                   AND x.step = (SELECT max(step) FROM exit_evals y WHERE y.run_key = x.run_key)
+                 ORDER BY x.run_key, x.threshold"
             }
         }
     }
