@@ -467,7 +467,7 @@ fn stores_made_before_the_views_answer_them_and_readers_leave_them_unchanged() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "DROP VIEW final_runs; DROP VIEW compute_frontier; DROP VIEW test_time_curves;
-         DROP VIEW budget_curves;",
+         DROP VIEW budget_curves; DROP VIEW lineage;",
     )
     .unwrap();
     let views = |conn: &rusqlite::Connection| -> i64 {
@@ -496,7 +496,7 @@ fn stores_made_before_the_views_answer_them_and_readers_leave_them_unchanged() {
     assert_eq!(views(&conn), 0);
     // A writer adds them to the file.
     drop(Store::open(&path).unwrap());
-    assert_eq!(views(&conn), 4);
+    assert_eq!(views(&conn), 5);
 }
 
 /// A time-conditioned run (LoopFormer) has one eval per budget and schedule; the test-time view
@@ -595,4 +595,93 @@ fn schedules_are_stored_per_eval_and_version_2_stores_migrate() {
             .rows[0],
         vec!["1".to_string()]
     );
+}
+
+/// A version-3 store (before runs built on runs) is read as it is — no trunks to leave out, no
+/// lineage — and migrated by a writer: `runs` is rebuilt with `role`, `parent_run_key`,
+/// `parent_step` and the `blocked` status, keeping every row, its order and the measurements
+/// that refer to it.
+#[test]
+fn version_3_stores_gain_lineage_and_the_blocked_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(concat!(
+        include_str!("../src/store/schema.sql"),
+        include_str!("../src/store/migrate_v2.sql"),
+        include_str!("../src/store/migrate_v3.sql"),
+    ))
+    .unwrap();
+    conn.execute_batch(
+        "PRAGMA application_id = 1280266064; PRAGMA user_version = 3;
+         INSERT INTO sweeps VALUES ('s', '', 's.toml', '', 't', 't');",
+    )
+    .unwrap();
+    for (i, key) in ["bbbb", "aaaa"].iter().enumerate() {
+        let config = serde_json::to_string(&new_run(i as u64).config).unwrap();
+        conn.execute(
+            "INSERT INTO runs (run_key, sweep, config_json, arch, d_model, n_heads, n_layers, mlp,
+               seq_len, batch_size, lr, seed, params, non_embedding_params, tokens, flops, status,
+               final_val_loss, created_at)
+             VALUES (?1, 's', ?2, 'gpt', 16, 2, 1, 'relu2', 8, 2, 0.01, ?3, 10, 5, 100, 1e6, 'done', 2.5, 't')",
+            rusqlite::params![key, config, i as i64],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO metrics (run_key, step, tokens, flops, train_loss, lr, elapsed_seconds)
+             VALUES (?1, 1, 16, 1e4, 3.0, 0.01, 0.1)",
+            [key],
+        )
+        .unwrap();
+    }
+    drop(conn);
+
+    let reader = Store::open_read_only(&path).unwrap();
+    assert_eq!(
+        reader
+            .query("SELECT count(*) FROM final_runs")
+            .unwrap()
+            .rows[0],
+        vec!["2".to_string()]
+    );
+    drop(reader);
+
+    let mut store = Store::open(&path).unwrap();
+    let version: i32 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let keys: Vec<String> = store
+        .runs("s")
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(keys, vec!["bbbb", "aaaa"], "rows and their order kept");
+    assert_eq!(
+        store.query("SELECT count(*) FROM metrics").unwrap().rows[0],
+        vec!["2".to_string()]
+    );
+    assert_eq!(
+        store
+            .query("SELECT count(*) FROM runs WHERE role IS NULL AND parent_run_key IS NULL")
+            .unwrap()
+            .rows[0],
+        vec!["2".to_string()]
+    );
+    store
+        .block_run("aaaa", "its parent run x diverged")
+        .unwrap();
+    assert_eq!(
+        store.run("aaaa").unwrap().unwrap().status,
+        RunStatus::Blocked
+    );
+    assert_eq!(
+        store.query("SELECT count(*) FROM lineage").unwrap().rows[0],
+        vec!["0".to_string()],
+        "standalone runs have no lineage"
+    );
+    let fk: Vec<Vec<String>> = store.query("PRAGMA foreign_key_check").unwrap().rows;
+    assert!(fk.is_empty(), "{fk:?}");
 }

@@ -96,10 +96,24 @@ impl Frames {
         let unrolled = unrolled_frame(&runs, &read(Table::RunConfigs)?)?;
         // Stores made before these tables existed have none of their rows.
         let lineage = read(Table::Lineage).or_else(|_| {
-            empty(&["run_key", "role", "parent_run_key", "parent_step", "status", "tokens", "final_val_loss"])
+            empty(&[
+                "run_key",
+                "role",
+                "parent_run_key",
+                "parent_step",
+                "status",
+                "tokens",
+                "final_val_loss",
+            ])
         })?;
         let exits = read(Table::ExitEvals).or_else(|_| {
-            empty(&["run_key", "threshold", "max_loops", "mean_loops", "val_loss"])
+            empty(&[
+                "run_key",
+                "threshold",
+                "max_loops",
+                "mean_loops",
+                "val_loss",
+            ])
         })?;
         Ok(Frames {
             lineage,

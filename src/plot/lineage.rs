@@ -50,7 +50,10 @@ pub fn branches(frames: &Frames) -> Built {
     );
     let mut families: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (key, parent) in &branches {
-        families.entry(parent.as_str()).or_default().push(key.as_str());
+        families
+            .entry(parent.as_str())
+            .or_default()
+            .push(key.as_str());
     }
     let mut series = Vec::new();
     for (colour, (trunk, members)) in families.iter().enumerate() {
@@ -142,7 +145,9 @@ pub fn recast(frames: &Frames) -> Built {
     };
     let (lo, hi) = tt_loops
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
     let mut series = Vec::new();
     let mut curves_of: Vec<&str> = Vec::new();
     for (colour, (key, parent)) in recast.iter().enumerate() {
@@ -202,7 +207,11 @@ pub fn recast(frames: &Frames) -> Built {
         let pts: Vec<(f64, f64)> = rows.iter().map(|&r| (mean_loops[r], x_loss[r])).collect();
         let ts: Vec<String> = rows.iter().map(|&r| format!("{}", thresholds[r])).collect();
         exit_series.push(Series::new(
-            Some(format!("{}: exit at confidence > {}", label(key), ts.join(", "))),
+            Some(format!(
+                "{}: exit at confidence > {}",
+                label(key),
+                ts.join(", ")
+            )),
             colour,
             Kind::Markers,
             pts,

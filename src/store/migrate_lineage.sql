@@ -4,13 +4,13 @@
 --   runs.parent_run_key  the run it starts from (NULL for trunks and standalone runs)
 --   runs.parent_step     the parent's step it starts from; NULL = the parent's end
 -- SQLite cannot widen a CHECK constraint in place, so `runs` is rebuilt (rowids kept, so
--- registration order is too). Foreign keys into it are checked at commit; the views, which
--- name it, are dropped here and created again by the open that runs this migration.
-PRAGMA defer_foreign_keys = ON;
+-- registration order is too), with foreign keys off (open.rs checks them afterwards); the
+-- views, which name it, are dropped here and created again by the open that runs this migration.
 DROP VIEW IF EXISTS final_runs;
 DROP VIEW IF EXISTS compute_frontier;
 DROP VIEW IF EXISTS test_time_curves;
 DROP VIEW IF EXISTS budget_curves;
+DROP VIEW IF EXISTS lineage;
 CREATE TABLE runs_lineage (
     run_key      TEXT PRIMARY KEY,
     sweep        TEXT NOT NULL REFERENCES sweeps(name),

@@ -26,19 +26,31 @@ const MIGRATIONS: &[&str] = &[
 /// The views (`CREATE VIEW IF NOT EXISTS ...`), not a migration: every open makes sure they exist.
 const VIEWS: &str = include_str!("views.sql");
 
-/// Creates the views a store lacks (`lineage`, the newest, stands for them all; each is
+/// Every view of `views.sql`.
+const VIEW_NAMES: [&str; 5] = [
+    "final_runs",
+    "compute_frontier",
+    "test_time_curves",
+    "budget_curves",
+    "lineage",
+];
+
+/// Creates the views a store lacks (each is
 /// `IF NOT EXISTS`): in the file on a read-write handle, as TEMP views (in
 /// memory, this connection only) on a read-only one, so stores made before the views existed
 /// answer them too and are never modified by a reader.
 fn ensure_views(conn: &Connection, path: &Path, read_only: bool) -> Result<(), StoreError> {
     let present: i64 = conn
         .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'lineage'",
+            &format!(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name IN ({})",
+                VIEW_NAMES.map(|v| format!("'{v}'")).join(", ")
+            ),
             [],
             |r| r.get(0),
         )
         .map_err(|e| StoreError::sqlite(path, e))?;
-    if present > 0 {
+    if present == VIEW_NAMES.len() as i64 {
         return Ok(());
     }
     let mut sql = if read_only {
@@ -225,6 +237,11 @@ pub(super) fn open_read_write(path: &Path) -> Result<Connection, StoreError> {
         // WAL lets readers (status, sql, progress) run while workers write.
         conn.pragma_update_and_check(None, "journal_mode", "wal", |_| Ok(()))
             .map_err(|e| StoreError::sqlite(path, e))?;
+        // A migration may rebuild a table others refer to (SQLite's documented procedure for
+        // schema changes ALTER TABLE cannot make): foreign keys are off while it runs (the
+        // pragma is ignored inside a transaction) and checked once it has.
+        conn.pragma_update(None, "foreign_keys", false)
+            .map_err(|e| StoreError::sqlite(path, e))?;
         let tx = conn
             .transaction()
             .map_err(|e| StoreError::sqlite(path, e))?;
@@ -236,7 +253,26 @@ pub(super) fn open_read_write(path: &Path) -> Result<Connection, StoreError> {
             .map_err(|e| StoreError::sqlite(path, e))?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(|e| StoreError::sqlite(path, e))?;
+        let broken: i64 = tx
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| StoreError::sqlite(path, e))?;
+        if broken > 0 {
+            // Rolled back on drop: the store is left as it was.
+            return Err(StoreError::sqlite(
+                path,
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                    Some(format!(
+                        "migrating to schema version {SCHEMA_VERSION} would leave {broken} row(s) referring to nothing"
+                    )),
+                ),
+            ));
+        }
         tx.commit().map_err(|e| StoreError::sqlite(path, e))?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(|e| StoreError::sqlite(path, e))?;
     }
     ensure_views(&conn, path, false)?;
     // NORMAL is durable with WAL. A shard (`store::shard`) keeps the rollback journal for network
