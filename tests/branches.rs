@@ -2,7 +2,9 @@
 //! branches each of its runs from the trunk's checkpoint; a branch is bit for bit the run an
 //! independent sweep trains with the same warmup and cooldown; the store records the lineage;
 //! a diverged trunk blocks its branches, and they wait for it again on the next `run`; `gc`
-//! keeps a trunk's checkpoints while a branch still needs them.
+//! keeps a trunk's checkpoints while a branch still needs them. A LoopUS recast run starts from
+//! its parent GPT's final checkpoint; a recast parent that cannot be found is refused. The
+//! report draws both.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -176,6 +178,19 @@ fn branches_share_one_trunk_and_each_equals_its_independent_run_bit_for_bit() {
         tail(&store, &branch.key)
     );
 
+    // The report draws the family against the independent runs.
+    let built = loopscale::report::build(
+        &loopscale::report::resolve(&db).unwrap(),
+        &dir.path().join("report"),
+    )
+    .unwrap();
+    let chart = built.charts.iter().find(|c| c.name == "branches").unwrap();
+    assert!(
+        matches!(chart.outcome, loopscale::plot::Outcome::Drawn(_)),
+        "{:?}",
+        chart.outcome
+    );
+
     // gc: every run is done, so the trunk's branch points go too.
     drop(store);
     let gc = loopscale(&["gc", file.to_str().unwrap()]);
@@ -262,5 +277,163 @@ fn branched_runs_need_a_wsd_schedule_adamw_and_the_built_in_trainer() {
         let out = loopscale(&["run", file.to_str().unwrap()]);
         assert!(!out.status.success());
         assert!(!dir.path().join("bad.sqlite").exists(), "nothing recorded");
+    }
+}
+
+fn recast_sweep(dir: &Path, name: &str, recast_model: &str) -> PathBuf {
+    let corpus = moby_dick_file(dir, 60_000);
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[sweep]
+name = "{name}"
+db = "{db}"
+[data]
+corpus = "{corpus}"
+seq_len = 32
+val_fraction = 0.1
+[train]
+batch_size = 8
+lr = 3e-3
+eval_every = 50
+eval_tokens = 1024
+[model]
+d_model = 32
+n_heads = 2
+prelude_norm = false
+state_init = "zero"
+injection = "add"
+n_prelude = 1
+n_core = 2
+n_coda = 1
+mean_recurrence = 2
+test_loops = [1, 2, 3]
+[[variants]]
+name = "gpt"
+model.arch = "gpt"
+model.n_layers = 4
+train.tokens = 25600
+[[variants]]
+name = "recast"
+model = {{ {recast_model} }}
+train = {{ tokens = 12800, deep_supervision = "random" }}
+[[variants]]
+name = "scratch"
+model.arch = "looped"
+train.tokens = 12800
+"#,
+            db = dir.join(format!("{name}.sqlite")).display(),
+            corpus = corpus.display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_recast_run_starts_from_its_parent_gpts_end_and_is_drawn_against_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = recast_sweep(
+        dir.path(),
+        "recast",
+        r#"arch = "looped", recast_from = "gpt", loop_gate = "selective", exit_head = true, exit_thresholds = [0.2, 0.5]"#,
+    );
+    let sweep = Sweep::load(&file).unwrap();
+    let gpt = sweep
+        .runs
+        .iter()
+        .find(|r| r.variant.as_deref() == Some("gpt"))
+        .unwrap();
+    let child = sweep
+        .runs
+        .iter()
+        .find(|r| r.variant.as_deref() == Some("recast"))
+        .unwrap();
+    assert_eq!(child.config.parent(), Some(gpt.key.as_str()));
+    // The parent keeps its last checkpoint (100 steps), which the child starts from.
+    assert_eq!(gpt.config.train.keep_checkpoints, vec![100]);
+    assert_eq!(
+        child.config.lineage.as_ref().unwrap().parent_step,
+        Some(100)
+    );
+
+    let run = loopscale(&["run", file.to_str().unwrap(), "--jobs", "2", "--plain"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let db = dir.path().join("recast.sqlite");
+    let store = Store::open_read_only(&db).unwrap();
+    let rows = store.runs("recast").unwrap();
+    assert!(rows.iter().all(|r| r.status == RunStatus::Done), "{rows:?}");
+    let loss = |key: &str| {
+        rows.iter()
+            .find(|r| r.key == key)
+            .unwrap()
+            .final_val_loss
+            .unwrap()
+    };
+    let scratch = sweep
+        .runs
+        .iter()
+        .find(|r| r.variant.as_deref() == Some("scratch"))
+        .unwrap();
+    // Starting from a trained GPT is worth far more than 50 steps from scratch.
+    assert!(
+        loss(&child.key) < loss(&scratch.key) - 0.1,
+        "recast {} vs scratch {}",
+        loss(&child.key),
+        loss(&scratch.key)
+    );
+    let log = std::fs::read_to_string(
+        loopscale::engine::logs_dir(&db).join(format!("{}.log", child.key)),
+    )
+    .unwrap();
+    assert!(log.contains("recast split [1, 3)"), "{log}");
+    let exits = store
+        .query(
+            "SELECT count(*) FROM exit_evals WHERE run_key = :k"
+                .replace(":k", &format!("'{}'", child.key))
+                .as_str(),
+        )
+        .unwrap();
+    assert_eq!(exits.rows[0][0], "2", "one row per threshold");
+    let built = loopscale::report::build(
+        &loopscale::report::resolve(&db).unwrap(),
+        &dir.path().join("report"),
+    )
+    .unwrap();
+    let chart = built.charts.iter().find(|c| c.name == "recast").unwrap();
+    assert!(
+        matches!(chart.outcome, loopscale::plot::Outcome::Drawn(_)),
+        "{:?}",
+        chart.outcome
+    );
+}
+
+#[test]
+fn a_recast_parent_that_cannot_be_found_or_does_not_fit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (model, expect) in [
+        (
+            r#"arch = "looped", recast_from = "gtp""#,
+            "names no variant",
+        ),
+        (
+            r#"arch = "looped", recast_from = "scratch""#,
+            "recasting starts from a GPT",
+        ),
+        (
+            r#"arch = "gpt", recast_from = "gpt""#,
+            "is set on a GPT run",
+        ),
+        (
+            r#"arch = "looped", recast_from = "gpt", n_coda = 2"#,
+            "the parent does not fit this run",
+        ),
+    ] {
+        let file = recast_sweep(dir.path(), "bad_recast", model);
+        let err = Sweep::load(&file).unwrap_err().to_string();
+        assert!(err.contains(expect), "{model}: {err}");
+        assert!(err.contains("model.recast_from"), "{err}");
     }
 }

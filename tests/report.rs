@@ -181,10 +181,11 @@ fn every_chart_renders_from_the_fixture_database() {
         .unwrap_or(dir.path().join("report"));
     let index = report::write(&source(&db), &out, Format::Html).unwrap();
     let built = report::build(&source(&db), &out).unwrap();
-    assert_eq!(built.charts.len(), 12);
+    assert_eq!(built.charts.len(), 14);
     for chart in &built.charts {
-        if chart.name == "variant_parity" {
-            // No variants in this fixture: see variants_run_on_one_grid_are_drawn_side_by_side.
+        // No variants, branches or recast runs in this fixture: see
+        // variants_run_on_one_grid_are_drawn_side_by_side and tests/branches.rs.
+        if ["variant_parity", "branches", "recast"].contains(&chart.name) {
             assert!(matches!(chart.outcome, Outcome::Skipped(_)));
             continue;
         }
@@ -216,14 +217,18 @@ fn every_chart_renders_from_the_fixture_database() {
     let html = std::fs::read_to_string(index).unwrap();
     assert_eq!(
         html.matches("Not drawn").count(),
-        1,
-        "only the variants chart"
+        3,
+        "only the variants, branches and recast charts"
     );
     assert!(
         !html.contains("http://") && !html.contains("https://"),
         "no external assets"
     );
-    for chart in built.charts.iter().filter(|c| c.name != "variant_parity") {
+    for chart in built
+        .charts
+        .iter()
+        .filter(|c| !["variant_parity", "branches", "recast"].contains(&c.name))
+    {
         assert!(
             html.contains(&format!("src=\"{}.png\"", chart.name)),
             "{}",

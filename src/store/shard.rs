@@ -64,6 +64,7 @@ impl Store {
              INSERT INTO shard.attempts SELECT * FROM main.attempts WHERE run_key = {k};
              INSERT INTO shard.metrics SELECT * FROM main.metrics WHERE run_key = {k};
              INSERT INTO shard.evals SELECT * FROM main.evals WHERE run_key = {k};
+             INSERT INTO shard.exit_evals SELECT * FROM main.exit_evals WHERE run_key = {k};
              COMMIT;",
             k = sql_text(key)
         ));
@@ -123,7 +124,7 @@ impl Store {
                 ),
                 params![key],
             )?;
-            for table in ["attempts", "metrics", "evals"] {
+            for table in ["attempts", "metrics", "evals", "exit_evals"] {
                 n += tx.execute(
                     &format!(
                         "INSERT OR REPLACE INTO main.{table}
@@ -148,6 +149,12 @@ impl Store {
                      SELECT 1 FROM shard.evals s WHERE s.run_key = ?1
                      AND s.step = main.evals.step AND s.test_loops IS main.evals.test_loops
                      AND s.schedule IS main.evals.schedule)",
+                params![key],
+            )?;
+            n += tx.execute(
+                "DELETE FROM main.exit_evals WHERE run_key = ?1 AND NOT EXISTS (
+                     SELECT 1 FROM shard.exit_evals s WHERE s.run_key = ?1
+                     AND s.step = main.exit_evals.step AND s.threshold = main.exit_evals.threshold)",
                 params![key],
             )?;
             Ok(n)

@@ -3,7 +3,8 @@
 //!
 //! "Shared axes" are the sweep's axes (keys whose values differ across runs) on which both runs
 //! have a value, except the keys the child's own variant sets (they describe the child, e.g.
-//! its loops or shape). Exactly one run of the named variant must match; the child's lineage
+//! its loops or shape) and `model.n_layers` (a looped run's is its block count, checked
+//! against the parent's separately). Exactly one run of the named variant must match; the child's lineage
 //! then names it and its last step, and the parent keeps the checkpoint of that step
 //! (`train.keep_checkpoints`, operational, so the parent's key does not change).
 
@@ -49,7 +50,10 @@ pub(crate) fn link_parents(
             .unwrap_or_default();
         let shared = |parent: &PlannedRun| -> bool {
             child.varying.iter().all(|(key, value)| {
+                // A looped run's n_layers is its prelude + core + coda: the shape check below
+                // compares it with the parent's.
                 own.contains(key)
+                    || key == "model.n_layers"
                     || value == "-"
                     || parent
                         .varying

@@ -175,6 +175,13 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
         check_heads(&mut out, "model.d_model", m.d_model, m.n_heads);
     }
     out.extend(check_shortcut(c));
+    if m.recast_from.is_some() && m.arch != Arch::Looped {
+        out.push(problem(
+            &["model.recast_from", "model.arch"],
+            "`model.recast_from` is set on a GPT run: the recast model is a looped one".into(),
+            "set model.arch = \"looped\" in the variant that recasts, and recast_from there only",
+        ));
+    }
     out.extend(check_branch(c));
     out.extend(check_loopus(c));
     if m.arch == Arch::Looped {
