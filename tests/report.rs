@@ -86,6 +86,7 @@ fn finish_at(store: &mut Store, run: &NewRun, mu: Option<f64>, final_loss: f64) 
         val_bpb: v / std::f64::consts::LN_2,
         test_loops: t,
         schedule: schedule.map(str::to_string),
+        accuracy: None,
     };
     let eval = |s: u64, t: Option<usize>, v: f64| eval_along(s, t, v, None);
     let mut evals = vec![eval(5, None, final_loss + 0.3), eval(10, None, final_loss)];

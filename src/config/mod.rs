@@ -13,7 +13,7 @@ mod tables;
 pub use crate::model::ModelConfig;
 pub use tables::{
     Backend, COMMAND_PLACEHOLDERS, DEFAULT_SHORTCUT_LAMBDA, DataConfig, OptimizerKind,
-    SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, TrainConfig, resolve_corpus_path,
+    SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, Task, TrainConfig, resolve_corpus_path,
 };
 
 /// Everything that determines a run's result. Two runs with equal `RunConfig`s are the same run.
@@ -27,14 +27,15 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// Training FLOPs per token of this run: the model's count, with the short trajectory
-    /// added under `train.shortcut_consistency` (`model::counts`).
-    pub fn train_flops_per_token(&self, vocab_size: usize) -> f64 {
-        let (m, seq) = (&self.model, self.data.seq_len);
+    /// Training FLOPs per token of this run: the model's count for the data's ends
+    /// ([`DataConfig::io`]), with the short trajectory added under
+    /// `train.shortcut_consistency` (`model::counts`).
+    pub fn train_flops_per_token(&self) -> f64 {
+        let (m, seq, io) = (&self.model, self.data.seq_len, self.data.io());
         if self.train.shortcut_consistency {
-            crate::model::shortcut_train_flops_per_token(m, vocab_size, seq)
+            crate::model::shortcut_train_flops_per_token(m, io, seq)
         } else {
-            crate::model::train_flops_per_token(m, vocab_size, seq)
+            crate::model::train_flops_per_token(m, io, seq)
         }
     }
 

@@ -12,7 +12,7 @@ use super::Interrupts;
 use super::command::{CommandRun, train_with_command};
 use crate::config::Backend;
 use crate::store::{RunStatus, Store};
-use crate::train::{self, Checkpointing, Corpus, EvalMetrics, RunObserver, StepMetrics};
+use crate::train::{self, Checkpointing, Dataset, EvalMetrics, IclError, RunObserver, StepMetrics};
 
 /// What a worker is told by its coordinator.
 #[derive(Clone, Debug)]
@@ -66,6 +66,11 @@ impl RunObserver for StoreObserver<'_> {
     fn on_eval(&mut self, eval: &EvalMetrics) -> anyhow::Result<()> {
         self.evals.push(eval.clone());
         self.flush_if_due()
+    }
+
+    fn on_icl_errors(&mut self, errors: &[IclError]) -> anyhow::Result<()> {
+        self.store.record_icl_errors(&self.key, errors)?;
+        Ok(())
     }
 
     fn on_resume(&mut self, step: u64) -> anyhow::Result<()> {
@@ -142,7 +147,7 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
         };
         let outcome = match run.config.train.backend {
             Backend::Builtin => {
-                let corpus = Corpus::load(&run.config.data, &args.base_dir)?;
+                let data = Dataset::load(&run.config, &args.base_dir)?;
                 let device = train::default_device()?;
                 let checkpoints = Checkpointing {
                     dir: super::run_dir(&args.db, &run.key),
@@ -151,7 +156,7 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
                 };
                 train::train_resumable(
                     &run.config,
-                    &corpus,
+                    &data,
                     &device,
                     &mut observer,
                     Some(&checkpoints),

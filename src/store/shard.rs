@@ -64,6 +64,7 @@ impl Store {
              INSERT INTO shard.attempts SELECT * FROM main.attempts WHERE run_key = {k};
              INSERT INTO shard.metrics SELECT * FROM main.metrics WHERE run_key = {k};
              INSERT INTO shard.evals SELECT * FROM main.evals WHERE run_key = {k};
+             INSERT INTO shard.icl_errors SELECT * FROM main.icl_errors WHERE run_key = {k};
              COMMIT;",
             k = sql_text(key)
         ));
@@ -123,7 +124,7 @@ impl Store {
                 ),
                 params![key],
             )?;
-            for table in ["attempts", "metrics", "evals"] {
+            for table in ["attempts", "metrics", "evals", "icl_errors"] {
                 n += tx.execute(
                     &format!(
                         "INSERT OR REPLACE INTO main.{table}

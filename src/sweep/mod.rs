@@ -61,6 +61,7 @@ pub mod flops;
 mod keys;
 mod slurm_table;
 mod spec;
+mod task_checks;
 mod validate;
 
 use std::collections::{HashMap, HashSet};

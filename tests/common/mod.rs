@@ -5,12 +5,13 @@
 #![allow(dead_code)] // not every helper is used by the tests of every build
 
 use loopscale::config::DataConfig;
-use loopscale::train::{Corpus, EvalMetrics, RunObserver, StepMetrics};
+use loopscale::train::{Corpus, EvalMetrics, IclError, RunObserver, StepMetrics};
 
 #[derive(Default)]
 pub struct Recorder {
     pub steps: Vec<StepMetrics>,
     pub evals: Vec<EvalMetrics>,
+    pub icl_errors: Vec<IclError>,
     /// Ask the trainer to stop after this many `should_stop` polls.
     pub stop_after: Option<usize>,
     pub polls: usize,
@@ -23,6 +24,10 @@ impl RunObserver for Recorder {
     }
     fn on_eval(&mut self, eval: &EvalMetrics) -> anyhow::Result<()> {
         self.evals.push(eval.clone());
+        Ok(())
+    }
+    fn on_icl_errors(&mut self, errors: &[IclError]) -> anyhow::Result<()> {
+        self.icl_errors.extend_from_slice(errors);
         Ok(())
     }
     fn should_stop(&mut self) -> bool {
