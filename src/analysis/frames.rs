@@ -7,6 +7,7 @@ use polars::prelude::{Column, DataFrame};
 
 use super::columns::strs;
 use super::labels::run_labels;
+use super::tasks::{AccuracyPoint, IclPoint, accuracy_points, icl_points};
 use crate::store::{ColumnData, Columns, Store, Table};
 
 /// Every frame the report and the fits use, for one sweep (or every sweep in the file).
@@ -30,6 +31,10 @@ pub struct Frames {
     /// ([`super::source::unrolled_params`], non-embedding), NULL when its stored configuration
     /// could not be read.
     pub unrolled: DataFrame,
+    /// Task runs (p_hop, addition): accuracy at the training depth and each test-time loop count.
+    pub accuracy: Vec<AccuracyPoint>,
+    /// Regression runs: in-context errors by number of examples, with the baselines'.
+    pub icl: Vec<IclPoint>,
 }
 
 /// A store result as a DataFrame, columns typed as stored.
@@ -86,6 +91,8 @@ impl Frames {
             test_time,
             budget,
             unrolled,
+            accuracy: accuracy_points(store, sweep)?,
+            icl: icl_points(store, sweep)?,
         })
     }
 

@@ -8,6 +8,7 @@
 
 pub mod charts;
 pub mod figure;
+pub mod task_charts;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -136,6 +137,21 @@ pub fn render_all(frames: &Frames, fits: &ReportFits, dir: &Path) -> Result<Vec<
             "variant_parity",
             "Variants side by side: final loss per configuration",
             charts::variant_parity(frames),
+        ),
+        (
+            "task_depth",
+            "Task accuracy vs effective depth",
+            task_charts::accuracy_vs_depth(frames),
+        ),
+        (
+            "task_loops",
+            "Task accuracy vs test-time loops",
+            task_charts::accuracy_vs_loops(frames),
+        ),
+        (
+            "icl_errors",
+            "In-context regression error vs examples",
+            task_charts::icl_errors(frames),
         ),
         (
             "residuals",
