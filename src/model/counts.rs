@@ -26,6 +26,10 @@
 //!   sandyresearch/parcae, which leaves the tied embedding and head out) only by the head term,
 //!   which the looped count below adds the same way.
 //!
+//! On a regression task ([`super::io::Io::Vectors`]) the ends are a linear read-in of `w`
+//! channels and a scalar read-out: the head term is `6·d·1`, the read-in adds `6·w·d` (a real
+//! matrix product, unlike a table lookup), and both count as embedding parameters.
+//!
 //! # Looped models
 //!
 //! A looped model's non-embedding parameters split into those applied once per token

@@ -129,6 +129,10 @@ pub fn accuracy_vs_loops(frames: &Frames) -> Built {
     })))
 }
 
+/// Errors below this are drawn at it: least squares is exact (1e-30) once it has d examples,
+/// and a log axis down to round-off would flatten every other curve.
+const ERROR_FLOOR: f64 = 1e-4;
+
 /// In-context regression error / d against the number of examples: each model (a looped one
 /// at each test-time loop count) as a line, the reference estimators dashed.
 pub fn icl_errors(frames: &Frames) -> Built {
@@ -168,7 +172,7 @@ pub fn icl_errors(frames: &Frames) -> Built {
                 // Baselines are the same for every run of a sweep: the first run's suffice.
                 .fold(Vec::<(f64, f64)>::new(), |mut acc, p| {
                     if !acc.iter().any(|(k, _)| *k == p.n_examples as f64) {
-                        acc.push((p.n_examples as f64, p.error));
+                        acc.push((p.n_examples as f64, p.error.max(ERROR_FLOOR)));
                     }
                     acc
                 });
@@ -179,7 +183,7 @@ pub fn icl_errors(frames: &Frames) -> Built {
     Ok(Ok(single(Panel {
         title: "In-context linear regression: error vs examples".into(),
         x_label: "in-context examples".into(),
-        y_label: "squared error / d".into(),
+        y_label: "squared error / d (below 1e-4 drawn at 1e-4)".into(),
         log_x: false,
         log_y: true,
         series,
