@@ -106,12 +106,14 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
         if a[col][col].abs() < 1e-12 * scale {
             a[col][col] += 1e-10 * scale;
         }
-        for row in col + 1..n {
-            let f = a[row][col] / a[col][col];
-            for c in col..n {
-                a[row][c] -= f * a[col][c];
+        let (upper, lower) = a.split_at_mut(col + 1);
+        let pivot_row = &upper[col];
+        for (row, target) in lower.iter_mut().enumerate() {
+            let f = target[col] / pivot_row[col];
+            for (t, p) in target.iter_mut().zip(pivot_row).skip(col) {
+                *t -= f * p;
             }
-            b[row] -= f * b[col];
+            b[col + 1 + row] -= f * b[col];
         }
     }
     let mut x = vec![0.0; n];

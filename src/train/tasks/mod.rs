@@ -239,9 +239,9 @@ impl TaskSet {
                         continue;
                     };
                     sums.resize(prompt.ys.len(), 0.0);
-                    for k in 0..prompt.ys.len() {
+                    for (k, sum) in sums.iter_mut().enumerate() {
                         let y = est.predict(&prompt.xs[..k], &prompt.ys[..k], &prompt.xs[k]);
-                        sums[k] += (y - prompt.ys[k]).powi(2);
+                        *sum += (y - prompt.ys[k]).powi(2);
                     }
                 }
                 let n = self.eval.len() as f64;
