@@ -92,7 +92,8 @@ pub fn accuracy_vs_loops(frames: &Frames) -> Built {
         .collect();
     if looped.is_empty() {
         return Ok(Err(
-            "No looped task run was evaluated at test-time loop counts (model.test_loops), so \
+            "No looped task run (data.task = \"p_hop\" or \"addition\") was evaluated at \
+             test-time loop counts (model.test_loops), so \
              there is no accuracy-vs-loops chart."
                 .into(),
         ));
