@@ -906,3 +906,27 @@ fn the_shipped_task_sweeps_load() {
         assert!(sweep.runs.len() >= 2, "{name}");
     }
 }
+
+#[test]
+fn the_last_loops_loss_needs_a_fixed_depth_looped_model_with_matching_backprop() {
+    let e = err("[train]\nloss_last_loops = 2\n");
+    assert_eq!(e.kind, ErrorKind::InvalidRun);
+    assert_has(
+        &e,
+        &["`train.loss_last_loops` = 2 needs `model.arch` = \"looped\""],
+    );
+    let e = err(
+        "[train]\nloss_last_loops = 9\n[model]\narch = \"looped\"\nmean_recurrence = 8\ndepth_sampling = \"fixed\"\n",
+    );
+    assert_has(
+        &e,
+        &["`train.loss_last_loops` = 9 must lie between 1 and model.mean_recurrence = 8"],
+    );
+    let e = err(
+        "[train]\nloss_last_loops = 4\n[model]\narch = \"looped\"\nmean_recurrence = 8\nbackprop_depth = 2\ndepth_sampling = \"fixed\"\n",
+    );
+    assert_has(
+        &e,
+        &["but model.backprop_depth = 2", "set backprop_depth = 4"],
+    );
+}

@@ -441,3 +441,83 @@ fn a_regression_run_reports_icl_errors_with_baselines() {
             .all(|e| e.error.is_finite() && e.error >= 0.0)
     );
 }
+
+fn output_injected(loops: usize) -> ModelConfig {
+    ModelConfig {
+        arch: Arch::Looped,
+        looped: Some(LoopedConfig {
+            n_prelude: 0,
+            n_core: 1,
+            n_coda: 0,
+            mean_recurrence: loops,
+            backprop_depth: Some(2),
+            depth_sampling: DepthSampling::Fixed,
+            injection: Injection::Add,
+            state_init: StateInit::Zero,
+            prelude_norm: false,
+            test_loops: vec![loops],
+            ..LoopedConfig::default()
+        }),
+        ..tiny_model()
+    }
+}
+
+/// Yang et al.'s loss: the mean of the last T loops' output losses. With T = 1 it is the plain
+/// loss at that depth; with T = 2 the mean of the losses at depths 2 and 3; untruncated, its
+/// gradient is true.
+#[test]
+fn the_last_loops_loss_averages_each_loops_output() {
+    use loopscale::model::Looped;
+    let dev = Device::Cpu;
+    let io = Io::Vectors { width: 3 };
+    let model = Looped::new(&output_injected(3), io, 4, 7, DType::F64, &dev).unwrap();
+    let x = Tensor::new(
+        &[[
+            [0.5f64, -1.0, 0.0],
+            [0.0, 0.0, 0.7],
+            [1.2, 0.3, 0.0],
+            [0.0, 0.0, -0.4],
+        ]],
+        &dev,
+    )
+    .unwrap();
+    let y = Tensor::new(&[[0.7f64, f64::NAN, -0.4, f64::NAN]], &dev).unwrap();
+    let h0 = Tensor::zeros((1, 4, 8), DType::F64, &dev).unwrap();
+    let scalar = |t: Tensor| t.to_scalar::<f64>().unwrap();
+    let at = |loops| scalar(model.loss_with_loops(&x, &y, loops).unwrap());
+    let (one, _) = model.last_loops_loss(&x, &y, &h0, 3, 1).unwrap();
+    assert!((scalar(one) - at(3)).abs() < 1e-12);
+    let (two, _) = model.last_loops_loss(&x, &y, &h0, 3, 2).unwrap();
+    assert!((scalar(two) - (at(2) + at(3)) / 2.0).abs() < 1e-12);
+    // Through every loop (no truncation) the gradient is the true one.
+    let f = || model.last_loops_loss(&x, &y, &h0, 3, 3).unwrap().0;
+    let checked = central_differences("last loops", model.params().params(), &f, &|_| 3, 4);
+    assert!(checked.iter().filter(|g| g.scale > 1e-6).count() > 5);
+    assert!(model.last_loops_loss(&x, &y, &h0, 3, 4).is_err());
+}
+
+#[test]
+fn a_run_trains_with_the_last_loops_loss() {
+    let data = DataConfig {
+        dims: Some(3),
+        examples: Some(5),
+        ..data(Task::LinearRegression, 10)
+    };
+    let mut cfg = task_run(data, output_injected(3), 3);
+    cfg.train.loss_last_loops = Some(2);
+    let mut rec = Recorder::default();
+    let out = train(
+        &cfg,
+        &TaskSet::new(&cfg.data, 16).unwrap(),
+        &Device::Cpu,
+        &mut rec,
+    )
+    .unwrap();
+    assert_eq!(out.end, RunEnd::Done);
+    assert!(rec.steps.iter().all(|s| s.train_loss.is_finite()));
+    // Two outputs decoded per step: one decode more than the plain count.
+    let mut plain = cfg.clone();
+    plain.train.loss_last_loops = None;
+    let extra = cfg.train_flops_per_token() - plain.train_flops_per_token();
+    assert_eq!(extra, 6.0 * (8.0 * 8.0 + 8.0) + 6.0 * 8.0);
+}

@@ -30,13 +30,22 @@ impl RunConfig {
     /// Training FLOPs per token of this run: the model's count for the data's ends
     /// ([`DataConfig::io`]), with the short trajectory added under
     /// `train.shortcut_consistency` (`model::counts`).
+    /// Under `train.loss_last_loops = T` each of the last `T − 1` loops also decodes its output
+    /// (readout, coda, final norm, head), forward and backward.
     pub fn train_flops_per_token(&self) -> f64 {
         let (m, seq, io) = (&self.model, self.data.seq_len, self.data.io());
-        if self.train.shortcut_consistency {
-            crate::model::shortcut_train_flops_per_token(m, io, seq)
-        } else {
-            crate::model::train_flops_per_token(m, io, seq)
-        }
+        let extra_decodes = match (self.train.loss_last_loops, &m.looped) {
+            (Some(t), Some(_)) if m.arch == crate::model::Arch::Looped => {
+                t.saturating_sub(1) as f64 * crate::model::decode_train_flops_per_token(m, io, seq)
+            }
+            _ => 0.0,
+        };
+        extra_decodes
+            + if self.train.shortcut_consistency {
+                crate::model::shortcut_train_flops_per_token(m, io, seq)
+            } else {
+                crate::model::train_flops_per_token(m, io, seq)
+            }
     }
 
     /// The canonical form: compact JSON with fields in declaration order and absent options

@@ -305,6 +305,12 @@ pub struct TrainConfig {
     /// λ_mse, the consistency term's weight (the same convention).
     #[serde(skip_serializing_if = "is_default_shortcut_lambda")]
     pub shortcut_lambda_mse: f64,
+    /// Yang et al. (ICLR 2024): a looped model's training loss is the mean of the losses of the
+    /// outputs after each of the last `T` of its `mean_recurrence` loops (fixed depth), with
+    /// gradients through those `T` loops only (set `model.backprop_depth = T`). Absent: the
+    /// loss of the last loop's output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_last_loops: Option<usize>,
 }
 
 /// The paper's weight of both shortcut-consistency terms.
@@ -350,6 +356,7 @@ impl Default for TrainConfig {
             shortcut_consistency: false,
             shortcut_lambda_ce: DEFAULT_SHORTCUT_LAMBDA,
             shortcut_lambda_mse: DEFAULT_SHORTCUT_LAMBDA,
+            loss_last_loops: None,
         }
     }
 }

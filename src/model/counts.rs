@@ -276,6 +276,19 @@ fn loops_flops_per_token(cfg: &ModelConfig, seq_len: usize, mu_rec: f64, mu_bwd:
         + (mu_rec + 2.0 * mu_bwd) * attn_core * l.n_core as f64
 }
 
+/// Training FLOPs per token of one more decode of a looped model's state (readout `C`, coda
+/// blocks, final norm, head: `6·(r·d + N_coda + d) + 3·A·L_coda + 6·d·V`), as Yang et al.'s
+/// loss over the last loops' outputs adds per extra output.
+pub fn decode_train_flops_per_token(cfg: &ModelConfig, io: impl Into<Io>, seq_len: usize) -> f64 {
+    let io = io.into();
+    let l = looped_of(cfg);
+    let (d, r) = (cfg.d_model as f64, l.recurrent_width(cfg.d_model) as f64);
+    let coda = l.n_coda as f64 * block_params(cfg) as f64;
+    6.0 * (r * d + coda + d)
+        + 3.0 * attention_flops_per_token(cfg, seq_len) * l.n_coda as f64
+        + 6.0 * d * io.out_width() as f64
+}
+
 /// Training FLOPs per token under shortcut-consistency training (`train.shortcut_consistency`):
 /// the plain count of [`train_flops_per_token`] with the long trajectory's `L = mean_recurrence`
 /// loops (`μ_bwd = min(backprop_depth, L)`), plus the short trajectory, which shares the

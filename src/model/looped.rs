@@ -675,6 +675,39 @@ impl Looped {
         })
     }
 
+    /// Yang et al.'s objective: every sequence runs `loops` loops from `h0`; the loss is the mean
+    /// of the losses of the outputs after each of the last `last` loops (each decoded), and the
+    /// loops before those run without a graph.
+    pub fn last_loops_loss(
+        &self,
+        input_ids: &Tensor,
+        targets: &Tensor,
+        h0: &Tensor,
+        loops: usize,
+        last: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        if last == 0 || last > loops || self.conditioning.is_some() {
+            candle_core::bail!("last_loops_loss needs 1 ≤ last ≤ loops and an unconditioned core");
+        }
+        let injected = self.encode(input_ids)?;
+        let mut h = if injected.per_loop {
+            h0.clone()
+        } else {
+            injected.drive.clone()
+        };
+        let mut losses = Vec::with_capacity(last);
+        for j in 0..loops {
+            h = self.core.forward(&injected.apply(&h)?, &self.core_rope)?;
+            if j + last < loops {
+                h = h.detach();
+            } else {
+                losses.push(lm_loss(&self.decode(h.clone())?.logits, targets)?);
+            }
+        }
+        let total = Tensor::stack(&losses, 0)?.mean_all()?;
+        Ok((total, h))
+    }
+
     /// Logits along the schedule `steps` on every sequence, from the evaluation state.
     pub fn logits_with_steps(&self, input_ids: &Tensor, steps: Vec<f64>) -> Result<Tensor> {
         let (b, t) = batch_time(input_ids)?;

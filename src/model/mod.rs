@@ -35,9 +35,9 @@ pub use config::{
     StateInit,
 };
 pub use counts::{
-    LoopedSplit, ParamCounts, conditioning_params, forward_flops_per_token,
-    forward_flops_per_token_at, looped_split, param_counts, shortcut_train_flops_per_token,
-    train_flops_per_token,
+    LoopedSplit, ParamCounts, conditioning_params, decode_train_flops_per_token,
+    forward_flops_per_token, forward_flops_per_token_at, looped_split, param_counts,
+    shortcut_train_flops_per_token, train_flops_per_token,
 };
 pub use gpt::Gpt;
 pub use io::{Io, ReadIn};

@@ -31,9 +31,61 @@ fn owner(key: &str) -> Task {
         .unwrap_or(Task::Lm)
 }
 
+/// `train.loss_last_loops = T` (Yang et al.): a looped model at a fixed depth of at least `T`
+/// loops, with gradients through exactly those `T`.
+fn check_last_loops(c: &RunConfig) -> Vec<Problem> {
+    let Some(t) = c.train.loss_last_loops else {
+        return Vec::new();
+    };
+    let key = "train.loss_last_loops";
+    let Some(l) = c
+        .model
+        .looped
+        .as_ref()
+        .filter(|_| c.model.arch == Arch::Looped)
+    else {
+        return vec![problem(
+            &[key, "model.arch"],
+            format!("`{key}` = {t} needs `model.arch` = \"looped\""),
+            "the loss over the last loops' outputs is a looped model's; remove it from GPT runs",
+        )];
+    };
+    let mut out = Vec::new();
+    if t == 0 || t > l.mean_recurrence {
+        out.push(problem(
+            &[key, "model.mean_recurrence"],
+            format!(
+                "`{key}` = {t} must lie between 1 and model.mean_recurrence = {}",
+                l.mean_recurrence
+            ),
+            "Yang et al. average the last T = 15 of b = 30 loops; e.g. loss_last_loops = 4 with mean_recurrence = 8",
+        ));
+    } else if l.backprop_depth() != t {
+        out.push(problem(
+            &["model.backprop_depth", key],
+            format!(
+                "`{key}` = {t} takes gradients through its last {t} loops, but model.backprop_depth = {}",
+                l.backprop_depth()
+            ),
+            format!("set backprop_depth = {t}, so the FLOP count matches what trains"),
+        ));
+    }
+    if l.depth_sampling != crate::model::DepthSampling::Fixed
+        || l.loop_conditioning != crate::model::LoopConditioning::None
+        || c.train.shortcut_consistency
+    {
+        out.push(problem(
+            &[key, "model.depth_sampling"],
+            format!("`{key}` needs depth_sampling = \"fixed\", an unconditioned core and no shortcut consistency"),
+            "set depth_sampling = \"fixed\" (every sequence runs mean_recurrence loops)",
+        ));
+    }
+    out
+}
+
 pub(crate) fn check_task(c: &RunConfig) -> Vec<Problem> {
     let d = &c.data;
-    let mut out = Vec::new();
+    let mut out = check_last_loops(c);
     for key in d.task_keys_set() {
         if !d.task.keys().contains(&key) {
             let name = dotted(key);

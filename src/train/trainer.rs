@@ -477,6 +477,23 @@ impl<'a> Trainer<'a> {
                 t.shortcut_lambda_ce,
                 t.shortcut_lambda_mse,
             )?,
+            // Yang et al.: the mean loss of the last T loops' outputs.
+            Some(looped) if t.loss_last_loops.is_some() => {
+                let (b, len) = (batch.inputs.dim(0)?, batch.inputs.dim(1)?);
+                let h0 = looped.initial_state(b, len, &mut forward_rng)?;
+                let (loss, state) = looped.last_loops_loss(
+                    &batch.inputs,
+                    &batch.targets,
+                    &h0,
+                    looped.config().mean_recurrence,
+                    t.loss_last_loops.unwrap_or(1),
+                )?;
+                crate::model::TrainLoss {
+                    loss,
+                    state_norm: Some(crate::model::looped::state_norm(&state)?),
+                    reported: None,
+                }
+            }
             _ => self
                 .model
                 .train_loss(&batch.inputs, &batch.targets, &mut forward_rng)?,
