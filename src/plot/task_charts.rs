@@ -49,7 +49,11 @@ pub fn accuracy_vs_depth(frames: &Frames) -> Built {
         if let Some((alpha, beta, _)) = depth_line(&d, &a) {
             let (lo, hi) = (d[0], d[d.len() - 1]);
             series.push(Series::new(
-                Some(format!("  fit: {alpha:.3}·ln(depth) + {beta:.3}")),
+                Some(format!(
+                    "  fit: {alpha:.3}·ln(depth) {} {:.3}",
+                    if beta < 0.0 { "−" } else { "+" },
+                    beta.abs()
+                )),
                 c,
                 Kind::Dashed,
                 (0..=40)
