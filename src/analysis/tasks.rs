@@ -109,7 +109,7 @@ pub fn depth_points(points: &[AccuracyPoint]) -> Vec<(Family, f64, f64)> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct IclPoint {
     pub run_key: String,
-    /// `gpt L=4`, `looped 1⊗8`, or the estimator's name for a baseline.
+    /// `gpt L=4`, `looped 1⊗8` (prefixed by the run's variant, if any).
     pub model: String,
     /// `model`, `least_squares`, `averaging`, `knn3`.
     pub estimator: String,
@@ -129,6 +129,8 @@ pub fn icl_points(store: &Store, sweep: Option<&str>) -> Result<Vec<IclPoint>> {
     }
     let keys = strs(&f, "run_key")?;
     let arch = strs(&f, "arch")?;
+    // Empty for runs outside a [[variants]] entry.
+    let variant = strs(&f, "variant")?;
     let n_layers = opt_f64s(&f, "n_layers")?;
     let mu = opt_f64s(&f, "mean_recurrence")?;
     let estimator = strs(&f, "estimator")?;
@@ -137,13 +139,18 @@ pub fn icl_points(store: &Store, sweep: Option<&str>) -> Result<Vec<IclPoint>> {
     let error = opt_f64s(&f, "error")?;
     Ok((0..f.height())
         .filter_map(|i| {
-            let model = match arch[i].as_str() {
+            let shape = match arch[i].as_str() {
                 "looped" => format!(
                     "looped {}⊗{}",
                     n_layers[i].unwrap_or(1.0),
                     mu[i].unwrap_or(1.0)
                 ),
                 _ => format!("gpt L={}", n_layers[i].unwrap_or(1.0)),
+            };
+            // Two variants of one shape (e.g. two training losses) stay apart.
+            let model = match variant[i].as_str() {
+                "" => shape,
+                v => format!("{v}: {shape}"),
             };
             Some(IclPoint {
                 run_key: keys[i].clone(),
