@@ -521,3 +521,48 @@ fn a_run_trains_with_the_last_loops_loss() {
     let extra = cfg.train_flops_per_token() - plain.train_flops_per_token();
     assert_eq!(extra, 6.0 * (8.0 * 8.0 + 8.0) + 6.0 * 8.0);
 }
+
+/// A task run stopped after a checkpoint and resumed trains exactly the losses of the run that
+/// never stopped: its examples come from (seed, step) alone.
+#[test]
+fn a_resumed_task_run_is_bit_identical() {
+    use loopscale::train::{Checkpointing, train_resumable};
+    let data = DataConfig {
+        operands: Some(2),
+        digits: Some(2),
+        ..data(Task::Addition, 8)
+    };
+    let mut cfg = task_run(data, tiny_model(), 6);
+    cfg.train.checkpoint_every = 3;
+    let task = TaskSet::new(&cfg.data, 16).unwrap();
+    let bits = |rec: &Recorder| -> Vec<(u64, u64)> {
+        rec.steps
+            .iter()
+            .map(|m| (m.step, m.train_loss.to_bits()))
+            .collect()
+    };
+    let mut whole = Recorder::default();
+    train(&cfg, &task, &Device::Cpu, &mut whole).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ck = Checkpointing {
+        dir: dir.path().to_path_buf(),
+        every: 3,
+        run_key: cfg.key(),
+    };
+    // Stop after step 4 (the checkpoint at 3 survives), then resume to the end.
+    let mut first = Recorder {
+        stop_after: Some(4),
+        ..Recorder::default()
+    };
+    let out = train_resumable(&cfg, &task, &Device::Cpu, &mut first, Some(&ck)).unwrap();
+    assert_eq!(out.end, RunEnd::Interrupted);
+    let mut second = Recorder::default();
+    let out = train_resumable(&cfg, &task, &Device::Cpu, &mut second, Some(&ck)).unwrap();
+    assert_eq!(out.end, RunEnd::Done);
+    let resumed: Vec<(u64, u64)> = bits(&first)
+        .into_iter()
+        .filter(|(s, _)| *s <= second.steps[0].step - 1)
+        .chain(bits(&second))
+        .collect();
+    assert_eq!(resumed, bits(&whole));
+}
