@@ -74,6 +74,13 @@ fn addition_answers_match_a_slow_solver() {
             ..data(Task::Addition, 40)
         };
         let set = TaskSet::new(&cfg, 8).unwrap();
+        // DataConfig::io (below the tasks, so it cannot read the constant) agrees with it.
+        assert_eq!(
+            set.io(),
+            Io::Tokens {
+                vocab: loopscale::train::tasks::addition::VOCAB
+            }
+        );
         for e in set.train_examples(1, 0, 10, 32).unwrap() {
             let (x, y) = tokens(&e);
             // Parse the prompt back into numbers and add them up with u128 arithmetic.
