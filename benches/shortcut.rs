@@ -93,8 +93,7 @@ fn main() {
     let median = ratios[ratios.len() / 2];
     let mut plain_cfg = cfg.clone();
     plain_cfg.train.shortcut_consistency = false;
-    let flops = cfg.train_flops_per_token(corpus.vocab_size())
-        / plain_cfg.train_flops_per_token(corpus.vocab_size());
+    let flops = cfg.train_flops_per_token() / plain_cfg.train_flops_per_token();
     println!(
         "shortcut / plain step time: median {median:.3}, total {:.3} over {} pairs; FLOP count ratio {flops:.3}",
         shortcut_total / plain_total,

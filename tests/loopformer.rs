@@ -574,6 +574,6 @@ fn a_tiny_loopformer_learns_and_is_evaluated_along_each_schedule() {
         "coarse_fine at M = L is uniform"
     );
     // The FLOPs recorded are the shortcut count, above a plain step's.
-    let plain = loopformer_run(60, false).train_flops_per_token(corpus.vocab_size());
+    let plain = loopformer_run(60, false).train_flops_per_token();
     assert!(outcome.flops > 1.2 * plain * outcome.tokens as f64);
 }

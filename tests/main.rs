@@ -35,6 +35,7 @@ mod store;
 mod store_concurrency;
 mod sweep_errors;
 mod sweep_grid;
+mod tasks;
 mod train_looped;
 mod train_optimizer;
 mod train_resume;

@@ -87,6 +87,7 @@ fn finish_at(store: &mut Store, run: &NewRun, mu: Option<f64>, final_loss: f64) 
         val_bpb: v / std::f64::consts::LN_2,
         test_loops: t,
         schedule: schedule.map(str::to_string),
+        accuracy: None,
     };
     let eval = |s: u64, t: Option<usize>, v: f64| eval_along(s, t, v, None);
     let mut evals = vec![eval(5, None, final_loss + 0.3), eval(10, None, final_loss)];
@@ -181,12 +182,20 @@ fn every_chart_renders_from_the_fixture_database() {
         .unwrap_or(dir.path().join("report"));
     let index = report::write(&source(&db), &out, Format::Html).unwrap();
     let built = report::build(&source(&db), &out).unwrap();
-    assert_eq!(built.charts.len(), 14);
+    assert_eq!(built.charts.len(), 17);
     for chart in &built.charts {
         // No variants, branches or recast runs in this fixture: see
         // variants_run_on_one_grid_are_drawn_side_by_side and tests/branches.rs.
         if ["variant_parity", "branches", "recast"].contains(&chart.name) {
             assert!(matches!(chart.outcome, Outcome::Skipped(_)));
+            continue;
+        }
+        if ["task_depth", "task_loops", "icl_errors"].contains(&chart.name) {
+            // No task runs in this fixture: see task_charts_draw_accuracy_and_icl_errors.
+            let Outcome::Skipped(why) = &chart.outcome else {
+                panic!("{} drawn without task runs", chart.name)
+            };
+            assert!(why.contains("data.task"), "{why}");
             continue;
         }
         let Outcome::Drawn(d) = &chart.outcome else {
@@ -217,8 +226,8 @@ fn every_chart_renders_from_the_fixture_database() {
     let html = std::fs::read_to_string(index).unwrap();
     assert_eq!(
         html.matches("Not drawn").count(),
-        3,
-        "only the variants, branches and recast charts"
+        6,
+        "only the variants, branches and recast charts and the three task charts"
     );
     assert!(
         !html.contains("http://") && !html.contains("https://"),
@@ -227,7 +236,7 @@ fn every_chart_renders_from_the_fixture_database() {
     for chart in built
         .charts
         .iter()
-        .filter(|c| !["variant_parity", "branches", "recast"].contains(&c.name))
+        .filter(|c| matches!(c.outcome, Outcome::Drawn(_)))
     {
         assert!(
             html.contains(&format!("src=\"{}.png\"", chart.name)),
@@ -523,4 +532,74 @@ fn a_report_whose_optima_all_lie_at_an_edge_renders() {
         panic!("no optimum inside the samples, so no power law to draw")
     };
     assert!(why.contains("0 FLOP budget(s) of 2"), "{why}");
+}
+
+/// Task results (accuracy at the last step, ICL errors) draw the three task charts.
+#[test]
+fn task_charts_draw_accuracy_and_icl_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture(dir.path(), true);
+    let mut store = Store::open(&db).unwrap();
+    let runs = store
+        .query("SELECT run_key, arch, mean_recurrence FROM runs WHERE status = 'done'")
+        .unwrap()
+        .rows;
+    let accuracy = |step: u64, t: Option<usize>, a: f64| EvalMetrics {
+        step,
+        tokens: 0,
+        flops: 0.0,
+        val_loss: 1.0,
+        val_bpb: f64::NAN,
+        test_loops: t,
+        schedule: None,
+        accuracy: Some(a),
+    };
+    for (i, row) in runs.iter().enumerate() {
+        let a = 0.2 + 0.05 * i as f64;
+        let mut evals = vec![accuracy(1_000_000, None, a)];
+        if row[1] == "looped" {
+            evals.extend([1, 2, 4].map(|t| accuracy(1_000_000, Some(t), a * t as f64 / 4.0)));
+        }
+        store.record(&row[0], &[], &evals).unwrap();
+    }
+    let icl =
+        |estimator: &str, t: Option<usize>, k: usize, error: f64| loopscale::train::IclError {
+            estimator: estimator.into(),
+            test_loops: t,
+            n_examples: k,
+            error,
+        };
+    let mut errors = Vec::new();
+    for k in 0..6 {
+        errors.push(icl(
+            "least_squares",
+            None,
+            k,
+            if k < 3 { 1.0 - 0.3 * k as f64 } else { 0.0 },
+        ));
+        errors.push(icl("averaging", None, k, 1.0 - 0.05 * k as f64));
+        errors.push(icl("model", Some(2), k, 1.0 - 0.1 * k as f64));
+        errors.push(icl("model", Some(4), k, 1.0 - 0.15 * k as f64));
+    }
+    store.record_icl_errors(&runs[0][0], &errors).unwrap();
+    drop(store);
+    let built = report::build(&source(&db), &dir.path().join("report")).unwrap();
+    for name in ["task_depth", "task_loops", "icl_errors"] {
+        let chart = built.charts.iter().find(|c| c.name == name).unwrap();
+        let Outcome::Drawn(d) = &chart.outcome else {
+            panic!("{name} skipped: {:?}", chart.outcome)
+        };
+        let svg = std::fs::read_to_string(&d.svg).unwrap();
+        assert!(svg.contains("<text"), "{name}");
+    }
+    let svg = |name: &str| {
+        let chart = built.charts.iter().find(|c| c.name == name).unwrap();
+        let Outcome::Drawn(d) = &chart.outcome else {
+            unreachable!()
+        };
+        std::fs::read_to_string(&d.svg).unwrap()
+    };
+    assert!(svg("task_depth").contains("ln(depth)"));
+    assert!(svg("icl_errors").contains("least_squares"));
+    assert!(svg("icl_errors").contains("at 4 loops"));
 }

@@ -47,6 +47,7 @@ fn eval(step: u64, loss: f64) -> EvalMetrics {
         flops: step as f64 * 1e6,
         test_loops: None,
         schedule: None,
+        accuracy: None,
         val_loss: loss,
         val_bpb: loss / std::f64::consts::LN_2,
     }

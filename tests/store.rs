@@ -8,7 +8,7 @@ use loopscale::model::ModelConfig;
 use loopscale::store::{
     APPLICATION_ID, NewRun, RunStatus, SCHEMA_VERSION, Store, StoreError, Table,
 };
-use loopscale::train::{EvalMetrics, RunEnd, RunOutcome, StepMetrics};
+use loopscale::train::{EvalMetrics, IclError, RunEnd, RunOutcome, StepMetrics};
 
 fn config(seed: u64) -> RunConfig {
     RunConfig {
@@ -228,6 +228,7 @@ fn a_finished_attempt_has_its_metrics_and_a_resume_discards_rows_after_its_check
         val_bpb: 9.0,
         test_loops: None,
         schedule: None,
+        accuracy: None,
     };
     store
         .record(
@@ -260,6 +261,7 @@ fn a_finished_attempt_has_its_metrics_and_a_resume_discards_rows_after_its_check
         val_bpb: 2.885,
         test_loops: None,
         schedule: None,
+        accuracy: None,
     };
     store
         .finish_attempt(
@@ -415,6 +417,7 @@ fn views_answer_the_common_questions() {
                 val_bpb: 0.0,
                 test_loops: Some(t),
                 schedule: None,
+                accuracy: None,
             })
             .collect();
         store
@@ -520,6 +523,7 @@ fn schedules_are_stored_per_eval_and_version_2_stores_migrate() {
         val_bpb: 0.0,
         test_loops: t,
         schedule: schedule.map(str::to_string),
+        accuracy: None,
     };
     let evals = vec![
         eval(None, None, 2.5),
@@ -566,6 +570,7 @@ fn schedules_are_stored_per_eval_and_version_2_stores_migrate() {
         "DELETE FROM evals WHERE schedule IS NOT NULL;
          DROP VIEW test_time_curves; DROP VIEW budget_curves; DROP INDEX evals_unique;
          ALTER TABLE evals DROP COLUMN schedule;
+         ALTER TABLE evals DROP COLUMN accuracy; DROP TABLE icl_errors;
          CREATE UNIQUE INDEX evals_unique ON evals(run_key, step, IFNULL(test_loops, -1));
          PRAGMA user_version = 2;",
     )
@@ -684,4 +689,110 @@ fn version_3_stores_gain_lineage_and_the_blocked_status() {
     );
     let fk: Vec<Vec<String>> = store.query("PRAGMA foreign_key_check").unwrap().rows;
     assert!(fk.is_empty(), "{fk:?}");
+}
+
+/// Task runs store accuracy per eval and in-context errors per (estimator, loops, examples);
+/// both survive a shard round trip; a version-3 store gains them when opened for writing.
+#[test]
+fn accuracy_and_icl_errors_are_stored_and_version_3_stores_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let mut store = Store::open(&path).unwrap();
+    let run = new_run(0);
+    store
+        .register_sweep("s", "", "s.toml", "", std::slice::from_ref(&run))
+        .unwrap();
+    let attempt = store.start_attempt(&run.key, None).unwrap();
+    let eval = |t: Option<usize>, accuracy: Option<f64>| EvalMetrics {
+        step: 3,
+        tokens: 300,
+        flops: 3e7,
+        val_loss: 0.5,
+        val_bpb: f64::NAN,
+        test_loops: t,
+        schedule: None,
+        accuracy,
+    };
+    let evals = vec![eval(None, Some(0.75)), eval(Some(2), Some(0.5))];
+    store
+        .finish_attempt(&run.key, attempt, &[step(3, 1.0)], &evals, &outcome())
+        .unwrap();
+    let icl = |estimator: &str, t: Option<usize>, k: usize, error: f64| IclError {
+        estimator: estimator.into(),
+        test_loops: t,
+        n_examples: k,
+        error,
+    };
+    store
+        .record_icl_errors(
+            &run.key,
+            &[
+                icl("model", Some(2), 0, 1.0),
+                icl("model", Some(2), 1, 0.6),
+                icl("least_squares", None, 1, 0.5),
+            ],
+        )
+        .unwrap();
+    // Recording again replaces rather than duplicates.
+    store
+        .record_icl_errors(&run.key, &[icl("model", Some(2), 1, 0.4)])
+        .unwrap();
+    let rows = |s: &Store, sql: &str| s.query(sql).unwrap().rows;
+    assert_eq!(
+        rows(
+            &store,
+            "SELECT test_loops, accuracy, val_bpb FROM evals ORDER BY IFNULL(test_loops, 0)"
+        ),
+        vec![
+            vec!["".to_string(), "0.75".into(), "".into()],
+            vec!["2".to_string(), "0.5".into(), "".into()]
+        ]
+    );
+    let icl_query = "SELECT estimator, test_loops, n_examples, error FROM icl_errors ORDER BY estimator, n_examples";
+    let expected = vec![
+        vec![
+            "least_squares".to_string(),
+            "".into(),
+            "1".into(),
+            "0.5".into(),
+        ],
+        vec!["model".to_string(), "2".into(), "0".into(), "1.0".into()],
+        vec!["model".to_string(), "2".into(), "1".into(), "0.4".into()],
+    ];
+    assert_eq!(rows(&store, icl_query), expected);
+    // A shard carries them, and merging it into another store reproduces them.
+    let shard = dir.path().join("shard.sqlite");
+    assert!(store.seed_shard(&run.key, &shard).unwrap());
+    let other_path = dir.path().join("other.sqlite");
+    let mut other = Store::open(&other_path).unwrap();
+    other
+        .register_sweep("s", "", "s.toml", "", std::slice::from_ref(&run))
+        .unwrap();
+    other.merge_shard(&run.key, &shard).unwrap();
+    assert_eq!(rows(&other, icl_query), expected);
+    assert_eq!(other.merge_shard(&run.key, &shard).unwrap(), 0);
+    drop((store, other));
+
+    // Back to version 3: no accuracy column, no icl_errors table.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE evals DROP COLUMN accuracy; DROP TABLE icl_errors; PRAGMA user_version = 3;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = Store::open(&path).unwrap();
+    let version: i32 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 6);
+    assert_eq!(
+        rows(&store, "SELECT count(*), count(accuracy) FROM evals"),
+        vec![vec!["2".to_string(), "0".into()]]
+    );
+    assert_eq!(
+        rows(&store, "SELECT count(*) FROM icl_errors"),
+        vec![vec!["0".to_string()]]
+    );
 }

@@ -796,3 +796,137 @@ fn a_flop_budget_below_one_step_names_the_smallest_valid_budget() {
         &["`train.flops` = -1.0 must be a positive number of FLOPs"],
     );
 }
+
+// ---- synthetic tasks (data.task) ----
+
+#[test]
+fn an_unknown_task_is_named_with_the_nearest() {
+    let e = err("task = \"p-hop\"\n");
+    assert_eq!(e.kind, ErrorKind::BadEnumValue);
+    assert_has(
+        &e,
+        &[
+            "`data.task`: expected one of lm, p_hop, addition, linear_regression",
+            "did you mean \"p_hop\"?",
+            "inline.toml:5:8",
+        ],
+    );
+}
+
+#[test]
+fn a_task_key_under_task_lm_is_an_error_naming_it() {
+    let e = err("hops = 4\n");
+    assert_eq!(e.kind, ErrorKind::InvalidRun);
+    assert_has(
+        &e,
+        &[
+            "`data.hops` is a parameter of data.task = \"p_hop\", but this run has data.task = \"lm\"",
+            "inline.toml:5:1",
+            "set task = \"p_hop\"",
+        ],
+    );
+    // Another task's key is refused the same way.
+    let e = err("task = \"addition\"\ndims = 8\nseq_len = 16\n");
+    assert_has(
+        &e,
+        &["`data.dims` is a parameter of data.task = \"linear_regression\""],
+    );
+}
+
+#[test]
+fn more_hops_than_the_sequence_allows_is_an_error() {
+    let e = err("task = \"p_hop\"\nseq_len = 8\nhops = [2, 8]\n");
+    assert_eq!(e.kind, ErrorKind::InvalidRun);
+    assert_has(
+        &e,
+        &[
+            "`data.hops` = 8 is larger than a sequence of data.seq_len = 8 allows",
+            "inline.toml:7:",
+        ],
+    );
+    let e = err("task = \"p_hop\"\nseq_len = 8\nalphabet = 1\n");
+    assert_has(&e, &["`data.alphabet` = 1: it must be at least 2"]);
+}
+
+#[test]
+fn zero_digits_or_one_operand_is_an_error() {
+    let e = err("task = \"addition\"\nseq_len = 16\ndigits = 0\n");
+    assert_eq!(e.kind, ErrorKind::InvalidRun);
+    assert_has(
+        &e,
+        &[
+            "`data.digits` = 0: it must be at least 1",
+            "inline.toml:7:1",
+        ],
+    );
+    let e = err("task = \"addition\"\nseq_len = 16\noperands = 1\n");
+    assert_has(&e, &["`data.operands` = 1: it must be at least 2"]);
+}
+
+#[test]
+fn an_addition_longer_than_the_context_names_the_length_it_needs() {
+    // 3 operands of 4 digits: 12 digits, 2 pluses, '=', 5 answer digits, minus 1 = 19.
+    let e = err("task = \"addition\"\nseq_len = 16\noperands = 3\ndigits = 4\n");
+    assert_eq!(e.kind, ErrorKind::InvalidRun);
+    assert_has(
+        &e,
+        &[
+            "3 operands of 4 digits take 19 positions",
+            "more than data.seq_len = 16 holds",
+            "set seq_len = 19",
+        ],
+    );
+}
+
+#[test]
+fn zero_dimensions_or_more_examples_than_the_context_holds_is_an_error() {
+    let e = err("task = \"linear_regression\"\nseq_len = 16\ndims = 0\n");
+    assert_eq!(e.kind, ErrorKind::InvalidRun);
+    assert_has(
+        &e,
+        &["`data.dims` = 0: it must be at least 1", "inline.toml:7:1"],
+    );
+    let e = err("task = \"linear_regression\"\nseq_len = 16\nexamples = 9\n");
+    assert_has(
+        &e,
+        &[
+            "`data.examples` = 9 needs 18 positions (an x and a y each), more than the context holds: data.seq_len = 16",
+            "set seq_len = 18 or lower examples to 8",
+        ],
+    );
+    let e = err("task = \"linear_regression\"\nseq_len = 16\nnoise = -0.1\n");
+    assert_has(&e, &["`data.noise` = -0.1 must be a finite number ≥ 0"]);
+}
+
+#[test]
+fn the_shipped_task_sweeps_load() {
+    for name in ["p_hop_depth", "addition", "icl_regression"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sweeps/{name}.toml"));
+        let sweep = Sweep::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(sweep.runs.len() >= 2, "{name}");
+    }
+}
+
+#[test]
+fn the_last_loops_loss_needs_a_fixed_depth_looped_model_with_matching_backprop() {
+    let e = err("[train]\nloss_last_loops = 2\n");
+    assert_eq!(e.kind, ErrorKind::InvalidRun);
+    assert_has(
+        &e,
+        &["`train.loss_last_loops` = 2 needs `model.arch` = \"looped\""],
+    );
+    let e = err(
+        "[train]\nloss_last_loops = 9\n[model]\narch = \"looped\"\nmean_recurrence = 8\ndepth_sampling = \"fixed\"\n",
+    );
+    assert_has(
+        &e,
+        &["`train.loss_last_loops` = 9 must lie between 1 and model.mean_recurrence = 8"],
+    );
+    let e = err(
+        "[train]\nloss_last_loops = 4\n[model]\narch = \"looped\"\nmean_recurrence = 8\nbackprop_depth = 2\ndepth_sampling = \"fixed\"\n",
+    );
+    assert_has(
+        &e,
+        &["but model.backprop_depth = 2", "set backprop_depth = 4"],
+    );
+}

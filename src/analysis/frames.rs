@@ -7,6 +7,7 @@ use polars::prelude::{Column, DataFrame};
 
 use super::columns::strs;
 use super::labels::run_labels;
+use super::tasks::{AccuracyPoint, IclPoint, accuracy_points, icl_points};
 use crate::store::{ColumnData, Columns, Store, Table};
 
 /// Every frame the report and the fits use, for one sweep (or every sweep in the file).
@@ -37,6 +38,10 @@ pub struct Frames {
     /// LoopUS early exit per finished run and confidence threshold (`run_key`, `threshold`,
     /// `max_loops`, `mean_loops`, `val_loss`); empty for a store without `exit_evals`.
     pub exits: DataFrame,
+    /// Task runs (p_hop, addition): accuracy at the training depth and each test-time loop count.
+    pub accuracy: Vec<AccuracyPoint>,
+    /// Regression runs: in-context errors by number of examples, with the baselines'.
+    pub icl: Vec<IclPoint>,
 }
 
 /// A store result as a DataFrame, columns typed as stored.
@@ -125,6 +130,8 @@ impl Frames {
             test_time,
             budget,
             unrolled,
+            accuracy: accuracy_points(store, sweep)?,
+            icl: icl_points(store, sweep)?,
         })
     }
 

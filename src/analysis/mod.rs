@@ -20,6 +20,7 @@ pub mod labels;
 pub mod pivot;
 pub mod record;
 pub mod source;
+pub mod tasks;
 
 pub use budgets::{BUDGET_TOLERANCE, with_budgets};
 pub use columns::{f64s, filter_rows, opt_f64s, strs};

@@ -74,8 +74,10 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
     let sweep = load(file)?;
     let corpora = load_corpora(&sweep);
     let train_tokens = |run: &crate::sweep::PlannedRun| {
-        corpora
-            .get(&corpus_id(&run.config.data))
+        // A task's examples are drawn afresh: it has no epochs.
+        (run.config.data.task.is_lm())
+            .then(|| corpora.get(&corpus_id(&run.config.data)))
+            .flatten()
             .and_then(|c| c.as_ref().ok())
             .map(|c| c.train_tokens().len() as f64)
     };
@@ -216,7 +218,8 @@ type Corpora = HashMap<(String, u64), anyhow::Result<Corpus>>;
 /// Each corpus the sweep trains on, loaded once.
 fn load_corpora(sweep: &Sweep) -> Corpora {
     let mut corpora = Corpora::new();
-    for run in &sweep.runs {
+    // A task run draws its examples; no corpus is read.
+    for run in sweep.runs.iter().filter(|r| r.config.data.task.is_lm()) {
         let data = &run.config.data;
         corpora
             .entry(corpus_id(data))
@@ -229,7 +232,7 @@ fn load_corpora(sweep: &Sweep) -> Corpora {
 /// frequencies (the loss of the best model that ignores context).
 fn print_corpora(sweep: &Sweep, corpora: &Corpora) {
     let mut seen = std::collections::HashSet::new();
-    for run in &sweep.runs {
+    for run in sweep.runs.iter().filter(|r| r.config.data.task.is_lm()) {
         let data = &run.config.data;
         let id = corpus_id(data);
         if !seen.insert(id.clone()) {

@@ -7,7 +7,9 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::analysis::source::{self, ParamCount};
+use crate::analysis::tasks::{Family, accuracy_points, depth_points};
 use crate::analysis::{CsvColumns, fit_record};
+use crate::fit::depth::fit_depth;
 use crate::fit::isoflop::BudgetOptimum;
 use crate::fit::parametric::fittable_curves;
 use crate::fit::{
@@ -37,6 +39,9 @@ pub enum LawName {
     /// Parcae's unified law L(T | μ, D) = E + X·N(μ)^(-x) + Y·D^(-y) + Z·exp(-z·T/μ) over the
     /// test-time evaluations of every looped run together.
     ParcaeUnified,
+    /// Saunshi et al.: accuracy = α·ln(effective depth) + β per family (looped k⊗L, GPT), over
+    /// finished task runs (p_hop, addition) at their training depth; least squares.
+    Depth,
 }
 
 /// Which parameter count stands for N (database sources).
@@ -328,6 +333,7 @@ fn law_name(law: LawName) -> &'static str {
         LawName::TestTime => "test-time",
         LawName::Parcae => "parcae",
         LawName::ParcaeUnified => "parcae-unified",
+        LawName::Depth => "depth",
     }
 }
 
@@ -352,6 +358,7 @@ fn load_points(args: &FitArgs) -> Result<(Points, Option<usize>)> {
                     source::isoflop_points(&store, sweep, args.n.into(), args.axis.into())?;
                 (p, Some(gpt))
             }
+            LawName::Depth => unreachable!("the depth law reads accuracies: depth_fit"),
             _ => (
                 source::run_points(&store, sweep, args.variant.as_deref(), args.n.into())?,
                 None,
@@ -399,6 +406,7 @@ fn run_fit(args: &FitArgs, points: &Points, gpt_runs_left_out: Option<usize>) ->
                 .map(|(curve, r)| (Some(curve), r))
                 .collect()
         }
+        LawName::Depth => unreachable!("the depth law reads accuracies: depth_fit"),
         LawName::Isoflop => {
             let axis = args.axis.into();
             let budgeting = if points.group.is_some() {
@@ -470,11 +478,62 @@ fn print_optima(optima: &[BudgetOptimum], level: Option<f64>) {
     }
 }
 
+/// The depth law, one fit per family with two depths or more, and the points it used.
+fn depth_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
+    if !source::is_database(&args.source) {
+        bail!(
+            "--law depth reads task accuracies from a sweep database, not {}",
+            args.source.display()
+        );
+    }
+    let store = Store::open_read_only(&args.source)?;
+    let points = depth_points(&accuracy_points(&store, args.sweep.as_deref())?);
+    if points.is_empty() {
+        bail!(
+            "{}: no task accuracies (evals.accuracy) in finished runs; train a p_hop or addition sweep (sweeps/p_hop_depth.toml)",
+            args.source.display()
+        );
+    }
+    let mut reports = Vec::new();
+    for family in [Family::Looped, Family::Gpt] {
+        let (depth, accuracy): (Vec<f64>, Vec<f64>) = points
+            .iter()
+            .filter(|(f, _, _)| *f == family)
+            .map(|(_, d, a)| (*d, *a))
+            .unzip();
+        if depth.is_empty() {
+            continue;
+        }
+        let law = format!("depth:{}", family.name());
+        match fit_depth(&law, &depth, &accuracy, args.bootstrap().as_ref()) {
+            Ok(report) => reports.push((Some(family.name().to_string()), report)),
+            Err(e) => eprintln!("{e:#}"),
+        }
+    }
+    if reports.is_empty() {
+        bail!("no family has runs at two effective depths or more: nothing to fit");
+    }
+    let fitted = Fitted {
+        law: "depth".into(),
+        source: args.source.display().to_string(),
+        selection: serde_json::to_value(args)?,
+        reports,
+        optima: None,
+        gpt_runs_left_out: None,
+    };
+    Ok((fitted, points.len()))
+}
+
 /// `loopscale fit`.
 pub fn fit(args: &FitArgs) -> Result<i32> {
     args.check()?;
-    let (points, gpt) = load_points(args)?;
-    let fitted = run_fit(args, &points, gpt)?;
+    let (fitted, n_points) = if args.law == LawName::Depth {
+        depth_fit(args)?
+    } else {
+        let (points, gpt) = load_points(args)?;
+        let fitted = run_fit(args, &points, gpt)?;
+        (fitted, points.len())
+    };
 
     let target: Option<&Path> = if args.no_save {
         None
@@ -508,9 +567,7 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
     }
     println!(
         "{} fit of {} ({} points)",
-        fitted.law,
-        fitted.source,
-        points.len()
+        fitted.law, fitted.source, n_points
     );
     for (curve, report) in &fitted.reports {
         if let Some(curve) = curve {

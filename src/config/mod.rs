@@ -13,7 +13,7 @@ mod tables;
 pub use crate::model::ModelConfig;
 pub use tables::{
     Backend, COMMAND_PLACEHOLDERS, CooldownShape, DEFAULT_SHORTCUT_LAMBDA, DataConfig,
-    DeepSupervision, OptimizerKind, SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, TrainConfig,
+    DeepSupervision, OptimizerKind, SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, Task, TrainConfig,
     resolve_corpus_path,
 };
 
@@ -81,15 +81,25 @@ impl RunConfig {
 }
 
 impl RunConfig {
-    /// Training FLOPs per token of this run: the model's count, with the short trajectory
-    /// added under `train.shortcut_consistency` (`model::counts`).
-    pub fn train_flops_per_token(&self, vocab_size: usize) -> f64 {
-        let (m, seq) = (&self.model, self.data.seq_len);
-        if self.train.shortcut_consistency {
-            crate::model::shortcut_train_flops_per_token(m, vocab_size, seq)
-        } else {
-            crate::model::train_flops_per_token(m, vocab_size, seq)
-        }
+    /// Training FLOPs per token of this run: the model's count for the data's ends
+    /// ([`DataConfig::io`]), with the short trajectory added under
+    /// `train.shortcut_consistency` (`model::counts`).
+    /// Under `train.loss_last_loops = T` each of the last `T − 1` loops also decodes its output
+    /// (readout, coda, final norm, head), forward and backward.
+    pub fn train_flops_per_token(&self) -> f64 {
+        let (m, seq, io) = (&self.model, self.data.seq_len, self.data.io());
+        let extra_decodes = match (self.train.loss_last_loops, &m.looped) {
+            (Some(t), Some(_)) if m.arch == crate::model::Arch::Looped => {
+                t.saturating_sub(1) as f64 * crate::model::decode_train_flops_per_token(m, io, seq)
+            }
+            _ => 0.0,
+        };
+        extra_decodes
+            + if self.train.shortcut_consistency {
+                crate::model::shortcut_train_flops_per_token(m, io, seq)
+            } else {
+                crate::model::train_flops_per_token(m, io, seq)
+            }
     }
 
     /// The canonical form: compact JSON with fields in declaration order and absent options

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::Io;
+
 /// Learning-rate schedule after warmup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -80,7 +82,53 @@ pub const COMMAND_PLACEHOLDERS: &[(&str, &str)] = &[
     ("run_key", "the run's key"),
 ];
 
-/// The `[data]` table.
+/// What a run learns (docs/reasoning-tasks.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Next-byte prediction on `data.corpus`.
+    #[default]
+    Lm,
+    /// p-hop induction (Sanford, Hsu and Telgarsky 2024): `seq_len` symbols of an
+    /// `alphabet`-letter alphabet; the answer is the symbol reached after `hops` induction hops
+    /// from the last position.
+    PHop,
+    /// `operands` numbers of `digits` digits summed: `a+b+…=` then the sum's digits.
+    Addition,
+    /// In-context linear regression (Garg et al. 2022): `examples` pairs `(x, xᵀw + noise)`,
+    /// `x, w ~ N(0, I_dims)`, a prediction of every `y` from the pairs before it.
+    LinearRegression,
+}
+
+impl Task {
+    pub fn is_lm(&self) -> bool {
+        *self == Task::Lm
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Lm => "lm",
+            Task::PHop => "p_hop",
+            Task::Addition => "addition",
+            Task::LinearRegression => "linear_regression",
+        }
+    }
+
+    /// The `[data]` keys only this task reads.
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            Task::Lm => &[],
+            Task::PHop => &["alphabet", "hops"],
+            Task::Addition => &["operands", "digits"],
+            Task::LinearRegression => &["dims", "examples", "noise", "curriculum"],
+        }
+    }
+
+    pub const ALL: [Task; 4] = [Task::Lm, Task::PHop, Task::Addition, Task::LinearRegression];
+}
+
+/// The `[data]` table. The task parameters are absent (and left out of the canonical form, so
+/// text runs keep their keys) unless set; a task reads its own with the defaults below.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
@@ -88,10 +136,39 @@ pub struct DataConfig {
     pub corpus: String,
     /// `"bytes"`: one token per byte, vocabulary 256.
     pub tokenizer: String,
-    /// Tokens per training sequence (context length).
+    /// Tokens per training sequence (context length). A task's sequence must fit in it (the
+    /// rest is padding that is never scored).
     pub seq_len: usize,
     /// Fraction of the corpus held out for validation (its last part).
     pub val_fraction: f64,
+    /// `"lm"` (the default), `"p_hop"`, `"addition"` or `"linear_regression"`.
+    #[serde(skip_serializing_if = "Task::is_lm")]
+    pub task: Task,
+    /// p_hop: alphabet size (default 4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alphabet: Option<usize>,
+    /// p_hop: induction hops p (default 4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hops: Option<usize>,
+    /// addition: numbers summed (default 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operands: Option<usize>,
+    /// addition: digits per number (default 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digits: Option<usize>,
+    /// linear_regression: dimension d of x and w (default 4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dims: Option<usize>,
+    /// linear_regression: (x, y) pairs per prompt (default 12); needs seq_len ≥ 2·examples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub examples: Option<usize>,
+    /// linear_regression: standard deviation of the noise added to y (default 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise: Option<f64>,
+    /// linear_regression: grow d and the examples from a quarter to full over the first half of
+    /// training (Yang et al.'s curriculum, compressed; default false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub curriculum: Option<bool>,
 }
 
 impl Default for DataConfig {
@@ -101,7 +178,76 @@ impl Default for DataConfig {
             tokenizer: "bytes".into(),
             seq_len: 128,
             val_fraction: 0.05,
+            task: Task::Lm,
+            alphabet: None,
+            hops: None,
+            operands: None,
+            digits: None,
+            dims: None,
+            examples: None,
+            noise: None,
+            curriculum: None,
         }
+    }
+}
+
+impl DataConfig {
+    pub fn alphabet(&self) -> usize {
+        self.alphabet.unwrap_or(4)
+    }
+    pub fn hops(&self) -> usize {
+        self.hops.unwrap_or(4)
+    }
+    pub fn operands(&self) -> usize {
+        self.operands.unwrap_or(2)
+    }
+    pub fn digits(&self) -> usize {
+        self.digits.unwrap_or(3)
+    }
+    pub fn dims(&self) -> usize {
+        self.dims.unwrap_or(4)
+    }
+    pub fn examples(&self) -> usize {
+        self.examples.unwrap_or(12)
+    }
+    pub fn noise(&self) -> f64 {
+        self.noise.unwrap_or(0.0)
+    }
+    pub fn curriculum(&self) -> bool {
+        self.curriculum.unwrap_or(false)
+    }
+
+    /// The model's two ends for this data: the byte vocabulary (256) for text; the alphabet for
+    /// p_hop; digits, `+`, `=` and padding (13) for addition; `d + 1` channels in and a scalar
+    /// out for linear regression (`train::tasks` builds the sequences these describe).
+    pub fn io(&self) -> Io {
+        match self.task {
+            Task::Lm => Io::Tokens { vocab: 256 },
+            Task::PHop => Io::Tokens {
+                vocab: self.alphabet(),
+            },
+            Task::Addition => Io::Tokens { vocab: 13 },
+            Task::LinearRegression => Io::Vectors {
+                width: self.dims() + 1,
+            },
+        }
+    }
+
+    /// The task parameters set in this table, as `[data]` key names.
+    pub fn task_keys_set(&self) -> Vec<&'static str> {
+        [
+            ("alphabet", self.alphabet.is_some()),
+            ("hops", self.hops.is_some()),
+            ("operands", self.operands.is_some()),
+            ("digits", self.digits.is_some()),
+            ("dims", self.dims.is_some()),
+            ("examples", self.examples.is_some()),
+            ("noise", self.noise.is_some()),
+            ("curriculum", self.curriculum.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect()
     }
 }
 
@@ -197,6 +343,12 @@ pub struct TrainConfig {
     /// λ_mse, the consistency term's weight (the same convention).
     #[serde(skip_serializing_if = "is_default_shortcut_lambda")]
     pub shortcut_lambda_mse: f64,
+    /// Yang et al. (ICLR 2024): a looped model's training loss is the mean of the losses of the
+    /// outputs after each of the last `T` of its `mean_recurrence` loops (fixed depth), with
+    /// gradients through those `T` loops only (set `model.backprop_depth = T`). Absent: the
+    /// loss of the last loop's output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_last_loops: Option<usize>,
     /// LoopUS's random deep supervision (looped models): each step the whole batch runs one
     /// loop count drawn uniformly from `1..=2·mean_recurrence − 1` (mean `mean_recurrence`)
     /// and the loss is taken there. Absent from the canonical form (and run keys) when `none`.
@@ -270,6 +422,7 @@ impl Default for TrainConfig {
             shortcut_lambda_ce: DEFAULT_SHORTCUT_LAMBDA,
             shortcut_lambda_mse: DEFAULT_SHORTCUT_LAMBDA,
             deep_supervision: DeepSupervision::None,
+            loss_last_loops: None,
         }
     }
 }

@@ -206,7 +206,7 @@ fn write_config(run: &CommandRun, path: &Path) -> anyhow::Result<()> {
         "vocab_size": BYTE_VOCAB,
         "steps": total_steps(c),
         "tokens_per_step": tokens_per_step,
-        "train_flops_per_token": c.train_flops_per_token(BYTE_VOCAB),
+        "train_flops_per_token": c.train_flops_per_token(),
         "threads": run.threads,
     });
     let tmp = path.with_extension("json.tmp");
@@ -354,7 +354,7 @@ struct RowState {
 impl RowState {
     fn new(config: &RunConfig) -> Self {
         RowState {
-            flops_per_token: config.train_flops_per_token(BYTE_VOCAB),
+            flops_per_token: config.train_flops_per_token(),
             first: true,
             last_step: 0,
             last_tokens: 0,
@@ -471,6 +471,8 @@ impl RowState {
                 Some(Value::String(s)) => Some(s.clone()),
                 Some(other) => anyhow::bail!("`schedule` must be a string, found {other}"),
             },
+            // Command trainers train text only (validation refuses a task with them).
+            accuracy: None,
         };
         self.last_eval_step = step;
         observer.on_eval(&eval)

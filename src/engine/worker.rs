@@ -13,7 +13,7 @@ use super::command::{CommandRun, train_with_command};
 use crate::config::Backend;
 use crate::store::{RunStatus, Store};
 use crate::train::{
-    self, Checkpointing, Corpus, EvalMetrics, ExitEvalMetrics, RunObserver, StepMetrics,
+    self, Checkpointing, Dataset, EvalMetrics, ExitEvalMetrics, IclError, RunObserver, StepMetrics,
 };
 
 /// What a worker is told by its coordinator.
@@ -74,6 +74,11 @@ impl RunObserver for StoreObserver<'_> {
         // Measured once, after training: written at once.
         self.store
             .record_exit_evals(&self.key, std::slice::from_ref(eval))?;
+        Ok(())
+    }
+
+    fn on_icl_errors(&mut self, errors: &[IclError]) -> anyhow::Result<()> {
+        self.store.record_icl_errors(&self.key, errors)?;
         Ok(())
     }
 
@@ -163,7 +168,7 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
         };
         let outcome = match run.config.train.backend {
             Backend::Builtin => {
-                let corpus = Corpus::load(&run.config.data, &args.base_dir)?;
+                let data = Dataset::load(&run.config, &args.base_dir)?;
                 let device = train::default_device()?;
                 let mut checkpoints = Checkpointing::new(
                     super::run_dir(&args.db, &run.key),
@@ -175,11 +180,16 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
                 match recast_parent(&args.db, &run.config)? {
                     // LoopUS: the looped model starts from its parent GPT's final weights.
                     Some((parent_cfg, ckpt)) => {
+                        let train::Dataset::Text(corpus) = &data else {
+                            anyhow::bail!(
+                                "a recast run trains on text (data.task = \"lm\"): its parent is a language model"
+                            );
+                        };
                         let (model, choice) = train::build_recast_model(
                             &run.config,
                             &parent_cfg,
                             &ckpt,
-                            &corpus,
+                            corpus,
                             &device,
                         )?;
                         for line in choice.describe() {
@@ -188,7 +198,7 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
                         train::train_model_resumable(
                             &model,
                             &run.config,
-                            &corpus,
+                            &data,
                             &device,
                             &mut observer,
                             Some(&checkpoints),
@@ -196,7 +206,7 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
                     }
                     None => train::train_resumable(
                         &run.config,
-                        &corpus,
+                        &data,
                         &device,
                         &mut observer,
                         Some(&checkpoints),

@@ -21,6 +21,7 @@
 //! serialisable result.
 
 pub mod bootstrap;
+pub mod depth;
 pub mod estimate;
 pub mod huber;
 pub mod isoflop;

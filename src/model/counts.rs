@@ -26,6 +26,10 @@
 //!   sandyresearch/parcae, which leaves the tied embedding and head out) only by the head term,
 //!   which the looped count below adds the same way.
 //!
+//! On a regression task ([`super::io::Io::Vectors`]) the ends are a linear read-in of `w`
+//! channels and a scalar read-out: the head term is `6·d·1`, the read-in adds `6·w·d` (a real
+//! matrix product, unlike a table lookup), and both count as embedding parameters.
+//!
 //! # Looped models
 //!
 //! A looped model's non-embedding parameters split into those applied once per token
@@ -58,6 +62,7 @@
 
 use super::conditioning::{AdaptiveNorm, TimeStepEmbedding};
 use super::config::{Arch, Injection, LoopConditioning, LoopGate, LoopedConfig, Mlp, ModelConfig};
+use super::io::Io;
 use super::loopus::{ExitHead, SelectiveGate};
 
 /// Parameter counts of a model.
@@ -175,11 +180,12 @@ pub fn looped_split(cfg: &ModelConfig) -> LoopedSplit {
     }
 }
 
-/// Parameter counts of the model described by `cfg` with a `vocab_size`-token vocabulary
-/// (unique parameters: a looped core counts once).
-pub fn param_counts(cfg: &ModelConfig, vocab_size: usize) -> ParamCounts {
+/// Parameter counts of the model described by `cfg` with ends `io` (a vocabulary size, or a
+/// linear read-in and scalar read-out; unique parameters: a looped core counts once). The
+/// read-in (token table or read-in matrix) and an untied head are the embedding parameters.
+pub fn param_counts(cfg: &ModelConfig, io: impl Into<Io>) -> ParamCounts {
+    let io = io.into();
     let d = cfg.d_model as u64;
-    let v = vocab_size as u64;
     let non_embedding = match cfg.arch {
         Arch::Gpt => cfg.n_layers as u64 * block_params(cfg) + d, // + final norm
         Arch::Looped => {
@@ -187,8 +193,12 @@ pub fn param_counts(cfg: &ModelConfig, vocab_size: usize) -> ParamCounts {
             split.once + split.per_loop + split.conditioning
         }
     };
-    let embedding = v * d;
-    let untied_head = if cfg.tie_embeddings { 0 } else { d * v };
+    let embedding = io.read_in_params(cfg.d_model);
+    let untied_head = if io.tied(cfg) {
+        0
+    } else {
+        d * io.out_width() as u64
+    };
     ParamCounts {
         total: non_embedding + embedding + untied_head,
         non_embedding,
@@ -202,17 +212,25 @@ pub fn attention_flops_per_token(cfg: &ModelConfig, seq_len: usize) -> f64 {
 
 /// Forward FLOPs per token: `2·N_ne + A·L + 2·d·V` for a GPT; a looped model at its
 /// `mean_recurrence` loops (see the module docs).
-pub fn forward_flops_per_token(cfg: &ModelConfig, vocab_size: usize, seq_len: usize) -> f64 {
+pub fn forward_flops_per_token(cfg: &ModelConfig, io: impl Into<Io>, seq_len: usize) -> f64 {
+    let io = io.into();
     match cfg.arch {
         Arch::Gpt => {
-            let n_ne = param_counts(cfg, vocab_size).non_embedding as f64;
-            let head = cfg.d_model as f64 * vocab_size as f64;
-            2.0 * n_ne + attention_flops_per_token(cfg, seq_len) * cfg.n_layers as f64 + 2.0 * head
+            let n_ne = param_counts(cfg, io).non_embedding as f64;
+            2.0 * n_ne
+                + attention_flops_per_token(cfg, seq_len) * cfg.n_layers as f64
+                + ends_flops(cfg, io)
         }
         Arch::Looped => {
-            forward_flops_per_token_at(cfg, vocab_size, seq_len, looped_of(cfg).mean_recurrence)
+            forward_flops_per_token_at(cfg, io, seq_len, looped_of(cfg).mean_recurrence)
         }
     }
+}
+
+/// Forward FLOPs per token of the two ends: the head (`2·d·V`, `V` = 1 for a scalar read-out)
+/// and a linear read-in (`2·width·d`; a token lookup is free).
+fn ends_flops(cfg: &ModelConfig, io: Io) -> f64 {
+    2.0 * cfg.d_model as f64 * io.out_width() as f64 + io.read_in_flops(cfg.d_model)
 }
 
 /// Forward FLOPs per token of a looped model run for `loops` loops (evaluation at test-time
@@ -220,24 +238,24 @@ pub fn forward_flops_per_token(cfg: &ModelConfig, vocab_size: usize, seq_len: us
 /// `loops` is ignored.
 pub fn forward_flops_per_token_at(
     cfg: &ModelConfig,
-    vocab_size: usize,
+    io: impl Into<Io>,
     seq_len: usize,
     loops: usize,
 ) -> f64 {
+    let io = io.into();
     if cfg.arch == Arch::Gpt {
-        return forward_flops_per_token(cfg, vocab_size, seq_len);
+        return forward_flops_per_token(cfg, io, seq_len);
     }
     let l = looped_of(cfg);
     let split = looped_split(cfg);
     let t = loops as f64;
     let attn = attention_flops_per_token(cfg, seq_len);
     let attn_core = attention_flops_per_token(&core_config(cfg), seq_len);
-    let head = cfg.d_model as f64 * vocab_size as f64;
     2.0 * split.once as f64
         + attn * (l.n_prelude + l.n_coda) as f64
         + 2.0 * t * (split.per_loop as f64 + per_token(split.conditioning, seq_len))
         + t * attn_core * l.n_core as f64
-        + 2.0 * head
+        + ends_flops(cfg, io)
 }
 
 /// A per-sequence parameter count spread over the sequence's tokens.
@@ -247,20 +265,20 @@ fn per_token(per_sequence: u64, seq_len: usize) -> f64 {
 
 /// Training (forward + backward) FLOPs per token: `6·N_ne + 3·A·L + 6·d·V` for a GPT; for a
 /// looped model the loop-split formula of the module docs.
-pub fn train_flops_per_token(cfg: &ModelConfig, vocab_size: usize, seq_len: usize) -> f64 {
+pub fn train_flops_per_token(cfg: &ModelConfig, io: impl Into<Io>, seq_len: usize) -> f64 {
+    let io = io.into();
     if cfg.arch == Arch::Gpt {
-        return 3.0 * forward_flops_per_token(cfg, vocab_size, seq_len);
+        return 3.0 * forward_flops_per_token(cfg, io, seq_len);
     }
     let l = looped_of(cfg);
     let split = looped_split(cfg);
     let mu_rec = l.mean_recurrence as f64;
     let mu_bwd = l.backprop_depth().min(l.mean_recurrence) as f64;
     let attn = attention_flops_per_token(cfg, seq_len);
-    let head = cfg.d_model as f64 * vocab_size as f64;
     6.0 * split.once as f64
         + 3.0 * attn * (l.n_prelude + l.n_coda) as f64
         + loops_flops_per_token(cfg, seq_len, mu_rec, mu_bwd)
-        + 6.0 * head
+        + 3.0 * ends_flops(cfg, io)
 }
 
 /// Training FLOPs per token of `mu_rec` loops of which `mu_bwd` have gradient: the core, the
@@ -271,6 +289,19 @@ fn loops_flops_per_token(cfg: &ModelConfig, seq_len: usize, mu_rec: f64, mu_bwd:
     let attn_core = attention_flops_per_token(&core_config(cfg), seq_len);
     (2.0 * mu_rec + 4.0 * mu_bwd) * (split.per_loop as f64 + per_token(split.conditioning, seq_len))
         + (mu_rec + 2.0 * mu_bwd) * attn_core * l.n_core as f64
+}
+
+/// Training FLOPs per token of one more decode of a looped model's state (readout `C`, coda
+/// blocks, final norm, head: `6·(r·d + N_coda + d) + 3·A·L_coda + 6·d·V`), as Yang et al.'s
+/// loss over the last loops' outputs adds per extra output.
+pub fn decode_train_flops_per_token(cfg: &ModelConfig, io: impl Into<Io>, seq_len: usize) -> f64 {
+    let io = io.into();
+    let l = looped_of(cfg);
+    let (d, r) = (cfg.d_model as f64, l.recurrent_width(cfg.d_model) as f64);
+    let coda = l.n_coda as f64 * block_params(cfg) as f64;
+    6.0 * (r * d + coda + d)
+        + 3.0 * attention_flops_per_token(cfg, seq_len) * l.n_coda as f64
+        + 6.0 * d * io.out_width() as f64
 }
 
 /// Training FLOPs per token under shortcut-consistency training (`train.shortcut_consistency`):
@@ -284,8 +315,9 @@ fn loops_flops_per_token(cfg: &ModelConfig, seq_len: usize, mu_rec: f64, mu_bwd:
 /// ```
 ///
 /// `E[k] = L/2`: with full backprop the step costs about 1.5× a plain one, as the paper says.
-pub fn shortcut_train_flops_per_token(cfg: &ModelConfig, vocab_size: usize, seq_len: usize) -> f64 {
-    let plain = train_flops_per_token(cfg, vocab_size, seq_len);
+pub fn shortcut_train_flops_per_token(cfg: &ModelConfig, io: impl Into<Io>, seq_len: usize) -> f64 {
+    let io = io.into();
+    let plain = train_flops_per_token(cfg, io, seq_len);
     if cfg.arch == Arch::Gpt {
         return plain;
     }
@@ -301,7 +333,7 @@ pub fn shortcut_train_flops_per_token(cfg: &ModelConfig, vocab_size: usize, seq_
     let mean_bwd = lengths.map(|k| k.min(b)).sum::<usize>() as f64 / n;
     let (d, r) = (cfg.d_model as f64, l.recurrent_width(cfg.d_model) as f64);
     let coda = l.n_coda as f64 * block_params(cfg) as f64 + r * d + d;
-    let head = d * vocab_size as f64;
+    let head = d * io.out_width() as f64;
     plain
         + loops_flops_per_token(cfg, seq_len, mean_k, mean_bwd)
         + 6.0 * coda

@@ -2,17 +2,19 @@
 //!
 //! The head is the transposed token embedding when `tie_embeddings` is set, else its own
 //! `(d, vocab)` matrix. There are no learned positions: RoPE inside attention carries them.
+//! On a regression task the two ends are a linear read-in and a scalar read-out ([`Io`]).
 
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::CausalLm;
 use super::config::{Arch, ModelConfig};
 use super::counts::head_dim;
-use super::layers::{BlockStack, LmHead, Rope, TokenEmbedding};
+use super::io::{Io, ReadIn};
+use super::layers::{BlockStack, LmHead, Rope};
 use super::params::ParamStore;
 
 pub struct Gpt {
-    embedding: TokenEmbedding,
+    read_in: ReadIn,
     blocks: BlockStack,
     head: LmHead,
     rope: Rope,
@@ -20,10 +22,11 @@ pub struct Gpt {
 }
 
 impl Gpt {
-    /// Builds a GPT with weights drawn from `seed`, for sequences up to `max_seq_len` tokens.
+    /// Builds a GPT with weights drawn from `seed`, for sequences up to `max_seq_len` tokens;
+    /// `io` is a vocabulary size, or [`Io::Vectors`] for a linear read-in and scalar read-out.
     pub fn new(
         cfg: &ModelConfig,
-        vocab_size: usize,
+        io: impl Into<Io>,
         max_seq_len: usize,
         seed: u64,
         dtype: DType,
@@ -32,13 +35,14 @@ impl Gpt {
         if cfg.arch != Arch::Gpt {
             candle_core::bail!("Gpt::new called with arch {:?}", cfg.arch);
         }
+        let io = io.into();
         let mut params = ParamStore::new(seed, dtype, device);
-        let embedding = TokenEmbedding::new(&mut params, cfg, vocab_size)?;
+        let read_in = ReadIn::new(&mut params, cfg, io)?;
         let blocks = BlockStack::new(&mut params, "blocks", cfg, cfg.n_layers, cfg.n_layers)?;
-        let head = LmHead::new(&mut params, cfg, vocab_size)?;
+        let head = LmHead::new(&mut params, cfg, io)?;
         let rope = Rope::with_base(head_dim(cfg), max_seq_len, cfg.rope_base, dtype, device)?;
         Ok(Gpt {
-            embedding,
+            read_in,
             blocks,
             head,
             rope,
@@ -51,7 +55,7 @@ impl Gpt {
     /// The residual stream before the first block and after each block: `n_layers + 1`
     /// tensors `(batch, time, d)` (what recasting reads the representation dynamics from).
     pub fn residual_stream(&self, input_ids: &Tensor) -> Result<Vec<Tensor>> {
-        let mut stream = vec![self.embedding.forward(input_ids)?];
+        let mut stream = vec![self.read_in.forward(input_ids)?];
         for block in self.blocks.blocks() {
             let x = block.forward(stream.last().expect("starts non-empty"), &self.rope)?;
             stream.push(x);
@@ -62,9 +66,9 @@ impl Gpt {
 
 impl CausalLm for Gpt {
     fn logits(&self, input_ids: &Tensor) -> Result<Tensor> {
-        let x = self.embedding.forward(input_ids)?;
+        let x = self.read_in.forward(input_ids)?;
         let x = self.blocks.forward(&x, &self.rope)?;
-        self.head.forward(&x, &self.embedding)
+        self.head.forward(&x, self.read_in.tied_table())
     }
 
     fn params(&self) -> &ParamStore {

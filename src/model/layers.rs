@@ -21,6 +21,7 @@ use super::config::{Init, Mlp, ModelConfig};
 use super::counts::{head_dim, mlp_hidden_width};
 use super::fused::RopeTables;
 use super::grad::param;
+use super::io::Io;
 use super::ops::{self, RopeAngles};
 use super::params::{ParamRole, ParamStore};
 
@@ -255,34 +256,38 @@ pub struct LmHead {
 }
 
 impl LmHead {
-    /// The final norm and, unless `cfg.tie_embeddings`, a `(d, vocab)` head initialised like
-    /// the embedding.
-    pub fn new(params: &mut ParamStore, cfg: &ModelConfig, vocab_size: usize) -> Result<Self> {
+    /// The final norm and, unless the head is tied to the token table (`Io::tied`), a
+    /// `(d, out)` head initialised like the embedding (`out` = vocabulary, or 1 for a scalar
+    /// read-out).
+    pub fn new(params: &mut ParamStore, cfg: &ModelConfig, io: impl Into<Io>) -> Result<Self> {
+        let io = io.into();
         let d = cfg.d_model;
         let final_norm = RmsNorm::with_eps(params, "final_norm", d, cfg.norm_eps)?;
-        let untied = (!cfg.tie_embeddings)
-            .then(|| embedding_init(params, cfg, "lm_head", (d, vocab_size)))
+        let untied = (!io.tied(cfg))
+            .then(|| embedding_init(params, cfg, "lm_head", (d, io.out_width())))
             .transpose()?;
         Ok(LmHead { final_norm, untied })
     }
 
-    /// `(batch, time, d)` → `(batch, time, vocab)` logits.
-    pub fn forward(&self, x: &Tensor, embedding: &TokenEmbedding) -> Result<Tensor> {
-        Ok(self.forward_with_hidden(x, embedding)?.0)
+    /// `(batch, time, d)` → `(batch, time, out)` logits; `tied` is the token table a tied head
+    /// reads from.
+    pub fn forward(&self, x: &Tensor, tied: Option<&Tensor>) -> Result<Tensor> {
+        Ok(self.forward_with_hidden(x, tied)?.0)
     }
 
     /// The logits and the final normalised hidden state `(batch, time, d)` they are read from.
     pub fn forward_with_hidden(
         &self,
         x: &Tensor,
-        embedding: &TokenEmbedding,
+        tied: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
         let (b, t, d) = x.dims3()?;
         let normed = self.final_norm.forward(x)?;
         let flat = normed.reshape((b * t, d))?;
-        let logits = match &self.untied {
-            Some(head) => ops::matmul(&flat, &param(head))?,
-            None => ops::matmul(&flat, &param(&embedding.table).t()?)?,
+        let logits = match (&self.untied, tied) {
+            (Some(head), _) => ops::matmul(&flat, &param(head))?,
+            (None, Some(table)) => ops::matmul(&flat, &param(table).t()?)?,
+            (None, None) => candle_core::bail!("a tied LM head needs the token table"),
         };
         Ok((logits.reshape((b, t, ()))?, normed))
     }

@@ -80,9 +80,8 @@ use super::config::{
 };
 use super::counts::head_dim;
 use super::grad::param;
-use super::layers::{
-    BlockInit, BlockStack, LmHead, RmsNorm, Rope, TokenEmbedding, init_std, project,
-};
+use super::io::{Io, ReadIn};
+use super::layers::{BlockInit, BlockStack, LmHead, RmsNorm, Rope, init_std, project};
 use super::loopus::{ExitHead, LoopStep, SelectiveGate, draw_supervised_loops, exits};
 use super::params::{ParamRole, ParamStore, truncated_normal};
 use super::{CausalLm, TrainLoss, lm_loss};
@@ -400,7 +399,7 @@ pub struct ShortcutLoss {
 }
 
 pub struct Looped {
-    embedding: TokenEmbedding,
+    read_in: ReadIn,
     prelude: BlockStack,
     prelude_norm: Option<RmsNorm>,
     injection: InjectionLayer,
@@ -429,10 +428,11 @@ pub struct Looped {
 }
 
 impl Looped {
-    /// Builds a looped model with weights drawn from `seed`, for sequences up to `max_seq_len`.
+    /// Builds a looped model with weights drawn from `seed`, for sequences up to `max_seq_len`;
+    /// `io` is a vocabulary size, or [`Io::Vectors`] for a linear read-in and scalar read-out.
     pub fn new(
         cfg: &ModelConfig,
-        vocab_size: usize,
+        io: impl Into<Io>,
         max_seq_len: usize,
         seed: u64,
         dtype: DType,
@@ -455,9 +455,10 @@ impl Looped {
         // Residual-branch init scaled by the unrolled depth at the mean recurrence.
         let depth = lc.n_prelude + lc.n_core * lc.mean_recurrence + lc.n_coda;
 
+        let io = io.into();
         let mut params = ParamStore::new(seed, dtype, device);
         let std = init_std(cfg.init, d);
-        let embedding = TokenEmbedding::new(&mut params, cfg, vocab_size)?;
+        let read_in = ReadIn::new(&mut params, cfg, io)?;
         let prelude = BlockStack::new(&mut params, "prelude", cfg, lc.n_prelude, depth)?;
         let prelude_norm = lc
             .prelude_norm
@@ -508,9 +509,9 @@ impl Looped {
             )?,
         };
         let coda = BlockStack::new(&mut params, "coda", cfg, lc.n_coda, depth)?;
-        let head = LmHead::new(&mut params, cfg, vocab_size)?;
+        let head = LmHead::new(&mut params, cfg, io)?;
         Ok(Looped {
-            embedding,
+            read_in,
             prelude,
             prelude_norm,
             injection,
@@ -573,7 +574,7 @@ impl Looped {
         plan: &LoopPlan,
         h0: &Tensor,
     ) -> Result<(LoopedOutput, LoopStep)> {
-        let (b, _) = input_ids.dims2()?;
+        let (b, _) = batch_time(input_ids)?;
         assert_eq!(plan.depths().len(), b, "one loop depth per sequence");
         let injected = self.encode(input_ids)?;
         let (h, last) = self.recur_traced(&injected, plan, h0)?;
@@ -667,7 +668,7 @@ impl Looped {
 
     /// Embedding and prelude, once: `e` and the injection's loop-invariant part.
     pub fn encode(&self, input_ids: &Tensor) -> Result<Injected> {
-        let x = self.embedding.forward(input_ids)?;
+        let x = self.read_in.forward(input_ids)?;
         let x = self.prelude.forward(&x, &self.rope)?;
         let e = match &self.prelude_norm {
             Some(norm) => norm.forward(&x)?,
@@ -744,7 +745,9 @@ impl Looped {
         let x = self
             .coda
             .forward(&project(&h, &param(&self.readout))?, &self.rope)?;
-        let (logits, hidden) = self.head.forward_with_hidden(&x, &self.embedding)?;
+        let (logits, hidden) = self
+            .head
+            .forward_with_hidden(&x, self.read_in.tied_table())?;
         Ok(LoopedOutput {
             logits,
             state: h,
@@ -772,7 +775,7 @@ impl Looped {
         lambda_ce: f64,
         lambda_mse: f64,
     ) -> Result<ShortcutLoss> {
-        let (b, _) = input_ids.dims2()?;
+        let (b, _) = batch_time(input_ids)?;
         let l = self.cfg.mean_recurrence;
         let bwd = self.cfg.backprop_depth();
         let injected = self.encode(input_ids)?;
@@ -804,7 +807,7 @@ impl Looped {
         lambda_ce: f64,
         lambda_mse: f64,
     ) -> Result<TrainLoss> {
-        let (b, t) = input_ids.dims2()?;
+        let (b, t) = batch_time(input_ids)?;
         let h0 = self.initial_state(b, t, rng)?;
         let short = sample_short_trajectory(self.cfg.mean_recurrence, rng);
         let out = self.shortcut_loss(input_ids, targets, &h0, short, lambda_ce, lambda_mse)?;
@@ -815,9 +818,42 @@ impl Looped {
         })
     }
 
+    /// Yang et al.'s objective: every sequence runs `loops` loops from `h0`; the loss is the mean
+    /// of the losses of the outputs after each of the last `last` loops (each decoded), and the
+    /// loops before those run without a graph.
+    pub fn last_loops_loss(
+        &self,
+        input_ids: &Tensor,
+        targets: &Tensor,
+        h0: &Tensor,
+        loops: usize,
+        last: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        if last == 0 || last > loops || self.conditioning.is_some() {
+            candle_core::bail!("last_loops_loss needs 1 ≤ last ≤ loops and an unconditioned core");
+        }
+        let injected = self.encode(input_ids)?;
+        let mut h = if injected.per_loop {
+            h0.clone()
+        } else {
+            injected.drive.clone()
+        };
+        let mut losses = Vec::with_capacity(last);
+        for j in 0..loops {
+            h = self.core.forward(&injected.apply(&h)?, &self.core_rope)?;
+            if j + last < loops {
+                h = h.detach();
+            } else {
+                losses.push(lm_loss(&self.decode(h.clone())?.logits, targets)?);
+            }
+        }
+        let total = Tensor::stack(&losses, 0)?.mean_all()?;
+        Ok((total, h))
+    }
+
     /// Logits along the schedule `steps` on every sequence, from the evaluation state.
     pub fn logits_with_steps(&self, input_ids: &Tensor, steps: Vec<f64>) -> Result<Tensor> {
-        let (b, t) = input_ids.dims2()?;
+        let (b, t) = batch_time(input_ids)?;
         let h0 = self.initial_state(b, t, &mut StdRng::seed_from_u64(self.eval_seed))?;
         let plan = LoopPlan::with_steps(b, steps, self.cfg.backprop_depth());
         Ok(self.forward(input_ids, &plan, &h0)?.logits)
@@ -835,7 +871,7 @@ impl Looped {
 
     /// Logits with the core applied `loops` times on every sequence, from the evaluation state.
     pub fn logits_with_loops(&self, input_ids: &Tensor, loops: usize) -> Result<Tensor> {
-        let (b, t) = input_ids.dims2()?;
+        let (b, t) = batch_time(input_ids)?;
         let h0 = self.initial_state(b, t, &mut StdRng::seed_from_u64(self.eval_seed))?;
         Ok(self
             .forward(input_ids, &LoopPlan::uniform(b, loops), &h0)?
@@ -879,6 +915,11 @@ impl Looped {
             }
         }
     }
+}
+
+/// `(batch, time)` of an input: token ids `(batch, time)` or vectors `(batch, time, width)`.
+fn batch_time(input: &Tensor) -> Result<(usize, usize)> {
+    Ok((input.dim(0)?, input.dim(1)?))
 }
 
 /// Mean per-token L2 norm of a state `(batch, time, r)`.
@@ -939,7 +980,7 @@ impl CausalLm for Looped {
         targets: &Tensor,
         rng: &mut StdRng,
     ) -> Result<TrainLoss> {
-        let (b, t) = input_ids.dims2()?;
+        let (b, t) = batch_time(input_ids)?;
         let plan = LoopPlan::sample(&self.cfg, b, rng)?;
         let h0 = self.initial_state(b, t, rng)?;
         self.supervised_loss(input_ids, targets, &plan, &h0)

@@ -9,6 +9,8 @@
 //! - [`grad`]: graph-free forward passes for evaluation;
 //! - [`layers`]: the token embedding and LM head, RMSNorm, RoPE, attention, MLPs, the block and
 //!   a stack of blocks, the loss;
+//! - [`io`]: the two ends — token embedding and LM head, or a linear read-in and scalar
+//!   read-out for continuous inputs;
 //! - [`gpt`]: the GPT baseline;
 //! - [`conditioning`]: LoopFormer's time/step conditioning, adaptive norms and trajectories;
 //! - [`looped`]: the looped (Parcae) model: prelude → injected recurrent core × T → coda, its
@@ -25,6 +27,7 @@ pub mod fused;
 pub mod fused_attention;
 pub mod gpt;
 pub mod grad;
+pub mod io;
 pub mod layers;
 pub mod looped;
 pub mod loopus;
@@ -37,11 +40,12 @@ pub use config::{
     ModelConfig, RecastSplit, StateInit,
 };
 pub use counts::{
-    LoopedSplit, ParamCounts, conditioning_params, forward_flops_per_token,
-    forward_flops_per_token_at, looped_split, param_counts, shortcut_train_flops_per_token,
-    train_flops_per_token,
+    LoopedSplit, ParamCounts, conditioning_params, decode_train_flops_per_token,
+    forward_flops_per_token, forward_flops_per_token_at, looped_split, param_counts,
+    shortcut_train_flops_per_token, train_flops_per_token,
 };
 pub use gpt::Gpt;
+pub use io::{Io, ReadIn};
 pub use layers::cross_entropy;
 pub use looped::{LoopPlan, Looped, ShortcutLoss};
 pub use params::{Param, ParamRole, ParamStore};
@@ -49,10 +53,51 @@ pub use params::{Param, ParamRole, ParamStore};
 use candle_core::{Result, Tensor};
 use rand::rngs::StdRng;
 
-/// Mean cross-entropy of `logits` `(batch, time, vocab)` against `targets` `(batch, time)`.
+/// A target that is not scored: tasks score only their answer positions.
+pub const IGNORE: u32 = u32::MAX;
+
+/// The loss of a network's outputs `(batch, time, out)` against `targets` `(batch, time)`:
+/// - u32 targets: mean cross-entropy over the positions whose target is not [`IGNORE`] (every
+///   position of a text; a task's answer tokens);
+/// - real targets: mean squared error of the scalar outputs (`out` = 1) over the positions whose
+///   target is finite (a regression prompt's `y` predictions; NaN marks the rest).
+///
+/// Unscored positions are dropped by `index_select` before the loss, so they get no gradient.
 pub fn lm_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let vocab = logits.dim(2)?;
-    cross_entropy(&logits.reshape(((), vocab))?, &targets.flatten_all()?)
+    let out = logits.dim(2)?;
+    let flat = logits.reshape(((), out))?;
+    let targets = targets.flatten_all()?;
+    if targets.dtype() == candle_core::DType::U32 {
+        let ids = targets.to_vec1::<u32>()?;
+        if !ids.contains(&IGNORE) {
+            return cross_entropy(&flat, &targets);
+        }
+        let (rows, kept): (Vec<u32>, Vec<u32>) = ids
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| **t != IGNORE)
+            .map(|(i, t)| (i as u32, *t))
+            .unzip();
+        let index = Tensor::new(rows.as_slice(), flat.device())?;
+        let kept = Tensor::new(kept.as_slice(), flat.device())?;
+        return cross_entropy(&flat.index_select(&index, 0)?, &kept);
+    }
+    let values = targets
+        .to_dtype(candle_core::DType::F64)?
+        .to_vec1::<f64>()?;
+    let (rows, kept): (Vec<u32>, Vec<f64>) = values
+        .iter()
+        .enumerate()
+        .filter(|(_, y)| y.is_finite())
+        .map(|(i, y)| (i as u32, *y))
+        .unzip();
+    if rows.is_empty() {
+        candle_core::bail!("lm_loss: no finite regression target");
+    }
+    let index = Tensor::new(rows.as_slice(), flat.device())?;
+    let predicted = flat.index_select(&index, 0)?.squeeze(1)?;
+    let kept = Tensor::new(kept.as_slice(), flat.device())?.to_dtype(predicted.dtype())?;
+    (predicted - kept)?.sqr()?.mean_all()
 }
 
 /// The loss of one training forward pass, with what it measured on the way.

@@ -9,6 +9,7 @@
 pub mod charts;
 pub mod figure;
 pub mod lineage;
+pub mod task_charts;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -147,6 +148,21 @@ pub fn render_all(frames: &Frames, fits: &ReportFits, dir: &Path) -> Result<Vec<
             "recast",
             "Recast models: loss vs loops and early exit",
             lineage::recast(frames),
+        ),
+        (
+            "task_depth",
+            "Task accuracy vs effective depth",
+            task_charts::accuracy_vs_depth(frames),
+        ),
+        (
+            "task_loops",
+            "Task accuracy vs test-time loops",
+            task_charts::accuracy_vs_loops(frames),
+        ),
+        (
+            "icl_errors",
+            "In-context regression error vs examples",
+            task_charts::icl_errors(frames),
         ),
         (
             "residuals",

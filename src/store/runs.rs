@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::{NOW, Store, StoreError};
 use crate::config::RunConfig;
 use crate::model::Arch;
-use crate::train::{EvalMetrics, ExitEvalMetrics, RunEnd, RunOutcome, StepMetrics};
+use crate::train::{EvalMetrics, ExitEvalMetrics, IclError, RunEnd, RunOutcome, StepMetrics};
 
 /// Life cycle of a run. `done`, `diverged` are final; the others are picked up by the next `run`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -362,6 +362,26 @@ impl Store {
         })
     }
 
+    /// Records a finished regression run's in-context errors (replacing any it had).
+    pub fn record_icl_errors(&mut self, key: &str, errors: &[IclError]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO icl_errors (run_key, estimator, test_loops, n_examples, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for e in errors {
+                insert.execute(params![
+                    key,
+                    e.estimator,
+                    e.test_loops.map(|t| t as i64),
+                    e.n_examples as i64,
+                    finite(e.error)
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
     /// Appends measurements of a running run (one transaction).
     pub fn record(
         &mut self,
@@ -548,8 +568,8 @@ fn insert_measurements(
     }
     let mut eval_insert = tx.prepare_cached(
         "INSERT OR REPLACE INTO evals (run_key, step, tokens, flops, test_loops, val_loss, val_bpb,
-         schedule)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         schedule, accuracy)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for e in evals {
         eval_insert.execute(params![
@@ -560,7 +580,8 @@ fn insert_measurements(
             e.test_loops.map(|t| t as i64),
             finite(e.val_loss),
             finite(e.val_bpb),
-            e.schedule
+            e.schedule,
+            e.accuracy.and_then(finite)
         ])?;
     }
     Ok(())

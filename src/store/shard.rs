@@ -65,6 +65,7 @@ impl Store {
              INSERT INTO shard.metrics SELECT * FROM main.metrics WHERE run_key = {k};
              INSERT INTO shard.evals SELECT * FROM main.evals WHERE run_key = {k};
              INSERT INTO shard.exit_evals SELECT * FROM main.exit_evals WHERE run_key = {k};
+             INSERT INTO shard.icl_errors SELECT * FROM main.icl_errors WHERE run_key = {k};
              COMMIT;",
             k = sql_text(key)
         ));
@@ -124,7 +125,7 @@ impl Store {
                 ),
                 params![key],
             )?;
-            for table in ["attempts", "metrics", "evals", "exit_evals"] {
+            for table in ["attempts", "metrics", "evals", "exit_evals", "icl_errors"] {
                 n += tx.execute(
                     &format!(
                         "INSERT OR REPLACE INTO main.{table}

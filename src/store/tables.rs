@@ -32,6 +32,11 @@ pub enum Table {
     Lineage,
     /// LoopUS early exit of finished runs (`exit_evals`) at each run's last evaluated step.
     ExitEvals,
+    /// Task accuracy of finished runs at their last evaluated step (`evals.accuracy`, schema
+    /// version 6), with what effective depth is made of: one row per run and `test_loops`.
+    TaskAccuracy,
+    /// In-context regression errors of finished runs (`icl_errors`, schema version 6).
+    IclErrors,
 }
 
 impl Table {
@@ -61,6 +66,22 @@ impl Table {
                 "SELECT run_key, test_loops, schedule, val_loss FROM budget_curves
                  WHERE val_loss IS NOT NULL AND (?1 IS NULL OR sweep = ?1)
                  ORDER BY run_key, schedule, test_loops"
+            }
+            Table::TaskAccuracy => {
+                "SELECT e.run_key, r.sweep, r.variant, r.arch, r.n_layers, r.n_prelude, r.n_core, r.n_coda,
+                        r.mean_recurrence, e.test_loops, e.accuracy, e.val_loss
+                 FROM evals e JOIN runs r USING (run_key)
+                 WHERE r.status = 'done' AND e.accuracy IS NOT NULL AND IFNULL(e.schedule, 'uniform') = 'uniform'
+                   AND (?1 IS NULL OR r.sweep = ?1)
+                   AND e.step = (SELECT max(step) FROM evals x WHERE x.run_key = e.run_key)
+                 ORDER BY e.run_key, IFNULL(e.test_loops, 0)"
+            }
+            Table::IclErrors => {
+                "SELECT i.run_key, r.sweep, r.variant, r.arch, r.n_layers, r.mean_recurrence,
+                        i.estimator, i.test_loops, i.n_examples, i.error
+                 FROM icl_errors i JOIN runs r USING (run_key)
+                 WHERE r.status = 'done' AND (?1 IS NULL OR r.sweep = ?1)
+                 ORDER BY i.run_key, i.estimator, IFNULL(i.test_loops, 0), i.n_examples"
             }
             Table::RunConfigs => {
                 "SELECT r.run_key, r.config_json FROM runs r JOIN final_runs f USING (run_key)

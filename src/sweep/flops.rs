@@ -7,12 +7,11 @@
 //! configuration, so it is part of the run key and a grid axis like any scalar.
 
 use crate::config::RunConfig;
-use crate::train::BYTE_VOCAB;
 
 /// Training FLOPs of one optimizer step of this run.
 pub fn step_flops(c: &RunConfig) -> f64 {
     let tokens_per_step = (c.train.batch_size * c.data.seq_len) as f64;
-    c.train_flops_per_token(BYTE_VOCAB) * tokens_per_step
+    c.train_flops_per_token() * tokens_per_step
 }
 
 /// Sets `train.tokens` from `train.flops` when a budget is given. A budget below one step (or

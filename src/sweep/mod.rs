@@ -66,6 +66,7 @@ mod keys;
 mod recast;
 mod slurm_table;
 mod spec;
+mod task_checks;
 mod validate;
 
 use std::collections::{HashMap, HashSet};

@@ -28,7 +28,7 @@ pub(crate) struct Problem {
     pub help: String,
 }
 
-fn problem(keys: &[&'static str], message: String, help: impl Into<String>) -> Problem {
+pub(crate) fn problem(keys: &[&'static str], message: String, help: impl Into<String>) -> Problem {
     Problem {
         kind: ErrorKind::InvalidRun,
         keys: keys.to_vec(),
@@ -85,6 +85,7 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
         }
     }
     out.extend(check_command_text(c));
+    out.extend(super::task_checks::check_task(c));
     if !(d.val_fraction > 0.0 && d.val_fraction < 1.0) {
         out.push(problem(
             &["data.val_fraction"],
@@ -505,6 +506,9 @@ pub(crate) fn check_corpus(
     base_dir: &Path,
     sizes: &mut HashMap<PathBuf, Result<u64, String>>,
 ) -> Option<Problem> {
+    if !c.data.task.is_lm() {
+        return None; // a task draws its examples; the corpus is not read
+    }
     let path = resolve_corpus_path(&c.data.corpus, base_dir);
     let size = sizes
         .entry(path.clone())

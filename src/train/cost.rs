@@ -16,7 +16,6 @@
 //! not to pack memory tightly. Checkpoints on disk: the newest two are kept, each the weights
 //! and both moments.
 
-use super::data::BYTE_VOCAB;
 use super::trainer::total_steps;
 use crate::config::RunConfig;
 use crate::model::counts::mlp_hidden_width;
@@ -50,8 +49,8 @@ impl RunCost {
     pub fn of(config: &RunConfig) -> RunCost {
         let steps = total_steps(config);
         let tokens = steps * (config.train.batch_size * config.data.seq_len) as u64;
-        let counts = param_counts(&config.model, BYTE_VOCAB);
-        let flops = config.train_flops_per_token(BYTE_VOCAB) * tokens as f64;
+        let counts = param_counts(&config.model, config.data.io());
+        let flops = config.train_flops_per_token() * tokens as f64;
         // A branch starts at its parent's step; a recast run only takes its parent's weights
         // (its own budget starts at 0).
         let inherited = match &config.lineage {
@@ -94,7 +93,7 @@ fn peak_memory_bytes(config: &RunConfig, params: u64) -> f64 {
         }
         _ => model.n_layers as f64 * per_block(d),
     };
-    let activations = tokens * (graph_blocks + 3.0 * BYTE_VOCAB as f64) * BYTES;
+    let activations = tokens * (graph_blocks + 3.0 * config.data.io().out_width() as f64) * BYTES;
     let state = 4.0 * BYTES * params as f64;
     WORKSPACE_FACTOR * (state + activations)
 }

@@ -1,5 +1,6 @@
 //! The corpus as tokens: loading and checking the text, the byte tokenizer, the fixed
-//! train/validation split, a seeded sampler of training windows and the fixed validation windows.
+//! train/validation split, a seeded sampler of training windows and the fixed validation windows;
+//! and [`Dataset`], what a run trains on: that corpus, or a synthetic task ([`super::tasks`]).
 
 use std::path::{Path, PathBuf};
 
@@ -8,12 +9,75 @@ use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::config::{DataConfig, resolve_corpus_path};
+use super::tasks::TaskSet;
+use crate::config::{DataConfig, RunConfig, resolve_corpus_path};
+use crate::model::Io;
 
 /// Vocabulary of the byte tokenizer: one token per byte value.
 pub const BYTE_VOCAB: usize = 256;
 
-/// Inputs and next-token targets, both `(batch, seq_len)` u32.
+/// What a run trains on: text (`data.task = "lm"`) or a synthetic task.
+pub enum Dataset {
+    Text(Corpus),
+    Task(TaskSet),
+}
+
+impl Dataset {
+    /// The corpus of `cfg.data` (resolved against `base_dir`), or its task with
+    /// `ceil(train.eval_tokens / seq_len)` evaluation examples.
+    pub fn load(cfg: &RunConfig, base_dir: &Path) -> anyhow::Result<Dataset> {
+        Ok(if cfg.data.task.is_lm() {
+            Dataset::Text(Corpus::load(&cfg.data, base_dir)?)
+        } else {
+            let examples = (cfg.train.eval_tokens as usize).div_ceil(cfg.data.seq_len.max(1));
+            Dataset::Task(TaskSet::new(&cfg.data, examples)?)
+        })
+    }
+}
+
+/// A borrowed [`Dataset`]: what the trainer takes (`&Corpus`, `&TaskSet` or `&Dataset`).
+#[derive(Clone, Copy)]
+pub enum Data<'a> {
+    Text(&'a Corpus),
+    Task(&'a TaskSet),
+}
+
+impl<'a> From<&'a Corpus> for Data<'a> {
+    fn from(c: &'a Corpus) -> Self {
+        Data::Text(c)
+    }
+}
+
+impl<'a> From<&'a TaskSet> for Data<'a> {
+    fn from(t: &'a TaskSet) -> Self {
+        Data::Task(t)
+    }
+}
+
+impl<'a> From<&'a Dataset> for Data<'a> {
+    fn from(d: &'a Dataset) -> Self {
+        match d {
+            Dataset::Text(c) => Data::Text(c),
+            Dataset::Task(t) => Data::Task(t),
+        }
+    }
+}
+
+impl Data<'_> {
+    /// The model's ends: the byte vocabulary, or the task's.
+    pub fn io(&self) -> Io {
+        match self {
+            Data::Text(c) => Io::Tokens {
+                vocab: c.vocab_size(),
+            },
+            Data::Task(t) => t.io(),
+        }
+    }
+}
+
+/// Inputs and next-token targets, both `(batch, seq_len)` u32; for a task, targets are
+/// [`crate::model::IGNORE`] where unscored, and a regression batch holds `(batch, seq_len, d + 1)`
+/// f32 inputs and `(batch, seq_len)` f32 targets (NaN where unscored).
 pub struct Batch {
     pub inputs: Tensor,
     pub targets: Tensor,
@@ -223,6 +287,7 @@ mod tests {
             tokenizer: "bytes".into(),
             seq_len,
             val_fraction,
+            ..DataConfig::default()
         }
     }
 

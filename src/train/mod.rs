@@ -12,16 +12,18 @@ mod optim_kernel;
 pub mod optimizer;
 pub mod recast;
 pub mod schedule;
+pub mod tasks;
 pub mod trainer;
 
 pub use checkpoint::{Checkpointing, ParentCheckpoint, TrainerState};
 pub use cost::RunCost;
-pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus, indexed_rng};
+pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus, Data, Dataset, indexed_rng};
 pub use memory::keep_freed_memory;
 pub use optim::{AdamW, AdamWConfig};
 pub use optimizer::{Group, Optimizer, group_of};
 pub use recast::build_recast_model;
 pub use schedule::{cooldown_start, learning_rate, lr_multiplier, warmup_steps};
+pub use tasks::TaskSet;
 pub use trainer::{
     TRAIN_DTYPE, build_model, count_loss_spikes, evaluate, evaluate_at_loops, evaluate_exit,
     evaluate_with_steps, total_steps, train, train_model, train_model_resumable, train_resumable,
@@ -64,6 +66,21 @@ pub struct EvalMetrics {
     /// The named schedule a conditioned model (LoopFormer) was run along at `test_loops`
     /// (`"uniform"`, `"coarse_fine"`); `None` for unconditioned models and training-depth evals.
     pub schedule: Option<String>,
+    /// Tasks with right or wrong answers (p_hop, addition): the fraction of evaluation examples
+    /// answered exactly; `None` for text and regression.
+    pub accuracy: Option<f64>,
+}
+
+/// One in-context regression error (`icl_errors`): an estimator's mean squared error / d when
+/// predicting `y` from `n_examples` pairs, over the fixed evaluation prompts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IclError {
+    /// `"model"`, or a reference estimator: `"least_squares"`, `"averaging"`, `"knn3"`.
+    pub estimator: String,
+    /// The looped model's loop count; `None` for a GPT and the reference estimators.
+    pub test_loops: Option<usize>,
+    pub n_examples: usize,
+    pub error: f64,
 }
 
 /// Early exit at one confidence threshold (LoopUS; looped models with `exit_head`), measured
@@ -88,6 +105,12 @@ pub trait RunObserver {
     /// An early-exit evaluation (LoopUS); ignored unless the observer stores them.
     fn on_exit_eval(&mut self, eval: &ExitEvalMetrics) -> anyhow::Result<()> {
         let _ = eval;
+        Ok(())
+    }
+
+    /// A finished regression run's in-context errors, the model's and the baselines'.
+    fn on_icl_errors(&mut self, errors: &[IclError]) -> anyhow::Result<()> {
+        let _ = errors;
         Ok(())
     }
     /// Polled between steps; `true` stops training early with [`RunEnd::Interrupted`].

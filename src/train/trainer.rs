@@ -9,6 +9,11 @@
 //! Under `train.shortcut_consistency` a step also runs one short trajectory, drawn from the
 //! step's forward stream after the initial state.
 //!
+//! A run on a synthetic task (`data.task`, [`super::tasks`]) draws its examples instead of
+//! text windows, scores only the answers, and measures accuracy (exact answers) at every
+//! evaluation; a regression run also reports its in-context error by prompt length, with the
+//! reference estimators on the same prompts, once training is done.
+//!
 //! Every random draw of a step (its training windows, a looped model's depths and initial
 //! state) comes from an RNG indexed by the step, so a run resumed from a checkpoint (see
 //! [`super::checkpoint`]) continues exactly as the uninterrupted run would have.
@@ -17,14 +22,15 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::checkpoint::{Checkpointing, TrainerState};
-use super::data::{Batch, BatchSampler, Corpus, indexed_rng};
+use super::data::{Batch, BatchSampler, Data, indexed_rng};
 use super::optimizer::Optimizer;
 use super::schedule::learning_rate;
-use super::{EvalMetrics, ExitEvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics};
+use super::tasks::{self, TaskSet};
+use super::{EvalMetrics, ExitEvalMetrics, IclError, RunEnd, RunObserver, RunOutcome, StepMetrics};
 use crate::config::{DeepSupervision, RunConfig};
 use crate::model::conditioning::Trajectory;
 use crate::model::grad::no_grad;
-use crate::model::{Arch, CausalLm, Gpt, Looped};
+use crate::model::{Arch, CausalLm, Gpt, Io, Looped, lm_loss};
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 
@@ -88,16 +94,18 @@ impl SpikeCounter {
     }
 }
 
-/// The network `cfg.model` describes, initialised from `cfg.seed`, in the training dtype.
+/// The network `cfg.model` describes with ends `io` (a vocabulary size, or [`Io::Vectors`]),
+/// initialised from `cfg.seed`, in the training dtype.
 pub fn build_model(
     cfg: &RunConfig,
-    vocab_size: usize,
+    io: impl Into<Io>,
     device: &Device,
 ) -> anyhow::Result<Box<dyn CausalLm>> {
+    let io = io.into();
     match cfg.model.arch {
         Arch::Gpt => Ok(Box::new(Gpt::new(
             &cfg.model,
-            vocab_size,
+            io,
             cfg.data.seq_len,
             cfg.seed,
             TRAIN_DTYPE,
@@ -105,7 +113,7 @@ pub fn build_model(
         )?)),
         Arch::Looped => Ok(Box::new(Looped::new(
             &cfg.model,
-            vocab_size,
+            io,
             cfg.data.seq_len,
             cfg.seed,
             TRAIN_DTYPE,
@@ -114,39 +122,39 @@ pub fn build_model(
     }
 }
 
-/// Builds the model of `cfg` and trains it; see [`train_model`].
-pub fn train(
+/// Builds the model of `cfg` and trains it on `data` (a `&Corpus`, `&TaskSet` or
+/// `&Dataset`); see [`train_model`].
+pub fn train<'a>(
     cfg: &RunConfig,
-    corpus: &Corpus,
+    data: impl Into<Data<'a>>,
     device: &Device,
     observer: &mut dyn RunObserver,
 ) -> anyhow::Result<RunOutcome> {
-    train_resumable(cfg, corpus, device, observer, None)
+    train_resumable(cfg, data, device, observer, None)
 }
 
 /// Builds the model of `cfg` and trains it, checkpointing and resuming as `checkpoints` says;
 /// see [`train_model_resumable`].
-pub fn train_resumable(
+pub fn train_resumable<'a>(
     cfg: &RunConfig,
-    corpus: &Corpus,
+    data: impl Into<Data<'a>>,
     device: &Device,
     observer: &mut dyn RunObserver,
     checkpoints: Option<&Checkpointing>,
 ) -> anyhow::Result<RunOutcome> {
-    let model = build_model(cfg, corpus.vocab_size(), device)?;
-    train_model_resumable(model.as_ref(), cfg, corpus, device, observer, checkpoints)
+    let data = data.into();
+    let model = build_model(cfg, data.io(), device)?;
+    train_model_resumable(model.as_ref(), cfg, data, device, observer, checkpoints)
 }
 
 /// Mean validation loss (nats per token) of `model` over `batches`, at the training depth.
 pub fn evaluate(model: &dyn CausalLm, batches: &[Batch]) -> anyhow::Result<f64> {
-    mean_loss(batches, |b| model.loss(&b.inputs, &b.targets))
+    Ok(measure(batches, |x| model.logits(x))?.loss)
 }
 
 /// Mean validation loss of a looped model run for `loops` loops on every sequence.
 pub fn evaluate_at_loops(model: &Looped, batches: &[Batch], loops: usize) -> anyhow::Result<f64> {
-    mean_loss(batches, |b| {
-        model.loss_with_loops(&b.inputs, &b.targets, loops)
-    })
+    Ok(measure(batches, |x| model.logits_with_loops(x, loops))?.loss)
 }
 
 /// Mean validation loss of a conditioned looped model (LoopFormer) along the schedule `steps`.
@@ -155,8 +163,58 @@ pub fn evaluate_with_steps(
     batches: &[Batch],
     steps: &[f64],
 ) -> anyhow::Result<f64> {
-    mean_loss(batches, |b| {
-        model.loss_with_steps(&b.inputs, &b.targets, steps.to_vec())
+    Ok(measure(batches, |x| model.logits_with_steps(x, steps.to_vec()))?.loss)
+}
+
+/// What one pass over the validation batches measured.
+struct Measured {
+    /// Mean loss over the scored positions (every token of a text).
+    loss: f64,
+    /// Token targets: the fraction of sequences whose scored positions are all predicted
+    /// exactly (meaningful for tasks; the trainer reports it only for them).
+    accuracy: Option<f64>,
+    /// Real targets (regression): squared-error sums and counts by example index.
+    squared_errors: Vec<(f64, usize)>,
+}
+
+/// Loss (weighted by scored positions), exact-answer accuracy and regression errors of the
+/// outputs `logits` gives for each batch; forward only, without a graph.
+fn measure(
+    batches: &[Batch],
+    logits: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> anyhow::Result<Measured> {
+    let (mut total, mut count) = (0.0, 0usize);
+    let (mut right, mut answered) = (0usize, 0usize);
+    let mut squared_errors: Vec<(f64, usize)> = Vec::new();
+    for batch in batches {
+        let out = no_grad(|| logits(&batch.inputs))?;
+        let loss = no_grad(|| lm_loss(&out, &batch.targets))?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
+        let n = scored_positions(&batch.targets)?;
+        total += loss * n as f64;
+        count += n;
+        if batch.targets.dtype() == DType::U32 {
+            let (r, a) = tasks::exact_answers(&out, &batch.targets)?;
+            (right, answered) = (right + r, answered + a);
+        } else {
+            for (k, (sum, n)) in tasks::squared_errors_by_example(&out, &batch.targets)?
+                .into_iter()
+                .enumerate()
+            {
+                if squared_errors.len() <= k {
+                    squared_errors.resize(k + 1, (0.0, 0));
+                }
+                squared_errors[k].0 += sum;
+                squared_errors[k].1 += n;
+            }
+        }
+    }
+    anyhow::ensure!(count > 0, "evaluate: no validation tokens");
+    Ok(Measured {
+        loss: total / count as f64,
+        accuracy: (answered > 0).then(|| right as f64 / answered as f64),
+        squared_errors,
     })
 }
 
@@ -178,50 +236,46 @@ pub fn evaluate_exit(
     Ok((loss / count as f64, loops / count as f64))
 }
 
-/// Mean of `loss` over `batches`, weighted by tokens; forward only, without a graph.
-fn mean_loss(
-    batches: &[Batch],
-    loss: impl Fn(&Batch) -> candle_core::Result<Tensor>,
-) -> anyhow::Result<f64> {
-    let (mut total, mut count) = (0.0, 0usize);
-    for batch in batches {
-        let loss = no_grad(|| loss(batch))?
+/// Positions a batch's loss averages over: every position of a text, a task's scored ones.
+fn scored_positions(targets: &Tensor) -> anyhow::Result<usize> {
+    Ok(if targets.dtype() == DType::U32 {
+        let ids = targets.flatten_all()?.to_vec1::<u32>()?;
+        ids.iter().filter(|&&t| t != crate::model::IGNORE).count()
+    } else {
+        let ys = targets
+            .flatten_all()?
             .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?;
-        let n = batch.targets.elem_count();
-        total += loss * n as f64;
-        count += n;
-    }
-    anyhow::ensure!(count > 0, "evaluate: no validation tokens");
-    Ok(total / count as f64)
+            .to_vec1::<f64>()?;
+        ys.iter().filter(|y| y.is_finite()).count()
+    })
 }
 
 /// Trains an already built `model` as `cfg` says. Step numbers in the metrics count completed
 /// optimizer steps (the first logged step is 1).
-pub fn train_model(
+pub fn train_model<'a>(
     model: &dyn CausalLm,
     cfg: &RunConfig,
-    corpus: &Corpus,
+    data: impl Into<Data<'a>>,
     device: &Device,
     observer: &mut dyn RunObserver,
 ) -> anyhow::Result<RunOutcome> {
-    train_model_resumable(model, cfg, corpus, device, observer, None)
+    train_model_resumable(model, cfg, data, device, observer, None)
 }
 
 /// [`train_model`], resuming from the newest good checkpoint in `checkpoints` (if any), saving
 /// one every `checkpoints.every` steps and one when stopped early. The observer is told where
 /// training resumes ([`RunObserver::on_resume`]) and asked to make its rows durable before
 /// each checkpoint ([`RunObserver::before_checkpoint`]).
-pub fn train_model_resumable(
+pub fn train_model_resumable<'a>(
     model: &dyn CausalLm,
     cfg: &RunConfig,
-    corpus: &Corpus,
+    data: impl Into<Data<'a>>,
     device: &Device,
     observer: &mut dyn RunObserver,
     checkpoints: Option<&Checkpointing>,
 ) -> anyhow::Result<RunOutcome> {
     super::keep_freed_memory();
-    let mut trainer = Trainer::new(model, cfg, corpus, device, observer, checkpoints)?;
+    let mut trainer = Trainer::new(model, cfg, data.into(), device, observer, checkpoints)?;
     let mut state = trainer.resume()?;
     let mut end = RunEnd::Done;
     let mut last_checkpoint = state.done_steps;
@@ -261,6 +315,7 @@ pub fn train_model_resumable(
     if end == RunEnd::Done {
         trainer.evaluate_test_loops(&state)?;
         trainer.evaluate_exits(&state)?;
+        trainer.report_icl_errors()?;
     }
     Ok(trainer.outcome(state, end, wall_seconds))
 }
@@ -340,7 +395,7 @@ impl RunState {
 struct Trainer<'a> {
     model: &'a dyn CausalLm,
     cfg: &'a RunConfig,
-    corpus: &'a Corpus,
+    data: Data<'a>,
     device: &'a Device,
     observer: &'a mut dyn RunObserver,
     checkpoints: Option<&'a Checkpointing>,
@@ -358,7 +413,7 @@ impl<'a> Trainer<'a> {
     fn new(
         model: &'a dyn CausalLm,
         cfg: &'a RunConfig,
-        corpus: &'a Corpus,
+        data: Data<'a>,
         device: &'a Device,
         observer: &'a mut dyn RunObserver,
         checkpoints: Option<&'a Checkpointing>,
@@ -366,20 +421,26 @@ impl<'a> Trainer<'a> {
         let t = &cfg.train;
         let seq_len = cfg.data.seq_len;
         let optimizer = Optimizer::new(model.params(), t, total_steps(cfg))?;
+        let val_batches = match data {
+            Data::Text(corpus) => {
+                corpus.validation_batches(seq_len, t.batch_size, t.eval_tokens, device)?
+            }
+            Data::Task(task) => task.eval_batches(t.batch_size, device)?,
+        };
         Ok(Trainer {
             model,
             cfg,
-            corpus,
+            data,
             device,
             observer,
             checkpoints,
             optimizer,
             sampler: BatchSampler::new(sampler_seed(cfg.seed), t.batch_size, seq_len),
-            val_batches: corpus.validation_batches(seq_len, t.batch_size, t.eval_tokens, device)?,
+            val_batches,
             steps: total_steps(cfg),
             tokens_per_step: (t.batch_size * seq_len) as u64,
-            flops_per_token: cfg.train_flops_per_token(corpus.vocab_size()),
-            divergence_floor: (corpus.vocab_size() as f64).ln() + DIVERGENCE_MARGIN,
+            flops_per_token: cfg.train_flops_per_token(),
+            divergence_floor: (data.io().out_width() as f64).ln() + DIVERGENCE_MARGIN,
         })
     }
 
@@ -416,9 +477,16 @@ impl<'a> Trainer<'a> {
     /// One optimizer step (0-based `step`): forward on this step's windows, divergence checks,
     /// backward, update. Returns how the run ended if it diverged.
     fn step(&mut self, step: u64, state: &mut RunState) -> anyhow::Result<Option<RunEnd>> {
-        let batch = self
-            .sampler
-            .sample(self.corpus.train_tokens(), self.device)?;
+        let batch = match self.data {
+            Data::Text(corpus) => self.sampler.sample(corpus.train_tokens(), self.device)?,
+            Data::Task(task) => task.train_batch(
+                sampler_seed(self.cfg.seed),
+                step,
+                self.steps,
+                self.cfg.train.batch_size,
+                self.device,
+            )?,
+        };
         let mut forward_rng = indexed_rng(forward_seed(self.cfg.seed), step);
         let t = &self.cfg.train;
         let forward = match self.model.as_looped() {
@@ -434,6 +502,23 @@ impl<'a> Trainer<'a> {
             // LoopUS's random deep supervision: one drawn loop count for the whole batch.
             Some(looped) if t.deep_supervision == DeepSupervision::Random => looped
                 .deep_supervision_train_loss(&batch.inputs, &batch.targets, &mut forward_rng)?,
+            // Yang et al.: the mean loss of the last T loops' outputs.
+            Some(looped) if t.loss_last_loops.is_some() => {
+                let (b, len) = (batch.inputs.dim(0)?, batch.inputs.dim(1)?);
+                let h0 = looped.initial_state(b, len, &mut forward_rng)?;
+                let (loss, state) = looped.last_loops_loss(
+                    &batch.inputs,
+                    &batch.targets,
+                    &h0,
+                    looped.config().mean_recurrence,
+                    t.loss_last_loops.unwrap_or(1),
+                )?;
+                crate::model::TrainLoss {
+                    loss,
+                    state_norm: Some(crate::model::looped::state_norm(&state)?),
+                    reported: None,
+                }
+            }
             _ => self
                 .model
                 .train_loss(&batch.inputs, &batch.targets, &mut forward_rng)?,
@@ -498,23 +583,54 @@ impl<'a> Trainer<'a> {
         self.observer.on_step(&metrics).context("observer.on_step")
     }
 
-    /// Validation loss at the training depth, reported and kept as the run's latest; returns
-    /// how the run ended if it is not finite.
-    fn evaluate(&mut self, state: &mut RunState) -> anyhow::Result<Option<RunEnd>> {
-        let val_loss = evaluate(self.model, &self.val_batches)?;
-        let val_bpb = val_loss / std::f64::consts::LN_2 / self.corpus.bytes_per_token();
+    /// Bits per byte of a validation loss: text only (a task's loss is not over bytes).
+    fn bpb(&self, val_loss: f64) -> f64 {
+        match self.data {
+            Data::Text(corpus) => val_loss / std::f64::consts::LN_2 / corpus.bytes_per_token(),
+            Data::Task(_) => f64::NAN,
+        }
+    }
+
+    /// The task being trained, if any.
+    fn task(&self) -> Option<&'a TaskSet> {
+        match self.data {
+            Data::Task(task) => Some(task),
+            Data::Text(_) => None,
+        }
+    }
+
+    /// An evaluation row of `measured`: accuracy only for tasks that have one.
+    fn eval_row(
+        &self,
+        state: &RunState,
+        measured: &Measured,
+        test_loops: Option<usize>,
+        schedule: Option<String>,
+    ) -> EvalMetrics {
         let tokens = self.tokens(state);
-        let eval = EvalMetrics {
+        EvalMetrics {
             step: state.done_steps,
             tokens,
             flops: self.flops_per_token * tokens as f64,
-            val_loss,
-            val_bpb,
-            test_loops: None,
-            schedule: None,
-        };
+            val_loss: measured.loss,
+            val_bpb: self.bpb(measured.loss),
+            test_loops,
+            schedule,
+            accuracy: measured
+                .accuracy
+                .filter(|_| self.task().is_some_and(TaskSet::has_accuracy)),
+        }
+    }
+
+    /// Validation loss at the training depth, reported and kept as the run's latest; returns
+    /// how the run ended if it is not finite.
+    fn evaluate(&mut self, state: &mut RunState) -> anyhow::Result<Option<RunEnd>> {
+        let model = self.model;
+        let measured = measure(&self.val_batches, |x| model.logits(x))?;
+        let eval = self.eval_row(state, &measured, None, None);
         self.observer.on_eval(&eval).context("observer.on_eval")?;
-        (state.final_val_loss, state.final_val_bpb) = (Some(val_loss), Some(val_bpb));
+        let val_loss = measured.loss;
+        (state.final_val_loss, state.final_val_bpb) = (Some(val_loss), Some(eval.val_bpb));
         Ok((!val_loss.is_finite()).then(|| {
             RunEnd::Diverged(format!(
                 "validation loss is {val_loss} at step {}",
@@ -523,39 +639,36 @@ impl<'a> Trainer<'a> {
         }))
     }
 
-    /// A finished looped model's validation loss at every `test_loops` loop count; a
-    /// conditioned model (LoopFormer) at every budget `M` along each named schedule.
+    /// A finished looped model's validation loss (and accuracy) at every `test_loops` loop
+    /// count; a conditioned model (LoopFormer) at every budget `M` along each named schedule.
     fn evaluate_test_loops(&mut self, state: &RunState) -> anyhow::Result<()> {
         let Some(looped) = self.model.as_looped() else {
             return Ok(());
         };
-        let tokens = self.tokens(state);
         let trained = looped.config().mean_recurrence;
         for &loops in &looped.config().test_loops {
-            let evaluated: Vec<(Option<&'static str>, f64)> = if looped.is_conditioned() {
+            let evaluated: Vec<(Option<&'static str>, Measured)> = if looped.is_conditioned() {
                 Trajectory::ALL
                     .iter()
                     .map(|s| {
                         let steps = s.steps(loops, trained);
                         Ok((
                             Some(s.name()),
-                            evaluate_with_steps(looped, &self.val_batches, &steps)?,
+                            measure(&self.val_batches, |x| {
+                                looped.logits_with_steps(x, steps.clone())
+                            })?,
                         ))
                     })
                     .collect::<anyhow::Result<_>>()?
             } else {
-                vec![(None, evaluate_at_loops(looped, &self.val_batches, loops)?)]
+                vec![(
+                    None,
+                    measure(&self.val_batches, |x| looped.logits_with_loops(x, loops))?,
+                )]
             };
-            for (schedule, val_loss) in evaluated {
-                let eval = EvalMetrics {
-                    step: state.done_steps,
-                    tokens,
-                    flops: self.flops_per_token * tokens as f64,
-                    val_loss,
-                    val_bpb: val_loss / std::f64::consts::LN_2 / self.corpus.bytes_per_token(),
-                    test_loops: Some(loops),
-                    schedule: schedule.map(str::to_string),
-                };
+            for (schedule, measured) in evaluated {
+                let eval =
+                    self.eval_row(state, &measured, Some(loops), schedule.map(str::to_string));
                 self.observer.on_eval(&eval).context("observer.on_eval")?;
             }
         }
@@ -589,6 +702,60 @@ impl<'a> Trainer<'a> {
                 .context("observer.on_exit_eval")?;
         }
         Ok(())
+    }
+
+    /// A finished regression run's mean squared error / d by number of in-context examples: the
+    /// model's (a looped model's at every `test_loops` count), then each reference estimator's
+    /// on the same prompts.
+    fn report_icl_errors(&mut self) -> anyhow::Result<()> {
+        let Some(task) = self.task() else {
+            return Ok(());
+        };
+        let Some(dims) = task.regression_dims() else {
+            return Ok(());
+        };
+        let model = self.model;
+        let depths: Vec<Option<usize>> = match model.as_looped() {
+            Some(looped) => looped
+                .config()
+                .test_loops
+                .iter()
+                .map(|&t| Some(t))
+                .collect(),
+            None => vec![None],
+        };
+        let mut rows = Vec::new();
+        for test_loops in depths {
+            let measured = match (test_loops, model.as_looped()) {
+                (Some(t), Some(looped)) => {
+                    measure(&self.val_batches, |x| looped.logits_with_loops(x, t))?
+                }
+                _ => measure(&self.val_batches, |x| model.logits(x))?,
+            };
+            rows.extend(
+                measured
+                    .squared_errors
+                    .iter()
+                    .enumerate()
+                    .map(|(k, (sum, n))| IclError {
+                        estimator: "model".into(),
+                        test_loops,
+                        n_examples: k,
+                        error: sum / (*n).max(1) as f64 / dims as f64,
+                    }),
+            );
+        }
+        for (estimator, errors) in task.baseline_errors() {
+            rows.extend(errors.iter().enumerate().map(|(k, &error)| IclError {
+                estimator: estimator.name().into(),
+                test_loops: None,
+                n_examples: k,
+                error,
+            }));
+        }
+        self.observer
+            .on_icl_errors(&rows)
+            .context("observer.on_icl_errors")
     }
 
     /// Whether a periodic checkpoint is due after `done` steps.

@@ -5,13 +5,14 @@
 #![allow(dead_code)] // not every helper is used by the tests of every build
 
 use loopscale::config::DataConfig;
-use loopscale::train::{Corpus, EvalMetrics, ExitEvalMetrics, RunObserver, StepMetrics};
+use loopscale::train::{Corpus, EvalMetrics, ExitEvalMetrics, IclError, RunObserver, StepMetrics};
 
 #[derive(Default)]
 pub struct Recorder {
     pub steps: Vec<StepMetrics>,
     pub evals: Vec<EvalMetrics>,
     pub exits: Vec<ExitEvalMetrics>,
+    pub icl_errors: Vec<IclError>,
     /// Ask the trainer to stop after this many `should_stop` polls.
     pub stop_after: Option<usize>,
     pub polls: usize,
@@ -28,6 +29,11 @@ impl RunObserver for Recorder {
     }
     fn on_exit_eval(&mut self, eval: &ExitEvalMetrics) -> anyhow::Result<()> {
         self.exits.push(eval.clone());
+        Ok(())
+    }
+
+    fn on_icl_errors(&mut self, errors: &[IclError]) -> anyhow::Result<()> {
+        self.icl_errors.extend_from_slice(errors);
         Ok(())
     }
     fn should_stop(&mut self) -> bool {

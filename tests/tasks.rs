@@ -1,0 +1,572 @@
+//! The synthetic tasks (`data.task`): every generator's answers against an independent slow
+//! solver, determinism per (seed, step), training never drawing an evaluation example, the
+//! reference estimators, exact-answer accuracy, the masked losses' gradients and the read-in /
+//! read-out's parameter count, and short training runs that report accuracy and ICL errors.
+
+use candle_core::{DType, Device, Tensor};
+use loopscale::config::{DataConfig, RunConfig, Task, TrainConfig};
+use loopscale::model::{
+    Arch, CausalLm, DepthSampling, Gpt, IGNORE, Injection, Io, LoopedConfig, ModelConfig,
+    StateInit, lm_loss, param_counts,
+};
+use loopscale::train::tasks::addition::{EQUALS, PLUS};
+use loopscale::train::tasks::baselines::Estimator;
+use loopscale::train::tasks::{Example, TaskSet, exact_answers};
+use loopscale::train::{RunEnd, train};
+
+use crate::common::{Recorder, central_differences};
+
+fn data(task: Task, seq_len: usize) -> DataConfig {
+    DataConfig {
+        task,
+        seq_len,
+        ..DataConfig::default()
+    }
+}
+
+fn tokens(e: &Example) -> (&[u32], &[u32]) {
+    match e {
+        Example::Tokens { inputs, targets } => (inputs, targets),
+        Example::Vectors { .. } => panic!("a token task"),
+    }
+}
+
+/// p-hop by the definition, literally: from position i, scan back for the latest earlier j with
+/// X_j = X_i and move to j + 1; p times.
+fn slow_p_hop(seq: &[u32], hops: usize) -> Option<u32> {
+    let mut i = seq.len() - 1;
+    for _ in 0..hops {
+        let j = (0..i).rev().find(|&j| seq[j] == seq[i])?;
+        i = j + 1;
+    }
+    Some(seq[i])
+}
+
+#[test]
+fn p_hop_answers_match_a_slow_solver() {
+    for (alphabet, hops, len) in [(4, 1, 12), (4, 3, 24), (3, 6, 32), (3, 2, 10)] {
+        let cfg = DataConfig {
+            alphabet: Some(alphabet),
+            hops: Some(hops),
+            ..data(Task::PHop, len)
+        };
+        let set = TaskSet::new(&cfg, 8).unwrap();
+        assert_eq!(set.io(), Io::Tokens { vocab: alphabet });
+        let train = set.train_examples(7, 3, 100, 32).unwrap();
+        for e in train.iter().chain(set.eval_examples()) {
+            let (x, y) = tokens(e);
+            assert_eq!(x.len(), len);
+            assert!(x.iter().all(|&s| (s as usize) < alphabet));
+            assert!(x.windows(2).all(|w| w[0] != w[1]), "no immediate repeats");
+            // Only the last position is scored, with the p-hop answer.
+            assert!(y[..len - 1].iter().all(|&t| t == IGNORE));
+            assert_eq!(Some(y[len - 1]), slow_p_hop(x, hops), "{x:?}");
+        }
+    }
+}
+
+#[test]
+fn addition_answers_match_a_slow_solver() {
+    for (operands, digits) in [(2, 1), (2, 3), (4, 2), (3, 5)] {
+        let cfg = DataConfig {
+            operands: Some(operands),
+            digits: Some(digits),
+            ..data(Task::Addition, 40)
+        };
+        let set = TaskSet::new(&cfg, 8).unwrap();
+        // DataConfig::io (below the tasks, so it cannot read the constant) agrees with it.
+        assert_eq!(
+            set.io(),
+            Io::Tokens {
+                vocab: loopscale::train::tasks::addition::VOCAB
+            }
+        );
+        for e in set.train_examples(1, 0, 10, 32).unwrap() {
+            let (x, y) = tokens(&e);
+            // Parse the prompt back into numbers and add them up with u128 arithmetic.
+            let eq = x.iter().position(|&t| t == EQUALS).unwrap();
+            let numbers: Vec<u128> = x[..eq]
+                .split(|&t| t == PLUS)
+                .map(|ds| ds.iter().fold(0u128, |n, &d| n * 10 + d as u128))
+                .collect();
+            assert_eq!(numbers.len(), operands);
+            assert!(numbers.iter().all(|&n| n < 10u128.pow(digits as u32)));
+            let sum: u128 = numbers.iter().sum();
+            // The scored targets are the answer digits, least significant first.
+            let answer: Vec<u32> = y.iter().copied().filter(|&t| t != IGNORE).collect();
+            let read = answer.iter().rev().fold(0u128, |n, &d| n * 10 + d as u128);
+            assert_eq!(read, sum, "{x:?} → {answer:?}");
+            let width = (operands as u128 * (10u128.pow(digits as u32) - 1))
+                .to_string()
+                .len();
+            assert_eq!(answer.len(), width);
+            // The first scored position is the `=`: the model answers after reading it.
+            assert_eq!(y.iter().position(|&t| t != IGNORE), Some(eq));
+        }
+    }
+}
+
+#[test]
+fn examples_are_fixed_by_seed_and_step() {
+    for cfg in [
+        data(Task::PHop, 16),
+        data(Task::Addition, 16),
+        data(Task::LinearRegression, 24),
+    ] {
+        let set = TaskSet::new(&cfg, 4).unwrap();
+        // Debug text compares NaN targets as equal.
+        let draw = |seed, step| format!("{:?}", set.train_examples(seed, step, 100, 4).unwrap());
+        assert_eq!(draw(1, 5), draw(1, 5), "{:?}", cfg.task);
+        assert_ne!(draw(1, 5), draw(1, 6));
+        assert_ne!(draw(1, 5), draw(2, 5));
+        // A second set of the same task has the same evaluation examples.
+        assert_eq!(
+            format!("{:?}", TaskSet::new(&cfg, 4).unwrap().eval_examples()),
+            format!("{:?}", set.eval_examples())
+        );
+    }
+}
+
+#[test]
+fn training_never_draws_an_evaluation_example() {
+    // 2 one-digit operands: only 100 problems, 40 of them held out.
+    let cfg = DataConfig {
+        operands: Some(2),
+        digits: Some(1),
+        ..data(Task::Addition, 5)
+    };
+    let set = TaskSet::new(&cfg, 60).unwrap();
+    let held: std::collections::HashSet<Vec<u32>> = set
+        .eval_examples()
+        .iter()
+        .map(|e| tokens(e).0.to_vec())
+        .collect();
+    assert!(held.len() > 30, "{} distinct held-out problems", held.len());
+    let mut seen = std::collections::HashSet::new();
+    for step in 0..50 {
+        for e in set.train_examples(3, step, 50, 16).unwrap() {
+            let x = tokens(&e).0.to_vec();
+            assert!(!held.contains(&x), "training drew held-out {x:?}");
+            seen.insert(x);
+        }
+    }
+    assert_eq!(
+        seen.len() + held.len(),
+        100,
+        "training covers every other problem"
+    );
+}
+
+#[test]
+fn least_squares_is_exact_once_there_are_d_examples() {
+    let cfg = DataConfig {
+        dims: Some(5),
+        examples: Some(10),
+        ..data(Task::LinearRegression, 20)
+    };
+    let set = TaskSet::new(&cfg, 64).unwrap();
+    let errors: Vec<(Estimator, Vec<f64>)> = set.baseline_errors();
+    let of = |e: Estimator| errors.iter().find(|(x, _)| *x == e).unwrap().1.clone();
+    let ls = of(Estimator::LeastSquares);
+    assert_eq!(ls.len(), 10);
+    // With no pairs every estimator predicts 0: the error is E[y²]/d = 1 up to sampling.
+    for e in Estimator::ALL {
+        assert!((of(e)[0] - 1.0).abs() < 0.35, "{e:?} at 0: {}", of(e)[0]);
+    }
+    // Below d the minimum-norm solution still misses; from k = d on it is exact.
+    assert!(ls[2] > 0.2, "{ls:?}");
+    for (k, &err) in ls.iter().enumerate().skip(5) {
+        assert!(err < 1e-12, "least squares at k = {k}: {err}");
+    }
+    // Averaging and 3-NN stay well above it.
+    assert!(of(Estimator::Averaging)[9] > 0.2);
+    assert!(of(Estimator::Knn3)[9] > 0.2);
+}
+
+#[test]
+fn regression_prompts_interleave_x_and_y() {
+    let cfg = DataConfig {
+        dims: Some(3),
+        examples: Some(4),
+        noise: Some(0.0),
+        ..data(Task::LinearRegression, 10)
+    };
+    let set = TaskSet::new(&cfg, 2).unwrap();
+    assert_eq!(set.io(), Io::Vectors { width: 4 });
+    let Example::Vectors {
+        prompt,
+        inputs,
+        targets,
+    } = &set.eval_examples()[0]
+    else {
+        panic!()
+    };
+    let w = 4;
+    for i in 0..4 {
+        // x_i at position 2i, channels 0..3; y_i at position 2i + 1, channel 3; target at 2i.
+        for c in 0..3 {
+            assert_eq!(inputs[2 * i * w + c], prompt.xs[i][c] as f32);
+        }
+        assert_eq!(inputs[2 * i * w + 3], 0.0);
+        assert_eq!(inputs[(2 * i + 1) * w + 3], prompt.ys[i] as f32);
+        assert_eq!(targets[2 * i], prompt.ys[i] as f32);
+        assert!(targets[2 * i + 1].is_nan());
+    }
+    // Positions past the prompt are empty and unscored.
+    assert!(inputs[8 * w..].iter().all(|&v| v == 0.0));
+    assert!(targets[8..].iter().all(|t| t.is_nan()));
+    // The curriculum starts at a quarter of d and n and is full from half-way on.
+    let curriculum = DataConfig {
+        dims: Some(8),
+        examples: Some(12),
+        curriculum: Some(true),
+        ..data(Task::LinearRegression, 24)
+    };
+    let set = TaskSet::new(&curriculum, 2).unwrap();
+    let first = &set.train_examples(0, 0, 100, 1).unwrap()[0];
+    let Example::Vectors { prompt, .. } = first else {
+        panic!()
+    };
+    assert_eq!(prompt.ys.len(), 3);
+    assert!(prompt.xs.iter().all(|x| x[2..].iter().all(|&v| v == 0.0)));
+    let late = &set.train_examples(0, 60, 100, 1).unwrap()[0];
+    let Example::Vectors { prompt, .. } = late else {
+        panic!()
+    };
+    assert_eq!(prompt.ys.len(), 12);
+}
+
+#[test]
+fn accuracy_counts_only_whole_answers() {
+    // Three sequences of 4 positions, vocabulary 3; the logits' argmax is `pred`.
+    let pred = [[0u32, 1, 2, 0], [0, 1, 2, 0], [2, 2, 2, 2]];
+    let targets = [
+        [IGNORE, 1, 2, IGNORE], // both answer tokens right (position 0 is wrong but unscored)
+        [IGNORE, 1, 1, IGNORE], // one of two wrong: not an exact answer
+        [IGNORE; 4],            // nothing scored: not counted
+    ];
+    let logits: Vec<f32> = pred
+        .iter()
+        .flatten()
+        .flat_map(|&p| (0..3).map(move |v| if v == p { 1.0 } else { 0.0 }))
+        .collect();
+    let logits = Tensor::from_vec(logits, (3, 4, 3), &Device::Cpu).unwrap();
+    let targets = Tensor::from_vec(targets.concat(), (3, 4), &Device::Cpu).unwrap();
+    assert_eq!(exact_answers(&logits, &targets).unwrap(), (1, 2));
+    // The loss averages over the scored positions only: unscored ones change nothing.
+    let masked = lm_loss(&logits, &targets)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let l = |right: bool| -> f32 {
+        let e = 1f32.exp();
+        if right {
+            (e / (e + 2.0)).ln()
+        } else {
+            (1.0 / (e + 2.0)).ln()
+        }
+    };
+    let expected = -(3.0 * l(true) + l(false)) / 4.0;
+    assert!((masked - expected).abs() < 1e-6, "{masked} vs {expected}");
+}
+
+fn tiny_model() -> ModelConfig {
+    ModelConfig {
+        d_model: 8,
+        n_heads: 2,
+        n_layers: 2,
+        ..ModelConfig::default()
+    }
+}
+
+#[test]
+fn masked_losses_and_the_read_in_have_true_gradients() {
+    let dev = Device::Cpu;
+    // Token task: only two positions scored.
+    let gpt = Gpt::new(&tiny_model(), 5, 6, 3, DType::F64, &dev).unwrap();
+    let x = Tensor::new(&[[1u32, 2, 3, 4, 0, 1]], &dev).unwrap();
+    let y = Tensor::new(&[[IGNORE, IGNORE, 3, IGNORE, 2, IGNORE]], &dev).unwrap();
+    let f = || lm_loss(&gpt.logits(&x).unwrap(), &y).unwrap();
+    let checked = central_differences("masked CE", gpt.params().params(), &f, &|_| 3, 1);
+    assert!(checked.iter().filter(|g| g.scale > 1e-6).count() > 10);
+    // Regression: linear read-in of 3 channels, scalar read-out, NaN-masked squared error.
+    let io = Io::Vectors { width: 3 };
+    let gpt = Gpt::new(&tiny_model(), io, 4, 5, DType::F64, &dev).unwrap();
+    let x = Tensor::new(
+        &[[
+            [0.5f64, -1.0, 0.0],
+            [0.0, 0.0, 0.7],
+            [1.2, 0.3, 0.0],
+            [0.0, 0.0, -0.4],
+        ]],
+        &dev,
+    )
+    .unwrap();
+    let y = Tensor::new(&[[0.7f64, f64::NAN, -0.4, f64::NAN]], &dev).unwrap();
+    let f = || lm_loss(&gpt.logits(&x).unwrap(), &y).unwrap();
+    let checked = central_differences("masked MSE", gpt.params().params(), &f, &|_| 3, 2);
+    assert!(checked.iter().any(|g| g.scale > 1e-6));
+    let names: Vec<&str> = gpt
+        .params()
+        .params()
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(
+        names.contains(&"read_in") && names.contains(&"lm_head"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn read_in_and_read_out_are_counted() {
+    let dev = Device::Cpu;
+    let io = Io::Vectors { width: 6 };
+    let mut cfg = tiny_model();
+    cfg.tie_embeddings = true; // a scalar read-out is never tied
+    let gpt = Gpt::new(&cfg, io, 8, 0, DType::F32, &dev).unwrap();
+    let actual: usize = gpt
+        .params()
+        .params()
+        .iter()
+        .map(|p| p.var.elem_count())
+        .sum();
+    let counted = param_counts(&cfg, io);
+    assert_eq!(counted.total as usize, actual);
+    assert_eq!(counted.total - counted.non_embedding, 6 * 8 + 8);
+}
+
+fn task_run(data: DataConfig, model: ModelConfig, steps: u64) -> RunConfig {
+    let seq = data.seq_len;
+    RunConfig {
+        data,
+        train: TrainConfig {
+            tokens: steps * 16 * seq as u64,
+            batch_size: 16,
+            lr: 1e-2,
+            eval_every: 0,
+            eval_tokens: 32 * seq as u64,
+            log_every: 1,
+            ..TrainConfig::default()
+        },
+        model,
+        seed: 0,
+        lineage: None,
+    }
+}
+
+#[test]
+fn a_task_run_reports_accuracy_at_every_loop_count() {
+    let data = DataConfig {
+        operands: Some(2),
+        digits: Some(2),
+        ..data(Task::Addition, 8)
+    };
+    let looped = ModelConfig {
+        arch: Arch::Looped,
+        looped: Some(LoopedConfig {
+            n_prelude: 0,
+            n_core: 1,
+            n_coda: 0,
+            mean_recurrence: 2,
+            depth_sampling: DepthSampling::Fixed,
+            test_loops: vec![1, 2],
+            ..LoopedConfig::default()
+        }),
+        ..tiny_model()
+    };
+    let cfg = task_run(data, looped, 5);
+    let mut rec = Recorder::default();
+    let out = train(
+        &cfg,
+        &TaskSet::new(&cfg.data, 32).unwrap(),
+        &Device::Cpu,
+        &mut rec,
+    )
+    .unwrap();
+    assert_eq!(out.end, RunEnd::Done);
+    let loops: Vec<Option<usize>> = rec.evals.iter().map(|e| e.test_loops).collect();
+    assert_eq!(loops, vec![None, Some(1), Some(2)]);
+    for e in &rec.evals {
+        let a = e.accuracy.expect("addition has an accuracy");
+        assert!((0.0..=1.0).contains(&a));
+        assert!(e.val_bpb.is_nan(), "no bits per byte for a task");
+        // Answer tokens only: the loss starts near ln 13.
+        assert!(e.val_loss < 13f64.ln() + 1.0);
+    }
+    assert!(rec.icl_errors.is_empty());
+}
+
+#[test]
+fn a_regression_run_reports_icl_errors_with_baselines() {
+    let data = DataConfig {
+        dims: Some(3),
+        examples: Some(5),
+        ..data(Task::LinearRegression, 10)
+    };
+    let looped = ModelConfig {
+        arch: Arch::Looped,
+        looped: Some(LoopedConfig {
+            n_prelude: 0,
+            n_core: 1,
+            n_coda: 0,
+            mean_recurrence: 3,
+            depth_sampling: DepthSampling::Fixed,
+            injection: Injection::Add,
+            state_init: StateInit::Zero,
+            prelude_norm: false,
+            test_loops: vec![1, 3],
+            ..LoopedConfig::default()
+        }),
+        ..tiny_model()
+    };
+    let cfg = task_run(data, looped, 4);
+    let mut rec = Recorder::default();
+    let out = train(
+        &cfg,
+        &TaskSet::new(&cfg.data, 32).unwrap(),
+        &Device::Cpu,
+        &mut rec,
+    )
+    .unwrap();
+    assert_eq!(out.end, RunEnd::Done);
+    assert!(rec.evals.iter().all(|e| e.accuracy.is_none()));
+    let count = |est: &str, t: Option<usize>| {
+        rec.icl_errors
+            .iter()
+            .filter(|e| e.estimator == est && e.test_loops == t)
+            .count()
+    };
+    // One error per prompt length (0..5 examples) per loop count and per estimator.
+    assert_eq!(count("model", Some(1)), 5);
+    assert_eq!(count("model", Some(3)), 5);
+    for est in ["least_squares", "averaging", "knn3"] {
+        assert_eq!(count(est, None), 5, "{est}");
+    }
+    assert!(
+        rec.icl_errors
+            .iter()
+            .all(|e| e.error.is_finite() && e.error >= 0.0)
+    );
+}
+
+fn output_injected(loops: usize) -> ModelConfig {
+    ModelConfig {
+        arch: Arch::Looped,
+        looped: Some(LoopedConfig {
+            n_prelude: 0,
+            n_core: 1,
+            n_coda: 0,
+            mean_recurrence: loops,
+            backprop_depth: Some(2),
+            depth_sampling: DepthSampling::Fixed,
+            injection: Injection::Add,
+            state_init: StateInit::Zero,
+            prelude_norm: false,
+            test_loops: vec![loops],
+            ..LoopedConfig::default()
+        }),
+        ..tiny_model()
+    }
+}
+
+/// Yang et al.'s loss: the mean of the last T loops' output losses. With T = 1 it is the plain
+/// loss at that depth; with T = 2 the mean of the losses at depths 2 and 3; untruncated, its
+/// gradient is true.
+#[test]
+fn the_last_loops_loss_averages_each_loops_output() {
+    use loopscale::model::Looped;
+    let dev = Device::Cpu;
+    let io = Io::Vectors { width: 3 };
+    let model = Looped::new(&output_injected(3), io, 4, 7, DType::F64, &dev).unwrap();
+    let x = Tensor::new(
+        &[[
+            [0.5f64, -1.0, 0.0],
+            [0.0, 0.0, 0.7],
+            [1.2, 0.3, 0.0],
+            [0.0, 0.0, -0.4],
+        ]],
+        &dev,
+    )
+    .unwrap();
+    let y = Tensor::new(&[[0.7f64, f64::NAN, -0.4, f64::NAN]], &dev).unwrap();
+    let h0 = Tensor::zeros((1, 4, 8), DType::F64, &dev).unwrap();
+    let scalar = |t: Tensor| t.to_scalar::<f64>().unwrap();
+    let at = |loops| scalar(model.loss_with_loops(&x, &y, loops).unwrap());
+    let (one, _) = model.last_loops_loss(&x, &y, &h0, 3, 1).unwrap();
+    assert!((scalar(one) - at(3)).abs() < 1e-12);
+    let (two, _) = model.last_loops_loss(&x, &y, &h0, 3, 2).unwrap();
+    assert!((scalar(two) - (at(2) + at(3)) / 2.0).abs() < 1e-12);
+    // Through every loop (no truncation) the gradient is the true one.
+    let f = || model.last_loops_loss(&x, &y, &h0, 3, 3).unwrap().0;
+    let checked = central_differences("last loops", model.params().params(), &f, &|_| 3, 4);
+    assert!(checked.iter().filter(|g| g.scale > 1e-6).count() > 5);
+    assert!(model.last_loops_loss(&x, &y, &h0, 3, 4).is_err());
+}
+
+#[test]
+fn a_run_trains_with_the_last_loops_loss() {
+    let data = DataConfig {
+        dims: Some(3),
+        examples: Some(5),
+        ..data(Task::LinearRegression, 10)
+    };
+    let mut cfg = task_run(data, output_injected(3), 3);
+    cfg.train.loss_last_loops = Some(2);
+    let mut rec = Recorder::default();
+    let out = train(
+        &cfg,
+        &TaskSet::new(&cfg.data, 16).unwrap(),
+        &Device::Cpu,
+        &mut rec,
+    )
+    .unwrap();
+    assert_eq!(out.end, RunEnd::Done);
+    assert!(rec.steps.iter().all(|s| s.train_loss.is_finite()));
+    // Two outputs decoded per step: one decode more than the plain count.
+    let mut plain = cfg.clone();
+    plain.train.loss_last_loops = None;
+    let extra = cfg.train_flops_per_token() - plain.train_flops_per_token();
+    assert_eq!(extra, 6.0 * (8.0 * 8.0 + 8.0) + 6.0 * 8.0);
+}
+
+/// A task run stopped after a checkpoint and resumed trains exactly the losses of the run that
+/// never stopped: its examples come from (seed, step) alone.
+#[test]
+fn a_resumed_task_run_is_bit_identical() {
+    use loopscale::train::{Checkpointing, train_resumable};
+    let data = DataConfig {
+        operands: Some(2),
+        digits: Some(2),
+        ..data(Task::Addition, 8)
+    };
+    let mut cfg = task_run(data, tiny_model(), 6);
+    cfg.train.checkpoint_every = 3;
+    let task = TaskSet::new(&cfg.data, 16).unwrap();
+    let bits = |rec: &Recorder| -> Vec<(u64, u64)> {
+        rec.steps
+            .iter()
+            .map(|m| (m.step, m.train_loss.to_bits()))
+            .collect()
+    };
+    let mut whole = Recorder::default();
+    train(&cfg, &task, &Device::Cpu, &mut whole).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ck = Checkpointing::new(dir.path().to_path_buf(), 3, cfg.key());
+    // Stop after step 4 (the checkpoint at 3 survives), then resume to the end.
+    let mut first = Recorder {
+        stop_after: Some(4),
+        ..Recorder::default()
+    };
+    let out = train_resumable(&cfg, &task, &Device::Cpu, &mut first, Some(&ck)).unwrap();
+    assert_eq!(out.end, RunEnd::Interrupted);
+    let mut second = Recorder::default();
+    let out = train_resumable(&cfg, &task, &Device::Cpu, &mut second, Some(&ck)).unwrap();
+    assert_eq!(out.end, RunEnd::Done);
+    let resumed: Vec<(u64, u64)> = bits(&first)
+        .into_iter()
+        .filter(|(s, _)| *s < second.steps[0].step)
+        .chain(bits(&second))
+        .collect();
+    assert_eq!(resumed, bits(&whole));
+}
