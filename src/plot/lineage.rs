@@ -169,6 +169,19 @@ pub fn recast(frames: &Frames) -> Built {
             ));
         }
     }
+    // Other GPTs (the parent's recipe trained longer, say): their final loss as a level.
+    let arch = strs(&frames.runs, "arch")?;
+    let parents: Vec<&str> = recast.iter().map(|(_, p)| p.as_str()).collect();
+    for i in 0..run_keys.len() {
+        if arch[i] == "gpt" && !parents.contains(&run_keys[i].as_str()) && lo.is_finite() {
+            series.push(Series::new(
+                Some(format!("GPT {}", labels[i])),
+                recast.len() + run_keys.len() + i,
+                Kind::Dashed,
+                vec![(lo, run_loss[i]), (hi, run_loss[i])],
+            ));
+        }
+    }
     // The looped runs trained from scratch, for comparison.
     let mut others: Vec<&String> = tt_keys.iter().collect();
     others.dedup();
