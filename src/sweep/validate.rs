@@ -606,7 +606,7 @@ fn check_branch(c: &RunConfig) -> Vec<Problem> {
             "set schedule = \"wsd\" (warmup, constant, then a cooldown of cooldown_fraction)",
         ));
     }
-    if !(t.cooldown_fraction > 0.0) {
+    if t.cooldown_fraction.is_nan() || t.cooldown_fraction <= 0.0 {
         out.push(problem(
             &["train.cooldown_fraction", "train.branch"],
             format!(
