@@ -43,6 +43,11 @@ pub struct Lineage {
     /// The parent's step whose checkpoint it starts from; none = the parent's end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_step: Option<u64>,
+    /// A trunk's branch points: the steps whose checkpoints its branches start from. In the
+    /// key, so a family that gains a member gets a new trunk (one that keeps the checkpoint the
+    /// new branch needs) instead of finding the finished one without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branch_points: Vec<u64>,
 }
 
 /// What a run is in its tree.

@@ -867,6 +867,7 @@ mod tests {
             role: crate::config::Role::Branch,
             parent: Some(p.into()),
             parent_step: Some(1),
+            branch_points: Vec::new(),
         });
         crate::store::NewRun {
             key: key.into(),

@@ -14,9 +14,10 @@
 //!   `b_i + 1 … s_i`. Its lineage names the trunk's key and `b_i`, so its key changes whenever
 //!   the trunk does. Its tokens and FLOPs are those of the whole path, as an independent run's.
 //!
-//! Changing the family (a longer member, another seed) changes the trunk's length and so its
-//! key: the trunk and its branches train again. That is the price of keys that say exactly
-//! what a run computed.
+//! The trunk's key includes its branch points, so changing the family (a member added or
+//! removed) gives a new trunk, and its branches train again: a finished trunk never lacks the
+//! checkpoint a new branch needs. That is the price of keys that say exactly what a run
+//! computed.
 
 use std::collections::BTreeMap;
 
@@ -119,6 +120,7 @@ fn family_runs(runs: &[PlannedRun], members: &[usize]) -> Result<Vec<PlannedRun>
         role: Role::Trunk,
         parent: None,
         parent_step: None,
+        branch_points: points.clone(),
     });
     let trunk_key = trunk.key();
     let mut out = vec![PlannedRun {
@@ -134,6 +136,7 @@ fn family_runs(runs: &[PlannedRun], members: &[usize]) -> Result<Vec<PlannedRun>
             role: Role::Branch,
             parent: Some(trunk_key.clone()),
             parent_step: Some(start),
+            branch_points: Vec::new(),
         });
         out.push(PlannedRun {
             key: config.key(),
@@ -234,5 +237,10 @@ mod tests {
         let long = share_trunks(vec![member(800, 0), member(3200, 0)]).unwrap();
         assert_ne!(short[0].key, long[0].key, "a longer trunk is another run");
         assert_ne!(short[1].key, long[1].key, "so is the branch cut from it");
+        // A shorter member added: the trunk's length is the same, but it must keep one more
+        // checkpoint, so it is another run too.
+        let more = share_trunks(vec![member(400, 0), member(800, 0), member(1600, 0)]).unwrap();
+        assert_eq!(total_steps(&more[0].config), total_steps(&short[0].config));
+        assert_ne!(more[0].key, short[0].key);
     }
 }

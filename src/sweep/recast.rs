@@ -136,6 +136,7 @@ pub(crate) fn link_parents(
             role: Role::Recast,
             parent: Some(parent_key),
             parent_step: Some(steps),
+            branch_points: Vec::new(),
         });
         child.key = child.config.key();
     }
