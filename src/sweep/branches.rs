@@ -21,22 +21,13 @@
 
 use std::collections::BTreeMap;
 
-use super::PlannedRun;
+use super::{LinkProblem, PlannedRun};
 use crate::config::{Lineage, Role, RunConfig};
 use crate::train::{cooldown_start, total_steps, warmup_steps};
 
-/// A branch that cannot be cut from a shared trunk.
-#[derive(Clone, Debug)]
-pub(crate) struct BranchProblem {
-    /// Index into the runs of the member at fault.
-    pub run: usize,
-    pub message: String,
-    pub help: String,
-}
-
 /// Replaces every family of branched runs by its trunk followed by its branches (in the
 /// family's first member's place). Runs without `train.branch` are left as they are.
-pub(crate) fn share_trunks(runs: Vec<PlannedRun>) -> Result<Vec<PlannedRun>, BranchProblem> {
+pub(crate) fn share_trunks(runs: Vec<PlannedRun>) -> Result<Vec<PlannedRun>, LinkProblem> {
     // Families by everything but the budget, in order of first appearance.
     let mut families: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     let mut first_of: Vec<(usize, String)> = Vec::new();
@@ -78,7 +69,7 @@ fn family_key(config: &RunConfig) -> String {
 }
 
 /// The trunk and branches of one family (`members`: indices into `runs`, any order).
-fn family_runs(runs: &[PlannedRun], members: &[usize]) -> Result<Vec<PlannedRun>, BranchProblem> {
+fn family_runs(runs: &[PlannedRun], members: &[usize]) -> Result<Vec<PlannedRun>, LinkProblem> {
     let mut members = members.to_vec();
     members.sort_by_key(|&i| total_steps(&runs[i].config));
     let shortest = &runs[members[0]].config;
@@ -92,8 +83,8 @@ fn family_runs(runs: &[PlannedRun], members: &[usize]) -> Result<Vec<PlannedRun>
         let steps = total_steps(&config);
         let start = cooldown_start(&config.train, steps);
         if start == 0 {
-            return Err(BranchProblem {
-                run: i,
+            return Err(LinkProblem {
+                variant: runs[i].variant.clone(),
                 message: format!(
                     "this branched run's cooldown starts at step 0 of {steps}: there is no trunk to share"
                 ),

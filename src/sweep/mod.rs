@@ -106,6 +106,15 @@ pub struct Sweep {
     pub warnings: Vec<String>,
 }
 
+/// A run that cannot be linked to the run it starts from (a WSD branch to its trunk, a recast
+/// run to its parent GPT): which variant it came from, what is wrong and what to do.
+#[derive(Clone, Debug)]
+pub(crate) struct LinkProblem {
+    pub variant: Option<String>,
+    pub message: String,
+    pub help: String,
+}
+
 /// One run of the grid.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlannedRun {
@@ -213,14 +222,20 @@ impl Sweep {
         if let Some(err) = first_failure(&src, &grid.spans, &runs, &points, &base_dir, options) {
             return Err(err);
         }
-        // WSD branches: each family of branched runs becomes its trunk and its branches.
-        let runs = branches::share_trunks(runs).map_err(|p| {
-            let spans = &grid.spans[points[p.run].1.variant.unwrap_or(0)];
-            let span = spans.get("train.branch").map(|s| s.key.clone());
+        // A run that cannot be linked to its parent: the error points at the key in its variant.
+        let located = |key: &'static str, p: LinkProblem| {
+            let index = p
+                .variant
+                .as_ref()
+                .and_then(|name| spec.variants.iter().position(|v| &v.name == name))
+                .unwrap_or(0);
+            let span = grid.spans[index].get(key).map(|s| s.key.clone());
             src.error_at(ErrorKind::InvalidRun, span, p.message)
-                .with_key("train.branch")
+                .with_key(key)
                 .with_help(p.help)
-        })?;
+        };
+        // WSD branches: each family of branched runs becomes its trunk and its branches.
+        let runs = branches::share_trunks(runs).map_err(|p| located("train.branch", p))?;
         // LoopUS: each recast run starts from its parent GPT's end.
         let variant_keys = spec
             .variants
@@ -230,18 +245,8 @@ impl Sweep {
                 (v.name.clone(), keys)
             })
             .collect();
-        let variant_of: Vec<Option<String>> = runs.iter().map(|r| r.variant.clone()).collect();
-        let runs = recast::link_parents(runs, &variant_keys).map_err(|p| {
-            let index = variant_of[p.run]
-                .as_ref()
-                .and_then(|name| spec.variants.iter().position(|v| &v.name == name))
-                .unwrap_or(0);
-            let spans = &grid.spans[index];
-            let span = spans.get("model.recast_from").map(|s| s.key.clone());
-            src.error_at(ErrorKind::InvalidRun, span, p.message)
-                .with_key("model.recast_from")
-                .with_help(p.help)
-        })?;
+        let runs = recast::link_parents(runs, &variant_keys)
+            .map_err(|p| located("model.recast_from", p))?;
         let warnings = warnings(&grid.keys, &runs);
         let db = spec.header.db.clone().unwrap_or_else(|| {
             PathBuf::from("results").join(format!("{}.sqlite", spec.header.name))

@@ -10,35 +10,26 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::PlannedRun;
+use super::{LinkProblem, PlannedRun};
 use crate::config::{Lineage, Role};
 use crate::model::recast::{Split, recast_config};
 use crate::model::{Arch, LoopedConfig};
 use crate::train::total_steps;
-
-/// A recast run whose parent cannot be found or does not fit it.
-#[derive(Clone, Debug)]
-pub(crate) struct RecastProblem {
-    /// Index into the runs of the child at fault.
-    pub run: usize,
-    pub message: String,
-    pub help: String,
-}
 
 /// Links every recast run to its parent. `variant_keys`: per `[[variants]]` name, the keys it
 /// sets itself.
 pub(crate) fn link_parents(
     mut runs: Vec<PlannedRun>,
     variant_keys: &HashMap<String, HashSet<String>>,
-) -> Result<Vec<PlannedRun>, RecastProblem> {
+) -> Result<Vec<PlannedRun>, LinkProblem> {
     let children: Vec<usize> = (0..runs.len())
         .filter(|&i| runs[i].config.model.recast_from.is_some())
         .collect();
     for i in children {
         let child = &runs[i];
         let from = child.config.model.recast_from.clone().expect("filtered");
-        let problem = |message: String, help: String| RecastProblem {
-            run: i,
+        let problem = |message: String, help: String| LinkProblem {
+            variant: child.variant.clone(),
             message,
             help,
         };
