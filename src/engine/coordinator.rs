@@ -61,24 +61,21 @@ pub fn plan_runs(sweep: &Sweep) -> Vec<NewRun> {
         .collect()
 }
 
-/// Per run, its own FLOPs plus those of every run built on it, transitively.
-fn subtree_flops(planned: &[NewRun]) -> HashMap<String, f64> {
-    let mut weight: HashMap<String, f64> = planned
+/// Per run, its own FLOPs (`own`) plus those of every run built on it, transitively.
+fn subtree_flops(planned: &[NewRun], own: &HashMap<String, f64>) -> HashMap<String, f64> {
+    let parent: HashMap<&str, &str> = planned
         .iter()
-        .map(|r| (r.key.clone(), RunCost::of(&r.config).own_flops))
+        .filter_map(|r| Some((r.key.as_str(), r.config.parent()?)))
         .collect();
+    let mut weight = own.clone();
     for run in planned {
-        let own = RunCost::of(&run.config).own_flops;
-        let mut parent = run.config.parent().map(str::to_string);
+        let mut at = run.key.as_str();
         // Bounded by the number of runs: a sweep's lineage has no cycles, but never loop forever.
         for _ in 0..planned.len() {
-            let Some(p) = parent else { break };
-            let Some(w) = weight.get_mut(&p) else { break };
-            *w += own;
-            parent = planned
-                .iter()
-                .find(|r| r.key == p)
-                .and_then(|r| r.config.parent().map(str::to_string));
+            let Some(&p) = parent.get(at) else { break };
+            let Some(w) = weight.get_mut(p) else { break };
+            *w += own[&run.key];
+            at = p;
         }
     }
     weight
@@ -271,15 +268,19 @@ impl<'a> WorkerPool<'a> {
         // Largest first, so the sweep's last minutes are not one big run alone; a run counts
         // with every run built on it, so a trunk starts before the independent runs its
         // branches would otherwise wait behind.
-        let weight = subtree_flops(planned);
+        // What each run trains itself (a branch: its cooldown, not its trunk's prefix).
+        let own: HashMap<String, f64> = planned
+            .iter()
+            .map(|r| (r.key.clone(), RunCost::of(&r.config).own_flops))
+            .collect();
+        let weight = subtree_flops(planned, &own);
         todo.sort_by(|a, b| weight[&b.key].total_cmp(&weight[&a.key]));
 
-        let own = |r: &NewRun| RunCost::of(&r.config).own_flops;
-        let total_flops: f64 = planned.iter().map(own).sum();
+        let total_flops: f64 = own.values().sum();
         let done_flops: f64 = planned
             .iter()
             .filter(|r| status(&r.key) == Some(RunStatus::Done))
-            .map(own)
+            .map(|r| own[&r.key])
             .sum();
         let mut progress = Progress::new(
             planned.len(),
@@ -322,11 +323,7 @@ impl<'a> WorkerPool<'a> {
                 .collect(),
             active: Vec::new(),
             attempts: HashMap::new(),
-            // What each run trains itself (a branch: its cooldown, not its trunk's prefix).
-            flops: planned
-                .iter()
-                .map(|r| (r.key.clone(), RunCost::of(&r.config).own_flops))
-                .collect(),
+            flops: own,
             tokens: planned.iter().map(|r| (r.key.clone(), r.tokens)).collect(),
             progress,
             log_dir,
