@@ -53,35 +53,39 @@ pub fn fail(store: &mut Store, db: &Path, key: &str, why: &str) -> anyhow::Resul
 
 /// Records in the run's shard that its worker was stopped on request (it resumes from its last
 /// checkpoint next time), then merges.
-/// Marks run `key` blocked (`why`: which parent, and how it ended) in its shard and merges it
-/// (so a later merge of the shard cannot undo it).
-pub fn block(store: &mut Store, db: &Path, key: &str, why: &str) -> anyhow::Result<()> {
-    let path = shard_path(db, key);
-    if path.exists() {
-        Store::open(&path)?.block_run(key, why)?;
-        store.merge_shard(key, &path)?;
-    } else {
-        store.block_run(key, why)?;
-    }
-    Ok(())
-}
-
-/// Undoes [`block`]: the run waits for its parent again.
-pub fn unblock(store: &mut Store, db: &Path, key: &str) -> anyhow::Result<()> {
-    let path = shard_path(db, key);
-    if path.exists() {
-        Store::open(&path)?.unblock_run(key)?;
-        store.merge_shard(key, &path)?;
-    } else {
-        store.unblock_run(key)?;
-    }
-    Ok(())
-}
-
 pub fn interrupt(store: &mut Store, db: &Path, key: &str, why: &str) -> anyhow::Result<()> {
     let path = shard_path(db, key);
     Store::open(&path)?.interrupt_attempt(key, why)?;
     store.merge_shard(key, &path)?;
+    Ok(())
+}
+
+/// Marks run `key` blocked (`why`: which parent, and how it ended) in its shard and merges it
+/// (so a later merge of the shard cannot undo it).
+pub fn block(store: &mut Store, db: &Path, key: &str, why: &str) -> anyhow::Result<()> {
+    change_waiting_run(store, db, key, |s| s.block_run(key, why))
+}
+
+/// Undoes [`block`]: the run waits for its parent again.
+pub fn unblock(store: &mut Store, db: &Path, key: &str) -> anyhow::Result<()> {
+    change_waiting_run(store, db, key, |s| s.unblock_run(key))
+}
+
+/// Applies `change` to a run that no worker holds: in its shard, then merged, or in the database
+/// itself when the run has no shard yet.
+fn change_waiting_run(
+    store: &mut Store,
+    db: &Path,
+    key: &str,
+    change: impl Fn(&mut Store) -> Result<(), crate::store::StoreError>,
+) -> anyhow::Result<()> {
+    let path = shard_path(db, key);
+    if path.exists() {
+        change(&mut Store::open(&path)?)?;
+        store.merge_shard(key, &path)?;
+    } else {
+        change(store)?;
+    }
     Ok(())
 }
 
