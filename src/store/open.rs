@@ -61,25 +61,11 @@ fn ensure_views(conn: &Connection, path: &Path, read_only: bool) -> Result<(), S
     };
     // A store older than version 3 (read as it is) has no `evals.schedule`: none of its evals
     // followed a named schedule.
-    let has_schedule: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM pragma_table_info('evals') WHERE name = 'schedule'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| StoreError::sqlite(path, e))?;
-    if has_schedule == 0 {
+    if !has_column(conn, path, "evals", "schedule")? {
         sql = sql.replace("e.schedule", "NULL");
     }
     // Nor, before the lineage migration, runs built on runs: no trunk to leave out, no lineage.
-    let has_role: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'role'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| StoreError::sqlite(path, e))?;
-    if has_role == 0 {
+    if !has_column(conn, path, "runs", "role")? {
         sql = sql.replace("AND IFNULL(role, '') <> 'trunk'", "");
         if let Some(at) = sql.find("-- Runs built on runs") {
             sql.truncate(at);
@@ -87,6 +73,21 @@ fn ensure_views(conn: &Connection, path: &Path, read_only: bool) -> Result<(), S
     }
     conn.execute_batch(&sql)
         .map_err(|e| StoreError::sqlite(path, e))
+}
+
+/// Whether `table` has `column` (stores read as they are may predate it).
+fn has_column(
+    conn: &Connection,
+    path: &Path,
+    table: &str,
+    column: &str,
+) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get(0),
+    )
+    .map_err(|e| StoreError::sqlite(path, e))
 }
 
 /// Why a store could not be opened. Each message names the file and says what to do.
