@@ -18,7 +18,7 @@ pub const HEIGHT: u32 = 600;
 /// Two panels side by side.
 pub const WIDE: u32 = 1500;
 
-fn single(panel: Panel) -> Figure {
+pub(crate) fn single(panel: Panel) -> Figure {
     Figure {
         panels: vec![panel],
         columns: 1,
@@ -27,7 +27,7 @@ fn single(panel: Panel) -> Figure {
     }
 }
 
-fn row(panels: Vec<Panel>) -> Figure {
+pub(crate) fn row(panels: Vec<Panel>) -> Figure {
     let n = panels.len().max(1);
     Figure {
         columns: n.min(2),
@@ -38,7 +38,7 @@ fn row(panels: Vec<Panel>) -> Figure {
 }
 
 /// The smallest and largest of `values` (∞ and −∞ when there are none).
-fn extent(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+pub(crate) fn extent(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
     values
         .into_iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::charts::{Built, HEIGHT, WIDE, WIDTH};
-use super::figure::{Figure, Kind, Panel, Series};
+use super::charts::{Built, extent, row, single};
+use super::figure::{Kind, Panel, Series};
 use crate::analysis::{Frames, f64s, strs};
 
 /// Runs of `role` in the lineage frame, with their parents: `(run_key, parent_run_key)`.
@@ -94,20 +94,15 @@ pub fn branches(frames: &Frames) -> Built {
         series.push(Series::new(Some(name), colour, Kind::Dashed, pts.clone()));
         series.push(Series::new(None, colour, Kind::Markers, pts));
     }
-    Ok(Ok(Figure {
-        panels: vec![Panel {
-            title: "WSD branches: validation loss vs tokens (cooldowns off one trunk)".into(),
-            x_label: "training tokens (whole path: trunk prefix + cooldown)".into(),
-            y_label: "validation loss (nats/token)".into(),
-            log_x: true,
-            log_y: false,
-            series,
-            zero_line: false,
-        }],
-        columns: 1,
-        width: WIDTH,
-        height: HEIGHT,
-    }))
+    Ok(Ok(single(Panel {
+        title: "WSD branches: validation loss vs tokens (cooldowns off one trunk)".into(),
+        x_label: "training tokens (whole path: trunk prefix + cooldown)".into(),
+        y_label: "validation loss (nats/token)".into(),
+        log_x: true,
+        log_y: false,
+        series,
+        zero_line: false,
+    })))
 }
 
 /// LoopUS: each recast run's validation loss against test-time loops beside every other looped
@@ -143,11 +138,7 @@ pub fn recast(frames: &Frames) -> Built {
             .map(|r| (tt_loops[r], tt_loss[r]))
             .collect()
     };
-    let (lo, hi) = tt_loops
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-            (a.min(x), b.max(x))
-        });
+    let (lo, hi) = extent(tt_loops.iter().copied());
     let mut series = Vec::new();
     let mut curves_of: Vec<&str> = Vec::new();
     for (colour, (key, parent)) in recast.iter().enumerate() {
@@ -247,11 +238,5 @@ pub fn recast(frames: &Frames) -> Built {
             zero_line: false,
         });
     }
-    let n = panels.len();
-    Ok(Ok(Figure {
-        panels,
-        columns: n,
-        width: if n > 1 { WIDE } else { WIDTH },
-        height: HEIGHT,
-    }))
+    Ok(Ok(row(panels)))
 }

@@ -3,20 +3,11 @@
 //! accuracy against test-time loops, and in-context regression error against the number of
 //! examples per loop count, beside least squares, averaging and 3-NN (Garg et al., Yang et al.).
 
-use super::charts::{Built, WIDTH};
-use super::figure::{Figure, INK, Kind, Panel, Series};
+use super::charts::{Built, single};
+use super::figure::{INK, Kind, Panel, Series};
 use crate::analysis::Frames;
 use crate::analysis::tasks::{Family, depth_points};
 use crate::fit::depth::depth_line;
-
-fn single(panel: Panel) -> Figure {
-    Figure {
-        panels: vec![panel],
-        columns: 1,
-        width: WIDTH,
-        height: super::charts::HEIGHT,
-    }
-}
 
 /// Accuracy at the training depth against effective depth, one line per family, with the
 /// fitted α·ln(depth) + β dashed.
