@@ -7,14 +7,11 @@
 //! report draws both.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use crate::common;
-use common::moby_dick_file;
+use common::{loopscale, moby_dick_file, text};
 use loopscale::store::{RunStatus, Store};
 use loopscale::sweep::Sweep;
-
-const BIN: &str = env!("CARGO_BIN_EXE_loopscale");
 
 /// Steps of the family's members (8 sequences of 32 tokens a step).
 const STEPS: [u64; 3] = [40, 80, 120];
@@ -64,22 +61,6 @@ n_layers = 1
 fn family_tokens() -> String {
     let t: Vec<String> = STEPS.iter().map(|s| (s * 8 * 32).to_string()).collect();
     format!("[{}]", t.join(", "))
-}
-
-fn loopscale(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("RAYON_NUM_THREADS", "1")
-        .output()
-        .expect("run loopscale")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

@@ -3,11 +3,11 @@
 //! database that is not ours is refused and left untouched.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common;
-use common::moby_dick_file;
+use common::{loopscale, moby_dick_file, text};
 use loopscale::store::{RunStatus, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_loopscale");
@@ -49,22 +49,6 @@ n_layers = 1
     )
     .unwrap();
     path
-}
-
-fn loopscale(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("RAYON_NUM_THREADS", "1")
-        .output()
-        .expect("run loopscale")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

@@ -162,6 +162,28 @@ fn summary(db: &Path) -> Vec<RunSummary> {
     rows
 }
 
+/// The same runs, each done in one attempt, with the same final validation loss, locally and on
+/// Slurm.
+fn assert_same_runs(local: &[RunSummary], slurm: &[RunSummary]) {
+    assert_eq!(local.len(), slurm.len());
+    for (l, r) in local.iter().zip(slurm) {
+        assert_eq!(l.0, r.0, "same run keys");
+        assert_eq!(
+            (l.1, r.1),
+            (RunStatus::Done, RunStatus::Done),
+            "run {}",
+            l.0
+        );
+        assert_eq!((l.2, r.2), (1, 1), "one attempt each: run {}", l.0);
+        let (a, b) = (l.3.unwrap(), r.3.unwrap());
+        assert!(
+            (a - b).abs() < 1e-9,
+            "run {}: final val loss {a} locally, {b} on Slurm",
+            l.0
+        );
+    }
+}
+
 #[test]
 fn a_sweep_on_slurm_gives_the_database_of_a_local_run() {
     require_slurm!();
@@ -228,21 +250,8 @@ fn a_sweep_on_slurm_gives_the_database_of_a_local_run() {
 
     let (local, slurm) = (summary(&local_db), summary(&slurm_db));
     assert_eq!(local.len(), 8);
+    assert_same_runs(&local, &slurm);
     for (l, r) in local.iter().zip(&slurm) {
-        assert_eq!(l.0, r.0, "same run keys");
-        assert_eq!(
-            (l.1, r.1),
-            (RunStatus::Done, RunStatus::Done),
-            "run {}",
-            l.0
-        );
-        assert_eq!((l.2, r.2), (1, 1), "one attempt each: run {}", l.0);
-        let (a, b) = (l.3.unwrap(), r.3.unwrap());
-        assert!(
-            (a - b).abs() < 1e-9,
-            "run {}: final val loss {a} locally, {b} on Slurm",
-            l.0
-        );
         assert_eq!((l.4, l.5), (r.4, r.5), "same metrics rows: run {}", l.0);
     }
     // Not just the end: every logged training loss is the same, step for step.
@@ -666,22 +675,7 @@ n_layers = 1
     );
     let (local, slurm) = (summary(&local_db), summary(&slurm_db));
     assert_eq!(local.len(), 4);
-    for (l, r) in local.iter().zip(&slurm) {
-        assert_eq!(l.0, r.0, "same run keys");
-        assert_eq!(
-            (l.1, r.1),
-            (RunStatus::Done, RunStatus::Done),
-            "run {}",
-            l.0
-        );
-        assert_eq!(r.2, 1, "one attempt: run {}", r.0);
-        let (a, b) = (l.3.unwrap(), r.3.unwrap());
-        assert!(
-            (a - b).abs() < 1e-9,
-            "run {}: {a} locally, {b} on Slurm",
-            l.0
-        );
-    }
+    assert_same_runs(&local, &slurm);
     let store = Store::open_read_only(&slurm_db).unwrap();
     let lineage = store
         .query("SELECT role, count(*) FROM lineage GROUP BY role ORDER BY role")

@@ -279,6 +279,40 @@ fn tiny_model() -> ModelConfig {
     }
 }
 
+/// k⊗L with k = 1: one block, no prelude or coda, looped exactly `loops` times in training.
+fn one_block(loops: usize, test_loops: Vec<usize>) -> LoopedConfig {
+    LoopedConfig {
+        n_prelude: 0,
+        n_core: 1,
+        n_coda: 0,
+        mean_recurrence: loops,
+        depth_sampling: DepthSampling::Fixed,
+        test_loops,
+        ..LoopedConfig::default()
+    }
+}
+
+fn looped_model(looped: LoopedConfig) -> ModelConfig {
+    ModelConfig {
+        arch: Arch::Looped,
+        looped: Some(looped),
+        ..tiny_model()
+    }
+}
+
+/// Trains `cfg` on its task (32 evaluation examples), recording everything.
+fn train_task(cfg: &RunConfig) -> (loopscale::train::RunOutcome, Recorder) {
+    let mut rec = Recorder::default();
+    let out = train(
+        cfg,
+        &TaskSet::new(&cfg.data, 32).unwrap(),
+        &Device::Cpu,
+        &mut rec,
+    )
+    .unwrap();
+    (out, rec)
+}
+
 #[test]
 fn masked_losses_and_the_read_in_have_true_gradients() {
     let dev = Device::Cpu;
@@ -362,28 +396,8 @@ fn a_task_run_reports_accuracy_at_every_loop_count() {
         digits: Some(2),
         ..data(Task::Addition, 8)
     };
-    let looped = ModelConfig {
-        arch: Arch::Looped,
-        looped: Some(LoopedConfig {
-            n_prelude: 0,
-            n_core: 1,
-            n_coda: 0,
-            mean_recurrence: 2,
-            depth_sampling: DepthSampling::Fixed,
-            test_loops: vec![1, 2],
-            ..LoopedConfig::default()
-        }),
-        ..tiny_model()
-    };
-    let cfg = task_run(data, looped, 5);
-    let mut rec = Recorder::default();
-    let out = train(
-        &cfg,
-        &TaskSet::new(&cfg.data, 32).unwrap(),
-        &Device::Cpu,
-        &mut rec,
-    )
-    .unwrap();
+    let cfg = task_run(data, looped_model(one_block(2, vec![1, 2])), 5);
+    let (out, rec) = train_task(&cfg);
     assert_eq!(out.end, RunEnd::Done);
     let loops: Vec<Option<usize>> = rec.evals.iter().map(|e| e.test_loops).collect();
     assert_eq!(loops, vec![None, Some(1), Some(2)]);
@@ -404,31 +418,14 @@ fn a_regression_run_reports_icl_errors_with_baselines() {
         examples: Some(5),
         ..data(Task::LinearRegression, 10)
     };
-    let looped = ModelConfig {
-        arch: Arch::Looped,
-        looped: Some(LoopedConfig {
-            n_prelude: 0,
-            n_core: 1,
-            n_coda: 0,
-            mean_recurrence: 3,
-            depth_sampling: DepthSampling::Fixed,
-            injection: Injection::Add,
-            state_init: StateInit::Zero,
-            prelude_norm: false,
-            test_loops: vec![1, 3],
-            ..LoopedConfig::default()
-        }),
-        ..tiny_model()
+    let looped = LoopedConfig {
+        injection: Injection::Add,
+        state_init: StateInit::Zero,
+        prelude_norm: false,
+        ..one_block(3, vec![1, 3])
     };
-    let cfg = task_run(data, looped, 4);
-    let mut rec = Recorder::default();
-    let out = train(
-        &cfg,
-        &TaskSet::new(&cfg.data, 32).unwrap(),
-        &Device::Cpu,
-        &mut rec,
-    )
-    .unwrap();
+    let cfg = task_run(data, looped_model(looped), 4);
+    let (out, rec) = train_task(&cfg);
     assert_eq!(out.end, RunEnd::Done);
     assert!(rec.evals.iter().all(|e| e.accuracy.is_none()));
     let count = |est: &str, t: Option<usize>| {
@@ -451,23 +448,13 @@ fn a_regression_run_reports_icl_errors_with_baselines() {
 }
 
 fn output_injected(loops: usize) -> ModelConfig {
-    ModelConfig {
-        arch: Arch::Looped,
-        looped: Some(LoopedConfig {
-            n_prelude: 0,
-            n_core: 1,
-            n_coda: 0,
-            mean_recurrence: loops,
-            backprop_depth: Some(2),
-            depth_sampling: DepthSampling::Fixed,
-            injection: Injection::Add,
-            state_init: StateInit::Zero,
-            prelude_norm: false,
-            test_loops: vec![loops],
-            ..LoopedConfig::default()
-        }),
-        ..tiny_model()
-    }
+    looped_model(LoopedConfig {
+        backprop_depth: Some(2),
+        injection: Injection::Add,
+        state_init: StateInit::Zero,
+        prelude_norm: false,
+        ..one_block(loops, vec![loops])
+    })
 }
 
 /// Yang et al.'s loss: the mean of the last T loops' output losses. With T = 1 it is the plain

@@ -66,6 +66,24 @@ pub fn moby_dick(bytes: usize, seq_len: usize) -> Corpus {
     Corpus::from_text(&moby_dick_text(bytes), &data, "moby-dick slice").unwrap()
 }
 
+/// Runs the loopscale binary with `args` on one compute thread, to the end.
+pub fn loopscale(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_loopscale"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .expect("run loopscale")
+}
+
+/// What a finished command printed, standard output then standard error.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// The first `bytes` bytes of Moby-Dick written to `dir/slice.txt`, for a sweep's `data.corpus`.
 pub fn moby_dick_file(dir: &std::path::Path, bytes: usize) -> std::path::PathBuf {
     let path = dir.join("slice.txt");
