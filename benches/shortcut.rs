@@ -12,6 +12,7 @@ use std::time::Instant;
 use candle_core::Device;
 use loopscale::config::{DataConfig, RunConfig};
 use loopscale::sweep::Sweep;
+use loopscale::train::objectives;
 use loopscale::train::{BatchSampler, Corpus, build_model, indexed_rng};
 
 fn main() {
@@ -52,22 +53,22 @@ fn main() {
         let batch = sampler.sample(corpus.train_tokens(), &device).unwrap();
         let mut plain = || {
             let mut rng = indexed_rng(cfg.seed, step);
-            let loss = model
-                .train_loss(&batch.inputs, &batch.targets, &mut rng)
-                .unwrap();
+            let loss =
+                objectives::sampled_depth_loss(looped, &batch.inputs, &batch.targets, &mut rng)
+                    .unwrap();
             loss.loss.backward().unwrap();
         };
         let mut shortcut = || {
             let mut rng = indexed_rng(cfg.seed, step);
-            let loss = looped
-                .shortcut_train_loss(
-                    &batch.inputs,
-                    &batch.targets,
-                    &mut rng,
-                    t.shortcut_lambda_ce,
-                    t.shortcut_lambda_mse,
-                )
-                .unwrap();
+            let loss = objectives::shortcut_train_loss(
+                looped,
+                &batch.inputs,
+                &batch.targets,
+                &mut rng,
+                t.shortcut_lambda_ce,
+                t.shortcut_lambda_mse,
+            )
+            .unwrap();
             loss.loss.backward().unwrap();
         };
         // Alternate the order, so neither always runs second (warm caches, a neighbour's load).

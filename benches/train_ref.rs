@@ -30,6 +30,7 @@ use loopscale::model::fused::{self, composed};
 use loopscale::model::fused_attention;
 use loopscale::model::layers::{self, RmsNorm};
 use loopscale::model::{Arch, DepthSampling, LoopedConfig, ModelConfig, train_flops_per_token};
+use loopscale::train::objectives;
 use loopscale::train::{
     AdamW, AdamWConfig, BatchSampler, Corpus, EvalMetrics, RunObserver, StepMetrics, build_model,
     train_model,
@@ -240,10 +241,15 @@ fn phase_split(arch: Arch, corpus: &Corpus, steps: usize) -> [f64; 4] {
     for step in 0..=steps {
         let batch = sampler.sample(corpus.train_tokens(), &dev).unwrap();
         let t = Instant::now();
-        let loss = model
-            .train_loss(&batch.inputs, &batch.targets, &mut rng)
-            .unwrap()
-            .loss;
+        let loss = objectives::train_loss(
+            model.as_ref(),
+            &batch.inputs,
+            &batch.targets,
+            &cfg.train,
+            &mut rng,
+        )
+        .unwrap()
+        .loss;
         let _ = loss.to_scalar::<f32>().unwrap();
         let fwd = ms(t);
         let t = Instant::now();

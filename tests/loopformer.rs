@@ -10,11 +10,12 @@ use loopscale::model::conditioning::{
 };
 use loopscale::model::layers::{Block, BlockInit, Rope};
 use loopscale::model::{
-    Arch, CausalLm as _, DepthSampling, Init, Injection, LoopConditioning, LoopPlan, Looped,
-    LoopedConfig, Mlp, ModelConfig, Param, ParamRole, ParamStore, StateInit, lm_loss, param_counts,
+    Arch, DepthSampling, Init, Injection, LoopConditioning, LoopPlan, Looped, LoopedConfig, Mlp,
+    ModelConfig, Param, ParamRole, ParamStore, StateInit, lm_loss, param_counts,
     shortcut_train_flops_per_token, train_flops_per_token,
 };
 use loopscale::sweep::Sweep;
+use loopscale::train::objectives;
 use loopscale::train::{RunEnd, train};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -292,9 +293,8 @@ fn consistency_gradient_does_not_reach_the_long_trajectory() {
     let (inputs, targets) = ids(&mut rng, 2, 6, 32);
     let h0 = model.initial_state(2, 6, &mut rng).unwrap();
     let short = vec![0.5, 0.25, 0.25];
-    let out = model
-        .shortcut_loss(&inputs, &targets, &h0, short.clone(), 0.1, 0.1)
-        .unwrap();
+    let out =
+        objectives::shortcut_loss(&model, &inputs, &targets, &h0, short.clone(), 0.1, 0.1).unwrap();
 
     // The consistency term's gradient is that of MSE(constant, h_short): the long trajectory's
     // hidden state enters as a constant (a fresh tensor with no graph behind it).

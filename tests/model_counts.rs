@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device};
 use loopscale::model::{
-    CausalLm, Gpt, Mlp, ModelConfig, forward_flops_per_token, param_counts, train_flops_per_token,
+    Gpt, Mlp, ModelConfig, forward_flops_per_token, param_counts, train_flops_per_token,
 };
 
 #[test]

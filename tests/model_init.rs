@@ -5,8 +5,8 @@
 
 use candle_core::{D, DType, Device, Tensor};
 use loopscale::model::{
-    Arch, CausalLm, DepthSampling, Gpt, Init, Injection, LoopPlan, Looped, LoopedConfig,
-    ModelConfig, ParamRole, StateInit,
+    Arch, DepthSampling, Gpt, Init, Injection, LoopPlan, Looped, LoopedConfig, ModelConfig,
+    ParamRole, StateInit,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -190,7 +190,8 @@ fn scaled_zero_looped_model_is_the_closed_form_recurrence_at_init() {
     assert_scaled_identity("C", &gram_cols(&matrix(c)), 0.4);
 
     let decay: f64 = model
-        .injection_decay()
+        .injection()
+        .decay_values()
         .unwrap()
         .unwrap()
         .to_vec1::<f64>()

@@ -5,9 +5,9 @@
 use crate::common::{GradEntry, central_differences};
 use candle_core::{DType, Device, Tensor, Var};
 use loopscale::model::{
-    Arch, CausalLm, DepthSampling, Gpt, Init, Injection, LoopPlan, Looped, LoopedConfig, Mlp,
-    ModelConfig, ParamRole, StateInit, forward_flops_per_token, forward_flops_per_token_at,
-    lm_loss, param_counts, train_flops_per_token,
+    Arch, DepthSampling, Gpt, Init, Injection, LoopPlan, Looped, LoopedConfig, Mlp, ModelConfig,
+    ParamRole, StateInit, forward_flops_per_token, forward_flops_per_token_at, lm_loss,
+    param_counts, train_flops_per_token,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -111,7 +111,8 @@ fn diagonal_injection_spectral_norm_is_below_one_for_any_parameters() {
         let model = Looped::new(&cfg, 32, 8, 0, dtype, &CPU).unwrap();
         // Parcae's default: Ā = 0.447 on every channel.
         let decay = model
-            .injection_decay()
+            .injection()
+            .decay_values()
             .unwrap()
             .unwrap()
             .to_dtype(DType::F64)
@@ -132,7 +133,8 @@ fn diagonal_injection_spectral_norm_is_below_one_for_any_parameters() {
                     .unwrap();
             }
             let decay = model
-                .injection_decay()
+                .injection()
+                .decay_values()
                 .unwrap()
                 .unwrap()
                 .to_dtype(DType::F64)
@@ -144,7 +146,7 @@ fn diagonal_injection_spectral_norm_is_below_one_for_any_parameters() {
                 );
                 smallest = smallest.min(a);
             }
-            let norm = model.injection_spectral_norm().unwrap();
+            let norm = model.injection().spectral_norm().unwrap();
             assert!(norm < 1.0, "spectral norm {norm}");
             largest = largest.max(norm);
         }
@@ -165,11 +167,11 @@ fn linear_injection_spectral_norm_is_the_largest_singular_value() {
     var(&model, "injection.W")
         .set(&Tensor::from_vec(w, (32, 16), &CPU).unwrap())
         .unwrap();
-    let norm = model.injection_spectral_norm().unwrap();
+    let norm = model.injection().spectral_norm().unwrap();
     assert!((norm - 3.0).abs() < 1e-9, "{norm}");
     // At init W_h ≈ I: spectral norm near 1, not constrained below it.
     let fresh = Looped::new(&cfg, 32, 8, 0, DType::F64, &CPU).unwrap();
-    let norm = fresh.injection_spectral_norm().unwrap();
+    let norm = fresh.injection().spectral_norm().unwrap();
     println!("linear injection spectral norm at init: {norm:.4}");
     assert!((norm - 1.0).abs() < 0.3, "{norm}");
     let add = Looped::new(
@@ -181,7 +183,7 @@ fn linear_injection_spectral_norm_is_the_largest_singular_value() {
         &CPU,
     )
     .unwrap();
-    assert_eq!(add.injection_spectral_norm().unwrap(), 1.0);
+    assert_eq!(add.injection().spectral_norm().unwrap(), 1.0);
 }
 
 // ---------------------------------------------------------------------------------------------

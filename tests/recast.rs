@@ -13,9 +13,10 @@ use loopscale::model::recast::{
     Split, block_dynamics, choose_core, init_from_gpt, parent_name, recast_config,
 };
 use loopscale::model::{
-    Arch, CausalLm, DepthSampling, Gpt, Injection, LoopGate, LoopPlan, Looped, LoopedConfig, Mlp,
+    Arch, DepthSampling, Gpt, Injection, LoopGate, LoopPlan, Looped, LoopedConfig, Mlp,
     ModelConfig, Param, RecastSplit, StateInit,
 };
+use loopscale::train::objectives;
 use loopscale::train::{
     Batch, Corpus, RunEnd, build_recast_model, evaluate, evaluate_at_loops, evaluate_exit,
     indexed_rng, train_model,
@@ -386,8 +387,7 @@ fn gate_and_confidence_head_gradients_match_finite_differences() {
         let name = format!("loopus {injection:?}");
         let mut checked = central_differences(&name, model.params().params(), &lm, &lm_samples, 5);
         let total = || {
-            model
-                .supervised_loss(&inputs, &targets, &plan, &h0)
+            objectives::supervised_loss(&model, &inputs, &targets, &plan, &h0)
                 .unwrap()
                 .loss
         };

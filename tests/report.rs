@@ -224,8 +224,17 @@ fn every_chart_renders_from_the_fixture_database() {
         assert_eq!(png_size(&out.join(format!("{name}.png"))), size, "{name}");
     }
     let html = std::fs::read_to_string(index).unwrap();
+    // What was not drawn is listed once, after the charts: one heading, one line per chart.
+    assert_eq!(html.matches("Not drawn").count(), 1, "one list");
+    let not_drawn = &html[html.find("id=\"not-drawn\"").expect("the list")..];
+    assert!(
+        html.find("<img").unwrap() < html.find("id=\"not-drawn\"").unwrap(),
+        "the list comes after the charts"
+    );
     assert_eq!(
-        html.matches("Not drawn").count(),
+        not_drawn[..not_drawn.find("</ul>").unwrap()]
+            .matches("<li>")
+            .count(),
         6,
         "only the variants, branches and recast charts and the three task charts"
     );
@@ -320,7 +329,18 @@ fn charts_without_data_are_skipped_with_their_sentence() {
     assert!(matches!(built.charts[0].outcome, Outcome::Drawn(_)));
     let index = report::write(&source(&db), &out, Format::Html).unwrap();
     let html = std::fs::read_to_string(index).unwrap();
-    assert!(html.contains(&format!("Not drawn: {}", skipped("stability"))));
+    // Listed once with its reason (HTML-escaped) in the list after the charts.
+    let escaped = skipped("stability")
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    assert!(
+        html.contains(&format!(
+            "<li><b>Stability: state and injection norms</b>: {escaped}</li>"
+        )),
+        "{html}"
+    );
 }
 
 #[test]

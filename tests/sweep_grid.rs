@@ -493,3 +493,12 @@ fn every_shipped_sweep_is_valid() {
         dir.display()
     );
 }
+
+#[test]
+fn the_wsd_schedule_is_labelled_as_the_user_wrote_it() {
+    // Stored under its old name `trapezoid` (run keys stay), shown as `wsd`.
+    let s = sweep("[train]\nschedule = [\"cosine\", \"wsd\"]\n");
+    let labels: Vec<&str> = s.runs.iter().map(|r| r.varying[0].1.as_str()).collect();
+    assert_eq!(labels, ["cosine", "wsd"]);
+    assert_eq!(s.runs[1].label(), "schedule=wsd");
+}

@@ -6,9 +6,10 @@
 use candle_core::{DType, Device, Tensor};
 use loopscale::config::{DataConfig, RunConfig, Task, TrainConfig};
 use loopscale::model::{
-    Arch, CausalLm, DepthSampling, Gpt, IGNORE, Injection, Io, LoopedConfig, ModelConfig,
-    StateInit, lm_loss, param_counts,
+    Arch, DepthSampling, Gpt, IGNORE, Injection, Io, LoopedConfig, ModelConfig, StateInit, lm_loss,
+    param_counts,
 };
+use loopscale::train::objectives;
 use loopscale::train::tasks::addition::{EQUALS, PLUS};
 use loopscale::train::tasks::baselines::Estimator;
 use loopscale::train::tasks::{Example, TaskSet, exact_answers};
@@ -479,16 +480,20 @@ fn the_last_loops_loss_averages_each_loops_output() {
     let y = Tensor::new(&[[0.7f64, f64::NAN, -0.4, f64::NAN]], &dev).unwrap();
     let h0 = Tensor::zeros((1, 4, 8), DType::F64, &dev).unwrap();
     let scalar = |t: Tensor| t.to_scalar::<f64>().unwrap();
-    let at = |loops| scalar(model.loss_with_loops(&x, &y, loops).unwrap());
-    let (one, _) = model.last_loops_loss(&x, &y, &h0, 3, 1).unwrap();
+    let at = |loops| scalar(objectives::loss_with_loops(&model, &x, &y, loops).unwrap());
+    let (one, _) = objectives::last_loops_loss(&model, &x, &y, &h0, 3, 1).unwrap();
     assert!((scalar(one) - at(3)).abs() < 1e-12);
-    let (two, _) = model.last_loops_loss(&x, &y, &h0, 3, 2).unwrap();
+    let (two, _) = objectives::last_loops_loss(&model, &x, &y, &h0, 3, 2).unwrap();
     assert!((scalar(two) - (at(2) + at(3)) / 2.0).abs() < 1e-12);
     // Through every loop (no truncation) the gradient is the true one.
-    let f = || model.last_loops_loss(&x, &y, &h0, 3, 3).unwrap().0;
+    let f = || {
+        objectives::last_loops_loss(&model, &x, &y, &h0, 3, 3)
+            .unwrap()
+            .0
+    };
     let checked = central_differences("last loops", model.params().params(), &f, &|_| 3, 4);
     assert!(checked.iter().filter(|g| g.scale > 1e-6).count() > 5);
-    assert!(model.last_loops_loss(&x, &y, &h0, 3, 4).is_err());
+    assert!(objectives::last_loops_loss(&model, &x, &y, &h0, 3, 4).is_err());
 }
 
 #[test]

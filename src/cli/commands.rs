@@ -578,7 +578,9 @@ fn eta_line(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, RunProgress>)
     let (mut rate_flops, mut rate_secs) = (0.0, 0.0);
     let (mut live_flops, mut live_secs) = (0.0, 0.0);
     for run in &sweep.runs {
-        let flops = RunCost::of(&run.config).flops;
+        // Each run's own FLOPs: a WSD branch's cooldown, not its trunk's prefix again.
+        let cost = RunCost::of(&run.config);
+        let flops = cost.own_flops;
         total += flops;
         let Some(row) = by_key.get(run.key.as_str()) else {
             continue;
@@ -593,14 +595,13 @@ fn eta_line(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, RunProgress>)
             }
             _ => {
                 if let Some(p) = live.get(&row.key) {
-                    let f = flops * p.tokens as f64 / row.tokens.max(1) as f64;
+                    let f = cost.own_flops_done(p.tokens);
                     done += f;
                     live_flops += f;
                     live_secs += p.elapsed_seconds;
                 } else if let Some(steps) = row.steps_done {
                     // An interrupted run resumes from its checkpoint; count what it has done.
-                    let f = flops
-                        * (steps as f64 / RunCost::of(&run.config).steps.max(1) as f64).min(1.0);
+                    let f = cost.own_flops_done(steps * (cost.tokens / cost.steps.max(1)));
                     done += f;
                     if let Some(s) = row.wall_seconds.filter(|&s| s > 0.0) {
                         rate_flops += f;

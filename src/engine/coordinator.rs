@@ -226,8 +226,8 @@ struct WorkerPool<'a> {
     active: Vec<Active>,
     /// Attempts started per run in this invocation (retries count against `options.retries`).
     attempts: HashMap<String, u32>,
-    flops: HashMap<String, f64>,
-    tokens: HashMap<String, u64>,
+    /// What each run costs; the progress counts each run's own FLOPs (a branch's cooldown).
+    costs: HashMap<String, RunCost>,
     progress: Progress,
     log_dir: PathBuf,
     exe: PathBuf,
@@ -269,9 +269,13 @@ impl<'a> WorkerPool<'a> {
         // with every run built on it, so a trunk starts before the independent runs its
         // branches would otherwise wait behind.
         // What each run trains itself (a branch: its cooldown, not its trunk's prefix).
-        let own: HashMap<String, f64> = planned
+        let costs: HashMap<String, RunCost> = planned
             .iter()
-            .map(|r| (r.key.clone(), RunCost::of(&r.config).own_flops))
+            .map(|r| (r.key.clone(), RunCost::of(&r.config)))
+            .collect();
+        let own: HashMap<String, f64> = costs
+            .iter()
+            .map(|(key, cost)| (key.clone(), cost.own_flops))
             .collect();
         let weight = subtree_flops(planned, &own);
         todo.sort_by(|a, b| weight[&b.key].total_cmp(&weight[&a.key]));
@@ -290,13 +294,12 @@ impl<'a> WorkerPool<'a> {
             options.plain,
         );
         for run in &todo {
-            let steps = RunCost::of(&run.config).steps.max(1);
+            let cost = costs[&run.key];
             if let Some(ckpt) = checkpoint::list(&super::run_dir(&options.db, &run.key)).first() {
                 progress.resumable(
                     &run.key,
-                    run.flops,
-                    run.tokens,
-                    ckpt.step * (run.tokens / steps),
+                    cost,
+                    ckpt.step * (cost.tokens / cost.steps.max(1)),
                 );
             }
         }
@@ -323,8 +326,7 @@ impl<'a> WorkerPool<'a> {
                 .collect(),
             active: Vec::new(),
             attempts: HashMap::new(),
-            flops: own,
-            tokens: planned.iter().map(|r| (r.key.clone(), r.tokens)).collect(),
+            costs,
             progress,
             log_dir,
             exe,
@@ -425,7 +427,7 @@ impl<'a> WorkerPool<'a> {
                 self.queue.remove(at);
                 self.progress
                     .message(&format!("run {key} is blocked: {why}"));
-                let flops = self.flops[key];
+                let flops = self.costs[key].own_flops;
                 self.progress
                     .finished(key, flops, RunStatus::Blocked, None, false);
             }
@@ -468,8 +470,7 @@ impl<'a> WorkerPool<'a> {
                 .stderr(file)
                 .spawn()
                 .with_context(|| format!("cannot start a worker ({})", self.exe.display()))?;
-            self.progress
-                .started(&key, self.flops[&key], self.tokens[&key]);
+            self.progress.started(&key, self.costs[&key]);
             self.active.push(Active {
                 key,
                 child,
@@ -541,7 +542,7 @@ impl<'a> WorkerPool<'a> {
         }
         self.progress.finished(
             &a.key,
-            self.flops[&a.key],
+            self.costs[&a.key].own_flops,
             status,
             row.final_val_loss,
             retry,

@@ -7,17 +7,22 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::store::{RunProgress, RunStatus};
+use crate::train::RunCost;
 
 /// The sweep bar counts FLOPs, so its ETA weighs big runs by their cost, not by their number.
 /// FLOPs a run did before this session (up to its checkpoint) count as done from the start, so
-/// a resumed sweep's ETA reflects only the work left.
+/// a resumed sweep's ETA reflects only the work left. Every count is of a run's *own* FLOPs: a
+/// WSD branch's cooldown, not its trunk's prefix (the trunk counts that once).
 pub struct Progress {
     total_runs: usize,
     finished_runs: usize,
+    /// Runs that will not train in this invocation because a run they build on failed: not
+    /// finished, not done work.
+    blocked_runs: usize,
     total_flops: f64,
     done_flops: f64,
-    /// Each unfinished run with progress: its FLOPs, its token budget, and tokens trained so far.
-    partial: HashMap<String, (f64, u64, u64)>,
+    /// Each unfinished run with progress: its cost and the tokens its path has trained so far.
+    partial: HashMap<String, (RunCost, u64)>,
     start: Instant,
     last_line: Instant,
     bars: Option<(MultiProgress, ProgressBar, HashMap<String, ProgressBar>)>,
@@ -50,6 +55,7 @@ impl Progress {
         let mut p = Progress {
             total_runs,
             finished_runs,
+            blocked_runs: 0,
             total_flops: total_flops.max(1.0),
             done_flops,
             partial: HashMap::new(),
@@ -69,13 +75,13 @@ impl Progress {
         let partial: f64 = self
             .partial
             .values()
-            .map(|&(f, total, done)| f * done as f64 / total.max(1) as f64)
+            .map(|(cost, done)| cost.own_flops_done(*done))
             .sum();
         ((self.done_flops + partial) / self.total_flops).clamp(0.0, 1.0)
     }
 
     fn redraw(&mut self) {
-        let runs = format!("runs {}/{}", self.finished_runs, self.total_runs);
+        let runs = self.runs_line();
         let fraction = self.fraction();
         if let Some((_, sweep, _)) = &self.bars {
             sweep.set_position((fraction * TICKS as f64) as u64);
@@ -93,11 +99,19 @@ impl Progress {
         }
     }
 
-    /// An unfinished run that will resume from a checkpoint after `done_tokens` tokens. Call
-    /// before any run starts.
-    pub fn resumable(&mut self, key: &str, flops: f64, tokens: u64, done_tokens: u64) {
-        self.partial
-            .insert(key.to_string(), (flops, tokens, done_tokens.min(tokens)));
+    /// `runs 3/10` (and `, 2 blocked` when some are).
+    fn runs_line(&self) -> String {
+        let mut line = format!("runs {}/{}", self.finished_runs, self.total_runs);
+        if self.blocked_runs > 0 {
+            line += &format!(", {} blocked", self.blocked_runs);
+        }
+        line
+    }
+
+    /// An unfinished run that will resume from a checkpoint its path reached after
+    /// `done_tokens` tokens. Call before any run starts.
+    pub fn resumable(&mut self, key: &str, cost: RunCost, done_tokens: u64) {
+        self.partial.insert(key.to_string(), (cost, done_tokens));
         self.redraw();
         if let Some((_, sweep, _)) = &self.bars {
             // The ETA is a rate over this session's progress: the work done before is not part of it.
@@ -105,10 +119,12 @@ impl Progress {
         }
     }
 
-    pub fn started(&mut self, key: &str, flops: f64, tokens: u64) {
+    /// A run started; until its first update it counts as having trained what its path
+    /// inherited (a branch: its trunk's prefix), i.e. none of its own work.
+    pub fn started(&mut self, key: &str, cost: RunCost) {
         self.partial
             .entry(key.to_string())
-            .or_insert((flops, tokens, 0));
+            .or_insert((cost, cost.tokens - cost.own_tokens));
         if let Some((multi, _, lines)) = &mut self.bars {
             let bar = multi.add(ProgressBar::new_spinner());
             bar.set_style(ProgressStyle::with_template("  {spinner} {prefix} {msg}").unwrap());
@@ -123,7 +139,7 @@ impl Progress {
     }
 
     pub fn update(&mut self, key: &str, p: &RunProgress) {
-        let Some((_, _, done)) = self.partial.get_mut(key) else {
+        let Some((_, done)) = self.partial.get_mut(key) else {
             return;
         };
         *done = p.tokens;
@@ -158,7 +174,10 @@ impl Progress {
         }
         // An interrupted run, or one about to be retried, is not finished: it keeps its partial
         // progress (to its checkpoint; the next update corrects it).
-        if !retrying && status != RunStatus::Interrupted {
+        if status == RunStatus::Blocked {
+            self.partial.remove(key);
+            self.blocked_runs += 1;
+        } else if !retrying && status != RunStatus::Interrupted {
             self.partial.remove(key);
             self.finished_runs += 1;
             self.done_flops += flops;
@@ -168,8 +187,8 @@ impl Progress {
             .unwrap_or_default();
         let retry = if retrying { " — retrying" } else { "" };
         self.message(&format!(
-            "run {key} {status}{loss}{retry} ({}/{})",
-            self.finished_runs, self.total_runs
+            "run {key} {status}{loss}{retry} ({})",
+            self.runs_line()
         ));
         self.redraw();
     }
@@ -178,5 +197,54 @@ impl Progress {
         if let Some((_, sweep, _)) = &self.bars {
             sweep.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Lineage, Role, RunConfig};
+
+    fn config(lineage: Option<Lineage>) -> RunConfig {
+        RunConfig {
+            data: Default::default(),
+            train: Default::default(),
+            model: Default::default(),
+            seed: 0,
+            lineage,
+        }
+    }
+
+    #[test]
+    fn a_blocked_run_is_not_counted_as_finished_nor_as_done_work() {
+        let mut p = Progress::new(3, 0, 30.0, 0.0, true);
+        p.finished("a", 10.0, RunStatus::Done, Some(1.0), false);
+        p.finished("b", 10.0, RunStatus::Blocked, None, false);
+        assert_eq!(p.finished_runs, 1);
+        assert_eq!(p.runs_line(), "runs 1/3, 1 blocked");
+        assert!((p.fraction() - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_resumed_branch_counts_only_its_own_progress() {
+        let whole = RunCost::of(&config(None));
+        let half = whole.steps / 2;
+        let branch = RunCost::of(&config(Some(Lineage {
+            role: Role::Branch,
+            parent: Some("trunk".into()),
+            parent_step: Some(half),
+            branch_points: Vec::new(),
+        })));
+        let per_step = branch.tokens / branch.steps;
+        let mut p = Progress::new(1, 0, branch.own_flops, 0.0, true);
+        // Its checkpoint is at the trunk's branch point: none of its own work is done yet.
+        p.resumable("branch", branch, half * per_step);
+        assert_eq!(p.fraction(), 0.0);
+        p.resumable("branch", branch, branch.tokens);
+        assert!((p.fraction() - 1.0).abs() < 1e-12);
+        // Started fresh, the same: zero, not the trunk's share.
+        let mut q = Progress::new(1, 0, branch.own_flops, 0.0, true);
+        q.started("branch", branch);
+        assert_eq!(q.fraction(), 0.0);
     }
 }

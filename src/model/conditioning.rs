@@ -24,8 +24,10 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use super::grad::param;
-use super::layers::project;
+use super::layers::{Modulation, project};
 use super::params::{ParamRole, ParamStore};
+use super::parts::Conditioner;
+use super::plan::LoopPlan;
 
 /// Width of the sinusoidal embedding of `t` and `Δt` (the reference's 256).
 pub const FREQUENCY_DIM: usize = 256;
@@ -104,14 +106,6 @@ impl TimeStepEmbedding {
     }
 }
 
-/// One block's scales and gates, each `(batch, 1, r)` so they broadcast over time.
-pub struct Modulation {
-    pub gate_attn: Tensor,
-    pub gate_mlp: Tensor,
-    pub scale_attn: Tensor,
-    pub scale_mlp: Tensor,
-}
-
 /// A block's adaptive norm: `SiLU → Linear(r, 4r)`, weight and bias zero at init.
 pub struct AdaptiveNorm {
     /// `(r, 4r)`, `(4r,)`.
@@ -147,6 +141,38 @@ impl AdaptiveNorm {
     pub fn param_count(r: usize) -> u64 {
         let r = r as u64;
         r * 4 * r + 4 * r
+    }
+}
+
+/// LoopFormer's conditioning of the looped core: the time/step embedding and one adaptive norm
+/// per core block.
+pub struct CoreConditioning {
+    embedding: TimeStepEmbedding,
+    norms: Vec<AdaptiveNorm>,
+}
+
+impl CoreConditioning {
+    /// The conditioning of `n_core` blocks of width `r`; the embedders' matrices N(0, std²).
+    pub fn new(params: &mut ParamStore, r: usize, n_core: usize, std: f64) -> Result<Self> {
+        Ok(CoreConditioning {
+            embedding: TimeStepEmbedding::new(params, r, std)?,
+            norms: (0..n_core)
+                .map(|i| AdaptiveNorm::new(params, &format!("core.{i}.ada_norm"), r))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// Trainable scalars of the conditioning of `n_core` blocks of width `r`.
+    pub fn param_count(r: usize, n_core: usize) -> u64 {
+        TimeStepEmbedding::param_count(r) + n_core as u64 * AdaptiveNorm::param_count(r)
+    }
+}
+
+impl Conditioner for CoreConditioning {
+    fn modulations(&self, plan: &LoopPlan, j: usize) -> Result<Vec<Modulation>> {
+        let (t, dt) = plan.times_at(j);
+        let c = self.embedding.forward(&t, &dt)?;
+        self.norms.iter().map(|n| n.forward(&c)).collect()
     }
 }
 

@@ -266,3 +266,20 @@ impl Default for ModelConfig {
         }
     }
 }
+
+/// Width of one attention head.
+pub fn head_dim(cfg: &ModelConfig) -> usize {
+    cfg.d_model / cfg.n_heads
+}
+
+/// Hidden width of one block's MLP.
+///
+/// SwiGLU has three matrices instead of two, so its width is 2/3 of the others', rounded to
+/// the nearest integer, which keeps its parameter count within one row of theirs.
+pub fn mlp_hidden_width(cfg: &ModelConfig) -> usize {
+    let hidden = cfg.mlp_ratio * cfg.d_model;
+    match cfg.mlp {
+        Mlp::Relu2 | Mlp::Gelu => hidden,
+        Mlp::Swiglu => ((2 * hidden) as f64 / 3.0).round() as usize,
+    }
+}

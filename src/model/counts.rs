@@ -60,8 +60,10 @@
 //! (and twice that backward), i.e. `N_core` above is `N_core + N_cond / seq`. Shortcut
 //! consistency adds a short trajectory: [`shortcut_train_flops_per_token`].
 
-use super::conditioning::{AdaptiveNorm, TimeStepEmbedding};
-use super::config::{Arch, Injection, LoopConditioning, LoopGate, LoopedConfig, Mlp, ModelConfig};
+use super::conditioning::CoreConditioning;
+use super::config::{Arch, LoopConditioning, LoopGate, LoopedConfig, Mlp, ModelConfig};
+pub use super::config::{head_dim, mlp_hidden_width};
+use super::injection::InjectionLayer;
 use super::io::Io;
 use super::loopus::{ExitHead, SelectiveGate};
 
@@ -72,23 +74,6 @@ pub struct ParamCounts {
     pub total: u64,
     /// `total` without the token embedding and without an untied LM head.
     pub non_embedding: u64,
-}
-
-/// Hidden width of one block's MLP.
-///
-/// SwiGLU has three matrices instead of two, so its width is 2/3 of the others', rounded to
-/// the nearest integer, which keeps its parameter count within one row of theirs.
-pub fn mlp_hidden_width(cfg: &ModelConfig) -> usize {
-    let hidden = cfg.mlp_ratio * cfg.d_model;
-    match cfg.mlp {
-        Mlp::Relu2 | Mlp::Gelu => hidden,
-        Mlp::Swiglu => ((2 * hidden) as f64 / 3.0).round() as usize,
-    }
-}
-
-/// Width of one attention head.
-pub fn head_dim(cfg: &ModelConfig) -> usize {
-    cfg.d_model / cfg.n_heads
 }
 
 /// Parameters of one pre-norm block: two norms, attention (QKV and output projections, and
@@ -128,9 +113,7 @@ pub struct LoopedSplit {
 pub fn conditioning_params(l: &LoopedConfig, r: usize) -> u64 {
     match l.loop_conditioning {
         LoopConditioning::None => 0,
-        LoopConditioning::TimeStep => {
-            TimeStepEmbedding::param_count(r) + l.n_core as u64 * AdaptiveNorm::param_count(r)
-        }
+        LoopConditioning::TimeStep => CoreConditioning::param_count(r, l.n_core),
     }
 }
 
@@ -153,11 +136,8 @@ fn core_config(cfg: &ModelConfig) -> ModelConfig {
 pub fn looped_split(cfg: &ModelConfig) -> LoopedSplit {
     let l = looped_of(cfg);
     let (d, r) = (cfg.d_model as u64, l.recurrent_width(cfg.d_model) as u64);
-    let (inject_once, inject_per_loop) = match l.injection {
-        Injection::Diagonal => (d * r, 2 * r),
-        Injection::Add | Injection::None => (if r == d { 0 } else { d * r }, 0),
-        Injection::Linear => (d * r, r * r),
-    };
+    let (inject_once, inject_per_loop) =
+        InjectionLayer::param_split(l.injection, d as usize, r as usize);
     let norms = d + if l.prelude_norm { d } else { 0 };
     // LoopUS: the gate acts every loop; the confidence head is counted per loop too (it is
     // read every loop at evaluation, once per step in training: a small overcount there).

@@ -6,11 +6,9 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use super::CausalLm;
-use super::config::{Arch, ModelConfig};
-use super::counts::head_dim;
-use super::io::{Io, ReadIn};
-use super::layers::{BlockStack, LmHead, Rope};
+use super::config::{Arch, ModelConfig, head_dim};
+use super::io::{Io, LmHead, ReadIn};
+use super::layers::{BlockStack, Rope};
 use super::params::ParamStore;
 
 pub struct Gpt {
@@ -49,6 +47,18 @@ impl Gpt {
             params,
         })
     }
+
+    /// Logits `(batch, time, out)`: embedding, the blocks, the head.
+    pub fn logits(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let x = self.read_in.forward(input_ids)?;
+        let x = self.blocks.forward(&x, &self.rope)?;
+        self.head.forward(&x, self.read_in.tied_table())
+    }
+
+    /// Its trainable parameters.
+    pub fn params(&self) -> &ParamStore {
+        &self.params
+    }
 }
 
 impl Gpt {
@@ -61,17 +71,5 @@ impl Gpt {
             stream.push(x);
         }
         Ok(stream)
-    }
-}
-
-impl CausalLm for Gpt {
-    fn logits(&self, input_ids: &Tensor) -> Result<Tensor> {
-        let x = self.read_in.forward(input_ids)?;
-        let x = self.blocks.forward(&x, &self.rope)?;
-        self.head.forward(&x, self.read_in.tied_table())
-    }
-
-    fn params(&self) -> &ParamStore {
-        &self.params
     }
 }

@@ -2,14 +2,17 @@
 //! LM head (every text and discrete task), or continuous vectors through a linear read-in and a
 //! scalar read-out (in-context linear regression, Garg et al. 2022).
 //!
+//! The token embedding and the LM head (final norm, then the tied or untied head) live here too.
+//!
 //! The body between them (GPT blocks, or the looped model's prelude, recurrence and coda) is the
 //! same either way; only these two ends change.
 
 use candle_core::{Result, Tensor};
 
-use super::config::ModelConfig;
+use super::config::{Init, ModelConfig};
 use super::grad::param;
-use super::layers::{TokenEmbedding, init_std, project};
+use super::layers::{RmsNorm, init_std, project};
+use super::ops;
 use super::params::{ParamRole, ParamStore};
 
 /// The two ends of a network.
@@ -94,5 +97,94 @@ impl ReadIn {
             ReadIn::Tokens(embedding) => Some(embedding.table()),
             ReadIn::Linear(_) => None,
         }
+    }
+}
+
+/// The token embedding (`(vocab, d)`) or an untied LM head (`(d, vocab)`) as `cfg.init` says:
+/// orthogonal at the scaled-zero entry scale, or N(0, 0.02²).
+fn embedding_init(
+    params: &mut ParamStore,
+    cfg: &ModelConfig,
+    name: &str,
+    shape: (usize, usize),
+) -> Result<Tensor> {
+    let std = init_std(cfg.init, cfg.d_model);
+    match cfg.init {
+        Init::ScaledZero => params.orthogonal(name, shape, std, ParamRole::Embedding),
+        Init::Gpt2 => params.normal(name, shape, std, ParamRole::Embedding),
+    }
+}
+
+/// The token embedding: a `(vocab, d)` table whose rows are the tokens' vectors.
+pub struct TokenEmbedding {
+    table: Tensor,
+}
+
+impl TokenEmbedding {
+    /// A `(vocab, d)` table initialised as `cfg.init` says.
+    pub fn new(params: &mut ParamStore, cfg: &ModelConfig, vocab_size: usize) -> Result<Self> {
+        Ok(TokenEmbedding {
+            table: embedding_init(params, cfg, "token_embedding", (vocab_size, cfg.d_model))?,
+        })
+    }
+
+    /// The `(vocab, d)` table.
+    pub fn table(&self) -> &Tensor {
+        &self.table
+    }
+
+    /// `(batch, time)` u32 token ids → `(batch, time, d)` vectors.
+    pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let d = self.table.dim(1)?;
+        param(&self.table)
+            .embedding(&input_ids.flatten_all()?)?
+            .reshape((b, t, d))
+    }
+}
+
+/// The output end of every network: final RMSNorm, then the LM head — the transposed token
+/// embedding when tied, else its own `(d, vocab)` matrix.
+pub struct LmHead {
+    final_norm: RmsNorm,
+    /// `(d, vocab)` when untied.
+    untied: Option<Tensor>,
+}
+
+impl LmHead {
+    /// The final norm and, unless the head is tied to the token table (`Io::tied`), a
+    /// `(d, out)` head initialised like the embedding (`out` = vocabulary, or 1 for a scalar
+    /// read-out).
+    pub fn new(params: &mut ParamStore, cfg: &ModelConfig, io: impl Into<Io>) -> Result<Self> {
+        let io = io.into();
+        let d = cfg.d_model;
+        let final_norm = RmsNorm::with_eps(params, "final_norm", d, cfg.norm_eps)?;
+        let untied = (!io.tied(cfg))
+            .then(|| embedding_init(params, cfg, "lm_head", (d, io.out_width())))
+            .transpose()?;
+        Ok(LmHead { final_norm, untied })
+    }
+
+    /// `(batch, time, d)` → `(batch, time, out)` logits; `tied` is the token table a tied head
+    /// reads from.
+    pub fn forward(&self, x: &Tensor, tied: Option<&Tensor>) -> Result<Tensor> {
+        Ok(self.forward_with_hidden(x, tied)?.0)
+    }
+
+    /// The logits and the final normalised hidden state `(batch, time, d)` they are read from.
+    pub fn forward_with_hidden(
+        &self,
+        x: &Tensor,
+        tied: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let (b, t, d) = x.dims3()?;
+        let normed = self.final_norm.forward(x)?;
+        let flat = normed.reshape((b * t, d))?;
+        let logits = match (&self.untied, tied) {
+            (Some(head), _) => ops::matmul(&flat, &param(head))?,
+            (None, Some(table)) => ops::matmul(&flat, &param(table).t()?)?,
+            (None, None) => candle_core::bail!("a tied LM head needs the token table"),
+        };
+        Ok((logits.reshape((b, t, ()))?, normed))
     }
 }

@@ -1,7 +1,7 @@
-//! The differentiable building blocks of every network here: the token embedding and the LM
-//! head, RMSNorm, rotary position embeddings, causal self-attention with QK-norm, the three
-//! MLPs, the pre-norm residual block (plain, or modulated by LoopFormer's adaptive norm) and a
-//! stack of blocks, plus the cross-entropy loss.
+//! The differentiable building blocks of every network's body: RMSNorm, rotary position
+//! embeddings, causal self-attention with QK-norm, the three MLPs, the pre-norm residual block
+//! (plain, or under a [`Modulation`] of its norms and residual branches) and a stack of blocks,
+//! plus softplus and the losses. The two ends (embedding, LM head) are [`super::io`]'s.
 //!
 //! The element-wise work and attention go through [`super::ops`], which runs our fused kernels
 //! on the CPU and candle's compositions elsewhere; everything else is candle primitives with a
@@ -16,12 +16,9 @@ use std::sync::Arc;
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
-use super::conditioning::Modulation;
-use super::config::{Init, Mlp, ModelConfig};
-use super::counts::{head_dim, mlp_hidden_width};
+use super::config::{Init, Mlp, ModelConfig, head_dim, mlp_hidden_width};
 use super::fused::RopeTables;
 use super::grad::param;
-use super::io::Io;
 use super::ops::{self, RopeAngles};
 use super::params::{ParamRole, ParamStore};
 
@@ -34,21 +31,6 @@ pub fn init_std(init: Init, width: usize) -> f64 {
     match init {
         Init::ScaledZero => (2.0 / (5.0 * width as f64)).sqrt(),
         Init::Gpt2 => INIT_STD,
-    }
-}
-
-/// The token embedding (`(vocab, d)`) or an untied LM head (`(d, vocab)`) as `cfg.init` says:
-/// orthogonal at the scaled-zero entry scale, or N(0, 0.02²).
-pub fn embedding_init(
-    params: &mut ParamStore,
-    cfg: &ModelConfig,
-    name: &str,
-    shape: (usize, usize),
-) -> Result<Tensor> {
-    let std = init_std(cfg.init, cfg.d_model);
-    match cfg.init {
-        Init::ScaledZero => params.orthogonal(name, shape, std, ParamRole::Embedding),
-        Init::Gpt2 => params.normal(name, shape, std, ParamRole::Embedding),
     }
 }
 
@@ -217,81 +199,21 @@ impl Rope {
     }
 }
 
+/// One block's scales and gates, each `(batch, 1, width)` so they broadcast over time: how an
+/// adaptive norm (LoopFormer's conditioning, [`super::conditioning`]) modulates a block.
+pub struct Modulation {
+    pub gate_attn: Tensor,
+    pub gate_mlp: Tensor,
+    pub scale_attn: Tensor,
+    pub scale_mlp: Tensor,
+}
+
+/// `softplus(x) = log(1 + eˣ)`, from differentiable primitives, stable for large `|x|`.
+pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
+}
+
 pub use ops::cross_entropy;
-
-/// The token embedding: a `(vocab, d)` table whose rows are the tokens' vectors.
-pub struct TokenEmbedding {
-    table: Tensor,
-}
-
-impl TokenEmbedding {
-    /// A `(vocab, d)` table initialised as `cfg.init` says.
-    pub fn new(params: &mut ParamStore, cfg: &ModelConfig, vocab_size: usize) -> Result<Self> {
-        Ok(TokenEmbedding {
-            table: embedding_init(params, cfg, "token_embedding", (vocab_size, cfg.d_model))?,
-        })
-    }
-
-    /// The `(vocab, d)` table.
-    pub fn table(&self) -> &Tensor {
-        &self.table
-    }
-
-    /// `(batch, time)` u32 token ids → `(batch, time, d)` vectors.
-    pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
-        let (b, t) = input_ids.dims2()?;
-        let d = self.table.dim(1)?;
-        param(&self.table)
-            .embedding(&input_ids.flatten_all()?)?
-            .reshape((b, t, d))
-    }
-}
-
-/// The output end of every network: final RMSNorm, then the LM head — the transposed token
-/// embedding when tied, else its own `(d, vocab)` matrix.
-pub struct LmHead {
-    final_norm: RmsNorm,
-    /// `(d, vocab)` when untied.
-    untied: Option<Tensor>,
-}
-
-impl LmHead {
-    /// The final norm and, unless the head is tied to the token table (`Io::tied`), a
-    /// `(d, out)` head initialised like the embedding (`out` = vocabulary, or 1 for a scalar
-    /// read-out).
-    pub fn new(params: &mut ParamStore, cfg: &ModelConfig, io: impl Into<Io>) -> Result<Self> {
-        let io = io.into();
-        let d = cfg.d_model;
-        let final_norm = RmsNorm::with_eps(params, "final_norm", d, cfg.norm_eps)?;
-        let untied = (!io.tied(cfg))
-            .then(|| embedding_init(params, cfg, "lm_head", (d, io.out_width())))
-            .transpose()?;
-        Ok(LmHead { final_norm, untied })
-    }
-
-    /// `(batch, time, d)` → `(batch, time, out)` logits; `tied` is the token table a tied head
-    /// reads from.
-    pub fn forward(&self, x: &Tensor, tied: Option<&Tensor>) -> Result<Tensor> {
-        Ok(self.forward_with_hidden(x, tied)?.0)
-    }
-
-    /// The logits and the final normalised hidden state `(batch, time, d)` they are read from.
-    pub fn forward_with_hidden(
-        &self,
-        x: &Tensor,
-        tied: Option<&Tensor>,
-    ) -> Result<(Tensor, Tensor)> {
-        let (b, t, d) = x.dims3()?;
-        let normed = self.final_norm.forward(x)?;
-        let flat = normed.reshape((b * t, d))?;
-        let logits = match (&self.untied, tied) {
-            (Some(head), _) => ops::matmul(&flat, &param(head))?,
-            (None, Some(table)) => ops::matmul(&flat, &param(table).t()?)?,
-            (None, None) => candle_core::bail!("a tied LM head needs the token table"),
-        };
-        Ok((logits.reshape((b, t, ()))?, normed))
-    }
-}
 
 /// Multi-head causal self-attention with RMS-normalised queries and keys (QK-norm) and RoPE.
 pub struct CausalSelfAttention {

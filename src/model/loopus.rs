@@ -51,10 +51,10 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use super::grad::param;
-use super::layers::project;
-use super::looped::softplus;
+use super::layers::{project, softplus};
 use super::ops;
 use super::params::{ParamRole, ParamStore};
+use super::parts::{ExitPolicy, LoopStep, StateUpdate};
 
 /// `1 − ḡ` at initialisation on every channel: how far a fresh gate is from passing the core's
 /// output through unchanged.
@@ -112,13 +112,10 @@ impl SelectiveGate {
     }
 }
 
-/// One loop's core input and (ungated) output, what the confidence head reads.
-#[derive(Clone)]
-pub struct LoopStep {
-    /// `x`, `(batch, time, r)`.
-    pub input: Tensor,
-    /// `p = core(x)`, `(batch, time, r)`.
-    pub proposal: Tensor,
+impl StateUpdate for SelectiveGate {
+    fn update(&self, x: &Tensor, proposal: &Tensor) -> Result<Tensor> {
+        self.forward(x, proposal)
+    }
 }
 
 /// LoopUS's confidence head (see the module docs).
@@ -176,6 +173,16 @@ impl ExitHead {
     /// Trainable scalars of a head of width `r`.
     pub fn param_count(r: usize) -> u64 {
         r as u64 + 2
+    }
+}
+
+impl ExitPolicy for ExitHead {
+    fn confidence(&self, step: &LoopStep) -> Result<Tensor> {
+        ExitHead::confidence(self, step)
+    }
+
+    fn loss(&self, step: &LoopStep, logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        ExitHead::loss(self, step, logits, targets)
     }
 }
 

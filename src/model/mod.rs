@@ -1,24 +1,33 @@
 //! The networks: a pre-norm GPT and the looped (Parcae) model built from the same block,
-//! plus their parameter and FLOP counts.
+//! each looped variant a part given to the looped core, plus their parameter and FLOP counts.
 //!
-//! - [`params`]: the parameter registry, seeded init, weight-decay groups;
+//! Read in this order, each file using only those above it:
+//! - [`config`]: the shape of a network (what a sweep may vary) and its derived widths;
+//! - [`params`]: the parameter registry, seeded init, weight-decay groups; [`grad`]: graph-free
+//!   forward passes for evaluation;
 //! - [`fused`], [`fused_attention`]: fused CPU kernels (custom ops with backward) for the
-//!   element-wise work and attention;
-//! - [`ops`]: the operations the layers are written in — the fused kernels on the CPU, candle
-//!   compositions on other devices (the one place that looks at the device);
-//! - [`grad`]: graph-free forward passes for evaluation;
-//! - [`layers`]: the token embedding and LM head, RMSNorm, RoPE, attention, MLPs, the block and
-//!   a stack of blocks, the loss;
+//!   element-wise work and attention; [`ops`]: the operations the layers are written in — the
+//!   fused kernels on the CPU, candle compositions on other devices (the one place that looks
+//!   at the device);
+//! - [`layers`]: RMSNorm, RoPE, attention, MLPs, the block and a stack of blocks, the losses;
 //! - [`io`]: the two ends — token embedding and LM head, or a linear read-in and scalar
 //!   read-out for continuous inputs;
 //! - [`gpt`]: the GPT baseline;
+//! - [`plan`]: how many loops each sequence runs, and with how much backprop;
+//! - [`injection`]: Parcae's injection of the prelude's output into the recurrent state;
+//! - [`parts`]: what a variant may add to a loop (a conditioner, a state update, an exit policy);
 //! - [`conditioning`]: LoopFormer's time/step conditioning, adaptive norms and trajectories;
-//! - [`looped`]: the looped (Parcae) model: prelude → injected recurrent core × T → coda, its
-//!   core optionally conditioned on time and step (LoopFormer);
 //! - [`loopus`]: LoopUS's selective gate, confidence head and random deep supervision;
+//! - [`variants`]: which parts a configuration asks for;
+//! - [`looped`]: the looped (Parcae) model: prelude → injected recurrent core × T → coda;
+//! - [`lm`]: the interface a trainer drives ([`CausalLm`]) and the loss;
 //! - [`recast`]: a trained GPT's weights as a looped model's (LoopUS recasting), and the
 //!   choice of its core from the GPT's representation dynamics;
-//! - [`counts`]: parameters and FLOPs by arithmetic.
+//! - [`counts`]: parameters and FLOPs by arithmetic, each part stating its own.
+//!
+//! The training objectives (Parcae's sampled depth, LoopFormer's shortcut consistency, LoopUS's
+//! deep supervision and early exit, Yang et al.'s last-loops loss) are the training code's:
+//! `train::objectives`.
 
 pub mod conditioning;
 mod config;
@@ -27,17 +36,22 @@ pub mod fused;
 pub mod fused_attention;
 pub mod gpt;
 pub mod grad;
+pub mod injection;
 pub mod io;
 pub mod layers;
+pub mod lm;
 pub mod looped;
 pub mod loopus;
 pub mod ops;
 pub mod params;
+pub mod parts;
+pub mod plan;
 pub mod recast;
+pub mod variants;
 
 pub use config::{
     Arch, AutoSplit, DepthSampling, Init, Injection, LoopConditioning, LoopGate, LoopedConfig, Mlp,
-    ModelConfig, RecastSplit, StateInit,
+    ModelConfig, RecastSplit, StateInit, head_dim, mlp_hidden_width,
 };
 pub use counts::{
     LoopedSplit, ParamCounts, conditioning_params, decode_train_flops_per_token,
@@ -47,101 +61,8 @@ pub use counts::{
 pub use gpt::Gpt;
 pub use io::{Io, ReadIn};
 pub use layers::cross_entropy;
-pub use looped::{LoopPlan, Looped, ShortcutLoss};
+pub use lm::{CausalLm, IGNORE, lm_loss};
+pub use looped::{Looped, LoopedOutput};
 pub use params::{Param, ParamRole, ParamStore};
-
-use candle_core::{Result, Tensor};
-use rand::rngs::StdRng;
-
-/// A target that is not scored: tasks score only their answer positions.
-pub const IGNORE: u32 = u32::MAX;
-
-/// The loss of a network's outputs `(batch, time, out)` against `targets` `(batch, time)`:
-/// - u32 targets: mean cross-entropy over the positions whose target is not [`IGNORE`] (every
-///   position of a text; a task's answer tokens);
-/// - real targets: mean squared error of the scalar outputs (`out` = 1) over the positions whose
-///   target is finite (a regression prompt's `y` predictions; NaN marks the rest).
-///
-/// Unscored positions are dropped by `index_select` before the loss, so they get no gradient.
-pub fn lm_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let out = logits.dim(2)?;
-    let flat = logits.reshape(((), out))?;
-    let targets = targets.flatten_all()?;
-    if targets.dtype() == candle_core::DType::U32 {
-        let ids = targets.to_vec1::<u32>()?;
-        if !ids.contains(&IGNORE) {
-            return cross_entropy(&flat, &targets);
-        }
-        let (rows, kept): (Vec<u32>, Vec<u32>) = ids
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| **t != IGNORE)
-            .map(|(i, t)| (i as u32, *t))
-            .unzip();
-        let index = Tensor::new(rows.as_slice(), flat.device())?;
-        let kept = Tensor::new(kept.as_slice(), flat.device())?;
-        return cross_entropy(&flat.index_select(&index, 0)?, &kept);
-    }
-    let values = targets
-        .to_dtype(candle_core::DType::F64)?
-        .to_vec1::<f64>()?;
-    let (rows, kept): (Vec<u32>, Vec<f64>) = values
-        .iter()
-        .enumerate()
-        .filter(|(_, y)| y.is_finite())
-        .map(|(i, y)| (i as u32, *y))
-        .unzip();
-    if rows.is_empty() {
-        candle_core::bail!("lm_loss: no finite regression target");
-    }
-    let index = Tensor::new(rows.as_slice(), flat.device())?;
-    let predicted = flat.index_select(&index, 0)?.squeeze(1)?;
-    let kept = Tensor::new(kept.as_slice(), flat.device())?.to_dtype(predicted.dtype())?;
-    (predicted - kept)?.sqr()?.mean_all()
-}
-
-/// The loss of one training forward pass, with what it measured on the way.
-pub struct TrainLoss {
-    pub loss: Tensor,
-    /// Looped models: mean per-token L2 norm of the recurrent state after the last loop.
-    pub state_norm: Option<f64>,
-    /// The loss to report when `loss` is a composite objective (shortcut consistency reports
-    /// the long trajectory's cross-entropy); `None`: `loss` itself.
-    pub reported: Option<f64>,
-}
-
-/// A next-token predictor the trainer and the evaluator can drive.
-pub trait CausalLm {
-    /// Logits `(batch, time, vocab)` for `input_ids` `(batch, time)` of u32 token ids.
-    fn logits(&self, input_ids: &Tensor) -> Result<Tensor>;
-
-    /// Mean cross-entropy (nats per token) of predicting `targets` `(batch, time)`.
-    fn loss(&self, input_ids: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        lm_loss(&self.logits(input_ids)?, targets)
-    }
-
-    /// The loss of a training step. A model whose forward pass is random in training (a looped
-    /// model samples its depths and initial state) draws from `rng`, so a seeded `rng` makes the
-    /// run reproducible; the default is the deterministic [`CausalLm::loss`].
-    fn train_loss(
-        &self,
-        input_ids: &Tensor,
-        targets: &Tensor,
-        rng: &mut StdRng,
-    ) -> Result<TrainLoss> {
-        let _ = rng;
-        Ok(TrainLoss {
-            loss: self.loss(input_ids, targets)?,
-            state_norm: None,
-            reported: None,
-        })
-    }
-
-    /// The looped model behind this one, for loop-count evaluations and stability telemetry.
-    fn as_looped(&self) -> Option<&Looped> {
-        None
-    }
-
-    /// Its trainable parameters.
-    fn params(&self) -> &ParamStore;
-}
+pub use parts::LoopStep;
+pub use plan::LoopPlan;

@@ -231,3 +231,10 @@ fn orthonormal_columns(values: Vec<f64>, len: usize, count: usize) -> Vec<Vec<f6
     }
     basis
 }
+
+/// A `(rows, cols)` matrix with ones on the main diagonal, as row-major values.
+pub fn identity_values(rows: usize, cols: usize) -> Vec<f64> {
+    (0..rows * cols)
+        .map(|k| f64::from(u8::from(k / cols == k % cols)))
+        .collect()
+}

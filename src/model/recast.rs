@@ -47,7 +47,6 @@ use std::collections::HashMap;
 
 use candle_core::{D, DType, Result, Tensor};
 
-use super::CausalLm;
 use super::config::{Arch, Injection, ModelConfig};
 use super::gpt::Gpt;
 use super::looped::Looped;
@@ -264,7 +263,7 @@ pub fn init_from_gpt(
     parent: &HashMap<String, Tensor>,
     split: Split,
 ) -> Result<Vec<(String, String)>> {
-    let params = CausalLm::params(model);
+    let params = model.params();
     let mut copied = Vec::new();
     for p in params.params() {
         if let Some(from) = parent_name(&p.name, split) {

@@ -48,18 +48,30 @@ pub fn render(r: &Report) -> String {
         src = escape(&r.source.display().to_string())
     );
     for c in &r.charts {
-        s.push_str(&format!("<h2 id=\"{}\">{}</h2>\n", c.name, escape(c.title)));
-        match &c.outcome {
-            Outcome::Drawn(d) => s.push_str(&format!(
+        if let Outcome::Drawn(d) = &c.outcome {
+            s.push_str(&format!("<h2 id=\"{}\">{}</h2>\n", c.name, escape(c.title)));
+            s.push_str(&format!(
                 "<a href=\"{svg}\"><img src=\"{png}\" width=\"{w}\" height=\"{h}\" alt=\"{alt}\"></a>\n",
                 svg = escape(&file_name(&d.svg)),
                 png = escape(&file_name(&d.png)),
                 w = d.width,
                 h = d.height,
                 alt = escape(c.title)
-            )),
-            Outcome::Skipped(why) => s.push_str(&format!("<p class=\"skipped\">Not drawn: {}</p>\n", escape(why))),
+            ));
         }
+    }
+    // What could not be drawn, once, compactly, after what was.
+    let skipped = super::skipped(&r.charts);
+    if !skipped.is_empty() {
+        s.push_str("<h2 id=\"not-drawn\">Not drawn</h2>\n<ul class=\"skipped\">\n");
+        for (title, why) in skipped {
+            s.push_str(&format!(
+                "<li><b>{}</b>: {}</li>\n",
+                escape(title),
+                escape(why)
+            ));
+        }
+        s.push_str("</ul>\n");
     }
     s.push_str("<h2 id=\"runs\">Runs</h2>\n");
     s.push_str(&table(&r.runs, "runs"));

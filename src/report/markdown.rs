@@ -37,16 +37,24 @@ pub fn render(r: &Report) -> String {
         r.source.display()
     );
     for c in &r.charts {
-        s.push_str(&format!("## {}\n\n", c.title));
-        match &c.outcome {
-            Outcome::Drawn(d) => s.push_str(&format!(
-                "![{}]({}) ([SVG]({}))\n\n",
+        if let Outcome::Drawn(d) = &c.outcome {
+            s.push_str(&format!(
+                "## {}\n\n![{}]({}) ([SVG]({}))\n\n",
+                c.title,
                 c.title,
                 file_name(&d.png),
                 file_name(&d.svg)
-            )),
-            Outcome::Skipped(why) => s.push_str(&format!("> Not drawn: {why}\n\n")),
+            ));
         }
+    }
+    // What could not be drawn, once, compactly, after what was.
+    let skipped = super::skipped(&r.charts);
+    if !skipped.is_empty() {
+        s.push_str("## Not drawn\n\n");
+        for (title, why) in skipped {
+            s.push_str(&format!("- **{title}**: {why}\n"));
+        }
+        s.push('\n');
     }
     s.push_str("## Runs\n\n");
     s.push_str(&table(&r.runs));

@@ -136,6 +136,17 @@ pub fn build(source: &Source, out: &Path) -> Result<Report> {
     })
 }
 
+/// The charts that were not drawn, with the sentence saying why, in report order.
+pub fn skipped(charts: &[crate::plot::Chart]) -> Vec<(&'static str, &str)> {
+    charts
+        .iter()
+        .filter_map(|c| match &c.outcome {
+            crate::plot::Outcome::Skipped(why) => Some((c.title, why.as_str())),
+            crate::plot::Outcome::Drawn(_) => None,
+        })
+        .collect()
+}
+
 /// Builds the report and writes `out/index.html` (or `index.md`); returns that path.
 pub fn write(source: &Source, out: &Path, format: Format) -> Result<PathBuf> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;

@@ -352,3 +352,34 @@ mod tests {
         assert_eq!(src.line_col(10), (2, 4)); // after "bé " — é is two bytes, one column
     }
 }
+
+/// The error for `key`'s value `v` not being `expected`, pointing at the value.
+pub(crate) fn wrong_type(
+    src: &Source,
+    key: &str,
+    v: &toml::Spanned<DeValue>,
+    expected: &str,
+) -> SweepError {
+    src.error(
+        ErrorKind::WrongType,
+        v.span(),
+        format!(
+            "`{key}`: expected {expected}, found {}",
+            describe_toml(v.get_ref())
+        ),
+    )
+    .with_key(key)
+}
+
+/// `key`'s value `v` as a string, or the error saying it is not `expected`.
+pub(crate) fn expect_string(
+    src: &Source,
+    key: &str,
+    v: &toml::Spanned<DeValue>,
+    expected: &str,
+) -> Result<String, SweepError> {
+    v.get_ref()
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| wrong_type(src, key, v, expected))
+}

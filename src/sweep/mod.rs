@@ -432,5 +432,11 @@ fn lookup(json: &serde_json::Value, key: &str) -> Option<String> {
         Section::Looped => json.get("model")?.get("looped")?,
         _ => json.get(info.section.table())?,
     };
-    table.get(info.field).map(display_value)
+    let shown = table.get(info.field).map(display_value)?;
+    // The trapezoid schedule is stored under its old name (so old run keys stay), but the
+    // docs and sweep files call it `wsd`: show that.
+    Some(match (key, shown.as_str()) {
+        ("train.schedule", "trapezoid") => "wsd".to_string(),
+        _ => shown,
+    })
 }

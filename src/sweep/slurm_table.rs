@@ -17,7 +17,7 @@
 use toml::Spanned;
 use toml::de::DeValue;
 
-use super::error::{ErrorKind, Source, SweepError, describe_toml, nearest};
+use super::error::{self, ErrorKind, Source, SweepError, describe_toml, nearest};
 
 /// The keys of `[slurm]`, with their defaults, for messages and `valid_keys`.
 pub(crate) const SLURM_KEYS: &[(&str, &str)] = &[
@@ -140,17 +140,9 @@ pub fn is_slurm_time(s: &str) -> bool {
     !parts.is_empty() && parts.len() <= 3 && parts.iter().all(|p| num(p))
 }
 
+/// The wrong-type error, saying when the value is a list that a `[slurm]` key is one value.
 fn wrong_type(src: &Source, key: &str, v: &Spanned<DeValue>, expected: &str) -> SweepError {
-    let mut err = src
-        .error(
-            ErrorKind::WrongType,
-            v.span(),
-            format!(
-                "`{key}`: expected {expected}, found {}",
-                describe_toml(v.get_ref())
-            ),
-        )
-        .with_key(key);
+    let mut err = error::wrong_type(src, key, v, expected);
     if v.get_ref().is_array() && key != "slurm.sbatch_args" {
         err.help = Some(format!(
             "`{key}` is one value for the whole sweep, not a grid axis"
@@ -159,24 +151,26 @@ fn wrong_type(src: &Source, key: &str, v: &Spanned<DeValue>, expected: &str) -> 
     err
 }
 
+/// A non-empty string.
 fn string(
     src: &Source,
     key: &str,
     v: &Spanned<DeValue>,
     expected: &str,
 ) -> Result<String, SweepError> {
-    match v.get_ref().as_str() {
-        Some(s) if !s.trim().is_empty() => Ok(s.to_string()),
-        Some(_) => Err(src
+    let s = error::expect_string(src, key, v, expected)
+        .map_err(|_| wrong_type(src, key, v, expected))?;
+    if s.trim().is_empty() {
+        return Err(src
             .error(
                 ErrorKind::Slurm,
                 v.span(),
                 format!("`{key}` is empty: expected {expected}"),
             )
             .with_key(key)
-            .with_help("remove the key to use the default")),
-        None => Err(wrong_type(src, key, v, expected)),
+            .with_help("remove the key to use the default"));
     }
+    Ok(s)
 }
 
 fn uint(src: &Source, key: &str, v: &Spanned<DeValue>, min: u32) -> Result<u32, SweepError> {

@@ -14,7 +14,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::error::toml_literal;
-use super::error::{ErrorKind, Source, SweepError, describe, describe_toml, nearest};
+use super::error::{
+    ErrorKind, Source, SweepError, describe, describe_toml, expect_string, nearest,
+};
 use super::keys::{HEADER_KEYS, KeyInfo, Section, schema};
 use super::slurm_table::{SlurmSettings, parse_slurm};
 use crate::config::{DataConfig, TrainConfig};
@@ -371,27 +373,6 @@ fn parse_zip(src: &Source, v: &Spanned<DeValue>) -> Result<Vec<ZipGroup>, SweepE
         out.push(ZipGroup { keys });
     }
     Ok(out)
-}
-
-fn expect_string(
-    src: &Source,
-    key: &str,
-    v: &Spanned<DeValue>,
-    expected: &str,
-) -> Result<String, SweepError> {
-    match v.get_ref().as_str() {
-        Some(s) => Ok(s.to_string()),
-        None => Err(src
-            .error(
-                ErrorKind::WrongType,
-                v.span(),
-                format!(
-                    "`{key}`: expected {expected}, found {}",
-                    describe_toml(v.get_ref())
-                ),
-            )
-            .with_key(key)),
-    }
 }
 
 fn expect_uint(src: &Source, key: &str, v: &Spanned<DeValue>) -> Result<u64, SweepError> {

@@ -72,6 +72,15 @@ impl RunCost {
             checkpoint_bytes: 2.0 * 3.0 * BYTES * counts.total as f64,
         }
     }
+
+    /// The part of [`RunCost::own_flops`] done once the run's path has trained `tokens` tokens
+    /// (counted from the path's start, as the trainer counts them: a branch's count starts at
+    /// its trunk's prefix, which this run did not train).
+    pub fn own_flops_done(&self, tokens: u64) -> f64 {
+        let inherited = self.tokens - self.own_tokens;
+        let own = tokens.saturating_sub(inherited).min(self.own_tokens);
+        self.own_flops * own as f64 / self.own_tokens.max(1) as f64
+    }
 }
 
 /// Weights, gradients, AdamW moments and saved activations at the peak of a training step.
@@ -120,5 +129,34 @@ mod tests {
         assert!(bigger_batch > base.peak_memory_bytes);
         config.model.n_layers *= 4;
         assert!(RunCost::of(&config).peak_memory_bytes > bigger_batch);
+    }
+
+    #[test]
+    fn a_branch_counts_only_the_flops_it_trains_itself() {
+        use crate::config::{Lineage, Role};
+        let mut config = RunConfig {
+            data: Default::default(),
+            train: Default::default(),
+            model: Default::default(),
+            seed: 0,
+            lineage: None,
+        };
+        let whole = RunCost::of(&config);
+        assert_eq!(whole.own_flops_done(whole.tokens / 2), whole.flops / 2.0);
+        let half = whole.steps / 2;
+        config.lineage = Some(Lineage {
+            role: Role::Branch,
+            parent: Some("trunk".into()),
+            parent_step: Some(half),
+            branch_points: Vec::new(),
+        });
+        let branch = RunCost::of(&config);
+        let per_step = branch.tokens / branch.steps;
+        // At its start (the trunk's checkpoint) it has done none of its own work; at its end all.
+        assert_eq!(branch.own_flops_done(half * per_step), 0.0);
+        assert_eq!(branch.own_flops_done(branch.tokens), branch.own_flops);
+        assert!(branch.own_flops < 0.6 * branch.flops);
+        let midway = branch.own_flops_done((half + (branch.steps - half) / 2) * per_step);
+        assert!((midway / branch.own_flops - 0.5).abs() < 0.05);
     }
 }

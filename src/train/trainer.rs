@@ -23,11 +23,12 @@ use std::time::Instant;
 
 use super::checkpoint::{Checkpointing, TrainerState};
 use super::data::{Batch, BatchSampler, Data, indexed_rng};
+use super::objectives;
 use super::optimizer::Optimizer;
 use super::schedule::learning_rate;
 use super::tasks::{self, TaskSet};
 use super::{EvalMetrics, ExitEvalMetrics, IclError, RunEnd, RunObserver, RunOutcome, StepMetrics};
-use crate::config::{DeepSupervision, RunConfig};
+use crate::config::RunConfig;
 use crate::model::conditioning::Trajectory;
 use crate::model::grad::no_grad;
 use crate::model::{Arch, CausalLm, Gpt, Io, Looped, lm_loss};
@@ -228,7 +229,9 @@ pub fn evaluate_exit(
 ) -> anyhow::Result<(f64, f64)> {
     let (mut loss, mut loops, mut count) = (0.0, 0.0, 0usize);
     for b in batches {
-        let (l, m) = no_grad(|| model.exit_loss(&b.inputs, &b.targets, max_loops, threshold))?;
+        let (l, m) = no_grad(|| {
+            objectives::early_exit_loss(model, &b.inputs, &b.targets, max_loops, threshold)
+        })?;
         let n = b.targets.elem_count();
         (loss, loops, count) = (loss + l * n as f64, loops + m * n as f64, count + n);
     }
@@ -488,41 +491,13 @@ impl<'a> Trainer<'a> {
             )?,
         };
         let mut forward_rng = indexed_rng(forward_seed(self.cfg.seed), step);
-        let t = &self.cfg.train;
-        let forward = match self.model.as_looped() {
-            // Shortcut consistency (LoopFormer): the long and one short trajectory; the loss
-            // reported (and checked for divergence) is the long trajectory's cross-entropy.
-            Some(looped) if t.shortcut_consistency => looped.shortcut_train_loss(
-                &batch.inputs,
-                &batch.targets,
-                &mut forward_rng,
-                t.shortcut_lambda_ce,
-                t.shortcut_lambda_mse,
-            )?,
-            // LoopUS's random deep supervision: one drawn loop count for the whole batch.
-            Some(looped) if t.deep_supervision == DeepSupervision::Random => looped
-                .deep_supervision_train_loss(&batch.inputs, &batch.targets, &mut forward_rng)?,
-            // Yang et al.: the mean loss of the last T loops' outputs.
-            Some(looped) if t.loss_last_loops.is_some() => {
-                let (b, len) = (batch.inputs.dim(0)?, batch.inputs.dim(1)?);
-                let h0 = looped.initial_state(b, len, &mut forward_rng)?;
-                let (loss, state) = looped.last_loops_loss(
-                    &batch.inputs,
-                    &batch.targets,
-                    &h0,
-                    looped.config().mean_recurrence,
-                    t.loss_last_loops.unwrap_or(1),
-                )?;
-                crate::model::TrainLoss {
-                    loss,
-                    state_norm: Some(crate::model::looped::state_norm(&state)?),
-                    reported: None,
-                }
-            }
-            _ => self
-                .model
-                .train_loss(&batch.inputs, &batch.targets, &mut forward_rng)?,
-        };
+        let forward = objectives::train_loss(
+            self.model,
+            &batch.inputs,
+            &batch.targets,
+            &self.cfg.train,
+            &mut forward_rng,
+        )?;
         let loss = match forward.reported {
             Some(reported) => reported,
             None => forward.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
@@ -577,7 +552,7 @@ impl<'a> Trainer<'a> {
             injection_norm: self
                 .model
                 .as_looped()
-                .map(Looped::injection_spectral_norm)
+                .map(|l| l.injection().spectral_norm())
                 .transpose()?,
         };
         self.observer.on_step(&metrics).context("observer.on_step")

@@ -1,0 +1,101 @@
+//! The interface a trainer and an evaluator drive: a next-token predictor ([`CausalLm`]) and
+//! its loss ([`lm_loss`]), met by the GPT and the looped model alike.
+
+use candle_core::{Result, Tensor};
+
+use super::gpt::Gpt;
+use super::layers::cross_entropy;
+use super::looped::Looped;
+use super::params::ParamStore;
+
+/// A target that is not scored: tasks score only their answer positions.
+pub const IGNORE: u32 = u32::MAX;
+
+/// The loss of a network's outputs `(batch, time, out)` against `targets` `(batch, time)`:
+/// - u32 targets: mean cross-entropy over the positions whose target is not [`IGNORE`] (every
+///   position of a text; a task's answer tokens);
+/// - real targets: mean squared error of the scalar outputs (`out` = 1) over the positions whose
+///   target is finite (a regression prompt's `y` predictions; NaN marks the rest).
+///
+/// Unscored positions are dropped by `index_select` before the loss, so they get no gradient.
+pub fn lm_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let out = logits.dim(2)?;
+    let flat = logits.reshape(((), out))?;
+    let targets = targets.flatten_all()?;
+    if targets.dtype() == candle_core::DType::U32 {
+        let ids = targets.to_vec1::<u32>()?;
+        if !ids.contains(&IGNORE) {
+            return cross_entropy(&flat, &targets);
+        }
+        let (rows, kept): (Vec<u32>, Vec<u32>) = ids
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| **t != IGNORE)
+            .map(|(i, t)| (i as u32, *t))
+            .unzip();
+        let index = Tensor::new(rows.as_slice(), flat.device())?;
+        let kept = Tensor::new(kept.as_slice(), flat.device())?;
+        return cross_entropy(&flat.index_select(&index, 0)?, &kept);
+    }
+    let values = targets
+        .to_dtype(candle_core::DType::F64)?
+        .to_vec1::<f64>()?;
+    let (rows, kept): (Vec<u32>, Vec<f64>) = values
+        .iter()
+        .enumerate()
+        .filter(|(_, y)| y.is_finite())
+        .map(|(i, y)| (i as u32, *y))
+        .unzip();
+    if rows.is_empty() {
+        candle_core::bail!("lm_loss: no finite regression target");
+    }
+    let index = Tensor::new(rows.as_slice(), flat.device())?;
+    let predicted = flat.index_select(&index, 0)?.squeeze(1)?;
+    let kept = Tensor::new(kept.as_slice(), flat.device())?.to_dtype(predicted.dtype())?;
+    (predicted - kept)?.sqr()?.mean_all()
+}
+
+/// A next-token predictor the trainer and the evaluator can drive.
+pub trait CausalLm {
+    /// Logits `(batch, time, vocab)` for `input_ids` `(batch, time)` of u32 token ids (the
+    /// looped model at its training mean depth, from its evaluation state).
+    fn logits(&self, input_ids: &Tensor) -> Result<Tensor>;
+
+    /// Mean cross-entropy (nats per token) of predicting `targets` `(batch, time)`.
+    fn loss(&self, input_ids: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        lm_loss(&self.logits(input_ids)?, targets)
+    }
+
+    /// The looped model behind this one: its objectives, loop-count evaluations and stability
+    /// telemetry need it.
+    fn as_looped(&self) -> Option<&Looped> {
+        None
+    }
+
+    /// Its trainable parameters.
+    fn params(&self) -> &ParamStore;
+}
+
+impl CausalLm for Gpt {
+    fn logits(&self, input_ids: &Tensor) -> Result<Tensor> {
+        Gpt::logits(self, input_ids)
+    }
+
+    fn params(&self) -> &ParamStore {
+        Gpt::params(self)
+    }
+}
+
+impl CausalLm for Looped {
+    fn logits(&self, input_ids: &Tensor) -> Result<Tensor> {
+        Looped::logits(self, input_ids)
+    }
+
+    fn as_looped(&self) -> Option<&Looped> {
+        Some(self)
+    }
+
+    fn params(&self) -> &ParamStore {
+        Looped::params(self)
+    }
+}
