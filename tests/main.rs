@@ -22,6 +22,7 @@ mod fit_gradients;
 mod fit_parcae;
 mod fit_synthetic;
 mod fused_ops;
+mod generate;
 mod layering;
 mod loopformer;
 mod model_counts;

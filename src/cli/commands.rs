@@ -27,6 +27,7 @@ pub fn execute(cli: Cli, interrupts: &engine::Interrupts) -> anyhow::Result<i32>
         Command::Gc { file, db, dry_run } => gc(&file, db, dry_run),
         Command::Fit(args) => super::fit::fit(&args),
         Command::Report(args) => report(&args),
+        Command::Sample(args) => super::sample::sample(&args),
         Command::Worker(args) => {
             let task = engine::WorkerTask {
                 db: args.db,

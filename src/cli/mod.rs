@@ -3,6 +3,7 @@
 
 mod commands;
 mod fit;
+mod sample;
 mod slurm_commands;
 mod table;
 
@@ -85,7 +86,8 @@ pub enum Command {
     /// Delete the checkpoints of a sweep's finished (`done`) runs, printing what it frees.
     ///
     /// Checkpoints live in `<db>.runs/<run_key>/`; those of unfinished runs are never touched
-    /// (they are how those runs resume).
+    /// (they are how those runs resume). A finished run's final weights (`final.safetensors`,
+    /// what `sample` reads) are not checkpoints and are kept.
     Gc {
         /// The sweep file (TOML).
         file: PathBuf,
@@ -132,6 +134,14 @@ pub enum Command {
     /// Charts whose data is missing are left out with a sentence saying why. Example:
     ///   loopscale report results/quickstart.sqlite
     Report(ReportArgs),
+    /// Generate text from a finished run's final weights, a token at a time through a KV cache.
+    ///
+    /// SOURCE is a sweep file or its database; RUN is a run's key or the start of one (as
+    /// `status` prints them). A looped run decodes at its training mean loop count, or at
+    /// `--loops T` (any test-time count). The prompt and its continuation go to stdout, the speed
+    /// to stderr. Example:
+    ///   loopscale sample results/quickstart.sqlite --run 3f2a --prompt "Call me" --tokens 200
+    Sample(SampleArgs),
     /// Train one run of a database (started by `run`; not usually called by hand).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -238,6 +248,33 @@ pub struct SlurmArgs {
         help_heading = "Slurm"
     )]
     pub sbatch_args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// A sweep file (TOML) or a sweep database (.sqlite).
+    pub source: PathBuf,
+    /// The run: its key, or a prefix that only its key starts with.
+    #[arg(long)]
+    pub run: String,
+    /// The text to continue.
+    #[arg(long, default_value = "\n")]
+    pub prompt: String,
+    /// Tokens (bytes) to generate.
+    #[arg(long, default_value_t = 200)]
+    pub tokens: usize,
+    /// Softmax temperature; 0 takes the most likely token every time.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f64,
+    /// Draw only among the K most likely tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// A looped run's loop count (default: its training mean).
+    #[arg(long)]
+    pub loops: Option<usize>,
+    /// Seed of the draws: the same seed gives the same text.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Args, Debug)]

@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Result, Tensor};
 
 use super::config::{Arch, ModelConfig, head_dim};
 use super::io::{Io, LmHead, ReadIn};
-use super::layers::{BlockStack, Rope};
+use super::layers::{BlockStack, KvCache, Rope};
 use super::params::ParamStore;
 
 pub struct Gpt {
@@ -53,6 +53,19 @@ impl Gpt {
         let x = self.read_in.forward(input_ids)?;
         let x = self.blocks.forward(&x, &self.rope)?;
         self.head.forward(&x, self.read_in.tied_table())
+    }
+
+    /// Logits of the new positions `input_ids` `(batch, t_new)` given the KV caches of the
+    /// positions before them (one per block, [`Gpt::new_caches`]), which they join: decoding.
+    pub fn logits_cached(&self, input_ids: &Tensor, caches: &mut [KvCache]) -> Result<Tensor> {
+        let x = self.read_in.forward(input_ids)?;
+        let x = self.blocks.forward_cached(&x, &self.rope, None, caches)?;
+        self.head.forward(&x, self.read_in.tied_table())
+    }
+
+    /// Empty KV caches, one per block.
+    pub fn new_caches(&self) -> Vec<KvCache> {
+        self.blocks.new_caches()
     }
 
     /// Its trainable parameters.

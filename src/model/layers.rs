@@ -18,6 +18,7 @@ use candle_core::{D, DType, Device, Result, Tensor};
 
 use super::config::{Init, Mlp, ModelConfig, head_dim, mlp_hidden_width};
 use super::fused::RopeTables;
+use super::fused::composed;
 use super::grad::param;
 use super::ops::{self, RopeAngles};
 use super::params::{ParamRole, ParamStore};
@@ -296,6 +297,91 @@ impl CausalSelfAttention {
         let mixed = ops::causal_attention(&q, &k, &v, 1.0 / (hd as f64).sqrt())?;
         project(&mixed, &param(&self.w_out))
     }
+
+    /// Attention of the new positions `x` `(batch, t_new, d)` over every position `cache` has
+    /// seen and themselves (causally), appending their keys and values to `cache`: what
+    /// [`CausalSelfAttention::forward`] computes for the last `t_new` positions of the whole
+    /// sequence, one new token at a time. Inference only (candle's compositions).
+    pub fn forward_cached(&self, x: &Tensor, rope: &Rope, cache: &mut KvCache) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let (h, hd) = (self.n_heads, d / self.n_heads);
+        let start = cache.len();
+        let (cos, sin) = (rope.cos.narrow(0, start, t)?, rope.sin.narrow(0, start, t)?);
+        let w_qkv = param(&self.w_qkv);
+        let part = |i: usize| project(x, &w_qkv.narrow(1, i * d, d)?);
+        let heads = |i: usize, norm: &RmsNorm| {
+            composed::norm_rope_heads(&part(i)?, &param(norm.gain()), h, &cos, &sin, norm.eps())
+        };
+        let (q, k) = (heads(0, &self.q_norm)?, heads(1, &self.k_norm)?);
+        let v = part(2)?.reshape((b, t, h, hd))?.transpose(1, 2)?;
+        let (k, v) = cache.append(&k, &v)?;
+        // New position i (absolute start + i) sees keys 0..=start + i.
+        let total = start + t;
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|i| {
+                (0..total).map(move |j| {
+                    if j <= start + i {
+                        0.0
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                })
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (t, total), x.device())?.to_dtype(x.dtype())?;
+        let scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
+        let scores = scores
+            .affine(1.0 / (hd as f64).sqrt(), 0.0)?
+            .broadcast_add(&mask)?;
+        let probs = composed::softmax_last_dim(&scores)?;
+        let mixed = probs
+            .matmul(&v.contiguous()?)?
+            .transpose(1, 2)?
+            .reshape((b, t, d))?;
+        project(&mixed, &param(&self.w_out))
+    }
+}
+
+/// The keys and values of every position one attention layer has seen, `(batch, heads, time,
+/// head_dim)` each, so that decoding a token costs one position's work instead of the whole
+/// prefix's. A looped model keeps one per block *and loop* (each loop attends over its own
+/// states); its bytes are what decoding holds in memory per layer application.
+#[derive(Default)]
+pub struct KvCache {
+    k: Option<Tensor>,
+    v: Option<Tensor>,
+}
+
+impl KvCache {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.k.as_ref().map_or(0, |k| k.dim(2).unwrap_or(0))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held by the keys and values.
+    pub fn bytes(&self) -> usize {
+        [&self.k, &self.v]
+            .into_iter()
+            .flatten()
+            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+            .sum()
+    }
+
+    /// Appends `k`, `v` `(batch, heads, t_new, head_dim)`; returns everything held.
+    fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let joined = |old: &Option<Tensor>, new: &Tensor| match old {
+            Some(old) => Tensor::cat(&[old, new], 2),
+            None => new.contiguous(),
+        };
+        let (k, v) = (joined(&self.k, k)?, joined(&self.v, v)?);
+        self.k = Some(k.clone());
+        self.v = Some(v.clone());
+        Ok((k, v))
+    }
 }
 
 /// The position-wise MLP: ReLU², GELU (tanh approximation) or SwiGLU.
@@ -379,6 +465,32 @@ impl Block {
         &x + self.mlp.forward(&self.mlp_norm.forward(&x)?)?
     }
 
+    /// The block on new positions `x` with a KV cache of the ones before (decoding), modulated
+    /// by `m` when given: [`Block::forward`] or [`Block::forward_modulated`] one token at a time.
+    pub fn forward_cached(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        m: Option<&Modulation>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let normed = |norm: &RmsNorm, x: &Tensor, s: Option<&Tensor>| match s {
+            Some(s) => norm.forward(x)?.broadcast_mul(&(s + 1.0)?),
+            None => norm.forward(x),
+        };
+        let gated = |y: Tensor, g: Option<&Tensor>| match g {
+            Some(g) => y.broadcast_mul(g),
+            None => Ok(y),
+        };
+        let attn_in = normed(&self.attn_norm, x, m.map(|m| &m.scale_attn))?;
+        let attn = self.attn.forward_cached(&attn_in, rope, cache)?;
+        let x = (x + gated(attn, m.map(|m| &m.gate_attn))?)?;
+        let mlp = self
+            .mlp
+            .forward(&normed(&self.mlp_norm, &x, m.map(|m| &m.scale_mlp))?)?;
+        &x + gated(mlp, m.map(|m| &m.gate_mlp))?
+    }
+
     /// The block under LoopFormer's adaptive norm (`m`: per-sequence `(batch, 1, d)` scales and
     /// gates): `x + g₁ ⊙ attn(norm(x) ⊙ (1 + s₁))`, then `x + g₂ ⊙ mlp(norm(x) ⊙ (1 + s₂))`.
     /// With `s = g = 0` it is the identity.
@@ -447,6 +559,28 @@ impl BlockStack {
             .try_fold(x.clone(), |x, (block, m)| {
                 block.forward_modulated(&x, rope, m)
             })
+    }
+
+    /// The stack on new positions with one KV cache per block (decoding), each block modulated
+    /// by `mods[i]` when given.
+    pub fn forward_cached(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        mods: Option<&[Modulation]>,
+        caches: &mut [KvCache],
+    ) -> Result<Tensor> {
+        assert_eq!(caches.len(), self.blocks.len(), "one cache per block");
+        let mut x = x.clone();
+        for (i, (block, cache)) in self.blocks.iter().zip(caches.iter_mut()).enumerate() {
+            x = block.forward_cached(&x, rope, mods.map(|m| &m[i]), cache)?;
+        }
+        Ok(x)
+    }
+
+    /// Empty caches, one per block.
+    pub fn new_caches(&self) -> Vec<KvCache> {
+        self.blocks.iter().map(|_| KvCache::default()).collect()
     }
 
     pub fn blocks(&self) -> &[Block] {

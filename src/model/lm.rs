@@ -72,6 +72,11 @@ pub trait CausalLm {
         None
     }
 
+    /// The GPT behind this one, for decoding with its cache.
+    fn as_gpt(&self) -> Option<&Gpt> {
+        None
+    }
+
     /// Its trainable parameters.
     fn params(&self) -> &ParamStore;
 }
@@ -79,6 +84,10 @@ pub trait CausalLm {
 impl CausalLm for Gpt {
     fn logits(&self, input_ids: &Tensor) -> Result<Tensor> {
         Gpt::logits(self, input_ids)
+    }
+
+    fn as_gpt(&self) -> Option<&Gpt> {
+        Some(self)
     }
 
     fn params(&self) -> &ParamStore {

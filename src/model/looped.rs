@@ -61,7 +61,7 @@ use super::config::{Arch, Init, LoopedConfig, ModelConfig, StateInit, head_dim};
 use super::grad::param;
 use super::injection::{Injected, InjectionLayer};
 use super::io::{Io, LmHead, ReadIn};
-use super::layers::{BlockStack, RmsNorm, Rope, init_std, project};
+use super::layers::{BlockStack, KvCache, RmsNorm, Rope, init_std, project};
 use super::params::{ParamRole, ParamStore, identity_values, truncated_normal};
 use super::parts::{ExitPolicy, LoopParts, LoopStep};
 use super::plan::LoopPlan;
@@ -331,6 +331,66 @@ impl Looped {
             .logits)
     }
 
+    /// Logits of the new positions `input_ids` `(batch, t_new)` at `cache.loops` loops, given
+    /// the KV caches of the positions before them, which they join: decoding. Each new
+    /// position starts from its own slice of `cache`'s initial state, so the logits are those of
+    /// [`Looped::logits_with_loops`] on the whole sequence (batch 1) at those positions.
+    pub fn logits_cached(&self, input_ids: &Tensor, cache: &mut LoopedCache) -> Result<Tensor> {
+        let (b, t) = batch_time(input_ids)?;
+        if b != 1 {
+            candle_core::bail!("decoding a looped model takes one sequence at a time, got {b}");
+        }
+        let start = cache.len;
+        let h0 = cache.h0.narrow(1, start, t)?;
+        let x = self.read_in.forward(input_ids)?;
+        let x = self
+            .prelude
+            .forward_cached(&x, &self.rope, None, &mut cache.prelude)?;
+        let e = match &self.prelude_norm {
+            Some(norm) => norm.forward(&x)?,
+            None => x,
+        };
+        let injected = self.injection.prepare(&e)?;
+        let plan = LoopPlan::uniform(b, cache.loops);
+        let mut h = injected.start(&h0);
+        for (j, caches) in cache.core.iter_mut().enumerate() {
+            let input = injected.apply(&h)?;
+            let modulations = match &self.parts.conditioner {
+                Some(c) => Some(c.modulations(&plan, j)?),
+                None => None,
+            };
+            let proposal = self.core.forward_cached(
+                &input,
+                &self.core_rope,
+                modulations.as_deref(),
+                caches,
+            )?;
+            h = match &self.parts.update {
+                Some(update) => update.update(&input, &proposal)?,
+                None => proposal,
+            };
+        }
+        let x = project(&h, &param(&self.readout))?;
+        let x = self
+            .coda
+            .forward_cached(&x, &self.rope, None, &mut cache.coda)?;
+        cache.len += t;
+        self.head.forward(&x, self.read_in.tied_table())
+    }
+
+    /// Empty caches for decoding up to `max_len` positions of one sequence at `loops` loops:
+    /// one per prelude and coda block, and one per core block *per loop*.
+    pub fn new_cache(&self, loops: usize, max_len: usize) -> Result<LoopedCache> {
+        Ok(LoopedCache {
+            loops,
+            len: 0,
+            h0: self.eval_state(1, max_len)?,
+            prelude: self.prelude.new_caches(),
+            core: (0..loops).map(|_| self.core.new_caches()).collect(),
+            coda: self.coda.new_caches(),
+        })
+    }
+
     /// Logits at the training mean depth, `mean_recurrence` loops.
     pub fn logits(&self, input_ids: &Tensor) -> Result<Tensor> {
         self.logits_with_loops(input_ids, self.cfg.mean_recurrence)
@@ -363,6 +423,37 @@ impl Looped {
     /// Its trainable parameters.
     pub fn params(&self) -> &ParamStore {
         &self.params
+    }
+}
+
+/// What decoding a looped model holds: the keys and values of every block application (the
+/// core's once per loop), and the initial state of every position it may reach.
+pub struct LoopedCache {
+    loops: usize,
+    /// Positions decoded so far.
+    len: usize,
+    /// `(1, max_len, r)`: the evaluation state, whose position `i` starts position `i`.
+    h0: Tensor,
+    prelude: Vec<KvCache>,
+    /// `core[j][i]`: core block `i` in loop `j`.
+    core: Vec<Vec<KvCache>>,
+    coda: Vec<KvCache>,
+}
+
+impl LoopedCache {
+    /// Bytes of keys and values held, over every block application.
+    pub fn bytes(&self) -> usize {
+        let sum = |caches: &[KvCache]| caches.iter().map(KvCache::bytes).sum::<usize>();
+        sum(&self.prelude) + self.core.iter().map(|c| sum(c)).sum::<usize>() + sum(&self.coda)
+    }
+
+    /// Positions decoded so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 

@@ -21,6 +21,7 @@
 //! - [`variants`]: which parts a configuration asks for;
 //! - [`looped`]: the looped (Parcae) model: prelude → injected recurrent core × T → coda;
 //! - [`lm`]: the interface a trainer drives ([`CausalLm`]) and the loss;
+//! - [`generate`]: decoding a token at a time through KV caches, and sampling;
 //! - [`recast`]: a trained GPT's weights as a looped model's (LoopUS recasting), and the
 //!   choice of its core from the GPT's representation dynamics;
 //! - [`counts`]: parameters and FLOPs by arithmetic, each part stating its own.
@@ -34,6 +35,7 @@ mod config;
 pub mod counts;
 pub mod fused;
 pub mod fused_attention;
+pub mod generate;
 pub mod gpt;
 pub mod grad;
 pub mod injection;
@@ -58,11 +60,12 @@ pub use counts::{
     forward_flops_per_token, forward_flops_per_token_at, looped_split, param_counts,
     shortcut_train_flops_per_token, train_flops_per_token,
 };
+pub use generate::{Decoder, Sampling, generate};
 pub use gpt::Gpt;
 pub use io::{Io, ReadIn};
-pub use layers::cross_entropy;
+pub use layers::{KvCache, cross_entropy};
 pub use lm::{CausalLm, IGNORE, lm_loss};
-pub use looped::{Looped, LoopedOutput};
+pub use looped::{Looped, LoopedCache, LoopedOutput};
 pub use params::{Param, ParamRole, ParamStore};
 pub use parts::LoopStep;
 pub use plan::LoopPlan;

@@ -164,6 +164,35 @@ pub fn list(dir: &Path) -> Vec<OnDisk> {
     found
 }
 
+/// The finished model's weights in run directory `dir` (`final.safetensors`, parameters only,
+/// with `final.sha256` beside it): written when a run ends `done`, kept by `gc` (they are the
+/// model, not a way to resume), read by `loopscale sample`.
+pub fn final_weights_path(dir: &Path) -> PathBuf {
+    dir.join("final.safetensors")
+}
+
+/// Writes `params` as the run's final weights (see [`final_weights_path`]), atomically.
+pub fn save_final_weights(dir: &Path, params: &ParamStore) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let mut views: Vec<(String, Tensor)> = params
+        .params()
+        .iter()
+        .map(|p| (format!("param.{}", p.name), p.var.as_tensor().detach()))
+        .collect();
+    views.sort_by(|a, b| a.0.cmp(&b.0));
+    let bytes = safetensors::serialize(views.iter().map(|(n, t)| (n.as_str(), t)), None)
+        .context("serialising the final weights")?;
+    let path = final_weights_path(dir);
+    let checksum = path.with_extension("sha256");
+    let _ = std::fs::remove_file(&checksum);
+    write_atomically(&path, &bytes)?;
+    write_atomically(
+        &checksum,
+        format!("{}  final.safetensors\n", sha256_hex(&bytes)).as_bytes(),
+    )?;
+    Ok(path)
+}
+
 /// Every checkpoint file in `dir` (complete, incomplete, or set aside as damaged), for `gc`.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {

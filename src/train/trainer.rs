@@ -319,6 +319,13 @@ pub fn train_model_resumable<'a>(
         trainer.evaluate_test_loops(&state)?;
         trainer.evaluate_exits(&state)?;
         trainer.report_icl_errors()?;
+        // The finished model, for sampling (the last step writes no checkpoint).
+        if let Some(ck) = trainer.checkpoints {
+            let path = super::checkpoint::save_final_weights(&ck.dir, trainer.model.params())?;
+            trainer
+                .observer
+                .note(&format!("final weights: {}", path.display()));
+        }
     }
     Ok(trainer.outcome(state, end, wall_seconds))
 }
