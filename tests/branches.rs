@@ -88,6 +88,37 @@ fn branches_share_one_trunk_and_each_equals_its_independent_run_bit_for_bit() {
     let db = dir.path().join("wsd.sqlite");
     let store = Store::open_read_only(&db).unwrap();
     let runs = store.runs("wsd").unwrap();
+
+    // `status` counts each run's own FLOPs, as `plan` does: the trunk's prefix once, not again
+    // in every branch's path.
+    let own: f64 = sweep
+        .runs
+        .iter()
+        .map(|r| loopscale::train::RunCost::of(&r.config).own_flops)
+        .sum();
+    let path: f64 = sweep
+        .runs
+        .iter()
+        .map(|r| loopscale::train::RunCost::of(&r.config).flops)
+        .sum();
+    assert!(path > 1.3 * own, "the paths overlap: {path:e} vs {own:e}");
+    let status = text(&loopscale(&["status", file.to_str().unwrap()]));
+    let progress = status
+        .lines()
+        .find(|l| l.starts_with("progress:"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(progress.starts_with("progress: 100% "), "{progress}");
+    let total = progress.rsplit(" of ").next().unwrap().trim_end_matches(')');
+    let (digits, unit) = total.split_at(total.len() - 1);
+    let scale = match unit {
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        _ => panic!("{progress}"),
+    };
+    let shown = digits.parse::<f64>().unwrap() * scale;
+    assert!((shown / own - 1.0).abs() < 0.01, "{progress}: own FLOPs {own:e}");
     assert_eq!(runs.len(), 4);
     assert!(runs.iter().all(|r| r.status == RunStatus::Done), "{runs:?}");
 

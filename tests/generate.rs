@@ -136,7 +136,7 @@ fn a_cached_looped_model_gives_the_logits_of_recomputing_the_prefix_at_every_loo
         perturb(model.params(), 5 + v as u64);
         let ids = tokens(6);
         let mut bytes = Vec::new();
-        for loops in 1..=5 {
+        for loops in [1, 2, 4] {
             let decoder = Decoder::new(&model, Some(loops), LEN).unwrap();
             let gap = worst_gap(decoder, &ids, &|x| {
                 model.logits_with_loops(x, loops).unwrap()
