@@ -108,7 +108,11 @@ fn branches_share_one_trunk_and_each_equals_its_independent_run_bit_for_bit() {
         .find(|l| l.starts_with("progress:"))
         .unwrap_or_else(|| panic!("{status}"));
     assert!(progress.starts_with("progress: 100% "), "{progress}");
-    let total = progress.rsplit(" of ").next().unwrap().trim_end_matches(')');
+    let total = progress
+        .rsplit(" of ")
+        .next()
+        .unwrap()
+        .trim_end_matches(')');
     let (digits, unit) = total.split_at(total.len() - 1);
     let scale = match unit {
         "k" => 1e3,
@@ -118,7 +122,10 @@ fn branches_share_one_trunk_and_each_equals_its_independent_run_bit_for_bit() {
         _ => panic!("{progress}"),
     };
     let shown = digits.parse::<f64>().unwrap() * scale;
-    assert!((shown / own - 1.0).abs() < 0.01, "{progress}: own FLOPs {own:e}");
+    assert!(
+        (shown / own - 1.0).abs() < 0.01,
+        "{progress}: own FLOPs {own:e}"
+    );
     assert_eq!(runs.len(), 4);
     assert!(runs.iter().all(|r| r.status == RunStatus::Done), "{runs:?}");
 

@@ -578,6 +578,23 @@ impl BlockStack {
         Ok(x)
     }
 
+    /// The stack as a network uses it: on the whole sequence ([`BlockStack::forward`], or
+    /// [`BlockStack::forward_modulated`] under `mods`), or on new positions with their KV
+    /// caches when decoding.
+    pub fn run(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        mods: Option<&[Modulation]>,
+        caches: Option<&mut [KvCache]>,
+    ) -> Result<Tensor> {
+        match (caches, mods) {
+            (Some(caches), mods) => self.forward_cached(x, rope, mods, caches),
+            (None, Some(mods)) => self.forward_modulated(x, rope, mods),
+            (None, None) => self.forward(x, rope),
+        }
+    }
+
     /// Empty caches, one per block.
     pub fn new_caches(&self) -> Vec<KvCache> {
         self.blocks.iter().map(|_| KvCache::default()).collect()

@@ -190,8 +190,13 @@ impl Looped {
 
     /// Embedding and prelude, once: `e` and the injection's loop-invariant part.
     pub fn encode(&self, input_ids: &Tensor) -> Result<Injected> {
+        self.encode_with(input_ids, None)
+    }
+
+    /// [`Looped::encode`]; with `caches`, of new positions after the cached ones (decoding).
+    fn encode_with(&self, input_ids: &Tensor, caches: Option<&mut [KvCache]>) -> Result<Injected> {
         let x = self.read_in.forward(input_ids)?;
-        let x = self.prelude.forward(&x, &self.rope)?;
+        let x = self.prelude.run(&x, &self.rope, None, caches)?;
         let e = match &self.prelude_norm {
             Some(norm) => norm.forward(&x)?,
             None => x,
@@ -208,15 +213,26 @@ impl Looped {
         j: usize,
         h: &Tensor,
     ) -> Result<(Tensor, LoopStep)> {
+        self.step_with(injected, plan, j, h, None)
+    }
+
+    /// [`Looped::step`]; with `caches` (this loop's), of new positions (decoding).
+    fn step_with(
+        &self,
+        injected: &Injected,
+        plan: &LoopPlan,
+        j: usize,
+        h: &Tensor,
+        caches: Option<&mut [KvCache]>,
+    ) -> Result<(Tensor, LoopStep)> {
         let input = injected.apply(h)?;
-        let proposal = match &self.parts.conditioner {
-            None => self.core.forward(&input, &self.core_rope)?,
-            Some(c) => {
-                let modulations = c.modulations(plan, j)?;
-                self.core
-                    .forward_modulated(&input, &self.core_rope, &modulations)?
-            }
+        let modulations = match &self.parts.conditioner {
+            Some(c) => Some(c.modulations(plan, j)?),
+            None => None,
         };
+        let proposal = self
+            .core
+            .run(&input, &self.core_rope, modulations.as_deref(), caches)?;
         let next = match &self.parts.update {
             Some(update) => update.update(&input, &proposal)?,
             None => proposal.clone(),
@@ -256,9 +272,13 @@ impl Looped {
 
     /// Readout, coda, final norm and head, once, on the state after the last loop.
     pub fn decode(&self, h: Tensor) -> Result<LoopedOutput> {
-        let x = self
-            .coda
-            .forward(&project(&h, &param(&self.readout))?, &self.rope)?;
+        self.decode_with(h, None)
+    }
+
+    /// [`Looped::decode`]; with `caches`, of new positions (decoding).
+    fn decode_with(&self, h: Tensor, caches: Option<&mut [KvCache]>) -> Result<LoopedOutput> {
+        let x = project(&h, &param(&self.readout))?;
+        let x = self.coda.run(&x, &self.rope, None, caches)?;
         let (logits, hidden) = self
             .head
             .forward_with_hidden(&x, self.read_in.tied_table())?;
@@ -340,42 +360,16 @@ impl Looped {
         if b != 1 {
             candle_core::bail!("decoding a looped model takes one sequence at a time, got {b}");
         }
-        let start = cache.len;
-        let h0 = cache.h0.narrow(1, start, t)?;
-        let x = self.read_in.forward(input_ids)?;
-        let x = self
-            .prelude
-            .forward_cached(&x, &self.rope, None, &mut cache.prelude)?;
-        let e = match &self.prelude_norm {
-            Some(norm) => norm.forward(&x)?,
-            None => x,
-        };
-        let injected = self.injection.prepare(&e)?;
+        let h0 = cache.h0.narrow(1, cache.len, t)?;
         let plan = LoopPlan::uniform(b, cache.loops);
+        let injected = self.encode_with(input_ids, Some(&mut cache.prelude))?;
         let mut h = injected.start(&h0);
         for (j, caches) in cache.core.iter_mut().enumerate() {
-            let input = injected.apply(&h)?;
-            let modulations = match &self.parts.conditioner {
-                Some(c) => Some(c.modulations(&plan, j)?),
-                None => None,
-            };
-            let proposal = self.core.forward_cached(
-                &input,
-                &self.core_rope,
-                modulations.as_deref(),
-                caches,
-            )?;
-            h = match &self.parts.update {
-                Some(update) => update.update(&input, &proposal)?,
-                None => proposal,
-            };
+            h = self.step_with(&injected, &plan, j, &h, Some(caches))?.0;
         }
-        let x = project(&h, &param(&self.readout))?;
-        let x = self
-            .coda
-            .forward_cached(&x, &self.rope, None, &mut cache.coda)?;
+        let out = self.decode_with(h, Some(&mut cache.coda))?;
         cache.len += t;
-        self.head.forward(&x, self.read_in.tied_table())
+        Ok(out.logits)
     }
 
     /// Empty caches for decoding up to `max_len` positions of one sequence at `loops` loops:
