@@ -2,9 +2,8 @@
 //! under `task = "lm"`), values that make no sense, and sequences that do not fit in
 //! `data.seq_len`. Each is a [`Problem`] naming the key, found before anything trains.
 
-use super::RunConfig;
-use super::validate::{Problem, problem};
-use crate::config::{Backend, Task};
+use super::problem::{Problem, problem};
+use crate::config::{Backend, RunConfig, Task};
 use crate::model::Arch;
 use crate::train::tasks::addition::Addition;
 
@@ -13,6 +12,7 @@ fn dotted(key: &str) -> &'static str {
     match key {
         "alphabet" => "data.alphabet",
         "hops" => "data.hops",
+        "targets" => "data.targets",
         "operands" => "data.operands",
         "digits" => "data.digits",
         "dims" => "data.dims",
