@@ -78,13 +78,13 @@ fn p_hop_answers_match_a_slow_solver() {
                 // The answer, judged by accuracy, is the last position's p-hop symbol.
                 assert_eq!(answer_positions(e), len - 1..len);
                 assert_eq!(Some(y[len - 1]), slow_p_hop(x, hops), "{x:?}");
-                for i in 0..len - 1 {
+                for (i, &target) in y.iter().enumerate().take(len - 1) {
                     let expected = match targets {
                         // Every position whose chain of hops stays inside, with its answer.
                         Targets::All => slow_p_hop_at(x, i, hops).unwrap_or(IGNORE),
                         Targets::Last => IGNORE,
                     };
-                    assert_eq!(y[i], expected, "{targets:?} position {i} of {x:?}");
+                    assert_eq!(target, expected, "{targets:?} position {i} of {x:?}");
                     undefined += usize::from(slow_p_hop_at(x, i, hops).is_none());
                 }
             }
