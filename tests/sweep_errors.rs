@@ -967,6 +967,9 @@ fn the_last_loops_loss_needs_a_fixed_depth_looped_model_with_matching_backprop()
     );
     assert_has(
         &e,
-        &["but model.backprop_depth = 2", "set backprop_depth = 4"],
+        &[
+            "takes gradients through at least its last 4 loops, but model.backprop_depth = 2",
+            "set backprop_depth between 4 and mean_recurrence = 8",
+        ],
     );
 }

@@ -524,6 +524,67 @@ fn the_last_loops_loss_averages_each_loops_output() {
     assert!(model.last_loops_loss(&x, &y, &h0, 3, 4).is_err());
 }
 
+/// Where the last-loops loss's gradient flows: through the last `max(T, backprop_depth)` loops.
+/// With `backprop_depth` = every loop it is the objective's true gradient (central differences);
+/// truncated at the window (Yang et al.'s `backprop_depth = T`) the loss is the same but the
+/// core's gradient loses the loops before the window, while the read-out's is unchanged.
+#[test]
+fn the_last_loops_loss_takes_gradients_through_backprop_depth_loops() {
+    use loopscale::model::Looped;
+    let dev = Device::Cpu;
+    let io = Io::Vectors { width: 3 };
+    let model = |backprop: usize| {
+        let mut cfg = output_injected(3);
+        cfg.looped.as_mut().unwrap().backprop_depth = Some(backprop);
+        Looped::new(&cfg, io, 4, 7, DType::F64, &dev).unwrap()
+    };
+    let (full, truncated) = (model(3), model(2));
+    let x = Tensor::new(
+        &[[
+            [0.5f64, -1.0, 0.0],
+            [0.0, 0.0, 0.7],
+            [1.2, 0.3, 0.0],
+            [0.0, 0.0, -0.4],
+        ]],
+        &dev,
+    )
+    .unwrap();
+    let y = Tensor::new(&[[0.7f64, f64::NAN, -0.4, f64::NAN]], &dev).unwrap();
+    let h0 = Tensor::zeros((1, 4, 8), DType::F64, &dev).unwrap();
+    let f = || full.last_loops_loss(&x, &y, &h0, 3, 2).unwrap().0;
+    let checked = central_differences("last 2 of 3, all loops", full.params().params(), &f, &|_| 3, 5);
+    assert!(checked.iter().filter(|g| g.scale > 1e-6).count() > 5);
+    let (lf, _) = full.last_loops_loss(&x, &y, &h0, 3, 2).unwrap();
+    let (lt, _) = truncated.last_loops_loss(&x, &y, &h0, 3, 2).unwrap();
+    let (a, b) = (lf.to_scalar::<f64>().unwrap(), lt.to_scalar::<f64>().unwrap());
+    assert!((a - b).abs() < 1e-12, "same loss: {a} vs {b}");
+    let (gf, gt) = (lf.backward().unwrap(), lt.backward().unwrap());
+    // The largest gradient difference over the parameters whose name contains `name`.
+    let diff = |name: &str| {
+        let pairs = full.params().params().iter().zip(truncated.params().params());
+        pairs
+            .filter(|(p, _)| p.name.contains(name))
+            .map(|(p, q)| {
+                let (a, b) = (gf.get(p.var.as_tensor()), gt.get(q.var.as_tensor()));
+                match (a, b) {
+                    (Some(a), Some(b)) => (a - b)
+                        .unwrap()
+                        .abs()
+                        .unwrap()
+                        .max_all()
+                        .unwrap()
+                        .to_scalar::<f64>()
+                        .unwrap(),
+                    (None, None) => 0.0,
+                    _ => f64::INFINITY,
+                }
+            })
+            .fold(0.0, f64::max)
+    };
+    assert!(diff("lm_head") < 1e-12, "the read-out sees the same states");
+    assert!(diff("core.0") > 1e-6, "the core loses the first loop's gradient");
+}
+
 #[test]
 fn a_run_trains_with_the_last_loops_loss() {
     let data = DataConfig {

@@ -377,8 +377,9 @@ pub struct TrainConfig {
     pub shortcut_lambda_mse: f64,
     /// Yang et al. (ICLR 2024): a looped model's training loss is the mean of the losses of the
     /// outputs after each of the last `T` of its `mean_recurrence` loops (fixed depth), with
-    /// gradients through those `T` loops only (set `model.backprop_depth = T`). Absent: the
-    /// loss of the last loop's output.
+    /// gradients through the last `model.backprop_depth` loops (at least `T`; Yang et al. use
+    /// `T`, but truncated from the first step that stalls: docs/reasoning-tasks.md). Absent:
+    /// the loss of the last loop's output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss_last_loops: Option<usize>,
     /// A run has diverged when its training loss is not finite, or when the median of its last

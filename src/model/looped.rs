@@ -819,8 +819,10 @@ impl Looped {
     }
 
     /// Yang et al.'s objective: every sequence runs `loops` loops from `h0`; the loss is the mean
-    /// of the losses of the outputs after each of the last `last` loops (each decoded), and the
-    /// loops before those run without a graph.
+    /// of the losses of the outputs after each of the last `last` loops (each decoded). Gradients
+    /// flow through the last `max(last, backprop_depth)` loops; the loops before those run
+    /// without a graph. (Truncating at the window itself, `backprop_depth = last`, from the first
+    /// step stalls the in-context regression model: docs/reasoning-tasks.md.)
     pub fn last_loops_loss(
         &self,
         input_ids: &Tensor,
@@ -839,11 +841,13 @@ impl Looped {
             injected.drive.clone()
         };
         let mut losses = Vec::with_capacity(last);
+        let graph_loops = self.cfg.backprop_depth().max(last);
         for j in 0..loops {
             h = self.core.forward(&injected.apply(&h)?, &self.core_rope)?;
-            if j + last < loops {
+            if j + graph_loops < loops {
                 h = h.detach();
-            } else {
+            }
+            if j + last >= loops {
                 losses.push(lm_loss(&self.decode(h.clone())?.logits, targets)?);
             }
         }
