@@ -552,16 +552,29 @@ fn the_last_loops_loss_takes_gradients_through_backprop_depth_loops() {
     let y = Tensor::new(&[[0.7f64, f64::NAN, -0.4, f64::NAN]], &dev).unwrap();
     let h0 = Tensor::zeros((1, 4, 8), DType::F64, &dev).unwrap();
     let f = || full.last_loops_loss(&x, &y, &h0, 3, 2).unwrap().0;
-    let checked = central_differences("last 2 of 3, all loops", full.params().params(), &f, &|_| 3, 5);
+    let checked = central_differences(
+        "last 2 of 3, all loops",
+        full.params().params(),
+        &f,
+        &|_| 3,
+        5,
+    );
     assert!(checked.iter().filter(|g| g.scale > 1e-6).count() > 5);
     let (lf, _) = full.last_loops_loss(&x, &y, &h0, 3, 2).unwrap();
     let (lt, _) = truncated.last_loops_loss(&x, &y, &h0, 3, 2).unwrap();
-    let (a, b) = (lf.to_scalar::<f64>().unwrap(), lt.to_scalar::<f64>().unwrap());
+    let (a, b) = (
+        lf.to_scalar::<f64>().unwrap(),
+        lt.to_scalar::<f64>().unwrap(),
+    );
     assert!((a - b).abs() < 1e-12, "same loss: {a} vs {b}");
     let (gf, gt) = (lf.backward().unwrap(), lt.backward().unwrap());
     // The largest gradient difference over the parameters whose name contains `name`.
     let diff = |name: &str| {
-        let pairs = full.params().params().iter().zip(truncated.params().params());
+        let pairs = full
+            .params()
+            .params()
+            .iter()
+            .zip(truncated.params().params());
         pairs
             .filter(|(p, _)| p.name.contains(name))
             .map(|(p, q)| {
@@ -582,7 +595,10 @@ fn the_last_loops_loss_takes_gradients_through_backprop_depth_loops() {
             .fold(0.0, f64::max)
     };
     assert!(diff("lm_head") < 1e-12, "the read-out sees the same states");
-    assert!(diff("core.0") > 1e-6, "the core loses the first loop's gradient");
+    assert!(
+        diff("core.0") > 1e-6,
+        "the core loses the first loop's gradient"
+    );
 }
 
 #[test]
