@@ -900,14 +900,16 @@ fn zero_dimensions_or_more_examples_than_the_context_holds_is_an_error() {
 
 #[test]
 fn the_shipped_task_sweeps_load() {
-    for name in ["p_hop_depth", "addition", "icl_regression"] {
+    for name in ["p_hop_depth", "p_hop_hard", "addition", "icl_regression"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sweeps/{name}.toml"));
         let sweep = Sweep::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert!(sweep.runs.len() >= 2, "{name}");
         // p-hop runs carry their targets (the default, every defined position) in their
         // config, so their keys differ from runs trained before the setting; others do not.
         for run in &sweep.runs {
-            let expected = (name == "p_hop_depth").then_some(loopscale::config::Targets::All);
+            let expected = name
+                .starts_with("p_hop")
+                .then_some(loopscale::config::Targets::All);
             assert_eq!(run.config.data.targets, expected, "{name}");
         }
     }
