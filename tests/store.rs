@@ -229,6 +229,7 @@ fn a_finished_attempt_has_its_metrics_and_a_resume_discards_rows_after_its_check
         test_loops: None,
         schedule: None,
         accuracy: None,
+        position_accuracy: None,
     };
     store
         .record(
@@ -262,6 +263,7 @@ fn a_finished_attempt_has_its_metrics_and_a_resume_discards_rows_after_its_check
         test_loops: None,
         schedule: None,
         accuracy: None,
+        position_accuracy: None,
     };
     store
         .finish_attempt(
@@ -418,6 +420,7 @@ fn views_answer_the_common_questions() {
                 test_loops: Some(t),
                 schedule: None,
                 accuracy: None,
+                position_accuracy: None,
             })
             .collect();
         store
@@ -524,6 +527,7 @@ fn schedules_are_stored_per_eval_and_version_2_stores_migrate() {
         test_loops: t,
         schedule: schedule.map(str::to_string),
         accuracy: None,
+        position_accuracy: None,
     };
     let evals = vec![
         eval(None, None, 2.5),
@@ -570,6 +574,7 @@ fn schedules_are_stored_per_eval_and_version_2_stores_migrate() {
         "DELETE FROM evals WHERE schedule IS NOT NULL;
          DROP VIEW test_time_curves; DROP VIEW budget_curves; DROP INDEX evals_unique;
          ALTER TABLE evals DROP COLUMN schedule;
+         ALTER TABLE evals DROP COLUMN position_accuracy;
          ALTER TABLE evals DROP COLUMN accuracy; DROP TABLE icl_errors;
          CREATE UNIQUE INDEX evals_unique ON evals(run_key, step, IFNULL(test_loops, -1));
          PRAGMA user_version = 2;",
@@ -691,8 +696,9 @@ fn version_3_stores_gain_lineage_and_the_blocked_status() {
     assert!(fk.is_empty(), "{fk:?}");
 }
 
-/// Task runs store accuracy per eval and in-context errors per (estimator, loops, examples);
-/// both survive a shard round trip; a version-3 store gains them when opened for writing.
+/// Task runs store accuracy (of answers, and of every scored position) per eval and in-context
+/// errors per (estimator, loops, examples); all survive a shard round trip; a version-3 store
+/// gains them when opened for writing.
 #[test]
 fn accuracy_and_icl_errors_are_stored_and_version_3_stores_migrate() {
     let dir = tempfile::tempdir().unwrap();
@@ -712,6 +718,7 @@ fn accuracy_and_icl_errors_are_stored_and_version_3_stores_migrate() {
         test_loops: t,
         schedule: None,
         accuracy,
+        position_accuracy: accuracy.map(|a| a + 0.125),
     };
     let evals = vec![eval(None, Some(0.75)), eval(Some(2), Some(0.5))];
     store
@@ -741,11 +748,11 @@ fn accuracy_and_icl_errors_are_stored_and_version_3_stores_migrate() {
     assert_eq!(
         rows(
             &store,
-            "SELECT test_loops, accuracy, val_bpb FROM evals ORDER BY IFNULL(test_loops, 0)"
+            "SELECT test_loops, accuracy, position_accuracy, val_bpb FROM evals ORDER BY IFNULL(test_loops, 0)"
         ),
         vec![
-            vec!["".to_string(), "0.75".into(), "".into()],
-            vec!["2".to_string(), "0.5".into(), "".into()]
+            vec!["".to_string(), "0.75".into(), "0.875".into(), "".into()],
+            vec!["2".to_string(), "0.5".into(), "0.625".into(), "".into()]
         ]
     );
     let icl_query = "SELECT estimator, test_loops, n_examples, error FROM icl_errors ORDER BY estimator, n_examples";
@@ -770,13 +777,18 @@ fn accuracy_and_icl_errors_are_stored_and_version_3_stores_migrate() {
         .unwrap();
     other.merge_shard(&run.key, &shard).unwrap();
     assert_eq!(rows(&other, icl_query), expected);
+    assert_eq!(
+        rows(&other, "SELECT sum(position_accuracy) FROM evals"),
+        vec![vec!["1.5".to_string()]]
+    );
     assert_eq!(other.merge_shard(&run.key, &shard).unwrap(), 0);
     drop((store, other));
 
     // Back to version 3: no accuracy column, no icl_errors table.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "ALTER TABLE evals DROP COLUMN accuracy; DROP TABLE icl_errors; PRAGMA user_version = 3;",
+        "ALTER TABLE evals DROP COLUMN position_accuracy; ALTER TABLE evals DROP COLUMN accuracy;
+         DROP TABLE icl_errors; PRAGMA user_version = 3;",
     )
     .unwrap();
     drop(conn);
@@ -786,10 +798,13 @@ fn accuracy_and_icl_errors_are_stored_and_version_3_stores_migrate() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 6);
+    assert_eq!(SCHEMA_VERSION, 7);
     assert_eq!(
-        rows(&store, "SELECT count(*), count(accuracy) FROM evals"),
-        vec![vec!["2".to_string(), "0".into()]]
+        rows(
+            &store,
+            "SELECT count(*), count(accuracy), count(position_accuracy) FROM evals"
+        ),
+        vec![vec!["2".to_string(), "0".into(), "0".into()]]
     );
     assert_eq!(
         rows(&store, "SELECT count(*) FROM icl_errors"),

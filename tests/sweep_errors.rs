@@ -900,10 +900,52 @@ fn zero_dimensions_or_more_examples_than_the_context_holds_is_an_error() {
 
 #[test]
 fn the_shipped_task_sweeps_load() {
-    for name in ["p_hop_depth", "addition", "icl_regression"] {
+    for name in ["p_hop_depth", "p_hop_hard", "addition", "icl_regression"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sweeps/{name}.toml"));
         let sweep = Sweep::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert!(sweep.runs.len() >= 2, "{name}");
+        // p-hop runs carry their targets (the default, every defined position) in their
+        // config, so their keys differ from runs trained before the setting; others do not.
+        for run in &sweep.runs {
+            let expected = name
+                .starts_with("p_hop")
+                .then_some(loopscale::config::Targets::All);
+            assert_eq!(run.config.data.targets, expected, "{name}");
+        }
+    }
+}
+
+#[test]
+fn p_hop_targets_and_the_divergence_factor_are_checked() {
+    let e = err("task = \"p_hop\"\nseq_len = 16\ntargets = \"first\"\n");
+    assert_eq!(e.kind, ErrorKind::BadEnumValue);
+    assert_has(
+        &e,
+        &[
+            "`data.targets`: expected one of all, last",
+            "inline.toml:7:",
+        ],
+    );
+    let e = err("task = \"addition\"\nseq_len = 16\ntargets = \"last\"\n");
+    assert_eq!(e.kind, ErrorKind::InvalidRun);
+    assert_has(
+        &e,
+        &[
+            "`data.targets` is a parameter of data.task = \"p_hop\", but this run has data.task = \"addition\"",
+            "inline.toml:7:1",
+        ],
+    );
+    for bad in ["1.0", "0.5", "-2.0"] {
+        let e = err(&format!("[train]\ndivergence_factor = {bad}\n"));
+        assert_eq!(e.kind, ErrorKind::InvalidRun);
+        assert_has(
+            &e,
+            &[
+                "must be a finite number greater than 1",
+                "`train.divergence_factor`",
+                "inline.toml:6:1",
+            ],
+        );
     }
 }
 
@@ -927,6 +969,9 @@ fn the_last_loops_loss_needs_a_fixed_depth_looped_model_with_matching_backprop()
     );
     assert_has(
         &e,
-        &["but model.backprop_depth = 2", "set backprop_depth = 4"],
+        &[
+            "takes gradients through at least its last 4 loops, but model.backprop_depth = 2",
+            "set backprop_depth between 4 and mean_recurrence = 8",
+        ],
     );
 }

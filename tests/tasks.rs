@@ -4,7 +4,7 @@
 //! read-out's parameter count, and short training runs that report accuracy and ICL errors.
 
 use candle_core::{DType, Device, Tensor};
-use loopscale::config::{DataConfig, RunConfig, Task, TrainConfig};
+use loopscale::config::{DataConfig, RunConfig, Targets, Task, TrainConfig};
 use loopscale::model::{
     Arch, DepthSampling, Gpt, IGNORE, Injection, Io, LoopedConfig, ModelConfig, StateInit, lm_loss,
     param_counts,
@@ -27,15 +27,29 @@ fn data(task: Task, seq_len: usize) -> DataConfig {
 
 fn tokens(e: &Example) -> (&[u32], &[u32]) {
     match e {
-        Example::Tokens { inputs, targets } => (inputs, targets),
+        Example::Tokens {
+            inputs, targets, ..
+        } => (inputs, targets),
         Example::Vectors { .. } => panic!("a token task"),
     }
 }
 
-/// p-hop by the definition, literally: from position i, scan back for the latest earlier j with
-/// X_j = X_i and move to j + 1; p times.
+fn answer_positions(e: &Example) -> std::ops::Range<usize> {
+    match e {
+        Example::Tokens { answer, .. } => answer.clone(),
+        Example::Vectors { .. } => panic!("a token task"),
+    }
+}
+
+/// p-hop by the definition, literally: from the last position, scan back for the latest earlier
+/// j with X_j = X_i and move to j + 1; p times.
 fn slow_p_hop(seq: &[u32], hops: usize) -> Option<u32> {
-    let mut i = seq.len() - 1;
+    slow_p_hop_at(seq, seq.len() - 1, hops)
+}
+
+/// The same from position `start`: `hop_p(X)_start`.
+fn slow_p_hop_at(seq: &[u32], start: usize, hops: usize) -> Option<u32> {
+    let mut i = start;
     for _ in 0..hops {
         let j = (0..i).rev().find(|&j| seq[j] == seq[i])?;
         i = j + 1;
@@ -46,24 +60,41 @@ fn slow_p_hop(seq: &[u32], hops: usize) -> Option<u32> {
 #[test]
 fn p_hop_answers_match_a_slow_solver() {
     for (alphabet, hops, len) in [(4, 1, 12), (4, 3, 24), (3, 6, 32), (3, 2, 10)] {
-        let cfg = DataConfig {
-            alphabet: Some(alphabet),
-            hops: Some(hops),
-            ..data(Task::PHop, len)
-        };
-        let set = TaskSet::new(&cfg, 8).unwrap();
-        assert_eq!(set.io(), Io::Tokens { vocab: alphabet });
-        let train = set.train_examples(7, 3, 100, 32).unwrap();
-        for e in train.iter().chain(set.eval_examples()) {
-            let (x, y) = tokens(e);
-            assert_eq!(x.len(), len);
-            assert!(x.iter().all(|&s| (s as usize) < alphabet));
-            assert!(x.windows(2).all(|w| w[0] != w[1]), "no immediate repeats");
-            // Only the last position is scored, with the p-hop answer.
-            assert!(y[..len - 1].iter().all(|&t| t == IGNORE));
-            assert_eq!(Some(y[len - 1]), slow_p_hop(x, hops), "{x:?}");
+        for targets in [Targets::All, Targets::Last] {
+            let cfg = DataConfig {
+                alphabet: Some(alphabet),
+                hops: Some(hops),
+                targets: Some(targets),
+                ..data(Task::PHop, len)
+            };
+            let set = TaskSet::new(&cfg, 8).unwrap();
+            assert_eq!(set.io(), Io::Tokens { vocab: alphabet });
+            let train = set.train_examples(7, 3, 100, 32).unwrap();
+            let mut undefined = 0;
+            for e in train.iter().chain(set.eval_examples()) {
+                let (x, y) = tokens(e);
+                assert_eq!(x.len(), len);
+                assert!(x.iter().all(|&s| (s as usize) < alphabet));
+                assert!(x.windows(2).all(|w| w[0] != w[1]), "no immediate repeats");
+                // The answer, judged by accuracy, is the last position's p-hop symbol.
+                assert_eq!(answer_positions(e), len - 1..len);
+                assert_eq!(Some(y[len - 1]), slow_p_hop(x, hops), "{x:?}");
+                for (i, &target) in y.iter().enumerate().take(len - 1) {
+                    let expected = match targets {
+                        // Every position whose chain of hops stays inside, with its answer.
+                        Targets::All => slow_p_hop_at(x, i, hops).unwrap_or(IGNORE),
+                        Targets::Last => IGNORE,
+                    };
+                    assert_eq!(target, expected, "{targets:?} position {i} of {x:?}");
+                    undefined += usize::from(slow_p_hop_at(x, i, hops).is_none());
+                }
+            }
+            // Early positions have no earlier occurrence to hop to: some are always unscored.
+            assert!(undefined > 0);
         }
     }
+    // Unset, the targets are every defined position.
+    assert_eq!(data(Task::PHop, 8).targets(), Targets::All);
 }
 
 #[test]
@@ -103,6 +134,8 @@ fn addition_answers_match_a_slow_solver() {
             assert_eq!(answer.len(), width);
             // The first scored position is the `=`: the model answers after reading it.
             assert_eq!(y.iter().position(|&t| t != IGNORE), Some(eq));
+            // The answer accuracy judges is every scored position.
+            assert_eq!(answer_positions(&e), eq..eq + width);
         }
     }
 }
@@ -496,6 +529,87 @@ fn the_last_loops_loss_averages_each_loops_output() {
     assert!(objectives::last_loops_loss(&model, &x, &y, &h0, 3, 4).is_err());
 }
 
+/// Where the last-loops loss's gradient flows: through the last `max(T, backprop_depth)` loops.
+/// With `backprop_depth` = every loop it is the objective's true gradient (central differences);
+/// truncated at the window (Yang et al.'s `backprop_depth = T`) the loss is the same but the
+/// core's gradient loses the loops before the window, while the read-out's is unchanged.
+#[test]
+fn the_last_loops_loss_takes_gradients_through_backprop_depth_loops() {
+    use loopscale::model::Looped;
+    let dev = Device::Cpu;
+    let io = Io::Vectors { width: 3 };
+    let model = |backprop: usize| {
+        let mut cfg = output_injected(3);
+        cfg.looped.as_mut().unwrap().backprop_depth = Some(backprop);
+        Looped::new(&cfg, io, 4, 7, DType::F64, &dev).unwrap()
+    };
+    let (full, truncated) = (model(3), model(2));
+    let x = Tensor::new(
+        &[[
+            [0.5f64, -1.0, 0.0],
+            [0.0, 0.0, 0.7],
+            [1.2, 0.3, 0.0],
+            [0.0, 0.0, -0.4],
+        ]],
+        &dev,
+    )
+    .unwrap();
+    let y = Tensor::new(&[[0.7f64, f64::NAN, -0.4, f64::NAN]], &dev).unwrap();
+    let h0 = Tensor::zeros((1, 4, 8), DType::F64, &dev).unwrap();
+    let f = || {
+        objectives::last_loops_loss(&full, &x, &y, &h0, 3, 2)
+            .unwrap()
+            .0
+    };
+    let checked = central_differences(
+        "last 2 of 3, all loops",
+        full.params().params(),
+        &f,
+        &|_| 3,
+        5,
+    );
+    assert!(checked.iter().filter(|g| g.scale > 1e-6).count() > 5);
+    let (lf, _) = objectives::last_loops_loss(&full, &x, &y, &h0, 3, 2).unwrap();
+    let (lt, _) = objectives::last_loops_loss(&truncated, &x, &y, &h0, 3, 2).unwrap();
+    let (a, b) = (
+        lf.to_scalar::<f64>().unwrap(),
+        lt.to_scalar::<f64>().unwrap(),
+    );
+    assert!((a - b).abs() < 1e-12, "same loss: {a} vs {b}");
+    let (gf, gt) = (lf.backward().unwrap(), lt.backward().unwrap());
+    // The largest gradient difference over the parameters whose name contains `name`.
+    let diff = |name: &str| {
+        let pairs = full
+            .params()
+            .params()
+            .iter()
+            .zip(truncated.params().params());
+        pairs
+            .filter(|(p, _)| p.name.contains(name))
+            .map(|(p, q)| {
+                let (a, b) = (gf.get(p.var.as_tensor()), gt.get(q.var.as_tensor()));
+                match (a, b) {
+                    (Some(a), Some(b)) => (a - b)
+                        .unwrap()
+                        .abs()
+                        .unwrap()
+                        .max_all()
+                        .unwrap()
+                        .to_scalar::<f64>()
+                        .unwrap(),
+                    (None, None) => 0.0,
+                    _ => f64::INFINITY,
+                }
+            })
+            .fold(0.0, f64::max)
+    };
+    assert!(diff("lm_head") < 1e-12, "the read-out sees the same states");
+    assert!(
+        diff("core.0") > 1e-6,
+        "the core loses the first loop's gradient"
+    );
+}
+
 #[test]
 fn a_run_trains_with_the_last_loops_loss() {
     let data = DataConfig {
@@ -561,4 +675,222 @@ fn a_resumed_task_run_is_bit_identical() {
         .chain(bits(&second))
         .collect();
     assert_eq!(resumed, bits(&whole));
+}
+
+/// The loss computed on the device (a 0/1 mask of the scored positions, what `lm_loss` does on
+/// CUDA, never reading targets back) equals the host's (unscored rows dropped before the loss),
+/// in value and in every parameter's gradient: token targets with and without unscored
+/// positions, and regression targets with NaN where unscored.
+#[test]
+fn the_device_masked_loss_equals_the_host_loss() {
+    use loopscale::model::masked_loss;
+    let dev = Device::Cpu;
+    let compare = |model: &dyn loopscale::model::CausalLm, x: &Tensor, y: &Tensor| {
+        let logits = model.logits(x).unwrap();
+        let host = lm_loss(&logits, y).unwrap();
+        let device = masked_loss(&logits, y).unwrap();
+        let (h, d) = (
+            host.to_scalar::<f64>().unwrap(),
+            device.to_scalar::<f64>().unwrap(),
+        );
+        assert!((h - d).abs() < 1e-12 * h.abs().max(1.0), "{h} vs {d}");
+        let (gh, gd) = (host.backward().unwrap(), device.backward().unwrap());
+        let mut compared = 0;
+        for p in model.params().params() {
+            let (a, b) = (gh.get(p.var.as_tensor()), gd.get(p.var.as_tensor()));
+            let (Some(a), Some(b)) = (a, b) else {
+                assert!(a.is_none() && b.is_none(), "{} has one gradient", p.name);
+                continue;
+            };
+            let diff = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
+            assert!(diff < 1e-12, "{}: gradients differ by {diff}", p.name);
+            compared += 1;
+        }
+        assert!(compared > 5);
+        h
+    };
+    let gpt = Gpt::new(&tiny_model(), 5, 6, 3, DType::F64, &dev).unwrap();
+    let x = Tensor::new(&[[1u32, 2, 3, 4, 0, 1], [0, 4, 3, 2, 1, 0]], &dev).unwrap();
+    let sparse = Tensor::new(
+        &[
+            [IGNORE, IGNORE, 3, IGNORE, 2, IGNORE],
+            [1, IGNORE, 0, 4, IGNORE, 2],
+        ],
+        &dev,
+    )
+    .unwrap();
+    let dense = Tensor::new(&[[1u32, 2, 3, 0, 2, 4], [1, 3, 0, 4, 1, 2]], &dev).unwrap();
+    let (a, b) = (compare(&gpt, &x, &sparse), compare(&gpt, &x, &dense));
+    assert!((a - b).abs() > 1e-3, "the mask matters: {a} vs {b}");
+    let io = Io::Vectors { width: 3 };
+    let gpt = Gpt::new(&tiny_model(), io, 4, 5, DType::F64, &dev).unwrap();
+    let x = Tensor::new(
+        &[[
+            [0.5f64, -1.0, 0.0],
+            [0.0, 0.0, 0.7],
+            [1.2, 0.3, 0.0],
+            [0.0, 0.0, -0.4],
+        ]],
+        &dev,
+    )
+    .unwrap();
+    let y = Tensor::new(&[[0.7f64, f64::NAN, -0.4, f64::NAN]], &dev).unwrap();
+    compare(&gpt, &x, &y);
+}
+
+/// p-hop with `targets = "all"`: a batch scores every defined position (counted on the host as
+/// it is built) and carries the last positions as the answers accuracy judges; a run reports
+/// both accuracies. With `"last"` the answers are the scored positions themselves.
+#[test]
+fn p_hop_trains_on_every_defined_position_and_is_judged_at_the_last() {
+    let cfg = |targets| DataConfig {
+        alphabet: Some(3),
+        hops: Some(2),
+        targets: Some(targets),
+        ..data(Task::PHop, 12)
+    };
+    let dense = TaskSet::new(&cfg(Targets::All), 8).unwrap();
+    let batch = &dense.eval_batches(8, &Device::Cpu).unwrap()[0];
+    let targets = batch.targets.to_vec2::<u32>().unwrap();
+    let scored = targets.iter().flatten().filter(|&&t| t != IGNORE).count();
+    assert_eq!(batch.scored, scored);
+    assert!(scored > 8 * 3, "many positions scored: {scored}");
+    let answers = batch
+        .answers
+        .as_ref()
+        .expect("answers narrower than targets");
+    for (a, t) in answers.to_vec2::<u32>().unwrap().iter().zip(&targets) {
+        assert!(a[..11].iter().all(|&v| v == IGNORE));
+        assert_eq!(a[11], t[11]);
+    }
+    let last = TaskSet::new(&cfg(Targets::Last), 8).unwrap();
+    let batch = &last.eval_batches(8, &Device::Cpu).unwrap()[0];
+    assert_eq!(batch.scored, 8);
+    assert!(batch.answers.is_none());
+
+    for targets in [Targets::All, Targets::Last] {
+        let run = task_run(cfg(targets), tiny_model(), 3);
+        let (out, rec) = train_task(&run);
+        assert_eq!(out.end, RunEnd::Done);
+        assert!(!rec.evals.is_empty());
+        for e in &rec.evals {
+            let (a, p) = (e.accuracy.unwrap(), e.position_accuracy.unwrap());
+            assert!((0.0..=1.0).contains(&a) && (0.0..=1.0).contains(&p));
+            if targets == Targets::Last {
+                // Scored at the answer alone, the two are one measurement.
+                assert_eq!(a, p);
+            }
+        }
+    }
+}
+
+/// The noisy regression run of issue 25 (batch 8, lr 1e-3, one looped block of width 32): the
+/// losses of small batches jump by 3× and more while the model trains, which the old rule
+/// (3× the first step's loss) took for divergence at step 18. It ends `done`.
+#[test]
+fn a_noisy_regression_run_is_not_divergence() {
+    let data = DataConfig {
+        dims: Some(4),
+        examples: Some(12),
+        ..data(Task::LinearRegression, 24)
+    };
+    let looped = LoopedConfig {
+        injection: Injection::Add,
+        state_init: StateInit::Zero,
+        prelude_norm: false,
+        backprop_depth: Some(4),
+        ..one_block(4, vec![4])
+    };
+    let model = ModelConfig {
+        d_model: 32,
+        n_heads: 4,
+        ..looped_model(looped)
+    };
+    let mut cfg = task_run(data, model, 60);
+    cfg.train.batch_size = 8;
+    cfg.train.tokens = 60 * 8 * 24;
+    cfg.train.lr = 1e-3;
+    cfg.train.eval_tokens = 8 * 24;
+    let (out, rec) = train_task(&cfg);
+    assert_eq!(out.end, RunEnd::Done, "{:?}", out.end);
+    assert_eq!(out.steps, 60);
+    // The old rule would have stopped it: some loss is more than 3× the first (and above 1).
+    let first = rec.steps[0].train_loss;
+    let jumps = rec
+        .steps
+        .iter()
+        .filter(|s| s.train_loss > 3.0 * first && s.train_loss > 1.0)
+        .count();
+    assert!(
+        jumps > 0,
+        "first loss {first}: no 3× jump in {:?}",
+        rec.steps.iter().map(|s| s.train_loss).collect::<Vec<_>>()
+    );
+}
+
+/// A huge learning rate blows every kind of run up, and each ends `diverged`: text and every
+/// task, GPT and looped.
+#[test]
+fn a_huge_learning_rate_ends_diverged_for_text_and_every_task() {
+    let text = crate::common::moby_dick(20_000, 16);
+    let mut runs: Vec<(String, RunConfig)> = Vec::new();
+    let mut text_cfg = task_run(
+        DataConfig {
+            seq_len: 16,
+            ..DataConfig::default()
+        },
+        tiny_model(),
+        80,
+    );
+    text_cfg.train.lr = 10.0;
+    runs.push(("text".into(), text_cfg));
+    for (task, seq) in [
+        (Task::PHop, 16),
+        (Task::Addition, 8),
+        (Task::LinearRegression, 16),
+    ] {
+        let mut d = data(task, seq);
+        if task == Task::Addition {
+            (d.operands, d.digits) = (Some(2), Some(2));
+        }
+        if task == Task::LinearRegression {
+            (d.dims, d.examples) = (Some(3), Some(8));
+        }
+        for model in [tiny_model(), looped_model(one_block(2, vec![2]))] {
+            let mut cfg = task_run(d.clone(), model, 80);
+            cfg.train.lr = 10.0;
+            runs.push((format!("{task:?} {:?}", cfg.model.arch), cfg));
+        }
+    }
+    for (name, cfg) in runs {
+        let mut rec = Recorder::default();
+        let out = if cfg.data.task == Task::Lm {
+            train(&cfg, &text, &Device::Cpu, &mut rec)
+        } else {
+            train(
+                &cfg,
+                &TaskSet::new(&cfg.data, 16).unwrap(),
+                &Device::Cpu,
+                &mut rec,
+            )
+        }
+        .unwrap();
+        let RunEnd::Diverged(why) = &out.end else {
+            panic!(
+                "{name}: {:?} after {} steps, losses {:?}",
+                out.end,
+                out.steps,
+                rec.steps.iter().map(|s| s.train_loss).collect::<Vec<_>>()
+            );
+        };
+        assert!(out.steps < 80, "{name}: stopped early ({why})");
+        eprintln!("{name}: {why}");
+    }
 }

@@ -118,13 +118,35 @@ impl Task {
     pub fn keys(self) -> &'static [&'static str] {
         match self {
             Task::Lm => &[],
-            Task::PHop => &["alphabet", "hops"],
+            Task::PHop => &["alphabet", "hops", "targets"],
             Task::Addition => &["operands", "digits"],
             Task::LinearRegression => &["dims", "examples", "noise", "curriculum"],
         }
     }
 
     pub const ALL: [Task; 4] = [Task::Lm, Task::PHop, Task::Addition, Task::LinearRegression];
+}
+
+/// Which positions of a p-hop sequence the loss scores (`data.targets`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Targets {
+    /// Every position whose p-hop answer is defined (its chain of hops stays inside the
+    /// sequence): the task as Sanford, Hsu and Telgarsky define it, a map from a sequence to the
+    /// sequence of its p-hop answers.
+    #[default]
+    All,
+    /// The last position only.
+    Last,
+}
+
+impl Targets {
+    pub fn name(self) -> &'static str {
+        match self {
+            Targets::All => "all",
+            Targets::Last => "last",
+        }
+    }
 }
 
 /// The `[data]` table. The task parameters are absent (and left out of the canonical form, so
@@ -150,6 +172,11 @@ pub struct DataConfig {
     /// p_hop: induction hops p (default 4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hops: Option<usize>,
+    /// p_hop: the positions scored, `"all"` defined ones (default) or the `"last"` one. The
+    /// sweep writes the default into every p_hop run, so runs trained before the setting
+    /// existed (on the last position) keep keys of their own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Targets>,
     /// addition: numbers summed (default 2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operands: Option<usize>,
@@ -181,6 +208,7 @@ impl Default for DataConfig {
             task: Task::Lm,
             alphabet: None,
             hops: None,
+            targets: None,
             operands: None,
             digits: None,
             dims: None,
@@ -197,6 +225,9 @@ impl DataConfig {
     }
     pub fn hops(&self) -> usize {
         self.hops.unwrap_or(4)
+    }
+    pub fn targets(&self) -> Targets {
+        self.targets.unwrap_or_default()
     }
     pub fn operands(&self) -> usize {
         self.operands.unwrap_or(2)
@@ -238,6 +269,7 @@ impl DataConfig {
         [
             ("alphabet", self.alphabet.is_some()),
             ("hops", self.hops.is_some()),
+            ("targets", self.targets.is_some()),
             ("operands", self.operands.is_some()),
             ("digits", self.digits.is_some()),
             ("dims", self.dims.is_some()),
@@ -345,10 +377,17 @@ pub struct TrainConfig {
     pub shortcut_lambda_mse: f64,
     /// Yang et al. (ICLR 2024): a looped model's training loss is the mean of the losses of the
     /// outputs after each of the last `T` of its `mean_recurrence` loops (fixed depth), with
-    /// gradients through those `T` loops only (set `model.backprop_depth = T`). Absent: the
-    /// loss of the last loop's output.
+    /// gradients through the last `model.backprop_depth` loops (at least `T`; Yang et al. use
+    /// `T`, but truncated from the first step that stalls: docs/reasoning-tasks.md). Absent:
+    /// the loss of the last loop's output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss_last_loops: Option<usize>,
+    /// A run has diverged when its training loss is not finite, or when the median of its last
+    /// 10 losses exceeds this factor × its running level (the lowest such median so far) and
+    /// the loss of knowing nothing plus 1 (`train::divergence`). Omitted from the canonical
+    /// form at its default, 3.
+    #[serde(skip_serializing_if = "is_default_divergence_factor")]
+    pub divergence_factor: f64,
     /// LoopUS's random deep supervision (looped models): each step the whole batch runs one
     /// loop count drawn uniformly from `1..=2·mean_recurrence − 1` (mean `mean_recurrence`)
     /// and the loss is taken there. Absent from the canonical form (and run keys) when `none`.
@@ -379,6 +418,13 @@ pub const DEFAULT_SHORTCUT_LAMBDA: f64 = 0.1;
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// `train.divergence_factor`'s default.
+pub const DEFAULT_DIVERGENCE_FACTOR: f64 = 3.0;
+
+fn is_default_divergence_factor(x: &f64) -> bool {
+    *x == DEFAULT_DIVERGENCE_FACTOR
 }
 
 fn is_default_shortcut_lambda(x: &f64) -> bool {
@@ -423,6 +469,7 @@ impl Default for TrainConfig {
             shortcut_lambda_mse: DEFAULT_SHORTCUT_LAMBDA,
             deep_supervision: DeepSupervision::None,
             loss_last_loops: None,
+            divergence_factor: DEFAULT_DIVERGENCE_FACTOR,
         }
     }
 }

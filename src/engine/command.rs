@@ -473,6 +473,7 @@ impl RowState {
             },
             // Command trainers train text only (validation refuses a task with them).
             accuracy: None,
+            position_accuracy: None,
         };
         self.last_eval_step = step;
         observer.on_eval(&eval)

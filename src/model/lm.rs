@@ -3,6 +3,7 @@
 
 use candle_core::{Result, Tensor};
 
+use super::fused;
 use super::gpt::Gpt;
 use super::layers::cross_entropy;
 use super::looped::Looped;
@@ -17,8 +18,14 @@ pub const IGNORE: u32 = u32::MAX;
 /// - real targets: mean squared error of the scalar outputs (`out` = 1) over the positions whose
 ///   target is finite (a regression prompt's `y` predictions; NaN marks the rest).
 ///
-/// Unscored positions are dropped by `index_select` before the loss, so they get no gradient.
+/// On the CPU unscored positions are dropped by `index_select` before the loss (the targets are
+/// in host memory already), so they get no gradient; on other devices [`masked_loss`] weighs
+/// them by zero on the device, so a step never copies its targets back to the host (a sync on
+/// CUDA). Both give the same loss and gradient (`tests/tasks.rs`).
 pub fn lm_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    if !logits.device().is_cpu() {
+        return masked_loss(logits, targets);
+    }
     let out = logits.dim(2)?;
     let flat = logits.reshape(((), out))?;
     let targets = targets.flatten_all()?;
@@ -53,6 +60,38 @@ pub fn lm_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let predicted = flat.index_select(&index, 0)?.squeeze(1)?;
     let kept = Tensor::new(kept.as_slice(), flat.device())?.to_dtype(predicted.dtype())?;
     (predicted - kept)?.sqr()?.mean_all()
+}
+
+/// [`lm_loss`] computed on the tensors' device without reading the targets back: every
+/// position's loss, weighted by a 0/1 mask of the scored ones (targets other than [`IGNORE`];
+/// finite real targets), summed and divided by the mask's sum. Unscored positions get exactly
+/// zero gradient. What `lm_loss` does off the CPU; public so the two can be compared anywhere.
+pub fn masked_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    use candle_core::DType;
+    let out = logits.dim(2)?;
+    let flat = logits.reshape(((), out))?;
+    let targets = targets.flatten_all()?;
+    let (per_position, keep) = if targets.dtype() == DType::U32 {
+        let keep = targets.ne(&Tensor::full(IGNORE, targets.shape(), targets.device())?)?;
+        let safe = keep.where_cond(&targets, &targets.zeros_like()?)?;
+        let log_probs = fused::composed::log_softmax_last_dim(&flat)?;
+        let nll = log_probs
+            .gather(&safe.unsqueeze(1)?, 1)?
+            .squeeze(1)?
+            .neg()?;
+        (nll, keep)
+    } else {
+        // NaN marks an unscored target: it is the one value not equal to itself.
+        let keep = targets.eq(&targets)?;
+        let safe = keep.where_cond(&targets, &targets.zeros_like()?)?;
+        let predicted = flat.squeeze(1)?;
+        let error = (&predicted - safe.to_dtype(predicted.dtype())?)?.sqr()?;
+        (error, keep)
+    };
+    let weight = keep.to_dtype(per_position.dtype())?;
+    (per_position * &weight)?
+        .sum_all()?
+        .broadcast_div(&weight.sum_all()?)
 }
 
 /// A next-token predictor the trainer and the evaluator can drive.

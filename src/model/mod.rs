@@ -64,7 +64,7 @@ pub use generate::{Decoder, Sampling, generate};
 pub use gpt::Gpt;
 pub use io::{Io, ReadIn};
 pub use layers::{KvCache, cross_entropy};
-pub use lm::{CausalLm, IGNORE, lm_loss};
+pub use lm::{CausalLm, IGNORE, lm_loss, masked_loss};
 pub use looped::{Looped, LoopedCache, LoopedOutput};
 pub use params::{Param, ParamRole, ParamStore};
 pub use parts::LoopStep;

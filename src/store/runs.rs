@@ -568,8 +568,8 @@ fn insert_measurements(
     }
     let mut eval_insert = tx.prepare_cached(
         "INSERT OR REPLACE INTO evals (run_key, step, tokens, flops, test_loops, val_loss, val_bpb,
-         schedule, accuracy)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         schedule, accuracy, position_accuracy)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for e in evals {
         eval_insert.execute(params![
@@ -581,7 +581,8 @@ fn insert_measurements(
             finite(e.val_loss),
             finite(e.val_bpb),
             e.schedule,
-            e.accuracy.and_then(finite)
+            e.accuracy.and_then(finite),
+            e.position_accuracy.and_then(finite)
         ])?;
     }
     Ok(())

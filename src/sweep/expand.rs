@@ -18,6 +18,7 @@ use super::error::toml_literal;
 use super::error::{ErrorKind, Source, SweepError};
 use super::keys::{Section, schema};
 use super::spec::{Setting, Span, Spec};
+use crate::config::Targets;
 
 /// More grid points than this is almost surely a mistake (and would take forever to plan).
 const MAX_POINTS: u128 = 1_000_000;
@@ -273,6 +274,12 @@ fn build<'a>(
             Section::Looped => &mut looped,
         };
         table.insert(s.key.field.to_string(), v.clone());
+    }
+    // p-hop scores every defined position unless told otherwise; the choice is written into
+    // the run, so runs trained before `data.targets` existed (on the last position) keep keys
+    // of their own and are not mistaken for these.
+    if data.get("task").and_then(Value::as_str) == Some("p_hop") && !data.contains_key("targets") {
+        data.insert("targets".into(), Value::from(Targets::default().name()));
     }
     if model.get("arch").and_then(Value::as_str) == Some("looped") {
         // A looped model's blocks are its prelude, core and coda; n_layers says the same, so an

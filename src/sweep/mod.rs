@@ -63,6 +63,7 @@ mod error;
 mod expand;
 pub mod flops;
 mod keys;
+mod problem;
 mod recast;
 mod slurm_table;
 mod spec;

@@ -2,9 +2,8 @@
 //! under `task = "lm"`), values that make no sense, and sequences that do not fit in
 //! `data.seq_len`. Each is a [`Problem`] naming the key, found before anything trains.
 
-use super::RunConfig;
-use super::validate::{Problem, problem};
-use crate::config::{Backend, Task};
+use super::problem::{Problem, problem};
+use crate::config::{Backend, RunConfig, Task};
 use crate::model::Arch;
 use crate::train::tasks::addition::Addition;
 
@@ -13,6 +12,7 @@ fn dotted(key: &str) -> &'static str {
     match key {
         "alphabet" => "data.alphabet",
         "hops" => "data.hops",
+        "targets" => "data.targets",
         "operands" => "data.operands",
         "digits" => "data.digits",
         "dims" => "data.dims",
@@ -32,7 +32,7 @@ fn owner(key: &str) -> Task {
 }
 
 /// `train.loss_last_loops = T` (Yang et al.): a looped model at a fixed depth of at least `T`
-/// loops, with gradients through exactly those `T`.
+/// loops, with gradients through at least those `T`.
 fn check_last_loops(c: &RunConfig) -> Vec<Problem> {
     let Some(t) = c.train.loss_last_loops else {
         return Vec::new();
@@ -60,14 +60,17 @@ fn check_last_loops(c: &RunConfig) -> Vec<Problem> {
             ),
             "Yang et al. average the last T = 15 of b = 30 loops; e.g. loss_last_loops = 4 with mean_recurrence = 8",
         ));
-    } else if l.backprop_depth() != t {
+    } else if l.backprop_depth() < t {
         out.push(problem(
             &["model.backprop_depth", key],
             format!(
-                "`{key}` = {t} takes gradients through its last {t} loops, but model.backprop_depth = {}",
+                "`{key}` = {t} takes gradients through at least its last {t} loops, but model.backprop_depth = {}",
                 l.backprop_depth()
             ),
-            format!("set backprop_depth = {t}, so the FLOP count matches what trains"),
+            format!(
+                "set backprop_depth between {t} and mean_recurrence = {} (all loops: truncating at the window from the first step stalls the in-context regression model, docs/reasoning-tasks.md), so the FLOP count matches what trains",
+                l.mean_recurrence
+            ),
         ));
     }
     if l.depth_sampling != crate::model::DepthSampling::Fixed

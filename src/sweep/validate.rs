@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::RunConfig;
 use super::error::ErrorKind;
+use super::problem::{Problem, problem};
 use crate::config::{
     Backend, COMMAND_PLACEHOLDERS, DeepSupervision, OptimizerKind, SHIPPED_CORPORA, SHIPPED_CORPUS,
     Schedule, resolve_corpus_path,
@@ -17,25 +18,6 @@ use crate::model::{Arch, DepthSampling, RecastSplit};
 
 /// Tokenizers the trainer implements.
 const TOKENIZERS: &[&str] = &["bytes"];
-
-/// One thing wrong with one run.
-#[derive(Clone, Debug)]
-pub(crate) struct Problem {
-    pub kind: ErrorKind,
-    /// Dotted keys involved, most relevant first (the error points at the first one set in the file).
-    pub keys: Vec<&'static str>,
-    pub message: String,
-    pub help: String,
-}
-
-pub(crate) fn problem(keys: &[&'static str], message: String, help: impl Into<String>) -> Problem {
-    Problem {
-        kind: ErrorKind::InvalidRun,
-        keys: keys.to_vec(),
-        message,
-        help: help.into(),
-    }
-}
 
 /// Range and consistency checks that need no file system.
 pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
@@ -119,6 +101,16 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
                 format!("e.g. {example}"),
             ));
         }
+    }
+    if !(t.divergence_factor.is_finite() && t.divergence_factor > 1.0) {
+        out.push(problem(
+            &["train.divergence_factor"],
+            format!(
+                "`train.divergence_factor` = {:?} must be a finite number greater than 1",
+                t.divergence_factor
+            ),
+            "a run has diverged when the median of its last 10 losses exceeds this factor × its lowest such median (and a uniform guess); e.g. divergence_factor = 3 (the default), or 10 for a noisier loss",
+        ));
     }
     if t.lr.is_nan() || t.lr <= 0.0 {
         out.push(problem(

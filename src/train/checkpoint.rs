@@ -6,8 +6,8 @@
 //!   (AdamW's moments `adam_m.<name>`, `adam_v.<name>`; Muon's `muon_m.<name>`,
 //!   `muon_v.<name>`) and the trainer's scalar state as UTF-8 JSON in a u8
 //!   tensor (`trainer_state`): step, AdamW's step count, first and last loss, the spike window,
-//!   the last validation loss, elapsed time. The data sampler and the looped model's depth and
-//!   state draws are indexed by step (see [`super::data::indexed_rng`]), so the step is the
+//!   the divergence watch's window and level, the last validation loss, elapsed time. The data sampler and the looped model's depth and
+//!   state draws are indexed by step (see [`super::batch::indexed_rng`]), so the step is the
 //!   whole RNG state and data position.
 //! - `ckpt-<s>.sha256`: the SHA-256 of the first file, in `sha256sum` format (so
 //!   `sha256sum -c` checks it by hand).
@@ -45,6 +45,9 @@ pub struct TrainerState {
     /// The loss-spike detector's window (oldest first) and count.
     pub spike_window: Vec<f64>,
     pub spike_count: u32,
+    /// The divergence watch's recent losses (oldest first) and its running level.
+    pub divergence_window: Vec<f64>,
+    pub divergence_level: Option<f64>,
     pub final_val_loss: Option<f64>,
     pub final_val_bpb: Option<f64>,
     /// Training seconds spent up to this step, over every attempt that got here.
@@ -64,6 +67,11 @@ struct StateJson {
     last_loss: Option<u64>,
     spike_window: Vec<u64>,
     spike_count: u32,
+    /// Absent from checkpoints written before the divergence watch: it starts afresh.
+    #[serde(default)]
+    divergence_window: Vec<u64>,
+    #[serde(default)]
+    divergence_level: Option<u64>,
     final_val_loss: Option<u64>,
     final_val_bpb: Option<u64>,
     elapsed_seconds: u64,
@@ -304,6 +312,12 @@ impl Checkpointing {
             last_loss: bits(state.last_loss),
             spike_window: state.spike_window.iter().map(|x| x.to_bits()).collect(),
             spike_count: state.spike_count,
+            divergence_window: state
+                .divergence_window
+                .iter()
+                .map(|x| x.to_bits())
+                .collect(),
+            divergence_level: bits(state.divergence_level),
             final_val_loss: bits(state.final_val_loss),
             final_val_bpb: bits(state.final_val_bpb),
             elapsed_seconds: state.elapsed_seconds.to_bits(),
@@ -506,6 +520,12 @@ fn verify(
         last_loss: unbits(s.last_loss),
         spike_window: s.spike_window.into_iter().map(f64::from_bits).collect(),
         spike_count: s.spike_count,
+        divergence_window: s
+            .divergence_window
+            .into_iter()
+            .map(f64::from_bits)
+            .collect(),
+        divergence_level: unbits(s.divergence_level),
         final_val_loss: unbits(s.final_val_loss),
         final_val_bpb: unbits(s.final_val_bpb),
         elapsed_seconds: f64::from_bits(s.elapsed_seconds),

@@ -1,87 +1,17 @@
 //! The corpus as tokens: loading and checking the text, the byte tokenizer, the fixed
-//! train/validation split, a seeded sampler of training windows and the fixed validation windows;
-//! and [`Dataset`], what a run trains on: that corpus, or a synthetic task ([`super::tasks`]).
+//! train/validation split, a seeded sampler of training windows and the fixed validation windows.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use candle_core::{Device, Tensor};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
-use super::tasks::TaskSet;
-use crate::config::{DataConfig, RunConfig, resolve_corpus_path};
-use crate::model::Io;
+use super::batch::{Batch, indexed_rng};
+use crate::config::{DataConfig, resolve_corpus_path};
 
 /// Vocabulary of the byte tokenizer: one token per byte value.
 pub const BYTE_VOCAB: usize = 256;
-
-/// What a run trains on: text (`data.task = "lm"`) or a synthetic task.
-pub enum Dataset {
-    Text(Corpus),
-    Task(TaskSet),
-}
-
-impl Dataset {
-    /// The corpus of `cfg.data` (resolved against `base_dir`), or its task with
-    /// `ceil(train.eval_tokens / seq_len)` evaluation examples.
-    pub fn load(cfg: &RunConfig, base_dir: &Path) -> anyhow::Result<Dataset> {
-        Ok(if cfg.data.task.is_lm() {
-            Dataset::Text(Corpus::load(&cfg.data, base_dir)?)
-        } else {
-            let examples = (cfg.train.eval_tokens as usize).div_ceil(cfg.data.seq_len.max(1));
-            Dataset::Task(TaskSet::new(&cfg.data, examples)?)
-        })
-    }
-}
-
-/// A borrowed [`Dataset`]: what the trainer takes (`&Corpus`, `&TaskSet` or `&Dataset`).
-#[derive(Clone, Copy)]
-pub enum Data<'a> {
-    Text(&'a Corpus),
-    Task(&'a TaskSet),
-}
-
-impl<'a> From<&'a Corpus> for Data<'a> {
-    fn from(c: &'a Corpus) -> Self {
-        Data::Text(c)
-    }
-}
-
-impl<'a> From<&'a TaskSet> for Data<'a> {
-    fn from(t: &'a TaskSet) -> Self {
-        Data::Task(t)
-    }
-}
-
-impl<'a> From<&'a Dataset> for Data<'a> {
-    fn from(d: &'a Dataset) -> Self {
-        match d {
-            Dataset::Text(c) => Data::Text(c),
-            Dataset::Task(t) => Data::Task(t),
-        }
-    }
-}
-
-impl Data<'_> {
-    /// The model's ends: the byte vocabulary, or the task's.
-    pub fn io(&self) -> Io {
-        match self {
-            Data::Text(c) => Io::Tokens {
-                vocab: c.vocab_size(),
-            },
-            Data::Task(t) => t.io(),
-        }
-    }
-}
-
-/// Inputs and next-token targets, both `(batch, seq_len)` u32; for a task, targets are
-/// [`crate::model::IGNORE`] where unscored, and a regression batch holds `(batch, seq_len, d + 1)`
-/// f32 inputs and `(batch, seq_len)` f32 targets (NaN where unscored).
-pub struct Batch {
-    pub inputs: Tensor,
-    pub targets: Tensor,
-}
 
 /// A tokenized corpus split into training and validation tokens.
 pub struct Corpus {
@@ -217,10 +147,10 @@ fn windows_to_batch(
         targets.extend(tokens[s + 1..s + seq_len + 1].iter().map(|&b| b as u32));
     }
     let shape = (starts.len(), seq_len);
-    Ok(Batch {
-        inputs: Tensor::from_vec(inputs, shape, device)?,
-        targets: Tensor::from_vec(targets, shape, device)?,
-    })
+    Ok(Batch::dense(
+        Tensor::from_vec(inputs, shape, device)?,
+        Tensor::from_vec(targets, shape, device)?,
+    )?)
 }
 
 /// Draws training windows uniformly at random. Batch `i` comes from an RNG seeded by
@@ -231,18 +161,6 @@ pub struct BatchSampler {
     position: u64,
     batch_size: usize,
     seq_len: usize,
-}
-
-/// An RNG for item `index` of the stream `seed`: both mixed through SplitMix64's finaliser so
-/// that neighbouring seeds and indices give unrelated streams.
-pub fn indexed_rng(seed: u64, index: u64) -> StdRng {
-    fn mix(mut z: u64) -> u64 {
-        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    StdRng::seed_from_u64(mix(seed ^ mix(index)))
 }
 
 impl BatchSampler {

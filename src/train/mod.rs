@@ -2,9 +2,12 @@
 //!
 //! Training reports what it measures through a [`RunObserver`]; it never touches the store.
 
+pub mod batch;
 pub mod checkpoint;
 mod cost;
 pub mod data;
+pub mod dataset;
+pub mod divergence;
 mod memory;
 pub mod muon;
 pub mod objectives;
@@ -16,9 +19,11 @@ pub mod schedule;
 pub mod tasks;
 pub mod trainer;
 
+pub use batch::{Batch, indexed_rng};
 pub use checkpoint::{Checkpointing, ParentCheckpoint, TrainerState};
 pub use cost::RunCost;
-pub use data::{BYTE_VOCAB, Batch, BatchSampler, Corpus, Data, Dataset, indexed_rng};
+pub use data::{BYTE_VOCAB, BatchSampler, Corpus};
+pub use dataset::{Data, Dataset};
 pub use memory::keep_freed_memory;
 pub use objectives::TrainLoss;
 pub use optim::{AdamW, AdamWConfig};
@@ -69,8 +74,12 @@ pub struct EvalMetrics {
     /// (`"uniform"`, `"coarse_fine"`); `None` for unconditioned models and training-depth evals.
     pub schedule: Option<String>,
     /// Tasks with right or wrong answers (p_hop, addition): the fraction of evaluation examples
-    /// answered exactly; `None` for text and regression.
+    /// answered exactly (judged at the answer: a p-hop sequence's last position, an addition's
+    /// digits); `None` for text and regression.
     pub accuracy: Option<f64>,
+    /// The same tasks: the fraction of scored positions predicted exactly (for p-hop trained on
+    /// every defined position, the per-position accuracy over all of them); `None` otherwise.
+    pub position_accuracy: Option<f64>,
 }
 
 /// One in-context regression error (`icl_errors`): an estimator's mean squared error / d when
@@ -141,7 +150,7 @@ pub trait RunObserver {
 #[derive(Clone, Debug, PartialEq)]
 pub enum RunEnd {
     Done,
-    /// Non-finite or exploding loss; the string says what was seen.
+    /// Non-finite loss, or a sustained rise ([`divergence`]); the string says what was seen.
     Diverged(String),
     Interrupted,
 }

@@ -199,8 +199,11 @@ pub fn shortcut_train_loss(
 }
 
 /// Yang et al.'s objective: every sequence runs `loops` loops from `h0`; the loss is the mean
-/// of the losses of the outputs after each of the last `last` loops (each decoded), and the
-/// loops before those run without a graph. Returns the loss and the final state.
+/// of the losses of the outputs after each of the last `last` loops (each decoded). Gradients
+/// flow through the last `max(last, backprop_depth)` loops; the loops before those run without
+/// a graph. (Truncating at the window itself, `backprop_depth = last`, from the first step
+/// stalls the in-context regression model: docs/reasoning-tasks.md.) Returns the loss and the
+/// final state.
 pub fn last_loops_loss(
     model: &Looped,
     inputs: &Tensor,
@@ -217,11 +220,13 @@ pub fn last_loops_loss(
     let injected = model.encode(inputs)?;
     let mut h = injected.start(h0);
     let mut losses = Vec::with_capacity(last);
+    let graph_loops = model.config().backprop_depth().max(last);
     for j in 0..loops {
         h = model.step(&injected, &plan, j, &h)?.0;
-        if j + last < loops {
+        if j + graph_loops < loops {
             h = h.detach();
-        } else {
+        }
+        if j + last >= loops {
             losses.push(lm_loss(&model.decode(h.clone())?.logits, targets)?);
         }
     }

@@ -21,8 +21,11 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use super::batch::{Batch, indexed_rng};
 use super::checkpoint::{Checkpointing, TrainerState};
-use super::data::{Batch, BatchSampler, Data, indexed_rng};
+use super::data::BatchSampler;
+use super::dataset::Data;
+use super::divergence::DivergenceWatch;
 use super::objectives;
 use super::optimizer::Optimizer;
 use super::schedule::learning_rate;
@@ -37,11 +40,6 @@ use candle_core::{DType, Device, Tensor};
 
 /// Training runs in f32; gradient checks use f64.
 pub const TRAIN_DTYPE: DType = DType::F32;
-
-/// A loss above `DIVERGENCE_FACTOR` × the first step's (and above ln(vocab) + `DIVERGENCE_MARGIN`
-/// nats, i.e. clearly worse than a uniform guess) means the run has blown up.
-pub const DIVERGENCE_FACTOR: f64 = 3.0;
-pub const DIVERGENCE_MARGIN: f64 = 1.0;
 
 /// A step's loss above `SPIKE_FACTOR` × the mean of the previous `SPIKE_WINDOW` losses (once
 /// that many have been seen) counts as a loss spike.
@@ -171,9 +169,11 @@ pub fn evaluate_with_steps(
 struct Measured {
     /// Mean loss over the scored positions (every token of a text).
     loss: f64,
-    /// Token targets: the fraction of sequences whose scored positions are all predicted
+    /// Token targets: the fraction of sequences whose answer positions are all predicted
     /// exactly (meaningful for tasks; the trainer reports it only for them).
     accuracy: Option<f64>,
+    /// Token targets: the fraction of scored positions predicted exactly.
+    position_accuracy: Option<f64>,
     /// Real targets (regression): squared-error sums and counts by example index.
     squared_errors: Vec<(f64, usize)>,
 }
@@ -186,18 +186,21 @@ fn measure(
 ) -> anyhow::Result<Measured> {
     let (mut total, mut count) = (0.0, 0usize);
     let (mut right, mut answered) = (0usize, 0usize);
+    let (mut right_positions, mut positions) = (0usize, 0usize);
     let mut squared_errors: Vec<(f64, usize)> = Vec::new();
     for batch in batches {
         let out = no_grad(|| logits(&batch.inputs))?;
         let loss = no_grad(|| lm_loss(&out, &batch.targets))?
             .to_dtype(DType::F64)?
             .to_scalar::<f64>()?;
-        let n = scored_positions(&batch.targets)?;
-        total += loss * n as f64;
-        count += n;
-        if batch.targets.dtype() == DType::U32 {
-            let (r, a) = tasks::exact_answers(&out, &batch.targets)?;
+        total += loss * batch.scored as f64;
+        count += batch.scored;
+        if batch.has_token_targets() {
+            let answers = batch.answers.as_ref().unwrap_or(&batch.targets);
+            let (r, a) = tasks::exact_answers(&out, answers)?;
             (right, answered) = (right + r, answered + a);
+            let (r, n) = tasks::right_positions(&out, &batch.targets)?;
+            (right_positions, positions) = (right_positions + r, positions + n);
         } else {
             for (k, (sum, n)) in tasks::squared_errors_by_example(&out, &batch.targets)?
                 .into_iter()
@@ -215,6 +218,7 @@ fn measure(
     Ok(Measured {
         loss: total / count as f64,
         accuracy: (answered > 0).then(|| right as f64 / answered as f64),
+        position_accuracy: (positions > 0).then(|| right_positions as f64 / positions as f64),
         squared_errors,
     })
 }
@@ -237,20 +241,6 @@ pub fn evaluate_exit(
     }
     anyhow::ensure!(count > 0, "evaluate_exit: no validation tokens");
     Ok((loss / count as f64, loops / count as f64))
-}
-
-/// Positions a batch's loss averages over: every position of a text, a task's scored ones.
-fn scored_positions(targets: &Tensor) -> anyhow::Result<usize> {
-    Ok(if targets.dtype() == DType::U32 {
-        let ids = targets.flatten_all()?.to_vec1::<u32>()?;
-        ids.iter().filter(|&&t| t != crate::model::IGNORE).count()
-    } else {
-        let ys = targets
-            .flatten_all()?
-            .to_dtype(DType::F64)?
-            .to_vec1::<f64>()?;
-        ys.iter().filter(|y| y.is_finite()).count()
-    })
 }
 
 /// Trains an already built `model` as `cfg` says. Step numbers in the metrics count completed
@@ -340,6 +330,7 @@ struct RunState {
     /// The loss and `lr`, gradient norm and state norm of the latest step, for its metrics row.
     last_step: Option<StepMeasured>,
     spikes: SpikeCounter,
+    divergence: DivergenceWatch,
     final_val_loss: Option<f64>,
     final_val_bpb: Option<f64>,
     /// Seconds trained by earlier attempts of this run (before a resume).
@@ -355,13 +346,14 @@ struct StepMeasured {
 }
 
 impl RunState {
-    fn new(resumed: Option<TrainerState>) -> Self {
+    fn new(resumed: Option<TrainerState>, divergence: DivergenceWatch) -> Self {
         let mut state = RunState {
             done_steps: 0,
             first_loss: None,
             last_loss: None,
             last_step: None,
             spikes: SpikeCounter::default(),
+            divergence,
             final_val_loss: None,
             final_val_bpb: None,
             elapsed_before: 0.0,
@@ -374,6 +366,9 @@ impl RunState {
                 (saved.final_val_loss, saved.final_val_bpb);
             state.spikes.recent = saved.spike_window.into_iter().collect();
             state.spikes.count = saved.spike_count;
+            state.divergence = state
+                .divergence
+                .resumed(saved.divergence_window, saved.divergence_level);
             state.elapsed_before = saved.elapsed_seconds;
         }
         state
@@ -386,6 +381,7 @@ impl RunState {
 
     /// The scalar state for a checkpoint.
     fn saved(&self, optimizer: &Optimizer) -> TrainerState {
+        let (divergence_window, divergence_level) = self.divergence.state();
         TrainerState {
             step: self.done_steps,
             adam_steps: optimizer.updates() as i32,
@@ -393,6 +389,8 @@ impl RunState {
             last_loss: self.last_loss,
             spike_window: self.spikes.recent.iter().copied().collect(),
             spike_count: self.spikes.count,
+            divergence_window,
+            divergence_level,
             final_val_loss: self.final_val_loss,
             final_val_bpb: self.final_val_bpb,
             elapsed_seconds: self.elapsed(),
@@ -415,8 +413,6 @@ struct Trainer<'a> {
     steps: u64,
     tokens_per_step: u64,
     flops_per_token: f64,
-    /// A loss must also exceed this (a uniform guess plus a margin) to count as divergence.
-    divergence_floor: f64,
 }
 
 impl<'a> Trainer<'a> {
@@ -450,7 +446,6 @@ impl<'a> Trainer<'a> {
             steps: total_steps(cfg),
             tokens_per_step: (t.batch_size * seq_len) as u64,
             flops_per_token: cfg.train_flops_per_token(),
-            divergence_floor: (data.io().out_width() as f64).ln() + DIVERGENCE_MARGIN,
         })
     }
 
@@ -476,7 +471,9 @@ impl<'a> Trainer<'a> {
                 ));
             }
         }
-        let state = RunState::new(resumed);
+        let watch =
+            DivergenceWatch::new(self.cfg.train.divergence_factor, self.data.trivial_loss());
+        let state = RunState::new(resumed, watch);
         self.sampler.seek(state.done_steps);
         self.observer
             .on_resume(state.done_steps)
@@ -509,18 +506,9 @@ impl<'a> Trainer<'a> {
             Some(reported) => reported,
             None => forward.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
         };
-        let first = *state.first_loss.get_or_insert(loss);
-        if !loss.is_finite() {
-            return Ok(Some(RunEnd::Diverged(format!(
-                "training loss is {loss} at step {}",
-                step + 1
-            ))));
-        }
-        if loss > DIVERGENCE_FACTOR * first && loss > self.divergence_floor {
-            return Ok(Some(RunEnd::Diverged(format!(
-                "training loss {loss:.3} at step {} exceeds {DIVERGENCE_FACTOR}× the first step's {first:.3}",
-                step + 1
-            ))));
+        state.first_loss.get_or_insert(loss);
+        if let Some(why) = state.divergence.observe(step + 1, loss) {
+            return Ok(Some(RunEnd::Diverged(why)));
         }
         state.spikes.observe(loss);
         let grads = forward.loss.backward()?;
@@ -600,6 +588,9 @@ impl<'a> Trainer<'a> {
             schedule,
             accuracy: measured
                 .accuracy
+                .filter(|_| self.task().is_some_and(TaskSet::has_accuracy)),
+            position_accuracy: measured
+                .position_accuracy
                 .filter(|_| self.task().is_some_and(TaskSet::has_accuracy)),
         }
     }

@@ -16,13 +16,14 @@ pub mod p_hop;
 pub mod regression;
 
 use std::collections::HashSet;
+use std::ops::Range;
 
 use anyhow::Context;
 use candle_core::{D, Device, Tensor};
 use rand::rngs::StdRng;
 
-use super::data::{Batch, indexed_rng};
-use crate::config::{DataConfig, Task};
+use super::batch::{Batch, indexed_rng};
+use crate::config::{DataConfig, Targets, Task};
 use crate::model::{IGNORE, Io};
 use addition::Addition;
 use baselines::Estimator;
@@ -36,7 +37,7 @@ const MAX_REDRAWS: usize = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
-    PHop(PHop),
+    PHop(PHop, Targets),
     Addition(Addition),
     Regression(Regression),
 }
@@ -44,8 +45,14 @@ enum Kind {
 /// One example as the model sees it (padded to `seq_len`) — tokens or vectors.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Example {
-    /// Input ids and targets, [`IGNORE`] where unscored.
-    Tokens { inputs: Vec<u32>, targets: Vec<u32> },
+    /// Input ids and targets, [`IGNORE`] where unscored; `answer`: the positions accuracy
+    /// judges (an example is answered when every one of them is right) — every scored position
+    /// of an addition, the last position of a p-hop sequence.
+    Tokens {
+        inputs: Vec<u32>,
+        targets: Vec<u32>,
+        answer: Range<usize>,
+    },
     /// A regression prompt, its `(seq_len, d + 1)` inputs and its targets (NaN where unscored).
     Vectors {
         prompt: Prompt,
@@ -69,11 +76,14 @@ impl TaskSet {
     pub fn new(cfg: &DataConfig, eval_examples: usize) -> anyhow::Result<TaskSet> {
         let kind = match cfg.task {
             Task::Lm => anyhow::bail!("data.task = \"lm\" trains on a corpus, not a task"),
-            Task::PHop => Kind::PHop(PHop {
-                alphabet: cfg.alphabet(),
-                hops: cfg.hops(),
-                len: cfg.seq_len,
-            }),
+            Task::PHop => Kind::PHop(
+                PHop {
+                    alphabet: cfg.alphabet(),
+                    hops: cfg.hops(),
+                    len: cfg.seq_len,
+                },
+                cfg.targets(),
+            ),
             Task::Addition => Kind::Addition(Addition {
                 operands: cfg.operands(),
                 digits: cfg.digits(),
@@ -114,6 +124,15 @@ impl TaskSet {
         !matches!(self.kind, Kind::Regression(_))
     }
 
+    /// The loss of knowing nothing: ln(vocabulary) for a token task (a uniform guess), the zero
+    /// predictor's mean squared error `E[y²] = d + σ²` for regression.
+    pub fn trivial_loss(&self) -> f64 {
+        match (self.kind, self.io) {
+            (Kind::Regression(r), _) => r.dims as f64 + r.noise * r.noise,
+            (_, io) => (io.out_width() as f64).ln(),
+        }
+    }
+
     /// The regression task's dimension `d` (errors are reported per dimension).
     pub fn regression_dims(&self) -> Option<usize> {
         match self.kind {
@@ -129,17 +148,30 @@ impl TaskSet {
     /// One example for 0-based training step `step` of `steps` (the curriculum's clock), or of
     /// the evaluation set (`full`: the whole size).
     fn draw(&self, rng: &mut StdRng, step: u64, steps: u64, full: bool) -> anyhow::Result<Example> {
-        let pad_tokens = |mut inputs: Vec<u32>, mut targets: Vec<u32>, pad: u32| {
-            inputs.resize(self.seq_len, pad);
-            targets.resize(self.seq_len, IGNORE);
-            Example::Tokens { inputs, targets }
-        };
+        let pad_tokens =
+            |mut inputs: Vec<u32>, mut targets: Vec<u32>, pad: u32, answer: Range<usize>| {
+                inputs.resize(self.seq_len, pad);
+                targets.resize(self.seq_len, IGNORE);
+                Example::Tokens {
+                    inputs,
+                    targets,
+                    answer,
+                }
+            };
         Ok(match self.kind {
-            Kind::PHop(p) => {
-                let (seq, answer) = p.sample(rng)?;
-                let mut targets = vec![IGNORE; seq.len()];
-                targets[seq.len() - 1] = answer;
-                pad_tokens(seq, targets, 0)
+            Kind::PHop(p, scored) => {
+                let (seq, answers) = p.sample(rng)?;
+                let last = seq.len() - 1;
+                let targets = answers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| match (a, scored) {
+                        (Some(a), Targets::All) => *a,
+                        (Some(a), Targets::Last) if i == last => *a,
+                        _ => IGNORE,
+                    })
+                    .collect();
+                pad_tokens(seq, targets, 0, last..last + 1)
             }
             Kind::Addition(a) => {
                 let (full_seq, answer_start) = a.encode(&a.sample(rng));
@@ -153,7 +185,9 @@ impl TaskSet {
                         }
                     })
                     .collect();
-                pad_tokens(inputs, targets, addition::PAD)
+                // The answer's digits are predicted at positions answer_start − 1 onwards.
+                let answer = answer_start - 1..full_seq.len() - 1;
+                pad_tokens(inputs, targets, addition::PAD, answer)
             }
             Kind::Regression(r) => {
                 let (dims, points) = if full {
@@ -252,27 +286,40 @@ impl TaskSet {
 }
 
 /// Stacks examples into a batch: `(batch, seq)` u32, or `(batch, seq, d + 1)` f32 inputs and
-/// `(batch, seq)` f32 targets.
+/// `(batch, seq)` f32 targets; the scored positions are counted here, on the host, and a token
+/// batch whose answers are fewer than its scored positions carries the answers' targets too.
 fn to_batch(examples: &[Example], seq_len: usize, device: &Device) -> anyhow::Result<Batch> {
     let b = examples.len();
     match &examples[0] {
         Example::Tokens { .. } => {
-            let (mut inputs, mut targets) = (Vec::new(), Vec::new());
+            let (mut inputs, mut targets, mut answers) = (Vec::new(), Vec::new(), Vec::new());
             for e in examples {
                 let Example::Tokens {
                     inputs: x,
                     targets: y,
+                    answer,
                 } = e
                 else {
                     unreachable!("one task per batch")
                 };
                 inputs.extend_from_slice(x);
                 targets.extend_from_slice(y);
+                answers.extend(
+                    y.iter()
+                        .enumerate()
+                        .map(|(i, &t)| if answer.contains(&i) { t } else { IGNORE }),
+                );
             }
-            Ok(Batch {
-                inputs: Tensor::from_vec(inputs, (b, seq_len), device)?,
-                targets: Tensor::from_vec(targets, (b, seq_len), device)?,
-            })
+            let narrower = answers != targets;
+            let mut batch = Batch::from_token_targets(
+                Tensor::from_vec(inputs, (b, seq_len), device)?,
+                targets,
+                (b, seq_len),
+            )?;
+            if narrower {
+                batch.answers = Some(Tensor::from_vec(answers, (b, seq_len), device)?);
+            }
+            Ok(batch)
         }
         Example::Vectors { inputs: first, .. } => {
             let width = first.len() / seq_len;
@@ -289,10 +336,11 @@ fn to_batch(examples: &[Example], seq_len: usize, device: &Device) -> anyhow::Re
                 inputs.extend_from_slice(x);
                 targets.extend_from_slice(y);
             }
-            Ok(Batch {
-                inputs: Tensor::from_vec(inputs, (b, seq_len, width), device)?,
-                targets: Tensor::from_vec(targets, (b, seq_len), device)?,
-            })
+            Ok(Batch::from_real_targets(
+                Tensor::from_vec(inputs, (b, seq_len, width), device)?,
+                targets,
+                (b, seq_len),
+            )?)
         }
     }
 }
@@ -318,6 +366,23 @@ pub fn exact_answers(logits: &Tensor, targets: &Tensor) -> anyhow::Result<(usize
         scored += 1;
         right += usize::from(pairs.iter().all(|(p, t)| p == t));
     }
+    Ok((right, scored))
+}
+
+/// Scored positions (targets other than [`IGNORE`]) whose most likely token is the target,
+/// and scored positions: the per-position accuracy over every defined p-hop answer.
+pub fn right_positions(logits: &Tensor, targets: &Tensor) -> anyhow::Result<(usize, usize)> {
+    let predicted = logits.argmax(D::Minus1)?.flatten_all()?.to_vec1::<u32>()?;
+    let targets = targets
+        .flatten_all()?
+        .to_vec1::<u32>()
+        .context("accuracy needs token targets")?;
+    let scored = targets.iter().filter(|&&t| t != IGNORE).count();
+    let right = predicted
+        .iter()
+        .zip(&targets)
+        .filter(|(p, t)| **t != IGNORE && p == t)
+        .count();
     Ok((right, scored))
 }
 

@@ -7,9 +7,14 @@
 //! followed this symbol last time"), each further hop one more step of the same lookup, which a
 //! transformer of depth ~log p can compose (the paper's point).
 //!
+//! The task maps a sequence to the sequence of its answers: `hop_p(X)_i = X` at `find^p(i)`,
+//! defined at every position `i` whose chain of `p` hops stays inside the sequence (Sanford et
+//! al.'s definition). [`answers`] gives all of them; with `data.targets = "all"` the loss scores
+//! every defined position, with `"last"` only the last, and accuracy is judged at the last.
+//!
 //! Sequences are drawn uniformly among those with no symbol repeated twice in a row (a repeat
-//! would let a hop land where it started and loop forever) and whose chain of `p` hops stays
-//! inside the sequence; others are redrawn.
+//! would let a hop land where it started and loop forever) and whose last position's chain of
+//! `p` hops stays inside the sequence; others are redrawn.
 
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -25,12 +30,14 @@ pub struct PHop {
 }
 
 impl PHop {
-    /// A sequence of `len` symbols whose `hops`-hop answer exists, and that answer.
-    pub fn sample(&self, rng: &mut StdRng) -> anyhow::Result<(Vec<u32>, u32)> {
+    /// A sequence of `len` symbols whose last position's `hops`-hop answer exists, and the
+    /// answer at every position (`None` where undefined; the last is always defined).
+    pub fn sample(&self, rng: &mut StdRng) -> anyhow::Result<(Vec<u32>, Vec<Option<u32>>)> {
         for _ in 0..MAX_TRIES {
             let seq = self.draw(rng);
-            if let Some(answer) = answer(&seq, self.hops) {
-                return Ok((seq, answer));
+            let answers = answers(&seq, self.hops);
+            if answers.last().is_some_and(Option::is_some) {
+                return Ok((seq, answers));
             }
         }
         anyhow::bail!(
@@ -64,6 +71,12 @@ impl PHop {
 
 /// The symbol reached after `hops` hops from the last position, if every hop exists.
 pub fn answer(seq: &[u32], hops: usize) -> Option<u32> {
+    *answers(seq, hops).last()?
+}
+
+/// `hop_p(X)_i` at every position `i`: the symbol reached after `hops` hops from `i`, or `None`
+/// where a hop has no earlier occurrence to go to.
+pub fn answers(seq: &[u32], hops: usize) -> Vec<Option<u32>> {
     // last[s]: the latest position of symbol s seen so far; prev[i]: the one before i.
     let mut last: Vec<Option<usize>> = vec![None; seq.iter().max().map_or(0, |&m| m as usize + 1)];
     let prev: Vec<Option<usize>> = seq
@@ -71,9 +84,13 @@ pub fn answer(seq: &[u32], hops: usize) -> Option<u32> {
         .enumerate()
         .map(|(i, &s)| last[s as usize].replace(i))
         .collect();
-    let mut i = seq.len().checked_sub(1)?;
-    for _ in 0..hops {
-        i = prev[i]? + 1;
-    }
-    Some(seq[i])
+    (0..seq.len())
+        .map(|start| {
+            let mut i = start;
+            for _ in 0..hops {
+                i = prev[i]? + 1;
+            }
+            Some(seq[i])
+        })
+        .collect()
 }
