@@ -161,7 +161,7 @@ fn fixture(dir: &Path, full: bool) -> PathBuf {
 }
 
 fn source(db: &Path) -> Source {
-    report::resolve(db).unwrap()
+    report::resolve(db, &[]).unwrap()
 }
 
 /// Width and height from a PNG's IHDR chunk.
@@ -380,7 +380,7 @@ fn a_database_without_finished_runs_is_refused_by_name() {
         msg.contains("empty.sqlite") && msg.contains("no finished runs"),
         "{msg}"
     );
-    assert!(report::resolve(&dir.path().join("missing.sqlite")).is_err());
+    assert!(report::resolve(&dir.path().join("missing.sqlite"), &[]).is_err());
 }
 
 #[test]

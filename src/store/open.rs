@@ -28,11 +28,13 @@ const MIGRATIONS: &[&str] = &[
 const VIEWS: &str = include_str!("views.sql");
 
 /// Every view of `views.sql`.
-const VIEW_NAMES: [&str; 5] = [
+const VIEW_NAMES: [&str; 7] = [
     "final_runs",
     "compute_frontier",
     "test_time_curves",
     "budget_curves",
+    "latest_fits",
+    "lr_envelope",
     "lineage",
 ];
 
