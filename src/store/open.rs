@@ -249,6 +249,12 @@ pub(super) fn open_read_write(path: &Path) -> Result<Connection, StoreError> {
         let tx = conn
             .transaction()
             .map_err(|e| StoreError::sqlite(path, e))?;
+        // Views are not migrated: every open recreates them (`ensure_views`). Dropping them
+        // first lets a migration rebuild a table a view reads.
+        for view in VIEW_NAMES {
+            tx.execute_batch(&format!("DROP VIEW IF EXISTS {view};"))
+                .map_err(|e| StoreError::sqlite(path, e))?;
+        }
         for migration in &MIGRATIONS[version as usize..] {
             tx.execute_batch(migration)
                 .map_err(|e| StoreError::sqlite(path, e))?;
