@@ -444,6 +444,13 @@ fn identifiability<L: Law>(
         };
         p.lo = widen(p.lo, prof.lo, true);
         p.hi = widen(p.hi, prof.hi, false);
+        // An end at the bound is the bound (E = 0, not E = 3e-77).
+        if let Some(lo) = p.lo
+            && matches!(spec.kind, identify::Kind::Floor | identify::Kind::Exponent)
+            && spec.at_bound(lo, floor)
+        {
+            p.lo = Some(0.0);
+        }
         if let Some(why) = identify::verdict(spec, p.value, floor, share, Some(prof), (p.lo, p.hi))
         {
             not_identified.push(spec.name.clone());
