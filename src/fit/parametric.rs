@@ -457,19 +457,19 @@ fn identifiability<L: Law>(
             reasons.push(format!("{} ({why})", spec.name));
         }
     }
-    let dependent: Vec<String> = derived
-        .iter()
-        .filter(|d| {
-            law.depends(&d.name)
-                .iter()
-                .any(|n| not_identified.iter().any(|m| m == n))
-        })
-        .map(|d| d.name.clone())
-        .collect();
-    if !dependent.is_empty() {
-        reasons.push(format!("{} (they depend on it)", dependent.join(", ")));
-        not_identified.extend(dependent);
+    let mut dependent = Vec::new();
+    for d in derived.iter() {
+        let on: Vec<&str> = law
+            .depends(&d.name)
+            .into_iter()
+            .filter(|n| not_identified.iter().any(|m| m == n))
+            .collect();
+        if !on.is_empty() {
+            reasons.push(format!("{} (it depends on {})", d.name, on.join(", ")));
+            dependent.push(d.name.clone());
+        }
     }
+    not_identified.extend(dependent);
     let note = (!reasons.is_empty()).then(|| {
         format!(
             "not identified: {}; the data do not determine these, so read their intervals as the range the data \
