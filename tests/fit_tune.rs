@@ -169,7 +169,7 @@ fn fit_law_lr_recovers_the_exponent_and_laws_use_one_point_per_configuration() {
     ];
     assert_eq!(count(&base), 24);
     assert_eq!(count(&[&base[..], &["--tune", "train.lr"]].concat()), 5);
-    // A bad key names the nearest one.
+    // A bad key names the nearest one; a CSV source and the depth law take no --tune.
     let out = loopscale(&[&base[..], &["--tune", "train.lrr"]].concat());
     assert!(!out.status.success());
     assert!(
@@ -177,6 +177,23 @@ fn fit_law_lr_recovers_the_exponent_and_laws_use_one_point_per_configuration() {
         "{}",
         text(&out)
     );
+    let csv = dir.path().join("points.csv");
+    std::fs::write(&csv, "C,loss\n1e12,3.0\n1e13,2.8\n1e14,2.6\n1e15,2.5\n").unwrap();
+    let out = loopscale(&[
+        "fit",
+        csv.to_str().unwrap(),
+        "--law",
+        "compute",
+        "--c-col",
+        "C",
+        "--tune",
+        "train.lr",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("is a CSV file"), "{}", text(&out));
+    let out = loopscale(&["fit", db_s, "--law", "depth", "--tune", "train.lr"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("takes no --tune"), "{}", text(&out));
 }
 
 /// A sweep file's `[analysis] tune`, stored with the sweep, is what `fit` and `report` use

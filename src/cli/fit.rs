@@ -692,6 +692,11 @@ fn depth_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
 /// `loopscale fit`.
 pub fn fit(args: &FitArgs) -> Result<i32> {
     args.check()?;
+    if args.law == LawName::Depth && !args.tune.is_empty() {
+        bail!(
+            "--tune chooses runs by their final loss; --law depth fits task accuracies at every depth, so it takes no --tune"
+        );
+    }
     let (fitted, n_points) = match args.law {
         LawName::Depth => depth_fit(args)?,
         LawName::Lr | LawName::Batch => hyper_fit(args)?,

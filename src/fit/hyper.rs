@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::bootstrap::{BootstrapOptions, percentile_interval, resample_weights, rng_for};
 use super::estimate::{BootstrapSummary, FitReport, ParamEstimate};
+use super::identify::SCALE_SPAN;
 use super::isoflop::fit_line;
 
 /// y = a·x^b over positive (x, y): `law` names the fit (`lr`, `batch`), `x_name` its variable.
@@ -48,8 +49,10 @@ pub fn fit_optimum_law(
              (tune a third {x_name} to measure the exponent)"
         ));
     }
+    // Two points leave no residual: every resample is one of them or the line through both,
+    // and an interval from that would look exact. None is given.
     let (draws, summary) = match bootstrap {
-        Some(bo) if bo.resamples > 0 => {
+        Some(bo) if bo.resamples > 0 && x.len() > 2 => {
             let rows: Vec<Option<(f64, f64)>> = (0..bo.resamples)
                 .into_par_iter()
                 .map(|i| {
@@ -88,11 +91,33 @@ pub fn fit_optimum_law(
     };
     let (a_lo, a_hi) = interval(|d| d.0);
     let (b_lo, b_hi) = interval(|d| d.1);
-    let not_identified = if x.len() == 2 {
+    let mut not_identified = if x.len() == 2 {
         vec!["a".to_string(), "b".to_string()]
     } else {
         Vec::new()
     };
+    // With few configurations, resamples that keep two of them swing the line: a scale whose
+    // interval spans more than two orders of magnitude is not determined.
+    if let (Some(lo), Some(hi)) = (a_lo, a_hi)
+        && lo > 0.0
+        && hi / lo > SCALE_SPAN
+        && !not_identified.iter().any(|n| n == "a")
+    {
+        notes.push(format!(
+            "not identified: a (its interval [{lo:.3e}, {hi:.3e}] spans a factor of {:.0}); quote the \
+             exponent b, whose interval says how well the data determine it",
+            hi / lo
+        ));
+        not_identified.push("a".into());
+    }
+    if let (Some(lo), Some(hi)) = (b_lo, b_hi)
+        && lo <= 0.0
+        && hi >= 0.0
+    {
+        notes.push(format!(
+            "b's interval [{lo:.3}, {hi:.3}] reaches 0: the data do not show the optimum moving with {x_name}"
+        ));
+    }
     Ok(FitReport {
         law: format!("{law}[{x_name}]"),
         n_points: x.len(),

@@ -853,8 +853,10 @@ pub fn hyper_optima(fits: &ReportFits) -> Built {
                         ))
                     })
                     .unwrap_or_default();
-                let legend = if r.identified("b") {
+                let legend = if r.identified("b") && r.identified("a") {
                     format!("{name}* = {}·C^{b:.3}{interval}", super::figure::tick(a))
+                } else if r.identified("b") {
+                    format!("{name}* ∝ C^{b:.3}{interval} (a not identified)")
                 } else {
                     format!("{name}* = a·C^b: b not identified (two configurations)")
                 };
