@@ -46,7 +46,7 @@ pub enum LawName {
     Depth,
     /// The tuned learning rate against compute and parameters, η*(C) = a·C^b and η*(N) = a·N^b,
     /// over each configuration's refined optimum (a sweep with train.lr on a grid; tunes
-    /// train.lr unless --tune says otherwise); configurations whose best lr is at the edge of
+    /// train.lr, jointly with any --tune keys); configurations whose best lr is at the edge of
     /// their grid are left out and named.
     Lr,
     /// The same for the batch size (train.batch_size on a grid).
