@@ -142,11 +142,20 @@ pub fn build(source: &Source, out: &Path) -> Result<Report> {
             .count(),
         t.elapsed().as_secs_f64()
     );
+    let mut runs = tables::runs_table(&frames)?;
+    if let Some(env) = &envelope {
+        runs.caption = format!(
+            "The {} runs chosen by tuning {}: the best finished run of each configuration, in increasing \
+             training FLOPs (every run: `SELECT * FROM final_runs`).",
+            frames.runs.height(),
+            env.keys.join(", ")
+        );
+    }
     Ok(Report {
         title: format!("loopscale report: {}", source.name),
         source: source.db.clone(),
         charts,
-        runs: tables::runs_table(&frames)?,
+        runs,
         pivot: tables::pivot_table(&frames)?,
         tuning: envelope.as_ref().map(tables::tuning_table),
         fits: tables::fits_table(&fits),
