@@ -2,7 +2,8 @@
 //! the `fits` table: a report always reflects the runs in the database now): the compute law
 //! with a pointwise bootstrap band, one saturating exponential per test-time curve, the
 //! iso-FLOP optima (located near each budget's lowest loss, or flagged at an edge) and power
-//! laws of the optimal loops and tokens, and Parcae's law over the looped runs. A fit that cannot be made
+//! laws of the optimal loops and tokens, Parcae's law over the looped runs, and, for a tuned sweep
+//! ([`super::envelope`]), the optimum of each tuned key against compute. A fit that cannot be made
 //! carries the sentence saying why, for the report to print instead of a chart.
 
 use anyhow::{Result, anyhow};

@@ -3,7 +3,9 @@
 //! from disk: relative image paths, inline CSS, no scripts, no external assets) or `index.md`.
 //!
 //! The report only reads: the database is opened read-only and the fits are computed afresh
-//! (not recorded), so a report never changes a sweep's results.
+//! (not recorded), so a report never changes a sweep's results. With tuned keys (`--tune`, or
+//! the sweep file's `[analysis] tune`) every chart and law sees the best run of each
+//! configuration, and a table says which value won.
 
 pub mod html;
 pub mod markdown;
