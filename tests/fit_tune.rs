@@ -238,3 +238,97 @@ fn the_stored_sweep_file_says_what_to_tune_and_the_report_draws_it() {
     );
     assert!(md.contains("optimal train.lr"), "{md}");
 }
+
+/// `--law batch`: the same procedure over `train.batch_size`, here with a known optimum
+/// B*(C) = 8·(C/1e12)^0.3 (every configuration's parabola in log B exact).
+#[test]
+fn fit_law_batch_reads_the_tuned_batch_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("batch.sqlite");
+    let mut store = Store::open(&db).unwrap();
+    let b_star = |c: f64| 8.0 * (c / 1e12).powf(0.3);
+    let mut runs = Vec::new();
+    for (i, d_model) in [64usize, 96, 128, 192].into_iter().enumerate() {
+        let c = 1e12 * 10f64.powi(i as i32);
+        for batch_size in [2usize, 4, 8, 16, 32, 64, 128] {
+            let config = RunConfig {
+                data: DataConfig::default(),
+                train: TrainConfig {
+                    batch_size,
+                    ..TrainConfig::default()
+                },
+                model: ModelConfig {
+                    d_model,
+                    ..ModelConfig::default()
+                },
+                seed: 0,
+                lineage: None,
+            };
+            let loss = 2.0 + 0.02 * (batch_size as f64 / b_star(c)).ln().powi(2);
+            runs.push((
+                NewRun {
+                    key: config.key(),
+                    variant: None,
+                    config,
+                    params: 1000,
+                    non_embedding_params: 900 * 4u64.pow(i as u32),
+                    tokens: 1000,
+                    flops: c,
+                },
+                loss,
+            ));
+        }
+    }
+    let new: Vec<NewRun> = runs.iter().map(|(r, _)| r.clone()).collect();
+    store
+        .register_sweep("batch", "", "batch.toml", "", &new)
+        .unwrap();
+    for (run, loss) in &runs {
+        let attempt = store.start_attempt(&run.key, None).unwrap();
+        let outcome = RunOutcome {
+            end: RunEnd::Done,
+            steps: 1,
+            tokens: run.tokens,
+            flops: run.flops,
+            final_val_loss: Some(*loss),
+            final_val_bpb: None,
+            final_train_loss: None,
+            wall_seconds: 1.0,
+            tokens_per_second: 1.0,
+            loss_spikes: 0,
+        };
+        store
+            .finish_attempt(&run.key, attempt, &[], &[], &outcome)
+            .unwrap();
+    }
+    drop(store);
+    let out = loopscale(&[
+        "fit",
+        db.to_str().unwrap(),
+        "--law",
+        "batch",
+        "--resamples",
+        "50",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_c = &v["reports"][0][1];
+    assert_eq!(by_c["law"], "batch[C]");
+    assert_eq!(by_c["n_points"], 4);
+    let param = |name: &str| {
+        by_c["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!((param("b") - 0.3).abs() < 1e-6, "{by_c}");
+    assert!(
+        (param("a") * 1e12f64.powf(0.3) / 8.0 - 1.0).abs() < 1e-4,
+        "{by_c}"
+    );
+}
