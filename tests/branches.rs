@@ -199,7 +199,7 @@ fn branches_share_one_trunk_and_each_equals_its_independent_run_bit_for_bit() {
 
     // The report draws the family against the independent runs.
     let built = loopscale::report::build(
-        &loopscale::report::resolve(&db).unwrap(),
+        &loopscale::report::resolve(&db, &[]).unwrap(),
         &dir.path().join("report"),
     )
     .unwrap();
@@ -417,7 +417,7 @@ fn a_recast_run_starts_from_its_parent_gpts_end_and_is_drawn_against_it() {
         .unwrap();
     assert_eq!(exits.rows[0][0], "2", "one row per threshold");
     let built = loopscale::report::build(
-        &loopscale::report::resolve(&db).unwrap(),
+        &loopscale::report::resolve(&db, &[]).unwrap(),
         &dir.path().join("report"),
     )
     .unwrap();

@@ -21,6 +21,7 @@ mod fit_data;
 mod fit_gradients;
 mod fit_parcae;
 mod fit_synthetic;
+mod fit_tune;
 mod fused_ops;
 mod generate;
 mod layering;

@@ -6,7 +6,8 @@ use loopscale::config::{DataConfig, TrainConfig};
 use loopscale::engine::SweepLock;
 use loopscale::model::ModelConfig;
 use loopscale::store::{
-    APPLICATION_ID, NewRun, RunStatus, SCHEMA_VERSION, Store, StoreError, Table,
+    APPLICATION_ID, FitParamKind, FitParamRecord, FitRecord, NewRun, RunStatus, SCHEMA_VERSION,
+    Store, StoreError, Table,
 };
 use loopscale::train::{EvalMetrics, IclError, RunEnd, RunOutcome, StepMetrics};
 
@@ -473,7 +474,7 @@ fn stores_made_before_the_views_answer_them_and_readers_leave_them_unchanged() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "DROP VIEW final_runs; DROP VIEW compute_frontier; DROP VIEW test_time_curves;
-         DROP VIEW budget_curves; DROP VIEW lineage;",
+         DROP VIEW budget_curves; DROP VIEW lineage; DROP VIEW latest_fits; DROP VIEW lr_envelope;",
     )
     .unwrap();
     let views = |conn: &rusqlite::Connection| -> i64 {
@@ -502,7 +503,140 @@ fn stores_made_before_the_views_answer_them_and_readers_leave_them_unchanged() {
     assert_eq!(views(&conn), 0);
     // A writer adds them to the file.
     drop(Store::open(&path).unwrap());
-    assert_eq!(views(&conn), 5);
+    assert_eq!(views(&conn), 7);
+}
+
+fn fit(law: &str, source: &str, sweep: &str, curve: Option<&str>, alpha: f64) -> FitRecord {
+    FitRecord {
+        law: law.into(),
+        source: source.into(),
+        selection_json: format!(r#"{{"sweep":"{sweep}","law":"{law}","resamples":1000,"seed":0}}"#),
+        curve: curve.map(String::from),
+        n_points: 8,
+        objective: 1e-4,
+        starts: 10,
+        converged_starts: 10,
+        heldout: None,
+        params: vec![FitParamRecord {
+            name: "alpha".into(),
+            kind: FitParamKind::Param,
+            value: alpha,
+            lo: Some(alpha - 0.01),
+            hi: Some(alpha + 0.01),
+            level: Some(0.95),
+        }],
+        notes: vec![],
+        report_json: "{}".into(),
+    }
+}
+
+/// `fits` keeps every fit (history); `latest_fits` holds the newest of each law, source, point
+/// selection and curve, so a query of it sees one compute law per database however often
+/// `make parcae-isoflop` refitted it.
+#[test]
+fn latest_fits_holds_the_newest_fit_of_each_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    let first = store
+        .insert_fit(&fit("compute", "a.sqlite", "s", None, 0.05))
+        .unwrap();
+    let newer = store
+        .insert_fit(&fit("compute", "a.sqlite", "s", None, 0.07))
+        .unwrap();
+    let other_sweep = store
+        .insert_fit(&fit("compute", "a.sqlite", "t", None, 0.09))
+        .unwrap();
+    let other_source = store
+        .insert_fit(&fit("compute", "b.sqlite", "s", None, 0.11))
+        .unwrap();
+    let curve_1 = store
+        .insert_fit(&fit("test-time", "a.sqlite", "s", Some("k1"), 1.0))
+        .unwrap();
+    let curve_2 = store
+        .insert_fit(&fit("test-time", "a.sqlite", "s", Some("k2"), 2.0))
+        .unwrap();
+    let curve_1_again = store
+        .insert_fit(&fit("test-time", "a.sqlite", "s", Some("k1"), 3.0))
+        .unwrap();
+    let ids = |sql: &str| -> Vec<String> {
+        store
+            .query(sql)
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect()
+    };
+    assert_eq!(ids("SELECT count(*) FROM fits"), ["7"]);
+    let latest = ids("SELECT fit_id FROM latest_fits ORDER BY fit_id");
+    let want: Vec<String> = [newer, other_sweep, other_source, curve_2, curve_1_again]
+        .iter()
+        .map(|i| i.to_string())
+        .collect();
+    assert_eq!(latest, want);
+    assert!(!latest.contains(&first.to_string()) && !latest.contains(&curve_1.to_string()));
+    // The documented query: the latest compute-law exponent of a database.
+    let q = store
+        .query(
+            "SELECT p.value FROM latest_fits f JOIN fit_params p USING (fit_id)
+             WHERE f.law = 'compute' AND f.source = 'a.sqlite' AND p.name = 'alpha'
+               AND json_extract(f.selection, '$.sweep') = 's'",
+        )
+        .unwrap();
+    assert_eq!(q.rows, vec![vec!["0.07".to_string()]]);
+}
+
+/// `lr_envelope`: the runs differing only in train.lr form one configuration, the best run
+/// stands for it with how many learning rates it tried and its grid's ends.
+#[test]
+fn lr_envelope_keeps_the_best_run_of_each_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    // Two configurations (seeds 0 and 1), three learning rates each.
+    let mut runs = Vec::new();
+    let mut losses = Vec::new();
+    for (seed, best) in [(0u64, 1), (1, 2)] {
+        for (i, lr) in [1e-3, 3e-3, 1e-2].into_iter().enumerate() {
+            let mut config = config(seed);
+            config.train.lr = lr;
+            runs.push(NewRun {
+                key: config.key(),
+                config,
+                ..new_run(seed)
+            });
+            losses.push(if i == best { 2.0 } else { 2.5 + i as f64 * 0.1 });
+        }
+    }
+    store.register_sweep("s", "", "s.toml", "", &runs).unwrap();
+    for (run, loss) in runs.iter().zip(&losses) {
+        let attempt = store.start_attempt(&run.key, None).unwrap();
+        store
+            .finish_attempt(
+                &run.key,
+                attempt,
+                &[],
+                &[],
+                &RunOutcome {
+                    final_val_loss: Some(*loss),
+                    ..outcome()
+                },
+            )
+            .unwrap();
+    }
+    let q = store
+        .query("SELECT seed, lr, final_val_loss, lr_tried, lr_min, lr_max FROM lr_envelope ORDER BY seed")
+        .unwrap();
+    assert_eq!(
+        q.rows,
+        vec![
+            ["0", "0.003", "2.0", "3", "0.001", "0.01"]
+                .map(String::from)
+                .to_vec(),
+            ["1", "0.01", "2.0", "3", "0.001", "0.01"]
+                .map(String::from)
+                .to_vec(),
+        ]
+    );
 }
 
 /// A time-conditioned run (LoopFormer) has one eval per budget and schedule; the test-time view

@@ -975,3 +975,42 @@ fn the_last_loops_loss_needs_a_fixed_depth_looped_model_with_matching_backprop()
         ],
     );
 }
+
+// ---- the [analysis] table ----
+
+#[test]
+fn analysis_table_is_read_and_checked() {
+    let s = Sweep::from_str(
+        "[sweep]\nname = \"t\"\n[data]\ncorpus = \"tiny_corpus.txt\"\n[train]\nlr = [1e-3, 3e-3]\n\
+         [analysis]\ntune = [\"train.lr\"]\n",
+        &path(),
+    )
+    .unwrap();
+    assert_eq!(s.analysis.tune, ["train.lr"]);
+
+    let e = err("[analysis]\ntune = \"train.lr\"\n");
+    assert_eq!(e.kind, ErrorKind::WrongType);
+    assert_has(
+        &e,
+        &["analysis.tune", "a list of dotted sweep keys", "found"],
+    );
+
+    let e = err("[analysis]\ntune = [\"train.lrr\"]\n");
+    assert_eq!(e.kind, ErrorKind::UnknownKey);
+    assert_has(
+        &e,
+        &["train.lrr", "not a sweep key", "did you mean `train.lr`"],
+    );
+
+    let e = err("[analysis]\ntune = [3]\n");
+    assert_eq!(e.kind, ErrorKind::WrongType);
+    assert_has(&e, &["analysis.tune", "found", "3"]);
+
+    let e = err("[analysis]\ntunes = [\"train.lr\"]\n");
+    assert_eq!(e.kind, ErrorKind::UnknownKey);
+    assert_has(&e, &["analysis.tunes", "did you mean `analysis.tune`"]);
+
+    let e = err_raw("analysis = 3\n[sweep]\nname = \"t\"\n[data]\ncorpus = \"tiny_corpus.txt\"\n");
+    assert_eq!(e.kind, ErrorKind::WrongType);
+    assert_has(&e, &["`analysis` must be a table"]);
+}

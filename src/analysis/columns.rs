@@ -1,8 +1,26 @@
 //! Frame columns as plain vectors (what plotters and the fits consume), with errors that name
-//! the missing or mistyped column.
+//! the missing or mistyped column; and a store result as a frame ([`to_frame`]). A leaf of
+//! `analysis`: it imports no other analysis module.
 
 use anyhow::{Context, Result};
-use polars::prelude::{BooleanChunked, DataFrame, DataType, NewChunkedArray};
+use polars::prelude::{BooleanChunked, Column, DataFrame, DataType, NewChunkedArray};
+
+use crate::store::{ColumnData, Columns};
+
+/// A store result as a DataFrame, columns typed as stored.
+pub fn to_frame(columns: Columns) -> Result<DataFrame> {
+    let cols: Vec<Column> = columns
+        .names
+        .iter()
+        .zip(columns.data)
+        .map(|(name, data)| match data {
+            ColumnData::Int(v) => Column::new(name.as_str().into(), v),
+            ColumnData::Real(v) => Column::new(name.as_str().into(), v),
+            ColumnData::Text(v) => Column::new(name.as_str().into(), v),
+        })
+        .collect();
+    Ok(DataFrame::new(columns.rows, cols)?)
+}
 
 /// A numeric column as `Option<f64>` values (integers are converted; NULL is `None`).
 pub fn opt_f64s(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {

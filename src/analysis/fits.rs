@@ -2,7 +2,8 @@
 //! the `fits` table: a report always reflects the runs in the database now): the compute law
 //! with a pointwise bootstrap band, one saturating exponential per test-time curve, the
 //! iso-FLOP optima (located near each budget's lowest loss, or flagged at an edge) and power
-//! laws of the optimal loops and tokens, and Parcae's law over the looped runs. A fit that cannot be made
+//! laws of the optimal loops and tokens, Parcae's law over the looped runs, and, for a tuned sweep
+//! ([`super::envelope`]), the optimum of each tuned key against compute. A fit that cannot be made
 //! carries the sentence saying why, for the report to print instead of a chart.
 
 use anyhow::{Result, anyhow};
@@ -10,11 +11,13 @@ use polars::prelude::DataFrame;
 
 use super::budgets::{BUDGET_TOLERANCE, with_budgets};
 use super::columns::{f64s, strs};
+use super::envelope::{Envelope, Position, column_of};
 use super::frames::Frames;
 use super::source::{
     ParamCount, parcae_points_of, parcae_unified_points_of, run_points_of, test_time_points_of,
 };
 use crate::fit::bootstrap::percentile_interval;
+use crate::fit::hyper::fit_optimum_law;
 use crate::fit::isoflop::{Location, Parabola, budget_optima};
 use crate::fit::parametric::bootstrap_draws;
 use crate::fit::{
@@ -125,9 +128,27 @@ pub struct ParcaeRun {
     pub predicted: f64,
 }
 
+/// The tuned optimum of one hyperparameter against compute: each configuration's refined
+/// optimum, the configurations whose optimum is at an edge of their grid (bounds, not fitted),
+/// and η*(C) = a·C^b over the refined ones.
+#[derive(Clone, Debug)]
+pub struct HyperFit {
+    /// The tuned key (`train.lr`).
+    pub key: String,
+    /// (FLOPs, refined optimum, configuration label).
+    pub inside: Vec<(f64, f64, String)>,
+    /// (FLOPs, best value sampled, where it lies) of configurations at an edge.
+    pub edges: Vec<(f64, f64, Position)>,
+    pub law: Result<FitReport, String>,
+}
+
 /// Every fit of a report; each is the fit or the sentence saying why there is none.
 #[derive(Clone, Debug)]
 pub struct ReportFits {
+    /// With tuned keys: the envelope that chose one run per configuration.
+    pub envelope: Option<Envelope>,
+    /// Per tuned key: its optimum against compute.
+    pub hyper: Vec<HyperFit>,
     pub compute: Result<ComputeFit, String>,
     pub test_time: Result<Vec<TestTimeFit>, String>,
     pub isoflop_loops: Result<IsoflopFit, String>,
@@ -149,7 +170,15 @@ fn options() -> FitOptions {
 
 impl ReportFits {
     pub fn compute(frames: &Frames) -> ReportFits {
+        ReportFits::compute_tuned(frames, None)
+    }
+
+    /// The fits of `frames` (already restricted to an envelope's chosen runs, if tuned), with
+    /// the envelope's hyperparameter laws.
+    pub fn compute_tuned(frames: &Frames, envelope: Option<&Envelope>) -> ReportFits {
         ReportFits {
+            envelope: envelope.cloned(),
+            hyper: envelope.map(hyper_fits).unwrap_or_default(),
             compute: compute_fit(frames),
             test_time: test_time_fits(frames),
             isoflop_loops: isoflop_fit(frames, IsoflopAxis::Loops),
@@ -373,6 +402,50 @@ fn axis_values_of(points: &Points, axis: IsoflopAxis) -> Result<Vec<f64>> {
         IsoflopAxis::Tokens => points.tokens(),
         IsoflopAxis::Params => points.params(),
     }
+}
+
+/// The optimum of each numeric tuned key against compute (see [`HyperFit`]).
+fn hyper_fits(env: &Envelope) -> Vec<HyperFit> {
+    env.keys
+        .iter()
+        .filter_map(|key| {
+            let mut inside = Vec::new();
+            let mut edges = Vec::new();
+            for c in &env.configs {
+                let k = c.keys.iter().find(|k| k.key == *key)?;
+                match (k.position, k.refined) {
+                    (Position::Inside, Some(r)) => inside.push((c.flops, r, c.label.clone())),
+                    (Position::Smallest | Position::Largest, _) if k.best.is_finite() => {
+                        edges.push((c.flops, k.best, k.position))
+                    }
+                    _ => {}
+                }
+            }
+            if inside.is_empty() && edges.is_empty() {
+                return None; // not a numeric key with a grid
+            }
+            let x: Vec<f64> = inside.iter().map(|p| p.0).collect();
+            let y: Vec<f64> = inside.iter().map(|p| p.1).collect();
+            let name = column_of(key);
+            let bootstrap = BootstrapOptions {
+                resamples: REPORT_RESAMPLES,
+                ..BootstrapOptions::default()
+            };
+            let law = fit_optimum_law(name, "C", &x, &y, Some(&bootstrap)).map_err(|e| {
+                format!(
+                    "No law of the optimal {name} against compute: {e:#} ({} configuration(s) have their best {name} \
+                     at an edge of their grid).",
+                    edges.len()
+                )
+            });
+            Some(HyperFit {
+                key: key.clone(),
+                inside,
+                edges,
+                law,
+            })
+        })
+        .collect()
 }
 
 /// Looped runs a Parcae-law fit needs at least: five parameters and a few points to spare.

@@ -5,9 +5,10 @@
 use anyhow::{Context, Result};
 use polars::prelude::{Column, DataFrame};
 
-use super::columns::strs;
+use super::columns::{f64s, filter_rows, strs, to_frame};
 use super::labels::run_labels;
 use super::tasks::{AccuracyPoint, IclPoint, accuracy_points, icl_points};
+use crate::fit::compute_frontier;
 use crate::store::{ColumnData, Columns, Store, Table};
 
 /// Every frame the report and the fits use, for one sweep (or every sweep in the file).
@@ -28,7 +29,7 @@ pub struct Frames {
     /// run's `label`.
     pub budget: DataFrame,
     /// Per finished looped run: `run_key` and `unrolled_params`, N(μ) at its mean recurrence
-    /// ([`super::source::unrolled_params`], non-embedding), NULL when its stored configuration
+    /// ([`super::unrolled::unrolled_params`], non-embedding), NULL when its stored configuration
     /// could not be read.
     pub unrolled: DataFrame,
     /// Runs built on runs (the `lineage` view: `run_key`, `role`, `parent_run_key`,
@@ -42,21 +43,8 @@ pub struct Frames {
     pub accuracy: Vec<AccuracyPoint>,
     /// Regression runs: in-context errors by number of examples, with the baselines'.
     pub icl: Vec<IclPoint>,
-}
-
-/// A store result as a DataFrame, columns typed as stored.
-pub fn to_frame(columns: Columns) -> Result<DataFrame> {
-    let cols: Vec<Column> = columns
-        .names
-        .iter()
-        .zip(columns.data)
-        .map(|(name, data)| match data {
-            ColumnData::Int(v) => Column::new(name.as_str().into(), v),
-            ColumnData::Real(v) => Column::new(name.as_str().into(), v),
-            ColumnData::Text(v) => Column::new(name.as_str().into(), v),
-        })
-        .collect();
-    Ok(DataFrame::new(columns.rows, cols)?)
+    /// Each finished run's resolved configuration (`run_key`, `config_json`).
+    pub configs: DataFrame,
 }
 
 /// A frame with these columns and no rows (text-typed: nothing is ever read from them).
@@ -98,7 +86,8 @@ impl Frames {
         let mut budget = read(Table::BudgetCurves)?;
         budget.with_column(label_of(&budget)?)?;
         let frontier = read(Table::ComputeFrontier)?;
-        let unrolled = unrolled_frame(&runs, &read(Table::RunConfigs)?)?;
+        let configs = read(Table::RunConfigs)?;
+        let unrolled = unrolled_frame(&runs, &configs)?;
         // Stores made before these tables existed have none of their rows.
         let lineage = read(Table::Lineage).or_else(|_| {
             empty(&[
@@ -132,6 +121,94 @@ impl Frames {
             unrolled,
             accuracy: accuracy_points(store, sweep)?,
             icl: icl_points(store, sweep)?,
+            configs,
+        })
+    }
+
+    /// The frames of the runs `keep` only (a hyperparameter envelope's chosen runs): every frame
+    /// filtered to them, the compute frontier recomputed among them, and labels recomputed
+    /// without the columns `unlabelled` (the tuned keys, which no longer tell runs apart).
+    pub fn restrict(&self, keep: &[String], unlabelled: &[&str]) -> Result<Frames> {
+        let kept = |df: &DataFrame, column: &str| -> Result<DataFrame> {
+            let Ok(keys) = strs(df, column) else {
+                return Ok(df.clone());
+            };
+            let mask: Vec<bool> = keys.iter().map(|k| keep.contains(k)).collect();
+            filter_rows(df, &mask)
+        };
+        let mut runs = kept(&self.runs, "run_key")?.drop("label")?;
+        let mut for_labels = runs.clone();
+        for c in unlabelled {
+            if for_labels.column(c).is_ok() {
+                for_labels = for_labels.drop(c)?;
+            }
+        }
+        let labels = run_labels(&for_labels)?;
+        runs.with_column(Column::new("label".into(), labels.clone()))?;
+        let keys = strs(&runs, "run_key")?;
+        let relabel = |df: &DataFrame| -> Result<DataFrame> {
+            let mut df = kept(df, "run_key")?;
+            if df.column("label").is_err() {
+                return Ok(df);
+            }
+            let l: Vec<Option<String>> = strs(&df, "run_key")?
+                .iter()
+                .map(|k| keys.iter().position(|x| x == k).map(|i| labels[i].clone()))
+                .collect();
+            df.with_column(Column::new("label".into(), l))?;
+            Ok(df)
+        };
+        // The frontier among the kept runs, per sweep: the runs no kept run of the same sweep
+        // beats with the same or fewer FLOPs.
+        let (sweeps, flops, loss) = (
+            strs(&runs, "sweep")?,
+            f64s(&runs, "flops")?,
+            f64s(&runs, "final_val_loss")?,
+        );
+        let mut on_frontier = vec![false; runs.height()];
+        let mut names = sweeps.clone();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let idx: Vec<usize> = (0..sweeps.len()).filter(|&i| sweeps[i] == name).collect();
+            let c: Vec<f64> = idx.iter().map(|&i| flops[i]).collect();
+            let l: Vec<f64> = idx.iter().map(|&i| loss[i]).collect();
+            for j in compute_frontier(&c, &l) {
+                on_frontier[idx[j]] = true;
+            }
+        }
+        let cols: Vec<String> = self
+            .frontier
+            .get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let frontier = filter_rows(&runs, &on_frontier)?
+            .select(cols)?
+            .sort(["sweep", "flops"], Default::default())?;
+        Ok(Frames {
+            runs,
+            steps: relabel(&self.steps)?,
+            evals: relabel(&self.evals)?,
+            frontier,
+            test_time: relabel(&self.test_time)?,
+            budget: relabel(&self.budget)?,
+            unrolled: kept(&self.unrolled, "run_key")?,
+            lineage: self.lineage.clone(),
+            exits: kept(&self.exits, "run_key")?,
+            accuracy: self
+                .accuracy
+                .iter()
+                .filter(|a| keep.contains(&a.run_key))
+                .cloned()
+                .collect(),
+            icl: self
+                .icl
+                .iter()
+                .filter(|a| keep.contains(&a.run_key))
+                .cloned()
+                .collect(),
+            configs: kept(&self.configs, "run_key")?,
         })
     }
 
@@ -155,10 +232,15 @@ fn unrolled_frame(runs: &DataFrame, configs: &DataFrame) -> Result<DataFrame> {
         let n = cfg_keys
             .iter()
             .position(|k| k == key)
-            .and_then(|j| super::source::model_config(&cfg_json[j]).ok())
+            .and_then(|j| super::unrolled::model_config(&cfg_json[j]).ok())
             .filter(|m| m.arch == crate::model::Arch::Looped)
             .map(|m| {
-                super::source::unrolled_params(&m, mu, 0.0, super::source::ParamCount::NonEmbedding)
+                super::unrolled::unrolled_params(
+                    &m,
+                    mu,
+                    0.0,
+                    super::unrolled::ParamCount::NonEmbedding,
+                )
             });
         out_keys.push(key.clone());
         out_n.push(n);

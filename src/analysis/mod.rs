@@ -9,11 +9,18 @@
 //!
 //! This is also where `crate::fit` meets the data: [`source`] reads a fit's points from a
 //! database and [`csv`] from a CSV file; [`record`] turns a fit's result into the plain
-//! record the store writes; [`fits`] makes the report's fits.
+//! record the store writes; [`fits`] makes the report's fits. [`envelope`] keeps the best run
+//! of each configuration of a tuned sweep (`--tune train.lr`) for every law and chart.
+//!
+//! Data flows one way through these files (`scripts/check-layers.sh` checks it): [`columns`],
+//! [`labels`], [`unrolled`], [`tasks`] and [`budgets`] use no other analysis file; [`frames`]
+//! uses those; [`envelope`] and [`csv`] the frames; [`source`] the envelope; [`fits`] the
+//! sources.
 
 pub mod budgets;
 pub mod columns;
 pub mod csv;
+pub mod envelope;
 pub mod fits;
 pub mod frames;
 pub mod labels;
@@ -21,6 +28,7 @@ pub mod pivot;
 pub mod record;
 pub mod source;
 pub mod tasks;
+pub mod unrolled;
 
 pub use budgets::{BUDGET_TOLERANCE, with_budgets};
 pub use columns::{f64s, filter_rows, opt_f64s, strs};
@@ -28,4 +36,5 @@ pub use csv::{CsvColumns, read_points};
 pub use frames::Frames;
 pub use pivot::pivot_mean;
 pub use record::fit_record;
-pub use source::{ParamCount, is_database};
+pub use source::is_database;
+pub use unrolled::ParamCount;

@@ -7,19 +7,53 @@ use anyhow::{Context, Result, bail};
 
 use super::columns::{f64s, filter_rows, opt_f64s, strs};
 use super::csv::{CsvColumns, read_points};
+use super::envelope::{Envelope, envelope};
 use super::frames::Frames;
+pub use super::unrolled::{ParamCount, model_config, unrolled_params};
 use crate::fit::{IsoflopAxis, Points};
-use crate::model::{ModelConfig, looped_split};
 use crate::store::Store;
 use polars::prelude::DataFrame;
 
-/// Which parameter count stands for N.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ParamCount {
-    /// Parameters without the token embedding (Kaplan et al.'s convention).
-    NonEmbedding,
-    /// All unique parameters (Hoffmann et al.'s convention).
-    Total,
+/// The frames of a database's finished runs (of `sweep`, or all), and, with tuned keys, only the
+/// best run of each configuration ([`envelope`]) with the envelope that chose them.
+pub fn load_frames(
+    store: &Store,
+    sweep: Option<&str>,
+    tune: &[String],
+) -> Result<(Frames, Option<Envelope>)> {
+    let frames = Frames::load(store, sweep)?;
+    if tune.is_empty() {
+        return Ok((frames, None));
+    }
+    let (frames, env) = envelope(&frames, tune)
+        .with_context(|| format!("{}: tuning {}", store.path().display(), tune.join(", ")))?;
+    Ok((frames, Some(env)))
+}
+
+/// The tuned keys the database's sweep files ask for (`[analysis] tune`, of `sweep` or of every
+/// sweep in the file), in first-seen order; none when no file says.
+pub fn stored_tune(store: &Store, sweep: Option<&str>) -> Result<Vec<String>> {
+    let files =
+        super::columns::to_frame(store.read_table(crate::store::Table::SweepFiles, sweep)?)?;
+    let mut keys: Vec<String> = Vec::new();
+    for text in strs(&files, "spec_toml")? {
+        let Ok(doc) = text.parse::<toml::Table>() else {
+            continue; // a file this build cannot read says nothing about tuning
+        };
+        let tuned = doc
+            .get("analysis")
+            .and_then(|a| a.get("tune"))
+            .and_then(|t| t.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str());
+        for key in tuned {
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_string());
+            }
+        }
+    }
+    Ok(keys)
 }
 
 /// True when `path` starts like a SQLite file; anything else is read as CSV.
@@ -39,11 +73,12 @@ pub fn is_database(path: &Path) -> bool {
 /// its independently trained runs).
 pub fn run_points(
     store: &Store,
+    frames: &Frames,
     sweep: Option<&str>,
     variant: Option<&str>,
     n: ParamCount,
 ) -> Result<Points> {
-    let mut runs = Frames::load(store, sweep)?.runs;
+    let mut runs = frames.runs.clone();
     if let Some(v) = variant {
         let mask = polars::prelude::ChunkCompareEq::equal(runs.column("variant")?.str()?, v);
         runs = runs.filter(&mask)?;
@@ -115,11 +150,12 @@ pub fn isoflop_runs(runs: &DataFrame, axis: IsoflopAxis) -> Result<(DataFrame, D
 /// number of GPT runs left out.
 pub fn isoflop_points(
     store: &Store,
+    frames: &Frames,
     sweep: Option<&str>,
     n: ParamCount,
     axis: IsoflopAxis,
 ) -> Result<(Points, usize)> {
-    let (runs, gpt) = isoflop_runs(&Frames::load(store, sweep)?.runs, axis)?;
+    let (runs, gpt) = isoflop_runs(&frames.runs, axis)?;
     if runs.height() == 0 {
         bail!(
             "{}: no finished looped runs{}, so there is no iso-FLOP analysis over loops",
@@ -133,8 +169,8 @@ pub fn isoflop_points(
 }
 
 /// Test-time curves: validation loss at each evaluated loop count T, one curve per run.
-pub fn test_time_points(store: &Store, sweep: Option<&str>) -> Result<Points> {
-    let curves = Frames::load(store, sweep)?.test_time;
+pub fn test_time_points(store: &Store, frames: &Frames) -> Result<Points> {
+    let curves = &frames.test_time;
     if curves.height() == 0 {
         bail!(
             "{}: no test-time evaluations (evals with test_loops) in finished runs; \
@@ -142,7 +178,7 @@ pub fn test_time_points(store: &Store, sweep: Option<&str>) -> Result<Points> {
             store.path().display()
         );
     }
-    test_time_points_of(&curves)
+    test_time_points_of(curves)
 }
 
 /// The points of a `test_time` frame ([`Frames::test_time`] or a subset of it).
@@ -162,59 +198,6 @@ pub fn test_time_points_of(curves: &DataFrame) -> Result<Points> {
         curve: Some(strs(curves, "run_key")?),
         ..Points::default()
     })
-}
-
-/// N(μ), the unrolled parameter count of a looped run trained at mean recurrence μ: the
-/// parameters applied once per token (prelude and coda blocks, the prelude and final norms, the
-/// injection's loop-invariant matrix, the readout C) plus μ times those applied every loop
-/// (the core blocks and the injection's per-loop parameters), as `model::counts` splits them.
-/// The token embedding and an untied head are not counted (as in N = non-embedding
-/// parameters), unless `n` is [`ParamCount::Total`], which adds them once.
-pub fn unrolled_params(model: &ModelConfig, mu: f64, embedding: f64, n: ParamCount) -> f64 {
-    let split = looped_split(model);
-    // LoopFormer's conditioning acts once per sequence and loop, not per token: counted once.
-    let unrolled = split.once as f64 + mu * split.per_loop as f64 + split.conditioning as f64;
-    match n {
-        ParamCount::NonEmbedding => unrolled,
-        ParamCount::Total => unrolled + embedding,
-    }
-}
-
-/// The model configuration of a run's stored `config_json`. A configuration written by a build
-/// with model keys this one does not know is read without them (they are kept out of N(μ)'s
-/// count, which is this build's count of the model), rather than not at all.
-pub fn model_config(config_json: &str) -> Result<ModelConfig> {
-    let value: serde_json::Value =
-        serde_json::from_str(config_json).context("its stored configuration is not JSON")?;
-    let model = value["model"].clone();
-    serde_json::from_value(model.clone())
-        .or_else(|e| serde_json::from_value(known_keys_only(model)).map_err(|_| e))
-        .context("its stored model configuration does not parse, so N(μ) cannot be counted")
-}
-
-/// `model` without the keys `ModelConfig` (and its `looped` table) does not have.
-fn known_keys_only(mut model: serde_json::Value) -> serde_json::Value {
-    // Every key, optional ones included, from a configuration that sets them all.
-    let probe = ModelConfig {
-        arch: crate::model::Arch::Looped,
-        looped: Some(crate::model::LoopedConfig {
-            recurrent_dim: Some(1),
-            backprop_depth: Some(1),
-            ..Default::default()
-        }),
-        ..ModelConfig::default()
-    };
-    let known = serde_json::to_value(&probe).unwrap_or_default();
-    if let (Some(m), Some(k)) = (model.as_object_mut(), known.as_object()) {
-        m.retain(|key, _| k.contains_key(key));
-        if let (Some(l), Some(kl)) = (
-            m.get_mut("looped").and_then(|l| l.as_object_mut()),
-            k.get("looped").and_then(|l| l.as_object()),
-        ) {
-            l.retain(|key, _| kl.contains_key(key));
-        }
-    }
-    model
 }
 
 /// The looped runs of the frames with their N(μ): (row indices into `frames.runs`, N(μ)), and
@@ -254,9 +237,13 @@ pub fn looped_with_unrolled(
 /// Points of Parcae's training law: one per finished looped run, N = N(μ) (see
 /// [`unrolled_params`]), D = training tokens, C = training FLOPs, loops = μ, loss = final
 /// validation loss. Also returns how many GPT runs were left out.
-pub fn parcae_points(store: &Store, sweep: Option<&str>, n: ParamCount) -> Result<(Points, usize)> {
-    let frames = Frames::load(store, sweep)?;
-    let (points, gpt) = parcae_points_of(&frames, n)?;
+pub fn parcae_points(
+    store: &Store,
+    frames: &Frames,
+    sweep: Option<&str>,
+    n: ParamCount,
+) -> Result<(Points, usize)> {
+    let (points, gpt) = parcae_points_of(frames, n)?;
     if points.is_empty() {
         bail!(
             "{}: no finished looped runs{} to fit Parcae's law to ({gpt} GPT run(s) are not looped)",
@@ -294,11 +281,11 @@ pub fn parcae_points_of(frames: &Frames, n: ParamCount) -> Result<(Points, usize
 /// the run's N(μ), D, C and μ, T = the evaluated loops, loss = validation loss at T.
 pub fn parcae_unified_points(
     store: &Store,
+    frames: &Frames,
     sweep: Option<&str>,
     n: ParamCount,
 ) -> Result<(Points, usize)> {
-    let frames = Frames::load(store, sweep)?;
-    let (p, gpt) = parcae_unified_points_of(&frames, n)?;
+    let (p, gpt) = parcae_unified_points_of(frames, n)?;
     if p.is_empty() {
         bail!(
             "{}: no test-time evaluations of finished looped runs{}; train looped runs with model.test_loops set",

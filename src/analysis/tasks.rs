@@ -8,8 +8,7 @@
 
 use anyhow::Result;
 
-use super::columns::{f64s, opt_f64s, strs};
-use super::frames::to_frame;
+use super::columns::{f64s, opt_f64s, strs, to_frame};
 use crate::store::{Store, Table};
 
 /// A model family of the depth law: looped (k⊗L) or plain (kL⊗1).

@@ -699,7 +699,7 @@ fn sql(db: &Path, query: &str, csv: bool) -> anyhow::Result<i32> {
 /// `loopscale report`: progress on stderr, the report's path on stdout.
 fn report(args: &super::ReportArgs) -> anyhow::Result<i32> {
     let started = std::time::Instant::now();
-    let source = crate::report::resolve(&args.source)?;
+    let source = crate::report::resolve(&args.source, &args.tune)?;
     let out = args
         .out
         .clone()

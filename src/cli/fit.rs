@@ -6,10 +6,12 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
+use crate::analysis::envelope::{Envelope, Position, TunedConfig};
 use crate::analysis::source::{self, ParamCount};
 use crate::analysis::tasks::{Family, accuracy_points, depth_points};
 use crate::analysis::{CsvColumns, fit_record};
 use crate::fit::depth::fit_depth;
+use crate::fit::hyper::fit_optimum_law;
 use crate::fit::isoflop::BudgetOptimum;
 use crate::fit::parametric::fittable_curves;
 use crate::fit::{
@@ -42,6 +44,13 @@ pub enum LawName {
     /// Saunshi et al.: accuracy = α·ln(effective depth) + β per family (looped k⊗L, GPT), over
     /// finished task runs (p_hop, addition) at their training depth; least squares.
     Depth,
+    /// The tuned learning rate against compute and parameters, η*(C) = a·C^b and η*(N) = a·N^b,
+    /// over each configuration's refined optimum (a sweep with train.lr on a grid; tunes
+    /// train.lr, jointly with any --tune keys); configurations whose best lr is at the edge of
+    /// their grid are left out and named.
+    Lr,
+    /// The same for the batch size (train.batch_size on a grid).
+    Batch,
 }
 
 /// Which parameter count stands for N (database sources).
@@ -95,6 +104,12 @@ pub struct FitArgs {
     /// (e.g. a sweep's WSD branches, or its independently trained runs).
     #[arg(long)]
     pub variant: Option<String>,
+    /// Database source: a key tuned per configuration (repeatable, e.g. --tune train.lr): runs
+    /// that differ only in the tuned keys form one configuration, and its best finished run
+    /// (lowest final validation loss) stands for it in the law. Default: the sweep file's
+    /// `[analysis] tune`, as stored in the database.
+    #[arg(long, value_name = "KEY")]
+    pub tune: Vec<String>,
     /// Database source: which parameter count is N.
     #[arg(long, value_enum, default_value = "non-embedding")]
     pub n: NCount,
@@ -253,6 +268,9 @@ struct Fitted {
     /// (they are about looped runs at fixed parameters).
     #[serde(skip_serializing_if = "Option::is_none")]
     gpt_runs_left_out: Option<usize>,
+    /// With tuned keys: which run stands for each configuration, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    envelope: Option<Envelope>,
 }
 
 /// What a law needs of a CSV file's columns, as an error naming the flag to give.
@@ -334,40 +352,183 @@ fn law_name(law: LawName) -> &'static str {
         LawName::Parcae => "parcae",
         LawName::ParcaeUnified => "parcae-unified",
         LawName::Depth => "depth",
+        LawName::Lr => "lr",
+        LawName::Batch => "batch",
+    }
+}
+
+/// The key a hyperparameter law reads.
+fn hyper_key(law: LawName) -> &'static str {
+    match law {
+        LawName::Batch => "train.batch_size",
+        _ => "train.lr",
+    }
+}
+
+/// The keys tuned for a database source: `--tune`, else the stored sweep files' `[analysis]
+/// tune`; a hyperparameter law always tunes its own key.
+fn tuned_keys(args: &FitArgs, store: &Store) -> Result<Vec<String>> {
+    let mut keys = if args.tune.is_empty() {
+        source::stored_tune(store, args.sweep.as_deref())?
+    } else {
+        args.tune.clone()
+    };
+    if matches!(args.law, LawName::Lr | LawName::Batch)
+        && !keys.iter().any(|k| k == hyper_key(args.law))
+    {
+        keys.push(hyper_key(args.law).to_string());
+    }
+    Ok(keys)
+}
+
+/// `--law lr` / `--law batch`: the envelope's refined optima against compute and parameters.
+fn hyper_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
+    if !source::is_database(&args.source) {
+        bail!(
+            "--law {} reads a tuned sweep from its database, not {}",
+            law_name(args.law),
+            args.source.display()
+        );
+    }
+    let store = Store::open_read_only(&args.source)?;
+    let keys = tuned_keys(args, &store)?;
+    let (_, env) = source::load_frames(&store, args.sweep.as_deref(), &keys)?;
+    let env = env.expect("a hyperparameter law tunes its key");
+    if !args.json {
+        print_envelope(&env);
+    }
+    let key = hyper_key(args.law);
+    let optima = env.refined(key);
+    let left_out: Vec<String> = env
+        .notes
+        .iter()
+        .filter(|n| n.starts_with(crate::analysis::envelope::column_of(key)))
+        .cloned()
+        .collect();
+    let name = law_name(args.law);
+    let mut reports = Vec::new();
+    for (x_name, x_of) in [
+        ("C", (|c: &TunedConfig| c.flops) as fn(&TunedConfig) -> f64),
+        ("N", |c: &TunedConfig| c.params),
+    ] {
+        let x: Vec<f64> = optima.iter().map(|(c, _)| x_of(c)).collect();
+        let y: Vec<f64> = optima.iter().map(|(_, v)| *v).collect();
+        let mut r = fit_optimum_law(name, x_name, &x, &y, args.bootstrap().as_ref())
+            .map_err(|e| anyhow::anyhow!("{e:#}\n{}", left_out.join("\n")))?;
+        if !left_out.is_empty() {
+            r.notes.push(format!(
+                "{} configuration(s) left out, their optimum at the edge of the grid: {}",
+                left_out.len(),
+                left_out.join("; ")
+            ));
+        }
+        reports.push((Some(x_name.to_string()), r));
+    }
+    let n = optima.len();
+    Ok((
+        Fitted {
+            law: name.into(),
+            source: args.source.display().to_string(),
+            selection: serde_json::to_value(args)?,
+            reports,
+            optima: None,
+            gpt_runs_left_out: None,
+            envelope: Some(env),
+        },
+        n,
+    ))
+}
+
+/// Which value of each tuned key won per configuration, and how many were tried.
+fn print_envelope(env: &Envelope) {
+    println!(
+        "tuned {} over {} configuration(s): the best run of each stands for it",
+        env.keys.join(", "),
+        env.configs.len()
+    );
+    for c in &env.configs {
+        let keys: Vec<String> = c
+            .keys
+            .iter()
+            .map(|k| {
+                let refined = k
+                    .refined
+                    .map(|r| format!(", refined {r:.3e}"))
+                    .unwrap_or_default();
+                let position = match k.position {
+                    Position::Inside => "inside".to_string(),
+                    Position::Smallest => "at the smallest sampled".to_string(),
+                    Position::Largest => "at the largest sampled".to_string(),
+                    Position::Only => "only value".to_string(),
+                };
+                format!(
+                    "{} = {} of {} tried ({position}{refined})",
+                    k.key,
+                    k.best_text,
+                    k.tried.len().max(1)
+                )
+            })
+            .collect();
+        println!("  {:<32} loss {:.4}  {}", c.label, c.loss, keys.join("; "));
+    }
+    for n in &env.notes {
+        println!("NOTE: {n}");
     }
 }
 
 /// The points of the fit, and (Parcae laws and iso-FLOP optima from a database) how many GPT
 /// runs were left out.
-fn load_points(args: &FitArgs) -> Result<(Points, Option<usize>)> {
+fn load_points(args: &FitArgs) -> Result<(Points, Option<usize>, Option<Envelope>)> {
     let sweep = args.sweep.as_deref();
-    let (points, gpt) = if source::is_database(&args.source) {
+    let (points, gpt, env) = if source::is_database(&args.source) {
         let store = Store::open_read_only(&args.source)?;
-        match args.law {
-            LawName::TestTime => (source::test_time_points(&store, sweep)?, None),
+        let (frames, env) = source::load_frames(&store, sweep, &tuned_keys(args, &store)?)?;
+        let (p, gpt) = match args.law {
+            LawName::TestTime => (source::test_time_points(&store, &frames)?, None),
             LawName::Parcae => {
-                let (p, gpt) = source::parcae_points(&store, sweep, args.n.into())?;
+                let (p, gpt) = source::parcae_points(&store, &frames, sweep, args.n.into())?;
                 (p, Some(gpt))
             }
             LawName::ParcaeUnified => {
-                let (p, gpt) = source::parcae_unified_points(&store, sweep, args.n.into())?;
+                let (p, gpt) =
+                    source::parcae_unified_points(&store, &frames, sweep, args.n.into())?;
                 (p, Some(gpt))
             }
             LawName::Isoflop => {
-                let (p, gpt) =
-                    source::isoflop_points(&store, sweep, args.n.into(), args.axis.into())?;
+                let (p, gpt) = source::isoflop_points(
+                    &store,
+                    &frames,
+                    sweep,
+                    args.n.into(),
+                    args.axis.into(),
+                )?;
                 (p, Some(gpt))
             }
-            LawName::Depth => unreachable!("the depth law reads accuracies: depth_fit"),
+            LawName::Depth | LawName::Lr | LawName::Batch => {
+                unreachable!("these laws read their own points")
+            }
             _ => (
-                source::run_points(&store, sweep, args.variant.as_deref(), args.n.into())?,
+                source::run_points(
+                    &store,
+                    &frames,
+                    sweep,
+                    args.variant.as_deref(),
+                    args.n.into(),
+                )?,
                 None,
             ),
-        }
+        };
+        (p, gpt, env)
     } else {
         let p = source::csv_points(&args.source, &args.csv_columns())?;
+        if !args.tune.is_empty() {
+            bail!(
+                "--tune reads each run's configuration from a sweep database; {} is a CSV file",
+                args.source.display()
+            );
+        }
         require_columns(args.law, args.axis, &p)?;
-        (p, None)
+        (p, None, None)
     };
     points.validate()?;
     let points = if args.drop_top_loss > 0 {
@@ -375,7 +536,7 @@ fn load_points(args: &FitArgs) -> Result<(Points, Option<usize>)> {
     } else {
         points
     };
-    Ok((points, gpt))
+    Ok((points, gpt, env))
 }
 
 fn run_fit(args: &FitArgs, points: &Points, gpt_runs_left_out: Option<usize>) -> Result<Fitted> {
@@ -406,7 +567,9 @@ fn run_fit(args: &FitArgs, points: &Points, gpt_runs_left_out: Option<usize>) ->
                 .map(|(curve, r)| (Some(curve), r))
                 .collect()
         }
-        LawName::Depth => unreachable!("the depth law reads accuracies: depth_fit"),
+        LawName::Depth | LawName::Lr | LawName::Batch => {
+            unreachable!("these laws read their own points")
+        }
         LawName::Isoflop => {
             let axis = args.axis.into();
             let budgeting = if points.group.is_some() {
@@ -433,6 +596,7 @@ fn run_fit(args: &FitArgs, points: &Points, gpt_runs_left_out: Option<usize>) ->
         reports,
         optima,
         gpt_runs_left_out,
+        envelope: None,
     })
 }
 
@@ -520,6 +684,7 @@ fn depth_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
         reports,
         optima: None,
         gpt_runs_left_out: None,
+        envelope: None,
     };
     Ok((fitted, points.len()))
 }
@@ -527,12 +692,30 @@ fn depth_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
 /// `loopscale fit`.
 pub fn fit(args: &FitArgs) -> Result<i32> {
     args.check()?;
-    let (fitted, n_points) = if args.law == LawName::Depth {
-        depth_fit(args)?
-    } else {
-        let (points, gpt) = load_points(args)?;
-        let fitted = run_fit(args, &points, gpt)?;
-        (fitted, points.len())
+    if args.law == LawName::Depth && !args.tune.is_empty() {
+        bail!(
+            "--tune chooses runs by their final loss; --law depth fits task accuracies at every depth, so it takes no --tune"
+        );
+    }
+    let (fitted, n_points) = match args.law {
+        LawName::Depth => depth_fit(args)?,
+        LawName::Lr | LawName::Batch => hyper_fit(args)?,
+        _ => {
+            let (points, gpt, env) = load_points(args)?;
+            if let Some(env) = &env
+                && !args.json
+            {
+                print_envelope(env);
+            }
+            let mut fitted = run_fit(args, &points, gpt)?;
+            if let Some(env) = env {
+                for (_, r) in fitted.reports.iter_mut() {
+                    r.notes.extend(env.notes.iter().cloned());
+                }
+                fitted.envelope = Some(env);
+            }
+            (fitted, points.len())
+        }
     };
 
     let target: Option<&Path> = if args.no_save {

@@ -287,6 +287,12 @@ pub struct ReportArgs {
     /// html: index.html; md: index.md (Markdown).
     #[arg(long, value_enum, default_value = "html")]
     pub format: ReportFormat,
+    /// A key tuned per configuration (repeatable, e.g. --tune train.lr): runs that differ only
+    /// in the tuned keys form one configuration, and its best finished run stands for it in
+    /// every law and chart; the report adds a table of the chosen values and the optimal value
+    /// against compute. Default: the sweep file's `[analysis] tune`.
+    #[arg(long, value_name = "KEY")]
+    pub tune: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -106,6 +106,8 @@ pub fn fit_depth(
         bootstrap: summary,
         heldout: None,
         notes,
+        not_identified: Vec::new(),
+        profiles: Vec::new(),
     })
 }
 

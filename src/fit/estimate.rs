@@ -6,11 +6,15 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::identify::ProfileInterval;
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ParamEstimate {
     pub name: String,
     pub value: f64,
-    /// Percentile-interval bounds; `None` when no bootstrap was run.
+    /// Interval bounds: the percentile bootstrap interval, widened to the profile interval
+    /// for profiled parameters (`fit::identify`); `None` when no bootstrap was run, or where
+    /// the interval is open (no limit the data show on that side).
     pub lo: Option<f64>,
     pub hi: Option<f64>,
 }
@@ -59,6 +63,12 @@ pub struct FitReport {
     /// What the fit does not support, in words (a flat test-time curve, a rate at its bound,
     /// an iso-FLOP optimum at the edge of the sampled values, ...); empty when nothing.
     pub notes: Vec<String>,
+    /// Parameters and derived quantities the data do not determine (see `fit::identify`):
+    /// printed as "not identified" instead of a number, and named in `notes`.
+    pub not_identified: Vec<String>,
+    /// Profile intervals of the law's headline parameters (their `lo`, `hi` are the hull of
+    /// the profile and percentile intervals); empty for fits without profiles.
+    pub profiles: Vec<ProfileInterval>,
 }
 
 impl FitReport {
@@ -70,6 +80,28 @@ impl FitReport {
     }
     pub fn value(&self, name: &str) -> Option<f64> {
         self.param(name).map(|p| p.value)
+    }
+    /// Whether the data determine the parameter (or derived quantity) `name`.
+    pub fn identified(&self, name: &str) -> bool {
+        !self.not_identified.iter().any(|n| n == name)
+    }
+    /// `name = value` for a legend or a table, or `name not identified`.
+    pub fn show(&self, name: &str, digits: usize) -> String {
+        match self.value(name) {
+            Some(_) if !self.identified(name) => format!("{name} not identified"),
+            Some(v) => format!("{name} = {}", fmt_digits(v, digits)),
+            None => format!("{name} = ?"),
+        }
+    }
+}
+
+/// A number with `digits` significant-looking decimals, in scientific notation when large or small.
+pub fn fmt_digits(x: f64, digits: usize) -> String {
+    let a = x.abs();
+    if x == 0.0 || (1e-2..1e4).contains(&a) {
+        format!("{x:.digits$}")
+    } else {
+        format!("{x:.digits$e}")
     }
 }
 
@@ -116,13 +148,23 @@ impl fmt::Display for FitReport {
             .chain(self.derived.iter().map(|p| (p, " (derived)")));
         for (p, tag) in rows {
             let name = format!("{}{}", p.name, tag);
+            let profiled = self.profiles.iter().any(|q| q.name == p.name);
+            let end = |x: Option<f64>| match x {
+                None if profiled || self.bootstrap.is_some() => "open".to_string(),
+                x => fmt_opt(x),
+            };
+            let value = if self.identified(&p.name) {
+                fmt_num(p.value)
+            } else {
+                "not identified".to_string()
+            };
             writeln!(
                 f,
                 "  {:<24} {:>14} {:>14} {:>14}",
                 name,
-                fmt_num(p.value),
-                fmt_opt(p.lo),
-                fmt_opt(p.hi)
+                value,
+                end(p.lo),
+                end(p.hi)
             )?;
         }
         if let Some(b) = &self.bootstrap {

@@ -694,6 +694,8 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
         bootstrap: summary,
         heldout: None,
         notes,
+        not_identified: Vec::new(),
+        profiles: Vec::new(),
     };
     Ok(IsoflopReport {
         axis: opts.axis,

@@ -8,6 +8,7 @@
 use anyhow::{Result, bail};
 
 use super::estimate::ParamEstimate;
+use super::identify::{Kind, ProfileSpec};
 use super::points::Points;
 use serde::Serialize;
 
@@ -67,6 +68,17 @@ pub trait Law: Sync {
     /// What the fitted parameters and derived quantities (with their intervals) do not
     /// support, in words: a saturating term without a gain, a rate at its bound, ...
     fn notes(&self, _estimates: &[ParamEstimate]) -> Vec<String> {
+        Vec::new()
+    }
+    /// The headline parameters profiled for their intervals and judged for identifiability
+    /// (see `fit::identify`); none by default.
+    fn profiled(&self) -> Vec<ProfileSpec> {
+        Vec::new()
+    }
+    /// The natural parameters a derived quantity depends on: it is not identified when one of
+    /// them is not. A quantity the data measure directly (a curve's gain over its sampled
+    /// range) depends on none.
+    fn depends(&self, _derived: &str) -> Vec<&'static str> {
         Vec::new()
     }
 }
@@ -170,6 +182,13 @@ impl Law for ComputeLaw {
             &[0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0],
         ])
     }
+    fn profiled(&self) -> Vec<ProfileSpec> {
+        vec![
+            ProfileSpec::new("E", 0, Kind::Floor),
+            ProfileSpec::new("A", 1, Kind::Scale),
+            ProfileSpec::new("alpha", 2, Kind::Exponent),
+        ]
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -244,6 +263,21 @@ impl Law for ChinchillaLaw {
         let ab = [0.0, 5.0, 10.0, 15.0, 20.0, 25.0];
         let exps = [0.0, 0.5, 1.0, 1.5, 2.0];
         grid(&[&e, &ab, &ab, &exps, &exps])
+    }
+    fn profiled(&self) -> Vec<ProfileSpec> {
+        vec![
+            ProfileSpec::new("E", 0, Kind::Floor),
+            ProfileSpec::new("A", 1, Kind::Scale),
+            ProfileSpec::new("B", 2, Kind::Scale),
+            ProfileSpec::new("alpha", 3, Kind::Exponent),
+            ProfileSpec::new("beta", 4, Kind::Exponent),
+        ]
+    }
+    fn depends(&self, derived: &str) -> Vec<&'static str> {
+        match derived {
+            "a_opt" | "b_opt" => vec!["alpha", "beta"],
+            _ => vec!["A", "B", "alpha", "beta"],
+        }
     }
 }
 
@@ -521,6 +555,13 @@ impl Law for TestTimeLaw {
             .into_iter()
             .collect()
     }
+    fn profiled(&self) -> Vec<ProfileSpec> {
+        vec![
+            ProfileSpec::new("L_inf", 0, Kind::Floor),
+            ProfileSpec::new("A", 1, Kind::Scale),
+            ProfileSpec::new("k", 2, Kind::Rate(self.rate)),
+        ]
+    }
 }
 
 /// Test-time curves pooled with one shared rate k and per-curve (L∞_c, A_c);
@@ -656,6 +697,9 @@ impl Law for TestTimePooledLaw {
         notes.extend(rate_note("every curve", ("k", k.value), &self.rate, "T"));
         notes
     }
+    fn profiled(&self) -> Vec<ProfileSpec> {
+        vec![ProfileSpec::new("k", 0, Kind::Rate(self.rate))]
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -776,6 +820,23 @@ impl Law for ParcaeLaw {
     fn notes(&self, params: &[ParamEstimate]) -> Vec<String> {
         exponent_notes(params)
     }
+    fn profiled(&self) -> Vec<ProfileSpec> {
+        parcae_profiled()
+    }
+    fn depends(&self, _derived: &str) -> Vec<&'static str> {
+        vec!["x", "y"]
+    }
+}
+
+/// The training law's parameters, profiled: E, X, x, Y, y (θ indices 0 to 4).
+fn parcae_profiled() -> Vec<ProfileSpec> {
+    vec![
+        ProfileSpec::new("E", 0, Kind::Floor),
+        ProfileSpec::new("X", 1, Kind::Scale),
+        ProfileSpec::new("x", 2, Kind::Exponent),
+        ProfileSpec::new("Y", 3, Kind::Scale),
+        ProfileSpec::new("y", 4, Kind::Exponent),
+    ]
 }
 
 /// Parcae's unified law over test-time loops T of runs trained at mean recurrence μ:
@@ -922,6 +983,18 @@ impl Law for ParcaeUnifiedLaw {
             ));
         }
         notes
+    }
+    fn profiled(&self) -> Vec<ProfileSpec> {
+        let mut p = parcae_profiled();
+        p.push(ProfileSpec::new("Z", 5, Kind::Scale));
+        p.push(ProfileSpec::new("z", 6, Kind::Rate(self.rate)));
+        p
+    }
+    fn depends(&self, derived: &str) -> Vec<&'static str> {
+        match derived {
+            "test_time_gain" => Vec::new(),
+            _ => vec!["x", "y"],
+        }
     }
 }
 

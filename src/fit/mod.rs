@@ -9,7 +9,7 @@
 //! largest-compute points (or the largest FLOP budget) from a fit on the rest. Each law is
 //! constrained to its meaning (a saturating exponential's rate to what the samples can show)
 //! and says in notes what its estimates do not support. The iso-FLOP procedure (approach 2)
-//! is in [`isoflop`].
+//! is in [`isoflop`]; the tuned optimum of a hyperparameter against compute in [`hyper`].
 //!
 //! This module is pure mathematics over [`points::Points`]: it reads no database or file
 //! (the analysis module turns a store or a CSV file into points) and records nothing (the
@@ -17,13 +17,16 @@
 //!
 //! Modules, in the order the data flows: [`points`] the observations; [`laws`] defines each
 //! law; [`huber`] the objective; [`solve`] the minimisers; [`bootstrap`] resampling and
-//! intervals; [`parametric`] the whole procedure; [`isoflop`] approach 2; [`estimate`] the
+//! intervals; [`identify`] profile intervals and what the data cannot pin down ("not
+//! identified"); [`parametric`] the whole procedure; [`isoflop`] approach 2; [`estimate`] the
 //! serialisable result.
 
 pub mod bootstrap;
 pub mod depth;
 pub mod estimate;
 pub mod huber;
+pub mod hyper;
+pub mod identify;
 pub mod isoflop;
 pub mod laws;
 pub mod parametric;
@@ -39,8 +42,8 @@ pub use laws::{
     TestTimePooledLaw,
 };
 pub use parametric::{
-    FitOptions, HeldOutSpec, fit_chinchilla, fit_compute, fit_law, fit_parcae, fit_parcae_unified,
-    fit_test_time, fit_test_time_pooled,
+    FitOptions, HeldOutSpec, Resampling, fit_chinchilla, fit_compute, fit_law, fit_parcae,
+    fit_parcae_unified, fit_test_time, fit_test_time_pooled,
 };
 pub use points::{Points, compute_frontier};
 pub use solve::{Method, SolverOptions};

@@ -8,6 +8,7 @@
 //! resample whose optimum moved to a neighbouring basin (B, β on all 245 Chinchilla points).
 
 use anyhow::{Result, bail};
+use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -15,6 +16,7 @@ use serde::Serialize;
 use super::bootstrap::{BootstrapOptions, percentile_interval, resample_weights, rng_for};
 use super::estimate::{BootstrapSummary, FitReport, HeldOut, ParamEstimate};
 use super::huber::{DEFAULT_HUBER_DELTA, Objective};
+use super::identify::{self, End, ProfileInterval};
 use super::laws::{
     ChinchillaLaw, ComputeLaw, Design, Law, ParcaeLaw, ParcaeUnifiedLaw, TestTimeLaw,
     TestTimePooledLaw,
@@ -64,6 +66,24 @@ fn heldout_count(spec: HeldOutSpec, key: &[f64], key_name: &str) -> (usize, Stri
     }
 }
 
+/// What a bootstrap resample draws.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resampling {
+    /// Points with replacement: right when each point is its own run (compute, Chinchilla,
+    /// Parcae's training law).
+    #[default]
+    Points,
+    /// Residuals: every point is kept, its log loss the fitted value plus a residual drawn with
+    /// replacement (rescaled by √(n/(n−p))). Keeps a curve's shape where a few points carry the
+    /// information: a test-time curve resampled by points loses its T = 1 in a third of the
+    /// resamples, and its gain becomes an extrapolation.
+    Residuals,
+    /// Whole groups (runs) with replacement, `groups[i]` the group of point i: each resampled
+    /// run keeps its whole curve (pooled test-time curves, the unified law).
+    Groups(Vec<usize>),
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FitOptions {
     pub huber_delta: f64,
@@ -72,6 +92,10 @@ pub struct FitOptions {
     pub solver: SolverOptions,
     pub bootstrap: Option<BootstrapOptions>,
     pub heldout: Option<HeldOutSpec>,
+    /// How bootstrap resamples are drawn (each law's fit function sets its own).
+    pub resampling: Resampling,
+    /// Profile the law's headline parameters for their intervals and identifiability.
+    pub profile: bool,
 }
 
 impl Default for FitOptions {
@@ -82,8 +106,24 @@ impl Default for FitOptions {
             solver: SolverOptions::default(),
             bootstrap: Some(BootstrapOptions::default()),
             heldout: None,
+            resampling: Resampling::Points,
+            profile: true,
         }
     }
+}
+
+/// Group index of each of `ids`, in first-seen order (for [`Resampling::Groups`]).
+pub fn group_indices(ids: &[String]) -> Vec<usize> {
+    let mut seen: Vec<&String> = Vec::new();
+    ids.iter()
+        .map(|id| match seen.iter().position(|s| *s == id) {
+            Some(i) => i,
+            None => {
+                seen.push(id);
+                seen.len() - 1
+            }
+        })
+        .collect()
 }
 
 fn solver_label(s: &SolverOptions) -> String {
@@ -141,7 +181,7 @@ fn estimates(
 }
 
 /// Bootstrap draws of (natural parameters ++ derived quantities), one row per successful
-/// resample, and the number of failed resamples.
+/// resample, and the number of failed resamples. Resamples follow `opts.resampling`.
 pub fn bootstrap_draws<L: Law>(
     law: &L,
     design: &Design,
@@ -149,11 +189,43 @@ pub fn bootstrap_draws<L: Law>(
     opts: &FitOptions,
     b: &BootstrapOptions,
 ) -> (Vec<Vec<f64>>, usize) {
+    let n = design.len();
+    // Fitted log losses and residuals at the optimum, for residual resampling.
+    let mut g = vec![0.0; best.len()];
+    let fitted: Vec<f64> = (0..n)
+        .map(|i| law.log_predict(best, design.row(i), &mut g))
+        .collect();
+    let inflate = if n > best.len() {
+        (n as f64 / (n - best.len()) as f64).sqrt()
+    } else {
+        1.0
+    };
+    let residuals: Vec<f64> = (0..n)
+        .map(|i| (design.log_loss[i] - fitted[i]) * inflate)
+        .collect();
+    let n_groups = match &opts.resampling {
+        Resampling::Groups(gr) => gr.iter().copied().max().map_or(0, |m| m + 1),
+        _ => 0,
+    };
     let rows: Vec<Option<Vec<f64>>> = (0..b.resamples)
         .into_par_iter()
         .map(|i| {
             let mut rng = rng_for(b.seed, i as u64);
-            let w = resample_weights(design.len(), &mut rng);
+            let (w, resampled) = match &opts.resampling {
+                Resampling::Points => (resample_weights(n, &mut rng), None),
+                Resampling::Residuals => {
+                    let mut d = design.clone();
+                    for (k, l) in d.log_loss.iter_mut().enumerate() {
+                        *l = fitted[k] + residuals[rng.random_range(0..n)];
+                    }
+                    (vec![1.0; n], Some(d))
+                }
+                Resampling::Groups(gr) => {
+                    let gw = resample_weights(n_groups, &mut rng);
+                    (gr.iter().map(|&k| gw[k]).collect(), None)
+                }
+            };
+            let design = resampled.as_ref().unwrap_or(design);
             let mut starts = vec![best.to_vec()];
             for _ in 0..b.perturbed_starts {
                 starts.push(
@@ -282,9 +354,19 @@ pub fn fit_law<L: Law>(
         }
         None => None,
     };
-    let params = estimates(natural, &draws, 0, level);
-    let derived = estimates(law.derived(&theta), &draws, n_nat, level);
+    let mut params = estimates(natural, &draws, 0, level);
+    let mut derived = estimates(law.derived(&theta), &draws, n_nat, level);
+    let (profiles, not_identified, identify_note) = identifiability(
+        law,
+        design,
+        opts,
+        (&theta, ms.best.objective),
+        (&mut params, &mut derived),
+        &draws,
+        level,
+    );
     let mut notes = law.notes(&[params.clone(), derived.clone()].concat());
+    notes.extend(identify_note);
     notes.extend(heldout_note);
     Ok(FitReport {
         law: law.name(),
@@ -302,7 +384,100 @@ pub fn fit_law<L: Law>(
         bootstrap: summary,
         heldout,
         notes,
+        not_identified,
+        profiles,
     })
+}
+
+/// Profiles the law's headline parameters, widens their intervals to the profile intervals,
+/// and judges what the data do not determine (see `fit::identify`): the profiles, the names not
+/// identified, and the note saying so.
+fn identifiability<L: Law>(
+    law: &L,
+    design: &Design,
+    opts: &FitOptions,
+    optimum: (&[f64], f64),
+    (params, derived): (&mut [ParamEstimate], &mut [ParamEstimate]),
+    draws: &[Vec<f64>],
+    level: Option<f64>,
+) -> (Vec<ProfileInterval>, Vec<String>, Option<String>) {
+    let specs = law.profiled();
+    if specs.is_empty() || !opts.profile {
+        return (Vec::new(), Vec::new(), None);
+    }
+    let floor = design
+        .log_loss
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .exp();
+    let threshold = identify::threshold(
+        optimum.1,
+        design.len(),
+        law.n_params(),
+        level.unwrap_or(0.95),
+    );
+    let profiles = identify::profiles(
+        law,
+        design,
+        opts.huber_delta,
+        &opts.solver,
+        optimum,
+        &specs,
+        threshold,
+    );
+    let mut not_identified = Vec::new();
+    let mut reasons = Vec::new();
+    for (spec, prof) in specs.iter().zip(&profiles) {
+        let Some(j) = params.iter().position(|p| p.name == spec.name) else {
+            continue;
+        };
+        let share = (!draws.is_empty()).then(|| {
+            draws.iter().filter(|d| spec.at_bound(d[j], floor)).count() as f64 / draws.len() as f64
+        });
+        let p = &mut params[j];
+        // The hull of the percentile and profile intervals; open where the profile is.
+        let widen = |pct: Option<f64>, end: End, lower: bool| match (pct, end.value()) {
+            (_, None) => None,
+            (None, Some(v)) => Some(v),
+            (Some(a), Some(v)) => Some(if lower { a.min(v) } else { a.max(v) }),
+        };
+        p.lo = widen(p.lo, prof.lo, true);
+        p.hi = widen(p.hi, prof.hi, false);
+        // An end at the bound is the bound (E = 0, not E = 3e-77).
+        if let Some(lo) = p.lo
+            && matches!(spec.kind, identify::Kind::Floor | identify::Kind::Exponent)
+            && spec.at_bound(lo, floor)
+        {
+            p.lo = Some(0.0);
+        }
+        if let Some(why) = identify::verdict(spec, p.value, floor, share, Some(prof), (p.lo, p.hi))
+        {
+            not_identified.push(spec.name.clone());
+            reasons.push(format!("{} ({why})", spec.name));
+        }
+    }
+    let mut dependent = Vec::new();
+    for d in derived.iter() {
+        let on: Vec<&str> = law
+            .depends(&d.name)
+            .into_iter()
+            .filter(|n| not_identified.iter().any(|m| m == n))
+            .collect();
+        if !on.is_empty() {
+            reasons.push(format!("{} (it depends on {})", d.name, on.join(", ")));
+            dependent.push(d.name.clone());
+        }
+    }
+    not_identified.extend(dependent);
+    let note = (!reasons.is_empty()).then(|| {
+        format!(
+            "not identified: {}; the data do not determine these, so read their intervals as the range the data \
+             allow, not a measurement",
+            reasons.join("; ")
+        )
+    });
+    (profiles, not_identified, note)
 }
 
 /// L(C) = E + A·C^(−α) on all points, or on the compute frontier when `frontier_only`.
@@ -358,11 +533,15 @@ pub fn fit_test_time(points: &Points, opts: &FitOptions) -> Result<Vec<(String, 
         .map(|(id, idx)| {
             let pts = points.subset(&idx);
             let law = TestTimeLaw::new(&pts).map_err(|e| anyhow::anyhow!("curve {id}: {e}"))?;
+            let opts = FitOptions {
+                resampling: Resampling::Residuals,
+                ..opts.clone()
+            };
             let mut r = fit_law(
                 &law,
                 &law.design(&pts)?,
                 (pts.test_loops.as_ref().unwrap(), "T"),
-                opts,
+                &opts,
             )?;
             r.law = format!("test-time[{id}]");
             Ok((id, r))
@@ -441,7 +620,11 @@ pub fn fit_test_time_pooled(points: &Points, opts: &FitOptions) -> Result<FitRep
         }
     }
     let design = law.design(points)?;
-    let mut r = fit_law(&law, &design, (&t, "T"), opts)?;
+    let opts = FitOptions {
+        resampling: Resampling::Groups(group_indices(points.curve_ids()?)),
+        ..opts.clone()
+    };
+    let mut r = fit_law(&law, &design, (&t, "T"), &opts)?;
     if !left_out.is_empty() {
         r.notes.push(format!(
             "{} curve(s) with fewer than three evaluations or two distinct T left out: {}",
@@ -494,7 +677,15 @@ pub fn fit_parcae_unified(points: &Points, opts: &FitOptions) -> Result<FitRepor
     points.validate()?;
     let law = ParcaeUnifiedLaw::new(points)?;
     let design = law.design(points)?;
-    let mut r = fit_law(&law, &design, (&points.compute()?, "C"), opts)?;
+    // Whole runs: a run's test-time curve is resampled together, never point by point.
+    let opts = match &points.curve {
+        Some(ids) => FitOptions {
+            resampling: Resampling::Groups(group_indices(ids)),
+            ..opts.clone()
+        },
+        None => opts.clone(),
+    };
+    let mut r = fit_law(&law, &design, (&points.compute()?, "C"), &opts)?;
     r.notes.extend(grid_notes(points)?);
     Ok(r)
 }

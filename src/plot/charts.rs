@@ -151,13 +151,28 @@ pub fn compute_law(frames: &Frames, fits: &ReportFits) -> Built {
         Kind::Band(fit.band.clone()),
         vec![],
     )];
-    series.push(Series::new(
-        Some(format!(
+    // Parameters the data do not determine are named as such, never quoted as findings.
+    let r = &fit.report;
+    let legend = if r.not_identified.is_empty() {
+        format!(
             "L = {:.3} + {}·C^-{:.3}{interval}",
             v("E"),
             super::figure::tick(v("A")),
             v("alpha")
-        )),
+        )
+    } else {
+        let shown: Vec<String> = ["E", "A", "alpha"]
+            .iter()
+            .map(|n| match r.identified(n) {
+                true if *n == "alpha" => format!("α = {:.3}{interval}", v(n)),
+                true => format!("{n} = {}", super::figure::tick(v(n))),
+                false => format!("{} not identified", if *n == "alpha" { "α" } else { n }),
+            })
+            .collect();
+        format!("L = E + A·C^-α: {}", shown.join(", "))
+    };
+    series.push(Series::new(
+        Some(legend),
         INK,
         Kind::Dashed,
         fit.band
@@ -390,6 +405,11 @@ pub fn test_time(frames: &Frames, fits: &ReportFits) -> Built {
             Some(v) if v.starts_with("no saturating gain") => {
                 format!("  fit: {v} (level ≈ {l_inf:.3})")
             }
+            Some(v) if v.starts_with("not identified") => format!(
+                "  fit: {} not identified, gain {:.3}",
+                fit.report.not_identified.join(", "),
+                fit.report.value("gain").unwrap_or(f64::NAN)
+            ),
             Some(v) => format!("  fit: {v}"),
             None => format!("  fit: L∞ = {l_inf:.3}, k = {}", super::figure::tick(k)),
         };
@@ -641,21 +661,23 @@ fn parcae_panels(name: &str, fit: &ParcaeFit, unified: bool) -> Vec<Panel> {
     let r = &fit.report;
     let v = |n: &str| r.value(n).unwrap_or(f64::NAN);
     let (lo, hi) = extent(fit.runs.iter().flat_map(|p| [p.measured, p.predicted]));
-    let mut law = format!(
-        "E = {:.3}, X = {}, x = {:.3}, Y = {}, y = {:.3}",
-        v("E"),
-        super::figure::tick(v("X")),
-        v("x"),
-        super::figure::tick(v("Y")),
-        v("y")
-    );
-    if unified {
-        law.push_str(&format!(
-            ", Z = {}, z = {:.3}",
-            super::figure::tick(v("Z")),
-            v("z")
-        ));
-    }
+    let names: &[&str] = if unified {
+        &["E", "X", "x", "Y", "y", "Z", "z"]
+    } else {
+        &["E", "X", "x", "Y", "y"]
+    };
+    // Parameters the data do not determine are named as such, never quoted as findings.
+    let mut law = names
+        .iter()
+        .map(|&n| match r.identified(n) {
+            false => format!("{n} not identified"),
+            true if n.chars().all(|c| c.is_lowercase()) || n == "E" => {
+                format!("{n} = {:.3}", v(n))
+            }
+            true => format!("{n} = {}", super::figure::tick(v(n))),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     if let Some(h) = &r.heldout {
         law.push_str(&format!(
             "; largest budget held out: {:.2}% mean error",
@@ -786,4 +808,98 @@ pub fn variant_parity(frames: &Frames) -> Built {
         series,
         zero_line: false,
     })))
+}
+
+/// The tuned optimum of each hyperparameter against compute: each configuration's refined
+/// optimum, the configurations whose best value is at an edge of their grid (bounds, drawn as
+/// stars and not fitted), and η*(C) = a·C^b with its interval.
+pub fn hyper_optima(fits: &ReportFits) -> Built {
+    if fits.envelope.is_none() {
+        return Ok(Err(
+            "No hyperparameter was tuned (give `--tune train.lr` or `[analysis] tune = [\"train.lr\"]` \
+             with train.lr on a grid), so there is no optimal value to set against compute."
+                .into(),
+        ));
+    }
+    if fits.hyper.is_empty() {
+        return Ok(Err(
+            "The tuned keys take no positive numeric values on a grid, so there is no optimum to locate."
+                .into(),
+        ));
+    }
+    let mut panels = Vec::new();
+    for h in &fits.hyper {
+        let name = crate::analysis::envelope::column_of(&h.key);
+        let mut series = Vec::new();
+        let xs = h
+            .inside
+            .iter()
+            .map(|p| p.0)
+            .chain(h.edges.iter().map(|p| p.0));
+        let (lo, hi) = extent(xs);
+        match &h.law {
+            Ok(r) => {
+                let (a, b) = (
+                    r.value("a").unwrap_or(f64::NAN),
+                    r.value("b").unwrap_or(f64::NAN),
+                );
+                let interval = r
+                    .param("b")
+                    .and_then(|p| {
+                        Some(format!(
+                            " [{}, {}]",
+                            super::figure::tick(p.lo?),
+                            super::figure::tick(p.hi?)
+                        ))
+                    })
+                    .unwrap_or_default();
+                let legend = if r.identified("b") && r.identified("a") {
+                    format!("{name}* = {}·C^{b:.3}{interval}", super::figure::tick(a))
+                } else if r.identified("b") {
+                    format!("{name}* ∝ C^{b:.3}{interval} (a not identified)")
+                } else {
+                    format!("{name}* = a·C^b: b not identified (two configurations)")
+                };
+                series.push(Series::new(
+                    Some(legend),
+                    0,
+                    Kind::Dashed,
+                    (0..=20)
+                        .map(|k| (lo.ln() + (hi.ln() - lo.ln()) * k as f64 / 20.0).exp())
+                        .map(|x| (x, a * x.powf(b)))
+                        .collect(),
+                ));
+            }
+            Err(why) => series.push(Series::new(
+                Some(format!("no law: {}", why.split(':').next().unwrap_or(why))),
+                INK,
+                Kind::Markers,
+                vec![],
+            )),
+        }
+        series.push(Series::new(
+            Some("refined optimum (parabola in log value)".into()),
+            1,
+            Kind::Markers,
+            h.inside.iter().map(|p| (p.0, p.1)).collect(),
+        ));
+        if !h.edges.is_empty() {
+            series.push(Series::new(
+                Some("best at an edge of its grid (a bound; not fitted)".into()),
+                3,
+                Kind::Star,
+                h.edges.iter().map(|p| (p.0, p.1)).collect(),
+            ));
+        }
+        panels.push(Panel {
+            title: format!("Optimal {name} vs compute, one point per configuration"),
+            x_label: "training FLOPs".into(),
+            y_label: format!("optimal {name}"),
+            log_x: true,
+            log_y: true,
+            series,
+            zero_line: false,
+        });
+    }
+    Ok(Ok(row(panels)))
 }

@@ -165,6 +165,11 @@ pub fn render_all(frames: &Frames, fits: &ReportFits, dir: &Path) -> Result<Vec<
             task_charts::icl_errors(frames),
         ),
         (
+            "optimal_lr",
+            "Optimal learning rate vs compute",
+            charts::hyper_optima(fits),
+        ),
+        (
             "residuals",
             "Residuals of the fits",
             charts::residuals(frames, fits),

@@ -62,6 +62,10 @@ pub fn render(r: &Report) -> String {
         s.push_str("## Final loss by configuration\n\n");
         s.push_str(&table(p));
     }
+    if let Some(t) = &r.tuning {
+        s.push_str("## Tuned hyperparameters\n\n");
+        s.push_str(&table(t));
+    }
     s.push_str("## Fitted parameters\n\n");
     if r.fits.rows.is_empty() {
         s.push_str("No law could be fitted to this database (see the sentences above).\n");

@@ -3,7 +3,9 @@
 //! from disk: relative image paths, inline CSS, no scripts, no external assets) or `index.md`.
 //!
 //! The report only reads: the database is opened read-only and the fits are computed afresh
-//! (not recorded), so a report never changes a sweep's results.
+//! (not recorded), so a report never changes a sweep's results. With tuned keys (`--tune`, or
+//! the sweep file's `[analysis] tune`) every chart and law sees the best run of each
+//! configuration, and a table says which value won.
 
 pub mod html;
 pub mod markdown;
@@ -14,9 +16,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::analysis::Frames;
 use crate::analysis::fits::ReportFits;
 use crate::analysis::is_database;
+use crate::analysis::source::{load_frames, stored_tune};
 use crate::plot::{Chart, render_all};
 use crate::store::Store;
 use crate::sweep::Sweep;
@@ -37,6 +39,8 @@ pub struct Report {
     pub charts: Vec<Chart>,
     pub runs: TextTable,
     pub pivot: Option<TextTable>,
+    /// With tuned keys: which value won per configuration, and how many were tried.
+    pub tuning: Option<TextTable>,
     pub fits: TextTable,
 }
 
@@ -47,11 +51,14 @@ pub struct Source {
     pub sweep: Option<String>,
     /// The name in the default output path `<db dir>/<name>/report`.
     pub name: String,
+    /// Keys tuned per configuration (`--tune`, else the sweep file's `[analysis] tune`; for a
+    /// database, as its stored sweep files say).
+    pub tune: Vec<String>,
 }
 
 /// Resolves SOURCE: a sweep file (its database, its sweep only) or a database (every sweep in
-/// it).
-pub fn resolve(source: &Path) -> Result<Source> {
+/// it), with the keys tuned per configuration (`tune`, or what the sweep file says).
+pub fn resolve(source: &Path, tune: &[String]) -> Result<Source> {
     if !source.exists() {
         bail!(
             "{}: no such file (give a sweep file or its database)",
@@ -63,10 +70,16 @@ pub fn resolve(source: &Path) -> Result<Source> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "sweep".into());
+        let tune = if tune.is_empty() {
+            stored_tune(&Store::open_read_only(source)?, None)?
+        } else {
+            tune.to_vec()
+        };
         return Ok(Source {
             db: source.to_path_buf(),
             sweep: None,
             name,
+            tune,
         });
     }
     let sweep = Sweep::load(source)?;
@@ -81,6 +94,11 @@ pub fn resolve(source: &Path) -> Result<Source> {
     Ok(Source {
         db: sweep.db.clone(),
         sweep: Some(sweep.name.clone()),
+        tune: if tune.is_empty() {
+            sweep.analysis.tune.clone()
+        } else {
+            tune.to_vec()
+        },
         name: sweep.name,
     })
 }
@@ -98,7 +116,7 @@ pub fn default_out(source: &Source) -> PathBuf {
 /// Reads the database, fits, draws every chart into `out` and builds the tables.
 pub fn build(source: &Source, out: &Path) -> Result<Report> {
     let store = Store::open_read_only(&source.db)?;
-    let frames = Frames::load(&store, source.sweep.as_deref())
+    let (frames, envelope) = load_frames(&store, source.sweep.as_deref(), &source.tune)
         .with_context(|| format!("reading {}", source.db.display()))?;
     if frames.runs.height() == 0 {
         bail!(
@@ -107,7 +125,7 @@ pub fn build(source: &Source, out: &Path) -> Result<Report> {
         );
     }
     let t = Instant::now();
-    let fits = ReportFits::compute(&frames);
+    let fits = ReportFits::compute_tuned(&frames, envelope.as_ref());
     eprintln!(
         "report: fitted the laws in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -126,12 +144,22 @@ pub fn build(source: &Source, out: &Path) -> Result<Report> {
             .count(),
         t.elapsed().as_secs_f64()
     );
+    let mut runs = tables::runs_table(&frames)?;
+    if let Some(env) = &envelope {
+        runs.caption = format!(
+            "The {} runs chosen by tuning {}: the best finished run of each configuration, in increasing \
+             training FLOPs (every run: `SELECT * FROM final_runs`).",
+            frames.runs.height(),
+            env.keys.join(", ")
+        );
+    }
     Ok(Report {
         title: format!("loopscale report: {}", source.name),
         source: source.db.clone(),
         charts,
-        runs: tables::runs_table(&frames)?,
+        runs,
         pivot: tables::pivot_table(&frames)?,
+        tuning: envelope.as_ref().map(tables::tuning_table),
         fits: tables::fits_table(&fits),
     })
 }

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+use crate::analysis::envelope::{Envelope, Position, column_of};
 use crate::analysis::fits::ReportFits;
 use crate::analysis::pivot::{loss_by, variants_crossed};
 use crate::analysis::{Frames, opt_f64s, strs};
@@ -174,16 +175,74 @@ fn param_rows(law: &str, report: &FitReport, rows: &mut Vec<Vec<String>>) {
         } else {
             String::new()
         };
+        let value = if report.identified(&p.name) {
+            num(p.value)
+        } else {
+            format!("not identified ({})", num(p.value))
+        };
         rows.push(vec![
             law.to_string(),
             format!("{}{kind}", p.name),
-            num(p.value),
+            value,
             p.lo.map(num).unwrap_or_default(),
             p.hi.map(num).unwrap_or_default(),
             level.clone(),
             report.n_points.to_string(),
             note,
         ]);
+    }
+}
+
+/// Per configuration of a tuned sweep and tuned key: the value that won, how many were tried,
+/// where the winner lies in its grid and the refined optimum; the edge notes in the caption.
+pub fn tuning_table(env: &Envelope) -> TextTable {
+    let mut rows = Vec::new();
+    for c in &env.configs {
+        for k in &c.keys {
+            let (lo, hi) = (
+                k.tried.first().map(|t| num(t.0)).unwrap_or_default(),
+                k.tried.last().map(|t| num(t.0)).unwrap_or_default(),
+            );
+            rows.push(vec![
+                c.label.clone(),
+                k.key.clone(),
+                k.best_text.clone(),
+                k.tried.len().max(1).to_string(),
+                format!("{lo} – {hi}"),
+                match k.position {
+                    Position::Inside => "inside",
+                    Position::Smallest => "smallest sampled: the optimum may lie below",
+                    Position::Largest => "largest sampled: the optimum may lie above",
+                    Position::Only => "only value",
+                }
+                .to_string(),
+                k.refined.map(num).unwrap_or_default(),
+                format!("{:.4}", c.loss),
+                c.runs.to_string(),
+            ]);
+        }
+    }
+    TextTable {
+        caption: format!(
+            "Tuned {}: runs that differ only in these keys form one configuration, and its best finished run \
+             (lowest final validation loss) stands for it in every law and chart. The refined optimum is the \
+             vertex of a parabola in log(value) through the best value and its neighbours.",
+            env.keys.join(", ")
+        ),
+        header: [
+            "configuration",
+            "key",
+            "best",
+            "tried",
+            "grid",
+            "where",
+            "refined optimum",
+            "loss",
+            "runs",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
     }
 }
 
@@ -216,6 +275,15 @@ pub fn fits_table(fits: &ReportFits) -> TextTable {
             );
         }
     }
+    for h in &fits.hyper {
+        if let Ok(r) = &h.law {
+            param_rows(
+                &format!("optimal {}: {}* = a·C^b", h.key, column_of(&h.key)),
+                r,
+                &mut rows,
+            );
+        }
+    }
     if let Ok(f) = &fits.parcae {
         param_rows("Parcae: L = E + X·N(μ)^-x + Y·D^-y", &f.report, &mut rows);
     }
@@ -228,8 +296,11 @@ pub fn fits_table(fits: &ReportFits) -> TextTable {
     }
     TextTable {
         caption: format!(
-            "Fitted parameters with percentile-bootstrap intervals ({} resamples; `loopscale fit` for more). \
-             A note says what a fit does not support: a test-time curve without a saturating gain, an \
+            "Fitted parameters with percentile-bootstrap intervals ({} resamples; `loopscale fit` for more), \
+             widened to profile intervals for each law's headline parameters; an empty end is open (no limit \
+             the data show). \"not identified\" marks a parameter the data do not determine (at its bound, at \
+             its bound in many resamples, or with a profile flat to the end of its range): its number is not a \
+             finding. A note says what a fit does not support: a test-time curve without a saturating gain, an \
              optimum at the edge of the sampled values.",
             crate::analysis::fits::REPORT_RESAMPLES
         ),

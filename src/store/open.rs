@@ -29,11 +29,13 @@ const MIGRATIONS: &[&str] = &[
 const VIEWS: &str = include_str!("views.sql");
 
 /// Every view of `views.sql`.
-const VIEW_NAMES: [&str; 5] = [
+const VIEW_NAMES: [&str; 7] = [
     "final_runs",
     "compute_frontier",
     "test_time_curves",
     "budget_curves",
+    "latest_fits",
+    "lr_envelope",
     "lineage",
 ];
 
@@ -248,6 +250,12 @@ pub(super) fn open_read_write(path: &Path) -> Result<Connection, StoreError> {
         let tx = conn
             .transaction()
             .map_err(|e| StoreError::sqlite(path, e))?;
+        // Views are not migrated: every open recreates them (`ensure_views`). Dropping them
+        // first lets a migration rebuild a table a view reads.
+        for view in VIEW_NAMES {
+            tx.execute_batch(&format!("DROP VIEW IF EXISTS {view};"))
+                .map_err(|e| StoreError::sqlite(path, e))?;
+        }
         for migration in &MIGRATIONS[version as usize..] {
             tx.execute_batch(migration)
                 .map_err(|e| StoreError::sqlite(path, e))?;

@@ -37,6 +37,9 @@ pub enum Table {
     TaskAccuracy,
     /// In-context regression errors of finished runs (`icl_errors`, schema version 6).
     IclErrors,
+    /// The sweep files run into the database (`sweeps`: `name`, `spec_toml`), for what they
+    /// say about their analysis (`[analysis] tune`).
+    SweepFiles,
 }
 
 impl Table {
@@ -86,6 +89,9 @@ impl Table {
             Table::RunConfigs => {
                 "SELECT r.run_key, r.config_json FROM runs r JOIN final_runs f USING (run_key)
                  WHERE ?1 IS NULL OR f.sweep = ?1 ORDER BY r.run_key"
+            }
+            Table::SweepFiles => {
+                "SELECT name, spec_toml FROM sweeps WHERE ?1 IS NULL OR name = ?1 ORDER BY name"
             }
             Table::Lineage => {
                 "SELECT run_key, role, parent_run_key, parent_step, status, tokens, final_val_loss

@@ -44,6 +44,41 @@ FROM evals e JOIN runs r USING (run_key)
 WHERE r.status = 'done' AND e.test_loops IS NOT NULL
   AND e.step = (SELECT max(step) FROM evals x WHERE x.run_key = e.run_key AND x.test_loops IS NOT NULL);
 
+-- The latest fit of each law, source, selection of points and curve. `fits` keeps every fit
+-- ever recorded (each `loopscale fit` adds its rows: the history); this view holds the newest
+-- of each kind, what the data say now. A fit's kind is its law, its source, its curve and the
+-- options that choose its points (sweep, variant, parameter count, frontier, axis, tuned keys,
+-- dropped points), not the bootstrap's resamples or seed.
+CREATE VIEW IF NOT EXISTS latest_fits AS
+SELECT f.* FROM fits f
+WHERE f.fit_id IN (
+  SELECT max(g.fit_id) FROM fits g
+  GROUP BY g.law, g.source, IFNULL(g.curve, ''),
+    CASE WHEN json_valid(g.selection) THEN
+      json_array(json_extract(g.selection, '$.sweep'), json_extract(g.selection, '$.variant'),
+                 json_extract(g.selection, '$.n'), json_extract(g.selection, '$.frontier'),
+                 json_extract(g.selection, '$.axis'), json_extract(g.selection, '$.tune'),
+                 json_extract(g.selection, '$.drop_top_loss'))
+    ELSE g.selection END
+);
+
+-- The learning-rate envelope: finished runs that differ only in train.lr form one
+-- configuration (the rest of their resolved configuration, seed included, is equal), and the
+-- run with the lowest final validation loss stands for it, as `fit --tune train.lr` chooses.
+-- lr_tried counts the learning rates the configuration tried; lr_min and lr_max are its grid's
+-- ends (a best lr at an end: the optimum may lie beyond it).
+CREATE VIEW IF NOT EXISTS lr_envelope AS
+SELECT run_key, sweep, variant, arch, injection, d_model, n_layers, mean_recurrence, seed,
+       tokens, flops, non_embedding_params, lr, final_val_loss, lr_tried, lr_min, lr_max
+FROM (
+  SELECT f.*, count(*) OVER config AS lr_tried, min(f.lr) OVER config AS lr_min,
+         max(f.lr) OVER config AS lr_max,
+         row_number() OVER (config ORDER BY f.final_val_loss, f.run_key) AS rank_in_config
+  FROM final_runs f JOIN runs r USING (run_key)
+  WINDOW config AS (PARTITION BY json_remove(r.config_json, '$.train.lr'))
+)
+WHERE rank_in_config = 1;
+
 -- Runs built on runs: every run with a role (a WSD trunk, its branches, a recast model), its
 -- parent and the parent's step it started from (NULL = the parent's end), and where each
 -- stands. A branch's tokens and flops count its whole path (trunk prefix + cooldown);

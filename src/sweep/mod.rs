@@ -37,6 +37,7 @@
 //! | `[model]`      | the fields of `ModelConfig`, plus `LoopedConfig`'s fields flat        |
 //! | `[[variants]]` | `name` (required, unique), and `data.*`, `train.*`, `model.*` overrides |
 //! | `[slurm]`      | `partition`, `time`, `gpus_per_run`, `cpus_per_run`, `max_parallel`, `sbatch_args` (see `slurm`) |
+//! | `[analysis]`   | `tune`: keys chosen per configuration by `fit` and `report` (see `analysis_table`) |
 //!
 //! [`valid_keys`] lists every key with its default.
 //!
@@ -58,6 +59,7 @@
 //! Modules: `spec` (TOML → typed settings), `slurm` (the `[slurm]` table), `expand` (settings → grid), `validate` (per-run
 //! checks), `branches` (WSD trunks shared by branched runs), `keys` (the accepted keys, derived from the structs), `error` (messages).
 
+mod analysis_table;
 mod branches;
 mod error;
 mod expand;
@@ -74,6 +76,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 pub use crate::config::RunConfig;
+pub use analysis_table::{AnalysisSettings, check_tune_key};
 pub use error::{ErrorDetails, ErrorKind, SweepError};
 pub use keys::valid_keys;
 pub use slurm_table::{SlurmSettings, is_slurm_time};
@@ -95,6 +98,8 @@ pub struct Sweep {
     pub retries: u32,
     /// The `[slurm]` table (resources for `run --executor slurm`); empty when absent.
     pub slurm: SlurmSettings,
+    /// The `[analysis]` table (how `fit` and `report` read the runs); empty when absent.
+    pub analysis: AnalysisSettings,
     /// Dotted keys whose values differ across runs (`seed` included when it varies), in grid order.
     pub axes: Vec<String>,
     /// Distinct runs in grid order.
@@ -260,6 +265,7 @@ impl Sweep {
             db,
             retries: spec.header.retries,
             slurm: spec.slurm,
+            analysis: spec.analysis,
             axes,
             runs,
             collapsed,

@@ -13,6 +13,7 @@ use serde_json::Value;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::analysis_table::{AnalysisSettings, parse_analysis};
 use super::error::toml_literal;
 use super::error::{
     ErrorKind, Source, SweepError, describe, describe_toml, expect_string, nearest,
@@ -24,7 +25,9 @@ use crate::model::{LoopedConfig, ModelConfig};
 
 pub(crate) type Span = Range<usize>;
 
-const TOP_KEYS: &[&str] = &["sweep", "data", "train", "model", "variants", "slurm"];
+const TOP_KEYS: &[&str] = &[
+    "sweep", "data", "train", "model", "variants", "slurm", "analysis",
+];
 const VARIANT_KEYS: &[&str] = &["name", "data", "train", "model"];
 
 /// One key set in `[data]`, `[train]`, `[model]` or a variant: a single value or an axis.
@@ -66,6 +69,7 @@ pub(crate) struct Spec {
     pub base: Vec<Setting>,
     pub variants: Vec<VariantSpec>,
     pub slurm: SlurmSettings,
+    pub analysis: AnalysisSettings,
 }
 
 /// Parse and type-check a sweep file's text.
@@ -75,6 +79,7 @@ pub(crate) fn parse(src: &Source) -> Result<Spec, SweepError> {
     let mut base = Vec::new();
     let mut variants = Vec::new();
     let mut slurm = SlurmSettings::default();
+    let mut analysis = AnalysisSettings::default();
     for (key, value) in sorted(doc.get_ref()) {
         let name = key.get_ref().as_ref();
         match name {
@@ -85,6 +90,7 @@ pub(crate) fn parse(src: &Source) -> Result<Spec, SweepError> {
             }
             "variants" => variants = parse_variants(src, value)?,
             "slurm" => slurm = parse_slurm(src, value)?,
+            "analysis" => analysis = parse_analysis(src, value)?,
             _ => return Err(unknown_top_key(src, name, key.span())),
         }
     }
@@ -104,6 +110,7 @@ pub(crate) fn parse(src: &Source) -> Result<Spec, SweepError> {
         base,
         variants,
         slurm,
+        analysis,
     })
 }
 
