@@ -86,7 +86,7 @@ fn the_envelope_keeps_one_run_per_configuration_refines_inside_and_notes_the_edg
     let dir = tempfile::tempdir().unwrap();
     let db = tuned_db(dir.path(), "");
     let store = Store::open_read_only(&db).unwrap();
-    let (frames, env) = load_frames(&store, None, &["train.lr".to_string()]).unwrap();
+    let (frames, env) = load_frames(&store, None, &["train.lr".to_string()], None).unwrap();
     let env = env.unwrap();
     assert_eq!(frames.runs.height(), 5);
     assert_eq!(env.configs.len(), 5);

@@ -641,3 +641,45 @@ fn task_charts_draw_accuracy_and_icl_errors() {
     assert!(svg("icl_errors").contains("least_squares"));
     assert!(svg("icl_errors").contains("at 4 loops"));
 }
+
+#[test]
+fn runs_that_left_the_sweep_file_are_listed_not_drawn() {
+    use crate::common::{loopscale, moby_dick_file, text};
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = moby_dick_file(dir.path(), 30_000);
+    let file = dir.path().join("orph.toml");
+    let write = |widths: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "[sweep]\nname = \"orph\"\ndb = \"{db}\"\n\n[data]\ncorpus = \"{corpus}\"\nseq_len = 32\n\n\
+                 [train]\ntokens = 2048\nbatch_size = 8\neval_every = 8\neval_tokens = 512\n\n\
+                 [model]\nd_model = {widths}\nn_heads = 2\nn_layers = 1\n",
+                db = dir.path().join("orph.sqlite").display(),
+                corpus = corpus.display(),
+            ),
+        )
+        .unwrap();
+    };
+    write("[16, 24, 32]");
+    let run = loopscale(&["run", file.to_str().unwrap(), "--jobs", "1", "--plain"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let all = loopscale::sweep::Sweep::load(&file).unwrap();
+    let orphan = all.runs[2].key.clone();
+    // The widest run leaves the file: the database keeps it.
+    write("[16, 24]");
+    let out = dir.path().join("report");
+    let built = report::build(&report::resolve(&file, &[]).unwrap(), &out).unwrap();
+    assert_eq!(built.runs.rows.len(), 2, "{:?}", built.runs.rows);
+    assert!(built.runs.rows.iter().all(|r| !r.contains(&orphan)));
+    assert_eq!(built.orphaned, vec![(orphan.clone(), "done".to_string())]);
+    let index = report::write(&report::resolve(&file, &[]).unwrap(), &out, Format::Html).unwrap();
+    let html = std::fs::read_to_string(index).unwrap();
+    assert!(html.contains("no longer in its file"), "{html}");
+    assert!(html.contains(&format!("{orphan} (done)")));
+    // From the database, every run is the sweep.
+    let db = dir.path().join("orph.sqlite");
+    let whole = report::build(&source(&db), &dir.path().join("all")).unwrap();
+    assert_eq!(whole.runs.rows.len(), 3);
+    assert!(whole.orphaned.is_empty());
+}

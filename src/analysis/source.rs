@@ -14,14 +14,19 @@ use crate::fit::{IsoflopAxis, Points};
 use crate::store::Store;
 use polars::prelude::DataFrame;
 
-/// The frames of a database's finished runs (of `sweep`, or all), and, with tuned keys, only the
+/// The frames of a database's finished runs (of `sweep`, or all; of the runs `only` when given:
+/// a sweep file's current runs, without those that left it), and, with tuned keys, only the
 /// best run of each configuration ([`envelope`]) with the envelope that chose them.
 pub fn load_frames(
     store: &Store,
     sweep: Option<&str>,
     tune: &[String],
+    only: Option<&[String]>,
 ) -> Result<(Frames, Option<Envelope>)> {
-    let frames = Frames::load(store, sweep)?;
+    let mut frames = Frames::load(store, sweep)?;
+    if let Some(keys) = only {
+        frames = frames.restrict(keys, &[])?;
+    }
     if tune.is_empty() {
         return Ok((frames, None));
     }

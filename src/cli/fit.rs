@@ -392,7 +392,7 @@ fn hyper_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
     }
     let store = Store::open_read_only(&args.source)?;
     let keys = tuned_keys(args, &store)?;
-    let (_, env) = source::load_frames(&store, args.sweep.as_deref(), &keys)?;
+    let (_, env) = source::load_frames(&store, args.sweep.as_deref(), &keys, None)?;
     let env = env.expect("a hyperparameter law tunes its key");
     if !args.json {
         print_envelope(&env);
@@ -482,7 +482,7 @@ fn load_points(args: &FitArgs) -> Result<(Points, Option<usize>, Option<Envelope
     let sweep = args.sweep.as_deref();
     let (points, gpt, env) = if source::is_database(&args.source) {
         let store = Store::open_read_only(&args.source)?;
-        let (frames, env) = source::load_frames(&store, sweep, &tuned_keys(args, &store)?)?;
+        let (frames, env) = source::load_frames(&store, sweep, &tuned_keys(args, &store)?, None)?;
         let (p, gpt) = match args.law {
             LawName::TestTime => (source::test_time_points(&store, &frames)?, None),
             LawName::Parcae => {

@@ -6,8 +6,6 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::identify::ProfileInterval;
-
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ParamEstimate {
     pub name: String,
@@ -188,4 +186,39 @@ impl fmt::Display for FitReport {
         }
         Ok(())
     }
+}
+
+/// One end of a profile interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum End {
+    /// The objective crosses the threshold here.
+    At(f64),
+    /// The objective stays within the threshold to the parameter's bound (0, or a rate's limit).
+    Bound(f64),
+    /// Within the threshold to the end of the range searched: no limit the data show.
+    Open,
+}
+
+impl End {
+    pub fn value(self) -> Option<f64> {
+        match self {
+            End::At(v) | End::Bound(v) => Some(v),
+            End::Open => None,
+        }
+    }
+    /// Whether the data set this end (rather than a bound or the range searched).
+    pub fn determined(self) -> bool {
+        matches!(self, End::At(_))
+    }
+}
+
+/// A parameter's profile interval.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProfileInterval {
+    pub name: String,
+    pub lo: End,
+    pub hi: End,
+    /// The objective rise that bounds the interval.
+    pub threshold: f64,
 }

@@ -19,116 +19,13 @@
 //! Pure mathematics over a law and its design, as the rest of `fit`.
 
 use rayon::prelude::*;
-use serde::Serialize;
 
+pub use super::estimate::{End, ProfileInterval};
 use super::huber::Objective;
-use super::laws::{Design, Law, RateBounds};
+use super::laws::{Design, Law};
+pub use super::profile_spec::{Kind, ProfileSpec};
 use super::solve::{SolverOptions, multistart_seq};
 
-/// How a natural parameter sits in θ, and so how it is profiled and where its bound is.
-#[derive(Debug, Clone, Copy)]
-pub enum Kind {
-    /// An asymptote (E, L∞): θ = ln P, P from 0 (its bound) to the smallest observed loss;
-    /// profiled over that whole range.
-    Floor,
-    /// A scale (A, X, Y, Z): θ = ln P, profiled over ln P ± 8 (a factor of about 3000).
-    Scale,
-    /// An exponent (α, x, y): θ = P, meaningful from 0 (its bound: loss does not fall);
-    /// profiled from P − max(P, 0.05) to P + 3·max(P, 0.05).
-    Exponent,
-    /// A saturating rate within its [`RateBounds`]: θ = κ; profiled over the whole range, both
-    /// ends bounds.
-    Rate(RateBounds),
-}
-
-/// One parameter a law profiles: its natural name, its index in θ and its kind.
-#[derive(Debug, Clone)]
-pub struct ProfileSpec {
-    pub name: String,
-    pub theta: usize,
-    pub kind: Kind,
-}
-
-impl ProfileSpec {
-    pub fn new(name: &str, theta: usize, kind: Kind) -> ProfileSpec {
-        ProfileSpec {
-            name: name.into(),
-            theta,
-            kind,
-        }
-    }
-    fn natural(&self, th: f64) -> f64 {
-        match self.kind {
-            Kind::Floor | Kind::Scale => th.exp(),
-            Kind::Exponent => th,
-            Kind::Rate(b) => b.rate(th).0,
-        }
-    }
-    /// Whether a natural value sits at the parameter's bound; `floor` is the smallest loss.
-    pub fn at_bound(&self, value: f64, floor: f64) -> bool {
-        match self.kind {
-            Kind::Floor => value < AT_ZERO * floor,
-            Kind::Scale => false,
-            Kind::Exponent => value <= AT_ZERO,
-            Kind::Rate(b) => b.at_bound(value).is_some(),
-        }
-    }
-    /// θ values to visit below and above θ̂, each list walking away from it.
-    fn grid(&self, th: f64, floor: f64) -> (Vec<f64>, Vec<f64>) {
-        match self.kind {
-            Kind::Floor => {
-                let e = th.exp();
-                let pts: Vec<f64> = (0..=FLOOR_STEPS)
-                    .map(|k| floor * (1.0 - 1e-4) * k as f64 / FLOOR_STEPS as f64)
-                    .map(|v| v.max(1e-12 * floor).ln())
-                    .collect();
-                let mut below: Vec<f64> = pts.iter().copied().filter(|&t| t.exp() < e).collect();
-                below.reverse();
-                let above = pts.into_iter().filter(|&t| t.exp() > e).collect();
-                (below, above)
-            }
-            Kind::Scale => (
-                (1..=16).map(|k| th - 0.5 * k as f64).collect(),
-                (1..=16).map(|k| th + 0.5 * k as f64).collect(),
-            ),
-            Kind::Exponent => {
-                let s = th.abs().max(0.05);
-                (
-                    (1..=8).map(|k| th - s * k as f64 / 8.0).collect(),
-                    (1..=24).map(|k| th + s * k as f64 / 8.0).collect(),
-                )
-            }
-            Kind::Rate(b) => {
-                let k_hat = b.rate(th).0;
-                let n = 30;
-                let ks: Vec<f64> = (0..=n)
-                    .map(|i| (b.min.ln() + (b.max.ln() - b.min.ln()) * i as f64 / n as f64).exp())
-                    .collect();
-                // κ of a rate at the very ends of the range: close enough to the bound.
-                let kappa = |k: f64| {
-                    let s =
-                        ((k.ln() - b.min.ln()) / (b.max.ln() - b.min.ln())).clamp(1e-4, 1.0 - 1e-4);
-                    (s / (1.0 - s)).ln()
-                };
-                let mut below: Vec<f64> = ks
-                    .iter()
-                    .filter(|&&k| k < k_hat)
-                    .map(|&k| kappa(k))
-                    .collect();
-                below.reverse();
-                let above = ks
-                    .iter()
-                    .filter(|&&k| k > k_hat)
-                    .map(|&k| kappa(k))
-                    .collect();
-                (below, above)
-            }
-        }
-    }
-}
-
-/// A Floor or Exponent estimate below this fraction (of the smallest loss, for a floor) is at 0.
-const AT_ZERO: f64 = 1e-3;
 /// Resamples at a bound beyond this share make a parameter not identified.
 pub const BOUND_SHARE: f64 = 0.1;
 /// A scale whose interval spans more than this factor is not identified: the data allow it
@@ -137,43 +34,6 @@ pub const SCALE_SPAN: f64 = 100.0;
 /// An exponent whose interval spans more than this factor (an order of magnitude) is not
 /// identified.
 pub const EXPONENT_SPAN: f64 = 10.0;
-/// Steps of a floor's profile between 0 and the smallest loss.
-const FLOOR_STEPS: usize = 40;
-
-/// One end of a profile interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum End {
-    /// The objective crosses the threshold here.
-    At(f64),
-    /// The objective stays within the threshold to the parameter's bound (0, or a rate's limit).
-    Bound(f64),
-    /// Within the threshold to the end of the range searched: no limit the data show.
-    Open,
-}
-
-impl End {
-    pub fn value(self) -> Option<f64> {
-        match self {
-            End::At(v) | End::Bound(v) => Some(v),
-            End::Open => None,
-        }
-    }
-    /// Whether the data set this end (rather than a bound or the range searched).
-    pub fn determined(self) -> bool {
-        matches!(self, End::At(_))
-    }
-}
-
-/// A parameter's profile interval.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ProfileInterval {
-    pub name: String,
-    pub lo: End,
-    pub hi: End,
-    /// The objective rise that bounds the interval.
-    pub threshold: f64,
-}
 
 /// χ²₁ quantile at `level` (the square of the normal quantile at (1 + level)/2).
 pub fn chi2_1(level: f64) -> f64 {

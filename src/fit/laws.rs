@@ -8,9 +8,9 @@
 use anyhow::{Result, bail};
 
 use super::estimate::ParamEstimate;
-use super::identify::{Kind, ProfileSpec};
 use super::points::Points;
-use serde::Serialize;
+use super::profile_spec::{Kind, ProfileSpec};
+pub use super::rates::{Bound, RateBounds};
 
 /// Covariates of a fit, one fixed-width row per point, plus the observed log loss.
 /// Rows hold logs of N, D, C (the laws are linear in them) so each evaluation spends
@@ -200,21 +200,44 @@ pub struct ChinchillaLaw;
 
 impl ChinchillaLaw {
     pub fn design(&self, points: &Points) -> Result<Design> {
-        let n = points.params()?;
-        let d = points.tokens()?;
-        positive("N", &n)?;
-        positive("D", &d)?;
-        let rows = n
+        two_powers_design(&points.params()?, "N", points)
+    }
+}
+
+/// The design of a law in two powers, `E + A·N^−α + B·D^−β` (Chinchilla's over N, Parcae's
+/// over N(μ)): rows `(ln N, ln D)`.
+fn two_powers_design(n: &[f64], what: &str, points: &Points) -> Result<Design> {
+    let d = points.tokens()?;
+    positive(what, n)?;
+    positive("D", &d)?;
+    Ok(Design {
+        width: 2,
+        rows: n
             .iter()
             .zip(&d)
             .flat_map(|(n, d)| [n.ln(), d.ln()])
-            .collect();
-        Ok(Design {
-            width: 2,
-            rows,
-            log_loss: log_loss(points)?,
-        })
-    }
+            .collect(),
+        log_loss: log_loss(points)?,
+    })
+}
+
+/// `ln(E + A·N^−α + B·D^−β)` at the row `(ln N, ln D)` and its gradient, in log-sum-exp form;
+/// `at` gives the θ indices of `(e, ln A, α, ln B, β)` (each law keeps its own order).
+#[inline]
+fn two_powers(th: &[f64], at: [usize; 5], row: &[f64], g: &mut [f64]) -> f64 {
+    let [e, ln_a, alpha, ln_b, beta] = at;
+    let (ln_n, ln_d) = (row[0], row[1]);
+    let (v, w) = lse([
+        th[e],
+        th[ln_a] - th[alpha] * ln_n,
+        th[ln_b] - th[beta] * ln_d,
+    ]);
+    g[e] = w[0];
+    g[ln_a] = w[1];
+    g[alpha] = -w[1] * ln_n;
+    g[ln_b] = w[2];
+    g[beta] = -w[2] * ln_d;
+    v
 }
 
 impl Law for ChinchillaLaw {
@@ -224,16 +247,10 @@ impl Law for ChinchillaLaw {
     fn theta_names(&self) -> Vec<String> {
         ["e", "a", "b", "alpha", "beta"].map(String::from).to_vec()
     }
+    /// θ = (e, ln A, ln B, α, β).
     #[inline]
     fn log_predict(&self, th: &[f64], row: &[f64], g: &mut [f64]) -> f64 {
-        let (ln_n, ln_d) = (row[0], row[1]);
-        let (v, w) = lse([th[0], th[1] - th[3] * ln_n, th[2] - th[4] * ln_d]);
-        g[0] = w[0];
-        g[1] = w[1];
-        g[2] = w[2];
-        g[3] = -w[1] * ln_n;
-        g[4] = -w[2] * ln_d;
-        v
+        two_powers(th, [0, 1, 3, 2, 4], row, g)
     }
     fn natural(&self, th: &[f64]) -> Vec<(String, f64)> {
         vec![
@@ -294,97 +311,6 @@ pub fn chinchilla_coarse_grid() -> Vec<Vec<f64>> {
 }
 
 // ---------------------------------------------------------------------------------------
-
-/// The range a saturating exponential's rate may take, set by the sampled values of its
-/// variable v (T, or T/μ): A·exp(−k·v) is only a *saturating* decay the data can show when
-///
-/// - k ≥ 1/(v_max − v_min): a slower decay has not visibly saturated within the samples, so
-///   an asymptote L∞ would be an extrapolation the data cannot support (with k at this bound
-///   L∞ lies at most 1/(e − 1) ≈ 0.58 of the fitted drop below the last sample);
-/// - k ≤ ln(1000)/(v₂ − v₁), v₁ < v₂ the two smallest samples: a faster decay is over (to
-///   0.1%) before the second sample, so only A·e^(−k·v₁) is seen and A and k trade off.
-///
-/// The solver works with κ, ln k = ln k_min + (ln k_max − ln k_min)·σ(κ), so every θ is a
-/// valid rate and L-BFGS stays unconstrained; a fit that wants a rate outside the range ends
-/// with κ large and k at a bound, which [`RateBounds::at_bound`] reports.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct RateBounds {
-    pub min: f64,
-    pub max: f64,
-    /// The smallest and largest sampled value of the variable.
-    pub lo: f64,
-    pub hi: f64,
-}
-
-/// Which end of its range a rate sits at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bound {
-    Lower,
-    Upper,
-}
-
-/// A rate within this fraction of its log range from a bound is at that bound.
-const AT_BOUND: f64 = 0.02;
-
-impl Default for RateBounds {
-    /// For integer T from 1 to 32 (the widest test-time grid of the shipped sweeps).
-    fn default() -> Self {
-        RateBounds {
-            min: 1.0 / 31.0,
-            max: 1000f64.ln(),
-            lo: 1.0,
-            hi: 32.0,
-        }
-    }
-}
-
-impl RateBounds {
-    /// From the sampled values of the exponent's variable; they need two distinct values.
-    pub fn of(v: &[f64], what: &str) -> Result<RateBounds> {
-        let mut d: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-        d.sort_by(f64::total_cmp);
-        d.dedup();
-        if d.len() < 2 {
-            bail!(
-                "a saturating exponential in {what} needs at least two distinct values of {what}; found {}",
-                d.len()
-            );
-        }
-        let span = d[d.len() - 1] - d[0];
-        Ok(RateBounds {
-            min: 1.0 / span,
-            max: (1000f64.ln() / (d[1] - d[0])).max(2.0 / span),
-            lo: d[0],
-            hi: d[d.len() - 1],
-        })
-    }
-    fn width(&self) -> f64 {
-        self.max.ln() - self.min.ln()
-    }
-    /// k and dk/dκ at κ.
-    #[inline]
-    pub fn rate(&self, kappa: f64) -> (f64, f64) {
-        let s = 1.0 / (1.0 + (-kappa).exp());
-        let k = (self.min.ln() + self.width() * s).exp();
-        (k, k * self.width() * s * (1.0 - s))
-    }
-    /// κ of a rate, clamped inside the range (for starts).
-    pub fn kappa(&self, k: f64) -> f64 {
-        let s = ((k.ln() - self.min.ln()) / self.width()).clamp(0.01, 0.99);
-        (s / (1.0 - s)).ln()
-    }
-    /// The bound a rate sits at (within 2% of the log range), if any.
-    pub fn at_bound(&self, k: f64) -> Option<Bound> {
-        let s = (k.ln() - self.min.ln()) / self.width();
-        if s <= AT_BOUND {
-            Some(Bound::Lower)
-        } else if s >= 1.0 - AT_BOUND {
-            Some(Bound::Upper)
-        } else {
-            None
-        }
-    }
-}
 
 /// A fitted gain no larger than this fraction of the loss is no gain (far below the noise of
 /// any validation loss loopscale measures).
@@ -716,18 +642,7 @@ impl ParcaeLaw {
         let n = points.n.clone().ok_or_else(|| {
             anyhow::anyhow!("the Parcae law needs N(μ), the unrolled parameter count (--n-col)")
         })?;
-        let d = points.tokens()?;
-        positive("N(μ)", &n)?;
-        positive("D", &d)?;
-        Ok(Design {
-            width: 2,
-            rows: n
-                .iter()
-                .zip(&d)
-                .flat_map(|(n, d)| [n.ln(), d.ln()])
-                .collect(),
-            log_loss: log_loss(points)?,
-        })
+        two_powers_design(&n, "N(μ)", points)
     }
 }
 
@@ -784,16 +699,10 @@ impl Law for ParcaeLaw {
     fn theta_names(&self) -> Vec<String> {
         ["e", "log X", "x", "log Y", "y"].map(String::from).to_vec()
     }
+    /// θ = (e, ln X, x, ln Y, y): Chinchilla's law over N(μ), its parameters in Parcae's order.
     #[inline]
     fn log_predict(&self, th: &[f64], row: &[f64], g: &mut [f64]) -> f64 {
-        let (ln_n, ln_d) = (row[0], row[1]);
-        let (v, w) = lse([th[0], th[1] - th[2] * ln_n, th[3] - th[4] * ln_d]);
-        g[0] = w[0];
-        g[1] = w[1];
-        g[2] = -w[1] * ln_n;
-        g[3] = w[2];
-        g[4] = -w[2] * ln_d;
-        v
+        two_powers(th, [0, 1, 2, 3, 4], row, g)
     }
     fn natural(&self, th: &[f64]) -> Vec<(String, f64)> {
         vec![

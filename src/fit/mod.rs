@@ -31,6 +31,8 @@ pub mod isoflop;
 pub mod laws;
 pub mod parametric;
 pub mod points;
+pub mod profile_spec;
+pub mod rates;
 pub mod solve;
 
 pub use bootstrap::BootstrapOptions;

@@ -75,6 +75,13 @@ pub fn render(r: &Report) -> String {
     }
     s.push_str("<h2 id=\"runs\">Runs</h2>\n");
     s.push_str(&table(&r.runs, "runs"));
+    if !r.orphaned.is_empty() {
+        s.push_str(&format!(
+            "<p class=\"skipped\" id=\"orphaned\">{} run(s) of this sweep are no longer in its file: kept in the database, not drawn or fitted with the sweep: {}</p>\n",
+            r.orphaned.len(),
+            escape(&super::orphan_list(&r.orphaned))
+        ));
+    }
     if let Some(p) = &r.pivot {
         s.push_str("<h2 id=\"pivot\">Final loss by configuration</h2>\n");
         s.push_str(&table(p, "pivot"));

@@ -58,6 +58,13 @@ pub fn render(r: &Report) -> String {
     }
     s.push_str("## Runs\n\n");
     s.push_str(&table(&r.runs));
+    if !r.orphaned.is_empty() {
+        s.push_str(&format!(
+            "{} run(s) of this sweep are no longer in its file: kept in the database, not drawn or fitted with the sweep: {}\n\n",
+            r.orphaned.len(),
+            super::orphan_list(&r.orphaned)
+        ));
+    }
     if let Some(p) = &r.pivot {
         s.push_str("## Final loss by configuration\n\n");
         s.push_str(&table(p));

@@ -41,6 +41,8 @@ pub struct Report {
     pub pivot: Option<TextTable>,
     /// With tuned keys: which value won per configuration, and how many were tried.
     pub tuning: Option<TextTable>,
+    /// Runs of the sweep that are no longer in its file (key, status): not drawn.
+    pub orphaned: Vec<(String, String)>,
     pub fits: TextTable,
 }
 
@@ -54,6 +56,10 @@ pub struct Source {
     /// Keys tuned per configuration (`--tune`, else the sweep file's `[analysis] tune`; for a
     /// database, as its stored sweep files say).
     pub tune: Vec<String>,
+    /// A sweep file's runs (their keys): the report draws these, and lists the sweep's runs
+    /// that left the file (orphans, kept in the database) instead of drawing them. `None` for a
+    /// database: every run in it.
+    pub current: Option<Vec<String>>,
 }
 
 /// Resolves SOURCE: a sweep file (its database, its sweep only) or a database (every sweep in
@@ -80,6 +86,7 @@ pub fn resolve(source: &Path, tune: &[String]) -> Result<Source> {
             sweep: None,
             name,
             tune,
+            current: None,
         });
     }
     let sweep = Sweep::load(source)?;
@@ -99,6 +106,7 @@ pub fn resolve(source: &Path, tune: &[String]) -> Result<Source> {
         } else {
             tune.to_vec()
         },
+        current: Some(sweep.runs.iter().map(|r| r.key.clone()).collect()),
         name: sweep.name,
     })
 }
@@ -116,8 +124,23 @@ pub fn default_out(source: &Source) -> PathBuf {
 /// Reads the database, fits, draws every chart into `out` and builds the tables.
 pub fn build(source: &Source, out: &Path) -> Result<Report> {
     let store = Store::open_read_only(&source.db)?;
-    let (frames, envelope) = load_frames(&store, source.sweep.as_deref(), &source.tune)
-        .with_context(|| format!("reading {}", source.db.display()))?;
+    let (frames, envelope) = load_frames(
+        &store,
+        source.sweep.as_deref(),
+        &source.tune,
+        source.current.as_deref(),
+    )
+    .with_context(|| format!("reading {}", source.db.display()))?;
+    // Runs of this sweep that left its file: listed, not drawn with the sweep.
+    let orphaned: Vec<(String, String)> = match (&source.current, &source.sweep) {
+        (Some(current), Some(sweep)) => store
+            .runs(sweep)?
+            .into_iter()
+            .filter(|r| !current.contains(&r.key))
+            .map(|r| (r.key, r.status.to_string()))
+            .collect(),
+        _ => Vec::new(),
+    };
     if frames.runs.height() == 0 {
         bail!(
             "{}: no finished runs to report on; train some with `loopscale run`",
@@ -161,7 +184,17 @@ pub fn build(source: &Source, out: &Path) -> Result<Report> {
         pivot: tables::pivot_table(&frames)?,
         tuning: envelope.as_ref().map(tables::tuning_table),
         fits: tables::fits_table(&fits),
+        orphaned,
     })
+}
+
+/// `key (status), …`: the orphaned runs as one line.
+pub fn orphan_list(orphaned: &[(String, String)]) -> String {
+    orphaned
+        .iter()
+        .map(|(key, status)| format!("{key} ({status})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The charts that were not drawn, with the sentence saying why, in report order.
