@@ -154,7 +154,7 @@ fn graph(dir: &Path, module: &str) -> BTreeMap<String, BTreeSet<String>> {
         let crate_prefix = format!("crate::{module}::");
         for line in code_lines(&file) {
             let mut names = names_after(&line, &crate_prefix);
-            if from != "mod" && (depth == 1 || is_sub_mod || parent_prefix == "super::super::") {
+            if from != "mod" {
                 let line = if parent_prefix == "super::" {
                     line.replace("super::super::", "")
                 } else {
@@ -163,10 +163,10 @@ fn graph(dir: &Path, module: &str) -> BTreeMap<String, BTreeSet<String>> {
                 names.extend(names_after(&line, parent_prefix));
             }
             for name in names {
-                if let Some(to) = resolve(&name) {
-                    if to != from {
-                        edges.entry(from.clone()).or_default().insert(to);
-                    }
+                if let Some(to) = resolve(&name)
+                    && to != from
+                {
+                    edges.entry(from.clone()).or_default().insert(to);
                 }
             }
         }
