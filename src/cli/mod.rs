@@ -131,7 +131,9 @@ pub enum Command {
     /// SOURCE is a sweep file (its database, that sweep's runs) or a database (every run in it).
     /// Writes OUT/index.html (opens from disk, no server) or OUT/index.md, with each chart's
     /// PNG and SVG beside it; default OUT is results/<sweep>/report/ next to the database.
-    /// Charts whose data is missing are left out with a sentence saying why. Example:
+    /// Charts whose data is missing are listed once, after the drawn ones, with a sentence saying
+    /// why. From a sweep file, runs of the sweep that are no longer in the file (orphans) are
+    /// listed, not drawn or fitted. Example:
     ///   loopscale report results/quickstart.sqlite
     Report(ReportArgs),
     /// Generate text from a finished run's final weights, a token at a time through a KV cache.
