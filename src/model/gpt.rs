@@ -35,6 +35,9 @@ impl Gpt {
         }
         let io = io.into();
         let mut params = ParamStore::new(seed, dtype, device);
+        if let Some(m) = cfg.mup_width_mult() {
+            params.set_hidden_lr_scale(1.0 / m);
+        }
         let read_in = ReadIn::new(&mut params, cfg, io)?;
         let blocks = BlockStack::new(&mut params, "blocks", cfg, cfg.n_layers, cfg.n_layers)?;
         let head = LmHead::new(&mut params, cfg, io)?;

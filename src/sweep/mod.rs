@@ -413,6 +413,15 @@ fn warnings(keys: &[String], runs: &[PlannedRun]) -> Vec<String> {
                 "`{key}` is set but no run has arch = \"looped\", so it has no effect"
             ));
         }
+        if key == "model.mup_base_width"
+            && !runs
+                .iter()
+                .any(|r| r.config.model.mup_width_mult().is_some())
+        {
+            out.push(format!(
+                "`{key}` is set but no run has parametrization = \"mup\", so it has no effect"
+            ));
+        }
         if key == "model.n_layers" && looped == runs.len() && looped > 0 {
             out.push(format!(
                 "`{key}` is set but every run has arch = \"looped\", which counts n_prelude + n_core + n_coda instead"
