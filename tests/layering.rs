@@ -163,10 +163,10 @@ fn graph(dir: &Path, module: &str) -> BTreeMap<String, BTreeSet<String>> {
                 names.extend(names_after(&line, parent_prefix));
             }
             for name in names {
-                if let Some(to) = resolve(&name) {
-                    if to != from {
-                        edges.entry(from.clone()).or_default().insert(to);
-                    }
+                if let Some(to) = resolve(&name)
+                    && to != from
+                {
+                    edges.entry(from.clone()).or_default().insert(to);
                 }
             }
         }

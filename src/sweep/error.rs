@@ -323,36 +323,6 @@ pub(crate) fn toml_literal(value: &Value) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn edit_distance_counts_transpositions_once() {
-        assert_eq!(edit_distance("d_modle", "d_model"), 1);
-        assert_eq!(edit_distance("lr", "lr"), 0);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-    }
-
-    #[test]
-    fn nearest_ignores_far_candidates() {
-        assert_eq!(nearest("d_modle", ["d_model", "n_heads"]), Some("d_model"));
-        assert_eq!(nearest("zzzzzz", ["d_model", "n_heads"]), None);
-    }
-
-    #[test]
-    fn line_col_is_one_based_and_counts_chars() {
-        let src = Source {
-            path: Path::new("x.toml"),
-            text: "a = 1\nbé = 2\n",
-        };
-        assert_eq!(src.line_col(0), (1, 1));
-        assert_eq!(src.line_col(6), (2, 1));
-        assert_eq!(src.line_col(10), (2, 4)); // after "bé " — é is two bytes, one column
-    }
-}
-
 /// The error for `key`'s value `v` not being `expected`, pointing at the value.
 pub(crate) fn wrong_type(
     src: &Source,
@@ -382,4 +352,34 @@ pub(crate) fn expect_string(
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| wrong_type(src, key, v, expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_transpositions_once() {
+        assert_eq!(edit_distance("d_modle", "d_model"), 1);
+        assert_eq!(edit_distance("lr", "lr"), 0);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn nearest_ignores_far_candidates() {
+        assert_eq!(nearest("d_modle", ["d_model", "n_heads"]), Some("d_model"));
+        assert_eq!(nearest("zzzzzz", ["d_model", "n_heads"]), None);
+    }
+
+    #[test]
+    fn line_col_is_one_based_and_counts_chars() {
+        let src = Source {
+            path: Path::new("x.toml"),
+            text: "a = 1\nbé = 2\n",
+        };
+        assert_eq!(src.line_col(0), (1, 1));
+        assert_eq!(src.line_col(6), (2, 1));
+        assert_eq!(src.line_col(10), (2, 4)); // after "bé " — é is two bytes, one column
+    }
 }
