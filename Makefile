@@ -173,7 +173,9 @@ mup-transfer: corpus build
 	  "SELECT variant, d_model, lr, round(final_val_loss, 4) AS loss, lr_tried FROM lr_envelope ORDER BY variant, d_model"
 	./target/release/loopscale sql results/mup_loops.sqlite \
 	  "SELECT mean_recurrence, lr, round(final_val_loss, 4) AS loss, lr_tried FROM lr_envelope ORDER BY mean_recurrence"
-	./target/release/loopscale fit results/mup_transfer.sqlite --law compute --tune train.lr --no-save
+	for v in standard mup standard_qk_gain mup_qk_gain; do \
+	  ./target/release/loopscale fit results/mup_transfer.sqlite --law lr --variant $$v --no-save || exit 1; done
+	./target/release/loopscale fit results/mup_loops.sqlite --law lr --no-save || true
 
 lr-envelope: corpus build
 	./target/release/loopscale run sweeps/lr_envelope.toml --jobs $(JOBS)
