@@ -263,6 +263,25 @@ fn a_looped_model_trains_under_mup_at_several_widths() {
 }
 
 #[test]
+fn a_mup_model_without_a_base_width_is_refused() {
+    for base in [None, Some(0)] {
+        let cfg = ModelConfig {
+            mup_base_width: base,
+            ..gpt(64, Parametrization::Mup)
+        };
+        let err = Gpt::new(&cfg, VOCAB, 64, 0, DType::F32, &CPU)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("mup_base_width"), "{err}");
+        let cfg = ModelConfig {
+            mup_base_width: base,
+            ..looped(64, Parametrization::Mup, Injection::Diagonal)
+        };
+        assert!(Looped::new(&cfg, VOCAB, 64, 0, DType::F32, &CPU).is_err());
+    }
+}
+
+#[test]
 fn mup_refuses_muon_when_building_the_optimizer() {
     use loopscale::config::{OptimizerKind, TrainConfig};
     let model = Gpt::new(

@@ -304,6 +304,17 @@ impl Default for ModelConfig {
 impl ModelConfig {
     /// μP's width multiplier `m = d_model / mup_base_width`; `None` under the standard
     /// parametrization (and under μP without a base width, which validation refuses).
+    /// [`ModelConfig::mup_width_mult`] for building a model: an error for `"mup"` without a
+    /// positive base width (which would otherwise build the standard network silently).
+    pub fn checked_mup_width_mult(&self) -> Result<Option<f64>, String> {
+        match (self.parametrization, self.mup_base_width) {
+            (Parametrization::Mup, None | Some(0)) => Err(
+                "parametrization = \"mup\" needs mup_base_width ≥ 1 (the width at which μP equals the standard parametrization)".into(),
+            ),
+            _ => Ok(self.mup_width_mult()),
+        }
+    }
+
     pub fn mup_width_mult(&self) -> Option<f64> {
         match (self.parametrization, self.mup_base_width) {
             (Parametrization::Mup, Some(base)) if base > 0 => {

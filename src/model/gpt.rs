@@ -35,7 +35,10 @@ impl Gpt {
         }
         let io = io.into();
         let mut params = ParamStore::new(seed, dtype, device);
-        if let Some(m) = cfg.mup_width_mult() {
+        if let Some(m) = cfg
+            .checked_mup_width_mult()
+            .map_err(candle_core::Error::msg)?
+        {
             params.set_hidden_lr_scale(1.0 / m);
         }
         let read_in = ReadIn::new(&mut params, cfg, io)?;

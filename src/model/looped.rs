@@ -137,7 +137,10 @@ impl Looped {
         // initial weights): ends, prelude, injection, core, parts, readout, coda, head.
         let io = io.into();
         let mut params = ParamStore::new(seed, dtype, device);
-        if let Some(m) = cfg.mup_width_mult() {
+        if let Some(m) = cfg
+            .checked_mup_width_mult()
+            .map_err(candle_core::Error::msg)?
+        {
             // μP's width multiplier is the model's (d_model / base) for every hidden matrix.
             if !lc.loop_conditioning.is_none() || !lc.loop_gate.is_none() || lc.exit_head {
                 candle_core::bail!(
