@@ -50,6 +50,8 @@
 //!   be a list, i.e. an axis); variants are the outermost loop, in file order.
 //! - Looped-only keys apply to `arch = "looped"` runs and are dropped from GPT runs; runs that
 //!   resolve to the same config (same key) are kept once ([`Sweep::collapsed`] counts the rest).
+//! - `model.mup_base_width` applies to `model.parametrization = "mup"` runs and is dropped from
+//!   standard ones, so their keys are those of runs from before μP.
 //! - `train.branch = true` (WSD branches): runs that differ only in their budget share one
 //!   constant-learning-rate trunk, a run of its own that `runs` lists before its branches
 //!   (`branches`).
