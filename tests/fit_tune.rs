@@ -4,7 +4,7 @@
 //! so each configuration's parabola in log lr is exact and its refined optimum is η*(C).
 
 use loopscale::analysis::envelope::Position;
-use loopscale::analysis::source::load_frames;
+use loopscale::analysis::source::{load_frames, load_frames_of};
 use loopscale::config::{DataConfig, RunConfig, TrainConfig};
 use loopscale::model::ModelConfig;
 use loopscale::store::{NewRun, Store};
@@ -21,6 +21,15 @@ const GRID: [f64; 5] = [1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2];
 /// Five model sizes at FLOPs 1e11 … 1e15, each at the learning rates of `GRID`, except the
 /// smallest, whose grid stops at 8e-3 below its optimum (1.3e-2): an edge.
 fn tuned_db(dir: &std::path::Path, spec_toml: &str) -> std::path::PathBuf {
+    tuned_db_of(dir, spec_toml, None)
+}
+
+/// [`tuned_db`] with every run registered under `variant`.
+fn tuned_db_of(
+    dir: &std::path::Path,
+    spec_toml: &str,
+    variant: Option<&str>,
+) -> std::path::PathBuf {
     let db = dir.join("tuned.sqlite");
     let mut store = Store::open(&db).unwrap();
     let mut runs = Vec::new();
@@ -45,7 +54,7 @@ fn tuned_db(dir: &std::path::Path, spec_toml: &str) -> std::path::PathBuf {
             runs.push((
                 NewRun {
                     key: config.key(),
-                    variant: None,
+                    variant: variant.map(str::to_string),
                     config,
                     params: 1000 * (i as u64 + 1),
                     non_embedding_params: 900 * 4u64.pow(i as u32),
@@ -117,6 +126,41 @@ fn the_envelope_keeps_one_run_per_configuration_refines_inside_and_notes_the_edg
     );
     // The compute frontier is recomputed among the chosen runs.
     assert_eq!(frames.frontier.height(), 5);
+}
+
+#[test]
+fn fit_law_lr_reads_one_variant_with_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = tuned_db_of(dir.path(), "", Some("mup"));
+    let store = Store::open_read_only(&db).unwrap();
+    let lr = ["train.lr".to_string()];
+    let (_, env) = load_frames_of(&store, None, Some("mup"), &lr, None).unwrap();
+    assert_eq!(env.unwrap().configs.len(), 5);
+    let err = load_frames_of(&store, None, Some("standard"), &lr, None).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no finished runs of variant `standard`"),
+        "{err:#}"
+    );
+    let db_s = db.to_str().unwrap();
+    let fit = |variant: &str| {
+        loopscale(&[
+            "fit",
+            db_s,
+            "--law",
+            "lr",
+            "--variant",
+            variant,
+            "--resamples",
+            "10",
+            "--no-save",
+        ])
+    };
+    let out = fit("mup");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = fit("standard");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("variant `standard`"), "{}", text(&out));
 }
 
 #[test]

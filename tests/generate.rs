@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use loopscale::model::generate::draw;
 use loopscale::model::{
     Arch, Decoder, DepthSampling, Gpt, Init, Injection, LoopConditioning, LoopGate, Looped,
-    LoopedConfig, Mlp, ModelConfig, Sampling, StateInit, generate,
+    LoopedConfig, Mlp, ModelConfig, Parametrization, Sampling, StateInit, generate,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -120,6 +120,40 @@ fn a_cached_gpt_gives_the_logits_of_recomputing_the_prefix() {
     assert!(gap < 1e-10, "cached vs recomputed: {gap:e}");
     // Nothing to loop: a loop count is refused.
     assert!(Decoder::new(&model, Some(2), LEN).is_err());
+}
+
+#[test]
+fn under_mup_cached_decoding_uses_the_same_attention_and_logit_scales() {
+    // Width 32 over base 8: attention ∝ 1/d_head and logits × 1/4, in both paths.
+    for arch in [Arch::Gpt, Arch::Looped] {
+        let base = if arch == Arch::Gpt {
+            gpt_cfg()
+        } else {
+            looped_cfg(Injection::Diagonal, LoopConditioning::None, LoopGate::None)
+        };
+        let cfg = ModelConfig {
+            d_model: 32,
+            parametrization: Parametrization::Mup,
+            mup_base_width: Some(8),
+            ..base
+        };
+        let ids = tokens(5);
+        let gap = if arch == Arch::Gpt {
+            let model = Gpt::new(&cfg, VOCAB, LEN, 1, DType::F64, &CPU).unwrap();
+            perturb(model.params(), 2);
+            let decoder = Decoder::new(&model, None, LEN).unwrap();
+            worst_gap(decoder, &ids, &|x| model.logits(x).unwrap())
+        } else {
+            let model = Looped::new(&cfg, VOCAB, LEN, 1, DType::F64, &CPU).unwrap();
+            perturb(model.params(), 2);
+            let decoder = Decoder::new(&model, Some(3), LEN).unwrap();
+            worst_gap(decoder, &ids, &|x| model.logits_with_loops(x, 3).unwrap())
+        };
+        assert!(
+            gap < 1e-10,
+            "{arch:?} cached vs recomputed under μP: {gap:e}"
+        );
+    }
 }
 
 #[test]

@@ -23,9 +23,31 @@ pub fn load_frames(
     tune: &[String],
     only: Option<&[String]>,
 ) -> Result<(Frames, Option<Envelope>)> {
+    load_frames_of(store, sweep, None, tune, only)
+}
+
+/// [`load_frames`] keeping, with `variant`, only that `[[variants]]` name's finished runs
+/// before tuning (e.g. a sweep's μP variant apart from its standard one).
+pub fn load_frames_of(
+    store: &Store,
+    sweep: Option<&str>,
+    variant: Option<&str>,
+    tune: &[String],
+    only: Option<&[String]>,
+) -> Result<(Frames, Option<Envelope>)> {
     let mut frames = Frames::load(store, sweep)?;
     if let Some(keys) = only {
         frames = frames.restrict(keys, &[])?;
+    }
+    if let Some(v) = variant {
+        let mask = polars::prelude::ChunkCompareEq::equal(frames.runs.column("variant")?.str()?, v);
+        frames.runs = frames.runs.filter(&mask)?;
+        if frames.runs.height() == 0 {
+            bail!(
+                "{}: no finished runs of variant `{v}`",
+                store.path().display()
+            );
+        }
     }
     if tune.is_empty() {
         return Ok((frames, None));

@@ -100,8 +100,8 @@ pub struct FitArgs {
     /// Database source: only this sweep's runs (default: every finished run in the file).
     #[arg(long)]
     pub sweep: Option<String>,
-    /// Database source, compute and chinchilla laws: only this `[[variants]]` name's runs
-    /// (e.g. a sweep's WSD branches, or its independently trained runs).
+    /// Database source, compute, chinchilla, lr and batch laws: only this `[[variants]]` name's
+    /// runs (e.g. a sweep's WSD branches, or its independently trained runs; its μP runs).
     #[arg(long)]
     pub variant: Option<String>,
     /// Database source: a key tuned per configuration (repeatable, e.g. --tune train.lr): runs
@@ -392,7 +392,13 @@ fn hyper_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
     }
     let store = Store::open_read_only(&args.source)?;
     let keys = tuned_keys(args, &store)?;
-    let (_, env) = source::load_frames(&store, args.sweep.as_deref(), &keys, None)?;
+    let (_, env) = source::load_frames_of(
+        &store,
+        args.sweep.as_deref(),
+        args.variant.as_deref(),
+        &keys,
+        None,
+    )?;
     let env = env.expect("a hyperparameter law tunes its key");
     if !args.json {
         print_envelope(&env);

@@ -26,6 +26,11 @@ Typical session:\n  loopscale plan sweeps/quickstart.toml     # what would train
 loopscale run sweeps/quickstart.toml      # train it (resumable: run again after a crash)\n  \
 loopscale status sweeps/quickstart.toml   # where it stands\n  \
 loopscale sql results/quickstart.sqlite \"SELECT run_key, final_val_loss FROM runs\"\n\n\
+Width transfer: `model.parametrization = \"mup\"` with `model.mup_base_width = W` trains \
+under the maximal-update parametrization for Adam (hidden matrices' Adam lr × W/d_model and \
+init variance ∝ 1/fan_in, the embedding's init at width W's scale, attention logits ∝ 1/d_head, \
+logits × W/d_model), equal to the standard one at \
+d_model = W, so a learning rate tuned at width W can serve other widths (docs/mup.md).\n\n\
 The sweep file format is documented in README.md; the database in docs/schema.md."
 )]
 pub struct Cli {

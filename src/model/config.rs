@@ -135,6 +135,30 @@ pub enum Init {
     Gpt2,
 }
 
+/// How width enters the initialisation, the learning rates and the forward pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Parametrization {
+    /// The standard parametrization: every parameter at the run's learning rate, attention
+    /// logits `q·k/√d_head`, the readout unscaled.
+    #[default]
+    Standard,
+    /// The maximal-update parametrization for Adam (Yang et al. 2022, "Tensor Programs V"),
+    /// relative to a base width `model.mup_base_width` at which it equals the standard one.
+    /// With `m = d_model / mup_base_width`: hidden matrices (attention, MLP, the recurrence's
+    /// `B`, `C` and the linear injection's `W`) init ∝ 1/√fan_in and Adam lr ÷ m; the token
+    /// embedding (and an untied head) init at the base width's scale, Adam lr unchanged; the
+    /// logits × 1/m (a tied head included: the table keeps its lr, the logits shrink);
+    /// attention logits `q·k · √d_head,base / d_head`, i.e. ∝ 1/d_head (see `docs/mup.md`).
+    Mup,
+}
+
+impl Parametrization {
+    pub fn is_standard(&self) -> bool {
+        *self == Parametrization::Standard
+    }
+}
+
 /// Options read only by `arch = "looped"`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -242,6 +266,14 @@ pub struct ModelConfig {
     /// and coda (`model.recast_split`). Absent from the canonical form when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recast_from: Option<String>,
+    /// `"standard"` or `"mup"`; absent from the canonical form (and run keys) when standard.
+    #[serde(skip_serializing_if = "Parametrization::is_standard")]
+    pub parametrization: Parametrization,
+    /// μP's base width: the `d_model` at which μP equals the standard parametrization (its
+    /// learning rates are the ones tuned there). Required by, and read only under,
+    /// `parametrization = "mup"`; dropped from standard runs, so absent from their run keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mup_base_width: Option<usize>,
     /// Present only for `arch = "looped"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub looped: Option<LoopedConfig>,
@@ -262,7 +294,33 @@ impl Default for ModelConfig {
             norm_eps: 1e-5,
             qk_norm_gain: false,
             recast_from: None,
+            parametrization: Parametrization::Standard,
+            mup_base_width: None,
             looped: None,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// μP's width multiplier `m = d_model / mup_base_width`; `None` under the standard
+    /// parametrization (and under μP without a base width, which validation refuses).
+    /// [`ModelConfig::mup_width_mult`] for building a model: an error for `"mup"` without a
+    /// positive base width (which would otherwise build the standard network silently).
+    pub fn checked_mup_width_mult(&self) -> Result<Option<f64>, String> {
+        match (self.parametrization, self.mup_base_width) {
+            (Parametrization::Mup, None | Some(0)) => Err(
+                "parametrization = \"mup\" needs mup_base_width ≥ 1 (the width at which μP equals the standard parametrization)".into(),
+            ),
+            _ => Ok(self.mup_width_mult()),
+        }
+    }
+
+    pub fn mup_width_mult(&self) -> Option<f64> {
+        match (self.parametrization, self.mup_base_width) {
+            (Parametrization::Mup, Some(base)) if base > 0 => {
+                Some(self.d_model as f64 / base as f64)
+            }
+            _ => None,
         }
     }
 }

@@ -35,6 +35,12 @@ impl Gpt {
         }
         let io = io.into();
         let mut params = ParamStore::new(seed, dtype, device);
+        if let Some(m) = cfg
+            .checked_mup_width_mult()
+            .map_err(candle_core::Error::msg)?
+        {
+            params.set_hidden_lr_scale(1.0 / m);
+        }
         let read_in = ReadIn::new(&mut params, cfg, io)?;
         let blocks = BlockStack::new(&mut params, "blocks", cfg, cfg.n_layers, cfg.n_layers)?;
         let head = LmHead::new(&mut params, cfg, io)?;

@@ -11,7 +11,7 @@ use candle_core::{Result, Tensor};
 
 use super::config::{Init, ModelConfig};
 use super::grad::param;
-use super::layers::{RmsNorm, init_std, project};
+use super::layers::{RmsNorm, embedding_init_std, logit_scale, project};
 use super::ops;
 use super::params::{ParamRole, ParamStore};
 
@@ -77,7 +77,7 @@ impl ReadIn {
             Io::Vectors { width } => ReadIn::Linear(params.normal(
                 "read_in",
                 (width, cfg.d_model),
-                init_std(cfg.init, cfg.d_model),
+                embedding_init_std(cfg),
                 ParamRole::Embedding,
             )?),
         })
@@ -101,14 +101,15 @@ impl ReadIn {
 }
 
 /// The token embedding (`(vocab, d)`) or an untied LM head (`(d, vocab)`) as `cfg.init` says:
-/// orthogonal at the scaled-zero entry scale, or N(0, 0.02²).
+/// orthogonal at the scaled-zero entry scale, or N(0, 0.02²); under μP at the base width's
+/// scale ([`embedding_init_std`]).
 fn embedding_init(
     params: &mut ParamStore,
     cfg: &ModelConfig,
     name: &str,
     shape: (usize, usize),
 ) -> Result<Tensor> {
-    let std = init_std(cfg.init, cfg.d_model);
+    let std = embedding_init_std(cfg);
     match cfg.init {
         Init::ScaledZero => params.orthogonal(name, shape, std, ParamRole::Embedding),
         Init::Gpt2 => params.normal(name, shape, std, ParamRole::Embedding),
@@ -149,6 +150,8 @@ pub struct LmHead {
     final_norm: RmsNorm,
     /// `(d, vocab)` when untied.
     untied: Option<Tensor>,
+    /// The factor on the logits ([`logit_scale`]): 1, or μP's `1/m`.
+    scale: f64,
 }
 
 impl LmHead {
@@ -162,7 +165,11 @@ impl LmHead {
         let untied = (!io.tied(cfg))
             .then(|| embedding_init(params, cfg, "lm_head", (d, io.out_width())))
             .transpose()?;
-        Ok(LmHead { final_norm, untied })
+        Ok(LmHead {
+            final_norm,
+            untied,
+            scale: logit_scale(cfg),
+        })
     }
 
     /// `(batch, time, d)` → `(batch, time, out)` logits; `tied` is the token table a tied head
@@ -184,6 +191,13 @@ impl LmHead {
             (Some(head), _) => ops::matmul(&flat, &param(head))?,
             (None, Some(table)) => ops::matmul(&flat, &param(table).t()?)?,
             (None, None) => candle_core::bail!("a tied LM head needs the token table"),
+        };
+        // μP's readout multiplier; a tied table keeps its learning rate and init, the logits
+        // read from it shrink by 1/m instead.
+        let logits = if self.scale == 1.0 {
+            logits
+        } else {
+            logits.affine(self.scale, 0.0)?
         };
         Ok((logits.reshape((b, t, ()))?, normed))
     }

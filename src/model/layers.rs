@@ -35,6 +35,44 @@ pub fn init_std(init: Init, width: usize) -> f64 {
     }
 }
 
+/// The entry scale of a block's hidden matrices for `cfg`: [`init_std`] at `d_model`, which is
+/// already ∝ 1/√fan_in under scaled-zero; gpt2's fixed 0.02 becomes 0.02·√(base/d_model)
+/// under μP, so it too scales as 1/√fan_in and equals 0.02 at the base width.
+pub fn hidden_init_std(cfg: &ModelConfig) -> f64 {
+    let std = init_std(cfg.init, cfg.d_model);
+    match (cfg.init, cfg.mup_width_mult()) {
+        (Init::Gpt2, Some(m)) => std / m.sqrt(),
+        _ => std,
+    }
+}
+
+/// The entry scale of the token embedding (and an untied head, a linear read-in): [`init_std`]
+/// at `d_model`, or under μP at the base width, so it does not shrink as the model widens.
+pub fn embedding_init_std(cfg: &ModelConfig) -> f64 {
+    match (cfg.mup_width_mult(), cfg.mup_base_width) {
+        (Some(_), Some(base)) => init_std(cfg.init, base),
+        _ => init_std(cfg.init, cfg.d_model),
+    }
+}
+
+/// The factor on attention logits `q·k`: `1/√d_head`, or under μP `√d_head,base / d_head` with
+/// `d_head,base = mup_base_width / n_heads` — ∝ 1/d_head as μP asks, and equal to the standard
+/// scale at the base width. With QK-norm (no gains) `|q·k| ≤ d_head`, so the largest logit is
+/// √d_head,base at every width instead of shrinking to 1 as a bare 1/d_head would make it.
+pub fn attention_scale(cfg: &ModelConfig) -> f64 {
+    let hd = head_dim(cfg) as f64;
+    match (cfg.mup_width_mult(), cfg.mup_base_width) {
+        (Some(_), Some(base)) => (base as f64 / cfg.n_heads as f64).sqrt() / hd,
+        _ => 1.0 / hd.sqrt(),
+    }
+}
+
+/// The factor on the logits: 1, or under μP `1/m = mup_base_width / d_model` (the readout
+/// multiplier of `mup`'s MuReadout), so logits stay O(1) as the model widens.
+pub fn logit_scale(cfg: &ModelConfig) -> f64 {
+    cfg.mup_width_mult().map_or(1.0, |m| 1.0 / m)
+}
+
 /// How one block's matrices start: the entry scale of the input-side matrices and the output
 /// projections' (`None`: zero, so the block is the identity at init), orthogonal or Gaussian.
 #[derive(Clone, Copy, Debug)]
@@ -49,7 +87,7 @@ impl BlockInit {
     /// effective depth `depth` (gpt2 scales output projections by `1/√(2·depth)`, which keeps
     /// the residual stream's variance independent of depth).
     pub fn of(cfg: &ModelConfig, depth: usize) -> Self {
-        let std = init_std(cfg.init, cfg.d_model);
+        let std = hidden_init_std(cfg);
         match cfg.init {
             Init::ScaledZero => BlockInit {
                 std,
@@ -225,6 +263,8 @@ pub struct CausalSelfAttention {
     q_norm: RmsNorm,
     k_norm: RmsNorm,
     n_heads: usize,
+    /// The factor on `q·k` ([`attention_scale`]).
+    scale: f64,
 }
 
 impl CausalSelfAttention {
@@ -278,12 +318,13 @@ impl CausalSelfAttention {
             q_norm: qk_norm(params, "q_norm")?,
             k_norm: qk_norm(params, "k_norm")?,
             n_heads: cfg.n_heads,
+            scale: attention_scale(cfg),
         })
     }
 
     pub fn forward(&self, x: &Tensor, rope: &Rope) -> Result<Tensor> {
         let d = x.dim(D::Minus1)?;
-        let (h, hd) = (self.n_heads, d / self.n_heads);
+        let h = self.n_heads;
         // Three projections through column blocks of W_qkv (views, no copy), so that each
         // gradient lands in its own (b, t, d) tensor instead of being padded out to 3d.
         let w_qkv = param(&self.w_qkv);
@@ -294,7 +335,7 @@ impl CausalSelfAttention {
         };
         // q, k: (b, h, t, hd); v: (b, t, d)
         let (q, k, v) = (heads(0, &self.q_norm)?, heads(1, &self.k_norm)?, part(2)?);
-        let mixed = ops::causal_attention(&q, &k, &v, 1.0 / (hd as f64).sqrt())?;
+        let mixed = ops::causal_attention(&q, &k, &v, self.scale)?;
         project(&mixed, &param(&self.w_out))
     }
 
@@ -330,9 +371,7 @@ impl CausalSelfAttention {
             .collect();
         let mask = Tensor::from_vec(mask, (t, total), x.device())?.to_dtype(x.dtype())?;
         let scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
-        let scores = scores
-            .affine(1.0 / (hd as f64).sqrt(), 0.0)?
-            .broadcast_add(&mask)?;
+        let scores = scores.affine(self.scale, 0.0)?.broadcast_add(&mask)?;
         let probs = composed::softmax_last_dim(&scores)?;
         let mixed = probs
             .matmul(&v.contiguous()?)?

@@ -61,7 +61,9 @@ use super::config::{Arch, Init, LoopedConfig, ModelConfig, StateInit, head_dim};
 use super::grad::param;
 use super::injection::{Injected, InjectionLayer};
 use super::io::{Io, LmHead, ReadIn};
-use super::layers::{BlockStack, KvCache, RmsNorm, Rope, init_std, project};
+use super::layers::{
+    BlockStack, KvCache, RmsNorm, Rope, embedding_init_std, hidden_init_std, project,
+};
 use super::params::{ParamRole, ParamStore, identity_values, truncated_normal};
 use super::parts::{ExitPolicy, LoopParts, LoopStep};
 use super::plan::LoopPlan;
@@ -135,7 +137,23 @@ impl Looped {
         // initial weights): ends, prelude, injection, core, parts, readout, coda, head.
         let io = io.into();
         let mut params = ParamStore::new(seed, dtype, device);
-        let std = init_std(cfg.init, d);
+        if let Some(m) = cfg
+            .checked_mup_width_mult()
+            .map_err(candle_core::Error::msg)?
+        {
+            // μP's width multiplier is the model's (d_model / base) for every hidden matrix.
+            if !lc.loop_conditioning.is_none() || !lc.loop_gate.is_none() || lc.exit_head {
+                candle_core::bail!(
+                    "parametrization = \"mup\" does not cover LoopFormer's conditioning or \
+                     LoopUS's gate and exit head"
+                );
+            }
+            params.set_hidden_lr_scale(1.0 / m);
+        }
+        // Hidden matrices (injection, readout C) at the hidden scale; the recurrent state's
+        // initial noise at the embedding's (under μP, the base width's).
+        let std = hidden_init_std(cfg);
+        let state_std = embedding_init_std(cfg);
         let read_in = ReadIn::new(&mut params, cfg, io)?;
         let prelude = BlockStack::new(&mut params, "prelude", cfg, lc.n_prelude, depth)?;
         let prelude_norm = lc
@@ -182,7 +200,7 @@ impl Looped {
             )?,
             cfg: lc.clone(),
             recurrent: r,
-            state_std: std,
+            state_std,
             eval_seed: seed ^ 0x5eed_0fe7_a1a1,
             params,
         })

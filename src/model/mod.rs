@@ -53,7 +53,7 @@ pub mod variants;
 
 pub use config::{
     Arch, AutoSplit, DepthSampling, Init, Injection, LoopConditioning, LoopGate, LoopedConfig, Mlp,
-    ModelConfig, RecastSplit, StateInit, head_dim, mlp_hidden_width,
+    ModelConfig, Parametrization, RecastSplit, StateInit, head_dim, mlp_hidden_width,
 };
 pub use counts::{
     LoopedSplit, ParamCounts, conditioning_params, decode_train_flops_per_token,

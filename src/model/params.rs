@@ -1,6 +1,6 @@
 //! The trainable parameters of a network: one registry that creates them from a seeded RNG,
 //! names them, and gives each a role, from which the optimizer derives its group (weight decay
-//! or not; Muon or AdamW).
+//! or not; Muon or AdamW), and a learning-rate multiplier (1, or μP's 1/m for hidden matrices).
 //!
 //! Weights are drawn from our own `StdRng`, never from candle's device RNG, so the same seed
 //! gives bit-identical initial weights on every device and every run. Orthogonal inits (the
@@ -35,6 +35,17 @@ pub enum ParamRole {
 }
 
 impl ParamRole {
+    /// Whether a parameter of this role and rank is a *hidden* matrix in μP's sense (both
+    /// dimensions grow with the width): the blocks' matrices, the linear injection's `W`, and
+    /// the recurrence's 2-D `B` and `C`. Vectors, norm gains, the embedding and the head are not.
+    pub fn hidden(self, rank: usize) -> bool {
+        match self {
+            ParamRole::Matrix | ParamRole::Adapter => true,
+            ParamRole::Recurrent => rank == 2,
+            ParamRole::Embedding | ParamRole::Gain | ParamRole::Conditioning => false,
+        }
+    }
+
     /// Whether AdamW applies decoupled weight decay, given the run's embedding choice.
     pub fn decayed(self, decay_embeddings: bool) -> bool {
         match self {
@@ -50,6 +61,9 @@ pub struct Param {
     pub name: String,
     pub var: Var,
     pub role: ParamRole,
+    /// The factor on the run's learning rate for this parameter: 1, or under μP `1/m` for a
+    /// hidden matrix (`m = d_model / mup_base_width`).
+    pub lr_scale: f64,
 }
 
 /// All parameters of one model, in creation order.
@@ -58,6 +72,8 @@ pub struct ParamStore {
     rng: StdRng,
     dtype: DType,
     device: Device,
+    /// The learning-rate factor given to hidden matrices registered from now on.
+    hidden_lr_scale: f64,
 }
 
 impl ParamStore {
@@ -68,7 +84,14 @@ impl ParamStore {
             rng: StdRng::seed_from_u64(seed),
             dtype,
             device: device.clone(),
+            hidden_lr_scale: 1.0,
         }
+    }
+
+    /// Gives every hidden matrix ([`ParamRole::hidden`]) registered from now on the learning-
+    /// rate factor `scale` (μP: `1/m`); the others keep 1.
+    pub fn set_hidden_lr_scale(&mut self, scale: f64) {
+        self.hidden_lr_scale = scale;
     }
 
     /// A matrix with entries drawn from N(0, std²).
@@ -168,10 +191,16 @@ impl ParamStore {
         // The layer keeps a clone of the variable's tensor: same storage and id, so the
         // optimizer's in-place updates are what the layer sees, and gradients are found by id.
         let tensor = var.as_tensor().clone();
+        let lr_scale = if role.hidden(tensor.rank()) {
+            self.hidden_lr_scale
+        } else {
+            1.0
+        };
         self.params.push(Param {
             name: name.to_string(),
             var,
             role,
+            lr_scale,
         });
         Ok(tensor)
     }

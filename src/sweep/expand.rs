@@ -7,7 +7,8 @@
 //!
 //! Looped-only keys are collected into `model.looped` for `arch = "looped"` runs and dropped for
 //! GPT runs, so a GPT run's config (and key) does not depend on them; `mod.rs` then removes the
-//! duplicate runs this creates.
+//! duplicate runs this creates. `model.mup_base_width` is dropped likewise from runs that are not
+//! `parametrization = "mup"`.
 
 use std::collections::HashMap;
 
@@ -280,6 +281,11 @@ fn build<'a>(
     // of their own and are not mistaken for these.
     if data.get("task").and_then(Value::as_str) == Some("p_hop") && !data.contains_key("targets") {
         data.insert("targets".into(), Value::from(Targets::default().name()));
+    }
+    if model.get("parametrization").and_then(Value::as_str) != Some("mup") {
+        // μP's base width means nothing to a standard run: dropped, so setting it in a sweep
+        // that also trains standard runs cannot split one of them into two keys.
+        model.remove("mup_base_width");
     }
     if model.get("arch").and_then(Value::as_str) == Some("looped") {
         // A looped model's blocks are its prelude, core and coda; n_layers says the same, so an

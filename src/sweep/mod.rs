@@ -50,6 +50,8 @@
 //!   be a list, i.e. an axis); variants are the outermost loop, in file order.
 //! - Looped-only keys apply to `arch = "looped"` runs and are dropped from GPT runs; runs that
 //!   resolve to the same config (same key) are kept once ([`Sweep::collapsed`] counts the rest).
+//! - `model.mup_base_width` applies to `model.parametrization = "mup"` runs and is dropped from
+//!   standard ones, so their keys are those of runs from before μP.
 //! - `train.branch = true` (WSD branches): runs that differ only in their budget share one
 //!   constant-learning-rate trunk, a run of its own that `runs` lists before its branches
 //!   (`branches`).
@@ -411,6 +413,15 @@ fn warnings(keys: &[String], runs: &[PlannedRun]) -> Vec<String> {
         if info.section == Section::Looped && looped == 0 {
             out.push(format!(
                 "`{key}` is set but no run has arch = \"looped\", so it has no effect"
+            ));
+        }
+        if key == "model.mup_base_width"
+            && !runs
+                .iter()
+                .any(|r| r.config.model.mup_width_mult().is_some())
+        {
+            out.push(format!(
+                "`{key}` is set but no run has parametrization = \"mup\", so it has no effect"
             ));
         }
         if key == "model.n_layers" && looped == runs.len() && looped > 0 {

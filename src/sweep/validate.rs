@@ -14,7 +14,7 @@ use crate::config::{
     Backend, COMMAND_PLACEHOLDERS, DeepSupervision, OptimizerKind, SHIPPED_CORPORA, SHIPPED_CORPUS,
     Schedule, resolve_corpus_path,
 };
-use crate::model::{Arch, DepthSampling, RecastSplit};
+use crate::model::{Arch, DepthSampling, Parametrization, RecastSplit};
 
 /// Tokenizers the trainer implements.
 const TOKENIZERS: &[&str] = &["bytes"];
@@ -177,6 +177,7 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
     }
     out.extend(check_branch(c));
     out.extend(check_loopus(c));
+    out.extend(check_mup(c));
     if m.arch == Arch::Looped {
         let l = m.looped.as_ref().expect("looped runs carry a LoopedConfig");
         if l.mean_recurrence == 0 {
@@ -350,6 +351,64 @@ fn check_loopus(c: &RunConfig) -> Vec<Problem> {
                 ),
                 "the split says which parent blocks become prelude and core; set n_prelude and n_core to match",
             ));
+        }
+    }
+    out
+}
+
+/// μP (`model.parametrization = "mup"`): a positive base width, AdamW (μP's scalings are
+/// Adam's), and none of the parts whose parameters it does not classify (LoopFormer's
+/// conditioning, LoopUS's gate, exit head and recasting).
+fn check_mup(c: &RunConfig) -> Vec<Problem> {
+    let (t, m) = (&c.train, &c.model);
+    let mut out = Vec::new();
+    if m.parametrization != Parametrization::Mup {
+        return out;
+    }
+    match m.mup_base_width {
+        None => out.push(problem(
+            &["model.parametrization", "model.mup_base_width"],
+            "`model.parametrization` = \"mup\" needs `model.mup_base_width`, the width at which μP equals the standard parametrization".into(),
+            format!(
+                "add e.g. mup_base_width = {} (the width whose learning rate you tuned); every width then shares its learning rate",
+                m.d_model
+            ),
+        )),
+        Some(0) => out.push(problem(
+            &["model.mup_base_width"],
+            "`model.mup_base_width` = 0: it must be at least 1".into(),
+            "the base width is a d_model, e.g. mup_base_width = 64",
+        )),
+        Some(_) => {}
+    }
+    if t.optimizer == OptimizerKind::Muon {
+        out.push(problem(
+            &["train.optimizer", "model.parametrization"],
+            "`train.optimizer` = \"muon\" with `model.parametrization` = \"mup\": μP here scales Adam's per-matrix learning rates, which Muon's orthogonalised updates do not use".into(),
+            "use optimizer = \"adamw\" with μP, or parametrization = \"standard\" with Muon",
+        ));
+    }
+    if m.recast_from.is_some() {
+        out.push(problem(
+            &["model.recast_from", "model.parametrization"],
+            "`model.recast_from` with `model.parametrization` = \"mup\": a recast run inherits a GPT's weights, whose init and learning rates μP would change".into(),
+            "recast under parametrization = \"standard\"",
+        ));
+    }
+    if let Some(l) = m.looped.as_ref().filter(|_| m.arch == Arch::Looped) {
+        let unsupported = [
+            ("model.loop_conditioning", !l.loop_conditioning.is_none()),
+            ("model.loop_gate", !l.loop_gate.is_none()),
+            ("model.exit_head", l.exit_head),
+        ];
+        for (key, on) in unsupported {
+            if on {
+                out.push(problem(
+                    &[key, "model.parametrization"],
+                    format!("`{key}` with `model.parametrization` = \"mup\": μP does not yet say how its parameters scale with width"),
+                    format!("leave `{key}` at its default under μP, or use parametrization = \"standard\""),
+                ));
+            }
         }
     }
     out

@@ -1,6 +1,8 @@
 //! AdamW (Loshchilov & Hutter 2019): Adam with bias correction and decoupled weight decay,
 //! the decay applied only to the [`ParamRole::Matrix`] parameters; and global gradient-norm
-//! clipping before the update.
+//! clipping before the update. Each parameter's step uses the schedule's learning rate times
+//! its own [`Param::lr_scale`] (μP's 1/m on hidden matrices; 1 otherwise), decay included, as
+//! a per-group `lr` does in PyTorch's AdamW.
 //!
 //! On the CPU the update runs as in-place kernels over `θ`, `m` and `v` (`optim_kernel`); the
 //! composed tensor update below is the fallback for other devices and the reference the tests
@@ -28,6 +30,8 @@ pub struct AdamWConfig {
 struct Slot {
     var: Var,
     decay: bool,
+    /// The factor on the step's learning rate ([`Param::lr_scale`]).
+    lr_scale: f64,
     /// First and second moment estimates.
     m: Tensor,
     v: Tensor,
@@ -52,6 +56,7 @@ impl AdamW {
                 Ok(Slot {
                     var: p.var.clone(),
                     decay: p.role.decayed(cfg.decay_embeddings),
+                    lr_scale: p.lr_scale,
                     m: p.var.zeros_like()?,
                     v: p.var.zeros_like()?,
                 })
@@ -136,10 +141,12 @@ impl AdamW {
         } = self.cfg;
         let m_correction = 1.0 / (1.0 - beta1.powi(self.steps));
         let v_correction = 1.0 / (1.0 - beta2.powi(self.steps));
+        let base_lr = lr;
         for slot in &mut self.slots {
             let Some(grad) = grads.get(&slot.var) else {
                 continue;
             };
+            let lr = base_lr * slot.lr_scale;
             let theta = slot.var.as_tensor();
             if theta.device().is_cpu() {
                 let grad = if grad.is_contiguous() {

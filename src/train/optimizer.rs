@@ -56,6 +56,14 @@ pub struct Optimizer {
 impl Optimizer {
     /// The optimizer `train` asks for over `params`, for a run of `total` updates.
     pub fn new(params: &ParamStore, train: &TrainConfig, total: u64) -> Result<Self> {
+        if train.optimizer == OptimizerKind::Muon
+            && params.params().iter().any(|p| p.lr_scale != 1.0)
+        {
+            candle_core::bail!(
+                "train.optimizer = \"muon\" with model.parametrization = \"mup\": μP's per-matrix \
+                 Adam learning rates do not apply to Muon's orthogonalised updates; use adamw"
+            );
+        }
         let (muon_params, adamw_params): (Vec<_>, Vec<_>) = params
             .params()
             .iter()
