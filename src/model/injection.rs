@@ -98,6 +98,15 @@ impl InjectionLayer {
         r: usize,
         noise_std: f64,
     ) -> Result<Self> {
+        // `B` `(d, r)`, identity-shaped: the loop-invariant projection of `e`.
+        let b_matrix = |params: &mut ParamStore| {
+            params.constant(
+                "injection.B",
+                &[d, r],
+                identity_values(d, r),
+                ParamRole::Recurrent,
+            )
+        };
         Ok(match kind {
             Injection::Diagonal => {
                 // Ā = exp(-(softplus(dt)·e⁰ + ε)) = 0.447  ⇒  softplus(dt) = -ln 0.447 - ε.
@@ -116,37 +125,14 @@ impl InjectionLayer {
                         vec![dt0; r],
                         ParamRole::Recurrent,
                     )?,
-                    b: params.constant(
-                        "injection.B",
-                        &[d, r],
-                        identity_values(d, r),
-                        ParamRole::Recurrent,
-                    )?,
+                    b: b_matrix(params)?,
                 }
             }
             Injection::None => InjectionLayer::None {
-                b: (r != d)
-                    .then(|| {
-                        params.constant(
-                            "injection.B",
-                            &[d, r],
-                            identity_values(d, r),
-                            ParamRole::Recurrent,
-                        )
-                    })
-                    .transpose()?,
+                b: (r != d).then(|| b_matrix(params)).transpose()?,
             },
             Injection::Add => InjectionLayer::Add {
-                b: (r != d)
-                    .then(|| {
-                        params.constant(
-                            "injection.B",
-                            &[d, r],
-                            identity_values(d, r),
-                            ParamRole::Recurrent,
-                        )
-                    })
-                    .transpose()?,
+                b: (r != d).then(|| b_matrix(params)).transpose()?,
             },
             Injection::Linear => {
                 let mut values = identity_values(r, r);
