@@ -159,10 +159,34 @@ fn wait_for_progress(child: &mut Child, db: &Path, target: u64, deadline: Instan
     }
 }
 
-/// Live workers of `child`, waiting (up to `deadline`) until there is one.
-fn some_workers(child: &mut Child, deadline: Instant, seed: u64) -> Vec<(i32, String)> {
+/// The last training step the database holds for `run` (0 before its first).
+fn run_step(db: &Path, run: &str) -> u64 {
+    let Ok(store) = Store::open_read_only(db) else {
+        return 0;
+    };
+    store
+        .query(&format!(
+            "SELECT COALESCE(MAX(step), 0) FROM metrics WHERE run_key = '{run}'"
+        ))
+        .ok()
+        .and_then(|t| t.rows.first().and_then(|r| r[0].parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Live workers of `child`, waiting (up to `deadline`) until there is one; with `past`, only
+/// workers whose run the database shows beyond step `past` (past its first checkpoint, so a
+/// kill there is resumed from it).
+fn some_workers(
+    child: &mut Child,
+    deadline: Instant,
+    seed: u64,
+    past: Option<(&Path, u64)>,
+) -> Vec<(i32, String)> {
     loop {
-        let workers = workers_of(child.id());
+        let workers: Vec<(i32, String)> = workers_of(child.id())
+            .into_iter()
+            .filter(|(_, key)| past.is_none_or(|(db, step)| run_step(db, key) > step))
+            .collect();
         if !workers.is_empty() {
             return workers;
         }
@@ -242,10 +266,12 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
     let total_steps = steps_observed(&reference_db);
     let mut target = 0;
     while worker_kills.len() < WORKER_KILLS {
-        // 3% to 12% of the sweep's steps between kills, so they land mid-run and mid-sweep.
-        target += (total_steps as f64 * rng.random_range(0.03..0.12)) as u64;
+        // 2% to 8% of the sweep's steps between kills (at most about half the sweep for all
+        // of them), so they land mid-run and mid-sweep.
+        target += (total_steps as f64 * rng.random_range(0.02..0.08)) as u64;
         wait_for_progress(&mut child, &db, target, deadline, SEED);
-        let workers = some_workers(&mut child, deadline, SEED);
+        // A run past its first checkpoint (step 7), so the kill is resumed from one.
+        let workers = some_workers(&mut child, deadline, SEED, Some((&db, 7)));
         let (pid, key) = workers[rng.random_range(0..workers.len())].clone();
         // SAFETY: kill(2) on a worker process of our own coordinator.
         unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -548,9 +574,9 @@ n_layers = 1
     let total_steps = steps_observed(&reference_db);
     let mut target = 0;
     while kills.len() < KILLS {
-        target += (total_steps as f64 * rng.random_range(0.03..0.12)) as u64;
+        target += (total_steps as f64 * rng.random_range(0.02..0.06)) as u64;
         wait_for_progress(&mut child, &db, target, deadline, SEED + 1);
-        let workers = some_workers(&mut child, deadline, SEED + 1);
+        let workers = some_workers(&mut child, deadline, SEED + 1, None);
         let (pid, key) = workers[rng.random_range(0..workers.len())].clone();
         // SAFETY: kill(2) on a worker process of our own coordinator.
         unsafe { libc::kill(pid, libc::SIGKILL) };
