@@ -6,8 +6,6 @@
 //! run repeats exactly the arithmetic of an uninterrupted one). Then `gc` frees the checkpoints.
 //!
 //! The kill moments and victims come from a seeded RNG: a failure names its seed and replays.
-//! A kill waits for the sweep's observed progress (training steps the database holds), not for
-//! a span of time, so the kills land mid-sweep on a fast or a slow, busy machine alike.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -131,76 +129,6 @@ fn workers_of(parent: u32) -> Vec<(i32, String)> {
     out
 }
 
-/// Training steps the sweep's database holds so far (distinct steps of every run; a resumed
-/// run's repeated steps replace its rows, so this only grows). 0 before the database exists.
-fn steps_observed(db: &Path) -> u64 {
-    let Ok(store) = Store::open_read_only(db) else {
-        return 0;
-    };
-    store
-        .query("SELECT COUNT(*) FROM metrics")
-        .ok()
-        .and_then(|t| t.rows.first().and_then(|r| r[0].parse().ok()))
-        .unwrap_or(0)
-}
-
-/// Waits until the sweep of `child` writing `db` holds `target` training steps; panics if the
-/// sweep ends first (it is too short for its kills) or `deadline` passes.
-fn wait_for_progress(child: &mut Child, db: &Path, target: u64, deadline: Instant, seed: u64) {
-    while steps_observed(db) < target {
-        assert!(
-            Instant::now() < deadline,
-            "seed {seed}: the sweep did not reach {target} steps in time"
-        );
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("seed {seed}: the sweep finished ({status}) before its kills; make it longer");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The last training step the database holds for `run` (0 before its first).
-fn run_step(db: &Path, run: &str) -> u64 {
-    let Ok(store) = Store::open_read_only(db) else {
-        return 0;
-    };
-    store
-        .query(&format!(
-            "SELECT COALESCE(MAX(step), 0) FROM metrics WHERE run_key = '{run}'"
-        ))
-        .ok()
-        .and_then(|t| t.rows.first().and_then(|r| r[0].parse().ok()))
-        .unwrap_or(0)
-}
-
-/// Live workers of `child`, waiting (up to `deadline`) until there is one; with `past`, only
-/// workers whose run the database shows beyond step `past` (past its first checkpoint, so a
-/// kill there is resumed from it).
-fn some_workers(
-    child: &mut Child,
-    deadline: Instant,
-    seed: u64,
-    past: Option<(&Path, u64)>,
-) -> Vec<(i32, String)> {
-    loop {
-        let workers: Vec<(i32, String)> = workers_of(child.id())
-            .into_iter()
-            .filter(|(_, key)| past.is_none_or(|(db, step)| run_step(db, key) > step))
-            .collect();
-        if !workers.is_empty() {
-            return workers;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "seed {seed}: no worker ran in time"
-        );
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("seed {seed}: the sweep finished ({status}) before its kills; make it longer");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// An eval row: (step, test_loops, val loss bits).
 type Eval = (i64, Option<i64>, Option<u64>);
 /// Per run: (status, final val loss bits, every metrics row (step, train loss bits), evals).
@@ -262,24 +190,34 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
     let mut rng = StdRng::seed_from_u64(SEED);
     let mut child = coordinator(&file, &db);
     let (mut worker_kills, mut coordinator_kills) = (Vec::new(), 0);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let total_steps = steps_observed(&reference_db);
-    let mut target = 0;
+    let deadline = Instant::now() + Duration::from_secs(240);
     while worker_kills.len() < WORKER_KILLS {
-        // 2% to 8% of the sweep's steps between kills (at most about half the sweep for all
-        // of them), so they land mid-run and mid-sweep.
-        target += (total_steps as f64 * rng.random_range(0.02..0.08)) as u64;
-        wait_for_progress(&mut child, &db, target, deadline, SEED);
-        // A run past its first checkpoint (step 7), so the kill is resumed from one.
-        let workers = some_workers(&mut child, deadline, SEED, Some((&db, 7)));
+        assert!(
+            Instant::now() < deadline,
+            "seed {SEED}: the sweep did not get through its kills in time"
+        );
+        // 3% to 15% of the uninterrupted sweep's time between kills (0.3-1.5 s here), so the
+        // kills land mid-sweep on a faster or slower machine alike.
+        std::thread::sleep(Duration::from_secs_f64(
+            reference_seconds * rng.random_range(0.03..0.15),
+        ));
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "seed {SEED}: the sweep finished ({status}) before all {WORKER_KILLS} kills; make it longer"
+            );
+        }
+        let workers = workers_of(child.id());
+        if workers.is_empty() {
+            continue;
+        }
         let (pid, key) = workers[rng.random_range(0..workers.len())].clone();
         // SAFETY: kill(2) on a worker process of our own coordinator.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         worker_kills.push(key);
         if worker_kills.len() == COORDINATOR_KILL_AFTER {
-            // A few more steps, then the coordinator itself.
-            let more = (total_steps as f64 * rng.random_range(0.01..0.05)) as u64;
-            wait_for_progress(&mut child, &db, steps_observed(&db) + more, deadline, SEED);
+            std::thread::sleep(Duration::from_secs_f64(
+                reference_seconds * rng.random_range(0.01..0.08),
+            ));
             child.kill().unwrap();
             child.wait().unwrap();
             coordinator_kills += 1;
@@ -561,22 +499,37 @@ n_layers = 1
         ),
     )
     .unwrap();
+    let started = Instant::now();
     let reference_db = dir.path().join("reference.sqlite");
     assert!(coordinator(&file, &reference_db).wait().unwrap().success());
     let reference = outcome_of(&reference_db, "branches");
+    let reference_seconds = started.elapsed().as_secs_f64();
     assert_eq!(reference.len(), 8, "two trunks and six branches");
 
     let db = dir.path().join("faults.sqlite");
     let mut rng = StdRng::seed_from_u64(SEED + 1);
     let mut child = coordinator(&file, &db);
     let mut kills: Vec<String> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let total_steps = steps_observed(&reference_db);
-    let mut target = 0;
+    let deadline = Instant::now() + Duration::from_secs(240);
     while kills.len() < KILLS {
-        target += (total_steps as f64 * rng.random_range(0.02..0.06)) as u64;
-        wait_for_progress(&mut child, &db, target, deadline, SEED + 1);
-        let workers = some_workers(&mut child, deadline, SEED + 1, None);
+        assert!(
+            Instant::now() < deadline,
+            "seed {}: the sweep did not get through its kills in time",
+            SEED + 1
+        );
+        std::thread::sleep(Duration::from_secs_f64(
+            reference_seconds * rng.random_range(0.03..0.12),
+        ));
+        if child.try_wait().unwrap().is_some() {
+            panic!(
+                "seed {}: the sweep finished before all {KILLS} kills; make it longer",
+                SEED + 1
+            );
+        }
+        let workers = workers_of(child.id());
+        if workers.is_empty() {
+            continue;
+        }
         let (pid, key) = workers[rng.random_range(0..workers.len())].clone();
         // SAFETY: kill(2) on a worker process of our own coordinator.
         unsafe { libc::kill(pid, libc::SIGKILL) };
