@@ -37,6 +37,7 @@ mod shard;
 mod slurm;
 mod store;
 mod store_concurrency;
+mod suggest;
 mod sweep_errors;
 mod sweep_grid;
 mod sweep_mup;

@@ -28,6 +28,7 @@ pub fn execute(cli: Cli, interrupts: &engine::Interrupts) -> anyhow::Result<i32>
         Command::Fit(args) => super::fit::fit(&args),
         Command::Report(args) => report(&args),
         Command::Sample(args) => super::sample::sample(&args),
+        Command::Suggest(args) => super::suggest::suggest(&args),
         Command::Worker(args) => {
             let task = engine::WorkerTask {
                 db: args.db,
