@@ -203,3 +203,199 @@ fn suggested_runs_narrow_the_optimum_more_than_a_uniform_extension_and_cover_the
         seeds - expected_ok
     );
 }
+
+/// A tiny trained sweep: GPTs at two widths × three token budgets.
+fn trained_sweep(dir: &std::path::Path) -> std::path::PathBuf {
+    let corpus = crate::common::moby_dick_file(dir, 60_000);
+    let path = dir.join("grow.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[sweep]
+name = "grow"
+db = "{db}"
+
+[data]
+corpus = "{corpus}"
+seq_len = 32
+val_fraction = 0.1
+
+[train]
+tokens = [2048, 4096, 8192]
+batch_size = 8
+lr = 3e-3
+eval_every = 64
+eval_tokens = 1024
+log_every = 8
+
+[model]
+d_model = [16, 32]
+n_heads = 2
+n_layers = 1
+"#,
+            db = dir.join("grow.sqlite").display(),
+            corpus = corpus.display(),
+        ),
+    )
+    .unwrap();
+    let out = crate::common::loopscale(&["run", path.to_str().unwrap(), "--jobs", "2"]);
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+    path
+}
+
+fn done_keys(db: &std::path::Path) -> Vec<(String, u32)> {
+    let store = loopscale::store::Store::open_read_only(db).unwrap();
+    store
+        .runs("grow")
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.status == loopscale::store::RunStatus::Done)
+        .map(|r| (r.key, r.attempts))
+        .collect()
+}
+
+#[test]
+fn suggest_writes_a_sweep_that_plan_accepts_and_run_extends_with_only_the_new_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = trained_sweep(dir.path());
+    let db = dir.path().join("grow.sqlite");
+    let before = done_keys(&db);
+    assert_eq!(before.len(), 6);
+    let next = dir.path().join("next.toml");
+    let out = crate::common::loopscale(&[
+        "suggest",
+        sweep.to_str().unwrap(),
+        "--law",
+        "chinchilla",
+        "--target",
+        "alpha",
+        "--budget",
+        "3e9",
+        "--resamples",
+        "40",
+        "--out",
+        next.to_str().unwrap(),
+    ]);
+    let said = crate::common::text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("target alpha") && said.contains("expected"),
+        "{said}"
+    );
+    // `plan` accepts the extended file: the old runs plus the chosen ones, nothing else.
+    let planned = loopscale::sweep::Sweep::load(&next).unwrap();
+    let chosen = planned
+        .runs
+        .iter()
+        .filter(|r| r.variant.as_deref().is_some_and(|v| v.contains("-next-")))
+        .count();
+    assert!(chosen >= 1, "{said}");
+    assert_eq!(planned.runs.len(), 6 + chosen, "{said}");
+    for (key, _) in &before {
+        assert!(
+            planned.runs.iter().any(|r| &r.key == key),
+            "run {key} lost its key"
+        );
+    }
+    let out = crate::common::loopscale(&["plan", next.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+
+    // `run` trains only the new ones: old runs keep one attempt, no key twice.
+    let out = crate::common::loopscale(&["run", next.to_str().unwrap(), "--jobs", "2"]);
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+    let after = done_keys(&db);
+    assert_eq!(after.len(), 6 + chosen);
+    let mut keys: Vec<&String> = after.iter().map(|(k, _)| k).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), after.len(), "a run was stored twice");
+    for (key, attempts) in &before {
+        let again = after.iter().find(|(k, _)| k == key).unwrap();
+        assert_eq!(again.1, *attempts, "run {key} was trained again");
+    }
+}
+
+#[test]
+fn bad_suggest_input_is_a_clear_error_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = trained_sweep(dir.path());
+    let next = dir.path().join("next.toml");
+    let s = sweep.to_str().unwrap();
+    let n = next.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--target", "alpha", "--budget", "-1"],
+            "--budget must be a positive number",
+        ),
+        (
+            &["--target", "zeta", "--budget", "1e9"],
+            "has no parameter `zeta`",
+        ),
+        (
+            &["--target", "mu_opt@1e12", "--budget", "1e9"],
+            "Parcae's law",
+        ),
+        (
+            &[
+                "--target",
+                "alpha",
+                "--budget",
+                "1e9",
+                "--candidates",
+                "model.d_model",
+            ],
+            "expected KEY=V1,V2",
+        ),
+        (
+            &[
+                "--target",
+                "alpha",
+                "--budget",
+                "1e9",
+                "--candidates",
+                "model.width=1,2",
+            ],
+            "not a sweep key",
+        ),
+    ];
+    for (extra, expect) in cases {
+        let mut args = vec![
+            "suggest",
+            s,
+            "--law",
+            "chinchilla",
+            "--resamples",
+            "20",
+            "--out",
+            n,
+        ];
+        args.extend_from_slice(extra);
+        let out = crate::common::loopscale(&args);
+        let said = crate::common::text(&out);
+        assert!(!out.status.success(), "{extra:?} succeeded: {said}");
+        assert!(said.contains(expect), "{extra:?}: {said}");
+        assert!(!next.exists(), "{extra:?} wrote {n}");
+    }
+    // A sweep not trained yet has no database to fit.
+    let fresh = dir.path().join("fresh.toml");
+    let text = std::fs::read_to_string(&sweep)
+        .unwrap()
+        .replace("grow.sqlite", "fresh.sqlite");
+    std::fs::write(&fresh, text).unwrap();
+    let out = crate::common::loopscale(&[
+        "suggest",
+        fresh.to_str().unwrap(),
+        "--law",
+        "chinchilla",
+        "--target",
+        "alpha",
+        "--budget",
+        "1e9",
+    ]);
+    assert!(
+        crate::common::text(&out).contains("no database yet"),
+        "{}",
+        crate::common::text(&out)
+    );
+}

@@ -41,7 +41,7 @@ pub struct SuggestArgs {
     #[arg(long)]
     pub target: String,
     /// Training FLOPs the new runs may spend in all (every run of a tuned candidate counted).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub budget: f64,
     /// The values a candidate axis takes, instead of the sweep's axes one step outward and
     /// between: `KEY=V1,V2,…` (repeat for several keys; zipped keys each need their values).
