@@ -42,9 +42,9 @@ run: corpus build
 	./target/release/loopscale status $(SWEEP)
 	./target/release/loopscale report $(SWEEP)
 
-# The suite is one test binary; the tests that time kills against a running sweep (engine_faults)
-# and drive a real Slurm (slurm) run afterwards on one thread, so no other test's training shifts
-# their timing.
+# The suite is one test binary; the tests that kill workers of a running sweep (engine_faults, at
+# steps read from the workers' shards) and drive a real Slurm (slurm) run afterwards on one
+# thread: their sweeps and time limits assume the machine is theirs.
 test: corpus
 	$(CARGO) test -- --skip engine_faults:: --skip slurm::
 	$(CARGO) test --test suite -- --test-threads=1 engine_faults:: slurm::
