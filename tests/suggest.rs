@@ -69,7 +69,7 @@ fn options(seed: u64) -> (FitOptions, BootstrapOptions) {
     };
     let opts = FitOptions {
         starts: Some(ParcaeLaw::coarse_grid()),
-        bootstrap: Some(boot.clone()),
+        bootstrap: Some(boot),
         heldout: None,
         profile: false,
         ..FitOptions::default()

@@ -199,7 +199,7 @@ fn run_law<L: Law>(law: &L, design: &Design, ctx: &Context_) -> Result<(FitRepor
         ..BootstrapOptions::default()
     };
     let opts = FitOptions {
-        bootstrap: Some(boot.clone()),
+        bootstrap: Some(boot),
         ..FitOptions::default()
     };
     let compute = ctx.points.compute()?;

@@ -34,6 +34,9 @@ use super::laws::{Design, Law};
 /// The target's value at one member θ, `None` where the member gives no finite value.
 pub type TargetFn<'a> = dyn Fn(&[f64]) -> Option<f64> + Sync + 'a;
 
+/// A design row from named covariates (`mu`, `tokens`, …), for a loss-at-a-point target.
+pub type RowOf<'a> = dyn Fn(&[(String, f64)]) -> Result<Vec<f64>> + 'a;
+
 /// One run (or tuned group of runs) that could be trained next: its design row (the law's
 /// covariates, as [`Design`] holds them) and its training FLOPs.
 #[derive(Debug, Clone)]
@@ -407,7 +410,7 @@ pub fn target_fn<'a, L: Law>(
     law: &'a L,
     spec: &'a TargetSpec,
     allocation: Option<&'a Allocation>,
-    row_of: &dyn Fn(&[(String, f64)]) -> Result<Vec<f64>>,
+    row_of: &RowOf<'_>,
 ) -> Result<Box<TargetFn<'a>>> {
     Ok(match spec {
         TargetSpec::Parameter(name) => {
