@@ -298,6 +298,8 @@ fn suggest_writes_a_sweep_that_plan_accepts_and_run_extends_with_only_the_new_ru
             "run {key} lost its key"
         );
     }
+    assert!(dir.path().join("next.suggest.png").exists(), "{said}");
+    assert!(dir.path().join("next.suggest.svg").exists(), "{said}");
     let out = crate::common::loopscale(&["plan", next.to_str().unwrap()]);
     assert!(out.status.success(), "{}", crate::common::text(&out));
 

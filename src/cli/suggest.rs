@@ -168,8 +168,53 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
     print_suggestion(args, &target, &report, &suggestion, &priced, &left_out);
     if let Some(out) = &args.out {
         write_extended(args, &sweep, &text, out, &suggestion, &priced)?;
+        let stem = out.with_extension("");
+        let name = format!(
+            "{}.suggest",
+            stem.file_name()
+                .map_or("next".into(), |n| n.to_string_lossy())
+        );
+        let dir = out
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let chart = chart(&target, &points, &suggestion, &priced, args.law);
+        let drawn = crate::plot::save(&chart, dir, &name)?;
+        println!("chart: {}", drawn.png.display());
     }
     Ok(0)
+}
+
+/// The suggestion as a chart ([`crate::plot::suggestion`]).
+fn chart(
+    target: &TargetSpec,
+    points: &Points,
+    s: &Suggestion,
+    priced: &[Priced],
+    law: SuggestLaw,
+) -> crate::plot::Figure {
+    let trained = match (&points.n, points.tokens()) {
+        (Some(n), Ok(d)) => d.iter().copied().zip(n.iter().copied()).collect(),
+        _ => Vec::new(),
+    };
+    let mut widths = vec![(0.0, s.width)];
+    widths.extend(s.picks.iter().map(|p| (p.cumulative_flops, p.width_after)));
+    crate::plot::suggestion::suggestion(&crate::plot::suggestion::SuggestionPlot {
+        target: &target.label(),
+        n_label: if law == SuggestLaw::Parcae {
+            "unrolled parameters N(μ)"
+        } else {
+            "non-embedding parameters N"
+        },
+        trained,
+        candidates: priced.iter().map(|p| (p.d, p.n)).collect(),
+        chosen: s
+            .picks
+            .iter()
+            .map(|p| (priced[p.candidate].d, priced[p.candidate].n))
+            .collect(),
+        widths,
+    })
 }
 
 /// What the law-generic part needs.
