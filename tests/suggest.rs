@@ -401,3 +401,21 @@ fn bad_suggest_input_is_a_clear_error_and_writes_nothing() {
         crate::common::text(&out)
     );
 }
+
+#[test]
+fn the_crossing_is_where_two_loops_start_to_beat_one_on_the_same_flops() {
+    let alloc = allocation();
+    let theta = [E.ln(), X.ln(), XE, Y.ln(), YE];
+    let c = alloc.crossing(&ParcaeLaw, &theta, 1).unwrap();
+    // Just below it one loop wins, just above it two do.
+    assert!(loss(1.0, c * 0.99) < loss(2.0, c * 0.99), "{c:e}");
+    assert!(loss(2.0, c * 1.01) < loss(1.0, c * 1.01), "{c:e}");
+    // μ* passes 1.5 near there (μ* = 2 at budget_for(2), past the crossing).
+    assert!(c < budget_for(2.0) && c > budget_for(1.0), "{c:e}");
+    // A law in which loops do nothing (x = 0) never crosses: the end of the range.
+    let flat = [E.ln(), X.ln(), 0.0, Y.ln(), YE];
+    assert_eq!(
+        alloc.crossing(&ParcaeLaw, &flat, 1),
+        Some(design::CROSSING_RANGE.1)
+    );
+}

@@ -36,7 +36,8 @@ pub struct SuggestArgs {
     pub law: SuggestLaw,
     /// What to settle: a parameter or derived quantity of the law (`x`, `y`, `alpha`,
     /// `n_opt_exponent`, …), the compute-optimal loops or tokens at C FLOPs (`mu_opt@1e14`,
-    /// `d_opt@1e14`, Parcae's law), or the loss at a point (`loss@mu=4,tokens=1e7`;
+    /// `d_opt@1e14`, Parcae's law), the FLOPs where M loops start to beat one (`crossing@2`), or
+    /// the loss at a point (`loss@mu=4,tokens=1e7`;
     /// `loss@n=1e6,tokens=1e8` for Chinchilla's law, `loss@c=1e15` for the compute law).
     #[arg(long)]
     pub target: String,

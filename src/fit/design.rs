@@ -331,6 +331,55 @@ impl Allocation {
     }
 }
 
+/// The search range of a crossing, in FLOPs: a crossing past it is reported at its end.
+pub const CROSSING_RANGE: (f64, f64) = (1e6, 1e24);
+
+impl Allocation {
+    /// The compute C at which the run at the j-th μ, trained on C FLOPs, first has a lower loss
+    /// than the run at μ = 1 on the same C, under the law at θ (bisection in ln C after a scan).
+    /// A law under which it never does within [`CROSSING_RANGE`] gives the range's end, and one
+    /// under which it always does, the range's start: the percentile interval then says "beyond".
+    pub fn crossing<L: Law>(&self, law: &L, theta: &[f64], j: usize) -> Option<f64> {
+        let mut g = vec![0.0; law.n_params()];
+        // Positive where μ = 1 is better.
+        let mut gap = |ln_c: f64| {
+            let c = ln_c.exp();
+            law.log_predict(theta, &self.row(j, c), &mut g)
+                - law.log_predict(theta, &self.row(0, c), &mut g)
+        };
+        let (lo, hi) = (CROSSING_RANGE.0.ln(), CROSSING_RANGE.1.ln());
+        let steps = 180;
+        let mut prev = (lo, gap(lo));
+        if !prev.1.is_finite() {
+            return None;
+        }
+        if prev.1 < 0.0 {
+            return Some(CROSSING_RANGE.0);
+        }
+        for k in 1..=steps {
+            let x = lo + (hi - lo) * k as f64 / steps as f64;
+            let y = gap(x);
+            if !y.is_finite() {
+                return None;
+            }
+            if y < 0.0 {
+                let (mut a, mut b) = (prev.0, x);
+                for _ in 0..40 {
+                    let mid = 0.5 * (a + b);
+                    if gap(mid) < 0.0 {
+                        b = mid;
+                    } else {
+                        a = mid;
+                    }
+                }
+                return Some((0.5 * (a + b)).exp());
+            }
+            prev = (x, y);
+        }
+        Some(CROSSING_RANGE.1)
+    }
+}
+
 /// What `loopscale suggest --target` can ask for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TargetSpec {
@@ -341,6 +390,9 @@ pub enum TargetSpec {
     MuOpt(f64),
     /// The compute-optimal training tokens D* at C FLOPs (`d_opt@1e14`).
     DOpt(f64),
+    /// The compute C at which training at μ = M loops starts to beat μ = 1 on the same FLOPs
+    /// (`crossing@2`): where looping starts to pay, searched over C = 1e6 … 1e24 FLOPs.
+    Crossing(f64),
     /// The law's loss at a point: the named covariates in the law's row order
     /// (`loss@mu=4,tokens=1e7` for Parcae's law, `loss@n=1e6,tokens=1e8` for Chinchilla's).
     LossAt(Vec<(String, f64)>),
@@ -358,11 +410,18 @@ impl TargetSpec {
         };
         Ok(match text.split_once('@') {
             None if text.is_empty() => bail!(
-                "--target is empty: give a parameter (e.g. y), mu_opt@C, d_opt@C or loss@KEY=V,…"
+                "--target is empty: give a parameter (e.g. y), mu_opt@C, d_opt@C, crossing@M or loss@KEY=V,…"
             ),
             None => TargetSpec::Parameter(text.to_string()),
             Some(("mu_opt", c)) => TargetSpec::MuOpt(number(c, "the compute C")?),
             Some(("d_opt", c)) => TargetSpec::DOpt(number(c, "the compute C")?),
+            Some(("crossing", m)) => {
+                let m = number(m, "the loop count M")?;
+                if m.fract() != 0.0 || !(2.0..=64.0).contains(&m) {
+                    bail!("--target {text}: the loop count must be a whole number from 2 to 64");
+                }
+                TargetSpec::Crossing(m)
+            }
             Some(("loss", at)) => {
                 let mut pairs = Vec::new();
                 for part in at.split(',') {
@@ -376,7 +435,7 @@ impl TargetSpec {
                 TargetSpec::LossAt(pairs)
             }
             Some((what, _)) => bail!(
-                "--target {text}: unknown target `{what}@…`; the targets are a parameter name, mu_opt@C, d_opt@C and loss@KEY=V,…"
+                "--target {text}: unknown target `{what}@…`; the targets are a parameter name, mu_opt@C, d_opt@C, crossing@M and loss@KEY=V,…"
             ),
         })
     }
@@ -392,6 +451,7 @@ impl TargetSpec {
             TargetSpec::Parameter(p) => p.clone(),
             TargetSpec::MuOpt(c) => format!("μ* at {c:.3e} FLOPs"),
             TargetSpec::DOpt(c) => format!("D* at {c:.3e} FLOPs"),
+            TargetSpec::Crossing(m) => format!("the FLOPs where μ = {m} starts to beat μ = 1"),
             TargetSpec::LossAt(p) => format!(
                 "loss at {}",
                 p.iter()
@@ -451,6 +511,20 @@ pub fn target_fn<'a, L: Law>(
                     .optimum(law, th, c)
                     .map(|(ln_mu, ln_d, _)| if mu { ln_mu } else { ln_d })
             })
+        }
+        TargetSpec::Crossing(m) => {
+            let Some(alloc) = allocation else {
+                bail!(
+                    "--target {}: the crossing is read from Parcae's law (--law parcae), which knows what a loop costs",
+                    spec.label()
+                );
+            };
+            let j = alloc
+                .mu
+                .iter()
+                .position(|mu| (mu - m).abs() < 1e-9)
+                .ok_or_else(|| anyhow::anyhow!("--target crossing@{m}: μ = {m} is not in 1…64"))?;
+            Box::new(move |th: &[f64]| alloc.crossing(law, th, j).map(f64::ln))
         }
         TargetSpec::LossAt(pairs) => {
             let row = row_of(pairs)?;
