@@ -249,7 +249,13 @@ fn run_law<L: Law>(law: &L, design: &Design, ctx: &Context_) -> Result<(FitRepor
         ..FitOptions::default()
     };
     let compute = ctx.points.compute()?;
-    let report = fit_law(law, design, (&compute, "C"), &opts)?;
+    let report = fit_law(law, design, (&compute, "C"), &opts).with_context(|| {
+        format!(
+            "fitting {} to the {} finished configuration(s) of the sweep (train more of it first, or choose a law with fewer parameters)",
+            law_label(args.law),
+            design.len()
+        )
+    })?;
     let (members, failed) = bootstrap_thetas(law, design, &report.theta, &opts, &boot);
     if failed * 2 > args.resamples {
         eprintln!(
