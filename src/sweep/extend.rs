@@ -78,8 +78,17 @@ pub fn short(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e7 {
         format!("{}", v as i64)
     } else {
-        format!("{v:e}")
+        format!("{:e}", three_digits(v))
     }
+}
+
+/// `v` to three significant digits (a new budget of 1.27e12, not 1.2727922061357856e12).
+fn three_digits(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    // Through the decimal text, so the value prints back as written (5.66e11, not 5.660000000000001e11).
+    format!("{v:.2e}").parse().unwrap_or(v)
 }
 
 /// One step outward at each end and the geometric midpoint between neighbours, for a sorted
@@ -126,9 +135,7 @@ pub fn extend_values(values: &[Vec<f64>], integer: &[bool]) -> Vec<Vec<f64>> {
     let mut kept: Vec<Vec<f64>> = Vec::new();
     for mut t in out {
         for (v, whole) in t.iter_mut().zip(integer) {
-            if *whole {
-                *v = v.round();
-            }
+            *v = if *whole { v.round() } else { three_digits(*v) };
         }
         let valid = t
             .iter()
@@ -328,15 +335,8 @@ mod tests {
     fn axes_extend_one_step_outward_and_between() {
         let v = extend_values(&[vec![4e11], vec![8e11], vec![1.6e12]], &[false]);
         let got: Vec<f64> = v.iter().map(|t| t[0]).collect();
-        let want = [
-            2e11,
-            4e11,
-            4e11 * 2f64.sqrt(),
-            8e11,
-            8e11 * 2f64.sqrt(),
-            1.6e12,
-            3.2e12,
-        ];
+        // Midpoints are geometric, to three significant digits.
+        let want = [2e11, 4e11, 5.66e11, 8e11, 1.13e12, 1.6e12, 3.2e12];
         assert_eq!(got.len(), want.len(), "{got:?}");
         for (g, w) in got.iter().zip(want) {
             assert!((g / w - 1.0).abs() < 1e-12, "{got:?}");
