@@ -209,9 +209,13 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// A corpus as the runs read it: its name and validation split.
+/// A corpus as the runs read it: its text or shards, tokenizer, vocabulary and validation split.
 fn corpus_id(data: &crate::config::DataConfig) -> (String, u64) {
-    (data.corpus.clone(), data.val_fraction.to_bits())
+    let source = format!(
+        "{} {} {:?} {:?} {:?}",
+        data.corpus, data.tokenizer, data.tokens, data.val_tokens, data.vocab_size
+    );
+    (source, data.val_fraction.to_bits())
 }
 
 type Corpora = HashMap<(String, u64), anyhow::Result<Corpus>>;
@@ -241,8 +245,9 @@ fn print_corpora(sweep: &Sweep, corpora: &Corpora) {
         }
         match &corpora[&id] {
             Ok(c) => println!(
-                "corpus {}: {} train / {} validation tokens; unigram entropy {:.3} nats/token ({:.3} bits/byte)",
-                data.corpus,
+                "corpus {} ({}): {} train / {} validation tokens; unigram entropy {:.3} nats/token ({:.3} bits/byte)",
+                data.tokens.as_deref().unwrap_or(&data.corpus),
+                data.tokenizer,
                 si(c.train_tokens().len() as f64),
                 si(c.val_tokens().len() as f64),
                 c.unigram_entropy_nats(),

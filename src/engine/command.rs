@@ -488,6 +488,7 @@ impl RowState {
             flops: self.flops_per_token * self.last_tokens as f64,
             final_val_loss,
             final_val_bpb: final_val_loss.map(|v| v / std::f64::consts::LN_2),
+            bytes_per_token: None,
             final_train_loss: self.last_loss.filter(|v| v.is_finite()),
             wall_seconds,
             tokens_per_second: if wall_seconds > 0.0 {

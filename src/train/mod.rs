@@ -16,13 +16,17 @@ mod optim_kernel;
 pub mod optimizer;
 pub mod recast;
 pub mod schedule;
+pub mod shards;
 pub mod tasks;
+pub mod tokenizer;
 pub mod trainer;
 
 pub use batch::{Batch, indexed_rng};
 pub use checkpoint::{Checkpointing, ParentCheckpoint, TrainerState};
 pub use cost::RunCost;
 pub use data::{BYTE_VOCAB, BatchSampler, Corpus};
+pub use shards::Tokens;
+pub use tokenizer::Tokenizer;
 pub use dataset::{Data, Dataset};
 pub use memory::keep_freed_memory;
 pub use objectives::TrainLoss;
@@ -165,6 +169,10 @@ pub struct RunOutcome {
     /// Last validation loss at the training depth (nats per token), if any evaluation ran.
     pub final_val_loss: Option<f64>,
     pub final_val_bpb: Option<f64>,
+    /// Bytes of text per validation token under the run's tokenizer (1 for bytes), measured
+    /// over the scored validation targets: `final_val_bpb = final_val_loss / ln 2 / this`.
+    /// `None` for a task, or where the tokens' text is unknown.
+    pub bytes_per_token: Option<f64>,
     pub final_train_loss: Option<f64>,
     pub wall_seconds: f64,
     pub tokens_per_second: f64,
