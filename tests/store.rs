@@ -57,6 +57,7 @@ fn outcome() -> RunOutcome {
         final_val_loss: Some(2.0),
         final_val_bpb: Some(2.0 / std::f64::consts::LN_2),
         bytes_per_token: None,
+        peak_rss_bytes: None,
         final_train_loss: Some(2.1),
         wall_seconds: 1.5,
         tokens_per_second: 200.0,

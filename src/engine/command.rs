@@ -489,6 +489,7 @@ impl RowState {
             final_val_loss,
             final_val_bpb: final_val_loss.map(|v| v / std::f64::consts::LN_2),
             bytes_per_token: None,
+            peak_rss_bytes: None,
             final_train_loss: self.last_loss.filter(|v| v.is_finite()),
             wall_seconds,
             tokens_per_second: if wall_seconds > 0.0 {

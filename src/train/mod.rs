@@ -28,7 +28,7 @@ pub use data::{BYTE_VOCAB, BatchSampler, Corpus};
 pub use shards::Tokens;
 pub use tokenizer::Tokenizer;
 pub use dataset::{Data, Dataset};
-pub use memory::keep_freed_memory;
+pub use memory::{keep_freed_memory, peak_rss_bytes};
 pub use objectives::TrainLoss;
 pub use optim::{AdamW, AdamWConfig};
 pub use optimizer::{Group, Optimizer, group_of};
@@ -173,6 +173,8 @@ pub struct RunOutcome {
     /// over the scored validation targets: `final_val_bpb = final_val_loss / ln 2 / this`.
     /// `None` for a task, or where the tokens' text is unknown.
     pub bytes_per_token: Option<f64>,
+    /// The training process's peak resident memory (bytes) when the run stopped.
+    pub peak_rss_bytes: Option<u64>,
     pub final_train_loss: Option<f64>,
     pub wall_seconds: f64,
     pub tokens_per_second: f64,

@@ -784,6 +784,7 @@ impl<'a> Trainer<'a> {
             final_val_loss: state.final_val_loss,
             final_val_bpb: state.final_val_bpb,
             bytes_per_token: self.bytes_per_token,
+            peak_rss_bytes: super::memory::peak_rss_bytes(),
             final_train_loss: state.last_loss,
             wall_seconds,
             tokens_per_second: if wall_seconds > 0.0 {
