@@ -141,7 +141,10 @@ pub fn bits_per_byte(frames: &Frames) -> Built {
             return "?".into();
         };
         let v: serde_json::Value = serde_json::from_str(&cfg_json[i]).unwrap_or_default();
-        let name = v["data"]["tokenizer"].as_str().unwrap_or("bytes").to_string();
+        let name = v["data"]["tokenizer"]
+            .as_str()
+            .unwrap_or("bytes")
+            .to_string();
         if v["data"]["tokens"].is_string() {
             format!("{name} (shards)")
         } else {

@@ -11,11 +11,10 @@ use super::RunConfig;
 use super::error::ErrorKind;
 use super::problem::{Problem, problem};
 use crate::config::{
-    BUILTIN_TOKENIZERS, Backend, COMMAND_PLACEHOLDERS, DeepSupervision, OptimizerKind, SHIPPED_CORPORA, SHIPPED_CORPUS,
-    Schedule, resolve_corpus_path,
+    BUILTIN_TOKENIZERS, Backend, COMMAND_PLACEHOLDERS, DeepSupervision, OptimizerKind,
+    SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, resolve_corpus_path,
 };
 use crate::model::{Arch, DepthSampling, Parametrization, RecastSplit};
-
 
 /// Range and consistency checks that need no file system.
 pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
@@ -583,7 +582,9 @@ fn check_tokens_keys(d: &crate::config::DataConfig) -> Vec<Problem> {
                 "`data.vocab_size` = {v} is smaller than tokenizer {:?}'s {b} ids",
                 d.tokenizer
             ),
-            format!("leave vocab_size out (it is then {b}) or raise it (nanoGPT pads GPT-2's to 50304)"),
+            format!(
+                "leave vocab_size out (it is then {b}) or raise it (nanoGPT pads GPT-2's to 50304)"
+            ),
         )),
         _ => {}
     }
@@ -615,13 +616,18 @@ fn check_shards(c: &RunConfig, base_dir: &Path) -> Option<Problem> {
                     kind: ErrorKind::MissingCorpus,
                     keys: vec![dotted],
                     message: format!("{e:#}"),
-                    help: "write the shards first (docs/data.md has a script), or fix the path".into(),
+                    help: "write the shards first (docs/data.md has a script), or fix the path"
+                        .into(),
                 });
             }
         };
         let mut total = 0;
         for f in &files {
-            match crate::train::shards::inspect(f) {
+            let checked = crate::train::shards::inspect(f).and_then(|info| {
+                crate::train::shards::verify(&info, d.vocab())?;
+                Ok(info)
+            });
+            match checked {
                 Ok(info) => total += info.tokens,
                 Err(e) => {
                     return Some(Problem {

@@ -48,7 +48,11 @@ impl Corpus {
             std::fs::read(&path).with_context(|| format!("reading corpus {}", path.display()))?;
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
-            Err(e) => bail!("corpus {} is not valid UTF-8: {}", path.display(), e.utf8_error()),
+            Err(e) => bail!(
+                "corpus {} is not valid UTF-8: {}",
+                path.display(),
+                e.utf8_error()
+            ),
         };
         Self::from_string(text, cfg, &tokenizer, path)
     }
@@ -123,7 +127,10 @@ impl Corpus {
         let files = shards::expand(pattern, "tokens", base_dir)?;
         let all = Tokens::map(&files, vocab)?;
         let (train, val) = match &cfg.val_tokens {
-            Some(v) => (all, Tokens::map(&shards::expand(v, "val_tokens", base_dir)?, vocab)?),
+            Some(v) => (
+                all,
+                Tokens::map(&shards::expand(v, "val_tokens", base_dir)?, vocab)?,
+            ),
             None => all.split_last((all.len() as f64 * cfg.val_fraction).floor() as usize),
         };
         for (split, t) in [("training", &train), ("validation", &val)] {
@@ -333,8 +340,14 @@ mod tests {
             .collect();
         let c = Corpus::from_text(&text, &data(4, 0.1), "t").unwrap();
         let ids = |b: &[u8]| b.iter().map(|&x| x as u32).collect::<Vec<_>>();
-        assert_eq!(c.train_tokens().to_vec().unwrap(), ids(&text.as_bytes()[..90]));
-        assert_eq!(c.val_tokens().to_vec().unwrap(), ids(&text.as_bytes()[90..]));
+        assert_eq!(
+            c.train_tokens().to_vec().unwrap(),
+            ids(&text.as_bytes()[..90])
+        );
+        assert_eq!(
+            c.val_tokens().to_vec().unwrap(),
+            ids(&text.as_bytes()[90..])
+        );
     }
 
     #[test]

@@ -25,8 +25,6 @@ pub use batch::{Batch, indexed_rng};
 pub use checkpoint::{Checkpointing, ParentCheckpoint, TrainerState};
 pub use cost::RunCost;
 pub use data::{BYTE_VOCAB, BatchSampler, Corpus};
-pub use shards::Tokens;
-pub use tokenizer::Tokenizer;
 pub use dataset::{Data, Dataset};
 pub use memory::{keep_freed_memory, peak_rss_bytes};
 pub use objectives::TrainLoss;
@@ -34,7 +32,9 @@ pub use optim::{AdamW, AdamWConfig};
 pub use optimizer::{Group, Optimizer, group_of};
 pub use recast::build_recast_model;
 pub use schedule::{cooldown_start, learning_rate, lr_multiplier, warmup_steps};
+pub use shards::Tokens;
 pub use tasks::TaskSet;
+pub use tokenizer::Tokenizer;
 pub use trainer::{
     TRAIN_DTYPE, build_model, count_loss_spikes, evaluate, evaluate_at_loops, evaluate_exit,
     evaluate_with_steps, total_steps, train, train_model, train_model_resumable, train_resumable,

@@ -9,9 +9,10 @@
 //!   choice for vocabularies past 65 535; `docs/data.md`).
 //!
 //! A file whose first int32 is the magic is read as llm.c, any other as raw. Shards are mapped,
-//! never read whole, so a 10 GB dataset costs the pages a run actually touches; token ids are
-//! checked against the vocabulary as windows are cut (the error names the file and offset),
-//! since scanning every shard at each worker's start would read the whole dataset.
+//! never read whole, so a 10 GB dataset costs the pages a run actually touches. Every id is
+//! checked against the vocabulary once per shard ([`verify`]: a streamed read, which costs page
+//! cache but no process memory, remembered in the cache by path, size, modification time and
+//! vocabulary), and again as windows are cut; either error names the file and the byte offset.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -170,6 +171,117 @@ pub fn expand(pattern: &str, key: &str, base_dir: &Path) -> anyhow::Result<Vec<P
     Ok(files)
 }
 
+/// Where derived data is cached: `$LOOPSCALE_DATA_DIR/cache/tokens`, else the checkout's
+/// `data/cache/tokens` (git-ignored).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("LOOPSCALE_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("data"))
+        .join("cache")
+        .join("tokens")
+}
+
+/// Checks every id of shard `info` is below `vocab`, reading the file in blocks (not mapped:
+/// page cache, no resident memory); an error names the file, the id and its byte offset. A
+/// shard found sound is remembered (a marker under [`cache_dir`] keyed by its path, size,
+/// modification time and `vocab`), so each shard is read once, not at every worker's start.
+pub fn verify(info: &ShardInfo, vocab: usize) -> anyhow::Result<()> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let path = &info.path;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("reading shard {}", path.display()))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let full = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+    let id = Sha256::digest(format!("{}|{}|{mtime}|{vocab}", full.display(), meta.len()));
+    let marker = cache_dir().join("verified").join(
+        id[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    );
+    if marker.exists() {
+        return Ok(());
+    }
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening shard {}", path.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64; // bytes of ids read so far
+    let total = info.tokens * info.width as u64;
+    let mut skip = info.offset;
+    while pos < total {
+        if skip > 0 {
+            let n = file
+                .read(&mut buf[..skip])
+                .with_context(|| format!("reading shard {}", path.display()))?;
+            skip -= n;
+            continue;
+        }
+        let want = ((total - pos) as usize).min(buf.len());
+        file.read_exact(&mut buf[..want])
+            .with_context(|| format!("reading shard {}", path.display()))?;
+        let bad = if all_below(&buf[..want], info.width, vocab) {
+            None
+        } else if info.width == 2 {
+            buf[..want]
+                .chunks_exact(2)
+                .position(|c| u16::from_le_bytes([c[0], c[1]]) as usize >= vocab)
+        } else {
+            buf[..want]
+                .chunks_exact(4)
+                .position(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize >= vocab)
+        };
+        if let Some(k) = bad {
+            let at = k * info.width;
+            let id = if info.width == 2 {
+                u16::from_le_bytes([buf[at], buf[at + 1]]) as u32
+            } else {
+                u32::from_le_bytes(buf[at..at + 4].try_into().unwrap())
+            };
+            let token = pos / info.width as u64 + k as u64;
+            bail!(
+                "{}: token id {id} at byte offset {} (token {token}) is not below the \
+                 vocabulary size {vocab}; set `data.vocab_size` (or `data.tokenizer`) to the \
+                 vocabulary the shards were written with",
+                path.display(),
+                info.offset as u64 + pos + at as u64,
+            );
+        }
+        pos += want as u64;
+    }
+    if let Some(dir) = marker.parent() {
+        // A marker that cannot be written only means the next start reads the shard again.
+        let _ = std::fs::create_dir_all(dir)
+            .and_then(|_| std::fs::write(&marker, path.display().to_string()));
+    }
+    Ok(())
+}
+
+/// A fast sufficient test that every `width`-byte id of `block` is below `vocab`: the bitwise
+/// OR of all ids bounds each of them, and ORing 8-byte words is a plain loop the compiler keeps
+/// fast at any optimisation level (the exact per-id scan runs only when this fails).
+fn all_below(block: &[u8], width: usize, vocab: usize) -> bool {
+    // SAFETY: any bytes are a valid u64; `align_to` hands back the unaligned ends separately.
+    let (head, words, tail) = unsafe { block.align_to::<u64>() };
+    if !head.is_empty() || !tail.is_empty() {
+        return false;
+    }
+    let mut acc = 0u64;
+    for w in words {
+        acc |= *w;
+    }
+    let lanes = if width == 2 {
+        (acc | acc >> 16 | acc >> 32 | acc >> 48) & 0xffff
+    } else {
+        (acc | acc >> 32) & 0xffff_ffff
+    };
+    (lanes as usize) < vocab
+}
+
 /// A contiguous run of tokens of one source.
 #[derive(Clone)]
 struct Segment {
@@ -206,6 +318,7 @@ impl Tokens {
         let mut segments = Vec::with_capacity(paths.len());
         for path in paths {
             let info = inspect(path)?;
+            verify(&info, vocab)?;
             let file = std::fs::File::open(path)
                 .with_context(|| format!("opening shard {}", path.display()))?;
             // SAFETY: the shard is only read; a file truncated under a running sweep is the
@@ -252,7 +365,10 @@ impl Tokens {
         for s in &self.segments {
             let take = keep.saturating_sub(seen).min(s.len);
             if take > 0 {
-                first.push(Segment { len: take, ..s.clone() });
+                first.push(Segment {
+                    len: take,
+                    ..s.clone()
+                });
             }
             if take < s.len {
                 last.push(Segment {
@@ -366,10 +482,7 @@ impl Tokens {
                     offset,
                     width,
                     ..
-                } => (
-                    path.display().to_string(),
-                    offset + (at + k) * width,
-                ),
+                } => (path.display().to_string(), offset + (at + k) * width),
             };
             bail!(
                 "{name}: token id {id} at byte offset {offset} (token {}) is not below the \
@@ -449,7 +562,10 @@ mod tests {
         let w = d.path().join("w.bin");
         write_llmc(&w, &wide).unwrap();
         let info = inspect(&w).unwrap();
-        assert_eq!((info.format, info.width, info.tokens), ("llm.c uint32", 4, 3));
+        assert_eq!(
+            (info.format, info.width, info.tokens),
+            ("llm.c uint32", 4, 3)
+        );
         let t = Tokens::map(&[w], 200_000).unwrap();
         assert_eq!(t.to_vec().unwrap(), wide);
     }
@@ -494,7 +610,10 @@ mod tests {
         bytes[..4].copy_from_slice(&20240521i32.to_le_bytes());
         std::fs::write(&magic, &bytes).unwrap();
         let e = inspect(&magic).unwrap_err().to_string();
-        assert!(e.contains("magic.bin") && e.contains("wrong magic 20240521"), "{e}");
+        assert!(
+            e.contains("magic.bin") && e.contains("wrong magic 20240521"),
+            "{e}"
+        );
         // Unknown llm.c version.
         let bad = d.path().join("v9.bin");
         let mut bytes = vec![0u8; LLMC_HEADER_BYTES + 4];
@@ -511,11 +630,24 @@ mod tests {
         bytes.truncate(bytes.len() - 2);
         std::fs::write(&short, &bytes).unwrap();
         let e = inspect(&short).unwrap_err().to_string();
-        assert!(e.contains("short.bin") && e.contains("says 4 tokens"), "{e}");
+        assert!(
+            e.contains("short.bin") && e.contains("says 4 tokens"),
+            "{e}"
+        );
         // An id past the vocabulary: file and byte offset named.
         let big = d.path().join("big.bin");
         write_llmc(&big, &[1, 2, 3, 300, 4, 5]).unwrap();
-        let t = Tokens::map(&[big], 256).unwrap();
+        let e = Tokens::map(std::slice::from_ref(&big), 256)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("big.bin") && e.contains("token id 300") && e.contains("byte offset 1030"),
+            "{e}"
+        );
+        // The check as windows are cut (a shard changed after it was verified) says the same.
+        let t = Tokens::map(&[big], 301).unwrap();
+        let t = Tokens { vocab: 256, ..t };
         let e = t.to_vec().unwrap_err().to_string();
         assert!(
             e.contains("big.bin") && e.contains("token id 300") && e.contains("byte offset 1030"),
@@ -529,7 +661,10 @@ mod tests {
         let e = expand("shards/*.bin", "tokens", d.path())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("data.tokens") && e.contains("matches no file"), "{e}");
+        assert!(
+            e.contains("data.tokens") && e.contains("matches no file"),
+            "{e}"
+        );
         for n in ["b_001.bin", "a_000.bin"] {
             std::fs::write(d.path().join(n), [0u8, 0]).unwrap();
         }

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use tiktoken_rs::CoreBPE;
 
-use super::shards::write_llmc;
+use super::shards::{cache_dir, write_llmc};
 
 pub mod hf_json;
 
@@ -198,16 +198,6 @@ pub fn chunk_at_line_starts(text: &str, target: usize) -> Vec<&str> {
         start = cut;
     }
     out
-}
-
-/// Where tokenized texts are cached: `$LOOPSCALE_DATA_DIR/cache/tokens`, else the checkout's
-/// `data/cache/tokens` (git-ignored).
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("LOOPSCALE_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("data"))
-        .join("cache")
-        .join("tokens")
 }
 
 fn hex(bytes: &[u8]) -> String {

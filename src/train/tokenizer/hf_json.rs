@@ -35,7 +35,8 @@ pub fn bytes_to_unicode() -> [char; 256] {
     let mut out = ['\0'; 256];
     let mut n = 0u32;
     for b in 0..=255u32 {
-        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
         out[b as usize] = if printable {
             char::from_u32(b).unwrap()
         } else {
@@ -63,11 +64,18 @@ pub fn load(json: &str) -> anyhow::Result<Loaded> {
         );
     }
     if !root["normalizer"].is_null() {
-        bail!("it has a normalizer ({}); only byte-level BPE without one is supported", root["normalizer"]["type"]);
+        bail!(
+            "it has a normalizer ({}); only byte-level BPE without one is supported",
+            root["normalizer"]["type"]
+        );
     }
     let pattern = pre_tokenizer_pattern(&root["pre_tokenizer"])?;
     let unicode = bytes_to_unicode();
-    let back: HashMap<char, u8> = unicode.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
+    let back: HashMap<char, u8> = unicode
+        .iter()
+        .enumerate()
+        .map(|(b, &c)| (c, b as u8))
+        .collect();
     let to_bytes = |s: &str| -> anyhow::Result<Vec<u8>> {
         s.chars()
             .map(|c| {
@@ -83,7 +91,9 @@ pub fn load(json: &str) -> anyhow::Result<Loaded> {
     let mut encoder = Vec::with_capacity(vocab.len());
     let mut ids: HashMap<&str, u32> = HashMap::new();
     for (token, id) in vocab {
-        let id = id.as_u64().context("`model.vocab` holds a non-integer id")? as u32;
+        let id = id
+            .as_u64()
+            .context("`model.vocab` holds a non-integer id")? as u32;
         ids.insert(token.as_str(), id);
         encoder.push((to_bytes(token)?, id));
     }
@@ -93,7 +103,9 @@ pub fn load(json: &str) -> anyhow::Result<Loaded> {
         }
     }
     // Ids as ranks are right only if merges produce increasing ids.
-    let merges = model["merges"].as_array().context("`model.merges` is not a list")?;
+    let merges = model["merges"]
+        .as_array()
+        .context("`model.merges` is not a list")?;
     let mut last = None;
     for (k, m) in merges.iter().enumerate() {
         let (a, b) = match m {
@@ -105,9 +117,9 @@ pub fn load(json: &str) -> anyhow::Result<Loaded> {
             _ => bail!("merge {k} is neither \"a b\" nor [a, b]"),
         };
         let joined = format!("{a}{b}");
-        let id = *ids
-            .get(joined.as_str())
-            .with_context(|| format!("merge {k} ({a} {b}) makes {joined:?}, not in the vocabulary"))?;
+        let id = *ids.get(joined.as_str()).with_context(|| {
+            format!("merge {k} ({a} {b}) makes {joined:?}, not in the vocabulary")
+        })?;
         if last.is_some_and(|l| id <= l) {
             bail!(
                 "merge {k} ({a} {b}) makes id {id}, not above the previous merge's {}: ids do not \
@@ -144,7 +156,11 @@ pub fn load(json: &str) -> anyhow::Result<Loaded> {
 /// The split pattern of a byte-level pre-tokenizer.
 fn pre_tokenizer_pattern(p: &Value) -> anyhow::Result<String> {
     let steps: Vec<&Value> = match p["type"].as_str() {
-        Some("Sequence") => p["pretokenizers"].as_array().into_iter().flatten().collect(),
+        Some("Sequence") => p["pretokenizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect(),
         Some(_) => vec![p],
         None => bail!("no `pre_tokenizer`; a byte-level BPE needs a ByteLevel one"),
     };
@@ -206,13 +222,22 @@ mod tests {
 
     #[test]
     fn merges_apply_in_order_and_spaces_are_byte_level() {
-        let json = tiny(&[("h", "e"), ("l", "l"), ("he", "ll"), ("Ġ", "w"), ("hell", "o")]);
+        let json = tiny(&[
+            ("h", "e"),
+            ("l", "l"),
+            ("he", "ll"),
+            ("Ġ", "w"),
+            ("hell", "o"),
+        ]);
         let t = load(&json).unwrap();
         assert_eq!(t.vocab, 262);
         assert_eq!(t.specials, vec![261]);
         // "hello" → hell+o (260); " world" → Ġw (259), o, r, l, d.
         let ids = t.bpe.encode_ordinary("hello world");
-        assert_eq!(ids, vec![260, 259, b'o' as u32, b'r' as u32, b'l' as u32, b'd' as u32]);
+        assert_eq!(
+            ids,
+            vec![260, 259, b'o' as u32, b'r' as u32, b'l' as u32, b'd' as u32]
+        );
         assert_eq!(t.bpe.decode_bytes(&ids).unwrap(), b"hello world");
     }
 
