@@ -681,10 +681,10 @@ pub(crate) fn check_corpus(
     if !c.data.task.is_lm() {
         return None; // a task draws its examples; the corpus is not read
     }
-    if c.data.tokens.is_some() || c.data.tokenizer.ends_with(".json") {
-        if let Some(p) = check_shards(c, base_dir) {
-            return Some(p);
-        }
+    if (c.data.tokens.is_some() || c.data.tokenizer.ends_with(".json"))
+        && let Some(p) = check_shards(c, base_dir)
+    {
+        return Some(p);
     }
     if c.data.tokens.is_some() {
         return None; // the shards are the data; `data.corpus` is not read

@@ -114,15 +114,15 @@ pub fn inspect(path: &Path) -> anyhow::Result<ShardInfo> {
             LLMC_VERSION_U32 => Some(4),
             _ => None,
         };
-        if let Some(width) = width.filter(|_| count > 0) {
-            if size == LLMC_HEADER_BYTES as u64 + count as u64 * width {
-                bail!(
-                    "shard {}: wrong magic {}: the file has an llm.c header (version {version}, \
-                     {count} tokens, matching its size) but llm.c's magic is {LLMC_MAGIC}",
-                    path.display(),
-                    word(0)
-                );
-            }
+        if let Some(width) = width.filter(|_| count > 0)
+            && size == LLMC_HEADER_BYTES as u64 + count as u64 * width
+        {
+            bail!(
+                "shard {}: wrong magic {}: the file has an llm.c header (version {version}, \
+                 {count} tokens, matching its size) but llm.c's magic is {LLMC_MAGIC}",
+                path.display(),
+                word(0)
+            );
         }
     }
     if size % 2 != 0 {

@@ -201,8 +201,8 @@ mod tests {
     pub(crate) fn tiny(merges: &[(&str, &str)]) -> String {
         let u = bytes_to_unicode();
         let mut vocab = serde_json::Map::new();
-        for b in 0..256 {
-            vocab.insert(u[b].to_string(), (b as u64).into());
+        for (b, c) in u.iter().enumerate() {
+            vocab.insert(c.to_string(), (b as u64).into());
         }
         for (i, (a, b)) in merges.iter().enumerate() {
             vocab.insert(format!("{a}{b}"), (256 + i as u64).into());
