@@ -282,6 +282,17 @@ fn all_below(block: &[u8], width: usize, vocab: usize) -> bool {
     (lanes as usize) < vocab
 }
 
+/// A segment of a mapped shard as another trainer reads it: ids `start .. start + len` of
+/// `path`, `width` bytes each, after `offset` header bytes.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MappedSegment {
+    pub path: PathBuf,
+    pub offset: usize,
+    pub width: usize,
+    pub start: usize,
+    pub len: usize,
+}
+
 /// A contiguous run of tokens of one source.
 #[derive(Clone)]
 struct Segment {
@@ -340,6 +351,29 @@ impl Tokens {
             });
         }
         Ok(Tokens { segments, vocab })
+    }
+
+    /// The segments of mapped shards, for a trainer in another process (`None` when any
+    /// segment is bytes held in memory): file, header bytes, id width, first token and count.
+    pub fn mapped_segments(&self) -> Option<Vec<MappedSegment>> {
+        self.segments
+            .iter()
+            .map(|s| match &*s.source {
+                Source::Bytes(_) => None,
+                Source::Mapped {
+                    path,
+                    offset,
+                    width,
+                    ..
+                } => Some(MappedSegment {
+                    path: path.clone(),
+                    offset: *offset,
+                    width: *width,
+                    start: s.start,
+                    len: s.len,
+                }),
+            })
+            .collect()
     }
 
     /// Total tokens.
