@@ -51,7 +51,8 @@ test: corpus
 	$(CARGO) test --test suite -- --test-threads=1 engine_faults:: slurm::
 
 # Training throughput against PyTorch eager (benches/train_ref.rs, benches/torch_reference.py),
-# then the fit timings (benches/fit.rs).
+# then the fit timings (benches/fit.rs), the training sampler's tokens/s over text and memory-mapped
+# shards (benches/sampler.rs), and LoopFormer's shortcut overhead (benches/shortcut.rs).
 bench: corpus $(TORCH_VENV)/installed
 	RAYON_NUM_THREADS=$(BENCH_THREADS) CANDLE_NUM_THREADS=$(BENCH_THREADS) \
 	BENCH_PYTHON=$(TORCH_VENV)/bin/python $(CARGO) bench
