@@ -254,8 +254,8 @@ fn every_chart_renders_from_the_fixture_database() {
         not_drawn[..not_drawn.find("</ul>").unwrap()]
             .matches("<li>")
             .count(),
-        7,
-        "only the variants, branches and recast charts, the three task charts and the tuned lr"
+        8,
+        "only the variants, branches and recast charts, the three task charts, the tuned lr and bits per byte (one tokenizer)"
     );
     assert!(
         !html.contains("http://") && !html.contains("https://"),
