@@ -192,10 +192,11 @@ seq_len = 32
     );
     assert_eq!(rows[0][0], "done", "{rows:?}");
     let peak: u64 = rows[0][1].parse().unwrap();
-    // The worker maps the file and touches the pages of the windows it draws: its peak
-    // resident memory stays a small fraction of the 1 GiB shard.
+    // The worker maps the file and drops each window's pages once read: its peak resident
+    // memory is a byte run's (about 26 MiB here), not the 1 GiB shard's. Measured here: 28.7 MiB;
+    // 169 MiB before windows' pages were dropped (large page-cache folios mapped per window).
     assert!(
-        peak < size / 4,
+        peak < 100 << 20,
         "peak RSS {} MiB for a 1024 MiB shard",
         peak >> 20
     );
