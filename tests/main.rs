@@ -2,9 +2,9 @@
 //! suite links loopscale (and polars, candle) once instead of once per file.
 //!
 //! Run one file's tests with a filter: `cargo test --test suite fit_synthetic::`. `make test`
-//! runs everything, the timing-sensitive `engine_faults::` and `slurm::` tests last and alone
-//! (`--test-threads=1`): they kill workers at moments measured against an uninterrupted sweep,
-//! which other tests training beside them would shift.
+//! runs everything, the `engine_faults::` and `slurm::` tests last and alone
+//! (`--test-threads=1`): they kill workers of running sweeps (at steps read from the workers'
+//! shards) and wait on a real Slurm, with time limits that assume the machine is theirs.
 //! Slurm tests (`slurm::`) need a one-node Slurm (`scripts/slurm-one-node.sh start`, as root);
 //! where it cannot start they fail, unless `LOOPSCALE_SKIP_SLURM=1` says to skip them.
 
@@ -38,6 +38,7 @@ mod shard;
 mod slurm;
 mod store;
 mod store_concurrency;
+mod suggest;
 mod sweep_errors;
 mod sweep_grid;
 mod sweep_mup;

@@ -34,6 +34,7 @@ pub fn execute(cli: Cli, interrupts: &engine::Interrupts) -> anyhow::Result<i32>
         Command::Fit(args) => super::fit::fit(&args),
         Command::Report(args) => report(&args),
         Command::Sample(args) => super::sample::sample(&args),
+        Command::Suggest(args) => super::suggest::suggest(&args),
         Command::Worker(args) => {
             let task = engine::WorkerTask {
                 db: args.db,
@@ -646,7 +647,7 @@ fn eta_line(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, RunProgress>)
                     live_secs += p.elapsed_seconds;
                 } else if let Some(steps) = row.steps_done {
                     // An interrupted run resumes from its checkpoint; count what it has done.
-                    let f = cost.own_flops_done(steps * (cost.tokens / cost.steps.max(1)));
+                    let f = cost.own_flops_done(cost.tokens_at(steps));
                     done += f;
                     if let Some(s) = row.wall_seconds.filter(|&s| s > 0.0) {
                         rate_flops += f;

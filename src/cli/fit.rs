@@ -703,7 +703,7 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
             "--tune chooses runs by their final loss; --law depth fits task accuracies at every depth, so it takes no --tune"
         );
     }
-    let (fitted, n_points) = match args.law {
+    let (mut fitted, n_points) = match args.law {
         LawName::Depth => depth_fit(args)?,
         LawName::Lr | LawName::Batch => hyper_fit(args)?,
         _ => {
@@ -733,6 +733,11 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
     } else {
         None
     };
+    // The keys actually tuned (a sweep file's `[analysis] tune` when no --tune was given), so
+    // the `fits` row says how its points were chosen.
+    if let (Some(env), Some(sel)) = (&fitted.envelope, fitted.selection.as_object_mut()) {
+        sel.insert("tune".into(), serde_json::json!(env.keys));
+    }
     let mut fit_ids = Vec::new();
     if let Some(db) = target {
         let mut store = Store::open(db)?;

@@ -5,6 +5,7 @@ mod commands;
 mod fit;
 mod sample;
 mod slurm_commands;
+mod suggest;
 mod table;
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use commands::execute;
 pub use fit::{FitArgs, LawName};
+pub use suggest::{SuggestArgs, SuggestLaw};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -168,6 +170,17 @@ pub enum Command {
     /// to stderr. Example:
     ///   loopscale sample results/quickstart.sqlite --run 3f2a --prompt "Call me" --tokens 200
     Sample(SampleArgs),
+    /// Choose the next runs: those that would narrow a law's target the most per FLOP.
+    ///
+    /// Fits the law to the sweep's finished runs (tuned keys per configuration, as `fit` reads
+    /// them) with a bootstrap ensemble, lays out candidates (the sweep's numeric axes one step
+    /// outward and between, or `--candidates`), and picks greedily, within `--budget` FLOPs,
+    /// the runs where the ensemble's members disagree most about the loss in a way that moves
+    /// the target, relative to the noise (docs/suggest.md). Prints each chosen run's FLOPs and
+    /// the interval expected after it; `--out` writes the sweep extended by them. Example:
+    ///   loopscale suggest sweeps/parcae_isoflop_small.toml --law parcae --target mu_opt@3.6e12 \
+    ///       --budget 2e13 --out sweeps/next.toml
+    Suggest(SuggestArgs),
     /// Train one run of a database (started by `run`; not usually called by hand).
     #[command(hide = true)]
     Worker(WorkerArgs),

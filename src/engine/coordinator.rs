@@ -296,11 +296,7 @@ impl<'a> WorkerPool<'a> {
         for run in &todo {
             let cost = costs[&run.key];
             if let Some(ckpt) = checkpoint::list(&super::run_dir(&options.db, &run.key)).first() {
-                progress.resumable(
-                    &run.key,
-                    cost,
-                    ckpt.step * (cost.tokens / cost.steps.max(1)),
-                );
+                progress.resumable(&run.key, cost, cost.tokens_at(ckpt.step));
             }
         }
 

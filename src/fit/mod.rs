@@ -19,10 +19,11 @@
 //! law; [`huber`] the objective; [`solve`] the minimisers; [`bootstrap`] resampling and
 //! intervals; [`identify`] profile intervals and what the data cannot pin down ("not
 //! identified"); [`parametric`] the whole procedure; [`isoflop`] approach 2; [`estimate`] the
-//! serialisable result.
+//! serialisable result; [`design`] which runs to train next.
 
 pub mod bootstrap;
 pub mod depth;
+pub mod design;
 pub mod estimate;
 pub mod huber;
 pub mod hyper;

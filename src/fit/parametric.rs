@@ -189,6 +189,36 @@ pub fn bootstrap_draws<L: Law>(
     opts: &FitOptions,
     b: &BootstrapOptions,
 ) -> (Vec<Vec<f64>>, usize) {
+    let (thetas, failed) = bootstrap_thetas(law, design, best, opts, b);
+    let rows: Vec<Vec<f64>> = thetas
+        .iter()
+        .map(|th| {
+            law.natural(th)
+                .into_iter()
+                .chain(law.derived(th))
+                .map(|(_, v)| v)
+                .collect::<Vec<f64>>()
+        })
+        .collect();
+    // A resample whose parameters overflow (a scale at e^800) failed as surely as one that did
+    // not converge.
+    let kept: Vec<Vec<f64>> = rows
+        .into_iter()
+        .filter(|r| r.iter().all(|v| v.is_finite()))
+        .collect();
+    let failed = failed + thetas.len() - kept.len();
+    (kept, failed)
+}
+
+/// The bootstrap ensemble in solver space: the optimum θ of each successful resample (the
+/// ensemble `fit::design` reads), and the number of failed resamples.
+pub fn bootstrap_thetas<L: Law>(
+    law: &L,
+    design: &Design,
+    best: &[f64],
+    opts: &FitOptions,
+    b: &BootstrapOptions,
+) -> (Vec<Vec<f64>>, usize) {
     let n = design.len();
     // Fitted log losses and residuals at the optimum, for residual resampling.
     let mut g = vec![0.0; best.len()];
@@ -242,14 +272,8 @@ pub fn bootstrap_draws<L: Law>(
             if !ms.best.objective.is_finite() {
                 return None;
             }
-            let th = &ms.best.theta;
-            let row: Vec<f64> = law
-                .natural(th)
-                .into_iter()
-                .chain(law.derived(th))
-                .map(|(_, v)| v)
-                .collect();
-            row.iter().all(|v| v.is_finite()).then_some(row)
+            let th = ms.best.theta;
+            th.iter().all(|v| v.is_finite()).then_some(th)
         })
         .collect();
     let failed = rows.iter().filter(|r| r.is_none()).count();

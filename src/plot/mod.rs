@@ -9,6 +9,7 @@
 pub mod charts;
 pub mod figure;
 pub mod lineage;
+pub mod suggestion;
 pub mod task_charts;
 
 use std::path::{Path, PathBuf};

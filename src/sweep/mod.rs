@@ -65,6 +65,7 @@ mod analysis_table;
 mod branches;
 mod error;
 mod expand;
+pub mod extend;
 pub mod flops;
 mod keys;
 mod problem;

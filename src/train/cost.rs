@@ -73,6 +73,11 @@ impl RunCost {
         }
     }
 
+    /// Tokens the run's path has trained after `step` optimizer steps (a checkpoint's step).
+    pub fn tokens_at(&self, step: u64) -> u64 {
+        step * (self.tokens / self.steps.max(1))
+    }
+
     /// The part of [`RunCost::own_flops`] done once the run's path has trained `tokens` tokens
     /// (counted from the path's start, as the trainer counts them: a branch's count starts at
     /// its trunk's prefix, which this run did not train).

@@ -1,0 +1,842 @@
+//! `loopscale suggest`: which runs to train next so that a law's target quantity gets settled
+//! for the fewest FLOPs. Reads the sweep file and its database, fits the law with its bootstrap
+//! ensemble, lays the sweep's axes out one step further as candidates (`sweep::extend`),
+//! chooses a batch within the budget (`fit::design`) and writes the extended sweep file.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+
+use crate::analysis::source::{self, ParamCount, unrolled_params};
+use crate::config::RunConfig;
+use crate::fit::bootstrap::BootstrapOptions;
+use crate::fit::design::{self, Allocation, Candidate, Suggestion, TargetSpec};
+use crate::fit::laws::{ChinchillaLaw, ComputeLaw, Design, Law, ParcaeLaw};
+use crate::fit::parametric::{FitOptions, bootstrap_thetas, fit_law};
+use crate::fit::{FitReport, Points};
+use crate::model::Arch;
+use crate::store::{RunStatus, Store};
+use crate::sweep::extend::{
+    CandidatePoint, CandidateSetting, SweptAxis, extend_values, extended_text,
+};
+use crate::sweep::{PlannedRun, Sweep};
+use crate::train::RunCost;
+
+#[derive(Args, Debug)]
+pub struct SuggestArgs {
+    /// The sweep file (TOML) whose runs are fitted and extended.
+    pub file: PathBuf,
+    /// Database to read instead of the sweep's own ([sweep].db or results/<name>.sqlite).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// The law whose uncertainty the new runs should reduce.
+    #[arg(long, value_enum)]
+    pub law: SuggestLaw,
+    /// What to settle: a parameter or derived quantity of the law (`x`, `y`, `alpha`,
+    /// `n_opt_exponent`, …), the compute-optimal loops or tokens at C FLOPs (`mu_opt@1e14`,
+    /// `d_opt@1e14`, Parcae's law), the FLOPs where M loops start to beat one (`crossing@2`), or
+    /// the loss at a point (`loss@mu=4,tokens=1e7`;
+    /// `loss@n=1e6,tokens=1e8` for Chinchilla's law, `loss@c=1e15` for the compute law).
+    #[arg(long)]
+    pub target: String,
+    /// Training FLOPs the new runs may spend in all (every run of a tuned candidate counted).
+    #[arg(long, allow_negative_numbers = true)]
+    pub budget: f64,
+    /// The values a candidate axis takes, instead of the sweep's axes one step outward and
+    /// between: `KEY=V1,V2,…` (repeat for several keys; zipped keys each need their values).
+    #[arg(long = "candidates", value_name = "KEY=V1,V2,…")]
+    pub candidates: Vec<String>,
+    /// Only this `[[variants]]` name's runs are extended.
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Admit candidates that would read their training text more than once.
+    #[arg(long)]
+    pub allow_repeats: bool,
+    /// Write the extended sweep file here: the source with the chosen runs as new variants
+    /// (`loopscale run` on it trains only those).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Bootstrap resamples of the ensemble.
+    #[arg(long, default_value_t = 200)]
+    pub resamples: usize,
+    /// Coverage of the reported intervals.
+    #[arg(long, default_value_t = 0.95)]
+    pub level: f64,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SuggestLaw {
+    /// Parcae's training law L(μ, D) over the looped runs (N(μ) the unrolled parameters).
+    Parcae,
+    /// Chinchilla's L(N, D) over every run (N the non-embedding parameters).
+    Chinchilla,
+    /// L(C) = E + A·C^(−α) over every run.
+    Compute,
+}
+
+/// A candidate with what it costs and where the law reads it.
+struct Priced {
+    point: CandidatePoint,
+    /// The runs it adds that the database does not hold finished.
+    new_runs: Vec<PlannedRun>,
+    flops: f64,
+    /// The law's covariates of its runs (they differ only in tuned keys).
+    n: f64,
+    d: f64,
+    c: f64,
+}
+
+pub fn suggest(args: &SuggestArgs) -> Result<i32> {
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x > 0)` also refuses NaN
+    if !(args.budget > 0.0 && args.budget.is_finite()) {
+        bail!(
+            "--budget must be a positive number of FLOPs, got {}",
+            args.budget
+        );
+    }
+    if !(args.level > 0.0 && args.level < 1.0) {
+        bail!("--level must lie in (0, 1), got {}", args.level);
+    }
+    if args.resamples < 20 {
+        bail!(
+            "--resamples must be at least 20 (the ensemble is what the choice reads), got {}",
+            args.resamples
+        );
+    }
+    let target = TargetSpec::parse(&args.target)?;
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read sweep file {}", args.file.display()))?;
+    let sweep = Sweep::load(&args.file)?;
+    let db = args.db.clone().unwrap_or_else(|| sweep.db.clone());
+    if !db.exists() {
+        bail!(
+            "{}: no database yet; train the sweep first (`loopscale run {}`), then ask what to add",
+            db.display(),
+            args.file.display()
+        );
+    }
+    let store = Store::open_read_only(&db)?;
+    let tune = sweep.analysis.tune.clone();
+    let (frames, _) = source::load_frames(&store, Some(&sweep.name), &tune, None)?;
+    let points = match args.law {
+        SuggestLaw::Parcae => {
+            source::parcae_points(&store, &frames, Some(&sweep.name), ParamCount::NonEmbedding)?.0
+        }
+        _ => source::run_points(
+            &store,
+            &frames,
+            Some(&sweep.name),
+            None,
+            ParamCount::NonEmbedding,
+        )?,
+    };
+    let done: HashSet<String> = store
+        .runs(&sweep.name)?
+        .into_iter()
+        .filter(|r| r.status == RunStatus::Done)
+        .map(|r| r.key)
+        .collect();
+    let (priced, left_out) = price_candidates(args, &sweep, &text, &done)?;
+    eprintln!(
+        "suggest: fitting {} on {} points of sweep `{}` ({} bootstrap resamples{})",
+        law_label(args.law),
+        points.len(),
+        sweep.name,
+        args.resamples,
+        if tune.is_empty() {
+            String::new()
+        } else {
+            format!("; {} tuned per configuration", tune.join(", "))
+        }
+    );
+    let ctx = Context_ {
+        args,
+        target: &target,
+        points: &points,
+        priced: &priced,
+        allocation: allocation(&sweep),
+    };
+    let (report, suggestion) = match args.law {
+        SuggestLaw::Parcae => run_law(&ParcaeLaw, &ParcaeLaw.design(&points)?, &ctx)?,
+        SuggestLaw::Chinchilla => run_law(&ChinchillaLaw, &ChinchillaLaw.design(&points)?, &ctx)?,
+        SuggestLaw::Compute => run_law(&ComputeLaw, &ComputeLaw.design(&points)?, &ctx)?,
+    };
+    print_suggestion(args, &target, &report, &suggestion, &priced, &left_out);
+    if let Some(out) = &args.out {
+        write_extended(args, &sweep, &text, out, &suggestion, &priced)?;
+        let stem = out.with_extension("");
+        let name = format!(
+            "{}.suggest",
+            stem.file_name()
+                .map_or("next".into(), |n| n.to_string_lossy())
+        );
+        let dir = out
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let chart = chart(&target, &points, &suggestion, &priced, args.law);
+        let drawn = crate::plot::save(&chart, dir, &name)?;
+        println!("chart: {}", drawn.png.display());
+    }
+    Ok(0)
+}
+
+/// The suggestion as a chart ([`crate::plot::suggestion`]).
+fn chart(
+    target: &TargetSpec,
+    points: &Points,
+    s: &Suggestion,
+    priced: &[Priced],
+    law: SuggestLaw,
+) -> crate::plot::Figure {
+    let trained = match (&points.n, points.tokens()) {
+        (Some(n), Ok(d)) => d.iter().copied().zip(n.iter().copied()).collect(),
+        _ => Vec::new(),
+    };
+    let mut widths = vec![(0.0, s.width)];
+    widths.extend(s.picks.iter().map(|p| (p.cumulative_flops, p.width_after)));
+    crate::plot::suggestion::suggestion(&crate::plot::suggestion::SuggestionPlot {
+        target: &target.label(),
+        n_label: if law == SuggestLaw::Parcae {
+            "unrolled parameters N(μ)"
+        } else {
+            "non-embedding parameters N"
+        },
+        trained,
+        candidates: priced.iter().map(|p| (p.d, p.n)).collect(),
+        chosen: s
+            .picks
+            .iter()
+            .map(|p| (priced[p.candidate].d, priced[p.candidate].n))
+            .collect(),
+        widths,
+    })
+}
+
+/// What the law-generic part needs.
+struct Context_<'a> {
+    args: &'a SuggestArgs,
+    target: &'a TargetSpec,
+    points: &'a Points,
+    priced: &'a [Priced],
+    allocation: Option<Allocation>,
+}
+
+fn law_label(law: SuggestLaw) -> &'static str {
+    match law {
+        SuggestLaw::Parcae => "Parcae's law",
+        SuggestLaw::Chinchilla => "Chinchilla's law",
+        SuggestLaw::Compute => "the compute law",
+    }
+}
+
+/// Fit, ensemble, candidates' rows, target, choice.
+fn run_law<L: Law>(law: &L, design: &Design, ctx: &Context_) -> Result<(FitReport, Suggestion)> {
+    let args = ctx.args;
+    let boot = BootstrapOptions {
+        resamples: args.resamples,
+        level: args.level,
+        seed: args.seed,
+        ..BootstrapOptions::default()
+    };
+    let opts = FitOptions {
+        bootstrap: Some(boot),
+        ..FitOptions::default()
+    };
+    let compute = ctx.points.compute()?;
+    let report = fit_law(law, design, (&compute, "C"), &opts).with_context(|| {
+        format!(
+            "fitting {} to the {} finished configuration(s) of the sweep (train more of it first, or choose a law with fewer parameters)",
+            law_label(args.law),
+            design.len()
+        )
+    })?;
+    let (members, failed) = bootstrap_thetas(law, design, &report.theta, &opts, &boot);
+    if failed * 2 > args.resamples {
+        eprintln!(
+            "suggest: {failed} of {} bootstrap resamples failed",
+            args.resamples
+        );
+    }
+    let candidates: Vec<Candidate> = ctx
+        .priced
+        .iter()
+        .map(|p| Candidate {
+            row: match args.law {
+                SuggestLaw::Parcae | SuggestLaw::Chinchilla => vec![p.n.ln(), p.d.ln()],
+                SuggestLaw::Compute => vec![p.c.ln()],
+            },
+            flops: p.flops,
+        })
+        .collect();
+    let row_of = |pairs: &[(String, f64)]| -> Result<Vec<f64>> {
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+        let want = |keys: &str| bail!("--target loss@…: the {} reads {keys}", law_label(args.law));
+        match args.law {
+            SuggestLaw::Parcae => {
+                let (Some(mu), Some(d)) = (get("mu"), get("tokens")) else {
+                    return want("mu=…,tokens=…");
+                };
+                let Some(alloc) = &ctx.allocation else {
+                    bail!("the sweep has no looped run to count N(μ) from");
+                };
+                let n = alloc
+                    .mu
+                    .iter()
+                    .position(|m| (*m - mu).abs() < 1e-9)
+                    .map(|i| alloc.unrolled_params[i])
+                    .context(
+                        "--target loss@mu=…: μ must be a whole number of loops from 1 to 64",
+                    )?;
+                Ok(vec![n.ln(), d.ln()])
+            }
+            SuggestLaw::Chinchilla => match (get("n"), get("tokens")) {
+                (Some(n), Some(d)) => Ok(vec![n.ln(), d.ln()]),
+                _ => want("n=…,tokens=…"),
+            },
+            SuggestLaw::Compute => match get("c") {
+                Some(c) => Ok(vec![c.ln()]),
+                None => want("c=…"),
+            },
+        }
+    };
+    let allocation = match args.law {
+        SuggestLaw::Parcae => ctx.allocation.as_ref(),
+        _ => None,
+    };
+    let target = design::target_fn(law, ctx.target, allocation, &row_of)?;
+    let noise = design::noise_sd(law, design, &report.theta);
+    let mut suggestion = design::suggest(
+        law,
+        &report.theta,
+        &members,
+        target.as_ref(),
+        ctx.target.log_scale(),
+        &candidates,
+        args.budget,
+        noise,
+        args.level,
+    )?;
+    // What the fit itself does not determine, the ensemble cannot promise to settle.
+    let depends: Vec<String> = match ctx.target {
+        TargetSpec::Parameter(p) => {
+            let mut d: Vec<String> = law.depends(p).into_iter().map(String::from).collect();
+            d.push(p.clone());
+            d
+        }
+        _ => report.params.iter().map(|p| p.name.clone()).collect(),
+    };
+    let unsure: Vec<&String> = report
+        .not_identified
+        .iter()
+        .filter(|n| depends.contains(n))
+        .collect();
+    if !unsure.is_empty() {
+        suggestion.notes.push(format!(
+            "the current runs do not identify {} (see `loopscale fit --law {}`): the ensemble's spread there is not the data's, so the expected narrowing is optimistic",
+            unsure.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            match args.law {
+                SuggestLaw::Parcae => "parcae",
+                SuggestLaw::Chinchilla => "chinchilla",
+                SuggestLaw::Compute => "compute",
+            }
+        ));
+    }
+    Ok((report, suggestion))
+}
+
+/// N(μ) and training FLOPs per token of the sweep's looped shape at μ = 1…64, for μ* and D*.
+fn allocation(sweep: &Sweep) -> Option<Allocation> {
+    let base = sweep
+        .runs
+        .iter()
+        .find(|r| r.config.model.arch == Arch::Looped && r.config.model.looped.is_some())?;
+    let explicit_backprop = base.config.model.looped.as_ref()?.backprop_depth.is_some();
+    let mut alloc = Allocation {
+        mu: Vec::new(),
+        unrolled_params: Vec::new(),
+        flops_per_token: Vec::new(),
+    };
+    for mu in 1..=64usize {
+        let mut c: RunConfig = base.config.clone();
+        let looped = c.model.looped.as_mut()?;
+        looped.mean_recurrence = mu;
+        if !explicit_backprop {
+            looped.backprop_depth = None;
+        }
+        alloc.mu.push(mu as f64);
+        alloc.unrolled_params.push(unrolled_params(
+            &c.model,
+            mu as f64,
+            0.0,
+            ParamCount::NonEmbedding,
+        ));
+        alloc.flops_per_token.push(c.train_flops_per_token());
+    }
+    Some(alloc)
+}
+
+/// The candidates (given or the sweep's axes extended), each expanded into its runs and priced;
+/// and, in words, those left out and why.
+fn price_candidates(
+    args: &SuggestArgs,
+    sweep: &Sweep,
+    text: &str,
+    done: &HashSet<String>,
+) -> Result<(Vec<Priced>, Vec<String>)> {
+    let tune = &sweep.analysis.tune;
+    let mut axes = sweep.swept_axes(text, tune)?;
+    if let Some(v) = &args.variant {
+        if !axes
+            .iter()
+            .any(|(name, _)| name.as_deref() == Some(v.as_str()))
+        {
+            bail!(
+                "--variant {v}: {} has no such variant (it has {})",
+                args.file.display(),
+                axes.iter()
+                    .map(|(n, _)| n.clone().unwrap_or_else(|| "none".into()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        axes.retain(|(name, _)| name.as_deref() == Some(v.as_str()));
+    }
+    let given = parse_candidate_values(&args.candidates)?;
+    let corpora_tokens = corpus_tokens(sweep);
+    let mut priced = Vec::new();
+    let (mut repeats, mut invalid, mut not_law, mut observed) = (0, Vec::new(), 0, 0);
+    for (variant, swept) in axes {
+        let runs_of_variant: Vec<&PlannedRun> =
+            sweep.runs.iter().filter(|r| r.variant == variant).collect();
+        let looped = runs_of_variant
+            .iter()
+            .any(|r| r.config.model.arch == Arch::Looped);
+        if args.law == SuggestLaw::Parcae && !looped {
+            not_law += 1;
+            continue;
+        }
+        let axes = candidate_axes(&swept, &given, &args.file)?;
+        if axes.is_empty() {
+            continue;
+        }
+        for point in product(&variant, &axes) {
+            let name = "suggest-candidate";
+            let runs = match sweep.candidate_runs(text, &point, name) {
+                Ok(r) => r,
+                Err(e) => {
+                    invalid.push(format!("{}: {}", point.label(), first_line(&e.to_string())));
+                    continue;
+                }
+            };
+            let new_runs: Vec<PlannedRun> = runs
+                .into_iter()
+                .filter(|r| !done.contains(&r.key))
+                .collect();
+            let Some(first) = new_runs.iter().find(|r| !r.config.is_trunk()) else {
+                observed += 1;
+                continue;
+            };
+            let cost = RunCost::of(&first.config);
+            if !args.allow_repeats
+                && let Some(train) = corpora_tokens(&first.config)
+                && cost.tokens as f64 > train
+            {
+                repeats += 1;
+                continue;
+            }
+            let mu = first
+                .config
+                .model
+                .looped
+                .as_ref()
+                .filter(|_| first.config.model.arch == Arch::Looped)
+                .map(|l| l.mean_recurrence as f64);
+            let n = match (args.law, mu) {
+                (SuggestLaw::Parcae, Some(mu)) => {
+                    unrolled_params(&first.config.model, mu, 0.0, ParamCount::NonEmbedding)
+                }
+                (SuggestLaw::Parcae, None) => continue,
+                _ => cost.non_embedding_params as f64,
+            };
+            priced.push(Priced {
+                point,
+                flops: new_runs
+                    .iter()
+                    .map(|r| RunCost::of(&r.config).own_flops)
+                    .sum(),
+                n,
+                d: cost.tokens as f64,
+                c: cost.flops,
+                new_runs,
+            });
+        }
+    }
+    let mut left_out = Vec::new();
+    if observed > 0 {
+        left_out.push(format!("{observed} already trained"));
+    }
+    if repeats > 0 {
+        left_out.push(format!(
+            "{repeats} would read their training text more than once (a larger corpus admits them; --allow-repeats admits them anyway)"
+        ));
+    }
+    if not_law > 0 {
+        left_out.push(format!(
+            "{not_law} variant(s) without looped runs (Parcae's law is about looped runs)"
+        ));
+    }
+    if !invalid.is_empty() {
+        left_out.push(format!(
+            "{} not valid runs (e.g. {})",
+            invalid.len(),
+            invalid[0]
+        ));
+    }
+    if priced.is_empty() {
+        bail!(
+            "no candidate run to choose from ({}); give some with --candidates KEY=V1,V2,…",
+            if left_out.is_empty() {
+                "the sweep has no numeric axis to extend".to_string()
+            } else {
+                left_out.join("; ")
+            }
+        );
+    }
+    Ok((priced, left_out))
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(s)
+        .trim()
+        .to_string()
+}
+
+/// `--candidates KEY=V1,V2,…` as (key, values).
+fn parse_candidate_values(given: &[String]) -> Result<Vec<(String, Vec<f64>)>> {
+    given
+        .iter()
+        .map(|g| {
+            let Some((key, values)) = g.split_once('=') else {
+                bail!(
+                    "--candidates {g}: expected KEY=V1,V2,… (e.g. model.mean_recurrence=1,2,4,8,16)"
+                );
+            };
+            let key = key.trim().to_string();
+            if crate::sweep::check_tune_key(&key).is_err() {
+                bail!("--candidates {g}: `{key}` is not a sweep key (`loopscale keys` lists them)");
+            }
+            let values = values
+                .split(',')
+                .map(|v| {
+                    v.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|x| x.is_finite() && *x > 0.0)
+                        .with_context(|| {
+                            format!("--candidates {g}: `{v}` is not a positive number")
+                        })
+                })
+                .collect::<Result<Vec<f64>>>()?;
+            Ok((key, values))
+        })
+        .collect()
+}
+
+/// A variant's candidate axes: its swept axes, each extended one step (or given), plus any
+/// given key it does not sweep.
+fn candidate_axes(
+    swept: &[SweptAxis],
+    given: &[(String, Vec<f64>)],
+    file: &Path,
+) -> Result<Vec<SweptAxis>> {
+    let mut out = Vec::new();
+    for axis in swept {
+        let chosen: Vec<&(String, Vec<f64>)> = given
+            .iter()
+            .filter(|(k, _)| axis.keys.contains(k))
+            .collect();
+        if chosen.is_empty() {
+            out.push(SweptAxis {
+                values: extend_values(&axis.values, &axis.integer),
+                ..axis.clone()
+            });
+            continue;
+        }
+        if chosen.len() != axis.keys.len()
+            || chosen.iter().any(|(_, v)| v.len() != chosen[0].1.len())
+        {
+            bail!(
+                "--candidates: {} are zipped in {}; give each of them, with as many values",
+                axis.keys.join(" and "),
+                file.display()
+            );
+        }
+        let values = (0..chosen[0].1.len())
+            .map(|i| {
+                axis.keys
+                    .iter()
+                    .map(|k| {
+                        chosen
+                            .iter()
+                            .find(|(c, _)| c == k)
+                            .map_or(0.0, |(_, v)| v[i])
+                    })
+                    .collect()
+            })
+            .collect();
+        out.push(SweptAxis {
+            values,
+            ..axis.clone()
+        });
+    }
+    for (key, values) in given {
+        if swept.iter().any(|a| a.keys.contains(key)) {
+            continue;
+        }
+        out.push(SweptAxis {
+            keys: vec![key.clone()],
+            values: values.iter().map(|v| vec![*v]).collect(),
+            integer: vec![values.iter().all(|v| v.fract() == 0.0) && !key.ends_with("flops")],
+        });
+    }
+    Ok(out)
+}
+
+/// Every combination of the axes' values, as candidate points of `variant`.
+fn product(variant: &Option<String>, axes: &[SweptAxis]) -> Vec<CandidatePoint> {
+    let mut points = vec![Vec::<CandidateSetting>::new()];
+    for axis in axes {
+        points = points
+            .into_iter()
+            .flat_map(|prefix| {
+                axis.values.iter().map(move |tuple| {
+                    let mut p = prefix.clone();
+                    for ((key, v), whole) in axis.keys.iter().zip(tuple).zip(&axis.integer) {
+                        p.push(CandidateSetting {
+                            key: key.clone(),
+                            value: *v,
+                            whole: *whole,
+                        });
+                    }
+                    p
+                })
+            })
+            .collect();
+    }
+    points
+        .into_iter()
+        .map(|settings| CandidatePoint {
+            variant: variant.clone(),
+            settings,
+        })
+        .collect()
+}
+
+/// Training tokens of a run's corpus, when it reads one (for the epoch check).
+fn corpus_tokens(sweep: &Sweep) -> impl Fn(&RunConfig) -> Option<f64> + '_ {
+    let mut sizes: Vec<((String, u64), Option<f64>)> = Vec::new();
+    for run in sweep.runs.iter().filter(|r| r.config.data.task.is_lm()) {
+        let id = (
+            run.config.data.corpus.clone(),
+            run.config.data.val_fraction.to_bits(),
+        );
+        if sizes.iter().any(|(k, _)| *k == id) {
+            continue;
+        }
+        let size = crate::train::Corpus::load(&run.config.data, &sweep.base_dir)
+            .ok()
+            .map(|c| c.train_tokens().len() as f64);
+        sizes.push((id, size));
+    }
+    move |c: &RunConfig| {
+        let id = (c.data.corpus.clone(), c.data.val_fraction.to_bits());
+        sizes.iter().find(|(k, _)| *k == id).and_then(|(_, s)| *s)
+    }
+}
+
+fn print_suggestion(
+    args: &SuggestArgs,
+    target: &TargetSpec,
+    report: &FitReport,
+    s: &Suggestion,
+    priced: &[Priced],
+    left_out: &[String],
+) {
+    println!(
+        "{} on {} points; noise σ = {:.4} in log loss (the fit's residual scale)",
+        law_label(args.law),
+        report.n_points,
+        s.noise_sd
+    );
+    println!(
+        "target {}: {} now, {:.0}% interval [{}, {}] (width {}) over {} bootstrap members",
+        target.label(),
+        num(s.value),
+        args.level * 100.0,
+        num(s.interval.0),
+        num(s.interval.1),
+        num(s.width),
+        s.members
+    );
+    println!(
+        "candidates: {}{}",
+        priced.len(),
+        if left_out.is_empty() {
+            String::new()
+        } else {
+            format!(" (left out: {})", left_out.join("; "))
+        }
+    );
+    if s.picks.is_empty() {
+        println!("chosen: none within {:.3e} FLOPs", args.budget);
+    } else {
+        println!(
+            "chosen within {:.3e} FLOPs, in the order the greedy batch took them:",
+            args.budget
+        );
+        println!(
+            "  {:>2}  {:<44} {:>4}  {:>10}  {:>10}  {:>14}",
+            "#", "candidate", "runs", "FLOPs", "cumulative", "expected width"
+        );
+        for (i, p) in s.picks.iter().enumerate() {
+            let c = &priced[p.candidate];
+            println!(
+                "  {:>2}  {:<44} {:>4}  {:>10.3e}  {:>10.3e}  {:>14}",
+                i + 1,
+                c.point.label(),
+                c.new_runs.len(),
+                p.flops,
+                p.cumulative_flops,
+                num(p.width_after)
+            );
+        }
+        println!(
+            "expected: width {} → {} ({:.0}% narrower) for {:.3e} FLOPs",
+            num(s.width),
+            num(s.width_after()),
+            100.0 * (1.0 - s.width_after() / s.width),
+            s.picks.last().map_or(0.0, |p| p.cumulative_flops)
+        );
+    }
+    for n in &s.notes {
+        println!("NOTE: {n}");
+    }
+}
+
+fn num(v: f64) -> String {
+    if v != 0.0 && (v.abs() >= 1e4 || v.abs() < 1e-3) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// The source sweep with the chosen candidates as new variants; checked by loading it as
+/// `plan` would.
+fn write_extended(
+    args: &SuggestArgs,
+    sweep: &Sweep,
+    text: &str,
+    out: &Path,
+    s: &Suggestion,
+    priced: &[Priced],
+) -> Result<()> {
+    if s.picks.is_empty() {
+        bail!("nothing chosen, so {} is not written", out.display());
+    }
+    let taken: HashSet<String> = sweep
+        .runs
+        .iter()
+        .filter_map(|r| r.variant.clone())
+        .collect();
+    let mut names: Vec<String> = Vec::new();
+    let mut k = 1;
+    for p in &s.picks {
+        let base = priced[p.candidate]
+            .point
+            .variant
+            .clone()
+            .unwrap_or_else(|| "grid".into());
+        let mut name = format!("{base}-next-{k}");
+        while taken.contains(&name) {
+            k += 1;
+            name = format!("{base}-next-{k}");
+        }
+        k += 1;
+        names.push(name);
+    }
+    let points: Vec<CandidatePoint> = s
+        .picks
+        .iter()
+        .map(|p| priced[p.candidate].point.clone())
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut body = extended_text(text, &args.file, &points, &refs)?;
+    if let Some(db) = &args.db
+        && *db != sweep.db
+    {
+        body = with_db(&body, db);
+    }
+    let header = format!(
+        "# Written by `loopscale suggest` from {} ({}, target {}, budget {:.3e} FLOPs):\n\
+         # the source sweep, unchanged, and {} chosen run(s) as new variants at the end. Runs already\n\
+         # in the database keep their keys; `loopscale run` on this file trains only the new ones.\n",
+        args.file.display(),
+        law_label(args.law),
+        args.target,
+        args.budget,
+        s.picks.len()
+    );
+    let full = format!("{header}{body}");
+    // What `plan` will say, before anything is written over.
+    let check = Sweep::from_str(&full, out)
+        .map_err(|e| anyhow::anyhow!("the extended sweep does not load ({e}); nothing written"))?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(out, full).with_context(|| format!("cannot write {}", out.display()))?;
+    let new: usize = s
+        .picks
+        .iter()
+        .map(|p| priced[p.candidate].new_runs.len())
+        .sum();
+    println!(
+        "wrote {}: {} runs, {new} of them new; `loopscale plan {}` lists them, `loopscale run {}` trains only the new ones",
+        out.display(),
+        check.runs.len(),
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// The text with `db = "…"` in its `[sweep]` table (after the header line).
+fn with_db(text: &str, db: &Path) -> String {
+    let mut out = String::new();
+    let mut in_sweep = false;
+    let mut placed = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if in_sweep && t.starts_with("db") && t[2..].trim_start().starts_with('=') {
+            continue; // replaced below
+        }
+        out.push_str(line);
+        out.push('\n');
+        if t.starts_with('[') {
+            in_sweep = t.starts_with("[sweep]");
+            if in_sweep && !placed {
+                out.push_str(&format!("db = {:?}\n", db.display().to_string()));
+                placed = true;
+            }
+        }
+    }
+    out
+}
