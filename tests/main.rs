@@ -13,6 +13,7 @@ mod common;
 mod branches;
 mod candle_backprop;
 mod command_backend;
+mod data_tokens;
 mod engine_faults;
 mod engine_run;
 mod fit_chinchilla;

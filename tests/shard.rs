@@ -120,6 +120,8 @@ fn merging_a_shard_makes_the_database_equal_it_and_is_idempotent() {
         flops: 3e6,
         final_val_loss: Some(2.5),
         final_val_bpb: Some(2.5 / std::f64::consts::LN_2),
+        bytes_per_token: None,
+        peak_rss_bytes: None,
         final_train_loss: Some(2.6),
         wall_seconds: 1.5,
         tokens_per_second: 200.0,

@@ -56,6 +56,8 @@ fn outcome() -> RunOutcome {
         flops: 3e6,
         final_val_loss: Some(2.0),
         final_val_bpb: Some(2.0 / std::f64::consts::LN_2),
+        bytes_per_token: None,
+        peak_rss_bytes: None,
         final_train_loss: Some(2.1),
         wall_seconds: 1.5,
         tokens_per_second: 200.0,
@@ -932,7 +934,7 @@ fn accuracy_and_icl_errors_are_stored_and_version_3_stores_migrate() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 7);
+    assert_eq!(SCHEMA_VERSION, 8);
     assert_eq!(
         rows(
             &store,

@@ -4,7 +4,9 @@ A second, independent implementation of loopscale's runs: the pre-norm GPT and t
 (prelude -> core applied per sequence n ~ Poisson(mu) times with the add, linear or diagonal
 injection and truncated backprop -> coda), AdamW with decoupled decay on hidden matrices, the
 sweep's cosine or trapezoid schedule, global-norm clipping, random byte windows of the training
-split, evaluations on the same validation windows as loopscale, and test-time loop counts for
+split (bytes of the text, or the token shards loopscale hands over in `token_segments`: BPE
+tokens of a text, already tokenized and cached by loopscale, or `data.tokens` shards),
+evaluations on the same validation windows as loopscale, and test-time loop counts for
 looped models, in either init (model.init: "scaled-zero", the Parcae reference's, or "gpt2") with
 model.rope_base, model.norm_eps, model.qk_norm_gain and train.decay_embeddings / adam_eps as
 loopscale reads them; train.optimizer = "muon" is refused. It reads the run's config.json, appends rows to the metrics file, checkpoints
@@ -35,7 +37,7 @@ MIN_DECAY_RATE = 1e-4
 # The configuration keys this trainer implements; any other key set to a non-default value
 # is refused, so that a run is never silently trained with a different recipe.
 KNOWN = {
-    "data": {"corpus", "tokenizer", "seq_len", "val_fraction"},
+    "data": {"corpus", "tokenizer", "seq_len", "val_fraction", "tokens", "val_tokens", "vocab_size"},
     "train": {
         "tokens", "flops", "batch_size", "lr", "schedule", "warmup_fraction", "cooldown_fraction",
         "min_lr_fraction", "weight_decay", "decay_embeddings", "beta1", "beta2", "adam_eps",
@@ -294,6 +296,38 @@ def lr_multiplier(t, step, total):
     return 1 - (1 - floor) * (step + 1 - start) / cooldown
 
 
+class TokenSegments:
+    """A split as loopscale describes it in config.json's `token_segments`: ids `start ..
+    start + len` of each shard file (`width` bytes each, little-endian, after `offset` header
+    bytes), memory-mapped, so a large dataset costs only the pages drawn. Windows of seq + 1
+    ids never cross a segment's end; window i counts through the segments in order, as
+    loopscale's sampler does."""
+
+    def __init__(self, segments, seq):
+        import mmap
+        self.seq, self.parts = seq, []
+        for s in segments:
+            with open(s["path"], "rb") as f:
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            lo = s["offset"] + s["start"] * s["width"]
+            ids = memoryview(mm)[lo: lo + s["len"] * s["width"]].cast("H" if s["width"] == 2 else "I")
+            self.parts.append(ids)
+        self.counts = [max(len(p) - seq, 0) for p in self.parts]
+        self.windows = sum(self.counts)
+
+    def window(self, i):
+        """Window i: seq + 1 ids, a list of ints."""
+        for ids, n in zip(self.parts, self.counts):
+            if i < n:
+                return ids[i: i + self.seq + 1].tolist()
+            i -= n
+        raise IndexError(f"window {i} past the split's {self.windows}")
+
+    def eval_starts(self, n_windows):
+        last = self.windows - 1
+        return [0] if n_windows == 1 else [i * last // (n_windows - 1) for i in range(n_windows)]
+
+
 def check_keys(cfg, defaults_ok):
     unknown = []
     for table in ("data", "train", "model"):
@@ -329,18 +363,23 @@ def main():
         rope_base=m.get("rope_base", 50_000.0),
         qk_gain=m.get("qk_norm_gain", False),
     )
-    if d_cfg["tokenizer"] != "bytes":
-        sys.exit(f"torch_trainer: tokenizer {d_cfg['tokenizer']!r} is not implemented")
+    segments = meta.get("token_segments")
+    if d_cfg["tokenizer"] != "bytes" and not segments:
+        sys.exit(f"torch_trainer: tokenizer {d_cfg['tokenizer']!r} needs loopscale's token_segments (a newer loopscale)")
     device = torch.device("cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu")
     torch.set_num_threads(max(a.threads, 1))
     seed, seq, batch = cfg["seed"], d_cfg["seq_len"], t["batch_size"]
     steps, vocab = meta["steps"], meta["vocab_size"]
     fpt = meta["train_flops_per_token"]
 
-    data = open(meta["corpus_path"], "rb").read()
-    n_val = math.floor(len(data) * d_cfg["val_fraction"])
-    train_tokens = torch.frombuffer(bytearray(data[: len(data) - n_val]), dtype=torch.uint8)
-    val_tokens = torch.frombuffer(bytearray(data[len(data) - n_val:]), dtype=torch.uint8)
+    if segments:
+        train_split = TokenSegments(segments["train"], seq)
+        val_split = TokenSegments(segments["val"], seq)
+    else:
+        data = open(meta["corpus_path"], "rb").read()
+        n_val = math.floor(len(data) * d_cfg["val_fraction"])
+        train_tokens = torch.frombuffer(bytearray(data[: len(data) - n_val]), dtype=torch.uint8)
+        val_tokens = torch.frombuffer(bytearray(data[len(data) - n_val:]), dtype=torch.uint8)
 
     gen = torch.Generator().manual_seed(seed)
     looped = m["arch"] == "looped"
@@ -364,9 +403,12 @@ def main():
 
     # Validation windows: loopscale's evenly spaced starts over the validation split.
     n_windows = max(-(-t["eval_tokens"] // seq), 1)
-    last_start = len(val_tokens) - seq - 1
-    starts = [0] if n_windows == 1 else [i * last_start // (n_windows - 1) for i in range(n_windows)]
-    val = torch.stack([val_tokens[s: s + seq + 1] for s in starts]).long().to(device)
+    if segments:
+        val = torch.tensor([val_split.window(i) for i in val_split.eval_starts(n_windows)]).long().to(device)
+    else:
+        last_start = len(val_tokens) - seq - 1
+        starts = [0] if n_windows == 1 else [i * last_start // (n_windows - 1) for i in range(n_windows)]
+        val = torch.stack([val_tokens[s: s + seq + 1] for s in starts]).long().to(device)
 
     def logits_at(ids, loops):
         if not looped:
@@ -420,8 +462,12 @@ def main():
         # Each step's windows and depths from a generator keyed by (seed, step): a resumed run
         # draws what the uninterrupted one would have.
         g = torch.Generator().manual_seed((seed * 1_000_003 + step) % 2**63)
-        window_starts = torch.randint(0, len(train_tokens) - seq - 1, (batch,), generator=g)
-        windows = torch.stack([train_tokens[s: s + seq + 1] for s in window_starts.tolist()]).long().to(device)
+        if segments:
+            window_starts = torch.randint(0, train_split.windows, (batch,), generator=g)
+            windows = torch.tensor([train_split.window(i) for i in window_starts.tolist()]).long().to(device)
+        else:
+            window_starts = torch.randint(0, len(train_tokens) - seq - 1, (batch,), generator=g)
+            windows = torch.stack([train_tokens[s: s + seq + 1] for s in window_starts.tolist()]).long().to(device)
         if looped:
             mu = lc["mean_recurrence"]
             if lc["depth_sampling"] == "poisson":

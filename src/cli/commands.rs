@@ -25,6 +25,12 @@ pub fn execute(cli: Cli, interrupts: &engine::Interrupts) -> anyhow::Result<i32>
         Command::Collect { file, db } => super::slurm_commands::collect(&file, db),
         Command::Sql { db, query, csv } => sql(&db, &query, csv),
         Command::Gc { file, db, dry_run } => gc(&file, db, dry_run),
+        Command::Tokenize {
+            text,
+            out,
+            tokenizer,
+            val_fraction,
+        } => tokenize(&text, &out, &tokenizer, val_fraction),
         Command::Fit(args) => super::fit::fit(&args),
         Command::Report(args) => report(&args),
         Command::Sample(args) => super::sample::sample(&args),
@@ -70,6 +76,39 @@ fn load(file: &Path) -> anyhow::Result<Sweep> {
 
 fn fmt_loss(x: Option<f64>) -> String {
     x.map(|v| format!("{v:.4}")).unwrap_or_default()
+}
+
+/// `loopscale tokenize`: a text file into a training and a validation llm.c shard, split as
+/// `Corpus` splits text (by bytes, at a character boundary).
+fn tokenize(text: &Path, out: &Path, tokenizer: &str, val_fraction: f64) -> anyhow::Result<i32> {
+    use anyhow::Context;
+    if !(val_fraction > 0.0 && val_fraction < 1.0) {
+        anyhow::bail!("--val-fraction {val_fraction} must lie strictly between 0 and 1");
+    }
+    let tok = crate::train::Tokenizer::load(tokenizer, Path::new("."))?;
+    let body = std::fs::read_to_string(text)
+        .with_context(|| format!("reading {} (UTF-8 text)", text.display()))?;
+    let mut cut = body.len() - (body.len() as f64 * val_fraction).floor() as usize;
+    while !body.is_char_boundary(cut) {
+        cut += 1;
+    }
+    let name = text.display().to_string();
+    for (file, part) in [
+        ("train_000.bin", &body[..cut]),
+        ("val_000.bin", &body[cut..]),
+    ] {
+        let ids = tok.encode_with_progress(part, &name);
+        let path = out.join(file);
+        crate::train::shards::write_llmc(&path, &ids)?;
+        println!(
+            "{}: {} tokens ({} bytes of text, {:.3} bytes/token)",
+            path.display(),
+            ids.len(),
+            part.len(),
+            part.len() as f64 / ids.len().max(1) as f64
+        );
+    }
+    Ok(0)
 }
 
 fn plan(file: &Path) -> anyhow::Result<i32> {
@@ -210,9 +249,13 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// A corpus as the runs read it: its name and validation split.
+/// A corpus as the runs read it: its text or shards, tokenizer, vocabulary and validation split.
 fn corpus_id(data: &crate::config::DataConfig) -> (String, u64) {
-    (data.corpus.clone(), data.val_fraction.to_bits())
+    let source = format!(
+        "{} {} {:?} {:?} {:?}",
+        data.corpus, data.tokenizer, data.tokens, data.val_tokens, data.vocab_size
+    );
+    (source, data.val_fraction.to_bits())
 }
 
 type Corpora = HashMap<(String, u64), anyhow::Result<Corpus>>;
@@ -242,8 +285,9 @@ fn print_corpora(sweep: &Sweep, corpora: &Corpora) {
         }
         match &corpora[&id] {
             Ok(c) => println!(
-                "corpus {}: {} train / {} validation tokens; unigram entropy {:.3} nats/token ({:.3} bits/byte)",
-                data.corpus,
+                "corpus {} ({}): {} train / {} validation tokens; unigram entropy {:.3} nats/token ({:.3} bits/byte)",
+                data.tokens.as_deref().unwrap_or(&data.corpus),
+                data.tokenizer,
                 si(c.train_tokens().len() as f64),
                 si(c.val_tokens().len() as f64),
                 c.unigram_entropy_nats(),

@@ -105,6 +105,25 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Tokenize a UTF-8 text file into llm.c token shards (`data.tokens`, docs/data.md).
+    ///
+    /// Writes DIR/train_000.bin (the first 1 − val_fraction of the text's bytes) and
+    /// DIR/val_000.bin (the rest), each an llm.c shard: uint16 ids under header version 1, or
+    /// uint32 under version 2 when the vocabulary passes 65 535. A sweep then trains on them
+    /// with `tokens = "DIR/train_*.bin"`, `val_tokens = "DIR/val_*.bin"`.
+    Tokenize {
+        /// The text file.
+        text: PathBuf,
+        /// Where the shards go (created).
+        #[arg(long)]
+        out: PathBuf,
+        /// `gpt2`, `cl100k_base`, `o200k_base`, `bytes` or a tokenizer.json path.
+        #[arg(long, default_value = "gpt2")]
+        tokenizer: String,
+        /// Fraction of the text (its end) for the validation shard.
+        #[arg(long, default_value_t = 0.05)]
+        val_fraction: f64,
+    },
     /// Run a read-only SQL query against a loopscale database and print the result.
     ///
     /// Tables: sweeps, runs, metrics, evals, attempts, fits, fit_params; views: final_runs,

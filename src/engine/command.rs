@@ -78,7 +78,7 @@ pub fn train_with_command(
     };
     let config_path = run.run_dir.join("config.json");
     let metrics_path = run.run_dir.join("metrics.jsonl");
-    write_config(run, &config_path)?;
+    let bytes_per_token = write_config(run, &config_path)?;
     // Rows of earlier attempts stay in the file; this attempt reads what is appended after.
     let start_offset = std::fs::metadata(&metrics_path)
         .map(|m| m.len())
@@ -116,7 +116,7 @@ pub fn train_with_command(
     ));
 
     let mut reader = MetricsReader::new(metrics_path.clone(), start_offset);
-    let mut rows = RowState::new(run.config);
+    let mut rows = RowState::new(run.config, bytes_per_token);
     let mut stop_sent = false;
     let exit = loop {
         let finished = child.try_wait()?;
@@ -192,18 +192,37 @@ fn program_path(program: &str, base_dir: &Path) -> PathBuf {
     }
 }
 
-/// `config.json`: the run's resolved configuration and what follows from it.
-fn write_config(run: &CommandRun, path: &Path) -> anyhow::Result<()> {
+/// `config.json`: the run's resolved configuration and what follows from it. Returns the
+/// measured bytes per validation token (what converts the trainer's losses to bits per byte).
+///
+/// Byte runs on a text get `corpus_path` only (the protocol's first form). Runs on BPE tokens
+/// or shards also get `token_segments`: the training and validation splits as segments of
+/// shard files (a BPE-tokenized text's are the tokenized-text cache's), which the trainer
+/// memory-maps; so every backend trains on the same ids, split the same way.
+fn write_config(run: &CommandRun, path: &Path) -> anyhow::Result<f64> {
     let c = run.config;
     let tokens_per_step = (c.train.batch_size * c.data.seq_len) as u64;
     let corpus = crate::config::resolve_corpus_path(&c.data.corpus, &run.base_dir);
     let corpus = std::fs::canonicalize(&corpus).unwrap_or(corpus);
+    let (segments, bytes_per_token) = if c.data.tokenizer == "bytes" && c.data.tokens.is_none() {
+        (serde_json::Value::Null, 1.0)
+    } else {
+        let data = crate::train::Corpus::load(&c.data, &run.base_dir)?;
+        let bpt = data.eval_bytes_per_token(c.data.seq_len, c.train.eval_tokens)?;
+        let segments = serde_json::json!({
+            "train": data.train_tokens().mapped_segments(),
+            "val": data.val_tokens().mapped_segments(),
+        });
+        (segments, bpt)
+    };
     let value = serde_json::json!({
         "protocol": 1,
         "run_key": run.key,
         "config": c,
         "corpus_path": corpus,
-        "vocab_size": BYTE_VOCAB,
+        "token_segments": segments,
+        "bytes_per_token": bytes_per_token,
+        "vocab_size": if c.data.tokenizer == "bytes" && c.data.vocab_size.is_none() { BYTE_VOCAB } else { c.data.vocab() },
         "steps": total_steps(c),
         "tokens_per_step": tokens_per_step,
         "train_flops_per_token": c.train_flops_per_token(),
@@ -212,7 +231,8 @@ fn write_config(run: &CommandRun, path: &Path) -> anyhow::Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_string_pretty(&value)?)
         .with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(bytes_per_token)
 }
 
 /// Copies the trainer's stderr into ours (the run's log) and keeps its last lines.
@@ -339,6 +359,9 @@ impl MetricsReader {
 /// What this attempt's rows have said so far.
 struct RowState {
     flops_per_token: f64,
+    /// Bytes of text per validation token (1 for bytes): losses over ln 2 and this are bits
+    /// per byte.
+    bytes_per_token: f64,
     /// No row yet: the first one says where the trainer resumed.
     first: bool,
     last_step: u64,
@@ -352,9 +375,10 @@ struct RowState {
 }
 
 impl RowState {
-    fn new(config: &RunConfig) -> Self {
+    fn new(config: &RunConfig, bytes_per_token: f64) -> Self {
         RowState {
             flops_per_token: config.train_flops_per_token(),
+            bytes_per_token,
             first: true,
             last_step: 0,
             last_tokens: 0,
@@ -463,8 +487,7 @@ impl RowState {
             tokens,
             flops: number(row, "flops")?.unwrap_or(self.flops_per_token * tokens as f64),
             val_loss,
-            // Byte-level tokens: one byte each.
-            val_bpb: val_loss / std::f64::consts::LN_2,
+            val_bpb: val_loss / std::f64::consts::LN_2 / self.bytes_per_token,
             test_loops,
             schedule: match row.get("schedule") {
                 None | Some(Value::Null) => None,
@@ -487,7 +510,10 @@ impl RowState {
             tokens: self.last_tokens,
             flops: self.flops_per_token * self.last_tokens as f64,
             final_val_loss,
-            final_val_bpb: final_val_loss.map(|v| v / std::f64::consts::LN_2),
+            final_val_bpb: final_val_loss
+                .map(|v| v / std::f64::consts::LN_2 / self.bytes_per_token),
+            bytes_per_token: Some(self.bytes_per_token),
+            peak_rss_bytes: None,
             final_train_loss: self.last_loss.filter(|v| v.is_finite()),
             wall_seconds,
             tokens_per_second: if wall_seconds > 0.0 {

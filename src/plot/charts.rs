@@ -123,6 +123,75 @@ pub fn training_curves(frames: &Frames, x: &str) -> Built {
     })))
 }
 
+/// Final validation bits per byte against training FLOPs, one series per tokenizer (and data
+/// source): a loss per token is not comparable across vocabularies, a loss per byte of the same
+/// text is. Each run's bits per byte = nats per token / ln 2 / its measured bytes per token
+/// (`runs.bytes_per_token`). Drawn when the runs use more than one tokenizer.
+pub fn bits_per_byte(frames: &Frames) -> Built {
+    let keys = frames.run_keys()?;
+    let c = f64s(&frames.runs, "flops")?;
+    let bpb = opt_f64s(&frames.runs, "final_val_bpb")?;
+    let (cfg_keys, cfg_json) = (
+        strs(&frames.configs, "run_key")?,
+        strs(&frames.configs, "config_json")?,
+    );
+    // Each run's tokenizer, with "shards" when it trained on pre-tokenized files.
+    let tokenizer_of = |key: &str| -> String {
+        let Some(i) = cfg_keys.iter().position(|k| k == key) else {
+            return "?".into();
+        };
+        let v: serde_json::Value = serde_json::from_str(&cfg_json[i]).unwrap_or_default();
+        let name = v["data"]["tokenizer"]
+            .as_str()
+            .unwrap_or("bytes")
+            .to_string();
+        if v["data"]["tokens"].is_string() {
+            format!("{name} (shards)")
+        } else {
+            name
+        }
+    };
+    let mut groups: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let Some(b) = bpb[i].filter(|b| b.is_finite()) else {
+            continue;
+        };
+        let name = tokenizer_of(key);
+        match groups.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, pts)) => pts.push((c[i], b)),
+            None => groups.push((name, vec![(c[i], b)])),
+        }
+    }
+    let tokenizers: std::collections::BTreeSet<&str> = groups
+        .iter()
+        .map(|(n, _)| n.split(' ').next().unwrap_or(""))
+        .collect();
+    if tokenizers.len() < 2 {
+        return Ok(Err(format!(
+            "The runs use one tokenizer ({}), so the loss charts already compare them; bits per \
+             byte is drawn when runs of different tokenizers share a report.",
+            tokenizers.iter().next().copied().unwrap_or("none")
+        )));
+    }
+    let series = groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, mut pts))| {
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Series::new(Some(name), i, Kind::Markers, pts)
+        })
+        .collect();
+    Ok(Ok(single(Panel {
+        title: "Validation bits per byte vs FLOPs, by tokenizer".into(),
+        x_label: "training FLOPs".into(),
+        y_label: "bits per byte of validation text".into(),
+        log_x: true,
+        log_y: false,
+        series,
+        zero_line: false,
+    })))
+}
+
 /// Final validation loss against training FLOPs, with L(C) = E + A·C^(−α) and its band.
 pub fn compute_law(frames: &Frames, fits: &ReportFits) -> Built {
     let fit = match &fits.compute {

@@ -106,6 +106,11 @@ pub fn render_all(frames: &Frames, fits: &ReportFits, dir: &Path) -> Result<Vec<
             charts::compute_law(frames, fits),
         ),
         (
+            "bits_per_byte",
+            "Bits per byte across tokenizers",
+            charts::bits_per_byte(frames),
+        ),
+        (
             "isoflop_loops",
             "Iso-FLOP curves over loops",
             charts::isoflop_curves(&fits.isoflop_loops),

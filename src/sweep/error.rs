@@ -38,6 +38,8 @@ pub enum ErrorKind {
     InvalidRun,
     /// `data.corpus` does not point at a readable file.
     MissingCorpus,
+    /// A token shard (`data.tokens`, `data.val_tokens`) whose header or size is wrong.
+    BadShard,
     /// The corpus is too small for the run (a split shorter than one sequence).
     CorpusTooSmall,
     /// The grid would have an unreasonable number of points.

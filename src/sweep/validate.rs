@@ -11,13 +11,10 @@ use super::RunConfig;
 use super::error::ErrorKind;
 use super::problem::{Problem, problem};
 use crate::config::{
-    Backend, COMMAND_PLACEHOLDERS, DeepSupervision, OptimizerKind, SHIPPED_CORPORA, SHIPPED_CORPUS,
-    Schedule, resolve_corpus_path,
+    BUILTIN_TOKENIZERS, Backend, COMMAND_PLACEHOLDERS, DeepSupervision, OptimizerKind,
+    SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, resolve_corpus_path,
 };
 use crate::model::{Arch, DepthSampling, Parametrization, RecastSplit};
-
-/// Tokenizers the trainer implements.
-const TOKENIZERS: &[&str] = &["bytes"];
 
 /// Range and consistency checks that need no file system.
 pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
@@ -78,18 +75,7 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
             "the validation split is this fraction of the corpus; e.g. val_fraction = 0.05",
         ));
     }
-    if !TOKENIZERS.contains(&d.tokenizer.as_str()) {
-        out.push(Problem {
-            kind: ErrorKind::BadEnumValue,
-            keys: vec!["data.tokenizer"],
-            message: format!(
-                "`data.tokenizer`: expected one of {}, found {:?}",
-                TOKENIZERS.join(", "),
-                d.tokenizer
-            ),
-            help: "tokenizer = \"bytes\" (one token per byte) is the only tokenizer so far".into(),
-        });
-    }
+    out.extend(check_tokens_keys(d));
     for (key, v, example) in [
         ("model.rope_base", m.rope_base, "rope_base = 50000.0"),
         ("model.norm_eps", m.norm_eps, "norm_eps = 1e-5"),
@@ -552,6 +538,141 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// `data.tokenizer`, `data.tokens`, `data.val_tokens` and `data.vocab_size`, without the
+/// file system.
+fn check_tokens_keys(d: &crate::config::DataConfig) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let builtin = crate::config::builtin_vocab(&d.tokenizer);
+    let json = d.tokenizer.ends_with(".json");
+    if builtin.is_none() && !json {
+        out.push(Problem {
+            kind: ErrorKind::BadEnumValue,
+            keys: vec!["data.tokenizer"],
+            message: format!(
+                "`data.tokenizer`: expected one of {} or the path of a Hugging Face tokenizer.json, found {:?}",
+                BUILTIN_TOKENIZERS
+                    .iter()
+                    .map(|(n, _)| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                d.tokenizer
+            ),
+            help: "tokenizer = \"bytes\" (one token per byte), \"gpt2\" (GPT-2's BPE, 50 257 ids), or tokenizer = \"path/to/tokenizer.json\" with vocab_size set; see docs/data.md".into(),
+        });
+    }
+    if json && d.vocab_size.is_none() && d.task.is_lm() {
+        out.push(problem(
+            &["data.vocab_size", "data.tokenizer"],
+            format!(
+                "`data.tokenizer` = {:?} is a tokenizer.json file, and `data.vocab_size` is not set",
+                d.tokenizer
+            ),
+            "the model's vocabulary is part of the run (its parameters, FLOPs and key): set vocab_size to the tokenizer's (the largest id + 1, added tokens included)",
+        ));
+    }
+    match (d.vocab_size, builtin) {
+        (Some(0), _) => out.push(problem(
+            &["data.vocab_size"],
+            "`data.vocab_size` is 0: it must be at least 1".into(),
+            "set it to the vocabulary the tokens were written with, e.g. vocab_size = 50304",
+        )),
+        (Some(v), Some(b)) if v < b => out.push(problem(
+            &["data.vocab_size", "data.tokenizer"],
+            format!(
+                "`data.vocab_size` = {v} is smaller than tokenizer {:?}'s {b} ids",
+                d.tokenizer
+            ),
+            format!(
+                "leave vocab_size out (it is then {b}) or raise it (nanoGPT pads GPT-2's to 50304)"
+            ),
+        )),
+        _ => {}
+    }
+    if d.val_tokens.is_some() && d.tokens.is_none() {
+        out.push(problem(
+            &["data.val_tokens"],
+            "`data.val_tokens` is set without `data.tokens`".into(),
+            "val_tokens names the validation shards of a run on shards: set tokens = \"path/or/glob\" for the training shards too, or drop val_tokens",
+        ));
+    }
+    out
+}
+
+/// The shards of `data.tokens` and `data.val_tokens`: each pattern matches a file, and every
+/// file's header and size are sound (`train::shards::inspect`). Reads headers only.
+fn check_shards(c: &RunConfig, base_dir: &Path) -> Option<Problem> {
+    let d = &c.data;
+    for (key, pattern) in [("tokens", &d.tokens), ("val_tokens", &d.val_tokens)] {
+        let Some(pattern) = pattern else { continue };
+        let dotted = if key == "tokens" {
+            "data.tokens"
+        } else {
+            "data.val_tokens"
+        };
+        let files = match crate::train::shards::expand(pattern, key, base_dir) {
+            Ok(f) => f,
+            Err(e) => {
+                return Some(Problem {
+                    kind: ErrorKind::MissingCorpus,
+                    keys: vec![dotted],
+                    message: format!("{e:#}"),
+                    help: "write the shards first (docs/data.md has a script), or fix the path"
+                        .into(),
+                });
+            }
+        };
+        let mut total = 0;
+        for f in &files {
+            let checked = crate::train::shards::inspect(f).and_then(|info| {
+                crate::train::shards::verify(&info, d.vocab())?;
+                Ok(info)
+            });
+            match checked {
+                Ok(info) => total += info.tokens,
+                Err(e) => {
+                    return Some(Problem {
+                        kind: ErrorKind::BadShard,
+                        keys: vec![dotted],
+                        message: format!("{e:#}"),
+                        help: "a shard is raw little-endian uint16 ids (nanoGPT) or an llm.c file: 256 int32 header (20240520, version 1 = uint16 or 2 = uint32, count), then the ids; see docs/data.md".into(),
+                    });
+                }
+            }
+        }
+        if total <= d.seq_len as u64 {
+            return Some(Problem {
+                kind: ErrorKind::CorpusTooSmall,
+                keys: vec!["data.seq_len", dotted],
+                message: format!(
+                    "`{dotted}` = {pattern:?} holds {total} tokens in {} file(s); a sequence needs data.seq_len + 1 = {}",
+                    files.len(),
+                    d.seq_len + 1
+                ),
+                help: "lower `data.seq_len` or add shards".into(),
+            });
+        }
+    }
+    if d.tokenizer.ends_with(".json") {
+        let path = resolve_corpus_path(&d.tokenizer, base_dir);
+        if !path.is_file() {
+            return Some(Problem {
+                kind: ErrorKind::MissingCorpus,
+                keys: vec!["data.tokenizer"],
+                message: format!(
+                    "tokenizer file {:?} not found: {}",
+                    d.tokenizer,
+                    path.display()
+                ),
+                help: format!(
+                    "a relative `data.tokenizer` path is resolved against the sweep file's folder ({})",
+                    display_dir(base_dir)
+                ),
+            });
+        }
+    }
+    None
+}
+
 pub(crate) fn check_corpus(
     c: &RunConfig,
     base_dir: &Path,
@@ -559,6 +680,14 @@ pub(crate) fn check_corpus(
 ) -> Option<Problem> {
     if !c.data.task.is_lm() {
         return None; // a task draws its examples; the corpus is not read
+    }
+    if (c.data.tokens.is_some() || c.data.tokenizer.ends_with(".json"))
+        && let Some(p) = check_shards(c, base_dir)
+    {
+        return Some(p);
+    }
+    if c.data.tokens.is_some() {
+        return None; // the shards are the data; `data.corpus` is not read
     }
     let path = resolve_corpus_path(&c.data.corpus, base_dir);
     let size = sizes

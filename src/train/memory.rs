@@ -1,4 +1,5 @@
-//! Keeping freed activation memory inside the process between training steps.
+//! Keeping freed activation memory inside the process between training steps, and the
+//! process's peak resident memory (recorded with each run, so memory claims are measured).
 //!
 //! A training step allocates and frees the same few hundred activation and gradient buffers,
 //! many of them megabytes. glibc's malloc serves blocks above its mmap threshold with a fresh
@@ -30,4 +31,13 @@ pub fn keep_freed_memory() {
             }
         }
     });
+}
+
+/// This process's peak resident set size in bytes (`VmHWM` of `/proc/self/status`): heap and
+/// the pages of memory-mapped shards it touched; `None` where unknown.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -16,7 +16,9 @@ mod optim_kernel;
 pub mod optimizer;
 pub mod recast;
 pub mod schedule;
+pub mod shards;
 pub mod tasks;
+pub mod tokenizer;
 pub mod trainer;
 
 pub use batch::{Batch, indexed_rng};
@@ -24,13 +26,15 @@ pub use checkpoint::{Checkpointing, ParentCheckpoint, TrainerState};
 pub use cost::RunCost;
 pub use data::{BYTE_VOCAB, BatchSampler, Corpus};
 pub use dataset::{Data, Dataset};
-pub use memory::keep_freed_memory;
+pub use memory::{keep_freed_memory, peak_rss_bytes};
 pub use objectives::TrainLoss;
 pub use optim::{AdamW, AdamWConfig};
 pub use optimizer::{Group, Optimizer, group_of};
 pub use recast::build_recast_model;
 pub use schedule::{cooldown_start, learning_rate, lr_multiplier, warmup_steps};
+pub use shards::Tokens;
 pub use tasks::TaskSet;
+pub use tokenizer::Tokenizer;
 pub use trainer::{
     TRAIN_DTYPE, build_model, count_loss_spikes, evaluate, evaluate_at_loops, evaluate_exit,
     evaluate_with_steps, total_steps, train, train_model, train_model_resumable, train_resumable,
@@ -165,6 +169,12 @@ pub struct RunOutcome {
     /// Last validation loss at the training depth (nats per token), if any evaluation ran.
     pub final_val_loss: Option<f64>,
     pub final_val_bpb: Option<f64>,
+    /// Bytes of text per validation token under the run's tokenizer (1 for bytes), measured
+    /// over the scored validation targets: `final_val_bpb = final_val_loss / ln 2 / this`.
+    /// `None` for a task, or where the tokens' text is unknown.
+    pub bytes_per_token: Option<f64>,
+    /// The training process's peak resident memory (bytes) when the run stopped.
+    pub peak_rss_bytes: Option<u64>,
     pub final_train_loss: Option<f64>,
     pub wall_seconds: f64,
     pub tokens_per_second: f64,

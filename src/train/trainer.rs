@@ -413,6 +413,9 @@ struct Trainer<'a> {
     steps: u64,
     tokens_per_step: u64,
     flops_per_token: f64,
+    /// Text bytes per validation target token (text runs), measured once on the windows
+    /// evaluated; what puts runs of every tokenizer on one bits-per-byte axis.
+    bytes_per_token: Option<f64>,
 }
 
 impl<'a> Trainer<'a> {
@@ -433,6 +436,11 @@ impl<'a> Trainer<'a> {
             }
             Data::Task(task) => task.eval_batches(t.batch_size, device)?,
         };
+        let bytes_per_token = match data {
+            Data::Text(corpus) => Some(corpus.eval_bytes_per_token(seq_len, t.eval_tokens)?),
+            Data::Task(_) => None,
+        }
+        .filter(|b| *b > 0.0);
         Ok(Trainer {
             model,
             cfg,
@@ -446,6 +454,7 @@ impl<'a> Trainer<'a> {
             steps: total_steps(cfg),
             tokens_per_step: (t.batch_size * seq_len) as u64,
             flops_per_token: cfg.train_flops_per_token(),
+            bytes_per_token,
         })
     }
 
@@ -555,9 +564,9 @@ impl<'a> Trainer<'a> {
 
     /// Bits per byte of a validation loss: text only (a task's loss is not over bytes).
     fn bpb(&self, val_loss: f64) -> f64 {
-        match self.data {
-            Data::Text(corpus) => val_loss / std::f64::consts::LN_2 / corpus.bytes_per_token(),
-            Data::Task(_) => f64::NAN,
+        match self.bytes_per_token {
+            Some(bpt) => val_loss / std::f64::consts::LN_2 / bpt,
+            None => f64::NAN,
         }
     }
 
@@ -774,6 +783,8 @@ impl<'a> Trainer<'a> {
             flops: self.flops_per_token * tokens as f64,
             final_val_loss: state.final_val_loss,
             final_val_bpb: state.final_val_bpb,
+            bytes_per_token: self.bytes_per_token,
+            peak_rss_bytes: super::memory::peak_rss_bytes(),
             final_train_loss: state.last_loss,
             wall_seconds,
             tokens_per_second: if wall_seconds > 0.0 {
