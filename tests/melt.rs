@@ -1,0 +1,229 @@
+//! MELT (`model::melt`): one KV cache per core block shared by every loop. At α = 1 the
+//! chunk-wise forward is its parent looped model exactly; decoding through the shared cache
+//! gives the training forward's logits (token by token with chunks of one, chunk-aligned pieces
+//! otherwise); its cache does not grow with the loops while a looped model's does; the gate's
+//! gradients match finite differences.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+use loopscale::model::melt::init_from_parent;
+use loopscale::model::{
+    Arch, Decoder, DepthSampling, Init, Injection, Looped, LoopedConfig, Mlp, ModelConfig, Param,
+    StateInit,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::common::central_differences;
+
+const CPU: Device = Device::Cpu;
+const VOCAB: usize = 23;
+const LEN: usize = 9;
+
+fn looped_cfg(injection: Injection, melt_chunk: Option<usize>) -> ModelConfig {
+    ModelConfig {
+        arch: Arch::Looped,
+        d_model: 16,
+        n_heads: 2,
+        mlp: Mlp::Relu2,
+        mlp_ratio: 2,
+        init: Init::Gpt2,
+        melt_from: melt_chunk.map(|_| "parent".to_string()),
+        looped: Some(LoopedConfig {
+            n_prelude: 1,
+            n_core: 2,
+            n_coda: 1,
+            injection,
+            mean_recurrence: 3,
+            backprop_depth: Some(3),
+            depth_sampling: DepthSampling::Fixed,
+            state_init: StateInit::Random,
+            melt_chunk,
+            ..LoopedConfig::default()
+        }),
+        ..ModelConfig::default()
+    }
+}
+
+/// Every parameter moved off its init (the gate's further), so no block is the identity and
+/// no gate sits at ½.
+fn perturb(params: &[Param], seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    for p in params {
+        let scale = if p.name.starts_with("melt.") {
+            1.0
+        } else {
+            0.2
+        };
+        let old = p.var.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let values: Vec<f64> = old
+            .iter()
+            .map(|v| v + scale * rng.random_range(-1.0..1.0))
+            .collect();
+        p.var
+            .set(&Tensor::from_vec(values, p.var.shape(), &CPU).unwrap())
+            .unwrap();
+    }
+}
+
+fn tensors(model: &Looped) -> HashMap<String, Tensor> {
+    model
+        .params()
+        .params()
+        .iter()
+        .map(|p| (p.name.clone(), p.var.as_tensor().copy().unwrap()))
+        .collect()
+}
+
+/// A perturbed parent and the MELT model built on it (its gate perturbed too).
+fn parent_and_melt(injection: Injection, chunk: usize, seed: u64) -> (Looped, Looped) {
+    let parent = Looped::new(
+        &looped_cfg(injection, None),
+        VOCAB,
+        LEN,
+        seed,
+        DType::F64,
+        &CPU,
+    )
+    .unwrap();
+    perturb(parent.params().params(), seed + 1);
+    let melt = Looped::new(
+        &looped_cfg(injection, Some(chunk)),
+        VOCAB,
+        LEN,
+        seed,
+        DType::F64,
+        &CPU,
+    )
+    .unwrap();
+    init_from_parent(melt.params(), &tensors(&parent)).unwrap();
+    let gate: Vec<Param> = melt
+        .params()
+        .params()
+        .iter()
+        .filter(|p| p.name.starts_with("melt."))
+        .cloned()
+        .collect();
+    perturb(&gate, seed + 2);
+    (parent, melt)
+}
+
+fn ids(seed: u64, batch: usize) -> Tensor {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let values: Vec<u32> = (0..batch * LEN)
+        .map(|_| rng.random_range(0..VOCAB as u32))
+        .collect();
+    Tensor::from_vec(values, (batch, LEN), &CPU).unwrap()
+}
+
+fn max_gap(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+#[test]
+fn at_alpha_one_the_chunkwise_forward_is_the_parent() {
+    for injection in [Injection::Diagonal, Injection::None] {
+        let (parent, melt) = parent_and_melt(injection, 4, 1);
+        let x = ids(2, 2);
+        for loops in [1, 3] {
+            let h0 = parent.eval_state(2, LEN).unwrap();
+            let expected = parent.logits_with_loops(&x, loops).unwrap();
+            let (out, _) = melt.forward_shared(&x, loops, &h0, 1.0, false).unwrap();
+            let gap = max_gap(&out.logits, &expected);
+            assert!(gap < 1e-10, "{injection:?} at {loops} loops: {gap:e}");
+            // At α = 0 the shared cache changes the result (beyond one loop).
+            let (shared, _) = melt.forward_shared(&x, loops, &h0, 0.0, false).unwrap();
+            let moved = max_gap(&shared.logits, &expected);
+            if loops > 1 {
+                assert!(
+                    moved > 1e-3,
+                    "{injection:?}: the shared cache changed nothing"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn decoding_with_the_shared_cache_gives_the_training_forward() {
+    // Chunks of one: token by token is the training forward. Chunks of three: chunk-aligned
+    // pieces (and the whole sequence at once) are.
+    for (chunk, pieces) in [(1, vec![1; LEN]), (3, vec![3, 3, 3]), (3, vec![LEN])] {
+        let (_, melt) = parent_and_melt(Injection::Diagonal, chunk, 3);
+        let x = ids(4, 1);
+        let mut bytes = Vec::new();
+        for loops in [1, 2, 4] {
+            let expected = melt.logits_with_loops(&x, loops).unwrap();
+            let mut decoder = Decoder::new(&melt, Some(loops), LEN).unwrap();
+            let mut got = Vec::new();
+            let mut at = 0;
+            for n in &pieces {
+                got.push(decoder.feed(&x.narrow(1, at, *n).unwrap()).unwrap());
+                at += n;
+            }
+            let got = Tensor::cat(&got, 1).unwrap();
+            let gap = max_gap(&got, &expected);
+            assert!(
+                gap < 1e-10,
+                "chunk {chunk}, pieces {pieces:?}, {loops} loops: {gap:e}"
+            );
+            bytes.push(decoder.cache_bytes());
+        }
+        // One entry per position and block (prelude, coda, 2 core blocks), 16 wide, keys and
+        // values, f64, at every loop count.
+        for b in bytes {
+            assert_eq!(b, 4 * 2 * LEN * 16 * 8, "chunk {chunk}");
+        }
+    }
+    // Token by token is not the chunk-3 forward: the chunk is part of the model.
+    let (_, melt) = parent_and_melt(Injection::Diagonal, 3, 3);
+    let x = ids(4, 1);
+    let mut decoder = Decoder::new(&melt, Some(3), LEN).unwrap();
+    let got: Vec<Tensor> = (0..LEN)
+        .map(|i| decoder.feed(&x.narrow(1, i, 1).unwrap()).unwrap())
+        .collect();
+    let gap = max_gap(
+        &Tensor::cat(&got, 1).unwrap(),
+        &melt.logits_with_loops(&x, 3).unwrap(),
+    );
+    assert!(gap > 1e-6, "chunk 3 decoded token by token: {gap:e}");
+}
+
+#[test]
+fn melt_gate_gradients_match_finite_differences() {
+    for (k, alpha) in [0.0, 0.4].into_iter().enumerate() {
+        let (_, melt) = parent_and_melt(Injection::Diagonal, 3, 10 + k as u64);
+        let x = ids(20 + k as u64, 2);
+        let targets = ids(30 + k as u64, 2);
+        let h0 = melt.eval_state(2, LEN).unwrap();
+        let loss = || {
+            let (out, _) = melt.forward_shared(&x, 3, &h0, alpha, false).unwrap();
+            loopscale::model::lm_loss(&out.logits, &targets).unwrap()
+        };
+        let (gate, rest): (Vec<Param>, Vec<Param>) = melt
+            .params()
+            .params()
+            .iter()
+            .cloned()
+            .partition(|p| p.name.starts_with("melt."));
+        let name = format!("melt α = {alpha}");
+        // Every other parameter once; the gate's (4 tensors) eight times each.
+        central_differences(&name, &rest, &loss, &|_| 1, 7);
+        let gate = central_differences(&name, &gate, &loss, &|_| 8, 8);
+        let live = gate.iter().filter(|e| e.scale > 1e-8).count();
+        assert!(gate.len() >= 32, "{} gate entries checked", gate.len());
+        assert!(
+            live * 4 >= gate.len() * 3,
+            "{live} of {} gate entries with a gradient",
+            gate.len()
+        );
+    }
+}
