@@ -227,3 +227,88 @@ fn melt_gate_gradients_match_finite_differences() {
         );
     }
 }
+
+/// Parses a sweep body (with a header and the fixtures' tiny corpus) in the fixtures folder.
+fn sweep(body: &str) -> Result<loopscale::sweep::Sweep, loopscale::sweep::SweepError> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sweeps");
+    let text = format!(
+        "[sweep]\nname = \"t\"\n[data]\ncorpus = \"tiny_corpus.txt\"\n\
+         [model]\nn_prelude = 1\nn_core = 1\nn_coda = 1\n{body}"
+    );
+    loopscale::sweep::Sweep::from_str(&text, &dir.join("inline.toml"))
+}
+
+const VARIANTS: &str = "[[variants]]\nname = \"gpt\"\nmodel = { arch = \"gpt\", n_layers = 3 }\n\
+    [[variants]]\nname = \"looped\"\nmodel = { arch = \"looped\" }\n";
+
+#[test]
+fn melt_from_links_a_child_to_its_looped_parent() {
+    let s = sweep(&format!(
+        "{VARIANTS}[[variants]]\nname = \"melt\"\n\
+         model = {{ arch = \"looped\", melt_from = \"looped\", melt_chunk = 8, mean_recurrence = 2 }}\n"
+    ))
+    .unwrap();
+    assert_eq!(s.runs.len(), 3);
+    let of = |v: &str| {
+        s.runs
+            .iter()
+            .find(|r| r.variant.as_deref() == Some(v))
+            .unwrap()
+    };
+    let (parent, child) = (of("looped"), of("melt"));
+    let lineage = child.config.lineage.as_ref().unwrap();
+    assert_eq!(lineage.role, loopscale::config::Role::Melt);
+    assert_eq!(lineage.parent.as_deref(), Some(parent.key.as_str()));
+    let steps = loopscale::train::total_steps(&parent.config);
+    assert_eq!(lineage.parent_step, Some(steps));
+    assert!(parent.config.train.keep_checkpoints.contains(&steps));
+    // The parent comes before its child in the plan (the engine orders by lineage too).
+    let at = |k: &str| s.runs.iter().position(|r| r.key == k).unwrap();
+    assert!(at(&parent.key) < at(&child.key));
+    assert_eq!(
+        child.config.model.looped.as_ref().unwrap().melt_chunk,
+        Some(8)
+    );
+}
+
+#[test]
+fn bad_melt_parents_are_refused_with_the_file_and_key() {
+    let shown = |body: &str| match sweep(body) {
+        Ok(_) => panic!("expected an error for:\n{body}"),
+        Err(e) => e.to_string(),
+    };
+    let melt = |m: &str| format!("{VARIANTS}[[variants]]\nname = \"melt\"\nmodel = {{ {m} }}\n");
+    let e = shown(&melt("arch = \"looped\", melt_from = \"gpt\""));
+    assert!(
+        e.contains("inline.toml") && e.contains("model.melt_from") && e.contains("GPTs"),
+        "{e}"
+    );
+    let e = shown(&melt("arch = \"looped\", melt_from = \"nope\""));
+    assert!(
+        e.contains("names no variant") && e.contains("looped"),
+        "{e}"
+    );
+    let e = shown(&melt(
+        "arch = \"looped\", melt_from = \"looped\", d_model = 32, n_heads = 2",
+    ));
+    assert!(e.contains("differs") && e.contains("model.d_model"), "{e}");
+    let e = shown(&melt(
+        "arch = \"gpt\", n_layers = 3, melt_from = \"looped\"",
+    ));
+    assert!(
+        e.contains("model.melt_from") && e.contains("looped one"),
+        "{e}"
+    );
+    let e = shown(&melt(
+        "arch = \"looped\", melt_from = \"looped\", melt_chunk = 0",
+    ));
+    assert!(e.contains("melt_chunk"), "{e}");
+    let e = shown(&melt("arch = \"looped\", melt_chunk = 4"));
+    assert!(e.contains("without `model.melt_from`"), "{e}");
+    // A MELT run of a MELT run.
+    let e = shown(&format!(
+        "{}[[variants]]\nname = \"again\"\nmodel = {{ arch = \"looped\", melt_from = \"melt\" }}\n",
+        melt("arch = \"looped\", melt_from = \"looped\"")
+    ));
+    assert!(e.contains("a MELT run itself"), "{e}");
+}

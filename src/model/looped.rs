@@ -402,6 +402,12 @@ impl Looped {
     ) -> Result<(LoopedOutput, LoopStep)> {
         let (b, _) = batch_time(input_ids)?;
         assert_eq!(plan.depths().len(), b, "one loop depth per sequence");
+        if self.shared_chunk.is_some() {
+            candle_core::bail!(
+                "a MELT model runs its core chunk by chunk (Looped::forward_shared) and trains \
+                 from its parent (train::objectives::melt_loss)"
+            );
+        }
         let injected = self.encode(input_ids)?;
         let (h, last) = self.recur_traced(&injected, plan, h0)?;
         Ok((self.decode(h)?, last))

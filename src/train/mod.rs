@@ -1,4 +1,5 @@
-//! Training one run: corpus and tokenizer, optimizer, schedule, the loop and evaluation.
+//! Training one run: corpus and tokenizer, optimizer, schedule, the loop and evaluation, and
+//! the starts of runs built on runs (a recast GPT, a MELT model from its looped parent).
 //!
 //! Training reports what it measures through a [`RunObserver`]; it never touches the store.
 
@@ -8,6 +9,7 @@ mod cost;
 pub mod data;
 pub mod dataset;
 pub mod divergence;
+pub mod melt;
 mod memory;
 pub mod muon;
 pub mod objectives;
@@ -24,6 +26,7 @@ pub use checkpoint::{Checkpointing, ParentCheckpoint, TrainerState};
 pub use cost::RunCost;
 pub use data::{BYTE_VOCAB, BatchSampler, Corpus};
 pub use dataset::{Data, Dataset};
+pub use melt::{MeltTraining, build_melt_model};
 pub use memory::keep_freed_memory;
 pub use objectives::TrainLoss;
 pub use optim::{AdamW, AdamWConfig};

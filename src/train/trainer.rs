@@ -500,6 +500,7 @@ impl<'a> Trainer<'a> {
             &batch.inputs,
             &batch.targets,
             &self.cfg.train,
+            (step, self.steps),
             &mut forward_rng,
         )?;
         let loss = match forward.reported {
