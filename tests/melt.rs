@@ -312,3 +312,101 @@ fn bad_melt_parents_are_refused_with_the_file_and_key() {
     ));
     assert!(e.contains("a MELT run itself"), "{e}");
 }
+
+/// End to end through the binary: a looped parent, its MELT child and a GPT train in one sweep
+/// (the child after its parent), `decode_evals` has a row per loop count — MELT's cache bytes
+/// per token the same at every count, the looped model's growing with it, the GPT's one row —
+/// and `sample` writes from the MELT run.
+#[test]
+fn a_melt_sweep_trains_after_its_parent_and_measures_decoding() {
+    use crate::common::{loopscale, moby_dick_file, text};
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = moby_dick_file(dir.path(), 60_000);
+    let db = dir.path().join("m.sqlite");
+    let file = dir.path().join("m.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[sweep]
+name = "m"
+db = "{db}"
+[data]
+corpus = "{corpus}"
+seq_len = 32
+[train]
+tokens = 5120
+batch_size = 8
+lr = 3e-3
+eval_every = 10
+eval_tokens = 512
+melt_transition_steps = 8
+[model]
+d_model = 32
+n_heads = 2
+n_prelude = 1
+n_core = 1
+n_coda = 1
+test_loops = [1, 2, 4]
+[[variants]]
+name = "looped"
+model = {{ arch = "looped", mean_recurrence = 2 }}
+[[variants]]
+name = "melt"
+model = {{ arch = "looped", mean_recurrence = 2, melt_from = "looped", melt_chunk = 8 }}
+[[variants]]
+name = "gpt"
+model = {{ arch = "gpt", n_layers = 3 }}
+"#,
+            db = db.display(),
+            corpus = corpus.display(),
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let run = loopscale(&["run", f, "--plain", "--jobs", "2"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let sql = loopscale(&[
+        "sql",
+        db.to_str().unwrap(),
+        "SELECT IFNULL(r.role, r.arch) AS kind, d.loops, d.kv_bytes_per_token, d.val_loss
+         FROM decode_evals d JOIN runs r USING (run_key) ORDER BY kind, d.loops",
+        "--csv",
+    ]);
+    let out = String::from_utf8_lossy(&sql.stdout).to_string();
+    assert!(sql.status.success(), "{}", text(&sql));
+    let rows: Vec<Vec<String>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    let of = |kind: &str| -> Vec<(String, f64, f64)> {
+        rows.iter()
+            .filter(|r| r[0] == kind)
+            .map(|r| (r[1].clone(), r[2].parse().unwrap(), r[3].parse().unwrap()))
+            .collect()
+    };
+    let (gpt, melt, looped) = (of("gpt"), of("melt"), of("looped"));
+    assert_eq!(gpt.len(), 1, "{out}");
+    assert_eq!(melt.len(), 3, "{out}");
+    assert_eq!(looped.len(), 3, "{out}");
+    // Keys and values, f32, width 32: 3 blocks for the GPT and MELT; 2 + loops for looped.
+    let per_block = 2.0 * 32.0 * 4.0;
+    assert_eq!(gpt[0].1, 3.0 * per_block, "{out}");
+    for (i, loops) in [1.0, 2.0, 4.0].into_iter().enumerate() {
+        assert_eq!(melt[i].1, 3.0 * per_block, "{out}");
+        assert_eq!(looped[i].1, (2.0 + loops) * per_block, "{out}");
+    }
+    for (_, _, loss) in gpt.iter().chain(&melt).chain(&looped) {
+        assert!(*loss > 0.5 && *loss < 4.5, "{out}");
+    }
+    let key = loopscale(&[
+        "sql",
+        db.to_str().unwrap(),
+        "SELECT run_key FROM runs WHERE role = 'melt'",
+        "--csv",
+    ]);
+    let key = String::from_utf8_lossy(&key.stdout).lines().nth(1).unwrap().to_string();
+    let sample = loopscale(&["sample", db.to_str().unwrap(), "--run", &key, "--tokens", "8"]);
+    assert!(sample.status.success(), "{}", text(&sample));
+}

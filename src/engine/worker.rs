@@ -13,7 +13,7 @@ use super::command::{CommandRun, train_with_command};
 use crate::config::{Backend, Role};
 use crate::store::{RunStatus, Store};
 use crate::train::{
-    self, Checkpointing, Dataset, EvalMetrics, ExitEvalMetrics, IclError, RunObserver, StepMetrics,
+    self, Checkpointing, Dataset, DecodeEvalMetrics, EvalMetrics, ExitEvalMetrics, IclError, RunObserver, StepMetrics,
 };
 
 /// What a worker is told by its coordinator.
@@ -74,6 +74,13 @@ impl RunObserver for StoreObserver<'_> {
         // Measured once, after training: written at once.
         self.store
             .record_exit_evals(&self.key, std::slice::from_ref(eval))?;
+        Ok(())
+    }
+
+    fn on_decode_eval(&mut self, eval: &DecodeEvalMetrics) -> anyhow::Result<()> {
+        // Measured once, after training: written at once.
+        self.store
+            .record_decode_evals(&self.key, std::slice::from_ref(eval))?;
         Ok(())
     }
 

@@ -8,6 +8,7 @@ pub mod checkpoint;
 mod cost;
 pub mod data;
 pub mod dataset;
+pub mod decoding;
 pub mod divergence;
 pub mod melt;
 mod memory;
@@ -112,12 +113,36 @@ pub struct ExitEvalMetrics {
     pub val_loss: f64,
 }
 
+/// Decoding measured once training is done: validation text fed a token at a time through
+/// the model's KV cache (a GPT once, a looped or MELT model at each `test_loops` count).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodeEvalMetrics {
+    pub step: u64,
+    /// `None` for a GPT.
+    pub loops: Option<usize>,
+    /// Tokens decoded (and scored).
+    pub tokens: usize,
+    /// Bytes of keys and values the cache holds per token of context.
+    pub kv_bytes_per_token: f64,
+    /// The most the cache held: at the end of the longest decoded sequence.
+    pub peak_cache_bytes: usize,
+    pub tokens_per_s: f64,
+    /// Mean cross-entropy of the decoded predictions, nats per token.
+    pub val_loss: f64,
+}
+
 /// Receives a run's measurements as they happen; the engine stores them.
 pub trait RunObserver {
     fn on_step(&mut self, metrics: &StepMetrics) -> anyhow::Result<()>;
     fn on_eval(&mut self, eval: &EvalMetrics) -> anyhow::Result<()>;
     /// An early-exit evaluation (LoopUS); ignored unless the observer stores them.
     fn on_exit_eval(&mut self, eval: &ExitEvalMetrics) -> anyhow::Result<()> {
+        let _ = eval;
+        Ok(())
+    }
+
+    /// A decoding measurement; ignored unless the observer stores them.
+    fn on_decode_eval(&mut self, eval: &DecodeEvalMetrics) -> anyhow::Result<()> {
         let _ = eval;
         Ok(())
     }
