@@ -406,7 +406,18 @@ model = {{ arch = "gpt", n_layers = 3 }}
         "SELECT run_key FROM runs WHERE role = 'melt'",
         "--csv",
     ]);
-    let key = String::from_utf8_lossy(&key.stdout).lines().nth(1).unwrap().to_string();
-    let sample = loopscale(&["sample", db.to_str().unwrap(), "--run", &key, "--tokens", "8"]);
+    let key = String::from_utf8_lossy(&key.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let sample = loopscale(&[
+        "sample",
+        db.to_str().unwrap(),
+        "--run",
+        &key,
+        "--tokens",
+        "8",
+    ]);
     assert!(sample.status.success(), "{}", text(&sample));
 }

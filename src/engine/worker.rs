@@ -13,7 +13,8 @@ use super::command::{CommandRun, train_with_command};
 use crate::config::{Backend, Role};
 use crate::store::{RunStatus, Store};
 use crate::train::{
-    self, Checkpointing, Dataset, DecodeEvalMetrics, EvalMetrics, ExitEvalMetrics, IclError, RunObserver, StepMetrics,
+    self, Checkpointing, Dataset, DecodeEvalMetrics, EvalMetrics, ExitEvalMetrics, IclError,
+    RunObserver, StepMetrics,
 };
 
 /// What a worker is told by its coordinator.

@@ -2,8 +2,6 @@
 //! decoded validation loss against loops, one line per run — looped models, MELT models (one
 //! cache per core block shared by every loop) and GPTs (a level: they have no loops).
 
-use anyhow::Result;
-
 use super::charts::{Built, extent, row};
 use super::figure::{Kind, Panel, Series};
 use crate::analysis::{Frames, f64s, strs};
@@ -50,13 +48,20 @@ pub fn cache_and_loss(frames: &Frames) -> Built {
                 Vec::new()
             }
         };
-        let kind = if loops[first].is_finite() {
-            Kind::Line
-        } else {
-            Kind::Dashed
+        let kind = || {
+            if loops[first].is_finite() {
+                Kind::Line
+            } else {
+                Kind::Dashed
+            }
         };
-        bytes_series.push(Series::new(Some(name.clone()), colour, kind, points(&bytes)));
-        loss_series.push(Series::new(Some(name), colour, kind, points(&loss)));
+        bytes_series.push(Series::new(
+            Some(name.clone()),
+            colour,
+            kind(),
+            points(&bytes),
+        ));
+        loss_series.push(Series::new(Some(name), colour, kind(), points(&loss)));
     }
     let panel = |title: &str, y: &str, series| Panel {
         title: title.into(),

@@ -23,7 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrate_exit_evals.sql"),
     include_str!("migrate_tasks.sql"),
     include_str!("migrate_position_accuracy.sql"),
-    include_str!("migrate_decode_evals.sql"),
+    include_str!("migrate_melt.sql"),
 ];
 
 /// The views (`CREATE VIEW IF NOT EXISTS ...`), not a migration: every open makes sure they exist.
