@@ -19,6 +19,9 @@ use crate::model::recast::{Split, recast_config};
 use crate::model::{Arch, LoopedConfig, ModelConfig};
 use crate::train::total_steps;
 
+/// Whether a parent fits a child: `Err((message, help))`.
+type Fits = fn(from: &str, parent: &RunConfig, child: &RunConfig) -> Result<(), (String, String)>;
+
 /// One kind of run built on another: the key naming the parent variant, the child's lineage
 /// role, what the help says the parent is, and whether a parent fits a child (`Err((message,
 /// help))`; `from` is the parent variant's name).
@@ -27,7 +30,7 @@ pub(crate) struct ParentLink {
     name: fn(&ModelConfig) -> Option<&String>,
     role: Role,
     parent_is: &'static str,
-    fits: fn(from: &str, parent: &RunConfig, child: &RunConfig) -> Result<(), (String, String)>,
+    fits: Fits,
 }
 
 /// LoopUS: a looped model recast from a finished GPT.

@@ -99,10 +99,10 @@ pub fn melt_alpha(train: &TrainConfig, step: u64, steps: u64) -> f64 {
 
 /// MELT's post-training (`model::melt`): a fresh initial state from `rng`, `mean_recurrence`
 /// loops, chunk-wise. During the transition the language-model loss at [`melt_alpha`]; then
-/// attention-aligned distillation from `teacher` (the parent, α = 1, no gradient): cross-entropy
-/// + `melt_kd_weight` · KL(teacher ‖ student) per position + `melt_align_weight` · the mean
-/// squared error of every core block's attention output in every loop. The reported loss is
-/// the cross-entropy.
+/// attention-aligned distillation from `teacher` (the parent, α = 1, no gradient): the
+/// cross-entropy, plus `melt_kd_weight` · KL(teacher ‖ student) per position, plus
+/// `melt_align_weight` · the mean squared error of every core block's attention output in
+/// every loop. The reported loss is the cross-entropy.
 pub fn melt_loss(
     student: &Looped,
     teacher: &Looped,
