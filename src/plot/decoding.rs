@@ -23,6 +23,13 @@ pub fn cache_and_loss(frames: &Frames) -> Built {
         f64s(d, "val_loss")?,
     );
     let (lo, hi) = extent(loops.iter().copied().filter(|l| l.is_finite()));
+    if !lo.is_finite() {
+        return Ok(Err(
+            "No looped run has decoding measurements (decode_evals), so there is nothing to draw \
+             against loops."
+                .into(),
+        ));
+    }
     let mut runs: Vec<&String> = keys.iter().collect();
     runs.dedup();
     let (mut bytes_series, mut loss_series) = (Vec::new(), Vec::new());
