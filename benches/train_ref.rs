@@ -246,6 +246,7 @@ fn phase_split(arch: Arch, corpus: &Corpus, steps: usize) -> [f64; 4] {
             &batch.inputs,
             &batch.targets,
             &cfg.train,
+            (step as u64, steps as u64 + 1),
             &mut rng,
         )
         .unwrap()

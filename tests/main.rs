@@ -27,6 +27,7 @@ mod fused_ops;
 mod generate;
 mod layering;
 mod loopformer;
+mod melt;
 mod model_counts;
 mod model_gradcheck;
 mod model_init;

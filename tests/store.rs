@@ -935,6 +935,20 @@ fn accuracy_and_icl_errors_are_stored_and_version_3_stores_migrate() {
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
     assert_eq!(SCHEMA_VERSION, 8);
+    // Version 8: `decode_evals`, and `runs` rebuilt so that a run's role may be 'melt' (the
+    // rebuilt table keeps every run).
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let decodes: i64 = conn
+        .query_row("SELECT count(*) FROM decode_evals", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(decodes, 0);
+    let before: i64 = conn
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert!(before > 0);
+    conn.execute("UPDATE runs SET role = 'melt'", []).unwrap();
+    assert!(conn.execute("UPDATE runs SET role = 'other'", []).is_err());
+    drop(conn);
     assert_eq!(
         rows(
             &store,

@@ -1,6 +1,7 @@
 //! Checkpoints and resuming at the trainer level: a run stopped (gracefully, or by a crash
 //! that loses everything after its last checkpoint) and resumed ends with bit-identical
-//! losses to the uninterrupted run, GPT and looped (sampled depths) alike, with AdamW or Muon
+//! losses to the uninterrupted run, GPT and looped (sampled depths) alike, and a MELT model
+//! post-trained from its parent across both phases, with AdamW or Muon
 //! (momentum warm-up and decaying weight decay spanning the checkpoints); a damaged newest
 //! checkpoint (flipped byte, truncated file) is detected by its checksum, reported, and the run
 //! resumes from the one before, or from scratch, still to the same numbers.
@@ -10,11 +11,15 @@ use std::path::Path;
 use candle_core::Device;
 use loopscale::config::RunConfig;
 use loopscale::config::{DataConfig, OptimizerKind, Schedule, TrainConfig};
+use loopscale::model::CausalLm;
 use loopscale::model::{Arch, DepthSampling, Injection, LoopedConfig, Mlp, ModelConfig, StateInit};
 use loopscale::train::{
-    Checkpointing, EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics, checkpoint, train,
-    train_resumable,
+    Checkpointing, EvalMetrics, RunEnd, RunObserver, RunOutcome, StepMetrics, build_melt_model,
+    checkpoint, train, train_model, train_model_resumable, train_resumable,
 };
+
+/// Builds a run's model afresh for each attempt (as a worker does); `None`: from its config.
+type Build<'a> = &'a dyn Fn() -> Option<Box<dyn CausalLm>>;
 
 use crate::common;
 use common::moby_dick;
@@ -115,19 +120,37 @@ fn losses(rows: &Rows) -> Vec<(u64, u64)> {
 }
 
 fn run(cfg: &RunConfig, rows: &mut Rows, dir: &Path) -> anyhow::Result<RunOutcome> {
+    run_built(cfg, rows, dir, &|| None)
+}
+
+fn run_built(
+    cfg: &RunConfig,
+    rows: &mut Rows,
+    dir: &Path,
+    build: Build,
+) -> anyhow::Result<RunOutcome> {
     let corpus = moby_dick(60_000, cfg.data.seq_len);
     let ck = Checkpointing::new(
         dir.to_path_buf(),
         cfg.train.checkpoint_every as u64,
         cfg.key(),
     );
-    train_resumable(cfg, &corpus, &Device::Cpu, rows, Some(&ck))
+    match build() {
+        Some(model) => {
+            train_model_resumable(model.as_ref(), cfg, &corpus, &Device::Cpu, rows, Some(&ck))
+        }
+        None => train_resumable(cfg, &corpus, &Device::Cpu, rows, Some(&ck)),
+    }
 }
 
-fn reference(cfg: &RunConfig) -> (Rows, RunOutcome) {
+fn reference(cfg: &RunConfig, build: Build) -> (Rows, RunOutcome) {
     let corpus = moby_dick(60_000, cfg.data.seq_len);
     let mut rows = Rows::default();
-    let out = train(cfg, &corpus, &Device::Cpu, &mut rows).unwrap();
+    let out = match build() {
+        Some(model) => train_model(model.as_ref(), cfg, &corpus, &Device::Cpu, &mut rows),
+        None => train(cfg, &corpus, &Device::Cpu, &mut rows),
+    }
+    .unwrap();
     (rows, out)
 }
 
@@ -168,8 +191,12 @@ fn stop_crash_and_resume(arch: Arch) {
 }
 
 fn stop_crash_and_resume_with(cfg: RunConfig) {
+    stop_crash_and_resume_built(cfg, &|| None);
+}
+
+fn stop_crash_and_resume_built(cfg: RunConfig, build: Build) {
     let arch = cfg.model.arch;
-    let (ref_rows, ref_out) = reference(&cfg);
+    let (ref_rows, ref_out) = reference(&cfg, build);
     let dir = tempfile::tempdir().unwrap();
 
     // Ctrl-C after step 13: a checkpoint at 13 (besides the periodic one at 8).
@@ -177,7 +204,7 @@ fn stop_crash_and_resume_with(cfg: RunConfig) {
         stop_at: Some(13),
         ..Rows::default()
     };
-    let out = run(&cfg, &mut rows, dir.path()).unwrap();
+    let out = run_built(&cfg, &mut rows, dir.path(), build).unwrap();
     assert_eq!((out.end.clone(), out.steps), (RunEnd::Interrupted, 13));
     let steps: Vec<u64> = checkpoint::list(dir.path())
         .iter()
@@ -188,7 +215,7 @@ fn stop_crash_and_resume_with(cfg: RunConfig) {
     // Resumed, then crashes after step 22: its last checkpoint is 16; rows 17..22 are void.
     rows.stop_at = None;
     rows.crash_at = Some(22);
-    assert!(run(&cfg, &mut rows, dir.path()).is_err());
+    assert!(run_built(&cfg, &mut rows, dir.path(), build).is_err());
     let steps: Vec<u64> = checkpoint::list(dir.path())
         .iter()
         .map(|c| c.step)
@@ -196,7 +223,7 @@ fn stop_crash_and_resume_with(cfg: RunConfig) {
     assert_eq!(steps, vec![16, 13], "the newest two are kept");
 
     rows.crash_at = None;
-    let out = run(&cfg, &mut rows, dir.path()).unwrap();
+    let out = run_built(&cfg, &mut rows, dir.path(), build).unwrap();
     assert_eq!(rows.resumed_at, vec![0, 13, 16]);
     assert_same(
         &format!("{arch:?} stopped at 13, crashed at 22"),
@@ -215,6 +242,30 @@ fn a_gpt_resumed_after_a_stop_and_a_crash_ends_bit_identical() {
 #[test]
 fn a_looped_model_resumed_after_a_stop_and_a_crash_ends_bit_identical() {
     stop_crash_and_resume(Arch::Looped);
+}
+
+/// MELT post-trained from a finished looped parent: the transition ends at step 12, so the stop
+/// at 13 and the crash at 22 both fall in the distillation, which resumes with its teacher.
+#[test]
+fn a_melt_model_resumed_after_a_stop_and_a_crash_ends_bit_identical() {
+    let mut parent = config(Arch::Looped);
+    parent.train.tokens = 6 * 8 * 32;
+    let parent_dir = tempfile::tempdir().unwrap();
+    run(&parent, &mut Rows::default(), parent_dir.path()).unwrap();
+    let weights = checkpoint::final_weights_path(parent_dir.path());
+
+    let mut child = config(Arch::Looped);
+    child.model.melt_from = Some("parent".into());
+    let l = child.model.looped.as_mut().unwrap();
+    l.melt_chunk = Some(8);
+    l.depth_sampling = DepthSampling::Fixed;
+    child.train.melt_transition_steps = Some(12);
+    let build = || -> Option<Box<dyn CausalLm>> {
+        let vocab = moby_dick(60_000, 32).vocab_size();
+        let model = build_melt_model(&child, &parent, &weights, vocab, &Device::Cpu).unwrap();
+        Some(Box::new(model))
+    };
+    stop_crash_and_resume_built(child.clone(), &build);
 }
 
 /// Muon's momentum warms up over 12 steps and its weight decay falls every step: both must be
@@ -240,7 +291,7 @@ fn a_muon_looped_model_resumed_after_a_stop_and_a_crash_ends_bit_identical() {
 #[test]
 fn damaged_checkpoints_are_detected_and_the_run_falls_back() {
     let cfg = config(Arch::Gpt);
-    let (ref_rows, ref_out) = reference(&cfg);
+    let (ref_rows, ref_out) = reference(&cfg, &|| None);
     let dir = tempfile::tempdir().unwrap();
     let mut rows = Rows {
         crash_at: Some(20),

@@ -39,6 +39,10 @@ pub struct Frames {
     /// LoopUS early exit per finished run and confidence threshold (`run_key`, `threshold`,
     /// `max_loops`, `mean_loops`, `val_loss`); empty for a store without `exit_evals`.
     pub exits: DataFrame,
+    /// Decoding through the KV cache per finished run and loop count (`run_key`, `kind`,
+    /// `variant`, `loops`, `kv_bytes_per_token`, `peak_cache_bytes`, `tokens_per_s`,
+    /// `val_loss`); empty for a store without `decode_evals`.
+    pub decodes: DataFrame,
     /// Task runs (p_hop, addition): accuracy at the training depth and each test-time loop count.
     pub accuracy: Vec<AccuracyPoint>,
     /// Regression runs: in-context errors by number of examples, with the baselines'.
@@ -109,9 +113,22 @@ impl Frames {
                 "val_loss",
             ])
         })?;
+        let decodes = read(Table::DecodeEvals).or_else(|_| {
+            empty(&[
+                "run_key",
+                "kind",
+                "variant",
+                "loops",
+                "kv_bytes_per_token",
+                "peak_cache_bytes",
+                "tokens_per_s",
+                "val_loss",
+            ])
+        })?;
         Ok(Frames {
             lineage,
             exits,
+            decodes,
             runs,
             steps,
             evals,
@@ -196,6 +213,7 @@ impl Frames {
             unrolled: kept(&self.unrolled, "run_key")?,
             lineage: self.lineage.clone(),
             exits: kept(&self.exits, "run_key")?,
+            decodes: kept(&self.decodes, "run_key")?,
             accuracy: self
                 .accuracy
                 .iter()

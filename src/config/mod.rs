@@ -61,6 +61,8 @@ pub enum Role {
     Branch,
     /// A looped model recast from a finished GPT (LoopUS).
     Recast,
+    /// A looped model post-trained from a finished looped one into a shared KV cache (MELT).
+    Melt,
 }
 
 impl Role {
@@ -69,6 +71,7 @@ impl Role {
             Role::Trunk => "trunk",
             Role::Branch => "branch",
             Role::Recast => "recast",
+            Role::Melt => "melt",
         }
     }
 }

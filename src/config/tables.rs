@@ -409,6 +409,18 @@ pub struct TrainConfig {
     /// the loss of the last loop's output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss_last_loops: Option<usize>,
+    /// MELT (`model.melt_from`): steps of the first post-training phase, the interpolated
+    /// transition from the parent's per-loop caches to the shared cache; the rest of the run is
+    /// the second, attention-aligned distillation. Absent: half the run's steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub melt_transition_steps: Option<u64>,
+    /// MELT's distillation: the weight of KL(teacher ‖ student) on the logits (absent: 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub melt_kd_weight: Option<f64>,
+    /// MELT's distillation: the weight of the attention alignment, the mean squared error
+    /// between the student's and the teacher's core attention outputs (absent: 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub melt_align_weight: Option<f64>,
     /// A run has diverged when its training loss is not finite, or when the median of its last
     /// 10 losses exceeds this factor × its running level (the lowest such median so far) and
     /// the loss of knowing nothing plus 1 (`train::divergence`). Omitted from the canonical
@@ -496,6 +508,9 @@ impl Default for TrainConfig {
             shortcut_lambda_mse: DEFAULT_SHORTCUT_LAMBDA,
             deep_supervision: DeepSupervision::None,
             loss_last_loops: None,
+            melt_transition_steps: None,
+            melt_kd_weight: None,
+            melt_align_weight: None,
             divergence_factor: DEFAULT_DIVERGENCE_FACTOR,
         }
     }

@@ -10,10 +10,11 @@ use anyhow::Context;
 
 use super::Interrupts;
 use super::command::{CommandRun, train_with_command};
-use crate::config::Backend;
+use crate::config::{Backend, Role};
 use crate::store::{RunStatus, Store};
 use crate::train::{
-    self, Checkpointing, Dataset, EvalMetrics, ExitEvalMetrics, IclError, RunObserver, StepMetrics,
+    self, Checkpointing, Dataset, DecodeEvalMetrics, EvalMetrics, ExitEvalMetrics, IclError,
+    RunObserver, StepMetrics,
 };
 
 /// What a worker is told by its coordinator.
@@ -74,6 +75,13 @@ impl RunObserver for StoreObserver<'_> {
         // Measured once, after training: written at once.
         self.store
             .record_exit_evals(&self.key, std::slice::from_ref(eval))?;
+        Ok(())
+    }
+
+    fn on_decode_eval(&mut self, eval: &DecodeEvalMetrics) -> anyhow::Result<()> {
+        // Measured once, after training: written at once.
+        self.store
+            .record_decode_evals(&self.key, std::slice::from_ref(eval))?;
         Ok(())
     }
 
@@ -177,9 +185,9 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
                 );
                 checkpoints.keep = run.config.train.keep_checkpoints.clone();
                 checkpoints.start_from = parent_checkpoint(&args.db, &run.config);
-                match recast_parent(&args.db, &run.config)? {
+                match built_on(&args.db, &run.config)? {
                     // LoopUS: the looped model starts from its parent GPT's final weights.
-                    Some((parent_cfg, ckpt)) => {
+                    Some((Role::Recast, parent_cfg, ckpt)) => {
                         let train::Dataset::Text(corpus) = &data else {
                             anyhow::bail!(
                                 "a recast run trains on text (data.task = \"lm\"): its parent is a language model"
@@ -195,6 +203,29 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
                         for line in choice.describe() {
                             observer.note(&line);
                         }
+                        train::train_model_resumable(
+                            &model,
+                            &run.config,
+                            &data,
+                            &device,
+                            &mut observer,
+                            Some(&checkpoints),
+                        )?
+                    }
+                    // MELT: the student and its teacher from the parent looped model's weights.
+                    Some((_, parent_cfg, ckpt)) => {
+                        let train::Dataset::Text(corpus) = &data else {
+                            anyhow::bail!(
+                                "a MELT run trains on text (data.task = \"lm\"): it distils a language model"
+                            );
+                        };
+                        let model = train::build_melt_model(
+                            &run.config,
+                            &parent_cfg,
+                            &ckpt,
+                            corpus.vocab_size(),
+                            &device,
+                        )?;
                         train::train_model_resumable(
                             &model,
                             &run.config,
@@ -284,37 +315,44 @@ fn unusable_parent(
     })
 }
 
-/// A recast run's parent: its configuration (from its shard) and its final checkpoint.
-fn recast_parent(
+/// The parent of a run that starts from another's final weights (a recast run's GPT, a MELT
+/// run's looped model): its role, the parent's configuration (from its shard) and its final
+/// checkpoint.
+fn built_on(
     db: &std::path::Path,
     config: &crate::config::RunConfig,
-) -> anyhow::Result<Option<(crate::config::RunConfig, PathBuf)>> {
+) -> anyhow::Result<Option<(Role, crate::config::RunConfig, PathBuf)>> {
     let Some(lineage) = config.lineage.as_ref() else {
         return Ok(None);
     };
-    let (crate::config::Role::Recast, Some(parent), Some(step)) =
+    let (role @ (Role::Recast | Role::Melt), Some(parent), Some(step)) =
         (lineage.role, &lineage.parent, lineage.parent_step)
     else {
         return Ok(None);
     };
+    let what = role.as_str();
     let shard = super::shards::shard_path(db, parent);
     let row = Store::open_read_only(&shard)
         .and_then(|s| s.run(parent))
-        .with_context(|| format!("reading the parent run {parent} of this recast run"))?
+        .with_context(|| format!("reading the parent run {parent} of this {what} run"))?
         .with_context(|| format!("{}: no parent run {parent}", shard.display()))?;
     let dir = super::run_dir(db, parent);
     if !train::checkpoint::has_complete(&dir, step) {
         anyhow::bail!(
-            "this recast run starts from run {parent}'s final checkpoint (step {step}), which is not in {} \
+            "this {what} run starts from run {parent}'s final checkpoint (step {step}), which is not in {} \
              (the parent has not finished, or `loopscale gc` removed it: run the parent again)",
             dir.display()
         );
     }
-    Ok(Some((row.config, train::checkpoint::path_of(&dir, step))))
+    Ok(Some((
+        role,
+        row.config,
+        train::checkpoint::path_of(&dir, step),
+    )))
 }
 
 /// The parent checkpoint a run built on another starts from: a WSD branch's trunk at its
-/// branch point. (A recast run reads its parent's weights itself.)
+/// branch point. (Recast and MELT runs read their parent's weights themselves.)
 fn parent_checkpoint(
     db: &std::path::Path,
     config: &crate::config::RunConfig,

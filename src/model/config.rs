@@ -198,13 +198,26 @@ pub struct LoopedConfig {
     /// `"auto"`. Absent from the canonical form when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recast_split: Option<RecastSplit>,
+    /// MELT (a model with `melt_from`): the chunk length of its training forward pass and of
+    /// its prefill (`model::melt`); absent: [`DEFAULT_MELT_CHUNK`]. Absent from the canonical
+    /// form when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub melt_chunk: Option<usize>,
 }
+
+/// MELT's chunk length when `melt_chunk` is unset.
+pub const DEFAULT_MELT_CHUNK: usize = 16;
 
 fn is_false(b: &bool) -> bool {
     !*b
 }
 
 impl LoopedConfig {
+    /// MELT's chunk length: `melt_chunk`, else [`DEFAULT_MELT_CHUNK`].
+    pub fn melt_chunk(&self) -> usize {
+        self.melt_chunk.unwrap_or(DEFAULT_MELT_CHUNK).max(1)
+    }
+
     /// Loops with gradient per sequence at most: `backprop_depth`, else ⌈mean_recurrence / 2⌉.
     pub fn backprop_depth(&self) -> usize {
         self.backprop_depth
@@ -237,6 +250,7 @@ impl Default for LoopedConfig {
             exit_head: false,
             exit_thresholds: Vec::new(),
             recast_split: None,
+            melt_chunk: None,
         }
     }
 }
@@ -266,6 +280,11 @@ pub struct ModelConfig {
     /// and coda (`model.recast_split`). Absent from the canonical form when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recast_from: Option<String>,
+    /// MELT (looped runs): post-train the finished looped run of this `[[variants]]` name (the
+    /// same shape, on the axes both share) into one KV cache per core block shared by every
+    /// loop (`model::melt`). Absent from the canonical form when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub melt_from: Option<String>,
     /// `"standard"` or `"mup"`; absent from the canonical form (and run keys) when standard.
     #[serde(skip_serializing_if = "Parametrization::is_standard")]
     pub parametrization: Parametrization,
@@ -294,6 +313,7 @@ impl Default for ModelConfig {
             norm_eps: 1e-5,
             qk_norm_gain: false,
             recast_from: None,
+            melt_from: None,
             parametrization: Parametrization::Standard,
             mup_base_width: None,
             looped: None,

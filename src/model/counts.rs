@@ -66,6 +66,7 @@ pub use super::config::{head_dim, mlp_hidden_width};
 use super::injection::InjectionLayer;
 use super::io::Io;
 use super::loopus::{ExitHead, SelectiveGate};
+use super::melt::KvGate;
 
 /// Parameter counts of a model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,12 +151,19 @@ pub fn looped_split(cfg: &ModelConfig) -> LoopedSplit {
     } else {
         0
     };
+    // MELT: the cache gate acts in every loop after the first.
+    let cache_gate = if cfg.melt_from.is_some() {
+        KvGate::param_count(r as usize, l.n_core)
+    } else {
+        0
+    };
     LoopedSplit {
         once: (l.n_prelude + l.n_coda) as u64 * block_params(cfg) + norms + inject_once + r * d,
         per_loop: l.n_core as u64 * block_params(&core_config(cfg))
             + inject_per_loop
             + gate
-            + exit_head,
+            + exit_head
+            + cache_gate,
         conditioning: conditioning_params(l, r as usize),
     }
 }

@@ -78,6 +78,19 @@ impl Injected {
         mapped + &self.drive
     }
 
+    /// The positions `start..start + len` of this injection (a chunk of the sequence).
+    pub fn narrow(&self, start: usize, len: usize) -> Result<Injected> {
+        Ok(Injected {
+            drive: self.drive.narrow(1, start, len)?,
+            state_map: match &self.state_map {
+                StateMap::Identity => StateMap::Identity,
+                StateMap::Decay(a) => StateMap::Decay(a.clone()),
+                StateMap::Matrix(w) => StateMap::Matrix(w.clone()),
+            },
+            per_loop: self.per_loop,
+        })
+    }
+
     /// The state before the first loop: `h0`, or the drive itself without a per-loop injection.
     pub fn start(&self, h0: &Tensor) -> Tensor {
         if self.per_loop {

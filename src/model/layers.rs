@@ -339,14 +339,20 @@ impl CausalSelfAttention {
         project(&mixed, &param(&self.w_out))
     }
 
-    /// Attention of the new positions `x` `(batch, t_new, d)` over every position `cache` has
-    /// seen and themselves (causally), appending their keys and values to `cache`: what
-    /// [`CausalSelfAttention::forward`] computes for the last `t_new` positions of the whole
-    /// sequence, one new token at a time. Inference only (candle's compositions).
-    pub fn forward_cached(&self, x: &Tensor, rope: &Rope, cache: &mut KvCache) -> Result<Tensor> {
+    /// Attention of the new positions `x` `(batch, t_new, d)` over every position `memory` holds
+    /// and themselves (causally), handing their keys and values to `memory`: with a
+    /// [`KvCache`], what [`CausalSelfAttention::forward`] computes for the last `t_new`
+    /// positions of the whole sequence, one new token at a time. Candle's compositions (with a
+    /// backward pass: MELT trains through it, `super::melt`).
+    pub fn forward_cached(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        memory: &mut impl KvMemory,
+    ) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let (h, hd) = (self.n_heads, d / self.n_heads);
-        let start = cache.len();
+        let start = memory.start();
         let (cos, sin) = (rope.cos.narrow(0, start, t)?, rope.sin.narrow(0, start, t)?);
         let w_qkv = param(&self.w_qkv);
         let part = |i: usize| project(x, &w_qkv.narrow(1, i * d, d)?);
@@ -355,7 +361,7 @@ impl CausalSelfAttention {
         };
         let (q, k) = (heads(0, &self.q_norm)?, heads(1, &self.k_norm)?);
         let v = part(2)?.reshape((b, t, h, hd))?.transpose(1, 2)?;
-        let (k, v) = cache.append(&k, &v)?;
+        let (k, v) = memory.attend_over(x, &k, &v)?;
         // New position i (absolute start + i) sees keys 0..=start + i.
         let total = start + t;
         let mask: Vec<f32> = (0..t)
@@ -377,8 +383,27 @@ impl CausalSelfAttention {
             .matmul(&v.contiguous()?)?
             .transpose(1, 2)?
             .reshape((b, t, d))?;
-        project(&mixed, &param(&self.w_out))
+        let out = project(&mixed, &param(&self.w_out))?;
+        memory.observe(&out);
+        Ok(out)
     }
+}
+
+/// Where cached attention ([`CausalSelfAttention::forward_cached`]) keeps the keys and values
+/// of the positions before the new ones: a [`KvCache`] appends each position's, once per
+/// block application; MELT's shared cache (`super::melt`) keeps one gated entry per position
+/// for every loop of a block.
+pub trait KvMemory {
+    /// The absolute position of the first new position (the positions held before it).
+    fn start(&self) -> usize;
+
+    /// The keys and values `(batch, heads, start + t_new, head_dim)` the new positions attend
+    /// over, given their own `k`, `v` `(batch, heads, t_new, head_dim)` and the attention's
+    /// input `x` `(batch, t_new, d)`; remembers what the next call needs.
+    fn attend_over(&mut self, x: &Tensor, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)>;
+
+    /// Sees the attention branch's output for the new positions (distillation records it).
+    fn observe(&mut self, _out: &Tensor) {}
 }
 
 /// The keys and values of every position one attention layer has seen, `(batch, heads, time,
@@ -410,16 +435,31 @@ impl KvCache {
             .sum()
     }
 
-    /// Appends `k`, `v` `(batch, heads, t_new, head_dim)`; returns everything held.
-    fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// What is held followed by `k`, `v` `(batch, heads, t_new, head_dim)`, holding nothing new.
+    pub fn joined(&self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let joined = |old: &Option<Tensor>, new: &Tensor| match old {
             Some(old) => Tensor::cat(&[old, new], 2),
             None => new.contiguous(),
         };
-        let (k, v) = (joined(&self.k, k)?, joined(&self.v, v)?);
+        Ok((joined(&self.k, k)?, joined(&self.v, v)?))
+    }
+
+    /// Appends `k`, `v` `(batch, heads, t_new, head_dim)`; returns everything held.
+    pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (k, v) = self.joined(k, v)?;
         self.k = Some(k.clone());
         self.v = Some(v.clone());
         Ok((k, v))
+    }
+}
+
+impl KvMemory for KvCache {
+    fn start(&self) -> usize {
+        self.len()
+    }
+
+    fn attend_over(&mut self, _x: &Tensor, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.append(k, v)
     }
 }
 
@@ -511,7 +551,7 @@ impl Block {
         x: &Tensor,
         rope: &Rope,
         m: Option<&Modulation>,
-        cache: &mut KvCache,
+        cache: &mut impl KvMemory,
     ) -> Result<Tensor> {
         let normed = |norm: &RmsNorm, x: &Tensor, s: Option<&Tensor>| match s {
             Some(s) => norm.forward(x)?.broadcast_mul(&(s + 1.0)?),
@@ -607,7 +647,7 @@ impl BlockStack {
         x: &Tensor,
         rope: &Rope,
         mods: Option<&[Modulation]>,
-        caches: &mut [KvCache],
+        caches: &mut [impl KvMemory],
     ) -> Result<Tensor> {
         assert_eq!(caches.len(), self.blocks.len(), "one cache per block");
         let mut x = x.clone();
@@ -625,7 +665,7 @@ impl BlockStack {
         x: &Tensor,
         rope: &Rope,
         mods: Option<&[Modulation]>,
-        caches: Option<&mut [KvCache]>,
+        caches: Option<&mut [impl KvMemory]>,
     ) -> Result<Tensor> {
         match (caches, mods) {
             (Some(caches), mods) => self.forward_cached(x, rope, mods, caches),

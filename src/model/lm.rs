@@ -111,6 +111,12 @@ pub trait CausalLm {
         None
     }
 
+    /// The teacher of a MELT model in post-training (its parent looped model, frozen): the
+    /// objective distils from it (`train::objectives::melt_loss`).
+    fn melt_teacher(&self) -> Option<&Looped> {
+        None
+    }
+
     /// The GPT behind this one, for decoding with its cache.
     fn as_gpt(&self) -> Option<&Gpt> {
         None

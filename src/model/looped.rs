@@ -62,8 +62,9 @@ use super::grad::param;
 use super::injection::{Injected, InjectionLayer};
 use super::io::{Io, LmHead, ReadIn};
 use super::layers::{
-    BlockStack, KvCache, RmsNorm, Rope, embedding_init_std, hidden_init_std, project,
+    BlockStack, KvCache, KvMemory, RmsNorm, Rope, embedding_init_std, hidden_init_std, project,
 };
+use super::melt::SharedCaches;
 use super::params::{ParamRole, ParamStore, identity_values, truncated_normal};
 use super::parts::{ExitPolicy, LoopParts, LoopStep};
 use super::plan::LoopPlan;
@@ -97,6 +98,8 @@ pub struct Looped {
     /// RoPE for the core's head width (`r / n_heads`).
     core_rope: Rope,
     cfg: LoopedConfig,
+    /// MELT's chunk length, for a model with a shared KV cache (a [`super::parts::CacheGate`]).
+    shared_chunk: Option<usize>,
     recurrent: usize,
     /// σ of the initial state's truncated normal: the token embedding's init std.
     state_std: f64,
@@ -142,10 +145,14 @@ impl Looped {
             .map_err(candle_core::Error::msg)?
         {
             // μP's width multiplier is the model's (d_model / base) for every hidden matrix.
-            if !lc.loop_conditioning.is_none() || !lc.loop_gate.is_none() || lc.exit_head {
+            if !lc.loop_conditioning.is_none()
+                || !lc.loop_gate.is_none()
+                || lc.exit_head
+                || cfg.melt_from.is_some()
+            {
                 candle_core::bail!(
-                    "parametrization = \"mup\" does not cover LoopFormer's conditioning or \
-                     LoopUS's gate and exit head"
+                    "parametrization = \"mup\" does not cover LoopFormer's conditioning, \
+                     LoopUS's gate and exit head, or MELT's cache gate"
                 );
             }
             params.set_hidden_lr_scale(1.0 / m);
@@ -199,6 +206,7 @@ impl Looped {
                 device,
             )?,
             cfg: lc.clone(),
+            shared_chunk: cfg.melt_from.is_some().then(|| lc.melt_chunk()),
             recurrent: r,
             state_std,
             eval_seed: seed ^ 0x5eed_0fe7_a1a1,
@@ -231,17 +239,18 @@ impl Looped {
         j: usize,
         h: &Tensor,
     ) -> Result<(Tensor, LoopStep)> {
-        self.step_with(injected, plan, j, h, None)
+        self.step_with(injected, plan, j, h, None::<&mut [KvCache]>)
     }
 
-    /// [`Looped::step`]; with `caches` (this loop's), of new positions (decoding).
+    /// [`Looped::step`]; with `caches` (this loop's), of new positions (decoding, or MELT's
+    /// chunks).
     fn step_with(
         &self,
         injected: &Injected,
         plan: &LoopPlan,
         j: usize,
         h: &Tensor,
-        caches: Option<&mut [KvCache]>,
+        caches: Option<&mut [impl KvMemory]>,
     ) -> Result<(Tensor, LoopStep)> {
         let input = injected.apply(h)?;
         let modulations = match &self.parts.conditioner {
@@ -314,7 +323,74 @@ impl Looped {
         plan: &LoopPlan,
         h0: &Tensor,
     ) -> Result<LoopedOutput> {
+        if self.shared_chunk.is_some() {
+            let loops = plan.total_loops();
+            if plan.depths().iter().any(|&n| n != loops) {
+                candle_core::bail!("a MELT model runs the same number of loops on every sequence");
+            }
+            return Ok(self.forward_shared(input_ids, loops, h0, 0.0, false)?.0);
+        }
         Ok(self.forward_traced(input_ids, plan, h0)?.0)
+    }
+
+    /// The core's `loops` loops on the new positions `injected` (from their `h0`) with MELT's
+    /// shared caches, earlier positions' keys and values `alpha` of the per-loop ones
+    /// (`super::melt`); the new positions then join `caches`. `traces[j · n_core + i]` gets
+    /// core block `i`'s attention output in loop `j`.
+    fn recur_shared(
+        &self,
+        injected: &Injected,
+        loops: usize,
+        h0: &Tensor,
+        caches: &mut SharedCaches,
+        alpha: f64,
+        mut traces: Option<&mut [Vec<Tensor>]>,
+    ) -> Result<Tensor> {
+        let plan = LoopPlan::uniform(h0.dim(0)?, loops);
+        let gate = self.parts.cache_gate.as_deref();
+        let n = self.core.len();
+        let mut h = injected.start(h0);
+        for j in 0..loops {
+            let trace = traces.as_deref_mut().map(|t| &mut t[j * n..(j + 1) * n]);
+            let mut views = caches.loop_views(gate, j, alpha, trace)?;
+            h = self.step_with(injected, &plan, j, &h, Some(&mut views))?.0;
+        }
+        caches.commit()?;
+        Ok(h)
+    }
+
+    /// MELT's forward pass: prelude and coda on the whole sequence, the core chunk by chunk
+    /// (`model.melt_chunk`; a model without a shared cache, at `alpha = 1` only, takes the whole
+    /// sequence as one chunk) through shared caches with `alpha` of the per-loop keys and
+    /// values mixed in (1: the parent's computation exactly). With `traced`, also each core
+    /// block's attention output in each loop, `traces[j · n_core + i]` `(batch, time, r)`.
+    pub fn forward_shared(
+        &self,
+        input_ids: &Tensor,
+        loops: usize,
+        h0: &Tensor,
+        alpha: f64,
+        traced: bool,
+    ) -> Result<(LoopedOutput, Vec<Tensor>)> {
+        let (_, t) = batch_time(input_ids)?;
+        let chunk = self.shared_chunk.unwrap_or(t);
+        let injected = self.encode(input_ids)?;
+        let mut caches = SharedCaches::new(self.core.len());
+        let mut traces = vec![Vec::new(); if traced { loops * self.core.len() } else { 0 }];
+        let mut states = Vec::new();
+        for a in (0..t).step_by(chunk) {
+            let c = chunk.min(t - a);
+            let trace = traced.then_some(traces.as_mut_slice());
+            let h0 = h0.narrow(1, a, c)?;
+            let injected = injected.narrow(a, c)?;
+            states.push(self.recur_shared(&injected, loops, &h0, &mut caches, alpha, trace)?);
+        }
+        let out = self.decode(Tensor::cat(&states, 1)?)?;
+        let traces = traces
+            .into_iter()
+            .map(|chunks| Tensor::cat(&chunks, 1))
+            .collect::<Result<_>>()?;
+        Ok((out, traces))
     }
 
     /// [`Looped::forward`], also returning the last loop's core input and proposal.
@@ -326,6 +402,12 @@ impl Looped {
     ) -> Result<(LoopedOutput, LoopStep)> {
         let (b, _) = batch_time(input_ids)?;
         assert_eq!(plan.depths().len(), b, "one loop depth per sequence");
+        if self.shared_chunk.is_some() {
+            candle_core::bail!(
+                "a MELT model runs its core chunk by chunk (Looped::forward_shared) and trains \
+                 from its parent (train::objectives::melt_loss)"
+            );
+        }
         let injected = self.encode(input_ids)?;
         let (h, last) = self.recur_traced(&injected, plan, h0)?;
         Ok((self.decode(h)?, last))
@@ -381,26 +463,61 @@ impl Looped {
         let h0 = cache.h0.narrow(1, cache.len, t)?;
         let plan = LoopPlan::uniform(b, cache.loops);
         let injected = self.encode_with(input_ids, Some(&mut cache.prelude))?;
-        let mut h = injected.start(&h0);
-        for (j, caches) in cache.core.iter_mut().enumerate() {
-            h = self.step_with(&injected, &plan, j, &h, Some(caches))?.0;
-        }
+        let h = match &mut cache.core {
+            CoreCaches::PerLoop(per_loop) => {
+                let mut h = injected.start(&h0);
+                for (j, caches) in per_loop.iter_mut().enumerate() {
+                    h = self.step_with(&injected, &plan, j, &h, Some(caches))?.0;
+                }
+                h
+            }
+            // MELT: in chunks aligned to multiples of the chunk length, as in training.
+            CoreCaches::Shared(shared) => {
+                let chunk = self.shared_chunk.expect("a shared cache is a MELT model's");
+                let (mut states, mut a) = (Vec::new(), 0);
+                while a < t {
+                    let c = (chunk - (cache.len + a) % chunk).min(t - a);
+                    let injected = injected.narrow(a, c)?;
+                    let h0 = h0.narrow(1, a, c)?;
+                    states.push(self.recur_shared(
+                        &injected,
+                        cache.loops,
+                        &h0,
+                        shared,
+                        0.0,
+                        None,
+                    )?);
+                    a += c;
+                }
+                Tensor::cat(&states, 1)?
+            }
+        };
         let out = self.decode_with(h, Some(&mut cache.coda))?;
         cache.len += t;
         Ok(out.logits)
     }
 
     /// Empty caches for decoding up to `max_len` positions of one sequence at `loops` loops:
-    /// one per prelude and coda block, and one per core block *per loop*.
+    /// one per prelude and coda block, and one per core block *per loop* — or, for a MELT
+    /// model, one per core block shared by every loop.
     pub fn new_cache(&self, loops: usize, max_len: usize) -> Result<LoopedCache> {
+        let core = match self.shared_chunk {
+            Some(_) => CoreCaches::Shared(SharedCaches::new(self.core.len())),
+            None => CoreCaches::PerLoop((0..loops).map(|_| self.core.new_caches()).collect()),
+        };
         Ok(LoopedCache {
             loops,
             len: 0,
             h0: self.eval_state(1, max_len)?,
             prelude: self.prelude.new_caches(),
-            core: (0..loops).map(|_| self.core.new_caches()).collect(),
+            core,
             coda: self.coda.new_caches(),
         })
+    }
+
+    /// Whether the core keeps one KV cache per block shared by every loop (MELT).
+    pub fn has_shared_cache(&self) -> bool {
+        self.shared_chunk.is_some()
     }
 
     /// Logits at the training mean depth, `mean_recurrence` loops.
@@ -447,16 +564,27 @@ pub struct LoopedCache {
     /// `(1, max_len, r)`: the evaluation state, whose position `i` starts position `i`.
     h0: Tensor,
     prelude: Vec<KvCache>,
-    /// `core[j][i]`: core block `i` in loop `j`.
-    core: Vec<Vec<KvCache>>,
+    core: CoreCaches,
     coda: Vec<KvCache>,
+}
+
+/// The core's caches while decoding.
+enum CoreCaches {
+    /// `[j][i]`: core block `i` in loop `j`.
+    PerLoop(Vec<Vec<KvCache>>),
+    /// MELT: one per core block, every loop's.
+    Shared(SharedCaches),
 }
 
 impl LoopedCache {
     /// Bytes of keys and values held, over every block application.
     pub fn bytes(&self) -> usize {
         let sum = |caches: &[KvCache]| caches.iter().map(KvCache::bytes).sum::<usize>();
-        sum(&self.prelude) + self.core.iter().map(|c| sum(c)).sum::<usize>() + sum(&self.coda)
+        let core = match &self.core {
+            CoreCaches::PerLoop(per_loop) => per_loop.iter().map(|c| sum(c)).sum::<usize>(),
+            CoreCaches::Shared(shared) => shared.bytes(),
+        };
+        sum(&self.prelude) + core + sum(&self.coda)
     }
 
     /// Positions decoded so far.

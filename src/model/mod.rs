@@ -18,6 +18,7 @@
 //! - [`parts`]: what a variant may add to a loop (a conditioner, a state update, an exit policy);
 //! - [`conditioning`]: LoopFormer's time/step conditioning, adaptive norms and trajectories;
 //! - [`loopus`]: LoopUS's selective gate, confidence head and random deep supervision;
+//! - [`melt`]: MELT's gated KV cache shared by every loop, and its chunk-wise recurrence;
 //! - [`variants`]: which parts a configuration asks for;
 //! - [`looped`]: the looped (Parcae) model: prelude → injected recurrent core × T → coda;
 //! - [`lm`]: the interface a trainer drives ([`CausalLm`]) and the loss;
@@ -44,6 +45,7 @@ pub mod layers;
 pub mod lm;
 pub mod looped;
 pub mod loopus;
+pub mod melt;
 pub mod ops;
 pub mod params;
 pub mod parts;

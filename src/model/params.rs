@@ -56,7 +56,8 @@ impl ParamRole {
     }
 }
 
-/// One named trainable tensor.
+/// One named trainable tensor (a clone shares the variable).
+#[derive(Clone)]
 pub struct Param {
     pub name: String,
     pub var: Var,

@@ -7,6 +7,9 @@
 //!   time/step conditioning, [`super::conditioning`]);
 //! - a [`StateUpdate`] decides how the core's proposal `p = core(x)` becomes the next state
 //!   (LoopUS's selective gate, [`super::loopus`]); without one, `h ← p`;
+//! - a [`CacheGate`] makes the core keep one KV cache per block shared by every loop instead of
+//!   one per block and loop, blending each loop's keys and values into a position's entry
+//!   (MELT, [`super::melt`]); the model then runs its core chunk by chunk;
 //! - an [`ExitPolicy`] reads each loop's [`LoopStep`] and says per token whether to stop there
 //!   (LoopUS's confidence head); the core never consults it, the objectives and the early-exit
 //!   evaluation do.
@@ -40,6 +43,20 @@ pub trait StateUpdate: Send + Sync {
     fn update(&self, x: &Tensor, proposal: &Tensor) -> Result<Tensor>;
 }
 
+/// How a shared KV cache (MELT) takes a loop's keys and values into each position's entry.
+pub trait CacheGate: Send + Sync {
+    /// Core block `block`'s entry `(keys, values)`, each `(batch, heads, t, head_dim)`, after a
+    /// loop that computed `new` for the positions whose entry was `old`; `x` `(batch, t, r)` is
+    /// the attention's input in that loop.
+    fn blend(
+        &self,
+        block: usize,
+        x: &Tensor,
+        old: (&Tensor, &Tensor),
+        new: (&Tensor, &Tensor),
+    ) -> Result<(Tensor, Tensor)>;
+}
+
 /// A per-token exit decision read from each loop.
 pub trait ExitPolicy: Send + Sync {
     /// The confidence `(batch, time)` in `[0, 1]` that a token may stop after `step`.
@@ -54,5 +71,6 @@ pub trait ExitPolicy: Send + Sync {
 pub struct LoopParts {
     pub conditioner: Option<Box<dyn Conditioner>>,
     pub update: Option<Box<dyn StateUpdate>>,
+    pub cache_gate: Option<Box<dyn CacheGate>>,
     pub exit: Option<Box<dyn ExitPolicy>>,
 }

@@ -6,6 +6,7 @@
 //! | `loop_conditioning = "time_step"` | [`Conditioner`](super::parts::Conditioner): [`CoreConditioning`] | LoopFormer |
 //! | `loop_gate = "selective"` | [`StateUpdate`](super::parts::StateUpdate): [`SelectiveGate`] | LoopUS |
 //! | `exit_head = true` | [`ExitPolicy`](super::parts::ExitPolicy): [`ExitHead`] | LoopUS |
+//! | `melt_from` set | [`CacheGate`](super::parts::CacheGate): [`KvGate`] | MELT |
 //!
 //! Recasting a trained GPT into a looped model (LoopUS) changes the weights, not the parts:
 //! [`super::recast`].
@@ -16,6 +17,7 @@ use super::conditioning::CoreConditioning;
 use super::config::{LoopConditioning, LoopGate, LoopedConfig, ModelConfig};
 use super::layers::{BlockInit, init_std};
 use super::loopus::{ExitHead, SelectiveGate};
+use super::melt::KvGate;
 use super::params::ParamStore;
 use super::parts::LoopParts;
 
@@ -35,7 +37,7 @@ pub fn core_init(lc: &LoopedConfig, core_cfg: &ModelConfig, depth: usize) -> Blo
 }
 
 /// The parts `lc` asks for, their parameters registered in `params` (in this order:
-/// conditioning, gate, exit head).
+/// conditioning, gate, exit head, cache gate).
 pub fn build(params: &mut ParamStore, cfg: &ModelConfig, lc: &LoopedConfig) -> Result<LoopParts> {
     let r = lc.recurrent_width(cfg.d_model);
     let mut parts = LoopParts::default();
@@ -49,6 +51,9 @@ pub fn build(params: &mut ParamStore, cfg: &ModelConfig, lc: &LoopedConfig) -> R
     }
     if lc.exit_head {
         parts.exit = Some(Box::new(ExitHead::new(params, r, cfg.norm_eps)?));
+    }
+    if cfg.melt_from.is_some() {
+        parts.cache_gate = Some(Box::new(KvGate::new(params, r, lc.n_core, cfg.n_heads)?));
     }
     Ok(parts)
 }

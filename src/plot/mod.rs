@@ -7,6 +7,7 @@
 //! back as [`Outcome::Skipped`] with the sentence saying why.
 
 pub mod charts;
+pub mod decoding;
 pub mod figure;
 pub mod lineage;
 pub mod suggestion;
@@ -154,6 +155,11 @@ pub fn render_all(frames: &Frames, fits: &ReportFits, dir: &Path) -> Result<Vec<
             "recast",
             "Recast models: loss vs loops and early exit",
             lineage::recast(frames),
+        ),
+        (
+            "decoding",
+            "Decoding: KV cache and loss vs loops (looped, MELT, GPT)",
+            decoding::cache_and_loss(frames),
         ),
         (
             "task_depth",

@@ -1,4 +1,4 @@
--- Schema version 8: real tokenizers (data.tokenizer = 'gpt2', a tokenizer.json, ...) and token
+-- Schema version 9: real tokenizers (data.tokenizer = 'gpt2', a tokenizer.json, ...) and token
 -- shards (data.tokens; docs/data.md). `runs.bytes_per_token`: bytes of text per validation
 -- token under the run's tokenizer, measured on the scored validation targets (1 for bytes);
 -- final_val_bpb = final_val_loss / ln 2 / bytes_per_token, which puts runs of every tokenizer

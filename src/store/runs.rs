@@ -6,7 +6,9 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::{NOW, Store, StoreError};
 use crate::config::RunConfig;
 use crate::model::Arch;
-use crate::train::{EvalMetrics, ExitEvalMetrics, IclError, RunEnd, RunOutcome, StepMetrics};
+use crate::train::{
+    DecodeEvalMetrics, EvalMetrics, ExitEvalMetrics, IclError, RunEnd, RunOutcome, StepMetrics,
+};
 
 /// Life cycle of a run. `done`, `diverged` are final; the others are picked up by the next `run`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -358,6 +360,10 @@ impl Store {
                 "DELETE FROM exit_evals WHERE run_key = ?1 AND step > ?2",
                 params![key, step as i64],
             )?;
+            tx.execute(
+                "DELETE FROM decode_evals WHERE run_key = ?1 AND step > ?2",
+                params![key, step as i64],
+            )?;
             Ok(())
         })
     }
@@ -411,6 +417,40 @@ impl Store {
                         e.threshold,
                         e.max_loops as i64,
                         e.mean_loops,
+                        finite(e.val_loss)
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records decoding measurements, replacing any earlier row of the same run, step and loop
+    /// count (one transaction).
+    pub fn record_decode_evals(
+        &mut self,
+        key: &str,
+        evals: &[DecodeEvalMetrics],
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            for e in evals {
+                tx.execute(
+                    "DELETE FROM decode_evals WHERE run_key = ?1 AND step = ?2 AND loops IS ?3",
+                    params![key, e.step as i64, e.loops.map(|l| l as i64)],
+                )?;
+                tx.execute(
+                    "INSERT INTO decode_evals
+                     (run_key, step, loops, tokens, kv_bytes_per_token, peak_cache_bytes,
+                      tokens_per_s, val_loss)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        key,
+                        e.step as i64,
+                        e.loops.map(|l| l as i64),
+                        e.tokens as i64,
+                        e.kv_bytes_per_token,
+                        e.peak_cache_bytes as i64,
+                        finite(e.tokens_per_s),
                         finite(e.val_loss)
                     ],
                 )?;

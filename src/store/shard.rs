@@ -65,6 +65,7 @@ impl Store {
              INSERT INTO shard.metrics SELECT * FROM main.metrics WHERE run_key = {k};
              INSERT INTO shard.evals SELECT * FROM main.evals WHERE run_key = {k};
              INSERT INTO shard.exit_evals SELECT * FROM main.exit_evals WHERE run_key = {k};
+             INSERT INTO shard.decode_evals SELECT * FROM main.decode_evals WHERE run_key = {k};
              INSERT INTO shard.icl_errors SELECT * FROM main.icl_errors WHERE run_key = {k};
              COMMIT;",
             k = sql_text(key)
@@ -125,7 +126,14 @@ impl Store {
                 ),
                 params![key],
             )?;
-            for table in ["attempts", "metrics", "evals", "exit_evals", "icl_errors"] {
+            for table in [
+                "attempts",
+                "metrics",
+                "evals",
+                "exit_evals",
+                "decode_evals",
+                "icl_errors",
+            ] {
                 n += tx.execute(
                     &format!(
                         "INSERT OR REPLACE INTO main.{table}
@@ -156,6 +164,12 @@ impl Store {
                 "DELETE FROM main.exit_evals WHERE run_key = ?1 AND NOT EXISTS (
                      SELECT 1 FROM shard.exit_evals s WHERE s.run_key = ?1
                      AND s.step = main.exit_evals.step AND s.threshold = main.exit_evals.threshold)",
+                params![key],
+            )?;
+            n += tx.execute(
+                "DELETE FROM main.decode_evals WHERE run_key = ?1 AND NOT EXISTS (
+                     SELECT 1 FROM shard.decode_evals s WHERE s.run_key = ?1
+                     AND s.step = main.decode_evals.step AND s.loops IS main.decode_evals.loops)",
                 params![key],
             )?;
             Ok(n)

@@ -32,6 +32,9 @@ pub enum Table {
     Lineage,
     /// LoopUS early exit of finished runs (`exit_evals`) at each run's last evaluated step.
     ExitEvals,
+    /// Decoding through the KV cache (`decode_evals`, schema version 8) of finished runs at their
+    /// last measured step, with each run's kind (`gpt`, `looped`, or its role: `melt`, …).
+    DecodeEvals,
     /// Task accuracy of finished runs at their last evaluated step (`evals.accuracy`, schema
     /// version 6), with what effective depth is made of: one row per run and `test_loops`.
     TaskAccuracy,
@@ -96,6 +99,14 @@ impl Table {
             Table::Lineage => {
                 "SELECT run_key, role, parent_run_key, parent_step, status, tokens, final_val_loss
                  FROM lineage WHERE ?1 IS NULL OR sweep = ?1 ORDER BY run_key"
+            }
+            Table::DecodeEvals => {
+                "SELECT d.run_key, IFNULL(r.role, r.arch) AS kind, r.variant, d.loops,
+                        d.kv_bytes_per_token, d.peak_cache_bytes, d.tokens_per_s, d.val_loss
+                 FROM decode_evals d JOIN runs r USING (run_key)
+                 WHERE r.status = 'done' AND (?1 IS NULL OR r.sweep = ?1)
+                   AND d.step = (SELECT max(step) FROM decode_evals y WHERE y.run_key = d.run_key)
+                 ORDER BY d.run_key, IFNULL(d.loops, 0)"
             }
             Table::ExitEvals => {
                 "SELECT x.run_key, x.threshold, x.max_loops, x.mean_loops, x.val_loss

@@ -68,8 +68,8 @@ mod expand;
 pub mod extend;
 pub mod flops;
 mod keys;
+mod parents;
 mod problem;
-mod recast;
 mod slurm_table;
 mod spec;
 mod task_checks;
@@ -245,7 +245,6 @@ impl Sweep {
         };
         // WSD branches: each family of branched runs becomes its trunk and its branches.
         let runs = branches::share_trunks(runs).map_err(|p| located("train.branch", p))?;
-        // LoopUS: each recast run starts from its parent GPT's end.
         let variant_keys = spec
             .variants
             .iter()
@@ -254,8 +253,13 @@ impl Sweep {
                 (v.name.clone(), keys)
             })
             .collect();
-        let runs = recast::link_parents(runs, &variant_keys)
-            .map_err(|p| located("model.recast_from", p))?;
+        // Runs built on a finished run of another variant: LoopUS's recast GPTs, MELT's
+        // post-trained looped models.
+        let mut runs = runs;
+        for link in [&parents::RECAST, &parents::MELT] {
+            runs = parents::link_parents(runs, &variant_keys, link)
+                .map_err(|p| located(link.key, p))?;
+        }
         let warnings = warnings(&grid.keys, &runs);
         let db = spec.header.db.clone().unwrap_or_else(|| {
             PathBuf::from("results").join(format!("{}.sqlite", spec.header.name))

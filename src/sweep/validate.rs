@@ -161,6 +161,38 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
             "set model.arch = \"looped\" in the variant that recasts, and recast_from there only",
         ));
     }
+    if m.melt_from.is_some() && m.arch != Arch::Looped {
+        out.push(problem(
+            &["model.melt_from", "model.arch"],
+            "`model.melt_from` is set on a GPT run: a MELT model is a looped one".into(),
+            "set model.arch = \"looped\" in the MELT variant, and melt_from there only",
+        ));
+    }
+    if m.melt_from.is_some() && m.recast_from.is_some() {
+        out.push(problem(
+            &["model.melt_from", "model.recast_from"],
+            "`model.melt_from` and `model.recast_from` on one run: a run starts from one parent"
+                .into(),
+            "recast in one variant, and name that variant in the MELT variant's melt_from",
+        ));
+    }
+    if let Some(chunk) = m.looped.as_ref().and_then(|l| l.melt_chunk) {
+        if chunk == 0 {
+            out.push(problem(
+                &["model.melt_chunk"],
+                "`model.melt_chunk` = 0: a chunk holds at least one position".into(),
+                "use e.g. melt_chunk = 16 (1: exactly token-by-token decoding, and slowest)",
+            ));
+        }
+        if m.melt_from.is_none() {
+            out.push(problem(
+                &["model.melt_chunk"],
+                "`model.melt_chunk` without `model.melt_from`: only a MELT model runs in chunks"
+                    .into(),
+                "set melt_from in the variant that sets melt_chunk",
+            ));
+        }
+    }
     out.extend(check_branch(c));
     out.extend(check_loopus(c));
     out.extend(check_mup(c));
@@ -372,6 +404,13 @@ fn check_mup(c: &RunConfig) -> Vec<Problem> {
             &["train.optimizer", "model.parametrization"],
             "`train.optimizer` = \"muon\" with `model.parametrization` = \"mup\": μP here scales Adam's per-matrix learning rates, which Muon's orthogonalised updates do not use".into(),
             "use optimizer = \"adamw\" with μP, or parametrization = \"standard\" with Muon",
+        ));
+    }
+    if m.melt_from.is_some() {
+        out.push(problem(
+            &["model.melt_from", "model.parametrization"],
+            "`model.melt_from` with `model.parametrization` = \"mup\": μP does not classify MELT's cache gate".into(),
+            "post-train under parametrization = \"standard\"",
         ));
     }
     if m.recast_from.is_some() {

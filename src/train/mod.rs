@@ -1,4 +1,5 @@
-//! Training one run: corpus and tokenizer, optimizer, schedule, the loop and evaluation.
+//! Training one run: corpus and tokenizer, optimizer, schedule, the loop and evaluation, and
+//! the starts of runs built on runs (a recast GPT, a MELT model from its looped parent).
 //!
 //! Training reports what it measures through a [`RunObserver`]; it never touches the store.
 
@@ -7,7 +8,9 @@ pub mod checkpoint;
 mod cost;
 pub mod data;
 pub mod dataset;
+pub mod decoding;
 pub mod divergence;
+pub mod melt;
 mod memory;
 pub mod muon;
 pub mod objectives;
@@ -26,6 +29,7 @@ pub use checkpoint::{Checkpointing, ParentCheckpoint, TrainerState};
 pub use cost::RunCost;
 pub use data::{BYTE_VOCAB, BatchSampler, Corpus};
 pub use dataset::{Data, Dataset};
+pub use melt::{MeltTraining, build_melt_model};
 pub use memory::{keep_freed_memory, peak_rss_bytes};
 pub use objectives::TrainLoss;
 pub use optim::{AdamW, AdamWConfig};
@@ -113,12 +117,36 @@ pub struct ExitEvalMetrics {
     pub val_loss: f64,
 }
 
+/// Decoding measured once training is done: validation text fed a token at a time through
+/// the model's KV cache (a GPT once, a looped or MELT model at each `test_loops` count).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodeEvalMetrics {
+    pub step: u64,
+    /// `None` for a GPT.
+    pub loops: Option<usize>,
+    /// Tokens decoded (and scored).
+    pub tokens: usize,
+    /// Bytes of keys and values the cache holds per token of context.
+    pub kv_bytes_per_token: f64,
+    /// The most the cache held: at the end of the longest decoded sequence.
+    pub peak_cache_bytes: usize,
+    pub tokens_per_s: f64,
+    /// Mean cross-entropy of the decoded predictions, nats per token.
+    pub val_loss: f64,
+}
+
 /// Receives a run's measurements as they happen; the engine stores them.
 pub trait RunObserver {
     fn on_step(&mut self, metrics: &StepMetrics) -> anyhow::Result<()>;
     fn on_eval(&mut self, eval: &EvalMetrics) -> anyhow::Result<()>;
     /// An early-exit evaluation (LoopUS); ignored unless the observer stores them.
     fn on_exit_eval(&mut self, eval: &ExitEvalMetrics) -> anyhow::Result<()> {
+        let _ = eval;
+        Ok(())
+    }
+
+    /// A decoding measurement; ignored unless the observer stores them.
+    fn on_decode_eval(&mut self, eval: &DecodeEvalMetrics) -> anyhow::Result<()> {
         let _ = eval;
         Ok(())
     }

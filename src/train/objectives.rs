@@ -8,6 +8,7 @@
 //! | [`shortcut_train_loss`]: long + short trajectory, consistency | LoopFormer | `train.shortcut_consistency` |
 //! | [`deep_supervision_loss`]: one random loop count per batch | LoopUS | `train.deep_supervision = "random"` |
 //! | [`last_loops_loss`]: mean loss of the last T loops' outputs | Yang et al. 2024 | `train.loss_last_loops` |
+//! | [`melt_loss`]: interpolated transition, then attention-aligned distillation | MELT | `model.melt_from` |
 //!
 //! A model with an exit policy (LoopUS's confidence head) adds the policy's loss at the last
 //! loop to the first three ([`supervised_loss`]); [`early_exit_loss`] evaluates it.
@@ -17,6 +18,7 @@ use rand::rngs::StdRng;
 
 use crate::config::{DeepSupervision, TrainConfig};
 use crate::model::conditioning::sample_short_trajectory;
+use crate::model::fused::composed::log_softmax_last_dim;
 use crate::model::looped::{batch_time, state_norm};
 use crate::model::loopus::{draw_supervised_loops, exits};
 use crate::model::{CausalLm, LoopPlan, Looped, LoopedOutput, lm_loss};
@@ -31,16 +33,20 @@ pub struct TrainLoss {
     pub reported: Option<f64>,
 }
 
-/// The loss of one training step of `model` under `train`'s objective. Everything random (a
-/// looped model's depths, initial state, short trajectory) is drawn from `rng`, so a seeded
-/// `rng` makes the step reproducible.
+/// The loss of step `step` (0-based, of `steps`) of `model` under `train`'s objective.
+/// Everything random (a looped model's depths, initial state, short trajectory) is drawn from
+/// `rng`, so a seeded `rng` makes the step reproducible.
 pub fn train_loss(
     model: &dyn CausalLm,
     inputs: &Tensor,
     targets: &Tensor,
     train: &TrainConfig,
+    (step, steps): (u64, u64),
     rng: &mut StdRng,
 ) -> Result<TrainLoss> {
+    if let (Some(student), Some(teacher)) = (model.as_looped(), model.melt_teacher()) {
+        return melt_loss(student, teacher, inputs, targets, train, (step, steps), rng);
+    }
     let Some(looped) = model.as_looped() else {
         return Ok(TrainLoss {
             loss: model.loss(inputs, targets)?,
@@ -72,6 +78,76 @@ pub fn train_loss(
     } else {
         sampled_depth_loss(looped, inputs, targets, rng)
     }
+}
+
+/// Steps of MELT's first phase, the interpolated transition: `train.melt_transition_steps`,
+/// else half the run's `steps` (at most `steps`).
+pub fn melt_transition_steps(train: &TrainConfig, steps: u64) -> u64 {
+    train.melt_transition_steps.unwrap_or(steps / 2).min(steps)
+}
+
+/// α, the weight of the parent's per-loop keys and values, at step `step` of `steps`: from 1
+/// down to 0 over the transition (1 at its first step), then 0.
+pub fn melt_alpha(train: &TrainConfig, step: u64, steps: u64) -> f64 {
+    let transition = melt_transition_steps(train, steps);
+    if step >= transition {
+        0.0
+    } else {
+        1.0 - step as f64 / transition as f64
+    }
+}
+
+/// MELT's post-training (`model::melt`): a fresh initial state from `rng`, `mean_recurrence`
+/// loops, chunk-wise. During the transition the language-model loss at [`melt_alpha`]; then
+/// attention-aligned distillation from `teacher` (the parent, α = 1, no gradient): the
+/// cross-entropy, plus `melt_kd_weight` · KL(teacher ‖ student) per position, plus
+/// `melt_align_weight` · the mean squared error of every core block's attention output in
+/// every loop. The reported loss is the cross-entropy.
+pub fn melt_loss(
+    student: &Looped,
+    teacher: &Looped,
+    inputs: &Tensor,
+    targets: &Tensor,
+    train: &TrainConfig,
+    (step, steps): (u64, u64),
+    rng: &mut StdRng,
+) -> Result<TrainLoss> {
+    let (b, t) = batch_time(inputs)?;
+    let loops = student.config().mean_recurrence;
+    let h0 = student.initial_state(b, t, rng)?;
+    let alpha = melt_alpha(train, step, steps);
+    if alpha > 0.0 {
+        let (out, _) = student.forward_shared(inputs, loops, &h0, alpha, false)?;
+        return Ok(TrainLoss {
+            loss: lm_loss(&out.logits, targets)?,
+            state_norm: Some(state_norm(&out.state)?),
+            reported: None,
+        });
+    }
+    let (taught, taught_attn) = crate::model::grad::no_grad(|| {
+        teacher.forward_shared(inputs, loops, &h0.detach(), 1.0, true)
+    })?;
+    let (out, attn) = student.forward_shared(inputs, loops, &h0, 0.0, true)?;
+    let ce = lm_loss(&out.logits, targets)?;
+    let log_p = log_softmax_last_dim(&taught.logits.detach())?;
+    let log_q = log_softmax_last_dim(&out.logits)?;
+    // KL(p ‖ q) = Σ p (log p − log q), averaged over positions.
+    let kd = (log_p.exp()? * (&log_p - &log_q)?)?
+        .sum(D::Minus1)?
+        .mean_all()?;
+    let mut align = Vec::with_capacity(attn.len());
+    for (s, t) in attn.iter().zip(&taught_attn) {
+        align.push((s - t.detach())?.sqr()?.mean_all()?);
+    }
+    let align = (Tensor::stack(&align, 0)?.mean_all())?;
+    let kd_w = train.melt_kd_weight.unwrap_or(1.0);
+    let align_w = train.melt_align_weight.unwrap_or(1.0);
+    let loss = ((&ce + kd.affine(kd_w, 0.0)?)? + align.affine(align_w, 0.0)?)?;
+    Ok(TrainLoss {
+        loss,
+        state_norm: Some(state_norm(&out.state)?),
+        reported: Some(ce.to_dtype(DType::F64)?.to_scalar::<f64>()?),
+    })
 }
 
 /// Parcae's objective: per-sequence depths sampled from the model's `depth_sampling`, then a

@@ -25,6 +25,7 @@ use super::batch::{Batch, indexed_rng};
 use super::checkpoint::{Checkpointing, TrainerState};
 use super::data::BatchSampler;
 use super::dataset::Data;
+use super::decoding::{DECODE_EVAL_TOKENS, measure_decoding};
 use super::divergence::DivergenceWatch;
 use super::objectives;
 use super::optimizer::Optimizer;
@@ -308,6 +309,7 @@ pub fn train_model_resumable<'a>(
     if end == RunEnd::Done {
         trainer.evaluate_test_loops(&state)?;
         trainer.evaluate_exits(&state)?;
+        trainer.evaluate_decoding(&state)?;
         trainer.report_icl_errors()?;
         // The finished model, for sampling (the last step writes no checkpoint).
         if let Some(ck) = trainer.checkpoints {
@@ -509,6 +511,7 @@ impl<'a> Trainer<'a> {
             &batch.inputs,
             &batch.targets,
             &self.cfg.train,
+            (step, self.steps),
             &mut forward_rng,
         )?;
         let loss = match forward.reported {
@@ -653,6 +656,38 @@ impl<'a> Trainer<'a> {
                     self.eval_row(state, &measured, Some(loops), schedule.map(str::to_string));
                 self.observer.on_eval(&eval).context("observer.on_eval")?;
             }
+        }
+        Ok(())
+    }
+
+    /// Decoding through the KV cache (text runs): the first validation sequence's first
+    /// [`DECODE_EVAL_TOKENS`] tokens a token at a time, a GPT once, a looped (or MELT) model at
+    /// every `test_loops` count.
+    fn evaluate_decoding(&mut self, state: &RunState) -> anyhow::Result<()> {
+        if !matches!(self.data, Data::Text(_)) {
+            return Ok(());
+        }
+        let Some(batch) = self.val_batches.first() else {
+            return Ok(());
+        };
+        let t = batch.inputs.dim(1)?.min(DECODE_EVAL_TOKENS);
+        let (inputs, targets) = (
+            batch.inputs.narrow(0, 0, 1)?.narrow(1, 0, t)?,
+            batch.targets.narrow(0, 0, 1)?.narrow(1, 0, t)?,
+        );
+        let counts: Vec<Option<usize>> = match self.model.as_looped() {
+            Some(l) if !l.config().test_loops.is_empty() => {
+                l.config().test_loops.iter().map(|&n| Some(n)).collect()
+            }
+            Some(l) => vec![Some(l.config().mean_recurrence)],
+            None => vec![None],
+        };
+        for loops in counts {
+            let mut eval = measure_decoding(self.model, &inputs, &targets, loops)?;
+            eval.step = state.done_steps;
+            self.observer
+                .on_decode_eval(&eval)
+                .context("observer.on_decode_eval")?;
         }
         Ok(())
     }
