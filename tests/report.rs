@@ -185,7 +185,7 @@ fn every_chart_renders_from_the_fixture_database() {
         .unwrap_or(dir.path().join("report"));
     let index = report::write(&source(&db), &out, Format::Html).unwrap();
     let built = report::build(&source(&db), &out).unwrap();
-    assert_eq!(built.charts.len(), 19);
+    assert_eq!(built.charts.len(), 20);
     for chart in &built.charts {
         // No variants, branches or recast runs in this fixture: see
         // variants_run_on_one_grid_are_drawn_side_by_side and tests/branches.rs; no decoding

@@ -934,7 +934,7 @@ fn accuracy_and_icl_errors_are_stored_and_version_3_stores_migrate() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 8);
+    assert_eq!(SCHEMA_VERSION, 9);
     // Version 8: `decode_evals`, and `runs` rebuilt so that a run's role may be 'melt' (the
     // rebuilt table keeps every run).
     let conn = rusqlite::Connection::open(&path).unwrap();
