@@ -114,14 +114,7 @@ fn tokenize(text: &Path, out: &Path, tokenizer: &str, val_fraction: f64) -> anyh
 fn plan(file: &Path) -> anyhow::Result<i32> {
     let sweep = load(file)?;
     let corpora = load_corpora(&sweep);
-    let train_tokens = |run: &crate::sweep::PlannedRun| {
-        // A task's examples are drawn afresh: it has no epochs.
-        (run.config.data.task.is_lm())
-            .then(|| corpora.get(&corpus_id(&run.config.data)))
-            .flatten()
-            .and_then(|c| c.as_ref().ok())
-            .map(|c| c.train_tokens().len() as f64)
-    };
+    let train_tokens = |run: &crate::sweep::PlannedRun| train_tokens(&corpora, &run.config);
     let mut columns: Vec<String> = vec!["run_key".into()];
     let has_variants = sweep.runs.iter().any(|r| r.variant.is_some());
     if has_variants {
@@ -258,10 +251,20 @@ fn corpus_id(data: &crate::config::DataConfig) -> (String, u64) {
     (source, data.val_fraction.to_bits())
 }
 
-type Corpora = HashMap<(String, u64), anyhow::Result<Corpus>>;
+pub(super) type Corpora = HashMap<(String, u64), anyhow::Result<Corpus>>;
+
+/// Tokens in the training split of a run's corpus: what its epochs are counted against. `None`
+/// for a task (its examples are drawn afresh: it has no epochs) or a corpus that did not load.
+pub(super) fn train_tokens(corpora: &Corpora, config: &crate::config::RunConfig) -> Option<f64> {
+    (config.data.task.is_lm())
+        .then(|| corpora.get(&corpus_id(&config.data)))
+        .flatten()
+        .and_then(|c| c.as_ref().ok())
+        .map(|c| c.train_tokens().len() as f64)
+}
 
 /// Each corpus the sweep trains on, loaded once.
-fn load_corpora(sweep: &Sweep) -> Corpora {
+pub(super) fn load_corpora(sweep: &Sweep) -> Corpora {
     let mut corpora = Corpora::new();
     // A task run draws its examples; no corpus is read.
     for run in sweep.runs.iter().filter(|r| r.config.data.task.is_lm()) {

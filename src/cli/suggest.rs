@@ -408,7 +408,7 @@ fn price_candidates(
         axes.retain(|(name, _)| name.as_deref() == Some(v.as_str()));
     }
     let given = parse_candidate_values(&args.candidates)?;
-    let corpora_tokens = corpus_tokens(sweep);
+    let corpora = super::commands::load_corpora(sweep);
     let mut priced = Vec::new();
     let (mut repeats, mut invalid, mut not_law, mut observed) = (0, Vec::new(), 0, 0);
     for (variant, swept) in axes {
@@ -444,7 +444,7 @@ fn price_candidates(
             };
             let cost = RunCost::of(&first.config);
             if !args.allow_repeats
-                && let Some(train) = corpora_tokens(&first.config)
+                && let Some(train) = super::commands::train_tokens(&corpora, &first.config)
                 && cost.tokens as f64 > train
             {
                 repeats += 1;
@@ -638,28 +638,6 @@ fn product(variant: &Option<String>, axes: &[SweptAxis]) -> Vec<CandidatePoint> 
             settings,
         })
         .collect()
-}
-
-/// Training tokens of a run's corpus, when it reads one (for the epoch check).
-fn corpus_tokens(sweep: &Sweep) -> impl Fn(&RunConfig) -> Option<f64> + '_ {
-    let mut sizes: Vec<((String, u64), Option<f64>)> = Vec::new();
-    for run in sweep.runs.iter().filter(|r| r.config.data.task.is_lm()) {
-        let id = (
-            run.config.data.corpus.clone(),
-            run.config.data.val_fraction.to_bits(),
-        );
-        if sizes.iter().any(|(k, _)| *k == id) {
-            continue;
-        }
-        let size = crate::train::Corpus::load(&run.config.data, &sweep.base_dir)
-            .ok()
-            .map(|c| c.train_tokens().len() as f64);
-        sizes.push((id, size));
-    }
-    move |c: &RunConfig| {
-        let id = (c.data.corpus.clone(), c.data.val_fraction.to_bits());
-        sizes.iter().find(|(k, _)| *k == id).and_then(|(_, s)| *s)
-    }
 }
 
 fn print_suggestion(
