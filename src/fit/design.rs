@@ -29,6 +29,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use super::bootstrap::percentile_interval;
+use super::isoflop::fit_parabola;
 use super::laws::{Design, Law};
 
 /// The target's value at one member θ, `None` where the member gives no finite value.
@@ -303,17 +304,15 @@ impl Allocation {
         let ln_mu = |j: usize| self.mu[j].ln();
         let (mut x, mut y) = (ln_mu(i), losses[i]);
         if i > 0 && i + 1 < losses.len() {
-            let (x0, x1, x2) = (ln_mu(i - 1), ln_mu(i), ln_mu(i + 1));
-            let (y0, y1, y2) = (losses[i - 1], losses[i], losses[i + 1]);
-            let den = (x0 - x1) * (x0 - x2) * (x1 - x2);
-            let a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / den;
-            let bq = (x2 * x2 * (y0 - y1) + x1 * x1 * (y2 - y0) + x0 * x0 * (y1 - y2)) / den;
-            if a > 0.0 {
-                let xv = -bq / (2.0 * a);
-                if xv > x0 && xv < x2 {
-                    x = xv;
-                    y = y1 - a * (x1 - xv).powi(2);
-                }
+            // The iso-FLOP procedure's parabola, through the best μ and its neighbours.
+            let u = [ln_mu(i - 1), ln_mu(i), ln_mu(i + 1)];
+            let parabola = fit_parabola(&u, &losses[i - 1..=i + 1], &[1.0; 3]);
+            if let Some((p, v)) = parabola.and_then(|p| p.vertex().map(|v| (p, v)))
+                && v > u[0]
+                && v < u[2]
+            {
+                x = v;
+                y = p.c0 + p.c1 * v + p.c2 * v * v;
             }
         }
         // D* at the refined μ: FLOPs per token interpolated linearly in μ.
