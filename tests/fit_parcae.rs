@@ -11,12 +11,12 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
 
-const E: f64 = 2.0;
-const X: f64 = 50.0;
-const XE: f64 = 0.30;
-const Y: f64 = 30.0;
-const YE: f64 = 0.20;
-const N_CORE: f64 = 1e6;
+pub(crate) const E: f64 = 2.0;
+pub(crate) const X: f64 = 50.0;
+pub(crate) const XE: f64 = 0.30;
+pub(crate) const Y: f64 = 30.0;
+pub(crate) const YE: f64 = 0.20;
+pub(crate) const N_CORE: f64 = 1e6;
 
 const REFERENCE_GRID: [f64; 7] = [1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0];
 const WIDE_GRID: [f64; 11] = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0];
@@ -27,7 +27,7 @@ fn truth() -> Vec<(String, f64)> {
         .to_vec()
 }
 
-fn train_loss(n: f64, d: f64) -> f64 {
+pub(crate) fn train_loss(n: f64, d: f64) -> f64 {
     E + X * n.powf(-XE) + Y * d.powf(-YE)
 }
 
@@ -38,7 +38,7 @@ fn mu_star(c: f64) -> f64 {
 }
 
 /// The budget whose optimum is μ*.
-fn budget_for(mu: f64) -> f64 {
+pub(crate) fn budget_for(mu: f64) -> f64 {
     let k = XE * X * N_CORE.powf(-XE) / (YE * Y);
     6.0 * N_CORE * (mu.powf(XE + YE) / k).powf(1.0 / YE)
 }

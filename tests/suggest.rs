@@ -1,10 +1,10 @@
-//! `loopscale suggest` (`fit::design`) on synthetic data from a Parcae-shaped law with known
-//! truth: L(μ, D) = E + X·N(μ)^−x + Y·D^−y, N(μ) = N_CORE·μ, C = 6·N(μ)·D, whose iso-FLOP
-//! optimum μ*(C) is known in closed form. The first round samples μ ∈ {1, 2, 4} at three budgets
-//! whose true optima are μ* = 2, 4 and 8, so the target (μ* at the largest budget) lies past the
-//! sampled loops. Over many noise seeds, the runs `suggest` picks shrink the target's interval
-//! more than the uniform extension of the same FLOPs (μ = 8 at every budget), and the intervals
-//! after it still cover the truth at about their level.
+//! `loopscale suggest` (`fit::design`) on synthetic data from the Parcae-shaped law of
+//! `fit_parcae`, with known truth: L(μ, D) = E + X·N(μ)^−x + Y·D^−y, N(μ) = N_CORE·μ,
+//! C = 6·N(μ)·D, whose iso-FLOP optimum μ*(C) is known in closed form. The first round samples
+//! μ ∈ {1, 2, 4} at three budgets whose true optima are μ* = 2, 4 and 8, so the target (μ* at the
+//! largest budget) lies past the sampled loops. Over many noise seeds, the runs `suggest` picks
+//! shrink the target's interval more than the uniform extension of the same FLOPs (μ = 8 at every
+//! budget), and the intervals after it still cover the truth at about their level.
 
 use loopscale::fit::bootstrap::{BootstrapOptions, percentile_interval};
 use loopscale::fit::design::{self, Allocation, Candidate, TargetSpec};
@@ -15,28 +15,15 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
 
-const E: f64 = 2.0;
-const X: f64 = 50.0;
-const XE: f64 = 0.30;
-const Y: f64 = 30.0;
-const YE: f64 = 0.20;
-const N_CORE: f64 = 1e6;
 const SIGMA: f64 = 0.01;
 const LEVEL: f64 = 0.9;
 
 fn loss(mu: f64, c: f64) -> f64 {
     let n = N_CORE * mu;
-    E + X * n.powf(-XE) + Y * (c / (6.0 * n)).powf(-YE)
+    train_loss(n, c / (6.0 * n))
 }
 
-/// The budget whose optimum over real μ is μ*.
-fn budget_for(mu: f64) -> f64 {
-    let k = XE * X * N_CORE.powf(-XE) / (YE * Y);
-    6.0 * N_CORE * (mu.powf(XE + YE) / k).powf(1.0 / YE)
-}
-
-/// The optimum over whole μ (what the allocation searches), refined as it refines: compare
-/// against the allocation of the true parameters.
+/// The law's shape as `suggest` reads it: N(μ) = N_CORE·μ and 6·N(μ) FLOPs per token, μ = 1…64.
 fn allocation() -> Allocation {
     let mu: Vec<f64> = (1..=64).map(f64::from).collect();
     Allocation {
