@@ -340,11 +340,7 @@ fn run_law<L: Law>(law: &L, design: &Design, ctx: &Context_) -> Result<(FitRepor
         suggestion.notes.push(format!(
             "the current runs do not identify {} (see `loopscale fit --law {}`): the ensemble's spread there is not the data's, so the expected narrowing is optimistic",
             unsure.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-            match args.law {
-                SuggestLaw::Parcae => "parcae",
-                SuggestLaw::Chinchilla => "chinchilla",
-                SuggestLaw::Compute => "compute",
-            }
+            law.name()
         ));
     }
     Ok((report, suggestion))
