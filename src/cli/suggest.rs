@@ -154,7 +154,7 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
             format!("; {} tuned per configuration", tune.join(", "))
         }
     );
-    let ctx = Context_ {
+    let ctx = LawInputs {
         args,
         target: &target,
         points: &points,
@@ -219,7 +219,7 @@ fn chart(
 }
 
 /// What the law-generic part needs.
-struct Context_<'a> {
+struct LawInputs<'a> {
     args: &'a SuggestArgs,
     target: &'a TargetSpec,
     points: &'a Points,
@@ -236,7 +236,7 @@ fn law_label(law: SuggestLaw) -> &'static str {
 }
 
 /// Fit, ensemble, candidates' rows, target, choice.
-fn run_law<L: Law>(law: &L, design: &Design, ctx: &Context_) -> Result<(FitReport, Suggestion)> {
+fn run_law<L: Law>(law: &L, design: &Design, ctx: &LawInputs) -> Result<(FitReport, Suggestion)> {
     let args = ctx.args;
     let boot = BootstrapOptions {
         resamples: args.resamples,
