@@ -6,6 +6,7 @@
 //! shrink the target's interval more than the uniform extension of the same FLOPs (μ = 8 at every
 //! budget), and the intervals after it still cover the truth at about their level.
 
+use crate::fit_parcae::{E, N_CORE, X, XE, Y, YE, budget_for, train_loss};
 use loopscale::fit::bootstrap::{BootstrapOptions, percentile_interval};
 use loopscale::fit::design::{self, Allocation, Candidate, TargetSpec};
 use loopscale::fit::laws::ParcaeLaw;
