@@ -2,6 +2,7 @@
 //! Everything here is presentation; the work itself is done by the library modules.
 
 mod commands;
+mod corpora;
 mod fit;
 mod sample;
 mod slurm_commands;

@@ -404,7 +404,7 @@ fn price_candidates(
         axes.retain(|(name, _)| name.as_deref() == Some(v.as_str()));
     }
     let given = parse_candidate_values(&args.candidates)?;
-    let corpora = super::commands::load_corpora(sweep);
+    let corpora = super::corpora::load_corpora(sweep);
     let mut priced = Vec::new();
     let (mut repeats, mut invalid, mut not_law, mut observed) = (0, Vec::new(), 0, 0);
     for (variant, swept) in axes {
@@ -440,7 +440,7 @@ fn price_candidates(
             };
             let cost = RunCost::of(&first.config);
             if !args.allow_repeats
-                && let Some(train) = super::commands::train_tokens(&corpora, &first.config)
+                && let Some(train) = super::corpora::train_tokens(&corpora, &first.config)
                 && cost.tokens as f64 > train
             {
                 repeats += 1;
