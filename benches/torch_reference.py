@@ -8,9 +8,13 @@ truncated normal at the embedding's std), the same AdamW (decoupled decay on the
 matrices only, global-norm clipping) and the same data (random byte windows of the training
 split of the corpus), written
 the way a PyTorch user would write them in eager mode: nn.functional ops, torch.optim.AdamW,
-no torch.compile. Prints one JSON line: tokens/s over the timed steps and the loss at every step.
+optionally compiled (`--compile`: `torch.compile` of the model, Inductor's default mode, the
+compilation done in the untimed warm-up steps) and optionally under CPU autocast to bfloat16
+(`--precision bf16`: matmuls in bf16, weights, optimizer state and the loss in fp32). Prints one
+JSON line: tokens/s over the timed steps and the loss at every step.
 
 Usage: torch_reference.py --arch gpt|looped --steps N --threads T [--attention manual|sdpa]
+       [--compile] [--precision fp32|bf16]
 """
 
 import argparse
@@ -174,6 +178,8 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -196,6 +202,8 @@ def main():
         [{"params": decay, "weight_decay": 0.1}, {"params": keep, "weight_decay": 0.0}],
         lr=a.lr, betas=(0.9, 0.95), eps=1e-8,
     )
+    forward = torch.compile(model) if a.compile else model
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16")
     gen = torch.Generator().manual_seed(a.seed + 1)
     losses, start = [], None
     for step in range(a.warmup_steps + a.steps):
@@ -203,8 +211,11 @@ def main():
             start = time.perf_counter()
         starts = torch.randint(0, len(train) - a.seq_len - 1, (a.batch,), generator=gen)
         windows = torch.stack([train[s : s + a.seq_len + 1] for s in starts.tolist()]).long()
-        logits = model(windows[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1))
+        with autocast:
+            logits = forward(windows[:, :-1])
+        loss = F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1)
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -217,6 +228,8 @@ def main():
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "attention": a.attention,
+        "compile": a.compile,
+        "precision": a.precision,
         "steps": a.steps,
         "seconds": elapsed,
         "tokens_per_second": tokens / elapsed,

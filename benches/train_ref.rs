@@ -29,7 +29,9 @@ use loopscale::config::{DataConfig, TrainConfig};
 use loopscale::model::fused::{self, composed};
 use loopscale::model::fused_attention;
 use loopscale::model::layers::{self, RmsNorm};
-use loopscale::model::{Arch, DepthSampling, LoopedConfig, ModelConfig, train_flops_per_token};
+use loopscale::model::{
+    Arch, DepthSampling, LoopedConfig, ModelConfig, Precision, autocast, train_flops_per_token,
+};
 use loopscale::train::objectives;
 use loopscale::train::{
     AdamW, AdamWConfig, BatchSampler, Corpus, EvalMetrics, RunObserver, StepMetrics, build_model,
@@ -105,9 +107,34 @@ struct Measured {
     losses: Vec<f64>,
 }
 
+/// Who trains the reference model in one measurement.
+#[derive(Clone, Copy, PartialEq)]
+enum Peer {
+    Loopscale,
+    TorchEager,
+    TorchCompiled,
+}
+
+impl Peer {
+    fn name(self) -> &'static str {
+        match self {
+            Peer::Loopscale => "loopscale",
+            Peer::TorchEager => "torch eager",
+            Peer::TorchCompiled => "torch compiled",
+        }
+    }
+}
+
 /// loopscale's trainer; tokens/s over the steps after the warmup ones.
-fn run_ours(arch: Arch, corpus: &Corpus, warmup: usize, steps: usize) -> Measured {
-    let cfg = config(arch, warmup + steps);
+fn run_ours(
+    arch: Arch,
+    precision: Precision,
+    corpus: &Corpus,
+    warmup: usize,
+    steps: usize,
+) -> Measured {
+    let mut cfg = config(arch, warmup + steps);
+    cfg.train.precision = precision;
     let model = build_model(&cfg, corpus.vocab_size(), &Device::Cpu).unwrap();
     let mut timeline = Timeline::default();
     train_model(model.as_ref(), &cfg, corpus, &Device::Cpu, &mut timeline).unwrap();
@@ -124,15 +151,21 @@ fn run_ours(arch: Arch, corpus: &Corpus, warmup: usize, steps: usize) -> Measure
     }
 }
 
+/// The PyTorch twin (`benches/torch_reference.py`), eager or under `torch.compile` (whose
+/// compilation happens in the untimed warm-up steps), at `precision` (bf16: CPU autocast).
 fn run_torch(
     python: &str,
     arch: Arch,
+    precision: Precision,
+    compiled: bool,
     warmup: usize,
     steps: usize,
     threads: usize,
 ) -> Option<Measured> {
     let attention = std::env::var("BENCH_TORCH_ATTENTION").unwrap_or_else(|_| "manual".into());
-    let out = Command::new(python)
+    let mut cmd = Command::new(python);
+    cmd.arg("-W")
+        .arg("ignore")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/benches/torch_reference.py"
@@ -142,10 +175,13 @@ fn run_torch(
         .args(["--warmup-steps", &warmup.to_string()])
         .args(["--threads", &threads.to_string()])
         .args(["--attention", &attention])
+        .args(["--precision", precision.name()])
         .arg("--corpus")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/corpus/moby-dick.txt"))
-        .output();
-    let out = match out {
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/corpus/moby-dick.txt"));
+    if compiled {
+        cmd.arg("--compile");
+    }
+    let out = match cmd.output() {
         Ok(o) if o.status.success() => o,
         Ok(o) => {
             eprintln!(
@@ -159,7 +195,8 @@ fn run_torch(
             return None;
         }
     };
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value = serde_json::from_str(stdout.lines().last()?).ok()?;
     Some(Measured {
         tokens_per_second: json["tokens_per_second"].as_f64()?,
         losses: json["losses"]
@@ -168,6 +205,24 @@ fn run_torch(
             .filter_map(|v| v.as_f64())
             .collect(),
     })
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+fn spread(xs: &[f64]) -> (f64, f64) {
+    xs.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        })
 }
 
 /// Peak f32 FLOP/s of `threads` cores from /proc/cpuinfo: GHz × SIMD lanes (8 with AVX2, 16
@@ -220,8 +275,9 @@ fn ms(t: Instant) -> f64 {
 }
 
 /// Mean forward / backward / optimizer milliseconds of our training step over `steps` steps.
-fn phase_split(arch: Arch, corpus: &Corpus, steps: usize) -> [f64; 4] {
-    let cfg = config(arch, steps);
+fn phase_split(arch: Arch, precision: Precision, corpus: &Corpus, steps: usize) -> [f64; 4] {
+    let mut cfg = config(arch, steps);
+    cfg.train.precision = precision;
     let dev = Device::Cpu;
     let model = build_model(&cfg, corpus.vocab_size(), &dev).unwrap();
     let mut opt = AdamW::new(
@@ -241,14 +297,16 @@ fn phase_split(arch: Arch, corpus: &Corpus, steps: usize) -> [f64; 4] {
     for step in 0..=steps {
         let batch = sampler.sample(corpus.train_tokens(), &dev).unwrap();
         let t = Instant::now();
-        let loss = objectives::train_loss(
-            model.as_ref(),
-            &batch.inputs,
-            &batch.targets,
-            &cfg.train,
-            (step as u64, steps as u64 + 1),
-            &mut rng,
-        )
+        let loss = autocast(precision, || {
+            objectives::train_loss(
+                model.as_ref(),
+                &batch.inputs,
+                &batch.targets,
+                &cfg.train,
+                (step as u64, steps as u64 + 1),
+                &mut rng,
+            )
+        })
         .unwrap()
         .loss;
         let _ = loss.to_scalar::<f32>().unwrap();
@@ -298,7 +356,7 @@ fn time_op(inputs: &[Tensor], f: &dyn Fn(&[Tensor]) -> Tensor, reps: usize) -> (
 
 /// Per-op time at the reference shapes, fused kernel against the candle composition it
 /// replaced, fwd and bwd, scaled to a step by the op's count.
-fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
+fn op_breakdown(precision: Precision, fwd_blocks: f64, bwd_blocks: f64, step_ms: f64, sgemm: f64) {
     let dev = Device::Cpu;
     let n = BATCH * SEQ;
     let hd = D / HEADS;
@@ -321,7 +379,7 @@ fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
     // (name, count per block (per step for the loss), inputs, fused, composed)
     let ops: Vec<OpRow> = vec![
         (
-            "matmul x·W (qkv, out, mlp in, mlp out)",
+            MATMUL_ROW,
             1.0,
             vec![r(&[n, D]), w(D, 3 * D), w(D, D), w(D, 4 * D), w(4 * D, D)],
             Box::new(|x| {
@@ -416,8 +474,17 @@ fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
         "op", "fwd ms", "bwd ms", "ms/step", "share", "fwd ms", "bwd ms"
     );
     let mut total = 0.0;
+    let mut matmul_gflops = (0.0, 0.0);
     for (name, count, inputs, fused_op, composed_op) in &ops {
-        let (tf, tb) = time_op(inputs, fused_op.as_ref(), 3);
+        // The forward runs at the trainer's precision (bf16: the matmuls); the backward
+        // follows the precision each op was run at.
+        let (tf, tb) = autocast(precision, || time_op(inputs, fused_op.as_ref(), 3));
+        if *name == MATMUL_ROW {
+            // x·W for W of D×3D, D×D, D×4D and h·W for W of 4D×D: 2·n·12·D² FLOPs forward,
+            // twice that backward (the gradients of both operands).
+            let flops = 2.0 * n as f64 * 12.0 * (D * D) as f64;
+            matmul_gflops = (flops / tf / 1e6, 2.0 * flops / tb / 1e6);
+        }
         let per_step = if *count == 0.0 {
             tf + tb
         } else {
@@ -445,13 +512,24 @@ fn op_breakdown(fwd_blocks: f64, bwd_blocks: f64, step_ms: f64) {
         "",
         100.0 * total / step_ms
     );
+    println!(
+        "    matmuls ({}): forward {:.0} GFLOP/s ({:.0}% of the best fp32 sgemm), backward {:.0} GFLOP/s ({:.0}%)",
+        precision.name(),
+        matmul_gflops.0,
+        100.0 * matmul_gflops.0 * 1e9 / sgemm,
+        matmul_gflops.1,
+        100.0 * matmul_gflops.1 * 1e9 / sgemm
+    );
 }
 
+const MATMUL_ROW: &str = "matmul x·W (qkv, out, mlp in, mlp out)";
+
 fn main() {
-    let steps = env_usize("BENCH_STEPS", 16);
-    let warmup = env_usize("BENCH_WARMUP", 1);
-    let repeat = env_usize("BENCH_REPEAT", 1);
+    let steps = env_usize("BENCH_STEPS", 12);
+    let warmup = env_usize("BENCH_WARMUP", 3);
+    let repeat = env_usize("BENCH_REPEAT", 3).max(1);
     let models = std::env::var("BENCH_MODELS").unwrap_or_else(|_| "gpt,looped".into());
+    let precisions = std::env::var("BENCH_PRECISION").unwrap_or_else(|_| "fp32".into());
     let python = std::env::var("BENCH_PYTHON").ok().filter(|s| !s.is_empty());
     let threads = candle_core::utils::get_num_threads();
     let corpus = Corpus::load(
@@ -464,10 +542,12 @@ fn main() {
     .expect("the corpus is installed (make corpus)");
 
     let (peak, how) = nominal_peak(threads);
-    // Re-measured after every run and the best kept: on a shared machine one measurement can
-    // land in a slow moment and overstate the fraction of it we reach.
+    // Re-measured after every repeat and the best kept: on a shared machine one measurement
+    // can land in a slow moment and overstate the fraction of it we reach.
     let mut sgemm = measured_sgemm();
-    println!("threads: {threads} (RAYON_NUM_THREADS); steps {steps} timed after {warmup} warmup");
+    println!(
+        "threads: {threads} (RAYON_NUM_THREADS); {steps} timed steps after {warmup} untimed (torch.compile compiles in those), {repeat} repeats, peers alternating"
+    );
     println!("peak: {:.1} GFLOP/s nominal = {how}", peak / 1e9);
     println!(
         "peak: {:.1} GFLOP/s measured (best 1024³ sgemm through candle)",
@@ -476,6 +556,12 @@ fn main() {
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         println!("load average: {}", load.trim());
     }
+    let mut peers = vec![Peer::Loopscale];
+    if python.is_some() {
+        peers.extend([Peer::TorchEager, Peer::TorchCompiled]);
+    } else {
+        println!("BENCH_PYTHON unset: PyTorch skipped (make bench installs and sets it)");
+    }
 
     for name in models.split(',') {
         let arch = match name.trim() {
@@ -483,76 +569,143 @@ fn main() {
             "looped" => Arch::Looped,
             other => panic!("BENCH_MODELS: unknown model {other:?} (expected gpt, looped)"),
         };
-        let cfg = config(arch, 1);
-        let fpt = train_flops_per_token(&cfg.model, corpus.vocab_size(), SEQ);
-        println!(
-            "\n== {name}: d_model {D}, {HEADS} heads, 6 unique blocks{}, seq {SEQ}, batch {BATCH}; {:.1} MFLOP/token",
-            if arch == Arch::Looped {
-                " (2+2+2, 4 loops, 2 with gradient)"
-            } else {
-                ""
-            },
-            fpt / 1e6
-        );
-        let mut ratios = Vec::new();
-        for rep in 0..repeat {
-            let ours = run_ours(arch, &corpus, warmup, steps);
-            let torch = python
-                .as_deref()
-                .and_then(|py| run_torch(py, arch, warmup, steps, threads));
-            sgemm = sgemm.max(measured_sgemm());
-            let gf = |tps: f64| tps * fpt / 1e9;
-            let rate = |who: &str, tps: f64| {
-                println!(
-                    "  [{rep}] {who:<9} {:>7.0} tokens/s  {:>6.1} GFLOP/s  {:>5.1}% of nominal peak  {:>5.1}% of sgemm",
-                    tps,
-                    gf(tps),
-                    100.0 * gf(tps) * 1e9 / peak,
-                    100.0 * gf(tps) * 1e9 / sgemm
-                )
+        for precision in precisions.split(',') {
+            let precision = match precision.trim() {
+                "fp32" => Precision::Fp32,
+                "bf16" => Precision::Bf16,
+                other => {
+                    panic!("BENCH_PRECISION: unknown precision {other:?} (expected fp32, bf16)")
+                }
             };
-            rate("loopscale", ours.tokens_per_second);
-            if let Some(torch) = &torch {
-                rate("pytorch", torch.tokens_per_second);
-                let ratio = ours.tokens_per_second / torch.tokens_per_second;
-                ratios.push(ratio);
-                println!("  [{rep}] ratio loopscale / pytorch = {ratio:.2}");
-                let n = ours.losses.len().min(torch.losses.len());
-                let picks: Vec<usize> = [0, n / 4, n / 2, 3 * n / 4, n - 1].into();
-                let show = |l: &[f64]| {
-                    picks
-                        .iter()
-                        .map(|&i| format!("{}:{:.3}", i + 1, l[i]))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                };
-                println!("  [{rep}] loss loopscale  {}", show(&ours.losses));
-                println!("  [{rep}] loss pytorch    {}", show(&torch.losses));
+            if precision == Precision::Bf16 && !loopscale::model::bf16_available() {
+                println!("\n== {name} bf16: skipped, this CPU has no AVX512-BF16");
+                continue;
             }
+            bench_model(
+                arch,
+                precision,
+                &corpus,
+                &peers,
+                (warmup, steps, repeat, threads),
+                python.as_deref(),
+                peak,
+                &mut sgemm,
+            );
         }
-        if ratios.len() > 1 {
-            let (lo, hi) = ratios
-                .iter()
-                .fold((f64::INFINITY, 0f64), |(a, b), &r| (a.min(r), b.max(r)));
-            println!("  ratio over {} repeats: {lo:.2} – {hi:.2}", ratios.len());
-        }
-        println!(
-            "  (% of sgemm against the best 1024³ sgemm seen so far: {:.1} GFLOP/s)",
-            sgemm / 1e9
-        );
-        let [fwd, bwd, upd, eval] = phase_split(arch, &corpus, 3);
-        let step = fwd + bwd + upd;
-        println!(
-            "  our step: {step:.0} ms = forward {fwd:.0} ms ({:.0}%) + backward {bwd:.0} ms ({:.0}%) + AdamW {upd:.0} ms ({:.0}%); eval forward {eval:.0} ms",
-            100.0 * fwd / step,
-            100.0 * bwd / step,
-            100.0 * upd / step
-        );
-        let (fwd_blocks, bwd_blocks) = if arch == Arch::Gpt {
-            (6.0, 6.0)
-        } else {
-            (12.0, 8.0)
-        };
-        op_breakdown(fwd_blocks, bwd_blocks, step);
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench_model(
+    arch: Arch,
+    precision: Precision,
+    corpus: &Corpus,
+    peers: &[Peer],
+    (warmup, steps, repeat, threads): (usize, usize, usize, usize),
+    python: Option<&str>,
+    peak: f64,
+    sgemm: &mut f64,
+) {
+    let cfg = config(arch, 1);
+    let fpt = train_flops_per_token(&cfg.model, corpus.vocab_size(), SEQ);
+    let name = if arch == Arch::Gpt { "gpt" } else { "looped" };
+    println!(
+        "\n== {name} {}: d_model {D}, {HEADS} heads, 6 unique blocks{}, seq {SEQ}, batch {BATCH}; {:.1} MFLOP/token",
+        precision.name(),
+        if arch == Arch::Looped {
+            " (2+2+2, 4 loops, 2 with gradient)"
+        } else {
+            ""
+        },
+        fpt / 1e6
+    );
+    let gf = |tps: f64| tps * fpt / 1e9;
+    // tokens/s of each peer, one entry per repeat; the order rotates each repeat so that a
+    // slow stretch of a shared machine does not always fall on the same peer.
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
+    let mut losses: Vec<Option<Vec<f64>>> = vec![None; peers.len()];
+    for rep in 0..repeat {
+        for i in 0..peers.len() {
+            let p = (i + rep) % peers.len();
+            let measured = match peers[p] {
+                Peer::Loopscale => Some(run_ours(arch, precision, corpus, warmup, steps)),
+                Peer::TorchEager | Peer::TorchCompiled => run_torch(
+                    python.unwrap(),
+                    arch,
+                    precision,
+                    peers[p] == Peer::TorchCompiled,
+                    warmup,
+                    steps,
+                    threads,
+                ),
+            };
+            let Some(m) = measured else { continue };
+            println!(
+                "  [{rep}] {:<15} {:>7.0} tokens/s  {:>6.1} GFLOP/s  {:>5.1}% of nominal peak  {:>5.1}% of sgemm",
+                peers[p].name(),
+                m.tokens_per_second,
+                gf(m.tokens_per_second),
+                100.0 * gf(m.tokens_per_second) * 1e9 / peak,
+                100.0 * gf(m.tokens_per_second) * 1e9 / *sgemm
+            );
+            rates[p].push(m.tokens_per_second);
+            losses[p].get_or_insert(m.losses);
+        }
+        *sgemm = sgemm.max(measured_sgemm());
+    }
+    println!("  median over repeats (min – max):");
+    for (p, r) in peers.iter().zip(&rates) {
+        if r.is_empty() {
+            continue;
+        }
+        let (lo, hi) = spread(r);
+        println!(
+            "    {:<15} {:>7.0} tokens/s ({lo:.0} – {hi:.0})  {:>5.1}% of sgemm",
+            p.name(),
+            median(r),
+            100.0 * gf(median(r)) * 1e9 / *sgemm
+        );
+    }
+    for (p, r) in peers.iter().zip(&rates).skip(1) {
+        // Ratios pair the measurements of one repeat, which ran back to back.
+        let ratios: Vec<f64> = rates[0].iter().zip(r).map(|(a, b)| a / b).collect();
+        if ratios.is_empty() {
+            continue;
+        }
+        let (lo, hi) = spread(&ratios);
+        println!(
+            "    ratio loopscale / {:<15} {:.2} ({lo:.2} – {hi:.2}) over {} repeats",
+            p.name(),
+            median(&ratios),
+            ratios.len()
+        );
+    }
+    for (p, l) in peers.iter().zip(&losses) {
+        let Some(l) = l else { continue };
+        let n = l.len();
+        let picks: Vec<usize> = [0, n / 4, n / 2, 3 * n / 4, n - 1].into();
+        let shown: Vec<String> = picks
+            .iter()
+            .map(|&i| format!("{}:{:.3}", i + 1, l[i]))
+            .collect();
+        println!("    loss {:<15} {}", p.name(), shown.join(" "));
+    }
+    println!(
+        "  (% of sgemm against the best 1024³ sgemm seen so far: {:.1} GFLOP/s)",
+        *sgemm / 1e9
+    );
+    let [fwd, bwd, upd, eval] = phase_split(arch, precision, corpus, 3);
+    let step = fwd + bwd + upd;
+    println!(
+        "  our step: {step:.0} ms = forward {fwd:.0} ms ({:.0}%) + backward {bwd:.0} ms ({:.0}%) + AdamW {upd:.0} ms ({:.0}%); eval forward {eval:.0} ms",
+        100.0 * fwd / step,
+        100.0 * bwd / step,
+        100.0 * upd / step
+    );
+    let (fwd_blocks, bwd_blocks) = if arch == Arch::Gpt {
+        (6.0, 6.0)
+    } else {
+        (12.0, 8.0)
+    };
+    op_breakdown(precision, fwd_blocks, bwd_blocks, step, *sgemm);
 }

@@ -33,6 +33,7 @@ mod model_gradcheck;
 mod model_init;
 mod model_looped;
 mod model_mup;
+mod precision;
 mod recast;
 mod report;
 mod shard;

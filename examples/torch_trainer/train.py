@@ -43,7 +43,7 @@ KNOWN = {
         "min_lr_fraction", "weight_decay", "decay_embeddings", "beta1", "beta2", "adam_eps",
         "optimizer", "muon_lr", "muon_momentum", "muon_momentum_start", "muon_momentum_warmup",
         "muon_weight_decay", "grad_clip", "eval_every", "eval_tokens", "log_every",
-        "checkpoint_every", "backend", "command",
+        "checkpoint_every", "backend", "command", "precision",
     },
     "model": {
         "arch", "d_model", "n_heads", "n_layers", "mlp", "mlp_ratio", "tie_embeddings", "init",
@@ -453,6 +453,9 @@ def main():
     def row(**fields):
         print(json.dumps(fields), file=metrics, flush=True)
 
+    # train.precision = "bf16": autocast's bf16 matmuls, fp32 weights and optimizer state (what
+    # loopscale's built-in trainer does); evaluation stays fp32, as there.
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.get("precision", "fp32") == "bf16")
     started = time.perf_counter()
     for step in range(done, steps):
         if stop:
@@ -477,10 +480,12 @@ def main():
             h0 = torch.zeros(batch, seq, model.r)
             if lc["state_init"] == "random":
                 h0 = truncated_normal(h0.shape, g, model.state_std)
-            logits = model(windows[:, :-1], depths.to(device), backprop, h0.to(device))
+            with autocast:
+                logits = model(windows[:, :-1], depths.to(device), backprop, h0.to(device))
         else:
-            logits = model(windows[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, vocab), windows[:, 1:].reshape(-1))
+            with autocast:
+                logits = model(windows[:, :-1])
+        loss = F.cross_entropy(logits.float().reshape(-1, vocab), windows[:, 1:].reshape(-1))
         lr = t["lr"] * lr_multiplier(t, step, steps)
         for group in opt.param_groups:
             group["lr"] = lr

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 mod tables;
 
-pub use crate::model::ModelConfig;
+pub use crate::model::{ModelConfig, Precision};
 pub use tables::{
     BUILTIN_TOKENIZERS, Backend, COMMAND_PLACEHOLDERS, CooldownShape, DEFAULT_DIVERGENCE_FACTOR,
     DEFAULT_SHORTCUT_LAMBDA, DataConfig, DeepSupervision, OptimizerKind, SHIPPED_CORPORA,

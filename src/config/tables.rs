@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Io;
+use crate::model::{Io, Precision};
 
 /// Learning-rate schedule after warmup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,6 +432,10 @@ pub struct TrainConfig {
     /// and the loss is taken there. Absent from the canonical form (and run keys) when `none`.
     #[serde(skip_serializing_if = "DeepSupervision::is_none")]
     pub deep_supervision: DeepSupervision,
+    /// The matrix products' arithmetic, `fp32` or `bf16` (mixed precision, [`Precision`]).
+    /// Absent from the canonical form (and run keys) at fp32, so existing keys stay.
+    #[serde(skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
 }
 
 /// Where a looped model's training loss is taken (LoopUS).
@@ -512,6 +516,7 @@ impl Default for TrainConfig {
             melt_kd_weight: None,
             melt_align_weight: None,
             divergence_factor: DEFAULT_DIVERGENCE_FACTOR,
+            precision: Precision::Fp32,
         }
     }
 }

@@ -6,7 +6,9 @@
 //! - [`params`]: the parameter registry, seeded init, weight-decay groups; [`grad`]: graph-free
 //!   forward passes for evaluation;
 //! - [`fused`], [`fused_attention`]: fused CPU kernels (custom ops with backward) for the
-//!   element-wise work and attention; [`ops`]: the operations the layers are written in — the
+//!   element-wise work and attention; [`precision`]: mixed precision's `autocast` scope, and
+//!   [`bf16_gemm`], [`bf16_matmul`]: the bf16 matrix product (an AVX512-BF16 kernel, and the
+//!   custom op with its backward); [`ops`]: the operations the layers are written in — the
 //!   fused kernels on the CPU, candle compositions on other devices (the one place that looks
 //!   at the device);
 //! - [`layers`]: RMSNorm, RoPE, attention, MLPs, the block and a stack of blocks, the losses;
@@ -31,6 +33,8 @@
 //! deep supervision and early exit, Yang et al.'s last-loops loss) are the training code's:
 //! `train::objectives`.
 
+pub mod bf16_gemm;
+pub mod bf16_matmul;
 pub mod conditioning;
 mod config;
 pub mod counts;
@@ -50,6 +54,7 @@ pub mod ops;
 pub mod params;
 pub mod parts;
 pub mod plan;
+pub mod precision;
 pub mod recast;
 pub mod variants;
 
@@ -71,3 +76,4 @@ pub use looped::{Looped, LoopedCache, LoopedOutput};
 pub use params::{Param, ParamRole, ParamStore};
 pub use parts::LoopStep;
 pub use plan::LoopPlan;
+pub use precision::{Precision, autocast, bf16_available};

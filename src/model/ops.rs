@@ -8,18 +8,30 @@
 
 use std::sync::Arc;
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
+use super::bf16_matmul;
 use super::fused::{self, RopeTables, composed};
 use super::fused_attention;
+use super::precision::{self, Precision};
 
-/// `a · b` for matrices. The CPU's gemm reads operands of any strides; candle's CUDA matmul
+/// `a · b` for matrices, at the precision [`autocast`](super::precision::autocast) set: f32,
+/// or with bf16 operands and f32 sums ([`super::bf16_matmul`] on the CPU, candle's bf16
+/// matmul on a GPU). The CPU's gemm reads operands of any strides; candle's CUDA matmul
 /// (cuBLAS) takes only row- or column-major blocks, so there an operand that is neither (a
 /// column block of `W_qkv`, a view) is copied first. The copy is differentiable: the gradient
 /// still reaches the view's parent.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let bf16 = precision::current() == Precision::Bf16;
     if a.device().is_cpu() {
-        a.matmul(b)
+        if bf16 && a.rank() == 2 && b.rank() == 2 && a.dtype() == DType::F32 {
+            bf16_matmul::matmul(a, b)
+        } else {
+            a.matmul(b)
+        }
+    } else if bf16 && a.dtype() == DType::F32 {
+        let half = |m: &Tensor| m.to_dtype(DType::BF16);
+        half(a)?.matmul(&half(b)?)?.to_dtype(DType::F32)
     } else {
         let dense = |m: &Tensor| -> Result<Tensor> {
             if m.is_contiguous() || m.t()?.is_contiguous() {

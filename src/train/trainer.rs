@@ -35,7 +35,7 @@ use super::{EvalMetrics, ExitEvalMetrics, IclError, RunEnd, RunObserver, RunOutc
 use crate::config::RunConfig;
 use crate::model::conditioning::Trajectory;
 use crate::model::grad::no_grad;
-use crate::model::{Arch, CausalLm, Gpt, Io, Looped, lm_loss};
+use crate::model::{Arch, CausalLm, Gpt, Io, Looped, Precision, autocast, bf16_available, lm_loss};
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 
@@ -244,6 +244,19 @@ pub fn evaluate_exit(
     Ok((loss / count as f64, loops / count as f64))
 }
 
+/// A bf16 run on a CPU needs AVX512-BF16; say so before any step rather than fall back to
+/// fp32 silently (the run's key says bf16).
+fn check_precision(precision: Precision, device: &Device) -> anyhow::Result<()> {
+    if precision == Precision::Bf16 && device.is_cpu() && !bf16_available() {
+        anyhow::bail!(
+            "train.precision = \"bf16\" needs a CPU with AVX512-BF16 (the avx512_bf16 flag in \
+             /proc/cpuinfo: AMD Zen 4 and later, Intel Cooper Lake and Sapphire Rapids and later), \
+             and this one has none; set train.precision = \"fp32\", or train on a GPU (--features cuda)"
+        );
+    }
+    Ok(())
+}
+
 /// Trains an already built `model` as `cfg` says. Step numbers in the metrics count completed
 /// optimizer steps (the first logged step is 1).
 pub fn train_model<'a>(
@@ -431,6 +444,7 @@ impl<'a> Trainer<'a> {
     ) -> anyhow::Result<Self> {
         let t = &cfg.train;
         let seq_len = cfg.data.seq_len;
+        check_precision(t.precision, device)?;
         let optimizer = Optimizer::new(model.params(), t, total_steps(cfg))?;
         let val_batches = match data {
             Data::Text(corpus) => {
@@ -506,14 +520,18 @@ impl<'a> Trainer<'a> {
             )?,
         };
         let mut forward_rng = indexed_rng(forward_seed(self.cfg.seed), step);
-        let forward = objectives::train_loss(
-            self.model,
-            &batch.inputs,
-            &batch.targets,
-            &self.cfg.train,
-            (step, self.steps),
-            &mut forward_rng,
-        )?;
+        // Under bf16 the step's matrix products round their operands (forward here; each op's
+        // backward follows the precision it ran at). Evaluation stays fp32.
+        let forward = autocast(self.cfg.train.precision, || {
+            objectives::train_loss(
+                self.model,
+                &batch.inputs,
+                &batch.targets,
+                &self.cfg.train,
+                (step, self.steps),
+                &mut forward_rng,
+            )
+        })?;
         let loss = match forward.reported {
             Some(reported) => reported,
             None => forward.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
