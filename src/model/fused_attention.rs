@@ -26,7 +26,7 @@ use gemm::Parallelism;
 use num_traits::{Float, Zero};
 use rayon::prelude::*;
 
-use super::fused::{Real, c, contiguous, dispatch, dot, overwritten_buffer, slice};
+use super::fused::{Real, c, contiguous, dispatch, dot, overwritten_buffer, slice, sum};
 
 /// Queries per row block of the score matrix.
 pub const BLOCK: usize = 64;
@@ -163,12 +163,9 @@ fn forward_batch<T: Real>(
                 let max = live
                     .iter()
                     .fold(T::neg_infinity(), |m, &s| Float::max(m, s));
-                let mut sum = T::zero();
-                for s in live.iter_mut() {
-                    *s = ((*s - max) * scale).exp();
-                    sum += *s;
-                }
-                let inv = sum.recip();
+                live.iter_mut().for_each(|s| *s = (*s - max) * scale);
+                T::exp_in_place(live);
+                let inv = sum(live).recip();
                 live.iter_mut().for_each(|s| *s *= inv);
                 masked.iter_mut().for_each(|s| *s = T::zero());
             }

@@ -455,7 +455,14 @@ fn lookup(json: &serde_json::Value, key: &str) -> Option<String> {
         Section::Looped => json.get("model")?.get("looped")?,
         _ => json.get(info.section.table())?,
     };
-    let shown = table.get(info.field).map(display_value)?;
+    // A train or data key at its default is absent from the canonical form (so that adding
+    // a key keeps old run keys): show it as "default", so that `precision = ["fp32", "bf16"]`
+    // is an axis. A looped key absent from a GPT run stays absent.
+    let shown = match table.get(info.field) {
+        Some(v) => display_value(v),
+        None if !matches!(info.section, Section::Looped) => "default".to_string(),
+        None => return None,
+    };
     // The trapezoid schedule is stored under its old name (so old run keys stay), but the
     // docs and sweep files call it `wsd`: show that.
     Some(match (key, shown.as_str()) {
