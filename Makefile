@@ -52,7 +52,8 @@ test: corpus
 	$(CARGO) test -- --skip engine_faults:: --skip slurm::
 	$(CARGO) test --test suite -- --test-threads=1 engine_faults:: slurm::
 
-# Training throughput against PyTorch eager (benches/train_ref.rs, benches/torch_reference.py),
+# Training throughput against PyTorch eager and torch.compile, fp32 and bf16 (benches/train_ref.rs,
+# benches/torch_reference.py),
 # then the fit timings (benches/fit.rs), the training sampler's tokens/s over text and memory-mapped
 # shards (benches/sampler.rs), and LoopFormer's shortcut overhead (benches/shortcut.rs).
 bench: corpus $(TORCH_VENV)/installed

@@ -23,12 +23,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var};
 use loopscale::config::RunConfig;
 use loopscale::config::{DataConfig, TrainConfig};
 use loopscale::model::fused::{self, composed};
 use loopscale::model::fused_attention;
 use loopscale::model::layers::{self, RmsNorm};
+use loopscale::model::ops;
 use loopscale::model::{
     Arch, DepthSampling, LoopedConfig, ModelConfig, Precision, autocast, train_flops_per_token,
 };
@@ -333,8 +334,29 @@ fn phase_split(arch: Arch, precision: Precision, corpus: &Corpus, steps: usize) 
     sums
 }
 
-/// Forward and backward milliseconds of `f` on fresh leaf variables (best of `reps`).
-fn time_op(inputs: &[Tensor], f: &dyn Fn(&[Tensor]) -> Tensor, reps: usize) -> (f64, f64) {
+/// A scalar stand-in for a loss whose gradient with respect to its input is a fixed dense
+/// tensor: an op's backward is then timed from a real gradient, without the materialised
+/// broadcast of ones that `sum_all`'s backward would store first (a whole extra pass over the
+/// output that training, whose loss is the cross-entropy of the logits, never makes).
+struct Upstream(Tensor);
+
+impl CustomOp1 for Upstream {
+    fn name(&self) -> &'static str {
+        "bench-upstream"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        Ok((CpuStorage::F32(vec![0.0]), Shape::from(())))
+    }
+
+    fn bwd(&self, _: &Tensor, _: &Tensor, _: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(self.0.clone()))
+    }
+}
+
+/// Forward and backward milliseconds of `f` on fresh leaf variables (best of `reps`); the
+/// backward starts from a dense random gradient of the output ([`Upstream`]).
+fn time_op(inputs: &[Tensor], f: &dyn Fn(&[Tensor]) -> Vec<Tensor>, reps: usize) -> (f64, f64) {
     let vars: Vec<Var> = inputs
         .iter()
         .map(|t| Var::from_tensor(t).unwrap())
@@ -343,10 +365,18 @@ fn time_op(inputs: &[Tensor], f: &dyn Fn(&[Tensor]) -> Tensor, reps: usize) -> (
     let (mut best_f, mut best_b) = (f64::INFINITY, f64::INFINITY);
     for _ in 0..reps {
         let t = Instant::now();
-        let out = f(&ts);
+        let outs = f(&ts);
         best_f = best_f.min(ms(t));
-        // A fixed upstream gradient: d(sum(out ⊙ c))/d out = c, c = 1.
-        let scalar = out.sum_all().unwrap();
+        let mut scalar = Tensor::zeros((), DType::F32, &Device::Cpu).unwrap();
+        for out in outs {
+            let upstream = Tensor::randn(0f32, 1.0, out.shape(), out.device()).unwrap();
+            let term = out
+                .apply_op1(Upstream(upstream))
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            scalar = (scalar + term).unwrap();
+        }
         let t = Instant::now();
         let _ = scalar.backward().unwrap();
         best_b = best_b.min(ms(t));
@@ -374,7 +404,10 @@ fn op_breakdown(precision: Precision, fwd_blocks: f64, bwd_blocks: f64, step_ms:
     let targets2 = targets.clone();
     let eps = RmsNorm::EPS;
     let scale = 1.0 / (hd as f64).sqrt();
-    type OpFn = Box<dyn Fn(&[Tensor]) -> Tensor>;
+    type OpFn = Box<dyn Fn(&[Tensor]) -> Vec<Tensor>>;
+    fn one(f: impl Fn(&[Tensor]) -> Tensor + 'static) -> OpFn {
+        Box::new(move |x| vec![f(x)])
+    }
     type OpRow = (&'static str, f64, Vec<Tensor>, OpFn, Option<OpFn>);
     // (name, count per block (per step for the loss), inputs, fused, composed)
     let ops: Vec<OpRow> = vec![
@@ -382,12 +415,14 @@ fn op_breakdown(precision: Precision, fwd_blocks: f64, bwd_blocks: f64, step_ms:
             MATMUL_ROW,
             1.0,
             vec![r(&[n, D]), w(D, 3 * D), w(D, D), w(D, 4 * D), w(4 * D, D)],
+            // The four products, as `ops::matmul` at the trainer's precision; each output gets
+            // its own upstream gradient.
             Box::new(|x| {
-                let a = x[0].matmul(&x[1]).unwrap().sum_all().unwrap();
-                let b = x[0].matmul(&x[2]).unwrap().sum_all().unwrap();
-                let h = x[0].matmul(&x[3]).unwrap();
-                let c = h.matmul(&x[4]).unwrap().sum_all().unwrap();
-                (a + b + c).unwrap()
+                let a = ops::matmul(&x[0], &x[1]).unwrap();
+                let b = ops::matmul(&x[0], &x[2]).unwrap();
+                let h = ops::matmul(&x[0], &x[3]).unwrap();
+                let c = ops::matmul(&h, &x[4]).unwrap();
+                vec![a, b, c]
             }),
             None,
         ),
@@ -399,12 +434,10 @@ fn op_breakdown(precision: Precision, fwd_blocks: f64, bwd_blocks: f64, step_ms:
                 r(&[BATCH, HEADS, SEQ, hd]),
                 r(&[BATCH, SEQ, D]),
             ],
-            Box::new(move |x| {
-                fused_attention::causal_attention(&x[0], &x[1], &x[2], scale).unwrap()
-            }),
+            one(move |x| fused_attention::causal_attention(&x[0], &x[1], &x[2], scale).unwrap()),
             // The composition it is tested against: candle's batched matmuls over the full
             // square around a masked softmax, with the two transpose copies.
-            Some(Box::new(move |x| {
+            Some(one(move |x| {
                 let v = x[2]
                     .reshape((BATCH, SEQ, HEADS, hd))
                     .unwrap()
@@ -426,8 +459,8 @@ fn op_breakdown(precision: Precision, fwd_blocks: f64, bwd_blocks: f64, step_ms:
             "heads: QK-norm + RoPE + transpose (q, k)",
             2.0,
             vec![r(&[BATCH, SEQ, D]), r(&[hd])],
-            Box::new(move |x| fused::norm_rope_heads(&x[0], &x[1], HEADS, &tables, eps).unwrap()),
-            Some(Box::new(move |x| {
+            one(move |x| fused::norm_rope_heads(&x[0], &x[1], HEADS, &tables, eps).unwrap()),
+            Some(one(move |x| {
                 let h = composed::norm_rope_heads(&x[0], &x[1], HEADS, &cos, &sin, eps);
                 // The composed path made the heads contiguous for the matmuls.
                 h.unwrap().contiguous().unwrap()
@@ -437,31 +470,29 @@ fn op_breakdown(precision: Precision, fwd_blocks: f64, bwd_blocks: f64, step_ms:
             "RMSNorm (attn, mlp)",
             2.0,
             vec![r(&[BATCH, SEQ, D]), r(&[D])],
-            Box::new(move |x| fused::rms_norm(&x[0], &x[1], eps).unwrap()),
-            Some(Box::new(move |x| {
-                composed::rms_norm(&x[0], &x[1], eps).unwrap()
-            })),
+            one(move |x| fused::rms_norm(&x[0], &x[1], eps).unwrap()),
+            Some(one(move |x| composed::rms_norm(&x[0], &x[1], eps).unwrap())),
         ),
         (
             "MLP activation ReLU²",
             1.0,
             vec![r(&[n, 4 * D])],
-            Box::new(|x| fused::relu_squared(&x[0]).unwrap()),
-            Some(Box::new(|x| composed::relu_squared(&x[0]).unwrap())),
+            one(|x| fused::relu_squared(&x[0]).unwrap()),
+            Some(one(|x| composed::relu_squared(&x[0]).unwrap())),
         ),
         (
             "residual adds",
             2.0,
             vec![r(&[BATCH, SEQ, D]), r(&[BATCH, SEQ, D])],
-            Box::new(|x| (&x[0] + &x[1]).unwrap()),
+            one(|x| (&x[0] + &x[1]).unwrap()),
             None,
         ),
         (
             "cross-entropy (once per step)",
             0.0,
             vec![r(&[n, 256])],
-            Box::new(move |x| fused::cross_entropy(&x[0], &targets).unwrap()),
-            Some(Box::new(move |x| {
+            one(move |x| fused::cross_entropy(&x[0], &targets).unwrap()),
+            Some(one(move |x| {
                 composed::cross_entropy(&x[0], &targets2).unwrap()
             })),
         ),
