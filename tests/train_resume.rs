@@ -288,6 +288,19 @@ fn a_muon_looped_model_resumed_after_a_stop_and_a_crash_ends_bit_identical() {
     stop_crash_and_resume_with(with_muon(Arch::Looped));
 }
 
+/// Mixed precision changes no state but the arithmetic: a bf16 run resumes bit-identically too
+/// (the bf16 kernel gives the same sums at any thread count and on every call).
+#[test]
+fn a_bf16_looped_model_resumed_after_a_stop_and_a_crash_ends_bit_identical() {
+    if !loopscale::model::bf16_available() {
+        eprintln!("note: this CPU has no AVX512-BF16; bf16 resume not tested here");
+        return;
+    }
+    let mut cfg = config(Arch::Looped);
+    cfg.train.precision = loopscale::model::Precision::Bf16;
+    stop_crash_and_resume_with(cfg);
+}
+
 #[test]
 fn damaged_checkpoints_are_detected_and_the_run_falls_back() {
     let cfg = config(Arch::Gpt);
