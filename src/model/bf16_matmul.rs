@@ -11,6 +11,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
 use super::bf16_gemm::{self, MatRef};
+use super::fused::overwritten_buffer;
 
 /// `a · b` for 2-D f32 CPU tensors `a` (m × k) and `b` (k × n), products in bf16.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -68,7 +69,7 @@ impl CustomOp2 for Bf16Matmul {
                 l2.dims()
             );
         }
-        let mut out = vec![0f32; a.rows * b.cols];
+        let mut out = overwritten_buffer::<f32>(a.rows * b.cols);
         bf16_gemm::gemm_bf16(a, b, &mut out);
         Ok((CpuStorage::F32(out), Shape::from((a.rows, b.cols))))
     }
