@@ -1,23 +1,28 @@
-//! Training throughput against PyTorch eager (`make bench`, or `cargo bench --bench train_ref`).
+//! Training throughput against PyTorch, eager and compiled (`make bench`, or
+//! `cargo bench --bench train_ref` without PyTorch).
 //!
 //! Two reference models, d_model 256, 4 heads, 6 unique blocks, seq_len 256, batch 16, bytes:
 //! a GPT-6 and a Parcae looped model (2 prelude + 2 core + 2 coda, diagonal injection, 4 loops
-//! of which the last 2 carry gradient; the depth is fixed rather than Poisson so that both
-//! implementations do exactly the same work every step). Both in loopscale's default recipe
+//! of which the last 2 carry gradient; the depth is fixed rather than Poisson so that every
+//! implementation does exactly the same work every step). Both in loopscale's default recipe
 //! (tied head, scaled-zero init, no QK-norm gains; docs/recipe.md), which the PyTorch twin
 //! follows.
 //!
-//! For each model, back to back: loopscale's trainer (`train_model`) for `BENCH_STEPS` timed
-//! steps after `BENCH_WARMUP` untimed ones, then `benches/torch_reference.py` (the same model
-//! and optimizer in PyTorch eager) with the same thread count. Prints tokens/s for both, their
-//! ratio, achieved GFLOP/s (`train_flops_per_token`, which counts attention over the full
-//! seq × seq square) and the fraction of this CPU's peak, the losses of both at a few steps, a
-//! forward / backward / optimizer split of our step and a per-op breakdown of one block.
+//! For each model and precision (fp32; bf16 = `train.precision = "bf16"` against PyTorch's CPU
+//! autocast), `BENCH_REPEAT` rounds of three peers in a rotating order: loopscale's trainer
+//! (`train_model`), `benches/torch_reference.py` eager, and the same under `torch.compile`, each
+//! `BENCH_STEPS` timed steps after `BENCH_WARMUP` untimed ones (compilation happens there), with
+//! the same thread count. Prints each measurement, the median tokens/s of each peer with its
+//! range, the median of the per-round ratios against eager and compiled PyTorch with their
+//! range, GFLOP/s (`train_flops_per_token`, attention over the full seq × seq square) against
+//! this CPU's nominal and measured (sgemm) peak, the losses at a few steps, a forward /
+//! backward / optimizer split of our step and a per-op breakdown of one block whose matmul row
+//! says what fraction of the best sgemm the products reach.
 //!
-//! Environment: `BENCH_STEPS` (16), `BENCH_WARMUP` (1), `BENCH_MODELS` (`gpt,looped`),
-//! `BENCH_REPEAT` (1: how many times to repeat the ours-then-torch pair), `BENCH_PYTHON` (the
-//! interpreter with torch; none → PyTorch is skipped), `BENCH_TORCH_ATTENTION` (`manual` or
-//! `sdpa`). Threads: `RAYON_NUM_THREADS` (the Makefile sets 2), passed on to PyTorch.
+//! Environment: `BENCH_STEPS` (12), `BENCH_WARMUP` (3), `BENCH_REPEAT` (3), `BENCH_MODELS`
+//! (`gpt,looped`), `BENCH_PRECISION` (`fp32`; `make bench` sets `fp32,bf16`), `BENCH_PYTHON`
+//! (the interpreter with torch; none → PyTorch is skipped), `BENCH_TORCH_ATTENTION` (`manual`
+//! or `sdpa`). Threads: `RAYON_NUM_THREADS` (the Makefile sets 2), passed on to PyTorch.
 
 use std::path::Path;
 use std::process::Command;

@@ -15,13 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-target/release/loopscale}
 db=${2:-results/gpu_check.sqlite}
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-if ! ldconfig -p | grep -q 'libcublas\.so'; then
-  dirs=$(find /usr/local /opt /usr/lib -xdev \( -name 'libcudart.so.*' -o -name 'libcublas.so.*' -o -name 'libcublasLt.so.*' \
-    -o -name 'libcurand.so.*' -o -name 'libnvrtc.so.*' \) 2>/dev/null | xargs -r -n1 dirname | sort -u | paste -sd:)
-  echo "CUDA libraries from: ${dirs:-nowhere (the built-in runs will fail)}"
-  export LD_LIBRARY_PATH=${dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-fi
+source scripts/cuda-libs.sh
 "$bin" plan sweeps/gpu_check.toml | tail -4
 LOOPSCALE_DEVICE=cuda "$bin" run sweeps/gpu_check.toml --db "$db" --jobs 2 --plain
 "$bin" sql "$db" "SELECT arch, d_model,

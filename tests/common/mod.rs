@@ -95,7 +95,12 @@ pub fn moby_dick_file(dir: &std::path::Path, bytes: usize) -> std::path::PathBuf
 pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f64 {
     assert_eq!(a.dims(), b.dims());
     let f64 = |t: &candle_core::Tensor| t.to_dtype(candle_core::DType::F64).unwrap();
-    (f64(a) - f64(b))
+    max_abs(&(f64(a) - f64(b)).unwrap())
+}
+
+/// The largest magnitude in a tensor, in f64.
+pub fn max_abs(t: &candle_core::Tensor) -> f64 {
+    t.to_dtype(candle_core::DType::F64)
         .unwrap()
         .abs()
         .unwrap()
