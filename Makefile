@@ -70,19 +70,20 @@ $(TORCH_VENV)/installed:
 	touch $@
 
 # What bf16 mixed precision costs in loss (README, "Training speed"): the bench's two models,
-# 256 steps in fp32 and bf16 from one seed; needs a CPU with AVX512-BF16.
+# 256 steps in fp32 and bf16 from the same seeds (two); needs a CPU with AVX512-BF16.
 precision: corpus build
 	./target/release/loopscale run sweeps/precision.toml --jobs $(JOBS)
 	./target/release/loopscale sql results/precision.sqlite \
-	  "SELECT arch, \
-	     round(max(CASE WHEN precision = 'fp32' THEN final_val_loss END), 4) AS fp32_val_loss, \
-	     round(max(CASE WHEN precision = 'bf16' THEN final_val_loss END), 4) AS bf16_val_loss, \
-	     round(max(CASE WHEN precision = 'bf16' THEN final_val_loss END) - max(CASE WHEN precision = 'fp32' THEN final_val_loss END), 4) AS bf16_minus_fp32, \
-	     round(max(CASE WHEN precision = 'fp32' THEN tokens_per_second END)) AS fp32_tok_s, \
-	     round(max(CASE WHEN precision = 'bf16' THEN tokens_per_second END)) AS bf16_tok_s \
-	   FROM (SELECT arch, final_val_loss, tokens_per_second, \
-	           coalesce(json_extract(config_json, '$$.train.precision'), 'fp32') AS precision \
-	         FROM runs WHERE sweep = 'precision' AND status = 'done') GROUP BY arch ORDER BY arch"
+	  "SELECT arch, count(*) AS seeds, round(avg(fp32), 4) AS fp32_val_loss, round(avg(bf16), 4) AS bf16_val_loss, \
+	     round(avg(bf16 - fp32), 4) AS bf16_minus_fp32, round(min(bf16 - fp32), 4) AS min_diff, round(max(bf16 - fp32), 4) AS max_diff \
+	   FROM (SELECT arch, seed, \
+	           max(CASE WHEN precision = 'fp32' THEN final_val_loss END) AS fp32, \
+	           max(CASE WHEN precision = 'bf16' THEN final_val_loss END) AS bf16 \
+	         FROM (SELECT arch, seed, final_val_loss, \
+	                 coalesce(json_extract(config_json, '$$.train.precision'), 'fp32') AS precision \
+	               FROM runs WHERE sweep = 'precision' AND status = 'done') \
+	         GROUP BY arch, seed) \
+	   WHERE fp32 IS NOT NULL AND bf16 IS NOT NULL GROUP BY arch ORDER BY arch"
 
 # Real tokens (docs/data.md): Moby-Dick as GPT-2 shards, then sweeps/tokens.toml trains bytes,
 # GPT-2 tokens of the text and the shards, and reports them in bits per byte.
