@@ -230,14 +230,14 @@ fn precision_is_an_axis_and_a_bad_value_is_named() {
         .map(|r| r.config.train.precision)
         .collect();
     assert_eq!(got, vec![Precision::Fp32, Precision::Bf16]);
-    // An axis although fp32 is absent from the canonical form (`plan` shows it as "default").
+    // An axis although fp32 is absent from the canonical form (`plan` shows it).
     assert!(
         sweep.axes.iter().any(|a| a == "train.precision"),
         "{:?}",
         sweep.axes
     );
     let shown: Vec<&str> = sweep.runs.iter().map(|r| r.varying[0].1.as_str()).collect();
-    assert_eq!(shown, ["default", "bf16"]);
+    assert_eq!(shown, ["fp32", "bf16"]);
     let e = Sweep::from_str(&sweep_text("\"fp16\""), &path).expect_err("fp16 is refused");
     let shown = e.to_string();
     println!("{shown}");

@@ -455,13 +455,17 @@ fn lookup(json: &serde_json::Value, key: &str) -> Option<String> {
         Section::Looped => json.get("model")?.get("looped")?,
         _ => json.get(info.section.table())?,
     };
-    // A train or data key at its default is absent from the canonical form (so that adding
-    // a key keeps old run keys): show it as "default", so that `precision = ["fp32", "bf16"]`
-    // is an axis. A looped key absent from a GPT run stays absent.
+    // Keys the canonical form omits at their default (so that adding them kept old run keys)
+    // but that a sweep may set to the default as one value of an axis: show the default, so
+    // that `precision = ["fp32", "bf16"]` is an axis and its runs are told apart. Other absent
+    // keys (an unset option, a looped key in a GPT run) stay absent.
+    const OMITTED_DEFAULTS: &[(&str, &str)] = &[("train.precision", "fp32")];
     let shown = match table.get(info.field) {
         Some(v) => display_value(v),
-        None if !matches!(info.section, Section::Looped) => "default".to_string(),
-        None => return None,
+        None => OMITTED_DEFAULTS
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, shown)| shown.to_string())?,
     };
     // The trapezoid schedule is stored under its old name (so old run keys stay), but the
     // docs and sweep files call it `wsd`: show that.
