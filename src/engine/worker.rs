@@ -11,6 +11,7 @@ use anyhow::Context;
 use super::Interrupts;
 use super::command::{CommandRun, train_with_command};
 use crate::config::{Backend, Role};
+use crate::model::CausalLm;
 use crate::store::{RunStatus, Store};
 use crate::train::{
     self, Checkpointing, Dataset, DecodeEvalMetrics, EvalMetrics, ExitEvalMetrics, IclError,
@@ -185,7 +186,10 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
                 );
                 checkpoints.keep = run.config.train.keep_checkpoints.clone();
                 checkpoints.start_from = parent_checkpoint(&args.db, &run.config);
-                match built_on(&args.db, &run.config)? {
+                // A run built on a parent starts from a model made of the parent's weights;
+                // a run that stands alone builds (or resumes) its own.
+                let from_parent: Option<Box<dyn CausalLm>> = match built_on(&args.db, &run.config)?
+                {
                     // LoopUS: the looped model starts from its parent GPT's final weights.
                     Some((Role::Recast, parent_cfg, ckpt)) => {
                         let train::Dataset::Text(corpus) = &data else {
@@ -203,14 +207,7 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
                         for line in choice.describe() {
                             observer.note(&line);
                         }
-                        train::train_model_resumable(
-                            &model,
-                            &run.config,
-                            &data,
-                            &device,
-                            &mut observer,
-                            Some(&checkpoints),
-                        )?
+                        Some(Box::new(model))
                     }
                     // MELT: the student and its teacher from the parent looped model's weights.
                     Some((_, parent_cfg, ckpt)) => {
@@ -219,22 +216,25 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
                                 "a MELT run trains on text (data.task = \"lm\"): it distils a language model"
                             );
                         };
-                        let model = train::build_melt_model(
+                        Some(Box::new(train::build_melt_model(
                             &run.config,
                             &parent_cfg,
                             &ckpt,
                             corpus.vocab_size(),
                             &device,
-                        )?;
-                        train::train_model_resumable(
-                            &model,
-                            &run.config,
-                            &data,
-                            &device,
-                            &mut observer,
-                            Some(&checkpoints),
-                        )?
+                        )?))
                     }
+                    None => None,
+                };
+                match from_parent {
+                    Some(model) => train::train_model_resumable(
+                        model.as_ref(),
+                        &run.config,
+                        &data,
+                        &device,
+                        &mut observer,
+                        Some(&checkpoints),
+                    )?,
                     None => train::train_resumable(
                         &run.config,
                         &data,
