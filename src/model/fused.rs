@@ -638,14 +638,21 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 
 struct CrossEntropy;
 
-/// `log Σ exp(row)`, using `scratch` (the row's length) for the exponentials.
-fn log_sum_exp<T: Real>(row: &[T], scratch: &mut [T]) -> T {
+/// `out ← exp(row − max(row))`; returns `max(row)` and `Σ out`, so that
+/// `log Σ exp(row) = max + ln Σ` and `softmax(row) = out / Σ`.
+fn shifted_exp<T: Real>(row: &[T], out: &mut [T]) -> (T, T) {
     let max = row.iter().fold(T::neg_infinity(), |m, &v| Float::max(m, v));
-    for (e, &v) in scratch.iter_mut().zip(row) {
+    for (e, &v) in out.iter_mut().zip(row) {
         *e = v - max;
     }
-    T::exp_in_place(scratch);
-    max + sum(scratch).ln()
+    T::exp_in_place(out);
+    (max, sum(out))
+}
+
+/// `log Σ exp(row)`, using `scratch` (the row's length) for the exponentials.
+fn log_sum_exp<T: Real>(row: &[T], scratch: &mut [T]) -> T {
+    let (max, total) = shifted_exp(row, scratch);
+    max + total.ln()
 }
 
 impl CustomOp2 for CrossEntropy {
@@ -739,12 +746,10 @@ impl CustomOp2 for CrossEntropyBwd {
                 .zip(x.par_chunks(v).zip(targets.par_iter()))
                 .with_min_len(rows_per_task(v))
                 .for_each(|(o, (row, &k))| {
-                    let lse = log_sum_exp(row, o);
-                    for (o, &x) in o.iter_mut().zip(row) {
-                        *o = x - lse;
-                    }
-                    T::exp_in_place(o);
-                    o.iter_mut().for_each(|o| *o *= scale);
+                    // softmax(row) · scale from one pass of exponentials.
+                    let (_, total) = shifted_exp(row, o);
+                    let factor = scale / total;
+                    o.iter_mut().for_each(|o| *o *= factor);
                     o[k as usize] -= scale;
                 });
             Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
