@@ -375,11 +375,7 @@ fn time_op(inputs: &[Tensor], f: &dyn Fn(&[Tensor]) -> Vec<Tensor>, reps: usize)
         let mut scalar = Tensor::zeros((), DType::F32, &Device::Cpu).unwrap();
         for out in outs {
             let upstream = Tensor::randn(0f32, 1.0, out.shape(), out.device()).unwrap();
-            let term = out
-                .apply_op1(Upstream(upstream))
-                .unwrap()
-                .sum_all()
-                .unwrap();
+            let term = out.apply_op1(Upstream(upstream)).unwrap();
             scalar = (scalar + term).unwrap();
         }
         let t = Instant::now();
@@ -521,16 +517,19 @@ fn op_breakdown(
         "op", "fwd ms", "bwd ms", "ms/step", "share", "fwd ms", "bwd ms"
     );
     let mut total = 0.0;
+    // One block's products, x·W for W of D×3D, D×D, D×4D and h·W for W of 4D×D: 2·n·12·D²
+    // FLOPs forward, twice that backward (the gradients of both operands).
+    let block_matmul_flops = 2.0 * n as f64 * 12.0 * (D * D) as f64;
     let mut matmul_gflops = (0.0, 0.0);
     for (name, count, inputs, fused_op, composed_op) in &ops {
         // The forward runs at the trainer's precision (bf16: the matmuls); the backward
         // follows the precision each op was run at.
         let (tf, tb) = autocast(precision, || time_op(inputs, fused_op.as_ref(), 3));
         if *name == MATMUL_ROW {
-            // x·W for W of D×3D, D×D, D×4D and h·W for W of 4D×D: 2·n·12·D² FLOPs forward,
-            // twice that backward (the gradients of both operands).
-            let flops = 2.0 * n as f64 * 12.0 * (D * D) as f64;
-            matmul_gflops = (flops / tf / 1e6, 2.0 * flops / tb / 1e6);
+            matmul_gflops = (
+                block_matmul_flops / tf / 1e6,
+                2.0 * block_matmul_flops / tb / 1e6,
+            );
         }
         let per_step = if *count == 0.0 {
             tf + tb
@@ -568,9 +567,9 @@ fn op_breakdown(
         100.0 * matmul_gflops.1 * 1e9 / sgemm
     );
     if let Some(goal) = goal {
-        // The block matmuls' FLOPs (forward 2·n·12·D² per block, backward twice that) at the
-        // best fp32 sgemm rate: what no scheduling of the rest can go below in fp32.
-        let flops = 2.0 * n as f64 * 12.0 * (D * D) as f64 * (fwd_blocks + 2.0 * bwd_blocks);
+        // The step's block matmuls at the best fp32 sgemm rate: what no scheduling of the rest
+        // can go below in fp32.
+        let flops = block_matmul_flops * (fwd_blocks + 2.0 * bwd_blocks);
         let at_peak = flops / sgemm * 1e3;
         println!(
             "    1.3 × torch compiled = a {:.0} ms step (ours {step_ms:.0} ms); the block matmuls alone need {at_peak:.0} ms at the best fp32 sgemm rate, leaving {:.0} ms for attention, the element-wise kernels and the rest",
