@@ -480,11 +480,11 @@ def main():
             h0 = torch.zeros(batch, seq, model.r)
             if lc["state_init"] == "random":
                 h0 = truncated_normal(h0.shape, g, model.state_std)
-            with autocast:
-                logits = model(windows[:, :-1], depths.to(device), backprop, h0.to(device))
+            extra = (depths.to(device), backprop, h0.to(device))
         else:
-            with autocast:
-                logits = model(windows[:, :-1])
+            extra = ()
+        with autocast:
+            logits = model(windows[:, :-1], *extra)
         loss = F.cross_entropy(logits.float().reshape(-1, vocab), windows[:, 1:].reshape(-1))
         lr = t["lr"] * lr_multiplier(t, step, steps)
         for group in opt.param_groups:
