@@ -49,7 +49,7 @@ run: corpus build
 # steps read from the workers' shards) and drive a real Slurm (slurm) run afterwards on one
 # thread: their sweeps and time limits assume the machine is theirs.
 test: corpus
-	$(CARGO) test -- --skip engine_faults:: --skip slurm::
+	$(CARGO) test --workspace -- --skip engine_faults:: --skip slurm::
 	$(CARGO) test --test suite -- --test-threads=1 engine_faults:: slurm::
 
 # Training throughput against PyTorch eager and torch.compile, fp32 and bf16 (benches/train_ref.rs,
@@ -144,9 +144,8 @@ torch-compare: corpus build $(TORCH_VENV)/installed
 	./target/release/loopscale report results/torch_compare.sqlite
 
 check:
-	$(CARGO) fmt --check
-	bash scripts/check-layers.sh
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # LoopFormer vs Parcae vs GPT (docs/loopformer.md): train, then loss vs loop budget M per model
 # and schedule, each GPT's loss beside them, and the report with its elastic-depth chart.

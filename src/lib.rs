@@ -6,25 +6,26 @@
 //! frames and points; [`fit`] fits scaling laws to points; [`plot`] draws the charts and
 //! [`report`] writes them with the tables as a self-contained report; [`cli`] is the commands.
 //!
-//! Modules are layered: each imports only modules below it in this list (README, "Layout").
+//! Each layer is a crate of the workspace (`crates/`), re-exported here under its module name,
+//! and each crate depends only on the crates below it, so the compiler forbids an import
+//! upwards (ARCHITECTURE.md):
 //!
-//! | layer | modules |
+//! | layer | crates |
 //! |---|---|
-//! | presentation | [`cli`] → [`report`] → [`plot`] |
-//! | reading results | [`analysis`] → [`fit`] (pure mathematics: imports no other module) |
+//! | presentation | `loopscale` ([`cli`]) → [`report`] → [`plot`] |
+//! | reading results | [`analysis`] → [`fit`] (pure mathematics: no candle, no SQLite) |
 //! | executing | [`engine`] → [`sweep`] → [`store`] → [`train`] |
-//! | foundations | [`config`] → [`model`] (imports no other module) |
-//!
-//! `scripts/check-layers.sh` (run by CI) fails on an import that breaks this order.
+//! | foundations | [`config`] → [`model`] (depends on no other loopscale crate) |
 
-pub mod analysis;
+pub use loopscale_analysis as analysis;
+pub use loopscale_config as config;
+pub use loopscale_engine as engine;
+pub use loopscale_fit as fit;
+pub use loopscale_model as model;
+pub use loopscale_plot as plot;
+pub use loopscale_report as report;
+pub use loopscale_store as store;
+pub use loopscale_sweep as sweep;
+pub use loopscale_train as train;
+
 pub mod cli;
-pub mod config;
-pub mod engine;
-pub mod fit;
-pub mod model;
-pub mod plot;
-pub mod report;
-pub mod store;
-pub mod sweep;
-pub mod train;

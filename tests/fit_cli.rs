@@ -127,6 +127,46 @@ fn compute_law_from_a_sweep_database_recovers_known_parameters_and_is_recorded()
         q.rows[0][0], "3",
         "E, A, alpha each with an interval around the estimate"
     );
+    drop(store);
+
+    // The sweep file stands for its database: the same law from the same runs.
+    let sweep = dir.path().join("law.toml");
+    std::fs::write(
+        &sweep,
+        format!(
+            "[sweep]\nname = \"law\"\ndb = \"{}\"\n\n[model]\narch = \"gpt\"\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = fit_cmd(&[
+        sweep.to_str().unwrap(),
+        "--law",
+        "compute",
+        "--resamples",
+        "20",
+        "--json",
+        "--no-save",
+    ]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!((json_param(&v, "E") - e).abs() / e < 0.01, "{v}");
+    // A sweep file whose database does not exist yet says to train it, not "no loss column".
+    let untrained = dir.path().join("untrained.toml");
+    std::fs::write(
+        &untrained,
+        format!(
+            "[sweep]\nname = \"untrained\"\ndb = \"{}\"\n\n[model]\narch = \"gpt\"\n",
+            dir.path().join("none.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let (ok, _, stderr) = fit_cmd(&[untrained.to_str().unwrap(), "--law", "compute"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("does not exist yet") && stderr.contains("loopscale run"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -367,7 +407,7 @@ fn a_version_1_store_is_read_and_then_migrated_by_fit() {
     let db = dir.path().join("v1.sqlite");
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch(include_str!("../src/store/schema.sql"))
+        conn.execute_batch(include_str!("../crates/store/src/schema.sql"))
             .unwrap();
         conn.pragma_update(None, "application_id", loopscale::store::APPLICATION_ID)
             .unwrap();

@@ -1,13 +1,17 @@
-//! The source's import graph inside each module has no circles: within `src/model/`,
-//! `src/analysis/`, `src/sweep/`, `src/train/` (and every other module directory), the files
-//! and sub-directories import each other one way only, so each can be read after the ones it
-//! uses. (`scripts/check-layers.sh` checks the order *between* modules.)
+//! The layering, checked. Between crates the compiler forbids an import upwards (a crate can use
+//! only the crates its `Cargo.toml` names, and cargo refuses a cycle); these tests check what
+//! the compiler does not: that each crate names only crates below it in the layer order of
+//! ARCHITECTURE.md, that the pure crates (`fit`, `model`) name none and `fit`'s dependency tree
+//! holds neither candle nor SQLite, and that inside each crate (`crates/*/src`, and the
+//! command line's `src/cli`) the files and sub-directories import each other one way only, so
+//! each can be read after the ones it uses.
 //!
-//! A file's imports are the paths it names as `super::NAME…` or `crate::MODULE::NAME…`
-//! (grouped `{…}` imports included), resolved to the sibling file or directory `NAME`; a name
-//! re-exported by the module's `mod.rs` (`pub use x::{NAME}`) resolves to the file it comes
-//! from, any other item of `mod.rs` to `mod.rs` itself. Doc comments and a file's
-//! `#[cfg(test)]` tail are not imports.
+//! A file's imports are the paths it names as `super::NAME…` or `crate::NAME…` at a crate's
+//! root, `crate::MODULE::NAME…` in a module directory (grouped `{…}` imports included), resolved
+//! to the sibling file or directory `NAME`; a name re-exported by the root file (`lib.rs` or
+//! `mod.rs`: `pub use x::{NAME}`) resolves to the file it comes from, any other item of the
+//! root file to the root file itself. Doc comments and a file's `#[cfg(test)]` tail are not
+//! imports.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -83,8 +87,9 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The import graph among the entries (files and sub-directories) of module directory `dir`,
-/// whose module path is `crate::{module}`.
-fn graph(dir: &Path, module: &str) -> BTreeMap<String, BTreeSet<String>> {
+/// whose module path is `crate_prefix` (`crate::` for a crate's `src`, `crate::cli::` for a
+/// module) and whose root file is `root` (`lib` or `mod`).
+fn graph(dir: &Path, crate_prefix: &str, root: &str) -> BTreeMap<String, BTreeSet<String>> {
     let entry_of = |path: &Path| -> String {
         let rel = path.strip_prefix(dir).expect("under dir");
         let first = rel.components().next().expect("non-empty");
@@ -99,7 +104,7 @@ fn graph(dir: &Path, module: &str) -> BTreeMap<String, BTreeSet<String>> {
         .collect();
     // Names `mod.rs` re-exports, and the entry each comes from.
     let mut reexports: BTreeMap<String, String> = BTreeMap::new();
-    let mod_rs = dir.join("mod.rs");
+    let mod_rs = dir.join(format!("{root}.rs"));
     if mod_rs.exists() {
         let text = code_lines(&mod_rs).join(" ");
         for stmt in text.split(';') {
@@ -135,7 +140,7 @@ fn graph(dir: &Path, module: &str) -> BTreeMap<String, BTreeSet<String>> {
                 reexports
                     .get(name)
                     .cloned()
-                    .unwrap_or_else(|| "mod".to_string()),
+                    .unwrap_or_else(|| root.to_string()),
             )
         }
     };
@@ -151,10 +156,9 @@ fn graph(dir: &Path, module: &str) -> BTreeMap<String, BTreeSet<String>> {
         } else {
             "super::super::"
         };
-        let crate_prefix = format!("crate::{module}::");
         for line in code_lines(&file) {
-            let mut names = names_after(&line, &crate_prefix);
-            if from != "mod" {
+            let mut names = names_after(&line, crate_prefix);
+            if from != root {
                 let line = if parent_prefix == "super::" {
                     line.replace("super::super::", "")
                 } else {
@@ -216,18 +220,122 @@ fn find_cycle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
     None
 }
 
-#[test]
-fn no_module_directory_has_an_import_circle() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut circles = Vec::new();
-    for entry in fs::read_dir(&src).unwrap() {
-        let dir = entry.unwrap().path();
-        if !dir.is_dir() {
-            continue;
+/// The workspace's crates, top to bottom: each may depend only on crates after it.
+const LAYERS: [&str; 11] = [
+    "loopscale",
+    "report",
+    "plot",
+    "analysis",
+    "fit",
+    "engine",
+    "sweep",
+    "store",
+    "train",
+    "config",
+    "model",
+];
+/// Crates that depend on no other loopscale crate.
+const PURE: [&str; 2] = ["fit", "model"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The loopscale crates named in the `[dependencies]` table of a crate's `Cargo.toml`.
+fn loopscale_dependencies(manifest: &Path) -> Vec<String> {
+    let text = fs::read_to_string(manifest).expect("a Cargo.toml");
+    let mut in_deps = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+        } else if in_deps && let Some(name) = line.strip_prefix("loopscale-") {
+            out.push(name.split([' ', '=']).next().unwrap_or("").to_string());
         }
-        let module = dir.file_name().unwrap().to_string_lossy().to_string();
-        if let Some(cycle) = find_cycle(&graph(&dir, &module)) {
-            circles.push(format!("src/{module}: {}", cycle.join(" → ")));
+    }
+    out
+}
+
+#[test]
+fn each_crate_depends_only_on_crates_below_it() {
+    let rank = |name: &str| LAYERS.iter().position(|l| *l == name);
+    let mut upward = Vec::new();
+    let mut crates: Vec<(String, PathBuf)> = vec![("loopscale".into(), root().join("Cargo.toml"))];
+    for entry in fs::read_dir(root().join("crates")).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            rank(&name).is_some(),
+            "crates/{name} is not in LAYERS: place it in the order"
+        );
+        crates.push((name, dir.join("Cargo.toml")));
+    }
+    assert_eq!(crates.len(), LAYERS.len(), "every layer is a crate");
+    for (name, manifest) in &crates {
+        for dep in loopscale_dependencies(manifest) {
+            if PURE.contains(&name.as_str()) {
+                upward.push(format!("{name} is pure but depends on loopscale-{dep}"));
+            } else if rank(&dep).is_none_or(|d| d <= rank(name).unwrap()) {
+                upward.push(format!(
+                    "{name} depends on loopscale-{dep}, which is not below it"
+                ));
+            }
+        }
+    }
+    assert!(upward.is_empty(), "{}", upward.join("\n"));
+}
+
+#[test]
+fn the_fit_crate_depends_on_neither_candle_nor_sqlite() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "-p",
+            "loopscale-fit",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("argmin"), "the tree was read: {tree}");
+    for banned in ["candle", "rusqlite", "libsqlite3", "polars", "plotters"] {
+        assert!(
+            !tree.contains(banned),
+            "loopscale-fit's tree holds {banned}:\n{tree}"
+        );
+    }
+}
+
+#[test]
+fn no_crate_or_module_directory_has_an_import_circle() {
+    let mut dirs: Vec<(PathBuf, String, String)> =
+        vec![(root().join("src/cli"), "crate::cli::".into(), "mod".into())];
+    for entry in fs::read_dir(root().join("crates")).unwrap() {
+        let src = entry.unwrap().path().join("src");
+        dirs.push((src.clone(), "crate::".into(), "lib".into()));
+        for sub in fs::read_dir(&src).unwrap() {
+            let sub = sub.unwrap().path();
+            if sub.is_dir() {
+                let module = sub.file_name().unwrap().to_string_lossy().to_string();
+                dirs.push((sub, format!("crate::{module}::"), "mod".into()));
+            }
+        }
+    }
+    let mut circles = Vec::new();
+    for (dir, prefix, root_file) in &dirs {
+        if let Some(cycle) = find_cycle(&graph(dir, prefix, root_file)) {
+            circles.push(format!("{}: {}", dir.display(), cycle.join(" → ")));
         }
     }
     assert!(

@@ -277,7 +277,7 @@ class Looped(torch.nn.Module):
 
 
 def lr_multiplier(t, step, total):
-    """loopscale's schedule (src/train/schedule.rs): linear warmup, then cosine or trapezoid."""
+    """loopscale's schedule (crates/train/src/schedule.rs): linear warmup, then cosine or trapezoid."""
     total = max(total, 1)
     step = min(step, total - 1)
     warmup = round(t["warmup_fraction"] * total)

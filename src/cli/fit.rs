@@ -90,9 +90,10 @@ impl From<AxisName> for IsoflopAxis {
     }
 }
 
-#[derive(Args, Debug, Serialize)]
+#[derive(Args, Clone, Debug, Serialize)]
 pub struct FitArgs {
-    /// A sweep database (results/NAME.sqlite) or a CSV file with a header row.
+    /// A sweep file (fitted from its database), a sweep database (results/NAME.sqlite) or a
+    /// CSV file with a header row.
     pub source: PathBuf,
     /// Which law to fit.
     #[arg(long, value_enum)]
@@ -379,6 +380,28 @@ fn tuned_keys(args: &FitArgs, store: &Store) -> Result<Vec<String>> {
         keys.push(hyper_key(args.law).to_string());
     }
     Ok(keys)
+}
+
+/// A sweep file as the source: its database, restricted to its sweep (unless `--sweep` says
+/// otherwise). `None` when the source is a database or a CSV file.
+fn from_sweep_file(args: &FitArgs) -> Result<Option<FitArgs>> {
+    let is_toml = args.source.extension().is_some_and(|e| e == "toml");
+    if !is_toml || source::is_database(&args.source) {
+        return Ok(None);
+    }
+    let sweep = crate::sweep::Sweep::load(&args.source)?;
+    if !sweep.db.exists() {
+        bail!(
+            "{}: its database {} does not exist yet; train the sweep first (`loopscale run {}`), or fit a CSV file",
+            args.source.display(),
+            sweep.db.display(),
+            args.source.display()
+        );
+    }
+    let mut resolved = args.clone();
+    resolved.source = sweep.db.clone();
+    resolved.sweep = args.sweep.clone().or(Some(sweep.name.clone()));
+    Ok(Some(resolved))
 }
 
 /// `--law lr` / `--law batch`: the envelope's refined optima against compute and parameters.
@@ -697,6 +720,8 @@ fn depth_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
 
 /// `loopscale fit`.
 pub fn fit(args: &FitArgs) -> Result<i32> {
+    let resolved = from_sweep_file(args)?;
+    let args = resolved.as_ref().unwrap_or(args);
     args.check()?;
     if args.law == LawName::Depth && !args.tune.is_empty() {
         bail!(

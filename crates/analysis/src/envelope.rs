@@ -1,0 +1,290 @@
+//! Hyperparameter envelopes: runs that differ only in the tuned keys (`[analysis] tune`,
+//! `--tune train.lr`) form one configuration, and its best finished run (lowest final validation
+//! loss) stands for it in every law, iso-FLOP curve and chart, as Chinchilla, Porian et al.
+//! (2024) and DeepSeek LLM (Bi et al. 2024) fitted their laws to the best run per scale.
+//!
+//! Per configuration and tuned key this says which value won and how many were tried; where the
+//! winner is the smallest or largest value sampled, the optimum may lie beyond it (a note names
+//! the configuration and the side); where it is interior, a parabola in log(value) through the
+//! winner and its neighbours (as an iso-FLOP budget's optimum is located,
+//! [`loopscale_fit::isoflop::locate`]) refines it. A configuration is the run's whole resolved
+//! configuration (`runs.config_json`) without the tuned keys: seeds stay apart.
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::columns::{f64s, strs};
+use super::frames::Frames;
+use loopscale_fit::isoflop::{Location, locate};
+use loopscale_sweep::check_tune_key;
+
+/// Where a configuration's best value lies among the values it tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Position {
+    /// Between the smallest and the largest value sampled: refined by a parabola.
+    Inside,
+    /// The smallest value sampled: the optimum may lie below.
+    Smallest,
+    /// The largest value sampled: the optimum may lie above.
+    Largest,
+    /// One value only (or values that are not positive numbers): nothing to choose between.
+    Only,
+}
+
+/// One tuned key of one configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyOptimum {
+    /// The dotted key (`train.lr`).
+    pub key: String,
+    /// (value, final loss) of each value tried along this key, the other tuned keys at the
+    /// winner's values; ascending in value.
+    pub tried: Vec<(f64, f64)>,
+    /// The winning value (NaN when it is not a number) and its text.
+    pub best: f64,
+    pub best_text: String,
+    pub position: Position,
+    /// The parabola's optimum in log(value), inside only.
+    pub refined: Option<f64>,
+}
+
+/// One configuration of an envelope.
+#[derive(Clone, Debug, Serialize)]
+pub struct TunedConfig {
+    /// The configuration's label among the chosen runs (what tells it from the others).
+    pub label: String,
+    /// The run that stands for it.
+    pub best_run: String,
+    /// Finished runs of this configuration (values tried over every tuned key).
+    pub runs: usize,
+    pub flops: f64,
+    /// Non-embedding parameters.
+    pub params: f64,
+    pub tokens: f64,
+    pub loss: f64,
+    pub keys: Vec<KeyOptimum>,
+}
+
+/// The chosen runs of a tuned sweep.
+#[derive(Clone, Debug, Serialize)]
+pub struct Envelope {
+    pub keys: Vec<String>,
+    pub configs: Vec<TunedConfig>,
+    /// Optima at the edge of their grid, by configuration and side.
+    pub notes: Vec<String>,
+}
+
+impl Envelope {
+    /// The configurations whose optimum of `key` is inside its grid: (config, refined value).
+    pub fn refined(&self, key: &str) -> Vec<(&TunedConfig, f64)> {
+        self.configs
+            .iter()
+            .filter_map(|c| {
+                let k = c.keys.iter().find(|k| k.key == key)?;
+                Some((c, k.refined?))
+            })
+            .collect()
+    }
+}
+
+/// The column of `final_runs` a tuned key appears as (`train.lr` → `lr`), for labels.
+pub fn column_of(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
+}
+
+/// A JSON pointer for a dotted key (`train.lr` → `/train/lr`). Looped-model keys live in
+/// `model.looped` in a stored configuration.
+fn lookup<'a>(config: &'a Value, key: &str) -> Option<&'a Value> {
+    let pointer = format!("/{}", key.replace('.', "/"));
+    config.pointer(&pointer).or_else(|| {
+        let (_, field) = key.split_once('.')?;
+        config.pointer(&format!("/model/looped/{field}"))
+    })
+}
+
+fn remove(config: &mut Value, key: &str) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let parent = parts.iter().try_fold(&mut *config, |v, p| v.get_mut(*p));
+    if let Some(Value::Object(m)) = parent
+        && m.remove(last).is_some()
+    {
+        return;
+    }
+    if let Some(Value::Object(m)) = config.pointer_mut("/model/looped") {
+        m.remove(last);
+    }
+}
+
+fn text(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// The envelope of `frames` over `keys`, and the frames restricted to its chosen runs.
+pub fn envelope(frames: &Frames, keys: &[String]) -> Result<(Frames, Envelope)> {
+    for key in keys {
+        if let Err(near) = check_tune_key(key) {
+            bail!(
+                "--tune {key}: not a sweep key{}; name a key of [data], [train] or [model] with its table, e.g. train.lr",
+                near.map(|n| format!(" (did you mean {n}?)"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let runs = &frames.runs;
+    let run_keys = strs(runs, "run_key")?;
+    let loss = f64s(runs, "final_val_loss")?;
+    let (cfg_keys, cfg_json) = (
+        strs(&frames.configs, "run_key")?,
+        strs(&frames.configs, "config_json")?,
+    );
+    // Per run: its configuration without the tuned keys, and its tuned values.
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut values: Vec<Vec<Option<Value>>> = Vec::new();
+    for (i, key) in run_keys.iter().enumerate() {
+        let j = cfg_keys
+            .iter()
+            .position(|k| k == key)
+            .with_context(|| format!("run {key}: no stored configuration"))?;
+        let mut config: Value = serde_json::from_str(&cfg_json[j])
+            .with_context(|| format!("run {key}: its stored configuration is not JSON"))?;
+        values.push(keys.iter().map(|k| lookup(&config, k).cloned()).collect());
+        for k in keys {
+            remove(&mut config, k);
+        }
+        let id = config.to_string();
+        match groups.iter_mut().find(|(g, _)| *g == id) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((id, vec![i])),
+        }
+    }
+    for (k, key) in keys.iter().enumerate() {
+        if !values.iter().any(|v| v[k].is_some()) {
+            bail!("--tune {key}: no finished run's configuration has {key}");
+        }
+    }
+    let best: Vec<usize> = groups
+        .iter()
+        .map(|(_, idx)| {
+            *idx.iter()
+                .min_by(|&&a, &&b| loss[a].total_cmp(&loss[b]))
+                .expect("a group has a run")
+        })
+        .collect();
+    let chosen: Vec<String> = best.iter().map(|&i| run_keys[i].clone()).collect();
+    let columns: Vec<&str> = keys.iter().map(|k| column_of(k)).collect();
+    let restricted = frames.restrict(&chosen, &columns)?;
+    let (r_keys, r_labels) = (
+        strs(&restricted.runs, "run_key")?,
+        strs(&restricted.runs, "label")?,
+    );
+    let (flops, params, tokens) = (
+        f64s(runs, "flops")?,
+        f64s(runs, "non_embedding_params")?,
+        f64s(runs, "tokens")?,
+    );
+    let mut configs = Vec::new();
+    let mut notes = Vec::new();
+    for ((_, idx), &b) in groups.iter().zip(&best) {
+        let label = r_keys
+            .iter()
+            .position(|k| *k == run_keys[b])
+            .map(|i| r_labels[i].clone())
+            .unwrap_or_default();
+        let mut optima = Vec::new();
+        for (k, key) in keys.iter().enumerate() {
+            // The slice through the winner along this key.
+            let slice: Vec<usize> = idx
+                .iter()
+                .copied()
+                .filter(|&i| (0..keys.len()).all(|m| m == k || values[i][m] == values[b][m]))
+                .collect();
+            let numeric: Option<Vec<(f64, f64)>> = slice
+                .iter()
+                .map(|&i| {
+                    let v = values[i][k].as_ref()?.as_f64()?;
+                    (v > 0.0 && v.is_finite()).then_some((v, loss[i]))
+                })
+                .collect();
+            let mut tried = numeric.unwrap_or_default();
+            tried.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // One loss per value: the best, as for the configuration.
+            tried.dedup_by(|a, b| {
+                if a.0 == b.0 {
+                    b.1 = b.1.min(a.1);
+                    true
+                } else {
+                    false
+                }
+            });
+            let best_value = values[b][k].as_ref().and_then(Value::as_f64);
+            let (position, refined) = match tried.len() {
+                0 | 1 => (Position::Only, None),
+                2 => {
+                    if tried[0].1 <= tried[1].1 {
+                        (Position::Smallest, None)
+                    } else {
+                        (Position::Largest, None)
+                    }
+                }
+                _ => {
+                    let u: Vec<f64> = tried.iter().map(|t| t.0.ln()).collect();
+                    let y: Vec<f64> = tried.iter().map(|t| t.1).collect();
+                    match locate(&u, &y, &vec![1.0; u.len()]) {
+                        Some(o) if o.location == Location::Inside => {
+                            (Position::Inside, Some(o.u_star.exp()))
+                        }
+                        Some(o) if o.location == Location::AtLowerEdge => {
+                            (Position::Smallest, None)
+                        }
+                        Some(_) => (Position::Largest, None),
+                        None => (Position::Only, None),
+                    }
+                }
+            };
+            let best_text = text(values[b][k].as_ref());
+            match position {
+                Position::Smallest => notes.push(format!(
+                    "{} {best_text} is the smallest sampled for {label}: the optimum may lie below",
+                    column_of(key)
+                )),
+                Position::Largest => notes.push(format!(
+                    "{} {best_text} is the largest sampled for {label}: the optimum may lie above",
+                    column_of(key)
+                )),
+                _ => {}
+            }
+            optima.push(KeyOptimum {
+                key: key.clone(),
+                tried,
+                best: best_value.unwrap_or(f64::NAN),
+                best_text,
+                position,
+                refined,
+            });
+        }
+        configs.push(TunedConfig {
+            label,
+            best_run: run_keys[b].clone(),
+            runs: idx.len(),
+            flops: flops[b],
+            params: params[b],
+            tokens: tokens[b],
+            loss: loss[b],
+            keys: optima,
+        });
+    }
+    Ok((
+        restricted,
+        Envelope {
+            keys: keys.to_vec(),
+            configs,
+            notes,
+        },
+    ))
+}

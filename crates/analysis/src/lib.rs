@@ -1,0 +1,40 @@
+//! Analysis frames: polars DataFrames of a sweep database, shared by the report, the plots and
+//! `fit`, so each question is answered once.
+//!
+//! Rows come from the store ([`loopscale_store::Table`]; only the store writes SQL) and become
+//! frames here ([`frames`]); the derived views the science needs are computed on the frames:
+//! run labels that name what varies ([`labels`]), FLOP budgets for iso-FLOP analysis
+//! ([`budgets`]), and pivot tables for the report ([`pivot`]). Small column helpers
+//! ([`columns`]) turn frame columns back into plain vectors for plotting and fitting.
+//!
+//! This is also where `loopscale_fit` meets the data: [`source`] reads a fit's points from a
+//! database and [`csv`] from a CSV file; [`record`] turns a fit's result into the plain
+//! record the store writes; [`fits`] makes the report's fits. [`envelope`] keeps the best run
+//! of each configuration of a tuned sweep (`--tune train.lr`) for every law and chart.
+//!
+//! Data flows one way through these files (`tests/layering.rs` checks it): [`columns`],
+//! [`labels`], [`unrolled`], [`tasks`] and [`budgets`] use no other analysis file; [`frames`]
+//! uses those; [`envelope`] and [`csv`] the frames; [`source`] the envelope; [`fits`] the
+//! sources.
+
+pub mod budgets;
+pub mod columns;
+pub mod csv;
+pub mod envelope;
+pub mod fits;
+pub mod frames;
+pub mod labels;
+pub mod pivot;
+pub mod record;
+pub mod source;
+pub mod tasks;
+pub mod unrolled;
+
+pub use budgets::{BUDGET_TOLERANCE, with_budgets};
+pub use columns::{f64s, filter_rows, opt_f64s, strs};
+pub use csv::{CsvColumns, read_points};
+pub use frames::Frames;
+pub use pivot::pivot_mean;
+pub use record::fit_record;
+pub use source::is_database;
+pub use unrolled::ParamCount;

@@ -1,0 +1,372 @@
+//! Where a fit's points come from: a sweep database (finished runs, or test-time curves) or
+//! any CSV file with named columns ([`super::csv`]). `loopscale_fit` only sees the points.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use super::columns::{f64s, filter_rows, opt_f64s, strs};
+use super::csv::{CsvColumns, read_points};
+use super::envelope::{Envelope, envelope};
+use super::frames::Frames;
+pub use super::unrolled::{ParamCount, model_config, unrolled_params};
+use loopscale_fit::{IsoflopAxis, Points};
+use loopscale_store::Store;
+use polars::prelude::DataFrame;
+
+/// The frames of a database's finished runs (of `sweep`, or all; of the runs `only` when given:
+/// a sweep file's current runs, without those that left it), and, with tuned keys, only the
+/// best run of each configuration ([`envelope`]) with the envelope that chose them.
+pub fn load_frames(
+    store: &Store,
+    sweep: Option<&str>,
+    tune: &[String],
+    only: Option<&[String]>,
+) -> Result<(Frames, Option<Envelope>)> {
+    load_frames_of(store, sweep, None, tune, only)
+}
+
+/// [`load_frames`] keeping, with `variant`, only that `[[variants]]` name's finished runs
+/// before tuning (e.g. a sweep's μP variant apart from its standard one).
+pub fn load_frames_of(
+    store: &Store,
+    sweep: Option<&str>,
+    variant: Option<&str>,
+    tune: &[String],
+    only: Option<&[String]>,
+) -> Result<(Frames, Option<Envelope>)> {
+    let mut frames = Frames::load(store, sweep)?;
+    if let Some(keys) = only {
+        frames = frames.restrict(keys, &[])?;
+    }
+    if let Some(v) = variant {
+        let mask = polars::prelude::ChunkCompareEq::equal(frames.runs.column("variant")?.str()?, v);
+        frames.runs = frames.runs.filter(&mask)?;
+        if frames.runs.height() == 0 {
+            bail!(
+                "{}: no finished runs of variant `{v}`",
+                store.path().display()
+            );
+        }
+    }
+    if tune.is_empty() {
+        return Ok((frames, None));
+    }
+    let (frames, env) = envelope(&frames, tune)
+        .with_context(|| format!("{}: tuning {}", store.path().display(), tune.join(", ")))?;
+    Ok((frames, Some(env)))
+}
+
+/// The tuned keys the database's sweep files ask for (`[analysis] tune`, of `sweep` or of every
+/// sweep in the file), in first-seen order; none when no file says.
+pub fn stored_tune(store: &Store, sweep: Option<&str>) -> Result<Vec<String>> {
+    let files =
+        super::columns::to_frame(store.read_table(loopscale_store::Table::SweepFiles, sweep)?)?;
+    let mut keys: Vec<String> = Vec::new();
+    for text in strs(&files, "spec_toml")? {
+        let Ok(doc) = text.parse::<toml::Table>() else {
+            continue; // a file this build cannot read says nothing about tuning
+        };
+        let tuned = doc
+            .get("analysis")
+            .and_then(|a| a.get("tune"))
+            .and_then(|t| t.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str());
+        for key in tuned {
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_string());
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// True when `path` starts like a SQLite file; anything else is read as CSV.
+pub fn is_database(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head == b"SQLite format 3\0"
+}
+
+/// One point per finished run: N, D = training tokens, C = training FLOPs, loss = final
+/// validation loss, loops = mean training recurrence (looped runs), curve = run key.
+/// Read through the analysis frames, as the report reads them.
+/// With `variant`, only that `[[variants]]` name's runs (e.g. a sweep's WSD branches against
+/// its independently trained runs).
+pub fn run_points(
+    store: &Store,
+    frames: &Frames,
+    sweep: Option<&str>,
+    variant: Option<&str>,
+    n: ParamCount,
+) -> Result<Points> {
+    let mut runs = frames.runs.clone();
+    if let Some(v) = variant {
+        let mask = polars::prelude::ChunkCompareEq::equal(runs.column("variant")?.str()?, v);
+        runs = runs.filter(&mask)?;
+    }
+    if runs.height() == 0 {
+        bail!(
+            "{}: no finished runs{}{} to fit; train some with `loopscale run`",
+            store.path().display(),
+            sweep
+                .map(|s| format!(" in sweep `{s}`"))
+                .unwrap_or_default(),
+            variant
+                .map(|v| format!(" of variant `{v}`"))
+                .unwrap_or_default()
+        );
+    }
+    run_points_of(&runs, n)
+}
+
+/// The points of a `runs` frame ([`Frames::runs`] or a subset of it).
+pub fn run_points_of(runs: &DataFrame, n: ParamCount) -> Result<Points> {
+    if runs.height() == 0 {
+        bail!("no finished runs");
+    }
+    let loops = opt_f64s(runs, "mean_recurrence")?;
+    let looped = loops.iter().all(Option::is_some);
+    Ok(Points {
+        n: Some(f64s(
+            runs,
+            if n == ParamCount::Total {
+                "params"
+            } else {
+                "non_embedding_params"
+            },
+        )?),
+        d: Some(f64s(runs, "tokens")?),
+        c: Some(f64s(runs, "flops")?),
+        loss: f64s(runs, "final_val_loss")?,
+        loops: looped.then(|| loops.iter().map(|l| l.unwrap_or(1.0)).collect()),
+        test_loops: None,
+        group: None,
+        curve: Some(strs(runs, "run_key")?),
+    })
+}
+
+/// The runs an iso-FLOP analysis over `axis` reads, and the GPT runs it leaves out. Over
+/// loops: the looped runs (a GPT has no loop count). Over tokens: also the looped runs when there
+/// are any, since Parcae's D*(C) is the token count of the best loop count at fixed parameters,
+/// and a GPT at the same budget is another model (the report sets it beside them instead). Over
+/// parameters, or tokens in a sweep without looped runs: every run.
+pub fn isoflop_runs(runs: &DataFrame, axis: IsoflopAxis) -> Result<(DataFrame, DataFrame)> {
+    let looped: Vec<bool> = opt_f64s(runs, "mean_recurrence")?
+        .iter()
+        .map(Option::is_some)
+        .collect();
+    let only_looped = match axis {
+        IsoflopAxis::Loops => true,
+        IsoflopAxis::Tokens => looped.contains(&true),
+        IsoflopAxis::Params => false,
+    };
+    if !only_looped {
+        return Ok((runs.clone(), runs.clear()));
+    }
+    let gpt: Vec<bool> = looped.iter().map(|l| !l).collect();
+    Ok((filter_rows(runs, &looped)?, filter_rows(runs, &gpt)?))
+}
+
+/// Points of an iso-FLOP analysis over `axis` from a database ([`isoflop_runs`]), with the
+/// number of GPT runs left out.
+pub fn isoflop_points(
+    store: &Store,
+    frames: &Frames,
+    sweep: Option<&str>,
+    n: ParamCount,
+    axis: IsoflopAxis,
+) -> Result<(Points, usize)> {
+    let (runs, gpt) = isoflop_runs(&frames.runs, axis)?;
+    if runs.height() == 0 {
+        bail!(
+            "{}: no finished looped runs{}, so there is no iso-FLOP analysis over loops",
+            store.path().display(),
+            sweep
+                .map(|s| format!(" in sweep `{s}`"))
+                .unwrap_or_default()
+        );
+    }
+    Ok((run_points_of(&runs, n)?, gpt.height()))
+}
+
+/// Test-time curves: validation loss at each evaluated loop count T, one curve per run.
+pub fn test_time_points(store: &Store, frames: &Frames) -> Result<Points> {
+    let curves = &frames.test_time;
+    if curves.height() == 0 {
+        bail!(
+            "{}: no test-time evaluations (evals with test_loops) in finished runs; \
+             train looped runs with model.test_loops set",
+            store.path().display()
+        );
+    }
+    test_time_points_of(curves)
+}
+
+/// The points of a `test_time` frame ([`Frames::test_time`] or a subset of it).
+pub fn test_time_points_of(curves: &DataFrame) -> Result<Points> {
+    if curves.height() == 0 {
+        bail!("no test-time evaluations");
+    }
+    Ok(Points {
+        loss: f64s(curves, "val_loss")?,
+        test_loops: Some(f64s(curves, "test_loops")?),
+        loops: Some(
+            opt_f64s(curves, "mean_recurrence")?
+                .iter()
+                .map(|l| l.unwrap_or(1.0))
+                .collect(),
+        ),
+        curve: Some(strs(curves, "run_key")?),
+        ..Points::default()
+    })
+}
+
+/// The looped runs of the frames with their N(μ): (row indices into `frames.runs`, N(μ)), and
+/// the number of GPT runs, which the Parcae laws leave out.
+pub fn looped_with_unrolled(
+    frames: &Frames,
+    n: ParamCount,
+) -> Result<(Vec<usize>, Vec<f64>, usize)> {
+    let runs = &frames.runs;
+    let keys = strs(runs, "run_key")?;
+    let (u_keys, u_n) = (
+        strs(&frames.unrolled, "run_key")?,
+        opt_f64s(&frames.unrolled, "unrolled_params")?,
+    );
+    let params = f64s(runs, "params")?;
+    let non_embedding = f64s(runs, "non_embedding_params")?;
+    let (mut rows, mut unrolled) = (Vec::new(), Vec::new());
+    for (i, key) in keys.iter().enumerate() {
+        let Some(j) = u_keys.iter().position(|k| k == key) else {
+            continue;
+        };
+        let Some(nu) = u_n[j] else {
+            bail!(
+                "run {key}: its stored model configuration could not be read, so N(μ) cannot be counted"
+            );
+        };
+        rows.push(i);
+        unrolled.push(match n {
+            ParamCount::NonEmbedding => nu,
+            ParamCount::Total => nu + params[i] - non_embedding[i],
+        });
+    }
+    let gpt = keys.len() - rows.len();
+    Ok((rows, unrolled, gpt))
+}
+
+/// Points of Parcae's training law: one per finished looped run, N = N(μ) (see
+/// [`unrolled_params`]), D = training tokens, C = training FLOPs, loops = μ, loss = final
+/// validation loss. Also returns how many GPT runs were left out.
+pub fn parcae_points(
+    store: &Store,
+    frames: &Frames,
+    sweep: Option<&str>,
+    n: ParamCount,
+) -> Result<(Points, usize)> {
+    let (points, gpt) = parcae_points_of(frames, n)?;
+    if points.is_empty() {
+        bail!(
+            "{}: no finished looped runs{} to fit Parcae's law to ({gpt} GPT run(s) are not looped)",
+            store.path().display(),
+            sweep
+                .map(|s| format!(" in sweep `{s}`"))
+                .unwrap_or_default()
+        );
+    }
+    Ok((points, gpt))
+}
+
+/// The points of Parcae's training law in `frames` (empty without looped runs), and the number
+/// of GPT runs left out.
+pub fn parcae_points_of(frames: &Frames, n: ParamCount) -> Result<(Points, usize)> {
+    let runs = &frames.runs;
+    let (rows, unrolled, gpt) = looped_with_unrolled(frames, n)?;
+    let pick = |v: Vec<f64>| rows.iter().map(|&i| v[i]).collect::<Vec<_>>();
+    let keys = strs(runs, "run_key")?;
+    Ok((
+        Points {
+            n: Some(unrolled),
+            d: Some(pick(f64s(runs, "tokens")?)),
+            c: Some(pick(f64s(runs, "flops")?)),
+            loss: pick(f64s(runs, "final_val_loss")?),
+            loops: Some(pick(f64s(runs, "mean_recurrence")?)),
+            curve: Some(rows.iter().map(|&i| keys[i].clone()).collect()),
+            ..Points::default()
+        },
+        gpt,
+    ))
+}
+
+/// Points of Parcae's unified law: one per test-time evaluation of a finished looped run, with
+/// the run's N(μ), D, C and μ, T = the evaluated loops, loss = validation loss at T.
+pub fn parcae_unified_points(
+    store: &Store,
+    frames: &Frames,
+    sweep: Option<&str>,
+    n: ParamCount,
+) -> Result<(Points, usize)> {
+    let (p, gpt) = parcae_unified_points_of(frames, n)?;
+    if p.is_empty() {
+        bail!(
+            "{}: no test-time evaluations of finished looped runs{}; train looped runs with model.test_loops set",
+            store.path().display(),
+            sweep
+                .map(|s| format!(" in sweep `{s}`"))
+                .unwrap_or_default()
+        );
+    }
+    Ok((p, gpt))
+}
+
+/// The points of Parcae's unified law in `frames` (empty without test-time evaluations of
+/// looped runs), and the number of GPT runs left out.
+pub fn parcae_unified_points_of(frames: &Frames, n: ParamCount) -> Result<(Points, usize)> {
+    let (rows, unrolled, gpt) = looped_with_unrolled(frames, n)?;
+    let run_keys = strs(&frames.runs, "run_key")?;
+    let (tokens, flops, mu) = (
+        f64s(&frames.runs, "tokens")?,
+        f64s(&frames.runs, "flops")?,
+        f64s(&frames.runs, "mean_recurrence")?,
+    );
+    let tt = &frames.test_time;
+    let (keys, t, loss) = (
+        strs(tt, "run_key")?,
+        f64s(tt, "test_loops")?,
+        f64s(tt, "val_loss")?,
+    );
+    let mut p = Points {
+        n: Some(Vec::new()),
+        d: Some(Vec::new()),
+        c: Some(Vec::new()),
+        loops: Some(Vec::new()),
+        test_loops: Some(Vec::new()),
+        curve: Some(Vec::new()),
+        ..Points::default()
+    };
+    for (r, key) in keys.iter().enumerate() {
+        let Some(k) = rows.iter().position(|&i| run_keys[i] == *key) else {
+            continue;
+        };
+        let i = rows[k];
+        p.n.as_mut().unwrap().push(unrolled[k]);
+        p.d.as_mut().unwrap().push(tokens[i]);
+        p.c.as_mut().unwrap().push(flops[i]);
+        p.loops.as_mut().unwrap().push(mu[i]);
+        p.test_loops.as_mut().unwrap().push(t[r]);
+        p.curve.as_mut().unwrap().push(key.clone());
+        p.loss.push(loss[r]);
+    }
+    Ok((p, gpt))
+}
+
+/// Points from a CSV file, with a readable error if it can't be read.
+pub fn csv_points(path: &Path, columns: &CsvColumns) -> Result<Points> {
+    read_points(path, columns).with_context(|| format!("reading points from {}", path.display()))
+}

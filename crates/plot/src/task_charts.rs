@@ -1,0 +1,188 @@
+//! The task charts (`data.task`): accuracy against effective depth for looped k⊗L and plain
+//! kL-layer models with the depth law fitted to each (Saunshi et al.'s Figure 1 shape),
+//! accuracy against test-time loops, and in-context regression error against the number of
+//! examples per loop count, beside least squares, averaging and 3-NN (Garg et al., Yang et al.).
+
+use super::charts::{Built, single};
+use super::figure::{INK, Kind, Panel, Series};
+use loopscale_analysis::Frames;
+use loopscale_analysis::tasks::{Family, depth_points};
+use loopscale_fit::depth::depth_line;
+
+/// Accuracy at the training depth against effective depth, one line per family, with the
+/// fitted α·ln(depth) + β dashed.
+pub fn accuracy_vs_depth(frames: &Frames) -> Built {
+    let points = depth_points(&frames.accuracy);
+    if points.is_empty() {
+        return Ok(Err(
+            "No task run with an accuracy (data.task = \"p_hop\" or \"addition\") finished, so \
+             there is no accuracy-vs-depth chart."
+                .into(),
+        ));
+    }
+    let mut series = Vec::new();
+    for (c, family, name) in [
+        (0, Family::Looped, "looped k⊗L (one block, L loops)"),
+        (1, Family::Gpt, "GPT kL⊗1 (kL layers)"),
+    ] {
+        let mut pts: Vec<(f64, f64)> = points
+            .iter()
+            .filter(|(f, _, _)| *f == family)
+            .map(|(_, d, a)| (*d, *a))
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (d, a): (Vec<f64>, Vec<f64>) = pts.iter().copied().unzip();
+        series.push(Series::new(Some(name.into()), c, Kind::Line, pts.clone()));
+        series.push(Series::new(None, c, Kind::Markers, pts));
+        if let Some((alpha, beta, _)) = depth_line(&d, &a) {
+            let (lo, hi) = (d[0], d[d.len() - 1]);
+            series.push(Series::new(
+                Some(format!(
+                    "  fit: {alpha:.3}·ln(depth) {} {:.3}",
+                    if beta < 0.0 { "−" } else { "+" },
+                    beta.abs()
+                )),
+                c,
+                Kind::Dashed,
+                (0..=40)
+                    .map(|j| lo * (hi / lo).powf(j as f64 / 40.0))
+                    .map(|x| (x, alpha * x.ln() + beta))
+                    .collect(),
+            ));
+        }
+    }
+    // k⊗1: the single block, the depth both families start from.
+    if let Some(one) = frames
+        .accuracy
+        .iter()
+        .find(|p| p.test_loops.is_none() && p.family == Family::Looped && p.trained_loops == 1)
+    {
+        series.push(Series::new(
+            Some(format!("k⊗1 ({:.3})", one.accuracy)),
+            INK,
+            Kind::Star,
+            vec![(one.effective_depth, one.accuracy)],
+        ));
+    }
+    Ok(Ok(single(Panel {
+        title: "Task accuracy vs effective depth".into(),
+        x_label: "effective depth (blocks a token passes through)".into(),
+        y_label: "accuracy (exact answers)".into(),
+        log_x: true,
+        log_y: false,
+        series,
+        zero_line: false,
+    })))
+}
+
+/// A looped run's accuracy at each test-time loop count, one line per run.
+pub fn accuracy_vs_loops(frames: &Frames) -> Built {
+    let looped: Vec<_> = frames
+        .accuracy
+        .iter()
+        .filter(|p| p.test_loops.is_some())
+        .collect();
+    if looped.is_empty() {
+        return Ok(Err(
+            "No looped task run (data.task = \"p_hop\" or \"addition\") was evaluated at \
+             test-time loop counts (model.test_loops), so \
+             there is no accuracy-vs-loops chart."
+                .into(),
+        ));
+    }
+    let mut keys: Vec<&str> = looped.iter().map(|p| p.run_key.as_str()).collect();
+    keys.dedup();
+    let series = keys
+        .iter()
+        .enumerate()
+        .map(|(c, key)| {
+            let rows: Vec<_> = looped.iter().filter(|p| p.run_key == *key).collect();
+            let p = rows[0];
+            Series::new(
+                Some(format!(
+                    "{}⊗{} (trained at {} loops)",
+                    p.block, p.trained_loops, p.trained_loops
+                )),
+                c,
+                Kind::Line,
+                rows.iter()
+                    .map(|p| (p.test_loops.unwrap_or(1) as f64, p.accuracy))
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok(Ok(single(Panel {
+        title: "Test-time depth: accuracy vs loops at evaluation".into(),
+        x_label: "test-time loops T".into(),
+        y_label: "accuracy (exact answers)".into(),
+        log_x: true,
+        log_y: false,
+        series,
+        zero_line: false,
+    })))
+}
+
+/// Errors below this are drawn at it: least squares is exact (1e-30) once it has d examples,
+/// and a log axis down to round-off would flatten every other curve.
+const ERROR_FLOOR: f64 = 1e-4;
+
+/// In-context regression error / d against the number of examples: each model (a looped one
+/// at each test-time loop count) as a line, the reference estimators dashed.
+pub fn icl_errors(frames: &Frames) -> Built {
+    if frames.icl.is_empty() {
+        return Ok(Err(
+            "No in-context regression run (data.task = \"linear_regression\") finished, so \
+             there is no ICL error chart."
+                .into(),
+        ));
+    }
+    let mut curves: Vec<(String, bool)> = Vec::new();
+    for p in &frames.icl {
+        let name = match (p.estimator.as_str(), p.test_loops) {
+            ("model", Some(t)) => format!("{} at {t} loops", p.model),
+            ("model", None) => p.model.clone(),
+            (est, _) => est.to_string(),
+        };
+        if !curves.iter().any(|(n, _)| *n == name) {
+            curves.push((name, p.estimator != "model"));
+        }
+    }
+    let series = curves
+        .iter()
+        .enumerate()
+        .map(|(c, (name, baseline))| {
+            let pts = frames
+                .icl
+                .iter()
+                .filter(|p| {
+                    let n = match (p.estimator.as_str(), p.test_loops) {
+                        ("model", Some(t)) => format!("{} at {t} loops", p.model),
+                        ("model", None) => p.model.clone(),
+                        (est, _) => est.to_string(),
+                    };
+                    n == *name
+                })
+                // Baselines are the same for every run of a sweep: the first run's suffice.
+                .fold(Vec::<(f64, f64)>::new(), |mut acc, p| {
+                    if !acc.iter().any(|(k, _)| *k == p.n_examples as f64) {
+                        acc.push((p.n_examples as f64, p.error.max(ERROR_FLOOR)));
+                    }
+                    acc
+                });
+            let kind = if *baseline { Kind::Dashed } else { Kind::Line };
+            Series::new(Some(name.clone()), c, kind, pts)
+        })
+        .collect();
+    Ok(Ok(single(Panel {
+        title: "In-context linear regression: error vs examples".into(),
+        x_label: "in-context examples".into(),
+        y_label: "squared error / d (below 1e-4 drawn at 1e-4)".into(),
+        log_x: false,
+        log_y: true,
+        series,
+        zero_line: false,
+    })))
+}

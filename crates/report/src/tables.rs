@@ -1,0 +1,321 @@
+//! The report's tables, as header + rows of text: the runs, the final loss pivoted over the
+//! axis the sweep varies, and every fitted parameter with its interval.
+
+use anyhow::Result;
+
+use loopscale_analysis::envelope::{Envelope, Position, column_of};
+use loopscale_analysis::fits::ReportFits;
+use loopscale_analysis::pivot::{loss_by, variants_crossed};
+use loopscale_analysis::{Frames, opt_f64s, strs};
+use loopscale_fit::FitReport;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextTable {
+    pub caption: String,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Loss with four decimals, as in `loopscale status`.
+fn loss(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:.4}")).unwrap_or_default()
+}
+
+fn sci(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:.3e}")).unwrap_or_default()
+}
+
+/// One row per finished run, in increasing FLOPs.
+pub fn runs_table(frames: &Frames) -> Result<TextTable> {
+    let df = &frames.runs;
+    let text = |c: &str| strs(df, c);
+    let num = |c: &str| opt_f64s(df, c);
+    let (key, label, arch, inj, d, layers, mu, lr, params, tokens, flops, val, bpb, spikes, wall) = (
+        text("run_key")?,
+        text("label")?,
+        text("arch")?,
+        text("injection")?,
+        text("d_model")?,
+        text("n_layers")?,
+        text("mean_recurrence")?,
+        text("lr")?,
+        text("params")?,
+        text("tokens")?,
+        num("flops")?,
+        num("final_val_loss")?,
+        num("final_val_bpb")?,
+        text("loss_spikes")?,
+        num("wall_seconds")?,
+    );
+    let rows = (0..df.height())
+        .map(|i| {
+            vec![
+                key[i].clone(),
+                label[i].clone(),
+                arch[i].clone(),
+                inj[i].clone(),
+                d[i].clone(),
+                layers[i].clone(),
+                mu[i].clone(),
+                lr[i].clone(),
+                params[i].clone(),
+                tokens[i].clone(),
+                sci(flops[i]),
+                loss(val[i]),
+                loss(bpb[i]),
+                spikes[i].clone(),
+                wall[i].map(|v| format!("{v:.0}")).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = [
+        "run_key",
+        "label",
+        "arch",
+        "injection",
+        "d_model",
+        "n_layers",
+        "loops μ",
+        "lr",
+        "params",
+        "tokens",
+        "FLOPs",
+        "final val loss",
+        "val bits/byte",
+        "loss spikes",
+        "wall s",
+    ];
+    Ok(TextTable {
+        caption: format!(
+            "{} finished runs (the `final_runs` view), in increasing training FLOPs.",
+            df.height()
+        ),
+        header: header.map(String::from).to_vec(),
+        rows,
+    })
+}
+
+/// Final validation loss with one column per value of the sweep's last varying axis and one row
+/// per combination of the others: the variants, when every configuration was run under every
+/// variant (the same grid two ways, such as two backends), else tokens, learning rate, seed,
+/// loops or width, whichever varies first in that order; `None` when nothing or only that axis
+/// varies.
+pub fn pivot_table(frames: &Frames) -> Result<Option<TextTable>> {
+    let df = &frames.runs;
+    let varies = |c: &str| -> bool {
+        strs(df, c)
+            .map(|v| v.iter().any(|x| *x != v[0]))
+            .unwrap_or(false)
+    };
+    // Variants side by side when they are the same grid run another way (every configuration
+    // under every variant: e.g. one sweep trained by two backends, sweeps/torch_compare.toml).
+    let variants_cross = variants_crossed(df)?;
+    let Some(axis) = variants_cross.then_some("variant").or_else(|| {
+        ["tokens", "lr", "seed", "mean_recurrence", "d_model"]
+            .into_iter()
+            .find(|c| varies(c))
+    }) else {
+        return Ok(None);
+    };
+    let p = loss_by(df, axis)?;
+    // Nothing but the axis varies: one row, nothing to pivot.
+    if strs(&p, "configuration")?.iter().all(|l| l == "run") {
+        return Ok(None);
+    }
+    let names: Vec<String> = p.get_column_names().iter().map(|s| s.to_string()).collect();
+    let cols: Vec<Vec<String>> = names
+        .iter()
+        .enumerate()
+        .map(|(j, n)| {
+            if j == 0 {
+                strs(&p, n)
+            } else {
+                Ok(opt_f64s(&p, n)?.into_iter().map(loss).collect())
+            }
+        })
+        .collect::<Result<_>>()?;
+    Ok(Some(TextTable {
+        caption: format!(
+            "Final validation loss (nats/token) by configuration and {axis} (mean over seeds)."
+        ),
+        header: names,
+        rows: (0..p.height())
+            .map(|i| cols.iter().map(|c| c[i].clone()).collect())
+            .collect(),
+    }))
+}
+
+/// Six decimals for ordinary magnitudes, scientific otherwise (E can sit at 1e-10 and A at 1e6).
+fn num(x: f64) -> String {
+    let a = x.abs();
+    if x == 0.0 || (1e-3..1e6).contains(&a) {
+        format!("{x:.6}")
+    } else {
+        format!("{x:.4e}")
+    }
+}
+
+/// One row per parameter and derived quantity; the fit's notes (what it does not support) on
+/// its first row.
+fn param_rows(law: &str, report: &FitReport, rows: &mut Vec<Vec<String>>) {
+    let level = report
+        .bootstrap
+        .as_ref()
+        .map(|b| format!("{:.0}%", b.level * 100.0))
+        .unwrap_or_default();
+    for (i, (p, kind)) in report
+        .params
+        .iter()
+        .map(|p| (p, ""))
+        .chain(report.derived.iter().map(|p| (p, " (derived)")))
+        .enumerate()
+    {
+        let note = if i == 0 {
+            report.notes.join("; ")
+        } else {
+            String::new()
+        };
+        let value = if report.identified(&p.name) {
+            num(p.value)
+        } else {
+            format!("not identified ({})", num(p.value))
+        };
+        rows.push(vec![
+            law.to_string(),
+            format!("{}{kind}", p.name),
+            value,
+            p.lo.map(num).unwrap_or_default(),
+            p.hi.map(num).unwrap_or_default(),
+            level.clone(),
+            report.n_points.to_string(),
+            note,
+        ]);
+    }
+}
+
+/// Per configuration of a tuned sweep and tuned key: the value that won, how many were tried,
+/// where the winner lies in its grid and the refined optimum; the edge notes in the caption.
+pub fn tuning_table(env: &Envelope) -> TextTable {
+    let mut rows = Vec::new();
+    for c in &env.configs {
+        for k in &c.keys {
+            let (lo, hi) = (
+                k.tried.first().map(|t| num(t.0)).unwrap_or_default(),
+                k.tried.last().map(|t| num(t.0)).unwrap_or_default(),
+            );
+            rows.push(vec![
+                c.label.clone(),
+                k.key.clone(),
+                k.best_text.clone(),
+                k.tried.len().max(1).to_string(),
+                format!("{lo} – {hi}"),
+                match k.position {
+                    Position::Inside => "inside",
+                    Position::Smallest => "smallest sampled: the optimum may lie below",
+                    Position::Largest => "largest sampled: the optimum may lie above",
+                    Position::Only => "only value",
+                }
+                .to_string(),
+                k.refined.map(num).unwrap_or_default(),
+                format!("{:.4}", c.loss),
+                c.runs.to_string(),
+            ]);
+        }
+    }
+    TextTable {
+        caption: format!(
+            "Tuned {}: runs that differ only in these keys form one configuration, and its best finished run \
+             (lowest final validation loss) stands for it in every law and chart. The refined optimum is the \
+             vertex of a parabola in log(value) through the best value and its neighbours.",
+            env.keys.join(", ")
+        ),
+        header: [
+            "configuration",
+            "key",
+            "best",
+            "tried",
+            "grid",
+            "where",
+            "refined optimum",
+            "loss",
+            "runs",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    }
+}
+
+/// Every fitted parameter of the report's fits, with its bootstrap interval.
+pub fn fits_table(fits: &ReportFits) -> TextTable {
+    let mut rows = Vec::new();
+    if let Ok(f) = &fits.compute {
+        param_rows("compute: L = E + A·C^-α", &f.report, &mut rows);
+    }
+    if let Ok(tt) = &fits.test_time {
+        for f in tt {
+            param_rows(
+                &format!("test-time [{}]: L = L∞ + A·e^(-kT)", f.label),
+                &f.report,
+                &mut rows,
+            );
+        }
+    }
+    for (name, f) in [
+        ("loops", &fits.isoflop_loops),
+        ("tokens", &fits.isoflop_tokens),
+    ] {
+        if let Ok(f) = f
+            && let Ok(r) = &f.power_law
+        {
+            param_rows(
+                &format!("iso-FLOP optimal {name}: x* = G·C^a"),
+                r,
+                &mut rows,
+            );
+        }
+    }
+    for h in &fits.hyper {
+        if let Ok(r) = &h.law {
+            param_rows(
+                &format!("optimal {}: {}* = a·C^b", h.key, column_of(&h.key)),
+                r,
+                &mut rows,
+            );
+        }
+    }
+    if let Ok(f) = &fits.parcae {
+        param_rows("Parcae: L = E + X·N(μ)^-x + Y·D^-y", &f.report, &mut rows);
+    }
+    if let Ok(f) = &fits.parcae_unified {
+        param_rows(
+            "Parcae unified: L = E + X·N(μ)^-x + Y·D^-y + Z·e^(-z·T/μ)",
+            &f.report,
+            &mut rows,
+        );
+    }
+    TextTable {
+        caption: format!(
+            "Fitted parameters with percentile-bootstrap intervals ({} resamples; `loopscale fit` for more), \
+             widened to profile intervals for each law's headline parameters; an empty end is open (no limit \
+             the data show). \"not identified\" marks a parameter the data do not determine (at its bound, at \
+             its bound in many resamples, or with a profile flat to the end of its range): its number is not a \
+             finding. A note says what a fit does not support: a test-time curve without a saturating gain, an \
+             optimum at the edge of the sampled values.",
+            loopscale_analysis::fits::REPORT_RESAMPLES
+        ),
+        header: [
+            "law",
+            "parameter",
+            "estimate",
+            "lo",
+            "hi",
+            "level",
+            "points",
+            "note",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    }
+}

@@ -1,0 +1,90 @@
+//! Read-only SQL for `loopscale sql`: any query, its values as text (and as CSV).
+
+use rusqlite::types::ValueRef;
+
+use super::{Store, StoreError};
+
+/// A query's result, every value rendered as text (NULL as empty).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+fn render(value: ValueRef) -> String {
+    match value {
+        ValueRef::Null => String::new(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(x) => format_real(x),
+        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        ValueRef::Blob(b) => format!("<{} bytes>", b.len()),
+    }
+}
+
+/// Shortest text that reads back as the same f64, so CSV output loses nothing.
+fn format_real(x: f64) -> String {
+    let s = format!("{x}");
+    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+impl Store {
+    /// Runs one statement without any possibility of writing: the store is opened read-only by
+    /// the caller, and `query_only` guards against a read-write handle too.
+    pub fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
+        self.conn
+            .pragma_update(None, "query_only", true)
+            .map_err(|e| self.err(e))?;
+        let result = self.query_rows(sql).map_err(|e| match e {
+            StoreError::Sqlite { path, cause }
+                if cause.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) =>
+            {
+                StoreError::ReadOnly { path }
+            }
+            other => other,
+        });
+        // Leave a read-write handle writable again for its owner.
+        self.conn
+            .pragma_update(None, "query_only", false)
+            .map_err(|e| self.err(e))?;
+        result
+    }
+
+    fn query_rows(&self, sql: &str) -> Result<QueryResult, StoreError> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+        let n = columns.len();
+        let mut rows = Vec::new();
+        let mut cursor = stmt.query([]).map_err(|e| self.err(e))?;
+        while let Some(row) = cursor.next().map_err(|e| self.err(e))? {
+            rows.push(
+                (0..n)
+                    .map(|i| row.get_ref(i).map(render).unwrap_or_default())
+                    .collect(),
+            );
+        }
+        Ok(QueryResult { columns, rows })
+    }
+}
+
+impl QueryResult {
+    /// RFC 4180 CSV.
+    pub fn to_csv(&self) -> String {
+        fn field(s: &str) -> String {
+            if s.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        }
+        let mut out = String::new();
+        for line in std::iter::once(&self.columns).chain(self.rows.iter()) {
+            out.push_str(&line.iter().map(|s| field(s)).collect::<Vec<_>>().join(","));
+            out.push('\n');
+        }
+        out
+    }
+}
