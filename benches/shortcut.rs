@@ -41,7 +41,7 @@ fn main() {
     let model = build_model(&cfg, corpus.vocab_size(), &device).unwrap();
     let looped = model.as_looped().expect("a looped model");
     let t = &cfg.train;
-    let mut sampler = BatchSampler::new(cfg.seed, t.batch_size, cfg.data.seq_len);
+    let mut sampler = BatchSampler::new(cfg.seed, t.batch_size, cfg.data.seq_len, cfg.data.order);
     let time = |f: &mut dyn FnMut()| {
         let start = Instant::now();
         f();

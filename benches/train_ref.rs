@@ -297,7 +297,7 @@ fn phase_split(arch: Arch, precision: Precision, corpus: &Corpus, steps: usize) 
         },
     )
     .unwrap();
-    let mut sampler = BatchSampler::new(1, BATCH, SEQ);
+    let mut sampler = BatchSampler::new(1, BATCH, SEQ, loopscale::config::DataOrder::Epochs);
     let mut rng = StdRng::seed_from_u64(2);
     let mut sums = [0.0; 4];
     for step in 0..=steps {

@@ -188,7 +188,7 @@ seq_len = 32
     assert!(run.status.success(), "{}", text(&run));
     let rows = sql(
         &db,
-        "SELECT status, peak_rss_bytes, bytes_per_token FROM runs",
+        "SELECT status, peak_rss_bytes, bytes_per_token, text_passes FROM runs",
     );
     assert_eq!(rows[0][0], "done", "{rows:?}");
     let peak: u64 = rows[0][1].parse().unwrap();
@@ -201,6 +201,12 @@ seq_len = 32
         peak >> 20
     );
     assert_eq!(rows[0][2], "1.0");
+    // Read in epochs over the shard's 16 777 215 non-overlapping windows of 32 tokens.
+    let passes: f64 = rows[0][3].parse().unwrap();
+    assert!(
+        (passes * 16_777_215.0 / 80.0 - 1.0).abs() < 1e-9,
+        "{rows:?}"
+    );
 }
 
 /// A sweep on the shards `pattern` in `dir` (byte vocabulary unless `extra` says otherwise).

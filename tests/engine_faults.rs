@@ -633,6 +633,18 @@ n_layers = 1
         .rows
         .len();
     assert_eq!(trunks, 2);
+    // Replicate groups after the faults: each branch configuration once, with both seeds (a
+    // branch's parent is its own seed's trunk, which does not split the group), none twice.
+    let groups = store
+        .query("SELECT n, seeds FROM run_groups WHERE sweep = 'branches' ORDER BY tokens")
+        .unwrap()
+        .rows;
+    assert_eq!(groups.len(), 3, "{groups:?}");
+    for g in &groups {
+        let mut seeds: Vec<&str> = g[1].split(',').collect();
+        seeds.sort_unstable();
+        assert_eq!((g[0].as_str(), seeds), ("2", vec!["0", "1"]), "{groups:?}");
+    }
     for (key, (status, val, losses, evals)) in &reference {
         assert_eq!(*status, RunStatus::Done);
         let got = &faulty[key];

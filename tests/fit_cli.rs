@@ -7,7 +7,6 @@ use loopscale::config::RunConfig;
 use loopscale::config::{DataConfig, TrainConfig};
 use loopscale::model::ModelConfig;
 use loopscale::store::{NewRun, Store};
-use loopscale::train::{RunEnd, RunOutcome};
 
 const BIN: &str = env!("CARGO_BIN_EXE_loopscale");
 
@@ -186,31 +185,7 @@ fn a_missing_source_is_a_clear_error() {
 /// Runs `loopscale fit ARGS`, returning (success, stdout, stderr).
 /// A sweep database at `db` holding `runs` of sweep `name`, each finished with its loss.
 fn record_finished(db: &std::path::Path, name: &str, runs: &[(NewRun, f64)]) {
-    let mut store = Store::open(db).unwrap();
-    let new: Vec<NewRun> = runs.iter().map(|(r, _)| r.clone()).collect();
-    store
-        .register_sweep(name, "", &format!("{name}.toml"), "", &new)
-        .unwrap();
-    for (run, loss) in runs {
-        let attempt = store.start_attempt(&run.key, None).unwrap();
-        let outcome = RunOutcome {
-            end: RunEnd::Done,
-            steps: 1,
-            tokens: run.tokens,
-            flops: run.flops,
-            final_val_loss: Some(*loss),
-            final_val_bpb: None,
-            bytes_per_token: None,
-            peak_rss_bytes: None,
-            final_train_loss: None,
-            wall_seconds: 1.0,
-            tokens_per_second: 1.0,
-            loss_spikes: 0,
-        };
-        store
-            .finish_attempt(&run.key, attempt, &[], &[], &outcome)
-            .unwrap();
-    }
+    crate::common::record_finished(&mut Store::open(db).unwrap(), name, "", runs);
 }
 
 fn fit_cmd(args: &[&str]) -> (bool, String, String) {

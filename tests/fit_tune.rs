@@ -65,30 +65,7 @@ fn tuned_db_of(
             ));
         }
     }
-    let new: Vec<NewRun> = runs.iter().map(|(r, _)| r.clone()).collect();
-    store
-        .register_sweep("tuned", "", "tuned.toml", spec_toml, &new)
-        .unwrap();
-    for (run, loss) in &runs {
-        let attempt = store.start_attempt(&run.key, None).unwrap();
-        let outcome = RunOutcome {
-            end: RunEnd::Done,
-            steps: 1,
-            tokens: run.tokens,
-            flops: run.flops,
-            final_val_loss: Some(*loss),
-            final_val_bpb: None,
-            bytes_per_token: None,
-            peak_rss_bytes: None,
-            final_train_loss: None,
-            wall_seconds: 1.0,
-            tokens_per_second: 1.0,
-            loss_spikes: 0,
-        };
-        store
-            .finish_attempt(&run.key, attempt, &[], &[], &outcome)
-            .unwrap();
-    }
+    crate::common::record_finished(&mut store, "tuned", spec_toml, &runs);
     db
 }
 
@@ -347,6 +324,7 @@ fn fit_law_batch_reads_the_tuned_batch_size() {
             final_val_bpb: None,
             bytes_per_token: None,
             peak_rss_bytes: None,
+            text_passes: None,
             final_train_loss: None,
             wall_seconds: 1.0,
             tokens_per_second: 1.0,

@@ -13,6 +13,8 @@ mod common;
 mod branches;
 mod candle_backprop;
 mod command_backend;
+mod compare;
+mod data_order;
 mod data_tokens;
 mod engine_faults;
 mod engine_run;

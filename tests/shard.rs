@@ -122,6 +122,7 @@ fn merging_a_shard_makes_the_database_equal_it_and_is_idempotent() {
         final_val_bpb: Some(2.5 / std::f64::consts::LN_2),
         bytes_per_token: None,
         peak_rss_bytes: None,
+        text_passes: None,
         final_train_loss: Some(2.6),
         wall_seconds: 1.5,
         tokens_per_second: 200.0,

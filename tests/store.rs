@@ -58,6 +58,7 @@ fn outcome() -> RunOutcome {
         final_val_bpb: Some(2.0 / std::f64::consts::LN_2),
         bytes_per_token: None,
         peak_rss_bytes: None,
+        text_passes: None,
         final_train_loss: Some(2.1),
         wall_seconds: 1.5,
         tokens_per_second: 200.0,
@@ -487,7 +488,8 @@ fn stores_made_before_the_views_answer_them_and_readers_leave_them_unchanged() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "DROP VIEW final_runs; DROP VIEW compute_frontier; DROP VIEW test_time_curves;
-         DROP VIEW budget_curves; DROP VIEW lineage; DROP VIEW latest_fits; DROP VIEW lr_envelope;",
+         DROP VIEW budget_curves; DROP VIEW lineage; DROP VIEW latest_fits; DROP VIEW lr_envelope;
+         DROP VIEW run_groups; DROP VIEW group_curves;",
     )
     .unwrap();
     let views = |conn: &rusqlite::Connection| -> i64 {
@@ -516,7 +518,7 @@ fn stores_made_before_the_views_answer_them_and_readers_leave_them_unchanged() {
     assert_eq!(views(&conn), 0);
     // A writer adds them to the file.
     drop(Store::open(&path).unwrap());
-    assert_eq!(views(&conn), 7);
+    assert_eq!(views(&conn), 9);
 }
 
 fn fit(law: &str, source: &str, sweep: &str, curve: Option<&str>, alpha: f64) -> FitRecord {
@@ -945,7 +947,7 @@ fn accuracy_and_icl_errors_are_stored_and_version_3_stores_migrate() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 9);
+    assert_eq!(SCHEMA_VERSION, 10);
     // Version 8: `decode_evals`, and `runs` rebuilt so that a run's role may be 'melt' (the
     // rebuilt table keeps every run).
     let conn = rusqlite::Connection::open(&path).unwrap();

@@ -86,6 +86,7 @@ fn concurrent_writers_lose_no_row_and_never_see_a_locked_database() {
                     final_val_bpb: Some(1.0),
                     bytes_per_token: None,
                     peak_rss_bytes: None,
+                    text_passes: None,
                     final_train_loss: Some(1.0),
                     wall_seconds: 1.0,
                     tokens_per_second: 1.0,

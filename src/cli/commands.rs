@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::corpora::{Corpora, corpus_id, load_corpora, train_tokens};
+use super::corpora::{Corpora, check_max_passes, corpus_id, load_corpora, text_passes};
 use super::table::{render, si};
 use super::{Cli, Command, Executor, RunArgs};
 use crate::engine::resources::gib;
@@ -33,6 +33,7 @@ pub fn execute(cli: Cli, interrupts: &engine::Interrupts) -> anyhow::Result<i32>
             val_fraction,
         } => tokenize(&text, &out, &tokenizer, val_fraction),
         Command::Fit(args) => super::fit::fit(&args),
+        Command::Compare(args) => super::compare::compare(&args),
         Command::Report(args) => report(&args),
         Command::Sample(args) => super::sample::sample(&args),
         Command::Suggest(args) => super::suggest::suggest(&args),
@@ -115,7 +116,6 @@ fn tokenize(text: &Path, out: &Path, tokenizer: &str, val_fraction: f64) -> anyh
 fn plan(file: &Path) -> anyhow::Result<i32> {
     let sweep = load(file)?;
     let corpora = load_corpora(&sweep);
-    let train_tokens = |run: &crate::sweep::PlannedRun| train_tokens(&corpora, &run.config);
     let mut columns: Vec<String> = vec!["run_key".into()];
     let has_variants = sweep.runs.iter().any(|r| r.variant.is_some());
     if has_variants {
@@ -130,7 +130,7 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
     columns.extend([
         "tokens".into(),
         "flops".into(),
-        "epochs".into(),
+        "passes".into(),
         "memory".into(),
     ]);
     let mut rows = Vec::new();
@@ -168,14 +168,14 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
                     .unwrap_or_default(),
             );
         }
-        let epochs = train_tokens(run).map(|n| b.tokens as f64 / n);
-        if epochs.is_some_and(|e| e > 1.0) {
-            repeating.push((run.key.clone(), epochs.unwrap_or_default()));
+        let passes = text_passes(&corpora, &run.config);
+        if passes.is_some_and(|e| e > 1.0) {
+            repeating.push((run.key.clone(), passes.unwrap_or_default()));
         }
         row.extend([
             b.tokens.to_string(),
             format!("{:.3e}", b.flops),
-            epochs.map(|e| format!("{e:.2}")).unwrap_or_default(),
+            passes.map(|e| format!("{e:.2}")).unwrap_or_default(),
             gib(b.peak_memory_bytes),
         ]);
         rows.push(row);
@@ -233,6 +233,7 @@ fn plan(file: &Path) -> anyhow::Result<i32> {
             worst.1
         );
     }
+    check_max_passes(&sweep, &corpora)?;
     if let Some(rate) = measured_flop_rate(&sweep.db, &sweep.name) {
         println!(
             "estimated training time at this database's measured {:.2} GFLOP/s: {} (one worker)",
@@ -313,6 +314,9 @@ fn run(args: &RunArgs, interrupts: &engine::Interrupts) -> anyhow::Result<i32> {
     }
     // A bad LOOPSCALE_DEVICE is refused before any run starts (every worker would fail on it).
     crate::train::check_device_request()?;
+    if sweep.max_passes.is_some() {
+        check_max_passes(&sweep, &load_corpora(&sweep))?;
+    }
     let options = RunOptions {
         db: db.clone(),
         jobs: args.jobs,

@@ -1,6 +1,7 @@
 //! The corpora a sweep's runs read, loaded once per distinct source (text or shards, tokenizer,
-//! vocabulary, split), and the training tokens a run's epochs are counted against: shared by
-//! `plan` and `suggest`.
+//! vocabulary, split), and the passes over its training text each run makes: shared by `plan`,
+//! `run` (which refuse runs past `[sweep] max_passes`) and `suggest` (which leaves out
+//! candidates that would repeat text).
 
 use std::collections::HashMap;
 
@@ -18,14 +19,46 @@ pub(super) fn corpus_id(data: &crate::config::DataConfig) -> (String, u64) {
 
 pub(super) type Corpora = HashMap<(String, u64), anyhow::Result<Corpus>>;
 
-/// Tokens in the training split of a run's corpus: what its epochs are counted against. `None`
-/// for a task (its examples are drawn afresh: it has no epochs) or a corpus that did not load.
-pub(super) fn train_tokens(corpora: &Corpora, config: &crate::config::RunConfig) -> Option<f64> {
-    (config.data.task.is_lm())
+/// Passes over its training text that a run's steps make, as the trainer reads them
+/// (`train::text_passes`: exact for `data.order = "epochs"`). `None` for a task or a corpus
+/// that did not load.
+pub(super) fn text_passes(corpora: &Corpora, config: &crate::config::RunConfig) -> Option<f64> {
+    let corpus = (config.data.task.is_lm())
         .then(|| corpora.get(&corpus_id(&config.data)))
         .flatten()
-        .and_then(|c| c.as_ref().ok())
-        .map(|c| c.train_tokens().len() as f64)
+        .and_then(|c| c.as_ref().ok())?;
+    Some(crate::train::text_passes(
+        corpus.train_tokens(),
+        config.data.seq_len,
+        config.train.batch_size,
+        crate::train::RunCost::of(config).steps,
+        config.data.order,
+    ))
+}
+
+/// Refuses a sweep with a run past its `[sweep] max_passes`, naming each such run.
+pub(super) fn check_max_passes(sweep: &Sweep, corpora: &Corpora) -> anyhow::Result<()> {
+    let Some(limit) = sweep.max_passes else {
+        return Ok(());
+    };
+    let over: Vec<String> = sweep
+        .runs
+        .iter()
+        .filter_map(|run| {
+            let passes = text_passes(corpora, &run.config)?;
+            (passes > limit).then(|| format!("  {} reads its text {passes:.2} times", run.key))
+        })
+        .collect();
+    if over.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{}: {} run(s) pass over their training text more than `sweep.max_passes = {limit}` allows:\n{}\n\
+         Lower their budgets (train.tokens or train.flops), train on a larger corpus, or raise max_passes.",
+        sweep.path.display(),
+        over.len(),
+        over.join("\n")
+    )
 }
 
 /// Each corpus the sweep trains on, loaded once.

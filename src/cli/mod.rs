@@ -2,6 +2,7 @@
 //! Everything here is presentation; the work itself is done by the library modules.
 
 mod commands;
+mod compare;
 mod corpora;
 mod fit;
 mod sample;
@@ -153,6 +154,17 @@ pub enum Command {
     ///   loopscale fit data.csv --law chinchilla --n-col "Model Size" --c-col "Training FLOP" --drop-top-loss 5
     ///   loopscale fit runs.csv --law parcae-unified --n-col n_mu --d-col tokens --loops-col mu --test-loops-col t
     Fit(Box<FitArgs>),
+    /// Replicate groups (runs that differ only in their seed) and whether configurations differ
+    /// by more than their seed noise.
+    ///
+    /// Prints each group's final validation loss as mean ± standard error with n, its standard
+    /// deviation and range, the seed noise pooled over the groups, and, within each block of
+    /// groups sharing the `--within` keys' values, each group against the block's best: the
+    /// difference, its Welch 95% interval and a verdict — "ahead by more than noise", "within
+    /// noise", or "needs more seeds" where a group has one seed (its noise is unmeasured).
+    /// SOURCE is a sweep file (its database, that sweep's runs) or a database. Example:
+    ///   loopscale compare sweeps/noise_parcae.toml --within train.flops
+    Compare(CompareArgs),
     /// Write a self-contained report of a sweep: charts (PNG + SVG), runs and fitted laws.
     ///
     /// SOURCE is a sweep file (its database, that sweep's runs) or a database (every run in it).
@@ -209,6 +221,23 @@ pub enum SecondInterrupt {
     Handled,
     /// The process exits at once with status 130 (a worker; its run resumes from a checkpoint).
     Exit,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// A sweep file or a sweep database.
+    pub source: PathBuf,
+    /// Database source: only this sweep's runs (default: every finished run in the file).
+    #[arg(long)]
+    pub sweep: Option<String>,
+    /// A configuration key whose value groups must share to be compared (repeatable), e.g.
+    /// `train.flops` or `model.mean_recurrence`; without it every group is compared with the
+    /// best of all.
+    #[arg(long, value_name = "KEY")]
+    pub within: Vec<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

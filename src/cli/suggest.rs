@@ -440,8 +440,7 @@ fn price_candidates(
             };
             let cost = RunCost::of(&first.config);
             if !args.allow_repeats
-                && let Some(train) = super::corpora::train_tokens(&corpora, &first.config)
-                && cost.tokens as f64 > train
+                && super::corpora::text_passes(&corpora, &first.config).is_some_and(|p| p > 1.0)
             {
                 repeats += 1;
                 continue;

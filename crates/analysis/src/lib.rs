@@ -23,6 +23,7 @@ pub mod csv;
 pub mod envelope;
 pub mod fits;
 pub mod frames;
+pub mod groups;
 pub mod labels;
 pub mod pivot;
 pub mod record;

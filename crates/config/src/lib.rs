@@ -13,8 +13,8 @@ mod tables;
 pub use loopscale_model::{ModelConfig, Precision};
 pub use tables::{
     BUILTIN_TOKENIZERS, Backend, COMMAND_PLACEHOLDERS, CooldownShape, DEFAULT_DIVERGENCE_FACTOR,
-    DEFAULT_SHORTCUT_LAMBDA, DataConfig, DeepSupervision, OptimizerKind, SHIPPED_CORPORA,
-    SHIPPED_CORPUS, Schedule, Targets, Task, TrainConfig, builtin_vocab, data_dir,
+    DEFAULT_SHORTCUT_LAMBDA, DataConfig, DataOrder, DeepSupervision, OptimizerKind,
+    SHIPPED_CORPORA, SHIPPED_CORPUS, Schedule, Targets, Task, TrainConfig, builtin_vocab, data_dir,
     resolve_corpus_path,
 };
 

@@ -149,6 +149,37 @@ impl Targets {
     }
 }
 
+/// The order training windows are read in (`data.order`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataOrder {
+    /// Every epoch a seeded permutation of the split's non-overlapping windows: no window is
+    /// read twice before every window has been read once (`train::order`).
+    #[default]
+    Epochs,
+    /// Each window drawn uniformly at random, with replacement, among every window of the
+    /// split (overlapping ones included): the sampler of runs trained before `data.order`
+    /// existed. Left out of the canonical form, so those runs keep their keys and are not
+    /// mistaken for runs read in epochs.
+    Replacement,
+}
+
+impl DataOrder {
+    pub fn name(self) -> &'static str {
+        match self {
+            DataOrder::Epochs => "epochs",
+            DataOrder::Replacement => "replacement",
+        }
+    }
+    pub fn is_replacement(&self) -> bool {
+        *self == DataOrder::Replacement
+    }
+    /// What a stored configuration without the key means: a run from before it existed.
+    fn stored_before_orders() -> DataOrder {
+        DataOrder::Replacement
+    }
+}
+
 /// The `[data]` table. The task parameters are absent (and left out of the canonical form, so
 /// text runs keep their keys) unless set; a task reads its own with the defaults below.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -177,6 +208,15 @@ pub struct DataConfig {
     pub seq_len: usize,
     /// Fraction of the corpus held out for validation (its last part).
     pub val_fraction: f64,
+    /// Text runs: `"epochs"` (the default: a permutation of non-overlapping windows per pass)
+    /// or `"replacement"` (uniform draws, as every run before this key). A configuration
+    /// stored without it is a run from before, so reading one back gives `"replacement"`;
+    /// a task run (its examples are generated) drops the key.
+    #[serde(
+        default = "DataOrder::stored_before_orders",
+        skip_serializing_if = "DataOrder::is_replacement"
+    )]
+    pub order: DataOrder,
     /// `"lm"` (the default), `"p_hop"`, `"addition"` or `"linear_regression"`.
     #[serde(skip_serializing_if = "Task::is_lm")]
     pub task: Task,
@@ -222,6 +262,7 @@ impl Default for DataConfig {
             vocab_size: None,
             seq_len: 128,
             val_fraction: 0.05,
+            order: DataOrder::Epochs,
             task: Task::Lm,
             alphabet: None,
             hops: None,

@@ -514,6 +514,7 @@ impl RowState {
                 .map(|v| v / std::f64::consts::LN_2 / self.bytes_per_token),
             bytes_per_token: Some(self.bytes_per_token),
             peak_rss_bytes: None,
+            text_passes: None,
             final_train_loss: self.last_loss.filter(|v| v.is_finite()),
             wall_seconds,
             tokens_per_second: if wall_seconds > 0.0 {

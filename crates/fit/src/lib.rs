@@ -30,6 +30,7 @@ pub mod hyper;
 pub mod identify;
 pub mod isoflop;
 pub mod laws;
+pub mod noise;
 pub mod parametric;
 pub mod points;
 pub mod profile_spec;
@@ -44,6 +45,7 @@ pub use laws::{
     ChinchillaLaw, ComputeLaw, Design, Law, ParcaeLaw, ParcaeUnifiedLaw, RateBounds, TestTimeLaw,
     TestTimePooledLaw,
 };
+pub use noise::{Comparison, GroupStats, Verdict, compare};
 pub use parametric::{
     FitOptions, HeldOutSpec, Resampling, fit_chinchilla, fit_compute, fit_law, fit_parcae,
     fit_parcae_unified, fit_test_time, fit_test_time_pooled,

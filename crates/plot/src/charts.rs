@@ -5,6 +5,7 @@ use anyhow::Result;
 
 use super::figure::{Figure, INK, Kind, Panel, Series};
 use loopscale_analysis::fits::{IsoflopFit, ParcaeFit, ReportFits, compute_residuals};
+use loopscale_analysis::groups::replicate_groups;
 use loopscale_analysis::pivot::{loss_by, variants_crossed};
 use loopscale_analysis::{Frames, f64s, opt_f64s, strs};
 use loopscale_fit::IsoflopAxis;
@@ -971,4 +972,43 @@ pub fn hyper_optima(fits: &ReportFits) -> Built {
         });
     }
     Ok(Ok(row(panels)))
+}
+
+/// Final loss of each replicate group against training FLOPs: the group's mean with a bar of
+/// ±1 standard error, its single seeds pale behind it. Skipped when no configuration has two
+/// seeds (the noise is then unmeasured, which the report's table says).
+pub fn seed_groups(frames: &Frames) -> Built {
+    let groups = replicate_groups(frames)?;
+    if !groups.iter().any(|g| g.stats.n >= 2) {
+        return Ok(Err(
+            "every configuration has one seed: seed noise is unmeasured (add seeds: [sweep] seeds = [0, 1, 2])".into(),
+        ));
+    }
+    let mut series = Vec::new();
+    for (i, g) in groups.iter().enumerate() {
+        series.push(Series::new(
+            None,
+            i,
+            Kind::Faint,
+            g.losses.iter().map(|&l| (g.flops, l)).collect(),
+        ));
+        let se = g.stats.se.unwrap_or(0.0);
+        series.push(Series::new(
+            Some(format!("{} (n = {})", g.label, g.stats.n)),
+            i,
+            Kind::ErrorBars(vec![(g.flops, g.stats.mean - se, g.stats.mean + se)]),
+            vec![(g.flops, g.stats.mean)],
+        ));
+    }
+    Ok(Ok(single(Panel {
+        title:
+            "Final validation loss per configuration: mean ± 1 SE over seeds (single seeds pale)"
+                .into(),
+        x_label: "training FLOPs".into(),
+        y_label: "final validation loss (nats/token)".into(),
+        log_x: true,
+        log_y: false,
+        series,
+        zero_line: false,
+    })))
 }

@@ -22,6 +22,10 @@ pub enum Kind {
     Star,
     /// A shaded interval (x, lo, hi); `points` is ignored.
     Band(Vec<(f64, f64, f64)>),
+    /// Points (`points`: a group's mean) with vertical bars (x, lo, hi) through them.
+    ErrorBars(Vec<(f64, f64, f64)>),
+    /// Small, pale points drawn behind the others (the single seeds under their group's mean).
+    Faint,
 }
 
 #[derive(Clone, Debug)]
@@ -198,7 +202,7 @@ fn axis(p: &Panel, axis_x: bool) -> Option<Axis> {
     let mut vals: Vec<f64> = Vec::new();
     for s in &p.series {
         match &s.kind {
-            Kind::Band(b) => {
+            Kind::Band(b) | Kind::ErrorBars(b) => {
                 for &(x, lo, hi) in b {
                     if axis_x {
                         vals.push(x)
@@ -357,6 +361,27 @@ fn panel<DB: DrawingBackend>(
                         .map(|xy| Circle::new(xy, 8, c.stroke_width(3))),
                 )
                 .map_err(err)?,
+            Kind::Faint => chart
+                .draw_series(
+                    pts.into_iter()
+                        .map(|xy| Circle::new(xy, 3, c.mix(0.35).filled())),
+                )
+                .map_err(err)?,
+            Kind::ErrorBars(b) => {
+                for &(x, lo, hi) in b {
+                    if let (Some(a), Some(z)) = (map(&(x, lo)), map(&(x, hi))) {
+                        chart
+                            .draw_series(std::iter::once(PathElement::new(
+                                vec![a, z],
+                                c.stroke_width(2),
+                            )))
+                            .map_err(err)?;
+                    }
+                }
+                chart
+                    .draw_series(pts.into_iter().map(|xy| Circle::new(xy, 5, c.filled())))
+                    .map_err(err)?
+            }
             Kind::Band(b) => {
                 let lo: Vec<(f64, f64)> =
                     b.iter().filter_map(|&(x, lo, _)| map(&(x, lo))).collect();
@@ -372,7 +397,9 @@ fn panel<DB: DrawingBackend>(
             legend = true;
             let kind = s.kind.clone();
             anno.label(name).legend(move |(x, y)| match &kind {
-                Kind::Markers | Kind::Star => Circle::new((x + 10, y), 4, c.filled()).into_dyn(),
+                Kind::Markers | Kind::Star | Kind::ErrorBars(_) | Kind::Faint => {
+                    Circle::new((x + 10, y), 4, c.filled()).into_dyn()
+                }
                 Kind::Band(_) => {
                     Rectangle::new([(x, y - 5), (x + 20, y + 5)], c.mix(0.25).filled()).into_dyn()
                 }

@@ -182,6 +182,11 @@ pub fn render_all(frames: &Frames, fits: &ReportFits, dir: &Path) -> Result<Vec<
             charts::hyper_optima(fits),
         ),
         (
+            "seed_groups",
+            "Seeds: final loss per configuration, mean ± 1 SE",
+            charts::seed_groups(frames),
+        ),
+        (
             "residuals",
             "Residuals of the fits",
             charts::residuals(frames, fits),

@@ -90,6 +90,8 @@ pub fn render(r: &Report) -> String {
         s.push_str("<h2 id=\"tuning\">Tuned hyperparameters</h2>\n");
         s.push_str(&table(t, "tuning"));
     }
+    s.push_str("<h2 id=\"groups\">Seeds and noise</h2>\n");
+    s.push_str(&table(&r.groups, "groups"));
     s.push_str("<h2 id=\"fits\">Fitted parameters</h2>\n");
     if r.fits.rows.is_empty() {
         s.push_str("<p class=\"skipped\">No law could be fitted to this database (see the sentences above).</p>\n");

@@ -16,7 +16,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use loopscale_analysis::Frames;
 use loopscale_analysis::fits::ReportFits;
+use loopscale_analysis::groups::{config_value, pooled_seed_sd, rank_within, replicate_groups};
 use loopscale_analysis::is_database;
 use loopscale_analysis::source::{load_frames, stored_tune};
 use loopscale_plot::{Chart, render_all};
@@ -41,6 +43,8 @@ pub struct Report {
     pub pivot: Option<TextTable>,
     /// With tuned keys: which value won per configuration, and how many were tried.
     pub tuning: Option<TextTable>,
+    /// Replicate groups and their verdicts (or the sentence that the noise is unmeasured).
+    pub groups: TextTable,
     /// Runs of the sweep that are no longer in its file (key, status): not drawn.
     pub orphaned: Vec<(String, String)>,
     pub fits: TextTable,
@@ -183,9 +187,28 @@ pub fn build(source: &Source, out: &Path) -> Result<Report> {
         runs,
         pivot: tables::pivot_table(&frames)?,
         tuning: envelope.as_ref().map(tables::tuning_table),
+        groups: groups_table(&frames)?,
         fits: tables::fits_table(&fits),
         orphaned,
     })
+}
+
+/// The report's replicate groups: ranked within each FLOP budget when the runs have budgets
+/// (`train.flops`), else among all.
+fn groups_table(frames: &Frames) -> Result<TextTable> {
+    let groups = replicate_groups(frames)?;
+    let budgets = groups
+        .iter()
+        .any(|g| config_value(&g.config, "train.flops") != "-");
+    let within = if budgets {
+        vec!["train.flops".to_string()]
+    } else {
+        Vec::new()
+    };
+    Ok(tables::groups_table(
+        &rank_within(&groups, &within),
+        pooled_seed_sd(&groups),
+    ))
 }
 
 /// `key (status), …`: the orphaned runs as one line.

@@ -5,9 +5,10 @@ use anyhow::Result;
 
 use loopscale_analysis::envelope::{Envelope, Position, column_of};
 use loopscale_analysis::fits::ReportFits;
+use loopscale_analysis::groups::Ranked;
 use loopscale_analysis::pivot::{loss_by, variants_crossed};
 use loopscale_analysis::{Frames, opt_f64s, strs};
-use loopscale_fit::FitReport;
+use loopscale_fit::{FitReport, Verdict};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TextTable {
@@ -239,6 +240,81 @@ pub fn tuning_table(env: &Envelope) -> TextTable {
             "refined optimum",
             "loss",
             "runs",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    }
+}
+
+/// The replicate groups ranked within their blocks, each against its block's best with the
+/// verdict at the resolution of the seed noise; the caption says the pooled noise, or that it
+/// is unmeasured.
+pub fn groups_table(ranked: &[Ranked], pooled: Option<(f64, usize)>) -> TextTable {
+    let rows = ranked
+        .iter()
+        .map(|r| {
+            let s = &r.group.stats;
+            let (diff, interval, verdict) = match &r.against_best {
+                None => ("best".to_string(), String::new(), String::new()),
+                Some(c) => (
+                    format!("{:+.4}", c.difference),
+                    c.interval
+                        .map(|(lo, hi)| format!("[{lo:+.4}, {hi:+.4}]"))
+                        .unwrap_or_default(),
+                    // The block's best has the lower mean: the group is behind it or within noise.
+                    match c.verdict {
+                        Verdict::Behind => format!("behind {} by more than noise", r.best_label),
+                        Verdict::Ahead => format!("ahead of {} by more than noise", r.best_label),
+                        Verdict::WithinNoise => format!("within noise of {}", r.best_label),
+                        Verdict::NeedsSeeds => "needs more seeds (n = 1): noise unmeasured".into(),
+                    },
+                ),
+            };
+            vec![
+                r.block.clone(),
+                r.rank.to_string(),
+                r.group.label.clone(),
+                s.n.to_string(),
+                match s.se {
+                    Some(se) => format!("{:.4} ± {se:.4}", s.mean),
+                    None => format!("{:.4}", s.mean),
+                },
+                s.sd.map(|v| format!("{v:.4}"))
+                    .unwrap_or_else(|| "-".into()),
+                format!("{:.4} … {:.4}", s.min, s.max),
+                diff,
+                interval,
+                verdict,
+            ]
+        })
+        .collect();
+    let noise = match pooled {
+        Some((sd, df)) => format!(
+            "Seed noise: one seed's final loss lies about {sd:.4} nats (standard deviation, pooled over {df} \
+             degrees of freedom) from its configuration's mean."
+        ),
+        None => "Seed noise is unmeasured: every configuration has one seed, so no difference between \
+                 configurations can be told from seed noise (add seeds: `[sweep] seeds = [0, 1, 2]`)."
+            .to_string(),
+    };
+    TextTable {
+        caption: format!(
+            "Replicate groups (runs that differ only in their seed): final validation loss as mean ± \
+             standard error (n seeds), ranked within each block and compared with the block's best \
+             (difference, Welch 95% interval, verdict). {noise}"
+        ),
+        header: [
+            "block",
+            "rank",
+            "group",
+            "n",
+            "mean ± SE",
+            "sd",
+            "min … max",
+            "vs best",
+            "95% interval",
+            "verdict",
         ]
         .map(String::from)
         .to_vec(),

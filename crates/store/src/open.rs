@@ -8,7 +8,7 @@ use std::time::Duration;
 pub const APPLICATION_ID: i32 = 0x4c4f_4f50;
 
 /// Schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 9;
+pub const SCHEMA_VERSION: i32 = 10;
 
 /// The oldest schema a read-only open accepts: every later version only adds columns that
 /// readers (status, sql, fit, report) do not need, so an older store is read as it is.
@@ -25,13 +25,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrate_position_accuracy.sql"),
     include_str!("migrate_melt.sql"),
     include_str!("migrate_bytes_per_token.sql"),
+    include_str!("migrate_text_passes.sql"),
 ];
 
 /// The views (`CREATE VIEW IF NOT EXISTS ...`), not a migration: every open makes sure they exist.
 const VIEWS: &str = include_str!("views.sql");
 
 /// Every view of `views.sql`.
-const VIEW_NAMES: [&str; 7] = [
+const VIEW_NAMES: [&str; 9] = [
     "final_runs",
     "compute_frontier",
     "test_time_curves",
@@ -39,6 +40,8 @@ const VIEW_NAMES: [&str; 7] = [
     "latest_fits",
     "lr_envelope",
     "lineage",
+    "run_groups",
+    "group_curves",
 ];
 
 /// Creates the views a store lacks (each is

@@ -479,7 +479,8 @@ impl Store {
                 &format!(
                     "UPDATE runs SET status = ?2, steps_done = ?3, final_train_loss = ?4, final_val_loss = ?5,
                      final_val_bpb = ?6, wall_seconds = ?7, tokens_per_second = ?8, error = ?9,
-                     loss_spikes = ?10, bytes_per_token = ?11, peak_rss_bytes = ?12, finished_at = {NOW}
+                     loss_spikes = ?10, bytes_per_token = ?11, peak_rss_bytes = ?12, text_passes = ?13,
+                     finished_at = {NOW}
                      WHERE run_key = ?1"
                 ),
                 params![
@@ -495,6 +496,7 @@ impl Store {
                     outcome.loss_spikes,
                     outcome.bytes_per_token.and_then(finite),
                     outcome.peak_rss_bytes.map(|b| b as i64),
+                    outcome.text_passes.and_then(finite),
                 ],
             )?;
             tx.execute(

@@ -26,7 +26,7 @@ use super::{Store, StoreError};
 
 /// The columns of `runs` that a worker changes (the rest are fixed at registration).
 const RUN_STATE: &str = "status, attempts, steps_done, final_train_loss, final_val_loss, final_val_bpb, \
-     bytes_per_token, peak_rss_bytes, wall_seconds, tokens_per_second, loss_spikes, error, started_at, finished_at";
+     bytes_per_token, peak_rss_bytes, text_passes, wall_seconds, tokens_per_second, loss_spikes, error, started_at, finished_at";
 
 impl Store {
     /// Creates the shard of run `key` at `path` from this store's rows for the run, unless a

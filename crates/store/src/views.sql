@@ -79,6 +79,46 @@ FROM (
 )
 WHERE rank_in_config = 1;
 
+-- Replicate groups: finished runs that differ only in their seed (a WSD branch's parent, which
+-- names its seed's trunk, does not split a group). One row per group: `group_config` is the
+-- shared configuration (config_json without the seed), `n` the seeds finished, `seeds` them,
+-- and the final validation loss's mean, sample variance (`var_val_loss`, NULL for n = 1; the
+-- standard deviation is its square root, the standard error sqrt(var_val_loss / n)), min and
+-- max. A difference between two groups is beyond seed noise only when it exceeds its standard
+-- error sqrt(var₁/n₁ + var₂/n₂) by the t quantile (`loopscale compare` prints the verdicts).
+CREATE VIEW IF NOT EXISTS run_groups AS
+SELECT sweep, group_config, count(*) AS n, group_concat(seed, ',') AS seeds,
+       min(run_key) AS first_run_key, variant, arch, injection, d_model, n_heads, n_layers,
+       mean_recurrence, backprop_depth, lr, params, non_embedding_params, tokens, flops,
+       avg(final_val_loss) AS mean_val_loss,
+       CASE WHEN count(*) > 1 THEN
+         max(0.0, (sum(final_val_loss * final_val_loss)
+                   - count(*) * avg(final_val_loss) * avg(final_val_loss)) / (count(*) - 1))
+       END AS var_val_loss,
+       min(final_val_loss) AS min_val_loss, max(final_val_loss) AS max_val_loss,
+       avg(final_val_bpb) AS mean_val_bpb
+FROM (SELECT r.*, json_remove(r.config_json, '$.seed', '$.lineage.parent') AS group_config
+      FROM runs r
+      WHERE r.status = 'done' AND r.final_val_loss IS NOT NULL AND IFNULL(role, '') <> 'trunk')
+GROUP BY sweep, group_config;
+
+-- Replicate groups' validation curves: at each evaluated step (at the training depth), the
+-- mean, sample variance and number of the group's finished seeds evaluated there.
+CREATE VIEW IF NOT EXISTS group_curves AS
+SELECT g.sweep, g.group_config, e.step, e.tokens, count(*) AS n,
+       avg(e.val_loss) AS mean_val_loss,
+       CASE WHEN count(*) > 1 THEN
+         max(0.0, (sum(e.val_loss * e.val_loss) - count(*) * avg(e.val_loss) * avg(e.val_loss))
+                  / (count(*) - 1))
+       END AS var_val_loss
+FROM evals e
+JOIN (SELECT run_key, sweep, json_remove(config_json, '$.seed', '$.lineage.parent') AS group_config
+      FROM runs
+      WHERE status = 'done' AND final_val_loss IS NOT NULL AND IFNULL(role, '') <> 'trunk') g
+  USING (run_key)
+WHERE e.test_loops IS NULL
+GROUP BY g.sweep, g.group_config, e.step;
+
 -- Runs built on runs: every run with a role (a WSD trunk, its branches, a recast model), its
 -- parent and the parent's step it started from (NULL = the parent's end), and where each
 -- stands. A branch's tokens and flops count its whole path (trunk prefix + cooldown);
@@ -92,3 +132,4 @@ SELECT c.run_key, c.sweep, c.variant, c.role, c.parent_run_key, c.parent_step, c
        c.final_val_loss, c.error
 FROM runs c LEFT JOIN runs p ON p.run_key = c.parent_run_key
 WHERE c.role IS NOT NULL;
+

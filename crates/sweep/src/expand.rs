@@ -282,6 +282,15 @@ fn build<'a>(
     if data.get("task").and_then(Value::as_str) == Some("p_hop") && !data.contains_key("targets") {
         data.insert("targets".into(), Value::from(Targets::default().name()));
     }
+    // A task's examples are generated, never read from a text: the order of text windows
+    // means nothing to it, and leaving it out keeps task runs' keys as they were.
+    if data
+        .get("task")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t != "lm")
+    {
+        data.remove("order");
+    }
     if model.get("parametrization").and_then(Value::as_str) != Some("mup") {
         // μP's base width means nothing to a standard run: dropped, so setting it in a sweep
         // that also trains standard runs cannot split one of them into two keys.

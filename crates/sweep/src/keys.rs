@@ -21,6 +21,7 @@ pub(crate) const HEADER_KEYS: &[(&str, &str)] = &[
     ("db", "results/<name>.sqlite"),
     ("zip", "[]"),
     ("retries", "0"),
+    ("max_passes", "(none)"),
 ];
 
 /// Which struct a key's value lands in.

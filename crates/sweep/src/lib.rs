@@ -10,6 +10,7 @@
 //! db = "results/quickstart.sqlite"  # default results/<name>.sqlite; relative to the CWD
 //! zip = [["model.d_model", "model.n_heads"]]  # pair these axes element-wise
 //! retries = 1                       # default 0; used by the engine
+//! max_passes = 1                    # optional; refuse runs that read their text more often
 //!
 //! [data]
 //! corpus = "moby-dick"              # the shipped corpus, or a path relative to this file's folder
@@ -31,7 +32,7 @@
 //!
 //! | Table          | Keys                                                                  |
 //! |----------------|-----------------------------------------------------------------------|
-//! | `[sweep]`      | `name` (required), `description`, `seeds`, `db`, `zip`, `retries`     |
+//! | `[sweep]`      | `name` (required), `description`, `seeds`, `db`, `zip`, `retries`, `max_passes` |
 //! | `[data]`       | the fields of `DataConfig`                                            |
 //! | `[train]`      | the fields of `TrainConfig`                                           |
 //! | `[model]`      | the fields of `ModelConfig`, plus `LoopedConfig`'s fields flat        |
@@ -99,6 +100,9 @@ pub struct Sweep {
     /// The results database; relative paths are relative to the working directory.
     pub db: PathBuf,
     pub retries: u32,
+    /// `[sweep] max_passes`: the most passes over its training text a run may make; `plan`
+    /// and `run` refuse a sweep with a run past it, naming the run.
+    pub max_passes: Option<f64>,
     /// The `[slurm]` table (resources for `run --executor slurm`); empty when absent.
     pub slurm: SlurmSettings,
     /// The `[analysis]` table (how `fit` and `report` read the runs); empty when absent.
@@ -271,6 +275,7 @@ impl Sweep {
             base_dir,
             db,
             retries: spec.header.retries,
+            max_passes: spec.header.max_passes,
             slurm: spec.slurm,
             analysis: spec.analysis,
             axes,

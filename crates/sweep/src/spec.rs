@@ -55,6 +55,7 @@ pub(crate) struct Header {
     pub db: Option<PathBuf>,
     pub zip: Vec<ZipGroup>,
     pub retries: u32,
+    pub max_passes: Option<f64>,
 }
 
 #[derive(Clone, Debug)]
@@ -204,6 +205,7 @@ fn parse_header(
         db: None,
         zip: Vec::new(),
         retries: 0,
+        max_passes: None,
     };
     for (k, v) in sorted(table) {
         let key = k.get_ref().as_ref();
@@ -254,6 +256,21 @@ fn parse_header(
                     src.error(ErrorKind::Header, v.span(), "`sweep.retries` is too large")
                         .with_key(dotted.clone())
                 })?
+            }
+            "max_passes" => {
+                let limit = match to_json(src, &dotted, v)? {
+                    Value::Number(n) => n.as_f64().filter(|x| x.is_finite() && *x > 0.0),
+                    _ => None,
+                };
+                header.max_passes = Some(limit.ok_or_else(|| {
+                    src.error(
+                        ErrorKind::Header,
+                        v.span(),
+                        "`sweep.max_passes`: expected a positive number of passes over the training text, e.g. 1 or 4",
+                    )
+                    .with_key(dotted.clone())
+                    .with_help("remove the key to allow any number of passes (`plan` still warns past one)")
+                })?);
             }
             "seeds" => {
                 header.seeds_span = Some(v.span());

@@ -12,9 +12,10 @@ use candle_core::{Device, Tensor};
 use rand::Rng;
 
 use super::batch::{Batch, indexed_rng};
+use super::order::WindowOrder;
 use super::shards::{self, Tokens};
 use super::tokenizer::Tokenizer;
-use loopscale_config::{DataConfig, resolve_corpus_path};
+use loopscale_config::{DataConfig, DataOrder, resolve_corpus_path};
 
 /// Vocabulary of the byte tokenizer: one token per byte value.
 pub const BYTE_VOCAB: usize = 256;
@@ -274,24 +275,32 @@ fn windows_to_batch(
     )?)
 }
 
-/// Draws training windows uniformly at random among every window of the split (across
-/// shards, none crossing a shard's end). Batch `i` comes from an RNG seeded by `(seed, i)`
-/// alone, so a run's data order depends only on its seed, and a resumed run picks up the
-/// stream at any step by [`BatchSampler::seek`]: the data position is just the step count.
+/// Draws a run's training windows in `data.order`. In epochs (the default), sample `k` of the
+/// stream is the split's non-overlapping window at position `k mod W` of epoch `k / W`'s
+/// permutation ([`WindowOrder`]); with replacement, batch `i`'s windows are uniform draws among
+/// every window of the split (across shards, none crossing a shard's end) from an RNG seeded
+/// by `(seed, i)`. Either way batch `i` depends on the seed and `i` alone, so a resumed run
+/// picks up the stream at any step by [`BatchSampler::seek`]: the data position is just the
+/// step count.
 pub struct BatchSampler {
     seed: u64,
     position: u64,
     batch_size: usize,
     seq_len: usize,
+    order: DataOrder,
+    /// The epoch order over the split's non-overlapping windows, made on the first batch.
+    epochs: Option<WindowOrder>,
 }
 
 impl BatchSampler {
-    pub fn new(seed: u64, batch_size: usize, seq_len: usize) -> Self {
+    pub fn new(seed: u64, batch_size: usize, seq_len: usize, order: DataOrder) -> Self {
         BatchSampler {
             seed,
             position: 0,
             batch_size,
             seq_len,
+            order,
+            epochs: None,
         }
     }
 
@@ -307,15 +316,54 @@ impl BatchSampler {
 
     /// The next batch of `batch_size` windows of `tokens`.
     pub fn sample(&mut self, tokens: &Tokens, device: &Device) -> anyhow::Result<Batch> {
-        let mut rng = indexed_rng(self.seed, self.position);
-        self.position += 1;
-        // One text's windows are drawn exactly as before shards existed (same range, same
-        // draws), so byte runs keep their data order.
-        let last_start = tokens.window_count(self.seq_len) - 1;
-        let starts: Vec<usize> = (0..self.batch_size)
-            .map(|_| rng.random_range(0..=last_start))
-            .collect();
+        let starts = self.next_starts(tokens);
         windows_to_batch(tokens, &starts, self.seq_len, device)
+    }
+
+    /// The next batch's windows, as indices of [`Tokens::window`].
+    pub fn next_starts(&mut self, tokens: &Tokens) -> Vec<usize> {
+        let position = self.position;
+        self.position += 1;
+        match self.order {
+            DataOrder::Epochs => {
+                let seq_len = self.seq_len;
+                let order = self.epochs.get_or_insert_with(|| {
+                    WindowOrder::new(tokens.block_count(seq_len) as u64, self.seed)
+                });
+                let first = position * self.batch_size as u64;
+                (first..first + self.batch_size as u64)
+                    .map(|k| tokens.block_window(order.window(k) as usize, seq_len))
+                    .collect()
+            }
+            DataOrder::Replacement => {
+                let mut rng = indexed_rng(self.seed, position);
+                // One text's windows are drawn exactly as before shards existed (same range,
+                // same draws), so byte runs keep their data order.
+                let last_start = tokens.window_count(self.seq_len) - 1;
+                (0..self.batch_size)
+                    .map(|_| rng.random_range(0..=last_start))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Passes over a split of `tokens` made by `batches` batches of `batch_size` windows read in
+/// `order`: exact in epochs (each pass is one permutation of the non-overlapping windows); with
+/// replacement, the windows' tokens over the split's (each window is a uniform draw).
+pub fn text_passes(
+    tokens: &Tokens,
+    seq_len: usize,
+    batch_size: usize,
+    batches: u64,
+    order: DataOrder,
+) -> f64 {
+    let samples = batches * batch_size as u64;
+    match order {
+        DataOrder::Epochs => {
+            WindowOrder::new(tokens.block_count(seq_len) as u64, 0).passes(samples)
+        }
+        DataOrder::Replacement => (samples * seq_len as u64) as f64 / tokens.len().max(1) as f64,
     }
 }
 
@@ -387,39 +435,71 @@ mod tests {
             .collect();
         let c = Corpus::from_text(&text, &data(16, 0.1), "t").unwrap();
         let dev = Device::Cpu;
-        let draw = |seed| {
-            let mut s = BatchSampler::new(seed, 4, 16);
-            (0..3)
-                .map(|_| {
-                    s.sample(c.train_tokens(), &dev)
-                        .unwrap()
-                        .inputs
-                        .to_vec2::<u32>()
-                        .unwrap()
-                })
-                .collect::<Vec<_>>()
+        for order in [DataOrder::Epochs, DataOrder::Replacement] {
+            let draw = |seed| {
+                let mut s = BatchSampler::new(seed, 4, 16, order);
+                (0..3)
+                    .map(|_| {
+                        s.sample(c.train_tokens(), &dev)
+                            .unwrap()
+                            .inputs
+                            .to_vec2::<u32>()
+                            .unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(draw(1), draw(1));
+            assert_ne!(draw(1), draw(2));
+            // Seeking to batch 2 gives what the third draw gave: a resumed run sees the same data.
+            let mut s = BatchSampler::new(1, 4, 16, order);
+            s.seek(2);
+            let third = s
+                .sample(c.train_tokens(), &dev)
+                .unwrap()
+                .inputs
+                .to_vec2::<u32>()
+                .unwrap();
+            assert_eq!(third, draw(1)[2]);
+            assert_eq!(s.position(), 3);
+            let b = BatchSampler::new(3, 2, 16, order)
+                .sample(c.train_tokens(), &dev)
+                .unwrap();
+            let (x, y) = (
+                b.inputs.to_vec2::<u32>().unwrap(),
+                b.targets.to_vec2::<u32>().unwrap(),
+            );
+            assert_eq!(x[0][1..], y[0][..15]);
+        }
+    }
+
+    #[test]
+    fn an_epoch_reads_every_window_once_and_the_next_epoch_another_order() {
+        // 900 training bytes at seq_len 16: (900 − 1) / 16 = 56 non-overlapping windows.
+        let text: String = (0..1000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let c = Corpus::from_text(&text, &data(16, 0.1), "t").unwrap();
+        let tokens = c.train_tokens();
+        assert_eq!(tokens.block_count(16), 56);
+        // Batches of 8 cover 56 windows in exactly 7 batches.
+        let mut s = BatchSampler::new(5, 8, 16, DataOrder::Epochs);
+        let epoch = |s: &mut BatchSampler| -> Vec<usize> {
+            (0..7).flat_map(|_| s.next_starts(tokens)).collect()
         };
-        assert_eq!(draw(1), draw(1));
-        assert_ne!(draw(1), draw(2));
-        // Seeking to batch 2 gives what the third draw gave: a resumed run sees the same data.
-        let mut s = BatchSampler::new(1, 4, 16);
-        s.seek(2);
-        let third = s
-            .sample(c.train_tokens(), &dev)
-            .unwrap()
-            .inputs
-            .to_vec2::<u32>()
-            .unwrap();
-        assert_eq!(third, draw(1)[2]);
-        assert_eq!(s.position(), 3);
-        let b = BatchSampler::new(3, 2, 16)
-            .sample(c.train_tokens(), &dev)
-            .unwrap();
-        let (x, y) = (
-            b.inputs.to_vec2::<u32>().unwrap(),
-            b.targets.to_vec2::<u32>().unwrap(),
-        );
-        assert_eq!(x[0][1..], y[0][..15]);
+        let first = epoch(&mut s);
+        let mut sorted = first.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..56).map(|j| j * 16).collect::<Vec<_>>());
+        let second = epoch(&mut s);
+        let mut sorted2 = second.clone();
+        sorted2.sort_unstable();
+        assert_eq!(sorted2, sorted);
+        assert_ne!(first, second, "each epoch is a new permutation");
+        assert!((text_passes(tokens, 16, 8, 14, DataOrder::Epochs) - 2.0).abs() < 1e-12);
+        // Resuming mid-epoch (batch 3) continues the same sequence.
+        let mut resumed = BatchSampler::new(5, 8, 16, DataOrder::Epochs);
+        resumed.seek(3);
+        assert_eq!(resumed.next_starts(tokens), first[24..32].to_vec());
     }
 
     #[test]

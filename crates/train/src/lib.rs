@@ -17,6 +17,7 @@ pub mod objectives;
 pub mod optim;
 mod optim_kernel;
 pub mod optimizer;
+pub mod order;
 pub mod recast;
 pub mod schedule;
 pub mod shards;
@@ -27,7 +28,7 @@ pub mod trainer;
 pub use batch::{Batch, indexed_rng};
 pub use checkpoint::{Checkpointing, ParentCheckpoint, TrainerState};
 pub use cost::RunCost;
-pub use data::{BYTE_VOCAB, BatchSampler, Corpus};
+pub use data::{BYTE_VOCAB, BatchSampler, Corpus, text_passes};
 pub use dataset::{Data, Dataset};
 pub use melt::{MeltTraining, build_melt_model};
 pub use memory::{keep_freed_memory, peak_rss_bytes};
@@ -203,6 +204,9 @@ pub struct RunOutcome {
     pub bytes_per_token: Option<f64>,
     /// The training process's peak resident memory (bytes) when the run stopped.
     pub peak_rss_bytes: Option<u64>,
+    /// Passes over the training split made by the steps trained (`data::text_passes`: exact
+    /// in epochs); `None` for a task, or a trainer that does not say.
+    pub text_passes: Option<f64>,
     pub final_train_loss: Option<f64>,
     pub wall_seconds: f64,
     pub tokens_per_second: f64,

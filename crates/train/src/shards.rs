@@ -432,6 +432,34 @@ impl Tokens {
             .sum()
     }
 
+    /// How many non-overlapping windows the split holds: window `j` of a segment starts at
+    /// token `j · seq_len` (its last target is the next window's first input), as many as fit
+    /// whole, `(len − 1) / seq_len` per segment; none crosses a segment's end.
+    pub fn block_count(&self, seq_len: usize) -> usize {
+        self.segments
+            .iter()
+            .map(|s| s.len.saturating_sub(1) / seq_len)
+            .sum()
+    }
+
+    /// Non-overlapping window `block` (of [`Tokens::block_count`]) as an index of
+    /// [`Tokens::window`].
+    pub fn block_window(&self, block: usize, seq_len: usize) -> usize {
+        let (mut b, mut offset) = (block, 0);
+        for s in &self.segments {
+            let here = s.len.saturating_sub(1) / seq_len;
+            if b < here {
+                return offset + b * seq_len;
+            }
+            b -= here;
+            offset += s.len.saturating_sub(seq_len);
+        }
+        panic!(
+            "window {block} is past the {} windows of these tokens",
+            self.block_count(seq_len)
+        )
+    }
+
     /// Appends window `index` (`seq_len + 1` ids) to `out`; an id at or past the vocabulary is
     /// an error naming the shard and the id's offset in it.
     pub fn window(&self, index: usize, seq_len: usize, out: &mut Vec<u32>) -> anyhow::Result<()> {
@@ -611,6 +639,42 @@ mod tests {
         );
         let t = Tokens::map(&[w], 200_000).unwrap();
         assert_eq!(t.to_vec().unwrap(), wide);
+    }
+
+    #[test]
+    fn non_overlapping_windows_tile_each_shard_and_an_epoch_reads_each_once() {
+        let d = dir();
+        let a = d.path().join("a.bin");
+        let b = d.path().join("b.bin");
+        write_llmc(&a, &(0..10).collect::<Vec<_>>()).unwrap();
+        write_llmc(&b, &(100..106).collect::<Vec<_>>()).unwrap();
+        let t = Tokens::map(&[a, b], 200).unwrap();
+        assert!(t.mapped_segments().is_some(), "memory-mapped, not copied");
+        // seq_len 4: a's 10 tokens hold windows at 0 and 4 ((10 − 1) / 4 = 2), b's 6 one at 0.
+        assert_eq!(t.block_count(4), 3);
+        let windows: Vec<Vec<u32>> = (0..3)
+            .map(|j| {
+                let mut w = Vec::new();
+                t.window(t.block_window(j, 4), 4, &mut w).unwrap();
+                w
+            })
+            .collect();
+        assert_eq!(
+            windows,
+            vec![
+                vec![0, 1, 2, 3, 4],
+                vec![4, 5, 6, 7, 8],
+                vec![100, 101, 102, 103, 104]
+            ]
+        );
+        // Two epochs of one window a batch: each window once per epoch.
+        let mut sampler =
+            super::super::BatchSampler::new(9, 1, 4, loopscale_config::DataOrder::Epochs);
+        for _ in 0..2 {
+            let mut seen: Vec<usize> = (0..3).flat_map(|_| sampler.next_starts(&t)).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, vec![0, 4, 6]);
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use super::batch::{Batch, indexed_rng};
 use super::checkpoint::{Checkpointing, TrainerState};
-use super::data::BatchSampler;
+use super::data::{BatchSampler, text_passes};
 use super::dataset::Data;
 use super::decoding::{DECODE_EVAL_TOKENS, measure_decoding};
 use super::divergence::DivergenceWatch;
@@ -467,7 +467,12 @@ impl<'a> Trainer<'a> {
             observer,
             checkpoints,
             optimizer,
-            sampler: BatchSampler::new(sampler_seed(cfg.seed), t.batch_size, seq_len),
+            sampler: BatchSampler::new(
+                sampler_seed(cfg.seed),
+                t.batch_size,
+                seq_len,
+                cfg.data.order,
+            ),
             val_batches,
             steps: total_steps(cfg),
             tokens_per_step: (t.batch_size * seq_len) as u64,
@@ -840,6 +845,16 @@ impl<'a> Trainer<'a> {
             final_val_bpb: state.final_val_bpb,
             bytes_per_token: self.bytes_per_token,
             peak_rss_bytes: super::memory::peak_rss_bytes(),
+            text_passes: match self.data {
+                Data::Text(corpus) => Some(text_passes(
+                    corpus.train_tokens(),
+                    self.cfg.data.seq_len,
+                    self.cfg.train.batch_size,
+                    state.done_steps,
+                    self.cfg.data.order,
+                )),
+                Data::Task(_) => None,
+            },
             final_train_loss: state.last_loss,
             wall_seconds,
             tokens_per_second: if wall_seconds > 0.0 {

@@ -1,0 +1,213 @@
+//! Replicate groups: a sweep's finished runs that differ only in their seed, each summarised
+//! by the mean, spread and standard error of its final validation loss
+//! ([`loopscale_fit::noise`]), and groups compared with a verdict at the resolution of that
+//! noise. The same grouping as the store's `run_groups` view: a run's configuration without its
+//! seed (and without a WSD branch's parent, which names its seed's trunk).
+//!
+//! Comparisons are made within blocks: groups that share the values of the `within` keys (for
+//! instance `train.flops`, to compare configurations at one FLOP budget) are ranked by mean and
+//! each is compared with the block's best.
+
+use anyhow::Result;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::columns::{f64s, strs};
+use super::frames::Frames;
+use loopscale_fit::noise::{Comparison, GroupStats, compare, pooled_variance};
+
+/// One replicate group of finished runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplicateGroup {
+    /// The runs' label without the seed (what tells this configuration from the others).
+    pub label: String,
+    /// The shared configuration: the runs' resolved configuration without the seed.
+    #[serde(skip)]
+    pub config: Value,
+    pub run_keys: Vec<String>,
+    pub seeds: Vec<u64>,
+    /// Final validation losses, one per seed, in the order of `seeds`.
+    pub losses: Vec<f64>,
+    pub stats: GroupStats,
+    /// Training FLOPs and tokens (the runs' mean; equal within a group unless budgets differ).
+    pub flops: f64,
+    pub tokens: f64,
+}
+
+/// A group ranked within its block and compared with the block's best.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ranked {
+    /// The block: the `within` keys' values shared by its groups (`train.flops=3.6e12`).
+    pub block: String,
+    pub rank: usize,
+    pub group: ReplicateGroup,
+    /// Against the block's best (`group − best`); `None` for the best itself.
+    pub against_best: Option<Comparison>,
+    pub best_label: String,
+}
+
+/// The groups of the finished runs in `frames`, in the order their first run appears.
+pub fn replicate_groups(frames: &Frames) -> Result<Vec<ReplicateGroup>> {
+    let keys = strs(&frames.runs, "run_key")?;
+    let labels = strs(&frames.runs, "label")?;
+    let losses = f64s(&frames.runs, "final_val_loss")?;
+    let flops = f64s(&frames.runs, "flops")?;
+    let tokens = f64s(&frames.runs, "tokens")?;
+    let config_keys = strs(&frames.configs, "run_key")?;
+    let config_json = strs(&frames.configs, "config_json")?;
+    let mut groups: Vec<ReplicateGroup> = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let Some(at) = config_keys.iter().position(|k| k == key) else {
+            continue;
+        };
+        let Ok(mut config) = serde_json::from_str::<Value>(&config_json[at]) else {
+            continue;
+        };
+        let seed = config.get("seed").and_then(Value::as_u64).unwrap_or(0);
+        without_seed(&mut config);
+        let member = |g: &mut ReplicateGroup| {
+            g.run_keys.push(key.clone());
+            g.seeds.push(seed);
+            g.losses.push(losses[i]);
+        };
+        match groups.iter_mut().find(|g| g.config == config) {
+            Some(g) => member(g),
+            None => {
+                let mut g = ReplicateGroup {
+                    label: label_without_seed(&labels[i]),
+                    config,
+                    run_keys: Vec::new(),
+                    seeds: Vec::new(),
+                    losses: Vec::new(),
+                    stats: GroupStats::of(&[losses[i]]).unwrap_or(GroupStats {
+                        n: 0,
+                        mean: f64::NAN,
+                        sd: None,
+                        se: None,
+                        min: f64::NAN,
+                        max: f64::NAN,
+                    }),
+                    flops: flops[i],
+                    tokens: tokens[i],
+                };
+                member(&mut g);
+                groups.push(g);
+            }
+        }
+    }
+    for g in &mut groups {
+        if let Some(stats) = GroupStats::of(&g.losses) {
+            g.stats = stats;
+        }
+    }
+    groups.retain(|g| g.stats.n > 0);
+    Ok(groups)
+}
+
+/// A run's configuration as its group knows it: no seed, no parent run (a branch's parent is
+/// its own seed's trunk).
+fn without_seed(config: &mut Value) {
+    if let Some(obj) = config.as_object_mut() {
+        obj.remove("seed");
+        if let Some(lineage) = obj.get_mut("lineage").and_then(Value::as_object_mut) {
+            lineage.remove("parent");
+        }
+    }
+}
+
+fn label_without_seed(label: &str) -> String {
+    let kept: Vec<&str> = label
+        .split(' ')
+        .filter(|part| !part.starts_with("seed="))
+        .collect();
+    if kept.is_empty() {
+        "run".into()
+    } else {
+        kept.join(" ")
+    }
+}
+
+/// The value of a dotted configuration key (`train.flops`, `model.mean_recurrence`: a looped
+/// model's keys are also found under `model.looped`), as text; `-` when absent.
+pub fn config_value(config: &Value, key: &str) -> String {
+    let mut path: Vec<&str> = key.split('.').collect();
+    let find = |path: &[&str]| {
+        path.iter()
+            .try_fold(config, |v, p| v.get(*p))
+            .filter(|v| !v.is_null())
+    };
+    let found = find(&path).or_else(|| {
+        (path.first() == Some(&"model")).then(|| {
+            path.insert(1, "looped");
+            find(&path)
+        })?
+    });
+    match found {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => "-".into(),
+    }
+}
+
+/// Groups ranked by mean within blocks of equal `within` values, each compared with its
+/// block's best (lowest mean loss).
+pub fn rank_within(groups: &[ReplicateGroup], within: &[String]) -> Vec<Ranked> {
+    let block_of = |g: &ReplicateGroup| -> String {
+        within
+            .iter()
+            .map(|k| format!("{k}={}", config_value(&g.config, k)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut blocks: Vec<(String, Vec<&ReplicateGroup>)> = Vec::new();
+    for g in groups {
+        let b = block_of(g);
+        match blocks.iter_mut().find(|(name, _)| *name == b) {
+            Some((_, members)) => members.push(g),
+            None => blocks.push((b, vec![g])),
+        }
+    }
+    let mut out = Vec::new();
+    for (block, mut members) in blocks {
+        members.sort_by(|a, b| a.stats.mean.total_cmp(&b.stats.mean));
+        let best = members[0];
+        for (rank, g) in members.iter().enumerate() {
+            out.push(Ranked {
+                block: block.clone(),
+                rank: rank + 1,
+                group: (*g).clone(),
+                against_best: (rank > 0).then(|| compare(&g.stats, &best.stats)),
+                best_label: best.label.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// The seed noise of the final loss pooled over every group with two seeds or more: the
+/// standard deviation one seed's loss has around its configuration's mean, and its degrees of
+/// freedom. `None` when no configuration has two seeds.
+pub fn pooled_seed_sd(groups: &[ReplicateGroup]) -> Option<(f64, usize)> {
+    let values: Vec<&[f64]> = groups.iter().map(|g| g.losses.as_slice()).collect();
+    pooled_variance(&values).map(|(v, df)| (v.sqrt(), df))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn config_values_are_found_flat_or_under_looped() {
+        let c = json!({"train": {"flops": 3.6e12}, "model": {"arch": "looped", "looped": {"mean_recurrence": 2}}});
+        assert_eq!(config_value(&c, "train.flops"), "3600000000000.0");
+        assert_eq!(config_value(&c, "model.arch"), "looped");
+        assert_eq!(config_value(&c, "model.mean_recurrence"), "2");
+        assert_eq!(config_value(&c, "model.nothing"), "-");
+        assert_eq!(label_without_seed("looped μ=2 seed=1"), "looped μ=2");
+        assert_eq!(label_without_seed("seed=1"), "run");
+        let mut c = json!({"seed": 3, "lineage": {"role": "branch", "parent": "abc"}});
+        without_seed(&mut c);
+        assert_eq!(c, json!({"lineage": {"role": "branch"}}));
+    }
+}
