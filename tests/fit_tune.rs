@@ -70,6 +70,74 @@ fn tuned_db_of(
 }
 
 #[test]
+fn with_seeds_the_envelope_judges_each_value_by_its_mean_and_keeps_every_seed() {
+    // One configuration at three learning rates × three seeds. 4e-3 is best on average (2.010),
+    // though seed 2 alone does best at 8e-3 (1.995); 8e-3 trails by 0.005 on average, within the
+    // seeds' spread; 2e-3 trails by 0.09, far beyond it.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("seeds.sqlite");
+    let mut runs = Vec::new();
+    for (lr, losses) in [
+        (2e-3, [2.10, 2.11, 2.09]),
+        (4e-3, [2.00, 2.01, 2.02]),
+        (8e-3, [2.03, 2.02, 1.995]),
+    ] {
+        for (seed, loss) in losses.into_iter().enumerate() {
+            let config = RunConfig {
+                data: DataConfig::default(),
+                train: TrainConfig {
+                    lr,
+                    ..TrainConfig::default()
+                },
+                model: ModelConfig::default(),
+                seed: seed as u64,
+                lineage: None,
+            };
+            runs.push((
+                NewRun {
+                    key: config.key(),
+                    variant: None,
+                    config,
+                    params: 1000,
+                    non_embedding_params: 900,
+                    tokens: 1000,
+                    flops: 1e12,
+                },
+                loss,
+            ));
+        }
+    }
+    crate::common::record_finished(&mut Store::open(&db).unwrap(), "seeds", "", &runs);
+    let store = Store::open_read_only(&db).unwrap();
+    let (frames, env) = load_frames(&store, None, &["train.lr".to_string()], None).unwrap();
+    let env = env.unwrap();
+    assert_eq!(env.configs.len(), 1, "seeds are one configuration");
+    let c = &env.configs[0];
+    assert_eq!((c.runs, c.seeds), (9, 3));
+    assert_eq!(c.keys[0].best, 4e-3);
+    assert!(
+        (c.loss - 2.01).abs() < 1e-12,
+        "the winner's mean: {}",
+        c.loss
+    );
+    let tried: Vec<f64> = c.keys[0].tried.iter().map(|t| t.1).collect();
+    assert!(
+        (tried[2] - 2.015).abs() < 1e-12,
+        "each value at its mean: {tried:?}"
+    );
+    assert_eq!(c.keys[0].position, Position::Inside);
+    // Every seed of the winning value stands for the configuration.
+    assert_eq!(frames.runs.height(), 3);
+    assert!(
+        env.notes
+            .iter()
+            .any(|n| n.contains("within noise") && n.contains("lr 0.008")),
+        "{:?}",
+        env.notes
+    );
+}
+
+#[test]
 fn the_envelope_keeps_one_run_per_configuration_refines_inside_and_notes_the_edge() {
     let dir = tempfile::tempdir().unwrap();
     let db = tuned_db(dir.path(), "");

@@ -8,7 +8,10 @@
 //! the configuration and the side); where it is interior, a parabola in log(value) through the
 //! winner and its neighbours (as an iso-FLOP budget's optimum is located,
 //! [`loopscale_fit::isoflop::locate`]) refines it. A configuration is the run's whole resolved
-//! configuration (`runs.config_json`) without the tuned keys: seeds stay apart.
+//! configuration (`runs.config_json`) without the tuned keys and without the seed: with seeds,
+//! each tuned value is judged by its replicate group's mean loss (`analysis::groups`), every
+//! seed of the winning value stands for the configuration, and a note says when the best two
+//! values are within their seed noise (Welch, 95%).
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -16,7 +19,9 @@ use serde_json::Value;
 
 use super::columns::{f64s, strs};
 use super::frames::Frames;
+use super::groups::{label_without_seed, without_seed};
 use loopscale_fit::isoflop::{Location, locate};
+use loopscale_fit::noise::{GroupStats, Verdict, compare};
 use loopscale_sweep::check_tune_key;
 
 /// Where a configuration's best value lies among the values it tried.
@@ -54,14 +59,17 @@ pub struct KeyOptimum {
 pub struct TunedConfig {
     /// The configuration's label among the chosen runs (what tells it from the others).
     pub label: String,
-    /// The run that stands for it.
+    /// The run that stands for it (with seeds: the winning value's best seed).
     pub best_run: String,
-    /// Finished runs of this configuration (values tried over every tuned key).
+    /// Finished runs of this configuration (values tried over every tuned key, every seed).
     pub runs: usize,
+    /// Seeds of the winning value: every one stands for the configuration.
+    pub seeds: usize,
     pub flops: f64,
     /// Non-embedding parameters.
     pub params: f64,
     pub tokens: f64,
+    /// The winning value's loss: its mean over seeds.
     pub loss: f64,
     pub keys: Vec<KeyOptimum>,
 }
@@ -143,7 +151,7 @@ pub fn envelope(frames: &Frames, keys: &[String]) -> Result<(Frames, Envelope)> 
         strs(&frames.configs, "run_key")?,
         strs(&frames.configs, "config_json")?,
     );
-    // Per run: its configuration without the tuned keys, and its tuned values.
+    // Per run: its configuration without the tuned keys and the seed, and its tuned values.
     let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
     let mut values: Vec<Vec<Option<Value>>> = Vec::new();
     for (i, key) in run_keys.iter().enumerate() {
@@ -157,6 +165,7 @@ pub fn envelope(frames: &Frames, keys: &[String]) -> Result<(Frames, Envelope)> 
         for k in keys {
             remove(&mut config, k);
         }
+        without_seed(&mut config);
         let id = config.to_string();
         match groups.iter_mut().find(|(g, _)| *g == id) {
             Some((_, v)) => v.push(i),
@@ -168,15 +177,43 @@ pub fn envelope(frames: &Frames, keys: &[String]) -> Result<(Frames, Envelope)> 
             bail!("--tune {key}: no finished run's configuration has {key}");
         }
     }
-    let best: Vec<usize> = groups
+    // Per configuration: the runs of each tuned value (its seeds), best mean first.
+    let by_value: Vec<Vec<(Vec<usize>, GroupStats)>> = groups
         .iter()
         .map(|(_, idx)| {
-            *idx.iter()
-                .min_by(|&&a, &&b| loss[a].total_cmp(&loss[b]))
-                .expect("a group has a run")
+            let mut seeds: Vec<Vec<usize>> = Vec::new();
+            for &i in idx {
+                match seeds.iter_mut().find(|s| values[s[0]] == values[i]) {
+                    Some(s) => s.push(i),
+                    None => seeds.push(vec![i]),
+                }
+            }
+            let mut out: Vec<(Vec<usize>, GroupStats)> = seeds
+                .into_iter()
+                .filter_map(|s| {
+                    let stats = GroupStats::of(&s.iter().map(|&i| loss[i]).collect::<Vec<_>>())?;
+                    Some((s, stats))
+                })
+                .collect();
+            out.sort_by(|a, b| a.1.mean.total_cmp(&b.1.mean));
+            out
         })
         .collect();
-    let chosen: Vec<String> = best.iter().map(|&i| run_keys[i].clone()).collect();
+    // The run that labels each configuration: the winning value's best seed.
+    let best: Vec<usize> = by_value
+        .iter()
+        .map(|vals| {
+            *vals[0]
+                .0
+                .iter()
+                .min_by(|&&a, &&b| loss[a].total_cmp(&loss[b]))
+                .expect("a value has a run")
+        })
+        .collect();
+    let chosen: Vec<String> = by_value
+        .iter()
+        .flat_map(|vals| vals[0].0.iter().map(|&i| run_keys[i].clone()))
+        .collect();
     let columns: Vec<&str> = keys.iter().map(|k| column_of(k)).collect();
     let restricted = frames.restrict(&chosen, &columns)?;
     let (r_keys, r_labels) = (
@@ -190,12 +227,45 @@ pub fn envelope(frames: &Frames, keys: &[String]) -> Result<(Frames, Envelope)> 
     );
     let mut configs = Vec::new();
     let mut notes = Vec::new();
-    for ((_, idx), &b) in groups.iter().zip(&best) {
-        let label = r_keys
-            .iter()
-            .position(|k| *k == run_keys[b])
-            .map(|i| r_labels[i].clone())
-            .unwrap_or_default();
+    for (((_, idx), &b), vals) in groups.iter().zip(&best).zip(&by_value) {
+        let label = label_without_seed(
+            &r_keys
+                .iter()
+                .position(|k| *k == run_keys[b])
+                .map(|i| r_labels[i].clone())
+                .unwrap_or_default(),
+        );
+        // With seeds, whether the winner is ahead of the runner-up by more than their noise.
+        if let [(_, first), (second_runs, second), ..] = vals.as_slice() {
+            let c = compare(second, first);
+            let runner_up = keys
+                .iter()
+                .enumerate()
+                .map(|(k, key)| {
+                    format!(
+                        "{} {}",
+                        column_of(key),
+                        text(values[second_runs[0]][k].as_ref())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            match c.verdict {
+                Verdict::WithinNoise => notes.push(format!(
+                    "{label}: the best tuned value and the runner-up ({runner_up}) are within noise \
+                     (difference {:+.4}, 95% interval [{:+.4}, {:+.4}], n = {} and {})",
+                    c.difference,
+                    c.interval.map_or(f64::NAN, |i| i.0),
+                    c.interval.map_or(f64::NAN, |i| i.1),
+                    c.n.1,
+                    c.n.0
+                )),
+                Verdict::NeedsSeeds if first.n > 1 || second.n > 1 => notes.push(format!(
+                    "{label}: the runner-up ({runner_up}) has one seed, so the choice is not told from noise"
+                )),
+                _ => {}
+            }
+        }
         let mut optima = Vec::new();
         for (k, key) in keys.iter().enumerate() {
             // The slice through the winner along this key.
@@ -213,15 +283,18 @@ pub fn envelope(frames: &Frames, keys: &[String]) -> Result<(Frames, Envelope)> 
                 .collect();
             let mut tried = numeric.unwrap_or_default();
             tried.sort_by(|a, b| a.0.total_cmp(&b.0));
-            // One loss per value: the best, as for the configuration.
-            tried.dedup_by(|a, b| {
-                if a.0 == b.0 {
-                    b.1 = b.1.min(a.1);
-                    true
-                } else {
-                    false
+            // One loss per value: its mean over seeds, as the configuration is judged.
+            let mut means: Vec<(f64, f64, usize)> = Vec::new();
+            for (v, l) in tried {
+                match means.last_mut() {
+                    Some(m) if m.0 == v => {
+                        m.1 += l;
+                        m.2 += 1;
+                    }
+                    _ => means.push((v, l, 1)),
                 }
-            });
+            }
+            let tried: Vec<(f64, f64)> = means.iter().map(|m| (m.0, m.1 / m.2 as f64)).collect();
             let best_value = values[b][k].as_ref().and_then(Value::as_f64);
             let (position, refined) = match tried.len() {
                 0 | 1 => (Position::Only, None),
@@ -272,10 +345,11 @@ pub fn envelope(frames: &Frames, keys: &[String]) -> Result<(Frames, Envelope)> 
             label,
             best_run: run_keys[b].clone(),
             runs: idx.len(),
+            seeds: vals[0].1.n,
             flops: flops[b],
             params: params[b],
             tokens: tokens[b],
-            loss: loss[b],
+            loss: vals[0].1.mean,
             keys: optima,
         });
     }

@@ -106,7 +106,7 @@ pub fn replicate_groups(frames: &Frames) -> Result<Vec<ReplicateGroup>> {
 
 /// A run's configuration as its group knows it: no seed, no parent run (a branch's parent is
 /// its own seed's trunk).
-fn without_seed(config: &mut Value) {
+pub fn without_seed(config: &mut Value) {
     if let Some(obj) = config.as_object_mut() {
         obj.remove("seed");
         if let Some(lineage) = obj.get_mut("lineage").and_then(Value::as_object_mut) {
@@ -115,7 +115,8 @@ fn without_seed(config: &mut Value) {
     }
 }
 
-fn label_without_seed(label: &str) -> String {
+/// A run's label without its `seed=…` part: its replicate group's label.
+pub fn label_without_seed(label: &str) -> String {
     let kept: Vec<&str> = label
         .split(' ')
         .filter(|part| !part.starts_with("seed="))
