@@ -169,6 +169,58 @@ fn compute_law_from_a_sweep_database_recovers_known_parameters_and_is_recorded()
 }
 
 #[test]
+fn with_seeds_the_bootstrap_resamples_configurations_not_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("seeds.sqlite");
+    // Six configurations on L(C) = 1.5 + 40·C^(-0.12), two seeds each, ±0.5% apart.
+    let runs: Vec<(NewRun, f64)> = (0..6)
+        .flat_map(|i| {
+            (0..2u64).map(move |seed| {
+                let config = RunConfig {
+                    data: DataConfig::default(),
+                    train: TrainConfig {
+                        tokens: 10_000 * (i + 1),
+                        ..TrainConfig::default()
+                    },
+                    model: ModelConfig::default(),
+                    seed,
+                    lineage: None,
+                };
+                let flops = 1e12 * 4f64.powi(i as i32);
+                let loss =
+                    (1.5 + 40.0 * flops.powf(-0.12)) * (1.0 + 0.005 * (2.0 * seed as f64 - 1.0));
+                let run = NewRun {
+                    key: config.key(),
+                    variant: None,
+                    config,
+                    params: 1000,
+                    non_embedding_params: 900,
+                    tokens: 1000,
+                    flops,
+                };
+                (run, loss)
+            })
+        })
+        .collect();
+    record_finished(&db, "seeds", &runs);
+    let (ok, stdout, stderr) = fit_cmd(&[
+        db.to_str().unwrap(),
+        "--law",
+        "compute",
+        "--resamples",
+        "30",
+        "--no-save",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(
+            "bootstrap: resampling 6 replicate groups (configurations with their seeds) of 12 runs"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_missing_source_is_a_clear_error() {
     let out = Command::new(BIN)
         .args(["fit", "no/such.csv", "--law", "compute"])

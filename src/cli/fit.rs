@@ -568,8 +568,18 @@ fn load_points(args: &FitArgs) -> Result<(Points, Option<usize>, Option<Envelope
     Ok((points, gpt, env))
 }
 
-fn run_fit(args: &FitArgs, points: &Points, gpt_runs_left_out: Option<usize>) -> Result<Fitted> {
-    let options = args.fit_options();
+fn run_fit(
+    args: &FitArgs,
+    points: &Points,
+    gpt_runs_left_out: Option<usize>,
+    replicates: Option<Vec<usize>>,
+) -> Result<Fitted> {
+    let mut options = args.fit_options();
+    if let Some(groups) = replicates {
+        // Seeds of one configuration are not independent draws of the law's error: a resample
+        // takes or leaves a configuration with all its seeds.
+        options.resampling = crate::fit::Resampling::Groups(groups);
+    }
     let mut law = law_name(args.law).to_string();
     let mut optima = None;
     let reports = match args.law {
@@ -671,6 +681,46 @@ fn print_optima(optima: &[BudgetOptimum], level: Option<f64>) {
     }
 }
 
+/// For a law fitted to one point per run of a database (compute over every run, Chinchilla,
+/// Parcae) whose configurations have several seeds: the replicate group of each point, so the
+/// bootstrap resamples configurations rather than runs. `None` otherwise.
+fn replicate_ids(args: &FitArgs, points: &Points) -> Result<Option<Vec<usize>>> {
+    let per_run = match args.law {
+        LawName::Compute => !args.frontier,
+        LawName::Chinchilla | LawName::Parcae => true,
+        _ => false,
+    };
+    let Some(keys) = points.curve.as_ref() else {
+        return Ok(None);
+    };
+    if !per_run || !source::is_database(&args.source) {
+        return Ok(None);
+    }
+    let store = Store::open_read_only(&args.source)?;
+    let (frames, _) = source::load_frames(
+        &store,
+        args.sweep.as_deref(),
+        &tuned_keys(args, &store)?,
+        None,
+    )?;
+    let groups = crate::analysis::groups::replicate_groups(&frames)?;
+    if !groups.iter().any(|g| g.stats.n >= 2) {
+        return Ok(None);
+    }
+    let ids: Option<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            groups
+                .iter()
+                .position(|g| g.run_keys.contains(k))
+                .map(|i| i.to_string())
+        })
+        .collect();
+    // Numbered 0.. in the order they appear among the points (the groups the law does not fit,
+    // the GPT's under Parcae's law, take no part in a resample).
+    Ok(ids.map(|ids| crate::fit::parametric::group_indices(&ids)))
+}
+
 /// The depth law, one fit per family with two depths or more, and the points it used.
 fn depth_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
     if !source::is_database(&args.source) {
@@ -738,7 +788,17 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
             {
                 print_envelope(env);
             }
-            let mut fitted = run_fit(args, &points, gpt)?;
+            let replicates = replicate_ids(args, &points)?;
+            if let Some(ids) = &replicates
+                && !args.json
+            {
+                println!(
+                    "bootstrap: resampling {} replicate groups (configurations with their seeds) of {} runs",
+                    ids.iter().max().map_or(0, |m| m + 1),
+                    ids.len()
+                );
+            }
+            let mut fitted = run_fit(args, &points, gpt, replicates)?;
             if let Some(env) = env {
                 for (_, r) in fitted.reports.iter_mut() {
                     r.notes.extend(env.notes.iter().cloned());
