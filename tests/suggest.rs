@@ -271,6 +271,8 @@ fn suggest_writes_a_sweep_that_plan_accepts_and_run_extends_with_only_the_new_ru
         said.contains("target alpha") && said.contains("expected"),
         "{said}"
     );
+    // One seed per configuration: the noise a new run is expected to scatter by is the fit's.
+    assert!(said.contains("seed noise unmeasured"), "{said}");
     // `plan` accepts the extended file: the old runs plus the chosen ones, nothing else.
     let planned = loopscale::sweep::Sweep::load(&next).unwrap();
     let chosen = planned

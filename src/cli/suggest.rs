@@ -160,6 +160,7 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
         points: &points,
         priced: &priced,
         allocation: allocation(&sweep),
+        seed_noise: log_seed_noise(&frames)?,
     };
     let (report, suggestion) = match args.law {
         SuggestLaw::Parcae => run_law(&ParcaeLaw, &ParcaeLaw.design(&points)?, &ctx)?,
@@ -167,6 +168,15 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
         SuggestLaw::Compute => run_law(&ComputeLaw, &ComputeLaw.design(&points)?, &ctx)?,
     };
     print_suggestion(args, &target, &report, &suggestion, &priced, &left_out);
+    match ctx.seed_noise {
+        Some((sd, df)) => println!(
+            "seed noise σ = {sd:.4} in log loss, pooled over the sweep's replicate groups ({df} degrees of freedom); \
+             a new run is taken to scatter by the larger of it and the fit's residual scale"
+        ),
+        None => println!(
+            "seed noise unmeasured (no configuration has two seeds): a new run is taken to scatter by the fit's residual scale"
+        ),
+    }
     if let Some(out) = &args.out {
         write_extended(args, &sweep, &text, out, &suggestion, &priced)?;
         let stem = out.with_extension("");
@@ -218,6 +228,17 @@ fn chart(
     })
 }
 
+/// The pooled seed noise of log loss over the replicate groups of `frames`.
+fn log_seed_noise(frames: &crate::analysis::Frames) -> Result<Option<(f64, usize)>> {
+    let groups = crate::analysis::groups::replicate_groups(frames)?;
+    let logs: Vec<Vec<f64>> = groups
+        .iter()
+        .map(|g| g.losses.iter().map(|l| l.ln()).collect())
+        .collect();
+    let slices: Vec<&[f64]> = logs.iter().map(Vec::as_slice).collect();
+    Ok(crate::fit::noise::pooled_variance(&slices).map(|(v, df)| (v.sqrt(), df)))
+}
+
 /// What the law-generic part needs.
 struct LawInputs<'a> {
     args: &'a SuggestArgs,
@@ -225,6 +246,9 @@ struct LawInputs<'a> {
     points: &'a Points,
     priced: &'a [Priced],
     allocation: Option<Allocation>,
+    /// The seed noise of one run's log loss, pooled over the sweep's replicate groups, with its
+    /// degrees of freedom; `None` without a configuration of two seeds.
+    seed_noise: Option<(f64, usize)>,
 }
 
 fn law_label(law: SuggestLaw) -> &'static str {
@@ -310,7 +334,13 @@ fn run_law<L: Law>(law: &L, design: &Design, ctx: &LawInputs) -> Result<(FitRepo
         _ => None,
     };
     let target = design::target_fn(law, ctx.target, allocation, &row_of)?;
-    let noise = design::noise_sd(law, design, &report.theta);
+    // A new run's log loss scatters around the law by the seed noise where it is measured, and
+    // by no less than the fit's own residual scale (which holds any lack of fit too).
+    let residual = design::noise_sd(law, design, &report.theta);
+    let noise = match ctx.seed_noise {
+        Some((seed, _)) => residual.max(seed),
+        None => residual,
+    };
     let mut suggestion = design::suggest(
         law,
         &report.theta,
@@ -644,7 +674,7 @@ fn print_suggestion(
     left_out: &[String],
 ) {
     println!(
-        "{} on {} points; noise σ = {:.4} in log loss (the fit's residual scale)",
+        "{} on {} points; noise σ = {:.4} in log loss",
         law_label(args.law),
         report.n_points,
         s.noise_sd
