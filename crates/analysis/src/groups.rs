@@ -150,13 +150,21 @@ pub fn config_value(config: &Value, key: &str) -> String {
     }
 }
 
+/// A large or tiny number in exponent form (3600000000000.0 → 3.6e12); anything else as is.
+fn compact(text: &str) -> String {
+    match text.parse::<f64>() {
+        Ok(v) if v != 0.0 && (v.abs() >= 1e5 || v.abs() < 1e-3) => format!("{v:e}"),
+        _ => text.to_string(),
+    }
+}
+
 /// Groups ranked by mean within blocks of equal `within` values, each compared with its
 /// block's best (lowest mean loss).
 pub fn rank_within(groups: &[ReplicateGroup], within: &[String]) -> Vec<Ranked> {
     let block_of = |g: &ReplicateGroup| -> String {
         within
             .iter()
-            .map(|k| format!("{k}={}", config_value(&g.config, k)))
+            .map(|k| format!("{k}={}", compact(&config_value(&g.config, k))))
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -205,6 +213,8 @@ mod tests {
         assert_eq!(config_value(&c, "model.arch"), "looped");
         assert_eq!(config_value(&c, "model.mean_recurrence"), "2");
         assert_eq!(config_value(&c, "model.nothing"), "-");
+        assert_eq!(compact("3600000000000.0"), "3.6e12");
+        assert_eq!(compact("0.008"), "0.008");
         assert_eq!(label_without_seed("looped μ=2 seed=1"), "looped μ=2");
         assert_eq!(label_without_seed("seed=1"), "run");
         let mut c = json!({"seed": 3, "lineage": {"role": "branch", "parent": "abc"}});
