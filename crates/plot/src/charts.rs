@@ -986,24 +986,30 @@ pub fn seed_groups(frames: &Frames) -> Built {
     }
     let mut series = Vec::new();
     for (i, g) in groups.iter().enumerate() {
+        // Groups at one FLOP budget are set side by side (a few percent apart on the log axis),
+        // so their bars do not hide each other.
+        let peers: Vec<usize> = (0..groups.len())
+            .filter(|&j| (groups[j].flops / g.flops - 1.0).abs() < 0.02)
+            .collect();
+        let at = peers.iter().position(|&j| j == i).unwrap_or(0) as f64;
+        let x = g.flops * (1.0 + 0.04 * (at - (peers.len() as f64 - 1.0) / 2.0));
         series.push(Series::new(
             None,
             i,
             Kind::Faint,
-            g.losses.iter().map(|&l| (g.flops, l)).collect(),
+            g.losses.iter().map(|&l| (x, l)).collect(),
         ));
         let se = g.stats.se.unwrap_or(0.0);
         series.push(Series::new(
             Some(format!("{} (n = {})", g.label, g.stats.n)),
             i,
-            Kind::ErrorBars(vec![(g.flops, g.stats.mean - se, g.stats.mean + se)]),
-            vec![(g.flops, g.stats.mean)],
+            Kind::ErrorBars(vec![(x, g.stats.mean - se, g.stats.mean + se)]),
+            vec![(x, g.stats.mean)],
         ));
     }
     Ok(Ok(single(Panel {
-        title:
-            "Final validation loss per configuration: mean ± 1 SE over seeds (single seeds pale)"
-                .into(),
+        title: "Final loss per configuration: mean ± 1 SE over seeds (seeds pale; one budget's side by side)"
+            .into(),
         x_label: "training FLOPs".into(),
         y_label: "final validation loss (nats/token)".into(),
         log_x: true,
