@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::columns::{f64s, strs};
 use super::frames::Frames;
-use super::groups::{label_without_seed, without_seed};
+use super::groups::{label_without_seed, lookup, without_seed};
 use loopscale_fit::isoflop::{Location, locate};
 use loopscale_fit::noise::{GroupStats, Verdict, compare};
 use loopscale_sweep::check_tune_key;
@@ -99,16 +99,6 @@ impl Envelope {
 /// The column of `final_runs` a tuned key appears as (`train.lr` → `lr`), for labels.
 pub fn column_of(key: &str) -> &str {
     key.rsplit('.').next().unwrap_or(key)
-}
-
-/// A JSON pointer for a dotted key (`train.lr` → `/train/lr`). Looped-model keys live in
-/// `model.looped` in a stored configuration.
-fn lookup<'a>(config: &'a Value, key: &str) -> Option<&'a Value> {
-    let pointer = format!("/{}", key.replace('.', "/"));
-    config.pointer(&pointer).or_else(|| {
-        let (_, field) = key.split_once('.')?;
-        config.pointer(&format!("/model/looped/{field}"))
-    })
 }
 
 fn remove(config: &mut Value, key: &str) {

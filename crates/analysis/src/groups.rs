@@ -128,22 +128,19 @@ pub fn label_without_seed(label: &str) -> String {
     }
 }
 
-/// The value of a dotted configuration key (`train.flops`, `model.mean_recurrence`: a looped
-/// model's keys are also found under `model.looped`), as text; `-` when absent.
+/// A dotted key's value in a stored configuration (`train.lr` → `/train/lr`); looped-model keys
+/// live in `model.looped`, so `model.mean_recurrence` is found there too.
+pub fn lookup<'a>(config: &'a Value, key: &str) -> Option<&'a Value> {
+    let pointer = format!("/{}", key.replace('.', "/"));
+    config.pointer(&pointer).or_else(|| {
+        let (_, field) = key.split_once('.')?;
+        config.pointer(&format!("/model/looped/{field}"))
+    })
+}
+
+/// The value of a dotted configuration key ([`lookup`]) as text; `-` when absent or null.
 pub fn config_value(config: &Value, key: &str) -> String {
-    let mut path: Vec<&str> = key.split('.').collect();
-    let find = |path: &[&str]| {
-        path.iter()
-            .try_fold(config, |v, p| v.get(*p))
-            .filter(|v| !v.is_null())
-    };
-    let found = find(&path).or_else(|| {
-        (path.first() == Some(&"model")).then(|| {
-            path.insert(1, "looped");
-            find(&path)
-        })?
-    });
-    match found {
+    match lookup(config, key).filter(|v| !v.is_null()) {
         Some(Value::String(s)) => s.clone(),
         Some(v) => v.to_string(),
         None => "-".into(),
