@@ -141,6 +141,90 @@ impl<L: Law> Law for Fixed<'_, L> {
     }
 }
 
+/// How many of the law's own grid starts a profile step re-minimises from, besides its warm
+/// start: the best few at the held value, screened by their objective before any descent.
+const FRESH_STARTS: usize = 2;
+/// At most this many grid starts are screened per step (an even subsample of a larger grid).
+const SCREENED: usize = 256;
+
+/// The law's start grid with the profiled coordinate removed, subsampled evenly to
+/// [`SCREENED`] starts; each keeps its full θ so the law itself evaluates it.
+struct Screen {
+    starts: Vec<Vec<f64>>,
+}
+
+impl Screen {
+    fn new<L: Law>(law: &L, j: usize) -> Screen {
+        let grid = law.start_grid();
+        let stride = grid.len().div_ceil(SCREENED).max(1);
+        let mut starts: Vec<Vec<f64>> = grid.into_iter().step_by(stride).collect();
+        for s in starts.iter_mut() {
+            s[j] = 0.0;
+        }
+        starts.dedup();
+        Screen { starts }
+    }
+}
+
+/// Starts for re-minimising the other parameters with θ_j held at `t`, in the space without
+/// θ_j. A profile that only warm-starts stays in the optimum's basin, and a floor traded
+/// against a scale/exponent pair over a narrow range has two: the floor at 0 with a shallow
+/// power, or the floor high with a steep one. So besides the previous step's optimum and the
+/// optimum's own coordinates, each other floor is also tried at the far end of its range (near
+/// the smallest loss when it sits low, near 0 when it sits high), and the law's grid starts
+/// that score best at the held value are descended from too.
+#[allow(clippy::too_many_arguments)]
+fn restarts<L: Law>(
+    law: &L,
+    j: usize,
+    t: f64,
+    warm: &[f64],
+    rest: &[f64],
+    floor: f64,
+    screen: &Screen,
+    whole: &Objective<'_, L>,
+) -> Vec<Vec<f64>> {
+    let without = |th: &[f64]| {
+        let mut v = th.to_vec();
+        v.remove(j);
+        v
+    };
+    let index = |k: usize| if k < j { k } else { k - 1 };
+    let mut starts = vec![warm.to_vec(), rest.to_vec()];
+    for spec in law.profiled() {
+        if spec.theta == j || !matches!(spec.kind, Kind::Floor) {
+            continue;
+        }
+        let k = index(spec.theta);
+        let high = warm[k].exp() > 0.5 * floor;
+        let mut s = warm.to_vec();
+        s[k] = if high {
+            (1e-3 * floor).ln()
+        } else {
+            (0.95 * floor).ln()
+        };
+        starts.push(s);
+    }
+    let mut scored: Vec<(f64, &Vec<f64>)> = screen
+        .starts
+        .iter()
+        .map(|s| {
+            let mut th = s.clone();
+            th[j] = t;
+            (whole.value(&th), s)
+        })
+        .filter(|(v, _)| v.is_finite())
+        .collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    starts.extend(
+        scored
+            .into_iter()
+            .take(FRESH_STARTS)
+            .map(|(_, s)| without(s)),
+    );
+    starts
+}
+
 /// The profile interval of one parameter around the optimum `best` (objective `best_obj`).
 pub fn profile<L: Law>(
     law: &L,
@@ -164,6 +248,8 @@ pub fn profile<L: Law>(
     };
     let rest = others(best);
     let (below, above) = spec.grid(best[spec.theta], floor);
+    let screen = Screen::new(law, spec.theta);
+    let whole = Objective::new(law, design, delta);
     let walk = |grid: &[f64]| -> End {
         let mut prev_theta = best[spec.theta];
         let mut prev_rise = 0.0;
@@ -175,7 +261,8 @@ pub fn profile<L: Law>(
                 value: t,
             };
             let obj = Objective::new(&fixed, design, delta);
-            let ms = multistart_seq(&obj, &[warm.clone(), rest.clone()], solver);
+            let starts = restarts(law, spec.theta, t, &warm, &rest, floor, &screen, &whole);
+            let ms = multistart_seq(&obj, &starts, solver);
             let rise = ms.best.objective - best_obj;
             if !rise.is_finite() {
                 return End::Open;
@@ -194,7 +281,7 @@ pub fn profile<L: Law>(
         // and rates; the end of the range searched for scales and large exponents.
         let last = spec.natural(prev_theta);
         match spec.kind {
-            Kind::Floor | Kind::Rate(_) => End::Bound(last),
+            Kind::Floor | Kind::Rate(_) | Kind::Interval(..) => End::Bound(last),
             Kind::Exponent if last <= 1e-9 => End::Bound(last.max(0.0)),
             _ => End::Open,
         }
@@ -279,7 +366,8 @@ pub fn verdict(
             Kind::Exponent => Some(EXPONENT_SPAN),
             _ => None,
         };
-        if reaches(interval.0) || (matches!(spec.kind, Kind::Rate(_)) && reaches(interval.1)) {
+        let two_ended = matches!(spec.kind, Kind::Rate(_) | Kind::Interval(..));
+        if reaches(interval.0) || (two_ended && reaches(interval.1)) {
             why.push(format!(
                 "its interval [{}, {}] reaches its bound",
                 interval.0.map_or("open".into(), fmt),

@@ -78,9 +78,14 @@ pub trait Law: Sync {
     /// The natural parameters a derived quantity depends on: it is not identified when one of
     /// them is not. A quantity the data measure directly (a curve's gain over its sampled
     /// range) depends on none.
-    fn depends(&self, _derived: &str) -> Vec<&'static str> {
+    fn depends(&self, _derived: &str) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// Owned names, for [`Law::depends`].
+pub fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
 }
 
 /// log Σ exp(t_j) and the softmax weights ∂LSE/∂t_j, computed around the max so that
@@ -290,10 +295,10 @@ impl Law for ChinchillaLaw {
             ProfileSpec::new("beta", 4, Kind::Exponent),
         ]
     }
-    fn depends(&self, derived: &str) -> Vec<&'static str> {
+    fn depends(&self, derived: &str) -> Vec<String> {
         match derived {
-            "a_opt" | "b_opt" => vec!["alpha", "beta"],
-            _ => vec!["A", "B", "alpha", "beta"],
+            "a_opt" | "b_opt" => names(&["alpha", "beta"]),
+            _ => names(&["A", "B", "alpha", "beta"]),
         }
     }
 }
@@ -732,8 +737,8 @@ impl Law for ParcaeLaw {
     fn profiled(&self) -> Vec<ProfileSpec> {
         parcae_profiled()
     }
-    fn depends(&self, _derived: &str) -> Vec<&'static str> {
-        vec!["x", "y"]
+    fn depends(&self, _derived: &str) -> Vec<String> {
+        names(&["x", "y"])
     }
 }
 
@@ -899,10 +904,10 @@ impl Law for ParcaeUnifiedLaw {
         p.push(ProfileSpec::new("z", 6, Kind::Rate(self.rate)));
         p
     }
-    fn depends(&self, derived: &str) -> Vec<&'static str> {
+    fn depends(&self, derived: &str) -> Vec<String> {
         match derived {
             "test_time_gain" => Vec::new(),
-            _ => vec!["x", "y"],
+            _ => names(&["x", "y"]),
         }
     }
 }

@@ -18,13 +18,15 @@
 //! Modules, in the order the data flows: [`points`] the observations; [`laws`] defines each
 //! law; [`huber`] the objective; [`solve`] the minimisers; [`bootstrap`] resampling and
 //! intervals; [`identify`] profile intervals and what the data cannot pin down ("not
-//! identified"); [`parametric`] the whole procedure; [`isoflop`] approach 2; [`estimate`] the
+//! identified"); [`parametric`] the whole procedure; [`expr`] and [`written`] laws a
+//! researcher writes as an expression, fitted by the same procedure; [`isoflop`] approach 2; [`estimate`] the
 //! serialisable result; [`design`] which runs to train next.
 
 pub mod bootstrap;
 pub mod depth;
 pub mod design;
 pub mod estimate;
+pub mod expr;
 pub mod huber;
 pub mod hyper;
 pub mod identify;
@@ -36,6 +38,7 @@ pub mod points;
 pub mod profile_spec;
 pub mod rates;
 pub mod solve;
+pub mod written;
 
 pub use bootstrap::BootstrapOptions;
 pub use estimate::{FitReport, HeldOut, ParamEstimate};
@@ -52,3 +55,4 @@ pub use parametric::{
 };
 pub use points::{Points, compute_frontier};
 pub use solve::{Method, SolverOptions};
+pub use written::{LawSpec, ParamSpec, Range, WrittenLaw};

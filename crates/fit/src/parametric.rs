@@ -483,7 +483,7 @@ fn identifiability<L: Law>(
     }
     let mut dependent = Vec::new();
     for d in derived.iter() {
-        let on: Vec<&str> = law
+        let on: Vec<String> = law
             .depends(&d.name)
             .into_iter()
             .filter(|n| not_identified.iter().any(|m| m == n))

@@ -17,6 +17,23 @@ pub enum Kind {
     /// A saturating rate within its [`RateBounds`]: θ = κ; profiled over the whole range, both
     /// ends bounds.
     Rate(RateBounds),
+    /// A parameter a written law confines to [lo, hi]: θ = logit((P − lo)/(hi − lo)); profiled
+    /// over the whole range, both ends bounds.
+    Interval(f64, f64),
+    /// A parameter of either sign with no bound (a written law's free parameter): θ = P;
+    /// profiled from P − 3·max(|P|, 0.1) to P + 3·max(|P|, 0.1), both ends open.
+    Free,
+}
+
+/// σ(θ) mapped onto [lo, hi].
+pub fn interval_value(lo: f64, hi: f64, th: f64) -> f64 {
+    lo + (hi - lo) / (1.0 + (-th).exp())
+}
+
+/// θ of a value inside [lo, hi], kept a hair inside the ends (for starts and grids).
+pub fn interval_theta(lo: f64, hi: f64, v: f64) -> f64 {
+    let s = ((v - lo) / (hi - lo)).clamp(1e-6, 1.0 - 1e-6);
+    (s / (1.0 - s)).ln()
 }
 
 /// One parameter a law profiles: its natural name, its index in θ and its kind.
@@ -40,6 +57,8 @@ impl ProfileSpec {
             Kind::Floor | Kind::Scale => th.exp(),
             Kind::Exponent => th,
             Kind::Rate(b) => b.rate(th).0,
+            Kind::Interval(lo, hi) => interval_value(lo, hi, th),
+            Kind::Free => th,
         }
     }
     /// Whether a natural value sits at the parameter's bound; `floor` is the smallest loss.
@@ -49,6 +68,11 @@ impl ProfileSpec {
             Kind::Scale => false,
             Kind::Exponent => value <= AT_ZERO,
             Kind::Rate(b) => b.at_bound(value).is_some(),
+            Kind::Interval(lo, hi) => {
+                let s = (value - lo) / (hi - lo);
+                !(AT_ZERO..=1.0 - AT_ZERO).contains(&s)
+            }
+            Kind::Free => false,
         }
     }
     /// θ values to visit below and above θ̂, each list walking away from it.
@@ -73,6 +97,32 @@ impl ProfileSpec {
                 let s = th.abs().max(0.05);
                 (
                     (1..=8).map(|k| th - s * k as f64 / 8.0).collect(),
+                    (1..=24).map(|k| th + s * k as f64 / 8.0).collect(),
+                )
+            }
+            Kind::Interval(lo, hi) => {
+                let v = interval_value(lo, hi, th);
+                let n = 30;
+                let vs: Vec<f64> = (0..=n)
+                    .map(|i| lo + (hi - lo) * (1e-4 + (1.0 - 2e-4) * i as f64 / n as f64))
+                    .collect();
+                let mut below: Vec<f64> = vs
+                    .iter()
+                    .filter(|&&x| x < v)
+                    .map(|&x| interval_theta(lo, hi, x))
+                    .collect();
+                below.reverse();
+                let above = vs
+                    .iter()
+                    .filter(|&&x| x > v)
+                    .map(|&x| interval_theta(lo, hi, x))
+                    .collect();
+                (below, above)
+            }
+            Kind::Free => {
+                let s = th.abs().max(0.1);
+                (
+                    (1..=24).map(|k| th - s * k as f64 / 8.0).collect(),
                     (1..=24).map(|k| th + s * k as f64 / 8.0).collect(),
                 )
             }
