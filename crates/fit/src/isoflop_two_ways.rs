@@ -148,7 +148,7 @@ fn compare(
                     "approach 2 and the surface disagree beyond their intervals on {exponent}: {} against {}. \
                      Approach 2 is biased when the sampled values are off-centre or asymmetric around each budget's \
                      optimum by an amount that changes with the budget; the surface is not, but assumes \
-                     L = E + A·N^−α + B·D^−β over the whole grid (its residuals show where it does not hold)",
+                     L = E + A·N^−α + B·D^−β holds over the whole grid, far from the optima too",
                     fmt(&a2),
                     fmt(&s)
                 ));
