@@ -696,10 +696,8 @@ fn print_surface(surface: &SurfaceBeside) {
     };
     println!("the exponent {} of {of}, two ways:", e.exponent);
     println!(
-        "  {:<14} {:<34} {}",
-        "",
-        "approach 2 (optimum per budget)",
-        format!("approach 3 (surface, {formula})")
+        "  {:<14} {:<34} approach 3 (surface, {formula})",
+        "", "approach 2 (optimum per budget)"
     );
     println!(
         "  {:<14} {:<34} {}",
