@@ -356,9 +356,11 @@ mod tests {
             },
         )
         .unwrap();
-        println!("{s}");
         for name in ["a_opt", "b_opt"] {
             assert!(!s.identified(name), "{name}: {s}");
+            // Not a tight interval around nothing: the profile leaves it open.
+            let p = s.param(name).unwrap();
+            assert!(p.lo.is_none() && p.hi.is_none(), "{name}: {s}");
         }
         assert!(
             s.notes

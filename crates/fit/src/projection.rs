@@ -17,10 +17,13 @@
 //!
 //! **What it reports.** E, A, B, α, β and the allocation exponents they imply at fixed compute
 //! C ∝ N·D: N*(C) ∝ C^a with a = β/(α+β), D*(C) ∝ C^b with b = α/(α+β) (Hoffmann et al.,
-//! eq. 4), with percentile bootstrap intervals. An exponent at an end of the searched range, or a
-//! scale (A or B) at zero, leaves that term undetermined: it and the exponents derived from it are
+//! eq. 4), with percentile bootstrap intervals; a's (and b's) interval is widened to its profile
+//! interval (the residual minimised over α + β at each a, within χ²₁·RSS/(n − 5) of the best,
+//! as [`crate::identify`] calibrates it). An exponent at an end of the searched range, or a scale
+//! (A or B) at zero, leaves that term undetermined: it and the exponents derived from it are
 //! reported not identified (as [`crate::identify`] does for the other laws), also when a tenth of
-//! the resamples end there or the interval spans more than [`identify::EXPONENT_SPAN`].
+//! the resamples end there, a's profile stays within the noise to 0 or 1, or an exponent's
+//! interval spans more than [`identify::EXPONENT_SPAN`].
 
 use anyhow::{Result, bail};
 use rayon::prelude::*;
@@ -29,7 +32,7 @@ use serde::Serialize;
 use super::bootstrap::{
     BootstrapOptions, percentile_interval, resample_weights, rng_for, stratified_weights,
 };
-use super::estimate::{BootstrapSummary, FitReport, ParamEstimate};
+use super::estimate::{BootstrapSummary, End, FitReport, ParamEstimate, ProfileInterval};
 use super::identify::{self, BOUND_SHARE};
 use super::points::Points;
 
@@ -267,10 +270,20 @@ impl<'a> Data<'a> {
     }
 }
 
-/// The variable-projection fit under point weights `w`: the grid, then a compass search in
-/// (ln α, ln β) from its best cell, clamped to the range.
-fn fit_weighted(data: &Data, range: &ExponentRange, w: &[f64]) -> Surface {
-    let grid = range.values();
+/// The variable-projection fit under point weights `w`: every `stride`-th value of the grid,
+/// then a compass search in (ln α, ln β) from its best cell, and from `warm` where given (a
+/// resample starts from the full data's optimum too, so a coarser grid serves it).
+fn fit_weighted(
+    data: &Data,
+    range: &ExponentRange,
+    w: &[f64],
+    stride: usize,
+    warm: Option<&Surface>,
+) -> Surface {
+    let mut grid: Vec<f64> = range.values().into_iter().step_by(stride).collect();
+    if grid.last() != Some(&range.hi) {
+        grid.push(range.hi);
+    }
     let cols_n: Vec<Vec<f64>> = grid.iter().map(|&a| Data::column(&data.ln_n, a)).collect();
     let cols_d: Vec<Vec<f64>> = grid.iter().map(|&b| Data::column(&data.ln_d, b)).collect();
     let mut best = (0, 0, f64::INFINITY);
@@ -282,11 +295,46 @@ fn fit_weighted(data: &Data, range: &ExponentRange, w: &[f64]) -> Surface {
             }
         }
     }
+    let spacing = (range.hi.ln() - range.lo.ln()) / (range.steps - 1) as f64;
+    let from_grid = compass(
+        data,
+        range,
+        w,
+        (grid[best.0].ln(), grid[best.1].ln(), best.2),
+        spacing * stride as f64,
+    );
+    let (alpha, beta, _) = match warm {
+        Some(s) => {
+            let start = (
+                s.alpha.ln(),
+                s.beta.ln(),
+                data.project(s.alpha, s.beta, w).1,
+            );
+            let from_warm = compass(data, range, w, start, spacing);
+            if from_warm.2 < from_grid.2 {
+                from_warm
+            } else {
+                from_grid
+            }
+        }
+        None => from_grid,
+    };
+    data.surface(alpha, beta, w)
+}
+
+/// Compass search on the projected residual in (ln α, ln β), clamped to the range: the eight
+/// neighbours at `step`, moving to the best, halving the step when none is better. Returns
+/// (α, β, residual).
+fn compass(
+    data: &Data,
+    range: &ExponentRange,
+    w: &[f64],
+    (a0, b0, rss0): (f64, f64, f64),
+    step: f64,
+) -> (f64, f64, f64) {
     let (lo, hi) = (range.lo.ln(), range.hi.ln());
     let clamp = |v: f64| v.clamp(lo, hi);
-    let mut at = (grid[best.0].ln(), grid[best.1].ln());
-    let mut rss = best.2;
-    let mut step = (hi - lo) / (range.steps - 1) as f64;
+    let (mut at, mut rss, mut step) = ((a0, b0), rss0, step);
     while step > 1e-7 {
         let mut moved = false;
         for (da, db) in [
@@ -312,7 +360,70 @@ fn fit_weighted(data: &Data, range: &ExponentRange, w: &[f64]) -> Surface {
             step /= 2.0;
         }
     }
-    data.surface(at.0.exp(), at.1.exp(), w)
+    (at.0.exp(), at.1.exp(), rss)
+}
+
+/// The profile of a = β/(α+β): at each a on a grid over (0, 1), the residual minimised over
+/// the exponents' sum s (α = (1 − a)·s, β = a·s, both within the range), and where it rises
+/// past `threshold` on each side of `a_hat`: `End::At` the crossing, `End::Open` when it stays
+/// within the threshold to the end of the grid (a = 0.01 or 0.99).
+fn profile_allocation(
+    data: &Data,
+    range: &ExponentRange,
+    (a_hat, rss_min): (f64, f64),
+    threshold: f64,
+) -> (End, End) {
+    let ones = vec![1.0; data.loss.len()];
+    let (s_lo, s_hi) = ((2.0 * range.lo).ln(), (2.0 * range.hi).ln());
+    let rss_at = |a: f64| {
+        let f = |ln_s: f64| {
+            let (alpha, beta) = ((1.0 - a) * ln_s.exp(), a * ln_s.exp());
+            if alpha < range.lo || alpha > range.hi || beta < range.lo || beta > range.hi {
+                return f64::INFINITY;
+            }
+            data.project(alpha, beta, &ones).1
+        };
+        // A grid over ln s, then a one-dimensional compass search from its best point.
+        let steps = range.steps;
+        let h = (s_hi - s_lo) / (steps - 1) as f64;
+        let (mut at, mut best) = (0..steps)
+            .map(|k| s_lo + h * k as f64)
+            .map(|t| (t, f(t)))
+            .fold((s_lo, f64::INFINITY), |b, p| if p.1 < b.1 { p } else { b });
+        let mut step = h;
+        while step > 1e-7 && best.is_finite() {
+            let moved = [at - step, at + step]
+                .into_iter()
+                .map(|t| (t, f(t)))
+                .find(|p| p.1 < best);
+            match moved {
+                Some(p) => (at, best) = p,
+                None => step /= 2.0,
+            }
+        }
+        best
+    };
+    let walk = |grid: &mut dyn Iterator<Item = f64>| {
+        let (mut prev_a, mut prev_rise) = (a_hat, 0.0);
+        for a in grid {
+            let rise = rss_at(a) - rss_min;
+            if rise > threshold {
+                // Infinite where no exponents in the range give this a: that is a bound too.
+                let f = if rise.is_finite() {
+                    ((threshold - prev_rise) / (rise - prev_rise)).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
+                return End::At(prev_a + f * (a - prev_a));
+            }
+            (prev_a, prev_rise) = (a, rise.max(0.0));
+        }
+        End::Open
+    };
+    let grid: Vec<f64> = (1..100).map(|k| k as f64 / 100.0).collect();
+    let lo = walk(&mut grid.iter().rev().copied().filter(|&a| a < a_hat));
+    let hi = walk(&mut grid.iter().copied().filter(|&a| a > a_hat));
+    (lo, hi)
 }
 
 /// Why each of a surface's parameters cannot be read (empty when all can): a scale at zero
@@ -337,6 +448,11 @@ fn undetermined(s: &Surface, range: &ExponentRange) -> Vec<&'static str> {
     }
     out
 }
+
+/// A resample searches every third exponent of the grid (a 16 × 16 grid by default) and
+/// starts from the full data's optimum as well: nine times cheaper, and a resample that moves
+/// to another basin still finds it on the coarser grid.
+const RESAMPLE_STRIDE: usize = 3;
 
 const NAMES: [&str; 7] = ["E", "A", "B", "alpha", "beta", "a_opt", "b_opt"];
 
@@ -376,7 +492,7 @@ pub fn fit_surface(points: &Points, opts: &SurfaceOptions) -> Result<FitReport> 
     }
     let data = Data::new(&n, &d, &points.loss);
     let ones = vec![1.0; points.len()];
-    let best = fit_weighted(&data, &range, &ones);
+    let best = fit_weighted(&data, &range, &ones, 1, None);
     let free = undetermined(&best, &range);
 
     let draws: Vec<Surface> = match &opts.bootstrap {
@@ -393,7 +509,7 @@ pub fn fit_surface(points: &Points, opts: &SurfaceOptions) -> Result<FitReport> 
                         g.iter().map(|&j| gw[j]).collect()
                     }
                 };
-                fit_weighted(&data, &range, &w)
+                fit_weighted(&data, &range, &w, RESAMPLE_STRIDE, Some(&best))
             })
             .collect(),
         _ => Vec::new(),
@@ -411,9 +527,31 @@ pub fn fit_surface(points: &Points, opts: &SurfaceOptions) -> Result<FitReport> 
             / draws.len().max(1) as f64
     };
     let fmt = |v: f64| crate::estimate::fmt_digits(v, 4);
+    // The allocation exponent's profile: its interval widens the percentile one, and an open
+    // end (the data allow a up to 0 or 1) leaves it not identified.
+    let threshold = identify::threshold(best.rss, points.len(), P, level);
+    let (a_lo, a_hi) = profile_allocation(&data, &range, (best.a_opt(), best.rss), threshold);
+    let mirror = |e: End| match e {
+        End::At(v) => End::At(1.0 - v),
+        e => e,
+    };
+    let profiles = vec![
+        ProfileInterval {
+            name: "a_opt".into(),
+            lo: a_lo,
+            hi: a_hi,
+            threshold,
+        },
+        ProfileInterval {
+            name: "b_opt".into(),
+            lo: mirror(a_hi),
+            hi: mirror(a_lo),
+            threshold,
+        },
+    ];
     for (k, name) in NAMES.iter().enumerate() {
         let value = values(&best)[k];
-        let (lo, hi) = if draws.is_empty() {
+        let (mut lo, mut hi) = if draws.is_empty() {
             (None, None)
         } else {
             let col: Vec<f64> = draws.iter().map(|s| values(s)[k]).collect();
@@ -421,6 +559,20 @@ pub fn fit_surface(points: &Points, opts: &SurfaceOptions) -> Result<FitReport> 
             (Some(lo), Some(hi))
         };
         let mut why = Vec::new();
+        if let Some(p) = profiles.iter().find(|p| p.name == *name) {
+            // The hull of the two; open where the profile is.
+            lo = p.lo.value().map(|v| lo.map_or(v, |l: f64| l.min(v)));
+            hi = p.hi.value().map(|v| hi.map_or(v, |h: f64| h.max(v)));
+            if !(p.lo.determined() && p.hi.determined()) {
+                // An open end is an end of (0, 1): the data allow the exponent to reach it.
+                let end = |e: End, bound: &str| e.value().map_or(bound.to_string(), fmt);
+                why.push(format!(
+                    "its profile stays within the noise from {} to {}",
+                    end(p.lo, "0"),
+                    end(p.hi, "1")
+                ));
+            }
+        }
         if free.contains(name) {
             why.push(format!(
                 "the fit leaves it free ({})",
@@ -498,12 +650,12 @@ pub fn fit_surface(points: &Points, opts: &SurfaceOptions) -> Result<FitReport> 
                 failed: 0,
                 level: b.level,
                 seed: b.seed,
-                starts_per_resample: range.steps * range.steps,
+                starts_per_resample: range.steps.div_ceil(RESAMPLE_STRIDE).pow(2) + 1,
             }),
         heldout: None,
         notes,
         not_identified,
-        profiles: Vec::new(),
+        profiles,
     })
 }
 
