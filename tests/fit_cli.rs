@@ -621,3 +621,75 @@ fn isoflop_from_a_database_locates_optima_among_the_looped_runs() {
         );
     }
 }
+
+/// `--law isoflop --axis params` on a CSV prints approach 2 and the surface side by side, and
+/// records the surface as its own fit. The points follow L = 1.8 + 2000·N^-0.6 + 300·D^-0.2
+/// (N*(C) ∝ C^0.25) on a grid whose offset from each budget's optimum drifts with C, two seeds
+/// a point: approach 2 reads a steeper exponent, the surface recovers 0.25.
+#[test]
+fn isoflop_prints_approach_2_and_the_surface_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, db) = (dir.path().join("iso.csv"), dir.path().join("fits.sqlite"));
+    let (e, a, b, alpha, beta): (f64, f64, f64, f64, f64) = (1.8, 2000.0, 300.0, 0.6, 0.2);
+    let g = (alpha * a / (beta * b)).powf(1.0 / (alpha + beta));
+    let mut rows = String::from("params,tokens,flops,loss\n");
+    for k in 0..5 {
+        let c = 1e18 * 10f64.powi(k);
+        for j in [-1, 0, 1, 2, 3] {
+            for seed in [-1.0, 1.0] {
+                let n = g * (c / 6.0).powf(0.25) * (c / 1e18).powf(-0.15) * 4f64.powi(j);
+                let d = c / (6.0 * n);
+                let l = (e + a * n.powf(-alpha) + b * d.powf(-beta)) * (1.0 + 0.001 * seed);
+                rows.push_str(&format!("{n},{d},{c},{l}\n"));
+            }
+        }
+    }
+    std::fs::write(&csv, rows).unwrap();
+    let (ok, stdout, stderr) = fit_cmd(&[
+        csv.to_str().unwrap(),
+        "--law",
+        "isoflop",
+        "--axis",
+        "params",
+        "--n-col",
+        "params",
+        "--d-col",
+        "tokens",
+        "--c-col",
+        "flops",
+        "--resamples",
+        "50",
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("the exponent a of N*(C) ∝ C^a, two ways:"),
+        "{stdout}"
+    );
+    let row = |label: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} row in {stdout}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let header = stdout
+        .lines()
+        .find(|l| l.contains("approach 2 (optimum per budget)"))
+        .unwrap();
+    assert!(header.contains("approach 3 (surface, β/(α+β))"), "{header}");
+    let estimates = row("estimate");
+    let (approach2, surface): (f64, f64) =
+        (estimates[1].parse().unwrap(), estimates[2].parse().unwrap());
+    assert!((surface - 0.25).abs() < 0.005, "{stdout}");
+    assert!(approach2 - 0.25 > 0.02, "{stdout}");
+    assert_eq!(row("95% interval").len(), 6, "two intervals: {stdout}");
+
+    let store = Store::open_read_only(&db).unwrap();
+    let q = store.query("SELECT law FROM fits ORDER BY fit_id").unwrap();
+    let laws: Vec<&str> = q.rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(laws, ["isoflop", "isoflop-surface"]);
+}

@@ -13,10 +13,11 @@ use crate::analysis::{CsvColumns, fit_record};
 use crate::fit::depth::fit_depth;
 use crate::fit::hyper::fit_optimum_law;
 use crate::fit::isoflop::BudgetOptimum;
+use crate::fit::isoflop_two_ways::{Agreement, ExponentTwoWays, fit_isoflop_two_ways};
 use crate::fit::parametric::fittable_curves;
 use crate::fit::{
     BootstrapOptions, Budgeting, DEFAULT_HUBER_DELTA, FitOptions, FitReport, HeldOutSpec,
-    IsoflopAxis, IsoflopOptions, Points, fit_chinchilla, fit_compute, fit_isoflop, fit_parcae,
+    IsoflopAxis, IsoflopOptions, ParamEstimate, Points, fit_chinchilla, fit_compute, fit_parcae,
     fit_parcae_unified, fit_test_time, fit_test_time_pooled,
 };
 use crate::store::Store;
@@ -265,6 +266,9 @@ struct Fitted {
     /// iso-FLOP only: the optimum of each budget.
     #[serde(skip_serializing_if = "Option::is_none")]
     optima: Option<Vec<BudgetOptimum>>,
+    /// iso-FLOP only: approach 3, the loss surface, beside approach 2.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    surface: Option<SurfaceBeside>,
     /// Parcae laws and iso-FLOP optima over loops or tokens from a database: GPT runs left out
     /// (they are about looped runs at fixed parameters).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -272,6 +276,16 @@ struct Fitted {
     /// With tuned keys: which run stands for each configuration, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     envelope: Option<Envelope>,
+}
+
+/// The iso-FLOP surface fit (variable projection) and its exponent beside approach 2's; over
+/// loops, only why there is none.
+#[derive(Serialize)]
+struct SurfaceBeside {
+    report: Option<FitReport>,
+    exponent: Option<ExponentTwoWays>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why_none: Option<String>,
 }
 
 /// What a law needs of a CSV file's columns, as an error naming the flag to give.
@@ -461,6 +475,7 @@ fn hyper_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
             selection: serde_json::to_value(args)?,
             reports,
             optima: None,
+            surface: None,
             gpt_runs_left_out: None,
             envelope: Some(env),
         },
@@ -582,6 +597,7 @@ fn run_fit(
     }
     let mut law = law_name(args.law).to_string();
     let mut optima = None;
+    let mut surface = None;
     let reports = match args.law {
         LawName::Parcae => vec![(None, fit_parcae(points, &options)?)],
         LawName::ParcaeUnified => vec![(None, fit_parcae_unified(points, &options)?)],
@@ -616,16 +632,22 @@ fn run_fit(
             } else {
                 Budgeting::RelativeTolerance(args.budget_tolerance)
             };
-            let result = fit_isoflop(
+            let two_ways = fit_isoflop_two_ways(
                 points,
                 &IsoflopOptions {
                     axis,
                     budgeting,
                     bootstrap: args.bootstrap(),
                 },
+                None,
             )?;
-            optima = Some(result.optima);
-            vec![(None, result.report)]
+            optima = Some(two_ways.approach2.optima);
+            surface = Some(SurfaceBeside {
+                report: two_ways.surface,
+                exponent: two_ways.comparison,
+                why_none: two_ways.no_surface,
+            });
+            vec![(None, two_ways.approach2.report)]
         }
     };
     Ok(Fitted {
@@ -634,9 +656,73 @@ fn run_fit(
         selection: serde_json::to_value(args)?,
         reports,
         optima,
+        surface,
         gpt_runs_left_out,
         envelope: None,
     })
+}
+
+/// Approach 3's surface and the allocation exponent two ways, in two columns.
+fn print_surface(surface: &SurfaceBeside) {
+    let Some(report) = &surface.report else {
+        if let Some(why) = &surface.why_none {
+            println!("approach 3 (the loss surface): none; {why}");
+        }
+        return;
+    };
+    println!(
+        "\napproach 3: the loss surface L = E + A·N^-α + B·D^-β by variable projection\n{report}"
+    );
+    let Some(e) = &surface.exponent else { return };
+    let (of, formula) = if e.exponent == "a" {
+        ("N*(C) ∝ C^a", "β/(α+β)")
+    } else {
+        ("D*(C) ∝ C^b", "α/(α+β)")
+    };
+    let level = report.bootstrap.as_ref().map(|b| b.level);
+    let value = |p: &ParamEstimate, identified: bool| {
+        if identified {
+            format!("{:.4}", p.value)
+        } else {
+            "not identified".to_string()
+        }
+    };
+    let interval = |p: &ParamEstimate| match (p.lo, p.hi) {
+        (None, None) => "-".to_string(),
+        (lo, hi) => {
+            let end = |x: Option<f64>| x.map_or("open".into(), |v| format!("{v:.4}"));
+            format!("[{}, {}]", end(lo), end(hi))
+        }
+    };
+    println!("the exponent {} of {of}, two ways:", e.exponent);
+    println!(
+        "  {:<14} {:<34} approach 3 (surface, {formula})",
+        "", "approach 2 (optimum per budget)"
+    );
+    println!(
+        "  {:<14} {:<34} {}",
+        "estimate",
+        value(&e.approach2, true),
+        value(&e.surface, e.surface_identified)
+    );
+    let ci = level.map_or("interval".to_string(), |l| {
+        format!("{:.0}% interval", 100.0 * l)
+    });
+    println!(
+        "  {:<14} {:<34} {}",
+        ci,
+        interval(&e.approach2),
+        interval(&e.surface)
+    );
+    let verdict = match e.agreement {
+        Agreement::Agree => "they agree within their intervals",
+        Agreement::Disagree => "they DISAGREE beyond their intervals",
+        Agreement::Undecided => "no verdict (no intervals, or the surface does not identify it)",
+    };
+    println!("  {verdict}");
+    for note in &e.notes {
+        println!("NOTE: {note}");
+    }
 }
 
 /// The iso-FLOP optima as a table: each budget, where its optimum lies, and its interval.
@@ -762,6 +848,7 @@ fn depth_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
         selection: serde_json::to_value(args)?,
         reports,
         optima: None,
+        surface: None,
         gpt_runs_left_out: None,
         envelope: None,
     };
@@ -838,6 +925,23 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
                 &json,
             ))?);
         }
+        // Approach 3 beside approach 2: its own row, so its parameters sit in fit_params.
+        if let Some(SurfaceBeside {
+            report: Some(report),
+            exponent,
+            ..
+        }) = &fitted.surface
+        {
+            let json = serde_json::to_string(&(report, exponent))?;
+            fit_ids.push(store.insert_fit(&fit_record(
+                "isoflop-surface",
+                &fitted.source,
+                &selection,
+                None,
+                report,
+                &json,
+            ))?);
+        }
     }
 
     if args.json {
@@ -868,6 +972,9 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
     if let Some(optima) = &fitted.optima {
         let level = fitted.reports[0].1.bootstrap.as_ref().map(|b| b.level);
         print_optima(optima, level);
+    }
+    if let Some(surface) = &fitted.surface {
+        print_surface(surface);
     }
     if let Some(gpt) = fitted.gpt_runs_left_out.filter(|g| *g > 0) {
         if args.law == LawName::Isoflop {

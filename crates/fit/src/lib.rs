@@ -19,7 +19,9 @@
 //! law; [`huber`] the objective; [`solve`] the minimisers; [`bootstrap`] resampling and
 //! intervals; [`identify`] profile intervals and what the data cannot pin down ("not
 //! identified"); [`parametric`] the whole procedure; [`expr`] and [`written`] laws a
-//! researcher writes as an expression, fitted by the same procedure; [`isoflop`] approach 2; [`estimate`] the
+//! researcher writes as an expression, fitted by the same procedure; [`isoflop`] approach 2;
+//! [`projection`] the loss surface by variable projection (approach 3 without starts) and
+//! [`isoflop_two_ways`] its allocation exponents beside approach 2's; [`estimate`] the
 //! serialisable result; [`design`] which runs to train next.
 
 pub mod bootstrap;
@@ -31,11 +33,13 @@ pub mod huber;
 pub mod hyper;
 pub mod identify;
 pub mod isoflop;
+pub mod isoflop_two_ways;
 pub mod laws;
 pub mod noise;
 pub mod parametric;
 pub mod points;
 pub mod profile_spec;
+pub mod projection;
 pub mod rates;
 pub mod solve;
 pub mod written;
@@ -44,6 +48,7 @@ pub use bootstrap::BootstrapOptions;
 pub use estimate::{FitReport, HeldOut, ParamEstimate};
 pub use huber::{DEFAULT_HUBER_DELTA, Objective};
 pub use isoflop::{Budgeting, IsoflopAxis, IsoflopOptions, IsoflopReport, fit_isoflop};
+pub use isoflop_two_ways::{Agreement, ExponentTwoWays, TwoWays, fit_isoflop_two_ways};
 pub use laws::{
     ChinchillaLaw, ComputeLaw, Design, Law, ParcaeLaw, ParcaeUnifiedLaw, RateBounds, TestTimeLaw,
     TestTimePooledLaw,
