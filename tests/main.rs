@@ -25,6 +25,7 @@ mod fit_gradients;
 mod fit_parcae;
 mod fit_synthetic;
 mod fit_tune;
+mod fit_written;
 mod fused_ops;
 mod generate;
 mod layering;

@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
+use super::written;
 use crate::analysis::envelope::{Envelope, Position, TunedConfig};
 use crate::analysis::source::{self, ParamCount};
 use crate::analysis::tasks::{Family, accuracy_points, depth_points};
@@ -96,9 +97,38 @@ pub struct FitArgs {
     /// A sweep file (fitted from its database), a sweep database (results/NAME.sqlite) or a
     /// CSV file with a header row.
     pub source: PathBuf,
-    /// Which law to fit.
-    #[arg(long, value_enum)]
-    pub law: LawName,
+    /// Which built-in law to fit (or write one with --law-expr).
+    #[arg(
+        long,
+        value_enum,
+        required_unless_present = "law_expr",
+        conflicts_with = "law_expr"
+    )]
+    pub law: Option<LawName>,
+    /// A law written as an expression over the source's columns, e.g.
+    /// 'loss = E + A*C^(-alpha)' (symbols naming a column are variables, the rest parameters,
+    /// positive unless --param says otherwise), or the name of a law in the sweep file's
+    /// `[analysis.laws.NAME]`, or a built-in written law (schwethelm: Schwethelm et al.'s
+    /// looped law over n_once, n_rec, r and D). A database offers loss, N, D, C, r, n_once,
+    /// n_rec and every numeric column of final_runs; a CSV file its numeric columns.
+    #[arg(long, value_name = "EXPR|NAME")]
+    pub law_expr: Option<String>,
+    /// --law-expr: bounds of a parameter, NAME=LO:HI (repeatable; e.g. phi=0:1, c=-inf:inf for
+    /// a parameter of either sign). Without bounds a parameter is positive.
+    #[arg(long = "param", value_name = "NAME=LO:HI", requires = "law_expr")]
+    pub param: Vec<String>,
+    /// --law-expr: where a parameter's starts are drawn from, NAME=LO:HI (log-spaced for a
+    /// positive parameter; default: 0.01 to 1000, or its bounds).
+    #[arg(long = "param-start", value_name = "NAME=LO:HI", requires = "law_expr")]
+    pub param_start: Vec<String>,
+    /// --law-expr: a quantity derived from the parameters, NAME=EXPR (repeatable; e.g.
+    /// a=beta/(alpha+beta)), reported with its interval.
+    #[arg(long, value_name = "NAME=EXPR", requires = "law_expr")]
+    pub derived: Vec<String>,
+    /// --law-expr: read a symbol from a column of another name, SYMBOL=COLUMN (repeatable; a
+    /// dotted configuration key such as model.d_model for a database).
+    #[arg(long, value_name = "SYMBOL=COLUMN", requires = "law_expr")]
+    pub var: Vec<String>,
     /// Database source: only this sweep's runs (default: every finished run in the file).
     #[arg(long)]
     pub sweep: Option<String>,
@@ -182,6 +212,10 @@ pub struct FitArgs {
     /// Do not record the fit anywhere.
     #[arg(long)]
     pub no_save: bool,
+    /// The sweep file SOURCE named, once resolved to its database (its written laws are read
+    /// from it).
+    #[arg(skip)]
+    pub sweep_file: Option<PathBuf>,
 }
 
 impl FitArgs {
@@ -207,6 +241,11 @@ impl FitArgs {
         }
     }
 
+    /// The built-in law; only called on the built-in path (`--law-expr` takes its own).
+    fn law(&self) -> LawName {
+        self.law.expect("--law is given unless --law-expr is")
+    }
+
     fn bootstrap(&self) -> Option<BootstrapOptions> {
         (self.resamples > 0).then(|| BootstrapOptions {
             resamples: self.resamples,
@@ -217,7 +256,7 @@ impl FitArgs {
     }
 
     fn fit_options(&self) -> FitOptions {
-        let parcae = matches!(self.law, LawName::Parcae | LawName::ParcaeUnified);
+        let parcae = matches!(self.law, Some(LawName::Parcae | LawName::ParcaeUnified));
         let heldout = match self.heldout {
             Some(k) => Some(HeldOutSpec::Count(k)),
             // The rollout Parcae reports: fit the smaller budgets, predict the largest.
@@ -388,10 +427,10 @@ fn tuned_keys(args: &FitArgs, store: &Store) -> Result<Vec<String>> {
     } else {
         args.tune.clone()
     };
-    if matches!(args.law, LawName::Lr | LawName::Batch)
-        && !keys.iter().any(|k| k == hyper_key(args.law))
+    if let Some(law @ (LawName::Lr | LawName::Batch)) = args.law
+        && !keys.iter().any(|k| k == hyper_key(law))
     {
-        keys.push(hyper_key(args.law).to_string());
+        keys.push(hyper_key(law).to_string());
     }
     Ok(keys)
 }
@@ -413,6 +452,7 @@ fn from_sweep_file(args: &FitArgs) -> Result<Option<FitArgs>> {
         );
     }
     let mut resolved = args.clone();
+    resolved.sweep_file = Some(args.source.clone());
     resolved.source = sweep.db.clone();
     resolved.sweep = args.sweep.clone().or(Some(sweep.name.clone()));
     Ok(Some(resolved))
@@ -423,7 +463,7 @@ fn hyper_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
     if !source::is_database(&args.source) {
         bail!(
             "--law {} reads a tuned sweep from its database, not {}",
-            law_name(args.law),
+            law_name(args.law()),
             args.source.display()
         );
     }
@@ -440,7 +480,7 @@ fn hyper_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
     if !args.json {
         print_envelope(&env);
     }
-    let key = hyper_key(args.law);
+    let key = hyper_key(args.law());
     let optima = env.refined(key);
     let left_out: Vec<String> = env
         .notes
@@ -448,7 +488,7 @@ fn hyper_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
         .filter(|n| n.starts_with(crate::analysis::envelope::column_of(key)))
         .cloned()
         .collect();
-    let name = law_name(args.law);
+    let name = law_name(args.law());
     let mut reports = Vec::new();
     for (x_name, x_of) in [
         ("C", (|c: &TunedConfig| c.flops) as fn(&TunedConfig) -> f64),
@@ -527,7 +567,7 @@ fn load_points(args: &FitArgs) -> Result<(Points, Option<usize>, Option<Envelope
     let (points, gpt, env) = if source::is_database(&args.source) {
         let store = Store::open_read_only(&args.source)?;
         let (frames, env) = source::load_frames(&store, sweep, &tuned_keys(args, &store)?, None)?;
-        let (p, gpt) = match args.law {
+        let (p, gpt) = match args.law() {
             LawName::TestTime => (source::test_time_points(&store, &frames)?, None),
             LawName::Parcae => {
                 let (p, gpt) = source::parcae_points(&store, &frames, sweep, args.n.into())?;
@@ -571,7 +611,7 @@ fn load_points(args: &FitArgs) -> Result<(Points, Option<usize>, Option<Envelope
                 args.source.display()
             );
         }
-        require_columns(args.law, args.axis, &p)?;
+        require_columns(args.law(), args.axis, &p)?;
         (p, None, None)
     };
     points.validate()?;
@@ -595,10 +635,10 @@ fn run_fit(
         // takes or leaves a configuration with all its seeds.
         options.resampling = crate::fit::Resampling::Groups(groups);
     }
-    let mut law = law_name(args.law).to_string();
+    let mut law = law_name(args.law()).to_string();
     let mut optima = None;
     let mut surface = None;
-    let reports = match args.law {
+    let reports = match args.law() {
         LawName::Parcae => vec![(None, fit_parcae(points, &options)?)],
         LawName::ParcaeUnified => vec![(None, fit_parcae_unified(points, &options)?)],
         LawName::Compute => vec![(None, fit_compute(points, args.frontier, &options)?)],
@@ -771,7 +811,7 @@ fn print_optima(optima: &[BudgetOptimum], level: Option<f64>) {
 /// Parcae) whose configurations have several seeds: the replicate group of each point, so the
 /// bootstrap resamples configurations rather than runs. `None` otherwise.
 fn replicate_ids(args: &FitArgs, points: &Points) -> Result<Option<Vec<usize>>> {
-    let per_run = match args.law {
+    let per_run = match args.law() {
         LawName::Compute => !args.frontier,
         LawName::Chinchilla | LawName::Parcae => true,
         _ => false,
@@ -855,17 +895,97 @@ fn depth_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
     Ok((fitted, points.len()))
 }
 
+/// `--law-expr`: a written law over the source's columns, fitted as a built-in law is (with the
+/// bootstrap by replicate group where the sweep has seeds).
+fn written_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
+    use crate::fit::written::WrittenLaw;
+    let flags = written::WrittenFlags {
+        law_expr: args.law_expr.as_deref().unwrap_or_default(),
+        params: &args.param,
+        starts: &args.param_start,
+        derived: &args.derived,
+        vars: &args.var,
+    };
+    // A sweep file's own laws are read from the file; `args.source` is its database by now.
+    let declared_in = args.sweep_file.as_deref().unwrap_or(&args.source);
+    let spec = written::law_spec(&flags, declared_in, args.sweep.as_deref())?;
+    let tune = if source::is_database(&args.source) {
+        tuned_keys(args, &Store::open_read_only(&args.source)?)?
+    } else {
+        if !args.tune.is_empty() {
+            bail!(
+                "--tune reads each run's configuration from a sweep database; {} is a CSV file",
+                args.source.display()
+            );
+        }
+        Vec::new()
+    };
+    let (columns, replicates) = written::columns(
+        &args.source,
+        args.sweep.as_deref(),
+        &tune,
+        args.n.into(),
+        &spec,
+    )?;
+    let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
+    let law = WrittenLaw::new(&spec, &names)?;
+    let column = |name: &str| {
+        columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let design = law.design(&column)?;
+    if !args.json {
+        println!("law {}: {}\n{}", spec.name, law.text(), law.roles());
+    }
+    let mut options = args.fit_options();
+    if let Some(groups) = replicates {
+        if !args.json {
+            println!(
+                "bootstrap: resampling {} replicate groups (configurations with their seeds) of {} runs",
+                groups.iter().max().map_or(0, |m| m + 1),
+                groups.len()
+            );
+        }
+        options.resampling = crate::fit::Resampling::Groups(groups);
+    }
+    // The held-out check withholds the points of largest compute when the source has C.
+    let order: Vec<f64> =
+        column("C").unwrap_or_else(|| (0..design.len()).map(|i| i as f64).collect());
+    let key = if column("C").is_some() { "C" } else { "row" };
+    let report = crate::fit::parametric::fit_law(&law, &design, (&order, key), &options)?;
+    let n_points = design.len();
+    Ok((
+        Fitted {
+            law: spec.name.clone(),
+            source: args.source.display().to_string(),
+            selection: serde_json::to_value(args)?,
+            reports: vec![(None, report)],
+            optima: None,
+            surface: None,
+            gpt_runs_left_out: None,
+            envelope: None,
+        },
+        n_points,
+    ))
+}
+
 /// `loopscale fit`.
 pub fn fit(args: &FitArgs) -> Result<i32> {
     let resolved = from_sweep_file(args)?;
     let args = resolved.as_ref().unwrap_or(args);
     args.check()?;
-    if args.law == LawName::Depth && !args.tune.is_empty() {
+    if args.law_expr.is_some() {
+        let (fitted, n_points) = written_fit(args)?;
+        return finish(args, fitted, n_points);
+    }
+    if args.law() == LawName::Depth && !args.tune.is_empty() {
         bail!(
             "--tune chooses runs by their final loss; --law depth fits task accuracies at every depth, so it takes no --tune"
         );
     }
-    let (mut fitted, n_points) = match args.law {
+    let (fitted, n_points) = match args.law() {
         LawName::Depth => depth_fit(args)?,
         LawName::Lr | LawName::Batch => hyper_fit(args)?,
         _ => {
@@ -895,7 +1015,11 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
             (fitted, points.len())
         }
     };
+    finish(args, fitted, n_points)
+}
 
+/// A fitted law (or laws) recorded in the `fits` table (unless --no-save) and printed.
+fn finish(args: &FitArgs, mut fitted: Fitted, n_points: usize) -> Result<i32> {
     let target: Option<&Path> = if args.no_save {
         None
     } else if let Some(db) = &args.db {
@@ -977,7 +1101,7 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
         print_surface(surface);
     }
     if let Some(gpt) = fitted.gpt_runs_left_out.filter(|g| *g > 0) {
-        if args.law == LawName::Isoflop {
+        if args.law == Some(LawName::Isoflop) {
             println!(
                 "{gpt} GPT run(s) left out: the optimal loops and tokens are located among the looped runs"
             );

@@ -9,6 +9,7 @@ mod sample;
 mod slurm_commands;
 mod suggest;
 mod table;
+mod written;
 
 use std::path::PathBuf;
 

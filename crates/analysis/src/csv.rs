@@ -185,3 +185,46 @@ mod tests {
         assert_eq!(split_record("a,,b").unwrap(), vec!["a", "", "b"]);
     }
 }
+
+/// Every column of a CSV file whose values all read as numbers, by header name (for laws
+/// written as expressions, which may read any of them); text columns are left out.
+pub fn read_numeric_columns(path: impl AsRef<Path>) -> Result<Vec<(String, Vec<f64>)>> {
+    let path = path.as_ref();
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    numeric_columns(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// [`read_numeric_columns`] of a CSV text.
+pub fn numeric_columns(text: &str) -> Result<Vec<(String, Vec<f64>)>> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
+    let (_, header) = lines.next().ok_or_else(|| anyhow!("empty CSV"))?;
+    let header = split_record(header.trim_start_matches('\u{feff}'))?;
+    let mut values: Vec<Option<Vec<f64>>> = header.iter().map(|_| Some(Vec::new())).collect();
+    for (i, line) in lines {
+        let r = split_record(line)?;
+        if r.len() != header.len() {
+            bail!(
+                "line {}: {} fields, header has {}",
+                i + 1,
+                r.len(),
+                header.len()
+            );
+        }
+        for (col, field) in values.iter_mut().zip(&r) {
+            let parsed = field.parse::<f64>().ok();
+            match (col.as_mut(), parsed) {
+                (Some(v), Some(x)) => v.push(x),
+                _ => *col = None,
+            }
+        }
+    }
+    Ok(header
+        .into_iter()
+        .zip(values)
+        .filter_map(|(h, v)| v.map(|v| (h, v)))
+        .collect())
+}

@@ -370,3 +370,101 @@ pub fn parcae_unified_points_of(frames: &Frames, n: ParamCount) -> Result<(Point
 pub fn csv_points(path: &Path, columns: &CsvColumns) -> Result<Points> {
     read_points(path, columns).with_context(|| format!("reading points from {}", path.display()))
 }
+
+/// The columns a law written as an expression may read from a database's finished runs, one
+/// value per run: every numeric column of `final_runs` by its own name; `loss` (final validation
+/// loss), `N` (parameters as `n` counts them), `D` (tokens), `C` (FLOPs), `r` (mean training
+/// recurrence, 1 for a GPT); `n_once` and `n_rec`, the parameters applied once and in each loop
+/// (a GPT: all of its N once, none looped; the token embedding counts once under
+/// [`ParamCount::Total`]); and each dotted configuration key of `config_keys`
+/// (`model.d_model`), read from the run's stored configuration.
+pub fn run_columns(
+    frames: &Frames,
+    n: ParamCount,
+    config_keys: &[String],
+) -> Result<Vec<(String, Vec<f64>)>> {
+    use polars::prelude::DataType;
+    let runs = &frames.runs;
+    if runs.height() == 0 {
+        bail!("no finished runs");
+    }
+    let mut out: Vec<(String, Vec<f64>)> = Vec::new();
+    for col in runs.columns() {
+        let numeric = col.dtype().is_primitive_numeric();
+        if !numeric || col.null_count() > 0 {
+            continue;
+        }
+        let v = col.cast(&DataType::Float64)?;
+        let v: Vec<f64> = v.f64()?.into_no_null_iter().collect();
+        out.push((col.name().to_string(), v));
+    }
+    let loops = opt_f64s(runs, "mean_recurrence")?;
+    let params = f64s(runs, "params")?;
+    let non_embedding = f64s(runs, "non_embedding_params")?;
+    let big_n = if n == ParamCount::Total {
+        params.clone()
+    } else {
+        non_embedding.clone()
+    };
+    let keys = strs(runs, "run_key")?;
+    let config_keys_of = strs(&frames.configs, "run_key")?;
+    let config_text = strs(&frames.configs, "config_json")?;
+    let config = |k: &str| -> Result<serde_json::Value> {
+        let i = config_keys_of
+            .iter()
+            .position(|c| c == k)
+            .ok_or_else(|| anyhow::anyhow!("run {k} has no stored configuration"))?;
+        serde_json::from_str(&config_text[i])
+            .with_context(|| format!("run {k}: its stored configuration is not JSON"))
+    };
+    let (mut n_once, mut n_rec) = (Vec::new(), Vec::new());
+    for (i, key) in keys.iter().enumerate() {
+        let embedding = params[i] - non_embedding[i];
+        let extra = if n == ParamCount::Total {
+            embedding
+        } else {
+            0.0
+        };
+        if loops[i].is_some() {
+            let cfg = config(key)?;
+            let model = model_config(&cfg.to_string())
+                .with_context(|| format!("run {key}: reading its model"))?;
+            let split = loopscale_model::looped_split(&model);
+            n_once.push((split.once + split.conditioning) as f64 + extra);
+            n_rec.push(split.per_loop as f64);
+        } else {
+            n_once.push(big_n[i]);
+            n_rec.push(0.0);
+        }
+    }
+    let mut named = vec![
+        ("loss".to_string(), f64s(runs, "final_val_loss")?),
+        ("N".to_string(), big_n),
+        ("D".to_string(), f64s(runs, "tokens")?),
+        ("C".to_string(), f64s(runs, "flops")?),
+        (
+            "r".to_string(),
+            loops.iter().map(|l| l.unwrap_or(1.0)).collect(),
+        ),
+        ("n_once".to_string(), n_once),
+        ("n_rec".to_string(), n_rec),
+    ];
+    for key in config_keys {
+        let mut v = Vec::with_capacity(keys.len());
+        for run in &keys {
+            let cfg = config(run)?;
+            let x = super::groups::lookup(&cfg, key)
+                .and_then(|x| x.as_f64())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("run {run}: the configuration key `{key}` is not a number")
+                })?;
+            v.push(x);
+        }
+        named.push((key.clone(), v));
+    }
+    // The named columns stand for the law's usual symbols; a numeric column of the same name
+    // (none today) would be shadowed by them.
+    out.retain(|(c, _)| !named.iter().any(|(m, _)| m == c));
+    named.extend(out);
+    Ok(named)
+}

@@ -176,7 +176,7 @@ impl WrittenLaw {
                 vars.push((sym.clone(), sym.clone()));
             } else if let Some(col) = columns.iter().find(|c| c.eq_ignore_ascii_case(sym)) {
                 bail!(
-                    "law `{}`: `{sym}` is not a column (did you mean the column `{col}`?); declare it as a parameter if it is one",
+                    "law `{}`: `{sym}` is not a column (did you mean the column `{col}`?); if it is a parameter, declare it (--param {sym}=0:inf, or params.{sym} in the sweep file)",
                     spec.name
                 );
             } else {

@@ -38,7 +38,7 @@
 //! | `[model]`      | the fields of `ModelConfig`, plus `LoopedConfig`'s fields flat        |
 //! | `[[variants]]` | `name` (required, unique), and `data.*`, `train.*`, `model.*` overrides |
 //! | `[slurm]`      | `partition`, `time`, `gpus_per_run`, `cpus_per_run`, `max_parallel`, `sbatch_args` (see `slurm`) |
-//! | `[analysis]`   | `tune`: keys chosen per configuration by `fit` and `report` (see `analysis_table`) |
+//! | `[analysis]`   | `tune`: keys chosen per configuration by `fit` and `report`; `laws`: laws written as expressions (see `analysis_table`) |
 //!
 //! [`valid_keys`] lists every key with its default.
 //!
@@ -79,7 +79,9 @@ mod validate;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-pub use analysis_table::{AnalysisSettings, check_tune_key};
+pub use analysis_table::{
+    AnalysisSettings, WrittenLawToml, WrittenParam, analysis_of, check_tune_key,
+};
 pub use error::{ErrorDetails, ErrorKind, SweepError};
 pub use keys::valid_keys;
 pub use loopscale_config::RunConfig;

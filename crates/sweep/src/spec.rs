@@ -115,7 +115,7 @@ pub(crate) fn parse(src: &Source) -> Result<Spec, SweepError> {
     })
 }
 
-fn syntax_error(src: &Source, e: &toml::de::Error) -> SweepError {
+pub(crate) fn syntax_error(src: &Source, e: &toml::de::Error) -> SweepError {
     let message = format!("invalid TOML: {}", e.message().trim_end());
     src.error_at(ErrorKind::Syntax, e.span(), message)
         .with_help("fix the TOML syntax at this position (https://toml.io/en/v1.0.0)")
