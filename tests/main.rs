@@ -38,6 +38,7 @@ mod model_mup;
 mod precision;
 mod recast;
 mod report;
+mod serve;
 mod shard;
 mod slurm;
 mod store;
