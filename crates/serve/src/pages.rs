@@ -47,23 +47,28 @@ pub fn frame(sweep: &str, title: &str, active: &str, page: &str, body: &str) -> 
     )
 }
 
-/// The overview's shell: the script fills the table from `/api/overview` and keeps it live.
-pub fn overview(sweep: &str, db: &Path) -> String {
+/// The overview's shell: the script draws the table from the overview embedded here (so the
+/// first paint needs no second request) and keeps it live from the event stream.
+pub fn overview(sweep: &str, db: &Path, initial: &str) -> String {
     let body = format!(
         r#"<h1>Sweep {s}</h1>
 <p class="caption">Database <code>{db}</code>, read-only. This page updates itself as runs write.</p>
 <section class="summary"><div id="progress-bar"><div id="progress-fill"></div></div>
 <p id="summary">Loading…</p></section>
 <table id="runs" class="runs"><thead></thead><tbody></tbody></table>
-<p id="note" class="note" hidden></p>"#,
+<p id="note" class="note" hidden></p>
+<script type="application/json" id="initial">{initial}</script>"#,
         s = esc(sweep),
-        db = esc(&db.display().to_string())
+        db = esc(&db.display().to_string()),
+        // JSON inside <script>: only `</` could end the element early.
+        initial = initial.replace("</", "<\\/")
     );
     frame(sweep, "Overview", "Overview", "overview", &body)
 }
 
-/// The curves page: its controls and the chart the script loads and refreshes.
-pub fn curves(sweep: &str, axes: &[String]) -> String {
+/// The curves page: its controls and the chart as it is now (drawn here, for the first paint),
+/// which the script redraws as steps arrive or the controls change.
+pub fn curves(sweep: &str, axes: &[String], chart: &str) -> String {
     let mut options = String::from(r#"<option value="">each run</option>"#);
     for a in axes {
         let _ = write!(options, r#"<option value="{a}">{a}</option>"#, a = esc(a));
@@ -76,7 +81,7 @@ pub fn curves(sweep: &str, axes: &[String]) -> String {
 <label>colour by <select name="by">{options}</select></label>
 <label><input type="checkbox" name="groups" value="1"> replicate groups (mean ± 1 SD over seeds)</label>
 </form>
-<div id="chart" class="chart">Loading…</div>
+<div id="chart" class="chart">{chart}</div>
 <p class="caption">Hover a line or a point for the run and its values; click to open the run. Lines grow as runs log their steps.</p>"#
     );
     frame(sweep, "Curves", "Curves", "curves", &body)
@@ -318,6 +323,11 @@ pub fn sql(sweep: &str, query: &str, outcome: Option<&crate::sql::Outcome>) -> S
         }
     }
     frame(sweep, "SQL", "SQL", "sql", &s)
+}
+
+/// A sentence in the note style.
+pub fn note(text: &str) -> String {
+    format!(r#"<p class="note">{}</p>"#, esc(text))
 }
 
 /// A page that says what went wrong and where to go.

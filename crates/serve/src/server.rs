@@ -63,6 +63,9 @@ const MAX_URI_BYTES: usize = 16 * 1024;
 const MAX_BODY_BYTES: usize = 16 * 1024;
 /// How often a stream looks at the database.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// The curves chart's size before the page says how wide it is.
+const CURVES_WIDTH: u32 = 1100;
+const CURVES_HEIGHT: u32 = 550;
 /// Metric rows a run's page shows (the newest).
 const RUN_PAGE_METRICS: usize = 300;
 
@@ -234,27 +237,28 @@ async fn not_found(State(app): State<Arc<App>>, uri: axum::http::Uri) -> Respons
 }
 
 async fn overview_page(State(app): State<Arc<App>>) -> Response {
-    html(
-        StatusCode::OK,
-        pages::overview(app.source.name(), app.source.db()),
-    )
+    blocking(move || {
+        let initial = serde_json::to_string(&overview::read(&app.source)).unwrap_or_default();
+        html(
+            StatusCode::OK,
+            pages::overview(app.source.name(), app.source.db(), &initial),
+        )
+    })
+    .await
 }
 
-async fn curves_page(State(app): State<Arc<App>>) -> Response {
+async fn curves_page(State(app): State<Arc<App>>, Query(p): Query<CurvesParams>) -> Response {
     blocking(move || {
-        let axes = app
-            .source
-            .open()
-            .and_then(|store| app.source.list(&store))
-            .map(|(axes, _)| axes)
-            .unwrap_or_else(|_| {
-                app.source
-                    .sweep
-                    .as_ref()
-                    .map(|s| s.axes.clone())
-                    .unwrap_or_default()
-            });
-        html(StatusCode::OK, pages::curves(app.source.name(), &axes))
+        let read = app.source.open().and_then(|store| {
+            let (axes, _) = app.source.list(&store)?;
+            let chart = curves::read(&app.source, &store, &p.query)?;
+            Ok((axes, curves::svg(&chart, CURVES_WIDTH, CURVES_HEIGHT)))
+        });
+        let (axes, chart) = read.unwrap_or_else(|e| {
+            let axes = app.source.sweep.as_ref().map(|s| s.axes.clone());
+            (axes.unwrap_or_default(), pages::note(&format!("{e:#}")))
+        });
+        html(StatusCode::OK, pages::curves(app.source.name(), &axes, &chart))
     })
     .await
 }

@@ -84,7 +84,7 @@
   }
 
   function overviewPage() {
-    fetch("/api/overview").then(function (r) { return r.json(); }).then(renderOverview);
+    renderOverview(JSON.parse(document.getElementById("initial").textContent));
     listeners.overview.push(renderOverview);
     stream();
   }
@@ -121,12 +121,13 @@
       history.replaceState(null, "", "?" + query());
       load();
     });
+    // The chart came with the page at a fixed width: redrawn at this window's once.
     // New steps: redraw, at most every two seconds.
     listeners.metrics.push(function () {
       var wait = Math.max(0, 2000 - (Date.now() - last));
       setTimeout(load, wait);
     });
-    load();
+    setTimeout(load, 0);
     stream();
   }
 
