@@ -195,7 +195,8 @@ fn read_stream_until(s: &mut TcpStream, want: &str, limit: Duration) -> String {
     let start = Instant::now();
     let mut seen = String::new();
     let mut buf = [0u8; 8192];
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     while start.elapsed() < limit && !seen.contains(want) {
         match s.read(&mut buf) {
             Ok(0) => break,
@@ -255,8 +256,14 @@ fn the_run_page_shows_a_failure_its_tables_and_its_files() {
     let done = get(server.addr(), &format!("/run/{}", keys[0]));
     assert!(done.body.contains(r#"id="metrics""#) && done.body.contains(r#"id="evals""#));
     assert!(done.body.contains(r#"class="curves" data-series="1""#));
-    assert!(done.body.contains(&format!("/files/{}/final.safetensors", keys[0])));
-    let file = get(server.addr(), &format!("/files/{}/final.safetensors", keys[0]));
+    assert!(
+        done.body
+            .contains(&format!("/files/{}/final.safetensors", keys[0]))
+    );
+    let file = get(
+        server.addr(),
+        &format!("/files/{}/final.safetensors", keys[0]),
+    );
     assert_eq!(file.status, 200);
     assert_eq!(file.body, "weights");
     let json = get(server.addr(), &format!("/api/run/{}", keys[2]));
@@ -304,7 +311,10 @@ fn path_traversal_and_files_outside_a_run_folder_get_404() {
     ] {
         let r = get(server.addr(), &path);
         assert_eq!(r.status, 404, "{path}: {} {}", r.status, r.body);
-        assert!(!r.body.contains("secret") || r.body.contains("No "), "{path}");
+        assert!(
+            !r.body.contains("secret") || r.body.contains("No "),
+            "{path}"
+        );
     }
 }
 
@@ -317,13 +327,19 @@ fn the_sql_box_runs_one_read_only_statement_and_refuses_the_rest() {
     let q = |sql: &str| loopscale_url(sql);
     let ok = get(
         server.addr(),
-        &format!("/api/sql?q={}", q("SELECT status, count(*) AS n FROM runs GROUP BY status ORDER BY status")),
+        &format!(
+            "/api/sql?q={}",
+            q("SELECT status, count(*) AS n FROM runs GROUP BY status ORDER BY status")
+        ),
     );
     assert_eq!(ok.status, 200, "{}", ok.body);
     let v: serde_json::Value = serde_json::from_str(&ok.body).unwrap();
     assert_eq!(v["columns"], serde_json::json!(["status", "n"]));
     assert_eq!(v["rows"].as_array().unwrap().len(), 4);
-    let write = get(server.addr(), &format!("/api/sql?q={}", q("DELETE FROM runs")));
+    let write = get(
+        server.addr(),
+        &format!("/api/sql?q={}", q("DELETE FROM runs")),
+    );
     assert_eq!(write.status, 400);
     assert!(write.body.contains("may not write"), "{}", write.body);
     let two = get(
@@ -332,7 +348,10 @@ fn the_sql_box_runs_one_read_only_statement_and_refuses_the_rest() {
     );
     assert_eq!(two.status, 400);
     assert!(two.body.contains("one statement at a time"), "{}", two.body);
-    let page = get(server.addr(), &format!("/sql?q={}", q("UPDATE runs SET status = 'done'")));
+    let page = get(
+        server.addr(),
+        &format!("/sql?q={}", q("UPDATE runs SET status = 'done'")),
+    );
     assert_eq!(page.status, 400);
     assert!(page.body.contains(r#"id="sql-error""#) && page.body.contains("may not write"));
     let attach = get(
@@ -347,7 +366,10 @@ fn the_sql_box_runs_one_read_only_statement_and_refuses_the_rest() {
     assert_eq!(huge_url.status, 414);
     let csv = get(
         server.addr(),
-        &format!("/api/sql.csv?q={}", q("SELECT run_key, status FROM runs ORDER BY rowid")),
+        &format!(
+            "/api/sql.csv?q={}",
+            q("SELECT run_key, status FROM runs ORDER BY rowid")
+        ),
     );
     assert_eq!(csv.status, 200);
     assert!(csv.headers.contains("text/csv") && csv.headers.contains("attachment"));
@@ -358,7 +380,9 @@ fn the_sql_box_runs_one_read_only_statement_and_refuses_the_rest() {
         server.addr(),
         &format!(
             "/api/sql?q={}",
-            q("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c")
+            q(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+            )
         ),
     );
     assert_eq!(slow.status, 400);
@@ -368,9 +392,15 @@ fn the_sql_box_runs_one_read_only_statement_and_refuses_the_rest() {
     write!(s, "POST /sql HTTP/1.0\r\nContent-Length: 5\r\n\r\nq=x;x").unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
-    assert!(raw.starts_with("HTTP/1.0 405") || raw.starts_with("HTTP/1.1 405"), "{raw}");
+    assert!(
+        raw.starts_with("HTTP/1.0 405") || raw.starts_with("HTTP/1.1 405"),
+        "{raw}"
+    );
     drop(server);
-    assert!(std::fs::read(&db).unwrap() == before, "the database changed");
+    assert!(
+        std::fs::read(&db).unwrap() == before,
+        "the database changed"
+    );
 }
 
 /// Percent-encodes a query string value.
@@ -393,7 +423,7 @@ fn trained_sweep(dir: &Path, name: &str) -> PathBuf {
         &file,
         format!(
             "[sweep]\nname = \"{name}\"\ndb = \"{db}\"\n\n[data]\ncorpus = \"{corpus}\"\nseq_len = 32\n\n\
-             [train]\ntokens = 2048\nbatch_size = 8\neval_every = 2\neval_tokens = 512\n\n\
+             [train]\ntokens = 2048\nbatch_size = 8\neval_every = 2\neval_tokens = 512\nlog_every = 1\n\n\
              [model]\nd_model = [16, 24, 32]\nn_heads = 2\nn_layers = 1\n",
             db = dir.join(format!("{name}.sqlite")).display(),
             corpus = corpus.display(),
@@ -453,9 +483,17 @@ fn serving_a_finished_sweep_leaves_its_database_byte_identical() {
     assert_eq!(svg.status, 200);
     assert!(svg.body.contains("<svg"));
     let page = get(server.addr(), "/fits");
-    assert!(page.body.contains("/charts/training_tokens.svg"), "{}", page.body);
+    assert!(
+        page.body.contains("/charts/training_tokens.svg"),
+        "{}",
+        page.body
+    );
     assert_eq!(
-        get(server.addr(), &format!("/sql?q={}", loopscale_url("SELECT * FROM runs"))).status,
+        get(
+            server.addr(),
+            &format!("/sql?q={}", loopscale_url("SELECT * FROM runs"))
+        )
+        .status,
         200
     );
     drop(server);
@@ -503,7 +541,14 @@ fn the_command_prints_its_url_and_warns_on_a_non_loopback_address() {
     let dir = tempfile::tempdir().unwrap();
     let (db, _) = live_database(dir.path());
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loopscale"))
-        .args(["serve", db.to_str().unwrap(), "--port", "0", "--bind", "0.0.0.0"])
+        .args([
+            "serve",
+            db.to_str().unwrap(),
+            "--port",
+            "0",
+            "--bind",
+            "0.0.0.0",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -528,11 +573,18 @@ fn the_command_prints_its_url_and_warns_on_a_non_loopback_address() {
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no") && err.contains("authentication"), "{err}");
+    assert!(
+        err.contains("no") && err.contains("authentication"),
+        "{err}"
+    );
     // A missing source is refused with what to do.
     let missing = loopscale(&["serve", "no/such.toml", "--port", "0"]);
     assert!(!missing.status.success());
-    assert!(text(&missing).contains("no such file"), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("no such file"),
+        "{}",
+        text(&missing)
+    );
 }
 
 /// Headless Chromium: the overview, the curves and a run page render, with their charts, and
@@ -560,7 +612,7 @@ fn a_browser_renders_the_pages_without_script_errors() {
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/serve-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let base = server.url();
-    let overview = browse(&chromium, &format!("{base}"), &shots.join("overview.png"));
+    let overview = browse(&chromium, &base, &shots.join("overview.png"));
     for k in &keys {
         assert!(overview.contains(&format!("id=\"run-{k}\"")), "{overview}");
     }
@@ -572,7 +624,11 @@ fn a_browser_renders_the_pages_without_script_errors() {
     );
     assert!(curves.contains("data-series=\"3\""), "{curves}");
     assert_eq!(curves.matches("class=\"series\"").count(), 3, "{curves}");
-    let run = browse(&chromium, &format!("{base}run/{}", keys[0]), &shots.join("run.png"));
+    let run = browse(
+        &chromium,
+        &format!("{base}run/{}", keys[0]),
+        &shots.join("run.png"),
+    );
     assert!(run.contains("id=\"run-curves\""), "{run}");
     assert!(run.contains("data-series=\"1\""), "{run}");
 }

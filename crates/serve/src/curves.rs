@@ -74,6 +74,10 @@ const MAX_POINTS: usize = 400;
 /// Hover points per line.
 const HOVER_POINTS: usize = 40;
 
+/// One run's curve before grouping: key, label, colour value, replicate group (its
+/// configuration without the seed), and its points as step → (x, y).
+type Line = (String, String, String, String, BTreeMap<u64, (f64, f64)>);
+
 /// Reads every run's curve (or one run's, or each replicate group's).
 pub fn read(source: &Source, store: &Store, query: &CurveQuery) -> Result<Curves> {
     let (axes, listed) = source.list(store)?;
@@ -81,8 +85,7 @@ pub fn read(source: &Source, store: &Store, query: &CurveQuery) -> Result<Curves
         .by
         .as_deref()
         .and_then(|by| axes.iter().position(|a| a == by));
-    // (key, label, colour value, group identity, points as step → (x, y))
-    let mut lines: Vec<(String, String, String, String, BTreeMap<u64, (f64, f64)>)> = Vec::new();
+    let mut lines: Vec<Line> = Vec::new();
     for run in listed {
         let Some(row) = run.row else { continue };
         if query.run.as_deref().is_some_and(|k| k != run.key) {
@@ -92,14 +95,22 @@ pub fn read(source: &Source, store: &Store, query: &CurveQuery) -> Result<Curves
         if query.val() {
             for p in store.val_points(&run.key)? {
                 if let Some(v) = p.val_loss {
-                    let x = if query.flops() { p.flops } else { p.tokens as f64 };
+                    let x = if query.flops() {
+                        p.flops
+                    } else {
+                        p.tokens as f64
+                    };
                     points.insert(p.step, (x, v));
                 }
             }
         } else {
             for p in store.train_points(&run.key, 0)? {
                 if let Some(v) = p.train_loss {
-                    let x = if query.flops() { p.flops } else { p.tokens as f64 };
+                    let x = if query.flops() {
+                        p.flops
+                    } else {
+                        p.tokens as f64
+                    };
                     points.insert(p.step, (x, v));
                 }
             }
@@ -216,9 +227,9 @@ fn downsample(points: Vec<(f64, f64, f64, f64)>, max: usize) -> Vec<(f64, f64, f
         .chunks(per)
         .map(|c| {
             let n = c.len() as f64;
-            let sum = c.iter().fold((0.0, 0.0, 0.0), |s, p| {
-                (s.0 + p.1, s.1 + p.2, s.2 + p.3)
-            });
+            let sum = c
+                .iter()
+                .fold((0.0, 0.0, 0.0), |s, p| (s.0 + p.1, s.1 + p.2, s.2 + p.3));
             (c[c.len() - 1].0, sum.0 / n, sum.1 / n, sum.2 / n)
         })
         .collect();
@@ -359,9 +370,15 @@ pub fn svg(curves: &Curves, width: u32, height: u32) -> String {
         let i = values.iter().position(|v| v == value).unwrap_or(0);
         PALETTE[i % PALETTE.len()]
     };
+    // Ids are unique per chart: a page may hold several (a run's page has two).
+    static CHARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let clip = format!(
+        "plot{}",
+        CHARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let _ = write!(
         out,
-        r#"<clipPath id="plot"><rect x="{left}" y="{top}" width="{plot_w:.1}" height="{plot_h:.1}"/></clipPath><g clip-path="url(#plot)">"#
+        r#"<clipPath id="{clip}"><rect x="{left}" y="{top}" width="{plot_w:.1}" height="{plot_h:.1}"/></clipPath><g clip-path="url(#{clip})">"#
     );
     for s in &curves.series {
         let c = colour(&s.colour_by);
@@ -411,6 +428,15 @@ pub fn svg(curves: &Curves, width: u32, height: u32) -> String {
             key = esc(&s.key),
             label = esc(&s.label)
         );
+        // A line of one point draws nothing: a dot shows it.
+        if let [p] = pts.as_slice() {
+            let _ = write!(
+                out,
+                r#"<circle class="dot" cx="{:.1}" cy="{:.1}" r="3.5" fill="{c}"/>"#,
+                px(p.0),
+                py(p.1)
+            );
+        }
         let every = pts.len().div_ceil(HOVER_POINTS).max(1);
         for (i, p) in pts.iter().enumerate() {
             if i % every != 0 && i + 1 != pts.len() {
@@ -518,7 +544,11 @@ mod tests {
         assert!(svg.contains(r#"data-series="2""#));
         assert_eq!(svg.matches(r#"<g class="series""#).count(), 2);
         assert!(svg.contains(r#"<a href="/run/a1">"#));
-        assert_eq!(svg.matches(r#"class="band""#).count(), 1, "one group has a band");
+        assert_eq!(
+            svg.matches(r#"class="band""#).count(),
+            1,
+            "one group has a band"
+        );
         assert!(svg.contains("<title>run b2&#10;"));
         assert!(svg.contains(">model.d_model</text>"));
     }

@@ -138,7 +138,11 @@ fn refresh_loop(source: &Source, state: &Mutex<State>, stop: &AtomicBool) {
         if seen.as_ref() == Some(&finished) {
             continue;
         }
-        state.lock().unwrap_or_else(|e| e.into_inner()).snapshot.computing = true;
+        state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .snapshot
+            .computing = true;
         let started = Instant::now();
         let result = build(source, dir.path(), finished.len());
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -176,8 +180,9 @@ fn build(source: &Source, dir: &std::path::Path, finished: usize) -> anyhow::Res
             name: c.name,
             title: c.title,
             svg: match &c.outcome {
-                Outcome::Drawn(d) => std::fs::read_to_string(&d.svg)
-                    .map_err(|e| format!("{}: {e}", d.svg.display())),
+                Outcome::Drawn(d) => {
+                    std::fs::read_to_string(&d.svg).map_err(|e| format!("{}: {e}", d.svg.display()))
+                }
                 Outcome::Skipped(why) => Err(why.clone()),
             },
         })

@@ -265,7 +265,9 @@ pub fn fits(sweep: &str, snap: &Snapshot) -> String {
         }
         s.push_str("<h2>Fitted parameters</h2>");
         if b.fits.rows.is_empty() {
-            s.push_str(r#"<p class="note">No law could be fitted yet (see the sentences above).</p>"#);
+            s.push_str(
+                r#"<p class="note">No law could be fitted yet (see the sentences above).</p>"#,
+            );
         } else {
             s.push_str(&text_table(&b.fits, "fits"));
         }

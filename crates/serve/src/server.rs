@@ -74,14 +74,13 @@ impl Server {
     /// thread of its own.
     pub fn start(options: &Options) -> Result<Server> {
         let source = Arc::new(Source::resolve(&options.source)?);
-        let listener = std::net::TcpListener::bind((options.bind, options.port)).with_context(
-            || {
+        let listener =
+            std::net::TcpListener::bind((options.bind, options.port)).with_context(|| {
                 format!(
                     "cannot listen on {}:{}; choose another --port (0 takes any free one)",
                     options.bind, options.port
                 )
-            },
-        )?;
+            })?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -258,7 +257,10 @@ async fn curves_page(State(app): State<Arc<App>>, Query(p): Query<CurvesParams>)
             let axes = app.source.sweep.as_ref().map(|s| s.axes.clone());
             (axes.unwrap_or_default(), pages::note(&format!("{e:#}")))
         });
-        html(StatusCode::OK, pages::curves(app.source.name(), &axes, &chart))
+        html(
+            StatusCode::OK,
+            pages::curves(app.source.name(), &axes, &chart),
+        )
     })
     .await
 }
@@ -296,7 +298,11 @@ fn run_view(source: &Source, key: &str) -> Result<Option<RunView>> {
         ("Lineage", "lineage", RunTable::Lineage),
         ("Attempts", "attempts", RunTable::Attempts),
         ("Evaluations", "evals", RunTable::Evals),
-        ("Decoding through the KV cache", "decode", RunTable::DecodeEvals),
+        (
+            "Decoding through the KV cache",
+            "decode",
+            RunTable::DecodeEvals,
+        ),
         ("Early exit", "exits", RunTable::ExitEvals),
         ("In-context regression errors", "icl", RunTable::IclErrors),
         ("Training steps", "metrics", RunTable::Metrics),
@@ -408,7 +414,9 @@ async fn api_fits(State(app): State<Arc<App>>) -> Response {
         .iter()
         .flat_map(|b| b.charts.iter())
         .map(|c| match &c.svg {
-            Ok(_) => json!({"name": c.name, "title": c.title, "url": format!("/charts/{}.svg", c.name)}),
+            Ok(_) => {
+                json!({"name": c.name, "title": c.title, "url": format!("/charts/{}.svg", c.name)})
+            }
             Err(why) => json!({"name": c.name, "title": c.title, "skipped": why}),
         })
         .collect();
@@ -494,8 +502,12 @@ async fn sql_page(State(app): State<Arc<App>>, Query(p): Query<SqlParams>) -> Re
 }
 
 async fn api_sql(State(app): State<Arc<App>>, Query(p): Query<SqlParams>) -> Response {
-    blocking(
-        move || match sql::run(&app.source, p.q.as_deref().unwrap_or(""), sql::MAX_PAGE_ROWS) {
+    blocking(move || {
+        match sql::run(
+            &app.source,
+            p.q.as_deref().unwrap_or(""),
+            sql::MAX_PAGE_ROWS,
+        ) {
             Ok((result, more)) => Json(json!({
                 "columns": result.columns,
                 "rows": result.rows,
@@ -507,8 +519,8 @@ async fn api_sql(State(app): State<Arc<App>>, Query(p): Query<SqlParams>) -> Res
                 Json(json!({"error": why})),
             )
                 .into_response(),
-        },
-    )
+        }
+    })
     .await
 }
 
@@ -555,7 +567,11 @@ async fn api_stream(
             watch = back;
             for (name, data) in events {
                 // The client went away: stop looking.
-                if tx.send(Event::default().event(name).data(data)).await.is_err() {
+                if tx
+                    .send(Event::default().event(name).data(data))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -565,9 +581,11 @@ async fn api_stream(
             }
         }
     });
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok(e), rx))
-    });
+    let events =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+        );
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 
@@ -602,7 +620,10 @@ fn run_file_path(source: &Source, key: &str, name: &str) -> Option<PathBuf> {
     (path.parent() == Some(dir.as_path()) && path.is_file()).then_some(path)
 }
 
-async fn run_file(State(app): State<Arc<App>>, Path((key, name)): Path<(String, String)>) -> Response {
+async fn run_file(
+    State(app): State<Arc<App>>,
+    Path((key, name)): Path<(String, String)>,
+) -> Response {
     let found = {
         let (app, key, name) = (app.clone(), key.clone(), name.clone());
         tokio::task::spawn_blocking(move || {

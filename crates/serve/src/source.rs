@@ -78,12 +78,10 @@ impl Source {
             bail!(
                 "{}: no database yet; start the sweep (`loopscale run {}`) and this page fills in",
                 self.db().display(),
-                self.sweep
-                    .as_ref()
-                    .map_or_else(|| self.db().display().to_string(), |s| s
-                        .path
-                        .display()
-                        .to_string())
+                self.sweep.as_ref().map_or_else(
+                    || self.db().display().to_string(),
+                    |s| s.path.display().to_string()
+                )
             );
         }
         Ok(Store::open_read_only(self.db())?)
@@ -157,9 +155,11 @@ impl Source {
                 };
                 let axes_values: Vec<String> = axes.iter().map(|a| value(a)).collect();
                 let mut label: Vec<String> = row.variant.iter().cloned().collect();
-                label.extend(axes.iter().zip(&axes_values).map(|(a, v)| {
-                    format!("{}={v}", a.rsplit('.').next().unwrap_or(a))
-                }));
+                label.extend(
+                    axes.iter()
+                        .zip(&axes_values)
+                        .map(|(a, v)| format!("{}={v}", a.rsplit('.').next().unwrap_or(a))),
+                );
                 Listed {
                     key: row.key.clone(),
                     label: if label.is_empty() {

@@ -46,19 +46,19 @@ impl Watch {
             if old.is_some_and(|o| o >= head) {
                 continue;
             }
-            if self.primed {
-                if let Ok(points) = store.train_points(&key, old.unwrap_or(0)) {
-                    rows.extend(points.into_iter().map(|p| {
-                        json!({
-                            "key": key,
-                            "step": p.step,
-                            "tokens": p.tokens,
-                            "flops": p.flops,
-                            "train_loss": p.train_loss,
-                            "elapsed_seconds": p.elapsed_seconds,
-                        })
-                    }));
-                }
+            if self.primed
+                && let Ok(points) = store.train_points(&key, old.unwrap_or(0))
+            {
+                rows.extend(points.into_iter().map(|p| {
+                    json!({
+                        "key": key,
+                        "step": p.step,
+                        "tokens": p.tokens,
+                        "flops": p.flops,
+                        "train_loss": p.train_loss,
+                        "elapsed_seconds": p.elapsed_seconds,
+                    })
+                }));
             }
             self.heads.insert(key, head);
         }

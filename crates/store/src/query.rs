@@ -35,7 +35,8 @@ impl Store {
     /// Runs one statement without any possibility of writing: the store is opened read-only by
     /// the caller, and `query_only` guards against a read-write handle too.
     pub fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
-        self.query_limited(sql, usize::MAX, None).map(|(result, _)| result)
+        self.query_limited(sql, usize::MAX, None)
+            .map(|(result, _)| result)
     }
 
     /// [`Store::query`] with limits, for queries from untrusted hands (the dashboard's SQL box):
