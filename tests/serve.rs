@@ -435,6 +435,55 @@ fn trained_sweep(dir: &Path, name: &str) -> PathBuf {
     file
 }
 
+/// A sweep trained by `loopscale run` while the server watches it, started before its database
+/// exists: the page says so, then streams the workers' steps as the coordinator merges them,
+/// and ends with every run done.
+#[test]
+fn a_sweep_training_now_is_followed_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = moby_dick_file(dir.path(), 60_000);
+    let file = dir.path().join("now.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[sweep]\nname = \"now\"\ndb = \"{db}\"\n\n[data]\ncorpus = \"{corpus}\"\nseq_len = 32\n\n\
+             [train]\ntokens = 32768\nbatch_size = 8\neval_every = 32\neval_tokens = 512\nlog_every = 1\n\n\
+             [model]\nd_model = [16, 24]\nn_heads = 2\nn_layers = 1\n",
+            db = dir.path().join("now.sqlite").display(),
+            corpus = corpus.display(),
+        ),
+    )
+    .unwrap();
+    let server = serve(&file);
+    let o: serde_json::Value =
+        serde_json::from_str(&get(server.addr(), "/api/overview").body).unwrap();
+    assert!(
+        o["note"].as_str().unwrap_or("").contains("no database yet"),
+        "{o}"
+    );
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    write!(s, "GET /api/stream HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_loopscale"))
+        .args(["run", file.to_str().unwrap(), "--jobs", "1", "--plain"])
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = read_stream_until(&mut s, "\"train_loss\"", Duration::from_secs(120));
+    let finished = run.wait().unwrap();
+    assert!(finished.success());
+    assert!(
+        seen.contains("event: metrics") && seen.contains("\"running\""),
+        "no live steps from the training sweep: {seen}"
+    );
+    let o: serde_json::Value =
+        serde_json::from_str(&get(server.addr(), "/api/overview").body).unwrap();
+    let runs = o["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{o}");
+    assert!(runs.iter().all(|r| r["status"] == "done"), "{o}");
+}
+
 #[test]
 fn serving_a_finished_sweep_leaves_its_database_byte_identical() {
     let dir = tempfile::tempdir().unwrap();

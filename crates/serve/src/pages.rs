@@ -238,7 +238,7 @@ pub fn fits(sweep: &str, snap: &Snapshot) -> String {
     if let Some(b) = &snap.built {
         let _ = write!(
             s,
-            r#"<p class="caption">The report's charts and laws (what `loopscale report` draws), from {} finished runs, computed in {:.1} s; redrawn when a run finishes.</p>"#,
+            r#"<p class="caption">The report's charts and laws (what <code>loopscale report</code> draws), from {} finished runs, computed in {:.1} s; redrawn when a run finishes.</p>"#,
             b.finished_runs, b.seconds
         );
         let mut skipped = Vec::new();
