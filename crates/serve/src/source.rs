@@ -224,3 +224,23 @@ fn varying_keys(flat: &[Vec<(String, String)>]) -> Vec<String> {
         .filter(|k| !k.starts_with("lineage."))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_axes_of_a_database_are_the_keys_that_vary() {
+        let configs = [
+            serde_json::json!({"model": {"d_model": 16, "arch": "gpt"}, "seed": 0, "lineage": {"parent": "a"}}),
+            serde_json::json!({"model": {"d_model": 32, "arch": "gpt"}, "seed": 0, "lineage": {"parent": "b"}}),
+            serde_json::json!({"model": {"d_model": 32, "arch": "gpt", "looped": {"mean_recurrence": 4}}, "seed": 1}),
+        ];
+        let flat: Vec<_> = configs.iter().map(flatten).collect();
+        assert_eq!(flat[0][1], ("model.arch".to_string(), "gpt".to_string()));
+        assert_eq!(
+            varying_keys(&flat),
+            ["model.d_model", "seed", "model.looped.mean_recurrence"]
+        );
+    }
+}
