@@ -715,9 +715,9 @@ fn browse(chromium: &Path, url: &str, png: &Path) -> String {
             .output()
             .expect("run chromium")
     };
-    let dom = run(&["--timeout=6000".into(), "--dump-dom".into()]);
+    let dom = run(&["--timeout=20000".into(), "--dump-dom".into()]);
     let shot = run(&[
-        "--timeout=6000".into(),
+        "--timeout=20000".into(),
         "--window-size=1400,900".into(),
         format!("--screenshot={}", png.display()),
     ]);
