@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs Debian's headless-capable Chromium (package `chromium`) if no chromium is on PATH;
-# `make report-check` uses it to open the reports and check every image loads.
+# `make report-check` uses it to open the reports and check every image loads, and the browser
+# test of `loopscale serve` (tests/serve.rs) to load the dashboard; CI (.ci/run) runs this script.
 set -euo pipefail
 if command -v chromium >/dev/null 2>&1; then
   echo "chromium: $(chromium --version 2>/dev/null || echo present)"

@@ -4,7 +4,8 @@
 //! [`config::RunConfig`]; each run trains a model ([`model`], [`train`]) under the [`engine`];
 //! every number lands in the SQLite [`store`]; [`analysis`] reads the store (or a CSV file) into
 //! frames and points; [`fit`] fits scaling laws to points; [`plot`] draws the charts and
-//! [`report`] writes them with the tables as a self-contained report; [`cli`] is the commands.
+//! [`report`] writes them with the tables as a self-contained report; [`serve`] shows a sweep
+//! live in the browser; [`cli`] is the commands.
 //!
 //! Each layer is a crate of the workspace (`crates/`), re-exported here under its module name,
 //! and each crate depends only on the crates below it, so the compiler forbids an import
@@ -12,7 +13,7 @@
 //!
 //! | layer | crates |
 //! |---|---|
-//! | presentation | `loopscale` ([`cli`]) → [`report`] → [`plot`] |
+//! | presentation | `loopscale` ([`cli`]) → [`serve`] → [`report`] → [`plot`] |
 //! | reading results | [`analysis`] → [`fit`] (pure mathematics: no candle, no SQLite) |
 //! | executing | [`engine`] → [`sweep`] → [`store`] → [`train`] |
 //! | foundations | [`config`] → [`model`] (depends on no other loopscale crate) |
@@ -24,6 +25,7 @@ pub use loopscale_fit as fit;
 pub use loopscale_model as model;
 pub use loopscale_plot as plot;
 pub use loopscale_report as report;
+pub use loopscale_serve as serve;
 pub use loopscale_store as store;
 pub use loopscale_sweep as sweep;
 pub use loopscale_train as train;

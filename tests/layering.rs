@@ -221,8 +221,9 @@ fn find_cycle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
 }
 
 /// The workspace's crates, top to bottom: each may depend only on crates after it.
-const LAYERS: [&str; 11] = [
+const LAYERS: [&str; 12] = [
     "loopscale",
+    "serve",
     "report",
     "plot",
     "analysis",

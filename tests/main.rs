@@ -39,6 +39,7 @@ mod model_mup;
 mod precision;
 mod recast;
 mod report;
+mod serve;
 mod shard;
 mod slurm;
 mod store;

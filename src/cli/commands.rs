@@ -35,6 +35,7 @@ pub fn execute(cli: Cli, interrupts: &engine::Interrupts) -> anyhow::Result<i32>
         Command::Fit(args) => super::fit::fit(&args),
         Command::Compare(args) => super::compare::compare(&args),
         Command::Report(args) => report(&args),
+        Command::Serve(args) => serve(&args),
         Command::Sample(args) => super::sample::sample(&args),
         Command::Suggest(args) => super::suggest::suggest(&args),
         Command::Worker(args) => {
@@ -730,5 +731,29 @@ fn report(args: &super::ReportArgs) -> anyhow::Result<i32> {
         started.elapsed().as_secs_f64()
     );
     println!("{}", path.display());
+    Ok(0)
+}
+
+/// `loopscale serve`: the URL on stdout, the warnings on stderr, then serve until Ctrl-C.
+fn serve(args: &super::ServeArgs) -> anyhow::Result<i32> {
+    let server = crate::serve::Server::start(&crate::serve::Options {
+        source: args.source.clone(),
+        bind: args.bind,
+        port: args.port,
+    })?;
+    if !args.bind.is_loopback() {
+        eprintln!(
+            "serve: WARNING: listening on {}, not only on this machine: the pages have no \
+             authentication, and anyone who can reach this address can read every run and query \
+             the database. Use the default --bind 127.0.0.1 (and `ssh -L`) unless the network is yours.",
+            args.bind
+        );
+    }
+    eprintln!(
+        "serve: reading {} (read-only); Ctrl-C stops",
+        server.db().display()
+    );
+    println!("{}", server.url());
+    server.wait();
     Ok(0)
 }

@@ -176,6 +176,21 @@ pub enum Command {
     /// listed, not drawn or fitted. Example:
     ///   loopscale report results/quickstart.sqlite
     Report(ReportArgs),
+    /// Watch a sweep in the browser: a live, read-only dashboard served over HTTP.
+    ///
+    /// SOURCE is a sweep file (its database, that sweep's runs, those not started yet
+    /// included) or a database (every run in it). Pages: the overview (one line per run with
+    /// its axes, state, attempts, progress, last loss and throughput; the ETA and the workers),
+    /// the loss curves against tokens or FLOPs (coloured by an axis, replicate groups as mean ±
+    /// SD), each run's page (configuration, lineage, attempts and errors, metrics and evals,
+    /// checkpoint files), the report's charts and fitted laws (redrawn as runs finish) and a
+    /// read-only SQL box with CSV download. The pages update themselves while the sweep runs;
+    /// nothing on them can change the database. Listens on 127.0.0.1 (this machine only) unless
+    /// --bind says otherwise; there is no authentication, so bind another address only on a
+    /// network you trust (or reach it through `ssh -L 8080:127.0.0.1:8080 HOST`). Stop it with
+    /// Ctrl-C. docs/serve.md describes every page and endpoint. Example:
+    ///   loopscale serve sweeps/quickstart.toml --port 8080
+    Serve(ServeArgs),
     /// Generate text from a finished run's final weights, a token at a time through a KV cache.
     ///
     /// SOURCE is a sweep file or its database; RUN is a run's key or the start of one (as
@@ -318,6 +333,19 @@ pub struct SlurmArgs {
         help_heading = "Slurm"
     )]
     pub sbatch_args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// A sweep file (TOML) or a sweep database (.sqlite).
+    pub source: PathBuf,
+    /// The port to listen on; 0 takes any free port (the URL printed says which).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// The address to listen on. The default, 127.0.0.1, is this machine only; 0.0.0.0 is
+    /// every interface, and anyone who can reach it can read the whole database.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
 }
 
 #[derive(Args, Debug)]

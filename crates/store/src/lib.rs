@@ -8,6 +8,7 @@
 //! `docs/schema.md` is the user's guide to them.
 
 mod fits;
+mod live;
 mod open;
 mod query;
 mod runs;
@@ -15,6 +16,7 @@ mod shard;
 mod tables;
 
 pub use fits::{FitParamKind, FitParamRecord, FitRecord, HeldOutRecord};
+pub use live::{RunTable, TrainPoint, ValPoint};
 pub use open::{APPLICATION_ID, SCHEMA_VERSION, StoreError};
 pub use query::QueryResult;
 pub use runs::{NewRun, RunProgress, RunRow, RunStatus};

@@ -131,6 +131,14 @@ pub enum StoreError {
         "{path}: a read-only query may not write (`loopscale sql` refuses INSERT, UPDATE, DELETE, DROP, ...). Results change only through loopscale's commands (`run`, `gc`, `fit`); to edit the file yourself, open a copy with sqlite3."
     )]
     ReadOnly { path: PathBuf },
+    #[error(
+        "{path}: one statement at a time: the query holds a second statement after the first `;`. Run them one by one."
+    )]
+    MultipleStatements { path: PathBuf },
+    #[error(
+        "{path}: the query ran past its {seconds:.0} s limit and was stopped. Narrow it (a WHERE clause, a LIMIT), or run it with `loopscale sql`."
+    )]
+    TooSlow { path: PathBuf, seconds: f64 },
     #[error("{path}: {cause}")]
     Sqlite {
         path: PathBuf,

@@ -11,7 +11,7 @@ pub struct QueryResult {
     pub rows: Vec<Vec<String>>,
 }
 
-fn render(value: ValueRef) -> String {
+pub(crate) fn render(value: ValueRef) -> String {
     match value {
         ValueRef::Null => String::new(),
         ValueRef::Integer(i) => i.to_string(),
@@ -35,14 +35,56 @@ impl Store {
     /// Runs one statement without any possibility of writing: the store is opened read-only by
     /// the caller, and `query_only` guards against a read-write handle too.
     pub fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
+        self.query_limited(sql, usize::MAX, None)
+            .map(|(result, _)| result)
+    }
+
+    /// [`Store::query`] with limits, for queries from untrusted hands (the dashboard's SQL box):
+    /// at most `max_rows` rows are kept (the flag says whether more were left out), and a query
+    /// still running after `time_limit` is interrupted with [`StoreError::TooSlow`].
+    pub fn query_limited(
+        &self,
+        sql: &str,
+        max_rows: usize,
+        time_limit: Option<std::time::Duration>,
+    ) -> Result<(QueryResult, bool), StoreError> {
         self.conn
             .pragma_update(None, "query_only", true)
             .map_err(|e| self.err(e))?;
-        let result = self.query_rows(sql).map_err(|e| match e {
+        // A watchdog interrupts the statement at the deadline; dropping `stop` ends it early.
+        let watchdog = time_limit.map(|limit| {
+            let handle = self.conn.get_interrupt_handle();
+            let (stop, wait) = std::sync::mpsc::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
+                    handle.interrupt();
+                }
+            });
+            (stop, thread, limit)
+        });
+        let result = self.query_rows(sql, max_rows);
+        let limit = watchdog.map(|(stop, thread, limit)| {
+            drop(stop);
+            let _ = thread.join();
+            limit
+        });
+        let result = result.map_err(|e| match e {
             StoreError::Sqlite { path, cause }
                 if cause.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) =>
             {
                 StoreError::ReadOnly { path }
+            }
+            StoreError::Sqlite {
+                path,
+                cause: rusqlite::Error::MultipleStatement,
+            } => StoreError::MultipleStatements { path },
+            StoreError::Sqlite { path, cause }
+                if cause.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) =>
+            {
+                StoreError::TooSlow {
+                    path,
+                    seconds: limit.map_or(0.0, |l| l.as_secs_f64()),
+                }
             }
             other => other,
         });
@@ -53,20 +95,23 @@ impl Store {
         result
     }
 
-    fn query_rows(&self, sql: &str) -> Result<QueryResult, StoreError> {
+    fn query_rows(&self, sql: &str, max_rows: usize) -> Result<(QueryResult, bool), StoreError> {
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
         let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
         let n = columns.len();
         let mut rows = Vec::new();
         let mut cursor = stmt.query([]).map_err(|e| self.err(e))?;
         while let Some(row) = cursor.next().map_err(|e| self.err(e))? {
+            if rows.len() == max_rows {
+                return Ok((QueryResult { columns, rows }, true));
+            }
             rows.push(
                 (0..n)
                     .map(|i| row.get_ref(i).map(render).unwrap_or_default())
                     .collect(),
             );
         }
-        Ok(QueryResult { columns, rows })
+        Ok((QueryResult { columns, rows }, false))
     }
 }
 

@@ -1,0 +1,241 @@
+//! The sweep overview: one line per run (axes, state, attempts, progress, last loss,
+//! throughput, error), the counts per state, the share of the sweep's FLOPs done and its ETA,
+//! and the workers; what `/api/overview` returns and the overview page draws.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use loopscale_store::{RunStatus, Store};
+use loopscale_train::RunCost;
+
+use crate::source::Source;
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RunLine {
+    pub key: String,
+    pub label: String,
+    pub axes: Vec<String>,
+    /// The run's status, or `not registered` for a run of the sweep file no `run` has seen.
+    pub status: String,
+    pub attempts: u32,
+    /// Newest logged step (or steps done) and the run's planned steps.
+    pub step: u64,
+    pub steps: u64,
+    /// Newest logged training loss.
+    pub last_loss: Option<f64>,
+    /// Final validation loss, or the newest one of a run still training.
+    pub val_loss: Option<f64>,
+    /// Training tokens per second: the run's own figure once done, else tokens over elapsed
+    /// time of the steps logged so far.
+    pub tokens_per_second: Option<f64>,
+    /// First line of the run's error.
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Overview {
+    pub name: String,
+    pub db: String,
+    pub axes: Vec<String>,
+    pub runs: Vec<RunLine>,
+    /// Runs per status.
+    pub counts: BTreeMap<String, usize>,
+    /// Share of the sweep's FLOPs done, 0 to 1.
+    pub done_fraction: f64,
+    /// Seconds left at the current throughput and workers; `None` before any is measured.
+    pub eta_seconds: Option<f64>,
+    /// The ETA as a sentence (what `status` prints).
+    pub eta: String,
+    /// Runs training now, each in its own worker.
+    pub workers: usize,
+    /// This machine's cores (workers × threads ≤ cores).
+    pub cores: usize,
+    /// Why there is nothing to show yet, if so.
+    pub note: Option<String>,
+}
+
+/// Reads the overview. A missing database is not an error: the page says so and keeps waiting.
+pub fn read(source: &Source) -> Overview {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let empty = |note: String| Overview {
+        name: source.name().to_string(),
+        db: source.db().display().to_string(),
+        axes: Vec::new(),
+        runs: Vec::new(),
+        counts: BTreeMap::new(),
+        done_fraction: 0.0,
+        eta_seconds: None,
+        eta: String::new(),
+        workers: 0,
+        cores,
+        note: Some(note),
+    };
+    match source.open().and_then(|store| lines(source, &store)) {
+        Ok(mut o) => {
+            o.cores = cores;
+            o
+        }
+        Err(e) => empty(format!("{e:#}")),
+    }
+}
+
+fn lines(source: &Source, store: &Store) -> Result<Overview> {
+    let (axes, listed) = source.list(store)?;
+    let mut runs = Vec::new();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    // FLOPs of the sweep (each run's own: a branch's cooldown, not its trunk's prefix again),
+    // done so far, and the rate they were done at: the method of `loopscale status`.
+    let (mut total, mut done) = (0.0, 0.0);
+    let (mut rate_flops, mut rate_secs) = (0.0, 0.0);
+    let (mut live_flops, mut live_secs) = (0.0, 0.0);
+    let mut workers = 0;
+    for run in listed {
+        let Some(row) = run.row else {
+            *counts.entry("not registered".into()).or_default() += 1;
+            runs.push(RunLine {
+                key: run.key,
+                label: run.label,
+                axes: run.axes,
+                status: "not registered".into(),
+                attempts: 0,
+                step: 0,
+                steps: 0,
+                last_loss: None,
+                val_loss: None,
+                tokens_per_second: None,
+                error: None,
+            });
+            continue;
+        };
+        let cost = RunCost::of(&row.config);
+        total += cost.own_flops;
+        let progress = store.progress(&row.key)?;
+        let running = row.status == RunStatus::Running;
+        if running {
+            workers += 1;
+        }
+        match row.status {
+            RunStatus::Done | RunStatus::Diverged => {
+                done += cost.own_flops;
+                if let (RunStatus::Done, Some(s)) = (row.status, row.wall_seconds) {
+                    rate_flops += cost.own_flops;
+                    rate_secs += s;
+                }
+            }
+            _ => {
+                if let Some(p) = progress.as_ref().filter(|_| running) {
+                    let f = cost.own_flops_done(p.tokens);
+                    done += f;
+                    live_flops += f;
+                    live_secs += p.elapsed_seconds;
+                } else if let Some(steps) = row.steps_done {
+                    done += cost.own_flops_done(cost.tokens_at(steps));
+                }
+            }
+        }
+        let val_loss = match row.final_val_loss {
+            Some(v) => Some(v),
+            None => store
+                .val_points(&row.key)?
+                .iter()
+                .rev()
+                .find_map(|p| p.val_loss),
+        };
+        let tokens_per_second = row.tokens_per_second.or_else(|| {
+            progress
+                .as_ref()
+                .filter(|p| p.elapsed_seconds > 0.0)
+                .map(|p| p.tokens as f64 / p.elapsed_seconds)
+        });
+        *counts.entry(row.status.to_string()).or_default() += 1;
+        runs.push(RunLine {
+            key: run.key,
+            label: run.label,
+            axes: run.axes,
+            status: row.status.to_string(),
+            attempts: row.attempts,
+            step: progress
+                .as_ref()
+                .map(|p| p.step)
+                .or(row.steps_done)
+                .unwrap_or(0),
+            steps: cost.steps,
+            last_loss: progress
+                .as_ref()
+                .map(|p| p.train_loss)
+                .filter(|l| l.is_finite()),
+            val_loss,
+            tokens_per_second,
+            error: row
+                .error
+                .as_deref()
+                .map(|e| e.lines().next().unwrap_or("").to_string()),
+        });
+    }
+    let rate = if rate_secs > 0.0 {
+        rate_flops / rate_secs
+    } else if live_secs > 0.0 {
+        live_flops / live_secs
+    } else {
+        0.0
+    };
+    let left = (total - done).max(0.0);
+    let parallel = workers.max(1) as f64;
+    let eta_seconds = (rate > 0.0).then(|| left / rate / parallel);
+    let eta = if left == 0.0 {
+        "every run has finished".to_string()
+    } else {
+        match eta_seconds {
+            Some(s) => format!(
+                "{} left at {} FLOP/s per worker with {} worker{}",
+                human_duration(s),
+                si(rate),
+                workers.max(1),
+                if workers > 1 { "s" } else { "" }
+            ),
+            None => "no throughput measured yet, so no ETA".to_string(),
+        }
+    };
+    Ok(Overview {
+        name: source.name().to_string(),
+        db: source.db().display().to_string(),
+        axes,
+        runs,
+        counts,
+        done_fraction: if total > 0.0 {
+            (done / total).clamp(0.0, 1.0)
+        } else {
+            0.0
+        },
+        eta_seconds,
+        eta,
+        workers,
+        cores: 0,
+        note: None,
+    })
+}
+
+/// `1h05m`, `3m20s`, `42s`.
+pub fn human_duration(seconds: f64) -> String {
+    let s = seconds.round().max(0.0) as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// `1.235M`, `2T`, `512`.
+pub fn si(x: f64) -> String {
+    let (v, unit) = match x.abs() {
+        a if a >= 1e15 => (x / 1e15, "P"),
+        a if a >= 1e12 => (x / 1e12, "T"),
+        a if a >= 1e9 => (x / 1e9, "G"),
+        a if a >= 1e6 => (x / 1e6, "M"),
+        a if a >= 1e3 => (x / 1e3, "k"),
+        _ => return format!("{x:.0}"),
+    };
+    format!("{v:.3}{unit}").replace(".000", "")
+}
