@@ -50,6 +50,7 @@ fn get(addr: SocketAddr, path: &str) -> Response {
 fn serve(source: &Path) -> Server {
     Server::start(&Options {
         source: source.to_path_buf(),
+        db: None,
         bind: "127.0.0.1".parse().unwrap(),
         port: 0,
     })
@@ -631,6 +632,13 @@ fn the_command_prints_its_url_and_warns_on_a_non_loopback_address() {
         "{err}"
     );
     // A missing source is refused with what to do.
+    let both = loopscale(&["serve", db.to_str().unwrap(), "--db", "x.sqlite"]);
+    assert!(!both.status.success());
+    assert!(
+        text(&both).contains("is for a sweep file"),
+        "{}",
+        text(&both)
+    );
     let missing = loopscale(&["serve", "no/such.toml", "--port", "0"]);
     assert!(!missing.status.success());
     assert!(

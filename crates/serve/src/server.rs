@@ -38,6 +38,8 @@ use crate::{overview, sql};
 pub struct Options {
     /// A sweep file or a database.
     pub source: PathBuf,
+    /// A sweep file's database, instead of its own.
+    pub db: Option<PathBuf>,
     /// The address to listen on (127.0.0.1 unless told otherwise).
     pub bind: IpAddr,
     /// The port; 0 takes any free one.
@@ -73,7 +75,7 @@ impl Server {
     /// Resolves SOURCE, binds the address (an error if it is taken) and starts serving on a
     /// thread of its own.
     pub fn start(options: &Options) -> Result<Server> {
-        let source = Arc::new(Source::resolve(&options.source)?);
+        let source = Arc::new(Source::resolve(&options.source, options.db.as_deref())?);
         let listener =
             std::net::TcpListener::bind((options.bind, options.port)).with_context(|| {
                 format!(
