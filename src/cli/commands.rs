@@ -738,6 +738,7 @@ fn report(args: &super::ReportArgs) -> anyhow::Result<i32> {
 fn serve(args: &super::ServeArgs) -> anyhow::Result<i32> {
     let server = crate::serve::Server::start(&crate::serve::Options {
         source: args.source.clone(),
+        db: args.db.clone(),
         bind: args.bind,
         port: args.port,
     })?;

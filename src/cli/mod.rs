@@ -339,6 +339,9 @@ pub struct SlurmArgs {
 pub struct ServeArgs {
     /// A sweep file (TOML) or a sweep database (.sqlite).
     pub source: PathBuf,
+    /// A sweep file's database, instead of its own ([sweep].db or results/<name>.sqlite).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
     /// The port to listen on; 0 takes any free port (the URL printed says which).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,

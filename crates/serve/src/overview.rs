@@ -91,6 +91,8 @@ fn lines(source: &Source, store: &Store) -> Result<Overview> {
     let (mut rate_flops, mut rate_secs) = (0.0, 0.0);
     let (mut live_flops, mut live_secs) = (0.0, 0.0);
     let mut workers = 0;
+    let mut latest = store.latest_progress()?;
+    let latest_val = store.latest_val_losses()?;
     for run in listed {
         let Some(row) = run.row else {
             *counts.entry("not registered".into()).or_default() += 1;
@@ -111,7 +113,7 @@ fn lines(source: &Source, store: &Store) -> Result<Overview> {
         };
         let cost = RunCost::of(&row.config);
         total += cost.own_flops;
-        let progress = store.progress(&row.key)?;
+        let progress = latest.remove(&row.key);
         let running = row.status == RunStatus::Running;
         if running {
             workers += 1;
@@ -135,14 +137,9 @@ fn lines(source: &Source, store: &Store) -> Result<Overview> {
                 }
             }
         }
-        let val_loss = match row.final_val_loss {
-            Some(v) => Some(v),
-            None => store
-                .val_points(&row.key)?
-                .iter()
-                .rev()
-                .find_map(|p| p.val_loss),
-        };
+        let val_loss = row
+            .final_val_loss
+            .or_else(|| latest_val.get(&row.key).copied());
         let tokens_per_second = row.tokens_per_second.or_else(|| {
             progress
                 .as_ref()

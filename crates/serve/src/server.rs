@@ -38,6 +38,8 @@ use crate::{overview, sql};
 pub struct Options {
     /// A sweep file or a database.
     pub source: PathBuf,
+    /// A sweep file's database, instead of its own.
+    pub db: Option<PathBuf>,
     /// The address to listen on (127.0.0.1 unless told otherwise).
     pub bind: IpAddr,
     /// The port; 0 takes any free one.
@@ -73,7 +75,7 @@ impl Server {
     /// Resolves SOURCE, binds the address (an error if it is taken) and starts serving on a
     /// thread of its own.
     pub fn start(options: &Options) -> Result<Server> {
-        let source = Arc::new(Source::resolve(&options.source)?);
+        let source = Arc::new(Source::resolve(&options.source, options.db.as_deref())?);
         let listener =
             std::net::TcpListener::bind((options.bind, options.port)).with_context(|| {
                 format!(
@@ -177,7 +179,8 @@ fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Refuses what no page sends: long URLs and request bodies.
+/// Refuses what no page sends (long URLs, request bodies) and marks every response with a
+/// content security policy.
 async fn limits(request: Request, next: Next) -> Response {
     let uri_len = request.uri().to_string().len();
     if uri_len > MAX_URI_BYTES {
@@ -200,7 +203,20 @@ async fn limits(request: Request, next: Next) -> Response {
         )
             .into_response();
     }
-    next.run(request).await
+    let mut response = next.run(request).await;
+    // The pages' own script and styles only; no framing; no guessing a file's type.
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// Runs `f` on the blocking pool; a panic there becomes a 500 naming it.

@@ -36,8 +36,9 @@ pub struct Listed {
 
 impl Source {
     /// Resolves SOURCE as `report` does, except that a sweep file whose database does not exist
-    /// yet is accepted (the page says so until the first `run` creates it).
-    pub fn resolve(path: &Path) -> Result<Source> {
+    /// yet is accepted (the page says so until the first `run` creates it); `db` replaces a
+    /// sweep file's own database (as `run --db` and `status --db` do).
+    pub fn resolve(path: &Path, db: Option<&Path>) -> Result<Source> {
         if !path.exists() {
             bail!(
                 "{}: no such file (give a sweep file or its database)",
@@ -45,12 +46,22 @@ impl Source {
             );
         }
         if is_database(path) {
+            if let Some(db) = db {
+                bail!(
+                    "{}: --db {} is for a sweep file; SOURCE is already a database",
+                    path.display(),
+                    db.display()
+                );
+            }
             return Ok(Source {
                 report: loopscale_report::resolve(path, &[])?,
                 sweep: None,
             });
         }
-        let sweep = Sweep::load(path)?;
+        let mut sweep = Sweep::load(path)?;
+        if let Some(db) = db {
+            sweep.db = db.to_path_buf();
+        }
         let report = loopscale_report::Source {
             db: sweep.db.clone(),
             sweep: Some(sweep.name.clone()),

@@ -5,6 +5,7 @@
 use rusqlite::params;
 
 use super::query::QueryResult;
+use super::runs::RunProgress;
 use super::{Store, StoreError};
 
 /// One logged training step, as a curve needs it.
@@ -95,6 +96,53 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The newest logged step of every run that has one, in one query (the overview asks for
+    /// all of them once a second per open page).
+    pub fn latest_progress(
+        &self,
+    ) -> Result<std::collections::HashMap<String, RunProgress>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT m.run_key, m.step, m.tokens, m.train_loss, m.elapsed_seconds
+                 FROM metrics m JOIN (SELECT run_key, max(step) AS step FROM metrics GROUP BY run_key) h
+                   USING (run_key, step)",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    RunProgress {
+                        step: r.get::<_, i64>(1)? as u64,
+                        tokens: r.get::<_, i64>(2)? as u64,
+                        train_loss: r.get::<_, Option<f64>>(3)?.unwrap_or(f64::NAN),
+                        elapsed_seconds: r.get(4)?,
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The newest validation loss at the training depth of every run that has one.
+    pub fn latest_val_losses(&self) -> Result<std::collections::HashMap<String, f64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT e.run_key, e.val_loss FROM evals e
+                 JOIN (SELECT run_key, max(step) AS step FROM evals
+                       WHERE test_loops IS NULL AND val_loss IS NOT NULL GROUP BY run_key) h
+                   USING (run_key, step)
+                 WHERE e.test_loops IS NULL AND e.val_loss IS NOT NULL",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }

@@ -44,6 +44,24 @@
     });
   }
 
+  // The overview's sort: a column index and direction, kept across live updates.
+  var sortBy = null, sortDown = false;
+  function cellValue(tr, i) {
+    var t = tr.cells[i] ? tr.cells[i].textContent : "";
+    var n = parseFloat(t);
+    return isNaN(n) || !/^[-\d.]/.test(t) ? t.toLowerCase() : n;
+  }
+  function sortRows(body) {
+    if (sortBy === null) return;
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = cellValue(a, sortBy), y = cellValue(b, sortBy);
+      var c = typeof x === typeof y ? (x < y ? -1 : x > y ? 1 : 0) : (typeof x === "number" ? -1 : 1);
+      return sortDown ? -c : c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  }
+
   function renderOverview(o) {
     var summary = document.getElementById("summary");
     var note = document.getElementById("note");
@@ -58,7 +76,17 @@
     head.textContent = "";
     var hr = head.insertRow();
     ["run"].concat(o.axes, ["status", "attempts", "progress", "last loss", "val loss", "tokens/s", "error"])
-      .forEach(function (h) { hr.appendChild(el("th", h)); });
+      .forEach(function (h, i) {
+        var th = el("th", h + (sortBy === i ? (sortDown ? " ▼" : " ▲") : ""));
+        th.title = "sort by " + h;
+        th.style.cursor = "pointer";
+        th.addEventListener("click", function () {
+          sortDown = sortBy === i ? !sortDown : false;
+          sortBy = i;
+          renderOverview(o);
+        });
+        hr.appendChild(th);
+      });
     var body = table.tBodies[0];
     body.textContent = "";
     o.runs.forEach(function (r) {
@@ -81,6 +109,7 @@
       err.textContent = r.error || "";
       err.title = r.error || "";
     });
+    sortRows(body);
   }
 
   function overviewPage() {
