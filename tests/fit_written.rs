@@ -183,6 +183,19 @@ fn a_sweep_files_written_law_fits_its_database_and_recovers_phi() {
     assert!(ok, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["law"], "looped");
+    // The report fits the sweep's own law and draws it, measured against predicted.
+    let source = loopscale::report::resolve(&db, &[]).unwrap();
+    let built = loopscale::report::build(&source, &dir.path().join("report")).unwrap();
+    let chart = built
+        .charts
+        .iter()
+        .find(|c| c.name == "written_laws")
+        .unwrap();
+    assert!(
+        matches!(chart.outcome, loopscale::plot::Outcome::Drawn(_)),
+        "{:?}",
+        chart.outcome
+    );
     for (name, want) in [("phi", phi), ("alpha", alpha), ("beta", beta), ("E", e)] {
         let got = param(&v, name);
         assert!(

@@ -186,7 +186,7 @@ fn every_chart_renders_from_the_fixture_database() {
         .unwrap_or(dir.path().join("report"));
     let index = report::write(&source(&db), &out, Format::Html).unwrap();
     let built = report::build(&source(&db), &out).unwrap();
-    assert_eq!(built.charts.len(), 21);
+    assert_eq!(built.charts.len(), 22);
     for chart in &built.charts {
         // No variants, branches or recast runs in this fixture: see
         // variants_run_on_one_grid_are_drawn_side_by_side and tests/branches.rs; no decoding
@@ -209,6 +209,14 @@ fn every_chart_renders_from_the_fixture_database() {
                 panic!("seed_groups drawn without seeds")
             };
             assert!(why.contains("seed noise is unmeasured"), "{why}");
+            continue;
+        }
+        if chart.name == "written_laws" {
+            // No [analysis.laws] here: see tests/fit_written.rs.
+            let Outcome::Skipped(why) = &chart.outcome else {
+                panic!("written_laws drawn without a written law")
+            };
+            assert!(why.contains("writes no law of its own"), "{why}");
             continue;
         }
         if chart.name == "optimal_lr" {

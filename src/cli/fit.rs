@@ -927,35 +927,21 @@ fn written_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
         args.n.into(),
         &spec,
     )?;
-    let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
-    let law = WrittenLaw::new(&spec, &names)?;
-    let column = |name: &str| {
-        columns
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
-    let design = law.design(&column)?;
     if !args.json {
+        let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
+        let law = WrittenLaw::new(&spec, &names)?;
         println!("law {}: {}\n{}", spec.name, law.text(), law.roles());
-    }
-    let mut options = args.fit_options();
-    if let Some(groups) = replicates {
-        if !args.json {
+        if let Some(groups) = &replicates {
             println!(
                 "bootstrap: resampling {} replicate groups (configurations with their seeds) of {} runs",
                 groups.iter().max().map_or(0, |m| m + 1),
                 groups.len()
             );
         }
-        options.resampling = crate::fit::Resampling::Groups(groups);
     }
-    // The held-out check withholds the points of largest compute when the source has C.
-    let order: Vec<f64> =
-        column("C").unwrap_or_else(|| (0..design.len()).map(|i| i as f64).collect());
-    let key = if column("C").is_some() { "C" } else { "row" };
-    let report = crate::fit::parametric::fit_law(&law, &design, (&order, key), &options)?;
-    let n_points = design.len();
+    let (_, report) =
+        crate::analysis::written::fit_columns(&spec, &columns, replicates, &args.fit_options())?;
+    let n_points = report.n_points;
     Ok((
         Fitted {
             law: spec.name.clone(),

@@ -10,9 +10,10 @@ use anyhow::{Context, Result, bail};
 
 use crate::analysis::csv::read_numeric_columns;
 use crate::analysis::source::{self, ParamCount};
+use crate::analysis::written::{NamedColumns, database_columns, declared_in_store, spec_of};
 use crate::fit::written::{LawSpec, ParamSpec, Range, schwethelm};
-use crate::store::{Store, Table};
-use crate::sweep::{Sweep, WrittenLawToml, analysis_of};
+use crate::store::Store;
+use crate::sweep::{Sweep, WrittenLawToml};
 
 /// The built-in laws written as expressions, by name.
 pub fn builtin(name: &str) -> Option<LawSpec> {
@@ -22,30 +23,8 @@ pub fn builtin(name: &str) -> Option<LawSpec> {
 /// Names of the built-in written laws, for help and errors.
 pub const BUILTIN: &[&str] = &["schwethelm"];
 
-/// A sweep file's written law as the fit crate takes it.
-fn from_toml(t: &WrittenLawToml) -> Result<LawSpec> {
-    let params = t
-        .params
-        .iter()
-        .map(|p| {
-            Ok(ParamSpec {
-                name: p.name.clone(),
-                range: Range::from_bounds(&p.name, p.bounds)?,
-                start: p.start,
-            })
-        })
-        .collect::<Result<_>>()?;
-    Ok(LawSpec {
-        name: t.name.clone(),
-        expr: t.expr.clone(),
-        params,
-        vars: t.vars.clone(),
-        derived: t.derived.clone(),
-    })
-}
-
 /// The written laws a source declares: a sweep file's own, or those of the sweep files stored in
-/// a database (of `sweep` when given). A stored file this build cannot read declares none.
+/// a database (of `sweep` when given).
 pub fn declared(source: &Path, sweep: Option<&str>) -> Result<Vec<WrittenLawToml>> {
     if source.extension().is_some_and(|e| e == "toml") && !source::is_database(source) {
         return Ok(Sweep::load(source)?.analysis.laws);
@@ -53,15 +32,7 @@ pub fn declared(source: &Path, sweep: Option<&str>) -> Result<Vec<WrittenLawToml
     if !source::is_database(source) {
         return Ok(Vec::new());
     }
-    let store = Store::open_read_only(source)?;
-    let files = crate::analysis::columns::to_frame(store.read_table(Table::SweepFiles, sweep)?)?;
-    let mut laws = Vec::new();
-    for text in crate::analysis::columns::strs(&files, "spec_toml")? {
-        if let Ok(a) = analysis_of(&text, source) {
-            laws.extend(a.laws);
-        }
-    }
-    Ok(laws)
+    declared_in_store(&Store::open_read_only(source)?, sweep)
 }
 
 /// `NAME=LO:HI` (a flag's value) as a name and two numbers; `inf`/`-inf` allowed.
@@ -107,7 +78,7 @@ pub fn law_spec(flags: &WrittenFlags<'_>, source: &Path, sweep: Option<&str>) ->
     let mut spec = if is_name {
         let declared = declared(source, sweep)?;
         if let Some(t) = declared.iter().find(|l| l.name == text) {
-            from_toml(t).with_context(|| format!("{}: [analysis.laws.{text}]", source.display()))?
+            spec_of(t).with_context(|| format!("{}: [analysis.laws.{text}]", source.display()))?
         } else if let Some(b) = builtin(text) {
             b
         } else {
@@ -157,17 +128,16 @@ pub fn law_spec(flags: &WrittenFlags<'_>, source: &Path, sweep: Option<&str>) ->
     Ok(spec)
 }
 
-/// The columns of a source: a CSV file's numeric columns, or [`source::run_columns`] of a
-/// database's finished runs (tuned per configuration by `tune`), with the dotted configuration
-/// keys the law binds; and, for a database whose configurations have several seeds, each run's
-/// replicate group, so the bootstrap resamples configurations with all their seeds.
+/// The columns of a source: a CSV file's numeric columns, or those of a database's finished
+/// runs (tuned per configuration by `tune`) with each run's replicate group where
+/// configurations have several seeds.
 pub fn columns(
     path: &Path,
     sweep: Option<&str>,
     tune: &[String],
     n: ParamCount,
     spec: &LawSpec,
-) -> Result<(Vec<(String, Vec<f64>)>, Option<Vec<usize>>)> {
+) -> Result<(NamedColumns, Option<Vec<usize>>)> {
     if !source::is_database(path) {
         return Ok((read_numeric_columns(path)?, None));
     }
@@ -179,26 +149,5 @@ pub fn columns(
             path.display()
         );
     }
-    let keys: Vec<String> = spec
-        .vars
-        .iter()
-        .filter(|(_, c)| c.contains('.'))
-        .map(|(_, c)| c.clone())
-        .collect();
-    let cols = source::run_columns(&frames, n, &keys)?;
-    let groups = crate::analysis::groups::replicate_groups(&frames)?;
-    if !groups.iter().any(|g| g.stats.n >= 2) {
-        return Ok((cols, None));
-    }
-    let runs = crate::analysis::columns::strs(&frames.runs, "run_key")?;
-    let ids: Vec<String> = runs
-        .iter()
-        .map(|k| {
-            groups
-                .iter()
-                .position(|g| g.run_keys.contains(k))
-                .map_or_else(|| format!("run {k}"), |i| i.to_string())
-        })
-        .collect();
-    Ok((cols, Some(crate::fit::parametric::group_indices(&ids))))
+    database_columns(&frames, n, spec)
 }

@@ -156,6 +156,9 @@ pub struct ReportFits {
     pub parcae: Result<ParcaeFit, String>,
     /// Parcae's unified law over every test-time evaluation of the looped runs.
     pub parcae_unified: Result<ParcaeFit, String>,
+    /// The laws the sweep file writes as expressions (`[analysis.laws.NAME]`), by name: each
+    /// fitted over the runs, with each run's measured and predicted loss.
+    pub written: Vec<(String, Result<ParcaeFit, String>)>,
 }
 
 fn options() -> FitOptions {
@@ -170,13 +173,40 @@ fn options() -> FitOptions {
 
 impl ReportFits {
     pub fn compute(frames: &Frames) -> ReportFits {
-        ReportFits::compute_tuned(frames, None)
+        ReportFits::compute_tuned(frames, None, &[])
     }
 
     /// The fits of `frames` (already restricted to an envelope's chosen runs, if tuned), with
-    /// the envelope's hyperparameter laws.
-    pub fn compute_tuned(frames: &Frames, envelope: Option<&Envelope>) -> ReportFits {
+    /// the envelope's hyperparameter laws and the sweep's written laws.
+    pub fn compute_tuned(
+        frames: &Frames,
+        envelope: Option<&Envelope>,
+        laws: &[loopscale_sweep::WrittenLawToml],
+    ) -> ReportFits {
         ReportFits {
+            written: laws
+                .iter()
+                .map(|t| {
+                    let fit = super::written::spec_of(t)
+                        .and_then(|spec| super::written::report_fit(frames, &spec, &options()))
+                        .map(|(report, runs)| ParcaeFit {
+                            report,
+                            runs: runs
+                                .into_iter()
+                                .map(|(label, flops, measured, predicted)| ParcaeRun {
+                                    label,
+                                    flops,
+                                    measured,
+                                    predicted,
+                                })
+                                .collect(),
+                        })
+                        .map_err(|e| {
+                            format!("The written law `{}` was not fitted: {e:#}.", t.name)
+                        });
+                    (t.name.clone(), fit)
+                })
+                .collect(),
             envelope: envelope.cloned(),
             hyper: envelope.map(hyper_fits).unwrap_or_default(),
             compute: compute_fit(frames),

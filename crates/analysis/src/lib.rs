@@ -14,8 +14,9 @@
 //!
 //! Data flows one way through these files (`tests/layering.rs` checks it): [`columns`],
 //! [`labels`], [`unrolled`], [`tasks`] and [`budgets`] use no other analysis file; [`frames`]
-//! uses those; [`envelope`] and [`csv`] the frames; [`source`] the envelope; [`fits`] the
-//! sources.
+//! uses those; [`envelope`] and [`csv`] the frames; [`source`] the envelope; [`written`] (laws
+//! written as expressions: their specs, columns and fits) the sources; [`fits`] the sources and
+//! the written laws.
 
 pub mod budgets;
 pub mod columns;
@@ -30,6 +31,7 @@ pub mod record;
 pub mod source;
 pub mod tasks;
 pub mod unrolled;
+pub mod written;
 
 pub use budgets::{BUDGET_TOLERANCE, with_budgets};
 pub use columns::{f64s, filter_rows, opt_f64s, strs};

@@ -719,7 +719,12 @@ pub fn parcae_law(fits: &ReportFits) -> Built {
             Err(why) if !unified => return Ok(Err(why.clone())),
             Err(_) => continue,
         };
-        panels.extend(parcae_panels(name, fit, unified));
+        let names: &[&str] = if unified {
+            &["E", "X", "x", "Y", "y", "Z", "z"]
+        } else {
+            &["E", "X", "x", "Y", "y"]
+        };
+        panels.extend(law_panels(name, fit, names, unified));
     }
     let rows = panels.len().div_ceil(2) as u32;
     let mut fig = row(panels);
@@ -727,15 +732,41 @@ pub fn parcae_law(fits: &ReportFits) -> Built {
     Ok(Ok(fig))
 }
 
-fn parcae_panels(name: &str, fit: &ParcaeFit, unified: bool) -> Vec<Panel> {
+/// The laws the sweep file writes as expressions, each as Parcae's law is drawn: predicted
+/// against measured final loss, and the residuals against FLOPs.
+pub fn written_laws(fits: &ReportFits) -> Built {
+    if fits.written.is_empty() {
+        return Ok(Err(
+            "The sweep file writes no law of its own ([analysis.laws.NAME]).".into(),
+        ));
+    }
+    let mut panels = Vec::new();
+    let mut why = Vec::new();
+    for (name, fit) in &fits.written {
+        match fit {
+            Ok(f) => {
+                let names: Vec<&str> = f.report.params.iter().map(|p| p.name.as_str()).collect();
+                panels.extend(law_panels(&format!("law {name}"), f, &names, false));
+            }
+            Err(e) => why.push(e.clone()),
+        }
+    }
+    if panels.is_empty() {
+        return Ok(Err(why.join(" ")));
+    }
+    let rows = panels.len().div_ceil(2) as u32;
+    let mut fig = row(panels);
+    fig.height = HEIGHT * rows;
+    Ok(Ok(fig))
+}
+
+/// Measured against predicted loss and the residuals against FLOPs of a law fitted per run (or
+/// per evaluation, `many`: no legend entry per point), its parameters `names` in the legend.
+fn law_panels(name: &str, fit: &ParcaeFit, names: &[&str], many: bool) -> Vec<Panel> {
+    let unified = many;
     let r = &fit.report;
     let v = |n: &str| r.value(n).unwrap_or(f64::NAN);
     let (lo, hi) = extent(fit.runs.iter().flat_map(|p| [p.measured, p.predicted]));
-    let names: &[&str] = if unified {
-        &["E", "X", "x", "Y", "y", "Z", "z"]
-    } else {
-        &["E", "X", "x", "Y", "y"]
-    };
     // Parameters the data do not determine are named as such, never quoted as findings.
     let mut law = names
         .iter()

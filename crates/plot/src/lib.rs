@@ -196,6 +196,11 @@ pub fn render_all(frames: &Frames, fits: &ReportFits, dir: &Path) -> Result<Vec<
             "Parcae's law L(μ, D): predicted vs measured",
             charts::parcae_law(fits),
         ),
+        (
+            "written_laws",
+            "The sweep's own laws ([analysis.laws]): predicted vs measured",
+            charts::written_laws(fits),
+        ),
     ];
     let mut out = Vec::new();
     for (name, title, built) in list {

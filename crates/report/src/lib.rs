@@ -152,7 +152,8 @@ pub fn build(source: &Source, out: &Path) -> Result<Report> {
         );
     }
     let t = Instant::now();
-    let fits = ReportFits::compute_tuned(&frames, envelope.as_ref());
+    let laws = loopscale_analysis::written::declared_in_store(&store, source.sweep.as_deref())?;
+    let fits = ReportFits::compute_tuned(&frames, envelope.as_ref(), &laws);
     eprintln!(
         "report: fitted the laws in {:.1} s",
         t.elapsed().as_secs_f64()

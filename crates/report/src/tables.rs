@@ -370,6 +370,15 @@ pub fn fits_table(fits: &ReportFits) -> TextTable {
             &mut rows,
         );
     }
+    for (name, f) in &fits.written {
+        if let Ok(f) = f {
+            param_rows(
+                &format!("{name} (the sweep's [analysis.laws])"),
+                &f.report,
+                &mut rows,
+            );
+        }
+    }
     TextTable {
         caption: format!(
             "Fitted parameters with percentile-bootstrap intervals ({} resamples; `loopscale fit` for more), \
