@@ -218,6 +218,13 @@ fn with_seeds_the_bootstrap_resamples_configurations_not_runs() {
         ),
         "{stdout}"
     );
+    // The law is the truth up to the seeds' ±0.5%: its residuals are the seed noise itself.
+    assert!(
+        stdout.contains("lack of fit against seed noise")
+            && stdout.contains("on 3 and 6 df")
+            && stdout.contains("within seed noise"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -633,6 +633,7 @@ fn run_fit(
     if let Some(groups) = replicates {
         // Seeds of one configuration are not independent draws of the law's error: a resample
         // takes or leaves a configuration with all its seeds.
+        options.replicates = Some(groups.clone());
         options.resampling = crate::fit::Resampling::Groups(groups);
     }
     let mut law = law_name(args.law()).to_string();

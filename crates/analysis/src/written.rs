@@ -109,6 +109,7 @@ pub fn fit_columns(
     let design = law.design(&column)?;
     let mut opts = opts.clone();
     if let Some(groups) = replicates {
+        opts.replicates = Some(groups.clone());
         opts.resampling = Resampling::Groups(groups);
     }
     let (order, key) = match column("C") {

@@ -108,6 +108,7 @@ pub fn fit_depth(
         notes,
         not_identified: Vec::new(),
         profiles: Vec::new(),
+        lack_of_fit: None,
     })
 }
 

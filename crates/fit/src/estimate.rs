@@ -67,6 +67,9 @@ pub struct FitReport {
     /// Profile intervals of the law's headline parameters (their `lo`, `hi` are the hull of
     /// the profile and percentile intervals); empty for fits without profiles.
     pub profiles: Vec<ProfileInterval>,
+    /// The residuals against the seed noise, where the points are runs with seeds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lack_of_fit: Option<super::noise::LackOfFit>,
 }
 
 impl FitReport {
@@ -163,6 +166,23 @@ impl fmt::Display for FitReport {
                 value,
                 end(p.lo),
                 end(p.hi)
+            )?;
+        }
+        if let Some(l) = &self.lack_of_fit {
+            writeln!(
+                f,
+                "lack of fit against seed noise: sd {:.4} vs {:.4} (log loss), F = {:.2} on {} and {} df, p = {:.3}{}",
+                l.lack_sd,
+                l.noise_sd,
+                l.f,
+                l.df_lack,
+                l.df_noise,
+                l.p_value,
+                if l.p_value < 0.05 {
+                    ""
+                } else {
+                    ": within seed noise"
+                }
             )?;
         }
         if let Some(b) = &self.bootstrap {

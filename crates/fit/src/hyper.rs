@@ -149,6 +149,7 @@ pub fn fit_optimum_law(
         notes,
         not_identified,
         profiles: Vec::new(),
+        lack_of_fit: None,
     })
 }
 

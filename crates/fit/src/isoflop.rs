@@ -696,6 +696,7 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
         notes,
         not_identified: Vec::new(),
         profiles: Vec::new(),
+        lack_of_fit: None,
     };
     Ok(IsoflopReport {
         axis: opts.axis,

@@ -157,6 +157,61 @@ pub fn pooled_variance(groups: &[&[f64]]) -> Option<(f64, usize)> {
     (df > 0).then(|| (ss / df as f64, df))
 }
 
+/// A law's residuals judged against the seed noise of its replicate groups (the classical
+/// lack-of-fit F test): the residual sum of squares splits into pure error, the scatter of each
+/// configuration's seeds around their own mean (which no law can remove), and lack of fit, the
+/// rest. A law that misses its configurations by more than seed noise has F well above 1.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LackOfFit {
+    /// √(SS_lof / df_lof): how far the law misses the configurations' means.
+    pub lack_sd: f64,
+    /// √(SS_pe / df_pe): the seed noise, pooled within configurations.
+    pub noise_sd: f64,
+    pub f: f64,
+    pub df_lack: usize,
+    pub df_noise: usize,
+    /// P(F ≥ f) under a law that fits within seed noise.
+    pub p_value: f64,
+}
+
+/// The lack-of-fit test of a fit with `n_params` parameters whose points have `residuals`
+/// (fitted − observed) and observed `values`, point i in replicate group `groups[i]`. `None`
+/// without a group of two (no seed noise measured) or without more groups than parameters.
+pub fn lack_of_fit(
+    residuals: &[f64],
+    values: &[f64],
+    groups: &[usize],
+    n_params: usize,
+) -> Option<LackOfFit> {
+    let g = groups.iter().copied().max().map_or(0, |m| m + 1);
+    let mut members: Vec<Vec<f64>> = vec![Vec::new(); g];
+    for (&k, &v) in groups.iter().zip(values) {
+        members[k].push(v);
+    }
+    let sets: Vec<&[f64]> = members.iter().map(Vec::as_slice).collect();
+    let (noise_var, df_noise) = pooled_variance(&sets)?;
+    let n_groups = members.iter().filter(|m| !m.is_empty()).count();
+    if n_groups <= n_params {
+        return None;
+    }
+    let df_lack = n_groups - n_params;
+    let ss_res: f64 = residuals.iter().map(|r| r * r).sum();
+    let ss_pe = noise_var * df_noise as f64;
+    let ss_lack = (ss_res - ss_pe).max(0.0);
+    let f = (ss_lack / df_lack as f64) / noise_var.max(f64::MIN_POSITIVE);
+    let (d1, d2) = (df_lack as f64, df_noise as f64);
+    // P(F ≥ f) = I_{d2/(d2 + d1·f)}(d2/2, d1/2).
+    let p_value = incomplete_beta(d2 / 2.0, d1 / 2.0, d2 / (d2 + d1 * f));
+    Some(LackOfFit {
+        lack_sd: (ss_lack / df_lack as f64).sqrt(),
+        noise_sd: noise_var.sqrt(),
+        f,
+        df_lack,
+        df_noise,
+        p_value,
+    })
+}
+
 /// The `p` quantile of Student's t with `df` degrees of freedom (df > 0, may be fractional).
 pub fn t_quantile(p: f64, df: f64) -> f64 {
     assert!(p > 0.0 && p < 1.0 && df > 0.0, "t_quantile({p}, {df})");
@@ -264,6 +319,42 @@ fn ln_gamma(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Three seeds at each of eight configurations on a straight line in x with noise 0.01; a
+    /// line fits within seed noise, a constant does not.
+    #[test]
+    fn lack_of_fit_tells_a_missing_trend_from_seed_noise() {
+        let jitter = [-0.01, 0.0, 0.01];
+        let (mut x, mut y, mut g) = (Vec::new(), Vec::new(), Vec::new());
+        for c in 0..8 {
+            for (s, j) in jitter.iter().enumerate() {
+                x.push(c as f64);
+                y.push(
+                    2.0 + 0.05 * c as f64
+                        + j * if c % 2 == 0 { 1.0 } else { -1.0 }
+                        + 0.001 * s as f64,
+                );
+                g.push(c);
+            }
+        }
+        let line: Vec<f64> = x
+            .iter()
+            .zip(&y)
+            .map(|(x, y)| 2.001 + 0.05 * x - y)
+            .collect();
+        let ok = lack_of_fit(&line, &y, &g, 2).unwrap();
+        assert!(ok.p_value > 0.05 && ok.f < 2.0, "{ok:?}");
+        assert_eq!((ok.df_lack, ok.df_noise), (6, 16));
+        let mean = y.iter().sum::<f64>() / y.len() as f64;
+        let flat: Vec<f64> = y.iter().map(|y| mean - y).collect();
+        let bad = lack_of_fit(&flat, &y, &g, 1).unwrap();
+        assert!(
+            bad.p_value < 1e-6 && bad.lack_sd > 5.0 * bad.noise_sd,
+            "{bad:?}"
+        );
+        // One seed per configuration: no noise to judge against.
+        assert!(lack_of_fit(&line[..8], &y[..8], &[0, 1, 2, 3, 4, 5, 6, 7], 2).is_none());
+    }
     use rand::SeedableRng;
     use rand::rngs::StdRng;
     use rand_distr::{Distribution, Normal};

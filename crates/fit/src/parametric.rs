@@ -96,6 +96,10 @@ pub struct FitOptions {
     pub resampling: Resampling,
     /// Profile the law's headline parameters for their intervals and identifiability.
     pub profile: bool,
+    /// The replicate group (configuration without its seed) of each point, where the points
+    /// are runs with seeds: the fit then tests its residuals against the seed noise
+    /// ([`super::noise::lack_of_fit`]).
+    pub replicates: Option<Vec<usize>>,
 }
 
 impl Default for FitOptions {
@@ -108,6 +112,7 @@ impl Default for FitOptions {
             heldout: None,
             resampling: Resampling::Points,
             profile: true,
+            replicates: None,
         }
     }
 }
@@ -392,6 +397,18 @@ pub fn fit_law<L: Law>(
     let mut notes = law.notes(&[params.clone(), derived.clone()].concat());
     notes.extend(identify_note);
     notes.extend(heldout_note);
+    let lack_of_fit = opts.replicates.as_ref().and_then(|groups| {
+        let residuals = Objective::new(law, design, opts.huber_delta).residuals(&theta);
+        super::noise::lack_of_fit(&residuals, &design.log_loss, groups, law.n_params())
+    });
+    if let Some(l) = &lack_of_fit
+        && l.p_value < 0.05
+    {
+        notes.push(format!(
+            "lack of fit: the law misses its configurations by more than their seed noise (sd {:.4} against {:.4} in log loss, F = {:.2} on {} and {} df, p = {:.2e}); its intervals understate the error of a prediction",
+            l.lack_sd, l.noise_sd, l.f, l.df_lack, l.df_noise, l.p_value
+        ));
+    }
     Ok(FitReport {
         law: law.name(),
         n_points: design.len(),
@@ -410,6 +427,7 @@ pub fn fit_law<L: Law>(
         notes,
         not_identified,
         profiles,
+        lack_of_fit,
     })
 }
 

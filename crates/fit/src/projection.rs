@@ -656,6 +656,7 @@ pub fn fit_surface(points: &Points, opts: &SurfaceOptions) -> Result<FitReport> 
         notes,
         not_identified,
         profiles,
+        lack_of_fit: None,
     })
 }
 
