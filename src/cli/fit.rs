@@ -830,22 +830,10 @@ fn replicate_ids(args: &FitArgs, points: &Points) -> Result<Option<Vec<usize>>> 
         &tuned_keys(args, &store)?,
         None,
     )?;
+    // The groups the law does not fit (the GPT's under Parcae's law) take no part: only the
+    // points' own runs are numbered.
     let groups = crate::analysis::groups::replicate_groups(&frames)?;
-    if !groups.iter().any(|g| g.stats.n >= 2) {
-        return Ok(None);
-    }
-    let ids: Option<Vec<String>> = keys
-        .iter()
-        .map(|k| {
-            groups
-                .iter()
-                .position(|g| g.run_keys.contains(k))
-                .map(|i| i.to_string())
-        })
-        .collect();
-    // Numbered 0.. in the order they appear among the points (the groups the law does not fit,
-    // the GPT's under Parcae's law, take no part in a resample).
-    Ok(ids.map(|ids| crate::fit::parametric::group_indices(&ids)))
+    Ok(crate::analysis::groups::replicate_indices(&groups, keys))
 }
 
 /// The depth law, one fit per family with two depths or more, and the points it used.

@@ -138,6 +138,35 @@ pub fn lookup<'a>(config: &'a Value, key: &str) -> Option<&'a Value> {
     })
 }
 
+/// Each of `run_keys`' replicate group among `groups`, numbered 0.. in order of appearance
+/// (a run in no group is a group of its own), for a bootstrap that resamples configurations
+/// with all their seeds; `None` when no configuration has two seeds.
+pub fn replicate_indices(groups: &[ReplicateGroup], run_keys: &[String]) -> Option<Vec<usize>> {
+    if !groups.iter().any(|g| g.stats.n >= 2) {
+        return None;
+    }
+    let mut ids: Vec<Option<usize>> = run_keys
+        .iter()
+        .map(|k| groups.iter().position(|g| g.run_keys.contains(k)))
+        .collect();
+    let mut order: Vec<Option<usize>> = Vec::new();
+    let mut next_alone = groups.len();
+    for id in ids.iter_mut() {
+        if id.is_none() {
+            *id = Some(next_alone);
+            next_alone += 1;
+        }
+        if !order.contains(id) {
+            order.push(*id);
+        }
+    }
+    Some(
+        ids.iter()
+            .map(|id| order.iter().position(|o| o == id).unwrap())
+            .collect(),
+    )
+}
+
 /// The value of a dotted configuration key ([`lookup`]) as text; `-` when absent or null.
 pub fn config_value(config: &Value, key: &str) -> String {
     match lookup(config, key).filter(|v| !v.is_null()) {

@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 
 use super::columns::{strs, to_frame};
 use super::frames::Frames;
-use super::groups::replicate_groups;
+use super::groups::{replicate_groups, replicate_indices};
 use super::source::{ParamCount, run_columns};
-use loopscale_fit::parametric::{fit_law, group_indices};
+use loopscale_fit::parametric::fit_law;
 use loopscale_fit::written::{LawSpec, ParamSpec, Range, WrittenLaw};
 use loopscale_fit::{FitOptions, FitReport, Law, Resampling};
 use loopscale_store::{Store, Table};
@@ -72,21 +72,8 @@ pub fn database_columns(
         .map(|(_, c)| c.clone())
         .collect();
     let cols = run_columns(frames, n, &keys)?;
-    let groups = replicate_groups(frames)?;
-    if !groups.iter().any(|g| g.stats.n >= 2) {
-        return Ok((cols, None));
-    }
     let runs = strs(&frames.runs, "run_key")?;
-    let ids: Vec<String> = runs
-        .iter()
-        .map(|k| {
-            groups
-                .iter()
-                .position(|g| g.run_keys.contains(k))
-                .map_or_else(|| format!("run {k}"), |i| i.to_string())
-        })
-        .collect();
-    Ok((cols, Some(group_indices(&ids))))
+    Ok((cols, replicate_indices(&replicate_groups(frames)?, &runs)))
 }
 
 /// A written law fitted over named columns: the law (its variables resolved) and its report.
