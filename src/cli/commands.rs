@@ -8,6 +8,7 @@ use anyhow::Context;
 use super::corpora::{Corpora, check_max_passes, corpus_id, load_corpora, text_passes};
 use super::table::{render, si};
 use super::{Cli, Command, Executor, RunArgs};
+use crate::engine::progress::human_duration;
 use crate::engine::resources::gib;
 use crate::engine::{self, RunOptions};
 use crate::store::{RunProgress, RunRow, RunStatus, Store};
@@ -280,15 +281,6 @@ fn measured_flop_rate(db: &Path, sweep: &str) -> Option<f64> {
         .filter_map(|r| r.wall_seconds.map(|s| (r.flops, s)))
         .fold((0.0, 0.0), |(f, s), (rf, rs)| (f + rf, s + rs));
     (secs > 0.0).then(|| flops / secs)
-}
-
-fn human_duration(seconds: f64) -> String {
-    let s = seconds.round() as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
 }
 
 fn run(args: &RunArgs, interrupts: &engine::Interrupts) -> anyhow::Result<i32> {

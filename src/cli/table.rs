@@ -43,18 +43,7 @@ pub fn render(columns: &[String], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Human-friendly count: 1234567 → "1.23M".
-pub fn si(x: f64) -> String {
-    let (v, unit) = match x.abs() {
-        a if a >= 1e15 => (x / 1e15, "P"),
-        a if a >= 1e12 => (x / 1e12, "T"),
-        a if a >= 1e9 => (x / 1e9, "G"),
-        a if a >= 1e6 => (x / 1e6, "M"),
-        a if a >= 1e3 => (x / 1e3, "k"),
-        _ => return format!("{x:.0}"),
-    };
-    format!("{v:.3}{unit}").replace(".000", "")
-}
+pub use crate::engine::progress::si;
 
 #[cfg(test)]
 mod tests {

@@ -17,7 +17,7 @@ mod coordinator;
 mod gc;
 mod interrupts;
 mod lock;
-mod progress;
+pub mod progress;
 pub mod resources;
 pub mod shards;
 pub mod slurm_executor;

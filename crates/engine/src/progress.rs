@@ -200,6 +200,29 @@ impl Progress {
     }
 }
 
+/// A duration as `1h05m`, `3m20s`, `42s` (status lines, the dashboard's ETA).
+pub fn human_duration(seconds: f64) -> String {
+    let s = seconds.round().max(0.0) as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// A count with an SI prefix: 1234567 → `1.235M`, 2e12 → `2T`, 512 → `512`.
+pub fn si(x: f64) -> String {
+    let (v, unit) = match x.abs() {
+        a if a >= 1e15 => (x / 1e15, "P"),
+        a if a >= 1e12 => (x / 1e12, "T"),
+        a if a >= 1e9 => (x / 1e9, "G"),
+        a if a >= 1e6 => (x / 1e6, "M"),
+        a if a >= 1e3 => (x / 1e3, "k"),
+        _ => return format!("{x:.0}"),
+    };
+    format!("{v:.3}{unit}").replace(".000", "")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
