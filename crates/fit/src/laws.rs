@@ -32,6 +32,20 @@ impl Design {
     pub fn row(&self, i: usize) -> &[f64] {
         &self.rows[i * self.width..(i + 1) * self.width]
     }
+    /// How many distinct rows (points of the law's variables) the design holds: replicates of
+    /// one configuration are one point.
+    pub fn distinct_rows(&self) -> usize {
+        let mut rows: Vec<&[f64]> = (0..self.len()).map(|i| self.row(i)).collect();
+        rows.sort_by(|a, b| {
+            a.iter()
+                .zip(b.iter())
+                .map(|(x, y)| x.total_cmp(y))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        rows.dedup();
+        rows.len()
+    }
     /// The design restricted to the points `idx`, in that order.
     pub fn subset(&self, idx: &[usize]) -> Design {
         let mut rows = Vec::with_capacity(idx.len() * self.width);

@@ -394,7 +394,22 @@ pub fn fit_law<L: Law>(
         &draws,
         level,
     );
+    let mut not_identified = not_identified;
     let mut notes = law.notes(&[params.clone(), derived.clone()].concat());
+    // Replicates of one configuration do not add a point of the law's variables: with no more
+    // distinct points than parameters the data determine nothing, whatever the profiles say.
+    let distinct = design.distinct_rows();
+    if distinct <= law.n_params() && design.len() > distinct {
+        for p in params.iter().chain(derived.iter()) {
+            if !not_identified.contains(&p.name) {
+                not_identified.push(p.name.clone());
+            }
+        }
+        notes.push(format!(
+            "not identified: every parameter; the data hold {distinct} distinct point(s) of the law's variables for {} parameters (replicates of one point do not separate them)",
+            law.n_params()
+        ));
+    }
     notes.extend(identify_note);
     notes.extend(heldout_note);
     let lack_of_fit = opts.replicates.as_ref().and_then(|groups| {

@@ -344,7 +344,7 @@ impl WrittenLaw {
             rows,
             log_loss: y.iter().map(|v| v.ln()).collect(),
         };
-        let distinct = distinct_rows(&design);
+        let distinct = design.distinct_rows();
         if distinct <= self.params.len() {
             bail!(
                 "law `{}` has {} parameters but the data hold {distinct} distinct point(s) of ({}): a fit needs more points than parameters",
@@ -383,19 +383,6 @@ impl WrittenLaw {
         x.extend_from_slice(row);
         self.expr.value(&x)
     }
-}
-
-fn distinct_rows(d: &Design) -> usize {
-    let mut rows: Vec<&[f64]> = (0..d.len()).map(|i| d.row(i)).collect();
-    rows.sort_by(|a, b| {
-        a.iter()
-            .zip(b.iter())
-            .map(|(x, y)| x.total_cmp(y))
-            .find(|o| o.is_ne())
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    rows.dedup();
-    rows.len()
 }
 
 /// log L̂ where the expression has no positive finite value.

@@ -115,3 +115,40 @@ fn a_compute_law_over_a_narrow_range_covers_its_truth_or_says_it_cannot() {
         }
     }
 }
+
+/// Seeds at two compute scales: eight runs, but two points of C for three parameters. Whatever
+/// the optimum, nothing is determined, and the report says so.
+#[test]
+fn replicates_at_too_few_points_determine_nothing() {
+    let mut c = Vec::new();
+    let mut loss = Vec::new();
+    for (k, cc) in [1e15f64, 4e15].into_iter().enumerate() {
+        for s in 0..4 {
+            c.push(cc);
+            loss.push(
+                (1.9 + 2e3 * cc.powf(-0.2)) * (1.0 + 0.002 * (s as f64 - 1.5) + 0.001 * k as f64),
+            );
+        }
+    }
+    let points = Points {
+        c: Some(c),
+        loss,
+        ..Default::default()
+    };
+    let r = fit_compute(
+        &points,
+        false,
+        &FitOptions {
+            bootstrap: None,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for name in ["E", "A", "alpha"] {
+        assert!(r.not_identified.iter().any(|n| n == name), "{name}: {r}");
+    }
+    assert!(
+        r.notes.iter().any(|n| n.contains("2 distinct point")),
+        "{r}"
+    );
+}
