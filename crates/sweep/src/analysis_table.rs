@@ -339,7 +339,7 @@ pub(crate) fn parse_analysis(
 /// stored in a database, whose corpus paths need not resolve where the database now lies.
 pub fn analysis_of(text: &str, path: &std::path::Path) -> Result<AnalysisSettings, SweepError> {
     let src = Source { path, text };
-    let doc = toml::de::DeTable::parse(text).map_err(|e| super::spec::syntax_error(&src, &e))?;
+    let doc = toml::de::DeTable::parse(text).map_err(|e| super::error::syntax_error(&src, &e))?;
     match doc.get_ref().get("analysis") {
         Some(v) => parse_analysis(&src, v),
         None => Ok(AnalysisSettings::default()),

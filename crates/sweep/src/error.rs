@@ -356,6 +356,13 @@ pub(crate) fn expect_string(
         .ok_or_else(|| wrong_type(src, key, v, expected))
 }
 
+/// A TOML syntax error, pointing at its position.
+pub(crate) fn syntax_error(src: &Source, e: &toml::de::Error) -> SweepError {
+    let message = format!("invalid TOML: {}", e.message().trim_end());
+    src.error_at(ErrorKind::Syntax, e.span(), message)
+        .with_help("fix the TOML syntax at this position (https://toml.io/en/v1.0.0)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

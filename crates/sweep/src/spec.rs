@@ -16,7 +16,7 @@ use toml::de::{DeTable, DeValue};
 use super::analysis_table::{AnalysisSettings, parse_analysis};
 use super::error::toml_literal;
 use super::error::{
-    ErrorKind, Source, SweepError, describe, describe_toml, expect_string, nearest,
+    ErrorKind, Source, SweepError, describe, describe_toml, expect_string, nearest, syntax_error,
 };
 use super::keys::{HEADER_KEYS, KeyInfo, Section, schema};
 use super::slurm_table::{SlurmSettings, parse_slurm};
@@ -113,12 +113,6 @@ pub(crate) fn parse(src: &Source) -> Result<Spec, SweepError> {
         slurm,
         analysis,
     })
-}
-
-pub(crate) fn syntax_error(src: &Source, e: &toml::de::Error) -> SweepError {
-    let message = format!("invalid TOML: {}", e.message().trim_end());
-    src.error_at(ErrorKind::Syntax, e.span(), message)
-        .with_help("fix the TOML syntax at this position (https://toml.io/en/v1.0.0)")
 }
 
 /// A table's entries in file order (the parser's map may be sorted by key).
