@@ -41,6 +41,7 @@ fn from_toml(t: &WrittenLawToml) -> Result<LawSpec> {
         params,
         vars: t.vars.clone(),
         derived: t.derived.clone(),
+        scale: Default::default(),
     })
 }
 
