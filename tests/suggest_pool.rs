@@ -93,7 +93,10 @@ fn the_offline_loop_beats_random_where_a_few_rows_carry_the_slope() {
     };
     let (ours, random) = (r2("suggest"), r2("Random"));
     assert!(ours > 0.9, "suggest's held-out R² {ours}\n{t}");
-    assert!(ours > random + 0.3, "suggest {ours} vs Random {random}\n{t}");
+    assert!(
+        ours > random + 0.3,
+        "suggest {ours} vs Random {random}\n{t}"
+    );
 }
 
 #[test]
@@ -101,7 +104,9 @@ fn bad_pools_say_which_file_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let (pool, region) = line_pool(dir.path(), false);
     let run = |extra: &[&str], pool: &str| {
-        let mut args = vec!["suggest", "--pool", pool, "--region", &region, "--budget", "3"];
+        let mut args = vec![
+            "suggest", "--pool", pool, "--region", &region, "--budget", "3",
+        ];
         args.extend(extra);
         let out = loopscale(&args);
         assert!(!out.status.success());

@@ -68,6 +68,10 @@ struct Group {
     test_y: Vec<f64>,
 }
 
+/// Per task: its label, its budget labels, and per policy and budget the R² values over laws
+/// and repeats.
+type TaskResult = (String, Vec<String>, Vec<Vec<Vec<f64>>>);
+
 /// The published figure for (method, task, budget label), e.g. ("Ours", "vocab", "5%").
 type Published = BTreeMap<(String, String, String), f64>;
 
@@ -104,11 +108,7 @@ fn law_spec(t: &TaskToml, l: &LawToml) -> Result<LawSpec> {
                 })
             })
             .collect::<Result<_>>()?,
-        vars: t
-            .vars
-            .iter()
-            .map(|(s, c)| (s.clone(), c.clone()))
-            .collect(),
+        vars: t.vars.iter().map(|(s, c)| (s.clone(), c.clone())).collect(),
         derived: Vec::new(),
         scale: Scale::Raw,
     })
@@ -211,7 +211,7 @@ pub fn design_bench(args: &DesignBenchArgs) -> Result<i32> {
     let opts = LoopOptions::default();
     let policies = [Policy::Suggest, Policy::Random, Policy::Cheapest];
     // (task label, budget label) → policy → R² values over laws and repeats.
-    let mut results: Vec<(String, Vec<String>, Vec<Vec<Vec<f64>>>)> = Vec::new();
+    let mut results: Vec<TaskResult> = Vec::new();
     for (task, t) in &file.tasks {
         if !args.tasks.is_empty() && !args.tasks.iter().any(|x| x == task || *x == t.label) {
             continue;
@@ -237,7 +237,8 @@ pub fn design_bench(args: &DesignBenchArgs) -> Result<i32> {
         }
         let jobs: Vec<(usize, usize, u64)> = (0..built.len())
             .flat_map(|li| {
-                (0..policies.len()).flat_map(move |pi| (0..repeats as u64).map(move |r| (li, pi, r)))
+                (0..policies.len())
+                    .flat_map(move |pi| (0..repeats as u64).map(move |r| (li, pi, r)))
             })
             .collect();
         let t0 = Instant::now();
@@ -245,7 +246,10 @@ pub fn design_bench(args: &DesignBenchArgs) -> Result<i32> {
             .par_iter()
             .map(|&(li, pi, r)| {
                 let (law, groups) = &built[li];
-                (pi, one_run(law, groups, &t.checkpoints, policies[pi], r, &opts))
+                (
+                    pi,
+                    one_run(law, groups, &t.checkpoints, policies[pi], r, &opts),
+                )
             })
             .collect();
         let mut per = vec![vec![Vec::new(); t.checkpoints.len()]; policies.len()];
@@ -285,18 +289,17 @@ impl LawToml {
 fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;
     let m = v.iter().sum::<f64>() / n;
-    (m, (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n).sqrt())
+    (
+        m,
+        (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n).sqrt(),
+    )
 }
 
 /// Markdown: one table per budget column (the benchmark's 1/5/10%, 20/35/50% for domain and
 /// sparsity), methods as rows, tasks as columns.
-fn print_table(
-    results: &[(String, Vec<String>, Vec<Vec<Vec<f64>>>)],
-    paper: &Published,
-    repeats: usize,
-) {
+fn print_table(results: &[TaskResult], paper: &Published, repeats: usize) {
     let paper_label = ["1%", "5%", "10%"];
-    for k in 0..3 {
+    for (k, budget) in paper_label.iter().enumerate() {
         println!("\n### Budget column {} (per task: {})\n", k + 1, {
             results
                 .iter()
@@ -342,7 +345,7 @@ fn print_table(
                 let key = (
                     method.to_string(),
                     paper_task(t).to_string(),
-                    paper_label[k].to_string(),
+                    budget.to_string(),
                 );
                 match paper.get(&key) {
                     Some(v) => print!(" {v:.2} |"),

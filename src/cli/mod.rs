@@ -4,12 +4,12 @@
 mod commands;
 mod compare;
 mod corpora;
+mod design_bench;
 mod fit;
+mod pool;
 mod sample;
 mod slurm_commands;
-mod pool;
 mod suggest;
-mod design_bench;
 mod table;
 mod written;
 

@@ -98,6 +98,7 @@ impl CsvTable {
         })
     }
 
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         self.cells.len()
     }
@@ -163,7 +164,11 @@ impl CsvTable {
             );
         }
         let c = self.numbers(col)?;
-        if let Some((i, v)) = c.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v > 0.0)) {
+        if let Some((i, v)) = c
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(v.is_finite() && **v > 0.0))
+        {
             bail!(
                 "{} row {}: cost column `{col}` is {v}; every row needs a positive cost (what measuring it spent)",
                 self.path.display(),
@@ -330,7 +335,9 @@ pub fn suggest_pool(args: &SuggestArgs) -> Result<i32> {
         ens.members
     );
     if picks.is_empty() {
-        println!("chosen: none within a budget of {budget:.3e} (no affordable row narrows the region's predictions)");
+        println!(
+            "chosen: none within a budget of {budget:.3e} (no affordable row narrows the region's predictions)"
+        );
         return Ok(0);
     }
     println!("chosen (data row, cost, cumulative cost, region sd left as a fraction of now):");

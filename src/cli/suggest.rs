@@ -400,7 +400,7 @@ fn run_law<L: Law>(law: &L, design: &Design, ctx: &LawInputs) -> Result<(FitRepo
     // What the fit itself does not determine, the ensemble cannot promise to settle.
     let depends: Vec<String> = match ctx.target {
         TargetSpec::Parameter(p) => {
-            let mut d: Vec<String> = law.depends(p).into_iter().map(String::from).collect();
+            let mut d: Vec<String> = law.depends(p);
             d.push(p.clone());
             d
         }

@@ -158,6 +158,9 @@ pub fn law_spec(flags: &WrittenFlags<'_>, source: &Path, sweep: Option<&str>) ->
     Ok(spec)
 }
 
+/// Named columns, and each row's replicate group where the source has seeds.
+pub type ColumnsAndGroups = (Vec<(String, Vec<f64>)>, Option<Vec<usize>>);
+
 /// The columns of a source: a CSV file's numeric columns, or [`source::run_columns`] of a
 /// database's finished runs (tuned per configuration by `tune`), with the dotted configuration
 /// keys the law binds; and, for a database whose configurations have several seeds, each run's
@@ -168,7 +171,7 @@ pub fn columns(
     tune: &[String],
     n: ParamCount,
     spec: &LawSpec,
-) -> Result<(Vec<(String, Vec<f64>)>, Option<Vec<usize>>)> {
+) -> Result<ColumnsAndGroups> {
     if !source::is_database(path) {
         return Ok((read_numeric_columns(path)?, None));
     }

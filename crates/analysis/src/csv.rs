@@ -171,21 +171,6 @@ pub fn parse_points(text: &str, cols: &CsvColumns) -> Result<Points> {
     Ok(points)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_quoted_fields() {
-        assert_eq!(
-            split_record(r#""Model Size", x ,"a ""q"", b""#).unwrap(),
-            vec!["Model Size", "x", r#"a "q", b"#]
-        );
-        assert!(split_record("\"open").is_err());
-        assert_eq!(split_record("a,,b").unwrap(), vec!["a", "", "b"]);
-    }
-}
-
 /// Every column of a CSV file whose values all read as numbers, by header name (for laws
 /// written as expressions, which may read any of them); text columns are left out.
 pub fn read_numeric_columns(path: impl AsRef<Path>) -> Result<Vec<(String, Vec<f64>)>> {
@@ -227,4 +212,19 @@ pub fn numeric_columns(text: &str) -> Result<Vec<(String, Vec<f64>)>> {
         .zip(values)
         .filter_map(|(h, v)| v.map(|v| (h, v)))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_quoted_fields() {
+        assert_eq!(
+            split_record(r#""Model Size", x ,"a ""q"", b""#).unwrap(),
+            vec!["Model Size", "x", r#"a "q", b"#]
+        );
+        assert!(split_record("\"open").is_err());
+        assert_eq!(split_record("a,,b").unwrap(), vec!["a", "", "b"]);
+    }
 }

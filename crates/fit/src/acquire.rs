@@ -97,8 +97,7 @@ pub struct Replay {
 
 /// Starts for a fit: `n` evenly spread picks from the law's grid (shuffled by `rng`), after the
 /// previous optimum when there is one.
-fn starts_for<L: Law>(
-    law: &L,
+fn starts_for(
     grid: &[Vec<f64>],
     prev: Option<&[f64]>,
     n: usize,
@@ -112,7 +111,6 @@ fn starts_for<L: Law>(
         idx.shuffle(rng);
         s.extend(idx[..n].iter().map(|&i| grid[i].clone()));
     }
-    let _ = law;
     s
 }
 
@@ -131,7 +129,10 @@ fn fit_on<L: Law>(
     let width = pool.rows[0].len();
     let design = Design {
         width,
-        rows: set.iter().flat_map(|&i| pool.rows[i].iter().copied()).collect(),
+        rows: set
+            .iter()
+            .flat_map(|&i| pool.rows[i].iter().copied())
+            .collect(),
         log_loss: set.iter().map(|&i| pool.y[i]).collect(),
     };
     let obj = Objective::new(law, &design, opts.huber_delta);
@@ -219,7 +220,7 @@ pub fn replay<L: Law>(
                         } else {
                             opts.refit_starts
                         };
-                        let starts = starts_for(law, &grid, theta.as_deref(), k, &mut rng);
+                        let starts = starts_for(&grid, theta.as_deref(), k, &mut rng);
                         if let Some((th, _)) = fit_on(law, pool, &bought, &starts, opts) {
                             theta = Some(th);
                         }
@@ -268,7 +269,7 @@ pub fn replay<L: Law>(
                 cum <= c
             })
             .count();
-        let starts = starts_for(law, &grid, prev.as_deref(), opts.starts, &mut rng);
+        let starts = starts_for(&grid, prev.as_deref(), opts.starts, &mut rng);
         let th = fit_on(law, pool, &bought[..k], &starts, opts).map(|(t, _)| t);
         if th.is_some() {
             prev = th.clone();

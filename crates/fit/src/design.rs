@@ -315,7 +315,10 @@ impl RegionEnsemble {
         }
         let mut reduction = 0.0;
         for t in &self.region {
-            let rhs: Vec<f64> = set.iter().map(|&a| self.dot(t, &self.candidates[a])).collect();
+            let rhs: Vec<f64> = set
+                .iter()
+                .map(|&a| self.dot(t, &self.candidates[a]))
+                .collect();
             if let Some(x) = solve_spd(&m, &rhs) {
                 reduction += rhs.iter().zip(&x).map(|(r, x)| r * x).sum::<f64>();
             }
@@ -332,7 +335,6 @@ impl RegionEnsemble {
     /// Kalman filter, Whitaker & Hamill 2002), which leaves exactly the covariances of V(S)
     /// above; a step then costs one pass over the candidates and region rather than a solve
     /// per candidate.
-    #[allow(clippy::too_many_arguments)]
     pub fn choose(
         &self,
         costs: &[f64],
@@ -751,7 +753,10 @@ mod tests {
         for k in 1..=3 {
             let direct = ens.variance(&set[..k], 0.05);
             let greedy = (picks[k - 1].width_after).powi(2) * v0;
-            assert!((direct - greedy).abs() < 1e-9 * v0.max(1.0), "{k}: {direct} vs {greedy}");
+            assert!(
+                (direct - greedy).abs() < 1e-9 * v0.max(1.0),
+                "{k}: {direct} vs {greedy}"
+            );
         }
         // Two well-placed observations with small noise settle a two-parameter line.
         assert!(ens.variance(&set[..2], 0.05) < 0.3 * v0);

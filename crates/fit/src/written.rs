@@ -88,9 +88,9 @@ impl Range {
             Range::Positive => vec![0.01, 0.1, 1.0, 10.0, 100.0, 1000.0],
             // A positive interval spanning decades (a scale in [1e-3, 1e9]) is started on a
             // log-spaced grid, as its magnitude is what is unknown.
-            Range::Interval(lo, hi) if lo > 0.0 && hi / lo >= 1e3 => {
-                (1..=4).map(|k| lo * (hi / lo).powf(k as f64 / 5.0)).collect()
-            }
+            Range::Interval(lo, hi) if lo > 0.0 && hi / lo >= 1e3 => (1..=4)
+                .map(|k| lo * (hi / lo).powf(k as f64 / 5.0))
+                .collect(),
             Range::Interval(lo, hi) => (1..=4).map(|k| lo + (hi - lo) * k as f64 / 5.0).collect(),
             Range::Free => vec![-1.0, 0.0, 1.0],
         }
