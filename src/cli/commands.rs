@@ -39,6 +39,7 @@ pub fn execute(cli: Cli, interrupts: &engine::Interrupts) -> anyhow::Result<i32>
         Command::Serve(args) => serve(&args),
         Command::Sample(args) => super::sample::sample(&args),
         Command::Suggest(args) => super::suggest::suggest(&args),
+        Command::DesignBench(args) => super::design_bench::design_bench(&args),
         Command::Worker(args) => {
             let task = engine::WorkerTask {
                 db: args.db,

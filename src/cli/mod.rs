@@ -4,7 +4,9 @@
 mod commands;
 mod compare;
 mod corpora;
+mod design_bench;
 mod fit;
+mod pool;
 mod sample;
 mod slurm_commands;
 mod suggest;
@@ -210,6 +212,11 @@ pub enum Command {
     ///   loopscale suggest sweeps/parcae_isoflop_small.toml --law parcae --target mu_opt@3.6e12 \
     ///       --budget 2e13 --out sweeps/next.toml
     Suggest(SuggestArgs),
+    /// Judge `suggest` on ScaleBench (data/scalebench/): per task, law and group the offline
+    /// acquisition loop of `suggest --pool --replay` beside Random and Cheapest, and the paper's
+    /// published R² beside them (docs/suggest.md). `make design-bench` runs it. Example:
+    ///   LOOPSCALE_BENCH_REPEATS=2 loopscale design-bench --tasks parallel,sparsity
+    DesignBench(design_bench::DesignBenchArgs),
     /// Train one run of a database (started by `run`; not usually called by hand).
     #[command(hide = true)]
     Worker(WorkerArgs),

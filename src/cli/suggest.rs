@@ -26,24 +26,27 @@ use crate::train::RunCost;
 
 #[derive(Args, Debug)]
 pub struct SuggestArgs {
-    /// The sweep file (TOML) whose runs are fitted and extended.
-    pub file: PathBuf,
+    /// The sweep file (TOML) whose runs are fitted and extended (not with --pool).
+    #[arg(required_unless_present = "pool")]
+    pub file: Option<PathBuf>,
     /// Database to read instead of the sweep's own ([sweep].db or results/<name>.sqlite).
     #[arg(long)]
     pub db: Option<PathBuf>,
-    /// The law whose uncertainty the new runs should reduce.
-    #[arg(long, value_enum)]
-    pub law: SuggestLaw,
+    /// The law whose uncertainty the new runs should reduce (with --pool, --law-expr instead).
+    #[arg(long, value_enum, required_unless_present = "pool")]
+    pub law: Option<SuggestLaw>,
     /// What to settle: a parameter or derived quantity of the law (`x`, `y`, `alpha`,
     /// `n_opt_exponent`, …), the compute-optimal loops or tokens at C FLOPs (`mu_opt@1e14`,
     /// `d_opt@1e14`, Parcae's law), the FLOPs where M loops start to beat one (`crossing@2`), or
     /// the loss at a point (`loss@mu=4,tokens=1e7`;
     /// `loss@n=1e6,tokens=1e8` for Chinchilla's law, `loss@c=1e15` for the compute law).
-    #[arg(long)]
-    pub target: String,
-    /// Training FLOPs the new runs may spend in all (every run of a tuned candidate counted).
+    /// With --pool the target is the prediction over a region (see --region).
+    #[arg(long, required_unless_present = "pool")]
+    pub target: Option<String>,
+    /// Training FLOPs the new runs may spend in all (every run of a tuned candidate counted);
+    /// with --pool, the cost (in --cost-col's units) the chosen rows may spend.
     #[arg(long, allow_negative_numbers = true)]
-    pub budget: f64,
+    pub budget: Option<f64>,
     /// The values a candidate axis takes, instead of the sweep's axes one step outward and
     /// between: `KEY=V1,V2,…` (repeat for several keys; zipped keys each need their values).
     #[arg(long = "candidates", value_name = "KEY=V1,V2,…")]
@@ -67,6 +70,24 @@ pub struct SuggestArgs {
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub pool: super::pool::PoolArgs,
+}
+
+/// The sweep-file form of `suggest`, its required arguments present.
+struct SweepArgs {
+    file: PathBuf,
+    db: Option<PathBuf>,
+    law: SuggestLaw,
+    target: String,
+    budget: f64,
+    candidates: Vec<String>,
+    variant: Option<String>,
+    allow_repeats: bool,
+    out: Option<PathBuf>,
+    resamples: usize,
+    level: f64,
+    seed: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -92,6 +113,36 @@ struct Priced {
 }
 
 pub fn suggest(args: &SuggestArgs) -> Result<i32> {
+    if args.pool.pool.is_some() {
+        let run = super::pool::PoolRun {
+            budget: args.budget,
+            resamples: args.resamples,
+            level: args.level,
+            seed: args.seed,
+        };
+        return super::pool::suggest_pool(&args.pool, &run);
+    }
+    let (Some(file), Some(law), Some(target), Some(budget)) =
+        (&args.file, args.law, &args.target, args.budget)
+    else {
+        bail!(
+            "suggest needs a sweep file, --law, --target and --budget (or --pool FILE.csv to choose among measured rows)"
+        );
+    };
+    let args = &SweepArgs {
+        file: file.clone(),
+        db: args.db.clone(),
+        law,
+        target: target.clone(),
+        budget,
+        candidates: args.candidates.clone(),
+        variant: args.variant.clone(),
+        allow_repeats: args.allow_repeats,
+        out: args.out.clone(),
+        resamples: args.resamples,
+        level: args.level,
+        seed: args.seed,
+    };
     #[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x > 0)` also refuses NaN
     if !(args.budget > 0.0 && args.budget.is_finite()) {
         bail!(
@@ -241,7 +292,7 @@ fn log_seed_noise(frames: &crate::analysis::Frames) -> Result<Option<(f64, usize
 
 /// What the law-generic part needs.
 struct LawInputs<'a> {
-    args: &'a SuggestArgs,
+    args: &'a SweepArgs,
     target: &'a TargetSpec,
     points: &'a Points,
     priced: &'a [Priced],
@@ -410,7 +461,7 @@ fn allocation(sweep: &Sweep) -> Option<Allocation> {
 /// The candidates (given or the sweep's axes extended), each expanded into its runs and priced;
 /// and, in words, those left out and why.
 fn price_candidates(
-    args: &SuggestArgs,
+    args: &SweepArgs,
     sweep: &Sweep,
     text: &str,
     done: &HashSet<String>,
@@ -666,7 +717,7 @@ fn product(variant: &Option<String>, axes: &[SweptAxis]) -> Vec<CandidatePoint> 
 }
 
 fn print_suggestion(
-    args: &SuggestArgs,
+    args: &SweepArgs,
     target: &TargetSpec,
     report: &FitReport,
     s: &Suggestion,
@@ -745,7 +796,7 @@ fn num(v: f64) -> String {
 /// The source sweep with the chosen candidates as new variants; checked by loading it as
 /// `plan` would.
 fn write_extended(
-    args: &SuggestArgs,
+    args: &SweepArgs,
     sweep: &Sweep,
     text: &str,
     out: &Path,

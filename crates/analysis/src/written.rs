@@ -37,6 +37,7 @@ pub fn spec_of(t: &WrittenLawToml) -> Result<LawSpec> {
         params,
         vars: t.vars.clone(),
         derived: t.derived.clone(),
+        scale: Default::default(),
     })
 }
 

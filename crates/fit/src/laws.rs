@@ -89,6 +89,11 @@ pub trait Law: Sync {
     fn profiled(&self) -> Vec<ProfileSpec> {
         Vec::new()
     }
+    /// The loss from what [`Law::log_predict`] returns: its exp for the laws in log form (all
+    /// but a written law on the raw scale, which returns L̂ itself).
+    fn loss_of(&self, v: f64) -> f64 {
+        v.exp()
+    }
     /// The natural parameters a derived quantity depends on: it is not identified when one of
     /// them is not. A quantity the data measure directly (a curve's gain over its sampled
     /// range) depends on none.

@@ -24,6 +24,7 @@
 //! [`isoflop_two_ways`] its allocation exponents beside approach 2's; [`estimate`] the
 //! serialisable result; [`design`] which runs to train next.
 
+pub mod acquire;
 pub mod bootstrap;
 pub mod depth;
 pub mod design;

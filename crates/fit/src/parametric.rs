@@ -306,8 +306,8 @@ pub fn heldout_check<L: Law>(
     let errs: Vec<f64> = test
         .iter()
         .map(|&i| {
-            let pred = law.log_predict(&ms.best.theta, design.row(i), &mut g).exp();
-            let obs = design.log_loss[i].exp();
+            let pred = law.loss_of(law.log_predict(&ms.best.theta, design.row(i), &mut g));
+            let obs = law.loss_of(design.log_loss[i]);
             ((pred - obs) / obs).abs()
         })
         .collect();

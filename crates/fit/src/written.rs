@@ -86,10 +86,27 @@ impl Range {
     fn default_starts(self) -> Vec<f64> {
         match self {
             Range::Positive => vec![0.01, 0.1, 1.0, 10.0, 100.0, 1000.0],
+            // A positive interval spanning decades (a scale in [1e-3, 1e9]) is started on a
+            // log-spaced grid, as its magnitude is what is unknown.
+            Range::Interval(lo, hi) if lo > 0.0 && hi / lo >= 1e3 => (1..=4)
+                .map(|k| lo * (hi / lo).powf(k as f64 / 5.0))
+                .collect(),
             Range::Interval(lo, hi) => (1..=4).map(|k| lo + (hi - lo) * k as f64 / 5.0).collect(),
             Range::Free => vec![-1.0, 0.0, 1.0],
         }
     }
+}
+
+/// On what scale the law is fitted and its predictions compared with the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Scale {
+    /// log L̂ against log L (the default): losses are positive and their errors relative.
+    #[default]
+    Log,
+    /// L̂ itself against L: for targets that may be zero or negative (a loss normalised by a
+    /// unigram baseline, a log-ratio) and for published laws fitted by least squares on the
+    /// raw target. `log_predict` then returns L̂, and the design holds raw targets.
+    Raw,
 }
 
 /// One parameter as declared.
@@ -111,6 +128,9 @@ pub struct LawSpec {
     /// Symbol → column, for variables whose column has another name.
     pub vars: Vec<(String, String)>,
     pub derived: Vec<(String, String)>,
+    /// Log (the default) or raw scale.
+    #[serde(default)]
+    pub scale: Scale,
 }
 
 /// A written law resolved against a source's columns.
@@ -126,6 +146,7 @@ pub struct WrittenLaw {
     /// The expression reading slots [params..., vars...].
     expr: Bound,
     derived: Vec<(String, Bound, Vec<String>)>,
+    scale: Scale,
 }
 
 /// Splits `target = expression`; a bare expression predicts `loss`.
@@ -264,7 +285,32 @@ impl WrittenLaw {
             params,
             expr: bound,
             derived,
+            scale: spec.scale,
         })
+    }
+
+    /// Log or raw scale (see [`Scale`]).
+    pub fn scale(&self) -> Scale {
+        self.scale
+    }
+
+    /// The design of points whose values are already known to be usable (the offline
+    /// acquisition loop builds one per refit): rows of variable values, targets on the law's
+    /// scale. No checks: the caller validated the source once.
+    pub fn design_of(&self, rows: Vec<f64>, y: &[f64]) -> Design {
+        Design {
+            width: self.vars.len(),
+            rows,
+            log_loss: y.iter().map(|&v| self.to_scale(v)).collect(),
+        }
+    }
+
+    /// An observed target on the fit's scale (its log, or itself).
+    pub fn to_scale(&self, y: f64) -> f64 {
+        match self.scale {
+            Scale::Log => y.ln(),
+            Scale::Raw => y,
+        }
     }
 
     /// The law as written, `target = expression`.
@@ -320,9 +366,10 @@ impl WrittenLaw {
                 })
             })
             .collect::<Result<_>>()?;
-        if let Some(bad) = y.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+        let usable = |v: f64| v.is_finite() && (self.scale == Scale::Raw || v > 0.0);
+        if let Some(bad) = y.iter().find(|v| !usable(**v)) {
             bail!(
-                "law `{}`: the target `{}` must be positive and finite (the fit is in log {}); found {bad}",
+                "law `{}`: the target `{}` must be positive and finite (the fit is in log {}; a target that may be zero or negative is fitted on the raw scale); found {bad}",
                 self.name,
                 self.target,
                 self.target
@@ -342,7 +389,7 @@ impl WrittenLaw {
         let design = Design {
             width: self.vars.len(),
             rows,
-            log_loss: y.iter().map(|v| v.ln()).collect(),
+            log_loss: y.iter().map(|&v| self.to_scale(v)).collect(),
         };
         let distinct = design.distinct_rows();
         if distinct <= self.params.len() {
@@ -388,6 +435,9 @@ impl WrittenLaw {
 /// log L̂ where the expression has no positive finite value.
 const OUT_OF_DOMAIN: f64 = 50.0;
 
+/// L̂ on the raw scale where the expression has no finite value: far from any target, finite.
+const OUT_OF_DOMAIN_RAW: f64 = 1e6;
+
 /// At most this many starts: a law of six parameters on six values each would have 46,656.
 const MAX_STARTS: usize = 512;
 
@@ -427,6 +477,23 @@ impl Law for WrittenLaw {
             grad.clear();
             grad.resize(x.len(), 0.0);
             let l = self.expr.eval_grad(x, grad, tape);
+            if self.scale == Scale::Raw {
+                if !l.is_finite() {
+                    g[..np].fill(0.0);
+                    return OUT_OF_DOMAIN_RAW;
+                }
+                for k in 0..np {
+                    let d = if k < dp.len() {
+                        dp[k]
+                    } else {
+                        self.params[k].range.value(th[k]).1
+                    };
+                    // A slope that is not finite (0^c differentiated in c) gives no direction.
+                    let v = grad[k] * d;
+                    g[k] = if v.is_finite() { v } else { 0.0 };
+                }
+                return l;
+            }
             if !(l > 0.0 && l.is_finite()) {
                 // No log of a non-positive or overflowed prediction: a large finite log loss
                 // (a NaN stalls the line search) with no slope, so the search steps back.
@@ -443,6 +510,12 @@ impl Law for WrittenLaw {
             }
             l.ln()
         })
+    }
+    fn loss_of(&self, v: f64) -> f64 {
+        match self.scale {
+            Scale::Log => v.exp(),
+            Scale::Raw => v,
+        }
     }
     fn natural(&self, th: &[f64]) -> Vec<(String, f64)> {
         self.params
@@ -560,6 +633,7 @@ pub fn schwethelm() -> LawSpec {
             ("n_opt_exponent".into(), "beta/(alpha+beta)".into()),
             ("d_opt_exponent".into(), "alpha/(alpha+beta)".into()),
         ],
+        scale: Scale::Log,
     }
 }
 
