@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::written::{WrittenFlags, law_spec};
-use crate::analysis::csv::split_record;
+use crate::analysis::csv::records;
 use crate::fit::BootstrapOptions;
 use crate::fit::acquire::{LoopOptions, Policy, Pool, clipped_r2, replay};
 use crate::fit::design::{RegionEnsemble, noise_sd};
@@ -76,28 +76,9 @@ impl CsvTable {
     pub fn read(path: &Path) -> Result<CsvTable> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let mut lines = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
-        let Some((_, header)) = lines.next() else {
-            bail!("{}: empty CSV file", path.display());
-        };
-        let header = split_record(header.trim_start_matches('\u{feff}'))?;
-        let mut cells = Vec::new();
-        for (i, line) in lines {
-            let r = split_record(line)?;
-            if r.len() != header.len() {
-                bail!(
-                    "{} line {}: {} fields, the header has {}",
-                    path.display(),
-                    i + 1,
-                    r.len(),
-                    header.len()
-                );
-            }
-            cells.push(r);
-        }
+        let (header, records) =
+            records(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let cells = records.into_iter().map(|(_, r)| r).collect();
         Ok(CsvTable {
             path: path.to_path_buf(),
             header,

@@ -90,14 +90,19 @@ pub fn read_points(path: impl AsRef<Path>, cols: &CsvColumns) -> Result<Points> 
     parse_points(&text, cols).with_context(|| format!("parsing {}", path.display()))
 }
 
-pub fn parse_points(text: &str, cols: &CsvColumns) -> Result<Points> {
+/// One CSV record: its 1-based line number and its fields.
+pub type Record = (usize, Vec<String>);
+
+/// A CSV text's header and records (each with its 1-based line number), every record as long as
+/// the header; blank lines and `#` comments are skipped, a byte-order mark is dropped.
+pub fn records(text: &str) -> Result<(Vec<String>, Vec<Record>)> {
     let mut lines = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
     let (_, header) = lines.next().ok_or_else(|| anyhow!("empty CSV"))?;
     let header = split_record(header.trim_start_matches('\u{feff}'))?;
-    let records: Vec<(usize, Vec<String>)> = lines
+    let records: Vec<Record> = lines
         .map(|(i, l)| split_record(l).map(|r| (i + 1, r)))
         .collect::<Result<_>>()?;
     for (line, r) in &records {
@@ -109,6 +114,11 @@ pub fn parse_points(text: &str, cols: &CsvColumns) -> Result<Points> {
             );
         }
     }
+    Ok((header, records))
+}
+
+pub fn parse_points(text: &str, cols: &CsvColumns) -> Result<Points> {
+    let (header, records) = records(text)?;
     let find = |name: &str| header.iter().position(|h| h == name);
     let numeric = |j: usize| -> Result<Vec<f64>> {
         records
@@ -182,24 +192,10 @@ pub fn read_numeric_columns(path: impl AsRef<Path>) -> Result<Vec<(String, Vec<f
 
 /// [`read_numeric_columns`] of a CSV text.
 pub fn numeric_columns(text: &str) -> Result<Vec<(String, Vec<f64>)>> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
-    let (_, header) = lines.next().ok_or_else(|| anyhow!("empty CSV"))?;
-    let header = split_record(header.trim_start_matches('\u{feff}'))?;
+    let (header, records) = records(text)?;
     let mut values: Vec<Option<Vec<f64>>> = header.iter().map(|_| Some(Vec::new())).collect();
-    for (i, line) in lines {
-        let r = split_record(line)?;
-        if r.len() != header.len() {
-            bail!(
-                "line {}: {} fields, header has {}",
-                i + 1,
-                r.len(),
-                header.len()
-            );
-        }
-        for (col, field) in values.iter_mut().zip(&r) {
+    for (_, r) in &records {
+        for (col, field) in values.iter_mut().zip(r) {
             let parsed = field.parse::<f64>().ok();
             match (col.as_mut(), parsed) {
                 (Some(v), Some(x)) => v.push(x),
