@@ -887,7 +887,6 @@ fn depth_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
 /// `--law-expr`: a written law over the source's columns, fitted as a built-in law is (with the
 /// bootstrap by replicate group where the sweep has seeds).
 fn written_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
-    use crate::fit::written::WrittenLaw;
     let flags = written::WrittenFlags {
         law_expr: args.law_expr.as_deref().unwrap_or_default(),
         params: &args.param,
@@ -916,20 +915,19 @@ fn written_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
         args.n.into(),
         &spec,
     )?;
+    let groups = replicates
+        .as_ref()
+        .map(|g| (g.iter().max().map_or(0, |m| m + 1), g.len()));
+    let (law, report) =
+        crate::analysis::written::fit_columns(&spec, &columns, replicates, &args.fit_options())?;
     if !args.json {
-        let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
-        let law = WrittenLaw::new(&spec, &names)?;
         println!("law {}: {}\n{}", spec.name, law.text(), law.roles());
-        if let Some(groups) = &replicates {
+        if let Some((groups, runs)) = groups {
             println!(
-                "bootstrap: resampling {} replicate groups (configurations with their seeds) of {} runs",
-                groups.iter().max().map_or(0, |m| m + 1),
-                groups.len()
+                "bootstrap: resampling {groups} replicate groups (configurations with their seeds) of {runs} runs"
             );
         }
     }
-    let (_, report) =
-        crate::analysis::written::fit_columns(&spec, &columns, replicates, &args.fit_options())?;
     let n_points = report.n_points;
     Ok((
         Fitted {
