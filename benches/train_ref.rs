@@ -17,7 +17,9 @@
 //! range, GFLOP/s (`train_flops_per_token`, attention over the full seq × seq square) against
 //! this CPU's nominal and measured (sgemm) peak, the losses at a few steps, a forward /
 //! backward / optimizer split of our step and a per-op breakdown of one block whose matmul row
-//! says what fraction of the best sgemm the products reach.
+//! says what fraction of the best sgemm the products reach. Before the models: this CPU (vendor,
+//! model, the SIMD flags kernels choose between, caches) and the rate of every matrix product of a
+//! step at its shape and layout, ours (`ops::matmul`) beside `torch.mm` (`benches/torch_gemm.py`).
 //!
 //! Environment: `BENCH_STEPS` (12), `BENCH_WARMUP` (3), `BENCH_REPEAT` (3), `BENCH_MODELS`
 //! (`gpt,looped`), `BENCH_PRECISION` (`fp32`; `make bench` sets `fp32,bf16`), `BENCH_PYTHON`
@@ -231,15 +233,20 @@ fn spread(xs: &[f64]) -> (f64, f64) {
         })
 }
 
-/// Peak f32 FLOP/s of `threads` cores from /proc/cpuinfo: GHz × SIMD lanes (8 with AVX2, 16
-/// with AVX-512) × 2 (fused multiply-add) × 2 FMA pipes per core.
+/// Peak f32 FLOP/s of `threads` cores: clock × SIMD lanes (8 with AVX2, 16 with AVX-512) × 2
+/// (fused multiply-add) × 2 FMA pipes per core. The clock is the faster of /proc/cpuinfo's
+/// (often the base clock on a virtual machine) and one measured by a chain of dependent adds
+/// ([`measured_clock_ghz`]): a peak below what a GEMM reaches is no peak.
 fn nominal_peak(threads: usize) -> (f64, String) {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let mhz = info
+    let listed = info
         .lines()
         .filter(|l| l.starts_with("cpu MHz"))
         .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
-        .fold(0.0, f64::max);
+        .fold(0.0, f64::max)
+        / 1e3;
+    let measured = measured_clock_ghz();
+    let ghz = listed.max(measured.unwrap_or(0.0));
     let flags = info
         .lines()
         .find(|l| l.starts_with("flags"))
@@ -253,12 +260,47 @@ fn nominal_peak(threads: usize) -> (f64, String) {
         4.0
     };
     let fma = if has("fma") { 2.0 } else { 1.0 };
-    let peak = threads as f64 * mhz / 1e3 * lanes * fma * 2.0 * 1e9;
-    let how = format!(
-        "{threads} cores × {:.2} GHz × {lanes} f32 lanes × {fma} (FMA) × 2 pipes",
-        mhz / 1e3
-    );
+    let peak = threads as f64 * ghz * lanes * fma * 2.0 * 1e9;
+    let clock = match measured {
+        Some(m) => format!("{ghz:.2} GHz (listed {listed:.2}, measured {m:.2})"),
+        None => format!("{ghz:.2} GHz (listed)"),
+    };
+    let how = format!("{threads} cores × {clock} × {lanes} f32 lanes × {fma} (FMA) × 2 pipes");
     (peak, how)
+}
+
+/// The clock one core runs at while busy, in GHz: a chain of dependent integer adds retires one
+/// add per cycle on every x86-64 core of the last two decades, so adds per second is cycles per
+/// second. Best of 5; `None` off x86-64.
+fn measured_clock_ghz() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const ADDS_PER_ITER: u64 = 64;
+        const ITERS: u64 = 2_000_000;
+        let best = (0..5)
+            .map(|_| {
+                let mut x: u64 = 0;
+                let t = Instant::now();
+                for _ in 0..ITERS {
+                    // SAFETY: register arithmetic only; no memory, no flags read afterwards.
+                    unsafe {
+                        std::arch::asm!(
+                            ".rept 64", "add {x}, 1", ".endr",
+                            x = inout(reg) x,
+                            options(nomem, nostack)
+                        );
+                    }
+                }
+                std::hint::black_box(x);
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min);
+        Some((ITERS * ADDS_PER_ITER) as f64 / best / 1e9)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
 }
 
 /// Best-of-5 GFLOP/s of a 1024³ f32 matmul through candle (gemm crate), i.e. the attainable peak.
@@ -274,6 +316,191 @@ fn measured_sgemm() -> f64 {
             2.0 * 1024f64.powi(3) / t.elapsed().as_secs_f64()
         })
         .fold(0.0, f64::max)
+}
+
+/// This CPU as the bench sees it: vendor, model, family/model numbers, the SIMD flags the
+/// kernels choose between, and the cache sizes (from /proc/cpuinfo and sysfs).
+fn cpu_report() -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let flags = field("flags");
+    let wanted = [
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512_bf16",
+        "avx512_fp16",
+        "avx512_vnni",
+        "amx_bf16",
+        "amx_tile",
+    ];
+    let have: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|f| flags.split_whitespace().any(|x| x == *f))
+        .collect();
+    let mut caches = Vec::new();
+    for i in 0..8 {
+        let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
+        let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).ok();
+        let (Some(level), Some(kind), Some(size)) = (read("level"), read("type"), read("size"))
+        else {
+            break;
+        };
+        let kind = match kind.trim() {
+            "Data" => "d",
+            "Instruction" => "i",
+            _ => "",
+        };
+        caches.push(format!("L{}{kind} {}", level.trim(), size.trim()));
+    }
+    vec![
+        format!(
+            "cpu: {} — {} (family {}, model {})",
+            field("vendor_id"),
+            field("model name"),
+            field("cpu family"),
+            field("model")
+        ),
+        format!(
+            "cpu: flags that choose kernels: {}; caches (per core or shared): {}",
+            have.join(" "),
+            caches.join(", ")
+        ),
+    ]
+}
+
+/// The matrix products of one block's training step at the reference shapes, as
+/// (what, M, K, N, A transposed, B transposed): the forward x·W, and the backward's
+/// dX = dY·Wᵀ and dW = Xᵀ·dY, which read one operand through a transposed view.
+fn step_gemms() -> Vec<(&'static str, usize, usize, usize, bool, bool)> {
+    let n = BATCH * SEQ;
+    vec![
+        ("fwd qkv x·W", n, D, 3 * D, false, false),
+        ("fwd out x·W", n, D, D, false, false),
+        ("fwd mlp-in x·W", n, D, 4 * D, false, false),
+        ("fwd mlp-out h·W", n, 4 * D, D, false, false),
+        ("bwd qkv dY·Wᵀ", n, 3 * D, D, false, true),
+        ("bwd mlp-in dY·Wᵀ", n, 4 * D, D, false, true),
+        ("bwd mlp-out dY·Wᵀ", n, D, 4 * D, false, true),
+        ("bwd qkv Xᵀ·dY", D, n, 3 * D, true, false),
+        ("bwd mlp-in Xᵀ·dY", D, n, 4 * D, true, false),
+        ("bwd mlp-out Hᵀ·dY", 4 * D, n, D, true, false),
+    ]
+}
+
+/// Best-of-10 GFLOP/s of `ops::matmul` (the trainer's product at `precision`) at one shape.
+fn our_gemm(m: usize, k: usize, n: usize, ta: bool, tb: bool, precision: Precision) -> f64 {
+    let dev = Device::Cpu;
+    let operand = |rows: usize, cols: usize, transposed: bool| {
+        if transposed {
+            Tensor::randn(0f32, 1.0, (cols, rows), &dev)
+                .unwrap()
+                .t()
+                .unwrap()
+        } else {
+            Tensor::randn(0f32, 1.0, (rows, cols), &dev).unwrap()
+        }
+    };
+    let (a, b) = (operand(m, k, ta), operand(k, n, tb));
+    autocast(precision, || {
+        let _ = ops::matmul(&a, &b).unwrap();
+        (0..10)
+            .map(|_| {
+                let t = Instant::now();
+                let _ = ops::matmul(&a, &b).unwrap();
+                2.0 * (m * k * n) as f64 / t.elapsed().as_secs_f64() / 1e9
+            })
+            .fold(0.0, f64::max)
+    })
+}
+
+/// `torch.mm` at the same shapes and precision (`benches/torch_gemm.py`), in GFLOP/s.
+fn torch_gemms(python: &str, precision: Precision, threads: usize) -> Option<Vec<f64>> {
+    let shapes: Vec<String> = step_gemms()
+        .iter()
+        .map(|&(_, m, k, n, ta, tb)| format!("{m},{k},{n},{},{}", ta as u8, tb as u8))
+        .collect();
+    let out = Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/torch_gemm.py"
+        ))
+        .args(["--shapes", &shapes.join(";")])
+        .args(["--threads", &threads.to_string()])
+        .args(["--precision", precision.name()])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let json: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last()?).ok()?;
+    json["gflops"]
+        .as_array()?
+        .iter()
+        .map(|v| v.as_f64())
+        .collect()
+}
+
+/// The GEMM rate of each product of a step, ours beside torch.mm's, and each as a share of
+/// the nominal peak: where a gap against PyTorch comes from, read off one table.
+fn gemm_table(precision: Precision, python: Option<&str>, threads: usize, f32_peak: f64) {
+    // AVX512-BF16's dot product does two multiply-adds per f32 lane: twice the f32 peak.
+    let peak = match precision {
+        Precision::Bf16 => 2.0 * f32_peak,
+        Precision::Fp32 => f32_peak,
+    };
+    let theirs = python.and_then(|p| torch_gemms(p, precision, threads));
+    println!(
+        "  GEMMs of a step ({}), GFLOP/s best of 10 (% of the nominal {} peak, {:.0} GFLOP/s):",
+        precision.name(),
+        precision.name(),
+        peak / 1e9
+    );
+    println!(
+        "    {:<20} {:>16} {:>16} {:>16} {:>6}",
+        "product", "M×K×N", "loopscale", "torch.mm", "ratio"
+    );
+    let (mut ours_sum, mut theirs_sum, mut flops_sum) = (0.0, 0.0, 0.0);
+    for (i, &(what, m, k, n, ta, tb)) in step_gemms().iter().enumerate() {
+        let ours = our_gemm(m, k, n, ta, tb, precision);
+        let flops = 2.0 * (m * k * n) as f64;
+        // Time-weighted: the step's GEMM rate is total FLOPs over total time.
+        ours_sum += flops / ours;
+        flops_sum += flops;
+        let pct = |g: f64| format!("{g:.0} ({:.0}%)", 100.0 * g * 1e9 / peak);
+        let (t, ratio) = match theirs.as_ref().and_then(|v| v.get(i)) {
+            Some(&g) => {
+                theirs_sum += flops / g;
+                (pct(g), format!("{:.2}", ours / g))
+            }
+            None => ("—".into(), "—".into()),
+        };
+        println!(
+            "    {what:<20} {:>16} {:>16} {t:>16} {ratio:>6}",
+            format!("{m}×{k}×{n}"),
+            pct(ours)
+        );
+    }
+    let ours = flops_sum / ours_sum;
+    let pct = |g: f64| format!("{g:.0} ({:.0}%)", 100.0 * g * 1e9 / peak);
+    let (t, ratio) = if theirs_sum > 0.0 {
+        let g = flops_sum / theirs_sum;
+        (pct(g), format!("{:.2}", ours / g))
+    } else {
+        ("—".into(), "—".into())
+    };
+    println!(
+        "    {:<20} {:>16} {:>16} {t:>16} {ratio:>6}",
+        "all, by time",
+        "",
+        pct(ours)
+    );
 }
 
 fn ms(t: Instant) -> f64 {
@@ -610,6 +837,9 @@ fn main() {
         "peak: {:.1} GFLOP/s measured (best 1024³ sgemm through candle)",
         sgemm / 1e9
     );
+    for line in cpu_report() {
+        println!("{line}");
+    }
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         println!("load average: {}", load.trim());
     }
@@ -620,11 +850,22 @@ fn main() {
         println!("BENCH_PYTHON unset: PyTorch skipped (make bench installs and sets it)");
     }
 
-    for name in models.split(',') {
+    // The products a step is made of, ours beside torch.mm's, once per precision: the two
+    // models share these shapes.
+    for precision in precisions.split(',') {
+        let precision = match precision.trim() {
+            "bf16" if loopscale::model::bf16_available() => Precision::Bf16,
+            "fp32" => Precision::Fp32,
+            _ => continue,
+        };
+        gemm_table(precision, python.as_deref(), threads, peak);
+    }
+
+    for name in models.split(',').filter(|m| m.trim() != "none") {
         let arch = match name.trim() {
             "gpt" => Arch::Gpt,
             "looped" => Arch::Looped,
-            other => panic!("BENCH_MODELS: unknown model {other:?} (expected gpt, looped)"),
+            other => panic!("BENCH_MODELS: unknown model {other:?} (expected gpt, looped, none)"),
         };
         for precision in precisions.split(',') {
             let precision = match precision.trim() {

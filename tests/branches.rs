@@ -415,7 +415,10 @@ fn a_recast_run_starts_from_its_parent_gpts_end_and_is_drawn_against_it() {
                 .as_str(),
         )
         .unwrap();
-    assert_eq!(exits.rows[0][0], "2", "one row per threshold");
+    assert_eq!(
+        exits.rows[0][0], "4",
+        "one row per threshold and cap (training depth 2, deepest test_loops 3)"
+    );
     let built = loopscale::report::build(
         &loopscale::report::resolve(&db, &[]).unwrap(),
         &dir.path().join("report"),

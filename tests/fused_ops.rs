@@ -321,3 +321,43 @@ fn no_grad_evaluation_records_nothing_and_gives_the_same_loss() {
         assert!(model.loss(&inputs, &targets).unwrap().track_op());
     }
 }
+
+#[test]
+fn matmuls_repeat_bit_for_bit_and_match_a_float64_product() {
+    // The products of a step through `ops::matmul`, at a step's layouts (a transposed operand as
+    // in the backward): the kernel the CPU is given at run time (AVX-512 where the CPU has it,
+    // else AVX2 + FMA; `gemm`'s `x86-v4` feature) must give the same bits on every call with
+    // the same thread count — what makes a resumed run bit-identical — and the right product.
+    let mut rng = StdRng::seed_from_u64(9);
+    let (m, k, n) = (256, 192, 384);
+    for (ta, tb) in [(false, false), (false, true), (true, false)] {
+        let a = random(&mut rng, &[m, k], DType::F32);
+        let b = random(&mut rng, &[k, n], DType::F32);
+        // The same values, read through a transposed view where asked.
+        let view = |x: &Tensor, transposed: bool| {
+            if transposed {
+                x.t().unwrap().contiguous().unwrap().t().unwrap()
+            } else {
+                x.clone()
+            }
+        };
+        let (av, bv) = (view(&a, ta), view(&b, tb));
+        let first = loopscale::model::ops::matmul(&av, &bv).unwrap();
+        let again = loopscale::model::ops::matmul(&av, &bv).unwrap();
+        assert_eq!(max_abs_diff(&first, &again), 0.0, "ta {ta} tb {tb}");
+        let (a64, b64) = (
+            a.to_dtype(DType::F64).unwrap().to_vec2::<f64>().unwrap(),
+            b.to_dtype(DType::F64).unwrap().to_vec2::<f64>().unwrap(),
+        );
+        let got = first.to_vec2::<f32>().unwrap();
+        let mut worst = 0f64;
+        for i in 0..m {
+            for j in 0..n {
+                let exact: f64 = (0..k).map(|p| a64[i][p] * b64[p][j]).sum();
+                worst = worst.max((got[i][j] as f64 - exact).abs());
+            }
+        }
+        // f32 accumulation over k = 192 products of unit normals: errors of order 1e-5.
+        assert!(worst < 1e-3, "ta {ta} tb {tb}: off by {worst}");
+    }
+}

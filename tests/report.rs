@@ -120,6 +120,7 @@ fn finish_at(store: &mut Store, run: &NewRun, mu: Option<f64>, final_loss: f64) 
         wall_seconds: 3.0,
         tokens_per_second: 1000.0,
         loss_spikes: 0,
+        time: Default::default(),
     };
     store
         .finish_attempt(&run.key, attempt, &steps, &evals, &outcome)

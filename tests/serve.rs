@@ -141,6 +141,7 @@ fn live_database(dir: &Path) -> (PathBuf, Vec<String>) {
         wall_seconds: 10.0,
         tokens_per_second: 1000.0,
         loss_spikes: 0,
+        time: Default::default(),
     };
     store
         .finish_attempt(&keys[0], attempt, &steps, &evals, &outcome)

@@ -127,6 +127,7 @@ fn merging_a_shard_makes_the_database_equal_it_and_is_idempotent() {
         wall_seconds: 1.5,
         tokens_per_second: 200.0,
         loss_spikes: 0,
+        time: Default::default(),
     };
     let steps = [step(1, 3.0), step(2, 2.8), step(3, 2.6)];
     shard

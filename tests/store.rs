@@ -9,7 +9,7 @@ use loopscale::store::{
     APPLICATION_ID, FitParamKind, FitParamRecord, FitRecord, NewRun, RunStatus, SCHEMA_VERSION,
     Store, StoreError, Table,
 };
-use loopscale::train::{EvalMetrics, IclError, RunEnd, RunOutcome, StepMetrics};
+use loopscale::train::{EvalMetrics, IclError, RunEnd, RunOutcome, StepMetrics, TimeSplit};
 
 fn config(seed: u64) -> RunConfig {
     RunConfig {
@@ -63,6 +63,7 @@ fn outcome() -> RunOutcome {
         wall_seconds: 1.5,
         tokens_per_second: 200.0,
         loss_spikes: 0,
+        time: Default::default(),
     }
 }
 
@@ -307,6 +308,48 @@ fn a_finished_attempt_has_its_metrics_and_a_resume_discards_rows_after_its_check
             vec!["2".to_string(), "done".into()]
         ]
     );
+}
+
+#[test]
+fn each_attempts_time_split_is_stored_and_summed_over_the_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    let runs = [new_run(0), new_run(1), new_run(2)];
+    store.register_sweep("s", "", "s.toml", "", &runs).unwrap();
+    assert_eq!(store.sweep_time_split("s").unwrap(), None);
+    let split = |k: f64| TimeSplit {
+        steps: 10.0 * k,
+        evals: 1.0 * k,
+        test_evals: 0.5 * k,
+        decode_evals: 0.25 * k,
+        checkpoints: 2.0 * k,
+        records: 0.125 * k,
+        total: 14.0 * k,
+    };
+    for (run, k) in runs.iter().zip([1.0, 2.0]) {
+        store.start_attempt(&run.key, None).unwrap();
+        let outcome = RunOutcome {
+            time: split(k),
+            ..outcome()
+        };
+        store
+            .finish_attempt(&run.key, 1, &[], &[], &outcome)
+            .unwrap();
+    }
+    // A trainer that does not split its time (another program) leaves NULLs, not zeros.
+    store.start_attempt(&runs[2].key, None).unwrap();
+    store
+        .finish_attempt(&runs[2].key, 1, &[], &[], &outcome())
+        .unwrap();
+    let (sum, attempts) = store.sweep_time_split("s").unwrap().unwrap();
+    assert_eq!(attempts, 2);
+    assert_eq!(sum, split(3.0));
+    assert!((sum.other() - 3.0 * 0.125).abs() < 1e-12, "{}", sum.other());
+    assert_eq!(sum.since(&split(1.0)), split(2.0));
+    let nulls = store
+        .query("SELECT count(*) FROM attempts WHERE seconds_total IS NULL")
+        .unwrap();
+    assert_eq!(nulls.rows, vec![vec!["1".to_string()]]);
 }
 
 #[test]
@@ -725,6 +768,10 @@ fn schedules_are_stored_per_eval_and_version_2_stores_migrate() {
          ALTER TABLE evals DROP COLUMN schedule;
          ALTER TABLE evals DROP COLUMN position_accuracy;
          ALTER TABLE evals DROP COLUMN accuracy; DROP TABLE icl_errors;
+         ALTER TABLE attempts DROP COLUMN seconds_steps; ALTER TABLE attempts DROP COLUMN seconds_evals;
+         ALTER TABLE attempts DROP COLUMN seconds_test_evals; ALTER TABLE attempts DROP COLUMN seconds_decode_evals;
+         ALTER TABLE attempts DROP COLUMN seconds_checkpoints; ALTER TABLE attempts DROP COLUMN seconds_records;
+         ALTER TABLE attempts DROP COLUMN seconds_total;
          CREATE UNIQUE INDEX evals_unique ON evals(run_key, step, IFNULL(test_loops, -1));
          PRAGMA user_version = 2;",
     )
@@ -936,7 +983,11 @@ fn accuracy_and_icl_errors_are_stored_and_version_3_stores_migrate() {
     // Back to version 3: no accuracy column, no icl_errors table.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "ALTER TABLE evals DROP COLUMN position_accuracy; ALTER TABLE evals DROP COLUMN accuracy;
+        "ALTER TABLE attempts DROP COLUMN seconds_steps; ALTER TABLE attempts DROP COLUMN seconds_evals;
+         ALTER TABLE attempts DROP COLUMN seconds_test_evals; ALTER TABLE attempts DROP COLUMN seconds_decode_evals;
+         ALTER TABLE attempts DROP COLUMN seconds_checkpoints; ALTER TABLE attempts DROP COLUMN seconds_records;
+         ALTER TABLE attempts DROP COLUMN seconds_total;
+         ALTER TABLE evals DROP COLUMN position_accuracy; ALTER TABLE evals DROP COLUMN accuracy;
          DROP TABLE icl_errors; PRAGMA user_version = 3;",
     )
     .unwrap();
@@ -947,7 +998,7 @@ fn accuracy_and_icl_errors_are_stored_and_version_3_stores_migrate() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 10);
+    assert_eq!(SCHEMA_VERSION, 11);
     // Version 8: `decode_evals`, and `runs` rebuilt so that a run's role may be 'melt' (the
     // rebuilt table keeps every run).
     let conn = rusqlite::Connection::open(&path).unwrap();

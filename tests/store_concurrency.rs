@@ -91,6 +91,7 @@ fn concurrent_writers_lose_no_row_and_never_see_a_locked_database() {
                     wall_seconds: 1.0,
                     tokens_per_second: 1.0,
                     loss_spikes: 0,
+                    time: Default::default(),
                 };
                 store
                     .finish_attempt(&key, attempt, &[], &[], &outcome)

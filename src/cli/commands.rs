@@ -13,7 +13,7 @@ use crate::engine::resources::gib;
 use crate::engine::{self, RunOptions};
 use crate::store::{RunProgress, RunRow, RunStatus, Store};
 use crate::sweep::Sweep;
-use crate::train::{RunCost, checkpoint};
+use crate::train::{RunCost, TimeSplit, checkpoint};
 
 /// Runs a parsed command line; returns the process exit code. `interrupts` counts the stop
 /// requests (Ctrl-C, SIGTERM) the program's signal handler received: `run` and `worker` stop
@@ -318,12 +318,24 @@ fn run(args: &RunArgs, interrupts: &engine::Interrupts) -> anyhow::Result<i32> {
         plain: args.plain,
         interrupts: interrupts.clone(),
     };
+    let time_before = recorded_time_split(&db, &sweep.name);
+    let started = std::time::Instant::now();
     let summary = engine::run_sweep(&sweep, &options)?;
+    let wall = started.elapsed().as_secs_f64();
     println!();
     print!(
         "{}",
         runs_table(&sweep, &summary.runs, &HashMap::new(), None, None)
     );
+    if let Some((now, attempts)) = recorded_time_split(&db, &sweep.name) {
+        let (earlier, attempts_before) = time_before.unwrap_or_default();
+        if attempts > attempts_before {
+            println!();
+            for line in time_split_lines(&now.since(&earlier), wall, args.jobs) {
+                println!("{line}");
+            }
+        }
+    }
     let count = |s: RunStatus| summary.runs.iter().filter(|r| r.status == s).count();
     println!();
     println!(
@@ -345,6 +357,65 @@ fn run(args: &RunArgs, interrupts: &engine::Interrupts) -> anyhow::Result<i32> {
         return Ok(130);
     }
     Ok(if count(RunStatus::Failed) > 0 { 1 } else { 0 })
+}
+
+/// The sweep's summed time split and how many attempts recorded one (`None` before any has,
+/// or when the database cannot be read: the split is a report, never a reason to fail).
+fn recorded_time_split(db: &Path, sweep: &str) -> Option<(TimeSplit, u64)> {
+    if !db.exists() {
+        return None;
+    }
+    Store::open_read_only(db)
+        .ok()?
+        .sweep_time_split(sweep)
+        .ok()?
+}
+
+/// Where this `run`'s time went: the attempts' time by part, as shares of the time spent in
+/// attempts, and the part of the workers' wall time spent outside any attempt (starting
+/// workers, loading corpora, building models, merging shards).
+fn time_split_lines(t: &TimeSplit, wall: f64, jobs: usize) -> Vec<String> {
+    let share = |x: f64| {
+        if t.total > 0.0 {
+            100.0 * x / t.total
+        } else {
+            0.0
+        }
+    };
+    let parts = [
+        ("steps", t.steps),
+        ("evals", t.evals),
+        ("test-time evals", t.test_evals),
+        ("decode evals", t.decode_evals),
+        ("checkpoints", t.checkpoints),
+        ("database writes", t.records),
+        ("other", t.other()),
+    ];
+    let listed: Vec<String> = parts
+        .iter()
+        .map(|(what, x)| format!("{what} {:.1}%", share(*x)))
+        .collect();
+    // Workers' capacity over the command's wall time: what the attempts did not fill.
+    let capacity = wall * jobs as f64;
+    let outside_attempts = (capacity - t.total).max(0.0);
+    vec![
+        format!(
+            "time in training attempts: {} ({}); outside training steps: {:.1}%",
+            human_duration(t.total),
+            listed.join(", "),
+            share(t.total - t.steps)
+        ),
+        format!(
+            "time outside attempts: {:.1}% of {} × {jobs} job(s) (worker start-up, corpora, model \
+             builds, merging, idle slots)",
+            if capacity > 0.0 {
+                100.0 * outside_attempts / capacity
+            } else {
+                0.0
+            },
+            human_duration(wall)
+        ),
+    ]
 }
 
 /// One row per run with its outcome, in the sweep file's order.

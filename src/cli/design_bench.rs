@@ -35,6 +35,10 @@ pub struct DesignBenchArgs {
     /// Only the first N laws of each task (quick runs).
     #[arg(long)]
     pub max_laws: Option<usize>,
+    /// γ of `suggest`'s choice: variance drop per cost^γ (1: per unit cost; the paper's method
+    /// uses 0.3–0.4).
+    #[arg(long, default_value_t = 1.0, value_name = "GAMMA")]
+    pub cost_exponent: f64,
 }
 
 #[derive(Deserialize)]
@@ -208,7 +212,16 @@ pub fn design_bench(args: &DesignBenchArgs) -> Result<i32> {
     let file: LawFile =
         toml::from_str(&text).with_context(|| format!("parsing {}", laws_path.display()))?;
     let paper = published(&args.data.join("table2.csv"))?;
-    let opts = LoopOptions::default();
+    if !(args.cost_exponent.is_finite() && args.cost_exponent >= 0.0) {
+        bail!(
+            "--cost-exponent {}: expected a number ≥ 0",
+            args.cost_exponent
+        );
+    }
+    let opts = LoopOptions {
+        cost_exponent: args.cost_exponent,
+        ..LoopOptions::default()
+    };
     let policies = [Policy::Suggest, Policy::Random, Policy::Cheapest];
     // (task label, budget label) → policy → R² values over laws and repeats.
     let mut results: Vec<TaskResult> = Vec::new();

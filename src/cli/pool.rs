@@ -63,6 +63,11 @@ pub struct PoolArgs {
     /// Repeats of --replay (seeds 0, 1, …).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// γ of the choice: the largest drop of the region's variance per cost^γ. 1 is per unit
+    /// cost; below 1 favours costlier rows (ScaleBench's paper uses γ ≈ 0.3–0.4), 0 ignores cost
+    /// within the budget.
+    #[arg(long, default_value_t = 1.0, value_name = "GAMMA", requires = "pool")]
+    pub cost_exponent: f64,
 }
 
 /// A CSV file read as text cells, for columns that may be numbers, text or empty.
@@ -203,6 +208,12 @@ pub fn suggest_pool(p: &PoolArgs, run: &PoolRun) -> Result<i32> {
             "--pool needs the law as an expression over its columns: --law-expr 'loss = E + A*N^(-alpha)'"
         );
     };
+    if !(p.cost_exponent.is_finite() && p.cost_exponent >= 0.0) {
+        bail!(
+            "--cost-exponent {}: expected a number ≥ 0 (1: per unit cost; 0.3–0.4: the ScaleBench paper's)",
+            p.cost_exponent
+        );
+    }
     let table = CsvTable::read(path)?;
     let mut spec = law_spec(
         &WrittenFlags {
@@ -255,6 +266,7 @@ pub fn suggest_pool(p: &PoolArgs, run: &PoolRun) -> Result<i32> {
             &p.budget_frac,
             p.repeats,
             delta,
+            p.cost_exponent,
         );
     }
     let Some(budget) = run.budget else {
@@ -301,7 +313,8 @@ pub fn suggest_pool(p: &PoolArgs, run: &PoolRun) -> Result<i32> {
         Some(r) => r.iter().map(|r| &r[..]).collect(),
         None => cand_rows.clone(),
     };
-    let ens = RegionEnsemble::new(&law, &members, &cand_rows, &region);
+    let ens = RegionEnsemble::new(&law, &members, &cand_rows, &region)
+        .with_cost_exponent(p.cost_exponent);
     if ens.members < 10 {
         bail!(
             "only {} bootstrap members predict every candidate and region point finitely: too few to say which rows would teach most",
@@ -354,6 +367,7 @@ fn replay_pool(
     fracs: &[f64],
     repeats: usize,
     delta: f64,
+    cost_exponent: f64,
 ) -> Result<i32> {
     if fracs.iter().any(|f| !(*f > 0.0 && *f <= 1.0)) || fracs.windows(2).any(|w| w[0] >= w[1]) {
         bail!("--budget-frac: fractions in (0, 1], ascending, e.g. 0.01,0.05,0.1");
@@ -368,6 +382,7 @@ fn replay_pool(
     };
     let opts = LoopOptions {
         huber_delta: delta,
+        cost_exponent,
         ..LoopOptions::default()
     };
     println!(

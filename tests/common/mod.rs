@@ -211,6 +211,7 @@ pub fn record_finished(
             wall_seconds: 1.0,
             tokens_per_second: 1.0,
             loss_spikes: 0,
+            time: Default::default(),
         };
         store
             .finish_attempt(&run.key, attempt, &[], &[], &outcome)

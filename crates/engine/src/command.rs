@@ -523,6 +523,7 @@ impl RowState {
                 0.0
             },
             loss_spikes: count_loss_spikes(self.losses.iter().copied()),
+            time: Default::default(),
         }
     }
 }

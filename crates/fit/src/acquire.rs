@@ -68,6 +68,8 @@ pub struct LoopOptions {
     /// Bootstrap resamples of the ensemble `suggest` reads.
     pub resamples: usize,
     pub solver: SolverOptions,
+    /// γ of `suggest`'s choice: variance drop per cost^γ ([`RegionEnsemble::cost_exponent`]).
+    pub cost_exponent: f64,
 }
 
 impl Default for LoopOptions {
@@ -81,6 +83,7 @@ impl Default for LoopOptions {
                 max_iters: 400,
                 ..SolverOptions::default()
             },
+            cost_exponent: 1.0,
         }
     }
 }
@@ -317,7 +320,8 @@ fn plan<L: Law>(
     if members.len() < 10 {
         return Vec::new();
     }
-    let ens = RegionEnsemble::new(law, &members, &pool.rows, &pool.region);
+    let ens = RegionEnsemble::new(law, &members, &pool.rows, &pool.region)
+        .with_cost_exponent(opts.cost_exponent);
     if ens.members < 10 {
         return Vec::new();
     }

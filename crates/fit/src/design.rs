@@ -259,6 +259,10 @@ pub struct RegionEnsemble {
     pub region: Vec<Vec<f64>>,
     /// Members kept (those with a finite prediction everywhere).
     pub members: usize,
+    /// γ of the choice's denominator cost^γ: 1 (the default) is variance drop per unit cost;
+    /// below 1 favours costlier rows, which constrain a law's large-scale behaviour that many
+    /// cheap rows do not (the ScaleBench paper, arXiv 2604.22753, divides by cost^γ, γ ≈ 0.3–0.4).
+    pub cost_exponent: f64,
 }
 
 impl RegionEnsemble {
@@ -292,7 +296,14 @@ impl RegionEnsemble {
             candidates: (0..nc).map(centred).collect(),
             region: (nc..nc + region_rows.len()).map(centred).collect(),
             members: b,
+            cost_exponent: 1.0,
         }
+    }
+
+    /// The same ensemble choosing by variance drop per cost^γ.
+    pub fn with_cost_exponent(mut self, gamma: f64) -> RegionEnsemble {
+        self.cost_exponent = gamma;
+        self
     }
 
     fn dot(&self, a: &[f64], c: &[f64]) -> f64 {
@@ -364,7 +375,7 @@ impl RegionEnsemble {
                     })
                     .sum::<f64>()
                     / var;
-                let per = gain / costs[i];
+                let per = gain / costs[i].powf(self.cost_exponent);
                 if gain > min_gain * v_now && best.is_none_or(|(_, p, _)| per > p) {
                     best = Some((i, per, gain));
                 }

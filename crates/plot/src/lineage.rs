@@ -196,9 +196,10 @@ pub fn recast(frames: &Frames) -> Built {
         series,
         zero_line: false,
     }];
-    let (x_keys, thresholds, mean_loops, x_loss) = (
+    let (x_keys, thresholds, caps, mean_loops, x_loss) = (
         strs(&frames.exits, "run_key")?,
         f64s(&frames.exits, "threshold")?,
+        f64s(&frames.exits, "max_loops")?,
         f64s(&frames.exits, "mean_loops")?,
         f64s(&frames.exits, "val_loss")?,
     );
@@ -208,18 +209,26 @@ pub fn recast(frames: &Frames) -> Built {
         if rows.is_empty() {
             continue;
         }
-        let pts: Vec<(f64, f64)> = rows.iter().map(|&r| (mean_loops[r], x_loss[r])).collect();
-        let ts: Vec<String> = rows.iter().map(|&r| format!("{}", thresholds[r])).collect();
-        exit_series.push(Series::new(
-            Some(format!(
-                "{}: exit at confidence > {}",
-                label(key),
-                ts.join(", ")
-            )),
-            colour,
-            Kind::Markers,
-            pts,
-        ));
+        // One series per cap on the loops a token may run (the training depth, the deepest
+        // test_loops).
+        let mut run_caps: Vec<f64> = rows.iter().map(|&r| caps[r]).collect();
+        run_caps.sort_by(f64::total_cmp);
+        run_caps.dedup();
+        for cap in run_caps {
+            let at: Vec<usize> = rows.iter().copied().filter(|&r| caps[r] == cap).collect();
+            let pts: Vec<(f64, f64)> = at.iter().map(|&r| (mean_loops[r], x_loss[r])).collect();
+            let ts: Vec<String> = at.iter().map(|&r| format!("{}", thresholds[r])).collect();
+            exit_series.push(Series::new(
+                Some(format!(
+                    "{}: exit at confidence > {}, at most {cap} loops",
+                    label(key),
+                    ts.join(", ")
+                )),
+                colour,
+                Kind::Markers,
+                pts,
+            ));
+        }
         exit_series.push(Series::new(
             Some(format!("{}: every token the same loops", label(key))),
             colour,

@@ -8,7 +8,7 @@ use std::time::Duration;
 pub const APPLICATION_ID: i32 = 0x4c4f_4f50;
 
 /// Schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 10;
+pub const SCHEMA_VERSION: i32 = 11;
 
 /// The oldest schema a read-only open accepts: every later version only adds columns that
 /// readers (status, sql, fit, report) do not need, so an older store is read as it is.
@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrate_melt.sql"),
     include_str!("migrate_bytes_per_token.sql"),
     include_str!("migrate_text_passes.sql"),
+    include_str!("migrate_time_split.sql"),
 ];
 
 /// The views (`CREATE VIEW IF NOT EXISTS ...`), not a migration: every open makes sure they exist.

@@ -8,6 +8,7 @@ use loopscale_config::RunConfig;
 use loopscale_model::Arch;
 use loopscale_train::{
     DecodeEvalMetrics, EvalMetrics, ExitEvalMetrics, IclError, RunEnd, RunOutcome, StepMetrics,
+    TimeSplit,
 };
 
 /// Life cycle of a run. `done`, `diverged` are final; the others are picked up by the next `run`.
@@ -399,7 +400,7 @@ impl Store {
     }
 
     /// Records early-exit evaluations (LoopUS), replacing any earlier row of the same run,
-    /// step and threshold (one transaction).
+    /// step, threshold and cap (one transaction).
     pub fn record_exit_evals(
         &mut self,
         key: &str,
@@ -499,12 +500,64 @@ impl Store {
                     outcome.text_passes.and_then(finite),
                 ],
             )?;
+            let t = &outcome.time;
+            // A trainer that does not split its time (another program) leaves the columns NULL.
+            let seconds = |x: f64| (t.total > 0.0).then_some(x);
             tx.execute(
-                &format!("UPDATE attempts SET status = ?3, error = ?4, finished_at = {NOW} WHERE run_key = ?1 AND attempt = ?2"),
-                params![key, attempt, status.as_str(), error],
+                &format!(
+                    "UPDATE attempts SET status = ?3, error = ?4, finished_at = {NOW},
+                     seconds_steps = ?5, seconds_evals = ?6, seconds_test_evals = ?7,
+                     seconds_decode_evals = ?8, seconds_checkpoints = ?9, seconds_records = ?10,
+                     seconds_total = ?11
+                     WHERE run_key = ?1 AND attempt = ?2"
+                ),
+                params![
+                    key,
+                    attempt,
+                    status.as_str(),
+                    error,
+                    seconds(t.steps),
+                    seconds(t.evals),
+                    seconds(t.test_evals),
+                    seconds(t.decode_evals),
+                    seconds(t.checkpoints),
+                    seconds(t.records),
+                    seconds(t.total),
+                ],
             )?;
             Ok(())
         })
+    }
+
+    /// The time split of every attempt of `sweep` that recorded one, summed, with how many
+    /// attempts it covers (`None` when no attempt recorded a split).
+    pub fn sweep_time_split(&self, sweep: &str) -> Result<Option<(TimeSplit, u64)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*), SUM(a.seconds_steps), SUM(a.seconds_evals), SUM(a.seconds_test_evals),
+                        SUM(a.seconds_decode_evals), SUM(a.seconds_checkpoints), SUM(a.seconds_records),
+                        SUM(a.seconds_total)
+                 FROM attempts a JOIN runs r USING (run_key)
+                 WHERE r.sweep = ?1 AND a.seconds_total IS NOT NULL",
+                params![sweep],
+                |row| {
+                    let n: i64 = row.get(0)?;
+                    let s = |i| row.get::<_, Option<f64>>(i).map(Option::unwrap_or_default);
+                    Ok((n > 0).then_some((
+                        TimeSplit {
+                            steps: s(1)?,
+                            evals: s(2)?,
+                            test_evals: s(3)?,
+                            decode_evals: s(4)?,
+                            checkpoints: s(5)?,
+                            records: s(6)?,
+                            total: s(7)?,
+                        },
+                        n as u64,
+                    )))
+                },
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// Ends an attempt that failed with an error (not a divergence).

@@ -163,7 +163,8 @@ impl Store {
             n += tx.execute(
                 "DELETE FROM main.exit_evals WHERE run_key = ?1 AND NOT EXISTS (
                      SELECT 1 FROM shard.exit_evals s WHERE s.run_key = ?1
-                     AND s.step = main.exit_evals.step AND s.threshold = main.exit_evals.threshold)",
+                     AND s.step = main.exit_evals.step AND s.threshold = main.exit_evals.threshold
+                     AND s.max_loops = main.exit_evals.max_loops)",
                 params![key],
             )?;
             n += tx.execute(

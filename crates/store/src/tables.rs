@@ -113,7 +113,7 @@ impl Table {
                  FROM exit_evals x JOIN final_runs r USING (run_key)
                  WHERE x.val_loss IS NOT NULL AND (?1 IS NULL OR r.sweep = ?1)
                    AND x.step = (SELECT max(step) FROM exit_evals y WHERE y.run_key = x.run_key)
-                 ORDER BY x.run_key, x.threshold"
+                 ORDER BY x.run_key, x.max_loops, x.threshold"
             }
         }
     }

@@ -213,6 +213,57 @@ pub struct RunOutcome {
     /// Steps whose training loss exceeded [`trainer::SPIKE_FACTOR`] × the mean of the previous
     /// [`trainer::SPIKE_WINDOW`] steps' losses (a stability measure; the run went on).
     pub loss_spikes: u32,
+    /// Where this attempt's wall time went (all zero for a trainer that does not say).
+    pub time: TimeSplit,
+}
+
+/// Seconds of one training attempt by what they were spent on: `loopscale run` sums them over a
+/// sweep and says what share of its wall time went outside training steps (issue: the sweep's
+/// time outside steps should stay under a tenth).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TimeSplit {
+    /// Training steps: sampling a batch, forward, backward, optimizer.
+    pub steps: f64,
+    /// Periodic validation at the training depth (the forward passes only).
+    pub evals: f64,
+    /// A finished run's test-time evaluations: every `test_loops` count, early exits, ICL errors.
+    pub test_evals: f64,
+    /// Decoding through the KV cache after training.
+    pub decode_evals: f64,
+    /// Writing checkpoints and final weights.
+    pub checkpoints: f64,
+    /// Handing rows to the observer (the database or a worker's shard): metrics, evaluations,
+    /// and making them durable before each checkpoint.
+    pub records: f64,
+    /// The attempt from its first step to its end, all of the above included.
+    pub total: f64,
+}
+
+impl TimeSplit {
+    /// Part by part, `self − earlier`: the time spent between two readings of a sweep's sums.
+    pub fn since(&self, earlier: &TimeSplit) -> TimeSplit {
+        TimeSplit {
+            steps: self.steps - earlier.steps,
+            evals: self.evals - earlier.evals,
+            test_evals: self.test_evals - earlier.test_evals,
+            decode_evals: self.decode_evals - earlier.decode_evals,
+            checkpoints: self.checkpoints - earlier.checkpoints,
+            records: self.records - earlier.records,
+            total: self.total - earlier.total,
+        }
+    }
+
+    /// Seconds accounted for by none of the parts (the loop's own bookkeeping).
+    pub fn other(&self) -> f64 {
+        (self.total
+            - self.steps
+            - self.evals
+            - self.test_evals
+            - self.decode_evals
+            - self.checkpoints
+            - self.records)
+            .max(0.0)
+    }
 }
 
 /// What `LOOPSCALE_DEVICE` asks for.

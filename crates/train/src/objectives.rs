@@ -321,6 +321,22 @@ pub fn early_exit_loss(
     max_loops: usize,
     threshold: f64,
 ) -> Result<(f64, f64)> {
+    let (logits, loops_used) = early_exit_logits(model, inputs, max_loops, threshold)?;
+    let loss = lm_loss(&logits, targets)?;
+    Ok((
+        loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
+        loops_used.mean_all()?.to_scalar::<f64>()?,
+    ))
+}
+
+/// [`early_exit_loss`]'s read-out before the loss: the logits `(batch, time, vocab)` and each
+/// token's loops `(batch, time)` (f64), for looking at who exits where.
+pub fn early_exit_logits(
+    model: &Looped,
+    inputs: &Tensor,
+    max_loops: usize,
+    threshold: f64,
+) -> Result<(Tensor, Tensor)> {
     let Some(policy) = model.exit_policy() else {
         candle_core::bail!("early exit needs a confidence head (model.exit_head = true)")
     };
@@ -341,11 +357,7 @@ pub fn early_exit_loss(
         active = (active.to_dtype(DType::F64)? * (1.0 - exiting.to_dtype(DType::F64)?)?)?
             .to_dtype(DType::U8)?;
     }
-    let loss = lm_loss(&model.decode(h)?.logits, targets)?;
-    Ok((
-        loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
-        loops_used.mean_all()?.to_scalar::<f64>()?,
-    ))
+    Ok((model.decode(h)?.logits, loops_used))
 }
 
 /// A model's evaluation at `loops` loops on every sequence: the mean loss.

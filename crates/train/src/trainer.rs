@@ -31,7 +31,9 @@ use super::objectives;
 use super::optimizer::Optimizer;
 use super::schedule::learning_rate;
 use super::tasks::{self, TaskSet};
-use super::{EvalMetrics, ExitEvalMetrics, IclError, RunEnd, RunObserver, RunOutcome, StepMetrics};
+use super::{
+    EvalMetrics, ExitEvalMetrics, IclError, RunEnd, RunObserver, RunOutcome, StepMetrics, TimeSplit,
+};
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use loopscale_config::RunConfig;
@@ -292,11 +294,14 @@ pub fn train_model_resumable<'a>(
         if trainer.observer.should_stop() {
             end = RunEnd::Interrupted;
             if state.done_steps > last_checkpoint {
-                trainer.save_checkpoint(&state)?;
+                trainer.save_checkpoint(&mut state)?;
             }
             break;
         }
-        if let Some(diverged) = trainer.step(step, &mut state)? {
+        let t0 = Instant::now();
+        let stepped = trainer.step(step, &mut state)?;
+        state.time.steps += t0.elapsed().as_secs_f64();
+        if let Some(diverged) = stepped {
             end = diverged;
             break;
         }
@@ -304,7 +309,7 @@ pub fn train_model_resumable<'a>(
         let is_last = done == trainer.steps;
         let t = &cfg.train;
         if is_last || (t.log_every > 0 && done.is_multiple_of(t.log_every as u64)) {
-            trainer.log_step(&state)?;
+            trainer.log_step(&mut state)?;
         }
         let eval_due = is_last || (t.eval_every > 0 && done.is_multiple_of(t.eval_every as u64));
         if eval_due && let Some(diverged) = trainer.evaluate(&mut state)? {
@@ -315,25 +320,32 @@ pub fn train_model_resumable<'a>(
         // built on this one (a trunk's last branch point).
         let kept = trainer.checkpoints.is_some_and(|c| c.keep.contains(&done));
         if (!is_last && trainer.checkpoint_due(done)) || kept {
-            trainer.save_checkpoint(&state)?;
+            trainer.save_checkpoint(&mut state)?;
             last_checkpoint = done;
         }
     }
     let wall_seconds = state.elapsed();
     // Test-time depth: a finished looped run is evaluated at every `test_loops` loop count.
     if end == RunEnd::Done {
+        let t0 = Instant::now();
         trainer.evaluate_test_loops(&state)?;
         trainer.evaluate_exits(&state)?;
-        trainer.evaluate_decoding(&state)?;
         trainer.report_icl_errors()?;
+        state.time.test_evals += t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        trainer.evaluate_decoding(&state)?;
+        state.time.decode_evals += t0.elapsed().as_secs_f64();
         // The finished model, for sampling (the last step writes no checkpoint).
         if let Some(ck) = trainer.checkpoints {
+            let t0 = Instant::now();
             let path = super::checkpoint::save_final_weights(&ck.dir, trainer.model.params())?;
+            state.time.checkpoints += t0.elapsed().as_secs_f64();
             trainer
                 .observer
                 .note(&format!("final weights: {}", path.display()));
         }
     }
+    state.time.total = state.started.elapsed().as_secs_f64();
     Ok(trainer.outcome(state, end, wall_seconds))
 }
 
@@ -353,6 +365,8 @@ struct RunState {
     /// Seconds trained by earlier attempts of this run (before a resume).
     elapsed_before: f64,
     started: Instant,
+    /// Where this attempt's time went.
+    time: TimeSplit,
 }
 
 /// What one step measured, beyond its loss.
@@ -375,6 +389,7 @@ impl RunState {
             final_val_bpb: None,
             elapsed_before: 0.0,
             started: Instant::now(),
+            time: TimeSplit::default(),
         };
         if let Some(saved) = resumed {
             state.done_steps = saved.step;
@@ -567,7 +582,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Reports the latest step's metrics row.
-    fn log_step(&mut self, state: &RunState) -> anyhow::Result<()> {
+    fn log_step(&mut self, state: &mut RunState) -> anyhow::Result<()> {
         let (Some(measured), Some(train_loss)) = (&state.last_step, state.last_loss) else {
             return Ok(());
         };
@@ -587,7 +602,12 @@ impl<'a> Trainer<'a> {
                 .map(|l| l.injection().spectral_norm())
                 .transpose()?,
         };
-        self.observer.on_step(&metrics).context("observer.on_step")
+        let t0 = Instant::now();
+        self.observer
+            .on_step(&metrics)
+            .context("observer.on_step")?;
+        state.time.records += t0.elapsed().as_secs_f64();
+        Ok(())
     }
 
     /// Bits per byte of a validation loss: text only (a task's loss is not over bytes).
@@ -636,9 +656,13 @@ impl<'a> Trainer<'a> {
     /// how the run ended if it is not finite.
     fn evaluate(&mut self, state: &mut RunState) -> anyhow::Result<Option<RunEnd>> {
         let model = self.model;
+        let t0 = Instant::now();
         let measured = measure(&self.val_batches, |x| model.logits(x))?;
+        state.time.evals += t0.elapsed().as_secs_f64();
         let eval = self.eval_row(state, &measured, None, None);
+        let t0 = Instant::now();
         self.observer.on_eval(&eval).context("observer.on_eval")?;
+        state.time.records += t0.elapsed().as_secs_f64();
         let val_loss = measured.loss;
         (state.final_val_loss, state.final_val_bpb) = (Some(val_loss), Some(eval.val_bpb));
         Ok((!val_loss.is_finite()).then(|| {
@@ -717,19 +741,24 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    /// Early exit at every `exit_thresholds` value (LoopUS), up to the largest `test_loops`.
+    /// Early exit at every `exit_thresholds` value (LoopUS), capped at the training depth and,
+    /// where `test_loops` goes deeper, at the largest of them: past the trained depth a looped
+    /// model's loss rises, so the deeper cap alone would charge early exit for loops the model
+    /// was never trained to run.
     fn evaluate_exits(&mut self, state: &RunState) -> anyhow::Result<()> {
         let Some(looped) = self.model.as_looped().filter(|l| l.has_exit_head()) else {
             return Ok(());
         };
         let l = looped.config();
-        let max_loops = l
-            .test_loops
+        let deepest = l.test_loops.iter().copied().max().unwrap_or(0);
+        let mut caps = vec![l.mean_recurrence];
+        if deepest > l.mean_recurrence {
+            caps.push(deepest);
+        }
+        for (max_loops, &threshold) in caps
             .iter()
-            .copied()
-            .max()
-            .unwrap_or(l.mean_recurrence);
-        for &threshold in &l.exit_thresholds {
+            .flat_map(|&c| l.exit_thresholds.iter().map(move |t| (c, t)))
+        {
             let (val_loss, mean_loops) =
                 evaluate_exit(looped, &self.val_batches, max_loops, threshold)?;
             let eval = ExitEvalMetrics {
@@ -810,14 +839,17 @@ impl<'a> Trainer<'a> {
 
     /// Makes the observer's rows durable, then writes the checkpoint of `state` (when the run
     /// checkpoints at all).
-    fn save_checkpoint(&mut self, state: &RunState) -> anyhow::Result<()> {
+    fn save_checkpoint(&mut self, state: &mut RunState) -> anyhow::Result<()> {
         let Some(ck) = self.checkpoints else {
             return Ok(());
         };
         let saved_state = state.saved(&self.optimizer);
+        let t0 = Instant::now();
         self.observer
             .before_checkpoint(saved_state.step)
             .context("observer.before_checkpoint")?;
+        state.time.records += t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
         let saved = ck.save(
             &saved_state,
             self.steps,
@@ -831,6 +863,7 @@ impl<'a> Trainer<'a> {
             saved.bytes,
             saved.seconds * 1e3
         ));
+        state.time.checkpoints += t0.elapsed().as_secs_f64();
         Ok(())
     }
 
@@ -863,6 +896,7 @@ impl<'a> Trainer<'a> {
                 0.0
             },
             loss_spikes: state.spikes.count,
+            time: state.time,
         }
     }
 }
