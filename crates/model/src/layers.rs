@@ -624,14 +624,19 @@ impl BlockStack {
         mut caches: Option<&mut [impl KvMemory]>,
     ) -> Result<Tensor> {
         let n = self.blocks.len();
-        assert!(mods.is_none_or(|m| m.len() == n), "one modulation per block");
+        assert!(
+            mods.is_none_or(|m| m.len() == n),
+            "one modulation per block"
+        );
         assert!(
             caches.as_ref().is_none_or(|c| c.len() == n),
             "one cache per block"
         );
         let mut x = x.clone();
         for (i, block) in self.blocks.iter().enumerate() {
-            let memory = caches.as_deref_mut().map(|c| &mut c[i] as &mut dyn KvMemory);
+            let memory = caches
+                .as_deref_mut()
+                .map(|c| &mut c[i] as &mut dyn KvMemory);
             x = block.run(&x, rope, mods.map(|m| &m[i]), memory)?;
         }
         Ok(x)
