@@ -392,7 +392,8 @@ impl CausalSelfAttention {
 /// Where cached attention ([`CausalSelfAttention::forward_cached`]) keeps the keys and values
 /// of the positions before the new ones: a [`KvCache`] appends each position's, once per
 /// block application; MELT's shared cache (`super::melt`) keeps one gated entry per position
-/// for every loop of a block.
+/// for every loop of a block. Which one a looped core's block gets in each loop is the core's
+/// cache policy (`super::core_cache`).
 pub trait KvMemory {
     /// The absolute position of the first new position (the positions held before it).
     fn start(&self) -> usize;

@@ -21,12 +21,11 @@
 //! # One recurrence, three KV cache policies
 //!
 //! The recurrence is written once (`Looped::loops`). What tells training, decoding and MELT
-//! apart is only what the core's attention keeps of earlier positions, a
-//! [`CoreCache`](super::core_cache::CoreCache) policy: none in training and whole-sequence
-//! evaluation ([`Looped::forward`]); one cache per core block and loop when decoding
-//! ([`Looped::logits_cached`]); one per core block shared by every loop for MELT
-//! ([`Looped::forward_shared`], and its decoding), whose positions run in chunks. The prelude
-//! and coda keep one cache per block when decoding, none otherwise.
+//! apart is only what the core's attention keeps of earlier positions, a [`CoreCache`] policy:
+//! none in training and whole-sequence evaluation ([`Looped::forward`]); one cache per core
+//! block and loop when decoding ([`Looped::logits_cached`]); one per core block shared by every
+//! loop for MELT ([`Looped::forward_shared`], and its decoding), whose positions run in chunks.
+//! The prelude and coda keep one cache per block when decoding, none otherwise.
 //!
 //! # Depth per sequence and truncated backprop
 //!
