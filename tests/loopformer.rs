@@ -178,7 +178,7 @@ fn a_conditioned_block_is_the_identity_at_init() {
     )
     .unwrap();
     let out = block
-        .forward_modulated(&x, &rope, &norm.forward(&c).unwrap())
+        .run(&x, &rope, Some(&norm.forward(&c).unwrap()), None)
         .unwrap();
     assert_eq!(crate::common::max_abs_diff(&out, &x), 0.0);
     // The plain block with the same weights is not the identity (the test can fail).

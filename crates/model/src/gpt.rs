@@ -65,7 +65,7 @@ impl Gpt {
     /// positions before them (one per block, [`Gpt::new_caches`]), which they join: decoding.
     pub fn logits_cached(&self, input_ids: &Tensor, caches: &mut [KvCache]) -> Result<Tensor> {
         let x = self.read_in.forward(input_ids)?;
-        let x = self.blocks.forward_cached(&x, &self.rope, None, caches)?;
+        let x = self.blocks.run(&x, &self.rope, None, Some(caches))?;
         self.head.forward(&x, self.read_in.tied_table())
     }
 

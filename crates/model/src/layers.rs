@@ -348,7 +348,7 @@ impl CausalSelfAttention {
         &self,
         x: &Tensor,
         rope: &Rope,
-        memory: &mut impl KvMemory,
+        memory: &mut dyn KvMemory,
     ) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let (h, hd) = (self.n_heads, d / self.n_heads);
@@ -392,7 +392,8 @@ impl CausalSelfAttention {
 /// Where cached attention ([`CausalSelfAttention::forward_cached`]) keeps the keys and values
 /// of the positions before the new ones: a [`KvCache`] appends each position's, once per
 /// block application; MELT's shared cache (`super::melt`) keeps one gated entry per position
-/// for every loop of a block.
+/// for every loop of a block. Which one a looped core's block gets in each loop is the core's
+/// cache policy (`super::core_cache`).
 pub trait KvMemory {
     /// The absolute position of the first new position (the positions held before it).
     fn start(&self) -> usize;
@@ -539,19 +540,22 @@ impl Block {
         })
     }
 
+    /// The plain block on the whole sequence: [`Block::run`] without modulation or cache.
     pub fn forward(&self, x: &Tensor, rope: &Rope) -> Result<Tensor> {
-        let x = (x + self.attn.forward(&self.attn_norm.forward(x)?, rope)?)?;
-        &x + self.mlp.forward(&self.mlp_norm.forward(&x)?)?
+        self.run(x, rope, None, None)
     }
 
-    /// The block on new positions `x` with a KV cache of the ones before (decoding), modulated
-    /// by `m` when given: [`Block::forward`] or [`Block::forward_modulated`] one token at a time.
-    pub fn forward_cached(
+    /// The block, every way a network applies it: `x + g₁ ⊙ attn(norm(x) ⊙ (1 + s₁))`, then
+    /// `x + g₂ ⊙ mlp(norm(x) ⊙ (1 + s₂))`, where `m` (LoopFormer's adaptive norm, per-sequence
+    /// `(batch, 1, d)` scales and gates) gives `s` and `g`, and without it `s = 0`, `g = 1`.
+    /// Attention covers the whole sequence `x`, or with `memory` the new positions `x` after
+    /// the ones it holds ([`CausalSelfAttention::forward_cached`]: decoding, MELT).
+    pub fn run(
         &self,
         x: &Tensor,
         rope: &Rope,
         m: Option<&Modulation>,
-        cache: &mut impl KvMemory,
+        memory: Option<&mut dyn KvMemory>,
     ) -> Result<Tensor> {
         let normed = |norm: &RmsNorm, x: &Tensor, s: Option<&Tensor>| match s {
             Some(s) => norm.forward(x)?.broadcast_mul(&(s + 1.0)?),
@@ -562,28 +566,15 @@ impl Block {
             None => Ok(y),
         };
         let attn_in = normed(&self.attn_norm, x, m.map(|m| &m.scale_attn))?;
-        let attn = self.attn.forward_cached(&attn_in, rope, cache)?;
+        let attn = match memory {
+            Some(memory) => self.attn.forward_cached(&attn_in, rope, memory)?,
+            None => self.attn.forward(&attn_in, rope)?,
+        };
         let x = (x + gated(attn, m.map(|m| &m.gate_attn))?)?;
         let mlp = self
             .mlp
             .forward(&normed(&self.mlp_norm, &x, m.map(|m| &m.scale_mlp))?)?;
         &x + gated(mlp, m.map(|m| &m.gate_mlp))?
-    }
-
-    /// The block under LoopFormer's adaptive norm (`m`: per-sequence `(batch, 1, d)` scales and
-    /// gates): `x + g₁ ⊙ attn(norm(x) ⊙ (1 + s₁))`, then `x + g₂ ⊙ mlp(norm(x) ⊙ (1 + s₂))`.
-    /// With `s = g = 0` it is the identity.
-    pub fn forward_modulated(&self, x: &Tensor, rope: &Rope, m: &Modulation) -> Result<Tensor> {
-        let scaled =
-            |norm: &RmsNorm, x: &Tensor, s: &Tensor| norm.forward(x)?.broadcast_mul(&(s + 1.0)?);
-        let attn = self
-            .attn
-            .forward(&scaled(&self.attn_norm, x, &m.scale_attn)?, rope)?;
-        let x = (x + attn.broadcast_mul(&m.gate_attn)?)?;
-        let mlp = self
-            .mlp
-            .forward(&scaled(&self.mlp_norm, &x, &m.scale_mlp)?)?;
-        &x + mlp.broadcast_mul(&m.gate_mlp)?
     }
 }
 
@@ -618,60 +609,38 @@ impl BlockStack {
         Ok(BlockStack { blocks })
     }
 
+    /// The plain stack on the whole sequence: [`BlockStack::run`] without modulations or caches.
     pub fn forward(&self, x: &Tensor, rope: &Rope) -> Result<Tensor> {
-        self.blocks
-            .iter()
-            .try_fold(x.clone(), |x, block| block.forward(&x, rope))
+        self.run(x, rope, None, None::<&mut [KvCache]>)
     }
 
-    /// The stack with block `i` modulated by `mods[i]` (LoopFormer's conditioned core).
-    pub fn forward_modulated(
-        &self,
-        x: &Tensor,
-        rope: &Rope,
-        mods: &[Modulation],
-    ) -> Result<Tensor> {
-        assert_eq!(mods.len(), self.blocks.len(), "one modulation per block");
-        self.blocks
-            .iter()
-            .zip(mods)
-            .try_fold(x.clone(), |x, (block, m)| {
-                block.forward_modulated(&x, rope, m)
-            })
-    }
-
-    /// The stack on new positions with one KV cache per block (decoding), each block modulated
-    /// by `mods[i]` when given.
-    pub fn forward_cached(
-        &self,
-        x: &Tensor,
-        rope: &Rope,
-        mods: Option<&[Modulation]>,
-        caches: &mut [impl KvMemory],
-    ) -> Result<Tensor> {
-        assert_eq!(caches.len(), self.blocks.len(), "one cache per block");
-        let mut x = x.clone();
-        for (i, (block, cache)) in self.blocks.iter().zip(caches.iter_mut()).enumerate() {
-            x = block.forward_cached(&x, rope, mods.map(|m| &m[i]), cache)?;
-        }
-        Ok(x)
-    }
-
-    /// The stack as a network uses it: on the whole sequence ([`BlockStack::forward`], or
-    /// [`BlockStack::forward_modulated`] under `mods`), or on new positions with their KV
-    /// caches when decoding.
+    /// The stack as a network uses it ([`Block::run`] block after block): block `i` modulated
+    /// by `mods[i]` when given (LoopFormer's conditioned core), and on the whole sequence, or
+    /// with `caches` (one per block) on new positions after the ones they hold.
     pub fn run(
         &self,
         x: &Tensor,
         rope: &Rope,
         mods: Option<&[Modulation]>,
-        caches: Option<&mut [impl KvMemory]>,
+        mut caches: Option<&mut [impl KvMemory]>,
     ) -> Result<Tensor> {
-        match (caches, mods) {
-            (Some(caches), mods) => self.forward_cached(x, rope, mods, caches),
-            (None, Some(mods)) => self.forward_modulated(x, rope, mods),
-            (None, None) => self.forward(x, rope),
+        let n = self.blocks.len();
+        assert!(
+            mods.is_none_or(|m| m.len() == n),
+            "one modulation per block"
+        );
+        assert!(
+            caches.as_ref().is_none_or(|c| c.len() == n),
+            "one cache per block"
+        );
+        let mut x = x.clone();
+        for (i, block) in self.blocks.iter().enumerate() {
+            let memory = caches
+                .as_deref_mut()
+                .map(|c| &mut c[i] as &mut dyn KvMemory);
+            x = block.run(&x, rope, mods.map(|m| &m[i]), memory)?;
         }
+        Ok(x)
     }
 
     /// Empty caches, one per block.

@@ -20,7 +20,9 @@
 //! - [`parts`]: what a variant may add to a loop (a conditioner, a state update, an exit policy);
 //! - [`conditioning`]: LoopFormer's time/step conditioning, adaptive norms and trajectories;
 //! - [`loopus`]: LoopUS's selective gate, confidence head and random deep supervision;
-//! - [`melt`]: MELT's gated KV cache shared by every loop, and its chunk-wise recurrence;
+//! - [`melt`]: MELT's gate and its KV cache shared by every loop, run chunk by chunk;
+//! - [`core_cache`]: the looped core's KV cache policy — none (training), one per loop
+//!   (decoding), or MELT's shared one — the only thing that differs between the core's uses;
 //! - [`variants`]: which parts a configuration asks for;
 //! - [`looped`]: the looped (Parcae) model: prelude → injected recurrent core × T → coda;
 //! - [`lm`]: the interface a trainer drives ([`CausalLm`]) and the loss;
@@ -37,6 +39,7 @@ pub mod bf16_gemm;
 pub mod bf16_matmul;
 pub mod conditioning;
 mod config;
+pub mod core_cache;
 pub mod counts;
 pub mod fused;
 pub mod fused_attention;

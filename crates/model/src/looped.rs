@@ -18,6 +18,15 @@
 //! Yang et al.'s last-loops loss) live with the training code that chooses them
 //! (`train::objectives`), built on these four methods.
 //!
+//! # One recurrence, three KV cache policies
+//!
+//! The recurrence is written once (`Looped::loops`). What tells training, decoding and MELT
+//! apart is only what the core's attention keeps of earlier positions, a [`CoreCache`] policy:
+//! none in training and whole-sequence evaluation ([`Looped::forward`]); one cache per core
+//! block and loop when decoding ([`Looped::logits_cached`]); one per core block shared by every
+//! loop for MELT ([`Looped::forward_shared`], and its decoding), whose positions run in chunks.
+//! The prelude and coda keep one cache per block when decoding, none otherwise.
+//!
 //! # Depth per sequence and truncated backprop
 //!
 //! A [`LoopPlan`] gives each sequence `i` its depth `n_i` and gradients through its last
@@ -58,11 +67,12 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::config::{Arch, Init, LoopedConfig, ModelConfig, StateInit, head_dim};
+use super::core_cache::{CoreCache, LoopMemory};
 use super::grad::param;
 use super::injection::{Injected, InjectionLayer};
 use super::io::{Io, LmHead, ReadIn};
 use super::layers::{
-    BlockStack, KvCache, KvMemory, RmsNorm, Rope, embedding_init_std, hidden_init_std, project,
+    BlockStack, KvCache, RmsNorm, Rope, embedding_init_std, hidden_init_std, project,
 };
 use super::melt::SharedCaches;
 use super::params::{ParamRole, ParamStore, identity_values, truncated_normal};
@@ -239,18 +249,18 @@ impl Looped {
         j: usize,
         h: &Tensor,
     ) -> Result<(Tensor, LoopStep)> {
-        self.step_with(injected, plan, j, h, None::<&mut [KvCache]>)
+        self.step_with(injected, plan, j, h, None)
     }
 
-    /// [`Looped::step`]; with `caches` (this loop's), of new positions (decoding, or MELT's
-    /// chunks).
+    /// [`Looped::step`]; with `memory` (this loop's, one per core block, from a
+    /// [`CoreCache`]), of new positions after the ones it holds.
     fn step_with(
         &self,
         injected: &Injected,
         plan: &LoopPlan,
         j: usize,
         h: &Tensor,
-        caches: Option<&mut [impl KvMemory]>,
+        memory: Option<&mut [LoopMemory<'_>]>,
     ) -> Result<(Tensor, LoopStep)> {
         let input = injected.apply(h)?;
         let modulations = match &self.parts.conditioner {
@@ -259,7 +269,7 @@ impl Looped {
         };
         let proposal = self
             .core
-            .run(&input, &self.core_rope, modulations.as_deref(), caches)?;
+            .run(&input, &self.core_rope, modulations.as_deref(), memory)?;
         let next = match &self.parts.update {
             Some(update) => update.update(&input, &proposal)?,
             None => proposal.clone(),
@@ -280,11 +290,52 @@ impl Looped {
         plan: &LoopPlan,
         h0: &Tensor,
     ) -> Result<(Tensor, LoopStep)> {
+        self.recur_cached(injected, plan, h0, &mut CoreCache::None, 0)
+    }
+
+    /// [`Looped::recur_traced`] on the new positions `injected` (each from its `h0`) after the
+    /// `start` positions `cache` holds, under `cache`'s policy: in the pieces it cuts them into
+    /// (MELT's chunks), one after the other.
+    fn recur_cached(
+        &self,
+        injected: &Injected,
+        plan: &LoopPlan,
+        h0: &Tensor,
+        cache: &mut CoreCache,
+        start: usize,
+    ) -> Result<(Tensor, LoopStep)> {
+        let (mut states, mut inputs, mut proposals) = (Vec::new(), Vec::new(), Vec::new());
+        for (a, len) in cache.pieces(start, h0.dim(1)?) {
+            let injected = injected.narrow(a, len)?;
+            let (h, last) = self.loops(&injected, plan, &h0.narrow(1, a, len)?, cache)?;
+            states.push(h);
+            inputs.push(last.input);
+            proposals.push(last.proposal);
+        }
+        // One piece (every policy but MELT's): `cat` and `narrow` hand the tensors back as is.
+        let last = LoopStep {
+            input: Tensor::cat(&inputs, 1)?,
+            proposal: Tensor::cat(&proposals, 1)?,
+        };
+        Ok((Tensor::cat(&states, 1)?, last))
+    }
+
+    /// The recurrence itself, on one piece of positions: `plan`'s loops, each attending through
+    /// `cache`'s memory of that loop, then the piece committed to `cache`.
+    fn loops(
+        &self,
+        injected: &Injected,
+        plan: &LoopPlan,
+        h0: &Tensor,
+        cache: &mut CoreCache,
+    ) -> Result<(Tensor, LoopStep)> {
+        let gate = self.parts.cache_gate.as_deref();
         let mut h = injected.start(h0);
         let first_graph_loop = plan.first_graph_loop();
         let mut last = None;
         for j in 0..plan.total_loops() {
-            let (stepped, step) = self.step(injected, plan, j, &h)?;
+            let mut memory = cache.loop_memory(j, gate)?;
+            let (stepped, step) = self.step_with(injected, plan, j, &h, memory.as_deref_mut())?;
             h = match plan.active_mask(j, h.device())? {
                 Some(mask) => mask.broadcast_as(h.shape())?.where_cond(&stepped, &h)?,
                 None => stepped,
@@ -294,6 +345,7 @@ impl Looped {
             }
             last = Some(step);
         }
+        cache.commit()?;
         Ok((h, last.expect("a plan runs at least one loop")))
     }
 
@@ -333,35 +385,9 @@ impl Looped {
         Ok(self.forward_traced(input_ids, plan, h0)?.0)
     }
 
-    /// The core's `loops` loops on the new positions `injected` (from their `h0`) with MELT's
-    /// shared caches, earlier positions' keys and values `alpha` of the per-loop ones
-    /// (`super::melt`); the new positions then join `caches`. `traces[j · n_core + i]` gets
-    /// core block `i`'s attention output in loop `j`.
-    fn recur_shared(
-        &self,
-        injected: &Injected,
-        loops: usize,
-        h0: &Tensor,
-        caches: &mut SharedCaches,
-        alpha: f64,
-        mut traces: Option<&mut [Vec<Tensor>]>,
-    ) -> Result<Tensor> {
-        let plan = LoopPlan::uniform(h0.dim(0)?, loops);
-        let gate = self.parts.cache_gate.as_deref();
-        let n = self.core.len();
-        let mut h = injected.start(h0);
-        for j in 0..loops {
-            let trace = traces.as_deref_mut().map(|t| &mut t[j * n..(j + 1) * n]);
-            let mut views = caches.loop_views(gate, j, alpha, trace)?;
-            h = self.step_with(injected, &plan, j, &h, Some(&mut views))?.0;
-        }
-        caches.commit()?;
-        Ok(h)
-    }
-
-    /// MELT's forward pass: prelude and coda on the whole sequence, the core chunk by chunk
-    /// (`model.melt_chunk`; a model without a shared cache, at `alpha = 1` only, takes the whole
-    /// sequence as one chunk) through shared caches with `alpha` of the per-loop keys and
+    /// MELT's forward pass: the core's caches shared by every loop ([`CoreCache::Shared`]), so
+    /// the core runs chunk by chunk (`model.melt_chunk`; a model without a shared cache, at
+    /// `alpha = 1` only, takes the whole sequence as one chunk), `alpha` of the per-loop keys and
     /// values mixed in (1: the parent's computation exactly). With `traced`, also each core
     /// block's attention output in each loop, `traces[j · n_core + i]` `(batch, time, r)`.
     pub fn forward_shared(
@@ -372,25 +398,14 @@ impl Looped {
         alpha: f64,
         traced: bool,
     ) -> Result<(LoopedOutput, Vec<Tensor>)> {
-        let (_, t) = batch_time(input_ids)?;
+        let (b, t) = batch_time(input_ids)?;
         let chunk = self.shared_chunk.unwrap_or(t);
+        let shared = SharedCaches::new(self.core.len(), chunk, alpha, traced);
+        let mut cache = CoreCache::Shared(shared);
         let injected = self.encode(input_ids)?;
-        let mut caches = SharedCaches::new(self.core.len());
-        let mut traces = vec![Vec::new(); if traced { loops * self.core.len() } else { 0 }];
-        let mut states = Vec::new();
-        for a in (0..t).step_by(chunk) {
-            let c = chunk.min(t - a);
-            let trace = traced.then_some(traces.as_mut_slice());
-            let h0 = h0.narrow(1, a, c)?;
-            let injected = injected.narrow(a, c)?;
-            states.push(self.recur_shared(&injected, loops, &h0, &mut caches, alpha, trace)?);
-        }
-        let out = self.decode(Tensor::cat(&states, 1)?)?;
-        let traces = traces
-            .into_iter()
-            .map(|chunks| Tensor::cat(&chunks, 1))
-            .collect::<Result<_>>()?;
-        Ok((out, traces))
+        let plan = LoopPlan::uniform(b, loops);
+        let (h, _) = self.recur_cached(&injected, &plan, h0, &mut cache, 0)?;
+        Ok((self.decode(h)?, cache.take_traces()?))
     }
 
     /// [`Looped::forward`], also returning the last loop's core input and proposal.
@@ -463,47 +478,19 @@ impl Looped {
         let h0 = cache.h0.narrow(1, cache.len, t)?;
         let plan = LoopPlan::uniform(b, cache.loops);
         let injected = self.encode_with(input_ids, Some(&mut cache.prelude))?;
-        let h = match &mut cache.core {
-            CoreCaches::PerLoop(per_loop) => {
-                let mut h = injected.start(&h0);
-                for (j, caches) in per_loop.iter_mut().enumerate() {
-                    h = self.step_with(&injected, &plan, j, &h, Some(caches))?.0;
-                }
-                h
-            }
-            // MELT: in chunks aligned to multiples of the chunk length, as in training.
-            CoreCaches::Shared(shared) => {
-                let chunk = self.shared_chunk.expect("a shared cache is a MELT model's");
-                let (mut states, mut a) = (Vec::new(), 0);
-                while a < t {
-                    let c = (chunk - (cache.len + a) % chunk).min(t - a);
-                    let injected = injected.narrow(a, c)?;
-                    let h0 = h0.narrow(1, a, c)?;
-                    states.push(self.recur_shared(
-                        &injected,
-                        cache.loops,
-                        &h0,
-                        shared,
-                        0.0,
-                        None,
-                    )?);
-                    a += c;
-                }
-                Tensor::cat(&states, 1)?
-            }
-        };
+        let (h, _) = self.recur_cached(&injected, &plan, &h0, &mut cache.core, cache.len)?;
         let out = self.decode_with(h, Some(&mut cache.coda))?;
         cache.len += t;
         Ok(out.logits)
     }
 
     /// Empty caches for decoding up to `max_len` positions of one sequence at `loops` loops:
-    /// one per prelude and coda block, and one per core block *per loop* — or, for a MELT
-    /// model, one per core block shared by every loop.
+    /// one per prelude and coda block, and the core's under its policy — one per core block
+    /// *per loop*, or for a MELT model one per core block shared by every loop.
     pub fn new_cache(&self, loops: usize, max_len: usize) -> Result<LoopedCache> {
         let core = match self.shared_chunk {
-            Some(_) => CoreCaches::Shared(SharedCaches::new(self.core.len())),
-            None => CoreCaches::PerLoop((0..loops).map(|_| self.core.new_caches()).collect()),
+            Some(chunk) => CoreCache::Shared(SharedCaches::new(self.core.len(), chunk, 0.0, false)),
+            None => CoreCache::PerLoop((0..loops).map(|_| self.core.new_caches()).collect()),
         };
         Ok(LoopedCache {
             loops,
@@ -556,7 +543,8 @@ impl Looped {
 }
 
 /// What decoding a looped model holds: the keys and values of every block application (the
-/// core's once per loop), and the initial state of every position it may reach.
+/// core's under its policy: once per loop, or MELT's once), and the initial state of every
+/// position it may reach.
 pub struct LoopedCache {
     loops: usize,
     /// Positions decoded so far.
@@ -564,27 +552,15 @@ pub struct LoopedCache {
     /// `(1, max_len, r)`: the evaluation state, whose position `i` starts position `i`.
     h0: Tensor,
     prelude: Vec<KvCache>,
-    core: CoreCaches,
+    core: CoreCache,
     coda: Vec<KvCache>,
-}
-
-/// The core's caches while decoding.
-enum CoreCaches {
-    /// `[j][i]`: core block `i` in loop `j`.
-    PerLoop(Vec<Vec<KvCache>>),
-    /// MELT: one per core block, every loop's.
-    Shared(SharedCaches),
 }
 
 impl LoopedCache {
     /// Bytes of keys and values held, over every block application.
     pub fn bytes(&self) -> usize {
         let sum = |caches: &[KvCache]| caches.iter().map(KvCache::bytes).sum::<usize>();
-        let core = match &self.core {
-            CoreCaches::PerLoop(per_loop) => per_loop.iter().map(|c| sum(c)).sum::<usize>(),
-            CoreCaches::Shared(shared) => shared.bytes(),
-        };
-        sum(&self.prelude) + core + sum(&self.coda)
+        sum(&self.prelude) + self.core.bytes() + sum(&self.coda)
     }
 
     /// Positions decoded so far.

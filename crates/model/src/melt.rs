@@ -22,7 +22,9 @@
 //! weighs later loops more.) A query in loop `j` attends over the entries of the earlier
 //! positions — as their last loop left them — and over its own chunk's entries as loop `j`
 //! leaves them (causally). [`KvGate`] is the gate, a [`CacheGate`] part of the looped model
-//! (`super::variants`); [`SharedCaches`] is the cache.
+//! (`super::variants`); [`SharedCaches`] is the cache. It is a policy of the core's KV cache
+//! (`super::core_cache`'s `Shared`, beside no cache and one per loop): the looped model runs
+//! its one recurrence ([`super::looped`]) through it, with no loop of its own here.
 //!
 //! # Chunk-wise: training equals decoding
 //!
@@ -30,8 +32,9 @@
 //! token-by-token model is sequential in time. Training (and prefill) therefore runs the core
 //! chunk by chunk (`model.melt_chunk` positions, aligned to multiples of it): every loop runs on
 //! the whole chunk in parallel, attending over the committed entries of the earlier chunks and the
-//! chunk's own current entries; after the last loop the chunk's entries are committed. Decoding
-//! runs the same code on the new positions, so a forward pass over a sequence equals feeding it
+//! chunk's own current entries; after the last loop the chunk's entries are committed
+//! ([`SharedCaches::chunks`] cuts them, the recurrence commits). Decoding runs the same code
+//! on the new positions, so a forward pass over a sequence equals feeding it
 //! to the cache in chunk-aligned pieces, and with `melt_chunk = 1` equals decoding token by
 //! token (`tests/melt.rs` checks both). Generated tokens arrive one at a time: chunks of one.
 //!
@@ -125,34 +128,67 @@ struct SharedKv {
     pending: Vec<(Tensor, Tensor)>,
 }
 
-/// The core's caches of a shared-cache model: one entry per position and core block.
+/// The core's caches of a shared-cache model: one entry per position and core block, and how
+/// the positions are cut into chunks (`super::core_cache`'s [`Shared`] policy).
+///
+/// [`Shared`]: super::core_cache::CoreCache::Shared
 pub struct SharedCaches {
     blocks: Vec<SharedKv>,
+    /// `model.melt_chunk` (a parent at α = 1: its whole sequence).
+    chunk: usize,
+    /// The weight of the per-loop keys and values: falls from 1 to 0 in post-training's
+    /// transition, 0 after it and when decoding.
+    alpha: f64,
+    /// `[j · n_core + i]`: core block `i`'s attention output in loop `j`, chunk after chunk,
+    /// when distillation asks for them.
+    traces: Option<Vec<Vec<Tensor>>>,
 }
 
 impl SharedCaches {
-    /// Empty caches for `n_core` blocks.
-    pub fn new(n_core: usize) -> Self {
+    /// Empty caches for `n_core` blocks run in chunks of `chunk` positions with `alpha` of the
+    /// per-loop keys and values; `traced`: also record every block's attention output.
+    pub fn new(n_core: usize, chunk: usize, alpha: f64, traced: bool) -> Self {
+        assert!(chunk > 0, "MELT's chunks hold at least one position");
         SharedCaches {
             blocks: (0..n_core).map(|_| SharedKv::default()).collect(),
+            chunk,
+            alpha,
+            traces: traced.then(Vec::new),
         }
     }
 
-    /// Loop `j`'s view of every block's cache: keys and values blended by `gate`, `alpha` of the
-    /// per-loop ones mixed in; each block's attention output is pushed to `traces[block]`.
+    /// The chunks `(offset, len)` of `t` new positions after `start` held ones: aligned to
+    /// multiples of the chunk length, so a sequence fed in any pieces is cut as in training.
+    pub fn chunks(&self, start: usize, t: usize) -> Vec<(usize, usize)> {
+        let (mut chunks, mut a) = (Vec::new(), 0);
+        while a < t {
+            let c = (self.chunk - (start + a) % self.chunk).min(t - a);
+            chunks.push((a, c));
+            a += c;
+        }
+        chunks
+    }
+
+    /// Loop `j`'s view of every block's cache: keys and values blended by `gate`, α of the
+    /// per-loop ones mixed in; each block's attention output joins its trace when traced.
     pub fn loop_views<'a>(
         &'a mut self,
         gate: Option<&'a dyn CacheGate>,
         j: usize,
-        alpha: f64,
-        traces: Option<&'a mut [Vec<Tensor>]>,
     ) -> Result<Vec<LoopView<'a>>> {
+        let alpha = self.alpha;
         if alpha < 1.0 && gate.is_none() {
             candle_core::bail!("a shared KV cache needs a gate (a MELT model) below α = 1");
         }
-        let mut traces: Vec<Option<&'a mut Vec<Tensor>>> = match traces {
-            Some(t) => t.iter_mut().map(Some).collect(),
-            None => (0..self.blocks.len()).map(|_| None).collect(),
+        let n = self.blocks.len();
+        let mut traces: Vec<Option<&'a mut Vec<Tensor>>> = match self.traces.as_mut() {
+            Some(t) => {
+                if t.len() < (j + 1) * n {
+                    t.resize_with((j + 1) * n, Vec::new);
+                }
+                t[j * n..(j + 1) * n].iter_mut().map(Some).collect()
+            }
+            None => (0..n).map(|_| None).collect(),
         };
         Ok(self
             .blocks
@@ -168,6 +204,18 @@ impl SharedCaches {
                 trace: trace.take(),
             })
             .collect())
+    }
+
+    /// The traces, each block's in each loop over every chunk so far, `(batch, time, r)` at
+    /// `[j · n_core + i]`; none when not traced.
+    pub fn take_traces(&mut self) -> Result<Vec<Tensor>> {
+        self.traces
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|chunks| Tensor::cat(&chunks, 1))
+            .collect()
     }
 
     /// After the last loop: the new positions' entries join the committed ones.

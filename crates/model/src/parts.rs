@@ -9,7 +9,8 @@
 //!   (LoopUS's selective gate, [`super::loopus`]); without one, `h ← p`;
 //! - a [`CacheGate`] makes the core keep one KV cache per block shared by every loop instead of
 //!   one per block and loop, blending each loop's keys and values into a position's entry
-//!   (MELT, [`super::melt`]); the model then runs its core chunk by chunk;
+//!   (MELT, [`super::melt`]): the model's core then runs under the shared cache policy
+//!   ([`super::core_cache`]), chunk by chunk;
 //! - an [`ExitPolicy`] reads each loop's [`LoopStep`] and says per token whether to stop there
 //!   (LoopUS's confidence head); the core never consults it, the objectives and the early-exit
 //!   evaluation do.
