@@ -7,19 +7,19 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::written;
+use crate::analysis::CsvColumns;
 use crate::analysis::envelope::{Envelope, Position, TunedConfig};
+use crate::analysis::law_fit::{
+    self, BuiltinLaw, Database, FitRequest, Fitted, LawChoice, Source, Surface, Tune,
+};
 use crate::analysis::source::{self, ParamCount};
 use crate::analysis::tasks::{Family, accuracy_points, depth_points};
-use crate::analysis::{CsvColumns, fit_record};
 use crate::fit::depth::fit_depth;
 use crate::fit::hyper::fit_optimum_law;
 use crate::fit::isoflop::BudgetOptimum;
-use crate::fit::isoflop_two_ways::{Agreement, ExponentTwoWays, fit_isoflop_two_ways};
-use crate::fit::parametric::fittable_curves;
+use crate::fit::isoflop_two_ways::Agreement;
 use crate::fit::{
-    BootstrapOptions, Budgeting, DEFAULT_HUBER_DELTA, FitOptions, FitReport, HeldOutSpec,
-    IsoflopAxis, IsoflopOptions, ParamEstimate, Points, fit_chinchilla, fit_compute, fit_parcae,
-    fit_parcae_unified, fit_test_time, fit_test_time_pooled,
+    BootstrapOptions, DEFAULT_HUBER_DELTA, FitOptions, HeldOutSpec, IsoflopAxis, ParamEstimate,
 };
 use crate::store::Store;
 
@@ -271,6 +271,21 @@ impl FitArgs {
         }
     }
 
+    /// What the fit orchestrator is asked: `law`, and how these flags choose and fit its points.
+    fn request(&self, law: LawChoice) -> FitRequest {
+        FitRequest {
+            law,
+            n: self.n.into(),
+            frontier: self.frontier,
+            pooled: self.pooled,
+            axis: self.axis.into(),
+            budget_tolerance: self.budget_tolerance,
+            drop_top_loss: self.drop_top_loss,
+            replicate_groups: true,
+            options: self.fit_options(),
+        }
+    }
+
     #[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x > 0)` also refuses NaN
     fn check(&self) -> Result<()> {
         if !self.source.exists() {
@@ -295,119 +310,28 @@ impl FitArgs {
     }
 }
 
-/// A finished fit: one or more reports (per-curve test-time fits give one per curve).
-#[derive(Serialize)]
-struct Fitted {
-    law: String,
-    source: String,
-    selection: serde_json::Value,
-    reports: Vec<(Option<String>, FitReport)>,
-    /// iso-FLOP only: the optimum of each budget.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    optima: Option<Vec<BudgetOptimum>>,
-    /// iso-FLOP only: approach 3, the loss surface, beside approach 2.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    surface: Option<SurfaceBeside>,
-    /// Parcae laws and iso-FLOP optima over loops or tokens from a database: GPT runs left out
-    /// (they are about looped runs at fixed parameters).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gpt_runs_left_out: Option<usize>,
-    /// With tuned keys: which run stands for each configuration, and why.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    envelope: Option<Envelope>,
-}
-
-/// The iso-FLOP surface fit (variable projection) and its exponent beside approach 2's; over
-/// loops, only why there is none.
-#[derive(Serialize)]
-struct SurfaceBeside {
-    report: Option<FitReport>,
-    exponent: Option<ExponentTwoWays>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    why_none: Option<String>,
-}
-
-/// What a law needs of a CSV file's columns, as an error naming the flag to give.
-fn require_columns(law: LawName, args_axis: AxisName, points: &Points) -> Result<()> {
-    let need = |ok: bool, what: &str, flag: &str| -> Result<()> {
-        if !ok {
-            bail!(
-                "--law {}: needs {what}; name its CSV column with {flag}",
-                law_name(law)
-            );
-        }
-        Ok(())
-    };
-    match law {
-        LawName::Parcae | LawName::ParcaeUnified => {
-            need(
-                points.n.is_some(),
-                "N(μ), the unrolled parameter count",
-                "--n-col",
-            )?;
-            need(
-                points.d.is_some() || points.c.is_some(),
-                "training tokens D (or FLOPs C, to derive D = C/(6·N(μ)))",
-                "--d-col (or --c-col)",
-            )?;
-            if law == LawName::ParcaeUnified {
-                need(
-                    points.loops.is_some(),
-                    "each run's training loops μ",
-                    "--loops-col",
-                )?;
-                need(
-                    points.test_loops.is_some(),
-                    "the test-time loops T",
-                    "--test-loops-col",
-                )?;
-            }
-        }
-        LawName::TestTime => need(
-            points.test_loops.is_some(),
-            "the test-time loops T",
-            "--test-loops-col",
-        )?,
-        LawName::Isoflop => {
-            need(
-                points.c.is_some() || (points.n.is_some() && points.d.is_some()),
-                "training FLOPs C to group budgets (or N and D, for C = 6ND)",
-                "--c-col",
-            )?;
-            match args_axis {
-                AxisName::Loops => need(
-                    points.loops.is_some(),
-                    "the loops of each point (--axis loops)",
-                    "--loops-col",
-                )?,
-                AxisName::Tokens => need(
-                    points.d.is_some() || (points.n.is_some() && points.c.is_some()),
-                    "the tokens of each point (--axis tokens)",
-                    "--d-col",
-                )?,
-                AxisName::Params => need(
-                    points.n.is_some(),
-                    "the parameters of each point (--axis params)",
-                    "--n-col",
-                )?,
-            }
-        }
-        _ => {}
+impl LawName {
+    /// The law as the fit orchestrator knows it; `None` for the laws that read their own data
+    /// (depth: task accuracies; lr, batch: a tuned sweep's envelope).
+    fn builtin(self) -> Option<BuiltinLaw> {
+        Some(match self {
+            LawName::Compute => BuiltinLaw::Compute,
+            LawName::Chinchilla => BuiltinLaw::Chinchilla,
+            LawName::Isoflop => BuiltinLaw::Isoflop,
+            LawName::TestTime => BuiltinLaw::TestTime,
+            LawName::Parcae => BuiltinLaw::Parcae,
+            LawName::ParcaeUnified => BuiltinLaw::ParcaeUnified,
+            LawName::Depth | LawName::Lr | LawName::Batch => return None,
+        })
     }
-    Ok(())
 }
 
 fn law_name(law: LawName) -> &'static str {
-    match law {
-        LawName::Compute => "compute",
-        LawName::Chinchilla => "chinchilla",
-        LawName::Isoflop => "isoflop",
-        LawName::TestTime => "test-time",
-        LawName::Parcae => "parcae",
-        LawName::ParcaeUnified => "parcae-unified",
-        LawName::Depth => "depth",
-        LawName::Lr => "lr",
-        LawName::Batch => "batch",
+    match (law.builtin(), law) {
+        (Some(b), _) => b.name(),
+        (None, LawName::Depth) => "depth",
+        (None, LawName::Lr) => "lr",
+        (None, _) => "batch",
     }
 }
 
@@ -459,7 +383,7 @@ fn from_sweep_file(args: &FitArgs) -> Result<Option<FitArgs>> {
 }
 
 /// `--law lr` / `--law batch`: the envelope's refined optima against compute and parameters.
-fn hyper_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
+fn hyper_fit(args: &FitArgs) -> Result<Fitted> {
     if !source::is_database(&args.source) {
         bail!(
             "--law {} reads a tuned sweep from its database, not {}",
@@ -507,20 +431,11 @@ fn hyper_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
         }
         reports.push((Some(x_name.to_string()), r));
     }
-    let n = optima.len();
-    Ok((
-        Fitted {
-            law: name.into(),
-            source: args.source.display().to_string(),
-            selection: serde_json::to_value(args)?,
-            reports,
-            optima: None,
-            surface: None,
-            gpt_runs_left_out: None,
-            envelope: Some(env),
-        },
-        n,
-    ))
+    let source = args.source.display().to_string();
+    let mut fitted = Fitted::of_reports(name, &source, reports, optima.len());
+    fitted.selection = serde_json::to_value(args)?;
+    fitted.envelope = Some(env);
+    Ok(fitted)
 }
 
 /// Which value of each tuned key won per configuration, and how many were tried.
@@ -560,151 +475,8 @@ fn print_envelope(env: &Envelope) {
     }
 }
 
-/// The points of the fit, and (Parcae laws and iso-FLOP optima from a database) how many GPT
-/// runs were left out.
-fn load_points(args: &FitArgs) -> Result<(Points, Option<usize>, Option<Envelope>)> {
-    let sweep = args.sweep.as_deref();
-    let (points, gpt, env) = if source::is_database(&args.source) {
-        let store = Store::open_read_only(&args.source)?;
-        let (frames, env) = source::load_frames(&store, sweep, &tuned_keys(args, &store)?, None)?;
-        let (p, gpt) = match args.law() {
-            LawName::TestTime => (source::test_time_points(&store, &frames)?, None),
-            LawName::Parcae => {
-                let (p, gpt) = source::parcae_points(&store, &frames, sweep, args.n.into())?;
-                (p, Some(gpt))
-            }
-            LawName::ParcaeUnified => {
-                let (p, gpt) =
-                    source::parcae_unified_points(&store, &frames, sweep, args.n.into())?;
-                (p, Some(gpt))
-            }
-            LawName::Isoflop => {
-                let (p, gpt) = source::isoflop_points(
-                    &store,
-                    &frames,
-                    sweep,
-                    args.n.into(),
-                    args.axis.into(),
-                )?;
-                (p, Some(gpt))
-            }
-            LawName::Depth | LawName::Lr | LawName::Batch => {
-                unreachable!("these laws read their own points")
-            }
-            _ => (
-                source::run_points(
-                    &store,
-                    &frames,
-                    sweep,
-                    args.variant.as_deref(),
-                    args.n.into(),
-                )?,
-                None,
-            ),
-        };
-        (p, gpt, env)
-    } else {
-        let p = source::csv_points(&args.source, &args.csv_columns())?;
-        if !args.tune.is_empty() {
-            bail!(
-                "--tune reads each run's configuration from a sweep database; {} is a CSV file",
-                args.source.display()
-            );
-        }
-        require_columns(args.law(), args.axis, &p)?;
-        (p, None, None)
-    };
-    points.validate()?;
-    let points = if args.drop_top_loss > 0 {
-        points.drop_top_loss(args.drop_top_loss)
-    } else {
-        points
-    };
-    Ok((points, gpt, env))
-}
-
-fn run_fit(
-    args: &FitArgs,
-    points: &Points,
-    gpt_runs_left_out: Option<usize>,
-    replicates: Option<Vec<usize>>,
-) -> Result<Fitted> {
-    let mut options = args.fit_options();
-    if let Some(groups) = replicates {
-        // Seeds of one configuration are not independent draws of the law's error: a resample
-        // takes or leaves a configuration with all its seeds.
-        options.replicates = Some(groups.clone());
-        options.resampling = crate::fit::Resampling::Groups(groups);
-    }
-    let mut law = law_name(args.law()).to_string();
-    let mut optima = None;
-    let mut surface = None;
-    let reports = match args.law() {
-        LawName::Parcae => vec![(None, fit_parcae(points, &options)?)],
-        LawName::ParcaeUnified => vec![(None, fit_parcae_unified(points, &options)?)],
-        LawName::Compute => vec![(None, fit_compute(points, args.frontier, &options)?)],
-        LawName::Chinchilla => vec![(None, fit_chinchilla(points, &options)?)],
-        LawName::TestTime if args.pooled => {
-            law = "test-time-pooled".into();
-            vec![(None, fit_test_time_pooled(points, &options)?)]
-        }
-        LawName::TestTime => {
-            law = "test-time".into();
-            let (_, left_out) = fittable_curves(points);
-            if !left_out.is_empty() {
-                eprintln!(
-                    "{} curve(s) with fewer than three evaluations or two distinct T left out: {}",
-                    left_out.len(),
-                    left_out.join(", ")
-                );
-            }
-            fit_test_time(points, &options)?
-                .into_iter()
-                .map(|(curve, r)| (Some(curve), r))
-                .collect()
-        }
-        LawName::Depth | LawName::Lr | LawName::Batch => {
-            unreachable!("these laws read their own points")
-        }
-        LawName::Isoflop => {
-            let axis = args.axis.into();
-            let budgeting = if points.group.is_some() {
-                Budgeting::Labels
-            } else {
-                Budgeting::RelativeTolerance(args.budget_tolerance)
-            };
-            let two_ways = fit_isoflop_two_ways(
-                points,
-                &IsoflopOptions {
-                    axis,
-                    budgeting,
-                    bootstrap: args.bootstrap(),
-                },
-                None,
-            )?;
-            optima = Some(two_ways.approach2.optima);
-            surface = Some(SurfaceBeside {
-                report: two_ways.surface,
-                exponent: two_ways.comparison,
-                why_none: two_ways.no_surface,
-            });
-            vec![(None, two_ways.approach2.report)]
-        }
-    };
-    Ok(Fitted {
-        law,
-        source: args.source.display().to_string(),
-        selection: serde_json::to_value(args)?,
-        reports,
-        optima,
-        surface,
-        gpt_runs_left_out,
-        envelope: None,
-    })
-}
-
 /// Approach 3's surface and the allocation exponent two ways, in two columns.
-fn print_surface(surface: &SurfaceBeside) {
+fn print_surface(surface: &Surface) {
     let Some(report) = &surface.report else {
         if let Some(why) = &surface.why_none {
             println!("approach 3 (the loss surface): none; {why}");
@@ -808,36 +580,8 @@ fn print_optima(optima: &[BudgetOptimum], level: Option<f64>) {
     }
 }
 
-/// For a law fitted to one point per run of a database (compute over every run, Chinchilla,
-/// Parcae) whose configurations have several seeds: the replicate group of each point, so the
-/// bootstrap resamples configurations rather than runs. `None` otherwise.
-fn replicate_ids(args: &FitArgs, points: &Points) -> Result<Option<Vec<usize>>> {
-    let per_run = match args.law() {
-        LawName::Compute => !args.frontier,
-        LawName::Chinchilla | LawName::Parcae => true,
-        _ => false,
-    };
-    let Some(keys) = points.curve.as_ref() else {
-        return Ok(None);
-    };
-    if !per_run || !source::is_database(&args.source) {
-        return Ok(None);
-    }
-    let store = Store::open_read_only(&args.source)?;
-    let (frames, _) = source::load_frames(
-        &store,
-        args.sweep.as_deref(),
-        &tuned_keys(args, &store)?,
-        None,
-    )?;
-    // The groups the law does not fit (the GPT's under Parcae's law) take no part: only the
-    // points' own runs are numbered.
-    let groups = crate::analysis::groups::replicate_groups(&frames)?;
-    Ok(crate::analysis::groups::replicate_indices(&groups, keys))
-}
-
 /// The depth law, one fit per family with two depths or more, and the points it used.
-fn depth_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
+fn depth_fit(args: &FitArgs) -> Result<Fitted> {
     if !source::is_database(&args.source) {
         bail!(
             "--law depth reads task accuracies from a sweep database, not {}",
@@ -871,22 +615,87 @@ fn depth_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
     if reports.is_empty() {
         bail!("no family has runs at two effective depths or more: nothing to fit");
     }
-    let fitted = Fitted {
-        law: "depth".into(),
-        source: args.source.display().to_string(),
-        selection: serde_json::to_value(args)?,
-        reports,
-        optima: None,
-        surface: None,
-        gpt_runs_left_out: None,
-        envelope: None,
+    let source = args.source.display().to_string();
+    let mut fitted = Fitted::of_reports("depth", &source, reports, points.len());
+    fitted.selection = serde_json::to_value(args)?;
+    Ok(fitted)
+}
+
+/// The source as the fit orchestrator reads it: a database's finished runs (tuned per
+/// configuration by `--tune`, else by its sweep files' `[analysis] tune`), or a CSV file.
+fn open_source(args: &FitArgs) -> Result<Option<Database>> {
+    if !source::is_database(&args.source) {
+        if !args.tune.is_empty() {
+            bail!(
+                "--tune reads each run's configuration from a sweep database; {} is a CSV file",
+                args.source.display()
+            );
+        }
+        return Ok(None);
+    }
+    let tune = if args.tune.is_empty() {
+        Tune::Stored
+    } else {
+        Tune::Keys(&args.tune)
     };
-    Ok((fitted, points.len()))
+    Ok(Some(Database::open(
+        &args.source,
+        args.sweep.as_deref(),
+        args.variant.as_deref(),
+        tune,
+    )?))
+}
+
+/// A built-in or written law through the fit orchestrator, saying (unless --json) what it
+/// fits: a tuned sweep's envelope and the replicate groups before a built-in law's fit, the
+/// written law's terms after its fit.
+fn orchestrated_fit(args: &FitArgs, law: LawChoice) -> Result<Fitted> {
+    let db = open_source(args)?;
+    let columns = args.csv_columns();
+    let source = match &db {
+        Some(db) => Source::Database(db),
+        None => Source::Csv {
+            path: &args.source,
+            columns: &columns,
+        },
+    };
+    let req = args.request(law);
+    let input = law_fit::load(&source, &req)?;
+    let groups = input.replicate_groups();
+    let say_groups = |groups: Option<(usize, usize)>| {
+        if let Some((groups, runs)) = groups {
+            println!(
+                "bootstrap: resampling {groups} replicate groups (configurations with their seeds) of {runs} runs"
+            );
+        }
+    };
+    let written = matches!(req.law, LawChoice::Written(_));
+    if !args.json && !written {
+        if let Some(env) = &input.envelope {
+            print_envelope(env);
+        }
+        say_groups(groups);
+    }
+    let left_out = input.curves_left_out(&req);
+    if !left_out.is_empty() {
+        eprintln!(
+            "{} curve(s) with fewer than three evaluations or two distinct T left out: {}",
+            left_out.len(),
+            left_out.join(", ")
+        );
+    }
+    let mut fitted = input.fit(&req)?;
+    fitted.selection = serde_json::to_value(args)?;
+    if let (Some(law), false) = (&fitted.written, args.json) {
+        println!("law {}: {}\n{}", fitted.law, law.text(), law.roles());
+        say_groups(groups);
+    }
+    Ok(fitted)
 }
 
 /// `--law-expr`: a written law over the source's columns, fitted as a built-in law is (with the
 /// bootstrap by replicate group where the sweep has seeds).
-fn written_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
+fn written_fit(args: &FitArgs) -> Result<Fitted> {
     let flags = written::WrittenFlags {
         law_expr: args.law_expr.as_deref().unwrap_or_default(),
         params: &args.param,
@@ -897,51 +706,7 @@ fn written_fit(args: &FitArgs) -> Result<(Fitted, usize)> {
     // A sweep file's own laws are read from the file; `args.source` is its database by now.
     let declared_in = args.sweep_file.as_deref().unwrap_or(&args.source);
     let spec = written::law_spec(&flags, declared_in, args.sweep.as_deref())?;
-    let tune = if source::is_database(&args.source) {
-        tuned_keys(args, &Store::open_read_only(&args.source)?)?
-    } else {
-        if !args.tune.is_empty() {
-            bail!(
-                "--tune reads each run's configuration from a sweep database; {} is a CSV file",
-                args.source.display()
-            );
-        }
-        Vec::new()
-    };
-    let (columns, replicates) = written::columns(
-        &args.source,
-        args.sweep.as_deref(),
-        &tune,
-        args.n.into(),
-        &spec,
-    )?;
-    let groups = replicates
-        .as_ref()
-        .map(|g| (g.iter().max().map_or(0, |m| m + 1), g.len()));
-    let (law, report) =
-        crate::analysis::written::fit_columns(&spec, &columns, replicates, &args.fit_options())?;
-    if !args.json {
-        println!("law {}: {}\n{}", spec.name, law.text(), law.roles());
-        if let Some((groups, runs)) = groups {
-            println!(
-                "bootstrap: resampling {groups} replicate groups (configurations with their seeds) of {runs} runs"
-            );
-        }
-    }
-    let n_points = report.n_points;
-    Ok((
-        Fitted {
-            law: spec.name.clone(),
-            source: args.source.display().to_string(),
-            selection: serde_json::to_value(args)?,
-            reports: vec![(None, report)],
-            optima: None,
-            surface: None,
-            gpt_runs_left_out: None,
-            envelope: None,
-        },
-        n_points,
-    ))
+    orchestrated_fit(args, LawChoice::Written(spec))
 }
 
 /// `loopscale fit`.
@@ -950,49 +715,24 @@ pub fn fit(args: &FitArgs) -> Result<i32> {
     let args = resolved.as_ref().unwrap_or(args);
     args.check()?;
     if args.law_expr.is_some() {
-        let (fitted, n_points) = written_fit(args)?;
-        return finish(args, fitted, n_points);
+        let fitted = written_fit(args)?;
+        return finish(args, fitted);
     }
     if args.law() == LawName::Depth && !args.tune.is_empty() {
         bail!(
             "--tune chooses runs by their final loss; --law depth fits task accuracies at every depth, so it takes no --tune"
         );
     }
-    let (fitted, n_points) = match args.law() {
-        LawName::Depth => depth_fit(args)?,
-        LawName::Lr | LawName::Batch => hyper_fit(args)?,
-        _ => {
-            let (points, gpt, env) = load_points(args)?;
-            if let Some(env) = &env
-                && !args.json
-            {
-                print_envelope(env);
-            }
-            let replicates = replicate_ids(args, &points)?;
-            if let Some(ids) = &replicates
-                && !args.json
-            {
-                println!(
-                    "bootstrap: resampling {} replicate groups (configurations with their seeds) of {} runs",
-                    ids.iter().max().map_or(0, |m| m + 1),
-                    ids.len()
-                );
-            }
-            let mut fitted = run_fit(args, &points, gpt, replicates)?;
-            if let Some(env) = env {
-                for (_, r) in fitted.reports.iter_mut() {
-                    r.notes.extend(env.notes.iter().cloned());
-                }
-                fitted.envelope = Some(env);
-            }
-            (fitted, points.len())
-        }
+    let fitted = match args.law().builtin() {
+        Some(law) => orchestrated_fit(args, LawChoice::Builtin(law))?,
+        None if args.law() == LawName::Depth => depth_fit(args)?,
+        None => hyper_fit(args)?,
     };
-    finish(args, fitted, n_points)
+    finish(args, fitted)
 }
 
 /// A fitted law (or laws) recorded in the `fits` table (unless --no-save) and printed.
-fn finish(args: &FitArgs, mut fitted: Fitted, n_points: usize) -> Result<i32> {
+fn finish(args: &FitArgs, mut fitted: Fitted) -> Result<i32> {
     let target: Option<&Path> = if args.no_save {
         None
     } else if let Some(db) = &args.db {
@@ -1010,34 +750,8 @@ fn finish(args: &FitArgs, mut fitted: Fitted, n_points: usize) -> Result<i32> {
     let mut fit_ids = Vec::new();
     if let Some(db) = target {
         let mut store = Store::open(db)?;
-        let selection = fitted.selection.to_string();
-        for (curve, report) in &fitted.reports {
-            let json = serde_json::to_string(&(report, &fitted.optima))?;
-            fit_ids.push(store.insert_fit(&fit_record(
-                &fitted.law,
-                &fitted.source,
-                &selection,
-                curve.as_deref(),
-                report,
-                &json,
-            ))?);
-        }
-        // Approach 3 beside approach 2: its own row, so its parameters sit in fit_params.
-        if let Some(SurfaceBeside {
-            report: Some(report),
-            exponent,
-            ..
-        }) = &fitted.surface
-        {
-            let json = serde_json::to_string(&(report, exponent))?;
-            fit_ids.push(store.insert_fit(&fit_record(
-                "isoflop-surface",
-                &fitted.source,
-                &selection,
-                None,
-                report,
-                &json,
-            ))?);
+        for record in fitted.records()? {
+            fit_ids.push(store.insert_fit(&record)?);
         }
     }
 
@@ -1047,7 +761,7 @@ fn finish(args: &FitArgs, mut fitted: Fitted, n_points: usize) -> Result<i32> {
     }
     println!(
         "{} fit of {} ({} points)",
-        fitted.law, fitted.source, n_points
+        fitted.law, fitted.source, fitted.n_points
     );
     for (curve, report) in &fitted.reports {
         if let Some(curve) = curve {

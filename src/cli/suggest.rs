@@ -9,15 +9,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
-use crate::analysis::source::{self, ParamCount, unrolled_params};
+use crate::analysis::law_fit::{
+    self, BuiltinLaw, Database, FitInput, FitRequest, LawChoice, Source, Tune,
+};
+use crate::analysis::source::{ParamCount, unrolled_params};
 use crate::config::RunConfig;
 use crate::fit::bootstrap::BootstrapOptions;
 use crate::fit::design::{self, Allocation, Candidate, Suggestion, TargetSpec};
 use crate::fit::laws::{ChinchillaLaw, ComputeLaw, Design, Law, ParcaeLaw};
-use crate::fit::parametric::{FitOptions, bootstrap_thetas, fit_law};
+use crate::fit::parametric::{FitOptions, bootstrap_thetas};
 use crate::fit::{FitReport, Points};
 use crate::model::Arch;
-use crate::store::{RunStatus, Store};
+use crate::store::RunStatus;
 use crate::sweep::extend::{
     CandidatePoint, CandidateSetting, SweptAxis, extend_values, extended_text,
 };
@@ -163,30 +166,38 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read sweep file {}", args.file.display()))?;
     let sweep = Sweep::load(&args.file)?;
-    let db = args.db.clone().unwrap_or_else(|| sweep.db.clone());
-    if !db.exists() {
+    let db_path = args.db.clone().unwrap_or_else(|| sweep.db.clone());
+    if !db_path.exists() {
         bail!(
             "{}: no database yet; train the sweep first (`loopscale run {}`), then ask what to add",
-            db.display(),
+            db_path.display(),
             args.file.display()
         );
     }
-    let store = Store::open_read_only(&db)?;
     let tune = sweep.analysis.tune.clone();
-    let (frames, _) = source::load_frames(&store, Some(&sweep.name), &tune, None)?;
-    let points = match args.law {
-        SuggestLaw::Parcae => {
-            source::parcae_points(&store, &frames, Some(&sweep.name), ParamCount::NonEmbedding)?.0
-        }
-        _ => source::run_points(
-            &store,
-            &frames,
-            Some(&sweep.name),
-            None,
-            ParamCount::NonEmbedding,
-        )?,
+    let db = Database::open(&db_path, Some(&sweep.name), None, Tune::Keys(&tune))?;
+    let law = match args.law {
+        SuggestLaw::Parcae => BuiltinLaw::Parcae,
+        SuggestLaw::Chinchilla => BuiltinLaw::Chinchilla,
+        SuggestLaw::Compute => BuiltinLaw::Compute,
     };
-    let done: HashSet<String> = store
+    let boot = BootstrapOptions {
+        resamples: args.resamples,
+        level: args.level,
+        seed: args.seed,
+        ..BootstrapOptions::default()
+    };
+    let request = FitRequest::new(
+        LawChoice::Builtin(law),
+        FitOptions {
+            bootstrap: Some(boot),
+            ..FitOptions::default()
+        },
+    );
+    let input = law_fit::load(&Source::Database(&db), &request)?;
+    let points = &input.points;
+    let done: HashSet<String> = db
+        .store
         .runs(&sweep.name)?
         .into_iter()
         .filter(|r| r.status == RunStatus::Done)
@@ -208,15 +219,16 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
     let ctx = LawInputs {
         args,
         target: &target,
-        points: &points,
+        input: &input,
+        request: &request,
         priced: &priced,
         allocation: allocation(&sweep),
-        seed_noise: log_seed_noise(&frames)?,
+        seed_noise: log_seed_noise(&db.frames)?,
     };
     let (report, suggestion) = match args.law {
-        SuggestLaw::Parcae => run_law(&ParcaeLaw, &ParcaeLaw.design(&points)?, &ctx)?,
-        SuggestLaw::Chinchilla => run_law(&ChinchillaLaw, &ChinchillaLaw.design(&points)?, &ctx)?,
-        SuggestLaw::Compute => run_law(&ComputeLaw, &ComputeLaw.design(&points)?, &ctx)?,
+        SuggestLaw::Parcae => run_law(&ParcaeLaw, &ParcaeLaw.design(points)?, &ctx)?,
+        SuggestLaw::Chinchilla => run_law(&ChinchillaLaw, &ChinchillaLaw.design(points)?, &ctx)?,
+        SuggestLaw::Compute => run_law(&ComputeLaw, &ComputeLaw.design(points)?, &ctx)?,
     };
     print_suggestion(args, &target, &report, &suggestion, &priced, &left_out);
     match ctx.seed_noise {
@@ -240,7 +252,7 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let chart = chart(&target, &points, &suggestion, &priced, args.law);
+        let chart = chart(&target, points, &suggestion, &priced, args.law);
         let drawn = crate::plot::save(&chart, dir, &name)?;
         println!("chart: {}", drawn.png.display());
     }
@@ -294,7 +306,9 @@ fn log_seed_noise(frames: &crate::analysis::Frames) -> Result<Option<(f64, usize
 struct LawInputs<'a> {
     args: &'a SweepArgs,
     target: &'a TargetSpec,
-    points: &'a Points,
+    /// The sweep's points of the law, and how the orchestrator fits them.
+    input: &'a FitInput,
+    request: &'a FitRequest,
     priced: &'a [Priced],
     allocation: Option<Allocation>,
     /// The seed noise of one run's log loss, pooled over the sweep's replicate groups, with its
@@ -310,28 +324,24 @@ fn law_label(law: SuggestLaw) -> &'static str {
     }
 }
 
-/// Fit, ensemble, candidates' rows, target, choice.
+/// Fit (through the orchestrator, as `loopscale fit` fits), ensemble, candidates' rows, target,
+/// choice.
 fn run_law<L: Law>(law: &L, design: &Design, ctx: &LawInputs) -> Result<(FitReport, Suggestion)> {
     let args = ctx.args;
-    let boot = BootstrapOptions {
-        resamples: args.resamples,
-        level: args.level,
-        seed: args.seed,
-        ..BootstrapOptions::default()
-    };
-    let opts = FitOptions {
-        bootstrap: Some(boot),
-        ..FitOptions::default()
-    };
-    let compute = ctx.points.compute()?;
-    let report = fit_law(law, design, (&compute, "C"), &opts).with_context(|| {
-        format!(
-            "fitting {} to the {} finished configuration(s) of the sweep (train more of it first, or choose a law with fewer parameters)",
-            law_label(args.law),
-            design.len()
-        )
-    })?;
-    let (members, failed) = bootstrap_thetas(law, design, &report.theta, &opts, &boot);
+    let opts = &ctx.request.options;
+    let boot = opts.bootstrap.expect("suggest fits with a bootstrap");
+    let report = ctx
+        .input
+        .fit(ctx.request)
+        .map(|mut f| f.reports.swap_remove(0).1)
+        .with_context(|| {
+            format!(
+                "fitting {} to the {} finished configuration(s) of the sweep (train more of it first, or choose a law with fewer parameters)",
+                law_label(args.law),
+                design.len()
+            )
+        })?;
+    let (members, failed) = bootstrap_thetas(law, design, &report.theta, opts, &boot);
     if failed * 2 > args.resamples {
         eprintln!(
             "suggest: {failed} of {} bootstrap resamples failed",

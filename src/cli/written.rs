@@ -2,15 +2,14 @@
 //! sweep file's `[analysis.laws.NAME]`, resolved against the columns its source offers (a CSV
 //! file's numeric columns, or a database's finished runs with `loss`, `N`, `D`, `C`, `r`,
 //! `n_once`, `n_rec` and any configuration key), then fitted by the same procedure as a
-//! built-in law (`loopscale_fit::written`).
+//! built-in law (`loopscale_analysis::law_fit`). This file only turns the flags into the law.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::analysis::csv::read_numeric_columns;
-use crate::analysis::source::{self, ParamCount};
-use crate::analysis::written::{NamedColumns, database_columns, declared_in_store, spec_of};
+use crate::analysis::source;
+use crate::analysis::written::{declared_in_store, spec_of};
 use crate::fit::written::{LawSpec, ParamSpec, Range, schwethelm};
 use crate::store::Store;
 use crate::sweep::{Sweep, WrittenLawToml};
@@ -126,28 +125,4 @@ pub fn law_spec(flags: &WrittenFlags<'_>, source: &Path, sweep: Option<&str>) ->
         spec.vars.push(name_text("--var", v)?);
     }
     Ok(spec)
-}
-
-/// The columns of a source: a CSV file's numeric columns, or those of a database's finished
-/// runs (tuned per configuration by `tune`) with each run's replicate group where
-/// configurations have several seeds.
-pub fn columns(
-    path: &Path,
-    sweep: Option<&str>,
-    tune: &[String],
-    n: ParamCount,
-    spec: &LawSpec,
-) -> Result<(NamedColumns, Option<Vec<usize>>)> {
-    if !source::is_database(path) {
-        return Ok((read_numeric_columns(path)?, None));
-    }
-    let store = Store::open_read_only(path)?;
-    let (frames, _) = source::load_frames(&store, sweep, tune, None)?;
-    if frames.runs.height() == 0 {
-        bail!(
-            "{}: no finished runs to fit; train some with `loopscale run`",
-            path.display()
-        );
-    }
-    database_columns(&frames, n, spec)
 }

@@ -1,5 +1,6 @@
-//! The fits a report shows, computed from the frames with `loopscale_fit` (nothing is read from
-//! the `fits` table: a report always reflects the runs in the database now): the compute law
+//! The fits a report shows, computed from the frames through [`super::law_fit`], as `loopscale
+//! fit` computes them (nothing is read from the `fits` table: a report always reflects the runs
+//! in the database now), with the report's own options and data checks: the compute law
 //! with a pointwise bootstrap band, one saturating exponential per test-time curve, the
 //! iso-FLOP optima (located near each budget's lowest loss, or flagged at an edge) and power
 //! laws of the optimal loops and tokens, Parcae's law over the looped runs, and, for a tuned sweep
@@ -13,17 +14,15 @@ use super::budgets::{BUDGET_TOLERANCE, with_budgets};
 use super::columns::{f64s, strs};
 use super::envelope::{Envelope, Position, column_of};
 use super::frames::Frames;
-use super::source::{
-    ParamCount, parcae_points_of, parcae_unified_points_of, run_points_of, test_time_points_of,
-};
+use super::law_fit::{BuiltinLaw, FitInput, FitRequest, LawChoice, Source, load};
+use super::source::{ParamCount, run_points_of};
 use loopscale_fit::bootstrap::percentile_interval;
 use loopscale_fit::hyper::fit_optimum_law;
 use loopscale_fit::isoflop::{Location, Parabola, budget_optima};
 use loopscale_fit::parametric::bootstrap_draws;
 use loopscale_fit::{
     BootstrapOptions, Budgeting, ComputeLaw, FitOptions, FitReport, HeldOutSpec, IsoflopAxis,
-    IsoflopOptions, ParcaeLaw, ParcaeUnifiedLaw, Points, fit_compute, fit_isoflop, fit_parcae,
-    fit_parcae_unified, fit_test_time,
+    IsoflopOptions, ParcaeLaw, ParcaeUnifiedLaw, Points, fit_isoflop,
 };
 
 /// Bootstrap resamples of the report's fits (fewer than `fit`'s 1000: a report is redrawn
@@ -171,6 +170,38 @@ fn options() -> FitOptions {
     }
 }
 
+/// The one report of a law fitted through [`super::law_fit`].
+fn fit_one(input: &FitInput, req: &FitRequest) -> Result<FitReport> {
+    let mut fitted = input.fit(req)?;
+    Ok(fitted.reports.swap_remove(0).1)
+}
+
+/// A law the sweep file writes, over the report's runs, resampling replicate groups where the
+/// sweep has seeds (the report's built-in laws resample runs), with each run's measured and
+/// predicted loss.
+fn written_fit(frames: &Frames, t: &loopscale_sweep::WrittenLawToml) -> Result<ParcaeFit> {
+    let req = FitRequest {
+        replicate_groups: true,
+        ..FitRequest::new(LawChoice::Written(super::written::spec_of(t)?), options())
+    };
+    let input = load(&Source::Frames(frames), &req)?;
+    let mut fitted = input.fit(&req)?;
+    let runs = input
+        .written_predictions(&fitted, frames)?
+        .into_iter()
+        .map(|(label, flops, measured, predicted)| ParcaeRun {
+            label,
+            flops,
+            measured,
+            predicted,
+        })
+        .collect();
+    Ok(ParcaeFit {
+        report: fitted.reports.swap_remove(0).1,
+        runs,
+    })
+}
+
 impl ReportFits {
     pub fn compute(frames: &Frames) -> ReportFits {
         ReportFits::compute_tuned(frames, None, &[])
@@ -187,23 +218,9 @@ impl ReportFits {
             written: laws
                 .iter()
                 .map(|t| {
-                    let fit = super::written::spec_of(t)
-                        .and_then(|spec| super::written::report_fit(frames, &spec, &options()))
-                        .map(|(report, runs)| ParcaeFit {
-                            report,
-                            runs: runs
-                                .into_iter()
-                                .map(|(label, flops, measured, predicted)| ParcaeRun {
-                                    label,
-                                    flops,
-                                    measured,
-                                    predicted,
-                                })
-                                .collect(),
-                        })
-                        .map_err(|e| {
-                            format!("The written law `{}` was not fitted: {e:#}.", t.name)
-                        });
+                    let fit = written_fit(frames, t).map_err(|e| {
+                        format!("The written law `{}` was not fitted: {e:#}.", t.name)
+                    });
                     (t.name.clone(), fit)
                 })
                 .collect(),
@@ -236,12 +253,11 @@ fn compute_fit(frames: &Frames) -> Result<ComputeFit, String> {
             scales.len()
         ));
     }
-    let points =
-        run_points_of(&frames.runs, ParamCount::NonEmbedding).map_err(|e| e.to_string())?;
-    let opts = options();
-    let report = fit_compute(&points, false, &opts)
-        .map_err(|e| format!("The compute-law fit failed: {e:#}."))?;
-    let band = compute_band(&points, &report, &opts)
+    let req = FitRequest::new(LawChoice::Builtin(BuiltinLaw::Compute), options());
+    let input = load(&Source::Frames(frames), &req).map_err(|e| e.to_string())?;
+    let report =
+        fit_one(&input, &req).map_err(|e| format!("The compute-law fit failed: {e:#}."))?;
+    let band = compute_band(&input.points, &report, &req.options)
         .map_err(|e| format!("The compute-law band failed: {e:#}."))?;
     Ok(ComputeFit { report, band })
 }
@@ -283,14 +299,18 @@ fn test_time_fits(frames: &Frames) -> Result<Vec<TestTimeFit>, String> {
                 .into(),
         );
     }
-    let points = test_time_points_of(&frames.test_time).map_err(|e| e.to_string())?;
-    let fits = fit_test_time(&points, &options())
-        .map_err(|e| format!("The test-time fit failed: {e:#}."))?;
+    let req = FitRequest::new(LawChoice::Builtin(BuiltinLaw::TestTime), options());
+    let input = load(&Source::Frames(frames), &req).map_err(|e| e.to_string())?;
+    let fits = input
+        .fit(&req)
+        .map_err(|e| format!("The test-time fit failed: {e:#}."))?
+        .reports;
     let keys = strs(&frames.test_time, "run_key").map_err(|e| e.to_string())?;
     let labels = strs(&frames.test_time, "label").map_err(|e| e.to_string())?;
     Ok(fits
         .into_iter()
         .map(|(run_key, report)| {
+            let run_key = run_key.unwrap_or_default();
             let label = keys
                 .iter()
                 .position(|k| *k == run_key)
@@ -482,8 +502,9 @@ fn hyper_fits(env: &Envelope) -> Vec<HyperFit> {
 pub const PARCAE_MIN_RUNS: usize = 6;
 
 fn parcae_fit(frames: &Frames) -> Result<ParcaeFit, String> {
-    let (points, _) =
-        parcae_points_of(frames, ParamCount::NonEmbedding).map_err(|e| format!("{e:#}."))?;
+    let req = FitRequest::new(LawChoice::Builtin(BuiltinLaw::Parcae), options());
+    let input = load(&Source::Frames(frames), &req).map_err(|e| format!("{e:#}."))?;
+    let points = &input.points;
     let distinct = |v: &[f64]| {
         let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
@@ -505,13 +526,15 @@ fn parcae_fit(frames: &Frames) -> Result<ParcaeFit, String> {
         ));
     }
     // A coarse grid: a report is redrawn often (`loopscale fit` runs Epoch's full grid).
-    let opts = FitOptions {
-        heldout: Some(HeldOutSpec::LargestBudget(BUDGET_TOLERANCE)),
-        starts: Some(ParcaeLaw::coarse_grid()),
-        ..options()
+    let req = FitRequest {
+        options: FitOptions {
+            heldout: Some(HeldOutSpec::LargestBudget(BUDGET_TOLERANCE)),
+            starts: Some(ParcaeLaw::coarse_grid()),
+            ..options()
+        },
+        ..req
     };
-    let report =
-        fit_parcae(&points, &opts).map_err(|e| format!("The Parcae-law fit failed: {e:#}."))?;
+    let report = fit_one(&input, &req).map_err(|e| format!("The Parcae-law fit failed: {e:#}."))?;
     let v = |name| report.value(name).unwrap_or(f64::NAN);
     let labels = strs(&frames.runs, "label").map_err(|e| e.to_string())?;
     let keys = strs(&frames.runs, "run_key").map_err(|e| e.to_string())?;
@@ -537,8 +560,9 @@ fn parcae_fit(frames: &Frames) -> Result<ParcaeFit, String> {
 /// Parcae's unified law L(T | μ, D) = E + X·N(μ)^(−x) + Y·D^(−y) + Z·exp(−z·T/μ) over every
 /// test-time evaluation of the looped runs; `runs` holds one entry per evaluation.
 fn parcae_unified_fit(frames: &Frames) -> Result<ParcaeFit, String> {
-    let (points, _) = parcae_unified_points_of(frames, ParamCount::NonEmbedding)
-        .map_err(|e| format!("{e:#}."))?;
+    let req = FitRequest::new(LawChoice::Builtin(BuiltinLaw::ParcaeUnified), options());
+    let input = load(&Source::Frames(frames), &req).map_err(|e| format!("{e:#}."))?;
+    let points = &input.points;
     let curves = {
         let mut c = points.curve.clone().unwrap_or_default();
         c.dedup();
@@ -550,14 +574,17 @@ fn parcae_unified_fit(frames: &Frames) -> Result<ParcaeFit, String> {
              evaluations of {PARCAE_MIN_RUNS} or more finished looped runs; this database has {curves}."
         ));
     }
-    let law = ParcaeUnifiedLaw::new(&points).map_err(|e| format!("{e:#}."))?;
-    let opts = FitOptions {
-        heldout: Some(HeldOutSpec::LargestBudget(BUDGET_TOLERANCE)),
-        starts: Some(law.coarse_grid()),
-        ..options()
+    let law = ParcaeUnifiedLaw::new(points).map_err(|e| format!("{e:#}."))?;
+    let req = FitRequest {
+        options: FitOptions {
+            heldout: Some(HeldOutSpec::LargestBudget(BUDGET_TOLERANCE)),
+            starts: Some(law.coarse_grid()),
+            ..options()
+        },
+        ..req
     };
-    let report = fit_parcae_unified(&points, &opts)
-        .map_err(|e| format!("The unified Parcae-law fit failed: {e:#}."))?;
+    let report =
+        fit_one(&input, &req).map_err(|e| format!("The unified Parcae-law fit failed: {e:#}."))?;
     let v = |name| report.value(name).unwrap_or(f64::NAN);
     let (n, d, mu, t) = (
         points.n.clone().unwrap_or_default(),

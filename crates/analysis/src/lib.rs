@@ -9,14 +9,16 @@
 //!
 //! This is also where `loopscale_fit` meets the data: [`source`] reads a fit's points from a
 //! database and [`csv`] from a CSV file; [`record`] turns a fit's result into the plain
-//! record the store writes; [`fits`] makes the report's fits. [`envelope`] keeps the best run
+//! record the store writes; [`law_fit`] is the one way from a source and a law (built in or
+//! written) to a fit and its records, for `loopscale fit`, `suggest` and [`fits`], the report's
+//! fits. [`envelope`] keeps the best run
 //! of each configuration of a tuned sweep (`--tune train.lr`) for every law and chart.
 //!
 //! Data flows one way through these files (`tests/layering.rs` checks it): [`columns`],
 //! [`labels`], [`unrolled`], [`tasks`] and [`budgets`] use no other analysis file; [`frames`]
 //! uses those; [`envelope`] and [`csv`] the frames; [`source`] the envelope; [`written`] (laws
-//! written as expressions: their specs, columns and fits) the sources; [`fits`] the sources and
-//! the written laws.
+//! written as expressions: their specs and columns) the sources; [`law_fit`] the sources, the
+//! written laws and the record; [`fits`] the sources and the orchestrator.
 
 pub mod budgets;
 pub mod columns;
@@ -26,6 +28,7 @@ pub mod fits;
 pub mod frames;
 pub mod groups;
 pub mod labels;
+pub mod law_fit;
 pub mod pivot;
 pub mod record;
 pub mod source;
