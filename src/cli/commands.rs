@@ -8,7 +8,7 @@ use anyhow::Context;
 use super::corpora::{Corpora, check_max_passes, corpus_id, load_corpora, text_passes};
 use super::table::{render, si};
 use super::{Cli, Command, Executor, RunArgs};
-use crate::engine::progress::human_duration;
+use crate::engine::progress::{FlopProgress, human_duration};
 use crate::engine::resources::gib;
 use crate::engine::{self, RunOptions};
 use crate::store::{RunProgress, RunRow, RunStatus, Store};
@@ -659,50 +659,22 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
 /// achieved so far (finished runs, else the running ones), and over the workers running now.
 fn eta_line(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, RunProgress>) -> String {
     let by_key: HashMap<&str, &RunRow> = rows.iter().map(|r| (r.key.as_str(), r)).collect();
-    let (mut total, mut done) = (0.0, 0.0);
-    let (mut rate_flops, mut rate_secs) = (0.0, 0.0);
-    let (mut live_flops, mut live_secs) = (0.0, 0.0);
+    let mut progress = FlopProgress::default();
     for run in &sweep.runs {
-        // Each run's own FLOPs: a WSD branch's cooldown, not its trunk's prefix again.
         let cost = RunCost::of(&run.config);
-        let flops = cost.own_flops;
-        total += flops;
-        let Some(row) = by_key.get(run.key.as_str()) else {
-            continue;
-        };
-        match row.status {
-            RunStatus::Done | RunStatus::Diverged => {
-                done += flops;
-                if let (RunStatus::Done, Some(s)) = (row.status, row.wall_seconds) {
-                    rate_flops += flops;
-                    rate_secs += s;
-                }
-            }
-            _ => {
-                if let Some(p) = live.get(&row.key) {
-                    let f = cost.own_flops_done(p.tokens);
-                    done += f;
-                    live_flops += f;
-                    live_secs += p.elapsed_seconds;
-                } else if let Some(steps) = row.steps_done {
-                    // An interrupted run resumes from its checkpoint; count what it has done.
-                    let f = cost.own_flops_done(cost.tokens_at(steps));
-                    done += f;
-                    if let Some(s) = row.wall_seconds.filter(|&s| s > 0.0) {
-                        rate_flops += f;
-                        rate_secs += s;
-                    }
-                }
-            }
+        match by_key.get(run.key.as_str()) {
+            Some(row) => progress.add(
+                &cost,
+                row.status,
+                row.wall_seconds,
+                row.steps_done,
+                live.get(&row.key),
+            ),
+            // Not registered yet: all of it is still to do.
+            None => progress.total += cost.own_flops,
         }
     }
-    let rate = if rate_secs > 0.0 {
-        rate_flops / rate_secs
-    } else if live_secs > 0.0 {
-        live_flops / live_secs
-    } else {
-        0.0
-    };
+    let (total, done, rate) = (progress.total, progress.done, progress.rate());
     let mut line = format!(
         "progress: {:.0}% of the sweep's FLOPs ({} of {})",
         100.0 * done / total.max(1.0),

@@ -200,6 +200,87 @@ impl Progress {
     }
 }
 
+/// A sweep's progress in its runs' own FLOPs, and the throughput its ETA divides by: what
+/// `loopscale status` and the dashboard both report, added up run by run.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FlopProgress {
+    /// The FLOPs of every run listed.
+    pub total: f64,
+    /// The FLOPs done: finished and diverged runs whole, others up to their live or
+    /// checkpointed step.
+    pub done: f64,
+    // Throughput from finished runs (and interrupted ones with a wall time), else from live ones.
+    rate_flops: f64,
+    rate_secs: f64,
+    live_flops: f64,
+    live_secs: f64,
+}
+
+impl FlopProgress {
+    /// Adds one run: its cost, its status and wall time in the store, and its newest logged step
+    /// when it is training now.
+    pub fn add(
+        &mut self,
+        cost: &RunCost,
+        status: RunStatus,
+        wall_seconds: Option<f64>,
+        steps_done: Option<u64>,
+        live: Option<&RunProgress>,
+    ) {
+        // Each run's own FLOPs: a WSD branch's cooldown, not its trunk's prefix again.
+        let flops = cost.own_flops;
+        self.total += flops;
+        match status {
+            RunStatus::Done | RunStatus::Diverged => {
+                self.done += flops;
+                if let (RunStatus::Done, Some(s)) = (status, wall_seconds) {
+                    self.rate_flops += flops;
+                    self.rate_secs += s;
+                }
+            }
+            _ => {
+                if let Some(p) = live {
+                    let f = cost.own_flops_done(p.tokens);
+                    self.done += f;
+                    self.live_flops += f;
+                    self.live_secs += p.elapsed_seconds;
+                } else if let Some(steps) = steps_done {
+                    // An interrupted run resumes from its checkpoint; count what it has done.
+                    let f = cost.own_flops_done(cost.tokens_at(steps));
+                    self.done += f;
+                    if let Some(s) = wall_seconds.filter(|&s| s > 0.0) {
+                        self.rate_flops += f;
+                        self.rate_secs += s;
+                    }
+                }
+            }
+        }
+    }
+
+    /// FLOP/s per worker: over finished runs where there are any, else over live ones; 0 when
+    /// nothing has been measured.
+    pub fn rate(&self) -> f64 {
+        if self.rate_secs > 0.0 {
+            self.rate_flops / self.rate_secs
+        } else if self.live_secs > 0.0 {
+            self.live_flops / self.live_secs
+        } else {
+            0.0
+        }
+    }
+
+    /// FLOPs not yet done.
+    pub fn left(&self) -> f64 {
+        (self.total - self.done).max(0.0)
+    }
+
+    /// Seconds left with `workers` workers at [`FlopProgress::rate`]; `None` before any rate.
+    pub fn eta_seconds(&self, workers: usize) -> Option<f64> {
+        let rate = self.rate();
+        (rate > 0.0).then(|| self.left() / rate / workers.max(1) as f64)
+    }
+}
+
 /// A duration as `1h05m`, `3m20s`, `42s` (status lines, the dashboard's ETA).
 pub fn human_duration(seconds: f64) -> String {
     let s = seconds.round().max(0.0) as u64;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde::Serialize;
 
+use loopscale_engine::progress::FlopProgress;
 use loopscale_store::{RunStatus, Store};
 use loopscale_train::RunCost;
 
@@ -85,11 +86,9 @@ fn lines(source: &Source, store: &Store) -> Result<Overview> {
     let (axes, listed) = source.list(store)?;
     let mut runs = Vec::new();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    // FLOPs of the sweep (each run's own: a branch's cooldown, not its trunk's prefix again),
-    // done so far, and the rate they were done at: the method of `loopscale status`.
-    let (mut total, mut done) = (0.0, 0.0);
-    let (mut rate_flops, mut rate_secs) = (0.0, 0.0);
-    let (mut live_flops, mut live_secs) = (0.0, 0.0);
+    // FLOPs of the sweep, done so far, and the rate they were done at: the one computation
+    // `loopscale status` makes too.
+    let mut flops = FlopProgress::default();
     let mut workers = 0;
     let mut latest = store.latest_progress()?;
     let latest_val = store.latest_val_losses()?;
@@ -112,31 +111,18 @@ fn lines(source: &Source, store: &Store) -> Result<Overview> {
             continue;
         };
         let cost = RunCost::of(&row.config);
-        total += cost.own_flops;
         let progress = latest.remove(&row.key);
         let running = row.status == RunStatus::Running;
         if running {
             workers += 1;
         }
-        match row.status {
-            RunStatus::Done | RunStatus::Diverged => {
-                done += cost.own_flops;
-                if let (RunStatus::Done, Some(s)) = (row.status, row.wall_seconds) {
-                    rate_flops += cost.own_flops;
-                    rate_secs += s;
-                }
-            }
-            _ => {
-                if let Some(p) = progress.as_ref().filter(|_| running) {
-                    let f = cost.own_flops_done(p.tokens);
-                    done += f;
-                    live_flops += f;
-                    live_secs += p.elapsed_seconds;
-                } else if let Some(steps) = row.steps_done {
-                    done += cost.own_flops_done(cost.tokens_at(steps));
-                }
-            }
-        }
+        flops.add(
+            &cost,
+            row.status,
+            row.wall_seconds,
+            row.steps_done,
+            progress.as_ref().filter(|_| running),
+        );
         let val_loss = row
             .final_val_loss
             .or_else(|| latest_val.get(&row.key).copied());
@@ -171,16 +157,8 @@ fn lines(source: &Source, store: &Store) -> Result<Overview> {
                 .map(|e| e.lines().next().unwrap_or("").to_string()),
         });
     }
-    let rate = if rate_secs > 0.0 {
-        rate_flops / rate_secs
-    } else if live_secs > 0.0 {
-        live_flops / live_secs
-    } else {
-        0.0
-    };
-    let left = (total - done).max(0.0);
-    let parallel = workers.max(1) as f64;
-    let eta_seconds = (rate > 0.0).then(|| left / rate / parallel);
+    let (rate, left) = (flops.rate(), flops.left());
+    let eta_seconds = flops.eta_seconds(workers);
     let eta = if left == 0.0 {
         "every run has finished".to_string()
     } else {
@@ -201,8 +179,8 @@ fn lines(source: &Source, store: &Store) -> Result<Overview> {
         axes,
         runs,
         counts,
-        done_fraction: if total > 0.0 {
-            (done / total).clamp(0.0, 1.0)
+        done_fraction: if flops.total > 0.0 {
+            (flops.done / flops.total).clamp(0.0, 1.0)
         } else {
             0.0
         },
