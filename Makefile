@@ -219,11 +219,13 @@ p-hop-depth: build
 p-hop-hard: build
 	./target/release/loopscale run sweeps/p_hop_hard.toml --jobs $(JOBS)
 	./target/release/loopscale sql results/p_hop_hard.sqlite $(TASK_ACCURACY)
+	./target/release/loopscale compare sweeps/p_hop_hard.toml
 	./target/release/loopscale fit results/p_hop_hard.sqlite --law depth
 	./target/release/loopscale report sweeps/p_hop_hard.toml
 addition: build
 	./target/release/loopscale run sweeps/addition.toml --jobs $(JOBS)
 	./target/release/loopscale sql results/addition.sqlite $(TASK_ACCURACY)
+	./target/release/loopscale compare sweeps/addition.toml
 	./target/release/loopscale fit results/addition.sqlite --law depth
 	./target/release/loopscale report sweeps/addition.toml
 icl-regression: build

@@ -121,6 +121,52 @@ derived = { n_opt = "beta/(alpha+beta)" }
 /// Looped runs at two widths, μ ∈ {1, 2, 4, 8} and three token counts, whose final losses follow
 /// Schwethelm et al.'s law with φ = 0.4 in the parameter counts the model really has.
 #[test]
+fn raw_scale_fits_a_target_that_crosses_zero_and_the_log_scale_refuses_it() {
+    // A gain that changes sign (an accuracy difference, say): y = a + b·ln(x) with a < 0.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("gains.csv");
+    let mut text = String::from("x,gain\n");
+    for i in 0..10 {
+        let x = 2f64.powi(i);
+        text.push_str(&format!("{x},{}\n", -0.3 + 0.1 * x.ln()));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let expr = "gain = a + b*ln(x)";
+    let (ok, stdout, stderr) = fit_cmd(&[
+        csv.to_str().unwrap(),
+        "--law-expr",
+        expr,
+        "--param",
+        "a=-inf:inf",
+        "--raw-scale",
+        "--resamples",
+        "0",
+        "--no-save",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    for (name, want) in [("a", -0.3), ("b", 0.1)] {
+        let got = param(&v, name);
+        assert!((got - want).abs() < 1e-3, "{name} = {got}, truth {want}");
+    }
+    assert_eq!(v["selection"]["raw_scale"], true, "recorded in the selection");
+    // Without --raw-scale the log of a negative target is refused, naming the way out.
+    let (ok, _, stderr) = fit_cmd(&[
+        csv.to_str().unwrap(),
+        "--law-expr",
+        expr,
+        "--param",
+        "a=-inf:inf",
+        "--resamples",
+        "0",
+        "--no-save",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("gain") && stderr.contains("--raw-scale"), "{stderr}");
+}
+
+#[test]
 fn a_sweep_files_written_law_fits_its_database_and_recovers_phi() {
     let (e, a, phi, alpha, b, beta) = (1.9, 300.0, 0.4, 0.3, 800.0, 0.28);
     let dir = tempfile::tempdir().unwrap();

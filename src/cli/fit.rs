@@ -17,6 +17,7 @@ use crate::analysis::tasks::{Family, accuracy_points, depth_points};
 use crate::fit::depth::fit_depth;
 use crate::fit::hyper::fit_optimum_law;
 use crate::fit::isoflop::BudgetOptimum;
+use crate::fit::written::Scale;
 use crate::fit::isoflop_two_ways::Agreement;
 use crate::fit::{
     BootstrapOptions, DEFAULT_HUBER_DELTA, FitOptions, HeldOutSpec, IsoflopAxis, ParamEstimate,
@@ -129,6 +130,11 @@ pub struct FitArgs {
     /// dotted configuration key such as model.d_model for a database).
     #[arg(long, value_name = "SYMBOL=COLUMN", requires = "law_expr")]
     pub var: Vec<String>,
+    /// --law-expr: fit the target itself by least squares rather than its log, for targets
+    /// that may be zero or negative (an accuracy difference, a log-loss) or laws published as
+    /// least-squares fits; the Huber loss then applies to raw residuals.
+    #[arg(long, requires = "law_expr")]
+    pub raw_scale: bool,
     /// Database source: only this sweep's runs (default: every finished run in the file).
     #[arg(long)]
     pub sweep: Option<String>,
@@ -705,7 +711,10 @@ fn written_fit(args: &FitArgs) -> Result<Fitted> {
     };
     // A sweep file's own laws are read from the file; `args.source` is its database by now.
     let declared_in = args.sweep_file.as_deref().unwrap_or(&args.source);
-    let spec = written::law_spec(&flags, declared_in, args.sweep.as_deref())?;
+    let mut spec = written::law_spec(&flags, declared_in, args.sweep.as_deref())?;
+    if args.raw_scale {
+        spec.scale = Scale::Raw;
+    }
     orchestrated_fit(args, LawChoice::Written(spec))
 }
 

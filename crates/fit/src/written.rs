@@ -369,7 +369,7 @@ impl WrittenLaw {
         let usable = |v: f64| v.is_finite() && (self.scale == Scale::Raw || v > 0.0);
         if let Some(bad) = y.iter().find(|v| !usable(**v)) {
             bail!(
-                "law `{}`: the target `{}` must be positive and finite (the fit is in log {}; a target that may be zero or negative is fitted on the raw scale); found {bad}",
+                "law `{}`: the target `{}` must be positive and finite (the fit is in log {}; a target that may be zero or negative is fitted on the raw scale: `fit --law-expr … --raw-scale`, `suggest --pool … --raw-scale`); found {bad}",
                 self.name,
                 self.target,
                 self.target
