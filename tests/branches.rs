@@ -430,6 +430,20 @@ fn a_recast_run_starts_from_its_parent_gpts_end_and_is_drawn_against_it() {
         "{:?}",
         chart.outcome
     );
+    // Where the workers' time went, from every attempt's stored split.
+    let time = built.time.as_ref().expect("the attempts' time split");
+    let seconds = |row: usize| time.rows[row][1].parse::<f64>().unwrap();
+    let total = seconds(time.rows.len() - 1);
+    assert!(seconds(0) > 0.0 && seconds(0) < total, "{time:?}");
+    assert!(
+        seconds(2) > 0.0,
+        "the looped runs' test-time evaluations: {time:?}"
+    );
+    let parts: f64 = (0..time.rows.len() - 1).map(seconds).sum();
+    assert!(
+        (parts - total).abs() < 0.2,
+        "the parts add up to the total: {time:?}"
+    );
 }
 
 #[test]

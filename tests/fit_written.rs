@@ -150,7 +150,10 @@ fn raw_scale_fits_a_target_that_crosses_zero_and_the_log_scale_refuses_it() {
         let got = param(&v, name);
         assert!((got - want).abs() < 1e-3, "{name} = {got}, truth {want}");
     }
-    assert_eq!(v["selection"]["raw_scale"], true, "recorded in the selection");
+    assert_eq!(
+        v["selection"]["raw_scale"], true,
+        "recorded in the selection"
+    );
     // Without --raw-scale the log of a negative target is refused, naming the way out.
     let (ok, _, stderr) = fit_cmd(&[
         csv.to_str().unwrap(),
@@ -163,7 +166,10 @@ fn raw_scale_fits_a_target_that_crosses_zero_and_the_log_scale_refuses_it() {
         "--no-save",
     ]);
     assert!(!ok);
-    assert!(stderr.contains("gain") && stderr.contains("--raw-scale"), "{stderr}");
+    assert!(
+        stderr.contains("gain") && stderr.contains("--raw-scale"),
+        "{stderr}"
+    );
 }
 
 #[test]

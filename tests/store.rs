@@ -316,7 +316,7 @@ fn each_attempts_time_split_is_stored_and_summed_over_the_sweep() {
     let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
     let runs = [new_run(0), new_run(1), new_run(2)];
     store.register_sweep("s", "", "s.toml", "", &runs).unwrap();
-    assert_eq!(store.sweep_time_split("s").unwrap(), None);
+    assert_eq!(store.sweep_time_split(Some("s")).unwrap(), None);
     let split = |k: f64| TimeSplit {
         steps: 10.0 * k,
         evals: 1.0 * k,
@@ -341,7 +341,7 @@ fn each_attempts_time_split_is_stored_and_summed_over_the_sweep() {
     store
         .finish_attempt(&runs[2].key, 1, &[], &[], &outcome())
         .unwrap();
-    let (sum, attempts) = store.sweep_time_split("s").unwrap().unwrap();
+    let (sum, attempts) = store.sweep_time_split(Some("s")).unwrap().unwrap();
     assert_eq!(attempts, 2);
     assert_eq!(sum, split(3.0));
     assert!((sum.other() - 3.0 * 0.125).abs() < 1e-12, "{}", sum.other());

@@ -367,7 +367,7 @@ fn recorded_time_split(db: &Path, sweep: &str) -> Option<(TimeSplit, u64)> {
     }
     Store::open_read_only(db)
         .ok()?
-        .sweep_time_split(sweep)
+        .sweep_time_split(Some(sweep))
         .ok()?
 }
 

@@ -17,8 +17,8 @@ use crate::analysis::tasks::{Family, accuracy_points, depth_points};
 use crate::fit::depth::fit_depth;
 use crate::fit::hyper::fit_optimum_law;
 use crate::fit::isoflop::BudgetOptimum;
-use crate::fit::written::Scale;
 use crate::fit::isoflop_two_ways::Agreement;
+use crate::fit::written::Scale;
 use crate::fit::{
     BootstrapOptions, DEFAULT_HUBER_DELTA, FitOptions, HeldOutSpec, IsoflopAxis, ParamEstimate,
 };

@@ -92,6 +92,10 @@ pub fn render(r: &Report) -> String {
     }
     s.push_str("<h2 id=\"groups\">Seeds and noise</h2>\n");
     s.push_str(&table(&r.groups, "groups"));
+    if let Some(t) = &r.time {
+        s.push_str("<h2 id=\"time\">Where the time went</h2>\n");
+        s.push_str(&table(t, "time"));
+    }
     s.push_str("<h2 id=\"fits\">Fitted parameters</h2>\n");
     if r.fits.rows.is_empty() {
         s.push_str("<p class=\"skipped\">No law could be fitted to this database (see the sentences above).</p>\n");

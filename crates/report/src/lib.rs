@@ -45,6 +45,9 @@ pub struct Report {
     pub tuning: Option<TextTable>,
     /// Replicate groups and their verdicts (or the sentence that the noise is unmeasured).
     pub groups: TextTable,
+    /// Where the training attempts' time went (`attempts.seconds_*`); `None` before any
+    /// attempt recorded a split.
+    pub time: Option<TextTable>,
     /// Runs of the sweep that are no longer in its file (key, status): not drawn.
     pub orphaned: Vec<(String, String)>,
     pub fits: TextTable,
@@ -189,6 +192,9 @@ pub fn build(source: &Source, out: &Path) -> Result<Report> {
         pivot: tables::pivot_table(&frames)?,
         tuning: envelope.as_ref().map(tables::tuning_table),
         groups: groups_table(&frames)?,
+        time: store
+            .sweep_time_split(source.sweep.as_deref())?
+            .map(tables::time_table),
         fits: tables::fits_table(&fits),
         orphaned,
     })

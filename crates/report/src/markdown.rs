@@ -75,6 +75,10 @@ pub fn render(r: &Report) -> String {
     }
     s.push_str("## Seeds and noise\n\n");
     s.push_str(&table(&r.groups));
+    if let Some(t) = &r.time {
+        s.push_str("## Where the time went\n\n");
+        s.push_str(&table(t));
+    }
     s.push_str("## Fitted parameters\n\n");
     if r.fits.rows.is_empty() {
         s.push_str("No law could be fitted to this database (see the sentences above).\n");

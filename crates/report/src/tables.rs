@@ -9,6 +9,7 @@ use loopscale_analysis::groups::Ranked;
 use loopscale_analysis::pivot::{loss_by, variants_crossed};
 use loopscale_analysis::{Frames, opt_f64s, strs};
 use loopscale_fit::{FitReport, Verdict};
+use loopscale_train::TimeSplit;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TextTable {
@@ -24,6 +25,48 @@ fn loss(x: Option<f64>) -> String {
 
 fn sci(x: Option<f64>) -> String {
     x.map(|v| format!("{v:.3e}")).unwrap_or_default()
+}
+
+/// Where the training attempts' time went, summed over every attempt that recorded it: seconds
+/// and share per part, and the share outside training steps.
+pub fn time_table((t, attempts): (TimeSplit, u64)) -> TextTable {
+    let parts = [
+        ("training steps", t.steps),
+        ("periodic evaluations", t.evals),
+        (
+            "test-time evaluations (test_loops, early exits, ICL errors)",
+            t.test_evals,
+        ),
+        ("decode evaluations", t.decode_evals),
+        ("checkpoints and final weights", t.checkpoints),
+        ("database writes", t.records),
+        ("the loop's own bookkeeping", t.other()),
+    ];
+    let share = |x: f64| {
+        if t.total > 0.0 {
+            format!("{:.1}%", 100.0 * x / t.total)
+        } else {
+            String::new()
+        }
+    };
+    let mut rows: Vec<Vec<String>> = parts
+        .iter()
+        .map(|(what, x)| vec![what.to_string(), format!("{x:.1}"), share(*x)])
+        .collect();
+    rows.push(vec![
+        "all attempts".into(),
+        format!("{:.1}", t.total),
+        share(t.total),
+    ]);
+    TextTable {
+        caption: format!(
+            "Where the time of {attempts} training attempt(s) went (summed over workers; `attempts.seconds_*`, \
+             docs/schema.md): {} of it outside training steps.",
+            share(t.total - t.steps)
+        ),
+        header: vec!["part".into(), "seconds".into(), "share".into()],
+        rows,
+    }
 }
 
 /// One row per finished run, in increasing FLOPs.

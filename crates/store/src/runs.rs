@@ -529,16 +529,19 @@ impl Store {
         })
     }
 
-    /// The time split of every attempt of `sweep` that recorded one, summed, with how many
-    /// attempts it covers (`None` when no attempt recorded a split).
-    pub fn sweep_time_split(&self, sweep: &str) -> Result<Option<(TimeSplit, u64)>, StoreError> {
+    /// The time split of every attempt of `sweep` (every sweep's, with `None`) that recorded
+    /// one, summed, with how many attempts it covers (`None` when no attempt recorded a split).
+    pub fn sweep_time_split(
+        &self,
+        sweep: Option<&str>,
+    ) -> Result<Option<(TimeSplit, u64)>, StoreError> {
         self.conn
             .query_row(
                 "SELECT COUNT(*), SUM(a.seconds_steps), SUM(a.seconds_evals), SUM(a.seconds_test_evals),
                         SUM(a.seconds_decode_evals), SUM(a.seconds_checkpoints), SUM(a.seconds_records),
                         SUM(a.seconds_total)
                  FROM attempts a JOIN runs r USING (run_key)
-                 WHERE r.sweep = ?1 AND a.seconds_total IS NOT NULL",
+                 WHERE (?1 IS NULL OR r.sweep = ?1) AND a.seconds_total IS NOT NULL",
                 params![sweep],
                 |row| {
                     let n: i64 = row.get(0)?;
