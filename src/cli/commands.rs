@@ -382,15 +382,7 @@ fn time_split_lines(t: &TimeSplit, wall: f64, jobs: usize) -> Vec<String> {
             0.0
         }
     };
-    let parts = [
-        ("steps", t.steps),
-        ("evals", t.evals),
-        ("test-time evals", t.test_evals),
-        ("decode evals", t.decode_evals),
-        ("checkpoints", t.checkpoints),
-        ("database writes", t.records),
-        ("other", t.other()),
-    ];
+    let parts = t.parts();
     let listed: Vec<String> = parts
         .iter()
         .map(|(what, x)| format!("{what} {:.1}%", share(*x)))

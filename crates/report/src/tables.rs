@@ -30,18 +30,7 @@ fn sci(x: Option<f64>) -> String {
 /// Where the training attempts' time went, summed over every attempt that recorded it: seconds
 /// and share per part, and the share outside training steps.
 pub fn time_table((t, attempts): (TimeSplit, u64)) -> TextTable {
-    let parts = [
-        ("training steps", t.steps),
-        ("periodic evaluations", t.evals),
-        (
-            "test-time evaluations (test_loops, early exits, ICL errors)",
-            t.test_evals,
-        ),
-        ("decode evaluations", t.decode_evals),
-        ("checkpoints and final weights", t.checkpoints),
-        ("database writes", t.records),
-        ("the loop's own bookkeeping", t.other()),
-    ];
+    let parts = t.parts();
     let share = |x: f64| {
         if t.total > 0.0 {
             format!("{:.1}%", 100.0 * x / t.total)

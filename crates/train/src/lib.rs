@@ -253,6 +253,20 @@ impl TimeSplit {
         }
     }
 
+    /// Each part with what it is, in the order `run` and the report print them; they add up to
+    /// `total`.
+    pub fn parts(&self) -> [(&'static str, f64); 7] {
+        [
+            ("training steps", self.steps),
+            ("periodic evaluations", self.evals),
+            ("test-time evaluations", self.test_evals),
+            ("decode evaluations", self.decode_evals),
+            ("checkpoints", self.checkpoints),
+            ("database writes", self.records),
+            ("other", self.other()),
+        ]
+    }
+
     /// Seconds accounted for by none of the parts (the loop's own bookkeeping).
     pub fn other(&self) -> f64 {
         (self.total
