@@ -330,25 +330,16 @@ pub fn fit_parabola(u: &[f64], y: &[f64], w: &[f64]) -> Option<Parabola> {
     })
 }
 
+/// Solves the 3 × 3 normal equations m·b = t; `None` when m is singular (|det| < 1e-300) or
+/// not finite.
 fn solve3(m: [[f64; 3]; 3], t: [f64; 3]) -> Option<[f64; 3]> {
-    let det = |m: [[f64; 3]; 3]| {
-        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
-            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
-    };
-    let d = det(m);
+    let a = nalgebra::Matrix3::from_fn(|i, j| m[i][j]);
+    let d = a.determinant();
     if !d.is_finite() || d.abs() < 1e-300 {
         return None;
     }
-    let mut out = [0.0; 3];
-    for (k, o) in out.iter_mut().enumerate() {
-        let mut mk = m;
-        for r in 0..3 {
-            mk[r][k] = t[r];
-        }
-        *o = det(mk) / d;
-    }
-    Some(out)
+    let b = a.lu().solve(&nalgebra::Vector3::from(t))?;
+    Some([b[0], b[1], b[2]])
 }
 
 /// Ordinary least squares y = g + a·x; returns (g, a, residual sum of squares).
