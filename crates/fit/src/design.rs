@@ -410,7 +410,11 @@ impl RegionEnsemble {
 fn solve_spd(m: &[f64], rhs: &[f64]) -> Option<Vec<f64>> {
     let k = rhs.len();
     let chol = nalgebra::DMatrix::from_row_slice(k, k, m).cholesky()?;
-    Some(chol.solve(&nalgebra::DVector::from_column_slice(rhs)).data.into())
+    Some(
+        chol.solve(&nalgebra::DVector::from_column_slice(rhs))
+            .data
+            .into(),
+    )
 }
 
 /// Where a Parcae-law target is read: the shape's unrolled parameters N(μ) and training FLOPs
