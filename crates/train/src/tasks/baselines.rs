@@ -104,7 +104,7 @@ fn solve(a: Vec<Vec<f64>>, b: Vec<f64>) -> Vec<f64> {
         lu.u()
             .diagonal()
             .iter()
-            .any(|p| !(p.abs() >= 1e-12 * scale))
+            .any(|p| p.abs() < 1e-12 * scale)
     };
     let mut lu = m.clone().lu();
     if singular(&lu) {
