@@ -101,10 +101,7 @@ fn solve(a: Vec<Vec<f64>>, b: Vec<f64>) -> Vec<f64> {
     let mut m = nalgebra::DMatrix::from_fn(n, n, |i, j| a[i][j]);
     let b = nalgebra::DVector::from_vec(b);
     let singular = |lu: &nalgebra::LU<f64, nalgebra::Dyn, nalgebra::Dyn>| {
-        lu.u()
-            .diagonal()
-            .iter()
-            .any(|p| p.abs() < 1e-12 * scale)
+        lu.u().diagonal().iter().any(|p| p.abs() < 1e-12 * scale)
     };
     let mut lu = m.clone().lu();
     if singular(&lu) {
