@@ -55,7 +55,7 @@ serve: build
 	./target/release/loopscale serve $(SWEEP)
 
 # The suite is one test binary; the tests that kill workers of a running sweep (engine_faults, at
-# steps read from the workers' shards) and drive a real Slurm (slurm) run afterwards on one
+# steps read from the workers' run stores) and drive a real Slurm (slurm) run afterwards on one
 # thread: their sweeps and time limits assume the machine is theirs.
 test: corpus
 	$(CARGO) test --workspace -- --skip engine_faults:: --skip slurm::

@@ -5,7 +5,7 @@
 //! same file (same thread count per worker, and every random draw indexed by step, so a resumed
 //! run repeats exactly the arithmetic of an uninterrupted one). Then `gc` frees the checkpoints.
 //!
-//! The kill moments (steps of the victim's run, read from its worker's own shard as it trains, so
+//! The kill moments (steps of the victim's run, read from its worker's own run store as it trains, so
 //! they do not depend on the machine's speed) and the victims come from a seeded RNG: a failure
 //! names its seed and replays.
 
@@ -139,10 +139,10 @@ type Eval = (i64, Option<i64>, Option<u64>);
 /// Per run: (status, final val loss bits, every metrics row (step, train loss bits), evals).
 type Outcome = HashMap<String, (RunStatus, Option<u64>, Vec<(u64, Option<u64>)>, Vec<Eval>)>;
 
-/// The newest step a run's worker has recorded in its own shard (written as it trains, so no
-/// merge lag); 0 before the shard exists.
-fn shard_step(db: &Path, key: &str) -> u64 {
-    let path = loopscale::engine::shards::shard_path(db, key);
+/// The newest step a run's worker has recorded in its own run store (written as it trains, so no
+/// merge lag); 0 before the run store exists.
+fn run_store_step(db: &Path, key: &str) -> u64 {
+    let path = loopscale::engine::run_stores::run_store_path(db, key);
     if !path.exists() {
         return 0;
     }
@@ -167,7 +167,7 @@ fn alive(pid: i32) -> bool {
 
 /// Waits until run `key` has recorded step `at`.
 fn wait_for_step(db: &Path, key: &str, at: u64, deadline: Instant) {
-    while shard_step(db, key) < at && Instant::now() < deadline {
+    while run_store_step(db, key) < at && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -178,7 +178,7 @@ fn kill_at_step(db: &Path, key: &str, pid: i32, at: u64, deadline: Instant) -> b
         if !alive(pid) {
             return false;
         }
-        if shard_step(db, key) >= at {
+        if run_store_step(db, key) >= at {
             // SAFETY: kill(2) on a worker process of our own coordinator.
             return unsafe { libc::kill(pid, libc::SIGKILL) } == 0;
         }
@@ -261,9 +261,9 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
         }
         let (pid, key) = workers[rng.random_range(0..workers.len())].clone();
         // Driven by progress, not time: the victim dies at a seeded step a little ahead of
-        // where its own shard says it is (no merge lag), past its first checkpoint, so the kill
+        // where its own run store says it is (no merge lag), past its first checkpoint, so the kill
         // lands mid-run on a fast or a loaded machine alike.
-        let now = shard_step(&db, &key);
+        let now = run_store_step(&db, &key);
         if now + 2 >= STEPS {
             std::thread::sleep(Duration::from_millis(5));
             continue; // about to finish: pick again
@@ -275,7 +275,7 @@ fn a_sweep_survives_killed_workers_and_a_killed_coordinator_with_identical_resul
         if worker_kills.len() == COORDINATOR_KILL_AFTER {
             // The coordinator dies a seeded number of steps of some worker later.
             if let Some((_, key)) = workers_of(child.id()).first().cloned() {
-                let at = shard_step(&db, &key) + rng.random_range(1..=6);
+                let at = run_store_step(&db, &key) + rng.random_range(1..=6);
                 wait_for_step(&db, &key, at, deadline);
             }
             child.kill().unwrap();
@@ -587,9 +587,9 @@ n_layers = 1
             continue;
         }
         let (pid, key) = workers[rng.random_range(0..workers.len())].clone();
-        // A seeded number of steps past where the victim's shard says it is (and past its first
+        // A seeded number of steps past where the victim's run store says it is (and past its first
         // checkpoint); a run that ends first is not counted, and another is picked.
-        let at = shard_step(&db, &key).max(CHECKPOINT_EVERY) + rng.random_range(1..=8);
+        let at = run_store_step(&db, &key).max(CHECKPOINT_EVERY) + rng.random_range(1..=8);
         if !kill_at_step(&db, &key, pid, at, deadline) {
             continue;
         }

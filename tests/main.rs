@@ -4,7 +4,7 @@
 //! Run one file's tests with a filter: `cargo test --test suite fit_synthetic::`. `make test`
 //! runs everything, the `engine_faults::` and `slurm::` tests last and alone
 //! (`--test-threads=1`): they kill workers of running sweeps (at steps read from the workers'
-//! shards) and wait on a real Slurm, with time limits that assume the machine is theirs.
+//! run stores) and wait on a real Slurm, with time limits that assume the machine is theirs.
 //! Slurm tests (`slurm::`) need a one-node Slurm (`scripts/slurm-one-node.sh start`, as root);
 //! where it cannot start they fail, unless `LOOPSCALE_SKIP_SLURM=1` says to skip them.
 
@@ -39,8 +39,8 @@ mod model_mup;
 mod precision;
 mod recast;
 mod report;
+mod run_store;
 mod serve;
-mod shard;
 mod slurm;
 mod store;
 mod store_concurrency;

@@ -245,7 +245,10 @@ fn a_sweep_on_slurm_gives_the_database_of_a_local_run() {
         2,
         "{submitted}"
     );
-    assert!(submitted.contains("collected 8 shard(s)"), "{submitted}");
+    assert!(
+        submitted.contains("collected 8 run store(s)"),
+        "{submitted}"
+    );
     eprintln!("timings: local run {local_s:.1}s, Slurm submit+wait+collect {slurm_s:.1}s");
 
     let (local, slurm) = (summary(&local_db), summary(&slurm_db));
@@ -530,7 +533,7 @@ fn a_task_requeued_by_slurm_resumes_from_its_checkpoint_and_ends_as_if_never_sto
 
 /// The command backend under Slurm: two runs of the test trainer (`crash_once`: killed at step 7
 /// after a checkpoint at step 5, then resumed), retried by the Slurm worker as a local run would
-/// retry them; the trainer's rows come back through the shards like built-in runs'.
+/// retry them; the trainer's rows come back through the run stores like built-in runs'.
 #[test]
 fn a_command_trainer_on_slurm_is_retried_and_recorded_once_per_step() {
     require_slurm!();

@@ -893,7 +893,7 @@ fn version_3_stores_gain_lineage_and_the_blocked_status() {
 }
 
 /// Task runs store accuracy (of answers, and of every scored position) per eval and in-context
-/// errors per (estimator, loops, examples); all survive a shard round trip; a version-3 store
+/// errors per (estimator, loops, examples); all survive a run store round trip; a version-3 store
 /// gains them when opened for writing.
 #[test]
 fn accuracy_and_icl_errors_are_stored_and_version_3_stores_migrate() {
@@ -963,21 +963,21 @@ fn accuracy_and_icl_errors_are_stored_and_version_3_stores_migrate() {
         vec!["model".to_string(), "2".into(), "1".into(), "0.4".into()],
     ];
     assert_eq!(rows(&store, icl_query), expected);
-    // A shard carries them, and merging it into another store reproduces them.
-    let shard = dir.path().join("shard.sqlite");
-    assert!(store.seed_shard(&run.key, &shard).unwrap());
+    // A run store carries them, and merging it into another store reproduces them.
+    let run_store = dir.path().join("run_store.sqlite");
+    assert!(store.seed_run_store(&run.key, &run_store).unwrap());
     let other_path = dir.path().join("other.sqlite");
     let mut other = Store::open(&other_path).unwrap();
     other
         .register_sweep("s", "", "s.toml", "", std::slice::from_ref(&run))
         .unwrap();
-    other.merge_shard(&run.key, &shard).unwrap();
+    other.merge_run_store(&run.key, &run_store).unwrap();
     assert_eq!(rows(&other, icl_query), expected);
     assert_eq!(
         rows(&other, "SELECT sum(position_accuracy) FROM evals"),
         vec![vec!["1.5".to_string()]]
     );
-    assert_eq!(other.merge_shard(&run.key, &shard).unwrap(), 0);
+    assert_eq!(other.merge_run_store(&run.key, &run_store).unwrap(), 0);
     drop((store, other));
 
     // Back to version 3: no accuracy column, no icl_errors table.

@@ -373,7 +373,7 @@ fn recorded_time_split(db: &Path, sweep: &str) -> Option<(TimeSplit, u64)> {
 
 /// Where this `run`'s time went: the attempts' time by part, as shares of the time spent in
 /// attempts, and the part of the workers' wall time spent outside any attempt (starting
-/// workers, loading corpora, building models, merging shards).
+/// workers, loading corpora, building models, merging run stores).
 fn time_split_lines(t: &TimeSplit, wall: f64, jobs: usize) -> Vec<String> {
     let share = |x: f64| {
         if t.total > 0.0 {

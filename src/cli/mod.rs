@@ -83,11 +83,11 @@ pub enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
     },
-    /// Merge what the workers wrote (each run's shard) into the sweep's database.
+    /// Merge what the workers wrote (each run store) into the sweep's database.
     ///
-    /// Workers, local or on Slurm nodes, write only their run's shard
+    /// Workers, local or on Slurm nodes, write only their run store
     /// (`<db>.runs/<run_key>/results.sqlite`). Safe to repeat: merging again changes nothing.
-    /// Runs whose shard says running but that no Slurm task holds any more become interrupted.
+    /// Runs whose run store says running but that no Slurm task holds any more become interrupted.
     Collect {
         /// The sweep file (TOML).
         file: PathBuf,

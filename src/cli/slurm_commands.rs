@@ -91,8 +91,8 @@ pub fn run(sweep: &Sweep, db: &Path, args: &RunArgs) -> anyhow::Result<i32> {
 fn print_collected(report: &slurm::CollectReport) {
     let c = &report.collected;
     println!(
-        "collected {} shard(s): {} run(s) updated, {} row(s) changed",
-        c.shards, c.runs, c.rows
+        "collected {} run store(s): {} run(s) updated, {} row(s) changed",
+        c.run_stores, c.runs, c.rows
     );
     if report.released > 0 {
         println!(
@@ -128,7 +128,7 @@ pub fn collect_quietly(sweep: &Sweep, db: &Path) {
     if slurm::submitted_arrays(db).is_ok_and(|a| !a.is_empty())
         && let Err(e) = slurm::collect(sweep, db)
     {
-        eprintln!("note: shards not collected: {e:#}");
+        eprintln!("note: run stores not collected: {e:#}");
     }
 }
 

@@ -4,7 +4,7 @@
 //! The worker writes the run's resolved configuration to `<run_dir>/config.json`, starts
 //! `train.command` (argv, no shell, placeholders replaced, in the sweep file's folder, in a
 //! process group of its own), and follows `<run_dir>/metrics.jsonl` as the trainer appends to it:
-//! each training or eval row goes to the same observer (and so the same shard tables) as the
+//! each training or eval row goes to the same observer (and so the same run store tables) as the
 //! built-in trainer's measurements. A stop request is forwarded to the trainer as one SIGINT; the
 //! trainer dies with the worker (`PR_SET_PDEATHSIG`). How the run ended:
 //!

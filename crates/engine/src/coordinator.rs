@@ -1,6 +1,6 @@
 //! The coordinator of `loopscale run`: registers a sweep's runs, then keeps up to `jobs` worker
 //! processes busy, largest runs first, until every run is finished or the user stops it.
-//! Workers write their runs' shards; the coordinator seeds them, merges them into the database
+//! Workers write their run stores; the coordinator seeds them, merges them into the database
 //! while they run and when they end, and is the only writer of the database.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -166,7 +166,7 @@ fn finished_runs(db: &Path, sweep: &str) -> HashSet<String> {
 }
 
 /// Records the sweep and its runs in the store, releases runs an earlier coordinator left
-/// `running`, and gives every unfinished run its shard. Returns how many runs are new.
+/// `running`, and gives every unfinished run its run store. Returns how many runs are new.
 fn register(
     store: &mut Store,
     sweep: &Sweep,
@@ -186,15 +186,15 @@ fn register(
         eprintln!("{stale} run(s) were left running by an earlier coordinator; they start again");
     }
 
-    // Every unfinished run gets its shard now; a shard a dead worker left `running` is released.
+    // Every unfinished run gets its run store now; a run store a dead worker left `running` is released.
     // A run blocked by a parent that failed last time waits for it again: it is retried now.
     let mut unblocked = 0;
     for run in planned {
         let status = store.run(&run.key)?.map(|r| r.status);
         if !matches!(status, Some(RunStatus::Done | RunStatus::Diverged)) {
-            super::shards::prepare(store, db, &sweep.name, &run.key)?;
+            super::run_stores::prepare(store, db, &sweep.name, &run.key)?;
             if store.run(&run.key)?.map(|r| r.status) == Some(RunStatus::Blocked) {
-                super::shards::unblock(store, db, &run.key)?;
+                super::run_stores::unblock(store, db, &run.key)?;
                 unblocked += 1;
             }
         }
@@ -418,7 +418,7 @@ impl<'a> WorkerPool<'a> {
         let why = format!("its parent run {parent} {status}");
         let db = self.options.db.clone();
         for key in &self.store.unfinished_descendants(parent)? {
-            super::shards::block(&mut self.store, &db, key, &why)?;
+            super::run_stores::block(&mut self.store, &db, key, &why)?;
             if let Some(at) = self.queue.iter().position(|k| k == key) {
                 self.queue.remove(at);
                 self.progress
@@ -477,18 +477,18 @@ impl<'a> WorkerPool<'a> {
         Ok(())
     }
 
-    /// Merges running workers' shards into the database and reaps the ones that have ended.
+    /// Merges running workers' run stores into the database and reaps the ones that have ended.
     fn poll(&mut self) -> anyhow::Result<()> {
         let mut i = 0;
         while i < self.active.len() {
             match self.active[i].child.try_wait()? {
                 None => {
-                    // Merge the running shards about once a second: the database (and the
+                    // Merge the running run stores about once a second: the database (and the
                     // progress shown from it) is never more than a second or two behind.
                     let key = &self.active[i].key;
                     if self.polls.is_multiple_of(4) {
-                        let shard = super::shards::shard_path(&self.options.db, key);
-                        self.store.merge_shard(key, &shard)?;
+                        let run_store = super::run_stores::run_store_path(&self.options.db, key);
+                        self.store.merge_run_store(key, &run_store)?;
                     }
                     if let Ok(Some(p)) = self.store.progress(key) {
                         self.progress.update(key, &p);
@@ -509,7 +509,7 @@ impl<'a> WorkerPool<'a> {
     fn reap(&mut self, a: Active, exit: ExitStatus) -> anyhow::Result<()> {
         let db = &self.options.db;
         self.store
-            .merge_shard(&a.key, &super::shards::shard_path(db, &a.key))?;
+            .merge_run_store(&a.key, &super::run_stores::run_store_path(db, &a.key))?;
         let row = self
             .store
             .run(&a.key)?
@@ -519,12 +519,17 @@ impl<'a> WorkerPool<'a> {
             row.status
         } else if stopping > 1 {
             // Killed on request: it resumes from its last checkpoint next time.
-            super::shards::interrupt(&mut self.store, db, &a.key, "stopped by a second Ctrl-C")?;
+            super::run_stores::interrupt(
+                &mut self.store,
+                db,
+                &a.key,
+                "stopped by a second Ctrl-C",
+            )?;
             RunStatus::Interrupted
         } else {
             // The worker died without recording an end: a crash or a kill.
             let why = super::resources::explain_exit(exit, &log_tail(&a.log, 20), &row.config);
-            super::shards::fail(&mut self.store, db, &a.key, &why)?;
+            super::run_stores::fail(&mut self.store, db, &a.key, &why)?;
             RunStatus::Failed
         };
         if status == RunStatus::Done {

@@ -10,7 +10,7 @@
 //! A worker trains with the built-in trainer or, for `train.backend = "command"`, runs the
 //! run's own trainer program and records what it reports (`command`).
 //! [`slurm_executor`] hands the same workers to a Slurm cluster as a job array instead; every worker writes
-//! only its run's shard ([`shards`]), which the coordinator merges into the database.
+//! only its run store ([`run_stores`]), which the coordinator merges into the database.
 
 mod command;
 mod coordinator;
@@ -19,7 +19,7 @@ mod interrupts;
 mod lock;
 pub mod progress;
 pub mod resources;
-pub mod shards;
+pub mod run_stores;
 pub mod slurm_executor;
 mod worker;
 
@@ -37,8 +37,8 @@ pub fn logs_dir(db: &std::path::Path) -> std::path::PathBuf {
 
 /// Each run's own directory: `results/x.sqlite` → `results/x.runs/<run_key>/`, holding its
 /// checkpoints (`ckpt-<step>.safetensors` + `.sha256`, see [`loopscale_train::checkpoint`]), its
-/// shard (`results.sqlite`, see [`shards`]) and whatever else belongs to one run alone.
-/// Checkpoints are removed only by `loopscale gc`, for finished runs; shards never.
+/// run store (`results.sqlite`, see [`run_stores`]) and whatever else belongs to one run alone.
+/// Checkpoints are removed only by `loopscale gc`, for finished runs; run stores never.
 pub fn run_dir(db: &std::path::Path, key: &str) -> std::path::PathBuf {
     db.with_extension("runs").join(key)
 }

@@ -460,15 +460,15 @@ pub fn submit(
             &planned,
         )?;
         // What finished since the last look is merged first, so it is not submitted again;
-        // every run about to be handed out gets its shard.
+        // every run about to be handed out gets its run store.
         for run in &planned {
             if queued.contains(&run.key) {
-                super::shards::collect(&mut store, db, std::slice::from_ref(&run.key))?;
+                super::run_stores::collect(&mut store, db, std::slice::from_ref(&run.key))?;
             } else if store
                 .run(&run.key)?
                 .is_some_and(|r| !matches!(r.status, RunStatus::Done | RunStatus::Diverged))
             {
-                super::shards::prepare(&mut store, db, &sweep.name, &run.key)?;
+                super::run_stores::prepare(&mut store, db, &sweep.name, &run.key)?;
             }
         }
         store
@@ -672,14 +672,14 @@ pub fn cancel(db: &Path) -> anyhow::Result<Vec<String>> {
 /// What `collect` did, and whether the queue could be read.
 #[derive(Debug)]
 pub struct CollectReport {
-    pub collected: super::shards::Collected,
+    pub collected: super::run_stores::Collected,
     /// Runs whose worker left the queue without recording an end, now `interrupted`.
     pub released: usize,
     /// Why stale runs could not be released (the queue could not be read).
     pub queue_unreadable: Option<String>,
 }
 
-/// Merges every run's shard into the database. Runs whose shard still says `running` but that
+/// Merges every run store into the database. Runs whose run store still says `running` but that
 /// no queued or running task holds (the worker was killed) become `interrupted`, so the next
 /// submission hands them out again. Idempotent.
 pub fn collect(sweep: &Sweep, db: &Path) -> anyhow::Result<CollectReport> {
@@ -703,7 +703,7 @@ pub fn collect(sweep: &Sweep, db: &Path) -> anyhow::Result<CollectReport> {
             Err(e) => (None, Some(format!("{e:#}"))),
         }
     };
-    let collected = super::shards::collect(&mut store, db, &keys)?;
+    let collected = super::run_stores::collect(&mut store, db, &keys)?;
     let mut released = 0;
     if let Some(queued) = queued {
         for key in keys.iter().filter(|k| !queued.contains(*k)) {
@@ -711,7 +711,7 @@ pub fn collect(sweep: &Sweep, db: &Path) -> anyhow::Result<CollectReport> {
                 .run(key)?
                 .is_some_and(|r| r.status == RunStatus::Running)
             {
-                super::shards::settle(&mut store, db, &sweep.name, key)?;
+                super::run_stores::settle(&mut store, db, &sweep.name, key)?;
                 released += 1;
             }
         }

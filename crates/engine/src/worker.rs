@@ -1,5 +1,5 @@
-//! `loopscale worker`: trains one run and writes everything it measures into the run's shard
-//! (`engine::shards`, the same under every executor), resuming from the run's newest good
+//! `loopscale worker`: trains one run and writes everything it measures into the run store
+//! (`engine::run_stores`, the same under every executor), resuming from the run's newest good
 //! checkpoint and writing new ones as it goes (rows are committed before each checkpoint, so a
 //! resumed run never misses one).
 
@@ -21,7 +21,7 @@ use loopscale_train::{
 /// What a worker is told by its coordinator.
 #[derive(Clone, Debug)]
 pub struct WorkerTask {
-    /// The sweep database: locates the run's directory and shard; the worker never opens it.
+    /// The sweep database: locates the run's directory and run store; the worker never opens it.
     pub db: PathBuf,
     pub run_key: String,
     /// Directory relative corpus paths are resolved against (the sweep file's).
@@ -125,17 +125,17 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
     // One worker per run, even across coordinators: an orphan of a killed coordinator may still
     // be recording its last step; wait for it to let go before this attempt begins.
     let _run_lock = lock_run(&args.db, &args.run_key)?;
-    // The worker writes its run's shard only, never the sweep database (which may live on
-    // another machine): the coordinator seeded the shard and merges it back.
-    let shard = super::shards::shard_path(&args.db, &args.run_key);
-    if !shard.exists() {
+    // The worker writes its run store only, never the sweep database (which may live on
+    // another machine): the coordinator seeded the run store and merges it back.
+    let run_store = super::run_stores::run_store_path(&args.db, &args.run_key);
+    if !run_store.exists() {
         anyhow::bail!(
-            "{}: no shard for run {}; workers are started by `loopscale run`, which creates it",
-            shard.display(),
+            "{}: no run store for run {}; workers are started by `loopscale run`, which creates it",
+            run_store.display(),
             args.run_key
         );
     }
-    let mut store = Store::open(&shard)?;
+    let mut store = Store::open(&run_store)?;
     let run = store
         .run(&args.run_key)?
         .with_context(|| format!("{}: no run with key {}", args.db.display(), args.run_key))?;
@@ -291,7 +291,7 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
 }
 
 /// Why the parent of a run built on another can never give it a start (it diverged, or is
-/// blocked itself), read from the parent's shard; `None` for a run that stands alone or whose
+/// blocked itself), read from the parent's run store; `None` for a run that stands alone or whose
 /// parent may yet (a failed parent may be retried).
 fn unusable_parent(
     db: &std::path::Path,
@@ -300,11 +300,11 @@ fn unusable_parent(
     let Some(parent) = config.parent() else {
         return Ok(None);
     };
-    let shard = super::shards::shard_path(db, parent);
-    if !shard.exists() {
+    let run_store = super::run_stores::run_store_path(db, parent);
+    if !run_store.exists() {
         return Ok(None);
     }
-    let status = Store::open_read_only(&shard)?
+    let status = Store::open_read_only(&run_store)?
         .run(parent)?
         .map(|r| r.status);
     Ok(match status {
@@ -316,7 +316,7 @@ fn unusable_parent(
 }
 
 /// The parent of a run that starts from another's final weights (a recast run's GPT, a MELT
-/// run's looped model): its role, the parent's configuration (from its shard) and its final
+/// run's looped model): its role, the parent's configuration (from its run store) and its final
 /// checkpoint.
 fn built_on(
     db: &std::path::Path,
@@ -331,11 +331,11 @@ fn built_on(
         return Ok(None);
     };
     let what = role.as_str();
-    let shard = super::shards::shard_path(db, parent);
-    let row = Store::open_read_only(&shard)
+    let run_store = super::run_stores::run_store_path(db, parent);
+    let row = Store::open_read_only(&run_store)
         .and_then(|s| s.run(parent))
         .with_context(|| format!("reading the parent run {parent} of this {what} run"))?
-        .with_context(|| format!("{}: no parent run {parent}", shard.display()))?;
+        .with_context(|| format!("{}: no parent run {parent}", run_store.display()))?;
     let dir = super::run_dir(db, parent);
     if !train::checkpoint::has_complete(&dir, step) {
         anyhow::bail!(

@@ -406,33 +406,15 @@ impl RegionEnsemble {
 }
 
 /// Solves m·x = rhs for a symmetric positive-definite m (k × k, row-major) by Cholesky;
-/// `None` when m is not positive definite.
+/// `None` when m is not positive definite (nalgebra refuses a pivot that is not > 0).
 fn solve_spd(m: &[f64], rhs: &[f64]) -> Option<Vec<f64>> {
     let k = rhs.len();
-    let mut l = vec![0.0; k * k];
-    for i in 0..k {
-        for j in 0..=i {
-            let s: f64 = (0..j).map(|p| l[i * k + p] * l[j * k + p]).sum();
-            if i == j {
-                let d = m[i * k + i] - s;
-                if d <= 0.0 {
-                    return None;
-                }
-                l[i * k + i] = d.sqrt();
-            } else {
-                l[i * k + j] = (m[i * k + j] - s) / l[j * k + j];
-            }
-        }
-    }
-    let mut y = vec![0.0; k];
-    for i in 0..k {
-        y[i] = (rhs[i] - (0..i).map(|p| l[i * k + p] * y[p]).sum::<f64>()) / l[i * k + i];
-    }
-    let mut x = vec![0.0; k];
-    for i in (0..k).rev() {
-        x[i] = (y[i] - (i + 1..k).map(|p| l[p * k + i] * x[p]).sum::<f64>()) / l[i * k + i];
-    }
-    Some(x)
+    let chol = nalgebra::DMatrix::from_row_slice(k, k, m).cholesky()?;
+    Some(
+        chol.solve(&nalgebra::DVector::from_column_slice(rhs))
+            .data
+            .into(),
+    )
 }
 
 /// Where a Parcae-law target is read: the shape's unrolled parameters N(μ) and training FLOPs

@@ -330,25 +330,16 @@ pub fn fit_parabola(u: &[f64], y: &[f64], w: &[f64]) -> Option<Parabola> {
     })
 }
 
+/// Solves the 3 × 3 normal equations m·b = t; `None` when m is singular (|det| < 1e-300) or
+/// not finite.
 fn solve3(m: [[f64; 3]; 3], t: [f64; 3]) -> Option<[f64; 3]> {
-    let det = |m: [[f64; 3]; 3]| {
-        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
-            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
-    };
-    let d = det(m);
+    let a = nalgebra::Matrix3::from_fn(|i, j| m[i][j]);
+    let d = a.determinant();
     if !d.is_finite() || d.abs() < 1e-300 {
         return None;
     }
-    let mut out = [0.0; 3];
-    for (k, o) in out.iter_mut().enumerate() {
-        let mut mk = m;
-        for r in 0..3 {
-            mk[r][k] = t[r];
-        }
-        *o = det(mk) / d;
-    }
-    Some(out)
+    let b = a.lu().solve(&nalgebra::Vector3::from(t))?;
+    Some([b[0], b[1], b[2]])
 }
 
 /// Ordinary least squares y = g + a·x; returns (g, a, residual sum of squares).
@@ -471,6 +462,9 @@ pub fn budget_optima(
     Ok(budgets.into_iter().zip(opt).collect())
 }
 
+/// The iso-FLOP fit in its steps: group the points into budgets, locate each budget's optimum,
+/// fit x*(C) = G·C^a over the located ones, resample for intervals, then say in notes what the
+/// data could not support.
 pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopReport> {
     points.validate()?;
     let budgets = group_budgets(points, opts.budgeting)?;
@@ -489,14 +483,59 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
     let ones = vec![1.0; points.len()];
     let opt = optima(&budgets, &u, &points.loss, &ones);
     let log_c: Vec<f64> = budgets.iter().map(|b| b.c.ln()).collect();
-    let range = |b: &Budget| {
-        b.idx.iter().fold((f64::INFINITY, 0.0f64), |(l, h), &i| {
-            (l.min(x[i]), h.max(x[i]))
-        })
+    let mut notes = edge_notes(&budgets, &opt, &x, axis);
+    let Some((g, a, rss, used)) = power_law(&log_c, &opt) else {
+        bail!(
+            "iso-FLOP fit needs an optimum inside the sampled {axis} at two or more budgets; {} of {} have one:\n  {}",
+            opt.iter()
+                .filter(|o| matches!(o, Some(o) if o.location == Location::Inside))
+                .count(),
+            budgets.len(),
+            notes.join("\n  ")
+        );
     };
+    let draws = match &opts.bootstrap {
+        Some(b) if b.resamples > 0 => Draws::resample(points, &budgets, &u, &log_c, b),
+        _ => Draws::none(),
+    };
+    let optima = reported_optima(&budgets, &opt, &x, &draws);
+    notes.extend(interval_notes(&optima, axis));
+    notes.extend(law_notes(&optima, g, a, axis));
+    if used < budgets.len() {
+        notes.push(format!(
+            "{axis}*(C) = G·C^a is fitted on {used} of {} budgets (those with an optimum inside their samples)",
+            budgets.len()
+        ));
+    }
+    let report = law_report(
+        points.len(),
+        budgets.len(),
+        axis,
+        (g, a, rss),
+        &optima,
+        draws,
+        notes,
+    );
+    Ok(IsoflopReport {
+        axis: opts.axis,
+        optima,
+        report,
+    })
+}
+
+/// The smallest and largest x sampled in budget `b`.
+fn sampled_range(b: &Budget, x: &[f64]) -> (f64, f64) {
+    b.idx.iter().fold((f64::INFINITY, 0.0f64), |(l, h), &i| {
+        (l.min(x[i]), h.max(x[i]))
+    })
+}
+
+/// A note for each budget whose optimum is not located: too few distinct x, or the lowest loss
+/// at an edge of the samples (then the optimum is only bounded, and left out of the law).
+fn edge_notes(budgets: &[Budget], opt: &[Option<Optimum>], x: &[f64], axis: &str) -> Vec<String> {
     let mut notes = Vec::new();
-    for (b, o) in budgets.iter().zip(&opt) {
-        let (lo, hi) = range(b);
+    for (b, o) in budgets.iter().zip(opt) {
+        let (lo, hi) = sampled_range(b, x);
         match o {
             None => notes.push(format!(
                 "budget C = {:.3e}: fewer than three distinct {axis} sampled, so no optimum; left out",
@@ -521,69 +560,107 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
             Some(_) => {}
         }
     }
-    let Some((g, a, rss, used)) = power_law(&log_c, &opt) else {
-        bail!(
-            "iso-FLOP fit needs an optimum inside the sampled {axis} at two or more budgets; {} of {} have one:\n  {}",
-            opt.iter()
-                .filter(|o| matches!(o, Some(o) if o.location == Location::Inside))
-                .count(),
-            budgets.len(),
-            notes.join("\n  ")
-        );
-    };
+    notes
+}
 
-    let strata: Vec<Vec<usize>> = budgets.iter().map(|b| b.idx.clone()).collect();
-    let (draws, summary) = match &opts.bootstrap {
-        Some(b) if b.resamples > 0 => {
-            // A draw: G, a (NaN without two located budgets), then each budget's censored x*.
-            let rows: Vec<Vec<f64>> = (0..b.resamples)
-                .into_par_iter()
-                .map(|i| {
-                    let mut rng = rng_for(b.seed, i as u64);
-                    let w = stratified_weights(points.len(), &strata, &mut rng);
-                    let o = optima(&budgets, &u, &points.loss, &w);
-                    let (g, a) = power_law(&log_c, &o)
-                        .map_or((f64::NAN, f64::NAN), |(g, a, ..)| (g.exp(), a));
-                    [g, a].into_iter().chain(o.iter().map(censored_x)).collect()
-                })
-                .collect();
-            let failed = rows.iter().filter(|r| r[1].is_nan()).count();
-            let s = BootstrapSummary {
-                resamples: b.resamples,
-                failed,
-                level: b.level,
-                seed: b.seed,
-                starts_per_resample: 0,
-            };
-            (rows, Some(s))
+/// The bootstrap's draws: per resample G, a (NaN without two located budgets), then each
+/// budget's censored x*; empty without a bootstrap.
+struct Draws {
+    rows: Vec<Vec<f64>>,
+    summary: Option<BootstrapSummary>,
+}
+
+impl Draws {
+    fn none() -> Draws {
+        Draws {
+            rows: Vec::new(),
+            summary: None,
         }
-        _ => (Vec::new(), None),
-    };
-    let column = |j: usize| draws.iter().map(|d| d[j]).collect::<Vec<_>>();
-    let interval = |j: usize| match &summary {
-        Some(s) if !draws.is_empty() => {
-            let col: Vec<f64> = column(j).into_iter().filter(|v| v.is_finite()).collect();
-            if col.is_empty() {
-                return (None, None);
-            }
-            let (lo, hi) = percentile_interval(&col, s.level);
-            (Some(lo), Some(hi))
+    }
+
+    /// Resamples the points within each budget and repeats the location and the law.
+    fn resample(
+        points: &Points,
+        budgets: &[Budget],
+        u: &[f64],
+        log_c: &[f64],
+        b: &BootstrapOptions,
+    ) -> Draws {
+        let strata: Vec<Vec<usize>> = budgets.iter().map(|b| b.idx.clone()).collect();
+        let rows: Vec<Vec<f64>> = (0..b.resamples)
+            .into_par_iter()
+            .map(|i| {
+                let mut rng = rng_for(b.seed, i as u64);
+                let w = stratified_weights(points.len(), &strata, &mut rng);
+                let o = optima(budgets, u, &points.loss, &w);
+                let (g, a) =
+                    power_law(log_c, &o).map_or((f64::NAN, f64::NAN), |(g, a, ..)| (g.exp(), a));
+                [g, a].into_iter().chain(o.iter().map(censored_x)).collect()
+            })
+            .collect();
+        let failed = rows.iter().filter(|r| r[1].is_nan()).count();
+        let summary = BootstrapSummary {
+            resamples: b.resamples,
+            failed,
+            level: b.level,
+            seed: b.seed,
+            starts_per_resample: 0,
+        };
+        Draws {
+            rows,
+            summary: Some(summary),
         }
-        _ => (None, None),
-    };
-    let (g_lo, g_hi) = interval(0);
-    let (a_lo, a_hi) = interval(1);
-    let optima: Vec<BudgetOptimum> = budgets
+    }
+
+    /// The bootstrap level, where there are draws to read.
+    fn level(&self) -> Option<f64> {
+        self.summary
+            .as_ref()
+            .filter(|_| !self.rows.is_empty())
+            .map(|s| s.level)
+    }
+
+    fn column(&self, j: usize) -> Vec<f64> {
+        self.rows.iter().map(|d| d[j]).collect()
+    }
+
+    /// The percentile interval of column `j` over its finite draws.
+    fn interval(&self, j: usize) -> (Option<f64>, Option<f64>) {
+        let Some(level) = self.level() else {
+            return (None, None);
+        };
+        let col: Vec<f64> = self
+            .column(j)
+            .into_iter()
+            .filter(|v| v.is_finite())
+            .collect();
+        if col.is_empty() {
+            return (None, None);
+        }
+        let (lo, hi) = percentile_interval(&col, level);
+        (Some(lo), Some(hi))
+    }
+}
+
+/// Each located or bounded budget's optimum, with its bootstrap interval and how often the
+/// resamples put it at an edge.
+fn reported_optima(
+    budgets: &[Budget],
+    opt: &[Option<Optimum>],
+    x: &[f64],
+    draws: &Draws,
+) -> Vec<BudgetOptimum> {
+    budgets
         .iter()
-        .zip(&opt)
+        .zip(opt)
         .enumerate()
         .filter_map(|(k, (b, o))| {
             let o = o.as_ref()?;
-            let (x_min, x_max) = range(b);
-            let (lo, hi, edge_share) = match &summary {
-                Some(s) if !draws.is_empty() => {
-                    let col = column(2 + k);
-                    let (mut lo, mut hi) = censored_interval(&col, s.level);
+            let (x_min, x_max) = sampled_range(b, x);
+            let (lo, hi, edge_share) = match draws.level() {
+                Some(level) => {
+                    let col = draws.column(2 + k);
+                    let (mut lo, mut hi) = censored_interval(&col, level);
                     // At an edge the data bound the optimum on the inner side: it lies past
                     // the edge's neighbour.
                     let (inner_lo, inner_hi) = (o.window.0.exp(), o.window.1.exp());
@@ -599,7 +676,7 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
                     let edges = col.iter().filter(|v| v.is_infinite()).count();
                     (lo, hi, Some(edges as f64 / col.len() as f64))
                 }
-                _ => (None, None, None),
+                None => (None, None, None),
             };
             Some(BudgetOptimum {
                 label: b.label.clone(),
@@ -617,8 +694,13 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
                 window: (o.window.0.exp(), o.window.1.exp()),
             })
         })
-        .collect();
-    for b in &optima {
+        .collect()
+}
+
+/// A note for each located optimum whose interval the resamples leave open on a side.
+fn interval_notes(optima: &[BudgetOptimum], axis: &str) -> Vec<String> {
+    let mut notes = Vec::new();
+    for b in optima {
         if b.location == Location::Inside
             && let Some(share) = b.edge_share
             && (b.lo.is_none() || b.hi.is_none())
@@ -632,7 +714,13 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
             ));
         }
     }
-    // An optimum beyond the largest sample is a bound the law must respect.
+    notes
+}
+
+/// A note for each bounded optimum the fitted law x* = exp(g)·C^a contradicts: an optimum
+/// beyond the largest sample is a bound the law must respect.
+fn law_notes(optima: &[BudgetOptimum], g: f64, a: f64, axis: &str) -> Vec<String> {
+    let mut notes = Vec::new();
     for b in optima.iter().filter(|b| b.location != Location::Inside) {
         let predicted = g.exp() * b.c.powf(a);
         let contradicts = match b.location {
@@ -648,15 +736,25 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
             ));
         }
     }
-    if used < budgets.len() {
-        notes.push(format!(
-            "{axis}*(C) = G·C^a is fitted on {used} of {} budgets (those with an optimum inside their samples)",
-            budgets.len()
-        ));
-    }
-    let report = FitReport {
+    notes
+}
+
+/// The law x*(C) = G·C^a as a fit report: G and a with their intervals, each budget's x* as a
+/// derived estimate; `(g, a, rss)` is the fit in log space.
+fn law_report(
+    n_points: usize,
+    n_budgets: usize,
+    axis: &str,
+    (g, a, rss): (f64, f64, f64),
+    optima: &[BudgetOptimum],
+    draws: Draws,
+    notes: Vec<String>,
+) -> FitReport {
+    let (g_lo, g_hi) = draws.interval(0);
+    let (a_lo, a_hi) = draws.interval(1);
+    FitReport {
         law: format!("isoflop[{axis}]"),
-        n_points: points.len(),
+        n_points,
         params: vec![
             ParamEstimate {
                 name: "G".into(),
@@ -685,24 +783,19 @@ pub fn fit_isoflop(points: &Points, opts: &IsoflopOptions) -> Result<IsoflopRepo
             "per-budget parabolas in log x near the lowest sampled loss; least squares in log space"
                 .into(),
         // Not solver starts: one closed-form fit per budget (how many were located is a note).
-        starts: budgets.len(),
-        converged_starts: budgets.len(),
-        starts_at_best: budgets.len(),
+        starts: n_budgets,
+        converged_starts: n_budgets,
+        starts_at_best: n_budgets,
         huber_delta: None,
         theta: vec![g, a],
         theta_names: vec!["log G".into(), "a".into()],
-        bootstrap: summary,
+        bootstrap: draws.summary,
         heldout: None,
         notes,
         not_identified: Vec::new(),
         profiles: Vec::new(),
         lack_of_fit: None,
-    };
-    Ok(IsoflopReport {
-        axis: opts.axis,
-        optima,
-        report,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,9 @@
 //! researcher writes as an expression, fitted by the same procedure; [`isoflop`] approach 2;
 //! [`projection`] the loss surface by variable projection (approach 3 without starts) and
 //! [`isoflop_two_ways`] its allocation exponents beside approach 2's; [`estimate`] the
-//! serialisable result; [`design`] which runs to train next.
+//! serialisable result; [`design`] which runs to train next. The small dense solves (the
+//! design's Cholesky, the NNLS inner solve, the iso-FLOP parabola) go through nalgebra, the one
+//! linear-algebra crate of the workspace, not hand-written eliminations.
 
 pub mod acquire;
 pub mod bootstrap;

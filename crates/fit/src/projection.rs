@@ -188,41 +188,22 @@ pub fn nnls3(gram: &Gram) -> ([f64; 3], f64) {
     best
 }
 
-/// Gaussian elimination with partial pivoting on the rows and columns `set` of the normal
-/// equations; `None` when they are (numerically) singular: the columns are collinear there,
-/// and a smaller active set reaches the same fit.
+/// Solves the normal equations on the rows and columns `set` by LU with partial pivoting;
+/// `None` when they are (numerically) singular — a pivot at most 1e-13 of the largest diagonal
+/// entry, or a non-finite one: the columns are collinear there, and a smaller active set reaches
+/// the same fit.
 fn solve_subset(gram: &Gram, set: &[usize]) -> Option<Vec<f64>> {
     let m = set.len();
-    let mut a: Vec<Vec<f64>> = set
-        .iter()
-        .map(|&i| {
-            let mut row: Vec<f64> = set.iter().map(|&j| gram.g[i][j]).collect();
-            row.push(gram.r[i]);
-            row
-        })
-        .collect();
+    let a = nalgebra::DMatrix::from_fn(m, m, |i, j| gram.g[set[i]][set[j]]);
+    let b = nalgebra::DVector::from_iterator(m, set.iter().map(|&i| gram.r[i]));
     let scale = set.iter().map(|&i| gram.g[i][i]).fold(0.0f64, f64::max);
-    for col in 0..m {
-        let piv = (col..m).max_by(|&p, &q| a[p][col].abs().total_cmp(&a[q][col].abs()))?;
-        // A NaN pivot is refused too.
-        if a[piv][col].abs().partial_cmp(&(1e-13 * scale)) != Some(std::cmp::Ordering::Greater) {
-            return None;
-        }
-        a.swap(col, piv);
-        let (top, rest) = a.split_at_mut(col + 1);
-        let pivot_row = &top[col];
-        for row in rest.iter_mut() {
-            let f = row[col] / pivot_row[col];
-            for (x, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
-                *x -= f * p;
-            }
-        }
+    let lu = a.lu();
+    // A NaN pivot is refused too.
+    let tiny = |p: &f64| p.abs().partial_cmp(&(1e-13 * scale)) != Some(std::cmp::Ordering::Greater);
+    if lu.u().diagonal().iter().any(tiny) {
+        return None;
     }
-    let mut x = vec![0.0; m];
-    for i in (0..m).rev() {
-        let s: f64 = (i + 1..m).map(|k| a[i][k] * x[k]).sum();
-        x[i] = (a[i][m] - s) / a[i][i];
-    }
+    let x: Vec<f64> = lu.solve(&b)?.data.into();
     x.iter().all(|v| v.is_finite()).then_some(x)
 }
 

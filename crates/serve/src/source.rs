@@ -98,7 +98,7 @@ impl Source {
         Ok(Store::open_read_only(self.db())?)
     }
 
-    /// `results/x.runs/<key>`: a run's folder (checkpoints, shard, final weights).
+    /// `results/x.runs/<key>`: a run's folder (checkpoints, run store, final weights).
     pub fn run_dir(&self, key: &str) -> PathBuf {
         loopscale_engine::run_dir(self.db(), key)
     }

@@ -11,8 +11,8 @@ mod fits;
 mod live;
 mod open;
 mod query;
+mod run_store;
 mod runs;
-mod shard;
 mod tables;
 
 pub use fits::{FitParamKind, FitParamRecord, FitRecord, HeldOutRecord};

@@ -304,7 +304,7 @@ pub(super) fn open_read_write(path: &Path) -> Result<Connection, StoreError> {
             .map_err(|e| StoreError::sqlite(path, e))?;
     }
     ensure_views(&conn, path, false)?;
-    // NORMAL is durable with WAL. A shard (`store::shard`) keeps the rollback journal for network
+    // NORMAL is durable with WAL. A run store (`store::run_store`) keeps the rollback journal for network
     // filesystems, where NORMAL could lose a committed transaction on power loss: FULL there.
     let journal: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))

@@ -3,6 +3,8 @@
 //!
 //! Training reports what it measures through a [`RunObserver`]; it never touches the store.
 
+pub mod adamw;
+mod adamw_kernel;
 pub mod batch;
 pub mod checkpoint;
 mod cost;
@@ -14,8 +16,6 @@ pub mod melt;
 mod memory;
 pub mod muon;
 pub mod objectives;
-pub mod optim;
-mod optim_kernel;
 pub mod optimizer;
 pub mod order;
 pub mod recast;
@@ -25,6 +25,7 @@ pub mod tasks;
 pub mod tokenizer;
 pub mod trainer;
 
+pub use adamw::{AdamW, AdamWConfig};
 pub use batch::{Batch, indexed_rng};
 pub use checkpoint::{Checkpointing, ParentCheckpoint, TrainerState};
 pub use cost::RunCost;
@@ -33,7 +34,6 @@ pub use dataset::{Data, Dataset};
 pub use melt::{MeltTraining, build_melt_model};
 pub use memory::{keep_freed_memory, peak_rss_bytes};
 pub use objectives::TrainLoss;
-pub use optim::{AdamW, AdamWConfig};
 pub use optimizer::{Group, Optimizer, group_of};
 pub use recast::build_recast_model;
 pub use schedule::{cooldown_start, learning_rate, lr_multiplier, warmup_steps};
@@ -232,7 +232,7 @@ pub struct TimeSplit {
     pub decode_evals: f64,
     /// Writing checkpoints and final weights.
     pub checkpoints: f64,
-    /// Handing rows to the observer (the database or a worker's shard): metrics, evaluations,
+    /// Handing rows to the observer (the database or a worker's run store): metrics, evaluations,
     /// and making them durable before each checkpoint.
     pub records: f64,
     /// The attempt from its first step to its end, all of the above included.

@@ -1,7 +1,7 @@
 //! Muon (Jordan et al. 2024) as the Parcae reference trains with it: momentum orthogonalised by
 //! a Newton–Schulz iteration for the hidden weight matrices, with a per-row (or per-column)
 //! second-moment rescale (NorMuon), a shape-dependent learning-rate factor and cautious
-//! decoupled weight decay. Every other parameter stays with AdamW (see [`super::optim`]).
+//! decoupled weight decay. Every other parameter stays with AdamW (see [`super::adamw`]).
 //!
 //! One update of a matrix `W` with gradient `G` (already scaled by the global clip factor), at
 //! momentum `μ`, learning rate `η` and weight decay `λ`:

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor};
 
+use super::adamw::{AdamW, AdamWConfig, clip_scale, grad_norm};
 use super::muon::{Muon, MuonConfig};
-use super::optim::{AdamW, AdamWConfig, clip_scale, grad_norm};
 use loopscale_config::{OptimizerKind, TrainConfig};
 use loopscale_model::{ParamRole, ParamStore};
 

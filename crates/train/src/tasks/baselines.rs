@@ -92,34 +92,26 @@ pub fn least_squares(xs: &[Vec<f64>], ys: &[f64]) -> Vec<f64> {
     }
 }
 
-/// Solves the symmetric positive (semi)definite system `a x = b` by Gaussian elimination with
-/// partial pivoting, adding a tiny ridge when a pivot vanishes.
-fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
+/// Solves the symmetric positive (semi)definite system `a x = b` by LU with partial pivoting;
+/// when a pivot vanishes (below 1e-12 of the largest diagonal entry, or 1), the system is solved
+/// again with a 1e-10 ridge on the diagonal.
+fn solve(a: Vec<Vec<f64>>, b: Vec<f64>) -> Vec<f64> {
     let n = b.len();
     let scale = (0..n).map(|i| a[i][i].abs()).fold(0.0, f64::max).max(1.0);
-    for col in 0..n {
-        let pivot = (col..n)
-            .max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))
-            .expect("non-empty");
-        a.swap(col, pivot);
-        b.swap(col, pivot);
-        if a[col][col].abs() < 1e-12 * scale {
-            a[col][col] += 1e-10 * scale;
+    let mut m = nalgebra::DMatrix::from_fn(n, n, |i, j| a[i][j]);
+    let b = nalgebra::DVector::from_vec(b);
+    let singular = |lu: &nalgebra::LU<f64, nalgebra::Dyn, nalgebra::Dyn>| {
+        lu.u().diagonal().iter().any(|p| p.abs() < 1e-12 * scale)
+    };
+    let mut lu = m.clone().lu();
+    if singular(&lu) {
+        for i in 0..n {
+            m[(i, i)] += 1e-10 * scale;
         }
-        let (upper, lower) = a.split_at_mut(col + 1);
-        let pivot_row = &upper[col];
-        for (row, target) in lower.iter_mut().enumerate() {
-            let f = target[col] / pivot_row[col];
-            for (t, p) in target.iter_mut().zip(pivot_row).skip(col) {
-                *t -= f * p;
-            }
-            b[col + 1 + row] -= f * b[col];
-        }
+        lu = m.lu();
     }
-    let mut x = vec![0.0; n];
-    for row in (0..n).rev() {
-        let rest: f64 = (row + 1..n).map(|c| a[row][c] * x[c]).sum();
-        x[row] = (b[row] - rest) / a[row][row];
+    match lu.solve(&b) {
+        Some(x) => x.data.into(),
+        None => vec![f64::NAN; n],
     }
-    x
 }

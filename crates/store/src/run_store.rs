@@ -1,7 +1,7 @@
-//! Per-run shards: a run's own small store, written by its worker alone, merged into the sweep
+//! Run stores: a run's own small store, written by its worker alone, merged into the sweep
 //! database by the coordinator.
 //!
-//! A shard is an ordinary loopscale store (same schema, same `application_id`) holding one
+//! A run store is an ordinary loopscale store (same schema, same `application_id`) holding one
 //! run: its `sweeps` row, its `runs` row, and its `attempts`, `metrics` and `evals` rows. The
 //! worker writes it with the same `Store` code it would use on the sweep database, so a run
 //! does the same thing under every executor. Why SQLite rather than JSON lines: the tables
@@ -9,14 +9,14 @@
 //! (run_key, step, test_loops, schedule)`, `attempts (run_key, attempt)`), a crash mid-write is rolled
 //! back by SQLite instead of leaving a torn last line, and nothing new has to be parsed.
 //!
-//! Shards use the rollback journal (`journal_mode = DELETE`), not WAL: WAL needs shared memory
+//! Run stores use the rollback journal (`journal_mode = DELETE`), not WAL: WAL needs shared memory
 //! between processes, which network filesystems do not provide; a rollback journal needs only
-//! POSIX byte-range locks. Each shard has exactly one writer (its worker), so locks are never
-//! contended; the coordinator only reads shards.
+//! POSIX byte-range locks. Each run store has exactly one writer (its worker), so locks are never
+//! contended; the coordinator only reads run stores.
 //!
-//! Merging makes the database's rows for the run equal the shard's: it inserts what is new or
-//! changed, deletes what the shard no longer has (measurements a resumed attempt discarded),
-//! and counts what it changed. Merging the same shard twice changes nothing the second time.
+//! Merging makes the database's rows for the run equal the run store's: it inserts what is new or
+//! changed, deletes what the run store no longer has (measurements a resumed attempt discarded),
+//! and counts what it changed. Merging the same run store twice changes nothing the second time.
 
 use std::path::Path;
 
@@ -29,10 +29,10 @@ const RUN_STATE: &str = "status, attempts, steps_done, final_train_loss, final_v
      bytes_per_token, peak_rss_bytes, text_passes, wall_seconds, tokens_per_second, loss_spikes, error, started_at, finished_at";
 
 impl Store {
-    /// Creates the shard of run `key` at `path` from this store's rows for the run, unless a
-    /// shard is already there (it then holds the run's latest state and is left alone).
-    /// Returns whether a shard was created. The file appears whole or not at all.
-    pub fn seed_shard(&self, key: &str, path: &Path) -> Result<bool, StoreError> {
+    /// Creates the run store of run `key` at `path` from this store's rows for the run, unless a
+    /// run store is already there (it then holds the run's latest state and is left alone).
+    /// Returns whether a run store was created. The file appears whole or not at all.
+    pub fn seed_run_store(&self, key: &str, path: &Path) -> Result<bool, StoreError> {
         if path.exists() {
             return Ok(false);
         }
@@ -48,11 +48,11 @@ impl Store {
             _ => {}
         }
         {
-            let shard = Store::open(&tmp)?;
-            shard
+            let run_store = Store::open(&tmp)?;
+            run_store
                 .conn
                 .pragma_update_and_check(None, "journal_mode", "delete", |_| Ok(()))
-                .map_err(|e| shard.err(e))?;
+                .map_err(|e| run_store.err(e))?;
         }
         self.conn
             .execute("ATTACH DATABASE ?1 AS shard", [tmp.display().to_string()])
@@ -77,13 +77,13 @@ impl Store {
         copied.map_err(|e| self.err(e))?;
         detached.map_err(|e| self.err(e))?;
         let rows: i64 = {
-            let shard = Store::open_read_only(&tmp)?;
-            shard
+            let run_store = Store::open_read_only(&tmp)?;
+            run_store
                 .conn
                 .query_row("SELECT count(*) FROM runs WHERE run_key = ?1", [key], |r| {
                     r.get(0)
                 })
-                .map_err(|e| shard.err(e))?
+                .map_err(|e| run_store.err(e))?
         };
         if rows != 1 {
             let _ = std::fs::remove_file(&tmp);
@@ -102,10 +102,10 @@ impl Store {
         Ok(true)
     }
 
-    /// Makes this store's rows for run `key` equal those of the shard at `path`. Returns the
+    /// Makes this store's rows for run `key` equal those of the run store at `path`. Returns the
     /// number of rows inserted, updated or deleted: 0 when the database already had it all.
-    /// A missing shard (the run never started) changes nothing.
-    pub fn merge_shard(&mut self, key: &str, path: &Path) -> Result<usize, StoreError> {
+    /// A missing run store (the run never started) changes nothing.
+    pub fn merge_run_store(&mut self, key: &str, path: &Path) -> Result<usize, StoreError> {
         if !path.exists() {
             return Ok(0);
         }

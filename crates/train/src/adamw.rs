@@ -4,14 +4,14 @@
 //! its own [`Param::lr_scale`] (μP's 1/m on hidden matrices; 1 otherwise), decay included, as
 //! a per-group `lr` does in PyTorch's AdamW.
 //!
-//! On the CPU the update runs as in-place kernels over `θ`, `m` and `v` (`optim_kernel`); the
+//! On the CPU the update runs as in-place kernels over `θ`, `m` and `v` (`adamw_kernel`); the
 //! composed tensor update below is the fallback for other devices and the reference the tests
 //! compare the kernels with. `m` and `v` own their buffers (they are updated in place).
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var};
 
-use super::optim_kernel::{Moment, Update, sum_of_squares};
+use super::adamw_kernel::{Moment, Update, sum_of_squares};
 #[cfg(test)]
 use loopscale_model::ParamRole;
 use loopscale_model::{Param, ParamStore};

@@ -1,6 +1,6 @@
 //! AdamW's update as in-place CPU kernels over the parameter and moment buffers.
 //!
-//! The composed update ([`super::optim`]'s fallback for other devices) allocates about ten
+//! The composed update ([`super::adamw`]'s fallback for other devices) allocates about ten
 //! parameter-sized tensors per parameter per step; these kernels write `m`, `v` and `θ` where
 //! they are, in three passes and no allocation. Row-parallel on rayon's global pool, so they
 //! follow the worker's `RAYON_NUM_THREADS` budget. f32 and f64.
