@@ -18,6 +18,7 @@ mod data_order;
 mod data_tokens;
 mod engine_faults;
 mod engine_run;
+mod export;
 mod fit_chinchilla;
 mod fit_cli;
 mod fit_data;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use super::corpora::{Corpora, check_max_passes, corpus_id, load_corpora, text_passes};
 use super::table::{render, si};
 use super::{Cli, Command, Executor, RunArgs};
+use crate::analysis::export;
 use crate::engine::progress::{FlopProgress, human_duration};
 use crate::engine::resources::gib;
 use crate::engine::{self, RunOptions};
@@ -25,7 +26,19 @@ pub fn execute(cli: Cli, interrupts: &engine::Interrupts) -> anyhow::Result<i32>
         Command::Status { file, db } => status(&file, db),
         Command::Cancel { file, db } => super::slurm_commands::cancel(&file, db),
         Command::Collect { file, db } => super::slurm_commands::collect(&file, db),
-        Command::Sql { db, query, csv } => sql(&db, &query, csv),
+        Command::Sql {
+            db,
+            query,
+            csv,
+            parquet: None,
+        } => sql(&db, &query, csv),
+        Command::Sql {
+            db,
+            query,
+            parquet: Some(to),
+            ..
+        } => export(&db, Exported::Query(&query), &to),
+        Command::Export { db, table, to } => export(&db, Exported::Table(&table), &to),
         Command::Gc { file, db, dry_run } => gc(&file, db, dry_run),
         Command::Tokenize {
             text,
@@ -741,6 +754,41 @@ fn sql(db: &Path, query: &str, csv: bool) -> anyhow::Result<i32> {
             if result.rows.len() == 1 { "" } else { "s" }
         );
     }
+    Ok(0)
+}
+
+/// What `export` writes: a query's rows (`sql --parquet`) or a whole table or view (`export`).
+enum Exported<'a> {
+    Query(&'a str),
+    Table(&'a str),
+}
+
+/// `loopscale sql --parquet` and `loopscale export`: the destination is checked before the
+/// database is read, so a wrong path costs no query and writes nothing.
+fn export(db: &Path, what: Exported, to: &Path) -> anyhow::Result<i32> {
+    let flag = match what {
+        Exported::Query(_) => "--parquet",
+        Exported::Table(_) => "--to",
+    };
+    let format = export::Format::of_path(to, flag)?;
+    if matches!(what, Exported::Query(_)) && format != export::Format::Parquet {
+        anyhow::bail!(
+            "--parquet {}: expected a file ending in .parquet (for CSV, print it with --csv)",
+            to.display()
+        );
+    }
+    export::check_destination(to, flag)?;
+    let store = Store::open_read_only(db)?;
+    let query = match what {
+        Exported::Query(q) => q.to_string(),
+        Exported::Table(t) => export::whole_relation(&store, t)?,
+    };
+    let rows = export::export_query(&store, &query, to, format)?;
+    eprintln!(
+        "wrote {rows} row{} to {}",
+        if rows == 1 { "" } else { "s" },
+        to.display()
+    );
     Ok(0)
 }
 

@@ -133,16 +133,36 @@ pub enum Command {
     ///
     /// Tables: sweeps, runs, metrics, evals, attempts, fits, fit_params; views: final_runs,
     /// compute_frontier, test_time_curves (each documented with examples in docs/schema.md).
-    /// Example:
+    /// Examples:
     ///   loopscale sql results/quickstart.sqlite "SELECT run_key, d_model, final_val_loss FROM runs"
+    ///   loopscale sql results/quickstart.sqlite "SELECT * FROM final_runs" --parquet runs.parquet
     Sql {
         /// The database file.
         db: PathBuf,
         /// One SQL statement (read-only: writes are refused).
         query: String,
         /// Print CSV instead of an aligned table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "parquet")]
         csv: bool,
+        /// Write the rows to this Parquet file instead of printing them (integers stay integers,
+        /// reals f64, text strings, NULLs null).
+        #[arg(long, value_name = "FILE.parquet")]
+        parquet: Option<PathBuf>,
+    },
+    /// Export a whole table or view of a loopscale database to a Parquet or CSV file.
+    ///
+    /// The extension picks the format: .parquet (typed columns, for pandas and polars) or .csv
+    /// (the bytes `loopscale sql --csv` prints). For a query rather than a table, use
+    /// `loopscale sql DB QUERY --parquet FILE`. Example:
+    ///   loopscale export results/quickstart.sqlite final_runs --to runs.parquet
+    Export {
+        /// The database file.
+        db: PathBuf,
+        /// A table or view (docs/schema.md lists them).
+        table: String,
+        /// The file to write: FILE.parquet or FILE.csv.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
     },
     /// Fit a scaling law to a sweep's database or to a CSV file, with bootstrap intervals.
     ///

@@ -18,12 +18,14 @@
 //! [`labels`], [`unrolled`], [`tasks`] and [`budgets`] use no other analysis file; [`frames`]
 //! uses those; [`envelope`] and [`csv`] the frames; [`source`] the envelope; [`written`] (laws
 //! written as expressions: their specs and columns) the sources; [`law_fit`] the sources, the
-//! written laws and the record; [`fits`] the sources and the orchestrator.
+//! written laws and the record; [`fits`] the sources and the orchestrator. [`export`] (a query,
+//! table or view written as Parquet or CSV) uses [`columns`] only.
 
 pub mod budgets;
 pub mod columns;
 pub mod csv;
 pub mod envelope;
+pub mod export;
 pub mod fits;
 pub mod frames;
 pub mod groups;

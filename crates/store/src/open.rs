@@ -140,6 +140,10 @@ pub enum StoreError {
         "{path}: the query ran past its {seconds:.0} s limit and was stopped. Narrow it (a WHERE clause, a LIMIT), or run it with `loopscale sql`."
     )]
     TooSlow { path: PathBuf, seconds: f64 },
+    #[error(
+        "{path}: column `{column}` holds BLOB values, which an export cannot type; select hex({column}) instead, or leave the column out"
+    )]
+    BlobColumn { path: PathBuf, column: String },
     #[error("{path}: {cause}")]
     Sqlite {
         path: PathBuf,

@@ -1,7 +1,10 @@
-//! Read-only SQL for `loopscale sql`: any query, its values as text (and as CSV).
+//! Read-only SQL for `loopscale sql`: any query, its values as text (and as CSV), or typed
+//! column by column ([`Columns`], the form the analysis turns into a polars frame and the
+//! Parquet export writes).
 
 use rusqlite::types::ValueRef;
 
+use super::tables::{Cell, Columns};
 use super::{Store, StoreError};
 
 /// A query's result, every value rendered as text (NULL as empty).
@@ -48,6 +51,23 @@ impl Store {
         max_rows: usize,
         time_limit: Option<std::time::Duration>,
     ) -> Result<(QueryResult, bool), StoreError> {
+        self.read_only(time_limit, || self.query_rows(sql, max_rows))
+    }
+
+    /// [`Store::query`] typed column by column, as [`Store::read_table`] types the analysis
+    /// tables: integer, real or text by what SQLite stored, NULL as `None`. A column holding
+    /// BLOBs is refused ([`StoreError::BlobColumn`]): no type would carry it faithfully.
+    pub fn query_columns(&self, sql: &str) -> Result<Columns, StoreError> {
+        self.read_only(None, || self.query_cells(sql))
+    }
+
+    /// Runs `read` under the rules of [`Store::query_limited`]: no writes, an optional deadline,
+    /// and SQLite's errors turned into the sentences `loopscale sql` prints.
+    fn read_only<T>(
+        &self,
+        time_limit: Option<std::time::Duration>,
+        read: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.conn
             .pragma_update(None, "query_only", true)
             .map_err(|e| self.err(e))?;
@@ -62,7 +82,7 @@ impl Store {
             });
             (stop, thread, limit)
         });
-        let result = self.query_rows(sql, max_rows);
+        let result = read();
         let limit = watchdog.map(|(stop, thread, limit)| {
             drop(stop);
             let _ = thread.join();
@@ -93,6 +113,45 @@ impl Store {
             .pragma_update(None, "query_only", false)
             .map_err(|e| self.err(e))?;
         result
+    }
+
+    /// The tables and views a query can read, sorted (SQLite's own `sqlite_%` tables left out).
+    pub fn relations(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')
+                 AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            )
+            .map_err(|e| self.err(e))?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(names)
+    }
+
+    fn query_cells(&self, sql: &str) -> Result<Columns, StoreError> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let names: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+        let mut cells: Vec<Vec<Cell>> = vec![Vec::new(); names.len()];
+        let mut cursor = stmt.query([]).map_err(|e| self.err(e))?;
+        let mut rows = 0;
+        while let Some(row) = cursor.next().map_err(|e| self.err(e))? {
+            for (i, col) in cells.iter_mut().enumerate() {
+                let cell = Cell::of(row.get_ref(i).map_err(|e| self.err(e))?);
+                if matches!(cell, Cell::Blob) {
+                    return Err(StoreError::BlobColumn {
+                        path: self.path.clone(),
+                        column: names[i].clone(),
+                    });
+                }
+                col.push(cell);
+            }
+            rows += 1;
+        }
+        Ok(Columns::of_cells(names, cells, rows))
     }
 
     fn query_rows(&self, sql: &str, max_rows: usize) -> Result<(QueryResult, bool), StoreError> {

@@ -148,27 +148,44 @@ impl Store {
         let mut rows = 0;
         while let Some(row) = cursor.next().map_err(|e| self.err(e))? {
             for (i, col) in cells.iter_mut().enumerate() {
-                col.push(match row.get_ref(i).map_err(|e| self.err(e))? {
-                    ValueRef::Null => Cell::Null,
-                    ValueRef::Integer(v) => Cell::Int(v),
-                    ValueRef::Real(v) => Cell::Real(v),
-                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
-                    ValueRef::Blob(_) => Cell::Null,
-                });
+                col.push(Cell::of(row.get_ref(i).map_err(|e| self.err(e))?));
             }
             rows += 1;
         }
-        let data = cells.into_iter().map(typed).collect();
-        Ok(Columns { names, data, rows })
+        Ok(Columns::of_cells(names, cells, rows))
     }
 }
 
+/// One value as SQLite stored it; [`Columns::of_cells`] decides each column's type from them.
+/// Shared by the analysis tables and `loopscale sql`'s exports, so both type columns alike.
 #[derive(Clone, Debug)]
-enum Cell {
+pub(crate) enum Cell {
     Null,
     Int(i64),
     Real(f64),
     Text(String),
+    /// Nothing reads BLOBs as values: the analysis reads them as NULL, exports refuse them.
+    Blob,
+}
+
+impl Cell {
+    pub(crate) fn of(value: ValueRef) -> Cell {
+        match value {
+            ValueRef::Null => Cell::Null,
+            ValueRef::Integer(v) => Cell::Int(v),
+            ValueRef::Real(v) => Cell::Real(v),
+            ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+            ValueRef::Blob(_) => Cell::Blob,
+        }
+    }
+}
+
+impl Columns {
+    /// Columns typed from their cells (`cells[column][row]`), each by [`typed`].
+    pub(crate) fn of_cells(names: Vec<String>, cells: Vec<Vec<Cell>>, rows: usize) -> Columns {
+        let data = cells.into_iter().map(typed).collect();
+        Columns { names, data, rows }
+    }
 }
 
 /// Text if any value is text, else real if any is real, else integer (an all-NULL column is
@@ -179,7 +196,7 @@ fn typed(col: Vec<Cell>) -> ColumnData {
         ColumnData::Text(
             col.into_iter()
                 .map(|c| match c {
-                    Cell::Null => None,
+                    Cell::Null | Cell::Blob => None,
                     Cell::Int(v) => Some(v.to_string()),
                     Cell::Real(v) => Some(v.to_string()),
                     Cell::Text(t) => Some(t),
