@@ -64,10 +64,15 @@ test: corpus
 # Training throughput against PyTorch eager and torch.compile, fp32 and bf16 (benches/train_ref.rs,
 # benches/torch_reference.py),
 # then the fit timings (benches/fit.rs), the training sampler's tokens/s over text and memory-mapped
-# shards (benches/sampler.rs), and LoopFormer's shortcut overhead (benches/shortcut.rs).
-bench: corpus $(TORCH_VENV)/installed
+# shards (benches/sampler.rs), and LoopFormer's shortcut overhead (benches/shortcut.rs); last, the
+# quickstart trained into target/ and the share of its time outside training steps (docs/speed.md).
+bench: corpus build $(TORCH_VENV)/installed
 	RAYON_NUM_THREADS=$(BENCH_THREADS) CANDLE_NUM_THREADS=$(BENCH_THREADS) \
 	BENCH_PRECISION=$(BENCH_PRECISION) BENCH_PYTHON=$(TORCH_VENV)/bin/python $(CARGO) bench
+	@echo "== the quickstart's time outside training steps (a fresh database in target/):"
+	rm -rf target/bench-quickstart.*
+	./target/release/loopscale run $(SWEEP) --db target/bench-quickstart.sqlite --jobs $(JOBS) --plain \
+	  | grep -A1 '^time in training attempts'
 
 # PyTorch from PyPI into a git-ignored venv. PyPI's Linux wheel needs its nvidia-* CUDA wheels
 # even to import on a CPU (installed with --no-deps it fails to find libcublasLt), so this is a
