@@ -22,7 +22,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use loopscale_store::{RunStatus, Store};
+use loopscale_store::{NewRun, RunStatus, Store};
 use loopscale_sweep::{SlurmSettings, Sweep};
 
 /// Resources of each array task, resolved from the `[slurm]` table and the command line.
@@ -418,28 +418,12 @@ pub fn submit(
 ) -> anyhow::Result<Submission> {
     let planned = super::plan_runs(sweep);
     let db_abs = absolute(db)?;
-    let statuses: HashMap<String, RunStatus> = if dry_run {
-        match Store::open_read_only(db) {
-            Ok(store) => store
-                .runs(&sweep.name)?
-                .into_iter()
-                .map(|r| (r.key, r.status))
-                .collect(),
-            Err(_) => HashMap::new(),
-        }
+    let statuses = if dry_run {
+        recorded_statuses(sweep, db)?
     } else {
         HashMap::new()
     };
-    let queued_tasks: HashMap<String, String> = if dry_run && submitted_arrays(db)?.is_empty() {
-        HashMap::new()
-    } else {
-        queue_state(db)?
-            .tasks
-            .into_iter()
-            .filter(|t| t.active())
-            .map(|t| (t.key, format!("{}_{}", t.job_id, t.task)))
-            .collect()
-    };
+    let queued_tasks = active_queued_tasks(db, dry_run)?;
     let queued: HashSet<String> = queued_tasks.keys().cloned().collect();
     // The sweep lock keeps a local `run` and this submission from handing out the same runs.
     let _lock = if dry_run {
@@ -450,42 +434,96 @@ pub fn submit(
     let statuses = if dry_run {
         statuses
     } else {
-        let mut store = Store::open(db)?;
-        let spec_text = std::fs::read_to_string(&sweep.path).unwrap_or_default();
-        store.register_sweep(
-            &sweep.name,
-            &sweep.description,
-            &sweep.path.display().to_string(),
-            &spec_text,
-            &planned,
-        )?;
-        // What finished since the last look is merged first, so it is not submitted again;
-        // every run about to be handed out gets its run store.
-        for run in &planned {
-            if queued.contains(&run.key) {
-                super::run_stores::collect(&mut store, db, std::slice::from_ref(&run.key))?;
-            } else if store
-                .run(&run.key)?
-                .is_some_and(|r| !matches!(r.status, RunStatus::Done | RunStatus::Diverged))
-            {
-                super::run_stores::prepare(&mut store, db, &sweep.name, &run.key)?;
-            }
-        }
-        store
+        register_and_collect(sweep, db, &planned, &queued)?
+    };
+    let (groups, mut submission) = plan_submission(&planned, &statuses, &queued, &queued_tasks);
+    if submission.keys.is_empty() {
+        return Ok(submission);
+    }
+    let writer = ArrayWriter::prepare(sweep, db, &db_abs, options, dry_run, &submission.keys)?;
+    submission.arrays = writer.submit_groups(&groups, queued_tasks)?;
+    Ok(submission)
+}
+
+/// The statuses `db` records for the sweep's runs, read only (a dry run); none when `db` cannot
+/// be opened.
+fn recorded_statuses(sweep: &Sweep, db: &Path) -> anyhow::Result<HashMap<String, RunStatus>> {
+    Ok(match Store::open_read_only(db) {
+        Ok(store) => store
             .runs(&sweep.name)?
             .into_iter()
             .map(|r| (r.key, r.status))
-            .collect()
-    };
+            .collect(),
+        Err(_) => HashMap::new(),
+    })
+}
+
+/// Run key → `<job>_<task>` of the tasks still active in Slurm's queue. A dry run with no
+/// submitted arrays does not ask Slurm.
+fn active_queued_tasks(db: &Path, dry_run: bool) -> anyhow::Result<HashMap<String, String>> {
+    if dry_run && submitted_arrays(db)?.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(queue_state(db)?
+        .tasks
+        .into_iter()
+        .filter(|t| t.active())
+        .map(|t| (t.key, format!("{}_{}", t.job_id, t.task)))
+        .collect())
+}
+
+/// Registers the sweep in `db`, merges what finished since the last look (so it is not
+/// submitted again), gives every run about to be handed out its run store, and returns the
+/// statuses of the sweep's runs.
+fn register_and_collect(
+    sweep: &Sweep,
+    db: &Path,
+    planned: &[NewRun],
+    queued: &HashSet<String>,
+) -> anyhow::Result<HashMap<String, RunStatus>> {
+    let mut store = Store::open(db)?;
+    let spec_text = std::fs::read_to_string(&sweep.path).unwrap_or_default();
+    store.register_sweep(
+        &sweep.name,
+        &sweep.description,
+        &sweep.path.display().to_string(),
+        &spec_text,
+        planned,
+    )?;
+    for run in planned {
+        if queued.contains(&run.key) {
+            super::run_stores::collect(&mut store, db, std::slice::from_ref(&run.key))?;
+        } else if store
+            .run(&run.key)?
+            .is_some_and(|r| !matches!(r.status, RunStatus::Done | RunStatus::Diverged))
+        {
+            super::run_stores::prepare(&mut store, db, &sweep.name, &run.key)?;
+        }
+    }
+    Ok(store
+        .runs(&sweep.name)?
+        .into_iter()
+        .map(|r| (r.key, r.status))
+        .collect())
+}
+
+/// The runs to submit (neither finished nor queued, largest first) in their dependency groups,
+/// and the submission's counts; its arrays are still to be written.
+fn plan_submission(
+    planned: &[NewRun],
+    statuses: &HashMap<String, RunStatus>,
+    queued: &HashSet<String>,
+    queued_tasks: &HashMap<String, String>,
+) -> (Vec<DependencyGroup>, Submission) {
     let finished = |k: &str| matches!(statuses.get(k), Some(RunStatus::Done | RunStatus::Diverged));
     let mut todo: Vec<_> = planned
         .iter()
         .filter(|r| !finished(&r.key) && !queued.contains(&r.key))
         .collect();
     todo.sort_by(|a, b| b.flops.total_cmp(&a.flops));
-    let groups = dependency_groups(&todo, &queued_tasks);
+    let groups = dependency_groups(&todo, queued_tasks);
     let keys: Vec<String> = groups.iter().flat_map(|g| g.keys.clone()).collect();
-    let mut submission = Submission {
+    let submission = Submission {
         already_queued: planned
             .iter()
             .filter(|r| !finished(&r.key) && queued.contains(&r.key))
@@ -494,99 +532,156 @@ pub fn submit(
         keys,
         arrays: Vec::new(),
     };
-    if submission.keys.is_empty() {
-        return Ok(submission);
+    (groups, submission)
+}
+
+/// Writes one submission's batch scripts and hands them to `sbatch` (or, in a dry run, only
+/// makes the scripts).
+struct ArrayWriter<'a> {
+    options: &'a SlurmOptions,
+    dry_run: bool,
+    /// Runs per array: Slurm's `MaxArraySize`.
+    chunk: usize,
+    dir: PathBuf,
+    stamp: String,
+    /// Every array's job but its offset, count and dependency.
+    template: ArrayJob,
+}
+
+impl<'a> ArrayWriter<'a> {
+    /// Finds the array size, the paths and the executable; unless a dry run, creates the Slurm
+    /// and log folders and writes the manifest of `keys`.
+    fn prepare(
+        sweep: &Sweep,
+        db: &Path,
+        db_abs: &Path,
+        options: &'a SlurmOptions,
+        dry_run: bool,
+        keys: &[String],
+    ) -> anyhow::Result<Self> {
+        let max_array = if dry_run {
+            max_array_size().unwrap_or(1001)
+        } else {
+            max_array_size()?
+        };
+        let chunk = max_array.max(1);
+        let dir = absolute(&slurm_dir(db))?;
+        let stamp = chrono_stamp();
+        let manifest = dir.join(format!("manifest-{stamp}.txt"));
+        let exe = std::env::current_exe()
+            .context("cannot find the loopscale executable for the batch script")?;
+        let base_dir = absolute(&sweep.base_dir)?;
+        if !dry_run {
+            std::fs::create_dir_all(dir.join("out"))
+                .with_context(|| format!("{}: cannot create", dir.display()))?;
+            std::fs::create_dir_all(super::logs_dir(db_abs))?;
+            write_atomic(&manifest, &(keys.join("\n") + "\n"))?;
+        }
+        Ok(ArrayWriter {
+            options,
+            dry_run,
+            chunk,
+            dir,
+            stamp,
+            template: ArrayJob {
+                sweep: sweep.name.clone(),
+                exe,
+                db: db_abs.to_path_buf(),
+                base_dir,
+                manifest,
+                offset: 0,
+                count: 0,
+                after: None,
+            },
+        })
     }
 
-    let max_array = if dry_run {
-        max_array_size().unwrap_or(1001)
-    } else {
-        max_array_size()?
-    };
-    let chunk = max_array.max(1);
-    let dir = absolute(&slurm_dir(db))?;
-    let stamp = chrono_stamp();
-    let manifest = dir.join(format!("manifest-{stamp}.txt"));
-    let exe = std::env::current_exe()
-        .context("cannot find the loopscale executable for the batch script")?;
-    let base_dir = absolute(&sweep.base_dir)?;
-    if !dry_run {
-        std::fs::create_dir_all(dir.join("out"))
-            .with_context(|| format!("{}: cannot create", dir.display()))?;
-        std::fs::create_dir_all(super::logs_dir(&db_abs))?;
-        write_atomic(&manifest, &(submission.keys.join("\n") + "\n"))?;
-    }
-    // Where each run of this submission (and each queued one) is: `<job>_<task>`, for the
-    // dependencies of the runs built on it.
-    let mut task_of: HashMap<String, String> = queued_tasks.clone();
-    let mut offset = 0;
-    let mut i = 0;
-    for group in &groups {
-        let after =
-            match &group.parent {
+    /// One array per `chunk` runs of each group, in order, each depending on the task of its
+    /// group's parent; returns each array's script path, text and (unless a dry run) job id.
+    fn submit_groups(
+        &self,
+        groups: &[DependencyGroup],
+        queued_tasks: HashMap<String, String>,
+    ) -> anyhow::Result<Vec<(PathBuf, String, Option<String>)>> {
+        let mut arrays = Vec::new();
+        // Where each run of this submission (and each queued one) is: `<job>_<task>`, for the
+        // dependencies of the runs built on it.
+        let mut task_of: HashMap<String, String> = queued_tasks;
+        let mut offset = 0;
+        let mut i = 0;
+        for group in groups {
+            let after = match &group.parent {
                 Some(parent) => Some(task_of.get(parent).cloned().with_context(|| {
                     format!("run {parent} was not submitted before its children")
                 })?),
                 None => None,
             };
-        for keys in group.keys.chunks(chunk) {
-            let job = ArrayJob {
-                sweep: sweep.name.clone(),
-                exe: exe.clone(),
-                db: db_abs.clone(),
-                base_dir: base_dir.clone(),
-                manifest: manifest.clone(),
-                offset,
-                count: keys.len(),
-                after: after.clone(),
-            };
-            let script = batch_script(&job, options);
-            let path = dir.join(format!("array-{stamp}-{i}.sh"));
-            i += 1;
-            offset += keys.len();
-            let job_id = if dry_run {
-                // Not submitted: the dependencies of a dry run name the array by its script.
-                format!(
-                    "<{}>",
-                    path.file_name().unwrap_or_default().to_string_lossy()
-                )
-            } else {
-                write_atomic(&path, &script)?;
-                let out = slurm_command("sbatch", &["--parsable", &path.display().to_string()])
-                    .with_context(|| {
-                        format!(
-                            "sbatch refused {} (array {i} of the submission)",
-                            path.display()
-                        )
-                    })?;
-                // `--parsable` prints `jobid` or `jobid;cluster`.
-                let job_id = out.trim().split(';').next().unwrap_or("").to_string();
-                if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_digit()) {
-                    bail!(
-                        "sbatch accepted {} but printed no job id: {out:?}",
-                        path.display()
-                    );
+            for keys in group.keys.chunks(self.chunk) {
+                let job = ArrayJob {
+                    offset,
+                    count: keys.len(),
+                    after: after.clone(),
+                    ..self.template.clone()
+                };
+                let script = batch_script(&job, self.options);
+                let path = self.dir.join(format!("array-{}-{i}.sh", self.stamp));
+                i += 1;
+                offset += keys.len();
+                let job_id = if self.dry_run {
+                    // Not submitted: the dependencies of a dry run name the array by its script.
+                    format!(
+                        "<{}>",
+                        path.file_name().unwrap_or_default().to_string_lossy()
+                    )
+                } else {
+                    self.sbatch(&job, &path, &script, i)?
+                };
+                for (t, key) in keys.iter().enumerate() {
+                    task_of.insert(key.clone(), format!("{job_id}_{t}"));
                 }
-                append_line(
-                    &dir.join("jobs.tsv"),
-                    &format!(
-                        "{job_id}\t{}\t{}\t{}\t{stamp}",
-                        manifest.display(),
-                        job.offset,
-                        job.count
-                    ),
-                )?;
-                job_id
-            };
-            for (t, key) in keys.iter().enumerate() {
-                task_of.insert(key.clone(), format!("{job_id}_{t}"));
+                arrays.push((path, script, (!self.dry_run).then_some(job_id)));
             }
-            submission
-                .arrays
-                .push((path, script, (!dry_run).then_some(job_id)));
         }
+        Ok(arrays)
     }
-    Ok(submission)
+
+    /// Writes `script` to `path`, submits it as array `i` (counted from 1) of the submission,
+    /// records its job id in `jobs.tsv` and returns it.
+    fn sbatch(
+        &self,
+        job: &ArrayJob,
+        path: &Path,
+        script: &str,
+        i: usize,
+    ) -> anyhow::Result<String> {
+        write_atomic(path, script)?;
+        let out = slurm_command("sbatch", &["--parsable", &path.display().to_string()])
+            .with_context(|| {
+                format!(
+                    "sbatch refused {} (array {i} of the submission)",
+                    path.display()
+                )
+            })?;
+        // `--parsable` prints `jobid` or `jobid;cluster`.
+        let job_id = out.trim().split(';').next().unwrap_or("").to_string();
+        if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_digit()) {
+            bail!(
+                "sbatch accepted {} but printed no job id: {out:?}",
+                path.display()
+            );
+        }
+        append_line(
+            &self.dir.join("jobs.tsv"),
+            &format!(
+                "{job_id}\t{}\t{}\t{}\t{}",
+                job.manifest.display(),
+                job.offset,
+                job.count,
+                self.stamp
+            ),
+        )?;
+        Ok(job_id)
+    }
 }
 
 /// Runs of one array: those whose parent is `parent` (none: runs that wait for nothing).

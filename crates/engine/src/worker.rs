@@ -12,7 +12,7 @@ use super::Interrupts;
 use super::command::{CommandRun, train_with_command};
 use loopscale_config::{Backend, Role};
 use loopscale_model::CausalLm;
-use loopscale_store::{RunStatus, Store};
+use loopscale_store::{RunRow, RunStatus, Store};
 use loopscale_train::{
     self as train, Checkpointing, Dataset, DecodeEvalMetrics, EvalMetrics, ExitEvalMetrics,
     IclError, RunObserver, StepMetrics,
@@ -125,17 +125,7 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
     // One worker per run, even across coordinators: an orphan of a killed coordinator may still
     // be recording its last step; wait for it to let go before this attempt begins.
     let _run_lock = lock_run(&args.db, &args.run_key)?;
-    // The worker writes its run store only, never the sweep database (which may live on
-    // another machine): the coordinator seeded the run store and merges it back.
-    let run_store = super::run_stores::run_store_path(&args.db, &args.run_key);
-    if !run_store.exists() {
-        anyhow::bail!(
-            "{}: no run store for run {}; workers are started by `loopscale run`, which creates it",
-            run_store.display(),
-            args.run_key
-        );
-    }
-    let mut store = Store::open(&run_store)?;
+    let mut store = open_run_store(args)?;
     let run = store
         .run(&args.run_key)?
         .with_context(|| format!("{}: no run with key {}", args.db.display(), args.run_key))?;
@@ -161,133 +151,161 @@ pub fn run_worker(args: &WorkerTask, interrupts: &Interrupts) -> anyhow::Result<
         std::process::id(),
         run.key
     );
-
-    let result = (|| -> anyhow::Result<train::RunOutcome> {
-        if let Some(machine) = super::resources::machine_memory_bytes() {
-            super::resources::check_run_fits(&run.key, &run.config, machine)?;
-        }
-        let mut observer = StoreObserver {
-            store: &mut store,
-            key: run.key.clone(),
-            steps: Vec::new(),
-            evals: Vec::new(),
-            last_flush: Instant::now(),
-            interrupts: interrupts.clone(),
-            parent: std::os::unix::process::parent_id(),
-        };
-        let outcome = match run.config.train.backend {
-            Backend::Builtin => {
-                let data = Dataset::load(&run.config, &args.base_dir)?;
-                let device = train::default_device()?;
-                let mut checkpoints = Checkpointing::new(
-                    super::run_dir(&args.db, &run.key),
-                    run.config.train.checkpoint_every as u64,
-                    run.key.clone(),
-                );
-                checkpoints.keep = run.config.train.keep_checkpoints.clone();
-                checkpoints.start_from = parent_checkpoint(&args.db, &run.config);
-                // A run built on a parent starts from a model made of the parent's weights;
-                // a run that stands alone builds (or resumes) its own.
-                let from_parent: Option<Box<dyn CausalLm>> = match built_on(&args.db, &run.config)?
-                {
-                    // LoopUS: the looped model starts from its parent GPT's final weights.
-                    Some((Role::Recast, parent_cfg, ckpt)) => {
-                        let train::Dataset::Text(corpus) = &data else {
-                            anyhow::bail!(
-                                "a recast run trains on text (data.task = \"lm\"): its parent is a language model"
-                            );
-                        };
-                        let (model, choice) = train::build_recast_model(
-                            &run.config,
-                            &parent_cfg,
-                            &ckpt,
-                            corpus,
-                            &device,
-                        )?;
-                        for line in choice.describe() {
-                            observer.note(&line);
-                        }
-                        Some(Box::new(model))
-                    }
-                    // MELT: the student and its teacher from the parent looped model's weights.
-                    Some((_, parent_cfg, ckpt)) => {
-                        let train::Dataset::Text(corpus) = &data else {
-                            anyhow::bail!(
-                                "a MELT run trains on text (data.task = \"lm\"): it distils a language model"
-                            );
-                        };
-                        Some(Box::new(train::build_melt_model(
-                            &run.config,
-                            &parent_cfg,
-                            &ckpt,
-                            corpus.vocab_size(),
-                            &device,
-                        )?))
-                    }
-                    None => None,
-                };
-                match from_parent {
-                    Some(model) => train::train_model_resumable(
-                        model.as_ref(),
-                        &run.config,
-                        &data,
-                        &device,
-                        &mut observer,
-                        Some(&checkpoints),
-                    )?,
-                    None => train::train_resumable(
-                        &run.config,
-                        &data,
-                        &device,
-                        &mut observer,
-                        Some(&checkpoints),
-                    )?,
-                }
-            }
-            Backend::Command => {
-                let command = CommandRun {
-                    key: &run.key,
-                    config: &run.config,
-                    run_dir: super::run_dir(&args.db, &run.key),
-                    base_dir: args.base_dir.clone(),
-                    threads: threads(),
-                };
-                train_with_command(&command, &mut observer)?
-            }
-        };
-        let (steps, evals) = (
-            std::mem::take(&mut observer.steps),
-            std::mem::take(&mut observer.evals),
-        );
-        store.finish_attempt(&run.key, attempt, &steps, &evals, &outcome)?;
-        Ok(outcome)
-    })();
-
-    match result {
-        Ok(outcome) => {
-            let status = match outcome.end {
-                train::RunEnd::Done => RunStatus::Done,
-                train::RunEnd::Diverged(_) => RunStatus::Diverged,
-                train::RunEnd::Interrupted => RunStatus::Interrupted,
-            };
-            eprintln!(
-                "worker {}: run {} {status} after {} steps, val loss {}",
-                std::process::id(),
-                run.key,
-                outcome.steps,
-                outcome
-                    .final_val_loss
-                    .map(|v| format!("{v:.4}"))
-                    .unwrap_or("-".into())
-            );
-            Ok(status)
-        }
+    match train_attempt(args, &run, &mut store, attempt, interrupts) {
+        Ok(outcome) => Ok(report_outcome(&run.key, &outcome)),
         Err(e) => {
             let message = format!("{e:#}");
             store.fail_attempt(&run.key, Some(attempt), &message)?;
             Err(e)
         }
     }
+}
+
+/// Opens the run's own store. The worker writes it only, never the sweep database (which may
+/// live on another machine): the coordinator seeded the run store and merges it back.
+fn open_run_store(args: &WorkerTask) -> anyhow::Result<Store> {
+    let run_store = super::run_stores::run_store_path(&args.db, &args.run_key);
+    if !run_store.exists() {
+        anyhow::bail!(
+            "{}: no run store for run {}; workers are started by `loopscale run`, which creates it",
+            run_store.display(),
+            args.run_key
+        );
+    }
+    Ok(Store::open(&run_store)?)
+}
+
+/// One attempt at the run: checks it fits in memory, trains it with its backend while the
+/// observer streams measurements into `store`, then records the attempt's end.
+fn train_attempt(
+    args: &WorkerTask,
+    run: &RunRow,
+    store: &mut Store,
+    attempt: u32,
+    interrupts: &Interrupts,
+) -> anyhow::Result<train::RunOutcome> {
+    if let Some(machine) = super::resources::machine_memory_bytes() {
+        super::resources::check_run_fits(&run.key, &run.config, machine)?;
+    }
+    let mut observer = StoreObserver {
+        store,
+        key: run.key.clone(),
+        steps: Vec::new(),
+        evals: Vec::new(),
+        last_flush: Instant::now(),
+        interrupts: interrupts.clone(),
+        parent: std::os::unix::process::parent_id(),
+    };
+    let outcome = match run.config.train.backend {
+        Backend::Builtin => train_builtin(args, run, &mut observer)?,
+        Backend::Command => {
+            let command = CommandRun {
+                key: &run.key,
+                config: &run.config,
+                run_dir: super::run_dir(&args.db, &run.key),
+                base_dir: args.base_dir.clone(),
+                threads: threads(),
+            };
+            train_with_command(&command, &mut observer)?
+        }
+    };
+    let (steps, evals) = (
+        std::mem::take(&mut observer.steps),
+        std::mem::take(&mut observer.evals),
+    );
+    observer
+        .store
+        .finish_attempt(&run.key, attempt, &steps, &evals, &outcome)?;
+    Ok(outcome)
+}
+
+/// Checkpointing for the run: in its own directory, keeping what the config asks, and starting
+/// from its parent's checkpoint where it has one.
+fn run_checkpointing(args: &WorkerTask, run: &RunRow) -> Checkpointing {
+    let mut checkpoints = Checkpointing::new(
+        super::run_dir(&args.db, &run.key),
+        run.config.train.checkpoint_every as u64,
+        run.key.clone(),
+    );
+    checkpoints.keep = run.config.train.keep_checkpoints.clone();
+    checkpoints.start_from = parent_checkpoint(&args.db, &run.config);
+    checkpoints
+}
+
+/// Trains the run with the built-in trainer, from a model made of its parent's weights where
+/// it is built on a parent (recast, MELT), else from scratch or its own checkpoint.
+fn train_builtin(
+    args: &WorkerTask,
+    run: &RunRow,
+    observer: &mut StoreObserver<'_>,
+) -> anyhow::Result<train::RunOutcome> {
+    let data = Dataset::load(&run.config, &args.base_dir)?;
+    let device = train::default_device()?;
+    let checkpoints = run_checkpointing(args, run);
+    // A run built on a parent starts from a model made of the parent's weights;
+    // a run that stands alone builds (or resumes) its own.
+    let from_parent: Option<Box<dyn CausalLm>> = match built_on(&args.db, &run.config)? {
+        // LoopUS: the looped model starts from its parent GPT's final weights.
+        Some((Role::Recast, parent_cfg, ckpt)) => {
+            let train::Dataset::Text(corpus) = &data else {
+                anyhow::bail!(
+                    "a recast run trains on text (data.task = \"lm\"): its parent is a language model"
+                );
+            };
+            let (model, choice) =
+                train::build_recast_model(&run.config, &parent_cfg, &ckpt, corpus, &device)?;
+            for line in choice.describe() {
+                observer.note(&line);
+            }
+            Some(Box::new(model))
+        }
+        // MELT: the student and its teacher from the parent looped model's weights.
+        Some((_, parent_cfg, ckpt)) => {
+            let train::Dataset::Text(corpus) = &data else {
+                anyhow::bail!(
+                    "a MELT run trains on text (data.task = \"lm\"): it distils a language model"
+                );
+            };
+            Some(Box::new(train::build_melt_model(
+                &run.config,
+                &parent_cfg,
+                &ckpt,
+                corpus.vocab_size(),
+                &device,
+            )?))
+        }
+        None => None,
+    };
+    Ok(match from_parent {
+        Some(model) => train::train_model_resumable(
+            model.as_ref(),
+            &run.config,
+            &data,
+            &device,
+            observer,
+            Some(&checkpoints),
+        )?,
+        None => train::train_resumable(&run.config, &data, &device, observer, Some(&checkpoints))?,
+    })
+}
+
+/// The run's status after an attempt that ended without error, reported on stderr.
+fn report_outcome(key: &str, outcome: &train::RunOutcome) -> RunStatus {
+    let status = match outcome.end {
+        train::RunEnd::Done => RunStatus::Done,
+        train::RunEnd::Diverged(_) => RunStatus::Diverged,
+        train::RunEnd::Interrupted => RunStatus::Interrupted,
+    };
+    eprintln!(
+        "worker {}: run {key} {status} after {} steps, val loss {}",
+        std::process::id(),
+        outcome.steps,
+        outcome
+            .final_val_loss
+            .map(|v| format!("{v:.4}"))
+            .unwrap_or("-".into())
+    );
+    status
 }
 
 /// Why the parent of a run built on another can never give it a start (it diverged, or is

@@ -16,8 +16,30 @@ use loopscale_config::{
 };
 use loopscale_model::{Arch, DepthSampling, Parametrization, RecastSplit};
 
-/// Range and consistency checks that need no file system.
+/// Range and consistency checks that need no file system, in the order they are reported.
 pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
+    let mut out = check_positive_counts(c);
+    out.extend(check_flops_budget(c));
+    out.extend(check_command_text(c));
+    out.extend(super::task_checks::check_task(c));
+    out.extend(check_val_fraction(&c.data));
+    out.extend(check_tokens_keys(&c.data));
+    out.extend(check_model_constants(&c.model));
+    out.extend(check_optimizer_values(&c.train));
+    if c.model.d_model > 0 && c.model.n_heads > 0 {
+        check_heads(&mut out, "model.d_model", c.model.d_model, c.model.n_heads);
+    }
+    out.extend(check_shortcut(c));
+    out.extend(check_parents(&c.model));
+    out.extend(check_branch(c));
+    out.extend(check_loopus(c));
+    out.extend(check_mup(c));
+    out.extend(check_looped_shape(&c.model));
+    out
+}
+
+/// Counts that must be at least 1 (`train.tokens` only when no FLOP budget derives it).
+fn check_positive_counts(c: &RunConfig) -> Vec<Problem> {
     let mut out = Vec::new();
     let (d, t, m) = (&c.data, &c.train, &c.model);
     let mut positive = |key: &'static str, value: u64| {
@@ -40,42 +62,55 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
     positive("model.mlp_ratio", m.mlp_ratio as u64);
     positive("train.eval_tokens", t.eval_tokens);
     positive("train.log_every", t.log_every as u64);
+    out
+}
 
-    if let Some(budget) = t.flops {
-        let per_step = super::flops::step_flops(c);
-        if !(budget.is_finite() && budget > 0.0) {
-            out.push(problem(
-                &["train.flops"],
-                format!("`train.flops` = {budget:?} must be a positive number of FLOPs"),
-                format!("e.g. flops = [1e13, 4e13]; one step of this run costs {per_step:.3e}"),
-            ));
-        } else if t.tokens == 0 && per_step > 0.0 {
-            out.push(problem(
-                &["train.flops"],
-                format!(
-                    "`train.flops` = {budget:.3e} is less than one training step of this run, which costs {per_step:.3e} FLOPs ({} tokens × {:.3e} FLOPs per token)",
-                    t.batch_size * d.seq_len,
-                    per_step / (t.batch_size * d.seq_len) as f64
-                ),
-                format!(
-                    "the smallest valid budget here is {per_step:.3e}; raise `train.flops`, or make the step cheaper (`train.batch_size`, `data.seq_len`, the model)"
-                ),
-            ));
-        }
-    }
-    out.extend(check_command_text(c));
-    out.extend(super::task_checks::check_task(c));
-    if !(d.val_fraction > 0.0 && d.val_fraction < 1.0) {
-        out.push(problem(
-            &["data.val_fraction"],
+/// `train.flops` is a positive number that buys at least one training step.
+fn check_flops_budget(c: &RunConfig) -> Option<Problem> {
+    let (d, t) = (&c.data, &c.train);
+    let budget = t.flops?;
+    let per_step = super::flops::step_flops(c);
+    if !(budget.is_finite() && budget > 0.0) {
+        Some(problem(
+            &["train.flops"],
+            format!("`train.flops` = {budget:?} must be a positive number of FLOPs"),
+            format!("e.g. flops = [1e13, 4e13]; one step of this run costs {per_step:.3e}"),
+        ))
+    } else if t.tokens == 0 && per_step > 0.0 {
+        Some(problem(
+            &["train.flops"],
             format!(
-                "`data.val_fraction` = {:?} is outside (0, 1)",
-                d.val_fraction
+                "`train.flops` = {budget:.3e} is less than one training step of this run, which costs {per_step:.3e} FLOPs ({} tokens × {:.3e} FLOPs per token)",
+                t.batch_size * d.seq_len,
+                per_step / (t.batch_size * d.seq_len) as f64
             ),
-            "the validation split is this fraction of the corpus; e.g. val_fraction = 0.05",
-        ));
+            format!(
+                "the smallest valid budget here is {per_step:.3e}; raise `train.flops`, or make the step cheaper (`train.batch_size`, `data.seq_len`, the model)"
+            ),
+        ))
+    } else {
+        None
     }
-    out.extend(check_tokens_keys(d));
+}
+
+/// `data.val_fraction` lies strictly between 0 and 1.
+fn check_val_fraction(d: &loopscale_config::DataConfig) -> Option<Problem> {
+    if d.val_fraction > 0.0 && d.val_fraction < 1.0 {
+        return None;
+    }
+    Some(problem(
+        &["data.val_fraction"],
+        format!(
+            "`data.val_fraction` = {:?} is outside (0, 1)",
+            d.val_fraction
+        ),
+        "the validation split is this fraction of the corpus; e.g. val_fraction = 0.05",
+    ))
+}
+
+/// `model.rope_base` and `model.norm_eps` are finite and positive.
+fn check_model_constants(m: &loopscale_model::ModelConfig) -> Vec<Problem> {
+    let mut out = Vec::new();
     for (key, v, example) in [
         ("model.rope_base", m.rope_base, "rope_base = 50000.0"),
         ("model.norm_eps", m.norm_eps, "norm_eps = 1e-5"),
@@ -88,6 +123,13 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
             ));
         }
     }
+    out
+}
+
+/// The optimizer and schedule numbers of `[train]`: divergence factor, learning rate and its
+/// fractions, Adam betas, weight decay and gradient clip.
+fn check_optimizer_values(t: &loopscale_config::TrainConfig) -> Vec<Problem> {
+    let mut out = Vec::new();
     if !(t.divergence_factor.is_finite() && t.divergence_factor > 1.0) {
         out.push(problem(
             &["train.divergence_factor"],
@@ -149,11 +191,13 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
             ));
         }
     }
+    out
+}
 
-    if m.d_model > 0 && m.n_heads > 0 {
-        check_heads(&mut out, "model.d_model", m.d_model, m.n_heads);
-    }
-    out.extend(check_shortcut(c));
+/// A run starts from at most one parent (`recast_from` or `melt_from`), only as a looped
+/// model, and `melt_chunk` belongs to MELT runs.
+fn check_parents(m: &loopscale_model::ModelConfig) -> Vec<Problem> {
+    let mut out = Vec::new();
     if m.recast_from.is_some() && m.arch != Arch::Looped {
         out.push(problem(
             &["model.recast_from", "model.arch"],
@@ -193,55 +237,60 @@ pub(crate) fn check_run(c: &RunConfig) -> Vec<Problem> {
             ));
         }
     }
-    out.extend(check_branch(c));
-    out.extend(check_loopus(c));
-    out.extend(check_mup(c));
-    if m.arch == Arch::Looped {
-        let l = m.looped.as_ref().expect("looped runs carry a LoopedConfig");
-        if l.mean_recurrence == 0 {
+    out
+}
+
+/// A looped model's own sizes: recurrence, core, backprop depth, test loops and the
+/// recurrent width (which the heads must divide too).
+fn check_looped_shape(m: &loopscale_model::ModelConfig) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if m.arch != Arch::Looped {
+        return out;
+    }
+    let l = m.looped.as_ref().expect("looped runs carry a LoopedConfig");
+    if l.mean_recurrence == 0 {
+        out.push(problem(
+            &["model.mean_recurrence"],
+            "`model.mean_recurrence` is 0: a looped model runs its core at least once".into(),
+            "set mean_recurrence ≥ 1",
+        ));
+    }
+    if l.n_core == 0 {
+        out.push(problem(
+            &["model.n_core"],
+            "`model.n_core` is 0: the recurrent core needs at least one block".into(),
+            "set n_core ≥ 1",
+        ));
+    }
+    if l.backprop_depth == Some(0) {
+        out.push(problem(
+            &["model.backprop_depth"],
+            "`model.backprop_depth` is 0: no loop would get a gradient".into(),
+            "set backprop_depth ≥ 1, or remove it to use ⌈mean_recurrence / 2⌉",
+        ));
+    }
+    if l.test_loops.is_empty() {
+        out.push(problem(
+            &["model.test_loops"],
+            "`model.test_loops` is empty".into(),
+            "list the loop counts to evaluate at, e.g. test_loops = [1, 2, 4, 8]",
+        ));
+    } else if l.test_loops.contains(&0) {
+        out.push(problem(
+            &["model.test_loops"],
+            format!("`model.test_loops` = {:?} contains 0", l.test_loops),
+            "every evaluated loop count must be at least 1",
+        ));
+    }
+    if let Some(r) = l.recurrent_dim {
+        if r == 0 {
             out.push(problem(
-                &["model.mean_recurrence"],
-                "`model.mean_recurrence` is 0: a looped model runs its core at least once".into(),
-                "set mean_recurrence ≥ 1",
+                &["model.recurrent_dim"],
+                "`model.recurrent_dim` is 0".into(),
+                "remove it to use d_model, or set a positive width",
             ));
-        }
-        if l.n_core == 0 {
-            out.push(problem(
-                &["model.n_core"],
-                "`model.n_core` is 0: the recurrent core needs at least one block".into(),
-                "set n_core ≥ 1",
-            ));
-        }
-        if l.backprop_depth == Some(0) {
-            out.push(problem(
-                &["model.backprop_depth"],
-                "`model.backprop_depth` is 0: no loop would get a gradient".into(),
-                "set backprop_depth ≥ 1, or remove it to use ⌈mean_recurrence / 2⌉",
-            ));
-        }
-        if l.test_loops.is_empty() {
-            out.push(problem(
-                &["model.test_loops"],
-                "`model.test_loops` is empty".into(),
-                "list the loop counts to evaluate at, e.g. test_loops = [1, 2, 4, 8]",
-            ));
-        } else if l.test_loops.contains(&0) {
-            out.push(problem(
-                &["model.test_loops"],
-                format!("`model.test_loops` = {:?} contains 0", l.test_loops),
-                "every evaluated loop count must be at least 1",
-            ));
-        }
-        if let Some(r) = l.recurrent_dim {
-            if r == 0 {
-                out.push(problem(
-                    &["model.recurrent_dim"],
-                    "`model.recurrent_dim` is 0".into(),
-                    "remove it to use d_model, or set a positive width",
-                ));
-            } else if m.n_heads > 0 {
-                check_heads(&mut out, "model.recurrent_dim", r, m.n_heads);
-            }
+        } else if m.n_heads > 0 {
+            check_heads(&mut out, "model.recurrent_dim", r, m.n_heads);
         }
     }
     out
