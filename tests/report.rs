@@ -712,3 +712,98 @@ fn runs_that_left_the_sweep_file_are_listed_not_drawn() {
     assert_eq!(whole.runs.rows.len(), 3);
     assert!(whole.orphaned.is_empty());
 }
+
+/// The test-time chart of two looped configurations (μ = 2, 4 at 1e12 FLOPs) with `seeds`
+/// seeds each, the seeds' losses 0, +0.01, −0.01 around the fixture's: its title and series.
+fn test_time_chart(seeds: usize) -> (String, Vec<loopscale::plot::figure::Series>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seeds.sqlite");
+    let mut store = Store::open(&path).unwrap();
+    let mut runs = Vec::new();
+    for mu in [2usize, 4] {
+        for seed in 0..seeds {
+            let mut config = config(Some(mu), 64, (1e12 / (2e6 * mu as f64)) as u64);
+            config.seed = seed as u64;
+            runs.push((
+                NewRun {
+                    key: config.key(),
+                    variant: None,
+                    tokens: config.train.tokens,
+                    config,
+                    params: 100_000,
+                    non_embedding_params: 80_000,
+                    flops: 1e12,
+                },
+                mu as f64,
+                [0.0, 0.01, -0.01][seed],
+            ));
+        }
+    }
+    let new_runs: Vec<NewRun> = runs.iter().map(|(r, _, _)| r.clone()).collect();
+    store
+        .register_sweep("seeds", "", "seeds.toml", "", &new_runs)
+        .unwrap();
+    for (run, mu, wobble) in &runs {
+        finish_at(&mut store, run, Some(*mu), loss(1e12, Some(*mu)) + wobble);
+    }
+    let frames = Frames::load(&store, None).unwrap();
+    let fits = ReportFits::compute(&frames);
+    let fig = loopscale::plot::charts::test_time(&frames, &fits)
+        .unwrap()
+        .unwrap_or_else(|why| panic!("test-time chart not drawn: {why}"));
+    let panel = fig.panels.into_iter().next().unwrap();
+    (panel.title, panel.series)
+}
+
+#[test]
+fn the_test_time_chart_draws_group_means_with_standard_error_bars() {
+    use loopscale::plot::figure::Kind;
+    let (title, series) = test_time_chart(3);
+    assert!(title.contains("mean ± 1 SE over 3 seeds"), "{title}");
+    let bars: Vec<_> = series
+        .iter()
+        .filter_map(|s| match &s.kind {
+            Kind::ErrorBars(b) => Some((s, b)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bars.len(), 2, "one curve of means per configuration");
+    for (s, b) in &bars {
+        assert_eq!(b.len(), 5, "a bar at each of T = 1, 2, 4, 8, 16");
+        assert!(
+            s.name.as_deref().unwrap().ends_with("(n = 3)"),
+            "{:?}",
+            s.name
+        );
+        for (&(x, lo, hi), &(mx, mean)) in b.iter().zip(&s.points) {
+            assert_eq!(x, mx);
+            // sd of (0, +0.01, −0.01) is 0.01: SE = 0.01/√3 at every T.
+            assert!(((hi - lo) / 2.0 - 0.01 / 3f64.sqrt()).abs() < 1e-12);
+            assert!(((hi + lo) / 2.0 - mean).abs() < 1e-12);
+        }
+    }
+    let faint: usize = series
+        .iter()
+        .filter(|s| s.kind == Kind::Faint)
+        .map(|s| s.points.len())
+        .sum();
+    assert_eq!(faint, 2 * 3 * 5, "every seed's point pale behind");
+}
+
+#[test]
+fn a_test_time_chart_of_single_seeds_draws_no_bars() {
+    use loopscale::plot::figure::Kind;
+    let (title, series) = test_time_chart(1);
+    assert!(title.contains("noise unmeasured"), "{title}");
+    assert!(
+        !series
+            .iter()
+            .any(|s| matches!(s.kind, Kind::ErrorBars(_) | Kind::Faint)),
+        "no bars, no pale seeds"
+    );
+    assert_eq!(
+        series.iter().filter(|s| s.kind == Kind::Markers).count(),
+        2,
+        "each run's points as before"
+    );
+}

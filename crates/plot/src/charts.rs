@@ -6,7 +6,7 @@ use anyhow::Result;
 use super::figure::{Figure, INK, Kind, Panel, Series};
 use loopscale_analysis::fits::{IsoflopFit, ParcaeFit, ReportFits, compute_residuals};
 use loopscale_analysis::group_points::{
-    GroupCurve, GroupPoint, final_loss_vs_flops, se_caption, seeds_measured,
+    GroupCurve, GroupPoint, final_loss_vs_flops, se_caption, seeds_measured, test_time_curves,
 };
 use loopscale_analysis::groups::replicate_groups;
 use loopscale_analysis::pivot::{loss_by, variants_crossed};
@@ -498,19 +498,33 @@ pub fn test_time(frames: &Frames, fits: &ReportFits) -> Built {
     let keys = strs(&frames.test_time, "run_key")?;
     let t = f64s(&frames.test_time, "test_loops")?;
     let l = f64s(&frames.test_time, "val_loss")?;
+    let groups = test_time_curves(frames)?;
+    let seeded = seeds_measured(&groups);
     let mut series = Vec::new();
+    if seeded {
+        group_series(&groups, &mut series);
+    }
     for fit in fits {
-        let i = run_colour(frames, &fit.run_key)?;
+        // With seeds, a run's fit takes its group's colour and, beside its seeds, no legend line.
+        let group = groups
+            .iter()
+            .position(|g| g.run_keys.contains(&fit.run_key));
+        let (i, alone) = match group {
+            Some(g) if seeded => (g, groups[g].n == 1),
+            _ => (run_colour(frames, &fit.run_key)?, true),
+        };
         let rows: Vec<usize> = (0..keys.len())
             .filter(|&r| keys[r] == fit.run_key)
             .collect();
         let t_max = rows.iter().map(|&r| t[r]).fold(1.0, f64::max);
-        series.push(Series::new(
-            Some(fit.label.clone()),
-            i,
-            Kind::Markers,
-            rows.iter().map(|&r| (t[r], l[r])).collect(),
-        ));
+        if !seeded {
+            series.push(Series::new(
+                Some(fit.label.clone()),
+                i,
+                Kind::Markers,
+                rows.iter().map(|&r| (t[r], l[r])).collect(),
+            ));
+        }
         let k = fit.report.value("k").unwrap_or(f64::NAN);
         let l_inf = fit.report.value("L_inf").unwrap_or(f64::NAN);
         // A curve without a saturating gain says so instead of quoting an asymptote.
@@ -527,7 +541,7 @@ pub fn test_time(frames: &Frames, fits: &ReportFits) -> Built {
             None => format!("  fit: L∞ = {l_inf:.3}, k = {}", super::figure::tick(k)),
         };
         series.push(Series::new(
-            Some(legend),
+            alone.then_some(legend),
             i,
             Kind::Dashed,
             (0..=60)
@@ -537,7 +551,10 @@ pub fn test_time(frames: &Frames, fits: &ReportFits) -> Built {
         ));
     }
     Ok(Ok(single(Panel {
-        title: "Test-time depth: validation loss vs loops at evaluation".into(),
+        title: format!(
+            "Test-time depth: validation loss vs loops at evaluation ({})",
+            noise_words(&groups)
+        ),
         x_label: "test-time loops T".into(),
         y_label: "validation loss (nats/token)".into(),
         log_x: true,
