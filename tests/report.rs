@@ -713,9 +713,17 @@ fn runs_that_left_the_sweep_file_are_listed_not_drawn() {
     assert!(whole.orphaned.is_empty());
 }
 
-/// The test-time chart of two looped configurations (μ = 2, 4 at 1e12 FLOPs) with `seeds`
+type Panelled = (String, Vec<loopscale::plot::figure::Series>);
+/// The test-time chart's title and series, and the task accuracy-vs-loops chart's.
+type SeededCharts = (
+    String,
+    Vec<loopscale::plot::figure::Series>,
+    Option<Panelled>,
+);
+
+/// The test-time and accuracy-vs-loops charts of two looped configurations (μ = 2, 4 at 1e12 FLOPs) with `seeds`
 /// seeds each, the seeds' losses 0, +0.01, −0.01 around the fixture's: its title and series.
-fn test_time_chart(seeds: usize) -> (String, Vec<loopscale::plot::figure::Series>) {
+fn test_time_chart(seeds: usize, task: bool) -> SeededCharts {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("seeds.sqlite");
     let mut store = Store::open(&path).unwrap();
@@ -745,6 +753,25 @@ fn test_time_chart(seeds: usize) -> (String, Vec<loopscale::plot::figure::Series
         .unwrap();
     for (run, mu, wobble) in &runs {
         finish_at(&mut store, run, Some(*mu), loss(1e12, Some(*mu)) + wobble);
+        if !task {
+            continue;
+        }
+        // Task accuracy at T = 1, 2, 4: 0.5 + the same wobble (a later step: these
+        // evaluations replace the test-time ones, so the task chart has its own database).
+        let evals: Vec<EvalMetrics> = [1usize, 2, 4]
+            .map(|t| EvalMetrics {
+                step: 1_000_000,
+                tokens: 0,
+                flops: 0.0,
+                val_loss: 1.0,
+                val_bpb: f64::NAN,
+                test_loops: Some(t),
+                schedule: None,
+                accuracy: Some(0.5 + wobble),
+                position_accuracy: None,
+            })
+            .to_vec();
+        store.record(&run.key, &[], &evals).unwrap();
     }
     let frames = Frames::load(&store, None).unwrap();
     let fits = ReportFits::compute(&frames);
@@ -752,14 +779,24 @@ fn test_time_chart(seeds: usize) -> (String, Vec<loopscale::plot::figure::Series
         .unwrap()
         .unwrap_or_else(|why| panic!("test-time chart not drawn: {why}"));
     let panel = fig.panels.into_iter().next().unwrap();
-    (panel.title, panel.series)
+    let task = task.then(|| {
+        let fig = loopscale::plot::task_charts::accuracy_vs_loops(&frames)
+            .unwrap()
+            .unwrap_or_else(|why| panic!("accuracy chart not drawn: {why}"));
+        let p = fig.panels.into_iter().next().unwrap();
+        (p.title, p.series)
+    });
+    (panel.title, panel.series, task)
 }
 
-#[test]
-fn the_test_time_chart_draws_group_means_with_standard_error_bars() {
+/// Each `ErrorBars` series of `series` with its bars: asserts that every bar is the mean ± the
+/// SE of three seeds 0.01 apart (sd 0.01, SE 0.01/√3).
+fn assert_bars_of_three_seeds(
+    series: &[loopscale::plot::figure::Series],
+    curves: usize,
+    each: usize,
+) {
     use loopscale::plot::figure::Kind;
-    let (title, series) = test_time_chart(3);
-    assert!(title.contains("mean ± 1 SE over 3 seeds"), "{title}");
     let bars: Vec<_> = series
         .iter()
         .filter_map(|s| match &s.kind {
@@ -767,17 +804,16 @@ fn the_test_time_chart_draws_group_means_with_standard_error_bars() {
             _ => None,
         })
         .collect();
-    assert_eq!(bars.len(), 2, "one curve of means per configuration");
+    assert_eq!(bars.len(), curves, "one curve of means per configuration");
     for (s, b) in &bars {
-        assert_eq!(b.len(), 5, "a bar at each of T = 1, 2, 4, 8, 16");
+        assert_eq!(b.len(), each);
         assert!(
-            s.name.as_deref().unwrap().ends_with("(n = 3)"),
+            s.name.as_deref().unwrap().ends_with("n = 3)"),
             "{:?}",
             s.name
         );
         for (&(x, lo, hi), &(mx, mean)) in b.iter().zip(&s.points) {
             assert_eq!(x, mx);
-            // sd of (0, +0.01, −0.01) is 0.01: SE = 0.01/√3 at every T.
             assert!(((hi - lo) / 2.0 - 0.01 / 3f64.sqrt()).abs() < 1e-12);
             assert!(((hi + lo) / 2.0 - mean).abs() < 1e-12);
         }
@@ -787,14 +823,33 @@ fn the_test_time_chart_draws_group_means_with_standard_error_bars() {
         .filter(|s| s.kind == Kind::Faint)
         .map(|s| s.points.len())
         .sum();
-    assert_eq!(faint, 2 * 3 * 5, "every seed's point pale behind");
+    assert_eq!(faint, curves * 3 * each, "every seed's point pale behind");
+}
+
+#[test]
+fn the_test_time_chart_draws_group_means_with_standard_error_bars() {
+    let (title, series, _) = test_time_chart(3, false);
+    assert!(title.contains("mean ± 1 SE over 3 seeds"), "{title}");
+    // A bar at each of T = 1, 2, 4, 8, 16.
+    assert_bars_of_three_seeds(&series, 2, 5);
+    let (_, _, task) = test_time_chart(3, true);
+    let (title, series) = task.unwrap();
+    assert!(title.contains("mean ± 1 SE over 3 seeds"), "{title}");
+    assert_bars_of_three_seeds(&series, 2, 3);
 }
 
 #[test]
 fn a_test_time_chart_of_single_seeds_draws_no_bars() {
     use loopscale::plot::figure::Kind;
-    let (title, series) = test_time_chart(1);
+    let (title, series, _) = test_time_chart(1, false);
     assert!(title.contains("noise unmeasured"), "{title}");
+    let (_, task) = test_time_chart(1, true).2.unwrap();
+    assert!(
+        !task
+            .iter()
+            .any(|s| matches!(s.kind, Kind::ErrorBars(_) | Kind::Faint)),
+        "no bars on the accuracy chart either"
+    );
     assert!(
         !series
             .iter()

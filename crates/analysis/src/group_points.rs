@@ -8,6 +8,7 @@ use anyhow::Result;
 use super::columns::{f64s, strs};
 use super::frames::Frames;
 use super::groups::{ReplicateGroup, replicate_groups};
+use super::tasks::AccuracyPoint;
 use loopscale_fit::noise::GroupStats;
 
 /// One x of a group's curve: the mean over its seeds with ±1 SE (`None` for one seed).
@@ -162,6 +163,38 @@ pub fn test_time_curves(frames: &Frames) -> Result<Vec<GroupCurve>> {
             .map_or_else(|| k.to_string(), |i| labels[i].clone())
     };
     Ok(group_curves(&groups, &rows, label_of))
+}
+
+/// Task accuracy by replicate group: at the training depth against effective depth
+/// (`at_depth`), or against test-time loops. Each curve's family and block⊗loops name come
+/// from its first run's point.
+pub fn accuracy_curves(
+    frames: &Frames,
+    at_depth: bool,
+) -> Result<Vec<(AccuracyPoint, GroupCurve)>> {
+    let groups = replicate_groups(frames)?;
+    let points: Vec<&AccuracyPoint> = frames
+        .accuracy
+        .iter()
+        .filter(|p| p.test_loops.is_none() == at_depth)
+        .collect();
+    let rows: Vec<(String, f64, f64)> = points
+        .iter()
+        .map(|p| {
+            let x = match p.test_loops {
+                Some(t) => t as f64,
+                None => p.effective_depth,
+            };
+            (p.run_key.clone(), x, p.accuracy)
+        })
+        .collect();
+    Ok(group_curves(&groups, &rows, |k| k.to_string())
+        .into_iter()
+        .filter_map(|c| {
+            let first = points.iter().find(|p| c.run_keys.contains(&p.run_key))?;
+            Some(((*first).clone(), c))
+        })
+        .collect())
 }
 
 #[cfg(test)]

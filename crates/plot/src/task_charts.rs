@@ -6,6 +6,9 @@
 use super::charts::{Built, single};
 use super::figure::{INK, Kind, Panel, Series};
 use loopscale_analysis::Frames;
+use loopscale_analysis::group_points::{
+    GroupCurve, GroupPoint, accuracy_curves, se_caption, seeds_measured,
+};
 use loopscale_analysis::tasks::{Family, depth_points};
 use loopscale_fit::depth::depth_line;
 
@@ -93,6 +96,42 @@ pub fn accuracy_vs_loops(frames: &Frames) -> Built {
                 .into(),
         ));
     }
+    let groups = accuracy_curves(frames, false)?;
+    let curves: Vec<GroupCurve> = groups.iter().map(|(_, c)| c.clone()).collect();
+    if seeds_measured(&curves) {
+        // Replicates: each configuration's mean accuracy with ±1 SE, its seeds pale behind.
+        let mut series = Vec::new();
+        for (c, (p, g)) in groups.iter().enumerate() {
+            series.push(Series::new(
+                None,
+                c,
+                Kind::Faint,
+                g.points.iter().flat_map(|q| q.seeds.clone()).collect(),
+            ));
+            series.push(Series::new(None, c, Kind::Line, means(g)));
+            series.push(Series::new(
+                Some(format!(
+                    "{}⊗{} (trained at {} loops, n = {})",
+                    p.block, p.trained_loops, p.trained_loops, g.n
+                )),
+                c,
+                Kind::ErrorBars(g.points.iter().filter_map(GroupPoint::bar).collect()),
+                means(g),
+            ));
+        }
+        return Ok(Ok(single(Panel {
+            title: format!(
+                "Test-time depth: accuracy vs loops at evaluation ({})",
+                se_caption(&curves)
+            ),
+            x_label: "test-time loops T".into(),
+            y_label: "accuracy (exact answers)".into(),
+            log_x: true,
+            log_y: false,
+            series,
+            zero_line: false,
+        })));
+    }
     let mut keys: Vec<&str> = looped.iter().map(|p| p.run_key.as_str()).collect();
     keys.dedup();
     let series = keys
@@ -123,6 +162,11 @@ pub fn accuracy_vs_loops(frames: &Frames) -> Built {
         series,
         zero_line: false,
     })))
+}
+
+/// A group curve's means, in order of x.
+fn means(g: &GroupCurve) -> Vec<(f64, f64)> {
+    g.points.iter().map(|p| (p.x, p.mean)).collect()
 }
 
 /// Errors below this are drawn at it: least squares is exact (1e-30) once it has d examples,
