@@ -713,8 +713,13 @@ fn runs_that_left_the_sweep_file_are_listed_not_drawn() {
     assert!(whole.orphaned.is_empty());
 }
 
-type Panelled = (String, Vec<loopscale::plot::figure::Series>);
-/// The test-time chart's title and series, and the task accuracy-vs-loops chart's.
+type Panelled = (
+    String,
+    Vec<loopscale::plot::figure::Series>,
+    String,
+    Vec<loopscale::plot::figure::Series>,
+);
+/// The test-time chart's title and series, and the task accuracy-vs-loops and -depth charts'.
 type SeededCharts = (
     String,
     Vec<loopscale::plot::figure::Series>,
@@ -758,14 +763,14 @@ fn test_time_chart(seeds: usize, task: bool) -> SeededCharts {
         }
         // Task accuracy at T = 1, 2, 4: 0.5 + the same wobble (a later step: these
         // evaluations replace the test-time ones, so the task chart has its own database).
-        let evals: Vec<EvalMetrics> = [1usize, 2, 4]
+        let evals: Vec<EvalMetrics> = [None, Some(1usize), Some(2), Some(4)]
             .map(|t| EvalMetrics {
                 step: 1_000_000,
                 tokens: 0,
                 flops: 0.0,
                 val_loss: 1.0,
                 val_bpb: f64::NAN,
-                test_loops: Some(t),
+                test_loops: t,
                 schedule: None,
                 accuracy: Some(0.5 + wobble),
                 position_accuracy: None,
@@ -784,7 +789,11 @@ fn test_time_chart(seeds: usize, task: bool) -> SeededCharts {
             .unwrap()
             .unwrap_or_else(|why| panic!("accuracy chart not drawn: {why}"));
         let p = fig.panels.into_iter().next().unwrap();
-        (p.title, p.series)
+        let fig = loopscale::plot::task_charts::accuracy_vs_depth(&frames)
+            .unwrap()
+            .unwrap_or_else(|why| panic!("accuracy-vs-depth chart not drawn: {why}"));
+        let depth = fig.panels.into_iter().next().unwrap();
+        (p.title, p.series, depth.title, depth.series)
     });
     (panel.title, panel.series, task)
 }
@@ -807,11 +816,7 @@ fn assert_bars_of_three_seeds(
     assert_eq!(bars.len(), curves, "one curve of means per configuration");
     for (s, b) in &bars {
         assert_eq!(b.len(), each);
-        assert!(
-            s.name.as_deref().unwrap().ends_with("n = 3)"),
-            "{:?}",
-            s.name
-        );
+        assert!(s.name.as_deref().unwrap().contains("n = 3"), "{:?}", s.name);
         for (&(x, lo, hi), &(mx, mean)) in b.iter().zip(&s.points) {
             assert_eq!(x, mx);
             assert!(((hi - lo) / 2.0 - 0.01 / 3f64.sqrt()).abs() < 1e-12);
@@ -833,9 +838,15 @@ fn the_test_time_chart_draws_group_means_with_standard_error_bars() {
     // A bar at each of T = 1, 2, 4, 8, 16.
     assert_bars_of_three_seeds(&series, 2, 5);
     let (_, _, task) = test_time_chart(3, true);
-    let (title, series) = task.unwrap();
+    let (title, series, depth_title, depth) = task.unwrap();
     assert!(title.contains("mean ± 1 SE over 3 seeds"), "{title}");
     assert_bars_of_three_seeds(&series, 2, 3);
+    // Accuracy vs depth: one looped line through the two configurations' means.
+    assert!(
+        depth_title.contains("mean ± 1 SE over 3 seeds"),
+        "{depth_title}"
+    );
+    assert_bars_of_three_seeds(&depth, 1, 2);
 }
 
 #[test]
@@ -843,7 +854,14 @@ fn a_test_time_chart_of_single_seeds_draws_no_bars() {
     use loopscale::plot::figure::Kind;
     let (title, series, _) = test_time_chart(1, false);
     assert!(title.contains("noise unmeasured"), "{title}");
-    let (_, task) = test_time_chart(1, true).2.unwrap();
+    let (_, task, depth_title, depth) = test_time_chart(1, true).2.unwrap();
+    assert!(depth_title.contains("noise unmeasured"), "{depth_title}");
+    assert!(
+        !depth
+            .iter()
+            .any(|s| matches!(s.kind, Kind::ErrorBars(_) | Kind::Faint)),
+        "no bars on the accuracy-vs-depth chart"
+    );
     assert!(
         !task
             .iter()

@@ -3,7 +3,7 @@
 //! accuracy against test-time loops, and in-context regression error against the number of
 //! examples per loop count, beside least squares, averaging and 3-NN (Garg et al., Yang et al.).
 
-use super::charts::{Built, single};
+use super::charts::{Built, extent, single};
 use super::figure::{INK, Kind, Panel, Series};
 use loopscale_analysis::Frames;
 use loopscale_analysis::group_points::{
@@ -23,6 +23,9 @@ pub fn accuracy_vs_depth(frames: &Frames) -> Built {
                 .into(),
         ));
     }
+    let groups = accuracy_curves(frames, true)?;
+    let curves: Vec<GroupCurve> = groups.iter().map(|(_, c)| c.clone()).collect();
+    let seeded = seeds_measured(&curves);
     let mut series = Vec::new();
     for (c, family, name) in [
         (0, Family::Looped, "looped k⊗L (one block, L loops)"),
@@ -37,9 +40,39 @@ pub fn accuracy_vs_depth(frames: &Frames) -> Built {
             continue;
         }
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // The depth law is fitted to every seed; with replicates the line joins the means.
         let (d, a): (Vec<f64>, Vec<f64>) = pts.iter().copied().unzip();
-        series.push(Series::new(Some(name.into()), c, Kind::Line, pts.clone()));
-        series.push(Series::new(None, c, Kind::Markers, pts));
+        if seeded {
+            let mine: Vec<&GroupCurve> = groups
+                .iter()
+                .filter(|(p, _)| p.family == family)
+                .map(|(_, g)| g)
+                .collect();
+            let mut line: Vec<&GroupPoint> = mine.iter().flat_map(|g| &g.points).collect();
+            line.sort_by(|a, b| a.x.total_cmp(&b.x));
+            let n = extent(mine.iter().map(|g| g.n as f64));
+            series.push(Series::new(
+                None,
+                c,
+                Kind::Faint,
+                line.iter().flat_map(|p| p.seeds.clone()).collect(),
+            ));
+            series.push(Series::new(
+                Some(format!("{name}, n = {}", seeds_range(n))),
+                c,
+                Kind::ErrorBars(line.iter().filter_map(|p| p.bar()).collect()),
+                line.iter().map(|p| (p.x, p.mean)).collect(),
+            ));
+            series.push(Series::new(
+                None,
+                c,
+                Kind::Line,
+                line.iter().map(|p| (p.x, p.mean)).collect(),
+            ));
+        } else {
+            series.push(Series::new(Some(name.into()), c, Kind::Line, pts.clone()));
+            series.push(Series::new(None, c, Kind::Markers, pts));
+        }
         if let Some((alpha, beta, _)) = depth_line(&d, &a) {
             let (lo, hi) = (d[0], d[d.len() - 1]);
             series.push(Series::new(
@@ -71,7 +104,11 @@ pub fn accuracy_vs_depth(frames: &Frames) -> Built {
         ));
     }
     Ok(Ok(single(Panel {
-        title: "Task accuracy vs effective depth".into(),
+        title: if seeded {
+            format!("Task accuracy vs effective depth ({})", se_caption(&curves))
+        } else {
+            "Task accuracy vs effective depth (one seed per configuration: noise unmeasured)".into()
+        },
         x_label: "effective depth (blocks a token passes through)".into(),
         y_label: "accuracy (exact answers)".into(),
         log_x: true,
@@ -162,6 +199,15 @@ pub fn accuracy_vs_loops(frames: &Frames) -> Built {
         series,
         zero_line: false,
     })))
+}
+
+/// `3`, or `2–3` when groups differ in their seeds.
+fn seeds_range((lo, hi): (f64, f64)) -> String {
+    if lo == hi {
+        format!("{hi}")
+    } else {
+        format!("{lo}–{hi}")
+    }
 }
 
 /// A group curve's means, in order of x.
