@@ -58,6 +58,9 @@ pub fn se_caption(curves: &[GroupCurve]) -> String {
     format!("mean ± 1 SE over {over} seeds, single seeds pale")
 }
 
+/// One x and the seeds' (x, y) there.
+type Seeds = (f64, Vec<(f64, f64)>);
+
 /// `rows` (run key, x, y) gathered by the replicate groups of `groups`: per group, at each x
 /// (equal within a relative 1e-9), the mean and SE of its seeds' y. A run in no group is a
 /// group of its own, labelled by `label_of` of its key.
@@ -76,7 +79,7 @@ pub fn group_curves(
         })
         .collect();
     // Per curve, per x: the seeds' points.
-    let mut at: Vec<Vec<(f64, Vec<(f64, f64)>)>> = vec![Vec::new(); curves.len()];
+    let mut at: Vec<Vec<Seeds>> = vec![Vec::new(); curves.len()];
     for (key, x, y) in rows {
         let c = match curves.iter().position(|c| c.run_keys.contains(key)) {
             Some(c) => c,
