@@ -854,7 +854,8 @@ fn a_test_time_chart_of_single_seeds_draws_no_bars() {
     use loopscale::plot::figure::Kind;
     let (title, series, _) = test_time_chart(1, false);
     assert!(title.contains("noise unmeasured"), "{title}");
-    let (_, task, depth_title, depth) = test_time_chart(1, true).2.unwrap();
+    let (task_title, task, depth_title, depth) = test_time_chart(1, true).2.unwrap();
+    assert!(task_title.contains("noise unmeasured"), "{task_title}");
     assert!(depth_title.contains("noise unmeasured"), "{depth_title}");
     assert!(
         !depth

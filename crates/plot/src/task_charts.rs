@@ -191,7 +191,10 @@ pub fn accuracy_vs_loops(frames: &Frames) -> Built {
         })
         .collect();
     Ok(Ok(single(Panel {
-        title: "Test-time depth: accuracy vs loops at evaluation".into(),
+        title:
+            "Test-time depth: accuracy vs loops at evaluation (one seed per configuration: noise \
+                unmeasured)"
+                .into(),
         x_label: "test-time loops T".into(),
         y_label: "accuracy (exact answers)".into(),
         log_x: true,
