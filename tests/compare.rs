@@ -147,3 +147,92 @@ fn a_sweep_without_seeds_says_its_noise_is_unmeasured_and_a_bad_source_is_named(
     assert!(!out.status.success());
     assert!(text(&out).contains("no/such.sqlite"), "{}", text(&out));
 }
+
+/// A run of width 64 trained on `k` × 4096 tokens (k × 1e12 FLOPs) with seed `seed`.
+fn budget_run(k: u64, seed: u64) -> NewRun {
+    let mut r = run(64, seed);
+    r.config.train.tokens = 4096 * k;
+    r.key = r.config.key();
+    r.tokens = 4096 * k;
+    r.flops = 1e12 * k as f64;
+    r
+}
+
+/// The compute chart's series of kind `ErrorBars` and `Faint` from a database of `seeds` per
+/// budget (losses on a compute law, the seeds ±0.01 around it).
+fn compute_chart(seeds: usize) -> (String, Vec<loopscale::plot::figure::Series>) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("law.sqlite");
+    let mut runs = Vec::new();
+    for k in [1u64, 2, 4, 8, 16, 32] {
+        let law = 2.0 + 0.5 * (k as f64).powf(-0.3);
+        for seed in 0..seeds {
+            let wobble = [0.0, 0.01, -0.01][seed];
+            runs.push((budget_run(k, seed as u64), law + wobble));
+        }
+    }
+    record(&db, &runs);
+    let store = Store::open_read_only(&db).unwrap();
+    let frames = loopscale::analysis::Frames::load(&store, None).unwrap();
+    let fits = loopscale::analysis::fits::ReportFits::compute(&frames);
+    let fig = loopscale::plot::charts::compute_law(&frames, &fits)
+        .unwrap()
+        .unwrap_or_else(|why| panic!("compute chart not drawn: {why}"));
+    let panel = fig.panels.into_iter().next().unwrap();
+    (panel.title, panel.series)
+}
+
+#[test]
+fn the_compute_chart_draws_group_means_with_standard_error_bars() {
+    use loopscale::plot::figure::Kind;
+    let (title, series) = compute_chart(3);
+    assert!(title.contains("mean ± 1 SE over 3 seeds"), "{title}");
+    let bars: Vec<_> = series
+        .iter()
+        .filter_map(|s| match &s.kind {
+            Kind::ErrorBars(b) => Some((s, b)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bars.len(), 6, "one mean per budget");
+    // Seeds at law − 0.01, law, law + 0.01: sd = 0.01, SE = 0.01/√3, centred on the law.
+    for (s, b) in &bars {
+        assert_eq!(b.len(), 1);
+        let (x, lo, hi) = b[0];
+        let (mx, mean) = s.points[0];
+        assert_eq!(x, mx);
+        let law = 2.0 + 0.5 * (x / 1e12).powf(-0.3);
+        assert!((mean - law).abs() < 1e-12, "{mean} vs {law}");
+        assert!(((hi - lo) / 2.0 - 0.01 / 3f64.sqrt()).abs() < 1e-12);
+        assert!(((hi + lo) / 2.0 - mean).abs() < 1e-12);
+        assert!(
+            s.name.as_deref().unwrap().ends_with("(n = 3)"),
+            "{:?}",
+            s.name
+        );
+    }
+    let faint: usize = series
+        .iter()
+        .filter(|s| s.kind == Kind::Faint)
+        .map(|s| s.points.len())
+        .sum();
+    assert_eq!(faint, 18, "every seed drawn pale behind its mean");
+}
+
+#[test]
+fn a_compute_chart_of_single_seeds_draws_no_bars_and_says_the_noise_is_unmeasured() {
+    use loopscale::plot::figure::Kind;
+    let (title, series) = compute_chart(1);
+    assert!(title.contains("noise unmeasured"), "{title}");
+    assert!(
+        !series
+            .iter()
+            .any(|s| matches!(s.kind, Kind::ErrorBars(_) | Kind::Faint)),
+        "no bars, no pale seeds"
+    );
+    let runs = series
+        .iter()
+        .filter(|s| s.kind == Kind::Markers && s.points.len() == 1)
+        .count();
+    assert_eq!(runs, 6, "one marker per run, as before");
+}

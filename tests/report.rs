@@ -712,3 +712,172 @@ fn runs_that_left_the_sweep_file_are_listed_not_drawn() {
     assert_eq!(whole.runs.rows.len(), 3);
     assert!(whole.orphaned.is_empty());
 }
+
+type Panelled = (
+    String,
+    Vec<loopscale::plot::figure::Series>,
+    String,
+    Vec<loopscale::plot::figure::Series>,
+);
+/// The test-time chart's title and series, and the task accuracy-vs-loops and -depth charts'.
+type SeededCharts = (
+    String,
+    Vec<loopscale::plot::figure::Series>,
+    Option<Panelled>,
+);
+
+/// The test-time and accuracy-vs-loops charts of two looped configurations (μ = 2, 4 at 1e12 FLOPs) with `seeds`
+/// seeds each, the seeds' losses 0, +0.01, −0.01 around the fixture's: its title and series.
+fn test_time_chart(seeds: usize, task: bool) -> SeededCharts {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seeds.sqlite");
+    let mut store = Store::open(&path).unwrap();
+    let mut runs = Vec::new();
+    for mu in [2usize, 4] {
+        for seed in 0..seeds {
+            let mut config = config(Some(mu), 64, (1e12 / (2e6 * mu as f64)) as u64);
+            config.seed = seed as u64;
+            runs.push((
+                NewRun {
+                    key: config.key(),
+                    variant: None,
+                    tokens: config.train.tokens,
+                    config,
+                    params: 100_000,
+                    non_embedding_params: 80_000,
+                    flops: 1e12,
+                },
+                mu as f64,
+                [0.0, 0.01, -0.01][seed],
+            ));
+        }
+    }
+    let new_runs: Vec<NewRun> = runs.iter().map(|(r, _, _)| r.clone()).collect();
+    store
+        .register_sweep("seeds", "", "seeds.toml", "", &new_runs)
+        .unwrap();
+    for (run, mu, wobble) in &runs {
+        finish_at(&mut store, run, Some(*mu), loss(1e12, Some(*mu)) + wobble);
+        if !task {
+            continue;
+        }
+        // Task accuracy at T = 1, 2, 4: 0.5 + the same wobble (a later step: these
+        // evaluations replace the test-time ones, so the task chart has its own database).
+        let evals: Vec<EvalMetrics> = [None, Some(1usize), Some(2), Some(4)]
+            .map(|t| EvalMetrics {
+                step: 1_000_000,
+                tokens: 0,
+                flops: 0.0,
+                val_loss: 1.0,
+                val_bpb: f64::NAN,
+                test_loops: t,
+                schedule: None,
+                accuracy: Some(0.5 + wobble),
+                position_accuracy: None,
+            })
+            .to_vec();
+        store.record(&run.key, &[], &evals).unwrap();
+    }
+    let frames = Frames::load(&store, None).unwrap();
+    let fits = ReportFits::compute(&frames);
+    let fig = loopscale::plot::charts::test_time(&frames, &fits)
+        .unwrap()
+        .unwrap_or_else(|why| panic!("test-time chart not drawn: {why}"));
+    let panel = fig.panels.into_iter().next().unwrap();
+    let task = task.then(|| {
+        let fig = loopscale::plot::task_charts::accuracy_vs_loops(&frames)
+            .unwrap()
+            .unwrap_or_else(|why| panic!("accuracy chart not drawn: {why}"));
+        let p = fig.panels.into_iter().next().unwrap();
+        let fig = loopscale::plot::task_charts::accuracy_vs_depth(&frames)
+            .unwrap()
+            .unwrap_or_else(|why| panic!("accuracy-vs-depth chart not drawn: {why}"));
+        let depth = fig.panels.into_iter().next().unwrap();
+        (p.title, p.series, depth.title, depth.series)
+    });
+    (panel.title, panel.series, task)
+}
+
+/// Each `ErrorBars` series of `series` with its bars: asserts that every bar is the mean ± the
+/// SE of three seeds 0.01 apart (sd 0.01, SE 0.01/√3).
+fn assert_bars_of_three_seeds(
+    series: &[loopscale::plot::figure::Series],
+    curves: usize,
+    each: usize,
+) {
+    use loopscale::plot::figure::Kind;
+    let bars: Vec<_> = series
+        .iter()
+        .filter_map(|s| match &s.kind {
+            Kind::ErrorBars(b) => Some((s, b)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bars.len(), curves, "one curve of means per configuration");
+    for (s, b) in &bars {
+        assert_eq!(b.len(), each);
+        assert!(s.name.as_deref().unwrap().contains("n = 3"), "{:?}", s.name);
+        for (&(x, lo, hi), &(mx, mean)) in b.iter().zip(&s.points) {
+            assert_eq!(x, mx);
+            assert!(((hi - lo) / 2.0 - 0.01 / 3f64.sqrt()).abs() < 1e-12);
+            assert!(((hi + lo) / 2.0 - mean).abs() < 1e-12);
+        }
+    }
+    let faint: usize = series
+        .iter()
+        .filter(|s| s.kind == Kind::Faint)
+        .map(|s| s.points.len())
+        .sum();
+    assert_eq!(faint, curves * 3 * each, "every seed's point pale behind");
+}
+
+#[test]
+fn the_test_time_chart_draws_group_means_with_standard_error_bars() {
+    let (title, series, _) = test_time_chart(3, false);
+    assert!(title.contains("mean ± 1 SE over 3 seeds"), "{title}");
+    // A bar at each of T = 1, 2, 4, 8, 16.
+    assert_bars_of_three_seeds(&series, 2, 5);
+    let (_, _, task) = test_time_chart(3, true);
+    let (title, series, depth_title, depth) = task.unwrap();
+    assert!(title.contains("mean ± 1 SE over 3 seeds"), "{title}");
+    assert_bars_of_three_seeds(&series, 2, 3);
+    // Accuracy vs depth: one looped line through the two configurations' means.
+    assert!(
+        depth_title.contains("mean ± 1 SE over 3 seeds"),
+        "{depth_title}"
+    );
+    assert_bars_of_three_seeds(&depth, 1, 2);
+}
+
+#[test]
+fn a_test_time_chart_of_single_seeds_draws_no_bars() {
+    use loopscale::plot::figure::Kind;
+    let (title, series, _) = test_time_chart(1, false);
+    assert!(title.contains("noise unmeasured"), "{title}");
+    let (task_title, task, depth_title, depth) = test_time_chart(1, true).2.unwrap();
+    assert!(task_title.contains("noise unmeasured"), "{task_title}");
+    assert!(depth_title.contains("noise unmeasured"), "{depth_title}");
+    assert!(
+        !depth
+            .iter()
+            .any(|s| matches!(s.kind, Kind::ErrorBars(_) | Kind::Faint)),
+        "no bars on the accuracy-vs-depth chart"
+    );
+    assert!(
+        !task
+            .iter()
+            .any(|s| matches!(s.kind, Kind::ErrorBars(_) | Kind::Faint)),
+        "no bars on the accuracy chart either"
+    );
+    assert!(
+        !series
+            .iter()
+            .any(|s| matches!(s.kind, Kind::ErrorBars(_) | Kind::Faint)),
+        "no bars, no pale seeds"
+    );
+    assert_eq!(
+        series.iter().filter(|s| s.kind == Kind::Markers).count(),
+        2,
+        "each run's points as before"
+    );
+}

@@ -19,7 +19,8 @@
 //! uses those; [`envelope`] and [`csv`] the frames; [`source`] the envelope; [`written`] (laws
 //! written as expressions: their specs and columns) the sources; [`law_fit`] the sources, the
 //! written laws and the record; [`fits`] the sources and the orchestrator. [`export`] (a query,
-//! table or view written as Parquet or CSV) uses [`columns`] only.
+//! table or view written as Parquet or CSV) uses [`columns`] only. [`group_points`] (charts'
+//! points as replicate-group means with their standard errors) uses the groups and the frames.
 
 pub mod budgets;
 pub mod columns;
@@ -28,6 +29,7 @@ pub mod envelope;
 pub mod export;
 pub mod fits;
 pub mod frames;
+pub mod group_points;
 pub mod groups;
 pub mod labels;
 pub mod law_fit;

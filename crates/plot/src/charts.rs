@@ -5,6 +5,9 @@ use anyhow::Result;
 
 use super::figure::{Figure, INK, Kind, Panel, Series};
 use loopscale_analysis::fits::{IsoflopFit, ParcaeFit, ReportFits, compute_residuals};
+use loopscale_analysis::group_points::{
+    GroupCurve, GroupPoint, final_loss_vs_flops, se_caption, seeds_measured, test_time_curves,
+};
 use loopscale_analysis::groups::replicate_groups;
 use loopscale_analysis::pivot::{loss_by, variants_crossed};
 use loopscale_analysis::{Frames, f64s, opt_f64s, strs};
@@ -250,13 +253,20 @@ pub fn compute_law(frames: &Frames, fits: &ReportFits) -> Built {
             .map(|&(x, _, _)| (x, fit.predict(x)))
             .collect(),
     ));
-    for (i, label) in labels.iter().enumerate() {
-        series.push(Series::new(
-            Some(label.clone()),
-            i,
-            Kind::Markers,
-            vec![(c[i], l[i])],
-        ));
+    let groups = final_loss_vs_flops(frames)?;
+    let seeded = seeds_measured(&groups);
+    if seeded {
+        group_series(&groups, &mut series);
+    } else {
+        // One seed per configuration: each run as before, no bars.
+        for (i, label) in labels.iter().enumerate() {
+            series.push(Series::new(
+                Some(label.clone()),
+                i,
+                Kind::Markers,
+                vec![(c[i], l[i])],
+            ));
+        }
     }
     series.push(Series::new(
         Some("compute frontier".into()),
@@ -265,7 +275,10 @@ pub fn compute_law(frames: &Frames, fits: &ReportFits) -> Built {
         fc.iter().copied().zip(fl.iter().copied()).collect(),
     ));
     Ok(Ok(single(Panel {
-        title: "Final validation loss vs training compute, with the fitted compute law".into(),
+        title: format!(
+            "Final validation loss vs training compute, with the fitted compute law ({})",
+            noise_words(&groups)
+        ),
         x_label: "training FLOPs".into(),
         y_label: "final validation loss (nats/token)".into(),
         log_x: true,
@@ -273,6 +286,36 @@ pub fn compute_law(frames: &Frames, fits: &ReportFits) -> Built {
         series,
         zero_line: false,
     })))
+}
+
+/// Each replicate group's points as its mean with a ±1 SE bar (none for a single seed) and its
+/// seeds pale behind, one colour per group; the numbers are the analysis's
+/// ([`loopscale_analysis::group_points`]).
+fn group_series(groups: &[GroupCurve], series: &mut Vec<Series>) {
+    for (i, g) in groups.iter().enumerate() {
+        series.push(Series::new(
+            None,
+            i,
+            Kind::Faint,
+            g.points.iter().flat_map(|p| p.seeds.clone()).collect(),
+        ));
+        series.push(Series::new(
+            Some(format!("{} (n = {})", g.label, g.n)),
+            i,
+            Kind::ErrorBars(g.points.iter().filter_map(GroupPoint::bar).collect()),
+            g.points.iter().map(|p| (p.x, p.mean)).collect(),
+        ));
+    }
+}
+
+/// What a chart comparing configurations says about their noise: the bars' meaning, or that a
+/// sweep of single seeds leaves it unmeasured.
+fn noise_words(groups: &[GroupCurve]) -> String {
+    if seeds_measured(groups) {
+        se_caption(groups)
+    } else {
+        "one seed per configuration: noise unmeasured".into()
+    }
 }
 
 fn axis_words(axis: IsoflopAxis) -> (&'static str, &'static str) {
@@ -455,19 +498,33 @@ pub fn test_time(frames: &Frames, fits: &ReportFits) -> Built {
     let keys = strs(&frames.test_time, "run_key")?;
     let t = f64s(&frames.test_time, "test_loops")?;
     let l = f64s(&frames.test_time, "val_loss")?;
+    let groups = test_time_curves(frames)?;
+    let seeded = seeds_measured(&groups);
     let mut series = Vec::new();
+    if seeded {
+        group_series(&groups, &mut series);
+    }
     for fit in fits {
-        let i = run_colour(frames, &fit.run_key)?;
+        // With seeds, a run's fit takes its group's colour and, beside its seeds, no legend line.
+        let group = groups
+            .iter()
+            .position(|g| g.run_keys.contains(&fit.run_key));
+        let (i, alone) = match group {
+            Some(g) if seeded => (g, groups[g].n == 1),
+            _ => (run_colour(frames, &fit.run_key)?, true),
+        };
         let rows: Vec<usize> = (0..keys.len())
             .filter(|&r| keys[r] == fit.run_key)
             .collect();
         let t_max = rows.iter().map(|&r| t[r]).fold(1.0, f64::max);
-        series.push(Series::new(
-            Some(fit.label.clone()),
-            i,
-            Kind::Markers,
-            rows.iter().map(|&r| (t[r], l[r])).collect(),
-        ));
+        if !seeded {
+            series.push(Series::new(
+                Some(fit.label.clone()),
+                i,
+                Kind::Markers,
+                rows.iter().map(|&r| (t[r], l[r])).collect(),
+            ));
+        }
         let k = fit.report.value("k").unwrap_or(f64::NAN);
         let l_inf = fit.report.value("L_inf").unwrap_or(f64::NAN);
         // A curve without a saturating gain says so instead of quoting an asymptote.
@@ -484,7 +541,7 @@ pub fn test_time(frames: &Frames, fits: &ReportFits) -> Built {
             None => format!("  fit: L∞ = {l_inf:.3}, k = {}", super::figure::tick(k)),
         };
         series.push(Series::new(
-            Some(legend),
+            alone.then_some(legend),
             i,
             Kind::Dashed,
             (0..=60)
@@ -494,7 +551,10 @@ pub fn test_time(frames: &Frames, fits: &ReportFits) -> Built {
         ));
     }
     Ok(Ok(single(Panel {
-        title: "Test-time depth: validation loss vs loops at evaluation".into(),
+        title: format!(
+            "Test-time depth: validation loss vs loops at evaluation ({})",
+            noise_words(&groups)
+        ),
         x_label: "test-time loops T".into(),
         y_label: "validation loss (nats/token)".into(),
         log_x: true,

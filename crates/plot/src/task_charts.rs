@@ -3,9 +3,12 @@
 //! accuracy against test-time loops, and in-context regression error against the number of
 //! examples per loop count, beside least squares, averaging and 3-NN (Garg et al., Yang et al.).
 
-use super::charts::{Built, single};
+use super::charts::{Built, extent, single};
 use super::figure::{INK, Kind, Panel, Series};
 use loopscale_analysis::Frames;
+use loopscale_analysis::group_points::{
+    GroupCurve, GroupPoint, accuracy_curves, se_caption, seeds_measured,
+};
 use loopscale_analysis::tasks::{Family, depth_points};
 use loopscale_fit::depth::depth_line;
 
@@ -20,6 +23,9 @@ pub fn accuracy_vs_depth(frames: &Frames) -> Built {
                 .into(),
         ));
     }
+    let groups = accuracy_curves(frames, true)?;
+    let curves: Vec<GroupCurve> = groups.iter().map(|(_, c)| c.clone()).collect();
+    let seeded = seeds_measured(&curves);
     let mut series = Vec::new();
     for (c, family, name) in [
         (0, Family::Looped, "looped k⊗L (one block, L loops)"),
@@ -34,9 +40,39 @@ pub fn accuracy_vs_depth(frames: &Frames) -> Built {
             continue;
         }
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // The depth law is fitted to every seed; with replicates the line joins the means.
         let (d, a): (Vec<f64>, Vec<f64>) = pts.iter().copied().unzip();
-        series.push(Series::new(Some(name.into()), c, Kind::Line, pts.clone()));
-        series.push(Series::new(None, c, Kind::Markers, pts));
+        if seeded {
+            let mine: Vec<&GroupCurve> = groups
+                .iter()
+                .filter(|(p, _)| p.family == family)
+                .map(|(_, g)| g)
+                .collect();
+            let mut line: Vec<&GroupPoint> = mine.iter().flat_map(|g| &g.points).collect();
+            line.sort_by(|a, b| a.x.total_cmp(&b.x));
+            let n = extent(mine.iter().map(|g| g.n as f64));
+            series.push(Series::new(
+                None,
+                c,
+                Kind::Faint,
+                line.iter().flat_map(|p| p.seeds.clone()).collect(),
+            ));
+            series.push(Series::new(
+                Some(format!("{name}, n = {}", seeds_range(n))),
+                c,
+                Kind::ErrorBars(line.iter().filter_map(|p| p.bar()).collect()),
+                line.iter().map(|p| (p.x, p.mean)).collect(),
+            ));
+            series.push(Series::new(
+                None,
+                c,
+                Kind::Line,
+                line.iter().map(|p| (p.x, p.mean)).collect(),
+            ));
+        } else {
+            series.push(Series::new(Some(name.into()), c, Kind::Line, pts.clone()));
+            series.push(Series::new(None, c, Kind::Markers, pts));
+        }
         if let Some((alpha, beta, _)) = depth_line(&d, &a) {
             let (lo, hi) = (d[0], d[d.len() - 1]);
             series.push(Series::new(
@@ -68,7 +104,11 @@ pub fn accuracy_vs_depth(frames: &Frames) -> Built {
         ));
     }
     Ok(Ok(single(Panel {
-        title: "Task accuracy vs effective depth".into(),
+        title: if seeded {
+            format!("Task accuracy vs effective depth ({})", se_caption(&curves))
+        } else {
+            "Task accuracy vs effective depth (one seed per configuration: noise unmeasured)".into()
+        },
         x_label: "effective depth (blocks a token passes through)".into(),
         y_label: "accuracy (exact answers)".into(),
         log_x: true,
@@ -93,6 +133,42 @@ pub fn accuracy_vs_loops(frames: &Frames) -> Built {
                 .into(),
         ));
     }
+    let groups = accuracy_curves(frames, false)?;
+    let curves: Vec<GroupCurve> = groups.iter().map(|(_, c)| c.clone()).collect();
+    if seeds_measured(&curves) {
+        // Replicates: each configuration's mean accuracy with ±1 SE, its seeds pale behind.
+        let mut series = Vec::new();
+        for (c, (p, g)) in groups.iter().enumerate() {
+            series.push(Series::new(
+                None,
+                c,
+                Kind::Faint,
+                g.points.iter().flat_map(|q| q.seeds.clone()).collect(),
+            ));
+            series.push(Series::new(None, c, Kind::Line, means(g)));
+            series.push(Series::new(
+                Some(format!(
+                    "{}⊗{} (trained at {} loops, n = {})",
+                    p.block, p.trained_loops, p.trained_loops, g.n
+                )),
+                c,
+                Kind::ErrorBars(g.points.iter().filter_map(GroupPoint::bar).collect()),
+                means(g),
+            ));
+        }
+        return Ok(Ok(single(Panel {
+            title: format!(
+                "Test-time depth: accuracy vs loops at evaluation ({})",
+                se_caption(&curves)
+            ),
+            x_label: "test-time loops T".into(),
+            y_label: "accuracy (exact answers)".into(),
+            log_x: true,
+            log_y: false,
+            series,
+            zero_line: false,
+        })));
+    }
     let mut keys: Vec<&str> = looped.iter().map(|p| p.run_key.as_str()).collect();
     keys.dedup();
     let series = keys
@@ -115,7 +191,10 @@ pub fn accuracy_vs_loops(frames: &Frames) -> Built {
         })
         .collect();
     Ok(Ok(single(Panel {
-        title: "Test-time depth: accuracy vs loops at evaluation".into(),
+        title:
+            "Test-time depth: accuracy vs loops at evaluation (one seed per configuration: noise \
+                unmeasured)"
+                .into(),
         x_label: "test-time loops T".into(),
         y_label: "accuracy (exact answers)".into(),
         log_x: true,
@@ -123,6 +202,20 @@ pub fn accuracy_vs_loops(frames: &Frames) -> Built {
         series,
         zero_line: false,
     })))
+}
+
+/// `3`, or `2–3` when groups differ in their seeds.
+fn seeds_range((lo, hi): (f64, f64)) -> String {
+    if lo == hi {
+        format!("{hi}")
+    } else {
+        format!("{lo}–{hi}")
+    }
+}
+
+/// A group curve's means, in order of x.
+fn means(g: &GroupCurve) -> Vec<(f64, f64)> {
+    g.points.iter().map(|p| (p.x, p.mean)).collect()
 }
 
 /// Errors below this are drawn at it: least squares is exact (1e-30) once it has d examples,
