@@ -850,14 +850,18 @@ fn main() {
         println!("BENCH_PYTHON unset: PyTorch skipped (make bench installs and sets it)");
     }
 
+    let precisions: Vec<Precision> = precisions
+        .split(',')
+        .map(|p| match p.trim() {
+            "fp32" => Precision::Fp32,
+            "bf16" => Precision::Bf16,
+            other => panic!("BENCH_PRECISION: unknown precision {other:?} (expected fp32, bf16)"),
+        })
+        .collect();
+    let runnable = |p: Precision| p == Precision::Fp32 || loopscale::model::bf16_available();
     // The products a step is made of, ours beside torch.mm's, once per precision: the two
     // models share these shapes.
-    for precision in precisions.split(',') {
-        let precision = match precision.trim() {
-            "bf16" if loopscale::model::bf16_available() => Precision::Bf16,
-            "fp32" => Precision::Fp32,
-            _ => continue,
-        };
+    for &precision in precisions.iter().filter(|&&p| runnable(p)) {
         gemm_table(precision, python.as_deref(), threads, peak);
     }
 
@@ -867,15 +871,8 @@ fn main() {
             "looped" => Arch::Looped,
             other => panic!("BENCH_MODELS: unknown model {other:?} (expected gpt, looped, none)"),
         };
-        for precision in precisions.split(',') {
-            let precision = match precision.trim() {
-                "fp32" => Precision::Fp32,
-                "bf16" => Precision::Bf16,
-                other => {
-                    panic!("BENCH_PRECISION: unknown precision {other:?} (expected fp32, bf16)")
-                }
-            };
-            if precision == Precision::Bf16 && !loopscale::model::bf16_available() {
+        for &precision in &precisions {
+            if !runnable(precision) {
                 println!("\n== {name} bf16: skipped, this CPU has no AVX512-BF16");
                 continue;
             }
