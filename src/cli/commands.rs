@@ -388,13 +388,7 @@ fn recorded_time_split(db: &Path, sweep: &str) -> Option<(TimeSplit, u64)> {
 /// attempts, and the part of the workers' wall time spent outside any attempt (starting
 /// workers, loading corpora, building models, merging run stores).
 fn time_split_lines(t: &TimeSplit, wall: f64, jobs: usize) -> Vec<String> {
-    let share = |x: f64| {
-        if t.total > 0.0 {
-            100.0 * x / t.total
-        } else {
-            0.0
-        }
-    };
+    let share = |x: f64| t.percent(x).unwrap_or(0.0);
     let parts = t.parts();
     let listed: Vec<String> = parts
         .iter()

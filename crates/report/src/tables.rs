@@ -31,13 +31,7 @@ fn sci(x: Option<f64>) -> String {
 /// and share per part, and the share outside training steps.
 pub fn time_table((t, attempts): (TimeSplit, u64)) -> TextTable {
     let parts = t.parts();
-    let share = |x: f64| {
-        if t.total > 0.0 {
-            format!("{:.1}%", 100.0 * x / t.total)
-        } else {
-            String::new()
-        }
-    };
+    let share = |x: f64| t.percent(x).map_or(String::new(), |p| format!("{p:.1}%"));
     let mut rows: Vec<Vec<String>> = parts
         .iter()
         .map(|(what, x)| vec![what.to_string(), format!("{x:.1}"), share(*x)])

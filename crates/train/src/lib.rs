@@ -267,6 +267,11 @@ impl TimeSplit {
         ]
     }
 
+    /// `seconds` as a percentage of `total`; `None` when nothing was timed.
+    pub fn percent(&self, seconds: f64) -> Option<f64> {
+        (self.total > 0.0).then(|| 100.0 * seconds / self.total)
+    }
+
     /// Seconds accounted for by none of the parts (the loop's own bookkeeping).
     pub fn other(&self) -> f64 {
         (self.total
