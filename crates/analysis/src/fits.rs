@@ -176,14 +176,10 @@ fn fit_one(input: &FitInput, req: &FitRequest) -> Result<FitReport> {
     Ok(fitted.reports.swap_remove(0).1)
 }
 
-/// A law the sweep file writes, over the report's runs, resampling replicate groups where the
-/// sweep has seeds (the report's built-in laws resample runs), with each run's measured and
-/// predicted loss.
+/// A law the sweep file writes, over the report's runs (resampling replicate groups where the
+/// sweep has seeds, as every law of the report does), with each run's measured and predicted loss.
 fn written_fit(frames: &Frames, t: &loopscale_sweep::WrittenLawToml) -> Result<ParcaeFit> {
-    let req = FitRequest {
-        replicate_groups: true,
-        ..FitRequest::new(LawChoice::Written(super::written::spec_of(t)?), options())
-    };
+    let req = FitRequest::new(LawChoice::Written(super::written::spec_of(t)?), options());
     let input = load(&Source::Frames(frames), &req)?;
     let mut fitted = input.fit(&req)?;
     let runs = input
@@ -257,7 +253,7 @@ fn compute_fit(frames: &Frames) -> Result<ComputeFit, String> {
     let input = load(&Source::Frames(frames), &req).map_err(|e| e.to_string())?;
     let report =
         fit_one(&input, &req).map_err(|e| format!("The compute-law fit failed: {e:#}."))?;
-    let band = compute_band(&input.points, &report, &req.options)
+    let band = compute_band(&input.points, &report, &input.options(&req))
         .map_err(|e| format!("The compute-law band failed: {e:#}."))?;
     Ok(ComputeFit { report, band })
 }

@@ -151,6 +151,8 @@ pub struct FitRequest {
     pub drop_top_loss: usize,
     /// Resample replicate groups (a configuration with all its seeds) where the law fits one
     /// point per run and the runs have seeds: seeds are not independent draws of the law's error.
+    /// On by default, for every caller (fit, report, suggest); a database without seeds is
+    /// resampled by run either way.
     pub replicate_groups: bool,
     /// Huber δ, bootstrap, held-out check, starts: passed to the estimator as they are.
     pub options: FitOptions,
@@ -167,7 +169,7 @@ impl FitRequest {
             axis: IsoflopAxis::Loops,
             budget_tolerance: super::budgets::BUDGET_TOLERANCE,
             drop_top_loss: 0,
-            replicate_groups: false,
+            replicate_groups: true,
             options,
         }
     }
@@ -498,14 +500,21 @@ impl FitInput {
             .map(|g| (g.iter().max().map_or(0, |m| m + 1), g.len()))
     }
 
-    /// The fit of `req`'s law; a tuned database's envelope notes go into every report.
-    pub fn fit(&self, req: &FitRequest) -> Result<Fitted> {
+    /// `req`'s estimator options as the fit uses them: where the points have replicate groups,
+    /// a bootstrap resample takes or leaves a configuration with all its seeds. Anything that
+    /// resamples these points again (the report's band of L(C)) takes these options.
+    pub fn options(&self, req: &FitRequest) -> FitOptions {
         let mut options = req.options.clone();
         if let Some(groups) = &self.replicates {
-            // A resample takes or leaves a configuration with all its seeds.
             options.replicates = Some(groups.clone());
             options.resampling = Resampling::Groups(groups.clone());
         }
+        options
+    }
+
+    /// The fit of `req`'s law; a tuned database's envelope notes go into every report.
+    pub fn fit(&self, req: &FitRequest) -> Result<Fitted> {
+        let options = self.options(req);
         let mut fitted = Fitted::of_reports("", &self.source, Vec::new(), self.points.len());
         match &req.law {
             LawChoice::Written(spec) => {
