@@ -236,8 +236,10 @@ fn another_seed_is_chosen_where_seed_noise_dominates_and_not_where_it_is_tiny() 
         "{}",
         std::fs::read_to_string(&next).unwrap()
     );
+    // Seeds that agree: a repeat adds nothing to what they showed (here nothing is worth its
+    // FLOPs, so nothing is written).
     let (ok, said, _, _dir) = run(1e-4);
-    assert!(ok, "{said}");
+    assert!(ok || said.contains("nothing chosen"), "{said}");
     let chosen = picks(&said);
     assert!(
         chosen.iter().all(|p| !p.contains("seed=")),

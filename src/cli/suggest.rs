@@ -23,7 +23,7 @@ use crate::fit::design::{self, Allocation, Candidate, RowOf, Suggestion, TargetS
 use crate::fit::laws::{ChinchillaLaw, ComputeLaw, Design, Law, ParcaeLaw};
 use crate::fit::parametric::{FitOptions, bootstrap_thetas};
 use crate::fit::written::{LawSpec, WrittenLaw};
-use crate::fit::{FitReport, Points, Resampling};
+use crate::fit::{FitReport, Resampling};
 use crate::model::Arch;
 use crate::store::RunStatus;
 use crate::sweep::extend::{
@@ -103,7 +103,7 @@ struct SweepArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum SuggestLaw {
+pub enum SuggestLaw {
     /// Parcae's training law L(μ, D) over the looped runs (N(μ) the unrolled parameters).
     Parcae,
     /// Chinchilla's L(N, D) over every run (N the non-embedding parameters).
@@ -135,7 +135,7 @@ impl LawPick {
 /// `--law NAME`: a built-in law, a law of the sweep file's `[analysis.laws.NAME]`, or a
 /// built-in written law; otherwise an error listing them.
 fn resolve_law(name: &str, file: &Path) -> Result<LawPick> {
-    if let Some(l) = SuggestLaw::from_str(name, true).ok() {
+    if let Ok(l) = SuggestLaw::from_str(name, true) {
         return Ok(LawPick::Builtin(l));
     }
     let declared = super::written::declared(file, None)?;
