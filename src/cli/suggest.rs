@@ -140,7 +140,8 @@ fn resolve_law(name: &str, file: &Path) -> Result<LawPick> {
     }
     let declared = super::written::declared(file, None)?;
     if let Some(t) = declared.iter().find(|l| l.name == name) {
-        let spec = spec_of(t).with_context(|| format!("{}: [analysis.laws.{name}]", file.display()))?;
+        let spec =
+            spec_of(t).with_context(|| format!("{}: [analysis.laws.{name}]", file.display()))?;
         return Ok(LawPick::Written(spec));
     }
     if let Some(spec) = super::written::builtin(name) {
@@ -317,9 +318,10 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
             run_law(&ChinchillaLaw, &ChinchillaLaw.design(points)?, &ctx)?,
             None,
         ),
-        LawPick::Builtin(SuggestLaw::Compute) => {
-            (run_law(&ComputeLaw, &ComputeLaw.design(points)?, &ctx)?, None)
-        }
+        LawPick::Builtin(SuggestLaw::Compute) => (
+            run_law(&ComputeLaw, &ComputeLaw.design(points)?, &ctx)?,
+            None,
+        ),
         LawPick::Written(_) => run_written(&ctx)?,
     };
     let Chosen {
@@ -794,12 +796,7 @@ struct Pricing<'a> {
 impl Pricing<'_> {
     /// A candidate expanded into its runs as `plan` would, those not yet finished priced; `None`
     /// (counted in `tally`) when it is not a valid run, already trained, or would repeat text.
-    fn price(
-        &self,
-        point: CandidatePoint,
-        seeds_done: usize,
-        tally: &mut Tally,
-    ) -> Option<Priced> {
+    fn price(&self, point: CandidatePoint, seeds_done: usize, tally: &mut Tally) -> Option<Priced> {
         let runs = match self
             .sweep
             .candidate_runs(self.text, &point, "suggest-candidate")
@@ -910,9 +907,10 @@ impl Pricing<'_> {
             let Some(p) = self.price(point, group.stats.n, tally) else {
                 continue;
             };
-            let pinned = p.new_runs.iter().all(|r| {
-                r.config.is_trunk() || same_configuration(&r.config, &run.config, tune)
-            });
+            let pinned = p
+                .new_runs
+                .iter()
+                .all(|r| r.config.is_trunk() || same_configuration(&r.config, &run.config, tune));
             if pinned {
                 out.push(p);
             }

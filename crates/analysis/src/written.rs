@@ -12,11 +12,11 @@ use super::groups::{lookup, replicate_groups, replicate_indices};
 use super::source::{ParamCount, once_and_per_loop, run_columns};
 use loopscale_fit::Law;
 use loopscale_fit::written::WrittenLaw;
-use loopscale_sweep::RunConfig;
-use loopscale_train::RunCost;
 use loopscale_fit::written::{LawSpec, ParamSpec, Range};
 use loopscale_store::{Store, Table};
+use loopscale_sweep::RunConfig;
 use loopscale_sweep::{WrittenLawToml, analysis_of};
+use loopscale_train::RunCost;
 
 /// Named columns, one value per point.
 pub type NamedColumns = Vec<(String, Vec<f64>)>;
@@ -111,12 +111,8 @@ pub fn planned_columns(
     } else {
         non_embedding
     };
-    let (n_once, n_rec) = once_and_per_loop(
-        looped.map(|_| model),
-        big_n,
-        params - non_embedding,
-        n,
-    );
+    let (n_once, n_rec) =
+        once_and_per_loop(looped.map(|_| model), big_n, params - non_embedding, n);
     // The store's row of the run (`Store::register_sweep`): a looped run's layers are its blocks.
     let n_layers = match looped {
         Some(l) if model.arch == loopscale_model::Arch::Looped => l.n_prelude + l.n_core + l.n_coda,
@@ -146,8 +142,8 @@ pub fn planned_columns(
         out.push(("mean_recurrence".into(), l.mean_recurrence as f64));
         out.push(("backprop_depth".into(), l.backprop_depth() as f64));
     }
-    let json: serde_json::Value = serde_json::from_str(&config.canonical_json())
-        .context("a run's configuration as JSON")?;
+    let json: serde_json::Value =
+        serde_json::from_str(&config.canonical_json()).context("a run's configuration as JSON")?;
     for key in config_keys {
         let v = lookup(&json, key)
             .and_then(|x| x.as_f64())
@@ -159,11 +155,7 @@ pub fn planned_columns(
 
 /// A run not trained yet as a row of `law`'s variables, from [`planned_columns`]; a variable
 /// that only training measures is refused, named.
-pub fn planned_row(
-    law: &WrittenLaw,
-    config: &RunConfig,
-    n: ParamCount,
-) -> Result<Vec<f64>> {
+pub fn planned_row(law: &WrittenLaw, config: &RunConfig, n: ParamCount) -> Result<Vec<f64>> {
     let keys: Vec<String> = law
         .vars
         .iter()

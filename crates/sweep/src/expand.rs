@@ -86,9 +86,7 @@ pub(crate) fn expand(src: &Source, spec: &Spec) -> Result<Grid, SweepError> {
         let groups = group(src, spec, settings, vname)?;
         let n = groups
             .iter()
-            .fold(seeds.len() as u128, |acc, g| {
-                acc * g.len as u128
-            });
+            .fold(seeds.len() as u128, |acc, g| acc * g.len as u128);
         total += n;
         if total > MAX_POINTS {
             return Err(SweepError::new(
