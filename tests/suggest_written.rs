@@ -13,15 +13,15 @@ use loopscale::sweep::Sweep;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 
-/// A sweep file's text with its database and corpus under `dir`.
+/// A sweep file's text with its database under `dir`. The corpus is the shipped Moby-Dick, by
+/// name: a corpus path under `dir` would enter every run key, and key order (replicate groups,
+/// bootstrap draws) would change from one run of the test to the next.
 fn sweep_file(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let corpus = crate::common::moby_dick_file(dir, 60_000);
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
         "[sweep]\nname = \"{name}\"\ndb = \"{}\"\n{body}",
         dir.join(format!("{name}.sqlite")).display()
-    )
-    .replace("CORPUS", &corpus.display().to_string());
+    );
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -41,8 +41,7 @@ fn record(sweep_path: &Path, truth: &dyn Fn(&NewRun) -> f64, sigma: f64, seed: u
         .into_iter()
         .filter(|r| !have.contains(&r.key))
         .collect();
-    // The noise goes to runs in an order of their settings, not of their keys: a key holds the
-    // corpus's temporary path, so key order (and with it each run's draw) changes every time.
+    // The noise goes to runs in an order of their settings, not of their keys.
     fresh.sort_by_key(|r| {
         let mu = r.config.model.looped.as_ref().map(|l| l.mean_recurrence);
         (r.tokens, r.config.model.d_model, mu, r.config.seed)
@@ -72,7 +71,7 @@ fn width_now(said: &str) -> f64 {
 const LOOPED: &str = r#"
 seeds = [0, 1]
 [data]
-corpus = "CORPUS"
+corpus = "moby-dick"
 seq_len = 32
 [train]
 tokens = [51200, 204800, 819200]
@@ -174,7 +173,7 @@ fn a_sweeps_written_law_chooses_among_its_candidates_and_the_interval_narrows() 
 const TOKENS: &str = r#"
 seeds = [0, 1]
 [data]
-corpus = "CORPUS"
+corpus = "moby-dick"
 seq_len = 32
 [train]
 tokens = [25600, 51200, 102400, 204800]
