@@ -506,10 +506,13 @@ fn run_law<L: Law>(law: &L, design: &Design, ctx: &LawInputs) -> Result<Chosen> 
     choose(law, design, report, ctx, &rows, &row_of, allocation)
 }
 
+/// The trained runs as (D, N), where the chart of the choice can place them.
+type TrainedAt = Option<Vec<(f64, f64)>>;
+
 /// A written law: fit through the orchestrator, each candidate as a row of the law's variables
 /// read from its configuration as a finished run's are read from the store
 /// (`analysis::written::planned_row`), the choice. Also the trained runs as (D, N), for the chart.
-fn run_written(ctx: &LawInputs) -> Result<(Chosen, Option<Vec<(f64, f64)>>)> {
+fn run_written(ctx: &LawInputs) -> Result<(Chosen, TrainedAt)> {
     let fitted = ctx.input.fit(ctx.request).with_context(|| {
         format!(
             "fitting {} to the finished runs of the sweep (train more of it first, or write a law with fewer parameters)",
