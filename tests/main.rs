@@ -47,6 +47,7 @@ mod store;
 mod store_concurrency;
 mod suggest;
 mod suggest_pool;
+mod suggest_written;
 mod sweep_errors;
 mod sweep_grid;
 mod sweep_mup;

@@ -126,6 +126,7 @@ fn suggested_runs_narrow_the_optimum_more_than_a_uniform_extension_and_cover_the
             .map(|&(mu, c)| Candidate {
                 row: alloc.row(mu as usize - 1, c).to_vec(),
                 flops: c,
+                seeds_done: 0,
             })
             .collect();
         let target =

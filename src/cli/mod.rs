@@ -231,7 +231,7 @@ pub enum Command {
     /// the interval expected after it; `--out` writes the sweep extended by them. Example:
     ///   loopscale suggest sweeps/parcae_isoflop_small.toml --law parcae --target mu_opt@3.6e12 \
     ///       --budget 2e13 --out sweeps/next.toml
-    Suggest(SuggestArgs),
+    Suggest(Box<SuggestArgs>),
     /// Judge `suggest` on ScaleBench (data/scalebench/): per task, law and group the offline
     /// acquisition loop of `suggest --pool --replay` beside Random and Cheapest, and the paper's
     /// published R² beside them (docs/suggest.md). `make design-bench` runs it. Example:

@@ -37,12 +37,14 @@ pub struct PoolArgs {
     /// The column holding each row's cost (FLOPs, GPU-hours, any positive unit the budget uses).
     #[arg(long, default_value = "cost", requires = "pool")]
     pub cost_col: String,
-    /// The law, written as an expression over the file's columns (as `fit --law-expr`), e.g.
-    /// 'loss = E + A*N^(-alpha) + B*D^(-beta)'.
-    #[arg(long, requires = "pool")]
+    /// The law, written as an expression (as `fit --law-expr`): over the file's columns with
+    /// --pool, e.g. 'loss = E + A*N^(-alpha) + B*D^(-beta)'; with a sweep file, over its runs'
+    /// columns (N, D, C, r, n_once, n_rec, configuration keys), or the name of one of its
+    /// `[analysis.laws.NAME]` (as --law NAME).
+    #[arg(long, value_name = "EXPR|NAME")]
     pub law_expr: Option<String>,
-    /// Bounds of a parameter, NAME=LO:HI (repeat; inf and -inf allowed).
-    #[arg(long = "param", value_name = "NAME=LO:HI", requires = "pool")]
+    /// Bounds of a parameter of --law-expr, NAME=LO:HI (repeat; inf and -inf allowed).
+    #[arg(long = "param", value_name = "NAME=LO:HI", requires = "law_expr")]
     pub param: Vec<String>,
     /// Fit the target itself by least squares rather than its log (targets that may be zero or
     /// negative, laws published as least-squares fits).

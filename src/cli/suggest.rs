@@ -1,7 +1,9 @@
 //! `loopscale suggest`: which runs to train next so that a law's target quantity gets settled
-//! for the fewest FLOPs. Reads the sweep file and its database, fits the law with its bootstrap
-//! ensemble, lays the sweep's axes out one step further as candidates (`sweep::extend`),
-//! chooses a batch within the budget (`fit::design`) and writes the extended sweep file.
+//! for the fewest FLOPs. Reads the sweep file and its database, fits the law (built in, or
+//! written in the sweep's `[analysis.laws.NAME]` or `--law-expr`) with its bootstrap ensemble,
+//! lays the sweep's axes out one step further as candidates (`sweep::extend`) beside another
+//! seed of each finished configuration, chooses a batch within the budget (`fit::design`) with
+//! the measured seed noise, and writes the extended sweep file.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -9,22 +11,25 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
+use crate::analysis::groups::{ReplicateGroup, replicate_groups, without_seed};
 use crate::analysis::law_fit::{
     self, BuiltinLaw, Database, FitInput, FitRequest, LawChoice, Source, Tune,
 };
 use crate::analysis::source::{ParamCount, unrolled_params};
+use crate::analysis::written::{planned_row, spec_of};
 use crate::config::RunConfig;
 use crate::fit::bootstrap::BootstrapOptions;
-use crate::fit::design::{self, Allocation, Candidate, Suggestion, TargetSpec};
+use crate::fit::design::{self, Allocation, Candidate, RowOf, Suggestion, TargetSpec};
 use crate::fit::laws::{ChinchillaLaw, ComputeLaw, Design, Law, ParcaeLaw};
 use crate::fit::parametric::{FitOptions, bootstrap_thetas};
-use crate::fit::{FitReport, Points};
+use crate::fit::written::{LawSpec, WrittenLaw};
+use crate::fit::{FitReport, Resampling};
 use crate::model::Arch;
 use crate::store::RunStatus;
 use crate::sweep::extend::{
     CandidatePoint, CandidateSetting, SweptAxis, extend_values, extended_text,
 };
-use crate::sweep::{PlannedRun, Sweep};
+use crate::sweep::{PlannedRun, Sweep, dotted_get};
 use crate::train::RunCost;
 
 #[derive(Args, Debug)]
@@ -35,14 +40,18 @@ pub struct SuggestArgs {
     /// Database to read instead of the sweep's own ([sweep].db or results/<name>.sqlite).
     #[arg(long)]
     pub db: Option<PathBuf>,
-    /// The law whose uncertainty the new runs should reduce (with --pool, --law-expr instead).
-    #[arg(long, value_enum, required_unless_present = "pool")]
-    pub law: Option<SuggestLaw>,
+    /// The law whose uncertainty the new runs should reduce: a built-in law (parcae: Parcae's
+    /// L(μ, D) over the looped runs; chinchilla: L(N, D) over every run; compute: L(C) over
+    /// every run), or the name of a law the sweep writes in `[analysis.laws.NAME]` (or the
+    /// built-in written law schwethelm). With --pool, --law-expr instead.
+    #[arg(long, value_name = "NAME", required_unless_present_any = ["pool", "law_expr"])]
+    pub law: Option<String>,
     /// What to settle: a parameter or derived quantity of the law (`x`, `y`, `alpha`,
-    /// `n_opt_exponent`, …), the compute-optimal loops or tokens at C FLOPs (`mu_opt@1e14`,
-    /// `d_opt@1e14`, Parcae's law), the FLOPs where M loops start to beat one (`crossing@2`), or
-    /// the loss at a point (`loss@mu=4,tokens=1e7`;
-    /// `loss@n=1e6,tokens=1e8` for Chinchilla's law, `loss@c=1e15` for the compute law).
+    /// `n_opt_exponent`, a written law's own parameters and `derived` names), the
+    /// compute-optimal loops or tokens at C FLOPs (`mu_opt@1e14`, `d_opt@1e14`, Parcae's law),
+    /// the FLOPs where M loops start to beat one (`crossing@2`), or the loss at a point
+    /// (`loss@mu=4,tokens=1e7`; `loss@n=1e6,tokens=1e8` for Chinchilla's law, `loss@c=1e15` for
+    /// the compute law, every variable of a written law: `loss@n_once=…,n_rec=…,r=4,D=1e8`).
     /// With --pool the target is the prediction over a region (see --region).
     #[arg(long, required_unless_present = "pool")]
     pub target: Option<String>,
@@ -81,7 +90,7 @@ pub struct SuggestArgs {
 struct SweepArgs {
     file: PathBuf,
     db: Option<PathBuf>,
-    law: SuggestLaw,
+    law: LawPick,
     target: String,
     budget: f64,
     candidates: Vec<String>,
@@ -103,9 +112,66 @@ pub enum SuggestLaw {
     Compute,
 }
 
+/// The law `suggest` settles a target of: built in, or written as an expression.
+#[derive(Clone, Debug)]
+enum LawPick {
+    Builtin(SuggestLaw),
+    Written(LawSpec),
+}
+
+impl LawPick {
+    fn is(&self, law: SuggestLaw) -> bool {
+        matches!(self, LawPick::Builtin(l) if *l == law)
+    }
+
+    fn label(&self) -> String {
+        match self {
+            LawPick::Builtin(l) => law_label(*l).to_string(),
+            LawPick::Written(spec) => format!("law `{}`", spec.name),
+        }
+    }
+}
+
+/// `--law NAME`: a built-in law, a law of the sweep file's `[analysis.laws.NAME]`, or a
+/// built-in written law; otherwise an error listing them.
+fn resolve_law(name: &str, file: &Path) -> Result<LawPick> {
+    if let Ok(l) = SuggestLaw::from_str(name, true) {
+        return Ok(LawPick::Builtin(l));
+    }
+    let declared = super::written::declared(file, None)?;
+    if let Some(t) = declared.iter().find(|l| l.name == name) {
+        let spec =
+            spec_of(t).with_context(|| format!("{}: [analysis.laws.{name}]", file.display()))?;
+        return Ok(LawPick::Written(spec));
+    }
+    if let Some(spec) = super::written::builtin(name) {
+        return Ok(LawPick::Written(spec));
+    }
+    let builtins: Vec<String> = SuggestLaw::value_variants()
+        .iter()
+        .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
+        .collect();
+    let written: Vec<&str> = declared.iter().map(|l| l.name.as_str()).collect();
+    bail!(
+        "--law {name}: no such law. Built in: {}; written in {} ([analysis.laws.NAME]): {}; built-in written: {}; or write one with --law-expr 'loss = …'",
+        builtins.join(", "),
+        file.display(),
+        if written.is_empty() {
+            "none".to_string()
+        } else {
+            written.join(", ")
+        },
+        super::written::BUILTIN.join(", ")
+    )
+}
+
 /// A candidate with what it costs and where the law reads it.
 struct Priced {
     point: CandidatePoint,
+    /// A run of it (not a trunk), whose configuration a written law reads.
+    config: RunConfig,
+    /// 0 for a new configuration; n for another seed of one whose n seeds are measured.
+    seeds_done: usize,
     /// The runs it adds that the database does not hold finished.
     new_runs: Vec<PlannedRun>,
     flops: f64,
@@ -125,12 +191,25 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
         };
         return super::pool::suggest_pool(&args.pool, &run);
     }
-    let (Some(file), Some(law), Some(target), Some(budget)) =
-        (&args.file, args.law, &args.target, args.budget)
-    else {
+    let (Some(file), Some(target), Some(budget)) = (&args.file, &args.target, args.budget) else {
         bail!(
             "suggest needs a sweep file, --law, --target and --budget (or --pool FILE.csv to choose among measured rows)"
         );
+    };
+    let law = match (&args.law, &args.pool.law_expr) {
+        (Some(_), Some(_)) => bail!("give --law NAME or --law-expr EXPR, not both"),
+        (Some(name), None) => resolve_law(name, file)?,
+        (None, Some(expr)) => {
+            let flags = super::written::WrittenFlags {
+                law_expr: expr,
+                params: &args.pool.param,
+                starts: &[],
+                derived: &[],
+                vars: &[],
+            };
+            LawPick::Written(super::written::law_spec(&flags, file, None)?)
+        }
+        (None, None) => bail!("suggest needs --law NAME or --law-expr EXPR"),
     };
     let args = &SweepArgs {
         file: file.clone(),
@@ -176,10 +255,11 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
     }
     let tune = sweep.analysis.tune.clone();
     let db = Database::open(&db_path, Some(&sweep.name), None, Tune::Keys(&tune))?;
-    let law = match args.law {
-        SuggestLaw::Parcae => BuiltinLaw::Parcae,
-        SuggestLaw::Chinchilla => BuiltinLaw::Chinchilla,
-        SuggestLaw::Compute => BuiltinLaw::Compute,
+    let choice = match &args.law {
+        LawPick::Builtin(SuggestLaw::Parcae) => LawChoice::Builtin(BuiltinLaw::Parcae),
+        LawPick::Builtin(SuggestLaw::Chinchilla) => LawChoice::Builtin(BuiltinLaw::Chinchilla),
+        LawPick::Builtin(SuggestLaw::Compute) => LawChoice::Builtin(BuiltinLaw::Compute),
+        LawPick::Written(spec) => LawChoice::Written(spec.clone()),
     };
     let boot = BootstrapOptions {
         resamples: args.resamples,
@@ -187,13 +267,17 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
         seed: args.seed,
         ..BootstrapOptions::default()
     };
-    let request = FitRequest::new(
-        LawChoice::Builtin(law),
-        FitOptions {
-            bootstrap: Some(boot),
-            ..FitOptions::default()
-        },
-    );
+    // Seeds of a configuration are resampled together, as `fit` resamples them.
+    let request = FitRequest {
+        replicate_groups: true,
+        ..FitRequest::new(
+            choice,
+            FitOptions {
+                bootstrap: Some(boot),
+                ..FitOptions::default()
+            },
+        )
+    };
     let input = law_fit::load(&Source::Database(&db), &request)?;
     let points = &input.points;
     let done: HashSet<String> = db
@@ -203,11 +287,12 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
         .filter(|r| r.status == RunStatus::Done)
         .map(|r| r.key)
         .collect();
-    let (priced, left_out) = price_candidates(args, &sweep, &text, &done)?;
+    let groups = replicate_groups(&db.frames)?;
+    let (priced, left_out) = price_candidates(args, &sweep, &text, &done, &groups)?;
     eprintln!(
         "suggest: fitting {} on {} points of sweep `{}` ({} bootstrap resamples{})",
-        law_label(args.law),
-        points.len(),
+        args.law.label(),
+        db.frames.runs.height(),
         sweep.name,
         args.resamples,
         if tune.is_empty() {
@@ -223,23 +308,29 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
         request: &request,
         priced: &priced,
         allocation: allocation(&sweep),
-        seed_noise: log_seed_noise(&db.frames)?,
+        seed_noise: log_seed_noise(&groups),
     };
-    let (report, suggestion) = match args.law {
-        SuggestLaw::Parcae => run_law(&ParcaeLaw, &ParcaeLaw.design(points)?, &ctx)?,
-        SuggestLaw::Chinchilla => run_law(&ChinchillaLaw, &ChinchillaLaw.design(points)?, &ctx)?,
-        SuggestLaw::Compute => run_law(&ComputeLaw, &ComputeLaw.design(points)?, &ctx)?,
+    let (chosen, trained) = match &args.law {
+        LawPick::Builtin(SuggestLaw::Parcae) => {
+            (run_law(&ParcaeLaw, &ParcaeLaw.design(points)?, &ctx)?, None)
+        }
+        LawPick::Builtin(SuggestLaw::Chinchilla) => (
+            run_law(&ChinchillaLaw, &ChinchillaLaw.design(points)?, &ctx)?,
+            None,
+        ),
+        LawPick::Builtin(SuggestLaw::Compute) => (
+            run_law(&ComputeLaw, &ComputeLaw.design(points)?, &ctx)?,
+            None,
+        ),
+        LawPick::Written(_) => run_written(&ctx)?,
     };
+    let Chosen {
+        report,
+        suggestion,
+        residual,
+    } = chosen;
     print_suggestion(args, &target, &report, &suggestion, &priced, &left_out);
-    match ctx.seed_noise {
-        Some((sd, df)) => println!(
-            "seed noise σ = {sd:.4} in log loss, pooled over the sweep's replicate groups ({df} degrees of freedom); \
-             a new run is taken to scatter by the larger of it and the fit's residual scale"
-        ),
-        None => println!(
-            "seed noise unmeasured (no configuration has two seeds): a new run is taken to scatter by the fit's residual scale"
-        ),
-    }
+    print_noise(ctx.seed_noise, residual);
     if let Some(out) = &args.out {
         write_extended(args, &sweep, &text, out, &suggestion, &priced)?;
         let stem = out.with_extension("");
@@ -252,7 +343,11 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let chart = chart(&target, points, &suggestion, &priced, args.law);
+        let trained = trained.unwrap_or_else(|| match (&points.n, points.tokens()) {
+            (Some(n), Ok(d)) => d.iter().copied().zip(n.iter().copied()).collect(),
+            _ => Vec::new(),
+        });
+        let chart = chart(&target, trained, &suggestion, &priced, &args.law);
         let drawn = crate::plot::save(&chart, dir, &name)?;
         println!("chart: {}", drawn.png.display());
     }
@@ -262,20 +357,16 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
 /// The suggestion as a chart ([`crate::plot::suggestion`]).
 fn chart(
     target: &TargetSpec,
-    points: &Points,
+    trained: Vec<(f64, f64)>,
     s: &Suggestion,
     priced: &[Priced],
-    law: SuggestLaw,
+    law: &LawPick,
 ) -> crate::plot::Figure {
-    let trained = match (&points.n, points.tokens()) {
-        (Some(n), Ok(d)) => d.iter().copied().zip(n.iter().copied()).collect(),
-        _ => Vec::new(),
-    };
     let mut widths = vec![(0.0, s.width)];
     widths.extend(s.picks.iter().map(|p| (p.cumulative_flops, p.width_after)));
     crate::plot::suggestion::suggestion(&crate::plot::suggestion::SuggestionPlot {
         target: &target.label(),
-        n_label: if law == SuggestLaw::Parcae {
+        n_label: if law.is(SuggestLaw::Parcae) {
             "unrolled parameters N(μ)"
         } else {
             "non-embedding parameters N"
@@ -291,15 +382,35 @@ fn chart(
     })
 }
 
-/// The pooled seed noise of log loss over the replicate groups of `frames`.
-fn log_seed_noise(frames: &crate::analysis::Frames) -> Result<Option<(f64, usize)>> {
-    let groups = crate::analysis::groups::replicate_groups(frames)?;
+/// The pooled seed noise of log loss over the sweep's replicate groups.
+fn log_seed_noise(groups: &[ReplicateGroup]) -> Option<(f64, usize)> {
     let logs: Vec<Vec<f64>> = groups
         .iter()
         .map(|g| g.losses.iter().map(|l| l.ln()).collect())
         .collect();
     let slices: Vec<&[f64]> = logs.iter().map(Vec::as_slice).collect();
-    Ok(crate::fit::noise::pooled_variance(&slices).map(|(v, df)| (v.sqrt(), df)))
+    crate::fit::noise::pooled_variance(&slices).map(|(v, df)| (v.sqrt(), df))
+}
+
+/// Which noise the choice assumed, and whether it was measured.
+fn print_noise(seed_noise: Option<(f64, usize)>, residual: f64) {
+    match seed_noise {
+        Some((sd, df)) => {
+            println!(
+                "noise: σ = {:.4} in log loss, the seed noise measured over the sweep's replicate groups ({df} degrees of freedom); the fit's residual scale is {residual:.4}",
+                sd.max(design::MIN_NOISE_SD)
+            );
+            if residual > 2.0 * sd {
+                println!(
+                    "NOTE: the law's residuals scatter {:.1}× the seed noise: it misfits the runs beyond their seed noise, which the choice does not count",
+                    residual / sd
+                );
+            }
+        }
+        None => println!(
+            "noise: σ = {residual:.4} in log loss is an assumption, the fit's residual scale: seed noise unmeasured (no configuration has two seeds; `[sweep] seeds = [0, 1]` measures it)"
+        ),
+    }
 }
 
 /// What the law-generic part needs.
@@ -316,6 +427,13 @@ struct LawInputs<'a> {
     seed_noise: Option<(f64, usize)>,
 }
 
+/// What the choice made of the law: its fit, the batch, and the fit's residual scale.
+struct Chosen {
+    report: FitReport,
+    suggestion: Suggestion,
+    residual: f64,
+}
+
 fn law_label(law: SuggestLaw) -> &'static str {
     match law {
         SuggestLaw::Parcae => "Parcae's law",
@@ -324,12 +442,13 @@ fn law_label(law: SuggestLaw) -> &'static str {
     }
 }
 
-/// Fit (through the orchestrator, as `loopscale fit` fits), ensemble, candidates' rows, target,
-/// choice.
-fn run_law<L: Law>(law: &L, design: &Design, ctx: &LawInputs) -> Result<(FitReport, Suggestion)> {
+/// A built-in law: fit (through the orchestrator, as `loopscale fit` fits), the candidates' rows
+/// in its covariates, the choice.
+fn run_law<L: Law>(law: &L, design: &Design, ctx: &LawInputs) -> Result<Chosen> {
     let args = ctx.args;
-    let opts = &ctx.request.options;
-    let boot = opts.bootstrap.expect("suggest fits with a bootstrap");
+    let LawPick::Builtin(which) = args.law.clone() else {
+        unreachable!("a built-in law")
+    };
     let report = ctx
         .input
         .fit(ctx.request)
@@ -337,32 +456,22 @@ fn run_law<L: Law>(law: &L, design: &Design, ctx: &LawInputs) -> Result<(FitRepo
         .with_context(|| {
             format!(
                 "fitting {} to the {} finished configuration(s) of the sweep (train more of it first, or choose a law with fewer parameters)",
-                law_label(args.law),
+                law_label(which),
                 design.len()
             )
         })?;
-    let (members, failed) = bootstrap_thetas(law, design, &report.theta, opts, &boot);
-    if failed * 2 > args.resamples {
-        eprintln!(
-            "suggest: {failed} of {} bootstrap resamples failed",
-            args.resamples
-        );
-    }
-    let candidates: Vec<Candidate> = ctx
+    let rows: Vec<Vec<f64>> = ctx
         .priced
         .iter()
-        .map(|p| Candidate {
-            row: match args.law {
-                SuggestLaw::Parcae | SuggestLaw::Chinchilla => vec![p.n.ln(), p.d.ln()],
-                SuggestLaw::Compute => vec![p.c.ln()],
-            },
-            flops: p.flops,
+        .map(|p| match which {
+            SuggestLaw::Parcae | SuggestLaw::Chinchilla => vec![p.n.ln(), p.d.ln()],
+            SuggestLaw::Compute => vec![p.c.ln()],
         })
         .collect();
     let row_of = |pairs: &[(String, f64)]| -> Result<Vec<f64>> {
         let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
-        let want = |keys: &str| bail!("--target loss@…: the {} reads {keys}", law_label(args.law));
-        match args.law {
+        let want = |keys: &str| bail!("--target loss@…: the {} reads {keys}", law_label(which));
+        match which {
             SuggestLaw::Parcae => {
                 let (Some(mu), Some(d)) = (get("mu"), get("tokens")) else {
                     return want("mu=…,tokens=…");
@@ -390,16 +499,118 @@ fn run_law<L: Law>(law: &L, design: &Design, ctx: &LawInputs) -> Result<(FitRepo
             },
         }
     };
-    let allocation = match args.law {
+    let allocation = match which {
         SuggestLaw::Parcae => ctx.allocation.as_ref(),
         _ => None,
     };
-    let target = design::target_fn(law, ctx.target, allocation, &row_of)?;
-    // A new run's log loss scatters around the law by the seed noise where it is measured, and
-    // by no less than the fit's own residual scale (which holds any lack of fit too).
+    choose(law, design, report, ctx, &rows, &row_of, allocation)
+}
+
+/// The trained runs as (D, N), where the chart of the choice can place them.
+type TrainedAt = Option<Vec<(f64, f64)>>;
+
+/// A written law: fit through the orchestrator, each candidate as a row of the law's variables
+/// read from its configuration as a finished run's are read from the store
+/// (`analysis::written::planned_row`), the choice. Also the trained runs as (D, N), for the chart.
+fn run_written(ctx: &LawInputs) -> Result<(Chosen, TrainedAt)> {
+    let fitted = ctx.input.fit(ctx.request).with_context(|| {
+        format!(
+            "fitting {} to the finished runs of the sweep (train more of it first, or write a law with fewer parameters)",
+            ctx.args.law.label()
+        )
+    })?;
+    let law: WrittenLaw = fitted.written.clone().context("a written law's fit")?;
+    let report = fitted.reports[0].1.clone();
+    let column = |name: &str| {
+        ctx.input
+            .columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let design = law.design(&column)?;
+    let rows: Vec<Vec<f64>> = ctx
+        .priced
+        .iter()
+        .map(|p| planned_row(&law, &p.config, ctx.request.n))
+        .collect::<Result<_>>()?;
+    let row_of = |pairs: &[(String, f64)]| -> Result<Vec<f64>> {
+        law.vars
+            .iter()
+            .map(|(sym, col)| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == sym || k == col)
+                    .map(|(_, v)| *v)
+                    .with_context(|| {
+                        format!(
+                            "--target loss@…: {} reads {}; give each, e.g. loss@{}",
+                            ctx.args.law.label(),
+                            law.vars
+                                .iter()
+                                .map(|(s, _)| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            law.vars
+                                .iter()
+                                .map(|(s, _)| format!("{s}=…"))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        )
+                    })
+            })
+            .collect()
+    };
+    let trained = match (column("D"), column("N")) {
+        (Some(d), Some(n)) => Some(d.into_iter().zip(n).collect()),
+        _ => None,
+    };
+    let chosen = choose(&law, &design, report, ctx, &rows, &row_of, None)?;
+    Ok((chosen, trained))
+}
+
+/// Ensemble (resampling replicate groups where the sweep has seeds), target, noise, choice,
+/// and what the fit does not identify.
+fn choose<L: Law>(
+    law: &L,
+    design: &Design,
+    report: FitReport,
+    ctx: &LawInputs,
+    rows: &[Vec<f64>],
+    row_of: &RowOf<'_>,
+    allocation: Option<&Allocation>,
+) -> Result<Chosen> {
+    let args = ctx.args;
+    let mut opts = ctx.request.options.clone();
+    if let Some(groups) = &ctx.input.replicates {
+        // A resample takes or leaves a configuration with all its seeds, as the fit's did.
+        opts.replicates = Some(groups.clone());
+        opts.resampling = Resampling::Groups(groups.clone());
+    }
+    let boot = opts.bootstrap.expect("suggest fits with a bootstrap");
+    let (members, failed) = bootstrap_thetas(law, design, &report.theta, &opts, &boot);
+    if failed * 2 > args.resamples {
+        eprintln!(
+            "suggest: {failed} of {} bootstrap resamples failed",
+            args.resamples
+        );
+    }
+    let candidates: Vec<Candidate> = ctx
+        .priced
+        .iter()
+        .zip(rows)
+        .map(|(p, row)| Candidate {
+            row: row.clone(),
+            flops: p.flops,
+            seeds_done: p.seeds_done,
+        })
+        .collect();
+    let target = design::target_fn(law, ctx.target, allocation, row_of)?;
+    // A new run's log loss scatters around the law by the seed noise where the sweep's seeds
+    // measure it; elsewhere the fit's residual scale (which holds any lack of fit too) stands in.
     let residual = design::noise_sd(law, design, &report.theta);
     let noise = match ctx.seed_noise {
-        Some((seed, _)) => residual.max(seed),
+        Some((seed, _)) => seed.max(design::MIN_NOISE_SD),
         None => residual,
     };
     let mut suggestion = design::suggest(
@@ -428,13 +639,20 @@ fn run_law<L: Law>(law: &L, design: &Design, ctx: &LawInputs) -> Result<(FitRepo
         .filter(|n| depends.contains(n))
         .collect();
     if !unsure.is_empty() {
+        let how = match &args.law {
+            LawPick::Builtin(_) => format!("--law {}", law.name()),
+            LawPick::Written(spec) => format!("--law-expr {}", spec.name),
+        };
         suggestion.notes.push(format!(
-            "the current runs do not identify {} (see `loopscale fit --law {}`): the ensemble's spread there is not the data's, so the expected narrowing is optimistic",
+            "the current runs do not identify {} (see `loopscale fit {how}`): the ensemble's spread there is not the data's, so the expected narrowing is optimistic",
             unsure.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-            law.name()
         ));
     }
-    Ok((report, suggestion))
+    Ok(Chosen {
+        report,
+        suggestion,
+        residual,
+    })
 }
 
 /// N(μ) and training FLOPs per token of the sweep's looped shape at μ = 1…64, for μ* and D*.
@@ -468,13 +686,14 @@ fn allocation(sweep: &Sweep) -> Option<Allocation> {
     Some(alloc)
 }
 
-/// The candidates (given or the sweep's axes extended), each expanded into its runs and priced;
-/// and, in words, those left out and why.
+/// The candidates (given or the sweep's axes extended, and another seed of each finished
+/// configuration), each expanded into its runs and priced; and, in words, those left out and why.
 fn price_candidates(
     args: &SweepArgs,
     sweep: &Sweep,
     text: &str,
     done: &HashSet<String>,
+    groups: &[ReplicateGroup],
 ) -> Result<(Vec<Priced>, Vec<String>)> {
     let tune = &sweep.analysis.tune;
     let mut axes = sweep.swept_axes(text, tune)?;
@@ -495,93 +714,55 @@ fn price_candidates(
         axes.retain(|(name, _)| name.as_deref() == Some(v.as_str()));
     }
     let given = parse_candidate_values(&args.candidates)?;
-    let corpora = super::corpora::load_corpora(sweep);
+    let pricing = Pricing {
+        args,
+        sweep,
+        text,
+        done,
+        corpora: super::corpora::load_corpora(sweep),
+    };
     let mut priced = Vec::new();
-    let (mut repeats, mut invalid, mut not_law, mut observed) = (0, Vec::new(), 0, 0);
-    for (variant, swept) in axes {
-        let runs_of_variant: Vec<&PlannedRun> =
-            sweep.runs.iter().filter(|r| r.variant == variant).collect();
-        let looped = runs_of_variant
+    let mut tally = Tally::default();
+    for (variant, swept) in &axes {
+        let looped = sweep
+            .runs
             .iter()
+            .filter(|r| &r.variant == variant)
             .any(|r| r.config.model.arch == Arch::Looped);
-        if args.law == SuggestLaw::Parcae && !looped {
-            not_law += 1;
+        if args.law.is(SuggestLaw::Parcae) && !looped {
+            tally.not_law += 1;
             continue;
         }
-        let axes = candidate_axes(&swept, &given, &args.file)?;
-        if axes.is_empty() {
+        let extended = candidate_axes(swept, &given, &args.file)?;
+        if extended.is_empty() {
             continue;
         }
-        for point in product(&variant, &axes) {
-            let name = "suggest-candidate";
-            let runs = match sweep.candidate_runs(text, &point, name) {
-                Ok(r) => r,
-                Err(e) => {
-                    invalid.push(format!("{}: {}", point.label(), first_line(&e.to_string())));
-                    continue;
-                }
-            };
-            let new_runs: Vec<PlannedRun> = runs
-                .into_iter()
-                .filter(|r| !done.contains(&r.key))
-                .collect();
-            let Some(first) = new_runs.iter().find(|r| !r.config.is_trunk()) else {
-                observed += 1;
-                continue;
-            };
-            let cost = RunCost::of(&first.config);
-            if !args.allow_repeats
-                && super::corpora::text_passes(&corpora, &first.config).is_some_and(|p| p > 1.0)
-            {
-                repeats += 1;
-                continue;
-            }
-            let mu = first
-                .config
-                .model
-                .looped
-                .as_ref()
-                .filter(|_| first.config.model.arch == Arch::Looped)
-                .map(|l| l.mean_recurrence as f64);
-            let n = match (args.law, mu) {
-                (SuggestLaw::Parcae, Some(mu)) => {
-                    unrolled_params(&first.config.model, mu, 0.0, ParamCount::NonEmbedding)
-                }
-                (SuggestLaw::Parcae, None) => continue,
-                _ => cost.non_embedding_params as f64,
-            };
-            priced.push(Priced {
-                point,
-                flops: new_runs
-                    .iter()
-                    .map(|r| RunCost::of(&r.config).own_flops)
-                    .sum(),
-                n,
-                d: cost.tokens as f64,
-                c: cost.flops,
-                new_runs,
-            });
+        for point in product(variant, &extended) {
+            priced.extend(pricing.price(point, 0, &mut tally));
         }
+        priced.extend(pricing.repeats(variant, swept, groups, &mut tally));
     }
     let mut left_out = Vec::new();
-    if observed > 0 {
-        left_out.push(format!("{observed} already trained"));
+    if tally.observed > 0 {
+        left_out.push(format!("{} already trained", tally.observed));
     }
-    if repeats > 0 {
+    if tally.repeats > 0 {
         left_out.push(format!(
-            "{repeats} would read their training text more than once (a larger corpus admits them; --allow-repeats admits them anyway)"
+            "{} would read their training text more than once (a larger corpus admits them; --allow-repeats admits them anyway)",
+            tally.repeats
         ));
     }
-    if not_law > 0 {
+    if tally.not_law > 0 {
         left_out.push(format!(
-            "{not_law} variant(s) without looped runs (Parcae's law is about looped runs)"
+            "{} variant(s) without looped runs (Parcae's law is about looped runs)",
+            tally.not_law
         ));
     }
-    if !invalid.is_empty() {
+    if !tally.invalid.is_empty() {
         left_out.push(format!(
             "{} not valid runs (e.g. {})",
-            invalid.len(),
-            invalid[0]
+            tally.invalid.len(),
+            tally.invalid[0]
         ));
     }
     if priced.is_empty() {
@@ -595,6 +776,168 @@ fn price_candidates(
         );
     }
     Ok((priced, left_out))
+}
+
+/// Candidates left out, by why.
+#[derive(Default)]
+struct Tally {
+    observed: usize,
+    repeats: usize,
+    not_law: usize,
+    invalid: Vec<String>,
+}
+
+/// What pricing a candidate reads.
+struct Pricing<'a> {
+    args: &'a SweepArgs,
+    sweep: &'a Sweep,
+    text: &'a str,
+    done: &'a HashSet<String>,
+    corpora: super::corpora::Corpora,
+}
+
+impl Pricing<'_> {
+    /// A candidate expanded into its runs as `plan` would, those not yet finished priced; `None`
+    /// (counted in `tally`) when it is not a valid run, already trained, or would repeat text.
+    fn price(&self, point: CandidatePoint, seeds_done: usize, tally: &mut Tally) -> Option<Priced> {
+        let runs = match self
+            .sweep
+            .candidate_runs(self.text, &point, "suggest-candidate")
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tally
+                    .invalid
+                    .push(format!("{}: {}", point.label(), first_line(&e.to_string())));
+                return None;
+            }
+        };
+        let new_runs: Vec<PlannedRun> = runs
+            .into_iter()
+            .filter(|r| !self.done.contains(&r.key))
+            .collect();
+        let Some(first) = new_runs.iter().find(|r| !r.config.is_trunk()) else {
+            tally.observed += 1;
+            return None;
+        };
+        let cost = RunCost::of(&first.config);
+        if !self.args.allow_repeats
+            && super::corpora::text_passes(&self.corpora, &first.config).is_some_and(|p| p > 1.0)
+        {
+            tally.repeats += 1;
+            return None;
+        }
+        let mu = first
+            .config
+            .model
+            .looped
+            .as_ref()
+            .filter(|_| first.config.model.arch == Arch::Looped)
+            .map(|l| l.mean_recurrence as f64);
+        let n = match (self.args.law.is(SuggestLaw::Parcae), mu) {
+            (true, Some(mu)) => {
+                unrolled_params(&first.config.model, mu, 0.0, ParamCount::NonEmbedding)
+            }
+            (true, None) => return None,
+            _ => cost.non_embedding_params as f64,
+        };
+        Some(Priced {
+            config: first.config.clone(),
+            seeds_done,
+            point,
+            flops: new_runs
+                .iter()
+                .map(|r| RunCost::of(&r.config).own_flops)
+                .sum(),
+            n,
+            d: cost.tokens as f64,
+            c: cost.flops,
+            new_runs,
+        })
+    }
+
+    /// Another seed of each finished configuration of `variant` (the smallest seed the sweep
+    /// does not use there), written as a variant that pins every swept axis to the
+    /// configuration's values with `seeds = [k]`; tuned keys keep their whole list, so the new
+    /// seed is tuned as the old ones were. A configuration the pinned axes do not single out
+    /// (an axis that is not numeric) gets none.
+    fn repeats(
+        &self,
+        variant: &Option<String>,
+        swept: &[SweptAxis],
+        groups: &[ReplicateGroup],
+        tally: &mut Tally,
+    ) -> Vec<Priced> {
+        let tune = &self.sweep.analysis.tune;
+        let mut out = Vec::new();
+        for group in groups {
+            let Some(run) = self
+                .sweep
+                .runs
+                .iter()
+                .find(|r| &r.variant == variant && group.run_keys.contains(&r.key))
+            else {
+                continue;
+            };
+            let used: HashSet<u64> = self
+                .sweep
+                .runs
+                .iter()
+                .filter(|r| same_configuration(&r.config, &run.config, tune))
+                .map(|r| r.config.seed)
+                .chain(group.seeds.iter().copied())
+                .collect();
+            let seed = (0..).find(|k| !used.contains(k)).unwrap_or(0);
+            let mut settings = Vec::new();
+            for axis in swept {
+                for (key, whole) in axis.keys.iter().zip(&axis.integer) {
+                    let Some(value) = dotted_get(&run.config, key).and_then(|v| v.parse().ok())
+                    else {
+                        continue;
+                    };
+                    settings.push(CandidateSetting {
+                        key: key.clone(),
+                        value,
+                        whole: *whole,
+                    });
+                }
+            }
+            let point = CandidatePoint {
+                variant: variant.clone(),
+                settings,
+                seeds: Some(vec![seed]),
+            };
+            let Some(p) = self.price(point, group.stats.n, tally) else {
+                continue;
+            };
+            let pinned = p
+                .new_runs
+                .iter()
+                .all(|r| r.config.is_trunk() || same_configuration(&r.config, &run.config, tune));
+            if pinned {
+                out.push(p);
+            }
+        }
+        out
+    }
+}
+
+/// Whether two runs are one configuration: equal but for the seed and the tuned keys.
+fn same_configuration(a: &RunConfig, b: &RunConfig, tune: &[String]) -> bool {
+    let strip = |c: &RunConfig| {
+        let mut v = serde_json::to_value(c).unwrap_or_default();
+        without_seed(&mut v);
+        for key in tune {
+            let (table, field) = key.split_once('.').unwrap_or(("", key));
+            for at in [format!("/{table}"), format!("/{table}/looped")] {
+                if let Some(t) = v.pointer_mut(&at).and_then(|t| t.as_object_mut()) {
+                    t.remove(field);
+                }
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
 }
 
 fn first_line(s: &str) -> String {
@@ -722,6 +1065,7 @@ fn product(variant: &Option<String>, axes: &[SweptAxis]) -> Vec<CandidatePoint> 
         .map(|settings| CandidatePoint {
             variant: variant.clone(),
             settings,
+            seeds: None,
         })
         .collect()
 }
@@ -736,7 +1080,7 @@ fn print_suggestion(
 ) {
     println!(
         "{} on {} points; noise σ = {:.4} in log loss",
-        law_label(args.law),
+        args.law.label(),
         report.n_points,
         s.noise_sd
     );
@@ -854,7 +1198,7 @@ fn write_extended(
          # the source sweep, unchanged, and {} chosen run(s) as new variants at the end. Runs already\n\
          # in the database keep their keys; `loopscale run` on this file trains only the new ones.\n",
         args.file.display(),
-        law_label(args.law),
+        args.law.label(),
         args.target,
         args.budget,
         s.picks.len()

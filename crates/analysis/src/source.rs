@@ -371,6 +371,31 @@ pub fn csv_points(path: &Path, columns: &CsvColumns) -> Result<Points> {
     read_points(path, columns).with_context(|| format!("reading points from {}", path.display()))
 }
 
+/// A run's parameters applied once (`n_once`) and every loop (`n_rec`), as a written law reads
+/// them: a looped run's (`model`) split by `model::looped_split` (LoopFormer's conditioning
+/// counted once, the `embedding` added once under [`ParamCount::Total`]); a GPT's N all once.
+/// One rule for finished runs ([`run_columns`]) and runs not trained yet.
+pub fn once_and_per_loop(
+    model: Option<&loopscale_model::ModelConfig>,
+    big_n: f64,
+    embedding: f64,
+    n: ParamCount,
+) -> (f64, f64) {
+    let Some(model) = model else {
+        return (big_n, 0.0);
+    };
+    let extra = if n == ParamCount::Total {
+        embedding
+    } else {
+        0.0
+    };
+    let split = loopscale_model::looped_split(model);
+    (
+        (split.once + split.conditioning) as f64 + extra,
+        split.per_loop as f64,
+    )
+}
+
 /// The columns a law written as an expression may read from a database's finished runs, one
 /// value per run: every numeric column of `final_runs` by its own name; `loss` (final validation
 /// loss), `N` (parameters as `n` counts them), `D` (tokens), `C` (FLOPs), `r` (mean training
@@ -419,23 +444,17 @@ pub fn run_columns(
     };
     let (mut n_once, mut n_rec) = (Vec::new(), Vec::new());
     for (i, key) in keys.iter().enumerate() {
-        let embedding = params[i] - non_embedding[i];
-        let extra = if n == ParamCount::Total {
-            embedding
-        } else {
-            0.0
+        let model = match loops[i] {
+            Some(_) => Some(
+                model_config(&config(key)?.to_string())
+                    .with_context(|| format!("run {key}: reading its model"))?,
+            ),
+            None => None,
         };
-        if loops[i].is_some() {
-            let cfg = config(key)?;
-            let model = model_config(&cfg.to_string())
-                .with_context(|| format!("run {key}: reading its model"))?;
-            let split = loopscale_model::looped_split(&model);
-            n_once.push((split.once + split.conditioning) as f64 + extra);
-            n_rec.push(split.per_loop as f64);
-        } else {
-            n_once.push(big_n[i]);
-            n_rec.push(0.0);
-        }
+        let (once, rec) =
+            once_and_per_loop(model.as_ref(), big_n[i], params[i] - non_embedding[i], n);
+        n_once.push(once);
+        n_rec.push(rec);
     }
     let mut named = vec![
         ("loss".to_string(), f64s(runs, "final_val_loss")?),

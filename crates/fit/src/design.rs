@@ -44,6 +44,9 @@ pub type RowOf<'a> = dyn Fn(&[(String, f64)]) -> Result<Vec<f64>> + 'a;
 pub struct Candidate {
     pub row: Vec<f64>,
     pub flops: f64,
+    /// 0 for a new configuration; n ≥ 1 for another seed of a configuration whose n seeds are
+    /// already measured (see [`suggest`] for how a repeat is valued).
+    pub seeds_done: usize,
 }
 
 /// One step of the greedy batch.
@@ -89,6 +92,10 @@ const MIN_GAIN: f64 = 1e-2;
 /// A batch is called unable to settle its target when it narrows the interval by less than this.
 const SETTLE_FRACTION: f64 = 0.10;
 
+/// The smallest noise a new run is taken to have (a law that interpolates its points, seeds
+/// that agree to the last digit still leave a new run noisy).
+pub const MIN_NOISE_SD: f64 = 1e-4;
+
 /// Residual scale of a fit at θ: √(Σ r² / (n − p)), r the log-loss residuals (floored, so a
 /// law that interpolates its points still counts a new run as noisy).
 pub fn noise_sd<L: Law>(law: &L, design: &Design, theta: &[f64]) -> f64 {
@@ -101,13 +108,22 @@ pub fn noise_sd<L: Law>(law: &L, design: &Design, theta: &[f64]) -> f64 {
             r * r
         })
         .sum();
-    (ss / (n.saturating_sub(p)).max(1) as f64).sqrt().max(1e-4)
+    (ss / (n.saturating_sub(p)).max(1) as f64)
+        .sqrt()
+        .max(MIN_NOISE_SD)
 }
 
 /// Greedy batch selection within `budget` FLOPs (see the module header). `best` is the
 /// full-data optimum, `members` the bootstrap ensemble, `target` the quantity to settle, and
 /// `log_target` says the target is reported as exp of what `target` returns (μ*, D*: their
 /// spread is multiplicative).
+///
+/// A candidate that repeats a measured configuration with another seed (`seeds_done` = n) is
+/// valued as what it adds to the n seeds already there: its gain is the drop of V from the
+/// ensemble told the configuration's mean (noise σ²/n) to the ensemble told it with one more
+/// seed. Where the target hangs on a point measured with much noise, that drop is large and a
+/// cheap repeat can win; where the noise is small, telling the ensemble the mean leaves a repeat
+/// little to add.
 #[allow(clippy::too_many_arguments)]
 pub fn suggest<L: Law>(
     law: &L,
@@ -160,19 +176,27 @@ pub fn suggest<L: Law>(
     let var0 = dot(&t_c, &t_c);
     let cov_t: Vec<f64> = f_c.iter().map(|f| dot(&t_c, f)).collect();
     let s2 = noise_sd * noise_sd;
-    // V(S) for a set of candidate indices.
-    let variance = |set: &[usize]| -> f64 {
-        if set.is_empty() {
+    // V after observing `set` (each with noise σ²) and, for each repeat among `told`, the mean
+    // its configuration's seeds already showed (noise σ²/n): the ensemble is told what those
+    // seeds measured before a repeat is valued, so a point it is unsure of only because some
+    // resamples left it out is not mistaken for one that another seed would settle.
+    let variance = |set: &[usize], told: &[usize]| -> f64 {
+        let mut obs: Vec<(usize, f64)> = set.iter().map(|&a| (a, s2)).collect();
+        obs.extend(told.iter().filter_map(|&a| {
+            let n = candidates[a].seeds_done;
+            (n > 0).then(|| (a, s2 / n as f64))
+        }));
+        if obs.is_empty() {
             return var0;
         }
-        let k = set.len();
+        let k = obs.len();
         let mut m = vec![0.0; k * k];
-        for (i, &a) in set.iter().enumerate() {
-            for (j, &c) in set.iter().enumerate() {
-                m[i * k + j] = dot(&f_c[a], &f_c[c]) + if i == j { s2 } else { 0.0 };
+        for (i, &(a, na)) in obs.iter().enumerate() {
+            for (j, &(c, _)) in obs.iter().enumerate() {
+                m[i * k + j] = dot(&f_c[a], &f_c[c]) + if i == j { na } else { 0.0 };
             }
         }
-        let rhs: Vec<f64> = set.iter().map(|&a| cov_t[a]).collect();
+        let rhs: Vec<f64> = obs.iter().map(|&(a, _)| cov_t[a]).collect();
         match solve_spd(&m, &rhs) {
             Some(x) => (var0 - rhs.iter().zip(&x).map(|(r, x)| r * x).sum::<f64>()).max(0.0),
             None => var0,
@@ -182,32 +206,33 @@ pub fn suggest<L: Law>(
     let mut notes = Vec::new();
     let mut picks = Vec::new();
     let mut chosen: Vec<usize> = Vec::new();
+    // V as the batch leaves it: var0 less each pick's gain. Without repeats it is V(chosen).
     let (mut spent, mut v_now) = (0.0, var0);
     if var0 > 0.0 {
         loop {
-            let mut best_step: Option<(usize, f64, f64)> = None; // (candidate, gain per FLOP, V)
+            let mut best_step: Option<(usize, f64, f64)> = None; // (candidate, gain per FLOP, gain)
             for (i, c) in candidates.iter().enumerate() {
                 if chosen.contains(&i) || spent + c.flops > budget || c.flops <= 0.0 {
                     continue;
                 }
                 let mut set = chosen.clone();
                 set.push(i);
-                let v = variance(&set);
-                let per_flop = (v_now - v) / c.flops;
-                if (v_now - v) > MIN_GAIN * v_now && best_step.is_none_or(|(_, g, _)| per_flop > g)
-                {
-                    best_step = Some((i, per_flop, v));
+                // A repeat's gain is measured against the ensemble told what its seeds showed.
+                let gain = variance(&chosen, &set) - variance(&set, &set);
+                let per_flop = gain / c.flops;
+                if gain > MIN_GAIN * v_now && best_step.is_none_or(|(_, g, _)| per_flop > g) {
+                    best_step = Some((i, per_flop, gain));
                 }
             }
-            let Some((i, _, v)) = best_step else { break };
+            let Some((i, _, gain)) = best_step else { break };
             chosen.push(i);
             spent += candidates[i].flops;
-            v_now = v;
+            v_now = (v_now - gain).max(0.0);
             picks.push(Pick {
                 candidate: i,
                 flops: candidates[i].flops,
                 cumulative_flops: spent,
-                width_after: width * (v / var0).sqrt(),
+                width_after: width * (v_now / var0).sqrt(),
             });
         }
     } else {

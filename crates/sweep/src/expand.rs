@@ -78,12 +78,15 @@ pub(crate) fn expand(src: &Source, spec: &Spec) -> Result<Grid, SweepError> {
     let mut total: u128 = 0;
     for (variant, settings) in &variants {
         let vname = variant.map(|i| spec.variants[i].name.as_str());
+        // A variant's own seeds (another seed of a configuration, as `suggest` writes it) take
+        // the place of the sweep's.
+        let seeds = variant
+            .and_then(|i| spec.variants[i].seeds.as_ref())
+            .unwrap_or(&spec.header.seeds);
         let groups = group(src, spec, settings, vname)?;
         let n = groups
             .iter()
-            .fold(spec.header.seeds.len() as u128, |acc, g| {
-                acc * g.len as u128
-            });
+            .fold(seeds.len() as u128, |acc, g| acc * g.len as u128);
         total += n;
         if total > MAX_POINTS {
             return Err(SweepError::new(
@@ -118,7 +121,7 @@ pub(crate) fn expand(src: &Source, spec: &Spec) -> Result<Grid, SweepError> {
                 index[k] = rest % g.len;
                 rest /= g.len;
             }
-            for &(seed, _) in &spec.header.seeds {
+            for &(seed, _) in seeds {
                 let assigned = constants.iter().map(|s| (*s, &s.values[0].0)).chain(
                     groups
                         .iter()

@@ -36,6 +36,9 @@ pub struct CandidatePoint {
     /// The source `[[variants]]` name; `None` for the base grid of a file without variants.
     pub variant: Option<String>,
     pub settings: Vec<CandidateSetting>,
+    /// Its own seeds (`seeds = [k]` in its variant): another seed of a configuration already
+    /// trained. `None`: the source variant's seeds (or the sweep's).
+    pub seeds: Option<Vec<u64>>,
 }
 
 /// One setting of a candidate: a dotted key and its value.
@@ -69,6 +72,10 @@ impl CandidatePoint {
                 short(c.value)
             )
         }));
+        if let Some(seeds) = &self.seeds {
+            let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+            parts.push(format!("seed={}", list.join(",")));
+        }
         parts.join(" ")
     }
 }
@@ -298,6 +305,15 @@ pub fn extended_text(
             "\n[[variants]]\nname = {name:?}                # {}\n",
             candidate.label()
         ));
+        let seeds: Option<Vec<u64>> = candidate.seeds.clone().or_else(|| {
+            source
+                .and_then(|s| s.seeds.as_ref())
+                .map(|s| s.iter().map(|(k, _)| *k).collect())
+        });
+        if let Some(seeds) = seeds {
+            let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+            out.push_str(&format!("seeds = [{}]\n", list.join(", ")));
+        }
         let overridden = |k: &str| candidate.settings.iter().any(|c| c.key == k);
         for setting in source.into_iter().flat_map(|s| &s.settings) {
             if overridden(&setting.key.dotted) {

@@ -36,7 +36,7 @@
 //! | `[data]`       | the fields of `DataConfig`                                            |
 //! | `[train]`      | the fields of `TrainConfig`                                           |
 //! | `[model]`      | the fields of `ModelConfig`, plus `LoopedConfig`'s fields flat        |
-//! | `[[variants]]` | `name` (required, unique), and `data.*`, `train.*`, `model.*` overrides |
+//! | `[[variants]]` | `name` (required, unique), `seeds` (in place of `sweep.seeds`), and `data.*`, `train.*`, `model.*` overrides |
 //! | `[slurm]`      | `partition`, `time`, `gpus_per_run`, `cpus_per_run`, `max_parallel`, `sbatch_args` (see `slurm`) |
 //! | `[analysis]`   | `tune`: keys chosen per configuration by `fit` and `report`; `laws`: laws written as expressions (see `analysis_table`) |
 //!

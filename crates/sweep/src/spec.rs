@@ -28,7 +28,7 @@ pub(crate) type Span = Range<usize>;
 const TOP_KEYS: &[&str] = &[
     "sweep", "data", "train", "model", "variants", "slurm", "analysis",
 ];
-const VARIANT_KEYS: &[&str] = &["name", "data", "train", "model"];
+const VARIANT_KEYS: &[&str] = &["name", "seeds", "data", "train", "model"];
 
 /// One key set in `[data]`, `[train]`, `[model]` or a variant: a single value or an axis.
 #[derive(Clone, Debug)]
@@ -62,6 +62,9 @@ pub(crate) struct Header {
 pub(crate) struct VariantSpec {
     pub name: String,
     pub settings: Vec<Setting>,
+    /// The variant's own seeds (`seeds = [k]`), in place of `sweep.seeds`: how `suggest`
+    /// writes another seed of a configuration already trained.
+    pub seeds: Option<Vec<(u64, Span)>>,
 }
 
 #[derive(Clone, Debug)]
@@ -268,27 +271,7 @@ fn parse_header(
             }
             "seeds" => {
                 header.seeds_span = Some(v.span());
-                header.seeds = match v.get_ref() {
-                    DeValue::Array(items) => {
-                        if items.is_empty() {
-                            return Err(src
-                                .error(
-                                    ErrorKind::EmptyAxis,
-                                    v.span(),
-                                    "`sweep.seeds = []` is empty: every run needs a seed",
-                                )
-                                .with_key(dotted)
-                                .with_help(
-                                    "give at least one seed, e.g. seeds = [0], or remove the key (default [0])",
-                                ));
-                        }
-                        items
-                            .iter()
-                            .map(|it| Ok((expect_uint(src, &dotted, it)?, it.span())))
-                            .collect::<Result<_, SweepError>>()?
-                    }
-                    _ => vec![(expect_uint(src, &dotted, v)?, v.span())],
-                };
+                header.seeds = parse_seeds(src, &dotted, v)?;
             }
             "zip" => header.zip = parse_zip(src, v)?,
             _ => {
@@ -393,6 +376,35 @@ fn parse_zip(src: &Source, v: &Spanned<DeValue>) -> Result<Vec<ZipGroup>, SweepE
     Ok(out)
 }
 
+/// A `seeds` list (or one seed) of `sweep.seeds` or a variant's `seeds`: never empty.
+fn parse_seeds(
+    src: &Source,
+    dotted: &str,
+    v: &Spanned<DeValue>,
+) -> Result<Vec<(u64, Span)>, SweepError> {
+    Ok(match v.get_ref() {
+        DeValue::Array(items) => {
+            if items.is_empty() {
+                return Err(src
+                    .error(
+                        ErrorKind::EmptyAxis,
+                        v.span(),
+                        format!("`{dotted} = []` is empty: every run needs a seed"),
+                    )
+                    .with_key(dotted.to_string())
+                    .with_help(
+                        "give at least one seed, e.g. seeds = [0], or remove the key (default [0])",
+                    ));
+            }
+            items
+                .iter()
+                .map(|it| Ok((expect_uint(src, dotted, it)?, it.span())))
+                .collect::<Result<_, SweepError>>()?
+        }
+        _ => vec![(expect_uint(src, dotted, v)?, v.span())],
+    })
+}
+
 fn expect_uint(src: &Source, key: &str, v: &Spanned<DeValue>) -> Result<u64, SweepError> {
     match to_json(src, key, v)? {
         Value::Number(n) if n.is_u64() => Ok(n.as_u64().unwrap()),
@@ -429,6 +441,7 @@ fn parse_variants(src: &Source, value: &Spanned<DeValue>) -> Result<Vec<VariantS
         let table = expect_table(src, &what, item)?;
         let mut name = None;
         let mut settings = Vec::new();
+        let mut seeds = None;
         for (k, v) in sorted(table) {
             let key = k.get_ref().as_ref();
             match key {
@@ -464,6 +477,7 @@ fn parse_variants(src: &Source, value: &Spanned<DeValue>) -> Result<Vec<VariantS
                     }
                     name = Some((s, v.span()));
                 }
+                "seeds" => seeds = Some(parse_seeds(src, &format!("{what}.seeds"), v)?),
                 "data" | "train" | "model" => {
                     let t = expect_table(src, key, v)?;
                     settings.extend(parse_settings(
@@ -514,7 +528,11 @@ fn parse_variants(src: &Source, value: &Spanned<DeValue>) -> Result<Vec<VariantS
                     "add `name = \"...\"` to the [[variants]] section; the name labels its runs",
                 ));
         };
-        out.push(VariantSpec { name, settings });
+        out.push(VariantSpec {
+            name,
+            settings,
+            seeds,
+        });
     }
     Ok(out)
 }
