@@ -2,9 +2,10 @@
 //! decoded validation loss against loops, one line per run — looped models, MELT models (one
 //! cache per core block shared by every loop) and GPTs (a level: they have no loops).
 
-use super::charts::{Built, extent, row};
-use super::figure::{Kind, Panel, Series};
-use loopscale_analysis::{Frames, f64s, strs};
+use super::shared::{Built, extent};
+use crate::columns::{f64s, strs};
+use crate::frames::Frames;
+use loopscale_chart::{Figure, Kind, Panel, Series};
 
 /// Two panels: KV cache bytes per token vs loops, and decoded loss vs loops.
 pub fn cache_and_loss(frames: &Frames) -> Built {
@@ -79,7 +80,7 @@ pub fn cache_and_loss(frames: &Frames) -> Built {
         series,
         zero_line: false,
     };
-    Ok(Ok(row(vec![
+    Ok(Ok(Figure::row(vec![
         panel(
             "KV cache per token of context vs loops",
             "KV cache bytes per token",

@@ -3,13 +3,11 @@
 //! accuracy against test-time loops, and in-context regression error against the number of
 //! examples per loop count, beside least squares, averaging and 3-NN (Garg et al., Yang et al.).
 
-use super::charts::{Built, extent, single};
-use super::figure::{INK, Kind, Panel, Series};
-use loopscale_analysis::Frames;
-use loopscale_analysis::group_points::{
-    GroupCurve, GroupPoint, accuracy_curves, se_caption, seeds_measured,
-};
-use loopscale_analysis::tasks::{Family, depth_points};
+use super::shared::{Built, extent};
+use crate::frames::Frames;
+use crate::group_points::{GroupCurve, GroupPoint, accuracy_curves, se_caption, seeds_measured};
+use crate::tasks::{Family, depth_points};
+use loopscale_chart::{Figure, INK, Kind, Panel, Series};
 use loopscale_fit::depth::depth_line;
 
 /// Accuracy at the training depth against effective depth, one line per family, with the
@@ -103,7 +101,7 @@ pub fn accuracy_vs_depth(frames: &Frames) -> Built {
             vec![(one.effective_depth, one.accuracy)],
         ));
     }
-    Ok(Ok(single(Panel {
+    Ok(Ok(Figure::single(Panel {
         title: if seeded {
             format!("Task accuracy vs effective depth ({})", se_caption(&curves))
         } else {
@@ -156,7 +154,7 @@ pub fn accuracy_vs_loops(frames: &Frames) -> Built {
                 means(g),
             ));
         }
-        return Ok(Ok(single(Panel {
+        return Ok(Ok(Figure::single(Panel {
             title: format!(
                 "Test-time depth: accuracy vs loops at evaluation ({})",
                 se_caption(&curves)
@@ -190,7 +188,7 @@ pub fn accuracy_vs_loops(frames: &Frames) -> Built {
             )
         })
         .collect();
-    Ok(Ok(single(Panel {
+    Ok(Ok(Figure::single(Panel {
         title:
             "Test-time depth: accuracy vs loops at evaluation (one seed per configuration: noise \
                 unmeasured)"
@@ -269,7 +267,7 @@ pub fn icl_errors(frames: &Frames) -> Built {
             Series::new(Some(name.clone()), c, kind, pts)
         })
         .collect();
-    Ok(Ok(single(Panel {
+    Ok(Ok(Figure::single(Panel {
         title: "In-context linear regression: error vs examples".into(),
         x_label: "in-context examples".into(),
         y_label: "squared error / d (below 1e-4 drawn at 1e-4)".into(),
