@@ -934,3 +934,149 @@ fn a_test_time_chart_of_single_seeds_draws_no_bars() {
         "each run's points as before"
     );
 }
+
+/// Frames of a sweep with `seeds` seeds per configuration: two FLOP budgets (1e12, 4e12) × loops
+/// {2, 4, 8} (the μ = 8 runs evaluated along two schedules) and a GPT per budget, each seed's
+/// losses 0, +0.01, −0.01 from the fixture's (sd 0.01, SE 0.01/√3 over three seeds), with
+/// decoding measurements and in-context errors carrying the same offsets; and its fits.
+fn seeded_sweep(seeds: usize) -> (Frames, ReportFits) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("seeded.sqlite")).unwrap();
+    let mut runs = Vec::new();
+    for c in [1e12, 4e12] {
+        for mu in [Some(2usize), Some(4), Some(8), None] {
+            for seed in 0..seeds {
+                let tokens = (c / (2e6 * mu.unwrap_or(1) as f64)) as u64;
+                let mut config = config(mu, 64, tokens);
+                config.seed = seed as u64;
+                let run = NewRun {
+                    key: config.key(),
+                    variant: None,
+                    tokens: config.train.tokens,
+                    config,
+                    params: 100_000,
+                    non_embedding_params: 80_000,
+                    flops: c,
+                };
+                runs.push((run, mu.map(|m| m as f64), [0.0, 0.01, -0.01][seed]));
+            }
+        }
+    }
+    let new_runs: Vec<NewRun> = runs.iter().map(|(r, _, _)| r.clone()).collect();
+    store
+        .register_sweep("seeded", "", "seeded.toml", "", &new_runs)
+        .unwrap();
+    for (run, mu, wobble) in &runs {
+        let final_loss = loss(run.flops, *mu) + wobble;
+        finish_at(&mut store, run, *mu, final_loss);
+        let decode = |loops: Option<usize>| loopscale::train::DecodeEvalMetrics {
+            step: 10,
+            loops,
+            tokens: 100,
+            kv_bytes_per_token: 256.0 * loops.unwrap_or(1) as f64,
+            peak_cache_bytes: 1000,
+            tokens_per_s: 50.0,
+            val_loss: final_loss + 0.1 * loops.unwrap_or(1) as f64,
+        };
+        let decodes: Vec<_> = match mu {
+            Some(_) => [1usize, 2, 4].map(|l| decode(Some(l))).to_vec(),
+            None => vec![decode(None)],
+        };
+        store.record_decode_evals(&run.key, &decodes).unwrap();
+        let icl = |estimator: &str, k: usize, error: f64| loopscale::train::IclError {
+            estimator: estimator.into(),
+            test_loops: mu.map(|m| m as usize),
+            n_examples: k,
+            error,
+        };
+        let errors: Vec<_> = (0..4)
+            .flat_map(|k| {
+                [
+                    icl("model", k, 0.5 - 0.1 * k as f64 + wobble),
+                    icl("averaging", k, 1.0 - 0.05 * k as f64),
+                ]
+            })
+            .collect();
+        store.record_icl_errors(&run.key, &errors).unwrap();
+    }
+    let frames = Frames::load(&store, None).unwrap();
+    let fits = ReportFits::compute(&frames);
+    (frames, fits)
+}
+
+/// The charts that draw their runs by replicate group when the sweep has seeds, by name.
+fn seeded_charts(seeds: usize) -> Vec<(&'static str, loopscale::chart::Figure)> {
+    use loopscale::analysis::chart_data::{decoding, isoflop, tasks, test_time, training};
+    let (frames, fits) = seeded_sweep(seeds);
+    let drawn = |name: &'static str, built: loopscale::analysis::chart_data::Built| {
+        let fig = built
+            .unwrap()
+            .unwrap_or_else(|why| panic!("{name} not drawn: {why}"));
+        (name, fig)
+    };
+    vec![
+        drawn("training", training::training_curves(&frames, "tokens")),
+        drawn("decoding", decoding::cache_and_loss(&frames)),
+        drawn(
+            "isoflop",
+            isoflop::isoflop_curves(&frames, &fits.isoflop_loops),
+        ),
+        drawn("budget", test_time::budget(&frames)),
+        drawn("icl", tasks::icl_errors(&frames)),
+    ]
+}
+
+#[test]
+fn with_three_seeds_the_remaining_charts_draw_bars_of_one_standard_error() {
+    use loopscale::chart::Kind;
+    let se = 0.01 / 3f64.sqrt();
+    for (name, fig) in seeded_charts(3) {
+        let mut bars = 0;
+        for panel in &fig.panels {
+            assert!(
+                panel.title.contains("± 1 SE over"),
+                "{name}: {}",
+                panel.title
+            );
+            for s in &panel.series {
+                let (Kind::ErrorBars(b) | Kind::Band(b)) = &s.kind else {
+                    continue;
+                };
+                for &(x, lo, hi) in b {
+                    // The cache's bytes do not depend on the seed: a bar of nothing.
+                    let half = (hi - lo) / 2.0;
+                    let bytes = panel.title.starts_with("KV cache");
+                    let want = if bytes { 0.0 } else { se };
+                    assert!(
+                        (half - want).abs() < 1e-9,
+                        "{name} at {x}: ±{half}, not ±{want}"
+                    );
+                    bars += 1;
+                }
+            }
+            let faint = panel.series.iter().any(|s| s.kind == Kind::Faint);
+            assert!(
+                faint || name == "training",
+                "{name}: seeds pale behind the means"
+            );
+        }
+        assert!(bars > 0, "{name} drew no bars");
+    }
+}
+
+#[test]
+fn with_one_seed_the_remaining_charts_draw_their_runs_as_before_with_no_bars() {
+    use loopscale::chart::Kind;
+    for (name, fig) in seeded_charts(1) {
+        for panel in &fig.panels {
+            assert!(!panel.title.contains("SE"), "{name}: {}", panel.title);
+            assert!(
+                !panel
+                    .series
+                    .iter()
+                    .any(|s| matches!(s.kind, Kind::ErrorBars(_) | Kind::Faint | Kind::Band(_))),
+                "{name}: no bars, bands or pale seeds for single seeds"
+            );
+        }
+    }
+}

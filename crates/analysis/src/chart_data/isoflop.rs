@@ -1,8 +1,12 @@
 //! Iso-FLOP charts: loss against loops or tokens per FLOP budget with the fitted parabolas and
 //! their minima, and the optimal loops and tokens against FLOPs with x* = G·C^a.
 
+use super::seeds::{barred, sweep_has_seeds};
 use super::shared::{Built, extent};
 use crate::fits::{IsoflopFit, ReportFits};
+use crate::frames::Frames;
+use crate::group_points::{GroupCurve, group_curves};
+use crate::groups::replicate_groups;
 use loopscale_chart::{Figure, Kind, Panel, Series, tick};
 use loopscale_fit::IsoflopAxis;
 use loopscale_fit::isoflop::Location;
@@ -16,21 +20,27 @@ pub fn axis_words(axis: IsoflopAxis) -> (&'static str, &'static str) {
 }
 
 /// Loss against loops or tokens, one colour per FLOP budget, with fitted parabolas in log x
-/// and their minima.
-pub fn isoflop_curves(fit: &Result<IsoflopFit, String>) -> Built {
+/// and their minima. With seeds, a budget's runs at one x are drawn as their mean with a ±1 SE
+/// bar, the seeds pale behind.
+pub fn isoflop_curves(frames: &Frames, fit: &Result<IsoflopFit, String>) -> Built {
     let fit = match fit {
         Ok(f) => f,
         Err(why) => return Ok(Err(why.clone())),
     };
     let (x_label, word) = axis_words(fit.axis);
+    let seeded = sweep_has_seeds(&replicate_groups(frames)?);
     let mut series = Vec::new();
+    let mut most = 1;
     for (i, b) in fit.budgets.iter().enumerate() {
-        series.push(Series::new(
-            Some(format!("C = {} FLOPs", tick(b.flops))),
-            i,
-            Kind::Markers,
-            b.x.iter().copied().zip(b.loss.iter().copied()).collect(),
-        ));
+        let name = Some(format!("C = {} FLOPs", tick(b.flops)));
+        let points: Vec<(f64, f64)> = b.x.iter().copied().zip(b.loss.iter().copied()).collect();
+        if seeded {
+            let at_x = seeds_at_each_x(&points);
+            most = at_x.points.iter().map(|p| p.n).fold(most, usize::max);
+            series.extend(barred(&at_x, i, name));
+        } else {
+            series.push(Series::new(name, i, Kind::Markers, points));
+        }
         let star = tick(b.x_star);
         match b.location {
             Location::Inside => {
@@ -78,7 +88,13 @@ pub fn isoflop_curves(fit: &Result<IsoflopFit, String>) -> Built {
         }
     }
     Ok(Ok(Figure::single(Panel {
-        title: format!("Iso-FLOP curves: final loss vs {word} per FLOP budget"),
+        title: if seeded {
+            format!(
+                "Iso-FLOP curves: final loss vs {word} per FLOP budget (mean ± 1 SE over {most} seeds)"
+            )
+        } else {
+            format!("Iso-FLOP curves: final loss vs {word} per FLOP budget")
+        },
         x_label: x_label.into(),
         y_label: "final validation loss (nats/token)".into(),
         log_x: true,
@@ -86,6 +102,21 @@ pub fn isoflop_curves(fit: &Result<IsoflopFit, String>) -> Built {
         series,
         zero_line: false,
     })))
+}
+
+/// A budget's (x, loss) gathered at each x: the runs there are one configuration's seeds (a
+/// budget fixes the rest), so their mean and standard error.
+fn seeds_at_each_x(points: &[(f64, f64)]) -> GroupCurve {
+    let rows: Vec<(String, f64, f64)> =
+        points.iter().map(|&(x, y)| (String::new(), x, y)).collect();
+    group_curves(&[], &rows, |_| String::new())
+        .pop()
+        .unwrap_or(GroupCurve {
+            label: String::new(),
+            run_keys: Vec::new(),
+            n: 0,
+            points: Vec::new(),
+        })
 }
 
 /// The optimal loops and tokens of each budget against its FLOPs, with x* = G·C^a.

@@ -39,12 +39,12 @@ pub fn report_charts(frames: &Frames, fits: &ReportFits) -> Result<Vec<ReportCha
         (
             "isoflop_loops",
             "Iso-FLOP curves over loops",
-            isoflop::isoflop_curves(&fits.isoflop_loops),
+            isoflop::isoflop_curves(frames, &fits.isoflop_loops),
         ),
         (
             "isoflop_tokens",
             "Iso-FLOP curves over tokens",
-            isoflop::isoflop_curves(&fits.isoflop_tokens),
+            isoflop::isoflop_curves(frames, &fits.isoflop_tokens),
         ),
         (
             "isoflop_optima",

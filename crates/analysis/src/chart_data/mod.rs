@@ -4,9 +4,14 @@
 //! ([`shared::Built`]); [`list::report_charts`] is the report's charts in order. Report tables
 //! that show a chart's numbers take them from here too ([`loss_pivot`]).
 //!
+//! With seeds, a chart draws each replicate group's mean with ±1 SE bars (or a band, for a
+//! training curve) and its seeds pale behind; with one seed per configuration it draws its runs
+//! as it always did. [`seeds`] turns group curves into those series.
+//!
 //! One module per chart family. Data flows one way: [`shared`] uses no other file here;
-//! [`seeds`] (replicate groups as series) and [`isoflop`] use it; [`compute`], [`test_time`]
-//! and [`residuals`] use those; [`variants`] uses [`loss_pivot`]; [`list`] uses every family.
+//! [`seeds`] (replicate groups as series) uses it; every family that draws groups ([`training`],
+//! [`compute`], [`isoflop`], [`test_time`], [`decoding`], [`tasks`]) uses [`seeds`];
+//! [`residuals`] uses [`isoflop`]; [`variants`] uses [`loss_pivot`]; [`list`] uses every family.
 //! [`suggestion`] (a `suggest` answer's chart, from plain numbers) uses none.
 
 pub mod compute;
