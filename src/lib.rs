@@ -19,6 +19,7 @@
 //! | foundations | [`config`] → [`model`] (depends on no other loopscale crate) |
 
 pub use loopscale_analysis as analysis;
+pub use loopscale_chart as chart;
 pub use loopscale_config as config;
 pub use loopscale_engine as engine;
 pub use loopscale_fit as fit;

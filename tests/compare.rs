@@ -160,7 +160,7 @@ fn budget_run(k: u64, seed: u64) -> NewRun {
 
 /// The compute chart's series of kind `ErrorBars` and `Faint` from a database of `seeds` per
 /// budget (losses on a compute law, the seeds ±0.01 around it).
-fn compute_chart(seeds: usize) -> (String, Vec<loopscale::plot::figure::Series>) {
+fn compute_chart(seeds: usize) -> (String, Vec<loopscale::chart::Series>) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("law.sqlite");
     let mut runs = Vec::new();
@@ -175,7 +175,7 @@ fn compute_chart(seeds: usize) -> (String, Vec<loopscale::plot::figure::Series>)
     let store = Store::open_read_only(&db).unwrap();
     let frames = loopscale::analysis::Frames::load(&store, None).unwrap();
     let fits = loopscale::analysis::fits::ReportFits::compute(&frames);
-    let fig = loopscale::plot::charts::compute_law(&frames, &fits)
+    let fig = loopscale::analysis::chart_data::compute::compute_law(&frames, &fits)
         .unwrap()
         .unwrap_or_else(|why| panic!("compute chart not drawn: {why}"));
     let panel = fig.panels.into_iter().next().unwrap();
@@ -184,7 +184,7 @@ fn compute_chart(seeds: usize) -> (String, Vec<loopscale::plot::figure::Series>)
 
 #[test]
 fn the_compute_chart_draws_group_means_with_standard_error_bars() {
-    use loopscale::plot::figure::Kind;
+    use loopscale::chart::Kind;
     let (title, series) = compute_chart(3);
     assert!(title.contains("mean ± 1 SE over 3 seeds"), "{title}");
     let bars: Vec<_> = series
@@ -221,7 +221,7 @@ fn the_compute_chart_draws_group_means_with_standard_error_bars() {
 
 #[test]
 fn a_compute_chart_of_single_seeds_draws_no_bars_and_says_the_noise_is_unmeasured() {
-    use loopscale::plot::figure::Kind;
+    use loopscale::chart::Kind;
     let (title, series) = compute_chart(1);
     assert!(title.contains("noise unmeasured"), "{title}");
     assert!(

@@ -221,7 +221,7 @@ fn find_cycle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
 }
 
 /// The workspace's crates, top to bottom: each may depend only on crates after it.
-const LAYERS: [&str; 12] = [
+const LAYERS: [&str; 13] = [
     "loopscale",
     "serve",
     "report",
@@ -234,9 +234,10 @@ const LAYERS: [&str; 12] = [
     "train",
     "config",
     "model",
+    "chart",
 ];
 /// Crates that depend on no other loopscale crate.
-const PURE: [&str; 2] = ["fit", "model"];
+const PURE: [&str; 3] = ["fit", "model", "chart"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -546,6 +546,67 @@ fn variants_run_on_one_grid_are_drawn_side_by_side() {
         pivot.header,
         ["configuration", "variant=builtin", "variant=torch"]
     );
+    // The chart and the table read one pivot (the chart-data stage): the parity chart's points
+    // are its cells, the table's rows its cells written out.
+    let store = Store::open_read_only(&path).unwrap();
+    let frames = Frames::load(&store, None).unwrap();
+    let cells = loopscale::analysis::chart_data::final_loss_pivot(&frames)
+        .unwrap()
+        .expect("a pivot by variant");
+    let fig = loopscale::analysis::chart_data::variants::variant_parity(&frames)
+        .unwrap()
+        .unwrap();
+    let torch = fig.panels[0]
+        .series
+        .iter()
+        .find(|s| s.name.as_deref().is_some_and(|n| n.starts_with("torch")))
+        .unwrap();
+    let pairs: Vec<(f64, f64)> = cells
+        .rows
+        .iter()
+        .map(|(_, c)| (c[0].unwrap(), c[1].unwrap()))
+        .collect();
+    assert_eq!(torch.points, pairs);
+    let gaps: Vec<f64> = pairs.iter().map(|(x, y)| y - x).collect();
+    assert!(
+        (gaps[0] - 0.01).abs() < 1e-9 && (gaps[1] - 0.03).abs() < 1e-9,
+        "{gaps:?}"
+    );
+    for ((label, c), row) in cells.rows.iter().zip(&pivot.rows) {
+        assert_eq!(row[0], *label);
+        assert_eq!(row[1], format!("{:.4}", c[0].unwrap()));
+        assert_eq!(row[2], format!("{:.4}", c[1].unwrap()));
+    }
+}
+
+/// The compute law's residual panel, computed without drawing: one marker per run at its FLOPs,
+/// observed final loss minus the fitted law's prediction there.
+#[test]
+fn the_compute_residuals_are_observed_minus_predicted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture(dir.path(), true);
+    let store = Store::open_read_only(&db).unwrap();
+    let frames = Frames::load(&store, None).unwrap();
+    let fits = ReportFits::compute(&frames);
+    let fit = fits.compute.as_ref().expect("the compute law fits");
+    let fig = loopscale::analysis::chart_data::residuals::residuals(&frames, &fits)
+        .unwrap()
+        .unwrap();
+    let panel = &fig.panels[0];
+    assert_eq!(panel.title, "Compute law: residuals");
+    assert!(panel.zero_line);
+    let flops = loopscale::analysis::f64s(&frames.runs, "flops").unwrap();
+    let losses = loopscale::analysis::f64s(&frames.runs, "final_val_loss").unwrap();
+    assert_eq!(panel.series.len(), flops.len(), "one marker per run");
+    for (i, s) in panel.series.iter().enumerate() {
+        let (x, y) = s.points[0];
+        assert_eq!(x, flops[i]);
+        let want = losses[i] - fit.predict(flops[i]);
+        assert!((y - want).abs() < 1e-12, "run {i}: {y} vs {want}");
+    }
+    // Residuals of a good fit straddle zero.
+    assert!(panel.series.iter().any(|s| s.points[0].1 > 0.0));
+    assert!(panel.series.iter().any(|s| s.points[0].1 < 0.0));
 }
 
 /// A sweep in which looping never pays (every budget's lowest loss at its smallest μ, as in
@@ -715,16 +776,12 @@ fn runs_that_left_the_sweep_file_are_listed_not_drawn() {
 
 type Panelled = (
     String,
-    Vec<loopscale::plot::figure::Series>,
+    Vec<loopscale::chart::Series>,
     String,
-    Vec<loopscale::plot::figure::Series>,
+    Vec<loopscale::chart::Series>,
 );
 /// The test-time chart's title and series, and the task accuracy-vs-loops and -depth charts'.
-type SeededCharts = (
-    String,
-    Vec<loopscale::plot::figure::Series>,
-    Option<Panelled>,
-);
+type SeededCharts = (String, Vec<loopscale::chart::Series>, Option<Panelled>);
 
 /// The test-time and accuracy-vs-loops charts of two looped configurations (μ = 2, 4 at 1e12 FLOPs) with `seeds`
 /// seeds each, the seeds' losses 0, +0.01, −0.01 around the fixture's: its title and series.
@@ -780,16 +837,16 @@ fn test_time_chart(seeds: usize, task: bool) -> SeededCharts {
     }
     let frames = Frames::load(&store, None).unwrap();
     let fits = ReportFits::compute(&frames);
-    let fig = loopscale::plot::charts::test_time(&frames, &fits)
+    let fig = loopscale::analysis::chart_data::test_time::test_time(&frames, &fits)
         .unwrap()
         .unwrap_or_else(|why| panic!("test-time chart not drawn: {why}"));
     let panel = fig.panels.into_iter().next().unwrap();
     let task = task.then(|| {
-        let fig = loopscale::plot::task_charts::accuracy_vs_loops(&frames)
+        let fig = loopscale::analysis::chart_data::tasks::accuracy_vs_loops(&frames)
             .unwrap()
             .unwrap_or_else(|why| panic!("accuracy chart not drawn: {why}"));
         let p = fig.panels.into_iter().next().unwrap();
-        let fig = loopscale::plot::task_charts::accuracy_vs_depth(&frames)
+        let fig = loopscale::analysis::chart_data::tasks::accuracy_vs_depth(&frames)
             .unwrap()
             .unwrap_or_else(|why| panic!("accuracy-vs-depth chart not drawn: {why}"));
         let depth = fig.panels.into_iter().next().unwrap();
@@ -800,12 +857,8 @@ fn test_time_chart(seeds: usize, task: bool) -> SeededCharts {
 
 /// Each `ErrorBars` series of `series` with its bars: asserts that every bar is the mean ± the
 /// SE of three seeds 0.01 apart (sd 0.01, SE 0.01/√3).
-fn assert_bars_of_three_seeds(
-    series: &[loopscale::plot::figure::Series],
-    curves: usize,
-    each: usize,
-) {
-    use loopscale::plot::figure::Kind;
+fn assert_bars_of_three_seeds(series: &[loopscale::chart::Series], curves: usize, each: usize) {
+    use loopscale::chart::Kind;
     let bars: Vec<_> = series
         .iter()
         .filter_map(|s| match &s.kind {
@@ -851,7 +904,7 @@ fn the_test_time_chart_draws_group_means_with_standard_error_bars() {
 
 #[test]
 fn a_test_time_chart_of_single_seeds_draws_no_bars() {
-    use loopscale::plot::figure::Kind;
+    use loopscale::chart::Kind;
     let (title, series, _) = test_time_chart(1, false);
     assert!(title.contains("noise unmeasured"), "{title}");
     let (task_title, task, depth_title, depth) = test_time_chart(1, true).2.unwrap();
@@ -880,4 +933,150 @@ fn a_test_time_chart_of_single_seeds_draws_no_bars() {
         2,
         "each run's points as before"
     );
+}
+
+/// Frames of a sweep with `seeds` seeds per configuration: two FLOP budgets (1e12, 4e12) × loops
+/// {2, 4, 8} (the μ = 8 runs evaluated along two schedules) and a GPT per budget, each seed's
+/// losses 0, +0.01, −0.01 from the fixture's (sd 0.01, SE 0.01/√3 over three seeds), with
+/// decoding measurements and in-context errors carrying the same offsets; and its fits.
+fn seeded_sweep(seeds: usize) -> (Frames, ReportFits) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("seeded.sqlite")).unwrap();
+    let mut runs = Vec::new();
+    for c in [1e12, 4e12] {
+        for mu in [Some(2usize), Some(4), Some(8), None] {
+            for seed in 0..seeds {
+                let tokens = (c / (2e6 * mu.unwrap_or(1) as f64)) as u64;
+                let mut config = config(mu, 64, tokens);
+                config.seed = seed as u64;
+                let run = NewRun {
+                    key: config.key(),
+                    variant: None,
+                    tokens: config.train.tokens,
+                    config,
+                    params: 100_000,
+                    non_embedding_params: 80_000,
+                    flops: c,
+                };
+                runs.push((run, mu.map(|m| m as f64), [0.0, 0.01, -0.01][seed]));
+            }
+        }
+    }
+    let new_runs: Vec<NewRun> = runs.iter().map(|(r, _, _)| r.clone()).collect();
+    store
+        .register_sweep("seeded", "", "seeded.toml", "", &new_runs)
+        .unwrap();
+    for (run, mu, wobble) in &runs {
+        let final_loss = loss(run.flops, *mu) + wobble;
+        finish_at(&mut store, run, *mu, final_loss);
+        let decode = |loops: Option<usize>| loopscale::train::DecodeEvalMetrics {
+            step: 10,
+            loops,
+            tokens: 100,
+            kv_bytes_per_token: 256.0 * loops.unwrap_or(1) as f64,
+            peak_cache_bytes: 1000,
+            tokens_per_s: 50.0,
+            val_loss: final_loss + 0.1 * loops.unwrap_or(1) as f64,
+        };
+        let decodes: Vec<_> = match mu {
+            Some(_) => [1usize, 2, 4].map(|l| decode(Some(l))).to_vec(),
+            None => vec![decode(None)],
+        };
+        store.record_decode_evals(&run.key, &decodes).unwrap();
+        let icl = |estimator: &str, k: usize, error: f64| loopscale::train::IclError {
+            estimator: estimator.into(),
+            test_loops: mu.map(|m| m as usize),
+            n_examples: k,
+            error,
+        };
+        let errors: Vec<_> = (0..4)
+            .flat_map(|k| {
+                [
+                    icl("model", k, 0.5 - 0.1 * k as f64 + wobble),
+                    icl("averaging", k, 1.0 - 0.05 * k as f64),
+                ]
+            })
+            .collect();
+        store.record_icl_errors(&run.key, &errors).unwrap();
+    }
+    let frames = Frames::load(&store, None).unwrap();
+    let fits = ReportFits::compute(&frames);
+    (frames, fits)
+}
+
+/// The charts that draw their runs by replicate group when the sweep has seeds, by name.
+fn seeded_charts(seeds: usize) -> Vec<(&'static str, loopscale::chart::Figure)> {
+    use loopscale::analysis::chart_data::{decoding, isoflop, tasks, test_time, training};
+    let (frames, fits) = seeded_sweep(seeds);
+    let drawn = |name: &'static str, built: loopscale::analysis::chart_data::Built| {
+        let fig = built
+            .unwrap()
+            .unwrap_or_else(|why| panic!("{name} not drawn: {why}"));
+        (name, fig)
+    };
+    vec![
+        drawn("training", training::training_curves(&frames, "tokens")),
+        drawn("decoding", decoding::cache_and_loss(&frames)),
+        drawn(
+            "isoflop",
+            isoflop::isoflop_curves(&frames, &fits.isoflop_loops),
+        ),
+        drawn("budget", test_time::budget(&frames)),
+        drawn("icl", tasks::icl_errors(&frames)),
+    ]
+}
+
+#[test]
+fn with_three_seeds_the_remaining_charts_draw_bars_of_one_standard_error() {
+    use loopscale::chart::Kind;
+    let se = 0.01 / 3f64.sqrt();
+    for (name, fig) in seeded_charts(3) {
+        let mut bars = 0;
+        for panel in &fig.panels {
+            assert!(
+                panel.title.contains("± 1 SE over"),
+                "{name}: {}",
+                panel.title
+            );
+            for s in &panel.series {
+                let (Kind::ErrorBars(b) | Kind::Band(b)) = &s.kind else {
+                    continue;
+                };
+                for &(x, lo, hi) in b {
+                    // The cache's bytes do not depend on the seed: a bar of nothing.
+                    let half = (hi - lo) / 2.0;
+                    let bytes = panel.title.starts_with("KV cache");
+                    let want = if bytes { 0.0 } else { se };
+                    assert!(
+                        (half - want).abs() < 1e-9,
+                        "{name} at {x}: ±{half}, not ±{want}"
+                    );
+                    bars += 1;
+                }
+            }
+            let faint = panel.series.iter().any(|s| s.kind == Kind::Faint);
+            assert!(
+                faint || name == "training",
+                "{name}: seeds pale behind the means"
+            );
+        }
+        assert!(bars > 0, "{name} drew no bars");
+    }
+}
+
+#[test]
+fn with_one_seed_the_remaining_charts_draw_their_runs_as_before_with_no_bars() {
+    use loopscale::chart::Kind;
+    for (name, fig) in seeded_charts(1) {
+        for panel in &fig.panels {
+            assert!(!panel.title.contains("SE"), "{name}: {}", panel.title);
+            assert!(
+                !panel
+                    .series
+                    .iter()
+                    .any(|s| matches!(s.kind, Kind::ErrorBars(_) | Kind::Faint | Kind::Band(_))),
+                "{name}: no bars, bands or pale seeds for single seeds"
+            );
+        }
+    }
 }

@@ -354,32 +354,34 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// The suggestion as a chart ([`crate::plot::suggestion`]).
+/// The suggestion as a chart ([`crate::analysis::chart_data::suggestion`]).
 fn chart(
     target: &TargetSpec,
     trained: Vec<(f64, f64)>,
     s: &Suggestion,
     priced: &[Priced],
     law: &LawPick,
-) -> crate::plot::Figure {
+) -> crate::chart::Figure {
     let mut widths = vec![(0.0, s.width)];
     widths.extend(s.picks.iter().map(|p| (p.cumulative_flops, p.width_after)));
-    crate::plot::suggestion::suggestion(&crate::plot::suggestion::SuggestionPlot {
-        target: &target.label(),
-        n_label: if law.is(SuggestLaw::Parcae) {
-            "unrolled parameters N(μ)"
-        } else {
-            "non-embedding parameters N"
+    crate::analysis::chart_data::suggestion::suggestion(
+        &crate::analysis::chart_data::suggestion::SuggestionPlot {
+            target: &target.label(),
+            n_label: if law.is(SuggestLaw::Parcae) {
+                "unrolled parameters N(μ)"
+            } else {
+                "non-embedding parameters N"
+            },
+            trained,
+            candidates: priced.iter().map(|p| (p.d, p.n)).collect(),
+            chosen: s
+                .picks
+                .iter()
+                .map(|p| (priced[p.candidate].d, priced[p.candidate].n))
+                .collect(),
+            widths,
         },
-        trained,
-        candidates: priced.iter().map(|p| (p.d, p.n)).collect(),
-        chosen: s
-            .picks
-            .iter()
-            .map(|p| (priced[p.candidate].d, priced[p.candidate].n))
-            .collect(),
-        widths,
-    })
+    )
 }
 
 /// The pooled seed noise of log loss over the sweep's replicate groups.

@@ -48,6 +48,12 @@ pub fn seeds_measured(curves: &[GroupCurve]) -> bool {
 
 /// The caption's words for the bars: "mean ± 1 SE over 3 seeds" (or "over 2–3 seeds").
 pub fn se_caption(curves: &[GroupCurve]) -> String {
+    format!("{}, single seeds pale", se_over(curves))
+}
+
+/// "mean ± 1 SE over 3 seeds" (or "over 2–3 seeds"): [`se_caption`] without the pale seeds,
+/// for a title with little room.
+pub fn se_over(curves: &[GroupCurve]) -> String {
     let ns = curves.iter().map(|c| c.n);
     let (lo, hi) = (ns.clone().min().unwrap_or(1), ns.max().unwrap_or(1));
     let over = if lo == hi {
@@ -55,7 +61,7 @@ pub fn se_caption(curves: &[GroupCurve]) -> String {
     } else {
         format!("{lo}–{hi}")
     };
-    format!("mean ± 1 SE over {over} seeds, single seeds pale")
+    format!("mean ± 1 SE over {over} seeds")
 }
 
 /// One x and the seeds' (x, y) there.

@@ -21,8 +21,13 @@
 //! written laws and the record; [`fits`] the sources and the orchestrator. [`export`] (a query,
 //! table or view written as Parquet or CSV) uses [`columns`] only. [`group_points`] (charts'
 //! points as replicate-group means with their standard errors) uses the groups and the frames.
+//! [`chart_data`] is the chart-data stage: every chart's series computed from the frames and the
+//! fits as a `loopscale_chart::Figure` (the plot crate only draws them) and the report tables
+//! that show a chart's numbers; it uses the fits, the group points, the groups, the pivots and
+//! the frames, and nothing here uses it.
 
 pub mod budgets;
+pub mod chart_data;
 pub mod columns;
 pub mod csv;
 pub mod envelope;

@@ -1,5 +1,5 @@
-//! `loopscale report`: a self-contained report of a sweep database — every chart of
-//! [`loopscale_plot`] as PNG and SVG, the runs and the fitted parameters — as `index.html` (opens
+//! `loopscale report`: a self-contained report of a sweep database — every chart of the
+//! chart-data stage (`loopscale_analysis::chart_data`) drawn by [`loopscale_plot`] as PNG and SVG, the runs and the fitted parameters — as `index.html` (opens
 //! from disk: relative image paths, inline CSS, no scripts, no external assets) or `index.md`.
 //!
 //! The report only reads: the database is opened read-only and the fits are computed afresh
@@ -17,6 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use loopscale_analysis::Frames;
+use loopscale_analysis::chart_data::{final_loss_pivot, report_charts};
 use loopscale_analysis::fits::ReportFits;
 use loopscale_analysis::groups::{config_value, pooled_seed_sd, rank_within, replicate_groups};
 use loopscale_analysis::is_database;
@@ -162,7 +163,7 @@ pub fn build(source: &Source, out: &Path) -> Result<Report> {
         t.elapsed().as_secs_f64()
     );
     let t = Instant::now();
-    let charts = render_all(&frames, &fits, out)?;
+    let charts = render_all(report_charts(&frames, &fits)?, out)?;
     eprintln!(
         "report: {} charts drawn, {} skipped, in {:.1} s",
         charts
@@ -189,7 +190,7 @@ pub fn build(source: &Source, out: &Path) -> Result<Report> {
         source: source.db.clone(),
         charts,
         runs,
-        pivot: tables::pivot_table(&frames)?,
+        pivot: tables::pivot_table(final_loss_pivot(&frames)?),
         tuning: envelope.as_ref().map(tables::tuning_table),
         groups: groups_table(&frames)?,
         time: store

@@ -1,12 +1,14 @@
 //! The report's tables, as header + rows of text: the runs, the final loss pivoted over the
-//! axis the sweep varies, and every fitted parameter with its interval.
+//! axis the sweep varies, and every fitted parameter with its interval. A table that shows a
+//! chart's numbers takes them from the chart-data stage (`loopscale_analysis::chart_data`), as
+//! the pivot does, so table and chart cannot disagree.
 
 use anyhow::Result;
 
+use loopscale_analysis::chart_data::LossPivot;
 use loopscale_analysis::envelope::{Envelope, Position, column_of};
 use loopscale_analysis::fits::ReportFits;
 use loopscale_analysis::groups::Ranked;
-use loopscale_analysis::pivot::{loss_by, variants_crossed};
 use loopscale_analysis::{Frames, opt_f64s, strs};
 use loopscale_fit::{FitReport, Verdict};
 use loopscale_train::TimeSplit;
@@ -122,54 +124,29 @@ pub fn runs_table(frames: &Frames) -> Result<TextTable> {
     })
 }
 
-/// Final validation loss with one column per value of the sweep's last varying axis and one row
-/// per combination of the others: the variants, when every configuration was run under every
-/// variant (the same grid two ways, such as two backends), else tokens, learning rate, seed,
-/// loops or width, whichever varies first in that order; `None` when nothing or only that axis
-/// varies.
-pub fn pivot_table(frames: &Frames) -> Result<Option<TextTable>> {
-    let df = &frames.runs;
-    let varies = |c: &str| -> bool {
-        strs(df, c)
-            .map(|v| v.iter().any(|x| *x != v[0]))
-            .unwrap_or(false)
-    };
-    // Variants side by side when they are the same grid run another way (every configuration
-    // under every variant: e.g. one sweep trained by two backends, sweeps/torch_compare.toml).
-    let variants_cross = variants_crossed(df)?;
-    let Some(axis) = variants_cross.then_some("variant").or_else(|| {
-        ["tokens", "lr", "seed", "mean_recurrence", "d_model"]
-            .into_iter()
-            .find(|c| varies(c))
-    }) else {
-        return Ok(None);
-    };
-    let p = loss_by(df, axis)?;
-    // Nothing but the axis varies: one row, nothing to pivot.
-    if strs(&p, "configuration")?.iter().all(|l| l == "run") {
-        return Ok(None);
-    }
-    let names: Vec<String> = p.get_column_names().iter().map(|s| s.to_string()).collect();
-    let cols: Vec<Vec<String>> = names
-        .iter()
-        .enumerate()
-        .map(|(j, n)| {
-            if j == 0 {
-                strs(&p, n)
-            } else {
-                Ok(opt_f64s(&p, n)?.into_iter().map(loss).collect())
-            }
-        })
-        .collect::<Result<_>>()?;
-    Ok(Some(TextTable {
+/// The final-loss pivot (`loopscale_analysis::chart_data::final_loss_pivot`: one column per
+/// value of the sweep's last varying axis, one row per combination of the others) as a table;
+/// `None` when there is no pivot.
+pub fn pivot_table(pivot: Option<LossPivot>) -> Option<TextTable> {
+    let p = pivot?;
+    let mut header = vec!["configuration".to_string()];
+    header.extend(p.columns.iter().cloned());
+    Some(TextTable {
         caption: format!(
-            "Final validation loss (nats/token) by configuration and {axis} (mean over seeds)."
+            "Final validation loss (nats/token) by configuration and {} (mean over seeds).",
+            p.axis
         ),
-        header: names,
-        rows: (0..p.height())
-            .map(|i| cols.iter().map(|c| c[i].clone()).collect())
+        header,
+        rows: p
+            .rows
+            .into_iter()
+            .map(|(label, cells)| {
+                let mut row = vec![label];
+                row.extend(cells.into_iter().map(loss));
+                row
+            })
             .collect(),
-    }))
+    })
 }
 
 /// Six decimals for ordinary magnitudes, scientific otherwise (E can sit at 1e-10 and A at 1e6).

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::charts::{Built, extent, row, single};
-use super::figure::{Kind, Panel, Series};
-use loopscale_analysis::{Frames, f64s, strs};
+use super::shared::{Built, extent};
+use crate::columns::{f64s, strs};
+use crate::frames::Frames;
+use loopscale_chart::{Figure, Kind, Panel, Series};
 
 /// Runs of `role` in the lineage frame, with their parents: `(run_key, parent_run_key)`.
 fn with_role(frames: &Frames, role: &str) -> Result<Vec<(String, String)>> {
@@ -94,7 +95,7 @@ pub fn branches(frames: &Frames) -> Built {
         series.push(Series::new(Some(name), colour, Kind::Dashed, pts.clone()));
         series.push(Series::new(None, colour, Kind::Markers, pts));
     }
-    Ok(Ok(single(Panel {
+    Ok(Ok(Figure::single(Panel {
         title: "WSD branches: validation loss vs tokens (cooldowns off one trunk)".into(),
         x_label: "training tokens (whole path: trunk prefix + cooldown)".into(),
         y_label: "validation loss (nats/token)".into(),
@@ -247,5 +248,5 @@ pub fn recast(frames: &Frames) -> Built {
             zero_line: false,
         });
     }
-    Ok(Ok(row(panels)))
+    Ok(Ok(Figure::row(panels)))
 }

@@ -2,8 +2,7 @@
 //! trained and the other candidates (in the law's covariates, tokens D against parameters N),
 //! and how the target's expected interval narrows as the batch's FLOPs are spent.
 
-use super::charts::row;
-use super::figure::{Figure, INK, Kind, Panel, Series};
+use loopscale_chart::{Figure, INK, Kind, Panel, Series};
 
 /// What the chart needs, in plain numbers: (D, N) of the trained runs, of the candidates and of
 /// the chosen ones (in the order chosen), and (cumulative FLOPs, expected width) from the
@@ -53,5 +52,5 @@ pub fn suggestion(p: &SuggestionPlot) -> Figure {
         ],
         zero_line: false,
     };
-    row(vec![design, narrowing])
+    Figure::row(vec![design, narrowing])
 }

@@ -3,13 +3,15 @@
 //! accuracy against test-time loops, and in-context regression error against the number of
 //! examples per loop count, beside least squares, averaging and 3-NN (Garg et al., Yang et al.).
 
-use super::charts::{Built, extent, single};
-use super::figure::{INK, Kind, Panel, Series};
-use loopscale_analysis::Frames;
-use loopscale_analysis::group_points::{
-    GroupCurve, GroupPoint, accuracy_curves, se_caption, seeds_measured,
+use super::seeds::{means, sweep_has_seeds};
+use super::shared::{Built, extent};
+use crate::frames::Frames;
+use crate::group_points::{
+    GroupCurve, GroupPoint, accuracy_curves, group_curves, se_caption, se_over, seeds_measured,
 };
-use loopscale_analysis::tasks::{Family, depth_points};
+use crate::groups::replicate_groups;
+use crate::tasks::{Family, IclPoint, depth_points};
+use loopscale_chart::{Figure, INK, Kind, Panel, Series};
 use loopscale_fit::depth::depth_line;
 
 /// Accuracy at the training depth against effective depth, one line per family, with the
@@ -103,7 +105,7 @@ pub fn accuracy_vs_depth(frames: &Frames) -> Built {
             vec![(one.effective_depth, one.accuracy)],
         ));
     }
-    Ok(Ok(single(Panel {
+    Ok(Ok(Figure::single(Panel {
         title: if seeded {
             format!("Task accuracy vs effective depth ({})", se_caption(&curves))
         } else {
@@ -156,7 +158,7 @@ pub fn accuracy_vs_loops(frames: &Frames) -> Built {
                 means(g),
             ));
         }
-        return Ok(Ok(single(Panel {
+        return Ok(Ok(Figure::single(Panel {
             title: format!(
                 "Test-time depth: accuracy vs loops at evaluation ({})",
                 se_caption(&curves)
@@ -190,7 +192,7 @@ pub fn accuracy_vs_loops(frames: &Frames) -> Built {
             )
         })
         .collect();
-    Ok(Ok(single(Panel {
+    Ok(Ok(Figure::single(Panel {
         title:
             "Test-time depth: accuracy vs loops at evaluation (one seed per configuration: noise \
                 unmeasured)"
@@ -213,17 +215,13 @@ fn seeds_range((lo, hi): (f64, f64)) -> String {
     }
 }
 
-/// A group curve's means, in order of x.
-fn means(g: &GroupCurve) -> Vec<(f64, f64)> {
-    g.points.iter().map(|p| (p.x, p.mean)).collect()
-}
-
 /// Errors below this are drawn at it: least squares is exact (1e-30) once it has d examples,
 /// and a log axis down to round-off would flatten every other curve.
 const ERROR_FLOOR: f64 = 1e-4;
 
 /// In-context regression error / d against the number of examples: each model (a looped one
-/// at each test-time loop count) as a line, the reference estimators dashed.
+/// at each test-time loop count) as a line, the reference estimators dashed. With seeds, each
+/// model's line joins its replicate group's means, with ±1 SE bars and its seeds pale behind.
 pub fn icl_errors(frames: &Frames) -> Built {
     if frames.icl.is_empty() {
         return Ok(Err(
@@ -243,34 +241,54 @@ pub fn icl_errors(frames: &Frames) -> Built {
             curves.push((name, p.estimator != "model"));
         }
     }
-    let series = curves
-        .iter()
-        .enumerate()
-        .map(|(c, (name, baseline))| {
-            let pts = frames
+    let curve_of = |p: &IclPoint| match (p.estimator.as_str(), p.test_loops) {
+        ("model", Some(t)) => format!("{} at {t} loops", p.model),
+        ("model", None) => p.model.clone(),
+        (est, _) => est.to_string(),
+    };
+    let groups = replicate_groups(frames)?;
+    let seeded = sweep_has_seeds(&groups);
+    let mut series = Vec::new();
+    let mut grouped: Vec<GroupCurve> = Vec::new();
+    for (c, (name, baseline)) in curves.iter().enumerate() {
+        if seeded && !*baseline {
+            // With seeds, a model's curve is its replicate group's mean with ±1 SE bars.
+            let rows: Vec<(String, f64, f64)> = frames
                 .icl
                 .iter()
-                .filter(|p| {
-                    let n = match (p.estimator.as_str(), p.test_loops) {
-                        ("model", Some(t)) => format!("{} at {t} loops", p.model),
-                        ("model", None) => p.model.clone(),
-                        (est, _) => est.to_string(),
-                    };
-                    n == *name
-                })
-                // Baselines are the same for every run of a sweep: the first run's suffice.
-                .fold(Vec::<(f64, f64)>::new(), |mut acc, p| {
-                    if !acc.iter().any(|(k, _)| *k == p.n_examples as f64) {
-                        acc.push((p.n_examples as f64, p.error.max(ERROR_FLOOR)));
-                    }
-                    acc
-                });
-            let kind = if *baseline { Kind::Dashed } else { Kind::Line };
-            Series::new(Some(name.clone()), c, kind, pts)
-        })
-        .collect();
-    Ok(Ok(single(Panel {
-        title: "In-context linear regression: error vs examples".into(),
+                .filter(|p| curve_of(p) == *name)
+                .map(|p| (p.run_key.clone(), p.n_examples as f64, p.error))
+                .collect();
+            for g in group_curves(&groups, &rows, |k| k.to_string()) {
+                series.extend(floored_bars(&g, c, format!("{name} (n = {})", g.n)));
+                grouped.push(g);
+            }
+            continue;
+        }
+        let pts = frames
+            .icl
+            .iter()
+            .filter(|p| curve_of(p) == *name)
+            // Baselines are the same for every run of a sweep: the first run's suffice.
+            .fold(Vec::<(f64, f64)>::new(), |mut acc, p| {
+                if !acc.iter().any(|(k, _)| *k == p.n_examples as f64) {
+                    acc.push((p.n_examples as f64, p.error.max(ERROR_FLOOR)));
+                }
+                acc
+            });
+        let kind = if *baseline { Kind::Dashed } else { Kind::Line };
+        series.push(Series::new(Some(name.clone()), c, kind, pts));
+    }
+    let title = if seeded {
+        format!(
+            "In-context regression: error vs examples ({})",
+            se_over(&grouped)
+        )
+    } else {
+        "In-context linear regression: error vs examples".to_string()
+    };
+    Ok(Ok(Figure::single(Panel {
+        title,
         x_label: "in-context examples".into(),
         y_label: "squared error / d (below 1e-4 drawn at 1e-4)".into(),
         log_x: false,
@@ -278,4 +296,35 @@ pub fn icl_errors(frames: &Frames) -> Built {
         series,
         zero_line: false,
     })))
+}
+
+/// A model's ICL curve by replicate group: the mean error with ±1 SE bars and a line through the
+/// means, its seeds pale behind, all drawn no lower than [`ERROR_FLOOR`].
+fn floored_bars(g: &GroupCurve, colour: usize, name: String) -> Vec<Series> {
+    let floor = |y: f64| y.max(ERROR_FLOOR);
+    let line: Vec<(f64, f64)> = g.points.iter().map(|p| (p.x, floor(p.mean))).collect();
+    vec![
+        Series::new(
+            None,
+            colour,
+            Kind::Faint,
+            g.points
+                .iter()
+                .flat_map(|p| p.seeds.iter().map(|&(x, y)| (x, floor(y))))
+                .collect(),
+        ),
+        Series::new(None, colour, Kind::Line, line.clone()),
+        Series::new(
+            Some(name),
+            colour,
+            Kind::ErrorBars(
+                g.points
+                    .iter()
+                    .filter_map(|p| p.bar())
+                    .map(|(x, lo, hi)| (x, floor(lo), floor(hi)))
+                    .collect(),
+            ),
+            line,
+        ),
+    ]
 }

@@ -1,74 +1,14 @@
-//! A chart as data, and the one routine that draws it with plotters on any backend (PNG and
-//! SVG come from the same description, so they always agree).
-//!
-//! A [`Figure`] is a grid of [`Panel`]s; a panel has axes (linear or log, with labels that
-//! carry units) and [`Series`]: lines, dashed fitted curves, markers, interval bands.
+//! The one routine that draws a [`Figure`] with plotters on any backend (PNG and SVG come from
+//! the same description, so they always agree): the palette, the axes and their ticks, and each
+//! [`Kind`] of series. What a figure shows is computed before it gets here
+//! (`loopscale_analysis::chart_data`); nothing here reads data.
 
 use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::prelude::*;
 
-/// How a series is drawn.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Kind {
-    /// A measured curve.
-    Line,
-    /// A fitted curve.
-    Dashed,
-    /// Measured points.
-    Markers,
-    /// A highlighted point (an optimum): a larger ring.
-    Star,
-    /// A shaded interval (x, lo, hi); `points` is ignored.
-    Band(Vec<(f64, f64, f64)>),
-    /// Points (`points`: a group's mean) with vertical bars (x, lo, hi) through them.
-    ErrorBars(Vec<(f64, f64, f64)>),
-    /// Small, pale points drawn behind the others (the single seeds under their group's mean).
-    Faint,
-}
-
-#[derive(Clone, Debug)]
-pub struct Series {
-    /// Legend entry; `None` keeps it out of the legend.
-    pub name: Option<String>,
-    /// Index into the palette.
-    pub colour: usize,
-    pub kind: Kind,
-    pub points: Vec<(f64, f64)>,
-}
-
-impl Series {
-    pub fn new(name: Option<String>, colour: usize, kind: Kind, points: Vec<(f64, f64)>) -> Series {
-        Series {
-            name,
-            colour,
-            kind,
-            points,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct Panel {
-    pub title: String,
-    pub x_label: String,
-    pub y_label: String,
-    pub log_x: bool,
-    pub log_y: bool,
-    pub series: Vec<Series>,
-    /// Draw a horizontal line at y = 0 (residual plots).
-    pub zero_line: bool,
-}
-
-#[derive(Clone, Debug)]
-pub struct Figure {
-    pub panels: Vec<Panel>,
-    /// Panels per row.
-    pub columns: usize,
-    pub width: u32,
-    pub height: u32,
-}
+use loopscale_chart::{Figure, INK, Kind, Panel, tick};
 
 /// Distinct, colour-blind-friendly colours (Okabe–Ito, then Tableau).
 pub const PALETTE: [RGBColor; 10] = [
@@ -84,30 +24,11 @@ pub const PALETTE: [RGBColor; 10] = [
     RGBColor(188, 189, 34),
 ];
 
-/// Palette index drawn in black (reference marks: the frontier, fitted laws).
-pub const INK: usize = usize::MAX;
-
 pub fn colour(i: usize) -> RGBColor {
     if i == INK {
         RGBColor(30, 30, 30)
     } else {
         PALETTE[i % PALETTE.len()]
-    }
-}
-
-/// Tick label: plain for ordinary magnitudes, `2.5e11` for large or small ones.
-pub fn tick(v: f64) -> String {
-    let a = v.abs();
-    if v == 0.0 {
-        "0".into()
-    } else if (1e-2..1e5).contains(&a) {
-        let s = format!("{v:.3}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        let e = a.log10().floor() as i32;
-        let m = v / 10f64.powi(e);
-        let m = format!("{m:.2}");
-        format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'))
     }
 }
 
