@@ -35,6 +35,7 @@ pub mod labels;
 pub mod law_fit;
 pub mod pivot;
 pub mod record;
+pub mod run_rows;
 pub mod source;
 pub mod tasks;
 pub mod unrolled;
