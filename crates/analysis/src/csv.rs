@@ -14,7 +14,7 @@ use polars::prelude::{
     Column, CsvParseOptions, CsvReadOptions, DataFrame, DataType, PlSmallStr, SerReader,
 };
 
-use super::columns::{opt_f64s, strs};
+use super::columns::{filter_rows, opt_f64s, strs};
 use loopscale_fit::Points;
 
 /// Column names to read; `None` leaves that column out.
@@ -70,43 +70,64 @@ impl CsvColumns {
     }
 }
 
-/// A CSV text as a frame of its cells as written (every column text, each cell and name
-/// trimmed, empty cells empty), with every record as long as the header. A byte-order mark is
-/// dropped; blank lines are skipped.
+/// A CSV text as a frame of its cells as written: every column text, each cell and name
+/// trimmed. A byte-order mark is dropped; blank lines (records whose every cell is empty) are
+/// skipped. A record longer than the header is an error; polars reads a shorter one's missing
+/// cells as empty, as a fit then says by row and column ([`points_of`]).
 pub fn text_frame(text: &str) -> Result<DataFrame> {
     let text = text.trim_start_matches('\u{feff}');
-    if text.lines().all(|l| l.trim().is_empty() || l.starts_with('#')) {
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.starts_with('#'))
+    {
         bail!("empty CSV");
     }
-    let parse = CsvParseOptions::default()
-        .with_comment_prefix(Some("#"))
-        // An empty cell is text; a cell the record lacks is NULL, so a short record is caught.
-        .with_missing_is_null(false);
-    let df = CsvReadOptions::default()
-        .with_has_header(true)
-        // Every column as text: the cells' types are decided by `typed`, with std's parser.
-        .with_infer_schema_length(Some(0))
-        .with_parse_options(parse)
-        .into_reader_with_file_handle(Cursor::new(text.as_bytes()))
-        .finish()
-        .map_err(|e| anyhow!("{e}"))?;
-    let width = df.width();
-    let mut cols = Vec::with_capacity(width);
-    for col in df.columns() {
-        let name = col.name().trim();
-        let cells = col.str()?;
-        if let Some(row) = cells.iter().position(|c| c.is_none()) {
-            let fields = df
-                .columns()
-                .iter()
-                .filter(|c| c.get(row).is_ok_and(|v| !v.is_null()))
-                .count();
-            bail!("row {}: {fields} fields, header has {width}", row + 1);
+    let read = |truncate: bool| {
+        let parse = CsvParseOptions::default()
+            .with_comment_prefix(Some("#"))
+            // Empty cells are empty text, not NULL: the pool's "not yet measured".
+            .with_missing_is_null(false)
+            .with_truncate_ragged_lines(truncate);
+        CsvReadOptions::default()
+            .with_has_header(true)
+            // Every column as text: the cells' types are decided by `typed`, with std's parser.
+            .with_infer_schema_length(Some(0))
+            .with_parse_options(parse)
+            .into_reader_with_file_handle(Cursor::new(text.as_bytes()))
+            .finish()
+    };
+    let df = read(false).map_err(|e| {
+        // polars' word for a long record names a Python option; say what is wrong instead.
+        match read(true) {
+            Ok(header) if e.to_string().contains("more fields") => {
+                anyhow!(
+                    "a record has more fields than the header's {}",
+                    header.width()
+                )
+            }
+            _ => anyhow!("{e}"),
         }
-        let trimmed: Vec<&str> = cells.into_no_null_iter().map(str::trim).collect();
-        cols.push(Column::new(PlSmallStr::from(name), trimmed));
+    })?;
+    let mut cols = Vec::with_capacity(df.width());
+    for col in df.columns() {
+        // polars leaves a quoted name's doubled quotes doubled; a cell's it undoes.
+        let name = col.name().trim().replace("\"\"", "\"");
+        let cells: Vec<&str> = col
+            .str()?
+            .iter()
+            .map(|c| c.unwrap_or_default().trim())
+            .collect();
+        cols.push(Column::new(PlSmallStr::from(name), cells));
     }
-    Ok(DataFrame::new(df.height(), cols)?)
+    let df = DataFrame::new(df.height(), cols)?;
+    let keep: Vec<bool> = (0..df.height())
+        .map(|i| {
+            df.columns()
+                .iter()
+                .any(|c| c.str().is_ok_and(|s| s.get(i) != Some("")))
+        })
+        .collect();
+    filter_rows(&df, &keep)
 }
 
 /// The frame of [`text_frame`] typed: a column whose every cell reads as a number (Rust's
@@ -120,7 +141,8 @@ pub fn typed(frame: &DataFrame, text: &[&str]) -> Result<DataFrame> {
             let name = col.name().as_str();
             let cells = col.str()?;
             let numbers: Option<Vec<Option<f64>>> = cells
-                .into_no_null_iter()
+                .iter()
+                .map(Option::unwrap_or_default)
                 .map(|c| match c {
                     "" => Some(None),
                     c => c.parse::<f64>().ok().map(Some),
@@ -188,7 +210,8 @@ fn numbers(frame: &DataFrame, name: &str) -> Result<Vec<f64>> {
         let cells = col.str()?;
         // A text column: its first cell that is not a number says why.
         let (row, cell) = cells
-            .into_no_null_iter()
+            .iter()
+            .map(Option::unwrap_or_default)
             .enumerate()
             .find(|(_, c)| c.parse::<f64>().is_err())
             .unwrap_or((0, ""));
@@ -232,9 +255,7 @@ pub fn points_of(frame: &DataFrame, cols: &CsvColumns) -> Result<Points> {
             .transpose()
     };
     let text = |name: &Option<String>, default: &Option<String>| -> Result<Option<Vec<String>>> {
-        present(name, default)?
-            .map(|n| strs(frame, &n))
-            .transpose()
+        present(name, default)?.map(|n| strs(frame, &n)).transpose()
     };
     if !has(&cols.loss) {
         bail!("no loss column {:?} (have {header:?})", cols.loss);
@@ -300,10 +321,19 @@ mod tests {
     }
 
     #[test]
-    fn a_record_of_another_length_than_the_header_is_an_error() {
-        let short = records_err("a,b\n1,2\n3\n").unwrap();
-        assert!(short.contains("row 2") && short.contains("1 fields, header has 2"), "{short}");
-        assert!(records_err("a,b\n1,2,3\n").is_some());
+    fn a_long_record_is_an_error_and_a_short_one_has_empty_cells() {
+        let short = records("a,b\n1,2\n3\n").unwrap().1;
+        assert_eq!(short[1], (2, vec!["3".to_string(), "".into()]));
+        let e = format!(
+            "{:#}",
+            parse_points("n,loss\n1,2\n3\n", &CsvColumns::default()).unwrap_err()
+        );
+        assert!(
+            e.contains("row 2") && e.contains("\"loss\" is empty"),
+            "{e}"
+        );
+        let long = records_err("a,b\n1,2\n1,2,3\n").unwrap();
+        assert!(long.contains("more fields than the header's 2"), "{long}");
         assert_eq!(records_err("# only a comment\n").unwrap(), "empty CSV");
     }
 
@@ -326,21 +356,39 @@ mod tests {
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        assert_eq!(numeric, vec!["n", "loss"], "a column with an empty cell is left out");
+        assert_eq!(
+            numeric,
+            vec!["n", "loss"],
+            "a column with an empty cell is left out"
+        );
     }
 
     #[test]
     fn a_bad_or_empty_cell_is_named_by_row_and_column() {
-        let err = |text: &str| format!("{:#}", parse_points(text, &CsvColumns::default()).unwrap_err());
+        let err = |text: &str| {
+            format!(
+                "{:#}",
+                parse_points(text, &CsvColumns::default()).unwrap_err()
+            )
+        };
         let e = err("n,loss\n1,2\n2,x\n");
-        assert!(e.contains("row 2") && e.contains("\"loss\"") && e.contains("\"x\""), "{e}");
+        assert!(
+            e.contains("row 2") && e.contains("\"loss\"") && e.contains("\"x\""),
+            "{e}"
+        );
         let e = err("n,loss\n1,\n2,3\n");
-        assert!(e.contains("row 1") && e.contains("\"loss\"") && e.contains("empty"), "{e}");
+        assert!(
+            e.contains("row 1") && e.contains("\"loss\"") && e.contains("empty"),
+            "{e}"
+        );
     }
 
     #[test]
     fn the_values_are_those_of_std_parse() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/chinchilla_epoch_extracted.csv");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/data/chinchilla_epoch_extracted.csv"
+        );
         let text = std::fs::read_to_string(path).unwrap();
         let frame = typed(&text_frame(&text).unwrap(), &[]).unwrap();
         let (header, records) = records(&text).unwrap();
