@@ -1,7 +1,7 @@
 //! Run stores: a worker's own store, merged into the sweep database. Merging makes the
 //! database's rows equal the run store's, and merging again changes nothing.
 
-use loopscale::store::{NewRun, RunStatus, Store};
+use loopscale::store::{RunStatus, Store};
 use loopscale::train::{RunEnd, RunOutcome};
 
 use crate::common::runs::{eval, new_run, step};

@@ -216,14 +216,19 @@ fn numbers(frame: &DataFrame, name: &str) -> Result<Vec<f64>> {
             .find(|(_, c)| c.parse::<f64>().is_err())
             .unwrap_or((0, ""));
         if cell.is_empty() {
-            bail!("row {}: column {name:?} is empty", row + 1);
+            bail!("row {} below the header: column {name:?} is empty", row + 1);
         }
-        bail!("row {}: column {name:?}: {cell:?} is not a number", row + 1);
+        bail!(
+            "row {} below the header: column {name:?}: {cell:?} is not a number",
+            row + 1
+        );
     }
     opt_f64s(frame, name)?
         .into_iter()
         .enumerate()
-        .map(|(i, v)| v.ok_or_else(|| anyhow!("row {}: column {name:?} is empty", i + 1)))
+        .map(|(i, v)| {
+            v.ok_or_else(|| anyhow!("row {} below the header: column {name:?} is empty", i + 1))
+        })
         .collect()
 }
 
@@ -344,12 +349,12 @@ mod tests {
             &["group"],
         )
         .unwrap();
-        let dtype = |c: &str| frame.column(c).unwrap().dtype().clone();
-        assert_eq!(dtype("n"), DataType::Float64);
-        assert_eq!(dtype("loss"), DataType::Float64);
-        assert_eq!(dtype("name"), DataType::String);
-        assert_eq!(dtype("group"), DataType::String);
-        assert_eq!(dtype("gap"), DataType::Float64);
+        let (number, text) = (DataType::Float64, DataType::String);
+        // n, loss, name, group (a label, though its cells are numbers), gap (one cell empty).
+        assert_eq!(
+            frame.dtypes(),
+            vec![number.clone(), number.clone(), text.clone(), text, number]
+        );
         assert_eq!(strs(&frame, "group").unwrap(), vec!["1e8", "2"]);
         let numeric: Vec<String> = numeric_columns(&frame)
             .unwrap()
