@@ -129,7 +129,7 @@ fn a_sweep_without_seeds_says_its_noise_is_unmeasured_and_a_bad_source_is_named(
 /// A run of width 64 trained on `k` × 4096 tokens (k × 1e12 FLOPs) with seed `seed`.
 fn budget_run(k: u64, seed: u64) -> NewRun {
     TestRun::width(64, seed)
-        .train_tokens(4096 * k)
+        .train(|t| t.tokens = 4096 * k)
         .tokens(4096 * k)
         .flops(1e12 * k as f64)
         .new_run()

@@ -36,7 +36,7 @@ fn tuned_db_of(
         let grid: &[f64] = if i == 0 { &GRID[..4] } else { &GRID };
         for &lr in grid {
             let run = TestRun::seed(0)
-                .lr(lr)
+                .train(|t| t.lr = lr)
                 .d_model(d_model)
                 .variant(variant)
                 .params(1000 * (i as u64 + 1), 900 * 4u64.pow(i as u32))
@@ -64,7 +64,10 @@ fn with_seeds_the_envelope_judges_each_value_by_its_mean_and_keeps_every_seed() 
         (8e-3, [2.03, 2.02, 1.995]),
     ] {
         for (seed, loss) in losses.into_iter().enumerate() {
-            let run = TestRun::seed(seed as u64).lr(lr).tokens(1000).flops(1e12);
+            let run = TestRun::seed(seed as u64)
+                .train(|t| t.lr = lr)
+                .tokens(1000)
+                .flops(1e12);
             runs.push((run.new_run(), loss));
         }
     }
@@ -311,7 +314,7 @@ fn fit_law_batch_reads_the_tuned_batch_size() {
         let c = 1e12 * 10f64.powi(i as i32);
         for batch_size in [2usize, 4, 8, 16, 32, 64, 128] {
             let run = TestRun::seed(0)
-                .batch_size(batch_size)
+                .train(|t| t.batch_size = batch_size)
                 .d_model(d_model)
                 .params(1000, 900 * 4u64.pow(i as u32))
                 .tokens(1000)

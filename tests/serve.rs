@@ -60,7 +60,7 @@ fn serve(source: &Path) -> Server {
 fn run(d_model: usize) -> TestRun {
     TestRun::seed(0)
         .d_model(d_model)
-        .train_tokens(10_000)
+        .train(|t| t.tokens = 10_000)
         .tokens(10_000)
         .flops(1e10)
 }

@@ -1,5 +1,5 @@
 //! Runs for databases built by hand: a run of the default configuration with the few fields
-//! the tests vary (seed, width, training tokens, learning rate, batch size), its registration record, and
+//! the tests vary (seed, width, the training configuration), its registration record, and
 //! the metrics a logged step or evaluation carries, so every test that writes a store builds
 //! its rows the same way.
 
@@ -49,7 +49,7 @@ impl TestRun {
     pub fn width(d_model: usize, seed: u64) -> TestRun {
         TestRun::seed(seed)
             .d_model(d_model)
-            .train_tokens(4096)
+            .train(|t| t.tokens = 4096)
             .tokens(4096)
             .params(1000 * d_model as u64, 900 * d_model as u64)
             .flops(1e12)
@@ -61,21 +61,10 @@ impl TestRun {
         self
     }
 
-    /// The tokens the configuration trains on (`train.tokens`; part of the run's key).
-    pub fn train_tokens(mut self, tokens: u64) -> TestRun {
-        self.config.train.tokens = tokens;
-        self
-    }
-
-    /// The learning rate (`train.lr`).
-    pub fn lr(mut self, lr: f64) -> TestRun {
-        self.config.train.lr = lr;
-        self
-    }
-
-    /// The batch size (`train.batch_size`).
-    pub fn batch_size(mut self, batch_size: usize) -> TestRun {
-        self.config.train.batch_size = batch_size;
+    /// The training configuration changed by `set` (`train.tokens`, which is part of the run's
+    /// key, `train.lr`, `train.batch_size`, ...).
+    pub fn train(mut self, set: impl FnOnce(&mut TrainConfig)) -> TestRun {
+        set(&mut self.config.train);
         self
     }
 
