@@ -222,6 +222,9 @@ pub fn record_finished(
     }
 }
 
+/// A chart's series with its error bars (x, lo, hi).
+pub type BarSeries<'a> = (&'a loopscale::plot::figure::Series, &'a [(f64, f64, f64)]);
+
 /// Each `ErrorBars` series of `series` with its bars: asserts that every bar is the mean ± the
 /// SE of three seeds 0.01 apart (sd 0.01, SE 0.01/√3), that there are `curves` such series of
 /// `each` bars, named with their n, and the seeds drawn pale behind; returns them for the checks
@@ -230,7 +233,7 @@ pub fn assert_bars_of_three_seeds(
     series: &[loopscale::plot::figure::Series],
     curves: usize,
     each: usize,
-) -> Vec<(&loopscale::plot::figure::Series, &[(f64, f64, f64)])> {
+) -> Vec<BarSeries<'_>> {
     use loopscale::plot::figure::Kind;
     let bars: Vec<_> = series
         .iter()
