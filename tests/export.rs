@@ -6,37 +6,17 @@
 use std::path::{Path, PathBuf};
 
 use loopscale::analysis::columns::to_frame;
-use loopscale::config::{DataConfig, RunConfig, TrainConfig};
-use loopscale::model::ModelConfig;
 use loopscale::store::{NewRun, Store};
 use polars::prelude::{DataType, ParquetReader, SerReader};
 
+use crate::common::runs::TestRun;
 use crate::common::{loopscale, record_finished, text};
 
-/// A finished run of width `d_model`.
+/// A finished run of width `d_model`, its FLOPs in proportion.
 fn run(d_model: usize) -> NewRun {
-    let config = RunConfig {
-        data: DataConfig::default(),
-        train: TrainConfig {
-            tokens: 4096,
-            ..TrainConfig::default()
-        },
-        model: ModelConfig {
-            d_model,
-            ..ModelConfig::default()
-        },
-        seed: 0,
-        lineage: None,
-    };
-    NewRun {
-        key: config.key(),
-        variant: None,
-        config,
-        params: 1000 * d_model as u64,
-        non_embedding_params: 900 * d_model as u64,
-        tokens: 4096,
-        flops: 1e12 * d_model as f64,
-    }
+    TestRun::width(d_model, 0)
+        .flops(1e12 * d_model as f64)
+        .new_run()
 }
 
 /// A database of three finished runs, in a fresh directory.

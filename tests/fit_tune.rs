@@ -5,10 +5,9 @@
 
 use loopscale::analysis::envelope::Position;
 use loopscale::analysis::source::{load_frames, load_frames_of};
-use loopscale::config::{DataConfig, RunConfig, TrainConfig};
-use loopscale::model::ModelConfig;
-use loopscale::store::{NewRun, Store};
+use loopscale::store::Store;
 
+use crate::common::runs::TestRun;
 use crate::common::{loopscale, text};
 
 fn eta_star(c: f64) -> f64 {
@@ -36,32 +35,15 @@ fn tuned_db_of(
         let c = 1e11 * 10f64.powi(i as i32);
         let grid: &[f64] = if i == 0 { &GRID[..4] } else { &GRID };
         for &lr in grid {
-            let config = RunConfig {
-                data: DataConfig::default(),
-                train: TrainConfig {
-                    lr,
-                    ..TrainConfig::default()
-                },
-                model: ModelConfig {
-                    d_model,
-                    ..ModelConfig::default()
-                },
-                seed: 0,
-                lineage: None,
-            };
+            let run = TestRun::seed(0)
+                .train(|t| t.lr = lr)
+                .d_model(d_model)
+                .variant(variant)
+                .params(1000 * (i as u64 + 1), 900 * 4u64.pow(i as u32))
+                .tokens(1000)
+                .flops(c);
             let loss = 1.8 + 30.0 * c.powf(-0.1) + 0.05 * (lr / eta_star(c)).ln().powi(2);
-            runs.push((
-                NewRun {
-                    key: config.key(),
-                    variant: variant.map(str::to_string),
-                    config,
-                    params: 1000 * (i as u64 + 1),
-                    non_embedding_params: 900 * 4u64.pow(i as u32),
-                    tokens: 1000,
-                    flops: c,
-                },
-                loss,
-            ));
+            runs.push((run.new_run(), loss));
         }
     }
     crate::common::record_finished(&mut store, "tuned", spec_toml, &runs);
@@ -82,28 +64,11 @@ fn with_seeds_the_envelope_judges_each_value_by_its_mean_and_keeps_every_seed() 
         (8e-3, [2.03, 2.02, 1.995]),
     ] {
         for (seed, loss) in losses.into_iter().enumerate() {
-            let config = RunConfig {
-                data: DataConfig::default(),
-                train: TrainConfig {
-                    lr,
-                    ..TrainConfig::default()
-                },
-                model: ModelConfig::default(),
-                seed: seed as u64,
-                lineage: None,
-            };
-            runs.push((
-                NewRun {
-                    key: config.key(),
-                    variant: None,
-                    config,
-                    params: 1000,
-                    non_embedding_params: 900,
-                    tokens: 1000,
-                    flops: 1e12,
-                },
-                loss,
-            ));
+            let run = TestRun::seed(seed as u64)
+                .train(|t| t.lr = lr)
+                .tokens(1000)
+                .flops(1e12);
+            runs.push((run.new_run(), loss));
         }
     }
     crate::common::record_finished(&mut Store::open(&db).unwrap(), "seeds", "", &runs);
@@ -348,32 +313,14 @@ fn fit_law_batch_reads_the_tuned_batch_size() {
     for (i, d_model) in [64usize, 96, 128, 192].into_iter().enumerate() {
         let c = 1e12 * 10f64.powi(i as i32);
         for batch_size in [2usize, 4, 8, 16, 32, 64, 128] {
-            let config = RunConfig {
-                data: DataConfig::default(),
-                train: TrainConfig {
-                    batch_size,
-                    ..TrainConfig::default()
-                },
-                model: ModelConfig {
-                    d_model,
-                    ..ModelConfig::default()
-                },
-                seed: 0,
-                lineage: None,
-            };
+            let run = TestRun::seed(0)
+                .train(|t| t.batch_size = batch_size)
+                .d_model(d_model)
+                .params(1000, 900 * 4u64.pow(i as u32))
+                .tokens(1000)
+                .flops(c);
             let loss = 2.0 + 0.02 * (batch_size as f64 / b_star(c)).ln().powi(2);
-            runs.push((
-                NewRun {
-                    key: config.key(),
-                    variant: None,
-                    config,
-                    params: 1000,
-                    non_embedding_params: 900 * 4u64.pow(i as u32),
-                    tokens: 1000,
-                    flops: c,
-                },
-                loss,
-            ));
+            runs.push((run.new_run(), loss));
         }
     }
     crate::common::record_finished(&mut store, "batch", "", &runs);

@@ -634,17 +634,8 @@ fn exit_evals_are_stored_per_threshold() {
     use loopscale::train::ExitEvalMetrics;
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
-    let config = gpt_run(2, 1);
-    let key = config.key();
-    let run = loopscale::store::NewRun {
-        key: key.clone(),
-        variant: None,
-        config,
-        params: 1000,
-        non_embedding_params: 900,
-        tokens: 5000,
-        flops: 3e7,
-    };
+    let run = crate::common::runs::TestRun::of(gpt_run(2, 1)).new_run();
+    let key = run.key.clone();
     store.register_sweep("s", "", "s.toml", "", &[run]).unwrap();
     let row = |threshold: f64, mean_loops: f64| ExitEvalMetrics {
         step: 10,

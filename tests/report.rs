@@ -14,6 +14,8 @@ use loopscale::report::{self, Format, Source};
 use loopscale::store::{NewRun, Store};
 use loopscale::train::{EvalMetrics, RunEnd, RunOutcome, StepMetrics};
 
+use crate::common::assert_bars_of_three_seeds;
+
 /// Optimal loops of budget C in the fixture: μ*(C) = 3·(C/1e12)^0.3.
 fn mu_star(c: f64) -> f64 {
     3.0 * (c / 1e12).powf(0.3)
@@ -853,35 +855,6 @@ fn test_time_chart(seeds: usize, task: bool) -> SeededCharts {
         (p.title, p.series, depth.title, depth.series)
     });
     (panel.title, panel.series, task)
-}
-
-/// Each `ErrorBars` series of `series` with its bars: asserts that every bar is the mean ± the
-/// SE of three seeds 0.01 apart (sd 0.01, SE 0.01/√3).
-fn assert_bars_of_three_seeds(series: &[loopscale::chart::Series], curves: usize, each: usize) {
-    use loopscale::chart::Kind;
-    let bars: Vec<_> = series
-        .iter()
-        .filter_map(|s| match &s.kind {
-            Kind::ErrorBars(b) => Some((s, b)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(bars.len(), curves, "one curve of means per configuration");
-    for (s, b) in &bars {
-        assert_eq!(b.len(), each);
-        assert!(s.name.as_deref().unwrap().contains("n = 3"), "{:?}", s.name);
-        for (&(x, lo, hi), &(mx, mean)) in b.iter().zip(&s.points) {
-            assert_eq!(x, mx);
-            assert!(((hi - lo) / 2.0 - 0.01 / 3f64.sqrt()).abs() < 1e-12);
-            assert!(((hi + lo) / 2.0 - mean).abs() < 1e-12);
-        }
-    }
-    let faint: usize = series
-        .iter()
-        .filter(|s| s.kind == Kind::Faint)
-        .map(|s| s.points.len())
-        .sum();
-    assert_eq!(faint, curves * 3 * each, "every seed's point pale behind");
 }
 
 #[test]

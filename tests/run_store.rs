@@ -1,58 +1,10 @@
 //! Run stores: a worker's own store, merged into the sweep database. Merging makes the
 //! database's rows equal the run store's, and merging again changes nothing.
 
-use loopscale::config::RunConfig;
-use loopscale::config::{DataConfig, TrainConfig};
-use loopscale::model::ModelConfig;
-use loopscale::store::{NewRun, RunStatus, Store};
-use loopscale::train::{EvalMetrics, RunEnd, RunOutcome, StepMetrics};
+use loopscale::store::{RunStatus, Store};
+use loopscale::train::{RunEnd, RunOutcome};
 
-fn new_run(seed: u64) -> NewRun {
-    let config = RunConfig {
-        data: DataConfig::default(),
-        train: TrainConfig::default(),
-        model: ModelConfig::default(),
-        seed,
-        lineage: None,
-    };
-    NewRun {
-        key: config.key(),
-        variant: None,
-        config,
-        params: 1000,
-        non_embedding_params: 900,
-        tokens: 5000,
-        flops: 3e7,
-    }
-}
-
-fn step(step: u64, loss: f64) -> StepMetrics {
-    StepMetrics {
-        step,
-        tokens: step * 100,
-        flops: step as f64 * 1e6,
-        train_loss: loss,
-        lr: 1e-3,
-        grad_norm: 0.5,
-        elapsed_seconds: step as f64,
-        state_norm: None,
-        injection_norm: None,
-    }
-}
-
-fn eval(step: u64, loss: f64) -> EvalMetrics {
-    EvalMetrics {
-        step,
-        tokens: step * 100,
-        flops: step as f64 * 1e6,
-        test_loops: None,
-        schedule: None,
-        accuracy: None,
-        position_accuracy: None,
-        val_loss: loss,
-        val_bpb: loss / std::f64::consts::LN_2,
-    }
-}
+use crate::common::runs::{eval, new_run, step};
 
 /// Everything a store holds about one run, as text, for comparing two stores.
 fn dump(store: &Store, key: &str) -> String {

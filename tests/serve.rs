@@ -12,12 +12,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use loopscale::config::{DataConfig, RunConfig, TrainConfig};
-use loopscale::model::ModelConfig;
 use loopscale::serve::{Options, Server};
 use loopscale::store::{NewRun, Store};
 use loopscale::train::{EvalMetrics, RunEnd, RunOutcome, StepMetrics};
 
+use crate::common::runs::{self, TestRun};
 use crate::common::{loopscale, moby_dick_file, text};
 
 /// A response: status, headers (as text) and body.
@@ -57,33 +56,21 @@ fn serve(source: &Path) -> Server {
     .unwrap()
 }
 
-fn config(d_model: usize) -> RunConfig {
-    RunConfig {
-        data: DataConfig::default(),
-        train: TrainConfig {
-            tokens: 10_000,
-            ..TrainConfig::default()
-        },
-        model: ModelConfig {
-            d_model,
-            ..ModelConfig::default()
-        },
-        seed: 0,
-        lineage: None,
-    }
+/// A run of width `d_model` training on 10,000 tokens, recorded with 1e10 FLOPs.
+fn run(d_model: usize) -> TestRun {
+    TestRun::seed(0)
+        .d_model(d_model)
+        .train(|t| t.tokens = 10_000)
+        .tokens(10_000)
+        .flops(1e10)
 }
 
+/// A step at `loss`: 1000 tokens and 1e9 FLOPs a step.
 fn step(s: u64, loss: f64) -> StepMetrics {
     StepMetrics {
-        step: s,
         tokens: 1000 * s,
         flops: 1e9 * s as f64,
-        train_loss: loss,
-        lr: 1e-3,
-        grad_norm: 0.5,
-        elapsed_seconds: s as f64,
-        state_norm: None,
-        injection_norm: None,
+        ..runs::step(s, loss)
     }
 }
 
@@ -96,18 +83,7 @@ fn live_database(dir: &Path) -> (PathBuf, Vec<String>) {
     let mut store = Store::open(&path).unwrap();
     let runs: Vec<NewRun> = [16, 24, 32, 48]
         .into_iter()
-        .map(|d| {
-            let config = config(d);
-            NewRun {
-                key: config.key(),
-                variant: None,
-                config,
-                params: 10_000,
-                non_embedding_params: 8_000,
-                tokens: 10_000,
-                flops: 1e10,
-            }
-        })
+        .map(|d| run(d).params(10_000, 8_000).new_run())
         .collect();
     store
         .register_sweep("live", "a sweep in progress", "live.toml", "", &runs)
@@ -572,16 +548,7 @@ fn a_database_replaced_by_collect_is_read_afresh() {
     let other = {
         let path = other_dir.join("live.sqlite");
         let mut store = Store::open(&path).unwrap();
-        let config = config(64);
-        let run = NewRun {
-            key: config.key(),
-            variant: None,
-            config,
-            params: 1,
-            non_embedding_params: 1,
-            tokens: 10_000,
-            flops: 1e10,
-        };
+        let run = run(64).params(1, 1).new_run();
         store
             .register_sweep("other", "", "other.toml", "", std::slice::from_ref(&run))
             .unwrap();

@@ -1,52 +1,14 @@
 //! The store: refusing files that are not ours, schema versions, transactional run records,
 //! read-only queries, and the sweep lock.
 
-use loopscale::config::RunConfig;
-use loopscale::config::{DataConfig, TrainConfig};
 use loopscale::engine::SweepLock;
-use loopscale::model::ModelConfig;
 use loopscale::store::{
     APPLICATION_ID, FitParamKind, FitParamRecord, FitRecord, NewRun, RunStatus, SCHEMA_VERSION,
     Store, StoreError, Table,
 };
 use loopscale::train::{EvalMetrics, IclError, RunEnd, RunOutcome, StepMetrics, TimeSplit};
 
-fn config(seed: u64) -> RunConfig {
-    RunConfig {
-        data: DataConfig::default(),
-        train: TrainConfig::default(),
-        model: ModelConfig::default(),
-        seed,
-        lineage: None,
-    }
-}
-
-fn new_run(seed: u64) -> NewRun {
-    let config = config(seed);
-    NewRun {
-        key: config.key(),
-        variant: None,
-        config,
-        params: 1000,
-        non_embedding_params: 900,
-        tokens: 5000,
-        flops: 3e7,
-    }
-}
-
-fn step(step: u64, loss: f64) -> StepMetrics {
-    StepMetrics {
-        step,
-        tokens: step * 100,
-        flops: step as f64 * 1e6,
-        train_loss: loss,
-        lr: 1e-3,
-        grad_norm: 0.5,
-        elapsed_seconds: step as f64,
-        state_norm: None,
-        injection_norm: None,
-    }
-}
+use crate::common::runs::{config, new_run, step};
 
 fn outcome() -> RunOutcome {
     RunOutcome {

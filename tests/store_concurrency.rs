@@ -5,45 +5,28 @@
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use loopscale::config::RunConfig;
-use loopscale::config::{DataConfig, TrainConfig};
-use loopscale::model::ModelConfig;
 use loopscale::store::{NewRun, RunStatus, Store};
 use loopscale::train::{RunEnd, RunOutcome, StepMetrics};
+
+use crate::common::runs::{self, TestRun};
 
 const WRITERS: usize = 8;
 const ROWS_PER_WRITER: u64 = 1500;
 
+/// A run of the default configuration, recorded with 1 parameter, 1 token and 1 FLOP.
 fn new_run(seed: u64) -> NewRun {
-    let config = RunConfig {
-        data: DataConfig::default(),
-        train: TrainConfig::default(),
-        model: ModelConfig::default(),
-        seed,
-        lineage: None,
-    };
-    NewRun {
-        key: config.key(),
-        variant: None,
-        config,
-        params: 1,
-        non_embedding_params: 1,
-        tokens: 1,
-        flops: 1.0,
-    }
+    TestRun::seed(seed)
+        .params(1, 1)
+        .tokens(1)
+        .flops(1.0)
+        .new_run()
 }
 
+/// A step at loss 5/step.
 fn step(step: u64) -> StepMetrics {
     StepMetrics {
-        step,
-        tokens: step * 100,
-        flops: step as f64 * 1e6,
-        train_loss: 5.0 / step as f64,
-        lr: 1e-3,
         grad_norm: 1.0,
-        elapsed_seconds: step as f64,
-        state_norm: None,
-        injection_norm: None,
+        ..runs::step(step, 5.0 / step as f64)
     }
 }
 

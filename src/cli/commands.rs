@@ -654,51 +654,58 @@ fn status(file: &Path, db: Option<PathBuf>) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The sweep's progress in FLOPs and its ETA: remaining FLOPs over the FLOP rate one worker has
-/// achieved so far (finished runs, else the running ones), and over the workers running now.
+/// The sweep's progress in FLOPs and its ETA: [`FlopProgress`], the computation the dashboard
+/// makes, over the FLOP rate one worker has achieved so far (finished runs, else the running
+/// ones), with one worker and with the workers running now (runs whose status is running, as
+/// the dashboard counts them).
 fn eta_line(sweep: &Sweep, rows: &[RunRow], live: &HashMap<String, RunProgress>) -> String {
     let by_key: HashMap<&str, &RunRow> = rows.iter().map(|r| (r.key.as_str(), r)).collect();
     let mut progress = FlopProgress::default();
+    let mut workers = 0;
     for run in &sweep.runs {
         let cost = RunCost::of(&run.config);
         match by_key.get(run.key.as_str()) {
-            Some(row) => progress.add(
-                &cost,
-                row.status,
-                row.wall_seconds,
-                row.steps_done,
-                live.get(&row.key),
-            ),
+            Some(row) => {
+                if row.status == RunStatus::Running {
+                    workers += 1;
+                }
+                progress.add(
+                    &cost,
+                    row.status,
+                    row.wall_seconds,
+                    row.steps_done,
+                    live.get(&row.key),
+                )
+            }
             // Not registered yet: all of it is still to do.
             None => progress.total += cost.own_flops,
         }
     }
-    let (total, done, rate) = (progress.total, progress.done, progress.rate());
+    let (total, done) = (progress.total, progress.done);
     let mut line = format!(
         "progress: {:.0}% of the sweep's FLOPs ({} of {})",
         100.0 * done / total.max(1.0),
         si(done),
         si(total)
     );
-    let left = (total - done).max(0.0);
-    if left == 0.0 {
+    if progress.left() == 0.0 {
         return line;
     }
-    if rate > 0.0 {
-        line += &format!(
-            "; {} FLOP/s per worker so far → ETA {} with one worker",
-            si(rate),
-            human_duration(left / rate)
-        );
-        if live.len() > 1 {
+    match (progress.eta_seconds(1), progress.eta_seconds(workers)) {
+        (Some(one), Some(all)) => {
             line += &format!(
-                ", {} with the {} workers running now",
-                human_duration(left / rate / live.len() as f64),
-                live.len()
+                "; {} FLOP/s per worker so far → ETA {} with one worker",
+                si(progress.rate()),
+                human_duration(one)
             );
+            if workers > 1 {
+                line += &format!(
+                    ", {} with the {workers} workers running now",
+                    human_duration(all)
+                );
+            }
         }
-    } else {
-        line += "; no throughput measured yet, so no ETA";
+        _ => line += "; no throughput measured yet, so no ETA",
     }
     line
 }

@@ -1,8 +1,11 @@
 //! Helpers shared by the tests: a slice of the shipped corpus (in memory, or as a file a sweep
 //! can name), an observer that records what a run reports (and can ask it to stop), and the
-//! largest difference between two tensors.
+//! largest difference between two tensors; runs and metrics for databases built by hand
+//! ([`runs`]).
 
 #![allow(dead_code)] // not every helper is used by the tests of every build
+
+pub mod runs;
 
 use loopscale::config::DataConfig;
 use loopscale::train::{Corpus, EvalMetrics, ExitEvalMetrics, IclError, RunObserver, StepMetrics};
@@ -217,4 +220,43 @@ pub fn record_finished(
             .finish_attempt(&run.key, attempt, &[], &[], &outcome)
             .unwrap();
     }
+}
+
+/// A chart's series with its error bars (x, lo, hi).
+pub type BarSeries<'a> = (&'a loopscale::chart::Series, &'a [(f64, f64, f64)]);
+
+/// Each `ErrorBars` series of `series` with its bars: asserts that every bar is the mean ± the
+/// SE of three seeds 0.01 apart (sd 0.01, SE 0.01/√3), that there are `curves` such series of
+/// `each` bars, named with their n, and the seeds drawn pale behind; returns them for the checks
+/// a chart adds of its own.
+pub fn assert_bars_of_three_seeds(
+    series: &[loopscale::chart::Series],
+    curves: usize,
+    each: usize,
+) -> Vec<BarSeries<'_>> {
+    use loopscale::chart::Kind;
+    let bars: Vec<_> = series
+        .iter()
+        .filter_map(|s| match &s.kind {
+            Kind::ErrorBars(b) => Some((s, b.as_slice())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bars.len(), curves, "one curve of means per configuration");
+    for (s, b) in &bars {
+        assert_eq!(b.len(), each);
+        assert!(s.name.as_deref().unwrap().contains("n = 3"), "{:?}", s.name);
+        for (&(x, lo, hi), &(mx, mean)) in b.iter().zip(&s.points) {
+            assert_eq!(x, mx);
+            assert!(((hi - lo) / 2.0 - 0.01 / 3f64.sqrt()).abs() < 1e-12);
+            assert!(((hi + lo) / 2.0 - mean).abs() < 1e-12);
+        }
+    }
+    let faint: usize = series
+        .iter()
+        .filter(|s| s.kind == Kind::Faint)
+        .map(|s| s.points.len())
+        .sum();
+    assert_eq!(faint, curves * 3 * each, "every seed's point pale behind");
+    bars
 }

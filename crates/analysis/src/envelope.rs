@@ -17,9 +17,10 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::columns::{f64s, strs};
+use super::columns::strs;
 use super::frames::Frames;
 use super::groups::{label_without_seed, lookup, without_seed};
+use super::run_rows::{RunConfigs, finished_runs};
 use loopscale_fit::isoflop::{Location, locate};
 use loopscale_fit::noise::{GroupStats, Verdict, compare};
 use loopscale_sweep::check_tune_key;
@@ -126,14 +127,12 @@ fn text(v: Option<&Value>) -> String {
 /// The envelope of `frames` over `keys`, and the frames restricted to its chosen runs.
 pub fn envelope(frames: &Frames, keys: &[String]) -> Result<(Frames, Envelope)> {
     check_tune_keys(keys)?;
-    let runs = &frames.runs;
-    let run_keys = strs(runs, "run_key")?;
-    let loss = f64s(runs, "final_val_loss")?;
-    let (cfg_keys, cfg_json) = (
-        strs(&frames.configs, "run_key")?,
-        strs(&frames.configs, "config_json")?,
-    );
-    let (groups, values) = group_configurations(&run_keys, &cfg_keys, &cfg_json, keys)?;
+    let runs = finished_runs(&frames.runs)?;
+    let run_keys: Vec<String> = runs.iter().map(|r| r.key.clone()).collect();
+    let loss: Vec<f64> = runs.iter().map(|r| r.loss).collect();
+    let configs = RunConfigs::of(&frames.configs)?;
+    let (cfg_keys, cfg_json) = configs.columns();
+    let (groups, values) = group_configurations(&run_keys, cfg_keys, cfg_json, keys)?;
     for (k, key) in keys.iter().enumerate() {
         if !values.iter().any(|v| v[k].is_some()) {
             bail!("--tune {key}: no finished run's configuration has {key}");
@@ -160,11 +159,6 @@ pub fn envelope(frames: &Frames, keys: &[String]) -> Result<(Frames, Envelope)> 
         strs(&restricted.runs, "run_key")?,
         strs(&restricted.runs, "label")?,
     );
-    let (flops, params, tokens) = (
-        f64s(runs, "flops")?,
-        f64s(runs, "non_embedding_params")?,
-        f64s(runs, "tokens")?,
-    );
     let mut configs = Vec::new();
     let mut notes = Vec::new();
     for (((_, idx), &b), vals) in groups.iter().zip(&best).zip(&by_value) {
@@ -184,9 +178,9 @@ pub fn envelope(frames: &Frames, keys: &[String]) -> Result<(Frames, Envelope)> 
             best_run: run_keys[b].clone(),
             runs: idx.len(),
             seeds: vals[0].1.n,
-            flops: flops[b],
-            params: params[b],
-            tokens: tokens[b],
+            flops: runs[b].flops,
+            params: runs[b].non_embedding_params,
+            tokens: runs[b].tokens,
             loss: vals[0].1.mean,
             keys: optima,
         });

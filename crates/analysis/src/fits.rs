@@ -15,6 +15,7 @@ use super::columns::{f64s, strs};
 use super::envelope::{Envelope, Position, column_of};
 use super::frames::Frames;
 use super::law_fit::{BuiltinLaw, FitInput, FitRequest, LawChoice, Source, load};
+use super::run_rows::finished_runs;
 use super::source::{ParamCount, run_points_of};
 use loopscale_fit::bootstrap::percentile_interval;
 use loopscale_fit::hyper::fit_optimum_law;
@@ -336,9 +337,9 @@ fn isoflop_fit(frames: &Frames, axis: IsoflopAxis) -> Result<IsoflopFit, String>
 fn isoflop_fit_inner(frames: &Frames, axis: IsoflopAxis) -> Result<Result<IsoflopFit, String>> {
     let (runs, gpt) = super::source::isoflop_runs(&frames.runs, axis)?;
     // The GPT runs left out, as (FLOPs, loss): each budget's fixed-depth reference.
-    let gpt_runs: Vec<(f64, f64)> = f64s(&gpt, "flops")?
-        .into_iter()
-        .zip(f64s(&gpt, "final_val_loss")?)
+    let gpt_runs: Vec<(f64, f64)> = finished_runs(&gpt)?
+        .iter()
+        .map(|r| (r.flops, r.loss))
         .collect();
     let gpt_loss_at = |flops: f64| -> Option<f64> {
         let near: Vec<f64> = gpt_runs
@@ -605,10 +606,8 @@ fn parcae_unified_fit(frames: &Frames) -> Result<ParcaeFit, String> {
 
 /// Fitted value and residual (observed − fitted) of each run for the compute law.
 pub fn compute_residuals(runs: &DataFrame, fit: &ComputeFit) -> Result<Vec<(f64, f64)>> {
-    let c = f64s(runs, "flops")?;
-    let l = f64s(runs, "final_val_loss")?;
-    Ok(c.iter()
-        .zip(&l)
-        .map(|(&c, &l)| (c, l - fit.predict(c)))
+    Ok(finished_runs(runs)?
+        .iter()
+        .map(|r| (r.flops, r.loss - fit.predict(r.flops)))
         .collect())
 }

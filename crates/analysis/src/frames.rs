@@ -5,8 +5,9 @@
 use anyhow::{Context, Result};
 use polars::prelude::{Column, DataFrame};
 
-use super::columns::{f64s, filter_rows, strs, to_frame};
+use super::columns::{filter_rows, strs, to_frame};
 use super::labels::run_labels;
+use super::run_rows::{RunConfigs, finished_runs};
 use super::tasks::{AccuracyPoint, IclPoint, accuracy_points, icl_points};
 use loopscale_fit::compute_frontier;
 use loopscale_store::{ColumnData, Columns, Store, Table};
@@ -177,19 +178,16 @@ impl Frames {
         };
         // The frontier among the kept runs, per sweep: the runs no kept run of the same sweep
         // beats with the same or fewer FLOPs.
-        let (sweeps, flops, loss) = (
-            strs(&runs, "sweep")?,
-            f64s(&runs, "flops")?,
-            f64s(&runs, "final_val_loss")?,
-        );
+        let sweeps = strs(&runs, "sweep")?;
+        let rows = finished_runs(&runs)?;
         let mut on_frontier = vec![false; runs.height()];
         let mut names = sweeps.clone();
         names.sort();
         names.dedup();
         for name in names {
             let idx: Vec<usize> = (0..sweeps.len()).filter(|&i| sweeps[i] == name).collect();
-            let c: Vec<f64> = idx.iter().map(|&i| flops[i]).collect();
-            let l: Vec<f64> = idx.iter().map(|&i| loss[i]).collect();
+            let c: Vec<f64> = idx.iter().map(|&i| rows[i].flops).collect();
+            let l: Vec<f64> = idx.iter().map(|&i| rows[i].loss).collect();
             for j in compute_frontier(&c, &l) {
                 on_frontier[idx[j]] = true;
             }
@@ -238,19 +236,16 @@ impl Frames {
 
 /// N(μ) of every looped run of `runs`, from the stored configurations (see [`Frames::unrolled`]).
 fn unrolled_frame(runs: &DataFrame, configs: &DataFrame) -> Result<DataFrame> {
-    let (keys, mus) = (
-        strs(runs, "run_key")?,
-        super::columns::opt_f64s(runs, "mean_recurrence")?,
-    );
-    let (cfg_keys, cfg_json) = (strs(configs, "run_key")?, strs(configs, "config_json")?);
+    let configs = RunConfigs::of(configs)?;
     let mut out_keys = Vec::new();
     let mut out_n: Vec<Option<f64>> = Vec::new();
-    for (key, mu) in keys.iter().zip(mus) {
-        let Some(mu) = mu else { continue };
-        let n = cfg_keys
-            .iter()
-            .position(|k| k == key)
-            .and_then(|j| super::unrolled::model_config(&cfg_json[j]).ok())
+    for run in finished_runs(runs)? {
+        let Some(mu) = run.mean_recurrence else {
+            continue;
+        };
+        let n = configs
+            .get(&run.key)
+            .and_then(|json| super::unrolled::model_config(json).ok())
             .filter(|m| m.arch == loopscale_model::Arch::Looped)
             .map(|m| {
                 super::unrolled::unrolled_params(
@@ -260,7 +255,7 @@ fn unrolled_frame(runs: &DataFrame, configs: &DataFrame) -> Result<DataFrame> {
                     super::unrolled::ParamCount::NonEmbedding,
                 )
             });
-        out_keys.push(key.clone());
+        out_keys.push(run.key);
         out_n.push(n);
     }
     Ok(DataFrame::new(

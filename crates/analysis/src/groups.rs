@@ -12,8 +12,9 @@ use anyhow::Result;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::columns::{f64s, strs};
+use super::columns::strs;
 use super::frames::Frames;
+use super::run_rows::{RunConfigs, finished_runs};
 use loopscale_fit::noise::{Comparison, GroupStats, compare, pooled_variance};
 
 /// One replicate group of finished runs.
@@ -48,19 +49,16 @@ pub struct Ranked {
 
 /// The groups of the finished runs in `frames`, in the order their first run appears.
 pub fn replicate_groups(frames: &Frames) -> Result<Vec<ReplicateGroup>> {
-    let keys = strs(&frames.runs, "run_key")?;
+    let runs = finished_runs(&frames.runs)?;
     let labels = strs(&frames.runs, "label")?;
-    let losses = f64s(&frames.runs, "final_val_loss")?;
-    let flops = f64s(&frames.runs, "flops")?;
-    let tokens = f64s(&frames.runs, "tokens")?;
-    let config_keys = strs(&frames.configs, "run_key")?;
-    let config_json = strs(&frames.configs, "config_json")?;
+    let configs = RunConfigs::of(&frames.configs)?;
     let mut groups: Vec<ReplicateGroup> = Vec::new();
-    for (i, key) in keys.iter().enumerate() {
-        let Some(at) = config_keys.iter().position(|k| k == key) else {
+    for (i, run) in runs.iter().enumerate() {
+        let key = &run.key;
+        let Some(text) = configs.get(key) else {
             continue;
         };
-        let Ok(mut config) = serde_json::from_str::<Value>(&config_json[at]) else {
+        let Ok(mut config) = serde_json::from_str::<Value>(text) else {
             continue;
         };
         let seed = config.get("seed").and_then(Value::as_u64).unwrap_or(0);
@@ -68,7 +66,7 @@ pub fn replicate_groups(frames: &Frames) -> Result<Vec<ReplicateGroup>> {
         let member = |g: &mut ReplicateGroup| {
             g.run_keys.push(key.clone());
             g.seeds.push(seed);
-            g.losses.push(losses[i]);
+            g.losses.push(run.loss);
         };
         match groups.iter_mut().find(|g| g.config == config) {
             Some(g) => member(g),
@@ -79,7 +77,7 @@ pub fn replicate_groups(frames: &Frames) -> Result<Vec<ReplicateGroup>> {
                     run_keys: Vec::new(),
                     seeds: Vec::new(),
                     losses: Vec::new(),
-                    stats: GroupStats::of(&[losses[i]]).unwrap_or(GroupStats {
+                    stats: GroupStats::of(&[run.loss]).unwrap_or(GroupStats {
                         n: 0,
                         mean: f64::NAN,
                         sd: None,
@@ -87,8 +85,8 @@ pub fn replicate_groups(frames: &Frames) -> Result<Vec<ReplicateGroup>> {
                         min: f64::NAN,
                         max: f64::NAN,
                     }),
-                    flops: flops[i],
-                    tokens: tokens[i],
+                    flops: run.flops,
+                    tokens: run.tokens,
                 };
                 member(&mut g);
                 groups.push(g);

@@ -15,8 +15,9 @@
 //! of each configuration of a tuned sweep (`--tune train.lr`) for every law and chart.
 //!
 //! Data flows one way through these files (`tests/layering.rs` checks it): [`columns`],
-//! [`labels`], [`unrolled`], [`tasks`] and [`budgets`] use no other analysis file; [`frames`]
-//! uses those; [`envelope`] and [`csv`] the frames; [`source`] the envelope; [`written`] (laws
+//! [`labels`], [`unrolled`], [`tasks`] and [`budgets`] use no other analysis file; [`run_rows`]
+//! (the runs frame's columns read once into typed rows) and [`csv`] (a CSV file as a typed
+//! frame, and its points) use [`columns`]; [`frames`] uses those; [`envelope`] the frames; [`source`] the envelope; [`written`] (laws
 //! written as expressions: their specs and columns) the sources; [`law_fit`] the sources, the
 //! written laws and the record; [`fits`] the sources and the orchestrator. [`export`] (a query,
 //! table or view written as Parquet or CSV) uses [`columns`] only. [`group_points`] (charts'
@@ -40,6 +41,7 @@ pub mod labels;
 pub mod law_fit;
 pub mod pivot;
 pub mod record;
+pub mod run_rows;
 pub mod source;
 pub mod tasks;
 pub mod unrolled;

@@ -9,6 +9,7 @@ use super::columns::{f64s, filter_rows, opt_f64s, strs};
 use super::csv::{CsvColumns, read_points};
 use super::envelope::{Envelope, envelope};
 use super::frames::Frames;
+use super::run_rows::{FinishedRun, RunConfigs, finished_runs};
 pub use super::unrolled::{ParamCount, model_config, unrolled_params};
 use loopscale_fit::{IsoflopAxis, Points};
 use loopscale_store::Store;
@@ -130,24 +131,18 @@ pub fn run_points_of(runs: &DataFrame, n: ParamCount) -> Result<Points> {
     if runs.height() == 0 {
         bail!("no finished runs");
     }
-    let loops = opt_f64s(runs, "mean_recurrence")?;
-    let looped = loops.iter().all(Option::is_some);
+    let runs = finished_runs(runs)?;
+    let looped = runs.iter().all(|r| r.mean_recurrence.is_some());
+    let of = |f: fn(&FinishedRun) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
     Ok(Points {
-        n: Some(f64s(
-            runs,
-            if n == ParamCount::Total {
-                "params"
-            } else {
-                "non_embedding_params"
-            },
-        )?),
-        d: Some(f64s(runs, "tokens")?),
-        c: Some(f64s(runs, "flops")?),
-        loss: f64s(runs, "final_val_loss")?,
-        loops: looped.then(|| loops.iter().map(|l| l.unwrap_or(1.0)).collect()),
+        n: Some(runs.iter().map(|r| r.n(n)).collect()),
+        d: Some(of(|r| r.tokens)),
+        c: Some(of(|r| r.flops)),
+        loss: of(|r| r.loss),
+        loops: looped.then(|| of(FinishedRun::loops)),
         test_loops: None,
         group: None,
-        curve: Some(strs(runs, "run_key")?),
+        curve: Some(runs.iter().map(|r| r.key.clone()).collect()),
     })
 }
 
@@ -157,9 +152,9 @@ pub fn run_points_of(runs: &DataFrame, n: ParamCount) -> Result<Points> {
 /// and a GPT at the same budget is another model (the report sets it beside them instead). Over
 /// parameters, or tokens in a sweep without looped runs: every run.
 pub fn isoflop_runs(runs: &DataFrame, axis: IsoflopAxis) -> Result<(DataFrame, DataFrame)> {
-    let looped: Vec<bool> = opt_f64s(runs, "mean_recurrence")?
+    let looped: Vec<bool> = finished_runs(runs)?
         .iter()
-        .map(Option::is_some)
+        .map(|r| r.mean_recurrence.is_some())
         .collect();
     let only_looped = match axis {
         IsoflopAxis::Loops => true,
@@ -233,16 +228,14 @@ pub fn looped_with_unrolled(
     frames: &Frames,
     n: ParamCount,
 ) -> Result<(Vec<usize>, Vec<f64>, usize)> {
-    let runs = &frames.runs;
-    let keys = strs(runs, "run_key")?;
+    let runs = finished_runs(&frames.runs)?;
     let (u_keys, u_n) = (
         strs(&frames.unrolled, "run_key")?,
         opt_f64s(&frames.unrolled, "unrolled_params")?,
     );
-    let params = f64s(runs, "params")?;
-    let non_embedding = f64s(runs, "non_embedding_params")?;
     let (mut rows, mut unrolled) = (Vec::new(), Vec::new());
-    for (i, key) in keys.iter().enumerate() {
+    for (i, run) in runs.iter().enumerate() {
+        let key = &run.key;
         let Some(j) = u_keys.iter().position(|k| k == key) else {
             continue;
         };
@@ -254,10 +247,10 @@ pub fn looped_with_unrolled(
         rows.push(i);
         unrolled.push(match n {
             ParamCount::NonEmbedding => nu,
-            ParamCount::Total => nu + params[i] - non_embedding[i],
+            ParamCount::Total => nu + run.params - run.non_embedding_params,
         });
     }
-    let gpt = keys.len() - rows.len();
+    let gpt = runs.len() - rows.len();
     Ok((rows, unrolled, gpt))
 }
 
@@ -286,18 +279,18 @@ pub fn parcae_points(
 /// The points of Parcae's training law in `frames` (empty without looped runs), and the number
 /// of GPT runs left out.
 pub fn parcae_points_of(frames: &Frames, n: ParamCount) -> Result<(Points, usize)> {
-    let runs = &frames.runs;
+    let runs = finished_runs(&frames.runs)?;
     let (rows, unrolled, gpt) = looped_with_unrolled(frames, n)?;
-    let pick = |v: Vec<f64>| rows.iter().map(|&i| v[i]).collect::<Vec<_>>();
-    let keys = strs(runs, "run_key")?;
+    let pick = |f: fn(&FinishedRun) -> f64| rows.iter().map(|&i| f(&runs[i])).collect::<Vec<_>>();
     Ok((
         Points {
             n: Some(unrolled),
-            d: Some(pick(f64s(runs, "tokens")?)),
-            c: Some(pick(f64s(runs, "flops")?)),
-            loss: pick(f64s(runs, "final_val_loss")?),
-            loops: Some(pick(f64s(runs, "mean_recurrence")?)),
-            curve: Some(rows.iter().map(|&i| keys[i].clone()).collect()),
+            d: Some(pick(|r| r.tokens)),
+            c: Some(pick(|r| r.flops)),
+            loss: pick(|r| r.loss),
+            // Every row here is a looped run's.
+            loops: Some(pick(|r| r.mean_recurrence.unwrap_or(f64::NAN))),
+            curve: Some(rows.iter().map(|&i| runs[i].key.clone()).collect()),
             ..Points::default()
         },
         gpt,
@@ -329,12 +322,7 @@ pub fn parcae_unified_points(
 /// looped runs), and the number of GPT runs left out.
 pub fn parcae_unified_points_of(frames: &Frames, n: ParamCount) -> Result<(Points, usize)> {
     let (rows, unrolled, gpt) = looped_with_unrolled(frames, n)?;
-    let run_keys = strs(&frames.runs, "run_key")?;
-    let (tokens, flops, mu) = (
-        f64s(&frames.runs, "tokens")?,
-        f64s(&frames.runs, "flops")?,
-        f64s(&frames.runs, "mean_recurrence")?,
-    );
+    let runs = finished_runs(&frames.runs)?;
     let tt = &frames.test_time;
     let (keys, t, loss) = (
         strs(tt, "run_key")?,
@@ -351,14 +339,17 @@ pub fn parcae_unified_points_of(frames: &Frames, n: ParamCount) -> Result<(Point
         ..Points::default()
     };
     for (r, key) in keys.iter().enumerate() {
-        let Some(k) = rows.iter().position(|&i| run_keys[i] == *key) else {
+        let Some(k) = rows.iter().position(|&i| runs[i].key == *key) else {
             continue;
         };
-        let i = rows[k];
+        let run = &runs[rows[k]];
         p.n.as_mut().unwrap().push(unrolled[k]);
-        p.d.as_mut().unwrap().push(tokens[i]);
-        p.c.as_mut().unwrap().push(flops[i]);
-        p.loops.as_mut().unwrap().push(mu[i]);
+        p.d.as_mut().unwrap().push(run.tokens);
+        p.c.as_mut().unwrap().push(run.flops);
+        p.loops
+            .as_mut()
+            .unwrap()
+            .push(run.mean_recurrence.unwrap_or(f64::NAN));
         p.test_loops.as_mut().unwrap().push(t[r]);
         p.curve.as_mut().unwrap().push(key.clone());
         p.loss.push(loss[r]);
@@ -423,54 +414,44 @@ pub fn run_columns(
         let v: Vec<f64> = v.f64()?.into_no_null_iter().collect();
         out.push((col.name().to_string(), v));
     }
-    let loops = opt_f64s(runs, "mean_recurrence")?;
-    let params = f64s(runs, "params")?;
-    let non_embedding = f64s(runs, "non_embedding_params")?;
-    let big_n = if n == ParamCount::Total {
-        params.clone()
-    } else {
-        non_embedding.clone()
-    };
-    let keys = strs(runs, "run_key")?;
-    let config_keys_of = strs(&frames.configs, "run_key")?;
-    let config_text = strs(&frames.configs, "config_json")?;
+    let rows = finished_runs(runs)?;
+    let big_n: Vec<f64> = rows.iter().map(|r| r.n(n)).collect();
+    let configs = RunConfigs::of(&frames.configs)?;
     let config = |k: &str| -> Result<serde_json::Value> {
-        let i = config_keys_of
-            .iter()
-            .position(|c| c == k)
+        let text = configs
+            .get(k)
             .ok_or_else(|| anyhow::anyhow!("run {k} has no stored configuration"))?;
-        serde_json::from_str(&config_text[i])
+        serde_json::from_str(text)
             .with_context(|| format!("run {k}: its stored configuration is not JSON"))
     };
     let (mut n_once, mut n_rec) = (Vec::new(), Vec::new());
-    for (i, key) in keys.iter().enumerate() {
-        let model = match loops[i] {
+    for (i, row) in rows.iter().enumerate() {
+        let key = &row.key;
+        let model = match row.mean_recurrence {
             Some(_) => Some(
                 model_config(&config(key)?.to_string())
                     .with_context(|| format!("run {key}: reading its model"))?,
             ),
             None => None,
         };
-        let (once, rec) =
-            once_and_per_loop(model.as_ref(), big_n[i], params[i] - non_embedding[i], n);
+        let embedding = row.params - row.non_embedding_params;
+        let (once, rec) = once_and_per_loop(model.as_ref(), big_n[i], embedding, n);
         n_once.push(once);
         n_rec.push(rec);
     }
+    let of = |f: fn(&FinishedRun) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
     let mut named = vec![
-        ("loss".to_string(), f64s(runs, "final_val_loss")?),
+        ("loss".to_string(), of(|r| r.loss)),
         ("N".to_string(), big_n),
-        ("D".to_string(), f64s(runs, "tokens")?),
-        ("C".to_string(), f64s(runs, "flops")?),
-        (
-            "r".to_string(),
-            loops.iter().map(|l| l.unwrap_or(1.0)).collect(),
-        ),
+        ("D".to_string(), of(|r| r.tokens)),
+        ("C".to_string(), of(|r| r.flops)),
+        ("r".to_string(), of(FinishedRun::loops)),
         ("n_once".to_string(), n_once),
         ("n_rec".to_string(), n_rec),
     ];
     for key in config_keys {
-        let mut v = Vec::with_capacity(keys.len());
-        for run in &keys {
+        let mut v = Vec::with_capacity(rows.len());
+        for run in rows.iter().map(|r| &r.key) {
             let cfg = config(run)?;
             let x = super::groups::lookup(&cfg, key)
                 .and_then(|x| x.as_f64())
