@@ -67,6 +67,18 @@ pub fn se_over(curves: &[GroupCurve]) -> String {
 /// One x and the seeds' (x, y) there.
 type Seeds = (f64, Vec<(f64, f64)>);
 
+/// Each run's label by its key (the key itself for a run the frames do not list): how a group
+/// curve is named after its first run.
+pub fn run_labels(frames: &Frames) -> Result<impl Fn(&str) -> String + '_> {
+    let (run_keys, labels) = (strs(&frames.runs, "run_key")?, strs(&frames.runs, "label")?);
+    Ok(move |k: &str| {
+        run_keys
+            .iter()
+            .position(|r| r == k)
+            .map_or_else(|| k.to_string(), |i| labels[i].clone())
+    })
+}
+
 /// `rows` (run key, x, y) gathered by the replicate groups of `groups`: per group, at each x
 /// (equal within a relative 1e-9), the mean and SE of its seeds' y. A run in no group is a
 /// group of its own, labelled by `label_of` of its key.
@@ -164,13 +176,7 @@ pub fn test_time_curves(frames: &Frames) -> Result<Vec<GroupCurve>> {
     let rows: Vec<(String, f64, f64)> = (0..keys.len())
         .map(|r| (keys[r].clone(), t[r], l[r]))
         .collect();
-    let (run_keys, labels) = (strs(&frames.runs, "run_key")?, strs(&frames.runs, "label")?);
-    let label_of = |k: &str| {
-        run_keys
-            .iter()
-            .position(|r| r == k)
-            .map_or_else(|| k.to_string(), |i| labels[i].clone())
-    };
+    let label_of = run_labels(frames)?;
     Ok(group_curves(&groups, &rows, label_of))
 }
 

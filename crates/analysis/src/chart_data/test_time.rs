@@ -6,7 +6,9 @@ use super::shared::{Built, extent, per_run, run_colour};
 use crate::columns::{f64s, strs};
 use crate::fits::ReportFits;
 use crate::frames::Frames;
-use crate::group_points::{GroupCurve, group_curves, se_caption, seeds_measured, test_time_curves};
+use crate::group_points::{
+    GroupCurve, group_curves, run_labels, se_caption, seeds_measured, test_time_curves,
+};
 use crate::groups::{ReplicateGroup, replicate_groups};
 use loopscale_chart::{Figure, Kind, Panel, Series, tick};
 
@@ -159,13 +161,7 @@ fn grouped_budget(frames: &Frames, groups: &[ReplicateGroup], (m_min, m_max): (f
             names.push(s);
         }
     }
-    let (run_keys, labels) = (strs(&frames.runs, "run_key")?, strs(&frames.runs, "label")?);
-    let label_of = |k: &str| {
-        run_keys
-            .iter()
-            .position(|r| r == k)
-            .map_or_else(|| k.to_string(), |i| labels[i].clone())
-    };
+    let label_of = run_labels(frames)?;
     let mut series = Vec::new();
     let mut all: Vec<GroupCurve> = Vec::new();
     for name in names {
@@ -173,7 +169,7 @@ fn grouped_budget(frames: &Frames, groups: &[ReplicateGroup], (m_min, m_max): (f
             .filter(|&r| schedules[r] == name && l[r].is_finite())
             .map(|r| (keys[r].clone(), m[r], l[r]))
             .collect();
-        for (j, c) in group_curves(groups, &rows, label_of)
+        for (j, c) in group_curves(groups, &rows, &label_of)
             .into_iter()
             .enumerate()
         {
@@ -192,7 +188,7 @@ fn grouped_budget(frames: &Frames, groups: &[ReplicateGroup], (m_min, m_max): (f
             all.push(c);
         }
     }
-    let arch = strs(&frames.runs, "arch")?;
+    let (run_keys, arch) = (strs(&frames.runs, "run_key")?, strs(&frames.runs, "arch")?);
     for (i, g) in groups.iter().enumerate() {
         let gpt = g.run_keys.iter().any(|k| {
             run_keys

@@ -8,7 +8,7 @@ use super::seeds::{banded, barred, group_colour, sweep_has_seeds};
 use super::shared::{Built, per_run};
 use crate::columns::{f64s, opt_f64s, strs};
 use crate::frames::Frames;
-use crate::group_points::{GroupCurve, group_curves, se_over};
+use crate::group_points::{GroupCurve, group_curves, run_labels, se_over};
 use crate::groups::{ReplicateGroup, replicate_groups};
 use loopscale_chart::{Figure, Kind, Panel, Series};
 
@@ -101,13 +101,7 @@ fn curves_of(
         .filter(|&r| xs[r].is_finite() && ys[r].is_finite())
         .map(|r| (keys[r].clone(), xs[r], ys[r]))
         .collect();
-    let (run_keys, labels) = (strs(&frames.runs, "run_key")?, strs(&frames.runs, "label")?);
-    let label_of = |k: &str| {
-        run_keys
-            .iter()
-            .position(|r| r == k)
-            .map_or_else(|| k.to_string(), |i| labels[i].clone())
-    };
+    let label_of = run_labels(frames)?;
     Ok(group_curves(groups, &rows, label_of))
 }
 
