@@ -237,6 +237,7 @@ TASK_ACCURACY = "SELECT r.variant, r.n_layers, r.mean_recurrence AS L, e.test_lo
 p-hop-depth: build
 	./target/release/loopscale run sweeps/p_hop_depth.toml --jobs $(JOBS)
 	./target/release/loopscale sql results/p_hop_depth.sqlite $(TASK_ACCURACY)
+	./target/release/loopscale compare sweeps/p_hop_depth.toml --metric accuracy
 	./target/release/loopscale fit results/p_hop_depth.sqlite --law depth
 	./target/release/loopscale report sweeps/p_hop_depth.toml
 p-hop-hard: build

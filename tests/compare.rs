@@ -124,6 +124,15 @@ fn a_sweep_without_seeds_says_its_noise_is_unmeasured_and_a_bad_source_is_named(
     let out = loopscale(&["compare", "no/such.sqlite"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("no/such.sqlite"), "{}", text(&out));
+
+    // Text runs have no accuracy: comparing them by it is refused, saying what to do instead.
+    let out = loopscale(&["compare", db.to_str().unwrap(), "--metric", "accuracy"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("has an accuracy") && text(&out).contains("--metric loss"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// A run of width 64 trained on `k` × 4096 tokens (k × 1e12 FLOPs) with seed `seed`.

@@ -278,9 +278,32 @@ pub struct CompareArgs {
     /// best of all.
     #[arg(long, value_name = "KEY")]
     pub within: Vec<String>,
+    /// What each run contributes to its group: its final validation loss (lower is better), or,
+    /// for task runs (p-hop, addition), its accuracy at the training depth at its last
+    /// evaluation (higher is better; runs without one are left out).
+    #[arg(long, value_enum, default_value = "loss")]
+    pub metric: CompareMetric,
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `loopscale compare --metric`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompareMetric {
+    /// Final validation loss.
+    Loss,
+    /// Final accuracy at the training depth (task runs).
+    Accuracy,
+}
+
+impl From<CompareMetric> for crate::analysis::groups::Metric {
+    fn from(m: CompareMetric) -> Self {
+        match m {
+            CompareMetric::Loss => crate::analysis::groups::Metric::ValLoss,
+            CompareMetric::Accuracy => crate::analysis::groups::Metric::Accuracy,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

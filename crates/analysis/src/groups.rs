@@ -27,7 +27,8 @@ pub struct ReplicateGroup {
     pub config: Value,
     pub run_keys: Vec<String>,
     pub seeds: Vec<u64>,
-    /// Final validation losses, one per seed, in the order of `seeds`.
+    /// The metric's values, one per seed, in the order of `seeds`: final validation losses
+    /// unless the groups were made by another [`Metric`].
     pub losses: Vec<f64>,
     pub stats: GroupStats,
     /// Training FLOPs and tokens (the runs' mean; equal within a group unless budgets differ).
@@ -47,15 +48,55 @@ pub struct Ranked {
     pub best_label: String,
 }
 
-/// The groups of the finished runs in `frames`, in the order their first run appears.
+/// What a replicate group summarises over its seeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// A finished run's final validation loss (lower is better).
+    ValLoss,
+    /// A task run's accuracy at its training depth at its last evaluation (higher is better);
+    /// runs without one (text runs) are left out.
+    Accuracy,
+}
+
+impl Metric {
+    pub fn higher_is_better(self) -> bool {
+        self == Metric::Accuracy
+    }
+
+    /// The metric in words, for captions.
+    pub fn words(self) -> &'static str {
+        match self {
+            Metric::ValLoss => "final validation loss",
+            Metric::Accuracy => "final accuracy at the training depth",
+        }
+    }
+}
+
+/// The groups of the finished runs in `frames` by final validation loss, in the order their
+/// first run appears.
 pub fn replicate_groups(frames: &Frames) -> Result<Vec<ReplicateGroup>> {
+    replicate_groups_of(frames, Metric::ValLoss)
+}
+
+/// The groups of the finished runs in `frames` that have `metric`, summarised by it.
+pub fn replicate_groups_of(frames: &Frames, metric: Metric) -> Result<Vec<ReplicateGroup>> {
+    let accuracy: std::collections::HashMap<&str, f64> = frames
+        .accuracy
+        .iter()
+        .filter(|p| p.test_loops.is_none())
+        .map(|p| (p.run_key.as_str(), p.accuracy))
+        .collect();
     let runs = finished_runs(&frames.runs)?;
     let labels = strs(&frames.runs, "label")?;
     let configs = RunConfigs::of(&frames.configs)?;
     let mut groups: Vec<ReplicateGroup> = Vec::new();
     for (i, run) in runs.iter().enumerate() {
         let key = &run.key;
-        let Some(text) = configs.get(key) else {
+        let value = match metric {
+            Metric::ValLoss => Some(run.loss),
+            Metric::Accuracy => accuracy.get(key.as_str()).copied(),
+        };
+        let (Some(value), Some(text)) = (value, configs.get(key)) else {
             continue;
         };
         let Ok(mut config) = serde_json::from_str::<Value>(text) else {
@@ -66,7 +107,7 @@ pub fn replicate_groups(frames: &Frames) -> Result<Vec<ReplicateGroup>> {
         let member = |g: &mut ReplicateGroup| {
             g.run_keys.push(key.clone());
             g.seeds.push(seed);
-            g.losses.push(run.loss);
+            g.losses.push(value);
         };
         match groups.iter_mut().find(|g| g.config == config) {
             Some(g) => member(g),
@@ -77,7 +118,7 @@ pub fn replicate_groups(frames: &Frames) -> Result<Vec<ReplicateGroup>> {
                     run_keys: Vec::new(),
                     seeds: Vec::new(),
                     losses: Vec::new(),
-                    stats: GroupStats::of(&[run.loss]).unwrap_or(GroupStats {
+                    stats: GroupStats::of(&[value]).unwrap_or(GroupStats {
                         n: 0,
                         mean: f64::NAN,
                         sd: None,
@@ -185,6 +226,12 @@ fn compact(text: &str) -> String {
 /// Groups ranked by mean within blocks of equal `within` values, each compared with its
 /// block's best (lowest mean loss).
 pub fn rank_within(groups: &[ReplicateGroup], within: &[String]) -> Vec<Ranked> {
+    rank_within_by(groups, within, Metric::ValLoss)
+}
+
+/// [`rank_within`] for groups summarised by `metric`: the best is the highest mean where higher
+/// is better, and the verdicts say ahead or behind accordingly.
+pub fn rank_within_by(groups: &[ReplicateGroup], within: &[String], metric: Metric) -> Vec<Ranked> {
     let block_of = |g: &ReplicateGroup| -> String {
         within
             .iter()
@@ -203,13 +250,24 @@ pub fn rank_within(groups: &[ReplicateGroup], within: &[String]) -> Vec<Ranked> 
     let mut out = Vec::new();
     for (block, mut members) in blocks {
         members.sort_by(|a, b| a.stats.mean.total_cmp(&b.stats.mean));
+        if metric.higher_is_better() {
+            members.reverse();
+        }
         let best = members[0];
+        let against = |g: &ReplicateGroup| {
+            let c = compare(&g.stats, &best.stats);
+            if metric.higher_is_better() {
+                c.higher_is_better()
+            } else {
+                c
+            }
+        };
         for (rank, g) in members.iter().enumerate() {
             out.push(Ranked {
                 block: block.clone(),
                 rank: rank + 1,
                 group: (*g).clone(),
-                against_best: (rank > 0).then(|| compare(&g.stats, &best.stats)),
+                against_best: (rank > 0).then(|| against(g)),
                 best_label: best.label.clone(),
             });
         }
@@ -229,6 +287,46 @@ pub fn pooled_seed_sd(groups: &[ReplicateGroup]) -> Option<(f64, usize)> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn group(label: &str, values: &[f64]) -> ReplicateGroup {
+        ReplicateGroup {
+            label: label.into(),
+            config: json!({"model": {"arch": label}}),
+            run_keys: (0..values.len()).map(|i| format!("{label}{i}")).collect(),
+            seeds: (0..values.len() as u64).collect(),
+            losses: values.to_vec(),
+            stats: GroupStats::of(values).unwrap(),
+            flops: 1.0,
+            tokens: 1.0,
+        }
+    }
+
+    #[test]
+    fn accuracy_ranks_the_highest_first_and_a_lower_group_is_behind() {
+        use loopscale_fit::noise::Verdict;
+        let groups = [
+            group("low", &[0.60, 0.61, 0.62]),
+            group("high", &[0.95, 0.96, 0.97]),
+            group("close", &[0.93, 0.955, 0.98]),
+        ];
+        let ranked = rank_within_by(&groups, &[], Metric::Accuracy);
+        let order: Vec<&str> = ranked.iter().map(|r| r.group.label.as_str()).collect();
+        assert_eq!(order, ["high", "close", "low"]);
+        let low = ranked[2].against_best.as_ref().unwrap();
+        assert!((low.difference + 0.35).abs() < 1e-12, "{}", low.difference);
+        assert_eq!(low.verdict, Verdict::Behind);
+        assert_eq!(
+            ranked[1].against_best.as_ref().unwrap().verdict,
+            Verdict::WithinNoise
+        );
+        // By loss the same numbers rank the other way, and the high group is behind.
+        let by_loss = rank_within(&groups, &[]);
+        assert_eq!(by_loss[0].group.label, "low");
+        assert_eq!(
+            by_loss[2].against_best.as_ref().unwrap().verdict,
+            Verdict::Behind
+        );
+    }
 
     #[test]
     fn config_values_are_found_flat_or_under_looped() {

@@ -86,6 +86,17 @@ pub struct Comparison {
 }
 
 impl Comparison {
+    /// The same comparison of a quantity where higher is better (an accuracy): the difference
+    /// and its interval stay `a − b`, the verdict's sides swap (a higher `a` is ahead).
+    pub fn higher_is_better(mut self) -> Comparison {
+        self.verdict = match self.verdict {
+            Verdict::Ahead => Verdict::Behind,
+            Verdict::Behind => Verdict::Ahead,
+            v => v,
+        };
+        self
+    }
+
     /// The verdict in words, for tables and notes (lower is better: losses).
     pub fn sentence(&self) -> String {
         match self.verdict {

@@ -19,7 +19,9 @@ use anyhow::{Context, Result, bail};
 use loopscale_analysis::Frames;
 use loopscale_analysis::chart_data::{final_loss_pivot, report_charts};
 use loopscale_analysis::fits::ReportFits;
-use loopscale_analysis::groups::{config_value, pooled_seed_sd, rank_within, replicate_groups};
+use loopscale_analysis::groups::{
+    Metric, config_value, pooled_seed_sd, rank_within, replicate_groups,
+};
 use loopscale_analysis::is_database;
 use loopscale_analysis::source::{load_frames, stored_tune};
 use loopscale_plot::{Chart, render_all};
@@ -216,6 +218,7 @@ fn groups_table(frames: &Frames) -> Result<TextTable> {
     Ok(tables::groups_table(
         &rank_within(&groups, &within),
         pooled_seed_sd(&groups),
+        Metric::ValLoss,
     ))
 }
 

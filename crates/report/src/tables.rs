@@ -8,7 +8,7 @@ use anyhow::Result;
 use loopscale_analysis::chart_data::LossPivot;
 use loopscale_analysis::envelope::{Envelope, Position, column_of};
 use loopscale_analysis::fits::ReportFits;
-use loopscale_analysis::groups::Ranked;
+use loopscale_analysis::groups::{Metric, Ranked};
 use loopscale_analysis::{Frames, opt_f64s, strs};
 use loopscale_fit::{FitReport, Verdict};
 use loopscale_train::TimeSplit;
@@ -252,8 +252,8 @@ pub fn tuning_table(env: &Envelope) -> TextTable {
 
 /// The replicate groups ranked within their blocks, each against its block's best with the
 /// verdict at the resolution of the seed noise; the caption says the pooled noise, or that it
-/// is unmeasured.
-pub fn groups_table(ranked: &[Ranked], pooled: Option<(f64, usize)>) -> TextTable {
+/// is unmeasured. `metric` is what the groups summarise (their final loss in the report).
+pub fn groups_table(ranked: &[Ranked], pooled: Option<(f64, usize)>, metric: Metric) -> TextTable {
     let rows = ranked
         .iter()
         .map(|r| {
@@ -265,7 +265,7 @@ pub fn groups_table(ranked: &[Ranked], pooled: Option<(f64, usize)>) -> TextTabl
                     c.interval
                         .map(|(lo, hi)| format!("[{lo:+.4}, {hi:+.4}]"))
                         .unwrap_or_default(),
-                    // The block's best has the lower mean: the group is behind it or within noise.
+                    // The block's best has the better mean: the group is behind it or within noise.
                     match c.verdict {
                         Verdict::Behind => format!("behind {} by more than noise", r.best_label),
                         Verdict::Ahead => format!("ahead of {} by more than noise", r.best_label),
@@ -294,8 +294,10 @@ pub fn groups_table(ranked: &[Ranked], pooled: Option<(f64, usize)>) -> TextTabl
         .collect();
     let noise = match pooled {
         Some((sd, df)) => format!(
-            "Seed noise: one seed's final loss lies about {sd:.4} nats (standard deviation, pooled over {df} \
-             degrees of freedom) from its configuration's mean."
+            "Seed noise: one seed's {} lies about {sd:.4}{} (standard deviation, pooled over {df} \
+             degrees of freedom) from its configuration's mean.",
+            metric.words(),
+            if metric == Metric::ValLoss { " nats" } else { "" }
         ),
         None => "Seed noise is unmeasured: every configuration has one seed, so no difference between \
                  configurations can be told from seed noise (add seeds: `[sweep] seeds = [0, 1, 2]`)."
@@ -303,9 +305,15 @@ pub fn groups_table(ranked: &[Ranked], pooled: Option<(f64, usize)>) -> TextTabl
     };
     TextTable {
         caption: format!(
-            "Replicate groups (runs that differ only in their seed): final validation loss as mean ± \
-             standard error (n seeds), ranked within each block and compared with the block's best \
-             (difference, Welch 95% interval, verdict). {noise}"
+            "Replicate groups (runs that differ only in their seed): {} as mean ± standard error \
+             (n seeds), ranked within each block ({} first) and compared with the block's best \
+             (difference, Welch 95% interval, verdict). {noise}",
+            metric.words(),
+            if metric.higher_is_better() {
+                "highest"
+            } else {
+                "lowest"
+            }
         ),
         header: [
             "block",
