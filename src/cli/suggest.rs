@@ -267,17 +267,14 @@ pub fn suggest(args: &SuggestArgs) -> Result<i32> {
         seed: args.seed,
         ..BootstrapOptions::default()
     };
-    // Seeds of a configuration are resampled together, as `fit` resamples them.
-    let request = FitRequest {
-        replicate_groups: true,
-        ..FitRequest::new(
-            choice,
-            FitOptions {
-                bootstrap: Some(boot),
-                ..FitOptions::default()
-            },
-        )
-    };
+    // Seeds of a configuration are resampled together (`FitRequest`'s default), as `fit` does.
+    let request = FitRequest::new(
+        choice,
+        FitOptions {
+            bootstrap: Some(boot),
+            ..FitOptions::default()
+        },
+    );
     let input = law_fit::load(&Source::Database(&db), &request)?;
     let points = &input.points;
     let done: HashSet<String> = db

@@ -113,11 +113,6 @@ pub fn planned_columns(
     };
     let (n_once, n_rec) =
         once_and_per_loop(looped.map(|_| model), big_n, params - non_embedding, n);
-    // The store's row of the run (`Store::register_sweep`): a looped run's layers are its blocks.
-    let n_layers = match looped {
-        Some(l) if model.arch == loopscale_model::Arch::Looped => l.n_prelude + l.n_core + l.n_coda,
-        _ => model.n_layers,
-    };
     let mut out = vec![
         ("N".to_string(), big_n),
         ("D".to_string(), cost.tokens as f64),
@@ -130,7 +125,8 @@ pub fn planned_columns(
         ("n_rec".to_string(), n_rec),
         ("d_model".to_string(), model.d_model as f64),
         ("n_heads".to_string(), model.n_heads as f64),
-        ("n_layers".to_string(), n_layers as f64),
+        // As the store registers the run: a looped run's layers are its blocks.
+        ("n_layers".to_string(), model.distinct_blocks() as f64),
         ("seed".to_string(), config.seed as f64),
         ("lr".to_string(), config.train.lr),
         ("params".to_string(), params),

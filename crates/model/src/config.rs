@@ -225,6 +225,11 @@ impl LoopedConfig {
             .max(1)
     }
 
+    /// The blocks with weights of their own: prelude, core and coda.
+    pub fn blocks(&self) -> usize {
+        self.n_prelude + self.n_core + self.n_coda
+    }
+
     /// Width of the recurrent state for a model of width `d_model`.
     pub fn recurrent_width(&self, d_model: usize) -> usize {
         self.recurrent_dim.unwrap_or(d_model)
@@ -322,6 +327,15 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
+    /// The blocks with weights of their own, as the store's `runs.n_layers` counts them: a
+    /// looped model's prelude, core and coda blocks ([`LoopedConfig::blocks`]), else `n_layers`.
+    pub fn distinct_blocks(&self) -> usize {
+        match &self.looped {
+            Some(l) if self.arch == Arch::Looped => l.blocks(),
+            _ => self.n_layers,
+        }
+    }
+
     /// μP's width multiplier `m = d_model / mup_base_width`; `None` under the standard
     /// parametrization (and under μP without a base width, which validation refuses).
     /// [`ModelConfig::mup_width_mult`] for building a model: an error for `"mup"` without a

@@ -185,10 +185,7 @@ impl Store {
                 let c = &run.config;
                 let m = &c.model;
                 let looped = m.looped.as_ref();
-                let n_layers = match looped {
-                    Some(l) if m.arch == Arch::Looped => l.n_prelude + l.n_core + l.n_coda,
-                    _ => m.n_layers,
-                };
+                let n_layers = m.distinct_blocks();
                 added += insert
                     .execute(params![
                         run.key,

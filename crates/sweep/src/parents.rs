@@ -268,7 +268,7 @@ fn flat(v: &serde_json::Value) -> std::collections::BTreeMap<String, serde_json:
 
 /// The configured split of a recast child with `n_layers` parent blocks.
 fn check_shape(looped: &LoopedConfig, n_layers: usize) -> Result<Split, String> {
-    let blocks = looped.n_prelude + looped.n_core + looped.n_coda;
+    let blocks = looped.blocks();
     if blocks != n_layers {
         return Err(format!(
             "n_prelude + n_core + n_coda = {} + {} + {} = {blocks}, the parent has {n_layers} blocks",

@@ -47,7 +47,7 @@ pub fn build_recast_model(
         .context("a recast run must be a looped model (model.arch = \"looped\")")?;
     let n_layers = parent_cfg.model.n_layers;
     anyhow::ensure!(
-        looped.n_prelude + looped.n_core + looped.n_coda == n_layers,
+        looped.blocks() == n_layers,
         "a recast run keeps its parent's {n_layers} blocks: n_prelude + n_core + n_coda = {} + {} + {}",
         looped.n_prelude,
         looped.n_core,

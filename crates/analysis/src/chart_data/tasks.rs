@@ -158,18 +158,7 @@ pub fn accuracy_vs_loops(frames: &Frames) -> Built {
                 means(g),
             ));
         }
-        return Ok(Ok(Figure::single(Panel {
-            title: format!(
-                "Test-time depth: accuracy vs loops at evaluation ({})",
-                se_caption(&curves)
-            ),
-            x_label: "test-time loops T".into(),
-            y_label: "accuracy (exact answers)".into(),
-            log_x: true,
-            log_y: false,
-            series,
-            zero_line: false,
-        })));
+        return Ok(Ok(loops_figure(&se_caption(&curves), series)));
     }
     let mut keys: Vec<&str> = looped.iter().map(|p| p.run_key.as_str()).collect();
     keys.dedup();
@@ -192,18 +181,23 @@ pub fn accuracy_vs_loops(frames: &Frames) -> Built {
             )
         })
         .collect();
-    Ok(Ok(Figure::single(Panel {
-        title:
-            "Test-time depth: accuracy vs loops at evaluation (one seed per configuration: noise \
-                unmeasured)"
-                .into(),
+    Ok(Ok(loops_figure(
+        "one seed per configuration: noise unmeasured",
+        series,
+    )))
+}
+
+/// The test-time depth chart's one panel; `noise` says what the bars are, or that there are none.
+fn loops_figure(noise: &str, series: Vec<Series>) -> Figure {
+    Figure::single(Panel {
+        title: format!("Test-time depth: accuracy vs loops at evaluation ({noise})"),
         x_label: "test-time loops T".into(),
         y_label: "accuracy (exact answers)".into(),
         log_x: true,
         log_y: false,
         series,
         zero_line: false,
-    })))
+    })
 }
 
 /// `3`, or `2–3` when groups differ in their seeds.

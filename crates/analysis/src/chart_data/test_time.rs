@@ -134,15 +134,25 @@ pub fn budget(frames: &Frames) -> Built {
             ));
         }
     }
-    Ok(Ok(Figure::single(Panel {
-        title: "Elastic depth: validation loss vs loop budget M".into(),
+    Ok(Ok(budget_figure(String::new(), series)))
+}
+
+/// The elastic-depth chart's one panel; `noise` ("mean ± 1 SE over 3 seeds") follows the title.
+fn budget_figure(noise: String, series: Vec<Series>) -> Figure {
+    let title = "Elastic depth: validation loss vs loop budget M";
+    Figure::single(Panel {
+        title: if noise.is_empty() {
+            title.into()
+        } else {
+            format!("{title} ({noise})")
+        },
         x_label: "loop budget M (loops at evaluation)".into(),
         y_label: "validation loss (nats/token)".into(),
         log_x: true,
         log_y: false,
         series,
         zero_line: false,
-    })))
+    })
 }
 
 /// Elastic depth for a sweep with seeds: per replicate group and schedule, the mean loss at each
@@ -216,16 +226,5 @@ fn grouped_budget(frames: &Frames, groups: &[ReplicateGroup], (m_min, m_max): (f
             vec![(m_min, mean), (m_max, mean)],
         ));
     }
-    Ok(Ok(Figure::single(Panel {
-        title: format!(
-            "Elastic depth: validation loss vs loop budget M ({})",
-            se_caption(&all)
-        ),
-        x_label: "loop budget M (loops at evaluation)".into(),
-        y_label: "validation loss (nats/token)".into(),
-        log_x: true,
-        log_y: false,
-        series,
-        zero_line: false,
-    })))
+    Ok(Ok(budget_figure(se_caption(&all), series)))
 }
